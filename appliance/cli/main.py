@@ -1,0 +1,53 @@
+"""The `callmesh` command: one entry point, one sub-command module per area.
+
+Each sub-command module exposes ``add_parser(subparsers)``; the parser it adds sets
+``func`` to a callable taking the parsed namespace and returning the process exit code.
+Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from appliance import __version__
+from appliance.cli import aggregator_cmd, appliance_cmd, demo_cmd, doctor_cmd, modem_cmd
+
+SubcommandModule = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+_MODULES: tuple[SubcommandModule, ...] = (
+    appliance_cmd.add_parser,
+    aggregator_cmd.add_parser,
+    demo_cmd.add_parser,
+    modem_cmd.add_parser,
+    doctor_cmd.add_parser,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog="callmesh",
+        description="callmesh: edge telephony appliances and their central aggregator.",
+    )
+    parser.add_argument("--version", action="version", version=f"callmesh {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in _MODULES:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run the chosen sub-command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The demo deployment: real services on loopback, described by a manifest."""

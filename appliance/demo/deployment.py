@@ -1,0 +1,168 @@
+"""Start, watch and stop the demo's services as real processes.
+
+Each service runs as ``python -m appliance.cli.main <kind> run --config ...`` in its own
+session, logging to a file in its folder. Start-up waits (bounded) for every /healthz to
+answer 200; a service that exits or stays unhealthy stops the whole demo with the tail of
+its log. The manifest records what runs where, so ``--stop`` and tests can find it.
+
+Exceptions::
+
+    DemoError      a service failed to start or become healthy (message names it)
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from appliance.demo.plan import ServicePlan, plan_services
+
+MANIFEST = "manifest.json"
+MARKER = "appliance.cli.main"
+
+
+class DemoError(Exception):
+    """The demo could not be brought up."""
+
+
+def start(demo_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
+    """Bring the demo up (stopping an earlier one first); returns the manifest."""
+    demo_dir = demo_dir.resolve()
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    stop(demo_dir)
+    plans = plan_services(demo_dir)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for plan in plans:
+            procs[plan.name] = _spawn(plan)
+            _wait_healthy(plan, procs[plan.name], time.monotonic() + timeout)
+    except DemoError:
+        _terminate(list(procs.values()))
+        raise
+    manifest = _manifest(demo_dir, plans, procs)
+    (demo_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def _spawn(plan: ServicePlan) -> subprocess.Popen[bytes]:
+    plan.root.mkdir(parents=True, exist_ok=True)
+    plan.config_path.write_text(yaml.safe_dump(plan.config, sort_keys=False))
+    cmd = [sys.executable, "-m", MARKER, plan.kind, "run", "--config", str(plan.config_path)]
+    with plan.log_path.open("ab") as log:
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _wait_healthy(plan: ServicePlan, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DemoError(f"{plan.name} exited with code {proc.returncode}:\n{_tail(plan)}")
+        try:
+            if httpx.get(f"{plan.url}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise DemoError(f"{plan.name} did not become healthy in time:\n{_tail(plan)}")
+
+
+def _tail(plan: ServicePlan, lines: int = 15) -> str:
+    try:
+        text = plan.log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no log at {plan.log_path})"
+    return "\n".join(f"  | {line}" for line in text[-lines:])
+
+
+def _manifest(
+    demo_dir: Path, plans: list[ServicePlan], procs: dict[str, subprocess.Popen[bytes]]
+) -> dict[str, Any]:
+    services = {
+        plan.name: {
+            "kind": plan.kind,
+            "pid": procs[plan.name].pid,
+            "http": plan.url,
+            "healthz": f"{plan.url}/healthz",
+            "metrics": f"{plan.url}/metrics",
+            "config": str(plan.config_path),
+            "data_dir": plan.config["data_dir"],
+            "log": str(plan.log_path),
+            **plan.extras,
+        }
+        for plan in plans
+    }
+    return {
+        "format": 1,
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "demo_dir": str(demo_dir),
+        "services": services,
+    }
+
+
+def read_manifest(demo_dir: Path) -> dict[str, Any] | None:
+    """The running demo's manifest, or None when there is none."""
+    try:
+        loaded: dict[str, Any] = json.loads((demo_dir / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return loaded
+
+
+def stop(demo_dir: Path, timeout: float = 20.0) -> list[str]:
+    """Stop every service the manifest lists (newest first); returns the names stopped."""
+    manifest = read_manifest(demo_dir.resolve())
+    if manifest is None:
+        return []
+    stopped = []
+    for name, service in reversed(list(manifest["services"].items())):
+        if _is_ours(service["pid"]):
+            _stop_pid(service["pid"], timeout)
+            stopped.append(name)
+    (demo_dir / MANIFEST).unlink(missing_ok=True)
+    return stopped
+
+
+def _is_ours(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return MARKER.encode() in cmdline
+
+
+def _stop_pid(pid: int, timeout: float) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _is_ours(pid):
+        time.sleep(0.05)
+    if _is_ours(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _terminate(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)

@@ -1,0 +1,129 @@
+"""What the demo deploys: service configs, credentials and ports, as plain data.
+
+Secrets (API tokens, SIP passwords) are generated once per demo directory and kept in
+``secrets.json`` so a restarted demo keeps the credentials people already typed into a
+softphone. Ports are the preferred ones when free, otherwise any free loopback port.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOOPBACK = "127.0.0.1"
+PREFERRED_PORTS = {"aggregator": 8800, "branch": 8080, "gateway": 8081}
+BRANCH_EXTENSIONS = (("1001", "Reception"), ("1002", "Sales"), ("1003", "Support"))
+GATEWAY_EXTENSIONS = (("2001", "Gateway desk"),)
+
+
+@dataclass
+class ServicePlan:
+    """One service of the demo: how to start it and what it offers."""
+
+    name: str
+    kind: str
+    port: int
+    root: Path
+    config: dict[str, Any]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / f"{self.kind}.yaml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "service.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+
+def load_secrets(demo_dir: Path) -> dict[str, Any]:
+    """The demo's tokens and passwords, created on first use."""
+    path = demo_dir / "secrets.json"
+    if path.exists():
+        loaded: dict[str, Any] = json.loads(path.read_text())
+        return loaded
+    values = {
+        "aggregator_admin_token": secrets.token_urlsafe(24),
+        "branch_admin_token": secrets.token_urlsafe(24),
+        "gateway_admin_token": secrets.token_urlsafe(24),
+        "sip_passwords": {
+            number: secrets.token_urlsafe(12)
+            for number, _ in BRANCH_EXTENSIONS + GATEWAY_EXTENSIONS
+        },
+    }
+    path.write_text(json.dumps(values, indent=2))
+    path.chmod(0o600)
+    return values
+
+
+def free_port(preferred: int) -> int:
+    """``preferred`` if nothing listens there on loopback, else a free ephemeral port."""
+    for candidate in (preferred, 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOOPBACK, candidate))
+            except OSError:
+                continue
+            port: int = sock.getsockname()[1]
+            return port
+    raise OSError("no free TCP port on loopback")
+
+
+def plan_services(demo_dir: Path) -> list[ServicePlan]:
+    """The aggregator, a branch box and a SIM-gateway box, in start-up order."""
+    creds = load_secrets(demo_dir)
+    plans = [_aggregator(demo_dir, creds)]
+    plans.append(_appliance(demo_dir, creds, "branch", "branch", BRANCH_EXTENSIONS))
+    plans.append(_appliance(demo_dir, creds, "gateway", "sim-gateway", GATEWAY_EXTENSIONS))
+    return plans
+
+
+def _aggregator(demo_dir: Path, creds: dict[str, Any]) -> ServicePlan:
+    root = demo_dir / "aggregator"
+    port = free_port(PREFERRED_PORTS["aggregator"])
+    token = {"name": "demo-admin", "token": creds["aggregator_admin_token"], "role": "admin"}
+    config = {
+        "data_dir": str(root / "data"),
+        "http": {"host": LOOPBACK, "port": port},
+        "api": {"tokens": [token]},
+    }
+    return ServicePlan("aggregator", "aggregator", port, root, config, {"api_tokens": [token]})
+
+
+def _appliance(
+    demo_dir: Path,
+    creds: dict[str, Any],
+    name: str,
+    profile: str,
+    extensions: tuple[tuple[str, str], ...],
+) -> ServicePlan:
+    root = demo_dir / name
+    port = free_port(PREFERRED_PORTS[name])
+    token = {"name": "demo-admin", "token": creds[f"{name}_admin_token"], "role": "admin"}
+    sip_exts = [
+        {"number": number, "password": creds["sip_passwords"][number], "name": label}
+        for number, label in extensions
+    ]
+    config = {
+        "site_id": f"demo-{name}",
+        "profile": profile,
+        "data_dir": str(root / "data"),
+        "http": {"host": LOOPBACK, "port": port},
+        "api": {"tokens": [token]},
+        "sip": {"extensions": sip_exts},
+    }
+    extras = {
+        "site_id": config["site_id"],
+        "profile": profile,
+        "api_tokens": [token],
+        "sip": {"domain": "callmesh.local", "extensions": sip_exts},
+    }
+    return ServicePlan(name, "appliance", port, root, config, extras)

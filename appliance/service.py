@@ -1,0 +1,89 @@
+"""The appliance's composition root: builds drivers and services from settings and runs them.
+
+Start-up order: HTTP socket bound (fails fast on a busy port), store opened, HTTP
+serving. Shutdown runs in reverse from SIGTERM/SIGINT, closing the store last.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import Gauge
+
+from appliance import __version__
+from appliance.settings import ApplianceSettings
+from appliance.store import Outbox, Store
+from drivers.runtime.http import HttpServer
+from drivers.runtime.lifecycle import Component, run_until_signalled
+from drivers.runtime.observability import Health, add_observability_routes, new_registry
+
+log = logging.getLogger(__name__)
+
+OUTBOXES = ("cdr",)
+
+
+class StoreComponent:
+    """Owns the process's single LMDB environment."""
+
+    name = "store"
+
+    def __init__(self, settings: ApplianceSettings) -> None:
+        self._settings = settings
+        self.store: Store | None = None
+        self.outboxes: dict[str, Outbox] = {}
+
+    async def start(self) -> None:
+        self.store = Store.open(self._settings.data_dir / "store", self._settings.store.map_size_mb)
+        self.outboxes = {name: Outbox(self.store, name) for name in OUTBOXES}
+
+    async def stop(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def pending(self, outbox: str) -> int:
+        """Entries waiting in ``outbox`` (0 while the store is closed)."""
+        return self.outboxes[outbox].pending() if outbox in self.outboxes else 0
+
+    def check(self) -> tuple[bool, str]:
+        """Health: the store is open and has room."""
+        if self.store is None:
+            return False, "not open"
+        usage = self.store.usage()
+        percent = 100 * usage["used_bytes"] / usage["map_size_bytes"]
+        return percent < 90, f"{percent:.1f}% of the map used"
+
+
+def build(settings: ApplianceSettings) -> list[Component]:
+    """The appliance's components in start-up order."""
+    facts = {"site_id": settings.site_id, "profile": settings.profile, "version": __version__}
+    registry = new_registry("appliance", facts)
+    health = Health("appliance", facts)
+    store = StoreComponent(settings)
+    health.add_check("store", store.check)
+    _outbox_metrics(store, registry)
+    app = FastAPI(title="callmesh appliance", version=__version__)
+    add_observability_routes(app, health, registry)
+    http = HttpServer(app, settings.http.host, settings.http.port, name="appliance-http")
+    return [store, http]
+
+
+def _outbox_metrics(store: StoreComponent, registry: Any) -> None:
+    pending = Gauge(
+        "callmesh_outbox_pending",
+        "Entries waiting for the aggregator's ack",
+        ["outbox"],
+        registry=registry,
+    )
+    for name in OUTBOXES:
+        pending.labels(outbox=name).set_function(functools.partial(store.pending, name))
+    used = Gauge("callmesh_store_used_bytes", "Bytes used in the LMDB map", registry=registry)
+    used.set_function(lambda: store.store.usage()["used_bytes"] if store.store else 0)
+
+
+async def run(settings: ApplianceSettings) -> None:
+    """Run the appliance until SIGTERM/SIGINT."""
+    await run_until_signalled(build(settings))

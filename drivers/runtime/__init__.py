@@ -1,0 +1,1 @@
+"""Process runtime shared by every callmesh service: config layering, logging, HTTP, lifecycle."""

@@ -1,0 +1,63 @@
+"""Start components in order, stop them in reverse on SIGTERM/SIGINT.
+
+A component is anything with ``name``, ``async start()`` and ``async stop()``. If a
+start fails, the components already started are stopped (in reverse) before the error
+propagates, so stores are never left open behind a failed start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    """A part of a service with an ordered start and stop."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def run_until_signalled(
+    components: Sequence[Component], stop_event: asyncio.Event | None = None
+) -> None:
+    """Start every component, wait for a stop signal, then stop them in reverse order."""
+    stop_event = stop_event or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, sig, stop_event)
+    started: list[Component] = []
+    try:
+        for component in components:
+            await component.start()
+            started.append(component)
+            log.debug("started %s", component.name)
+        log.info("ready", extra={"components": ",".join(c.name for c in started)})
+        await stop_event.wait()
+    finally:
+        await stop_all(started)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def _on_signal(sig: signal.Signals, stop_event: asyncio.Event) -> None:
+    log.info("received %s, shutting down", sig.name)
+    stop_event.set()
+
+
+async def stop_all(started: Sequence[Component]) -> None:
+    """Stop components newest first; one failing stop does not skip the others."""
+    for component in reversed(started):
+        try:
+            await component.stop()
+            log.info("stopped %s", component.name)
+        except Exception:
+            log.exception("stopping %s failed", component.name)
