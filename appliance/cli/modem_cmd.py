@@ -1,4 +1,4 @@
-"""`callmesh modem ...`: field-technician tools for GSM/LTE modems (filled in by the modem driver)."""
+"""`callmesh modem ...`: field-technician tools for GSM/LTE modems."""
 
 from __future__ import annotations
 
