@@ -1,7 +1,7 @@
-"""The aggregator's composition root: database, HTTP API, metrics.
+"""The aggregator's composition root: database, ingest, HTTP API and metrics.
 
-Start-up order: HTTP socket bound, database connected and checked, HTTP serving.
-Shutdown in reverse from SIGTERM/SIGINT.
+Start-up order: HTTP socket bound, database connected (schema created), ingest ROUTER
+bound, HTTP serving. Shutdown in reverse from SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ import logging
 import sqlalchemy as sa
 from fastapi import FastAPI
 
+from aggregator.api import mount_api
+from aggregator.ingest import IngestMetrics, IngestServer
 from aggregator.settings import AggregatorSettings
+from aggregator.store.db import DatabaseError, create_engine
 from appliance import __version__
 from drivers.runtime.http import HttpServer
 from drivers.runtime.lifecycle import Component, run_until_signalled
@@ -19,9 +22,7 @@ from drivers.runtime.observability import Health, add_observability_routes, new_
 
 log = logging.getLogger(__name__)
 
-
-class DatabaseError(Exception):
-    """The report database cannot be reached or used."""
+__all__ = ["DatabaseError", "build", "run"]
 
 
 class DatabaseComponent:
@@ -32,35 +33,31 @@ class DatabaseComponent:
     def __init__(self, settings: AggregatorSettings) -> None:
         self._url = settings.database_url()
         self._data_dir = settings.data_dir
-        self.engine: sa.Engine | None = None
+        self._engine: sa.Engine | None = None
 
     async def start(self) -> None:
         try:
             self._data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise DatabaseError(f"cannot create data directory {self._data_dir}: {err}") from None
-        engine = sa.create_engine(self._url, pool_pre_ping=True)
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-        except sa.exc.SQLAlchemyError as err:
-            engine.dispose()
-            shown = sa.engine.make_url(self._url).render_as_string(hide_password=True)
-            raise DatabaseError(f"cannot use database {shown}: {err.__cause__ or err}") from None
-        self.engine = engine
+        self._engine = create_engine(self._url)
 
     async def stop(self) -> None:
-        if self.engine is not None:
-            self.engine.dispose()
-            self.engine = None
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def engine(self) -> sa.Engine:
+        """The engine; only valid between start and stop."""
+        if self._engine is None:
+            raise DatabaseError("database is not connected")
+        return self._engine
 
     def check(self) -> tuple[bool, str]:
         """Health: a trivial query answers."""
-        if self.engine is None:
-            return False, "not connected"
-        with self.engine.connect() as conn:
+        with self.engine().connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-        return True, self.engine.dialect.name
+        return True, self.engine().dialect.name
 
 
 def build(settings: AggregatorSettings) -> list[Component]:
@@ -70,10 +67,12 @@ def build(settings: AggregatorSettings) -> list[Component]:
     health = Health("aggregator", facts)
     database = DatabaseComponent(settings)
     health.add_check("database", database.check)
+    ingest = IngestServer(settings, database.engine, IngestMetrics(registry))
     app = FastAPI(title="callmesh aggregator", version=__version__)
     add_observability_routes(app, health, registry)
+    mount_api(app, settings, database.engine)
     http = HttpServer(app, settings.http.host, settings.http.port, name="aggregator-http")
-    return [database, http]
+    return [database, ingest, http]
 
 
 async def run(settings: AggregatorSettings) -> None:

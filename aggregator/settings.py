@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Literal
 
-from drivers.runtime.settings_base import ApiToken, HttpSettings, Section, ServiceSettings
+from pydantic import Field, field_validator
+
+from drivers.runtime.settings_base import HttpSettings, Section, ServiceSettings
+from drivers.sync.keys import check_z85_key
 
 
 class DatabaseSettings(Section):
@@ -13,10 +17,45 @@ class DatabaseSettings(Section):
     url: str | None = Field(None, description="SQLAlchemy URL, e.g. postgresql://user@host/db")
 
 
+HqRole = Literal["admin", "hq-viewer", "site-viewer"]
+
+
+class HqToken(Section):
+    """A bearer token for the HQ API; a site-viewer sees only ``sites``."""
+
+    name: str = Field(min_length=1, max_length=64)
+    token: str = Field(min_length=16, max_length=256)
+    role: HqRole = "hq-viewer"
+    sites: tuple[str, ...] = ()
+
+
 class ApiSettings(Section):
     """HQ API access."""
 
-    tokens: tuple[ApiToken, ...] = ()
+    tokens: tuple[HqToken, ...] = ()
+
+
+class SiteKey(Section):
+    """A site allowed to connect, bound to its CurveZMQ public key."""
+
+    site_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    public_key: str
+    revoked: bool = False
+
+    @field_validator("public_key")
+    @classmethod
+    def _z85(cls, value: str) -> str:
+        check_z85_key(value)
+        return value
+
+
+class IngestSettings(Section):
+    """The ROUTER socket appliances connect to, and who may connect."""
+
+    bind: str = Field("tcp://127.0.0.1:5570", pattern=r"^(tcp|ipc)://.+")
+    key_file: Path | None = Field(None, description="server .key_secret; default data_dir/keys")
+    sites: tuple[SiteKey, ...] = ()
+    chunk_credit: int = Field(8, ge=1, le=256)
 
 
 class AggregatorSettings(ServiceSettings):
@@ -25,7 +64,16 @@ class AggregatorSettings(ServiceSettings):
     http: HttpSettings = HttpSettings(port=8800)
     database: DatabaseSettings = DatabaseSettings()
     api: ApiSettings = ApiSettings()
+    ingest: IngestSettings = IngestSettings()
 
     def database_url(self) -> str:
         """The SQLAlchemy URL in force."""
         return self.database.url or f"sqlite:///{self.data_dir / 'aggregator.db'}"
+
+    def key_file(self) -> Path:
+        """The aggregator's CurveZMQ secret key file."""
+        return self.ingest.key_file or self.data_dir / "keys" / "aggregator.key_secret"
+
+    def recordings_dir(self) -> Path:
+        """Where uploaded recordings are stored, by content hash."""
+        return self.data_dir / "recordings"

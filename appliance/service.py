@@ -1,7 +1,8 @@
 """The appliance's composition root: builds drivers and services from settings and runs them.
 
-Start-up order: HTTP socket bound (fails fast on a busy port), store opened, HTTP
-serving. Shutdown runs in reverse from SIGTERM/SIGINT, closing the store last.
+Start-up order: HTTP socket bound (fails fast on a busy port), store opened, sync
+client started (when enabled), HTTP serving. Shutdown runs in reverse from SIGTERM/SIGINT,
+closing the store last.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from prometheus_client import Gauge
 
 from appliance import __version__
 from appliance.settings import ApplianceSettings
-from appliance.store import Outbox, Store
+from appliance.store import Outbox, Store, StoreError
+from appliance.sync.client import SyncClient, SyncMetrics
 from drivers.runtime.http import HttpServer
 from drivers.runtime.lifecycle import Component, run_until_signalled
 from drivers.runtime.observability import Health, add_observability_routes, new_registry
 
 log = logging.getLogger(__name__)
 
-OUTBOXES = ("cdr",)
+OUTBOXES = ("cdr", "recording")
 
 
 class StoreComponent:
@@ -43,6 +45,12 @@ class StoreComponent:
         if self.store is not None:
             self.store.close()
             self.store = None
+
+    def get(self) -> Store:
+        """The open store; only valid between start and stop."""
+        if self.store is None:
+            raise StoreError("store is not open")
+        return self.store
 
     def pending(self, outbox: str) -> int:
         """Entries waiting in ``outbox`` (0 while the store is closed)."""
@@ -68,7 +76,12 @@ def build(settings: ApplianceSettings) -> list[Component]:
     app = FastAPI(title="callmesh appliance", version=__version__)
     add_observability_routes(app, health, registry)
     http = HttpServer(app, settings.http.host, settings.http.port, name="appliance-http")
-    return [store, http]
+    components: list[Component] = [store]
+    if settings.sync.enabled:
+        sync = SyncClient(settings, store.get, SyncMetrics(registry))
+        health.add_check("sync", lambda: (True, "up" if sync.session_up.is_set() else "HQ down"))
+        components.append(sync)
+    return [*components, http]
 
 
 def _outbox_metrics(store: StoreComponent, registry: Any) -> None:

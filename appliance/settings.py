@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from drivers.runtime.settings_base import ApiToken, Section, ServiceSettings
+from drivers.sync.keys import check_z85_key
 
 Profile = Literal["branch", "hotel", "sim-gateway"]
 
@@ -38,6 +40,44 @@ class SipSettings(Section):
     extensions: tuple[Extension, ...] = ()
 
 
+class SyncSettings(Section):
+    """The link to the aggregator: ZeroMQ DEALER with CurveZMQ."""
+
+    enabled: bool = False
+    endpoint: str = Field("tcp://127.0.0.1:5570", pattern=r"^(tcp|ipc)://.+")
+    server_public_key: str = ""
+    key_file: Path | None = Field(None, description="site .key_secret; default data_dir/keys")
+    batch_size: int = Field(2000, ge=1, le=10_000)
+    window: int = Field(4, ge=1, le=64)
+    ack_timeout_s: float = Field(15.0, gt=0)
+    hello_timeout_s: float = Field(5.0, gt=0)
+    reconnect_min_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    chunk_kib: int = Field(256, ge=4, le=1024)
+    status_interval_s: float = Field(10.0, gt=0)
+    disk_warn_percent: float = Field(80.0, gt=0, le=100)
+
+    @field_validator("server_public_key")
+    @classmethod
+    def _z85(cls, value: str) -> str:
+        if value:
+            check_z85_key(value)
+        return value
+
+    @model_validator(mode="after")
+    def _key_needed(self) -> SyncSettings:
+        if self.enabled and not self.server_public_key:
+            raise ValueError("sync.server_public_key is required when sync is enabled")
+        return self
+
+
+class RecordingSettings(Section):
+    """Local retention of recordings already confirmed by the aggregator."""
+
+    retention_days: float = Field(30.0, ge=0)
+    min_free_mb: int = Field(1024, ge=0)
+
+
 class ApplianceSettings(ServiceSettings):
     """Everything an appliance reads from its configuration."""
 
@@ -46,3 +86,9 @@ class ApplianceSettings(ServiceSettings):
     store: StoreSettings = StoreSettings()
     api: ApiSettings = ApiSettings()
     sip: SipSettings = SipSettings()
+    sync: SyncSettings = SyncSettings()
+    recordings: RecordingSettings = RecordingSettings()
+
+    def key_file(self) -> Path:
+        """The site's CurveZMQ secret key file."""
+        return self.sync.key_file or self.data_dir / "keys" / f"{self.site_id}.key_secret"

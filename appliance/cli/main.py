@@ -12,7 +12,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 from appliance import __version__
-from appliance.cli import aggregator_cmd, appliance_cmd, demo_cmd, doctor_cmd, modem_cmd
+from appliance.cli import (
+    aggregator_cmd,
+    appliance_cmd,
+    demo_cmd,
+    doctor_cmd,
+    keys_cmd,
+    modem_cmd,
+)
 
 SubcommandModule = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -21,6 +28,7 @@ _MODULES: tuple[SubcommandModule, ...] = (
     aggregator_cmd.add_parser,
     demo_cmd.add_parser,
     modem_cmd.add_parser,
+    keys_cmd.add_parser,
     doctor_cmd.add_parser,
 )
 

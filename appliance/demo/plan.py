@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drivers.sync import keys
+
 LOOPBACK = "127.0.0.1"
-PREFERRED_PORTS = {"aggregator": 8800, "branch": 8080, "gateway": 8081}
+PREFERRED_PORTS = {"aggregator": 8800, "branch": 8080, "gateway": 8081, "ingest": 5570}
+APPLIANCES = ("branch", "gateway")
 BRANCH_EXTENSIONS = (("1001", "Reception"), ("1002", "Sales"), ("1003", "Support"))
 GATEWAY_EXTENSIONS = (("2001", "Gateway desk"),)
 
@@ -77,25 +80,62 @@ def free_port(preferred: int) -> int:
     raise OSError("no free TCP port on loopback")
 
 
+def demo_keys(demo_dir: Path) -> dict[str, dict[str, str]]:
+    """CurveZMQ keypairs of the aggregator and each appliance, created once."""
+    key_dir = demo_dir / "keys"
+    found = {}
+    for name in ("aggregator", *(f"demo-{n}" for n in APPLIANCES)):
+        secret = key_dir / f"{name}.key_secret"
+        if not secret.exists():
+            keys.generate(key_dir, name)
+        found[name] = {"secret_file": str(secret), "public": keys.load_public(secret).decode()}
+    return found
+
+
 def plan_services(demo_dir: Path) -> list[ServicePlan]:
     """The aggregator, a branch box and a SIM-gateway box, in start-up order."""
     creds = load_secrets(demo_dir)
-    plans = [_aggregator(demo_dir, creds)]
-    plans.append(_appliance(demo_dir, creds, "branch", "branch", BRANCH_EXTENSIONS))
-    plans.append(_appliance(demo_dir, creds, "gateway", "sim-gateway", GATEWAY_EXTENSIONS))
-    return plans
+    key_pairs = demo_keys(demo_dir)
+    aggregator = _aggregator(demo_dir, creds, key_pairs)
+    link = {
+        "enabled": True,
+        "endpoint": aggregator.extras["ingest"],
+        "server_public_key": key_pairs["aggregator"]["public"],
+    }
+    return [
+        aggregator,
+        _appliance(demo_dir, creds, "branch", "branch", BRANCH_EXTENSIONS, link, key_pairs),
+        _appliance(demo_dir, creds, "gateway", "sim-gateway", GATEWAY_EXTENSIONS, link, key_pairs),
+    ]
 
 
-def _aggregator(demo_dir: Path, creds: dict[str, Any]) -> ServicePlan:
+def _aggregator(
+    demo_dir: Path, creds: dict[str, Any], key_pairs: dict[str, dict[str, str]]
+) -> ServicePlan:
     root = demo_dir / "aggregator"
     port = free_port(PREFERRED_PORTS["aggregator"])
+    ingest = f"tcp://{LOOPBACK}:{free_port(PREFERRED_PORTS['ingest'])}"
     token = {"name": "demo-admin", "token": creds["aggregator_admin_token"], "role": "admin"}
+    sites = [
+        {"site_id": f"demo-{n}", "public_key": key_pairs[f"demo-{n}"]["public"]} for n in APPLIANCES
+    ]
     config = {
         "data_dir": str(root / "data"),
         "http": {"host": LOOPBACK, "port": port},
         "api": {"tokens": [token]},
+        "ingest": {
+            "bind": ingest,
+            "key_file": key_pairs["aggregator"]["secret_file"],
+            "sites": sites,
+        },
     }
-    return ServicePlan("aggregator", "aggregator", port, root, config, {"api_tokens": [token]})
+    extras = {
+        "api_tokens": [token],
+        "ingest": ingest,
+        "public_key": key_pairs["aggregator"]["public"],
+        "api_docs": f"http://{LOOPBACK}:{port}/docs",
+    }
+    return ServicePlan("aggregator", "aggregator", port, root, config, extras)
 
 
 def _appliance(
@@ -104,6 +144,8 @@ def _appliance(
     name: str,
     profile: str,
     extensions: tuple[tuple[str, str], ...],
+    link: dict[str, Any],
+    key_pairs: dict[str, dict[str, str]],
 ) -> ServicePlan:
     root = demo_dir / name
     port = free_port(PREFERRED_PORTS[name])
@@ -112,18 +154,21 @@ def _appliance(
         {"number": number, "password": creds["sip_passwords"][number], "name": label}
         for number, label in extensions
     ]
+    site_id = f"demo-{name}"
     config = {
-        "site_id": f"demo-{name}",
+        "site_id": site_id,
         "profile": profile,
         "data_dir": str(root / "data"),
         "http": {"host": LOOPBACK, "port": port},
         "api": {"tokens": [token]},
         "sip": {"extensions": sip_exts},
+        "sync": {**link, "key_file": key_pairs[site_id]["secret_file"]},
     }
     extras = {
         "site_id": config["site_id"],
         "profile": profile,
         "api_tokens": [token],
         "sip": {"domain": "callmesh.local", "extensions": sip_exts},
+        "public_key": key_pairs[site_id]["public"],
     }
     return ServicePlan(name, "appliance", port, root, config, extras)

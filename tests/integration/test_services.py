@@ -26,7 +26,11 @@ def appliance_config(tmp_path: Path, port: int, **extra: object) -> Path:
 
 
 def aggregator_config(tmp_path: Path, port: int) -> Path:
-    data = {"data_dir": str(tmp_path / "agg"), "http": {"host": "127.0.0.1", "port": port}}
+    data = {
+        "data_dir": str(tmp_path / "agg"),
+        "http": {"host": "127.0.0.1", "port": port},
+        "ingest": {"bind": f"tcp://127.0.0.1:{free_port()}"},
+    }
     return write_yaml(tmp_path / "aggregator.yaml", data)
 
 

@@ -1,0 +1,18 @@
+"""The HQ API (FastAPI): sites, CDR search, reports, CSV export, recording download."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+from aggregator.api.errors import install_error_handlers
+from aggregator.api.routes import build_router
+from aggregator.settings import AggregatorSettings
+
+
+def mount_api(app: FastAPI, settings: AggregatorSettings, engine: Callable[[], sa.Engine]) -> None:
+    """Add the /api/v1 routes and the common error shape to ``app``."""
+    install_error_handlers(app)
+    app.include_router(build_router(settings, engine))

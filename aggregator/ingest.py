@@ -1,0 +1,380 @@
+"""The ingest service: a CurveZMQ ROUTER that appliances' sync clients connect to.
+
+Theory of operation: ZAP admits only configured, unrevoked site keys and names each
+connection by its site id (the ZAP User-Id), so every message is attributed to the site
+its key is bound to — a site cannot send as another. Messages are decoded in one place;
+a bad one is answered with an ``error`` and counted, and never stops the service.
+Database and file work runs on one worker thread, in arrival order, so the event loop
+keeps receiving while a batch commits; the ack is sent only after the commit.
+
+Exceptions::
+
+    IngestError        the socket cannot be bound or the server key cannot be loaded
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable
+
+import sqlalchemy as sa
+import zmq
+import zmq.asyncio
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from zmq.auth.asyncio import AsyncioAuthenticator
+
+from aggregator.recordings import RecordingReceiver
+from aggregator.settings import AggregatorSettings
+from aggregator.store.cdrs import CdrStore
+from aggregator.store.db import insert
+from aggregator.store.schema import commands, sites, snapshots
+from drivers.sync import keys
+from drivers.sync.protocol import (
+    Ack,
+    CdrBatch,
+    Command,
+    CommandResult,
+    ErrorReply,
+    Hello,
+    Message,
+    ProtocolError,
+    RecChunk,
+    RecOffer,
+    Snapshot,
+    SnapshotRequest,
+    Status,
+    Welcome,
+    decode,
+    encode,
+)
+
+log = logging.getLogger(__name__)
+ZAP_DOMAIN = "callmesh"
+
+
+class IngestError(Exception):
+    """The ingest service cannot start."""
+
+
+class SiteKeys:
+    """Which CurveZMQ public key belongs to which site; revoked keys are refused."""
+
+    def __init__(self, settings: AggregatorSettings, rejected: Counter) -> None:
+        self._sites = {
+            s.public_key.encode(): s.site_id for s in settings.ingest.sites if not s.revoked
+        }
+        self._revoked = {s.public_key.encode() for s in settings.ingest.sites if s.revoked}
+        self._rejected = rejected
+
+    def callback(self, _domain: str, key: bytes) -> bool:
+        """ZAP: admit known, unrevoked keys; count the rest."""
+        if key in self._sites:
+            return True
+        reason = "revoked-key" if key in self._revoked else "unknown-key"
+        self._rejected.labels(reason=reason).inc()
+        log.warning("refused a peer", extra={"reason": reason, "key": key.decode()})
+        return False
+
+    def site_of(self, z85_key: bytes) -> str | None:
+        return self._sites.get(z85_key)
+
+
+class _Authenticator(AsyncioAuthenticator):
+    def __init__(self, context: zmq.asyncio.Context, site_keys: SiteKeys) -> None:
+        super().__init__(context)
+        self._site_keys = site_keys
+
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        key = zmq.utils.z85.encode(client_public_key)
+        return self._site_keys.site_of(key) or ""
+
+
+class IngestMetrics:
+    """The ingest side's Prometheus metrics."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.cdrs = Counter(
+            "callmesh_cdrs_ingested", "CDRs newly stored", ["site"], registry=registry
+        )
+        self.duplicates = Counter(
+            "callmesh_cdrs_duplicate",
+            "CDRs received again (already held)",
+            ["site"],
+            registry=registry,
+        )
+        self.rejected_records = Counter(
+            "callmesh_cdrs_rejected", "Unreadable CDRs kept aside", ["site"], registry=registry
+        )
+        self.latency = Histogram(
+            "callmesh_ingest_latency_seconds",
+            "Batch receive to durable commit",
+            registry=registry,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+        )
+        self.backlog = Gauge(
+            "callmesh_site_backlog",
+            "CDRs a site reports waiting to be sent",
+            ["site"],
+            registry=registry,
+        )
+        self.peers_rejected = Counter(
+            "callmesh_rejected_peers", "Connections refused by ZAP", ["reason"], registry=registry
+        )
+        self.protocol_errors = Counter(
+            "callmesh_protocol_errors", "Messages refused", ["error_id"], registry=registry
+        )
+        self.db_errors = Counter(
+            "callmesh_db_errors", "Database failures during ingest", registry=registry
+        )
+        self.recording_bytes = Counter(
+            "callmesh_recording_bytes_received", "Recording bytes received", registry=registry
+        )
+
+
+class IngestServer:
+    """The ROUTER endpoint; a lifecycle component."""
+
+    name = "ingest"
+
+    def __init__(
+        self,
+        settings: AggregatorSettings,
+        engine: Callable[[], sa.Engine],
+        metrics: IngestMetrics,
+    ) -> None:
+        self._settings = settings
+        self._engine = engine
+        self.metrics = metrics
+        self._site_keys = SiteKeys(settings, metrics.peers_rejected)
+        self._ctx: zmq.asyncio.Context | None = None
+        self._auth: _Authenticator | None = None
+        self._sock: zmq.asyncio.Socket | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest-db")
+        self._peers: dict[str, bytes] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.cdr_store: CdrStore | None = None
+        self.receiver: RecordingReceiver | None = None
+
+    async def start(self) -> None:
+        public, secret = self._server_keys()
+        engine = self._engine()
+        self.cdr_store = CdrStore(engine)
+        self.receiver = RecordingReceiver(
+            engine, self._settings.recordings_dir(), self._settings.ingest.chunk_credit
+        )
+        self._ctx = zmq.asyncio.Context()
+        self._auth = _Authenticator(self._ctx, self._site_keys)
+        self._auth.start()
+        self._auth.configure_curve_callback(ZAP_DOMAIN, credentials_provider=self._site_keys)
+        sock = self._ctx.socket(zmq.ROUTER)
+        sock.curve_server = True
+        sock.curve_publickey, sock.curve_secretkey = public, secret
+        sock.zap_domain = ZAP_DOMAIN.encode()
+        sock.linger = 0
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        try:
+            sock.bind(self._settings.ingest.bind)
+        except zmq.ZMQError as err:
+            sock.close()
+            self._auth.stop()
+            self._ctx.term()
+            raise IngestError(f"cannot bind ingest {self._settings.ingest.bind}: {err}") from None
+        self._sock = sock
+        self._task = asyncio.create_task(self._serve())
+        log.info("ingest listening", extra={"address": self._settings.ingest.bind})
+
+    def _server_keys(self) -> tuple[bytes, bytes]:
+        path = self._settings.key_file()
+        if self._settings.ingest.key_file is None and not path.exists():
+            keys.generate(path.parent, path.name.removesuffix(".key_secret"))
+            log.info("created the aggregator's CurveZMQ keypair", extra={"path": str(path)})
+        try:
+            return keys.load_secret(path)
+        except keys.KeyFileError as err:
+            raise IngestError(f"ingest server key: {err}") from None
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+        self._worker.shutdown(wait=True)
+        if self._sock is not None:
+            self._sock.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
+        if self._ctx is not None:
+            self._ctx.term()
+
+    async def _serve(self) -> None:
+        assert self._sock is not None
+        while True:
+            frames = await self._sock.recv_multipart(copy=False)
+            received = time.perf_counter()
+            identity = frames[0].bytes
+            site_id = str(frames[1].get("User-Id")) if len(frames) > 1 else ""
+            if not site_id:
+                self.metrics.peers_rejected.labels(reason="no-site").inc()
+                continue
+            try:
+                message = decode([f.bytes for f in frames[1:]])
+            except ProtocolError as err:
+                self._refuse(identity, site_id, err.error_id, err.message, None)
+                continue
+            self._peers[site_id] = identity
+            task = asyncio.create_task(self._handle(identity, site_id, message, received))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, identity: bytes, site_id: str, message: Message, t0: float) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            replies = await loop.run_in_executor(self._worker, self._dispatch, site_id, message)
+        except sa.exc.SQLAlchemyError as err:
+            self.metrics.db_errors.inc()
+            log.error("database error during ingest", extra={"site": site_id, "error": str(err)})
+            self._refuse(identity, site_id, "db-unavailable", "retry later", message.TYPE)
+            return
+        if isinstance(message, CdrBatch):
+            self.metrics.latency.observe(time.perf_counter() - t0)
+        for reply in replies:
+            await self._send(identity, reply)
+
+    def _dispatch(self, site_id: str, message: Message) -> list[Message]:
+        handler = _HANDLERS.get(type(message))
+        if handler is None:
+            return [ErrorReply("unexpected-message", f"{message.TYPE} is not sent upstream")]
+        return handler(self, site_id, message)
+
+    def _hello(self, site_id: str, hello: Message) -> list[Message]:
+        assert isinstance(hello, Hello)
+        if hello.site_id != site_id:
+            self.metrics.protocol_errors.labels(error_id="site-mismatch").inc()
+            log.warning(
+                "peer claims another site", extra={"site": site_id, "claimed": hello.site_id}
+            )
+            return [ErrorReply("site-mismatch", f"this key belongs to site {site_id!r}", "hello")]
+        now = int(time.time() * 1000)
+        backlog = int(hello.backlog.get("cdr", 0))
+        row = {
+            "site_id": site_id,
+            "first_seen_ms": now,
+            "last_seen_ms": now,
+            "software": hello.software[:64],
+            "backlog_cdr": backlog,
+        }
+        stmt = insert(self._engine(), sites)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["site_id"],
+            set_={"last_seen_ms": now, "software": row["software"], "backlog_cdr": backlog},
+        )
+        with self._engine().begin() as conn:
+            conn.execute(stmt, row)
+            pending = conn.execute(
+                sa.select(commands)
+                .where(commands.c.site_id == site_id, commands.c.done_ms.is_(None))
+                .order_by(commands.c.created_ms)
+            ).all()
+        self.metrics.backlog.labels(site=site_id).set(backlog)
+        replies: list[Message] = [Welcome(time.time())]
+        replies += [Command(c.command_id, c.kind, dict(c.args)) for c in pending]
+        return replies
+
+    def _cdr_batch(self, site_id: str, batch: Message) -> list[Message]:
+        assert isinstance(batch, CdrBatch)
+        assert self.cdr_store is not None
+        result = self.cdr_store.ingest(site_id, batch.records)
+        self.metrics.cdrs.labels(site=site_id).inc(result.inserted)
+        self.metrics.duplicates.labels(site=site_id).inc(result.duplicates)
+        self.metrics.rejected_records.labels(site=site_id).inc(result.rejected)
+        return [Ack("cdr", [seq for seq, _ in batch.records])]
+
+    def _status(self, site_id: str, status: Message) -> list[Message]:
+        assert isinstance(status, Status)
+        backlog = int(status.health.get("backlog", {}).get("cdr", 0))
+        with self._engine().begin() as conn:
+            conn.execute(
+                sa.update(sites)
+                .where(sites.c.site_id == site_id)
+                .values(
+                    health=status.health,
+                    backlog_cdr=backlog,
+                    last_seen_ms=int(time.time() * 1000),
+                )
+            )
+        self.metrics.backlog.labels(site=site_id).set(backlog)
+        return []
+
+    def _rec_offer(self, site_id: str, offer: Message) -> list[Message]:
+        assert isinstance(offer, RecOffer)
+        assert self.receiver is not None
+        return [self.receiver.offer(site_id, offer)]
+
+    def _rec_chunk(self, site_id: str, chunk: Message) -> list[Message]:
+        assert isinstance(chunk, RecChunk)
+        assert self.receiver is not None
+        self.metrics.recording_bytes.inc(len(chunk.data))
+        return [self.receiver.chunk(site_id, chunk)]
+
+    def _snapshot_request(self, site_id: str, request: Message) -> list[Message]:
+        assert isinstance(request, SnapshotRequest)
+        query = sa.select(snapshots).where(
+            snapshots.c.site_id == site_id, snapshots.c.topic == request.topic
+        )
+        with self._engine().connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return [Snapshot(request.topic, 0, None)]
+        return [Snapshot(request.topic, row.version, row.data)]
+
+    def _command_result(self, site_id: str, result: Message) -> list[Message]:
+        assert isinstance(result, CommandResult)
+        with self._engine().begin() as conn:
+            conn.execute(
+                sa.update(commands)
+                .where(commands.c.command_id == result.command_id, commands.c.site_id == site_id)
+                .values(done_ms=int(time.time() * 1000), ok=result.ok, detail=result.detail[:512])
+            )
+        return []
+
+    async def send_to_site(self, site_id: str, message: Message) -> bool:
+        """Send a message to a connected site; False when it is not connected."""
+        identity = self._peers.get(site_id)
+        if identity is None:
+            return False
+        await self._send(identity, message)
+        return True
+
+    async def _send(self, identity: bytes, message: Message) -> None:
+        assert self._sock is not None
+        try:
+            await self._sock.send_multipart([identity, *encode(message)])
+        except zmq.ZMQError as err:
+            log.info("reply not delivered", extra={"error": str(err)})
+
+    def _refuse(
+        self, identity: bytes, site_id: str, error_id: str, message: str, ref: str | None
+    ) -> None:
+        self.metrics.protocol_errors.labels(error_id=error_id).inc()
+        log.warning(
+            "refused a message", extra={"site": site_id, "error_id": error_id, "detail": message}
+        )
+        task = asyncio.create_task(self._send(identity, ErrorReply(error_id, message, ref)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+_HANDLERS: dict[type[Message], Callable[[IngestServer, str, Message], list[Message]]] = {
+    Hello: IngestServer._hello,
+    CdrBatch: IngestServer._cdr_batch,
+    Status: IngestServer._status,
+    RecOffer: IngestServer._rec_offer,
+    RecChunk: IngestServer._rec_chunk,
+    SnapshotRequest: IngestServer._snapshot_request,
+    CommandResult: IngestServer._command_result,
+}

@@ -1,0 +1,147 @@
+"""Receives recordings in chunks, resumable, verified by sha256, stored by content hash.
+
+Theory of operation: a partial upload is a ``.part`` file whose size is the offset the
+aggregator holds, so an upload resumes after any crash on either side. A chunk is
+accepted only at exactly that offset; anything else is answered with the offset to
+resume from. When the file reaches the offered size it is fsync'd, hashed and compared
+with the offer; a match moves it to ``<dir>/<sha[:2]>/<sha>`` and records it, a mismatch
+discards it so the appliance starts over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from aggregator.store.db import insert
+from aggregator.store.schema import recordings
+from drivers.sync.protocol import (
+    ErrorReply,
+    Message,
+    RecChunk,
+    RecCredit,
+    RecDone,
+    RecOffer,
+    RecResume,
+)
+
+log = logging.getLogger(__name__)
+
+SAFE_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+@dataclass
+class _Upload:
+    offer: RecOffer
+    path: Path
+
+
+class RecordingReceiver:
+    """Handles rec-offer and rec-chunk for every site; runs on the ingest worker thread."""
+
+    def __init__(self, engine: sa.Engine, root: Path, credit: int) -> None:
+        self.engine = engine
+        self.root = root
+        self.credit = credit
+        self.bytes_received = 0
+        self._uploads: dict[tuple[str, str], _Upload] = {}
+
+    def offer(self, site_id: str, offer: RecOffer) -> Message:
+        """Answer an offer: already stored, or where to resume."""
+        rid = offer.recording_id
+        if not rid or set(rid) - SAFE_ID or len(rid) > 64 or len(offer.sha256) != 64:
+            return RecDone(rid, False, "bad-offer: recording_id or sha256 malformed")
+        if self._stored_sha(site_id, rid) == offer.sha256:
+            return RecDone(rid, True, "already stored")
+        part = self.root / "incoming" / site_id / f"{rid}.part"
+        part.parent.mkdir(parents=True, exist_ok=True)
+        held = part.stat().st_size if part.exists() else 0
+        if held > offer.size:
+            part.unlink()
+            held = 0
+        self._uploads[(site_id, rid)] = _Upload(offer, part)
+        if held == offer.size:
+            return self._finish(site_id, self._uploads.pop((site_id, rid)))
+        return RecResume(rid, held, self.credit)
+
+    def chunk(self, site_id: str, chunk: RecChunk) -> Message:
+        """Append a chunk at the held offset; finish when complete."""
+        upload = self._uploads.get((site_id, chunk.recording_id))
+        if upload is None:
+            return ErrorReply("unknown-upload", "offer the recording again", chunk.recording_id)
+        held = upload.path.stat().st_size if upload.path.exists() else 0
+        if chunk.offset != held or held + len(chunk.data) > upload.offer.size:
+            return RecResume(chunk.recording_id, held, self.credit)
+        with upload.path.open("ab") as out:
+            out.write(chunk.data)
+        self.bytes_received += len(chunk.data)
+        if held + len(chunk.data) == upload.offer.size:
+            return self._finish(site_id, self._uploads.pop((site_id, chunk.recording_id)))
+        return RecCredit(chunk.recording_id, 1)
+
+    def _finish(self, site_id: str, upload: _Upload) -> Message:
+        offer = upload.offer
+        digest = _sha256_synced(upload.path)
+        if digest != offer.sha256:
+            upload.path.unlink()
+            log.warning(
+                "recording checksum mismatch",
+                extra={"site": site_id, "recording": offer.recording_id},
+            )
+            return RecDone(offer.recording_id, False, "sha256-mismatch: upload again from 0")
+        final = self.root / digest[:2] / digest
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(upload.path, final)
+        _fsync_dir(final.parent)
+        row = {
+            "site_id": site_id,
+            "recording_id": offer.recording_id,
+            "cdr_id": offer.meta.get("cdr_id"),
+            "sha256": digest,
+            "size": offer.size,
+            "path": str(final.relative_to(self.root)),
+            "meta": _jsonable(offer.meta),
+            "stored_ms": int(time.time() * 1000),
+        }
+        stmt = insert(self.engine, recordings).on_conflict_do_nothing(
+            index_elements=["site_id", "recording_id"]
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt, row)
+        return RecDone(offer.recording_id, True, "stored")
+
+    def _stored_sha(self, site_id: str, recording_id: str) -> str | None:
+        query = sa.select(recordings.c.sha256).where(
+            recordings.c.site_id == site_id, recordings.c.recording_id == recording_id
+        )
+        with self.engine.connect() as conn:
+            sha: str | None = conn.scalar(query)
+            return sha
+
+
+def _sha256_synced(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb+") as f:
+        os.fsync(f.fileno())
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
+    return {str(k): v for k, v in meta.items() if isinstance(v, str | int | float | bool)}

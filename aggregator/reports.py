@@ -1,0 +1,222 @@
+"""CDR search and reports over the aggregator's store (no HTTP here).
+
+Times are stored as UTC epoch milliseconds and rendered in the requested time zone.
+Summaries read the hourly rollup maintained at ingest; each UTC hour is attributed to
+the local day and hour its start falls in (exact for zones with whole-hour offsets).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from aggregator.store.schema import cdr_rollup, cdrs
+
+CDR_COLUMNS = (
+    "site_id",
+    "cdr_id",
+    "conversation_id",
+    "direction",
+    "caller_number",
+    "caller_extension",
+    "caller_name",
+    "callee_number",
+    "callee_extension",
+    "callee_name",
+    "trunk",
+    "disposition",
+    "duration_s",
+    "billable_s",
+    "hangup_cause",
+    "hangup_side",
+    "recording_id",
+)
+
+
+class QueryError(ValueError):
+    """A search or report parameter that cannot be used; ``error_id`` is stable."""
+
+    def __init__(self, error_id: str, message: str) -> None:
+        super().__init__(message)
+        self.error_id = error_id
+
+
+@dataclass(frozen=True)
+class CdrFilter:
+    """What a CDR search asks for; ``sites`` None means every site."""
+
+    sites: frozenset[str] | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+    number: str | None = None
+    extension: str | None = None
+    disposition: str | None = None
+    trunk: str | None = None
+
+
+def zone(name: str) -> ZoneInfo:
+    """The named IANA time zone, or QueryError."""
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError):
+        raise QueryError(
+            "bad-time-zone", f"unknown time zone {name!r} (e.g. Europe/Berlin)"
+        ) from None
+
+
+def parse_time(text: str, tz: ZoneInfo) -> int:
+    """A date (local midnight) or ISO-8601 time (local if no offset) as epoch ms."""
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise QueryError("bad-time", f"{text!r} is not a date or ISO-8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    return int(moment.timestamp() * 1000)
+
+
+def render_time(ms: int | None, tz: ZoneInfo) -> str | None:
+    """Epoch ms as ISO-8601 in ``tz``."""
+    if ms is None:
+        return None
+    return datetime.datetime.fromtimestamp(ms / 1000, tz).isoformat(timespec="milliseconds")
+
+
+def encode_cursor(started_ms: int, row_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{started_ms}:{row_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        started, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().split(":")
+        return int(started), int(row_id)
+    except ValueError:
+        raise QueryError("bad-cursor", "cursor is not one this API returned") from None
+
+
+def search_cdrs(
+    conn: sa.Connection, flt: CdrFilter, tz: ZoneInfo, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of CDRs, newest first, and the cursor of the next page (None at the end)."""
+    query = sa.select(cdrs).where(*_conditions(flt))
+    if cursor:
+        started, row_id = decode_cursor(cursor)
+        query = query.where(
+            sa.or_(
+                cdrs.c.started_ms < started,
+                sa.and_(cdrs.c.started_ms == started, cdrs.c.id < row_id),
+            )
+        )
+    query = query.order_by(cdrs.c.started_ms.desc(), cdrs.c.id.desc()).limit(limit + 1)
+    rows = conn.execute(query).all()
+    page = [_render(row, tz) for row in rows[:limit]]
+    more = len(rows) > limit
+    last = rows[limit - 1] if more else None
+    return page, encode_cursor(last.started_ms, last.id) if last is not None else None
+
+
+def _conditions(flt: CdrFilter) -> list[sa.ColumnElement[bool]]:
+    c = cdrs.c
+    conditions: list[sa.ColumnElement[bool]] = []
+    if flt.sites is not None:
+        conditions.append(c.site_id.in_(sorted(flt.sites)))
+    if flt.start_ms is not None:
+        conditions.append(c.started_ms >= flt.start_ms)
+    if flt.end_ms is not None:
+        conditions.append(c.started_ms < flt.end_ms)
+    if flt.number:
+        conditions.append(sa.or_(c.caller_number == flt.number, c.callee_number == flt.number))
+    if flt.extension:
+        conditions.append(
+            sa.or_(c.caller_extension == flt.extension, c.callee_extension == flt.extension)
+        )
+    if flt.disposition:
+        conditions.append(c.disposition == flt.disposition)
+    if flt.trunk:
+        conditions.append(c.trunk == flt.trunk)
+    return conditions
+
+
+def _render(row: Any, tz: ZoneInfo) -> dict[str, Any]:
+    out = {name: getattr(row, name) for name in CDR_COLUMNS}
+    out["started_at"] = render_time(row.started_ms, tz)
+    out["answered_at"] = render_time(row.answered_ms, tz)
+    out["ended_at"] = render_time(row.ended_ms, tz)
+    return out
+
+
+def _rollup_rows(
+    conn: sa.Connection, dim: str, sites: frozenset[str] | None, start_ms: int, end_ms: int
+) -> Iterable[Any]:
+    r = cdr_rollup.c
+    query = sa.select(
+        r.site_id, r.hour_ms, r.key, r.calls, r.answered, r.duration_s, r.billable_s
+    ).where(r.dim == dim, r.hour_ms >= start_ms, r.hour_ms < end_ms)
+    if sites is not None:
+        query = query.where(r.site_id.in_(sorted(sites)))
+    return conn.execute(query)
+
+
+def summary(
+    conn: sa.Connection,
+    sites: frozenset[str] | None,
+    start_ms: int,
+    end_ms: int,
+    tz: ZoneInfo,
+    group: str,
+) -> list[dict[str, Any]]:
+    """Calls, answered, ASR, ACD, minutes and busiest hour per site and day (or hour)."""
+    buckets: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0])
+    hourly: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for row in _rollup_rows(conn, "site", sites, start_ms, end_ms):
+        local = datetime.datetime.fromtimestamp(row.hour_ms / 1000, tz)
+        period = local.date().isoformat() if group == "day" else local.isoformat()
+        _add(buckets[(row.site_id, period)], row)
+        hourly[(row.site_id, period)][local.hour] += row.calls
+    result = []
+    for (site_id, period), totals in sorted(buckets.items()):
+        line = {"site_id": site_id, "period": period, **_figures(totals)}
+        if group == "day":
+            hours = hourly[(site_id, period)]
+            line["busiest_hour"] = f"{max(hours, key=lambda h: (hours[h], -h)):02d}:00"
+        result.append(line)
+    return result
+
+
+def by_key(
+    conn: sa.Connection, dim: str, sites: frozenset[str] | None, start_ms: int, end_ms: int
+) -> list[dict[str, Any]]:
+    """Totals per site and extension (or trunk) over the range."""
+    buckets: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0])
+    for row in _rollup_rows(conn, dim, sites, start_ms, end_ms):
+        _add(buckets[(row.site_id, row.key)], row)
+    return [
+        {"site_id": site_id, dim: key, **_figures(totals)}
+        for (site_id, key), totals in sorted(buckets.items())
+    ]
+
+
+def _add(totals: list[float], row: Any) -> None:
+    totals[0] += row.calls
+    totals[1] += row.answered
+    totals[2] += row.duration_s
+    totals[3] += row.billable_s
+
+
+def _figures(totals: list[float]) -> Mapping[str, Any]:
+    calls, answered, duration_s, billable_s = totals
+    return {
+        "calls": int(calls),
+        "answered": int(answered),
+        "asr_percent": round(100 * answered / calls, 2) if calls else 0.0,
+        "acd_s": round(billable_s / answered, 1) if answered else 0.0,
+        "total_minutes": round(duration_s / 60, 2),
+        "billable_minutes": round(billable_s / 60, 2),
+    }

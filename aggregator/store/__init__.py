@@ -1,0 +1,1 @@
+"""The aggregator's store: SQLAlchemy Core over SQLite (default) or PostgreSQL."""

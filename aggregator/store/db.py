@@ -1,0 +1,47 @@
+"""Engine creation and dialect-specific statements (SQLite and PostgreSQL).
+
+SQLite runs in WAL mode with ``synchronous=FULL``: a commit that returned is on disk,
+which is what an acknowledgement to an appliance promises.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from aggregator.store.schema import metadata
+
+
+class DatabaseError(Exception):
+    """The report database cannot be reached or used."""
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine with the durability settings callmesh relies on, schema created."""
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        metadata.create_all(engine)
+    except sa.exc.SQLAlchemyError as err:
+        engine.dispose()
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+        raise DatabaseError(f"cannot use database {shown}: {err.__cause__ or err}") from None
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def insert(engine: sa.Engine, table: sa.Table) -> Any:
+    """An INSERT that supports ON CONFLICT on this engine's dialect."""
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)

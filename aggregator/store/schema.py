@@ -1,0 +1,122 @@
+"""Tables of the aggregator's store. Times are UTC epoch milliseconds.
+
+``cdr_rollup`` holds per-hour counters kept up to date at ingest (only for CDRs that
+were newly inserted, so redelivery never double-counts); reports read the rollup, not
+the CDR table, which keeps a month's summary fast at any table size.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+sites = sa.Table(
+    "sites",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("first_seen_ms", sa.BigInteger, nullable=False),
+    sa.Column("last_seen_ms", sa.BigInteger, nullable=False),
+    sa.Column("software", sa.String(64), nullable=False, server_default=""),
+    sa.Column("backlog_cdr", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cdrs_received", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("health", sa.JSON, nullable=True),
+)
+
+cdrs = sa.Table(
+    "cdrs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("site_id", sa.String(64), nullable=False),
+    sa.Column("cdr_id", sa.String(64), nullable=False),
+    sa.Column("conversation_id", sa.String(64)),
+    sa.Column("direction", sa.String(16), nullable=False, server_default=""),
+    sa.Column("caller_number", sa.String(64), nullable=False, server_default=""),
+    sa.Column("caller_extension", sa.String(32), nullable=False, server_default=""),
+    sa.Column("caller_name", sa.String(128), nullable=False, server_default=""),
+    sa.Column("callee_number", sa.String(64), nullable=False, server_default=""),
+    sa.Column("callee_extension", sa.String(32), nullable=False, server_default=""),
+    sa.Column("callee_name", sa.String(128), nullable=False, server_default=""),
+    sa.Column("trunk", sa.String(64), nullable=False, server_default=""),
+    sa.Column("started_ms", sa.BigInteger, nullable=False),
+    sa.Column("answered_ms", sa.BigInteger),
+    sa.Column("ended_ms", sa.BigInteger),
+    sa.Column("duration_s", sa.Float, nullable=False, server_default="0"),
+    sa.Column("billable_s", sa.Float, nullable=False, server_default="0"),
+    sa.Column("disposition", sa.String(16), nullable=False),
+    sa.Column("hangup_cause", sa.String(64), nullable=False, server_default=""),
+    sa.Column("hangup_side", sa.String(16), nullable=False, server_default=""),
+    sa.Column("recording_id", sa.String(64)),
+    sa.Column("doc", sa.LargeBinary, nullable=False),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("site_id", "cdr_id", name="uq_cdrs_site_cdr"),
+    sa.Index("ix_cdrs_site_started", "site_id", "started_ms", "id"),
+    sa.Index("ix_cdrs_started", "started_ms", "id"),
+    sa.Index("ix_cdrs_caller_number", "caller_number"),
+    sa.Index("ix_cdrs_callee_number", "callee_number"),
+)
+
+cdr_rollup = sa.Table(
+    "cdr_rollup",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("hour_ms", sa.BigInteger, primary_key=True),
+    sa.Column("dim", sa.String(16), primary_key=True),
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("calls", sa.BigInteger, nullable=False),
+    sa.Column("answered", sa.BigInteger, nullable=False),
+    sa.Column("duration_s", sa.Float, nullable=False),
+    sa.Column("billable_s", sa.Float, nullable=False),
+    sa.Index("ix_rollup_dim_hour", "dim", "hour_ms"),
+)
+
+rejected_records = sa.Table(
+    "rejected_records",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("site_id", sa.String(64), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.String(256), nullable=False),
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("site_id", "seq", name="uq_rejected_site_seq"),
+)
+
+recordings = sa.Table(
+    "recordings",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("recording_id", sa.String(64), primary_key=True),
+    sa.Column("cdr_id", sa.String(64)),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("path", sa.String(512), nullable=False),
+    sa.Column("meta", sa.JSON, nullable=True),
+    sa.Column("stored_ms", sa.BigInteger, nullable=False),
+)
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("topic", sa.String(64), primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.JSON, nullable=True),
+    sa.Column("applied_version", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("refused_reason", sa.String(512), nullable=False, server_default=""),
+)
+
+commands = sa.Table(
+    "commands",
+    metadata,
+    sa.Column("command_id", sa.String(64), primary_key=True),
+    sa.Column("site_id", sa.String(64), nullable=False, index=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("args", sa.JSON, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("done_ms", sa.BigInteger),
+    sa.Column("ok", sa.Boolean),
+    sa.Column("detail", sa.String(512), nullable=False, server_default=""),
+)

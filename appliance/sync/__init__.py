@@ -1,0 +1,1 @@
+"""The appliance's side of the sync link: drains outboxes to the aggregator."""

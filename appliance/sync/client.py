@@ -1,0 +1,308 @@
+"""The sync client: a CurveZMQ DEALER that drains the CDR and recording outboxes.
+
+Theory of operation: a session starts with ``hello`` and waits (bounded) for
+``welcome``. It then keeps up to ``window`` CDR batches in flight, each read from the
+outbox after the last one sent; an ``ack`` deletes exactly the acknowledged entries.
+Recordings go one at a time beside the CDRs (see recordings.py). If an ack does not come
+within ``ack_timeout_s``, or nothing at all is heard for a while, the session is
+declared lost: the socket is closed and a new session starts after a jittered,
+growing delay, sending everything still in the outbox again from the start — the
+aggregator stores by (site, CDR id), so a repeat is harmless. Nothing leaves the outbox
+without an ack, so HQ can be down for days; the only bound is the store's size, and
+the client warns loudly as it fills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+import zmq
+import zmq.asyncio
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from appliance import __version__
+from appliance.settings import ApplianceSettings
+from appliance.store import Outbox, StateStore, Store
+from appliance.sync.recordings import RecordingUploader
+from drivers.sync import keys
+from drivers.sync.protocol import (
+    Ack,
+    CdrBatch,
+    Command,
+    CommandResult,
+    ErrorReply,
+    Hello,
+    Message,
+    ProtocolError,
+    RecCredit,
+    RecDone,
+    RecResume,
+    Snapshot,
+    Status,
+    Welcome,
+    decode,
+    encode,
+)
+
+log = logging.getLogger(__name__)
+
+SILENCE_FACTOR = 3
+
+StoreProvider = Callable[[], Store]
+
+
+class SessionLost(Exception):
+    """The current session is unusable; the client reconnects."""
+
+
+class SyncMetrics:
+    """The sync client's Prometheus metrics."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.connected = Gauge(
+            "callmesh_sync_connected", "1 while a session with HQ is up", registry=registry
+        )
+        self.sent = Counter("callmesh_cdrs_sent", "CDRs sent (repeats included)", registry=registry)
+        self.acked = Counter(
+            "callmesh_cdrs_acked", "CDRs acknowledged and removed", registry=registry
+        )
+        self.reconnects = Counter(
+            "callmesh_sync_sessions_lost", "Sessions lost", ["reason"], registry=registry
+        )
+        self.protocol_errors = Counter(
+            "callmesh_sync_protocol_errors",
+            "Bad or refused messages",
+            ["error_id"],
+            registry=registry,
+        )
+        self.store_full = Gauge(
+            "callmesh_store_used_ratio", "Fraction of the LMDB map in use", registry=registry
+        )
+
+
+class SyncClient:
+    """A lifecycle component; needs the store opened before it starts."""
+
+    name = "sync"
+
+    def __init__(
+        self, settings: ApplianceSettings, store: StoreProvider, metrics: SyncMetrics
+    ) -> None:
+        self._settings = settings
+        self._sync = settings.sync
+        self._store = store
+        self.metrics = metrics
+        self._ctx: zmq.asyncio.Context | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: OrderedDict[int, tuple[list[int], float]] = OrderedDict()
+        self._cursor = 0
+        self._last_heard = 0.0
+        self._last_status = 0.0
+        self.uploader: RecordingUploader | None = None
+        self.session_up = asyncio.Event()
+
+    async def start(self) -> None:
+        public, secret = self._keys()
+        log.info("site public key", extra={"public_key": public.decode()})
+        self._ctx = zmq.asyncio.Context()
+        self._public, self._secret = public, secret
+        store = self._store()
+        self.uploader = RecordingUploader(
+            Outbox(store, "recording"),
+            StateStore(store),
+            self._settings.recordings,
+            self._sync.chunk_kib * 1024,
+        )
+        self._task = asyncio.create_task(self._run())
+
+    def _keys(self) -> tuple[bytes, bytes]:
+        path = self._settings.key_file()
+        if self._sync.key_file is None and not path.exists():
+            keys.generate(path.parent, self._settings.site_id)
+        return keys.load_secret(path)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._ctx is not None:
+            self._ctx.term()
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._session()
+            except SessionLost as err:
+                self.metrics.reconnects.labels(reason=str(err).split(":")[0]).inc()
+                log.warning("sync session lost", extra={"reason": str(err)})
+            finally:
+                self.metrics.connected.set(0)
+                self.session_up.clear()
+            failures = (
+                0
+                if self._last_heard and time.monotonic() - self._last_heard < 5
+                else (failures + 1)
+            )
+            await asyncio.sleep(self._backoff(failures))
+
+    def _backoff(self, failures: int) -> float:
+        base = min(self._sync.reconnect_max_s, self._sync.reconnect_min_s * 2 ** min(failures, 16))
+        return float(base * random.uniform(0.5, 1.5))
+
+    async def _session(self) -> None:
+        assert self._ctx is not None
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.curve_publickey, sock.curve_secretkey = self._public, self._secret
+        sock.curve_serverkey = self._sync.server_public_key.encode()
+        sock.linger = 0
+        sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+        sock.connect(self._sync.endpoint)
+        self._inflight.clear()
+        self._cursor = 0
+        assert self.uploader is not None
+        self.uploader.reset()
+        try:
+            await self._handshake(sock)
+            while True:
+                await self._pump(sock)
+        finally:
+            sock.close(linger=0)
+
+    async def _handshake(self, sock: zmq.asyncio.Socket) -> None:
+        await self._send(sock, self._hello())
+        deadline = time.monotonic() + self._sync.hello_timeout_s
+        while time.monotonic() < deadline:
+            message = await self._receive(sock, deadline - time.monotonic())
+            if isinstance(message, Welcome):
+                self._last_heard = time.monotonic()
+                self.metrics.connected.set(1)
+                self.session_up.set()
+                log.info("sync session up", extra={"endpoint": self._sync.endpoint})
+                return
+            if isinstance(message, ErrorReply):
+                raise SessionLost(f"refused: {message.error_id}: {message.message}")
+        raise SessionLost("no-welcome: HQ did not answer hello in time")
+
+    def _hello(self) -> Hello:
+        return Hello(
+            self._settings.site_id,
+            f"callmesh {__version__}",
+            ["cdr", "recording"],
+            self._backlog(),
+            {},
+        )
+
+    def _backlog(self) -> dict[str, int]:
+        store = self._store()
+        return {name: Outbox(store, name).pending() for name in ("cdr", "recording")}
+
+    async def _pump(self, sock: zmq.asyncio.Socket) -> None:
+        now = time.monotonic()
+        await self._fill_window(sock, now)
+        assert self.uploader is not None
+        for message in await asyncio.to_thread(self.uploader.next_messages, now):
+            await self._send(sock, message)
+        if now - self._last_status > self._sync.status_interval_s:
+            self._last_status = now
+            await self._send(sock, self._status())
+        reply = await self._receive(sock, 0.5 if self._inflight else 0.2)
+        if reply is not None:
+            self._last_heard = time.monotonic()
+            await self._dispatch(sock, reply)
+        self._check_timeouts()
+
+    async def _fill_window(self, sock: zmq.asyncio.Socket, now: float) -> None:
+        cdr = Outbox(self._store(), "cdr")
+        while len(self._inflight) < self._sync.window:
+            batch = await asyncio.to_thread(cdr.read_batch, self._cursor, self._sync.batch_size)
+            if not batch:
+                return
+            seqs = [seq for seq, _ in batch]
+            await self._send(sock, CdrBatch(batch))
+            self._inflight[seqs[0]] = (seqs, now)
+            self._cursor = seqs[-1]
+            self.metrics.sent.inc(len(seqs))
+
+    async def _dispatch(self, sock: zmq.asyncio.Socket, message: Message) -> None:
+        assert self.uploader is not None
+        if isinstance(message, Ack):
+            await self._acked(message)
+        elif isinstance(message, RecResume | RecCredit | RecDone):
+            replies = await asyncio.to_thread(self.uploader.on_message, message, time.monotonic())
+            for reply in replies:
+                await self._send(sock, reply)
+        elif isinstance(message, ErrorReply):
+            self.metrics.protocol_errors.labels(error_id=message.error_id).inc()
+            log.warning(
+                "HQ refused a message",
+                extra={"error_id": message.error_id, "detail": message.message, "ref": message.ref},
+            )
+            self.uploader.on_message(message, time.monotonic())
+            if message.ref == "cdr-batch" or message.error_id == "db-unavailable":
+                raise SessionLost(f"hq-error: {message.error_id}")
+        elif isinstance(message, Command):
+            await self._send(
+                sock,
+                CommandResult(message.command_id, False, f"unknown command kind {message.kind!r}"),
+            )
+        elif isinstance(message, Snapshot):
+            StateStore(self._store()).put(
+                f"snapshot:{message.topic}", {"version": message.version, "data": message.data}
+            )
+
+    async def _acked(self, ack: Ack) -> None:
+        if ack.stream != "cdr" or not ack.seqs:
+            return
+        removed = await asyncio.to_thread(Outbox(self._store(), "cdr").ack, ack.seqs)
+        self.metrics.acked.inc(removed)
+        self._inflight.pop(ack.seqs[0], None)
+
+    def _check_timeouts(self) -> None:
+        now = time.monotonic()
+        if self._inflight:
+            oldest = next(iter(self._inflight.values()))[1]
+            if now - oldest > self._sync.ack_timeout_s:
+                raise SessionLost(f"ack-timeout: no ack for {self._sync.ack_timeout_s:.0f}s")
+        assert self.uploader is not None
+        if self.uploader.stalled(now, self._sync.ack_timeout_s):
+            raise SessionLost("recording-stalled: no upload progress")
+        silence = SILENCE_FACTOR * self._sync.status_interval_s
+        if now - self._last_heard > silence and (self._inflight or self.uploader.current):
+            raise SessionLost("silence: nothing heard from HQ")
+
+    def _status(self) -> Status:
+        usage = self._store().usage()
+        ratio = usage["used_bytes"] / usage["map_size_bytes"]
+        self.metrics.store_full.set(ratio)
+        if 100 * ratio >= self._sync.disk_warn_percent:
+            log.warning(
+                "store is filling up while CDRs wait for HQ; nothing is dropped, but the box "
+                "stops taking CDRs when it is full: restore the link to HQ or raise "
+                "store.map_size_mb",
+                extra={"used_percent": round(100 * ratio, 1)},
+            )
+        return Status({"backlog": self._backlog(), "store_used_percent": round(100 * ratio, 2)})
+
+    async def _send(self, sock: zmq.asyncio.Socket, message: Message) -> None:
+        try:
+            await asyncio.wait_for(sock.send_multipart(encode(message)), timeout=5)
+        except TimeoutError:
+            raise SessionLost("send-timeout: HQ is not taking messages") from None
+
+    async def _receive(self, sock: zmq.asyncio.Socket, wait_s: float) -> Message | None:
+        if not await sock.poll(timeout=max(1, int(wait_s * 1000))):
+            return None
+        frames = await sock.recv_multipart()
+        try:
+            return decode(frames)
+        except ProtocolError as err:
+            self.metrics.protocol_errors.labels(error_id=err.error_id).inc()
+            log.warning("bad message from HQ", extra={"error_id": err.error_id})
+            return None
