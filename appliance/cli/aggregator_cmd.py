@@ -19,9 +19,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def _run(args: argparse.Namespace) -> int:
     from aggregator import service
+    from aggregator.ingest import IngestError
     from aggregator.settings import AggregatorSettings
 
-    return run_service(AggregatorSettings, service.run, args, expected=(service.DatabaseError,))
+    expected = (service.DatabaseError, IngestError)
+    return run_service(AggregatorSettings, service.run, args, expected=expected)
 
 
 def _config(args: argparse.Namespace) -> int:
