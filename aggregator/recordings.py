@@ -41,6 +41,8 @@ SAFE_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456
 class _Upload:
     offer: RecOffer
     path: Path
+    hasher: Any
+    held: int
 
 
 class RecordingReceiver:
@@ -66,7 +68,7 @@ class RecordingReceiver:
         if held > offer.size:
             part.unlink()
             held = 0
-        self._uploads[(site_id, rid)] = _Upload(offer, part)
+        self._uploads[(site_id, rid)] = _Upload(offer, part, _hash_of(part, held), held)
         if held == offer.size:
             return self._finish(site_id, self._uploads.pop((site_id, rid)))
         return RecResume(rid, held, self.credit)
@@ -76,19 +78,22 @@ class RecordingReceiver:
         upload = self._uploads.get((site_id, chunk.recording_id))
         if upload is None:
             return ErrorReply("unknown-upload", "offer the recording again", chunk.recording_id)
-        held = upload.path.stat().st_size if upload.path.exists() else 0
+        held = upload.held
         if chunk.offset != held or held + len(chunk.data) > upload.offer.size:
             return RecResume(chunk.recording_id, held, self.credit)
         with upload.path.open("ab") as out:
             out.write(chunk.data)
+        upload.hasher.update(chunk.data)
+        upload.held += len(chunk.data)
         self.bytes_received += len(chunk.data)
-        if held + len(chunk.data) == upload.offer.size:
+        if upload.held == upload.offer.size:
             return self._finish(site_id, self._uploads.pop((site_id, chunk.recording_id)))
         return RecCredit(chunk.recording_id, 1)
 
     def _finish(self, site_id: str, upload: _Upload) -> Message:
         offer = upload.offer
-        digest = _sha256_synced(upload.path)
+        _fsync(upload.path)
+        digest = upload.hasher.hexdigest()
         if digest != offer.sha256:
             upload.path.unlink()
             log.warning(
@@ -126,13 +131,19 @@ class RecordingReceiver:
             return sha
 
 
-def _sha256_synced(path: Path) -> str:
+def _hash_of(path: Path, size: int) -> Any:
+    """A sha256 object fed with the first ``size`` bytes already held in ``path``."""
     digest = hashlib.sha256()
+    if size:
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest
+
+
+def _fsync(path: Path) -> None:
     with path.open("rb+") as f:
         os.fsync(f.fileno())
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:

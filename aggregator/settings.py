@@ -55,7 +55,7 @@ class IngestSettings(Section):
     bind: str = Field("tcp://127.0.0.1:5570", pattern=r"^(tcp|ipc)://.+")
     key_file: Path | None = Field(None, description="server .key_secret; default data_dir/keys")
     sites: tuple[SiteKey, ...] = ()
-    chunk_credit: int = Field(8, ge=1, le=256)
+    chunk_credit: int = Field(16, ge=1, le=256)
 
 
 class AggregatorSettings(ServiceSettings):

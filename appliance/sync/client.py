@@ -52,6 +52,7 @@ from drivers.sync.protocol import (
 log = logging.getLogger(__name__)
 
 SILENCE_FACTOR = 3
+DRAIN_LIMIT = 64  # replies handled per pump turn, so acks and credits never queue up
 
 StoreProvider = Callable[[], Store]
 
@@ -212,10 +213,14 @@ class SyncClient:
         if now - self._last_status > self._sync.status_interval_s:
             self._last_status = now
             await self._send(sock, self._status())
-        reply = await self._receive(sock, 0.5 if self._inflight else 0.2)
-        if reply is not None:
+        wait_s = 0.5 if self._inflight else 0.2
+        for _ in range(DRAIN_LIMIT):
+            reply = await self._receive(sock, wait_s)
+            if reply is None:
+                break
             self._last_heard = time.monotonic()
             await self._dispatch(sock, reply)
+            wait_s = 0.0
         self._check_timeouts()
 
     async def _fill_window(self, sock: zmq.asyncio.Socket, now: float) -> None:
@@ -297,7 +302,7 @@ class SyncClient:
             raise SessionLost("send-timeout: HQ is not taking messages") from None
 
     async def _receive(self, sock: zmq.asyncio.Socket, wait_s: float) -> Message | None:
-        if not await sock.poll(timeout=max(1, int(wait_s * 1000))):
+        if not await sock.poll(timeout=int(wait_s * 1000)):
             return None
         frames = await sock.recv_multipart()
         try:

@@ -1,0 +1,220 @@
+"""Sync link benchmarks: CDR sync rate, recording upload rate, report latency.
+
+Usage: .venv/bin/python bench/bench_sync.py [--cdrs N] [--report-cdrs N] [--postgres]
+
+1. End-to-end CDR sync (appliance outbox -> aggregator commit -> ack -> outbox delete),
+   real processes on loopback, vs the database's own batched insert rate (executemany of
+   the same rows in batches of 2000, one commit each) measured in the same run.
+2. Recording upload through the sync link vs a raw CurveZMQ DEALER->ROUTER transfer of
+   the same bytes in the same chunk size.
+3. Report latency over a generated table: daily summary by site for a month, and a
+   filtered CDR search page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+import sqlalchemy as sa
+import zmq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aggregator import reports
+from aggregator.store.cdrs import cdr_row
+from aggregator.store.db import create_engine
+from aggregator.store.schema import cdr_rollup, cdrs
+from appliance.store import Outbox, Store
+from appliance.sync.recordings import register_recording
+from drivers.sync import keys
+from tests.pg import postgres_server
+from tests.procs import Service
+from tests.sync_env import make_cdr, make_env, wait_for
+
+
+def raw_insert_rate(url: str, n: int) -> float:
+    engine = create_engine(url)
+    rows = [cdr_row("raw-site", make_cdr(i), 0) for i in range(n)]
+    start = time.perf_counter()
+    for first in range(0, n, 2000):
+        with engine.begin() as conn:
+            conn.execute(cdrs.insert(), rows[first : first + 2000])
+    rate = n / (time.perf_counter() - start)
+    engine.dispose()
+    return rate
+
+
+def sync_rate(root: Path, url: str | None, n: int) -> float:
+    env = make_env(root, db_url=url)
+    env.prefill(n)
+    with ExitStack() as stack:
+        agg = Service(["aggregator", "run", "-c", str(env.agg_config)], root / "agg.log")
+        stack.callback(agg.close)
+        agg.wait_healthy(f"{env.agg_url}/healthz")
+        app = Service(["appliance", "run", "-c", str(env.app_config)], root / "app.log")
+        stack.callback(app.close)
+        wait_for(lambda: env.ingested() > 0, 60, "first CDRs", interval=0.005)
+        start, base = time.perf_counter(), env.ingested()
+        wait_for(lambda: env.pending() == 0, 600, "outbox drained", interval=0.02)
+        return (n - base) / (time.perf_counter() - start)
+
+
+def upload_rate(root: Path, size: int) -> tuple[float, float]:
+    env = make_env(root)
+    wav = root / "rec.wav"
+    wav.write_bytes(os.urandom(size))
+    store = Store.open(root / "app" / "store")
+    register_recording(Outbox(store, "recording"), "rec-bench", wav, {})
+    store.close()
+    stored = root / "agg" / "recordings"
+    with ExitStack() as stack:
+        agg = Service(["aggregator", "run", "-c", str(env.agg_config)], root / "agg.log")
+        stack.callback(agg.close)
+        agg.wait_healthy(f"{env.agg_url}/healthz")
+        app = Service(["appliance", "run", "-c", str(env.app_config)], root / "app.log")
+        stack.callback(app.close)
+        incoming = stored / "incoming" / env.site_id / "rec-bench.part"
+        wait_for(lambda: incoming.exists(), 60, "upload start", interval=0.002)
+        start = time.perf_counter()
+        wait_for(lambda: not wav.exists(), 120, "upload confirmed", interval=0.005)
+        ours = size / (time.perf_counter() - start)
+    return ours, raw_zmq_rate(root, size)
+
+
+def raw_zmq_rate(root: Path, size: int, chunk: int = 256 * 1024) -> float:
+    server_pub, server_sec = keys.load_secret(keys.generate(root / "raw", "srv")[1])
+    client_pub, client_sec = keys.load_secret(keys.generate(root / "raw", "cli")[1])
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    router, dealer = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
+    router.curve_server, router.curve_publickey, router.curve_secretkey = (
+        True,
+        server_pub,
+        server_sec,
+    )
+    dealer.curve_publickey, dealer.curve_secretkey = client_pub, client_sec
+    dealer.curve_serverkey = server_pub
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    dealer.connect(f"tcp://127.0.0.1:{port}")
+    data = os.urandom(chunk)
+    chunks = size // chunk
+    dealer.send(b"hi")
+    router.recv_multipart()
+    start = time.perf_counter()
+    for _ in range(chunks):
+        dealer.send(data)
+    for _ in range(chunks):
+        router.recv_multipart()
+    rate = chunks * chunk / (time.perf_counter() - start)
+    router.close(0)
+    dealer.close(0)
+    ctx.term()
+    return rate
+
+
+def report_latency(url: str, n: int, sites: int = 20) -> tuple[float, float]:
+    engine = create_engine(url)
+    month_start = 1_761_955_200.0  # 2025-11-01T00:00:00Z
+    rng = random.Random(1)
+    with engine.begin() as conn:
+        conn.execute(cdr_rollup.delete())
+        conn.execute(cdrs.delete())
+    batch: list[dict[str, object]] = []
+    for i in range(n):
+        start = month_start + rng.random() * 30 * 86400
+        row = {
+            "site_id": f"site-{i % sites}",
+            "cdr_id": uuid.UUID(int=i).hex,
+            "direction": "out",
+            "caller_number": "+4930100",
+            "caller_extension": f"1{i % 50:03d}",
+            "callee_extension": "",
+            "callee_number": f"+49170{rng.randrange(100000):05d}",
+            "trunk": f"t{i % 4}",
+            "started_ms": int(start * 1000),
+            "answered_ms": None,
+            "ended_ms": None,
+            "duration_s": 60.0,
+            "billable_s": 50.0,
+            "disposition": "answered",
+            "doc": b"",
+            "received_ms": 0,
+        }
+        batch.append(row)
+        if len(batch) == 20_000:
+            _flush(engine, batch)
+            batch = []
+    if batch:
+        _flush(engine, batch)
+    zone = reports.zone("Europe/Berlin")
+    span = (reports.parse_time("2025-11-01", zone), reports.parse_time("2025-12-01", zone))
+    with engine.connect() as conn:
+        start = time.perf_counter()
+        rows = reports.summary(conn, None, *span, zone, "day")
+        summary_ms = (time.perf_counter() - start) * 1000
+        flt = reports.CdrFilter(
+            sites=frozenset({"site-3"}), start_ms=span[0], end_ms=span[1], number="+4917000042"
+        )
+        start = time.perf_counter()
+        reports.search_cdrs(conn, flt, zone, 100, None)
+        flt = reports.CdrFilter(sites=frozenset({"site-3"}), start_ms=span[0], end_ms=span[1])
+        reports.search_cdrs(conn, flt, zone, 100, None)
+        search_ms = (time.perf_counter() - start) * 1000 / 2
+    assert len(rows) >= sites * 30
+    engine.dispose()
+    return summary_ms, search_ms
+
+
+def _flush(engine: sa.Engine, batch: list[dict[str, object]]) -> None:
+    from aggregator.store.cdrs import CdrStore
+
+    with engine.begin() as conn:
+        conn.execute(cdrs.insert(), batch)
+        CdrStore(engine)._roll_up(conn, batch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cdrs", type=int, default=200_000)
+    parser.add_argument("--report-cdrs", type=int, default=10_000_000)
+    parser.add_argument("--upload-mb", type=int, default=200)
+    parser.add_argument("--postgres", action="store_true", help="also run against PostgreSQL")
+    parser.add_argument("--skip-reports", action="store_true")
+    args = parser.parse_args()
+    with ExitStack() as stack:
+        base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="callmesh-bench-")))
+        targets = [("sqlite", f"sqlite:///{base / 'raw.db'}", None)]
+        if args.postgres:
+            pg = stack.enter_context(postgres_server())
+            targets.append(("postgresql", pg, pg))
+        for name, raw_url, agg_url in targets:
+            raw = raw_insert_rate(raw_url, args.cdrs)
+            ours = sync_rate(base / f"sync-{name}", agg_url, args.cdrs)
+            print(
+                f"CDR sync {name}: {ours:,.0f}/s end to end vs {raw:,.0f}/s batched insert "
+                f"(ratio {ours / raw:.2f}), {args.cdrs:,} CDRs"
+            )
+        ours, raw = upload_rate(base / "upload", args.upload_mb * 1024 * 1024)
+        print(
+            f"recording upload: {ours / 1e6:,.1f} MB/s vs raw CurveZMQ {raw / 1e6:,.1f} MB/s "
+            f"(ratio {ours / raw:.2f}), {args.upload_mb} MB"
+        )
+        if not args.skip_reports:
+            for name, url, _ in targets:
+                url = url if name != "sqlite" else f"sqlite:///{base / 'reports.db'}"
+                summary_ms, search_ms = report_latency(url, args.report_cdrs)
+                print(
+                    f"reports {name} over {args.report_cdrs:,} CDRs: month summary by site/day "
+                    f"{summary_ms:.1f} ms, filtered search page {search_ms:.1f} ms"
+                )
+
+
+if __name__ == "__main__":
+    main()
