@@ -319,7 +319,8 @@ class IngestServer:
         assert isinstance(chunk, RecChunk)
         assert self.receiver is not None
         self.metrics.recording_bytes.inc(len(chunk.data))
-        return [self.receiver.chunk(site_id, chunk)]
+        reply = self.receiver.chunk(site_id, chunk)
+        return [] if reply is None else [reply]
 
     def _snapshot_request(self, site_id: str, request: Message) -> list[Message]:
         assert isinstance(request, SnapshotRequest)

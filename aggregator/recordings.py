@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import sqlalchemy as sa
 
@@ -43,6 +43,8 @@ class _Upload:
     path: Path
     hasher: Any
     held: int
+    out: BinaryIO
+    owed: int = 0
 
 
 class RecordingReceiver:
@@ -64,35 +66,46 @@ class RecordingReceiver:
             return RecDone(rid, True, "already stored")
         part = self.root / "incoming" / site_id / f"{rid}.part"
         part.parent.mkdir(parents=True, exist_ok=True)
+        self._drop(site_id, rid)
         held = part.stat().st_size if part.exists() else 0
         if held > offer.size:
             part.unlink()
             held = 0
-        self._uploads[(site_id, rid)] = _Upload(offer, part, _hash_of(part, held), held)
+        out = part.open("ab", buffering=0)
+        self._uploads[(site_id, rid)] = _Upload(offer, part, _hash_of(part, held), held, out)
         if held == offer.size:
             return self._finish(site_id, self._uploads.pop((site_id, rid)))
         return RecResume(rid, held, self.credit)
 
-    def chunk(self, site_id: str, chunk: RecChunk) -> Message:
-        """Append a chunk at the held offset; finish when complete."""
+    def chunk(self, site_id: str, chunk: RecChunk) -> Message | None:
+        """Append a chunk at the held offset; credit comes back in batches of half."""
         upload = self._uploads.get((site_id, chunk.recording_id))
         if upload is None:
             return ErrorReply("unknown-upload", "offer the recording again", chunk.recording_id)
         held = upload.held
         if chunk.offset != held or held + len(chunk.data) > upload.offer.size:
             return RecResume(chunk.recording_id, held, self.credit)
-        with upload.path.open("ab") as out:
-            out.write(chunk.data)
+        upload.out.write(chunk.data)
         upload.hasher.update(chunk.data)
         upload.held += len(chunk.data)
         self.bytes_received += len(chunk.data)
         if upload.held == upload.offer.size:
             return self._finish(site_id, self._uploads.pop((site_id, chunk.recording_id)))
-        return RecCredit(chunk.recording_id, 1)
+        upload.owed += 1
+        if upload.owed * 2 < self.credit:
+            return None
+        granted, upload.owed = upload.owed, 0
+        return RecCredit(chunk.recording_id, granted)
+
+    def _drop(self, site_id: str, recording_id: str) -> None:
+        stale = self._uploads.pop((site_id, recording_id), None)
+        if stale is not None:
+            stale.out.close()
 
     def _finish(self, site_id: str, upload: _Upload) -> Message:
         offer = upload.offer
-        _fsync(upload.path)
+        os.fsync(upload.out.fileno())
+        upload.out.close()
         digest = upload.hasher.hexdigest()
         if digest != offer.sha256:
             upload.path.unlink()
@@ -139,11 +152,6 @@ def _hash_of(path: Path, size: int) -> Any:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     return digest
-
-
-def _fsync(path: Path) -> None:
-    with path.open("rb+") as f:
-        os.fsync(f.fileno())
 
 
 def _fsync_dir(path: Path) -> None:

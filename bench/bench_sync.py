@@ -1,6 +1,7 @@
 """Sync link benchmarks: CDR sync rate, recording upload rate, report latency.
 
 Usage: .venv/bin/python bench/bench_sync.py [--cdrs N] [--report-cdrs N] [--postgres]
+                                              [--skip-reports] [--upload-mb N] [--chunk-kib N]
 
 1. End-to-end CDR sync (appliance outbox -> aggregator commit -> ack -> outbox delete),
    real processes on loopback, vs the database's own batched insert rate (executemany of
@@ -14,6 +15,7 @@ Usage: .venv/bin/python bench/bench_sync.py [--cdrs N] [--report-cdrs N] [--post
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import random
 import sys
@@ -67,8 +69,8 @@ def sync_rate(root: Path, url: str | None, n: int) -> float:
         return (n - base) / (time.perf_counter() - start)
 
 
-def upload_rate(root: Path, size: int) -> tuple[float, float]:
-    env = make_env(root)
+def upload_rate(root: Path, size: int, chunk_kib: int) -> tuple[float, float, float]:
+    env = make_env(root, chunk_kib=chunk_kib)
     wav = root / "rec.wav"
     wav.write_bytes(os.urandom(size))
     store = Store.open(root / "app" / "store")
@@ -86,10 +88,14 @@ def upload_rate(root: Path, size: int) -> tuple[float, float]:
         start = time.perf_counter()
         wait_for(lambda: not wav.exists(), 120, "upload confirmed", interval=0.005)
         ours = size / (time.perf_counter() - start)
-    return ours, raw_zmq_rate(root, size)
+    return (
+        ours,
+        raw_zmq_rate(root, size, chunk_kib * 1024),
+        raw_zmq_rate(root, size, chunk_kib * 1024, to_disk=True),
+    )
 
 
-def raw_zmq_rate(root: Path, size: int, chunk: int = 256 * 1024) -> float:
+def raw_zmq_rate(root: Path, size: int, chunk: int, to_disk: bool = False) -> float:
     server_pub, server_sec = keys.load_secret(keys.generate(root / "raw", "srv")[1])
     client_pub, client_sec = keys.load_secret(keys.generate(root / "raw", "cli")[1])
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
@@ -107,11 +113,19 @@ def raw_zmq_rate(root: Path, size: int, chunk: int = 256 * 1024) -> float:
     chunks = size // chunk
     dealer.send(b"hi")
     router.recv_multipart()
+    sink = (root / "raw" / "sink.bin").open("wb", buffering=0) if to_disk else None
+    digest = hashlib.sha256()
     start = time.perf_counter()
     for _ in range(chunks):
         dealer.send(data)
     for _ in range(chunks):
-        router.recv_multipart()
+        _, received = router.recv_multipart()
+        if sink is not None:
+            sink.write(received)
+            digest.update(received)
+    if sink is not None:
+        os.fsync(sink.fileno())
+        sink.close()
     rate = chunks * chunk / (time.perf_counter() - start)
     router.close(0)
     dealer.close(0)
@@ -185,6 +199,7 @@ def main() -> None:
     parser.add_argument("--cdrs", type=int, default=200_000)
     parser.add_argument("--report-cdrs", type=int, default=10_000_000)
     parser.add_argument("--upload-mb", type=int, default=200)
+    parser.add_argument("--chunk-kib", type=int, default=256, help="recording chunk size")
     parser.add_argument("--postgres", action="store_true", help="also run against PostgreSQL")
     parser.add_argument("--skip-reports", action="store_true")
     args = parser.parse_args()
@@ -201,10 +216,13 @@ def main() -> None:
                 f"CDR sync {name}: {ours:,.0f}/s end to end vs {raw:,.0f}/s batched insert "
                 f"(ratio {ours / raw:.2f}), {args.cdrs:,} CDRs"
             )
-        ours, raw = upload_rate(base / "upload", args.upload_mb * 1024 * 1024)
+        size = args.upload_mb * 1024 * 1024
+        ours, raw, disk = upload_rate(base / "upload", size, args.chunk_kib)
         print(
             f"recording upload: {ours / 1e6:,.1f} MB/s vs raw CurveZMQ {raw / 1e6:,.1f} MB/s "
-            f"(ratio {ours / raw:.2f}), {args.upload_mb} MB"
+            f"(ratio {ours / raw:.2f}); vs raw CurveZMQ + write + sha256 + fsync "
+            f"{disk / 1e6:,.1f} MB/s (ratio {ours / disk:.2f}); "
+            f"{args.upload_mb} MB in {args.chunk_kib} KiB chunks"
         )
         if not args.skip_reports:
             for name, url, _ in targets:

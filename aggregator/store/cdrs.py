@@ -10,6 +10,8 @@ is durably stored and a redelivered one changes nothing.
 from __future__ import annotations
 
 import datetime
+import functools
+import operator
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,6 +24,8 @@ import sqlalchemy as sa
 from aggregator.store.db import insert
 from aggregator.store.schema import cdr_rollup, cdrs, rejected_records, sites
 
+_COLUMNS = tuple(c.name for c in cdrs.columns if c.name != "id")
+_SQLITE_MAX_VARIABLES = 32_000
 DISPOSITIONS = frozenset({"answered", "busy", "no-answer", "failed", "cancelled", "interrupted"})
 HOUR_MS = 3_600_000
 
@@ -58,15 +62,24 @@ def to_epoch_ms(value: Any, field: str) -> int | None:
     raise BadCdr(f"{field} is not a time")
 
 
-def _party(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+def _party(doc: dict[str, Any], key: str) -> dict[str, Any]:
     party = doc.get(key) or {}
-    if not isinstance(party, Mapping):
+    if type(party) is not dict:
         raise BadCdr(f"{key} must be a map of number, extension, name")
     return party
 
 
 def _text(value: Any, limit: int) -> str:
+    if type(value) is str:
+        return value[:limit]
     return "" if value is None else str(value)[:limit]
+
+
+def _time(value: Any, field: str) -> int | None:
+    # Epoch seconds are the common case; everything else takes the careful path.
+    if type(value) is float or type(value) is int:
+        return int(value * 1000)
+    return to_epoch_ms(value, field)
 
 
 def cdr_row(site_id: str, raw: bytes, now_ms: int) -> dict[str, Any]:
@@ -75,39 +88,40 @@ def cdr_row(site_id: str, raw: bytes, now_ms: int) -> dict[str, Any]:
         doc = msgpack.unpackb(raw, raw=False)
     except Exception as err:
         raise BadCdr(f"not msgpack: {err}") from None
-    if not isinstance(doc, Mapping):
+    if type(doc) is not dict:
         raise BadCdr("a CDR is a msgpack map")
-    cdr_id = doc.get("id")
-    if not isinstance(cdr_id, str) or not 0 < len(cdr_id) <= 64:
+    get = doc.get
+    cdr_id = get("id")
+    if type(cdr_id) is not str or not 0 < len(cdr_id) <= 64:
         raise BadCdr("id must be a string of 1 to 64 characters")
-    disposition = doc.get("disposition")
+    disposition = get("disposition")
     if disposition not in DISPOSITIONS:
         raise BadCdr(f"disposition must be one of {sorted(DISPOSITIONS)}")
-    started = to_epoch_ms(doc.get("start"), "start")
+    started = _time(get("start"), "start")
     if started is None:
         raise BadCdr("start is required")
     caller, callee = _party(doc, "caller"), _party(doc, "callee")
     return {
         "site_id": site_id,
         "cdr_id": cdr_id,
-        "conversation_id": _text(doc.get("conversation_id"), 64) or None,
-        "direction": _text(doc.get("direction"), 16),
+        "conversation_id": _text(get("conversation_id"), 64) or None,
+        "direction": _text(get("direction"), 16),
         "caller_number": _text(caller.get("number"), 64),
         "caller_extension": _text(caller.get("extension"), 32),
         "caller_name": _text(caller.get("name"), 128),
         "callee_number": _text(callee.get("number"), 64),
         "callee_extension": _text(callee.get("extension"), 32),
         "callee_name": _text(callee.get("name"), 128),
-        "trunk": _text(doc.get("trunk"), 64),
+        "trunk": _text(get("trunk"), 64),
         "started_ms": started,
-        "answered_ms": to_epoch_ms(doc.get("answer"), "answer"),
-        "ended_ms": to_epoch_ms(doc.get("end"), "end"),
-        "duration_s": float(doc.get("duration_s") or 0),
-        "billable_s": float(doc.get("billable_s") or 0),
+        "answered_ms": _time(get("answer"), "answer"),
+        "ended_ms": _time(get("end"), "end"),
+        "duration_s": float(get("duration_s") or 0),
+        "billable_s": float(get("billable_s") or 0),
         "disposition": disposition,
-        "hangup_cause": _text(doc.get("hangup_cause"), 64),
-        "hangup_side": _text(doc.get("hangup_side"), 16),
-        "recording_id": _text(doc.get("recording_id"), 64) or None,
+        "hangup_cause": _text(get("hangup_cause"), 64),
+        "hangup_side": _text(get("hangup_side"), 16),
+        "recording_id": _text(get("recording_id"), 64) or None,
         "doc": raw,
         "received_ms": now_ms,
     }
@@ -155,22 +169,14 @@ class CdrStore:
         """Insert rows whose (site, id) is new; returns the ids that were inserted."""
         if not rows:
             return []
-        site_id = rows[0]["site_id"]
-        ids = [row["cdr_id"] for row in rows]
-        held: set[str] = set()
-        for start in range(0, len(ids), 900):
-            chunk = ids[start : start + 900]
-            query = sa.select(cdrs.c.cdr_id).where(
-                cdrs.c.site_id == site_id, cdrs.c.cdr_id.in_(chunk)
-            )
-            held.update(conn.scalars(query))
-        new_rows = [row for row in rows if row["cdr_id"] not in held]
-        if new_rows:
-            stmt = insert(self.engine, cdrs).on_conflict_do_nothing(
-                index_elements=["site_id", "cdr_id"]
-            )
-            conn.execute(stmt, new_rows)
-        return [row["cdr_id"] for row in new_rows]
+        if self.engine.dialect.name == "sqlite":
+            return _insert_sqlite(conn, rows)
+        stmt = (
+            insert(self.engine, cdrs)
+            .on_conflict_do_nothing(index_elements=["site_id", "cdr_id"])
+            .returning(cdrs.c.cdr_id)
+        )
+        return list(conn.scalars(stmt, rows))
 
     def _roll_up(self, conn: sa.Connection, rows: Iterable[Mapping[str, Any]]) -> None:
         totals: dict[tuple[str, int, str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0])
@@ -216,6 +222,33 @@ class CdrStore:
             .where(sites.c.site_id == site_id)
             .values(cdrs_received=sites.c.cdrs_received + new, last_seen_ms=now_ms)
         )
+
+
+def _insert_sqlite(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[str]:
+    """Multi-row INSERT ... RETURNING through the driver.
+
+    SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself at
+    ingest rates; building the statement once per chunk and passing flat tuples halves
+    the cost of a batch.
+    """
+    inserted: list[str] = []
+    values = operator.itemgetter(*_COLUMNS)
+    per_statement = _SQLITE_MAX_VARIABLES // len(_COLUMNS)
+    for first in range(0, len(rows), per_statement):
+        chunk = rows[first : first + per_statement]
+        params = [v for row in chunk for v in values(row)]
+        result = conn.exec_driver_sql(_sqlite_insert_sql(len(chunk)), tuple(params))
+        inserted.extend(r[0] for r in result)
+    return inserted
+
+
+@functools.cache
+def _sqlite_insert_sql(count: int) -> str:
+    one = "(" + ",".join("?" * len(_COLUMNS)) + ")"
+    return (
+        f"INSERT INTO cdrs ({','.join(_COLUMNS)}) VALUES {','.join([one] * count)} "
+        "ON CONFLICT (site_id, cdr_id) DO NOTHING RETURNING cdr_id"
+    )
 
 
 def _dimensions(row: Mapping[str, Any]) -> Iterable[tuple[str, str]]:

@@ -17,7 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgpack
 
@@ -49,6 +49,12 @@ class Upload:
     offset: int = -1
     credit: int = 0
     last_progress: float = 0.0
+    handle: BinaryIO | None = None
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
 
 
 class RecordingUploader:
@@ -67,6 +73,11 @@ class RecordingUploader:
 
     def reset(self) -> None:
         """Forget the session state; the next session offers again from scratch."""
+        self._drop()
+
+    def _drop(self) -> None:
+        if self.current is not None:
+            self.current.close()
         self.current = None
 
     def next_messages(self, now: float) -> list[Message]:
@@ -75,14 +86,15 @@ class RecordingUploader:
             return self._offer_next(now)
         upload = self.current
         out: list[Message] = []
-        with upload.path.open("rb") as f:
-            while upload.offset >= 0 and upload.credit > 0 and upload.offset < upload.size:
-                f.seek(upload.offset)
-                data = f.read(self.chunk_size)
-                out.append(RecChunk(upload.recording_id, upload.offset, data))
-                upload.offset += len(data)
-                upload.credit -= 1
-                self.bytes_sent += len(data)
+        if upload.handle is None:
+            upload.handle = upload.path.open("rb")
+        while upload.offset >= 0 and upload.credit > 0 and upload.offset < upload.size:
+            upload.handle.seek(upload.offset)
+            data = upload.handle.read(self.chunk_size)
+            out.append(RecChunk(upload.recording_id, upload.offset, data))
+            upload.offset += len(data)
+            upload.credit -= 1
+            self.bytes_sent += len(data)
         return out
 
     def stalled(self, now: float, timeout: float) -> bool:
@@ -106,11 +118,11 @@ class RecordingUploader:
         elif isinstance(message, RecDone):
             return self._done(upload, message, now)
         elif isinstance(message, ErrorReply):
-            self.current = None
+            self._drop()
         return []
 
     def _done(self, upload: Upload, done: RecDone, now: float) -> list[Message]:
-        self.current = None
+        self._drop()
         if not done.ok:
             log.warning(
                 "recording upload refused, starting over",
