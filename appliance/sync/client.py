@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import shutil
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -100,6 +101,8 @@ class SyncClient:
         self.metrics = metrics
         self._ctx: zmq.asyncio.Context | None = None
         self._task: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._store_ratio = 0.0
         self._inflight: OrderedDict[int, tuple[list[int], float]] = OrderedDict()
         self._cursor = 0
         self._last_heard = 0.0
@@ -120,6 +123,7 @@ class SyncClient:
             self._sync.chunk_kib * 1024,
         )
         self._task = asyncio.create_task(self._run())
+        self._watch = asyncio.create_task(self._watch_storage())
 
     def _keys(self) -> tuple[bytes, bytes]:
         path = self._settings.key_file()
@@ -128,9 +132,10 @@ class SyncClient:
         return keys.load_secret(path)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._watch):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._ctx is not None:
             self._ctx.term()
 
@@ -282,17 +287,31 @@ class SyncClient:
         if now - self._last_heard > silence and (self._inflight or self.uploader.current):
             raise SessionLost("silence: nothing heard from HQ")
 
-    def _status(self) -> Status:
+    async def _watch_storage(self) -> None:
+        """Warn loudly, whether or not HQ is reachable, while storage fills up."""
+        while True:
+            await asyncio.to_thread(self._check_storage)
+            await asyncio.sleep(self._sync.status_interval_s)
+
+    def _check_storage(self) -> None:
         usage = self._store().usage()
-        ratio = usage["used_bytes"] / usage["map_size_bytes"]
-        self.metrics.store_full.set(ratio)
-        if 100 * ratio >= self._sync.disk_warn_percent:
+        self._store_ratio = usage["used_bytes"] / usage["map_size_bytes"]
+        self.metrics.store_full.set(self._store_ratio)
+        disk = shutil.disk_usage(self._settings.data_dir)
+        disk_percent = 100 * (disk.total - disk.free) / disk.total
+        if max(100 * self._store_ratio, disk_percent) >= self._sync.disk_warn_percent:
             log.warning(
-                "store is filling up while CDRs wait for HQ; nothing is dropped, but the box "
-                "stops taking CDRs when it is full: restore the link to HQ or raise "
-                "store.map_size_mb",
-                extra={"used_percent": round(100 * ratio, 1)},
+                "storage is filling up while CDRs wait for HQ; nothing is dropped, but the "
+                "box stops taking CDRs when it is full: restore the link to HQ, free disk "
+                "space or raise store.map_size_mb",
+                extra={
+                    "store_used_percent": round(100 * self._store_ratio, 1),
+                    "disk_used_percent": round(disk_percent, 1),
+                },
             )
+
+    def _status(self) -> Status:
+        ratio = self._store_ratio
         return Status({"backlog": self._backlog(), "store_used_percent": round(100 * ratio, 2)})
 
     async def _send(self, sock: zmq.asyncio.Socket, message: Message) -> None:

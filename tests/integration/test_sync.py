@@ -13,6 +13,7 @@ import httpx
 import msgpack
 import pytest
 import sqlalchemy as sa
+import yaml
 import zmq
 
 from aggregator.store.schema import cdrs, recordings
@@ -236,3 +237,33 @@ def test_recording_upload_survives_repeated_interruptions(env: SyncEnv) -> None:
     finally:
         app.close()
         agg.close()
+
+
+def test_revoked_site_key_is_refused_and_counted(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    config = yaml.safe_load(env.agg_config.read_text())
+    config["ingest"]["sites"][0]["revoked"] = True
+    env.agg_config.write_text(yaml.safe_dump(config))
+    env.prefill(10)
+    agg, app = start_aggregator(env), start_appliance(env)
+    try:
+        wait_for(
+            lambda: metric(env, 'callmesh_rejected_peers_total{reason="revoked-key"}') >= 1,
+            20,
+            "the revoked key to be refused",
+        )
+        assert env.ingested() == -1
+        assert env.pending() == 10
+    finally:
+        app.close()
+        agg.close()
+
+
+def test_full_disk_warning_names_what_to_do(tmp_path: Path) -> None:
+    env = make_env(tmp_path, disk_warn_percent=0.001)
+    app = start_appliance(env)
+    try:
+        wait_for(lambda: "storage is filling up" in app.output(), 20, "the storage warning")
+        assert "restore the link to HQ" in app.output()
+    finally:
+        app.close()
