@@ -105,21 +105,39 @@ def search_cdrs(
     conn: sa.Connection, flt: CdrFilter, tz: ZoneInfo, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of CDRs, newest first, and the cursor of the next page (None at the end)."""
-    query = sa.select(cdrs).where(*_conditions(flt))
+    conditions = _conditions(flt)
     if cursor:
         started, row_id = decode_cursor(cursor)
-        query = query.where(
+        conditions.append(
             sa.or_(
                 cdrs.c.started_ms < started,
                 sa.and_(cdrs.c.started_ms == started, cdrs.c.id < row_id),
             )
         )
-    query = query.order_by(cdrs.c.started_ms.desc(), cdrs.c.id.desc()).limit(limit + 1)
-    rows = conn.execute(query).all()
+    rows = conn.execute(_page_query(flt, conditions, limit + 1)).all()
     page = [_render(row, tz) for row in rows[:limit]]
-    more = len(rows) > limit
-    last = rows[limit - 1] if more else None
+    last = rows[limit - 1] if len(rows) > limit else None
     return page, encode_cursor(last.started_ms, last.id) if last is not None else None
+
+
+def _page_query(
+    flt: CdrFilter, conditions: list[sa.ColumnElement[bool]], size: int
+) -> sa.Select[Any]:
+    newest = (cdrs.c.started_ms.desc(), cdrs.c.id.desc())
+    if not flt.number:
+        return sa.select(cdrs).where(*conditions).order_by(*newest).limit(size)
+    # A number matches the caller or the callee: walk each side's (number, time) index
+    # newest first and merge, instead of scanning the site's whole time range.
+    sides = [
+        sa.select(cdrs)
+        .where(column == flt.number, *conditions)
+        .order_by(*newest)
+        .limit(size)
+        .subquery()
+        for column in (cdrs.c.caller_number, cdrs.c.callee_number)
+    ]
+    merged = sa.union(*(sa.select(side) for side in sides)).subquery()
+    return sa.select(merged).order_by(merged.c.started_ms.desc(), merged.c.id.desc()).limit(size)
 
 
 def _conditions(flt: CdrFilter) -> list[sa.ColumnElement[bool]]:
@@ -131,8 +149,6 @@ def _conditions(flt: CdrFilter) -> list[sa.ColumnElement[bool]]:
         conditions.append(c.started_ms >= flt.start_ms)
     if flt.end_ms is not None:
         conditions.append(c.started_ms < flt.end_ms)
-    if flt.number:
-        conditions.append(sa.or_(c.caller_number == flt.number, c.callee_number == flt.number))
     if flt.extension:
         conditions.append(
             sa.or_(c.caller_extension == flt.extension, c.callee_extension == flt.extension)
