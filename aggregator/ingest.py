@@ -26,11 +26,12 @@ import zmq.asyncio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from zmq.auth.asyncio import AsyncioAuthenticator
 
+from aggregator.directory.push import SnapshotPusher
 from aggregator.recordings import RecordingReceiver
 from aggregator.settings import AggregatorSettings
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import insert
-from aggregator.store.schema import commands, sites, snapshots
+from aggregator.store.schema import commands, sites
 from drivers.sync import keys
 from drivers.sync.protocol import (
     Ack,
@@ -43,8 +44,8 @@ from drivers.sync.protocol import (
     ProtocolError,
     RecChunk,
     RecOffer,
-    Snapshot,
     SnapshotRequest,
+    SnapshotResult,
     Status,
     Welcome,
     decode,
@@ -158,6 +159,8 @@ class IngestServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self.cdr_store: CdrStore | None = None
         self.receiver: RecordingReceiver | None = None
+        self._pusher = SnapshotPusher(engine)
+        self._push: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         public, secret = self._server_keys()
@@ -185,6 +188,7 @@ class IngestServer:
             raise IngestError(f"cannot bind ingest {self._settings.ingest.bind}: {err}") from None
         self._sock = sock
         self._task = asyncio.create_task(self._serve())
+        self._push = asyncio.create_task(self._push_snapshots())
         log.info("ingest listening", extra={"address": self._settings.ingest.bind})
 
     def _server_keys(self) -> tuple[bytes, bytes]:
@@ -198,9 +202,10 @@ class IngestServer:
             raise IngestError(f"ingest server key: {err}") from None
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._push, self._task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
         self._worker.shutdown(wait=True)
@@ -275,6 +280,7 @@ class IngestServer:
         )
         with self._engine().begin() as conn:
             conn.execute(stmt, row)
+            self._pusher.on_hello(conn, site_id, hello.snapshots)
             pending = conn.execute(
                 sa.select(commands)
                 .where(commands.c.site_id == site_id, commands.c.done_ms.is_(None))
@@ -307,6 +313,9 @@ class IngestServer:
                     last_seen_ms=int(time.time() * 1000),
                 )
             )
+            running = status.health.get("snapshots")
+            if isinstance(running, dict):
+                self._pusher.on_running(conn, site_id, running)
         self.metrics.backlog.labels(site=site_id).set(backlog)
         return []
 
@@ -324,14 +333,19 @@ class IngestServer:
 
     def _snapshot_request(self, site_id: str, request: Message) -> list[Message]:
         assert isinstance(request, SnapshotRequest)
-        query = sa.select(snapshots).where(
-            snapshots.c.site_id == site_id, snapshots.c.topic == request.topic
-        )
-        with self._engine().connect() as conn:
-            row = conn.execute(query).first()
-        if row is None:
-            return [Snapshot(request.topic, 0, None)]
-        return [Snapshot(request.topic, row.version, row.data)]
+        with self._engine().begin() as conn:
+            return self._pusher.on_request(conn, site_id, request.topic, request.have_version)
+
+    def _snapshot_result(self, site_id: str, result: Message) -> list[Message]:
+        assert isinstance(result, SnapshotResult)
+        with self._engine().begin() as conn:
+            self._pusher.on_result(conn, site_id, result)
+        if not result.ok:
+            log.warning(
+                "site refused a snapshot",
+                extra={"site": site_id, "version": result.version, "reason": result.reason},
+            )
+        return []
 
     def _command_result(self, site_id: str, result: Message) -> list[Message]:
         assert isinstance(result, CommandResult)
@@ -342,6 +356,22 @@ class IngestServer:
                 .values(done_ms=int(time.time() * 1000), ok=result.ok, detail=result.detail[:512])
             )
         return []
+
+    async def _push_snapshots(self) -> None:
+        """Send connected sites the routing snapshots and updates they are missing."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._settings.routing.push_interval_s)
+            try:
+                pushes = await loop.run_in_executor(
+                    self._worker, self._pusher.due, list(self._peers)
+                )
+            except sa.exc.SQLAlchemyError as err:
+                self.metrics.db_errors.inc()
+                log.error("database error reading snapshots", extra={"error": str(err)})
+                continue
+            for site_id, message in pushes:
+                await self.send_to_site(site_id, message)
 
     async def send_to_site(self, site_id: str, message: Message) -> bool:
         """Send a message to a connected site; False when it is not connected."""
@@ -377,5 +407,6 @@ _HANDLERS: dict[type[Message], Callable[[IngestServer, str, Message], list[Messa
     RecOffer: IngestServer._rec_offer,
     RecChunk: IngestServer._rec_chunk,
     SnapshotRequest: IngestServer._snapshot_request,
+    SnapshotResult: IngestServer._snapshot_result,
     CommandResult: IngestServer._command_result,
 }

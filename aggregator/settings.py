@@ -58,6 +58,13 @@ class IngestSettings(Section):
     chunk_credit: int = Field(16, ge=1, le=256)
 
 
+class RoutingSettings(Section):
+    """Routing snapshots: how often connected sites are checked for a newer table."""
+
+    push_interval_s: float = Field(0.5, gt=0, le=60)
+    keep_updates: int = Field(16, ge=1, le=1000, description="recent updates kept per site")
+
+
 class AggregatorSettings(ServiceSettings):
     """Everything the aggregator reads from its configuration."""
 
@@ -65,6 +72,7 @@ class AggregatorSettings(ServiceSettings):
     database: DatabaseSettings = DatabaseSettings()
     api: ApiSettings = ApiSettings()
     ingest: IngestSettings = IngestSettings()
+    routing: RoutingSettings = RoutingSettings()
 
     def database_url(self) -> str:
         """The SQLAlchemy URL in force."""

@@ -1,4 +1,4 @@
-"""Checks a field technician runs on a box: software, system tools, config, store.
+"""Checks a field technician runs on a box: software, system tools, config, store, network.
 
 Each check yields a Finding; ``required`` findings that fail make the doctor exit 1.
 """
@@ -13,7 +13,10 @@ import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from drivers.net.plan import Desired
 
 PY_PACKAGES = (
     ("pjsua2", "pjsua2-python", "media workers"),
@@ -90,6 +93,27 @@ def _config(path: Path) -> Iterator[Finding]:
         return
     yield Finding("config", True, f"{path}: site {settings.site_id}, profile {settings.profile}")
     yield _data_dir(settings.data_dir)
+    if settings.network.manage:
+        yield network_finding(settings.network.desired())
+
+
+def network_finding(desired: Desired, netns: str | None = None) -> Finding:
+    """Whether the network matches the config; the pending changes if it does not."""
+    from drivers.net import NetError
+    from drivers.net.netlink import NetlinkDriver
+    from drivers.net.plan import changes, plan, problems
+
+    driver = NetlinkDriver(netns)
+    try:
+        actions = plan(desired, driver.read(), driver.supports)
+    except (NetError, OSError) as err:
+        return Finding("network", False, f"cannot read the network: {err}")
+    todo = [a.describe() for a in changes(actions)]
+    issues = [f"{a.target}: {a.op} {a.args.get('kind', '')}".strip() for a in problems(actions)]
+    if not todo and not issues:
+        return Finding("network", True, "matches the config")
+    detail = "; ".join([*issues, *(f"pending: {t}" for t in todo)])
+    return Finding("network", False, f"{detail} (start the appliance to apply)")
 
 
 def _data_dir(path: Path) -> Finding:

@@ -1,8 +1,9 @@
 """The appliance's composition root: builds drivers and services from settings and runs them.
 
-Start-up order: HTTP socket bound (fails fast on a busy port), store opened, sync
-client started (when enabled), HTTP serving. Shutdown runs in reverse from SIGTERM/SIGINT,
-closing the store last.
+Start-up order: HTTP socket bound (fails fast on a busy port), network applied (when
+managed, so routes and the tunnel to HQ are up first), store opened, routing table loaded
+from the store, sync client started (when enabled), HTTP serving. Shutdown runs in
+reverse from SIGTERM/SIGINT, closing the store last.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from fastapi import FastAPI
 from prometheus_client import Gauge
 
 from appliance import __version__
+from appliance.routing import RoutingService
 from appliance.settings import ApplianceSettings
 from appliance.store import Outbox, Store, StoreError
 from appliance.sync.client import SyncClient, SyncMetrics
+from drivers.net.component import NetworkComponent
+from drivers.net.netlink import NetlinkDriver
 from drivers.runtime.http import HttpServer
 from drivers.runtime.lifecycle import Component, run_until_signalled
 from drivers.runtime.observability import Health, add_observability_routes, new_registry
@@ -76,9 +80,18 @@ def build(settings: ApplianceSettings) -> list[Component]:
     app = FastAPI(title="callmesh appliance", version=__version__)
     add_observability_routes(app, health, registry)
     http = HttpServer(app, settings.http.host, settings.http.port, name="appliance-http")
-    components: list[Component] = [store]
+    routing = RoutingService(store.get)
+    health.add_check("routing", routing.check)
+    components: list[Component] = []
+    if settings.network.manage:
+        network = NetworkComponent(
+            settings.network.desired(), NetlinkDriver(), settings.network.dry_run
+        )
+        health.add_check("network", network.check)
+        components.append(network)
+    components += [store, routing]
     if settings.sync.enabled:
-        sync = SyncClient(settings, store.get, SyncMetrics(registry))
+        sync = SyncClient(settings, store.get, SyncMetrics(registry), routing)
         health.add_check("sync", lambda: (True, "up" if sync.session_up.is_set() else "HQ down"))
         components.append(sync)
     return [*components, http]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from drivers.net.plan import Desired, Link, Route, WireGuardPeer
 from drivers.runtime.settings_base import ApiToken, Section, ServiceSettings
 from drivers.sync.keys import check_z85_key
 
@@ -78,6 +80,92 @@ class RecordingSettings(Section):
     min_free_mb: int = Field(1024, ge=0)
 
 
+class NetInterface(Section):
+    """An existing device, or a VLAN on one (``vlan_id`` + ``parent``): addresses, MTU."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,15}$")
+    parent: str | None = None
+    vlan_id: int | None = Field(None, ge=1, le=4094)
+    addresses: tuple[str, ...] = Field((), description="CIDR, e.g. 10.1.0.10/24")
+    mtu: int | None = Field(None, ge=576, le=9216)
+
+    @field_validator("addresses")
+    @classmethod
+    def _cidr(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            ipaddress.ip_interface(address)
+        return value
+
+    @model_validator(mode="after")
+    def _vlan_parent(self) -> NetInterface:
+        if (self.vlan_id is None) != (self.parent is None):
+            raise ValueError("a VLAN interface needs both vlan_id and parent")
+        return self
+
+
+class NetRoute(Section):
+    """A static route, e.g. to the company network."""
+
+    destination: str = Field(description="CIDR")
+    gateway: str | None = None
+    device: str | None = None
+
+    @field_validator("destination")
+    @classmethod
+    def _network(cls, value: str) -> str:
+        ipaddress.ip_network(value, strict=False)
+        return value
+
+
+class WireGuardTunnel(Section):
+    """The WireGuard tunnel to HQ (needs kernel support; reported if missing)."""
+
+    interface: str = Field("wg-hq", pattern=r"^[A-Za-z0-9_.-]{1,15}$")
+    address: str = Field(description="this end's address, CIDR")
+    private_key_file: Path
+    peer_public_key: str = Field(min_length=44, max_length=44)
+    endpoint: str = Field(pattern=r"^.+:[0-9]{1,5}$", description="host:port of HQ")
+    allowed_ips: tuple[str, ...] = Field(min_length=1)
+    keepalive_s: int = Field(25, ge=0, le=3600)
+
+
+class NetworkSettings(Section):
+    """Interfaces, voice VLAN, static routes and the tunnel to HQ, applied at start-up."""
+
+    manage: bool = Field(False, description="apply this section at start-up")
+    dry_run: bool = Field(False, description="only log and report what would change")
+    interfaces: tuple[NetInterface, ...] = ()
+    routes: tuple[NetRoute, ...] = ()
+    wireguard: WireGuardTunnel | None = None
+
+    def desired(self) -> Desired:
+        """The network this section describes, for the driver's planner."""
+        links = [
+            Link(
+                i.name,
+                "vlan" if i.vlan_id is not None else "device",
+                i.parent,
+                i.vlan_id,
+                i.addresses,
+                i.mtu,
+            )
+            for i in self.interfaces
+        ]
+        tunnels = {}
+        if self.wireguard is not None:
+            wg = self.wireguard
+            links.append(Link(wg.interface, "wireguard", addresses=(wg.address,)))
+            tunnels[wg.interface] = WireGuardPeer(
+                wg.peer_public_key,
+                wg.endpoint,
+                wg.allowed_ips,
+                str(wg.private_key_file),
+                wg.keepalive_s,
+            )
+        routes = tuple(Route(r.destination, r.gateway, r.device) for r in self.routes)
+        return Desired(tuple(links), routes, tunnels)
+
+
 class ApplianceSettings(ServiceSettings):
     """Everything an appliance reads from its configuration."""
 
@@ -88,6 +176,7 @@ class ApplianceSettings(ServiceSettings):
     sip: SipSettings = SipSettings()
     sync: SyncSettings = SyncSettings()
     recordings: RecordingSettings = RecordingSettings()
+    network: NetworkSettings = NetworkSettings()
 
     def key_file(self) -> Path:
         """The site's CurveZMQ secret key file."""

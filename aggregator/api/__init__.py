@@ -1,4 +1,4 @@
-"""The HQ API (FastAPI): sites, CDR search, reports, CSV export, recording download."""
+"""The HQ API (FastAPI): sites, CDR search, reports, CSV export, recordings, directory."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from aggregator.api.errors import install_error_handlers
 from aggregator.api.routes import build_router
+from aggregator.directory.routes import build_directory_router
 from aggregator.settings import AggregatorSettings
 
 
@@ -16,3 +17,4 @@ def mount_api(app: FastAPI, settings: AggregatorSettings, engine: Callable[[], s
     """Add the /api/v1 routes and the common error shape to ``app``."""
     install_error_handlers(app)
     app.include_router(build_router(settings, engine))
+    app.include_router(build_directory_router(settings, engine))

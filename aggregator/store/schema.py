@@ -3,6 +3,10 @@
 ``cdr_rollup`` holds per-hour counters kept up to date at ingest (only for CDRs that
 were newly inserted, so redelivery never double-counts); reports read the rollup, not
 the CDR table, which keeps a month's summary fast at any table size.
+
+``directory_*`` hold the routing directory (aggregator/directory); ``snapshots`` the
+latest compiled table per site and topic, ``snapshot_updates`` the recent changes
+between consecutive versions, from which a connected site is sent an ``update``.
 """
 
 from __future__ import annotations
@@ -54,8 +58,8 @@ cdrs = sa.Table(
     sa.UniqueConstraint("site_id", "cdr_id", name="uq_cdrs_site_cdr"),
     sa.Index("ix_cdrs_site_started", "site_id", "started_ms", "id"),
     sa.Index("ix_cdrs_started", "started_ms", "id"),
-    sa.Index("ix_cdrs_caller_number", "caller_number"),
-    sa.Index("ix_cdrs_callee_number", "callee_number"),
+    sa.Index("ix_cdrs_caller_number", "caller_number", "started_ms"),
+    sa.Index("ix_cdrs_callee_number", "callee_number", "started_ms"),
 )
 
 cdr_rollup = sa.Table(
@@ -119,4 +123,61 @@ commands = sa.Table(
     sa.Column("done_ms", sa.BigInteger),
     sa.Column("ok", sa.Boolean),
     sa.Column("detail", sa.String(512), nullable=False, server_default=""),
+)
+
+directory_plan = sa.Table(
+    "directory_plan",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("flat", sa.Boolean, nullable=False),
+    sa.Column("site_prefix", sa.String(2), nullable=False, server_default=""),
+    sa.Column("revision", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+directory_sites = sa.Table(
+    "directory_sites",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, server_default=""),
+    sa.Column("profile", sa.String(16), nullable=False),
+    sa.Column("sip_address", sa.String(255), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("code", sa.String(4), nullable=True),
+    sa.Column("extensions", sa.JSON, nullable=False),
+    sa.Column("ranges", sa.JSON, nullable=False),
+)
+
+directory_trunks = sa.Table(
+    "directory_trunks",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("site", sa.String(64), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("numbers", sa.JSON, nullable=False),
+    sa.Column("caller_id", sa.String(16), nullable=True),
+)
+
+directory_rules = sa.Table(
+    "directory_rules",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("min_length", sa.Integer, nullable=False),
+    sa.Column("max_length", sa.Integer, nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("sites", sa.JSON, nullable=False),
+    sa.Column("windows", sa.JSON, nullable=False),
+    sa.Column("targets", sa.JSON, nullable=False),
+)
+
+snapshot_updates = sa.Table(
+    "snapshot_updates",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("topic", sa.String(64), primary_key=True),
+    sa.Column("version", sa.BigInteger, primary_key=True),
+    sa.Column("base_version", sa.BigInteger, nullable=False),
+    sa.Column("changes", sa.JSON, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
 )

@@ -27,6 +27,8 @@ import zmq.asyncio
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from appliance import __version__
+from appliance.routing.service import TOPIC as ROUTING
+from appliance.routing.service import ApplyResult, RoutingService
 from appliance.settings import ApplianceSettings
 from appliance.store import Outbox, StateStore, Store
 from appliance.sync.recordings import RecordingUploader
@@ -44,7 +46,10 @@ from drivers.sync.protocol import (
     RecDone,
     RecResume,
     Snapshot,
+    SnapshotRequest,
+    SnapshotResult,
     Status,
+    Update,
     Welcome,
     decode,
     encode,
@@ -85,15 +90,32 @@ class SyncMetrics:
         self.store_full = Gauge(
             "callmesh_store_used_ratio", "Fraction of the LMDB map in use", registry=registry
         )
+        self.routing_version = Gauge(
+            "callmesh_routing_version", "Version of the routing table in force", registry=registry
+        )
+        self.routing_messages = Counter(
+            "callmesh_routing_messages",
+            "Routing snapshots and updates by outcome",
+            ["message", "outcome"],
+            registry=registry,
+        )
 
 
 class SyncClient:
-    """A lifecycle component; needs the store opened before it starts."""
+    """A lifecycle component; needs the store and ``routing`` started before it starts.
+
+    Routing snapshots and updates are handed to ``routing``, the same instance the PBX
+    looks routes up in.
+    """
 
     name = "sync"
 
     def __init__(
-        self, settings: ApplianceSettings, store: StoreProvider, metrics: SyncMetrics
+        self,
+        settings: ApplianceSettings,
+        store: StoreProvider,
+        metrics: SyncMetrics,
+        routing: RoutingService,
     ) -> None:
         self._settings = settings
         self._sync = settings.sync
@@ -109,6 +131,8 @@ class SyncClient:
         self._last_status = 0.0
         self.uploader: RecordingUploader | None = None
         self.session_up = asyncio.Event()
+        self.routing = routing
+        metrics.routing_version.set_function(lambda: self.routing.version)
 
     async def start(self) -> None:
         public, secret = self._keys()
@@ -191,6 +215,7 @@ class SyncClient:
                 self.metrics.connected.set(1)
                 self.session_up.set()
                 log.info("sync session up", extra={"endpoint": self._sync.endpoint})
+                await self._send(sock, SnapshotRequest(ROUTING, self.routing.version))
                 return
             if isinstance(message, ErrorReply):
                 raise SessionLost(f"refused: {message.error_id}: {message.message}")
@@ -200,9 +225,9 @@ class SyncClient:
         return Hello(
             self._settings.site_id,
             f"callmesh {__version__}",
-            ["cdr", "recording"],
+            ["cdr", "recording", ROUTING],
             self._backlog(),
-            {},
+            {ROUTING: self.routing.version},
         )
 
     def _backlog(self) -> dict[str, int]:
@@ -262,9 +287,31 @@ class SyncClient:
                 sock,
                 CommandResult(message.command_id, False, f"unknown command kind {message.kind!r}"),
             )
+        elif isinstance(message, Snapshot | Update) and message.topic == ROUTING:
+            await self._routing_message(sock, message)
         elif isinstance(message, Snapshot):
             StateStore(self._store()).put(
                 f"snapshot:{message.topic}", {"version": message.version, "data": message.data}
+            )
+
+    async def _routing_message(self, sock: zmq.asyncio.Socket, message: Snapshot | Update) -> None:
+        """Apply off the loop (a big table takes a while to build); report the outcome."""
+        result: ApplyResult
+        if isinstance(message, Snapshot):
+            result = await asyncio.to_thread(
+                self.routing.apply_snapshot, message.version, message.data
+            )
+        else:
+            result = await asyncio.to_thread(
+                self.routing.apply_update, message.version, message.base_version, message.changes
+            )
+        self.metrics.routing_messages.labels(message=message.TYPE, outcome=result.outcome).inc()
+        if result.outcome == "resync":
+            await self._send(sock, SnapshotRequest(ROUTING, result.running))
+        elif result.outcome in ("applied", "refused"):
+            ok = not result.refused
+            await self._send(
+                sock, SnapshotResult(ROUTING, result.version, ok, result.running, result.reason)
             )
 
     async def _acked(self, ack: Ack) -> None:
@@ -312,7 +359,14 @@ class SyncClient:
 
     def _status(self) -> Status:
         ratio = self._store_ratio
-        return Status({"backlog": self._backlog(), "store_used_percent": round(100 * ratio, 2)})
+        return Status(
+            {
+                "backlog": self._backlog(),
+                "store_used_percent": round(100 * ratio, 2),
+                "snapshots": {ROUTING: self.routing.version},
+                "routing_refused": self.routing.refused,
+            }
+        )
 
     async def _send(self, sock: zmq.asyncio.Socket, message: Message) -> None:
         try:

@@ -16,7 +16,8 @@ cdr-batch          records[[seq, cdr msgpack bytes]] (1..MAX_RECORDS)          a
 rec-offer          recording_id, size, sha256, meta{}                          rec-resume
 rec-chunk          recording_id, offset; frame 1 = bytes                       rec-credit, rec-done
 status             health{}                                                    -
-snapshot-request   topic, have_version                                         snapshot
+snapshot-request   topic, have_version                                         snapshot if newer
+snapshot-result    topic, version, ok, running (version in force), reason      -
 command-result     command_id, ok, detail                                      -
 =================  ==========================================================  ==========
 
@@ -190,6 +191,17 @@ class Update(Message):
 
 
 @dataclass(frozen=True)
+class SnapshotResult(Message):
+    TYPE = "snapshot-result"
+    SCHEMA = {"topic": str, "version": int, "ok": bool, "running": int, "reason": str}
+    topic: str
+    version: int
+    ok: bool
+    running: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Command(Message):
     TYPE = "command"
     SCHEMA = {"command_id": str, "kind": str, "args": dict}
@@ -232,6 +244,7 @@ MESSAGES: dict[str, type[Message]] = {
         SnapshotRequest,
         Snapshot,
         Update,
+        SnapshotResult,
         Command,
         CommandResult,
         ErrorReply,

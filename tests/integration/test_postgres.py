@@ -25,13 +25,13 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def clean_pg(pg_url: str) -> Iterator[str]:
+def clean_pg(pg_url: str) -> str:
     engine = create_engine(pg_url)
     with engine.begin() as conn:
         for table in ("cdrs", "cdr_rollup", "rejected_records", "sites", "recordings"):
             conn.execute(sa.text(f"TRUNCATE {table}"))
     engine.dispose()
-    yield pg_url
+    return pg_url
 
 
 def test_ingest_is_idempotent_and_reports_work_on_postgres(clean_pg: str) -> None:

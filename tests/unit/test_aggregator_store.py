@@ -37,7 +37,7 @@ def test_redelivered_batch_is_stored_once_and_counted_once(engine: sa.Engine) ->
     store = CdrStore(engine)
     batch = [(n + 1, make_cdr(n)) for n in range(100)]
     first = store.ingest("site-a", batch)
-    again = store.ingest("site-a", batch[50:] + [(999, make_cdr(500))])
+    again = store.ingest("site-a", [*batch[50:], (999, make_cdr(500))])
     assert (first.inserted, first.duplicates) == (100, 0)
     assert (again.inserted, again.duplicates) == (1, 50)
     assert count(engine, cdrs) == 101

@@ -1,0 +1,1 @@
+"""The routing directory at HQ: sites, numbering, trunks and rules, compiled per site."""
