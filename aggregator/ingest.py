@@ -27,6 +27,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from zmq.auth.asyncio import AsyncioAuthenticator
 
 from aggregator.directory.push import SnapshotPusher
+from aggregator.fleet import store as fleet
+from aggregator.fleet.push import CommandPusher
 from aggregator.recordings import RecordingReceiver
 from aggregator.settings import AggregatorSettings
 from aggregator.store.cdrs import CdrStore
@@ -38,12 +40,14 @@ from drivers.sync.protocol import (
     CdrBatch,
     Command,
     CommandResult,
+    ComplianceBatch,
     ErrorReply,
     Hello,
     Message,
     ProtocolError,
     RecChunk,
     RecOffer,
+    SimStatus,
     SnapshotRequest,
     SnapshotResult,
     Status,
@@ -160,6 +164,7 @@ class IngestServer:
         self.cdr_store: CdrStore | None = None
         self.receiver: RecordingReceiver | None = None
         self._pusher = SnapshotPusher(engine)
+        self._commands = CommandPusher(engine)
         self._push: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -280,6 +285,7 @@ class IngestServer:
         )
         with self._engine().begin() as conn:
             conn.execute(stmt, row)
+            fleet.ensure_dnc_row(conn, site_id)
             self._pusher.on_hello(conn, site_id, hello.snapshots)
             pending = conn.execute(
                 sa.select(commands)
@@ -287,6 +293,7 @@ class IngestServer:
                 .order_by(commands.c.created_ms)
             ).all()
         self.metrics.backlog.labels(site=site_id).set(backlog)
+        self._commands.on_hello(site_id, [c.command_id for c in pending])
         replies: list[Message] = [Welcome(time.time())]
         replies += [Command(c.command_id, c.kind, dict(c.args)) for c in pending]
         return replies
@@ -357,15 +364,28 @@ class IngestServer:
             )
         return []
 
+    def _sim_status(self, site_id: str, status: Message) -> list[Message]:
+        assert isinstance(status, SimStatus)
+        with self._engine().begin() as conn:
+            fleet.store_status(conn, site_id, status.sims, status.switches)
+        return []
+
+    def _compliance_batch(self, site_id: str, batch: Message) -> list[Message]:
+        assert isinstance(batch, ComplianceBatch)
+        with self._engine().begin() as conn:
+            fleet.store_refusals(conn, site_id, batch.records)
+        return [Ack("compliance", [seq for seq, _ in batch.records])]
+
+    def _due(self, peers: list[str]) -> list[tuple[str, Message]]:
+        return self._pusher.due(peers) + self._commands.due(peers)
+
     async def _push_snapshots(self) -> None:
-        """Send connected sites the routing snapshots and updates they are missing."""
+        """Send connected sites the snapshots, updates and commands they are missing."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._settings.routing.push_interval_s)
             try:
-                pushes = await loop.run_in_executor(
-                    self._worker, self._pusher.due, list(self._peers)
-                )
+                pushes = await loop.run_in_executor(self._worker, self._due, list(self._peers))
             except sa.exc.SQLAlchemyError as err:
                 self.metrics.db_errors.inc()
                 log.error("database error reading snapshots", extra={"error": str(err)})
@@ -409,4 +429,6 @@ _HANDLERS: dict[type[Message], Callable[[IngestServer, str, Message], list[Messa
     SnapshotRequest: IngestServer._snapshot_request,
     SnapshotResult: IngestServer._snapshot_result,
     CommandResult: IngestServer._command_result,
+    SimStatus: IngestServer._sim_status,
+    ComplianceBatch: IngestServer._compliance_batch,
 }

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
 
 from appliance import __version__
+from appliance.compliance.routes import build_compliance_router, install_error_handler
+from appliance.compliance.service import ComplianceService
+from appliance.gateway.channels import ModemCollector, ModemPool
 from appliance.routing import RoutingService
 from appliance.settings import ApplianceSettings
+from appliance.sim import SimChannel, SimService
 from appliance.store import Outbox, Store, StoreError
 from appliance.sync.client import SyncClient, SyncMetrics
 from drivers.net.component import NetworkComponent
@@ -69,8 +74,14 @@ class StoreComponent:
         return percent < 90, f"{percent:.1f}% of the map used"
 
 
-def build(settings: ApplianceSettings) -> list[Component]:
-    """The appliance's components in start-up order."""
+def build(
+    settings: ApplianceSettings, sim_channels: Sequence[SimChannel] | None = None
+) -> list[Component]:
+    """The appliance's components in start-up order.
+
+    A SIM gateway drives the modems in ``settings.gateway`` unless ``sim_channels`` are
+    given (tests and the demo's tooling put their own channels there).
+    """
     facts = {"site_id": settings.site_id, "profile": settings.profile, "version": __version__}
     registry = new_registry("appliance", facts)
     health = Health("appliance", facts)
@@ -82,19 +93,53 @@ def build(settings: ApplianceSettings) -> list[Component]:
     http = HttpServer(app, settings.http.host, settings.http.port, name="appliance-http")
     routing = RoutingService(store.get)
     health.add_check("routing", routing.check)
-    components: list[Component] = []
-    if settings.network.manage:
-        network = NetworkComponent(
-            settings.network.desired(), NetlinkDriver(), settings.network.dry_run
-        )
-        health.add_check("network", network.check)
-        components.append(network)
-    components += [store, routing]
+    compliance = ComplianceService(settings.compliance, settings.site.timezone, store.get)
+    install_error_handler(app)
+    app.include_router(build_compliance_router(settings.api.tokens, compliance))
+    components: list[Component] = [*_network(settings, health), store, routing]
+    sim = None
+    if settings.profile == "sim-gateway":
+        parts, sim = _gateway(settings, store, health, registry, sim_channels)
+        components += parts
+    components.append(compliance)
     if settings.sync.enabled:
-        sync = SyncClient(settings, store.get, SyncMetrics(registry), routing)
+        sync = SyncClient(settings, store.get, SyncMetrics(registry), routing, sim, compliance)
         health.add_check("sync", lambda: (True, "up" if sync.session_up.is_set() else "HQ down"))
         components.append(sync)
     return [*components, http]
+
+
+def _network(settings: ApplianceSettings, health: Health) -> list[Component]:
+    if not settings.network.manage:
+        return []
+    network = NetworkComponent(
+        settings.network.desired(), NetlinkDriver(), settings.network.dry_run
+    )
+    health.add_check("network", network.check)
+    return [network]
+
+
+def _gateway(
+    settings: ApplianceSettings,
+    store: StoreComponent,
+    health: Health,
+    registry: CollectorRegistry,
+    channels: Sequence[SimChannel] | None,
+) -> tuple[list[Component], SimService]:
+    """The modems (unless channels are given) and the SIM policy, in start-up order."""
+    parts: list[Component] = []
+    pool = None
+    if channels is None:
+        pool = ModemPool(settings.gateway)
+        health.add_check("modems", pool.check)
+        registry.register(ModemCollector(pool))
+        parts.append(pool)
+        channels = pool.channels
+    sim = SimService(settings.sim, settings.site.timezone, store.get, channels)
+    health.add_check("sim", sim.check)
+    if pool is not None:
+        pool.on_change = sim.report
+    return [*parts, sim], sim
 
 
 def _outbox_metrics(store: StoreComponent, registry: Any) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import zoneinfo
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from appliance.gateway.settings import GatewaySettings
 from drivers.net.plan import Desired, Link, Route, WireGuardPeer
 from drivers.runtime.settings_base import ApiToken, Section, ServiceSettings
 from drivers.sync.keys import check_z85_key
@@ -166,6 +168,99 @@ class NetworkSettings(Section):
         return Desired(tuple(links), routes, tunnels)
 
 
+def _zone_name(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r}: use an IANA name such as Europe/Berlin"
+        ) from None
+    return value
+
+
+class SiteSettings(Section):
+    """Facts about the site: its time zone sets local days, months and calling hours."""
+
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return _zone_name(value)
+
+
+class HourWindow(Section):
+    """Local hours on some days (0 = Monday); an ``end`` before ``start`` wraps past midnight."""
+
+    start: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    end: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    days: tuple[int, ...] = Field((0, 1, 2, 3, 4, 5, 6), min_length=1)
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 0 <= d <= 6 for d in value):
+            raise ValueError("days are 0 (Monday) to 6 (Sunday)")
+        return value
+
+
+class SimLimitSettings(Section):
+    """Limits of a SIM or SIM group; unset means no limit, no ``hours`` means any time."""
+
+    calls_per_day: int | None = Field(None, ge=0)
+    minutes_per_day: float | None = Field(None, ge=0)
+    minutes_per_month: float | None = Field(None, ge=0)
+    max_call_s: int | None = Field(None, ge=1)
+    hours: tuple[HourWindow, ...] | None = None
+
+
+class SimCardSettings(Section):
+    """One SIM by ICCID: its group and its own limits (over the group's)."""
+
+    iccid: str = Field(pattern=r"^[0-9]{18,22}F?$")
+    group: str = "default"
+    limits: SimLimitSettings = SimLimitSettings()
+
+
+class SimSettings(Section):
+    """SIM usage policy on a SIM gateway: limits, channel choice, failures, review, switching."""
+
+    strategy: Literal["round-robin", "least-used", "fixed-order"] = "round-robin"
+    groups: dict[str, SimLimitSettings] = Field(default_factory=dict)
+    sims: tuple[SimCardSettings, ...] = ()
+    max_failures: int = Field(5, ge=1, description="failed calls in a row that stop a SIM")
+    effective_call_s: float = Field(10.0, ge=0, description="answered calls this long count")
+    review_window: int = Field(20, ge=5, description="recent calls compared with the baseline")
+    review_min_baseline_calls: int = Field(20, ge=1)
+    review_ratio: float = Field(0.5, gt=0, lt=1, description="flag below ratio x baseline")
+    switch_cooldown_s: float = Field(300.0, ge=0, description="between two switches of a modem")
+    evaluate_interval_s: float = Field(5.0, gt=0)
+    status_interval_s: float = Field(60.0, gt=0, description="SIM status to HQ at least this often")
+
+
+class CampaignSettings(Section):
+    """An outbound campaign's own calling hours and attempt limit (over the site's)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    windows: tuple[HourWindow, ...] = ()
+    max_attempts_per_day: int | None = Field(None, ge=1)
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None else _zone_name(value)
+
+
+class ComplianceSettings(Section):
+    """Outbound compliance for API and campaign calls: DNC, attempts per day, calling hours."""
+
+    dnc: tuple[str, ...] = Field((), description="site do-not-call numbers from config")
+    max_attempts_per_day: int = Field(3, ge=1, description="per destination, all campaigns")
+    windows: tuple[HourWindow, ...] = Field((), description="site calling hours; empty: any")
+    campaigns: tuple[CampaignSettings, ...] = ()
+
+
 class ApplianceSettings(ServiceSettings):
     """Everything an appliance reads from its configuration."""
 
@@ -177,6 +272,10 @@ class ApplianceSettings(ServiceSettings):
     sync: SyncSettings = SyncSettings()
     recordings: RecordingSettings = RecordingSettings()
     network: NetworkSettings = NetworkSettings()
+    site: SiteSettings = SiteSettings()
+    sim: SimSettings = SimSettings()
+    compliance: ComplianceSettings = ComplianceSettings()
+    gateway: GatewaySettings = GatewaySettings()
 
     def key_file(self) -> Path:
         """The site's CurveZMQ secret key file."""

@@ -1,4 +1,4 @@
-"""The HQ API (FastAPI): sites, CDR search, reports, CSV export, recordings, directory."""
+"""The HQ API (FastAPI): sites, CDR search, reports, CSV export, recordings, directory, fleet."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from aggregator.api.errors import install_error_handlers
 from aggregator.api.routes import build_router
 from aggregator.directory.routes import build_directory_router
+from aggregator.fleet.routes import build_fleet_router
 from aggregator.settings import AggregatorSettings
 
 
@@ -18,3 +19,4 @@ def mount_api(app: FastAPI, settings: AggregatorSettings, engine: Callable[[], s
     install_error_handlers(app)
     app.include_router(build_router(settings, engine))
     app.include_router(build_directory_router(settings, engine))
+    app.include_router(build_fleet_router(settings, engine))

@@ -7,6 +7,10 @@ the CDR table, which keeps a month's summary fast at any table size.
 ``directory_*`` hold the routing directory (aggregator/directory); ``snapshots`` the
 latest compiled table per site and topic, ``snapshot_updates`` the recent changes
 between consecutive versions, from which a connected site is sent an ``update``.
+
+``sims``, ``sim_usage_days`` and ``sim_switches`` hold the SIM fleet as the sites report
+it; ``compliance_events`` the outbound calls sites refused; ``dnc_numbers`` the company
+do-not-call list, pushed to every site as the ``dnc`` snapshot topic (aggregator/fleet).
 """
 
 from __future__ import annotations
@@ -180,4 +184,75 @@ snapshot_updates = sa.Table(
     sa.Column("base_version", sa.BigInteger, nullable=False),
     sa.Column("changes", sa.JSON, nullable=False),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+
+sims = sa.Table(
+    "sims",
+    metadata,
+    sa.Column("iccid", sa.String(32), primary_key=True),
+    sa.Column("site_id", sa.String(64), nullable=False, index=True),
+    sa.Column("channel", sa.String(64), nullable=False, server_default=""),
+    sa.Column("modem", sa.String(64), nullable=False, server_default=""),
+    sa.Column("slot", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("number", sa.String(32), nullable=False, server_default=""),
+    sa.Column("operator", sa.String(64), nullable=False, server_default=""),
+    sa.Column("imsi", sa.String(32), nullable=False, server_default=""),
+    sa.Column("signal_dbm", sa.Integer, nullable=True),
+    sa.Column("registered", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False, server_default=""),
+    sa.Column("needs_review", sa.String(256), nullable=False, server_default=""),
+    sa.Column("sim_group", sa.String(64), nullable=False, server_default="default"),
+    sa.Column("limits", sa.JSON, nullable=False),
+    sa.Column("usage", sa.JSON, nullable=False),
+    sa.Column("last_switch", sa.JSON, nullable=True),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+)
+
+sim_usage_days = sa.Table(
+    "sim_usage_days",
+    metadata,
+    sa.Column("iccid", sa.String(32), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("site_id", sa.String(64), nullable=False),
+    sa.Column("calls", sa.BigInteger, nullable=False),
+    sa.Column("answered", sa.BigInteger, nullable=False),
+    sa.Column("connected_s", sa.Float, nullable=False),
+    sa.Column("effective", sa.BigInteger, nullable=False),
+    sa.Index("ix_sim_usage_day", "day"),
+)
+
+sim_switches = sa.Table(
+    "sim_switches",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("switch_id", sa.String(64), primary_key=True),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("modem", sa.String(64), nullable=False),
+    sa.Column("from_slot", sa.Integer, nullable=False),
+    sa.Column("to_slot", sa.Integer, nullable=False),
+    sa.Column("from_iccid", sa.String(32), nullable=False),
+    sa.Column("to_iccid", sa.String(32), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+)
+
+compliance_events = sa.Table(
+    "compliance_events",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("event_id", sa.String(64), primary_key=True),
+    sa.Column("at_ms", sa.BigInteger, nullable=False, index=True),
+    sa.Column("destination", sa.String(64), nullable=False),
+    sa.Column("campaign", sa.String(64), nullable=True),
+    sa.Column("error_id", sa.String(64), nullable=False),
+    sa.Column("message", sa.String(512), nullable=False),
+)
+
+dnc_numbers = sa.Table(
+    "dnc_numbers",
+    metadata,
+    sa.Column("number", sa.String(32), primary_key=True),
+    sa.Column("reason", sa.String(256), nullable=False, server_default=""),
+    sa.Column("added_ms", sa.BigInteger, nullable=False),
 )

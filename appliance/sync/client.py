@@ -27,9 +27,14 @@ import zmq.asyncio
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from appliance import __version__
+from appliance.compliance.service import OUTBOX as COMPLIANCE
+from appliance.compliance.service import TOPIC as DNC
+from appliance.compliance.service import ComplianceService
 from appliance.routing.service import TOPIC as ROUTING
 from appliance.routing.service import ApplyResult, RoutingService
 from appliance.settings import ApplianceSettings
+from appliance.sim import SimService
+from appliance.sim.commands import handles as sim_command
 from appliance.store import Outbox, StateStore, Store
 from appliance.sync.recordings import RecordingUploader
 from drivers.sync import keys
@@ -38,6 +43,7 @@ from drivers.sync.protocol import (
     CdrBatch,
     Command,
     CommandResult,
+    ComplianceBatch,
     ErrorReply,
     Hello,
     Message,
@@ -45,6 +51,7 @@ from drivers.sync.protocol import (
     RecCredit,
     RecDone,
     RecResume,
+    SimStatus,
     Snapshot,
     SnapshotRequest,
     SnapshotResult,
@@ -59,6 +66,7 @@ log = logging.getLogger(__name__)
 
 SILENCE_FACTOR = 3
 DRAIN_LIMIT = 64  # replies handled per pump turn, so acks and credits never queue up
+SIM_STATUS_MIN_S = 1.0  # busy gateways change every second; HQ needs no more than that
 
 StoreProvider = Callable[[], Store]
 
@@ -105,7 +113,9 @@ class SyncClient:
     """A lifecycle component; needs the store and ``routing`` started before it starts.
 
     Routing snapshots and updates are handed to ``routing``, the same instance the PBX
-    looks routes up in.
+    looks routes up in. On a SIM gateway, ``sim`` gets HQ's SIM commands and its status
+    goes up as ``sim-status``; ``compliance`` gets the company do-not-call list (topic
+    ``dnc``) and its refusals go up from the ``compliance`` outbox.
     """
 
     name = "sync"
@@ -116,6 +126,8 @@ class SyncClient:
         store: StoreProvider,
         metrics: SyncMetrics,
         routing: RoutingService,
+        sim: SimService | None = None,
+        compliance: ComplianceService | None = None,
     ) -> None:
         self._settings = settings
         self._sync = settings.sync
@@ -132,6 +144,10 @@ class SyncClient:
         self.uploader: RecordingUploader | None = None
         self.session_up = asyncio.Event()
         self.routing = routing
+        self.sim = sim
+        self.compliance = compliance
+        self._sim_sent = (-1, 0.0)
+        self._compliance_inflight: tuple[list[int], float] | None = None
         metrics.routing_version.set_function(lambda: self.routing.version)
 
     async def start(self) -> None:
@@ -196,6 +212,8 @@ class SyncClient:
         sock.connect(self._sync.endpoint)
         self._inflight.clear()
         self._cursor = 0
+        self._sim_sent = (-1, 0.0)
+        self._compliance_inflight = None
         assert self.uploader is not None
         self.uploader.reset()
         try:
@@ -216,18 +234,26 @@ class SyncClient:
                 self.session_up.set()
                 log.info("sync session up", extra={"endpoint": self._sync.endpoint})
                 await self._send(sock, SnapshotRequest(ROUTING, self.routing.version))
+                if self.compliance is not None:
+                    await self._send(sock, SnapshotRequest(DNC, self.compliance.company_version))
                 return
             if isinstance(message, ErrorReply):
                 raise SessionLost(f"refused: {message.error_id}: {message.message}")
         raise SessionLost("no-welcome: HQ did not answer hello in time")
 
     def _hello(self) -> Hello:
+        capabilities, versions = ["cdr", "recording", ROUTING], {ROUTING: self.routing.version}
+        if self.sim is not None:
+            capabilities.append("sim")
+        if self.compliance is not None:
+            capabilities.append(COMPLIANCE)
+            versions[DNC] = self.compliance.company_version
         return Hello(
             self._settings.site_id,
             f"callmesh {__version__}",
-            ["cdr", "recording", ROUTING],
+            capabilities,
             self._backlog(),
-            {ROUTING: self.routing.version},
+            versions,
         )
 
     def _backlog(self) -> dict[str, int]:
@@ -237,6 +263,8 @@ class SyncClient:
     async def _pump(self, sock: zmq.asyncio.Socket) -> None:
         now = time.monotonic()
         await self._fill_window(sock, now)
+        await self._send_compliance(sock, now)
+        await self._send_sim_status(sock, now)
         assert self.uploader is not None
         for message in await asyncio.to_thread(self.uploader.next_messages, now):
             await self._send(sock, message)
@@ -265,6 +293,50 @@ class SyncClient:
             self._cursor = seqs[-1]
             self.metrics.sent.inc(len(seqs))
 
+    async def _send_compliance(self, sock: zmq.asyncio.Socket, now: float) -> None:
+        """One batch of refused-call records at a time, until acknowledged."""
+        if self.compliance is None or self._compliance_inflight is not None:
+            return
+        batch = await asyncio.to_thread(Outbox(self._store(), COMPLIANCE).read_batch, 0, 500)
+        if batch:
+            await self._send(sock, ComplianceBatch(batch))
+            self._compliance_inflight = ([seq for seq, _ in batch], now)
+
+    async def _send_sim_status(self, sock: zmq.asyncio.Socket, now: float) -> None:
+        """The SIMs' state when it changed (at most each second), and every status interval."""
+        if self.sim is None:
+            return
+        revision, sent_at = self._sim_sent
+        due = now - sent_at > self._settings.sim.status_interval_s
+        if (revision == self.sim.revision and not due) or now - sent_at < SIM_STATUS_MIN_S:
+            return
+        self._sim_sent = (self.sim.revision, now)
+        await self._send(sock, SimStatus(self.sim.records(), list(self.sim.switches)))
+
+    async def _command(self, sock: zmq.asyncio.Socket, command: Command) -> None:
+        if self.sim is not None and sim_command(command.kind):
+            ok, detail = await self.sim.apply_command(
+                command.command_id, command.kind, command.args
+            )
+        else:
+            ok, detail = False, f"unknown command kind {command.kind!r}"
+        await self._send(sock, CommandResult(command.command_id, ok, detail))
+
+    async def _dnc_message(self, sock: zmq.asyncio.Socket, message: Snapshot | Update) -> None:
+        """The company list comes whole; an update asks for the full list instead."""
+        assert self.compliance is not None
+        running = self.compliance.company_version
+        if isinstance(message, Update):
+            await self._send(sock, SnapshotRequest(DNC, running))
+            return
+        if message.version in (0, running):
+            return
+        ok, reason = await asyncio.to_thread(
+            self.compliance.apply_company_dnc, message.version, message.data
+        )
+        running = self.compliance.company_version
+        await self._send(sock, SnapshotResult(DNC, message.version, ok, running, reason))
+
     async def _dispatch(self, sock: zmq.asyncio.Socket, message: Message) -> None:
         assert self.uploader is not None
         if isinstance(message, Ack):
@@ -283,12 +355,11 @@ class SyncClient:
             if message.ref == "cdr-batch" or message.error_id == "db-unavailable":
                 raise SessionLost(f"hq-error: {message.error_id}")
         elif isinstance(message, Command):
-            await self._send(
-                sock,
-                CommandResult(message.command_id, False, f"unknown command kind {message.kind!r}"),
-            )
+            await self._command(sock, message)
         elif isinstance(message, Snapshot | Update) and message.topic == ROUTING:
             await self._routing_message(sock, message)
+        elif isinstance(message, Snapshot | Update) and message.topic == DNC and self.compliance:
+            await self._dnc_message(sock, message)
         elif isinstance(message, Snapshot):
             StateStore(self._store()).put(
                 f"snapshot:{message.topic}", {"version": message.version, "data": message.data}
@@ -315,6 +386,9 @@ class SyncClient:
             )
 
     async def _acked(self, ack: Ack) -> None:
+        if ack.stream == COMPLIANCE and ack.seqs:
+            await asyncio.to_thread(Outbox(self._store(), COMPLIANCE).ack, ack.seqs)
+            self._compliance_inflight = None
         if ack.stream != "cdr" or not ack.seqs:
             return
         removed = await asyncio.to_thread(Outbox(self._store(), "cdr").ack, ack.seqs)
@@ -327,6 +401,9 @@ class SyncClient:
             oldest = next(iter(self._inflight.values()))[1]
             if now - oldest > self._sync.ack_timeout_s:
                 raise SessionLost(f"ack-timeout: no ack for {self._sync.ack_timeout_s:.0f}s")
+        pending = self._compliance_inflight
+        if pending is not None and now - pending[1] > self._sync.ack_timeout_s:
+            raise SessionLost("ack-timeout: no ack for compliance records")
         assert self.uploader is not None
         if self.uploader.stalled(now, self._sync.ack_timeout_s):
             raise SessionLost("recording-stalled: no upload progress")

@@ -61,6 +61,7 @@ class HttpServer:
 
     def __init__(self, app: Any, host: str, port: int, name: str = "http") -> None:
         self._sock = bind_tcp(host, port)
+        self.app = app
         self.host = host
         self.port = self._sock.getsockname()[1]
         self.name = name

@@ -19,13 +19,20 @@ status             health{}                                                    -
 snapshot-request   topic, have_version                                         snapshot if newer
 snapshot-result    topic, version, ok, running (version in force), reason      -
 command-result     command_id, ok, detail                                      -
+sim-status         sims[{iccid, channel, slot, status, usage, days, ...}],     -
+                   switches[{id, at_ms, channel, from/to slot and iccid,
+                   reason}] - full state of the site's SIMs, sent on change
+                   and every sim.status_interval_s (docs/sim.md)
+compliance-batch   records[[seq, event msgpack bytes]] (1..MAX_RECORDS):       ack
+                   refused outbound calls, kept until acknowledged
 =================  ==========================================================  ==========
 
 Down (aggregator -> appliance)
 
 =================  ==========================================================
 welcome            server_time, protocol
-ack                stream ("cdr"), seqs[] - entries durably stored (or already held)
+ack                stream ("cdr", "compliance"), seqs[] - entries durably stored (or
+                   already held)
 rec-resume         recording_id, offset (bytes already held), credit (chunks allowed)
 rec-credit         recording_id, credit (more chunks allowed)
 rec-done           recording_id, ok, reason - ok: stored and sha256 verified
@@ -220,6 +227,21 @@ class CommandResult(Message):
 
 
 @dataclass(frozen=True)
+class SimStatus(Message):
+    TYPE = "sim-status"
+    SCHEMA = {"sims": list, "switches": list}
+    sims: list[dict[str, Any]]
+    switches: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ComplianceBatch(Message):
+    TYPE = "compliance-batch"
+    SCHEMA = {"records": list}
+    records: list[tuple[int, bytes]]
+
+
+@dataclass(frozen=True)
 class ErrorReply(Message):
     TYPE = "error"
     SCHEMA = {"error_id": str, "message": str, "ref": (str, type(None))}
@@ -247,6 +269,8 @@ MESSAGES: dict[str, type[Message]] = {
         SnapshotResult,
         Command,
         CommandResult,
+        SimStatus,
+        ComplianceBatch,
         ErrorReply,
     )
 }
@@ -284,7 +308,7 @@ def decode(frames: Sequence[bytes]) -> Message:
         values["data"] = bytes(frames[1])
     elif len(frames) != 1:
         raise ProtocolError("bad-frame-count", f"{cls.TYPE} has exactly one frame")
-    if cls is CdrBatch:
+    if cls is CdrBatch or cls is ComplianceBatch:
         values["records"] = _records(values["records"])
     message = cls(**values)
     if _negative(message):

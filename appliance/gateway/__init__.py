@@ -1,0 +1,1 @@
+"""The SIM gateway: modems driven through drivers.modem, exposed as GSM channels."""

@@ -1,0 +1,404 @@
+"""The SIM gateway's policy service: the PBX picks channels here, the driver reports here.
+
+Theory of operation: the modem driver reports each channel's state (SIM identity,
+registration, signal) with ``report``; the PBX reserves a channel with ``pick`` and hands
+it back with ``call_ended``. Usage counters live in LMDB (``sim:usage:<iccid>``, one
+atomic update per call) and are cached in memory for ``pick``, which never blocks. HQ
+commands change the overrides document ``sim:policy`` (see commands.py). A loop, woken
+by every report, call and command and every ``evaluate_interval_s``, applies the slot
+policy: an operator's forced slot first, then the automatic switch of a stopped SIM.
+Each switch is logged, kept in ``sim:switches`` (the last 50) and sent to HQ with the
+SIM status, whose ``revision`` grows with every change the sync client should report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+import uuid
+import zoneinfo
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from appliance.settings import SimLimitSettings, SimSettings
+from appliance.sim import commands
+from appliance.sim.limits import Limits, call_time_limit
+from appliance.sim.model import CallOutcome, ChannelState, Pick, Refusal, SimChannel
+from appliance.sim.policy import (
+    Candidate,
+    ReviewRule,
+    SimView,
+    SlotDecision,
+    channel_stopped,
+    choose,
+    collapse,
+    slot_decision,
+)
+from appliance.sim.status import Placement, sim_record
+from appliance.sim.usage import Usage, recorded, rolled
+from appliance.store import StateStore, Store
+
+log = logging.getLogger(__name__)
+
+POLICY_KEY = "sim:policy"
+SWITCHES_KEY = "sim:switches"
+KEEP_SWITCHES = 50
+DRIVER_TIMEOUT_S = 30.0
+
+
+class SimService:
+    """Owns SIM counters, overrides and channel states (a lifecycle component)."""
+
+    name = "sim"
+
+    def __init__(
+        self,
+        settings: SimSettings,
+        timezone: str,
+        store: Callable[[], Store],
+        channels: Sequence[SimChannel] = (),
+    ) -> None:
+        self._settings = settings
+        self._zone = zoneinfo.ZoneInfo(timezone)
+        self._store = store
+        self._channels = {c.channel: c for c in channels}
+        self._order = {c.channel: i for i, c in enumerate(channels)}
+        self._config = {s.iccid: s for s in settings.sims}
+        self._rule = ReviewRule(
+            settings.review_window,
+            settings.review_min_baseline_calls,
+            settings.review_ratio,
+        )
+        self._state: StateStore | None = None
+        self.states: dict[str, ChannelState] = {}
+        self._usage: dict[str, Usage] = {}
+        self._policy: dict[str, Any] = {}
+        self._slots: dict[str, dict[str, str]] = {}
+        self.switches: list[dict[str, Any]] = []
+        self._busy: set[str] = set()
+        self._last_switch: dict[str, float] = {}
+        self._last_pick = -1
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._evaluating = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.revision = 0
+
+    async def start(self) -> None:
+        """Load counters, overrides and the switch log, read each channel, start the slot loop."""
+        state = self._state = StateStore(self._store())
+        self._policy = state.get(POLICY_KEY, {})
+        self.switches = state.get(SWITCHES_KEY, [])
+        self._usage = {k.split(":", 2)[2]: Usage.from_doc(v) for k, v in state.items("sim:usage:")}
+        self._slots = {k.split(":", 2)[2]: v for k, v in state.items("sim:slots:")}
+        for channel in self._channels.values():
+            await self._read(channel)
+        self._task = asyncio.create_task(self._evaluate_loop())
+
+    async def _read(self, channel: SimChannel) -> None:
+        try:
+            self.report(await asyncio.wait_for(channel.read_state(), DRIVER_TIMEOUT_S))
+        except Exception as err:
+            log.error(
+                "cannot read a GSM channel; it takes no calls until the driver reports it",
+                extra={"channel": channel.channel, "error": repr(err)},
+            )
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def report(self, state: ChannelState) -> None:
+        """The driver's latest view of a channel (on start, registration change, SIM event)."""
+        if self.states.get(state.channel) == state:
+            return
+        self.states[state.channel] = state
+        if state.sim is not None:
+            slots = self._slots.setdefault(state.channel, {})
+            if slots.get(str(state.slot)) != state.sim.iccid:
+                slots[str(state.slot)] = state.sim.iccid
+                self._put(f"sim:slots:{state.channel}", slots)
+        self._changed()
+
+    def pick(self, now: datetime.datetime | None = None) -> Pick | Refusal:
+        """Reserve a channel for an outbound call, or say why none can take it."""
+        local = self._local(now)
+        candidates, reasons = [], {}
+        for name, state in self.states.items():
+            sim = self.view(state.sim.iccid, local) if state.sim else None
+            why = (
+                "busy"
+                if name in self._busy
+                else channel_stopped(state, sim, local, self._settings.max_failures)
+            )
+            if why is None and sim is not None:
+                candidates.append(Candidate(state, sim, self._order.get(name, len(self._order))))
+            else:
+                reasons[name] = why or "sim-removed"
+        if not candidates:
+            return Refusal("no-sim-channel", "no GSM channel can take a call now", reasons)
+        chosen = choose(candidates, self._settings.strategy, self._last_pick)
+        self._last_pick = chosen.order
+        self._busy.add(chosen.state.channel)
+        limit = call_time_limit(chosen.sim.limits, chosen.sim.usage)
+        return Pick(chosen.state.channel, chosen.sim.iccid, limit)
+
+    def release(self, channel: str) -> None:
+        """Hand back a reserved channel whose call never started."""
+        self._busy.discard(channel)
+        self._wake.set()
+
+    async def call_ended(self, outcome: CallOutcome) -> None:
+        """Count a finished call against its SIM and hand the channel back."""
+        local = outcome.ended.astimezone(self._zone).date()
+        acks = self._sim_override(outcome.iccid).get("review_cleared", 0)
+
+        def change(doc: Any) -> Any:
+            usage = _acknowledged(Usage.from_doc(doc), acks)
+            usage = recorded(
+                usage,
+                local,
+                outcome.answered,
+                outcome.connected_s,
+                self._settings.effective_call_s,
+                self._settings.review_window,
+            )
+            if not usage.review:
+                usage = replace(usage, review=collapse(usage, self._rule) or "")
+            return usage.to_doc()
+
+        async with self._lock:
+            doc = await asyncio.to_thread(self._update, f"sim:usage:{outcome.iccid}", change)
+        before = self._usage.get(outcome.iccid, Usage())
+        self._usage[outcome.iccid] = usage = Usage.from_doc(doc)
+        if usage.review and not before.review:
+            log.warning(
+                "SIM needs review: its answer rate collapsed; it keeps working until a "
+                "person decides (clear the flag, disable or retire it at HQ)",
+                extra={"iccid": outcome.iccid, "reason": usage.review},
+            )
+        self._busy.discard(outcome.channel)
+        self._changed()
+
+    async def apply_command(
+        self, command_id: str, kind: str, args: dict[str, Any]
+    ) -> tuple[bool, str]:
+        """Apply an HQ command once (re-sent commands answer their first result)."""
+        async with self._lock:
+            doc = await asyncio.to_thread(
+                self._update, POLICY_KEY, lambda d: commands.apply(d, command_id, kind, args)
+            )
+        self._policy = doc
+        if kind == "sim-clear-review" and isinstance(args.get("iccid"), str):
+            await self._clear_review(args["iccid"])
+        self._changed()
+        return commands.result(doc, command_id)
+
+    async def _clear_review(self, iccid: str) -> None:
+        acks = self._sim_override(iccid).get("review_cleared", 0)
+        async with self._lock:
+            doc = await asyncio.to_thread(
+                self._update,
+                f"sim:usage:{iccid}",
+                lambda d: _acknowledged(Usage.from_doc(d), acks).to_doc(),
+            )
+        self._usage[iccid] = Usage.from_doc(doc)
+
+    def view(self, iccid: str, local: datetime.datetime) -> SimView:
+        """The policy's view of a SIM now: effective limits, today's counters, flags."""
+        override = self._sim_override(iccid)
+        usage = rolled(self._usage.get(iccid, Usage()), local.date())
+        return SimView(
+            iccid,
+            self.limits(iccid),
+            usage,
+            bool(override.get("disabled")),
+            bool(override.get("retired")),
+        )
+
+    def limits(self, iccid: str) -> Limits:
+        """Effective limits: group config < group HQ < SIM config < SIM HQ."""
+        card = self._config.get(iccid)
+        group = self.group(iccid)
+        layers = [
+            _from_settings(self._settings.groups.get(group)),
+            Limits.from_doc(self._policy.get("groups", {}).get(group, {})),
+            _from_settings(card.limits if card else None),
+            Limits.from_doc(self._sim_override(iccid).get("limits", {})),
+        ]
+        effective = Limits()
+        for layer in layers:
+            effective = layer.over(effective)
+        return effective
+
+    def group(self, iccid: str) -> str:
+        """The SIM's group: HQ's choice, else the config's, else ``default``."""
+        card = self._config.get(iccid)
+        return str(self._sim_override(iccid).get("group") or (card.group if card else "default"))
+
+    def _sim_override(self, iccid: str) -> dict[str, Any]:
+        found: dict[str, Any] = self._policy.get("sims", {}).get(iccid, {})
+        return found
+
+    def _local(self, now: datetime.datetime | None) -> datetime.datetime:
+        return (now or datetime.datetime.now(datetime.UTC)).astimezone(self._zone)
+
+    async def _evaluate_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            await self.evaluate()
+            woken = asyncio.create_task(self._wake.wait())
+            try:
+                await asyncio.wait([woken], timeout=self._settings.evaluate_interval_s)
+            finally:
+                woken.cancel()
+
+    async def evaluate(self, now: datetime.datetime | None = None) -> None:
+        """Apply forced slots and automatic switches to idle channels (one pass at a time)."""
+        async with self._evaluating:
+            await self._evaluate(self._local(now))
+
+    async def _evaluate(self, local: datetime.datetime) -> None:
+        for name, state in list(self.states.items()):
+            if name in self._busy or name not in self._channels:
+                continue
+            forced = self._policy.get("force", {}).get(name)
+            if forced is not None:
+                await self._drop_force(name)
+                if forced != state.slot:
+                    await self._switch(state, forced, "operator")
+                continue
+            decision = self._decide(state, local)
+            if decision is not None:
+                await self._switch(state, decision.to_slot, decision.reason)
+
+    def _decide(self, state: ChannelState, local: datetime.datetime) -> SlotDecision | None:
+        last = self._last_switch.get(state.channel)
+        if last is not None and time.monotonic() - last < self._settings.switch_cooldown_s:
+            return None
+        sim = self.view(state.sim.iccid, local) if state.sim else None
+        stopped = channel_stopped(state, sim, local, self._settings.max_failures)
+        other_slot = (state.slot + 1) % state.slots
+        other_iccid = self._slots.get(state.channel, {}).get(str(other_slot))
+        other = self.view(other_iccid, local) if other_iccid else None
+        return slot_decision(state, stopped, other_slot, other, local, self._settings.max_failures)
+
+    async def _drop_force(self, channel: str) -> None:
+        def change(doc: Any) -> Any:
+            doc = dict(doc or {})
+            doc["force"] = {k: v for k, v in doc.get("force", {}).items() if k != channel}
+            return doc
+
+        async with self._lock:
+            self._policy = await asyncio.to_thread(self._update, POLICY_KEY, change)
+
+    async def _switch(self, state: ChannelState, slot: int, reason: str) -> None:
+        driver = self._channels[state.channel]
+        self._busy.add(state.channel)
+        self._last_switch[state.channel] = time.monotonic()
+        try:
+            await asyncio.wait_for(driver.select_slot(slot), DRIVER_TIMEOUT_S)
+            fresh = await asyncio.wait_for(driver.read_state(), DRIVER_TIMEOUT_S)
+        except Exception as err:
+            log.error(
+                "SIM slot switch failed; the channel keeps its current state",
+                extra={"channel": state.channel, "slot": slot, "error": repr(err)},
+            )
+            return
+        finally:
+            self._busy.discard(state.channel)
+        event = {
+            "id": uuid.uuid4().hex,
+            "at_ms": int(time.time() * 1000),
+            "channel": state.channel,
+            "modem": state.modem,
+            "from_slot": state.slot,
+            "to_slot": fresh.slot,
+            "from_iccid": state.sim.iccid if state.sim else "",
+            "to_iccid": fresh.sim.iccid if fresh.sim else "",
+            "reason": reason,
+        }
+        log.info("SIM slot switched", extra=event)
+        self.switches = [*self.switches, event][-KEEP_SWITCHES:]
+        await asyncio.to_thread(self._put, SWITCHES_KEY, self.switches)
+        self.report(fresh)
+        self._changed()
+
+    def records(self, now: datetime.datetime | None = None) -> list[dict[str, Any]]:
+        """Every SIM this site knows (selected or standby), for HQ's fleet view."""
+        local = self._local(now)
+        out = []
+        for channel, slots in sorted(self._slots.items()):
+            state = self.states.get(channel)
+            for slot, iccid in sorted(slots.items()):
+                selected = (
+                    state is not None
+                    and state.sim is not None
+                    and (state.sim.iccid == iccid and str(state.slot) == slot)
+                )
+                out.append(
+                    self._record(channel, int(slot), iccid, state if selected else None, local)
+                )
+        return out
+
+    def _record(
+        self,
+        channel: str,
+        slot: int,
+        iccid: str,
+        state: ChannelState | None,
+        local: datetime.datetime,
+    ) -> dict[str, Any]:
+        sim = self.view(iccid, local)
+        if state is None:
+            status, reason = "standby", ""
+        else:
+            reason = channel_stopped(state, sim, local, self._settings.max_failures) or ""
+            status = "stopped" if reason else ("busy" if channel in self._busy else "active")
+        if sim.retired or sim.disabled:
+            status = "retired" if sim.retired else "disabled"
+        where = Placement(channel, slot, state, self.group(iccid))
+        return sim_record(sim, where, status, reason, self.switches)
+
+    def check(self) -> tuple[bool, str]:
+        """Health: how many channels are known and how many may take a call now."""
+        local = self._local(None)
+        ready = sum(
+            1
+            for state in self.states.values()
+            if state.sim is not None
+            and channel_stopped(
+                state, self.view(state.sim.iccid, local), local, self._settings.max_failures
+            )
+            is None
+        )
+        return True, f"{ready} of {len(self.states)} GSM channels can take calls"
+
+    def _changed(self) -> None:
+        self.revision += 1
+        self._wake.set()
+
+    def _update(self, key: str, change: Callable[[Any], Any]) -> Any:
+        assert self._state is not None
+        return self._state.update(key, change)
+
+    def _put(self, key: str, value: Any) -> None:
+        assert self._state is not None
+        self._state.put(key, value)
+
+
+def _acknowledged(usage: Usage, acks: int) -> Usage:
+    """Clear the review flag (and the window that raised it) the operator acknowledged."""
+    if acks <= usage.review_acks:
+        return usage
+    return replace(usage, review="", recent=(), review_acks=acks)
+
+
+def _from_settings(section: SimLimitSettings | None) -> Limits:
+    if section is None:
+        return Limits()
+    return Limits.from_doc(section.model_dump(exclude_none=True))
