@@ -234,6 +234,9 @@ class SimSettings(Section):
     review_min_baseline_calls: int = Field(20, ge=1)
     review_ratio: float = Field(0.5, gt=0, lt=1, description="flag below ratio x baseline")
     switch_cooldown_s: float = Field(300.0, ge=0, description="between two switches of a modem")
+    unregistered_grace_s: float = Field(
+        120.0, ge=0, description="unregistered or SIM missing this long before switching slot"
+    )
     evaluate_interval_s: float = Field(5.0, gt=0)
     status_interval_s: float = Field(60.0, gt=0, description="SIM status to HQ at least this often")
 

@@ -71,7 +71,8 @@ def _print_summary(manifest: dict[str, Any]) -> None:
     print(f"callmesh demo is running in {manifest['demo_dir']}\n")
     print(f"{'service':<11} {'pid':>7}  {'http':<24} data")
     for name, svc in manifest["services"].items():
-        print(f"{name:<11} {svc['pid']:>7}  {svc['http']:<24} {svc['data_dir']}")
+        http = svc.get("http") or svc.get("control") or "-"
+        print(f"{name:<11} {svc['pid']:>7}  {http:<24} {svc['data_dir']}")
     for name, svc in manifest["services"].items():
         for token in svc.get("api_tokens", []):
             print(f"\n{name} API token ({token['role']}): {token['token']}")

@@ -56,8 +56,10 @@ def start(demo_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
 
 def _spawn(plan: ServicePlan) -> subprocess.Popen[bytes]:
     plan.root.mkdir(parents=True, exist_ok=True)
-    plan.config_path.write_text(yaml.safe_dump(plan.config, sort_keys=False))
-    cmd = [sys.executable, "-m", MARKER, plan.kind, "run", "--config", str(plan.config_path)]
+    plan.take_modems()
+    if plan.ready_file is None:
+        plan.config_path.write_text(yaml.safe_dump(plan.config, sort_keys=False))
+    cmd = [sys.executable, "-m", MARKER, *plan.command()]
     with plan.log_path.open("ab") as log:
         return subprocess.Popen(
             cmd,
@@ -72,13 +74,19 @@ def _wait_healthy(plan: ServicePlan, proc: subprocess.Popen[bytes], deadline: fl
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise DemoError(f"{plan.name} exited with code {proc.returncode}:\n{_tail(plan)}")
-        try:
-            if httpx.get(f"{plan.url}/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if _ready(plan):
+            return
         time.sleep(0.1)
     raise DemoError(f"{plan.name} did not become healthy in time:\n{_tail(plan)}")
+
+
+def _ready(plan: ServicePlan) -> bool:
+    if plan.ready_file is not None:
+        return plan.ready_file.exists()
+    try:
+        return httpx.get(f"{plan.url}/healthz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _tail(plan: ServicePlan, lines: int = 15) -> str:
@@ -92,26 +100,28 @@ def _tail(plan: ServicePlan, lines: int = 15) -> str:
 def _manifest(
     demo_dir: Path, plans: list[ServicePlan], procs: dict[str, subprocess.Popen[bytes]]
 ) -> dict[str, Any]:
-    services = {
-        plan.name: {
-            "kind": plan.kind,
-            "pid": procs[plan.name].pid,
-            "http": plan.url,
-            "healthz": f"{plan.url}/healthz",
-            "metrics": f"{plan.url}/metrics",
-            "config": str(plan.config_path),
-            "data_dir": plan.config["data_dir"],
-            "log": str(plan.log_path),
-            **plan.extras,
-        }
-        for plan in plans
-    }
+    services = {plan.name: _entry(plan, procs[plan.name].pid) for plan in plans}
     return {
         "format": 1,
         "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "demo_dir": str(demo_dir),
         "services": services,
     }
+
+
+def _entry(plan: ServicePlan, pid: int) -> dict[str, Any]:
+    entry: dict[str, Any] = {"kind": plan.kind, "pid": pid}
+    if plan.ready_file is not None:
+        ports = json.loads(plan.ready_file.read_text())
+        entry |= {"control": ports["control"], "modems": ports["modems"]}
+    else:
+        entry |= {
+            "http": plan.url,
+            "healthz": f"{plan.url}/healthz",
+            "metrics": f"{plan.url}/metrics",
+            "config": str(plan.config_path),
+        }
+    return entry | {"data_dir": plan.config["data_dir"], "log": str(plan.log_path), **plan.extras}
 
 
 def read_manifest(demo_dir: Path) -> dict[str, Any] | None:

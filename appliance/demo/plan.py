@@ -19,6 +19,7 @@ from drivers.sync import keys
 LOOPBACK = "127.0.0.1"
 PREFERRED_PORTS = {"aggregator": 8800, "branch": 8080, "gateway": 8081, "ingest": 5570}
 APPLIANCES = ("branch", "gateway")
+DEMO_MODEMS = 4
 BRANCH_EXTENSIONS = (("1001", "Reception"), ("1002", "Sales"), ("1003", "Support"))
 GATEWAY_EXTENSIONS = (("2001", "Gateway desk"),)
 
@@ -33,10 +34,30 @@ class ServicePlan:
     root: Path
     config: dict[str, Any]
     extras: dict[str, Any] = field(default_factory=dict)
+    ready_file: Path | None = None
+    modems_from: Path | None = None
 
     @property
     def config_path(self) -> Path:
         return self.root / f"{self.kind}.yaml"
+
+    def command(self) -> list[str]:
+        """The callmesh sub-command that runs this service."""
+        if self.kind == "modem-simulator":
+            return ["modem", "simulate", *self.config["args"]]
+        return [self.kind, "run", "--config", str(self.config_path)]
+
+    def take_modems(self) -> None:
+        """Point a gateway at the simulator's modems (read from its ports file)."""
+        if self.modems_from is None:
+            return
+        ports = json.loads(self.modems_from.read_text())
+        self.config["gateway"] = {
+            "modems": [
+                {"channel": f"gsm-{m['index'] + 1}", "port": m["at_by_id"], "imei": m["imei"]}
+                for m in ports["modems"]
+            ]
+        }
 
     @property
     def log_path(self) -> Path:
@@ -93,7 +114,7 @@ def demo_keys(demo_dir: Path) -> dict[str, dict[str, str]]:
 
 
 def plan_services(demo_dir: Path) -> list[ServicePlan]:
-    """The aggregator, a branch box and a SIM-gateway box, in start-up order."""
+    """Aggregator, branch box, the simulated modems and the SIM-gateway box, in order."""
     creds = load_secrets(demo_dir)
     key_pairs = demo_keys(demo_dir)
     aggregator = _aggregator(demo_dir, creds, key_pairs)
@@ -102,11 +123,48 @@ def plan_services(demo_dir: Path) -> list[ServicePlan]:
         "endpoint": aggregator.extras["ingest"],
         "server_public_key": key_pairs["aggregator"]["public"],
     }
+    simulator = _modem_simulator(demo_dir)
+    gateway = _appliance(
+        demo_dir, creds, "gateway", "sim-gateway", GATEWAY_EXTENSIONS, link, key_pairs
+    )
+    gateway.modems_from = simulator.ready_file
     return [
         aggregator,
         _appliance(demo_dir, creds, "branch", "branch", BRANCH_EXTENSIONS, link, key_pairs),
-        _appliance(demo_dir, creds, "gateway", "sim-gateway", GATEWAY_EXTENSIONS, link, key_pairs),
+        simulator,
+        gateway,
     ]
+
+
+def _modem_simulator(demo_dir: Path) -> ServicePlan:
+    """Four dual-SIM Quectel EC25s on pty pairs, scripted over HTTP."""
+    root = demo_dir / "modems"
+    ports = root / "ports.json"
+    ports.unlink(missing_ok=True)
+    args = [
+        "--profile",
+        "quectel-ec25",
+        "--count",
+        str(DEMO_MODEMS),
+        "--sims",
+        "2",
+        "--json",
+        str(ports),
+        "--dir",
+        str(root / "by-id"),
+        "--reset-seconds",
+        "2",
+    ]
+    extras = {"ports": str(ports), "profile": "quectel-ec25"}
+    return ServicePlan(
+        "modems",
+        "modem-simulator",
+        0,
+        root,
+        {"args": args, "data_dir": str(root)},
+        extras,
+        ready_file=ports,
+    )
 
 
 def _aggregator(

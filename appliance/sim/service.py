@@ -47,6 +47,7 @@ POLICY_KEY = "sim:policy"
 SWITCHES_KEY = "sim:switches"
 KEEP_SWITCHES = 50
 DRIVER_TIMEOUT_S = 30.0
+TRANSIENT = frozenset({"not-registered", "sim-removed"})
 
 
 class SimService:
@@ -80,6 +81,7 @@ class SimService:
         self.switches: list[dict[str, Any]] = []
         self._busy: set[str] = set()
         self._last_switch: dict[str, float] = {}
+        self._down_since: dict[str, float] = {}
         self._last_pick = -1
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -117,6 +119,10 @@ class SimService:
         if self.states.get(state.channel) == state:
             return
         self.states[state.channel] = state
+        if state.registered and state.sim is not None:
+            self._down_since.pop(state.channel, None)
+        else:
+            self._down_since.setdefault(state.channel, time.monotonic())
         if state.sim is not None:
             slots = self._slots.setdefault(state.channel, {})
             if slots.get(str(state.slot)) != state.sim.iccid:
@@ -282,6 +288,12 @@ class SimService:
             return None
         sim = self.view(state.sim.iccid, local) if state.sim else None
         stopped = channel_stopped(state, sim, local, self._settings.max_failures)
+        down = self._down_since.get(state.channel)
+        if stopped in TRANSIENT and (
+            down is None or time.monotonic() - down < self._settings.unregistered_grace_s
+        ):
+            # Modems drop registration while booting or moving cells: not a reason yet.
+            return None
         other_slot = (state.slot + 1) % state.slots
         other_iccid = self._slots.get(state.channel, {}).get(str(other_slot))
         other = self.view(other_iccid, local) if other_iccid else None

@@ -34,22 +34,34 @@ def test_demo_starts_three_healthy_services_and_stops_them(demo_dir: Path) -> No
     assert result.returncode == 0, result.stderr
     manifest = json.loads((demo_dir / "manifest.json").read_text())
     services = manifest["services"]
-    assert list(services) == ["aggregator", "branch", "gateway"]
+    assert list(services) == ["aggregator", "branch", "modems", "gateway"]
     assert services["branch"]["profile"] == "branch"
     assert services["gateway"]["profile"] == "sim-gateway"
-    for svc in services.values():
+    assert len(services["modems"]["modems"]) == 4
+    assert services["modems"]["control"].startswith("http://127.0.0.1:")
+    appliances = {k: v for k, v in services.items() if k != "modems"}
+    for svc in appliances.values():
         assert svc["http"].startswith("http://127.0.0.1:")
         assert httpx.get(svc["healthz"], timeout=5).json()["status"] == "ok"
         assert Path(svc["data_dir"]).is_dir()
         assert svc["api_tokens"][0]["role"] == "admin"
         assert pid_alive(svc["pid"])
+    gateway = httpx.get(services["gateway"]["healthz"], timeout=5).json()
+    assert gateway["checks"]["modems"] == {"ok": True, "detail": "4/4 modems ready"}
+    token = services["aggregator"]["api_tokens"][0]["token"]
+    sites = httpx.get(
+        f"{services['aggregator']['http']}/api/v1/sites",
+        timeout=5,
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()["sites"]
+    assert {s["site_id"] for s in sites} == {"demo-branch", "demo-gateway"}
     extensions = services["branch"]["sip"]["extensions"]
     assert [e["number"] for e in extensions] == ["1001", "1002", "1003"]
     assert "manifest.json" in result.stdout
 
     stopped = callmesh("demo", "--dir", str(demo_dir), "--stop")
     assert stopped.returncode == 0
-    assert stopped.stdout.strip() == "stopped: gateway, branch, aggregator"
+    assert stopped.stdout.strip() == "stopped: gateway, modems, branch, aggregator"
     assert wait_gone([svc["pid"] for svc in services.values()])
     assert not (demo_dir / "manifest.json").exists()
 

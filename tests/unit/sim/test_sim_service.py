@@ -188,3 +188,17 @@ async def test_health_counts_the_channels_that_can_take_calls(box: Box) -> None:
     assert box.service.check() == (True, "2 of 2 GSM channels can take calls")
     await box.service.apply_command("c-1", "sim-retire", {"iccid": C})
     assert box.service.check() == (True, "1 of 2 GSM channels can take calls")
+
+
+@pytest.mark.parametrize(("grace_s", "selects"), [(120.0, []), (0.0, [1])])
+async def test_an_unregistered_sim_is_switched_only_after_the_grace_period(
+    tmp_path: Path, grace_s: float, selects: list[int]
+) -> None:
+    box = Box(tmp_path / "store", settings(unregistered_grace_s=grace_s))
+    box.channels[0].unregistered.add(A)
+    service = await box.start()
+    try:
+        await service.evaluate(NOON)
+        assert box.channels[0].selects == selects
+    finally:
+        await box.stop()
