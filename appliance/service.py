@@ -2,7 +2,8 @@
 
 Start-up order: HTTP socket bound (fails fast on a busy port), network applied (when
 managed, so routes and the tunnel to HQ are up first), store opened, routing table loaded
-from the store, sync client started (when enabled), HTTP serving. Shutdown runs in
+from the store, PBX (Kamailio, rtpengine, CDRs) when enabled, the gateway's modems and
+SIM policy, compliance, sync client (when enabled), HTTP serving. Shutdown runs in
 reverse from SIGTERM/SIGINT, closing the store last.
 """
 
@@ -20,6 +21,7 @@ from appliance import __version__
 from appliance.compliance.routes import build_compliance_router, install_error_handler
 from appliance.compliance.service import ComplianceService
 from appliance.gateway.channels import ModemCollector, ModemPool
+from appliance.pbx.component import PbxComponent
 from appliance.routing import RoutingService
 from appliance.settings import ApplianceSettings
 from appliance.sim import SimChannel, SimService
@@ -30,6 +32,7 @@ from drivers.net.netlink import NetlinkDriver
 from drivers.runtime.http import HttpServer
 from drivers.runtime.lifecycle import Component, run_until_signalled
 from drivers.runtime.observability import Health, add_observability_routes, new_registry
+from drivers.sip.kamailio_config import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,8 @@ def build(
     install_error_handler(app)
     app.include_router(build_compliance_router(settings.api.tokens, compliance))
     components: list[Component] = [*_network(settings, health), store, routing]
+    if settings.pbx.enabled:
+        components.append(_pbx(settings, store, health, app))
     sim = None
     if settings.profile == "sim-gateway":
         parts, sim = _gateway(settings, store, health, registry, sim_channels)
@@ -107,6 +112,24 @@ def build(
         health.add_check("sync", lambda: (True, "up" if sync.session_up.is_set() else "HQ down"))
         components.append(sync)
     return [*components, http]
+
+
+def _pbx(
+    settings: ApplianceSettings, store: StoreComponent, health: Health, app: FastAPI
+) -> PbxComponent:
+    """Kamailio, rtpengine, CDRs and recordings; raises DialPlanError for a bad dial plan."""
+    subscribers = [Subscriber(e.number, e.password, e.name) for e in settings.sip.extensions]
+    pbx = PbxComponent(
+        settings.pbx,
+        settings.site_id,
+        settings.sip.domain,
+        subscribers,
+        store.get,
+        settings.data_dir,
+    )
+    health.add_check("pbx", pbx.check)
+    app.include_router(pbx.router(settings.api.tokens))
+    return pbx
 
 
 def _network(settings: ApplianceSettings, health: Health) -> list[Component]:

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from appliance.gateway.settings import GatewaySettings
+from appliance.pbx.settings import PbxSettings
 from drivers.net.plan import Desired, Link, Route, WireGuardPeer
 from drivers.runtime.settings_base import ApiToken, Section, ServiceSettings
 from drivers.sync.keys import check_z85_key
@@ -279,6 +280,7 @@ class ApplianceSettings(ServiceSettings):
     sim: SimSettings = SimSettings()
     compliance: ComplianceSettings = ComplianceSettings()
     gateway: GatewaySettings = GatewaySettings()
+    pbx: PbxSettings = PbxSettings()
 
     def key_file(self) -> Path:
         """The site's CurveZMQ secret key file."""

@@ -82,6 +82,13 @@ def _time(value: Any, field: str) -> int | None:
     return to_epoch_ms(value, field)
 
 
+def _cause(value: Any) -> str:
+    # The PBX reports {"sip_code": 486, "reason": "busy"}; other sources plain text.
+    if type(value) is dict:
+        return _text(f"{value.get('sip_code', '')} {value.get('reason', '')}".strip(), 64)
+    return _text(value, 64)
+
+
 def cdr_row(site_id: str, raw: bytes, now_ms: int) -> dict[str, Any]:
     """The ``cdrs`` row for one msgpack CDR document, or BadCdr."""
     try:
@@ -91,9 +98,9 @@ def cdr_row(site_id: str, raw: bytes, now_ms: int) -> dict[str, Any]:
     if type(doc) is not dict:
         raise BadCdr("a CDR is a msgpack map")
     get = doc.get
-    cdr_id = get("id")
+    cdr_id = get("id") or get("cdr_id")
     if type(cdr_id) is not str or not 0 < len(cdr_id) <= 64:
-        raise BadCdr("id must be a string of 1 to 64 characters")
+        raise BadCdr("id (or cdr_id) must be a string of 1 to 64 characters")
     disposition = get("disposition")
     if disposition not in DISPOSITIONS:
         raise BadCdr(f"disposition must be one of {sorted(DISPOSITIONS)}")
@@ -119,7 +126,7 @@ def cdr_row(site_id: str, raw: bytes, now_ms: int) -> dict[str, Any]:
         "duration_s": float(get("duration_s") or 0),
         "billable_s": float(get("billable_s") or 0),
         "disposition": disposition,
-        "hangup_cause": _text(get("hangup_cause"), 64),
+        "hangup_cause": _cause(get("hangup_cause")),
         "hangup_side": _text(get("hangup_side"), 16),
         "recording_id": _text(get("recording_id"), 64) or None,
         "doc": raw,

@@ -19,10 +19,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def _run(args: argparse.Namespace) -> int:
     from appliance import service
+    from appliance.pbx.dialplan import DialPlanError
     from appliance.settings import ApplianceSettings
     from appliance.store import StoreError
+    from drivers.sip.errors import SipDriverError
 
-    return run_service(ApplianceSettings, service.run, args, expected=(StoreError,))
+    return run_service(
+        ApplianceSettings,
+        service.run,
+        args,
+        expected=(StoreError, SipDriverError),
+        config_errors=(DialPlanError,),
+    )
 
 
 def _config(args: argparse.Namespace) -> int:

@@ -74,8 +74,13 @@ def run_service(
     runner: Callable[[SettingsT], Coroutine[Any, Any, None]],
     args: argparse.Namespace,
     expected: tuple[type[Exception], ...] = (),
+    config_errors: tuple[type[Exception], ...] = (),
 ) -> int:
-    """Load config, set up logging and run a service; expected failures exit with one line."""
+    """Load config, set up logging and run a service; expected failures exit with one line.
+
+    ``config_errors`` are configuration problems found only when the service is built
+    (exit 2, like any other config error); ``expected`` are runtime failures (exit 1).
+    """
     settings = load_or_report(model, args)
     if settings is None:
         return EXIT_USAGE
@@ -85,6 +90,9 @@ def run_service(
     failures: tuple[type[Exception], ...] = (BindError, *expected)
     try:
         asyncio.run(runner(settings))
+    except config_errors as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except failures as err:
         print(f"callmesh: {err}", file=sys.stderr)
         return EXIT_FAILURE

@@ -17,7 +17,13 @@ from typing import Any
 from drivers.sync import keys
 
 LOOPBACK = "127.0.0.1"
-PREFERRED_PORTS = {"aggregator": 8800, "branch": 8080, "gateway": 8081, "ingest": 5570}
+PREFERRED_PORTS = {
+    "aggregator": 8800,
+    "branch": 8080,
+    "gateway": 8081,
+    "ingest": 5570,
+    "sip": 5060,
+}
 APPLIANCES = ("branch", "gateway")
 DEMO_MODEMS = 4
 BRANCH_EXTENSIONS = (("1001", "Reception"), ("1002", "Sales"), ("1003", "Support"))
@@ -136,6 +142,31 @@ def plan_services(demo_dir: Path) -> list[ServicePlan]:
     ]
 
 
+def _pbx_ports() -> dict[str, Any]:
+    """The branch's PBX: Kamailio on 5060 when free, its helpers on free ports."""
+    return {
+        "enabled": True,
+        "sip_host": LOOPBACK,
+        "sip_port": free_udp_port(PREFERRED_PORTS["sip"]),
+        "evapi_port": free_port(0),
+        "route_port": free_port(0),
+        "rtpengine_ng_port": free_udp_port(0),
+    }
+
+
+def free_udp_port(preferred: int) -> int:
+    """``preferred`` if no UDP socket holds it on loopback, else a free UDP port."""
+    for candidate in (preferred, 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind((LOOPBACK, candidate))
+            except OSError:
+                continue
+            port: int = sock.getsockname()[1]
+            return port
+    raise OSError("no free UDP port on loopback")
+
+
 def _modem_simulator(demo_dir: Path) -> ServicePlan:
     """Four dual-SIM Quectel EC25s on pty pairs, scripted over HTTP."""
     root = demo_dir / "modems"
@@ -213,7 +244,7 @@ def _appliance(
         for number, label in extensions
     ]
     site_id = f"demo-{name}"
-    config = {
+    config: dict[str, Any] = {
         "site_id": site_id,
         "profile": profile,
         "data_dir": str(root / "data"),
@@ -222,11 +253,15 @@ def _appliance(
         "sip": {"extensions": sip_exts},
         "sync": {**link, "key_file": key_pairs[site_id]["secret_file"]},
     }
+    sip: dict[str, Any] = {"domain": "callmesh.local", "extensions": sip_exts}
+    if profile == "branch":
+        config["pbx"] = _pbx_ports()
+        sip["address"] = f"{LOOPBACK}:{config['pbx']['sip_port']}"
     extras = {
         "site_id": config["site_id"],
         "profile": profile,
         "api_tokens": [token],
-        "sip": {"domain": "callmesh.local", "extensions": sip_exts},
+        "sip": sip,
         "public_key": key_pairs[site_id]["public"],
     }
     return ServicePlan(name, "appliance", port, root, config, extras)

@@ -6,10 +6,12 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
+from tests.integration.pbx.harness import Phone, connect_call
 from tests.procs import callmesh, pid_alive
 
 
@@ -80,3 +82,38 @@ def test_demo_status_without_a_demo_says_so(tmp_path: Path) -> None:
     result = callmesh("demo", "--dir", str(tmp_path / "none"), "--status")
     assert result.returncode == 1
     assert "no demo running" in result.stderr
+
+
+def test_a_call_at_the_demo_branch_reaches_hq_as_a_cdr(demo_dir: Path) -> None:
+    assert callmesh("demo", "--dir", str(demo_dir), timeout=120).returncode == 0
+    services = json.loads((demo_dir / "manifest.json").read_text())["services"]
+    branch, hq = services["branch"], services["aggregator"]
+    port = branch["sip"]["address"].rsplit(":", 1)[1]
+    edge = SimpleNamespace(sip_port=int(port))
+    creds = {e["number"]: e["password"] for e in branch["sip"]["extensions"]}
+    alice = Phone(edge, "1001", 1000, demo_dir, creds["1001"], branch["sip"]["domain"])  # type: ignore[arg-type]
+    bob = Phone(edge, "1002", 600, demo_dir, creds["1002"], branch["sip"]["domain"])  # type: ignore[arg-type]
+    try:
+        assert alice.registered() == 200
+        assert bob.registered() == 200
+        connect_call(alice, bob)
+        time.sleep(1.0)
+        alice.send("hangup")
+        bob.state("DISCONNECTED")
+    finally:
+        alice.close()
+        bob.close()
+    headers = {"Authorization": f"Bearer {hq['api_tokens'][0]['token']}"}
+
+    def answered_at_hq() -> bool:
+        found = httpx.get(
+            f"{hq['http']}/api/v1/cdrs", params={"site": "demo-branch"}, headers=headers, timeout=5
+        ).json()["cdrs"]
+        return any(
+            c["disposition"] == "answered" and c["caller_extension"] == "1001" for c in found
+        )
+
+    deadline = time.monotonic() + 30
+    while not answered_at_hq():
+        assert time.monotonic() < deadline, "the call's CDR did not reach HQ"
+        time.sleep(0.2)

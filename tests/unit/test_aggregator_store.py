@@ -60,7 +60,7 @@ def test_same_cdr_id_from_two_sites_is_two_cdrs(engine: sa.Engine) -> None:
     [
         (b"\xc1garbage", "not msgpack"),
         (msgpack.packb([1, 2]), "a CDR is a msgpack map"),
-        (msgpack.packb({"disposition": "answered", "start": 1}), "id must be a string"),
+        (msgpack.packb({"disposition": "answered", "start": 1}), "id (or cdr_id) must be"),
         (make_cdr(1, disposition="maybe"), "disposition must be one of"),
         (make_cdr(1, start=None), "start is required"),
         (make_cdr(1, start="yesterday"), "not an ISO-8601 time"),
@@ -215,3 +215,17 @@ def test_unknown_site_is_404(client: TestClient) -> None:
     response = client.get("/api/v1/sites/nowhere", headers={"Authorization": f"Bearer {HQ}"})
     assert response.status_code == 404
     assert response.json()["error_id"] == "unknown-site"
+
+
+def test_a_pbx_cdr_document_is_stored_with_its_cause(engine: sa.Engine) -> None:
+    doc = {
+        "cdr_id": "c-1",
+        "disposition": "busy",
+        "start": "2026-11-25T10:00:00+00:00",
+        "hangup_cause": {"sip_code": 486, "reason": "busy"},
+        "caller": {"extension": "1001"},
+    }
+    assert CdrStore(engine).ingest("site-a", [(1, msgpack.packb(doc))]).inserted == 1
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(cdrs)).one()
+    assert (row.cdr_id, row.hangup_cause, row.caller_extension) == ("c-1", "486 busy", "1001")

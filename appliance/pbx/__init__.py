@@ -1,0 +1,1 @@
+"""The PBX: SIP edge supervision, call events to CDRs, recordings."""

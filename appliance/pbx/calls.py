@@ -1,0 +1,180 @@
+"""The call service: applies Kamailio's events to open calls and writes CDRs durably.
+
+Theory of operation: every open call lives in the StateStore (namespace ``pbx-open``)
+from its ``invite`` event on, so it survives a crash of any process. When a call ends
+its CDR is first stored in the open record (``closing``), then appended to the ``cdr``
+outbox, then the open record is deleted. After a crash, open records become
+``interrupted`` CDRs; a record caught in ``closing`` is re-appended only if its CDR is
+not already pending in the outbox, with the same ``cdr_id`` (the aggregator stores by
+site and CDR id), so no CDR is lost or doubled. Finished calls are indexed by call id
+(``pbx-done``) for the recordings service and by start time (``pbx-cdr``) for search;
+those two writes and the open record's deletion share one transaction (same msgpack
+layout as StateStore), so a finished call costs three fsync'd commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgpack
+
+from appliance.pbx.cdr import CdrBuilder, iso
+from appliance.store import Outbox, StateStore, Store
+
+log = logging.getLogger(__name__)
+
+OPEN, DONE, INDEX = "pbx-open", "pbx-done", "pbx-cdr"
+DONE_KEEP_S = 24 * 3600
+INDEX_KEEP_S = 90 * 24 * 3600
+
+
+class CallService:
+    """Open calls and CDRs; every method runs on the event loop that owns call state."""
+
+    def __init__(self, store: Store, builder: CdrBuilder) -> None:
+        self.builder = builder
+        self._store = store
+        self.outbox = Outbox(store, "cdr")
+        self.open = StateStore(store, OPEN)
+        self.done = StateStore(store, DONE)
+        self.index = StateStore(store, INDEX)
+        self.on_change: Callable[[str, dict[str, Any]], None] | None = None
+
+    def handle(self, event: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Apply one event; returns the CDR it finished, if any."""
+        kind = event.get("event")
+        call_id = str(event.get("call_id", ""))
+        if kind == "rejected":
+            return self._write(None, self.builder.from_rejected(event))
+        if not call_id:
+            log.warning("call event without call id dropped", extra={"kind": kind})
+            return None
+        call = self.open.get(call_id)
+        if kind == "invite":
+            if call is None:
+                call = self.builder.open_call(event)
+                self.open.put(call_id, call)
+                self._changed("call.started", call)
+            return None
+        if call is None:
+            log.warning("event for an unknown call", extra={"kind": kind, "call_id": call_id})
+            return None
+        if kind == "answer":
+            call["answer"] = float(event.get("ts", time.time()))
+            self.open.put(call_id, call)
+            self._changed("call.answered", call)
+            return None
+        if kind == "end":
+            return self._write(call, self.builder.from_end(call, event))
+        if kind == "failed":
+            return self._write(call, self.builder.from_failed(call, event))
+        log.warning("unknown call event", extra={"kind": kind})
+        return None
+
+    def live_calls(self) -> list[dict[str, Any]]:
+        """Calls in progress."""
+        return [call for _, call in self.open.items() if "closing" not in call]
+
+    def mark_media_interrupted(self, why: str) -> int:
+        """Flag open calls whose media relay died; they end as ``interrupted``."""
+        count = 0
+        for call_id, call in self.open.items():
+            if "closing" not in call:
+                call["media_interrupted"] = why
+                self.open.put(call_id, call)
+                count += 1
+        return count
+
+    def interrupt_all(self, why: str) -> list[dict[str, Any]]:
+        """Close every open call after a crash; returns the CDRs written."""
+        written = []
+        pending = self._pending_cdr_ids()
+        now = time.time()
+        for call_id, call in self.open.items():
+            closing = call.get("closing")
+            if closing is None:
+                written.append(self._write(call, self.builder.interrupted(call, now, why)))
+            elif closing["cdr_id"] in pending:
+                self.open.delete(call_id)
+            else:
+                written.append(self._write(call, closing))
+        if written:
+            log.warning("closed %d interrupted calls", len(written), extra={"why": why})
+        return written
+
+    def _write(self, call: dict[str, Any] | None, cdr: dict[str, Any]) -> dict[str, Any]:
+        call_id = cdr["call_id"]
+        if call is not None:
+            call["closing"] = cdr
+            self.open.put(call_id, call)
+        self.outbox.append(_pack(cdr))
+        done = {"cdr_id": cdr["cdr_id"], "answered": cdr["answer"] is not None, "at": time.time()}
+        with self._store.write() as txn:
+            txn.put(call_id.encode(), _pack(done), db=self._store.db(DONE))
+            txn.put(
+                f"{cdr['start']}|{cdr['cdr_id']}".encode(), _pack(cdr), db=self._store.db(INDEX)
+            )
+            if call is not None:
+                txn.delete(call_id.encode(), db=self._store.db(OPEN))
+        log.info(
+            "cdr written",
+            extra={"cdr_id": cdr["cdr_id"], "disposition": cdr["disposition"]},
+        )
+        self._changed("call.ended", cdr)
+        return cdr
+
+    def _changed(self, kind: str, doc: dict[str, Any]) -> None:
+        if self.on_change is not None:
+            self.on_change(kind, doc)
+
+    def prune(self, now: float) -> int:
+        """Forget finished calls after DONE_KEEP_S and indexed CDRs after INDEX_KEEP_S."""
+        stale = [k for k, v in self.done.items() if v["at"] < now - DONE_KEEP_S]
+        oldest = iso(now - INDEX_KEEP_S) or ""
+        stale_index = [k for k, _ in self.index.items() if k < oldest]
+        for key in stale:
+            self.done.delete(key)
+        for key in stale_index:
+            self.index.delete(key)
+        return len(stale) + len(stale_index)
+
+    def _pending_cdr_ids(self) -> set[str]:
+        ids: set[str] = set()
+        after = 0
+        while batch := self.outbox.read_batch(after, 500):
+            for seq, payload in batch:
+                ids.add(msgpack.unpackb(payload, raw=False).get("cdr_id"))
+                after = seq
+        return ids
+
+    def search(
+        self,
+        since: str = "",
+        disposition: str | None = None,
+        number: str | None = None,
+        limit: int = 50,
+        cursor: str = "",
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """CDRs from ``since`` on (oldest first), filtered; returns a page and the next cursor."""
+        page: list[dict[str, Any]] = []
+        last = cursor
+        for key, cdr in self.index.items():
+            if key <= cursor or key < since:
+                continue
+            if disposition and cdr["disposition"] != disposition:
+                continue
+            if number and number not in (cdr["caller"]["number"], cdr["callee"]["number"]):
+                continue
+            if len(page) == limit:
+                return page, last
+            page.append(cdr)
+            last = key
+        return page, None
+
+
+def _pack(doc: Any) -> bytes:
+    packed: bytes = msgpack.packb(doc, use_bin_type=True)
+    return packed

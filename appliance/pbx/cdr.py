@@ -1,0 +1,165 @@
+"""CDR documents built from Kamailio's call events (pure; no storage, no I/O).
+
+Events (JSON objects from the rendered kamailio.cfg): ``invite`` (a call was relayed),
+``answer`` (dialog confirmed), ``end`` (BYE; ``reason`` says which side), ``failed``
+(negative final reply; ``reason`` busy/no-answer/cancelled/failed) and ``rejected``
+(refused before relaying: unknown extension, callee unavailable, no media relay).
+The document schema is in docs/pbx.md; ``SCHEMA_VERSION`` changes with it.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+SCHEMA_VERSION = 1
+_NAMESPACE = uuid.UUID("6f1d2d8e-5c1b-4d43-9a63-2f8a5a0c7e11")
+DISPOSITIONS = ("answered", "busy", "no-answer", "failed", "cancelled", "interrupted")
+
+
+def recording_id(site_id: str, call_id: str) -> str:
+    """The recording id of a call: stable, so CDR and recording agree without talking."""
+    return str(uuid.uuid5(_NAMESPACE, f"recording:{site_id}:{call_id}"))
+
+
+def conversation_id(site_id: str, call_id: str) -> str:
+    """The conversation a call leg belongs to (one leg per SIP dialog through the edge)."""
+    return str(uuid.uuid5(_NAMESPACE, f"conversation:{site_id}:{call_id}"))
+
+
+def iso(ts: float | None) -> str | None:
+    """UTC ISO 8601 with milliseconds, or None."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Party:
+    """One end of a call."""
+
+    number: str
+    extension: str | None
+    name: str
+
+    def doc(self) -> dict[str, Any]:
+        return {"number": self.number, "extension": self.extension, "name": self.name}
+
+
+class CdrBuilder:
+    """Turns events into open-call records and finished CDR documents."""
+
+    def __init__(self, site_id: str, extensions: Mapping[str, str], record: bool = True) -> None:
+        self.site_id = site_id
+        self._names = dict(extensions)
+        self._record = record
+
+    def party(self, number: str, name: str = "") -> Party:
+        """A party, marked as a local extension when it is one."""
+        local = number in self._names
+        return Party(number, number if local else None, name or self._names.get(number, ""))
+
+    def open_call(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """The open-call record for an ``invite`` event."""
+        call_id = str(event["call_id"])
+        return {
+            "call_id": call_id,
+            "cdr_id": str(uuid.uuid4()),
+            "caller": self.party(str(event.get("from_user", "")), _name(event)).doc(),
+            "callee": self.party(_dialled(event)).doc(),
+            "caller_tag": event.get("from_tag", ""),
+            "route": str(event.get("route") or "extension"),
+            "trunk": event.get("trunk") or None,
+            "inbound": bool(event.get("from_trunk")),
+            "start": _ts(event),
+            "answer": None,
+            "media_interrupted": None,
+        }
+
+    def finish(
+        self,
+        call: Mapping[str, Any],
+        end: float,
+        disposition: str,
+        cause: int,
+        reason: str,
+        side: str,
+    ) -> dict[str, Any]:
+        """The CDR document of a finished call."""
+        answer = call.get("answer")
+        if call.get("media_interrupted") and answer is not None:
+            disposition, reason = "interrupted", str(call["media_interrupted"])
+        start = float(call["start"])
+        recorded = self._record and answer is not None
+        return {
+            "schema": SCHEMA_VERSION,
+            "cdr_id": call["cdr_id"],
+            "conversation_id": conversation_id(self.site_id, call["call_id"]),
+            "site_id": self.site_id,
+            "call_id": call["call_id"],
+            "caller": call["caller"],
+            "callee": call["callee"],
+            "direction": _direction(call),
+            "route": call.get("route", "extension"),
+            "trunk": call.get("trunk"),
+            "start": iso(start),
+            "answer": iso(answer),
+            "end": iso(end),
+            "duration_s": round(max(0.0, end - start), 3),
+            "billable_s": math.ceil(max(0.0, end - answer)) if answer is not None else 0,
+            "disposition": disposition,
+            "hangup_cause": {"sip_code": cause, "reason": reason},
+            "hangup_side": side,
+            "recording_id": recording_id(self.site_id, call["call_id"]) if recorded else None,
+        }
+
+    def from_end(self, call: Mapping[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
+        """CDR for an ``end`` event (BYE from either side)."""
+        side = "caller" if event.get("reason") == "caller" else "callee"
+        return self.finish(call, _ts(event), "answered", 200, "normal-clearing", side)
+
+    def from_failed(self, call: Mapping[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
+        """CDR for a ``failed`` event (busy, no answer, cancelled, other failure)."""
+        reason = str(event.get("reason", "failed"))
+        disposition = reason if reason in DISPOSITIONS else "failed"
+        side = "caller" if disposition == "cancelled" else "callee"
+        if disposition == "no-answer":
+            side = "system"
+        code = int(event.get("code") or 0)
+        return self.finish(call, _ts(event), disposition, code, reason, side)
+
+    def from_rejected(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """CDR for a call refused before it was relayed."""
+        call = self.open_call(event)
+        code = int(event.get("code") or 0)
+        reason = str(event.get("reason", "failed"))
+        return self.finish(call, _ts(event), "failed", code, reason, "system")
+
+    def interrupted(self, call: Mapping[str, Any], end: float, why: str) -> dict[str, Any]:
+        """CDR for a call that was open when a component crashed."""
+        return self.finish(call, end, "interrupted", 0, why, "system")
+
+
+def _direction(call: Mapping[str, Any]) -> str:
+    if call.get("inbound"):
+        return "inbound"
+    return "outbound" if call.get("trunk") else "internal"
+
+
+def _dialled(event: Mapping[str, Any]) -> str:
+    return str(event.get("dialled") or event.get("request_user") or event.get("to_user", ""))
+
+
+def _name(event: Mapping[str, Any]) -> str:
+    return str(event.get("from_name") or "").strip()
+
+
+def _ts(event: Mapping[str, Any]) -> float:
+    try:
+        return float(event["ts"])
+    except (KeyError, TypeError, ValueError):
+        return datetime.now(UTC).timestamp()

@@ -1,0 +1,253 @@
+"""The dial plan: validated once, then asked for a decision on every call Kamailio routes.
+
+Order of a decision for a call from an extension: the dialled number is an extension, a
+ring group, or matches exactly one outbound route (validation guarantees at most one);
+class of service is checked before the trunk is chosen. A call from a trunk is routed by
+its dialled number (DID) through the inbound routes only. Caller ID on a trunk is always
+the route's ``caller_id``, which validation requires to be a number the site owns.
+
+Pattern language (outbound routes): digits, ``X`` (0-9), ``N`` (2-9), ``Z`` (1-9),
+``[..]`` sets with ranges, and a final ``.`` meaning one or more further digits.
+
+Exceptions::
+
+    DialPlanError      the configuration is inconsistent; ``problems`` names each entry
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from appliance.pbx.settings import CosLevel, DialPlanSettings, OutboundRoute
+
+COS_RANK: dict[str, int] = {"internal": 0, "local": 1, "national": 2, "international": 3}
+_ALL = frozenset("0123456789")
+_CLASSES = {"X": _ALL, "N": frozenset("23456789"), "Z": frozenset("123456789")}
+
+
+class DialPlanError(ValueError):
+    """The dial plan is inconsistent; one line per problem, naming the entries."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("dial plan: " + "; ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A compiled outbound pattern: one digit set per position, plus an open tail."""
+
+    text: str
+    positions: tuple[frozenset[str], ...]
+    open_tail: bool
+
+    def matches(self, number: str) -> bool:
+        """Whether ``number`` (digits only) matches."""
+        if not number.isdigit() or len(number) < len(self.positions):
+            return False
+        if len(number) > len(self.positions) and not self.open_tail:
+            return False
+        if self.open_tail and len(number) == len(self.positions):
+            return False
+        return all(d in s for d, s in zip(number, self.positions, strict=False))
+
+    def overlaps(self, other: Pattern) -> bool:
+        """Whether some number matches both patterns."""
+        short, long_ = sorted((self, other), key=lambda p: len(p.positions))
+        pairs = zip(short.positions, long_.positions, strict=False)
+        if any(not (a & b) for a, b in pairs):
+            return False
+        if len(short.positions) == len(long_.positions):
+            return short.open_tail == long_.open_tail
+        return short.open_tail
+
+    def covers(self, other: Pattern) -> bool:
+        """Whether every number matching ``other`` matches this pattern too."""
+        if len(other.positions) < len(self.positions):
+            return False
+        if not self.open_tail and (other.open_tail or len(other.positions) > len(self.positions)):
+            return False
+        if self.open_tail and len(other.positions) == len(self.positions) and not other.open_tail:
+            return False
+        return all(b <= a for a, b in zip(self.positions, other.positions, strict=False))
+
+
+def compile_pattern(text: str) -> Pattern:
+    """Compile ``text`` or raise ValueError saying what is wrong."""
+    open_tail = text.endswith(".")
+    body = text[:-1] if open_tail else text
+    positions: list[frozenset[str]] = []
+    for token in re.findall(r"\[[^\]]*\]|.", body):
+        if token.isdigit():
+            positions.append(frozenset(token))
+        elif token in _CLASSES:
+            positions.append(_CLASSES[token])
+        elif token.startswith("[") and re.fullmatch(r"\[(\d(-\d)?)+\]", token):
+            digits: set[str] = set()
+            for lo, hi in re.findall(r"(\d)(?:-(\d))?", token[1:-1]):
+                digits.update(str(d) for d in range(int(lo), int(hi or lo) + 1))
+            positions.append(frozenset(digits))
+        else:
+            raise ValueError(f"pattern {text!r}: unexpected {token!r}")
+    if not positions:
+        raise ValueError(f"pattern {text!r} matches nothing")
+    return Pattern(text, tuple(positions), open_tail)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What Kamailio should do with a call."""
+
+    action: str
+    targets: tuple[str, ...] = ()
+    serial: bool = False
+    ring_s: int = 0
+    uri: str = ""
+    caller_id: str = ""
+    route: str = ""
+    trunk: str = ""
+    code: int = 0
+    reason: str = ""
+
+    def wire(self) -> dict[str, object]:
+        """The JSON object Kamailio reads (members as one comma-separated string)."""
+        return {
+            "action": self.action,
+            "members": ",".join(self.targets),
+            "count": len(self.targets),
+            "serial": 1 if self.serial else 0,
+            "ring_ms": self.ring_s * 1000,
+            "uri": self.uri,
+            "caller_id": self.caller_id,
+            "route": self.route,
+            "trunk": self.trunk,
+            "code": self.code,
+            "reason": self.reason,
+        }
+
+
+class DialPlan:
+    """A validated dial plan over the site's extensions."""
+
+    def __init__(self, settings: DialPlanSettings, extensions: Iterable[str]) -> None:
+        self.settings = settings
+        self.extensions = frozenset(extensions)
+        self.groups = {g.number: g for g in settings.ring_groups}
+        self.trunks = {t.name: t for t in settings.trunks}
+        self.inbound = {r.did: r for r in settings.inbound}
+        self.routes: list[tuple[OutboundRoute, Pattern]] = []
+        problems = self._compile()
+        problems += self._validate()
+        if problems:
+            raise DialPlanError(problems)
+
+    def _compile(self) -> list[str]:
+        problems = []
+        for route in self.settings.outbound:
+            try:
+                self.routes.append((route, compile_pattern(route.pattern)))
+            except ValueError as err:
+                problems.append(f"outbound route {route.name!r}: {err}")
+        return problems
+
+    def _validate(self) -> list[str]:
+        s = self.settings
+        owned = set(s.owned_numbers)
+        problems = [f"ring group {n}: same number as an extension" for n in self.groups
+                    if n in self.extensions]  # fmt: skip
+        for group in s.ring_groups:
+            problems += [f"ring group {group.number}: member {m} is not an extension"
+                         for m in group.members if m not in self.extensions]  # fmt: skip
+        for route, pattern in self.routes:
+            if route.trunk not in self.trunks:
+                problems.append(f"outbound route {route.name!r}: unknown trunk {route.trunk!r}")
+            if route.caller_id not in owned:
+                problems.append(
+                    f"outbound route {route.name!r}: caller ID {route.caller_id} "
+                    "is not one of owned_numbers"
+                )
+            local = sorted(n for n in self.extensions | set(self.groups) if pattern.matches(n))
+            if local:
+                problems.append(
+                    f"outbound route {route.name!r}: pattern {route.pattern} overlaps local "
+                    f"numbers {', '.join(local)}"
+                )
+        problems += self._overlaps()
+        for r in s.inbound:
+            if r.did not in owned:
+                problems.append(f"inbound route {r.did}: not one of owned_numbers")
+            if r.target not in self.extensions and r.target not in self.groups:
+                problems.append(f"inbound route {r.did}: target {r.target} is unreachable "
+                                "(not an extension or ring group)")  # fmt: skip
+        problems += [f"class_of_service: {e} is not an extension" for e in s.class_of_service
+                     if e not in self.extensions]  # fmt: skip
+        return problems
+
+    def _overlaps(self) -> list[str]:
+        problems = []
+        for i, (first, a) in enumerate(self.routes):
+            for second, b in self.routes[i + 1 :]:
+                if a.covers(b):
+                    problems.append(
+                        f"outbound route {second.name!r} is unreachable: every number it "
+                        f"matches ({b.text}) is taken by {first.name!r} ({a.text})"
+                    )
+                elif a.overlaps(b):
+                    problems.append(
+                        f"outbound routes {first.name!r} ({a.text}) and {second.name!r} "
+                        f"({b.text}) overlap"
+                    )
+        return problems
+
+    def cos(self, extension: str) -> CosLevel:
+        """The class of service of ``extension``."""
+        return self.settings.class_of_service.get(extension, self.settings.default_cos)
+
+    def decide(self, caller: str, dialled: str, from_trunk: bool = False) -> Decision:
+        """Route a call from ``caller`` (an extension, or a trunk when ``from_trunk``)."""
+        if from_trunk:
+            return self._inbound(dialled)
+        local = self._local(dialled)
+        if local is not None:
+            return local
+        for route, pattern in self.routes:
+            if pattern.matches(dialled):
+                return self._outbound(caller, dialled, route)
+        local_lengths = {len(n) for n in self.extensions | set(self.groups)}
+        unknown = "unknown-extension" if len(dialled) in local_lengths else "no-route"
+        return Decision("reject", code=404, reason=unknown)
+
+    def _local(self, number: str) -> Decision | None:
+        if number in self.extensions:
+            return Decision("extension", (number,), route="extension")
+        group = self.groups.get(number)
+        if group is None:
+            return None
+        serial = group.strategy == "sequential"
+        return Decision("group", group.members, serial, group.ring_s, route=f"group:{number}")
+
+    def _inbound(self, did: str) -> Decision:
+        route = self.inbound.get(did)
+        if route is None:
+            return Decision("reject", code=404, reason="no-inbound-route")
+        local = self._local(route.target)
+        assert local is not None
+        return Decision(local.action, local.targets, local.serial, local.ring_s,
+                        route=f"inbound:{did}")  # fmt: skip
+
+    def _outbound(self, caller: str, dialled: str, route: OutboundRoute) -> Decision:
+        if caller not in self.extensions:
+            return Decision("reject", code=403, reason="not-an-extension")
+        if COS_RANK[self.cos(caller)] < COS_RANK[route.cos]:
+            return Decision("reject", code=403, reason="class-of-service", route=route.name)
+        trunk = self.trunks[route.trunk]
+        number = route.prepend + dialled[route.strip :]
+        return Decision(
+            "trunk",
+            uri=f"sip:{number}@{trunk.host}:{trunk.port}",
+            caller_id=route.caller_id,
+            route=route.name,
+            trunk=trunk.name,
+        )

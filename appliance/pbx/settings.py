@@ -1,0 +1,120 @@
+"""The PBX's settings section (``pbx:`` in the appliance configuration)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from drivers.runtime.settings_base import Section
+
+CosLevel = Literal["internal", "local", "national", "international"]
+
+
+class Trunk(Section):
+    """A SIP trunk reached by address (no registration); calls from it are trusted."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
+    host: str
+    port: int = Field(5060, ge=1, le=65535)
+
+    @field_validator("host")
+    @classmethod
+    def _ip(cls, value: str) -> str:
+        ipaddress.ip_address(value)
+        return value
+
+
+class OutboundRoute(Section):
+    """Dialled numbers matching ``pattern`` go to ``trunk`` after digit manipulation.
+
+    Pattern: digits, ``X`` any digit, ``N`` 2-9, ``Z`` 1-9, ``[1-5]`` sets, and a final
+    ``.`` for one or more further digits.
+    """
+
+    name: str = Field(min_length=1, max_length=64)
+    pattern: str = Field(min_length=1, max_length=40)
+    trunk: str
+    cos: CosLevel = "national"
+    strip: int = Field(0, ge=0, le=10)
+    prepend: str = Field("", pattern=r"^\+?[0-9]{0,15}$")
+    caller_id: str = Field(pattern=r"^\+?[0-9]{2,16}$")
+
+
+class RingGroup(Section):
+    """A number that rings several extensions at once or one after another."""
+
+    number: str = Field(pattern=r"^[0-9]{2,8}$")
+    members: tuple[str, ...] = Field(min_length=1, max_length=16)
+    strategy: Literal["simultaneous", "sequential"] = "simultaneous"
+    ring_s: int = Field(20, ge=2, le=300)
+
+
+class InboundRoute(Section):
+    """A number the site owns, called from a trunk, rings an extension or a ring group."""
+
+    did: str = Field(pattern=r"^\+?[0-9]{2,16}$")
+    target: str
+
+
+class DialPlanSettings(Section):
+    """Ring groups, trunks, outbound and inbound routes, class of service per extension."""
+
+    owned_numbers: tuple[str, ...] = ()
+    trunks: tuple[Trunk, ...] = ()
+    outbound: tuple[OutboundRoute, ...] = ()
+    ring_groups: tuple[RingGroup, ...] = ()
+    inbound: tuple[InboundRoute, ...] = ()
+    class_of_service: dict[str, CosLevel] = Field(default_factory=dict)
+    default_cos: CosLevel = "national"
+
+
+class WebhookSettings(Section):
+    """Where call started/answered/ended notifications are POSTed (off without a URL)."""
+
+    url: str | None = Field(None, pattern=r"^https?://")
+    secret: str = Field("", max_length=256)
+    max_attempts: int = Field(6, ge=1, le=20)
+    timeout_s: float = Field(5.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _secret_with_url(self) -> WebhookSettings:
+        if self.url and len(self.secret) < 16:
+            raise ValueError("secret must be at least 16 characters when url is set")
+        return self
+
+
+class PbxSettings(Section):
+    """Kamailio, rtpengine and call-event ports on loopback, timers and anti-flood limits."""
+
+    enabled: bool = False
+    sip_host: str = "127.0.0.1"
+    sip_port: int = Field(5060, ge=1, le=65535)
+    evapi_port: int = Field(5065, ge=1, le=65535)
+    rtpengine_ng_port: int = Field(2223, ge=1, le=65535)
+    rtp_port_min: int = Field(30000, ge=1024, le=65535)
+    rtp_port_max: int = Field(34999, ge=1024, le=65535)
+    kamailio_children: int = Field(8, ge=1, le=64)
+    rtpengine_threads: int = Field(2, ge=1, le=64)
+    fr_timer_ms: int = Field(2000, ge=500, le=30000)
+    no_answer_s: int = Field(30, ge=2, le=600)
+    min_expires_s: int = Field(60, ge=10, le=3600)
+    max_expires_s: int = Field(3600, ge=60, le=86400)
+    pike_window_s: int = Field(2, ge=1, le=60)
+    pike_requests: int = Field(40, ge=5, le=100000)
+    ban_s: int = Field(300, ge=1, le=86400)
+    pike_exempt: tuple[str, ...] = ()
+    anchor_media: bool = True
+    record_calls: bool = True
+    recording_delete_delay_s: int = Field(1, ge=0, le=30)
+    max_call_s: int = Field(14400, ge=60, le=86400)
+    route_port: int = Field(5066, ge=1, le=65535)
+    dialplan: DialPlanSettings = DialPlanSettings()
+    webhook: WebhookSettings = WebhookSettings()
+
+    @model_validator(mode="after")
+    def _port_range(self) -> PbxSettings:
+        if self.rtp_port_max - self.rtp_port_min < 4:
+            raise ValueError("rtp_port_max must be at least rtp_port_min + 4 (4 ports per call)")
+        return self

@@ -1,0 +1,488 @@
+"""PBX load: sipp UAC -> Kamailio -> sipp UAS with RTP, relayed and recorded, vs Kamailio alone.
+
+Runs the same call load twice on loopback: once through the full PBX (Kamailio, rtpengine
+anchoring and recording every call, the appliance turning events into CDRs and pcaps into
+WAVs) and once through Kamailio alone (proxy only, no media relay). Reports failures, the
+setup rate, CPU (cores) and PSS per concurrent call, and the ratio between the two.
+
+    .venv/bin/python bench/bench_pbx_calls.py --rate 50 --hold 4 --calls 1000
+
+Needs the Debian packages kamailio, kamailio-extra-modules, rtpengine-daemon, sip-tester.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PASSWORD = "bench-password-1"
+DRAIN_S = 120
+
+UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="bench uac">
+<send retrans="500"><![CDATA[
+INVITE sip:1002@bench.local SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:1001@bench.local>;tag=[call_number]
+To: <sip:1002@bench.local>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:1001@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=- 1 1 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [auto_media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+<recv response="100" optional="true"/>
+<recv response="407" auth="true"/>
+<send><![CDATA[
+ACK sip:1002@bench.local SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-1]
+From: <sip:1001@bench.local>;tag=[call_number]
+To: <sip:1002@bench.local>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+<send retrans="500"><![CDATA[
+INVITE sip:1002@bench.local SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:1001@bench.local>;tag=[call_number]
+To: <sip:1002@bench.local>
+Call-ID: [call_id]
+CSeq: 2 INVITE
+Contact: <sip:1001@[local_ip]:[local_port]>
+[authentication username=1001 password=PASSWORD]
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=- 1 2 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [auto_media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+<recv response="100" optional="true"/>
+<recv response="180" optional="true"/>
+<recv response="200" rrs="true" rtd="true"/>
+<send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
+From: <sip:1001@bench.local>;tag=[call_number]
+To: <sip:1002@bench.local>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+<nop><action><exec rtp_stream="TONE,-1,0"/></action></nop>
+<pause/>
+<send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
+From: <sip:1001@bench.local>;tag=[call_number]
+To: <sip:1002@bench.local>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 3 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+<recv response="200" crlf="true"/>
+</scenario>
+"""
+
+UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="bench uas">
+<recv request="INVITE" crlf="true" rrs="true"/>
+<send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_Record-Route:]
+[last_From:]
+[last_To:];tag=[pid]u[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:1002@[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=- 1 1 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [auto_media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+<recv request="ACK" crlf="true"/>
+<nop><action><exec rtp_stream="TONE,-1,0"/></action></nop>
+<recv request="BYE"/>
+<send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+"""
+
+REGISTER = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="bench register">
+<send retrans="500"><![CDATA[
+REGISTER sip:bench.local SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:1002@bench.local>;tag=r[call_number]
+To: <sip:1002@bench.local>
+Call-ID: [call_id]
+CSeq: 1 REGISTER
+Contact: <sip:1002@127.0.0.1:UAS_PORT>
+Expires: 3600
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+<recv response="401" auth="true"/>
+<send retrans="500"><![CDATA[
+REGISTER sip:bench.local SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:1002@bench.local>;tag=r[call_number]
+To: <sip:1002@bench.local>
+Call-ID: [call_id]
+CSeq: 2 REGISTER
+Contact: <sip:1002@127.0.0.1:UAS_PORT>
+[authentication username=1002 password=PASSWORD]
+Expires: 3600
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+<recv response="200"/>
+</scenario>
+"""
+
+
+def _free_port() -> int:
+    return random.randrange(21000, 29000, 7)
+
+
+def _tone_file(path: Path) -> None:
+    from drivers.sip.recording import ULAW
+
+    codes = {}
+    out = bytearray()
+    for n in range(8000):
+        value = round(6000 * math.sin(2 * math.pi * 800 * n / 8000))
+        if value not in codes:
+            codes[value] = min(range(256), key=lambda c, v=value: abs(ULAW[c] - v))
+        out.append(codes[value])
+    path.write_bytes(bytes(out))
+
+
+def _group_pids(pgid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.getpgid(int(entry)) == pgid:
+                    pids.append(int(entry))
+    return pids
+
+
+def _children(parent: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == parent:
+                    kids.append(int(entry))
+    return kids
+
+
+def _cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def _pss_kb(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            match = re.search(r"^Pss:\s+(\d+) kB", text, re.MULTILINE)
+            total += int(match.group(1)) if match else 0
+    return total
+
+
+class Run:
+    """One PBX (recorded or proxy only) under load."""
+
+    def __init__(self, work: Path, anchor_media: bool) -> None:
+        self.work = work
+        self.anchor_media = anchor_media
+        self.sip_port = _free_port()
+        rtp = random.randrange(30000, 50000, 1000)
+        config = {
+            "site_id": "bench",
+            "profile": "branch",
+            "data_dir": str(work / "data"),
+            "sip": {
+                "domain": "bench.local",
+                "extensions": [
+                    {"number": "1001", "password": PASSWORD},
+                    {"number": "1002", "password": PASSWORD},
+                ],
+            },
+            "pbx": {
+                "sip_port": self.sip_port,
+                "evapi_port": _free_port() + 1,
+                "rtpengine_ng_port": _free_port() + 2,
+                "rtp_port_min": rtp,
+                "rtp_port_max": rtp + 4999,
+                "pike_exempt": ["127.0.0.1"],
+                "anchor_media": anchor_media,
+            },
+        }
+        self.config = work / "appliance.yaml"
+        self.config.write_text(yaml.safe_dump(config))
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, argv: list[str], log: str) -> subprocess.Popen[bytes]:
+        with (self.work / log).open("wb") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.work)
+        self.procs.append(proc)
+        return proc
+
+    def start_pbx(self) -> subprocess.Popen[bytes]:
+        pbx = self.spawn([sys.executable, __file__, "--serve", str(self.config)], "pbx.log")
+        deadline = time.monotonic() + 20
+        while "ready components" not in (self.work / "pbx.log").read_text():
+            if time.monotonic() > deadline or pbx.poll() is not None:
+                raise SystemExit((self.work / "pbx.log").read_text())
+            time.sleep(0.1)
+        return pbx
+
+    def daemon_groups(self) -> dict[str, list[int]]:
+        run = self.work / "data" / "pbx" / "run"
+        groups = {}
+        for name in ("kamailio", "rtpengine"):
+            pid_file = run / f"{name}.pid"
+            if pid_file.exists():
+                groups[name] = _group_pids(os.getpgid(int(pid_file.read_text().split()[0])))
+        return groups
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+
+
+def _audio_seconds(folder: Path, sample: int = 40) -> float:
+    """Mean seconds of non-silent audio per channel over up to ``sample`` WAVs."""
+    paths = sorted(folder.glob("*.wav"))[:sample]
+    total = 0.0
+    for path in paths:
+        with wave.open(str(path)) as wav:
+            samples = array.array("h", wav.readframes(wav.getnframes()))
+        total += sum(1 for x in samples if x) / 2 / 8000
+    return total / max(1, len(paths))
+
+
+def _scenario(work: Path, name: str, text: str, **values: str) -> str:
+    for key, value in values.items():
+        text = text.replace(key, value)
+    path = work / f"{name}.xml"
+    path.write_text(text)
+    return str(path)
+
+
+def _stat(work: Path, name: str) -> dict[str, str]:
+    lines = (work / name).read_text().strip().splitlines()
+    header, last = lines[0].split(";"), lines[-1].split(";")
+    return dict(zip(header, last, strict=False))
+
+
+def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
+    """One measured run; returns its figures."""
+    with tempfile.TemporaryDirectory(prefix="bench-pbx-") as tmp:
+        work = Path(tmp)
+        tone = work / "tone.ulaw"
+        _tone_file(tone)
+        run = Run(work, anchor_media)
+        try:
+            pbx = run.start_pbx()
+            uas_port = _free_port() + 3
+            values = {"PASSWORD": PASSWORD, "UAS_PORT": str(uas_port), "TONE": str(tone)}
+            target = f"127.0.0.1:{run.sip_port}"
+            reg = subprocess.run(
+                ["sipp", target, "-sf", _scenario(work, "reg", REGISTER, **values), "-m", "1",
+                 "-i", "127.0.0.1", "-p", str(_free_port() + 4), "-cp", str(_free_port() + 5),
+                 "-nostdin", "-timeout", "10s"],
+                capture_output=True, timeout=20, check=False,
+            )  # fmt: skip
+            if reg.returncode != 0:
+                raise SystemExit(f"REGISTER failed: {reg.stdout[-2000:]!r}")
+            run.spawn(
+                ["sipp", "-sf", _scenario(work, "uas", UAS, **values), "-i", "127.0.0.1",
+                 "-p", str(uas_port), "-mp", str(_free_port() + 6), "-cp", str(_free_port() + 7),
+                 "-nostdin", "-max_socket", "4096"],
+                "uas.log",
+            )  # fmt: skip
+            time.sleep(1)
+            groups = run.daemon_groups()
+            daemons = [p for pids in groups.values() for p in pids]
+            appliance = [pbx.pid, *(p for p in _children(pbx.pid) if p not in daemons)]
+            idle_pss = sum(_pss_kb(p) for p in groups.values()) + _pss_kb(appliance)
+            started = time.monotonic()
+            uac = run.spawn(
+                ["sipp", target, "-sf", _scenario(work, "uac", UAC, **values),
+                 "-i", "127.0.0.1", "-p", str(_free_port() + 8), "-mp", str(_free_port() + 9),
+                 "-cp", str(_free_port() + 10), "-r", str(args.rate), "-m", str(args.calls),
+                 "-l", str(int(args.rate * args.hold * 1.5)), "-d", str(int(args.hold * 1000)),
+                 "-nostdin", "-max_socket", "4096", "-trace_stat", "-stf", "uac.csv",
+                 "-fd", "1", "-timeout", str(int(args.calls / args.rate + args.hold + 60))],
+                "uac.log",
+            )  # fmt: skip
+            time.sleep(args.hold + 1)
+            groups = run.daemon_groups()
+            daemons = [p for pids in groups.values() for p in pids]
+            appliance = [pbx.pid, *(p for p in _children(pbx.pid) if p not in daemons)]
+            every = [*appliance, *daemons]
+            ticks0, t0 = _cpu_ticks(every), time.monotonic()
+            peak_pss = 0
+            while uac.poll() is None and time.monotonic() - started < args.calls / args.rate:
+                peak_pss = max(peak_pss, sum(_pss_kb(p) for p in groups.values()))
+                time.sleep(1)
+            cpu = (_cpu_ticks(every) - ticks0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
+            peak_pss += _pss_kb(appliance)
+            uac.wait(timeout=args.calls / args.rate + args.hold + 90)
+            elapsed = time.monotonic() - started
+            stats = _stat(work, "uac.csv")
+            drained = time.monotonic()
+            wavs = 0
+            while anchor_media and time.monotonic() - drained < DRAIN_S:
+                wavs = len(list((work / "data" / "recordings").glob("*.wav")))
+                if wavs >= int(stats.get("SuccessfulCall(C)", 0)):
+                    break
+                time.sleep(1)
+            drain_s = time.monotonic() - drained
+            audio_s = _audio_seconds(work / "data" / "recordings")
+        finally:
+            run.close()
+        concurrent = args.rate * args.hold
+        ok, failed = int(stats.get("SuccessfulCall(C)", 0)), int(stats.get("FailedCall(C)", 0))
+        return {
+            "mode": "recorded" if anchor_media else "proxy only",
+            "calls": ok + failed,
+            "failed": failed,
+            "failed_pct": 100 * failed / max(1, ok + failed),
+            "rate": (ok + failed) / max(1e-3, elapsed - args.hold),
+            "concurrent": concurrent,
+            "cpu_cores": cpu,
+            "pss_mb": peak_pss / 1024,
+            "pss_per_call_kb": max(0, peak_pss - idle_pss) / concurrent,
+            "wavs": wavs,
+            "drain_s": drain_s,
+            "audio_s": audio_s,
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=50)
+    parser.add_argument("--hold", type=float, default=4)
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(_serve(yaml.safe_load(args.serve.read_text())))
+        return
+    results = [run_load(args, anchor_media=False), run_load(args, anchor_media=True)]
+    print("| mode | calls | failed | setup rate/s | concurrent | CPU cores | PSS MiB "
+          "| PSS per call KiB | WAVs | WAVs drained (s) | audio per WAV (s) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['mode']} | {r['calls']} | {r['failed']} ({r['failed_pct']:.2f}%) "
+              f"| {r['rate']:.1f} | {r['concurrent']:.0f} | {r['cpu_cores']:.2f} "
+              f"| {r['pss_mb']:.1f} | {r['pss_per_call_kb']:.0f} | {r['wavs']} "
+              f"| {r['drain_s']:.0f} | {r['audio_s']:.2f} |")  # fmt: skip
+    proxy, full = results
+    print(f"CPU ratio recorded/proxy: {full['cpu_cores'] / max(proxy['cpu_cores'], 1e-6):.1f}; "
+          f"PSS ratio: {full['pss_mb'] / max(proxy['pss_mb'], 1e-6):.1f}")  # fmt: skip
+
+
+async def _serve(data: dict[str, Any]) -> None:
+    from appliance.pbx.component import PbxComponent
+    from appliance.pbx.settings import PbxSettings
+    from appliance.settings import ApplianceSettings
+    from appliance.store import Store
+    from drivers.runtime.lifecycle import run_until_signalled
+    from drivers.runtime.logs import configure_logging
+    from drivers.sip.kamailio_config import Subscriber
+
+    pbx = PbxSettings.model_validate(data.pop("pbx"))
+    settings = ApplianceSettings.model_validate(data)
+    configure_logging("info")
+    logging.getLogger("appliance.pbx").setLevel(logging.WARNING)
+    store = Store.open(settings.data_dir / "store", 512)
+    subs = [Subscriber(e.number, e.password, e.name) for e in settings.sip.extensions]
+    component = PbxComponent(
+        pbx, settings.site_id, settings.sip.domain, subs, lambda: store, settings.data_dir
+    )
+    try:
+        await run_until_signalled([component])
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The SIP edge: Kamailio config rendering and supervision, rtpengine control, pcap to WAV."""

@@ -1,0 +1,32 @@
+"""Errors raised by the SIP edge drivers.
+
+Exceptions::
+
+    SipDriverError
+     ├── NgError           rtpengine's ng control protocol: bad reply, error result, timeout
+     ├── NetstringError    malformed or oversized evapi netstring from Kamailio
+     ├── ProcessError      Kamailio or rtpengine could not be started or keeps dying
+     └── RecordingError    a pcap or metadata file that cannot be turned into a WAV
+"""
+
+from __future__ import annotations
+
+
+class SipDriverError(Exception):
+    """Base of the SIP edge drivers' errors."""
+
+
+class NgError(SipDriverError):
+    """rtpengine's ng protocol failed: no answer, malformed answer or ``result: error``."""
+
+
+class NetstringError(SipDriverError):
+    """Kamailio's evapi stream carried a malformed or oversized netstring."""
+
+
+class ProcessError(SipDriverError):
+    """A supervised daemon could not be started or its binary is missing."""
+
+
+class RecordingError(SipDriverError):
+    """A recording's pcap or metadata cannot be read."""

@@ -1,0 +1,144 @@
+"""Kamailio's evapi event stream: netstrings carrying one JSON object each.
+
+``NetstringDecoder`` is the sans-I/O core: feed it bytes as they arrive, get complete
+payloads back; a malformed length or a payload over ``max_size`` raises NetstringError
+(the receive buffer never grows past ``max_size`` plus a length prefix).
+``EvapiClient`` connects to Kamailio's evapi port, reconnects with jittered backoff and
+hands each decoded JSON object to a callback on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from drivers.sip.errors import NetstringError
+
+log = logging.getLogger(__name__)
+
+MAX_EVENT = 64 * 1024
+_MAX_PREFIX = 10
+
+
+class NetstringDecoder:
+    """Splits a byte stream of ``<len>:<payload>,`` netstrings into payloads."""
+
+    def __init__(self, max_size: int = MAX_EVENT) -> None:
+        self._buffer = bytearray()
+        self._max = max_size
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add ``data``; return every payload now complete, in order."""
+        self._buffer += data
+        payloads: list[bytes] = []
+        while True:
+            colon = self._buffer.find(b":", 0, _MAX_PREFIX + 1)
+            if colon < 0:
+                if len(self._buffer) > _MAX_PREFIX:
+                    raise NetstringError("netstring length prefix missing or too long")
+                return payloads
+            prefix = bytes(self._buffer[:colon])
+            if not prefix.isdigit():
+                raise NetstringError(f"netstring length is not a number: {prefix[:12]!r}")
+            size = int(prefix)
+            if size > self._max:
+                raise NetstringError(f"netstring of {size} bytes exceeds {self._max}")
+            end = colon + 1 + size
+            if len(self._buffer) < end + 1:
+                return payloads
+            if self._buffer[end : end + 1] != b",":
+                raise NetstringError("netstring not terminated by a comma")
+            payloads.append(bytes(self._buffer[colon + 1 : end]))
+            del self._buffer[: end + 1]
+
+
+def parse_event(payload: bytes) -> dict[str, Any]:
+    """Decode one event payload; raises NetstringError if it is not a JSON object."""
+    try:
+        event = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise NetstringError(f"event is not JSON: {err}") from None
+    if not isinstance(event, dict):
+        raise NetstringError("event is not a JSON object")
+    return event
+
+
+class EvapiClient:
+    """Keeps a connection to Kamailio's evapi socket and delivers its events."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        on_event: Callable[[dict[str, Any]], None],
+        on_connect: Callable[[], None] | None = None,
+    ) -> None:
+        self._address = (host, port)
+        self._on_event = on_event
+        self._on_connect = on_connect
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    def start(self) -> None:
+        """Begin connecting in the background."""
+        self._task = asyncio.create_task(self._run(), name="evapi-client")
+
+    async def stop(self) -> None:
+        """Disconnect and stop reconnecting."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(*self._address), timeout=2
+                )
+            except (OSError, TimeoutError):
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, 2.0)
+                continue
+            delay = 0.05
+            try:
+                await self._read(reader)
+            finally:
+                self.connected.clear()
+                writer.close()
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        decoder = NetstringDecoder()
+        self.connected.set()
+        if self._on_connect is not None:
+            self._on_connect()
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                log.warning("evapi connection closed by Kamailio")
+                return
+            try:
+                payloads = decoder.feed(data)
+            except NetstringError as err:
+                log.error("evapi stream corrupt, reconnecting: %s", err)
+                return
+            for payload in payloads:
+                self._deliver(payload)
+
+    def _deliver(self, payload: bytes) -> None:
+        try:
+            event = parse_event(payload)
+        except NetstringError as err:
+            log.warning("dropped evapi event: %s", err)
+            return
+        try:
+            self._on_event(event)
+        except Exception:
+            log.exception("handling evapi event failed", extra={"event": event.get("event")})

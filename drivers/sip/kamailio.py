@@ -1,0 +1,125 @@
+"""Kamailio as a supervised child process: files rendered into a run directory, probed by OPTIONS.
+
+Reload rule: a changed subscriber list is applied live (auth_db reads the SQLite file on
+each request); a changed kamailio.cfg restarts the daemon.
+"""
+
+from __future__ import annotations
+
+import glob
+import shutil
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from drivers.sip.errors import ProcessError
+from drivers.sip.kamailio_config import (
+    SUBSCRIBER_INSERT,
+    SUBSCRIBER_SCHEMA,
+    KamailioConfig,
+    Subscriber,
+    render_config,
+    subscriber_rows,
+)
+from drivers.sip.probe import sip_options_ok
+from drivers.sip.supervisor import Daemon
+
+
+def find_module_path() -> str:
+    """Kamailio's module directory for this architecture."""
+    found = sorted(glob.glob("/usr/lib/*/kamailio/modules/"))
+    if not found:
+        raise ProcessError(
+            "Kamailio modules not found: install the Debian packages kamailio "
+            "kamailio-sqlite-modules kamailio-extra-modules"
+        )
+    return found[0]
+
+
+class KamailioDriver:
+    """Renders Kamailio's files and runs it under a Daemon supervisor."""
+
+    name = "kamailio"
+
+    def __init__(
+        self,
+        run_dir: Path,
+        config: KamailioConfig,
+        subscribers: Sequence[Subscriber],
+        on_exit: Callable[[], None] | None = None,
+        binary: str = "kamailio",
+    ) -> None:
+        self.run_dir = run_dir
+        self.config = config
+        self._subscribers = tuple(subscribers)
+        self._binary = binary
+        self.cfg_path = run_dir / "kamailio.cfg"
+        self.daemon = Daemon(
+            "kamailio",
+            self._argv,
+            run_dir / "kamailio.log",
+            self._ready,
+            run_dir / "kamailio.pid",
+            on_exit=on_exit,
+        )
+
+    def _argv(self) -> list[str]:
+        binary = shutil.which(self._binary)
+        if binary is None:
+            raise ProcessError(
+                f"{self._binary} not found: install the Debian package kamailio "
+                "(./run test installs it)"
+            )
+        return [
+            binary, "-DD", "-E", "-f", str(self.cfg_path), "-P", str(self.run_dir / "kamailio.pid"),
+            "-Y", str(self.run_dir), "-m", "64", "-M", "8",
+        ]  # fmt: skip
+
+    async def _ready(self) -> bool:
+        return await sip_options_ok(self.config.sip_host, self.config.sip_port)
+
+    def write_files(self) -> bool:
+        """Write kamailio.cfg and the subscriber DB; returns whether the cfg text changed."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_subscribers(Path(self.config.subscriber_db), self._subscribers, self.config.domain)
+        text = render_config(self.config)
+        old = self.cfg_path.read_text() if self.cfg_path.exists() else None
+        if old == text:
+            return False
+        tmp = self.cfg_path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(self.cfg_path)
+        return True
+
+    async def start(self) -> None:
+        """Write files and start Kamailio (ready when it answers OPTIONS)."""
+        self.write_files()
+        await self.daemon.start()
+
+    async def stop(self) -> None:
+        """Terminate Kamailio."""
+        await self.daemon.stop()
+
+    async def apply(self, config: KamailioConfig, subscribers: Sequence[Subscriber]) -> bool:
+        """Apply new settings; restarts Kamailio only when its cfg changed."""
+        self.config = config
+        self._subscribers = tuple(subscribers)
+        if self.write_files():
+            await self.daemon.restart()
+            return True
+        return False
+
+
+def write_subscribers(path: Path, subscribers: Sequence[Subscriber], domain: str) -> None:
+    """Replace the subscriber table atomically (one SQLite transaction)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=5, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        for statement in SUBSCRIBER_SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.executemany(SUBSCRIBER_INSERT, subscriber_rows(subscribers, domain))
+        conn.execute("COMMIT")
+    finally:
+        conn.close()

@@ -1,0 +1,131 @@
+"""Kamailio's configuration and subscriber data, rendered from plain values (no I/O).
+
+``render_config`` fills the shipped template; ``SUBSCRIBER_SCHEMA`` and
+``subscriber_rows`` make the ``subscriber`` table Kamailio's ``auth_db`` reads for digest auth
+(schema as in Debian's ``/usr/share/kamailio/db_sqlite/auth_db-create.sql``, table
+version 7). The driver writes both files; nothing here touches the disk.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+
+MODULE_PATH = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """One SIP account: extension number, digest password and display name."""
+
+    number: str
+    password: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class KamailioConfig:
+    """Every value the rendered kamailio.cfg depends on."""
+
+    domain: str
+    sip_host: str
+    sip_port: int
+    evapi_port: int
+    ng_port: int
+    subscriber_db: str
+    children: int = 4
+    fr_timer_ms: int = 2000
+    fr_inv_timer_ms: int = 30000
+    min_expires: int = 60
+    max_expires: int = 3600
+    pike_window_s: int = 2
+    pike_requests: int = 40
+    ban_seconds: int = 300
+    pike_exempt: Sequence[str] = field(default_factory=tuple)
+    route_port: int = 5066
+    trunk_sources: Sequence[tuple[str, int]] = field(default_factory=tuple)
+    anchor_media: bool = True
+    record: bool = True
+    max_call_seconds: int = 14400
+    debug: int = 1
+    module_path: str = MODULE_PATH
+
+
+def render_config(config: KamailioConfig) -> str:
+    """The kamailio.cfg text for ``config``."""
+    template = resources.files("drivers.sip").joinpath("kamailio.cfg.tmpl").read_text()
+    values = {
+        "DEBUG": str(config.debug),
+        "CHILDREN": str(config.children),
+        "SIP_HOST": config.sip_host,
+        "SIP_PORT": str(config.sip_port),
+        "DOMAIN": config.domain,
+        "MODULE_PATH": config.module_path,
+        "FR_TIMER_MS": str(config.fr_timer_ms),
+        "FR_INV_TIMER_MS": str(config.fr_inv_timer_ms),
+        "MIN_EXPIRES": str(config.min_expires),
+        "MAX_EXPIRES": str(config.max_expires),
+        "SUBSCRIBER_DB": config.subscriber_db,
+        "PIKE_WINDOW_S": str(config.pike_window_s),
+        "PIKE_REQUESTS": str(config.pike_requests),
+        "BAN_SECONDS": str(config.ban_seconds),
+        "MAX_CALL_SECONDS": str(config.max_call_seconds),
+        "NG_HOST": config.sip_host,
+        "NG_PORT": str(config.ng_port),
+        "EVAPI_HOST": config.sip_host,
+        "EVAPI_PORT": str(config.evapi_port),
+        "RECORD": "yes" if config.record else "no",
+        "PIKE_EXEMPT": _pike_exempt(config.pike_exempt),
+        "ROUTE_HOST": config.sip_host,
+        "ROUTE_PORT": str(config.route_port),
+        "TRUNK_SOURCES": _trunk_sources(config.trunk_sources),
+        "MEDIA_DEFINE": "#!define WITH_MEDIA" if config.anchor_media else "",
+    }
+    for key, value in values.items():
+        template = template.replace(f"@@{key}@@", value)
+    return template
+
+
+def _trunk_sources(sources: Sequence[tuple[str, int]]) -> str:
+    lines = []
+    for host, port in sources:
+        address = ipaddress.ip_address(host)
+        lines.append(f'\tif ($si == "{address}" && $sp == {int(port)}) {{\n'
+                     "\t\t$var(from_trunk) = 1;\n\t}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _pike_exempt(addresses: Sequence[str]) -> str:
+    if not addresses:
+        return ""
+    tests = " || ".join(f'$si == "{ipaddress.ip_address(a)}"' for a in addresses)
+    return f"\tif ({tests}) {{\n\t\treturn;\n\t}}"
+
+
+SUBSCRIBER_SCHEMA = """
+DROP TABLE IF EXISTS version;
+DROP TABLE IF EXISTS subscriber;
+CREATE TABLE version (
+    table_name VARCHAR(32) NOT NULL,
+    table_version INTEGER DEFAULT 0 NOT NULL,
+    CONSTRAINT version_table_name_idx UNIQUE (table_name));
+INSERT INTO version VALUES ('version', 1), ('subscriber', 7);
+CREATE TABLE subscriber (
+    id INTEGER PRIMARY KEY NOT NULL,
+    username VARCHAR(64) DEFAULT '' NOT NULL,
+    domain VARCHAR(64) DEFAULT '' NOT NULL,
+    password VARCHAR(64) DEFAULT '' NOT NULL,
+    ha1 VARCHAR(128) DEFAULT '' NOT NULL,
+    ha1b VARCHAR(128) DEFAULT '' NOT NULL,
+    CONSTRAINT subscriber_account_idx UNIQUE (username, domain));
+CREATE INDEX subscriber_username_idx ON subscriber (username);
+"""
+
+SUBSCRIBER_INSERT = "INSERT INTO subscriber (username, domain, password) VALUES (?, ?, ?)"
+
+
+def subscriber_rows(subscribers: Sequence[Subscriber], domain: str) -> list[tuple[str, str, str]]:
+    """Rows for ``SUBSCRIBER_INSERT``: Kamailio computes HA1 from the plain password."""
+    return [(sub.number, domain, sub.password) for sub in subscribers]

@@ -1,0 +1,94 @@
+"""rtpengine as a supervised child process: userspace relay, pcap recording, probed by ng ping."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from drivers.sip.errors import ProcessError
+from drivers.sip.ng import NgClient
+from drivers.sip.supervisor import Daemon
+
+
+@dataclass(frozen=True)
+class RtpengineConfig:
+    """rtpengine's options; each call takes 4 ports (RTP and RTCP on two legs)."""
+
+    host: str
+    ng_port: int
+    port_min: int
+    port_max: int
+    recording_dir: Path
+    delete_delay_s: int = 1
+    threads: int = 2
+    log_level: int = 4
+
+
+def rtpengine_argv(binary: str, config: RtpengineConfig, pid_file: Path) -> list[str]:
+    """The command line for ``config`` (no kernel module: ``--table=-1``)."""
+    return [
+        binary,
+        "--config-file=none",  # never the package's /etc file: its CLI/HTTP ports collide
+        "--table=-1",
+        "--foreground",
+        "--log-stderr",
+        f"--pidfile={pid_file}",
+        f"--interface={config.host}",
+        f"--listen-ng={config.host}:{config.ng_port}",
+        f"--port-min={config.port_min}",
+        f"--port-max={config.port_max}",
+        f"--recording-dir={config.recording_dir}",
+        "--recording-method=pcap",
+        "--recording-format=raw",
+        f"--delete-delay={config.delete_delay_s}",
+        f"--num-threads={config.threads}",
+        f"--log-level={config.log_level}",
+    ]
+
+
+class RtpengineDriver:
+    """Runs rtpengine under a Daemon supervisor and talks ng to it."""
+
+    name = "rtpengine"
+
+    def __init__(
+        self,
+        run_dir: Path,
+        config: RtpengineConfig,
+        on_exit: Callable[[], None] | None = None,
+        on_restart: Callable[[], Awaitable[None]] | None = None,
+        binary: str = "rtpengine",
+    ) -> None:
+        self.config = config
+        self._binary = binary
+        self._pid_file = run_dir / "rtpengine.pid"
+        self.ng = NgClient(config.host, config.ng_port, timeout=0.5)
+        self.daemon = Daemon(
+            "rtpengine",
+            self._argv,
+            run_dir / "rtpengine.log",
+            self.ng.ping,
+            self._pid_file,
+            on_exit=on_exit,
+            on_restart=on_restart,
+        )
+
+    def _argv(self) -> list[str]:
+        binary = shutil.which(self._binary)
+        if binary is None:
+            raise ProcessError(
+                f"{self._binary} not found: install the Debian package rtpengine-daemon "
+                "(./run test installs it)"
+            )
+        self.config.recording_dir.mkdir(parents=True, exist_ok=True)
+        return rtpengine_argv(binary, self.config, self._pid_file)
+
+    async def start(self) -> None:
+        """Start rtpengine; ready when it answers ``ping``."""
+        await self.daemon.start()
+
+    async def stop(self) -> None:
+        """Terminate rtpengine (active calls' pcaps are recovered on the next start)."""
+        await self.daemon.stop()

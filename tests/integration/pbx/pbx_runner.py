@@ -1,0 +1,52 @@
+"""Runs the PbxComponent with its own Store as a process, as the composition root will."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from appliance.pbx.component import PbxComponent
+from appliance.pbx.settings import PbxSettings
+from appliance.settings import ApplianceSettings
+from appliance.store import Store
+from drivers.runtime.lifecycle import run_until_signalled
+from drivers.runtime.logs import configure_logging
+from drivers.sip.kamailio_config import Subscriber
+
+
+class _StoreHolder:
+    name = "store"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self.store.close()
+
+
+async def main(data: dict[str, Any]) -> None:
+    pbx_settings = PbxSettings.model_validate(data.pop("pbx", {}))
+    settings = ApplianceSettings.model_validate(data)
+    configure_logging("info")
+    store = Store.open(settings.data_dir / "store", 64)
+    subscribers = [Subscriber(e.number, e.password, e.name) for e in settings.sip.extensions]
+    pbx = PbxComponent(
+        pbx_settings,
+        settings.site_id,
+        settings.sip.domain,
+        subscribers,
+        lambda: store,
+        settings.data_dir,
+    )
+    await run_until_signalled([_StoreHolder(store), pbx])
+
+
+if __name__ == "__main__":
+    asyncio.run(main(yaml.safe_load(Path(sys.argv[1]).read_text())))

@@ -1,0 +1,195 @@
+"""A pjsua2 test phone in its own process, driven by JSON lines on stdin.
+
+Commands: {"cmd": "call", "to": "1002"}, {"cmd": "answer"}, {"cmd": "busy"},
+{"cmd": "early"} (183 with SDP), {"cmd": "hold"}, {"cmd": "unhold"},
+{"cmd": "xfer", "to": "1003"} (blind transfer by REFER), {"cmd": "hangup"},
+{"cmd": "dtmf", "digits": "12"}, {"cmd": "quit"}.
+Events on stdout (prefixed "@ev "): {"ev": "reg", "code": 200}, {"ev": "incoming"},
+{"ev": "state", "state": "CONFIRMED"|"DISCONNECTED", "code": ...}, {"ev": "media",
+"status": "active"|"local-hold"|"remote-hold", "state": ...}, {"ev": "dtmf", "digit": "1"}.
+A transfer's new call is the library's own Call object: its events are not reported.
+Audio: plays a tone of --tone Hz into every call and records what it hears to --record.
+SIP callbacks run inside libHandleEvents() on the main thread (threadCnt=0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import select
+import sys
+import time
+
+import pjsua2 as pj
+
+MEDIA_STATUS = {
+    pj.PJSUA_CALL_MEDIA_ACTIVE: "active",
+    pj.PJSUA_CALL_MEDIA_LOCAL_HOLD: "local-hold",
+    pj.PJSUA_CALL_MEDIA_REMOTE_HOLD: "remote-hold",
+    pj.PJSUA_CALL_MEDIA_NONE: "none",
+}
+
+
+def emit(**event: object) -> None:
+    sys.stdout.write("@ev " + json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+class Phone:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.call: Call | None = None
+        self.tone: pj.ToneGenerator | None = None
+        self.recorder: pj.AudioMediaRecorder | None = None
+
+
+class Call(pj.Call):
+    def __init__(self, phone: Phone, acc: pj.Account, call_id: int = pj.PJSUA_INVALID_ID) -> None:
+        super().__init__(acc, call_id)
+        self.phone = phone
+
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:
+        info = self.getInfo()
+        emit(ev="state", state=info.stateText, code=info.lastStatusCode)
+
+    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
+        info = self.getInfo()
+        for i, media in enumerate(info.media):
+            if media.type != pj.PJMEDIA_TYPE_AUDIO:
+                continue
+            emit(ev="media", status=MEDIA_STATUS.get(media.status, "other"), state=info.stateText)
+            if media.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
+                continue
+            audio = self.getAudioMedia(i)
+            phone = self.phone
+            if phone.tone is None:
+                phone.tone = pj.ToneGenerator()
+                phone.tone.createToneGenerator(8000, 1)
+                desc = pj.ToneDesc()
+                desc.freq1 = phone.args.tone
+                desc.freq2 = phone.args.tone
+                desc.on_msec = 10000
+                desc.off_msec = 0
+                descs = pj.ToneDescVector()
+                descs.append(desc)
+                phone.tone.play(descs, True)
+                phone.tone.startTransmit(audio)
+            if phone.recorder is None and phone.args.record:
+                phone.recorder = pj.AudioMediaRecorder()
+                phone.recorder.createRecorder(phone.args.record)
+                audio.startTransmit(phone.recorder)
+
+    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
+        emit(ev="dtmf", digit=prm.digit)
+
+
+class Account(pj.Account):
+    def __init__(self, phone: Phone) -> None:
+        super().__init__()
+        self.phone = phone
+
+    def onRegState(self, prm: pj.OnRegStateParam) -> None:
+        emit(ev="reg", code=prm.code)
+
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
+        call = Call(self.phone, self, prm.callId)
+        self.phone.call = call
+        emit(ev="incoming")
+        answer = pj.CallOpParam()
+        answer.statusCode = 180
+        call.answer(answer)
+
+
+def command(phone: Phone, acc: Account, line: str) -> bool:
+    cmd = json.loads(line)
+    name = cmd["cmd"]
+    try:
+        if name == "call":
+            phone.call = Call(phone, acc)
+            phone.call.makeCall(f"sip:{cmd['to']}@{phone.args.domain}", pj.CallOpParam(True))
+        elif name in ("answer", "busy", "early") and phone.call is not None:
+            prm = pj.CallOpParam()
+            prm.statusCode = {"answer": 200, "busy": 486, "early": 183}[name]
+            phone.call.answer(prm)
+        elif name == "hold" and phone.call is not None:
+            phone.call.setHold(pj.CallOpParam(True))
+        elif name == "unhold" and phone.call is not None:
+            prm = pj.CallOpParam(True)
+            prm.opt.flag = pj.PJSUA_CALL_UNHOLD
+            phone.call.reinvite(prm)
+        elif name == "xfer" and phone.call is not None:
+            phone.call.xfer(f"sip:{cmd['to']}@{phone.args.domain}", pj.CallOpParam(True))
+        elif name == "hangup" and phone.call is not None:
+            phone.call.hangup(pj.CallOpParam())
+        elif name == "dtmf" and phone.call is not None:
+            phone.call.dialDtmf(cmd["digits"])
+        elif name == "quit":
+            return False
+    except pj.Error as err:
+        emit(ev="error", info=err.info())
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    for option in ("--user", "--password", "--domain", "--record"):
+        parser.add_argument(option, default="")
+    parser.add_argument("--proxy-port", type=int, required=True)
+    parser.add_argument("--tone", type=int, default=440)
+    parser.add_argument("--rtp-port", type=int, default=0)
+    args = parser.parse_args()
+    ep = pj.Endpoint()
+    ep.libCreate()
+    cfg = pj.EpConfig()
+    cfg.uaConfig.threadCnt = 0
+    cfg.uaConfig.mainThreadOnly = True
+    cfg.logConfig.level = 1
+    cfg.logConfig.consoleLevel = 1
+    cfg.medConfig.clockRate = 8000
+    cfg.medConfig.sndClockRate = 8000
+    ep.libInit(cfg)
+    transport = pj.TransportConfig()
+    transport.port = 0
+    transport.boundAddress = "127.0.0.1"
+    ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
+    ep.libStart()
+    ep.audDevManager().setNullDev()
+    for codec in ep.codecEnum2():
+        priority = 255 if codec.codecId.startswith("PCMU/8000") else 0
+        ep.codecSetPriority(codec.codecId, priority)
+    phone = Phone(args)
+    acc_cfg = pj.AccountConfig()
+    acc_cfg.idUri = f"sip:{args.user}@{args.domain}"
+    acc_cfg.regConfig.registrarUri = f"sip:127.0.0.1:{args.proxy_port}"
+    acc_cfg.regConfig.timeoutSec = 300
+    acc_cfg.sipConfig.proxies.append(f"sip:127.0.0.1:{args.proxy_port};lr")
+    acc_cfg.mediaConfig.transportConfig.port = args.rtp_port
+    acc_cfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+    acc_cfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", args.user, 0, args.password))
+    acc = Account(phone)
+    acc.create(acc_cfg)
+    emit(ev="ready")
+    deadline = time.monotonic() + 120
+    running = True
+    while running and time.monotonic() < deadline:
+        ep.libHandleEvents(10)
+        if select.select([sys.stdin], [], [], 0)[0]:
+            line = sys.stdin.readline()
+            running = bool(line) and command(phone, acc, line)
+    ep.hangupAllCalls()
+    for _ in range(20):
+        ep.libHandleEvents(10)
+    phone.call = None
+    phone.tone = None
+    phone.recorder = None
+    acc.shutdown()
+    del acc
+    gc.collect()
+    ep.libDestroy()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

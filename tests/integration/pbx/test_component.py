@@ -1,0 +1,67 @@
+"""The PbxComponent in-process: health, live subscriber reload, restart on cfg change."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from appliance.pbx.component import PbxComponent
+from appliance.pbx.settings import PbxSettings
+from appliance.store import Store
+from drivers.sip.kamailio_config import KamailioConfig, Subscriber, render_config
+from drivers.sip.probe import sip_options_ok
+from tests.integration.pbx.harness import free_udp_tcp_port, no_daemons_left, require_debs
+
+
+@pytest.mark.parametrize("anchor_media", [True, False])
+def test_rendered_config_passes_kamailio_check(tmp_path: Path, anchor_media: bool) -> None:
+    require_debs()
+    cfg = tmp_path / "kamailio.cfg"
+    cfg.write_text(render_config(KamailioConfig(
+        domain="d.example", sip_host="127.0.0.1", sip_port=5999, evapi_port=5998, ng_port=5997,
+        subscriber_db=str(tmp_path / "s.sqlite"), anchor_media=anchor_media,
+        pike_exempt=("127.0.0.9",),
+    )))  # fmt: skip
+    check = subprocess.run(
+        ["kamailio", "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=20, check=False
+    )
+    assert check.returncode == 0, check.stderr[-2000:]
+
+
+async def test_subscribers_reload_live_and_cfg_changes_restart(tmp_path: Path) -> None:
+    require_debs()
+    settings = PbxSettings(
+        sip_port=free_udp_tcp_port(),
+        evapi_port=free_udp_tcp_port(),
+        rtpengine_ng_port=free_udp_tcp_port(),
+        route_port=free_udp_tcp_port(),
+        rtp_port_min=31000,
+        rtp_port_max=31099,
+        kamailio_children=1,
+    )
+    store = Store.open(tmp_path / "store", 16)
+    subs = [Subscriber("1001", "secret-1001-pw", "Alice")]
+    pbx = PbxComponent(settings, "site-a", "a.example", subs, lambda: store, tmp_path)
+    try:
+        await pbx.start()
+        ok, detail = pbx.check()
+        assert ok, detail
+        pid = pbx.kamailio.daemon.pid
+        assert not await pbx.apply("a.example", [*subs, Subscriber("1004", "secret-1004-pw")])
+        assert pbx.kamailio.daemon.pid == pid
+        assert await pbx.apply("b.example", subs)
+        assert pbx.kamailio.daemon.pid not in (None, pid)
+        assert await sip_options_ok("127.0.0.1", settings.sip_port)
+        for _ in range(60):
+            if pbx.check()[0]:
+                break
+            await asyncio.sleep(0.05)
+        assert pbx.check()[0]
+    finally:
+        await pbx.stop()
+        store.close()
+    assert not pbx.check()[0]
+    assert no_daemons_left(tmp_path)

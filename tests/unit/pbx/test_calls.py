@@ -1,0 +1,159 @@
+"""Call events to CDRs: one CDR per call, interrupted after crashes, never doubled."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from appliance.pbx.calls import CallService
+from appliance.pbx.cdr import CdrBuilder, recording_id
+from appliance.store import Store
+
+T0 = 1_790_000_000.0
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(tmp_path / "store", 16)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def calls(store: Store) -> CallService:
+    return CallService(store, CdrBuilder("site-a", {"1001": "Alice", "1002": "Bob"}))
+
+
+def ev(kind: str, call: str = "c1", at: float = 0.0, **extra: Any) -> dict[str, Any]:
+    return {"event": kind, "call_id": call, "from_user": "1001", "from_tag": "ft",
+            "to_user": "1002", "request_user": "1002", "ts": str(T0 + at), **extra}  # fmt: skip
+
+
+def cdrs(calls: CallService) -> list[dict[str, Any]]:
+    return [msgpack.unpackb(p, raw=False) for _, p in calls.outbox.read_batch()]
+
+
+def test_answered_call_gives_one_cdr_with_billable_seconds(calls: CallService) -> None:
+    calls.handle(ev("invite"))
+    calls.handle(ev("answer", at=2))
+    cdr = calls.handle(ev("end", at=12.2, reason="callee"))
+    assert cdr is not None
+    assert cdrs(calls) == [cdr]
+    assert cdr["disposition"] == "answered"
+    assert cdr["hangup_side"] == "callee"
+    assert (cdr["duration_s"], cdr["billable_s"]) == (12.2, 11)
+    assert cdr["start"] == "2026-09-21T14:13:20.000Z"
+    assert cdr["caller"] == {"number": "1001", "extension": "1001", "name": "Alice"}
+    assert cdr["recording_id"] == recording_id("site-a", "c1")
+    assert calls.live_calls() == []
+
+
+@pytest.mark.parametrize(
+    ("reason", "code", "disposition", "side"),
+    [
+        ("busy", 486, "busy", "callee"),
+        ("no-answer", 408, "no-answer", "system"),
+        ("cancelled", 487, "cancelled", "caller"),
+        ("failed", 503, "failed", "callee"),
+    ],
+)
+def test_failed_calls_map_to_dispositions(
+    calls: CallService, reason: str, code: int, disposition: str, side: str
+) -> None:
+    calls.handle(ev("invite"))
+    cdr = calls.handle(ev("failed", at=3, code=code, reason=reason))
+    assert cdr is not None
+    assert (cdr["disposition"], cdr["hangup_side"]) == (disposition, side)
+    assert cdr["hangup_cause"]["sip_code"] == code
+    assert cdr["recording_id"] is None
+
+
+def test_rejected_call_gets_a_failed_cdr_without_an_open_record(calls: CallService) -> None:
+    cdr = calls.handle(ev("rejected", code=404, reason="unknown-extension", request_user="19"))
+    assert cdr is not None
+    assert cdr["callee"] == {"number": "19", "extension": None, "name": ""}
+    assert cdr["direction"] == "internal"
+
+
+def test_open_calls_become_interrupted_once(calls: CallService) -> None:
+    calls.handle(ev("invite", call="a"))
+    calls.handle(ev("answer", call="a", at=1))
+    calls.handle(ev("invite", call="b"))
+    written = calls.interrupt_all("appliance-restart")
+    assert sorted(c["call_id"] for c in written) == ["a", "b"]
+    assert {c["disposition"] for c in written} == {"interrupted"}
+    assert calls.interrupt_all("appliance-restart") == []
+    assert calls.handle(ev("end", call="a", at=5)) is None
+    assert len(cdrs(calls)) == 2
+
+
+def test_crash_between_outbox_append_and_cleanup_does_not_double(calls: CallService) -> None:
+    calls.handle(ev("invite"))
+    call = calls.open.get("c1")
+    cdr = calls.builder.from_failed(call, ev("failed", code=486, reason="busy"))
+    call["closing"] = cdr
+    calls.open.put("c1", call)
+    calls.outbox.append(msgpack.packb(cdr, use_bin_type=True))
+    assert calls.interrupt_all("appliance-restart") == []
+    assert cdrs(calls) == [cdr]
+
+
+def test_crash_before_outbox_append_resends_the_same_cdr(calls: CallService) -> None:
+    calls.handle(ev("invite"))
+    call = calls.open.get("c1")
+    cdr = calls.builder.from_failed(call, ev("failed", code=486, reason="busy"))
+    call["closing"] = cdr
+    calls.open.put("c1", call)
+    assert calls.interrupt_all("appliance-restart") == [cdr]
+    assert cdrs(calls) == [cdr]
+
+
+def test_media_relay_loss_turns_an_answered_call_interrupted(calls: CallService) -> None:
+    calls.handle(ev("invite"))
+    calls.handle(ev("answer", at=1))
+    assert calls.mark_media_interrupted("media-relay-restart") == 1
+    cdr = calls.handle(ev("end", at=9, reason="caller"))
+    assert cdr is not None
+    assert cdr["disposition"] == "interrupted"
+    assert cdr["hangup_cause"]["reason"] == "media-relay-restart"
+    assert cdr["recording_id"] is not None
+
+
+def test_search_filters_and_pages(calls: CallService) -> None:
+    for n in range(5):
+        calls.handle(ev("invite", call=f"c{n}", at=n))
+        calls.handle(ev("failed", call=f"c{n}", at=n + 1, code=486, reason="busy"))
+    calls.handle(ev("rejected", call="r", at=9, code=404, reason="unknown-extension"))
+    page, cursor = calls.search(disposition="busy", limit=3)
+    assert [c["call_id"] for c in page] == ["c0", "c1", "c2"]
+    assert cursor is not None
+    page, cursor = calls.search(disposition="busy", limit=3, cursor=cursor)
+    assert ([c["call_id"] for c in page], cursor) == (["c3", "c4"], None)
+    assert len(calls.search(number="1002")[0]) == 6
+
+
+def test_events_without_call_or_for_unknown_calls_are_ignored(calls: CallService) -> None:
+    assert calls.handle({"event": "end"}) is None
+    assert calls.handle(ev("answer", call="ghost")) is None
+    assert calls.handle(ev("bogus")) is None
+    assert cdrs(calls) == []
+
+
+def test_prune_forgets_old_finished_calls(calls: CallService) -> None:
+    calls.handle(ev("invite"))
+    calls.handle(ev("failed", code=486, reason="busy"))
+    assert calls.prune(T0) == 0
+    assert calls.prune(T0 + 365 * 86400) == 2
+
+
+def test_changes_are_reported_for_webhooks(calls: CallService) -> None:
+    seen: list[tuple[str, str]] = []
+    calls.on_change = lambda kind, doc: seen.append((kind, doc["call_id"]))
+    calls.handle(ev("invite"))
+    calls.handle(ev("answer", at=1))
+    calls.handle(ev("end", at=2, reason="caller"))
+    assert seen == [("call.started", "c1"), ("call.answered", "c1"), ("call.ended", "c1")]

@@ -1,0 +1,62 @@
+"""Kamailio config rendering and the subscriber table it authenticates against."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from drivers.sip.kamailio import write_subscribers
+from drivers.sip.kamailio_config import KamailioConfig, Subscriber, render_config
+
+
+def _config(**changes: object) -> KamailioConfig:
+    base = {
+        "domain": "branch.example",
+        "sip_host": "127.0.0.1",
+        "sip_port": 5070,
+        "evapi_port": 5071,
+        "ng_port": 5072,
+        "subscriber_db": "/var/lib/callmesh/pbx/run/subscriber.sqlite",
+        "module_path": "/usr/lib/x86_64-linux-gnu/kamailio/modules/",
+    }
+    return KamailioConfig(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def test_rendered_config_has_every_placeholder_filled() -> None:
+    text = render_config(_config(fr_inv_timer_ms=15000))
+    assert "@@" not in text.replace("@@branch.example", "")
+    assert "listen=udp:127.0.0.1:5070" in text
+    assert 'modparam("tm", "fr_inv_timer", 15000)' in text
+    assert 'modparam("evapi", "bind_addr", "127.0.0.1:5071")' in text
+    assert 'rtpengine_sock", "udp:127.0.0.1:5072"' in text
+    assert '"sip:" + $rU + "@branch.example"' in text
+    assert "record-call=yes" in text
+
+
+def test_pike_exemptions_render_as_source_checks_and_reject_non_addresses() -> None:
+    text = render_config(_config(pike_exempt=("127.0.0.5", "10.0.0.1")))
+    assert 'if ($si == "127.0.0.5" || $si == "10.0.0.1") {' in text
+    with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 address"):
+        render_config(_config(pike_exempt=('1.2.3.4" || 1',)))
+
+
+def test_recording_can_be_switched_off() -> None:
+    assert "record-call=no" in render_config(_config(record=False))
+
+
+def test_subscriber_table_is_replaced_with_plain_passwords(tmp_path: Path) -> None:
+    db = tmp_path / "subscriber.sqlite"
+    write_subscribers(db, [Subscriber("1001", "pw-1'; DROP TABLE x", "A")], "d.example")
+    write_subscribers(db, [Subscriber("1002", "pw-2"), Subscriber("1003", "pw-3")], "d.example")
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT username, domain, password FROM subscriber").fetchall()
+        versions = dict(conn.execute("SELECT table_name, table_version FROM version"))
+    assert rows == [("1002", "d.example", "pw-2"), ("1003", "d.example", "pw-3")]
+    assert versions == {"version": 1, "subscriber": 7}
+
+
+def test_proxy_only_mode_leaves_rtpengine_out() -> None:
+    assert "#!define WITH_MEDIA" in render_config(_config())
+    assert "#!define WITH_MEDIA" not in render_config(_config(anchor_media=False))
