@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.settings import AggregatorSettings
+from appliance.pbx.dialplan import DialPlan
 from appliance.settings import ApplianceSettings
 from drivers.runtime.config_layers import ConfigError, collect_layers, load_settings
 from tests.procs import write_yaml
@@ -123,3 +124,9 @@ def test_example_configs_are_valid() -> None:
         assert load_settings(ApplianceSettings, layers).site_id
     layers = collect_layers(examples / "aggregator.yaml", conf_d=examples / "conf.d")
     assert load_settings(AggregatorSettings, layers).log.format == "json"
+
+
+def test_example_branch_dial_plan_is_consistent() -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    settings = load_settings(ApplianceSettings, collect_layers(examples / "branch.yaml"))
+    DialPlan(settings.pbx.dialplan, [e.number for e in settings.sip.extensions])
