@@ -94,17 +94,17 @@ def load_secrets(demo_dir: Path) -> dict[str, Any]:
     return values
 
 
-def free_port(preferred: int) -> int:
-    """``preferred`` if nothing listens there on loopback, else a free ephemeral port."""
+def free_port(preferred: int, kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    """``preferred`` if no socket of ``kind`` holds it on loopback, else a free port."""
     for candidate in (preferred, 0):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        with socket.socket(socket.AF_INET, kind) as sock:
             try:
                 sock.bind((LOOPBACK, candidate))
             except OSError:
                 continue
             port: int = sock.getsockname()[1]
             return port
-    raise OSError("no free TCP port on loopback")
+    raise OSError(f"no free {kind.name} port on loopback")
 
 
 def demo_keys(demo_dir: Path) -> dict[str, dict[str, str]]:
@@ -147,24 +147,11 @@ def _pbx_ports() -> dict[str, Any]:
     return {
         "enabled": True,
         "sip_host": LOOPBACK,
-        "sip_port": free_udp_port(PREFERRED_PORTS["sip"]),
+        "sip_port": free_port(PREFERRED_PORTS["sip"], socket.SOCK_DGRAM),
         "evapi_port": free_port(0),
         "route_port": free_port(0),
-        "rtpengine_ng_port": free_udp_port(0),
+        "rtpengine_ng_port": free_port(0, socket.SOCK_DGRAM),
     }
-
-
-def free_udp_port(preferred: int) -> int:
-    """``preferred`` if no UDP socket holds it on loopback, else a free UDP port."""
-    for candidate in (preferred, 0):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            try:
-                sock.bind((LOOPBACK, candidate))
-            except OSError:
-                continue
-            port: int = sock.getsockname()[1]
-            return port
-    raise OSError("no free UDP port on loopback")
 
 
 def _modem_simulator(demo_dir: Path) -> ServicePlan:
