@@ -19,6 +19,7 @@ import concurrent.futures
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 import zmq
@@ -139,6 +140,16 @@ class IngestMetrics:
         )
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """A CDR batch waiting for the next group commit."""
+
+    identity: bytes
+    site_id: str
+    batch: CdrBatch
+    received: float
+
+
 class IngestServer:
     """The ROUTER endpoint; a lifecycle component."""
 
@@ -161,6 +172,8 @@ class IngestServer:
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest-db")
         self._peers: dict[str, bytes] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._cdr_queue: list[_Pending] = []
+        self._cdr_drain: asyncio.Task[None] | None = None
         self.cdr_store: CdrStore | None = None
         self.receiver: RecordingReceiver | None = None
         self._pusher = SnapshotPusher(engine)
@@ -237,11 +250,48 @@ class IngestServer:
                 self._refuse(identity, site_id, err.error_id, err.message, None)
                 continue
             self._peers[site_id] = identity
-            task = asyncio.create_task(self._handle(identity, site_id, message, received))
+            if isinstance(message, CdrBatch):
+                self._queue_cdrs(_Pending(identity, site_id, message, received))
+                continue
+            task = asyncio.create_task(self._handle(identity, site_id, message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, identity: bytes, site_id: str, message: Message, t0: float) -> None:
+    def _queue_cdrs(self, pending: _Pending) -> None:
+        """Group commit: batches that arrive while one commits share the next commit."""
+        self._cdr_queue.append(pending)
+        if self._cdr_drain is None or self._cdr_drain.done():
+            self._cdr_drain = asyncio.create_task(self._drain_cdrs())
+            self._tasks.add(self._cdr_drain)
+            self._cdr_drain.add_done_callback(self._tasks.discard)
+
+    async def _drain_cdrs(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._cdr_queue:
+            group, self._cdr_queue = self._cdr_queue, []
+            try:
+                await loop.run_in_executor(self._worker, self._ingest_group, group)
+            except sa.exc.SQLAlchemyError as err:
+                self.metrics.db_errors.inc()
+                log.error("database error during ingest", extra={"error": str(err)})
+                for p in group:
+                    self._refuse(
+                        p.identity, p.site_id, "db-unavailable", "retry later", "cdr-batch"
+                    )
+                continue
+            for p in group:
+                self.metrics.latency.observe(time.perf_counter() - p.received)
+                await self._send(p.identity, Ack("cdr", [seq for seq, _ in p.batch.records]))
+
+    def _ingest_group(self, group: list[_Pending]) -> None:
+        assert self.cdr_store is not None
+        results = self.cdr_store.ingest_many([(p.site_id, p.batch.records) for p in group])
+        for p, result in zip(group, results, strict=True):
+            self.metrics.cdrs.labels(site=p.site_id).inc(result.inserted)
+            self.metrics.duplicates.labels(site=p.site_id).inc(result.duplicates)
+            self.metrics.rejected_records.labels(site=p.site_id).inc(result.rejected)
+
+    async def _handle(self, identity: bytes, site_id: str, message: Message) -> None:
         loop = asyncio.get_running_loop()
         try:
             replies = await loop.run_in_executor(self._worker, self._dispatch, site_id, message)
@@ -250,8 +300,6 @@ class IngestServer:
             log.error("database error during ingest", extra={"site": site_id, "error": str(err)})
             self._refuse(identity, site_id, "db-unavailable", "retry later", message.TYPE)
             return
-        if isinstance(message, CdrBatch):
-            self.metrics.latency.observe(time.perf_counter() - t0)
         for reply in replies:
             await self._send(identity, reply)
 
@@ -297,15 +345,6 @@ class IngestServer:
         replies: list[Message] = [Welcome(time.time())]
         replies += [Command(c.command_id, c.kind, dict(c.args)) for c in pending]
         return replies
-
-    def _cdr_batch(self, site_id: str, batch: Message) -> list[Message]:
-        assert isinstance(batch, CdrBatch)
-        assert self.cdr_store is not None
-        result = self.cdr_store.ingest(site_id, batch.records)
-        self.metrics.cdrs.labels(site=site_id).inc(result.inserted)
-        self.metrics.duplicates.labels(site=site_id).inc(result.duplicates)
-        self.metrics.rejected_records.labels(site=site_id).inc(result.rejected)
-        return [Ack("cdr", [seq for seq, _ in batch.records])]
 
     def _status(self, site_id: str, status: Message) -> list[Message]:
         assert isinstance(status, Status)
@@ -422,7 +461,6 @@ class IngestServer:
 
 _HANDLERS: dict[type[Message], Callable[[IngestServer, str, Message], list[Message]]] = {
     Hello: IngestServer._hello,
-    CdrBatch: IngestServer._cdr_batch,
     Status: IngestServer._status,
     RecOffer: IngestServer._rec_offer,
     RecChunk: IngestServer._rec_chunk,

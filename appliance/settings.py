@@ -52,7 +52,7 @@ class SyncSettings(Section):
     endpoint: str = Field("tcp://127.0.0.1:5570", pattern=r"^(tcp|ipc)://.+")
     server_public_key: str = ""
     key_file: Path | None = Field(None, description="site .key_secret; default data_dir/keys")
-    batch_size: int = Field(2000, ge=1, le=10_000)
+    batch_size: int = Field(5000, ge=1, le=10_000)
     window: int = Field(4, ge=1, le=64)
     ack_timeout_s: float = Field(15.0, gt=0)
     hello_timeout_s: float = Field(5.0, gt=0)

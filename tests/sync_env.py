@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import httpx
 import msgpack
 
+from appliance.pbx.cdr import time_ordered_id
 from appliance.store import Outbox, Store
 from drivers.sync import keys
 from tests.procs import free_port, write_yaml
@@ -23,7 +23,7 @@ T0 = 1_764_000_000.0  # 2025-11-24T16:00:00Z
 def make_cdr(n: int, **extra: Any) -> bytes:
     """A CDR document numbered ``n`` (``n`` also orders it in time)."""
     doc = {
-        "id": str(uuid.uuid5(uuid.NAMESPACE_OID, f"cdr-{n}")),
+        "id": time_ordered_id(int(T0 * 1000) + n, n.to_bytes(10, "big")),
         "n": n,
         "conversation_id": f"conv-{n}",
         "direction": "outbound",

@@ -142,35 +142,27 @@ class CdrStore:
 
     def ingest(self, site_id: str, records: Sequence[tuple[int, bytes]]) -> IngestResult:
         """Store a batch durably; returns what was new, duplicate or rejected."""
+        return self.ingest_many([(site_id, records)])[0]
+
+    def ingest_many(
+        self, batches: Sequence[tuple[str, Sequence[tuple[int, bytes]]]]
+    ) -> list[IngestResult]:
+        """Store several batches (of any sites) in one durable commit (group commit)."""
         now_ms = int(time.time() * 1000)
-        rows: dict[str, dict[str, Any]] = {}
-        rejected = []
-        for seq, raw in records:
-            try:
-                row = cdr_row(site_id, raw, now_ms)
-            except BadCdr as err:
-                rejected.append(
-                    {
-                        "site_id": site_id,
-                        "seq": seq,
-                        "reason": str(err)[:256],
-                        "raw": raw,
-                        "received_ms": now_ms,
-                    }
-                )
-                continue
-            rows.setdefault(row["cdr_id"], row)
+        parsed = [_parse(site_id, records, now_ms) for site_id, records in batches]
+        results = []
         with self.engine.begin() as conn:
-            new_ids = self._insert(conn, list(rows.values()))
-            new_rows = [rows[cdr_id] for cdr_id in new_ids]
-            self._roll_up(conn, new_rows)
-            if rejected:
-                stmt = insert(self.engine, rejected_records).on_conflict_do_nothing()
-                conn.execute(stmt, rejected)
-            self._count(conn, site_id, len(new_rows), now_ms)
-        return IngestResult(
-            len(new_rows), len(records) - len(new_rows) - len(rejected), len(rejected)
-        )
+            for (site_id, records), (rows, rejected) in zip(batches, parsed, strict=True):
+                new_ids = self._insert(conn, list(rows.values()))
+                new_rows = [rows[cdr_id] for cdr_id in new_ids]
+                self._roll_up(conn, new_rows)
+                if rejected:
+                    stmt = insert(self.engine, rejected_records).on_conflict_do_nothing()
+                    conn.execute(stmt, rejected)
+                self._count(conn, site_id, len(new_rows), now_ms)
+                duplicates = len(records) - len(new_rows) - len(rejected)
+                results.append(IngestResult(len(new_rows), duplicates, len(rejected)))
+        return results
 
     def _insert(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> list[str]:
         """Insert rows whose (site, id) is new; returns the ids that were inserted."""
@@ -229,6 +221,30 @@ class CdrStore:
             .where(sites.c.site_id == site_id)
             .values(cdrs_received=sites.c.cdrs_received + new, last_seen_ms=now_ms)
         )
+
+
+def _parse(
+    site_id: str, records: Sequence[tuple[int, bytes]], now_ms: int
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Rows by CDR id (first copy wins) and the unreadable records kept aside."""
+    rows: dict[str, dict[str, Any]] = {}
+    rejected = []
+    for seq, raw in records:
+        try:
+            row = cdr_row(site_id, raw, now_ms)
+        except BadCdr as err:
+            rejected.append(
+                {
+                    "site_id": site_id,
+                    "seq": seq,
+                    "reason": str(err)[:256],
+                    "raw": raw,
+                    "received_ms": now_ms,
+                }
+            )
+            continue
+        rows.setdefault(row["cdr_id"], row)
+    return rows, rejected
 
 
 def _insert_sqlite(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import msgpack
 import pytest
 
 from appliance.pbx.calls import CallService
-from appliance.pbx.cdr import CdrBuilder, recording_id
+from appliance.pbx.cdr import CdrBuilder, recording_id, time_ordered_id
 from appliance.store import Store
 
 T0 = 1_790_000_000.0
@@ -157,3 +158,12 @@ def test_changes_are_reported_for_webhooks(calls: CallService) -> None:
     calls.handle(ev("answer", at=1))
     calls.handle(ev("end", at=2, reason="caller"))
     assert seen == [("call.started", "c1"), ("call.answered", "c1"), ("call.ended", "c1")]
+
+
+def test_cdr_ids_are_uuid7_and_sort_by_time() -> None:
+    first = time_ordered_id(1_764_000_000_000)
+    later = time_ordered_id(1_764_000_000_001)
+    parsed = uuid.UUID(first)
+    assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+    assert first < later
+    assert first != time_ordered_id(1_764_000_000_000)
