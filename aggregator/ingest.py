@@ -32,7 +32,7 @@ from aggregator.fleet import store as fleet
 from aggregator.fleet.push import CommandPusher
 from aggregator.recordings import RecordingReceiver
 from aggregator.settings import AggregatorSettings
-from aggregator.store.cdrs import CdrStore
+from aggregator.store.cdrs import CdrStore, ParsedBatch, parse_batch
 from aggregator.store.db import insert
 from aggregator.store.schema import commands, sites
 from drivers.sync import keys
@@ -142,12 +142,13 @@ class IngestMetrics:
 
 @dataclass(frozen=True)
 class _Pending:
-    """A CDR batch waiting for the next group commit."""
+    """A CDR batch being decoded, waiting for the next group commit."""
 
     identity: bytes
     site_id: str
     batch: CdrBatch
     received: float
+    parsed: asyncio.Future[ParsedBatch]
 
 
 class IngestServer:
@@ -170,6 +171,8 @@ class IngestServer:
         self._sock: zmq.asyncio.Socket | None = None
         self._task: asyncio.Task[None] | None = None
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest-db")
+        # Decoding the next batch overlaps the current commit (SQLite releases the GIL).
+        self._decoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest-decode")
         self._peers: dict[str, bytes] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._cdr_queue: list[_Pending] = []
@@ -226,6 +229,7 @@ class IngestServer:
                 await asyncio.gather(task, return_exceptions=True)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
+        self._decoder.shutdown(wait=True)
         self._worker.shutdown(wait=True)
         if self._sock is not None:
             self._sock.close(linger=0)
@@ -251,7 +255,10 @@ class IngestServer:
                 continue
             self._peers[site_id] = identity
             if isinstance(message, CdrBatch):
-                self._queue_cdrs(_Pending(identity, site_id, message, received))
+                parsed = asyncio.get_running_loop().run_in_executor(
+                    self._decoder, parse_batch, site_id, message.records
+                )
+                self._queue_cdrs(_Pending(identity, site_id, message, received, parsed))
                 continue
             task = asyncio.create_task(self._handle(identity, site_id, message))
             self._tasks.add(task)
@@ -270,7 +277,8 @@ class IngestServer:
         while self._cdr_queue:
             group, self._cdr_queue = self._cdr_queue, []
             try:
-                await loop.run_in_executor(self._worker, self._ingest_group, group)
+                parsed = await asyncio.gather(*(p.parsed for p in group))
+                await loop.run_in_executor(self._worker, self._ingest_group, group, parsed)
             except sa.exc.SQLAlchemyError as err:
                 self.metrics.db_errors.inc()
                 log.error("database error during ingest", extra={"error": str(err)})
@@ -283,9 +291,9 @@ class IngestServer:
                 self.metrics.latency.observe(time.perf_counter() - p.received)
                 await self._send(p.identity, Ack("cdr", [seq for seq, _ in p.batch.records]))
 
-    def _ingest_group(self, group: list[_Pending]) -> None:
+    def _ingest_group(self, group: list[_Pending], parsed: list[ParsedBatch]) -> None:
         assert self.cdr_store is not None
-        results = self.cdr_store.ingest_many([(p.site_id, p.batch.records) for p in group])
+        results = self.cdr_store.store_many(parsed)
         for p, result in zip(group, results, strict=True):
             self.metrics.cdrs.labels(site=p.site_id).inc(result.inserted)
             self.metrics.duplicates.labels(site=p.site_id).inc(result.duplicates)

@@ -142,26 +142,22 @@ class CdrStore:
 
     def ingest(self, site_id: str, records: Sequence[tuple[int, bytes]]) -> IngestResult:
         """Store a batch durably; returns what was new, duplicate or rejected."""
-        return self.ingest_many([(site_id, records)])[0]
+        return self.store_many([parse_batch(site_id, records)])[0]
 
-    def ingest_many(
-        self, batches: Sequence[tuple[str, Sequence[tuple[int, bytes]]]]
-    ) -> list[IngestResult]:
-        """Store several batches (of any sites) in one durable commit (group commit)."""
-        now_ms = int(time.time() * 1000)
-        parsed = [_parse(site_id, records, now_ms) for site_id, records in batches]
+    def store_many(self, batches: Sequence[ParsedBatch]) -> list[IngestResult]:
+        """Store parsed batches (of any sites) in one durable commit (group commit)."""
         results = []
         with self.engine.begin() as conn:
-            for (site_id, records), (rows, rejected) in zip(batches, parsed, strict=True):
-                new_ids = self._insert(conn, list(rows.values()))
-                new_rows = [rows[cdr_id] for cdr_id in new_ids]
+            for batch in batches:
+                new_ids = self._insert(conn, list(batch.rows.values()))
+                new_rows = [batch.rows[cdr_id] for cdr_id in new_ids]
                 self._roll_up(conn, new_rows)
-                if rejected:
+                if batch.rejected:
                     stmt = insert(self.engine, rejected_records).on_conflict_do_nothing()
-                    conn.execute(stmt, rejected)
-                self._count(conn, site_id, len(new_rows), now_ms)
-                duplicates = len(records) - len(new_rows) - len(rejected)
-                results.append(IngestResult(len(new_rows), duplicates, len(rejected)))
+                    conn.execute(stmt, batch.rejected)
+                self._count(conn, batch.site_id, len(new_rows), batch.received_ms)
+                duplicates = batch.count - len(new_rows) - len(batch.rejected)
+                results.append(IngestResult(len(new_rows), duplicates, len(batch.rejected)))
         return results
 
     def _insert(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> list[str]:
@@ -223,10 +219,20 @@ class CdrStore:
         )
 
 
-def _parse(
-    site_id: str, records: Sequence[tuple[int, bytes]], now_ms: int
-) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """Rows by CDR id (first copy wins) and the unreadable records kept aside."""
+@dataclass(frozen=True)
+class ParsedBatch:
+    """A batch turned into rows (by CDR id, first copy wins) and records kept aside."""
+
+    site_id: str
+    count: int
+    rows: dict[str, dict[str, Any]]
+    rejected: list[dict[str, Any]]
+    received_ms: int
+
+
+def parse_batch(site_id: str, records: Sequence[tuple[int, bytes]]) -> ParsedBatch:
+    """Decode a batch; pure CPU work that can run beside the previous batch's commit."""
+    now_ms = int(time.time() * 1000)
     rows: dict[str, dict[str, Any]] = {}
     rejected = []
     for seq, raw in records:
@@ -244,7 +250,7 @@ def _parse(
             )
             continue
         rows.setdefault(row["cdr_id"], row)
-    return rows, rejected
+    return ParsedBatch(site_id, len(records), rows, rejected, now_ms)
 
 
 def _insert_sqlite(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[str]:
