@@ -24,17 +24,17 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 import zmq
 import zmq.asyncio
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from zmq.auth.asyncio import AsyncioAuthenticator
 
 from aggregator.directory.push import SnapshotPusher
 from aggregator.fleet import store as fleet
 from aggregator.fleet.push import CommandPusher
+from aggregator.ingest_metrics import IngestMetrics
 from aggregator.recordings import RecordingReceiver
 from aggregator.settings import AggregatorSettings
 from aggregator.store.cdrs import CdrStore, ParsedBatch, parse_batch
 from aggregator.store.db import insert
 from aggregator.store.schema import commands, sites
+from aggregator.zap import ZAP_DOMAIN, SiteAuthenticator, SiteKeys
 from drivers.sync import keys
 from drivers.sync.protocol import (
     Ack,
@@ -58,86 +58,10 @@ from drivers.sync.protocol import (
 )
 
 log = logging.getLogger(__name__)
-ZAP_DOMAIN = "callmesh"
 
 
 class IngestError(Exception):
     """The ingest service cannot start."""
-
-
-class SiteKeys:
-    """Which CurveZMQ public key belongs to which site; revoked keys are refused."""
-
-    def __init__(self, settings: AggregatorSettings, rejected: Counter) -> None:
-        self._sites = {
-            s.public_key.encode(): s.site_id for s in settings.ingest.sites if not s.revoked
-        }
-        self._revoked = {s.public_key.encode() for s in settings.ingest.sites if s.revoked}
-        self._rejected = rejected
-
-    def callback(self, _domain: str, key: bytes) -> bool:
-        """ZAP: admit known, unrevoked keys; count the rest."""
-        if key in self._sites:
-            return True
-        reason = "revoked-key" if key in self._revoked else "unknown-key"
-        self._rejected.labels(reason=reason).inc()
-        log.warning("refused a peer", extra={"reason": reason, "key": key.decode()})
-        return False
-
-    def site_of(self, z85_key: bytes) -> str | None:
-        return self._sites.get(z85_key)
-
-
-class _Authenticator(AsyncioAuthenticator):
-    def __init__(self, context: zmq.asyncio.Context, site_keys: SiteKeys) -> None:
-        super().__init__(context)
-        self._site_keys = site_keys
-
-    def curve_user_id(self, client_public_key: bytes) -> str:
-        key = zmq.utils.z85.encode(client_public_key)
-        return self._site_keys.site_of(key) or ""
-
-
-class IngestMetrics:
-    """The ingest side's Prometheus metrics."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.cdrs = Counter(
-            "callmesh_cdrs_ingested", "CDRs newly stored", ["site"], registry=registry
-        )
-        self.duplicates = Counter(
-            "callmesh_cdrs_duplicate",
-            "CDRs received again (already held)",
-            ["site"],
-            registry=registry,
-        )
-        self.rejected_records = Counter(
-            "callmesh_cdrs_rejected", "Unreadable CDRs kept aside", ["site"], registry=registry
-        )
-        self.latency = Histogram(
-            "callmesh_ingest_latency_seconds",
-            "Batch receive to durable commit",
-            registry=registry,
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
-        )
-        self.backlog = Gauge(
-            "callmesh_site_backlog",
-            "CDRs a site reports waiting to be sent",
-            ["site"],
-            registry=registry,
-        )
-        self.peers_rejected = Counter(
-            "callmesh_rejected_peers", "Connections refused by ZAP", ["reason"], registry=registry
-        )
-        self.protocol_errors = Counter(
-            "callmesh_protocol_errors", "Messages refused", ["error_id"], registry=registry
-        )
-        self.db_errors = Counter(
-            "callmesh_db_errors", "Database failures during ingest", registry=registry
-        )
-        self.recording_bytes = Counter(
-            "callmesh_recording_bytes_received", "Recording bytes received", registry=registry
-        )
 
 
 @dataclass(frozen=True)
@@ -167,7 +91,7 @@ class IngestServer:
         self.metrics = metrics
         self._site_keys = SiteKeys(settings, metrics.peers_rejected)
         self._ctx: zmq.asyncio.Context | None = None
-        self._auth: _Authenticator | None = None
+        self._auth: SiteAuthenticator | None = None
         self._sock: zmq.asyncio.Socket | None = None
         self._task: asyncio.Task[None] | None = None
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest-db")
@@ -191,7 +115,7 @@ class IngestServer:
             engine, self._settings.recordings_dir(), self._settings.ingest.chunk_credit
         )
         self._ctx = zmq.asyncio.Context()
-        self._auth = _Authenticator(self._ctx, self._site_keys)
+        self._auth = SiteAuthenticator(self._ctx, self._site_keys)
         self._auth.start()
         self._auth.configure_curve_callback(ZAP_DOMAIN, credentials_provider=self._site_keys)
         sock = self._ctx.socket(zmq.ROUTER)

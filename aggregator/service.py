@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from aggregator.api import mount_api
-from aggregator.ingest import IngestMetrics, IngestServer
+from aggregator.ingest import IngestServer
+from aggregator.ingest_metrics import IngestMetrics
 from aggregator.settings import AggregatorSettings
 from aggregator.store.db import DatabaseError, create_engine
 from appliance import __version__

@@ -26,7 +26,8 @@ from appliance.routing import RoutingService
 from appliance.settings import ApplianceSettings
 from appliance.sim import SimChannel, SimService
 from appliance.store import Outbox, Store, StoreError
-from appliance.sync.client import SyncClient, SyncMetrics
+from appliance.sync.client import SyncClient
+from appliance.sync.metrics import SyncMetrics
 from drivers.net.component import NetworkComponent
 from drivers.net.netlink import NetlinkDriver
 from drivers.runtime.http import HttpServer

@@ -24,7 +24,6 @@ from collections.abc import Callable
 
 import zmq
 import zmq.asyncio
-from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from appliance import __version__
 from appliance.compliance.service import OUTBOX as COMPLIANCE
@@ -36,6 +35,7 @@ from appliance.settings import ApplianceSettings
 from appliance.sim import SimService
 from appliance.sim.commands import handles as sim_command
 from appliance.store import Outbox, StateStore, Store
+from appliance.sync.metrics import SyncMetrics
 from appliance.sync.recordings import RecordingUploader
 from drivers.sync import keys
 from drivers.sync.protocol import (
@@ -73,40 +73,6 @@ StoreProvider = Callable[[], Store]
 
 class SessionLost(Exception):
     """The current session is unusable; the client reconnects."""
-
-
-class SyncMetrics:
-    """The sync client's Prometheus metrics."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.connected = Gauge(
-            "callmesh_sync_connected", "1 while a session with HQ is up", registry=registry
-        )
-        self.sent = Counter("callmesh_cdrs_sent", "CDRs sent (repeats included)", registry=registry)
-        self.acked = Counter(
-            "callmesh_cdrs_acked", "CDRs acknowledged and removed", registry=registry
-        )
-        self.reconnects = Counter(
-            "callmesh_sync_sessions_lost", "Sessions lost", ["reason"], registry=registry
-        )
-        self.protocol_errors = Counter(
-            "callmesh_sync_protocol_errors",
-            "Bad or refused messages",
-            ["error_id"],
-            registry=registry,
-        )
-        self.store_full = Gauge(
-            "callmesh_store_used_ratio", "Fraction of the LMDB map in use", registry=registry
-        )
-        self.routing_version = Gauge(
-            "callmesh_routing_version", "Version of the routing table in force", registry=registry
-        )
-        self.routing_messages = Counter(
-            "callmesh_routing_messages",
-            "Routing snapshots and updates by outcome",
-            ["message", "outcome"],
-            registry=registry,
-        )
 
 
 class SyncClient:

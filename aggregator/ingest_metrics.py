@@ -1,0 +1,47 @@
+"""The ingest side's Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class IngestMetrics:
+    """The ingest side's Prometheus metrics."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.cdrs = Counter(
+            "callmesh_cdrs_ingested", "CDRs newly stored", ["site"], registry=registry
+        )
+        self.duplicates = Counter(
+            "callmesh_cdrs_duplicate",
+            "CDRs received again (already held)",
+            ["site"],
+            registry=registry,
+        )
+        self.rejected_records = Counter(
+            "callmesh_cdrs_rejected", "Unreadable CDRs kept aside", ["site"], registry=registry
+        )
+        self.latency = Histogram(
+            "callmesh_ingest_latency_seconds",
+            "Batch receive to durable commit",
+            registry=registry,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+        )
+        self.backlog = Gauge(
+            "callmesh_site_backlog",
+            "CDRs a site reports waiting to be sent",
+            ["site"],
+            registry=registry,
+        )
+        self.peers_rejected = Counter(
+            "callmesh_rejected_peers", "Connections refused by ZAP", ["reason"], registry=registry
+        )
+        self.protocol_errors = Counter(
+            "callmesh_protocol_errors", "Messages refused", ["error_id"], registry=registry
+        )
+        self.db_errors = Counter(
+            "callmesh_db_errors", "Database failures during ingest", registry=registry
+        )
+        self.recording_bytes = Counter(
+            "callmesh_recording_bytes_received", "Recording bytes received", registry=registry
+        )
