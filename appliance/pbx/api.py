@@ -1,9 +1,14 @@
-"""Local call API: live calls, CDR search, recordings (metadata and WAV download).
+"""Local call API: live calls, CDR search, recordings, and call control.
 
-Every route needs ``Authorization: Bearer <token>`` with a token from ``api.tokens``
-(any role may read). Errors are ``{"detail": {"error_id", "message", "details"}}`` with
+Call control: click-to-dial (``POST /calls``), hang up (``DELETE /calls/{id}``),
+start/stop recording, conferences and three-way calls, each answered with the
+operation's state. Every route needs ``Authorization: Bearer <token>`` with a token
+from ``api.tokens``. Errors are ``{"detail": {"error_id", "message", "details"}}`` with
 a stable kebab-case ``error_id``: ``unauthorized``, ``invalid-disposition``,
-``recording-not-found``, ``recording-file-gone``, ``pbx-not-started``.
+``recording-not-found``, ``recording-file-gone``, ``pbx-not-started``, and those of
+``CallControlError`` (``unknown-extension``, ``class-of-service``, ``no-route``,
+``call-not-found``, ``call-not-answered``, ``recording-not-allowed``,
+``media-workers-busy``, ``not-between-extensions``, ``invalid-participants``, ...).
 """
 
 from __future__ import annotations
@@ -11,14 +16,16 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
 
 from appliance.pbx.calls import CallService
 from appliance.pbx.cdr import DISPOSITIONS
-from appliance.pbx.errors import PbxNotStartedError
+from appliance.pbx.errors import CallControlError, PbxNotStartedError
+from appliance.pbx.originate import OriginationService
 from appliance.pbx.recordings import RecordingService
 from drivers.runtime.settings_base import ApiToken
 
@@ -29,9 +36,49 @@ def api_error(status: int, error_id: str, message: str, **details: Any) -> HTTPE
     return HTTPException(status_code=status, detail=body)
 
 
+NUMBER = r"^\+?[0-9*#]{1,20}$"
+
+
+class ClickToDial(BaseModel):
+    """Ring ``extension``, then connect it to ``number``."""
+
+    extension: str = Field(pattern=r"^[0-9]{2,8}$")
+    number: str = Field(pattern=NUMBER)
+
+
+class ConferenceRequest(BaseModel):
+    """Dial everyone into one room; ``on_behalf_of``'s class of service applies."""
+
+    participants: list[str] = Field(min_length=2, max_length=4)
+    on_behalf_of: str = Field(pattern=r"^[0-9]{2,8}$")
+
+
+class AddParty(BaseModel):
+    """The number to add to a call, making it a three-way conference."""
+
+    number: str = Field(pattern=NUMBER)
+
+
+class RecordingChange(BaseModel):
+    """Whether the call should be recorded from now on."""
+
+    recording: bool
+
+
+class CallControl(Protocol):
+    """What the routes need from the PBX component."""
+
+    originations: OriginationService
+
+    async def hangup(self, call_id: str) -> dict[str, Any]: ...
+
+    async def set_recording(self, call_id: str, on: bool) -> dict[str, Any]: ...
+
+
 def build_router(
     get_calls: Callable[[], CallService],
     get_recordings: Callable[[], RecordingService],
+    control: CallControl,
     tokens: Sequence[ApiToken],
 ) -> APIRouter:
     """The ``/api/v1`` call routes, guarded by the configured bearer tokens.
@@ -62,9 +109,67 @@ def build_router(
 
     router = APIRouter(prefix="/api/v1", tags=["calls"], dependencies=[Depends(authorized)])
 
+    def refused(err: CallControlError) -> HTTPException:
+        return api_error(err.status, err.error_id, str(err))
+
     @router.get("/calls", summary="Calls in progress")
     def live_calls() -> dict[str, Any]:
         return {"calls": calls().live_calls()}
+
+    @router.post("/calls", status_code=202, summary="Click-to-dial: ring an extension, then dial")
+    def click_to_dial(request: ClickToDial) -> dict[str, Any]:
+        calls()
+        try:
+            return control.originations.click_to_dial(request.extension, request.number)
+        except CallControlError as err:
+            raise refused(err) from None
+
+    @router.delete("/calls/{call_id}", summary="Hang up an answered call (BYE to both ends)")
+    async def hangup(call_id: str) -> dict[str, Any]:
+        calls()
+        try:
+            return {"cdr": await control.hangup(call_id)}
+        except CallControlError as err:
+            raise refused(err) from None
+
+    @router.put("/calls/{call_id}/recording", summary="Start or stop recording a call")
+    async def recording_change(call_id: str, change: RecordingChange) -> dict[str, Any]:
+        calls()
+        try:
+            return await control.set_recording(call_id, change.recording)
+        except CallControlError as err:
+            raise refused(err) from None
+
+    @router.post("/calls/{call_id}/parties", status_code=202,
+                 summary="Three-way: move the call into a room, dial one more")  # fmt: skip
+    def add_party(call_id: str, request: AddParty) -> dict[str, Any]:
+        calls()
+        try:
+            return control.originations.three_way(call_id, request.number)
+        except CallControlError as err:
+            raise refused(err) from None
+
+    @router.post("/conferences", status_code=202, summary="Dial participants into a conference")
+    def conference(request: ConferenceRequest) -> dict[str, Any]:
+        calls()
+        try:
+            return control.originations.conference(request.participants, request.on_behalf_of)
+        except CallControlError as err:
+            raise refused(err) from None
+
+    @router.get("/operations/{op_id}", summary="State of a click-to-dial or conference")
+    def operation(op_id: str) -> dict[str, Any]:
+        found = control.originations.get(op_id)
+        if found is None:
+            raise api_error(404, "operation-not-found", "no such operation", id=op_id)
+        return found
+
+    @router.delete("/operations/{op_id}", summary="End a click-to-dial or conference")
+    def end_operation(op_id: str) -> dict[str, Any]:
+        found = control.originations.hangup(op_id)
+        if found is None:
+            raise api_error(404, "operation-not-found", "no such operation", id=op_id)
+        return found
 
     @router.get("/cdrs", summary="Search CDRs (oldest first, paged by cursor)")
     def search_cdrs(

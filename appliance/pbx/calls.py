@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 OPEN, DONE, INDEX = "pbx-open", "pbx-done", "pbx-cdr"
 DONE_KEEP_S = 24 * 3600
 INDEX_KEEP_S = 90 * 24 * 3600
+EXPECT_S = 120.0
 
 
 class CallService:
@@ -42,6 +43,7 @@ class CallService:
         self.done = StateStore(store, DONE)
         self.index = StateStore(store, INDEX)
         self.on_change: Callable[[str, dict[str, Any]], None] | None = None
+        self._expected: dict[str, float] = {}
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any] | None:
         """Apply one event; returns the CDR it finished, if any."""
@@ -55,7 +57,7 @@ class CallService:
         call = self.open.get(call_id)
         if kind == "invite":
             if call is None:
-                call = self.builder.open_call(event)
+                call = self.builder.open_call(event, self._conversation(event))
                 self.open.put(call_id, call)
                 self._changed("call.started", call)
             return None
@@ -64,6 +66,8 @@ class CallService:
             return None
         if kind == "answer":
             call["answer"] = float(event.get("ts", time.time()))
+            call["to_tag"] = event.get("to_tag") or None
+            call["dialog"] = [event.get("h_entry"), event.get("h_id")]
             self.open.put(call_id, call)
             self._changed("call.answered", call)
             return None
@@ -73,6 +77,63 @@ class CallService:
             return self._write(call, self.builder.from_failed(call, event))
         log.warning("unknown call event", extra={"kind": kind})
         return None
+
+    def expect_conversation(self, conversation: str) -> None:
+        """Accept ``conversation`` from the X-Callmesh-Conversation header of coming calls."""
+        self._expected[conversation] = time.monotonic() + EXPECT_S
+
+    def _conversation(self, event: Mapping[str, Any]) -> str | None:
+        """The conversation an ``invite`` joins: a placed call's, a replaced or transferred leg's.
+
+        A header value is only taken when the appliance placed that conversation or a
+        call in it is open, so a phone cannot attach its call to a stranger's.
+        """
+        now = time.monotonic()
+        self._expected = {k: t for k, t in self._expected.items() if t > now}
+        open_calls = [c for _, c in self.open.items()]
+        known = {c.get("conversation_id") for c in open_calls} | set(self._expected)
+        header = str(event.get("conversation") or "")
+        if header and header in known:
+            return header
+        replaces = str(event.get("replaces") or "")
+        referrer = str(event.get("referred_by") or "")
+        caller = str(event.get("from_user") or "")
+        for call in open_calls:
+            if replaces and call["call_id"] == replaces:
+                return str(call["conversation_id"])
+            parties = {call["caller"]["number"], call["callee"]["number"]}
+            worker_referred = referrer.startswith("media-") and call.get("media_peer")
+            if referrer and caller in parties and (referrer in parties or worker_referred):
+                return str(call["conversation_id"])
+        return None
+
+    def get(self, call_id: str) -> dict[str, Any] | None:
+        """The open call ``call_id``, if it is in progress."""
+        call = self.open.get(call_id)
+        return None if call is None or "closing" in call else dict(call)
+
+    def update(self, call_id: str, **fields: Any) -> None:
+        """Change fields of an open call (e.g. recording started on demand)."""
+        call = self.open.get(call_id)
+        if call is not None and "closing" not in call:
+            call.update(fields)
+            self.open.put(call_id, call)
+
+    def close(self, call_id: str, disposition: str, reason: str) -> dict[str, Any] | None:
+        """End an open call the appliance hung up itself; returns its CDR."""
+        call = self.open.get(call_id)
+        if call is None or "closing" in call:
+            return None
+        if call.get("answer") is None and disposition == "answered":
+            disposition = "cancelled"
+        cdr = self.builder.finish(call, time.time(), disposition, 0, reason, "system")
+        return self._write(call, cdr)
+
+    def media_lost(self, peer: str, why: str) -> list[dict[str, Any]]:
+        """Close the open calls that had a media worker at ``peer`` as one end."""
+        lost = [c for _, c in self.open.items()
+                if c.get("media_peer") == peer and "closing" not in c]  # fmt: skip
+        return [cdr for c in lost if (cdr := self.close(c["call_id"], "interrupted", why))]
 
     def live_calls(self) -> list[dict[str, Any]]:
         """Calls in progress."""

@@ -42,7 +42,7 @@ def recording_id(site_id: str, call_id: str) -> str:
 
 
 def conversation_id(site_id: str, call_id: str) -> str:
-    """The conversation a call leg belongs to (one leg per SIP dialog through the edge)."""
+    """A new conversation's id, from its first leg (one leg per SIP dialog through the edge)."""
     return str(uuid.uuid5(_NAMESPACE, f"conversation:{site_id}:{call_id}"))
 
 
@@ -78,9 +78,12 @@ class CdrBuilder:
         local = number in self._names
         return Party(number, number if local else None, name or self._names.get(number, ""))
 
-    def open_call(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """The open-call record for an ``invite`` event."""
+    def open_call(
+        self, event: Mapping[str, Any], conversation: str | None = None
+    ) -> dict[str, Any]:
+        """The open-call record for an ``invite`` event (``conversation``: the one it joins)."""
         call_id = str(event["call_id"])
+        recording = str(event.get("recording") or ("always" if self._record else "never"))
         return {
             "call_id": call_id,
             "cdr_id": time_ordered_id(),
@@ -93,6 +96,11 @@ class CdrBuilder:
             "start": _ts(event),
             "answer": None,
             "media_interrupted": None,
+            "conversation_id": conversation or conversation_id(self.site_id, call_id),
+            "recording": recording,
+            "record": self._record and recording == "always",
+            "media_peer": event.get("media_peer") or None,
+            "to_tag": None,
         }
 
     def finish(
@@ -109,11 +117,12 @@ class CdrBuilder:
         if call.get("media_interrupted") and answer is not None:
             disposition, reason = "interrupted", str(call["media_interrupted"])
         start = float(call["start"])
-        recorded = self._record and answer is not None
+        recorded = bool(call.get("record", self._record)) and answer is not None
         return {
             "schema": SCHEMA_VERSION,
             "cdr_id": call["cdr_id"],
-            "conversation_id": conversation_id(self.site_id, call["call_id"]),
+            "conversation_id": call.get("conversation_id")
+            or conversation_id(self.site_id, call["call_id"]),
             "site_id": self.site_id,
             "call_id": call["call_id"],
             "caller": call["caller"],

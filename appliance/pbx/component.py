@@ -2,11 +2,13 @@
 
 Start order: recover what an earlier run left (open calls become ``interrupted`` CDRs,
 orphaned recordings are adopted), the dial-plan endpoint Kamailio asks for every call's
-route, rtpengine, Kamailio, then the evapi listener. Stop
+route, rtpengine, the media workers, Kamailio, then the evapi listener. Stop
 runs in reverse; Kamailio goes before rtpengine so calls drain from signalling first.
 A Kamailio restart loses every dialog: open calls are closed as ``interrupted``. An
 rtpengine restart loses media: open calls are flagged and end as ``interrupted``, and
-their partial recordings are recovered.
+their partial recordings are recovered. A media worker that dies takes its calls with
+it: they end as ``interrupted``, Kamailio is told to send BYE to the other ends and to
+skip the worker until it answers OPTIONS again.
 """
 
 from __future__ import annotations
@@ -24,12 +26,21 @@ from appliance.pbx.api import build_router
 from appliance.pbx.calls import CallService
 from appliance.pbx.cdr import CdrBuilder
 from appliance.pbx.dialplan import DialPlan
-from appliance.pbx.errors import PbxNotStartedError
+from appliance.pbx.errors import CallControlError, PbxNotStartedError
+from appliance.pbx.media import (
+    DISPATCHER_SET,
+    MediaPool,
+    MediaWorker,
+    dispatcher_list,
+    worker_configs,
+)
+from appliance.pbx.originate import OriginationService
 from appliance.pbx.recordings import RecordingService
 from appliance.pbx.settings import PbxSettings
 from appliance.pbx.webhooks import WebhookService
 from appliance.store import Store
 from drivers.runtime.settings_base import ApiToken
+from drivers.sip.errors import NgError, RpcError
 from drivers.sip.evapi import EvapiClient
 from drivers.sip.kamailio import KamailioDriver, find_module_path
 from drivers.sip.kamailio_config import KamailioConfig, Subscriber
@@ -64,6 +75,7 @@ def kamailio_config(pbx: PbxSettings, domain: str, run_dir: Path) -> KamailioCon
         anchor_media=pbx.anchor_media,
         record=pbx.record_calls and pbx.anchor_media,
         max_call_seconds=pbx.max_call_s,
+        dispatcher_list=str(run_dir / "dispatcher.list") if pbx.media.workers else "",
         module_path=find_module_path(),
     )
 
@@ -86,7 +98,9 @@ class PbxComponent:
         run_dir = data_dir / "pbx" / "run"
         spool = data_dir / "pbx" / "spool"
         names: Mapping[str, str] = {s.number: s.name for s in subscribers}
-        self.dialplan = DialPlan(pbx.dialplan, names)
+        self.dialplan = DialPlan(pbx.dialplan, names, pbx.media)
+        self._domain = domain
+        self._run_dir = run_dir
         self.route_server = RouteServer(pbx.sip_host, pbx.route_port, self._decide)
         recorded = pbx.record_calls and pbx.anchor_media
         self._store = store
@@ -116,6 +130,12 @@ class PbxComponent:
             on_exit=self._kamailio_died,
         )
         self.events = EvapiClient(pbx.sip_host, pbx.evapi_port, self._on_event)
+        self._worker_configs = worker_configs(pbx.media, pbx.sip_host, pbx.sip_port, domain)
+        self.media = MediaPool(self._worker_configs, run_dir, self._on_media_event,
+                               self._media_worker_exited, lambda _worker: None)  # fmt: skip
+        self.originations = OriginationService(
+            self.media, lambda: self.calls, lambda: self.dialplan, domain
+        )
         self.webhooks: WebhookService | None = None
         hook = pbx.webhook
         if hook.url:
@@ -152,6 +172,9 @@ class PbxComponent:
             await self.route_server.start()
             if self.settings.anchor_media:
                 await self.rtpengine.start()
+            self._run_dir.mkdir(parents=True, exist_ok=True)
+            (self._run_dir / "dispatcher.list").write_text(dispatcher_list(self._worker_configs))
+            await self.media.start()
             await self.kamailio.start()
         except BaseException:
             await self._stop_helpers()
@@ -172,6 +195,7 @@ class PbxComponent:
         self._calls = self._recordings = None
 
     async def _stop_helpers(self) -> None:
+        await self.media.stop()
         await self.rtpengine.stop()
         await self.route_server.stop()
         if self.webhooks is not None:
@@ -184,13 +208,16 @@ class PbxComponent:
         if not self.settings.anchor_media:
             r_ok, r_detail = True, "not used (anchor_media off)"
         e_ok = self.events.connected.is_set()
-        detail = f"kamailio {k_detail}; rtpengine {r_detail}; events "
+        m_ok, m_detail = self.media.check()
+        detail = f"kamailio {k_detail}; rtpengine {r_detail}; {m_detail}; events "
         detail += "connected" if e_ok else "disconnected"
-        return k_ok and r_ok and e_ok, detail
+        return k_ok and r_ok and m_ok and e_ok, detail
 
     async def apply(self, domain: str, subscribers: Sequence[Subscriber]) -> bool:
         """Apply changed extensions or domain; returns whether Kamailio was restarted."""
-        self.dialplan = DialPlan(self.settings.dialplan, [s.number for s in subscribers])
+        self.dialplan = DialPlan(
+            self.settings.dialplan, [s.number for s in subscribers], self.settings.media
+        )
         config = kamailio_config(self.settings, domain, self.kamailio.run_dir)
         restarted = await self.kamailio.apply(config, subscribers)
         if restarted:
@@ -199,11 +226,73 @@ class PbxComponent:
 
     def router(self, tokens: Sequence[ApiToken]) -> APIRouter:
         """The local call API routes, to mount on the appliance's FastAPI app."""
-        return build_router(lambda: self.calls, lambda: self.recordings, tokens)
+        return build_router(lambda: self.calls, lambda: self.recordings, self, tokens)
 
     def _decide(self, query: Mapping[str, str]) -> dict[str, object]:
         caller, dialled = query.get("caller", ""), query.get("dialled", "")
-        return self.dialplan.decide(caller, dialled, query.get("trunk") == "1").wire()
+        answer = self.dialplan.decide(caller, dialled, query.get("trunk") == "1").wire()
+        if not (self.settings.record_calls and self.settings.anchor_media):
+            answer["record"], answer["recording"] = "no", "never"
+        return answer
+
+    async def hangup(self, call_id: str) -> dict[str, Any]:
+        """End an answered call: Kamailio sends BYE to both ends; returns the CDR."""
+        call = self.calls.get(call_id)
+        if call is None:
+            raise CallControlError(404, "call-not-found", f"no call {call_id} in progress")
+        if call.get("answer") is None or not call.get("dialog"):
+            raise CallControlError(409, "call-not-answered", "only answered calls can be hung up")
+        try:
+            await self.events.rpc("dlg.end_dlg", *call["dialog"])
+        except RpcError as err:
+            raise CallControlError(502, "sip-proxy-error", str(err)) from None
+        cdr = self.calls.close(call_id, "answered", "api-hangup")
+        if cdr is None:
+            raise CallControlError(404, "call-not-found", f"call {call_id} ended meanwhile")
+        return cdr
+
+    async def set_recording(self, call_id: str, on: bool) -> dict[str, Any]:
+        """Start or stop recording an answered call (policy ``always`` or ``on-demand``)."""
+        call = self.calls.get(call_id)
+        if call is None:
+            raise CallControlError(404, "call-not-found", f"no call {call_id} in progress")
+        if call.get("recording") == "never" or not self.settings.record_calls:
+            raise CallControlError(403, "recording-not-allowed", "this call may not be recorded")
+        if call.get("answer") is None:
+            raise CallControlError(409, "call-not-answered", "the call is not answered yet")
+        command = "start recording" if on else "stop recording"
+        try:
+            await self.rtpengine.ng.command(command, **{"call-id": call_id,
+                                                       "from-tag": call["caller_tag"]})  # fmt: skip
+        except NgError as err:
+            raise CallControlError(502, "media-relay-error", str(err)) from None
+        if on:
+            self.calls.update(call_id, record=True)
+        return {"call_id": call_id, "recording": on}
+
+    def _on_media_event(self, worker: MediaWorker, event: dict[str, Any]) -> None:
+        if event.get("ev") in ("leg", "transfer"):
+            self.originations.on_event(worker, event)
+        elif event.get("ev") == "ivr":
+            log.info("ivr choice", extra={k: event.get(k) for k in ("flow", "digit", "target")})
+        elif event.get("ev") == "error":
+            log.warning("media worker %s: %s", worker.config.name, event.get("message"))
+
+    def _media_worker_exited(self, worker: MediaWorker) -> None:
+        self.originations.worker_lost(worker)
+        if self._calls is None:
+            return
+        lost = [c for c in self.calls.live_calls() if c.get("media_peer") == worker.address]
+        self.calls.media_lost(worker.address, "media-worker-restart")
+        asyncio.get_running_loop().create_task(self._release(worker, lost))
+
+    async def _release(self, worker: MediaWorker, lost: list[dict[str, Any]]) -> None:
+        with contextlib.suppress(RpcError):
+            await self.events.rpc("dispatcher.set_state", "ip", DISPATCHER_SET, worker.uri)
+        for call in lost:
+            if call.get("dialog"):
+                with contextlib.suppress(RpcError):
+                    await self.events.rpc("dlg.end_dlg", *call["dialog"])
 
     def _on_event(self, event: dict[str, Any]) -> None:
         self.calls.handle(event)

@@ -6,6 +6,13 @@ class of service is checked before the trunk is chosen. A call from a trunk is r
 its dialled number (DID) through the inbound routes only. Caller ID on a trunk is always
 the route's ``caller_id``, which validation requires to be a number the site owns.
 
+Targets (inbound routes, forwards, IVR options) are an extension, a ring group,
+``announce:<prompt>`` or ``ivr:<flow>``; the last two, feature codes and the users
+``announce-<prompt>``, ``ivr-<flow>``, ``echo`` and ``room-<n>`` are served by the media
+workers (action ``media``, ``uri`` is the worker's service user). Recording follows
+``recording_by_extension`` of the caller, then of the callee, then ``recording``; media
+calls are never recorded.
+
 Pattern language (outbound routes): digits, ``X`` (0-9), ``N`` (2-9), ``Z`` (1-9),
 ``[..]`` sets with ranges, and a final ``.`` meaning one or more further digits.
 
@@ -18,9 +25,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from appliance.pbx.settings import CosLevel, DialPlanSettings, OutboundRoute
+from appliance.pbx.settings import CosLevel, DialPlanSettings, MediaSettings, OutboundRoute
 
 COS_RANK: dict[str, int] = {"internal": 0, "local": 1, "national": 2, "international": 3}
 _ALL = frozenset("0123456789")
@@ -110,6 +117,8 @@ class Decision:
     trunk: str = ""
     code: int = 0
     reason: str = ""
+    recording: str = "never"
+    forward: tuple[str, str, str] = ("", "", "")
 
     def wire(self) -> dict[str, object]:
         """The JSON object Kamailio reads (members as one comma-separated string)."""
@@ -125,15 +134,26 @@ class Decision:
             "trunk": self.trunk,
             "code": self.code,
             "reason": self.reason,
+            "record": "yes" if self.recording == "always" else "no",
+            "recording": self.recording,
+            "fwd_busy": self.forward[0],
+            "fwd_no_answer": self.forward[1],
+            "fwd_unavailable": self.forward[2],
         }
 
 
 class DialPlan:
     """A validated dial plan over the site's extensions."""
 
-    def __init__(self, settings: DialPlanSettings, extensions: Iterable[str]) -> None:
+    def __init__(
+        self,
+        settings: DialPlanSettings,
+        extensions: Iterable[str],
+        media: MediaSettings | None = None,
+    ) -> None:
         self.settings = settings
         self.extensions = frozenset(extensions)
+        self.media = media or MediaSettings(workers=0)
         self.groups = {g.number: g for g in settings.ring_groups}
         self.trunks = {t.name: t for t in settings.trunks}
         self.inbound = {r.did: r for r in settings.inbound}
@@ -178,12 +198,54 @@ class DialPlan:
         for r in s.inbound:
             if r.did not in owned:
                 problems.append(f"inbound route {r.did}: not one of owned_numbers")
-            if r.target not in self.extensions and r.target not in self.groups:
-                problems.append(f"inbound route {r.did}: target {r.target} is unreachable "
-                                "(not an extension or ring group)")  # fmt: skip
+            problems += self._unreachable(f"inbound route {r.did}", r.target)
         problems += [f"class_of_service: {e} is not an extension" for e in s.class_of_service
                      if e not in self.extensions]  # fmt: skip
+        problems += [f"recording_by_extension: {e} is not an extension"
+                     for e in s.recording_by_extension if e not in self.extensions]  # fmt: skip
+        for ext, fwd in s.forward.items():
+            if ext not in self.extensions:
+                problems.append(f"forward: {ext} is not an extension")
+            for when in ("busy", "no_answer", "unavailable"):
+                target = getattr(fwd, when)
+                if target == ext:
+                    problems.append(f"forward {ext}.{when}: forwards to itself")
+                elif target is not None:
+                    problems += self._unreachable(f"forward {ext}.{when}", target)
+        for name, flow in self.media.ivr.items():
+            for digit, target in flow.options.items():
+                problems += self._unreachable(f"ivr {name} option {digit}", target)
+            if flow.default is not None:
+                problems += self._unreachable(f"ivr {name} default", flow.default)
+        codes = s.feature_codes
+        if codes.room.startswith(codes.echo) or codes.echo.startswith(codes.room):
+            problems.append(f"feature codes {codes.echo} and {codes.room} overlap")
         return problems
+
+    def _unreachable(self, where: str, target: str) -> list[str]:
+        if self.target(target) is None:
+            return [f"{where}: target {target} is unreachable (not an extension, ring group, "
+                    "announce:<prompt> or ivr:<flow> with a media worker)"]  # fmt: skip
+        return []
+
+    def target(self, target: str) -> Decision | None:
+        """The decision for a configured target, or None when it does not resolve."""
+        kind, _, name = target.partition(":")
+        if kind in ("announce", "ivr") and name:
+            return self._media(f"{kind}-{name}")
+        return self._local(target)
+
+    def _media(self, user: str) -> Decision | None:
+        if self.media.workers == 0:
+            return None
+        kind, _, name = user.partition("-")
+        known: set[str] | None = {"announce": set(self.media.prompts),
+                                  "ivr": set(self.media.ivr)}.get(kind)  # fmt: skip
+        if known is not None and name not in known:
+            return None
+        if known is None and user != "echo" and not (kind == "room" and name.isdigit()):
+            return None
+        return Decision("media", uri=user, route=f"media:{user}")
 
     def _overlaps(self) -> list[str]:
         problems = []
@@ -205,13 +267,26 @@ class DialPlan:
         """The class of service of ``extension``."""
         return self.settings.class_of_service.get(extension, self.settings.default_cos)
 
+    def recording(self, caller: str, callee: str) -> str:
+        """The recording policy for a call between two parties (numbers or extensions)."""
+        by_ext = self.settings.recording_by_extension
+        return by_ext.get(caller) or by_ext.get(callee) or self.settings.recording
+
     def decide(self, caller: str, dialled: str, from_trunk: bool = False) -> Decision:
         """Route a call from ``caller`` (an extension, or a trunk when ``from_trunk``)."""
         if from_trunk:
             return self._inbound(dialled)
+        codes = self.settings.feature_codes
+        if dialled == codes.echo:
+            dialled = "echo"
+        elif dialled.startswith(codes.room) and dialled[len(codes.room) :].isdigit():
+            dialled = "room-" + dialled[len(codes.room) :]
+        if not dialled[:1].isdigit():
+            media = self._media(dialled)
+            return media or Decision("reject", code=404, reason="unknown-service")
         local = self._local(dialled)
         if local is not None:
-            return local
+            return replace(local, recording=self.recording(caller, dialled))
         for route, pattern in self.routes:
             if pattern.matches(dialled):
                 return self._outbound(caller, dialled, route)
@@ -221,7 +296,15 @@ class DialPlan:
 
     def _local(self, number: str) -> Decision | None:
         if number in self.extensions:
-            return Decision("extension", (number,), route="extension")
+            fwd = self.settings.forward.get(number)
+            forward = ("", "", "")
+            if fwd is not None:
+                forward = (
+                    _dialable(fwd.busy),
+                    _dialable(fwd.no_answer),
+                    _dialable(fwd.unavailable),
+                )
+            return Decision("extension", (number,), route="extension", forward=forward)
         group = self.groups.get(number)
         if group is None:
             return None
@@ -232,10 +315,10 @@ class DialPlan:
         route = self.inbound.get(did)
         if route is None:
             return Decision("reject", code=404, reason="no-inbound-route")
-        local = self._local(route.target)
-        assert local is not None
-        return Decision(local.action, local.targets, local.serial, local.ring_s,
-                        route=f"inbound:{did}")  # fmt: skip
+        target = self.target(route.target)
+        assert target is not None
+        recording = "never" if target.action == "media" else self.settings.recording
+        return replace(target, route=f"inbound:{did}", recording=recording)
 
     def _outbound(self, caller: str, dialled: str, route: OutboundRoute) -> Decision:
         if caller not in self.extensions:
@@ -250,4 +333,13 @@ class DialPlan:
             caller_id=route.caller_id,
             route=route.name,
             trunk=trunk.name,
+            recording=self.recording(caller, number),
         )
+
+
+def _dialable(target: str | None) -> str:
+    """A forward target as the user part Kamailio asks the dial plan about again."""
+    if not target:
+        return ""
+    kind, sep, name = target.partition(":")
+    return f"{kind}-{name}" if sep else target

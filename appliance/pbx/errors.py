@@ -3,7 +3,9 @@
 Exceptions::
 
     PbxError
-     └── PbxNotStartedError    the component has not been started (its store is not open)
+     ├── PbxNotStartedError    the component has not been started (its store is not open)
+     └── CallControlError      a call-control request (click-to-dial, hang-up, recording,
+                               conference) was refused; ``status`` and ``error_id`` say why
     DialPlanError (ValueError, in appliance.pbx.dialplan)    inconsistent dial plan
 """
 
@@ -16,3 +18,12 @@ class PbxError(Exception):
 
 class PbxNotStartedError(PbxError):
     """The PBX is not running: calls, CDRs and recordings are not available yet."""
+
+
+class CallControlError(PbxError):
+    """A call-control request was refused before anything changed."""
+
+    def __init__(self, status: int, error_id: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_id = error_id

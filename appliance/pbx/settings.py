@@ -52,10 +52,32 @@ class RingGroup(Section):
 
 
 class InboundRoute(Section):
-    """A number the site owns, called from a trunk, rings an extension or a ring group."""
+    """A number the site owns, called from a trunk: an extension, ring group or media target.
+
+    ``target``: an extension or ring group number, ``announce:<prompt>`` or ``ivr:<flow>``.
+    """
 
     did: str = Field(pattern=r"^\+?[0-9]{2,16}$")
     target: str
+
+
+class Forward(Section):
+    """Where an extension's calls go when it is busy, does not answer or is not registered.
+
+    Each is a target as for inbound routes: extension, ring group, ``announce:<prompt>``
+    or ``ivr:<flow>``.
+    """
+
+    busy: str | None = None
+    no_answer: str | None = None
+    unavailable: str | None = None
+
+
+class FeatureCodes(Section):
+    """Star codes extensions dial for services of the media workers."""
+
+    echo: str = Field("*43", pattern=r"^\*[0-9]{1,4}$")
+    room: str = Field("*3", pattern=r"^\*[0-9]{1,4}$", description="+ room number (1-4 digits)")
 
 
 class DialPlanSettings(Section):
@@ -68,6 +90,12 @@ class DialPlanSettings(Section):
     inbound: tuple[InboundRoute, ...] = ()
     class_of_service: dict[str, CosLevel] = Field(default_factory=dict)
     default_cos: CosLevel = "national"
+    forward: dict[str, Forward] = Field(default_factory=dict)
+    feature_codes: FeatureCodes = FeatureCodes()
+    recording: Literal["always", "never", "on-demand"] = "always"
+    recording_by_extension: dict[str, Literal["always", "never", "on-demand"]] = Field(
+        default_factory=dict
+    )
 
 
 class WebhookSettings(Section):
@@ -82,6 +110,57 @@ class WebhookSettings(Section):
     def _secret_with_url(self) -> WebhookSettings:
         if self.url and len(self.secret) < 16:
             raise ValueError("secret must be at least 16 characters when url is set")
+        return self
+
+
+class PromptSettings(Section):
+    """An announcement: a WAV file (8 kHz, mono, 16-bit) or a tone, played for ``seconds``."""
+
+    file: str | None = None
+    tone_hz: int = Field(0, ge=0, le=4000)
+    on_ms: int = Field(1000, ge=10, le=60000)
+    off_ms: int = Field(0, ge=0, le=60000)
+    seconds: float = Field(4.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PromptSettings:
+        if bool(self.file) == bool(self.tone_hz):
+            raise ValueError("set exactly one of file or tone_hz")
+        return self
+
+
+class IvrSettings(Section):
+    """Play ``prompt``, read one digit, send the caller to ``options[digit]``."""
+
+    prompt: str
+    options: dict[str, str] = Field(min_length=1)
+    timeout_s: float = Field(5.0, gt=0, le=60)
+    retries: int = Field(2, ge=0, le=10)
+    default: str | None = None
+
+    @field_validator("options")
+    @classmethod
+    def _digits(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in value if k not in "0123456789*#" or len(k) != 1]
+        if bad:
+            raise ValueError(f"option keys must be one DTMF digit, not {', '.join(bad)}")
+        return value
+
+
+class MediaSettings(Section):
+    """The pool of pjsua2 media workers (announcements, IVR, conferences, click-to-dial)."""
+
+    workers: int = Field(2, ge=0, le=32)
+    port_base: int = Field(5080, ge=1024, le=65000)
+    calls_per_worker: int = Field(4, ge=1, le=4)
+    prompts: dict[str, PromptSettings] = Field(default_factory=dict)
+    ivr: dict[str, IvrSettings] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _prompts_known(self) -> MediaSettings:
+        missing = sorted({f.prompt for f in self.ivr.values()} - set(self.prompts))
+        if missing:
+            raise ValueError(f"ivr prompts not defined in prompts: {', '.join(missing)}")
         return self
 
 
@@ -111,6 +190,7 @@ class PbxSettings(Section):
     max_call_s: int = Field(14400, ge=60, le=86400)
     route_port: int = Field(5066, ge=1, le=65535)
     dialplan: DialPlanSettings = DialPlanSettings()
+    media: MediaSettings = MediaSettings()
     webhook: WebhookSettings = WebhookSettings()
 
     @model_validator(mode="after")

@@ -5,6 +5,7 @@ Exceptions::
     SipDriverError
      ├── NgError           rtpengine's ng control protocol: bad reply, error result, timeout
      ├── NetstringError    malformed or oversized evapi netstring from Kamailio
+     ├── RpcError          a Kamailio RPC command failed or got no answer
      ├── ProcessError      Kamailio or rtpengine could not be started or keeps dying
      └── RecordingError    a pcap or metadata file that cannot be turned into a WAV
 """
@@ -22,6 +23,10 @@ class NgError(SipDriverError):
 
 class NetstringError(SipDriverError):
     """Kamailio's evapi stream carried a malformed or oversized netstring."""
+
+
+class RpcError(SipDriverError):
+    """A Kamailio RPC command (sent over evapi) failed or was not answered in time."""
 
 
 class ProcessError(SipDriverError):

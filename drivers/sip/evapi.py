@@ -4,7 +4,9 @@
 payloads back; a malformed length or a payload over ``max_size`` raises NetstringError
 (the receive buffer never grows past ``max_size`` plus a length prefix).
 ``EvapiClient`` connects to Kamailio's evapi port, reconnects with jittered backoff and
-hands each decoded JSON object to a callback on the event loop.
+hands each decoded JSON object to a callback on the event loop. ``send`` writes one JSON
+object back as a netstring (Kamailio's ``evapi:message-received`` route reads it);
+``rpc`` runs a Kamailio RPC command through that route and waits for its answer.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from drivers.sip.errors import NetstringError
+from drivers.sip.errors import NetstringError, RpcError
 
 log = logging.getLogger(__name__)
 
 MAX_EVENT = 64 * 1024
+RPC_TIMEOUT_S = 2.0
 _MAX_PREFIX = 10
 
 
@@ -82,6 +85,9 @@ class EvapiClient:
         self._on_event = on_event
         self._on_connect = on_connect
         self._task: asyncio.Task[None] | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._next_id = 0
         self.connected = asyncio.Event()
 
     def start(self) -> None:
@@ -108,11 +114,49 @@ class EvapiClient:
                 delay = min(delay * 2, 2.0)
                 continue
             delay = 0.05
+            self._writer = writer
             try:
                 await self._read(reader)
             finally:
                 self.connected.clear()
+                self._writer = None
                 writer.close()
+                for future in self._pending.values():
+                    if not future.done():
+                        future.set_exception(ConnectionError("evapi connection lost"))
+                self._pending.clear()
+
+    def send(self, message: dict[str, Any]) -> bool:
+        """Write one JSON object to Kamailio; False while not connected."""
+        if self._writer is None:
+            return False
+        payload = json.dumps(message, separators=(",", ":")).encode()
+        self._writer.write(b"%d:%s," % (len(payload), payload))
+        return True
+
+    async def rpc(self, method: str, *params: Any) -> Any:
+        """Run Kamailio RPC ``method``; returns its ``result`` or raises RpcError."""
+        self._next_id += 1
+        rpc_id = f"r{self._next_id}"
+        request = {"jsonrpc": "2.0", "method": method, "params": list(params), "id": 1}
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[rpc_id] = future
+        try:
+            if not self.send({"id": rpc_id, "rpc": json.dumps(request)}):
+                raise RpcError(f"{method}: not connected to Kamailio")
+            answer = await asyncio.wait_for(future, RPC_TIMEOUT_S)
+        except (TimeoutError, ConnectionError) as err:
+            raise RpcError(f"{method}: no answer from Kamailio ({err or 'timeout'})") from None
+        finally:
+            self._pending.pop(rpc_id, None)
+        try:
+            body = json.loads(answer.get("body") or "{}")
+        except ValueError:
+            body = {}
+        if "error" in body or int(answer.get("code") or 0) >= 300:
+            error = body.get("error", {})
+            raise RpcError(f"{method}: {error.get('message') or answer.get('code')}")
+        return body.get("result")
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         decoder = NetstringDecoder()
@@ -137,6 +181,11 @@ class EvapiClient:
             event = parse_event(payload)
         except NetstringError as err:
             log.warning("dropped evapi event: %s", err)
+            return
+        if event.get("event") == "rpc":
+            future = self._pending.get(str(event.get("id")))
+            if future is not None and not future.done():
+                future.set_result(event)
             return
         try:
             self._on_event(event)

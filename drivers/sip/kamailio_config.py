@@ -49,6 +49,7 @@ class KamailioConfig:
     anchor_media: bool = True
     record: bool = True
     max_call_seconds: int = 14400
+    dispatcher_list: str = ""
     debug: int = 1
     module_path: str = MODULE_PATH
 
@@ -82,6 +83,8 @@ def render_config(config: KamailioConfig) -> str:
         "ROUTE_PORT": str(config.route_port),
         "TRUNK_SOURCES": _trunk_sources(config.trunk_sources),
         "MEDIA_DEFINE": "#!define WITH_MEDIA" if config.anchor_media else "",
+        "WORKERS_DEFINE": "#!define WITH_WORKERS" if config.dispatcher_list else "",
+        "DISPATCHER_LIST": config.dispatcher_list,
     }
     for key, value in values.items():
         template = template.replace(f"@@{key}@@", value)

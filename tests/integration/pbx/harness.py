@@ -15,6 +15,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from tests.procs import ROOT, write_yaml
 
 HERE = Path(__file__).parent
 WEBHOOK_SECRET = "webhook-secret-for-tests"
+API_TOKEN = "api-token-for-pbx-tests-0123456789"
 DOMAIN = "test.local"
 EXTENSIONS = {"1001": "Alice", "1002": "Bob", "1003": "Carol"}
 Event = dict[str, Any]
@@ -56,6 +59,30 @@ def free_udp_tcp_port() -> int:
     raise AssertionError("no free port found")
 
 
+def free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive ports free for UDP a moment ago."""
+    for _ in range(50):
+        base = random.randint(20000, 29990)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return base
+    raise AssertionError(f"no run of {count} free ports found")
+
+
+def media(workers: int = 1, **extra: Any) -> dict[str, Any]:
+    """PBX ``media`` settings for ``workers`` workers on free ports."""
+    return {"workers": workers, "port_base": free_port_run(workers), **extra}
+
+
 def password(number: str) -> str:
     return f"secret-{number}-pw"
 
@@ -76,8 +103,10 @@ class Pbx:
             "rtp_port_max": rtp + 199,
             "kamailio_children": 2,
             "no_answer_s": 3,
+            "media": {"workers": 0},
             **pbx,
         }
+        self.api_port = free_udp_tcp_port()
         self.config = write_yaml(root / "appliance.yaml", {
             "site_id": "test-site",
             "profile": "branch",
@@ -87,6 +116,8 @@ class Pbx:
                 for n, name in EXTENSIONS.items()
             ]},
             "pbx": self.settings,
+            "api": {"tokens": [{"name": "ops", "token": API_TOKEN}]},
+            "test_api_port": self.api_port,
         })  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = root / "runner.log"
@@ -109,6 +140,19 @@ class Pbx:
         if kamailio.exists():
             text += "\n--- kamailio.log tail ---\n" + kamailio.read_text(errors="replace")[-3000:]
         return text
+
+    def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """Call the PBX's HTTP API; returns status and decoded JSON."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.api_port}/api/v1{path}", method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
 
     def daemon_pid(self, name: str) -> int:
         return int((self.data / "pbx" / "run" / f"{name}.pid").read_text().split()[0])

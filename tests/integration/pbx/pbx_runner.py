@@ -1,4 +1,7 @@
-"""Runs the PbxComponent with its own Store as a process, as the composition root will."""
+"""Runs the PbxComponent with its own Store as a process, as the composition root will.
+
+With ``test_api_port`` in the config, the PBX's call API is served on that port too.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from fastapi import FastAPI
 
 from appliance.pbx.component import PbxComponent
 from appliance.pbx.settings import PbxSettings
 from appliance.settings import ApplianceSettings
 from appliance.store import Store
-from drivers.runtime.lifecycle import run_until_signalled
+from drivers.runtime.http import HttpServer
+from drivers.runtime.lifecycle import Component, run_until_signalled
 from drivers.runtime.logs import configure_logging
 from drivers.sip.kamailio_config import Subscriber
 
@@ -33,6 +38,7 @@ class _StoreHolder:
 
 async def main(data: dict[str, Any]) -> None:
     pbx_settings = PbxSettings.model_validate(data.pop("pbx", {}))
+    api_port = data.pop("test_api_port", None)
     settings = ApplianceSettings.model_validate(data)
     configure_logging("info")
     store = Store.open(settings.data_dir / "store", 64)
@@ -45,7 +51,12 @@ async def main(data: dict[str, Any]) -> None:
         lambda: store,
         settings.data_dir,
     )
-    await run_until_signalled([_StoreHolder(store), pbx])
+    components: list[Component] = [_StoreHolder(store), pbx]
+    if api_port is not None:
+        app = FastAPI()
+        app.include_router(pbx.router(settings.api.tokens))
+        components.append(HttpServer(app, "127.0.0.1", int(api_port), "api"))
+    await run_until_signalled(components)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,11 @@ Commands: {"cmd": "call", "to": "1002"}, {"cmd": "answer"}, {"cmd": "busy"},
 Events on stdout (prefixed "@ev "): {"ev": "reg", "code": 200}, {"ev": "incoming"},
 {"ev": "state", "state": "CONFIRMED"|"DISCONNECTED", "code": ...}, {"ev": "media",
 "status": "active"|"local-hold"|"remote-hold", "state": ...}, {"ev": "dtmf", "digit": "1"}.
-A transfer's new call is the library's own Call object: its events are not reported.
-Audio: plays a tone of --tone Hz into every call and records what it hears to --record.
+A call this phone makes because it was transferred (REFER), and a call that replaced
+its current one (INVITE with Replaces), become the phone's current call; their events
+are reported like any other ({"ev": "transferring", "to": uri}, {"ev": "replaced"}).
+Audio: plays a tone of --tone Hz into every call and records what it hears (from every
+call, mixed) to --record.
 SIP callbacks run inside libHandleEvents() on the main thread (threadCnt=0).
 """
 
@@ -43,12 +46,28 @@ class Phone:
         self.call: Call | None = None
         self.tone: pj.ToneGenerator | None = None
         self.recorder: pj.AudioMediaRecorder | None = None
+        self.calls: list[Call] = []
 
 
 class Call(pj.Call):
     def __init__(self, phone: Phone, acc: pj.Account, call_id: int = pj.PJSUA_INVALID_ID) -> None:
         super().__init__(acc, call_id)
         self.phone = phone
+        self.acc = acc
+        self.connected = False
+        phone.calls.append(self)
+
+    def onCallTransferRequest(self, prm: pj.OnCallTransferRequestParam) -> None:
+        new = Call(self.phone, self.acc)
+        prm.newCall = new
+        self.phone.call = new
+        emit(ev="transferring", to=prm.dstUri)
+
+    def onCallReplaced(self, prm: pj.OnCallReplacedParam) -> None:
+        new = Call(self.phone, self.acc, prm.newCallId)
+        prm.newCall = new
+        self.phone.call = new
+        emit(ev="replaced")
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         info = self.getInfo()
@@ -64,6 +83,9 @@ class Call(pj.Call):
                 continue
             audio = self.getAudioMedia(i)
             phone = self.phone
+            if self.connected:
+                continue
+            self.connected = True
             if phone.tone is None:
                 phone.tone = pj.ToneGenerator()
                 phone.tone.createToneGenerator(8000, 1)
@@ -75,10 +97,11 @@ class Call(pj.Call):
                 descs = pj.ToneDescVector()
                 descs.append(desc)
                 phone.tone.play(descs, True)
-                phone.tone.startTransmit(audio)
+            phone.tone.startTransmit(audio)
             if phone.recorder is None and phone.args.record:
                 phone.recorder = pj.AudioMediaRecorder()
                 phone.recorder.createRecorder(phone.args.record)
+            if phone.recorder is not None:
                 audio.startTransmit(phone.recorder)
 
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
@@ -182,6 +205,7 @@ def main() -> None:
     for _ in range(20):
         ep.libHandleEvents(10)
     phone.call = None
+    phone.calls.clear()
     phone.tone = None
     phone.recorder = None
     acc.shutdown()

@@ -13,8 +13,12 @@ from fastapi import FastAPI
 from appliance.pbx.api import build_router
 from appliance.pbx.calls import CallService
 from appliance.pbx.cdr import CdrBuilder
-from appliance.pbx.errors import PbxNotStartedError
+from appliance.pbx.dialplan import DialPlan
+from appliance.pbx.errors import CallControlError, PbxNotStartedError
+from appliance.pbx.media import MediaPool
+from appliance.pbx.originate import OriginationService
 from appliance.pbx.recordings import RecordingService
+from appliance.pbx.settings import DialPlanSettings, OutboundRoute, Trunk
 from appliance.store import Store
 from drivers.runtime.settings_base import ApiToken
 
@@ -25,6 +29,33 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 Parts = tuple[httpx.AsyncClient, CallService, RecordingService]
 
 
+class Control:
+    """Call control over a media pool without workers, as when every worker is busy."""
+
+    def __init__(self, calls: CallService, tmp: Path) -> None:
+        plan = DialPlan(
+            DialPlanSettings(
+                owned_numbers=("+3215550100",),
+                trunks=(Trunk(name="carrier", host="127.0.0.1"),),
+                outbound=(OutboundRoute(name="national", pattern="0Z.", trunk="carrier",
+                                        caller_id="+3215550100"),
+                          OutboundRoute(name="international", pattern="00.",
+                                        trunk="carrier", cos="international",
+                                        caller_id="+3215550100")),
+                class_of_service={"1001": "national"},
+            ),
+            ["1001"],
+        )  # fmt: skip
+        pool = MediaPool([], tmp, lambda *_: None, lambda _w: None, lambda _w: None)
+        self.originations = OriginationService(pool, lambda: calls, lambda: plan, "test.local")
+
+    async def hangup(self, call_id: str) -> dict[str, Any]:
+        raise CallControlError(404, "call-not-found", f"no call {call_id} in progress")
+
+    async def set_recording(self, call_id: str, on: bool) -> dict[str, Any]:
+        raise CallControlError(404, "call-not-found", f"no call {call_id} in progress")
+
+
 @pytest.fixture
 async def parts(tmp_path: Path) -> AsyncIterator[Parts]:
     store = Store.open(tmp_path / "store", 16)
@@ -32,7 +63,8 @@ async def parts(tmp_path: Path) -> AsyncIterator[Parts]:
     recordings = RecordingService(store, calls, tmp_path / "spool", tmp_path / "wav")
     app = FastAPI()
     tokens = [ApiToken(name="ops", token=TOKEN)]
-    app.include_router(build_router(lambda: calls, lambda: recordings, tokens))
+    control = Control(calls, tmp_path)
+    app.include_router(build_router(lambda: calls, lambda: recordings, control, tokens))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://pbx") as client:
         yield client, calls, recordings
@@ -85,7 +117,7 @@ async def test_routes_answer_503_until_the_pbx_has_started() -> None:
 
     app = FastAPI()
     tokens = [ApiToken(name="ops", token=TOKEN)]
-    app.include_router(build_router(not_started, not_started, tokens))
+    app.include_router(build_router(not_started, not_started, Control.__new__(Control), tokens))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://pbx") as client:
         response = await client.get("/api/v1/calls", headers=AUTH)
@@ -93,3 +125,40 @@ async def test_routes_answer_503_until_the_pbx_has_started() -> None:
         503,
         "pbx-not-started",
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error_id"),
+    [
+        ({"extension": "1009", "number": "021234567"}, 404, "unknown-extension"),
+        ({"extension": "1001", "number": "0031201234567"}, 403, "class-of-service"),
+        ({"extension": "1001", "number": "99912345"}, 422, "no-route"),
+        ({"extension": "1001", "number": "021234567"}, 503, "media-workers-busy"),
+    ],
+)
+async def test_click_to_dial_refusals_say_why(
+    parts: Parts, body: dict[str, str], status: int, error_id: str
+) -> None:
+    client, _, _ = parts
+    response = await client.post("/api/v1/calls", json=body, headers=AUTH)
+    assert response.status_code == status
+    assert response.json()["detail"]["error_id"] == error_id
+
+
+async def test_call_control_on_unknown_calls_and_bad_bodies(parts: Parts) -> None:
+    client, _, _ = parts
+    gone = await client.delete("/api/v1/calls/nope", headers=AUTH)
+    assert (gone.status_code, gone.json()["detail"]["error_id"]) == (404, "call-not-found")
+    rec = await client.put("/api/v1/calls/nope/recording", json={"recording": True}, headers=AUTH)
+    assert rec.status_code == 404
+    add = await client.post("/api/v1/calls/nope/parties", json={"number": "1002"}, headers=AUTH)
+    assert (add.status_code, add.json()["detail"]["error_id"]) == (404, "call-not-found")
+    bad = await client.post("/api/v1/calls", json={"extension": "x"}, headers=AUTH)
+    assert bad.status_code == 422
+    alone = {"participants": ["1001"], "on_behalf_of": "1001"}
+    assert (await client.post("/api/v1/conferences", json=alone, headers=AUTH)).status_code == 422
+    twice = {"participants": ["1001", "1001"], "on_behalf_of": "1001"}
+    dup = await client.post("/api/v1/conferences", json=twice, headers=AUTH)
+    assert (dup.status_code, dup.json()["detail"]["error_id"]) == (422, "invalid-participants")
+    op = await client.get("/api/v1/operations/nope", headers=AUTH)
+    assert (op.status_code, op.json()["detail"]["error_id"]) == (404, "operation-not-found")

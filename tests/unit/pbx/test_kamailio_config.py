@@ -32,7 +32,8 @@ def test_rendered_config_has_every_placeholder_filled() -> None:
     assert 'modparam("evapi", "bind_addr", "127.0.0.1:5071")' in text
     assert 'rtpengine_sock", "udp:127.0.0.1:5072"' in text
     assert '"sip:" + $rU + "@branch.example"' in text
-    assert "record-call=yes" in text
+    assert '$var(record) = "yes";' in text
+    assert "record-call=$var(record)" in text
 
 
 def test_pike_exemptions_render_as_source_checks_and_reject_non_addresses() -> None:
@@ -43,7 +44,7 @@ def test_pike_exemptions_render_as_source_checks_and_reject_non_addresses() -> N
 
 
 def test_recording_can_be_switched_off() -> None:
-    assert "record-call=no" in render_config(_config(record=False))
+    assert '$var(record) = "no";' in render_config(_config(record=False))
 
 
 def test_subscriber_table_is_replaced_with_plain_passwords(tmp_path: Path) -> None:

@@ -1,0 +1,266 @@
+"""The media worker pool: pjsua2 processes the appliance starts, feeds and restarts.
+
+Each worker (``drivers/media/worker.py``) holds up to ``calls_per_worker`` calls (the
+pjsua2 wheel's limit is 4), listens on ``port_base + index`` on the SIP host and sends
+every call it places through Kamailio. Kamailio reaches the workers through its
+dispatcher (``dispatcher.list`` rendered here, OPTIONS probing every second); the pool
+also tells Kamailio at once when a worker process exits or comes back, so a dead worker
+is skipped before its probe times out. Calls the appliance places (click-to-dial,
+conference legs) go to the live worker with the most free capacity.
+
+A worker that exits is restarted with jittered exponential backoff; ``on_exit`` gets its
+address first, so the call service can end the calls it was carrying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from appliance.pbx.settings import MediaSettings
+from drivers.media.protocol import (
+    MAX_CALLS,
+    IvrFlow,
+    Prompt,
+    WorkerConfig,
+    decode_event,
+    encode_command,
+)
+from drivers.sip.supervisor import die_with_parent
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 3.0
+DISPATCHER_SET = 1
+
+
+class MediaPoolFullError(Exception):
+    """No live worker has a free call slot."""
+
+
+class MediaWorker:
+    """One supervised worker process and its control link."""
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        run_dir: Path,
+        on_event: Callable[[MediaWorker, dict[str, Any]], None],
+        on_exit: Callable[[MediaWorker], None],
+        on_ready: Callable[[MediaWorker], None],
+    ) -> None:
+        self.config = config
+        self.address = f"{config.host}:{config.port}"
+        self.uri = f"sip:{self.address}"
+        self._config_path = run_dir / f"media-{config.name}.json"
+        self._log_path = run_dir / f"media-{config.name}.log"
+        self._on_event = on_event
+        self._on_exit = on_exit
+        self._on_ready = on_ready
+        self._proc: asyncio.subprocess.Process | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._stopping = False
+        self.calls = 0
+        self.reserved = 0
+        self.restarts = 0
+
+    @property
+    def alive(self) -> bool:
+        """True while the process runs and has said it is ready."""
+        return self._proc is not None and self._proc.returncode is None and self._ready.is_set()
+
+    @property
+    def free(self) -> int:
+        """Call slots not in use or promised to a call being placed."""
+        return self.config.max_calls - self.calls - self.reserved if self.alive else 0
+
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop`` was called."""
+        return self._stopping
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while it runs."""
+        return self._proc.pid if self._proc and self._proc.returncode is None else None
+
+    async def start(self) -> None:
+        """Start the process and wait until it reports ready (or raise RuntimeError)."""
+        self._stopping = False
+        self._config_path.write_text(self.config.to_json())
+        await self._spawn()
+        self._task = asyncio.create_task(self._supervise(), name=f"media-{self.config.name}")
+
+    async def _spawn(self) -> None:
+        self._ready.clear()
+        self.calls = self.reserved = 0
+        with self._log_path.open("ab") as errors:
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "drivers.media.worker", str(self._config_path),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=errors,
+                preexec_fn=die_with_parent,
+            )  # fmt: skip
+        reader = asyncio.create_task(self._read(self._proc))
+        try:
+            await asyncio.wait_for(self._ready.wait(), READY_TIMEOUT_S)
+        except TimeoutError:
+            reader.cancel()
+            self._proc.kill()
+            await self._proc.wait()
+            raise RuntimeError(
+                f"media worker {self.config.name} not ready within {READY_TIMEOUT_S:.0f} s "
+                f"(see {self._log_path})"
+            ) from None
+        self._on_ready(self)
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        while line := await proc.stdout.readline():
+            event = decode_event(line.decode(errors="replace"))
+            if event is None:
+                continue
+            if event.get("ev") == "ready":
+                self._ready.set()
+            elif event.get("ev") == "load":
+                self.calls = int(event.get("calls", 0))
+                self.reserved = 0
+            try:
+                self._on_event(self, event)
+            except Exception:
+                log.exception("media event handler failed", extra={"event": event.get("ev")})
+
+    async def _supervise(self) -> None:
+        delay = 0.2
+        while True:
+            proc = self._proc
+            assert proc is not None
+            started = time.monotonic()
+            code = await proc.wait()
+            if self.stopping:
+                return
+            self._ready.clear()
+            log.error("media worker %s exited with %s; restarting", self.config.name, code)
+            self._on_exit(self)
+            if time.monotonic() - started > 10:
+                delay = 0.2
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, 10.0)
+            try:
+                await self._spawn()
+                self.restarts += 1
+            except (RuntimeError, OSError) as err:
+                log.error("media worker %s restart failed: %s", self.config.name, err)
+
+    def send(self, command: dict[str, Any]) -> bool:
+        """Write one command; False when the worker is not running."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None or proc.stdin is None:
+            return False
+        proc.stdin.write(encode_command(command))
+        return True
+
+    async def stop(self) -> None:
+        """Ask the worker to quit, then terminate it if it does not."""
+        self._stopping = True
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            self.send({"cmd": "quit"})
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+def worker_configs(
+    media: MediaSettings, host: str, proxy_port: int, domain: str
+) -> list[WorkerConfig]:
+    """One WorkerConfig per worker from the PBX settings."""
+    prompts = {
+        name: Prompt(p.file, p.tone_hz, p.on_ms, p.off_ms, p.seconds)
+        for name, p in media.prompts.items()
+    }
+    ivr = {
+        name: IvrFlow(f.prompt, dict(f.options), f.timeout_s, f.retries, f.default)
+        for name, f in media.ivr.items()
+    }
+    return [
+        WorkerConfig(
+            name=f"w{i}",
+            host=host,
+            port=media.port_base + i,
+            proxy_host=host,
+            proxy_port=proxy_port,
+            domain=domain,
+            max_calls=min(media.calls_per_worker, MAX_CALLS),
+            prompts=prompts,
+            ivr=ivr,
+        )
+        for i in range(media.workers)
+    ]
+
+
+def dispatcher_list(configs: list[WorkerConfig]) -> str:
+    """Kamailio's dispatcher list: every worker in set ``DISPATCHER_SET``."""
+    lines = [f"{DISPATCHER_SET} sip:{c.host}:{c.port} 0 0 duid={c.name}\n" for c in configs]
+    return "".join(lines)
+
+
+class MediaPool:
+    """Starts the workers, routes commands to them, reports their health."""
+
+    def __init__(
+        self,
+        configs: list[WorkerConfig],
+        run_dir: Path,
+        on_event: Callable[[MediaWorker, dict[str, Any]], None],
+        on_exit: Callable[[MediaWorker], None],
+        on_ready: Callable[[MediaWorker], None],
+    ) -> None:
+        self.workers = [MediaWorker(c, run_dir, on_event, on_exit, on_ready) for c in configs]
+        self._run_dir = run_dir
+
+    def by_address(self, address: str) -> MediaWorker | None:
+        """The worker listening on ``host:port``."""
+        return next((w for w in self.workers if w.address == address), None)
+
+    async def start(self) -> None:
+        """Start every worker (in parallel)."""
+        self._run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            await asyncio.gather(*(w.start() for w in self.workers))
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop every worker."""
+        await asyncio.gather(*(w.stop() for w in self.workers))
+
+    def pick(self, slots: int = 1) -> MediaWorker:
+        """The live worker with the most free slots, at least ``slots``."""
+        live = [w for w in self.workers if w.free >= slots]
+        if not live:
+            raise MediaPoolFullError(f"no media worker has {slots} free call slot(s)")
+        return max(live, key=lambda w: w.free)
+
+    def check(self) -> tuple[bool, str]:
+        """Health: how many workers run and how many calls they hold."""
+        alive = [w for w in self.workers if w.alive]
+        calls = sum(w.calls for w in alive)
+        detail = f"{len(alive)}/{len(self.workers)} media workers, {calls} calls"
+        return len(alive) == len(self.workers), detail

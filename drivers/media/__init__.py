@@ -1,0 +1,1 @@
+"""pjsua2 media workers: announcements, IVR, echo, conference rooms, call origination."""

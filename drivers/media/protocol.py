@@ -1,0 +1,117 @@
+"""The media worker's control link: JSON objects, one per line, on its stdin and stdout.
+
+The appliance writes commands to a worker's stdin; the worker writes events to its stdout,
+each line prefixed with ``@ev `` so stray library output on stdout is never mistaken for
+an event. ``WorkerConfig`` is the worker's whole configuration, written by the pool as a
+JSON file before the worker starts. Pure: no pjsua2, no I/O.
+
+Commands (``cmd``)::
+
+    originate   id, to, from_user, display, refer_to, headers
+                                                      ring ``to``; once answered, REFER it to
+                                                      ``refer_to`` and leave (click-to-dial)
+    conference  id, room, to, from_user, display, headers, replaces
+                                                      dial ``to`` into ``room``; with
+                                                      ``replaces`` the INVITE takes over that
+                                                      dialog at the callee (Replaces header)
+    hangup      id                                    end every leg started for ``id``
+    quit                                              hang up everything and exit
+
+Events (``ev``): ``ready`` (port), ``load`` (calls, capacity), ``leg`` (id, state:
+ringing | answered | ended, code, reason), ``transfer`` (id, code, final), ``ivr`` (flow,
+digit, target, call_id), ``error`` (id, message).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+EVENT_PREFIX = "@ev "
+MAX_CALLS = 4
+
+
+class ProtocolError(ValueError):
+    """A line on the control link is not a JSON object."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Audio to play: a WAV file (8 kHz mono 16-bit) or a tone of ``tone_hz``."""
+
+    file: str | None = None
+    tone_hz: int = 0
+    on_ms: int = 1000
+    off_ms: int = 0
+    seconds: float = 4.0
+
+
+@dataclass(frozen=True)
+class IvrFlow:
+    """Play ``prompt``, collect one digit, send the caller to ``options[digit]`` by REFER."""
+
+    prompt: str
+    options: dict[str, str]
+    timeout_s: float = 5.0
+    retries: int = 2
+    default: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything one worker needs: where to listen, where Kamailio is, what it plays."""
+
+    name: str
+    host: str
+    port: int
+    proxy_host: str
+    proxy_port: int
+    domain: str
+    max_calls: int = MAX_CALLS
+    prompts: dict[str, Prompt] = field(default_factory=dict)
+    ivr: dict[str, IvrFlow] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """The JSON document the worker reads with ``from_json``."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerConfig:
+        """Parse a document written by ``to_json``."""
+        doc = json.loads(text)
+        doc["prompts"] = {k: Prompt(**v) for k, v in doc.get("prompts", {}).items()}
+        doc["ivr"] = {k: IvrFlow(**v) for k, v in doc.get("ivr", {}).items()}
+        return cls(**doc)
+
+
+def encode_event(event: dict[str, Any]) -> str:
+    """One event line (with its newline)."""
+    return EVENT_PREFIX + json.dumps(event, separators=(",", ":")) + "\n"
+
+
+def decode_event(line: str) -> dict[str, Any] | None:
+    """The event on ``line``, or None when the line is not an event."""
+    if not line.startswith(EVENT_PREFIX):
+        return None
+    return _object(line[len(EVENT_PREFIX) :])
+
+
+def encode_command(command: dict[str, Any]) -> bytes:
+    """One command line (with its newline)."""
+    return (json.dumps(command, separators=(",", ":")) + "\n").encode()
+
+
+def decode_command(line: str) -> dict[str, Any]:
+    """The command on ``line`` or ProtocolError."""
+    return _object(line)
+
+
+def _object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ProtocolError(f"not JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise ProtocolError("not a JSON object")
+    return value

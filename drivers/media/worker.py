@@ -1,0 +1,468 @@
+"""One pjsua2 media worker process: the calls that need a media endpoint.
+
+Run as ``python -m drivers.media.worker CONFIG.json`` by the appliance's media pool.
+Kamailio routes calls to the worker by request user:
+
+    announce-<prompt>   play the prompt, then hang up
+    ivr-<flow>          play the flow's prompt, collect a digit, REFER the caller on
+    echo                send the caller's audio back (echo test)
+    room-<name>         meet-me conference room: everyone in it hears everyone else
+
+and the appliance asks it (commands on stdin, see ``drivers.media.protocol``) to place
+calls: click-to-dial origination and conference legs. Every outgoing call goes through
+Kamailio, so CDRs, recording and class of service apply to it like any other call.
+
+Threads: ``threadCnt=0`` with ``mainThreadOnly``, so SIP callbacks run inside
+``libHandleEvents`` on the main thread. Callbacks only record what happened; the actions
+(answer, hang up, connect audio, drop references) run from the main loop afterwards,
+because hanging up or releasing a call inside its own callback is unsafe in pjsua2.
+Media callbacks of players and tone generators run on the conference clock thread and
+only set flags.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import re
+import select
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pjsua2 as pj
+
+from drivers.media.protocol import (
+    IvrFlow,
+    Prompt,
+    ProtocolError,
+    WorkerConfig,
+    decode_command,
+    encode_event,
+)
+
+log = logging.getLogger("callmesh.media")
+
+_REQUEST_USER = re.compile(r"^INVITE sip:([^@;>\s]+)@", re.MULTILINE)
+_SERVICE = re.compile(r"^(announce|ivr|room)-([a-z0-9][a-z0-9_-]{0,31})$|^(echo)$")
+POLL_MS = 10
+DRAIN_S = 0.5
+
+
+def emit(**event: object) -> None:
+    """Write one event line to stdout."""
+    sys.stdout.write(encode_event(event))
+    sys.stdout.flush()
+
+
+class Player(pj.AudioMediaPlayer):
+    """A WAV player that notes the end of the file (on the conference clock thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.finished = False
+
+    def onEof2(self) -> None:
+        self.finished = True
+
+
+def make_source(prompt: Prompt, loop: bool) -> pj.AudioMedia:
+    """A player for the prompt's file, or a tone generator."""
+    if prompt.file:
+        player = Player()
+        player.createPlayer(prompt.file, 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)
+        return player
+    tone = pj.ToneGenerator()
+    tone.createToneGenerator(8000, 1)
+    desc = pj.ToneDesc()
+    desc.freq1 = desc.freq2 = prompt.tone_hz
+    desc.on_msec = prompt.on_ms
+    desc.off_msec = prompt.off_ms
+    descs = pj.ToneDescVector()
+    descs.append(desc)
+    tone.play(descs, True)
+    return tone
+
+
+@dataclass
+class Leg:
+    """What the worker knows about one call besides the pjsua2 object."""
+
+    call: Call
+    service: str
+    arg: str = ""
+    tag: str | None = None
+    refer_to: str = ""
+    source: pj.AudioMedia | None = None
+    audio: pj.AudioMedia | None = None
+    deadline: float | None = None
+    attempts: int = 0
+    answered: bool = False
+    digits: list[str] = field(default_factory=list)
+
+
+class Call(pj.Call):
+    """A pjsua2 call whose callbacks queue work for the worker's main loop."""
+
+    def __init__(self, worker: Worker, acc: pj.Account, call_id: int = pj.PJSUA_INVALID_ID):
+        super().__init__(acc, call_id)
+        self.worker = worker
+
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:
+        info = self.getInfo()
+        self.worker.later(lambda: self.worker.state(self, info.state, info.lastStatusCode,
+                                                    info.lastReason))  # fmt: skip
+
+    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
+        self.worker.later(lambda: self.worker.media(self))
+
+    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
+        digit = prm.digit
+        self.worker.later(lambda: self.worker.digit(self, digit))
+
+    def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
+        code, final = prm.statusCode, prm.finalNotify
+        self.worker.later(lambda: self.worker.transfer_status(self, code, final))
+
+
+class Account(pj.Account):
+    """The worker's one account: no registration, every outgoing call via Kamailio."""
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
+        call = Call(self.worker, self, prm.callId)
+        match = _REQUEST_USER.search(prm.rdata.wholeMsg)
+        self.worker.incoming(call, match.group(1) if match else "")
+
+
+class Worker:
+    """The worker's state and actions; every method runs on the main thread."""
+
+    def __init__(self, config: WorkerConfig, ep: pj.Endpoint) -> None:
+        self.config = config
+        self.ep = ep
+        self.acc = Account(self)
+        self.legs: dict[int, Leg] = {}
+        self.rooms: dict[str, list[Leg]] = {}
+        self._queue: deque[Callable[[], None]] = deque()
+        acc_cfg = pj.AccountConfig()
+        acc_cfg.idUri = f"sip:media-{config.name}@{config.domain}"
+        acc_cfg.sipConfig.proxies.append(f"sip:{config.proxy_host}:{config.proxy_port};lr")
+        acc_cfg.mediaConfig.transportConfig.boundAddress = config.host
+        self.acc.create(acc_cfg)
+
+    def later(self, action: Callable[[], None]) -> None:
+        """Queue an action for the main loop (callbacks must not act themselves)."""
+        self._queue.append(action)
+
+    def run_queue(self) -> None:
+        """Run the queued actions; an action failing on a call that ended is logged only."""
+        while self._queue:
+            action = self._queue.popleft()
+            try:
+                action()
+            except pj.Error as err:
+                log.warning("pjsua2: %s", err.info())
+
+    def load(self) -> None:
+        """Report how many calls the worker holds."""
+        emit(ev="load", calls=len(self.legs), capacity=self.config.max_calls)
+
+    def incoming(self, call: Call, user: str) -> None:
+        """A new call from Kamailio: serve it, or refuse it with a SIP status."""
+        match = _SERVICE.match(user)
+        prm = pj.CallOpParam()
+        if len(self.legs) >= self.config.max_calls:
+            prm.statusCode = 486
+        elif match is None:
+            prm.statusCode = 404
+        else:
+            service, arg = (match.group(1), match.group(2)) if match.group(1) else ("echo", "")
+            known: set[str] | None = {"announce": set(self.config.prompts),
+                                      "ivr": set(self.config.ivr)}.get(service)  # fmt: skip
+            if known is not None and arg not in known:
+                prm.statusCode = 404
+            else:
+                self.legs[call.getId()] = Leg(call, service, arg)
+                self.load()
+                prm.statusCode = 200
+        try:
+            call.answer(prm)
+        except pj.Error as err:
+            log.warning("answer failed: %s", err.info())
+            self.legs.pop(call.getId(), None)
+
+    def originate(self, cmd: dict[str, Any], service: str) -> None:
+        """Place a call through Kamailio (click-to-dial or a conference leg).
+
+        The call presents ``from_user`` (whose dial plan rights apply) with ``display``.
+        """
+        tag, to = str(cmd["id"]), str(cmd["to"])
+        if len(self.legs) >= self.config.max_calls:
+            emit(ev="leg", id=tag, state="ended", code=486, reason="worker-full")
+            return
+        call = Call(self, self.acc)
+        prm = pj.CallOpParam(True)
+        display = str(cmd.get("display", "")).replace('"', "")
+        user = str(cmd.get("from_user") or f"media-{self.config.name}")
+        prm.txOption.localUri = f'"{display}" <sip:{user}@{self.config.domain}>'
+        headers = {str(k): str(v) for k, v in dict(cmd.get("headers") or {}).items()}
+        if cmd.get("replaces"):
+            headers["Replaces"] = str(cmd["replaces"])
+        for name, value in headers.items():
+            header = pj.SipHeader()
+            header.hName, header.hValue = name, value
+            prm.txOption.headers.append(header)
+        leg = Leg(call, service, str(cmd.get("room", "")), tag, str(cmd.get("refer_to", "")))
+        try:
+            call.makeCall(f"sip:{to}@{self.config.domain}", prm)
+        except pj.Error as err:
+            emit(ev="leg", id=tag, state="ended", code=500, reason=err.reason)
+            return
+        self.legs[call.getId()] = leg
+        self.load()
+
+    def hangup(self, tag: str) -> None:
+        """End every leg placed for ``tag`` (conference legs are tagged ``<tag>/<number>``)."""
+        for leg in list(self.legs.values()):
+            if leg.tag is not None and (leg.tag == tag or leg.tag.startswith(tag + "/")):
+                leg.call.hangup(pj.CallOpParam())
+
+    def state(self, call: Call, state: int, code: int, reason: str) -> None:
+        """A call changed state: report it, start services, forget ended calls."""
+        leg = self.legs.get(call.getId())
+        if leg is None or leg.call is not call:
+            return
+        if state == pj.PJSIP_INV_STATE_EARLY and leg.tag:
+            emit(ev="leg", id=leg.tag, state="ringing", code=code)
+        elif state == pj.PJSIP_INV_STATE_CONFIRMED:
+            leg.answered = True
+            if leg.tag:
+                emit(ev="leg", id=leg.tag, state="answered", code=code)
+            if leg.service == "originate" and leg.refer_to:
+                call.xfer(leg.refer_to, pj.CallOpParam(True))
+        elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self._forget(call.getId(), leg)
+            if leg.tag:
+                emit(ev="leg", id=leg.tag, state="ended", code=code, reason=reason,
+                     answered=leg.answered)  # fmt: skip
+
+    def media(self, call: Call) -> None:
+        """Media became active (or changed): connect the leg's audio for its service."""
+        leg = self.legs.get(call.getId())
+        if leg is None or leg.call is not call or leg.audio is not None:
+            return
+        info = call.getInfo()
+        for index, media in enumerate(info.media):
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                leg.audio = call.getAudioMedia(index)
+                break
+        if leg.audio is None:
+            return
+        if leg.service == "announce":
+            self._play(leg, self.config.prompts[leg.arg], loop=False)
+        elif leg.service == "ivr":
+            self._prompt_ivr(leg)
+        elif leg.service == "echo":
+            leg.audio.startTransmit(leg.audio)
+        elif leg.service in ("room", "conference"):
+            self._join(leg)
+
+    def digit(self, call: Call, digit: str) -> None:
+        """A DTMF digit: IVR legs pick an option."""
+        leg = self.legs.get(call.getId())
+        if leg is None or leg.service != "ivr" or leg.refer_to:
+            return
+        flow = self.config.ivr[leg.arg]
+        target = flow.options.get(digit)
+        call_id = call.getInfo().callIdString
+        emit(ev="ivr", flow=leg.arg, digit=digit, target=target, call_id=call_id)
+        if target is not None:
+            self._send_to(leg, target)
+
+    def transfer_status(self, call: Call, code: int, final: bool) -> None:
+        """Progress of a REFER we sent: leave the call once the transfer target answered."""
+        leg = self.legs.get(call.getId())
+        if leg is None:
+            return
+        if leg.tag:
+            emit(ev="transfer", id=leg.tag, code=code, final=final)
+        if final:
+            call.hangup(pj.CallOpParam())
+
+    def tick(self, now: float) -> None:
+        """Deadlines: announcements end, IVR prompts time out, players reach their end."""
+        for leg in list(self.legs.values()):
+            finished = isinstance(leg.source, Player) and leg.source.finished
+            if finished or (leg.deadline is not None and now >= leg.deadline):
+                leg.deadline = None
+                if isinstance(leg.source, Player):
+                    leg.source.finished = False
+                self._expired(leg)
+
+    def _expired(self, leg: Leg) -> None:
+        if leg.service == "announce":
+            leg.call.hangup(pj.CallOpParam())
+            return
+        if leg.service != "ivr" or leg.refer_to:
+            return
+        flow = self.config.ivr[leg.arg]
+        if leg.attempts <= flow.retries:
+            self._prompt_ivr(leg)
+        elif flow.default:
+            self._send_to(leg, flow.default)
+        else:
+            leg.call.hangup(pj.CallOpParam())
+
+    def _prompt_ivr(self, leg: Leg) -> None:
+        flow: IvrFlow = self.config.ivr[leg.arg]
+        leg.attempts += 1
+        self._stop_source(leg)
+        self._play(leg, self.config.prompts[flow.prompt], loop=False)
+        prompt = self.config.prompts[flow.prompt]
+        leg.deadline = time.monotonic() + (0 if prompt.file else prompt.seconds) + flow.timeout_s
+
+    def _send_to(self, leg: Leg, target: str) -> None:
+        leg.refer_to = f"sip:{target}@{self.config.domain}"
+        leg.deadline = None
+        self._stop_source(leg)
+        leg.call.xfer(leg.refer_to, pj.CallOpParam(True))
+
+    def _play(self, leg: Leg, prompt: Prompt, loop: bool) -> None:
+        assert leg.audio is not None
+        leg.source = make_source(prompt, loop)
+        leg.source.startTransmit(leg.audio)
+        if not prompt.file:
+            leg.deadline = time.monotonic() + prompt.seconds
+
+    def _stop_source(self, leg: Leg) -> None:
+        if leg.source is not None and leg.audio is not None:
+            leg.source.stopTransmit(leg.audio)
+        leg.source = None
+
+    def _join(self, leg: Leg) -> None:
+        members = self.rooms.setdefault(leg.arg, [])
+        assert leg.audio is not None
+        for other in members:
+            if other.audio is not None:
+                leg.audio.startTransmit(other.audio)
+                other.audio.startTransmit(leg.audio)
+        members.append(leg)
+
+    def _forget(self, call_id: int, leg: Leg) -> None:
+        self.legs.pop(call_id, None)
+        members = self.rooms.get(leg.arg)
+        if members is not None and leg in members:
+            members.remove(leg)
+            if not members:
+                del self.rooms[leg.arg]
+        self._stop_source(leg)
+        leg.audio = None
+        self.load()
+
+    def command(self, line: str) -> bool:
+        """Apply one command line; returns False on ``quit``."""
+        try:
+            cmd = decode_command(line)
+            name = cmd.get("cmd")
+            if name == "quit":
+                return False
+            if name in ("originate", "conference"):
+                self.originate(cmd, service=name)
+            elif name == "hangup":
+                self.hangup(str(cmd["id"]))
+            else:
+                emit(ev="error", id=cmd.get("id"), message=f"unknown command {name!r}")
+        except (ProtocolError, KeyError, TypeError) as err:
+            emit(ev="error", id=None, message=f"bad command: {err}")
+        except pj.Error as err:
+            emit(ev="error", id=None, message=err.info())
+        return True
+
+    def shutdown(self) -> None:
+        """Hang up, drain, drop every pjsua2 reference (libDestroy aborts otherwise)."""
+        self.ep.hangupAllCalls()
+        deadline = time.monotonic() + DRAIN_S
+        while time.monotonic() < deadline:
+            self.ep.libHandleEvents(POLL_MS)
+            self.run_queue()
+        self._queue.clear()
+        for leg in self.legs.values():
+            leg.source = leg.audio = None
+        self.legs.clear()
+        self.rooms.clear()
+        self.acc.shutdown()
+
+
+def start_endpoint(config: WorkerConfig) -> pj.Endpoint:
+    """pjsua2 on the main thread, null audio, G.711 only, one UDP transport."""
+    ep = pj.Endpoint()
+    ep.libCreate()
+    cfg = pj.EpConfig()
+    cfg.uaConfig.threadCnt = 0
+    cfg.uaConfig.mainThreadOnly = True
+    cfg.uaConfig.maxCalls = config.max_calls
+    cfg.uaConfig.userAgent = f"callmesh-media/{config.name}"
+    cfg.logConfig.level = 1
+    cfg.logConfig.consoleLevel = 1
+    cfg.medConfig.clockRate = 8000
+    cfg.medConfig.sndClockRate = 8000
+    cfg.medConfig.noVad = True
+    ep.libInit(cfg)
+    transport = pj.TransportConfig()
+    transport.port = config.port
+    transport.boundAddress = config.host
+    ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
+    ep.libStart()
+    ep.audDevManager().setNullDev()
+    for codec in ep.codecEnum2():
+        wanted = codec.codecId.startswith(("PCMU/8000", "PCMA/8000"))
+        ep.codecSetPriority(codec.codecId, 255 if codec.codecId.startswith("PCMU") else
+                            (254 if wanted else 0))  # fmt: skip
+    return ep
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run one worker until ``quit`` or end of stdin (the appliance went away)."""
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s media %(levelname)s %(message)s")  # fmt: skip
+    config = WorkerConfig.from_json(Path(args[0]).read_text())
+    ep = start_endpoint(config)
+    worker = Worker(config, ep)
+    emit(ev="ready", port=config.port, name=config.name)
+    worker.load()
+    stdin = sys.stdin.fileno()
+    os.set_blocking(stdin, False)
+    buffered = b""
+    running = True
+    while running:
+        ep.libHandleEvents(POLL_MS)
+        worker.run_queue()
+        worker.tick(time.monotonic())
+        if not select.select([stdin], [], [], 0)[0]:
+            continue
+        chunk = os.read(stdin, 65536)
+        if not chunk:
+            break
+        buffered += chunk
+        while running and b"\n" in buffered:
+            line, buffered = buffered.split(b"\n", 1)
+            running = worker.command(line.decode(errors="replace"))
+    worker.shutdown()
+    del worker
+    gc.collect()
+    ep.libDestroy()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
