@@ -102,8 +102,7 @@ class CallService:
             if replaces and call["call_id"] == replaces:
                 return str(call["conversation_id"])
             parties = {call["caller"]["number"], call["callee"]["number"]}
-            worker_referred = referrer.startswith("media-") and call.get("media_peer")
-            if referrer and caller in parties and (referrer in parties or worker_referred):
+            if referrer and {referrer, caller} <= parties:
                 return str(call["conversation_id"])
         return None
 
