@@ -41,10 +41,10 @@ DRAIN_S = 120
 UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="bench uac">
 <send retrans="500"><![CDATA[
-INVITE sip:1002@bench.local SIP/2.0
+INVITE sip:CALLEE@bench.local SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: <sip:1001@bench.local>;tag=[call_number]
-To: <sip:1002@bench.local>
+To: <sip:CALLEE@bench.local>
 Call-ID: [call_id]
 CSeq: 1 INVITE
 Contact: <sip:1001@[local_ip]:[local_port]>
@@ -63,10 +63,10 @@ a=rtpmap:0 PCMU/8000
 <recv response="100" optional="true"/>
 <recv response="407" auth="true"/>
 <send><![CDATA[
-ACK sip:1002@bench.local SIP/2.0
+ACK sip:CALLEE@bench.local SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-1]
 From: <sip:1001@bench.local>;tag=[call_number]
-To: <sip:1002@bench.local>[peer_tag_param]
+To: <sip:CALLEE@bench.local>[peer_tag_param]
 Call-ID: [call_id]
 CSeq: 1 ACK
 Max-Forwards: 70
@@ -74,10 +74,10 @@ Content-Length: 0
 
 ]]></send>
 <send retrans="500"><![CDATA[
-INVITE sip:1002@bench.local SIP/2.0
+INVITE sip:CALLEE@bench.local SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: <sip:1001@bench.local>;tag=[call_number]
-To: <sip:1002@bench.local>
+To: <sip:CALLEE@bench.local>
 Call-ID: [call_id]
 CSeq: 2 INVITE
 Contact: <sip:1001@[local_ip]:[local_port]>
@@ -102,7 +102,7 @@ ACK [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 [routes]
 From: <sip:1001@bench.local>;tag=[call_number]
-To: <sip:1002@bench.local>[peer_tag_param]
+To: <sip:CALLEE@bench.local>[peer_tag_param]
 Call-ID: [call_id]
 CSeq: 2 ACK
 Max-Forwards: 70
@@ -116,7 +116,7 @@ BYE [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 [routes]
 From: <sip:1001@bench.local>;tag=[call_number]
-To: <sip:1002@bench.local>[peer_tag_param]
+To: <sip:CALLEE@bench.local>[peer_tag_param]
 Call-ID: [call_id]
 CSeq: 3 BYE
 Max-Forwards: 70
@@ -261,7 +261,7 @@ def _pss_kb(pids: list[int]) -> int:
 class Run:
     """One PBX (recorded or proxy only) under load."""
 
-    def __init__(self, work: Path, anchor_media: bool) -> None:
+    def __init__(self, work: Path, anchor_media: bool, media_workers: int = 0) -> None:
         self.work = work
         self.anchor_media = anchor_media
         self.sip_port = _free_port()
@@ -285,6 +285,7 @@ class Run:
                 "rtp_port_max": rtp + 4999,
                 "pike_exempt": ["127.0.0.1"],
                 "anchor_media": anchor_media,
+                "media": {"workers": media_workers, "port_base": _free_port()},
             },
         }
         self.config = work / "appliance.yaml"
@@ -361,7 +362,8 @@ def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
         try:
             pbx = run.start_pbx()
             uas_port = _free_port() + 3
-            values = {"PASSWORD": PASSWORD, "UAS_PORT": str(uas_port), "TONE": str(tone)}
+            values = {"PASSWORD": PASSWORD, "UAS_PORT": str(uas_port), "TONE": str(tone),
+                      "CALLEE": "1002"}  # fmt: skip
             target = f"127.0.0.1:{run.sip_port}"
             reg = subprocess.run(
                 ["sipp", target, "-sf", _scenario(work, "reg", REGISTER, **values), "-m", "1",

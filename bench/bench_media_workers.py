@@ -1,0 +1,127 @@
+"""Media workers under load: sipp calls to the echo service vs the same load to a sipp UAS.
+
+Both runs go through the full edge (Kamailio, rtpengine anchoring). In the first, every
+call ends in a pjsua2 media worker (echo: the worker sends the caller's RTP back
+through its conference bridge); in the second, the same calls end in a sipp UAS.
+Reports failed calls, setup rate, calls and PSS per worker, the workers' CPU, and the
+cost of a worker call over an edge-only call as a ratio.
+
+    .venv/bin/python bench/bench_media_workers.py --workers 12 --rate 10 --hold 4 --calls 400
+
+Needs the Debian packages kamailio, kamailio-extra-modules, rtpengine-daemon, sip-tester.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench_pbx_calls import (
+    PASSWORD,
+    UAC,
+    Run,
+    _children,
+    _cpu_ticks,
+    _free_port,
+    _pss_kb,
+    _scenario,
+    _stat,
+    _tone_file,
+    run_load,
+)
+
+
+def _workers(pbx_pid: int) -> list[int]:
+    found = []
+    for pid in _children(pbx_pid):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"drivers.media.worker" in cmdline:
+            found.append(pid)
+    return found
+
+
+def run_workers(args: argparse.Namespace) -> dict[str, Any]:
+    """Echo calls into the worker pool; returns the figures."""
+    with tempfile.TemporaryDirectory(prefix="bench-media-") as tmp:
+        work = Path(tmp)
+        tone = work / "tone.ulaw"
+        _tone_file(tone)
+        run = Run(work, anchor_media=True, media_workers=args.workers)
+        try:
+            pbx = run.start_pbx()
+            workers = _workers(pbx.pid)
+            idle_pss = _pss_kb(workers)
+            values = {"PASSWORD": PASSWORD, "TONE": str(tone), "CALLEE": "echo"}
+            started = time.monotonic()
+            uac = run.spawn(
+                ["sipp", f"127.0.0.1:{run.sip_port}", "-sf", _scenario(work, "uac", UAC, **values),
+                 "-i", "127.0.0.1", "-p", str(_free_port() + 8), "-mp", str(_free_port() + 9),
+                 "-cp", str(_free_port() + 10), "-r", str(args.rate), "-m", str(args.calls),
+                 "-l", str(int(args.rate * args.hold * 1.5)), "-d", str(int(args.hold * 1000)),
+                 "-nostdin", "-max_socket", "4096", "-trace_stat", "-stf", "uac.csv",
+                 "-fd", "1", "-timeout", str(int(args.calls / args.rate + args.hold + 60))],
+                "uac.log",
+            )  # fmt: skip
+            time.sleep(args.hold + 1)
+            ticks0, t0 = _cpu_ticks(workers), time.monotonic()
+            peak_pss = 0
+            while uac.poll() is None and time.monotonic() - started < args.calls / args.rate:
+                peak_pss = max(peak_pss, _pss_kb(workers))
+                time.sleep(0.5)
+            cpu = (
+                (_cpu_ticks(workers) - ticks0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
+            )
+            uac.wait(timeout=args.calls / args.rate + args.hold + 90)
+            elapsed = time.monotonic() - started
+            stats = _stat(work, "uac.csv")
+        finally:
+            run.close()
+        ok, failed = int(stats.get("SuccessfulCall(C)", 0)), int(stats.get("FailedCall(C)", 0))
+        concurrent = args.rate * args.hold
+        return {
+            "calls": ok + failed,
+            "failed": failed,
+            "failed_pct": 100 * failed / max(1, ok + failed),
+            "rate": (ok + failed) / max(1e-3, elapsed - args.hold),
+            "concurrent": concurrent,
+            "workers": len(workers),
+            "calls_per_worker": concurrent / max(1, len(workers)),
+            "cpu_cores": cpu,
+            "pss_per_worker_mb": peak_pss / max(1, len(workers)) / 1024,
+            "idle_pss_per_worker_mb": idle_pss / max(1, len(workers)) / 1024,
+            "pss_per_call_kb": max(0, peak_pss - idle_pss) / concurrent,
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=12)
+    parser.add_argument("--rate", type=float, default=10)
+    parser.add_argument("--hold", type=float, default=4)
+    parser.add_argument("--calls", type=int, default=400)
+    args = parser.parse_args()
+    media = run_workers(args)
+    edge = run_load(args, anchor_media=True)
+    print("| path | calls | failed | setup rate/s | concurrent | workers | calls per worker "
+          "| CPU cores (workers) | PSS per worker MiB (idle) | PSS per call KiB |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| edge → media worker (echo) | {media['calls']} | {media['failed']} "
+          f"({media['failed_pct']:.2f}%) | {media['rate']:.1f} | {media['concurrent']:.0f} "
+          f"| {media['workers']} | {media['calls_per_worker']:.1f} | {media['cpu_cores']:.2f} "
+          f"| {media['pss_per_worker_mb']:.1f} ({media['idle_pss_per_worker_mb']:.1f}) "
+          f"| {media['pss_per_call_kb']:.0f} |")  # fmt: skip
+    print(f"| edge → sipp UAS (recorded) | {edge['calls']} | {edge['failed']} "
+          f"({edge['failed_pct']:.2f}%) | {edge['rate']:.1f} | {edge['concurrent']:.0f} | - | - "
+          f"| {edge['cpu_cores']:.2f} (edge) | - | {edge['pss_per_call_kb']:.0f} |")  # fmt: skip
+    print(f"worker CPU per call / edge CPU per call: "
+          f"{media['cpu_cores'] / max(edge['cpu_cores'], 1e-6):.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()
