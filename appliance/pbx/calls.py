@@ -101,6 +101,7 @@ class CallService:
         for call in open_calls:
             if replaces and call["call_id"] == replaces:
                 return str(call["conversation_id"])
+        for call in open_calls:
             parties = {call["caller"]["number"], call["callee"]["number"]}
             if referrer and {referrer, caller} <= parties:
                 return str(call["conversation_id"])

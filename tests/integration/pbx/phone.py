@@ -2,7 +2,9 @@
 
 Commands: {"cmd": "call", "to": "1002"}, {"cmd": "answer"}, {"cmd": "busy"},
 {"cmd": "early"} (183 with SDP), {"cmd": "hold"}, {"cmd": "unhold"},
-{"cmd": "xfer", "to": "1003"} (blind transfer by REFER), {"cmd": "hangup"},
+{"cmd": "xfer", "to": "1003"} (blind transfer by REFER), {"cmd": "consult", "to": "1003"}
+(hold the current call, call 1003), {"cmd": "xfer_attended"} (REFER the held call to the
+consulted party with Replaces), {"cmd": "hangup"},
 {"cmd": "dtmf", "digits": "12"}, {"cmd": "quit"}.
 Events on stdout (prefixed "@ev "): {"ev": "reg", "code": 200}, {"ev": "incoming"},
 {"ev": "state", "state": "CONFIRMED"|"DISCONNECTED", "code": ...}, {"ev": "media",
@@ -47,6 +49,7 @@ class Phone:
         self.tone: pj.ToneGenerator | None = None
         self.recorder: pj.AudioMediaRecorder | None = None
         self.calls: list[Call] = []
+        self.held: Call | None = None
 
 
 class Call(pj.Call):
@@ -142,6 +145,13 @@ def command(phone: Phone, acc: Account, line: str) -> bool:
             prm = pj.CallOpParam(True)
             prm.opt.flag = pj.PJSUA_CALL_UNHOLD
             phone.call.reinvite(prm)
+        elif name == "consult" and phone.call is not None:
+            phone.call.setHold(pj.CallOpParam(True))
+            phone.held = phone.call
+            phone.call = Call(phone, acc)
+            phone.call.makeCall(f"sip:{cmd['to']}@{phone.args.domain}", pj.CallOpParam(True))
+        elif name == "xfer_attended" and phone.call is not None and phone.held is not None:
+            phone.held.xferReplaces(phone.call, pj.CallOpParam(True))
         elif name == "xfer" and phone.call is not None:
             phone.call.xfer(f"sip:{cmd['to']}@{phone.args.domain}", pj.CallOpParam(True))
         elif name == "hangup" and phone.call is not None:
@@ -204,7 +214,7 @@ def main() -> None:
     ep.hangupAllCalls()
     for _ in range(20):
         ep.libHandleEvents(10)
-    phone.call = None
+    phone.call = phone.held = None
     phone.calls.clear()
     phone.tone = None
     phone.recorder = None

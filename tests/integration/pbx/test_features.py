@@ -1,4 +1,4 @@
-"""Call features through the proxy: hold/resume, early media, blind transfer by REFER."""
+"""Call features through the proxy: hold/resume, early media, blind and attended transfer."""
 
 from __future__ import annotations
 
@@ -57,3 +57,31 @@ def test_blind_transfer_by_refer_connects_the_transferee(pbx: Pbx, tmp_path: Pat
         lambda c: c["caller"]["number"] == "1002" and c["callee"]["number"] == "1003"
     )
     assert transferred["disposition"] == "answered"
+    first = pbx.cdr_for(
+        lambda c: c["caller"]["number"] == "1001" and c["callee"]["number"] == "1002"
+    )
+    assert transferred["conversation_id"] == first["conversation_id"]
+
+
+def test_attended_transfer_replaces_the_consultation_call(pbx: Pbx, tmp_path: Path) -> None:
+    specs = (("1001", 1000), ("1002", 600), ("1003", 300))
+    with phones(pbx, tmp_path, *specs) as (alice, bob, carol):
+        connect_call(alice, bob)
+        alice.send("consult", to="1003")
+        carol.wait(lambda e: e["ev"] == "incoming")
+        carol.send("answer")
+        carol.state("CONFIRMED")
+        alice.send("xfer_attended")
+        bob.wait(lambda e: e["ev"] == "transferring")
+        carol.wait(lambda e: e["ev"] == "replaced")
+        carol.state("CONFIRMED")
+        carol.send("hangup")
+        bob.state("DISCONNECTED")
+    transferred = pbx.cdr_for(
+        lambda c: c["caller"]["number"] == "1002" and c["callee"]["number"] == "1003"
+    )
+    consult = pbx.cdr_for(
+        lambda c: c["caller"]["number"] == "1001" and c["callee"]["number"] == "1003"
+    )
+    assert transferred["disposition"] == "answered"
+    assert transferred["conversation_id"] == consult["conversation_id"]
