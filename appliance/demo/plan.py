@@ -142,8 +142,28 @@ def plan_services(demo_dir: Path) -> list[ServicePlan]:
     ]
 
 
+def free_port_run(count: int, first: int = 5080) -> int:
+    """The first of ``count`` consecutive UDP ports free on loopback, from ``first`` up."""
+    for base in range(first, 65000 - count, count):
+        sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
+        try:
+            for offset, sock in enumerate(sockets):
+                sock.bind((LOOPBACK, base + offset))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return base
+    raise OSError(f"no {count} consecutive free UDP ports on loopback")
+
+
 def _pbx_ports() -> dict[str, Any]:
-    """The branch's PBX: Kamailio on 5060 when free, its helpers on free ports."""
+    """The branch's PBX: Kamailio on 5060 when free, its helpers on free ports.
+
+    Two media workers serve an echo test (*43), meet-me rooms (*3 + room) and an IVR
+    (``ivr-main``, also where Sales forwards when busy): 1 for Reception, 2 for Support.
+    """
     return {
         "enabled": True,
         "sip_host": LOOPBACK,
@@ -151,6 +171,14 @@ def _pbx_ports() -> dict[str, Any]:
         "evapi_port": free_port(0),
         "route_port": free_port(0),
         "rtpengine_ng_port": free_port(0, socket.SOCK_DGRAM),
+        "media": {
+            "workers": 2,
+            "port_base": free_port_run(2),
+            "prompts": {"menu": {"tone_hz": 440, "on_ms": 400, "off_ms": 200, "seconds": 3}},
+            "ivr": {"main": {"prompt": "menu", "options": {"1": "1001", "2": "1003"},
+                             "default": "1001"}},  # fmt: skip
+        },
+        "dialplan": {"forward": {"1002": {"busy": "ivr:main"}}},
     }
 
 
