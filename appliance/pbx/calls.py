@@ -173,6 +173,8 @@ class CallService:
             self.open.put(call_id, call)
         self.outbox.append(_pack(cdr))
         done = {"cdr_id": cdr["cdr_id"], "answered": cdr["answer"] is not None, "at": time.time()}
+        if call is not None and call.get("rtp_ports"):
+            done["rtp_ports"] = call["rtp_ports"]
         with self._store.write() as txn:
             txn.put(call_id.encode(), _pack(done), db=self._store.db(DONE))
             txn.put(

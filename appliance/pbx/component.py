@@ -80,6 +80,16 @@ def kamailio_config(pbx: PbxSettings, domain: str, run_dir: Path) -> KamailioCon
     )
 
 
+def _rtp_ports(query: Mapping[str, Any], caller_tag: str) -> list[int] | None:
+    """[caller, callee]: the rtpengine ports each side sends RTP to, from an ng ``query``."""
+    ports: dict[bool, int] = {}
+    for tag, monologue in dict(query.get("tags") or {}).items():
+        name = tag.decode() if isinstance(tag, bytes) else str(tag)
+        with contextlib.suppress(KeyError, IndexError, TypeError, ValueError):
+            ports[name == caller_tag] = int(monologue["medias"][0]["streams"][0]["local port"])
+    return [ports[True], ports[False]] if len(ports) == 2 else None
+
+
 class PbxComponent:
     """The PBX as one lifecycle component of the appliance."""
 
@@ -261,13 +271,14 @@ class PbxComponent:
         if call.get("answer") is None:
             raise CallControlError(409, "call-not-answered", "the call is not answered yet")
         command = "start recording" if on else "stop recording"
+        ids = {"call-id": call_id, "from-tag": call["caller_tag"]}
         try:
-            await self.rtpengine.ng.command(command, **{"call-id": call_id,
-                                                       "from-tag": call["caller_tag"]})  # fmt: skip
+            ports = _rtp_ports(await self.rtpengine.ng.command("query", **ids), call["caller_tag"])
+            await self.rtpengine.ng.command(command, **ids)
         except NgError as err:
             raise CallControlError(502, "media-relay-error", str(err)) from None
         if on:
-            self.calls.update(call_id, record=True)
+            self.calls.update(call_id, record=True, rtp_ports=ports)
         return {"call_id": call_id, "recording": on}
 
     def _on_media_event(self, worker: MediaWorker, event: dict[str, Any]) -> None:

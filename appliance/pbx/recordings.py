@@ -5,7 +5,9 @@ rtpengine crash left in ``tmp/``, moved there by ``adopt_orphans``). A recording
 converted when its call was answered, discarded when the call ended unanswered, and
 kept waiting while the call is still open. Calls unknown to the call service (their
 events were lost) are converted once the files are ``UNKNOWN_GRACE_S`` old. The WAV is
-``<recording id>.wav``; the index entry (StateStore ``pbx-recordings``) has the CDR's
+``<recording id>.wav``. A recording started on demand mid-call has no SDPs in its
+metadata; the ports each side sends to come from the call record instead (rtpengine's
+``query`` at start). The index entry (StateStore ``pbx-recordings``) has the CDR's
 ``recording_id`` as its key. pcap and metadata are deleted once the WAV is written.
 
 Decisions and the index run on the event loop; the conversion itself runs in one
@@ -16,6 +18,7 @@ a routing answer.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import contextlib
 import hashlib
 import logging
@@ -168,6 +171,11 @@ class RecordingService:
 
     async def _convert(self, call_id: str, meta: RecordingMeta, recovered: bool) -> None:
         rec_id = recording_id(self._calls.builder.site_id, call_id)
+        if meta.caller_port is None or meta.callee_port is None:
+            known = self._calls.done.get(call_id) or self._calls.open.get(call_id) or {}
+            if known.get("rtp_ports"):
+                caller_port, callee_port = known["rtp_ports"]
+                meta = dataclasses.replace(meta, caller_port=caller_port, callee_port=callee_port)
         wav = self._wav_dir / f"{rec_id}.wav"
         loop = asyncio.get_running_loop()
         try:

@@ -42,7 +42,10 @@ def mpbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
         },
         ivr={"main": {"prompt": "menu", "options": {"1": "1003"}, "timeout_s": 5}},
     )
-    dialplan = {"forward": {"1002": {"busy": "ivr:main", "no_answer": "announce:closed"}}}
+    dialplan = {
+        "forward": {"1002": {"busy": "ivr:main", "no_answer": "announce:closed"}},
+        "recording_by_extension": {"1003": "on-demand"},
+    }
     instance = Pbx(root, media=workers, dialplan=dialplan)
     try:
         instance.start()
@@ -228,3 +231,35 @@ def _worker_pid(pbx: Pbx, address: str) -> int:
 def _power(samples: array.array[int], rate: int, freq: float) -> float:
     middle = len(samples) // 2
     return power(samples[middle : middle + rate], rate, freq)
+
+
+def test_on_demand_recording_starts_from_the_api(mpbx: Pbx, tmp_path: Path) -> None:
+    with phones(mpbx, tmp_path, ("1003", 300), ("1001", 1000)) as (carol, alice):
+        connect_call(carol, alice)
+        call = next(c for c in mpbx.api("GET", "/calls")[1]["calls"]
+                    if c["caller"]["number"] == "1003")  # fmt: skip
+        assert call["recording"] == "on-demand"
+        wait_for(lambda: _answered(mpbx, call["call_id"]), 5, lambda: "no answer event")
+        status, body = mpbx.api("PUT", f"/calls/{call['call_id']}/recording", {"recording": True})
+        assert status == 200, body
+        wait_for(lambda: alice.record.exists() and alice.record.stat().st_size > 40000, 10,
+                 lambda: "no audio")  # fmt: skip
+        carol.send("hangup")
+        alice.state("DISCONNECTED")
+    cdr = mpbx.cdr_for(lambda c: c["call_id"] == call["call_id"])
+    entry = mpbx.recording(cdr["recording_id"], timeout=20)
+    rate, (left, right) = read_channels(Path(entry["path"]))
+    assert dominant(left, rate, TONES) == 300.0
+    assert dominant(right, rate, TONES) == 1000.0
+
+
+def test_recording_is_refused_where_the_policy_says_never(mpbx: Pbx, tmp_path: Path) -> None:
+    with phones(mpbx, tmp_path, ("1001", 450)) as (alice,):
+        alice.send("call", to="*43")
+        alice.state("CONFIRMED")
+        call = next(c for c in mpbx.api("GET", "/calls")[1]["calls"]
+                    if c["route"] == "media:echo")  # fmt: skip
+        status, body = mpbx.api("PUT", f"/calls/{call['call_id']}/recording", {"recording": True})
+        alice.send("hangup")
+        alice.state("DISCONNECTED")
+    assert (status, body["detail"]["error_id"]) == (403, "recording-not-allowed")
