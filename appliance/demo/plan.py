@@ -177,7 +177,7 @@ def _pbx_ports() -> dict[str, Any]:
             "prompts": {"menu": {"tone_hz": 440, "on_ms": 400, "off_ms": 200, "seconds": 3}},
             "ivr": {
                 "main": {"prompt": "menu", "options": {"1": "1001", "2": "1003"}, "default": "1001"}
-            },  # fmt: skip
+            },
         },
         "dialplan": {"forward": {"1002": {"busy": "ivr:main"}}},
     }

@@ -18,8 +18,8 @@ a routing answer.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import multiprocessing
