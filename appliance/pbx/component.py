@@ -76,6 +76,11 @@ def kamailio_config(pbx: PbxSettings, domain: str, run_dir: Path) -> KamailioCon
         record=pbx.record_calls and pbx.anchor_media,
         max_call_seconds=pbx.max_call_s,
         dispatcher_list=str(run_dir / "dispatcher.list") if pbx.media.workers else "",
+        trunk_credentials=tuple(
+            (t.auth.username, t.auth.realm, t.auth.password)
+            for t in pbx.dialplan.trunks
+            if t.auth is not None
+        ),
         module_path=find_module_path(),
     )
 

@@ -119,6 +119,7 @@ class Decision:
     reason: str = ""
     recording: str = "never"
     forward: tuple[str, str, str] = ("", "", "")
+    trunk_auth: bool = False
 
     def wire(self) -> dict[str, object]:
         """The JSON object Kamailio reads (members as one comma-separated string)."""
@@ -139,6 +140,7 @@ class Decision:
             "fwd_busy": self.forward[0],
             "fwd_no_answer": self.forward[1],
             "fwd_unavailable": self.forward[2],
+            "trunk_auth": 1 if self.trunk_auth else 0,
         }
 
 
@@ -334,6 +336,7 @@ class DialPlan:
             route=route.name,
             trunk=trunk.name,
             recording=self.recording(caller, number),
+            trunk_auth=trunk.auth is not None,
         )
 
 

@@ -12,12 +12,24 @@ from drivers.runtime.settings_base import Section
 CosLevel = Literal["internal", "local", "national", "international"]
 
 
+class TrunkAuth(Section):
+    """Digest credentials the trunk challenges our INVITEs for (401/407)."""
+
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[^:\s\"]+$")
+    password: str = Field(min_length=1, max_length=128, pattern=r"^[^:\s\"]+$")
+    realm: str = Field(min_length=1, max_length=128, pattern=r"^[^:\s\"]+$")
+
+
 class Trunk(Section):
-    """A SIP trunk reached by address (no registration); calls from it are trusted."""
+    """A SIP trunk reached by address; calls from it are trusted by source address and port.
+
+    With ``auth``, INVITEs the trunk challenges are answered with digest credentials.
+    """
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
     host: str
     port: int = Field(5060, ge=1, le=65535)
+    auth: TrunkAuth | None = None
 
     @field_validator("host")
     @classmethod

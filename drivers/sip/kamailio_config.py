@@ -50,6 +50,7 @@ class KamailioConfig:
     record: bool = True
     max_call_seconds: int = 14400
     dispatcher_list: str = ""
+    trunk_credentials: Sequence[tuple[str, str, str]] = field(default_factory=tuple)
     debug: int = 1
     module_path: str = MODULE_PATH
 
@@ -85,6 +86,10 @@ def render_config(config: KamailioConfig) -> str:
         "MEDIA_DEFINE": "#!define WITH_MEDIA" if config.anchor_media else "",
         "WORKERS_DEFINE": "#!define WITH_WORKERS" if config.dispatcher_list else "",
         "DISPATCHER_LIST": config.dispatcher_list,
+        "UAC_CREDENTIALS": "\n".join(
+            f'modparam("uac", "credential", "{user}:{realm}:{password}")'
+            for user, realm, password in config.trunk_credentials
+        ),
     }
     for key, value in values.items():
         template = template.replace(f"@@{key}@@", value)

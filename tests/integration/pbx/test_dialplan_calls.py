@@ -112,26 +112,66 @@ Content-Length: 0
 """
 
 
+AUTH_TRUNK_UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="trunk asking for credentials">
+<recv request="INVITE" crlf="true"/>
+<send><![CDATA[
+SIP/2.0 401 Unauthorized
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]c[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+WWW-Authenticate: Digest realm="carrier.example", nonce="[pid]n[call_number]", algorithm=MD5
+Content-Length: 0
+
+]]></send>
+<recv request="ACK"/>
+<recv request="INVITE" crlf="true" rrs="true">
+  <action><verifyauth assign_to="authvalid" username="branch-7" password="trunk-secret"/></action>
+</recv>
+<nop hide="true" test="authvalid" next="good"/>
+<send next="end"><![CDATA[
+SIP/2.0 403 Wrong Credentials
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]d[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+<label id="good"/>
+""" + TRUNK_UAS.split('<recv request="INVITE" crlf="true" rrs="true"/>', 1)[1].replace(
+    "</scenario>", '<label id="end"/>\n</scenario>'
+)
+
+
 @pytest.fixture(scope="module")
-def trunk_ports() -> tuple[int, int]:
-    return free_udp_tcp_port(), free_udp_tcp_port()
+def trunk_ports() -> tuple[int, int, int]:
+    return free_udp_tcp_port(), free_udp_tcp_port(), free_udp_tcp_port()
 
 
 @pytest.fixture(scope="module")
 def plan_pbx(
-    tmp_path_factory: pytest.TempPathFactory, trunk_ports: tuple[int, int]
+    tmp_path_factory: pytest.TempPathFactory, trunk_ports: tuple[int, int, int]
 ) -> Iterator[Pbx]:
     require_debs()
     root = tmp_path_factory.mktemp("dialplan")
-    out_port, in_port = trunk_ports
+    out_port, in_port, auth_port = trunk_ports
     dialplan = {
         "owned_numbers": [OWNED],
         "trunks": [
             {"name": "carrier", "host": "127.0.0.1", "port": out_port},
             {"name": "carrier-in", "host": "127.0.0.1", "port": in_port},
+            {"name": "secure", "host": "127.0.0.1", "port": auth_port,
+             "auth": {"username": "branch-7", "password": "trunk-secret",
+                      "realm": "carrier.example"}},
         ],
         "outbound": [{"name": "national", "pattern": "0Z.", "trunk": "carrier", "strip": 1,
-                      "prepend": "+49", "caller_id": OWNED}],
+                      "prepend": "+49", "caller_id": OWNED},
+                     {"name": "secure", "pattern": "9.", "trunk": "secure", "strip": 1,
+                      "caller_id": OWNED}],
         "ring_groups": [
             {"number": "600", "members": ["1002", "1003"]},
             {"number": "601", "members": ["1002", "1003"], "strategy": "sequential",
@@ -197,7 +237,7 @@ def test_sequential_ring_group_moves_on_after_ring_time(plan_pbx: Pbx, tmp_path:
 
 
 def test_outbound_call_uses_trunk_with_rewritten_number_and_owned_caller_id(
-    plan_pbx: Pbx, tmp_path: Path, trunk_ports: tuple[int, int]
+    plan_pbx: Pbx, tmp_path: Path, trunk_ports: tuple[int, int, int]
 ) -> None:
     log = tmp_path / "trunk.log"
     scenario = tmp_path / "trunk.xml"
@@ -231,8 +271,31 @@ def test_outbound_call_uses_trunk_with_rewritten_number_and_owned_caller_id(
     )  # fmt: skip
 
 
+def test_outbound_call_answers_the_trunks_digest_challenge(
+    plan_pbx: Pbx, tmp_path: Path, trunk_ports: tuple[int, int, int]
+) -> None:
+    scenario = tmp_path / "auth-trunk.xml"
+    scenario.write_text(AUTH_TRUNK_UAS)
+    log = tmp_path / "auth-trunk.log"
+    trunk = _sipp(["-sf", str(scenario), "-p", str(trunk_ports[2]), "-trace_msg",
+                   "-message_file", str(log)], tmp_path)  # fmt: skip
+    try:
+        with phones(plan_pbx, tmp_path, ("1001", 1000)) as (alice,):
+            alice.send("call", to="955501")
+            alice.state("CONFIRMED")
+            alice.send("hangup")
+            alice.state("DISCONNECTED")
+        assert _reap(trunk) == 0
+    finally:
+        _reap(trunk)
+    messages = log.read_text()
+    assert 'Authorization: Digest username="branch-7"' in messages
+    sent = plan_pbx.cdr_for(lambda x: x["trunk"] == "secure")
+    assert sent["disposition"] == "answered"
+
+
 def test_inbound_did_from_trunk_rings_its_ring_group(
-    plan_pbx: Pbx, tmp_path: Path, trunk_ports: tuple[int, int]
+    plan_pbx: Pbx, tmp_path: Path, trunk_ports: tuple[int, int, int]
 ) -> None:
     with phones(plan_pbx, tmp_path, ("1002", 600), ("1003", 300)) as (bob, carol):
         scenario = tmp_path / "caller.xml"

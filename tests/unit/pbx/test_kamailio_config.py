@@ -61,3 +61,9 @@ def test_subscriber_table_is_replaced_with_plain_passwords(tmp_path: Path) -> No
 def test_proxy_only_mode_leaves_rtpengine_out() -> None:
     assert "#!define WITH_MEDIA" in render_config(_config())
     assert "#!define WITH_MEDIA" not in render_config(_config(anchor_media=False))
+
+
+def test_trunk_credentials_are_rendered_for_uac_auth() -> None:
+    text = render_config(_config(trunk_credentials=(("branch-7", "carrier.example", "pw"),)))
+    assert 'modparam("uac", "credential", "branch-7:carrier.example:pw")' in text
+    assert "uac_auth()" in text
