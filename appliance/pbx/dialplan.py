@@ -10,7 +10,8 @@ Targets (inbound routes, forwards, IVR options) are an extension, a ring group,
 ``announce:<prompt>`` or ``ivr:<flow>``; the last two, feature codes and the users
 ``announce-<prompt>``, ``ivr-<flow>``, ``echo`` and ``room-<n>`` are served by the media
 workers (action ``media``, ``uri`` is the worker's service user). Recording follows
-``recording_by_extension`` of the caller, then of the callee, then ``recording``; media
+the route's ``recording`` (outbound or inbound), then ``recording_by_extension`` of the
+caller, then of the callee, then ``recording``; media
 calls are never recorded.
 
 Pattern language (outbound routes): digits, ``X`` (0-9), ``N`` (2-9), ``Z`` (1-9),
@@ -319,7 +320,9 @@ class DialPlan:
             return Decision("reject", code=404, reason="no-inbound-route")
         target = self.target(route.target)
         assert target is not None
-        recording = "never" if target.action == "media" else self.settings.recording
+        recording = route.recording or self.recording("", route.target)
+        if target.action == "media":
+            recording = "never"
         return replace(target, route=f"inbound:{did}", recording=recording)
 
     def _outbound(self, caller: str, dialled: str, route: OutboundRoute) -> Decision:
@@ -335,7 +338,7 @@ class DialPlan:
             caller_id=route.caller_id,
             route=route.name,
             trunk=trunk.name,
-            recording=self.recording(caller, number),
+            recording=route.recording or self.recording(caller, number),
             trunk_auth=trunk.auth is not None,
         )
 

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from drivers.runtime.settings_base import Section
 
 CosLevel = Literal["internal", "local", "national", "international"]
+RecordingPolicy = Literal["always", "never", "on-demand"]
 
 
 class TrunkAuth(Section):
@@ -52,6 +53,7 @@ class OutboundRoute(Section):
     strip: int = Field(0, ge=0, le=10)
     prepend: str = Field("", pattern=r"^\+?[0-9]{0,15}$")
     caller_id: str = Field(pattern=r"^\+?[0-9]{2,16}$")
+    recording: RecordingPolicy | None = None
 
 
 class RingGroup(Section):
@@ -71,6 +73,7 @@ class InboundRoute(Section):
 
     did: str = Field(pattern=r"^\+?[0-9]{2,16}$")
     target: str
+    recording: RecordingPolicy | None = None
 
 
 class Forward(Section):
@@ -104,10 +107,8 @@ class DialPlanSettings(Section):
     default_cos: CosLevel = "national"
     forward: dict[str, Forward] = Field(default_factory=dict)
     feature_codes: FeatureCodes = FeatureCodes()
-    recording: Literal["always", "never", "on-demand"] = "always"
-    recording_by_extension: dict[str, Literal["always", "never", "on-demand"]] = Field(
-        default_factory=dict
-    )
+    recording: RecordingPolicy = "always"
+    recording_by_extension: dict[str, RecordingPolicy] = Field(default_factory=dict)
 
 
 class WebhookSettings(Section):

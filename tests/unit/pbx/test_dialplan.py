@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from appliance.pbx.dialplan import DialPlan, DialPlanError, compile_pattern
-from appliance.pbx.settings import DialPlanSettings
+from appliance.pbx.settings import DialPlanSettings, MediaSettings
 
 EXTENSIONS = ["1001", "1002", "1003"]
 
@@ -139,3 +139,66 @@ def test_partially_overlapping_routes_are_refused() -> None:
                 {"name": "b", "pattern": "0[4-9]X", "trunk": "carrier", "caller_id": "+4930555000"},
             ]
         )
+
+
+def media_plan(**changes: Any) -> DialPlan:
+    media = MediaSettings.model_validate({
+        "workers": 1,
+        "prompts": {"closed": {"tone_hz": 425}, "menu": {"tone_hz": 700}},
+        "ivr": {"main": {"prompt": "menu", "options": {"1": "600", "2": "1003"}}},
+    })  # fmt: skip
+    base = plan().settings.model_dump()
+    return DialPlan(DialPlanSettings.model_validate({**base, **changes}), EXTENSIONS, media)
+
+
+def test_feature_codes_and_media_users_go_to_the_workers() -> None:
+    dp = media_plan()
+    assert (dp.decide("1001", "*43").action, dp.decide("1001", "*43").uri) == ("media", "echo")
+    assert dp.decide("1001", "*312").uri == "room-12"
+    assert dp.decide("1001", "ivr-main").route == "media:ivr-main"
+    assert dp.decide("1001", "announce-nope").reason == "unknown-service"
+    assert plan().decide("1001", "*43").reason == "unknown-service"
+
+
+def test_inbound_routes_forwards_and_recording_policy() -> None:
+    dp = media_plan(
+        inbound=[{"did": "+4930555000", "target": "ivr:main"},
+                 {"did": "+4930555001", "target": "1001", "recording": "never"}],
+        forward={"1002": {"busy": "announce:closed", "no_answer": "1003"}},
+        recording="on-demand",
+        recording_by_extension={"1003": "always"},
+    )  # fmt: skip
+    ivr = dp.decide("carrier", "+4930555000", from_trunk=True)
+    assert (ivr.action, ivr.uri, ivr.recording) == ("media", "ivr-main", "never")
+    assert dp.decide("carrier", "+4930555001", from_trunk=True).recording == "never"
+    bob = dp.decide("1001", "1002").wire()
+    assert (bob["fwd_busy"], bob["fwd_no_answer"], bob["fwd_unavailable"]) == (
+        "announce-closed", "1003", "",
+    )  # fmt: skip
+    assert (bob["recording"], bob["record"]) == ("on-demand", "no")
+    assert dp.decide("1001", "1003").wire()["record"] == "yes"
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"inbound": [{"did": "+4930555000", "target": "ivr:nope"}]}, "ivr:nope is unreachable"),
+        ({"forward": {"1002": {"busy": "1002"}}}, "forwards to itself"),
+        ({"forward": {"1009": {"busy": "1001"}}}, "forward: 1009 is not an extension"),
+        ({"recording_by_extension": {"77": "never"}}, "77 is not an extension"),
+        ({"feature_codes": {"echo": "*3", "room": "*3"}}, "overlap"),
+    ],
+)
+def test_media_targets_are_validated(changes: dict[str, Any], problem: str) -> None:
+    with pytest.raises(DialPlanError) as err:
+        media_plan(**changes)
+    assert any(problem in p for p in err.value.problems), err.value.problems
+
+
+def test_ivr_options_must_resolve() -> None:
+    media = MediaSettings.model_validate({
+        "workers": 1, "prompts": {"menu": {"tone_hz": 700}},
+        "ivr": {"main": {"prompt": "menu", "options": {"1": "4444"}}},
+    })  # fmt: skip
+    with pytest.raises(DialPlanError, match="ivr main option 1"):
+        DialPlan(plan().settings, EXTENSIONS, media)
