@@ -16,14 +16,19 @@ from drivers.sip.probe import sip_options_ok
 from tests.integration.pbx.harness import free_udp_tcp_port, no_daemons_left, require_debs
 
 
-@pytest.mark.parametrize("anchor_media", [True, False])
-def test_rendered_config_passes_kamailio_check(tmp_path: Path, anchor_media: bool) -> None:
+@pytest.mark.parametrize(("anchor_media", "workers"), [(True, True), (False, False)])
+def test_rendered_config_passes_kamailio_check(
+    tmp_path: Path, anchor_media: bool, workers: bool
+) -> None:
     require_debs()
     cfg = tmp_path / "kamailio.cfg"
+    dispatcher = tmp_path / "dispatcher.list"
+    dispatcher.write_text("1 sip:127.0.0.1:5990 0 0 duid=w0\n")
     cfg.write_text(render_config(KamailioConfig(
         domain="d.example", sip_host="127.0.0.1", sip_port=5999, evapi_port=5998, ng_port=5997,
         subscriber_db=str(tmp_path / "s.sqlite"), anchor_media=anchor_media,
-        pike_exempt=("127.0.0.9",),
+        pike_exempt=("127.0.0.9",), dispatcher_list=str(dispatcher) if workers else "",
+        trunk_credentials=(("branch-7", "carrier.example", "pw"),) if workers else (),
     )))  # fmt: skip
     check = subprocess.run(
         ["kamailio", "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=20, check=False
