@@ -74,6 +74,8 @@ class CallControl(Protocol):
 
     async def set_recording(self, call_id: str, on: bool) -> dict[str, Any]: ...
 
+    async def trunks(self) -> list[dict[str, Any]]: ...
+
 
 def build_router(
     get_calls: Callable[[], CallService],
@@ -154,6 +156,14 @@ def build_router(
         calls()
         try:
             return control.originations.conference(request.participants, request.on_behalf_of)
+        except CallControlError as err:
+            raise refused(err) from None
+
+    @router.get("/trunks", summary="Trunks and their registration state")
+    async def trunks() -> dict[str, Any]:
+        calls()
+        try:
+            return {"trunks": await control.trunks()}
         except CallControlError as err:
             raise refused(err) from None
 

@@ -43,13 +43,14 @@ from drivers.runtime.settings_base import ApiToken
 from drivers.sip.errors import NgError, RpcError
 from drivers.sip.evapi import EvapiClient
 from drivers.sip.kamailio import KamailioDriver, find_module_path
-from drivers.sip.kamailio_config import KamailioConfig, Subscriber
+from drivers.sip.kamailio_config import KamailioConfig, Registration, Subscriber
 from drivers.sip.routeserver import RouteServer
 from drivers.sip.rtpengine import RtpengineConfig, RtpengineDriver
 
 log = logging.getLogger(__name__)
 
 EVENTS_CONNECT_S = 3.0
+UAC_REG_ONLINE = 1 << 2
 
 
 def kamailio_config(pbx: PbxSettings, domain: str, run_dir: Path) -> KamailioConfig:
@@ -80,6 +81,18 @@ def kamailio_config(pbx: PbxSettings, domain: str, run_dir: Path) -> KamailioCon
             (t.auth.username, t.auth.realm, t.auth.password)
             for t in pbx.dialplan.trunks
             if t.auth is not None
+        ),
+        registrations=tuple(
+            Registration(
+                t.name,
+                t.auth.username,
+                t.auth.password,
+                t.auth.realm,
+                f"{t.host}:{t.port}",
+                t.auth.expires_s,
+            )
+            for t in pbx.dialplan.trunks
+            if t.auth is not None and t.auth.register
         ),
         module_path=find_module_path(),
     )
@@ -265,6 +278,27 @@ class PbxComponent:
         if cdr is None:
             raise CallControlError(404, "call-not-found", f"call {call_id} ended meanwhile")
         return cdr
+
+    async def trunks(self) -> list[dict[str, Any]]:
+        """Every trunk with its registration state (Kamailio's ``uac.reg_dump``)."""
+        states: dict[str, dict[str, Any]] = {}
+        if any(t.auth and t.auth.register for t in self.settings.dialplan.trunks):
+            try:
+                dump = await self.events.rpc("uac.reg_dump")
+            except RpcError as err:
+                raise CallControlError(502, "sip-proxy-error", str(err)) from None
+            states = {str(r.get("l_uuid")): r for r in dump or [] if isinstance(r, dict)}
+        result = []
+        for trunk in self.settings.dialplan.trunks:
+            entry: dict[str, Any] = {"name": trunk.name, "address": f"{trunk.host}:{trunk.port}",
+                                     "auth": trunk.auth is not None, "register": False}  # fmt: skip
+            if trunk.auth is not None and trunk.auth.register:
+                state = states.get(trunk.name, {})
+                online = bool(int(state.get("flags") or 0) & UAC_REG_ONLINE)
+                entry.update(register=True, registered=online,
+                             expires_in_s=state.get("diff_expires") if online else None)  # fmt: skip
+            result.append(entry)
+        return result
 
     async def set_recording(self, call_id: str, on: bool) -> dict[str, Any]:
         """Start or stop recording an answered call (policy ``always`` or ``on-demand``)."""

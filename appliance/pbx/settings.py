@@ -17,8 +17,10 @@ class TrunkAuth(Section):
     """Digest credentials the trunk challenges our INVITEs for (401/407)."""
 
     username: str = Field(min_length=1, max_length=64, pattern=r"^[^:\s\"]+$")
-    password: str = Field(min_length=1, max_length=128, pattern=r"^[^:\s\"]+$")
-    realm: str = Field(min_length=1, max_length=128, pattern=r"^[^:\s\"]+$")
+    password: str = Field(min_length=1, max_length=64, pattern=r"^[^:\s\"]+$")
+    realm: str = Field(min_length=1, max_length=64, pattern=r"^[^:\s\"]+$")
+    register: bool = Field(False, description="REGISTER with the trunk as username@realm")
+    expires_s: int = Field(600, ge=60, le=86400)
 
 
 class Trunk(Section):

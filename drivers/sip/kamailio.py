@@ -16,10 +16,13 @@ from drivers.sip.errors import ProcessError
 from drivers.sip.kamailio_config import (
     SUBSCRIBER_INSERT,
     SUBSCRIBER_SCHEMA,
+    UACREG_INSERT,
+    UACREG_SCHEMA,
     KamailioConfig,
     Subscriber,
     render_config,
     subscriber_rows,
+    uacreg_rows,
 )
 from drivers.sip.probe import sip_options_ok
 from drivers.sip.supervisor import Daemon
@@ -81,7 +84,7 @@ class KamailioDriver:
     def write_files(self) -> bool:
         """Write kamailio.cfg and the subscriber DB; returns whether the cfg text changed."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_subscribers(Path(self.config.subscriber_db), self._subscribers, self.config.domain)
+        write_subscribers(Path(self.config.subscriber_db), self._subscribers, self.config)
         text = render_config(self.config)
         old = self.cfg_path.read_text() if self.cfg_path.exists() else None
         if old == text:
@@ -110,16 +113,19 @@ class KamailioDriver:
         return False
 
 
-def write_subscribers(path: Path, subscribers: Sequence[Subscriber], domain: str) -> None:
-    """Replace the subscriber table atomically (one SQLite transaction)."""
+def write_subscribers(
+    path: Path, subscribers: Sequence[Subscriber], config: KamailioConfig
+) -> None:
+    """Replace the subscriber and trunk registration tables atomically (one transaction)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=5, isolation_level=None)
     try:
         conn.execute("BEGIN")
-        for statement in SUBSCRIBER_SCHEMA.split(";"):
+        for statement in (SUBSCRIBER_SCHEMA + UACREG_SCHEMA).split(";"):
             if statement.strip():
                 conn.execute(statement)
-        conn.executemany(SUBSCRIBER_INSERT, subscriber_rows(subscribers, domain))
+        conn.executemany(SUBSCRIBER_INSERT, subscriber_rows(subscribers, config.domain))
+        conn.executemany(UACREG_INSERT, uacreg_rows(config.registrations, config.domain))
         conn.execute("COMMIT")
     finally:
         conn.close()

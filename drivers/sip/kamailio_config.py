@@ -3,7 +3,8 @@
 ``render_config`` fills the shipped template; ``SUBSCRIBER_SCHEMA`` and
 ``subscriber_rows`` make the ``subscriber`` table Kamailio's ``auth_db`` reads for digest auth
 (schema as in Debian's ``/usr/share/kamailio/db_sqlite/auth_db-create.sql``, table
-version 7). The driver writes both files; nothing here touches the disk.
+version 7); ``UACREG_SCHEMA`` and ``uacreg_rows`` the ``uacreg`` table of trunk
+registrations the ``uac`` module keeps up (``uac-create.sql``, version 5). The driver writes both files; nothing here touches the disk.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 MODULE_PATH = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 
@@ -23,6 +25,18 @@ class Subscriber:
     number: str
     password: str
     name: str = ""
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Kamailio registers ``username@realm`` at ``registrar`` (host:port) for a trunk."""
+
+    trunk: str
+    username: str
+    password: str
+    realm: str
+    registrar: str
+    expires: int = 600
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,7 @@ class KamailioConfig:
     max_call_seconds: int = 14400
     dispatcher_list: str = ""
     trunk_credentials: Sequence[tuple[str, str, str]] = field(default_factory=tuple)
+    registrations: Sequence[Registration] = field(default_factory=tuple)
     debug: int = 1
     module_path: str = MODULE_PATH
 
@@ -85,6 +100,7 @@ def render_config(config: KamailioConfig) -> str:
         "TRUNK_SOURCES": _trunk_sources(config.trunk_sources),
         "MEDIA_DEFINE": "#!define WITH_MEDIA" if config.anchor_media else "",
         "WORKERS_DEFINE": "#!define WITH_WORKERS" if config.dispatcher_list else "",
+        "REGISTRATIONS_DEFINE": "#!define WITH_REGISTRATIONS" if config.registrations else "",
         "DISPATCHER_LIST": config.dispatcher_list,
         "UAC_CREDENTIALS": "\n".join(
             f'modparam("uac", "credential", "{user}:{realm}:{password}")'
@@ -132,6 +148,43 @@ CREATE INDEX subscriber_username_idx ON subscriber (username);
 """
 
 SUBSCRIBER_INSERT = "INSERT INTO subscriber (username, domain, password) VALUES (?, ?, ?)"
+
+UACREG_SCHEMA = """
+DROP TABLE IF EXISTS uacreg;
+CREATE TABLE uacreg (
+    id INTEGER PRIMARY KEY NOT NULL,
+    l_uuid VARCHAR(64) DEFAULT '' NOT NULL,
+    l_username VARCHAR(64) DEFAULT '' NOT NULL,
+    l_domain VARCHAR(64) DEFAULT '' NOT NULL,
+    r_username VARCHAR(64) DEFAULT '' NOT NULL,
+    r_domain VARCHAR(64) DEFAULT '' NOT NULL,
+    realm VARCHAR(64) DEFAULT '' NOT NULL,
+    auth_username VARCHAR(64) DEFAULT '' NOT NULL,
+    auth_password VARCHAR(64) DEFAULT '' NOT NULL,
+    auth_ha1 VARCHAR(128) DEFAULT '' NOT NULL,
+    auth_proxy VARCHAR(255) DEFAULT '' NOT NULL,
+    expires INTEGER DEFAULT 0 NOT NULL,
+    flags INTEGER DEFAULT 0 NOT NULL,
+    reg_delay INTEGER DEFAULT 0 NOT NULL,
+    contact_addr VARCHAR(255) DEFAULT '' NOT NULL,
+    socket VARCHAR(128) DEFAULT '' NOT NULL,
+    CONSTRAINT uacreg_l_uuid_idx UNIQUE (l_uuid));
+INSERT INTO version VALUES ('uacreg', 5);
+"""
+
+UACREG_INSERT = (
+    "INSERT INTO uacreg (l_uuid, l_username, l_domain, r_username, r_domain, realm,"
+    " auth_username, auth_password, auth_proxy, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def uacreg_rows(registrations: Sequence[Registration], domain: str) -> list[tuple[Any, ...]]:
+    """Rows for ``UACREG_INSERT``: one outbound registration per trunk."""
+    return [
+        (r.trunk, r.trunk, domain, r.username, r.realm, r.realm, r.username, r.password,
+         f"sip:{r.registrar}", r.expires)
+        for r in registrations
+    ]  # fmt: skip
 
 
 def subscriber_rows(subscribers: Sequence[Subscriber], domain: str) -> list[tuple[str, str, str]]:

@@ -14,6 +14,7 @@ from tests.integration.pbx.harness import (
     no_daemons_left,
     phones,
     require_debs,
+    wait_for,
 )
 
 OWNED = "+4930555000"
@@ -145,6 +146,51 @@ Content-Length: 0
 """ + TRUNK_UAS.split('<recv request="INVITE" crlf="true" rrs="true"/>', 1)[1].replace(
     "</scenario>", '<label id="end"/>\n</scenario>'
 )
+
+
+REGISTRAR = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="carrier registrar asking for credentials">
+<recv request="REGISTER" crlf="true"/>
+<send><![CDATA[
+SIP/2.0 401 Unauthorized
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]r[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+WWW-Authenticate: Digest realm="carrier.example", nonce="[pid]n[call_number]", algorithm=MD5
+Content-Length: 0
+
+]]></send>
+<recv request="REGISTER" crlf="true">
+  <action><verifyauth assign_to="authvalid" username="branch-7" password="trunk-secret"/></action>
+</recv>
+<nop hide="true" test="authvalid" next="good"/>
+<send next="end"><![CDATA[
+SIP/2.0 403 Wrong Credentials
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]r[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+<label id="good"/>
+<send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]r[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+[last_Contact:];expires=300
+Content-Length: 0
+
+]]></send>
+<label id="end"/>
+</scenario>
+"""
 
 
 @pytest.fixture(scope="module")
@@ -314,3 +360,26 @@ def test_inbound_did_from_trunk_rings_its_ring_group(
         OWNED, f"inbound:{OWNED}", "answered",
     )  # fmt: skip
     assert cdr["caller"] == {"number": "+4917012345", "extension": None, "name": ""}
+
+
+def test_trunk_registration_with_digest_is_kept_up(tmp_path: Path) -> None:
+    require_debs()
+    port = free_udp_tcp_port()
+    scenario = tmp_path / "registrar.xml"
+    scenario.write_text(REGISTRAR)
+    registrar = _sipp(["-sf", str(scenario), "-p", str(port)], tmp_path)
+    auth = {"username": "branch-7", "password": "trunk-secret", "realm": "carrier.example",
+            "register": True, "expires_s": 300}  # fmt: skip
+    pbx = Pbx(tmp_path, dialplan={"trunks": [{"name": "carrier", "host": "127.0.0.1",
+                                              "port": port, "auth": auth}]})  # fmt: skip
+    try:
+        pbx.start()
+        assert _reap(registrar) == 0
+        wait_for(lambda: pbx.api("GET", "/trunks")[1]["trunks"][0].get("registered") is True,
+                 10, lambda: str(pbx.api("GET", "/trunks")))  # fmt: skip
+        trunk = pbx.api("GET", "/trunks")[1]["trunks"][0]
+    finally:
+        _reap(registrar)
+        pbx.stop()
+    assert 0 < trunk["expires_in_s"] <= 300
+    assert "password" not in str(trunk)

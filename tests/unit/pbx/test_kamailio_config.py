@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from drivers.sip.kamailio import write_subscribers
-from drivers.sip.kamailio_config import KamailioConfig, Subscriber, render_config
+from drivers.sip.kamailio_config import KamailioConfig, Registration, Subscriber, render_config
 
 
 def _config(**changes: object) -> KamailioConfig:
@@ -49,13 +49,28 @@ def test_recording_can_be_switched_off() -> None:
 
 def test_subscriber_table_is_replaced_with_plain_passwords(tmp_path: Path) -> None:
     db = tmp_path / "subscriber.sqlite"
-    write_subscribers(db, [Subscriber("1001", "pw-1'; DROP TABLE x", "A")], "d.example")
-    write_subscribers(db, [Subscriber("1002", "pw-2"), Subscriber("1003", "pw-3")], "d.example")
+    config = _config(domain="d.example")
+    write_subscribers(db, [Subscriber("1001", "pw-1'; DROP TABLE x", "A")], config)
+    write_subscribers(db, [Subscriber("1002", "pw-2"), Subscriber("1003", "pw-3")], config)
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT username, domain, password FROM subscriber").fetchall()
         versions = dict(conn.execute("SELECT table_name, table_version FROM version"))
     assert rows == [("1002", "d.example", "pw-2"), ("1003", "d.example", "pw-3")]
-    assert versions == {"version": 1, "subscriber": 7}
+    assert versions == {"version": 1, "subscriber": 7, "uacreg": 5}
+
+
+def test_trunk_registrations_fill_the_uacreg_table(tmp_path: Path) -> None:
+    db = tmp_path / "subscriber.sqlite"
+    reg = Registration("carrier", "branch-7", "pw", "carrier.example", "192.0.2.10:5060", 300)
+    config = _config(domain="d.example", registrations=(reg,))
+    write_subscribers(db, [], config)
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT l_uuid, r_username, r_domain, auth_proxy, expires FROM uacreg"
+        ).fetchall()
+    assert rows == [("carrier", "branch-7", "carrier.example", "sip:192.0.2.10:5060", 300)]
+    assert "#!define WITH_REGISTRATIONS" in render_config(config)
+    assert "#!define WITH_REGISTRATIONS" not in render_config(_config())
 
 
 def test_proxy_only_mode_leaves_rtpengine_out() -> None:
