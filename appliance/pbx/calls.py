@@ -119,14 +119,16 @@ class CallService:
             call.update(fields)
             self.open.put(call_id, call)
 
-    def close(self, call_id: str, disposition: str, reason: str) -> dict[str, Any] | None:
+    def close(
+        self, call_id: str, disposition: str, reason: str, side: str = "system"
+    ) -> dict[str, Any] | None:
         """End an open call the appliance hung up itself; returns its CDR."""
         call = self.open.get(call_id)
         if call is None or "closing" in call:
             return None
         if call.get("answer") is None and disposition == "answered":
             disposition = "cancelled"
-        cdr = self.builder.finish(call, time.time(), disposition, 0, reason, "system")
+        cdr = self.builder.finish(call, time.time(), disposition, 0, reason, side)
         return self._write(call, cdr)
 
     def media_lost(self, peer: str, why: str) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -92,10 +93,29 @@ def kamailio_config(pbx: PbxSettings, domain: str, run_dir: Path) -> KamailioCon
                 t.auth.expires_s,
             )
             for t in pbx.dialplan.trunks
-            if t.auth is not None and t.auth.register
+            if t.auth is not None and t.auth.registration
         ),
         module_path=find_module_path(),
     )
+
+
+def silent_side(query: Mapping[str, Any], caller_tag: str, since: float) -> str | None:
+    """``caller`` or ``callee`` when that side sent no RTP after ``since`` (ng ``query``).
+
+    An empty query (rtpengine no longer knows the call) means both: ``caller``.
+    """
+    last: dict[str, float] = {}
+    for tag, monologue in dict(query.get("tags") or {}).items():
+        name = tag.decode() if isinstance(tag, bytes) else str(tag)
+        side = "caller" if name == caller_tag else "callee"
+        with contextlib.suppress(KeyError, IndexError, TypeError, ValueError):
+            last[side] = float(monologue["medias"][0]["streams"][0]["last packet"])
+    if not last:
+        return "caller"
+    for side in ("caller", "callee"):
+        if last.get(side, 0.0) < since:
+            return side
+    return None
 
 
 def _rtp_ports(query: Mapping[str, Any], caller_tag: str) -> list[int] | None:
@@ -147,6 +167,7 @@ class PbxComponent:
                 recording_dir=spool,
                 delete_delay_s=pbx.recording_delete_delay_s,
                 threads=pbx.rtpengine_threads,
+                media_timeout_s=pbx.media_timeout_s,
             ),
             on_exit=self._rtpengine_died,
             on_restart=self._rtpengine_restarted,
@@ -165,6 +186,7 @@ class PbxComponent:
             self.media, lambda: self.calls, lambda: self.dialplan, domain
         )
         self.webhooks: WebhookService | None = None
+        self._media_watch: asyncio.Task[None] | None = None
         hook = pbx.webhook
         if hook.url:
             self.webhooks = WebhookService(
@@ -210,11 +232,18 @@ class PbxComponent:
         self.events.start()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.events.connected.wait(), EVENTS_CONNECT_S)
+        if self.settings.anchor_media:
+            self._media_watch = asyncio.create_task(self._watch_media(), name="media-watch")
         if self.settings.record_calls and self.settings.anchor_media:
             self.recordings.start()
 
     async def stop(self) -> None:
         """Stop in reverse order; open calls are closed on the next start."""
+        if self._media_watch is not None:
+            self._media_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._media_watch
+            self._media_watch = None
         await self.events.stop()
         await self.kamailio.stop()
         await self._stop_helpers()
@@ -258,7 +287,8 @@ class PbxComponent:
 
     def _decide(self, query: Mapping[str, str]) -> dict[str, object]:
         caller, dialled = query.get("caller", ""), query.get("dialled", "")
-        answer = self.dialplan.decide(caller, dialled, query.get("trunk") == "1").wire()
+        from_trunk, to = query.get("trunk") == "1", query.get("to", "")
+        answer = self.dialplan.decide(caller, dialled, from_trunk, to).wire()
         if not (self.settings.record_calls and self.settings.anchor_media):
             answer["record"], answer["recording"] = "no", "never"
         return answer
@@ -282,7 +312,7 @@ class PbxComponent:
     async def trunks(self) -> list[dict[str, Any]]:
         """Every trunk with its registration state (Kamailio's ``uac.reg_dump``)."""
         states: dict[str, dict[str, Any]] = {}
-        if any(t.auth and t.auth.register for t in self.settings.dialplan.trunks):
+        if any(t.auth and t.auth.registration for t in self.settings.dialplan.trunks):
             try:
                 dump = await self.events.rpc("uac.reg_dump")
             except RpcError as err:
@@ -292,11 +322,11 @@ class PbxComponent:
         for trunk in self.settings.dialplan.trunks:
             entry: dict[str, Any] = {"name": trunk.name, "address": f"{trunk.host}:{trunk.port}",
                                      "auth": trunk.auth is not None, "register": False}  # fmt: skip
-            if trunk.auth is not None and trunk.auth.register:
+            if trunk.auth is not None and trunk.auth.registration:
                 state = states.get(trunk.name, {})
                 online = bool(int(state.get("flags") or 0) & UAC_REG_ONLINE)
-                entry.update(register=True, registered=online,
-                             expires_in_s=state.get("diff_expires") if online else None)  # fmt: skip
+                expires = state.get("diff_expires") if online else None
+                entry.update(register=True, registered=online, expires_in_s=expires)
             result.append(entry)
         return result
 
@@ -319,6 +349,38 @@ class PbxComponent:
         if on:
             self.calls.update(call_id, record=True, rtp_ports=ports)
         return {"call_id": call_id, "recording": on}
+
+    async def _watch_media(self) -> None:
+        """End answered calls where one side sent no RTP for ``media_timeout_s``.
+
+        A phone that loses power or network never sends BYE; rtpengine's per-stream
+        ``last packet`` time shows it. Kamailio sends BYE to both ends and the CDR is
+        ``interrupted`` (``media-timeout``), hung up by the silent side.
+        """
+        timeout = self.settings.media_timeout_s
+        while True:
+            await asyncio.sleep(max(1.0, timeout / 3))
+            now = time.time()
+            for call in self.calls.live_calls():
+                if call.get("answer") is None or not call.get("dialog"):
+                    continue
+                if now - float(call["answer"]) < timeout:
+                    continue
+                ids = {"call-id": call["call_id"], "from-tag": call["caller_tag"]}
+                try:
+                    query = await self.rtpengine.ng.command("query", **ids)
+                except NgError as err:
+                    if "unknown" not in str(err).lower():
+                        continue
+                    query = {}
+                side = silent_side(query, call["caller_tag"], now - timeout)
+                if side is None:
+                    continue
+                log.warning("no RTP from the %s for %d s: ending %s", side, timeout,
+                            call["call_id"])  # fmt: skip
+                with contextlib.suppress(RpcError):
+                    await self.events.rpc("dlg.end_dlg", *call["dialog"])
+                self.calls.close(call["call_id"], "interrupted", "media-timeout", side)
 
     def _on_media_event(self, worker: MediaWorker, event: dict[str, Any]) -> None:
         if event.get("ev") in ("leg", "transfer"):

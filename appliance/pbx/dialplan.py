@@ -275,10 +275,14 @@ class DialPlan:
         by_ext = self.settings.recording_by_extension
         return by_ext.get(caller) or by_ext.get(callee) or self.settings.recording
 
-    def decide(self, caller: str, dialled: str, from_trunk: bool = False) -> Decision:
-        """Route a call from ``caller`` (an extension, or a trunk when ``from_trunk``)."""
+    def decide(self, caller: str, dialled: str, from_trunk: bool = False, to: str = "") -> Decision:
+        """Route a call from ``caller`` (an extension, or a trunk when ``from_trunk``).
+
+        A trunk we register with may send calls to our Contact (the trunk's name) with
+        the DID in the To header: ``to`` is then the number dialled.
+        """
         if from_trunk:
-            return self._inbound(dialled)
+            return self._inbound(to if dialled in self.trunks and to else dialled)
         codes = self.settings.feature_codes
         if dialled == codes.echo:
             dialled = "echo"

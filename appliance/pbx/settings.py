@@ -19,7 +19,7 @@ class TrunkAuth(Section):
     username: str = Field(min_length=1, max_length=64, pattern=r"^[^:\s\"]+$")
     password: str = Field(min_length=1, max_length=64, pattern=r"^[^:\s\"]+$")
     realm: str = Field(min_length=1, max_length=64, pattern=r"^[^:\s\"]+$")
-    register: bool = Field(False, description="REGISTER with the trunk as username@realm")
+    registration: bool = Field(False, description="REGISTER with the trunk as username@realm")
     expires_s: int = Field(600, ge=60, le=86400)
 
 
@@ -203,6 +203,9 @@ class PbxSettings(Section):
     record_calls: bool = True
     recording_delete_delay_s: int = Field(1, ge=0, le=30)
     max_call_s: int = Field(14400, ge=60, le=86400)
+    media_timeout_s: int = Field(
+        60, ge=3, le=3600, description="an answered call without RTP this long is ended"
+    )
     route_port: int = Field(5066, ge=1, le=65535)
     dialplan: DialPlanSettings = DialPlanSettings()
     media: MediaSettings = MediaSettings()

@@ -4,7 +4,8 @@
 ``subscriber_rows`` make the ``subscriber`` table Kamailio's ``auth_db`` reads for digest auth
 (schema as in Debian's ``/usr/share/kamailio/db_sqlite/auth_db-create.sql``, table
 version 7); ``UACREG_SCHEMA`` and ``uacreg_rows`` the ``uacreg`` table of trunk
-registrations the ``uac`` module keeps up (``uac-create.sql``, version 5). The driver writes both files; nothing here touches the disk.
+registrations the ``uac`` module keeps up (``uac-create.sql``, version 5). The driver
+writes both files; nothing here touches the disk.
 """
 
 from __future__ import annotations

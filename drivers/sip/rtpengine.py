@@ -23,6 +23,7 @@ class RtpengineConfig:
     recording_dir: Path
     delete_delay_s: int = 1
     threads: int = 2
+    media_timeout_s: int = 60
     log_level: int = 4
 
 
@@ -44,6 +45,7 @@ def rtpengine_argv(binary: str, config: RtpengineConfig, pid_file: Path) -> list
         "--recording-format=raw",
         f"--delete-delay={config.delete_delay_s}",
         f"--num-threads={config.threads}",
+        f"--timeout={config.media_timeout_s}",
         f"--log-level={config.log_level}",
     ]
 

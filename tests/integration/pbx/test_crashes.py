@@ -83,3 +83,21 @@ def test_appliance_kill9_mid_call_gives_interrupted_cdr_after_restart(
         cdr = _one_interrupted(pbx, "appliance-restart")
         alice.send("hangup")
     _assert_caller_tone_recorded(pbx, cdr)
+
+
+def test_a_phone_that_vanishes_mid_call_is_hung_up_after_the_media_timeout(
+    tmp_path: Path,
+) -> None:
+    pbx = Pbx(tmp_path, media_timeout_s=3)
+    try:
+        pbx.start()
+        with phones(pbx, tmp_path, ("1001", 1000), ("1002", 600)) as (alice, bob):
+            connect_call(alice, bob)
+            wait_for(lambda: any(c["answer"] for c in pbx.api("GET", "/calls")[1]["calls"]),
+                     5, pbx.output)  # fmt: skip
+            bob.proc.kill()
+            alice.state("DISCONNECTED", timeout=15)
+        cdr = _one_interrupted(pbx, "media-timeout")
+        assert cdr["caller"]["number"] == "1001"
+    finally:
+        pbx.stop()

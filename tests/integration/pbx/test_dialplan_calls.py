@@ -369,7 +369,7 @@ def test_trunk_registration_with_digest_is_kept_up(tmp_path: Path) -> None:
     scenario.write_text(REGISTRAR)
     registrar = _sipp(["-sf", str(scenario), "-p", str(port)], tmp_path)
     auth = {"username": "branch-7", "password": "trunk-secret", "realm": "carrier.example",
-            "register": True, "expires_s": 300}  # fmt: skip
+            "registration": True, "expires_s": 300}  # fmt: skip
     pbx = Pbx(tmp_path, dialplan={"trunks": [{"name": "carrier", "host": "127.0.0.1",
                                               "port": port, "auth": auth}]})  # fmt: skip
     try:

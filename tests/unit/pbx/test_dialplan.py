@@ -202,3 +202,11 @@ def test_ivr_options_must_resolve() -> None:
     })  # fmt: skip
     with pytest.raises(DialPlanError, match="ivr main option 1"):
         DialPlan(plan().settings, EXTENSIONS, media)
+
+
+def test_calls_a_registered_trunk_sends_to_our_contact_use_the_to_number() -> None:
+    dp = plan()
+    assert dp.decide("x", "carrier", from_trunk=True, to="+4930555000").route == (
+        "inbound:+4930555000"
+    )
+    assert dp.decide("x", "carrier", from_trunk=True).reason == "no-inbound-route"
