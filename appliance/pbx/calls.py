@@ -74,6 +74,20 @@ class CallService:
         log.warning("unknown call event", extra={"kind": kind})
         return None
 
+    def failed_over(self, event: Mapping[str, Any]) -> None:
+        """Kamailio moved a call on to its next hop: the CDR names where it went."""
+        call_id = str(event.get("call_id", ""))
+        call = self.open.get(call_id) if call_id else None
+        if call is None or "closing" in call:
+            return
+        target = str(event.get("next") or "")
+        kind, _, rest = target.partition(":")
+        site, _, via = rest.partition(" via ")
+        call["trunk"] = via or (site if kind == "trunk" else None)
+        call["peer_site"] = site if kind == "site" else None
+        call["failovers"] = int(call.get("failovers", 0)) + 1
+        self.open.put(call_id, call)
+
     def live_calls(self) -> list[dict[str, Any]]:
         """Calls in progress."""
         return [call for _, call in self.open.items() if "closing" not in call]

@@ -42,7 +42,7 @@ def recording_id(site_id: str, call_id: str) -> str:
 
 
 def conversation_id(site_id: str, call_id: str) -> str:
-    """The conversation a call leg belongs to (one leg per SIP dialog through the edge)."""
+    """The conversation id a call gets where it starts; other sites' legs carry it along."""
     return str(uuid.uuid5(_NAMESPACE, f"conversation:{site_id}:{call_id}"))
 
 
@@ -81,10 +81,18 @@ class CdrBuilder:
     def open_call(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """The open-call record for an ``invite`` event."""
         call_id = str(event["call_id"])
+        caller = self.party(str(event.get("from_user", "")), _name(event))
+        peer_site = str(event.get("peer_site") or "") or None
+        if peer_site and event.get("caller_ext"):
+            # From another site: the number is as presented, the extension is theirs.
+            caller = Party(caller.number, str(event["caller_ext"]), caller.name)
         return {
             "call_id": call_id,
             "cdr_id": time_ordered_id(),
-            "caller": self.party(str(event.get("from_user", "")), _name(event)).doc(),
+            "conversation_id": _uuid(event.get("conversation"))
+            or conversation_id(self.site_id, call_id),
+            "peer_site": peer_site,
+            "caller": caller.doc(),
             "callee": self.party(_dialled(event)).doc(),
             "caller_tag": event.get("from_tag", ""),
             "route": str(event.get("route") or "extension"),
@@ -113,8 +121,11 @@ class CdrBuilder:
         return {
             "schema": SCHEMA_VERSION,
             "cdr_id": call["cdr_id"],
-            "conversation_id": conversation_id(self.site_id, call["call_id"]),
+            "conversation_id": call.get("conversation_id")
+            or conversation_id(self.site_id, call["call_id"]),
             "site_id": self.site_id,
+            "peer_site": call.get("peer_site"),
+            "failovers": int(call.get("failovers", 0)),
             "call_id": call["call_id"],
             "caller": call["caller"],
             "callee": call["callee"],
@@ -167,6 +178,13 @@ def _direction(call: Mapping[str, Any]) -> str:
 
 def _dialled(event: Mapping[str, Any]) -> str:
     return str(event.get("dialled") or event.get("request_user") or event.get("to_user", ""))
+
+
+def _uuid(value: Any) -> str | None:
+    try:
+        return str(uuid.UUID(str(value))) if value else None
+    except ValueError:
+        return None
 
 
 def _name(event: Mapping[str, Any]) -> str:

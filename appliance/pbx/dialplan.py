@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from appliance.pbx.settings import CosLevel, DialPlanSettings, OutboundRoute
 
@@ -97,6 +98,24 @@ def compile_pattern(text: str) -> Pattern:
 
 
 @dataclass(frozen=True)
+class Hop:
+    """One place Kamailio tries, in order, for an ``action == "route"`` decision.
+
+    ``site``: another site's PBX (``headers`` carry the signed inter-site headers);
+    ``trunk``: a local trunk. ``from_user`` and ``display`` go into From; ``timer_ms``
+    is how long to wait for any reply before trying the next hop (0: the default).
+    """
+
+    kind: str
+    uri: str
+    from_user: str
+    label: str
+    display: str = ""
+    headers: str = ""
+    timer_ms: int = 0
+
+
+@dataclass(frozen=True)
 class Decision:
     """What Kamailio should do with a call."""
 
@@ -110,9 +129,13 @@ class Decision:
     trunk: str = ""
     code: int = 0
     reason: str = ""
+    hops: tuple[Hop, ...] = ()
+    peer_site: str = ""
+    caller_ext: str = ""
+    conversation: str = ""
 
     def wire(self) -> dict[str, object]:
-        """The JSON object Kamailio reads (members as one comma-separated string)."""
+        """The JSON object Kamailio reads (lists as one string, ``,`` or ``|`` separated)."""
         return {
             "action": self.action,
             "members": ",".join(self.targets),
@@ -125,14 +148,37 @@ class Decision:
             "trunk": self.trunk,
             "code": self.code,
             "reason": self.reason,
+            "hops": len(self.hops),
+            "hop_uri": "|".join(h.uri for h in self.hops),
+            "hop_from": "|".join(h.from_user for h in self.hops),
+            "hop_display": "|".join(h.display for h in self.hops),
+            "hop_hdrs": "|".join(h.headers for h in self.hops),
+            "hop_fr": "|".join(str(h.timer_ms) for h in self.hops),
+            "hop_label": "|".join(h.label for h in self.hops),
+            "peer_site": self.peer_site,
+            "caller_ext": self.caller_ext,
+            "conversation": self.conversation,
         }
+
+
+class Router(Protocol):
+    """Routes numbers the local dial plan does not know (other sites, the routing table)."""
+
+    def outbound(self, plan: DialPlan, caller: str, dialled: str, call_id: str) -> Decision | None:
+        """A decision, or None to let the dial plan answer ``404``."""
 
 
 class DialPlan:
     """A validated dial plan over the site's extensions."""
 
-    def __init__(self, settings: DialPlanSettings, extensions: Iterable[str]) -> None:
+    def __init__(
+        self,
+        settings: DialPlanSettings,
+        extensions: Iterable[str],
+        router: Router | None = None,
+    ) -> None:
         self.settings = settings
+        self.router = router
         self.extensions = frozenset(extensions)
         self.groups = {g.number: g for g in settings.ring_groups}
         self.trunks = {t.name: t for t in settings.trunks}
@@ -205,21 +251,32 @@ class DialPlan:
         """The class of service of ``extension``."""
         return self.settings.class_of_service.get(extension, self.settings.default_cos)
 
-    def decide(self, caller: str, dialled: str, from_trunk: bool = False) -> Decision:
-        """Route a call from ``caller`` (an extension, or a trunk when ``from_trunk``)."""
+    def decide(
+        self, caller: str, dialled: str, from_trunk: bool = False, call_id: str = ""
+    ) -> Decision:
+        """Route a call from ``caller`` (an extension, or a trunk when ``from_trunk``).
+
+        Numbers that are no local extension, group or outbound route go to the router
+        (other sites' extensions, the routing table's rules) when there is one.
+        """
         if from_trunk:
             return self._inbound(dialled)
-        local = self._local(dialled)
+        local = self.local(dialled)
         if local is not None:
             return local
         for route, pattern in self.routes:
             if pattern.matches(dialled):
                 return self._outbound(caller, dialled, route)
+        if self.router is not None:
+            routed = self.router.outbound(self, caller, dialled, call_id)
+            if routed is not None:
+                return routed
         local_lengths = {len(n) for n in self.extensions | set(self.groups)}
         unknown = "unknown-extension" if len(dialled) in local_lengths else "no-route"
         return Decision("reject", code=404, reason=unknown)
 
-    def _local(self, number: str) -> Decision | None:
+    def local(self, number: str) -> Decision | None:
+        """The decision for a local extension or ring group, else None."""
         if number in self.extensions:
             return Decision("extension", (number,), route="extension")
         group = self.groups.get(number)
@@ -232,7 +289,7 @@ class DialPlan:
         route = self.inbound.get(did)
         if route is None:
             return Decision("reject", code=404, reason="no-inbound-route")
-        local = self._local(route.target)
+        local = self.local(route.target)
         assert local is not None
         return Decision(local.action, local.targets, local.serial, local.ring_s,
                         route=f"inbound:{did}")  # fmt: skip
