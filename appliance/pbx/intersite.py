@@ -66,18 +66,20 @@ class InterSite:
         rule_route = any(t.rule for t in found.targets)
         if rule_route and COS_RANK[plan.cos(caller)] < COS_RANK[self.settings.routed_cos]:
             return Decision("reject", code=403, reason="class-of-service", route=route)
+        if all(t.kind == "extension" for t in found.targets):
+            return None  # the table's own extension that this PBX does not have
         conversation = conversation_id(self.site_id, call_id)
-        hops = []
+        usable = []
         for target in found.targets:
             hop = self._hop(plan, table, target, caller, dialled, call_id, conversation)
             if hop is not None:
-                hops.append(hop)
-        if not hops:
+                usable.append((target, hop))
+        if not usable:
             return Decision("reject", code=503, reason="all-routes-down", route=route)
-        first_site = next((t.site for t in found.targets if t.kind == "site"), "") or ""
-        trunk = found.targets[0].via or found.targets[0].trunk or ""
-        return Decision("route", route=route, trunk=trunk, hops=tuple(hops),
-                        peer_site=first_site, conversation=conversation)  # fmt: skip
+        first = usable[0][0]
+        return Decision("route", route=route, trunk=first.via or first.trunk or "",
+                        hops=tuple(hop for _, hop in usable), peer_site=first.site or "",
+                        conversation=conversation)  # fmt: skip
 
     def _hop(
         self,

@@ -122,6 +122,7 @@ def test_a_peer_known_down_is_skipped_up_front_and_counted() -> None:
     peers._record("gw", "10.0.0.3", False, 0)
     decision = outbound("0301234567", peers=peers)
     assert [h.label for h in decision.hops] == ["trunk:a-sip"]
+    assert (decision.trunk, decision.peer_site) == ("a-sip", "")
     assert peers.failovers[("national", "site:gw via gw-sip", "peer-down")] == 1
     assert peers.report()["failovers"] == {"national": 1}
 
