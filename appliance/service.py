@@ -23,6 +23,7 @@ from appliance.compliance.service import ComplianceService
 from appliance.gateway.channels import ModemCollector, ModemPool
 from appliance.pbx.component import PbxComponent
 from appliance.routing import RoutingService
+from appliance.routing.metrics import PeerCollector
 from appliance.settings import ApplianceSettings
 from appliance.sim import SimChannel, SimService
 from appliance.store import Outbox, Store, StoreError
@@ -101,22 +102,34 @@ def build(
     install_error_handler(app)
     app.include_router(build_compliance_router(settings.api.tokens, compliance))
     components: list[Component] = [*_network(settings, health), store, routing]
+    pbx = None
     if settings.pbx.enabled:
-        components.append(_pbx(settings, store, health, app))
+        pbx = _pbx(settings, store, health, app, routing)
+        if pbx.peers is not None:
+            registry.register(PeerCollector(pbx.peers))
+        components.append(pbx)
     sim = None
     if settings.profile == "sim-gateway":
         parts, sim = _gateway(settings, store, health, registry, sim_channels)
         components += parts
     components.append(compliance)
     if settings.sync.enabled:
-        sync = SyncClient(settings, store.get, SyncMetrics(registry), routing, sim, compliance)
+        peers = pbx.peers if pbx is not None else None
+        sync = SyncClient(
+            settings, store.get, SyncMetrics(registry), routing, sim, compliance,
+            peers.report if peers is not None else None,
+        )  # fmt: skip
         health.add_check("sync", lambda: (True, "up" if sync.session_up.is_set() else "HQ down"))
         components.append(sync)
     return [*components, http]
 
 
 def _pbx(
-    settings: ApplianceSettings, store: StoreComponent, health: Health, app: FastAPI
+    settings: ApplianceSettings,
+    store: StoreComponent,
+    health: Health,
+    app: FastAPI,
+    routing: RoutingService,
 ) -> PbxComponent:
     """Kamailio, rtpengine, CDRs and recordings; raises DialPlanError for a bad dial plan."""
     subscribers = [Subscriber(e.number, e.password, e.name) for e in settings.sip.extensions]
@@ -127,6 +140,7 @@ def _pbx(
         subscribers,
         store.get,
         settings.data_dir,
+        routing,
     )
     health.add_check("pbx", pbx.check)
     app.include_router(pbx.router(settings.api.tokens))

@@ -126,6 +126,27 @@ def build_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) 
     )
 
     @router.get(
+        "/reports/routing",
+        tags=["reports"],
+        summary="Per site: peer site health (SIP OPTIONS) and failover counts per route",
+    )
+    def routing_health(principal: who) -> dict[str, Any]:
+        with engine().connect() as conn:
+            rows = conn.execute(sa.select(sites).order_by(sites.c.site_id)).all()
+        now = int(time.time() * 1000)
+        return {
+            "sites": {
+                r.site_id: {
+                    "status": _site(r, now)["status"],
+                    "peers": (r.health or {}).get("peers", {}),
+                    "failovers": (r.health or {}).get("failovers", {}),
+                }
+                for r in rows
+                if principal.may_see(r.site_id)
+            }
+        }
+
+    @router.get(
         "/recordings/{site_id}/{recording_id}",
         tags=["recordings"],
         summary="Download a recording (WAV)",

@@ -15,7 +15,8 @@ rule:<id>                {prefix, min_length, max_length, priority, windows[[day
 =======================  ===================================================================
 
 A rule target at the table's own site is dropped (a site never hands a call to itself);
-a trunk of another site becomes a hop to that site naming the trunk (``via``). The
+a trunk of another site becomes a hop to that site naming the trunk (``via``), with the
+digit manipulation applied by the calling site and the caller ID to ask for. The
 ``site:`` and ``ext:`` entries are the same in every table: they are compiled once as
 ``shared`` and each site's table is a ChainMap of its own entries over them, so N sites
 cost neither N copies in memory nor N copies in the database.
@@ -112,7 +113,14 @@ def _target(target: Target, site_id: str, trunks: dict[str, Trunk]) -> dict[str,
         return None if target.site == site_id else {"site": target.site, "cost": target.cost}
     trunk = trunks[target.trunk or ""]
     if trunk.site != site_id:
-        return {"site": trunk.site, "cost": target.cost, "via": trunk.id}
+        return {
+            "site": trunk.site,
+            "cost": target.cost,
+            "via": trunk.id,
+            "strip": target.strip,
+            "prepend": target.prepend,
+            "caller_id": target.caller_id or trunk.presented(),
+        }
     return {
         "trunk": trunk.id,
         "cost": target.cost,

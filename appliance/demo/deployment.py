@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import yaml
 
-from appliance.demo.plan import ServicePlan, plan_services
+from appliance.demo.plan import ServicePlan, directory, plan_services
 
 MANIFEST = "manifest.json"
 MARKER = "appliance.cli.main"
@@ -46,6 +46,7 @@ def start(demo_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
         for plan in plans:
             procs[plan.name] = _spawn(plan)
             _wait_healthy(plan, procs[plan.name], time.monotonic() + timeout)
+        _publish_directory(plans, time.monotonic() + timeout)
     except DemoError:
         _terminate(list(procs.values()))
         raise
@@ -87,6 +88,36 @@ def _ready(plan: ServicePlan) -> bool:
         return httpx.get(f"{plan.url}/healthz", timeout=1.0).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _publish_directory(plans: list[ServicePlan], deadline: float) -> None:
+    """PUT the company directory at HQ and wait until every branch runs a routing table."""
+    hq = next(p for p in plans if p.kind == "aggregator")
+    headers = {"Authorization": f"Bearer {hq.extras['api_tokens'][0]['token']}"}
+    try:
+        answer = httpx.put(f"{hq.url}/api/v1/directory", json=directory(plans),
+                           headers=headers, timeout=10)  # fmt: skip
+    except httpx.HTTPError as err:
+        raise DemoError(f"HQ did not take the directory: {err}") from err
+    if answer.status_code != 200:
+        raise DemoError(f"HQ refused the directory ({answer.status_code}): {answer.text}")
+    branches = [p for p in plans if p.kind == "appliance" and "pbx" in p.config]
+    while time.monotonic() < deadline:
+        if all(_routing_version(p) > 0 for p in branches):
+            return
+        time.sleep(0.1)
+    raise DemoError("the branches did not receive their routing tables from HQ in time")
+
+
+def _routing_version(plan: ServicePlan) -> int:
+    try:
+        text = httpx.get(f"{plan.url}/metrics", timeout=1.0).text
+    except httpx.HTTPError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("callmesh_routing_version "):
+            return int(float(line.split()[1]))
+    return 0
 
 
 def _tail(plan: ServicePlan, lines: int = 15) -> str:

@@ -21,13 +21,19 @@ PREFERRED_PORTS = {
     "aggregator": 8800,
     "branch": 8080,
     "gateway": 8081,
+    "branch-b": 8082,
     "ingest": 5570,
     "sip": 5060,
+    "sip-branch-b": 5062,
 }
-APPLIANCES = ("branch", "gateway")
+APPLIANCES = ("branch", "branch-b", "gateway")
+BRANCHES = ("branch", "branch-b")
 DEMO_MODEMS = 4
 BRANCH_EXTENSIONS = (("1001", "Reception"), ("1002", "Sales"), ("1003", "Support"))
+BRANCH_B_EXTENSIONS = (("3001", "Front desk"), ("3002", "Warehouse"))
 GATEWAY_EXTENSIONS = (("2001", "Gateway desk"),)
+SITE_NAMES = {"branch": "Branch A", "branch-b": "Branch B"}
+RTP_RANGES = {"branch": (30000, 34999), "branch-b": (35000, 39999)}
 
 
 @dataclass
@@ -75,20 +81,18 @@ class ServicePlan:
 
 
 def load_secrets(demo_dir: Path) -> dict[str, Any]:
-    """The demo's tokens and passwords, created on first use."""
+    """The demo's tokens and passwords, created on first use (missing ones added later)."""
     path = demo_dir / "secrets.json"
-    if path.exists():
-        loaded: dict[str, Any] = json.loads(path.read_text())
-        return loaded
-    values = {
-        "aggregator_admin_token": secrets.token_urlsafe(24),
-        "branch_admin_token": secrets.token_urlsafe(24),
-        "gateway_admin_token": secrets.token_urlsafe(24),
-        "sip_passwords": {
-            number: secrets.token_urlsafe(12)
-            for number, _ in BRANCH_EXTENSIONS + GATEWAY_EXTENSIONS
-        },
-    }
+    values: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    before = json.dumps(values, sort_keys=True)
+    for name in ("aggregator", *APPLIANCES):
+        values.setdefault(f"{name}_admin_token", secrets.token_urlsafe(24))
+    values.setdefault("peering_secret", secrets.token_urlsafe(24))
+    passwords = values.setdefault("sip_passwords", {})
+    for number, _ in BRANCH_EXTENSIONS + BRANCH_B_EXTENSIONS + GATEWAY_EXTENSIONS:
+        passwords.setdefault(number, secrets.token_urlsafe(12))
+    if json.dumps(values, sort_keys=True) == before:
+        return values
     path.write_text(json.dumps(values, indent=2))
     path.chmod(0o600)
     return values
@@ -120,7 +124,7 @@ def demo_keys(demo_dir: Path) -> dict[str, dict[str, str]]:
 
 
 def plan_services(demo_dir: Path) -> list[ServicePlan]:
-    """Aggregator, branch box, the simulated modems and the SIM-gateway box, in order."""
+    """Aggregator, the two branch boxes, the simulated modems and the SIM gateway, in order."""
     creds = load_secrets(demo_dir)
     key_pairs = demo_keys(demo_dir)
     aggregator = _aggregator(demo_dir, creds, key_pairs)
@@ -137,6 +141,7 @@ def plan_services(demo_dir: Path) -> list[ServicePlan]:
     return [
         aggregator,
         _appliance(demo_dir, creds, "branch", "branch", BRANCH_EXTENSIONS, link, key_pairs),
+        _appliance(demo_dir, creds, "branch-b", "branch", BRANCH_B_EXTENSIONS, link, key_pairs),
         simulator,
         gateway,
     ]
@@ -158,28 +163,52 @@ def free_port_run(count: int, first: int = 5080) -> int:
     raise OSError(f"no {count} consecutive free UDP ports on loopback")
 
 
-def _pbx_ports() -> dict[str, Any]:
-    """The branch's PBX: Kamailio on 5060 when free, its helpers on free ports.
+def directory(plans: list[ServicePlan]) -> dict[str, Any]:
+    """The company directory HQ gets: the two branches, extensions dialled as they are."""
+    sites = []
+    for plan in plans:
+        if plan.name in BRANCHES:
+            numbers = [e["number"] for e in plan.config["sip"]["extensions"]]
+            sites.append({
+                "id": plan.config["site_id"], "name": SITE_NAMES[plan.name],
+                "sip_address": plan.extras["sip"]["address"], "extensions": numbers,
+            })  # fmt: skip
+    return {"plan": {"flat": True, "site_prefix": ""}, "sites": sites}
 
-    Two media workers serve an echo test (*43), meet-me rooms (*3 + room) and an IVR
-    (``ivr-main``, also where Sales forwards when busy): 1 for Reception, 2 for Support.
+
+def _pbx_ports(name: str, peering_secret: str) -> dict[str, Any]:
+    """A branch's PBX: Kamailio on its preferred port when free, helpers on free ports.
+
+    Branch A also runs two media workers: an echo test (*43), meet-me rooms (*3 + room)
+    and an IVR (``ivr-main``, where Sales forwards when busy): 1 for Reception, 2 for
+    Support.
     """
-    return {
-        "enabled": True,
-        "sip_host": LOOPBACK,
-        "sip_port": free_port(PREFERRED_PORTS["sip"], socket.SOCK_DGRAM),
-        "evapi_port": free_port(0),
-        "route_port": free_port(0),
-        "rtpengine_ng_port": free_port(0, socket.SOCK_DGRAM),
-        "media": {
+    preferred = PREFERRED_PORTS["sip" if name == "branch" else f"sip-{name}"]
+    low, high = RTP_RANGES[name]
+    media: dict[str, Any] = {"workers": 0}
+    dialplan: dict[str, Any] = {}
+    if name == "branch":
+        media = {
             "workers": 2,
             "port_base": free_port_run(2),
             "prompts": {"menu": {"tone_hz": 440, "on_ms": 400, "off_ms": 200, "seconds": 3}},
             "ivr": {
                 "main": {"prompt": "menu", "options": {"1": "1001", "2": "1003"}, "default": "1001"}
             },
-        },
-        "dialplan": {"forward": {"1002": {"busy": "ivr:main"}}},
+        }
+        dialplan = {"forward": {"1002": {"busy": "ivr:main"}}}
+    return {
+        "enabled": True,
+        "sip_host": LOOPBACK,
+        "sip_port": free_port(preferred, socket.SOCK_DGRAM),
+        "evapi_port": free_port(0),
+        "route_port": free_port(0),
+        "rtpengine_ng_port": free_port(0, socket.SOCK_DGRAM),
+        "rtp_port_min": low,
+        "rtp_port_max": high,
+        "peering": {"secret": peering_secret},
+        "media": media,
+        "dialplan": dialplan,
     }
 
 
@@ -271,7 +300,7 @@ def _appliance(
     }
     sip: dict[str, Any] = {"domain": "callmesh.local", "extensions": sip_exts}
     if profile == "branch":
-        config["pbx"] = _pbx_ports()
+        config["pbx"] = _pbx_ports(name, creds["peering_secret"])
         sip["address"] = f"{LOOPBACK}:{config['pbx']['sip_port']}"
     extras = {
         "site_id": config["site_id"],

@@ -85,15 +85,16 @@ class CallService:
     def _conversation(self, event: Mapping[str, Any]) -> str | None:
         """The conversation an ``invite`` joins: a placed call's, a replaced or transferred leg's.
 
-        A header value is only taken when the appliance placed that conversation or a
-        call in it is open, so a phone cannot attach its call to a stranger's.
+        A header value is only taken from another site (its INVITE is signed), or when
+        the appliance placed that conversation or a call in it is open, so a phone
+        cannot attach its call to a stranger's.
         """
         now = time.monotonic()
         self._expected = {k: t for k, t in self._expected.items() if t > now}
         open_calls = [c for _, c in self.open.items()]
         known = {c.get("conversation_id") for c in open_calls} | set(self._expected)
         header = str(event.get("conversation") or "")
-        if header and header in known:
+        if header and (header in known or event.get("peer_site")):
             return header
         replaces = str(event.get("replaces") or "")
         referrer = str(event.get("referred_by") or "")
@@ -136,6 +137,20 @@ class CallService:
         lost = [c for _, c in self.open.items()
                 if c.get("media_peer") == peer and "closing" not in c]  # fmt: skip
         return [cdr for c in lost if (cdr := self.close(c["call_id"], "interrupted", why))]
+
+    def failed_over(self, event: Mapping[str, Any]) -> None:
+        """Kamailio moved a call on to its next hop: the CDR names where it went."""
+        call_id = str(event.get("call_id", ""))
+        call = self.open.get(call_id) if call_id else None
+        if call is None or "closing" in call:
+            return
+        target = str(event.get("next") or "")
+        kind, _, rest = target.partition(":")
+        site, _, via = rest.partition(" via ")
+        call["trunk"] = via or (site if kind == "trunk" else None)
+        call["peer_site"] = site if kind == "site" else None
+        call["failovers"] = int(call.get("failovers", 0)) + 1
+        self.open.put(call_id, call)
 
     def live_calls(self) -> list[dict[str, Any]]:
         """Calls in progress."""

@@ -42,7 +42,7 @@ def recording_id(site_id: str, call_id: str) -> str:
 
 
 def conversation_id(site_id: str, call_id: str) -> str:
-    """A new conversation's id, from its first leg (one leg per SIP dialog through the edge)."""
+    """A new conversation's id, from the leg where it starts; later legs carry it along."""
     return str(uuid.uuid5(_NAMESPACE, f"conversation:{site_id}:{call_id}"))
 
 
@@ -81,13 +81,22 @@ class CdrBuilder:
     def open_call(
         self, event: Mapping[str, Any], conversation: str | None = None
     ) -> dict[str, Any]:
-        """The open-call record for an ``invite`` event (``conversation``: the one it joins)."""
+        """The open-call record for an ``invite`` event.
+
+        ``conversation``: the one it joins; a call from another site brings its own.
+        """
         call_id = str(event["call_id"])
         recording = str(event.get("recording") or ("always" if self._record else "never"))
+        caller = self.party(str(event.get("from_user", "")), _name(event))
+        peer_site = str(event.get("peer_site") or "") or None
+        if peer_site and event.get("caller_ext"):
+            # From another site: the number is as presented, the extension is theirs.
+            caller = Party(caller.number, str(event["caller_ext"]), caller.name)
         return {
             "call_id": call_id,
             "cdr_id": time_ordered_id(),
-            "caller": self.party(str(event.get("from_user", "")), _name(event)).doc(),
+            "peer_site": peer_site,
+            "caller": caller.doc(),
             "callee": self.party(_dialled(event)).doc(),
             "caller_tag": event.get("from_tag", ""),
             "route": str(event.get("route") or "extension"),
@@ -96,7 +105,8 @@ class CdrBuilder:
             "start": _ts(event),
             "answer": None,
             "media_interrupted": None,
-            "conversation_id": conversation or conversation_id(self.site_id, call_id),
+            "conversation_id": _uuid(conversation or (peer_site and event.get("conversation")))
+            or conversation_id(self.site_id, call_id),
             "recording": recording,
             "record": self._record and recording == "always",
             "media_peer": event.get("media_peer") or None,
@@ -124,6 +134,8 @@ class CdrBuilder:
             "conversation_id": call.get("conversation_id")
             or conversation_id(self.site_id, call["call_id"]),
             "site_id": self.site_id,
+            "peer_site": call.get("peer_site"),
+            "failovers": int(call.get("failovers", 0)),
             "call_id": call["call_id"],
             "caller": call["caller"],
             "callee": call["callee"],
@@ -176,6 +188,13 @@ def _direction(call: Mapping[str, Any]) -> str:
 
 def _dialled(event: Mapping[str, Any]) -> str:
     return str(event.get("dialled") or event.get("request_user") or event.get("to_user", ""))
+
+
+def _uuid(value: Any) -> str | None:
+    try:
+        return str(uuid.UUID(str(value))) if value else None
+    except ValueError:
+        return None
 
 
 def _name(event: Mapping[str, Any]) -> str:

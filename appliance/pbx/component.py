@@ -26,8 +26,9 @@ from fastapi import APIRouter
 from appliance.pbx.api import build_router
 from appliance.pbx.calls import CallService
 from appliance.pbx.cdr import CdrBuilder
-from appliance.pbx.dialplan import DialPlan
+from appliance.pbx.dialplan import Decision, DialPlan
 from appliance.pbx.errors import CallControlError, PbxNotStartedError
+from appliance.pbx.intersite import InterSite
 from appliance.pbx.media import (
     DISPATCHER_SET,
     MediaPool,
@@ -39,12 +40,15 @@ from appliance.pbx.originate import OriginationService
 from appliance.pbx.recordings import RecordingService
 from appliance.pbx.settings import PbxSettings
 from appliance.pbx.webhooks import WebhookService
+from appliance.routing.peers import PeerMonitor
+from appliance.routing.service import RoutingService
 from appliance.store import Store
 from drivers.runtime.settings_base import ApiToken
 from drivers.sip.errors import NgError, RpcError
 from drivers.sip.evapi import EvapiClient
 from drivers.sip.kamailio import KamailioDriver, find_module_path
 from drivers.sip.kamailio_config import KamailioConfig, Registration, Subscriber
+from drivers.sip.probe import sip_options_ok
 from drivers.sip.routeserver import RouteServer
 from drivers.sip.rtpengine import RtpengineConfig, RtpengineDriver
 
@@ -141,14 +145,29 @@ class PbxComponent:
         subscribers: Sequence[Subscriber],
         store: Callable[[], Store],
         data_dir: Path,
+        routing: RoutingService | None = None,
     ) -> None:
         self.settings = pbx
+        self.site_id = site_id
         run_dir = data_dir / "pbx" / "run"
         spool = data_dir / "pbx" / "spool"
         names: Mapping[str, str] = {s.number: s.name for s in subscribers}
-        self.dialplan = DialPlan(pbx.dialplan, names, pbx.media)
         self._domain = domain
         self._run_dir = run_dir
+        self.peers: PeerMonitor | None = None
+        self.intersite: InterSite | None = None
+        if routing is not None:
+            self.peers = PeerMonitor(
+                lambda: routing.table,
+                self._probe,
+                pbx.peering.probe_interval_s,
+                pbx.peering.probe_timeout_s,
+                pbx.peering.down_after,
+            )
+            self.intersite = InterSite(
+                site_id, pbx.peering, lambda: routing.table, names, self.peers
+            )
+        self.dialplan = DialPlan(pbx.dialplan, names, pbx.media, self.intersite)
         self.route_server = RouteServer(pbx.sip_host, pbx.route_port, self._decide)
         recorded = pbx.record_calls and pbx.anchor_media
         self._store = store
@@ -229,6 +248,8 @@ class PbxComponent:
         except BaseException:
             await self._stop_helpers()
             raise
+        if self.peers is not None:
+            await self.peers.start()
         self.events.start()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.events.connected.wait(), EVENTS_CONNECT_S)
@@ -244,6 +265,8 @@ class PbxComponent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._media_watch
             self._media_watch = None
+        if self.peers is not None:
+            await self.peers.stop()
         await self.events.stop()
         await self.kamailio.stop()
         await self._stop_helpers()
@@ -272,9 +295,10 @@ class PbxComponent:
 
     async def apply(self, domain: str, subscribers: Sequence[Subscriber]) -> bool:
         """Apply changed extensions or domain; returns whether Kamailio was restarted."""
-        self.dialplan = DialPlan(
-            self.settings.dialplan, [s.number for s in subscribers], self.settings.media
-        )
+        names = {s.number: s.name for s in subscribers}
+        if self.intersite is not None:
+            self.intersite.names = names
+        self.dialplan = DialPlan(self.settings.dialplan, names, self.settings.media, self.intersite)
         config = kamailio_config(self.settings, domain, self.kamailio.run_dir)
         restarted = await self.kamailio.apply(config, subscribers)
         if restarted:
@@ -288,7 +312,17 @@ class PbxComponent:
     def _decide(self, query: Mapping[str, str]) -> dict[str, object]:
         caller, dialled = query.get("caller", ""), query.get("dialled", "")
         from_trunk, to = query.get("trunk") == "1", query.get("to", "")
-        answer = self.dialplan.decide(caller, dialled, from_trunk, to).wire()
+        call_id = query.get("call_id", "")
+        decision: Decision
+        if query.get("peer") == "1":
+            if self.intersite is None:
+                log.warning("call from another site refused: no routing here")
+                decision = Decision("reject", code=403, reason="peering-disabled")
+            else:
+                decision = self.intersite.admit(self.dialplan, query)
+        else:
+            decision = self.dialplan.decide(caller, dialled, from_trunk, to, call_id)
+        answer = decision.wire()
         if not (self.settings.record_calls and self.settings.anchor_media):
             answer["record"], answer["recording"] = "no", "never"
         return answer
@@ -406,7 +440,16 @@ class PbxComponent:
                 with contextlib.suppress(RpcError):
                     await self.events.rpc("dlg.end_dlg", *call["dialog"])
 
+    async def _probe(self, host: str, port: int, wait_s: float) -> bool:
+        return await sip_options_ok(host, port, wait_s, local_host=self.settings.sip_host)
+
     def _on_event(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "failover":
+            if self.peers is not None:
+                reason = f"sip-{event.get('code') or 408}"
+                self.peers.failed_over(str(event.get("route")), str(event.get("target")), reason)
+            self.calls.failed_over(event)
+            return
         self.calls.handle(event)
 
     def _kamailio_died(self) -> None:

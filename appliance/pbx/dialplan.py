@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from appliance.pbx.settings import CosLevel, DialPlanSettings, MediaSettings, OutboundRoute
 
@@ -105,6 +106,24 @@ def compile_pattern(text: str) -> Pattern:
 
 
 @dataclass(frozen=True)
+class Hop:
+    """One place Kamailio tries, in order, for an ``action == "route"`` decision.
+
+    ``site``: another site's PBX (``headers`` carry the signed inter-site headers);
+    ``trunk``: a local trunk. ``from_user`` and ``display`` go into From; ``timer_ms``
+    is how long to wait for any reply before trying the next hop (0: the default).
+    """
+
+    kind: str
+    uri: str
+    from_user: str
+    label: str
+    display: str = ""
+    headers: str = ""
+    timer_ms: int = 0
+
+
+@dataclass(frozen=True)
 class Decision:
     """What Kamailio should do with a call."""
 
@@ -121,9 +140,13 @@ class Decision:
     recording: str = "never"
     forward: tuple[str, str, str] = ("", "", "")
     trunk_auth: bool = False
+    hops: tuple[Hop, ...] = ()
+    peer_site: str = ""
+    caller_ext: str = ""
+    conversation: str = ""
 
     def wire(self) -> dict[str, object]:
-        """The JSON object Kamailio reads (members as one comma-separated string)."""
+        """The JSON object Kamailio reads (lists as one string, ``,`` or ``|`` separated)."""
         return {
             "action": self.action,
             "members": ",".join(self.targets),
@@ -142,7 +165,24 @@ class Decision:
             "fwd_no_answer": self.forward[1],
             "fwd_unavailable": self.forward[2],
             "trunk_auth": 1 if self.trunk_auth else 0,
+            "hops": len(self.hops),
+            "hop_uri": "|".join(h.uri for h in self.hops),
+            "hop_from": "|".join(h.from_user for h in self.hops),
+            "hop_display": "|".join(h.display for h in self.hops),
+            "hop_hdrs": "|".join(h.headers for h in self.hops),
+            "hop_fr": "|".join(str(h.timer_ms) for h in self.hops),
+            "hop_label": "|".join(h.label for h in self.hops),
+            "peer_site": self.peer_site,
+            "caller_ext": self.caller_ext,
+            "conversation": self.conversation,
         }
+
+
+class Router(Protocol):
+    """Routes numbers the local dial plan does not know (other sites, the routing table)."""
+
+    def outbound(self, plan: DialPlan, caller: str, dialled: str, call_id: str) -> Decision | None:
+        """A decision, or None to let the dial plan answer ``404``."""
 
 
 class DialPlan:
@@ -153,8 +193,10 @@ class DialPlan:
         settings: DialPlanSettings,
         extensions: Iterable[str],
         media: MediaSettings | None = None,
+        router: Router | None = None,
     ) -> None:
         self.settings = settings
+        self.router = router
         self.extensions = frozenset(extensions)
         self.media = media or MediaSettings(workers=0)
         self.groups = {g.number: g for g in settings.ring_groups}
@@ -236,7 +278,7 @@ class DialPlan:
         kind, _, name = target.partition(":")
         if kind in ("announce", "ivr") and name:
             return self._media(f"{kind}-{name}")
-        return self._local(target)
+        return self.local(target)
 
     def _media(self, user: str) -> Decision | None:
         if self.media.workers == 0:
@@ -275,11 +317,20 @@ class DialPlan:
         by_ext = self.settings.recording_by_extension
         return by_ext.get(caller) or by_ext.get(callee) or self.settings.recording
 
-    def decide(self, caller: str, dialled: str, from_trunk: bool = False, to: str = "") -> Decision:
+    def decide(
+        self,
+        caller: str,
+        dialled: str,
+        from_trunk: bool = False,
+        to: str = "",
+        call_id: str = "",
+    ) -> Decision:
         """Route a call from ``caller`` (an extension, or a trunk when ``from_trunk``).
 
         A trunk we register with may send calls to our Contact (the trunk's name) with
-        the DID in the To header: ``to`` is then the number dialled.
+        the DID in the To header: ``to`` is then the number dialled. Numbers that are no
+        local extension, group, media service or outbound route go to the router (other
+        sites' extensions, the routing table's rules) when there is one.
         """
         if from_trunk:
             return self._inbound(to if dialled in self.trunks and to else dialled)
@@ -288,20 +339,25 @@ class DialPlan:
             dialled = "echo"
         elif dialled.startswith(codes.room) and dialled[len(codes.room) :].isdigit():
             dialled = "room-" + dialled[len(codes.room) :]
-        if not dialled[:1].isdigit():
+        if not dialled[:1].isdigit() and not dialled.startswith("+"):
             media = self._media(dialled)
             return media or Decision("reject", code=404, reason="unknown-service")
-        local = self._local(dialled)
+        local = self.local(dialled)
         if local is not None:
             return replace(local, recording=self.recording(caller, dialled))
         for route, pattern in self.routes:
             if pattern.matches(dialled):
                 return self._outbound(caller, dialled, route)
+        if self.router is not None:
+            routed = self.router.outbound(self, caller, dialled, call_id)
+            if routed is not None:
+                return routed
         local_lengths = {len(n) for n in self.extensions | set(self.groups)}
         unknown = "unknown-extension" if len(dialled) in local_lengths else "no-route"
         return Decision("reject", code=404, reason=unknown)
 
-    def _local(self, number: str) -> Decision | None:
+    def local(self, number: str) -> Decision | None:
+        """The decision for a local extension or ring group, else None."""
         if number in self.extensions:
             fwd = self.settings.forward.get(number)
             forward = ("", "", "")

@@ -179,6 +179,43 @@ class MediaSettings(Section):
         return self
 
 
+class PeeringSettings(Section):
+    """Calls to and from other sites' PBXs (inter-site trunks over the company network).
+
+    ``secret`` signs and checks every inter-site INVITE (appliance/routing/peering.py);
+    ``secrets`` overrides it per peer site (the same value on both sites of a pair).
+    Without any secret, calls to other sites are not routed and calls from them refused.
+    """
+
+    secret: str = Field("", max_length=256)
+    secrets: dict[str, str] = Field(default_factory=dict)
+    max_skew_s: int = Field(30, ge=1, le=3600)
+    hop_timer_ms: int = Field(1000, ge=200, le=30000)
+    probe_interval_s: float = Field(1.0, gt=0, le=60)
+    probe_timeout_s: float = Field(0.5, gt=0, le=10)
+    down_after: int = Field(2, ge=1, le=10)
+    routed_cos: CosLevel = "national"
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < 16:
+            raise ValueError("secret must be at least 16 characters")
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _each_long_enough(cls, value: dict[str, str]) -> dict[str, str]:
+        short = sorted(site for site, secret in value.items() if len(secret) < 16)
+        if short:
+            raise ValueError(f"secrets must be at least 16 characters (sites {short})")
+        return value
+
+    def secret_for(self, site: str) -> str:
+        """The secret shared with ``site`` ("" when none is configured)."""
+        return self.secrets.get(site, self.secret)
+
+
 class PbxSettings(Section):
     """Kamailio, rtpengine and call-event ports on loopback, timers and anti-flood limits."""
 
@@ -209,6 +246,7 @@ class PbxSettings(Section):
     route_port: int = Field(5066, ge=1, le=65535)
     dialplan: DialPlanSettings = DialPlanSettings()
     media: MediaSettings = MediaSettings()
+    peering: PeeringSettings = PeeringSettings()
     webhook: WebhookSettings = WebhookSettings()
 
     @model_validator(mode="after")

@@ -20,7 +20,7 @@ import datetime
 import itertools
 import zoneinfo
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -50,6 +50,7 @@ class Target:
     trunk: str | None = None
     caller_id: str | None = None
     owned: frozenset[str] = field(default_factory=frozenset)
+    rule: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -210,8 +211,19 @@ class RoutingTable:
         targets: list[Target] = []
         for rule in self._rules:
             if rule.matches(dialled, local):
-                targets.extend(self._rule_target(t, dialled) for t in rule.targets)
+                targets.extend(self._rule_target(t, dialled, rule.id) for t in rule.targets)
         return self._decision(dialled, _unique(targets), "rules" if targets else "no route")
+
+    def peer_sites(self) -> frozenset[str]:
+        """Other sites this site's rules can send calls to (the peers worth probing)."""
+        return frozenset(t["site"] for rule in self._rules for t in rule.targets if "site" in t) - {
+            self.site
+        }
+
+    def site_name(self, site: str) -> str:
+        """The display name of ``site`` (its id when the directory gives none)."""
+        entry = self.sites.get(site)
+        return (entry or {}).get("name") or site
 
     def _by_prefix(self, dialled: str) -> RouteDecision | None:
         if not self.site_prefix or not dialled.startswith(self.site_prefix):
@@ -242,17 +254,19 @@ class RoutingTable:
             "site", number, site=site, address=address, caller_prefix=caller_prefix, via=via
         )
 
-    def _rule_target(self, target: Mapping[str, Any], dialled: str) -> Target:
+    def _rule_target(self, target: Mapping[str, Any], dialled: str, rule: str) -> Target:
+        number = target.get("prepend", "") + dialled[target.get("strip", 0) :]
         if "site" in target:
-            return self._to_site(target["site"], dialled, target.get("via"))
+            hop = self._to_site(target["site"], number, target.get("via"))
+            return replace(hop, caller_id=target.get("caller_id"), rule=rule)
         trunk = self.trunks[target["trunk"]]
-        number = target["prepend"] + dialled[target["strip"] :]
         return Target(
             "trunk",
             number,
             trunk=target["trunk"],
             caller_id=target["caller_id"],
             owned=frozenset(trunk["numbers"]),
+            rule=rule,
         )
 
     def _decision(self, dialled: str, targets: list[Target], reason: str) -> RouteDecision:
@@ -322,10 +336,12 @@ def _checked_target(key: str, target: Any) -> dict[str, Any]:
     if not isinstance(target, dict) or ("site" in target) == ("trunk" in target):
         raise RoutingTableError(f"{key}: a target names exactly one of site or trunk")
     trunk = "trunk" in target
-    if trunk and not (
-        isinstance(target.get("prepend"), str) and isinstance(target.get("strip"), int)
-    ):
+    if trunk and not ("prepend" in target and "strip" in target):
         raise RoutingTableError(f"{key}: trunk target needs strip and prepend")
+    if not isinstance(target.get("prepend", ""), str) or not isinstance(
+        target.get("strip", 0), int
+    ):
+        raise RoutingTableError(f"{key}: strip must be a number and prepend a string")
     return dict(target)
 
 

@@ -21,6 +21,7 @@ import shutil
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -79,7 +80,8 @@ class SyncClient:
     """A lifecycle component; needs the store and ``routing`` started before it starts.
 
     Routing snapshots and updates are handed to ``routing``, the same instance the PBX
-    looks routes up in. On a SIM gateway, ``sim`` gets HQ's SIM commands and its status
+    looks routes up in; ``routing_health`` adds peer health and failover counts to
+    ``status``. On a SIM gateway, ``sim`` gets HQ's SIM commands and its status
     goes up as ``sim-status``; ``compliance`` gets the company do-not-call list (topic
     ``dnc``) and its refusals go up from the ``compliance`` outbox.
     """
@@ -94,6 +96,7 @@ class SyncClient:
         routing: RoutingService,
         sim: SimService | None = None,
         compliance: ComplianceService | None = None,
+        routing_health: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self._settings = settings
         self._sync = settings.sync
@@ -112,6 +115,7 @@ class SyncClient:
         self.routing = routing
         self.sim = sim
         self.compliance = compliance
+        self.routing_health = routing_health
         self._sim_sent = (-1, 0.0)
         self._compliance_inflight: tuple[list[int], float] | None = None
         metrics.routing_version.set_function(lambda: self.routing.version)
@@ -402,14 +406,15 @@ class SyncClient:
 
     def _status(self) -> Status:
         ratio = self._store_ratio
-        return Status(
-            {
-                "backlog": self._backlog(),
-                "store_used_percent": round(100 * ratio, 2),
-                "snapshots": {ROUTING: self.routing.version},
-                "routing_refused": self.routing.refused,
-            }
-        )
+        health = {
+            "backlog": self._backlog(),
+            "store_used_percent": round(100 * ratio, 2),
+            "snapshots": {ROUTING: self.routing.version},
+            "routing_refused": self.routing.refused,
+        }
+        if self.routing_health is not None:
+            health.update(self.routing_health())
+        return Status(health)
 
     async def _send(self, sock: zmq.asyncio.Socket, message: Message) -> None:
         try:

@@ -1,4 +1,4 @@
-"""SIP OPTIONS keep-alive probe: is a SIP server on loopback answering?"""
+"""SIP OPTIONS keep-alive probe: is a SIP server answering (on loopback or a peer site)?"""
 
 from __future__ import annotations
 
@@ -33,15 +33,23 @@ class _Probe(asyncio.DatagramProtocol):
             self.answer.set_result(data)
 
 
-async def sip_options_ok(host: str, port: int, wait_s: float = 0.5) -> bool:
-    """Whether ``host:port`` answers an OPTIONS with a 2xx within ``wait_s`` seconds."""
+async def sip_options_ok(
+    host: str, port: int, wait_s: float = 0.5, local_host: str = "127.0.0.1"
+) -> bool:
+    """Whether ``host:port`` answers an OPTIONS with a 2xx within ``wait_s`` seconds.
+
+    An unreachable network (link down, no route) is a ``False``, not an error.
+    """
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_datagram_endpoint(
-        _Probe, local_addr=("127.0.0.1", 0), remote_addr=(host, port)
-    )
+    try:
+        transport, protocol = await loop.create_datagram_endpoint(
+            _Probe, local_addr=(local_host, 0), remote_addr=(host, port)
+        )
+    except OSError:
+        return False
     try:
         local_port = transport.get_extra_info("sockname")[1]
-        transport.sendto(options_request(host, port, local_port))
+        transport.sendto(options_request(host, port, local_port, local_host))
         with contextlib.suppress(TimeoutError):
             answer = await asyncio.wait_for(protocol.answer, wait_s)
             return answer.startswith(b"SIP/2.0 2")

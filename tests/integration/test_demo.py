@@ -36,8 +36,8 @@ def test_demo_starts_three_healthy_services_and_stops_them(demo_dir: Path) -> No
     assert result.returncode == 0, result.stderr
     manifest = json.loads((demo_dir / "manifest.json").read_text())
     services = manifest["services"]
-    assert list(services) == ["aggregator", "branch", "modems", "gateway"]
-    assert services["branch"]["profile"] == "branch"
+    assert list(services) == ["aggregator", "branch", "branch-b", "modems", "gateway"]
+    assert services["branch"]["profile"] == services["branch-b"]["profile"] == "branch"
     assert services["gateway"]["profile"] == "sim-gateway"
     assert len(services["modems"]["modems"]) == 4
     assert services["modems"]["control"].startswith("http://127.0.0.1:")
@@ -56,14 +56,14 @@ def test_demo_starts_three_healthy_services_and_stops_them(demo_dir: Path) -> No
         timeout=5,
         headers={"Authorization": f"Bearer {token}"},
     ).json()["sites"]
-    assert {s["site_id"] for s in sites} == {"demo-branch", "demo-gateway"}
+    assert {s["site_id"] for s in sites} == {"demo-branch", "demo-branch-b", "demo-gateway"}
     extensions = services["branch"]["sip"]["extensions"]
     assert [e["number"] for e in extensions] == ["1001", "1002", "1003"]
     assert "manifest.json" in result.stdout
 
     stopped = callmesh("demo", "--dir", str(demo_dir), "--stop")
     assert stopped.returncode == 0
-    assert stopped.stdout.strip() == "stopped: gateway, modems, branch, aggregator"
+    assert stopped.stdout.strip() == "stopped: gateway, modems, branch-b, branch, aggregator"
     assert wait_gone([svc["pid"] for svc in services.values()])
     assert not (demo_dir / "manifest.json").exists()
 
@@ -117,3 +117,28 @@ def test_a_call_at_the_demo_branch_reaches_hq_as_a_cdr(demo_dir: Path) -> None:
     while not answered_at_hq():
         assert time.monotonic() < deadline, "the call's CDR did not reach HQ"
         time.sleep(0.2)
+
+
+def test_a_branch_extension_calls_the_other_branch_by_its_company_number(demo_dir: Path) -> None:
+    assert callmesh("demo", "--dir", str(demo_dir), timeout=120).returncode == 0
+    services = json.loads((demo_dir / "manifest.json").read_text())["services"]
+    phones = []
+    for name, number, tone in (("branch", "1001", 1000), ("branch-b", "3001", 600)):
+        sip = services[name]["sip"]
+        edge = SimpleNamespace(sip_port=int(sip["address"].rsplit(":", 1)[1]))
+        password = {e["number"]: e["password"] for e in sip["extensions"]}[number]
+        phones.append(Phone(edge, number, tone, demo_dir, password, sip["domain"]))
+    reception, desk = phones
+    try:
+        assert reception.registered() == 200
+        assert desk.registered() == 200
+        reception.send("call", to="3001")
+        incoming = desk.wait(lambda e: e["ev"] == "incoming")
+        assert incoming["remote"].startswith('"Reception (Branch A)"')
+        desk.send("answer")
+        reception.state("CONFIRMED")
+        reception.send("hangup")
+        desk.state("DISCONNECTED")
+    finally:
+        reception.close()
+        desk.close()

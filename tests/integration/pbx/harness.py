@@ -207,24 +207,32 @@ class Pbx:
 
 
 class Phone:
-    """A pjsua2 phone process (tests/integration/pbx/phone.py)."""
+    """A pjsua2 phone process (tests/integration/pbx/phone.py).
+
+    ``host`` is the PBX's SIP address (the phone binds there too); ``netns`` runs the
+    phone inside that network namespace.
+    """
 
     def __init__(
         self,
-        pbx: Pbx,
+        pbx: Any,
         number: str,
         tone: int,
         root: Path,
         secret: str | None = None,
         domain: str = DOMAIN,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
     ) -> None:
         self.number = number
         self.record = root / f"heard-{number}.wav"
         self.events: list[Event] = []
         self.log: list[str] = []
         self._buffer = b""
+        wrap = ["ip", "netns", "exec", netns] if netns else []
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "phone.py"), "--user", number,
+            [*wrap, sys.executable, str(HERE / "phone.py"), "--user", number,
+             "--proxy-host", host,
              "--password", secret or password(number), "--domain", domain,
              "--proxy-port", str(pbx.sip_port), "--tone", str(tone),
              "--record", str(self.record), "--rtp-port", str(random.randrange(40000, 60000, 20))],

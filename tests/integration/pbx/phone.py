@@ -6,7 +6,8 @@ Commands: {"cmd": "call", "to": "1002"}, {"cmd": "answer"}, {"cmd": "busy"},
 (hold the current call, call 1003), {"cmd": "xfer_attended"} (REFER the held call to the
 consulted party with Replaces), {"cmd": "hangup"},
 {"cmd": "dtmf", "digits": "12"}, {"cmd": "quit"}.
-Events on stdout (prefixed "@ev "): {"ev": "reg", "code": 200}, {"ev": "incoming"},
+Events on stdout (prefixed "@ev "): {"ev": "reg", "code": 200}, {"ev": "incoming",
+"remote": '"Alice" <sip:1001@...>'},
 {"ev": "state", "state": "CONFIRMED"|"DISCONNECTED", "code": ...}, {"ev": "media",
 "status": "active"|"local-hold"|"remote-hold", "state": ...}, {"ev": "dtmf", "digit": "1"}.
 A call this phone makes because it was transferred (REFER), and a call that replaced
@@ -122,7 +123,7 @@ class Account(pj.Account):
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         call = Call(self.phone, self, prm.callId)
         self.phone.call = call
-        emit(ev="incoming")
+        emit(ev="incoming", remote=call.getInfo().remoteUri)
         answer = pj.CallOpParam()
         answer.statusCode = 180
         call.answer(answer)
@@ -169,6 +170,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     for option in ("--user", "--password", "--domain", "--record"):
         parser.add_argument(option, default="")
+    parser.add_argument("--proxy-host", default="127.0.0.1")
     parser.add_argument("--proxy-port", type=int, required=True)
     parser.add_argument("--tone", type=int, default=440)
     parser.add_argument("--rtp-port", type=int, default=0)
@@ -185,7 +187,7 @@ def main() -> None:
     ep.libInit(cfg)
     transport = pj.TransportConfig()
     transport.port = 0
-    transport.boundAddress = "127.0.0.1"
+    transport.boundAddress = args.proxy_host
     ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
     ep.libStart()
     ep.audDevManager().setNullDev()
@@ -195,11 +197,11 @@ def main() -> None:
     phone = Phone(args)
     acc_cfg = pj.AccountConfig()
     acc_cfg.idUri = f"sip:{args.user}@{args.domain}"
-    acc_cfg.regConfig.registrarUri = f"sip:127.0.0.1:{args.proxy_port}"
+    acc_cfg.regConfig.registrarUri = f"sip:{args.proxy_host}:{args.proxy_port}"
     acc_cfg.regConfig.timeoutSec = 300
-    acc_cfg.sipConfig.proxies.append(f"sip:127.0.0.1:{args.proxy_port};lr")
+    acc_cfg.sipConfig.proxies.append(f"sip:{args.proxy_host}:{args.proxy_port};lr")
     acc_cfg.mediaConfig.transportConfig.port = args.rtp_port
-    acc_cfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+    acc_cfg.mediaConfig.transportConfig.boundAddress = args.proxy_host
     acc_cfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", args.user, 0, args.password))
     acc = Account(phone)
     acc.create(acc_cfg)

@@ -53,7 +53,14 @@ def test_targets_are_cheapest_first_and_remote_trunks_become_site_hops() -> None
         {"trunk": "berlin-sip", "cost": 5, "strip": 2, "prepend": "+", "caller_id": "+49301234500"},
     ]
     assert tables["paris"]["rule:germany"]["targets"] == [
-        {"site": "berlin", "cost": 0, "via": "berlin-sip"}
+        {
+            "site": "berlin",
+            "cost": 0,
+            "via": "berlin-sip",
+            "strip": 4,
+            "prepend": "+49",
+            "caller_id": "+49301234501",
+        }
     ]
 
 
