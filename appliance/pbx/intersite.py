@@ -11,8 +11,10 @@ guarantees the trunk owns. Peers the monitor knows to be down are skipped up fro
 
 Inbound (``InterSite.admit``): an INVITE carrying ``X-Callmesh-Auth`` must come from
 the address the snapshot gives that site and be signed with the pair's secret; it then
-rings a local extension or group, or leaves through the named local trunk presenting
-only a number that trunk owns. Anything else is refused with a SIP reply and a log line.
+rings a local extension or group, leaves through the named local trunk presenting
+only a number that trunk owns, or, for a number that is not local (a rule sent it to
+this site), is routed by this site's rules over its own trunks only, so a call never
+travels on to a third site. Anything else is refused with a SIP reply and a log line.
 """
 
 from __future__ import annotations
@@ -146,9 +148,11 @@ class InterSite:
             )
             return Decision("reject", code=err.code, reason=err.reason)
         decision = self._via(plan, call) if call.via else plan.local(call.dialled)
+        if decision is None and not call.via:
+            decision = self._onward(plan, call)
         if decision is None:
             decision = Decision("reject", code=404, reason="unknown-extension")
-        elif not call.via:
+        elif not call.via and decision.action != "route":
             decision = replace(decision, route=f"site:{call.from_site}")
         return replace(decision, peer_site=call.from_site, caller_ext=call.caller,
                        conversation=call.conversation)  # fmt: skip
@@ -178,6 +182,24 @@ class InterSite:
                                   query.get("peer_caller_id", ""))  # fmt: skip
         peering.verify(call, auth, secret, self._clock(), self.settings.max_skew_s)
         return call
+
+    def _onward(self, plan: DialPlan, call: PeerCall) -> Decision | None:
+        """This site's rules for a number another site sent here: local trunks only."""
+        table = self._table()
+        if table is None:
+            return None
+        found = table.lookup(call.dialled)
+        hops = []
+        for target in found.targets:
+            if target.kind == "trunk":
+                hop = self._trunk_hop(plan, target, target.rule or "")
+                if hop is not None:
+                    hops.append((target, hop))
+        if not hops:
+            return None
+        first = hops[0][0]
+        return Decision("route", route=_route_name(found), trunk=first.trunk or "",
+                        hops=tuple(hop for _, hop in hops))  # fmt: skip
 
     def _via(self, plan: DialPlan, call: PeerCall) -> Decision:
         table = self._table()

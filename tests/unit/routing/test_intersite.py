@@ -271,3 +271,26 @@ def test_cdrs_carry_the_shared_conversation_and_the_remote_caller() -> None:
     garbage = builder.open_call({**event, "conversation": "nope", "peer_site": ""})
     assert garbage["conversation_id"] != event["conversation"]
     assert garbage["caller"]["extension"] is None
+
+
+def test_a_number_another_site_sends_here_goes_out_on_this_sites_own_trunks() -> None:
+    directory = company()
+    directory["rules"] = [
+        {"id": "intl", "prefix": "00", "sites": ["a", "b"], "targets": [{"site": "gw"}]},
+        {"id": "intl-gw", "prefix": "00", "sites": ["gw"], "targets": [
+            {"trunk": "gw-sip", "strip": 2, "prepend": "+", "caller_id": "+4930777000"}]},
+    ]  # fmt: skip
+    compiled = compile_tables(Directory.model_validate(directory))
+    table_a, table_gw = RoutingTable(3, compiled["a"]), RoutingTable(3, compiled["gw"])
+    settings = PeeringSettings.model_validate({"secret": SECRET})
+    at_a = InterSite("a", settings, lambda: table_a, NAMES, clock=lambda: NOW)
+    sent = plan("a", at_a).decide("1001", "00442071234567", call_id="call-1")
+    (hop,) = sent.hops
+    assert (hop.kind, hop.uri) == ("site", "sip:00442071234567@10.0.0.3:5060")
+    at_gw = InterSite("gw", settings, lambda: table_gw, {}, clock=lambda: NOW)
+    decision = at_gw.admit(plan("gw", at_gw), as_query(sent, 0, "10.0.0.1:5060"))
+    (out,) = decision.hops
+    assert (decision.action, decision.route, decision.peer_site) == ("route", "intl-gw", "a")
+    assert (out.kind, out.uri, out.from_user) == (
+        "trunk", "sip:+442071234567@10.0.0.3:5080", "+4930777000",
+    )  # fmt: skip
