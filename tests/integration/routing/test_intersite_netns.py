@@ -179,6 +179,34 @@ def test_blind_transfer_hands_the_caller_to_a_third_site(company: Company, tmp_p
     assert origin["conversation_id"] == leg["conversation_id"]
 
 
+def test_attended_transfer_across_sites_replaces_the_consultation_call(
+    company: Company, tmp_path: Path
+) -> None:
+    a, b, c = (company.sites[s] for s in ("branch-a", "branch-b", "gw"))
+    alice, bob = phone(a, "1001", 1000, tmp_path), phone(b, "2001", 600, tmp_path)
+    carol = phone(c, "3001", 300, tmp_path)
+    try:
+        alice.send("call", to="2001")
+        bob.wait(lambda e: e["ev"] == "incoming")
+        bob.send("answer")
+        alice.state("CONFIRMED")
+        alice.send("consult", to="3001")
+        carol.wait(lambda e: e["ev"] == "incoming")
+        carol.send("answer")
+        carol.state("CONFIRMED")
+        alice.send("xfer_attended")
+        bob.wait(lambda e: e["ev"] == "transferring")
+        carol.wait(lambda e: e["ev"] == "replaced")
+        carol.state("CONFIRMED")
+        carol.send("hangup")
+        bob.state("DISCONNECTED")
+    finally:
+        for p in (alice, bob, carol):
+            p.close()
+    leg = c.cdr(lambda x: x["caller"]["extension"] == "2001" and x["peer_site"] == "branch-b")
+    assert leg["disposition"] == "answered"
+
+
 def test_break_out_through_another_sites_trunk_presents_a_number_it_owns(
     company: Company, tmp_path: Path
 ) -> None:
