@@ -76,6 +76,8 @@ class CallControl(Protocol):
 
     async def trunks(self) -> list[dict[str, Any]]: ...
 
+    async def three_way(self, call_id: str, number: str) -> dict[str, Any]: ...
+
 
 def build_router(
     get_calls: Callable[[], CallService],
@@ -144,10 +146,10 @@ def build_router(
 
     @router.post("/calls/{call_id}/parties", status_code=202,
                  summary="Three-way: move the call into a room, dial one more")  # fmt: skip
-    def add_party(call_id: str, request: AddParty) -> dict[str, Any]:
+    async def add_party(call_id: str, request: AddParty) -> dict[str, Any]:
         calls()
         try:
-            return control.originations.three_way(call_id, request.number)
+            return await control.three_way(call_id, request.number)
         except CallControlError as err:
             raise refused(err) from None
 

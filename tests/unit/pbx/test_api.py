@@ -55,6 +55,12 @@ class Control:
     async def set_recording(self, call_id: str, on: bool) -> dict[str, Any]:
         raise CallControlError(404, "call-not-found", f"no call {call_id} in progress")
 
+    async def three_way(self, call_id: str, number: str) -> dict[str, Any]:
+        return self.originations.three_way(call_id, number)
+
+    async def trunks(self) -> list[dict[str, Any]]:
+        return []
+
 
 @pytest.fixture
 async def parts(tmp_path: Path) -> AsyncIterator[Parts]:
