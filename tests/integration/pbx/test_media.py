@@ -9,8 +9,9 @@ from __future__ import annotations
 import array
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,8 +146,8 @@ def test_three_way_moves_a_call_into_a_conference_with_a_third_party(
     specs = (("1001", 1000), ("1002", 600), ("1003", 300))
     with phones(mpbx, tmp_path, *specs) as (alice, bob, carol):
         connect_call(alice, bob)
-        call = next(c for c in mpbx.api("GET", "/calls")[1]["calls"]
-                    if c["caller"]["number"] == "1001")  # fmt: skip
+        call = _live(mpbx, lambda c: (c["caller"]["number"], c["callee"]["number"]) == (
+            "1001", "1002"))  # fmt: skip
         wait_for(lambda: _answered(mpbx, call["call_id"]), 5, lambda: "no answer event")
         status, op = mpbx.api("POST", f"/calls/{call['call_id']}/parties", {"number": "1003"})
         assert status == 202, op
@@ -159,6 +160,8 @@ def test_three_way_moves_a_call_into_a_conference_with_a_third_party(
                  lambda: "carol recorded nothing")  # fmt: skip
         mpbx.api("DELETE", f"/operations/{op['id']}")
         carol.state("DISCONNECTED")
+        wait_for(lambda: not mpbx.api("GET", "/calls")[1]["calls"], 10,
+                 lambda: str(mpbx.api("GET", "/calls")))  # fmt: skip
     rate, (samples,) = read_channels(carol.record)
     strongest = sorted(TONES, key=lambda f: -_power(samples, rate, f))[:2]
     assert set(strongest) == {1000.0, 600.0}
@@ -169,8 +172,8 @@ def test_three_way_moves_a_call_into_a_conference_with_a_third_party(
 def test_api_hangup_ends_both_ends_and_writes_the_cdr(mpbx: Pbx, tmp_path: Path) -> None:
     with phones(mpbx, tmp_path, ("1001", 1000), ("1002", 600)) as (alice, bob):
         connect_call(alice, bob)
-        call = next(c for c in mpbx.api("GET", "/calls")[1]["calls"]
-                    if c["caller"]["number"] == "1001")  # fmt: skip
+        call = _live(mpbx, lambda c: (c["caller"]["number"], c["callee"]["number"]) == (
+            "1001", "1002"))  # fmt: skip
         wait_for(lambda: _answered(mpbx, call["call_id"]), 5, lambda: "no answer event")
         status, body = mpbx.api("DELETE", f"/calls/{call['call_id']}")
         assert status == 200, body
@@ -187,8 +190,7 @@ def test_killed_media_worker_gives_interrupted_cdr_and_comes_back(
     with phones(mpbx, tmp_path, ("1001", 450)) as (alice,):
         alice.send("call", to="*43")
         alice.state("CONFIRMED")
-        call = next(c for c in mpbx.api("GET", "/calls")[1]["calls"]
-                    if c["route"] == "media:echo")  # fmt: skip
+        call = _live(mpbx, lambda c: c["route"] == "media:echo")
         wait_for(lambda: _answered(mpbx, call["call_id"]), 5, lambda: "no answer event")
         pid = _worker_pid(mpbx, call["media_peer"])
         os.kill(pid, signal.SIGKILL)
@@ -204,6 +206,18 @@ def test_killed_media_worker_gives_interrupted_cdr_and_comes_back(
             alice.state("CONFIRMED")
             alice.send("hangup")
             alice.state("DISCONNECTED")
+
+
+def _live(pbx: Pbx, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The one call in progress that ``match`` picks, waiting for it (bounded)."""
+    found: list[dict[str, Any]] = []
+
+    def one() -> bool:
+        found[:] = [c for c in pbx.api("GET", "/calls")[1]["calls"] if match(c)]
+        return len(found) == 1
+
+    wait_for(one, 5, lambda: str(pbx.api("GET", "/calls")))
+    return found[0]
 
 
 def _answered(pbx: Pbx, call_id: str) -> bool:
@@ -236,8 +250,8 @@ def _power(samples: array.array[int], rate: int, freq: float) -> float:
 def test_on_demand_recording_starts_from_the_api(mpbx: Pbx, tmp_path: Path) -> None:
     with phones(mpbx, tmp_path, ("1003", 300), ("1001", 1000)) as (carol, alice):
         connect_call(carol, alice)
-        call = next(c for c in mpbx.api("GET", "/calls")[1]["calls"]
-                    if c["caller"]["number"] == "1003")  # fmt: skip
+        call = _live(mpbx, lambda c: (c["caller"]["number"], c["callee"]["number"]) == (
+            "1003", "1001"))  # fmt: skip
         assert call["recording"] == "on-demand"
         wait_for(lambda: _answered(mpbx, call["call_id"]), 5, lambda: "no answer event")
         status, body = mpbx.api("PUT", f"/calls/{call['call_id']}/recording", {"recording": True})
@@ -257,8 +271,7 @@ def test_recording_is_refused_where_the_policy_says_never(mpbx: Pbx, tmp_path: P
     with phones(mpbx, tmp_path, ("1001", 450)) as (alice,):
         alice.send("call", to="*43")
         alice.state("CONFIRMED")
-        call = next(c for c in mpbx.api("GET", "/calls")[1]["calls"]
-                    if c["route"] == "media:echo")  # fmt: skip
+        call = _live(mpbx, lambda c: c["route"] == "media:echo")
         status, body = mpbx.api("PUT", f"/calls/{call['call_id']}/recording", {"recording": True})
         alice.send("hangup")
         alice.state("DISCONNECTED")
