@@ -27,12 +27,12 @@ from bench_pbx_calls import (
     Run,
     _children,
     _cpu_ticks,
-    _free_port,
     _pss_kb,
     _scenario,
     _stat,
     _tone_file,
     run_load,
+    uac_argv,
 )
 
 
@@ -58,15 +58,9 @@ def run_workers(args: argparse.Namespace) -> dict[str, Any]:
             idle_pss = _pss_kb(workers)
             values = {"PASSWORD": PASSWORD, "TONE": str(tone), "CALLEE": "echo"}
             started = time.monotonic()
-            uac = run.spawn(
-                ["sipp", f"127.0.0.1:{run.sip_port}", "-sf", _scenario(work, "uac", UAC, **values),
-                 "-i", "127.0.0.1", "-p", str(_free_port() + 8), "-mp", str(_free_port() + 9),
-                 "-cp", str(_free_port() + 10), "-r", str(args.rate), "-m", str(args.calls),
-                 "-l", str(int(args.rate * args.hold * 1.5)), "-d", str(int(args.hold * 1000)),
-                 "-nostdin", "-max_socket", "4096", "-trace_stat", "-stf", "uac.csv",
-                 "-fd", "1", "-timeout", str(int(args.calls / args.rate + args.hold + 60))],
-                "uac.log",
-            )  # fmt: skip
+            target = f"127.0.0.1:{run.sip_port}"
+            uac = run.spawn(uac_argv(args, target, _scenario(work, "uac", UAC, **values)),
+                            "uac.log")  # fmt: skip
             time.sleep(args.hold + 1)
             ticks0, t0 = _cpu_ticks(workers), time.monotonic()
             peak_pss = 0

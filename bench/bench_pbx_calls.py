@@ -327,6 +327,18 @@ class Run:
                     proc.wait(timeout=5)
 
 
+def uac_argv(args: argparse.Namespace, target: str, scenario: str) -> list[str]:
+    """sipp placing ``args.calls`` calls at ``args.rate``/s, each held ``args.hold`` s."""
+    return [
+        "sipp", target, "-sf", scenario,
+        "-i", "127.0.0.1", "-p", str(_free_port() + 8), "-mp", str(_free_port() + 9),
+        "-cp", str(_free_port() + 10), "-r", str(args.rate), "-m", str(args.calls),
+        "-l", str(int(args.rate * args.hold * 1.5)), "-d", str(int(args.hold * 1000)),
+        "-nostdin", "-max_socket", "4096", "-trace_stat", "-stf", "uac.csv",
+        "-fd", "1", "-timeout", str(int(args.calls / args.rate + args.hold + 60)),
+    ]  # fmt: skip
+
+
 def _audio_seconds(folder: Path, sample: int = 40) -> float:
     """Mean seconds of non-silent audio per channel over up to ``sample`` WAVs."""
     paths = sorted(folder.glob("*.wav"))[:sample]
@@ -385,15 +397,8 @@ def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
             appliance = [pbx.pid, *(p for p in _children(pbx.pid) if p not in daemons)]
             idle_pss = sum(_pss_kb(p) for p in groups.values()) + _pss_kb(appliance)
             started = time.monotonic()
-            uac = run.spawn(
-                ["sipp", target, "-sf", _scenario(work, "uac", UAC, **values),
-                 "-i", "127.0.0.1", "-p", str(_free_port() + 8), "-mp", str(_free_port() + 9),
-                 "-cp", str(_free_port() + 10), "-r", str(args.rate), "-m", str(args.calls),
-                 "-l", str(int(args.rate * args.hold * 1.5)), "-d", str(int(args.hold * 1000)),
-                 "-nostdin", "-max_socket", "4096", "-trace_stat", "-stf", "uac.csv",
-                 "-fd", "1", "-timeout", str(int(args.calls / args.rate + args.hold + 60))],
-                "uac.log",
-            )  # fmt: skip
+            uac = run.spawn(uac_argv(args, target, _scenario(work, "uac", UAC, **values)),
+                            "uac.log")  # fmt: skip
             time.sleep(args.hold + 1)
             groups = run.daemon_groups()
             daemons = [p for pids in groups.values() for p in pids]

@@ -24,6 +24,7 @@ from typing import Any
 import msgpack
 import pytest
 
+from appliance.demo.plan import free_port_run
 from appliance.store import Outbox, StateStore, Store
 from tests.procs import ROOT, write_yaml
 
@@ -59,28 +60,10 @@ def free_udp_tcp_port() -> int:
     raise AssertionError("no free port found")
 
 
-def free_port_run(count: int) -> int:
-    """The first of ``count`` consecutive ports free for UDP a moment ago."""
-    for _ in range(50):
-        base = random.randint(20000, 29990)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-        return base
-    raise AssertionError(f"no run of {count} free ports found")
-
-
 def media(workers: int = 1, **extra: Any) -> dict[str, Any]:
     """PBX ``media`` settings for ``workers`` workers on free ports."""
-    return {"workers": workers, "port_base": free_port_run(workers), **extra}
+    base = free_port_run(workers, first=random.randrange(20000, 29000))
+    return {"workers": workers, "port_base": base, **extra}
 
 
 def password(number: str) -> str:

@@ -113,9 +113,12 @@ Content-Length: 0
 """
 
 
-AUTH_TRUNK_UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="trunk asking for credentials">
-<recv request="INVITE" crlf="true"/>
+def _challenging(method: str, after: str, answer: str) -> str:
+    """A sipp scenario: 401 to the first ``method``, then ``answer`` if the credentials
+    on the second one are right, else 403. ``after`` runs between the two (an ACK)."""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="{method} asking for credentials">
+<recv request="{method}" crlf="true"/>
 <send><![CDATA[
 SIP/2.0 401 Unauthorized
 [last_Via:]
@@ -127,8 +130,8 @@ WWW-Authenticate: Digest realm="carrier.example", nonce="[pid]n[call_number]", a
 Content-Length: 0
 
 ]]></send>
-<recv request="ACK"/>
-<recv request="INVITE" crlf="true" rrs="true">
+{after}
+<recv request="{method}" crlf="true" rrs="true">
   <action><verifyauth assign_to="authvalid" username="branch-7" password="trunk-secret"/></action>
 </recv>
 <nop hide="true" test="authvalid" next="good"/>
@@ -143,41 +146,23 @@ Content-Length: 0
 
 ]]></send>
 <label id="good"/>
-""" + TRUNK_UAS.split('<recv request="INVITE" crlf="true" rrs="true"/>', 1)[1].replace(
-    "</scenario>", '<label id="end"/>\n</scenario>'
+{answer}
+<label id="end"/>
+</scenario>
+"""
+
+
+AUTH_TRUNK_UAS = _challenging(
+    "INVITE",
+    '<recv request="ACK"/>',
+    TRUNK_UAS.split('<recv request="INVITE" crlf="true" rrs="true"/>', 1)[1].replace(
+        "</scenario>", ""
+    ),
 )
-
-
-REGISTRAR = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="carrier registrar asking for credentials">
-<recv request="REGISTER" crlf="true"/>
-<send><![CDATA[
-SIP/2.0 401 Unauthorized
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]r[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-WWW-Authenticate: Digest realm="carrier.example", nonce="[pid]n[call_number]", algorithm=MD5
-Content-Length: 0
-
-]]></send>
-<recv request="REGISTER" crlf="true">
-  <action><verifyauth assign_to="authvalid" username="branch-7" password="trunk-secret"/></action>
-</recv>
-<nop hide="true" test="authvalid" next="good"/>
-<send next="end"><![CDATA[
-SIP/2.0 403 Wrong Credentials
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]r[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-<label id="good"/>
-<send><![CDATA[
+REGISTRAR = _challenging(
+    "REGISTER",
+    "",
+    """<send><![CDATA[
 SIP/2.0 200 OK
 [last_Via:]
 [last_From:]
@@ -187,10 +172,8 @@ SIP/2.0 200 OK
 [last_Contact:];expires=300
 Content-Length: 0
 
-]]></send>
-<label id="end"/>
-</scenario>
-"""
+]]></send>""",
+)
 
 
 @pytest.fixture(scope="module")
