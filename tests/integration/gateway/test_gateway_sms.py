@@ -162,6 +162,9 @@ def test_sms_sent_received_webhooked_synced_and_ussd_answered(
         assert hq_sms(env, "in")[0]["text"] == "Balance low: top up soon"
         out = hq_sms(env, "out")[0]
         assert (out["id"], out["status"], out["number"]) == (queued["id"], "sent", "+4930123456")
+        wait_for(lambda: env.api("/api/v1/fleet/sims")["sims"], 30, "the SIM at HQ")
+        fleet = env.api(f"/api/v1/fleet/sims/{iccid}")
+        assert fleet["sms"] == {"received": 1, "sent": 1, "failed": 0}
 
         simulator.set_ussd_reply(0, "*100#", "Your balance is 4.20 EUR")
         reply = gw.post("/api/v1/ussd", {"channel": "gsm-0", "code": "*100#"})

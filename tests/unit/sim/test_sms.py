@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import msgpack
@@ -284,14 +284,20 @@ async def test_ussd_answers_and_times_out_with_error_ids(box: Box) -> None:
     assert caught.value.error_id == "channel-not-ready"
 
 
-def test_hq_stores_sms_once_per_site_and_id(tmp_path: Path) -> None:
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[sa.Engine]:
+    eng = create_engine(f"sqlite:///{tmp_path / 'hq.db'}")
+    yield eng
+    eng.dispose()
+
+
+def test_hq_stores_sms_once_per_site_and_id(engine: sa.Engine) -> None:
     doc = {"id": "s1", "direction": "in", "from": "+4917012", "text": "hi", "iccid": A,
            "status": "received", "created": 1_700_000_000.0, "parts": 1}  # fmt: skip
     records = [(1, msgpack.packb(doc)), (2, b"\xc1"), (3, msgpack.packb({"id": 5}))]
     batch = decode(encode(SmsBatch(records)))
     assert isinstance(batch, SmsBatch)
     assert batch.records == records
-    engine = create_engine(f"sqlite:///{tmp_path / 'hq.db'}")
     with engine.begin() as conn:
         assert store_sms(conn, "site-a", batch.records) == 1
         assert store_sms(conn, "site-a", batch.records) == 1
@@ -303,4 +309,3 @@ def test_hq_stores_sms_once_per_site_and_id(tmp_path: Path) -> None:
             ("site-a", "s1", "+4917012", 1_700_000_000_000)
         ]
         assert counts_by_sim(conn, [A]) == {A: {"received": 1, "sent": 0, "failed": 0}}
-    engine.dispose()
