@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from appliance.compliance.routes import LocalApiError, bearer_role
 from appliance.gateway.sms import SmsService
@@ -29,14 +29,16 @@ STATUS = {
 
 
 class SmsRequest(BaseModel):
-    to: str = Field(min_length=1, max_length=32)
-    text: str = Field(max_length=4000)
-    channel: str | None = Field(None, max_length=32)
+    """Lengths are checked by the service, which answers with a specific error_id."""
+
+    to: str
+    text: str
+    channel: str | None = None
 
 
 class UssdRequest(BaseModel):
-    channel: str = Field(min_length=1, max_length=32)
-    code: str = Field(min_length=1, max_length=40)
+    channel: str
+    code: str
 
 
 def _refused(err: SmsError) -> LocalApiError:

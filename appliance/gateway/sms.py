@@ -249,7 +249,14 @@ class SmsService:
             with contextlib.suppress(TimeoutError):
                 event = await stream.get(within=60.0)
                 if isinstance(event, SmsReceived):
-                    await self._received(channel, event)
+                    await self._keep(channel, event)
+
+    async def _keep(self, channel: str, message: SmsReceived) -> None:
+        try:
+            await self._received(channel, message)
+        except Exception:
+            lost = {"channel": channel, "from": message.number, "text": message.text}
+            log.exception("cannot store a received SMS; its content is in this log", extra=lost)
 
     async def _received(self, channel: str, message: SmsReceived) -> None:
         sim = self._sim.states.get(channel)
