@@ -34,6 +34,7 @@ from aggregator.settings import AggregatorSettings
 from aggregator.store.cdrs import CdrStore, ParsedBatch, parse_batch
 from aggregator.store.db import insert
 from aggregator.store.schema import commands, sites
+from aggregator.store.sms import store_sms
 from aggregator.zap import ZAP_DOMAIN, SiteAuthenticator, SiteKeys
 from drivers.sync import keys
 from drivers.sync.protocol import (
@@ -49,6 +50,7 @@ from drivers.sync.protocol import (
     RecChunk,
     RecOffer,
     SimStatus,
+    SmsBatch,
     SnapshotRequest,
     SnapshotResult,
     Status,
@@ -347,6 +349,12 @@ class IngestServer:
             fleet.store_refusals(conn, site_id, batch.records)
         return [Ack("compliance", [seq for seq, _ in batch.records])]
 
+    def _sms_batch(self, site_id: str, batch: Message) -> list[Message]:
+        assert isinstance(batch, SmsBatch)
+        with self._engine().begin() as conn:
+            store_sms(conn, site_id, batch.records)
+        return [Ack("sms", [seq for seq, _ in batch.records])]
+
     def _due(self, peers: list[str]) -> list[tuple[str, Message]]:
         return self._pusher.due(peers) + self._commands.due(peers)
 
@@ -401,4 +409,5 @@ _HANDLERS: dict[type[Message], Callable[[IngestServer, str, Message], list[Messa
     CommandResult: IngestServer._command_result,
     SimStatus: IngestServer._sim_status,
     ComplianceBatch: IngestServer._compliance_batch,
+    SmsBatch: IngestServer._sms_batch,
 }

@@ -21,7 +21,10 @@ from appliance import __version__
 from appliance.compliance.routes import build_compliance_router, install_error_handler
 from appliance.compliance.service import ComplianceService
 from appliance.gateway.channels import ModemCollector, ModemPool
+from appliance.gateway.routes import build_sms_router
+from appliance.gateway.sms import SmsService
 from appliance.pbx.component import PbxComponent
+from appliance.pbx.webhooks import WebhookService
 from appliance.routing import RoutingService
 from appliance.routing.metrics import PeerCollector
 from appliance.settings import ApplianceSettings
@@ -38,7 +41,7 @@ from drivers.sip.kamailio_config import Subscriber
 
 log = logging.getLogger(__name__)
 
-OUTBOXES = ("cdr", "recording")
+OUTBOXES = ("cdr", "recording", "compliance", "sms")
 
 
 class StoreComponent:
@@ -110,8 +113,12 @@ def build(
         components.append(pbx)
     sim = None
     if settings.profile == "sim-gateway":
-        parts, sim = _gateway(settings, store, health, registry, sim_channels)
+        parts, sim, pool = _gateway(settings, store, health, registry, sim_channels)
         components += parts
+        if pool is not None:
+            sms = _sms(settings, store, sim, compliance, pool)
+            app.include_router(build_sms_router(settings.api.tokens, sms))
+            components.append(sms)
     components.append(compliance)
     if settings.sync.enabled:
         peers = pbx.peers if pbx is not None else None
@@ -163,7 +170,7 @@ def _gateway(
     health: Health,
     registry: CollectorRegistry,
     channels: Sequence[SimChannel] | None,
-) -> tuple[list[Component], SimService]:
+) -> tuple[list[Component], SimService, ModemPool | None]:
     """The modems (unless channels are given) and the SIM policy, in start-up order."""
     parts: list[Component] = []
     pool = None
@@ -177,7 +184,26 @@ def _gateway(
     health.add_check("sim", sim.check)
     if pool is not None:
         pool.on_change = sim.report
-    return [*parts, sim], sim
+    return [*parts, sim], sim, pool
+
+
+def _sms(
+    settings: ApplianceSettings,
+    store: StoreComponent,
+    sim: SimService,
+    compliance: ComplianceService,
+    pool: ModemPool,
+) -> SmsService:
+    """SMS and USSD over the pool's modems, received SMS to the webhook when configured."""
+    sms = settings.gateway.sms
+    hook = sms.webhook
+    webhooks = None
+    if hook.url:
+        webhooks = WebhookService(
+            hook.url, hook.secret, settings.site_id, hook.max_attempts, hook.timeout_s
+        )
+    modems = {c.channel: c.driver for c in pool.channels}
+    return SmsService(sms, store.get, modems, sim, compliance, webhooks)
 
 
 def _outbox_metrics(store: StoreComponent, registry: Any) -> None:

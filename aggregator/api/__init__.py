@@ -1,4 +1,4 @@
-"""The HQ API (FastAPI): sites, CDR search, reports, CSV export, recordings, directory, fleet."""
+"""The HQ API (FastAPI): sites, CDRs, reports, CSV export, recordings, directory, fleet, SMS."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from aggregator.api.errors import install_error_handlers
 from aggregator.api.routes import build_router
+from aggregator.api.sms import build_sms_router
 from aggregator.directory.routes import build_directory_router
 from aggregator.fleet.routes import build_fleet_router
 from aggregator.settings import AggregatorSettings
@@ -20,3 +21,4 @@ def mount_api(app: FastAPI, settings: AggregatorSettings, engine: Callable[[], s
     app.include_router(build_router(settings, engine))
     app.include_router(build_directory_router(settings, engine))
     app.include_router(build_fleet_router(settings, engine))
+    app.include_router(build_sms_router(settings, engine))

@@ -20,6 +20,7 @@ from aggregator.fleet import store as fleet
 from aggregator.settings import AggregatorSettings
 from aggregator.store.db import insert
 from aggregator.store.schema import commands, compliance_events, dnc_numbers, sim_usage_days, sims
+from aggregator.store.sms import counts_by_sim
 
 Hhmm = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 
@@ -66,6 +67,7 @@ def build_fleet_router(settings: AggregatorSettings, engine: Callable[[], sa.Eng
             query = query.where(sims.c.site_id.in_(sorted(scope)))
         with engine().connect() as conn:
             rows = [_sim(r) for r in conn.execute(query)]
+            _add_sms_counts(conn, rows)
         if format == "csv":
             return _csv("sims.csv", iter(_flat(r) for r in rows))
         return {"sims": rows}
@@ -74,8 +76,8 @@ def build_fleet_router(settings: AggregatorSettings, engine: Callable[[], sa.Eng
     def get_sim(iccid: str, principal: who) -> dict[str, Any]:
         with engine().connect() as conn:
             row = _guard(fleet.sim_site, conn, iccid)
-        principal.scope(row.site_id)
-        return _sim(row)
+            principal.scope(row.site_id)
+            return _add_sms_counts(conn, [_sim(row)])[0]
 
     def act(iccid: str, principal: Principal, kind: str, **args: Any) -> dict[str, Any]:
         require_admin(principal)
@@ -264,9 +266,17 @@ def _sim(row: Any) -> dict[str, Any]:
     return found
 
 
+def _add_sms_counts(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    counts = counts_by_sim(conn, [r["iccid"] for r in rows])
+    for row in rows:
+        row["sms"] = counts.get(row["iccid"], {"received": 0, "sent": 0, "failed": 0})
+    return rows
+
+
 def _flat(sim: dict[str, Any]) -> dict[str, Any]:
     usage = sim.get("usage") or {}
-    keep = {k: v for k, v in sim.items() if k not in ("usage", "limits", "last_switch")}
+    keep = {k: v for k, v in sim.items() if k not in ("usage", "limits", "last_switch", "sms")}
+    sms = sim.get("sms") or {}
     switch = sim.get("last_switch") or {}
     return {
         **keep,
@@ -276,6 +286,7 @@ def _flat(sim: dict[str, Any]) -> dict[str, Any]:
         },
         "limits": ";".join(f"{k}={v}" for k, v in sorted((sim.get("limits") or {}).items())),
         "last_switch_reason": switch.get("reason", ""),
+        **{f"sms_{k}": sms.get(k, 0) for k in ("received", "sent", "failed")},
     }
 
 

@@ -11,6 +11,8 @@ between consecutive versions, from which a connected site is sent an ``update``.
 ``sims``, ``sim_usage_days`` and ``sim_switches`` hold the SIM fleet as the sites report
 it; ``compliance_events`` the outbound calls sites refused; ``dnc_numbers`` the company
 do-not-call list, pushed to every site as the ``dnc`` snapshot topic (aggregator/fleet).
+``sms_messages`` the SMS sites received and the outcome of those they sent
+(aggregator/store/sms.py).
 """
 
 from __future__ import annotations
@@ -255,4 +257,26 @@ dnc_numbers = sa.Table(
     sa.Column("number", sa.String(32), primary_key=True),
     sa.Column("reason", sa.String(256), nullable=False, server_default=""),
     sa.Column("added_ms", sa.BigInteger, nullable=False),
+)
+
+sms_messages = sa.Table(
+    "sms_messages",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("sms_id", sa.String(64), primary_key=True),
+    sa.Column("direction", sa.String(3), nullable=False),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column("channel", sa.String(64), nullable=False, server_default=""),
+    sa.Column("iccid", sa.String(32), nullable=False, server_default=""),
+    sa.Column("sim_number", sa.String(32), nullable=False, server_default=""),
+    sa.Column("number", sa.String(64), nullable=False, server_default=""),
+    sa.Column("text", sa.Text, nullable=False, server_default=""),
+    sa.Column("parts", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(512), nullable=False, server_default=""),
+    sa.Column("refs", sa.JSON, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_sms_at", "at_ms"),
+    sa.Index("ix_sms_iccid", "iccid", "direction"),
 )

@@ -20,9 +20,12 @@ from drivers.runtime.settings_base import ApiToken
 class LocalApiError(Exception):
     """An error answered as JSON with a stable ``error_id``."""
 
-    def __init__(self, status: int, error_id: str, message: str) -> None:
+    def __init__(
+        self, status: int, error_id: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.error_id, self.message = status, error_id, message
+        self.details = details or {}
 
 
 def install_error_handler(app: FastAPI) -> None:
@@ -30,7 +33,7 @@ def install_error_handler(app: FastAPI) -> None:
 
     @app.exception_handler(LocalApiError)
     async def _error(_request: Request, err: LocalApiError) -> JSONResponse:
-        body = {"error_id": err.error_id, "message": err.message, "details": {}}
+        body = {"error_id": err.error_id, "message": err.message, "details": err.details}
         return JSONResponse(body, status_code=err.status)
 
 
@@ -43,7 +46,9 @@ class CheckRequest(BaseModel):
     campaign: str | None = None
 
 
-def _role(tokens: Sequence[ApiToken]) -> Callable[[Request], str]:
+def bearer_role(tokens: Sequence[ApiToken]) -> Callable[[Request], str]:
+    """A FastAPI dependency: the role of the request's bearer token (401 without one)."""
+
     def role(request: Request) -> str:
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not presented:
@@ -59,7 +64,7 @@ def _role(tokens: Sequence[ApiToken]) -> Callable[[Request], str]:
 def build_compliance_router(tokens: Sequence[ApiToken], compliance: ComplianceService) -> APIRouter:
     """The /api/v1/compliance routes of the appliance's local API."""
     router = APIRouter(prefix="/api/v1/compliance", tags=["compliance"])
-    role = Annotated[str, Depends(_role(tokens))]
+    role = Annotated[str, Depends(bearer_role(tokens))]
 
     def writer(who: str) -> None:
         if who not in ("admin", "operator"):

@@ -120,10 +120,9 @@ class ComplianceService:
     ) -> tuple[str, str] | None:
         if campaign is not None and campaign not in self._campaigns:
             return "unknown-campaign", f"campaign {campaign!r} is not configured at this site"
-        if number in self._config_dnc or number in self._site:
-            return "dnc-site", f"{number} is on this site's do-not-call list"
-        if number in self._company:
-            return "dnc-company", f"{number} is on the company's do-not-call list"
+        listed = self.listed(number)
+        if listed is not None:
+            return listed
         local = self._local(now, campaign)
         windows = self._windows(campaign)
         if windows and not any(w.open_at(local) for w in windows):
@@ -133,6 +132,17 @@ class ComplianceService:
                 "outside-calling-hours",
                 f"calls are allowed {hours} ({zone}); it is {local:%a %H:%M}",
             )
+        return None
+
+    def listed(self, number: str) -> tuple[str, str] | None:
+        """``(error_id, message)`` when the normalized ``number`` is on a do-not-call list.
+
+        Counts no attempt and records nothing (SMS use it before queueing a message).
+        """
+        if number in self._config_dnc or number in self._site:
+            return "dnc-site", f"{number} is on this site's do-not-call list"
+        if number in self._company:
+            return "dnc-company", f"{number} is on the company's do-not-call list"
         return None
 
     def _windows(self, campaign: str | None) -> list[Window]:

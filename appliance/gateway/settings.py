@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from drivers.runtime.settings_base import Section
 
@@ -18,8 +18,38 @@ class ModemEntry(Section):
     pin: str | None = Field(None, pattern=r"^[0-9]{4,8}$")
 
 
+class SmsWebhookSettings(Section):
+    """Where received SMS are POSTed as ``sms.received`` (off without a URL)."""
+
+    url: str | None = Field(None, pattern=r"^https?://")
+    secret: str = Field("", max_length=256)
+    max_attempts: int = Field(6, ge=1, le=20)
+    timeout_s: float = Field(5.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _secret_with_url(self) -> SmsWebhookSettings:
+        if self.url and len(self.secret) < 16:
+            raise ValueError("secret must be at least 16 characters when url is set")
+        return self
+
+
+class SmsSettings(Section):
+    """Outgoing SMS: per-SIM rate limit (token bucket), retries, expiry; stored history."""
+
+    rate_per_minute: float = Field(6.0, gt=0, le=600, description="parts per minute per SIM")
+    burst: int = Field(10, ge=1, le=100, description="parts a rested SIM may send at once")
+    max_parts: int = Field(10, ge=1, le=20)
+    max_attempts: int = Field(3, ge=1, le=10)
+    retry_delay_s: float = Field(10.0, gt=0, le=3600, description="doubles per attempt")
+    expire_s: float = Field(86400.0, gt=0, description="a queued SMS fails after this")
+    keep: int = Field(10000, ge=100, le=1_000_000, description="finished SMS kept per direction")
+    ussd_timeout_s: float = Field(30.0, gt=0, le=120)
+    webhook: SmsWebhookSettings = SmsWebhookSettings()
+
+
 class GatewaySettings(Section):
-    """The modems of a SIM gateway and how long start-up may wait for them."""
+    """The modems of a SIM gateway, how long start-up may wait for them, and SMS."""
 
     modems: tuple[ModemEntry, ...] = ()
     ready_timeout_s: float = Field(60.0, gt=0)
+    sms: SmsSettings = SmsSettings()

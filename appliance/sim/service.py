@@ -26,7 +26,14 @@ from typing import Any
 from appliance.settings import SimLimitSettings, SimSettings
 from appliance.sim import commands
 from appliance.sim.limits import Limits, call_time_limit
-from appliance.sim.model import CallOutcome, ChannelState, Pick, Refusal, SimChannel
+from appliance.sim.model import (
+    CallOutcome,
+    ChannelState,
+    Pick,
+    Refusal,
+    SimChannel,
+    SimIdentity,
+)
 from appliance.sim.policy import (
     Candidate,
     ReviewRule,
@@ -152,6 +159,17 @@ class SimService:
         self._busy.add(chosen.state.channel)
         limit = call_time_limit(chosen.sim.limits, chosen.sim.usage)
         return Pick(chosen.state.channel, chosen.sim.iccid, limit)
+
+    def sms_sim(self, channel: str) -> SimIdentity | None:
+        """The SIM that may send an SMS on ``channel`` now: registered, not disabled or retired.
+
+        Call limits do not apply to SMS (they have their own rate limit in the gateway).
+        """
+        state = self.states.get(channel)
+        if state is None or state.sim is None or not state.registered:
+            return None
+        sim = self.view(state.sim.iccid, self._local(None))
+        return None if sim.disabled or sim.retired else state.sim
 
     def release(self, channel: str) -> None:
         """Hand back a reserved channel whose call never started."""

@@ -33,13 +33,17 @@ class Outbox:
     def append_many(self, payloads: Sequence[bytes]) -> list[int]:
         """Append entries in one durable commit; returns their sequence numbers."""
         with self._store.write() as txn:
-            seq = self._high_water(txn)
-            seqs = []
-            for payload in payloads:
-                seq += 1
-                txn.put(_KEY.pack(seq), payload, db=self._db, append=True)
-                seqs.append(seq)
-            self._store.meta_put(self._hwm_key, _KEY.pack(seq), txn)
+            return self.append_in(txn, payloads)
+
+    def append_in(self, txn: Any, payloads: Sequence[bytes]) -> list[int]:
+        """Append entries inside the caller's write transaction (one commit with its writes)."""
+        seq = self._high_water(txn)
+        seqs = []
+        for payload in payloads:
+            seq += 1
+            txn.put(_KEY.pack(seq), payload, db=self._db, append=True)
+            seqs.append(seq)
+        self._store.meta_put(self._hwm_key, _KEY.pack(seq), txn)
         return seqs
 
     def read_batch(self, after: int = 0, limit: int = 500) -> list[tuple[int, bytes]]:

@@ -30,6 +30,7 @@ from appliance import __version__
 from appliance.compliance.service import OUTBOX as COMPLIANCE
 from appliance.compliance.service import TOPIC as DNC
 from appliance.compliance.service import ComplianceService
+from appliance.gateway.sms_store import OUTBOX as SMS
 from appliance.routing.service import TOPIC as ROUTING
 from appliance.routing.service import ApplyResult, RoutingService
 from appliance.settings import ApplianceSettings
@@ -53,6 +54,7 @@ from drivers.sync.protocol import (
     RecDone,
     RecResume,
     SimStatus,
+    SmsBatch,
     Snapshot,
     SnapshotRequest,
     SnapshotResult,
@@ -82,8 +84,9 @@ class SyncClient:
     Routing snapshots and updates are handed to ``routing``, the same instance the PBX
     looks routes up in; ``routing_health`` adds peer health and failover counts to
     ``status``. On a SIM gateway, ``sim`` gets HQ's SIM commands and its status
-    goes up as ``sim-status``; ``compliance`` gets the company do-not-call list (topic
-    ``dnc``) and its refusals go up from the ``compliance`` outbox.
+    goes up as ``sim-status`` and its SMS from the ``sms`` outbox; ``compliance`` gets the
+    company do-not-call list (topic ``dnc``) and its refusals go up from the ``compliance``
+    outbox. Those two outboxes go one batch at a time each, kept until acknowledged.
     """
 
     name = "sync"
@@ -117,7 +120,7 @@ class SyncClient:
         self.compliance = compliance
         self.routing_health = routing_health
         self._sim_sent = (-1, 0.0)
-        self._compliance_inflight: tuple[list[int], float] | None = None
+        self._batch_inflight: dict[str, tuple[list[int], float]] = {}
         metrics.routing_version.set_function(lambda: self.routing.version)
 
     async def start(self) -> None:
@@ -183,7 +186,7 @@ class SyncClient:
         self._inflight.clear()
         self._cursor = 0
         self._sim_sent = (-1, 0.0)
-        self._compliance_inflight = None
+        self._batch_inflight.clear()
         assert self.uploader is not None
         self.uploader.reset()
         try:
@@ -214,7 +217,7 @@ class SyncClient:
     def _hello(self) -> Hello:
         capabilities, versions = ["cdr", "recording", ROUTING], {ROUTING: self.routing.version}
         if self.sim is not None:
-            capabilities.append("sim")
+            capabilities += ["sim", SMS]
         if self.compliance is not None:
             capabilities.append(COMPLIANCE)
             versions[DNC] = self.compliance.company_version
@@ -233,7 +236,7 @@ class SyncClient:
     async def _pump(self, sock: zmq.asyncio.Socket) -> None:
         now = time.monotonic()
         await self._fill_window(sock, now)
-        await self._send_compliance(sock, now)
+        await self._send_batches(sock, now)
         await self._send_sim_status(sock, now)
         assert self.uploader is not None
         for message in await asyncio.to_thread(self.uploader.next_messages, now):
@@ -263,14 +266,20 @@ class SyncClient:
             self._cursor = seqs[-1]
             self.metrics.sent.inc(len(seqs))
 
-    async def _send_compliance(self, sock: zmq.asyncio.Socket, now: float) -> None:
-        """One batch of refused-call records at a time, until acknowledged."""
-        if self.compliance is None or self._compliance_inflight is not None:
-            return
-        batch = await asyncio.to_thread(Outbox(self._store(), COMPLIANCE).read_batch, 0, 500)
-        if batch:
-            await self._send(sock, ComplianceBatch(batch))
-            self._compliance_inflight = ([seq for seq, _ in batch], now)
+    async def _send_batches(self, sock: zmq.asyncio.Socket, now: float) -> None:
+        """Refused calls and SMS: one batch per outbox at a time, until acknowledged."""
+        streams: list[tuple[str, type[ComplianceBatch | SmsBatch]]] = []
+        if self.compliance is not None:
+            streams.append((COMPLIANCE, ComplianceBatch))
+        if self.sim is not None:
+            streams.append((SMS, SmsBatch))
+        for stream, kind in streams:
+            if stream in self._batch_inflight:
+                continue
+            batch = await asyncio.to_thread(Outbox(self._store(), stream).read_batch, 0, 500)
+            if batch:
+                await self._send(sock, kind(batch))
+                self._batch_inflight[stream] = ([seq for seq, _ in batch], now)
 
     async def _send_sim_status(self, sock: zmq.asyncio.Socket, now: float) -> None:
         """The SIMs' state when it changed (at most each second), and every status interval."""
@@ -356,9 +365,9 @@ class SyncClient:
             )
 
     async def _acked(self, ack: Ack) -> None:
-        if ack.stream == COMPLIANCE and ack.seqs:
-            await asyncio.to_thread(Outbox(self._store(), COMPLIANCE).ack, ack.seqs)
-            self._compliance_inflight = None
+        if ack.stream in (COMPLIANCE, SMS) and ack.seqs:
+            await asyncio.to_thread(Outbox(self._store(), ack.stream).ack, ack.seqs)
+            self._batch_inflight.pop(ack.stream, None)
         if ack.stream != "cdr" or not ack.seqs:
             return
         removed = await asyncio.to_thread(Outbox(self._store(), "cdr").ack, ack.seqs)
@@ -371,9 +380,9 @@ class SyncClient:
             oldest = next(iter(self._inflight.values()))[1]
             if now - oldest > self._sync.ack_timeout_s:
                 raise SessionLost(f"ack-timeout: no ack for {self._sync.ack_timeout_s:.0f}s")
-        pending = self._compliance_inflight
-        if pending is not None and now - pending[1] > self._sync.ack_timeout_s:
-            raise SessionLost("ack-timeout: no ack for compliance records")
+        for stream, (_, sent_at) in self._batch_inflight.items():
+            if now - sent_at > self._sync.ack_timeout_s:
+                raise SessionLost(f"ack-timeout: no ack for {stream} records")
         assert self.uploader is not None
         if self.uploader.stalled(now, self._sync.ack_timeout_s):
             raise SessionLost("recording-stalled: no upload progress")

@@ -25,13 +25,16 @@ sim-status         sims[{iccid, channel, slot, status, usage, days, ...}],     -
                    and every sim.status_interval_s (docs/sim.md)
 compliance-batch   records[[seq, event msgpack bytes]] (1..MAX_RECORDS):       ack
                    refused outbound calls, kept until acknowledged
+sms-batch          records[[seq, sms msgpack bytes]] (1..MAX_RECORDS):         ack
+                   received SMS and finished outgoing ones (sent, failed),
+                   kept until acknowledged (docs/sim.md)
 =================  ==========================================================  ==========
 
 Down (aggregator -> appliance)
 
 =================  ==========================================================
 welcome            server_time, protocol
-ack                stream ("cdr", "compliance"), seqs[] - entries durably stored (or
+ack                stream ("cdr", "compliance", "sms"), seqs[] - entries durably stored (or
                    already held)
 rec-resume         recording_id, offset (bytes already held), credit (chunks allowed)
 rec-credit         recording_id, credit (more chunks allowed)
@@ -242,6 +245,13 @@ class ComplianceBatch(Message):
 
 
 @dataclass(frozen=True)
+class SmsBatch(Message):
+    TYPE = "sms-batch"
+    SCHEMA = {"records": list}
+    records: list[tuple[int, bytes]]
+
+
+@dataclass(frozen=True)
 class ErrorReply(Message):
     TYPE = "error"
     SCHEMA = {"error_id": str, "message": str, "ref": (str, type(None))}
@@ -271,6 +281,7 @@ MESSAGES: dict[str, type[Message]] = {
         CommandResult,
         SimStatus,
         ComplianceBatch,
+        SmsBatch,
         ErrorReply,
     )
 }
@@ -308,7 +319,7 @@ def decode(frames: Sequence[bytes]) -> Message:
         values["data"] = bytes(frames[1])
     elif len(frames) != 1:
         raise ProtocolError("bad-frame-count", f"{cls.TYPE} has exactly one frame")
-    if cls is CdrBatch or cls is ComplianceBatch:
+    if cls in (CdrBatch, ComplianceBatch, SmsBatch):
         values["records"] = _records(values["records"])
     message = cls(**values)
     if _negative(message):

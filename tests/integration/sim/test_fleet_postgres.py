@@ -1,4 +1,5 @@
-"""The fleet storage cases of tests/unit/sim/test_fleet_store.py, on PostgreSQL."""
+"""The fleet and SMS storage cases of tests/unit/sim/test_fleet_store.py and
+test_sms.py, on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from tests.unit.sim.test_fleet_store import (
     test_refusals_are_stored_once_and_unreadable_ones_skipped,
     test_the_company_dnc_list_is_one_shared_snapshot_every_site_sees,
 )
+from tests.unit.sim.test_sms import test_hq_stores_sms_once_per_site_and_id
 
 __all__ = [
     "test_a_repeated_status_changes_nothing_and_a_newer_one_replaces_it",
     "test_commands_issued_during_a_session_are_pushed_once",
+    "test_hq_stores_sms_once_per_site_and_id",
     "test_refusals_are_stored_once_and_unreadable_ones_skipped",
     "test_the_company_dnc_list_is_one_shared_snapshot_every_site_sees",
 ]
