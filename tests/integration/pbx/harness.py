@@ -216,7 +216,7 @@ class Phone:
         self.proc = subprocess.Popen(
             [*wrap, sys.executable, str(HERE / "phone.py"), "--user", number,
              "--proxy-host", host,
-             "--password", secret or password(number), "--domain", domain,
+             f"--password={secret or password(number)}", "--domain", domain,
              "--proxy-port", str(pbx.sip_port), "--tone", str(tone),
              "--record", str(self.record), "--rtp-port", str(random.randrange(40000, 60000, 20))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
