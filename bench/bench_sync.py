@@ -31,7 +31,7 @@ import zmq
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aggregator import reports
-from aggregator.store.cdr_rows import cdr_row
+from aggregator.store.cdr_rows import CdrRow, cdr_row
 from aggregator.store.db import create_engine
 from aggregator.store.schema import cdr_rollup, cdrs
 from appliance.store import Outbox, Store
@@ -42,27 +42,52 @@ from tests.procs import Service
 from tests.sync_env import make_cdr, make_env, wait_for
 
 
-def raw_insert_rate(url: str, n: int, batch: int = 5000) -> float:
-    """The database's own batched insert of the same rows, ``batch`` rows per commit.
+def raw_insert_rates(url: str, n: int, batch: int = 5000) -> dict[str, float]:
+    """The database's own batched inserts of the same rows, ``batch`` rows per commit.
 
-    SQLite: the driver's executemany; PostgreSQL: SQLAlchemy Core, which sends multi-row
-    VALUES (psycopg2's executemany would go row by row).
+    SQLite: the driver's executemany, and multi-row VALUES statements (as many rows as
+    SQLite's 32,766 bound values allow); PostgreSQL: SQLAlchemy Core, which sends
+    multi-row VALUES (psycopg2's executemany would go row by row).
     """
     engine = create_engine(url)
     rows = [cdr_row("raw-site", make_cdr(i), 0) for i in range(n)]
-    columns = [c.name for c in cdrs.columns if c.name != "id"]
-    sql = f"INSERT INTO cdrs ({','.join(columns)}) VALUES ({','.join('?' * len(columns))})"  # noqa: S608
-    start = time.perf_counter()
-    for first in range(0, n, batch):
-        chunk = rows[first : first + batch]
+    methods = _RAW_SQLITE if engine.dialect.name == "sqlite" else _RAW_POSTGRES
+    rates = {}
+    for name, insert_rows in methods.items():
         with engine.begin() as conn:
-            if engine.dialect.name == "sqlite":
-                conn.exec_driver_sql(sql, chunk)
-            else:
-                conn.execute(cdrs.insert(), [row._asdict() for row in chunk])
-    rate = n / (time.perf_counter() - start)
+            conn.execute(cdrs.delete())
+        start = time.perf_counter()
+        for first in range(0, n, batch):
+            with engine.begin() as conn:
+                insert_rows(conn, rows[first : first + batch])
+        rates[name] = n / (time.perf_counter() - start)
     engine.dispose()
-    return rate
+    return rates
+
+
+_COLUMNS = [c.name for c in cdrs.columns if c.name != "id"]
+_ONE_ROW = f"({','.join('?' * len(_COLUMNS))})"
+_INSERT = f"INSERT INTO cdrs ({','.join(_COLUMNS)}) VALUES "  # noqa: S608
+_ROWS_PER_STATEMENT = 32_766 // len(_COLUMNS)
+
+
+def _executemany(conn: sa.Connection, rows: list[CdrRow]) -> None:
+    conn.exec_driver_sql(_INSERT + _ONE_ROW, rows)
+
+
+def _multi_row(conn: sa.Connection, rows: list[CdrRow]) -> None:
+    for first in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[first : first + _ROWS_PER_STATEMENT]
+        params = tuple(v for row in chunk for v in row)
+        conn.exec_driver_sql(_INSERT + ",".join([_ONE_ROW] * len(chunk)), params)
+
+
+def _core(conn: sa.Connection, rows: list[CdrRow]) -> None:
+    conn.execute(cdrs.insert(), [row._asdict() for row in rows])
+
+
+_RAW_SQLITE = {"driver executemany": _executemany, "driver multi-row VALUES": _multi_row}
+_RAW_POSTGRES = {"Core multi-row VALUES": _core}
 
 
 def sync_rate(root: Path, url: str | None, n: int) -> float:
@@ -200,8 +225,10 @@ def seed_cdrs(engine: sa.Engine, n: int, sites: int) -> None:
         for index in cdrs.indexes:
             index.create(conn)
         conn.exec_driver_sql(_SEED_ROLLUP)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("ANALYZE")
+    if dialect == "postgresql":
+        # What autovacuum would do by itself a moment after such a load.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")
 
 
 def report_latency(url: str, n: int, sites: int = 20, rounds: int = 5) -> tuple[float, float]:
@@ -235,6 +262,7 @@ def main() -> None:
     parser.add_argument("--report-cdrs", type=int, default=10_000_000)
     parser.add_argument("--upload-mb", type=int, default=200)
     parser.add_argument("--chunk-kib", type=int, default=256, help="recording chunk size")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each sync measure")
     parser.add_argument("--postgres", action="store_true", help="also run against PostgreSQL")
     parser.add_argument("--skip-reports", action="store_true")
     args = parser.parse_args()
@@ -245,28 +273,51 @@ def main() -> None:
             pg = stack.enter_context(postgres_server())
             targets.append(("postgresql", pg, pg))
         for name, raw_url, agg_url in targets:
-            raw = raw_insert_rate(raw_url, args.cdrs)
-            ours = sync_rate(base / f"sync-{name}", agg_url, args.cdrs)
-            print(
-                f"CDR sync {name}: {ours:,.0f}/s end to end vs {raw:,.0f}/s batched insert "
-                f"(ratio {ours / raw:.2f}), {args.cdrs:,} CDRs"
-            )
+            cdr_rounds = []
+            for i in range(args.rounds):
+                raw = raw_insert_rates(raw_url, args.cdrs)
+                ours = sync_rate(base / f"sync-{name}-{i}", agg_url, args.cdrs)
+                cdr_rounds.append((ours, raw))
+                versus = ", ".join(f"{r:,.0f}/s {m} (ratio {ours / r:.2f})" for m, r in raw.items())
+                print(f"CDR sync {name}, {args.cdrs:,} CDRs: {ours:,.0f}/s end to end vs {versus}")
+            _summarise(f"CDR sync {name}", cdr_rounds, "/s", 1)
         size = args.upload_mb * 1024 * 1024
-        ours, raw, disk = upload_rate(base / "upload", size, args.chunk_kib)
-        print(
-            f"recording upload: {ours / 1e6:,.1f} MB/s vs raw CurveZMQ {raw / 1e6:,.1f} MB/s "
-            f"(ratio {ours / raw:.2f}); vs raw CurveZMQ + write + sha256 + fsync "
-            f"{disk / 1e6:,.1f} MB/s (ratio {ours / disk:.2f}); "
-            f"{args.upload_mb} MB in {args.chunk_kib} KiB chunks"
-        )
+        upload_rounds = []
+        for i in range(args.rounds):
+            rate, zmq_rate, disk_rate = upload_rate(base / f"upload-{i}", size, args.chunk_kib)
+            limits = {"raw CurveZMQ": zmq_rate, "raw + write + sha256 + fsync": disk_rate}
+            upload_rounds.append((rate, limits))
+            print(
+                f"recording upload, {args.upload_mb} MB in {args.chunk_kib} KiB chunks: "
+                f"{rate / 1e6:,.1f} MB/s vs raw CurveZMQ {zmq_rate / 1e6:,.1f} MB/s (ratio "
+                f"{rate / zmq_rate:.2f}), vs raw CurveZMQ + write + sha256 + fsync "
+                f"{disk_rate / 1e6:,.1f} MB/s (ratio {rate / disk_rate:.2f})"
+            )
+        _summarise("recording upload", upload_rounds, " MB/s", 1e6)
         if not args.skip_reports:
             for name, url, _ in targets:
                 url = url if name != "sqlite" else f"sqlite:///{base / 'reports.db'}"
                 summary_ms, search_ms = report_latency(url, args.report_cdrs)
                 print(
-                    f"reports {name} over {args.report_cdrs:,} CDRs: month summary by site/day "
-                    f"{summary_ms:.1f} ms, filtered search page {search_ms:.1f} ms"
+                    f"reports {name} over {args.report_cdrs:,} CDRs, median of 5: month summary "
+                    f"by site/day {summary_ms:.1f} ms, filtered search page {search_ms:.1f} ms"
                 )
+
+
+def _summarise(
+    what: str, rounds: list[tuple[float, dict[str, float]]], unit: str, scale: float
+) -> None:
+    """Best and median of our rate and of each ratio over the rounds."""
+    ours = [o for o, _ in rounds]
+    parts = [
+        f"best {max(ours) / scale:,.0f}{unit}, median {statistics.median(ours) / scale:,.0f}{unit}"
+    ]
+    for method in rounds[0][1]:
+        ratios = [o / raw[method] for o, raw in rounds]
+        parts.append(
+            f"ratio to {method} best {max(ratios):.2f}, median {statistics.median(ratios):.2f}"
+        )
+    print(f"{what} over {len(rounds)} rounds: " + "; ".join(parts))
 
 
 if __name__ == "__main__":
