@@ -53,7 +53,7 @@ class SyncSettings(Section):
     server_public_key: str = ""
     key_file: Path | None = Field(None, description="site .key_secret; default data_dir/keys")
     batch_size: int = Field(5000, ge=1, le=10_000)
-    window: int = Field(8, ge=1, le=64)
+    window: int = Field(4, ge=1, le=64)
     ack_timeout_s: float = Field(15.0, gt=0)
     hello_timeout_s: float = Field(5.0, gt=0)
     reconnect_min_s: float = Field(0.5, gt=0)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aggregator import reports
 from aggregator.store.cdr_rows import CdrRow, cdr_row
 from aggregator.store.db import create_engine
-from aggregator.store.schema import cdr_rollup, cdrs
+from aggregator.store.schema import cdr_rollup, cdrs, metadata
 from appliance.store import Outbox, Store
 from appliance.sync.recordings import register_recording
 from drivers.sync import keys
@@ -91,6 +91,11 @@ _RAW_POSTGRES = {"Core multi-row VALUES": _core}
 
 
 def sync_rate(root: Path, url: str | None, n: int) -> float:
+    if url is not None:
+        # Each round starts from an empty database, as it does with its own SQLite file.
+        engine = create_engine(url)
+        metadata.drop_all(engine)
+        engine.dispose()
     env = make_env(root, db_url=url)
     env.prefill(n)
     with ExitStack() as stack:
