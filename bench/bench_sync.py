@@ -2,6 +2,10 @@
 
 Usage: .venv/bin/python bench/bench_sync.py [--cdrs N] [--report-cdrs N] [--postgres]
                                               [--skip-reports] [--upload-mb N] [--chunk-kib N]
+                                              [--rounds N]
+
+The sync measures (1 and 2) run ``--rounds`` times, each round measuring its limits
+beside ours; the script prints every round and the best and median of each ratio.
 
 1. End-to-end CDR sync (appliance outbox -> aggregator commit -> ack -> outbox delete),
    real processes on loopback, vs the database's own batched insert rate (the same rows
