@@ -31,7 +31,8 @@ from aggregator.fleet.push import CommandPusher
 from aggregator.ingest_metrics import IngestMetrics
 from aggregator.recordings import RecordingReceiver
 from aggregator.settings import AggregatorSettings
-from aggregator.store.cdrs import CdrStore, ParsedBatch, parse_batch
+from aggregator.store.cdr_rows import ParsedBatch, parse_batch
+from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import insert
 from aggregator.store.schema import commands, sites
 from aggregator.store.sms import store_sms
@@ -191,7 +192,7 @@ class IngestServer:
             task.add_done_callback(self._tasks.discard)
 
     def _queue_cdrs(self, pending: _Pending) -> None:
-        """Group commit: batches that arrive while one commits share the next commit."""
+        """Group commit: batches decoded while one commits share the next commit."""
         self._cdr_queue.append(pending)
         if self._cdr_drain is None or self._cdr_drain.done():
             self._cdr_drain = asyncio.create_task(self._drain_cdrs())
@@ -201,10 +202,9 @@ class IngestServer:
     async def _drain_cdrs(self) -> None:
         loop = asyncio.get_running_loop()
         while self._cdr_queue:
-            group, self._cdr_queue = self._cdr_queue, []
+            group = await self._next_group()
             try:
-                parsed = await asyncio.gather(*(p.parsed for p in group))
-                await loop.run_in_executor(self._worker, self._ingest_group, group, parsed)
+                await loop.run_in_executor(self._worker, self._ingest_group, group)
             except sa.exc.SQLAlchemyError as err:
                 self.metrics.db_errors.inc()
                 log.error("database error during ingest", extra={"error": str(err)})
@@ -217,8 +217,21 @@ class IngestServer:
                 self.metrics.latency.observe(time.perf_counter() - p.received)
                 await self._send(p.identity, Ack("cdr", [seq for seq, _ in p.batch.records]))
 
-    def _ingest_group(self, group: list[_Pending], parsed: list[ParsedBatch]) -> None:
+    async def _next_group(self) -> list[_Pending]:
+        """The oldest batch once decoded, with every batch after it decoded by then.
+
+        Batches are decoded in arrival order on one thread, so the ready ones are a prefix
+        of the queue; the commit never waits for a batch that is still being decoded.
+        """
+        await asyncio.wait([self._cdr_queue[0].parsed])
+        queue = self._cdr_queue
+        ready = next((i for i, p in enumerate(queue) if not p.parsed.done()), len(queue))
+        group, self._cdr_queue = queue[:ready], queue[ready:]
+        return group
+
+    def _ingest_group(self, group: list[_Pending]) -> None:
         assert self.cdr_store is not None
+        parsed = [p.parsed.result() for p in group]
         results = self.cdr_store.store_many(parsed)
         for p, result in zip(group, results, strict=True):
             self.metrics.cdrs.labels(site=p.site_id).inc(result.inserted)

@@ -6,6 +6,11 @@ accepted only at exactly that offset; anything else is answered with the offset 
 resume from. When the file reaches the offered size it is fsync'd, hashed and compared
 with the offer; a match moves it to ``<dir>/<sha[:2]>/<sha>`` and records it, a mismatch
 discards it so the appliance starts over.
+
+The file is fsync'd once, at the end. So that this fsync does not have to write the
+whole file then, writeback of every ``WRITEBACK_BYTES`` received is started as they
+arrive (``posix_fadvise(DONTNEED)`` starts it without waiting, and drops the pages from
+the cache once written: the aggregator does not read recordings back while storing).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from drivers.sync.protocol import (
 
 log = logging.getLogger(__name__)
 
+WRITEBACK_BYTES = 8 * 1024 * 1024
 SAFE_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
@@ -45,6 +51,7 @@ class _Upload:
     held: int
     out: BinaryIO
     owed: int = 0
+    written_back: int = 0
 
 
 class RecordingReceiver:
@@ -89,6 +96,11 @@ class RecordingReceiver:
         upload.hasher.update(chunk.data)
         upload.held += len(chunk.data)
         self.bytes_received += len(chunk.data)
+        if upload.held - upload.written_back >= WRITEBACK_BYTES:
+            start, upload.written_back = upload.written_back, upload.held
+            os.posix_fadvise(
+                upload.out.fileno(), start, upload.held - start, os.POSIX_FADV_DONTNEED
+            )
         if upload.held == upload.offer.size:
             return self._finish(site_id, self._uploads.pop((site_id, chunk.recording_id)))
         upload.owed += 1

@@ -2,6 +2,10 @@
 
 Usage: .venv/bin/python bench/bench_sync.py [--cdrs N] [--report-cdrs N] [--postgres]
                                               [--skip-reports] [--upload-mb N] [--chunk-kib N]
+                                              [--rounds N]
+
+The sync measures (1 and 2) run ``--rounds`` times, each round measuring its limits
+beside ours; the script prints every round and the best and median of each ratio.
 
 1. End-to-end CDR sync (appliance outbox -> aggregator commit -> ack -> outbox delete),
    real processes on loopback, vs the database's own batched insert rate (the same rows
@@ -17,23 +21,23 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import random
+import statistics
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
+import httpx
 import sqlalchemy as sa
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aggregator import reports
-from aggregator.store.cdrs import cdr_row
+from aggregator.store.cdr_rows import CdrRow, cdr_row
 from aggregator.store.db import create_engine
-from aggregator.store.schema import cdr_rollup, cdrs
+from aggregator.store.schema import cdr_rollup, cdrs, metadata
 from appliance.store import Outbox, Store
 from appliance.sync.recordings import register_recording
 from drivers.sync import keys
@@ -42,30 +46,60 @@ from tests.procs import Service
 from tests.sync_env import make_cdr, make_env, wait_for
 
 
-def raw_insert_rate(url: str, n: int, batch: int = 5000) -> float:
-    """The database's own batched insert of the same rows, ``batch`` rows per commit.
+def raw_insert_rates(url: str, n: int, batch: int = 5000) -> dict[str, float]:
+    """The database's own batched inserts of the same rows, ``batch`` rows per commit.
 
-    SQLite: the driver's executemany; PostgreSQL: SQLAlchemy Core, which sends multi-row
-    VALUES (psycopg2's executemany would go row by row).
+    SQLite: the driver's executemany, and multi-row VALUES statements (as many rows as
+    SQLite's 32,766 bound values allow); PostgreSQL: SQLAlchemy Core, which sends
+    multi-row VALUES (psycopg2's executemany would go row by row).
     """
     engine = create_engine(url)
     rows = [cdr_row("raw-site", make_cdr(i), 0) for i in range(n)]
-    columns = [c.name for c in cdrs.columns if c.name != "id"]
-    sql = f"INSERT INTO cdrs ({','.join(columns)}) VALUES ({','.join('?' * len(columns))})"  # noqa: S608
-    start = time.perf_counter()
-    for first in range(0, n, batch):
-        chunk = rows[first : first + batch]
+    methods = _RAW_SQLITE if engine.dialect.name == "sqlite" else _RAW_POSTGRES
+    rates = {}
+    for name, insert_rows in methods.items():
         with engine.begin() as conn:
-            if engine.dialect.name == "sqlite":
-                conn.exec_driver_sql(sql, [tuple(r[c] for c in columns) for r in chunk])
-            else:
-                conn.execute(cdrs.insert(), chunk)
-    rate = n / (time.perf_counter() - start)
+            conn.execute(cdrs.delete())
+        start = time.perf_counter()
+        for first in range(0, n, batch):
+            with engine.begin() as conn:
+                insert_rows(conn, rows[first : first + batch])
+        rates[name] = n / (time.perf_counter() - start)
     engine.dispose()
-    return rate
+    return rates
+
+
+_COLUMNS = [c.name for c in cdrs.columns if c.name != "id"]
+_ONE_ROW = f"({','.join('?' * len(_COLUMNS))})"
+_INSERT = f"INSERT INTO cdrs ({','.join(_COLUMNS)}) VALUES "  # noqa: S608
+_ROWS_PER_STATEMENT = 32_766 // len(_COLUMNS)
+
+
+def _executemany(conn: sa.Connection, rows: list[CdrRow]) -> None:
+    conn.exec_driver_sql(_INSERT + _ONE_ROW, rows)
+
+
+def _multi_row(conn: sa.Connection, rows: list[CdrRow]) -> None:
+    for first in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[first : first + _ROWS_PER_STATEMENT]
+        params = tuple(v for row in chunk for v in row)
+        conn.exec_driver_sql(_INSERT + ",".join([_ONE_ROW] * len(chunk)), params)
+
+
+def _core(conn: sa.Connection, rows: list[CdrRow]) -> None:
+    conn.execute(cdrs.insert(), [row._asdict() for row in rows])
+
+
+_RAW_SQLITE = {"driver executemany": _executemany, "driver multi-row VALUES": _multi_row}
+_RAW_POSTGRES = {"Core multi-row VALUES": _core}
 
 
 def sync_rate(root: Path, url: str | None, n: int) -> float:
+    if url is not None:
+        # Each round starts from an empty database, as it does with its own SQLite file.
+        engine = create_engine(url)
+        metadata.drop_all(engine)
+        engine.dispose()
     env = make_env(root, db_url=url)
     env.prefill(n)
     with ExitStack() as stack:
@@ -74,9 +108,10 @@ def sync_rate(root: Path, url: str | None, n: int) -> float:
         agg.wait_healthy(f"{env.agg_url}/healthz")
         app = Service(["appliance", "run", "-c", str(env.app_config)], root / "app.log")
         stack.callback(app.close)
-        wait_for(lambda: env.ingested() > 0, 60, "first CDRs", interval=0.005)
-        start, base = time.perf_counter(), env.ingested()
-        wait_for(lambda: env.pending() == 0, 600, "outbox drained", interval=0.02)
+        http = stack.enter_context(httpx.Client())
+        wait_for(lambda: env.ingested(http) > 0, 60, "first CDRs", interval=0.005)
+        start, base = time.perf_counter(), env.ingested(http)
+        wait_for(lambda: env.pending(http) == 0, 600, "outbox drained", interval=0.02)
         return (n - base) / (time.perf_counter() - start)
 
 
@@ -144,65 +179,90 @@ def raw_zmq_rate(root: Path, size: int, chunk: int, to_disk: bool = False) -> fl
     return rate
 
 
-def report_latency(url: str, n: int, sites: int = 20) -> tuple[float, float]:
-    engine = create_engine(url)
-    month_start = 1_761_955_200.0  # 2025-11-01T00:00:00Z
-    rng = random.Random(1)
+MONTH_START_MS = 1_761_955_200_000  # 2025-11-01T00:00:00Z
+
+# Generated CDRs: site i % sites, one caller, 50 extensions, 4 trunks, 100,000 callee
+# numbers, start times spread at random over the 30 days after MONTH_START_MS.
+_SEED_COLUMNS = (
+    "site_id, cdr_id, direction, caller_number, caller_extension, callee_extension, "
+    "callee_number, trunk, started_ms, duration_s, billable_s, disposition, doc, received_ms"
+)
+_SEED_SELECT = {
+    "postgresql": """
+        SELECT 'site-' || mod(i, {sites}), lpad(to_hex(i), 32, '0'), 'out', '+4930100',
+               '1' || lpad(mod(i, 50)::text, 3, '0'), '',
+               '+49170' || lpad(floor(random() * 100000)::int::text, 5, '0'), 't' || mod(i, 4),
+               {start} + floor(random() * 30 * 86400000)::bigint, 60, 50, 'answered', '', 0
+        FROM generate_series(0, {n} - 1) AS i""",
+    "sqlite": """
+        WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < {n} - 1)
+        SELECT 'site-' || (i % {sites}), printf('%032x', i), 'out', '+4930100',
+               printf('1%03d', i % 50), '', printf('+49170%05d', abs(random()) % 100000),
+               't' || (i % 4), {start} + abs(random()) % (30 * 86400000), 60, 50, 'answered',
+               x'', 0
+        FROM seq""",
+}
+# The rollups ingest would have kept for those CDRs (see aggregator.store.cdr_rows): per
+# site and hour, for the site, each caller extension and each trunk.
+_SEED_ROLLUP = "INSERT INTO cdr_rollup " + " UNION ALL ".join(  # noqa: S608
+    f"""SELECT site_id, started_ms / 3600000 * 3600000, '{dim}', {key}, count(*),
+               sum(CASE WHEN disposition = 'answered' THEN 1 ELSE 0 END),
+               sum(duration_s), sum(billable_s)
+        FROM cdrs WHERE {where} GROUP BY 1, 2, 3, 4"""  # noqa: S608
+    for dim, key, where in (
+        ("site", "''", "1 = 1"),
+        ("extension", "caller_extension", "caller_extension <> ''"),
+        ("trunk", "trunk", "trunk <> ''"),
+    )
+)
+
+
+def seed_cdrs(engine: sa.Engine, n: int, sites: int) -> None:
+    """Fill the CDR table and its rollups with ``n`` generated CDRs (setup, not measured).
+
+    The rows are generated inside the database in one statement, with the secondary
+    indexes dropped while it runs and built afterwards, as a bulk load would.
+    """
+    dialect = engine.dialect.name
+    select = _SEED_SELECT[dialect].format(n=n, sites=sites, start=MONTH_START_MS)
     with engine.begin() as conn:
         conn.execute(cdr_rollup.delete())
         conn.execute(cdrs.delete())
-    batch: list[dict[str, object]] = []
-    for i in range(n):
-        start = month_start + rng.random() * 30 * 86400
-        row = {
-            "site_id": f"site-{i % sites}",
-            "cdr_id": uuid.UUID(int=i).hex,
-            "direction": "out",
-            "caller_number": "+4930100",
-            "caller_extension": f"1{i % 50:03d}",
-            "callee_extension": "",
-            "callee_number": f"+49170{rng.randrange(100000):05d}",
-            "trunk": f"t{i % 4}",
-            "started_ms": int(start * 1000),
-            "answered_ms": None,
-            "ended_ms": None,
-            "duration_s": 60.0,
-            "billable_s": 50.0,
-            "disposition": "answered",
-            "doc": b"",
-            "received_ms": 0,
-        }
-        batch.append(row)
-        if len(batch) == 20_000:
-            _flush(engine, batch)
-            batch = []
-    if batch:
-        _flush(engine, batch)
+        for index in cdrs.indexes:
+            index.drop(conn)
+        conn.exec_driver_sql(f"INSERT INTO cdrs ({_SEED_COLUMNS}) {select}")
+        for index in cdrs.indexes:
+            index.create(conn)
+        conn.exec_driver_sql(_SEED_ROLLUP)
+    if dialect == "postgresql":
+        # What autovacuum would do by itself a moment after such a load.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")
+
+
+def report_latency(url: str, n: int, sites: int = 20, rounds: int = 5) -> tuple[float, float]:
+    """Median latency (ms) of the month summary and of a filtered search page."""
+    engine = create_engine(url)
+    seed_cdrs(engine, n, sites)
     zone = reports.zone("Europe/Berlin")
     span = (reports.parse_time("2025-11-01", zone), reports.parse_time("2025-12-01", zone))
+    by_number = reports.CdrFilter(
+        sites=frozenset({"site-3"}), start_ms=span[0], end_ms=span[1], number="+4917000042"
+    )
+    by_site = reports.CdrFilter(sites=frozenset({"site-3"}), start_ms=span[0], end_ms=span[1])
+    summaries, searches = [], []
     with engine.connect() as conn:
-        start = time.perf_counter()
-        rows = reports.summary(conn, None, *span, zone, "day")
-        summary_ms = (time.perf_counter() - start) * 1000
-        flt = reports.CdrFilter(
-            sites=frozenset({"site-3"}), start_ms=span[0], end_ms=span[1], number="+4917000042"
-        )
-        start = time.perf_counter()
-        reports.search_cdrs(conn, flt, zone, 100, None)
-        flt = reports.CdrFilter(sites=frozenset({"site-3"}), start_ms=span[0], end_ms=span[1])
-        reports.search_cdrs(conn, flt, zone, 100, None)
-        search_ms = (time.perf_counter() - start) * 1000 / 2
+        for _ in range(rounds):
+            start = time.perf_counter()
+            rows = reports.summary(conn, None, *span, zone, "day")
+            summaries.append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            reports.search_cdrs(conn, by_number, zone, 100, None)
+            reports.search_cdrs(conn, by_site, zone, 100, None)
+            searches.append((time.perf_counter() - start) * 1000 / 2)
     assert len(rows) >= sites * 30
     engine.dispose()
-    return summary_ms, search_ms
-
-
-def _flush(engine: sa.Engine, batch: list[dict[str, object]]) -> None:
-    from aggregator.store.cdrs import CdrStore
-
-    with engine.begin() as conn:
-        conn.execute(cdrs.insert(), batch)
-        CdrStore(engine)._roll_up(conn, batch)
+    return statistics.median(summaries), statistics.median(searches)
 
 
 def main() -> None:
@@ -211,6 +271,7 @@ def main() -> None:
     parser.add_argument("--report-cdrs", type=int, default=10_000_000)
     parser.add_argument("--upload-mb", type=int, default=200)
     parser.add_argument("--chunk-kib", type=int, default=256, help="recording chunk size")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each sync measure")
     parser.add_argument("--postgres", action="store_true", help="also run against PostgreSQL")
     parser.add_argument("--skip-reports", action="store_true")
     args = parser.parse_args()
@@ -221,28 +282,51 @@ def main() -> None:
             pg = stack.enter_context(postgres_server())
             targets.append(("postgresql", pg, pg))
         for name, raw_url, agg_url in targets:
-            raw = raw_insert_rate(raw_url, args.cdrs)
-            ours = sync_rate(base / f"sync-{name}", agg_url, args.cdrs)
-            print(
-                f"CDR sync {name}: {ours:,.0f}/s end to end vs {raw:,.0f}/s batched insert "
-                f"(ratio {ours / raw:.2f}), {args.cdrs:,} CDRs"
-            )
+            cdr_rounds = []
+            for i in range(args.rounds):
+                raw = raw_insert_rates(raw_url, args.cdrs)
+                ours = sync_rate(base / f"sync-{name}-{i}", agg_url, args.cdrs)
+                cdr_rounds.append((ours, raw))
+                versus = ", ".join(f"{r:,.0f}/s {m} (ratio {ours / r:.2f})" for m, r in raw.items())
+                print(f"CDR sync {name}, {args.cdrs:,} CDRs: {ours:,.0f}/s end to end vs {versus}")
+            _summarise(f"CDR sync {name}", cdr_rounds, "/s", 1)
         size = args.upload_mb * 1024 * 1024
-        ours, raw, disk = upload_rate(base / "upload", size, args.chunk_kib)
-        print(
-            f"recording upload: {ours / 1e6:,.1f} MB/s vs raw CurveZMQ {raw / 1e6:,.1f} MB/s "
-            f"(ratio {ours / raw:.2f}); vs raw CurveZMQ + write + sha256 + fsync "
-            f"{disk / 1e6:,.1f} MB/s (ratio {ours / disk:.2f}); "
-            f"{args.upload_mb} MB in {args.chunk_kib} KiB chunks"
-        )
+        upload_rounds = []
+        for i in range(args.rounds):
+            rate, zmq_rate, disk_rate = upload_rate(base / f"upload-{i}", size, args.chunk_kib)
+            limits = {"raw CurveZMQ": zmq_rate, "raw + write + sha256 + fsync": disk_rate}
+            upload_rounds.append((rate, limits))
+            print(
+                f"recording upload, {args.upload_mb} MB in {args.chunk_kib} KiB chunks: "
+                f"{rate / 1e6:,.1f} MB/s vs raw CurveZMQ {zmq_rate / 1e6:,.1f} MB/s (ratio "
+                f"{rate / zmq_rate:.2f}), vs raw CurveZMQ + write + sha256 + fsync "
+                f"{disk_rate / 1e6:,.1f} MB/s (ratio {rate / disk_rate:.2f})"
+            )
+        _summarise("recording upload", upload_rounds, " MB/s", 1e6)
         if not args.skip_reports:
             for name, url, _ in targets:
                 url = url if name != "sqlite" else f"sqlite:///{base / 'reports.db'}"
                 summary_ms, search_ms = report_latency(url, args.report_cdrs)
                 print(
-                    f"reports {name} over {args.report_cdrs:,} CDRs: month summary by site/day "
-                    f"{summary_ms:.1f} ms, filtered search page {search_ms:.1f} ms"
+                    f"reports {name} over {args.report_cdrs:,} CDRs, median of 5: month summary "
+                    f"by site/day {summary_ms:.1f} ms, filtered search page {search_ms:.1f} ms"
                 )
+
+
+def _summarise(
+    what: str, rounds: list[tuple[float, dict[str, float]]], unit: str, scale: float
+) -> None:
+    """Best and median of our rate and of each ratio over the rounds."""
+    ours = [o for o, _ in rounds]
+    parts = [
+        f"best {max(ours) / scale:,.0f}{unit}, median {statistics.median(ours) / scale:,.0f}{unit}"
+    ]
+    for method in rounds[0][1]:
+        ratios = [o / raw[method] for o, raw in rounds]
+        parts.append(
+            f"ratio to {method} best {max(ratios):.2f}, median {statistics.median(ratios):.2f}"
+        )
+    print(f"{what} over {len(rounds)} rounds: " + "; ".join(parts))
 
 
 if __name__ == "__main__":

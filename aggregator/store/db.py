@@ -1,7 +1,11 @@
 """Engine creation and dialect-specific statements (SQLite and PostgreSQL).
 
 SQLite runs in WAL mode with ``synchronous=FULL``: a commit that returned is on disk,
-which is what an acknowledgement to an appliance promises.
+which is what an acknowledgement to an appliance promises. The page cache (64 MiB) holds
+the hot ends of the CDR indexes, and checkpoints run every 10,000 WAL pages (about
+40 MB) instead of 1,000, so index pages changed by many commits are copied into the
+database once per checkpoint rather than ten times; neither changes what a commit
+guarantees.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.close()
 
 

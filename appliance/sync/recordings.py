@@ -102,7 +102,11 @@ class RecordingUploader:
         return self.current is not None and now - self.current.last_progress > timeout
 
     def on_message(self, message: Message, now: float) -> list[Message]:
-        """Handle a recording reply; returns messages to send (a re-offer)."""
+        """Handle a recording reply; returns messages to send (chunks, or the next offer).
+
+        Chunks go out as soon as credit arrives, not on the client's next turn, so the
+        aggregator's queue does not run dry while the client does other work.
+        """
         upload = self.current
         if (
             upload is None
@@ -113,11 +117,13 @@ class RecordingUploader:
         upload.last_progress = now
         if isinstance(message, RecResume):
             upload.offset, upload.credit = message.offset, message.credit
-        elif isinstance(message, RecCredit):
+            return self.next_messages(now)
+        if isinstance(message, RecCredit):
             upload.credit += message.credit
-        elif isinstance(message, RecDone):
+            return self.next_messages(now)
+        if isinstance(message, RecDone):
             return self._done(upload, message, now)
-        elif isinstance(message, ErrorReply):
+        if isinstance(message, ErrorReply):
             self._drop()
         return []
 

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from aggregator.api import mount_api
 from aggregator.settings import AggregatorSettings
+from aggregator.store.cdr_rows import CdrRow, parse_batch
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import create_engine
 from aggregator.store.schema import cdr_rollup, cdrs, rejected_records
@@ -46,6 +47,25 @@ def test_redelivered_batch_is_stored_once_and_counted_once(engine: sa.Engine) ->
             sa.select(sa.func.sum(cdr_rollup.c.calls)).where(cdr_rollup.c.dim == "site")
         )
     assert calls == 101
+
+
+def test_group_commit_with_a_stored_cdr_counts_only_new_ones(engine: sa.Engine) -> None:
+    store = CdrStore(engine)
+    store.ingest("site-a", [(1, make_cdr(1))])
+    first = parse_batch("site-a", [(2, make_cdr(2)), (3, make_cdr(3))])
+    second = parse_batch("site-a", [(4, make_cdr(3)), (5, make_cdr(1)), (6, make_cdr(4))])
+    results = store.store_many([first, second])
+    assert [(r.inserted, r.duplicates) for r in results] == [(2, 0), (1, 2)]
+    assert count(engine, cdrs) == 4
+    with engine.connect() as conn:
+        calls = conn.scalar(
+            sa.select(sa.func.sum(cdr_rollup.c.calls)).where(cdr_rollup.c.dim == "site")
+        )
+    assert calls == 4
+
+
+def test_cdr_row_fields_follow_the_table_columns() -> None:
+    assert CdrRow._fields == tuple(c.name for c in cdrs.columns if c.name != "id")
 
 
 def test_same_cdr_id_from_two_sites_is_two_cdrs(engine: sa.Engine) -> None:
