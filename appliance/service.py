@@ -22,6 +22,7 @@ from appliance.compliance.routes import build_compliance_router, install_error_h
 from appliance.compliance.service import ComplianceService
 from appliance.gateway.channels import ModemCollector, ModemPool
 from appliance.pbx.component import PbxComponent
+from appliance.pbx.gsm import GsmTrunkService
 from appliance.routing import RoutingService
 from appliance.settings import ApplianceSettings
 from appliance.sim import SimChannel, SimService
@@ -101,12 +102,17 @@ def build(
     install_error_handler(app)
     app.include_router(build_compliance_router(settings.api.tokens, compliance))
     components: list[Component] = [*_network(settings, health), store, routing]
+    pbx = None
     if settings.pbx.enabled:
-        components.append(_pbx(settings, store, health, app))
+        pbx = _pbx(settings, store, health, app)
+        components.append(pbx)
     sim = None
     if settings.profile == "sim-gateway":
         parts, sim = _gateway(settings, store, health, registry, sim_channels)
         components += parts
+        pool = next((p for p in parts if isinstance(p, ModemPool)), None)
+        if pbx is not None and pool is not None:
+            components.append(_gsm_trunks(settings, pbx, pool, sim))
     components.append(compliance)
     if settings.sync.enabled:
         sync = SyncClient(settings, store.get, SyncMetrics(registry), routing, sim, compliance)
@@ -120,6 +126,7 @@ def _pbx(
 ) -> PbxComponent:
     """Kamailio, rtpengine, CDRs and recordings; raises DialPlanError for a bad dial plan."""
     subscribers = [Subscriber(e.number, e.password, e.name) for e in settings.sip.extensions]
+    gsm_channels = [m.channel for m in settings.gateway.modems]
     pbx = PbxComponent(
         settings.pbx,
         settings.site_id,
@@ -127,10 +134,22 @@ def _pbx(
         subscribers,
         store.get,
         settings.data_dir,
+        gsm_channels if settings.profile == "sim-gateway" else (),
     )
     health.add_check("pbx", pbx.check)
     app.include_router(pbx.router(settings.api.tokens))
     return pbx
+
+
+def _gsm_trunks(
+    settings: ApplianceSettings, pbx: PbxComponent, pool: ModemPool, sim: SimService
+) -> GsmTrunkService:
+    """The gateway's modems as PBX trunks: their media workers, groups and inbound routes."""
+    gsm = GsmTrunkService(
+        settings.pbx.gsm, pool.channels, sim, pbx.media, lambda: pbx.calls, lambda: pbx.dialplan
+    )
+    pbx.gsm = gsm
+    return gsm
 
 
 def _network(settings: ApplianceSettings, health: Health) -> list[Component]:
@@ -154,7 +173,7 @@ def _gateway(
     parts: list[Component] = []
     pool = None
     if channels is None:
-        pool = ModemPool(settings.gateway)
+        pool = ModemPool(settings.gateway, bridged=settings.pbx.enabled)
         health.add_check("modems", pool.check)
         registry.register(ModemCollector(pool))
         parts.append(pool)

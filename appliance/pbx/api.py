@@ -74,6 +74,8 @@ class CallControl(Protocol):
 
     async def set_recording(self, call_id: str, on: bool) -> dict[str, Any]: ...
 
+    async def gsm_channels(self) -> list[dict[str, Any]]: ...
+
 
 def build_router(
     get_calls: Callable[[], CallService],
@@ -202,5 +204,12 @@ def build_router(
         if not path.exists():
             raise api_error(410, "recording-file-gone", "the WAV file was removed", path=str(path))
         return FileResponse(path, media_type="audio/wav", filename=f"{recording_id}.wav")
+
+    @router.get("/gsm/channels", summary="GSM channels: worker, call, live PCM frame counters")
+    async def gsm_channels() -> dict[str, Any]:
+        try:
+            return {"channels": await control.gsm_channels()}
+        except CallControlError as err:
+            raise refused(err) from None
 
     return router

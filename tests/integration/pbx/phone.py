@@ -119,7 +119,7 @@ class Account(pj.Account):
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         call = Call(self.phone, self, prm.callId)
         self.phone.call = call
-        emit(ev="incoming")
+        emit(ev="incoming", remote=call.getInfo().remoteUri)
         answer = pj.CallOpParam()
         answer.statusCode = 180
         call.answer(answer)
