@@ -555,12 +555,19 @@ class GsmTrunkService:
             self._calls().update(call.call_id, gsm=call.info(), **fields)
 
     async def _finish(self, call: GsmCall) -> None:
-        """Count the call against its SIM once and free the channel."""
+        """Count the call against its SIM once and free the channel.
+
+        Incoming calls nobody answered are not the SIM's failures: they free the channel
+        without counting (no call, no failure streak).
+        """
         if call.finished:
             return
         call.finished = True
         if call.timer is not None:
             call.timer.cancel()
+        if call.inbound and call.answered_at is None:
+            self._sim.release(call.channel)
+            return
         connected = time.monotonic() - call.answered_at if call.answered_at else 0.0
         ended = datetime.datetime.now(datetime.UTC)
         await self._sim.call_ended(
