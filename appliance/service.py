@@ -21,6 +21,8 @@ from appliance import __version__
 from appliance.compliance.routes import build_compliance_router, install_error_handler
 from appliance.compliance.service import ComplianceService
 from appliance.gateway.channels import ModemCollector, ModemPool
+from appliance.gateway.messages import MessagingService
+from appliance.gateway.routes import build_gateway_router
 from appliance.pbx.component import PbxComponent
 from appliance.pbx.gsm import GsmTrunkService
 from appliance.routing import RoutingService
@@ -113,6 +115,12 @@ def build(
         pool = next((p for p in parts if isinstance(p, ModemPool)), None)
         if pbx is not None and pool is not None:
             components.append(_gsm_trunks(settings, pbx, pool, sim))
+        if pool is not None:
+            messages = MessagingService(settings.gateway.sms, pool.channels, sim, store.get)
+            if pbx is not None and pbx.webhooks is not None:
+                messages.on_received = pbx.webhooks.notify
+            app.include_router(build_gateway_router(settings.api.tokens, messages))
+            components.append(messages)
     components.append(compliance)
     if settings.sync.enabled:
         sync = SyncClient(settings, store.get, SyncMetrics(registry), routing, sim, compliance)

@@ -43,7 +43,7 @@ class CheckRequest(BaseModel):
     campaign: str | None = None
 
 
-def _role(tokens: Sequence[ApiToken]) -> Callable[[Request], str]:
+def token_role(tokens: Sequence[ApiToken]) -> Callable[[Request], str]:
     def role(request: Request) -> str:
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not presented:
@@ -59,7 +59,7 @@ def _role(tokens: Sequence[ApiToken]) -> Callable[[Request], str]:
 def build_compliance_router(tokens: Sequence[ApiToken], compliance: ComplianceService) -> APIRouter:
     """The /api/v1/compliance routes of the appliance's local API."""
     router = APIRouter(prefix="/api/v1/compliance", tags=["compliance"])
-    role = Annotated[str, Depends(_role(tokens))]
+    role = Annotated[str, Depends(token_role(tokens))]
 
     def writer(who: str) -> None:
         if who not in ("admin", "operator"):

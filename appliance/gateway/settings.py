@@ -18,8 +18,17 @@ class ModemEntry(Section):
     pin: str | None = Field(None, pattern=r"^[0-9]{4,8}$")
 
 
+class SmsSettings(Section):
+    """Outgoing SMS pacing and the size of the local inbox."""
+
+    per_sim_per_minute: int = Field(6, ge=1, le=60)
+    max_attempts: int = Field(3, ge=1, le=10)
+    keep_inbox: int = Field(1000, ge=10, le=100000)
+
+
 class GatewaySettings(Section):
     """The modems of a SIM gateway and how long start-up may wait for them."""
 
     modems: tuple[ModemEntry, ...] = ()
     ready_timeout_s: float = Field(60.0, gt=0)
+    sms: SmsSettings = SmsSettings()

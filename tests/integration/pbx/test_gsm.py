@@ -1,7 +1,8 @@
 """GSM channels as PBX trunks, end to end: the whole SIM-gateway appliance (Kamailio,
 rtpengine, GSM media workers, modem drivers, SIM policy) with simulated EC25 modems on
 ptys and pjsua2 phones. Every audio check is on real audio: the far end's tone in what
-the phone heard and in the call recording, the phone's tone at the far end."""
+the phone heard and in the call recording, the phone's tone at the far end. SMS and USSD
+go through the same appliance's local API."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import array
 import contextlib
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -53,7 +55,7 @@ class GatewayPbx(Pbx):
         del config["test_api_port"]
         config["profile"] = "sim-gateway"
         config["http"] = {"host": "127.0.0.1", "port": self.api_port}
-        config["gateway"] = {"ready_timeout_s": 20, "modems": [
+        config["gateway"] = {"ready_timeout_s": 20, "sms": {"per_sim_per_minute": 1}, "modems": [
             {"channel": f"gsm-{m['index']}", "port": m["at_by_id"], "imei": m["imei"]}
             for m in modems
         ]}  # fmt: skip
@@ -239,3 +241,52 @@ def test_unplugged_modem_ends_the_call_and_leaves_the_pool_until_it_is_back(
         assert simulator.calls(0), "the replugged modem did not rejoin the pool"
         bob.send("hangup")
         bob.state("DISCONNECTED")
+
+
+def test_sms_goes_out_on_a_channel_and_a_sims_rate_limit_holds_the_next(
+    gw: Pbx, simulator: ModemSimulator
+) -> None:
+    status, first = gw.api(
+        "POST", "/sms", {"to": "+4930444555", "text": "hello", "channel": "gsm-2"}
+    )
+    assert status == 202, first
+    _, second = gw.api("POST", "/sms", {"to": "+4930444556", "text": "again", "channel": "gsm-2"})
+    wait_for(lambda: gw.api("GET", f"/sms/{first['id']}")[1]["state"] == "sent", 15,
+             lambda: str(gw.api("GET", f"/sms/{first['id']}")))  # fmt: skip
+    assert ("+4930444555", "hello") in simulator.record(2).sent_sms
+    time.sleep(2)
+    held = gw.api("GET", f"/sms/{second['id']}")[1]
+    assert held["state"] == "queued", "a SIM limited to 1 SMS a minute sent two"
+    assert ("+4930444556", "again") not in simulator.record(2).sent_sms
+
+
+def test_received_sms_lands_in_the_inbox_with_its_sim(gw: Pbx, simulator: ModemSimulator) -> None:
+    simulator.deliver_sms(1, "+4930777666", "balance low")
+
+    def arrived() -> bool:
+        return any(m["text"] == "balance low" for m in gw.api("GET", "/sms/inbox")[1]["messages"])
+
+    wait_for(arrived, 15, lambda: str(gw.api("GET", "/sms/inbox")))
+    message = next(m for m in gw.api("GET", "/sms/inbox")[1]["messages"]
+                   if m["text"] == "balance low")  # fmt: skip
+    assert (message["from"], message["channel"]) == ("+4930777666", "gsm-1")
+    assert message["iccid"] == simulator.info()[1]["sims"][0]["iccid"].rstrip("F")  # type: ignore[index]
+
+
+def test_ussd_balance_check_answers_with_the_networks_reply(
+    gw: Pbx, simulator: ModemSimulator
+) -> None:
+    simulator.set_ussd_reply(1, "*100#", "Balance: 12.34 EUR")
+    status, body = gw.api("POST", "/ussd", {"channel": "gsm-1", "code": "*100#"})
+    assert status == 200, body
+    assert body["reply"] == "Balance: 12.34 EUR"
+
+
+def test_bad_sms_and_ussd_requests_get_clear_errors(gw: Pbx) -> None:
+    status, body = gw.api("POST", "/sms", {"to": "not-a-number", "text": "x"})
+    assert (status, body["error_id"]) == (422, "bad-destination")
+    status, body = gw.api("POST", "/sms", {"to": "+4930111", "text": "x", "channel": "gsm-9"})
+    assert (status, body["error_id"]) == (404, "unknown-channel")
+    status, body = gw.api("POST", "/ussd", {"channel": "gsm-1", "code": "x; rm"})
+    assert (status, body["error_id"]) == (422, "bad-ussd-code")
+    assert gw.api("GET", "/sms/0123")[0] == 404
