@@ -39,9 +39,10 @@ CALLER = "+4930111222"
 class GatewayPbx(Pbx):
     """The whole appliance (profile sim-gateway, PBX on) as a process over simulated modems."""
 
-    def __init__(self, root: Path, simulator: ModemSimulator) -> None:
+    def __init__(self, root: Path, simulator: ModemSimulator, profile: str | None = None) -> None:
         modems = simulator.info()
-        inbound_iccid = str(modems[3]["sims"][0]["iccid"])  # type: ignore[index]
+        self.count = len(modems)
+        inbound_iccid = str(modems[-1]["sims"][0]["iccid"])  # type: ignore[index]
         gsm = {
             "port_base": free_port(),
             "groups": [{"name": "mobile", "channels": [f"gsm-{m['index']}" for m in modems],
@@ -56,7 +57,8 @@ class GatewayPbx(Pbx):
         config["profile"] = "sim-gateway"
         config["http"] = {"host": "127.0.0.1", "port": self.api_port}
         config["gateway"] = {"ready_timeout_s": 20, "sms": {"per_sim_per_minute": 1}, "modems": [
-            {"channel": f"gsm-{m['index']}", "port": m["at_by_id"], "imei": m["imei"]}
+            {"channel": f"gsm-{m['index']}", "port": m["at_by_id"], "imei": m["imei"],
+             "profile": profile}
             for m in modems
         ]}  # fmt: skip
         config["sim"] = {"unregistered_grace_s": 600}
@@ -69,7 +71,7 @@ class GatewayPbx(Pbx):
                  "--config", str(self.config)],
                 stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
             )  # fmt: skip
-        wait_for(lambda: self.ready(4), timeout, self.output)
+        wait_for(lambda: self.ready(self.count), timeout, self.output)
 
     def channels(self) -> list[dict[str, Any]]:
         status, body = self.api("GET", "/gsm/channels")
@@ -290,3 +292,27 @@ def test_bad_sms_and_ussd_requests_get_clear_errors(gw: Pbx) -> None:
     status, body = gw.api("POST", "/ussd", {"channel": "gsm-1", "code": "x; rm"})
     assert (status, body["error_id"]) == (422, "bad-ussd-code")
     assert gw.api("GET", "/sms/0123")[0] == 404
+
+
+def test_a_16_khz_modem_is_bridged_at_its_own_rate(tmp_path: Path) -> None:
+    require_debs()
+    config = SimulatorConfig(profile="simcom-sim7600", directory=str(tmp_path / "modem"))
+    with ModemSimulator(config) as simulator:
+        simulator.wait_booted(30)
+        simulator.set_far_end(0, "answer", answer_after=0.3)
+        simulator.play_tone(0, 1000.0)
+        gw = GatewayPbx(tmp_path / "pbx", simulator, profile="simcom-sim7600-16k")
+        try:
+            gw.start()
+            with phones(gw, tmp_path, ("1002", PHONE_TONE)) as (bob,):
+                call_out(gw, bob)
+                wait_for(recorded_long_enough(bob), 10, lambda: "bob recorded nothing")
+                samples = array.array("h", simulator.record(0).uplink_tail)
+                bob.send("hangup")
+                bob.state("DISCONNECTED")
+        finally:
+            gw.stop()
+        assert heard(bob.record) == 1000.0
+        assert loudness(samples) > 100
+        assert dominant(samples, 16000, CANDIDATES) == PHONE_TONE
+    assert no_daemons_left(tmp_path / "pbx")
