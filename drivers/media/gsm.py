@@ -218,8 +218,9 @@ class GsmLegs:
         try:
             leg.port = open_port(leg.arg, path, rate, self.worker.config.jitter_frames)
         except (OSError, pj.Error) as err:
+            # The appliance ends the leg (gsm-end) once the CDR says why.
+            leg.lost = True
             self._emit(ev="gsm", channel=leg.arg, state="lost", reason=f"voice port {path}: {err}")
-            leg.call.hangup(pj.CallOpParam())
             return
         connect(leg.port, leg.audio)
 

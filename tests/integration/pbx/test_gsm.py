@@ -45,6 +45,7 @@ class GatewayPbx(Pbx):
         inbound_iccid = str(modems[-1]["sims"][0]["iccid"])  # type: ignore[index]
         gsm = {
             "port_base": free_port(),
+            "channels_per_worker": 2,
             "groups": [{"name": "mobile", "channels": [f"gsm-{m['index']}" for m in modems],
                         "strategy": "fixed-order"}],
             "inbound": [{"iccid": inbound_iccid, "target": "1001"}],
@@ -206,6 +207,21 @@ def test_no_carrier_on_one_channel_moves_the_call_to_the_next(
     cdr = gw.cdr_for(lambda c: c["callee"]["number"] == "030555666")
     assert cdr["trunk"] == "gsm-1"
     assert cdr["disposition"] == "answered"
+    wait_for(lambda: idle(gw), 10, lambda: str(gw.channels()))  # type: ignore[attr-defined]
+
+
+def test_when_a_workers_channels_all_fail_kamailio_moves_the_call_to_another_worker(
+    gw: Pbx, simulator: ModemSimulator, tmp_path: Path
+) -> None:
+    simulator.set_far_end(0, "no-carrier", answer_after=0.2)
+    simulator.set_far_end(1, "no-carrier", answer_after=0.2)
+    with phones(gw, tmp_path, ("1003", PHONE_TONE)) as (carol,):
+        call_out(gw, carol, "030555667")
+        assert simulator.calls(2)[0]["number"] == "+4930555667"
+        carol.send("hangup")
+        carol.state("DISCONNECTED")
+    cdr = gw.cdr_for(lambda c: c["callee"]["number"] == "030555667")
+    assert (cdr["trunk"], cdr["disposition"]) == ("gsm-2", "answered")
     wait_for(lambda: idle(gw), 10, lambda: str(gw.channels()))  # type: ignore[attr-defined]
 
 
