@@ -24,6 +24,7 @@ from appliance.gateway.channels import ModemCollector, ModemPool
 from appliance.gateway.routes import build_sms_router
 from appliance.gateway.sms import SmsService
 from appliance.pbx.component import PbxComponent
+from appliance.pbx.gsm import GsmTrunkService
 from appliance.pbx.webhooks import WebhookService
 from appliance.routing import RoutingService
 from appliance.routing.metrics import PeerCollector
@@ -115,6 +116,8 @@ def build(
     if settings.profile == "sim-gateway":
         parts, sim, pool = _gateway(settings, store, health, registry, sim_channels)
         components += parts
+        if pbx is not None and pool is not None:
+            components.append(_gsm_trunks(settings, pbx, pool, sim))
         if pool is not None:
             sms = _sms(settings, store, sim, compliance, pool)
             app.include_router(build_sms_router(settings.api.tokens, sms))
@@ -140,6 +143,7 @@ def _pbx(
 ) -> PbxComponent:
     """Kamailio, rtpengine, CDRs and recordings; raises DialPlanError for a bad dial plan."""
     subscribers = [Subscriber(e.number, e.password, e.name) for e in settings.sip.extensions]
+    gsm_channels = [m.channel for m in settings.gateway.modems]
     pbx = PbxComponent(
         settings.pbx,
         settings.site_id,
@@ -148,10 +152,22 @@ def _pbx(
         store.get,
         settings.data_dir,
         routing,
+        gsm_channels if settings.profile == "sim-gateway" else (),
     )
     health.add_check("pbx", pbx.check)
     app.include_router(pbx.router(settings.api.tokens))
     return pbx
+
+
+def _gsm_trunks(
+    settings: ApplianceSettings, pbx: PbxComponent, pool: ModemPool, sim: SimService
+) -> GsmTrunkService:
+    """The gateway's modems as PBX trunks: their media workers, groups and inbound routes."""
+    gsm = GsmTrunkService(
+        settings.pbx.gsm, pool.channels, sim, pbx.media, lambda: pbx.calls, lambda: pbx.dialplan
+    )
+    pbx.gsm = gsm
+    return gsm
 
 
 def _network(settings: ApplianceSettings, health: Health) -> list[Component]:
@@ -175,7 +191,7 @@ def _gateway(
     parts: list[Component] = []
     pool = None
     if channels is None:
-        pool = ModemPool(settings.gateway)
+        pool = ModemPool(settings.gateway, bridged=settings.pbx.enabled)
         health.add_check("modems", pool.check)
         registry.register(ModemCollector(pool))
         parts.append(pool)

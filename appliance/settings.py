@@ -282,6 +282,18 @@ class ApplianceSettings(ServiceSettings):
     gateway: GatewaySettings = GatewaySettings()
     pbx: PbxSettings = PbxSettings()
 
+    @model_validator(mode="after")
+    def _gsm_channels(self) -> ApplianceSettings:
+        known = {m.channel for m in self.gateway.modems}
+        for group in self.pbx.gsm.groups:
+            unknown = sorted(set(group.channels) - known)
+            if unknown:
+                raise ValueError(
+                    f"pbx.gsm.groups.{group.name}: channels {', '.join(unknown)} are not in "
+                    f"gateway.modems (known: {', '.join(sorted(known)) or 'none'})"
+                )
+        return self
+
     def key_file(self) -> Path:
         """The site's CurveZMQ secret key file."""
         return self.sync.key_file or self.data_dir / "keys" / f"{self.site_id}.key_secret"

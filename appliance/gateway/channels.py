@@ -1,7 +1,9 @@
 """GSM channels backed by the modem driver, and the pool that starts and watches them.
 
 Theory of operation: each configured modem gets a ModemDriver and a ModemChannel (the
-SIM policy's view of it). The pool starts every driver concurrently and waits, bounded,
+SIM policy's view of it). With ``bridged`` (the PBX bridges the channels' voice in its
+GSM media workers) the drivers leave the PCM tty to the workers and keep AT control.
+The pool starts every driver concurrently and waits, bounded,
 for them to become ready; a modem that does not come up is reported unregistered and
 keeps recovering in its driver, it never blocks the others. One watcher task per modem
 turns driver events (registration, SIM presence, driver state) into fresh channel
@@ -84,10 +86,11 @@ class ModemPool:
 
     name = "modems"
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, bridged: bool = False) -> None:
         self._settings = settings
         self.channels = [
-            ModemChannel(entry, ModemDriver(_config(entry))) for entry in settings.modems
+            ModemChannel(entry, ModemDriver(_config(entry, not bridged)))
+            for entry in settings.modems
         ]
         self._watchers: list[asyncio.Task[None]] = []
         self.on_change: Callable[[ChannelState], None] | None = None
@@ -148,10 +151,11 @@ class ModemPool:
         return [(c.channel, c.driver.counters.as_dict()) for c in self.channels]
 
 
-def _config(entry: ModemEntry) -> ModemConfig:
+def _config(entry: ModemEntry, open_voice: bool) -> ModemConfig:
     return ModemConfig(
         port=entry.port,
         voice_port=entry.voice_port,
+        open_voice=open_voice,
         profile=entry.profile,
         imei=entry.imei,
         pin=entry.pin,

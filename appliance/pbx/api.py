@@ -77,6 +77,7 @@ class CallControl(Protocol):
     async def trunks(self) -> list[dict[str, Any]]: ...
 
     async def three_way(self, call_id: str, number: str) -> dict[str, Any]: ...
+    async def gsm_channels(self) -> list[dict[str, Any]]: ...
 
 
 def build_router(
@@ -214,5 +215,12 @@ def build_router(
         if not path.exists():
             raise api_error(410, "recording-file-gone", "the WAV file was removed", path=str(path))
         return FileResponse(path, media_type="audio/wav", filename=f"{recording_id}.wav")
+
+    @router.get("/gsm/channels", summary="GSM channels: worker, call, live PCM frame counters")
+    async def gsm_channels() -> dict[str, Any]:
+        try:
+            return {"channels": await control.gsm_channels()}
+        except CallControlError as err:
+            raise refused(err) from None
 
     return router

@@ -111,6 +111,7 @@ class CdrBuilder:
             "record": self._record and recording == "always",
             "media_peer": event.get("media_peer") or None,
             "to_tag": None,
+            "gsm": event.get("gsm_info") or None,
         }
 
     def finish(
@@ -151,6 +152,7 @@ class CdrBuilder:
             "hangup_cause": {"sip_code": cause, "reason": reason},
             "hangup_side": side,
             "recording_id": recording_id(self.site_id, call["call_id"]) if recorded else None,
+            "gsm": call.get("gsm"),
         }
 
     def from_end(self, call: Mapping[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:

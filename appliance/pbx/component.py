@@ -28,12 +28,14 @@ from appliance.pbx.calls import CallService
 from appliance.pbx.cdr import CdrBuilder
 from appliance.pbx.dialplan import Decision, DialPlan
 from appliance.pbx.errors import CallControlError, PbxNotStartedError
+from appliance.pbx.gsm import GsmTrunkService
 from appliance.pbx.intersite import InterSite
 from appliance.pbx.media import (
-    DISPATCHER_SET,
     MediaPool,
     MediaWorker,
     dispatcher_list,
+    dispatcher_set,
+    gsm_worker_configs,
     worker_configs,
 )
 from appliance.pbx.originate import OriginationService
@@ -56,10 +58,15 @@ log = logging.getLogger(__name__)
 
 EVENTS_CONNECT_S = 3.0
 UAC_REG_ONLINE = 1 << 2
+GSM_STATS_S = 1.0
 
 
-def kamailio_config(pbx: PbxSettings, domain: str, run_dir: Path) -> KamailioConfig:
-    """Kamailio's rendering inputs from the PBX settings."""
+def kamailio_config(
+    pbx: PbxSettings, domain: str, run_dir: Path, workers: bool | None = None
+) -> KamailioConfig:
+    """Kamailio's rendering inputs from the PBX settings (``workers``: any media or GSM worker)."""
+    if workers is None:
+        workers = pbx.media.workers > 0
     return KamailioConfig(
         domain=domain,
         sip_host=pbx.sip_host,
@@ -81,7 +88,7 @@ def kamailio_config(pbx: PbxSettings, domain: str, run_dir: Path) -> KamailioCon
         anchor_media=pbx.anchor_media,
         record=pbx.record_calls and pbx.anchor_media,
         max_call_seconds=pbx.max_call_s,
-        dispatcher_list=str(run_dir / "dispatcher.list") if pbx.media.workers else "",
+        dispatcher_list=str(run_dir / "dispatcher.list") if workers else "",
         trunk_credentials=tuple(
             (t.auth.username, t.auth.realm, t.auth.password)
             for t in pbx.dialplan.trunks
@@ -146,12 +153,15 @@ class PbxComponent:
         store: Callable[[], Store],
         data_dir: Path,
         routing: RoutingService | None = None,
+        gsm_channels: Sequence[str] = (),
     ) -> None:
         self.settings = pbx
         self.site_id = site_id
         run_dir = data_dir / "pbx" / "run"
         spool = data_dir / "pbx" / "spool"
         names: Mapping[str, str] = {s.number: s.name for s in subscribers}
+        self.gsm: GsmTrunkService | None = None
+        self._gsm_stats: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._domain = domain
         self._run_dir = run_dir
         self.peers: PeerMonitor | None = None
@@ -167,7 +177,7 @@ class PbxComponent:
             self.intersite = InterSite(
                 site_id, pbx.peering, lambda: routing.table, names, self.peers
             )
-        self.dialplan = DialPlan(pbx.dialplan, names, pbx.media, self.intersite)
+        self.dialplan = DialPlan(pbx.dialplan, names, pbx.media, pbx.gsm, self.intersite)
         self.route_server = RouteServer(pbx.sip_host, pbx.route_port, self._decide)
         recorded = pbx.record_calls and pbx.anchor_media
         self._store = store
@@ -176,6 +186,10 @@ class PbxComponent:
         self._wav_dir = data_dir / "recordings"
         self._calls: CallService | None = None
         self._recordings: RecordingService | None = None
+        self._worker_configs = worker_configs(pbx.media, pbx.sip_host, pbx.sip_port, domain)
+        self._worker_configs += gsm_worker_configs(
+            pbx.gsm, gsm_channels, pbx.sip_host, pbx.sip_port, domain
+        )
         self.rtpengine = RtpengineDriver(
             run_dir,
             RtpengineConfig(
@@ -193,12 +207,11 @@ class PbxComponent:
         )
         self.kamailio = KamailioDriver(
             run_dir,
-            kamailio_config(pbx, domain, run_dir),
+            kamailio_config(pbx, domain, run_dir, bool(self._worker_configs)),
             subscribers,
             on_exit=self._kamailio_died,
         )
         self.events = EvapiClient(pbx.sip_host, pbx.evapi_port, self._on_event)
-        self._worker_configs = worker_configs(pbx.media, pbx.sip_host, pbx.sip_port, domain)
         self.media = MediaPool(self._worker_configs, run_dir, self._on_media_event,
                                self._media_worker_exited, lambda _worker: None)  # fmt: skip
         self.originations = OriginationService(
@@ -298,8 +311,12 @@ class PbxComponent:
         names = {s.number: s.name for s in subscribers}
         if self.intersite is not None:
             self.intersite.names = names
-        self.dialplan = DialPlan(self.settings.dialplan, names, self.settings.media, self.intersite)
-        config = kamailio_config(self.settings, domain, self.kamailio.run_dir)
+        self.dialplan = DialPlan(
+            self.settings.dialplan, names, self.settings.media, self.settings.gsm, self.intersite
+        )
+        config = kamailio_config(
+            self.settings, domain, self.kamailio.run_dir, bool(self._worker_configs)
+        )
         restarted = await self.kamailio.apply(config, subscribers)
         if restarted:
             self._kamailio_died()
@@ -322,6 +339,11 @@ class PbxComponent:
                 decision = self.intersite.admit(self.dialplan, query)
         else:
             decision = self.dialplan.decide(caller, dialled, from_trunk, to, call_id)
+        if decision.action == "gsm":
+            if self.gsm is None:
+                decision = Decision("reject", code=503, reason="no-gsm-trunk")
+            else:
+                decision = self.gsm.decide(decision, call_id)
         answer = decision.wire()
         if not (self.settings.record_calls and self.settings.anchor_media):
             answer["record"], answer["recording"] = "no", "never"
@@ -435,11 +457,19 @@ class PbxComponent:
             self.originations.on_event(worker, event)
         elif event.get("ev") == "ivr":
             log.info("ivr choice", extra={k: event.get(k) for k in ("flow", "digit", "target")})
+        elif event.get("ev") == "gsm" and self.gsm is not None:
+            self.gsm.on_worker_event(worker, event)
+        elif event.get("ev") == "gsm-stats":
+            waiting = self._gsm_stats.pop(worker.config.name, None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(dict(event.get("channels") or {}))
         elif event.get("ev") == "error":
             log.warning("media worker %s: %s", worker.config.name, event.get("message"))
 
     def _media_worker_exited(self, worker: MediaWorker) -> None:
         self.originations.worker_lost(worker)
+        if self.gsm is not None:
+            self.gsm.worker_lost(worker)
         if self._calls is None:
             return
         lost = [c for c in self.calls.live_calls() if c.get("media_peer") == worker.address]
@@ -448,7 +478,9 @@ class PbxComponent:
 
     async def _release(self, worker: MediaWorker, lost: list[dict[str, Any]]) -> None:
         with contextlib.suppress(RpcError):
-            await self.events.rpc("dispatcher.set_state", "ip", DISPATCHER_SET, worker.uri)
+            await self.events.rpc(
+                "dispatcher.set_state", "ip", dispatcher_set(worker.config), worker.uri
+            )
         for call in lost:
             if call.get("dialog"):
                 with contextlib.suppress(RpcError):
@@ -464,7 +496,25 @@ class PbxComponent:
                 self.peers.failed_over(str(event.get("route")), str(event.get("target")), reason)
             self.calls.failed_over(event)
             return
+        if self.gsm is not None:
+            self.gsm.enrich(event)
         self.calls.handle(event)
+
+    async def gsm_channels(self) -> list[dict[str, Any]]:
+        """Every GSM channel with its call and its link's live frame counters."""
+        if self.gsm is None:
+            raise CallControlError(404, "gsm-not-configured", "this PBX has no GSM channels")
+        loop = asyncio.get_running_loop()
+        frames: dict[str, Any] = {}
+        for worker in self.media.workers:
+            if not worker.config.gsm_channels:
+                continue
+            waiting = self._gsm_stats[worker.config.name] = loop.create_future()
+            if worker.send({"cmd": "gsm-stats"}):
+                with contextlib.suppress(TimeoutError):
+                    frames.update(await asyncio.wait_for(waiting, GSM_STATS_S))
+            self._gsm_stats.pop(worker.config.name, None)
+        return [{**c, "frames": frames.get(c["channel"])} for c in self.gsm.status()]
 
     def _kamailio_died(self) -> None:
         self.calls.interrupt_all("sip-proxy-restart")

@@ -4,7 +4,10 @@ Order of a decision for a call from an extension: the dialled number is an exten
 ring group, or matches exactly one outbound route (validation guarantees at most one);
 class of service is checked before the trunk is chosen. A call from a trunk is routed by
 its dialled number (DID) through the inbound routes only. Caller ID on a trunk is always
-the route's ``caller_id``, which validation requires to be a number the site owns.
+the route's ``caller_id``, which validation requires to be a number the site owns. A
+route whose trunk is a GSM trunk group (``pbx.gsm.groups``) answers action ``gsm`` with
+the number to dial in ``uri`` and the group in ``trunk``; the GSM trunk service picks the
+channel (appliance/pbx/gsm.py), and the call presents that SIM's own number.
 
 Targets (inbound routes, forwards, IVR options) are an extension, a ring group,
 ``announce:<prompt>`` or ``ivr:<flow>``; the last two, feature codes and the users
@@ -29,7 +32,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from appliance.pbx.settings import CosLevel, DialPlanSettings, MediaSettings, OutboundRoute
+from appliance.pbx.settings import (
+    CosLevel,
+    DialPlanSettings,
+    GsmSettings,
+    MediaSettings,
+    OutboundRoute,
+)
 
 COS_RANK: dict[str, int] = {"internal": 0, "local": 1, "national": 2, "international": 3}
 _ALL = frozenset("0123456789")
@@ -193,12 +202,15 @@ class DialPlan:
         settings: DialPlanSettings,
         extensions: Iterable[str],
         media: MediaSettings | None = None,
+        gsm: GsmSettings | None = None,
         router: Router | None = None,
     ) -> None:
         self.settings = settings
         self.router = router
         self.extensions = frozenset(extensions)
         self.media = media or MediaSettings(workers=0)
+        self.gsm = gsm or GsmSettings()
+        self.gsm_groups = {g.name: g for g in self.gsm.groups}
         self.groups = {g.number: g for g in settings.ring_groups}
         self.trunks = {t.name: t for t in settings.trunks}
         self.inbound = {r.did: r for r in settings.inbound}
@@ -226,13 +238,18 @@ class DialPlan:
             problems += [f"ring group {group.number}: member {m} is not an extension"
                          for m in group.members if m not in self.extensions]  # fmt: skip
         for route, pattern in self.routes:
-            if route.trunk not in self.trunks:
-                problems.append(f"outbound route {route.name!r}: unknown trunk {route.trunk!r}")
-            if route.caller_id not in owned:
-                problems.append(
-                    f"outbound route {route.name!r}: caller ID {route.caller_id} "
-                    "is not one of owned_numbers"
-                )
+            if route.trunk in self.gsm_groups:
+                if route.caller_id:
+                    problems.append(f"outbound route {route.name!r}: a GSM route presents the "
+                                    "SIM's own number; leave caller_id empty")  # fmt: skip
+            else:
+                if route.trunk not in self.trunks:
+                    problems.append(f"outbound route {route.name!r}: unknown trunk {route.trunk!r}")
+                if route.caller_id not in owned:
+                    problems.append(
+                        f"outbound route {route.name!r}: caller ID {route.caller_id} "
+                        "is not one of owned_numbers"
+                    )
             local = sorted(n for n in self.extensions | set(self.groups) if pattern.matches(n))
             if local:
                 problems.append(
@@ -244,6 +261,12 @@ class DialPlan:
             if r.did not in owned:
                 problems.append(f"inbound route {r.did}: not one of owned_numbers")
             problems += self._unreachable(f"inbound route {r.did}", r.target)
+        for g in self.gsm.inbound:
+            problems += self._unreachable(f"gsm inbound {g.iccid}", g.target)
+        if self.gsm.default_inbound is not None:
+            problems += self._unreachable("gsm default_inbound", self.gsm.default_inbound)
+        problems += [f"gsm group {g}: same name as a SIP trunk" for g in self.gsm_groups
+                     if g in self.trunks]  # fmt: skip
         problems += [f"class_of_service: {e} is not an extension" for e in s.class_of_service
                      if e not in self.extensions]  # fmt: skip
         problems += [f"recording_by_extension: {e} is not an extension"
@@ -390,8 +413,11 @@ class DialPlan:
             return Decision("reject", code=403, reason="not-an-extension")
         if COS_RANK[self.cos(caller)] < COS_RANK[route.cos]:
             return Decision("reject", code=403, reason="class-of-service", route=route.name)
-        trunk = self.trunks[route.trunk]
         number = route.prepend + dialled[route.strip :]
+        if route.trunk in self.gsm_groups:
+            return Decision("gsm", uri=number, route=route.name, trunk=route.trunk,
+                            recording=self.recording(caller, number))  # fmt: skip
+        trunk = self.trunks[route.trunk]
         return Decision(
             "trunk",
             uri=f"sip:{number}@{trunk.host}:{trunk.port}",

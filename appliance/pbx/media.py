@@ -20,11 +20,11 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from appliance.pbx.settings import MediaSettings
+from appliance.pbx.settings import GsmSettings, MediaSettings
 from drivers.media.protocol import (
     MAX_CALLS,
     IvrFlow,
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 3.0
 DISPATCHER_SET = 1
+GSM_DISPATCHER_SET = 2
 
 
 class MediaPoolFullError(Exception):
@@ -214,9 +215,36 @@ def worker_configs(
     ]
 
 
+def gsm_worker_configs(
+    gsm: GsmSettings, channels: Sequence[str], host: str, proxy_port: int, domain: str
+) -> list[WorkerConfig]:
+    """GSM workers: ``channels_per_worker`` channels each, in configuration order."""
+    size = gsm.channels_per_worker
+    chunks = [tuple(channels[i : i + size]) for i in range(0, len(channels), size)]
+    return [
+        WorkerConfig(
+            name=f"g{i}",
+            host=host,
+            port=gsm.port_base + i,
+            proxy_host=host,
+            proxy_port=proxy_port,
+            domain=domain,
+            max_calls=len(chunk),
+            gsm_channels=chunk,
+            jitter_frames=gsm.jitter_frames,
+        )
+        for i, chunk in enumerate(chunks)
+    ]
+
+
+def dispatcher_set(config: WorkerConfig) -> int:
+    """The dispatcher set of a worker: GSM workers are only reached by their channels."""
+    return GSM_DISPATCHER_SET if config.gsm_channels else DISPATCHER_SET
+
+
 def dispatcher_list(configs: list[WorkerConfig]) -> str:
-    """Kamailio's dispatcher list: every worker in set ``DISPATCHER_SET``."""
-    lines = [f"{DISPATCHER_SET} sip:{c.host}:{c.port} 0 0 duid={c.name}\n" for c in configs]
+    """Kamailio's dispatcher list: media workers in set 1, GSM workers in set 2."""
+    lines = [f"{dispatcher_set(c)} sip:{c.host}:{c.port} 0 0 duid={c.name}\n" for c in configs]
     return "".join(lines)
 
 
@@ -253,7 +281,7 @@ class MediaPool:
 
     def pick(self, slots: int = 1) -> MediaWorker:
         """The live worker with the most free slots, at least ``slots``."""
-        live = [w for w in self.workers if w.free >= slots]
+        live = [w for w in self.workers if w.free >= slots and not w.config.gsm_channels]
         if not live:
             raise MediaPoolFullError(f"no media worker has {slots} free call slot(s)")
         return max(live, key=lambda w: w.free)

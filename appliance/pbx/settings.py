@@ -50,11 +50,13 @@ class OutboundRoute(Section):
 
     name: str = Field(min_length=1, max_length=64)
     pattern: str = Field(min_length=1, max_length=40)
-    trunk: str
+    trunk: str = Field(description="a SIP trunk or a GSM trunk group (pbx.gsm.groups)")
     cos: CosLevel = "national"
     strip: int = Field(0, ge=0, le=10)
     prepend: str = Field("", pattern=r"^\+?[0-9]{0,15}$")
-    caller_id: str = Field(pattern=r"^\+?[0-9]{2,16}$")
+    caller_id: str = Field(
+        "", pattern=r"^(\+?[0-9]{2,16})?$", description="SIP trunks only; GSM presents the SIM's"
+    )
     recording: RecordingPolicy | None = None
 
 
@@ -216,6 +218,36 @@ class PeeringSettings(Section):
         return self.secrets.get(site, self.secret)
 
 
+class GsmGroup(Section):
+    """GSM channels an outbound route can use, and how the next call picks one of them."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
+    channels: tuple[str, ...] = Field(min_length=1)
+    strategy: Literal["round-robin", "least-used", "fixed-order"] | None = Field(
+        None, description="default: sim.strategy"
+    )
+
+
+class GsmInbound(Section):
+    """Where calls arriving on one SIM (by ICCID) ring: an extension or ring group."""
+
+    iccid: str = Field(pattern=r"^[0-9]{18,20}F?$")
+    target: str
+
+
+class GsmSettings(Section):
+    """GSM channels as PBX trunks: media workers bridging the modems' PCM, groups, inbound."""
+
+    port_base: int = Field(5120, ge=1024, le=65000)
+    channels_per_worker: int = Field(4, ge=1, le=4)
+    jitter_frames: int = Field(2, ge=1, le=10, description="downlink frames buffered (20 ms)")
+    max_attempts: int = Field(3, ge=1, le=16, description="channels one call may try")
+    reserve_s: float = Field(5.0, gt=0, le=60, description="a picked channel waits this long")
+    groups: tuple[GsmGroup, ...] = ()
+    inbound: tuple[GsmInbound, ...] = ()
+    default_inbound: str | None = Field(None, description="target for SIMs without a route")
+
+
 class PbxSettings(Section):
     """Kamailio, rtpengine and call-event ports on loopback, timers and anti-flood limits."""
 
@@ -247,6 +279,7 @@ class PbxSettings(Section):
     dialplan: DialPlanSettings = DialPlanSettings()
     media: MediaSettings = MediaSettings()
     peering: PeeringSettings = PeeringSettings()
+    gsm: GsmSettings = GsmSettings()
     webhook: WebhookSettings = WebhookSettings()
 
     @model_validator(mode="after")

@@ -19,7 +19,7 @@ import logging
 import time
 import uuid
 import zoneinfo
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -39,6 +39,7 @@ from appliance.sim.policy import (
     ReviewRule,
     SimView,
     SlotDecision,
+    Strategy,
     channel_stopped,
     choose,
     collapse,
@@ -137,11 +138,22 @@ class SimService:
                 self._put(f"sim:slots:{state.channel}", slots)
         self._changed()
 
-    def pick(self, now: datetime.datetime | None = None) -> Pick | Refusal:
-        """Reserve a channel for an outbound call, or say why none can take it."""
+    def pick(
+        self,
+        now: datetime.datetime | None = None,
+        among: Collection[str] | None = None,
+        strategy: Strategy | None = None,
+    ) -> Pick | Refusal:
+        """Reserve a channel for an outbound call, or say why none can take it.
+
+        ``among`` limits the choice to some channels (a GSM trunk group, less those a
+        call already tried); ``strategy`` overrides ``sim.strategy`` for that group.
+        """
         local = self._local(now)
         candidates, reasons = [], {}
         for name, state in self.states.items():
+            if among is not None and name not in among:
+                continue
             sim = self.view(state.sim.iccid, local) if state.sim else None
             why = (
                 "busy"
@@ -154,7 +166,7 @@ class SimService:
                 reasons[name] = why or "sim-removed"
         if not candidates:
             return Refusal("no-sim-channel", "no GSM channel can take a call now", reasons)
-        chosen = choose(candidates, self._settings.strategy, self._last_pick)
+        chosen = choose(candidates, strategy or self._settings.strategy, self._last_pick)
         self._last_pick = chosen.order
         self._busy.add(chosen.state.channel)
         limit = call_time_limit(chosen.sim.limits, chosen.sim.usage)
@@ -170,6 +182,13 @@ class SimService:
             return None
         sim = self.view(state.sim.iccid, self._local(None))
         return None if sim.disabled or sim.retired else state.sim
+
+    def hold(self, channel: str) -> bool:
+        """Mark an idle channel busy for an incoming call; False when it is reserved already."""
+        if channel in self._busy:
+            return False
+        self._busy.add(channel)
+        return True
 
     def release(self, channel: str) -> None:
         """Hand back a reserved channel whose call never started."""

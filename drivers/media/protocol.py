@@ -15,11 +15,22 @@ Commands (``cmd``)::
                                                       ``replaces`` the INVITE takes over that
                                                       dialog at the callee (Replaces header)
     hangup      id                                    end every leg started for ``id``
+    gsm-progress  channel                             the modem's call is alerting: 180
+    gsm-answer    channel, voice_port, rate           the modem's call is up: open the voice
+                                                      tty, bridge it, 200 OK
+    gsm-end       channel, code, reason               final answer (unanswered) or hang up
+    gsm-move      channel, to                         the unanswered call now dials on ``to``
+    gsm-incoming  channel, from, to, voice_port, rate a call arrived on the modem: ring ``to``
+                                                      through Kamailio presenting ``from``
+    gsm-dtmf      channel, digits                     the GSM far end pressed keys (RFC 4733)
+    gsm-stats                                         report every GSM link's frame counters
     quit                                              hang up everything and exit
 
 Events (``ev``): ``ready`` (port), ``load`` (calls, capacity), ``leg`` (id, state:
 ringing | answered | ended, code, reason), ``transfer`` (id, code, final), ``ivr`` (flow,
-digit, target, call_id), ``error`` (id, message).
+digit, target, call_id), ``error`` (id, message), ``gsm`` (channel, state: invite (number,
+call_id) | ringing | answered | dtmf (digits) | lost | ended (code, reason, answered,
+frames)), ``gsm-stats`` (channels: {channel: frames}).
 """
 
 from __future__ import annotations
@@ -71,6 +82,8 @@ class WorkerConfig:
     max_calls: int = MAX_CALLS
     prompts: dict[str, Prompt] = field(default_factory=dict)
     ivr: dict[str, IvrFlow] = field(default_factory=dict)
+    gsm_channels: tuple[str, ...] = ()
+    jitter_frames: int = 2
 
     def to_json(self) -> str:
         """The JSON document the worker reads with ``from_json``."""
@@ -82,6 +95,7 @@ class WorkerConfig:
         doc = json.loads(text)
         doc["prompts"] = {k: Prompt(**v) for k, v in doc.get("prompts", {}).items()}
         doc["ivr"] = {k: IvrFlow(**v) for k, v in doc.get("ivr", {}).items()}
+        doc["gsm_channels"] = tuple(doc.get("gsm_channels", ()))
         return cls(**doc)
 
 

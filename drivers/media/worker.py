@@ -7,6 +7,7 @@ Kamailio routes calls to the worker by request user:
     ivr-<flow>          play the flow's prompt, collect a digit, REFER the caller on
     echo                send the caller's audio back (echo test)
     room-<name>         meet-me conference room: everyone in it hears everyone else
+    <number>;gsm=<ch>   (URI parameter) a call out through GSM channel <ch> (drivers.media.gsm)
 
 and the appliance asks it (commands on stdin, see ``drivers.media.protocol``) to place
 calls: click-to-dial origination and conference legs. Every outgoing call goes through
@@ -37,10 +38,10 @@ from typing import Any
 
 import pjsua2 as pj
 
+from drivers.media.gsm import GSM_URI, GsmLegs, ModemAudioPort
 from drivers.media.protocol import (
     IvrFlow,
     Prompt,
-    ProtocolError,
     WorkerConfig,
     decode_command,
     encode_event,
@@ -104,6 +105,10 @@ class Leg:
     attempts: int = 0
     answered: bool = False
     digits: list[str] = field(default_factory=list)
+    port: ModemAudioPort | None = None
+    voice: tuple[str, int] | None = None
+    outgoing: bool = False
+    lost: bool = False
 
 
 class Call(pj.Call):
@@ -139,6 +144,10 @@ class Account(pj.Account):
 
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         call = Call(self.worker, self, prm.callId)
+        gsm = GSM_URI.search(prm.rdata.wholeMsg)
+        if gsm is not None:
+            self.worker.later(lambda: self.worker.gsm.incoming(call, gsm.group(1), gsm.group(2)))
+            return
         match = _REQUEST_USER.search(prm.rdata.wholeMsg)
         self.worker.incoming(call, match.group(1) if match else "")
 
@@ -153,6 +162,7 @@ class Worker:
         self.legs: dict[int, Leg] = {}
         self.rooms: dict[str, list[Leg]] = {}
         self._queue: deque[Callable[[], None]] = deque()
+        self.gsm = GsmLegs(self, emit)
         acc_cfg = pj.AccountConfig()
         acc_cfg.idUri = f"sip:media-{config.name}@{config.domain}"
         acc_cfg.sipConfig.proxies.append(f"sip:{config.proxy_host}:{config.proxy_port};lr")
@@ -175,6 +185,21 @@ class Worker:
     def load(self) -> None:
         """Report how many calls the worker holds."""
         emit(ev="load", calls=len(self.legs), capacity=self.config.max_calls)
+
+    def new_leg(self, call: Call, service: str, arg: str) -> Leg:
+        """Register a leg for ``call`` and report the load."""
+        leg = Leg(call, service, arg)
+        self.legs[call.getId()] = leg
+        self.load()
+        return leg
+
+    def make_call(self) -> Call:
+        """A new outgoing call object on the worker's account."""
+        return Call(self, self.acc)
+
+    def forget(self, call_id: int, leg: Leg) -> None:
+        """Drop a leg and everything it holds in the bridge."""
+        self._forget(call_id, leg)
 
     def incoming(self, call: Call, user: str) -> None:
         """A new call from Kamailio: serve it, or refuse it with a SIP status."""
@@ -241,7 +266,9 @@ class Worker:
         leg = self.legs.get(call.getId())
         if leg is None or leg.call is not call:
             return
-        if state == pj.PJSIP_INV_STATE_EARLY and leg.tag:
+        if leg.service == "gsm":
+            self.gsm.state(leg, state, code, reason)
+        elif state == pj.PJSIP_INV_STATE_EARLY and leg.tag:
             emit(ev="leg", id=leg.tag, state="ringing", code=code)
         elif state == pj.PJSIP_INV_STATE_CONFIRMED:
             leg.answered = True
@@ -267,7 +294,9 @@ class Worker:
                 break
         if leg.audio is None:
             return
-        if leg.service == "announce":
+        if leg.service == "gsm":
+            self.gsm.media(leg)
+        elif leg.service == "announce":
             self._play(leg, self.config.prompts[leg.arg], loop=False)
         elif leg.service == "ivr":
             self._prompt_ivr(leg)
@@ -279,6 +308,8 @@ class Worker:
     def digit(self, call: Call, digit: str) -> None:
         """A DTMF digit: IVR legs pick an option."""
         leg = self.legs.get(call.getId())
+        if leg is not None and leg.service == "gsm":
+            self.gsm.digit(leg, digit)
         if leg is None or leg.service != "ivr" or leg.refer_to:
             return
         flow = self.config.ivr[leg.arg]
@@ -300,6 +331,7 @@ class Worker:
 
     def tick(self, now: float) -> None:
         """Deadlines: announcements end, IVR prompts time out, players reach their end."""
+        self.gsm.tick()
         for leg in list(self.legs.values()):
             finished = isinstance(leg.source, Player) and leg.source.finished
             if finished or (leg.deadline is not None and now >= leg.deadline):
@@ -365,6 +397,8 @@ class Worker:
             if not members:
                 del self.rooms[leg.arg]
         self._stop_source(leg)
+        if leg.service == "gsm":
+            self.gsm.forget(leg)
         leg.audio = None
         self.load()
 
@@ -379,9 +413,11 @@ class Worker:
                 self.originate(cmd, service=name)
             elif name == "hangup":
                 self.hangup(str(cmd["id"]))
+            elif isinstance(name, str) and name.startswith("gsm-"):
+                self.gsm.command(name, cmd)
             else:
                 emit(ev="error", id=cmd.get("id"), message=f"unknown command {name!r}")
-        except (ProtocolError, KeyError, TypeError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             emit(ev="error", id=None, message=f"bad command: {err}")
         except pj.Error as err:
             emit(ev="error", id=None, message=err.info())
@@ -395,6 +431,7 @@ class Worker:
             self.ep.libHandleEvents(POLL_MS)
             self.run_queue()
         self._queue.clear()
+        self.gsm.shutdown()
         for leg in self.legs.values():
             leg.source = leg.audio = None
         self.legs.clear()

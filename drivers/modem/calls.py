@@ -7,7 +7,11 @@ turns each report into a :class:`CallUpdate`; this tracker keeps one record per 
 before the modem named its index is kept under a provisional key and adopted by the first
 indexed update that matches its direction. :meth:`CallTracker.reconcile` compares the tracker
 with an ``AT+CLCC`` listing: calls the modem no longer lists are released as zombies, which
-covers a ``NO CARRIER`` that never came.
+covers a ``NO CARRIER`` that never came. Modems that report a release without a cause
+(Quectel ccinfo, SIMCom CLCC) send the final result (``BUSY``, ``NO ANSWER``, ``NO
+CARRIER``) right after it: arriving within ``LATE_CAUSE_S`` with no call left, that result
+repeats the RELEASED event with its cause (``late_cause`` set), so a consumer can wait
+briefly for the reason of a failed call.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from dataclasses import dataclass, replace
 
 from drivers.modem.grammar import Clcc
 from drivers.modem.urcs import CLCC_STATES, CallState, CallUpdate
+
+LATE_CAUSE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,7 @@ class CallEvent:
     number: str
     cause: str | None = None
     duration: float | None = None
+    late_cause: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class CallTracker:
         self._calls: dict[int, _Call] = {}
         self._provisional = -1
         self._local_cause: str | None = None
+        self._causeless: tuple[CallEvent, float] | None = None
 
     @property
     def active(self) -> list[CallEvent]:
@@ -139,6 +147,11 @@ class CallTracker:
         events: list[CallEvent] = []
         for key in list(self._calls):
             events += self._release(key, update.cause, update.duration)
+        late, self._causeless = self._causeless, None
+        if not events and late is not None and update.cause:
+            event, at = late
+            if self._now() - at <= LATE_CAUSE_S:
+                events.append(replace(event, cause=update.cause, late_cause=True))
         return events
 
     def _key_for(self, update: CallUpdate) -> int | None:
@@ -181,9 +194,9 @@ class CallTracker:
         cause = cause or self._local_cause
         if not self._calls:
             self._local_cause = None
-        return [
-            CallEvent(call.idx, CallState.RELEASED, call.incoming, call.number, cause, duration)
-        ]
+        event = CallEvent(call.idx, CallState.RELEASED, call.incoming, call.number, cause, duration)
+        self._causeless = (event, self._now()) if cause is None else None
+        return [event]
 
     def _new_key(self) -> int:
         self._provisional -= 1

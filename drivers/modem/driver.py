@@ -49,6 +49,7 @@ class ModemConfig:
 
     port: str
     voice_port: str | None = None
+    open_voice: bool = True
     profile: str | None = None
     imei: str | None = None
     search: tuple[str, ...] = ("/dev/serial/by-id/*",)
@@ -275,15 +276,25 @@ class ModemDriver:
             if await info.pin_state(self.session) == "SIM PIN":
                 await self.enter_pin(pin)
 
-    async def _open_voice(self) -> None:
+    def voice_path(self) -> tuple[str, int] | None:
+        """The PCM tty (by-id path when the AT port has one) and its sample rate."""
         spec = self.session.profile.voice
         if spec is None:
-            return
+            return None
         path = recovery.sibling_port(self.port, spec.interface) or self.config.voice_port
         if path is None or not recovery.present(path):
+            return None
+        return path, spec.sample_rate
+
+    async def _open_voice(self) -> None:
+        if not self.config.open_voice or self.session.profile.voice is None:
+            return
+        found = self.voice_path()
+        if found is None:
             log.warning("%s: no voice port found (profile %s)", self.port, self.profile_name)
             return
-        voice = VoicePort(path, sample_rate=spec.sample_rate)
+        path, rate = found
+        voice = VoicePort(path, sample_rate=rate)
         try:
             await voice.open()
         except TransportError as err:

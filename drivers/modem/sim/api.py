@@ -88,8 +88,8 @@ class ModemSimulator:
         hangup_after: float | None = None,
     ) -> None:
         """How the far end treats the next outgoing calls (answer, busy, no-answer)."""
-        if outcome not in ("answer", "busy", "no-answer"):
-            raise ValueError("outcome must be answer, busy or no-answer")
+        if outcome not in ("answer", "busy", "no-answer", "no-carrier"):
+            raise ValueError("outcome must be answer, busy, no-answer or no-carrier")
         far = FarEnd(outcome, answer_after, hangup_after)
         self._on(index, lambda h: setattr(h.modem, "far_end", far))
 
@@ -97,6 +97,10 @@ class ModemSimulator:
         """The far end hangs up; False when there was no call."""
         result: bool = self._on(index, lambda h: h.modem.hang_up_remote())
         return result
+
+    def set_loopback(self, index: int, on: bool) -> None:
+        """The far end sends back what it hears (an echo test line), instead of a tone."""
+        self._on(index, lambda h: setattr(h.modem, "loopback", on))
 
     def send_dtmf(self, index: int, digits: str) -> None:
         """The far end presses ``digits``."""

@@ -28,6 +28,7 @@ ACTIONS: dict[str, Action] = {
     ),
     "dtmf": lambda s, i, b: s.send_dtmf(i, str(b["digits"])),
     "tone": lambda s, i, b: s.play_tone(i, b.get("hz")),
+    "loopback": lambda s, i, b: s.set_loopback(i, bool(b.get("on", True))),
     "sms": lambda s, i, b: {"stored": s.deliver_sms(i, str(b["from"]), str(b["text"]))},
     "ussd": lambda s, i, b: s.set_ussd_reply(i, str(b["code"]), str(b["reply"])),
     "wedge": lambda s, i, _b: s.wedge(i),
@@ -78,7 +79,11 @@ def _handler_for(simulator: ModemSimulator) -> type[BaseHTTPRequestHandler]:
                     lambda: {
                         **simulator.info()[index],
                         "calls": simulator.calls(index),
-                        "record": vars(simulator.record(index)),
+                        "record": {
+                            k: v
+                            for k, v in vars(simulator.record(index)).items()
+                            if not isinstance(v, bytes)
+                        },
                     }
                 )
             else:

@@ -61,6 +61,8 @@ class FarEndModem(ModemCore):
             self.remote_release(call, "BUSY")
         elif outcome == "no-answer":
             self.remote_release(call, "NO ANSWER")
+        elif outcome == "no-carrier":
+            self.remote_release(call, "NO CARRIER", cause=34)
         else:
             self.set_state(call, "active")
             self._schedule_hangup(call, self.far_end.hangup_after)
@@ -69,14 +71,14 @@ class FarEndModem(ModemCore):
         if after is not None:
             self.after(after, lambda: self.remote_release(call, "NO CARRIER"))
 
-    def remote_release(self, call: SimCall, result: str = "NO CARRIER") -> None:
-        """The far end hung up (or was busy / did not answer)."""
+    def remote_release(self, call: SimCall, result: str = "NO CARRIER", cause: int = 0) -> None:
+        """The far end hung up (or was busy / did not answer / the network failed the call)."""
         if self.calls.get(call.idx) is not call:
             return
         if self.faults.hit("lost_no_carrier"):
             self.calls.pop(call.idx, None)
             return
-        self.set_state(call, "released", _RESULT_CAUSE.get(result, 16))
+        self.set_state(call, "released", cause or _RESULT_CAUSE.get(result, 16))
         self.urc(result)
 
     def local_release(self, idx: int | None = None, cause: int = 16) -> None:

@@ -23,6 +23,8 @@ from drivers.modem.sim.state import Faults, SimulatorConfig, make_sims, parse_fa
 
 log = logging.getLogger(__name__)
 FRAME_SECONDS = 0.02
+UPLINK_TAIL_BYTES = 32000  # the last second of uplink audio at 16 kHz, for tests to analyse
+LOOPBACK_LIMIT_FRAMES = 10
 
 
 class _Pty:
@@ -67,6 +69,8 @@ class HostedModem:
         self.voice: _Pty | None = None
         self.dropped_bytes = 0
         self._phase = 0
+        self._looped = bytearray()
+        self._uplink = bytearray()
         self.modem = SimulatedModem(
             dialect, imei, make_sims(index, config.sims, rng, config.pin), faults, self, timing
         )
@@ -178,8 +182,15 @@ class HostedModem:
             data = os.read(self.voice.master, 65536)
         except OSError:
             return
-        if self.modem.voice_routed:
-            self.modem.record.uplink_bytes += len(data)
+        if not self.modem.voice_routed:
+            return
+        self.modem.record.uplink_bytes += len(data)
+        self._uplink += data
+        del self._uplink[:-UPLINK_TAIL_BYTES]
+        self.modem.record.uplink_tail = bytes(self._uplink)
+        if self.modem.loopback:
+            self._looped += data
+            del self._looped[: -LOOPBACK_LIMIT_FRAMES * self.modem.frame_bytes]
 
     def pcm_tick(self) -> None:
         """Write one downlink frame while routed: the far end's tone, or silence."""
@@ -188,7 +199,10 @@ class HostedModem:
             return
         size = modem.frame_bytes
         tone = _tone(modem.tone_hz, modem.sample_rate) if modem.tone_hz else None
-        if tone is None:
+        if modem.loopback:
+            frame = bytes(self._looped[:size]).ljust(size, b"\x00")
+            del self._looped[:size]
+        elif tone is None:
             frame = bytes(size)
         else:
             start = self._phase % len(tone)

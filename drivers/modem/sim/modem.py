@@ -58,6 +58,7 @@ class ModemCore:
         self.far_end = FarEnd()
         self.ussd_replies: dict[str, str] = {}
         self.tone_hz: float | None = None
+        self.loopback = False
         self.slot = 0
         self.generation = 0
         self._buffer = bytearray()

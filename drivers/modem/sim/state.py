@@ -59,7 +59,7 @@ class SimCall:
 class FarEnd:
     """How the remote party behaves on the next outgoing call."""
 
-    outcome: str = "answer"  # answer | busy | no-answer
+    outcome: str = "answer"  # answer | busy | no-answer | no-carrier (network, cause 34)
     answer_after: float = 0.5
     hangup_after: float | None = None
 
@@ -84,6 +84,7 @@ class ModemRecord:
     sent_sms: list[tuple[str, str]] = field(default_factory=list)
     dtmf_sent: list[str] = field(default_factory=list)
     uplink_bytes: int = 0
+    uplink_tail: bytes = b""
     commands: int = 0
     resets: int = 0
 

@@ -97,6 +97,28 @@ async def test_a_picked_channel_is_busy_until_its_call_ends(box: Box) -> None:
     assert isinstance(box.service.pick(NOON), Pick)
 
 
+async def test_a_trunk_group_picks_among_its_channels_by_its_own_strategy(box: Box) -> None:
+    only = box.service.pick(NOON, among=["gsm-2"])
+    assert isinstance(only, Pick)
+    assert only.channel == "gsm-2"
+    refused = box.service.pick(NOON, among=["gsm-2"])
+    assert isinstance(refused, Refusal)
+    assert refused.reasons == {"gsm-2": "busy"}
+    box.service.release("gsm-2")
+    await one_call(box.service)
+    least = box.service.pick(NOON, strategy="least-used")
+    assert isinstance(least, Pick)
+    assert least.channel == "gsm-2"
+
+
+async def test_an_incoming_call_holds_an_idle_channel_only(box: Box) -> None:
+    assert box.service.hold("gsm-1")
+    assert not box.service.hold("gsm-1")
+    picked = box.service.pick(NOON)
+    assert isinstance(picked, Pick)
+    assert picked.channel == "gsm-2"
+
+
 async def test_a_sim_at_its_limit_hands_over_to_the_other_slot_with_a_logged_reason(
     box: Box,
 ) -> None:

@@ -1,0 +1,595 @@
+"""GSM channels as PBX trunks: channel choice, the modem's call control and its SIP leg.
+
+Theory of operation. Each GSM channel (one modem, its selected SIM) is served by one
+GSM media worker (up to four channels per worker, fixed by configuration order); the
+worker owns the channel's PCM audio, the appliance keeps the modem's AT side.
+
+Outbound: the dial plan answers ``gsm`` for a route to a GSM trunk group; ``decide`` picks
+a channel of the group through the SIM policy (registered, budget left, idle; by the
+group's strategy), leaving out channels this call already tried, and reserves it for
+``reserve_s``. Kamailio sends the INVITE to ``sip:<number>@<worker>;gsm=<channel>``; the
+worker reports it (``invite``), the appliance dials (ATD), maps alerting to 180 and the
+active call to 200 with the bridge opened, and a release before answer to a SIP code
+(``sip_failure``). A 503 makes Kamailio's failure_route ask the dial plan again, which
+picks the next channel (up to ``max_attempts``); busy, no answer and rejections end the
+call. The SIP side hanging up hangs the modem up (ATH) and vice versa.
+
+Inbound: a ringing modem (RING/+CLIP) is held busy and its SIM's ICCID looked up in
+``pbx.gsm.inbound`` (else ``default_inbound``); the worker calls that target through
+Kamailio presenting the caller's number, and the modem answers (ATA) when the SIP side
+does. Kamailio's ``invite`` event for such a call carries the channel (header
+``X-Callmesh-Gsm``) and is marked inbound here, so the CDR and the webhooks show the
+trunk, the SIM and the caller.
+
+A modem that vanishes mid-call (its voice tty or AT port gone) ends the call as
+``interrupted`` with reason ``modem-lost``; the SIM policy sees the channel unregistered
+until the driver recovers it, so it leaves the pool and rejoins by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from appliance.pbx.calls import CallService
+from appliance.pbx.dialplan import Decision, DialPlan
+from appliance.pbx.media import MediaPool, MediaWorker
+from appliance.pbx.settings import GsmSettings
+from appliance.sim import CallOutcome, Pick, SimService
+from drivers.modem import CallEvent, CallState, DtmfReceived, ModemDriver
+from drivers.modem.errors import ModemError
+
+log = logging.getLogger(__name__)
+
+LATE_CAUSE_WAIT_S = 0.5
+TRIED_KEEP_S = 120.0
+# 24.008 cc causes (and the driver's words for results) that another channel may not hit.
+_BUSY = {"busy", "17"}
+_NO_ANSWER = {"no answer", "18", "19"}
+_REJECTED = {"21", "rejected 21"}
+_UNASSIGNED = {"1", "3", "22", "28"}
+
+
+class GsmChannel(Protocol):
+    """A channel of the gateway as the trunk service needs it."""
+
+    channel: str
+    driver: ModemDriver
+
+
+@dataclass
+class GsmCall:
+    """One call on a channel, from reservation or ring to release."""
+
+    channel: str
+    iccid: str
+    sim_number: str
+    inbound: bool
+    number: str = ""
+    call_id: str | None = None
+    state: str = "reserved"
+    max_call_s: int | None = None
+    answered_at: float | None = None
+    cause: str = ""
+    group: str = ""
+    finished: bool = False
+    created: float = field(default_factory=time.monotonic)
+    timer: asyncio.TimerHandle | None = None
+
+    def info(self) -> dict[str, Any]:
+        """What the CDR's ``gsm`` field holds."""
+        return {
+            "channel": self.channel,
+            "iccid": self.iccid,
+            "sim_number": self.sim_number,
+            "cause": self.cause or None,
+        }
+
+
+def sip_failure(cause: str | None) -> tuple[int, str, bool]:
+    """SIP code, reason and whether another channel may be tried, for a release before answer.
+
+    RFC 3398 §8.2.6 maps the ISDN/24.008 causes: 17 user busy → 486, 18/19 no answer →
+    480, 21 rejected → 603, 1/3/22/28 bad number → 404; everything else (34 no circuit,
+    38 network out of order, 41/42 congestion, NO CARRIER, NO DIALTONE, no network) is a
+    failure of this channel → 503, which Kamailio retries on the next channel.
+    """
+    text = (cause or "").strip().lower()
+    if text in _BUSY:
+        return 486, "busy", False
+    if text in _NO_ANSWER:
+        return 480, "no-answer", False
+    if text in _REJECTED:
+        return 603, "rejected", False
+    if text in _UNASSIGNED:
+        return 404, "unallocated-number", False
+    return 503, f"gsm-{(text or 'failure').replace(' ', '-')}", True
+
+
+class GsmTrunkService:
+    """Owns GSM calls: channel picks, modem call control, the worker legs (a component)."""
+
+    name = "gsm"
+
+    def __init__(
+        self,
+        settings: GsmSettings,
+        channels: Sequence[GsmChannel],
+        sim: SimService,
+        pool: MediaPool,
+        calls: Callable[[], CallService],
+        dialplan: Callable[[], DialPlan],
+    ) -> None:
+        self._settings = settings
+        self._channels = {c.channel: c for c in channels}
+        self._sim = sim
+        self._pool = pool
+        self._calls = calls
+        self._dialplan = dialplan
+        self._inbound = {r.iccid.rstrip("F"): r.target for r in settings.inbound}
+        self.active: dict[str, GsmCall] = {}
+        self._tried: dict[str, tuple[set[str], float]] = {}
+        self._late: dict[str, asyncio.Future[str | None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watchers: list[asyncio.Task[None]] = []
+        self.started = False
+
+    async def start(self) -> None:
+        """Watch every channel's driver events."""
+        self._watchers = [asyncio.create_task(self._watch(c)) for c in self._channels.values()]
+        self.started = True
+
+    async def stop(self) -> None:
+        """Stop watching; hang up calls still on the modems."""
+        self.started = False
+        for task in [*self._watchers, *self._tasks]:
+            task.cancel()
+        await asyncio.gather(*self._watchers, *self._tasks, return_exceptions=True)
+        for call in list(self.active.values()):
+            if call.state != "reserved":
+                with contextlib.suppress(ModemError, TimeoutError):
+                    async with asyncio.timeout(5):
+                        await self._channels[call.channel].driver.hangup()
+
+    def worker_for(self, channel: str) -> MediaWorker | None:
+        """The GSM worker serving ``channel``."""
+        return next((w for w in self._pool.workers if channel in w.config.gsm_channels), None)
+
+    # -- outbound ------------------------------------------------------------------------
+
+    def decide(self, decision: Decision, call_id: str) -> Decision:
+        """Turn the dial plan's ``gsm`` decision into one channel of the group, or a refusal."""
+        if not self.started:
+            return Decision("reject", code=503, reason="gsm-not-started", route=decision.route)
+        group = self._dialplan().gsm_groups[decision.trunk]
+        tried = self._tried_for(call_id)
+        if len(tried) >= self._settings.max_attempts:
+            return Decision(
+                "reject", code=503, reason="gsm-attempts-exhausted", route=decision.route
+            )
+        # A worker that already refused this call would see the same INVITE again (482).
+        used = {self.worker_for(c) for c in tried}
+        among = [
+            c
+            for c in group.channels
+            if c not in tried
+            and c not in self.active
+            and c in self._channels
+            and self._live(c)
+            and self.worker_for(c) not in used
+        ]
+        picked = self._sim.pick(among=among, strategy=group.strategy)
+        if not isinstance(picked, Pick):
+            log.info("no GSM channel", extra={"group": group.name, "reasons": picked.reasons})
+            return Decision("reject", code=503, reason="no-gsm-channel", route=decision.route)
+        tried.add(picked.channel)
+        worker = self.worker_for(picked.channel)
+        assert worker is not None
+        call = GsmCall(
+            picked.channel,
+            picked.iccid,
+            self._sim_number(picked.channel),
+            False,
+            decision.uri,
+            call_id,
+            max_call_s=picked.max_call_s,
+            group=group.name,
+        )
+        self.active[picked.channel] = call
+        loop = asyncio.get_running_loop()
+        call.timer = loop.call_later(self._settings.reserve_s, self._reservation_expired, call)
+        uri = f"sip:{decision.uri}@{worker.address};gsm={picked.channel}"
+        log.info("gsm channel picked", extra={"channel": picked.channel, "call_id": call_id})
+        return Decision(
+            "gsm", uri=uri, route=decision.route, trunk=picked.channel, recording=decision.recording
+        )
+
+    def _tried_for(self, call_id: str) -> set[str]:
+        now = time.monotonic()
+        for key in [k for k, (_, at) in self._tried.items() if now - at > TRIED_KEEP_S]:
+            del self._tried[key]
+        return self._tried.setdefault(call_id, (set(), now))[0]
+
+    def _live(self, channel: str) -> bool:
+        worker = self.worker_for(channel)
+        return worker is not None and worker.alive
+
+    def _sim_number(self, channel: str) -> str:
+        state = self._sim.states.get(channel)
+        return state.sim.number if state is not None and state.sim is not None else ""
+
+    def _reservation_expired(self, call: GsmCall) -> None:
+        if self.active.get(call.channel) is call and call.state == "reserved":
+            log.warning("gsm reservation expired", extra={"channel": call.channel})
+            del self.active[call.channel]
+            self._sim.release(call.channel)
+
+    # -- worker events -------------------------------------------------------------------
+
+    def on_worker_event(self, worker: MediaWorker, event: Mapping[str, Any]) -> None:
+        """A ``gsm`` event from a worker."""
+        channel = str(event.get("channel", ""))
+        state = event.get("state")
+        call = self.active.get(channel)
+        if state == "invite":
+            self._invited(worker, channel, call, event)
+        elif call is None:
+            return
+        elif state == "answered" and call.inbound:
+            self._spawn(self._answer_modem(call), channel)
+        elif state == "dtmf":
+            self._spawn(self._driver(call).send_dtmf(str(event.get("digits", ""))), channel)
+        elif state == "lost":
+            self._lost(call, str(event.get("reason", "voice port gone")))
+        elif state == "ended":
+            log.info(
+                "gsm leg ended",
+                extra={
+                    "channel": channel,
+                    "code": event.get("code"),
+                    "frames": event.get("frames"),
+                },
+            )
+            self._spawn(self._sip_ended(call, int(event.get("code") or 0)), channel)
+
+    def _invited(
+        self, worker: MediaWorker, channel: str, call: GsmCall | None, event: Mapping[str, Any]
+    ) -> None:
+        if call is None or call.inbound or call.state != "reserved":
+            worker.send(
+                {"cmd": "gsm-end", "channel": channel, "code": 503, "reason": "no reservation"}
+            )
+            return
+        if call.timer is not None:
+            call.timer.cancel()
+        call.state = "dialling"
+        call.call_id = str(event.get("call_id") or call.call_id)
+        self._update_cdr(call, trunk=channel)
+        self._spawn(self._dial(call), channel)
+
+    async def _dial(self, call: GsmCall) -> None:
+        try:
+            await self._driver(call).dial(call.number)
+        except (ModemError, ValueError) as err:
+            log.warning("gsm dial failed", extra={"channel": call.channel, "error": str(err)})
+            call.cause = "no network" if "network" in str(err) else "dial failed"
+            await self._failed(call, call.cause)
+
+    async def _answer_modem(self, call: GsmCall) -> None:
+        try:
+            await self._driver(call).answer()
+        except ModemError as err:
+            log.warning("gsm answer failed", extra={"channel": call.channel, "error": str(err)})
+            self._end_leg(call, 503, "answer failed")
+            await self._finish(call)
+
+    async def _sip_ended(self, call: GsmCall, code: int) -> None:
+        """The worker's SIP leg is gone: hang the modem up if it still has the call."""
+        if call.finished:
+            self._forget(call)
+            return
+        dialled = call.state != "reserved"
+        call.state = "ending"
+        driver = self._driver(call)
+        with contextlib.suppress(ModemError, TimeoutError):
+            async with asyncio.timeout(10):
+                if call.inbound and call.answered_at is None:
+                    await driver.reject(17 if code == 486 else 21)
+                elif dialled:
+                    await driver.hangup()
+        await self._finish(call)
+        self._forget(call)
+
+    # -- modem events --------------------------------------------------------------------
+
+    async def _watch(self, channel: GsmChannel) -> None:
+        events = channel.driver.subscribe()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                event = await events.get(within=60.0)
+                if isinstance(event, CallEvent):
+                    self._call_event(channel, event)
+                elif isinstance(event, DtmfReceived):
+                    self._far_dtmf(channel.channel, event.digit)
+
+    def _call_event(self, channel: GsmChannel, event: CallEvent) -> None:
+        call = self.active.get(channel.channel)
+        if event.state is CallState.RELEASED:
+            self._release_event(channel.channel, call, event)
+        elif event.incoming and event.state is CallState.INCOMING:
+            if call is None:
+                self._incoming(channel, event.number or "anonymous")
+        elif call is None or call.inbound:
+            if call is not None and event.state is CallState.ACTIVE:
+                self._connected(call)
+        elif event.state is CallState.ALERTING and call.state == "dialling":
+            call.state = "alerting"
+            self._send(call, {"cmd": "gsm-progress"})
+        elif event.state is CallState.ACTIVE and call.answered_at is None:
+            self._connected(call)
+
+    def _connected(self, call: GsmCall) -> None:
+        call.state = "active"
+        call.answered_at = time.monotonic()
+        if not call.inbound:
+            voice = self._driver(call).voice_path()
+            if voice is None:
+                self._lost(call, "no voice port")
+                return
+            self._send(call, {"cmd": "gsm-answer", "voice_port": voice[0], "rate": voice[1]})
+        if call.max_call_s:
+            loop = asyncio.get_running_loop()
+            call.timer = loop.call_later(call.max_call_s, self._time_limit, call)
+
+    def _time_limit(self, call: GsmCall) -> None:
+        if self.active.get(call.channel) is call and not call.finished:
+            log.info("gsm call reached the SIM's time limit", extra={"channel": call.channel})
+            call.cause = "time-limit"
+            self._spawn(self._driver(call).hangup(), call.channel)
+
+    def _release_event(self, channel: str, call: GsmCall | None, event: CallEvent) -> None:
+        """The modem released a call; a release without a cause may get one just after."""
+        if event.late_cause:
+            late = self._late.pop(channel, None)
+            if late is not None and not late.done():
+                late.set_result(event.cause)
+            return
+        if call is None or call.state in ("ending", "reserved"):
+            return
+        waiter: asyncio.Future[str | None] | None = None
+        if event.cause is None and call.answered_at is None and not call.inbound:
+            waiter = asyncio.get_running_loop().create_future()
+            self._late[channel] = waiter
+        self._spawn(self._released(call, event.cause, waiter), channel)
+
+    async def _released(
+        self, call: GsmCall, cause: str | None, waiter: asyncio.Future[str | None] | None
+    ) -> None:
+        if waiter is not None:
+            try:
+                cause = await asyncio.wait_for(waiter, LATE_CAUSE_WAIT_S)
+            except TimeoutError:
+                cause = None
+            finally:
+                self._late.pop(call.channel, None)
+        call.cause = call.cause or (cause or "")
+        if call.answered_at is None and not call.inbound:
+            await self._failed(call, cause)
+            return
+        if cause == "modem lost":
+            self._lost(call, "modem lost")
+            return
+        self._update_cdr(call)
+        self._end_leg(call, 200, "gsm released")
+        await self._finish(call)
+
+    async def _failed(self, call: GsmCall, cause: str | None) -> None:
+        code, reason, retry = sip_failure(cause)
+        log.info(
+            "gsm call failed",
+            extra={"channel": call.channel, "cause": cause, "sip_code": code, "retry": retry},
+        )
+        moved = self._next_on_worker(call) if retry else None
+        if moved is None:
+            self._end_leg(call, code, reason)
+        await self._finish(call)
+        if moved is not None:
+            self._forget(call)
+            self._send(call, {"cmd": "gsm-move", "to": moved.channel})
+            self._update_cdr(moved, trunk=moved.channel)
+            self._spawn(self._dial(moved), moved.channel)
+
+    def _next_on_worker(self, call: GsmCall) -> GsmCall | None:
+        """Another channel of the call's group on the same worker, reserved for the call.
+
+        The worker still holds the SIP call unanswered, so the call moves there without a
+        new INVITE; channels of other workers are tried through Kamailio (a 503).
+        """
+        group = self._dialplan().gsm_groups.get(call.group)
+        worker = self.worker_for(call.channel)
+        if group is None or call.call_id is None or worker is None:
+            return None
+        tried = self._tried_for(call.call_id)
+        if len(tried) >= self._settings.max_attempts:
+            return None
+        among = [c for c in group.channels if c not in tried and c not in self.active
+                 and self.worker_for(c) is worker and c in self._channels]  # fmt: skip
+        picked = self._sim.pick(among=among, strategy=group.strategy)
+        if not isinstance(picked, Pick):
+            return None
+        tried.add(picked.channel)
+        moved = GsmCall(picked.channel, picked.iccid, self._sim_number(picked.channel), False,
+                        call.number, call.call_id, state="dialling",
+                        max_call_s=picked.max_call_s, group=call.group)  # fmt: skip
+        self.active[picked.channel] = moved
+        log.info("gsm call moves to the next channel",
+                 extra={"from": call.channel, "to": picked.channel})  # fmt: skip
+        return moved
+
+    def _lost(self, call: GsmCall, why: str) -> None:
+        if call.finished and call.cause == "modem lost":
+            return
+        log.warning("gsm modem lost mid-call", extra={"channel": call.channel, "why": why})
+        call.cause = "modem lost"
+        if call.call_id:
+            self._calls().update(call.call_id, media_interrupted="modem-lost", gsm=call.info())
+        self._end_leg(call, 503, "modem-lost")
+        self._spawn(self._finish(call), call.channel)
+
+    def _far_dtmf(self, channel: str, digit: str) -> None:
+        call = self.active.get(channel)
+        if call is not None and call.answered_at is not None:
+            self._send(call, {"cmd": "gsm-dtmf", "digits": digit})
+
+    # -- inbound -------------------------------------------------------------------------
+
+    def _incoming(self, channel: GsmChannel, number: str) -> None:
+        state = self._sim.states.get(channel.channel)
+        iccid = state.sim.iccid if state is not None and state.sim is not None else ""
+        target = self._inbound.get(iccid.rstrip("F"), self._settings.default_inbound)
+        voice = channel.driver.voice_path()
+        worker = self.worker_for(channel.channel)
+        why = (
+            "no inbound route"
+            if target is None
+            else "no voice port"
+            if voice is None
+            else "worker down"
+            if worker is None or not worker.alive
+            else "channel reserved"
+            if not self._sim.hold(channel.channel)
+            else ""
+        )
+        if why or target is None or voice is None or worker is None:
+            log.warning(
+                "gsm call refused", extra={"channel": channel.channel, "why": why, "caller": number}
+            )
+            self._spawn(channel.driver.reject(21), channel.channel)
+            return
+        call = GsmCall(
+            channel.channel, iccid, self._sim_number(channel.channel), True, number, state="ringing"
+        )
+        self.active[channel.channel] = call
+        log.info(
+            "gsm call in", extra={"channel": channel.channel, "caller": number, "target": target}
+        )
+        worker.send(
+            {
+                "cmd": "gsm-incoming",
+                "channel": channel.channel,
+                "from": number,
+                "to": target,
+                "voice_port": voice[0],
+                "rate": voice[1],
+            }
+        )
+
+    def enrich(self, event: dict[str, Any]) -> None:
+        """Add the channel, SIM and direction to Kamailio's ``invite`` event of a GSM call."""
+        if event.get("event") != "invite":
+            return
+        channel = str(event.get("gsm") or "")
+        call = self.active.get(channel) if channel else None
+        if call is not None and call.inbound:
+            call.call_id = str(event.get("call_id"))
+            event.update(from_trunk=1, trunk=channel, route=f"gsm-inbound:{call.iccid}")
+        else:
+            call = next(
+                (c for c in self.active.values() if c.call_id == event.get("call_id")), None
+            )
+        if call is not None:
+            event["gsm_info"] = call.info()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def worker_lost(self, worker: MediaWorker) -> None:
+        """A GSM worker died: hang up the modems of its channels."""
+        for call in list(self.active.values()):
+            if call.channel in worker.config.gsm_channels and call.state != "reserved":
+                call.cause = "media-worker-restart"
+                self._spawn(self._sip_ended(call, 0), call.channel)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Every channel: its worker and the call on it."""
+        result = []
+        for name in self._channels:
+            worker = self.worker_for(name)
+            call = self.active.get(name)
+            state = self._sim.states.get(name)
+            result.append(
+                {
+                    "channel": name,
+                    "modem": self._channels[name].driver.state,
+                    "registered": bool(state and state.registered and state.sim),
+                    "worker": worker.config.name if worker else None,
+                    "worker_alive": bool(worker and worker.alive),
+                    "call": None
+                    if call is None
+                    else {
+                        "state": call.state,
+                        "inbound": call.inbound,
+                        "number": call.number,
+                        "call_id": call.call_id,
+                        **call.info(),
+                    },
+                }
+            )
+        return result
+
+    def _end_leg(self, call: GsmCall, code: int, reason: str) -> None:
+        self._send(call, {"cmd": "gsm-end", "code": code, "reason": reason})
+
+    def _send(self, call: GsmCall, command: dict[str, Any]) -> None:
+        worker = self.worker_for(call.channel)
+        if worker is not None:
+            worker.send({**command, "channel": call.channel})
+
+    def _update_cdr(self, call: GsmCall, **fields: Any) -> None:
+        if call.call_id:
+            self._calls().update(call.call_id, gsm=call.info(), **fields)
+
+    async def _finish(self, call: GsmCall) -> None:
+        """Count the call against its SIM once and free the channel.
+
+        Incoming calls nobody answered are not the SIM's failures: they free the channel
+        without counting (no call, no failure streak).
+        """
+        if call.finished:
+            return
+        call.finished = True
+        if call.timer is not None:
+            call.timer.cancel()
+        if call.inbound and call.answered_at is None:
+            self._sim.release(call.channel)
+            return
+        connected = time.monotonic() - call.answered_at if call.answered_at else 0.0
+        ended = datetime.datetime.now(datetime.UTC)
+        await self._sim.call_ended(
+            CallOutcome(call.channel, call.iccid, ended, call.answered_at is not None, connected)
+        )
+
+    def _forget(self, call: GsmCall) -> None:
+        if self.active.get(call.channel) is call:
+            del self.active[call.channel]
+
+    def _driver(self, call: GsmCall) -> ModemDriver:
+        return self._channels[call.channel].driver
+
+    def _spawn(self, work: Any, channel: str) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except ModemError as err:
+                log.warning(
+                    "gsm modem command failed", extra={"channel": channel, "error": str(err)}
+                )
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
