@@ -12,9 +12,10 @@ guarantees the trunk owns. Peers the monitor knows to be down are skipped up fro
 Inbound (``InterSite.admit``): an INVITE carrying ``X-Callmesh-Auth`` must come from
 the address the snapshot gives that site and be signed with the pair's secret; it then
 rings a local extension or group, leaves through the named local trunk presenting
-only a number that trunk owns, or, for a number that is not local (a rule sent it to
-this site), is routed by this site's rules over its own trunks only, so a call never
-travels on to a third site. Anything else is refused with a SIP reply and a log line.
+only a number that trunk owns (a GSM trunk group presents the SIM's own number), or,
+for a number that is not local (a rule sent it to this site), is routed by this site's
+rules over its own trunks only, so a call never travels on to a third site. Anything
+else is refused with a SIP reply and a log line.
 """
 
 from __future__ import annotations
@@ -204,6 +205,9 @@ class InterSite:
     def _via(self, plan: DialPlan, call: PeerCall) -> Decision:
         table = self._table()
         entry = table.trunks.get(call.via) if table is not None else None
+        if entry is not None and call.via in plan.gsm_groups:
+            # A GSM channel presents its SIM's own number: nothing to choose or spoof.
+            return Decision("gsm", uri=call.dialled, route=f"via:{call.via}", trunk=call.via)
         trunk = plan.trunks.get(call.via)
         if entry is None or trunk is None:
             log.warning("break-out via an unknown trunk", extra={"trunk": call.via})

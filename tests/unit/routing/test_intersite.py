@@ -15,7 +15,7 @@ from aggregator.directory.model import Directory
 from appliance.pbx.cdr import CdrBuilder
 from appliance.pbx.dialplan import Decision, DialPlan
 from appliance.pbx.intersite import InterSite
-from appliance.pbx.settings import DialPlanSettings, PeeringSettings
+from appliance.pbx.settings import DialPlanSettings, GsmSettings, PeeringSettings
 from appliance.routing import peering
 from appliance.routing.peers import PeerMonitor
 from appliance.routing.table import RoutingTable
@@ -294,3 +294,23 @@ def test_a_number_another_site_sends_here_goes_out_on_this_sites_own_trunks() ->
     assert (out.kind, out.uri, out.from_user) == (
         "trunk", "sip:+442071234567@10.0.0.3:5080", "+4930777000",
     )  # fmt: skip
+
+
+def test_break_out_via_another_sites_gsm_group_picks_a_channel_there() -> None:
+    directory = company()
+    directory["trunks"].append({"id": "gw-gsm", "site": "gw", "kind": "gsm",
+                                "numbers": ["+15550001000"]})  # fmt: skip
+    directory["rules"] = [{"id": "mobile", "prefix": "01", "sites": ["a"],
+                           "targets": [{"trunk": "gw-gsm"}]}]  # fmt: skip
+    compiled = compile_tables(Directory.model_validate(directory))
+    table_a, table_gw = RoutingTable(3, compiled["a"]), RoutingTable(3, compiled["gw"])
+    settings = PeeringSettings.model_validate({"secret": SECRET})
+    at_a = InterSite("a", settings, lambda: table_a, NAMES, clock=lambda: NOW)
+    sent = plan("a", at_a).decide("1001", "01701234567", call_id="call-1")
+    assert "X-Callmesh-Via: gw-gsm\r\n" in sent.hops[0].headers
+    at_gw = InterSite("gw", settings, lambda: table_gw, {}, clock=lambda: NOW)
+    gsm = GsmSettings.model_validate({"groups": [{"name": "gw-gsm", "channels": ["gsm-1"]}]})
+    gw_plan = DialPlan(DialPlanSettings(), [], None, gsm, at_gw)
+    decision = at_gw.admit(gw_plan, as_query(sent, 0, "10.0.0.1:5060"))
+    assert (decision.action, decision.trunk, decision.uri) == ("gsm", "gw-gsm", "01701234567")
+    assert (decision.route, decision.peer_site) == ("via:gw-gsm", "a")
