@@ -25,6 +25,7 @@ PREFERRED_PORTS = {
     "ingest": 5570,
     "sip": 5060,
     "sip-branch-b": 5062,
+    "sip-gateway": 5064,
 }
 APPLIANCES = ("branch", "branch-b", "gateway")
 BRANCHES = ("branch", "branch-b")
@@ -32,8 +33,9 @@ DEMO_MODEMS = 4
 BRANCH_EXTENSIONS = (("1001", "Reception"), ("1002", "Sales"), ("1003", "Support"))
 BRANCH_B_EXTENSIONS = (("3001", "Front desk"), ("3002", "Warehouse"))
 GATEWAY_EXTENSIONS = (("2001", "Gateway desk"),)
-SITE_NAMES = {"branch": "Branch A", "branch-b": "Branch B"}
-RTP_RANGES = {"branch": (30000, 34999), "branch-b": (35000, 39999)}
+SITE_NAMES = {"branch": "Branch A", "branch-b": "Branch B", "gateway": "SIM gateway"}
+RTP_RANGES = {"branch": (30000, 34999), "branch-b": (35000, 39999), "gateway": (40000, 44999)}
+GSM_GROUP = "gsm"
 
 
 @dataclass
@@ -164,20 +166,36 @@ def free_port_run(count: int, first: int = 5080) -> int:
 
 
 def directory(plans: list[ServicePlan]) -> dict[str, Any]:
-    """The company directory HQ gets: the two branches, extensions dialled as they are."""
-    sites = []
+    """The company directory HQ gets: every site with a PBX, extensions dialled as they are.
+
+    The gateway's GSM trunk group owns its SIMs' numbers; national numbers (0...) dialled
+    at branch A break out through it.
+    """
+    sites, trunks, rules = [], [], []
     for plan in plans:
-        if plan.name in BRANCHES:
-            numbers = [e["number"] for e in plan.config["sip"]["extensions"]]
-            sites.append({
-                "id": plan.config["site_id"], "name": SITE_NAMES[plan.name],
-                "sip_address": plan.extras["sip"]["address"], "extensions": numbers,
-            })  # fmt: skip
-    return {"plan": {"flat": True, "site_prefix": ""}, "sites": sites}
+        if plan.kind != "appliance" or "pbx" not in plan.config:
+            continue
+        numbers = [e["number"] for e in plan.config["sip"]["extensions"]]
+        sites.append({
+            "id": plan.config["site_id"], "name": SITE_NAMES[plan.name],
+            "sip_address": plan.extras["sip"]["address"], "extensions": numbers,
+        })  # fmt: skip
+        if plan.modems_from is not None:
+            ports = json.loads(plan.modems_from.read_text())
+            owned = [sim["number"] for m in ports["modems"] for sim in m["sims"]]
+            trunks.append({"id": GSM_GROUP, "site": plan.config["site_id"], "kind": "gsm",
+                           "numbers": owned})  # fmt: skip
+            rules.append({"id": "national", "prefix": "0", "min_length": 6,
+                          "sites": ["demo-branch"], "targets": [{"trunk": GSM_GROUP}]})  # fmt: skip
+    return {"plan": {"flat": True, "site_prefix": ""}, "sites": sites, "trunks": trunks,
+            "rules": rules}  # fmt: skip
 
 
 def _pbx_ports(name: str, peering_secret: str) -> dict[str, Any]:
-    """A branch's PBX: Kamailio on its preferred port when free, helpers on free ports.
+    """An appliance's PBX: Kamailio on its preferred port when free, helpers on free ports.
+
+    The gateway's GSM channels form one trunk group (one GSM worker bridges all four);
+    calls arriving on its SIMs ring the gateway desk.
 
     Branch A also runs two media workers: an echo test (*43), meet-me rooms (*3 + room)
     and an IVR (``ivr-main``, where Sales forwards when busy): 1 for Reception, 2 for
@@ -187,6 +205,12 @@ def _pbx_ports(name: str, peering_secret: str) -> dict[str, Any]:
     low, high = RTP_RANGES[name]
     media: dict[str, Any] = {"workers": 0}
     dialplan: dict[str, Any] = {}
+    gsm: dict[str, Any] = {}
+    if name == "gateway":
+        channels = [f"gsm-{i + 1}" for i in range(DEMO_MODEMS)]
+        gsm = {"port_base": free_port_run(1, first=5120),
+               "groups": [{"name": GSM_GROUP, "channels": channels}],
+               "default_inbound": GATEWAY_EXTENSIONS[0][0]}  # fmt: skip
     if name == "branch":
         media = {
             "workers": 2,
@@ -209,6 +233,7 @@ def _pbx_ports(name: str, peering_secret: str) -> dict[str, Any]:
         "peering": {"secret": peering_secret},
         "media": media,
         "dialplan": dialplan,
+        "gsm": gsm,
     }
 
 
@@ -299,9 +324,8 @@ def _appliance(
         "sync": {**link, "key_file": key_pairs[site_id]["secret_file"]},
     }
     sip: dict[str, Any] = {"domain": "callmesh.local", "extensions": sip_exts}
-    if profile == "branch":
-        config["pbx"] = _pbx_ports(name, creds["peering_secret"])
-        sip["address"] = f"{LOOPBACK}:{config['pbx']['sip_port']}"
+    config["pbx"] = _pbx_ports(name, creds["peering_secret"])
+    sip["address"] = f"{LOOPBACK}:{config['pbx']['sip_port']}"
     extras = {
         "site_id": config["site_id"],
         "profile": profile,

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -340,10 +341,19 @@ class PbxComponent:
         else:
             decision = self.dialplan.decide(caller, dialled, from_trunk, to, call_id)
         if decision.action == "gsm":
+            origin = decision
             if self.gsm is None:
                 decision = Decision("reject", code=503, reason="no-gsm-trunk")
             else:
                 decision = self.gsm.decide(decision, call_id)
+            decision = replace(
+                decision,
+                peer_site=origin.peer_site,
+                caller_ext=origin.caller_ext,
+                conversation=origin.conversation,
+            )
+        if decision.action != "reject" and decision.recording is None:
+            decision = replace(decision, recording=self.dialplan.recording(caller, dialled))
         answer = decision.wire()
         if not (self.settings.record_calls and self.settings.anchor_media):
             answer["record"], answer["recording"] = "no", "never"

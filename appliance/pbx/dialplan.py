@@ -14,7 +14,8 @@ Targets (inbound routes, forwards, IVR options) are an extension, a ring group,
 ``announce-<prompt>``, ``ivr-<flow>``, ``echo`` and ``room-<n>`` are served by the media
 workers (action ``media``, ``uri`` is the worker's service user). Recording follows
 the route's ``recording`` (outbound or inbound), then ``recording_by_extension`` of the
-caller, then of the callee, then ``recording``; media
+caller, then of the callee, then ``recording`` (a decision that leaves ``recording`` unset,
+e.g. a call from another site or over a GSM trunk, gets this when it is answered); media
 calls are never recorded.
 
 Pattern language (outbound routes): digits, ``X`` (0-9), ``N`` (2-9), ``Z`` (1-9),
@@ -146,7 +147,7 @@ class Decision:
     trunk: str = ""
     code: int = 0
     reason: str = ""
-    recording: str = "never"
+    recording: str | None = None
     forward: tuple[str, str, str] = ("", "", "")
     trunk_auth: bool = False
     hops: tuple[Hop, ...] = ()
@@ -169,7 +170,7 @@ class Decision:
             "code": self.code,
             "reason": self.reason,
             "record": "yes" if self.recording == "always" else "no",
-            "recording": self.recording,
+            "recording": self.recording or "never",
             "fwd_busy": self.forward[0],
             "fwd_no_answer": self.forward[1],
             "fwd_unavailable": self.forward[2],
@@ -313,7 +314,7 @@ class DialPlan:
             return None
         if known is None and user != "echo" and not (kind == "room" and name.isdigit()):
             return None
-        return Decision("media", uri=user, route=f"media:{user}")
+        return Decision("media", uri=user, route=f"media:{user}", recording="never")
 
     def _overlaps(self) -> list[str]:
         problems = []

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
@@ -142,3 +143,49 @@ def test_a_branch_extension_calls_the_other_branch_by_its_company_number(demo_di
     finally:
         reception.close()
         desk.close()
+
+
+def test_branch_a_breaks_out_through_the_gateways_gsm_channels(demo_dir: Path) -> None:
+    assert callmesh("demo", "--dir", str(demo_dir), timeout=120).returncode == 0
+    services = json.loads((demo_dir / "manifest.json").read_text())["services"]
+    sip, hq, gateway = services["branch"]["sip"], services["aggregator"], services["gateway"]
+    gw_auth = {"Authorization": f"Bearer {gateway['api_tokens'][0]['token']}"}
+
+    def a_channel_is_up() -> bool:
+        answer = httpx.get(f"{gateway['http']}/api/v1/gsm/channels", headers=gw_auth, timeout=5)
+        channels = answer.json()["channels"] if answer.status_code == 200 else []
+        return any(c["registered"] and c["worker_alive"] for c in channels)
+
+    deadline = time.monotonic() + 30
+    while not a_channel_is_up():
+        assert time.monotonic() < deadline, "no GSM channel of the gateway came up"
+        time.sleep(0.2)
+    edge = SimpleNamespace(sip_port=int(sip["address"].rsplit(":", 1)[1]))
+    password = {e["number"]: e["password"] for e in sip["extensions"]}["1001"]
+    reception = Phone(edge, "1001", 1000, demo_dir, password, sip["domain"])  # type: ignore[arg-type]
+    try:
+        assert reception.registered() == 200
+        reception.send("call", to="0301234567")
+        reception.state("CONFIRMED", timeout=20)
+        time.sleep(1.0)
+        reception.send("hangup")
+        reception.state("DISCONNECTED")
+    finally:
+        reception.close()
+    headers = {"Authorization": f"Bearer {hq['api_tokens'][0]['token']}"}
+
+    def legs() -> dict[str, dict[str, Any]]:
+        found = httpx.get(f"{hq['http']}/api/v1/cdrs", params={"number": "0301234567"},
+                          headers=headers, timeout=5).json()["cdrs"]  # fmt: skip
+        return {c["site_id"]: c for c in found if c["disposition"] == "answered"}
+
+    deadline = time.monotonic() + 30
+    while len(legs()) < 2:
+        assert time.monotonic() < deadline, f"both sites' CDRs did not reach HQ: {legs()}"
+        time.sleep(0.2)
+    branch_leg, gateway_leg = legs()["demo-branch"], legs()["demo-gateway"]
+    assert gateway_leg["trunk"].startswith("gsm-")
+    assert gateway_leg["caller_extension"] == "1001"
+    assert branch_leg["conversation_id"] == gateway_leg["conversation_id"]
+    assert branch_leg["recording_id"]
+    assert gateway_leg["recording_id"]
