@@ -65,7 +65,7 @@ class RecordingChange(BaseModel):
     recording: bool
 
 
-class CallControl(Protocol):
+class Controls(Protocol):
     """What the routes need from the PBX component."""
 
     originations: OriginationService
@@ -83,7 +83,7 @@ class CallControl(Protocol):
 def build_router(
     get_calls: Callable[[], CallService],
     get_recordings: Callable[[], RecordingService],
-    control: CallControl,
+    control: Controls,
     tokens: Sequence[ApiToken],
 ) -> APIRouter:
     """The ``/api/v1`` call routes, guarded by the configured bearer tokens.

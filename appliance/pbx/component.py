@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from fastapi import APIRouter
 from appliance.pbx.api import build_router
 from appliance.pbx.calls import CallService
 from appliance.pbx.cdr import CdrBuilder
+from appliance.pbx.control import CallControl
 from appliance.pbx.dialplan import Decision, DialPlan
 from appliance.pbx.errors import CallControlError, PbxNotStartedError
 from appliance.pbx.gsm import GsmTrunkService
@@ -47,7 +47,7 @@ from appliance.routing.peers import PeerMonitor
 from appliance.routing.service import RoutingService
 from appliance.store import Store
 from drivers.runtime.settings_base import ApiToken
-from drivers.sip.errors import NgError, RpcError
+from drivers.sip.errors import RpcError
 from drivers.sip.evapi import EvapiClient
 from drivers.sip.kamailio import KamailioDriver, find_module_path
 from drivers.sip.kamailio_config import KamailioConfig, Registration, Subscriber
@@ -58,7 +58,6 @@ from drivers.sip.rtpengine import RtpengineConfig, RtpengineDriver
 log = logging.getLogger(__name__)
 
 EVENTS_CONNECT_S = 3.0
-UAC_REG_ONLINE = 1 << 2
 GSM_STATS_S = 1.0
 
 
@@ -109,35 +108,6 @@ def kamailio_config(
         ),
         module_path=find_module_path(),
     )
-
-
-def silent_side(query: Mapping[str, Any], caller_tag: str, since: float) -> str | None:
-    """``caller`` or ``callee`` when that side sent no RTP after ``since`` (ng ``query``).
-
-    An empty query (rtpengine no longer knows the call) means both: ``caller``.
-    """
-    last: dict[str, float] = {}
-    for tag, monologue in dict(query.get("tags") or {}).items():
-        name = tag.decode() if isinstance(tag, bytes) else str(tag)
-        side = "caller" if name == caller_tag else "callee"
-        with contextlib.suppress(KeyError, IndexError, TypeError, ValueError):
-            last[side] = float(monologue["medias"][0]["streams"][0]["last packet"])
-    if not last:
-        return "caller"
-    for side in ("caller", "callee"):
-        if last.get(side, 0.0) < since:
-            return side
-    return None
-
-
-def _rtp_ports(query: Mapping[str, Any], caller_tag: str) -> list[int] | None:
-    """[caller, callee]: the rtpengine ports each side sends RTP to, from an ng ``query``."""
-    ports: dict[bool, int] = {}
-    for tag, monologue in dict(query.get("tags") or {}).items():
-        name = tag.decode() if isinstance(tag, bytes) else str(tag)
-        with contextlib.suppress(KeyError, IndexError, TypeError, ValueError):
-            ports[name == caller_tag] = int(monologue["medias"][0]["streams"][0]["local port"])
-    return [ports[True], ports[False]] if len(ports) == 2 else None
 
 
 class PbxComponent:
@@ -218,6 +188,8 @@ class PbxComponent:
         self.originations = OriginationService(
             self.media, lambda: self.calls, lambda: self.dialplan, domain
         )
+        self.control = CallControl(pbx, lambda: self.calls, self.events, self.rtpengine.ng,
+                                   self.originations, self.gsm_channels)  # fmt: skip
         self.webhooks: WebhookService | None = None
         self._media_watch: asyncio.Task[None] | None = None
         hook = pbx.webhook
@@ -268,7 +240,7 @@ class PbxComponent:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.events.connected.wait(), EVENTS_CONNECT_S)
         if self.settings.anchor_media:
-            self._media_watch = asyncio.create_task(self._watch_media(), name="media-watch")
+            self._media_watch = asyncio.create_task(self.control.watch_media(), name="media-watch")
         if self.settings.record_calls and self.settings.anchor_media:
             self.recordings.start()
 
@@ -325,7 +297,7 @@ class PbxComponent:
 
     def router(self, tokens: Sequence[ApiToken]) -> APIRouter:
         """The local call API routes, to mount on the appliance's FastAPI app."""
-        return build_router(lambda: self.calls, lambda: self.recordings, self, tokens)
+        return build_router(lambda: self.calls, lambda: self.recordings, self.control, tokens)
 
     def _decide(self, query: Mapping[str, str]) -> dict[str, object]:
         caller, dialled = query.get("caller", ""), query.get("dialled", "")
@@ -358,109 +330,6 @@ class PbxComponent:
         if not (self.settings.record_calls and self.settings.anchor_media):
             answer["record"], answer["recording"] = "no", "never"
         return answer
-
-    async def hangup(self, call_id: str) -> dict[str, Any]:
-        """End an answered call: Kamailio sends BYE to both ends; returns the CDR."""
-        call = self.calls.get(call_id)
-        if call is None:
-            raise CallControlError(404, "call-not-found", f"no call {call_id} in progress")
-        if call.get("answer") is None or not call.get("dialog"):
-            raise CallControlError(409, "call-not-answered", "only answered calls can be hung up")
-        try:
-            await self.events.rpc("dlg.end_dlg", *call["dialog"])
-        except RpcError as err:
-            raise CallControlError(502, "sip-proxy-error", str(err)) from None
-        cdr = self.calls.close(call_id, "answered", "api-hangup")
-        if cdr is None:
-            raise CallControlError(404, "call-not-found", f"call {call_id} ended meanwhile")
-        return cdr
-
-    async def three_way(self, call_id: str, number: str) -> dict[str, Any]:
-        """Move an answered call into a conference room and dial ``number`` into it.
-
-        Kamailio is told first that the call is being taken over, so the BYE of the
-        first end to be replaced does not reach the other end before its own Replaces.
-        """
-        if self.calls.get(call_id) is None:
-            raise CallControlError(404, "call-not-found", f"no call {call_id} in progress")
-        try:
-            await self.events.rpc("htable.seti", "takeover", call_id, 1)
-        except RpcError as err:
-            raise CallControlError(502, "sip-proxy-error", str(err)) from None
-        return self.originations.three_way(call_id, number)
-
-    async def trunks(self) -> list[dict[str, Any]]:
-        """Every trunk with its registration state (Kamailio's ``uac.reg_dump``)."""
-        states: dict[str, dict[str, Any]] = {}
-        if any(t.auth and t.auth.registration for t in self.settings.dialplan.trunks):
-            try:
-                dump = await self.events.rpc("uac.reg_dump")
-            except RpcError as err:
-                raise CallControlError(502, "sip-proxy-error", str(err)) from None
-            states = {str(r.get("l_uuid")): r for r in dump or [] if isinstance(r, dict)}
-        result = []
-        for trunk in self.settings.dialplan.trunks:
-            entry: dict[str, Any] = {"name": trunk.name, "address": f"{trunk.host}:{trunk.port}",
-                                     "auth": trunk.auth is not None, "register": False}  # fmt: skip
-            if trunk.auth is not None and trunk.auth.registration:
-                state = states.get(trunk.name, {})
-                online = bool(int(state.get("flags") or 0) & UAC_REG_ONLINE)
-                expires = state.get("diff_expires") if online else None
-                entry.update(register=True, registered=online, expires_in_s=expires)
-            result.append(entry)
-        return result
-
-    async def set_recording(self, call_id: str, on: bool) -> dict[str, Any]:
-        """Start or stop recording an answered call (policy ``always`` or ``on-demand``)."""
-        call = self.calls.get(call_id)
-        if call is None:
-            raise CallControlError(404, "call-not-found", f"no call {call_id} in progress")
-        if call.get("recording") == "never" or not self.settings.record_calls:
-            raise CallControlError(403, "recording-not-allowed", "this call may not be recorded")
-        if call.get("answer") is None:
-            raise CallControlError(409, "call-not-answered", "the call is not answered yet")
-        command = "start recording" if on else "stop recording"
-        ids = {"call-id": call_id, "from-tag": call["caller_tag"]}
-        try:
-            ports = _rtp_ports(await self.rtpengine.ng.command("query", **ids), call["caller_tag"])
-            await self.rtpengine.ng.command(command, **ids)
-        except NgError as err:
-            raise CallControlError(502, "media-relay-error", str(err)) from None
-        if on:
-            self.calls.update(call_id, record=True, rtp_ports=ports)
-        return {"call_id": call_id, "recording": on}
-
-    async def _watch_media(self) -> None:
-        """End answered calls where one side sent no RTP for ``media_timeout_s``.
-
-        A phone that loses power or network never sends BYE; rtpengine's per-stream
-        ``last packet`` time shows it. Kamailio sends BYE to both ends and the CDR is
-        ``interrupted`` (``media-timeout``), hung up by the silent side.
-        """
-        timeout = self.settings.media_timeout_s
-        while True:
-            await asyncio.sleep(max(1.0, timeout / 3))
-            now = time.time()
-            for call in self.calls.live_calls():
-                if call.get("answer") is None or not call.get("dialog"):
-                    continue
-                if now - float(call["answer"]) < timeout:
-                    continue
-                ids = {"call-id": call["call_id"], "from-tag": call["caller_tag"]}
-                try:
-                    query = await self.rtpengine.ng.command("query", **ids)
-                except NgError as err:
-                    if "unknown" not in str(err).lower():
-                        continue
-                    query = {}
-                side = silent_side(query, call["caller_tag"], now - timeout)
-                if side is None:
-                    continue
-                log.warning("no RTP from the %s for %d s: ending %s", side, timeout,
-                            call["call_id"])  # fmt: skip
-                with contextlib.suppress(RpcError):
-                    await self.events.rpc("dlg.end_dlg", *call["dialog"])
-                self.calls.close(call["call_id"], "interrupted", "media-timeout", side)
 
     def _on_media_event(self, worker: MediaWorker, event: dict[str, Any]) -> None:
         if event.get("ev") in ("leg", "transfer"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from appliance.pbx.component import silent_side
+from appliance.pbx.control import silent_side
 
 
 def _query(caller_last: float, callee_last: float) -> dict[str, Any]:
