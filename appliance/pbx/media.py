@@ -110,17 +110,21 @@ class MediaWorker:
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=errors,
                 preexec_fn=die_with_parent,
             )  # fmt: skip
-        reader = asyncio.create_task(self._read(self._proc))
-        try:
-            await asyncio.wait_for(self._ready.wait(), READY_TIMEOUT_S)
-        except TimeoutError:
+        proc = self._proc
+        reader = asyncio.create_task(self._read(proc))
+        ready = asyncio.create_task(self._ready.wait())
+        await asyncio.wait({ready, reader}, timeout=READY_TIMEOUT_S,
+                           return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        if not self._ready.is_set():
+            ready.cancel()
             reader.cancel()
-            self._proc.kill()
-            await self._proc.wait()
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
             raise RuntimeError(
-                f"media worker {self.config.name} not ready within {READY_TIMEOUT_S:.0f} s "
-                f"(see {self._log_path})"
-            ) from None
+                f"media worker {self.config.name} on port {self.config.port} did not start "
+                f"(exit {proc.returncode}; see {self._log_path})"
+            )
         self._on_ready(self)
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
@@ -267,13 +271,13 @@ class MediaPool:
         return next((w for w in self.workers if w.address == address), None)
 
     async def start(self) -> None:
-        """Start every worker (in parallel)."""
+        """Start every worker (in parallel); if one fails, every one started is stopped."""
         self._run_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            await asyncio.gather(*(w.start() for w in self.workers))
-        except BaseException:
+        results = await asyncio.gather(*(w.start() for w in self.workers), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
             await self.stop()
-            raise
+            raise failed[0]
 
     async def stop(self) -> None:
         """Stop every worker."""

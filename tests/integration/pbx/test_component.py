@@ -13,7 +13,7 @@ from appliance.pbx.settings import PbxSettings
 from appliance.store import Store
 from drivers.sip.kamailio_config import KamailioConfig, Subscriber, render_config
 from drivers.sip.probe import sip_options_ok
-from tests.integration.pbx.harness import free_udp_tcp_port, no_daemons_left, require_debs
+from tests.integration.pbx.harness import free_udp_tcp_port, media, no_daemons_left, require_debs
 
 
 @pytest.mark.parametrize(("anchor_media", "workers"), [(True, True), (False, False)])
@@ -46,6 +46,7 @@ async def test_subscribers_reload_live_and_cfg_changes_restart(tmp_path: Path) -
         rtp_port_min=31000,
         rtp_port_max=31099,
         kamailio_children=1,
+        media=media(1),
     )
     store = Store.open(tmp_path / "store", 16)
     subs = [Subscriber("1001", "secret-1001-pw", "Alice")]
