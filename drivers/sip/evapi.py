@@ -117,6 +117,8 @@ class EvapiClient:
             self._writer = writer
             try:
                 await self._read(reader)
+            except OSError as err:
+                log.warning("evapi connection lost, reconnecting: %s", err)
             finally:
                 self.connected.clear()
                 self._writer = None

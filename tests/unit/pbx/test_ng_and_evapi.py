@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import socket
+import struct
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.sip.errors import NetstringError, NgError
-from drivers.sip.evapi import NetstringDecoder, parse_event
+from drivers.sip.evapi import EvapiClient, NetstringDecoder, parse_event
 from drivers.sip.ng import bdecode, bencode, decode_reply, encode_command
 
 
@@ -89,3 +93,38 @@ def test_event_payload_must_be_a_json_object() -> None:
         parse_event(b"[1]")
     with pytest.raises(NetstringError):
         parse_event(b"\xff{")
+
+
+async def test_evapi_client_reconnects_after_a_reset_and_answers_rpc() -> None:
+    connections = 0
+
+    async def kamailio(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        if connections == 1:  # the first connection is reset, as when Kamailio is killed
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.close()
+            return
+        size = int((await reader.readuntil(b":"))[:-1])
+        request = json.loads((await reader.readexactly(size + 1))[:-1])
+        answer = json.dumps({"event": "rpc", "id": request["id"], "code": 200,
+                             "body": json.dumps({"result": {"ok": True}})}).encode()  # fmt: skip
+        writer.write(b"%d:%s," % (len(answer), answer))
+        await writer.drain()
+        await reader.read()
+
+    server = await asyncio.start_server(kamailio, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = EvapiClient("127.0.0.1", port, lambda _event: None)
+    client.start()
+    try:
+        for _ in range(1000):
+            if connections >= 2 and client.connected.is_set():
+                break
+            await asyncio.sleep(0.01)
+        assert await client.rpc("core.uptime") == {"ok": True}
+    finally:
+        await client.stop()
+        server.close()
+        await server.wait_closed()
