@@ -46,10 +46,10 @@ def require_debs() -> None:
         )
 
 
-def free_udp_tcp_port() -> int:
-    """A port free for both UDP and TCP on loopback a moment ago."""
+def free_udp_tcp_port(low: int = 20000, high: int = 29999) -> int:
+    """A port in ``low..high`` free for both UDP and TCP on loopback a moment ago."""
     for _ in range(50):
-        port = random.randint(20000, 29999)
+        port = random.randint(low, high)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
             try:
                 udp.bind(("127.0.0.1", port))

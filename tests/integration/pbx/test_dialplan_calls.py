@@ -178,7 +178,9 @@ Content-Length: 0
 
 @pytest.fixture(scope="module")
 def trunk_ports() -> tuple[int, int, int]:
-    return free_udp_tcp_port(), free_udp_tcp_port(), free_udp_tcp_port()
+    # Held for the whole module: from a range no other test allocates from.
+    out, inbound, secure = (free_udp_tcp_port(15000, 17999) for _ in range(3))
+    return out, inbound, secure
 
 
 @pytest.fixture(scope="module")
@@ -219,11 +221,12 @@ def plan_pbx(
 
 
 def _sipp(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        ["sipp", "-i", "127.0.0.1", "-nostdin", "-timeout", "20s", "-m", "1",
-         "-cp", str(free_udp_tcp_port()), "-mp", str(free_udp_tcp_port()), *args],
-        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    with (cwd / f"sipp-{len(list(cwd.glob('sipp-*.out')))}.out").open("wb") as out:
+        return subprocess.Popen(
+            ["sipp", "-i", "127.0.0.1", "-nostdin", "-timeout", "20s", "-m", "1",
+             "-cp", str(free_udp_tcp_port()), "-mp", str(free_udp_tcp_port()), *args],
+            cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
 
 
 def _reap(proc: subprocess.Popen[bytes]) -> int:
