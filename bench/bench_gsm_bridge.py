@@ -29,7 +29,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import select
 import signal
 import statistics
@@ -47,6 +46,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_modem_support import ROOT, TICKS, SimulatorProcess
+from bench.bench_pbx_calls import cpu_ticks, pss_kb
 from drivers.media.pcm import open_tty
 from drivers.modem import CallEvent, CallState, ModemConfig, ModemDriver
 
@@ -58,25 +58,6 @@ BURST = b"".join(
     int(8000 * math.sin(2 * math.pi * 1000 * n / 8000)).to_bytes(2, "little", signed=True)
     for n in range(FRAME // 2 * BURST_FRAMES)
 )
-
-
-def cpu_ticks(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total
-
-
-def pss_kb(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-            match = re.search(r"^Pss:\s+(\d+) kB", text, re.MULTILINE)
-            total += int(match.group(1)) if match else 0
-    return total
 
 
 def pids_with(needle: str) -> list[int]:

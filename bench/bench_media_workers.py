@@ -26,11 +26,11 @@ from bench_pbx_calls import (
     UAC,
     Run,
     _children,
-    _cpu_ticks,
-    _pss_kb,
     _scenario,
     _stat,
     _tone_file,
+    cpu_ticks,
+    pss_kb,
     run_load,
     uac_argv,
 )
@@ -55,21 +55,19 @@ def run_workers(args: argparse.Namespace) -> dict[str, Any]:
         try:
             pbx = run.start_pbx()
             workers = _workers(pbx.pid)
-            idle_pss = _pss_kb(workers)
+            idle_pss = pss_kb(workers)
             values = {"PASSWORD": PASSWORD, "TONE": str(tone), "CALLEE": "echo"}
             started = time.monotonic()
             target = f"127.0.0.1:{run.sip_port}"
             uac = run.spawn(uac_argv(args, target, _scenario(work, "uac", UAC, **values)),
                             "uac.log")  # fmt: skip
             time.sleep(args.hold + 1)
-            ticks0, t0 = _cpu_ticks(workers), time.monotonic()
+            ticks0, t0 = cpu_ticks(workers), time.monotonic()
             peak_pss = 0
             while uac.poll() is None and time.monotonic() - started < args.calls / args.rate:
-                peak_pss = max(peak_pss, _pss_kb(workers))
+                peak_pss = max(peak_pss, pss_kb(workers))
                 time.sleep(0.5)
-            cpu = (
-                (_cpu_ticks(workers) - ticks0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
-            )
+            cpu = (cpu_ticks(workers) - ticks0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
             uac.wait(timeout=args.calls / args.rate + args.hold + 90)
             elapsed = time.monotonic() - started
             stats = _stat(work, "uac.csv")

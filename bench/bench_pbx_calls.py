@@ -239,7 +239,7 @@ def _children(parent: int) -> list[int]:
     return kids
 
 
-def _cpu_ticks(pids: list[int]) -> int:
+def cpu_ticks(pids: list[int]) -> int:
     total = 0
     for pid in pids:
         with contextlib.suppress(OSError):
@@ -248,7 +248,7 @@ def _cpu_ticks(pids: list[int]) -> int:
     return total
 
 
-def _pss_kb(pids: list[int]) -> int:
+def pss_kb(pids: list[int]) -> int:
     total = 0
     for pid in pids:
         with contextlib.suppress(OSError):
@@ -395,7 +395,7 @@ def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
             groups = run.daemon_groups()
             daemons = [p for pids in groups.values() for p in pids]
             appliance = [pbx.pid, *(p for p in _children(pbx.pid) if p not in daemons)]
-            idle_pss = sum(_pss_kb(p) for p in groups.values()) + _pss_kb(appliance)
+            idle_pss = sum(pss_kb(p) for p in groups.values()) + pss_kb(appliance)
             started = time.monotonic()
             uac = run.spawn(uac_argv(args, target, _scenario(work, "uac", UAC, **values)),
                             "uac.log")  # fmt: skip
@@ -404,13 +404,13 @@ def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
             daemons = [p for pids in groups.values() for p in pids]
             appliance = [pbx.pid, *(p for p in _children(pbx.pid) if p not in daemons)]
             every = [*appliance, *daemons]
-            ticks0, t0 = _cpu_ticks(every), time.monotonic()
+            ticks0, t0 = cpu_ticks(every), time.monotonic()
             peak_pss = 0
             while uac.poll() is None and time.monotonic() - started < args.calls / args.rate:
-                peak_pss = max(peak_pss, sum(_pss_kb(p) for p in groups.values()))
+                peak_pss = max(peak_pss, sum(pss_kb(p) for p in groups.values()))
                 time.sleep(1)
-            cpu = (_cpu_ticks(every) - ticks0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
-            peak_pss += _pss_kb(appliance)
+            cpu = (cpu_ticks(every) - ticks0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
+            peak_pss += pss_kb(appliance)
             uac.wait(timeout=args.calls / args.rate + args.hold + 90)
             elapsed = time.monotonic() - started
             stats = _stat(work, "uac.csv")

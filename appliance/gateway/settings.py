@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
+from appliance.pbx.settings import WebhookSettings
 from drivers.runtime.settings_base import Section
 
 
@@ -18,21 +19,6 @@ class ModemEntry(Section):
     pin: str | None = Field(None, pattern=r"^[0-9]{4,8}$")
 
 
-class SmsWebhookSettings(Section):
-    """Where received SMS are POSTed as ``sms.received`` (off without a URL)."""
-
-    url: str | None = Field(None, pattern=r"^https?://")
-    secret: str = Field("", max_length=256)
-    max_attempts: int = Field(6, ge=1, le=20)
-    timeout_s: float = Field(5.0, gt=0, le=60)
-
-    @model_validator(mode="after")
-    def _secret_with_url(self) -> SmsWebhookSettings:
-        if self.url and len(self.secret) < 16:
-            raise ValueError("secret must be at least 16 characters when url is set")
-        return self
-
-
 class SmsSettings(Section):
     """Outgoing SMS: per-SIM rate limit (token bucket), retries, expiry; stored history."""
 
@@ -44,7 +30,9 @@ class SmsSettings(Section):
     expire_s: float = Field(86400.0, gt=0, description="a queued SMS fails after this")
     keep: int = Field(10000, ge=100, le=1_000_000, description="finished SMS kept per direction")
     ussd_timeout_s: float = Field(30.0, gt=0, le=120)
-    webhook: SmsWebhookSettings = SmsWebhookSettings()
+    webhook: WebhookSettings = Field(
+        WebhookSettings(), description="where received SMS are POSTed as sms.received"
+    )
 
 
 class GatewaySettings(Section):

@@ -116,7 +116,10 @@ class DialPlanSettings(Section):
 
 
 class WebhookSettings(Section):
-    """Where call started/answered/ended notifications are POSTed (off without a URL)."""
+    """Where notifications are POSTed, signed with ``secret`` (off without a URL).
+
+    The PBX posts call started/answered/ended; the SIM gateway received SMS.
+    """
 
     url: str | None = Field(None, pattern=r"^https?://")
     secret: str = Field("", max_length=256)
