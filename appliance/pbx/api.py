@@ -13,8 +13,9 @@ a stable kebab-case ``error_id``: ``unauthorized``, ``invalid-disposition``,
 
 from __future__ import annotations
 
+import contextlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
@@ -114,8 +115,13 @@ def build_router(
 
     router = APIRouter(prefix="/api/v1", tags=["calls"], dependencies=[Depends(authorized)])
 
-    def refused(err: CallControlError) -> HTTPException:
-        return api_error(err.status, err.error_id, str(err))
+    @contextlib.contextmanager
+    def refusals() -> Iterator[None]:
+        """A CallControlError becomes the API's error body with its status."""
+        try:
+            yield
+        except CallControlError as err:
+            raise api_error(err.status, err.error_id, str(err)) from None
 
     @router.get("/calls", summary="Calls in progress")
     def live_calls() -> dict[str, Any]:
@@ -124,51 +130,39 @@ def build_router(
     @router.post("/calls", status_code=202, summary="Click-to-dial: ring an extension, then dial")
     def click_to_dial(request: ClickToDial) -> dict[str, Any]:
         calls()
-        try:
+        with refusals():
             return control.originations.click_to_dial(request.extension, request.number)
-        except CallControlError as err:
-            raise refused(err) from None
 
     @router.delete("/calls/{call_id}", summary="Hang up an answered call (BYE to both ends)")
     async def hangup(call_id: str) -> dict[str, Any]:
         calls()
-        try:
+        with refusals():
             return {"cdr": await control.hangup(call_id)}
-        except CallControlError as err:
-            raise refused(err) from None
 
     @router.put("/calls/{call_id}/recording", summary="Start or stop recording a call")
     async def recording_change(call_id: str, change: RecordingChange) -> dict[str, Any]:
         calls()
-        try:
+        with refusals():
             return await control.set_recording(call_id, change.recording)
-        except CallControlError as err:
-            raise refused(err) from None
 
     @router.post("/calls/{call_id}/parties", status_code=202,
                  summary="Three-way: move the call into a room, dial one more")  # fmt: skip
     async def add_party(call_id: str, request: AddParty) -> dict[str, Any]:
         calls()
-        try:
+        with refusals():
             return await control.three_way(call_id, request.number)
-        except CallControlError as err:
-            raise refused(err) from None
 
     @router.post("/conferences", status_code=202, summary="Dial participants into a conference")
     def conference(request: ConferenceRequest) -> dict[str, Any]:
         calls()
-        try:
+        with refusals():
             return control.originations.conference(request.participants, request.on_behalf_of)
-        except CallControlError as err:
-            raise refused(err) from None
 
     @router.get("/trunks", summary="Trunks and their registration state")
     async def trunks() -> dict[str, Any]:
         calls()
-        try:
+        with refusals():
             return {"trunks": await control.trunks()}
-        except CallControlError as err:
-            raise refused(err) from None
 
     @router.get("/operations/{op_id}", summary="State of a click-to-dial or conference")
     def operation(op_id: str) -> dict[str, Any]:
@@ -218,9 +212,7 @@ def build_router(
 
     @router.get("/gsm/channels", summary="GSM channels: worker, call, live PCM frame counters")
     async def gsm_channels() -> dict[str, Any]:
-        try:
+        with refusals():
             return {"channels": await control.gsm_channels()}
-        except CallControlError as err:
-            raise refused(err) from None
 
     return router
