@@ -5,7 +5,9 @@ connection by its site id (the ZAP User-Id), so every message is attributed to t
 its key is bound to — a site cannot send as another. Messages are decoded in one place;
 a bad one is answered with an ``error`` and counted, and never stops the service.
 Database and file work runs on one worker thread, in arrival order, so the event loop
-keeps receiving while a batch commits; the ack is sent only after the commit.
+keeps receiving while a batch commits; the ack is sent only after the commit. Work
+other than CDR batches goes to that thread straight from the receive loop, and only
+work that has replies (most recording chunks have none) comes back to the event loop.
 
 Exceptions::
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -167,6 +170,7 @@ class IngestServer:
 
     async def _serve(self) -> None:
         assert self._sock is not None
+        loop = asyncio.get_running_loop()
         while True:
             frames = await self._sock.recv_multipart(copy=False)
             received = time.perf_counter()
@@ -176,20 +180,19 @@ class IngestServer:
                 self.metrics.peers_rejected.labels(reason="no-site").inc()
                 continue
             try:
-                message = decode([f.bytes for f in frames[1:]])
+                message = decode([f.buffer for f in frames[1:]])
             except ProtocolError as err:
                 self._refuse(identity, site_id, err.error_id, err.message, None)
                 continue
             self._peers[site_id] = identity
             if isinstance(message, CdrBatch):
-                parsed = asyncio.get_running_loop().run_in_executor(
-                    self._decoder, parse_batch, site_id, message.records
-                )
+                parsed = loop.run_in_executor(self._decoder, parse_batch, site_id, message.records)
                 self._queue_cdrs(_Pending(identity, site_id, message, received, parsed))
                 continue
-            task = asyncio.create_task(self._handle(identity, site_id, message))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            work = self._worker.submit(self._dispatch, site_id, message)
+            work.add_done_callback(
+                functools.partial(self._dispatched, loop, identity, site_id, message.TYPE)
+            )
 
     def _queue_cdrs(self, pending: _Pending) -> None:
         """Group commit: batches decoded while one commits share the next commit."""
@@ -238,17 +241,32 @@ class IngestServer:
             self.metrics.duplicates.labels(site=p.site_id).inc(result.duplicates)
             self.metrics.rejected_records.labels(site=p.site_id).inc(result.rejected)
 
-    async def _handle(self, identity: bytes, site_id: str, message: Message) -> None:
-        loop = asyncio.get_running_loop()
+    def _dispatched(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        identity: bytes,
+        site_id: str,
+        what: str,
+        work: concurrent.futures.Future[list[Message]],
+    ) -> None:
+        """On the worker thread: hand the replies of ``work``, if any, to the event loop."""
         try:
-            replies = await loop.run_in_executor(self._worker, self._dispatch, site_id, message)
+            replies = work.result()
         except sa.exc.SQLAlchemyError as err:
             self.metrics.db_errors.inc()
             log.error("database error during ingest", extra={"site": site_id, "error": str(err)})
-            self._refuse(identity, site_id, "db-unavailable", "retry later", message.TYPE)
+            loop.call_soon_threadsafe(
+                self._refuse, identity, site_id, "db-unavailable", "retry later", what
+            )
             return
-        for reply in replies:
-            await self._send(identity, reply)
+        except OSError as err:
+            log.error("storage error during ingest", extra={"site": site_id, "error": str(err)})
+            loop.call_soon_threadsafe(
+                self._refuse, identity, site_id, "storage-unavailable", "retry later", what
+            )
+            return
+        if replies:
+            loop.call_soon_threadsafe(self._reply, identity, replies)
 
     def _dispatch(self, site_id: str, message: Message) -> list[Message]:
         handler = _HANDLERS.get(type(message))
@@ -407,9 +425,16 @@ class IngestServer:
         log.warning(
             "refused a message", extra={"site": site_id, "error_id": error_id, "detail": message}
         )
-        task = asyncio.create_task(self._send(identity, ErrorReply(error_id, message, ref)))
+        self._reply(identity, [ErrorReply(error_id, message, ref)])
+
+    def _reply(self, identity: bytes, replies: list[Message]) -> None:
+        task = asyncio.create_task(self._send_all(identity, replies))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _send_all(self, identity: bytes, replies: list[Message]) -> None:
+        for reply in replies:
+            await self._send(identity, reply)
 
 
 _HANDLERS: dict[type[Message], Callable[[IngestServer, str, Message], list[Message]]] = {

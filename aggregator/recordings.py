@@ -15,6 +15,7 @@ the cache once written: the aggregator does not read recordings back while stori
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -85,14 +86,19 @@ class RecordingReceiver:
         return RecResume(rid, held, self.credit)
 
     def chunk(self, site_id: str, chunk: RecChunk) -> Message | None:
-        """Append a chunk at the held offset; credit comes back in batches of half."""
+        """Append a chunk at the held offset; credit comes back in batches of half.
+
+        OSError when the chunk cannot be written; the file is left at the held offset.
+        """
         upload = self._uploads.get((site_id, chunk.recording_id))
         if upload is None:
             return ErrorReply("unknown-upload", "offer the recording again", chunk.recording_id)
         held = upload.held
         if chunk.offset != held or held + len(chunk.data) > upload.offer.size:
             return RecResume(chunk.recording_id, held, self.credit)
-        upload.out.write(chunk.data)
+        if upload.out.write(chunk.data) != len(chunk.data):
+            upload.out.truncate(held)
+            raise OSError(errno.ENOSPC, "short write: the recordings disk is full")
         upload.hasher.update(chunk.data)
         upload.held += len(chunk.data)
         self.bytes_received += len(chunk.data)

@@ -2,11 +2,17 @@
 
 Start-up order: HTTP socket bound, database connected (schema created), ingest ROUTER
 bound, HTTP serving. Shutdown in reverse from SIGTERM/SIGINT.
+
+The process hands the GIL between threads every 0.5 ms instead of 5 ms: the commit
+thread gives it up for each SQLite statement and, under load, otherwise waits up to 5 ms
+to get it back from the decode thread; ingest is about 7 % faster this way
+(bench/RESULTS.md, "Sync link").
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 
 import sqlalchemy as sa
 from fastapi import FastAPI
@@ -22,6 +28,8 @@ from drivers.runtime.lifecycle import Component, run_until_signalled
 from drivers.runtime.observability import Health, add_observability_routes, new_registry
 
 log = logging.getLogger(__name__)
+
+SWITCH_INTERVAL_S = 0.0005
 
 __all__ = ["DatabaseError", "build", "run"]
 
@@ -78,4 +86,5 @@ def build(settings: AggregatorSettings) -> list[Component]:
 
 async def run(settings: AggregatorSettings) -> None:
     """Run the aggregator until SIGTERM/SIGINT."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     await run_until_signalled(build(settings))

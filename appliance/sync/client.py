@@ -426,8 +426,10 @@ class SyncClient:
         return Status(health)
 
     async def _send(self, sock: zmq.asyncio.Socket, message: Message) -> None:
+        # Frames of 64 KiB and more (recording chunks) are handed to zmq without a copy.
         try:
-            await asyncio.wait_for(sock.send_multipart(encode(message)), timeout=5)
+            async with asyncio.timeout(5):
+                await sock.send_multipart(encode(message), copy=False)
         except TimeoutError:
             raise SessionLost("send-timeout: HQ is not taking messages") from None
 

@@ -63,6 +63,9 @@ MAX_FRAME = 8 * 1024 * 1024
 MAX_RECORDS = 10_000
 MAX_CHUNK = 1024 * 1024
 
+# A frame as received: bytes, or a view of a zmq frame's memory (no copy).
+Frame = bytes | memoryview
+
 
 class ProtocolError(Exception):
     """The peer sent something that is not a valid message; ``error_id`` is stable."""
@@ -137,7 +140,7 @@ class RecChunk(Message):
     SCHEMA = {"recording_id": str, "offset": int}
     recording_id: str
     offset: int
-    data: bytes = b""
+    data: Frame = b""
 
 
 @dataclass(frozen=True)
@@ -287,20 +290,23 @@ MESSAGES: dict[str, type[Message]] = {
 }
 
 
-def encode(message: Message) -> list[bytes]:
-    """The frames that carry ``message``."""
+def encode(message: Message) -> list[Frame]:
+    """The frames that carry ``message``; a chunk's data is not copied."""
     header: dict[str, Any] = {"v": VERSION, "t": message.TYPE}
     for f in fields(message):
         if f.name != "data" or not isinstance(message, RecChunk):
             header[f.name] = getattr(message, f.name)
-    frames = [msgpack.packb(header, use_bin_type=True)]
+    frames: list[Frame] = [msgpack.packb(header, use_bin_type=True)]
     if isinstance(message, RecChunk):
         frames.append(message.data)
     return frames
 
 
-def decode(frames: Sequence[bytes]) -> Message:
-    """The message carried by ``frames``, or ProtocolError saying what is wrong."""
+def decode(frames: Sequence[Frame]) -> Message:
+    """The message carried by ``frames``, or ProtocolError saying what is wrong.
+
+    A chunk's data is the data frame itself (a view of a zmq frame is not copied).
+    """
     if not frames or len(frames) > 2:
         raise ProtocolError("bad-frame-count", f"expected 1 or 2 frames, got {len(frames)}")
     if any(len(f) > MAX_FRAME for f in frames):
@@ -316,7 +322,7 @@ def decode(frames: Sequence[bytes]) -> Message:
     if cls is RecChunk:
         if len(frames) != 2 or len(frames[1]) > MAX_CHUNK:
             raise ProtocolError("bad-chunk", f"rec-chunk needs one data frame of <= {MAX_CHUNK}")
-        values["data"] = bytes(frames[1])
+        values["data"] = frames[1]
     elif len(frames) != 1:
         raise ProtocolError("bad-frame-count", f"{cls.TYPE} has exactly one frame")
     if cls in (CdrBatch, ComplianceBatch, SmsBatch):
@@ -327,7 +333,7 @@ def decode(frames: Sequence[bytes]) -> Message:
     return message
 
 
-def _unpack(frame: bytes) -> dict[str, Any]:
+def _unpack(frame: Frame) -> dict[str, Any]:
     try:
         header = msgpack.unpackb(frame, raw=False, strict_map_key=True)
     except Exception as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import signal
@@ -20,7 +21,7 @@ from aggregator.store.schema import cdrs, recordings
 from appliance.store import Outbox, Store
 from appliance.sync.recordings import register_recording
 from drivers.sync import keys
-from drivers.sync.protocol import Hello, decode, encode
+from drivers.sync.protocol import Hello, RecChunk, RecDone, RecOffer, RecResume, decode, encode
 from tests.procs import Service, service
 from tests.sync_env import SyncEnv, make_env, wait_for
 
@@ -185,6 +186,34 @@ def test_bad_peers_are_refused_counted_and_harmless(
         wait_for(lambda: env.ingested() == 100, 30, "a good site to be unaffected")
     finally:
         app.close()
+
+
+def test_a_recording_that_cannot_be_written_is_refused_then_stored_on_retry(
+    env: SyncEnv, running_aggregator: Service
+) -> None:
+    payload = random.Random(3).randbytes(100_000)
+    offer = RecOffer("rec-2", len(payload), hashlib.sha256(payload).hexdigest(), {})
+    # A file where the site's incoming directory belongs: the aggregator cannot write there.
+    blocker = env.root / "agg" / "recordings" / "incoming" / "site-a"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_bytes(b"")
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        site = dealer(env, ctx, env.root / "app" / "keys" / "site-a.key_secret")
+        site.send_multipart(encode(offer))
+        refusal = decode(site.recv_multipart())
+        assert (refusal.error_id, refusal.ref) == ("storage-unavailable", "rec-offer")  # type: ignore[attr-defined]
+        assert metric(env, 'callmesh_protocol_errors_total{error_id="storage-unavailable"}') == 1
+        blocker.unlink()
+        site.send_multipart(encode(offer))
+        assert decode(site.recv_multipart()) == RecResume("rec-2", 0, 16)
+        site.send_multipart(encode(RecChunk("rec-2", 0, payload)))
+        assert decode(site.recv_multipart()) == RecDone("rec-2", True, "stored")
+        site.close()
+    finally:
+        ctx.term()
+    stored = env.root / "agg" / "recordings" / offer.sha256[:2] / offer.sha256
+    assert stored.read_bytes() == payload
 
 
 def test_recording_upload_survives_repeated_interruptions(env: SyncEnv) -> None:
