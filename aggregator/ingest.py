@@ -161,6 +161,8 @@ class IngestServer:
             await asyncio.wait(self._tasks, timeout=10)
         self._decoder.shutdown(wait=True)
         self._worker.shutdown(wait=True)
+        if self.receiver is not None:
+            self.receiver.close()
         if self._sock is not None:
             self._sock.close(linger=0)
         if self._auth is not None:

@@ -7,22 +7,30 @@ resume from. When the file reaches the offered size it is fsync'd, hashed and co
 with the offer; a match moves it to ``<dir>/<sha[:2]>/<sha>`` and records it, a mismatch
 discards it so the appliance starts over.
 
-The file is fsync'd once, at the end. So that this fsync does not have to write the
-whole file then, writeback of every ``WRITEBACK_BYTES`` received is started as they
-arrive (``posix_fadvise(DONTNEED)`` starts it without waiting, and drops the pages from
-the cache once written: the aggregator does not read recordings back while storing).
+Chunks are gathered in page-aligned staging buffers and written with ``O_DIRECT`` in
+4 MiB writes on a writer thread, beside the hashing, so receiving allocates no
+page-cache pages: on a virtual machine, page-cache writes into newly allocated pages
+took the receiver most of its time (bench/RESULTS.md, "Sync link"). A chunk that is not
+block-aligned (the last of a file) and every chunk on a filesystem without ``O_DIRECT``
+(tmpfs) go through the page cache; so that the single fsync at the end does not have
+to write all of those then, their writeback is started every ``WRITEBACK_BYTES``
+(``posix_fadvise(DONTNEED)`` starts it without waiting and drops the pages once
+written: recordings are not read back while stored).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import errno
 import hashlib
 import logging
+import mmap
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -30,6 +38,7 @@ from aggregator.store.db import insert
 from aggregator.store.schema import recordings
 from drivers.sync.protocol import (
     ErrorReply,
+    Frame,
     Message,
     RecChunk,
     RecCredit,
@@ -44,15 +53,113 @@ WRITEBACK_BYTES = 8 * 1024 * 1024
 SAFE_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
+BLOCK = 4096
+STAGE_BYTES = 4 * 1024 * 1024
+
+
+class _PartFile:
+    """A partial upload, appended at its size.
+
+    Block-aligned chunks are gathered in a page-aligned staging buffer of
+    ``STAGE_BYTES``; a full buffer is written with O_DIRECT on the writer thread while
+    the next fills (two buffers take turns). Other chunks are written through the page
+    cache, after whatever is staged. ``size`` counts staged bytes: an acknowledgement
+    only follows ``sync``, and after a crash the file's own size is where the upload
+    resumes.
+    """
+
+    def __init__(self, path: Path, writer: concurrent.futures.Executor) -> None:
+        self.size = path.stat().st_size if path.exists() else 0
+        self._buffered = os.open(path, os.O_WRONLY | os.O_CREAT, 0o640)
+        try:
+            self._direct: int | None = os.open(path, os.O_WRONLY | os.O_DIRECT)
+        except OSError:  # EINVAL where the filesystem has no O_DIRECT
+            self._direct = None
+        self._writer = writer
+        self._stages: list[memoryview] = []
+        self._staged = 0
+        self._pending: concurrent.futures.Future[None] | None = None
+        self._pending_at = 0
+        self._written_back = self.size
+
+    def append(self, data: Frame) -> None:
+        """Add ``data`` at the end.
+
+        OSError, for this chunk or for a staged write before it, cuts the file back to
+        where the failed write began; the upload must then resume from the file.
+        """
+        size, n = self.size, len(data)
+        if self._direct is not None and size % BLOCK == 0 and n % BLOCK == 0:
+            if self._staged + n > STAGE_BYTES:
+                self._flush()
+            if not self._stages:
+                self._stages = [memoryview(mmap.mmap(-1, STAGE_BYTES)) for _ in range(2)]
+            self._stages[0][self._staged : self._staged + n] = data
+            self._staged += n
+        else:
+            self._flush()
+            self._settle()
+            try:
+                _write(self._buffered, data, size)
+            except OSError:
+                os.ftruncate(self._buffered, size)
+                raise
+            if size + n - self._written_back >= WRITEBACK_BYTES:
+                start, self._written_back = self._written_back, size + n
+                os.posix_fadvise(self._buffered, start, size + n - start, os.POSIX_FADV_DONTNEED)
+        self.size += n
+
+    def sync(self) -> None:
+        """Everything appended on disk (OSError as for ``append``)."""
+        self._flush()
+        self._settle()
+        os.fsync(self._buffered)
+
+    def close(self) -> None:
+        """Close; staged bytes are dropped (the upload resumes from the file)."""
+        with contextlib.suppress(OSError):
+            self._settle()
+        os.close(self._buffered)
+        if self._direct is not None:
+            os.close(self._direct)
+
+    def _flush(self) -> None:
+        """Start writing the staged bytes; the other buffer takes the next chunks."""
+        if not self._staged:
+            return
+        self._settle()
+        assert self._direct is not None
+        stage, at = self._stages[0], self.size - self._staged
+        self._pending_at = at
+        self._pending = self._writer.submit(_write, self._direct, stage[: self._staged], at)
+        self._stages.reverse()
+        self._staged = 0
+
+    def _settle(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        try:
+            pending.result()
+        except OSError:
+            os.ftruncate(self._buffered, self._pending_at)
+            self.size = self._pending_at
+            self._staged = 0
+            raise
+
+
+def _write(fd: int, data: Frame, offset: int) -> None:
+    if os.pwrite(fd, data, offset) != len(data):
+        raise OSError(errno.ENOSPC, "short write: the recordings disk is full")
+
+
 @dataclass
 class _Upload:
     offer: RecOffer
     path: Path
     hasher: Any
-    held: int
-    out: BinaryIO
+    out: _PartFile
     owed: int = 0
-    written_back: int = 0
 
 
 class RecordingReceiver:
@@ -64,6 +171,13 @@ class RecordingReceiver:
         self.credit = credit
         self.bytes_received = 0
         self._uploads: dict[tuple[str, str], _Upload] = {}
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, "recording-write")
+
+    def close(self) -> None:
+        """Close partial uploads (they resume on the next offer) and the writer thread."""
+        for key in list(self._uploads):
+            self._drop(*key)
+        self._writer.shutdown(wait=True)
 
     def offer(self, site_id: str, offer: RecOffer) -> Message:
         """Answer an offer: already stored, or where to resume."""
@@ -75,12 +189,16 @@ class RecordingReceiver:
         part = self.root / "incoming" / site_id / f"{rid}.part"
         part.parent.mkdir(parents=True, exist_ok=True)
         self._drop(site_id, rid)
-        held = part.stat().st_size if part.exists() else 0
-        if held > offer.size:
+        if part.exists() and part.stat().st_size > offer.size:
             part.unlink()
-            held = 0
-        out = part.open("ab", buffering=0)
-        self._uploads[(site_id, rid)] = _Upload(offer, part, _hash_of(part, held), held, out)
+        out = _PartFile(part, self._writer)
+        held = out.size
+        try:
+            hasher = _hash_of(part, held)
+        except OSError:
+            out.close()
+            raise
+        self._uploads[(site_id, rid)] = _Upload(offer, part, hasher, out)
         if held == offer.size:
             return self._finish(site_id, self._uploads.pop((site_id, rid)))
         return RecResume(rid, held, self.credit)
@@ -88,26 +206,23 @@ class RecordingReceiver:
     def chunk(self, site_id: str, chunk: RecChunk) -> Message | None:
         """Append a chunk at the held offset; credit comes back in batches of half.
 
-        OSError when the chunk cannot be written; the file is left at the held offset.
+        OSError when the chunk cannot be written; the upload is then forgotten, and the
+        next offer resumes from what the file holds.
         """
         upload = self._uploads.get((site_id, chunk.recording_id))
         if upload is None:
             return ErrorReply("unknown-upload", "offer the recording again", chunk.recording_id)
-        held = upload.held
+        held = upload.out.size
         if chunk.offset != held or held + len(chunk.data) > upload.offer.size:
             return RecResume(chunk.recording_id, held, self.credit)
-        if upload.out.write(chunk.data) != len(chunk.data):
-            upload.out.truncate(held)
-            raise OSError(errno.ENOSPC, "short write: the recordings disk is full")
+        try:
+            upload.out.append(chunk.data)
+        except OSError:
+            self._drop(site_id, chunk.recording_id)
+            raise
         upload.hasher.update(chunk.data)
-        upload.held += len(chunk.data)
         self.bytes_received += len(chunk.data)
-        if upload.held - upload.written_back >= WRITEBACK_BYTES:
-            start, upload.written_back = upload.written_back, upload.held
-            os.posix_fadvise(
-                upload.out.fileno(), start, upload.held - start, os.POSIX_FADV_DONTNEED
-            )
-        if upload.held == upload.offer.size:
+        if upload.out.size == upload.offer.size:
             return self._finish(site_id, self._uploads.pop((site_id, chunk.recording_id)))
         upload.owed += 1
         if upload.owed * 2 < self.credit:
@@ -122,8 +237,10 @@ class RecordingReceiver:
 
     def _finish(self, site_id: str, upload: _Upload) -> Message:
         offer = upload.offer
-        os.fsync(upload.out.fileno())
-        upload.out.close()
+        try:
+            upload.out.sync()
+        finally:
+            upload.out.close()
         digest = upload.hasher.hexdigest()
         if digest != offer.sha256:
             upload.path.unlink()
