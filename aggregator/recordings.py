@@ -10,10 +10,11 @@ discards it so the appliance starts over.
 Chunks are gathered in page-aligned staging buffers and written with ``O_DIRECT`` in
 4 MiB writes on a writer thread, beside the hashing, so receiving allocates no
 page-cache pages: on a virtual machine, page-cache writes into newly allocated pages
-took the receiver most of its time (bench/RESULTS.md, "Sync link"). A chunk that is not
-block-aligned (the last of a file) and every chunk on a filesystem without ``O_DIRECT``
-(tmpfs) go through the page cache; so that the single fsync at the end does not have
-to write all of those then, their writeback is started every ``WRITEBACK_BYTES``
+took the receiver most of its time (bench/RESULTS.md, "Sync link"). These go through
+the page cache instead: a chunk that is not block-aligned (the last of a file), every
+chunk on a filesystem without ``O_DIRECT`` (tmpfs), and every chunk once a device has
+refused a direct write (EINVAL). So that the single fsync at the end does not have to
+write all of those then, their writeback is started every ``WRITEBACK_BYTES``
 (``posix_fadvise(DONTNEED)`` starts it without waiting and drops the pages once
 written: recordings are not read back while stored).
 """
@@ -68,13 +69,13 @@ class _PartFile:
     resumes.
     """
 
-    def __init__(self, path: Path, writer: concurrent.futures.Executor) -> None:
+    def __init__(self, path: Path, writer: concurrent.futures.Executor, direct: bool) -> None:
         self.size = path.stat().st_size if path.exists() else 0
         self._buffered = os.open(path, os.O_WRONLY | os.O_CREAT, 0o640)
-        try:
-            self._direct: int | None = os.open(path, os.O_WRONLY | os.O_DIRECT)
-        except OSError:  # EINVAL where the filesystem has no O_DIRECT
-            self._direct = None
+        self._direct: int | None = None
+        if direct:
+            with contextlib.suppress(OSError):  # EINVAL where the filesystem has no O_DIRECT
+                self._direct = os.open(path, os.O_WRONLY | os.O_DIRECT)
         self._writer = writer
         self._stages: list[memoryview] = []
         self._staged = 0
@@ -172,6 +173,7 @@ class RecordingReceiver:
         self.bytes_received = 0
         self._uploads: dict[tuple[str, str], _Upload] = {}
         self._writer = concurrent.futures.ThreadPoolExecutor(1, "recording-write")
+        self._direct = True
 
     def close(self) -> None:
         """Close partial uploads (they resume on the next offer) and the writer thread."""
@@ -191,7 +193,7 @@ class RecordingReceiver:
         self._drop(site_id, rid)
         if part.exists() and part.stat().st_size > offer.size:
             part.unlink()
-        out = _PartFile(part, self._writer)
+        out = _PartFile(part, self._writer, self._direct)
         held = out.size
         try:
             hasher = _hash_of(part, held)
@@ -217,8 +219,9 @@ class RecordingReceiver:
             return RecResume(chunk.recording_id, held, self.credit)
         try:
             upload.out.append(chunk.data)
-        except OSError:
+        except OSError as err:
             self._drop(site_id, chunk.recording_id)
+            self._write_failed(err)
             raise
         upload.hasher.update(chunk.data)
         self.bytes_received += len(chunk.data)
@@ -230,6 +233,15 @@ class RecordingReceiver:
         granted, upload.owed = upload.owed, 0
         return RecCredit(chunk.recording_id, granted)
 
+    def _write_failed(self, err: OSError) -> None:
+        """Direct writes refused (EINVAL: alignment the device does not take): stop using them."""
+        if err.errno == errno.EINVAL and self._direct:
+            self._direct = False
+            log.warning(
+                "O_DIRECT writes are refused here; recordings go through the page cache",
+                extra={"path": str(self.root), "error": str(err)},
+            )
+
     def _drop(self, site_id: str, recording_id: str) -> None:
         stale = self._uploads.pop((site_id, recording_id), None)
         if stale is not None:
@@ -239,6 +251,9 @@ class RecordingReceiver:
         offer = upload.offer
         try:
             upload.out.sync()
+        except OSError as err:
+            self._write_failed(err)
+            raise
         finally:
             upload.out.close()
         digest = upload.hasher.hexdigest()

@@ -106,3 +106,24 @@ def test_a_failed_direct_write_cuts_the_file_back_and_the_upload_resumes(
         "r3", True, "stored"
     )
     assert stored(tmp_path, payload) == payload
+
+
+def test_refused_direct_writes_fall_back_to_the_page_cache(
+    receiver: RecordingReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payload = random.Random(4).randbytes(6 * 1024 * 1024 + 100)
+    offer = offer_of("r4", payload)
+    real_write = recordings._write
+
+    def no_big_writes(fd: int, data: Any, offset: int) -> None:
+        if len(data) > CHUNK:  # only the staged O_DIRECT writes are larger than a chunk
+            raise OSError(22, "Invalid argument")
+        real_write(fd, data, offset)
+
+    monkeypatch.setattr(recordings, "_write", no_big_writes)
+    receiver.offer("site-a", offer)
+    with pytest.raises(OSError, match="Invalid argument"):
+        send(receiver, "r4", payload, 0, len(payload))
+    assert receiver.offer("site-a", offer) == RecResume("r4", 0, 64)
+    assert send(receiver, "r4", payload, 0, len(payload)) == RecDone("r4", True, "stored")
+    assert stored(tmp_path, payload) == payload
