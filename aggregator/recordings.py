@@ -8,7 +8,7 @@ with the offer; a match moves it to ``<dir>/<sha[:2]>/<sha>`` and records it, a 
 discards it so the appliance starts over.
 
 Chunks are gathered in page-aligned staging buffers and written with ``O_DIRECT`` in
-4 MiB writes on a writer thread, beside the hashing, so receiving allocates no
+1 MiB writes on a writer thread, beside the hashing, so receiving allocates no
 page-cache pages: on a virtual machine, page-cache writes into newly allocated pages
 took the receiver most of its time (bench/RESULTS.md, "Sync link"). These go through
 the page cache instead: a chunk that is not block-aligned (the last of a file), every
@@ -55,21 +55,46 @@ SAFE_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456
 
 
 BLOCK = 4096
-STAGE_BYTES = 4 * 1024 * 1024
+STAGE_BYTES = 1024 * 1024
+STAGES = 16
+
+
+class _StagePool:
+    """Page-aligned staging buffers shared by all uploads, at most ``STAGES`` of them.
+
+    Used from the ingest worker thread only. When every buffer is taken (many uploads
+    at once), further chunks go through the page cache, so memory stays bounded.
+    """
+
+    def __init__(self) -> None:
+        self._free: list[memoryview] = []
+        self._made = 0
+
+    def take(self) -> memoryview | None:
+        if self._free:
+            return self._free.pop()
+        if self._made == STAGES:
+            return None
+        self._made += 1
+        return memoryview(mmap.mmap(-1, STAGE_BYTES))
+
+    def give(self, stage: memoryview) -> None:
+        self._free.append(stage)
 
 
 class _PartFile:
     """A partial upload, appended at its size.
 
-    Block-aligned chunks are gathered in a page-aligned staging buffer of
-    ``STAGE_BYTES``; a full buffer is written with O_DIRECT on the writer thread while
-    the next fills (two buffers take turns). Other chunks are written through the page
-    cache, after whatever is staged. ``size`` counts staged bytes: an acknowledgement
-    only follows ``sync``, and after a crash the file's own size is where the upload
-    resumes.
+    Block-aligned chunks are gathered in a staging buffer; a full one is written with
+    O_DIRECT on the writer thread while the next fills. Other chunks, and chunks that
+    find no free staging buffer, are written through the page cache after whatever is
+    staged. ``size`` counts staged bytes: an acknowledgement only follows ``sync``, and
+    after a crash the file's own size is where the upload resumes.
     """
 
-    def __init__(self, path: Path, writer: concurrent.futures.Executor, direct: bool) -> None:
+    def __init__(
+        self, path: Path, writer: concurrent.futures.Executor, pool: _StagePool, direct: bool
+    ) -> None:
         self.size = path.stat().st_size if path.exists() else 0
         self._buffered = os.open(path, os.O_WRONLY | os.O_CREAT, 0o640)
         self._direct: int | None = None
@@ -77,9 +102,11 @@ class _PartFile:
             with contextlib.suppress(OSError):  # EINVAL where the filesystem has no O_DIRECT
                 self._direct = os.open(path, os.O_WRONLY | os.O_DIRECT)
         self._writer = writer
-        self._stages: list[memoryview] = []
+        self._pool = pool
+        self._filling: memoryview | None = None
         self._staged = 0
         self._pending: concurrent.futures.Future[None] | None = None
+        self._pending_stage: memoryview | None = None
         self._pending_at = 0
         self._written_back = self.size
 
@@ -90,12 +117,13 @@ class _PartFile:
         where the failed write began; the upload must then resume from the file.
         """
         size, n = self.size, len(data)
-        if self._direct is not None and size % BLOCK == 0 and n % BLOCK == 0:
-            if self._staged + n > STAGE_BYTES:
-                self._flush()
-            if not self._stages:
-                self._stages = [memoryview(mmap.mmap(-1, STAGE_BYTES)) for _ in range(2)]
-            self._stages[0][self._staged : self._staged + n] = data
+        if self._staged + n > STAGE_BYTES:
+            self._flush()
+        aligned = self._direct is not None and size % BLOCK == 0 and n % BLOCK == 0
+        if aligned and self._filling is None:
+            self._filling = self._pool.take()
+        if aligned and self._filling is not None:
+            self._filling[self._staged : self._staged + n] = data
             self._staged += n
         else:
             self._flush()
@@ -120,26 +148,30 @@ class _PartFile:
         """Close; staged bytes are dropped (the upload resumes from the file)."""
         with contextlib.suppress(OSError):
             self._settle()
+        if self._filling is not None:
+            self._pool.give(self._filling)
+            self._filling = None
         os.close(self._buffered)
         if self._direct is not None:
             os.close(self._direct)
 
     def _flush(self) -> None:
-        """Start writing the staged bytes; the other buffer takes the next chunks."""
+        """Start writing the staged bytes; the next chunks fill another buffer."""
         if not self._staged:
             return
         self._settle()
         assert self._direct is not None
-        stage, at = self._stages[0], self.size - self._staged
-        self._pending_at = at
-        self._pending = self._writer.submit(_write, self._direct, stage[: self._staged], at)
-        self._stages.reverse()
-        self._staged = 0
+        assert self._filling is not None
+        at = self.size - self._staged
+        self._pending_stage, self._pending_at = self._filling, at
+        self._pending = self._writer.submit(_write, self._direct, self._filling[: self._staged], at)
+        self._filling, self._staged = None, 0
 
     def _settle(self) -> None:
         pending, self._pending = self._pending, None
         if pending is None:
             return
+        assert self._pending_stage is not None
         try:
             pending.result()
         except OSError:
@@ -147,6 +179,9 @@ class _PartFile:
             self.size = self._pending_at
             self._staged = 0
             raise
+        finally:
+            self._pool.give(self._pending_stage)
+            self._pending_stage = None
 
 
 def _write(fd: int, data: Frame, offset: int) -> None:
@@ -173,6 +208,7 @@ class RecordingReceiver:
         self.bytes_received = 0
         self._uploads: dict[tuple[str, str], _Upload] = {}
         self._writer = concurrent.futures.ThreadPoolExecutor(1, "recording-write")
+        self._stages = _StagePool()
         self._direct = True
 
     def close(self) -> None:
@@ -193,7 +229,7 @@ class RecordingReceiver:
         self._drop(site_id, rid)
         if part.exists() and part.stat().st_size > offer.size:
             part.unlink()
-        out = _PartFile(part, self._writer, self._direct)
+        out = _PartFile(part, self._writer, self._stages, self._direct)
         held = out.size
         try:
             hasher = _hash_of(part, held)

@@ -71,7 +71,7 @@ def test_staged_bytes_of_a_lost_session_are_sent_again(
     payload = random.Random(2).randbytes(6 * 1024 * 1024)
     offer = offer_of("r2", payload)
     receiver.offer("site-a", offer)
-    send(receiver, "r2", payload, 0, 5 * 1024 * 1024)  # 4 MiB written, 1 MiB staged
+    send(receiver, "r2", payload, 0, 5 * 1024 * 1024)  # 4 MiB written, the fifth staged
     resume = receiver.offer("site-a", offer)  # a new session offers again
     assert resume == RecResume("r2", 4 * 1024 * 1024, 64)
     assert send(receiver, "r2", payload, 4 * 1024 * 1024, len(payload)) == RecDone(
@@ -127,3 +127,19 @@ def test_refused_direct_writes_fall_back_to_the_page_cache(
     assert receiver.offer("site-a", offer) == RecResume("r4", 0, 64)
     assert send(receiver, "r4", payload, 0, len(payload)) == RecDone("r4", True, "stored")
     assert stored(tmp_path, payload) == payload
+
+
+def test_more_uploads_than_staging_buffers_all_store_their_bytes(
+    receiver: RecordingReceiver, tmp_path: Path
+) -> None:
+    payloads = {f"m{i}": random.Random(10 + i).randbytes(3 * 1024 * 1024 + i) for i in range(12)}
+    for rid, payload in payloads.items():
+        assert receiver.offer("site-a", offer_of(rid, payload)) == RecResume(rid, 0, 64)
+    replies = {}
+    for offset in range(0, 3 * 1024 * 1024 + 12, CHUNK):  # interleaved, chunk by chunk
+        for rid, payload in payloads.items():
+            if offset < len(payload):
+                data = payload[offset : offset + CHUNK]
+                replies[rid] = receiver.chunk("site-a", RecChunk(rid, offset, data))
+    assert all(reply == RecDone(rid, True, "stored") for rid, reply in replies.items())
+    assert all(stored(tmp_path, payload) == payload for payload in payloads.values())
