@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from aggregator import recordings
+from aggregator import part_files
 from aggregator.recordings import RecordingReceiver
 from aggregator.store.db import create_engine
 from drivers.sync.protocol import Message, RecChunk, RecCredit, RecDone, RecOffer, RecResume
@@ -51,14 +51,14 @@ def test_unaligned_tail_and_both_write_paths_store_the_exact_bytes(
     receiver: RecordingReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct: bool
 ) -> None:
     if not direct:
-        real_open = recordings.os.open
+        real_open = part_files.os.open
 
         def no_direct(path: Any, flags: int, *args: Any) -> int:
-            if flags & recordings.os.O_DIRECT:
+            if flags & part_files.os.O_DIRECT:
                 raise OSError(22, "no O_DIRECT here")
             return real_open(path, flags, *args)
 
-        monkeypatch.setattr(recordings.os, "open", no_direct)
+        monkeypatch.setattr(part_files.os, "open", no_direct)
     payload = random.Random(1).randbytes(9 * 1024 * 1024 + 1234)
     assert receiver.offer("site-a", offer_of("r1", payload)) == RecResume("r1", 0, 64)
     assert send(receiver, "r1", payload, 0, len(payload)) == RecDone("r1", True, "stored")
@@ -85,7 +85,7 @@ def test_a_failed_direct_write_cuts_the_file_back_and_the_upload_resumes(
 ) -> None:
     payload = random.Random(3).randbytes(12 * 1024 * 1024)
     offer = offer_of("r3", payload)
-    real_write = recordings._write
+    real_write = part_files._write
     failures = [4 * 1024 * 1024]  # the write of the second 4 MiB fails
 
     def failing(fd: int, data: Any, offset: int) -> None:
@@ -94,7 +94,7 @@ def test_a_failed_direct_write_cuts_the_file_back_and_the_upload_resumes(
             raise OSError(28, "No space left on device")
         real_write(fd, data, offset)
 
-    monkeypatch.setattr(recordings, "_write", failing)
+    monkeypatch.setattr(part_files, "_write", failing)
     receiver.offer("site-a", offer)
     with pytest.raises(OSError, match="No space"):
         send(receiver, "r3", payload, 0, len(payload))
@@ -113,14 +113,14 @@ def test_refused_direct_writes_fall_back_to_the_page_cache(
 ) -> None:
     payload = random.Random(4).randbytes(6 * 1024 * 1024 + 100)
     offer = offer_of("r4", payload)
-    real_write = recordings._write
+    real_write = part_files._write
 
     def no_big_writes(fd: int, data: Any, offset: int) -> None:
         if len(data) > CHUNK:  # only the staged O_DIRECT writes are larger than a chunk
             raise OSError(22, "Invalid argument")
         real_write(fd, data, offset)
 
-    monkeypatch.setattr(recordings, "_write", no_big_writes)
+    monkeypatch.setattr(part_files, "_write", no_big_writes)
     receiver.offer("site-a", offer)
     with pytest.raises(OSError, match="Invalid argument"):
         send(receiver, "r4", payload, 0, len(payload))
