@@ -261,6 +261,13 @@ class Phone:
     def state(self, name: str, timeout: float = 10) -> Event:
         return self.wait(lambda e: e.get("state") == name, timeout)
 
+    def answer(self, timeout: float = 10) -> Event:
+        """Wait for a call, answer it and wait until it is confirmed; the incoming event."""
+        incoming = self.wait(lambda e: e["ev"] == "incoming", timeout)
+        self.send("answer")
+        self.state("CONFIRMED")
+        return incoming
+
     def registered(self, timeout: float = 10) -> int:
         code: int = self.wait(lambda e: e["ev"] == "reg", timeout)["code"]
         return code
@@ -291,10 +298,8 @@ def phones(pbx: Pbx, root: Path, *specs: tuple[str, int]) -> Iterator[list[Phone
 def connect_call(caller: Phone, callee: Phone) -> None:
     """Caller dials callee, callee answers, both confirmed."""
     caller.send("call", to=callee.number)
-    callee.wait(lambda e: e["ev"] == "incoming")
-    callee.send("answer")
+    callee.answer()
     caller.state("CONFIRMED")
-    callee.state("CONFIRMED")
 
 
 def wait_for(ready: Callable[[], bool], timeout: float, why: Callable[[], str]) -> None:

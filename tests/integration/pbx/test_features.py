@@ -46,9 +46,7 @@ def test_blind_transfer_by_refer_connects_the_transferee(pbx: Pbx, tmp_path: Pat
     with phones(pbx, tmp_path, *specs) as (alice, bob, carol):
         connect_call(alice, bob)
         alice.send("xfer", to="1003")
-        carol.wait(lambda e: e["ev"] == "incoming")
-        carol.send("answer")
-        carol.state("CONFIRMED")
+        carol.answer()
         alice.send("hangup")
         alice.state("DISCONNECTED")
         carol.send("hangup")
@@ -68,9 +66,7 @@ def test_attended_transfer_replaces_the_consultation_call(pbx: Pbx, tmp_path: Pa
     with phones(pbx, tmp_path, *specs) as (alice, bob, carol):
         connect_call(alice, bob)
         alice.send("consult", to="1003")
-        carol.wait(lambda e: e["ev"] == "incoming")
-        carol.send("answer")
-        carol.state("CONFIRMED")
+        carol.answer()
         alice.send("xfer_attended")
         bob.wait(lambda e: e["ev"] == "transferring")
         carol.wait(lambda e: e["ev"] == "replaced")

@@ -85,9 +85,7 @@ def test_busy_forward_to_ivr_then_digit_transfers_the_caller(mpbx: Pbx, tmp_path
         alice.state("CONFIRMED")
         alice.send("dtmf", digits="1")
         alice.wait(lambda e: e["ev"] == "transferring")
-        carol.wait(lambda e: e["ev"] == "incoming")
-        carol.send("answer")
-        carol.state("CONFIRMED")
+        carol.answer()
         wait_for(lambda: carol.record.exists() and carol.record.stat().st_size > 40000, 10,
                  lambda: "carol recorded nothing")  # fmt: skip
         carol.send("hangup")
@@ -120,9 +118,7 @@ def test_click_to_dial_rings_the_extension_then_connects_the_number(
         alice.wait(lambda e: e["ev"] == "incoming")
         alice.send("answer")
         alice.wait(lambda e: e["ev"] == "transferring")
-        carol.wait(lambda e: e["ev"] == "incoming")
-        carol.send("answer")
-        carol.state("CONFIRMED")
+        carol.answer()
         wait_for(lambda: mpbx.api("GET", f"/operations/{op['id']}")[1]["state"] == "connected",
                  10, lambda: str(mpbx.api("GET", f"/operations/{op['id']}")))  # fmt: skip
         wait_for(lambda: carol.record.exists() and carol.record.stat().st_size > 40000, 10,
@@ -153,9 +149,7 @@ def test_three_way_moves_a_call_into_a_conference_with_a_third_party(
         assert status == 202, op
         alice.wait(lambda e: e["ev"] == "replaced")
         bob.wait(lambda e: e["ev"] == "replaced")
-        carol.wait(lambda e: e["ev"] == "incoming")
-        carol.send("answer")
-        carol.state("CONFIRMED")
+        carol.answer()
         wait_for(lambda: carol.record.exists() and carol.record.stat().st_size > 48000, 10,
                  lambda: "carol recorded nothing")  # fmt: skip
         mpbx.api("DELETE", f"/operations/{op['id']}")

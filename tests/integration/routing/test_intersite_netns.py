@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.integration.pbx.audio import dominant, read_channels
-from tests.integration.pbx.harness import Phone, require_debs
+from tests.integration.pbx.harness import Phone, connect_call, require_debs
 from tests.integration.pbx.test_dialplan_calls import TRUNK_UAS
 from tests.integration.routing.sites import (
     TRUNK_PORT,
@@ -157,15 +157,9 @@ def test_blind_transfer_hands_the_caller_to_a_third_site(company: Company, tmp_p
     alice, bob = phone(a, "1001", 1000, tmp_path), phone(b, "2001", 600, tmp_path)
     carol = phone(c, "3001", 300, tmp_path)
     try:
-        alice.send("call", to="2001")
-        bob.wait(lambda e: e["ev"] == "incoming")
-        bob.send("answer")
-        alice.state("CONFIRMED")
+        connect_call(alice, bob)
         bob.send("xfer", to="3001")
-        incoming = carol.wait(lambda e: e["ev"] == "incoming")
-        assert incoming["remote"].startswith('"Alice (Branch A)"')
-        carol.send("answer")
-        carol.state("CONFIRMED")
+        assert carol.answer()["remote"].startswith('"Alice (Branch A)"')
         bob.send("hangup")
         bob.state("DISCONNECTED")
         carol.send("hangup")
@@ -186,14 +180,9 @@ def test_attended_transfer_across_sites_replaces_the_consultation_call(
     alice, bob = phone(a, "1001", 1000, tmp_path), phone(b, "2001", 600, tmp_path)
     carol = phone(c, "3001", 300, tmp_path)
     try:
-        alice.send("call", to="2001")
-        bob.wait(lambda e: e["ev"] == "incoming")
-        bob.send("answer")
-        alice.state("CONFIRMED")
+        connect_call(alice, bob)
         alice.send("consult", to="3001")
-        carol.wait(lambda e: e["ev"] == "incoming")
-        carol.send("answer")
-        carol.state("CONFIRMED")
+        carol.answer()
         alice.send("xfer_attended")
         bob.wait(lambda e: e["ev"] == "transferring")
         carol.wait(lambda e: e["ev"] == "replaced")
@@ -352,10 +341,7 @@ def test_sites_keep_routing_on_their_snapshots_while_hq_is_down(
     assert routing_version(a) > 0
     alice, bob = phone(a, "1002", 1000, tmp_path), phone(b, "2002", 600, tmp_path)
     try:
-        alice.send("call", to="2002")
-        bob.wait(lambda e: e["ev"] == "incoming")
-        bob.send("answer")
-        alice.state("CONFIRMED")
+        connect_call(alice, bob)
         alice.send("hangup")
         bob.state("DISCONNECTED")
     finally:
