@@ -164,19 +164,18 @@ def build_router(
         with refusals():
             return {"trunks": await control.trunks()}
 
-    @router.get("/operations/{op_id}", summary="State of a click-to-dial or conference")
-    def operation(op_id: str) -> dict[str, Any]:
-        found = control.originations.get(op_id)
+    def known_operation(op_id: str, found: dict[str, Any] | None) -> dict[str, Any]:
         if found is None:
             raise api_error(404, "operation-not-found", "no such operation", id=op_id)
         return found
 
+    @router.get("/operations/{op_id}", summary="State of a click-to-dial or conference")
+    def operation(op_id: str) -> dict[str, Any]:
+        return known_operation(op_id, control.originations.get(op_id))
+
     @router.delete("/operations/{op_id}", summary="End a click-to-dial or conference")
     def end_operation(op_id: str) -> dict[str, Any]:
-        found = control.originations.hangup(op_id)
-        if found is None:
-            raise api_error(404, "operation-not-found", "no such operation", id=op_id)
-        return found
+        return known_operation(op_id, control.originations.hangup(op_id))
 
     @router.get("/cdrs", summary="Search CDRs (oldest first, paged by cursor)")
     def search_cdrs(
