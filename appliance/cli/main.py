@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
-from appliance.cli import appliance_cmd, demo_cmd, doctor_cmd, keys_cmd, modem_cmd
+from appliance.cli import appliance_cmd, demo_cmd, doctor_cmd, flash_cmd, keys_cmd, modem_cmd
 from drivers.runtime.version import __version__
 
 SubcommandModule = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -29,6 +29,7 @@ _MODULES: tuple[SubcommandModule, ...] = (
     modem_cmd.add_parser,
     keys_cmd.add_parser,
     doctor_cmd.add_parser,
+    flash_cmd.add_parser,
 )
 
 
