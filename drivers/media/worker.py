@@ -147,8 +147,11 @@ class Account(pj.Account):
 
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         call = Call(self.worker, self, prm.callId)
-        if prm.rdata.srcAddress != self.worker.config.proxy_address:
-            self.worker.refuse(call, prm.rdata.srcAddress)
+        source = prm.rdata.srcAddress
+        if source != self.worker.config.proxy_address:
+            # Answered from the main loop: the queued action keeps ``call`` referenced, so
+            # its destructor cannot decline the call (603) before the 403 goes out.
+            self.worker.later(lambda: self.worker.refuse(call, source))
             return
         gsm = GSM_URI.search(prm.rdata.wholeMsg)
         if gsm is not None:
