@@ -24,7 +24,8 @@ from appliance.gateway.channels import ModemCollector, ModemPool
 from appliance.gateway.routes import build_sms_router
 from appliance.gateway.sms import SmsService
 from appliance.pbx.component import PbxComponent
-from appliance.pbx.gsm import GsmTrunkService
+from appliance.pbx.deciders import TRUNK
+from appliance.pbx.gsm import GsmDecider, GsmTrunkService
 from appliance.pbx.webhooks import WebhookService
 from appliance.routing import RoutingService
 from appliance.routing.metrics import PeerCollector
@@ -167,6 +168,7 @@ def _gsm_trunks(
         settings.pbx.gsm, pool.channels, sim, pbx.media, lambda: pbx.calls, lambda: pbx.dialplan
     )
     pbx.gsm = gsm
+    pbx.chain.add(GsmDecider(gsm), TRUNK)
     return gsm
 
 
