@@ -138,3 +138,14 @@ class RecordingPolicy:
             policy = self._dialplan().recording(query.caller, query.dialled)
             return replace(decision, recording=policy)
         return decision
+
+
+def outside_number(decision: Decision, dialled: str) -> str | None:
+    """The number a decision dials outside the company (trunk, GSM, routed trunk), else None."""
+    if decision.action == "gsm":
+        return decision.uri
+    if decision.action == "trunk":
+        return decision.uri.removeprefix("sip:").partition("@")[0]
+    if decision.action == "route" and decision.trunk:
+        return dialled
+    return None
