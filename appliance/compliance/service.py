@@ -217,7 +217,9 @@ class ComplianceService:
             "call_id": attempt.call_id,
         }
         self._outbox.append(msgpack.packb(event, use_bin_type=True))
-        log.info("outbound call refused", extra=event)
+        # ``message`` is a LogRecord attribute: passed in ``extra`` it would raise.
+        fields = {k: v for k, v in event.items() if k != "message"}
+        log.info("outbound call refused: %s", message, extra=fields)
         return Decision(False, number, campaign, error_id, message)
 
     def site_dnc(self) -> dict[str, Any]:

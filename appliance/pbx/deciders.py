@@ -108,13 +108,17 @@ class DialPlanDecider:
 
 
 class UnservedGsm:
-    """A ``gsm`` decision no GSM decider took: this PBX has no GSM trunk."""
+    """A ``gsm`` decision no GSM decider took: this PBX has no GSM trunk.
+
+    The dial plan's ``gsm`` decision names the number to dial; a GSM decider that served
+    it names a worker's SIP URI instead.
+    """
 
     name = "unserved-gsm"
 
     def decide(self, query: RouteQuery, decision: Decision | None) -> Decision | None:
         """503 ``no-gsm-trunk`` for a GSM route left unserved."""
-        if decision is not None and decision.action == "gsm":
+        if decision is not None and decision.action == "gsm" and "@" not in decision.uri:
             return Decision("reject", code=503, reason="no-gsm-trunk")
         return decision
 

@@ -15,10 +15,12 @@ from appliance.pbx.deciders import (
     POLICY,
     ROUTE,
     TRUNK,
+    UNSERVED,
     DecisionChain,
     DialPlanDecider,
     RecordingPolicy,
     RouteQuery,
+    UnservedGsm,
     outside_number,
 )
 from appliance.pbx.dialplan import Decision, DialPlan
@@ -57,7 +59,8 @@ class Channel:
     def decide(self, query: RouteQuery, decision: Decision | None) -> Decision | None:
         if decision is not None and decision.action == "gsm":
             self.seized += 1
-            return Decision("gsm", uri=decision.uri, trunk="gsm-0", route=decision.route)
+            uri = f"sip:{decision.uri}@127.0.0.1:5080;gsm=gsm-0"
+            return Decision("gsm", uri=uri, trunk="gsm-0", route=decision.route)
         return decision
 
 
@@ -83,6 +86,7 @@ def chain_with(compliance: ComplianceService) -> tuple[DecisionChain, Channel, C
     chain.add(channel, TRUNK)
     chain.add(DialPlanDecider(lambda: PLAN), ROUTE)
     chain.add(ComplianceDecider(calls), POLICY)
+    chain.add(UnservedGsm(), UNSERVED)
     return chain, channel, calls
 
 
@@ -99,10 +103,12 @@ def test_deciders_run_in_stage_order_then_in_the_order_they_joined() -> None:
 def test_the_dial_plan_chain_answers_as_the_dial_plan_did() -> None:
     chain = DecisionChain()
     chain.add(DialPlanDecider(lambda: PLAN), ROUTE)
+    chain.add(UnservedGsm(), UNSERVED)
     chain.add(RecordingPolicy(lambda: PLAN, True), MEDIA)
     local = chain.decide(query("1001", "1002"))
     assert (local.action, local.targets, local.recording) == ("extension", ("1002",), "always")
-    assert chain.decide(query("1001", "0301234")).wire()["uri"] == "+49301234"
+    unserved = chain.decide(query("1001", "0301234"))
+    assert (unserved.code, unserved.reason) == (503, "no-gsm-trunk")
     unknown = chain.decide(query("1001", "1009"))
     assert (unknown.code, unknown.reason, unknown.recording) == (404, "unknown-extension", None)
 
