@@ -1,21 +1,21 @@
 """Compliance in the call path, end to end: the whole SIM-gateway appliance (Kamailio,
 rtpengine, media and GSM workers, modem drivers on simulated EC25 modems) with pjsua2
-phones. Extension 1002 is bound to campaign ``day`` (calling now allowed), 1003 to
-campaign ``night`` (not now); the site's own hours exclude now, so SMS are refused;
-``+4930999111`` is on the site's do-not-call list."""
+phones, syncing to a real aggregator (HQ). Extension 1002 is bound to campaign ``day``
+(calling now allowed), 1003 to campaign ``night`` (not now); the site's own hours
+exclude now, so SMS are refused; the ``DNC`` numbers are on the site's do-not-call
+list, one per test, so each test finds its own refusal at HQ."""
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import pytest
 import yaml
 
-from appliance.store import Outbox, Store
+from appliance.store import Outbox
 from drivers.modem.sim import ModemSimulator, SimulatorConfig
 from tests.integration.pbx.harness import (
     Pbx,
@@ -28,10 +28,18 @@ from tests.integration.pbx.harness import (
     wait_for,
 )
 from tests.integration.pbx.test_gsm import GatewayPbx
+from tests.integration.test_sync import start_aggregator
+from tests.sync_env import SyncEnv, make_env
+from tests.sync_env import wait_for as wait_until
 
-DNC = "030999111"
-DNC_E164 = "+4930999111"
+DNC = {path: f"03099911{n}" for n, path in enumerate(
+    ("break-out", "click-to-dial", "conference", "three-way"))}  # fmt: skip
 TONE = 450
+
+
+def e164(national: str) -> str:
+    """The number as the mobile route dials it."""
+    return "+49" + national[1:]
 
 
 def window(start_h: float, end_h: float) -> dict[str, str]:
@@ -44,15 +52,18 @@ def window(start_h: float, end_h: float) -> dict[str, str]:
 class CompliantGateway(GatewayPbx):
     """The gateway appliance with a media worker and the compliance rules above."""
 
-    def __init__(self, root: Path, simulator: ModemSimulator) -> None:
+    def __init__(self, root: Path, simulator: ModemSimulator, hq: SyncEnv) -> None:
         super().__init__(root, simulator)
         config = yaml.safe_load(self.config.read_text())
+        config["site_id"] = hq.site_id
+        config["sync"] = yaml.safe_load(hq.app_config.read_text())["sync"]
+        config["sync"]["key_file"] = str(hq.root / "app" / "keys" / f"{hq.site_id}.key_secret")
         config["pbx"]["media"] = media(1)
         config["api"]["tokens"][0]["role"] = "admin"
         config["site"] = {"timezone": "UTC"}
         closed, opened = window(2, 3), window(-1, 1)
         config["compliance"] = {
-            "dnc": [DNC_E164],
+            "dnc": [e164(n) for n in DNC.values()],
             "max_attempts_per_day": 2,
             "windows": [closed],
             "campaigns": [{"id": "day", "windows": [opened]},
@@ -72,10 +83,22 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModemSimulat
 
 
 @pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory, simulator: ModemSimulator) -> Iterator[Pbx]:
+def hq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncEnv]:
+    env = make_env(tmp_path_factory.mktemp("hq"))
+    aggregator = start_aggregator(env)
+    try:
+        yield env
+    finally:
+        aggregator.close()
+
+
+@pytest.fixture(scope="module")
+def gw(
+    tmp_path_factory: pytest.TempPathFactory, simulator: ModemSimulator, hq: SyncEnv
+) -> Iterator[Pbx]:
     require_debs()
     root = tmp_path_factory.mktemp("compliance-pbx")
-    instance = CompliantGateway(root, simulator)
+    instance = CompliantGateway(root, simulator, hq)
     try:
         instance.start(timeout=60)
         yield instance
@@ -104,12 +127,31 @@ def never_rings(phone: Phone, seconds: float = 3.0) -> None:
         phone.wait(lambda e: e["ev"] == "incoming", timeout=seconds)
 
 
-def refusals(gw: Pbx) -> list[dict[str, Any]]:
-    def read(store: Store) -> list[dict[str, Any]]:
-        return [msgpack.unpackb(raw) for _, raw in Outbox(store, "compliance").read_batch()]
+def cdr_for(gw: Pbx, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """A CDR from the appliance's own index (the outbox empties as HQ acknowledges)."""
+    found: list[dict[str, Any]] = []
 
-    result: list[dict[str, Any]] = gw.store_read(read)
-    return result
+    def written() -> bool:
+        found[:] = [c for c in gw.api("GET", "/cdrs?limit=500")[1]["cdrs"] if match(c)]
+        return bool(found)
+
+    wait_for(written, 10, lambda: str(gw.api("GET", "/cdrs?limit=500")))
+    return found[-1]
+
+
+def at_hq(hq: SyncEnv, destination: str, error_id: str, count: int = 1) -> dict[str, Any]:
+    """The refusal HQ lists for ``destination``, once it arrived ``count`` times (no more)."""
+    found: list[dict[str, Any]] = []
+
+    def arrived() -> bool:
+        rows = hq.api("/api/v1/fleet/refusals", site=hq.site_id, limit=1000)["refusals"]
+        found[:] = [r for r in rows
+                    if (r["destination"], r["error_id"]) == (destination, error_id)]  # fmt: skip
+        return len(found) >= count
+
+    wait_until(arrived, 20, f"{error_id} refusal of {destination} at HQ")
+    assert len(found) == count, found
+    return found[0]
 
 
 def refused_call(phone: Phone, number: str) -> dict[str, Any]:
@@ -118,26 +160,28 @@ def refused_call(phone: Phone, number: str) -> dict[str, Any]:
 
 
 def test_a_bound_extension_breaking_out_to_a_dnc_number_gets_403_and_no_modem_dials(
-    gw: Pbx, simulator: ModemSimulator, tmp_path: Path
+    gw: Pbx, simulator: ModemSimulator, hq: SyncEnv, tmp_path: Path
 ) -> None:
     before = dialled(simulator)
     with phones(gw, tmp_path, ("1002", TONE)) as (bob,):
-        ended = refused_call(bob, DNC)
+        ended = refused_call(bob, DNC["break-out"])
     assert (ended["code"], ended["reason"]) == (403, "dnc-site")
     assert "do-not-call" in ended["reason_header"]
     assert ended["reason_header"].startswith("SIP;cause=403")
     assert dialled(simulator) == before
-    cdr = gw.cdr_for(lambda c: c["callee"]["number"] == DNC)
+    cdr = cdr_for(gw, lambda c: c["callee"]["number"] == DNC["break-out"])
     assert cdr["disposition"] == "refused"
     assert cdr["hangup_cause"] == {"sip_code": 403, "reason": "dnc-site"}
     assert cdr["trunk"] is None
-    refusal = next(r for r in refusals(gw) if r["call_id"] == cdr["call_id"])
-    assert (refusal["source"], refusal["caller"]) == ("break-out", "1002")
+    assert (
+        at_hq(hq, e164(DNC["break-out"]), "dnc-site")["message"]
+        == ended["reason_header"].split('"')[1]
+    )
     assert all(c["call"] is None for c in gw.channels())  # type: ignore[attr-defined]
 
 
 def test_a_break_out_outside_the_campaigns_calling_hours_is_refused(
-    gw: Pbx, simulator: ModemSimulator, tmp_path: Path
+    gw: Pbx, simulator: ModemSimulator, hq: SyncEnv, tmp_path: Path
 ) -> None:
     before = dialled(simulator)
     with phones(gw, tmp_path, ("1003", TONE)) as (carol,):
@@ -145,10 +189,11 @@ def test_a_break_out_outside_the_campaigns_calling_hours_is_refused(
     assert (ended["code"], ended["reason"]) == (403, "outside-calling-hours")
     assert "calls are allowed" in ended["reason_header"]
     assert dialled(simulator) == before
+    assert at_hq(hq, "+4930123123", "outside-calling-hours")["campaign"] == "night"
 
 
 def test_break_outs_past_the_attempt_cap_are_refused_and_allowed_ones_still_dial(
-    gw: Pbx, simulator: ModemSimulator, tmp_path: Path
+    gw: Pbx, simulator: ModemSimulator, hq: SyncEnv, tmp_path: Path
 ) -> None:
     status, checked = gw.api("POST", "/compliance/check",
                              {"destination": "+4930444555", "campaign": "day"})  # fmt: skip
@@ -164,57 +209,64 @@ def test_break_outs_past_the_attempt_cap_are_refused_and_allowed_ones_still_dial
         ended = refused_call(bob, "030444555")
     assert (ended["code"], ended["reason"]) == (403, "attempt-limit")
     assert dialled(simulator) == [*before, "+4930444555"]
-    an_extension = gw.cdr_for(lambda c: c["disposition"] == "refused"
-                              and c["hangup_cause"]["reason"] == "attempt-limit")  # fmt: skip
-    assert an_extension["caller"]["number"] == "1002"
+    at_hq(hq, "+4930444555", "attempt-limit")
 
 
 def test_click_to_dial_to_a_dnc_number_is_refused_before_any_leg_rings(
-    gw: Pbx, tmp_path: Path
+    gw: Pbx, hq: SyncEnv, tmp_path: Path
 ) -> None:
     with phones(gw, tmp_path, ("1001", TONE)) as (alice,):
-        status, body = gw.api("POST", "/calls", {"extension": "1001", "number": DNC})
+        status, body = gw.api(
+            "POST", "/calls", {"extension": "1001", "number": DNC["click-to-dial"]}
+        )
         assert status == 403
         detail = body["detail"]
         assert (detail["error_id"], detail["details"]["rule"]) == ("compliance-refused", "dnc-site")
         never_rings(alice)
-    cdr = gw.cdr_for(lambda c: c["route"] == "click-to-dial")
-    assert (cdr["disposition"], cdr["callee"]["number"]) == ("refused", DNC)
-    assert any(r["source"] == "click-to-dial" for r in refusals(gw))
+    cdr = cdr_for(gw, lambda c: c["route"] == "click-to-dial")
+    assert (cdr["disposition"], cdr["callee"]["number"]) == ("refused", DNC["click-to-dial"])
+    assert cdr["caller"]["extension"] == "1001"
+    at_hq(hq, e164(DNC["click-to-dial"]), "dnc-site")
 
 
 def test_a_conference_with_a_dnc_participant_is_refused_before_anyone_rings(
-    gw: Pbx, tmp_path: Path
+    gw: Pbx, hq: SyncEnv, tmp_path: Path
 ) -> None:
     with phones(gw, tmp_path, ("1001", TONE)) as (alice,):
-        request = {"participants": ["1001", DNC], "on_behalf_of": "1001"}
+        request = {"participants": ["1001", DNC["conference"]], "on_behalf_of": "1001"}
         status, body = gw.api("POST", "/conferences", request)
         assert (status, body["detail"]["details"]["rule"]) == (403, "dnc-site")
         never_rings(alice)
+    at_hq(hq, e164(DNC["conference"]), "dnc-site")
 
 
 def test_adding_a_dnc_party_to_a_call_is_refused_and_the_call_goes_on(
-    gw: Pbx, tmp_path: Path
+    gw: Pbx, hq: SyncEnv, tmp_path: Path
 ) -> None:
     with phones(gw, tmp_path, ("1001", TONE), ("1003", TONE)) as (alice, carol):
         connect_call(alice, carol)
         _, live = gw.api("GET", "/calls")
         [call] = live["calls"]
-        status, body = gw.api("POST", f"/calls/{call['call_id']}/parties", {"number": DNC})
+        status, body = gw.api(
+            "POST", f"/calls/{call['call_id']}/parties", {"number": DNC["three-way"]}
+        )
         assert (status, body["detail"]["error_id"]) == (403, "compliance-refused")
         with pytest.raises(AssertionError, match="no matching event"):
             alice.wait(lambda e: e["ev"] == "replaced" or e.get("state") == "DISCONNECTED", 3)
         alice.send("hangup")
         alice.state("DISCONNECTED")
         carol.state("DISCONNECTED")
-    cdr = gw.cdr_for(lambda c: c["call_id"] == call["call_id"])
+    cdr = cdr_for(gw, lambda c: c["call_id"] == call["call_id"])
     assert cdr["disposition"] == "answered"
+    at_hq(hq, e164(DNC["three-way"]), "dnc-site")
 
 
-def test_an_sms_outside_the_sites_calling_hours_is_refused(
-    gw: Pbx, simulator: ModemSimulator
+def test_an_sms_outside_the_sites_calling_hours_is_refused_and_listed_at_hq(
+    gw: Pbx, simulator: ModemSimulator, hq: SyncEnv
 ) -> None:
     status, body = gw.api("POST", "/sms", {"to": "+4930123456", "text": "late offer"})
     assert (status, body["error_id"]) == (403, "outside-calling-hours")
     assert simulator.record(0).sent_sms == []
-    assert any(r["source"] == "sms" for r in refusals(gw))
+    assert at_hq(hq, "+4930123456", "outside-calling-hours")["campaign"] is None
+    pending = gw.store_read(lambda store: Outbox(store, "compliance").pending())
+    assert pending == 0
