@@ -145,11 +145,19 @@ class RecordingPolicy:
 
 
 def outside_number(decision: Decision, dialled: str) -> str | None:
-    """The number a decision dials outside the company (trunk, GSM, routed trunk), else None."""
+    """The number a decision dials outside the company (trunk, GSM, routed trunk), else None.
+
+    A routed trunk (``route`` naming a trunk, here or at another site) dials its first
+    hop's number: the company's rule has applied its strip and prepend to it.
+    """
     if decision.action == "gsm":
         return decision.uri
     if decision.action == "trunk":
-        return decision.uri.removeprefix("sip:").partition("@")[0]
+        return _user(decision.uri)
     if decision.action == "route" and decision.trunk:
-        return dialled
+        return _user(decision.hops[0].uri) if decision.hops else dialled
     return None
+
+
+def _user(uri: str) -> str:
+    return uri.removeprefix("sip:").partition("@")[0]

@@ -23,7 +23,7 @@ from appliance.pbx.deciders import (
     UnservedGsm,
     outside_number,
 )
-from appliance.pbx.dialplan import Decision, DialPlan
+from appliance.pbx.dialplan import Decision, DialPlan, Hop
 from appliance.pbx.settings import DialPlanSettings, GsmGroup, GsmSettings, OutboundRoute
 from appliance.settings import ComplianceSettings, ExtensionBinding
 from appliance.store import Outbox, Store
@@ -123,7 +123,8 @@ def test_recording_off_answers_never_for_every_call() -> None:
 def test_outside_numbers_are_those_of_trunks_gsm_and_routed_trunks() -> None:
     assert outside_number(Decision("gsm", uri="+49301"), "0301") == "+49301"
     assert outside_number(Decision("trunk", uri="sip:0301@10.0.0.1:5060"), "0301") == "0301"
-    assert outside_number(Decision("route", trunk="carrier"), "0301") == "0301"
+    hop = Hop("site", "sip:+49301@10.0.0.2:5060", "1001", "site:gw via mobile")
+    assert outside_number(Decision("route", trunk="mobile", hops=(hop,)), "0301") == "+49301"
     assert outside_number(Decision("route", peer_site="b"), "2001") is None
     assert outside_number(Decision("extension", ("1002",)), "1002") is None
 
