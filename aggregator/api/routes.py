@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, StreamingResponse
 
 from aggregator import reports
-from aggregator.api.auth import Principal, authenticator
+from aggregator.api.auth import Principal, hq_access
 from aggregator.api.errors import ApiError
 from aggregator.settings import AggregatorSettings
 from aggregator.store.schema import recordings, sites
@@ -24,7 +24,7 @@ Format = Literal["json", "csv"]
 def build_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) -> APIRouter:
     """All /api/v1 routes bound to this aggregator's settings and database."""
     router = APIRouter(prefix="/api/v1")
-    who = Annotated[Principal, Depends(authenticator(settings.api.tokens))]
+    who = Annotated[Principal, hq_access(settings.api.tokens).needs("viewer")]
 
     @router.get("/sites", tags=["sites"], summary="Sites with status, last seen and backlog")
     def list_sites(principal: who) -> dict[str, Any]:
