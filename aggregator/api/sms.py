@@ -12,7 +12,8 @@ from fastapi import APIRouter, Query
 
 from aggregator import reports
 from aggregator.api.auth import Principal, hq_access
-from aggregator.api.routes import Format, _csv, _time
+from aggregator.api.csv_export import csv_response
+from aggregator.api.routes import Format, _time
 from aggregator.settings import AggregatorSettings
 from aggregator.store.schema import sms_messages
 
@@ -46,7 +47,7 @@ def build_sms_router(settings: AggregatorSettings, engine: Callable[[], sa.Engin
             query = query.where(table.at_ms >= start)
         with engine().connect() as conn:
             rows = [_sms(r) for r in conn.execute(query.limit(limit))]
-        return _csv("sms.csv", iter(rows)) if format == "csv" else {"sms": rows}
+        return csv_response("sms.csv", iter(rows)) if format == "csv" else {"sms": rows}
 
     return router
 

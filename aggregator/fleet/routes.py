@@ -14,8 +14,9 @@ from pydantic import BaseModel, Field
 
 from aggregator import reports
 from aggregator.api.auth import Principal, hq_access
+from aggregator.api.csv_export import csv_response
 from aggregator.api.errors import ApiError
-from aggregator.api.routes import Format, _csv
+from aggregator.api.routes import Format
 from aggregator.fleet import store as fleet
 from aggregator.settings import AggregatorSettings
 from aggregator.store.db import insert
@@ -71,7 +72,7 @@ def build_fleet_router(settings: AggregatorSettings, engine: Callable[[], sa.Eng
             rows = [_sim(r) for r in conn.execute(query)]
             _add_sms_counts(conn, rows)
         if format == "csv":
-            return _csv("sims.csv", iter(_flat(r) for r in rows))
+            return csv_response("sims.csv", iter(_flat(r) for r in rows))
         return {"sims": rows}
 
     @router.get("/sims/{iccid}", summary="One SIM")
@@ -160,7 +161,7 @@ def build_fleet_router(settings: AggregatorSettings, engine: Callable[[], sa.Eng
         with engine().connect() as conn:
             rows = [_usage(r) for r in conn.execute(query)]
         if format == "csv":
-            return _csv("sim-usage.csv", iter(rows))
+            return csv_response("sim-usage.csv", iter(rows))
         return {"rows": rows}
 
     @router.get("/refusals", summary="Outbound calls the sites refused (DNC, hours, attempts)")
@@ -176,7 +177,7 @@ def build_fleet_router(settings: AggregatorSettings, engine: Callable[[], sa.Eng
             query = query.where(compliance_events.c.site_id.in_(sorted(scope)))
         with engine().connect() as conn:
             rows = [_refusal(r) for r in conn.execute(query)]
-        return _csv("refusals.csv", iter(rows)) if format == "csv" else {"refusals": rows}
+        return csv_response("refusals.csv", iter(rows)) if format == "csv" else {"refusals": rows}
 
     _dnc_routes(router, who, admin, engine, configured)
     return router
