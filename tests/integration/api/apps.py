@@ -38,7 +38,7 @@ LOCAL_TOKENS = {
 }
 # Text a spreadsheet would run as a formula, as a caller could set it.
 T0_MS = int(T0 * 1000)
-FORMULA_NAME = "=HYPERLINK(\"http://x.invalid\",\"click\")"
+FORMULA_NAME = '=HYPERLINK("http://x.invalid","click")'
 
 
 def hq_settings(root: Path) -> AggregatorSettings:
