@@ -66,6 +66,14 @@ class ApiSettings(Section):
         return tokens
 
 
+class ReportSettings(Section):
+    """Limits of the HQ reports."""
+
+    max_span_days: int = Field(
+        366, ge=1, le=3660, description="longest from-to range a report may cover"
+    )
+
+
 class SiteKey(Section):
     """A site allowed to connect, bound to its CurveZMQ public key."""
 
@@ -102,6 +110,7 @@ class AggregatorSettings(ServiceSettings):
     http: HttpSettings = HttpSettings(port=8800)
     database: DatabaseSettings = DatabaseSettings()
     api: ApiSettings = ApiSettings()
+    reports: ReportSettings = ReportSettings()
     ingest: IngestSettings = IngestSettings()
     routing: RoutingSettings = RoutingSettings()
 

@@ -86,7 +86,7 @@ def build_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) 
         format: Format = "json",
     ) -> Any:
         zone = _zone(tz)
-        span = (_time(start, zone) or 0, _time(end, zone) or 0)
+        span = _span(start, end, zone, settings.reports.max_span_days)
         with engine().connect() as conn:
             rows = reports.summary(conn, principal.scope(site), *span, zone, group)
         return _respond(rows, format, "summary.csv")
@@ -101,7 +101,7 @@ def build_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) 
             format: Format = "json",
         ) -> Any:
             zone = _zone(tz)
-            span = (_time(start, zone) or 0, _time(end, zone) or 0)
+            span = _span(start, end, zone, settings.reports.max_span_days)
             with engine().connect() as conn:
                 rows = reports.by_key(conn, dim, principal.scope(site), *span)
             return _respond(rows, format, f"by-{dim}.csv")
@@ -192,6 +192,11 @@ def _zone(name: str) -> Any:
 
 def _time(text: str | None, zone: Any) -> int | None:
     return None if text is None else _guard(reports.parse_time, text, zone)
+
+
+def _span(start: str, end: str, zone: Any, max_days: int) -> tuple[int, int]:
+    first, last = _guard(reports.parse_time, start, zone), _guard(reports.parse_time, end, zone)
+    return tuple(_guard(reports.report_span, first, last, max_days))
 
 
 def _all_pages(
