@@ -1,6 +1,7 @@
 """The HQ and appliance HTTP apps as their composition roots build them, for API tests.
 
-Only the stores are started. On the appliance the PBX and the modems stay stopped, so
+Only the stores (and the appliance's compliance service, which lives on its store) are
+started. On the appliance the PBX and the modems stay stopped, so
 their routes answer 503 ``pbx-not-started`` / ``not-started`` after the role check; the
 PBX's own routes are fuzzed against a running PBX in tests/integration/pbx/.
 """
@@ -20,6 +21,7 @@ from aggregator.settings import AggregatorSettings
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.schema import recordings, sims, sites, sms_messages
 from appliance import service as appliance_service
+from appliance.compliance.service import ComplianceService
 from appliance.settings import ApplianceSettings
 from drivers.runtime.http import HttpServer
 from drivers.runtime.lifecycle import Component
@@ -106,17 +108,20 @@ def appliance_app(root: Path) -> Iterator[FastAPI]:
     )
     components = appliance_service.build(settings)
     store = next(c for c in components if isinstance(c, appliance_service.StoreComponent))
-    with _started(components, store):
+    compliance = next(c for c in components if isinstance(c, ComplianceService))
+    with _started(components, store, compliance):
         yield _app(components)
 
 
 @contextlib.contextmanager
-def _started(components: list[Component], part: Component) -> Iterator[None]:
-    asyncio.run(part.start())
+def _started(components: list[Component], *parts: Component) -> Iterator[None]:
+    for part in parts:
+        asyncio.run(part.start())
     try:
         yield
     finally:
-        asyncio.run(part.stop())
+        for part in reversed(parts):
+            asyncio.run(part.stop())
         asyncio.run(next(c for c in components if isinstance(c, HttpServer)).stop())
 
 
