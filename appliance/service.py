@@ -35,7 +35,6 @@ from appliance.sync.client import SyncClient
 from appliance.sync.metrics import SyncMetrics
 from drivers.net.component import NetworkComponent
 from drivers.net.netlink import NetlinkDriver
-from drivers.runtime.api_docs import ErrorBody, NestedErrorBody, ValidationErrors, error_responses
 from drivers.runtime.http import HttpServer
 from drivers.runtime.lifecycle import Component, run_until_signalled
 from drivers.runtime.observability import Health, add_observability_routes, new_registry
@@ -44,8 +43,6 @@ from drivers.sip.kamailio_config import Subscriber
 log = logging.getLogger(__name__)
 
 OUTBOXES = ("cdr", "recording", "compliance", "sms")
-FLAT = error_responses(ErrorBody, ValidationErrors)
-NESTED = error_responses(NestedErrorBody, ValidationErrors)
 
 
 class StoreComponent:
@@ -107,7 +104,7 @@ def build(
     health.add_check("routing", routing.check)
     compliance = ComplianceService(settings.compliance, settings.site.timezone, store.get)
     install_error_handler(app)
-    app.include_router(build_compliance_router(settings.api.tokens, compliance), responses=FLAT)
+    app.include_router(build_compliance_router(settings.api.tokens, compliance))
     components: list[Component] = [*_network(settings, health), store, routing]
     pbx = None
     if settings.pbx.enabled:
@@ -123,7 +120,7 @@ def build(
             components.append(_gsm_trunks(settings, pbx, pool, sim))
         if pool is not None:
             sms = _sms(settings, store, sim, compliance, pool)
-            app.include_router(build_sms_router(settings.api.tokens, sms), responses=FLAT)
+            app.include_router(build_sms_router(settings.api.tokens, sms))
             components.append(sms)
     components.append(compliance)
     if settings.sync.enabled:
@@ -158,7 +155,7 @@ def _pbx(
         gsm_channels if settings.profile == "sim-gateway" else (),
     )
     health.add_check("pbx", pbx.check)
-    app.include_router(pbx.router(settings.api.tokens), responses=NESTED)
+    app.include_router(pbx.router(settings.api.tokens))
     return pbx
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from appliance.access import local_access
 from appliance.compliance.service import ComplianceService, NumberError
+from drivers.runtime.api_docs import ErrorBody, ValidationErrors, error_responses
 from drivers.runtime.settings_base import ApiToken
 
 
@@ -49,7 +50,8 @@ class CheckRequest(BaseModel):
 
 def build_compliance_router(tokens: Sequence[ApiToken], compliance: ComplianceService) -> APIRouter:
     """The /api/v1/compliance routes of the appliance's local API."""
-    router = APIRouter(prefix="/api/v1/compliance", tags=["compliance"])
+    errors = error_responses(ErrorBody, ValidationErrors)
+    router = APIRouter(prefix="/api/v1/compliance", tags=["compliance"], responses=errors)
     access = local_access(tokens, LocalApiError)
     role = Annotated[str, access.needs("viewer")]
     writer = Annotated[str, access.needs("operator")]

@@ -15,6 +15,7 @@ from appliance.access import local_access
 from appliance.compliance.routes import LocalApiError
 from appliance.gateway.sms import SmsService
 from appliance.gateway.sms_policy import SmsError
+from drivers.runtime.api_docs import ErrorBody, ValidationErrors, error_responses
 from drivers.runtime.settings_base import ApiToken
 
 STATUS = {
@@ -49,7 +50,8 @@ def _refused(err: SmsError) -> LocalApiError:
 
 def build_sms_router(tokens: Sequence[ApiToken], sms: SmsService) -> APIRouter:
     """The /api/v1/sms and /api/v1/ussd routes of the appliance's local API."""
-    router = APIRouter(prefix="/api/v1", tags=["sms"])
+    errors = error_responses(ErrorBody, ValidationErrors)
+    router = APIRouter(prefix="/api/v1", tags=["sms"], responses=errors)
     access = local_access(tokens, LocalApiError)
     role = Annotated[str, access.needs("viewer")]
     sender = Annotated[str, access.needs("operator")]

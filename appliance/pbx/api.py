@@ -30,6 +30,7 @@ from appliance.pbx.cdr import DISPOSITIONS
 from appliance.pbx.errors import CallControlError, PbxNotStartedError
 from appliance.pbx.originate import OriginationService
 from appliance.pbx.recordings import RecordingService
+from drivers.runtime.api_docs import NestedErrorBody, ValidationErrors, error_responses
 from drivers.runtime.settings_base import ApiToken
 
 
@@ -110,7 +111,8 @@ def build_router(
         except PbxNotStartedError:
             raise api_error(503, "pbx-not-started", "the PBX is starting or stopped") from None
 
-    router = APIRouter(prefix="/api/v1", tags=["calls"])
+    errors = error_responses(NestedErrorBody, ValidationErrors)
+    router = APIRouter(prefix="/api/v1", tags=["calls"], responses=errors)
 
     @contextlib.contextmanager
     def refusals() -> Iterator[None]:
