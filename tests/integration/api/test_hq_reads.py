@@ -121,3 +121,21 @@ def test_a_report_over_the_longest_span_answers(client: TestClient) -> None:
     days = {"from": "2025-01-01", "to": "2026-01-02", "group": "hour"}
     rows = read(client, "/api/v1/reports/summary", HQ_VIEWER, site=SITE, **days)["rows"]
     assert sum(r["calls"] for r in rows) == 20
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content", "status", "error_id"),
+    [
+        ("put", "/api/v1/directory", b"i\xff\x17\xfee", 400, "bad-request"),
+        ("get", "/api/v1/nothing-here", None, 404, "not-found"),
+        ("post", "/api/v1/sites", None, 405, "method-not-allowed"),
+    ],
+)
+def test_http_level_errors_take_the_common_error_shape(
+    client: TestClient, method: str, path: str, content: bytes | None, status: int, error_id: str
+) -> None:
+    headers = {"Authorization": f"Bearer {HQ_TOKENS['admin']}", "Content-Type": "application/json"}
+    response = client.request(method, path, content=content, headers=headers)
+    assert response.status_code == status
+    assert response.json()["error_id"] == error_id
+    assert response.json()["message"]
