@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from appliance.gateway.settings import GatewaySettings
 from appliance.pbx.settings import PbxSettings
 from drivers.net.plan import Desired, Link, Route, WireGuardPeer
-from drivers.runtime.settings_base import ApiToken, Section, ServiceSettings
+from drivers.runtime.settings_base import ApiToken, Section, ServiceSettings, check_distinct_tokens
 from drivers.sip.kamailio_config import check_domain
 from drivers.sync.keys import check_z85_key
 
@@ -29,6 +29,12 @@ class ApiSettings(Section):
     """Local API access."""
 
     tokens: tuple[ApiToken, ...] = ()
+
+    @field_validator("tokens")
+    @classmethod
+    def _distinct(cls, tokens: tuple[ApiToken, ...]) -> tuple[ApiToken, ...]:
+        check_distinct_tokens(tokens)
+        return tokens
 
 
 class Extension(Section):

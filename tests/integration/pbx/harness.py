@@ -99,7 +99,7 @@ class Pbx:
                 for n, name in EXTENSIONS.items()
             ]},
             "pbx": self.settings,
-            "api": {"tokens": [{"name": "ops", "token": API_TOKEN}]},
+            "api": {"tokens": [{"name": "ops", "token": API_TOKEN, "role": "operator"}]},
             "test_api_port": self.api_port,
         })  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
