@@ -177,7 +177,9 @@ class RecordingReceiver:
         """Close uploads idle since ``idle_since``; delete their and orphaned ``.part`` files."""
         stale = [key for key, u in self._uploads.items() if u.active < idle_since]
         for site_id, rid in stale:
+            path = self._uploads[(site_id, rid)].path
             self._drop(site_id, rid)
+            path.unlink(missing_ok=True)
         active = {u.path for u in self._uploads.values()}
         horizon = time.time() - self.settings.upload_idle_s
         for part in (self.root / "incoming").glob("*/*.part"):

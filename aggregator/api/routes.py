@@ -158,9 +158,9 @@ def build_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) 
             found = recording_store.find(conn, site_id, recording_id)
         if found is None:
             raise ApiError(404, "unknown-recording", f"no recording {recording_id!r} at {site_id}")
-        path = settings.recordings_dir() / found.path
         if found.state == "expired":
             raise ApiError(410, "recording-expired", "deleted by HQ's recording retention")
+        path = settings.recordings_dir() / found.path
         if not path.is_file():
             raise ApiError(410, "recording-file-gone", "the recording's file is no longer on disk")
         return FileResponse(

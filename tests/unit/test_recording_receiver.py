@@ -219,7 +219,6 @@ def test_an_idle_upload_is_closed_and_its_part_file_removed(
         assert orphan.exists()
         later = time.monotonic() + 31
         monkeypatch.setattr(time, "monotonic", lambda: later)
-        os.utime(part, (time.time() - 31, time.time() - 31))
         os.utime(orphan, (time.time() - 31, time.time() - 31))
         assert rx.sweep() == (1, 0)
         assert not part.exists()
