@@ -97,6 +97,24 @@ class IngestSettings(Section):
     chunk_credit: int = Field(16, ge=1, le=256)
 
 
+class RecordingStoreSettings(Section):
+    """Recordings sites upload: size cap, per-site quota, retention, stale uploads."""
+
+    max_bytes: int = Field(
+        512 * 1024 * 1024, ge=1, description="largest recording a site may offer"
+    )
+    site_quota_mb: int = Field(
+        10240, ge=1, description="disk a site's stored and incoming recordings may use"
+    )
+    retention_days: float = Field(
+        365.0, gt=0, description="stored recordings older than this are deleted (expired)"
+    )
+    upload_idle_s: float = Field(
+        900.0, gt=0, description="an upload with no chunk for this long is closed, .part removed"
+    )
+    sweep_interval_s: float = Field(60.0, gt=0, le=3600)
+
+
 class RoutingSettings(Section):
     """Routing snapshots: how often connected sites are checked for a newer table."""
 
@@ -113,6 +131,7 @@ class AggregatorSettings(ServiceSettings):
     reports: ReportSettings = ReportSettings()
     ingest: IngestSettings = IngestSettings()
     routing: RoutingSettings = RoutingSettings()
+    recordings: RecordingStoreSettings = RecordingStoreSettings()
 
     def database_url(self) -> str:
         """The SQLAlchemy URL in force."""

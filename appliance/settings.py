@@ -89,10 +89,16 @@ class SyncSettings(Section):
 
 
 class RecordingSettings(Section):
-    """Local retention of recordings already confirmed by the aggregator."""
+    """Uploads to HQ, and local retention of recordings HQ has confirmed."""
 
     retention_days: float = Field(30.0, ge=0)
     min_free_mb: int = Field(1024, ge=0)
+    upload_max_tries: int = Field(
+        5, ge=1, le=1000, description="failed uploads before a recording is quarantined"
+    )
+    upload_retry_s: float = Field(
+        30.0, gt=0, le=86400, description="pause in offers after a failed try or a full quota"
+    )
 
 
 class NetInterface(Section):

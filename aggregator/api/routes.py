@@ -8,12 +8,12 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
-from aggregator import reports
+from aggregator import recording_store, reports
 from aggregator.api.auth import Principal, hq_access
 from aggregator.api.csv_export import csv_response
 from aggregator.api.errors import ApiError
 from aggregator.settings import AggregatorSettings
-from aggregator.store.schema import recordings, sites
+from aggregator.store.schema import sites
 
 ONLINE_WINDOW_MS = 60_000
 Format = Literal["json", "csv"]
@@ -69,6 +69,7 @@ def build_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) 
             return csv_response("cdrs.csv", _all_pages(engine, flt, zone))
         with engine().connect() as conn:
             page, next_cursor = _guard(reports.search_cdrs, conn, flt, zone, limit, cursor)
+            recording_store.annotate(conn, page)
         return {"cdrs": page, "next_cursor": next_cursor}
 
     @router.get(
@@ -151,18 +152,20 @@ def build_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) 
     )
     def download(site_id: str, recording_id: str, principal: who) -> FileResponse:
         principal.scope(site_id)
-        query = sa.select(recordings).where(
-            recordings.c.site_id == site_id, recordings.c.recording_id == recording_id
-        )
         with engine().connect() as conn:
-            row = conn.execute(query).first()
-        if row is None:
+            found = recording_store.find(conn, site_id, recording_id)
+        if found is None:
             raise ApiError(404, "unknown-recording", f"no recording {recording_id!r} at {site_id}")
+        if found.state == "expired":
+            raise ApiError(410, "recording-expired", "deleted by HQ's recording retention")
+        path = settings.recordings_dir() / found.path
+        if not path.is_file():
+            raise ApiError(410, "recording-file-gone", "the recording's file is no longer on disk")
         return FileResponse(
-            settings.recordings_dir() / row.path,
+            path,
             media_type="audio/wav",
             filename=f"{recording_id}.wav",
-            headers={"X-Content-SHA256": row.sha256},
+            headers={"X-Content-SHA256": found.sha256},
         )
 
     return router
