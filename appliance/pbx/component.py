@@ -41,6 +41,7 @@ from appliance.pbx.media import (
 )
 from appliance.pbx.originate import OriginationService
 from appliance.pbx.recordings import RecordingService
+from appliance.pbx.rooms import ROOM_USER, RoomService
 from appliance.pbx.settings import PbxSettings
 from appliance.pbx.webhooks import WebhookService
 from appliance.routing.peers import PeerMonitor
@@ -185,6 +186,9 @@ class PbxComponent:
         self.events = EvapiClient(pbx.sip_host, pbx.evapi_port, self._on_event)
         self.media = MediaPool(self._worker_configs, run_dir, self._on_media_event,
                                self._media_worker_exited, lambda _worker: None)  # fmt: skip
+        self.rooms = RoomService(
+            lambda: [w for w in self.media.workers if not w.config.gsm_channels]
+        )
         self.originations = OriginationService(
             self.media, lambda: self.calls, lambda: self.dialplan, domain
         )
@@ -324,6 +328,8 @@ class PbxComponent:
                 caller_ext=origin.caller_ext,
                 conversation=origin.conversation,
             )
+        if decision.action == "media" and decision.uri.startswith(ROOM_USER):
+            decision = self.rooms.route(decision, call_id)
         if decision.action != "reject" and decision.recording is None:
             decision = replace(decision, recording=self.dialplan.recording(caller, dialled))
         answer = decision.wire()
@@ -334,6 +340,8 @@ class PbxComponent:
     def _on_media_event(self, worker: MediaWorker, event: dict[str, Any]) -> None:
         if event.get("ev") in ("leg", "transfer"):
             self.originations.on_event(worker, event)
+        elif event.get("ev") in ("room", "room-link"):
+            self.rooms.on_event(worker, event)
         elif event.get("ev") == "ivr":
             log.info("ivr choice", extra={k: event.get(k) for k in ("flow", "digit", "target")})
         elif event.get("ev") == "gsm" and self.gsm is not None:
@@ -347,6 +355,7 @@ class PbxComponent:
 
     def _media_worker_exited(self, worker: MediaWorker) -> None:
         self.originations.worker_lost(worker)
+        self.rooms.worker_lost(worker)
         if self.gsm is not None:
             self.gsm.worker_lost(worker)
         if self._calls is None:

@@ -6,7 +6,8 @@ every call it places through Kamailio. Kamailio reaches the workers through its
 dispatcher (``dispatcher.list`` rendered here, OPTIONS probing every second); the pool
 also tells Kamailio at once when a worker process exits or comes back, so a dead worker
 is skipped before its probe times out. Calls the appliance places (click-to-dial,
-conference legs) go to the live worker with the most free capacity.
+conference legs) go to the live worker with the most free capacity. Meet-me room calls
+go to the worker the appliance names for the room (``appliance/pbx/rooms.py``).
 
 A worker that exits is restarted with jittered exponential backoff; ``on_exit`` gets its
 address first, so the call service can end the calls it was carrying.
@@ -59,6 +60,7 @@ class MediaWorker:
         on_ready: Callable[[MediaWorker], None],
     ) -> None:
         self.config = config
+        self.host = config.host
         self.address = f"{config.host}:{config.port}"
         self.uri = f"sip:{self.address}"
         self._config_path = run_dir / f"media-{config.name}.json"

@@ -73,7 +73,7 @@ def password(number: str) -> str:
 class Pbx:
     """The PbxComponent with its own Store, run as a process by ``pbx_runner.py``."""
 
-    def __init__(self, root: Path, **pbx: Any) -> None:
+    def __init__(self, root: Path, extensions: dict[str, str] | None = None, **pbx: Any) -> None:
         self.root = root
         self.data = root / "data"
         rtp = random.randrange(30000, 59000, 200)
@@ -96,7 +96,7 @@ class Pbx:
             "data_dir": str(self.data),
             "sip": {"domain": DOMAIN, "extensions": [
                 {"number": n, "password": password(n), "name": name}
-                for n, name in EXTENSIONS.items()
+                for n, name in (extensions or EXTENSIONS).items()
             ]},
             "pbx": self.settings,
             "api": {"tokens": [{"name": "ops", "token": API_TOKEN}]},
