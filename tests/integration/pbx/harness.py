@@ -325,6 +325,23 @@ def no_daemons_left(root: Path) -> bool:
     return True
 
 
+def worker_pid(pbx: Pbx, address: str) -> int:
+    """The pid of the PBX's media worker listening on ``address`` (0: none runs)."""
+    port = address.rsplit(":", 1)[1]
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"drivers.media.worker" in cmdline and str(pbx.root).encode() in b" ".join(cmdline):
+            config = Path(cmdline[-2].decode()).read_text()
+            if f'"port": {port}' in config:
+                return int(pid)
+    return 0
+
+
 class WebhookReceiver:
     """An HTTP server on loopback that records every POST (headers and JSON body)."""
 

@@ -11,6 +11,8 @@ of another, so G.711 distortion is not mistaken for a participant.
 from __future__ import annotations
 
 import math
+import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +32,7 @@ from tests.integration.pbx.harness import (
     phones,
     require_debs,
     wait_for,
+    worker_pid,
 )
 
 TONE = {"1001": 330, "1002": 470, "1003": 610, "1004": 1070, "1005": 1190, "1006": 1430}
@@ -75,8 +78,8 @@ def _wait_members(pbx: Pbx, room: str, count: int, timeout: float = 20) -> None:
     wait_for(lambda: len(_room_calls(pbx, room)) == count, timeout, why)
 
 
-def _peer_of(pbx: Pbx, room: str, number: str) -> object:
-    return next(c["media_peer"] for c in _room_calls(pbx, room)
+def _peer_of(pbx: Pbx, room: str, number: str) -> str:
+    return next(str(c["media_peer"]) for c in _room_calls(pbx, room)
                 if c["caller"]["number"] == number)  # fmt: skip
 
 
@@ -146,6 +149,35 @@ def test_a_room_larger_than_a_worker_cascades_and_both_sides_hear_each_other(
         assert heard(phone, until[phone.number]) == _others(phone, group), phone.number
 
 
+def test_when_a_rooms_hub_worker_dies_the_participants_left_still_hear_each_other(
+    rpbx: Pbx, tmp_path: Path
+) -> None:
+    scenario = _bulk_scenario(tmp_path, room="4")
+    bulk: list[subprocess.Popen[bytes]] = []
+    try:
+        with phones(rpbx, tmp_path, *_specs("1001", "1002")) as group:
+            alice, bob = group
+            bulk.append(_sipp(rpbx, scenario, tmp_path, calls=4))
+            _wait_members(rpbx, "4", 4)
+            hub = _peer_of(rpbx, "4", BULK)
+            _join(alice, "4")
+            bulk.append(_sipp(rpbx, scenario, tmp_path, calls=3))
+            _wait_members(rpbx, "4", 8)
+            _join(bob, "4")
+            assert len({hub, _peer_of(rpbx, "4", "1001"), _peer_of(rpbx, "4", "1002")}) == 3
+            pid = worker_pid(rpbx, hub)
+            os.kill(pid, signal.SIGKILL)
+            _wait_members(rpbx, "4", 5)
+            until = _listen(alice, bob)
+            _end_room(rpbx, "4")
+    finally:
+        for proc in bulk:
+            _stop(proc)
+    assert heard(alice, until["1001"]) == {float(TONE["1002"]), BULK_HZ}
+    assert heard(bob, until["1002"]) == {float(TONE["1001"]), BULK_HZ}
+    wait_for(lambda: worker_pid(rpbx, hub) not in (0, pid), 20, rpbx.output)
+
+
 def test_a_room_holds_twenty_participants_over_five_workers(rpbx: Pbx, tmp_path: Path) -> None:
     scenario = _bulk_scenario(tmp_path, room="9")
     bulk: list[subprocess.Popen[bytes]] = []
@@ -166,6 +198,7 @@ def test_a_room_holds_twenty_participants_over_five_workers(rpbx: Pbx, tmp_path:
             peers = {_peer_of(rpbx, "9", p.number) for p in (alice, bob, carol)}
             workers = {c["media_peer"] for c in _room_calls(rpbx, "9")}
             until = _listen(alice, bob, carol, dave)
+            _end_room(rpbx, "9")
     finally:
         for proc in bulk:
             _stop(proc)
@@ -175,6 +208,13 @@ def test_a_room_holds_twenty_participants_over_five_workers(rpbx: Pbx, tmp_path:
     checked = [alice, bob, carol, dave]
     for phone in checked:
         assert heard(phone, until[phone.number]) == _others(phone, checked) | {BULK_HZ}
+
+
+def _end_room(pbx: Pbx, room: str) -> None:
+    """Hang up every call of the room through the API (BYE to both ends) and wait."""
+    for call in _room_calls(pbx, room):
+        pbx.api("DELETE", f"/calls/{call['call_id']}")
+    _wait_members(pbx, room, 0)
 
 
 def _bulk_scenario(folder: Path, room: str) -> Path:
