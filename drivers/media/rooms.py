@@ -13,7 +13,7 @@ other once, and a star has no loop for audio to circle in.
 
 Set-up takes two steps because each side's port is known only once it is bound: the
 appliance sends ``room-link`` (room, link) to the first worker, which binds a socket on
-its SIP host and reports ``room-link`` (link, port); then ``room-link`` with ``peer`` to
+its own address and reports ``room-link`` (link, port); then ``room-link`` with ``peer`` to
 the second worker, which binds, connects to the peer and joins the room; then the same
 to the first worker with the second's address. A connected UDP socket takes datagrams
 from its peer only. The port's callbacks run on the bridge's clock thread and only call
