@@ -22,14 +22,17 @@ from its peer only. The port's callbacks run on the bridge's clock thread and on
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pjsua2 as pj
 
 from drivers.media.pcm import PcmLink, vector_bytes
+
+log = logging.getLogger("callmesh.media")
 
 RATE = 8000
 FRAME_USEC = 20000
@@ -114,6 +117,7 @@ class RoomLinks:
         if link.audio is not None:
             self._leave(link.room, link)
             port, link.audio = link.audio, None
+            log.info("room %s link %s closed: %s", link.room, name, asdict(port.link.counters))
             del port
         link.sock.close()
 
