@@ -228,7 +228,9 @@ class Worker:
             call.answer(prm)
         except pj.Error as err:
             log.warning("answer failed: %s", err.info())
-            self.legs.pop(call.getId(), None)
+            refused = self.legs.pop(call.getId(), None)
+            if refused is not None:
+                self._room_changed(refused, "")
 
     def originate(self, cmd: dict[str, Any], service: str) -> None:
         """Place a call through Kamailio (click-to-dial or a conference leg).
@@ -405,10 +407,10 @@ class Worker:
                 del self.rooms[room]
 
     def _link_joined(self, room: str, link: RoomLink) -> None:
-        self._connect(f"room-{room}", link)
+        self._connect(_meet_me(room), link)
 
     def _link_left(self, room: str, link: RoomLink) -> None:
-        self._disconnect(f"room-{room}", link)
+        self._disconnect(_meet_me(room), link)
 
     def _room_changed(self, leg: Leg, call_id: str) -> None:
         """Tell the appliance how many calls a meet-me room holds here now."""
@@ -469,7 +471,11 @@ class Worker:
 
 def _room_key(leg: Leg) -> str:
     """Meet-me rooms and the appliance's conference rooms never share a bridge room."""
-    return f"room-{leg.arg}" if leg.service == "room" else leg.arg
+    return _meet_me(leg.arg) if leg.service == "room" else leg.arg
+
+
+def _meet_me(name: str) -> str:
+    return f"room-{name}"
 
 
 def start_endpoint(config: WorkerConfig) -> pj.Endpoint:
