@@ -11,12 +11,22 @@ writes both files; nothing here touches the disk.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 MODULE_PATH = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+# User-Agent substrings of SIP scanners (SIPVicious and its clones), matched ignoring case.
+SCANNER_AGENTS = (
+    "friendly-scanner", "sipvicious", "sipcli", "sip-scan", "iwar", "sundayddr",
+    "vaxsipuseragent", "sivus", "smap", "pplsip",
+)  # fmt: skip
+# Dialled-number prefixes of international calls, as scanners sweep them.
+SCAN_PREFIXES = ("+", "00", "011")
+_AGENT = re.compile(r"^[A-Za-z0-9 ._/-]{2,40}$")
+_PREFIX = re.compile(r"^(\+[0-9]{0,6}|[0-9]{1,6})$")
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,10 @@ class KamailioConfig:
     pike_requests: int = 40
     ban_seconds: int = 300
     pike_exempt: Sequence[str] = field(default_factory=tuple)
+    auth_fail_limit: int = 10
+    auth_fail_window_s: int = 60
+    scanner_agents: Sequence[str] = SCANNER_AGENTS
+    scan_prefixes: Sequence[str] = SCAN_PREFIXES
     route_port: int = 5066
     trunk_sources: Sequence[tuple[str, int]] = field(default_factory=tuple)
     anchor_media: bool = True
@@ -96,6 +110,10 @@ def render_config(config: KamailioConfig) -> str:
         "EVAPI_PORT": str(config.evapi_port),
         "RECORD": "yes" if config.record else "no",
         "PIKE_EXEMPT": _pike_exempt(config.pike_exempt),
+        "AUTH_FAIL_LIMIT": str(config.auth_fail_limit),
+        "AUTH_FAIL_WINDOW_S": str(config.auth_fail_window_s),
+        "SCANNER_AGENTS": _scanner_agents(config.scanner_agents),
+        "SCAN_NUMBERS": _scan_numbers(config.scan_prefixes),
         "ROUTE_HOST": config.sip_host,
         "ROUTE_PORT": str(config.route_port),
         "TRUNK_SOURCES": _trunk_sources(config.trunk_sources),
@@ -127,6 +145,32 @@ def _pike_exempt(addresses: Sequence[str]) -> str:
         return ""
     tests = " || ".join(f'$si == "{ipaddress.ip_address(a)}"' for a in addresses)
     return f"\tif ({tests}) {{\n\t\treturn;\n\t}}"
+
+
+def _scanner_agents(agents: Sequence[str]) -> str:
+    """A test of the User-Agent against ``agents`` (Kamailio's ``=~`` ignores case)."""
+    for agent in agents:
+        if not _AGENT.match(agent):
+            raise ValueError(f"scanner user agent {agent!r}: letters, digits, ' ._/-' only")
+    if not agents:
+        return "0"
+    return '$ua =~ "(' + "|".join(_literal(a) for a in agents) + ')"'
+
+
+def _scan_numbers(prefixes: Sequence[str]) -> str:
+    """A test of the request and To users: one of ``prefixes`` and at least six more digits."""
+    for prefix in prefixes:
+        if not _PREFIX.match(prefix):
+            raise ValueError(f"scan prefix {prefix!r}: an optional + and up to 6 digits")
+    if not prefixes:
+        return "0"
+    pattern = "^(" + "|".join(_literal(p) for p in prefixes) + ")[0-9]{6,}$"
+    return f'$rU =~ "{pattern}" || $tU =~ "{pattern}"'
+
+
+def _literal(text: str) -> str:
+    # Bracketed, so no backslash has to survive Kamailio's string parsing.
+    return "".join(f"[{c}]" if c in ".+/" else c for c in text)
 
 
 SUBSCRIBER_SCHEMA = """
