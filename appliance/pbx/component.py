@@ -49,7 +49,7 @@ from appliance.store import Store
 from drivers.runtime.settings_base import ApiToken
 from drivers.sip.errors import RpcError
 from drivers.sip.evapi import EvapiClient
-from drivers.sip.kamailio import KamailioDriver, find_module_path
+from drivers.sip.kamailio import KamailioDriver, find_module_path, load_route_secret
 from drivers.sip.kamailio_config import KamailioConfig, Registration, Subscriber
 from drivers.sip.probe import sip_options_ok
 from drivers.sip.routeserver import RouteServer
@@ -74,6 +74,7 @@ def kamailio_config(
         evapi_port=pbx.evapi_port,
         ng_port=pbx.rtpengine_ng_port,
         subscriber_db=str(run_dir / "subscriber.sqlite"),
+        route_secret=load_route_secret(run_dir),
         children=pbx.kamailio_children,
         fr_timer_ms=pbx.fr_timer_ms,
         fr_inv_timer_ms=pbx.no_answer_s * 1000,

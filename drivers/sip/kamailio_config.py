@@ -26,6 +26,7 @@ SCANNER_AGENTS = (
 # Dialled-number prefixes of international calls, as scanners sweep them.
 SCAN_PREFIXES = ("+", "00", "011")
 _AGENT = re.compile(r"^[A-Za-z0-9 ._/-]{2,40}$")
+_SECRET = re.compile(r"^[0-9a-f]{32,128}$")
 _PREFIX = re.compile(r"^(\+[0-9]{0,6}|[0-9]{1,6})$")
 
 
@@ -60,6 +61,7 @@ class KamailioConfig:
     evapi_port: int
     ng_port: int
     subscriber_db: str
+    route_secret: str = ""
     children: int = 4
     fr_timer_ms: int = 2000
     fr_inv_timer_ms: int = 30000
@@ -87,6 +89,8 @@ class KamailioConfig:
 
 def render_config(config: KamailioConfig) -> str:
     """The kamailio.cfg text for ``config``."""
+    if not _SECRET.match(config.route_secret):
+        raise ValueError("route_secret: 32 to 128 lowercase hex digits (load_route_secret)")
     template = resources.files("drivers.sip").joinpath("kamailio.cfg.tmpl").read_text()
     values = {
         "DEBUG": str(config.debug),
@@ -100,6 +104,7 @@ def render_config(config: KamailioConfig) -> str:
         "MIN_EXPIRES": str(config.min_expires),
         "MAX_EXPIRES": str(config.max_expires),
         "SUBSCRIBER_DB": config.subscriber_db,
+        "ROUTE_SECRET": config.route_secret,
         "PIKE_WINDOW_S": str(config.pike_window_s),
         "PIKE_REQUESTS": str(config.pike_requests),
         "BAN_SECONDS": str(config.ban_seconds),

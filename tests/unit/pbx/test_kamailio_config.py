@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.sip.kamailio import write_subscribers
+from drivers.sip.kamailio import load_route_secret, write_subscribers
 from drivers.sip.kamailio_config import KamailioConfig, Registration, Subscriber, render_config
 
 
@@ -19,6 +19,7 @@ def _config(**changes: object) -> KamailioConfig:
         "evapi_port": 5071,
         "ng_port": 5072,
         "subscriber_db": "/var/lib/callmesh/pbx/run/subscriber.sqlite",
+        "route_secret": "5e" * 32,
         "module_path": "/usr/lib/x86_64-linux-gnu/kamailio/modules/",
     }
     return KamailioConfig(**{**base, **changes})  # type: ignore[arg-type]
@@ -110,3 +111,17 @@ def test_in_dialog_requests_are_relayed_only_within_known_dialogs() -> None:
     within = text[text.index("route[WITHINDLG] {") :]
     assert within.index("is_known_dlg()") < within.index("loose_route()")
     assert 'remove_hf("Route");' in text
+
+
+def test_config_without_a_route_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="route_secret"):
+        render_config(_config(route_secret=""))
+
+
+def test_route_secret_is_made_once_private_and_kept(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    first = load_route_secret(run_dir)
+    assert len(first) == 64
+    assert (run_dir / "route-secret").stat().st_mode & 0o777 == 0o600
+    assert load_route_secret(run_dir) == first
+    assert f'"{first}:" + $ci' in render_config(_config(route_secret=first))
