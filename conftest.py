@@ -32,3 +32,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         elif parts[:2] == ("tests", "unit"):
             item.add_marker(pytest.mark.unit)
+        elif parts[:2] == ("tests", "e2e"):
+            item.add_marker(pytest.mark.e2e)

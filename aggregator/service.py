@@ -22,10 +22,10 @@ from aggregator.ingest import IngestServer
 from aggregator.ingest_metrics import IngestMetrics
 from aggregator.settings import AggregatorSettings
 from aggregator.store.db import DatabaseError, create_engine
-from appliance import __version__
 from drivers.runtime.http import HttpServer
 from drivers.runtime.lifecycle import Component, run_until_signalled
 from drivers.runtime.observability import Health, add_observability_routes, new_registry
+from drivers.runtime.version import __version__
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,6 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Gauge
 
-from appliance import __version__
 from appliance.compliance.routes import build_compliance_router, install_error_handler
 from appliance.compliance.service import ComplianceService
 from appliance.gateway.channels import ModemCollector, ModemPool
@@ -38,6 +37,7 @@ from drivers.net.netlink import NetlinkDriver
 from drivers.runtime.http import HttpServer
 from drivers.runtime.lifecycle import Component, run_until_signalled
 from drivers.runtime.observability import Health, add_observability_routes, new_registry
+from drivers.runtime.version import __version__
 from drivers.sip.kamailio_config import Subscriber
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ from appliance.gateway.settings import GatewaySettings
 from appliance.pbx.settings import PbxSettings
 from drivers.net.plan import Desired, Link, Route, WireGuardPeer
 from drivers.runtime.settings_base import ApiToken, Section, ServiceSettings
+from drivers.sip.kamailio_config import check_domain
 from drivers.sync.keys import check_z85_key
 
 Profile = Literal["branch", "hotel", "sim-gateway"]
@@ -43,6 +44,11 @@ class SipSettings(Section):
 
     domain: str = "callmesh.local"
     extensions: tuple[Extension, ...] = ()
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        return check_domain(value)
 
 
 class SyncSettings(Section):

@@ -35,11 +35,11 @@ from aggregator.directory.model import Directory
 from aggregator.directory.store import DirectoryStore
 from aggregator.directory.validate import validate
 from aggregator.store.db import create_engine
-from appliance.routing.changes import diff
 from appliance.routing.service import RoutingService
 from appliance.routing.table import RoutingTable
 from appliance.store import Store
 from drivers.sync.protocol import Snapshot, Update, encode
+from drivers.sync.routing_changes import diff
 
 FIRST_EXTENSION = 1_000_000
 

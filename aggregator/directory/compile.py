@@ -1,7 +1,7 @@
 """Compile the directory into one routing table per site (pure: no I/O).
 
 A table is a flat map of keys to JSON values, so tables diff and patch entry by entry
-(appliance/routing/changes.py) and a one-extension change is a one-entry update:
+(drivers/sync/routing_changes.py) and a one-extension change is a one-entry update:
 
 =======================  ===================================================================
 key                      value

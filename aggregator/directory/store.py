@@ -33,7 +33,7 @@ from aggregator.store.schema import (
     snapshot_updates,
     snapshots,
 )
-from appliance.routing.changes import diff, is_empty
+from drivers.sync.routing_changes import diff, is_empty
 
 TOPIC = "routing"
 SHARED = "*"  # the snapshots row holding the entries every site's table shares

@@ -3,6 +3,10 @@
 Each sub-command module exposes ``add_parser(subparsers)``; the parser it adds sets
 ``func`` to a callable taking the parsed namespace and returning the process exit code.
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+
+The appliance's own commands are listed here; other packages contribute theirs through
+the ``callmesh.commands`` entry-point group (HQ's ``aggregator`` command lives in
+``aggregator/cli.py``), so the appliance never imports the aggregator.
 """
 
 from __future__ import annotations
@@ -10,27 +14,29 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 
-from appliance import __version__
-from appliance.cli import (
-    aggregator_cmd,
-    appliance_cmd,
-    demo_cmd,
-    doctor_cmd,
-    keys_cmd,
-    modem_cmd,
-)
+from appliance.cli import appliance_cmd, demo_cmd, doctor_cmd, flash_cmd, keys_cmd, modem_cmd
+from drivers.runtime.version import __version__
 
 SubcommandModule = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
+COMMAND_GROUP = "callmesh.commands"
+
 _MODULES: tuple[SubcommandModule, ...] = (
     appliance_cmd.add_parser,
-    aggregator_cmd.add_parser,
     demo_cmd.add_parser,
     modem_cmd.add_parser,
     keys_cmd.add_parser,
     doctor_cmd.add_parser,
+    flash_cmd.add_parser,
 )
+
+
+def _registered() -> list[SubcommandModule]:
+    """``add_parser`` of every command other installed packages register, by name."""
+    found = sorted(entry_points(group=COMMAND_GROUP), key=lambda point: point.name)
+    return [point.load() for point in found]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"callmesh {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in _MODULES:
+    for add in (*_MODULES, *_registered()):
         add(sub)
     return parser
 

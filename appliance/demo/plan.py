@@ -2,7 +2,9 @@
 
 Secrets (API tokens, SIP passwords) are generated once per demo directory and kept in
 ``secrets.json`` so a restarted demo keeps the credentials people already typed into a
-softphone. Ports are the preferred ones when free, otherwise any free loopback port.
+softphone. Well-known ports (SIP, HTTP, ingest) are the ones of the last run when still
+free, else the defaults, else any free loopback port; they are kept in ``ports.json`` so a
+restarted demo keeps its addresses even while another demo holds the defaults.
 """
 
 from __future__ import annotations
@@ -104,6 +106,9 @@ def free_port(preferred: int, kind: socket.SocketKind = socket.SOCK_STREAM) -> i
     """``preferred`` if no socket of ``kind`` holds it on loopback, else a free port."""
     for candidate in (preferred, 0):
         with socket.socket(socket.AF_INET, kind) as sock:
+            if kind == socket.SOCK_STREAM:
+                # As the servers themselves bind: a closed connection in TIME_WAIT is no owner.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((LOOPBACK, candidate))
             except OSError:
@@ -111,6 +116,27 @@ def free_port(preferred: int, kind: socket.SocketKind = socket.SOCK_STREAM) -> i
             port: int = sock.getsockname()[1]
             return port
     raise OSError(f"no free {kind.name} port on loopback")
+
+
+class PortBook:
+    """The demo's well-known ports: the last run's when free, else the defaults, else any."""
+
+    def __init__(self, demo_dir: Path) -> None:
+        self.path = demo_dir / "ports.json"
+        self.kept: dict[str, int] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.chosen: dict[str, int] = {}
+
+    def take(self, key: str, kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+        """A port for ``key``, remembered for the next run."""
+        default = PREFERRED_PORTS[key]
+        port = free_port(self.kept.get(key, default), kind)
+        if port != self.kept.get(key, default):
+            port = free_port(default, kind)
+        self.chosen[key] = port
+        return port
+
+    def save(self) -> None:
+        self.path.write_text(json.dumps(self.chosen, indent=2, sort_keys=True))
 
 
 def demo_keys(demo_dir: Path) -> dict[str, dict[str, str]]:
@@ -129,24 +155,26 @@ def plan_services(demo_dir: Path) -> list[ServicePlan]:
     """Aggregator, the two branch boxes, the simulated modems and the SIM gateway, in order."""
     creds = load_secrets(demo_dir)
     key_pairs = demo_keys(demo_dir)
-    aggregator = _aggregator(demo_dir, creds, key_pairs)
+    book = PortBook(demo_dir)
+    aggregator = _aggregator(demo_dir, creds, key_pairs, book)
     link = {
         "enabled": True,
         "endpoint": aggregator.extras["ingest"],
         "server_public_key": key_pairs["aggregator"]["public"],
     }
     simulator = _modem_simulator(demo_dir)
+    branch = _appliance(
+        demo_dir, creds, "branch", "branch", BRANCH_EXTENSIONS, link, key_pairs, book
+    )
+    branch_b = _appliance(
+        demo_dir, creds, "branch-b", "branch", BRANCH_B_EXTENSIONS, link, key_pairs, book
+    )
     gateway = _appliance(
-        demo_dir, creds, "gateway", "sim-gateway", GATEWAY_EXTENSIONS, link, key_pairs
+        demo_dir, creds, "gateway", "sim-gateway", GATEWAY_EXTENSIONS, link, key_pairs, book
     )
     gateway.modems_from = simulator.ready_file
-    return [
-        aggregator,
-        _appliance(demo_dir, creds, "branch", "branch", BRANCH_EXTENSIONS, link, key_pairs),
-        _appliance(demo_dir, creds, "branch-b", "branch", BRANCH_B_EXTENSIONS, link, key_pairs),
-        simulator,
-        gateway,
-    ]
+    book.save()
+    return [aggregator, branch, branch_b, simulator, gateway]
 
 
 def free_port_run(count: int, first: int = 5080) -> int:
@@ -191,7 +219,7 @@ def directory(plans: list[ServicePlan]) -> dict[str, Any]:
             "rules": rules}  # fmt: skip
 
 
-def _pbx_ports(name: str, peering_secret: str) -> dict[str, Any]:
+def _pbx_ports(name: str, peering_secret: str, book: PortBook) -> dict[str, Any]:
     """An appliance's PBX: Kamailio on its preferred port when free, helpers on free ports.
 
     The gateway's GSM channels form one trunk group (one GSM worker bridges all four);
@@ -201,7 +229,6 @@ def _pbx_ports(name: str, peering_secret: str) -> dict[str, Any]:
     and an IVR (``ivr-main``, where Sales forwards when busy): 1 for Reception, 2 for
     Support.
     """
-    preferred = PREFERRED_PORTS["sip" if name == "branch" else f"sip-{name}"]
     low, high = RTP_RANGES[name]
     media: dict[str, Any] = {"workers": 0}
     dialplan: dict[str, Any] = {}
@@ -224,7 +251,7 @@ def _pbx_ports(name: str, peering_secret: str) -> dict[str, Any]:
     return {
         "enabled": True,
         "sip_host": LOOPBACK,
-        "sip_port": free_port(preferred, socket.SOCK_DGRAM),
+        "sip_port": book.take("sip" if name == "branch" else f"sip-{name}", socket.SOCK_DGRAM),
         "evapi_port": free_port(0),
         "route_port": free_port(0),
         "rtpengine_ng_port": free_port(0, socket.SOCK_DGRAM),
@@ -269,11 +296,11 @@ def _modem_simulator(demo_dir: Path) -> ServicePlan:
 
 
 def _aggregator(
-    demo_dir: Path, creds: dict[str, Any], key_pairs: dict[str, dict[str, str]]
+    demo_dir: Path, creds: dict[str, Any], key_pairs: dict[str, dict[str, str]], book: PortBook
 ) -> ServicePlan:
     root = demo_dir / "aggregator"
-    port = free_port(PREFERRED_PORTS["aggregator"])
-    ingest = f"tcp://{LOOPBACK}:{free_port(PREFERRED_PORTS['ingest'])}"
+    port = book.take("aggregator")
+    ingest = f"tcp://{LOOPBACK}:{book.take('ingest')}"
     token = {"name": "demo-admin", "token": creds["aggregator_admin_token"], "role": "admin"}
     sites = [
         {"site_id": f"demo-{n}", "public_key": key_pairs[f"demo-{n}"]["public"]} for n in APPLIANCES
@@ -305,9 +332,10 @@ def _appliance(
     extensions: tuple[tuple[str, str], ...],
     link: dict[str, Any],
     key_pairs: dict[str, dict[str, str]],
+    book: PortBook,
 ) -> ServicePlan:
     root = demo_dir / name
-    port = free_port(PREFERRED_PORTS[name])
+    port = book.take(name)
     token = {"name": "demo-admin", "token": creds[f"{name}_admin_token"], "role": "admin"}
     sip_exts = [
         {"number": number, "password": creds["sip_passwords"][number], "name": label}
@@ -324,7 +352,7 @@ def _appliance(
         "sync": {**link, "key_file": key_pairs[site_id]["secret_file"]},
     }
     sip: dict[str, Any] = {"domain": "callmesh.local", "extensions": sip_exts}
-    config["pbx"] = _pbx_ports(name, creds["peering_secret"])
+    config["pbx"] = _pbx_ports(name, creds["peering_secret"], book)
     sip["address"] = f"{LOOPBACK}:{config['pbx']['sip_port']}"
     extras = {
         "site_id": config["site_id"],

@@ -50,7 +50,7 @@ from drivers.runtime.settings_base import ApiToken
 from drivers.sip.errors import RpcError
 from drivers.sip.evapi import EvapiClient
 from drivers.sip.kamailio import KamailioDriver, find_module_path, load_route_secret
-from drivers.sip.kamailio_config import KamailioConfig, Registration, Subscriber
+from drivers.sip.kamailio_config import LOOPBACK, KamailioConfig, Registration, Subscriber
 from drivers.sip.probe import sip_options_ok
 from drivers.sip.routeserver import RouteServer
 from drivers.sip.rtpengine import RtpengineConfig, RtpengineDriver
@@ -154,7 +154,7 @@ class PbxComponent:
                 site_id, pbx.peering, lambda: routing.table, names, self.peers
             )
         self.dialplan = DialPlan(pbx.dialplan, names, pbx.media, pbx.gsm, self.intersite)
-        self.route_server = RouteServer(pbx.sip_host, pbx.route_port, self._decide)
+        self.route_server = RouteServer(LOOPBACK, pbx.route_port, self._decide)
         recorded = pbx.record_calls and pbx.anchor_media
         self._store = store
         self._builder = CdrBuilder(site_id, names, record=recorded)
@@ -187,7 +187,7 @@ class PbxComponent:
             subscribers,
             on_exit=self._kamailio_died,
         )
-        self.events = EvapiClient(pbx.sip_host, pbx.evapi_port, self._on_event)
+        self.events = EvapiClient(LOOPBACK, pbx.evapi_port, self._on_event)
         self.media = MediaPool(self._worker_configs, run_dir, self._on_media_event,
                                self._media_worker_exited, lambda _worker: None)  # fmt: skip
         self.originations = OriginationService(

@@ -1,12 +1,13 @@
 """The media worker pool: pjsua2 processes the appliance starts, feeds and restarts.
 
 Each worker (``drivers/media/worker.py``) holds up to ``calls_per_worker`` calls (the
-pjsua2 wheel's limit is 4), listens on ``port_base + index`` on the SIP host and sends
-every call it places through Kamailio. Kamailio reaches the workers through its
-dispatcher (``dispatcher.list`` rendered here, OPTIONS probing every second); the pool
-also tells Kamailio at once when a worker process exits or comes back, so a dead worker
-is skipped before its probe times out. Calls the appliance places (click-to-dial,
-conference legs) go to the live worker with the most free capacity.
+pjsua2 wheel's limit is 4), listens for SIP on loopback at ``port_base + index``, takes
+requests from Kamailio's loopback socket only and sends every call it places through
+that socket; its RTP ports open on the SIP host, like rtpengine's. Kamailio reaches the
+workers through its dispatcher (``dispatcher.list`` rendered here, OPTIONS probing every
+second); the pool also tells Kamailio at once when a worker process exits or comes back,
+so a dead worker is skipped before its probe times out. Calls the appliance places
+(click-to-dial, conference legs) go to the live worker with the most free capacity.
 
 A worker that exits is restarted with jittered exponential backoff; ``on_exit`` gets its
 address first, so the call service can end the calls it was carrying.
@@ -33,6 +34,7 @@ from drivers.media.protocol import (
     decode_event,
     encode_command,
 )
+from drivers.sip.kamailio_config import LOOPBACK
 from drivers.sip.supervisor import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -192,9 +194,9 @@ class MediaWorker:
 
 
 def worker_configs(
-    media: MediaSettings, host: str, proxy_port: int, domain: str
+    media: MediaSettings, media_host: str, proxy_port: int, domain: str
 ) -> list[WorkerConfig]:
-    """One WorkerConfig per worker from the PBX settings."""
+    """One WorkerConfig per worker: SIP on loopback, RTP on ``media_host``."""
     prompts = {
         name: Prompt(p.file, p.tone_hz, p.on_ms, p.off_ms, p.seconds)
         for name, p in media.prompts.items()
@@ -206,10 +208,11 @@ def worker_configs(
     return [
         WorkerConfig(
             name=f"w{i}",
-            host=host,
+            host=LOOPBACK,
             port=media.port_base + i,
-            proxy_host=host,
+            proxy_host=LOOPBACK,
             proxy_port=proxy_port,
+            media_host=media_host,
             domain=domain,
             max_calls=min(media.calls_per_worker, MAX_CALLS),
             prompts=prompts,
@@ -220,7 +223,7 @@ def worker_configs(
 
 
 def gsm_worker_configs(
-    gsm: GsmSettings, channels: Sequence[str], host: str, proxy_port: int, domain: str
+    gsm: GsmSettings, channels: Sequence[str], media_host: str, proxy_port: int, domain: str
 ) -> list[WorkerConfig]:
     """GSM workers: ``channels_per_worker`` channels each, in configuration order."""
     size = gsm.channels_per_worker
@@ -228,10 +231,11 @@ def gsm_worker_configs(
     return [
         WorkerConfig(
             name=f"g{i}",
-            host=host,
+            host=LOOPBACK,
             port=gsm.port_base + i,
-            proxy_host=host,
+            proxy_host=LOOPBACK,
             proxy_port=proxy_port,
+            media_host=media_host,
             domain=domain,
             max_calls=len(chunk),
             gsm_channels=chunk,

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from drivers.runtime.settings_base import Section
-from drivers.sip.kamailio_config import SCAN_PREFIXES, SCANNER_AGENTS
+from drivers.sip.kamailio_config import SCAN_PREFIXES, SCANNER_AGENTS, check_ipv4
 
 CosLevel = Literal["internal", "local", "national", "international"]
 RecordingPolicy = Literal["always", "never", "on-demand"]
@@ -255,10 +255,14 @@ class GsmSettings(Section):
 
 
 class PbxSettings(Section):
-    """Kamailio, rtpengine and call-event ports on loopback, timers and anti-flood limits."""
+    """Kamailio, rtpengine and call-event ports, timers and anti-flood limits.
+
+    Phones and peers reach SIP and RTP on ``sip_host``; the control ports (evapi, the route
+    endpoint, rtpengine's ng, the media workers' SIP) always listen on 127.0.0.1.
+    """
 
     enabled: bool = False
-    sip_host: str = "127.0.0.1"
+    sip_host: str = Field("127.0.0.1", description="IPv4 address for SIP and RTP")
     sip_port: int = Field(5060, ge=1, le=65535)
     evapi_port: int = Field(5065, ge=1, le=65535)
     rtpengine_ng_port: int = Field(2223, ge=1, le=65535)
@@ -301,6 +305,18 @@ class PbxSettings(Section):
     peering: PeeringSettings = PeeringSettings()
     gsm: GsmSettings = GsmSettings()
     webhook: WebhookSettings = WebhookSettings()
+
+    @field_validator("sip_host")
+    @classmethod
+    def _sip_host(cls, value: str) -> str:
+        return check_ipv4(value)
+
+    @field_validator("pike_exempt")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            ipaddress.ip_address(address)
+        return value
 
     @model_validator(mode="after")
     def _port_range(self) -> PbxSettings:

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.routing import changes
 from appliance.routing.table import RouteDecision, RoutingTable, RoutingTableError
 from appliance.store import StateStore, Store
+from drivers.sync import routing_changes as changes
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,6 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from appliance import __version__
 from appliance.compliance.service import OUTBOX as COMPLIANCE
 from appliance.compliance.service import TOPIC as DNC
 from appliance.compliance.service import ComplianceService
@@ -39,6 +38,7 @@ from appliance.sim.commands import handles as sim_command
 from appliance.store import Outbox, StateStore, Store
 from appliance.sync.metrics import SyncMetrics
 from appliance.sync.recordings import RecordingUploader
+from drivers.runtime.version import __version__
 from drivers.sync import keys
 from drivers.sync.protocol import (
     Ack,

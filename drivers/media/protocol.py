@@ -71,7 +71,11 @@ class IvrFlow:
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """Everything one worker needs: where to listen, where Kamailio is, what it plays."""
+    """Everything one worker needs: where to listen, where Kamailio is, what it plays.
+
+    SIP listens on ``host:port`` and takes requests only from ``proxy_host:proxy_port``
+    (Kamailio's loopback socket); RTP ports open on ``media_host``.
+    """
 
     name: str
     host: str
@@ -79,11 +83,17 @@ class WorkerConfig:
     proxy_host: str
     proxy_port: int
     domain: str
+    media_host: str
     max_calls: int = MAX_CALLS
     prompts: dict[str, Prompt] = field(default_factory=dict)
     ivr: dict[str, IvrFlow] = field(default_factory=dict)
     gsm_channels: tuple[str, ...] = ()
     jitter_frames: int = 2
+
+    @property
+    def proxy_address(self) -> str:
+        """``host:port`` SIP requests must come from (as pjsua2 prints a source address)."""
+        return f"{self.proxy_host}:{self.proxy_port}"
 
     def to_json(self) -> str:
         """The JSON document the worker reads with ``from_json``."""

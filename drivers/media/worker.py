@@ -1,7 +1,10 @@
 """One pjsua2 media worker process: the calls that need a media endpoint.
 
 Run as ``python -m drivers.media.worker CONFIG.json`` by the appliance's media pool.
-Kamailio routes calls to the worker by request user:
+The worker's SIP listens on loopback and takes calls only from Kamailio's loopback socket
+(``WorkerConfig.proxy_address``, compared with each INVITE's source address and port);
+any other caller gets 403, so nothing reaches a service or a modem without Kamailio's
+authentication, routing and CDRs. Kamailio routes calls to the worker by request user:
 
     announce-<prompt>   play the prompt, then hang up
     ivr-<flow>          play the flow's prompt, collect a digit, REFER the caller on
@@ -144,6 +147,12 @@ class Account(pj.Account):
 
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         call = Call(self.worker, self, prm.callId)
+        source = prm.rdata.srcAddress
+        if source != self.worker.config.proxy_address:
+            # Answered from the main loop: the queued action keeps ``call`` referenced, so
+            # its destructor cannot decline the call (603) before the 403 goes out.
+            self.worker.later(lambda: self.worker.refuse(call, source))
+            return
         gsm = GSM_URI.search(prm.rdata.wholeMsg)
         if gsm is not None:
             self.worker.later(lambda: self.worker.gsm.incoming(call, gsm.group(1), gsm.group(2)))
@@ -166,7 +175,7 @@ class Worker:
         acc_cfg = pj.AccountConfig()
         acc_cfg.idUri = f"sip:media-{config.name}@{config.domain}"
         acc_cfg.sipConfig.proxies.append(f"sip:{config.proxy_host}:{config.proxy_port};lr")
-        acc_cfg.mediaConfig.transportConfig.boundAddress = config.host
+        acc_cfg.mediaConfig.transportConfig.boundAddress = config.media_host
         self.acc.create(acc_cfg)
 
     def later(self, action: Callable[[], None]) -> None:
@@ -200,6 +209,18 @@ class Worker:
     def forget(self, call_id: int, leg: Leg) -> None:
         """Drop a leg and everything it holds in the bridge."""
         self._forget(call_id, leg)
+
+    def refuse(self, call: Call, source: str) -> None:
+        """403 for a call that did not come from Kamailio: it would bypass auth and CDRs."""
+        log.warning("INVITE from %s refused: only Kamailio at %s may call this worker",
+                    source, self.config.proxy_address)  # fmt: skip
+        prm = pj.CallOpParam()
+        prm.statusCode = 403
+        prm.reason = "Forbidden: not from the local Kamailio"
+        try:
+            call.answer(prm)
+        except pj.Error as err:
+            log.warning("refusal failed: %s", err.info())
 
     def incoming(self, call: Call, user: str) -> None:
         """A new call from Kamailio: serve it, or refuse it with a SIP status."""

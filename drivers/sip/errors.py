@@ -7,6 +7,7 @@ Exceptions::
      ├── NetstringError    malformed or oversized evapi netstring from Kamailio
      ├── RpcError          a Kamailio RPC command failed or got no answer
      ├── ProcessError      Kamailio or rtpengine could not be started or keeps dying
+     ├── ConfigValueError  a value that cannot be rendered into kamailio.cfg (also a ValueError)
      └── RecordingError    a pcap or metadata file that cannot be turned into a WAV
 """
 
@@ -31,6 +32,10 @@ class RpcError(SipDriverError):
 
 class ProcessError(SipDriverError):
     """A supervised daemon could not be started or its binary is missing."""
+
+
+class ConfigValueError(SipDriverError, ValueError):
+    """A configuration value that kamailio.cfg cannot hold (bad syntax, quotes, newlines)."""
 
 
 class RecordingError(SipDriverError):

@@ -1,6 +1,12 @@
 """Kamailio's configuration and subscriber data, rendered from plain values (no I/O).
 
-``render_config`` fills the shipped template; ``SUBSCRIBER_SCHEMA`` and
+``render_config`` fills the shipped template; every value is checked before it is rendered
+(``check_domain``, ``check_ipv4``; the settings use the same checks at config load) and
+text inside a quoted string is escaped (``quoted``), so no value can add cfg syntax.
+The control plane (evapi, the route endpoint, rtpengine's ng port, the media workers'
+SIP) stays on loopback: Kamailio listens on ``sip_host`` for phones and peers and, when
+that is not ``127.0.0.1``, on ``127.0.0.1`` at the same port for the media workers.
+``SUBSCRIBER_SCHEMA`` and
 ``subscriber_rows`` make the ``subscriber`` table Kamailio's ``auth_db`` reads for digest auth
 (schema as in Debian's ``/usr/share/kamailio/db_sqlite/auth_db-create.sql``, table
 version 7); ``UACREG_SCHEMA`` and ``uacreg_rows`` the ``uacreg`` table of trunk
@@ -17,7 +23,12 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from drivers.sip.errors import ConfigValueError
+
 MODULE_PATH = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+LOOPBACK = "127.0.0.1"
+_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # User-Agent substrings of SIP scanners (SIPVicious and its clones), matched ignoring case.
 SCANNER_AGENTS = (
     "friendly-scanner", "sipvicious", "sipcli", "sip-scan", "iwar", "sundayddr",
@@ -28,6 +39,33 @@ SCAN_PREFIXES = ("+", "00", "011")
 _AGENT = re.compile(r"^[A-Za-z0-9 ._/-]{2,40}$")
 _SECRET = re.compile(r"^[0-9a-f]{32,128}$")
 _PREFIX = re.compile(r"^(\+[0-9]{0,6}|[0-9]{1,6})$")
+
+
+def check_domain(value: str) -> str:
+    """``value`` if it is a DNS name (RFC 1123 labels) or an IPv4 address, else ValueError."""
+    labels = value.split(".")
+    if len(value) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(
+            f"{value[:80]!r} is not a domain: dot-separated labels of letters, digits "
+            "and inner hyphens (at most 63 characters each, 253 in all)"
+        )
+    return value
+
+
+def check_ipv4(value: str) -> str:
+    """``value`` if it is an IPv4 address in dotted-quad form, else ValueError."""
+    try:
+        address = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(f"{value[:80]!r} is not an IPv4 address (like 192.0.2.10)") from None
+    return str(address)
+
+
+def quoted(value: str) -> str:
+    """``value`` escaped for a double-quoted cfg string; control characters are refused."""
+    if _CONTROL.search(value):
+        raise ValueError(f"{value[:80]!r} holds a control character (newline, tab, ...)")
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 @dataclass(frozen=True)
@@ -86,32 +124,55 @@ class KamailioConfig:
     debug: int = 1
     module_path: str = MODULE_PATH
 
+    def __post_init__(self) -> None:
+        for name, check in (("domain", check_domain), ("sip_host", check_ipv4)):
+            try:
+                check(getattr(self, name))
+            except ValueError as err:
+                raise ConfigValueError(f"kamailio {name}: {err}") from None
+
+    @property
+    def loopback_listen(self) -> bool:
+        """True when the media workers' loopback socket is a second socket."""
+        return self.sip_host != LOOPBACK
+
 
 def render_config(config: KamailioConfig) -> str:
-    """The kamailio.cfg text for ``config``."""
-    if not _SECRET.match(config.route_secret):
-        raise ValueError("route_secret: 32 to 128 lowercase hex digits (load_route_secret)")
+    """The kamailio.cfg text for ``config`` (ConfigValueError for a value it cannot hold)."""
     template = resources.files("drivers.sip").joinpath("kamailio.cfg.tmpl").read_text()
-    values = {
+    try:
+        values = _values(config)
+    except ValueError as err:
+        raise ConfigValueError(f"kamailio.cfg: {err}") from None
+    for key, value in values.items():
+        template = template.replace(f"@@{key}@@", value)
+    return template
+
+
+def _values(config: KamailioConfig) -> dict[str, str]:
+    loopback = f"udp:{LOOPBACK}:{config.sip_port}"
+    return {
         "DEBUG": str(config.debug),
         "CHILDREN": str(config.children),
         "SIP_HOST": config.sip_host,
         "SIP_PORT": str(config.sip_port),
         "DOMAIN": config.domain,
-        "MODULE_PATH": config.module_path,
+        "LOOPBACK_LISTEN": f"listen={loopback}" if config.loopback_listen else "",
+        "MHOMED": "1" if config.loopback_listen else "0",
+        "MODULE_PATH": quoted(config.module_path),
         "FR_TIMER_MS": str(config.fr_timer_ms),
         "FR_INV_TIMER_MS": str(config.fr_inv_timer_ms),
         "MIN_EXPIRES": str(config.min_expires),
         "MAX_EXPIRES": str(config.max_expires),
-        "SUBSCRIBER_DB": config.subscriber_db,
-        "ROUTE_SECRET": config.route_secret,
+        "SUBSCRIBER_DB": quoted(config.subscriber_db),
+        "ROUTE_SECRET": _route_secret(config.route_secret),
         "PIKE_WINDOW_S": str(config.pike_window_s),
         "PIKE_REQUESTS": str(config.pike_requests),
         "BAN_SECONDS": str(config.ban_seconds),
         "MAX_CALL_SECONDS": str(config.max_call_seconds),
-        "NG_HOST": config.sip_host,
+        "NG_HOST": LOOPBACK,
         "NG_PORT": str(config.ng_port),
-        "EVAPI_HOST": config.sip_host,
+        "EVAPI_HOST": LOOPBACK,
         "EVAPI_PORT": str(config.evapi_port),
         "RECORD": "yes" if config.record else "no",
         "PIKE_EXEMPT": _pike_exempt(config.pike_exempt),
@@ -119,21 +180,18 @@ def render_config(config: KamailioConfig) -> str:
         "AUTH_FAIL_WINDOW_S": str(config.auth_fail_window_s),
         "SCANNER_AGENTS": _scanner_agents(config.scanner_agents),
         "SCAN_NUMBERS": _scan_numbers(config.scan_prefixes),
-        "ROUTE_HOST": config.sip_host,
+        "ROUTE_HOST": LOOPBACK,
         "ROUTE_PORT": str(config.route_port),
         "TRUNK_SOURCES": _trunk_sources(config.trunk_sources),
         "MEDIA_DEFINE": "#!define WITH_MEDIA" if config.anchor_media else "",
         "WORKERS_DEFINE": "#!define WITH_WORKERS" if config.dispatcher_list else "",
         "REGISTRATIONS_DEFINE": "#!define WITH_REGISTRATIONS" if config.registrations else "",
-        "DISPATCHER_LIST": config.dispatcher_list,
+        "DISPATCHER_LIST": quoted(config.dispatcher_list),
         "UAC_CREDENTIALS": "\n".join(
-            f'modparam("uac", "credential", "{user}:{realm}:{password}")'
+            f'modparam("uac", "credential", "{quoted(f"{user}:{realm}:{password}")}")'
             for user, realm, password in config.trunk_credentials
         ),
     }
-    for key, value in values.items():
-        template = template.replace(f"@@{key}@@", value)
-    return template
 
 
 def _trunk_sources(sources: Sequence[tuple[str, int]]) -> str:
@@ -150,6 +208,12 @@ def _pike_exempt(addresses: Sequence[str]) -> str:
         return ""
     tests = " || ".join(f'$si == "{ipaddress.ip_address(a)}"' for a in addresses)
     return f"\tif ({tests}) {{\n\t\treturn;\n\t}}"
+
+
+def _route_secret(secret: str) -> str:
+    if not _SECRET.match(secret):
+        raise ValueError("route_secret: 32 to 128 lowercase hex digits (load_route_secret)")
+    return secret
 
 
 def _scanner_agents(agents: Sequence[str]) -> str:

@@ -1,5 +1,8 @@
 """The loopback HTTP endpoint Kamailio's ``http_client`` asks for each call's route.
 
+It has no authentication (an answer can reserve a GSM channel), so it only ever listens
+on loopback: ``RouteServer`` refuses any other address.
+
 ``parse_request`` is the sans-I/O core: the bytes of one HTTP/1.x request head in, the
 path and query parameters out (RouteRequestError for anything else; heads are capped at
 ``MAX_HEAD``). ``RouteServer`` answers each connection once with a JSON object and
@@ -10,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from drivers.sip.errors import SipDriverError
+from drivers.sip.errors import ConfigValueError, SipDriverError
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,8 @@ class RouteServer:
     def __init__(
         self, host: str, port: int, decide: Callable[[Mapping[str, str]], Mapping[str, Any]]
     ) -> None:
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ConfigValueError(f"the route endpoint must listen on loopback, not {host}")
         self._address = (host, port)
         self._decide = decide
         self._server: asyncio.Server | None = None

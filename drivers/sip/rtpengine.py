@@ -1,4 +1,9 @@
-"""rtpengine as a supervised child process: userspace relay, pcap recording, probed by ng ping."""
+"""rtpengine as a supervised child process: userspace relay, pcap recording, probed by ng ping.
+
+Media ports open on ``host`` (the SIP address phones and peers send RTP to); the ng
+control port, which can create, record and delete any call, listens on ``ng_host``
+(loopback) only.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drivers.sip.errors import ProcessError
+from drivers.sip.kamailio_config import LOOPBACK
 from drivers.sip.ng import NgClient
 from drivers.sip.supervisor import Daemon
 
@@ -21,6 +27,7 @@ class RtpengineConfig:
     port_min: int
     port_max: int
     recording_dir: Path
+    ng_host: str = LOOPBACK
     delete_delay_s: int = 1
     threads: int = 2
     media_timeout_s: int = 60
@@ -37,7 +44,7 @@ def rtpengine_argv(binary: str, config: RtpengineConfig, pid_file: Path) -> list
         "--log-stderr",
         f"--pidfile={pid_file}",
         f"--interface={config.host}",
-        f"--listen-ng={config.host}:{config.ng_port}",
+        f"--listen-ng={config.ng_host}:{config.ng_port}",
         f"--port-min={config.port_min}",
         f"--port-max={config.port_max}",
         f"--recording-dir={config.recording_dir}",
@@ -66,7 +73,7 @@ class RtpengineDriver:
         self.config = config
         self._binary = binary
         self._pid_file = run_dir / "rtpengine.pid"
-        self.ng = NgClient(config.host, config.ng_port, timeout=0.5)
+        self.ng = NgClient(config.ng_host, config.ng_port, timeout=0.5)
         self.daemon = Daemon(
             "rtpengine",
             self._argv,

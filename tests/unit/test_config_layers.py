@@ -130,3 +130,25 @@ def test_example_branch_dial_plan_is_consistent() -> None:
     examples = Path(__file__).resolve().parents[2] / "examples"
     settings = load_settings(ApplianceSettings, collect_layers(examples / "branch.yaml"))
     DialPlan(settings.pbx.dialplan, [e.number for e in settings.sip.extensions])
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "why"),
+    [
+        ("sip.domain", 'pbx.example"\nloadmodule "evil.so', "is not a domain"),
+        ("sip.domain", "$ru.example", "is not a domain"),
+        ("pbx.sip_host", "10.0.0.1\nlisten=udp:0.0.0.0:5060", "is not an IPv4 address"),
+        ("pbx.sip_host", "pbx.example", "is not an IPv4 address"),
+        ("pbx.pike_exempt", ['10.0.0.1" || 1'], "does not appear to be an IPv4 or IPv6"),
+    ],
+)
+def test_values_rendered_into_kamailio_cfg_are_checked_at_load(
+    tmp_path: Path, key: str, value: object, why: str
+) -> None:
+    section, name = key.split(".")
+    main = write_yaml(tmp_path / "a.yaml", {**BASE, section: {name: value}})
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path)
+    (problem,) = caught.value.problems
+    assert (problem.source, problem.key) == (str(main), key)
+    assert why in problem.message

@@ -192,8 +192,8 @@ class Pbx:
 class Phone:
     """A pjsua2 phone process (tests/integration/pbx/phone.py).
 
-    ``host`` is the PBX's SIP address (the phone binds there too); ``netns`` runs the
-    phone inside that network namespace.
+    ``host`` is the PBX's SIP address (the phone binds there too, unless ``bind`` names
+    another address); ``netns`` runs the phone inside that network namespace.
     """
 
     def __init__(
@@ -206,6 +206,7 @@ class Phone:
         domain: str = DOMAIN,
         host: str = "127.0.0.1",
         netns: str | None = None,
+        bind: str = "",
     ) -> None:
         self.number = number
         self.record = root / f"heard-{number}.wav"
@@ -215,7 +216,7 @@ class Phone:
         wrap = ["ip", "netns", "exec", netns] if netns else []
         self.proc = subprocess.Popen(
             [*wrap, sys.executable, str(HERE / "phone.py"), "--user", number,
-             "--proxy-host", host,
+             "--proxy-host", host, f"--bind-host={bind}",
              f"--password={secret or password(number)}", "--domain", domain,
              "--proxy-port", str(pbx.sip_port), "--tone", str(tone),
              "--record", str(self.record), "--rtp-port", str(random.randrange(40000, 60000, 20))],

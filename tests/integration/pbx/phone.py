@@ -171,10 +171,12 @@ def main() -> None:
     for option in ("--user", "--password", "--domain", "--record"):
         parser.add_argument(option, default="")
     parser.add_argument("--proxy-host", default="127.0.0.1")
+    parser.add_argument("--bind-host", default="", help="default: the proxy host")
     parser.add_argument("--proxy-port", type=int, required=True)
     parser.add_argument("--tone", type=int, default=440)
     parser.add_argument("--rtp-port", type=int, default=0)
     args = parser.parse_args()
+    bind = args.bind_host or args.proxy_host
     ep = pj.Endpoint()
     ep.libCreate()
     cfg = pj.EpConfig()
@@ -187,7 +189,7 @@ def main() -> None:
     ep.libInit(cfg)
     transport = pj.TransportConfig()
     transport.port = 0
-    transport.boundAddress = args.proxy_host
+    transport.boundAddress = bind
     ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
     ep.libStart()
     ep.audDevManager().setNullDev()
@@ -201,7 +203,7 @@ def main() -> None:
     acc_cfg.regConfig.timeoutSec = 300
     acc_cfg.sipConfig.proxies.append(f"sip:{args.proxy_host}:{args.proxy_port};lr")
     acc_cfg.mediaConfig.transportConfig.port = args.rtp_port
-    acc_cfg.mediaConfig.transportConfig.boundAddress = args.proxy_host
+    acc_cfg.mediaConfig.transportConfig.boundAddress = bind
     acc_cfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", args.user, 0, args.password))
     acc = Account(phone)
     acc.create(acc_cfg)

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from appliance.pbx.dialplan import DialPlan, DialPlanError
 from appliance.pbx.gsm import sip_failure
-from appliance.pbx.media import dispatcher_list, gsm_worker_configs
-from appliance.pbx.settings import DialPlanSettings, GsmSettings
+from appliance.pbx.media import dispatcher_list, gsm_worker_configs, worker_configs
+from appliance.pbx.settings import DialPlanSettings, GsmSettings, MediaSettings
 from appliance.settings import ApplianceSettings
 from drivers.media.protocol import WorkerConfig
 
@@ -80,3 +80,11 @@ def test_gsm_groups_must_name_gateway_modems() -> None:
             "gateway": {"modems": [{"channel": "gsm-0", "port": "/dev/x"}]},
             "pbx": {"gsm": {"groups": [{"name": "m", "channels": ["gsm-0", "gsm-9"]}]}},
         })  # fmt: skip
+
+
+def test_workers_listen_for_sip_on_loopback_and_trust_only_kamailios_loopback_socket() -> None:
+    media = worker_configs(MediaSettings(workers=1, port_base=6100), "192.0.2.10", 5070, "d")
+    gsm = gsm_worker_configs(GsmSettings(port_base=6000), ["gsm-0"], "192.0.2.10", 5070, "d")
+    for config in (*media, *gsm):
+        assert (config.host, config.media_host) == ("127.0.0.1", "192.0.2.10")
+        assert config.proxy_address == "127.0.0.1:5070"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from drivers.sip.errors import ConfigValueError
 from drivers.sip.kamailio import load_route_secret, write_subscribers
 from drivers.sip.kamailio_config import KamailioConfig, Registration, Subscriber, render_config
 
@@ -125,3 +126,50 @@ def test_route_secret_is_made_once_private_and_kept(tmp_path: Path) -> None:
     assert (run_dir / "route-secret").stat().st_mode & 0o777 == 0o600
     assert load_route_secret(run_dir) == first
     assert f'"{first}:" + $ci' in render_config(_config(route_secret=first))
+
+
+def test_control_ports_render_on_loopback_whatever_the_sip_host() -> None:
+    text = render_config(_config(sip_host="192.0.2.10", route_port=5073))
+    assert "listen=udp:192.0.2.10:5070\nlisten=udp:127.0.0.1:5070\nmhomed=1\n" in text
+    assert 'modparam("evapi", "bind_addr", "127.0.0.1:5071")' in text
+    assert 'rtpengine_sock", "udp:127.0.0.1:5072"' in text
+    assert '"http://127.0.0.1:5073/route?caller="' in text
+    public = [line for line in text.splitlines() if "192.0.2.10" in line]
+    assert public == [
+        "listen=udp:192.0.2.10:5070",
+        'modparam("uac", "reg_contact_addr", "192.0.2.10:5070")',
+    ]
+
+
+def test_a_loopback_sip_host_needs_no_second_socket() -> None:
+    text = render_config(_config())
+    assert text.count("listen=") == 1
+    assert "mhomed=0" in text
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("domain", 'evil.example"\nloadmodule "x.so'),
+        ("domain", "$rU.example"),
+        ("domain", "-bad.example"),
+        ("domain", "a" * 64 + ".example"),
+        ("sip_host", "10.0.0.1\nlisten=udp:0.0.0.0:5060"),
+        ("sip_host", "pbx.example"),
+    ],
+)
+def test_values_that_would_change_the_cfg_syntax_are_refused_by_name(
+    field: str, value: str
+) -> None:
+    with pytest.raises(ConfigValueError, match=f"kamailio {field}: "):
+        _config(**{field: value})
+
+
+def test_quoted_values_are_escaped_and_control_characters_refused() -> None:
+    odd = _config(subscriber_db='/data/o"dd\\dir/subscriber.sqlite',
+                  trunk_credentials=(("u\\", "realm", 'p"w'),))  # fmt: skip
+    text = render_config(odd)
+    assert 'modparam("auth_db", "db_url", "sqlite:///data/o\\"dd\\\\dir/subscriber.sqlite")' in text
+    assert 'modparam("uac", "credential", "u\\\\:realm:p\\"w")' in text
+    with pytest.raises(ConfigValueError, match=r"kamailio\.cfg: .* control character"):
+        render_config(_config(dispatcher_list="/run/dispatcher\n.list"))

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.sip.routeserver import RouteRequestError, parse_request, response
+from drivers.sip.errors import ConfigValueError
+from drivers.sip.routeserver import RouteRequestError, RouteServer, parse_request, response
 
 
 def test_query_keeps_plus_signs_and_decodes_escapes() -> None:
@@ -43,3 +44,8 @@ def test_response_is_json_with_length_and_close() -> None:
     assert head.startswith(b"HTTP/1.1 200 OK")
     assert b"Content-Length: %d" % len(body) in head
     assert json.loads(body) == {"action": "extension"}
+
+
+def test_the_route_endpoint_refuses_to_listen_beyond_loopback() -> None:
+    with pytest.raises(ConfigValueError, match=r"must listen on loopback, not 192\.0\.2\.10"):
+        RouteServer("192.0.2.10", 5066, lambda _query: {})

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregator.directory.compile import compile_tables
-from appliance.routing.changes import ChangesError, apply, diff
 from drivers.sync.protocol import SnapshotResult, decode, encode
+from drivers.sync.routing_changes import ChangesError, apply, diff
 from tests.unit.routing.samples import company, directory
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from aggregator.directory.compile import compile_tables
-from appliance.routing.changes import diff
 from appliance.routing.service import RoutingService
 from appliance.store import Store
+from drivers.sync.routing_changes import diff
 from tests.unit.routing.samples import company, directory
 
 
