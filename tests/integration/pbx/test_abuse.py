@@ -241,3 +241,20 @@ def test_invite_flood_is_banned_while_a_phone_registers_and_calls(pbx: Pbx, tmp_
             flood.wait(timeout=5)
     assert not options_answered(pbx.sip_port, "127.0.0.4")
     assert "flood from 127.0.0.4: banned" in kamailio_log(pbx)
+
+
+def test_forged_calls_from_another_site_count_as_failed_authentication(pbx: Pbx) -> None:
+    source, uri = "127.0.0.15", f"sip:00442071234567@127.0.0.1:{pbx.sip_port}"
+    forged = "X-Callmesh-Auth: v1;site=hq;ts=1;sig=" + "0" * 64 + "\r\n"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source, 0))
+        port = sock.getsockname()[1]
+        replies = [
+            answer(sock, request("INVITE", uri, source, port, "00442071234567", "1001", forged),
+                   pbx.sip_port)
+            for _ in range(AUTH_FAIL_LIMIT)
+        ]  # fmt: skip
+    assert all(r is not None and r.startswith(b"SIP/2.0 403") for r in replies[:-1])
+    assert replies[-1] is None
+    assert not options_answered(pbx.sip_port, source)
+    assert f"repeated failed authentication from {source}: banned" in kamailio_log(pbx)

@@ -140,13 +140,15 @@ def test_an_authenticated_extension_reaches_the_carrier(
     assert carrier.received[before].startswith(b"INVITE sip:00442071234567@127.0.0.1:")
 
 
-def test_a_call_between_extensions_keeps_working_in_dialog(edge: Pbx, tmp_path: Path) -> None:
+def test_a_callee_re_invite_and_bye_between_extensions_are_relayed(
+    edge: Pbx, tmp_path: Path
+) -> None:
     with phones(edge, tmp_path, ("1002", 600), ("1003", 300)) as (bob, carol):
         bob.send("call", to="1003")
         carol.answer()
         bob.state("CONFIRMED")
-        bob.send("hold")
-        carol.wait(lambda e: e["ev"] == "media" and e.get("status") == "remote-hold")
+        carol.send("hold")
+        bob.wait(lambda e: e["ev"] == "media" and e.get("status") == "remote-hold")
         carol.send("hangup")
         bob.state("DISCONNECTED")
     cdr = edge.cdr_for(lambda c: c["callee"]["number"] == "1003")
