@@ -2,9 +2,10 @@
 
 Start-up order: HTTP socket bound (fails fast on a busy port), network applied (when
 managed, so routes and the tunnel to HQ are up first), store opened, routing table loaded
-from the store, PBX (Kamailio, rtpengine, CDRs) when enabled, the gateway's modems and
-SIM policy, compliance, sync client (when enabled), HTTP serving. Shutdown runs in
-reverse from SIGTERM/SIGINT, closing the store last.
+from the store, compliance (before the PBX, whose routing chain and originations ask it),
+PBX (Kamailio, rtpengine, CDRs) when enabled, the gateway's modems and SIM policy, sync
+client (when enabled), HTTP serving. Shutdown runs in reverse from SIGTERM/SIGINT,
+closing the store last.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Gauge
 
+from appliance.compliance.calls import CallCompliance, ComplianceDecider
 from appliance.compliance.routes import build_compliance_router, install_error_handler
 from appliance.compliance.service import ComplianceService
 from appliance.gateway.channels import ModemCollector, ModemPool
 from appliance.gateway.routes import build_sms_router
 from appliance.gateway.sms import SmsService
 from appliance.pbx.component import PbxComponent
-from appliance.pbx.gsm import GsmTrunkService
+from appliance.pbx.deciders import POLICY, TRUNK
+from appliance.pbx.gsm import GsmDecider, GsmTrunkService
 from appliance.pbx.webhooks import WebhookService
 from appliance.routing import RoutingService
 from appliance.routing.metrics import PeerCollector
@@ -105,10 +108,11 @@ def build(
     compliance = ComplianceService(settings.compliance, settings.site.timezone, store.get)
     install_error_handler(app)
     app.include_router(build_compliance_router(settings.api.tokens, compliance))
-    components: list[Component] = [*_network(settings, health), store, routing]
+    components: list[Component] = [*_network(settings, health), store, routing, compliance]
     pbx = None
     if settings.pbx.enabled:
         pbx = _pbx(settings, store, health, app, routing)
+        _call_compliance(settings, pbx, compliance)
         if pbx.peers is not None:
             registry.register(PeerCollector(pbx.peers))
         components.append(pbx)
@@ -122,7 +126,6 @@ def build(
             sms = _sms(settings, store, sim, compliance, pool)
             app.include_router(build_sms_router(settings.api.tokens, sms))
             components.append(sms)
-    components.append(compliance)
     if settings.sync.enabled:
         peers = pbx.peers if pbx is not None else None
         sync = SyncClient(
@@ -159,6 +162,15 @@ def _pbx(
     return pbx
 
 
+def _call_compliance(
+    settings: ApplianceSettings, pbx: PbxComponent, compliance: ComplianceService
+) -> None:
+    """Compliance joins the routing chain and checks every API origination."""
+    calls = CallCompliance(compliance, settings.compliance.extensions)
+    pbx.chain.add(ComplianceDecider(calls), POLICY)
+    pbx.originations.add_check(calls.originate)
+
+
 def _gsm_trunks(
     settings: ApplianceSettings, pbx: PbxComponent, pool: ModemPool, sim: SimService
 ) -> GsmTrunkService:
@@ -167,6 +179,7 @@ def _gsm_trunks(
         settings.pbx.gsm, pool.channels, sim, pbx.media, lambda: pbx.calls, lambda: pbx.dialplan
     )
     pbx.gsm = gsm
+    pbx.chain.add(GsmDecider(gsm), TRUNK)
     return gsm
 
 

@@ -262,13 +262,34 @@ class CampaignSettings(Section):
         return None if value is None else _zone_name(value)
 
 
+class ExtensionBinding(Section):
+    """An extension bound to compliance: its break-outs are checked by its campaign's rules
+    (else the site's)."""
+
+    campaign: str | None = None
+
+
 class ComplianceSettings(Section):
-    """Outbound compliance for API and campaign calls: DNC, attempts per day, calling hours."""
+    """Outbound compliance for API, campaign and bound extensions' calls, and for SMS."""
 
     dnc: tuple[str, ...] = Field((), description="site do-not-call numbers from config")
     max_attempts_per_day: int = Field(3, ge=1, description="per destination, all campaigns")
     windows: tuple[HourWindow, ...] = Field((), description="site calling hours; empty: any")
     campaigns: tuple[CampaignSettings, ...] = ()
+    extensions: dict[str, ExtensionBinding] = Field(
+        default_factory=dict, description="extensions whose break-outs are checked"
+    )
+
+    @model_validator(mode="after")
+    def _bound_campaigns(self) -> ComplianceSettings:
+        known = {c.id for c in self.campaigns}
+        for extension, binding in self.extensions.items():
+            if binding.campaign is not None and binding.campaign not in known:
+                raise ValueError(
+                    f"compliance.extensions.{extension}.campaign: {binding.campaign!r} is not "
+                    f"in compliance.campaigns (known: {', '.join(sorted(known)) or 'none'})"
+                )
+        return self
 
 
 class ApplianceSettings(ServiceSettings):
@@ -298,6 +319,16 @@ class ApplianceSettings(ServiceSettings):
                     f"pbx.gsm.groups.{group.name}: channels {', '.join(unknown)} are not in "
                     f"gateway.modems (known: {', '.join(sorted(known)) or 'none'})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _bound_extensions(self) -> ApplianceSettings:
+        known = {e.number for e in self.sip.extensions}
+        unknown = sorted(set(self.compliance.extensions) - known)
+        if unknown:
+            raise ValueError(
+                f"compliance.extensions: {', '.join(unknown)} are not in sip.extensions"
+            )
         return self
 
     def key_file(self) -> Path:

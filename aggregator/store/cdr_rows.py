@@ -18,7 +18,9 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-DISPOSITIONS = frozenset({"answered", "busy", "no-answer", "failed", "cancelled", "interrupted"})
+DISPOSITIONS = frozenset(
+    {"answered", "busy", "no-answer", "failed", "cancelled", "interrupted", "refused"}
+)
 HOUR_MS = 3_600_000
 
 

@@ -6,9 +6,11 @@ list kept through the local API) or on the company's (HQ's ``dnc`` snapshot topi
 time outside the campaign's (else the site's) calling hours in its time zone, and a
 destination already attempted ``max_attempts_per_day`` times this local day. An allowed
 check counts as an attempt, in the same LMDB transaction that tested the count, so two
-concurrent checks cannot both take the last attempt. Every refusal is appended to the
-``compliance`` outbox, which the sync client delivers to HQ like CDRs (at least once,
-kept until acknowledged).
+concurrent checks cannot both take the last attempt; SMS (``source="sms"``) are counted
+apart from calls. Every refusal is appended to the ``compliance`` outbox, which the sync
+client delivers to HQ like CDRs (at least once, kept until acknowledged), naming where
+the attempt came from (``source``: ``api``, ``click-to-dial``, ``conference``,
+``three-way``, ``break-out``, ``sms``), the caller and the call id when there is one.
 """
 
 from __future__ import annotations
@@ -50,6 +52,15 @@ def normalize(number: str) -> str:
     if not _NUMBER.match(plain):
         raise NumberError(f"{number!r} is not a phone number (digits, optional leading +)")
     return plain
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Where a checked attempt comes from (carried into the refusal record)."""
+
+    source: str = "api"
+    caller: str = ""
+    call_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,22 +108,29 @@ class ComplianceService:
         """Nothing to release: every change is already stored."""
 
     def check(
-        self, destination: str, campaign: str | None = None, now: datetime.datetime | None = None
+        self,
+        destination: str,
+        campaign: str | None = None,
+        now: datetime.datetime | None = None,
+        attempt: Attempt | None = None,
     ) -> Decision:
         """Whether ``destination`` may be dialled now; an allowed check counts as an attempt."""
+        attempt = attempt or Attempt()
         try:
             number = normalize(destination)
         except NumberError as err:
-            return self._refuse(destination, campaign, "bad-destination", str(err))
+            return self._refuse(destination, campaign, attempt, "bad-destination", str(err))
         refusal = self._refusal(number, campaign, now)
         if refusal is not None:
-            return self._refuse(number, campaign, *refusal)
+            return self._refuse(number, campaign, attempt, *refusal)
         local = self._local(now, campaign)
         limit = self._attempt_limit(campaign)
-        count = self._count_attempt(number, local.date(), limit)
+        counter = f"sms:{number}" if attempt.source == "sms" else number
+        count = self._count_attempt(counter, local.date(), limit)
         if count > limit:
-            message = f"{number} was already called {limit} times today (limit {limit})"
-            return self._refuse(number, campaign, "attempt-limit", message)
+            done = "sent an SMS" if attempt.source == "sms" else "called"
+            message = f"{number} was already {done} {limit} times today (limit {limit})"
+            return self._refuse(number, campaign, attempt, "attempt-limit", message)
         return Decision(True, number, campaign, attempts_today=count)
 
     def _refusal(
@@ -183,7 +201,9 @@ class ComplianceService:
             self._state.delete(key)
         self._day = day
 
-    def _refuse(self, number: str, campaign: str | None, error_id: str, message: str) -> Decision:
+    def _refuse(
+        self, number: str, campaign: str | None, attempt: Attempt, error_id: str, message: str
+    ) -> Decision:
         assert self._outbox is not None
         event = {
             "id": uuid.uuid4().hex,
@@ -192,9 +212,14 @@ class ComplianceService:
             "campaign": campaign,
             "error_id": error_id,
             "message": message,
+            "source": attempt.source,
+            "caller": attempt.caller,
+            "call_id": attempt.call_id,
         }
         self._outbox.append(msgpack.packb(event, use_bin_type=True))
-        log.info("outbound call refused", extra=event)
+        # ``message`` is a LogRecord attribute: passed in ``extra`` it would raise.
+        fields = {k: v for k, v in event.items() if k != "message"}
+        log.info("outbound call refused: %s", message, extra=fields)
         return Decision(False, number, campaign, error_id, message)
 
     def site_dnc(self) -> dict[str, Any]:

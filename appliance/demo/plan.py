@@ -35,6 +35,7 @@ DEMO_MODEMS = 4
 BRANCH_EXTENSIONS = (("1001", "Reception"), ("1002", "Sales"), ("1003", "Support"))
 BRANCH_B_EXTENSIONS = (("3001", "Front desk"), ("3002", "Warehouse"))
 GATEWAY_EXTENSIONS = (("2001", "Gateway desk"),)
+COMPLIANCE_BOUND = "1003"  # Support: its break-outs pass the site's compliance rules
 SITE_NAMES = {"branch": "Branch A", "branch-b": "Branch B", "gateway": "SIM gateway"}
 RTP_RANGES = {"branch": (30000, 34999), "branch-b": (35000, 39999), "gateway": (40000, 44999)}
 GSM_GROUP = "gsm"
@@ -173,6 +174,7 @@ def plan_services(demo_dir: Path) -> list[ServicePlan]:
         demo_dir, creds, "gateway", "sim-gateway", GATEWAY_EXTENSIONS, link, key_pairs, book
     )
     gateway.modems_from = simulator.ready_file
+    branch.config["compliance"] = {"extensions": {COMPLIANCE_BOUND: {}}}
     book.save()
     return [aggregator, branch, branch_b, simulator, gateway]
 

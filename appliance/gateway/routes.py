@@ -20,6 +20,8 @@ STATUS = {
     "unknown-sms": 404,
     "dnc-site": 403,
     "dnc-company": 403,
+    "outside-calling-hours": 403,
+    "attempt-limit": 403,
     "channel-not-ready": 409,
     "ussd-busy": 409,
     "modem-error": 502,

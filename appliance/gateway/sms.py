@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from appliance.compliance.service import ComplianceService
+from appliance.compliance.service import Attempt, ComplianceService
 from appliance.gateway.settings import SmsSettings
 from appliance.gateway.sms_policy import (
     RetryRule,
@@ -135,9 +135,12 @@ class SmsService:
         parts = count_parts(text, self._settings.max_parts)
         if channel is not None and channel not in self._modems:
             raise self._unknown(channel)
-        listed = self._compliance.listed(number) if self._compliance is not None else None
-        if listed is not None:
-            raise SmsError(*listed)
+        if self._compliance is not None:
+            verdict = await asyncio.to_thread(
+                self._compliance.check, number, None, None, Attempt("sms")
+            )
+            if not verdict.allowed:
+                raise SmsError(verdict.error_id, verdict.message)
         now = time.time()
         record = {"id": time_ordered_id(), "direction": "out", "to": number, "text": text,
                   "parts": parts, "requested_channel": channel, "channel": channel,

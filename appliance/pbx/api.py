@@ -121,7 +121,7 @@ def build_router(
         try:
             yield
         except CallControlError as err:
-            raise api_error(err.status, err.error_id, str(err)) from None
+            raise api_error(err.status, err.error_id, str(err), **err.details) from None
 
     @router.get("/calls", summary="Calls in progress")
     def live_calls() -> dict[str, Any]:

@@ -3,7 +3,9 @@
 Events (JSON objects from the rendered kamailio.cfg): ``invite`` (a call was relayed),
 ``answer`` (dialog confirmed), ``end`` (BYE; ``reason`` says which side), ``failed``
 (negative final reply; ``reason`` busy/no-answer/cancelled/failed) and ``rejected``
-(refused before relaying: unknown extension, callee unavailable, no media relay).
+(refused before relaying: unknown extension, callee unavailable, no media relay; a
+compliance refusal carries ``refusal`` and becomes disposition ``refused``, its
+``hangup_cause.reason`` the rule).
 The document schema is in docs/pbx.md; ``SCHEMA_VERSION`` changes with it.
 """
 
@@ -20,7 +22,9 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 _NAMESPACE = uuid.UUID("6f1d2d8e-5c1b-4d43-9a63-2f8a5a0c7e11")
-DISPOSITIONS = ("answered", "busy", "no-answer", "failed", "cancelled", "interrupted")
+DISPOSITIONS = (
+    "answered", "busy", "no-answer", "failed", "cancelled", "interrupted", "refused",
+)  # fmt: skip
 
 
 def time_ordered_id(now_ms: int | None = None, entropy: bytes | None = None) -> str:
@@ -171,11 +175,12 @@ class CdrBuilder:
         return self.finish(call, _ts(event), disposition, code, reason, side)
 
     def from_rejected(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """CDR for a call refused before it was relayed."""
+        """CDR for a call refused before it was relayed (``refused`` when compliance did)."""
         call = self.open_call(event)
         code = int(event.get("code") or 0)
         reason = str(event.get("reason", "failed"))
-        return self.finish(call, _ts(event), "failed", code, reason, "system")
+        disposition = "refused" if event.get("refusal") else "failed"
+        return self.finish(call, _ts(event), disposition, code, reason, "system")
 
     def interrupted(self, call: Mapping[str, Any], end: float, why: str) -> dict[str, Any]:
         """CDR for a call that was open when a component crashed."""

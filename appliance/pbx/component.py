@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,20 @@ from appliance.pbx.api import build_router
 from appliance.pbx.calls import CallService
 from appliance.pbx.cdr import CdrBuilder
 from appliance.pbx.control import CallControl
-from appliance.pbx.dialplan import Decision, DialPlan
+from appliance.pbx.deciders import (
+    MEDIA,
+    ROUTE,
+    UNSERVED,
+    DecisionChain,
+    DialPlanDecider,
+    RecordingPolicy,
+    RouteQuery,
+    UnservedGsm,
+)
+from appliance.pbx.dialplan import DialPlan
 from appliance.pbx.errors import CallControlError, PbxNotStartedError
 from appliance.pbx.gsm import GsmTrunkService
-from appliance.pbx.intersite import InterSite
+from appliance.pbx.intersite import InterSite, PeerAdmission
 from appliance.pbx.media import (
     MediaPool,
     MediaWorker,
@@ -154,8 +163,9 @@ class PbxComponent:
                 site_id, pbx.peering, lambda: routing.table, names, self.peers
             )
         self.dialplan = DialPlan(pbx.dialplan, names, pbx.media, pbx.gsm, self.intersite)
-        self.route_server = RouteServer(LOOPBACK, pbx.route_port, self._decide)
         recorded = pbx.record_calls and pbx.anchor_media
+        self.chain = self._chain(recorded)
+        self.route_server = RouteServer(LOOPBACK, pbx.route_port, self._decide)
         self._store = store
         self._builder = CdrBuilder(site_id, names, record=recorded)
         self._spool = spool
@@ -202,6 +212,15 @@ class PbxComponent:
             self.webhooks = WebhookService(
                 hook.url, hook.secret, site_id, hook.max_attempts, hook.timeout_s
             )
+
+    def _chain(self, recorded: bool) -> DecisionChain:
+        """The PBX's own deciders; features add theirs at the composition root."""
+        chain = DecisionChain()
+        chain.add(PeerAdmission(self.intersite, lambda: self.dialplan), ROUTE)
+        chain.add(DialPlanDecider(lambda: self.dialplan), ROUTE)
+        chain.add(UnservedGsm(), UNSERVED)
+        chain.add(RecordingPolicy(lambda: self.dialplan, recorded), MEDIA)
+        return chain
 
     @property
     def calls(self) -> CallService:
@@ -305,36 +324,7 @@ class PbxComponent:
         return build_router(lambda: self.calls, lambda: self.recordings, self.control, tokens)
 
     def _decide(self, query: Mapping[str, str]) -> dict[str, object]:
-        caller, dialled = query.get("caller", ""), query.get("dialled", "")
-        from_trunk, to = query.get("trunk") == "1", query.get("to", "")
-        call_id = query.get("call_id", "")
-        decision: Decision
-        if query.get("peer") == "1":
-            if self.intersite is None:
-                log.warning("call from another site refused: no routing here")
-                decision = Decision("reject", code=403, reason="peering-disabled")
-            else:
-                decision = self.intersite.admit(self.dialplan, query)
-        else:
-            decision = self.dialplan.decide(caller, dialled, from_trunk, to, call_id)
-        if decision.action == "gsm":
-            origin = decision
-            if self.gsm is None:
-                decision = Decision("reject", code=503, reason="no-gsm-trunk")
-            else:
-                decision = self.gsm.decide(decision, call_id)
-            decision = replace(
-                decision,
-                peer_site=origin.peer_site,
-                caller_ext=origin.caller_ext,
-                conversation=origin.conversation,
-            )
-        if decision.action != "reject" and decision.recording is None:
-            decision = replace(decision, recording=self.dialplan.recording(caller, dialled))
-        answer = decision.wire()
-        if not (self.settings.record_calls and self.settings.anchor_media):
-            answer["record"], answer["recording"] = "no", "never"
-        return answer
+        return self.chain.decide(RouteQuery.parse(query)).wire()
 
     def _on_media_event(self, worker: MediaWorker, event: dict[str, Any]) -> None:
         if event.get("ev") in ("leg", "transfer"):

@@ -101,16 +101,17 @@ class CallControl:
     async def three_way(self, call_id: str, number: str) -> dict[str, Any]:
         """Move an answered call into a conference room and dial ``number`` into it.
 
-        Kamailio is told first that the call is being taken over, so the BYE of the
-        first end to be replaced does not reach the other end before its own Replaces.
+        The call and ``number`` are vetted first (compliance included), so a refusal
+        leaves the call as it was. Kamailio is then told that the call is being taken
+        over, so the BYE of the first end to be replaced does not reach the other end
+        before its own Replaces.
         """
-        if self._calls().get(call_id) is None:
-            raise CallControlError(404, "call-not-found", f"no call {call_id} in progress")
+        call = self.originations.vet_three_way(call_id, number)
         try:
             await self._events.rpc("htable.seti", "takeover", call_id, 1)
         except RpcError as err:
             raise CallControlError(502, "sip-proxy-error", str(err)) from None
-        return self.originations.three_way(call_id, number)
+        return self.originations.three_way(call, number)
 
     async def trunks(self) -> list[dict[str, Any]]:
         """Every trunk with its registration state (Kamailio's ``uac.reg_dump``)."""

@@ -43,6 +43,7 @@ from appliance.pbx.settings import (
 
 COS_RANK: dict[str, int] = {"internal": 0, "local": 1, "national": 2, "international": 3}
 _ALL = frozenset("0123456789")
+_HEADER_UNSAFE = str.maketrans(dict.fromkeys('"\\\r\n', " "))
 _CLASSES = {"X": _ALL, "N": frozenset("23456789"), "Z": frozenset("123456789")}
 
 
@@ -135,7 +136,11 @@ class Hop:
 
 @dataclass(frozen=True)
 class Decision:
-    """What Kamailio should do with a call."""
+    """What Kamailio should do with a call.
+
+    ``refusal``: set on a compliance refusal, the sentence Kamailio sends in a ``Reason``
+    header (the reason phrase is ``reason``, the rule); it makes the CDR ``refused``.
+    """
 
     action: str
     targets: tuple[str, ...] = ()
@@ -154,6 +159,7 @@ class Decision:
     peer_site: str = ""
     caller_ext: str = ""
     conversation: str = ""
+    refusal: str = ""
 
     def wire(self) -> dict[str, object]:
         """The JSON object Kamailio reads (lists as one string, ``,`` or ``|`` separated)."""
@@ -185,6 +191,7 @@ class Decision:
             "peer_site": self.peer_site,
             "caller_ext": self.caller_ext,
             "conversation": self.conversation,
+            "refusal": self.refusal.translate(_HEADER_UNSAFE).strip(),
         }
 
 

@@ -5,11 +5,14 @@ Exceptions::
     PbxError
      ├── PbxNotStartedError    the component has not been started (its store is not open)
      └── CallControlError      a call-control request (click-to-dial, hang-up, recording,
-                               conference) was refused; ``status`` and ``error_id`` say why
+                               conference) was refused; ``status``, ``error_id`` and
+                               ``details`` say why
     DialPlanError (ValueError, in appliance.pbx.dialplan)    inconsistent dial plan
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class PbxError(Exception):
@@ -23,7 +26,8 @@ class PbxNotStartedError(PbxError):
 class CallControlError(PbxError):
     """A call-control request was refused before anything changed."""
 
-    def __init__(self, status: int, error_id: str, message: str) -> None:
+    def __init__(self, status: int, error_id: str, message: str, **details: Any) -> None:
         super().__init__(message)
         self.status = status
         self.error_id = error_id
+        self.details = details

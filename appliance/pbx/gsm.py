@@ -34,10 +34,11 @@ import datetime
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from appliance.pbx.calls import CallService
+from appliance.pbx.deciders import RouteQuery
 from appliance.pbx.dialplan import Decision, DialPlan
 from appliance.pbx.media import MediaPool, MediaWorker
 from appliance.pbx.settings import GsmSettings
@@ -593,3 +594,24 @@ class GsmTrunkService:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+class GsmDecider:
+    """The routing chain's GSM link: a ``gsm`` decision becomes one channel of its group."""
+
+    name = "gsm"
+
+    def __init__(self, trunks: GsmTrunkService) -> None:
+        self._trunks = trunks
+
+    def decide(self, query: RouteQuery, decision: Decision | None) -> Decision | None:
+        """A channel picked (and reserved) for a ``gsm`` decision, or a refusal."""
+        if decision is None or decision.action != "gsm":
+            return decision
+        picked = self._trunks.decide(decision, query.call_id)
+        return replace(
+            picked,
+            peer_site=decision.peer_site,
+            caller_ext=decision.caller_ext,
+            conversation=decision.conversation,
+        )

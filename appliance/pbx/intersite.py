@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from appliance.pbx.cdr import conversation_id
+from appliance.pbx.deciders import RouteQuery
 from appliance.pbx.dialplan import COS_RANK, Decision, DialPlan, Hop
 from appliance.pbx.settings import PeeringSettings
 from appliance.routing import peering
@@ -229,3 +230,22 @@ class InterSite:
 def _route_name(found: RouteDecision) -> str:
     first = found.targets[0]
     return first.rule or f"site:{first.site}"
+
+
+class PeerAdmission:
+    """The routing chain's first link for calls from other sites (refused without peering)."""
+
+    name = "peer-admission"
+
+    def __init__(self, intersite: InterSite | None, dialplan: Callable[[], DialPlan]) -> None:
+        self._intersite = intersite
+        self._dialplan = dialplan
+
+    def decide(self, query: RouteQuery, decision: Decision | None) -> Decision | None:
+        """Admit or refuse a call from another site; other calls pass unchanged."""
+        if not query.from_peer or decision is not None:
+            return decision
+        if self._intersite is None:
+            log.warning("call from another site refused: no routing here")
+            return Decision("reject", code=403, reason="peering-disabled")
+        return self._intersite.admit(self._dialplan(), query.raw or {})

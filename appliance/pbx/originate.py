@@ -17,6 +17,10 @@ Each operation has an id and a state the API reports: ``dialling``, ``ringing``,
 least one leg answered), ``ended`` or ``failed`` with a reason.
 
 Refusals raise ``CallControlError`` (appliance.pbx.errors) before anything is dialled.
+Every number that leaves the company (its dial-plan decision is a trunk, GSM or routed
+trunk) first passes the checks joined with ``add_check`` (compliance, at the
+composition root); a refusal is ``compliance-refused`` (403, ``details.rule``), written
+as a CDR with disposition ``refused``.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from appliance.pbx.calls import CallService
+from appliance.pbx.deciders import outside_number
 from appliance.pbx.dialplan import DialPlan
 from appliance.pbx.errors import CallControlError
 from appliance.pbx.media import MediaPool, MediaPoolFullError, MediaWorker
@@ -39,6 +44,12 @@ log = logging.getLogger(__name__)
 CONVERSATION_HEADER = "X-Callmesh-Conversation"
 KEEP_S = 3600.0
 MAX_PARTICIPANTS = 4
+
+
+class OriginationCheck(Protocol):
+    """A check before dialling ``number`` outside for ``extension``: ``(rule, message)`` refuses."""
+
+    def __call__(self, extension: str, number: str, source: str) -> tuple[str, str] | None: ...
 
 
 @dataclass
@@ -84,6 +95,11 @@ class OriginationService:
         self._dialplan = dialplan
         self._domain = domain
         self._ops: dict[str, Operation] = {}
+        self._checks: list[OriginationCheck] = []
+
+    def add_check(self, check: OriginationCheck) -> None:
+        """Run ``check`` on every outside number before an operation dials anything."""
+        self._checks.append(check)
 
     def get(self, op_id: str) -> dict[str, Any] | None:
         """An operation's state, or None."""
@@ -95,7 +111,7 @@ class OriginationService:
         plan = self._dialplan()
         if extension not in plan.extensions:
             raise CallControlError(404, "unknown-extension", f"{extension} is not an extension")
-        self._check_route(plan, extension, number)
+        self._check_route(plan, extension, number, "click-to-dial")
         worker = self._worker(1)
         op = self._new("click-to-dial", worker, [extension, number])
         refer_to = (
@@ -115,15 +131,15 @@ class OriginationService:
             raise CallControlError(404, "unknown-extension", f"{on_behalf_of} is not an extension")
         self._check_parties(participants)
         for number in participants:
-            self._check_route(plan, on_behalf_of, number)
+            self._check_route(plan, on_behalf_of, number, "conference")
         worker = self._worker(len(participants))
         op = self._new("conference", worker, list(participants))
         for number in participants:
             self._dial_into(worker, op, number, on_behalf_of)
         return op.doc()
 
-    def three_way(self, call_id: str, number: str) -> dict[str, Any]:
-        """Move a call between two extensions into a room and dial ``number`` into it."""
+    def vet_three_way(self, call_id: str, number: str) -> dict[str, Any]:
+        """The call ``three_way`` may take over to add ``number``; CallControlError if not."""
         call = self._calls().get(call_id)
         if call is None:
             raise CallControlError(404, "call-not-found", f"no call {call_id} in progress")
@@ -134,8 +150,12 @@ class OriginationService:
             raise CallControlError(
                 409, "not-between-extensions", "three-way needs a call between two extensions"
             )
-        plan = self._dialplan()
-        self._check_route(plan, caller["extension"], number)
+        self._check_route(self._dialplan(), caller["extension"], number, "three-way")
+        return call
+
+    def three_way(self, call: dict[str, Any], number: str) -> dict[str, Any]:
+        """Move a vetted call between two extensions into a room and dial ``number`` into it."""
+        call_id, caller, callee = call["call_id"], call["caller"], call["callee"]
         worker = self._worker(3)
         op = self._new("three-way", worker, [caller["number"], callee["number"], number],
                        call["conversation_id"])  # fmt: skip
@@ -238,8 +258,7 @@ class OriginationService:
         if len(set(participants)) != len(participants):
             raise CallControlError(422, "invalid-participants", "a participant is listed twice")
 
-    @staticmethod
-    def _check_route(plan: DialPlan, extension: str, number: str) -> None:
+    def _check_route(self, plan: DialPlan, extension: str, number: str, source: str) -> None:
         decision = plan.decide(extension, number)
         if decision.action == "reject":
             raise CallControlError(
@@ -247,6 +266,21 @@ class OriginationService:
                 decision.reason,
                 f"{extension} cannot call {number}: {decision.reason}",
             )
+        outside = outside_number(decision, number)
+        if outside is None:
+            return
+        for check in self._checks:
+            refusal = check(extension, outside, source)
+            if refusal is not None:
+                self._refused(extension, number, source, *refusal)
+
+    def _refused(self, extension: str, number: str, source: str, rule: str, message: str) -> None:
+        self._calls().handle({
+            "event": "rejected", "call_id": f"{source}-{uuid.uuid4().hex}", "ts": time.time(),
+            "from_user": extension, "dialled": number, "route": source, "code": 403,
+            "reason": rule, "refusal": message,
+        })  # fmt: skip
+        raise CallControlError(403, "compliance-refused", message, rule=rule, number=number)
 
     def _forget_old(self) -> None:
         horizon = time.time() - KEEP_S

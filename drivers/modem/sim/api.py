@@ -145,7 +145,7 @@ class ModemSimulator:
         self._on(index, lambda h: setattr(h.modem.faults, "rates", rates))
 
     def record(self, index: int) -> ModemRecord:
-        """What the far end observed: SMS sent, DTMF, uplink bytes, commands, resets."""
+        """What the far end observed: SMS sent, numbers dialled, DTMF, uplink, commands, resets."""
         result: ModemRecord = self._on(index, lambda h: h.modem.record)
         return result
 

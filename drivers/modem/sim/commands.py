@@ -182,6 +182,7 @@ def _cfun(m: SimulatedModem, match: re.Match[str], _line: str) -> Reply:
 
 
 def _dial(m: SimulatedModem, match: re.Match[str], _line: str) -> Reply:
+    m.record.dialled.append(match.group(1))
     if not m.registered:
         return [], "NO CARRIER"
     m.place_call(match.group(1))

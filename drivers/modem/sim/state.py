@@ -82,6 +82,7 @@ class ModemRecord:
     """What the far end observed, for tests and the demo to inspect."""
 
     sent_sms: list[tuple[str, str]] = field(default_factory=list)
+    dialled: list[str] = field(default_factory=list)
     dtmf_sent: list[str] = field(default_factory=list)
     uplink_bytes: int = 0
     uplink_tail: bytes = b""

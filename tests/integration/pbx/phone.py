@@ -8,7 +8,8 @@ consulted party with Replaces), {"cmd": "hangup"},
 {"cmd": "dtmf", "digits": "12"}, {"cmd": "quit"}.
 Events on stdout (prefixed "@ev "): {"ev": "reg", "code": 200}, {"ev": "incoming",
 "remote": '"Alice" <sip:1001@...>'},
-{"ev": "state", "state": "CONFIRMED"|"DISCONNECTED", "code": ...}, {"ev": "media",
+{"ev": "state", "state": "CONFIRMED"|"DISCONNECTED", "code": ..., "reason": phrase,
+"reason_header": the Reason header of the reply that ended it, or ""}, {"ev": "media",
 "status": "active"|"local-hold"|"remote-hold", "state": ...}, {"ev": "dtmf", "digit": "1"}.
 A call this phone makes because it was transferred (REFER), and a call that replaced
 its current one (INVITE with Replaces), become the phone's current call; their events
@@ -36,6 +37,20 @@ MEDIA_STATUS = {
     pj.PJSUA_CALL_MEDIA_REMOTE_HOLD: "remote-hold",
     pj.PJSUA_CALL_MEDIA_NONE: "none",
 }
+
+
+def _reason_header(event: pj.SipEvent) -> str:
+    """The Reason header of the SIP message an event received, or ""."""
+    if event.type != pj.PJSIP_EVENT_TSX_STATE:
+        return ""
+    state = event.body.tsxState
+    if state.type != pj.PJSIP_EVENT_RX_MSG:
+        return ""
+    for line in state.src.rdata.wholeMsg.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "reason":
+            return value.strip()
+    return ""
 
 
 def emit(**event: object) -> None:
@@ -75,7 +90,8 @@ class Call(pj.Call):
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         info = self.getInfo()
-        emit(ev="state", state=info.stateText, code=info.lastStatusCode)
+        emit(ev="state", state=info.stateText, code=info.lastStatusCode,
+             reason=info.lastReason, reason_header=_reason_header(prm.e))  # fmt: skip
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         info = self.getInfo()

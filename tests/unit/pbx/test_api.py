@@ -29,6 +29,14 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 Parts = tuple[httpx.AsyncClient, CallService, RecordingService]
 
 
+DNC = "021234599"
+
+
+def refuse_dnc(extension: str, number: str, source: str) -> tuple[str, str] | None:
+    """A compliance check that refuses one number."""
+    return ("dnc-site", f"{number} is on this site's do-not-call list") if number == DNC else None
+
+
 class Control:
     """Call control over a media pool without workers, as when every worker is busy."""
 
@@ -48,6 +56,7 @@ class Control:
         )  # fmt: skip
         pool = MediaPool([], tmp, lambda *_: None, lambda _w: None, lambda _w: None)
         self.originations = OriginationService(pool, lambda: calls, lambda: plan, "test.local")
+        self.originations.add_check(refuse_dnc)
 
     async def hangup(self, call_id: str) -> dict[str, Any]:
         raise CallControlError(404, "call-not-found", f"no call {call_id} in progress")
@@ -56,7 +65,8 @@ class Control:
         raise CallControlError(404, "call-not-found", f"no call {call_id} in progress")
 
     async def three_way(self, call_id: str, number: str) -> dict[str, Any]:
-        return self.originations.three_way(call_id, number)
+        call = self.originations.vet_three_way(call_id, number)
+        return self.originations.three_way(call, number)
 
     async def trunks(self) -> list[dict[str, Any]]:
         return []
@@ -140,6 +150,7 @@ async def test_routes_answer_503_until_the_pbx_has_started() -> None:
         ({"extension": "1001", "number": "0031201234567"}, 403, "class-of-service"),
         ({"extension": "1001", "number": "99912345"}, 422, "no-route"),
         ({"extension": "1001", "number": "021234567"}, 503, "media-workers-busy"),
+        ({"extension": "1001", "number": DNC}, 403, "compliance-refused"),
     ],
 )
 async def test_click_to_dial_refusals_say_why(
@@ -168,3 +179,18 @@ async def test_call_control_on_unknown_calls_and_bad_bodies(parts: Parts) -> Non
     assert (dup.status_code, dup.json()["detail"]["error_id"]) == (422, "invalid-participants")
     op = await client.get("/api/v1/operations/nope", headers=AUTH)
     assert (op.status_code, op.json()["detail"]["error_id"]) == (404, "operation-not-found")
+
+
+async def test_a_compliance_refusal_names_the_rule_and_leaves_a_refused_cdr(parts: Parts) -> None:
+    client, calls, _ = parts
+    conference = {"participants": ["1001", DNC], "on_behalf_of": "1001"}
+    response = await client.post("/api/v1/conferences", json=conference, headers=AUTH)
+    assert response.status_code == 403
+    detail = response.json()["detail"]
+    assert (detail["error_id"], detail["details"]["rule"]) == ("compliance-refused", "dnc-site")
+    assert "do-not-call" in detail["message"]
+    page, _ = calls.search("", "refused", None, 10, "")
+    assert [(c["callee"]["number"], c["hangup_cause"]) for c in page] == [
+        (DNC, {"sip_code": 403, "reason": "dnc-site"})
+    ]
+    assert page[0]["route"] == "conference"

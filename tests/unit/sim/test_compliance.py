@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -108,3 +109,11 @@ async def test_calling_hours_across_the_spring_dst_change(compliance: Compliance
     assert compliance.check("+4930123", now=utc("2026-03-30T07:30")).allowed
     assert not compliance.check("+4930124", now=utc("2026-03-30T06:30")).allowed
     assert compliance.check("+4930125", now=utc("2026-03-27T08:30")).allowed  # 09:30 CET
+
+
+async def test_a_refusal_is_logged_at_info_with_its_sentence(
+    compliance: ComplianceService, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="appliance.compliance.service")
+    assert compliance.check("+4930111", now=MONDAY_NOON_BERLIN).error_id == "dnc-site"
+    assert "+4930111 is on this site's do-not-call list" in caplog.text
