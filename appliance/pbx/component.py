@@ -60,7 +60,7 @@ from appliance.store import Store
 from drivers.runtime.settings_base import ApiToken
 from drivers.sip.errors import RpcError
 from drivers.sip.evapi import EvapiClient
-from drivers.sip.kamailio import KamailioDriver, find_module_path
+from drivers.sip.kamailio import KamailioDriver, find_module_path, load_route_secret
 from drivers.sip.kamailio_config import LOOPBACK, KamailioConfig, Registration, Subscriber
 from drivers.sip.probe import sip_options_ok
 from drivers.sip.routeserver import RouteServer
@@ -85,6 +85,7 @@ def kamailio_config(
         evapi_port=pbx.evapi_port,
         ng_port=pbx.rtpengine_ng_port,
         subscriber_db=str(run_dir / "subscriber.sqlite"),
+        route_secret=load_route_secret(run_dir),
         children=pbx.kamailio_children,
         fr_timer_ms=pbx.fr_timer_ms,
         fr_inv_timer_ms=pbx.no_answer_s * 1000,
@@ -94,6 +95,10 @@ def kamailio_config(
         pike_requests=pbx.pike_requests,
         ban_seconds=pbx.ban_s,
         pike_exempt=pbx.pike_exempt,
+        auth_fail_limit=pbx.auth_fail_limit,
+        auth_fail_window_s=pbx.auth_fail_window_s,
+        scanner_agents=pbx.scanner_user_agents,
+        scan_prefixes=pbx.scan_prefixes,
         route_port=pbx.route_port,
         trunk_sources=tuple((t.host, t.port) for t in pbx.dialplan.trunks),
         anchor_media=pbx.anchor_media,

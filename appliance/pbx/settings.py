@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from drivers.runtime.settings_base import Section
-from drivers.sip.kamailio_config import check_ipv4
+from drivers.sip.kamailio_config import SCAN_PREFIXES, SCANNER_AGENTS, check_ipv4
 
 CosLevel = Literal["internal", "local", "national", "international"]
 RecordingPolicy = Literal["always", "never", "on-demand"]
+ScannerAgent = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9 ._/-]{2,40}$")]
+ScanPrefix = Annotated[str, StringConstraints(pattern=r"^(\+[0-9]{0,6}|[0-9]{1,6})$")]
 
 
 class TrunkAuth(Section):
@@ -276,6 +278,20 @@ class PbxSettings(Section):
     pike_requests: int = Field(40, ge=5, le=100000)
     ban_s: int = Field(300, ge=1, le=86400)
     pike_exempt: tuple[str, ...] = ()
+    auth_fail_limit: int = Field(
+        10, ge=2, le=1000, description="failed digest checks that ban the source for ban_s"
+    )
+    auth_fail_window_s: int = Field(
+        60, ge=1, le=86400, description="a source's failures are forgotten after this long quiet"
+    )
+    scanner_user_agents: tuple[ScannerAgent, ...] = Field(
+        SCANNER_AGENTS, description="User-Agent substrings (any case) banned on sight"
+    )
+    scan_prefixes: tuple[ScanPrefix, ...] = Field(
+        SCAN_PREFIXES,
+        description="international prefixes: an unauthenticated OPTIONS, REGISTER or INVITE"
+        " for such a number from a non-extension, untrusted source bans the source",
+    )
     anchor_media: bool = True
     record_calls: bool = True
     recording_delete_delay_s: int = Field(1, ge=0, le=30)

@@ -7,6 +7,8 @@ each request); a changed kamailio.cfg restarts the daemon.
 from __future__ import annotations
 
 import glob
+import os
+import secrets
 import shutil
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -37,6 +39,24 @@ def find_module_path() -> str:
             "kamailio-sqlite-modules kamailio-extra-modules"
         )
     return found[0]
+
+
+ROUTE_SECRET_FILE = "route-secret"
+
+
+def load_route_secret(run_dir: Path) -> str:
+    """The key of this edge's Record-Route tokens: made once, then kept in ``run_dir``.
+
+    Kept across restarts of Kamailio and of the appliance, so a dialog set up before one
+    can still be ended after it (kamailio.cfg.tmpl, route[RECORD_ROUTED]).
+    """
+    path = run_dir / ROUTE_SECRET_FILE
+    if not path.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 class KamailioDriver:

@@ -29,6 +29,16 @@ MODULE_PATH = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 LOOPBACK = "127.0.0.1"
 _LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# User-Agent substrings of SIP scanners (SIPVicious and its clones), matched ignoring case.
+SCANNER_AGENTS = (
+    "friendly-scanner", "sipvicious", "sipcli", "sip-scan", "iwar", "sundayddr",
+    "vaxsipuseragent", "sivus", "smap", "pplsip",
+)  # fmt: skip
+# Dialled-number prefixes of international calls, as scanners sweep them.
+SCAN_PREFIXES = ("+", "00", "011")
+_AGENT = re.compile(r"^[A-Za-z0-9 ._/-]{2,40}$")
+_SECRET = re.compile(r"^[0-9a-f]{32,128}$")
+_PREFIX = re.compile(r"^(\+[0-9]{0,6}|[0-9]{1,6})$")
 
 
 def check_domain(value: str) -> str:
@@ -89,6 +99,7 @@ class KamailioConfig:
     evapi_port: int
     ng_port: int
     subscriber_db: str
+    route_secret: str = ""
     children: int = 4
     fr_timer_ms: int = 2000
     fr_inv_timer_ms: int = 30000
@@ -98,6 +109,10 @@ class KamailioConfig:
     pike_requests: int = 40
     ban_seconds: int = 300
     pike_exempt: Sequence[str] = field(default_factory=tuple)
+    auth_fail_limit: int = 10
+    auth_fail_window_s: int = 60
+    scanner_agents: Sequence[str] = SCANNER_AGENTS
+    scan_prefixes: Sequence[str] = SCAN_PREFIXES
     route_port: int = 5066
     trunk_sources: Sequence[tuple[str, int]] = field(default_factory=tuple)
     anchor_media: bool = True
@@ -150,6 +165,7 @@ def _values(config: KamailioConfig) -> dict[str, str]:
         "MIN_EXPIRES": str(config.min_expires),
         "MAX_EXPIRES": str(config.max_expires),
         "SUBSCRIBER_DB": quoted(config.subscriber_db),
+        "ROUTE_SECRET": _route_secret(config.route_secret),
         "PIKE_WINDOW_S": str(config.pike_window_s),
         "PIKE_REQUESTS": str(config.pike_requests),
         "BAN_SECONDS": str(config.ban_seconds),
@@ -160,6 +176,10 @@ def _values(config: KamailioConfig) -> dict[str, str]:
         "EVAPI_PORT": str(config.evapi_port),
         "RECORD": "yes" if config.record else "no",
         "PIKE_EXEMPT": _pike_exempt(config.pike_exempt),
+        "AUTH_FAIL_LIMIT": str(config.auth_fail_limit),
+        "AUTH_FAIL_WINDOW_S": str(config.auth_fail_window_s),
+        "SCANNER_AGENTS": _scanner_agents(config.scanner_agents),
+        "SCAN_NUMBERS": _scan_numbers(config.scan_prefixes),
         "ROUTE_HOST": LOOPBACK,
         "ROUTE_PORT": str(config.route_port),
         "TRUNK_SOURCES": _trunk_sources(config.trunk_sources),
@@ -188,6 +208,38 @@ def _pike_exempt(addresses: Sequence[str]) -> str:
         return ""
     tests = " || ".join(f'$si == "{ipaddress.ip_address(a)}"' for a in addresses)
     return f"\tif ({tests}) {{\n\t\treturn;\n\t}}"
+
+
+def _route_secret(secret: str) -> str:
+    if not _SECRET.match(secret):
+        raise ValueError("route_secret: 32 to 128 lowercase hex digits (load_route_secret)")
+    return secret
+
+
+def _scanner_agents(agents: Sequence[str]) -> str:
+    """A test of the User-Agent against ``agents`` (Kamailio's ``=~`` ignores case)."""
+    for agent in agents:
+        if not _AGENT.match(agent):
+            raise ValueError(f"scanner user agent {agent!r}: letters, digits, ' ._/-' only")
+    if not agents:
+        return "0"
+    return '$ua =~ "(' + "|".join(_literal(a) for a in agents) + ')"'
+
+
+def _scan_numbers(prefixes: Sequence[str]) -> str:
+    """A test of the request and To users: one of ``prefixes`` and at least six more digits."""
+    for prefix in prefixes:
+        if not _PREFIX.match(prefix):
+            raise ValueError(f"scan prefix {prefix!r}: an optional + and up to 6 digits")
+    if not prefixes:
+        return "0"
+    pattern = "^(" + "|".join(_literal(p) for p in prefixes) + ")[0-9]{6,}$"
+    return f'$rU =~ "{pattern}" || $tU =~ "{pattern}"'
+
+
+def _literal(text: str) -> str:
+    # Bracketed, so no backslash has to survive Kamailio's string parsing.
+    return "".join(f"[{c}]" if c in ".+/" else c for c in text)
 
 
 SUBSCRIBER_SCHEMA = """

@@ -26,7 +26,7 @@ def test_rendered_config_passes_kamailio_check(
     dispatcher.write_text("1 sip:127.0.0.1:5990 0 0 duid=w0\n")
     cfg.write_text(render_config(KamailioConfig(
         domain="d.example", sip_host="127.0.0.1", sip_port=5999, evapi_port=5998, ng_port=5997,
-        subscriber_db=str(tmp_path / "s.sqlite"), anchor_media=anchor_media,
+        subscriber_db=str(tmp_path / "s.sqlite"), route_secret="0f" * 32, anchor_media=anchor_media,
         pike_exempt=("127.0.0.9",), dispatcher_list=str(dispatcher) if workers else "",
         trunk_credentials=(("branch-7", "carrier.example", "pw"),) if workers else (),
     )))  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from drivers.sip.errors import ConfigValueError
-from drivers.sip.kamailio import write_subscribers
+from drivers.sip.kamailio import load_route_secret, write_subscribers
 from drivers.sip.kamailio_config import KamailioConfig, Registration, Subscriber, render_config
 
 
@@ -20,6 +20,7 @@ def _config(**changes: object) -> KamailioConfig:
         "evapi_port": 5071,
         "ng_port": 5072,
         "subscriber_db": "/var/lib/callmesh/pbx/run/subscriber.sqlite",
+        "route_secret": "5e" * 32,
         "module_path": "/usr/lib/x86_64-linux-gnu/kamailio/modules/",
     }
     return KamailioConfig(**{**base, **changes})  # type: ignore[arg-type]
@@ -83,6 +84,48 @@ def test_trunk_credentials_are_rendered_for_uac_auth() -> None:
     text = render_config(_config(trunk_credentials=(("branch-7", "carrier.example", "pw"),)))
     assert 'modparam("uac", "credential", "branch-7:carrier.example:pw")' in text
     assert "uac_auth()" in text
+
+
+def test_scanner_user_agents_render_as_one_regex_and_reject_regex_syntax() -> None:
+    text = render_config(_config(scanner_agents=("friendly-scanner", "sip.cli/2")))
+    assert 'if ($ua =~ "(friendly-scanner|sip[.]cli[/]2)") {' in text
+    assert "if (0) {" in render_config(_config(scanner_agents=()))
+    with pytest.raises(ValueError, match="scanner user agent"):
+        render_config(_config(scanner_agents=('x") || (1',)))
+
+
+def test_scan_prefixes_render_as_an_international_number_test() -> None:
+    text = render_config(_config(scan_prefixes=("+", "00")))
+    assert '$rU =~ "^([+]|00)[0-9]{6,}$" || $tU =~ "^([+]|00)[0-9]{6,}$"' in text
+    with pytest.raises(ValueError, match="scan prefix"):
+        render_config(_config(scan_prefixes=("0|.",)))
+
+
+def test_failed_authentication_limits_render_into_the_ban_check() -> None:
+    text = render_config(_config(auth_fail_limit=4, auth_fail_window_s=30))
+    assert "authfail=>size=8;autoexpire=30;" in text
+    assert "if ($shtinc(authfail=>$si) >= 4) {" in text
+
+
+def test_in_dialog_requests_are_relayed_only_within_known_dialogs() -> None:
+    text = render_config(_config())
+    within = text[text.index("route[WITHINDLG] {") :]
+    assert within.index("is_known_dlg()") < within.index("loose_route()")
+    assert 'remove_hf("Route");' in text
+
+
+def test_config_without_a_route_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="route_secret"):
+        render_config(_config(route_secret=""))
+
+
+def test_route_secret_is_made_once_private_and_kept(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    first = load_route_secret(run_dir)
+    assert len(first) == 64
+    assert (run_dir / "route-secret").stat().st_mode & 0o777 == 0o600
+    assert load_route_secret(run_dir) == first
+    assert f'"{first}:" + $ci' in render_config(_config(route_secret=first))
 
 
 def test_control_ports_render_on_loopback_whatever_the_sip_host() -> None:
