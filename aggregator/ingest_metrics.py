@@ -43,5 +43,5 @@ class IngestMetrics:
             "callmesh_db_errors", "Database failures during ingest", registry=registry
         )
         self.recording_bytes = Counter(
-            "callmesh_recording_bytes_received", "Recording bytes received", registry=registry
+            "callmesh_recording_received_bytes", "Recording bytes received", registry=registry
         )

@@ -21,6 +21,7 @@ from aggregator.api import mount_api
 from aggregator.ingest import IngestServer
 from aggregator.ingest_metrics import IngestMetrics
 from aggregator.settings import AggregatorSettings
+from aggregator.site_metrics import SiteCollector
 from aggregator.store.db import DatabaseError, create_engine
 from drivers.runtime.http import HttpServer
 from drivers.runtime.lifecycle import Component, run_until_signalled
@@ -79,6 +80,7 @@ def build(settings: AggregatorSettings) -> list[Component]:
     ingest = IngestServer(settings, database.engine, IngestMetrics(registry))
     app = FastAPI(title="callmesh aggregator", version=__version__)
     add_observability_routes(app, health, registry)
+    registry.register(SiteCollector(database.engine))
     mount_api(app, settings, database.engine)
     http = HttpServer(app, settings.http.host, settings.http.port, name="aggregator-http")
     return [database, ingest, http]
