@@ -41,7 +41,12 @@ from drivers.net.component import NetworkComponent
 from drivers.net.netlink import NetlinkDriver
 from drivers.runtime.http import HttpServer
 from drivers.runtime.lifecycle import Component, run_until_signalled
-from drivers.runtime.observability import Health, add_observability_routes, new_registry
+from drivers.runtime.observability import (
+    Health,
+    HealthMonitor,
+    add_observability_routes,
+    new_registry,
+)
 from drivers.runtime.version import __version__
 from drivers.sip.kamailio_config import Subscriber
 
@@ -103,7 +108,8 @@ def build(
     health.add_check("store", store.check)
     _outbox_metrics(store, registry)
     app = FastAPI(title="callmesh appliance", version=__version__)
-    add_observability_routes(app, health, registry)
+    monitor = HealthMonitor(health, registry)
+    add_observability_routes(app, monitor, registry)
     http = HttpServer(app, settings.http.host, settings.http.port, name="appliance-http")
     routing = RoutingService(store.get)
     health.add_check("routing", routing.check)
@@ -137,7 +143,7 @@ def build(
         )  # fmt: skip
         health.add_check("sync", lambda: (True, "up" if sync.session_up.is_set() else "HQ down"))
         components.append(sync)
-    return [*components, http]
+    return [*components, monitor, http]
 
 
 def _pbx(
