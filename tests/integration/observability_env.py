@@ -3,6 +3,7 @@ branch with the PBX (Kamailio, rtpengine). Scrapes, promtool and sipp helpers.""
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 import signal
@@ -64,7 +65,7 @@ class Branch:
     @classmethod
     def configure(cls, root: Path) -> Branch:
         branch = cls(root, free_port(), free_udp_tcp_port())
-        rtp = free_udp_tcp_port(30000, 59000) // 200 * 200
+        rtp = random.randrange(30000, 59000, 200)
         write_yaml(root / "appliance.yaml", {
             "site_id": "branch-obs",
             "profile": "branch",
