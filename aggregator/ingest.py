@@ -112,13 +112,18 @@ class IngestServer:
         self._pusher = SnapshotPusher(engine)
         self._commands = CommandPusher(engine)
         self._push: asyncio.Task[None] | None = None
+        self._sweep: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         public, secret = self._server_keys()
         engine = self._engine()
         self.cdr_store = CdrStore(engine)
         self.receiver = RecordingReceiver(
-            engine, self._settings.recordings_dir(), self._settings.ingest.chunk_credit
+            engine,
+            self._settings.recordings_dir(),
+            self._settings.ingest.chunk_credit,
+            self._settings.recordings,
+            self.metrics,
         )
         self._ctx = zmq.asyncio.Context()
         self._auth = SiteAuthenticator(self._ctx, self._site_keys)
@@ -140,6 +145,7 @@ class IngestServer:
         self._sock = sock
         self._task = asyncio.create_task(self._serve())
         self._push = asyncio.create_task(self._push_snapshots())
+        self._sweep = asyncio.create_task(self._sweep_recordings())
         log.info("ingest listening", extra={"address": self._settings.ingest.bind})
 
     def _server_keys(self) -> tuple[bytes, bytes]:
@@ -153,7 +159,7 @@ class IngestServer:
             raise IngestError(f"ingest server key: {err}") from None
 
     async def stop(self) -> None:
-        for task in (self._push, self._task):
+        for task in (self._sweep, self._push, self._task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -404,6 +410,17 @@ class IngestServer:
                 continue
             for site_id, message in pushes:
                 await self.send_to_site(site_id, message)
+
+    async def _sweep_recordings(self) -> None:
+        """Expire idle uploads and old recordings, on the thread that owns the uploads."""
+        loop = asyncio.get_running_loop()
+        assert self.receiver is not None
+        while True:
+            try:
+                await loop.run_in_executor(self._worker, self.receiver.sweep)
+            except (sa.exc.SQLAlchemyError, OSError) as err:
+                log.error("recording sweep failed", extra={"error": str(err)})
+            await asyncio.sleep(self._settings.recordings.sweep_interval_s)
 
     async def send_to_site(self, site_id: str, message: Message) -> bool:
         """Send a message to a connected site; False when it is not connected."""

@@ -45,3 +45,19 @@ class IngestMetrics:
         self.recording_bytes = Counter(
             "callmesh_recording_received_bytes", "Recording bytes received", registry=registry
         )
+        self.recordings_refused = Counter(
+            "callmesh_recordings_refused",
+            "Recording offers refused (size cap, site quota)",
+            ["site", "reason"],
+            registry=registry,
+        )
+        self.uploads_expired = Counter(
+            "callmesh_recording_uploads_expired",
+            "Unfinished recording uploads closed after going idle",
+            registry=registry,
+        )
+        self.recordings_expired = Counter(
+            "callmesh_recordings_expired",
+            "Recordings deleted by retention",
+            registry=registry,
+        )

@@ -9,6 +9,15 @@ discards it so the appliance starts over.
 
 The ``.part`` file is written by ``PartFile`` (aggregator/part_files.py): direct
 writes from staging buffers, so receiving allocates no page-cache pages.
+
+Limits (``recordings`` settings): an offer larger than ``max_bytes`` is refused
+(``recording-too-large``), and so is one that would take the site past
+``site_quota_mb`` counting what it holds and its uploads in progress
+(``quota-exceeded``); both are counted in ``callmesh_recordings_refused``. ``sweep``
+(every ``sweep_interval_s``, on the same thread as offers and chunks) closes uploads
+that received nothing for ``upload_idle_s`` and deletes their ``.part`` files (and
+any left from before a restart), and expires recordings past ``retention_days``
+(aggregator/recording_store.py).
 """
 
 from __future__ import annotations
@@ -25,7 +34,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from aggregator import recording_store
+from aggregator.ingest_metrics import IngestMetrics
 from aggregator.part_files import PartFile, StagePool
+from aggregator.settings import RecordingStoreSettings
 from aggregator.store.db import insert
 from aggregator.store.schema import recordings
 from drivers.sync.protocol import (
@@ -40,6 +52,7 @@ from drivers.sync.protocol import (
 
 log = logging.getLogger(__name__)
 
+UPLOADS_PER_SITE = 4
 SAFE_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
@@ -50,15 +63,25 @@ class _Upload:
     hasher: Any
     out: PartFile
     owed: int = 0
+    active: float = 0.0
 
 
 class RecordingReceiver:
     """Handles rec-offer and rec-chunk for every site; runs on the ingest worker thread."""
 
-    def __init__(self, engine: sa.Engine, root: Path, credit: int) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        root: Path,
+        credit: int,
+        settings: RecordingStoreSettings | None = None,
+        metrics: IngestMetrics | None = None,
+    ) -> None:
         self.engine = engine
         self.root = root
         self.credit = credit
+        self.settings = settings or RecordingStoreSettings()
+        self.metrics = metrics
         self.bytes_received = 0
         self._uploads: dict[tuple[str, str], _Upload] = {}
         self._writer = concurrent.futures.ThreadPoolExecutor(1, "recording-write")
@@ -76,24 +99,95 @@ class RecordingReceiver:
         rid = offer.recording_id
         if not rid or set(rid) - SAFE_ID or len(rid) > 64 or len(offer.sha256) != 64:
             return RecDone(rid, False, "bad-offer: recording_id or sha256 malformed")
-        if self._stored_sha(site_id, rid) == offer.sha256:
+        held = self._stored_sha(site_id, rid)
+        if held == offer.sha256:
             return RecDone(rid, True, "already stored")
+        if held == "expired":
+            return RecDone(rid, True, "expired: stored before and deleted by retention")
+        self._drop(site_id, rid)
+        self._make_room(site_id)
+        refusal = self._refusal(site_id, offer)
+        if refusal is not None:
+            return refusal
         part = self.root / "incoming" / site_id / f"{rid}.part"
         part.parent.mkdir(parents=True, exist_ok=True)
-        self._drop(site_id, rid)
         if part.exists() and part.stat().st_size > offer.size:
             part.unlink()
         out = PartFile(part, self._writer, self._stages, self._direct)
-        held = out.size
         try:
-            hasher = _hash_of(part, held)
+            hasher = _hash_of(part, out.size)
         except OSError:
             out.close()
             raise
-        self._uploads[(site_id, rid)] = _Upload(offer, part, hasher, out)
-        if held == offer.size:
+        self._uploads[(site_id, rid)] = _Upload(offer, part, hasher, out, active=time.monotonic())
+        if out.size == offer.size:
             return self._finish(site_id, self._uploads.pop((site_id, rid)))
-        return RecResume(rid, held, self.credit)
+        return RecResume(rid, out.size, self.credit)
+
+    def _make_room(self, site_id: str) -> None:
+        """A site uploads one recording at a time: beyond a few, its idlest one is closed."""
+        mine = [(u.active, key) for key, u in self._uploads.items() if key[0] == site_id]
+        if len(mine) >= UPLOADS_PER_SITE:
+            self._drop(*min(mine)[1])
+
+    def _refusal(self, site_id: str, offer: RecOffer) -> RecDone | None:
+        """A refusal when the offer is over the size cap or the site's quota."""
+        limits = self.settings
+        if offer.size < 0 or offer.size > limits.max_bytes:
+            why = f"recording-too-large: {offer.size} bytes, HQ takes at most {limits.max_bytes}"
+            return self._refuse(site_id, offer.recording_id, why)
+        incoming = sum(u.offer.size for (site, _), u in self._uploads.items() if site == site_id)
+        with self.engine.connect() as conn:
+            used = recording_store.site_bytes(conn, site_id) + incoming
+        quota = limits.site_quota_mb * 1024 * 1024
+        if used + offer.size > quota:
+            why = f"quota-exceeded: site {site_id} uses {used} of {quota} bytes"
+            return self._refuse(site_id, offer.recording_id, why)
+        return None
+
+    def _refuse(self, site_id: str, recording_id: str, why: str) -> RecDone:
+        reason = why.split(":")[0]
+        log.warning(
+            "recording offer refused",
+            extra={"site": site_id, "recording": recording_id, "reason": why},
+        )
+        if self.metrics is not None:
+            self.metrics.recordings_refused.labels(site=site_id, reason=reason).inc()
+        return RecDone(recording_id, False, why)
+
+    def sweep(self, now_ms: int | None = None) -> tuple[int, int]:
+        """Expire idle uploads and old recordings; returns how many of each."""
+        stale = self._expire_uploads(time.monotonic() - self.settings.upload_idle_s)
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        before = now_ms - int(self.settings.retention_days * 86_400_000)
+        expired = 0
+        while True:
+            with self.engine.begin() as conn:
+                moved, unused = recording_store.expire(conn, before, now_ms)
+            if not moved:
+                break
+            expired += moved
+            recording_store.remove_files(self.root, unused)
+        if self.metrics is not None:
+            self.metrics.uploads_expired.inc(stale)
+            self.metrics.recordings_expired.inc(expired)
+        return stale, expired
+
+    def _expire_uploads(self, idle_since: float) -> int:
+        """Close uploads idle since ``idle_since``; delete their and orphaned ``.part`` files."""
+        stale = [key for key, u in self._uploads.items() if u.active < idle_since]
+        for site_id, rid in stale:
+            path = self._uploads[(site_id, rid)].path
+            self._drop(site_id, rid)
+            path.unlink(missing_ok=True)
+        active = {u.path for u in self._uploads.values()}
+        horizon = time.time() - self.settings.upload_idle_s
+        for part in (self.root / "incoming").glob("*/*.part"):
+            if part not in active and part.stat().st_mtime < horizon:
+                part.unlink(missing_ok=True)
+        if stale:
+            log.info("closed idle recording uploads", extra={"uploads": len(stale)})
+        return len(stale)
 
     def chunk(self, site_id: str, chunk: RecChunk) -> Message | None:
         """Append a chunk at the held offset; credit comes back in batches of half.
@@ -104,6 +198,7 @@ class RecordingReceiver:
         upload = self._uploads.get((site_id, chunk.recording_id))
         if upload is None:
             return ErrorReply("unknown-upload", "offer the recording again", chunk.recording_id)
+        upload.active = time.monotonic()
         held = upload.out.size
         if chunk.offset != held or held + len(chunk.data) > upload.offer.size:
             return RecResume(chunk.recording_id, held, self.credit)
@@ -176,12 +271,8 @@ class RecordingReceiver:
         return RecDone(offer.recording_id, True, "stored")
 
     def _stored_sha(self, site_id: str, recording_id: str) -> str | None:
-        query = sa.select(recordings.c.sha256).where(
-            recordings.c.site_id == site_id, recordings.c.recording_id == recording_id
-        )
         with self.engine.connect() as conn:
-            sha: str | None = conn.scalar(query)
-            return sha
+            return recording_store.stored_sha(conn, site_id, recording_id)
 
 
 def _hash_of(path: Path, size: int) -> Any:

@@ -40,6 +40,9 @@ CDR_COLUMNS = (
 )
 
 
+DAY_MS = 86_400_000
+
+
 class QueryError(ValueError):
     """A search or report parameter that cannot be used; ``error_id`` is stable."""
 
@@ -80,6 +83,19 @@ def parse_time(text: str, tz: ZoneInfo) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     return int(moment.timestamp() * 1000)
+
+
+def report_span(start_ms: int, end_ms: int, max_days: int) -> tuple[int, int]:
+    """``(start_ms, end_ms)`` if it runs forward and covers at most ``max_days`` days."""
+    if start_ms > end_ms:
+        raise QueryError("report-span-reversed", "'from' is after 'to'; swap them")
+    if end_ms - start_ms > max_days * DAY_MS:
+        raise QueryError(
+            "report-span-too-long",
+            f"a report covers at most {max_days} days (reports.max_span_days); "
+            "ask for several shorter ranges",
+        )
+    return start_ms, end_ms
 
 
 def render_time(ms: int | None, tz: ZoneInfo) -> str | None:

@@ -5,9 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from drivers.runtime.settings_base import HttpSettings, Section, ServiceSettings
+from drivers.runtime.settings_base import (
+    HttpSettings,
+    Section,
+    ServiceSettings,
+    check_distinct_tokens,
+)
 from drivers.sync.keys import check_z85_key
 
 
@@ -21,18 +26,52 @@ HqRole = Literal["admin", "hq-viewer", "site-viewer"]
 
 
 class HqToken(Section):
-    """A bearer token for the HQ API; a site-viewer sees only ``sites``."""
+    """A bearer token for the HQ API; a site-viewer sees only ``sites``.
+
+    ``sites`` is only valid with an explicit ``role: site-viewer``, which needs at least
+    one site: a token that names sites but would read every site is refused at load.
+    """
 
     name: str = Field(min_length=1, max_length=64)
     token: str = Field(min_length=16, max_length=256)
     role: HqRole = "hq-viewer"
     sites: tuple[str, ...] = ()
 
+    @model_validator(mode="after")
+    def _unambiguous_scope(self) -> HqToken:
+        if self.sites and "role" not in self.model_fields_set:
+            raise ValueError(
+                f"token {self.name!r} has 'sites' but no 'role'; "
+                "set role: site-viewer to limit it to those sites"
+            )
+        if self.sites and self.role != "site-viewer":
+            raise ValueError(
+                f"token {self.name!r}: 'sites' only applies to role site-viewer "
+                f"(role {self.role} reads every site); remove 'sites' or change 'role'"
+            )
+        if self.role == "site-viewer" and not self.sites:
+            raise ValueError(f"token {self.name!r}: role site-viewer needs 'sites' (a list)")
+        return self
+
 
 class ApiSettings(Section):
     """HQ API access."""
 
     tokens: tuple[HqToken, ...] = ()
+
+    @field_validator("tokens")
+    @classmethod
+    def _distinct(cls, tokens: tuple[HqToken, ...]) -> tuple[HqToken, ...]:
+        check_distinct_tokens(tokens)
+        return tokens
+
+
+class ReportSettings(Section):
+    """Limits of the HQ reports."""
+
+    max_span_days: int = Field(
+        366, ge=1, le=3660, description="longest from-to range a report may cover"
+    )
 
 
 class SiteKey(Section):
@@ -58,6 +97,24 @@ class IngestSettings(Section):
     chunk_credit: int = Field(16, ge=1, le=256)
 
 
+class RecordingStoreSettings(Section):
+    """Recordings sites upload: size cap, per-site quota, retention, stale uploads."""
+
+    max_bytes: int = Field(
+        512 * 1024 * 1024, ge=1, description="largest recording a site may offer"
+    )
+    site_quota_mb: int = Field(
+        10240, ge=1, description="disk a site's stored and incoming recordings may use"
+    )
+    retention_days: float = Field(
+        365.0, gt=0, description="stored recordings older than this are deleted (expired)"
+    )
+    upload_idle_s: float = Field(
+        900.0, gt=0, description="an upload with no chunk for this long is closed, .part removed"
+    )
+    sweep_interval_s: float = Field(60.0, gt=0, le=3600)
+
+
 class RoutingSettings(Section):
     """Routing snapshots: how often connected sites are checked for a newer table."""
 
@@ -71,8 +128,10 @@ class AggregatorSettings(ServiceSettings):
     http: HttpSettings = HttpSettings(port=8800)
     database: DatabaseSettings = DatabaseSettings()
     api: ApiSettings = ApiSettings()
+    reports: ReportSettings = ReportSettings()
     ingest: IngestSettings = IngestSettings()
     routing: RoutingSettings = RoutingSettings()
+    recordings: RecordingStoreSettings = RecordingStoreSettings()
 
     def database_url(self) -> str:
         """The SQLAlchemy URL in force."""

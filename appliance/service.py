@@ -142,6 +142,7 @@ def build(
             peers.report if peers is not None else None,
         )  # fmt: skip
         health.add_check("sync", lambda: (True, "up" if sync.session_up.is_set() else "HQ down"))
+        health.add_check("recording-uploads", sync.recordings_check)
         components.append(sync)
     return [*components, monitor, http]
 

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from appliance.gateway.settings import GatewaySettings
 from appliance.pbx.settings import PbxSettings
 from drivers.net.plan import Desired, Link, Route, WireGuardPeer
-from drivers.runtime.settings_base import ApiToken, Section, ServiceSettings
+from drivers.runtime.settings_base import ApiToken, Section, ServiceSettings, check_distinct_tokens
 from drivers.sip.kamailio_config import check_domain
 from drivers.sync.keys import check_z85_key
 
@@ -29,6 +29,12 @@ class ApiSettings(Section):
     """Local API access."""
 
     tokens: tuple[ApiToken, ...] = ()
+
+    @field_validator("tokens")
+    @classmethod
+    def _distinct(cls, tokens: tuple[ApiToken, ...]) -> tuple[ApiToken, ...]:
+        check_distinct_tokens(tokens)
+        return tokens
 
 
 class Extension(Section):
@@ -83,10 +89,16 @@ class SyncSettings(Section):
 
 
 class RecordingSettings(Section):
-    """Local retention of recordings already confirmed by the aggregator."""
+    """Uploads to HQ, and local retention of recordings HQ has confirmed."""
 
     retention_days: float = Field(30.0, ge=0)
     min_free_mb: int = Field(1024, ge=0)
+    upload_max_tries: int = Field(
+        5, ge=1, le=1000, description="failed uploads before a recording is quarantined"
+    )
+    upload_retry_s: float = Field(
+        30.0, gt=0, le=86400, description="pause in offers after a failed try or a full quota"
+    )
 
 
 class NetInterface(Section):

@@ -13,12 +13,14 @@ from aggregator.api.sms import build_sms_router
 from aggregator.directory.routes import build_directory_router
 from aggregator.fleet.routes import build_fleet_router
 from aggregator.settings import AggregatorSettings
+from drivers.runtime.api_docs import ErrorBody, error_responses
 
 
 def mount_api(app: FastAPI, settings: AggregatorSettings, engine: Callable[[], sa.Engine]) -> None:
     """Add the /api/v1 routes and the common error shape to ``app``."""
     install_error_handlers(app)
-    app.include_router(build_router(settings, engine))
-    app.include_router(build_directory_router(settings, engine))
-    app.include_router(build_fleet_router(settings, engine))
-    app.include_router(build_sms_router(settings, engine))
+    errors = error_responses(ErrorBody)
+    app.include_router(build_router(settings, engine), responses=errors)
+    app.include_router(build_directory_router(settings, engine), responses=errors)
+    app.include_router(build_fleet_router(settings, engine), responses=errors)
+    app.include_router(build_sms_router(settings, engine), responses=errors)

@@ -1,15 +1,22 @@
-"""Bearer-token auth with roles: admin, hq-viewer (all sites), site-viewer (its sites)."""
+"""Bearer-token auth with roles: admin, hq-viewer (all sites), site-viewer (its sites).
+
+Each route needs one of two levels: ``viewer`` (every role; a site-viewer sees only its
+``sites``) or ``admin`` (directory, SIM fleet and DNC changes). See docs/sync.md.
+"""
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-from fastapi import Request
 
 from aggregator.api.errors import ApiError
 from aggregator.settings import HqToken
+from drivers.runtime.access import Access
+
+LEVELS = {
+    "viewer": frozenset({"admin", "hq-viewer", "site-viewer"}),
+    "admin": frozenset({"admin"}),
+}
 
 
 @dataclass(frozen=True)
@@ -32,24 +39,11 @@ class Principal:
         return self.sites
 
 
-def authenticator(tokens: Sequence[HqToken]) -> Callable[[Request], Principal]:
-    """A FastAPI dependency resolving the bearer token to a Principal."""
-
-    def principal(request: Request) -> Principal:
-        header = request.headers.get("authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not presented:
-            raise ApiError(401, "missing-token", "send Authorization: Bearer <token>")
-        for token in tokens:
-            if hmac.compare_digest(token.token.encode(), presented.encode()):
-                sites = frozenset(token.sites) if token.role == "site-viewer" else None
-                return Principal(token.name, token.role, sites)
-        raise ApiError(401, "bad-token", "the token is not known to this aggregator")
-
-    return principal
+def hq_access(tokens: Sequence[HqToken]) -> Access[Principal]:
+    """Access to the HQ API: ``needs("viewer")`` or ``needs("admin")`` on each route."""
+    return Access(tokens, LEVELS, _principal, ApiError)
 
 
-def require_admin(principal: Principal) -> None:
-    """Refuse anyone but an admin."""
-    if principal.role != "admin":
-        raise ApiError(403, "admin-only", "this action needs an admin token")
+def _principal(token: HqToken) -> Principal:
+    sites = frozenset(token.sites) if token.role == "site-viewer" else None
+    return Principal(token.name, token.role, sites)

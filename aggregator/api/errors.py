@@ -8,6 +8,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+HTTP_ERROR_IDS = {
+    400: "bad-request",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "request-too-large",
+}
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +39,7 @@ def body(error_id: str, message: str, details: Any = None) -> dict[str, Any]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Answer ApiError and request validation failures in the common shape."""
+    """Answer ApiError, request validation and HTTP-level failures in the common shape."""
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, err: ApiError) -> JSONResponse:
@@ -48,4 +56,12 @@ def install_error_handlers(app: FastAPI) -> None:
         log.info("invalid request", extra={"path": request.url.path, "detail": message})
         return JSONResponse(
             body("invalid-request", message, {"problems": problems}), status_code=422
+        )
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, err: HTTPException) -> JSONResponse:
+        error_id = HTTP_ERROR_IDS.get(err.status_code, f"http-{err.status_code}")
+        log.info("http error", extra={"path": request.url.path, "error_id": error_id})
+        return JSONResponse(
+            body(error_id, str(err.detail)), status_code=err.status_code, headers=err.headers
         )

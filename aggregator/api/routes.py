@@ -1,21 +1,19 @@
 """Routes of the HQ API. Every route needs a bearer token; site-viewers see their sites."""
 
-import csv
-import datetime
-import io
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
 
-from aggregator import reports
-from aggregator.api.auth import Principal, authenticator
+from aggregator import recording_store, reports
+from aggregator.api.auth import Principal, hq_access
+from aggregator.api.csv_export import csv_response
 from aggregator.api.errors import ApiError
 from aggregator.settings import AggregatorSettings
-from aggregator.store.schema import recordings, sites
+from aggregator.store.schema import sites
 
 ONLINE_WINDOW_MS = 60_000
 Format = Literal["json", "csv"]
@@ -24,7 +22,7 @@ Format = Literal["json", "csv"]
 def build_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) -> APIRouter:
     """All /api/v1 routes bound to this aggregator's settings and database."""
     router = APIRouter(prefix="/api/v1")
-    who = Annotated[Principal, Depends(authenticator(settings.api.tokens))]
+    who = Annotated[Principal, hq_access(settings.api.tokens).needs("viewer")]
 
     @router.get("/sites", tags=["sites"], summary="Sites with status, last seen and backlog")
     def list_sites(principal: who) -> dict[str, Any]:
@@ -68,9 +66,10 @@ def build_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) 
             trunk=trunk,
         )
         if format == "csv":
-            return _csv("cdrs.csv", _all_pages(engine, flt, zone))
+            return csv_response("cdrs.csv", _all_pages(engine, flt, zone))
         with engine().connect() as conn:
             page, next_cursor = _guard(reports.search_cdrs, conn, flt, zone, limit, cursor)
+            recording_store.annotate(conn, page)
         return {"cdrs": page, "next_cursor": next_cursor}
 
     @router.get(
@@ -88,7 +87,7 @@ def build_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) 
         format: Format = "json",
     ) -> Any:
         zone = _zone(tz)
-        span = (_time(start, zone) or 0, _time(end, zone) or 0)
+        span = _span(start, end, zone, settings.reports.max_span_days)
         with engine().connect() as conn:
             rows = reports.summary(conn, principal.scope(site), *span, zone, group)
         return _respond(rows, format, "summary.csv")
@@ -103,7 +102,7 @@ def build_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) 
             format: Format = "json",
         ) -> Any:
             zone = _zone(tz)
-            span = (_time(start, zone) or 0, _time(end, zone) or 0)
+            span = _span(start, end, zone, settings.reports.max_span_days)
             with engine().connect() as conn:
                 rows = reports.by_key(conn, dim, principal.scope(site), *span)
             return _respond(rows, format, f"by-{dim}.csv")
@@ -153,18 +152,20 @@ def build_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) 
     )
     def download(site_id: str, recording_id: str, principal: who) -> FileResponse:
         principal.scope(site_id)
-        query = sa.select(recordings).where(
-            recordings.c.site_id == site_id, recordings.c.recording_id == recording_id
-        )
         with engine().connect() as conn:
-            row = conn.execute(query).first()
-        if row is None:
+            found = recording_store.find(conn, site_id, recording_id)
+        if found is None:
             raise ApiError(404, "unknown-recording", f"no recording {recording_id!r} at {site_id}")
+        if found.state == "expired":
+            raise ApiError(410, "recording-expired", "deleted by HQ's recording retention")
+        path = settings.recordings_dir() / found.path
+        if not path.is_file():
+            raise ApiError(410, "recording-file-gone", "the recording's file is no longer on disk")
         return FileResponse(
-            settings.recordings_dir() / row.path,
+            path,
             media_type="audio/wav",
             filename=f"{recording_id}.wav",
-            headers={"X-Content-SHA256": row.sha256},
+            headers={"X-Content-SHA256": found.sha256},
         )
 
     return router
@@ -196,6 +197,11 @@ def _time(text: str | None, zone: Any) -> int | None:
     return None if text is None else _guard(reports.parse_time, text, zone)
 
 
+def _span(start: str, end: str, zone: Any, max_days: int) -> tuple[int, int]:
+    first, last = _guard(reports.parse_time, start, zone), _guard(reports.parse_time, end, zone)
+    return tuple(_guard(reports.report_span, first, last, max_days))
+
+
 def _all_pages(
     engine: Callable[[], sa.Engine], flt: reports.CdrFilter, zone: Any
 ) -> Iterator[dict[str, Any]]:
@@ -210,25 +216,5 @@ def _all_pages(
 
 def _respond(rows: list[dict[str, Any]], format: str, filename: str) -> Any:
     if format == "csv":
-        return _csv(filename, iter(rows))
+        return csv_response(filename, iter(rows))
     return {"rows": rows}
-
-
-def _csv(filename: str, rows: Iterator[dict[str, Any]]) -> StreamingResponse:
-    def lines() -> Iterable[str]:
-        buffer = io.StringIO()
-        writer: csv.DictWriter[str] | None = None
-        for row in rows:
-            if writer is None:
-                writer = csv.DictWriter(buffer, fieldnames=list(row))
-                writer.writeheader()
-            writer.writerow(row)
-            if buffer.tell() > 64 * 1024:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
-
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    headers = {"Content-Disposition": f'attachment; filename="{stamp}-{filename}"'}
-    return StreamingResponse(lines(), media_type="text/csv", headers=headers)

@@ -8,11 +8,12 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
 from aggregator import reports
-from aggregator.api.auth import Principal, authenticator
-from aggregator.api.routes import Format, _csv, _time
+from aggregator.api.auth import Principal, hq_access
+from aggregator.api.csv_export import csv_response
+from aggregator.api.routes import Format, _time
 from aggregator.settings import AggregatorSettings
 from aggregator.store.schema import sms_messages
 
@@ -20,7 +21,7 @@ from aggregator.store.schema import sms_messages
 def build_sms_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) -> APIRouter:
     """The /api/v1/sms route."""
     router = APIRouter(prefix="/api/v1", tags=["sms"])
-    who = Annotated[Principal, Depends(authenticator(settings.api.tokens))]
+    who = Annotated[Principal, hq_access(settings.api.tokens).needs("viewer")]
 
     @router.get("/sms", summary="SMS received and sent by the sites, newest first")
     def search(
@@ -46,7 +47,7 @@ def build_sms_router(settings: AggregatorSettings, engine: Callable[[], sa.Engin
             query = query.where(table.at_ms >= start)
         with engine().connect() as conn:
             rows = [_sms(r) for r in conn.execute(query.limit(limit))]
-        return _csv("sms.csv", iter(rows)) if format == "csv" else {"sms": rows}
+        return csv_response("sms.csv", iter(rows)) if format == "csv" else {"sms": rows}
 
     return router
 

@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from aggregator.api.auth import Principal, authenticator, require_admin
+from aggregator.api.auth import Principal, hq_access
 from aggregator.api.errors import ApiError
 from aggregator.directory.model import Directory, NumberingPlan, Rule, Site, Trunk
 from aggregator.directory.store import DirectoryStore, Published
@@ -27,7 +27,9 @@ def build_directory_router(
 ) -> APIRouter:
     """The /api/v1/directory routes."""
     router = APIRouter(prefix="/api/v1/directory", tags=["directory"])
-    who = Annotated[Principal, Depends(authenticator(settings.api.tokens))]
+    access = hq_access(settings.api.tokens)
+    who = Annotated[Principal, access.needs("viewer")]
+    admin = Annotated[Principal, access.needs("admin")]
     store = DirectoryStore(engine, settings.routing.keep_updates)
 
     @router.get("", summary="The whole directory and its revision")
@@ -36,13 +38,11 @@ def build_directory_router(
         return {"revision": revision, "directory": directory.model_dump(mode="json")}
 
     @router.put("", summary="Replace the whole directory (validated as one)")
-    def put_directory(directory: Directory, principal: who) -> dict[str, Any]:
-        require_admin(principal)
+    def put_directory(directory: Directory, principal: admin) -> dict[str, Any]:
         return _published(_write(store, lambda _: directory))
 
     @router.put("/plan", summary="Change the numbering plan")
-    def put_plan(plan: NumberingPlan, principal: who) -> dict[str, Any]:
-        require_admin(principal)
+    def put_plan(plan: NumberingPlan, principal: admin) -> dict[str, Any]:
         return _published(_write(store, lambda d: d.model_copy(update={"plan": plan})))
 
     @router.get("/snapshots", summary="Routing table version per site: at HQ, applied, refused")
@@ -51,48 +51,41 @@ def build_directory_router(
         return {"snapshots": [s for s in states if principal.may_see(s["site_id"])]}
 
     @router.put("/sites/{entry_id}", summary="Create or replace a site")
-    def put_site(entry_id: str, entry: Site, principal: who) -> dict[str, Any]:
-        return _put(store, principal, "sites", entry_id, entry)
+    def put_site(entry_id: str, entry: Site, principal: admin) -> dict[str, Any]:
+        return _put(store, "sites", entry_id, entry)
 
     @router.put("/trunks/{entry_id}", summary="Create or replace a trunk")
-    def put_trunk(entry_id: str, entry: Trunk, principal: who) -> dict[str, Any]:
-        return _put(store, principal, "trunks", entry_id, entry)
+    def put_trunk(entry_id: str, entry: Trunk, principal: admin) -> dict[str, Any]:
+        return _put(store, "trunks", entry_id, entry)
 
     @router.put("/rules/{entry_id}", summary="Create or replace a rule")
-    def put_rule(entry_id: str, entry: Rule, principal: who) -> dict[str, Any]:
-        return _put(store, principal, "rules", entry_id, entry)
+    def put_rule(entry_id: str, entry: Rule, principal: admin) -> dict[str, Any]:
+        return _put(store, "rules", entry_id, entry)
 
-    auth = Depends(authenticator(settings.api.tokens))
     for kind in KINDS:
-        _read_and_delete_routes(router, store, auth, kind)
+        _read_and_delete_routes(router, store, access.needs("viewer"), access.needs("admin"), kind)
     return router
 
 
-def _put(
-    store: DirectoryStore,
-    principal: Principal,
-    kind: str,
-    entry_id: str,
-    entry: Entry,
-) -> dict[str, Any]:
-    require_admin(principal)
+def _put(store: DirectoryStore, kind: str, entry_id: str, entry: Entry) -> dict[str, Any]:
     if entry.id != entry_id:
         raise ApiError(422, "id-mismatch", f"body id {entry.id!r} differs from {entry_id!r}")
     return _published(_write(store, lambda d: _replace(d, kind, entry)))
 
 
-def _read_and_delete_routes(router: APIRouter, store: DirectoryStore, auth: Any, kind: str) -> None:
-    def list_entries(principal: Principal = auth) -> dict[str, Any]:
+def _read_and_delete_routes(
+    router: APIRouter, store: DirectoryStore, reader: Any, admin: Any, kind: str
+) -> None:
+    def list_entries(principal: Principal = reader) -> dict[str, Any]:
         directory, revision = store.read()
         entries = [e.model_dump(mode="json") for e in _of(directory, kind)]
         return {"revision": revision, kind: entries}
 
-    def get_entry(entry_id: str, principal: Principal = auth) -> dict[str, Any]:
+    def get_entry(entry_id: str, principal: Principal = reader) -> dict[str, Any]:
         directory, _ = store.read()
         return _find(_of(directory, kind), kind, entry_id).model_dump(mode="json")
 
-    def delete_entry(entry_id: str, principal: Principal = auth) -> dict[str, Any]:
-        require_admin(principal)
+    def delete_entry(entry_id: str, principal: Principal = admin) -> dict[str, Any]:
 
         def remove(directory: Directory) -> Directory:
             _find(_of(directory, kind), kind, entry_id)

@@ -9,13 +9,14 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from aggregator import reports
-from aggregator.api.auth import Principal, authenticator, require_admin
+from aggregator.api.auth import Principal, hq_access
+from aggregator.api.csv_export import csv_response
 from aggregator.api.errors import ApiError
-from aggregator.api.routes import Format, _csv
+from aggregator.api.routes import Format
 from aggregator.fleet import store as fleet
 from aggregator.settings import AggregatorSettings
 from aggregator.store.db import insert
@@ -56,7 +57,9 @@ class DncEntry(BaseModel):
 def build_fleet_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) -> APIRouter:
     """The /api/v1/fleet routes."""
     router = APIRouter(prefix="/api/v1/fleet", tags=["fleet"])
-    who = Annotated[Principal, Depends(authenticator(settings.api.tokens))]
+    access = hq_access(settings.api.tokens)
+    who = Annotated[Principal, access.needs("viewer")]
+    admin = Annotated[Principal, access.needs("admin")]
     configured = [s.site_id for s in settings.ingest.sites if not s.revoked]
 
     @router.get("/sims", summary="Every SIM by ICCID with site, slot, status, usage, limits")
@@ -69,7 +72,7 @@ def build_fleet_router(settings: AggregatorSettings, engine: Callable[[], sa.Eng
             rows = [_sim(r) for r in conn.execute(query)]
             _add_sms_counts(conn, rows)
         if format == "csv":
-            return _csv("sims.csv", iter(_flat(r) for r in rows))
+            return csv_response("sims.csv", iter(_flat(r) for r in rows))
         return {"sims": rows}
 
     @router.get("/sims/{iccid}", summary="One SIM")
@@ -80,22 +83,21 @@ def build_fleet_router(settings: AggregatorSettings, engine: Callable[[], sa.Eng
             return _add_sms_counts(conn, [_sim(row)])[0]
 
     def act(iccid: str, principal: Principal, kind: str, **args: Any) -> dict[str, Any]:
-        require_admin(principal)
         with engine().begin() as conn:
             row = _guard(fleet.sim_site, conn, iccid)
             command_id = fleet.issue(conn, row.site_id, kind, {"iccid": iccid, **args})
         return {"command_id": command_id, "site_id": row.site_id, "kind": kind}
 
     @router.put("/sims/{iccid}/limits", status_code=202, summary="Set a SIM's limits")
-    def set_limits(iccid: str, limits: Limits, principal: who) -> dict[str, Any]:
+    def set_limits(iccid: str, limits: Limits, principal: admin) -> dict[str, Any]:
         return act(iccid, principal, "sim-set-limits", limits=limits.model_dump(exclude_none=True))
 
     @router.put("/sims/{iccid}/group", status_code=202, summary="Move a SIM to another group")
-    def set_group(iccid: str, move: GroupMove, principal: who) -> dict[str, Any]:
+    def set_group(iccid: str, move: GroupMove, principal: admin) -> dict[str, Any]:
         return act(iccid, principal, "sim-set-group", group=move.group)
 
     @router.post("/sims/{iccid}/select-slot", status_code=202, summary="Select a slot on its modem")
-    def select_slot(iccid: str, choice: SlotSelect, principal: who) -> dict[str, Any]:
+    def select_slot(iccid: str, choice: SlotSelect, principal: admin) -> dict[str, Any]:
         with engine().connect() as conn:
             channel = _guard(fleet.sim_site, conn, iccid).channel
         return act(iccid, principal, "sim-select-slot", channel=channel, slot=choice.slot)
@@ -106,13 +108,12 @@ def build_fleet_router(settings: AggregatorSettings, engine: Callable[[], sa.Eng
         ("retire", "sim-retire"),
         ("clear-review", "sim-clear-review"),
     ):
-        _action_route(router, who, act, action, kind)
+        _action_route(router, admin, act, action, kind)
 
     @router.put(
         "/groups/{group}/limits", status_code=202, summary="Set a group's limits everywhere"
     )
-    def set_group_limits(group: str, limits: Limits, principal: who) -> dict[str, Any]:
-        require_admin(principal)
+    def set_group_limits(group: str, limits: Limits, principal: admin) -> dict[str, Any]:
         args = {"group": group, "limits": limits.model_dump(exclude_none=True)}
         with engine().begin() as conn:
             targets = sorted(set(configured).union(_seen_sites(conn)))
@@ -160,7 +161,7 @@ def build_fleet_router(settings: AggregatorSettings, engine: Callable[[], sa.Eng
         with engine().connect() as conn:
             rows = [_usage(r) for r in conn.execute(query)]
         if format == "csv":
-            return _csv("sim-usage.csv", iter(rows))
+            return csv_response("sim-usage.csv", iter(rows))
         return {"rows": rows}
 
     @router.get("/refusals", summary="Outbound calls the sites refused (DNC, hours, attempts)")
@@ -176,16 +177,16 @@ def build_fleet_router(settings: AggregatorSettings, engine: Callable[[], sa.Eng
             query = query.where(compliance_events.c.site_id.in_(sorted(scope)))
         with engine().connect() as conn:
             rows = [_refusal(r) for r in conn.execute(query)]
-        return _csv("refusals.csv", iter(rows)) if format == "csv" else {"refusals": rows}
+        return csv_response("refusals.csv", iter(rows)) if format == "csv" else {"refusals": rows}
 
-    _dnc_routes(router, who, engine, configured)
+    _dnc_routes(router, who, admin, engine, configured)
     return router
 
 
 def _action_route(
-    router: APIRouter, who: Any, act: Callable[..., Any], action: str, kind: str
+    router: APIRouter, admin: Any, act: Callable[..., Any], action: str, kind: str
 ) -> None:
-    def handler(iccid: str, principal: who) -> dict[str, Any]:
+    def handler(iccid: str, principal: admin) -> dict[str, Any]:
         return dict(act(iccid, principal, kind))
 
     router.add_api_route(
@@ -198,7 +199,7 @@ def _action_route(
 
 
 def _dnc_routes(
-    router: APIRouter, who: Any, engine: Callable[[], sa.Engine], configured: list[str]
+    router: APIRouter, who: Any, admin: Any, engine: Callable[[], sa.Engine], configured: list[str]
 ) -> None:
     @router.get("/dnc", summary="The company do-not-call list")
     def get_dnc(principal: who) -> dict[str, Any]:
@@ -207,8 +208,7 @@ def _dnc_routes(
         return {"numbers": [{"number": r.number, "reason": r.reason} for r in rows]}
 
     @router.put("/dnc/{number}", summary="Put a number on the company list (pushed to every site)")
-    def put_dnc(number: str, entry: DncEntry, principal: who) -> dict[str, Any]:
-        require_admin(principal)
+    def put_dnc(number: str, entry: DncEntry, principal: admin) -> dict[str, Any]:
         plain = _number(number)
         with engine().begin() as conn:
             stmt = insert(conn.engine, dnc_numbers).on_conflict_do_update(
@@ -221,8 +221,7 @@ def _dnc_routes(
         return {"number": plain, "version": version}
 
     @router.delete("/dnc/{number}", summary="Take a number off the company list")
-    def delete_dnc(number: str, principal: who) -> dict[str, Any]:
-        require_admin(principal)
+    def delete_dnc(number: str, principal: admin) -> dict[str, Any]:
         plain = _number(number)
         with engine().begin() as conn:
             gone = conn.execute(

@@ -11,6 +11,8 @@ between consecutive versions, from which a connected site is sent an ``update``.
 ``sims``, ``sim_usage_days`` and ``sim_switches`` hold the SIM fleet as the sites report
 it; ``compliance_events`` the outbound calls sites refused; ``dnc_numbers`` the company
 do-not-call list, pushed to every site as the ``dnc`` snapshot topic (aggregator/fleet).
+``recordings`` the recordings held (file by content hash under the recordings folder);
+``recordings_expired`` those retention deleted, so they answer "expired", not "unknown".
 ``sms_messages`` the SMS sites received and the outcome of those they sent
 (aggregator/store/sms.py).
 """
@@ -105,6 +107,19 @@ recordings = sa.Table(
     sa.Column("path", sa.String(512), nullable=False),
     sa.Column("meta", sa.JSON, nullable=True),
     sa.Column("stored_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_recordings_stored", "stored_ms"),
+    sa.Index("ix_recordings_sha256", "sha256"),
+)
+
+recordings_expired = sa.Table(
+    "recordings_expired",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("recording_id", sa.String(64), primary_key=True),
+    sa.Column("cdr_id", sa.String(64)),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("stored_ms", sa.BigInteger, nullable=False),
+    sa.Column("expired_ms", sa.BigInteger, nullable=False),
 )
 
 snapshots = sa.Table(

@@ -1,19 +1,21 @@
 """The local API for compliance: the site's do-not-call list and the pre-dial check.
 
-Bearer tokens from the appliance's ``api.tokens``: every role reads and checks; ``admin``
-and ``operator`` change the list. Errors are ``{"error_id", "message", "details"}``.
+Bearer tokens from the appliance's ``api.tokens`` (appliance/access.py): every role reads
+and checks; ``admin`` and ``operator`` change the list. Errors are ``{"error_id",
+"message", "details"}``.
 """
 
 import dataclasses
-import hmac
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from appliance.access import local_access
 from appliance.compliance.service import ComplianceService, NumberError
+from drivers.runtime.api_docs import ErrorBody, ValidationErrors, error_responses
 from drivers.runtime.settings_base import ApiToken
 
 
@@ -46,42 +48,24 @@ class CheckRequest(BaseModel):
     campaign: str | None = None
 
 
-def bearer_role(tokens: Sequence[ApiToken]) -> Callable[[Request], str]:
-    """A FastAPI dependency: the role of the request's bearer token (401 without one)."""
-
-    def role(request: Request) -> str:
-        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not presented:
-            raise LocalApiError(401, "missing-token", "send Authorization: Bearer <token>")
-        for token in tokens:
-            if hmac.compare_digest(token.token.encode(), presented.encode()):
-                return token.role
-        raise LocalApiError(401, "bad-token", "the token is not known to this appliance")
-
-    return role
-
-
 def build_compliance_router(tokens: Sequence[ApiToken], compliance: ComplianceService) -> APIRouter:
     """The /api/v1/compliance routes of the appliance's local API."""
-    router = APIRouter(prefix="/api/v1/compliance", tags=["compliance"])
-    role = Annotated[str, Depends(bearer_role(tokens))]
-
-    def writer(who: str) -> None:
-        if who not in ("admin", "operator"):
-            raise LocalApiError(403, "read-only", "changing the list needs an admin or operator")
+    errors = error_responses(ErrorBody, ValidationErrors)
+    router = APIRouter(prefix="/api/v1/compliance", tags=["compliance"], responses=errors)
+    access = local_access(tokens, LocalApiError)
+    role = Annotated[str, access.needs("viewer")]
+    writer = Annotated[str, access.needs("operator")]
 
     @router.get("/dnc", summary="The site's do-not-call list and the company list's version")
     def get_dnc(who: role) -> dict[str, Any]:
         return {**compliance.site_dnc(), "company_version": compliance.company_version}
 
     @router.put("/dnc/{number}", summary="Put a number on the site's do-not-call list")
-    def put_dnc(number: str, entry: DncEntry, who: role) -> dict[str, Any]:
-        writer(who)
+    def put_dnc(number: str, entry: DncEntry, who: writer) -> dict[str, Any]:
         return {"number": _number(compliance.add_site_dnc, number, entry.reason)}
 
     @router.delete("/dnc/{number}", summary="Take a number off the site's do-not-call list")
-    def delete_dnc(number: str, who: role) -> dict[str, Any]:
-        writer(who)
+    def delete_dnc(number: str, who: writer) -> dict[str, Any]:
         if not _number(compliance.remove_site_dnc, number):
             raise LocalApiError(404, "not-listed", f"{number} is not on the site's list")
         return {"number": number, "removed": True}

@@ -1,18 +1,21 @@
 """The local API for SMS and USSD on a SIM gateway.
 
-Bearer tokens from the appliance's ``api.tokens``: every role reads; ``admin`` and
-``operator`` send SMS and run USSD codes. Errors are ``{"error_id", "message", "details"}``.
+Bearer tokens from the appliance's ``api.tokens`` (appliance/access.py): every role
+reads; ``admin`` and ``operator`` send SMS and run USSD codes. Errors are
+``{"error_id", "message", "details"}``.
 """
 
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from appliance.compliance.routes import LocalApiError, bearer_role
+from appliance.access import local_access
+from appliance.compliance.routes import LocalApiError
 from appliance.gateway.sms import SmsService
 from appliance.gateway.sms_policy import SmsError
+from drivers.runtime.api_docs import ErrorBody, ValidationErrors, error_responses
 from drivers.runtime.settings_base import ApiToken
 
 STATUS = {
@@ -49,16 +52,14 @@ def _refused(err: SmsError) -> LocalApiError:
 
 def build_sms_router(tokens: Sequence[ApiToken], sms: SmsService) -> APIRouter:
     """The /api/v1/sms and /api/v1/ussd routes of the appliance's local API."""
-    router = APIRouter(prefix="/api/v1", tags=["sms"])
-    role = Annotated[str, Depends(bearer_role(tokens))]
-
-    def sender(who: str) -> None:
-        if who not in ("admin", "operator"):
-            raise LocalApiError(403, "read-only", "sending needs an admin or operator token")
+    errors = error_responses(ErrorBody, ValidationErrors)
+    router = APIRouter(prefix="/api/v1", tags=["sms"], responses=errors)
+    access = local_access(tokens, LocalApiError)
+    role = Annotated[str, access.needs("viewer")]
+    sender = Annotated[str, access.needs("operator")]
 
     @router.post("/sms", status_code=202, summary="Queue an SMS (id and status queued)")
-    async def send(request: SmsRequest, who: role) -> dict[str, Any]:
-        sender(who)
+    async def send(request: SmsRequest, who: sender) -> dict[str, Any]:
         try:
             return await sms.submit(request.to, request.text, request.channel)
         except SmsError as err:
@@ -85,8 +86,7 @@ def build_sms_router(tokens: Sequence[ApiToken], sms: SmsService) -> APIRouter:
         return {"sms": records, "next_cursor": after}
 
     @router.post("/ussd", summary="Run a USSD code (e.g. a balance check) and return the reply")
-    async def ussd(request: UssdRequest, who: role) -> dict[str, Any]:
-        sender(who)
+    async def ussd(request: UssdRequest, who: sender) -> dict[str, Any]:
         try:
             return await sms.ussd(request.channel, request.code)
         except SmsError as err:

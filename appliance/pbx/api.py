@@ -3,8 +3,10 @@
 Call control: click-to-dial (``POST /calls``), hang up (``DELETE /calls/{id}``),
 start/stop recording, conferences and three-way calls, each answered with the
 operation's state. Every route needs ``Authorization: Bearer <token>`` with a token
-from ``api.tokens``. Errors are ``{"detail": {"error_id", "message", "details"}}`` with
-a stable kebab-case ``error_id``: ``unauthorized``, ``invalid-disposition``,
+from ``api.tokens``: every role reads, call control needs ``operator`` or ``admin``
+(appliance/access.py). Errors are ``{"detail": {"error_id", "message", "details"}}``
+with a stable kebab-case ``error_id``: ``missing-token``, ``bad-token``,
+``role-forbidden``, ``invalid-disposition``,
 ``recording-not-found``, ``recording-file-gone``, ``pbx-not-started``, and those of
 ``CallControlError`` (``unknown-extension``, ``class-of-service``, ``no-route``,
 ``call-not-found``, ``call-not-answered``, ``recording-not-allowed``,
@@ -14,20 +16,21 @@ a stable kebab-case ``error_id``: ``unauthorized``, ``invalid-disposition``,
 from __future__ import annotations
 
 import contextlib
-import hmac
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from appliance.access import local_access
 from appliance.pbx.calls import CallService
 from appliance.pbx.cdr import DISPOSITIONS
 from appliance.pbx.errors import CallControlError, PbxNotStartedError
 from appliance.pbx.originate import OriginationService
 from appliance.pbx.recordings import RecordingService
+from drivers.runtime.api_docs import NestedErrorBody, ValidationErrors, error_responses
 from drivers.runtime.settings_base import ApiToken
 
 
@@ -92,7 +95,9 @@ def build_router(
     The services are looked up per request, so the router can be mounted before the PBX
     has started; until then every route answers 503 ``pbx-not-started``.
     """
-    secrets = [t.token.encode() for t in tokens]
+    access = local_access(tokens, api_error)
+    viewer = [access.needs("viewer")]
+    operator = [access.needs("operator")]
 
     def calls() -> CallService:
         try:
@@ -106,14 +111,8 @@ def build_router(
         except PbxNotStartedError:
             raise api_error(503, "pbx-not-started", "the PBX is starting or stopped") from None
 
-    def authorized(authorization: Annotated[str, Header()] = "") -> None:
-        scheme, _, token = authorization.partition(" ")
-        presented = token.strip().encode()
-        valid = any(hmac.compare_digest(presented, s) for s in secrets)
-        if scheme.lower() != "bearer" or not valid:
-            raise api_error(401, "unauthorized", "send Authorization: Bearer <api token>")
-
-    router = APIRouter(prefix="/api/v1", tags=["calls"], dependencies=[Depends(authorized)])
+    errors = error_responses(NestedErrorBody, ValidationErrors)
+    router = APIRouter(prefix="/api/v1", tags=["calls"], responses=errors)
 
     @contextlib.contextmanager
     def refusals() -> Iterator[None]:
@@ -123,42 +122,60 @@ def build_router(
         except CallControlError as err:
             raise api_error(err.status, err.error_id, str(err), **err.details) from None
 
-    @router.get("/calls", summary="Calls in progress")
+    @router.get("/calls", summary="Calls in progress", dependencies=viewer)
     def live_calls() -> dict[str, Any]:
         return {"calls": calls().live_calls()}
 
-    @router.post("/calls", status_code=202, summary="Click-to-dial: ring an extension, then dial")
+    @router.post(
+        "/calls",
+        status_code=202,
+        summary="Click-to-dial: ring an extension, then dial",
+        dependencies=operator,
+    )
     def click_to_dial(request: ClickToDial) -> dict[str, Any]:
         calls()
         with refusals():
             return control.originations.click_to_dial(request.extension, request.number)
 
-    @router.delete("/calls/{call_id}", summary="Hang up an answered call (BYE to both ends)")
+    @router.delete(
+        "/calls/{call_id}",
+        summary="Hang up an answered call (BYE to both ends)",
+        dependencies=operator,
+    )
     async def hangup(call_id: str) -> dict[str, Any]:
         calls()
         with refusals():
             return {"cdr": await control.hangup(call_id)}
 
-    @router.put("/calls/{call_id}/recording", summary="Start or stop recording a call")
+    @router.put(
+        "/calls/{call_id}/recording",
+        summary="Start or stop recording a call",
+        dependencies=operator,
+    )
     async def recording_change(call_id: str, change: RecordingChange) -> dict[str, Any]:
         calls()
         with refusals():
             return await control.set_recording(call_id, change.recording)
 
-    @router.post("/calls/{call_id}/parties", status_code=202,
+    @router.post("/calls/{call_id}/parties", status_code=202, dependencies=operator,
                  summary="Three-way: move the call into a room, dial one more")  # fmt: skip
     async def add_party(call_id: str, request: AddParty) -> dict[str, Any]:
         calls()
         with refusals():
             return await control.three_way(call_id, request.number)
 
-    @router.post("/conferences", status_code=202, summary="Dial participants into a conference")
+    @router.post(
+        "/conferences",
+        status_code=202,
+        summary="Dial participants into a conference",
+        dependencies=operator,
+    )
     def conference(request: ConferenceRequest) -> dict[str, Any]:
         calls()
         with refusals():
             return control.originations.conference(request.participants, request.on_behalf_of)
 
-    @router.get("/trunks", summary="Trunks and their registration state")
+    @router.get("/trunks", summary="Trunks and their registration state", dependencies=viewer)
     async def trunks() -> dict[str, Any]:
         calls()
         with refusals():
@@ -169,15 +186,19 @@ def build_router(
             raise api_error(404, "operation-not-found", "no such operation", id=op_id)
         return found
 
-    @router.get("/operations/{op_id}", summary="State of a click-to-dial or conference")
+    @router.get(
+        "/operations/{op_id}", summary="State of a click-to-dial or conference", dependencies=viewer
+    )
     def operation(op_id: str) -> dict[str, Any]:
         return known_operation(op_id, control.originations.get(op_id))
 
-    @router.delete("/operations/{op_id}", summary="End a click-to-dial or conference")
+    @router.delete(
+        "/operations/{op_id}", summary="End a click-to-dial or conference", dependencies=operator
+    )
     def end_operation(op_id: str) -> dict[str, Any]:
         return known_operation(op_id, control.originations.hangup(op_id))
 
-    @router.get("/cdrs", summary="Search CDRs (oldest first, paged by cursor)")
+    @router.get("/cdrs", summary="Search CDRs (oldest first, paged by cursor)", dependencies=viewer)
     def search_cdrs(
         since: str = "",
         disposition: str | None = None,
@@ -198,18 +219,24 @@ def build_router(
             raise api_error(404, "recording-not-found", "no such recording", id=recording_id)
         return entry
 
-    @router.get("/recordings/{recording_id}", summary="Recording metadata")
+    @router.get("/recordings/{recording_id}", summary="Recording metadata", dependencies=viewer)
     def recording_meta(recording_id: str) -> dict[str, Any]:
         return recording(recording_id)
 
-    @router.get("/recordings/{recording_id}/wav", summary="Download a recording as WAV")
+    @router.get(
+        "/recordings/{recording_id}/wav", summary="Download a recording as WAV", dependencies=viewer
+    )
     def recording_wav(recording_id: str) -> FileResponse:
         path = Path(recording(recording_id)["path"])
         if not path.exists():
             raise api_error(410, "recording-file-gone", "the WAV file was removed", path=str(path))
         return FileResponse(path, media_type="audio/wav", filename=f"{recording_id}.wav")
 
-    @router.get("/gsm/channels", summary="GSM channels: worker, call, live PCM frame counters")
+    @router.get(
+        "/gsm/channels",
+        summary="GSM channels: worker, call, live PCM frame counters",
+        dependencies=viewer,
+    )
     async def gsm_channels() -> dict[str, Any]:
         with refusals():
             return {"channels": await control.gsm_channels()}

@@ -40,9 +40,10 @@ def time_ordered_id(now_ms: int | None = None, entropy: bytes | None = None) -> 
     return str(uuid.UUID(int=value))
 
 
-def recording_id(site_id: str, call_id: str) -> str:
-    """The recording id of a call: stable, so CDR and recording agree without talking."""
-    return str(uuid.uuid5(_NAMESPACE, f"recording:{site_id}:{call_id}"))
+def recording_id(site_id: str, cdr_id: str) -> str:
+    """The recording id of a call, from its CDR id: CDR and recording agree without talking,
+    and a phone that reuses a Call-ID still gets a new recording (and WAV) per call."""
+    return str(uuid.uuid5(_NAMESPACE, f"recording:{site_id}:{cdr_id}"))
 
 
 def conversation_id(site_id: str, call_id: str) -> str:
@@ -155,7 +156,7 @@ class CdrBuilder:
             "disposition": disposition,
             "hangup_cause": {"sip_code": cause, "reason": reason},
             "hangup_side": side,
-            "recording_id": recording_id(self.site_id, call["call_id"]) if recorded else None,
+            "recording_id": recording_id(self.site_id, call["cdr_id"]) if recorded else None,
             "gsm": call.get("gsm"),
         }
 

@@ -30,6 +30,7 @@ from appliance.pbx.control import CallControl
 from appliance.pbx.deciders import (
     MEDIA,
     ROUTE,
+    TRUNK,
     UNSERVED,
     DecisionChain,
     DialPlanDecider,
@@ -52,6 +53,7 @@ from appliance.pbx.media import (
 from appliance.pbx.metrics import decision_histogram
 from appliance.pbx.originate import OriginationService
 from appliance.pbx.recordings import RecordingService
+from appliance.pbx.rooms import RoomPlacement, RoomService
 from appliance.pbx.settings import PbxSettings
 from appliance.pbx.webhooks import WebhookService
 from appliance.routing.peers import PeerMonitor
@@ -198,6 +200,9 @@ class PbxComponent:
         self.events = EvapiClient(LOOPBACK, pbx.evapi_port, self._on_event)
         self.media = MediaPool(self._worker_configs, run_dir, self._on_media_event,
                                self._media_worker_exited, lambda _worker: None)  # fmt: skip
+        self.rooms = RoomService(
+            lambda: [w for w in self.media.workers if not w.config.gsm_channels]
+        )
         self.originations = OriginationService(
             self.media, lambda: self.calls, lambda: self.dialplan, domain
         )
@@ -216,6 +221,7 @@ class PbxComponent:
         chain = DecisionChain()
         chain.add(PeerAdmission(self.intersite, lambda: self.dialplan), ROUTE)
         chain.add(DialPlanDecider(lambda: self.dialplan), ROUTE)
+        chain.add(RoomPlacement(lambda: self.rooms), TRUNK)
         chain.add(UnservedGsm(), UNSERVED)
         chain.add(RecordingPolicy(lambda: self.dialplan, recorded), MEDIA)
         return chain
@@ -330,6 +336,8 @@ class PbxComponent:
     def _on_media_event(self, worker: MediaWorker, event: dict[str, Any]) -> None:
         if event.get("ev") in ("leg", "transfer"):
             self.originations.on_event(worker, event)
+        elif event.get("ev") in ("room", "room-link"):
+            self.rooms.on_event(worker, event)
         elif event.get("ev") == "ivr":
             log.info("ivr choice", extra={k: event.get(k) for k in ("flow", "digit", "target")})
         elif event.get("ev") == "gsm" and self.gsm is not None:
@@ -343,6 +351,7 @@ class PbxComponent:
 
     def _media_worker_exited(self, worker: MediaWorker) -> None:
         self.originations.worker_lost(worker)
+        self.rooms.worker_lost(worker)
         if self.gsm is not None:
             self.gsm.worker_lost(worker)
         if self._calls is None:

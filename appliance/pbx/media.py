@@ -8,6 +8,8 @@ workers through its dispatcher (``dispatcher.list`` rendered here, OPTIONS probi
 second); the pool also tells Kamailio at once when a worker process exits or comes back,
 so a dead worker is skipped before its probe times out. Calls the appliance places
 (click-to-dial, conference legs) go to the live worker with the most free capacity.
+Meet-me room calls go to the worker the appliance names for the room
+(``appliance/pbx/rooms.py``).
 
 A worker that exits is restarted with jittered exponential backoff; ``on_exit`` gets its
 address first, so the call service can end the calls it was carrying.
@@ -61,6 +63,7 @@ class MediaWorker:
         on_ready: Callable[[MediaWorker], None],
     ) -> None:
         self.config = config
+        self.host = config.host
         self.address = f"{config.host}:{config.port}"
         self.uri = f"sip:{self.address}"
         self._config_path = run_dir / f"media-{config.name}.json"

@@ -7,8 +7,12 @@ kept waiting while the call is still open. Calls unknown to the call service (th
 events were lost) are converted once the files are ``UNKNOWN_GRACE_S`` old. The WAV is
 ``<recording id>.wav``. A recording started on demand mid-call has no SDPs in its
 metadata; the ports each side sends to come from the call record instead (rtpengine's
-``query`` at start). The index entry (StateStore ``pbx-recordings``) has the CDR's
-``recording_id`` as its key. pcap and metadata are deleted once the WAV is written.
+``query`` at start). The recording id comes from the call's CDR id (``recording_id`` in
+the CDR), so a phone that reuses a Call-ID never overwrites an earlier call's WAV; a
+call without a CDR gets an id from its metadata file's name. The index entry
+(StateStore ``pbx-recordings``, keyed by recording id) and the upload entry in the
+``recording`` outbox (appliance/sync/recordings.py; meta: CDR id, Call-ID, seconds) are
+written in one commit, after the WAV is fsync'd. pcap and metadata are deleted then.
 
 Decisions and the index run on the event loop; the conversion itself runs in one
 worker process, so decoding audio never holds the loop's GIL while Kamailio waits for
@@ -31,15 +35,19 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import msgpack
+
 from appliance.pbx.calls import CallService
 from appliance.pbx.cdr import recording_id
-from appliance.store import StateStore, Store
+from appliance.store import Outbox, StateStore, Store
+from appliance.sync.recordings import upload_entry
 from drivers.sip.errors import RecordingError
 from drivers.sip.recording import RecordingMeta, parse_metadata, pcap_to_wav
 from drivers.sip.supervisor import die_with_parent
 
 log = logging.getLogger(__name__)
 
+INDEX = "pbx-recordings"
 UNKNOWN_GRACE_S = 60.0
 PRUNE_EVERY_S = 600.0
 _META_NAME = re.compile(r"^rtpengine-meta-(.+)-[0-9a-f]{16}\.(txt|tmp)$")
@@ -59,7 +67,9 @@ def warm_up() -> None:
 def convert(meta: RecordingMeta, wav: Path) -> tuple[float, int, str]:
     """Write the WAV; returns its seconds, bytes and SHA-256 (runs in the worker process)."""
     seconds = pcap_to_wav(meta, wav)
-    data = wav.read_bytes()
+    with wav.open("rb") as f:
+        data = f.read()
+        os.fsync(f.fileno())
     return seconds, len(data), hashlib.sha256(data).hexdigest()
 
 
@@ -67,7 +77,10 @@ class RecordingService:
     """Turns rtpengine recordings into indexed WAV files."""
 
     def __init__(self, store: Store, calls: CallService, spool: Path, wav_dir: Path) -> None:
-        self.index = StateStore(store, "pbx-recordings")
+        self.index = StateStore(store, INDEX)
+        self._store = store
+        self._index_db = store.db(INDEX)
+        self._uploads = Outbox(store, "recording")
         self._calls = calls
         self._spool = spool
         self._wav_dir = wav_dir
@@ -135,7 +148,7 @@ class RecordingService:
             if decision == "wait":
                 continue
             if decision == "convert":
-                await self._convert(call_id, meta, meta_file.parent.name == "recover")
+                await self._convert(call_id, meta, meta_file)
             _remove(meta.pcap, meta_file)
             handled += 1
         return handled
@@ -169,13 +182,12 @@ class RecordingService:
         age = time.time() - meta_file.stat().st_mtime
         return "convert" if age > UNKNOWN_GRACE_S else "wait"
 
-    async def _convert(self, call_id: str, meta: RecordingMeta, recovered: bool) -> None:
-        rec_id = recording_id(self._calls.builder.site_id, call_id)
-        if meta.caller_port is None or meta.callee_port is None:
-            known = self._calls.done.get(call_id) or self._calls.open.get(call_id) or {}
-            if known.get("rtp_ports"):
-                caller_port, callee_port = known["rtp_ports"]
-                meta = dataclasses.replace(meta, caller_port=caller_port, callee_port=callee_port)
+    async def _convert(self, call_id: str, meta: RecordingMeta, meta_file: Path) -> None:
+        known = self._calls.done.get(call_id) or self._calls.open.get(call_id) or {}
+        rec_id = self._recording_id(known, meta_file)
+        if (meta.caller_port is None or meta.callee_port is None) and known.get("rtp_ports"):
+            caller_port, callee_port = known["rtp_ports"]
+            meta = dataclasses.replace(meta, caller_port=caller_port, callee_port=callee_port)
         wav = self._wav_dir / f"{rec_id}.wav"
         loop = asyncio.get_running_loop()
         try:
@@ -183,19 +195,37 @@ class RecordingService:
         except RecordingError as err:
             log.error("recording of %s lost: %s", call_id, err)
             return
-        done = self._calls.done.get(call_id) or {}
-        self.index.put(rec_id, {
+        self._store_and_queue({
             "recording_id": rec_id,
             "call_id": call_id,
-            "cdr_id": done.get("cdr_id"),
+            "cdr_id": known.get("cdr_id"),
             "path": str(wav),
             "duration_s": round(seconds, 3),
             "bytes": size,
             "sha256": digest,
-            "recovered": recovered,
+            "recovered": meta_file.parent.name == "recover",
             "created": time.time(),
         })  # fmt: skip
         log.info("recording stored", extra={"recording_id": rec_id, "seconds": seconds})
+
+    def _recording_id(self, known: dict[str, Any], meta_file: Path) -> str:
+        """The CDR's recording id; a call without a CDR gets one from its metadata file."""
+        site = self._calls.builder.site_id
+        return recording_id(site, known.get("cdr_id") or f"unknown:{meta_file.name}")
+
+    def _store_and_queue(self, entry: dict[str, Any]) -> None:
+        """Index the WAV and queue it for upload in one commit, so neither exists alone."""
+        rec_id = entry["recording_id"]
+        upload = upload_entry(rec_id, Path(entry["path"]), entry["sha256"], upload_meta(entry))
+        with self._store.write() as txn:
+            txn.put(rec_id.encode(), msgpack.packb(entry, use_bin_type=True), db=self._index_db)
+            self._uploads.append_in(txn, [upload])
+
+
+def upload_meta(entry: dict[str, Any]) -> dict[str, Any]:
+    """What HQ is told about a recording beside its bytes: the CDR link first of all."""
+    keys = ("cdr_id", "call_id", "duration_s", "recovered")
+    return {key: entry[key] for key in keys if entry.get(key) is not None}
 
 
 def _remove(*paths: Path) -> None:

@@ -134,9 +134,14 @@ class SyncClient:
             StateStore(store),
             self._settings.recordings,
             self._sync.chunk_kib * 1024,
+            lambda error_id: self.metrics.recordings_quarantined.labels(reason=error_id).inc(),
         )
         self._task = asyncio.create_task(self._run())
         self._watch = asyncio.create_task(self._watch_storage())
+
+    def recordings_check(self) -> tuple[bool, str]:
+        """Health of recording uploads for /healthz: quarantined recordings are named."""
+        return (True, "not started") if self.uploader is None else self.uploader.health()
 
     def _keys(self) -> tuple[bytes, bytes]:
         path = self._settings.key_file()
@@ -420,6 +425,7 @@ class SyncClient:
             "store_used_percent": round(100 * ratio, 2),
             "snapshots": {ROUTING: self.routing.version},
             "routing_refused": self.routing.refused,
+            "recordings_quarantined": len(self.uploader.quarantined()) if self.uploader else 0,
         }
         if self.routing_health is not None:
             health.update(self.routing_health())

@@ -37,3 +37,9 @@ class SyncMetrics:
             ["message", "outcome"],
             registry=registry,
         )
+        self.recordings_quarantined = Counter(
+            "callmesh_recordings_quarantined",
+            "Recordings set aside after they could not be uploaded",
+            ["reason"],
+            registry=registry,
+        )

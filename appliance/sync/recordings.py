@@ -6,6 +6,17 @@ aggregator answers with the offset it already holds and a credit of chunks; chun
 out while credit lasts and each stored chunk returns one credit. ``rec-done ok`` means
 the aggregator verified the sha256: only then is the entry acknowledged and the local
 file handed to retention, which deletes it when it is old or space is short.
+
+A recording that cannot be uploaded does not block the ones queued after it. Each
+failure counts a try (kept in the state store, so restarts count too): the file cannot
+be opened or read, or HQ refuses the upload (``rec-done`` not ok, e.g. a checksum
+mismatch). After ``recordings.upload_max_tries`` tries, and at once when the file is
+missing or no longer matches the sha256 recorded when it was queued, the entry leaves
+the outbox for the quarantine (state ``recording:quarantined:<id>``, with the reason),
+is logged and counted (``callmesh_recordings_quarantined_total``) and shown in
+``/healthz``. Offers pause for ``recordings.upload_retry_s`` after a failed try, and
+after a ``quota-exceeded`` refusal, which counts no try: it is not the recording's
+fault, and HQ's retention frees space.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,6 +46,9 @@ from drivers.sync.protocol import (
 )
 
 log = logging.getLogger(__name__)
+
+QUARANTINE = "recording:quarantined:"
+TRIES = "recording:tries:"
 
 
 @dataclass
@@ -58,10 +73,18 @@ class Upload:
 
 
 class RecordingUploader:
-    """Drives one upload at a time over the session's send function."""
+    """Drives one upload at a time over the session's send function.
+
+    ``on_quarantine`` is told the reason (an error id) of each recording quarantined.
+    """
 
     def __init__(
-        self, outbox: Outbox, state: StateStore, settings: RecordingSettings, chunk_size: int
+        self,
+        outbox: Outbox,
+        state: StateStore,
+        settings: RecordingSettings,
+        chunk_size: int,
+        on_quarantine: Callable[[str], None] | None = None,
     ) -> None:
         self.outbox = outbox
         self.state = state
@@ -70,10 +93,13 @@ class RecordingUploader:
         self.current: Upload | None = None
         self.bytes_sent = 0
         self.confirmed = 0
+        self._on_quarantine = on_quarantine
+        self._hold_until = 0.0
 
     def reset(self) -> None:
         """Forget the session state; the next session offers again from scratch."""
         self._drop()
+        self._hold_until = 0.0
 
     def _drop(self) -> None:
         if self.current is not None:
@@ -84,13 +110,21 @@ class RecordingUploader:
         """Messages to send now: an offer, or chunks while credit lasts."""
         if self.current is None:
             return self._offer_next(now)
-        upload = self.current
+        try:
+            return self._chunks(self.current)
+        except OSError as err:
+            self._failed(self.current, "file-unreadable", str(err), now)
+            return []
+
+    def _chunks(self, upload: Upload) -> list[Message]:
         out: list[Message] = []
         if upload.handle is None:
             upload.handle = upload.path.open("rb")
         while upload.offset >= 0 and upload.credit > 0 and upload.offset < upload.size:
             upload.handle.seek(upload.offset)
             data = upload.handle.read(self.chunk_size)
+            if not data:
+                raise OSError(f"{upload.path} ends at {upload.offset} of {upload.size} bytes")
             out.append(RecChunk(upload.recording_id, upload.offset, data))
             upload.offset += len(data)
             upload.credit -= 1
@@ -130,47 +164,99 @@ class RecordingUploader:
     def _done(self, upload: Upload, done: RecDone, now: float) -> list[Message]:
         self._drop()
         if not done.ok:
-            log.warning(
-                "recording upload refused, starting over",
-                extra={"recording": upload.recording_id, "reason": done.reason},
-            )
+            self._refused(upload, done.reason, now)
             return []
         self.state.put(
             f"recording:confirmed:{upload.recording_id}",
             {"path": str(upload.path), "confirmed_at": time.time()},
         )
+        self.state.delete(TRIES + upload.recording_id)
         self.outbox.ack([upload.seq])
         self.confirmed += 1
         self.apply_retention()
         return self._offer_next(now)
 
-    def _offer_next(self, now: float) -> list[Message]:
-        batch = self.outbox.read_batch(limit=1)
-        if not batch:
-            return []
-        seq, raw = batch[0]
-        entry = msgpack.unpackb(raw, raw=False)
-        path = Path(entry["path"])
-        if not path.is_file():
-            log.error(
-                "recording file is missing; it cannot be uploaded",
-                extra={"recording": entry.get("recording_id"), "path": str(path)},
-            )
-            self.state.put(f"recording:missing:{entry.get('recording_id')}", entry)
-            self.outbox.ack([seq])
-            return self._offer_next(now)
-        sha = entry.get("sha256") or _sha256(path)
-        upload = Upload(
-            seq,
-            entry["recording_id"],
-            path,
-            path.stat().st_size,
-            sha,
-            dict(entry.get("meta") or {}),
-            last_progress=now,
+    def _refused(self, upload: Upload, reason: str, now: float) -> None:
+        error_id = reason.split(":")[0]
+        log.warning(
+            "recording upload refused",
+            extra={"recording": upload.recording_id, "reason": reason},
         )
+        if error_id == "quota-exceeded":
+            self._hold_until = now + self.settings.upload_retry_s
+        elif error_id == "sha256-mismatch" and _changed(upload):
+            self._quarantine(upload.seq, upload.recording_id, "sha256-changed", reason)
+        else:
+            self._failed(upload, "refused-by-hq", reason, now)
+
+    def _failed(self, upload: Upload, error_id: str, detail: str, now: float) -> None:
+        """Count a try and pause; quarantine the recording when it has used up its tries."""
+        self._drop()
+        self._hold_until = now + self.settings.upload_retry_s
+        rid = upload.recording_id
+        tries = self.state.update(TRIES + rid, lambda n: n + 1, 0)
+        log.warning(
+            "recording upload failed",
+            extra={"recording": rid, "error_id": error_id, "detail": detail, "tries": tries},
+        )
+        if tries >= self.settings.upload_max_tries:
+            self._quarantine(upload.seq, rid, error_id, f"{detail} ({tries} tries)")
+
+    def _quarantine(self, seq: int, recording_id: str, error_id: str, detail: str) -> None:
+        """Set the recording aside so the queue moves on; a person decides what to do."""
+        self._drop()
+        self.state.put(
+            QUARANTINE + recording_id,
+            {"error_id": error_id, "detail": detail, "seq": seq, "at": time.time()},
+        )
+        self.state.delete(TRIES + recording_id)
+        self.outbox.ack([seq])
+        log.error(
+            "recording quarantined: it cannot be uploaded and is skipped",
+            extra={"recording": recording_id, "error_id": error_id, "detail": detail},
+        )
+        if self._on_quarantine is not None:
+            self._on_quarantine(error_id)
+
+    def quarantined(self) -> dict[str, dict[str, Any]]:
+        """Recordings set aside, by recording id."""
+        return {key.removeprefix(QUARANTINE): value for key, value in self.state.items(QUARANTINE)}
+
+    def health(self) -> tuple[bool, str]:
+        """For /healthz: quarantined recordings are listed; uploads of the others go on."""
+        held = self.quarantined()
+        if not held:
+            return True, f"{self.outbox.pending()} waiting for upload"
+        shown = ", ".join(f"{rid} ({info['error_id']})" for rid, info in list(held.items())[:5])
+        return True, f"{len(held)} quarantined, not uploaded: {shown}"
+
+    def _offer_next(self, now: float) -> list[Message]:
+        while now >= self._hold_until:
+            batch = self.outbox.read_batch(limit=1)
+            if not batch:
+                return []
+            offer = self._offer(*batch[0], now)
+            if offer is not None:
+                return [offer]
+        return []
+
+    def _offer(self, seq: int, raw: bytes, now: float) -> RecOffer | None:
+        """Start uploading an outbox entry; None when it was quarantined or failed a try."""
+        entry = msgpack.unpackb(raw, raw=False)
+        rid, path = str(entry.get("recording_id")), Path(entry.get("path", ""))
+        if not path.is_file():
+            self._quarantine(seq, rid, "file-missing", f"{path} does not exist")
+            return None
+        upload = Upload(seq, rid, path, 0, entry.get("sha256") or "", dict(entry.get("meta") or {}))
+        try:
+            upload.size = path.stat().st_size
+            upload.sha256 = upload.sha256 or _sha256(path)
+        except OSError as err:
+            self._failed(upload, "file-unreadable", str(err), now)
+            return None
+        upload.last_progress = now
         self.current = upload
-        return [RecOffer(upload.recording_id, upload.size, upload.sha256, upload.meta)]
+        return RecOffer(upload.recording_id, upload.size, upload.sha256, upload.meta)
 
     def apply_retention(self) -> int:
         """Delete confirmed recordings that are past retention or when space is short."""
@@ -201,9 +287,22 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _changed(upload: Upload) -> bool:
+    """True when the local file no longer matches the sha256 it was queued with."""
+    try:
+        return _sha256(upload.path) != upload.sha256
+    except OSError:
+        return True
+
+
+def upload_entry(recording_id: str, path: Path, sha256: str, meta: dict[str, Any]) -> bytes:
+    """The ``recording`` outbox entry of a finished recording."""
+    entry = {"recording_id": recording_id, "path": str(path), "sha256": sha256, "meta": meta}
+    return bytes(msgpack.packb(entry, use_bin_type=True))
+
+
 def register_recording(outbox: Outbox, recording_id: str, path: Path, meta: dict[str, Any]) -> int:
     """Queue a finished recording for upload (the file must be complete and fsync'd)."""
     with path.open("rb") as f:
         os.fsync(f.fileno())
-    entry = {"recording_id": recording_id, "path": str(path), "sha256": _sha256(path), "meta": meta}
-    return outbox.append(msgpack.packb(entry, use_bin_type=True))
+    return outbox.append(upload_entry(recording_id, path, _sha256(path), meta))

@@ -24,13 +24,21 @@ Commands (``cmd``)::
                                                       through Kamailio presenting ``from``
     gsm-dtmf      channel, digits                     the GSM far end pressed keys (RFC 4733)
     gsm-stats                                         report every GSM link's frame counters
+    room-link     room, link, peer                    open this worker's end of a link between
+                                                      two workers' bridges of meet-me ``room``
+                                                      (reported with its port); with ``peer``
+                                                      (host:port of the other end) connect it
+                                                      and join it to the room
+    room-unlink   link                                take the link out of the room and close it
     quit                                              hang up everything and exit
 
 Events (``ev``): ``ready`` (port), ``load`` (calls, capacity), ``leg`` (id, state:
 ringing | answered | ended, code, reason), ``transfer`` (id, code, final), ``ivr`` (flow,
 digit, target, call_id), ``error`` (id, message), ``gsm`` (channel, state: invite (number,
 call_id) | ringing | answered | dtmf (digits) | lost | ended (code, reason, answered,
-frames)), ``gsm-stats`` (channels: {channel: frames}).
+frames)), ``gsm-stats`` (channels: {channel: frames}), ``room`` (room, members: meet-me
+calls the room holds on this worker, call_id: the SIP Call-ID of the call that joined, or
+empty when one left), ``room-link`` (link, room, port: where this end listens).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ authentication, routing and CDRs. Kamailio routes calls to the worker by request
     announce-<prompt>   play the prompt, then hang up
     ivr-<flow>          play the flow's prompt, collect a digit, REFER the caller on
     echo                send the caller's audio back (echo test)
-    room-<name>         meet-me conference room: everyone in it hears everyone else
+    room-<name>         meet-me conference room: everyone in it hears everyone else; a
+                        room spanning workers is linked to the others (drivers.media.rooms)
     <number>;gsm=<ch>   (URI parameter) a call out through GSM channel <ch> (drivers.media.gsm)
 
 and the appliance asks it (commands on stdin, see ``drivers.media.protocol``) to place
@@ -49,6 +50,7 @@ from drivers.media.protocol import (
     decode_command,
     encode_event,
 )
+from drivers.media.rooms import RoomLink, RoomLinks
 
 log = logging.getLogger("callmesh.media")
 
@@ -169,9 +171,11 @@ class Worker:
         self.ep = ep
         self.acc = Account(self)
         self.legs: dict[int, Leg] = {}
-        self.rooms: dict[str, list[Leg]] = {}
+        self.rooms: dict[str, list[Leg | RoomLink]] = {}
         self._queue: deque[Callable[[], None]] = deque()
         self.gsm = GsmLegs(self, emit)
+        self.links = RoomLinks(config.host, config.jitter_frames, self._link_joined,
+                               self._link_left, emit)  # fmt: skip
         acc_cfg = pj.AccountConfig()
         acc_cfg.idUri = f"sip:media-{config.name}@{config.domain}"
         acc_cfg.sipConfig.proxies.append(f"sip:{config.proxy_host}:{config.proxy_port};lr")
@@ -237,14 +241,17 @@ class Worker:
             if known is not None and arg not in known:
                 prm.statusCode = 404
             else:
-                self.legs[call.getId()] = Leg(call, service, arg)
+                leg = self.legs[call.getId()] = Leg(call, service, arg)
                 self.load()
+                self._room_changed(leg, call.getInfo().callIdString)
                 prm.statusCode = 200
         try:
             call.answer(prm)
         except pj.Error as err:
             log.warning("answer failed: %s", err.info())
-            self.legs.pop(call.getId(), None)
+            refused = self.legs.pop(call.getId(), None)
+            if refused is not None:
+                self._room_changed(refused, "")
 
     def originate(self, cmd: dict[str, Any], service: str) -> None:
         """Place a call through Kamailio (click-to-dial or a conference leg).
@@ -402,26 +409,46 @@ class Worker:
         leg.source = None
 
     def _join(self, leg: Leg) -> None:
-        members = self.rooms.setdefault(leg.arg, [])
-        assert leg.audio is not None
+        self._connect(_room_key(leg), leg)
+
+    def _connect(self, room: str, member: Leg | RoomLink) -> None:
+        members = self.rooms.setdefault(room, [])
+        assert member.audio is not None
         for other in members:
             if other.audio is not None:
-                leg.audio.startTransmit(other.audio)
-                other.audio.startTransmit(leg.audio)
-        members.append(leg)
+                member.audio.startTransmit(other.audio)
+                other.audio.startTransmit(member.audio)
+        members.append(member)
+
+    def _disconnect(self, room: str, member: Leg | RoomLink) -> None:
+        members = self.rooms.get(room)
+        if members is not None and member in members:
+            members.remove(member)
+            if not members:
+                del self.rooms[room]
+
+    def _link_joined(self, room: str, link: RoomLink) -> None:
+        self._connect(_meet_me(room), link)
+
+    def _link_left(self, room: str, link: RoomLink) -> None:
+        self._disconnect(_meet_me(room), link)
+
+    def _room_changed(self, leg: Leg, call_id: str) -> None:
+        """Tell the appliance how many calls a meet-me room holds here now."""
+        if leg.service == "room":
+            members = sum(1 for other in self.legs.values()
+                          if other.service == "room" and other.arg == leg.arg)  # fmt: skip
+            emit(ev="room", room=leg.arg, members=members, call_id=call_id)
 
     def _forget(self, call_id: int, leg: Leg) -> None:
         self.legs.pop(call_id, None)
-        members = self.rooms.get(leg.arg)
-        if members is not None and leg in members:
-            members.remove(leg)
-            if not members:
-                del self.rooms[leg.arg]
+        self._disconnect(_room_key(leg), leg)
         self._stop_source(leg)
         if leg.service == "gsm":
             self.gsm.forget(leg)
         leg.audio = None
         self.load()
+        self._room_changed(leg, "")
 
     def command(self, line: str) -> bool:
         """Apply one command line; returns False on ``quit``."""
@@ -436,6 +463,8 @@ class Worker:
                 self.hangup(str(cmd["id"]))
             elif isinstance(name, str) and name.startswith("gsm-"):
                 self.gsm.command(name, cmd)
+            elif name in ("room-link", "room-unlink"):
+                self.links.command(name, cmd)
             else:
                 emit(ev="error", id=cmd.get("id"), message=f"unknown command {name!r}")
         except (KeyError, TypeError, ValueError) as err:
@@ -453,11 +482,21 @@ class Worker:
             self.run_queue()
         self._queue.clear()
         self.gsm.shutdown()
+        self.links.shutdown()
         for leg in self.legs.values():
             leg.source = leg.audio = None
         self.legs.clear()
         self.rooms.clear()
         self.acc.shutdown()
+
+
+def _room_key(leg: Leg) -> str:
+    """Meet-me rooms and the appliance's conference rooms never share a bridge room."""
+    return _meet_me(leg.arg) if leg.service == "room" else leg.arg
+
+
+def _meet_me(name: str) -> str:
+    return f"room-{name}"
 
 
 def start_endpoint(config: WorkerConfig) -> pj.Endpoint:

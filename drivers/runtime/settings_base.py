@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -46,6 +47,29 @@ class ApiToken(Section):
     name: str = Field(min_length=1, max_length=64)
     token: str = Field(min_length=16, max_length=256)
     role: Role = "viewer"
+
+
+class NamedToken(Protocol):
+    """A configured API token: its name and its secret."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def token(self) -> str: ...
+
+
+def check_distinct_tokens(tokens: Sequence[NamedToken]) -> None:
+    """Refuse two tokens with one name or one secret (whose role would then win?)."""
+    names = [t.name for t in tokens]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"token names must be unique; repeated: {', '.join(repeated)}")
+    seen: dict[str, str] = {}
+    for token in tokens:
+        if token.token in seen:
+            raise ValueError(f"tokens {seen[token.token]!r} and {token.name!r} are the same secret")
+        seen[token.token] = token.name
 
 
 class ServiceSettings(Section):

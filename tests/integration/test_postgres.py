@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,10 +10,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from aggregator import reports
+from aggregator import recording_store, reports
+from aggregator.recordings import RecordingReceiver
+from aggregator.settings import RecordingStoreSettings
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import create_engine
-from aggregator.store.schema import cdrs
+from aggregator.store.schema import cdrs, recordings
+from drivers.sync.protocol import RecChunk, RecDone, RecOffer
 from tests.integration.test_sync import start_aggregator, start_appliance, stored_ids
 from tests.pg import postgres_server
 from tests.sync_env import make_cdr, make_env, wait_for
@@ -28,7 +32,8 @@ def pg_url() -> Iterator[str]:
 def clean_pg(pg_url: str) -> str:
     engine = create_engine(pg_url)
     with engine.begin() as conn:
-        for table in ("cdrs", "cdr_rollup", "rejected_records", "sites", "recordings"):
+        tables = ("cdrs", "cdr_rollup", "rejected_records", "sites", "recordings")
+        for table in (*tables, "recordings_expired"):
             conn.execute(sa.text(f"TRUNCATE {table}"))
     engine.dispose()
     return pg_url
@@ -76,3 +81,29 @@ def test_cdrs_sync_into_postgres_across_an_aggregator_kill(tmp_path: Path, clean
         app.close()
         agg.close()
     assert sorted(stored_ids(env, clean_pg)) == list(range(30_000))
+
+
+def test_recording_quota_retention_and_states_work_on_postgres(
+    tmp_path: Path, clean_pg: str
+) -> None:
+    engine = create_engine(clean_pg)
+    limits = RecordingStoreSettings(site_quota_mb=1, retention_days=1)
+    rx = RecordingReceiver(engine, tmp_path / "recordings", 16, limits)
+    payload = b"w" * 600_000
+    offer = RecOffer("r1", len(payload), hashlib.sha256(payload).hexdigest(), {"cdr_id": "c1"})
+    try:
+        rx.offer("site-a", offer)
+        assert rx.chunk("site-a", RecChunk("r1", 0, payload)) == RecDone("r1", True, "stored")
+        over = rx.offer("site-a", RecOffer("r2", len(payload), offer.sha256, {}))
+        assert isinstance(over, RecDone)
+        assert over.reason.startswith("quota-exceeded:")
+        with engine.begin() as conn:
+            conn.execute(sa.update(recordings).values(stored_ms=0))
+        assert rx.sweep() == (0, 1)
+    finally:
+        rx.close()
+    with engine.connect() as conn:
+        found = recording_store.states(conn, [("site-a", "r1"), ("site-a", "r9")])
+        assert found == {("site-a", "r1"): "expired", ("site-a", "r9"): "pending"}
+        assert recording_store.site_bytes(conn, "site-a") == 0
+    engine.dispose()

@@ -268,6 +268,63 @@ def test_recording_upload_survives_repeated_interruptions(env: SyncEnv) -> None:
         agg.close()
 
 
+def queue_recordings(env: SyncEnv, *names: str) -> Path:
+    """Queue a 200 kB recording per name in the appliance's outbox; returns their folder."""
+    folder = env.root / "app" / "recordings"
+    folder.mkdir(parents=True)
+    rng = random.Random(7)
+    store = Store.open(env.root / "app" / "store")
+    try:
+        for name in names:
+            wav = folder / f"{name}.wav"
+            wav.write_bytes(rng.randbytes(200_000))
+            register_recording(Outbox(store, "recording"), name, wav, {"cdr_id": f"c-{name}"})
+    finally:
+        store.close()
+    return folder
+
+
+def stored_recordings(env: SyncEnv) -> set[str]:
+    engine = sa.create_engine(f"sqlite:///{env.root / 'agg' / 'aggregator.db'}")
+    try:
+        with engine.connect() as conn:
+            return set(conn.scalars(sa.select(recordings.c.recording_id)))
+    except sa.exc.OperationalError:
+        return set()
+    finally:
+        engine.dispose()
+
+
+def test_recordings_that_cannot_be_uploaded_are_quarantined_and_later_ones_arrive(
+    env: SyncEnv,
+) -> None:
+    folder = queue_recordings(env, "gone", "changed", "good")
+    (folder / "gone.wav").unlink()
+    (folder / "changed.wav").write_bytes(random.Random(8).randbytes(200_000))
+    agg, app = start_aggregator(env), start_appliance(env)
+    try:
+        wait_for(lambda: stored_recordings(env) == {"good"}, 60, "the good recording at HQ")
+        detail = httpx.get(f"{env.app_url}/healthz", timeout=5).json()["checks"]
+        uploads = detail["recording-uploads"]["detail"]
+        assert "2 quarantined" in uploads
+        assert "gone (file-missing)" in uploads
+        assert "changed (sha256-changed)" in uploads
+        text = httpx.get(f"{env.app_url}/metrics", timeout=5).text
+        for reason in ("file-missing", "sha256-changed"):
+            assert f'callmesh_recordings_quarantined_total{{reason="{reason}"}} 1.0' in text
+        assert 'callmesh_outbox_pending{outbox="recording"} 0.0' in text
+
+        def reported() -> bool:
+            health = env.api(f"/api/v1/sites/{env.site_id}")["health"] or {}
+            return bool(health.get("recordings_quarantined") == 2)
+
+        wait_for(reported, 20, "HQ's site status to count the quarantined recordings")
+        assert (folder / "changed.wav").exists(), "a quarantined file is kept for a person"
+    finally:
+        app.close()
+        agg.close()
+
+
 def test_revoked_site_key_is_refused_and_counted(tmp_path: Path) -> None:
     env = make_env(tmp_path)
     config = yaml.safe_load(env.agg_config.read_text())

@@ -73,7 +73,7 @@ def password(number: str) -> str:
 class Pbx:
     """The PbxComponent with its own Store, run as a process by ``pbx_runner.py``."""
 
-    def __init__(self, root: Path, **pbx: Any) -> None:
+    def __init__(self, root: Path, extensions: dict[str, str] | None = None, **pbx: Any) -> None:
         self.root = root
         self.data = root / "data"
         rtp = random.randrange(30000, 59000, 200)
@@ -96,10 +96,10 @@ class Pbx:
             "data_dir": str(self.data),
             "sip": {"domain": DOMAIN, "extensions": [
                 {"number": n, "password": password(n), "name": name}
-                for n, name in EXTENSIONS.items()
+                for n, name in (extensions or EXTENSIONS).items()
             ]},
             "pbx": self.settings,
-            "api": {"tokens": [{"name": "ops", "token": API_TOKEN}]},
+            "api": {"tokens": [{"name": "ops", "token": API_TOKEN, "role": "operator"}]},
             "test_api_port": self.api_port,
         })  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
@@ -324,6 +324,23 @@ def no_daemons_left(root: Path) -> bool:
                     if "State:\tZ" not in status:
                         return False
     return True
+
+
+def worker_pid(pbx: Pbx, address: str) -> int:
+    """The pid of the PBX's media worker listening on ``address`` (0: none runs)."""
+    port = address.rsplit(":", 1)[1]
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"drivers.media.worker" in cmdline and str(pbx.root).encode() in b" ".join(cmdline):
+            config = Path(cmdline[-2].decode()).read_text()
+            if f'"port": {port}' in config:
+                return int(pid)
+    return 0
 
 
 class WebhookReceiver:

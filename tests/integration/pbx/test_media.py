@@ -25,6 +25,7 @@ from tests.integration.pbx.harness import (
     phones,
     require_debs,
     wait_for,
+    worker_pid,
 )
 
 PROMPT_HZ = 700
@@ -186,13 +187,13 @@ def test_killed_media_worker_gives_interrupted_cdr_and_comes_back(
         alice.state("CONFIRMED")
         call = _live(mpbx, lambda c: c["route"] == "media:echo")
         wait_for(lambda: _answered(mpbx, call["call_id"]), 5, lambda: "no answer event")
-        pid = _worker_pid(mpbx, call["media_peer"])
+        pid = worker_pid(mpbx, call["media_peer"])
         os.kill(pid, signal.SIGKILL)
         alice.state("DISCONNECTED", timeout=10)
     cdr = mpbx.cdr_for(lambda c: c["call_id"] == call["call_id"])
     assert cdr["disposition"] == "interrupted"
     assert cdr["hangup_cause"]["reason"] == "media-worker-restart"
-    wait_for(lambda: _worker_pid(mpbx, call["media_peer"]) not in (0, pid), 15,
+    wait_for(lambda: worker_pid(mpbx, call["media_peer"]) not in (0, pid), 15,
              mpbx.output)  # fmt: skip
     with phones(mpbx, tmp_path, ("1001", 450)) as (alice,):
         for _ in range(2):
@@ -218,22 +219,6 @@ def _answered(pbx: Pbx, call_id: str) -> bool:
     return any(
         c["call_id"] == call_id and c["answer"] for c in pbx.api("GET", "/calls")[1]["calls"]
     )
-
-
-def _worker_pid(pbx: Pbx, address: str) -> int:
-    port = address.rsplit(":", 1)[1]
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"drivers.media.worker" in cmdline and str(pbx.root).encode() in b" ".join(cmdline):
-            config = Path(cmdline[-2].decode()).read_text()
-            if f'"port": {port}' in config:
-                return int(pid)
-    return 0
 
 
 def _power(samples: array.array[int], rate: int, freq: float) -> float:

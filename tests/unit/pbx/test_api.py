@@ -78,7 +78,7 @@ async def parts(tmp_path: Path) -> AsyncIterator[Parts]:
     calls = CallService(store, CdrBuilder("site-a", {"1001": "Alice"}))
     recordings = RecordingService(store, calls, tmp_path / "spool", tmp_path / "wav")
     app = FastAPI()
-    tokens = [ApiToken(name="ops", token=TOKEN)]
+    tokens = [ApiToken(name="ops", token=TOKEN, role="operator")]
     control = Control(calls, tmp_path)
     app.include_router(build_router(lambda: calls, lambda: recordings, control, tokens))
     transport = httpx.ASGITransport(app=app)
@@ -89,10 +89,14 @@ async def parts(tmp_path: Path) -> AsyncIterator[Parts]:
 
 async def test_requests_without_a_valid_token_get_401(parts: Parts) -> None:
     client = parts[0]
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
+    for headers, error_id in (
+        ({}, "missing-token"),
+        ({"Authorization": "Bearer wrong"}, "bad-token"),
+        ({"Authorization": f"Basic {TOKEN}"}, "missing-token"),
+    ):
         response = await client.get("/api/v1/calls", headers=headers)
         assert response.status_code == 401
-        assert response.json()["detail"]["error_id"] == "unauthorized"
+        assert response.json()["detail"]["error_id"] == error_id
 
 
 async def test_live_calls_and_cdr_search(parts: Parts) -> None:
@@ -132,7 +136,7 @@ async def test_routes_answer_503_until_the_pbx_has_started() -> None:
         raise PbxNotStartedError("not started")
 
     app = FastAPI()
-    tokens = [ApiToken(name="ops", token=TOKEN)]
+    tokens = [ApiToken(name="ops", token=TOKEN, role="operator")]
     app.include_router(build_router(not_started, not_started, Control.__new__(Control), tokens))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://pbx") as client:

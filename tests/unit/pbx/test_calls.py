@@ -49,8 +49,20 @@ def test_answered_call_gives_one_cdr_with_billable_seconds(calls: CallService) -
     assert (cdr["duration_s"], cdr["billable_s"]) == (12.2, 11)
     assert cdr["start"] == "2026-09-21T14:13:20.000Z"
     assert cdr["caller"] == {"number": "1001", "extension": "1001", "name": "Alice"}
-    assert cdr["recording_id"] == recording_id("site-a", "c1")
+    assert cdr["recording_id"] == recording_id("site-a", cdr["cdr_id"])
     assert calls.live_calls() == []
+
+
+def test_a_reused_call_id_gets_a_new_recording_id_per_call(calls: CallService) -> None:
+    ids = []
+    for start in (0, 100):
+        calls.handle(ev("invite", at=start))
+        calls.handle(ev("answer", at=start + 1))
+        cdr = calls.handle(ev("end", at=start + 5, reason="caller"))
+        assert cdr is not None
+        ids.append(cdr["recording_id"])
+    assert ids[0] != ids[1]
+    assert calls.done.get("c1")["cdr_id"] == cdrs(calls)[1]["cdr_id"]
 
 
 @pytest.mark.parametrize(

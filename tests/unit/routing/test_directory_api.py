@@ -141,7 +141,7 @@ def test_viewers_read_but_may_not_write(client: TestClient) -> None:
     for token in (HQ, BRANCH):
         assert call(client, "GET", "/trunks", token=token).status_code == 200
         refused = call(client, "PUT", "", token=token, json=company())
-        assert (refused.status_code, refused.json()["error_id"]) == (403, "admin-only")
+        assert (refused.status_code, refused.json()["error_id"]) == (403, "role-forbidden")
     assert call(client, "GET", "", token="nope-nope-nope-nope").status_code == 401
 
 
