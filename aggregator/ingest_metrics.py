@@ -43,7 +43,7 @@ class IngestMetrics:
             "callmesh_db_errors", "Database failures during ingest", registry=registry
         )
         self.recording_bytes = Counter(
-            "callmesh_recording_bytes_received", "Recording bytes received", registry=registry
+            "callmesh_recording_received_bytes", "Recording bytes received", registry=registry
         )
         self.recordings_refused = Counter(
             "callmesh_recordings_refused",

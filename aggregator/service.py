@@ -21,10 +21,16 @@ from aggregator.api import mount_api
 from aggregator.ingest import IngestServer
 from aggregator.ingest_metrics import IngestMetrics
 from aggregator.settings import AggregatorSettings
+from aggregator.site_metrics import SiteCollector
 from aggregator.store.db import DatabaseError, create_engine
 from drivers.runtime.http import HttpServer
 from drivers.runtime.lifecycle import Component, run_until_signalled
-from drivers.runtime.observability import Health, add_observability_routes, new_registry
+from drivers.runtime.observability import (
+    Health,
+    HealthMonitor,
+    add_observability_routes,
+    new_registry,
+)
 from drivers.runtime.version import __version__
 
 log = logging.getLogger(__name__)
@@ -78,10 +84,12 @@ def build(settings: AggregatorSettings) -> list[Component]:
     health.add_check("database", database.check)
     ingest = IngestServer(settings, database.engine, IngestMetrics(registry))
     app = FastAPI(title="callmesh aggregator", version=__version__)
-    add_observability_routes(app, health, registry)
+    monitor = HealthMonitor(health, registry)
+    add_observability_routes(app, monitor, registry)
+    registry.register(SiteCollector(database.engine))
     mount_api(app, settings, database.engine)
     http = HttpServer(app, settings.http.host, settings.http.port, name="aggregator-http")
-    return [database, ingest, http]
+    return [database, ingest, monitor, http]
 
 
 async def run(settings: AggregatorSettings) -> None:

@@ -27,11 +27,13 @@ from appliance.gateway.sms import SmsService
 from appliance.pbx.component import PbxComponent
 from appliance.pbx.deciders import POLICY, TRUNK
 from appliance.pbx.gsm import GsmDecider, GsmTrunkService
+from appliance.pbx.metrics import PbxCollector
 from appliance.pbx.webhooks import WebhookService
 from appliance.routing import RoutingService
 from appliance.routing.metrics import PeerCollector
 from appliance.settings import ApplianceSettings
 from appliance.sim import SimChannel, SimService
+from appliance.sim.metrics import SimCollector
 from appliance.store import Outbox, Store, StoreError
 from appliance.sync.client import SyncClient
 from appliance.sync.metrics import SyncMetrics
@@ -39,7 +41,12 @@ from drivers.net.component import NetworkComponent
 from drivers.net.netlink import NetlinkDriver
 from drivers.runtime.http import HttpServer
 from drivers.runtime.lifecycle import Component, run_until_signalled
-from drivers.runtime.observability import Health, add_observability_routes, new_registry
+from drivers.runtime.observability import (
+    Health,
+    HealthMonitor,
+    add_observability_routes,
+    new_registry,
+)
 from drivers.runtime.version import __version__
 from drivers.sip.kamailio_config import Subscriber
 
@@ -101,7 +108,8 @@ def build(
     health.add_check("store", store.check)
     _outbox_metrics(store, registry)
     app = FastAPI(title="callmesh appliance", version=__version__)
-    add_observability_routes(app, health, registry)
+    monitor = HealthMonitor(health, registry)
+    add_observability_routes(app, monitor, registry)
     http = HttpServer(app, settings.http.host, settings.http.port, name="appliance-http")
     routing = RoutingService(store.get)
     health.add_check("routing", routing.check)
@@ -115,6 +123,7 @@ def build(
         _call_compliance(settings, pbx, compliance)
         if pbx.peers is not None:
             registry.register(PeerCollector(pbx.peers))
+        _pbx_metrics(pbx, registry)
         components.append(pbx)
     sim = None
     if settings.profile == "sim-gateway":
@@ -135,7 +144,7 @@ def build(
         health.add_check("sync", lambda: (True, "up" if sync.session_up.is_set() else "HQ down"))
         health.add_check("recording-uploads", sync.recordings_check)
         components.append(sync)
-    return [*components, http]
+    return [*components, monitor, http]
 
 
 def _pbx(
@@ -212,6 +221,7 @@ def _gateway(
         channels = pool.channels
     sim = SimService(settings.sim, settings.site.timezone, store.get, channels)
     health.add_check("sim", sim.check)
+    registry.register(SimCollector(sim))
     if pool is not None:
         pool.on_change = sim.report
     return [*parts, sim], sim, pool
@@ -247,6 +257,14 @@ def _outbox_metrics(store: StoreComponent, registry: Any) -> None:
         pending.labels(outbox=name).set_function(functools.partial(store.pending, name))
     used = Gauge("callmesh_store_used_bytes", "Bytes used in the LMDB map", registry=registry)
     used.set_function(lambda: store.store.usage()["used_bytes"] if store.store else 0)
+    size = Gauge("callmesh_store_map_size_bytes", "Size of the LMDB map", registry=registry)
+    size.set_function(lambda: store.store.usage()["map_size_bytes"] if store.store else 0)
+
+
+def _pbx_metrics(pbx: PbxComponent, registry: CollectorRegistry) -> None:
+    """Calls, Kamailio and rtpengine supervision, and the routing chain's latency."""
+    registry.register(PbxCollector(pbx))
+    registry.register(pbx.decision_seconds)
 
 
 async def run(settings: ApplianceSettings) -> None:

@@ -17,12 +17,13 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from appliance.gateway.settings import GatewaySettings, ModemEntry
 from appliance.sim.model import ChannelState, SimIdentity
 from drivers.modem import (
     ModemConfig,
+    ModemCounters,
     ModemDriver,
     ModemStateChanged,
     RegistrationChanged,
@@ -33,6 +34,9 @@ from drivers.modem.errors import ModemError
 log = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 15.0
+DRIVER_STATES = ("stopped", "starting", "ready", "recovering", "failed")
+# Counters whose unit belongs at the end of the exported name.
+EXPORT_NAMES = {"bytes_in": "received_bytes", "bytes_out": "sent_bytes"}
 WATCHED = (RegistrationChanged, SimStatus, ModemStateChanged)
 
 
@@ -146,9 +150,13 @@ class ModemPool:
         ok = ready > 0 or not states
         return ok, f"{ready}/{len(states)} modems ready"
 
-    def counters(self) -> Sequence[tuple[str, dict[str, int]]]:
+    def counters(self) -> Sequence[tuple[str, ModemCounters]]:
         """Per channel, the driver's counters (for /metrics)."""
-        return [(c.channel, c.driver.counters.as_dict()) for c in self.channels]
+        return [(c.channel, c.driver.counters) for c in self.channels]
+
+    def states(self) -> Sequence[tuple[str, str]]:
+        """Per channel, the driver's state (for /metrics)."""
+        return [(c.channel, c.driver.state) for c in self.channels]
 
 
 def _config(entry: ModemEntry, open_voice: bool) -> ModemConfig:
@@ -163,7 +171,9 @@ def _config(entry: ModemEntry, open_voice: bool) -> ModemConfig:
 
 
 class ModemCollector:
-    """Exports every modem driver's counters as ``callmesh_modem_<name>_total{channel}``."""
+    """Exports every modem driver's counters as ``callmesh_modem_<name>_total{channel}``,
+    its ladder steps as ``callmesh_modem_recovery_steps_total{channel,step}`` and its state
+    as ``callmesh_modem_state{channel,state}`` (1 for the current state)."""
 
     def __init__(self, pool: ModemPool) -> None:
         self._pool = pool
@@ -173,13 +183,36 @@ class ModemCollector:
 
     def collect(self) -> Iterator[Metric]:
         families: dict[str, CounterMetricFamily] = {}
+        steps = CounterMetricFamily(
+            "callmesh_modem_recovery_steps",
+            "Recovery-ladder steps run (reopen, reset, reenumerate)",
+            labels=["channel", "step"],
+        )
         for channel, counters in self._pool.counters():
-            for name, value in counters.items():
+            for name, value in counters.as_dict().items():
                 family = families.get(name)
                 if family is None:
+                    exported = EXPORT_NAMES.get(name, name)
                     family = CounterMetricFamily(
-                        f"callmesh_modem_{name}", f"Modem driver counter {name}", labels=["channel"]
+                        f"callmesh_modem_{exported}",
+                        f"Modem driver counter {name}",
+                        labels=["channel"],
                     )
                     families[name] = family
                 family.add_metric([channel], value)
+            for step, value in sorted(counters.recovery_steps.items()):
+                steps.add_metric([channel, step], value)
         yield from families.values()
+        yield steps
+        yield self._states()
+
+    def _states(self) -> Metric:
+        family = GaugeMetricFamily(
+            "callmesh_modem_state",
+            "1 for the modem driver's current state",
+            labels=["channel", "state"],
+        )
+        for channel, current in self._pool.states():
+            for state in sorted({*DRIVER_STATES, current}):
+                family.add_metric([channel, state], 1 if state == current else 0)
+        return family

@@ -14,6 +14,7 @@ layout as StateStore), so a finished call costs three fsync'd commits.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -44,6 +45,7 @@ class CallService:
         self.index = StateStore(store, INDEX)
         self.on_change: Callable[[str, dict[str, Any]], None] | None = None
         self._expected: dict[str, float] = {}
+        self.ended: collections.Counter[str] = collections.Counter()
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any] | None:
         """Apply one event; returns the CDR it finished, if any."""
@@ -199,6 +201,7 @@ class CallService:
             )
             if call is not None:
                 txn.delete(call_id.encode(), db=self._store.db(OPEN))
+        self.ended[cdr["disposition"]] += 1
         log.info(
             "cdr written",
             extra={"cdr_id": cdr["cdr_id"], "disposition": cdr["disposition"]},

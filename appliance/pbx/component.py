@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from appliance.pbx.media import (
     gsm_worker_configs,
     worker_configs,
 )
+from appliance.pbx.metrics import decision_histogram
 from appliance.pbx.originate import OriginationService
 from appliance.pbx.recordings import RecordingService
 from appliance.pbx.rooms import RoomPlacement, RoomService
@@ -167,6 +169,7 @@ class PbxComponent:
         self.dialplan = DialPlan(pbx.dialplan, names, pbx.media, pbx.gsm, self.intersite)
         recorded = pbx.record_calls and pbx.anchor_media
         self.chain = self._chain(recorded)
+        self.decision_seconds = decision_histogram()
         self.route_server = RouteServer(LOOPBACK, pbx.route_port, self._decide)
         self._store = store
         self._builder = CdrBuilder(site_id, names, record=recorded)
@@ -330,7 +333,10 @@ class PbxComponent:
         return build_router(lambda: self.calls, lambda: self.recordings, self.control, tokens)
 
     def _decide(self, query: Mapping[str, str]) -> dict[str, object]:
-        return self.chain.decide(RouteQuery.parse(query)).wire()
+        started = time.perf_counter()
+        decision = self.chain.decide(RouteQuery.parse(query)).wire()
+        self.decision_seconds.observe(time.perf_counter() - started)
+        return decision
 
     def _on_media_event(self, worker: MediaWorker, event: dict[str, Any]) -> None:
         if event.get("ev") in ("leg", "transfer"):

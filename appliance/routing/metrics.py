@@ -11,7 +11,7 @@ from appliance.routing.peers import PeerMonitor
 
 
 class PeerCollector:
-    """``callmesh_peer_up{site}`` (1 up, 0 down, -1 not yet known) and
+    """``callmesh_peer_up{peer_site}`` (1 up, 0 down, -1 not yet known) and
     ``callmesh_route_failovers_total{route,target,reason}``."""
 
     def __init__(self, peers: PeerMonitor) -> None:
@@ -21,7 +21,9 @@ class PeerCollector:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("callmesh_peer_up", "Peer site answers OPTIONS", labels=["site"])
+        up = GaugeMetricFamily(
+            "callmesh_peer_up", "Peer site answers OPTIONS", labels=["peer_site"]
+        )
         for site, state in sorted(self._peers.peers.items()):
             up.add_metric([site], -1 if state.up is None else int(state.up))
         yield up

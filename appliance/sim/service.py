@@ -251,10 +251,10 @@ class SimService:
             )
         self._usage[iccid] = Usage.from_doc(doc)
 
-    def view(self, iccid: str, local: datetime.datetime) -> SimView:
-        """The policy's view of a SIM now: effective limits, today's counters, flags."""
+    def view(self, iccid: str, local: datetime.datetime | None = None) -> SimView:
+        """The policy's view of a SIM at ``local`` (default now): limits, counters, flags."""
         override = self._sim_override(iccid)
-        usage = rolled(self._usage.get(iccid, Usage()), local.date())
+        usage = rolled(self._usage.get(iccid, Usage()), self._local(local).date())
         return SimView(
             iccid,
             self.limits(iccid),

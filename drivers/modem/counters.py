@@ -33,7 +33,5 @@ class ModemCounters:
         self.recovery_steps[name] = self.recovery_steps.get(name, 0) + 1
 
     def as_dict(self) -> dict[str, int]:
-        """Flat name -> value mapping; ladder steps appear as ``recovery_step_<name>``."""
-        flat = {k: v for k, v in dataclasses.asdict(self).items() if isinstance(v, int)}
-        flat.update({f"recovery_step_{k}": v for k, v in self.recovery_steps.items()})
-        return flat
+        """The scalar counters as name -> value (ladder steps stay in ``recovery_steps``)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if isinstance(v, int)}

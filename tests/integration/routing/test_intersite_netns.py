@@ -275,7 +275,7 @@ def _failovers(site: Site) -> dict[tuple[str, str], float]:
 
 
 def _peer_up(site: Site, peer: str) -> float | None:
-    m = re.search(rf'^callmesh_peer_up\{{site="{peer}"\}} (-?[0-9.]+)', site.metrics(), re.M)
+    m = re.search(rf'^callmesh_peer_up\{{peer_site="{peer}"\}} (-?[0-9.]+)', site.metrics(), re.M)
     return float(m.group(1)) if m else None
 
 

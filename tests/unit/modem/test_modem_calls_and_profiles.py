@@ -133,10 +133,11 @@ def test_voice_buffers_are_safe_from_foreign_threads() -> None:
     assert port.counters.underruns == 8000
 
 
-def test_counters_flatten_for_export() -> None:
+def test_counters_flatten_for_export_with_ladder_steps_kept_apart() -> None:
     counters = ModemCounters()
     counters.step("reopen")
     counters.timeouts += 2
     flat = counters.as_dict()
     assert flat["timeouts"] == 2
-    assert flat["recovery_step_reopen"] == 1
+    assert not any(name.startswith("recovery_step") for name in flat)
+    assert counters.recovery_steps == {"reopen": 1}
