@@ -114,10 +114,12 @@ def local(env: SyncEnv, method: str, path: str, body: Any = None) -> httpx.Respo
 def test_sim_status_reaches_hq_and_an_hq_limit_stops_the_sim_and_switches_slot(
     env: SyncEnv, services: dict[str, Service]
 ) -> None:
-    wait_for(lambda: set(fleet(env)) == {ICCIDS[0], ICCIDS[2]}, 15, "SIM status at HQ")
-    first = fleet(env)[ICCIDS[0]]
+    wait_for(lambda: set(fleet(env)) == set(ICCIDS), 15, "every slot's SIM at HQ")
+    first, standby = fleet(env)[ICCIDS[0]], fleet(env)[ICCIDS[1]]
     assert (first["channel"], first["slot"], first["status"]) == ("gsm-1", 0, "active")
     assert first["number"] == "+491700001"
+    assert (standby["channel"], standby["slot"], standby["status"]) == ("gsm-1", 1, "standby")
+    assert standby["number"] == "+491700002"
 
     answer = hq(env, "PUT", f"/sims/{ICCIDS[0]}/limits", {"calls_per_day": 1, "max_call_s": 600})
     assert answer.status_code == 202
@@ -125,7 +127,7 @@ def test_sim_status_reaches_hq_and_an_hq_limit_stops_the_sim_and_switches_slot(
     wait_for(lambda: command_state(env, command_id) == "applied", 15, "limits applied")
 
     assert call(env) == {"channel": "gsm-1", "iccid": ICCIDS[0], "max_call_s": 600}
-    wait_for(lambda: ICCIDS[1] in fleet(env), 15, "the other slot's SIM at HQ")
+    wait_for(lambda: fleet(env)[ICCIDS[1]]["status"] == "active", 15, "the other slot in use")
     sims = fleet(env)
     assert sims[ICCIDS[1]]["status"] == "active"
     assert sims[ICCIDS[1]]["last_switch"]["reason"] == "calls-per-day"

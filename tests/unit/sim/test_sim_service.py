@@ -11,7 +11,8 @@ import pytest
 from appliance.settings import SimSettings
 from appliance.sim import CallOutcome, Pick, Refusal, SimIdentity, SimService
 from appliance.sim.fake import FakeSimChannel
-from appliance.store import Store
+from appliance.sim.model import ChannelState
+from appliance.store import StateStore, Store
 
 A, B, C = "8949000000000000011", "8949000000000000012", "8949000000000000021"
 NOON = datetime.datetime(2026, 3, 2, 11, tzinfo=datetime.UTC)
@@ -30,22 +31,29 @@ def settings(**extra: object) -> SimSettings:
 
 def fakes() -> list[FakeSimChannel]:
     return [
-        FakeSimChannel("gsm-1", [SimIdentity(A), SimIdentity(B)]),
+        FakeSimChannel("gsm-1", [SimIdentity(A, imsi="262011"), SimIdentity(B, imsi="262012")]),
         FakeSimChannel("gsm-2", [SimIdentity(C)]),
     ]
 
 
 class Box:
-    """A service on a store that can be closed and opened again, like a restart."""
+    """A service on a store that can be closed and opened again, like a restart.
 
-    def __init__(self, path: Path, sim_settings: SimSettings) -> None:
+    Unless ``inventoried`` is False, the store says every channel's slots were read
+    already, so the policy tests see no inventory switches.
+    """
+
+    def __init__(self, path: Path, sim_settings: SimSettings, inventoried: bool = True) -> None:
         self.path, self.settings = path, sim_settings
         self.store: Store | None = None
         self.channels = fakes()
+        self.inventoried = inventoried
 
     async def start(self) -> SimService:
         self.store = Store.open(self.path, map_size_mb=16)
         store = self.store
+        if self.inventoried:
+            StateStore(store).put("sim:inventoried", [c.channel for c in self.channels])
         service = SimService(self.settings, "Europe/Berlin", lambda: store, self.channels)
         await service.start()
         self.service = service
@@ -224,3 +232,95 @@ async def test_an_unregistered_sim_is_switched_only_after_the_grace_period(
         assert box.channels[0].selects == selects
     finally:
         await box.stop()
+
+
+@pytest.fixture
+async def fresh(tmp_path: Path) -> AsyncIterator[Box]:
+    box = Box(tmp_path / "store", settings(), inventoried=False)
+    await box.start()
+    yield box
+    await box.stop()
+
+
+def statuses(service: SimService) -> dict[str, tuple[str, int, str]]:
+    return {r["iccid"]: (r["status"], r["slot"], r["imsi"]) for r in service.records(NOON)}
+
+
+async def test_the_first_start_reads_the_standby_sim_and_returns_to_the_selected_slot(
+    fresh: Box,
+) -> None:
+    await fresh.service.evaluate(NOON)
+    await fresh.service.inventory_done()
+    assert fresh.channels[0].selects == [1, 0]
+    assert fresh.channels[1].selects == []
+    assert statuses(fresh.service) == {
+        A: ("active", 0, "262011"),
+        B: ("standby", 1, "262012"),
+        C: ("active", 0, ""),
+    }
+    service = await fresh.restart()
+    await service.evaluate(NOON)
+    await service.inventory_done()
+    assert fresh.channels[0].selects == [1, 0]
+    assert statuses(service)[B] == ("standby", 1, "262012")
+
+
+async def test_a_channel_in_a_call_is_read_only_once_the_call_has_ended(tmp_path: Path) -> None:
+    fresh = Box(tmp_path / "store", settings(), inventoried=False)
+    service = await fresh.start()
+    picked = service.pick(NOON, among=["gsm-1"])  # before the slot loop's first pass
+    assert isinstance(picked, Pick)
+    try:
+        await in_a_call(fresh)
+    finally:
+        await fresh.stop()
+
+
+async def in_a_call(fresh: Box) -> None:
+    await fresh.service.evaluate(NOON)
+    await fresh.service.inventory_done()
+    assert fresh.channels[0].selects == []
+    await fresh.service.call_ended(CallOutcome("gsm-1", A, NOON, True, 10))
+    await fresh.service.evaluate(NOON)
+    refused = fresh.service.pick(NOON, among=["gsm-1"])
+    assert isinstance(refused, Refusal)
+    assert refused.reasons == {"gsm-1": "busy"}
+    await fresh.service.inventory_done()
+    assert fresh.channels[0].selects == [1, 0]
+    assert isinstance(fresh.service.pick(NOON, among=["gsm-1"]), Pick)
+
+
+async def test_a_sim_inserted_into_an_empty_channel_has_every_slot_read_again(
+    box: Box,
+) -> None:
+    new = "8949000000000000013"
+    channel = box.channels[0]
+    channel.slots = [None, SimIdentity(new, imsi="262013")]
+    box.service.report(channel.state())
+    channel.slots = [SimIdentity(A, imsi="262011"), SimIdentity(new, imsi="262013")]
+    box.service.report(channel.state())
+    await box.service.evaluate(NOON)
+    await box.service.inventory_done()
+    assert channel.selects == [1, 0]
+    found = statuses(box.service)
+    assert found[new] == ("standby", 1, "262013")
+    assert B not in found
+
+
+async def test_a_failed_slot_read_keeps_what_was_known_and_the_channel_goes_home(
+    fresh: Box,
+) -> None:
+    channel = fresh.channels[0]
+
+    async def broken() -> ChannelState:
+        if channel.slot == 1:
+            raise TimeoutError("no answer")
+        return channel.state()
+
+    channel.read_state = broken  # type: ignore[method-assign]
+    await fresh.service.evaluate(NOON)
+    await fresh.service.inventory_done()
+    assert channel.selects == [1, 0]
+    assert channel.slot == 0
+    assert set(statuses(fresh.service)) == {A, C}
+    assert isinstance(fresh.service.pick(NOON, among=["gsm-1"]), Pick)
