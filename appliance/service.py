@@ -129,7 +129,7 @@ def build(
             settings, store.get, SyncMetrics(registry), routing, sim, compliance,
             peers.report if peers is not None else None,
         )  # fmt: skip
-        health.add_check("sync", lambda: (True, "up" if sync.session_up.is_set() else "HQ down"))
+        health.add_check("sync", sync.check)
         components.append(sync)
     return [*components, http]
 
