@@ -2,7 +2,8 @@
 
 Start-up order: HTTP socket bound (fails fast on a busy port), network applied (when
 managed, so routes and the tunnel to HQ are up first), store opened, routing table loaded
-from the store, PBX (Kamailio, rtpengine, CDRs) when enabled, the gateway's modems and
+from the store, PBX (Kamailio, rtpengine, CDRs) when enabled, the store pruner (its
+own periodic task, so the store stays bounded with recording off), the gateway's modems and
 SIM policy, compliance, sync client (when enabled), HTTP serving. Shutdown runs in
 reverse from SIGTERM/SIGINT, closing the store last.
 """
@@ -31,6 +32,7 @@ from appliance.routing.metrics import PeerCollector
 from appliance.settings import ApplianceSettings
 from appliance.sim import SimChannel, SimService
 from appliance.store import Outbox, Store, StoreError
+from appliance.store.pruning import Pruner
 from appliance.sync.client import SyncClient
 from appliance.sync.metrics import SyncMetrics
 from drivers.net.component import NetworkComponent
@@ -106,12 +108,15 @@ def build(
     install_error_handler(app)
     app.include_router(build_compliance_router(settings.api.tokens, compliance))
     components: list[Component] = [*_network(settings, health), store, routing]
+    pruner = Pruner(settings.store.prune_interval_s)
     pbx = None
     if settings.pbx.enabled:
         pbx = _pbx(settings, store, health, app, routing)
         if pbx.peers is not None:
             registry.register(PeerCollector(pbx.peers))
         components.append(pbx)
+        pruner.add("calls", functools.partial(_prune_calls, pbx))
+    components.append(pruner)
     sim = None
     if settings.profile == "sim-gateway":
         parts, sim, pool = _gateway(settings, store, health, registry, sim_channels)
@@ -157,6 +162,11 @@ def _pbx(
     health.add_check("pbx", pbx.check)
     app.include_router(pbx.router(settings.api.tokens))
     return pbx
+
+
+def _prune_calls(pbx: PbxComponent, now: float) -> int:
+    """Finished calls and old CDR index entries, recording or not."""
+    return pbx.calls.prune(now)
 
 
 def _gsm_trunks(

@@ -22,6 +22,7 @@ class StoreSettings(Section):
     """The LMDB store: its map size bounds how much an offline box can buffer."""
 
     map_size_mb: int = Field(1024, ge=16, le=1024 * 1024)
+    prune_interval_s: float = Field(600.0, gt=0, description="how often old entries go")
 
 
 class ApiSettings(Section):
