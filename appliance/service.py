@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from appliance import __version__
 from appliance.compliance.routes import build_compliance_router, install_error_handler
@@ -25,6 +26,7 @@ from appliance.gateway.channels import ModemCollector, ModemPool
 from appliance.gateway.routes import build_sms_router
 from appliance.gateway.sms import SmsService
 from appliance.pbx.component import PbxComponent
+from appliance.pbx.errors import PbxNotStartedError
 from appliance.pbx.gsm import GsmTrunkService
 from appliance.pbx.webhooks import WebhookService
 from appliance.routing import RoutingService
@@ -32,6 +34,7 @@ from appliance.routing.metrics import PeerCollector
 from appliance.settings import ApplianceSettings
 from appliance.sim import SimChannel, SimService
 from appliance.store import Outbox, Store, StoreError
+from appliance.store.alarm import alarm_detail, store_alarms, used_percent
 from appliance.store.pruning import Pruner
 from appliance.sync.client import SyncClient
 from appliance.sync.metrics import SyncMetrics
@@ -77,12 +80,20 @@ class StoreComponent:
         return self.outboxes[outbox].pending() if outbox in self.outboxes else 0
 
     def check(self) -> tuple[bool, str]:
-        """Health: the store is open and has room."""
+        """Health: the store is open and below its high-water mark."""
         if self.store is None:
             return False, "not open"
-        usage = self.store.usage()
-        percent = 100 * usage["used_bytes"] / usage["map_size_bytes"]
-        return percent < 90, f"{percent:.1f}% of the map used"
+        percent = used_percent(self.store.usage())
+        alarm = self._settings.store.alarm_percent
+        return not store_alarms(percent, alarm), alarm_detail(percent, alarm)
+
+    def alarmed(self) -> int:
+        """1 while the store is past its high-water mark (for /metrics)."""
+        if self.store is None:
+            return 0
+        return int(
+            bool(store_alarms(used_percent(self.store.usage()), self._settings.store.alarm_percent))
+        )
 
 
 def build(
@@ -115,6 +126,7 @@ def build(
         if pbx.peers is not None:
             registry.register(PeerCollector(pbx.peers))
         components.append(pbx)
+        registry.register(CdrWriteCollector(pbx))
         pruner.add("calls", functools.partial(_prune_calls, pbx))
     components.append(pruner)
     sim = None
@@ -162,6 +174,27 @@ def _pbx(
     health.add_check("pbx", pbx.check)
     app.include_router(pbx.router(settings.api.tokens))
     return pbx
+
+
+class CdrWriteCollector:
+    """``callmesh_cdr_write_failures_total``: CDRs the store refused (logged whole)."""
+
+    def __init__(self, pbx: PbxComponent) -> None:
+        self._pbx = pbx
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            failures = self._pbx.calls.write_failures
+        except PbxNotStartedError:
+            failures = 0
+        yield CounterMetricFamily(
+            "callmesh_cdr_write_failures",
+            "CDRs the store refused (each logged whole with error_id cdr-write-failed)",
+            value=failures,
+        )
 
 
 def _prune_calls(pbx: PbxComponent, now: float) -> int:
@@ -243,6 +276,12 @@ def _outbox_metrics(store: StoreComponent, registry: Any) -> None:
         pending.labels(outbox=name).set_function(functools.partial(store.pending, name))
     used = Gauge("callmesh_store_used_bytes", "Bytes used in the LMDB map", registry=registry)
     used.set_function(lambda: store.store.usage()["used_bytes"] if store.store else 0)
+    alarm = Gauge(
+        "callmesh_store_alarm",
+        "1 while the LMDB map is past store.alarm_percent (store-high-water)",
+        registry=registry,
+    )
+    alarm.set_function(store.alarmed)
 
 
 async def run(settings: ApplianceSettings) -> None:

@@ -43,6 +43,7 @@ from appliance.settings import ApplianceSettings
 from appliance.sim import SimService
 from appliance.sim.commands import handles as sim_command
 from appliance.store import Outbox, StateStore, Store
+from appliance.store.alarm import store_alarms
 from appliance.sync.metrics import SyncMetrics
 from appliance.sync.recordings import RecordingUploader
 from drivers.runtime.supervision import Supervisor
@@ -436,6 +437,7 @@ class SyncClient:
         health = {
             "backlog": self._backlog(),
             "store_used_percent": round(100 * ratio, 2),
+            "alarms": store_alarms(100 * ratio, self._settings.store.alarm_percent),
             "snapshots": {ROUTING: self.routing.version},
             "routing_refused": self.routing.refused,
         }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -11,9 +10,10 @@ import httpx
 import pytest
 import yaml
 
-from appliance.store import Store, StoreFullError
+from appliance.store import Store
 from tests.integration.test_sync import start_aggregator
 from tests.procs import Service
+from tests.store_fill import fill, full
 from tests.sync_env import TOKEN, SyncEnv, make_env, wait_for
 
 APP_TOKEN = "appliance-viewer-token-0123"
@@ -30,18 +30,6 @@ def env(tmp_path: Path) -> SyncEnv:
     )
     env.app_config.write_text(yaml.safe_dump(config))
     return env
-
-
-def fill(store: Store, sizes: tuple[int, ...] = (4000, 100, 10)) -> None:
-    """Write filler records until not even a small one fits."""
-    filler = store.db("filler")
-    for size in sizes:
-        try:
-            while True:
-                with store.write() as txn:
-                    txn.put(os.urandom(16), os.urandom(size), db=filler)
-        except StoreFullError:
-            continue
 
 
 def start_unhealthy_appliance(env: SyncEnv) -> Service:
@@ -82,36 +70,58 @@ def company_dnc_version(env: SyncEnv) -> int:
 def test_a_sync_client_crashed_by_a_full_store_is_shown_restarted_and_recovers(
     env: SyncEnv,
 ) -> None:
-    store_path = env.root / "app" / "store"
-    outside = Store.open(store_path, MAP_MB)
-    fill(outside)
     agg = start_aggregator(env)
     app = start_unhealthy_appliance(env)
+    outside = Store.open(env.root / "app" / "store", MAP_MB)
     try:
         wait_for(lambda: check(env, "sync")["detail"] == "up", 30, "the sync session")
         assert metric(env, "callmesh_sync_restarts_total") == 0
-        # While a reader holds its snapshot, LMDB cannot reuse the pages freed after it;
-        # once the free pages from before it are used up too, every write fails.
-        reader = outside.read()
-        fill(outside, (10, 10))
-        put = httpx.put(
-            f"{env.agg_url}/api/v1/fleet/dnc/+4930999",
-            json={"reason": "complaint"},
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=10,
-        )
-        assert put.status_code == 200
-        wait_for(lambda: not check(env, "sync")["ok"], 30, "a failing sync check")
-        assert "StoreFullError" in check(env, "sync")["detail"]
-        assert metric(env, "callmesh_sync_restarts_total") >= 1
-        assert "Traceback" in app.output()
-        assert "sync client failed; restarting it" in app.output()
-
-        reader.abort()  # the pages freed since become free again
-        outside.close()
+        with full(outside):
+            put = httpx.put(
+                f"{env.agg_url}/api/v1/fleet/dnc/+4930999",
+                json={"reason": "complaint"},
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                timeout=10,
+            )
+            assert put.status_code == 200
+            wait_for(lambda: not check(env, "sync")["ok"], 30, "a failing sync check")
+            assert "StoreFullError" in check(env, "sync")["detail"]
+            assert metric(env, "callmesh_sync_restarts_total") >= 1
+            assert "Traceback" in app.output()
+            assert "sync client failed; restarting it" in app.output()
         wait_for(lambda: company_dnc_version(env) == 1, 30, "the DNC list applied after restart")
         wait_for(lambda: check(env, "sync")["ok"], 30, "the sync check passing again")
         assert check(env, "sync")["detail"].startswith("up; restarted")
+    finally:
+        outside.close()
+        app.close()
+        agg.close()
+
+
+def test_the_store_alarm_is_raised_at_the_high_water_mark_while_cdrs_still_flow_to_hq(
+    env: SyncEnv,
+) -> None:
+    outside = Store.open(env.root / "app" / "store", MAP_MB)
+    fill(outside, budget=int(0.85 * MAP_MB * 1024 * 1024))
+    outside.close()
+    env.prefill(20)
+    agg = start_aggregator(env)
+    app = start_unhealthy_appliance(env)
+    try:
+        store = check(env, "store")
+        assert not store["ok"]
+        assert store["detail"].startswith("store-high-water: 8")
+        assert "(alarm at 80%)" in store["detail"]
+        assert metric(env, "callmesh_store_alarm") == 1
+        wait_for(lambda: env.ingested() == 20, 30, "the CDRs at HQ")
+        assert env.pending() == 0
+
+        def site() -> dict[str, Any]:
+            found: dict[str, Any] = env.api("/api/v1/sites")["sites"][0]
+            return found
+
+        wait_for(lambda: site()["alarms"] == ["store-high-water"], 30, "the alarm at HQ")
+        assert 80 <= site()["store_used_percent"] < 100
     finally:
         app.close()
         agg.close()
