@@ -34,12 +34,25 @@ def full(store: Store, grow: bool = False) -> Iterator[Any]:
     map, as an operator raising ``store.map_size_mb`` would (only for a store no other
     process has open).
     """
+    store.db("filler-tiny")  # created while there is room
     fill(store)
     reader = store.read()
     try:
         fill(store, (10, 10))
+        _use_last_pages(store)
         yield reader
     finally:
         reader.abort()
         if grow:
             store.env.set_mapsize(2 * store.usage()["map_size_bytes"])
+
+
+def _use_last_pages(store: Store) -> None:
+    """Rewrite one record of a one-page database (the cheapest commit) until none fits."""
+    tiny = store.db("filler-tiny")
+    try:
+        while True:
+            with store.write() as txn:
+                txn.put(b"k", os.urandom(8), db=tiny)
+    except StoreFullError:
+        return
