@@ -84,16 +84,13 @@ class StoreComponent:
         if self.store is None:
             return False, "not open"
         percent = used_percent(self.store.usage())
-        alarm = self._settings.store.alarm_percent
-        return not store_alarms(percent, alarm), alarm_detail(percent, alarm)
+        return not self.alarms(), alarm_detail(percent, self._settings.store.alarm_percent)
 
-    def alarmed(self) -> int:
-        """1 while the store is past its high-water mark (for /metrics)."""
+    def alarms(self) -> list[str]:
+        """The store's alarms now (``store-high-water`` past ``store.alarm_percent``)."""
         if self.store is None:
-            return 0
-        return int(
-            bool(store_alarms(used_percent(self.store.usage()), self._settings.store.alarm_percent))
-        )
+            return []
+        return store_alarms(used_percent(self.store.usage()), self._settings.store.alarm_percent)
 
 
 def build(
@@ -281,7 +278,7 @@ def _outbox_metrics(store: StoreComponent, registry: Any) -> None:
         "1 while the LMDB map is past store.alarm_percent (store-high-water)",
         registry=registry,
     )
-    alarm.set_function(store.alarmed)
+    alarm.set_function(lambda: len(store.alarms()))
 
 
 async def run(settings: ApplianceSettings) -> None:
