@@ -11,10 +11,12 @@ Each switch is logged, kept in ``sim:switches`` (the last 50) and sent to HQ wit
 SIM status, whose ``revision`` grows with every change the sync client should report.
 
 Inventory: a multi-SIM channel's standby SIMs are read (see inventory.py) the first
-time the channel is seen and whenever a SIM appears in a channel that had none (a SIM
-inserted), by the same loop and only while the channel is idle; it is marked busy
-meanwhile, so no call is placed or held on it. Identities are kept under
-``sim:identity:<iccid>``, the channels inventoried under ``sim:inventoried``.
+time the channel is seen with a SIM, during ``start`` (before the PBX's GSM trunks
+start, so no call can be on it), and whenever a card not known in the selected slot
+appears there (a SIM inserted; a modem that comes back with the same card is not read
+again), then by the slot loop and only while the channel is idle; it is marked busy
+meanwhile, so no call is placed or held on it. Identities are
+kept under ``sim:identity:<iccid>``, the channels inventoried under ``sim:inventoried``.
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ class SimService:
         self.revision = 0
 
     async def start(self) -> None:
-        """Load counters, overrides and the switch log, read each channel, start the slot loop."""
+        """Load state, read each channel and the slots of new ones, start the slot loop."""
         state = self._state = StateStore(self._store())
         self._policy = state.get(POLICY_KEY, {})
         self.switches = state.get(SWITCHES_KEY, [])
@@ -125,6 +127,10 @@ class SimService:
         self._inventory_due = set(self._channels) - self._inventoried
         for channel in self._channels.values():
             await self._read(channel)
+        for name, channel_state in list(self.states.items()):
+            if name in self._inventory_due and channel_state.sim is not None:
+                self._start_inventory(channel_state)
+        await self.inventory_done()
         self._task = asyncio.create_task(self._evaluate_loop())
 
     async def _read(self, channel: SimChannel) -> None:
@@ -148,7 +154,7 @@ class SimService:
         if before == state or state.channel in self._reading:
             return
         self.states[state.channel] = state
-        if before is not None and before.sim is None and state.sim is not None:
+        if state.sim is not None and self._is_new_card(state.channel, state.slot, state.sim):
             self._inventory_due.add(state.channel)
         if state.registered and state.sim is not None:
             self._down_since.pop(state.channel, None)
@@ -157,6 +163,11 @@ class SimService:
         if state.sim is not None:
             self._place(state.channel, state.slot, state.sim)
         self._changed()
+
+    def _is_new_card(self, channel: str, slot: int, sim: SimIdentity) -> bool:
+        """A card not known in this slot of an inventoried channel: one was inserted."""
+        known = self._slots.get(channel, {}).get(str(slot))
+        return channel in self._inventoried and known != sim.iccid
 
     def _place(self, channel: str, slot: int, sim: SimIdentity | None) -> None:
         """Remember which SIM (None: none) sits in a slot, and its identity."""
@@ -343,7 +354,7 @@ class SimService:
         for name, state in list(self.states.items()):
             if name in self._busy or name not in self._channels:
                 continue
-            if name in self._inventory_due:
+            if name in self._inventory_due and state.sim is not None:
                 self._start_inventory(state)
                 continue
             forced = self._policy.get("force", {}).get(name)
@@ -449,6 +460,8 @@ class SimService:
         log.info("SIM slot switched", extra=event)
         self.switches = [*self.switches, event][-KEEP_SWITCHES:]
         await asyncio.to_thread(self._put, SWITCHES_KEY, self.switches)
+        if fresh.sim is not None:
+            self._place(fresh.channel, fresh.slot, fresh.sim)  # seen now: no inventory for it
         self.report(fresh)
         self._changed()
 
