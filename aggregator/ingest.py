@@ -379,7 +379,16 @@ class IngestServer:
     def _sim_status(self, site_id: str, status: Message) -> list[Message]:
         assert isinstance(status, SimStatus)
         with self._engine().begin() as conn:
-            fleet.store_status(conn, site_id, status.sims, status.switches)
+            result = fleet.store_status(conn, site_id, status.sims, status.switches)
+        for iccid, owner in result.refused.items():
+            self.metrics.sim_records_refused.labels(
+                site=site_id, reason=fleet.OWNED_ELSEWHERE
+            ).inc()
+            log.warning(
+                "SIM record refused: another site holds this SIM; move it at HQ if it moved",
+                extra={"error_id": fleet.OWNED_ELSEWHERE, "site": site_id,
+                       "iccid": iccid, "owner": owner},
+            )  # fmt: skip
         return []
 
     def _compliance_batch(self, site_id: str, batch: Message) -> list[Message]:

@@ -39,6 +39,12 @@ class IngestMetrics:
         self.protocol_errors = Counter(
             "callmesh_protocol_errors", "Messages refused", ["error_id"], registry=registry
         )
+        self.sim_records_refused = Counter(
+            "callmesh_sim_records_refused",
+            "SIM records a site sent that HQ refused",
+            ["site", "reason"],
+            registry=registry,
+        )
         self.db_errors = Counter(
             "callmesh_db_errors", "Database failures during ingest", registry=registry
         )

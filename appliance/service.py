@@ -3,20 +3,23 @@
 Start-up order: HTTP socket bound (fails fast on a busy port), network applied (when
 managed, so routes and the tunnel to HQ are up first), store opened, routing table loaded
 from the store, compliance (before the PBX, whose routing chain and originations ask it),
-PBX (Kamailio, rtpengine, CDRs) when enabled, the gateway's modems and SIM policy, sync
-client (when enabled), HTTP serving. Shutdown runs in reverse from SIGTERM/SIGINT,
-closing the store last.
+PBX (Kamailio, rtpengine, CDRs) when enabled, the store pruner (its own periodic task, so
+the store stays bounded with recording off), the gateway's modems and SIM policy, sync
+client (when enabled), the health monitor (re-evaluates every check every few seconds for
+/metrics), HTTP serving. Shutdown runs in reverse from SIGTERM/SIGINT, closing the store
+last.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from appliance.compliance.calls import CallCompliance, ComplianceDecider
 from appliance.compliance.routes import build_compliance_router, install_error_handler
@@ -26,6 +29,7 @@ from appliance.gateway.routes import build_sms_router
 from appliance.gateway.sms import SmsService
 from appliance.pbx.component import PbxComponent
 from appliance.pbx.deciders import POLICY, TRUNK
+from appliance.pbx.errors import PbxNotStartedError
 from appliance.pbx.gsm import GsmDecider, GsmTrunkService
 from appliance.pbx.metrics import PbxCollector
 from appliance.pbx.webhooks import WebhookService
@@ -35,6 +39,8 @@ from appliance.settings import ApplianceSettings
 from appliance.sim import SimChannel, SimService
 from appliance.sim.metrics import SimCollector
 from appliance.store import Outbox, Store, StoreError
+from appliance.store.alarm import alarm_detail, store_alarms, used_percent
+from appliance.store.pruning import Pruner
 from appliance.sync.client import SyncClient
 from appliance.sync.metrics import SyncMetrics
 from drivers.net.component import NetworkComponent
@@ -85,12 +91,17 @@ class StoreComponent:
         return self.outboxes[outbox].pending() if outbox in self.outboxes else 0
 
     def check(self) -> tuple[bool, str]:
-        """Health: the store is open and has room."""
+        """Health: the store is open and below its high-water mark."""
         if self.store is None:
             return False, "not open"
-        usage = self.store.usage()
-        percent = 100 * usage["used_bytes"] / usage["map_size_bytes"]
-        return percent < 90, f"{percent:.1f}% of the map used"
+        percent = used_percent(self.store.usage())
+        return not self.alarms(), alarm_detail(percent, self._settings.store.alarm_percent)
+
+    def alarms(self) -> list[str]:
+        """The store's alarms now (``store-high-water`` past ``store.alarm_percent``)."""
+        if self.store is None:
+            return []
+        return store_alarms(used_percent(self.store.usage()), self._settings.store.alarm_percent)
 
 
 def build(
@@ -117,6 +128,7 @@ def build(
     install_error_handler(app)
     app.include_router(build_compliance_router(settings.api.tokens, compliance))
     components: list[Component] = [*_network(settings, health), store, routing, compliance]
+    pruner = Pruner(settings.store.prune_interval_s)
     pbx = None
     if settings.pbx.enabled:
         pbx = _pbx(settings, store, health, app, routing)
@@ -125,6 +137,9 @@ def build(
             registry.register(PeerCollector(pbx.peers))
         _pbx_metrics(pbx, registry)
         components.append(pbx)
+        registry.register(CdrWriteCollector(pbx))
+        pruner.add("calls", functools.partial(_prune_calls, pbx))
+    components.append(pruner)
     sim = None
     if settings.profile == "sim-gateway":
         parts, sim, pool = _gateway(settings, store, health, registry, sim_channels)
@@ -141,7 +156,7 @@ def build(
             settings, store.get, SyncMetrics(registry), routing, sim, compliance,
             peers.report if peers is not None else None,
         )  # fmt: skip
-        health.add_check("sync", lambda: (True, "up" if sync.session_up.is_set() else "HQ down"))
+        health.add_check("sync", sync.check)
         health.add_check("recording-uploads", sync.recordings_check)
         components.append(sync)
     return [*components, monitor, http]
@@ -179,6 +194,32 @@ def _call_compliance(
     calls = CallCompliance(compliance, settings.compliance.extensions)
     pbx.chain.add(ComplianceDecider(calls), POLICY)
     pbx.originations.add_check(calls.originate)
+
+
+class CdrWriteCollector:
+    """``callmesh_cdr_write_failures_total``: CDRs the store refused (logged whole)."""
+
+    def __init__(self, pbx: PbxComponent) -> None:
+        self._pbx = pbx
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            failures = self._pbx.calls.write_failures
+        except PbxNotStartedError:
+            failures = 0
+        yield CounterMetricFamily(
+            "callmesh_cdr_write_failures",
+            "CDRs the store refused (each logged whole with error_id cdr-write-failed)",
+            value=failures,
+        )
+
+
+def _prune_calls(pbx: PbxComponent, now: float) -> int:
+    """Finished calls and old CDR index entries, recording or not."""
+    return pbx.calls.prune(now)
 
 
 def _gsm_trunks(
@@ -259,6 +300,12 @@ def _outbox_metrics(store: StoreComponent, registry: Any) -> None:
     used.set_function(lambda: store.store.usage()["used_bytes"] if store.store else 0)
     size = Gauge("callmesh_store_map_size_bytes", "Size of the LMDB map", registry=registry)
     size.set_function(lambda: store.store.usage()["map_size_bytes"] if store.store else 0)
+    alarm = Gauge(
+        "callmesh_store_alarm",
+        "1 while the LMDB map is past store.alarm_percent (store-high-water)",
+        registry=registry,
+    )
+    alarm.set_function(lambda: len(store.alarms()))
 
 
 def _pbx_metrics(pbx: PbxComponent, registry: CollectorRegistry) -> None:

@@ -23,6 +23,8 @@ class StoreSettings(Section):
     """The LMDB store: its map size bounds how much an offline box can buffer."""
 
     map_size_mb: int = Field(1024, ge=16, le=1024 * 1024)
+    prune_interval_s: float = Field(600.0, gt=0, description="how often old entries go")
+    alarm_percent: float = Field(80.0, gt=0, le=100, description="store-high-water alarm")
 
 
 class ApiSettings(Section):

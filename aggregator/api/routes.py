@@ -172,6 +172,8 @@ def build_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) 
 
 
 def _site(row: Any, now_ms: int) -> dict[str, Any]:
+    health = row.health if isinstance(row.health, dict) else {}
+    alarms = health.get("alarms")
     return {
         "site_id": row.site_id,
         "status": "online" if now_ms - row.last_seen_ms < ONLINE_WINDOW_MS else "offline",
@@ -179,6 +181,8 @@ def _site(row: Any, now_ms: int) -> dict[str, Any]:
         "software": row.software,
         "backlog_cdr": row.backlog_cdr,
         "cdrs_received": row.cdrs_received,
+        "store_used_percent": health.get("store_used_percent"),
+        "alarms": [a for a in alarms if isinstance(a, str)] if isinstance(alarms, list) else [],
     }
 
 

@@ -1,7 +1,8 @@
 """HQ API for the SIM fleet (/api/v1/fleet): every role reads its sites, admins act.
 
-An action on a SIM becomes a command for the site that last reported it and answers
+An action on a SIM becomes a command for the site that holds its row and answers
 ``202`` with the command id; ``GET /commands/{id}`` shows whether the site applied it.
+``POST /sims/{iccid}/move`` hands the row to another site (a card moved between sites).
 """
 
 import datetime
@@ -48,6 +49,10 @@ class GroupMove(BaseModel):
 
 class SlotSelect(BaseModel):
     slot: int = Field(ge=0, le=7)
+
+
+class SiteMove(BaseModel):
+    site: str = Field(min_length=1, max_length=64)
 
 
 class DncEntry(BaseModel):
@@ -101,6 +106,16 @@ def build_fleet_router(settings: AggregatorSettings, engine: Callable[[], sa.Eng
         with engine().connect() as conn:
             channel = _guard(fleet.sim_site, conn, iccid).channel
         return act(iccid, principal, "sim-select-slot", channel=channel, slot=choice.slot)
+
+    @router.post("/sims/{iccid}/move", summary="Hand a SIM's row to the site it was moved to")
+    def move_sim(iccid: str, move: SiteMove, principal: admin) -> dict[str, Any]:
+        with engine().begin() as conn:
+            try:
+                old = fleet.move_sim(conn, iccid, move.site, configured)
+            except fleet.FleetError as err:
+                status = 404 if err.error_id == "unknown-sim" else 422
+                raise ApiError(status, err.error_id, str(err)) from None
+        return {"iccid": iccid, "from_site": old, "site_id": move.site}
 
     for action, kind in (
         ("disable", "sim-disable"),

@@ -1,10 +1,13 @@
 """The SIM fleet in the aggregator's database: ingest of site reports and operator writes.
 
 Theory of operation: a ``sim-status`` is the whole state of a site's SIMs, so storing it
-is an upsert per ICCID (a SIM moved to another site follows its latest report), an
-upsert per (ICCID, local day) of the day figures the site keeps, and an insert-or-ignore
-of the switch log; a repeated message changes nothing. Refused-call records arrive in
-batches keyed by (site, event id) and are acknowledged after the commit, like CDRs.
+is an upsert per ICCID, an upsert per (ICCID, local day) of the day figures the site
+keeps, and an insert-or-ignore of the switch log; a repeated message changes nothing.
+A SIM's row belongs to the site that first reported it: another site reporting the same
+ICCID is refused (``sim-owned-by-another-site``), since commands for the SIM go to the
+row's site. Only ``move_sim``, an operator's action, gives the row to another site.
+Refused-call records arrive in batches keyed by (site, event id) and are acknowledged
+after the commit, like CDRs.
 Operator actions become rows of ``commands`` for the site holding the SIM; the ingest
 sends pending commands on every ``hello`` until the site answers.
 
@@ -19,6 +22,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -40,6 +44,7 @@ log = logging.getLogger(__name__)
 
 DNC = "dnc"
 SHARED = "*"
+OWNED_ELSEWHERE = "sim-owned-by-another-site"
 _SIM_TEXT = {"channel": 64, "modem": 64, "number": 32, "operator": 64, "imsi": 32}
 
 
@@ -56,17 +61,31 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@dataclass(frozen=True)
+class StatusResult:
+    """What became of a ``sim-status``: SIMs stored, and refused ones with their owner."""
+
+    stored: int = 0
+    refused: dict[str, str] = field(default_factory=dict)
+
+
 def store_status(
     conn: sa.Connection, site_id: str, records: Iterable[Any], switches: Iterable[Any]
-) -> int:
-    """Upsert a site's SIM records, day figures and switches; returns SIMs stored."""
-    now, stored = now_ms(), 0
-    for record in records:
-        row = _sim_row(site_id, record, now)
-        if row is None:
+) -> StatusResult:
+    """Upsert a site's own SIM records, day figures and switches; refuse other sites' SIMs."""
+    now = now_ms()
+    pairs = [(r, row) for r in records if (row := _sim_row(site_id, r, now)) is not None]
+    owners = _owners(conn, [row["iccid"] for _, row in pairs])
+    stored, refused = 0, {}
+    for record, row in pairs:
+        owner = owners.get(row["iccid"], site_id)
+        if owner != site_id:
+            refused[row["iccid"]] = owner
             continue
         stmt = insert(conn.engine, sims).on_conflict_do_update(
-            index_elements=["iccid"], set_={k: v for k, v in row.items() if k != "iccid"}
+            index_elements=["iccid"],
+            set_={k: v for k, v in row.items() if k != "iccid"},
+            where=sims.c.site_id == site_id,
         )
         conn.execute(stmt, row)
         _store_days(conn, site_id, row["iccid"], record.get("days"))
@@ -75,7 +94,34 @@ def store_status(
     if rows:
         stmt = insert(conn.engine, sim_switches).on_conflict_do_nothing()
         conn.execute(stmt, rows)
-    return stored
+    return StatusResult(stored, refused)
+
+
+def _owners(conn: sa.Connection, iccids: list[str]) -> dict[str, str]:
+    if not iccids:
+        return {}
+    query = sa.select(sims.c.iccid, sims.c.site_id).where(sims.c.iccid.in_(iccids))
+    return {r.iccid: r.site_id for r in conn.execute(query)}
+
+
+def move_sim(conn: sa.Connection, iccid: str, to_site: str, configured: Iterable[str]) -> str:
+    """Give a SIM's row to ``to_site`` (an operator moved the card); returns the old site.
+
+    The new site's reports are taken from now on and the old site's refused. Its
+    placement is cleared until the new site reports it. ``to_site`` must be configured
+    or have connected once (FleetError ``unknown-site``).
+    """
+    row = sim_site(conn, iccid)
+    seen = conn.execute(sa.select(sites.c.site_id).where(sites.c.site_id == to_site)).first()
+    if to_site not in set(configured) and seen is None:
+        raise FleetError("unknown-site", f"no site {to_site!r} is configured or has connected")
+    conn.execute(
+        sa.update(sims)
+        .where(sims.c.iccid == iccid)
+        .values(site_id=to_site, channel="", modem="", slot=0, status="moved",
+                registered=False, signal_dbm=None, updated_ms=now_ms())
+    )  # fmt: skip
+    return str(row.site_id)
 
 
 def _sim_row(site_id: str, record: Any, now: int) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ import httpx
 import yaml
 
 from appliance.demo.plan import ServicePlan, directory, plan_services
+from drivers.runtime.private_files import write_private
 
 MANIFEST = "manifest.json"
 MARKER = "appliance.cli.main"
@@ -51,7 +52,7 @@ def start(demo_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
         _terminate(list(procs.values()))
         raise
     manifest = _manifest(demo_dir, plans, procs)
-    (demo_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    write_private(demo_dir / MANIFEST, json.dumps(manifest, indent=2))
     return manifest
 
 
@@ -59,7 +60,7 @@ def _spawn(plan: ServicePlan) -> subprocess.Popen[bytes]:
     plan.root.mkdir(parents=True, exist_ok=True)
     plan.take_modems()
     if plan.ready_file is None:
-        plan.config_path.write_text(yaml.safe_dump(plan.config, sort_keys=False))
+        write_private(plan.config_path, yaml.safe_dump(plan.config, sort_keys=False))
     cmd = [sys.executable, "-m", MARKER, *plan.command()]
     with plan.log_path.open("ab") as log:
         return subprocess.Popen(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drivers.runtime.private_files import write_private
 from drivers.sync import keys
 
 LOOPBACK = "127.0.0.1"
@@ -98,8 +99,7 @@ def load_secrets(demo_dir: Path) -> dict[str, Any]:
         passwords.setdefault(number, secrets.token_urlsafe(12))
     if json.dumps(values, sort_keys=True) == before:
         return values
-    path.write_text(json.dumps(values, indent=2))
-    path.chmod(0o600)
+    write_private(path, json.dumps(values, indent=2))
     return values
 
 

@@ -10,11 +10,18 @@ site and CDR id), so no CDR is lost or doubled. Finished calls are indexed by ca
 (``pbx-done``) for the recordings service and by start time (``pbx-cdr``) for search;
 those two writes and the open record's deletion share one transaction (same msgpack
 layout as StateStore), so a finished call costs three fsync'd commits.
+
+A CDR the store refuses (full map, disk error) is never dropped silently: it is logged
+whole at CRITICAL with ``error_id`` ``cdr-write-failed`` (so it can be recovered from
+the log) and counted in ``write_failures``; the call path carries on. A call whose
+open record the store refuses is kept in memory until it ends, so its CDR is still
+built (and written, or logged whole).
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +30,7 @@ from typing import Any
 import msgpack
 
 from appliance.pbx.cdr import CdrBuilder, iso
-from appliance.store import Outbox, StateStore, Store
+from appliance.store import Outbox, StateStore, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,8 @@ class CallService:
         self.done = StateStore(store, DONE)
         self.index = StateStore(store, INDEX)
         self.on_change: Callable[[str, dict[str, Any]], None] | None = None
+        self.write_failures = 0
+        self._unstored: dict[str, dict[str, Any]] = {}
         self._expected: dict[str, float] = {}
         self.ended: collections.Counter[str] = collections.Counter()
 
@@ -56,11 +65,11 @@ class CallService:
         if not call_id:
             log.warning("call event without call id dropped", extra={"kind": kind})
             return None
-        call = self.open.get(call_id)
+        call = self.open.get(call_id) or self._unstored.get(call_id)
         if kind == "invite":
             if call is None:
                 call = self.builder.open_call(event, self._conversation(event))
-                self.open.put(call_id, call)
+                self._keep(call_id, call)
                 self._changed("call.started", call)
             return None
         if call is None:
@@ -70,7 +79,7 @@ class CallService:
             call["answer"] = float(event.get("ts", time.time()))
             call["to_tag"] = event.get("to_tag") or None
             call["dialog"] = [event.get("h_entry"), event.get("h_id")]
-            self.open.put(call_id, call)
+            self._keep(call_id, call)
             self._changed("call.answered", call)
             return None
         if kind == "end":
@@ -185,7 +194,50 @@ class CallService:
             log.warning("closed %d interrupted calls", len(written), extra={"why": why})
         return written
 
+    def _keep(self, call_id: str, call: dict[str, Any]) -> None:
+        """Store an open call; in memory only while the store refuses it."""
+        try:
+            self.open.put(call_id, call)
+        except StoreError as err:
+            if call_id not in self._unstored:
+                log.error(
+                    "open call kept in memory only: the store refused it",
+                    extra={"error_id": "call-not-stored", "call_id": call_id, "error": str(err)},
+                )
+            self._unstored[call_id] = call
+        else:
+            self._unstored.pop(call_id, None)
+
     def _write(self, call: dict[str, Any] | None, cdr: dict[str, Any]) -> dict[str, Any]:
+        self._unstored.pop(cdr["call_id"], None)
+        try:
+            self._store_cdr(call, cdr)
+        except StoreError as err:
+            self._write_failed(cdr, err)
+        else:
+            log.info(
+                "cdr written",
+                extra={"cdr_id": cdr["cdr_id"], "disposition": cdr["disposition"]},
+            )
+        self.ended[cdr["disposition"]] += 1
+        self._changed("call.ended", cdr)
+        return cdr
+
+    def _write_failed(self, cdr: dict[str, Any], err: StoreError) -> None:
+        self.write_failures += 1
+        log.critical(
+            "CDR NOT STORED: the store refused it, so it cannot reach HQ; it is kept whole "
+            "in this log line. Free space (restore the link to HQ, raise store.map_size_mb) "
+            "and re-enter it from here",
+            extra={
+                "error_id": "cdr-write-failed",
+                "cdr_id": cdr["cdr_id"],
+                "error": str(err),
+                "cdr": json.dumps(cdr, default=str, sort_keys=True),
+            },
+        )
+
+    def _store_cdr(self, call: dict[str, Any] | None, cdr: dict[str, Any]) -> None:
         call_id = cdr["call_id"]
         if call is not None:
             call["closing"] = cdr
@@ -201,13 +253,6 @@ class CallService:
             )
             if call is not None:
                 txn.delete(call_id.encode(), db=self._store.db(OPEN))
-        self.ended[cdr["disposition"]] += 1
-        log.info(
-            "cdr written",
-            extra={"cdr_id": cdr["cdr_id"], "disposition": cdr["disposition"]},
-        )
-        self._changed("call.ended", cdr)
-        return cdr
 
     def _changed(self, kind: str, doc: dict[str, Any]) -> None:
         if self.on_change is not None:

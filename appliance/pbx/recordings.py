@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 INDEX = "pbx-recordings"
 UNKNOWN_GRACE_S = 60.0
-PRUNE_EVERY_S = 600.0
 _META_NAME = re.compile(r"^rtpengine-meta-(.+)-[0-9a-f]{16}\.(txt|tmp)$")
 
 
@@ -125,13 +124,9 @@ class RecordingService:
         return entry
 
     async def _poll(self) -> None:
-        pruned_at = 0.0
         while True:
             try:
                 await self.process_pending()
-                if time.monotonic() - pruned_at > PRUNE_EVERY_S:
-                    pruned_at = time.monotonic()
-                    self._calls.prune(time.time())
             except Exception:
                 log.exception("recording pass failed")
             await asyncio.sleep(0.5)

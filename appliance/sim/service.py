@@ -9,11 +9,20 @@ by every report, call and command and every ``evaluate_interval_s``, applies the
 policy: an operator's forced slot first, then the automatic switch of a stopped SIM.
 Each switch is logged, kept in ``sim:switches`` (the last 50) and sent to HQ with the
 SIM status, whose ``revision`` grows with every change the sync client should report.
+
+Inventory: a multi-SIM channel's standby SIMs are read (see inventory.py) the first
+time the channel is seen with a SIM, during ``start`` (before the PBX's GSM trunks
+start, so no call can be on it), and whenever a card not known in the selected slot
+appears there (a SIM inserted; a modem that comes back with the same card is not read
+again), then by the slot loop and only while the channel is idle; it is marked busy
+meanwhile, so no call is placed or held on it. Identities are
+kept under ``sim:identity:<iccid>``, the channels inventoried under ``sim:inventoried``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import time
@@ -25,6 +34,7 @@ from typing import Any
 
 from appliance.settings import SimLimitSettings, SimSettings
 from appliance.sim import commands
+from appliance.sim.inventory import take_inventory
 from appliance.sim.limits import Limits, call_time_limit
 from appliance.sim.model import (
     CallOutcome,
@@ -53,6 +63,7 @@ log = logging.getLogger(__name__)
 
 POLICY_KEY = "sim:policy"
 SWITCHES_KEY = "sim:switches"
+INVENTORIED_KEY = "sim:inventoried"
 KEEP_SWITCHES = 50
 DRIVER_TIMEOUT_S = 30.0
 TRANSIENT = frozenset({"not-registered", "sim-removed"})
@@ -86,6 +97,11 @@ class SimService:
         self._usage: dict[str, Usage] = {}
         self._policy: dict[str, Any] = {}
         self._slots: dict[str, dict[str, str]] = {}
+        self._identities: dict[str, SimIdentity] = {}
+        self._inventoried: set[str] = set()
+        self._inventory_due: set[str] = set()
+        self._reading: set[str] = set()
+        self._inventories: set[asyncio.Task[None]] = set()
         self.switches: list[dict[str, Any]] = []
         self._busy: set[str] = set()
         self._last_switch: dict[str, float] = {}
@@ -98,14 +114,23 @@ class SimService:
         self.revision = 0
 
     async def start(self) -> None:
-        """Load counters, overrides and the switch log, read each channel, start the slot loop."""
+        """Load state, read each channel and the slots of new ones, start the slot loop."""
         state = self._state = StateStore(self._store())
         self._policy = state.get(POLICY_KEY, {})
         self.switches = state.get(SWITCHES_KEY, [])
         self._usage = {k.split(":", 2)[2]: Usage.from_doc(v) for k, v in state.items("sim:usage:")}
         self._slots = {k.split(":", 2)[2]: v for k, v in state.items("sim:slots:")}
+        self._identities = {
+            k.split(":", 2)[2]: SimIdentity(**v) for k, v in state.items("sim:identity:")
+        }
+        self._inventoried = set(state.get(INVENTORIED_KEY, []))
+        self._inventory_due = set(self._channels) - self._inventoried
         for channel in self._channels.values():
             await self._read(channel)
+        for name, channel_state in list(self.states.items()):
+            if name in self._inventory_due and channel_state.sim is not None:
+                self._start_inventory(channel_state)
+        await self.inventory_done()
         self._task = asyncio.create_task(self._evaluate_loop())
 
     async def _read(self, channel: SimChannel) -> None:
@@ -118,25 +143,45 @@ class SimService:
             )
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in [self._task, *self._inventories]:
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     def report(self, state: ChannelState) -> None:
         """The driver's latest view of a channel (on start, registration change, SIM event)."""
-        if self.states.get(state.channel) == state:
+        before = self.states.get(state.channel)
+        if before == state or state.channel in self._reading:
             return
         self.states[state.channel] = state
+        if state.sim is not None and self._is_new_card(state.channel, state.slot, state.sim):
+            self._inventory_due.add(state.channel)
         if state.registered and state.sim is not None:
             self._down_since.pop(state.channel, None)
         else:
             self._down_since.setdefault(state.channel, time.monotonic())
         if state.sim is not None:
-            slots = self._slots.setdefault(state.channel, {})
-            if slots.get(str(state.slot)) != state.sim.iccid:
-                slots[str(state.slot)] = state.sim.iccid
-                self._put(f"sim:slots:{state.channel}", slots)
+            self._place(state.channel, state.slot, state.sim)
         self._changed()
+
+    def _is_new_card(self, channel: str, slot: int, sim: SimIdentity) -> bool:
+        """A card not known in this slot of an inventoried channel: one was inserted."""
+        known = self._slots.get(channel, {}).get(str(slot))
+        return channel in self._inventoried and known != sim.iccid
+
+    def _place(self, channel: str, slot: int, sim: SimIdentity | None) -> None:
+        """Remember which SIM (None: none) sits in a slot, and its identity."""
+        slots = self._slots.setdefault(channel, {})
+        iccid = sim.iccid if sim is not None else None
+        if slots.get(str(slot)) != iccid:
+            if iccid is None:
+                slots.pop(str(slot), None)
+            else:
+                slots[str(slot)] = iccid
+            self._put(f"sim:slots:{channel}", slots)
+        if sim is not None and self._identities.get(sim.iccid) != sim:
+            self._identities[sim.iccid] = sim
+            self._put(f"sim:identity:{sim.iccid}", dataclasses.asdict(sim))
 
     def pick(
         self,
@@ -309,6 +354,9 @@ class SimService:
         for name, state in list(self.states.items()):
             if name in self._busy or name not in self._channels:
                 continue
+            if name in self._inventory_due and state.sim is not None:
+                self._start_inventory(state)
+                continue
             forced = self._policy.get("force", {}).get(name)
             if forced is not None:
                 await self._drop_force(name)
@@ -345,6 +393,44 @@ class SimService:
         async with self._lock:
             self._policy = await asyncio.to_thread(self._update, POLICY_KEY, change)
 
+    def _start_inventory(self, state: ChannelState) -> None:
+        """Read the channel's other slots in the background; it stays busy until done."""
+        self._inventory_due.discard(state.channel)
+        if state.slots < 2:
+            self._mark_inventoried(state.channel)
+            return
+        self._busy.add(state.channel)
+        self._reading.add(state.channel)
+        task = asyncio.create_task(self._inventory(state), name=f"inventory-{state.channel}")
+        self._inventories.add(task)
+        task.add_done_callback(self._inventories.discard)
+
+    async def _inventory(self, state: ChannelState) -> None:
+        log.info("reading every SIM slot", extra={"channel": state.channel})
+        try:
+            found = await take_inventory(self._channels[state.channel], state, DRIVER_TIMEOUT_S)
+        finally:
+            self._busy.discard(state.channel)
+            self._reading.discard(state.channel)
+        for slot, sim in found.slots.items():
+            self._place(state.channel, slot, sim)
+        self._mark_inventoried(state.channel)
+        log.info(
+            "SIM slots read",
+            extra={"channel": state.channel, "slots": self._slots.get(state.channel, {})},
+        )
+        self.report(found.home)
+        self._changed()
+
+    async def inventory_done(self) -> None:
+        """Wait until the slot readings under way have finished."""
+        await asyncio.gather(*self._inventories, return_exceptions=True)
+
+    def _mark_inventoried(self, channel: str) -> None:
+        if channel not in self._inventoried:
+            self._inventoried.add(channel)
+            self._put(INVENTORIED_KEY, sorted(self._inventoried))
+
     async def _switch(self, state: ChannelState, slot: int, reason: str) -> None:
         driver = self._channels[state.channel]
         self._busy.add(state.channel)
@@ -374,6 +460,8 @@ class SimService:
         log.info("SIM slot switched", extra=event)
         self.switches = [*self.switches, event][-KEEP_SWITCHES:]
         await asyncio.to_thread(self._put, SWITCHES_KEY, self.switches)
+        if fresh.sim is not None:
+            self._place(fresh.channel, fresh.slot, fresh.sim)  # seen now: no inventory for it
         self.report(fresh)
         self._changed()
 
@@ -410,7 +498,7 @@ class SimService:
             status = "stopped" if reason else ("busy" if channel in self._busy else "active")
         if sim.retired or sim.disabled:
             status = "retired" if sim.retired else "disabled"
-        where = Placement(channel, slot, state, self.group(iccid))
+        where = Placement(channel, slot, state, self.group(iccid), self._identities.get(iccid))
         return sim_record(sim, where, status, reason, self.switches)
 
     def check(self) -> tuple[bool, str]:

@@ -6,18 +6,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.sim.model import ChannelState
+from appliance.sim.model import ChannelState, SimIdentity
 from appliance.sim.policy import SimView
 
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a SIM sits: channel and slot; ``state`` only while its slot is selected."""
+    """Where a SIM sits: channel and slot; ``state`` only while its slot is selected.
+
+    ``identity`` is the SIM as last read, for a standby SIM (no ``state``).
+    """
 
     channel: str
     slot: int
     state: ChannelState | None
     group: str
+    identity: SimIdentity | None = None
 
 
 def sim_record(
@@ -29,7 +33,7 @@ def sim_record(
 ) -> dict[str, Any]:
     """One SIM as HQ stores it: identity, placement, status, limits, usage, last switch."""
     state = where.state
-    identity = state.sim if state is not None else None
+    identity = state.sim if state is not None else where.identity
     usage = sim.usage
     last = next(
         (s for s in reversed(switches) if sim.iccid in (s["from_iccid"], s["to_iccid"])), None

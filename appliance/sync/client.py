@@ -10,6 +10,12 @@ growing delay, sending everything still in the outbox again from the start — t
 aggregator stores by (site, CDR id), so a repeat is harmless. Nothing leaves the outbox
 without an ack, so HQ can be down for days; the only bound is the store's size, and
 the client warns loudly as it fills.
+
+Supervision: any other exception (a full store, a malformed message, an unreadable
+file) is logged with its traceback and the client starts again after a jittered,
+growing delay (drivers/runtime/supervision.py), counted in
+``callmesh_sync_restarts_total``; the ``sync`` health check fails with the error for
+``CRASH_RECENT_FACTOR`` times ``sync.reconnect_max_s`` after each crash.
 """
 
 from __future__ import annotations
@@ -36,8 +42,10 @@ from appliance.settings import ApplianceSettings
 from appliance.sim import SimService
 from appliance.sim.commands import handles as sim_command
 from appliance.store import Outbox, StateStore, Store
+from appliance.store.alarm import store_alarms
 from appliance.sync.metrics import SyncMetrics
 from appliance.sync.recordings import RecordingUploader
+from drivers.runtime.supervision import Supervisor
 from drivers.runtime.version import __version__
 from drivers.sync import keys
 from drivers.sync.protocol import (
@@ -70,6 +78,7 @@ log = logging.getLogger(__name__)
 SILENCE_FACTOR = 3
 DRAIN_LIMIT = 64  # replies handled per pump turn, so acks and credits never queue up
 SIM_STATUS_MIN_S = 1.0  # busy gateways change every second; HQ needs no more than that
+CRASH_RECENT_FACTOR = 2.0
 
 StoreProvider = Callable[[], Store]
 
@@ -121,6 +130,10 @@ class SyncClient:
         self.routing_health = routing_health
         self._sim_sent = (-1, 0.0)
         self._batch_inflight: dict[str, tuple[list[int], float]] = {}
+        self.supervisor = Supervisor(
+            "sync client", self._sync.reconnect_min_s, self._sync.reconnect_max_s,
+            metrics.restarts.inc,
+        )  # fmt: skip
         metrics.routing_version.set_function(lambda: self.routing.version)
 
     async def start(self) -> None:
@@ -136,8 +149,14 @@ class SyncClient:
             self._sync.chunk_kib * 1024,
             lambda error_id: self.metrics.recordings_quarantined.labels(reason=error_id).inc(),
         )
-        self._task = asyncio.create_task(self._run())
-        self._watch = asyncio.create_task(self._watch_storage())
+        self._task = asyncio.create_task(self.supervisor.run(self._run))
+        self._watch = asyncio.create_task(self.supervisor.run(self._watch_storage))
+
+    def check(self) -> tuple[bool, str]:
+        """Health: failing for a while after a crash, with its error; else whether HQ is up."""
+        ok, detail = self.supervisor.check(CRASH_RECENT_FACTOR * self._sync.reconnect_max_s)
+        link = "up" if self.session_up.is_set() else "HQ down"
+        return ok, link if self.supervisor.crashed_at is None else f"{link}; {detail}"
 
     def recordings_check(self) -> tuple[bool, str]:
         """Health of recording uploads for /healthz: quarantined recordings are named."""
@@ -423,6 +442,7 @@ class SyncClient:
         health = {
             "backlog": self._backlog(),
             "store_used_percent": round(100 * ratio, 2),
+            "alarms": store_alarms(100 * ratio, self._settings.store.alarm_percent),
             "snapshots": {ROUTING: self.routing.version},
             "routing_refused": self.routing.refused,
             "recordings_quarantined": len(self.uploader.quarantined()) if self.uploader else 0,

@@ -19,6 +19,11 @@ class SyncMetrics:
         self.reconnects = Counter(
             "callmesh_sync_sessions_lost", "Sessions lost", ["reason"], registry=registry
         )
+        self.restarts = Counter(
+            "callmesh_sync_restarts",
+            "Sync client restarts after an unexpected error",
+            registry=registry,
+        )
         self.protocol_errors = Counter(
             "callmesh_sync_protocol_errors",
             "Bad or refused messages",

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from drivers.runtime.config_layers import ConfigError, collect_layers, load_settings
 from drivers.runtime.http import BindError
 from drivers.runtime.logs import configure_logging
+from drivers.runtime.redaction import redact
 from drivers.runtime.settings_base import ServiceSettings
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
@@ -100,11 +101,12 @@ def run_service(
 
 
 def show_config(model: type[SettingsT], args: argparse.Namespace) -> int:
-    """Print the effective, validated configuration as JSON."""
+    """Print the effective, validated configuration as JSON, secrets hidden unless asked."""
     settings = load_or_report(model, args)
     if settings is None:
         return EXIT_USAGE
-    print(json.dumps(settings.model_dump(mode="json"), indent=2))
+    doc = settings.model_dump(mode="json")
+    print(json.dumps(doc if args.show_secrets else redact(doc), indent=2))
     return EXIT_OK
 
 
@@ -129,7 +131,11 @@ def add_service_actions(
         "config",
         help="validate the configuration and print the effective settings",
         description="Merge defaults, the file, conf.d drop-ins and --set overrides, validate "
-        "them and print the result as JSON. Exit 2 with one line per problem if invalid.",
+        "them and print the result as JSON, with tokens, passwords, secrets and PINs shown "
+        "as <redacted>. Exit 2 with one line per problem if invalid.",
     )
     add_config_arguments(check)
+    check.add_argument(
+        "--show-secrets", action="store_true", help="print tokens, passwords and keys as they are"
+    )
     check.set_defaults(func=config)

@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from drivers.runtime.private_files import make_private, write_private
 from drivers.sip.errors import ProcessError
 from drivers.sip.kamailio_config import (
     SUBSCRIBER_INSERT,
@@ -108,10 +109,9 @@ class KamailioDriver:
         text = render_config(self.config)
         old = self.cfg_path.read_text() if self.cfg_path.exists() else None
         if old == text:
+            make_private(self.cfg_path)
             return False
-        tmp = self.cfg_path.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(self.cfg_path)
+        write_private(self.cfg_path, text)
         return True
 
     async def start(self) -> None:
@@ -138,6 +138,7 @@ def write_subscribers(
 ) -> None:
     """Replace the subscriber and trunk registration tables atomically (one transaction)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    make_private(path)
     conn = sqlite3.connect(path, timeout=5, isolation_level=None)
     try:
         conn.execute("BEGIN")

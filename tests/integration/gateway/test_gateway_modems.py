@@ -16,11 +16,10 @@ from tests.integration.test_sync import start_aggregator, start_appliance
 from tests.sync_env import TOKEN, SyncEnv, make_env, wait_for
 
 
-@pytest.fixture
-def simulator(tmp_path: Path) -> Iterator[ModemSimulator]:
+def simulated(tmp_path: Path, count: int) -> Iterator[ModemSimulator]:
     config = SimulatorConfig(
         profile="quectel-ec25",
-        count=2,
+        count=count,
         sims=2,
         directory=str(tmp_path / "by-id"),
         reset_seconds=1.0,
@@ -28,6 +27,17 @@ def simulator(tmp_path: Path) -> Iterator[ModemSimulator]:
     with ModemSimulator(config) as sim:
         sim.wait_booted(30)
         yield sim
+
+
+@pytest.fixture
+def simulator(tmp_path: Path) -> Iterator[ModemSimulator]:
+    yield from simulated(tmp_path, 2)
+
+
+@pytest.fixture
+def rack(tmp_path: Path) -> Iterator[ModemSimulator]:
+    """Four dual-SIM modems, like the demo's SIM gateway."""
+    yield from simulated(tmp_path, 4)
 
 
 def gateway_env(tmp_path: Path, simulator: ModemSimulator) -> SyncEnv:
@@ -85,6 +95,32 @@ def test_gateway_reports_the_simulated_sims_to_hq(
             60,
             "the modem to rejoin after recovery",
         )
+    finally:
+        app.close()
+        agg.close()
+
+
+def test_hq_lists_both_sims_of_every_dual_sim_modem_and_each_modem_keeps_its_slot(
+    tmp_path: Path, rack: ModemSimulator
+) -> None:
+    env = gateway_env(tmp_path, rack)
+    sims = {
+        str(sim["iccid"]).rstrip("F"): (f"gsm-{m['index']}", slot, sim["imsi"])
+        for m in rack.info()
+        for slot, sim in enumerate(m["sims"])  # type: ignore[arg-type]
+    }
+    agg = start_aggregator(env)
+    app = start_appliance(env)
+    try:
+        wait_for(lambda: len(fleet(env)) == 8, 90, "all 8 SIMs at HQ")
+        wait_for(
+            lambda: sorted(s["status"] for s in fleet(env)) == ["active"] * 4 + ["standby"] * 4,
+            30,
+            "every modem back on its first slot",
+        )
+        assert {s["iccid"]: (s["channel"], s["slot"], s["imsi"]) for s in fleet(env)} == sims
+        assert {s["slot"] for s in fleet(env) if s["status"] == "active"} == {0}
+        assert [m["slot"] for m in rack.info()] == [0, 0, 0, 0]
     finally:
         app.close()
         agg.close()

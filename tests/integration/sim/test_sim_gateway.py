@@ -15,8 +15,9 @@ import httpx
 import pytest
 import yaml
 
+from drivers.sync import keys
 from tests.integration.sim.gateway import ICCIDS
-from tests.procs import ROOT, Service
+from tests.procs import ROOT, Service, free_port
 from tests.sync_env import TOKEN, SyncEnv, make_env, wait_for
 
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
@@ -114,10 +115,12 @@ def local(env: SyncEnv, method: str, path: str, body: Any = None) -> httpx.Respo
 def test_sim_status_reaches_hq_and_an_hq_limit_stops_the_sim_and_switches_slot(
     env: SyncEnv, services: dict[str, Service]
 ) -> None:
-    wait_for(lambda: set(fleet(env)) == {ICCIDS[0], ICCIDS[2]}, 15, "SIM status at HQ")
-    first = fleet(env)[ICCIDS[0]]
+    wait_for(lambda: set(fleet(env)) == set(ICCIDS), 15, "every slot's SIM at HQ")
+    first, standby = fleet(env)[ICCIDS[0]], fleet(env)[ICCIDS[1]]
     assert (first["channel"], first["slot"], first["status"]) == ("gsm-1", 0, "active")
     assert first["number"] == "+491700001"
+    assert (standby["channel"], standby["slot"], standby["status"]) == ("gsm-1", 1, "standby")
+    assert standby["number"] == "+491700002"
 
     answer = hq(env, "PUT", f"/sims/{ICCIDS[0]}/limits", {"calls_per_day": 1, "max_call_s": 600})
     assert answer.status_code == 202
@@ -125,7 +128,7 @@ def test_sim_status_reaches_hq_and_an_hq_limit_stops_the_sim_and_switches_slot(
     wait_for(lambda: command_state(env, command_id) == "applied", 15, "limits applied")
 
     assert call(env) == {"channel": "gsm-1", "iccid": ICCIDS[0], "max_call_s": 600}
-    wait_for(lambda: ICCIDS[1] in fleet(env), 15, "the other slot's SIM at HQ")
+    wait_for(lambda: fleet(env)[ICCIDS[1]]["status"] == "active", 15, "the other slot in use")
     sims = fleet(env)
     assert sims[ICCIDS[1]]["status"] == "active"
     assert sims[ICCIDS[1]]["last_switch"]["reason"] == "calls-per-day"
@@ -190,3 +193,51 @@ def test_dnc_and_calling_hour_refusals_carry_reasons_and_reach_hq(
 
     expected = ["attempt-limit", "dnc-company", "dnc-site", "outside-calling-hours"]
     wait_for(lambda: refusals() == expected, 15, "refusals at HQ")
+
+
+def second_site(env: SyncEnv, site_id: str) -> SyncEnv:
+    """Another gateway site known to HQ, with the same (fake) SIM cards as the first."""
+    other = SyncEnv(env.root / site_id, env.agg_port, free_port(), env.ingest, site_id)
+    public, _ = keys.generate(other.root / "app" / "keys", site_id)
+    agg = yaml.safe_load(env.agg_config.read_text())
+    agg["ingest"]["sites"].append(
+        {"site_id": site_id, "public_key": keys.load_public(public).decode()}
+    )
+    env.agg_config.write_text(yaml.safe_dump(agg))
+    config = yaml.safe_load(env.app_config.read_text())
+    config.update(site_id=site_id, data_dir=str(other.root / "app"), http={"port": other.app_port})
+    other.app_config.write_text(yaml.safe_dump(config))
+    return other
+
+
+def refused_at_hq(env: SyncEnv, site_id: str) -> float:
+    metrics = httpx.get(f"{env.agg_url}/metrics", timeout=5).text
+    label = f'site="{site_id}"'
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("callmesh_sim_records_refused_total{") and label in line
+    )
+
+
+def test_a_site_reporting_another_sites_sim_is_refused_until_an_admin_moves_the_sim(
+    env: SyncEnv,
+) -> None:
+    other = second_site(env, "site-b")
+    running = [start_aggregator(env), start_gateway(env)]
+    try:
+        wait_for(lambda: set(fleet(env)) == set(ICCIDS), 15, "site-a's SIMs at HQ")
+        running.append(start_gateway(other, "site-b.log"))
+        wait_for(lambda: refused_at_hq(env, "site-b") >= 3, 15, "site-b's records refused")
+        assert {s["site_id"] for s in fleet(env).values()} == {"site-a"}
+        assert hq(env, "POST", f"/sims/{ICCIDS[2]}/disable").json()["site_id"] == "site-a"
+
+        moved = hq(env, "POST", f"/sims/{ICCIDS[2]}/move", {"site": "site-b"})
+        assert moved.json() == {"iccid": ICCIDS[2], "from_site": "site-a", "site_id": "site-b"}
+        wait_for(lambda: fleet(env)[ICCIDS[2]]["status"] == "active", 15, "site-b's report taken")
+        assert fleet(env)[ICCIDS[2]]["site_id"] == "site-b"
+        assert fleet(env)[ICCIDS[0]]["site_id"] == "site-a"
+        assert hq(env, "POST", f"/sims/{ICCIDS[2]}/disable").json()["site_id"] == "site-b"
+    finally:
+        for svc in running:
+            svc.close()

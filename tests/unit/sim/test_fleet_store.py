@@ -57,22 +57,43 @@ def count(engine: sa.Engine, table: sa.Table) -> int:
 def test_a_repeated_status_changes_nothing_and_a_newer_one_replaces_it(engine: sa.Engine) -> None:
     for _ in range(2):
         with engine.begin() as conn:
-            assert fleet.store_status(conn, "site-a", [record(), "junk"], [SWITCH, {}]) == 1
+            result = fleet.store_status(conn, "site-a", [record(), "junk"], [SWITCH, {}])
+            assert result == fleet.StatusResult(1, {})
     assert (count(engine, sims), count(engine, sim_usage_days), count(engine, sim_switches)) == (
         1,
         2,
         1,
     )
     with engine.begin() as conn:
-        fleet.store_status(conn, "site-b", [record(days={"2026-03-02": [3, 2, 90.0, 2]})], [])
-        row = fleet.sim_site(conn, ICCID)
+        fleet.store_status(conn, "site-a", [record(days={"2026-03-02": [3, 2, 90.0, 2]})], [])
         day = conn.execute(
             sa.select(sim_usage_days).where(sim_usage_days.c.day == "2026-03-02")
         ).one()
-    assert row.site_id == "site-b"
-    assert (day.calls, day.answered, day.site_id) == (3, 2, "site-b")
+    assert (day.calls, day.answered, day.site_id) == (3, 2, "site-a")
     with engine.connect() as conn, pytest.raises(fleet.FleetError, match="no site has reported"):
         fleet.sim_site(conn, "0000")
+
+
+def test_another_sites_report_of_a_sim_is_refused_until_an_operator_moves_it(
+    engine: sa.Engine,
+) -> None:
+    with engine.begin() as conn:
+        fleet.store_status(conn, "site-a", [record()], [])
+        taken = fleet.store_status(conn, "site-b", [record(channel="gsm-9", days={})], [])
+    assert taken == fleet.StatusResult(0, {ICCID: "site-a"})
+    with engine.connect() as conn:
+        row = fleet.sim_site(conn, ICCID)
+    assert (row.site_id, row.channel) == ("site-a", "gsm-1")
+
+    with engine.begin() as conn:
+        with pytest.raises(fleet.FleetError, match="no site 'site-x'"):
+            fleet.move_sim(conn, ICCID, "site-x", ["site-a", "site-b"])
+        assert fleet.move_sim(conn, ICCID, "site-b", ["site-a", "site-b"]) == "site-a"
+        assert fleet.sim_site(conn, ICCID).status == "moved"
+        assert fleet.store_status(conn, "site-a", [record()], []).refused == {ICCID: "site-b"}
+        assert fleet.store_status(conn, "site-b", [record(channel="gsm-9")], []).stored == 1
+        row = fleet.sim_site(conn, ICCID)
+    assert (row.site_id, row.channel, row.status) == ("site-b", "gsm-9", "active")
 
 
 def test_refusals_are_stored_once_and_unreadable_ones_skipped(engine: sa.Engine) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ import pytest
 from appliance.settings import SimSettings
 from appliance.sim import CallOutcome, Pick, Refusal, SimIdentity, SimService
 from appliance.sim.fake import FakeSimChannel
-from appliance.store import Store
+from appliance.sim.model import ChannelState
+from appliance.store import StateStore, Store
 
 A, B, C = "8949000000000000011", "8949000000000000012", "8949000000000000021"
 NOON = datetime.datetime(2026, 3, 2, 11, tzinfo=datetime.UTC)
@@ -30,22 +32,34 @@ def settings(**extra: object) -> SimSettings:
 
 def fakes() -> list[FakeSimChannel]:
     return [
-        FakeSimChannel("gsm-1", [SimIdentity(A), SimIdentity(B)]),
+        FakeSimChannel("gsm-1", [SimIdentity(A, imsi="262011"), SimIdentity(B, imsi="262012")]),
         FakeSimChannel("gsm-2", [SimIdentity(C)]),
     ]
 
 
 class Box:
-    """A service on a store that can be closed and opened again, like a restart."""
+    """A service on a store that can be closed and opened again, like a restart.
 
-    def __init__(self, path: Path, sim_settings: SimSettings) -> None:
+    Unless ``inventoried`` is False, the store says every channel's slots were read
+    already and only the selected slots' SIMs are known (what a site knew before it
+    read standby slots), so the policy tests see no inventory switches.
+    """
+
+    def __init__(self, path: Path, sim_settings: SimSettings, inventoried: bool = True) -> None:
         self.path, self.settings = path, sim_settings
         self.store: Store | None = None
         self.channels = fakes()
+        self.inventoried = inventoried
 
     async def start(self) -> SimService:
         self.store = Store.open(self.path, map_size_mb=16)
         store = self.store
+        if self.inventoried and StateStore(store).get("sim:inventoried") is None:
+            state = StateStore(store)
+            state.put("sim:inventoried", [c.channel for c in self.channels])
+            for c in self.channels:
+                if (sim := c.slots[c.slot]) is not None:
+                    state.put(f"sim:slots:{c.channel}", {str(c.slot): sim.iccid})
         service = SimService(self.settings, "Europe/Berlin", lambda: store, self.channels)
         await service.start()
         self.service = service
@@ -224,3 +238,98 @@ async def test_an_unregistered_sim_is_switched_only_after_the_grace_period(
         assert box.channels[0].selects == selects
     finally:
         await box.stop()
+
+
+@pytest.fixture
+async def fresh(tmp_path: Path) -> AsyncIterator[Box]:
+    box = Box(tmp_path / "store", settings(), inventoried=False)
+    await box.start()
+    yield box
+    await box.stop()
+
+
+def statuses(service: SimService) -> dict[str, tuple[str, int, str]]:
+    return {r["iccid"]: (r["status"], r["slot"], r["imsi"]) for r in service.records(NOON)}
+
+
+async def test_the_first_start_reads_the_standby_sim_and_returns_to_the_selected_slot(
+    fresh: Box,
+) -> None:
+    assert fresh.channels[0].selects == [1, 0]
+    assert fresh.channels[1].selects == []
+    assert statuses(fresh.service) == {
+        A: ("active", 0, "262011"),
+        B: ("standby", 1, "262012"),
+        C: ("active", 0, ""),
+    }
+    service = await fresh.restart()
+    await service.evaluate(NOON)
+    await service.inventory_done()
+    assert fresh.channels[0].selects == [1, 0]
+    assert statuses(service)[B] == ("standby", 1, "262012")
+
+
+async def test_a_sim_inserted_during_a_call_is_read_once_the_call_has_ended(box: Box) -> None:
+    new, other = "8949000000000000013", "8949000000000000014"
+    channel = box.channels[0]
+    picked = box.service.pick(NOON, among=["gsm-1"])
+    assert isinstance(picked, Pick)
+    box.service.report(replace(channel.state(), sim=None))
+    channel.slots = [SimIdentity(other), SimIdentity(new)]
+    box.service.report(channel.state())
+    await box.service.evaluate(NOON)
+    await box.service.inventory_done()
+    assert channel.selects == []
+    await box.service.call_ended(CallOutcome("gsm-1", A, NOON, True, 10))
+    await box.service.evaluate(NOON)
+    refused = box.service.pick(NOON, among=["gsm-1"])
+    assert isinstance(refused, Refusal)
+    assert refused.reasons == {"gsm-1": "busy"}
+    await box.service.inventory_done()
+    assert channel.selects == [1, 0]
+    assert statuses(box.service)[new] == ("standby", 1, "")
+    assert isinstance(box.service.pick(NOON, among=["gsm-1"]), Pick)
+
+
+async def test_a_new_card_in_the_selected_slot_has_every_slot_read_again(
+    box: Box,
+) -> None:
+    new, other = "8949000000000000013", "8949000000000000014"
+    channel = box.channels[0]
+    channel.slots = [None, SimIdentity(new, imsi="262013")]
+    box.service.report(channel.state())
+    channel.slots = [SimIdentity(A, imsi="262011"), SimIdentity(new, imsi="262013")]
+    box.service.report(channel.state())
+    await box.service.evaluate(NOON)
+    assert channel.selects == [], "the same card back in its slot: nothing new to read"
+    channel.slots = [SimIdentity(other, imsi="262014"), SimIdentity(new, imsi="262013")]
+    box.service.report(channel.state())
+    await box.service.evaluate(NOON)
+    await box.service.inventory_done()
+    assert channel.selects == [1, 0]
+    found = statuses(box.service)
+    assert found[new] == ("standby", 1, "262013")
+    assert found[other] == ("active", 0, "262014")
+    assert B not in found
+
+
+async def test_a_failed_slot_read_keeps_what_was_known_and_the_channel_goes_home(
+    tmp_path: Path,
+) -> None:
+    fresh = Box(tmp_path / "store", settings(), inventoried=False)
+    channel = fresh.channels[0]
+
+    async def broken() -> ChannelState:
+        if channel.slot == 1:
+            raise TimeoutError("no answer")
+        return channel.state()
+
+    channel.read_state = broken  # type: ignore[method-assign]
+    service = await fresh.start()
+    try:
+        assert channel.selects == [1, 0]
+        assert channel.slot == 0
+        assert set(statuses(service)) == {A, C}
+        assert isinstance(service.pick(NOON, among=["gsm-1"]), Pick)
+    finally:
+        await fresh.stop()
