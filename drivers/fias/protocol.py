@@ -48,11 +48,6 @@ class FiasProtocol:
         """Feed bytes read from the peer."""
         for byte in data:
             self._byte(byte)
-        if len(self._buffer) > self._max_record:
-            self._events.append(RemoteProtocolError(f"record longer than {self._max_record}"))
-            self._buffer.clear()
-            self._in_frame = False
-            self._discarding = True
 
     def next_event(self) -> Record | None:
         """The next record, None when more bytes are needed; raises RemoteProtocolError in order."""
@@ -76,6 +71,11 @@ class FiasProtocol:
                 self._discarding = True
         elif byte == ETX:
             self._frame(bytes(self._buffer))
+        elif len(self._buffer) >= self._max_record:
+            self._events.append(RemoteProtocolError(f"record longer than {self._max_record}"))
+            self._buffer.clear()
+            self._in_frame = False
+            self._discarding = True
         else:
             self._buffer.append(byte)
 
