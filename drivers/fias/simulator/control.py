@@ -78,6 +78,8 @@ def _route(simulator: PmsSimulator, path: str, body: dict[str, Any]) -> object:
     parts = path.strip("/").split("/")
     if path.strip("/") == "link/drop":
         return {"dropped": simulator.drop()}
+    if path.strip("/") == "link/raw":
+        return {"sent": simulator.send_raw(str(body["data"]).encode("latin-1"))}
     if len(parts) == 3 and parts[0] == "rooms" and parts[2] in ROOM_ACTIONS:
         action, room = ROOM_ACTIONS[parts[2]], parts[1]
         return {"sent": simulator.act(lambda core: action(core, room, body))}

@@ -4,7 +4,9 @@ Theory of operation. The core sees every record the vendor sends (all kept in ``
 and returns the records to send back, each with a delay. It plays the IFC's side of the link
 start-up (LS on connect; LA after the vendor's LA), answers alive checks, streams a resync
 (DS, one GI or GO with SF per room, DE), and books postings: a P# is booked at most once,
-a repeated P# is answered again with the first answer and counted in ``repeats``. During a
+a repeated P# is answered again with the first answer and counted in ``repeats``; a PS
+for a new P# while another is unanswered is counted in ``overlaps`` (the vendor broke the
+one-outstanding rule). During a
 night audit postings are answered NA and not booked. A posting for a room checked out since
 is booked to the room's last guest (a late charge). ``answer_mode`` scripts the PA: ``normal``,
 ``slow`` (after ``answer_delay``), ``never`` (booked, not answered) or ``twice``.
@@ -56,11 +58,14 @@ class PmsCore:
     answer_delay: float = 2.0
     night_audit: bool = False
     link_active: bool = False
+    overlaps: int = 0
+    outstanding: int | None = None
     _next_reservation: int = 10000
 
     def connected(self) -> list[Reply]:
         """A vendor connected: tell it to describe itself."""
         self.link_active = False
+        self.outstanding = None
         return [(0.0, g.RecordLS.make(_stamp()))]
 
     def receive(self, record: g.Record) -> list[Reply]:
@@ -79,6 +84,11 @@ class PmsCore:
         if isinstance(record, g.RecordPS):
             return self._posting(record)
         return []
+
+    def sent(self, record: g.Record) -> None:
+        """A record went out on the wire: a PA ends the outstanding posting."""
+        if isinstance(record, g.RecordPA) and record.posting_number == self.outstanding:
+            self.outstanding = None
 
     def check_in(self, room: str, name: str, language: str = "EA") -> list[Reply]:
         """GI: a guest checks into ``room`` (a sharer when it is occupied)."""
@@ -135,6 +145,7 @@ class PmsCore:
             "received": list(self.received),
             "postings": [asdict(b) for b in sorted(self.bookings.values(), key=_by_number)],
             "repeats": self.repeats,
+            "overlaps": self.overlaps,
         }
 
     def _la(self) -> list[Reply]:
@@ -145,6 +156,9 @@ class PmsCore:
 
     def _posting(self, record: g.RecordPS) -> list[Reply]:
         number, room = record.posting_number, record.room or ""
+        if self.outstanding is not None and number != self.outstanding:
+            self.overlaps += 1
+        self.outstanding = number
         if number is None:
             return [(0.0, _answer(record, "UR", "P# missing"))]
         if self.night_audit:

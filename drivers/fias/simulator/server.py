@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from drivers.fias.errors import RemoteProtocolError
+from drivers.fias.grammar import Record
 from drivers.fias.protocol import FiasProtocol
 from drivers.fias.simulator.core import PmsCore, Reply
 
@@ -83,6 +84,17 @@ class PmsSimulator:
 
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(_CALL_TIMEOUT_S)
 
+    def send_raw(self, data: bytes) -> bool:
+        """Write ``data`` unframed to the client (fault injection: garbage, broken records)."""
+
+        async def run() -> bool:
+            if self._writer is None:
+                return False
+            self._writer.write(data)
+            return True
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(_CALL_TIMEOUT_S)
+
     @property
     def connected(self) -> bool:
         """Whether a client is connected."""
@@ -137,12 +149,12 @@ class PmsSimulator:
         if writer is None:
             return
         for delay, record in replies:
-            data = self._protocol.send(record)
             if delay <= 0:
-                writer.write(data)
+                self._write(writer, record)
             else:
-                self._loop.call_later(delay, self._late, writer, data)
+                self._loop.call_later(delay, self._write, writer, record)
 
-    def _late(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+    def _write(self, writer: asyncio.StreamWriter, record: Record) -> None:
         if writer is self._writer:
-            writer.write(data)
+            writer.write(self._protocol.send(record))
+            self.core.sent(record)
