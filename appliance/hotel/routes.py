@@ -4,8 +4,6 @@
 operator. Errors are ``{"error_id", "message", "details"}``.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
