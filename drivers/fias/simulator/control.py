@@ -44,7 +44,7 @@ ACTIONS: dict[str, Callable[[PmsCore, dict[str, Any]], list[Reply]]] = {
     "answers": _answers,
     "night-audit/start": lambda c, _b: c.set_night_audit(True),
     "night-audit/end": lambda c, _b: c.set_night_audit(False),
-    "link/end": lambda c, _b: c.link_end(),
+    "link/end": lambda c, b: c.link_end(b.get("restart_after")),
 }
 
 

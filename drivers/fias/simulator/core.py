@@ -118,10 +118,13 @@ class PmsCore:
         kind = g.RecordNS if running else g.RecordNE
         return [(0.0, kind.make(_stamp()))]
 
-    def link_end(self) -> list[Reply]:
-        """LE: the PMS ends the link (it starts again with LS)."""
+    def link_end(self, restart_after: float | None = None) -> list[Reply]:
+        """LE: the PMS ends the link; with ``restart_after``, LS follows as after a restart."""
         self.link_active = False
-        return [(0.0, g.RecordLE.make(_stamp()))]
+        replies: list[Reply] = [(0.0, g.RecordLE.make(_stamp()))]
+        if restart_after is not None:
+            replies.append((restart_after, g.RecordLS.make(_stamp())))
+        return replies
 
     def resync_records(self) -> list[g.Record]:
         """DS, one GI (per guest) or GO (vacant) with SF per room, DE."""

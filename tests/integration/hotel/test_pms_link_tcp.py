@@ -149,6 +149,20 @@ async def test_a_posting_for_a_room_checked_out_meanwhile_is_still_delivered_onc
     assert [o.status for o in pms.outcomes] == ["OK", "OK"]
 
 
+async def test_postings_made_after_link_end_wait_for_the_pms_restart_and_then_flow(
+    pms: PmsLinkService, simulator: PmsSimulator
+) -> None:
+    await until(lambda: pms.status()["state"] == "active", what="link up")
+    simulator.act(lambda core: core.link_end(restart_after=1.5))
+    await until(lambda: pms.status()["state"] == "ended", what="LE seen")
+    numbers = [pms.post(charge("101", 900 + n)) for n in range(3)]
+    await asyncio.sleep(0.5)
+    assert state(simulator)["postings"] == [], "nothing is posted while the link is ended"
+    assert any(r.startswith("LE|") for r in state(simulator)["received"]), "our LE answer"
+    await until(lambda: pms.status()["postings_pending"] == 0, what="posted after the restart")
+    assert [p["number"] for p in state(simulator)["postings"]] == numbers
+
+
 async def test_bad_records_from_the_pms_are_survived_and_the_link_stays_up(
     pms: PmsLinkService, simulator: PmsSimulator
 ) -> None:
