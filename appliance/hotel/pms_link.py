@@ -51,6 +51,7 @@ class PmsLinkService:
         self._sender: PostingSender | None = None
         self._state: StateStore | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._completed = asyncio.Event()
         self.outcomes: list[PostingOutcome] = []
 
     async def start(self) -> None:
@@ -65,6 +66,7 @@ class PmsLinkService:
         self._tasks = [
             asyncio.create_task(self.client.run(), name="pms-link"),
             asyncio.create_task(self._ticker(), name="pms-postings"),
+            asyncio.create_task(self._committer(), name="pms-postings-commit"),
         ]
 
     async def stop(self) -> None:
@@ -75,6 +77,7 @@ class PmsLinkService:
                 await task
         self._tasks = []
         await self.client.close()
+        self._commit_completed()
 
     def post(self, posting: Posting) -> int:
         """Queue a charge durably and send it when its turn comes; returns its P#."""
@@ -90,7 +93,7 @@ class PmsLinkService:
             "state": link.state.value,
             "night_audit": link.night_audit,
             "resyncing": link.resyncing,
-            "postings_pending": self.sender().queue.pending(),
+            "postings_pending": self.sender().pending(),
             "posting_outstanding": self.sender().outstanding,
             "rooms": len(rooms),
             "occupied": sum(1 for room in rooms.values() if room["guests"]),
@@ -110,6 +113,19 @@ class PmsLinkService:
         while True:
             await asyncio.sleep(_TICK_S)
             self._pump()
+
+    async def _committer(self) -> None:
+        while True:
+            await self._completed.wait()
+            self._completed.clear()
+            numbers = self.sender().take_completed()
+            await asyncio.to_thread(self.sender().queue.complete, numbers)
+            self.sender().committed(numbers)
+
+    def _commit_completed(self) -> None:
+        numbers = self.sender().take_completed()
+        self.sender().queue.complete(numbers)
+        self.sender().committed(numbers)
 
     def _pump(self) -> None:
         record = self.sender().next_record(self.client.link.postings_allowed)
@@ -142,6 +158,7 @@ class PmsLinkService:
         outcome = self.sender().answer(answer)
         if outcome is None:
             return
+        self._completed.set()
         self.outcomes.append(outcome)
         level = logging.INFO if outcome.status == "OK" else logging.WARNING
         log.log(level, "posting P#%d for room %s: %s %s", outcome.number, outcome.room,

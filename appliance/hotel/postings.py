@@ -4,18 +4,21 @@ Theory of operation. A posting is appended to the ``pms-posting`` outbox in LMDB
 fsync'd commit; the outbox sequence number is its P#, so numbers increase, are persisted and
 are never reused, even after a restart. The sender keeps at most one posting outstanding (the
 oldest in the outbox) and only while the link allows postings. A PA whose P# matches ends it:
-a final status deletes it from the outbox; NA (night audit), RY and BY keep it and wait
-``retry_after`` before sending it again. No answer within ``answer_timeout``, a link loss or a
-restart sends the same posting again with the same P#, so the PMS can recognise a repeat: on our
-side nothing is dropped, and a P# is never given to another charge. A PA for any other P#
-(late, doubled) is logged and ignored. Postings are never filtered by room state: a charge for
-a room checked out in between is still sent.
+a final status marks it completed, and the service deletes completed postings from the outbox
+in batches off the event loop, so one fsync'd commit covers every answer that arrived
+meanwhile and the next posting need not wait for the disk. NA (night audit), RY and BY keep it
+and wait ``retry_after`` before sending it again. No answer within ``answer_timeout``, a link
+loss or a restart sends the same posting again with the same P#, so the PMS can recognise a
+repeat (so does a crash between a final answer and its deletion): on our side nothing is
+dropped, and a P# is never given to another charge. A PA for any other P# (late, doubled) is
+logged and ignored. Postings are never filtered by room state: a charge for a room checked
+out in between is still sent.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import msgpack
@@ -79,18 +82,17 @@ class PostingQueue:
         payload = msgpack.packb([posting.room, list(posting.fields)], use_bin_type=True)
         return self._outbox.append(payload)
 
-    def head(self) -> tuple[int, Posting] | None:
-        """The oldest posting not finally answered, with its P#."""
-        batch = self._outbox.read_batch(limit=1)
-        if not batch:
-            return None
-        number, payload = batch[0]
-        room, fields = msgpack.unpackb(payload, raw=False)
-        return number, Posting(room, tuple((key, value) for key, value in fields))
+    def head(self, skip: Collection[int] = ()) -> tuple[int, Posting] | None:
+        """The oldest posting not finally answered and not in ``skip``, with its P#."""
+        for number, payload in self._outbox.read_batch(limit=len(skip) + 1):
+            if number not in skip:
+                room, fields = msgpack.unpackb(payload, raw=False)
+                return number, Posting(room, tuple((key, value) for key, value in fields))
+        return None
 
-    def complete(self, number: int) -> None:
-        """Forget a finally answered posting."""
-        self._outbox.ack([number])
+    def complete(self, numbers: Collection[int]) -> None:
+        """Forget finally answered postings, in one durable commit."""
+        self._outbox.ack(numbers)
 
     def pending(self) -> int:
         """How many postings wait for a final answer."""
@@ -113,6 +115,9 @@ class PostingSender:
         self._answer_timeout = answer_timeout
         self._retry_after = retry_after
         self.outstanding: int | None = None
+        self._outstanding_room = ""
+        self.completing: set[int] = set()
+        self._uncommitted: list[int] = []
         self._deadline = 0.0
         self._hold_until = 0.0
 
@@ -123,7 +128,7 @@ class PostingSender:
             return None
         if self.outstanding is not None and now < self._deadline:
             return None
-        head = self.queue.head()
+        head = self.queue.head(self.completing)
         if head is None:
             return None
         number, posting = head
@@ -131,7 +136,7 @@ class PostingSender:
             log.warning(
                 "no PA for P#%d within %.0fs; sending it again", number, self._answer_timeout
             )
-        self.outstanding = number
+        self.outstanding, self._outstanding_room = number, posting.room
         self._deadline = now + self._answer_timeout
         return posting.record(number)
 
@@ -149,10 +154,22 @@ class PostingSender:
             )
             self._hold_until = self._clock() + self._retry_after
             return None
-        head = self.queue.head()
-        room = head[1].room if head is not None and head[0] == number else ""
-        self.queue.complete(number)
-        return PostingOutcome(number, room, status, answer.get("CT") or "")
+        self.completing.add(number)
+        self._uncommitted.append(number)
+        return PostingOutcome(number, self._outstanding_room, status, answer.get("CT") or "")
+
+    def take_completed(self) -> list[int]:
+        """Numbers finally answered since the last call, for one deleting commit."""
+        numbers, self._uncommitted = self._uncommitted, []
+        return numbers
+
+    def committed(self, numbers: Collection[int]) -> None:
+        """The deletion of ``numbers`` is on disk."""
+        self.completing.difference_update(numbers)
+
+    def pending(self) -> int:
+        """Postings still waiting for a final answer."""
+        return self.queue.pending() - len(self.completing)
 
     def link_lost(self) -> None:
         """The link went away: the outstanding posting is sent again when it returns."""

@@ -62,7 +62,7 @@ def test_a_pa_for_another_number_is_ignored_and_a_doubled_pa_ends_nothing_twice(
     assert sender.answer(pa("PA|RN101|ASOK|P#9|")) is None
     assert sender.answer(pa("PA|RN101|ASOK|P#1|")) is not None
     assert sender.answer(pa("PA|RN101|ASOK|P#1|")) is None
-    assert sender.queue.pending() == 1
+    assert sender.pending() == 1
 
 
 def test_night_audit_answer_keeps_the_posting_and_holds_it_for_the_retry_delay(
@@ -102,7 +102,12 @@ def test_a_refused_posting_is_final_and_reported(store: Store) -> None:
     outcome = sender.answer(pa("PA|RN999|ASNG|P#1|CTGUEST NOT FOUND|"))
     assert outcome is not None
     assert (outcome.room, outcome.status, outcome.text) == ("999", "NG", "GUEST NOT FOUND")
-    assert sender.queue.pending() == 0
+    assert sender.pending() == 0
+    assert sender.next_record(True) is None, "completed, even before its deletion is on disk"
+    done = sender.take_completed()
+    sender.queue.complete(done)
+    sender.committed(done)
+    assert (done, sender.queue.pending(), sender.completing) == ([1], 0, set())
 
 
 def test_nothing_goes_out_while_the_link_forbids_postings(store: Store) -> None:
@@ -118,7 +123,7 @@ def test_posting_numbers_are_never_reused_after_every_posting_was_answered(
     store = Store.open(path, map_size_mb=16)
     queue = PostingQueue(store)
     queue.add(charge("101", 100))
-    queue.complete(1)
+    queue.complete([1])
     store.close()
     store = Store.open(path, map_size_mb=16)
     try:
