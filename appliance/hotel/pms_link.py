@@ -52,6 +52,7 @@ class PmsLinkService:
         self._state: StateStore | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._completed = asyncio.Event()
+        self._commit: asyncio.Future[None] | None = None
         self.outcomes: list[PostingOutcome] = []
 
     async def start(self) -> None:
@@ -76,6 +77,8 @@ class PmsLinkService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._commit is not None:
+            await self._commit
         await self.client.close()
         self._commit_completed()
 
@@ -119,7 +122,11 @@ class PmsLinkService:
             await self._completed.wait()
             self._completed.clear()
             numbers = self.sender().take_completed()
-            await asyncio.to_thread(self.sender().queue.complete, numbers)
+            # Shielded: a stop waits for a commit already running instead of abandoning it.
+            self._commit = asyncio.ensure_future(
+                asyncio.to_thread(self.sender().queue.complete, numbers)
+            )
+            await asyncio.shield(self._commit)
             self.sender().committed(numbers)
 
     def _commit_completed(self) -> None:

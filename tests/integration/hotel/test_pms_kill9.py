@@ -21,6 +21,7 @@ import pytest
 from tests.procs import ROOT, Service, free_port, write_yaml
 
 TOKEN = "hotel-operator-token-0001"
+VIEWER = "hotel-viewer-token-00001"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -61,7 +62,12 @@ def appliance_config(tmp_path: Path, http_port: int, fias_port: int) -> Path:
             "profile": "hotel",
             "data_dir": str(tmp_path / "data"),
             "http": {"host": "127.0.0.1", "port": http_port},
-            "api": {"tokens": [{"name": "desk", "token": TOKEN, "role": "operator"}]},
+            "api": {
+                "tokens": [
+                    {"name": "desk", "token": TOKEN, "role": "operator"},
+                    {"name": "screen", "token": VIEWER, "role": "viewer"},
+                ]
+            },
             "hotel": {"pms": {"port": fias_port, "reconnect_min_s": 0.2, "reconnect_max_s": 1}},
         },
     )
@@ -84,6 +90,24 @@ def post_charge(base: str, room: str, cents: int) -> int:
     return number
 
 
+def check_api_errors(base: str) -> None:
+    viewer = {"Authorization": f"Bearer {VIEWER}"}
+    body = {"room": "101", "posting_type": "C", "fields": {"TA": "1"}}
+    url = f"{base}/api/v1/hotel/postings"
+    denied = httpx.post(url, json=body, headers=viewer, timeout=5)
+    assert (denied.status_code, denied.json()["error_id"]) == (403, "read-only")
+    bad = {**body, "fields": {"TA|": "1"}}
+    refused = httpx.post(url, json=bad, headers=HEADERS, timeout=5)
+    assert (refused.status_code, refused.json()["error_id"]) == (422, "bad-field")
+    wait_for(
+        lambda: (
+            httpx.get(f"{base}/api/v1/hotel/pms", headers=viewer, timeout=5).json()["state"]
+            == "active"
+        ),
+        "the appliance sees the link active (viewers may read the status)",
+    )
+
+
 def received_postings(control: str) -> list[str]:
     return [r for r in pms_state(control)["received"] if r.startswith("PS|")]
 
@@ -102,6 +126,7 @@ def test_postings_are_booked_exactly_once_across_kill_9_mid_posting(
     try:
         first.wait_healthy(f"{base}/healthz")
         wait_for(lambda: pms_state(control)["link_active"], "link up")
+        check_api_errors(base)
         numbers = [post_charge(base, ("101", "102")[n % 2], 1000 + n) for n in range(4)]
         wait_for(lambda: received_postings(control), "first PS on the wire")
         first.proc.send_signal(signal.SIGKILL)

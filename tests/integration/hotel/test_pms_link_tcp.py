@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from appliance.hotel.pms_link import ROOMS_KEY, PmsLinkService
-from appliance.hotel.postings import Posting
+from appliance.hotel.postings import Posting, PostingQueue
 from appliance.hotel.settings import PmsSettings
 from appliance.hotel.wiring import build_client
 from appliance.store import StateStore, Store
@@ -115,7 +115,7 @@ async def test_postings_go_one_at_a_time_across_a_link_drop_and_a_night_audit(
 
 
 async def test_a_pms_that_answers_twice_books_once_and_the_extra_answer_is_ignored(
-    pms: PmsLinkService, simulator: PmsSimulator
+    pms: PmsLinkService, simulator: PmsSimulator, store: Store
 ) -> None:
     await until(lambda: pms.status()["state"] == "active", what="link up")
     simulator.act(lambda core: _answers(core, "twice", 0.0))
@@ -125,6 +125,8 @@ async def test_a_pms_that_answers_twice_books_once_and_the_extra_answer_is_ignor
     assert [p["number"] for p in final["postings"]] == numbers
     assert final["overlaps"] == 0
     assert [o.number for o in pms.outcomes] == numbers
+    await pms.stop()
+    assert PostingQueue(store).pending() == 0, "every answered posting left the store by stop"
 
 
 async def test_a_posting_for_a_room_checked_out_meanwhile_is_still_delivered_once(
