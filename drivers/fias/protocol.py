@@ -46,8 +46,22 @@ class FiasProtocol:
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes read from the peer."""
-        for byte in data:
-            self._byte(byte)
+        view = memoryview(data)
+        while view:
+            view = view[self._scan(view) :]
+
+    def _scan(self, view: memoryview) -> int:
+        """Consume a run of record bytes at once, or one framing byte; returns bytes used."""
+        if not self._in_frame or view[0] in (STX, ETX):
+            self._byte(view[0])
+            return 1
+        run = bytes(view[: self._max_record + 1 - len(self._buffer)])
+        end = min((i for i in (run.find(b"\x02"), run.find(b"\x03")) if i >= 0), default=len(run))
+        if end == len(run) and len(self._buffer) + end > self._max_record:
+            self._byte(view[0])
+            return 1
+        self._buffer += run[:end]
+        return end
 
     def next_event(self) -> Record | None:
         """The next record, None when more bytes are needed; raises RemoteProtocolError in order."""
