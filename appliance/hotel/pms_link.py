@@ -13,7 +13,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 from appliance.hotel.postings import Posting, PostingOutcome, PostingQueue, PostingSender
@@ -28,6 +27,7 @@ from drivers.fias.link import (
     NightAudit,
     ResyncCompleted,
     ResyncFailed,
+    RoomState,
 )
 
 log = logging.getLogger(__name__)
@@ -157,8 +157,6 @@ class PmsLinkService:
             log.warning("PMS did not start the requested resync")
         elif isinstance(event, RecordPA):
             self._answered(event)
-        else:
-            log.debug("PMS record %r", bytes(event))
         self._pump()
 
     def _answered(self, answer: RecordPA) -> None:
@@ -172,7 +170,7 @@ class PmsLinkService:
                 outcome.status, outcome.text)  # fmt: skip
 
     def _store_rooms(self, event: ResyncCompleted) -> None:
-        rooms = {number: asdict(room) for number, room in event.rooms.items()}
+        rooms = {number: _room_document(room) for number, room in event.rooms.items()}
         assert self._state is not None
         self._state.put(ROOMS_KEY, rooms)
         log.info("PMS resync: %d rooms, %d occupied", len(rooms),
@@ -183,3 +181,10 @@ class PmsLinkService:
             return {}
         rooms: dict[str, Any] = self._state.get(ROOMS_KEY, {})
         return rooms
+
+
+def _room_document(room: RoomState) -> dict[str, Any]:
+    guests = [
+        {"reservation": g.reservation, "name": g.name, "language": g.language} for g in room.guests
+    ]
+    return {"room": room.room, "guests": guests}

@@ -226,7 +226,8 @@ class FiasClient:
             return
         if isinstance(item, UnknownRecord):
             log.info("PMS sent an unknown record type: %r", bytes(item))
-        log.debug("PMS -> %r", bytes(item))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("PMS -> %r", bytes(item))
         self.link.receive(item)
 
     def _flush(self) -> None:
@@ -235,7 +236,8 @@ class FiasClient:
             return
         data = bytearray(framing.data_to_send())
         for record in self.link.records_to_send():
-            log.debug("PMS <- %r", bytes(record))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("PMS <- %r", bytes(record))
             data += framing.send(record)
         if data:
             channel.write(bytes(data))
