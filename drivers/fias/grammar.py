@@ -298,11 +298,11 @@ RECORD_TYPES: dict[str, type[Record]] = {
     )
 }  # fmt: skip
 
-# AS answer statuses that end a posting; any other answer leaves it queued for a retry.
+# AS answer statuses that end a posting; any other (NA night audit, RY retry, BY busy) leaves
+# it queued for a retry.
 FINAL_POSTING_STATUSES = frozenset(
     {"OK", "AA", "AN", "BM", "CD", "CO", "DM", "DN", "FX", "IA", "NF", "NG", "NM", "NP", "UR"}
 )
-RETRY_POSTING_STATUSES = frozenset({"NA", "RY", "BY"})
 
 
 def parse_record(body: bytes) -> Record:
@@ -337,11 +337,6 @@ def pack_record(record: Record) -> bytes:
         return text.encode("latin-1")
     except UnicodeEncodeError as err:
         raise LocalProtocolError(f"{record.record_id} carries a character beyond Latin-1") from err
-
-
-def money(cents: int) -> str:
-    """M: money without a decimal point, implied 2 decimals (10.50 -> ``1050``)."""
-    return str(cents)
 
 
 def fias_date(moment: dt.datetime | dt.date) -> str:

@@ -20,8 +20,6 @@ STX = 0x02
 ETX = 0x03
 DEFAULT_MAX_RECORD = 8192
 
-Event = Record
-
 
 class FiasProtocol:
     """The TCP framing layer; feed it bytes, read records, ask it for bytes to send."""

@@ -96,7 +96,8 @@ def _handler_for(simulator: PmsSimulator) -> type[BaseHTTPRequestHandler]:
                 self._send(404, {"error_id": "not-found", "message": f"no route {self.path}"})
                 return
             state = simulator.query(PmsCore.snapshot)
-            self._send(200, {**state, "connected": simulator.connected, "port": simulator.port})
+            links = {"connected": simulator.connected, "connections": simulator.connections}
+            self._send(200, {**state, **links, "port": simulator.port})
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

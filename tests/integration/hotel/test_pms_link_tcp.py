@@ -112,6 +112,7 @@ async def test_postings_go_one_at_a_time_across_a_link_drop_and_a_night_audit(
     ]
     assert final["overlaps"] == 0
     assert all(p["status"] == "OK" for p in final["postings"])
+    assert simulator.connections == 2, "reconnected once, after the drop"
 
 
 async def test_a_pms_that_answers_twice_books_once_and_the_extra_answer_is_ignored(
