@@ -71,6 +71,7 @@ class PmsLinkService:
         ]
 
     async def stop(self) -> None:
+        await self.client.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -79,7 +80,6 @@ class PmsLinkService:
         self._tasks = []
         if self._commit is not None:
             await self._commit
-        await self.client.close()
         self._commit_completed()
 
     def post(self, posting: Posting) -> int:

@@ -146,6 +146,7 @@ class FiasClient:
         self._tick = tick
         self._channel: Channel | None = None
         self._framing: Framing | None = None
+        self._closing = False
 
     def send(self, record: Record) -> bool:
         """Write ``record`` now; False when no link is there to carry it."""
@@ -162,23 +163,29 @@ class FiasClient:
         return started
 
     async def run(self) -> None:
-        """Connect, run, reconnect with the link's backoff; until cancelled."""
-        while True:
-            try:
-                await self._session()
-            except FiasError as err:
-                log.warning("PMS link: %s", err)
-            delay = self.link.connection_lost()
-            self._drain_events()
-            await asyncio.sleep(delay)
+        """Connect, run, reconnect with the link's backoff; until closed or cancelled."""
+        while not self._closing:
+            await self._attempt()
 
     async def close(self) -> None:
-        """Send LE (when connected) and close the channel."""
+        """Orderly end: LE to the PMS (when connected), then close the channel; run() returns."""
+        self._closing = True
         if self._channel is not None:
             self.link.close()
             self._flush()
-            await self._channel.close()
-            self._channel = None
+            channel, self._channel = self._channel, None
+            await channel.close()
+
+    async def _attempt(self) -> None:
+        try:
+            await self._session()
+        except FiasError as err:
+            if not self._closing:
+                log.warning("PMS link: %s", err)
+        if not self._closing:
+            delay = self.link.connection_lost()
+            self._drain_events()
+            await asyncio.sleep(delay)
 
     async def _session(self) -> None:
         self._channel = await self._opener()
@@ -192,15 +199,16 @@ class FiasClient:
                 await channel.close()
 
     async def _pump(self, channel: Channel) -> None:
-        while not self.link.should_close:
+        while not self.link.should_close and not self._closing:
             data = b""
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._tick):
                     data = await channel.read()
-                if not data:
+                if not data and not self._closing:
                     raise LinkError("PMS closed the connection")
             self._feed(data)
-        raise LinkError("PMS link timed out; reconnecting")
+        if not self._closing:
+            raise LinkError("PMS link timed out; reconnecting")
 
     def _feed(self, data: bytes) -> None:
         framing = self._framing

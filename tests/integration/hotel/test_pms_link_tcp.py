@@ -128,6 +128,7 @@ async def test_a_pms_that_answers_twice_books_once_and_the_extra_answer_is_ignor
     assert [o.number for o in pms.outcomes] == numbers
     await pms.stop()
     assert PostingQueue(store).pending() == 0, "every answered posting left the store by stop"
+    await until(lambda: state(simulator)["received"][-1].startswith("LE|"), what="LE on stop")
 
 
 async def test_a_posting_for_a_room_checked_out_meanwhile_is_still_delivered_once(
