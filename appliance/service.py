@@ -27,6 +27,10 @@ from appliance.compliance.service import ComplianceService
 from appliance.gateway.channels import ModemCollector, ModemPool
 from appliance.gateway.routes import build_sms_router
 from appliance.gateway.sms import SmsService
+from appliance.hotel.pms_link import PmsLinkService
+from appliance.hotel.routes import build_hotel_router
+from appliance.hotel.settings import PmsSettings
+from appliance.hotel.wiring import build_client
 from appliance.pbx.component import PbxComponent
 from appliance.pbx.deciders import POLICY, TRUNK
 from appliance.pbx.errors import PbxNotStartedError
@@ -150,6 +154,8 @@ def build(
             sms = _sms(settings, store, sim, compliance, pool)
             app.include_router(build_sms_router(settings.api.tokens, sms))
             components.append(sms)
+    if settings.hotel.pms is not None:
+        components.append(_pms_link(settings.hotel.pms, settings, store, health, app))
     if settings.sync.enabled:
         peers = pbx.peers if pbx is not None else None
         sync = SyncClient(
@@ -220,6 +226,21 @@ class CdrWriteCollector:
 def _prune_calls(pbx: PbxComponent, now: float) -> int:
     """Finished calls and old CDR index entries, recording or not."""
     return pbx.calls.prune(now)
+
+
+def _pms_link(
+    pms_settings: PmsSettings,
+    settings: ApplianceSettings,
+    store: StoreComponent,
+    health: Health,
+    app: FastAPI,
+) -> PmsLinkService:
+    """The FIAS link to the hotel's PMS and its durable postings."""
+    client = build_client(pms_settings, settings.site.timezone)
+    pms = PmsLinkService(pms_settings, store.get, client)
+    health.add_check("pms", pms.check)
+    app.include_router(build_hotel_router(settings.api.tokens, pms))
+    return pms
 
 
 def _gsm_trunks(

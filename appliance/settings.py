@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from appliance.gateway.settings import GatewaySettings
+from appliance.hotel.settings import HotelSettings
 from appliance.pbx.settings import PbxSettings
 from drivers.net.plan import Desired, Link, Route, WireGuardPeer
 from drivers.runtime.settings_base import ApiToken, Section, ServiceSettings, check_distinct_tokens
@@ -322,6 +323,7 @@ class ApplianceSettings(ServiceSettings):
     compliance: ComplianceSettings = ComplianceSettings()
     gateway: GatewaySettings = GatewaySettings()
     pbx: PbxSettings = PbxSettings()
+    hotel: HotelSettings = HotelSettings()
 
     @model_validator(mode="after")
     def _gsm_channels(self) -> ApplianceSettings:

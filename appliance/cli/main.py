@@ -16,7 +16,15 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
-from appliance.cli import appliance_cmd, demo_cmd, doctor_cmd, flash_cmd, keys_cmd, modem_cmd
+from appliance.cli import (
+    appliance_cmd,
+    demo_cmd,
+    doctor_cmd,
+    flash_cmd,
+    keys_cmd,
+    modem_cmd,
+    pms_simulator_cmd,
+)
 from drivers.runtime.version import __version__
 
 SubcommandModule = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -30,6 +38,7 @@ _MODULES: tuple[SubcommandModule, ...] = (
     keys_cmd.add_parser,
     doctor_cmd.add_parser,
     flash_cmd.add_parser,
+    pms_simulator_cmd.add_parser,
 )
 
 

@@ -1,0 +1,1 @@
+"""The hotel profile's PMS side: the FIAS link service and durable charge postings."""

@@ -1,0 +1,190 @@
+"""The PMS link service: keeps the FIAS link up, sends postings, keeps the room snapshot.
+
+It receives its FiasClient from the composition root and only reacts to link events: a
+LinkUp (or the end of a night audit, a PA, a tick) lets the next posting out; a resync's
+snapshot is stored in LMDB so that a resync is requested only while no room data is stored
+(new install or lost data), never periodically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from appliance.hotel.postings import Posting, PostingOutcome, PostingQueue, PostingSender
+from appliance.hotel.settings import PmsSettings
+from appliance.store import StateStore, Store
+from drivers.fias.client import FiasClient
+from drivers.fias.grammar import RecordPA
+from drivers.fias.link import (
+    LinkDown,
+    LinkEvent,
+    LinkUp,
+    NightAudit,
+    ResyncCompleted,
+    ResyncFailed,
+    RoomState,
+)
+
+log = logging.getLogger(__name__)
+
+ROOMS_KEY = "pms:rooms"
+_TICK_S = 0.5
+
+
+class PmsLinkService:
+    """The hotel's PMS link: one component, owning the postings sender."""
+
+    name = "pms-link"
+
+    def __init__(
+        self, settings: PmsSettings, store: Callable[[], Store], client: FiasClient
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self.client = client
+        client.on_event = self._on_event
+        self._sender: PostingSender | None = None
+        self._state: StateStore | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._completed = asyncio.Event()
+        self._commit: asyncio.Future[None] | None = None
+        self.outcomes: list[PostingOutcome] = []
+
+    async def start(self) -> None:
+        store = self._store()
+        self._state = StateStore(store, "hotel")
+        self._sender = PostingSender(
+            PostingQueue(store),
+            time.monotonic,
+            answer_timeout=self._settings.answer_timeout_s,
+            retry_after=self._settings.retry_after_s,
+        )
+        self._tasks = [
+            asyncio.create_task(self.client.run(), name="pms-link"),
+            asyncio.create_task(self._ticker(), name="pms-postings"),
+            asyncio.create_task(self._committer(), name="pms-postings-commit"),
+        ]
+
+    async def stop(self) -> None:
+        await self.client.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._commit is not None:
+            await self._commit
+        self._commit_completed()
+
+    def post(self, posting: Posting) -> int:
+        """Queue a charge durably and send it when its turn comes; returns its P#."""
+        number = self.sender().queue.add(posting)
+        self._pump()
+        return number
+
+    def status(self) -> dict[str, Any]:
+        """Link state, night audit, postings waiting, rooms known."""
+        link = self.client.link
+        rooms = self._rooms()
+        return {
+            "state": link.state.value,
+            "night_audit": link.night_audit,
+            "resyncing": link.resyncing,
+            "postings_pending": self.sender().pending(),
+            "posting_outstanding": self.sender().outstanding,
+            "rooms": len(rooms),
+            "occupied": sum(1 for room in rooms.values() if room["guests"]),
+        }
+
+    def check(self) -> tuple[bool, str]:
+        """Health: the link is up (postings are buffered meanwhile, so never fatal)."""
+        return True, self.client.link.state.value
+
+    def sender(self) -> PostingSender:
+        """The postings sender; only valid between start and stop."""
+        if self._sender is None:
+            raise RuntimeError("PMS link service is not started")
+        return self._sender
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(_TICK_S)
+            self._pump()
+
+    async def _committer(self) -> None:
+        while True:
+            await self._completed.wait()
+            self._completed.clear()
+            numbers = self.sender().take_completed()
+            # Shielded: a stop waits for a commit already running instead of abandoning it.
+            self._commit = asyncio.ensure_future(
+                asyncio.to_thread(self.sender().queue.complete, numbers)
+            )
+            await asyncio.shield(self._commit)
+            self.sender().committed(numbers)
+
+    def _commit_completed(self) -> None:
+        numbers = self.sender().take_completed()
+        self.sender().queue.complete(numbers)
+        self.sender().committed(numbers)
+
+    def _pump(self) -> None:
+        record = self.sender().next_record(self.client.link.postings_allowed)
+        if record is not None and not self.client.send(record):
+            self.sender().link_lost()
+
+    def _on_event(self, event: LinkEvent) -> None:
+        if isinstance(event, LinkUp):
+            log.info("PMS link up")
+            if self._settings.resync_when_empty and not self._rooms():
+                self.client.request_resync()
+        elif isinstance(event, LinkDown):
+            log.warning("PMS link down: %s", event.reason)
+            self.sender().link_lost()
+        elif isinstance(event, NightAudit):
+            log.info("PMS night audit %s", "started" if event.running else "ended")
+            if not event.running:
+                self.sender().resume()
+        elif isinstance(event, ResyncCompleted):
+            self._store_rooms(event)
+        elif isinstance(event, ResyncFailed):
+            log.warning("PMS did not start the requested resync")
+        elif isinstance(event, RecordPA):
+            self._answered(event)
+        self._pump()
+
+    def _answered(self, answer: RecordPA) -> None:
+        outcome = self.sender().answer(answer)
+        if outcome is None:
+            return
+        self._completed.set()
+        self.outcomes.append(outcome)
+        level = logging.INFO if outcome.status == "OK" else logging.WARNING
+        log.log(level, "posting P#%d for room %s: %s %s", outcome.number, outcome.room,
+                outcome.status, outcome.text)  # fmt: skip
+
+    def _store_rooms(self, event: ResyncCompleted) -> None:
+        rooms = {number: _room_document(room) for number, room in event.rooms.items()}
+        assert self._state is not None
+        self._state.put(ROOMS_KEY, rooms)
+        log.info("PMS resync: %d rooms, %d occupied", len(rooms),
+                 sum(1 for room in event.rooms.values() if room.occupied))  # fmt: skip
+
+    def _rooms(self) -> dict[str, Any]:
+        if self._state is None:
+            return {}
+        rooms: dict[str, Any] = self._state.get(ROOMS_KEY, {})
+        return rooms
+
+
+def _room_document(room: RoomState) -> dict[str, Any]:
+    guests = [
+        {"reservation": g.reservation, "name": g.name, "language": g.language} for g in room.guests
+    ]
+    return {"room": room.room, "guests": guests}

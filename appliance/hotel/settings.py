@@ -1,0 +1,35 @@
+"""Settings of the hotel profile (``hotel:`` in the appliance configuration)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from drivers.runtime.settings_base import Section
+
+
+class PmsSettings(Section):
+    """The FIAS link to the PMS's interface (IFC): TCP to ``host:port`` or a serial port."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(5010, ge=1, le=65535)
+    serial_port: str | None = Field(None, description="RS-232 device instead of TCP")
+    connect_timeout_s: float = Field(5.0, gt=0)
+    answer_timeout_s: float = Field(30.0, ge=1, description="spec: at least 30 s")
+    alive_interval_s: float = Field(300.0, ge=300, description="spec: not below 5 min")
+    reconnect_min_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(60.0, gt=0)
+    retry_after_s: float = Field(30.0, gt=0, description="wait after an NA/RY/BY answer")
+    resync_when_empty: bool = Field(True, description="DR once while no room data is stored")
+    vendor_version: str = Field("1.0", pattern=r"^[0-9A-Za-z.]{1,16}$")
+
+    @model_validator(mode="after")
+    def _backoff(self) -> PmsSettings:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("hotel.pms.reconnect_max_s must be at least reconnect_min_s")
+        return self
+
+
+class HotelSettings(Section):
+    """The hotel profile; ``pms`` unset means no PMS link."""
+
+    pms: PmsSettings | None = None

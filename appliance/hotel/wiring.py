@@ -1,0 +1,48 @@
+"""Builds the PMS link's drivers from settings (called by the composition root)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import random
+import time
+import zoneinfo
+from collections.abc import Callable
+
+from appliance.hotel.settings import PmsSettings
+from drivers.fias.client import FiasClient, Framing, Opener, SerialChannel, TcpChannel
+from drivers.fias.grammar import stamp
+from drivers.fias.link import FiasLink, LinkTiming
+from drivers.fias.protocol import FiasProtocol
+from drivers.fias.serial import SerialProtocol
+
+
+def build_client(settings: PmsSettings, timezone: str) -> FiasClient:
+    """A FiasClient over TCP, or over the serial port when one is configured."""
+    zone = zoneinfo.ZoneInfo(timezone)
+    timing = LinkTiming(
+        answer_timeout=settings.answer_timeout_s,
+        alive_interval=settings.alive_interval_s,
+        reconnect_min=settings.reconnect_min_s,
+        reconnect_max=settings.reconnect_max_s,
+    )
+    link = FiasLink(
+        time.monotonic,
+        lambda: stamp(dt.datetime.now(zone)),
+        version=settings.vendor_version,
+        timing=timing,
+        rng=random.Random(),
+    )
+    return FiasClient(link, _framing(settings), _opener(settings))
+
+
+def _framing(settings: PmsSettings) -> Callable[[], Framing]:
+    if settings.serial_port:
+        return functools.partial(SerialProtocol, time.monotonic)
+    return FiasProtocol
+
+
+def _opener(settings: PmsSettings) -> Opener:
+    if settings.serial_port:
+        return SerialChannel.opener(settings.serial_port)
+    return TcpChannel.opener(settings.host, settings.port, settings.connect_timeout_s)
