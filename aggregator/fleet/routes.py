@@ -163,6 +163,7 @@ def build_fleet_router(settings: AggregatorSettings, engine: Callable[[], sa.Eng
         format: Format = "json",
     ) -> Any:
         first, last = _day(start), _day(end)
+        _day_span(first, last, settings.reports.max_span_days)
         query = (
             sa.select(sim_usage_days)
             .where(sim_usage_days.c.day >= first, sim_usage_days.c.day <= last)
@@ -271,6 +272,16 @@ def _day(text: str) -> str:
         return datetime.date.fromisoformat(text).isoformat()
     except ValueError:
         raise ApiError(422, "bad-date", f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _day_span(first: str, last: str, max_days: int) -> None:
+    """Refuse a usage report that runs backwards or covers more than ``max_days`` days."""
+    start = datetime.date.fromisoformat(first)
+    end = datetime.date.fromisoformat(last)
+    try:
+        reports.report_span(0, (end - start).days * reports.DAY_MS, max_days)
+    except reports.QueryError as err:
+        raise ApiError(422, err.error_id, str(err)) from None
 
 
 def _sim(row: Any) -> dict[str, Any]:

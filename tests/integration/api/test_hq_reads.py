@@ -117,6 +117,22 @@ def test_a_report_over_a_reversed_or_too_long_span_is_refused(
     assert response.json()["message"]
 
 
+@pytest.mark.parametrize(
+    ("span", "error_id"),
+    [
+        ({"from": "2025-12-01", "to": "2025-11-01"}, "report-span-reversed"),
+        ({"from": "2024-01-01", "to": "2025-01-02"}, "report-span-too-long"),
+    ],
+)
+def test_a_sim_usage_report_over_a_reversed_or_too_long_span_is_refused(
+    client: TestClient, span: dict[str, str], error_id: str
+) -> None:
+    response = client.get("/api/v1/fleet/reports/usage", params=span, headers=HQ_VIEWER)
+    assert (response.status_code, response.json()["error_id"]) == (422, error_id)
+    days = {"from": "2025-01-01", "to": "2026-01-01"}
+    assert client.get("/api/v1/fleet/reports/usage", params=days, headers=HQ_VIEWER).is_success
+
+
 def test_a_report_over_the_longest_span_answers(client: TestClient) -> None:
     days = {"from": "2025-01-01", "to": "2026-01-02", "group": "hour"}
     rows = read(client, "/api/v1/reports/summary", HQ_VIEWER, site=SITE, **days)["rows"]
