@@ -56,6 +56,23 @@ class IngestSettings(Section):
     key_file: Path | None = Field(None, description="server .key_secret; default data_dir/keys")
     sites: tuple[SiteKey, ...] = ()
     chunk_credit: int = Field(16, ge=1, le=256)
+    max_pending: int = Field(
+        384,
+        ge=1,
+        le=10_000,
+        description="messages taken in and not yet answered, all sites together; at the "
+        "limit HQ stops reading and libzmq pushes back on the senders",
+    )
+    site_pending: int = Field(
+        96,
+        ge=1,
+        le=10_000,
+        description="messages of one site taken in and not yet answered; more are refused "
+        "site-busy (a site within its window and chunk credit never gets there)",
+    )
+    receive_hwm: int = Field(
+        64, ge=1, le=10_000, description="messages libzmq queues per connection (ZMQ_RCVHWM)"
+    )
 
 
 class RoutingSettings(Section):
