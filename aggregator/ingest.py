@@ -13,7 +13,7 @@ A bad site cannot hurt the others: every record inside a batch is parsed into it
 record (drivers/sync/records.py) and an invalid one is refused alone, counted per site
 and acknowledged with its batch, so the site's outbox moves on. A group commit that
 fails is retried batch by batch, so one batch can only fail itself. libzmq drops
-connections that send frames over ``MAX_FRAME`` (ZMQ_MAXMSGSIZE) and queues at most
+connections that send frames over ``MAX_WIRE`` (ZMQ_MAXMSGSIZE) and queues at most
 ``receive_hwm`` messages per connection; HQ holds at most ``max_pending`` messages
 being worked on (then it stops reading, which pushes back through libzmq) and at most
 ``site_pending`` per site (more are refused ``site-busy`` without any work).
@@ -54,7 +54,7 @@ from aggregator.store.sms import store_sms
 from aggregator.zap import ZAP_DOMAIN, SiteAuthenticator, SiteKeys
 from drivers.sync import keys
 from drivers.sync.protocol import (
-    MAX_FRAME,
+    MAX_WIRE,
     Ack,
     CdrBatch,
     Command,
@@ -149,7 +149,7 @@ class IngestServer:
         sock.zap_domain = ZAP_DOMAIN.encode()
         sock.linger = 0
         sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_WIRE)
         sock.rcvhwm = self._settings.ingest.receive_hwm
         try:
             sock.bind(self._settings.ingest.bind)
