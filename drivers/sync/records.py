@@ -94,10 +94,13 @@ def optional_id(doc: Mapping[str, Any], key: str) -> str | None:
 
 
 def number(doc: Mapping[str, Any], key: str, low: float, high: float) -> float:
-    """An optional number (absent is 0) within [low, high]; NaN is refused."""
+    """An optional number (absent is 0) within [low, high]; NaN is refused.
+
+    An integer stays an integer, so a record packs back to the bytes it came from.
+    """
     value = doc.get(key)
     if (type(value) is float or type(value) is int) and low <= value <= high:
-        return float(value)
+        return value
     if value is None:
         return 0.0
     if type(value) is not float and type(value) is not int:
