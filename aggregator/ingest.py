@@ -16,7 +16,9 @@ fails is retried batch by batch, so one batch can only fail itself. libzmq drops
 connections that send frames over ``MAX_WIRE`` (ZMQ_MAXMSGSIZE) and queues at most
 ``receive_hwm`` messages per connection; HQ holds at most ``max_pending`` messages
 being worked on (then it stops reading, which pushes back through libzmq) and at most
-``site_pending`` per site (more are refused ``site-busy`` without any work).
+``site_pending`` per site (more are refused ``site-busy`` without any work). A site
+that has spent its budget of refusals (aggregator/refusals.py) has its messages dropped
+undecoded and unanswered (counted as ``site-throttled``) until the budget refills.
 
 Exceptions::
 
@@ -120,7 +122,8 @@ class IngestServer:
         # Decoding the next batch overlaps the current commit (SQLite releases the GIL).
         self._decoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest-decode")
         self._peers: dict[str, bytes] = {}
-        self.refusals = Refusals(metrics.records_refused)
+        budget = settings.ingest
+        self.refusals = Refusals(metrics.records_refused, budget.refusal_rate, budget.refusal_burst)
         self._room = asyncio.Semaphore(settings.ingest.max_pending)
         self._site_pending: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -208,6 +211,11 @@ class IngestServer:
         site_id = str(frames[1].get("User-Id")) if len(frames) > 1 else ""
         if not site_id:
             self.metrics.peers_rejected.labels(reason="no-site").inc()
+            return False
+        if self.refusals.throttled(site_id):
+            # Not even answered: a flood must not cost HQ a reply per message.
+            self.metrics.protocol_errors.labels(error_id="site-throttled").inc()
+            self.refusals.refused(site_id, "message", "site-throttled", "too much refused")
             return False
         try:
             message = decode([f.buffer for f in frames[1:]])

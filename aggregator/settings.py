@@ -70,6 +70,15 @@ class IngestSettings(Section):
         description="messages of one site taken in and not yet answered; more are refused "
         "site-busy (a site within its window and chunk credit never gets there)",
     )
+    refusal_rate: float = Field(
+        2000,
+        gt=0,
+        description="refused records and messages a second a site may send before HQ "
+        "refuses everything from it undecoded (site-throttled)",
+    )
+    refusal_burst: int = Field(
+        20_000, ge=1, description="refusals a site may spend at once before throttling"
+    )
     receive_hwm: int = Field(
         64, ge=1, le=10_000, description="messages libzmq queues per connection (ZMQ_RCVHWM)"
     )
