@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 import zmq
 
 from appliance.store import Outbox, Store
@@ -26,21 +25,9 @@ from drivers.sync.protocol import (
     encode,
 )
 from tests.procs import Service
-from tests.sync_env import SyncEnv, make_cdr, make_env, wait_for
+from tests.sync_env import SyncEnv, admit_site, make_cdr, make_env, wait_for
 
 BAD = "site-bad"
-
-
-def add_site(env: SyncEnv, site_id: str, **ingest: object) -> Path:
-    """Admit a second site's key at HQ (and set ``ingest`` options); its secret key file."""
-    public, secret = keys.generate(env.root / site_id, site_id)
-    config = yaml.safe_load(env.agg_config.read_text())
-    config["ingest"]["sites"].append(
-        {"site_id": site_id, "public_key": keys.load_public(public).decode()}
-    )
-    config["ingest"].update(ingest)
-    env.agg_config.write_text(yaml.safe_dump(config))
-    return secret
 
 
 @pytest.fixture
@@ -97,7 +84,7 @@ def refused(env: SyncEnv, site: str, stream: str, error_id: str) -> float:
 def test_invalid_cdrs_are_refused_alone_and_the_outbox_moves_on(
     env: SyncEnv, ctx: zmq.Context[zmq.Socket[bytes]]
 ) -> None:
-    bad_key = add_site(env, BAD)
+    bad_key = admit_site(env, BAD)
     store = Store.open(env.root / "app" / "store")
     try:
         docs = [make_cdr(n) for n in range(100)]
@@ -132,7 +119,7 @@ def test_invalid_cdrs_are_refused_alone_and_the_outbox_moves_on(
 def test_a_site_past_its_share_of_work_is_told_site_busy(
     env: SyncEnv, ctx: zmq.Context[zmq.Socket[bytes]]
 ) -> None:
-    bad_key = add_site(env, BAD, site_pending=2)
+    bad_key = admit_site(env, BAD, site_pending=2)
     agg = start(env, ["aggregator", "run", "-c", str(env.agg_config)], env.agg_url, "agg.log")
     try:
         hostile = dealer(env, ctx, bad_key)
@@ -168,5 +155,31 @@ def test_a_frame_over_the_libzmq_cap_drops_that_connection_and_nothing_else(
         again.send_multipart(encode(Hello("site-a", "x")))
         assert isinstance(next_reply(again, Welcome), Welcome)
         assert metric(env, r'callmesh_protocol_errors_total\{error_id="frame-too-large"\}') == 0
+    finally:
+        agg.close()
+
+
+def test_a_site_that_spends_its_refusal_budget_is_dropped_undecoded(
+    env: SyncEnv, ctx: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    bad_key = admit_site(env, BAD, refusal_burst=100, refusal_rate=0.01)
+    agg = start(env, ["aggregator", "run", "-c", str(env.agg_config)], env.agg_url, "agg.log")
+    try:
+        hostile = dealer(env, ctx, bad_key)
+        hostile.send_multipart(encode(Hello(BAD, "x")))
+        next_reply(hostile, Welcome)
+        hostile.send_multipart(encode(CdrBatch([(n, b"\xc1") for n in range(150)])))
+        assert next_reply(hostile, Ack) == Ack("cdr", list(range(150)))
+        hostile.send_multipart(encode(CdrBatch([(150, make_cdr(150))])))
+        with pytest.raises(zmq.Again):
+            next_reply(hostile, Ack)
+        assert metric(env, r'callmesh_protocol_errors_total\{error_id="site-throttled"\}') == 1
+        env.prefill(100)
+        app = start(env, ["appliance", "run", "-c", str(env.app_config)], env.app_url, "app.log")
+        try:
+            wait_for(lambda: env.ingested() == 100, 60, "the good site's CDRs")
+        finally:
+            app.close()
+        assert env.api(f"/api/v1/sites/{BAD}")["cdrs_received"] == 0
     finally:
         agg.close()
