@@ -24,6 +24,9 @@ from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 
+# HQ's own failures: answered "retry later", counted, but never charged to the site.
+HQ_FAULTS = frozenset({"db-unavailable", "storage-unavailable", "ingest-failed"})
+
 
 class Refusals:
     """Counts, logs and budgets refused records and messages per site."""
@@ -53,8 +56,9 @@ class Refusals:
         self.counter.labels(site=site_id, stream=stream, error_id=error_id).inc(count)
         with self._lock:
             now = self._clock()
-            tokens, _ = self._tokens(site_id, now)
-            self._budget[site_id] = (tokens - count, now)
+            if error_id not in HQ_FAULTS:
+                tokens, _ = self._tokens(site_id, now)
+                self._budget[site_id] = (tokens - count, now)
             unlogged = self._unlogged((site_id, stream, error_id), now, count)
         if unlogged is not None:
             log.warning(

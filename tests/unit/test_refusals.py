@@ -66,3 +66,13 @@ def test_a_site_past_its_budget_is_throttled_until_the_budget_refills(
     assert not counted.throttled("site-good")
     clock.now += 1.0
     assert not counted.throttled("site-bad")
+
+
+def test_hq_own_failures_are_counted_but_never_charged_to_the_site(
+    registry: CollectorRegistry,
+) -> None:
+    counted = refusals(registry, Clock())
+    counted.refused("site-a", "message", "db-unavailable", "retry later", 1000)
+    assert not counted.throttled("site-a")
+    labels = {"site": "site-a", "stream": "message", "error_id": "db-unavailable"}
+    assert registry.get_sample_value("refused_total", labels) == 1000
