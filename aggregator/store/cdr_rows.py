@@ -73,29 +73,30 @@ class ParsedBatch:
 
 def cdr_row(site_id: str, raw: bytes, now_ms: int) -> CdrRow:
     """The ``cdrs`` row for one msgpack CDR document, or RecordError."""
-    cdr = parse_cdr(raw)
-    caller, callee = cdr.caller, cdr.callee
+    # Unpacked at once: a tuple unpack is cheaper than twenty attribute reads.
+    (cdr_id, start, disposition, conversation, direction, caller, callee, trunk, answer, end,
+     duration, billable, cause, side, recording, *_) = parse_cdr(raw)  # fmt: skip
     return CdrRow(
         site_id,
-        cdr.cdr_id,
-        cdr.conversation_id,
-        cdr.direction,
+        cdr_id,
+        conversation,
+        direction,
         caller.number,
         caller.extension or "",
         caller.name,
         callee.number,
         callee.extension or "",
         callee.name,
-        cdr.trunk or "",
-        int(cdr.start * 1000),
-        None if cdr.answer is None else int(cdr.answer * 1000),
-        None if cdr.end is None else int(cdr.end * 1000),
-        cdr.duration_s,
-        cdr.billable_s,
-        cdr.disposition,
-        str(cdr.hangup_cause),
-        cdr.hangup_side,
-        cdr.recording_id,
+        trunk or "",
+        int(start * 1000),
+        None if answer is None else int(answer * 1000),
+        None if end is None else int(end * 1000),
+        duration,
+        billable,
+        disposition,
+        str(cause),
+        side,
+        recording,
         raw,
         now_ms,
     )
