@@ -118,8 +118,8 @@ class CdrBuilder:
             conversation_id=call.get("conversation_id")
             or conversation_id(self.site_id, call["call_id"]),
             direction=_direction(call),
-            caller=Party(**call["caller"]),
-            callee=Party(**call["callee"]),
+            caller=_party(call["caller"]),
+            callee=_party(call["callee"]),
             trunk=call.get("trunk"),
             answer=answer,
             end=end,
@@ -162,6 +162,11 @@ class CdrBuilder:
     def interrupted(self, call: Mapping[str, Any], end: float, why: str) -> dict[str, Any]:
         """CDR for a call that was open when a component crashed."""
         return self.finish(call, end, "interrupted", 0, why, "system")
+
+
+def _party(doc: Mapping[str, Any]) -> Party:
+    """An open call's party as stored (a map, possibly written by an older version)."""
+    return Party(str(doc.get("number") or ""), doc.get("extension"), str(doc.get("name") or ""))
 
 
 def _direction(call: Mapping[str, Any]) -> str:
