@@ -213,9 +213,10 @@ class IngestServer:
             self.metrics.peers_rejected.labels(reason="no-site").inc()
             return False
         if self.refusals.throttled(site_id):
-            # Not even answered: a flood must not cost HQ a reply per message.
-            self.metrics.protocol_errors.labels(error_id="site-throttled").inc()
-            self.refusals.refused(site_id, "message", "site-throttled", "too much refused")
+            # Neither decoded nor answered nor charged: a flood costs HQ a counter per message.
+            self.metrics.records_refused.labels(
+                site=site_id, stream="message", error_id="site-throttled"
+            ).inc()
             return False
         try:
             message = decode([f.buffer for f in frames[1:]])
@@ -230,7 +231,7 @@ class IngestServer:
         self._site_pending[site_id] = pending + 1
         self.metrics.pending.inc()
         if isinstance(message, CdrBatch):
-            parsed = loop.run_in_executor(self._decoder, parse_batch, site_id, message.records)
+            parsed = loop.run_in_executor(self._decoder, self._parse, site_id, message.records)
             self._queue_cdrs(_Pending(identity, site_id, message, received, parsed))
             return True
         work = self._worker.submit(self._dispatch, site_id, message)
@@ -316,8 +317,14 @@ class IngestServer:
             self.metrics.cdrs.labels(site=batch.site_id).inc(result.inserted)
             self.metrics.duplicates.labels(site=batch.site_id).inc(result.duplicates)
             self.metrics.rejected_records.labels(site=batch.site_id).inc(result.rejected)
-            for error_id, count in collections.Counter(batch.error_ids).items():
-                self.refusals.refused(batch.site_id, "cdr", error_id, "invalid CDR", count)
+
+    def _parse(self, site_id: str, records: list[tuple[int, bytes]]) -> ParsedBatch:
+        """On the decoder thread: parse a batch and charge its refusals to the site now,
+        so a site sending garbage is throttled before its next batches are decoded."""
+        batch = parse_batch(site_id, records)
+        for error_id, count in collections.Counter(batch.error_ids).items():
+            self.refusals.refused(site_id, "cdr", error_id, "invalid CDR", count)
+        return batch
 
     def _dispatched(
         self,

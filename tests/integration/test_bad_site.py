@@ -173,7 +173,7 @@ def test_a_site_that_spends_its_refusal_budget_is_dropped_undecoded(
         hostile.send_multipart(encode(CdrBatch([(150, make_cdr(150))])))
         with pytest.raises(zmq.Again):
             next_reply(hostile, Ack)
-        assert metric(env, r'callmesh_protocol_errors_total\{error_id="site-throttled"\}') == 1
+        assert refused(env, BAD, "message", "site-throttled") == 1
         env.prefill(100)
         app = start(env, ["appliance", "run", "-c", str(env.app_config)], env.app_url, "app.log")
         try:
