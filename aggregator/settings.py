@@ -64,11 +64,12 @@ class IngestSettings(Section):
         "limit HQ stops reading and libzmq pushes back on the senders",
     )
     site_pending: int = Field(
-        96,
+        48,
         ge=1,
         le=10_000,
         description="messages of one site taken in and not yet answered; more are refused "
-        "site-busy (a site within its window and chunk credit never gets there)",
+        "site-busy (keep it above sync.window + chunk_credit, so a working site never "
+        "gets there)",
     )
     refusal_rate: float = Field(
         2000,
@@ -77,7 +78,7 @@ class IngestSettings(Section):
         "refuses everything from it undecoded (site-throttled)",
     )
     refusal_burst: int = Field(
-        20_000, ge=1, description="refusals a site may spend at once before throttling"
+        5_000, ge=1, description="refusals a site may spend at once before throttling"
     )
     receive_hwm: int = Field(
         64, ge=1, le=10_000, description="messages libzmq queues per connection (ZMQ_RCVHWM)"

@@ -157,7 +157,8 @@ class Run:
 
 def run(root: Path, n: int, attack: bool, records: int) -> Run:
     """One sync of ``n`` CDRs, with or without an attacker beside it."""
-    env = make_env(root)
+    # The product's ack timeout (the tests' 3 s would turn a slow ack into a lost session).
+    env = make_env(root, ack_timeout_s=15)
     secret = admit_site(env, BAD)
     env.prefill(n)
     with ExitStack() as stack:
