@@ -1,10 +1,10 @@
 """The records carried inside sync messages: typed, range-checked, packed and parsed here.
 
-A site produces these records and HQ consumes them; both ends use the types below, so a
-record's shape is written down once. ``parse_*`` takes the msgpack bytes of one record
-(or, inside ``sim-status``, the decoded value) and returns the record or raises
-``RecordError``; no other exception escapes, whatever the input. ``pack`` writes the
-wire form, which golden frames under ``tests/unit/sync_frames/`` pin.
+HQ parses every record it ingests with the types below, and the PBX builds its CDRs as
+``Cdr``, so a CDR's shape is written down once, here. ``parse_*`` takes the msgpack
+bytes of one record (or, inside ``sim-status``, the decoded value) and returns the
+record or raises ``RecordError``; no other exception escapes, whatever the input.
+``pack`` writes the wire form, which golden frames under ``tests/unit/sync_frames/`` pin.
 
 Records are NamedTuples: HQ parses tens of thousands of CDRs a second, and a tuple is
 the cheapest immutable typed value Python builds. Unknown keys are ignored, so a newer
