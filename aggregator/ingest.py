@@ -9,6 +9,17 @@ keeps receiving while a batch commits; the ack is sent only after the commit. Wo
 other than CDR batches goes to that thread straight from the receive loop, and only
 work that has replies (most recording chunks have none) comes back to the event loop.
 
+A bad site cannot hurt the others: every record inside a batch is parsed into its typed
+record (drivers/sync/records.py) and an invalid one is refused alone, counted per site
+and acknowledged with its batch, so the site's outbox moves on. A group commit that
+fails is retried batch by batch, so one batch can only fail itself. libzmq drops
+connections that send frames over ``MAX_WIRE`` (ZMQ_MAXMSGSIZE) and queues at most
+``receive_hwm`` messages per connection; HQ holds at most ``max_pending`` messages
+being worked on (then it stops reading, which pushes back through libzmq) and at most
+``site_pending`` per site (more are refused ``site-busy`` without any work). A site
+that has spent its budget of refusals (aggregator/refusals.py) has its messages dropped
+undecoded and unanswered (counted as ``site-throttled``) until the budget refills.
+
 Exceptions::
 
     IngestError        the socket cannot be bound or the server key cannot be loaded
@@ -17,12 +28,14 @@ Exceptions::
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import zmq
@@ -33,6 +46,7 @@ from aggregator.fleet import store as fleet
 from aggregator.fleet.push import CommandPusher
 from aggregator.ingest_metrics import IngestMetrics
 from aggregator.recordings import RecordingReceiver
+from aggregator.refusals import Refusals
 from aggregator.settings import AggregatorSettings
 from aggregator.store.cdr_rows import ParsedBatch, parse_batch
 from aggregator.store.cdrs import CdrStore
@@ -42,6 +56,7 @@ from aggregator.store.sms import store_sms
 from aggregator.zap import ZAP_DOMAIN, SiteAuthenticator, SiteKeys
 from drivers.sync import keys
 from drivers.sync.protocol import (
+    MAX_WIRE,
     Ack,
     CdrBatch,
     Command,
@@ -62,8 +77,11 @@ from drivers.sync.protocol import (
     decode,
     encode,
 )
+from drivers.sync.records import RecordError, parse_refused_call, parse_sim, parse_switch
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 class IngestError(Exception):
@@ -104,6 +122,10 @@ class IngestServer:
         # Decoding the next batch overlaps the current commit (SQLite releases the GIL).
         self._decoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest-decode")
         self._peers: dict[str, bytes] = {}
+        budget = settings.ingest
+        self.refusals = Refusals(metrics.records_refused, budget.refusal_rate, budget.refusal_burst)
+        self._room = asyncio.Semaphore(settings.ingest.max_pending)
+        self._site_pending: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._cdr_queue: list[_Pending] = []
         self._cdr_drain: asyncio.Task[None] | None = None
@@ -135,6 +157,8 @@ class IngestServer:
         sock.zap_domain = ZAP_DOMAIN.encode()
         sock.linger = 0
         sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_WIRE)
+        sock.rcvhwm = self._settings.ingest.receive_hwm
         try:
             sock.bind(self._settings.ingest.bind)
         except zmq.ZMQError as err:
@@ -180,27 +204,53 @@ class IngestServer:
         assert self._sock is not None
         loop = asyncio.get_running_loop()
         while True:
+            # Back-pressure: with max_pending messages in work, stop reading until one ends.
+            await self._room.acquire()
             frames = await self._sock.recv_multipart(copy=False)
-            received = time.perf_counter()
-            identity = frames[0].bytes
-            site_id = str(frames[1].get("User-Id")) if len(frames) > 1 else ""
-            if not site_id:
-                self.metrics.peers_rejected.labels(reason="no-site").inc()
-                continue
-            try:
-                message = decode([f.buffer for f in frames[1:]])
-            except ProtocolError as err:
-                self._refuse(identity, site_id, err.error_id, err.message, None)
-                continue
-            self._peers[site_id] = identity
-            if isinstance(message, CdrBatch):
-                parsed = loop.run_in_executor(self._decoder, parse_batch, site_id, message.records)
-                self._queue_cdrs(_Pending(identity, site_id, message, received, parsed))
-                continue
-            work = self._worker.submit(self._dispatch, site_id, message)
-            work.add_done_callback(
-                functools.partial(self._dispatched, loop, identity, site_id, message.TYPE)
-            )
+            if not self._take(loop, frames):
+                self._room.release()
+
+    def _take(self, loop: asyncio.AbstractEventLoop, frames: list[zmq.Frame]) -> bool:
+        """Decode and queue one message; False when it was answered at once (no work)."""
+        received = time.perf_counter()
+        identity = frames[0].bytes
+        site_id = str(frames[1].get("User-Id")) if len(frames) > 1 else ""
+        if not site_id:
+            self.metrics.peers_rejected.labels(reason="no-site").inc()
+            return False
+        if self.refusals.throttled(site_id):
+            # Neither decoded nor answered nor charged: a flood costs HQ a counter per message.
+            self.metrics.records_refused.labels(
+                site=site_id, stream="message", error_id="site-throttled"
+            ).inc()
+            return False
+        try:
+            message = decode([f.buffer for f in frames[1:]])
+        except ProtocolError as err:
+            self._refuse(identity, site_id, err.error_id, err.message, None)
+            return False
+        self._peers[site_id] = identity
+        pending = self._site_pending.get(site_id, 0)
+        if pending >= self._settings.ingest.site_pending:
+            self._refuse(identity, site_id, "site-busy", "too much in flight", message.TYPE)
+            return False
+        self._site_pending[site_id] = pending + 1
+        self.metrics.pending.inc()
+        if isinstance(message, CdrBatch):
+            parsed = loop.run_in_executor(self._decoder, self._parse, site_id, message.records)
+            self._queue_cdrs(_Pending(identity, site_id, message, received, parsed))
+            return True
+        work = self._worker.submit(self._dispatch, site_id, message)
+        work.add_done_callback(
+            functools.partial(self._dispatched, loop, identity, site_id, message.TYPE)
+        )
+        return True
+
+    def _finished(self, site_id: str) -> None:
+        """On the event loop: one message's work is over; its room is free again."""
+        self._site_pending[site_id] -= 1
+        self.metrics.pending.dec()
+        self._room.release()
 
     def _queue_cdrs(self, pending: _Pending) -> None:
         """Group commit: batches decoded while one commits share the next commit."""
@@ -214,19 +264,14 @@ class IngestServer:
         loop = asyncio.get_running_loop()
         while self._cdr_queue:
             group = await self._next_group()
-            try:
-                await loop.run_in_executor(self._worker, self._ingest_group, group)
-            except sa.exc.SQLAlchemyError as err:
-                self.metrics.db_errors.inc()
-                log.error("database error during ingest", extra={"error": str(err)})
-                for p in group:
-                    self._refuse(
-                        p.identity, p.site_id, "db-unavailable", "retry later", "cdr-batch"
-                    )
-                continue
-            for p in group:
-                self.metrics.latency.observe(time.perf_counter() - p.received)
-                await self._send(p.identity, Ack("cdr", [seq for seq, _ in p.batch.records]))
+            failures = await loop.run_in_executor(self._worker, self._ingest_group, group)
+            for p, failure in zip(group, failures, strict=True):
+                if failure is None:
+                    self.metrics.latency.observe(time.perf_counter() - p.received)
+                    await self._send(p.identity, Ack("cdr", [seq for seq, _ in p.batch.records]))
+                else:
+                    self._refuse(p.identity, p.site_id, failure, "retry later", "cdr-batch")
+                self._finished(p.site_id)
 
     async def _next_group(self) -> list[_Pending]:
         """The oldest batch once decoded, with every batch after it decoded by then.
@@ -240,14 +285,52 @@ class IngestServer:
         group, self._cdr_queue = queue[:ready], queue[ready:]
         return group
 
-    def _ingest_group(self, group: list[_Pending]) -> None:
+    def _ingest_group(self, group: list[_Pending]) -> list[str | None]:
+        """On the worker: store a group in one commit; per batch, None or why it failed.
+
+        If the group cannot be stored, each batch is stored alone, so a batch that cannot
+        be stored fails only itself, never another site's batch.
+        """
+        try:
+            self._store_cdrs(group)
+        except Exception as err:
+            if len(group) == 1:
+                return [self._failure(group[0].site_id, err)]
+            log.warning("group commit failed; storing batch by batch", extra={"error": str(err)})
+            return [self._ingest_alone(p) for p in group]
+        return [None] * len(group)
+
+    def _ingest_alone(self, pending: _Pending) -> str | None:
+        try:
+            self._store_cdrs([pending])
+        except Exception as err:
+            return self._failure(pending.site_id, err)
+        return None
+
+    def _failure(self, site_id: str, err: Exception) -> str:
+        if isinstance(err, sa.exc.SQLAlchemyError):
+            self.metrics.db_errors.inc()
+            log.error("database error during ingest", extra={"site": site_id, "error": str(err)})
+            return "db-unavailable"
+        log.exception("a batch could not be stored", extra={"site": site_id})
+        return "ingest-failed"
+
+    def _store_cdrs(self, group: list[_Pending]) -> None:
         assert self.cdr_store is not None
         parsed = [p.parsed.result() for p in group]
         results = self.cdr_store.store_many(parsed)
-        for p, result in zip(group, results, strict=True):
-            self.metrics.cdrs.labels(site=p.site_id).inc(result.inserted)
-            self.metrics.duplicates.labels(site=p.site_id).inc(result.duplicates)
-            self.metrics.rejected_records.labels(site=p.site_id).inc(result.rejected)
+        for batch, result in zip(parsed, results, strict=True):
+            self.metrics.cdrs.labels(site=batch.site_id).inc(result.inserted)
+            self.metrics.duplicates.labels(site=batch.site_id).inc(result.duplicates)
+            self.metrics.rejected_records.labels(site=batch.site_id).inc(result.rejected)
+
+    def _parse(self, site_id: str, records: list[tuple[int, bytes]]) -> ParsedBatch:
+        """On the decoder thread: parse a batch and charge its refusals to the site now,
+        so a site sending garbage is throttled before its next batches are decoded."""
+        batch = parse_batch(site_id, records)
+        for error_id, count in collections.Counter(batch.error_ids).items():
+            self.refusals.refused(site_id, "cdr", error_id, "invalid CDR", count)
+        return batch
 
     def _dispatched(
         self,
@@ -263,18 +346,24 @@ class IngestServer:
         except sa.exc.SQLAlchemyError as err:
             self.metrics.db_errors.inc()
             log.error("database error during ingest", extra={"site": site_id, "error": str(err)})
-            loop.call_soon_threadsafe(
-                self._refuse, identity, site_id, "db-unavailable", "retry later", what
-            )
-            return
+            replies = [ErrorReply("db-unavailable", "retry later", what)]
         except OSError as err:
             log.error("storage error during ingest", extra={"site": site_id, "error": str(err)})
-            loop.call_soon_threadsafe(
-                self._refuse, identity, site_id, "storage-unavailable", "retry later", what
-            )
-            return
+            replies = [ErrorReply("storage-unavailable", "retry later", what)]
+        except Exception:
+            log.exception("a message could not be handled", extra={"site": site_id, "type": what})
+            replies = [ErrorReply("ingest-failed", "the message could not be handled", what)]
+        loop.call_soon_threadsafe(self._answer, identity, site_id, replies)
+
+    def _answer(self, identity: bytes, site_id: str, replies: list[Message]) -> None:
+        """On the event loop: send the replies of one message and free its room."""
+        self._finished(site_id)
+        for reply in replies:
+            if isinstance(reply, ErrorReply):
+                self.metrics.protocol_errors.labels(error_id=reply.error_id).inc()
+                self.refusals.refused(site_id, "message", reply.error_id, reply.message)
         if replies:
-            loop.call_soon_threadsafe(self._reply, identity, replies)
+            self._reply(identity, replies)
 
     def _dispatch(self, site_id: str, message: Message) -> list[Message]:
         handler = _HANDLERS.get(type(message))
@@ -285,13 +374,12 @@ class IngestServer:
     def _hello(self, site_id: str, hello: Message) -> list[Message]:
         assert isinstance(hello, Hello)
         if hello.site_id != site_id:
-            self.metrics.protocol_errors.labels(error_id="site-mismatch").inc()
             log.warning(
                 "peer claims another site", extra={"site": site_id, "claimed": hello.site_id}
             )
             return [ErrorReply("site-mismatch", f"this key belongs to site {site_id!r}", "hello")]
         now = int(time.time() * 1000)
-        backlog = int(hello.backlog.get("cdr", 0))
+        backlog = _count(hello.backlog.get("cdr"))
         row = {
             "site_id": site_id,
             "first_seen_ms": now,
@@ -321,7 +409,8 @@ class IngestServer:
 
     def _status(self, site_id: str, status: Message) -> list[Message]:
         assert isinstance(status, Status)
-        backlog = int(status.health.get("backlog", {}).get("cdr", 0))
+        reported = status.health.get("backlog")
+        backlog = _count(reported.get("cdr") if isinstance(reported, dict) else None)
         with self._engine().begin() as conn:
             conn.execute(
                 sa.update(sites)
@@ -378,8 +467,12 @@ class IngestServer:
 
     def _sim_status(self, site_id: str, status: Message) -> list[Message]:
         assert isinstance(status, SimStatus)
+        sims = self._valid(site_id, "sim", parse_sim, status.sims)
+        switches = self._valid(site_id, "sim", parse_switch, status.switches)
         with self._engine().begin() as conn:
-            result = fleet.store_status(conn, site_id, status.sims, status.switches)
+            result = fleet.store_status(
+                conn, site_id, [s.doc for s in sims], [s.doc for s in switches]
+            )
         for iccid, owner in result.refused.items():
             self.metrics.sim_records_refused.labels(
                 site=site_id, reason=fleet.OWNED_ELSEWHERE
@@ -393,15 +486,33 @@ class IngestServer:
 
     def _compliance_batch(self, site_id: str, batch: Message) -> list[Message]:
         assert isinstance(batch, ComplianceBatch)
-        with self._engine().begin() as conn:
-            fleet.store_refusals(conn, site_id, batch.records)
+        valid = self._valid(site_id, "compliance", _checked(parse_refused_call), batch.records)
+        if valid:
+            with self._engine().begin() as conn:
+                fleet.store_refusals(conn, site_id, valid)
         return [Ack("compliance", [seq for seq, _ in batch.records])]
 
     def _sms_batch(self, site_id: str, batch: Message) -> list[Message]:
         assert isinstance(batch, SmsBatch)
+
+        def refused(_seq: int, err: RecordError) -> None:
+            self.refusals.refused(site_id, "sms", err.error_id, err.message)
+
         with self._engine().begin() as conn:
-            store_sms(conn, site_id, batch.records)
+            store_sms(conn, site_id, batch.records, refused)
         return [Ack("sms", [seq for seq, _ in batch.records])]
+
+    def _valid(
+        self, site_id: str, stream: str, parse: Callable[[Any], _T], values: Iterable[Any]
+    ) -> list[_T]:
+        """The records among ``values`` that parse; each other one is refused alone."""
+        valid = []
+        for value in values:
+            try:
+                valid.append(parse(value))
+            except RecordError as err:
+                self.refusals.refused(site_id, stream, err.error_id, err.message)
+        return valid
 
     def _due(self, peers: list[str]) -> list[tuple[str, Message]]:
         return self._pusher.due(peers) + self._commands.due(peers)
@@ -450,9 +561,7 @@ class IngestServer:
         self, identity: bytes, site_id: str, error_id: str, message: str, ref: str | None
     ) -> None:
         self.metrics.protocol_errors.labels(error_id=error_id).inc()
-        log.warning(
-            "refused a message", extra={"site": site_id, "error_id": error_id, "detail": message}
-        )
+        self.refusals.refused(site_id, "message", error_id, message)
         self._reply(identity, [ErrorReply(error_id, message, ref)])
 
     def _reply(self, identity: bytes, replies: list[Message]) -> None:
@@ -463,6 +572,21 @@ class IngestServer:
     async def _send_all(self, identity: bytes, replies: list[Message]) -> None:
         for reply in replies:
             await self._send(identity, reply)
+
+
+def _count(value: Any) -> int:
+    """A count a site reports, or 0 when it is not a count."""
+    return value if type(value) is int and 0 <= value < 2**53 else 0
+
+
+def _checked(parse: Callable[[bytes], object]) -> Callable[[tuple[int, bytes]], tuple[int, bytes]]:
+    """A check of one ``[seq, bytes]`` entry that keeps the entry when its record parses."""
+
+    def check(entry: tuple[int, bytes]) -> tuple[int, bytes]:
+        parse(entry[1])
+        return entry
+
+    return check
 
 
 _HANDLERS: dict[type[Message], Callable[[IngestServer, str, Message], list[Message]]] = {

@@ -21,6 +21,16 @@ class IngestMetrics:
         self.rejected_records = Counter(
             "callmesh_cdrs_rejected", "Unreadable CDRs kept aside", ["site"], registry=registry
         )
+        self.records_refused = Counter(
+            "callmesh_records_refused",
+            "Records and messages refused, per site, stream (cdr, sms, compliance, sim, "
+            "message) and error id",
+            ["site", "stream", "error_id"],
+            registry=registry,
+        )
+        self.pending = Gauge(
+            "callmesh_ingest_pending", "Messages received and not yet answered", registry=registry
+        )
         self.latency = Histogram(
             "callmesh_ingest_latency_seconds",
             "Batch receive to durable commit",

@@ -99,10 +99,22 @@ def report_span(start_ms: int, end_ms: int, max_days: int) -> tuple[int, int]:
 
 
 def render_time(ms: int | None, tz: ZoneInfo) -> str | None:
-    """Epoch ms as ISO-8601 in ``tz``."""
+    """Epoch ms as ISO-8601 in ``tz``; None when absent or past what a date can hold.
+
+    Ingest refuses such times now, but rows stored before it did must still render.
+    """
+    local = local_time(ms, tz)
+    return None if local is None else local.isoformat(timespec="milliseconds")
+
+
+def local_time(ms: int | None, tz: ZoneInfo) -> datetime.datetime | None:
+    """Epoch ms in ``tz``, or None when absent or out of the datetime range."""
     if ms is None:
         return None
-    return datetime.datetime.fromtimestamp(ms / 1000, tz).isoformat(timespec="milliseconds")
+    try:
+        return datetime.datetime.fromtimestamp(ms / 1000, tz)
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def encode_cursor(started_ms: int, row_id: int) -> str:
@@ -210,7 +222,9 @@ def summary(
     buckets: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0])
     hourly: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for row in _rollup_rows(conn, "site", sites, start_ms, end_ms):
-        local = datetime.datetime.fromtimestamp(row.hour_ms / 1000, tz)
+        local = local_time(row.hour_ms, tz)
+        if local is None:
+            continue
         period = local.date().isoformat() if group == "day" else local.isoformat()
         _add(buckets[(row.site_id, period)], row)
         hourly[(row.site_id, period)][local.hour] += row.calls

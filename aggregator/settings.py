@@ -95,6 +95,33 @@ class IngestSettings(Section):
     key_file: Path | None = Field(None, description="server .key_secret; default data_dir/keys")
     sites: tuple[SiteKey, ...] = ()
     chunk_credit: int = Field(16, ge=1, le=256)
+    max_pending: int = Field(
+        384,
+        ge=1,
+        le=10_000,
+        description="messages taken in and not yet answered, all sites together; at the "
+        "limit HQ stops reading and libzmq pushes back on the senders",
+    )
+    site_pending: int = Field(
+        48,
+        ge=1,
+        le=10_000,
+        description="messages of one site taken in and not yet answered; more are refused "
+        "site-busy (keep it above sync.window + chunk_credit, so a working site never "
+        "gets there)",
+    )
+    refusal_rate: float = Field(
+        2000,
+        gt=0,
+        description="refused records and messages a second a site may send before HQ "
+        "refuses everything from it undecoded (site-throttled)",
+    )
+    refusal_burst: int = Field(
+        5_000, ge=1, description="refusals a site may spend at once before throttling"
+    )
+    receive_hwm: int = Field(
+        64, ge=1, le=10_000, description="messages libzmq queues per connection (ZMQ_RCVHWM)"
+    )
 
 
 class RecordingStoreSettings(Section):

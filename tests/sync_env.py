@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import msgpack
+import yaml
 
 from appliance.pbx.cdr import time_ordered_id
 from appliance.store import Outbox, Store
@@ -148,6 +149,18 @@ def make_env(root: Path, db_url: str | None = None, **sync: Any) -> SyncEnv:
         },
     )
     return env
+
+
+def admit_site(env: SyncEnv, site_id: str, **ingest: object) -> Path:
+    """Admit another site's key at HQ (and set ``ingest`` options); its secret key file."""
+    public, secret = keys.generate(env.root / site_id, site_id)
+    config = yaml.safe_load(env.agg_config.read_text())
+    config["ingest"]["sites"].append(
+        {"site_id": site_id, "public_key": keys.load_public(public).decode()}
+    )
+    config["ingest"].update(ingest)
+    env.agg_config.write_text(yaml.safe_dump(config))
+    return secret
 
 
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> None:

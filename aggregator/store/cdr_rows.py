@@ -9,23 +9,18 @@ only when some rows turn out to be duplicates.
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import msgpack
+from drivers.sync.records import RecordError, parse_cdr
 
-DISPOSITIONS = frozenset(
-    {"answered", "busy", "no-answer", "failed", "cancelled", "interrupted", "refused"}
-)
 HOUR_MS = 3_600_000
-
-
-class BadCdr(ValueError):
-    """A CDR document that cannot be stored as a CDR."""
+# Refused CDRs kept whole per batch; the rest are only counted, so a site sending
+# garbage cannot fill HQ's disk with it.
+REJECTED_KEPT = 100
 
 
 class CdrRow(NamedTuple):
@@ -61,7 +56,11 @@ Totals = dict[tuple[str, int, str, str], list[float]]
 
 @dataclass(frozen=True)
 class ParsedBatch:
-    """A batch turned into rows (by CDR id, first copy wins) and records kept aside."""
+    """A batch turned into rows (by CDR id, first copy wins) and records kept aside.
+
+    ``error_ids`` says why each refused record was refused; ``rejected`` keeps the
+    first ``REJECTED_KEPT`` of them whole.
+    """
 
     site_id: str
     count: int
@@ -69,94 +68,35 @@ class ParsedBatch:
     rejected: list[dict[str, Any]]
     received_ms: int
     totals: Totals
-
-
-def to_epoch_ms(value: Any, field: str) -> int | None:
-    """Epoch seconds (int/float) or ISO-8601 text as UTC epoch milliseconds."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise BadCdr(f"{field} is not a time")
-    if isinstance(value, int | float):
-        return int(value * 1000)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.datetime.fromisoformat(value)
-        except ValueError:
-            raise BadCdr(f"{field} is not an ISO-8601 time: {value!r}") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=datetime.UTC)
-        return int(parsed.timestamp() * 1000)
-    raise BadCdr(f"{field} is not a time")
-
-
-def _party(doc: dict[str, Any], key: str) -> dict[str, Any]:
-    party = doc.get(key) or {}
-    if type(party) is not dict:
-        raise BadCdr(f"{key} must be a map of number, extension, name")
-    return party
-
-
-def _text(value: Any, limit: int) -> str:
-    if type(value) is str:
-        return value[:limit]
-    return "" if value is None else str(value)[:limit]
-
-
-def _time(value: Any, field: str) -> int | None:
-    # Epoch seconds are the common case; everything else takes the careful path.
-    if type(value) is float or type(value) is int:
-        return int(value * 1000)
-    return to_epoch_ms(value, field)
-
-
-def _cause(value: Any) -> str:
-    # The PBX reports {"sip_code": 486, "reason": "busy"}; other sources plain text.
-    if type(value) is dict:
-        return _text(f"{value.get('sip_code', '')} {value.get('reason', '')}".strip(), 64)
-    return _text(value, 64)
+    error_ids: tuple[str, ...] = ()
 
 
 def cdr_row(site_id: str, raw: bytes, now_ms: int) -> CdrRow:
-    """The ``cdrs`` row for one msgpack CDR document, or BadCdr."""
-    try:
-        doc = msgpack.unpackb(raw, raw=False)
-    except Exception as err:
-        raise BadCdr(f"not msgpack: {err}") from None
-    if type(doc) is not dict:
-        raise BadCdr("a CDR is a msgpack map")
-    get = doc.get
-    cdr_id = get("id") or get("cdr_id")
-    if type(cdr_id) is not str or not 0 < len(cdr_id) <= 64:
-        raise BadCdr("id (or cdr_id) must be a string of 1 to 64 characters")
-    disposition = get("disposition")
-    if disposition not in DISPOSITIONS:
-        raise BadCdr(f"disposition must be one of {sorted(DISPOSITIONS)}")
-    started = _time(get("start"), "start")
-    if started is None:
-        raise BadCdr("start is required")
-    caller, callee = _party(doc, "caller"), _party(doc, "callee")
+    """The ``cdrs`` row for one msgpack CDR document, or RecordError."""
+    # Unpacked at once: a tuple unpack is cheaper than twenty attribute reads.
+    (cdr_id, start, disposition, conversation, direction, caller, callee, trunk, answer, end,
+     duration, billable, cause, side, recording, *_) = parse_cdr(raw)  # fmt: skip
     return CdrRow(
         site_id,
         cdr_id,
-        _text(get("conversation_id"), 64) or None,
-        _text(get("direction"), 16),
-        _text(caller.get("number"), 64),
-        _text(caller.get("extension"), 32),
-        _text(caller.get("name"), 128),
-        _text(callee.get("number"), 64),
-        _text(callee.get("extension"), 32),
-        _text(callee.get("name"), 128),
-        _text(get("trunk"), 64),
-        started,
-        _time(get("answer"), "answer"),
-        _time(get("end"), "end"),
-        float(get("duration_s") or 0),
-        float(get("billable_s") or 0),
+        conversation,
+        direction,
+        caller.number,
+        caller.extension or "",
+        caller.name,
+        callee.number,
+        callee.extension or "",
+        callee.name,
+        trunk or "",
+        int(start * 1000),
+        None if answer is None else int(answer * 1000),
+        None if end is None else int(end * 1000),
+        duration,
+        billable,
         disposition,
-        _cause(get("hangup_cause")),
-        _text(get("hangup_side"), 16),
-        _text(get("recording_id"), 64) or None,
+        str(cause),
+        side,
+        recording,
         raw,
         now_ms,
     )
@@ -166,11 +106,15 @@ def parse_batch(site_id: str, records: Sequence[tuple[int, bytes]]) -> ParsedBat
     """Decode a batch; pure CPU work that can run beside the previous batch's commit."""
     now_ms = int(time.time() * 1000)
     rows: dict[str, CdrRow] = {}
-    rejected = []
+    rejected: list[dict[str, Any]] = []
+    error_ids = []
     for seq, raw in records:
         try:
             row = cdr_row(site_id, raw, now_ms)
-        except BadCdr as err:
+        except RecordError as err:
+            error_ids.append(err.error_id)
+            if len(rejected) >= REJECTED_KEPT:
+                continue
             rejected.append(
                 {
                     "site_id": site_id,
@@ -182,7 +126,8 @@ def parse_batch(site_id: str, records: Sequence[tuple[int, bytes]]) -> ParsedBat
             )
             continue
         rows.setdefault(row.cdr_id, row)
-    return ParsedBatch(site_id, len(records), rows, rejected, now_ms, hourly_totals(rows.values()))
+    totals = hourly_totals(rows.values())
+    return ParsedBatch(site_id, len(records), rows, rejected, now_ms, totals, tuple(error_ids))
 
 
 def hourly_totals(rows: Iterable[CdrRow]) -> Totals:

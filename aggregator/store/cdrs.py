@@ -2,9 +2,10 @@
 
 A batch is one transaction: new CDRs are inserted (``ON CONFLICT DO NOTHING``,
 ``RETURNING`` the ones that were new), the hourly rollups grow by exactly those, and
-records that cannot be read are kept whole in ``rejected_records`` for a person to look
-at. Only after the commit does the caller acknowledge the batch, so an acknowledged CDR
-is durably stored and a redelivered one changes nothing.
+records that are not valid CDRs are refused alone and kept whole in ``rejected_records``
+(the first ``REJECTED_KEPT`` of a batch) for a person to look at. Only after the commit
+does the caller acknowledge the batch, so an acknowledged CDR is durably stored and a
+redelivered one changes nothing.
 
 On SQLite, where the commit is the ingest's bottleneck, a group is first inserted
 without ``RETURNING`` (about a sixth cheaper) and the row counts tell whether every CDR
@@ -76,8 +77,9 @@ class CdrStore:
                     stmt = insert(self.engine, rejected_records).on_conflict_do_nothing()
                     conn.execute(stmt, batch.rejected)
                 self._count(conn, batch.site_id, len(new_ids), batch.received_ms)
-                duplicates = batch.count - len(new_ids) - len(batch.rejected)
-                results.append(IngestResult(len(new_ids), duplicates, len(batch.rejected)))
+                refused = len(batch.error_ids)
+                duplicates = batch.count - len(new_ids) - refused
+                results.append(IngestResult(len(new_ids), duplicates, refused))
         return results
 
     def add_to_rollup(self, conn: sa.Connection, totals: Totals) -> None:

@@ -26,12 +26,12 @@ from pydantic import BaseModel, Field
 
 from appliance.access import local_access
 from appliance.pbx.calls import CallService
-from appliance.pbx.cdr import DISPOSITIONS
 from appliance.pbx.errors import CallControlError, PbxNotStartedError
 from appliance.pbx.originate import OriginationService
 from appliance.pbx.recordings import RecordingService
 from drivers.runtime.api_docs import NestedErrorBody, ValidationErrors, error_responses
 from drivers.runtime.settings_base import ApiToken
+from drivers.sync.limits import DISPOSITIONS
 
 
 def api_error(status: int, error_id: str, message: str, **details: Any) -> HTTPException:
@@ -208,7 +208,7 @@ def build_router(
     ) -> dict[str, Any]:
         if disposition is not None and disposition not in DISPOSITIONS:
             raise api_error(
-                422, "invalid-disposition", "unknown disposition", valid=list(DISPOSITIONS)
+                422, "invalid-disposition", "unknown disposition", valid=sorted(DISPOSITIONS)
             )
         page, next_cursor = calls().search(since, disposition, number, limit, cursor)
         return {"cdrs": page, "next_cursor": next_cursor}

@@ -29,8 +29,9 @@ from typing import Any
 
 import msgpack
 
-from appliance.pbx.cdr import CdrBuilder, iso
+from appliance.pbx.cdr import CdrBuilder
 from appliance.store import Outbox, StateStore, Store, StoreError
+from drivers.sync.records import iso
 
 log = logging.getLogger(__name__)
 

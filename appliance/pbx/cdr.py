@@ -6,7 +6,8 @@ Events (JSON objects from the rendered kamailio.cfg): ``invite`` (a call was rel
 (refused before relaying: unknown extension, callee unavailable, no media relay; a
 compliance refusal carries ``refusal`` and becomes disposition ``refused``, its
 ``hangup_cause.reason`` the rule).
-The document schema is in docs/pbx.md; ``SCHEMA_VERSION`` changes with it.
+A finished call is a ``Cdr`` (drivers/sync/records.py), the record HQ parses; its
+document schema is in docs/pbx.md.
 """
 
 from __future__ import annotations
@@ -16,15 +17,13 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-SCHEMA_VERSION = 1
+from drivers.sync.limits import DISPOSITIONS
+from drivers.sync.records import Cdr, HangupCause, Party
+
 _NAMESPACE = uuid.UUID("6f1d2d8e-5c1b-4d43-9a63-2f8a5a0c7e11")
-DISPOSITIONS = (
-    "answered", "busy", "no-answer", "failed", "cancelled", "interrupted", "refused",
-)  # fmt: skip
 
 
 def time_ordered_id(now_ms: int | None = None, entropy: bytes | None = None) -> str:
@@ -49,25 +48,6 @@ def recording_id(site_id: str, cdr_id: str) -> str:
 def conversation_id(site_id: str, call_id: str) -> str:
     """A new conversation's id, from the leg where it starts; later legs carry it along."""
     return str(uuid.uuid5(_NAMESPACE, f"conversation:{site_id}:{call_id}"))
-
-
-def iso(ts: float | None) -> str | None:
-    """UTC ISO 8601 with milliseconds, or None."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class Party:
-    """One end of a call."""
-
-    number: str
-    extension: str | None
-    name: str
-
-    def doc(self) -> dict[str, Any]:
-        return {"number": self.number, "extension": self.extension, "name": self.name}
 
 
 class CdrBuilder:
@@ -101,8 +81,8 @@ class CdrBuilder:
             "call_id": call_id,
             "cdr_id": time_ordered_id(),
             "peer_site": peer_site,
-            "caller": caller.doc(),
-            "callee": self.party(_dialled(event)).doc(),
+            "caller": caller.to_doc(),
+            "callee": self.party(_dialled(event)).to_doc(),
             "caller_tag": event.get("from_tag", ""),
             "route": str(event.get("route") or "extension"),
             "trunk": event.get("trunk") or None,
@@ -134,31 +114,31 @@ class CdrBuilder:
             disposition, reason = "interrupted", str(call["media_interrupted"])
         start = float(call["start"])
         recorded = bool(call.get("record", self._record)) and answer is not None
-        return {
-            "schema": SCHEMA_VERSION,
-            "cdr_id": call["cdr_id"],
-            "conversation_id": call.get("conversation_id")
+        cdr = Cdr(
+            cdr_id=call["cdr_id"],
+            start=start,
+            disposition=disposition,
+            conversation_id=call.get("conversation_id")
             or conversation_id(self.site_id, call["call_id"]),
-            "site_id": self.site_id,
-            "peer_site": call.get("peer_site"),
-            "failovers": int(call.get("failovers", 0)),
-            "call_id": call["call_id"],
-            "caller": call["caller"],
-            "callee": call["callee"],
-            "direction": _direction(call),
-            "route": call.get("route", "extension"),
-            "trunk": call.get("trunk"),
-            "start": iso(start),
-            "answer": iso(answer),
-            "end": iso(end),
-            "duration_s": round(max(0.0, end - start), 3),
-            "billable_s": math.ceil(max(0.0, end - answer)) if answer is not None else 0,
-            "disposition": disposition,
-            "hangup_cause": {"sip_code": cause, "reason": reason},
-            "hangup_side": side,
-            "recording_id": recording_id(self.site_id, call["cdr_id"]) if recorded else None,
-            "gsm": call.get("gsm"),
-        }
+            direction=_direction(call),
+            caller=_party(call["caller"]),
+            callee=_party(call["callee"]),
+            trunk=call.get("trunk"),
+            answer=answer,
+            end=end,
+            duration_s=round(max(0.0, end - start), 3),
+            billable_s=math.ceil(max(0.0, end - answer)) if answer is not None else 0,
+            hangup_cause=HangupCause(cause, reason),
+            hangup_side=side,
+            recording_id=recording_id(self.site_id, call["cdr_id"]) if recorded else None,
+            site_id=self.site_id,
+            peer_site=call.get("peer_site"),
+            call_id=call["call_id"],
+            route=call.get("route", "extension"),
+            failovers=int(call.get("failovers", 0)),
+            gsm=call.get("gsm"),
+        )
+        return cdr.to_doc()
 
     def from_end(self, call: Mapping[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
         """CDR for an ``end`` event (BYE from either side)."""
@@ -186,6 +166,11 @@ class CdrBuilder:
     def interrupted(self, call: Mapping[str, Any], end: float, why: str) -> dict[str, Any]:
         """CDR for a call that was open when a component crashed."""
         return self.finish(call, end, "interrupted", 0, why, "system")
+
+
+def _party(doc: Mapping[str, Any]) -> Party:
+    """An open call's party as stored (a map, possibly written by an older version)."""
+    return Party(str(doc.get("number") or ""), doc.get("extension"), str(doc.get("name") or ""))
 
 
 def _direction(call: Mapping[str, Any]) -> str:

@@ -16,8 +16,8 @@ from prometheus_client import Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from appliance.pbx.calls import CallService
-from appliance.pbx.cdr import DISPOSITIONS
 from appliance.pbx.errors import PbxNotStartedError
+from drivers.sync.limits import DISPOSITIONS
 
 if TYPE_CHECKING:
     from appliance.pbx.component import PbxComponent
@@ -54,7 +54,7 @@ class PbxCollector:
             "Calls finished since start, by CDR disposition",
             labels=["disposition"],
         )
-        for disposition in DISPOSITIONS:
+        for disposition in sorted(DISPOSITIONS):
             ended.add_metric([disposition], calls.ended[disposition] if calls is not None else 0)
         yield ended
         yield from self._daemons()

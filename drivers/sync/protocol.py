@@ -60,6 +60,10 @@ import msgpack
 
 VERSION = 1
 MAX_FRAME = 8 * 1024 * 1024
+# libzmq drops a connection that sends a frame over MAX_WIRE (ZMQ_MAXMSGSIZE), before any
+# of it is held in memory; a frame between MAX_FRAME and MAX_WIRE is answered
+# ``frame-too-large``, so a site that gets a batch wrong hears why.
+MAX_WIRE = 2 * MAX_FRAME
 MAX_RECORDS = 10_000
 MAX_CHUNK = 1024 * 1024
 
@@ -315,7 +319,8 @@ def decode(frames: Sequence[Frame]) -> Message:
     version = header.get("v")
     if version != VERSION:
         raise ProtocolError("unsupported-version", f"protocol version {version!r}, need {VERSION}")
-    cls = MESSAGES.get(header.get("t"))  # type: ignore[arg-type]
+    kind = header.get("t")
+    cls = MESSAGES.get(kind) if type(kind) is str else None
     if cls is None:
         raise ProtocolError("unknown-type", f"unknown message type {header.get('t')!r}")
     values = _fields(cls, header)

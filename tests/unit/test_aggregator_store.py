@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from aggregator.api import mount_api
 from aggregator.settings import AggregatorSettings
-from aggregator.store.cdr_rows import CdrRow, parse_batch
+from aggregator.store.cdr_rows import REJECTED_KEPT, CdrRow, cdr_row, parse_batch
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import create_engine
 from aggregator.store.schema import cdr_rollup, cdrs, rejected_records
@@ -249,3 +249,49 @@ def test_a_pbx_cdr_document_is_stored_with_its_cause(engine: sa.Engine) -> None:
     with engine.connect() as conn:
         row = conn.execute(sa.select(cdrs)).one()
     assert (row.cdr_id, row.hangup_cause, row.caller_extension) == ("c-1", "486 busy", "1001")
+
+
+def test_a_batch_mixing_good_and_invalid_cdrs_stores_the_good_and_refuses_each_bad_one(
+    engine: sa.Engine,
+) -> None:
+    batch = [
+        (1, make_cdr(1)),
+        (2, make_cdr(2, duration_s="sixty")),
+        (3, make_cdr(3, start=1_772_445_600_000)),
+        (4, make_cdr(4)),
+    ]
+    parsed = parse_batch("site-a", batch)
+    assert parsed.error_ids == ("record-bad-field", "record-out-of-range")
+    result = CdrStore(engine).store_many([parsed, parse_batch("site-b", [(1, make_cdr(9))])])
+    assert [(r.inserted, r.rejected) for r in result] == [(2, 2), (1, 0)]
+    with engine.connect() as conn:
+        kept = conn.execute(sa.select(rejected_records.c.seq, rejected_records.c.reason)).all()
+    assert [(seq, reason.split(":")[0]) for seq, reason in kept] == [
+        (2, "record-bad-field"),
+        (3, "record-out-of-range"),
+    ]
+
+
+def test_a_batch_of_garbage_keeps_only_the_first_refused_records_whole(engine: sa.Engine) -> None:
+    batch = [(n, b"\xc1") for n in range(REJECTED_KEPT + 50)]
+    result = CdrStore(engine).ingest("site-a", batch)
+    assert (result.inserted, result.duplicates, result.rejected) == (0, 0, REJECTED_KEPT + 50)
+    assert count(engine, rejected_records) == REJECTED_KEPT
+
+
+def test_cdr_pages_render_stored_times_past_the_datetime_range(
+    client: TestClient, engine: sa.Engine
+) -> None:
+    row = cdr_row("site-c", make_cdr(1), 0)._replace(
+        started_ms=1_772_445_600_000_000, ended_ms=-(10**18)
+    )
+    with engine.begin() as conn:
+        conn.execute(sa.insert(cdrs), [row._asdict()])
+    page = get(client, "/api/v1/cdrs", site="site-c")
+    assert [(c["started_at"], c["ended_at"]) for c in page["cdrs"]] == [(None, None)]  # type: ignore[index]
+    response = client.get(
+        "/api/v1/cdrs",
+        params={"site": "site-c", "format": "csv"},
+        headers={"Authorization": f"Bearer {HQ}"},
+    )
+    assert response.status_code == 200
