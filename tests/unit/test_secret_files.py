@@ -57,6 +57,7 @@ def test_kamailio_cfg_and_the_subscriber_database_are_0600(tmp_path: Path) -> No
         ng_port=5072,
         subscriber_db=str(tmp_path / "run" / "subscriber.sqlite"),
         module_path="/usr/lib/x86_64-linux-gnu/kamailio/modules/",
+        route_secret="0f" * 32,
     )
     driver = KamailioDriver(tmp_path / "run", config, [Subscriber("1001", SIP_PASSWORD)])
     assert driver.write_files()

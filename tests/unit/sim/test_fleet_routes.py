@@ -59,7 +59,7 @@ def move(client: TestClient, token: str, site: str, iccid: str = ICCID) -> httpx
 
 
 def test_only_an_admin_moves_a_sim_to_a_known_site(client: TestClient) -> None:
-    assert move(client, VIEWER, "site-b").json()["error_id"] == "admin-only"
+    assert move(client, VIEWER, "site-b").json()["error_id"] == "role-forbidden"
     assert move(client, ADMIN, "site-x").json()["error_id"] == "unknown-site"
     assert move(client, ADMIN, "site-b", "0000").status_code == 404
     answer = move(client, ADMIN, "site-b")
