@@ -22,6 +22,7 @@ from appliance.compliance.calls import CallCompliance, ComplianceDecider
 from appliance.compliance.routes import build_compliance_router, install_error_handler
 from appliance.compliance.service import ComplianceService
 from appliance.gateway.channels import ModemCollector, ModemPool
+from appliance.gateway.diagnostics import build_diagnostics_router
 from appliance.gateway.routes import build_sms_router
 from appliance.gateway.sms import SmsService
 from appliance.pbx.component import PbxComponent
@@ -125,6 +126,7 @@ def build(
         if pool is not None:
             sms = _sms(settings, store, sim, compliance, pool)
             app.include_router(build_sms_router(settings.api.tokens, sms))
+            app.include_router(build_diagnostics_router(settings.api.tokens, pool, sim))
             components.append(sms)
     if settings.sync.enabled:
         peers = pbx.peers if pbx is not None else None
