@@ -7,8 +7,6 @@ probed: its driver owns the port and is recovering it. ``GET /api/v1/gsm/sims`` 
 every SIM of both slots as the SIM policy knows it (the records HQ receives).
 """
 
-from __future__ import annotations
-
 import asyncio
 from collections.abc import Sequence
 from typing import Annotated, Any
