@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    import httpx
+
+    from appliance.settings import ApplianceSettings
     from drivers.net.plan import Desired
 
 PY_PACKAGES = (
@@ -39,6 +42,8 @@ SYSTEM_TOOLS = (
 )
 
 
+API_TIMEOUT_S = 8.0
+
 Status = Literal["ok", "warn", "fail"]
 
 
@@ -58,6 +63,35 @@ class Finding:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def ok(group: str, check: str, detail: str) -> Finding:
+    """A passed check."""
+    return Finding(group, check, "ok", detail)
+
+
+def warn(group: str, check: str, detail: str, next_step: str) -> Finding:
+    """A check that did not fail but needs attention."""
+    return Finding(group, check, "warn", detail, next_step)
+
+
+def fail(group: str, check: str, detail: str, next_step: str) -> Finding:
+    """A failed check and what to do about it."""
+    return Finding(group, check, "fail", detail, next_step)
+
+
+@dataclass(frozen=True)
+class Appliance:
+    """The running appliance as the doctor reaches it: settings and its local API."""
+
+    settings: ApplianceSettings
+    api: httpx.AsyncClient
+
+    async def get(self, path: str) -> Any:
+        """The JSON answer of a GET; raises httpx errors."""
+        response = await self.api.get(path, timeout=API_TIMEOUT_S)
+        response.raise_for_status()
+        return response.json()
 
 
 def _local(check: str, ok: bool, detail: str, next_step: str, required: bool = True) -> Finding:

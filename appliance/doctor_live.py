@@ -15,13 +15,13 @@ import re
 import shutil
 import subprocess
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
-from appliance.doctor import Finding
+from appliance.doctor import Appliance, Finding, fail, ok, warn
+from appliance.doctor_gsm import modems, sims
 from appliance.settings import ApplianceSettings
+from drivers.sip.echo_probe import echo_call
 from drivers.sip.ng import NgClient
 from drivers.sip.probe import sip_options_ok
 from drivers.sip.register_probe import Account, register
@@ -33,34 +33,8 @@ PROBE_TIMEOUT_S = 8.0
 DISK_FAIL_BYTES = 256 * 1024 * 1024
 DISK_WARN_FRACTION = 0.10
 STORE_WARN_PERCENT = 80.0
-SIGNAL_WARN_DBM = -105
 
 Check = Callable[[], Awaitable[list[Finding]]]
-
-
-def ok(group: str, check: str, detail: str) -> Finding:
-    return Finding(group, check, "ok", detail)
-
-
-def warn(group: str, check: str, detail: str, next_step: str) -> Finding:
-    return Finding(group, check, "warn", detail, next_step)
-
-
-def fail(group: str, check: str, detail: str, next_step: str) -> Finding:
-    return Finding(group, check, "fail", detail, next_step)
-
-
-@dataclass(frozen=True)
-class Appliance:
-    """The running appliance as the doctor reaches it: settings and its local API."""
-
-    settings: ApplianceSettings
-    api: httpx.AsyncClient
-
-    async def get(self, path: str) -> Any:
-        response = await self.api.get(path, timeout=PROBE_TIMEOUT_S)
-        response.raise_for_status()
-        return response.json()
 
 
 async def run_live(box: Appliance) -> list[Finding]:
@@ -71,6 +45,7 @@ async def run_live(box: Appliance) -> list[Finding]:
         ("appliance", "local API", lambda: service(box)),
         ("hq", "HQ link", lambda: hq_link(box)),
         ("sip", "SIP edge", lambda: sip_edge(box.settings)),
+        ("sip", "loopback call", lambda: loopback_call(box.settings)),
         ("sip", "rtpengine", lambda: rtpengine(box.settings)),
         ("sip", "media workers", lambda: media_workers(box.settings)),
         ("gsm", "modems", lambda: modems(box)),
@@ -175,28 +150,57 @@ _HQ_STEPS = {
 }
 
 
+def test_account(settings: ApplianceSettings) -> Account | None:
+    """The first extension of the config, at the SIP edge's address."""
+    if not settings.sip.extensions:
+        return None
+    ext, pbx = settings.sip.extensions[0], settings.pbx
+    return Account(ext.number, ext.password, settings.sip.domain, pbx.sip_host, pbx.sip_port)
+
+
 async def sip_edge(settings: ApplianceSettings) -> list[Finding]:
     """A REGISTER with the first extension's credentials, removed again afterwards."""
     if not settings.pbx.enabled:
         return []
-    if not settings.sip.extensions:
+    account, pbx = test_account(settings), settings.pbx
+    if account is None:
         return [warn("sip", "SIP edge", "no extension to register", "add one under sip.extensions")]
-    ext = settings.sip.extensions[0]
-    pbx = settings.pbx
-    account = Account(ext.number, ext.password, settings.sip.domain, pbx.sip_host, pbx.sip_port)
+    ext = account.user
     code = await register(account, wait_s=PROBE_TIMEOUT_S / 4, expires=pbx.min_expires_s)
     where = f"{pbx.sip_host}:{pbx.sip_port}"
     if code != 200:
         answer = f"answered {code}" if code else "no answer"
         step = _SIP_STEPS.get(code, "check Kamailio in the appliance log; restart the service")
-        return [fail("sip", "SIP edge", f"REGISTER {ext.number} at {where}: {answer}", step)]
+        return [fail("sip", "SIP edge", f"REGISTER {ext} at {where}: {answer}", step)]
     await register(account, wait_s=PROBE_TIMEOUT_S / 4, expires=0)
-    return [ok("sip", "SIP edge", f"REGISTER {ext.number} at {where}: 200 OK")]
+    return [ok("sip", "SIP edge", f"REGISTER {ext} at {where}: 200 OK")]
+
+
+async def loopback_call(settings: ApplianceSettings) -> list[Finding]:
+    """A call to the echo code through Kamailio, rtpengine and a media worker; audio back."""
+    account, pbx = test_account(settings), settings.pbx
+    if not pbx.enabled or not pbx.media.workers or account is None:
+        return []
+    code = pbx.dialplan.feature_codes.echo
+    result = await echo_call(account, code, wait_s=PROBE_TIMEOUT_S / 2)
+    if result.code != 200:
+        answer = f"answered {result.code}" if result.code else "no answer"
+        step = _SIP_STEPS.get(result.code, "check the dial plan and the media workers' log lines")
+        return [fail("sip", "loopback call", f"call to {code}: {answer}", step)]
+    detail = (
+        f"call to {code} as {account.user}: {result.sent} RTP packets sent, "
+        f"{result.received} received, {result.audible} of them audible"
+    )
+    if result.audible * 2 < result.sent:
+        step = "no audio: check rtpengine (its RTP port range) and the media workers' log lines"
+        return [fail("sip", "loopback call", detail, step)]
+    return [ok("sip", "loopback call", detail)]
 
 
 _SIP_STEPS = {
     0: "Kamailio does not answer: check the appliance service and its log",
     401: "the extension's password was refused: check sip.extensions in the config",
+    407: "the extension's password was refused: check sip.extensions in the config",
     403: "the edge refused the extension: check sip.extensions and the ban list",
 }
 
@@ -236,60 +240,3 @@ async def media_workers(settings: ApplianceSettings) -> list[Finding]:
         else fail("sip", f"media worker {name}", f"no answer on 127.0.0.1:{port}", step)
         for (name, port), answered in zip(workers, answers, strict=True)
     ]
-
-
-async def modems(box: Appliance) -> list[Finding]:
-    """Each modem, probed now by the gateway: AT, SIM, PIN, registration, signal, voice port."""
-    if box.settings.profile != "sim-gateway":
-        return []
-    reports = (await box.get("/api/v1/gsm/modems"))["modems"]
-    return [modem_finding(report) for report in reports]
-
-
-def modem_finding(m: dict[str, Any]) -> Finding:
-    """One modem's report as a Finding naming its channel."""
-    name = f"modem {m['channel']}"
-    if m["state"] != "ready" or not m["at"]:
-        why = m["error"] or f"driver {m['state']}"
-        step = f"check {m['channel']}'s USB cable and power ({m['port']}); replug or power-cycle"
-        return fail("gsm", name, f"AT does not answer: {why}", step)
-    if m["pin_state"] != "READY":
-        return fail("gsm", name, f"SIM {m['pin_state'] or 'unknown'}", _pin_step(m))
-    facts = f"AT ok, SIM ready, {m['operator'] or 'no operator'}, {m['signal_dbm']} dBm"
-    if not m["registered"]:
-        step = "check the antenna and that the SIM is active with its operator"
-        return fail("gsm", name, f"{facts}, not registered", step)
-    if m["voice_port"] is None:
-        step = "the modem's PCM voice tty is missing: check udev rules and the USB composition"
-        return fail("gsm", name, f"{facts}, no voice port", step)
-    if m["signal_dbm"] is None or m["signal_dbm"] < SIGNAL_WARN_DBM:
-        return warn("gsm", name, f"{facts}, weak signal", "move or replace the antenna")
-    return ok("gsm", name, f"{facts}, registered, voice {m['voice_port']}")
-
-
-def _pin_step(m: dict[str, Any]) -> str:
-    if m["pin_state"] == "NOT INSERTED":
-        return f"insert a SIM into {m['channel']} (or reseat it), then wait a minute"
-    if m["pin_state"] == "SIM PIN":
-        return f"set gateway.modems[].pin for {m['channel']} to the SIM's PIN"
-    return f"the SIM in {m['channel']} is locked ({m['pin_state']}): unlock it in a phone"
-
-
-async def sims(box: Appliance) -> list[Finding]:
-    """Each SIM of every slot as the SIM policy sees it: status, limits reached."""
-    if box.settings.profile != "sim-gateway":
-        return []
-    records = (await box.get("/api/v1/gsm/sims"))["sims"]
-    return [sim_finding(record) for record in records]
-
-
-def sim_finding(sim: dict[str, Any]) -> Finding:
-    """One SIM record as a Finding naming its channel and slot."""
-    name = f"SIM {sim['channel']} slot {sim['slot']}"
-    detail = f"ICCID {sim['iccid']}, {sim['status']}"
-    if sim["status"] in ("active", "busy", "standby"):
-        return ok("gsm", name, detail)
-    if sim["status"] == "stopped":
-        step = "a limit was reached: wait for the next period, or raise it at HQ (SIM fleet)"
-        return warn("gsm", name, f"{detail}: {sim['reason']}", step)
-    return warn("gsm", name, detail, "re-enable the SIM at HQ if it should carry calls")

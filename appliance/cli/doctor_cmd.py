@@ -91,7 +91,8 @@ def _settings(path: Path) -> ApplianceSettings | None:
 async def _live(settings: ApplianceSettings) -> list[Finding]:
     import httpx
 
-    from appliance.doctor_live import Appliance, run_live
+    from appliance.doctor import Appliance
+    from appliance.doctor_live import run_live
 
     token = settings.api.tokens[0].token if settings.api.tokens else ""
     http = settings.http

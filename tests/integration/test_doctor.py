@@ -9,16 +9,18 @@ import re
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jsonschema
 import pytest
+import yaml
 
 from tests.procs import ROOT, callmesh, pid_alive
 
 SCHEMA = json.loads(
-    re.search(r"```json\n(.*?)```", (ROOT / "docs" / "doctor.md").read_text(), re.S).group(1)  # type: ignore[union-attr]
+    re.findall(r"```json\n(.*?)```", (ROOT / "docs" / "doctor.md").read_text(), re.S)[0]
 )
 
 
@@ -72,6 +74,10 @@ def test_doctor_reports_a_healthy_gateway_and_branch_all_green(demo: dict[str, A
         assert checks["SIP edge"]["detail"].endswith("200 OK")
         assert checks["rtpengine"]["status"] == "ok"
         assert any(c.startswith("media worker ") for c in checks)
+    code, report = doctor(demo["branch"])
+    call = finding(report, "loopback call")
+    assert call["status"] == "ok", call
+    assert call["detail"].startswith("call to *43 as 1001: 75 RTP packets sent")
     code, report = doctor(demo["gateway"])
     modems = [f for f in report["findings"] if f["check"].startswith("modem gsm-")]
     assert [m["status"] for m in modems] == ["ok"] * 4
@@ -97,6 +103,23 @@ def test_doctor_names_a_removed_sim_and_what_to_do(demo: dict[str, Any]) -> None
     assert found["status"] == "fail"
     assert "NOT INSERTED" in found["detail"]
     assert found["next_step"].startswith("insert a SIM into gsm-3")
+
+
+@pytest.mark.timeout(600)
+def test_doctor_fails_register_and_call_with_a_wrong_password(
+    demo: dict[str, Any], tmp_path: Path
+) -> None:
+    config = yaml.safe_load(Path(demo["branch"]["config"]).read_text())
+    config["sip"]["extensions"][0]["password"] = "not-the-password"
+    wrong = tmp_path / "appliance.yaml"
+    wrong.write_text(yaml.safe_dump(config))
+    code, report = doctor({"config": str(wrong)})
+    assert code == 1
+    for check in ("SIP edge", "loopback call"):
+        found = finding(report, check)
+        assert found["status"] == "fail"
+        assert re.search(r"answered 40[17]$", found["detail"])
+        assert "password was refused" in found["next_step"]
 
 
 @pytest.mark.timeout(600)
