@@ -81,18 +81,18 @@ def time_sync() -> list[Finding]:
             capture_output=True, text=True, timeout=3, check=False,
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as err:
-        return [warn("system", "time sync", f"timedatectl: {err}", "check systemd is running")]
-    if out.stdout.strip() == "yes":
+        return [warn("system", "time sync", f"timedatectl: {err}", _ASK_SYSTEMD)]
+    answer = out.stdout.strip()
+    if out.returncode != 0:
+        reason = (out.stderr.strip() or f"exit {out.returncode}").splitlines()[0]
+        return [warn("system", "time sync", f"cannot ask timedatectl: {reason}", _ASK_SYSTEMD)]
+    if answer == "yes":
         return [ok("system", "time sync", "NTP synchronised")]
-    reason = (out.stdout.strip() or out.stderr.strip() or "unknown").splitlines()[0]
-    return [
-        warn(
-            "system",
-            "time sync",
-            f"clock not NTP synchronised ({reason})",
-            "enable NTP (timedatectl set-ntp true) and allow UDP 123 to a time server",
-        )
-    ]
+    step = "enable NTP (timedatectl set-ntp true) and allow UDP 123 to a time server"
+    return [warn("system", "time sync", "clock not NTP synchronised", step)]
+
+
+_ASK_SYSTEMD = "run the doctor on the appliance itself (systemd with timesyncd or chrony)"
 
 
 def disk(settings: ApplianceSettings) -> list[Finding]:
