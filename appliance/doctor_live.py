@@ -1,8 +1,9 @@
 """The doctor's self-test of a running appliance: every probe bounded, every failure with a
 next step (the list, what each proves and the JSON schema are in docs/doctor.md).
 
-Theory of operation: the CLI (the composition root) gives a ``Probes`` record, the
-drivers' probe functions and an HTTP client for the appliance's local API. Each check is
+Theory of operation: the CLI (the composition root) gives an ``Appliance`` record, the
+settings and an HTTP client for the appliance's local API; the probes themselves are the
+drivers' (SIP, ng, CurveZMQ), on loopback or towards HQ. Each check is
 a coroutine yielding Findings; all run concurrently under their own timeouts, and the
 whole run under ``RUN_TIMEOUT_S``, so a hung component costs its check, never the report.
 """
@@ -68,6 +69,8 @@ async def _bounded(group: str, name: str, check: Check) -> list[Finding]:
     except httpx.HTTPError as err:
         detail = f"local API unreachable: {err or type(err).__name__}"
         return [fail(group, name, detail, "start the appliance service (systemctl start)")]
+    except OSError as err:
+        return [fail(group, name, str(err), "check that path and its permissions")]
 
 
 def time_sync() -> list[Finding]:
@@ -129,7 +132,12 @@ async def hq_link(box: Appliance) -> list[Finding]:
     sync = box.settings.sync
     if not sync.enabled:
         return [warn("hq", "HQ link", "sync disabled in the config", "enrol the site with HQ")]
-    public, secret = keys.load_secret(box.settings.key_file())
+    try:
+        public, secret = keys.load_secret(box.settings.key_file())
+    except keys.KeyFileError as err:
+        return [
+            fail("hq", "HQ link", str(err), "restore the site's key file, or re-enrol the site")
+        ]
     try:
         took = await curve_handshake(
             sync.endpoint, public, secret, sync.server_public_key.encode(), PROBE_TIMEOUT_S / 2
