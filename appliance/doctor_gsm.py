@@ -6,6 +6,7 @@ The gateway probes its modems itself (it owns their ports): ``GET /api/v1/gsm/mo
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from appliance.doctor import Appliance, Finding, fail, ok, warn
@@ -13,12 +14,17 @@ from appliance.doctor import Appliance, Finding, fail, ok, warn
 SIGNAL_WARN_DBM = -105
 
 
-async def modems(box: Appliance) -> list[Finding]:
-    """Each modem, probed now by the gateway: AT, SIM, PIN, registration, signal, voice port."""
+async def modems_and_sims(box: Appliance) -> list[Finding]:
+    """Each modem probed now (AT, SIM, PIN, registration, signal, voice port), then each SIM
+    of every slot, checked against what the modem holding it just answered."""
     if box.settings.profile != "sim-gateway":
         return []
-    reports = (await box.get("/api/v1/gsm/modems"))["modems"]
-    return [modem_finding(report) for report in reports]
+    reports, records = await asyncio.gather(
+        box.get("/api/v1/gsm/modems"), box.get("/api/v1/gsm/sims")
+    )
+    by_channel = {m["channel"]: m for m in reports["modems"]}
+    found = [modem_finding(m) for m in reports["modems"]]
+    return found + [sim_finding(sim, by_channel.get(sim["channel"])) for sim in records["sims"]]
 
 
 def modem_finding(m: dict[str, Any]) -> Finding:
@@ -50,18 +56,15 @@ def _pin_step(m: dict[str, Any]) -> str:
     return f"the SIM in {m['channel']} is locked ({m['pin_state']}): unlock it in a phone"
 
 
-async def sims(box: Appliance) -> list[Finding]:
-    """Each SIM of every slot as the SIM policy sees it: status, limits reached."""
-    if box.settings.profile != "sim-gateway":
-        return []
-    records = (await box.get("/api/v1/gsm/sims"))["sims"]
-    return [sim_finding(record) for record in records]
-
-
-def sim_finding(sim: dict[str, Any]) -> Finding:
-    """One SIM record as a Finding naming its channel and slot."""
+def sim_finding(sim: dict[str, Any], modem: dict[str, Any] | None = None) -> Finding:
+    """One SIM record as a Finding naming its channel and slot; ``modem`` is the report of
+    the modem holding it, which tells whether the SIM is still in its selected slot."""
     name = f"SIM {sim['channel']} slot {sim['slot']}"
     detail = f"ICCID {sim['iccid']}, {sim['status']}"
+    in_slot = modem is not None and modem["at"] and modem["slot"] == sim["slot"]
+    if in_slot and modem is not None and modem["pin_state"] == "NOT INSERTED":
+        step = f"insert SIM {sim['iccid']} into {sim['channel']} slot {sim['slot']} (or reseat it)"
+        return fail("gsm", name, f"ICCID {sim['iccid']} not present: the slot is empty", step)
     if sim["status"] in ("active", "busy", "standby"):
         return ok("gsm", name, detail)
     if sim["status"] == "stopped":

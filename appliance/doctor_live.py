@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from appliance.doctor import Appliance, Finding, fail, ok, warn
-from appliance.doctor_gsm import modems, sims
+from appliance.doctor_gsm import modems_and_sims
 from appliance.settings import ApplianceSettings
 from drivers.sip.echo_probe import echo_call
 from drivers.sip.ng import NgClient
@@ -49,8 +49,7 @@ async def run_live(box: Appliance) -> list[Finding]:
         ("sip", "loopback call", lambda: loopback_call(box.settings)),
         ("sip", "rtpengine", lambda: rtpengine(box.settings)),
         ("sip", "media workers", lambda: media_workers(box.settings)),
-        ("gsm", "modems", lambda: modems(box)),
-        ("gsm", "SIMs", lambda: sims(box)),
+        ("gsm", "modems and SIMs", lambda: modems_and_sims(box)),
     ]
     async with asyncio.timeout(RUN_TIMEOUT_S):
         results = await asyncio.gather(*(_bounded(*c) for c in checks))

@@ -32,6 +32,7 @@ async def probe_modem(channel: ModemChannel) -> dict[str, Any]:
         "channel": channel.channel,
         "port": channel.entry.port,
         "imei": channel.entry.imei,
+        "slot": channel.slot,
         "state": driver.state,
         "at": False,
         "pin_state": None,

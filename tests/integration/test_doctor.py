@@ -103,6 +103,10 @@ def test_doctor_names_a_removed_sim_and_what_to_do(demo: dict[str, Any]) -> None
     assert found["status"] == "fail"
     assert "NOT INSERTED" in found["detail"]
     assert found["next_step"].startswith("insert a SIM into gsm-3")
+    _, report = doctor(demo["gateway"])
+    sim = finding(report, "SIM gsm-3 slot 0")
+    assert sim["status"] == "fail"
+    assert sim["next_step"].startswith("insert SIM 89")
 
 
 @pytest.mark.timeout(600)

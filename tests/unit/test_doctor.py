@@ -25,7 +25,8 @@ SCHEMA = json.loads(
 
 def modem(**overrides: Any) -> dict[str, Any]:
     healthy = {
-        "channel": "gsm-1", "port": "/dev/serial/by-id/x-if02", "imei": "1", "state": "ready",
+        "channel": "gsm-1", "port": "/dev/serial/by-id/x-if02", "imei": "1", "slot": 0,
+        "state": "ready",
         "at": True, "pin_state": "READY", "iccid": "8901", "registered": True,
         "operator": "Test", "signal_dbm": -71, "voice_port": "/dev/serial/by-id/x-if01",
         "error": None,
@@ -68,6 +69,14 @@ def test_a_sim_that_reached_a_limit_warns_with_the_reason() -> None:
     assert (found.check, found.status) == ("SIM gsm-2 slot 1", "warn")
     assert "daily" in found.detail
     assert sim_finding({**sim, "status": "standby"}).status == "ok"
+
+
+def test_a_sim_missing_from_its_selected_slot_fails_naming_channel_slot_and_iccid() -> None:
+    sim = {"channel": "gsm-1", "slot": 0, "iccid": "8901", "status": "standby", "reason": ""}
+    found = sim_finding(sim, modem(pin_state="NOT INSERTED", iccid=None))
+    assert (found.check, found.status) == ("SIM gsm-1 slot 0", "fail")
+    assert found.next_step == "insert SIM 8901 into gsm-1 slot 0 (or reseat it)"
+    assert sim_finding({**sim, "slot": 1}, modem(pin_state="NOT INSERTED")).status == "ok"
 
 
 def test_report_is_valid_and_its_status_is_the_worst_finding() -> None:
