@@ -15,7 +15,7 @@ from appliance.cli.main import main
 from appliance.doctor import Finding
 from appliance.doctor_gsm import modem_finding, sim_finding
 from drivers.sip.echo_probe import TONE, all_values, audible, media_address, ulaw
-from drivers.sip.register_probe import challenge, status_code
+from drivers.sip.register_probe import Account, authorization, challenge, status_code
 from tests.procs import ROOT
 
 SCHEMA = json.loads(
@@ -124,3 +124,11 @@ def test_sip_answer_parsing() -> None:
     assert all_values(answer, "record-route") == ["<sip:127.0.0.1;lr>", "<sip:10.0.0.1;lr>"]
     assert media_address(answer) == ("127.0.0.1", 30002)
     assert challenge(answer) == {"realm": "callmesh.local", "nonce": "abc", "qop": "auth"}
+
+
+def test_digest_answer_matches_the_rfc_2069_example() -> None:
+    account = Account("Mufasa", "CircleOfLife", "testrealm@host.com", "127.0.0.1", 5060)
+    params = {"realm": "testrealm@host.com", "nonce": "dcd98b7102dd2f0e8b11d0f600bfb0c093"}
+    value = authorization(account, "GET", "/dir/index.html", params)
+    assert value.startswith('Digest username="Mufasa", realm="testrealm@host.com"')
+    assert 'response="1949323746fe6a43ef61f9606e7febea"' in value
