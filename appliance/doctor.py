@@ -1,6 +1,8 @@
 """Checks a field technician runs on a box: software, system tools, config, store, network.
 
-Each check yields a Finding; ``required`` findings that fail make the doctor exit 1.
+Each check yields a Finding: ok, warn or fail, what was found and, unless ok, what to do
+next. Any fail makes the doctor exit 1. The self-test of a running appliance (HQ link, SIP
+edge, modems, SIMs, ...) is in ``appliance.doctor_live``.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    import httpx
+
+    from appliance.settings import ApplianceSettings
     from drivers.net.plan import Desired
 
 PY_PACKAGES = (
@@ -37,17 +42,61 @@ SYSTEM_TOOLS = (
 )
 
 
+API_TIMEOUT_S = 8.0
+
+Status = Literal["ok", "warn", "fail"]
+
+
 @dataclass(frozen=True)
 class Finding:
-    """The outcome of one check."""
+    """The outcome of one check; ``next_step`` says what to do unless it is ok."""
 
+    group: str
     check: str
-    ok: bool
+    status: Status
     detail: str
-    required: bool = True
+    next_step: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def ok(group: str, check: str, detail: str) -> Finding:
+    """A passed check."""
+    return Finding(group, check, "ok", detail)
+
+
+def warn(group: str, check: str, detail: str, next_step: str) -> Finding:
+    """A check that did not fail but needs attention."""
+    return Finding(group, check, "warn", detail, next_step)
+
+
+def fail(group: str, check: str, detail: str, next_step: str) -> Finding:
+    """A failed check and what to do about it."""
+    return Finding(group, check, "fail", detail, next_step)
+
+
+@dataclass(frozen=True)
+class Appliance:
+    """The running appliance as the doctor reaches it: settings and its local API."""
+
+    settings: ApplianceSettings
+    api: httpx.AsyncClient
+
+    async def get(self, path: str) -> Any:
+        """The JSON answer of a GET; raises httpx errors."""
+        response = await self.api.get(path, timeout=API_TIMEOUT_S)
+        response.raise_for_status()
+        return response.json()
+
+
+def _local(check: str, ok: bool, detail: str, next_step: str, required: bool = True) -> Finding:
+    status: Status = "ok" if ok else ("fail" if required else "warn")
+    return Finding("software", check, status, detail, "" if ok else next_step)
 
 
 def run_checks(config: Path | None = None) -> list[Finding]:
@@ -62,7 +111,8 @@ def run_checks(config: Path | None = None) -> list[Finding]:
 
 def _python() -> Finding:
     ok = sys.version_info >= (3, 11)
-    return Finding("python", ok, f"{sys.version.split()[0]} (3.11 or newer needed)")
+    detail = f"{sys.version.split()[0]} (3.11 or newer needed)"
+    return _local("python", ok, detail, "install Python 3.11 or newer (Debian 12 has it)")
 
 
 def _packages() -> Iterator[Finding]:
@@ -70,16 +120,18 @@ def _packages() -> Iterator[Finding]:
         try:
             importlib.import_module(module)
             version = importlib.metadata.version(dist)
-            yield Finding(f"package {dist}", True, f"{version} ({purpose})")
+            yield _local(f"package {dist}", True, f"{version} ({purpose})", "")
         except Exception as err:
-            yield Finding(f"package {dist}", False, f"cannot import {module}: {err} ({purpose})")
+            detail = f"cannot import {module}: {err} ({purpose})"
+            yield _local(f"package {dist}", False, detail, "reinstall the callmesh package")
 
 
 def _tools() -> Iterator[Finding]:
     for tool, purpose in SYSTEM_TOOLS:
         path = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
         detail = path or f"not installed (needed for {purpose})"
-        yield Finding(f"tool {tool}", path is not None, detail, required=False)
+        step = f"install the {tool} Debian package"
+        yield _local(f"tool {tool}", path is not None, detail, step, required=False)
 
 
 def _config(path: Path) -> Iterator[Finding]:
@@ -89,9 +141,11 @@ def _config(path: Path) -> Iterator[Finding]:
     try:
         settings = load_settings(ApplianceSettings, collect_layers(path))
     except ConfigError as err:
-        yield Finding("config", False, "; ".join(str(p) for p in err.problems))
+        detail = "; ".join(str(p) for p in err.problems)
+        yield Finding("config", "config", "fail", detail, "fix the named keys in the config")
         return
-    yield Finding("config", True, f"{path}: site {settings.site_id}, profile {settings.profile}")
+    detail = f"{path}: site {settings.site_id}, profile {settings.profile}"
+    yield Finding("config", "config", "ok", detail)
     yield _data_dir(settings.data_dir)
     if settings.network.manage:
         yield network_finding(settings.network.desired())
@@ -107,19 +161,23 @@ def network_finding(desired: Desired, netns: str | None = None) -> Finding:
     try:
         actions = plan(desired, driver.read(), driver.supports)
     except (NetError, OSError) as err:
-        return Finding("network", False, f"cannot read the network: {err}")
+        return Finding("network", "network", "fail", f"cannot read the network: {err}", _NET)
     todo = [a.describe() for a in changes(actions)]
     issues = [f"{a.target}: {a.op} {a.args.get('kind', '')}".strip() for a in problems(actions)]
     if not todo and not issues:
-        return Finding("network", True, "matches the config")
+        return Finding("network", "network", "ok", "matches the config")
     detail = "; ".join([*issues, *(f"pending: {t}" for t in todo)])
-    return Finding("network", False, f"{detail} (start the appliance to apply)")
+    return Finding("network", "network", "fail", detail, _NET)
+
+
+_NET = "start (or restart) the appliance to apply the network config; check cables and VPN keys"
 
 
 def _data_dir(path: Path) -> Finding:
     probe = path
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    ok = probe.is_dir() and os.access(probe, os.W_OK)
-    detail = f"{path} writable" if ok else f"{path}: {probe} is not a writable directory"
-    return Finding("data directory", ok, detail)
+    if probe.is_dir() and os.access(probe, os.W_OK):
+        return Finding("config", "data directory", "ok", f"{path} writable")
+    detail = f"{path}: {probe} is not a writable directory"
+    return Finding("config", "data directory", "fail", detail, "create it, owned by callmesh")

@@ -25,6 +25,7 @@ from appliance.compliance.calls import CallCompliance, ComplianceDecider
 from appliance.compliance.routes import build_compliance_router, install_error_handler
 from appliance.compliance.service import ComplianceService
 from appliance.gateway.channels import ModemCollector, ModemPool
+from appliance.gateway.diagnostics import build_diagnostics_router
 from appliance.gateway.routes import build_sms_router
 from appliance.gateway.sms import SmsService
 from appliance.hotel.pms_link import PmsLinkService
@@ -153,6 +154,7 @@ def build(
         if pool is not None:
             sms = _sms(settings, store, sim, compliance, pool)
             app.include_router(build_sms_router(settings.api.tokens, sms))
+            app.include_router(build_diagnostics_router(settings.api.tokens, pool, sim))
             components.append(sms)
     if settings.hotel.pms is not None:
         components.append(_pms_link(settings.hotel.pms, settings, store, health, app))

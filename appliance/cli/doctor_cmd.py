@@ -1,23 +1,41 @@
-"""`callmesh doctor`: check that this machine can run callmesh, and why not."""
+"""`callmesh doctor`: check this machine and, with --config, self-test the running appliance."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from appliance.doctor import Finding
+    from appliance.settings import ApplianceSettings
+
+SCHEMA_VERSION = 1
+COLOURS = {"ok": "\033[32m", "warn": "\033[33m", "fail": "\033[31m"}
+MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `callmesh doctor`."""
     parser = sub.add_parser(
         "doctor",
-        help="check software, system tools, config and data directory",
-        description="Check the Python version, the Python packages callmesh needs, the system "
-        "tools (Kamailio, rtpengine, sipp, tshark) and, with --config, the appliance "
-        "configuration and its data directory. Exit 1 if a required check fails.",
+        help="self-test: software, config, time, disk, HQ link, SIP, media, modems, SIMs",
+        description="Check the Python version, packages and system tools; with --config, the "
+        "configuration, then self-test the running appliance: time sync, disk and store, "
+        "network, the HQ link (CurveZMQ handshake), the SIP edge (REGISTER), rtpengine, media "
+        "workers, each modem and each SIM. Every failure says what to do next. Exit 0 when "
+        "nothing failed (warnings allowed), 1 when a check failed, 2 on a usage error. "
+        "See docs/doctor.md.",
     )
     parser.add_argument("--config", "-c", type=Path, metavar="FILE", help="appliance config")
-    parser.add_argument("--json", action="store_true", help="print findings as JSON")
+    parser.add_argument(
+        "--offline", action="store_true", help="with --config: skip the running appliance"
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=_run)
 
 
@@ -25,10 +43,61 @@ def _run(args: argparse.Namespace) -> int:
     from appliance.doctor import run_checks
 
     findings = run_checks(args.config)
+    settings = _settings(args.config) if args.config and not args.offline else None
+    if settings is not None:
+        findings += asyncio.run(_live(settings))
     if args.json:
-        print(json.dumps([f.as_dict() for f in findings], indent=2))
+        print(json.dumps(report(findings), indent=2))
     else:
-        for f in findings:
-            mark = "ok  " if f.ok else ("FAIL" if f.required else "warn")
-            print(f"[{mark}] {f.check:<26} {f.detail}")
-    return 0 if all(f.ok for f in findings if f.required) else 1
+        print_human(findings, colour=sys.stdout.isatty())
+    return 1 if any(f.status == "fail" for f in findings) else 0
+
+
+def report(findings: Sequence[Finding]) -> dict[str, Any]:
+    """The ``--json`` document (schema in docs/doctor.md)."""
+    counts = {s: sum(f.status == s for f in findings) for s in ("ok", "warn", "fail")}
+    worst = "fail" if counts["fail"] else ("warn" if counts["warn"] else "ok")
+    return {
+        "schema": SCHEMA_VERSION,
+        "status": worst,
+        "counts": counts,
+        "findings": [f.as_dict() for f in findings],
+    }
+
+
+def print_human(findings: Sequence[Finding], colour: bool) -> None:
+    """Findings grouped, each failure or warning followed by its next step."""
+    for group in dict.fromkeys(f.group for f in findings):
+        print(group)
+        for f in (f for f in findings if f.group == group):
+            mark = MARKS[f.status]
+            if colour:
+                mark = f"{COLOURS[f.status]}{mark}\033[0m"
+            print(f"  [{mark}] {f.check:<24} {f.detail}")
+            if f.next_step:
+                print(f"         {'':<24} next: {f.next_step}")
+
+
+def _settings(path: Path) -> ApplianceSettings | None:
+    from appliance.settings import ApplianceSettings
+    from drivers.runtime.config_layers import ConfigError, collect_layers, load_settings
+
+    try:
+        return load_settings(ApplianceSettings, collect_layers(path))
+    except ConfigError:
+        return None
+
+
+async def _live(settings: ApplianceSettings) -> list[Finding]:
+    import httpx
+
+    from appliance.doctor import Appliance
+    from appliance.doctor_live import run_live
+
+    token = settings.api.tokens[0].token if settings.api.tokens else ""
+    http = settings.http
+    async with httpx.AsyncClient(
+        base_url=f"http://{http.host}:{http.port}",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as api:
+        return await run_live(Appliance(settings, api))
