@@ -144,12 +144,14 @@ def _target_text(target: Mapping[str, Any]) -> str:
 
 def field_errors(err: ValidationError, fields: Sequence[Field]) -> dict[str, list[str]]:
     """Each problem under the field it belongs to; the rest under ``FORM``."""
-    names = {f.name for f in fields}
+    hints = {f.name: f.hint for f in fields}
     found: dict[str, list[str]] = {}
     for problem in err.errors():
         loc = problem["loc"]
-        name = str(loc[0]) if loc and str(loc[0]) in names else FORM
+        name = str(loc[0]) if loc and str(loc[0]) in hints else FORM
         message = str(problem["msg"]).removeprefix("Value error, ")
+        if problem["type"] == "string_pattern_mismatch" and hints.get(name):
+            message = f"not valid here: {hints[name]}"
         found.setdefault(name, []).append(message)
     return found
 
