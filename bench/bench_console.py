@@ -1,6 +1,7 @@
 """HQ console benchmarks: server time of its pages against the JSON API, memory per user.
 
-Usage: .venv/bin/python bench/bench_console.py [--cdrs N] [--rounds N] [--users N]
+Usage: .venv/bin/python bench/bench_console.py [--cdrs N] [--rounds N] [--report-rounds N]
+                                                 [--users N]
 
 The aggregator's app is built by its composition root over a SQLite table of ``--cdrs``
 generated CDRs (20 sites, 30 days, seeded as bench_sync.py does) and driven in process
@@ -88,19 +89,19 @@ def ok(
     return call
 
 
-def page_ratios(client: TestClient, api: dict[str, str], rounds: int) -> None:
+def page_ratios(client: TestClient, api: dict[str, str], rounds: int, report_rounds: int) -> None:
     for name, params in SEARCHES.items():
         page = median_ms(ok(client, "/console/cdrs", **params), rounds)
         json = median_ms(ok(client, "/api/v1/cdrs", api, **params, limit=50), rounds)
         print(f"CDR search ({name}): page {page:.1f} ms, API {json:.1f} ms, {page / json:.2f}x")
-    page = median_ms(ok(client, "/console/reports", **MONTH), rounds)
+    page = median_ms(ok(client, "/console/reports", **MONTH), report_rounds)
 
     def api_calls() -> None:
         for path, params in REPORT_CALLS:
             answer = client.get(path, params={**MONTH, **params}, headers=api)
             assert answer.status_code == 200, answer.text[:300]
 
-    json = median_ms(api_calls, rounds)
+    json = median_ms(api_calls, report_rounds)
     print(f"report page: {page:.1f} ms, the 4 API calls {json:.1f} ms, {page / json:.2f}x")
 
 
@@ -122,6 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cdrs", type=int, default=2_000_000)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--report-rounds", type=int, default=3)
     parser.add_argument("--users", type=int, default=1000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="callmesh-bench-") as base:
@@ -141,7 +143,8 @@ def main() -> None:
         print(f"seeded {args.cdrs:,} CDRs in {time.perf_counter() - start:.0f} s")
         with TestClient(http.app) as client:
             signed_in(client)
-            page_ratios(client, {"Authorization": f"Bearer {TOKEN}"}, args.rounds)
+            api = {"Authorization": f"Bearer {TOKEN}"}
+            page_ratios(client, api, args.rounds, args.report_rounds)
         memory_per_user(http.app, args.users)
         asyncio.run(database.stop())
 

@@ -50,8 +50,9 @@ def sign_in(driver: WebDriver, hq: Deployment, role: str) -> None:
 
 
 def text_of(driver: WebDriver, element_id: str) -> str:
-    found = driver.find_elements(By.ID, element_id)
-    return found[0].text if found else ""
+    """The element's text read in one step (htmx may swap it between two WebDriver calls)."""
+    script = "const e = document.getElementById(arguments[0]); return e ? e.textContent : ''"
+    return str(driver.execute_script(script, element_id))
 
 
 def refusal(driver: WebDriver) -> str:
