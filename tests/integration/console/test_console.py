@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.expected_conditions import staleness_of
 
 from tests.integration.console import deployment
 from tests.integration.console.browser import Screens, chromium, wait
@@ -60,13 +61,19 @@ def refusal(driver: WebDriver) -> str:
     return found[0].get_attribute("data-error-id") or "" if found else ""
 
 
-def submit_form(driver: WebDriver, form_id: str, values: dict[str, str]) -> None:
+def submit_form(
+    driver: WebDriver, form_id: str, values: dict[str, str], navigates: bool = True
+) -> None:
+    """Fill and submit a form; unless htmx handles it, wait for the next page."""
+    page = driver.find_element(By.TAG_NAME, "html")
     form = driver.find_element(By.ID, form_id)
     for name, value in values.items():
         field = form.find_element(By.NAME, name)
         field.clear()
         field.send_keys(value)
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    if navigates:
+        wait(driver, staleness_of(page))
 
 
 def test_an_admin_searches_plays_changes_a_sim_limit_edits_the_directory_and_signs_out(
@@ -97,7 +104,7 @@ def search_and_play(browser: WebDriver, hq: Deployment, screens: Screens) -> Non
     browser.get(f"{hq.console}/cdrs")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#cdrs tbody tr")) == deployment.CDR_COUNT
     screens.take(browser, "calls")
-    submit_form(browser, "cdr-search", {"number": hq.played_number})
+    submit_form(browser, "cdr-search", {"number": hq.played_number}, navigates=False)
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#cdrs tbody tr")) == 1)
     assert "number=" in browser.current_url  # htmx pushed the search into the address
     audio = browser.find_element(By.CSS_SELECTOR, "audio[data-recording]")
