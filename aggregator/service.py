@@ -1,4 +1,4 @@
-"""The aggregator's composition root: database, ingest, HTTP API and metrics.
+"""The aggregator's composition root: database, ingest, HTTP API, web console and metrics.
 
 Start-up order: HTTP socket bound, database connected (schema created), ingest ROUTER
 bound, HTTP serving. Shutdown in reverse from SIGTERM/SIGINT.
@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from aggregator.api import mount_api
+from aggregator.console import mount_console
 from aggregator.ingest import IngestServer
 from aggregator.ingest_metrics import IngestMetrics
 from aggregator.settings import AggregatorSettings
@@ -88,6 +89,7 @@ def build(settings: AggregatorSettings) -> list[Component]:
     add_observability_routes(app, monitor, registry)
     registry.register(SiteCollector(database.engine))
     mount_api(app, settings, database.engine)
+    mount_console(app, settings, database.engine)
     http = HttpServer(app, settings.http.host, settings.http.port, name="aggregator-http")
     return [database, ingest, monitor, http]
 

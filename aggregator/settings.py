@@ -149,6 +149,17 @@ class RoutingSettings(Section):
     keep_updates: int = Field(16, ge=1, le=1000, description="recent updates kept per site")
 
 
+class ConsoleSettings(Section):
+    """The HQ web console's sessions."""
+
+    session_idle_minutes: float = Field(
+        30.0, gt=0, le=1440, description="a session ends after this long without a request"
+    )
+    max_sessions: int = Field(
+        1000, ge=1, le=100_000, description="sessions kept; the least recently used go first"
+    )
+
+
 class AggregatorSettings(ServiceSettings):
     """Everything the aggregator reads from its configuration."""
 
@@ -159,6 +170,7 @@ class AggregatorSettings(ServiceSettings):
     ingest: IngestSettings = IngestSettings()
     routing: RoutingSettings = RoutingSettings()
     recordings: RecordingStoreSettings = RecordingStoreSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     def database_url(self) -> str:
         """The SQLAlchemy URL in force."""

@@ -65,17 +65,30 @@ class Access(Generic[GrantT]):
         scopes: SecurityScopes,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     ) -> GrantT:
-        token = self._token(credentials)
-        for level in scopes.scopes:
-            if token.role not in self._levels[level]:
-                roles = ", ".join(sorted(self._levels[level]))
-                raise self._refuse(403, "role-forbidden", f"this route needs a role of: {roles}")
-        return self._grant(token)
-
-    def _token(self, credentials: HTTPAuthorizationCredentials | None) -> Token:
         if credentials is None:
             raise self._refuse(401, "missing-token", "send Authorization: Bearer <token>")
-        presented = credentials.credentials.encode()
+        token = self._token(credentials.credentials)
+        for level in scopes.scopes:
+            self._check(token, level)
+        return self._grant(token)
+
+    def grant(self, presented: str, level: str) -> GrantT:
+        """The grant of a token presented other than as a header (a sign-in form)."""
+        token = self._token(presented)
+        self._check(token, level)
+        return self._grant(token)
+
+    def admits(self, role: str, level: str) -> bool:
+        """Whether ``role`` is one of the roles of ``level``."""
+        return role in self._levels[level]
+
+    def _check(self, token: Token, level: str) -> None:
+        if not self.admits(token.role, level):
+            roles = ", ".join(sorted(self._levels[level]))
+            raise self._refuse(403, "role-forbidden", f"this route needs a role of: {roles}")
+
+    def _token(self, text: str) -> Token:
+        presented = text.encode()
         for token in self._tokens:
             if hmac.compare_digest(token.token.encode(), presented):
                 return token

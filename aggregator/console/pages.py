@@ -1,0 +1,212 @@
+"""Console pages every HQ role reads: sign-in, sites, call search with playback, reports."""
+
+import datetime
+from collections import defaultdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+
+from aggregator import recording_store, reports
+from aggregator.api.auth import Principal
+from aggregator.api.errors import ApiError
+from aggregator.console import queries
+from aggregator.console.sessions import COOKIE, Session
+from aggregator.console.web import PREFIX, Console, ConsoleError, check_csrf, scope
+
+PAGE_SIZE = 50
+DISPOSITIONS = ("answered", "busy", "no-answer", "failed", "cancelled", "interrupted", "refused")
+REPORT_DIMENSIONS = (("site", "Per site"), ("trunk", "Per trunk"), ("extension", "Per extension"))
+
+
+def build_pages(console: Console) -> APIRouter:
+    """Sign-in, sites, calls, recordings and reports."""
+    router = APIRouter(prefix=PREFIX, include_in_schema=False)
+    viewer = console.needs("viewer")
+    _sign_in_routes(router, console)
+
+    @router.get("")
+    def home() -> RedirectResponse:
+        return RedirectResponse(f"{PREFIX}/sites", status_code=303)
+
+    @router.get("/sites")
+    def sites_page(request: Request, session: Annotated[Session, viewer]) -> Response:
+        principal = _principal(session)
+        with console.engine().connect() as conn:
+            rows = queries.site_rows(conn, principal.sites)
+        return console.render(request, session, "sites.html", page="sites", sites=rows)
+
+    @router.get("/cdrs")
+    def cdrs_page(
+        request: Request,
+        session: Annotated[Session, viewer],
+        site: str = "",
+        number: str = "",
+        start: Annotated[str, Query(alias="from")] = "",
+        end: Annotated[str, Query(alias="to")] = "",
+        disposition: str = "",
+        cursor: str = "",
+    ) -> Response:
+        form = {"site": site, "number": number, "from": start, "to": end}
+        form["disposition"] = disposition
+        found, next_cursor, problem = _search(console, session, form, cursor or None)
+        template = "cdr_rows.html" if request.headers.get("HX-Request") else "cdrs.html"
+        return console.render(
+            request,
+            session,
+            template,
+            page="cdrs",
+            form=form,
+            cdrs=found,
+            next_cursor=next_cursor,
+            problem=problem,
+            dispositions=DISPOSITIONS,
+        )
+
+    @router.get("/recordings/{site_id}/{recording_id}")
+    def recording(
+        site_id: str, recording_id: str, session: Annotated[Session, viewer]
+    ) -> FileResponse:
+        scope(_principal(session), site_id)
+        path = _recording_file(console, site_id, recording_id)
+        return FileResponse(path, media_type="audio/wav", headers={"Cache-Control": "private"})
+
+    @router.get("/reports")
+    def reports_page(
+        request: Request,
+        session: Annotated[Session, viewer],
+        site: str = "",
+        start: Annotated[str, Query(alias="from")] = "",
+        end: Annotated[str, Query(alias="to")] = "",
+    ) -> Response:
+        today = datetime.datetime.now(datetime.UTC).date()
+        form = {
+            "site": site,
+            "from": start or (today - datetime.timedelta(days=30)).isoformat(),
+            "to": end or (today + datetime.timedelta(days=1)).isoformat(),
+        }
+        figures, problem = _report(console, session, form)
+        return console.render(
+            request, session, "reports.html", page="reports", form=form, problem=problem, **figures
+        )
+
+    return router
+
+
+def _sign_in_routes(router: APIRouter, console: Console) -> None:
+    @router.get("/sign-in")
+    def sign_in_form(request: Request) -> Response:
+        session = console.session(request) or console.sessions.start(None)
+        response = console.render(request, session, "sign_in.html", problem=None)
+        console.set_cookie(request, response, session)
+        return response
+
+    @router.post("/sign-in")
+    async def sign_in(request: Request, token: Annotated[str, Form()] = "") -> Response:
+        anonymous = console.session(request)
+        if anonymous is None:
+            raise ConsoleError(403, "csrf-token-invalid", "the form expired; reload the page")
+        await check_csrf(request, anonymous)
+        try:
+            principal = console.access.grant(token.strip(), "viewer")
+        except ApiError as err:
+            return console.render(request, anonymous, "sign_in.html", 401, problem=err.message)
+        console.sessions.end(anonymous.session_id)
+        session = console.sessions.start(principal)
+        response = RedirectResponse(f"{PREFIX}/sites", status_code=303)
+        console.set_cookie(request, response, session)
+        return response
+
+    @router.post("/sign-out")
+    async def sign_out(
+        request: Request, session: Annotated[Session, console.changes("viewer")]
+    ) -> Response:
+        console.sessions.end(session.session_id)
+        response = RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
+        response.delete_cookie(COOKIE, path=PREFIX)
+        return response
+
+
+def _principal(session: Session) -> Principal:
+    if session.principal is None:
+        raise ConsoleError(401, "not-signed-in", "sign in first")
+    return session.principal
+
+
+def _search(
+    console: Console, session: Session, form: dict[str, str], cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    sites = scope(_principal(session), form["site"])
+    utc = reports.zone("UTC")
+    try:
+        flt = reports.CdrFilter(
+            sites=sites,
+            start_ms=reports.parse_time(form["from"], utc) if form["from"] else None,
+            end_ms=reports.parse_time(form["to"], utc) if form["to"] else None,
+            number=form["number"].strip() or None,
+            disposition=form["disposition"] or None,
+        )
+        with console.engine().connect() as conn:
+            page, next_cursor = reports.search_cdrs(conn, flt, utc, PAGE_SIZE, cursor)
+            recording_store.annotate(conn, page)
+    except reports.QueryError as err:
+        return [], None, str(err)
+    return page, next_cursor, None
+
+
+def _recording_file(console: Console, site_id: str, recording_id: str) -> Any:
+    with console.engine().connect() as conn:
+        found = recording_store.find(conn, site_id, recording_id)
+    if found is None:
+        raise ConsoleError(404, "unknown-recording", f"no recording {recording_id} at {site_id}")
+    path = console.settings.recordings_dir() / found.path
+    if found.state != "available" or not path.is_file():
+        raise ConsoleError(410, "recording-gone", "the recording is no longer kept at HQ")
+    return path
+
+
+def _report(
+    console: Console, session: Session, form: dict[str, str]
+) -> tuple[dict[str, Any], str | None]:
+    sites = scope(_principal(session), form["site"])
+    utc = reports.zone("UTC")
+    try:
+        first, last = reports.parse_time(form["from"], utc), reports.parse_time(form["to"], utc)
+        span = reports.report_span(first, last, console.settings.reports.max_span_days)
+    except reports.QueryError as err:
+        return {"tables": {}, "charts": {}}, str(err)
+    with console.engine().connect() as conn:
+        days = reports.summary(conn, sites, *span, utc, "day")
+        hours = reports.summary(conn, sites, *span, utc, "hour")
+        tables = {dim: reports.by_key(conn, dim, sites, *span) for dim, _ in REPORT_DIMENSIONS}
+    charts = {"days": _per_day(days), "hours": _per_hour(hours), "sites": _per_site(tables)}
+    return {"tables": tables, "charts": charts, "dimensions": REPORT_DIMENSIONS}, None
+
+
+def _per_day(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    calls: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        calls[row["period"]][0] += row["answered"]
+        calls[row["period"]][1] += row["calls"] - row["answered"]
+    labels = sorted(calls)
+    return {
+        "labels": labels,
+        "answered": [calls[d][0] for d in labels],
+        "unanswered": [calls[d][1] for d in labels],
+    }
+
+
+def _per_hour(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    calls = [0] * 24
+    for row in rows:
+        calls[int(row["period"][11:13])] += row["calls"]
+    return {"labels": [f"{h:02d}:00" for h in range(24)], "calls": calls}
+
+
+def _per_site(tables: dict[str, list[dict[str, Any]]]) -> dict[str, list[Any]]:
+    rows = tables.get("site", [])
+    return {
+        "labels": [r["site_id"] for r in rows],
+        "asr": [r["asr_percent"] for r in rows],
+        "acd": [r["acd_s"] for r in rows],
+    }

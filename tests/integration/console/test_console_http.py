@@ -1,0 +1,96 @@
+"""The console's HTTP contract, on the aggregator app its composition root builds."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.integration.api.apps import HQ_TOKENS, hq_app
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[FastAPI]:
+    with hq_app(tmp_path) as (built, _):
+        yield built
+
+
+def sign_in(client: TestClient, role: str = "admin") -> str:
+    """Sign in through the form; the new session's CSRF token."""
+    form = client.get("/console/sign-in")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token is not None
+    answer = client.post(
+        "/console/sign-in",
+        data={"token": HQ_TOKENS[role], "csrf_token": token.group(1)},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    page = client.get("/console/dnc")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf is not None
+    return csrf.group(1)
+
+
+def test_the_session_cookie_is_httponly_strict_and_secure_over_https(app: FastAPI) -> None:
+    with TestClient(app, base_url="https://hq.example") as client:
+        cookie = client.get("/console/sign-in").headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Secure" in cookie
+    assert "Path=/console" in cookie
+    with TestClient(app) as client:
+        assert "Secure" not in client.get("/console/sign-in").headers["set-cookie"]
+
+
+def test_signing_in_gives_a_new_session_id_and_signing_out_ends_it(app: FastAPI) -> None:
+    with TestClient(app) as client:
+        client.get("/console/sign-in")
+        anonymous = client.cookies["callmesh_console"]
+        csrf = sign_in(client)
+        signed_in = client.cookies["callmesh_console"]
+        assert signed_in != anonymous
+        client.post("/console/sign-out", data={"csrf_token": csrf}, follow_redirects=False)
+        client.cookies.set("callmesh_console", signed_in, path="/console")
+        answer = client.get("/console/sites", follow_redirects=False)
+    assert (answer.status_code, answer.headers["location"]) == (303, "/console/sign-in")
+
+
+def test_an_unknown_token_is_refused_on_the_form(app: FastAPI) -> None:
+    with TestClient(app) as client:
+        form = client.get("/console/sign-in").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert csrf is not None
+        data = {"token": "not-a-token-0123456789", "csrf_token": csrf.group(1)}
+        answer = client.post("/console/sign-in", data=data)
+    assert answer.status_code == 401
+    assert "not known" in answer.text
+
+
+def test_a_viewer_may_not_post_admin_actions_even_with_its_csrf_token(app: FastAPI) -> None:
+    with TestClient(app) as client:
+        csrf = sign_in(client, "hq-viewer")
+        answer = client.post("/console/dnc", data={"csrf_token": csrf, "number": "+4930999"})
+    assert answer.status_code == 403
+    assert 'data-error-id="role-forbidden"' in answer.text
+
+
+def test_pages_forbid_inline_script_and_other_origins(app: FastAPI) -> None:
+    with TestClient(app) as client:
+        sign_in(client)
+        headers = client.get("/console/reports").headers
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["cache-control"] == "no-store"
+
+
+def test_only_the_two_libraries_are_served_from_node_modules(app: FastAPI) -> None:
+    with TestClient(app) as client:
+        assert client.get("/console/vendor/htmx.min.js").status_code == 200
+        assert client.get("/console/vendor/chart.umd.min.js").status_code == 200
+        assert client.get("/console/vendor/package.json").status_code == 404
+        assert client.get("/console/vendor/..%2Fpackage.json").status_code == 404
