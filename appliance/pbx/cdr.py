@@ -158,6 +158,7 @@ class CdrBuilder:
             "hangup_side": side,
             "recording_id": recording_id(self.site_id, call["cdr_id"]) if recorded else None,
             "gsm": call.get("gsm"),
+            "variables": dict(call.get("variables") or {}),
         }
 
     def from_end(self, call: Mapping[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
