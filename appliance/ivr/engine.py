@@ -344,4 +344,7 @@ def _scalar(value: Any) -> bool:
 
 
 def _text(value: Any) -> str:
+    """A JSON scalar as a variable: booleans as JSON spells them, null as empty."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return value if isinstance(value, str) else ("" if value is None else str(value))

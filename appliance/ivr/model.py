@@ -171,6 +171,8 @@ class Flow(BaseModel):
 
 def successors(node: Node) -> list[tuple[str, str]]:
     """``(role, node name)`` for every node ``node`` may continue to."""
+    if isinstance(node, Queue):
+        return []
     pairs: list[tuple[str, str | None]] = []
     for role in ("next", "invalid", "timeout", "open", "closed", "holiday", "fallback"):
         pairs.append((role, getattr(node, role, None)))

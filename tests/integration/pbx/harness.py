@@ -38,11 +38,12 @@ Event = dict[str, Any]
 
 def require_debs() -> None:
     """Fail with what to install when the Debian packages are missing."""
-    missing = [b for b in ("kamailio", "rtpengine", "sipp") if shutil.which(b) is None]
+    needed = ("kamailio", "rtpengine", "sipp", "espeak-ng")
+    missing = [b for b in needed if shutil.which(b) is None]
     if missing:
         pytest.fail(
             f"missing {', '.join(missing)}: apt-get install kamailio kamailio-sqlite-modules "
-            "kamailio-extra-modules rtpengine-daemon sip-tester (./run test does this)"
+            "kamailio-extra-modules rtpengine-daemon sip-tester espeak-ng (./run test does this)"
         )
 
 
