@@ -331,7 +331,10 @@ class PbxComponent:
 
     def router(self, tokens: Sequence[ApiToken]) -> APIRouter:
         """The local call and IVR flow API routes, to mount on the appliance's FastAPI app."""
-        router = build_router(lambda: self.calls, lambda: self.recordings, self.control, tokens)
+        router = APIRouter()
+        router.include_router(
+            build_router(lambda: self.calls, lambda: self.recordings, self.control, tokens)
+        )
         router.include_router(build_ivr_router(self.ivr.registry, tokens))
         return router
 
