@@ -12,7 +12,8 @@ session in a phase until an event arrives:
     finishing   the recording is being closed         recorded -> deliver, next
     done        the call left the flow (transfer or hang-up)
 
-Deadlines are epoch seconds read from the injected clock; the runner calls ``tick`` when
+Time conditions read the flow's ``timezone``, else the site's (``zone``). Deadlines are
+epoch seconds read from the injected clock; the runner calls ``tick`` when
 ``deadline`` passes. A session keeps the ``Flow`` object it started with, so replacing a
 flow never changes a call already inside it.
 """
@@ -130,6 +131,7 @@ class Session:
     caller: str
     clock: Callable[[], float]
     flows: Callable[[str], Flow | None]
+    zone: str = "UTC"
     variables: dict[str, str] = field(default_factory=dict)
     node: str = ""
     phase: str = "new"
@@ -228,7 +230,7 @@ class Session:
             self.variables.update({k: render(v, self.variables) for k, v in node.vars.items()})
             return [Publish(dict(self.variables))], node.next
         if isinstance(node, Time):
-            return [], _time_branch(node, self.flow.timezone, self.clock())
+            return [], _time_branch(node, self.flow.timezone or self.zone, self.clock())
         if isinstance(node, SubFlow):
             return self._subflow(node)
         if isinstance(node, Play):

@@ -166,7 +166,7 @@ class Flow(BaseModel):
     nodes: dict[str, AnyNode] = Field(min_length=1)
     language: str = Field("en", pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
     voice: str | None = Field(None, pattern=r"^[A-Za-z0-9+_-]{1,32}$")
-    timezone: str = "UTC"
+    timezone: str | None = Field(None, description="default: site.timezone")
 
 
 def successors(node: Node) -> list[tuple[str, str]]:

@@ -65,8 +65,10 @@ class IvrService:
         record_dir: Path,
         prompts: dict[str, Prompt],
         publish: Callable[[str, dict[str, str]], None],
+        zone: str = "UTC",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._zone = zone
         self.registry = registry
         self._tts = tts
         self._hooks = hooks
@@ -113,7 +115,7 @@ class IvrService:
             worker.send({"cmd": "ivr-hangup", "id": call_id})
             return
         session = Session(flow, current.flow, current.version, caller, self._clock,
-                          self.registry.flow)  # fmt: skip
+                          self.registry.flow, self._zone)  # fmt: skip
         call = self.calls[call_id] = LiveCall(call_id, worker, session)
         log.info("ivr call entered flow", extra={"flow": flow, "version": current.version,
                                                  "call_id": call_id})  # fmt: skip

@@ -150,6 +150,8 @@ def _spinning(flow: Flow) -> list[Problem]:
 
 
 def _zone(flow: Flow) -> list[Problem]:
+    if flow.timezone is None:
+        return []
     try:
         zoneinfo.ZoneInfo(flow.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):

@@ -44,10 +44,11 @@ def build_ivr(
     extensions: Callable[[], Collection[str]],
     data_dir: Path,
     publish: Callable[[str, dict[str, str]], None],
+    zone: str = "UTC",
 ) -> IvrService:
     """The IVR service with its registry of configured flows (API flows load at start)."""
     known = flow_known(pbx, extensions)
     registry = FlowRegistry(configured_flows(pbx, known), known)
     root = data_dir / "ivr"
     return IvrService(registry, EspeakTts(root / "tts"), FlowHooks(), root / "recordings",
-                      prompts(pbx), publish)  # fmt: skip
+                      prompts(pbx), publish, zone)  # fmt: skip

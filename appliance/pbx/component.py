@@ -139,6 +139,7 @@ class PbxComponent:
         data_dir: Path,
         routing: RoutingService | None = None,
         gsm_channels: Sequence[str] = (),
+        timezone: str = "UTC",
     ) -> None:
         self.settings = pbx
         self.site_id = site_id
@@ -163,7 +164,8 @@ class PbxComponent:
                 site_id, pbx.peering, lambda: routing.table, names, self.peers
             )
         self._extensions = set(names)
-        self.ivr = build_ivr(pbx, lambda: self._extensions, data_dir, self._call_variables)
+        self.ivr = build_ivr(pbx, lambda: self._extensions, data_dir, self._call_variables,
+                             timezone)  # fmt: skip
         self.dialplan = DialPlan(pbx.dialplan, names, pbx.media, pbx.gsm, self.intersite,
                                  self.ivr.registry.names)  # fmt: skip
         recorded = pbx.record_calls and pbx.anchor_media

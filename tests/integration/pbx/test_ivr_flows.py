@@ -36,6 +36,10 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "ivr"
 TONES = [300.0, 450.0, 600.0, 700.0, 1000.0]
 EXTENSIONS = {"1001": "Alice", "1002": "Bob", "1003": "Carol", "1004": "Dave"}
 ADDRESS = "12 Harbour Road"
+ANSWERS = {
+    "/last-trip": {"known": True, "address": ADDRESS, "name": "Ms Li"},
+    "/order": {"accepted": True, "order_id": "T-17"},
+}
 
 
 class DispatchServer:
@@ -49,8 +53,7 @@ class DispatchServer:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 received.append((self.path, body))
-                answer = {"/last-trip": {"known": True, "address": ADDRESS, "name": "Ms Li"},
-                          "/order": {"accepted": True, "order_id": "T-17"}}.get(self.path, {})  # fmt: skip
+                answer = ANSWERS.get(self.path, {})
                 payload = json.dumps(answer).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -189,9 +192,7 @@ def test_taxi_hotline_records_a_spoken_destination_for_dispatch(
     assert dominant(samples, rate, TONES) == 600.0
 
 
-def test_a_flow_replaced_mid_call_keeps_the_call_on_its_version(
-    ipbx: Pbx, tmp_path: Path
-) -> None:
+def test_a_flow_replaced_mid_call_keeps_the_call_on_its_version(ipbx: Pbx, tmp_path: Path) -> None:
     specs = (("1001", 450), ("1002", 600), ("1003", 1000), ("1004", 300))
     with phones(ipbx, tmp_path, *specs) as (alice, bob, carol, dave):
         alice.send("call", to="ivr-swap")

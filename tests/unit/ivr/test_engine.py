@@ -40,9 +40,11 @@ class Clock:
         self.now += seconds
 
 
-def session(doc: dict[str, Any], clock: Clock, others: dict[str, Flow] | None = None) -> Session:
+def session(
+    doc: dict[str, Any], clock: Clock, others: dict[str, Flow] | None = None, zone: str = "UTC"
+) -> Session:
     flow = parse_flow("main", doc, Known(check_files=False))
-    return Session("main", flow, 1, "1001", clock, (others or {}).get)
+    return Session("main", flow, 1, "1001", clock, (others or {}).get, zone)
 
 
 def menu(**extra: Any) -> dict[str, Any]:
@@ -155,6 +157,14 @@ def test_time_conditions_read_the_sites_time_zone_and_holidays() -> None:
     assert session(hours_flow(), clock).start() == [PlayAudio(say="Merry Christmas.")]
     clock.now = datetime.datetime(2026, 12, 8, 10, 0, tzinfo=datetime.UTC).timestamp()
     assert session(hours_flow(), clock).start() == [PlayAudio(say="We are closed.")]
+
+
+def test_a_flow_without_a_time_zone_reads_the_sites() -> None:
+    doc = hours_flow()
+    del doc["timezone"]
+    clock = Clock(datetime.datetime(2026, 12, 7, 7, 30, tzinfo=datetime.UTC).timestamp())
+    assert session(doc, clock, zone="Europe/Berlin").start() == [Transfer("1001")]
+    assert session(doc, clock, zone="UTC").start() == [PlayAudio(say="We are closed.")]
 
 
 def lookup_flow() -> dict[str, Any]:
