@@ -28,7 +28,15 @@ class FlowHooks:
     """HTTP client for lookup and record nodes (transport injectable for tests)."""
 
     def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._client = httpx.AsyncClient(transport=transport)
+        self._transport = transport
+        self._pool: httpx.AsyncClient | None = None
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        """The connection pool, opened on first use (again after ``close``)."""
+        if self._pool is None:
+            self._pool = httpx.AsyncClient(transport=self._transport)
+        return self._pool
 
     async def ask(self, url: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
         """The JSON object the lookup answered, or None (the fallback)."""
@@ -63,4 +71,6 @@ class FlowHooks:
 
     async def close(self) -> None:
         """Close the connection pool."""
-        await self._client.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None

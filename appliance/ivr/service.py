@@ -22,8 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from appliance.ivr import engine
-from appliance.ivr.engine import Action, Session
+from appliance.ivr.actions import (
+    Action,
+    AskWebhook,
+    Deliver,
+    HangUp,
+    PlayAudio,
+    Publish,
+    StartRecording,
+    StopAudio,
+    StopRecording,
+    Transfer,
+)
+from appliance.ivr.engine import Session
 from appliance.ivr.hooks import FlowHooks
 from appliance.ivr.store import FlowRegistry
 from drivers.media.protocol import Prompt
@@ -166,31 +177,31 @@ class IvrService:
 
     async def _one(self, call: LiveCall, action: Action) -> None:
         send = call.worker.send
-        if isinstance(action, engine.PlayAudio):
+        if isinstance(action, PlayAudio):
             prompt = await self._prompt(call, action)
             if prompt is not None:
                 send({"cmd": "ivr-play", "id": call.call_id, "prompt": dataclasses.asdict(prompt)})
-        elif isinstance(action, engine.StopAudio):
+        elif isinstance(action, StopAudio):
             send({"cmd": "ivr-stop", "id": call.call_id})
-        elif isinstance(action, engine.StartRecording):
+        elif isinstance(action, StartRecording):
             call.recordings += 1
             name = f"{_UNSAFE.sub('_', call.call_id)[:80]}-{call.recordings}.wav"
             send({"cmd": "ivr-record", "id": call.call_id, "path": str(self._record_dir / name),
                   "max_s": action.max_s, "silence_s": action.silence_s})  # fmt: skip
-        elif isinstance(action, engine.StopRecording):
+        elif isinstance(action, StopRecording):
             send({"cmd": "ivr-record-stop", "id": call.call_id})
-        elif isinstance(action, engine.AskWebhook):
+        elif isinstance(action, AskWebhook):
             self._spawn(self._ask(call, action))
-        elif isinstance(action, engine.Deliver) and call.last_recording is not None:
+        elif isinstance(action, Deliver) and call.last_recording is not None:
             self._spawn(self._deliver(action, call.last_recording))
-        elif isinstance(action, engine.Transfer):
+        elif isinstance(action, Transfer):
             send({"cmd": "ivr-transfer", "id": call.call_id, "to": action.to})
-        elif isinstance(action, engine.HangUp):
+        elif isinstance(action, HangUp):
             send({"cmd": "ivr-hangup", "id": call.call_id})
-        elif isinstance(action, engine.Publish):
+        elif isinstance(action, Publish):
             self._publish(call.call_id, action.variables)
 
-    async def _prompt(self, call: LiveCall, action: engine.PlayAudio) -> Prompt | None:
+    async def _prompt(self, call: LiveCall, action: PlayAudio) -> Prompt | None:
         if action.prompt:
             return self._prompts[action.prompt]
         if action.file:
@@ -203,7 +214,7 @@ class IvrService:
             return None
         return Prompt(file=str(path))
 
-    async def _deliver(self, action: engine.Deliver, path: Path) -> None:
+    async def _deliver(self, action: Deliver, path: Path) -> None:
         try:
             wav = await asyncio.to_thread(path.read_bytes)
         except OSError as err:
@@ -211,11 +222,11 @@ class IvrService:
             return
         await self._hooks.deliver(action.url, action.body, wav)
 
-    async def _ask(self, call: LiveCall, action: engine.AskWebhook) -> None:
+    async def _ask(self, call: LiveCall, action: AskWebhook) -> None:
         answer = await self._hooks.ask(action.url, action.body, action.timeout_s)
         with contextlib.suppress(asyncio.QueueFull):
             call.events.put_nowait(("answer", answer))
 
 
 def _give_up() -> list[Action]:
-    return [engine.HangUp()]
+    return [HangUp()]

@@ -8,18 +8,18 @@ from typing import Any
 
 import yaml
 
-from appliance.ivr.engine import (
+from appliance.ivr.actions import (
     AskWebhook,
     Deliver,
     HangUp,
     PlayAudio,
     Publish,
-    Session,
     StartRecording,
     StopAudio,
     StopRecording,
     Transfer,
 )
+from appliance.ivr.engine import Session
 from appliance.ivr.model import Flow
 from appliance.ivr.validate import Known, parse_flow
 
