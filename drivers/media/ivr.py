@@ -16,7 +16,8 @@ variables are the business of ``appliance.ivr``:
     ivr-hangup     id                end the call
 
 Events (``ev`` = ``ivr``, ``state``): start, digit (digit), played, recorded (path,
-seconds), ended. Runs on the worker's main thread only.
+seconds: sent once the WAV file is complete, also when the caller hung up while being
+recorded, then followed by ended), ended. Runs on the worker's main thread only.
 """
 
 from __future__ import annotations
@@ -42,6 +43,16 @@ _USER = re.compile(r"sip:([^@;>\s]+)@")
 SPEECH_LEVEL = 8
 WAV_HEADER = 44
 BYTES_PER_S = 16000
+FINALIZE_S = 2.0
+
+
+@dataclass
+class Closing:
+    """A recording being finalized; ``ended``: the call is gone, report that afterwards."""
+
+    path: Path
+    deadline: float
+    ended: bool = False
 
 
 @dataclass
@@ -65,6 +76,7 @@ class IvrLegs:
         self.emit = emit
         self.legs: dict[str, Leg] = {}
         self.recordings: dict[str, Recording] = {}
+        self.closing: dict[str, Closing] = {}
 
     def media(self, leg: Leg) -> None:
         """The call's audio is up: hand it to the appliance."""
@@ -114,7 +126,16 @@ class IvrLegs:
             raise ValueError(f"unknown IVR command {name}")
 
     def tick(self, now: float) -> None:
-        """Close recordings that ran their length or fell silent after speech."""
+        """Close recordings that ran their length or fell silent after speech; report the
+        closed ones once their WAV file is complete."""
+        for key, done in list(self.closing.items()):
+            if _complete(done.path) or now >= done.deadline:
+                del self.closing[key]
+                seconds = max(0, _size(done.path) - WAV_HEADER) / BYTES_PER_S
+                self.emit(ev="ivr", state="recorded", id=key, path=str(done.path),
+                          seconds=round(seconds, 2))  # fmt: skip
+                if done.ended:
+                    self.emit(ev="ivr", state="ended", id=key)
         for key, rec in list(self.recordings.items()):
             leg = self.legs[key]
             if leg.audio is None:
@@ -133,11 +154,15 @@ class IvrLegs:
         if key in self.recordings:
             self._close(key, leg)
         del self.legs[key]
-        self.emit(ev="ivr", state="ended", id=key)
+        if key in self.closing:
+            self.closing[key].ended = True
+        else:
+            self.emit(ev="ivr", state="ended", id=key)
 
     def shutdown(self) -> None:
         """Drop every pjsua2 reference (before libDestroy)."""
         self.recordings.clear()
+        self.closing.clear()
         self.legs.clear()
 
     def _key(self, leg: Leg) -> str | None:
@@ -159,13 +184,11 @@ class IvrLegs:
         rec = self.recordings.pop(key, None)
         if rec is None:
             return
-        path = Path(rec.path)
         if leg.audio is not None:
             leg.audio.stopTransmit(rec.recorder)
-        del rec  # the recorder's destructor writes the WAV header's final sizes
-        size = path.stat().st_size if path.exists() else WAV_HEADER
-        seconds = max(0, size - WAV_HEADER) / BYTES_PER_S
-        self.emit(ev="ivr", state="recorded", id=key, path=str(path), seconds=round(seconds, 2))
+        # Dropping the recorder destroys it; the conference bridge removes its port on the
+        # clock thread, and only then is the WAV flushed and its header's sizes written.
+        self.closing[key] = Closing(Path(rec.path), time.monotonic() + FINALIZE_S)
 
     def _transfer(self, key: str, leg: Leg, to: str) -> None:
         if key in self.recordings:
@@ -174,3 +197,17 @@ class IvrLegs:
         leg.deadline = None
         leg.refer_to = f"sip:{to}@{self.worker.config.domain}"
         leg.call.xfer(leg.refer_to, pj.CallOpParam(True))
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else WAV_HEADER
+
+
+def _complete(path: Path) -> bool:
+    """Whether the WAV's RIFF size covers the whole file (written when it is closed)."""
+    try:
+        with path.open("rb") as wav:
+            head = wav.read(8)
+    except OSError:
+        return False
+    return len(head) == 8 and int.from_bytes(head[4:], "little") + 8 == _size(path) > WAV_HEADER

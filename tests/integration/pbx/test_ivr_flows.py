@@ -69,8 +69,9 @@ class DispatchServer:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
-    def bodies(self, path: str) -> list[dict[str, Any]]:
-        return [body for p, body in self.received if p == path]
+    def bodies(self, path: str, caller: str | None = None) -> list[dict[str, Any]]:
+        return [body for p, body in self.received
+                if p == path and caller in (None, body.get("caller"))]  # fmt: skip
 
     def close(self) -> None:
         self.server.shutdown()
@@ -180,16 +181,41 @@ def test_taxi_hotline_records_a_spoken_destination_for_dispatch(
         wait_for(lambda: recorded_enough(bob, 10.0), 30, lambda: "the call stopped")
         bob.send("dtmf", digits="#")
         bob.state("DISCONNECTED", timeout=30)
-    wait_for(lambda: bool(dispatch.bodies("/voice-order")), 10, lambda: str(dispatch.received))
-    (voice,) = dispatch.bodies("/voice-order")
-    assert voice["caller"] == "1002"
+    voice = voice_order(dispatch, "1002")
     assert voice["variables"]["last_address"] == ADDRESS
     assert voice["seconds"] > 1.0
+    assert_tone(voice, tmp_path, 600.0)
+
+
+def test_a_caller_hanging_up_while_recorded_still_sends_the_voice_order(
+    ipbx: Pbx, dispatch: DispatchServer, tmp_path: Path
+) -> None:
+    with phones(ipbx, tmp_path, ("1004", 300)) as (dave,):
+        dave.send("call", to="ivr-taxi")
+        dave.state("CONFIRMED")
+        wait_for(lambda: recorded_enough(dave, 1.5), 15, lambda: "dave recorded nothing")
+        dave.send("dtmf", digits="2")
+        wait_for(lambda: recorded_enough(dave, 10.0), 30, lambda: "the call stopped")
+        dave.send("hangup")
+        dave.state("DISCONNECTED")
+    voice = voice_order(dispatch, "1004")
+    assert voice["seconds"] > 1.0
+    assert_tone(voice, tmp_path, 300.0)
+
+
+def voice_order(dispatch: DispatchServer, caller: str) -> dict[str, Any]:
+    wait_for(lambda: bool(dispatch.bodies("/voice-order", caller)), 10,
+             lambda: str([(p, b.get("caller")) for p, b in dispatch.received]))  # fmt: skip
+    (voice,) = dispatch.bodies("/voice-order", caller)
+    return voice
+
+
+def assert_tone(voice: dict[str, Any], tmp_path: Path, tone: float) -> None:
     wav = tmp_path / "voice-order.wav"
     wav.write_bytes(base64.b64decode(voice["audio"]["base64"]))
     rate, (samples,) = read_channels(wav)
     assert loudness(samples) > 300, "the recorded destination is silent"
-    assert dominant(samples, rate, TONES) == 600.0
+    assert dominant(samples, rate, TONES) == tone
 
 
 def test_a_flow_replaced_mid_call_keeps_the_call_on_its_version(ipbx: Pbx, tmp_path: Path) -> None:
