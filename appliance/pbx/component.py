@@ -412,9 +412,13 @@ class PbxComponent:
         return [{**c, "frames": frames.get(c["channel"])} for c in self.gsm.status()]
 
     def _call_variables(self, call_id: str, variables: dict[str, str]) -> None:
-        """Flow variables of an IVR call go into its CDR (screen-pop data)."""
-        if self._calls is not None:
-            self._calls.update(call_id, variables=variables)
+        """Flow variables of an IVR call: into its CDR, and pushed as screen-pop data."""
+        if self._calls is None:
+            return
+        self._calls.update(call_id, variables=variables)
+        call = self._calls.get(call_id)
+        if call is not None and self.webhooks is not None:
+            self.webhooks.notify("call.variables", call)
 
     def _kamailio_died(self) -> None:
         self.calls.interrupt_all("sip-proxy-restart")

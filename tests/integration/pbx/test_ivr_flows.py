@@ -23,8 +23,10 @@ import yaml
 from tests.integration.pbx.audio import dominant, loudness, read_channels
 from tests.integration.pbx.harness import (
     ADMIN_TOKEN,
+    WEBHOOK_SECRET,
     Pbx,
     Phone,
+    WebhookReceiver,
     media,
     no_daemons_left,
     phones,
@@ -96,13 +98,24 @@ def dispatch() -> Iterator[DispatchServer]:
 
 
 @pytest.fixture(scope="module")
-def ipbx(tmp_path_factory: pytest.TempPathFactory, dispatch: DispatchServer) -> Iterator[Pbx]:
+def events() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="module")
+def ipbx(
+    tmp_path_factory: pytest.TempPathFactory, dispatch: DispatchServer, events: WebhookReceiver
+) -> Iterator[Pbx]:
     require_debs()
     root = tmp_path_factory.mktemp("ivr-pbx")
     taxi = (EXAMPLES / "taxi-hotline.yaml").read_text().replace("http://127.0.0.1:8090",
                                                                  dispatch.base)  # fmt: skip
     flows = {"desk": desk_flow("1003"), "swap": desk_flow("1003"), "taxi": yaml.safe_load(taxi)}
-    instance = Pbx(root, extensions=EXTENSIONS, media=media(2), ivr={"flows": flows})
+    webhook = {"url": events.url, "secret": WEBHOOK_SECRET}
+    instance = Pbx(root, extensions=EXTENSIONS, media=media(2), ivr={"flows": flows},
+                   webhook=webhook)  # fmt: skip
     try:
         instance.start()
         yield instance
@@ -149,7 +162,7 @@ def test_a_caller_hears_the_spoken_menu_and_a_digit_transfers_to_the_extension(
 
 
 def test_taxi_hotline_repeats_the_last_trip_and_sends_the_order(
-    ipbx: Pbx, dispatch: DispatchServer, tmp_path: Path
+    ipbx: Pbx, dispatch: DispatchServer, events: WebhookReceiver, tmp_path: Path
 ) -> None:
     with phones(ipbx, tmp_path, ("1001", 450)) as (alice,):
         alice.send("call", to="ivr-taxi")
@@ -168,6 +181,11 @@ def test_taxi_hotline_repeats_the_last_trip_and_sends_the_order(
     cdr = ipbx.cdr_for(lambda c: c["route"] == "media:ivr-taxi")
     assert cdr["variables"]["last_address"] == ADDRESS
     assert cdr["variables"]["order_id"] == "T-17"
+    pushed = [json.loads(body) for _, body in events.events_for(cdr["call_id"])]
+    popped = [e["data"]["variables"] for e in pushed if e["event"] == "call.variables"]
+    assert popped[0]["address"] == ADDRESS
+    assert popped[-1]["last_address"] == ADDRESS
+    assert popped[-1]["customer"] == "Ms Li"
 
 
 def test_taxi_hotline_records_a_spoken_destination_for_dispatch(
