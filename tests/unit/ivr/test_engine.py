@@ -241,6 +241,11 @@ def test_set_variables_are_published_and_queue_goes_to_its_fallback() -> None:
                        Transfer("1003")]  # fmt: skip
 
 
+def test_an_external_number_is_transferred_as_dialled_for_the_routing_chain() -> None:
+    doc = {"start": "out", "nodes": {"out": {"type": "number", "number": "+4930555999"}}}
+    assert session(doc, Clock()).start() == [Transfer("+4930555999")]
+
+
 def test_a_flow_target_continues_in_the_other_flow() -> None:
     other = parse_flow("sales", {"start": "hi", "nodes": {
         "hi": {"type": "play", "say": "Sales here.", "next": "ext"},
