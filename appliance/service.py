@@ -189,6 +189,7 @@ def _pbx(
         settings.data_dir,
         routing,
         gsm_channels if settings.profile == "sim-gateway" else (),
+        timezone=settings.site.timezone,
     )
     health.add_check("pbx", pbx.check)
     app.include_router(pbx.router(settings.api.tokens))

@@ -19,6 +19,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def _run(args: argparse.Namespace) -> int:
     from appliance import service
+    from appliance.ivr.validate import FlowInvalidError
     from appliance.pbx.dialplan import DialPlanError
     from appliance.settings import ApplianceSettings
     from appliance.store import StoreError
@@ -29,7 +30,7 @@ def _run(args: argparse.Namespace) -> int:
         service.run,
         args,
         expected=(StoreError, SipDriverError),
-        config_errors=(DialPlanError,),
+        config_errors=(DialPlanError, FlowInvalidError),
     )
 
 

@@ -137,6 +137,7 @@ class CdrBuilder:
             route=call.get("route", "extension"),
             failovers=int(call.get("failovers", 0)),
             gsm=call.get("gsm"),
+            variables=dict(call.get("variables") or {}),
         )
         return cdr.to_doc()
 

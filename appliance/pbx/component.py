@@ -23,6 +23,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from appliance.ivr.routes import build_ivr_router
+from appliance.ivr.store import FlowStore
+from appliance.ivr.wiring import build_ivr
 from appliance.pbx.api import build_router
 from appliance.pbx.calls import CallService
 from appliance.pbx.cdr import CdrBuilder
@@ -143,6 +146,7 @@ class PbxComponent:
         data_dir: Path,
         routing: RoutingService | None = None,
         gsm_channels: Sequence[str] = (),
+        timezone: str = "UTC",
     ) -> None:
         self.settings = pbx
         self.site_id = site_id
@@ -166,7 +170,11 @@ class PbxComponent:
             self.intersite = InterSite(
                 site_id, pbx.peering, lambda: routing.table, names, self.peers
             )
-        self.dialplan = DialPlan(pbx.dialplan, names, pbx.media, pbx.gsm, self.intersite)
+        self._extensions = set(names)
+        self.ivr = build_ivr(pbx, lambda: self._extensions, data_dir, self._call_variables,
+                             timezone)  # fmt: skip
+        self.dialplan = DialPlan(pbx.dialplan, names, pbx.media, pbx.gsm, self.intersite,
+                                 self.ivr.registry.names)  # fmt: skip
         recorded = pbx.record_calls and pbx.anchor_media
         self.chain = self._chain(recorded)
         self.decision_seconds = decision_histogram()
@@ -254,6 +262,7 @@ class PbxComponent:
             self._calls.on_change = self.webhooks.notify
         self.calls.interrupt_all("appliance-restart")
         self.recordings.adopt_orphans()
+        self.ivr.registry.attach(FlowStore(store))
         if self.webhooks is not None:
             self.webhooks.start()
         try:
@@ -295,6 +304,7 @@ class PbxComponent:
 
     async def _stop_helpers(self) -> None:
         await self.media.stop()
+        await self.ivr.stop()
         await self.rtpengine.stop()
         await self.route_server.stop()
         if self.webhooks is not None:
@@ -317,9 +327,10 @@ class PbxComponent:
         names = {s.number: s.name for s in subscribers}
         if self.intersite is not None:
             self.intersite.names = names
-        self.dialplan = DialPlan(
-            self.settings.dialplan, names, self.settings.media, self.settings.gsm, self.intersite
-        )
+        self._extensions = set(names)
+        self.dialplan = DialPlan(self.settings.dialplan, names, self.settings.media,
+                                 self.settings.gsm, self.intersite,
+                                 self.ivr.registry.names)  # fmt: skip
         config = kamailio_config(
             self.settings, domain, self.kamailio.run_dir, bool(self._worker_configs)
         )
@@ -329,8 +340,13 @@ class PbxComponent:
         return restarted
 
     def router(self, tokens: Sequence[ApiToken]) -> APIRouter:
-        """The local call API routes, to mount on the appliance's FastAPI app."""
-        return build_router(lambda: self.calls, lambda: self.recordings, self.control, tokens)
+        """The local call and IVR flow API routes, to mount on the appliance's FastAPI app."""
+        router = APIRouter()
+        router.include_router(
+            build_router(lambda: self.calls, lambda: self.recordings, self.control, tokens)
+        )
+        router.include_router(build_ivr_router(self.ivr.registry, tokens))
+        return router
 
     def _decide(self, query: Mapping[str, str]) -> dict[str, object]:
         started = time.perf_counter()
@@ -344,7 +360,7 @@ class PbxComponent:
         elif event.get("ev") in ("room", "room-link"):
             self.rooms.on_event(worker, event)
         elif event.get("ev") == "ivr":
-            log.info("ivr choice", extra={k: event.get(k) for k in ("flow", "digit", "target")})
+            self.ivr.on_event(worker, event)
         elif event.get("ev") == "gsm" and self.gsm is not None:
             self.gsm.on_worker_event(worker, event)
         elif event.get("ev") == "gsm-stats":
@@ -356,6 +372,7 @@ class PbxComponent:
 
     def _media_worker_exited(self, worker: MediaWorker) -> None:
         self.originations.worker_lost(worker)
+        self.ivr.worker_lost(worker)
         self.rooms.worker_lost(worker)
         if self.gsm is not None:
             self.gsm.worker_lost(worker)
@@ -404,6 +421,15 @@ class PbxComponent:
                     frames.update(await asyncio.wait_for(waiting, GSM_STATS_S))
             self._gsm_stats.pop(worker.config.name, None)
         return [{**c, "frames": frames.get(c["channel"])} for c in self.gsm.status()]
+
+    def _call_variables(self, call_id: str, variables: dict[str, str]) -> None:
+        """Flow variables of an IVR call: into its CDR, and pushed as screen-pop data."""
+        if self._calls is None:
+            return
+        self._calls.update(call_id, variables=variables)
+        call = self._calls.get(call_id)
+        if call is not None and self.webhooks is not None:
+            self.webhooks.notify("call.variables", call)
 
     def _kamailio_died(self) -> None:
         self.calls.interrupt_all("sip-proxy-restart")

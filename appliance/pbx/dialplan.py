@@ -10,13 +10,14 @@ the number to dial in ``uri`` and the group in ``trunk``; the GSM trunk service 
 channel (appliance/pbx/gsm.py), and the call presents that SIM's own number.
 
 Targets (inbound routes, forwards, IVR options) are an extension, a ring group,
-``announce:<prompt>`` or ``ivr:<flow>``; the last two, feature codes and the users
-``announce-<prompt>``, ``ivr-<flow>``, ``echo`` and ``room-<n>`` are served by the media
-workers (action ``media``, ``uri`` is the worker's service user). Recording follows
-the route's ``recording`` (outbound or inbound), then ``recording_by_extension`` of the
-caller, then of the callee, then ``recording`` (a decision that leaves ``recording`` unset,
-e.g. a call from another site or over a GSM trunk, gets this when it is answered); media
-calls are never recorded.
+``announce:<prompt>`` or ``ivr:<flow>`` (a ``pbx.media.ivr`` menu or an IVR flow of
+``appliance.ivr``: ``flows`` names the current ones, API flows included); the last two,
+feature codes and the users ``announce-<prompt>``, ``ivr-<flow>``, ``echo`` and
+``room-<n>`` are served by the media workers (action ``media``, ``uri`` is the worker's
+service user). Recording follows the route's ``recording`` (outbound or inbound), then
+``recording_by_extension`` of the caller, then of the callee, then ``recording`` (a
+decision that leaves ``recording`` unset, e.g. a call from another site or over a GSM
+trunk, gets this when it is answered); media calls are never recorded.
 
 Pattern language (outbound routes): digits, ``X`` (0-9), ``N`` (2-9), ``Z`` (1-9),
 ``[..]`` sets with ranges, and a final ``.`` meaning one or more further digits.
@@ -29,7 +30,7 @@ Exceptions::
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -212,9 +213,11 @@ class DialPlan:
         media: MediaSettings | None = None,
         gsm: GsmSettings | None = None,
         router: Router | None = None,
+        flows: Callable[[], Collection[str]] = frozenset,
     ) -> None:
         self.settings = settings
         self.router = router
+        self.flows = flows
         self.extensions = frozenset(extensions)
         self.media = media or MediaSettings(workers=0)
         self.gsm = gsm or GsmSettings()
@@ -315,8 +318,8 @@ class DialPlan:
         if self.media.workers == 0:
             return None
         kind, _, name = user.partition("-")
-        known: set[str] | None = {"announce": set(self.media.prompts),
-                                  "ivr": set(self.media.ivr)}.get(kind)  # fmt: skip
+        flows = set(self.media.ivr) | set(self.flows())
+        known: set[str] | None = {"announce": set(self.media.prompts), "ivr": flows}.get(kind)
         if known is not None and name not in known:
             return None
         if known is None and user != "echo" and not (kind == "room" and name.isdigit()):

@@ -8,6 +8,7 @@ Exceptions::
                                conference) was refused; ``status``, ``error_id`` and
                                ``details`` say why
     DialPlanError (ValueError, in appliance.pbx.dialplan)    inconsistent dial plan
+    FlowInvalidError (ValueError, in appliance.ivr.validate) an IVR flow refused, by node
 """
 
 from __future__ import annotations

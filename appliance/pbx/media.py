@@ -30,7 +30,6 @@ from typing import Any
 from appliance.pbx.settings import GsmSettings, MediaSettings
 from drivers.media.protocol import (
     MAX_CALLS,
-    IvrFlow,
     Prompt,
     WorkerConfig,
     decode_event,
@@ -204,10 +203,6 @@ def worker_configs(
         name: Prompt(p.file, p.tone_hz, p.on_ms, p.off_ms, p.seconds)
         for name, p in media.prompts.items()
     }
-    ivr = {
-        name: IvrFlow(f.prompt, dict(f.options), f.timeout_s, f.retries, f.default)
-        for name, f in media.ivr.items()
-    }
     return [
         WorkerConfig(
             name=f"w{i}",
@@ -219,7 +214,6 @@ def worker_configs(
             domain=domain,
             max_calls=min(media.calls_per_worker, MAX_CALLS),
             prompts=prompts,
-            ivr=ivr,
         )
         for i in range(media.workers)
     ]

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
+from appliance.ivr.settings import IvrFlowSettings
 from drivers.runtime.settings_base import Section
 from drivers.sip.kamailio_config import SCAN_PREFIXES, SCANNER_AGENTS, check_ipv4
 
@@ -305,6 +306,7 @@ class PbxSettings(Section):
     peering: PeeringSettings = PeeringSettings()
     gsm: GsmSettings = GsmSettings()
     webhook: WebhookSettings = WebhookSettings()
+    ivr: IvrFlowSettings = IvrFlowSettings()
 
     @field_validator("sip_host")
     @classmethod

@@ -1,7 +1,8 @@
 """Webhooks: call started, answered and ended, POSTed as signed JSON, retried with backoff.
 
-Body: ``{"event": "call.started"|"call.answered"|"call.ended", "site_id", "call_id",
-"at", "data"}`` where ``data`` is the open-call record (started, answered) or the CDR
+Body: ``{"event": "call.started"|"call.answered"|"call.variables"|"call.ended", "site_id",
+"call_id", "at", "data"}`` where ``data`` is the open-call record (started, answered;
+``variables``: an IVR flow set screen-pop variables, in ``data.variables``) or the CDR
 document (ended). Headers: ``X-Callmesh-Timestamp`` (epoch seconds) and
 ``X-Callmesh-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" with the
 secret>``. Deliveries are sent one at a time in order; a failed one (network error or

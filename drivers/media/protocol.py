@@ -30,15 +30,19 @@ Commands (``cmd``)::
                                                       (host:port of the other end) connect it
                                                       and join it to the room
     room-unlink   link                                take the link out of the room and close it
+    ivr-play, ivr-stop, ivr-record, ivr-record-stop, ivr-transfer, ivr-hangup
+                  id (the call's SIP Call-ID), ...    act on an IVR call (drivers.media.ivr)
     quit                                              hang up everything and exit
 
 Events (``ev``): ``ready`` (port), ``load`` (calls, capacity), ``leg`` (id, state:
-ringing | answered | ended, code, reason), ``transfer`` (id, code, final), ``ivr`` (flow,
-digit, target, call_id), ``error`` (id, message), ``gsm`` (channel, state: invite (number,
-call_id) | ringing | answered | dtmf (digits) | lost | ended (code, reason, answered,
-frames)), ``gsm-stats`` (channels: {channel: frames}), ``room`` (room, members: meet-me
-calls the room holds on this worker, call_id: the SIP Call-ID of the call that joined, or
-empty when one left), ``room-link`` (link, room, port: where this end listens).
+ringing | answered | ended, code, reason), ``transfer`` (id, code, final), ``ivr`` (state:
+start (id, flow, caller) | digit (id, digit) | played (id) | recorded (id, path, seconds) |
+ended (id); see drivers.media.ivr), ``error`` (id, message), ``gsm`` (channel, state:
+invite (number, call_id) | ringing | answered | dtmf (digits) | lost | ended (code,
+reason, answered, frames)), ``gsm-stats`` (channels: {channel: frames}), ``room`` (room,
+members: meet-me calls the room holds on this worker, call_id: the SIP Call-ID of the call
+that joined, or empty when one left), ``room-link`` (link, room, port: where this end
+listens).
 """
 
 from __future__ import annotations
@@ -67,17 +71,6 @@ class Prompt:
 
 
 @dataclass(frozen=True)
-class IvrFlow:
-    """Play ``prompt``, collect one digit, send the caller to ``options[digit]`` by REFER."""
-
-    prompt: str
-    options: dict[str, str]
-    timeout_s: float = 5.0
-    retries: int = 2
-    default: str | None = None
-
-
-@dataclass(frozen=True)
 class WorkerConfig:
     """Everything one worker needs: where to listen, where Kamailio is, what it plays.
 
@@ -94,7 +87,6 @@ class WorkerConfig:
     media_host: str
     max_calls: int = MAX_CALLS
     prompts: dict[str, Prompt] = field(default_factory=dict)
-    ivr: dict[str, IvrFlow] = field(default_factory=dict)
     gsm_channels: tuple[str, ...] = ()
     jitter_frames: int = 2
 
@@ -112,7 +104,6 @@ class WorkerConfig:
         """Parse a document written by ``to_json``."""
         doc = json.loads(text)
         doc["prompts"] = {k: Prompt(**v) for k, v in doc.get("prompts", {}).items()}
-        doc["ivr"] = {k: IvrFlow(**v) for k, v in doc.get("ivr", {}).items()}
         doc["gsm_channels"] = tuple(doc.get("gsm_channels", ()))
         return cls(**doc)
 

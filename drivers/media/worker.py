@@ -7,7 +7,8 @@ any other caller gets 403, so nothing reaches a service or a modem without Kamai
 authentication, routing and CDRs. Kamailio routes calls to the worker by request user:
 
     announce-<prompt>   play the prompt, then hang up
-    ivr-<flow>          play the flow's prompt, collect a digit, REFER the caller on
+    ivr-<flow>          an IVR flow: the appliance's flow engine decides, the worker's IVR
+                        handler plays, gathers digits, records and transfers (drivers.media.ivr)
     echo                send the caller's audio back (echo test)
     room-<name>         meet-me conference room: everyone in it hears everyone else; a
                         room spanning workers is linked to the others (drivers.media.rooms)
@@ -36,15 +37,15 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pjsua2 as pj
 
 from drivers.media.gsm import GSM_URI, GsmLegs, ModemAudioPort
+from drivers.media.ivr import IvrLegs
 from drivers.media.protocol import (
-    IvrFlow,
     Prompt,
     WorkerConfig,
     decode_command,
@@ -107,9 +108,7 @@ class Leg:
     source: pj.AudioMedia | None = None
     audio: pj.AudioMedia | None = None
     deadline: float | None = None
-    attempts: int = 0
     answered: bool = False
-    digits: list[str] = field(default_factory=list)
     port: ModemAudioPort | None = None
     voice: tuple[str, int] | None = None
     outgoing: bool = False
@@ -174,6 +173,7 @@ class Worker:
         self.rooms: dict[str, list[Leg | RoomLink]] = {}
         self._queue: deque[Callable[[], None]] = deque()
         self.gsm = GsmLegs(self, emit)
+        self.ivr = IvrLegs(self, emit)
         self.links = RoomLinks(config.host, config.jitter_frames, self._link_joined,
                                self._link_left, emit)  # fmt: skip
         acc_cfg = pj.AccountConfig()
@@ -236,9 +236,7 @@ class Worker:
             prm.statusCode = 404
         else:
             service, arg = (match.group(1), match.group(2)) if match.group(1) else ("echo", "")
-            known: set[str] | None = {"announce": set(self.config.prompts),
-                                      "ivr": set(self.config.ivr)}.get(service)  # fmt: skip
-            if known is not None and arg not in known:
+            if service == "announce" and arg not in self.config.prompts:
                 prm.statusCode = 404
             else:
                 leg = self.legs[call.getId()] = Leg(call, service, arg)
@@ -325,27 +323,21 @@ class Worker:
         if leg.service == "gsm":
             self.gsm.media(leg)
         elif leg.service == "announce":
-            self._play(leg, self.config.prompts[leg.arg], loop=False)
+            self.play(leg, self.config.prompts[leg.arg], loop=False)
         elif leg.service == "ivr":
-            self._prompt_ivr(leg)
+            self.ivr.media(leg)
         elif leg.service == "echo":
             leg.audio.startTransmit(leg.audio)
         elif leg.service in ("room", "conference"):
             self._join(leg)
 
     def digit(self, call: Call, digit: str) -> None:
-        """A DTMF digit: IVR legs pick an option."""
+        """A DTMF digit: GSM legs pass it on, IVR legs report it to the appliance."""
         leg = self.legs.get(call.getId())
         if leg is not None and leg.service == "gsm":
             self.gsm.digit(leg, digit)
-        if leg is None or leg.service != "ivr" or leg.refer_to:
-            return
-        flow = self.config.ivr[leg.arg]
-        target = flow.options.get(digit)
-        call_id = call.getInfo().callIdString
-        emit(ev="ivr", flow=leg.arg, digit=digit, target=target, call_id=call_id)
-        if target is not None:
-            self._send_to(leg, target)
+        elif leg is not None and leg.service == "ivr":
+            self.ivr.digit(leg, digit)
 
     def transfer_status(self, call: Call, code: int, final: bool) -> None:
         """Progress of a REFER we sent: leave the call once the transfer target answered."""
@@ -358,8 +350,9 @@ class Worker:
             call.hangup(pj.CallOpParam())
 
     def tick(self, now: float) -> None:
-        """Deadlines: announcements end, IVR prompts time out, players reach their end."""
+        """Deadlines: announcements and IVR prompts end, players reach their end."""
         self.gsm.tick()
+        self.ivr.tick(now)
         for leg in list(self.legs.values()):
             finished = isinstance(leg.source, Player) and leg.source.finished
             if finished or (leg.deadline is not None and now >= leg.deadline):
@@ -371,39 +364,19 @@ class Worker:
     def _expired(self, leg: Leg) -> None:
         if leg.service == "announce":
             leg.call.hangup(pj.CallOpParam())
-            return
-        if leg.service != "ivr" or leg.refer_to:
-            return
-        flow = self.config.ivr[leg.arg]
-        if leg.attempts <= flow.retries:
-            self._prompt_ivr(leg)
-        elif flow.default:
-            self._send_to(leg, flow.default)
-        else:
-            leg.call.hangup(pj.CallOpParam())
+        elif leg.service == "ivr":
+            self.ivr.played(leg)
 
-    def _prompt_ivr(self, leg: Leg) -> None:
-        flow: IvrFlow = self.config.ivr[leg.arg]
-        leg.attempts += 1
-        self._stop_source(leg)
-        self._play(leg, self.config.prompts[flow.prompt], loop=False)
-        prompt = self.config.prompts[flow.prompt]
-        leg.deadline = time.monotonic() + (0 if prompt.file else prompt.seconds) + flow.timeout_s
-
-    def _send_to(self, leg: Leg, target: str) -> None:
-        leg.refer_to = f"sip:{target}@{self.config.domain}"
-        leg.deadline = None
-        self._stop_source(leg)
-        leg.call.xfer(leg.refer_to, pj.CallOpParam(True))
-
-    def _play(self, leg: Leg, prompt: Prompt, loop: bool) -> None:
+    def play(self, leg: Leg, prompt: Prompt, loop: bool) -> None:
+        """Play ``prompt`` to the leg; a tone's end is its ``seconds`` (the leg's deadline)."""
         assert leg.audio is not None
         leg.source = make_source(prompt, loop)
         leg.source.startTransmit(leg.audio)
         if not prompt.file:
             leg.deadline = time.monotonic() + prompt.seconds
 
-    def _stop_source(self, leg: Leg) -> None:
+    def stop_source(self, leg: Leg) -> None:
+        """Stop what plays to the leg."""
         if leg.source is not None and leg.audio is not None:
             leg.source.stopTransmit(leg.audio)
         leg.source = None
@@ -443,7 +416,9 @@ class Worker:
     def _forget(self, call_id: int, leg: Leg) -> None:
         self.legs.pop(call_id, None)
         self._disconnect(_room_key(leg), leg)
-        self._stop_source(leg)
+        if leg.service == "ivr":
+            self.ivr.forget(leg)
+        self.stop_source(leg)
         if leg.service == "gsm":
             self.gsm.forget(leg)
         leg.audio = None
@@ -463,6 +438,8 @@ class Worker:
                 self.hangup(str(cmd["id"]))
             elif isinstance(name, str) and name.startswith("gsm-"):
                 self.gsm.command(name, cmd)
+            elif isinstance(name, str) and name.startswith("ivr-"):
+                self.ivr.command(name, cmd)
             elif name in ("room-link", "room-unlink"):
                 self.links.command(name, cmd)
             else:
@@ -482,6 +459,7 @@ class Worker:
             self.run_queue()
         self._queue.clear()
         self.gsm.shutdown()
+        self.ivr.shutdown()
         self.links.shutdown()
         for leg in self.legs.values():
             leg.source = leg.audio = None

@@ -11,6 +11,7 @@ DURATION_MAX_S = 7 * 24 * 3600.0
 ID_MAX = 64
 SLOT_MAX = 8
 SMS_PARTS_MAX = 255
+VARIABLES_MAX = 64
 
 DISPOSITIONS = frozenset(
     {"answered", "busy", "no-answer", "failed", "cancelled", "interrupted", "refused"}

@@ -37,6 +37,7 @@ from drivers.sync.limits import (
     SMS_STATUSES,
     TIME_MAX_S,
     TIME_MIN_S,
+    VARIABLES_MAX,
 )
 from drivers.sync.protocol import ProtocolError
 
@@ -264,6 +265,7 @@ class Cdr(NamedTuple):
     route: str = ""
     failovers: int = 0
     gsm: dict[str, Any] | None = None
+    variables: dict[str, str] = {}
     schema: int = CDR_SCHEMA
 
     def to_doc(self) -> dict[str, Any]:
@@ -292,7 +294,7 @@ class Cdr(NamedTuple):
             "hangup_side": self.hangup_side,
             "recording_id": self.recording_id,
             "gsm": self.gsm,
-        }
+        } | ({"variables": dict(self.variables)} if self.variables else {})
 
 
 def parse_cdr(raw: bytes) -> Cdr:
@@ -324,8 +326,20 @@ def parse_cdr(raw: bytes) -> Cdr:
         text(doc, "route", 64),
         integer(doc, "failovers", 0, 1000),
         submap(doc, "gsm"),
+        _variables(doc),
         integer(doc, "schema", 1, 1000, CDR_SCHEMA),
     )
+
+
+def _variables(doc: Mapping[str, Any]) -> dict[str, str]:
+    """The flow variables a call carried (screen-pop data): text names to text values."""
+    found = submap(doc, "variables") or {}
+    if len(found) > VARIABLES_MAX or not all(
+        type(k) is str and type(v) is str and len(k) <= 64 and len(v) <= 1024
+        for k, v in found.items()
+    ):
+        raise _bad("variables", f"at most {VARIABLES_MAX} text names (64) to text values (1024)")
+    return found
 
 
 def _cdr_id(doc: Mapping[str, Any]) -> str:

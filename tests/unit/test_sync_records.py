@@ -137,6 +137,8 @@ def test_every_cdr_the_pbx_builds_parses_at_hq() -> None:
         ({"caller": "1001"}, "record-not-map"),
         ({"caller": {"number": 1001}}, "record-bad-field"),
         ({"hangup_cause": {"sip_code": 99999, "reason": "x"}}, "record-out-of-range"),
+        ({"variables": {"trip": 7}}, "record-bad-field"),
+        ({"variables": {f"v{i}": "x" for i in range(65)}}, "record-bad-field"),
     ],
 )
 def test_an_out_of_range_cdr_is_refused_with_its_error_id(
@@ -146,6 +148,17 @@ def test_an_out_of_range_cdr_is_refused_with_its_error_id(
     with pytest.raises(RecordError) as refused:
         parse_cdr(pack({**doc, **change}))
     assert refused.value.error_id == error_id
+
+
+def test_an_ivr_calls_flow_variables_travel_with_its_cdr() -> None:
+    builder = CdrBuilder("berlin", {"1001": "Desk"})
+    call = builder.open_call({"call_id": "c1", "from_user": "1001", "dialled": "ivr-taxi",
+                              "ts": 1772445600.0})  # fmt: skip
+    doc = builder.from_end(
+        {**call, "answer": 1772445601.0, "variables": {"last_trip": "Main St 1"}},
+        {"ts": 1772445660.0},
+    )
+    assert parse_cdr(pack(doc)).variables == {"last_trip": "Main St 1"}
 
 
 def test_free_text_longer_than_its_cap_is_cut_not_refused() -> None:

@@ -31,6 +31,7 @@ from tests.procs import ROOT, write_yaml
 HERE = Path(__file__).parent
 WEBHOOK_SECRET = "webhook-secret-for-tests"
 API_TOKEN = "api-token-for-pbx-tests-0123456789"
+ADMIN_TOKEN = "admin-token-for-pbx-tests-0123456789"
 DOMAIN = "test.local"
 EXTENSIONS = {"1001": "Alice", "1002": "Bob", "1003": "Carol"}
 Event = dict[str, Any]
@@ -38,11 +39,12 @@ Event = dict[str, Any]
 
 def require_debs() -> None:
     """Fail with what to install when the Debian packages are missing."""
-    missing = [b for b in ("kamailio", "rtpengine", "sipp") if shutil.which(b) is None]
+    needed = ("kamailio", "rtpengine", "sipp", "espeak-ng")
+    missing = [b for b in needed if shutil.which(b) is None]
     if missing:
         pytest.fail(
             f"missing {', '.join(missing)}: apt-get install kamailio kamailio-sqlite-modules "
-            "kamailio-extra-modules rtpengine-daemon sip-tester (./run test does this)"
+            "kamailio-extra-modules rtpengine-daemon sip-tester espeak-ng (./run test does this)"
         )
 
 
@@ -99,7 +101,8 @@ class Pbx:
                 for n, name in (extensions or EXTENSIONS).items()
             ]},
             "pbx": self.settings,
-            "api": {"tokens": [{"name": "ops", "token": API_TOKEN, "role": "operator"}]},
+            "api": {"tokens": [{"name": "ops", "token": API_TOKEN, "role": "operator"},
+                               {"name": "admin", "token": ADMIN_TOKEN, "role": "admin"}]},
             "test_api_port": self.api_port,
         })  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
@@ -124,12 +127,14 @@ class Pbx:
             text += "\n--- kamailio.log tail ---\n" + kamailio.read_text(errors="replace")[-3000:]
         return text
 
-    def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """Call the PBX's HTTP API; returns status and decoded JSON."""
+    def api(
+        self, method: str, path: str, body: Any = None, token: str = API_TOKEN
+    ) -> tuple[int, Any]:
+        """Call the PBX's HTTP API (as the operator by default); status and decoded JSON."""
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.api_port}/api/v1{path}", method=method,
             data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"},
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )  # fmt: skip
         try:
             with urllib.request.urlopen(request, timeout=10) as response:

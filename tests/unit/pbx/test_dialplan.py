@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from appliance.pbx.dialplan import DialPlan, DialPlanError, compile_pattern
-from appliance.pbx.settings import DialPlanSettings, MediaSettings
+from appliance.pbx.settings import DialPlanSettings, InboundRoute, MediaSettings
 
 EXTENSIONS = ["1001", "1002", "1003"]
 
@@ -210,3 +210,16 @@ def test_calls_a_registered_trunk_sends_to_our_contact_use_the_to_number() -> No
         "inbound:+4930555000"
     )
     assert dp.decide("x", "carrier", from_trunk=True).reason == "no-inbound-route"
+
+
+def test_ivr_flows_are_targets_as_soon_as_they_exist() -> None:
+    flows = {"taxi"}
+    media = MediaSettings.model_validate({"workers": 1})
+    settings = plan().settings.model_copy(update={"inbound": (
+        InboundRoute(did="+4930555001", target="ivr:taxi"),
+    )})  # fmt: skip
+    dp = DialPlan(settings, EXTENSIONS, media, flows=lambda: flows)
+    assert dp.decide("carrier", "+4930555001", from_trunk=True).uri == "ivr-taxi"
+    assert dp.decide("1001", "ivr-later").reason == "unknown-service"
+    flows.add("later")
+    assert dp.decide("1001", "ivr-later").uri == "ivr-later"

@@ -1,0 +1,1 @@
+"""IVR flows as data: model, validation, the pure engine, storage, service and routes."""
