@@ -21,7 +21,6 @@ import math
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -325,12 +324,13 @@ class Run:
 
     def close(self) -> None:
         """Stop sipp and the PBX, then whatever is left of the daemons the PBX started."""
-        daemons = [os.getpgid(pids[0]) for pids in self.daemon_groups().values() if pids]
+        daemons: list[int] = []
+        with contextlib.suppress(OSError, ValueError):
+            daemons = [os.getpgid(pids[0]) for pids in self.daemon_groups().values() if pids]
         for proc in reversed(self.procs):
             harness.stop(proc)
         for pgid in daemons:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
+            harness.kill_group(pgid)
 
 
 def sipp_timeout_s(args: argparse.Namespace) -> int:

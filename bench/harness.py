@@ -145,7 +145,8 @@ def spawn(argv: Sequence[str], log: Path | None = None, **options: Any) -> subpr
 
 
 def stop(proc: subprocess.Popen[Any], grace: float = STOP_GRACE_S) -> None:
-    """SIGTERM ``proc``'s process group, SIGKILL it if it has not exited after ``grace`` s."""
+    """SIGTERM ``proc``'s process group, SIGKILL it if it has not exited after ``grace`` s,
+    then SIGKILL whatever it left in its group."""
     if proc.poll() is None:
         _signal_group(proc.pid, signal.SIGTERM)
         try:
@@ -157,8 +158,26 @@ def stop(proc: subprocess.Popen[Any], grace: float = STOP_GRACE_S) -> None:
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
+    """Signal the group ``pgid`` if a process is still in it (so the id is still ours: the
+    kernel does not reuse a process group id while the group has members)."""
+    if _group_has_members(pgid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL what is left of a process group some started process made (a daemon's)."""
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def _group_has_members(pgid: int) -> bool:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == pgid:
+                    return True
+    return False
 
 
 def stop_all() -> None:
