@@ -32,6 +32,7 @@ from bench_pbx_calls import (
     _scenario,
     _stat,
     _tone_file,
+    check_steady_phase,
     cpu_ticks,
     pss_kb,
     run_load,
@@ -106,7 +107,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10)
     parser.add_argument("--hold", type=float, default=4)
     parser.add_argument("--calls", type=int, default=400)
-    harness.run(measure, parser.parse_args())
+    args = parser.parse_args()
+    check_steady_phase(parser, args)
+    harness.run(measure, args)
 
 
 def measure(args: argparse.Namespace) -> None:

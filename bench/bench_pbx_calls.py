@@ -333,6 +333,12 @@ class Run:
             harness.kill_group(pgid)
 
 
+def check_steady_phase(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """CPU and PSS are taken while every call is up: placing the calls must outlast a hold."""
+    if args.calls / args.rate <= args.hold + 1:
+        parser.error("no steady phase to measure: --calls / --rate must exceed --hold + 1 s")
+
+
 def sipp_timeout_s(args: argparse.Namespace) -> int:
     """sipp's own limit for the whole run: every call placed and held, plus a minute."""
     return int(args.calls / args.rate + args.hold + 60)
@@ -508,6 +514,7 @@ def main() -> None:
     if args.serve:
         asyncio.run(_serve(yaml.safe_load(args.serve.read_text())))
         return
+    check_steady_phase(parser, args)
     harness.run(measure, args)
 
 
