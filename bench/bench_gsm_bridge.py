@@ -30,7 +30,6 @@ import json
 import math
 import os
 import select
-import signal
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import harness
 from bench.bench_modem_support import ROOT, TICKS, SimulatorProcess
 from bench.bench_pbx_calls import cpu_ticks, pss_kb
 from drivers.media.pcm import open_tty
@@ -223,11 +223,9 @@ class Appliance:
         }
         path = work / "appliance.yaml"
         path.write_text(yaml.safe_dump(config))
-        self.log = (work / "appliance.log").open("wb")
-        self.proc = subprocess.Popen(
+        self.proc = harness.spawn(
             [sys.executable, "-m", "appliance.cli.main", "appliance", "run", "--config", str(path)],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+            work / "appliance.log",
             cwd=ROOT,
         )
         self.api = httpx.Client(
@@ -242,15 +240,16 @@ class Appliance:
             raise
 
     def _wait(self, ready: Any, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def done() -> bool:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"appliance exited; see {self.work / 'appliance.log'}")
+                raise harness.Incomplete(f"appliance exited; see {self.work / 'appliance.log'}")
             with contextlib.suppress(httpx.HTTPError, KeyError):
-                if ready():
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"appliance not ready; see {self.work / 'appliance.log'}")
+                return bool(ready())
+            return False
+
+        harness.wait_until(
+            done, timeout, f"appliance ready (log {self.work / 'appliance.log'})", 0.2
+        )
 
     def channels(self) -> list[dict[str, Any]]:
         return list(self.api.get("/gsm/channels").json()["channels"])
@@ -273,14 +272,7 @@ class Appliance:
 
     def close(self) -> None:
         self.api.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
+        harness.stop(self.proc, grace=30)
         self.sim.stop()
 
 
@@ -296,7 +288,7 @@ class Probes:
             self.sizes.append(len(app.users[i : i + 4]))
             users = ",".join(app.users[i : i + 4])
             self.procs.append(
-                subprocess.Popen(
+                harness.spawn(
                     [
                         sys.executable,
                         str(ROOT / "bench" / "gsm_probe.py"),
@@ -329,7 +321,7 @@ class Probes:
     def wait(self, proc: subprocess.Popen[bytes], match: Any, timeout: float) -> dict[str, Any]:
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + harness.limit(timeout)
         seen: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
             lines = self._lines.setdefault(fd, [])
@@ -345,7 +337,9 @@ class Probes:
             data = self._partial.pop(fd, b"") + os.read(fd, 65536)
             *complete, self._partial[fd] = data.split(b"\n")
             lines += complete
-        raise RuntimeError(f"probe did not answer in time; saw {seen[-5:]}")
+        raise harness.Incomplete(
+            f"a probe did not answer within {harness.limit(timeout):.1f} s; saw {seen[-5:]}"
+        )
 
     def dial(self, number: Any) -> None:
         """Every probe account calls ``number(i)``; waits until every call is confirmed."""
@@ -375,10 +369,9 @@ class Probes:
                 self.send(proc, cmd="quit")
         for proc in self.procs:
             try:
-                proc.wait(10)
+                proc.wait(harness.limit(10))
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+                harness.stop(proc)
 
 
 def losses(channels: list[dict[str, Any]]) -> dict[str, int]:
@@ -411,6 +404,8 @@ def bridged_phases(work: Path, calls: int, seconds: float) -> dict[str, Any]:
             probes.rtts()
             load = measure(app, probes, seconds)
             rtts, sent, heard = probes.rtts()
+            harness.record("bridged round trip", summary(rtts))
+            harness.record("bridged frames", load["loss"])
         finally:
             probes.close()
         time.sleep(3)
@@ -477,17 +472,31 @@ def report(args: argparse.Namespace, raw: dict[str, Any], run: dict[str, Any]) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--work", type=Path, help="keep configs and logs here (default: temp)")
-    args = parser.parse_args()
+    harness.run(run_phases, parser.parse_args())
+
+
+def run_phases(args: argparse.Namespace) -> None:
+    """The raw PCM loop, then the bridged and SIP echo phases; the report."""
     with tempfile.TemporaryDirectory(prefix="bench-gsm-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        raw = asyncio.run(raw_phase(work, args.calls, args.seconds))
+        raw = asyncio.run(bounded_raw_phase(work, args.calls, args.seconds))
+        harness.record("raw PCM loop round trip", summary(raw["rtts"]))
         run = bridged_phases(work, args.calls, args.seconds)
     report(args, raw, run)
+
+
+async def bounded_raw_phase(work: Path, calls: int, seconds: float) -> dict[str, Any]:
+    """:func:`raw_phase` within its steady phase plus a set-up of 2 s per modem and a minute."""
+    limit = harness.limit(60 + 2 * calls + seconds)
+    try:
+        return await asyncio.wait_for(raw_phase(work, calls, seconds), limit)
+    except TimeoutError:
+        raise harness.Incomplete(f"raw phase not within {limit:.1f} s") from None
 
 
 if __name__ == "__main__":

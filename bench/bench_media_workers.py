@@ -21,6 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from bench_pbx_calls import (
     PASSWORD,
     UAC,
@@ -29,11 +32,15 @@ from bench_pbx_calls import (
     _scenario,
     _stat,
     _tone_file,
+    check_steady_phase,
     cpu_ticks,
     pss_kb,
     run_load,
     uac_argv,
+    wait_uac,
 )
+
+from bench import harness
 
 
 def _workers(pbx_pid: int) -> list[int]:
@@ -68,13 +75,17 @@ def run_workers(args: argparse.Namespace) -> dict[str, Any]:
                 peak_pss = max(peak_pss, pss_kb(workers))
                 time.sleep(0.5)
             cpu = (cpu_ticks(workers) - ticks0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
-            uac.wait(timeout=args.calls / args.rate + args.hold + 90)
+            harness.record(
+                "media worker (echo), steady phase",
+                f"workers' CPU {cpu:.2f} cores, PSS {peak_pss / 1024:.1f} MiB",
+            )
+            wait_uac(uac, args, work, "media worker (echo)", started)
             elapsed = time.monotonic() - started
             stats = _stat(work, "uac.csv")
         finally:
             run.close()
         ok, failed = int(stats.get("SuccessfulCall(C)", 0)), int(stats.get("FailedCall(C)", 0))
-        concurrent = args.rate * args.hold
+        concurrent = min(args.calls, args.rate * args.hold)
         return {
             "calls": ok + failed,
             "failed": failed,
@@ -91,13 +102,20 @@ def run_workers(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=12)
     parser.add_argument("--rate", type=float, default=10)
     parser.add_argument("--hold", type=float, default=4)
     parser.add_argument("--calls", type=int, default=400)
     args = parser.parse_args()
+    check_steady_phase(parser, args)
+    harness.run(measure, args)
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Echo calls into the worker pool, then the same load to a sipp UAS; the table."""
     media = run_workers(args)
+    harness.record("media worker (echo)", media)
     edge = run_load(args, anchor_media=True)
     print("| path | calls | failed | setup rate/s | concurrent | workers | calls per worker "
           "| CPU cores (workers) | PSS per worker MiB (idle) | PSS per call KiB |")  # fmt: skip
@@ -115,5 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     main()

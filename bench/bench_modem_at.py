@@ -23,10 +23,13 @@ import serial
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import harness
 from bench.bench_modem_support import SimulatorProcess
 from drivers.modem import ModemConfig, ModemDriver
 
 GAP = 0.03
+COMMAND_LIMIT_S = 0.5  # per round trip; the run's limit is this times the commands, plus setup
+SETUP_S = 30
 
 
 def raw_round_trip(link: serial.Serial) -> float:
@@ -59,26 +62,47 @@ async def measure(raw_port: str, driver_port: str, count: int) -> tuple[list[flo
             link.write(b"ATE0\r")
             await asyncio.sleep(0.3)
             link.reset_input_buffer()
-            for _ in range(count):
+            for done in range(count):
                 await asyncio.sleep(GAP)
                 raw.append(raw_round_trip(link))
                 await asyncio.sleep(GAP)
                 ours.append(await driver_round_trip(driver))
+                if done % 100 == 99:
+                    harness.record("round trips so far, medians (raw, driver)", _medians(raw, ours))
     finally:
         await driver.stop()
     return raw, ours
 
 
+def _medians(raw: list[float], ours: list[float]) -> str:
+    return (
+        f"{len(raw)} commands, {statistics.median(raw) * 1000:.3f} ms, "
+        f"{statistics.median(ours) * 1000:.3f} ms"
+    )
+
+
+async def bounded(raw_port: str, driver_port: str, count: int) -> tuple[list[float], list[float]]:
+    """:func:`measure` within a limit derived from the number of commands."""
+    seconds = harness.limit(SETUP_S + 2 * count * (GAP + COMMAND_LIMIT_S))
+    try:
+        return await asyncio.wait_for(measure(raw_port, driver_port, count), seconds)
+    except TimeoutError:
+        raise harness.Incomplete(f"{count} round trips each not within {seconds:.1f} s") from None
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="AT round trip: driver vs raw pyserial")
+    parser = harness.parser("AT round trip: driver vs raw pyserial")
     parser.add_argument("--count", type=int, default=1000, help="commands per method")
-    args = parser.parse_args()
+    harness.run(run, parser.parse_args())
+
+
+def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sim = SimulatorProcess(Path(tmp), "--count", "2")
         try:
             modems = sim.document["modems"]
             time.sleep(1.0)
-            raw, ours = asyncio.run(measure(modems[0]["at"], modems[1]["at_by_id"], args.count))
+            raw, ours = asyncio.run(bounded(modems[0]["at"], modems[1]["at_by_id"], args.count))
         finally:
             sim.stop()
     raw_ms, our_ms = statistics.median(raw) * 1000, statistics.median(ours) * 1000

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
+from bench import harness
+
 ROOT = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
+START_S = 30
 
 
 class SimulatorProcess:
@@ -33,13 +33,18 @@ class SimulatorProcess:
             "0.05",
             *args,
         ]
-        self.proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while not self.ports.exists():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError("simulator did not start")
-            time.sleep(0.05)
+        self.proc = harness.spawn(command, cwd=ROOT)
+
+        def started() -> bool:
+            if self.proc.poll() is not None:
+                raise harness.Incomplete(f"the modem simulator exited {self.proc.returncode}")
+            return self.ports.exists()
+
+        try:
+            harness.wait_until(started, START_S, "modem simulator start", interval=0.05)
+        except BaseException:
+            self.stop()
+            raise
         self.document: dict[str, Any] = json.loads(self.ports.read_text())
 
     def cpu_seconds(self) -> float:
@@ -48,14 +53,8 @@ class SimulatorProcess:
         return (int(fields[11]) + int(fields[12])) / TICKS
 
     def stop(self) -> None:
-        """SIGTERM and wait (bounded)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        """SIGTERM its process group and wait (bounded), then SIGKILL."""
+        harness.stop(self.proc)
 
 
 def rss_mib() -> float:

@@ -22,8 +22,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import harness
 from bench.bench_modem_support import SimulatorProcess, own_cpu, rss_mib
 from drivers.modem import CallEvent, CallState, ModemConfig, ModemDriver, VoicePort
+
+SETUP_S = 120  # start, register and connect every modem, and hang up
 
 
 def bridge(ports: list[VoicePort], stop: threading.Event) -> None:
@@ -71,6 +74,7 @@ async def run(document: dict[str, object], seconds: float, sim: SimulatorProcess
     await asyncio.sleep(1.0)
     idle = await cpu_share(seconds)
     idle_rss = rss_mib()
+    harness.record("idle", f"{idle:.1f} % of one core, RSS {idle_rss:.0f} MiB")
     await connect_calls(drivers, str(document["control"]))
     ports = [d.voice for d in drivers if d.voice is not None]
     await asyncio.sleep(1.0)
@@ -101,15 +105,27 @@ async def run(document: dict[str, object], seconds: float, sim: SimulatorProcess
     print(f"  simulator  : {sim_share:5.1f} % of one core (separate process, not counted)")
 
 
+async def bounded(document: dict[str, object], seconds: float, sim: SimulatorProcess) -> None:
+    """:func:`run` within its two phases plus the set-up time."""
+    limit = harness.limit(SETUP_S + 2 * seconds)
+    try:
+        await asyncio.wait_for(run(document, seconds, sim), limit)
+    except TimeoutError:
+        raise harness.Incomplete(f"both phases not within {limit:.1f} s") from None
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="CPU and RSS of the driver side, many modems")
+    parser = harness.parser("CPU and RSS of the driver side, many modems")
     parser.add_argument("--modems", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
-    args = parser.parse_args()
+    harness.run(measure, parser.parse_args())
+
+
+def measure(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sim = SimulatorProcess(Path(tmp), "--count", str(args.modems))
         try:
-            asyncio.run(run(sim.document, args.seconds, sim))
+            asyncio.run(bounded(sim.document, args.seconds, sim))
         finally:
             sim.stop()
 

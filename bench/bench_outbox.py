@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import struct
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,7 +22,10 @@ from typing import Any
 
 import lmdb
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from appliance.store import Outbox, Store
+from bench import harness
 
 PAYLOAD = b"x" * 300  # about the size of a msgpack'd CDR
 KEY = struct.Struct(">Q")
@@ -54,11 +58,15 @@ def run(base: Path, seconds: float, rounds: int) -> None:
 
     batch = [PAYLOAD] * 100
     results: dict[str, list[float]] = {k: [] for k in ("out1", "raw1", "out100", "raw100")}
-    for _ in range(rounds):
+    for round_no in range(rounds):
         results["out1"].append(rate(lambda: len(outbox.append_many([PAYLOAD])), seconds))
         results["raw1"].append(rate(lambda: raw_put(1), seconds))
         results["out100"].append(rate(lambda: len(outbox.append_many(batch)), seconds))
         results["raw100"].append(rate(lambda: raw_put(100), seconds))
+        harness.record(
+            f"round {round_no + 1} (outbox/s, raw/s)",
+            ", ".join(f"{k} {v[-1]:,.0f}" for k, v in results.items()),
+        )
     store.close()
     env.close()
     best = {k: max(v) for k, v in results.items()}
@@ -69,11 +77,14 @@ def run(base: Path, seconds: float, rounds: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, help="where to put the stores (default: a temp dir)")
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    harness.run(measure, parser.parse_args())
+
+
+def measure(args: argparse.Namespace) -> None:
     base = Path(tempfile.mkdtemp(prefix="callmesh-bench-", dir=args.dir))
     try:
         run(base, args.seconds, args.rounds)

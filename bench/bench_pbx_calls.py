@@ -21,7 +21,6 @@ import math
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,8 +34,12 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import harness  # noqa: E402
+
 PASSWORD = "bench-password-1"
-DRAIN_S = 120
+PBX_START_S = 30
+REGISTER_S = 20
+SIPP_GRACE_S = 30
 
 UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="bench uac">
@@ -293,18 +296,21 @@ class Run:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def spawn(self, argv: list[str], log: str) -> subprocess.Popen[bytes]:
-        with (self.work / log).open("wb") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.work)
+        proc = harness.spawn(argv, self.work / log, cwd=self.work)
         self.procs.append(proc)
         return proc
 
     def start_pbx(self) -> subprocess.Popen[bytes]:
         pbx = self.spawn([sys.executable, __file__, "--serve", str(self.config)], "pbx.log")
-        deadline = time.monotonic() + 20
-        while "ready components" not in (self.work / "pbx.log").read_text():
-            if time.monotonic() > deadline or pbx.poll() is not None:
-                raise SystemExit((self.work / "pbx.log").read_text())
-            time.sleep(0.1)
+        log = self.work / "pbx.log"
+
+        def ready() -> bool:
+            if pbx.poll() is not None:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise harness.Incomplete(f"the PBX exited {pbx.returncode} while starting: {tail}")
+            return "ready components" in log.read_text(errors="replace")
+
+        harness.wait_until(ready, PBX_START_S, "PBX start")
         return pbx
 
     def daemon_groups(self) -> dict[str, list[int]]:
@@ -317,14 +323,44 @@ class Run:
         return groups
 
     def close(self) -> None:
+        """Stop sipp and the PBX, then whatever is left of the daemons the PBX started."""
+        daemons: list[int] = []
+        with contextlib.suppress(OSError, ValueError):
+            daemons = [os.getpgid(pids[0]) for pids in self.daemon_groups().values() if pids]
         for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
+            harness.stop(proc)
+        for pgid in daemons:
+            harness.kill_group(pgid)
+
+
+def check_steady_phase(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """CPU and PSS are taken while every call is up: placing the calls must outlast a hold."""
+    if args.calls / args.rate <= args.hold + 1:
+        parser.error("no steady phase to measure: --calls / --rate must exceed --hold + 1 s")
+
+
+def sipp_timeout_s(args: argparse.Namespace) -> int:
+    """sipp's own limit for the whole run: every call placed and held, plus a minute."""
+    return int(args.calls / args.rate + args.hold + 60)
+
+
+def wait_uac(
+    uac: subprocess.Popen[bytes], args: argparse.Namespace, work: Path, what: str, started: float
+) -> None:
+    """Wait for the sipp UAC started at ``started`` (its own limit and a grace); on timeout
+    keep its last figures."""
+    try:
+        harness.wait_exit(
+            uac, sipp_timeout_s(args) + SIPP_GRACE_S, f"sipp UAC ({what})", since=started
+        )
+    except harness.Incomplete:
+        with contextlib.suppress(OSError, IndexError):
+            stats = _stat(work, "uac.csv")
+            harness.record(f"{what}, sipp when stopped", ", ".join(
+                f"{key} {stats.get(key, '?')}" for key in
+                ("ElapsedTime(C)", "CallRate(C)", "TotalCallCreated", "CurrentCall",
+                 "SuccessfulCall(C)", "FailedCall(C)")))  # fmt: skip
+        raise
 
 
 def uac_argv(args: argparse.Namespace, target: str, scenario: str) -> list[str]:
@@ -335,7 +371,7 @@ def uac_argv(args: argparse.Namespace, target: str, scenario: str) -> list[str]:
         "-cp", str(_free_port() + 10), "-r", str(args.rate), "-m", str(args.calls),
         "-l", str(int(args.rate * args.hold * 1.5)), "-d", str(int(args.hold * 1000)),
         "-nostdin", "-max_socket", "4096", "-trace_stat", "-stf", "uac.csv",
-        "-fd", "1", "-timeout", str(int(args.calls / args.rate + args.hold + 60)),
+        "-fd", "1", "-timeout", str(sipp_timeout_s(args)),
     ]  # fmt: skip
 
 
@@ -359,13 +395,34 @@ def _scenario(work: Path, name: str, text: str, **values: str) -> str:
 
 
 def _stat(work: Path, name: str) -> dict[str, str]:
-    lines = (work / name).read_text().strip().splitlines()
+    """The last line of a sipp statistics file; :class:`harness.Incomplete` if sipp wrote none."""
+    path = work / name
+    if not path.exists():
+        raise harness.Incomplete(f"sipp wrote no statistics ({name})")
+    lines = path.read_text().strip().splitlines()
     header, last = lines[0].split(";"), lines[-1].split(";")
     return dict(zip(header, last, strict=False))
 
 
+def register(work: Path, target: str, values: dict[str, str]) -> None:
+    """REGISTER 1002 at the UAS's address, once, bounded."""
+    argv = ["sipp", target, "-sf", _scenario(work, "reg", REGISTER, **values), "-m", "1",
+            "-i", "127.0.0.1", "-p", str(_free_port() + 4), "-cp", str(_free_port() + 5),
+            "-nostdin", "-timeout", "10s"]  # fmt: skip
+    reg = harness.spawn(argv, work / "reg.log", cwd=work)
+    if harness.wait_exit(reg, REGISTER_S, "REGISTER") != 0:
+        tail = (work / "reg.log").read_text(errors="replace")[-2000:]
+        raise harness.Incomplete(f"REGISTER failed: {tail}")
+
+
+def drain_limit_s(args: argparse.Namespace) -> float:
+    """How long the WAVs may take after the last call: a minute, plus 50 ms per call."""
+    return 60 + args.calls * 0.05
+
+
 def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
     """One measured run; returns its figures."""
+    mode = "recorded" if anchor_media else "proxy only"
     with tempfile.TemporaryDirectory(prefix="bench-pbx-") as tmp:
         work = Path(tmp)
         tone = work / "tone.ulaw"
@@ -377,14 +434,7 @@ def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
             values = {"PASSWORD": PASSWORD, "UAS_PORT": str(uas_port), "TONE": str(tone),
                       "CALLEE": "1002"}  # fmt: skip
             target = f"127.0.0.1:{run.sip_port}"
-            reg = subprocess.run(
-                ["sipp", target, "-sf", _scenario(work, "reg", REGISTER, **values), "-m", "1",
-                 "-i", "127.0.0.1", "-p", str(_free_port() + 4), "-cp", str(_free_port() + 5),
-                 "-nostdin", "-timeout", "10s"],
-                capture_output=True, timeout=20, check=False,
-            )  # fmt: skip
-            if reg.returncode != 0:
-                raise SystemExit(f"REGISTER failed: {reg.stdout[-2000:]!r}")
+            register(work, target, values)
             run.spawn(
                 ["sipp", "-sf", _scenario(work, "uas", UAS, **values), "-i", "127.0.0.1",
                  "-p", str(uas_port), "-mp", str(_free_port() + 6), "-cp", str(_free_port() + 7),
@@ -411,12 +461,15 @@ def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
                 time.sleep(1)
             cpu = (cpu_ticks(every) - ticks0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
             peak_pss += pss_kb(appliance)
-            uac.wait(timeout=args.calls / args.rate + args.hold + 90)
+            harness.record(
+                f"{mode}, steady phase", f"CPU {cpu:.2f} cores, PSS {peak_pss / 1024:.1f} MiB"
+            )
+            wait_uac(uac, args, work, mode, started)
             elapsed = time.monotonic() - started
             stats = _stat(work, "uac.csv")
             drained = time.monotonic()
             wavs = 0
-            while anchor_media and time.monotonic() - drained < DRAIN_S:
+            while anchor_media and time.monotonic() - drained < harness.limit(drain_limit_s(args)):
                 wavs = len(list((work / "data" / "recordings").glob("*.wav")))
                 if wavs >= int(stats.get("SuccessfulCall(C)", 0)):
                     break
@@ -425,10 +478,10 @@ def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
             audio_s = _audio_seconds(work / "data" / "recordings")
         finally:
             run.close()
-        concurrent = args.rate * args.hold
+        concurrent = min(args.calls, args.rate * args.hold)
         ok, failed = int(stats.get("SuccessfulCall(C)", 0)), int(stats.get("FailedCall(C)", 0))
         return {
-            "mode": "recorded" if anchor_media else "proxy only",
+            "mode": mode,
             "calls": ok + failed,
             "failed": failed,
             "failed_pct": 100 * failed / max(1, ok + failed),
@@ -443,8 +496,16 @@ def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
         }
 
 
+def row(r: dict[str, Any]) -> str:
+    """One result as a row of the table printed at the end."""
+    return (f"| {r['mode']} | {r['calls']} | {r['failed']} ({r['failed_pct']:.2f}%) "
+            f"| {r['rate']:.1f} | {r['concurrent']:.0f} | {r['cpu_cores']:.2f} "
+            f"| {r['pss_mb']:.1f} | {r['pss_per_call_kb']:.0f} | {r['wavs']} "
+            f"| {r['drain_s']:.0f} | {r['audio_s']:.2f} |")  # fmt: skip
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=50)
     parser.add_argument("--hold", type=float, default=4)
     parser.add_argument("--calls", type=int, default=1000)
@@ -453,15 +514,21 @@ def main() -> None:
     if args.serve:
         asyncio.run(_serve(yaml.safe_load(args.serve.read_text())))
         return
-    results = [run_load(args, anchor_media=False), run_load(args, anchor_media=True)]
+    check_steady_phase(parser, args)
+    harness.run(measure, args)
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Proxy only, then recorded; the table and the ratios."""
+    results = []
+    for anchor_media in (False, True):
+        results.append(run_load(args, anchor_media))
+        harness.record(results[-1]["mode"], row(results[-1]))
     print("| mode | calls | failed | setup rate/s | concurrent | CPU cores | PSS MiB "
           "| PSS per call KiB | WAVs | WAVs drained (s) | audio per WAV (s) |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['mode']} | {r['calls']} | {r['failed']} ({r['failed_pct']:.2f}%) "
-              f"| {r['rate']:.1f} | {r['concurrent']:.0f} | {r['cpu_cores']:.2f} "
-              f"| {r['pss_mb']:.1f} | {r['pss_per_call_kb']:.0f} | {r['wavs']} "
-              f"| {r['drain_s']:.0f} | {r['audio_s']:.2f} |")  # fmt: skip
+        print(row(r))
     proxy, full = results
     print(f"CPU ratio recorded/proxy: {full['cpu_cores'] / max(proxy['cpu_cores'], 1e-6):.1f}; "
           f"PSS ratio: {full['pss_mb'] / max(proxy['pss_mb'], 1e-6):.1f}")  # fmt: skip

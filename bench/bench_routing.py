@@ -38,6 +38,7 @@ from aggregator.store.db import create_engine
 from appliance.routing.service import RoutingService
 from appliance.routing.table import RoutingTable
 from appliance.store import Store
+from bench import harness
 from drivers.sync.protocol import Snapshot, Update, encode
 from drivers.sync.routing_changes import diff
 
@@ -162,11 +163,15 @@ def publish_times(first: Directory, second: Directory) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = harness.parser(__doc__.splitlines()[0])
     parser.add_argument("--sites", type=int, default=10_000)
     parser.add_argument("--per-site", type=int, default=100)
     parser.add_argument("--lookups", type=int, default=200_000)
-    args = parser.parse_args()
+    harness.run(measure, parser.parse_args())
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Every measure in the order of the module's docstring, each kept as it is taken."""
     sites, per_site = args.sites, args.per_site
     print(f"{sites:,} sites, {sites * per_site:,} extensions ({per_site} per site, as ranges)")
 
@@ -181,12 +186,16 @@ def main() -> None:
     print(f"   validate (overlaps, loops, ...) {validate_s * 1000:8.0f} ms")
     print(f"   compile all {sites:,} site tables  {compile_s * 1000:8.0f} ms")
     print(f"   baseline: dict of every extension {flat_s * 1000:6.0f} ms")
+    harness.record("compile all site tables / dict baseline", f"{compile_s:.3f} s / {flat_s:.3f} s")
     changed_directory = company(sites, per_site, {sites // 2: ["9999999"]})
     first_s, change_s = publish_times(directory, changed_directory)
     print(
         f"   PUT whole directory on SQLite     {first_s * 1000:6.0f} ms (validate, compile, store)"
     )
     print(f"   PUT with one extension more       {change_s * 1000:6.0f} ms (every site bumped)")
+    harness.record(
+        "directory PUT first / one more extension", f"{first_s:.3f} s / {change_s:.3f} s"
+    )
 
     data = dict(tables["s00000"])
     packed = msgpack.packb(data, use_bin_type=True)
@@ -208,6 +217,7 @@ def main() -> None:
     print(f"\n3. Lookup per call ({args.lookups:,} calls, {routed / 10:.0f}% routed)")
     print(f"   RoutingTable.lookup   mean {mean_us:6.2f} us   p99 {p99_us:6.2f} us")
     print(f"   baseline dict.get     mean {base_mean:6.2f} us   p99 {base_p99:6.2f} us")
+    harness.record("lookup mean / p99 (us)", f"{mean_us:.2f} / {p99_us:.2f}")
 
     changed = compile_tables(changed_directory)
     delta = diff(data, changed["s00000"])

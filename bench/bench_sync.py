@@ -19,6 +19,7 @@ beside ours; the script prints every round and the best and median of each ratio
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import shutil
@@ -42,10 +43,15 @@ from aggregator.store.db import create_engine
 from aggregator.store.schema import cdr_rollup, cdrs, metadata
 from appliance.store import Outbox, Store
 from appliance.sync.recordings import register_recording
+from bench import harness
 from drivers.sync import keys
 from tests.pg import postgres_server
 from tests.procs import Service
-from tests.sync_env import make_cdr, make_env, wait_for
+from tests.sync_env import make_cdr, make_env
+
+START_S = 60  # a service up and healthy, or the first CDR or chunk arriving
+MIN_CDRS_PER_S = 1_000  # slower than this, the CDR sync counts as stuck
+MIN_BYTES_PER_S = 2_000_000  # slower than this, an upload counts as stuck
 
 
 def raw_insert_rates(url: str, n: int, batch: int = 5000) -> dict[str, float]:
@@ -108,13 +114,25 @@ def sync_rate(root: Path, url: str | None, n: int) -> float:
     with ExitStack() as stack:
         agg = Service(["aggregator", "run", "-c", str(env.agg_config)], root / "agg.log")
         stack.callback(agg.close)
-        agg.wait_healthy(f"{env.agg_url}/healthz")
+        agg.wait_healthy(f"{env.agg_url}/healthz", harness.limit(START_S))
         app = Service(["appliance", "run", "-c", str(env.app_config)], root / "app.log")
         stack.callback(app.close)
-        http = stack.enter_context(httpx.Client())
-        wait_for(lambda: env.ingested(http) > 0, 60, "first CDRs", interval=0.005)
+        http = stack.enter_context(httpx.Client(timeout=10))
+        harness.wait_until(lambda: env.ingested(http) > 0, START_S, "first CDRs", interval=0.005)
         start, base = time.perf_counter(), env.ingested(http)
-        wait_for(lambda: env.pending(http) == 0, 600, "outbox drained", interval=0.02)
+        if base > n // 2:
+            raise harness.Incomplete(
+                f"{base:,} of {n:,} CDRs were stored before the first reading: too few to time"
+            )
+        try:
+            harness.wait_until(
+                lambda: env.pending(http) == 0, n / MIN_CDRS_PER_S, "outbox drained", 0.02
+            )
+        except harness.Incomplete:
+            done = env.ingested(http) - base
+            rate = done / (time.perf_counter() - start)
+            harness.record("CDR sync when stopped", f"{done:,} of {n:,} CDRs at {rate:,.0f}/s")
+            raise
         return (n - base) / (time.perf_counter() - start)
 
 
@@ -130,13 +148,15 @@ def upload_rate(root: Path, size: int, chunk_kib: int) -> tuple[float, float, fl
     with ExitStack() as stack:
         agg = Service(["aggregator", "run", "-c", str(env.agg_config)], root / "agg.log")
         stack.callback(agg.close)
-        agg.wait_healthy(f"{env.agg_url}/healthz")
+        agg.wait_healthy(f"{env.agg_url}/healthz", harness.limit(START_S))
         app = Service(["appliance", "run", "-c", str(env.app_config)], root / "app.log")
         stack.callback(app.close)
         incoming = stored / "incoming" / env.site_id / "rec-bench.part"
-        wait_for(lambda: incoming.exists(), 60, "upload start", interval=0.002)
+        harness.wait_until(incoming.exists, START_S, "upload start", interval=0.002)
         start = time.perf_counter()
-        wait_for(lambda: not wav.exists(), 120, "upload confirmed", interval=0.005)
+        harness.wait_until(
+            lambda: not wav.exists(), size / MIN_BYTES_PER_S, "upload confirmed", 0.005
+        )
         ours = size / (time.perf_counter() - start)
     return (
         ours,
@@ -157,22 +177,23 @@ def raw_zmq_rate(root: Path, size: int, chunk: int, to_disk: bool = False) -> fl
     )
     dealer.curve_publickey, dealer.curve_secretkey = client_pub, client_sec
     dealer.curve_serverkey = server_pub
+    router.rcvtimeo = dealer.sndtimeo = int(harness.limit(START_S) * 1000)
     port = router.bind_to_random_port("tcp://127.0.0.1")
     dealer.connect(f"tcp://127.0.0.1:{port}")
     data = os.urandom(chunk)
     chunks = size // chunk
     dealer.send(b"hi")
-    router.recv_multipart()
+    _receive(router, "raw CurveZMQ handshake")
     sink = (root / "raw" / "sink.bin").open("wb", buffering=0) if to_disk else None
     digest = hashlib.sha256()
     os.sync()
     # The sender runs beside the receiver, as the appliance does; zmq's high-water marks
     # hold it back when the receiver falls behind.
-    sender = threading.Thread(target=lambda: [dealer.send(data) for _ in range(chunks)])
+    sender = threading.Thread(target=_send, args=(dealer, data, chunks), daemon=True)
     start = time.perf_counter()
     sender.start()
     for _ in range(chunks):
-        _, received = router.recv_multipart()
+        _, received = _receive(router, "raw CurveZMQ chunk")
         if sink is not None:
             sink.write(received)
             digest.update(received)
@@ -180,11 +201,26 @@ def raw_zmq_rate(root: Path, size: int, chunk: int, to_disk: bool = False) -> fl
         os.fsync(sink.fileno())
         sink.close()
     rate = chunks * chunk / (time.perf_counter() - start)
-    sender.join()
+    sender.join(harness.limit(START_S))
     router.close(0)
     dealer.close(0)
     ctx.term()
     return rate
+
+
+def _send(dealer: zmq.Socket[bytes], data: bytes, chunks: int) -> None:
+    """Send ``chunks`` copies of ``data``; a send blocked past the socket's limit ends it."""
+    with contextlib.suppress(zmq.Again):
+        for _ in range(chunks):
+            dealer.send(data)
+
+
+def _receive(router: zmq.Socket[bytes], what: str) -> list[bytes]:
+    """One message, within the socket's receive limit."""
+    try:
+        return router.recv_multipart()
+    except zmq.Again:
+        raise harness.Incomplete(f"{what}: nothing within {router.rcvtimeo / 1000:.1f} s") from None
 
 
 MONTH_START_MS = 1_761_955_200_000  # 2025-11-01T00:00:00Z
@@ -274,7 +310,7 @@ def report_latency(url: str, n: int, sites: int = 20, rounds: int = 5) -> tuple[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__.splitlines()[0])
     parser.add_argument("--cdrs", type=int, default=200_000)
     parser.add_argument("--report-cdrs", type=int, default=10_000_000)
     parser.add_argument("--upload-mb", type=int, default=200)
@@ -282,7 +318,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs of each sync measure")
     parser.add_argument("--postgres", action="store_true", help="also run against PostgreSQL")
     parser.add_argument("--skip-reports", action="store_true")
-    args = parser.parse_args()
+    harness.run(measure, parser.parse_args())
+
+
+def measure(args: argparse.Namespace) -> None:
     with ExitStack() as stack:
         base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="callmesh-bench-")))
         targets = [("sqlite", f"sqlite:///{base / 'raw.db'}", None)]
@@ -297,6 +336,7 @@ def main() -> None:
                 cdr_rounds.append((ours, raw))
                 versus = ", ".join(f"{r:,.0f}/s {m} (ratio {ours / r:.2f})" for m, r in raw.items())
                 print(f"CDR sync {name}, {args.cdrs:,} CDRs: {ours:,.0f}/s end to end vs {versus}")
+                harness.record(f"CDR sync {name} round {i + 1}", f"{ours:,.0f}/s vs {versus}")
             _summarise(f"CDR sync {name}", cdr_rounds, "/s", 1)
         size = args.upload_mb * 1024 * 1024
         upload_rounds = []
@@ -305,6 +345,7 @@ def main() -> None:
             shutil.rmtree(base / f"upload-{i}")
             limits = {"raw CurveZMQ": zmq_rate, "raw + write + sha256 + fsync": disk_rate}
             upload_rounds.append((rate, limits))
+            harness.record(f"upload round {i + 1}", f"{rate / 1e6:,.1f} MB/s vs {limits}")
             print(
                 f"recording upload, {args.upload_mb} MB in {args.chunk_kib} KiB chunks: "
                 f"{rate / 1e6:,.1f} MB/s vs raw CurveZMQ {zmq_rate / 1e6:,.1f} MB/s (ratio "
@@ -320,6 +361,7 @@ def main() -> None:
                     f"reports {name} over {args.report_cdrs:,} CDRs, median of 5: month summary "
                     f"by site/day {summary_ms:.1f} ms, filtered search page {search_ms:.1f} ms"
                 )
+                harness.record(f"reports {name}", f"{summary_ms:.1f} ms, {search_ms:.1f} ms")
 
 
 def _summarise(

@@ -109,6 +109,8 @@ def kamailio_config(
         anchor_media=pbx.anchor_media,
         record=pbx.record_calls and pbx.anchor_media,
         max_call_seconds=pbx.max_call_s,
+        max_calls=pbx.max_calls,
+        retry_after_s=pbx.retry_after_s,
         dispatcher_list=str(run_dir / "dispatcher.list") if workers else "",
         trunk_credentials=tuple(
             (t.auth.username, t.auth.realm, t.auth.password)

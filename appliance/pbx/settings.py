@@ -297,6 +297,15 @@ class PbxSettings(Section):
     record_calls: bool = True
     recording_delete_delay_s: int = Field(1, ge=0, le=30)
     max_call_s: int = Field(14400, ge=60, le=86400)
+    max_calls: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="dialogs the edge carries at once; a new call past it gets 503 (0: no cap)",
+    )
+    retry_after_s: int = Field(
+        30, ge=1, le=3600, description="the Retry-After of a 503 sent past max_calls"
+    )
     media_timeout_s: int = Field(
         60, ge=3, le=3600, description="an answered call without RTP this long is ended"
     )

@@ -118,6 +118,8 @@ class KamailioConfig:
     anchor_media: bool = True
     record: bool = True
     max_call_seconds: int = 14400
+    max_calls: int = 0
+    retry_after_s: int = 30
     dispatcher_list: str = ""
     trunk_credentials: Sequence[tuple[str, str, str]] = field(default_factory=tuple)
     registrations: Sequence[Registration] = field(default_factory=tuple)
@@ -170,6 +172,9 @@ def _values(config: KamailioConfig) -> dict[str, str]:
         "PIKE_REQUESTS": str(config.pike_requests),
         "BAN_SECONDS": str(config.ban_seconds),
         "MAX_CALL_SECONDS": str(config.max_call_seconds),
+        "MAX_CALLS_DEFINE": "#!define WITH_MAX_CALLS" if config.max_calls > 0 else "",
+        "MAX_CALLS": str(int(config.max_calls)),
+        "RETRY_AFTER_S": str(int(config.retry_after_s)),
         "NG_HOST": LOOPBACK,
         "NG_PORT": str(config.ng_port),
         "EVAPI_HOST": LOOPBACK,

@@ -80,6 +80,14 @@ def test_proxy_only_mode_leaves_rtpengine_out() -> None:
     assert "#!define WITH_MEDIA" not in render_config(_config(anchor_media=False))
 
 
+def test_max_calls_renders_the_cap_and_retry_after_and_zero_leaves_it_out() -> None:
+    text = render_config(_config(max_calls=250, retry_after_s=12))
+    assert "#!define WITH_MAX_CALLS" in text
+    assert "if ($var(calls) >= 250) {" in text
+    assert 'append_to_reply("Retry-After: 12\\r\\n");' in text
+    assert "#!define WITH_MAX_CALLS" not in render_config(_config())
+
+
 def test_trunk_credentials_are_rendered_for_uac_auth() -> None:
     text = render_config(_config(trunk_credentials=(("branch-7", "carrier.example", "pw"),)))
     assert 'modparam("uac", "credential", "branch-7:carrier.example:pw")' in text
