@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 
 from drivers.fias.simulator.control import ControlServer
 from drivers.fias.simulator.core import PmsCore
 from drivers.fias.simulator.server import PmsSimulator
+from drivers.runtime.control_http import serve_until_signalled
 
 DESCRIPTION = "Run a simulated hotel PMS (a FIAS IFC server) with an HTTP control."
 
@@ -50,25 +48,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         sys.stderr.write(f"error: {err}\n")
         return 2
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     simulator = PmsSimulator(PmsCore(rooms={room: [] for room in rooms}), port=args.port)
     simulator.start()
     control = ControlServer(simulator, args.control_port)
     control.start()
-    try:
-        _announce(simulator.port, control.url, args.json)
-        while not stop.wait(0.5):
-            pass
-    finally:
-        control.stop()
-        simulator.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    serve_until_signalled(
+        lambda: _announce(simulator.port, control.url, args.json), simulator, control
+    )
     return 0
 
 

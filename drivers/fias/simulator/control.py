@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from drivers.fias.simulator.core import ANSWER_MODES, PmsCore, Reply
 from drivers.fias.simulator.server import PmsSimulator
+from drivers.runtime.control_http import LoopbackControlServer
 
 RoomAction = Callable[[PmsCore, str, dict[str, Any]], list[Reply]]
 
@@ -48,30 +48,11 @@ ACTIONS: dict[str, Callable[[PmsCore, dict[str, Any]], list[Reply]]] = {
 }
 
 
-class ControlServer:
+class ControlServer(LoopbackControlServer):
     """Serves the control interface in a background thread."""
 
     def __init__(self, simulator: PmsSimulator, port: int = 0) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(simulator))
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="pmssim-http", daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:40123``."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> None:
-        """Start serving."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and join the thread."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5.0)
+        super().__init__(_handler_for(simulator), port, "pmssim-http")
 
 
 def _route(simulator: PmsSimulator, path: str, body: dict[str, Any]) -> object:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-from types import FrameType
 
 from drivers.modem.sim.api import ModemSimulator
 from drivers.modem.sim.control import ControlServer
 from drivers.modem.sim.dialects import DIALECTS
 from drivers.modem.sim.state import DEFAULT_RATES, SimulatorConfig
+from drivers.runtime.control_http import serve_until_signalled
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,25 +74,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         sys.stderr.write(f"error: {err}\n")
         return 2
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     simulator = ModemSimulator(config)
     simulator.start()
     control = ControlServer(simulator, args.control_port)
     control.start()
-    try:
-        _announce(simulator, control.url, args.json)
-        while not stop.wait(0.5):
-            pass
-    finally:
-        control.stop()
-        simulator.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    serve_until_signalled(lambda: _announce(simulator, control.url, args.json), simulator, control)
     return 0
 
 

@@ -7,12 +7,12 @@ far end or injects a fault. Errors answer ``{"error_id": ..., "message": ...}``.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from drivers.modem.sim.api import ModemSimulator
+from drivers.runtime.control_http import LoopbackControlServer
 
 Action = Callable[[ModemSimulator, int, dict[str, Any]], object]
 
@@ -40,31 +40,11 @@ ACTIONS: dict[str, Action] = {
 }
 
 
-class ControlServer:
+class ControlServer(LoopbackControlServer):
     """Serves the control interface in a background thread."""
 
     def __init__(self, simulator: ModemSimulator, port: int = 0) -> None:
-        handler = _handler_for(simulator)
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="modemsim-http", daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:40123``."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> None:
-        """Start serving."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and join the thread."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5.0)
+        super().__init__(_handler_for(simulator), port, "modemsim-http")
 
 
 def _handler_for(simulator: ModemSimulator) -> type[BaseHTTPRequestHandler]:
