@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import pjsua2 as pj
 
-from drivers.media.pcm import PcmLink, open_tty, vector_bytes
+from drivers.media.link_port import PcmLinkPort
+from drivers.media.pcm import PcmLink, open_tty
 
 if TYPE_CHECKING:
     from drivers.media.worker import Call, Leg, Worker
@@ -35,21 +36,8 @@ GSM_HEADER = "X-Callmesh-Gsm"
 FRAME_USEC = 20000
 
 
-class ModemAudioPort(pj.AudioMediaPort):
-    """A conference port fed by and feeding a modem's PCM tty (callbacks: clock thread)."""
-
-    def __init__(self, link: PcmLink) -> None:
-        super().__init__()
-        self.link = link
-
-    def onFrameRequested(self, frame: pj.MediaFrame) -> None:
-        frame.buf = pj.ByteVector(self.link.downlink())
-        frame.size = self.link.frame_bytes
-        frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
-
-    def onFrameReceived(self, frame: pj.MediaFrame) -> None:
-        if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO:
-            self.link.uplink(vector_bytes(frame.buf))
+class ModemAudioPort(PcmLinkPort):
+    """A modem's PCM tty as a conference port (callbacks: clock thread)."""
 
 
 def open_port(channel: str, path: str, rate: int, target: int) -> ModemAudioPort:

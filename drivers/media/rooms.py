@@ -30,7 +30,8 @@ from typing import Any
 
 import pjsua2 as pj
 
-from drivers.media.pcm import PcmLink, vector_bytes
+from drivers.media.link_port import PcmLinkPort
+from drivers.media.pcm import PcmLink
 
 log = logging.getLogger("callmesh.media")
 
@@ -39,21 +40,8 @@ FRAME_USEC = 20000
 FRAME_BYTES = RATE // 50 * 2
 
 
-class LinkAudioPort(pj.AudioMediaPort):
-    """A conference port fed by and feeding a link socket (callbacks: clock thread)."""
-
-    def __init__(self, link: PcmLink) -> None:
-        super().__init__()
-        self.link = link
-
-    def onFrameRequested(self, frame: pj.MediaFrame) -> None:
-        frame.buf = pj.ByteVector(self.link.downlink())
-        frame.size = self.link.frame_bytes
-        frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
-
-    def onFrameReceived(self, frame: pj.MediaFrame) -> None:
-        if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO:
-            self.link.uplink(vector_bytes(frame.buf))
+class LinkAudioPort(PcmLinkPort):
+    """One end of a link between two workers' bridges, on its UDP socket."""
 
 
 @dataclass
