@@ -5,8 +5,8 @@ start fails, the components already started are stopped (in reverse) before the 
 propagates, so stores are never left open behind a failed start-up.
 
 Under systemd (``Type=notify``) the service says READY=1 once every component has
-started, pings the watchdog from this loop while it runs and says STOPPING=1 before the
-components stop (``drivers/runtime/sd_notify.py``).
+started, pings the watchdog from this loop from start-up until the last component has
+stopped, and says STOPPING=1 before the components stop (``drivers/runtime/sd_notify.py``).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ async def run_until_signalled(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, sig, stop_event)
+    pinger = _start_watchdog(notifier)
     started: list[Component] = []
     try:
         for component in components:
@@ -51,33 +52,36 @@ async def run_until_signalled(
             started.append(component)
             log.debug("started %s", component.name)
         log.info("ready", extra={"components": ",".join(c.name for c in started)})
-        await _serve(notifier, stop_event)
+        notifier.ready()
+        await stop_event.wait()
     finally:
         notifier.stopping()
         await stop_all(started)
+        await _stop_watchdog(pinger)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 
 
-async def _serve(notifier: SystemdNotifier, stop_event: asyncio.Event) -> None:
-    notifier.ready()
+def _start_watchdog(notifier: SystemdNotifier) -> asyncio.Task[None] | None:
+    """Ping from start-up to the last stop, so a slow start or stop is not taken for a hang."""
     interval = notifier.ping_interval_s
     if interval is None:
-        await stop_event.wait()
-        return
-    pinger = asyncio.create_task(_ping_watchdog(notifier, interval), name="sd-watchdog")
-    try:
-        await stop_event.wait()
-    finally:
-        pinger.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pinger
+        return None
+    return asyncio.create_task(_ping_watchdog(notifier, interval), name="sd-watchdog")
 
 
 async def _ping_watchdog(notifier: SystemdNotifier, interval: float) -> None:
     while True:
         notifier.watchdog()
         await asyncio.sleep(interval)
+
+
+async def _stop_watchdog(pinger: asyncio.Task[None] | None) -> None:
+    if pinger is None:
+        return
+    pinger.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await pinger
 
 
 def _on_signal(sig: signal.Signals, stop_event: asyncio.Event) -> None:
