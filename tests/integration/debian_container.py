@@ -9,7 +9,8 @@ use their standard ports without meeting the host's), runs commands inside throu
 is killed, so no machine or mount outlives the test.
 
 nspawn runs with ``--register=no --keep-unit``: the machine running the tests need not
-boot systemd itself (no system bus, no machined), only the container does.
+boot systemd itself (no system bus, no machined), only the container does; and with
+``--timezone=off``, since a bind-mounted ``/etc/localtime`` makes tzdata's postinst fail.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class Container:
             "--quiet",
             "--register=no",
             "--keep-unit",
+            "--timezone=off",
             "--pipe",
             f"--machine={self.name}-setup",
             "-D",
@@ -112,6 +114,7 @@ class Container:
             "--boot",
             "--register=no",
             "--keep-unit",
+            "--timezone=off",
             "--private-network",
             "--console=read-only",
             f"--machine={self.name}",
