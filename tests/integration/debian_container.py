@@ -65,6 +65,18 @@ def finish_rootfs(build: subprocess.Popen[bytes] | Path, cache: Path) -> Path:
     return tarball
 
 
+def stop_rootfs(build: subprocess.Popen[bytes] | Path) -> None:
+    """Stop an unfinished mmdebstrap (it unmounts and removes its own temporary tree)."""
+    if isinstance(build, Path) or build.poll() is not None:
+        return
+    build.terminate()
+    try:
+        build.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        build.kill()
+        build.wait(timeout=30)
+
+
 def run(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` on the host, bounded; output captured."""
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)

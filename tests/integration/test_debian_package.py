@@ -28,6 +28,7 @@ from tests.integration.debian_container import (
     booted,
     finish_rootfs,
     mounts_under,
+    stop_rootfs,
 )
 from tests.procs import ROOT
 
@@ -72,11 +73,20 @@ def timings() -> dict[str, float]:
 @pytest.fixture(scope="module")
 def packages_and_rootfs(
     tmp_path_factory: pytest.TempPathFactory, timings: dict[str, float]
-) -> tuple[list[Path], Path]:
+) -> Iterator[tuple[list[Path], Path]]:
     """Build the packages and the bookworm base at the same time."""
     cache_env = os.environ.get("CALLMESH_DEB_CACHE")
     cache = Path(cache_env) if cache_env else tmp_path_factory.mktemp("deb-cache")
     out = tmp_path_factory.mktemp("debs")
+    try:
+        yield _build(cache, out, timings)
+    finally:
+        shutil.rmtree(out)
+        if not cache_env:
+            shutil.rmtree(cache)
+
+
+def _build(cache: Path, out: Path, timings: dict[str, float]) -> tuple[list[Path], Path]:
     started = time.monotonic()
     rootfs = bookworm_rootfs(cache)
     built = subprocess.run(
@@ -87,7 +97,9 @@ def packages_and_rootfs(
         check=False,
     )
     timings["build-deb"] = time.monotonic() - started
-    assert built.returncode == 0, built.stderr[-4000:]
+    if built.returncode != 0:
+        stop_rootfs(rootfs)
+        raise AssertionError(f"image/build-deb failed:\n{built.stderr[-4000:]}")
     tarball = finish_rootfs(rootfs, cache)
     timings["build-deb and mmdebstrap"] = time.monotonic() - started
     return sorted(out.glob("*.deb")), tarball
