@@ -3,15 +3,22 @@
 A component is anything with ``name``, ``async start()`` and ``async stop()``. If a
 start fails, the components already started are stopped (in reverse) before the error
 propagates, so stores are never left open behind a failed start-up.
+
+Under systemd (``Type=notify``) the service says READY=1 once every component has
+started, pings the watchdog from this loop from start-up until the last component has
+stopped, and says STOPPING=1 before the components stop (``drivers/runtime/sd_notify.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Sequence
 from typing import Protocol
+
+from drivers.runtime.sd_notify import SystemdNotifier
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +34,17 @@ class Component(Protocol):
 
 
 async def run_until_signalled(
-    components: Sequence[Component], stop_event: asyncio.Event | None = None
+    components: Sequence[Component],
+    stop_event: asyncio.Event | None = None,
+    notifier: SystemdNotifier | None = None,
 ) -> None:
     """Start every component, wait for a stop signal, then stop them in reverse order."""
     stop_event = stop_event or asyncio.Event()
+    notifier = notifier or SystemdNotifier.from_environment()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, sig, stop_event)
+    pinger = _start_watchdog(notifier)
     started: list[Component] = []
     try:
         for component in components:
@@ -41,11 +52,36 @@ async def run_until_signalled(
             started.append(component)
             log.debug("started %s", component.name)
         log.info("ready", extra={"components": ",".join(c.name for c in started)})
+        notifier.ready()
         await stop_event.wait()
     finally:
+        notifier.stopping()
         await stop_all(started)
+        await _stop_watchdog(pinger)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+def _start_watchdog(notifier: SystemdNotifier) -> asyncio.Task[None] | None:
+    """Ping from start-up to the last stop, so a slow start or stop is not taken for a hang."""
+    interval = notifier.ping_interval_s
+    if interval is None:
+        return None
+    return asyncio.create_task(_ping_watchdog(notifier, interval), name="sd-watchdog")
+
+
+async def _ping_watchdog(notifier: SystemdNotifier, interval: float) -> None:
+    while True:
+        notifier.watchdog()
+        await asyncio.sleep(interval)
+
+
+async def _stop_watchdog(pinger: asyncio.Task[None] | None) -> None:
+    if pinger is None:
+        return
+    pinger.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await pinger
 
 
 def _on_signal(sig: signal.Signals, stop_event: asyncio.Event) -> None:
