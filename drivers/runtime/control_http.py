@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A request handler that answers JSON documents and leaves stderr quiet."""
+
+    def _send(self, status: int, document: object) -> None:
+        data = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the simulators log through logging, not stderr."""
 
 
 class LoopbackControlServer:

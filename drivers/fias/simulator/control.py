@@ -13,7 +13,7 @@ from typing import Any
 
 from drivers.fias.simulator.core import ANSWER_MODES, PmsCore, Reply
 from drivers.fias.simulator.server import PmsSimulator
-from drivers.runtime.control_http import LoopbackControlServer
+from drivers.runtime.control_http import JsonHandler, LoopbackControlServer
 
 RoomAction = Callable[[PmsCore, str, dict[str, Any]], list[Reply]]
 
@@ -71,7 +71,7 @@ def _route(simulator: PmsSimulator, path: str, body: dict[str, Any]) -> object:
 
 
 def _handler_for(simulator: PmsSimulator) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_GET(self) -> None:
             if self.path.strip("/") != "state":
                 self._send(404, {"error_id": "not-found", "message": f"no route {self.path}"})
@@ -93,16 +93,5 @@ def _handler_for(simulator: PmsSimulator) -> type[BaseHTTPRequestHandler]:
                 self._send(400, {"error_id": "bad-request", "message": str(err)})
             else:
                 self._send(200, {"ok": True, "result": result})
-
-        def _send(self, status: int, document: object) -> None:
-            data = json.dumps(document).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: the simulator logs through logging, not stderr."""
 
     return Handler

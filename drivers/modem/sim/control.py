@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from drivers.modem.sim.api import ModemSimulator
-from drivers.runtime.control_http import LoopbackControlServer
+from drivers.runtime.control_http import JsonHandler, LoopbackControlServer
 
 Action = Callable[[ModemSimulator, int, dict[str, Any]], object]
 
@@ -48,7 +48,7 @@ class ControlServer(LoopbackControlServer):
 
 
 def _handler_for(simulator: ModemSimulator) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_GET(self) -> None:
             parts = self.path.strip("/").split("/")
             if parts == ["modems"]:
@@ -90,16 +90,5 @@ def _handler_for(simulator: ModemSimulator) -> type[BaseHTTPRequestHandler]:
                 self._send(400, {"error_id": "bad-request", "message": str(err)})
                 return
             self._send(200, {"ok": True, "result": result})
-
-        def _send(self, status: int, document: object) -> None:
-            data = json.dumps(document).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: the simulator logs through logging, not stderr."""
 
     return Handler
