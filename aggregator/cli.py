@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from drivers.runtime.service_cli import add_service_actions, run_service, show_config
+from drivers.daemon.service_cli import add_service_actions, run_service, show_config
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -24,15 +24,15 @@ from aggregator.ingest_metrics import IngestMetrics
 from aggregator.settings import AggregatorSettings
 from aggregator.site_metrics import SiteCollector
 from aggregator.store.db import DatabaseError, create_engine
-from drivers.runtime.http import HttpServer
-from drivers.runtime.lifecycle import Component, run_until_signalled
-from drivers.runtime.observability import (
+from drivers.daemon.http import HttpServer
+from drivers.daemon.lifecycle import Component, run_until_signalled
+from drivers.daemon.observability import (
     Health,
     HealthMonitor,
     add_observability_routes,
     new_registry,
 )
-from drivers.runtime.version import __version__
+from drivers.daemon.version import __version__
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from drivers.runtime.settings_base import (
+from drivers.daemon.settings_base import (
     HttpSettings,
     Section,
     ServiceSettings,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from drivers.runtime.access import Access, Refuse
-from drivers.runtime.settings_base import ApiToken
+from drivers.daemon.access import Access, Refuse
+from drivers.daemon.settings_base import ApiToken
 
 LEVELS = {
     "viewer": frozenset({"viewer", "operator", "admin"}),

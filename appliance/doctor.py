@@ -136,7 +136,7 @@ def _tools() -> Iterator[Finding]:
 
 def _config(path: Path) -> Iterator[Finding]:
     from appliance.settings import ApplianceSettings
-    from drivers.runtime.config_layers import ConfigError, collect_layers, load_settings
+    from drivers.daemon.config_layers import ConfigError, collect_layers, load_settings
 
     try:
         settings = load_settings(ApplianceSettings, collect_layers(path))

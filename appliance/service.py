@@ -32,9 +32,9 @@ from appliance.hotel.pms_link import PmsLinkService
 from appliance.hotel.routes import build_hotel_router
 from appliance.hotel.settings import PmsSettings
 from appliance.hotel.wiring import build_client
-from appliance.pbx.component import PbxComponent
 from appliance.pbx.deciders import POLICY, TRUNK
 from appliance.pbx.errors import PbxNotStartedError
+from appliance.pbx.exchange import BranchExchange
 from appliance.pbx.gsm import GsmDecider, GsmTrunkService
 from appliance.pbx.metrics import PbxCollector
 from appliance.pbx.webhooks import WebhookService
@@ -48,17 +48,17 @@ from appliance.store.alarm import alarm_detail, store_alarms, used_percent
 from appliance.store.pruning import Pruner
 from appliance.sync.client import SyncClient
 from appliance.sync.metrics import SyncMetrics
-from drivers.net.component import NetworkComponent
-from drivers.net.netlink import NetlinkDriver
-from drivers.runtime.http import HttpServer
-from drivers.runtime.lifecycle import Component, run_until_signalled
-from drivers.runtime.observability import (
+from drivers.daemon.http import HttpServer
+from drivers.daemon.lifecycle import Component, run_until_signalled
+from drivers.daemon.observability import (
     Health,
     HealthMonitor,
     add_observability_routes,
     new_registry,
 )
-from drivers.runtime.version import __version__
+from drivers.daemon.version import __version__
+from drivers.net.component import NetworkComponent
+from drivers.net.netlink import NetlinkDriver
 from drivers.sip.kamailio_config import Subscriber
 
 log = logging.getLogger(__name__)
@@ -176,11 +176,11 @@ def _pbx(
     health: Health,
     app: FastAPI,
     routing: RoutingService,
-) -> PbxComponent:
+) -> BranchExchange:
     """Kamailio, rtpengine, CDRs and recordings; raises DialPlanError for a bad dial plan."""
     subscribers = [Subscriber(e.number, e.password, e.name) for e in settings.sip.extensions]
     gsm_channels = [m.channel for m in settings.gateway.modems]
-    pbx = PbxComponent(
+    pbx = BranchExchange(
         settings.pbx,
         settings.site_id,
         settings.sip.domain,
@@ -197,7 +197,7 @@ def _pbx(
 
 
 def _call_compliance(
-    settings: ApplianceSettings, pbx: PbxComponent, compliance: ComplianceService
+    settings: ApplianceSettings, pbx: BranchExchange, compliance: ComplianceService
 ) -> None:
     """Compliance joins the routing chain and checks every API origination."""
     calls = CallCompliance(compliance, settings.compliance.extensions)
@@ -208,7 +208,7 @@ def _call_compliance(
 class CdrWriteCollector:
     """``callmesh_cdr_write_failures_total``: CDRs the store refused (logged whole)."""
 
-    def __init__(self, pbx: PbxComponent) -> None:
+    def __init__(self, pbx: BranchExchange) -> None:
         self._pbx = pbx
 
     def describe(self) -> list[Metric]:
@@ -226,7 +226,7 @@ class CdrWriteCollector:
         )
 
 
-def _prune_calls(pbx: PbxComponent, now: float) -> int:
+def _prune_calls(pbx: BranchExchange, now: float) -> int:
     """Finished calls and old CDR index entries, recording or not."""
     return pbx.calls.prune(now)
 
@@ -247,7 +247,7 @@ def _pms_link(
 
 
 def _gsm_trunks(
-    settings: ApplianceSettings, pbx: PbxComponent, pool: ModemPool, sim: SimService
+    settings: ApplianceSettings, pbx: BranchExchange, pool: ModemPool, sim: SimService
 ) -> GsmTrunkService:
     """The gateway's modems as PBX trunks: their media workers, groups and inbound routes."""
     gsm = GsmTrunkService(
@@ -332,7 +332,7 @@ def _outbox_metrics(store: StoreComponent, registry: Any) -> None:
     alarm.set_function(lambda: len(store.alarms()))
 
 
-def _pbx_metrics(pbx: PbxComponent, registry: CollectorRegistry) -> None:
+def _pbx_metrics(pbx: BranchExchange, registry: CollectorRegistry) -> None:
     """Calls, Kamailio and rtpengine supervision, and the routing chain's latency."""
     registry.register(PbxCollector(pbx))
     registry.register(pbx.decision_seconds)

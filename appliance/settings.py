@@ -12,8 +12,8 @@ from pydantic import Field, field_validator, model_validator
 from appliance.gateway.settings import GatewaySettings
 from appliance.hotel.settings import HotelSettings
 from appliance.pbx.settings import PbxSettings
+from drivers.daemon.settings_base import ApiToken, Section, ServiceSettings, check_distinct_tokens
 from drivers.net.plan import Desired, Link, Route, WireGuardPeer
-from drivers.runtime.settings_base import ApiToken, Section, ServiceSettings, check_distinct_tokens
 from drivers.sip.kamailio_config import check_domain
 from drivers.sync.keys import check_z85_key
 

@@ -38,7 +38,7 @@ from fastapi.testclient import TestClient
 from aggregator import service
 from aggregator.settings import AggregatorSettings
 from bench.bench_sync import seed_cdrs
-from drivers.runtime.http import HttpServer
+from drivers.daemon.http import HttpServer
 
 TOKEN = "bench-console-admin-token"
 MONTH = {"from": "2025-11-01", "to": "2025-12-01"}

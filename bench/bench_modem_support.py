@@ -17,14 +17,14 @@ START_S = 30
 
 
 class SimulatorProcess:
-    """``python -m drivers.modem.sim`` in a child process, so its CPU is not counted as ours."""
+    """The modem simulator in a child process, so its CPU is not counted as ours."""
 
     def __init__(self, workdir: Path, *args: str) -> None:
         self.ports = workdir / "ports.json"
         command = [
             sys.executable,
             "-m",
-            "drivers.modem.sim",
+            "drivers.modem.simulator",
             "--json",
             str(self.ports),
             "--dir",

@@ -535,12 +535,12 @@ def measure(args: argparse.Namespace) -> None:
 
 
 async def _serve(data: dict[str, Any]) -> None:
-    from appliance.pbx.component import PbxComponent
+    from appliance.pbx.exchange import BranchExchange
     from appliance.pbx.settings import PbxSettings
     from appliance.settings import ApplianceSettings
     from appliance.store import Store
-    from drivers.runtime.lifecycle import run_until_signalled
-    from drivers.runtime.logs import configure_logging
+    from drivers.daemon.lifecycle import run_until_signalled
+    from drivers.daemon.logs import configure_logging
     from drivers.sip.kamailio_config import Subscriber
 
     pbx = PbxSettings.model_validate(data.pop("pbx"))
@@ -549,7 +549,7 @@ async def _serve(data: dict[str, Any]) -> None:
     logging.getLogger("appliance.pbx").setLevel(logging.WARNING)
     store = Store.open(settings.data_dir / "store", 512)
     subs = [Subscriber(e.number, e.password, e.name) for e in settings.sip.extensions]
-    component = PbxComponent(
+    component = BranchExchange(
         pbx, settings.site_id, settings.sip.domain, subs, lambda: store, settings.data_dir
     )
     try:

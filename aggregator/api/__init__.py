@@ -13,7 +13,7 @@ from aggregator.api.sms import build_sms_router
 from aggregator.directory.routes import build_directory_router
 from aggregator.fleet.routes import build_fleet_router
 from aggregator.settings import AggregatorSettings
-from drivers.runtime.api_docs import ErrorBody, error_responses
+from drivers.daemon.api_docs import ErrorBody, error_responses
 
 
 def mount_api(app: FastAPI, settings: AggregatorSettings, engine: Callable[[], sa.Engine]) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from aggregator.api.errors import ApiError
 from aggregator.settings import HqToken
-from drivers.runtime.access import Access
+from drivers.daemon.access import Access
 
 LEVELS = {
     "viewer": frozenset({"admin", "hq-viewer", "site-viewer"}),

@@ -80,7 +80,7 @@ def print_human(findings: Sequence[Finding], colour: bool) -> None:
 
 def _settings(path: Path) -> ApplianceSettings | None:
     from appliance.settings import ApplianceSettings
-    from drivers.runtime.config_layers import ConfigError, collect_layers, load_settings
+    from drivers.daemon.config_layers import ConfigError, collect_layers, load_settings
 
     try:
         return load_settings(ApplianceSettings, collect_layers(path))

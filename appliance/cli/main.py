@@ -25,7 +25,7 @@ from appliance.cli import (
     modem_cmd,
     pms_simulator_cmd,
 )
-from drivers.runtime.version import __version__
+from drivers.daemon.version import __version__
 
 SubcommandModule = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 

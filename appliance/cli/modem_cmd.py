@@ -15,7 +15,7 @@ from typing import Any
 
 from drivers.modem import tools
 from drivers.modem.errors import ModemError, SimPinRequired
-from drivers.modem.sim import cli as sim_cli
+from drivers.modem.simulator import cli as sim_cli
 
 Handler = Callable[[argparse.Namespace], int]
 

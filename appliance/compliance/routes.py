@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field
 
 from appliance.access import local_access
 from appliance.compliance.service import ComplianceService, NumberError
-from drivers.runtime.api_docs import ErrorBody, ValidationErrors, error_responses
-from drivers.runtime.settings_base import ApiToken
+from drivers.daemon.api_docs import ErrorBody, ValidationErrors, error_responses
+from drivers.daemon.settings_base import ApiToken
 
 
 class LocalApiError(Exception):

@@ -26,7 +26,7 @@ import httpx
 import yaml
 
 from appliance.demo.plan import ServicePlan, directory, plan_services
-from drivers.runtime.private_files import write_private
+from drivers.daemon.private_files import write_private
 
 MANIFEST = "manifest.json"
 MARKER = "appliance.cli.main"

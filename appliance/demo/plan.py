@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drivers.runtime.private_files import write_private
+from drivers.daemon.private_files import write_private
 from drivers.sync import keys
 
 LOOPBACK = "127.0.0.1"

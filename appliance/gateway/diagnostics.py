@@ -17,9 +17,9 @@ from appliance.access import local_access
 from appliance.compliance.routes import LocalApiError
 from appliance.gateway.channels import ModemChannel, ModemPool
 from appliance.sim.service import SimService
+from drivers.daemon.api_docs import ErrorBody, ValidationErrors, error_responses
+from drivers.daemon.settings_base import ApiToken
 from drivers.modem.errors import ModemError, SimNotInserted
-from drivers.runtime.api_docs import ErrorBody, ValidationErrors, error_responses
-from drivers.runtime.settings_base import ApiToken
 
 PROBE_TIMEOUT_S = 5.0
 

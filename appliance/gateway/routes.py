@@ -15,8 +15,8 @@ from appliance.access import local_access
 from appliance.compliance.routes import LocalApiError
 from appliance.gateway.sms import SmsService
 from appliance.gateway.sms_policy import SmsError
-from drivers.runtime.api_docs import ErrorBody, ValidationErrors, error_responses
-from drivers.runtime.settings_base import ApiToken
+from drivers.daemon.api_docs import ErrorBody, ValidationErrors, error_responses
+from drivers.daemon.settings_base import ApiToken
 
 STATUS = {
     "unknown-channel": 404,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from appliance.pbx.settings import WebhookSettings
-from drivers.runtime.settings_base import Section
+from drivers.daemon.settings_base import Section
 
 
 class ModemEntry(Section):

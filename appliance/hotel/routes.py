@@ -15,7 +15,7 @@ from appliance.access import local_access
 from appliance.compliance.routes import LocalApiError
 from appliance.hotel.pms_link import PmsLinkService
 from appliance.hotel.postings import Posting, PostingError
-from drivers.runtime.settings_base import ApiToken
+from drivers.daemon.settings_base import ApiToken
 
 _FIELD_ID = r"^[A-Z0-9#+]{2}$"
 

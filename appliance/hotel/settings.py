@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from drivers.runtime.settings_base import Section
+from drivers.daemon.settings_base import Section
 
 
 class PmsSettings(Section):

@@ -18,8 +18,8 @@ from appliance.access import local_access
 from appliance.ivr.model import NAME
 from appliance.ivr.store import FlowRegistry
 from appliance.ivr.validate import FlowInvalidError
-from drivers.runtime.api_docs import NestedErrorBody, ValidationErrors, error_responses
-from drivers.runtime.settings_base import ApiToken
+from drivers.daemon.api_docs import NestedErrorBody, ValidationErrors, error_responses
+from drivers.daemon.settings_base import ApiToken
 
 FlowName = Annotated[str, Path(pattern=NAME)]
 

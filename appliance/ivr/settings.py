@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from appliance.ivr.model import NAME
 from appliance.ivr.validate import FlowInvalidError, Known, parse_flow
-from drivers.runtime.settings_base import Section
+from drivers.daemon.settings_base import Section
 
 
 class IvrFlowSettings(Section):

@@ -29,8 +29,8 @@ from appliance.pbx.calls import CallService
 from appliance.pbx.errors import CallControlError, PbxNotStartedError
 from appliance.pbx.originate import OriginationService
 from appliance.pbx.recordings import RecordingService
-from drivers.runtime.api_docs import NestedErrorBody, ValidationErrors, error_responses
-from drivers.runtime.settings_base import ApiToken
+from drivers.daemon.api_docs import NestedErrorBody, ValidationErrors, error_responses
+from drivers.daemon.settings_base import ApiToken
 from drivers.sync.limits import DISPOSITIONS
 
 
@@ -70,7 +70,7 @@ class RecordingChange(BaseModel):
 
 
 class Controls(Protocol):
-    """What the routes need from the PBX component."""
+    """What the routes need from the branch exchange."""
 
     originations: OriginationService
 

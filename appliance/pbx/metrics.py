@@ -20,7 +20,7 @@ from appliance.pbx.errors import PbxNotStartedError
 from drivers.sync.limits import DISPOSITIONS
 
 if TYPE_CHECKING:
-    from appliance.pbx.component import PbxComponent
+    from appliance.pbx.exchange import BranchExchange
 
 DECISION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -38,7 +38,7 @@ def decision_histogram() -> Histogram:
 class PbxCollector:
     """Calls in progress, calls by disposition, Kamailio and rtpengine supervision."""
 
-    def __init__(self, pbx: PbxComponent) -> None:
+    def __init__(self, pbx: BranchExchange) -> None:
         self._pbx = pbx
 
     def describe(self) -> list[Metric]:

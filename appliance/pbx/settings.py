@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from appliance.ivr.settings import IvrFlowSettings
-from drivers.runtime.settings_base import Section
+from drivers.daemon.settings_base import Section
 from drivers.sip.kamailio_config import SCAN_PREFIXES, SCANNER_AGENTS, check_ipv4
 
 CosLevel = Literal["internal", "local", "national", "international"]

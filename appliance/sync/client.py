@@ -13,7 +13,7 @@ the client warns loudly as it fills.
 
 Supervision: any other exception (a full store, a malformed message, an unreadable
 file) is logged with its traceback and the client starts again after a jittered,
-growing delay (drivers/runtime/supervision.py), counted in
+growing delay (drivers/daemon/supervision.py), counted in
 ``callmesh_sync_restarts_total``; the ``sync`` health check fails with the error for
 ``CRASH_RECENT_FACTOR`` times ``sync.reconnect_max_s`` after each crash.
 """
@@ -45,8 +45,8 @@ from appliance.store import Outbox, StateStore, Store
 from appliance.store.alarm import store_alarms
 from appliance.sync.metrics import SyncMetrics
 from appliance.sync.recordings import RecordingUploader
-from drivers.runtime.supervision import Supervisor
-from drivers.runtime.version import __version__
+from drivers.daemon.supervision import Supervisor
+from drivers.daemon.version import __version__
 from drivers.sync import keys
 from drivers.sync.protocol import (
     Ack,

@@ -1,5 +1,5 @@
 """callmesh modem driver: AT protocol core, serial transport, model profiles, operations,
-voice port, and a simulator (:mod:`drivers.modem.sim`).
+voice port, and a simulator (:mod:`drivers.modem.simulator`).
 
 The appliance uses :class:`ModemDriver` (configured by :class:`ModemConfig`) and reads its
 events from :meth:`ModemDriver.subscribe`.

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from drivers.runtime.private_files import make_private, write_private
+from drivers.daemon.private_files import make_private, write_private
 from drivers.sip.errors import ProcessError
 from drivers.sip.kamailio_config import (
     SUBSCRIBER_INSERT,

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from drivers.modem.sim import ModemSimulator
+from drivers.modem.simulator import ModemSimulator
 from tests.integration.pbx.harness import DOMAIN, EXTENSIONS, free_udp_tcp_port, password
 from tests.procs import ROOT, Service, free_port, write_yaml
 from tests.sync_env import SyncEnv

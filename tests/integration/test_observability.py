@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drivers.modem.sim import ModemSimulator, SimulatorConfig
+from drivers.modem.simulator import ModemSimulator, SimulatorConfig
 from tests.integration.observability_env import (
     Branch,
     family_names,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from drivers.runtime.lifecycle import run_until_signalled
-from drivers.runtime.sd_notify import NotifyTarget, SystemdNotifier
+from drivers.daemon.lifecycle import run_until_signalled
+from drivers.daemon.sd_notify import NotifyTarget, SystemdNotifier
 
 
 class Recorder:

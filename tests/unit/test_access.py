@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
-from drivers.runtime.access import Access
+from drivers.daemon.access import Access
 
 LEVELS = {"viewer": frozenset({"viewer", "admin"}), "admin": frozenset({"admin"})}
 

@@ -9,7 +9,7 @@ import pytest
 from aggregator.settings import AggregatorSettings
 from appliance.pbx.dialplan import DialPlan
 from appliance.settings import ApplianceSettings
-from drivers.runtime.config_layers import ConfigError, collect_layers, load_settings
+from drivers.daemon.config_layers import ConfigError, collect_layers, load_settings
 from tests.procs import write_yaml
 
 BASE = {"site_id": "branch-1", "profile": "branch", "data_dir": "/var/lib/callmesh"}

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
-from drivers.runtime.observability import Health, HealthMonitor
+from drivers.daemon.observability import Health, HealthMonitor
 
 
 async def until(predicate: Callable[[], bool]) -> None:

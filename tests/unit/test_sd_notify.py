@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drivers.runtime.sd_notify import NotifyTarget, SystemdNotifier
+from drivers.daemon.sd_notify import NotifyTarget, SystemdNotifier
 
 
 def test_no_notify_socket_means_nothing_to_notify() -> None:

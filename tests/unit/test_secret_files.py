@@ -12,8 +12,8 @@ import yaml
 
 from appliance.cli.main import main
 from appliance.demo.plan import load_secrets
-from drivers.runtime.private_files import make_private, write_private
-from drivers.runtime.redaction import REDACTED, redact
+from drivers.daemon.private_files import make_private, write_private
+from drivers.daemon.redaction import REDACTED, redact
 from drivers.sip.kamailio import KamailioDriver
 from drivers.sip.kamailio_config import KamailioConfig, Subscriber
 

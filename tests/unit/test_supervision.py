@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from drivers.runtime.supervision import Supervisor
+from drivers.daemon.supervision import Supervisor
 
 
 async def test_a_failing_task_is_logged_counted_and_started_again_until_it_keeps_running(

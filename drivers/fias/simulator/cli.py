@@ -7,10 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from drivers.daemon.control_http import serve_until_signalled
 from drivers.fias.simulator.control import ControlServer
 from drivers.fias.simulator.core import PmsCore
 from drivers.fias.simulator.server import PmsSimulator
-from drivers.runtime.control_http import serve_until_signalled
 
 DESCRIPTION = "Run a simulated hotel PMS (a FIAS IFC server) with an HTTP control."
 

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from drivers.daemon.control_http import JsonHandler, LoopbackControlServer
 from drivers.fias.simulator.core import ANSWER_MODES, PmsCore, Reply
 from drivers.fias.simulator.server import PmsSimulator
-from drivers.runtime.control_http import JsonHandler, LoopbackControlServer
 
 RoomAction = Callable[[PmsCore, str, dict[str, Any]], list[Reply]]
 

@@ -23,8 +23,8 @@ from aggregator.store.schema import recordings, sims, sites, sms_messages
 from appliance import service as appliance_service
 from appliance.compliance.service import ComplianceService
 from appliance.settings import ApplianceSettings
-from drivers.runtime.http import HttpServer
-from drivers.runtime.lifecycle import Component
+from drivers.daemon.http import HttpServer
+from drivers.daemon.lifecycle import Component
 from tests.sync_env import T0, make_cdr
 
 SITE = "site-a"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import yaml
 
-from drivers.modem.sim import ModemSimulator, SimulatorConfig
+from drivers.modem.simulator import ModemSimulator, SimulatorConfig
 from tests.integration.test_sync import start_aggregator, start_appliance
 from tests.sync_env import TOKEN, SyncEnv, make_env, wait_for
 

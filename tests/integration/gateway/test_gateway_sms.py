@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from appliance.pbx.webhooks import signature
-from drivers.modem.sim import ModemSimulator, SimulatorConfig
+from drivers.modem.simulator import ModemSimulator, SimulatorConfig
 from tests.integration.test_sync import start_aggregator, start_appliance
 from tests.procs import free_port
 from tests.sync_env import SyncEnv, make_env, wait_for

@@ -9,7 +9,7 @@ import pytest
 
 from drivers.modem.driver import ModemConfig, ModemDriver
 from drivers.modem.session import EventStream
-from drivers.modem.sim import ModemSimulator, SimulatorConfig
+from drivers.modem.simulator import ModemSimulator, SimulatorConfig
 from drivers.modem.transport import Timeouts
 
 FAST = Timeouts(short=0.5, medium=2.0, long=5.0)

@@ -166,7 +166,7 @@ def test_simulate_runs_until_sigterm_with_http_control(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "drivers.modem.sim",
+        "drivers.modem.simulator",
         "--count",
         "2",
         "--sims",

@@ -73,7 +73,7 @@ def password(number: str) -> str:
 
 
 class Pbx:
-    """The PbxComponent with its own Store, run as a process by ``pbx_runner.py``."""
+    """The BranchExchange with its own Store, run as a process by ``pbx_runner.py``."""
 
     def __init__(self, root: Path, extensions: dict[str, str] | None = None, **pbx: Any) -> None:
         self.root = root

@@ -1,4 +1,4 @@
-"""Runs the PbxComponent with its own Store as a process, as the composition root will.
+"""Runs the BranchExchange with its own Store as a process, as the composition root will.
 
 With ``test_api_port`` in the config, the PBX's call API is served on that port too.
 """
@@ -13,13 +13,13 @@ from typing import Any
 import yaml
 from fastapi import FastAPI
 
-from appliance.pbx.component import PbxComponent
+from appliance.pbx.exchange import BranchExchange
 from appliance.pbx.settings import PbxSettings
 from appliance.settings import ApplianceSettings
 from appliance.store import Store
-from drivers.runtime.http import HttpServer
-from drivers.runtime.lifecycle import Component, run_until_signalled
-from drivers.runtime.logs import configure_logging
+from drivers.daemon.http import HttpServer
+from drivers.daemon.lifecycle import Component, run_until_signalled
+from drivers.daemon.logs import configure_logging
 from drivers.sip.kamailio_config import Subscriber
 
 
@@ -43,7 +43,7 @@ async def main(data: dict[str, Any]) -> None:
     configure_logging("info")
     store = Store.open(settings.data_dir / "store", 64)
     subscribers = [Subscriber(e.number, e.password, e.name) for e in settings.sip.extensions]
-    pbx = PbxComponent(
+    pbx = BranchExchange(
         pbx_settings,
         settings.site_id,
         settings.sip.domain,

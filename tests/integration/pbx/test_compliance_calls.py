@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from appliance.store import Outbox
-from drivers.modem.sim import ModemSimulator, SimulatorConfig
+from drivers.modem.simulator import ModemSimulator, SimulatorConfig
 from tests.integration.pbx.harness import (
     Pbx,
     Phone,

@@ -1,4 +1,4 @@
-"""The PbxComponent in-process: health, live subscriber reload, restart on cfg change."""
+"""The BranchExchange in-process: health, live subscriber reload, restart on cfg change."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.pbx.component import PbxComponent
+from appliance.pbx.exchange import BranchExchange
 from appliance.pbx.settings import PbxSettings
 from appliance.store import Store
 from drivers.sip.kamailio_config import KamailioConfig, Subscriber, render_config
@@ -50,7 +50,7 @@ async def test_subscribers_reload_live_and_cfg_changes_restart(tmp_path: Path) -
     )
     store = Store.open(tmp_path / "store", 16)
     subs = [Subscriber("1001", "secret-1001-pw", "Alice")]
-    pbx = PbxComponent(settings, "site-a", "a.example", subs, lambda: store, tmp_path)
+    pbx = BranchExchange(settings, "site-a", "a.example", subs, lambda: store, tmp_path)
     try:
         await pbx.start()
         ok, detail = pbx.check()

@@ -27,7 +27,7 @@ import httpx
 import pytest
 from pyroute2 import NetNS, netns
 
-from drivers.modem.sim import ModemSimulator, SimulatorConfig
+from drivers.modem.simulator import ModemSimulator, SimulatorConfig
 from drivers.net.component import NetworkComponent
 from drivers.net.netlink import NetlinkDriver
 from drivers.net.plan import Desired, Link

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from drivers.modem.sim import ModemSimulator, SimulatorConfig
+from drivers.modem.simulator import ModemSimulator, SimulatorConfig
 from tests.integration.pbx.audio import dominant, loudness, read_channels
 from tests.integration.pbx.harness import (
     Pbx,

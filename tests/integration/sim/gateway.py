@@ -18,9 +18,9 @@ from pydantic import BaseModel
 from appliance.settings import ApplianceSettings
 from appliance.sim import CallOutcome, Pick, SimIdentity, SimService
 from appliance.sim.fake import FakeSimChannel
-from drivers.runtime.config_layers import collect_layers, load_settings
-from drivers.runtime.http import HttpServer
-from drivers.runtime.lifecycle import Component, run_until_signalled
+from drivers.daemon.config_layers import collect_layers, load_settings
+from drivers.daemon.http import HttpServer
+from drivers.daemon.lifecycle import Component, run_until_signalled
 
 ICCIDS = ("8949000000000000011", "8949000000000000012", "8949000000000000021")
 

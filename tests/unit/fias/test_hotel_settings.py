@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from appliance.settings import ApplianceSettings
-from drivers.runtime.config_layers import ConfigError, collect_layers, load_settings
+from drivers.daemon.config_layers import ConfigError, collect_layers, load_settings
 from tests.procs import write_yaml
 
 BASE = {"site_id": "hotel-1", "profile": "hotel", "data_dir": "/var/lib/callmesh"}

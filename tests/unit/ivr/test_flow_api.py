@@ -14,7 +14,7 @@ from appliance.ivr.routes import build_ivr_router
 from appliance.ivr.store import FlowRegistry, FlowStore
 from appliance.ivr.validate import Known, parse_flow
 from appliance.store import Store
-from drivers.runtime.settings_base import ApiToken
+from drivers.daemon.settings_base import ApiToken
 
 ADMIN, VIEWER, OPERATOR = "a" * 32, "v" * 32, "o" * 32
 TOKENS = [ApiToken(name="admin", token=ADMIN, role="admin"),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from drivers.modem.sim.commands import SimulatedModem
-from drivers.modem.sim.dialects import DIALECTS
-from drivers.modem.sim.state import Faults, make_sims
+from drivers.modem.simulator.commands import SimulatedModem
+from drivers.modem.simulator.dialects import DIALECTS
+from drivers.modem.simulator.state import Faults, make_sims
 
 TIMING = {"boot": 1.0, "sim_ready": 1.0, "register": 1.0, "reset": 1.0}
 

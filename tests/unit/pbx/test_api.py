@@ -20,7 +20,7 @@ from appliance.pbx.originate import OriginationService
 from appliance.pbx.recordings import RecordingService
 from appliance.pbx.settings import DialPlanSettings, OutboundRoute, Trunk
 from appliance.store import Store
-from drivers.runtime.settings_base import ApiToken
+from drivers.daemon.settings_base import ApiToken
 
 TOKEN = "t" * 32
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -1,15 +1,15 @@
-"""``callmesh modem simulate`` (also ``python -m drivers.modem.sim``): run until SIGINT/SIGTERM."""
+"""``callmesh modem simulate`` (or ``python -m drivers.modem.simulator``): run until a signal."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from drivers.modem.sim.api import ModemSimulator
-from drivers.modem.sim.control import ControlServer
-from drivers.modem.sim.dialects import DIALECTS
-from drivers.modem.sim.state import DEFAULT_RATES, SimulatorConfig
-from drivers.runtime.control_http import serve_until_signalled
+from drivers.daemon.control_http import serve_until_signalled
+from drivers.modem.simulator.api import ModemSimulator
+from drivers.modem.simulator.control import ControlServer
+from drivers.modem.simulator.dialects import DIALECTS
+from drivers.modem.simulator.state import DEFAULT_RATES, SimulatorConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

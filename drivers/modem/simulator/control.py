@@ -11,8 +11,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from drivers.modem.sim.api import ModemSimulator
-from drivers.runtime.control_http import JsonHandler, LoopbackControlServer
+from drivers.daemon.control_http import JsonHandler, LoopbackControlServer
+from drivers.modem.simulator.api import ModemSimulator
 
 Action = Callable[[ModemSimulator, int, dict[str, Any]], object]
 

@@ -17,9 +17,9 @@ import tty
 from collections.abc import Callable
 from pathlib import Path
 
-from drivers.modem.sim.commands import SimulatedModem
-from drivers.modem.sim.dialects import Dialect
-from drivers.modem.sim.state import Faults, SimulatorConfig, make_sims, parse_faults
+from drivers.modem.simulator.commands import SimulatedModem
+from drivers.modem.simulator.dialects import Dialect
+from drivers.modem.simulator.state import Faults, SimulatorConfig, make_sims, parse_faults
 
 log = logging.getLogger(__name__)
 FRAME_SECONDS = 0.02

@@ -11,11 +11,11 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from drivers.runtime.config_layers import ConfigError, collect_layers, load_settings
-from drivers.runtime.http import BindError
-from drivers.runtime.logs import configure_logging
-from drivers.runtime.redaction import redact
-from drivers.runtime.settings_base import ServiceSettings
+from drivers.daemon.config_layers import ConfigError, collect_layers, load_settings
+from drivers.daemon.http import BindError
+from drivers.daemon.logs import configure_logging
+from drivers.daemon.redaction import redact
+from drivers.daemon.settings_base import ServiceSettings
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 

@@ -1,4 +1,4 @@
-"""PbxComponent: starts rtpengine, Kamailio, the event listener and the recordings loop.
+"""BranchExchange: starts rtpengine, Kamailio, the event listener and the recordings loop.
 
 Start order: recover what an earlier run left (open calls become ``interrupted`` CDRs,
 orphaned recordings are adopted), the dial-plan endpoint Kamailio asks for every call's
@@ -62,7 +62,7 @@ from appliance.pbx.webhooks import WebhookService
 from appliance.routing.peers import PeerMonitor
 from appliance.routing.service import RoutingService
 from appliance.store import Store
-from drivers.runtime.settings_base import ApiToken
+from drivers.daemon.settings_base import ApiToken
 from drivers.sip.errors import RpcError
 from drivers.sip.evapi import EvapiClient
 from drivers.sip.kamailio import KamailioDriver, find_module_path, load_route_secret
@@ -133,7 +133,7 @@ def kamailio_config(
     )
 
 
-class PbxComponent:
+class BranchExchange:
     """The PBX as one lifecycle component of the appliance."""
 
     name = "pbx"

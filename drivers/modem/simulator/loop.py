@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from drivers.modem.sim.dialects import DIALECTS
-from drivers.modem.sim.host import FRAME_SECONDS, HostedModem
-from drivers.modem.sim.state import SimulatorConfig
+from drivers.modem.simulator.dialects import DIALECTS
+from drivers.modem.simulator.host import FRAME_SECONDS, HostedModem
+from drivers.modem.simulator.state import SimulatorConfig
 
 T = TypeVar("T")
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from drivers.modem import pdu
-from drivers.modem.sim.dialects import call_urcs
-from drivers.modem.sim.modem import ModemCore
-from drivers.modem.sim.state import SimCall
+from drivers.modem.simulator.dialects import call_urcs
+from drivers.modem.simulator.modem import ModemCore
+from drivers.modem.simulator.state import SimCall
 
 _RING_INTERVAL = 2.0
 _RESULT_CAUSE = {"NO CARRIER": 16, "BUSY": 17, "NO ANSWER": 19}

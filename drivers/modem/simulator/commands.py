@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from drivers.modem import gsm7, pdu
 from drivers.modem.errors import RemoteProtocolError
-from drivers.modem.sim.farend import FarEndModem
-from drivers.modem.sim.modem import Reply
+from drivers.modem.simulator.farend import FarEndModem
+from drivers.modem.simulator.modem import Reply
 
 Handler = Callable[["SimulatedModem", re.Match[str], str], Reply]
 _OK: Reply = ([], "OK")

@@ -6,7 +6,7 @@ propagates, so stores are never left open behind a failed start-up.
 
 Under systemd (``Type=notify``) the service says READY=1 once every component has
 started, pings the watchdog from this loop from start-up until the last component has
-stopped, and says STOPPING=1 before the components stop (``drivers/runtime/sd_notify.py``).
+stopped, and says STOPPING=1 before the components stop (``drivers/daemon/sd_notify.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import signal
 from collections.abc import Sequence
 from typing import Protocol
 
-from drivers.runtime.sd_notify import SystemdNotifier
+from drivers.daemon.sd_notify import SystemdNotifier
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """Core of one simulated modem: power, boot, SIM readiness, bytes in and out.
 
-Theory of operation. The host (:mod:`drivers.modem.sim.host`) feeds bytes from the AT pty and
+Theory of operation. The host (:mod:`drivers.modem.simulator.host`) feeds bytes from the AT pty and
 provides timers, the clock and the power switch. The modem echoes commands until ``ATE0``,
 ignores everything while booting or wedged (except ``AT+CFUN=1,1`` when wedged), answers SIM
 commands with ``+CME ERROR: 14`` until the SIM is initialised, and reports calls in its
-vendor's dialect. Commands are handled in :mod:`drivers.modem.sim.commands` and the far end
-(incoming calls, SMS, USSD replies) in :mod:`drivers.modem.sim.farend`, both subclasses.
+vendor's dialect. Commands are handled in :mod:`drivers.modem.simulator.commands` and the far end
+(incoming calls, SMS, USSD replies) in :mod:`drivers.modem.simulator.farend`, both subclasses.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from drivers.modem.grammar import CME_TEXTS
-from drivers.modem.sim.dialects import Dialect
-from drivers.modem.sim.state import FarEnd, Faults, ModemRecord, SimCall, SimCard
+from drivers.modem.simulator.dialects import Dialect
+from drivers.modem.simulator.state import FarEnd, Faults, ModemRecord, SimCall, SimCard
 
 Reply = tuple[list[str], str] | None
 

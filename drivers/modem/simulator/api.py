@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drivers.modem.sim.host import HostedModem
-from drivers.modem.sim.loop import SimulatorLoop
-from drivers.modem.sim.state import FarEnd, ModemRecord, SimulatorConfig, parse_faults
+from drivers.modem.simulator.host import HostedModem
+from drivers.modem.simulator.loop import SimulatorLoop
+from drivers.modem.simulator.state import FarEnd, ModemRecord, SimulatorConfig, parse_faults
 
 
 class ModemSimulator:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from drivers.modem.sim.dialects import DIALECTS
+from drivers.modem.simulator.dialects import DIALECTS
 
 # Per-event probabilities used when a fault is named without a rate.
 DEFAULT_RATES = {
