@@ -1,6 +1,7 @@
 """HQ under a hostile site: the other sites' CDR sync rate and HQ's memory, clean vs attacked.
 
 Usage: .venv/bin/python bench/bench_bad_site.py [--cdrs N] [--rounds N] [--records N]
+       [--probe-s S]
 
 Each round runs the same end-to-end CDR sync twice, side by side: a real appliance
 drains ``--cdrs`` CDRs from its outbox into a real aggregator (CurveZMQ on loopback,
@@ -13,10 +14,11 @@ reads its replies; when HQ cuts its connection it reconnects after 10 ms
 goes on sending as soon as it is let back in.
 Printed per run: the good site's rate, the aggregator's CPU time and peak and final
 resident memory (VmHWM, VmRSS), what the attacker sent and what HQ refused from it, how
-often HQ banned it and how many of its reconnects ZAP refused. The attacked/clean ratio
-must stay >= 0.9 and the attacked peak RSS bounded. On a shared machine the rates vary
-from run to run; the aggregator's CPU time for the same CDRs does not, and shows what the
-attack costs HQ itself.
+often HQ banned it and how many of its reconnects ZAP refused. ``--probe-s`` first
+measures HQ's CPU with no good site, idle and then attacked, for that many seconds each.
+The attacked/clean ratio must stay >= 0.9 and the attacked peak RSS bounded. On a shared
+machine the rates vary from run to run; the aggregator's CPU time for the same CDRs does
+not, and shows what the attack costs HQ itself.
 """
 
 from __future__ import annotations
@@ -106,6 +108,8 @@ def _attack(
     sock.linger = 0
     sock.sndtimeo = 10
     sock.reconnect_ivl = 10
+    # Queue only on a live connection, so "sent" counts what HQ could have received.
+    sock.immediate = True
     refused = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
     sock.connect(endpoint)
     sock.send_multipart(encode(Hello(BAD, "attacker")))
@@ -212,16 +216,46 @@ def run(root: Path, n: int, attack: bool, records: int) -> Run:
         )
 
 
+def probe(root: Path, seconds: float, records: int) -> None:
+    """HQ's CPU with only the attacker connected: what the attack itself costs HQ."""
+    env = make_env(root)
+    secret = admit_site(env, BAD)
+    with ExitStack() as stack:
+        agg = Service(["aggregator", "run", "-c", str(env.agg_config)], root / "agg.log")
+        stack.callback(agg.close)
+        agg.wait_healthy(f"{env.agg_url}/healthz")
+        http = stack.enter_context(httpx.Client())
+        idle = cpu_s(agg.proc.pid)
+        time.sleep(seconds)
+        idle = cpu_s(agg.proc.pid) - idle
+        attacker = stack.enter_context(Attacker(env, secret, records))
+        wait_for(lambda: refused(env, http) > 1000, 30, "the attack under way")
+        cpu, sent = cpu_s(agg.proc.pid), attacker.bytes.value
+        time.sleep(seconds)
+        cpu, sent = cpu_s(agg.proc.pid) - cpu, attacker.bytes.value - sent
+        banned, zap = bans(env, http)
+        print(
+            f"probe, no good site, {seconds:.0f} s each: HQ CPU idle {idle / seconds:.1%} of a "
+            f"core, attacked {cpu / seconds:.1%}; attacker delivered {sent / seconds / 1e6:,.1f} "
+            f"MB/s; banned {banned:.0f} times, {zap:.0f} reconnects refused"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cdrs", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--records", type=int, default=500, help="invalid CDRs per bad batch")
+    parser.add_argument(
+        "--probe-s", type=float, default=0, help="first measure HQ with only the attacker"
+    )
     args = parser.parse_args()
     ratios: list[float] = []
     cpu: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory(prefix="callmesh-bench-") as tmp:
         base = Path(tmp)
+        if args.probe_s:
+            probe(base / "probe", args.probe_s, args.records)
         for i in range(args.rounds):
             clean = run(base / f"clean-{i}", args.cdrs, False, args.records)
             hit = run(base / f"attacked-{i}", args.cdrs, True, args.records)
@@ -236,6 +270,8 @@ def main() -> None:
                 f"MB/s; HQ refused {hit.refused:,.0f} from it, banned it {hit.bans[0]:.0f} "
                 f"times and refused {hit.bans[1]:.0f} of its reconnects"
             )
+    if not ratios:
+        return
     per_k = 1000 / args.cdrs
     print(
         f"attacked/clean over {args.rounds} rounds: best {max(ratios):.2f}, "
