@@ -7,7 +7,7 @@ site's key in ZAP keeps it from coming straight back.
 
 Theory of operation: every message libzmq hands over carries the descriptor of the
 connection it came in on (``ZMQ_SRCFD``). The gate remembers, per descriptor, the site
-that last sent on it and the peer address (``getpeername``) at that moment. A site is
+that last sent on it and its peer address (``getpeername``) then. A site is
 banned for ``ban_s`` seconds when it spends its refusal budget (aggregator/refusals.py)
 or sends more bytes than its byte budget (a token bucket of ``byte_burst`` bytes refilled
 at ``byte_rate`` a second). A ban shuts down (``shutdown(2)``) every connection recorded
@@ -76,9 +76,9 @@ class SiteGate:
         """Account one message of ``size`` bytes read from ``fd``; False to drop it unread."""
         if self.banned(site_id):
             return False
-        known = self._connections.get(fd)
-        if known is None or known.site_id != site_id:
-            self._connections[fd] = _Connection(site_id, _peer(fd))
+        # Looked up on every message (a few µs): libzmq hands a descriptor number to the
+        # next connection, often of the same site, as soon as the last one closes.
+        self._connections[fd] = _Connection(site_id, _peer(fd))
         now = self._clock()
         tokens, then = self._bytes.get(site_id, (self._burst, now))
         tokens = min(self._burst, tokens + (now - then) * self._rate) - size

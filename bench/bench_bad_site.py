@@ -112,7 +112,13 @@ def _attack(
     sock.immediate = True
     refused = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
     sock.connect(endpoint)
-    sock.send_multipart(encode(Hello(BAD, "attacker")))
+    hello = encode(Hello(BAD, "attacker"))
+    while not stop.is_set():
+        try:
+            sock.send_multipart(hello)
+            break
+        except zmq.Again:
+            continue
     count, size = 0, 0
     while not stop.is_set():
         try:

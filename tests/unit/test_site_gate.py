@@ -129,3 +129,22 @@ def test_a_closed_descriptor_is_forgotten_without_error(
         accepted.close()
         guard.ban("site-bad", "refusal-budget")
         assert bans(registry, "site-bad", "refusal-budget") == 1
+
+
+def test_a_new_connection_of_the_site_on_a_reused_descriptor_is_cut(
+    registry: CollectorRegistry, listener: socket.socket
+) -> None:
+    guard = gate(registry, Clock())
+    old, old_end = connect(listener)
+    new, new_end = connect(listener)
+    with old, new, new_end:
+        fd = old_end.fileno()
+        assert guard.admit("site-bad", fd, 1)
+        old_end.close()
+        os.dup2(new_end.fileno(), fd)
+        try:
+            assert guard.admit("site-bad", fd, 1)
+            guard.ban("site-bad", "refusal-budget")
+            assert new.recv(1) == b""
+        finally:
+            os.close(fd)
