@@ -19,6 +19,9 @@ being worked on (then it stops reading, which pushes back through libzmq) and at
 ``site_pending`` per site (more are refused ``site-busy`` without any work). A site
 that has spent its budget of refusals (aggregator/refusals.py) has its messages dropped
 undecoded and unanswered (counted as ``site-throttled``) until the budget refills.
+Dropping still leaves libzmq decrypting the flood, so that site is also banned at the
+transport (aggregator/site_gate.py): its connections are cut and ZAP refuses its key for
+``ban_s``; so is a site past its byte budget.
 
 Exceptions::
 
@@ -48,6 +51,7 @@ from aggregator.ingest_metrics import IngestMetrics
 from aggregator.recordings import RecordingReceiver
 from aggregator.refusals import Refusals
 from aggregator.settings import AggregatorSettings
+from aggregator.site_gate import SiteGate
 from aggregator.store.cdr_rows import ParsedBatch, parse_batch
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import insert
@@ -113,7 +117,14 @@ class IngestServer:
         self._settings = settings
         self._engine = engine
         self.metrics = metrics
-        self._site_keys = SiteKeys(settings, metrics.peers_rejected)
+        budget = settings.ingest
+        self._gate = SiteGate(
+            budget.ban_s,
+            budget.site_byte_rate_mb * 1e6,
+            budget.site_byte_burst_mb * 1e6,
+            metrics.sites_banned,
+        )
+        self._site_keys = SiteKeys(settings, metrics.peers_rejected, self._gate)
         self._ctx: zmq.asyncio.Context | None = None
         self._auth: SiteAuthenticator | None = None
         self._sock: zmq.asyncio.Socket | None = None
@@ -122,7 +133,6 @@ class IngestServer:
         # Decoding the next batch overlaps the current commit (SQLite releases the GIL).
         self._decoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest-decode")
         self._peers: dict[str, bytes] = {}
-        budget = settings.ingest
         self.refusals = Refusals(metrics.records_refused, budget.refusal_rate, budget.refusal_burst)
         self._room = asyncio.Semaphore(settings.ingest.max_pending)
         self._site_pending: dict[str, int] = {}
@@ -218,7 +228,13 @@ class IngestServer:
         if not site_id:
             self.metrics.peers_rejected.labels(reason="no-site").inc()
             return False
+        if not self._gate.admit(site_id, frames[1].get(zmq.SRCFD), _size(frames)):
+            self.metrics.records_refused.labels(
+                site=site_id, stream="message", error_id="site-banned"
+            ).inc()
+            return False
         if self.refusals.throttled(site_id):
+            self._gate.ban(site_id, "refusal-budget")
             # Neither decoded nor answered nor charged: a flood costs HQ a counter per message.
             self.metrics.records_refused.labels(
                 site=site_id, stream="message", error_id="site-throttled"
@@ -572,6 +588,11 @@ class IngestServer:
     async def _send_all(self, identity: bytes, replies: list[Message]) -> None:
         for reply in replies:
             await self._send(identity, reply)
+
+
+def _size(frames: list[zmq.Frame]) -> int:
+    """The bytes of one message, routing id included."""
+    return sum(f.buffer.nbytes for f in frames)
 
 
 def _count(value: Any) -> int:

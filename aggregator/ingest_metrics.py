@@ -46,6 +46,12 @@ class IngestMetrics:
         self.peers_rejected = Counter(
             "callmesh_rejected_peers", "Connections refused by ZAP", ["reason"], registry=registry
         )
+        self.sites_banned = Counter(
+            "callmesh_sites_banned",
+            "Bans of a site that spent its refusal or byte budget (connections cut)",
+            ["site", "reason"],
+            registry=registry,
+        )
         self.protocol_errors = Counter(
             "callmesh_protocol_errors", "Messages refused", ["error_id"], registry=registry
         )

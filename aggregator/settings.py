@@ -122,6 +122,22 @@ class IngestSettings(Section):
     receive_hwm: int = Field(
         64, ge=1, le=10_000, description="messages libzmq queues per connection (ZMQ_RCVHWM)"
     )
+    site_byte_rate_mb: float = Field(
+        64.0,
+        gt=0,
+        description="MB a second a site may send on average; past its burst the site is "
+        "banned (aggregator/site_gate.py)",
+    )
+    site_byte_burst_mb: float = Field(
+        256.0, gt=0, description="MB a site may send at once before its byte rate applies"
+    )
+    ban_s: float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="how long a site that spent its refusal or byte budget stays banned: "
+        "its connections are cut and ZAP refuses its key",
+    )
 
 
 class RecordingStoreSettings(Section):

@@ -1,6 +1,7 @@
 """HQ under a hostile site: the other sites' CDR sync rate and HQ's memory, clean vs attacked.
 
 Usage: .venv/bin/python bench/bench_bad_site.py [--cdrs N] [--rounds N] [--records N]
+       [--probe-s S]
 
 Each round runs the same end-to-end CDR sync twice, side by side: a real appliance
 drains ``--cdrs`` CDRs from its outbox into a real aggregator (CurveZMQ on loopback,
@@ -8,11 +9,16 @@ SQLite), once alone and once while a second site, admitted with its own key, sen
 garbage as fast as libzmq takes it: frames that are not msgpack, messages of unknown
 types, and ``cdr-batch`` messages of ``--records`` CDRs that all fail validation
 (a duration that is not a number, a start time in milliseconds). The attacker never
-reads its replies. Printed per run: the good site's rate, the aggregator's CPU time and
-peak and final resident memory (VmHWM, VmRSS), what the attacker sent and what HQ
-refused from it. The attacked/clean ratio must stay >= 0.9 and the attacked peak RSS
-bounded. On a shared machine the rates vary from run to run; the aggregator's CPU time
-for the same CDRs does not, and shows what the attack costs HQ itself.
+reads its replies; when HQ cuts its connection it reconnects after 10 ms
+(ZMQ_RECONNECT_IVL), when HQ refuses its handshake it connects again at once, and it
+goes on sending as soon as it is let back in.
+Printed per run: the good site's rate, the aggregator's CPU time and peak and final
+resident memory (VmHWM, VmRSS), what the attacker sent and what HQ refused from it, how
+often HQ banned it and how many of its reconnects ZAP refused. ``--probe-s`` first
+measures HQ's CPU with no good site, idle and then attacked, for that many seconds each.
+The attacked/clean ratio must stay >= 0.9 and the attacked peak RSS bounded. On a shared
+machine the rates vary from run to run; the aggregator's CPU time for the same CDRs does
+not, and shows what the attack costs HQ itself.
 """
 
 from __future__ import annotations
@@ -100,19 +106,36 @@ def _attack(
     sock.curve_publickey, sock.curve_secretkey = keys.load_secret(secret_file)
     sock.curve_serverkey = keys.load_public(server_key)
     sock.linger = 0
-    sock.sndtimeo = 100
+    sock.sndtimeo = 10
+    sock.reconnect_ivl = 10
+    # Queue only on a live connection, so "sent" counts what HQ could have received.
+    sock.immediate = True
+    refused = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
     sock.connect(endpoint)
-    sock.send_multipart(encode(Hello(BAD, "attacker")))
+    hello = encode(Hello(BAD, "attacker"))
+    while not stop.is_set():
+        try:
+            sock.send_multipart(hello)
+            break
+        except zmq.Again:
+            continue
     count, size = 0, 0
     while not stop.is_set():
         try:
             sock.send_multipart(frames[count % len(frames)])
         except zmq.Again:
+            if refused.poll(0):
+                # libzmq gives up on an endpoint whose handshake was refused; an attacker
+                # does not: connect again at once.
+                refused.recv_multipart()
+                sock.disconnect(endpoint)
+                sock.connect(endpoint)
             continue
         size += sizes[count % len(frames)]
         count += 1
         if count % 256 == 0:
             sent.value, sent_bytes.value = count, size
+    refused.close(linger=0)
     sock.close(linger=0)
     ctx.term()
 
@@ -133,12 +156,22 @@ def memory_kib(pid: int) -> tuple[int, int]:
     return int(peak.group(1)), int(now.group(1))
 
 
-def refused(env: SyncEnv, client: httpx.Client) -> float:
+def counted(env: SyncEnv, client: httpx.Client, name: str, label: str) -> float:
+    """The sum of HQ's counter ``name`` over the series carrying ``label``."""
     text = client.get(f"{env.agg_url}/metrics", timeout=5).text
-    counted = re.findall(
-        rf'^callmesh_records_refused_total\{{[^}}]*site="{BAD}"[^}}]*\}} (\S+)$', text, re.M
-    )
-    return sum(float(c) for c in counted)
+    found = re.findall(rf"^{name}\{{[^}}]*{label}[^}}]*\}} (\S+)$", text, re.M)
+    return sum(float(c) for c in found)
+
+
+def refused(env: SyncEnv, client: httpx.Client) -> float:
+    return counted(env, client, "callmesh_records_refused_total", f'site="{BAD}"')
+
+
+def bans(env: SyncEnv, client: httpx.Client) -> tuple[float, float]:
+    """(times the bad site was banned, its reconnects ZAP refused)."""
+    banned = counted(env, client, "callmesh_sites_banned_total", f'site="{BAD}"')
+    zap = counted(env, client, "callmesh_rejected_peers_total", 'reason="banned-site"')
+    return banned, zap
 
 
 @dataclass(frozen=True)
@@ -153,6 +186,7 @@ class Run:
     attack_msgs: int = 0
     attack_mb: float = 0.0
     seconds: float = 0.0
+    bans: tuple[float, float] = (0.0, 0.0)
 
 
 def run(root: Path, n: int, attack: bool, records: int) -> Run:
@@ -169,7 +203,7 @@ def run(root: Path, n: int, attack: bool, records: int) -> Run:
         attacker = None
         if attack:
             attacker = stack.enter_context(Attacker(env, secret, records))
-            wait_for(lambda: attacker.sent.value > 1000, 30, "the attack under way")
+            wait_for(lambda: refused(env, http) > 1000, 30, "the attack under way")
         app = Service(["appliance", "run", "-c", str(env.app_config)], root / "app.log")
         stack.callback(app.close)
         wait_for(lambda: env.ingested(http) > 0, 60, "first CDRs", interval=0.005)
@@ -182,8 +216,34 @@ def run(root: Path, n: int, attack: bool, records: int) -> Run:
         msgs, size = (
             (attacker.sent.value - sent[0], attacker.bytes.value - sent[1]) if attacker else (0, 0)
         )
+        rate = (n - base) / took
         return Run(
-            (n - base) / took, refused(env, http), peak, final, hq_cpu, msgs, size / 1e6, took
+            rate, refused(env, http), peak, final, hq_cpu, msgs, size / 1e6, took, bans(env, http)
+        )
+
+
+def probe(root: Path, seconds: float, records: int) -> None:
+    """HQ's CPU with only the attacker connected: what the attack itself costs HQ."""
+    env = make_env(root)
+    secret = admit_site(env, BAD)
+    with ExitStack() as stack:
+        agg = Service(["aggregator", "run", "-c", str(env.agg_config)], root / "agg.log")
+        stack.callback(agg.close)
+        agg.wait_healthy(f"{env.agg_url}/healthz")
+        http = stack.enter_context(httpx.Client())
+        idle = cpu_s(agg.proc.pid)
+        time.sleep(seconds)
+        idle = cpu_s(agg.proc.pid) - idle
+        attacker = stack.enter_context(Attacker(env, secret, records))
+        wait_for(lambda: refused(env, http) > 1000, 30, "the attack under way")
+        cpu, sent = cpu_s(agg.proc.pid), attacker.bytes.value
+        time.sleep(seconds)
+        cpu, sent = cpu_s(agg.proc.pid) - cpu, attacker.bytes.value - sent
+        banned, zap = bans(env, http)
+        print(
+            f"probe, no good site, {seconds:.0f} s each: HQ CPU idle {idle / seconds:.1%} of a "
+            f"core, attacked {cpu / seconds:.1%}; attacker delivered {sent / seconds / 1e6:,.1f} "
+            f"MB/s; banned {banned:.0f} times, {zap:.0f} reconnects refused"
         )
 
 
@@ -192,11 +252,16 @@ def main() -> None:
     parser.add_argument("--cdrs", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--records", type=int, default=500, help="invalid CDRs per bad batch")
+    parser.add_argument(
+        "--probe-s", type=float, default=0, help="first measure HQ with only the attacker"
+    )
     args = parser.parse_args()
     ratios: list[float] = []
     cpu: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory(prefix="callmesh-bench-") as tmp:
         base = Path(tmp)
+        if args.probe_s:
+            probe(base / "probe", args.probe_s, args.records)
         for i in range(args.rounds):
             clean = run(base / f"clean-{i}", args.cdrs, False, args.records)
             hit = run(base / f"attacked-{i}", args.cdrs, True, args.records)
@@ -208,8 +273,11 @@ def main() -> None:
                 f"(HQ CPU {hit.hq_cpu_s:.1f} s, peak RSS {hit.peak_kib >> 10} MiB, final "
                 f"{hit.final_kib >> 10} MiB), ratio {hit.rate / clean.rate:.2f}; attacker sent "
                 f"{hit.attack_msgs / hit.seconds:,.0f} msg/s, {hit.attack_mb / hit.seconds:,.0f} "
-                f"MB/s; HQ refused {hit.refused:,.0f} from it"
+                f"MB/s; HQ refused {hit.refused:,.0f} from it, banned it {hit.bans[0]:.0f} "
+                f"times and refused {hit.bans[1]:.0f} of its reconnects"
             )
+    if not ratios:
+        return
     per_k = 1000 / args.cdrs
     print(
         f"attacked/clean over {args.rounds} rounds: best {max(ratios):.2f}, "

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from appliance.store import Outbox, Store
 from drivers.sync import keys
@@ -181,5 +182,107 @@ def test_a_site_that_spends_its_refusal_budget_is_dropped_undecoded(
         finally:
             app.close()
         assert env.api(f"/api/v1/sites/{BAD}")["cdrs_received"] == 0
+    finally:
+        agg.close()
+
+
+def events_until(monitor: zmq.Socket[bytes], wanted: int, timeout: float = 15) -> set[int]:
+    """Monitor events seen until ``wanted`` is among them (fails after ``timeout``)."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while wanted not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no monitor event {wanted} within {timeout}s (saw {seen})"
+        if monitor.poll(int(left * 1000)):
+            seen.add(recv_monitor_message(monitor)["event"])
+    return seen
+
+
+def welcomed(env: SyncEnv, ctx: zmq.Context[zmq.Socket[bytes]], secret: Path) -> bool:
+    """Whether a new connection of the site is admitted and its hello answered."""
+    sock = dealer(env, ctx, secret)
+    try:
+        sock.send_multipart(encode(Hello(BAD, "x")))
+        return sock.poll(2000) != 0 and isinstance(decode(sock.recv_multipart()), Welcome)
+    finally:
+        sock.close(linger=0)
+
+
+def flood_until_cut(sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes], timeout: float) -> int:
+    """Send garbage as fast as libzmq takes it until HQ cuts the connection; messages sent."""
+    garbage = encode(CdrBatch([(n, make_cdr(n, duration_s="x")) for n in range(500)]))
+    sent, deadline = 0, time.monotonic() + timeout
+    while not monitor.poll(0):
+        assert time.monotonic() < deadline, f"not cut after {sent} messages in {timeout}s"
+        try:
+            sock.send_multipart(garbage, flags=zmq.NOBLOCK)
+            sent += 1
+        except zmq.Again:
+            time.sleep(0.001)
+    return sent
+
+
+def test_a_flooding_site_is_cut_and_banned_while_a_good_site_keeps_syncing(
+    env: SyncEnv, ctx: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    bad_key = admit_site(env, BAD, refusal_burst=1000, ban_s=3)
+    env.prefill(2000)
+    agg = start(env, ["aggregator", "run", "-c", str(env.agg_config)], env.agg_url, "agg.log")
+    try:
+        app = start(env, ["appliance", "run", "-c", str(env.app_config)], env.app_url, "app.log")
+        try:
+            hostile = dealer(env, ctx, bad_key)
+            monitor = hostile.get_monitor_socket(
+                zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                | zmq.EVENT_HANDSHAKE_SUCCEEDED
+            )  # fmt: skip
+            events_until(monitor, zmq.EVENT_HANDSHAKE_SUCCEEDED)
+            assert flood_until_cut(hostile, monitor, timeout=30) > 2
+            banned_at = time.monotonic()
+            events_until(monitor, zmq.EVENT_DISCONNECTED)
+            events_until(monitor, zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+            wait_for(lambda: env.ingested() == 2000, 60, "the good site's CDRs")
+            wait_for(lambda: env.pending() == 0, 30, "the good site's outbox drained")
+        finally:
+            app.close()
+        banned = 'callmesh_sites_banned_total{reason="refusal-budget",site="site-bad"}'
+        assert metric(env, re.escape(banned)) == 1
+        assert metric(env, re.escape('callmesh_rejected_peers_total{reason="banned-site"}')) >= 1
+        assert refused(env, "site-a", "message", "site-banned") == 0
+        # The ban ends once ban_s is over and the refusals the flood ran up are paid off
+        # (libzmq gave up the refused endpoint, so the site connects anew each try).
+        wait_for(lambda: time.monotonic() > banned_at + 3, 10, "the end of the ban")
+        wait_for(lambda: welcomed(env, ctx, bad_key), 40, "the site admitted again")
+    finally:
+        agg.close()
+
+
+def test_a_site_past_its_byte_budget_is_cut_before_its_bytes_cost_more(
+    env: SyncEnv, ctx: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    bad_key = admit_site(env, BAD, site_byte_burst_mb=1, site_byte_rate_mb=0.01, ban_s=60)
+    agg = start(env, ["aggregator", "run", "-c", str(env.agg_config)], env.agg_url, "agg.log")
+    try:
+        hostile = dealer(env, ctx, bad_key)
+        monitor = hostile.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        hostile.send_multipart(encode(Hello(BAD, "x")))
+        next_reply(hostile, Welcome)
+        batches = [
+            encode(CdrBatch([(n, make_cdr(n)) for n in range(first, first + 1500)]))
+            for first in range(0, 6000, 1500)
+        ]
+        assert 300_000 < sum(len(f) for f in batches[0]) < 600_000
+        for batch in batches:
+            hostile.send_multipart(batch)
+        events_until(monitor, zmq.EVENT_DISCONNECTED)
+        banned = 'callmesh_sites_banned_total{reason="byte-budget",site="site-bad"}'
+        wait_for(lambda: metric(env, re.escape(banned)) == 1, 10, "the ban counted")
+        assert env.api(f"/api/v1/sites/{BAD}")["cdrs_received"] < 6000
+        env.prefill(100)
+        app = start(env, ["appliance", "run", "-c", str(env.app_config)], env.app_url, "app.log")
+        try:
+            wait_for(lambda: env.ingested() == 100, 60, "the good site's CDRs")
+        finally:
+            app.close()
     finally:
         agg.close()
