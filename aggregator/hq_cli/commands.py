@@ -27,7 +27,15 @@ Sub: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Action: TypeAlias = "Callable[[HqClient, argparse.Namespace], Result | str]"
 
 API_PAGE = 1000
-SITE_COLUMNS = ("site_id", "status", "last_seen", "software", "backlog_cdr", "cdrs_received")
+SITE_COLUMNS = (
+    "site_id",
+    "status",
+    "calls_active",
+    "last_seen",
+    "software",
+    "backlog_cdr",
+    "cdrs_received",
+)
 CDR_COLUMNS = (
     "started_at",
     "site_id",
