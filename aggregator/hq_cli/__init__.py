@@ -9,6 +9,7 @@
 | `output.py` | tables, JSON, CSV and XLSX, and the progress line of exports and downloads |
 | `commands.py` | the command tree (`sites`, `cdrs`, `report`, `recordings`) and its runner |
 | `fleet_commands.py` | `sims` (and their actions) and `dnc` |
+| `directory_commands.py` | `directory` (read only: entries and routing snapshots per site) |
 
 Every failure is an ``HqCliError`` (``error_id``, a message, an exit code, a hint),
 printed on stderr as ``error <error_id>: <message>``.

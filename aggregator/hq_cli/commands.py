@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from aggregator.hq_cli import fleet_commands
+from aggregator.hq_cli import directory_commands, fleet_commands
 from aggregator.hq_cli.errors import EXIT_USAGE, HqCliError
 from aggregator.hq_cli.output import Progress, Result, record, table, write_csv, write_xlsx
 from aggregator.hq_cli.paths import segment
@@ -71,6 +71,7 @@ def add_parser(sub: Sub) -> None:
     _reports(commands)
     _recordings(commands)
     fleet_commands.add(commands, leaf)
+    directory_commands.add(commands, leaf)
 
 
 def leaf(group: Sub, name: str, action: Action, help: str, listing: bool = True) -> Any:
@@ -221,6 +222,11 @@ def _reports(commands: Sub) -> None:
     summary.add_argument("--group", choices=("day", "hour"), default="day", help="(day)")
     _report_leaf(sub, "extensions", "totals per extension")
     _report_leaf(sub, "trunks", "totals per trunk")
+    usage = leaf(sub, "sim-usage", _sim_usage, "per SIM and local day: calls, answer rate, talk")
+    usage.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD")
+    usage.add_argument("--to", dest="end", required=True, help="last day, inclusive")
+    usage.add_argument("--site", help="only this site")
+    usage.add_argument("--iccid", help="only this SIM")
 
 
 REPORT_PATHS = {
@@ -246,6 +252,12 @@ def _report(client: HqClient, args: argparse.Namespace) -> Result:
         params["group"] = args.group
     rows = client.get(REPORT_PATHS[args.report], **params)["rows"]
     return Result(rows, (), sheet=args.report)
+
+
+def _sim_usage(client: HqClient, args: argparse.Namespace) -> Result:
+    params = {"from": args.start, "to": args.end, "site": args.site, "iccid": args.iccid}
+    rows = client.get("/api/v1/fleet/reports/usage", **params)["rows"]
+    return Result(rows, (), sheet="sim-usage")
 
 
 def _recordings(commands: Sub) -> None:

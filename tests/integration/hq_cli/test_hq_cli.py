@@ -7,6 +7,7 @@ site-a, one with a two-channel recording, and a SIM gateway's three SIMs.
 from __future__ import annotations
 
 import csv
+import datetime
 import hashlib
 import io
 import json
@@ -17,6 +18,7 @@ import wave
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from openpyxl import load_workbook
 
@@ -63,7 +65,7 @@ def ok(done: subprocess.CompletedProcess[str]) -> str:
 def test_sites_list_as_a_table_and_as_json(hq: Deployment) -> None:
     table = ok(callmesh_hq(hq, "sites", "list"))
     header, rule, row = table.splitlines()[:3]
-    assert header.split()[:3] == ["site_id", "status", "last_seen"]
+    assert header.split()[:4] == ["site_id", "status", "calls_active", "last_seen"]
     assert set(rule.replace(" ", "")) == {"-"}
     assert row.split()[:2] == [SITE, "online"]
     sites = json.loads(ok(callmesh_hq(hq, "sites", "list", "--json")))
@@ -108,6 +110,16 @@ def test_cdr_export_as_csv_is_neutralised_against_formulas(hq: Deployment) -> No
     rows = list(csv.DictReader(io.StringIO(text)))
     assert len(rows) == 3
     assert rows[0]["caller_number"] == "'+4930100"
+
+
+def test_sim_usage_is_what_the_api_reports_per_sim_and_day(hq: Deployment) -> None:
+    today = datetime.datetime.now(datetime.UTC).date()
+    first, last = (today - datetime.timedelta(days=30)).isoformat(), today.isoformat()
+    days = ("--from", first, "--to", last)
+    rows = json.loads(ok(callmesh_hq(hq, "report", "sim-usage", *days, "--site", SITE, "--json")))
+    usage = "/api/v1/fleet/reports/usage"
+    assert rows == hq.env.api(usage, site=SITE, **{"from": first, "to": last})["rows"]
+    assert {r["iccid"] for r in rows} <= set(ICCIDS)
 
 
 def test_reports_sum_to_the_calls_at_hq(hq: Deployment, tmp_path: Path) -> None:
@@ -157,6 +169,25 @@ def test_the_dnc_list_takes_and_gives_back_a_number(hq: Deployment) -> None:
     assert (again.returncode, again.stderr.split()[:2]) == (4, ["error", "not-listed:"])
 
 
+def test_the_directory_reads_back_an_entry_and_each_sites_snapshot(hq: Deployment) -> None:
+    entry = {"id": SITE, "name": "Main office", "sip_address": "10.1.0.1", "extensions": ["1001"]}
+    answer = httpx.put(
+        f"{hq.env.agg_url}/api/v1/directory/sites/{SITE}",
+        json=entry,
+        headers={"Authorization": f"Bearer {TOKENS['admin']}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    listed = callmesh_hq(hq, "directory", "list", "sites")
+    assert ok(listed).splitlines()[2].split()[:2] == [SITE, "Main"]
+    assert listed.stderr.startswith("directory revision ")
+    shown = json.loads(ok(callmesh_hq(hq, "directory", "show", "sites", SITE, "--json")))
+    assert (shown["name"], shown["extensions"]) == ("Main office", ["1001"])
+    snapshots = json.loads(ok(callmesh_hq(hq, "directory", "snapshots", "--json")))
+    assert [s["site_id"] for s in snapshots] == [SITE]
+    assert snapshots[0]["version"] >= 1
+
+
 @pytest.mark.parametrize(
     ("role", "args", "code", "error_id"),
     [
@@ -165,6 +196,13 @@ def test_the_dnc_list_takes_and_gives_back_a_number(hq: Deployment) -> None:
         ("admin", ("sites", "show", "nowhere"), 4, "unknown-site"),
         ("admin", ("report", "summary", "--from", "yesterday", "--to", "2025-11-25"), 2, None),
         ("admin", ("dnc", "add", "not-a-number"), 2, "bad-number"),
+        (
+            "admin",
+            ("report", "sim-usage", "--from", "2025-13-01", "--to", "2025-12-01"),
+            2,
+            "bad-date",
+        ),
+        ("admin", ("directory", "show", "trunks", "nowhere"), 4, None),
         (None, ("sites", "list"), 2, "no-token"),
     ],
 )
