@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from aggregator.hq_cli import directory_commands, fleet_commands
-from aggregator.hq_cli.errors import EXIT_USAGE, HqCliError
+from aggregator.hq_cli.errors import EXIT_FAILURE, EXIT_USAGE, HqCliError
 from aggregator.hq_cli.output import Progress, Result, record, table, write_csv, write_xlsx
 from aggregator.hq_cli.paths import segment
 
@@ -61,8 +61,8 @@ def add_parser(sub: Sub) -> None:
     parser = sub.add_parser(
         "hq",
         help="query and act on HQ through its API",
-        description="Read sites, CDRs, reports, SIMs and the DNC list from HQ, act on SIMs "
-        "and the DNC list, download recordings.",
+        description="Read sites, CDRs, reports, SIMs, the directory and the DNC list from "
+        "HQ, act on SIMs and the DNC list, download recordings.",
         epilog=EPILOG,
     )
     commands = parser.add_subparsers(dest="hq_command", metavar="COMMAND", required=True)
@@ -103,6 +103,12 @@ def run(args: argparse.Namespace) -> int:
     except HqCliError as err:
         sys.stderr.write("".join(f"{line}\n" for line in err.lines()))
         return err.exit_code
+    except (KeyError, TypeError, AttributeError) as err:
+        # HQ answered JSON of another shape (another version, or not HQ at all).
+        sys.stderr.write(
+            f"error unexpected-answer: HQ's answer lacks what was expected ({err!r})\n"
+        )
+        return EXIT_FAILURE
     return 0
 
 
