@@ -36,7 +36,7 @@ from appliance.pbx.deciders import POLICY, TRUNK
 from appliance.pbx.errors import PbxNotStartedError
 from appliance.pbx.exchange import BranchExchange
 from appliance.pbx.gsm import GsmDecider, GsmTrunkService
-from appliance.pbx.metrics import PbxCollector
+from appliance.pbx.metrics import PbxCollector, calls_in_progress
 from appliance.pbx.webhooks import WebhookService
 from appliance.routing import RoutingService
 from appliance.routing.metrics import PeerCollector
@@ -163,6 +163,7 @@ def build(
         sync = SyncClient(
             settings, store.get, SyncMetrics(registry), routing, sim, compliance,
             peers.report if peers is not None else None,
+            functools.partial(calls_in_progress, pbx) if pbx is not None else None,
         )  # fmt: skip
         health.add_check("sync", sync.check)
         health.add_check("recording-uploads", sync.recordings_check)

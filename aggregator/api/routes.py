@@ -174,16 +174,25 @@ def build_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) 
 def _site(row: Any, now_ms: int) -> dict[str, Any]:
     health = row.health if isinstance(row.health, dict) else {}
     alarms = health.get("alarms")
+    online = now_ms - row.last_seen_ms < ONLINE_WINDOW_MS
     return {
         "site_id": row.site_id,
-        "status": "online" if now_ms - row.last_seen_ms < ONLINE_WINDOW_MS else "offline",
+        "status": "online" if online else "offline",
         "last_seen": reports.render_time(row.last_seen_ms, reports.zone("UTC")),
         "software": row.software,
         "backlog_cdr": row.backlog_cdr,
         "cdrs_received": row.cdrs_received,
         "store_used_percent": health.get("store_used_percent"),
+        "calls_active": calls_active(health) if online else None,
         "alarms": [a for a in alarms if isinstance(a, str)] if isinstance(alarms, list) else [],
     }
+
+
+def calls_active(health: Any) -> int | None:
+    """Calls in progress a site last reported; None if it reports none (it has no PBX)."""
+    found = health.get("calls_active") if isinstance(health, dict) else None
+    valid = isinstance(found, int) and not isinstance(found, bool) and found >= 0
+    return found if valid else None
 
 
 def _guard(func: Callable[..., Any], *args: Any) -> Any:

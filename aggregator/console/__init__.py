@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from aggregator.console.activity_pages import build_activity_pages
 from aggregator.console.directory_pages import build_directory_pages
 from aggregator.console.fleet_pages import build_fleet_pages
 from aggregator.console.pages import build_pages
@@ -39,6 +40,7 @@ def mount_console(
     install_handlers(app, console)
     directory = DirectoryStore(engine, settings.routing.keep_updates)
     app.include_router(build_pages(console))
+    app.include_router(build_activity_pages(console))
     app.include_router(build_fleet_pages(console))
     app.include_router(build_directory_pages(console, directory))
     app.include_router(_vendor_router())

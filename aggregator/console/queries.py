@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from aggregator import reports
+from aggregator.api.routes import calls_active
 from aggregator.fleet import store as fleet
 from aggregator.store.db import insert
 from aggregator.store.schema import commands, dnc_numbers, sims, sites
@@ -34,6 +35,7 @@ class SiteRow:
     backlog_cdr: int
     cdrs_received: int
     recordings_quarantined: int
+    calls_active: int | None
 
 
 def site_rows(conn: sa.Connection, scope: frozenset[str] | None) -> list[SiteRow]:
@@ -55,6 +57,7 @@ def _site(row: Any, now_ms: int) -> SiteRow:
         backlog_cdr=row.backlog_cdr,
         cdrs_received=row.cdrs_received,
         recordings_quarantined=int(health.get("recordings_quarantined") or 0),
+        calls_active=calls_active(health),
     )
 
 

@@ -43,6 +43,7 @@ SECURITY_HEADERS = {
 }
 NAV = (
     ("sites", "Sites"),
+    ("activity", "Live activity"),
     ("cdrs", "Calls"),
     ("reports", "Reports"),
     ("sims", "SIM fleet"),

@@ -35,6 +35,14 @@ def decision_histogram() -> Histogram:
     )
 
 
+def calls_in_progress(pbx: BranchExchange) -> int:
+    """Calls in progress; 0 before the PBX started."""
+    try:
+        return len(pbx.calls.live_calls())
+    except PbxNotStartedError:
+        return 0
+
+
 class PbxCollector:
     """Calls in progress, calls by disposition, Kamailio and rtpengine supervision."""
 
@@ -47,7 +55,7 @@ class PbxCollector:
     def collect(self) -> Iterator[Metric]:
         calls = self._calls()
         active = GaugeMetricFamily("callmesh_calls_active", "Calls in progress")
-        active.add_metric([], len(calls.live_calls()) if calls is not None else 0)
+        active.add_metric([], calls_in_progress(self._pbx))
         yield active
         ended = CounterMetricFamily(
             "callmesh_calls",

@@ -78,6 +78,7 @@ log = logging.getLogger(__name__)
 SILENCE_FACTOR = 3
 DRAIN_LIMIT = 64  # replies handled per pump turn, so acks and credits never queue up
 SIM_STATUS_MIN_S = 1.0  # busy gateways change every second; HQ needs no more than that
+CALLS_CHECK_S = 1.0  # calls in progress are looked at once a second, sent when they changed
 CRASH_RECENT_FACTOR = 2.0
 
 StoreProvider = Callable[[], Store]
@@ -92,10 +93,12 @@ class SyncClient:
 
     Routing snapshots and updates are handed to ``routing``, the same instance the PBX
     looks routes up in; ``routing_health`` adds peer health and failover counts to
-    ``status``. On a SIM gateway, ``sim`` gets HQ's SIM commands and its status
-    goes up as ``sim-status`` and its SMS from the ``sms`` outbox; ``compliance`` gets the
-    company do-not-call list (topic ``dnc``) and its refusals go up from the ``compliance``
-    outbox. Those two outboxes go one batch at a time each, kept until acknowledged.
+    ``status``, ``calls_active`` the calls in progress (a changed count is sent within
+    about a second, for HQ's live activity page). On a SIM gateway, ``sim`` gets HQ's
+    SIM commands and its status goes up as ``sim-status`` and its SMS from the ``sms``
+    outbox; ``compliance`` gets the company do-not-call list (topic ``dnc``) and its
+    refusals go up from the ``compliance`` outbox. Those two outboxes go one batch at a
+    time each, kept until acknowledged.
     """
 
     name = "sync"
@@ -109,6 +112,7 @@ class SyncClient:
         sim: SimService | None = None,
         compliance: ComplianceService | None = None,
         routing_health: Callable[[], dict[str, Any]] | None = None,
+        calls_active: Callable[[], int] | None = None,
     ) -> None:
         self._settings = settings
         self._sync = settings.sync
@@ -128,6 +132,9 @@ class SyncClient:
         self.sim = sim
         self.compliance = compliance
         self.routing_health = routing_health
+        self.calls_active = calls_active
+        self._calls_sent = 0
+        self._calls_checked = 0.0
         self._sim_sent = (-1, 0.0)
         self._batch_inflight: dict[str, tuple[list[int], float]] = {}
         self.supervisor = Supervisor(
@@ -265,7 +272,7 @@ class SyncClient:
         assert self.uploader is not None
         for message in await asyncio.to_thread(self.uploader.next_messages, now):
             await self._send(sock, message)
-        if now - self._last_status > self._sync.status_interval_s:
+        if now - self._last_status > self._sync.status_interval_s or self._calls_moved(now):
             self._last_status = now
             await self._send(sock, self._status())
         wait_s = 0.5 if self._inflight else 0.2
@@ -437,6 +444,13 @@ class SyncClient:
                 },
             )
 
+    def _calls_moved(self, now: float) -> bool:
+        """Whether calls in progress changed since the last status (looked at once a second)."""
+        if self.calls_active is None or now - self._calls_checked < CALLS_CHECK_S:
+            return False
+        self._calls_checked = now
+        return self.calls_active() != self._calls_sent
+
     def _status(self) -> Status:
         ratio = self._store_ratio
         health = {
@@ -449,6 +463,8 @@ class SyncClient:
         }
         if self.routing_health is not None:
             health.update(self.routing_health())
+        if self.calls_active is not None:
+            self._calls_sent = health["calls_active"] = self.calls_active()
         return Status(health)
 
     async def _send(self, sock: zmq.asyncio.Socket, message: Message) -> None:

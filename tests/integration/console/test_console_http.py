@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.integration.api.apps import HQ_TOKENS, hq_app
+from aggregator.store.schema import sites
+from tests.integration.api.apps import HQ_TOKENS, SITE, hq_app
 
 
 @pytest.fixture
@@ -94,3 +97,32 @@ def test_only_the_two_libraries_are_served_from_node_modules(app: FastAPI) -> No
         assert client.get("/console/vendor/chart.umd.min.js").status_code == 200
         assert client.get("/console/vendor/package.json").status_code == 404
         assert client.get("/console/vendor/..%2Fpackage.json").status_code == 404
+
+
+def test_live_activity_counts_the_calls_each_visible_site_reports(tmp_path: Path) -> None:
+    reported = {SITE: 3, "site-b": 5}
+    with hq_app(tmp_path) as (built, engine), TestClient(built) as client:
+        with engine.begin() as conn:
+            for site_id, calls in reported.items():
+                conn.execute(
+                    sa.update(sites)
+                    .where(sites.c.site_id == site_id)
+                    .values(last_seen_ms=int(time.time() * 1000), health={"calls_active": calls})
+                )
+        sign_in(client, "site-viewer")
+        page = client.get("/console/activity")
+        live = client.get("/console/activity", headers={"HX-Request": "true"})
+        sign_in(client, "admin")
+        everywhere = client.get("/console/activity", headers={"HX-Request": "true"})
+        with engine.begin() as conn:
+            conn.execute(sa.update(sites).values(health={"calls_active": "many"}))
+        garbled = client.get("/console/activity", headers={"HX-Request": "true"})
+    assert 'data-site="site-b"' not in page.text
+    assert 'data-calls="3"' in page.text
+    assert '<strong id="calls-total">3</strong>' in page.text
+    assert "<html" in page.text
+    assert "<html" not in live.text
+    assert 'hx-trigger="every 2s"' in live.text
+    assert '<strong id="calls-total">8</strong>' in everywhere.text
+    assert '<strong id="calls-total">0</strong>' in garbled.text
+    assert garbled.text.count("no PBX") == 2
