@@ -278,3 +278,18 @@ def _upsert_snapshot(conn: sa.Connection, site_id: str, version: int, data: Any)
         index_elements=["site_id", "topic"], set_={"version": version, "data": data}
     )
     conn.execute(stmt, {"site_id": site_id, "topic": DNC, "version": version, "data": data})
+
+
+def dnc_add(conn: sa.Connection, number: str, reason: str, site_ids: Iterable[str]) -> int:
+    """Put a number on the company list (or change its reason) and publish; the version."""
+    stmt = insert(conn.engine, dnc_numbers).on_conflict_do_update(
+        index_elements=["number"], set_={"reason": reason}
+    )
+    conn.execute(stmt, {"number": number, "reason": reason, "added_ms": now_ms()})
+    return publish_dnc(conn, site_ids)
+
+
+def dnc_remove(conn: sa.Connection, number: str, site_ids: Iterable[str]) -> int | None:
+    """Take a number off the company list and publish; None when it was not listed."""
+    gone = conn.execute(sa.delete(dnc_numbers).where(dnc_numbers.c.number == number)).rowcount
+    return publish_dnc(conn, site_ids) if gone else None
