@@ -12,6 +12,7 @@ from aggregator.console.web import PREFIX, Console, ConsoleError, form_text, sco
 from aggregator.fleet import queries
 from aggregator.fleet import store as fleet
 from aggregator.fleet.schemas import Limits, SlotSelect, plain_number
+from drivers.sync.records import SimCommand
 
 ACTIONS = {
     "disable": "sim-disable",
@@ -156,7 +157,7 @@ def _sim_view(
 
 def _issue(console: Console, sim: dict[str, Any], kind: str, **args: Any) -> str:
     with console.engine().begin() as conn:
-        return fleet.issue(conn, sim["site_id"], kind, {"iccid": sim["iccid"], **args})
+        return fleet.issue(conn, sim["site_id"], SimCommand(kind, sim["iccid"], **args))
 
 
 def _back_to(sim: dict[str, Any]) -> RedirectResponse:

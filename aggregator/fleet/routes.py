@@ -22,6 +22,7 @@ from aggregator.fleet import queries
 from aggregator.fleet import store as fleet
 from aggregator.fleet.schemas import DncEntry, GroupMove, Limits, SiteMove, SlotSelect, plain_number
 from aggregator.settings import AggregatorSettings
+from drivers.sync.records import SimCommand
 
 
 def build_fleet_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) -> APIRouter:
@@ -51,7 +52,7 @@ def build_fleet_router(settings: AggregatorSettings, engine: Callable[[], sa.Eng
     def act(iccid: str, principal: Principal, kind: str, **args: Any) -> dict[str, Any]:
         with engine().begin() as conn:
             row = _guard(fleet.sim_site, conn, iccid)
-            command_id = fleet.issue(conn, row.site_id, kind, {"iccid": iccid, **args})
+            command_id = fleet.issue(conn, row.site_id, SimCommand(kind, iccid, **args))
         return {"command_id": command_id, "site_id": row.site_id, "kind": kind}
 
     @router.put("/sims/{iccid}/limits", status_code=202, summary="Set a SIM's limits")
@@ -90,10 +91,12 @@ def build_fleet_router(settings: AggregatorSettings, engine: Callable[[], sa.Eng
         "/groups/{group}/limits", status_code=202, summary="Set a group's limits everywhere"
     )
     def set_group_limits(group: str, limits: Limits, principal: admin) -> dict[str, Any]:
-        args = {"group": group, "limits": limits.model_dump(exclude_none=True)}
+        command = SimCommand(
+            "sim-set-group-limits", group=group, limits=limits.model_dump(exclude_none=True)
+        )
         with engine().begin() as conn:
             targets = sorted(set(configured).union(queries.seen_sites(conn)))
-            ids = {s: fleet.issue(conn, s, "sim-set-group-limits", args) for s in targets}
+            ids = {s: fleet.issue(conn, s, command) for s in targets}
         return {"commands": ids}
 
     @router.get("/commands/{command_id}", summary="Whether a site applied a command")

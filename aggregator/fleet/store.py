@@ -39,6 +39,7 @@ from aggregator.store.schema import (
     sites,
     snapshots,
 )
+from drivers.sync.records import SimCommand
 
 log = logging.getLogger(__name__)
 
@@ -223,12 +224,16 @@ def store_refusals(conn: sa.Connection, site_id: str, records: Iterable[tuple[in
     return len(rows)
 
 
-def issue(conn: sa.Connection, site_id: str, kind: str, args: dict[str, Any]) -> str:
+def issue(conn: sa.Connection, site_id: str, command: SimCommand) -> str:
     """Queue a command for a site; returns its id."""
     command_id = uuid.uuid4().hex
     conn.execute(
         sa.insert(commands).values(
-            command_id=command_id, site_id=site_id, kind=kind, args=args, created_ms=now_ms()
+            command_id=command_id,
+            site_id=site_id,
+            kind=command.kind,
+            args=command.args(),
+            created_ms=now_ms(),
         )
     )
     return command_id

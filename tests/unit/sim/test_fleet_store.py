@@ -21,6 +21,7 @@ from aggregator.store.schema import (
     sims,
 )
 from drivers.sync.protocol import Command
+from drivers.sync.records import SimCommand
 
 ICCID = "8949000000000000011"
 
@@ -119,10 +120,10 @@ def test_the_company_dnc_list_is_one_shared_snapshot_every_site_sees(engine: sa.
 def test_commands_issued_during_a_session_are_pushed_once(engine: sa.Engine) -> None:
     pusher = CommandPusher(lambda: engine)
     with engine.begin() as conn:
-        early = fleet.issue(conn, "site-a", "sim-disable", {"iccid": ICCID})
+        early = fleet.issue(conn, "site-a", SimCommand("sim-disable", ICCID))
     pusher.on_hello("site-a", [early])
     assert pusher.due(["site-a", "site-b"]) == []
     with engine.begin() as conn:
-        later = fleet.issue(conn, "site-a", "sim-enable", {"iccid": ICCID})
+        later = fleet.issue(conn, "site-a", SimCommand("sim-enable", ICCID))
     assert pusher.due(["site-a"]) == [("site-a", Command(later, "sim-enable", {"iccid": ICCID}))]
     assert pusher.due(["site-a"]) == []
