@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from aggregator.api.routes import ONLINE_WINDOW_MS
+from aggregator.sites.queries import ONLINE_WINDOW_MS
 from aggregator.store.db import DatabaseError
 from aggregator.store.schema import sites
 

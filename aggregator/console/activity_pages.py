@@ -11,9 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from aggregator.console import queries
 from aggregator.console.sessions import Session
 from aggregator.console.web import PREFIX, Console, ConsoleError
+from aggregator.sites.queries import site_rows
 
 POLL_S = 2
 
@@ -28,7 +28,7 @@ def build_activity_pages(console: Console) -> APIRouter:
         if session.principal is None:
             raise ConsoleError(401, "not-signed-in", "sign in first")
         with console.engine().connect() as conn:
-            rows = queries.site_rows(conn, session.principal.sites)
+            rows = site_rows(conn, session.principal.sites)
         live = [r for r in rows if r.online and r.calls_active is not None]
         template = "activity_rows.html" if request.headers.get("HX-Request") else "activity.html"
         return console.render(

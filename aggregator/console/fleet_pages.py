@@ -6,11 +6,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
-from aggregator.console import forms, queries
+from aggregator.console import forms
 from aggregator.console.sessions import Session
 from aggregator.console.web import PREFIX, Console, ConsoleError, form_text, scope
+from aggregator.fleet import queries
 from aggregator.fleet import store as fleet
-from aggregator.fleet.routes import Limits, SlotSelect
+from aggregator.fleet.schemas import Limits, SlotSelect, plain_number
+from drivers.sync.records import SimCommand
 
 ACTIONS = {
     "disable": "sim-disable",
@@ -18,7 +20,6 @@ ACTIONS = {
     "retire": "sim-retire",
     "clear-review": "sim-clear-review",
 }
-NUMBER_PUNCTUATION = " ().-"
 
 
 def build_fleet_pages(console: Console) -> APIRouter:
@@ -30,7 +31,7 @@ def build_fleet_pages(console: Console) -> APIRouter:
     @router.get("/sims")
     def sims_page(request: Request, session: Annotated[Session, viewer]) -> Response:
         with console.engine().connect() as conn:
-            rows = queries.sim_rows(conn, _sites(session))
+            rows = queries.sims_with_commands(conn, _sites(session))
         return console.render(request, session, "sims.html", page="sims", sims=rows)
 
     @router.get("/sims/{iccid}")
@@ -104,22 +105,15 @@ def _dnc_pages(router: APIRouter, console: Console) -> None:
             return show(request, session, {"number": ["3 to 20 digits, + allowed"]}, 422)
         reason = submitted.get("reason", "").strip()[:256]
         with console.engine().begin() as conn:
-            queries.dnc_add(conn, number, reason, console.sites_configured)
+            fleet.dnc_add(conn, number, reason, console.sites_configured)
         return RedirectResponse(f"{PREFIX}/dnc", status_code=303)
 
     @router.post("/dnc/{number}/remove")
     def dnc_remove(number: str, session: Annotated[Session, admin]) -> Response:
         with console.engine().begin() as conn:
-            if queries.dnc_remove(conn, number, console.sites_configured) is None:
+            if fleet.dnc_remove(conn, number, console.sites_configured) is None:
                 raise ConsoleError(404, "not-listed", f"{number} is not on the company list")
         return RedirectResponse(f"{PREFIX}/dnc", status_code=303)
-
-
-def plain_number(text: str) -> str | None:
-    """A phone number without punctuation, or None when it is not one."""
-    plain = "".join(c for c in text.strip() if c not in NUMBER_PUNCTUATION)
-    digits = plain.removeprefix("+")
-    return plain if digits.isdigit() and 3 <= len(digits) <= 20 else None
 
 
 def _sites(session: Session) -> frozenset[str] | None:
@@ -134,7 +128,7 @@ def _sim(console: Console, session: Session, iccid: str) -> dict[str, Any]:
             raise ConsoleError(404, err.error_id, str(err)) from None
         if session.principal is not None:
             scope(session.principal, site_id)
-        rows = queries.sim_rows(conn, frozenset({site_id}))
+        rows = queries.sims_with_commands(conn, frozenset({site_id}))
     return next(r for r in rows if r["iccid"] == iccid)
 
 
@@ -163,7 +157,7 @@ def _sim_view(
 
 def _issue(console: Console, sim: dict[str, Any], kind: str, **args: Any) -> str:
     with console.engine().begin() as conn:
-        return fleet.issue(conn, sim["site_id"], kind, {"iccid": sim["iccid"], **args})
+        return fleet.issue(conn, sim["site_id"], SimCommand(kind, sim["iccid"], **args))
 
 
 def _back_to(sim: dict[str, Any]) -> RedirectResponse:

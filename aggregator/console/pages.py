@@ -10,9 +10,9 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from aggregator import recording_store, reports
 from aggregator.api.auth import Principal
 from aggregator.api.errors import ApiError
-from aggregator.console import queries
 from aggregator.console.sessions import COOKIE, Session
 from aggregator.console.web import PREFIX, Console, ConsoleError, check_csrf, scope
+from aggregator.sites.queries import site_rows
 
 PAGE_SIZE = 50
 DISPOSITIONS = ("answered", "busy", "no-answer", "failed", "cancelled", "interrupted", "refused")
@@ -33,7 +33,7 @@ def build_pages(console: Console) -> APIRouter:
     def sites_page(request: Request, session: Annotated[Session, viewer]) -> Response:
         principal = _principal(session)
         with console.engine().connect() as conn:
-            rows = queries.site_rows(conn, principal.sites)
+            rows = site_rows(conn, principal.sites)
         return console.render(request, session, "sites.html", page="sites", sites=rows)
 
     @router.get("/cdrs")

@@ -33,7 +33,8 @@ from aggregator.store.schema import (
     snapshot_updates,
     snapshots,
 )
-from drivers.sync.routing_changes import diff, is_empty
+from drivers.sync.records import RoutingChanges
+from drivers.sync.routing_changes import between
 
 TOPIC = "routing"
 SHARED = "*"  # the snapshots row holding the entries every site's table shares
@@ -108,23 +109,23 @@ class DirectoryStore:
         current = {r.site_id: r for r in conn.execute(query)}
         now = int(time.time() * 1000)
         shared_row = current.pop(SHARED, None)
-        shared_changes = diff(shared_row.data if shared_row else {}, compiled.shared)
+        shared_changes = between(shared_row.data if shared_row else {}, compiled.shared)
         puts: list[dict[str, Any]] = []
-        if shared_row is None or not is_empty(shared_changes):
+        if shared_row is None or shared_changes.size:
             version = (shared_row.version if shared_row else 0) + 1
             puts.append(_snapshot_row(SHARED, version, compiled.shared))
         updates: list[dict[str, Any]] = []
         versions = {}
         for site_id, entries in compiled.own.items():
             row = current.get(site_id)
-            if row is not None and row.data == entries and is_empty(shared_changes):
+            if row is not None and row.data == entries and not shared_changes.size:
                 continue
             version = (row.version if row is not None else 0) + 1
             versions[site_id] = version
             puts.append(_snapshot_row(site_id, version, entries))
             if row is not None and isinstance(row.data, dict):
-                changes = _merged(diff(row.data, entries), shared_changes)
-                if len(changes["set"]) + len(changes["delete"]) <= MAX_UPDATE_ENTRIES:
+                changes = between(row.data, entries).over(shared_changes)
+                if changes.size <= MAX_UPDATE_ENTRIES:
                     updates.append(_update_row(site_id, version, row.version, changes, now))
         self._write(conn, puts, updates)
         return versions
@@ -163,14 +164,14 @@ def _snapshot_row(site_id: str, version: int, data: dict[str, Any]) -> dict[str,
 
 
 def _update_row(
-    site_id: str, version: int, base_version: int, changes: dict[str, Any], now: int
+    site_id: str, version: int, base_version: int, changes: RoutingChanges, now: int
 ) -> dict[str, Any]:
     return {
         "site_id": site_id,
         "topic": TOPIC,
         "version": version,
         "base_version": base_version,
-        "changes": changes,
+        "changes": changes.to_doc(),
         "created_ms": now,
     }
 
@@ -188,10 +189,6 @@ def full_table(conn: sa.Connection, site_id: str, topic: str) -> tuple[int, Any]
     if shared is None or not isinstance(row.data, dict):
         return row.version, row.data
     return row.version, {**shared.data, **row.data}
-
-
-def _merged(own: dict[str, Any], shared: dict[str, Any]) -> dict[str, Any]:
-    return {"set": {**shared["set"], **own["set"]}, "delete": [*shared["delete"], *own["delete"]]}
 
 
 def _lock_plan(conn: sa.Connection) -> int:

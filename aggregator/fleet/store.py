@@ -39,6 +39,7 @@ from aggregator.store.schema import (
     sites,
     snapshots,
 )
+from drivers.sync.records import SimCommand
 
 log = logging.getLogger(__name__)
 
@@ -223,12 +224,16 @@ def store_refusals(conn: sa.Connection, site_id: str, records: Iterable[tuple[in
     return len(rows)
 
 
-def issue(conn: sa.Connection, site_id: str, kind: str, args: dict[str, Any]) -> str:
+def issue(conn: sa.Connection, site_id: str, command: SimCommand) -> str:
     """Queue a command for a site; returns its id."""
     command_id = uuid.uuid4().hex
     conn.execute(
         sa.insert(commands).values(
-            command_id=command_id, site_id=site_id, kind=kind, args=args, created_ms=now_ms()
+            command_id=command_id,
+            site_id=site_id,
+            kind=command.kind,
+            args=command.args(),
+            created_ms=now_ms(),
         )
     )
     return command_id
@@ -278,3 +283,18 @@ def _upsert_snapshot(conn: sa.Connection, site_id: str, version: int, data: Any)
         index_elements=["site_id", "topic"], set_={"version": version, "data": data}
     )
     conn.execute(stmt, {"site_id": site_id, "topic": DNC, "version": version, "data": data})
+
+
+def dnc_add(conn: sa.Connection, number: str, reason: str, site_ids: Iterable[str]) -> int:
+    """Put a number on the company list (or change its reason) and publish; the version."""
+    stmt = insert(conn.engine, dnc_numbers).on_conflict_do_update(
+        index_elements=["number"], set_={"reason": reason}
+    )
+    conn.execute(stmt, {"number": number, "reason": reason, "added_ms": now_ms()})
+    return publish_dnc(conn, site_ids)
+
+
+def dnc_remove(conn: sa.Connection, number: str, site_ids: Iterable[str]) -> int | None:
+    """Take a number off the company list and publish; None when it was not listed."""
+    gone = conn.execute(sa.delete(dnc_numbers).where(dnc_numbers.c.number == number)).rowcount
+    return publish_dnc(conn, site_ids) if gone else None

@@ -70,19 +70,3 @@ def _row(site_id: str, sms: Sms, now: int) -> dict[str, Any]:
         "attempts": sms.attempts,
         "received_ms": now,
     }
-
-
-def counts_by_sim(conn: sa.Connection, iccids: Iterable[str]) -> dict[str, dict[str, int]]:
-    """Per ICCID: SMS received, sent and failed (all time)."""
-    wanted = sorted(set(iccids))
-    if not wanted:
-        return {}
-    query = (
-        sa.select(sms_messages.c.iccid, sms_messages.c.status, sa.func.count())
-        .where(sms_messages.c.iccid.in_(wanted))
-        .group_by(sms_messages.c.iccid, sms_messages.c.status)
-    )
-    counts: dict[str, dict[str, int]] = {}
-    for iccid, status, count in conn.execute(query):
-        counts.setdefault(iccid, {"received": 0, "sent": 0, "failed": 0})[status] = count
-    return counts

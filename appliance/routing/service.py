@@ -20,6 +20,7 @@ from typing import Any
 from appliance.routing.table import RouteDecision, RoutingTable, RoutingTableError
 from appliance.store import StateStore, Store
 from drivers.sync import routing_changes as changes
+from drivers.sync.records import RecordError, parse_routing_table
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,11 @@ class RoutingService:
         """Replace the table with a full snapshot (HQ's ``snapshot``)."""
         if version == 0 or data is None or version == self.version:
             return ApplyResult("unchanged", version, self.version)
-        return self._install(version, data)
+        try:
+            entries = parse_routing_table(data)
+        except RecordError as err:
+            return self._refuse(version, err.message)
+        return self._install(version, entries)
 
     def apply_update(self, version: int, base_version: int, delta: Any) -> ApplyResult:
         """Apply changes made against ``base_version`` (HQ's ``update``)."""
@@ -103,7 +108,7 @@ class RoutingService:
         try:
             data = changes.apply(self._data, delta)
         except changes.ChangesError as err:
-            return self._refuse(version, str(err))
+            return self._refuse(version, err.message)
         return self._install(version, data)
 
     def _install(self, version: int, data: Any) -> ApplyResult:

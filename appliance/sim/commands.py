@@ -4,7 +4,9 @@ The document (state key ``sim:policy``) holds what HQ set: ``groups`` {group: li
 ``sims`` {iccid: {limits, group, disabled, retired}}, ``force`` {channel: slot} and
 ``applied`` {command id: [ok, detail]}. A command id already in ``applied`` changes
 nothing and answers what it answered the first time, so a command re-sent after a
-reconnect or a restart is applied once.
+reconnect or a restart is applied once. A command's arguments are parsed into the
+``SimCommand`` record HQ built them from (``drivers/sync/records.py``); one that does
+not parse is answered as failed with the record's error.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from appliance.sim.limits import Limits, LimitsError
+from drivers.sync.records import SIM_COMMANDS, RecordError, SimCommand, parse_sim_command
 
 KEEP_APPLIED = 1000
 
@@ -24,7 +27,7 @@ class CommandError(ValueError):
 
 def handles(kind: str) -> bool:
     """Whether ``kind`` is a SIM command."""
-    return kind in _HANDLERS
+    return kind in SIM_COMMANDS
 
 
 def apply(doc: Any, command_id: str, kind: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -34,8 +37,10 @@ def apply(doc: Any, command_id: str, kind: str, args: dict[str, Any]) -> dict[st
     if command_id in applied:
         return new
     try:
-        detail = _HANDLERS[kind](new, args)
-        applied[command_id] = [True, detail]
+        command = parse_sim_command(kind, args)
+        applied[command_id] = [True, _HANDLERS[kind](new, command)]
+    except RecordError as err:
+        applied[command_id] = [False, err.message]
     except CommandError as err:
         applied[command_id] = [False, str(err)]
     for old in list(applied)[: max(0, len(applied) - KEEP_APPLIED)]:
@@ -49,69 +54,53 @@ def result(doc: dict[str, Any], command_id: str) -> tuple[bool, str]:
     return bool(ok), str(detail)
 
 
-def _text(args: dict[str, Any], name: str) -> str:
-    value = args.get(name)
-    if not isinstance(value, str) or not value:
-        raise CommandError(f"argument {name!r} must be a non-empty string")
-    return value
+def _sim(doc: dict[str, Any], command: SimCommand) -> dict[str, Any]:
+    entry: dict[str, Any] = doc.setdefault("sims", {}).setdefault(command.iccid, {})
+    return entry
 
 
-def _sim(doc: dict[str, Any], args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    iccid = _text(args, "iccid")
-    entry: dict[str, Any] = doc.setdefault("sims", {}).setdefault(iccid, {})
-    return iccid, entry
-
-
-def _limits(args: dict[str, Any]) -> dict[str, Any]:
+def _limits(command: SimCommand) -> dict[str, Any]:
     try:
-        return Limits.from_doc(args.get("limits")).to_doc()
+        return Limits.from_doc(command.limits).to_doc()
     except LimitsError as err:
         raise CommandError(f"limits: {err}") from None
 
 
-def _set_limits(doc: dict[str, Any], args: dict[str, Any]) -> str:
-    iccid, entry = _sim(doc, args)
-    entry["limits"] = _limits(args)
-    return f"limits of {iccid} set"
+def _set_limits(doc: dict[str, Any], command: SimCommand) -> str:
+    _sim(doc, command)["limits"] = _limits(command)
+    return f"limits of {command.iccid} set"
 
 
-def _set_group_limits(doc: dict[str, Any], args: dict[str, Any]) -> str:
-    group = _text(args, "group")
-    doc.setdefault("groups", {})[group] = _limits(args)
-    return f"limits of group {group} set"
+def _set_group_limits(doc: dict[str, Any], command: SimCommand) -> str:
+    doc.setdefault("groups", {})[command.group] = _limits(command)
+    return f"limits of group {command.group} set"
 
 
-def _flag(name: str, value: bool) -> Callable[[dict[str, Any], dict[str, Any]], str]:
-    def handler(doc: dict[str, Any], args: dict[str, Any]) -> str:
-        iccid, entry = _sim(doc, args)
-        entry[name] = value
-        return f"{iccid} {name if value else 'enabled'}"
+def _flag(name: str, value: bool) -> Callable[[dict[str, Any], SimCommand], str]:
+    def handler(doc: dict[str, Any], command: SimCommand) -> str:
+        _sim(doc, command)[name] = value
+        return f"{command.iccid} {name if value else 'enabled'}"
 
     return handler
 
 
-def _set_group(doc: dict[str, Any], args: dict[str, Any]) -> str:
-    iccid, entry = _sim(doc, args)
-    entry["group"] = _text(args, "group")
-    return f"{iccid} moved to group {entry['group']}"
+def _set_group(doc: dict[str, Any], command: SimCommand) -> str:
+    _sim(doc, command)["group"] = command.group
+    return f"{command.iccid} moved to group {command.group}"
 
 
-def _select_slot(doc: dict[str, Any], args: dict[str, Any]) -> str:
-    channel = _text(args, "channel")
-    slot = args.get("slot")
-    if type(slot) is not int or slot < 0:
-        raise CommandError("argument 'slot' must be a slot number >= 0")
-    doc.setdefault("force", {})[channel] = slot
-    return f"slot {slot} of {channel} is selected once the channel is idle"
+def _select_slot(doc: dict[str, Any], command: SimCommand) -> str:
+    doc.setdefault("force", {})[command.channel] = command.slot
+    return f"slot {command.slot} of {command.channel} is selected once the channel is idle"
 
 
-def _clear_review(doc: dict[str, Any], args: dict[str, Any]) -> str:
-    iccid, entry = _sim(doc, args)
+def _clear_review(doc: dict[str, Any], command: SimCommand) -> str:
+    entry = _sim(doc, command)
     entry["review_cleared"] = entry.get("review_cleared", 0) + 1
-    return f"review flag of {iccid} cleared"
+    return f"review flag of {command.iccid} cleared"
 
 
-_HANDLERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], str]] = {
+_HANDLERS: dict[str, Callable[[dict[str, Any], SimCommand], str]] = {
     "sim-set-limits": _set_limits,
     "sim-set-group-limits": _set_group_limits,
     "sim-disable": _flag("disabled", True),

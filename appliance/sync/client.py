@@ -72,6 +72,7 @@ from drivers.sync.protocol import (
     decode,
     encode,
 )
+from drivers.sync.records import command_detail
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +331,7 @@ class SyncClient:
             )
         else:
             ok, detail = False, f"unknown command kind {command.kind!r}"
-        await self._send(sock, CommandResult(command.command_id, ok, detail))
+        await self._send(sock, CommandResult(command.command_id, ok, command_detail(detail)))
 
     async def _dnc_message(self, sock: zmq.asyncio.Socket, message: Snapshot | Update) -> None:
         """The company list comes whole; an update asks for the full list instead."""

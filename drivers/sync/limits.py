@@ -12,6 +12,12 @@ ID_MAX = 64
 SLOT_MAX = 8
 SMS_PARTS_MAX = 255
 VARIABLES_MAX = 64
+# A routing table is a flat map; keys are short (``rule:<id>``), and a table past a
+# million entries is a bug at HQ, not a company.
+ROUTING_KEY_MAX = 256
+ROUTING_ENTRIES_MAX = 1_000_000
+# What a site answers to a command is shown to operators; HQ keeps this much of it.
+COMMAND_DETAIL_MAX = 512
 
 DISPOSITIONS = frozenset(
     {"answered", "busy", "no-answer", "failed", "cancelled", "interrupted", "refused"}

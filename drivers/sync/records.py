@@ -26,10 +26,13 @@ from typing import Any, NamedTuple
 import msgpack
 
 from drivers.sync.limits import (
+    COMMAND_DETAIL_MAX,
     DISPOSITIONS,
     DURATION_MAX_S,
     HANGUP_SIDES,
     ID_MAX,
+    ROUTING_ENTRIES_MAX,
+    ROUTING_KEY_MAX,
     SIM_STATUSES,
     SLOT_MAX,
     SMS_DIRECTIONS,
@@ -498,3 +501,134 @@ def parse_switch(value: Any) -> SimSwitch:
         integer(doc, "to_slot", 0, SLOT_MAX),
         doc,
     )
+
+
+class RoutingChanges(NamedTuple):
+    """Entry-by-entry changes between two routing tables (``update.changes``, Clone pattern).
+
+    On the wire: ``{"set": {key: value}, "delete": [key]}``; HQ computes them
+    (``routing_changes.between``) and a site applies them (``routing_changes.apply``).
+    """
+
+    changed: dict[str, Any]
+    deleted: tuple[str, ...] = ()
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"set": dict(self.changed), "delete": list(self.deleted)}
+
+    @property
+    def size(self) -> int:
+        """How many entries the changes touch."""
+        return len(self.changed) + len(self.deleted)
+
+    def over(self, earlier: RoutingChanges) -> RoutingChanges:
+        """These changes merged over ``earlier`` ones (ours win on a key both set)."""
+        return RoutingChanges({**earlier.changed, **self.changed}, earlier.deleted + self.deleted)
+
+
+def parse_routing_table(value: Any) -> Mapping[str, Any]:
+    """The entries of a routing table (``snapshot.data``, decoded), or RecordError.
+
+    Only the shape is checked here (a map of text keys); ``appliance/routing/table.py``
+    checks what each entry means when it builds the table. HQ's compiled tables are
+    mappings layered over the entries every site shares, so any mapping passes.
+    """
+    if not isinstance(value, Mapping):
+        raise RecordError("record-not-map", "a routing table must be a msgpack map")
+    _routing_keys(list(value), "a routing table")
+    return value
+
+
+def parse_routing_changes(value: Any) -> RoutingChanges:
+    """The changes of an ``update`` (decoded), or RecordError."""
+    if type(value) is not dict or set(value) - {"set", "delete"}:
+        raise RecordError("record-not-map", "changes must be a map with only 'set' and 'delete'")
+    changed, deleted = value.get("set", {}), value.get("delete", [])
+    if type(changed) is not dict or type(deleted) is not list:
+        raise _bad("changes.set and changes.delete", "a map and a list")
+    _routing_keys(list(changed), "changes.set")
+    _routing_keys(deleted, "changes.delete")
+    return RoutingChanges(changed, tuple(deleted))
+
+
+def _routing_keys(keys: list[Any], what: str) -> None:
+    if len(keys) > ROUTING_ENTRIES_MAX:
+        raise RecordError("record-out-of-range", f"{what} has more than {ROUTING_ENTRIES_MAX}")
+    if not all(type(k) is str and len(k) <= ROUTING_KEY_MAX for k in keys):
+        raise _bad(f"keys of {what}", f"text of at most {ROUTING_KEY_MAX} characters")
+
+
+# The arguments of each SIM command HQ sends, in the order they are written.
+SIM_COMMANDS: dict[str, tuple[str, ...]] = {
+    "sim-set-limits": ("iccid", "limits"),
+    "sim-set-group-limits": ("group", "limits"),
+    "sim-set-group": ("iccid", "group"),
+    "sim-select-slot": ("iccid", "channel", "slot"),
+    "sim-disable": ("iccid",),
+    "sim-enable": ("iccid",),
+    "sim-retire": ("iccid",),
+    "sim-clear-review": ("iccid",),
+}
+
+
+class SimCommand(NamedTuple):
+    """An operator's action on a SIM, a group or a channel (``command`` kind and args).
+
+    ``limits`` is kept as a map: the site's SIM policy (``appliance/sim/limits.py``)
+    says which limits exist. A slot selection names its channel; the ICCID beside it
+    is for the operator's record.
+    """
+
+    kind: str
+    iccid: str = ""
+    group: str = ""
+    channel: str = ""
+    slot: int = 0
+    limits: dict[str, Any] = {}
+
+    def args(self) -> dict[str, Any]:
+        """The command's ``args`` on the wire (only the fields its kind carries)."""
+        fields = self._asdict()
+        return {k: fields[k] for k in SIM_COMMANDS[self.kind] if k != "iccid" or self.iccid}
+
+
+def parse_sim_command(kind: str, args: Any) -> SimCommand:
+    """The SIM command ``kind`` with ``args`` (a command's fields), or RecordError."""
+    if kind not in SIM_COMMANDS:
+        raise RecordError("record-bad-enum", f"kind {kind[:ID_MAX]!r} is not a SIM command")
+    doc = _map(args, "args")
+    wanted = SIM_COMMANDS[kind]
+    return SimCommand(
+        kind,
+        _command_iccid(doc, kind),
+        ident(doc, "group") if "group" in wanted else "",
+        ident(doc, "channel") if "channel" in wanted else "",
+        _slot(doc) if "slot" in wanted else 0,
+        _command_limits(doc) if "limits" in wanted else {},
+    )
+
+
+def _command_iccid(doc: Mapping[str, Any], kind: str) -> str:
+    if "iccid" not in SIM_COMMANDS[kind]:
+        return ""
+    if kind == "sim-select-slot":
+        return optional_id(doc, "iccid") or ""
+    return ident(doc, "iccid")
+
+
+def _command_limits(doc: Mapping[str, Any]) -> dict[str, Any]:
+    found = submap(doc, "limits")
+    if found is None:
+        raise RecordError("record-missing-field", "limits is required")
+    return found
+
+
+def _slot(doc: Mapping[str, Any]) -> int:
+    if doc.get("slot") is None:
+        raise RecordError("record-missing-field", "slot is required")
+    return integer(doc, "slot", 0, SLOT_MAX)
+
+
+def command_detail(text: str) -> str:
+    """What a site answers to a command, cut to what HQ keeps."""
+    return text[:COMMAND_DETAIL_MAX]

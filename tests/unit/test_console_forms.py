@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from aggregator.console import forms
-from aggregator.fleet.routes import Limits
+from aggregator.fleet.schemas import Limits
 
 SITES = forms.DIRECTORY_FORMS["sites"]
 RULES = forms.DIRECTORY_FORMS["rules"]

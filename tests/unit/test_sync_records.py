@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -20,20 +21,27 @@ from drivers.sync.protocol import (
     MESSAGES,
     VERSION,
     CdrBatch,
+    Command,
     Message,
     ProtocolError,
     SimStatus,
     SmsBatch,
+    Snapshot,
+    Update,
     decode,
     encode,
 )
 from drivers.sync.records import (
+    SIM_COMMANDS,
     Cdr,
     RecordError,
     pack,
     parse_cdr,
     parse_refused_call,
+    parse_routing_changes,
+    parse_routing_table,
     parse_sim,
+    parse_sim_command,
     parse_sms,
     parse_switch,
 )
@@ -71,6 +79,21 @@ def message_fields(message: Message) -> Any:
     return jsonable(out)
 
 
+def carried_record(message: Message) -> Any:
+    """The typed record a command, snapshot or update message carries."""
+    if isinstance(message, Command):
+        return parse_sim_command(message.kind, message.args)
+    if isinstance(message, Snapshot):
+        return dict(parse_routing_table(message.data))
+    assert isinstance(message, Update)
+    return parse_routing_changes(message.changes)
+
+
+CARRIERS = sorted(
+    n for n, e in EXPECTED.items() if n.startswith("msg-") and ("record" in e or "error_id" in e)
+)
+
+
 def test_every_golden_frame_has_its_expected_record() -> None:
     assert sorted(EXPECTED) == sorted(p.name for p in FRAMES.glob("*.msgpack"))
 
@@ -98,6 +121,30 @@ def test_golden_message_frame_decodes_and_encodes_to_the_same_bytes(name: str) -
     assert EXPECTED[name]["type"] == message.TYPE
     assert message_fields(message) == EXPECTED[name]["fields"]
     assert encode(message) == [raw]
+
+
+@pytest.mark.parametrize("name", CARRIERS)
+def test_golden_command_and_routing_frames_parse_to_their_pinned_records(name: str) -> None:
+    message = decode([(FRAMES / name).read_bytes()])
+    expected = EXPECTED[name]
+    if "error_id" in expected:
+        with pytest.raises(RecordError) as refused:
+            carried_record(message)
+        assert (refused.value.error_id, refused.value.message) == (
+            expected["error_id"],
+            expected["message"],
+        )
+    else:
+        assert jsonable(carried_record(message)) == expected["record"]
+
+
+@pytest.mark.parametrize("name", [n for n in CARRIERS if "record" in EXPECTED[n]])
+def test_a_command_or_routing_change_packs_back_to_what_hq_sent(name: str) -> None:
+    message = decode([(FRAMES / name).read_bytes()])
+    if isinstance(message, Command):
+        assert parse_sim_command(message.kind, message.args).args() == message.args
+    elif isinstance(message, Update):
+        assert parse_routing_changes(message.changes).to_doc() == message.changes
 
 
 @pytest.mark.parametrize("name", ["cdr-pbx-answered.msgpack", "cdr-pbx-busy.msgpack"])
@@ -208,6 +255,10 @@ def test_any_msgpack_value_is_a_record_or_refused_by_id(value: Any) -> None:
         refused_or_valid(parse, raw)
     refused_or_valid(parse_sim, value)
     refused_or_valid(parse_switch, value)
+    refused_or_valid(parse_routing_table, value)
+    refused_or_valid(parse_routing_changes, value)
+    for kind in SIM_COMMANDS:
+        refused_or_valid(functools.partial(parse_sim_command, kind), value)
 
 
 @settings(max_examples=300, deadline=None)
@@ -248,6 +299,22 @@ def test_a_sim_record_with_any_field_replaced_parses_or_is_refused(key: str, val
     assert isinstance(status, SimStatus)
     refused_or_valid(parse_sim, {**status.sims[0], key: value})
     refused_or_valid(parse_switch, {**status.switches[0], key: value})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.sampled_from([n for n in CARRIERS if n.startswith("msg-command-sim")]),
+    key=st.sampled_from(["iccid", "group", "channel", "slot", "limits", "extra"]),
+    value=values,
+)
+def test_a_command_with_any_argument_replaced_parses_or_is_refused(
+    name: str, key: str, value: Any
+) -> None:
+    command = decode([(FRAMES / name).read_bytes()])
+    assert isinstance(command, Command)
+    refused_or_valid(
+        lambda args: parse_sim_command(command.kind, args), {**command.args, key: value}
+    )
 
 
 @settings(max_examples=300, deadline=None)

@@ -21,6 +21,7 @@ from aggregator.store.schema import (
     sims,
 )
 from drivers.sync.protocol import Command
+from drivers.sync.records import SimCommand, parse_sim_command
 
 ICCID = "8949000000000000011"
 
@@ -119,10 +120,35 @@ def test_the_company_dnc_list_is_one_shared_snapshot_every_site_sees(engine: sa.
 def test_commands_issued_during_a_session_are_pushed_once(engine: sa.Engine) -> None:
     pusher = CommandPusher(lambda: engine)
     with engine.begin() as conn:
-        early = fleet.issue(conn, "site-a", "sim-disable", {"iccid": ICCID})
+        early = fleet.issue(conn, "site-a", SimCommand("sim-disable", ICCID))
     pusher.on_hello("site-a", [early])
     assert pusher.due(["site-a", "site-b"]) == []
     with engine.begin() as conn:
-        later = fleet.issue(conn, "site-a", "sim-enable", {"iccid": ICCID})
+        later = fleet.issue(conn, "site-a", SimCommand("sim-enable", ICCID))
     assert pusher.due(["site-a"]) == [("site-a", Command(later, "sim-enable", {"iccid": ICCID}))]
     assert pusher.due(["site-a"]) == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        SimCommand("sim-set-limits", ICCID, limits={"calls_per_day": 5}),
+        SimCommand("sim-set-group-limits", group="vip", limits={}),
+        SimCommand("sim-set-group", ICCID, group="vip"),
+        SimCommand("sim-select-slot", ICCID, channel="gsm-1", slot=1),
+        SimCommand("sim-disable", ICCID),
+        SimCommand("sim-enable", ICCID),
+        SimCommand("sim-retire", ICCID),
+        SimCommand("sim-clear-review", ICCID),
+    ],
+)
+def test_every_command_hq_issues_is_pushed_as_the_record_the_site_parses(
+    engine: sa.Engine, command: SimCommand
+) -> None:
+    pusher = CommandPusher(lambda: engine)
+    pusher.on_hello("site-a", [])
+    with engine.begin() as conn:
+        fleet.issue(conn, "site-a", command)
+    [(_, pushed)] = pusher.due(["site-a"])
+    assert isinstance(pushed, Command)
+    assert parse_sim_command(pushed.kind, pushed.args) == command

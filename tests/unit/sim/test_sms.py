@@ -12,9 +12,10 @@ import msgpack
 import pytest
 import sqlalchemy as sa
 
+from aggregator.sms.queries import counts_by_sim
 from aggregator.store.db import create_engine
 from aggregator.store.schema import sms_messages
-from aggregator.store.sms import counts_by_sim, store_sms
+from aggregator.store.sms import store_sms
 from appliance.gateway.settings import SmsSettings
 from appliance.gateway.sms import SmsService
 from appliance.gateway.sms_policy import (

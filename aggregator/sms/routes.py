@@ -10,12 +10,10 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Query
 
-from aggregator import reports
 from aggregator.api.auth import Principal, hq_access
-from aggregator.api.csv_export import csv_response
-from aggregator.api.routes import Format, _time
+from aggregator.api.params import Format, respond, time_ms
 from aggregator.settings import AggregatorSettings
-from aggregator.store.schema import sms_messages
+from aggregator.sms.queries import UTC, SmsFilter, search_sms
 
 
 def build_sms_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) -> APIRouter:
@@ -33,28 +31,9 @@ def build_sms_router(settings: AggregatorSettings, engine: Callable[[], sa.Engin
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         format: Format = "json",
     ) -> Any:
-        table = sms_messages.c
-        query = sa.select(sms_messages).order_by(table.at_ms.desc(), table.sms_id.desc())
-        scope = principal.scope(site)
-        if scope is not None:
-            query = query.where(table.site_id.in_(sorted(scope)))
-        if direction is not None:
-            query = query.where(table.direction == direction)
-        if iccid is not None:
-            query = query.where(table.iccid == iccid)
-        start = _time(since, reports.zone("UTC"))
-        if start is not None:
-            query = query.where(table.at_ms >= start)
+        flt = SmsFilter(principal.scope(site), direction, iccid, time_ms(since, UTC))
         with engine().connect() as conn:
-            rows = [_sms(r) for r in conn.execute(query.limit(limit))]
-        return csv_response("sms.csv", iter(rows)) if format == "csv" else {"sms": rows}
+            rows = search_sms(conn, flt, limit)
+        return respond(rows, format, "sms.csv", key="sms")
 
     return router
-
-
-def _sms(row: Any) -> dict[str, Any]:
-    found = dict(row._mapping)
-    found["id"] = found.pop("sms_id")
-    found["at"] = reports.render_time(found.pop("at_ms"), reports.zone("UTC"))
-    found["received"] = reports.render_time(found.pop("received_ms"), reports.zone("UTC"))
-    return found

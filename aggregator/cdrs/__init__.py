@@ -1,0 +1,1 @@
+"""HQ CDRs and reports: search, summary, totals per extension and trunk, CSV."""

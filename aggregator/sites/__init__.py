@@ -1,0 +1,1 @@
+"""HQ sites: who connected, when, with what software and health."""

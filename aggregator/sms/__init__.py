@@ -1,0 +1,1 @@
+"""HQ SMS: what the sites received and sent."""
