@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +29,6 @@ from tests.integration.debian_container import (
     mounts_under,
     stop_rootfs,
 )
-from tests.procs import ROOT
 
 pytestmark = [
     pytest.mark.timeout(1200),
@@ -72,37 +70,27 @@ def timings() -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def packages_and_rootfs(
-    tmp_path_factory: pytest.TempPathFactory, timings: dict[str, float]
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    timings: dict[str, float],
 ) -> Iterator[tuple[list[Path], Path]]:
-    """Build the packages and the bookworm base at the same time."""
+    """The session's packages and the bookworm base, built at the same time."""
     cache_env = os.environ.get("CALLMESH_DEB_CACHE")
     cache = Path(cache_env) if cache_env else tmp_path_factory.mktemp("deb-cache")
-    out = tmp_path_factory.mktemp("debs")
-    try:
-        yield _build(cache, out, timings)
-    finally:
-        shutil.rmtree(out)
-        if not cache_env:
-            shutil.rmtree(cache)
-
-
-def _build(cache: Path, out: Path, timings: dict[str, float]) -> tuple[list[Path], Path]:
     started = time.monotonic()
     rootfs = bookworm_rootfs(cache)
-    built = subprocess.run(
-        [str(ROOT / "image" / "build-deb"), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    timings["build-deb"] = time.monotonic() - started
-    if built.returncode != 0:
+    try:
+        debs: list[Path] = request.getfixturevalue("callmesh_debs")
+    except BaseException:
         stop_rootfs(rootfs)
-        raise AssertionError(f"image/build-deb failed:\n{built.stderr[-4000:]}")
+        raise
     tarball = finish_rootfs(rootfs, cache)
     timings["build-deb and mmdebstrap"] = time.monotonic() - started
-    return sorted(out.glob("*.deb")), tarball
+    try:
+        yield debs, tarball
+    finally:
+        if not cache_env:
+            shutil.rmtree(cache)
 
 
 @pytest.fixture(scope="module")
