@@ -145,6 +145,7 @@ class IngestServer:
         self._commands = CommandPusher(engine)
         self._push: asyncio.Task[None] | None = None
         self._sweep: asyncio.Task[None] | None = None
+        self._keys_watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         public, secret = self._server_keys()
@@ -161,6 +162,7 @@ class IngestServer:
         self._auth = SiteAuthenticator(self._ctx, self._site_keys)
         self._auth.start()
         self._auth.configure_curve_callback(ZAP_DOMAIN, credentials_provider=self._site_keys)
+        self._keys_watch = asyncio.create_task(self._site_keys.watch(self._engine))
         sock = self._ctx.socket(zmq.ROUTER)
         sock.curve_server = True
         sock.curve_publickey, sock.curve_secretkey = public, secret
@@ -193,7 +195,7 @@ class IngestServer:
             raise IngestError(f"ingest server key: {err}") from None
 
     async def stop(self) -> None:
-        for task in (self._sweep, self._push, self._task):
+        for task in (self._keys_watch, self._sweep, self._push, self._task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

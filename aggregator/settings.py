@@ -140,6 +140,34 @@ class IngestSettings(Section):
     )
 
 
+class EnrolmentSettings(Section):
+    """One-time enrolment codes and what an enrolled site is told (docs/enrolment.md)."""
+
+    code_ttl_h: float = Field(24.0, gt=0, le=24 * 30, description="a new code's lifetime")
+    max_failures: int = Field(
+        5, ge=1, le=100, description="wrong codes given for a site before its code is void"
+    )
+    attempts_per_minute: float = Field(
+        10.0, gt=0, le=6000, description="enrol requests one client address may make a minute"
+    )
+    endpoints: tuple[str, ...] = Field(
+        (),
+        description="ingest endpoints an enrolled site connects to (tcp://hq.example:5570); "
+        "default: ingest.bind when it is not a wildcard address",
+    )
+    refresh_s: float = Field(
+        1.0, gt=0, le=60, description="how often ZAP re-reads enrolled and revoked site keys"
+    )
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for endpoint in value:
+            if not endpoint.startswith(("tcp://", "ipc://")):
+                raise ValueError(f"{endpoint!r}: an endpoint is tcp://HOST:PORT or ipc://PATH")
+        return value
+
+
 class RecordingStoreSettings(Section):
     """Recordings sites upload: size cap, per-site quota, retention, stale uploads."""
 
@@ -187,6 +215,7 @@ class AggregatorSettings(ServiceSettings):
     routing: RoutingSettings = RoutingSettings()
     recordings: RecordingStoreSettings = RecordingStoreSettings()
     console: ConsoleSettings = ConsoleSettings()
+    enrolment: EnrolmentSettings = EnrolmentSettings()
 
     def database_url(self) -> str:
         """The SQLAlchemy URL in force."""
@@ -195,6 +224,13 @@ class AggregatorSettings(ServiceSettings):
     def key_file(self) -> Path:
         """The aggregator's CurveZMQ secret key file."""
         return self.ingest.key_file or self.data_dir / "keys" / "aggregator.key_secret"
+
+    def enrol_endpoints(self) -> tuple[str, ...]:
+        """The ingest endpoints an enrolled site is given."""
+        if self.enrolment.endpoints:
+            return self.enrolment.endpoints
+        wildcard = any(w in self.ingest.bind for w in ("://*", "://0.0.0.0", "://[::]"))
+        return () if wildcard else (self.ingest.bind,)
 
     def recordings_dir(self) -> Path:
         """Where uploaded recordings are stored, by content hash."""

@@ -92,9 +92,7 @@ class SiteGate:
         """Ban ``site_id`` for ``ban_s`` and shut down its recorded connections."""
         self._banned[site_id] = self._clock() + self._ban_s
         self._bytes.pop(site_id, None)
-        mine = [fd for fd, c in self._connections.items() if c.site_id == site_id]
-        cut = sum(self._cut(fd) for fd in mine)
-        self._cuts.labels(site=site_id, reason=reason).inc()
+        cut = self._cut_site(site_id, reason)
         log.warning(
             "site banned; its connections cut",
             extra={
@@ -105,6 +103,20 @@ class SiteGate:
                 "ban_s": self._ban_s,
             },
         )
+
+    def cut(self, site_id: str, reason: str) -> None:
+        """Shut down ``site_id``'s recorded connections without a ban (its key went away)."""
+        cut = self._cut_site(site_id, reason)
+        log.warning(
+            "site connections cut",
+            extra={"error_id": reason, "site": site_id, "connections": cut},
+        )
+
+    def _cut_site(self, site_id: str, reason: str) -> int:
+        mine = [fd for fd, c in self._connections.items() if c.site_id == site_id]
+        cut = sum(self._cut(fd) for fd in mine)
+        self._cuts.labels(site=site_id, reason=reason).inc()
+        return cut
 
     def _cut(self, fd: int) -> bool:
         """Shut down ``fd`` if it still reaches the recorded peer; forget it either way."""

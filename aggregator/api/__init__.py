@@ -2,7 +2,8 @@
 
 Shared by every slice: ``auth`` (tokens, roles, site scope), ``errors`` (the error body),
 ``params`` (format, time zone, times, spans) and ``csv_export``. The routes and their
-SQL belong to the slices: sites, CDRs and reports, recordings, directory, fleet, SMS.
+SQL belong to the slices: sites, CDRs and reports, recordings, directory, fleet, SMS,
+enrolment.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi import APIRouter, FastAPI
 from aggregator.api.errors import install_error_handlers
 from aggregator.cdrs.routes import build_cdrs_router
 from aggregator.directory.routes import build_directory_router
+from aggregator.enrolment.routes import build_enrolment_router
 from aggregator.fleet.routes import build_fleet_router
 from aggregator.recording_routes import build_recordings_router
 from aggregator.settings import AggregatorSettings
@@ -30,6 +32,7 @@ SLICES: tuple[RouterBuilder, ...] = (
     build_directory_router,
     build_fleet_router,
     build_sms_router,
+    build_enrolment_router,
 )
 
 

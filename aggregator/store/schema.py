@@ -295,3 +295,25 @@ sms_messages = sa.Table(
     sa.Index("ix_sms_at", "at_ms"),
     sa.Index("ix_sms_iccid", "iccid", "direction"),
 )
+
+# Enrolment (aggregator/enrolment): one-time codes by site (only their SHA-256 is kept),
+# and the CurveZMQ public keys sites enrolled with; ZAP admits these as well as the YAML's.
+enrolment_codes = sa.Table(
+    "enrolment_codes",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("code_hash", sa.String(64), nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_ms", sa.BigInteger, nullable=False),
+    sa.Column("used_ms", sa.BigInteger),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+)
+
+site_keys = sa.Table(
+    "site_keys",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("public_key", sa.String(40), nullable=False, unique=True),
+    sa.Column("enrolled_ms", sa.BigInteger, nullable=False),
+    sa.Column("revoked_ms", sa.BigInteger),
+)

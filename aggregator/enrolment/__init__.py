@@ -1,0 +1,1 @@
+"""Enrolment: one-time codes an admin creates, sites enrol with them, keys ZAP admits."""
