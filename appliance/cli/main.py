@@ -20,6 +20,7 @@ from appliance.cli import (
     appliance_cmd,
     demo_cmd,
     doctor_cmd,
+    enrol_cmd,
     flash_cmd,
     keys_cmd,
     modem_cmd,
@@ -37,6 +38,7 @@ _MODULES: tuple[SubcommandModule, ...] = (
     modem_cmd.add_parser,
     keys_cmd.add_parser,
     doctor_cmd.add_parser,
+    enrol_cmd.add_parser,
     flash_cmd.add_parser,
     pms_simulator_cmd.add_parser,
 )
