@@ -4,8 +4,6 @@
 It is rate limited per client address and every refusal is logged with its error_id.
 """
 
-from __future__ import annotations
-
 import logging
 from collections.abc import Callable
 from typing import Annotated, Any
