@@ -14,7 +14,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="create and show CurveZMQ keys for the appliance-aggregator link",
         description="Manage the CurveZMQ keypairs that secure the sync link. Each site has "
         "its own keypair; the aggregator accepts a site only when its public key is listed "
-        "under ingest.sites with that site's id.",
+        "under ingest.sites with that site's id, or was enrolled with a one-time code "
+        "(`callmesh enrol`, which makes the keypair itself).",
     )
     commands = parser.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     gen = commands.add_parser(

@@ -26,7 +26,8 @@ LOCAL_LEVELS = {
     "operator": {"admin", "operator"},
     "admin": {"admin"},
 }
-PUBLIC = {("get", "/healthz"), ("get", "/metrics")}
+# The enrol route takes no token: the one-time code in its body is the credential.
+PUBLIC = {("get", "/healthz"), ("get", "/metrics"), ("post", "/api/v1/enrol")}
 # Requests that change nothing a person configured, though not sent as GET.
 VIEWER_POSTS = {("post", "/api/v1/compliance/check")}
 Operation = tuple[str, str, dict[str, Any]]
