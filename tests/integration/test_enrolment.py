@@ -16,7 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+import zmq
 
+from aggregator.enrolment import codes
+from aggregator.store.db import create_engine
+from tests.pg import postgres_server
 from tests.procs import Service, callmesh, free_port
 from tests.sync_env import TOKEN, SyncEnv, make_env, wait_for
 
@@ -138,3 +142,22 @@ def test_reused_expired_and_wrong_codes_are_refused_and_an_absent_hq_reported(
     assert "[error_id: hq-unreachable]" in down.stderr
     for error_id in ("code-used", "code-expired", "code-wrong"):
         assert error_id in hq.output(), f"{error_id} not logged at HQ"
+
+
+def test_the_code_lifecycle_holds_on_postgresql() -> None:
+    key, other = zmq.curve_keypair()[0].decode(), zmq.curve_keypair()[0].decode()
+    with postgres_server() as url:
+        engine = create_engine(url)
+        try:
+            with engine.begin() as conn:
+                code = codes.create_code(conn, "site-a", 60).code
+            with engine.begin() as conn:
+                assert codes.enrol(conn, code, key, 5) == "site-a"
+            with engine.begin() as conn:
+                assert codes.enrol(conn, code, key, 5) == "site-a"
+                with pytest.raises(codes.EnrolmentRefused, match="already used"):
+                    codes.enrol(conn, code, other, 5)
+                assert codes.revoke(conn, "site-a")
+                assert codes.enrolled_keys(conn) == [codes.EnrolledKey("site-a", key, True)]
+        finally:
+            engine.dispose()
