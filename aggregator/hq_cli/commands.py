@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -159,6 +160,19 @@ def _sites(commands: Sub) -> None:
     leaf(sub, "list", _list_sites, "list the sites this token may see")
     show = leaf(sub, "show", _show_site, "one site's status and health report")
     show.add_argument("site", help="site id")
+    code = leaf(
+        sub,
+        "enrolment-code",
+        _enrolment_code,
+        "create a one-time code a box enrols with (`callmesh enrol`; admin)",
+        listing=False,
+    )
+    code.add_argument("site", help="site id the box will have")
+    code.add_argument("--ttl-h", type=float, help="hours the code is valid (default HQ's)")
+    revoke = leaf(
+        sub, "revoke-key", _revoke_key, "revoke a site's enrolled key (admin)", listing=False
+    )
+    revoke.add_argument("site", help="site id")
 
 
 def _list_sites(client: HqClient, args: argparse.Namespace) -> Result:
@@ -169,6 +183,20 @@ def _list_sites(client: HqClient, args: argparse.Namespace) -> Result:
 def _show_site(client: HqClient, args: argparse.Namespace) -> Result:
     found = client.get(f"/api/v1/sites/{segment(args.site)}")
     return Result([found], (), raw=found, sheet="site")
+
+
+def _enrolment_code(client: HqClient, args: argparse.Namespace) -> str:
+    body = {} if args.ttl_h is None else {"ttl_s": args.ttl_h * 3600}
+    made = client.call("POST", f"/api/v1/sites/{segment(args.site)}/enrolment", body=body)
+    expires = datetime.fromtimestamp(made["expires_ms"] / 1000, UTC).isoformat(timespec="seconds")
+    sys.stderr.write(f"single use, valid until {expires}; HQ shows it only now\n")
+    code: str = made["code"]
+    return code
+
+
+def _revoke_key(client: HqClient, args: argparse.Namespace) -> str:
+    client.call("DELETE", f"/api/v1/sites/{segment(args.site)}/key")
+    return f"revoked the enrolled key of {args.site}"
 
 
 def _cdrs(commands: Sub) -> None:

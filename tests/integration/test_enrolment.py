@@ -6,9 +6,12 @@ database. Reused, expired and wrong codes are refused; a revoked key is cut off.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +24,7 @@ import zmq
 from aggregator.enrolment import codes
 from aggregator.store.db import create_engine
 from tests.pg import postgres_server
-from tests.procs import Service, callmesh, free_port
+from tests.procs import ROOT, Service, callmesh, free_port
 from tests.sync_env import TOKEN, SyncEnv, make_env, wait_for
 
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -67,6 +70,19 @@ def enrol(env: SyncEnv, code: str, config: Path | None = None, *extra: str) -> t
         "enrol", "--hq", env.agg_url, "--code", code, "-c", str(config or env.app_config), *extra
     )
     return done.returncode, done.stdout + done.stderr
+
+
+def hq_cli(env: SyncEnv, *args: str) -> subprocess.CompletedProcess[str]:
+    """`callmesh hq ...` against the test HQ with the admin token."""
+    return subprocess.run(
+        [sys.executable, "-m", "appliance.cli.main", "hq", *args, "--url", env.agg_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "CALLMESH_HQ_TOKEN": TOKEN},
+        check=False,
+    )
 
 
 def rejected(env: SyncEnv, reason: str) -> float:
@@ -132,7 +148,10 @@ def test_reused_expired_and_wrong_codes_are_refused_and_an_absent_hq_reported(
     assert status == 1
     assert "[error_id: code-expired]" in output
 
-    wrong = new_code(env, "site-c")[:-3] + "zzz"
+    made = hq_cli(env, "sites", "enrolment-code", "site-c", "--ttl-h", "1")
+    assert made.returncode == 0, made.stderr
+    assert "single use, valid until" in made.stderr
+    wrong = made.stdout.strip()[:-3] + "zzz"
     assert "[error_id: code-wrong]" in enrol(env, wrong, other)[1]
     assert not (other.parent / "conf.d").exists()
 
@@ -140,6 +159,11 @@ def test_reused_expired_and_wrong_codes_are_refused_and_an_absent_hq_reported(
     down = callmesh("enrol", "--hq", closed, "--code", code, "-c", str(other), "--retry-for", "0")
     assert down.returncode == 1
     assert "[error_id: hq-unreachable]" in down.stderr
+    revoked = hq_cli(env, "sites", "revoke-key", "site-a")
+    assert revoked.returncode == 0, revoked.stderr
+    status, output = enrol(env, code)
+    assert status == 1, "a revoked key does not come back with its used code"
+    assert "[error_id: code-used]" in output
     for error_id in ("code-used", "code-expired", "code-wrong"):
         assert error_id in hq.output(), f"{error_id} not logged at HQ"
 
