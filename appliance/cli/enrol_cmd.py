@@ -53,8 +53,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _enrol(args: argparse.Namespace) -> int:
-    import httpx
-
     from appliance.enrolment import client
 
     try:
@@ -62,8 +60,7 @@ def _enrol(args: argparse.Namespace) -> int:
         site_id = client.site_of(args.code)
         target = client.target_of(args.config, args.conf_d)
         secret, public_key = client.site_keypair(target, site_id)
-        verify: str | bool = str(args.ca_file) if args.ca_file else True
-        with httpx.Client(timeout=10.0, verify=verify) as http:
+        with client.http_client(args.ca_file) as http:
             answer = client.ask_hq(
                 lambda u, body: http.post(u, json=body), url, args.code, public_key, args.retry_for
             )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,6 +114,14 @@ def site_keypair(target: Target, site_id: str) -> tuple[Path, str]:
     except keys.KeyFileError as err:
         raise EnrolError("key-unusable", f"{err}; move it away to make a new one") from None
     return secret, public.decode()
+
+
+def http_client(ca_file: Path | None) -> httpx.Client:
+    """An HTTP client verifying HQ against ``ca_file`` (or the system CAs)."""
+    try:
+        return httpx.Client(timeout=10.0, verify=str(ca_file) if ca_file else True)
+    except (OSError, ssl.SSLError) as err:
+        raise EnrolError("hq-tls", f"cannot use CA file {ca_file}: {err}") from None
 
 
 def ask_hq(

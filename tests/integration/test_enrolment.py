@@ -6,12 +6,16 @@ database. Reused, expired and wrong codes are refused; a revoked key is cut off.
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,3 +189,59 @@ def test_the_code_lifecycle_holds_on_postgresql() -> None:
                 assert codes.enrolled_keys(conn) == [codes.EnrolledKey("site-a", key, True)]
         finally:
             engine.dispose()
+
+
+class _Refusing(http.server.BaseHTTPRequestHandler):
+    """Answers every POST as HQ answers a wrong code."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.dumps({"error_id": "code-wrong", "message": "wrong"}).encode()
+        self.send_response(403)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        return
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTPS server on loopback with a self-signed certificate: (its URL, the cert)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
+         "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Refusing)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", cert
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_an_unverifiable_certificate_stops_enrolment_before_the_code_is_sent(
+    env: SyncEnv, tls_server: tuple[str, Path]
+) -> None:
+    url, cert = tls_server
+    code = "site-a." + "a" * 52
+    untrusted = callmesh("enrol", "--hq", url, "--code", code, "-c", str(env.app_config))
+    assert untrusted.returncode == 1
+    assert "[error_id: hq-tls]" in untrusted.stderr
+    trusted = callmesh(
+        "enrol", "--hq", url, "--code", code, "-c", str(env.app_config), "--ca-file", str(cert)
+    )
+    assert trusted.returncode == 1
+    assert "[error_id: code-wrong]" in trusted.stderr
+    assert not (env.app_config.parent / "conf.d").exists()

@@ -99,3 +99,7 @@ def test_an_unreachable_hq_is_retried_then_reported() -> None:
 
     assert error_id(client.ask_hq, down, "http://hq", CODE, "k", 1.5) == "hq-unreachable"
     assert len(tries) == 2
+
+
+def test_a_missing_ca_file_is_a_tls_error(tmp_path: Path) -> None:
+    assert error_id(client.http_client, tmp_path / "absent.pem") == "hq-tls"
