@@ -7,6 +7,10 @@ records that are not valid CDRs are refused alone and kept whole in ``rejected_r
 does the caller acknowledge the batch, so an acknowledged CDR is durably stored and a
 redelivered one changes nothing.
 
+On PostgreSQL a group's rows go in by COPY through a staging table
+(aggregator/store/pg_copy.py), all batches of the group in one statement; a CDR that
+appears in two batches of one group counts as new in the first only.
+
 On SQLite, where the commit is the ingest's bottleneck, a group is first inserted
 without ``RETURNING`` (about a sixth cheaper) and the row counts tell whether every CDR
 was new, as they are unless a session was lost and batches are sent again. If any was
@@ -19,15 +23,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from aggregator.store.cdr_rows import CdrRow, ParsedBatch, Totals, hourly_totals, parse_batch
 from aggregator.store.db import insert
+from aggregator.store.pg_copy import copy_new_rows
 from aggregator.store.schema import cdr_rollup, cdrs, rejected_records, sites
 
 _COLUMNS = tuple(c.name for c in cdrs.columns if c.name != "id")
@@ -57,18 +61,17 @@ class CdrStore:
         """Store parsed batches (of any sites) in one durable commit (group commit)."""
         if self.engine.dialect.name == "sqlite":
             try:
-                return self._store_group(batches, _insert_new_sqlite)
+                return self._store_group(batches, _per_batch(_insert_new_sqlite))
             except _AlreadyStored:
-                return self._store_group(batches, _insert_sqlite)
-        return self._store_group(batches, _insert_returning)
+                return self._store_group(batches, _per_batch(_insert_sqlite))
+        return self._store_group(batches, _copy_group)
 
     def _store_group(
-        self, batches: Sequence[ParsedBatch], insert_rows: _Inserter
+        self, batches: Sequence[ParsedBatch], insert_group: _GroupInserter
     ) -> list[IngestResult]:
         results = []
         with self.engine.begin() as conn:
-            for batch in batches:
-                new_ids = insert_rows(conn, list(batch.rows.values())) if batch.rows else []
+            for batch, new_ids in zip(batches, insert_group(conn, batches), strict=True):
                 totals = batch.totals
                 if len(new_ids) != len(batch.rows):
                     totals = hourly_totals(batch.rows[cdr_id] for cdr_id in new_ids)
@@ -121,19 +124,33 @@ class CdrStore:
 
 # Inserts rows whose (site, id) is new; returns the ids that were inserted.
 _Inserter = Callable[[sa.Connection, list[CdrRow]], list[str]]
+# Inserts a group's new rows; returns the ids inserted, per batch.
+_GroupInserter = Callable[[sa.Connection, Sequence[ParsedBatch]], Iterable[list[str]]]
+
+
+def _per_batch(insert_rows: _Inserter) -> _GroupInserter:
+    """A group inserter that inserts batch after batch with ``insert_rows``."""
+
+    def insert_group(conn: sa.Connection, batches: Sequence[ParsedBatch]) -> Iterator[list[str]]:
+        for batch in batches:
+            yield insert_rows(conn, list(batch.rows.values())) if batch.rows else []
+
+    return insert_group
+
+
+def _copy_group(conn: sa.Connection, batches: Sequence[ParsedBatch]) -> list[list[str]]:
+    """The whole group by one COPY; each new key is credited to the first batch holding it."""
+    new = copy_new_rows(conn, [row for batch in batches for row in batch.rows.values()])
+    credited = []
+    for batch in batches:
+        ids = [cdr_id for cdr_id in batch.rows if (batch.site_id, cdr_id) in new]
+        new.difference_update((batch.site_id, cdr_id) for cdr_id in ids)
+        credited.append(ids)
+    return credited
 
 
 class _AlreadyStored(Exception):
     """Some rows of the group were stored before; it takes the careful path."""
-
-
-def _insert_returning(conn: sa.Connection, rows: list[CdrRow]) -> list[str]:
-    stmt = (
-        postgresql.insert(cdrs)
-        .on_conflict_do_nothing(index_elements=["site_id", "cdr_id"])
-        .returning(cdrs.c.cdr_id)
-    )
-    return list(conn.scalars(stmt, [row._asdict() for row in rows]))
 
 
 def _insert_new_sqlite(conn: sa.Connection, rows: list[CdrRow]) -> list[str]:

@@ -6,6 +6,9 @@ the hot ends of the CDR indexes, and checkpoints run every 10,000 WAL pages (abo
 40 MB) instead of 1,000, so index pages changed by many commits are copied into the
 database once per checkpoint rather than ten times; neither changes what a commit
 guarantees.
+
+PostgreSQL is always reached through psycopg 3 (``postgresql+psycopg``), whatever driver
+the URL names, because CDR ingest uses its COPY support (aggregator/store/pg_copy.py).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ class DatabaseError(Exception):
 
 def create_engine(url: str) -> sa.Engine:
     """An engine with the durability settings callmesh relies on, schema created."""
-    engine = sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(driver_url(url), pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     try:
@@ -34,6 +37,14 @@ def create_engine(url: str) -> sa.Engine:
         shown = sa.engine.make_url(url).render_as_string(hide_password=True)
         raise DatabaseError(f"cannot use database {shown}: {err.__cause__ or err}") from None
     return engine
+
+
+def driver_url(url: str) -> sa.URL:
+    """``url`` with PostgreSQL's driver set to psycopg 3."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")
+    return parsed
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

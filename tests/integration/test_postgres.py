@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import signal
 from collections.abc import Iterator
@@ -13,9 +14,10 @@ import sqlalchemy as sa
 from aggregator import recording_store, reports
 from aggregator.recordings import RecordingReceiver
 from aggregator.settings import RecordingStoreSettings
+from aggregator.store.cdr_rows import parse_batch
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import create_engine
-from aggregator.store.schema import cdrs, recordings
+from aggregator.store.schema import cdr_rollup, cdrs, recordings
 from drivers.sync.protocol import RecChunk, RecDone, RecOffer
 from tests.integration.test_sync import start_aggregator, start_appliance, stored_ids
 from tests.pg import postgres_server
@@ -62,6 +64,43 @@ def test_ingest_is_idempotent_and_reports_work_on_postgres(clean_pg: str) -> Non
     assert day["answered"] == 1500
     assert len(page) == 10
     assert cursor is not None
+    engine.dispose()
+
+
+def test_copy_ingest_stores_each_cdr_once_within_and_across_groups(clean_pg: str) -> None:
+    engine = create_engine(clean_pg)
+    store = CdrStore(engine)
+    first = [(n + 1, make_cdr(n)) for n in range(300)]
+    overlap = [(n + 1, make_cdr(n)) for n in range(200, 400)]
+    group = [parse_batch("site-a", first), parse_batch("site-a", overlap)]
+    group.append(parse_batch("site-b", first[:50]))
+    results = store.store_many(group)
+    assert [(r.inserted, r.duplicates) for r in results] == [(300, 0), (100, 100), (50, 0)]
+    again = store.store_many([parse_batch("site-a", overlap), parse_batch("site-b", first)])
+    assert [(r.inserted, r.duplicates) for r in again] == [(0, 200), (250, 50)]
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(cdrs.c.site_id, sa.func.count()).group_by(cdrs.c.site_id))
+        assert dict(stored.all()) == {"site-a": 400, "site-b": 300}
+        rollup = sa.select(cdr_rollup.c.site_id, sa.func.sum(cdr_rollup.c.calls)).where(
+            cdr_rollup.c.dim == "site"
+        )
+        calls = conn.execute(rollup.group_by(cdr_rollup.c.site_id)).all()
+        assert dict(calls) == {"site-a": 400, "site-b": 300}
+    engine.dispose()
+
+
+def test_copy_ingest_leaves_nothing_behind_when_a_group_fails(clean_pg: str) -> None:
+    engine = create_engine(clean_pg)
+    store = CdrStore(engine)
+    batch = parse_batch("site-a", [(n + 1, make_cdr(n)) for n in range(100)])
+    first_id = next(iter(batch.rows))
+    too_long = batch.rows[first_id]._replace(trunk="t" * 65)
+    broken = dataclasses.replace(batch, rows={**batch.rows, first_id: too_long})
+    with pytest.raises(sa.exc.DBAPIError):
+        store.store_many([broken])
+    assert store.store_many([batch])[0].inserted == 100
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(cdrs)) == 100
     engine.dispose()
 
 
