@@ -59,7 +59,8 @@ def raw_insert_rates(url: str, n: int, batch: int = 5000) -> dict[str, float]:
 
     SQLite: the driver's executemany, and multi-row VALUES statements (as many rows as
     SQLite's 32,766 bound values allow); PostgreSQL: SQLAlchemy Core, which sends
-    multi-row VALUES (psycopg2's executemany would go row by row).
+    multi-row VALUES, plain ``COPY`` into the CDR table, and ``COPY`` into a temporary
+    table followed by ``INSERT ... ON CONFLICT DO NOTHING`` (the dedupe ingest needs).
     """
     engine = create_engine(url)
     rows = [cdr_row("raw-site", make_cdr(i), 0) for i in range(n)]
@@ -98,8 +99,36 @@ def _core(conn: sa.Connection, rows: list[CdrRow]) -> None:
     conn.execute(cdrs.insert(), [row._asdict() for row in rows])
 
 
+def _copy_into(conn: sa.Connection, table: str, rows: list[CdrRow]) -> None:
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor, cursor.copy(f"COPY {table} ({','.join(_COLUMNS)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _copy(conn: sa.Connection, rows: list[CdrRow]) -> None:
+    _copy_into(conn, "cdrs", rows)
+
+
+def _copy_dedupe(conn: sa.Connection, rows: list[CdrRow]) -> None:
+    columns = ",".join(_COLUMNS)
+    conn.exec_driver_sql(
+        "CREATE TEMP TABLE IF NOT EXISTS raw_staging ON COMMIT DELETE ROWS AS "  # noqa: S608
+        f"SELECT {columns} FROM cdrs WITH NO DATA"
+    )
+    _copy_into(conn, "raw_staging", rows)
+    conn.exec_driver_sql(
+        f"INSERT INTO cdrs ({columns}) SELECT {columns} FROM raw_staging "  # noqa: S608
+        "ON CONFLICT (site_id, cdr_id) DO NOTHING"
+    )
+
+
 _RAW_SQLITE = {"driver executemany": _executemany, "driver multi-row VALUES": _multi_row}
-_RAW_POSTGRES = {"Core multi-row VALUES": _core}
+_RAW_POSTGRES = {
+    "Core multi-row VALUES": _core,
+    "COPY": _copy,
+    "COPY + ON CONFLICT dedupe": _copy_dedupe,
+}
 
 
 def sync_rate(root: Path, url: str | None, n: int) -> float:

@@ -1,7 +1,7 @@
 """Idempotent CDR ingest: (site id, CDR id) is stored once however often it arrives.
 
 A batch is one transaction: new CDRs are inserted (``ON CONFLICT DO NOTHING``,
-``RETURNING`` the ones that were new), the hourly rollups grow by exactly those, and
+``RETURNING`` the ones that were new), the hourly and daily rollups grow by exactly those, and
 records that are not valid CDRs are refused alone and kept whole in ``rejected_records``
 (the first ``REJECTED_KEPT`` of a batch) for a person to look at. Only after the commit
 does the caller acknowledge the batch, so an acknowledged CDR is durably stored and a
@@ -29,10 +29,19 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from aggregator.store.cdr_rows import CdrRow, ParsedBatch, Totals, hourly_totals, parse_batch
+from aggregator.store.cdr_rows import (
+    CdrRow,
+    ParsedBatch,
+    Totals,
+    add_totals,
+    daily_totals,
+    hourly_totals,
+    new_totals,
+    parse_batch,
+)
 from aggregator.store.db import insert
 from aggregator.store.pg_copy import copy_new_rows
-from aggregator.store.schema import cdr_rollup, cdrs, rejected_records, sites
+from aggregator.store.schema import cdr_rollup, cdr_rollup_daily, cdrs, rejected_records, sites
 
 _COLUMNS = tuple(c.name for c in cdrs.columns if c.name != "id")
 _SQLITE_MAX_VARIABLES = 32_000
@@ -70,12 +79,13 @@ class CdrStore:
         self, batches: Sequence[ParsedBatch], insert_group: _GroupInserter
     ) -> list[IngestResult]:
         results = []
+        group_totals = new_totals()
         with self.engine.begin() as conn:
             for batch, new_ids in zip(batches, insert_group(conn, batches), strict=True):
                 totals = batch.totals
                 if len(new_ids) != len(batch.rows):
                     totals = hourly_totals(batch.rows[cdr_id] for cdr_id in new_ids)
-                self.add_to_rollup(conn, totals)
+                add_totals(group_totals, totals)
                 if batch.rejected:
                     stmt = insert(self.engine, rejected_records).on_conflict_do_nothing()
                     conn.execute(stmt, batch.rejected)
@@ -83,16 +93,20 @@ class CdrStore:
                 refused = len(batch.error_ids)
                 duplicates = batch.count - len(new_ids) - refused
                 results.append(IngestResult(len(new_ids), duplicates, refused))
+            self.add_to_rollup(conn, group_totals)
         return results
 
     def add_to_rollup(self, conn: sa.Connection, totals: Totals) -> None:
-        """Add ``totals`` (see ``hourly_totals``) to the hourly rollup rows."""
-        if not totals:
-            return
+        """Add ``totals`` (see ``hourly_totals``) to the hourly and daily rollup rows."""
+        if totals:
+            self._upsert(conn, cdr_rollup, "hour_ms", totals)
+            self._upsert(conn, cdr_rollup_daily, "day_ms", daily_totals(totals))
+
+    def _upsert(self, conn: sa.Connection, table: sa.Table, period: str, totals: Totals) -> None:
         values = [
             {
                 "site_id": s,
-                "hour_ms": h,
+                period: p,
                 "dim": d,
                 "key": k,
                 "calls": int(t[0]),
@@ -100,16 +114,14 @@ class CdrStore:
                 "duration_s": t[2],
                 "billable_s": t[3],
             }
-            for (s, h, d, k), t in totals.items()
+            for (s, p, d, k), t in totals.items()
         ]
-        stmt = insert(self.engine, cdr_rollup)
+        stmt = insert(self.engine, table)
         stmt = stmt.on_conflict_do_update(
-            index_elements=["site_id", "hour_ms", "dim", "key"],
+            index_elements=["site_id", period, "dim", "key"],
             set_={
-                "calls": cdr_rollup.c.calls + stmt.excluded.calls,
-                "answered": cdr_rollup.c.answered + stmt.excluded.answered,
-                "duration_s": cdr_rollup.c.duration_s + stmt.excluded.duration_s,
-                "billable_s": cdr_rollup.c.billable_s + stmt.excluded.billable_s,
+                name: table.c[name] + stmt.excluded[name]
+                for name in ("calls", "answered", "duration_s", "billable_s")
             },
         )
         conn.execute(stmt, values)

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from aggregator.store.schema import metadata
+from aggregator.store.migrate import Migration, MigrationError, upgrade
 
 
 class DatabaseError(Exception):
@@ -26,17 +26,21 @@ class DatabaseError(Exception):
 
 
 def create_engine(url: str) -> sa.Engine:
-    """An engine with the durability settings callmesh relies on, schema created."""
+    """An engine with the durability settings callmesh relies on, schema migrated."""
+    return migrated_engine(url)[0]
+
+
+def migrated_engine(url: str) -> tuple[sa.Engine, Migration]:
+    """``create_engine``, and what the migration found and left."""
     engine = sa.create_engine(driver_url(url), pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     try:
-        metadata.create_all(engine)
-    except sa.exc.SQLAlchemyError as err:
+        return engine, upgrade(engine)
+    except (sa.exc.SQLAlchemyError, MigrationError) as err:
         engine.dispose()
         shown = sa.engine.make_url(url).render_as_string(hide_password=True)
         raise DatabaseError(f"cannot use database {shown}: {err.__cause__ or err}") from None
-    return engine
 
 
 def driver_url(url: str) -> sa.URL:
