@@ -136,6 +136,8 @@ def sync_rate(root: Path, url: str | None, n: int) -> float:
         # Each round starts from an empty database, as it does with its own SQLite file.
         engine = create_engine(url)
         metadata.drop_all(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE alembic_version")
         engine.dispose()
     env = make_env(root, db_url=url)
     env.prefill(n)
