@@ -284,6 +284,7 @@ class Run:
                 "sip_port": self.sip_port,
                 "evapi_port": _free_port() + 1,
                 "rtpengine_ng_port": _free_port() + 2,
+                "route_port": _free_port() + 11,
                 "rtp_port_min": rtp,
                 "rtp_port_max": rtp + 4999,
                 "pike_exempt": ["127.0.0.1"],
