@@ -3,7 +3,8 @@
 Runs the same call load twice on loopback: once through the full PBX (Kamailio, rtpengine
 anchoring and recording every call, the appliance turning events into CDRs and pcaps into
 WAVs) and once through Kamailio alone (proxy only, no media relay). Reports failures, the
-setup rate, CPU (cores) and PSS per concurrent call, and the ratio between the two.
+setup rate, CPU (cores, split between the appliance's Python process, Kamailio and
+rtpengine) and PSS per concurrent call, and the ratio between the two.
 
     .venv/bin/python bench/bench_pbx_calls.py --rate 50 --hold 4 --calls 1000
 
@@ -40,6 +41,7 @@ PASSWORD = "bench-password-1"
 PBX_START_S = 30
 REGISTER_S = 20
 SIPP_GRACE_S = 30
+CPU_PARTS = ("appliance", "kamailio", "rtpengine")
 
 UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="bench uac">
@@ -454,16 +456,21 @@ def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
             groups = run.daemon_groups()
             daemons = [p for pids in groups.values() for p in pids]
             appliance = [pbx.pid, *(p for p in _children(pbx.pid) if p not in daemons)]
-            every = [*appliance, *daemons]
-            ticks0, t0 = cpu_ticks(every), time.monotonic()
+            parts = {"appliance": appliance, **groups}
+            ticks0, t0 = {k: cpu_ticks(p) for k, p in parts.items()}, time.monotonic()
             peak_pss = 0
             while uac.poll() is None and time.monotonic() - started < args.calls / args.rate:
                 peak_pss = max(peak_pss, sum(pss_kb(p) for p in groups.values()))
                 time.sleep(1)
-            cpu = (cpu_ticks(every) - ticks0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
+            seconds = os.sysconf("SC_CLK_TCK") * (time.monotonic() - t0)
+            split = {k: (cpu_ticks(p) - ticks0[k]) / seconds for k, p in parts.items()}
+            cpu = sum(split.values())
             peak_pss += pss_kb(appliance)
             harness.record(
-                f"{mode}, steady phase", f"CPU {cpu:.2f} cores, PSS {peak_pss / 1024:.1f} MiB"
+                f"{mode}, steady phase",
+                f"CPU {cpu:.2f} cores ("
+                + ", ".join(f"{k} {v:.2f}" for k, v in split.items())
+                + f"), PSS {peak_pss / 1024:.1f} MiB",
             )
             wait_uac(uac, args, work, mode, started)
             elapsed = time.monotonic() - started
@@ -489,6 +496,7 @@ def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
             "rate": (ok + failed) / max(1e-3, elapsed - args.hold),
             "concurrent": concurrent,
             "cpu_cores": cpu,
+            "cpu_split": split,
             "pss_mb": peak_pss / 1024,
             "pss_per_call_kb": max(0, peak_pss - idle_pss) / concurrent,
             "wavs": wavs,
@@ -499,8 +507,10 @@ def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
 
 def row(r: dict[str, Any]) -> str:
     """One result as a row of the table printed at the end."""
+    split = " / ".join(f"{r['cpu_split'].get(k, 0):.2f}" for k in CPU_PARTS)
     return (f"| {r['mode']} | {r['calls']} | {r['failed']} ({r['failed_pct']:.2f}%) "
             f"| {r['rate']:.1f} | {r['concurrent']:.0f} | {r['cpu_cores']:.2f} "
+            f"| {split} "
             f"| {r['pss_mb']:.1f} | {r['pss_per_call_kb']:.0f} | {r['wavs']} "
             f"| {r['drain_s']:.0f} | {r['audio_s']:.2f} |")  # fmt: skip
 
@@ -525,9 +535,10 @@ def measure(args: argparse.Namespace) -> None:
     for anchor_media in (False, True):
         results.append(run_load(args, anchor_media))
         harness.record(results[-1]["mode"], row(results[-1]))
-    print("| mode | calls | failed | setup rate/s | concurrent | CPU cores | PSS MiB "
+    print("| mode | calls | failed | setup rate/s | concurrent | CPU cores "
+          f"| CPU {' / '.join(CPU_PARTS)} | PSS MiB "
           "| PSS per call KiB | WAVs | WAVs drained (s) | audio per WAV (s) |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(row(r))
     proxy, full = results
