@@ -41,7 +41,8 @@ def make_cdr(n: int, **extra: Any) -> bytes:
         "hangup_side": "caller",
     }
     doc.update(extra)
-    return msgpack.packb(doc, use_bin_type=True)
+    packed: bytes = msgpack.packb(doc, use_bin_type=True)
+    return packed
 
 
 @dataclass

@@ -59,7 +59,9 @@ def finish_rootfs(build: subprocess.Popen[bytes] | Path, cache: Path) -> Path:
     if build.wait() != 0:
         log = (cache / "mmdebstrap.log").read_text(errors="replace")
         raise AssertionError(f"mmdebstrap failed:\n{log[-4000:]}")
-    part = Path(str(build.args[-1]))
+    args = build.args
+    assert isinstance(args, list)
+    part = Path(str(args[-1]))
     tarball = part.with_suffix("")
     part.rename(tarball)
     return tarball

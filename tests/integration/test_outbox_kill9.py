@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import select
 import signal
@@ -33,7 +34,7 @@ def run_round(store_dir: Path, seed: int, acked: dict[int, int]) -> None:
             if not ready:
                 assert proc.poll() is None, "writer died on its own"
                 continue
-            buffer += proc.stdout.read1(65536)
+            buffer += os.read(proc.stdout.fileno(), 65536)
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 seq, n = line.split()

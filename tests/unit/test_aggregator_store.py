@@ -158,7 +158,7 @@ def test_cdr_search_pages_through_everything_once(client: TestClient) -> None:
     cursor = None
     for _ in range(100):
         params = {"site": "site-a", "limit": 500, **({"cursor": cursor} if cursor else {})}
-        page = get(client, "/api/v1/cdrs", **params)
+        page = get(client, "/api/v1/cdrs", HQ, **params)
         seen += [c["cdr_id"] for c in page["cdrs"]]  # type: ignore[index]
         cursor = page["next_cursor"]  # type: ignore[index]
         if cursor is None:

@@ -9,7 +9,9 @@ import pytest
 from appliance.cli.main import build_parser, main
 
 
-def leaf_commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple]:
+def leaf_commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> list[tuple[str, ...]]:
     found = [path]
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):

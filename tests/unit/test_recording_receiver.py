@@ -66,14 +66,14 @@ def test_unaligned_tail_and_both_write_paths_store_the_exact_bytes(
     receiver: RecordingReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct: bool
 ) -> None:
     if not direct:
-        real_open = part_files.os.open
+        real_open = os.open
 
         def no_direct(path: Any, flags: int, *args: Any) -> int:
-            if flags & part_files.os.O_DIRECT:
+            if flags & os.O_DIRECT:
                 raise OSError(22, "no O_DIRECT here")
             return real_open(path, flags, *args)
 
-        monkeypatch.setattr(part_files.os, "open", no_direct)
+        monkeypatch.setattr(os, "open", no_direct)
     payload = random.Random(1).randbytes(9 * 1024 * 1024 + 1234)
     assert receiver.offer("site-a", offer_of("r1", payload)) == RecResume("r1", 0, 64)
     assert send(receiver, "r1", payload, 0, len(payload)) == RecDone("r1", True, "stored")
@@ -168,7 +168,7 @@ def limited(tmp_path: Path, **limits: Any) -> tuple[RecordingReceiver, IngestMet
 
 
 def refused(metrics: IngestMetrics, reason: str) -> float:
-    return metrics.recordings_refused.labels(site="site-a", reason=reason)._value.get()
+    return float(metrics.recordings_refused.labels(site="site-a", reason=reason)._value.get())
 
 
 def test_an_offer_over_the_size_cap_is_refused_with_its_error_id(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ def call(client: TestClient, method: str, path: str, op: dict[str, Any], token: 
     for param in op.get("parameters", []):
         if param["in"] == "path":
             url = url.replace(f"{{{param['name']}}}", SITE)
-    body = {} if "requestBody" in op else None
+    body: dict[str, Any] | None = {} if "requestBody" in op else None
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     return client.request(method, url, json=body, headers=headers)
 

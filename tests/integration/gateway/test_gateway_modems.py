@@ -104,11 +104,11 @@ def test_hq_lists_both_sims_of_every_dual_sim_modem_and_each_modem_keeps_its_slo
     tmp_path: Path, rack: ModemSimulator
 ) -> None:
     env = gateway_env(tmp_path, rack)
-    sims = {
-        str(sim["iccid"]).rstrip("F"): (f"gsm-{m['index']}", slot, sim["imsi"])
-        for m in rack.info()
-        for slot, sim in enumerate(m["sims"])  # type: ignore[arg-type]
-    }
+    sims: dict[str, tuple[str, int, object]] = {}
+    for modem in rack.info():
+        cards: list[dict[str, Any]] = modem["sims"]  # type: ignore[assignment]
+        for slot, card in enumerate(cards):
+            sims[str(card["iccid"]).rstrip("F")] = (f"gsm-{modem['index']}", slot, card["imsi"])
     agg = start_aggregator(env)
     app = start_appliance(env)
     try:

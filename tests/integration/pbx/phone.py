@@ -49,7 +49,7 @@ def _reason_header(event: pj.SipEvent) -> str:
     for line in state.src.rdata.wholeMsg.splitlines():
         name, _, value = line.partition(":")
         if name.strip().lower() == "reason":
-            return value.strip()
+            return str(value).strip()
     return ""
 
 

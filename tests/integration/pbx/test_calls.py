@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from appliance.pbx.webhooks import signature
 from tests.integration.pbx.audio import dominant, read_channels
@@ -66,7 +67,7 @@ def test_webhooks_report_the_call_signed(
     assert json.loads(events[-1][1])["data"]["cdr_id"] == cdr["cdr_id"]
 
 
-def _last_cdr_from(pbx: Pbx, callee: str, disposition: str) -> dict[str, object]:
+def _last_cdr_from(pbx: Pbx, callee: str, disposition: str) -> dict[str, Any]:
     cdr = pbx.cdr_for(lambda c: c["callee"]["number"] == callee and c["disposition"] == disposition)
     assert cdr["recording_id"] is None
     assert cdr["answer"] is None

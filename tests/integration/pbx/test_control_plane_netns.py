@@ -79,7 +79,7 @@ class Site:
     def channels_ready(self) -> bool:
         with contextlib.suppress(httpx.HTTPError):
             channels = self.get("/api/v1/gsm/channels")["channels"]
-            return sum(c["worker_alive"] and c["registered"] for c in channels) == 2
+            return bool(sum(c["worker_alive"] and c["registered"] for c in channels) == 2)
         return False
 
 

@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.integration.pbx.audio import dominant, read_channels
 from tests.integration.pbx.harness import Pbx, connect_call, phones, wait_for
@@ -23,7 +24,7 @@ def _assert_caller_tone_recorded(pbx: Pbx, cdr: dict[str, object]) -> dict[str, 
     return entry
 
 
-def _one_interrupted(pbx: Pbx, why: str) -> dict[str, object]:
+def _one_interrupted(pbx: Pbx, why: str) -> dict[str, Any]:
     cdr = pbx.cdr_for(lambda c: c["disposition"] == "interrupted", timeout=15)
     assert cdr["hangup_cause"]["reason"] == why
     assert cdr["answer"] is not None

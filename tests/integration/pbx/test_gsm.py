@@ -177,7 +177,7 @@ def test_inbound_gsm_call_rings_the_extension_with_caller_id(
         assert CALLER in ring["remote"]
         alice.send("answer")
         alice.state("CONFIRMED")
-        wait_for(lambda: simulator.calls(3) and simulator.calls(3)[0]["state"] == "active", 10,
+        wait_for(lambda: [c["state"] for c in simulator.calls(3)][:1] == ["active"], 10,
                  lambda: str(simulator.calls(3)))  # fmt: skip
         wait_for(recorded_long_enough(alice), 10, lambda: "alice recorded nothing")
         assert uplink_tone(simulator, 3) == PHONE_TONE

@@ -44,7 +44,7 @@ def with_pbx(env: SyncEnv) -> Branch:
     """Turn the sync test appliance into a branch PBX on free ports."""
     config: dict[str, Any] = yaml.safe_load(env.app_config.read_text())
     rtp = random.randrange(30000, 59000, 200)
-    pbx = {
+    pbx: dict[str, Any] = {
         "enabled": True,
         "sip_port": free_udp_tcp_port(),
         "evapi_port": free_udp_tcp_port(),

@@ -19,6 +19,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,8 +70,8 @@ def _join(phone: Phone, room: str) -> None:
     phone.state("CONFIRMED", timeout=15)
 
 
-def _room_calls(pbx: Pbx, room: str) -> list[dict[str, object]]:
-    calls: list[dict[str, object]] = pbx.api("GET", "/calls")[1]["calls"]
+def _room_calls(pbx: Pbx, room: str) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = pbx.api("GET", "/calls")[1]["calls"]
     return [c for c in calls if c["route"] == f"media:room-{room}" and c["answer"]]
 
 
@@ -228,12 +229,15 @@ def _end_room(pbx: Pbx, room: str, bulk: list[subprocess.Popen[bytes]]) -> None:
         _stop(proc)
 
 
+def _ulaw_code(value: int) -> int:
+    return min(range(256), key=lambda code: abs(ULAW[code] - value))
+
+
 def _bulk_scenario(folder: Path, room: str) -> Path:
     """sipp calls from the bulk extension into ``room``, streaming a tone until the BYE."""
     tone = folder / "bulk.ulaw"
     samples = (round(1500 * math.sin(2 * math.pi * BULK_HZ * n / 8000)) for n in range(8000))
-    tone.write_bytes(bytes(min(range(256), key=lambda c, v=v: abs(ULAW[c] - v))
-                           for v in samples))  # fmt: skip
+    tone.write_bytes(bytes(_ulaw_code(v) for v in samples))
     path = folder / "bulk.xml"
     path.write_text(BULK_UAC.replace("ROOM", f"*3{room}").replace("TONE", str(tone))
                     .replace("PASSWORD", password(BULK)))  # fmt: skip

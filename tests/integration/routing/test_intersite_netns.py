@@ -241,7 +241,7 @@ def test_forged_and_malformed_peer_invites_get_clear_refusals(company: Company) 
         port = sock.getsockname()[1]
         for n, (auth, expected) in enumerate(cases.items()):
             sock.sendto(_invite(b, a.ip, port, auth, n), (b.ip, 5060))
-            replies = []
+            replies: list[str] = []
             while not any(r.startswith("SIP/2.0 4") for r in replies):
                 replies.append(sock.recv(65535).decode(errors="replace"))
             final = next(r for r in replies if r.startswith("SIP/2.0 4"))

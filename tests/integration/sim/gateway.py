@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
 from pydantic import BaseModel
 
 from appliance.settings import ApplianceSettings
@@ -57,7 +58,7 @@ def build(settings: ApplianceSettings) -> list[Component]:
     return components
 
 
-def _test_routes(app: Any, sim: SimService, fakes: list[FakeSimChannel]) -> None:
+def _test_routes(app: FastAPI, sim: SimService, fakes: list[FakeSimChannel]) -> None:
     @app.post("/test/call")
     async def call(request: CallRequest) -> dict[str, Any]:
         picked = sim.pick()

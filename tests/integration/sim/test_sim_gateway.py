@@ -137,10 +137,9 @@ def test_sim_status_reaches_hq_and_an_hq_limit_stops_the_sim_and_switches_slot(
     assert call(env)["iccid"] == ICCIDS[1]
 
     today = datetime.datetime.now(zoneinfo.ZoneInfo("Europe/Berlin")).date().isoformat()
+    span = {"from": today, "to": today}
     wait_for(
-        lambda: (
-            len(env.api("/api/v1/fleet/reports/usage", **{"from": today, "to": today})["rows"]) == 2
-        ),
+        lambda: len(env.api("/api/v1/fleet/reports/usage", None, **span)["rows"]) == 2,
         15,
         "usage rows at HQ",
     )

@@ -48,7 +48,7 @@ def session(
 
 
 def menu(**extra: Any) -> dict[str, Any]:
-    doc = {"start": "welcome", "nodes": {
+    doc: dict[str, Any] = {"start": "welcome", "nodes": {
         "welcome": {"type": "menu", "say": "Press 1 for sales.", "options": {"1": "sales"},
                     "timeout_s": 5, "retries": 1, **extra},
         "sales": {"type": "extension", "number": "1002"},

@@ -15,7 +15,7 @@ from drivers.modem.messaging import Reassembler
 _GSM_TEXT = st.text(
     alphabet=gsm7.DEFAULT_ALPHABET.replace("\x1b", "") + "^{}\\[~]|€\f", max_size=500
 )
-_ANY_TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=300)
+_ANY_TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=300)
 
 
 def test_submit_matches_the_reference_pdu() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from drivers.modem import errors
-from drivers.modem.grammar import error_for, parse_final
+from drivers.modem.grammar import FinalResult, error_for, parse_final
 from drivers.modem.protocol import AtProtocol, Command, Prompt, Response, Urc, answer_prefix
 
 
@@ -26,9 +26,15 @@ def exchange(command: Command, *chunks: bytes) -> list[object]:
     return events
 
 
+def final(line: str) -> FinalResult:
+    result = parse_final(line)
+    assert result is not None
+    return result
+
+
 def test_echo_is_dropped_and_info_lines_belong_to_the_command() -> None:
     events = exchange(Command("AT+CSQ", ("+CSQ:",)), b"AT+CSQ\r\r\n+CSQ: 18,99\r\n\r\nOK\r\n")
-    assert events == [Response("AT+CSQ", ("+CSQ: 18,99",), parse_final("OK"))]
+    assert events == [Response("AT+CSQ", ("+CSQ: 18,99",), final("OK"))]
 
 
 def test_same_exchange_without_echo() -> None:

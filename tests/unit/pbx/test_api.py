@@ -71,6 +71,9 @@ class Control:
     async def trunks(self) -> list[dict[str, Any]]:
         return []
 
+    async def gsm_channels(self) -> list[dict[str, Any]]:
+        return []
+
 
 @pytest.fixture
 async def parts(tmp_path: Path) -> AsyncIterator[Parts]:

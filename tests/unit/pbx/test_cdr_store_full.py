@@ -54,7 +54,7 @@ def test_a_cdr_the_full_store_refuses_is_logged_whole_and_counted(
     assert ended[-1] == "call.ended c1"
     [record] = [r for r in caplog.records if getattr(r, "error_id", "") == "cdr-write-failed"]
     assert record.levelno == logging.CRITICAL
-    assert json.loads(record.cdr) == json.loads(json.dumps(cdr, default=str))
+    assert json.loads(record.__dict__["cdr"]) == json.loads(json.dumps(cdr, default=str))
     assert "CDR NOT STORED" in record.getMessage()
     assert outbox_call_ids(calls) == []
 

@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 
 from drivers.sip.errors import NetstringError, NgError
 from drivers.sip.evapi import EvapiClient, NetstringDecoder, parse_event
-from drivers.sip.ng import bdecode, bencode, decode_reply, encode_command
+from drivers.sip.ng import Bencodable, bdecode, bencode, decode_reply, encode_command
 
 
 def test_offer_command_encodes_as_sorted_bencoded_dictionary() -> None:
-    datagram = encode_command("c1", "offer", **{"call-id": "x", "flags": ["record-call"]})
+    params: dict[str, Bencodable] = {"call-id": "x", "flags": ["record-call"]}
+    datagram = encode_command("c1", "offer", **params)
     assert datagram == b"c1 d7:call-id1:x7:command5:offer5:flagsl11:record-callee"
 
 

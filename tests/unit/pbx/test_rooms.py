@@ -48,7 +48,7 @@ def test_every_participant_goes_to_the_rooms_worker_while_it_has_a_free_slot() -
     placed = []
     for n in range(4):
         worker = rooms.place("1", f"call-{n}")
-        assert worker is not None
+        assert isinstance(worker, FakeWorker)
         placed.append(worker)
         arrive(rooms, worker, "1", f"call-{n}", n + 1)
     assert placed == [w0] * 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,10 +41,14 @@ def test_shared_entries_are_stored_once_and_overlaid_per_site(engine: sa.Engine)
     assert table["ext:lyon:3000"] == "3000"
 
 
+def replaced_by(new: Directory, _old: Directory) -> Directory:
+    return new
+
+
 def test_only_the_most_recent_updates_are_kept(engine: sa.Engine) -> None:
     store = DirectoryStore(lambda: engine, keep_updates=2)
     for n in range(5):
-        store.change(lambda _, n=n: with_extension(f"300{n}"))
+        store.change(functools.partial(replaced_by, with_extension(f"300{n}")))
     with engine.connect() as conn:
         kept = conn.execute(
             sa.select(snapshot_updates.c.version, snapshot_updates.c.base_version)

@@ -51,11 +51,12 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
 
 
 def move(client: TestClient, token: str, site: str, iccid: str = ICCID) -> httpx.Response:
-    return client.post(
+    response: httpx.Response = client.post(
         f"/api/v1/fleet/sims/{iccid}/move",
         json={"site": site},
         headers={"Authorization": f"Bearer {token}"},
     )
+    return response
 
 
 def test_only_an_admin_moves_a_sim_to_a_known_site(client: TestClient) -> None:
