@@ -92,8 +92,8 @@ def registered(pbx: BranchExchange, root: Path, *numbers: str) -> Iterator[list[
 
 def decisions(pbx: BranchExchange) -> float:
     """How many calls the routing chain decided."""
-    samples = pbx.decision_seconds.collect()[0].samples
-    return next(s.value for s in samples if s.name.endswith("_count"))
+    (metric,) = pbx.decision_seconds.collect()
+    return float(next(s.value for s in metric.samples if s.name.endswith("_count")))
 
 
 def call_and_hang_up(caller: Phone, callee: Phone, number: str) -> None:
