@@ -103,13 +103,16 @@ class CallService:
         """
         now = time.monotonic()
         self._expected = {k: t for k, t in self._expected.items() if t > now}
-        open_calls = [c for _, c in self.open.items()]
-        known = {c.get("conversation_id") for c in open_calls} | set(self._expected)
         header = str(event.get("conversation") or "")
-        if header and (header in known or event.get("peer_site")):
-            return header
         replaces = str(event.get("replaces") or "")
         referrer = str(event.get("referred_by") or "")
+        if not (header or replaces or referrer):
+            # An ordinary call: no need to read every open call (costly with hundreds up).
+            return None
+        open_calls = [c for _, c in self.open.items()]
+        known = {c.get("conversation_id") for c in open_calls} | set(self._expected)
+        if header and (header in known or event.get("peer_site")):
+            return header
         caller = str(event.get("from_user") or "")
         for call in open_calls:
             if replaces and call["call_id"] == replaces:
