@@ -8,6 +8,10 @@ rtpengine) and PSS per concurrent call, and the ratio between the two.
 
     .venv/bin/python bench/bench_pbx_calls.py --rate 50 --hold 4 --calls 1000
 
+``--profile DIR`` also writes a cProfile of the appliance process per mode into DIR
+(``python -m pstats``); its overhead slows the appliance, so its CPU figures are not
+comparable with a run without it.
+
 Needs the Debian packages kamailio, kamailio-extra-modules, rtpengine-daemon, sip-tester.
 """
 
@@ -17,6 +21,7 @@ import argparse
 import array
 import asyncio
 import contextlib
+import cProfile
 import logging
 import math
 import os
@@ -303,8 +308,11 @@ class Run:
         self.procs.append(proc)
         return proc
 
-    def start_pbx(self) -> subprocess.Popen[bytes]:
-        pbx = self.spawn([sys.executable, __file__, "--serve", str(self.config)], "pbx.log")
+    def start_pbx(self, profile: Path | None = None) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, __file__, "--serve", str(self.config)]
+        if profile is not None:
+            argv += ["--profile", str(profile)]
+        pbx = self.spawn(argv, "pbx.log")
         log = self.work / "pbx.log"
 
         def ready() -> bool:
@@ -431,8 +439,11 @@ def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
         tone = work / "tone.ulaw"
         _tone_file(tone)
         run = Run(work, anchor_media)
+        profile = None
+        if args.profile:
+            profile = args.profile.resolve() / f"appliance-{mode.replace(' ', '-')}.prof"
         try:
-            pbx = run.start_pbx()
+            pbx = run.start_pbx(profile)
             uas_port = _free_port() + 3
             values = {"PASSWORD": PASSWORD, "UAS_PORT": str(uas_port), "TONE": str(tone),
                       "CALLEE": "1002"}  # fmt: skip
@@ -520,10 +531,15 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50)
     parser.add_argument("--hold", type=float, default=4)
     parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="folder for a cProfile of the appliance process per mode (adds its overhead)",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(_serve(yaml.safe_load(args.serve.read_text())))
+        serve(yaml.safe_load(args.serve.read_text()), args.profile)
         return
     check_steady_phase(parser, args)
     harness.run(measure, args)
@@ -544,6 +560,20 @@ def measure(args: argparse.Namespace) -> None:
     proxy, full = results
     print(f"CPU ratio recorded/proxy: {full['cpu_cores'] / max(proxy['cpu_cores'], 1e-6):.1f}; "
           f"PSS ratio: {full['pss_mb'] / max(proxy['pss_mb'], 1e-6):.1f}")  # fmt: skip
+
+
+def serve(data: dict[str, Any], profile: Path | None) -> None:
+    """Run the PBX until signalled; with ``profile``, under cProfile, its stats written there."""
+    if profile is None:
+        asyncio.run(_serve(data))
+        return
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        asyncio.run(_serve(data))
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile)
 
 
 async def _serve(data: dict[str, Any]) -> None:
