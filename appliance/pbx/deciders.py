@@ -11,6 +11,13 @@ is seized for a refused call.
 
 The PBX adds its own deciders; a feature joins by ``chain.add(decider, stage)`` at
 the composition root (``appliance/service.py``), without touching the others.
+
+Calls between local phones are decided in Kamailio from a table the PBX renders
+(``appliance/pbx/local_routes.py``), without asking the chain, but only while every
+decider in the chain declares ``keeps_local_calls = True``: that it answers an
+``extension`` or ``group`` decision for a call that is not from a trunk or another
+site unchanged. A decider without the declaration (a contact-centre queue taking
+over an agent's extension, say) turns the table off, so every call asks the chain.
 """
 
 from __future__ import annotations
@@ -77,6 +84,11 @@ class DecisionChain:
         bisect.insort(self._links, (stage, len(self._links), decider), key=lambda x: x[:2])
 
     @property
+    def keeps_local_calls(self) -> bool:
+        """Whether every decider declared it leaves calls between local phones alone."""
+        return all(getattr(d, "keeps_local_calls", False) is True for _, _, d in self._links)
+
+    @property
     def names(self) -> list[str]:
         """The deciders' names in the order they run."""
         return [decider.name for _, _, decider in self._links]
@@ -95,6 +107,7 @@ class DialPlanDecider:
     """The site's dial plan proposes the route of a call that is not from another site."""
 
     name = "dialplan"
+    keeps_local_calls = True
 
     def __init__(self, dialplan: Callable[[], DialPlan]) -> None:
         self._dialplan = dialplan
@@ -115,6 +128,7 @@ class UnservedGsm:
     """
 
     name = "unserved-gsm"
+    keeps_local_calls = True
 
     def decide(self, query: RouteQuery, decision: Decision | None) -> Decision | None:
         """503 ``no-gsm-trunk`` for a GSM route left unserved."""
@@ -127,6 +141,7 @@ class RecordingPolicy:
     """Completes a decision with the recording policy; ``enabled`` off records nothing."""
 
     name = "recording"
+    keeps_local_calls = True
 
     def __init__(self, dialplan: Callable[[], DialPlan], enabled: bool) -> None:
         self._dialplan = dialplan
