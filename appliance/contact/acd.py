@@ -182,8 +182,8 @@ class Acd:
 
     def expired(self, now: float) -> list[Waiting]:
         """Callers not being offered who waited past their queue's maximum wait."""
-        return [w for w in self._all()
-                if not w.offered_to and now - w.entered >= self.queues[w.queue].max_wait_s]  # fmt: skip
+        limit = {name: q.max_wait_s for name, q in self.queues.items()}
+        return [w for w in self._all() if not w.offered_to and now - w.entered >= limit[w.queue]]
 
     def login(self, number: str, now: float) -> Agent:
         """The agent starts taking calls (a logged-in agent stays as it is)."""

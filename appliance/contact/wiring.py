@@ -1,0 +1,71 @@
+"""Builds the contact-centre slice and joins it to the PBX: the routing chain, the media
+workers' ``queue`` events, queue fields in the CDRs, the API routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from fastapi import APIRouter
+
+from appliance.contact.decider import QueueDecider
+from appliance.contact.routes import build_contact_router
+from appliance.contact.service import ContactService
+from appliance.contact.settings import ContactSettings
+from appliance.ivr.wiring import prompts
+from appliance.pbx.deciders import OWN_NUMBERS
+from appliance.pbx.errors import PbxNotStartedError
+from appliance.pbx.exchange import BranchExchange
+from appliance.store import Store
+from drivers.daemon.settings_base import ApiToken
+
+log = logging.getLogger(__name__)
+
+
+class ContactCentre:
+    """The slice as one lifecycle component, started after the PBX."""
+
+    name = "contact"
+
+    def __init__(self, service: ContactService, store: Callable[[], Store]) -> None:
+        self.service = service
+        self._store = store
+
+    async def start(self) -> None:
+        """Agents' states back from LMDB, then the ACD's tick."""
+        await self.service.start(self._store())
+
+    async def stop(self) -> None:
+        """Stop the tick and the CTI streams."""
+        await self.service.stop()
+
+    def router(self, tokens: Sequence[ApiToken]) -> APIRouter:
+        """The contact-centre API routes."""
+        return build_contact_router(self.service, tokens)
+
+
+def build_contact(
+    settings: ContactSettings, pbx: BranchExchange, store: Callable[[], Store]
+) -> ContactCentre:
+    """The contact centre joined to ``pbx``."""
+    service = ContactService(settings, prompts(pbx.settings), _cdr_fields(pbx))
+    pbx.chain.add(QueueDecider(settings), OWN_NUMBERS)
+    pbx.media_listeners["queue"] = service
+    return ContactCentre(service, store)
+
+
+def _cdr_fields(pbx: BranchExchange) -> Callable[[str, dict[str, str]], None]:
+    """Queue fields into the open call's variables, so its CDR carries them to HQ."""
+
+    def annotate(call_id: str, fields: dict[str, str]) -> None:
+        try:
+            calls = pbx.calls
+        except PbxNotStartedError:
+            return
+        call = calls.get(call_id)
+        if call is None:
+            log.warning("queue fields for call %s, which is not open: %s", call_id, fields)
+            return
+        calls.update(call_id, variables={**(call.get("variables") or {}), **fields})
+
+    return annotate
