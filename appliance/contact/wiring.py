@@ -51,6 +51,7 @@ def build_contact(
     service = ContactService(settings, prompts(pbx.settings), _cdr_fields(pbx))
     pbx.chain.add(QueueDecider(settings), OWN_NUMBERS)
     pbx.media_listeners["queue"] = service
+    pbx.ivr.queues = lambda: settings.queues.keys()
     return ContactCentre(service, store)
 
 

@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -88,6 +88,7 @@ class IvrService:
         self._publish = publish
         self._clock = clock
         self.calls: dict[str, LiveCall] = {}
+        self.queues: Callable[[], Collection[str]] = tuple
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def on_event(self, worker: Worker, event: dict[str, Any]) -> None:
@@ -126,7 +127,7 @@ class IvrService:
             worker.send({"cmd": "ivr-hangup", "id": call_id})
             return
         session = Session(flow, current.flow, current.version, caller, self._clock,
-                          self.registry.flow, self._zone)  # fmt: skip
+                          self.registry.flow, self._zone, self.queues())  # fmt: skip
         call = self.calls[call_id] = LiveCall(call_id, worker, session)
         log.info("ivr call entered flow", extra={"flow": flow, "version": current.version,
                                                  "call_id": call_id})  # fmt: skip

@@ -10,6 +10,8 @@ from __future__ import annotations
 import array
 import itertools
 import json
+import os
+import signal
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ from tests.integration.pbx.harness import (
     phones,
     require_debs,
     wait_for,
+    worker_pid,
 )
 
 HOLD_HZ = 425.0
@@ -39,6 +42,12 @@ CONTACT = {"queues": {
                 "priority_callers": ["1004"]},
     "sales": {"number": "701", "agents": ["1002"], "ring_timeout_s": 3, "max_wait_s": 7,
               "overflow": "1003"},
+}}  # fmt: skip
+FRONT_DESK = {"start": "welcome", "nodes": {
+    "welcome": {"type": "menu", "say": "Press 1 for support.", "options": {"1": "support"},
+                "timeout_s": 15, "retries": 0, "timeout": "bye"},
+    "support": {"type": "queue", "queue": "support", "fallback": "1002"},
+    "bye": {"type": "hangup"},
 }}  # fmt: skip
 
 
@@ -77,7 +86,8 @@ class CtiListener:
 def qpbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
     require_debs()
     root = tmp_path_factory.mktemp("queue-pbx")
-    instance = Pbx(root, extensions=EXTENSIONS, media=media(2))
+    instance = Pbx(root, extensions=EXTENSIONS, media=media(2),
+                   ivr={"flows": {"front": FRONT_DESK}})  # fmt: skip
     config = yaml.safe_load(instance.config.read_text())
     instance.config.write_text(yaml.safe_dump({**config, "contact": CONTACT}))
     try:
@@ -228,6 +238,49 @@ def test_an_unanswered_agent_is_paused_and_the_caller_overflows_after_the_maximu
     assert cdr["variables"]["queue_outcome"] == "overflowed"
     assert float(cdr["variables"]["queue_wait_s"]) >= 7.0
     assert cti.named("call.overflowed", cdr["call_id"])
+
+
+def test_an_ivr_queue_node_puts_the_caller_in_the_acd_queue(
+    qpbx: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    with phones(qpbx, tmp_path, ("1001", 450), ("1003", 1000)) as (alice, carol):
+        agent(qpbx, "1003", "logout")
+        agent(qpbx, "1003", "login")
+        alice.send("call", to="ivr-front")
+        alice.state("CONFIRMED")
+        alice.send("dtmf", digits="1")
+        alice.wait(lambda e: e["ev"] == "transferring", 15)
+        carol.answer(timeout=15)
+        start = recorded_s(carol)
+        wait_for(lambda: recorded_s(carol) > start + 2.0, 10, lambda: "no audio")
+        carol.send("hangup")
+        carol.state("DISCONNECTED")
+    assert heard(carol, start + 0.5, start + 1.8) == 450.0
+    (queued,) = cti.named("call.queued")
+    cdr = qpbx.cdr_for(lambda c: c["call_id"] == queued["data"]["call_id"])
+    assert cdr["route"] == "queue:support"
+    assert cdr["variables"]["queue_outcome"] == "answered"
+    assert cdr["variables"]["queue_agent"] == "1003"
+
+
+def test_a_killed_worker_leaves_interrupted_cdrs_with_queue_fields(
+    qpbx: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    with phones(qpbx, tmp_path, ("1001", 450)) as (alice,):
+        agent(qpbx, "1003", "pause", reason="meeting")
+        alice.send("call", to="700")
+        alice.state("CONFIRMED")
+        waiting(qpbx, "support", 1)
+        call_id = live(qpbx, "support")["waiting"][0]["call_id"]
+        call = next(c for c in qpbx.api("GET", "/calls")[1]["calls"] if c["call_id"] == call_id)
+        os.kill(worker_pid(qpbx, call["media_peer"]), signal.SIGKILL)
+        alice.state("DISCONNECTED", timeout=10)
+    cdr = qpbx.cdr_for(lambda c: c["call_id"] == call_id)
+    assert cdr["disposition"] == "interrupted"
+    assert cdr["variables"]["queue"] == "support"
+    assert cdr["variables"]["queue_outcome"] == "interrupted"
+    assert live(qpbx, "support")["waiting"] == []
+    assert cti.named("call.interrupted", call_id)
 
 
 def api_up(pbx: Pbx) -> bool:
