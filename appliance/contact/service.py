@@ -2,9 +2,10 @@
 
 Theory of operation: a worker reports a caller (``queue start``); the service enters it
 in the ACD, starts the queue's hold music and offers waiting callers to free agents at
-once (``_dispatch``). An offer makes the caller's worker ring the agent; the worker
-reports ringing, answer and end of the agent leg, and the ACD's states follow. A tick
-every ``TICK_S`` ends ring timeouts (the agent leg is cancelled; the agent pauses with
+once (``_dispatch``, also after an agent logs in or resumes). An offer makes the caller's
+worker ring the agent; the worker reports ringing, answer and end of the agent leg, and
+the ACD's states follow. A timer task wakes at the next deadline (at most ``IDLE_S``
+later) and ``tick`` ends ring timeouts (the agent leg is cancelled; the agent pauses with
 ``no-answer``), wrap-ups and maximum waits (overflow target, or hang up). Agents' states
 are written to LMDB on every change and read back at start, so login and pause survive
 a restart. Each queued call's CDR carries queue fields (``queue_*`` variables, synced to
@@ -30,7 +31,7 @@ from drivers.media.protocol import Prompt
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.25
+IDLE_S = 1.0
 NAMESPACE = "contact-agents"
 DEFAULT_HOLD = Prompt(tone_hz=425, on_ms=1000, off_ms=2000)
 
@@ -71,6 +72,7 @@ class ContactService:
         self._talking: dict[str, tuple[str, str]] = {}
         self._state: StateStore | None = None
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
 
     async def start(self, store: Store) -> None:
         """Read agents' states back from LMDB and start the tick."""
@@ -119,7 +121,9 @@ class ContactService:
 
     def login(self, number: str) -> Agent:
         """Log the agent in (AcdError when it is no agent)."""
-        return self._changed(self.acd.login(number, self._clock()))
+        agent = self._changed(self.acd.login(number, self._clock()))
+        self._dispatch()
+        return agent
 
     def logout(self, number: str) -> Agent:
         """Log the agent out (AcdError while it rings or talks)."""
@@ -131,7 +135,9 @@ class ContactService:
 
     def resume(self, number: str) -> Agent:
         """End the agent's pause."""
-        return self._changed(self.acd.resume(number, self._clock()))
+        agent = self._changed(self.acd.resume(number, self._clock()))
+        self._dispatch()
+        return agent
 
     def snapshot(self) -> dict[str, Any]:
         """Live queues: waiting callers with position and wait, agents with state."""
@@ -154,6 +160,7 @@ class ContactService:
             worker.send({"cmd": "queue-hangup", "id": call_id})
             return
         self._workers[call_id] = worker
+        self._wake.set()
         entry = self.acd.enter(call_id, queue, caller, self._clock())
         prompt = self._prompts.get(settings.hold_prompt or "", DEFAULT_HOLD)
         worker.send({"cmd": "queue-hold", "id": call_id, "prompt": asdict(prompt)})
@@ -224,13 +231,17 @@ class ContactService:
 
     async def _ticking(self) -> None:
         while True:
-            await asyncio.sleep(TICK_S)
+            wait = min(IDLE_S, max(0.0, self._next_deadline() - self._clock()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            self._wake.clear()
             try:
-                self._tick()
+                self.tick()
             except Exception:
                 log.exception("contact centre tick failed")
 
-    def _tick(self) -> None:
+    def tick(self) -> None:
+        """Ring timeouts, wrap-ups and maximum waits at the current time; new offers."""
         now = self._clock()
         for agent in self.acd.tick(now):
             self._changed(agent)
@@ -243,6 +254,13 @@ class ContactService:
             self._overflow(entry)
         self._dispatch()
 
+    def _next_deadline(self) -> float:
+        deadlines = [r.deadline for r in self._ringing.values()]
+        deadlines += [a.wrapup_until for a in self.acd.agents.values() if a.state == "wrap-up"]
+        deadlines += [w.entered + self.settings.queues[w.queue].max_wait_s
+                      for line in self.acd.waiting.values() for w in line]  # fmt: skip
+        return min(deadlines, default=float("inf"))
+
     def _overflow(self, entry: Waiting) -> None:
         worker = self._workers.get(entry.call_id)
         target = self.settings.queues[entry.queue].overflow
@@ -254,6 +272,7 @@ class ContactService:
         self._caller_gone(entry.call_id, outcome)
 
     def _changed(self, agent: Agent) -> Agent:
+        self._wake.set()
         self._save(agent)
         self.cti.publish("agent.state", **self._agent_doc(agent, self._clock()))
         return agent

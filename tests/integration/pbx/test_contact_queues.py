@@ -151,7 +151,7 @@ def test_a_queued_caller_hears_music_then_talks_with_the_agent_who_answers(
         alice.state("CONFIRMED")
         waiting(qpbx, "support", 1)
         wait_for(lambda: recorded_s(alice) > 3.0, 15, lambda: "alice heard nothing")
-        assert agent(qpbx, "1003", "login")["state"] == "available"
+        assert agent(qpbx, "1003", "login")["state"] == "ringing", "offered at once"
         incoming = carol.answer()
         assert "1001" in incoming["remote"]
         on_call_at = recorded_s(alice)
