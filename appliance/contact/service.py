@@ -2,14 +2,16 @@
 
 Theory of operation: a worker reports a caller (``queue start``); the service enters it
 in the ACD, starts the queue's hold music and offers waiting callers to free agents at
-once (``_dispatch``, also after an agent logs in or resumes). An offer makes the caller's
-worker ring the agent; the worker reports ringing, answer and end of the agent leg, and
-the ACD's states follow. A timer task wakes at the next deadline (at most ``IDLE_S``
-later) and ``tick`` ends ring timeouts (the agent leg is cancelled; the agent pauses with
-``no-answer``), wrap-ups and maximum waits (overflow target, or hang up). Agents' states
-are written to LMDB on every change and read back at start, so login and pause survive
-a restart. Each queued call's CDR carries queue fields (``queue_*`` variables, synced to
-HQ with the CDR); every change is published on the CTI stream.
+once (``_dispatch``, also after an agent logs in or resumes). An offer makes the
+caller's worker ring the agent; the worker reports ringing, answer and end of the agent
+leg, and the ACD's states follow. A timer task wakes at the next deadline (at most
+``IDLE_S`` later) and ``tick`` ends ring timeouts (the agent leg is cancelled; the agent
+pauses with ``no-answer``), wrap-ups and maximum waits (overflow target, or hang up).
+Agents' states are written to LMDB on every change and read back at start, so login and
+pause survive a restart; ``registrations`` (Kamailio's registered extensions, polled by
+the wiring) keeps agents whose phone is gone from being offered calls. Each queued
+call's CDR carries queue fields (``queue_*`` variables, synced to HQ with the CDR);
+every change is published on the CTI stream.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -138,6 +140,15 @@ class ContactService:
         agent = self._changed(self.acd.resume(number, self._clock()))
         self._dispatch()
         return agent
+
+    def registrations(self, users: Collection[str]) -> None:
+        """The extensions registered now: agents whose phone is gone get no offers."""
+        for agent in self.acd.agents.values():
+            registered = agent.number in users
+            if agent.registered != registered:
+                self.acd.registered(agent.number, registered)
+                self._changed(agent)
+        self._dispatch()
 
     def snapshot(self) -> dict[str, Any]:
         """Live queues: waiting callers with position and wait, agents with state."""

@@ -3,6 +3,8 @@ workers' ``queue`` events, queue fields in the CDRs, the API routes."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
@@ -18,26 +20,56 @@ from appliance.pbx.errors import PbxNotStartedError
 from appliance.pbx.exchange import BranchExchange
 from appliance.store import Store
 from drivers.daemon.settings_base import ApiToken
+from drivers.sip.errors import RpcError
+from drivers.sip.evapi import EvapiClient
+from drivers.sip.usrloc import registered_users
 
 log = logging.getLogger(__name__)
 
+REGISTRATION_POLL_S = 1.0
+
 
 class ContactCentre:
-    """The slice as one lifecycle component, started after the PBX."""
+    """The slice as one lifecycle component, started after the PBX.
+
+    It also asks Kamailio every ``REGISTRATION_POLL_S`` which extensions are registered
+    (``ul.dump``), so agents follow their phones; while Kamailio does not answer, the
+    last answer stands.
+    """
 
     name = "contact"
 
-    def __init__(self, service: ContactService, store: Callable[[], Store]) -> None:
+    def __init__(
+        self, service: ContactService, store: Callable[[], Store], kamailio: EvapiClient
+    ) -> None:
         self.service = service
         self._store = store
+        self._kamailio = kamailio
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Agents' states back from LMDB, then the ACD's tick."""
+        """Agents' states back from LMDB, the ACD's timer, the registration watch."""
         await self.service.start(self._store())
+        self._watch = asyncio.create_task(self._registrations(), name="contact-registrations")
 
     async def stop(self) -> None:
-        """Stop the tick and the CTI streams."""
+        """Stop the watch, the timer and the CTI streams."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         await self.service.stop()
+
+    async def _registrations(self) -> None:
+        while True:
+            try:
+                dump = await self._kamailio.rpc("ul.dump", "brief")
+            except RpcError as err:
+                log.debug("registrations unknown: %s", err)
+            else:
+                self.service.registrations(registered_users(dump))
+            await asyncio.sleep(REGISTRATION_POLL_S)
 
     def router(self, tokens: Sequence[ApiToken]) -> APIRouter:
         """The contact-centre API routes."""
@@ -52,7 +84,7 @@ def build_contact(
     pbx.chain.add(QueueDecider(settings), OWN_NUMBERS)
     pbx.media_listeners["queue"] = service
     pbx.ivr.queues = lambda: settings.queues.keys()
-    return ContactCentre(service, store)
+    return ContactCentre(service, store, pbx.events)
 
 
 def _cdr_fields(pbx: BranchExchange) -> Callable[[str, dict[str, str]], None]:

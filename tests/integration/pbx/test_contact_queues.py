@@ -283,6 +283,27 @@ def test_a_killed_worker_leaves_interrupted_cdrs_with_queue_fields(
     assert cti.named("call.interrupted", call_id)
 
 
+def test_an_agent_whose_phone_unregistered_is_offered_calls_once_it_is_back(
+    qpbx: Pbx, tmp_path: Path
+) -> None:
+    wait_for(lambda: not agent_state(qpbx, "support", "1003")["registered"], 10,
+             lambda: str(live(qpbx, "support")))  # fmt: skip
+    agent(qpbx, "1003", "logout")
+    agent(qpbx, "1003", "login")
+    with phones(qpbx, tmp_path, ("1001", 450)) as (alice,):
+        alice.send("call", to="700")
+        alice.state("CONFIRMED")
+        waiting(qpbx, "support", 1)
+        with pytest.raises(AssertionError):
+            wait_for(lambda: live(qpbx, "support")["waiting"][0]["offered_to"] is not None, 3,
+                     lambda: "not offered")  # fmt: skip
+        with phones(qpbx, tmp_path, ("1003", 1000)) as (carol,):
+            carol.answer(timeout=10)
+            carol.send("hangup")
+            carol.state("DISCONNECTED")
+        alice.state("DISCONNECTED")
+
+
 def api_up(pbx: Pbx) -> bool:
     try:
         return pbx.api("GET", "/contact/queues")[0] == 200

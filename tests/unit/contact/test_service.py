@@ -162,6 +162,21 @@ def test_agent_states_are_read_back_from_the_store(store: Store) -> None:
     assert rig.service.acd.agents["1004"].state == "logged-out"
 
 
+def test_an_agent_whose_phone_is_gone_gets_no_offer_until_it_registers(store: Store) -> None:
+    seen: list[bool] = []
+
+    def scenario(rig: Rig) -> None:
+        rig.service.login("1003")
+        rig.service.registrations({"1004"})
+        rig.caller("c1", "2001")
+        seen.append(rig.service.acd.agents["1003"].registered)
+        rig.service.registrations({"1003", "1004"})
+
+    rig = run(store, scenario)
+    assert seen == [False]
+    assert rig.worker.commands("c1") == ["queue-hold", "queue-offer"]
+
+
 def test_an_unknown_queue_is_hung_up(store: Store) -> None:
     rig = run(store, lambda rig: rig.event("start", "c9", queue="nope", caller="2001"))
     assert rig.worker.commands("c9") == ["queue-hangup"]
