@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from appliance.contact.cti import MAX_BACKLOG, CtiStream
 from appliance.contact.decider import QueueDecider
 from appliance.contact.settings import ContactSettings
+from appliance.demo.plan import plan_services
 from appliance.pbx.deciders import RouteQuery
 from appliance.pbx.dialplan import Decision
 from appliance.settings import ApplianceSettings
@@ -80,3 +81,10 @@ def test_two_queues_may_not_share_a_number() -> None:
     queues = {"a": QUEUES["support"], "b": QUEUES["support"]}
     with pytest.raises(ValidationError, match="number 700 is used by two queues"):
         ContactSettings.model_validate({"queues": queues})
+
+
+def test_the_demo_branch_has_a_valid_queue_named_in_the_manifest(tmp_path: Path) -> None:
+    branch = next(p for p in plan_services(tmp_path) if p.name == "branch")
+    settings = ApplianceSettings.model_validate(branch.config)
+    assert settings.contact.queues["support"].agents == ("1001", "1003")
+    assert branch.extras["contact"]["queues"]["support"]["number"] == "700"
