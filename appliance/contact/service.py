@@ -7,11 +7,12 @@ caller's worker ring the agent; the worker reports ringing, answer and end of th
 leg, and the ACD's states follow. A timer task wakes at the next deadline (at most
 ``IDLE_S`` later) and ``tick`` ends ring timeouts (the agent leg is cancelled; the agent
 pauses with ``no-answer``), wrap-ups and maximum waits (overflow target, or hang up).
-Agents' states are written to LMDB on every change and read back at start, so login and
-pause survive a restart; ``registrations`` (Kamailio's registered extensions, polled by
-the wiring) keeps agents whose phone is gone from being offered calls. Each queued
-call's CDR carries queue fields (``queue_*`` variables, synced to HQ with the CDR);
-every change is published on the CTI stream.
+Agents' states are written to LMDB when a restart would restore them differently (login,
+logout, pause, resume) and read back at start, so login and pause survive a restart;
+``registrations`` (Kamailio's registered extensions, polled by the wiring) keeps agents
+whose phone is gone from being offered calls. Each queued call's CDR carries queue
+fields (``queue_*`` variables, synced to HQ with the CDR); every change is published on
+the CTI stream.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from drivers.media.protocol import Prompt
 log = logging.getLogger(__name__)
 
 IDLE_S = 1.0
+RESTORED_AVAILABLE = ("ringing", "on-call", "wrap-up")
 NAMESPACE = "contact-agents"
 DEFAULT_HOLD = Prompt(tone_hz=425, on_ms=1000, off_ms=2000)
 
@@ -75,6 +77,7 @@ class ContactService:
         self._state: StateStore | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._saved: dict[str, tuple[str, str]] = {}
 
     async def start(self, store: Store) -> None:
         """Read agents' states back from LMDB and start the tick."""
@@ -243,8 +246,11 @@ class ContactService:
     async def _ticking(self) -> None:
         while True:
             wait = min(IDLE_S, max(0.0, self._next_deadline() - self._clock()))
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that
+            # arrives as the event is set, and stop() would wait for this task forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 self.tick()
@@ -289,8 +295,15 @@ class ContactService:
         return agent
 
     def _save(self, agent: Agent) -> None:
-        if self._state is not None:
-            self._state.put(agent.number, agent.record())
+        """Write the agent when what a restart restores changed: ringing, talking and
+        wrap-up come back as available, so those changes cost no fsync on the way to an
+        offer."""
+        durable = ("available" if agent.state in RESTORED_AVAILABLE else agent.state,
+                   agent.reason)  # fmt: skip
+        if self._state is None or self._saved.get(agent.number) == durable:
+            return
+        self._state.put(agent.number, {**agent.record(), "state": durable[0]})
+        self._saved[agent.number] = durable
 
     def _publish_call(self, event: str, call_id: str, entry: Waiting | None = None,
                       **data: Any) -> None:  # fmt: skip
