@@ -144,7 +144,7 @@ def build(
         _pbx_metrics(pbx, registry)
         components.append(pbx)
         if settings.contact.queues:
-            contact = build_contact(settings.contact, pbx, store.get)
+            contact = build_contact(settings.contact, pbx, store.get, settings.data_dir)
             app.include_router(contact.router(settings.api.tokens))
             components.append(contact)
         registry.register(CdrWriteCollector(pbx))

@@ -21,8 +21,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from appliance.contact.acd import Acd, Agent, Waiting
@@ -64,6 +65,7 @@ class ContactService:
         prompts: dict[str, Prompt],
         annotate: Callable[[str, dict[str, str]], None],
         clock: Callable[[], float] = time.time,
+        speak: Callable[[str, str], Awaitable[Path]] | None = None,
     ) -> None:
         self.settings = settings
         self.acd = Acd(settings.queues)
@@ -78,6 +80,9 @@ class ContactService:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._saved: dict[str, tuple[str, str]] = {}
+        self._speak = speak
+        self._announce_at: dict[str, float] = {}
+        self._speaking: set[asyncio.Task[None]] = set()
 
     async def start(self, store: Store) -> None:
         """Read agents' states back from LMDB and start the tick."""
@@ -90,7 +95,10 @@ class ContactService:
         self._task = asyncio.create_task(self._ticking(), name="contact-tick")
 
     async def stop(self) -> None:
-        """Stop the tick and end the CTI streams."""
+        """Stop the tick and the announcements; end the CTI streams."""
+        for task in list(self._speaking):
+            task.cancel()
+        await asyncio.gather(*self._speaking, return_exceptions=True)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -176,6 +184,8 @@ class ContactService:
         self._workers[call_id] = worker
         self._wake.set()
         entry = self.acd.enter(call_id, queue, caller, self._clock())
+        if settings.announce_every_s > 0 and self._speak is not None:
+            self._announce_at[call_id] = entry.entered + settings.announce_every_s
         prompt = self._prompts.get(settings.hold_prompt or "", DEFAULT_HOLD)
         worker.send({"cmd": "queue-hold", "id": call_id, "prompt": asdict(prompt)})
         self._annotate(call_id, {"queue": queue, "queue_position": str(entry.position),
@@ -233,6 +243,7 @@ class ContactService:
 
     def _caller_gone(self, call_id: str, outcome: str) -> None:
         worker = self._workers.pop(call_id, None)
+        self._announce_at.pop(call_id, None)
         entry = self.acd.leave(call_id)
         if entry is None:
             return
@@ -270,9 +281,40 @@ class ContactService:
         for entry in self.acd.expired(now):
             self._overflow(entry)
         self._dispatch()
+        for call_id, at in list(self._announce_at.items()):
+            if now >= at:
+                self._announce(call_id, now)
+
+    def _announce(self, call_id: str, now: float) -> None:
+        entry = self.acd.find(call_id)
+        if entry is None:
+            self._announce_at.pop(call_id, None)
+            return
+        settings = self.settings.queues[entry.queue]
+        self._announce_at[call_id] = now + settings.announce_every_s
+        if entry.offered_to:
+            return
+        text = settings.announcement.replace("{position}", str(self.acd.position(call_id)))
+        task = asyncio.get_running_loop().create_task(self._say(call_id, text, settings.language))
+        self._speaking.add(task)
+        task.add_done_callback(self._speaking.discard)
+
+    async def _say(self, call_id: str, text: str, language: str) -> None:
+        """Render the position announcement, then play it unless the caller moved on."""
+        assert self._speak is not None
+        try:
+            path = await self._speak(text, language)
+        except Exception:
+            log.exception("position announcement for %s not rendered", call_id)
+            return
+        entry, worker = self.acd.find(call_id), self._workers.get(call_id)
+        if entry is not None and not entry.offered_to and worker is not None:
+            worker.send({"cmd": "queue-announce", "id": call_id, "prompt": {"file": str(path)}})
+            self._publish_call("call.announced", call_id, text=text)
 
     def _next_deadline(self) -> float:
-        deadlines = [r.deadline for r in self._ringing.values()]
+        deadlines = [*self._announce_at.values()]
+        deadlines += [r.deadline for r in self._ringing.values()]
         deadlines += [a.wrapup_until for a in self.acd.agents.values() if a.state == "wrap-up"]
         deadlines += [w.entered + self.settings.queues[w.queue].max_wait_s
                       for line in self.acd.waiting.values() for w in line]  # fmt: skip

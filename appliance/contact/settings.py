@@ -28,6 +28,10 @@ class QueueSettings(Section):
     overflow: str | None = Field(default=None, pattern=r"^[0-9+][0-9]{1,19}$")
     priority_callers: tuple[str, ...] = ()
     service_level_s: float = Field(default=20.0, gt=0)
+    announce_every_s: float = Field(default=0.0, ge=0, le=600)
+    announcement: str = Field(default="You are number {position} in the queue.",
+                              min_length=1, max_length=200)  # fmt: skip
+    language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 
 
 class ContactSettings(Section):

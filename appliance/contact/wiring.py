@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from fastapi import APIRouter
 
@@ -20,6 +21,7 @@ from appliance.pbx.errors import PbxNotStartedError
 from appliance.pbx.exchange import BranchExchange
 from appliance.store import Store
 from drivers.daemon.settings_base import ApiToken
+from drivers.media.tts import EspeakTts
 from drivers.sip.errors import RpcError
 from drivers.sip.evapi import EvapiClient
 from drivers.sip.usrloc import registered_users
@@ -77,10 +79,12 @@ class ContactCentre:
 
 
 def build_contact(
-    settings: ContactSettings, pbx: BranchExchange, store: Callable[[], Store]
+    settings: ContactSettings, pbx: BranchExchange, store: Callable[[], Store], data_dir: Path
 ) -> ContactCentre:
-    """The contact centre joined to ``pbx``."""
-    service = ContactService(settings, prompts(pbx.settings), _cdr_fields(pbx))
+    """The contact centre joined to ``pbx``; spoken announcements cached under ``data_dir``."""
+    tts = EspeakTts(data_dir / "contact" / "tts")
+    service = ContactService(settings, prompts(pbx.settings), _cdr_fields(pbx),
+                             speak=tts.render)  # fmt: skip
     pbx.chain.add(QueueDecider(settings), OWN_NUMBERS)
     pbx.media_listeners["queue"] = service
     pbx.ivr.queues = lambda: settings.queues.keys()

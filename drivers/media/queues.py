@@ -6,6 +6,7 @@ A call for ``queue-<name>`` is answered and, once its audio is up, reported as a
 when to give up and where to overflow are the business of ``appliance.contact``:
 
     queue-hold      id, prompt{...}        play the prompt to the caller in a loop (music)
+    queue-announce  id, prompt{...}        play the prompt once, then the music again
     queue-offer     id, agent, display     ring ``agent`` through Kamailio, presenting the
                                            caller; once it answers, caller and agent hear
                                            each other and the music stops
@@ -44,6 +45,8 @@ class QueueLegs:
         self.callers: dict[str, Leg] = {}
         self.agents: dict[str, Leg] = {}
         self.caller_numbers: dict[str, str] = {}
+        self.hold: dict[str, Prompt] = {}
+        self.bridged: set[str] = set()
 
     def media(self, leg: Leg) -> None:
         """Audio is up: a new caller is reported; an agent who answered is bridged."""
@@ -67,15 +70,17 @@ class QueueLegs:
         if leg is None:
             return
         if name == "queue-hold":
+            self.hold[key] = Prompt(**dict(cmd["prompt"]))
+            self._music(key, leg)
+        elif name == "queue-announce" and key not in self.bridged and leg.audio is not None:
             self.worker.stop_source(leg)
-            if leg.audio is not None:
-                self.worker.play(leg, Prompt(**dict(cmd["prompt"])), loop=True)
-                leg.deadline = None
+            self.worker.play(leg, Prompt(**dict(cmd["prompt"])), loop=False)
         elif name == "queue-offer":
             self._offer(key, str(cmd["agent"]), str(cmd.get("display", "")))
         elif name == "queue-cancel":
             self._hangup(self.agents.get(key))
         elif name == "queue-transfer":
+            self.bridged.add(key)
             self.worker.stop_source(leg)
             leg.refer_to = f"sip:{cmd['to']}@{self.worker.config.domain}"
             leg.call.xfer(leg.refer_to, pj.CallOpParam(True))
@@ -84,6 +89,12 @@ class QueueLegs:
             self._hangup(leg)
         else:
             raise ValueError(f"unknown queue command {name}")
+
+    def played(self, leg: Leg) -> None:
+        """An announcement (or a round of the music) ended: the music goes on."""
+        key = next((k for k, v in self.callers.items() if v is leg), None)
+        if key is not None and key not in self.bridged:
+            self._music(key, leg)
 
     def agent_state(self, leg: Leg, state: int, code: int, reason: str) -> None:
         """Progress of an agent leg (tagged with its caller's Call-ID)."""
@@ -109,6 +120,8 @@ class QueueLegs:
             return
         del self.callers[key]
         self.caller_numbers.pop(key, None)
+        self.hold.pop(key, None)
+        self.bridged.discard(key)
         self._hangup(self.agents.get(key))
         self.emit(ev="queue", state="ended", id=key)
 
@@ -116,6 +129,7 @@ class QueueLegs:
         """Drop every pjsua2 reference (before libDestroy)."""
         self.callers.clear()
         self.agents.clear()
+        self.hold.clear()
 
     def _offer(self, key: str, agent: str, display: str) -> None:
         if key in self.agents:
@@ -137,9 +151,18 @@ class QueueLegs:
         caller = self.callers.get(agent.arg)
         if caller is None or caller.audio is None or agent.audio is None:
             return
+        self.bridged.add(agent.arg)
         self.worker.stop_source(caller)
+        caller.deadline = None
         caller.audio.startTransmit(agent.audio)
         agent.audio.startTransmit(caller.audio)
+
+    def _music(self, key: str, leg: Leg) -> None:
+        self.worker.stop_source(leg)
+        prompt = self.hold.get(key)
+        if leg.audio is not None and prompt is not None:
+            self.worker.play(leg, prompt, loop=True)
+            leg.deadline = None
 
     @staticmethod
     def _hangup(leg: Leg | None) -> None:

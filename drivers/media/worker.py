@@ -374,6 +374,8 @@ class Worker:
             leg.call.hangup(pj.CallOpParam())
         elif leg.service == "ivr":
             self.ivr.played(leg)
+        elif leg.service == "queue":
+            self.queues.played(leg)
 
     def play(self, leg: Leg, prompt: Prompt, loop: bool) -> None:
         """Play ``prompt`` to the leg; a tone's end is its ``seconds`` (the leg's deadline)."""

@@ -59,7 +59,9 @@ async def main(data: dict[str, Any]) -> None:
     app = FastAPI()
     app.include_router(pbx.router(settings.api.tokens))
     if contact_doc is not None:
-        contact = build_contact(ContactSettings.model_validate(contact_doc), pbx, lambda: store)
+        contact = build_contact(
+            ContactSettings.model_validate(contact_doc), pbx, lambda: store, settings.data_dir
+        )
         app.include_router(contact.router(settings.api.tokens))
         components.append(contact)
     if api_port is not None:

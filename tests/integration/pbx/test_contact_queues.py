@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.pbx.audio import power, read_channels
+from tests.integration.pbx.audio import loudness, power, read_channels
 from tests.integration.pbx.harness import (
     API_TOKEN,
     Pbx,
@@ -40,6 +40,8 @@ EXTENSIONS = {"1001": "Alice", "1002": "Bob", "1003": "Carol", "1004": "Dave"}
 CONTACT = {"queues": {
     "support": {"number": "700", "agents": ["1003"], "ring_timeout_s": 8, "wrapup_s": 1,
                 "priority_callers": ["1004"]},
+    "info": {"number": "702", "agents": ["1004"], "hold_prompt": "music",
+             "announce_every_s": 3},
     "sales": {"number": "701", "agents": ["1002"], "ring_timeout_s": 3, "max_wait_s": 7,
               "overflow": "1003"},
 }}  # fmt: skip
@@ -86,7 +88,8 @@ class CtiListener:
 def qpbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
     require_debs()
     root = tmp_path_factory.mktemp("queue-pbx")
-    instance = Pbx(root, extensions=EXTENSIONS, media=media(2),
+    music = {"tone_hz": int(HOLD_HZ), "on_ms": 1000, "off_ms": 0}
+    instance = Pbx(root, extensions=EXTENSIONS, media=media(2, prompts={"music": music}),
                    ivr={"flows": {"front": FRONT_DESK}})  # fmt: skip
     config = yaml.safe_load(instance.config.read_text())
     instance.config.write_text(yaml.safe_dump({**config, "contact": CONTACT}))
@@ -176,6 +179,33 @@ def test_a_queued_caller_hears_music_then_talks_with_the_agent_who_answers(
     assert "call.answered" in names
     assert names[-1] == "call.ended"
     assert cti.named("call.queued", call_id)[0]["data"]["caller"] == "1001"
+
+
+def spoken(phone: Phone, start_s: float, end_s: float) -> bool:
+    """Speech, not the steady hold tone: loud 100 ms frames with quiet gaps between."""
+    rate, (samples,) = read_channels(phone.record)
+    window = samples[int(start_s * rate) : int(end_s * rate)]
+    step = rate // 10
+    frames = [loudness(window[i : i + step]) for i in range(0, len(window) - step, step)]
+    return len([f for f in frames if f > 300]) >= 5 and min(frames) < 0.3 * max(frames)
+
+
+def test_a_waiting_caller_hears_the_music_and_its_position_spoken(
+    qpbx: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    with phones(qpbx, tmp_path, ("1001", 450)) as (alice,):
+        alice.send("call", to="702")
+        alice.state("CONFIRMED")
+        wait_for(lambda: recorded_s(alice) > 7.0, 20, lambda: "alice heard nothing")
+        alice.send("hangup")
+        alice.state("DISCONNECTED")
+    assert not spoken(alice, 0.3, 2.7), "the music is a steady tone"
+    assert heard(alice, 0.5, 2.5) == HOLD_HZ
+    assert spoken(alice, 3.0, 6.0), "no position announcement"
+    (announced,) = cti.named("call.announced")[:1]
+    assert announced["data"]["text"] == "You are number 1 in the queue."
+    cdr = qpbx.cdr_for(lambda c: c["call_id"] == announced["data"]["call_id"])
+    assert cdr["variables"]["queue_outcome"] == "abandoned"
 
 
 def test_a_priority_caller_overtakes_and_the_agent_is_never_offered_two_calls(

@@ -177,6 +177,35 @@ def test_an_agent_whose_phone_is_gone_gets_no_offer_until_it_registers(store: St
     assert rig.worker.commands("c1") == ["queue-hold", "queue-offer"]
 
 
+def test_waiting_callers_hear_their_position_at_the_queue_interval(store: Store) -> None:
+    spoken: list[tuple[str, str]] = []
+
+    async def speak(text: str, language: str) -> Path:
+        spoken.append((text, language))
+        return Path("/tmp/position.wav")
+
+    async def main() -> FakeWorker:
+        rig = Rig(store)
+        queue = {"number": "700", "agents": ["1003"], "announce_every_s": 30}
+        settings = ContactSettings.model_validate({"queues": {"support": queue}})
+        rig.service = ContactService(settings, {}, rig.annotate, rig.clock, speak)
+        await rig.service.start(store)
+        rig.caller("c1", "2001")
+        rig.caller("c2", "2002")
+        rig.clock.now += 30
+        rig.service.tick()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        await rig.service.stop()
+        return rig.worker
+
+    worker = asyncio.run(main())
+    assert sorted(spoken) == [("You are number 1 in the queue.", "en"),
+                              ("You are number 2 in the queue.", "en")]  # fmt: skip
+    announced = [c for c in worker.sent if c["cmd"] == "queue-announce"]
+    assert [c["prompt"]["file"] for c in announced] == ["/tmp/position.wav"] * 2
+
+
 def test_an_unknown_queue_is_hung_up(store: Store) -> None:
     rig = run(store, lambda rig: rig.event("start", "c9", queue="nope", caller="2001"))
     assert rig.worker.commands("c9") == ["queue-hangup"]
