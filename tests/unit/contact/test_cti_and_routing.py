@@ -15,6 +15,7 @@ from appliance.contact.settings import ContactSettings
 from appliance.demo.plan import plan_services
 from appliance.pbx.deciders import RouteQuery
 from appliance.pbx.dialplan import Decision
+from appliance.service import build
 from appliance.settings import ApplianceSettings
 
 QUEUES = {"support": {"number": "700", "agents": ["1003"]}}
@@ -88,3 +89,9 @@ def test_the_demo_branch_has_a_valid_queue_named_in_the_manifest(tmp_path: Path)
     settings = ApplianceSettings.model_validate(branch.config)
     assert settings.contact.queues["support"].agents == ("1001", "1003")
     assert branch.extras["contact"]["queues"]["support"]["number"] == "700"
+
+
+def test_the_composition_root_starts_the_contact_centre_after_the_pbx(tmp_path: Path) -> None:
+    branch = next(p for p in plan_services(tmp_path) if p.name == "branch")
+    names = [c.name for c in build(ApplianceSettings.model_validate(branch.config))]
+    assert names.index("contact") == names.index("pbx") + 1
