@@ -36,6 +36,7 @@ from drivers.media.protocol import Prompt
 log = logging.getLogger(__name__)
 
 IDLE_S = 1.0
+HANDOVER_S = 30.0
 RESTORED_AVAILABLE = ("ringing", "on-call", "wrap-up")
 NAMESPACE = "contact-agents"
 DEFAULT_HOLD = Prompt(tone_hz=425, on_ms=1000, off_ms=2000)
@@ -82,6 +83,7 @@ class ContactService:
         self._saved: dict[str, tuple[str, str]] = {}
         self._speak = speak
         self._announce_at: dict[str, float] = {}
+        self._expected: dict[str, tuple[dict[str, str], float]] = {}
         self._speaking: set[asyncio.Task[None]] = set()
 
     async def start(self, store: Store) -> None:
@@ -152,6 +154,13 @@ class ContactService:
         self._dispatch()
         return agent
 
+    def expect(self, to: str, caller: str, variables: dict[str, str]) -> None:
+        """An IVR flow is sending ``caller`` to ``to``: when that is a queue, the flow's
+        variables (screen pop; ``priority``, a digit, ranks the caller) go with the caller
+        who arrives there within ``HANDOVER_S``."""
+        if to.removeprefix("queue-") in self.settings.queues and to.startswith("queue-"):
+            self._expected[caller] = (variables, self._clock() + HANDOVER_S)
+
     def registrations(self, users: Collection[str]) -> None:
         """The extensions registered now: agents whose phone is gone get no offers."""
         for agent in self.acd.agents.values():
@@ -183,7 +192,13 @@ class ContactService:
             return
         self._workers[call_id] = worker
         self._wake.set()
-        entry = self.acd.enter(call_id, queue, caller, self._clock())
+        variables, expires = self._expected.pop(caller, ({}, 0.0))
+        if expires < self._clock():
+            variables = {}
+        rank = variables.get("priority", "")
+        priority = int(rank) if len(rank) == 1 and rank.isdigit() else None
+        entry = self.acd.enter(call_id, queue, caller, self._clock(), priority)
+        entry.variables = variables
         if settings.announce_every_s > 0 and self._speak is not None:
             self._announce_at[call_id] = entry.entered + settings.announce_every_s
         prompt = self._prompts.get(settings.hold_prompt or "", DEFAULT_HOLD)

@@ -88,6 +88,7 @@ def build_contact(
     pbx.chain.add(QueueDecider(settings), OWN_NUMBERS)
     pbx.media_listeners["queue"] = service
     pbx.ivr.queues = lambda: settings.queues.keys()
+    pbx.ivr.handover = service.expect
     return ContactCentre(service, store, pbx.events)
 
 

@@ -89,6 +89,7 @@ class IvrService:
         self._clock = clock
         self.calls: dict[str, LiveCall] = {}
         self.queues: Callable[[], Collection[str]] = tuple
+        self.handover: Callable[[str, str, dict[str, str]], None] = lambda _to, _caller, _v: None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def on_event(self, worker: Worker, event: dict[str, Any]) -> None:
@@ -196,6 +197,7 @@ class IvrService:
         elif isinstance(action, Deliver) and call.last_recording is not None:
             self._spawn(self._deliver(action, call.last_recording))
         elif isinstance(action, Transfer):
+            self.handover(action.to, call.session.caller, dict(call.session.variables))
             send({"cmd": "ivr-transfer", "id": call.call_id, "to": action.to})
         elif isinstance(action, HangUp):
             send({"cmd": "ivr-hangup", "id": call.call_id})

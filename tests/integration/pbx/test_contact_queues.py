@@ -46,8 +46,9 @@ CONTACT = {"queues": {
               "overflow": "1003"},
 }}  # fmt: skip
 FRONT_DESK = {"start": "welcome", "nodes": {
-    "welcome": {"type": "menu", "say": "Press 1 for support.", "options": {"1": "support"},
+    "welcome": {"type": "menu", "say": "Press 1 for support.", "options": {"1": "tag"},
                 "timeout_s": 15, "retries": 0, "timeout": "bye"},
+    "tag": {"type": "set", "vars": {"priority": "3", "account": "A-{caller}"}, "next": "support"},
     "support": {"type": "queue", "queue": "support", "fallback": "1002"},
     "bye": {"type": "hangup"},
 }}  # fmt: skip
@@ -287,6 +288,8 @@ def test_an_ivr_queue_node_puts_the_caller_in_the_acd_queue(
         carol.state("DISCONNECTED")
     assert heard(carol, start + 0.5, start + 1.8) == 450.0
     (queued,) = cti.named("call.queued")
+    assert queued["data"]["priority"] == 3
+    assert queued["data"]["variables"]["account"] == "A-1001"
     cdr = qpbx.cdr_for(lambda c: c["call_id"] == queued["data"]["call_id"])
     assert cdr["route"] == "queue:support"
     assert cdr["variables"]["queue_outcome"] == "answered"

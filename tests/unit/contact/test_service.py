@@ -210,3 +210,18 @@ def test_an_unknown_queue_is_hung_up(store: Store) -> None:
     rig = run(store, lambda rig: rig.event("start", "c9", queue="nope", caller="2001"))
     assert rig.worker.commands("c9") == ["queue-hangup"]
     assert rig.fields == {}
+
+
+def test_an_ivr_flow_hands_its_variables_and_priority_to_the_queue(store: Store) -> None:
+    def scenario(rig: Rig) -> None:
+        rig.service.expect("queue-support", "2002", {"priority": "5", "order": "T-17"})
+        rig.service.expect("1003", "2003", {"priority": "9"})
+        rig.caller("c1", "2001")
+        rig.caller("c2", "2002")
+        rig.caller("c3", "2003")
+
+    rig = run(store, scenario)
+    line = rig.service.acd.waiting["support"]
+    assert [(w.caller, w.priority) for w in line] == [("2002", 5), ("2001", 0), ("2003", 0)]
+    assert line[0].variables == {"priority": "5", "order": "T-17"}
+    assert rig.fields["c2"]["queue_priority"] == "5"
