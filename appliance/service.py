@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from appliance.compliance.calls import CallCompliance, ComplianceDecider
 from appliance.compliance.routes import build_compliance_router, install_error_handler
 from appliance.compliance.service import ComplianceService
+from appliance.contact.wiring import build_contact
 from appliance.gateway.channels import ModemCollector, ModemPool
 from appliance.gateway.diagnostics import build_diagnostics_router
 from appliance.gateway.routes import build_sms_router
@@ -142,6 +143,10 @@ def build(
             registry.register(PeerCollector(pbx.peers))
         _pbx_metrics(pbx, registry)
         components.append(pbx)
+        if settings.contact.queues:
+            contact = build_contact(settings.contact, pbx, store.get, settings.data_dir)
+            app.include_router(contact.router(settings.api.tokens))
+            components.append(contact)
         registry.register(CdrWriteCollector(pbx))
         pruner.add("calls", functools.partial(_prune_calls, pbx))
     components.append(pruner)

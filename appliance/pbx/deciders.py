@@ -2,12 +2,13 @@
 
 Theory of operation: every ``GET /route`` becomes a ``RouteQuery``. The chain hands it
 to its deciders in stage order (ties in the order they were added), each with the
-decision so far: a ``ROUTE`` decider proposes one (dial plan, inter-site admission),
-a ``POLICY`` decider may refuse it (compliance), a ``TRUNK`` decider turns a trunk
-group into one channel (GSM), a ``MEDIA`` decider completes it (recording policy). A
-decider answers the decision unchanged when the call is none of its business. A
-refusal ends the chain at once, so nothing after it (a GSM channel, a recording)
-is seized for a refused call.
+decision so far: an ``OWN_NUMBERS`` decider answers numbers a feature owns (contact-
+centre queues) before the dial plan would refuse them, a ``ROUTE`` decider proposes one
+(dial plan, inter-site admission), a ``POLICY`` decider may refuse it (compliance), a
+``TRUNK`` decider turns a trunk group into one channel (GSM), a ``MEDIA`` decider
+completes it (recording policy). A decider answers the decision unchanged when the call
+is none of its business. A refusal ends the chain at once, so nothing after it (a GSM
+channel, a recording) is seized for a refused call.
 
 The PBX adds its own deciders; a feature joins by ``chain.add(decider, stage)`` at
 the composition root (``appliance/service.py``), without touching the others.
@@ -29,6 +30,7 @@ from typing import Protocol
 
 from appliance.pbx.dialplan import Decision, DialPlan
 
+OWN_NUMBERS = 50
 ROUTE = 100
 POLICY = 200
 TRUNK = 300

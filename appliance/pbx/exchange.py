@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter
 
@@ -146,6 +146,14 @@ def kamailio_config(
     )
 
 
+class MediaListener(Protocol):
+    """A feature served by the media workers: their events of its kind, and their exits."""
+
+    def on_event(self, worker: MediaWorker, event: dict[str, Any]) -> None: ...
+
+    def worker_lost(self, worker: MediaWorker) -> None: ...
+
+
 class BranchExchange:
     """The PBX as one lifecycle component of the appliance."""
 
@@ -238,6 +246,7 @@ class BranchExchange:
         self.control = CallControl(pbx, lambda: self.calls, self.events, self.rtpengine.ng,
                                    self.originations, self.gsm_channels)  # fmt: skip
         self.webhooks: WebhookService | None = None
+        self.media_listeners: dict[str, MediaListener] = {}
         self._media_watch: asyncio.Task[None] | None = None
         hook = pbx.webhook
         if hook.url:
@@ -398,6 +407,8 @@ class BranchExchange:
             waiting = self._gsm_stats.pop(worker.config.name, None)
             if waiting is not None and not waiting.done():
                 waiting.set_result(dict(event.get("channels") or {}))
+        elif str(event.get("ev")) in self.media_listeners:
+            self.media_listeners[str(event.get("ev"))].on_event(worker, event)
         elif event.get("ev") == "error":
             log.warning("media worker %s: %s", worker.config.name, event.get("message"))
 
@@ -405,6 +416,8 @@ class BranchExchange:
         self.originations.worker_lost(worker)
         self.ivr.worker_lost(worker)
         self.rooms.worker_lost(worker)
+        for listener in self.media_listeners.values():
+            listener.worker_lost(worker)
         if self.gsm is not None:
             self.gsm.worker_lost(worker)
         if self._calls is None:
