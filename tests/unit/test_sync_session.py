@@ -1,4 +1,4 @@
-"""The sans-I/O sync session: an in-memory pair over a lossy link, on a simulated clock."""
+"""The sans-I/O sync session: both ends in memory over a lossy link, on a simulated clock."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from drivers.sync.hub import Answer, Hub
 from drivers.sync.protocol import (
     Ack,
     CdrBatch,
@@ -58,32 +59,37 @@ class Link:
         copies = 2 if self.rng.random() < self.duplicate else 1
         self.queue += [encode(message)] * copies
 
-    def take(self) -> Iterator[Message]:
+    def take_frames(self) -> list[list[Frame]]:
         frames, self.queue = self.queue, []
         if self.rng.random() < self.reorder:
             self.rng.shuffle(frames)
-        for message in frames:
-            yield decode(message)
+        return frames
+
+    def take(self) -> Iterator[Message]:
+        for frames in self.take_frames():
+            yield decode(frames)
 
 
 @dataclass
 class MemoryHq:
-    """HQ in memory: welcomes any hello, stores records by (stream, seq), acks each batch."""
+    """HQ in memory behind the hub: welcomes hello, stores records by (stream, seq)."""
 
+    hub: Hub = field(default_factory=lambda: Hub(4, [Hello], {CdrBatch: "cdr", SmsBatch: "sms"}))
     stored: dict[tuple[str, int], bytes] = field(default_factory=dict)
-    down: bool = False
 
-    def answer(self, message: Message) -> list[Message]:
-        if self.down:
-            return []
-        if isinstance(message, Hello):
-            return [Welcome(0.0)]
+    def answer(self, frames: list[Frame]) -> list[Message]:
+        outcome = self.hub.receive(b"conn-1", "branch-1", frames)
+        if isinstance(outcome, Answer):
+            return [outcome.error]
+        message = outcome.message
+        replies: list[Message] = [Welcome(0.0)] if isinstance(message, Hello) else []
         if isinstance(message, CdrBatch | SmsBatch):
             stream = "cdr" if isinstance(message, CdrBatch) else "sms"
             for seq, record in message.records:
                 self.stored.setdefault((stream, seq), record)
-            return [Ack(stream, [seq for seq, _ in message.records])]
-        return []
+        self.hub.finished(outcome.site_id)
+        ack = self.hub.ack(message)
+        return replies if ack is None else [*replies, ack]
 
 
 @dataclass
@@ -145,8 +151,8 @@ def run_pair(seed: int, **faults: float) -> tuple[Appliance, MemoryHq, dict[str,
     now = 0.0
     while any(appliance.outboxes.values()) and now < 7200:
         now += TICK_S
-        for message in up.take():
-            for reply in hq.answer(message):
+        for frames in up.take_frames():
+            for reply in hq.answer(frames):
                 down.put(reply)
         appliance.step(down.take(), now)
     return appliance, hq, original
