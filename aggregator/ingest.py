@@ -51,9 +51,9 @@ from drivers.sync import keys
 from drivers.sync.hub import Answer, Hub
 from drivers.sync.protocol import (
     MAX_WIRE,
-    CdrBatch,
     ErrorReply,
     Message,
+    RecordBatch,
     encode,
 )
 
@@ -70,7 +70,7 @@ class _Pending:
 
     identity: bytes
     site_id: str
-    batch: CdrBatch
+    batch: RecordBatch
     received: float
     parsed: asyncio.Future[Any]
 

@@ -20,14 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from drivers.sync.protocol import CdrBatch, ComplianceBatch, Message, SmsBatch
+from drivers.sync.protocol import Message, RecordBatch
 
 P = TypeVar("P")
 
 Handler = Callable[[str, Message], list[Message]]
 StoreBatch = Callable[[str, list[tuple[int, bytes]]], None]
 Pusher = Callable[[list[str]], list[tuple[str, Message]]]
-BatchKind = type[ComplianceBatch] | type[SmsBatch]
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class GroupedStream(Generic[P]):
     cannot; the server then stores them one by one, so a bad batch fails only itself.
     """
 
-    kind: type[CdrBatch]
+    kind: type[RecordBatch]
     name: str
     parse: Callable[[str, list[tuple[int, bytes]]], P]
     store: Callable[[list[P]], None]
@@ -69,7 +68,7 @@ class IngestFeatures:
             raise ValueError(f"{kind.TYPE} already has a handler")
         self.handlers[kind] = handler
 
-    def add_stream(self, kind: BatchKind, name: str, store: StoreBatch) -> None:
+    def add_stream(self, kind: type[RecordBatch], name: str, store: StoreBatch) -> None:
         """Store each batch of ``kind`` with ``store(site_id, records)``, then ack it."""
 
         def handler(site_id: str, batch: Message) -> list[Message]:

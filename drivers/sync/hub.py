@@ -25,13 +25,11 @@ from dataclasses import dataclass
 
 from drivers.sync.protocol import (
     Ack,
-    CdrBatch,
-    ComplianceBatch,
     ErrorReply,
     Frame,
     Message,
     ProtocolError,
-    SmsBatch,
+    RecordBatch,
     decode,
 )
 
@@ -96,7 +94,7 @@ class Hub:
     def ack(self, message: Message) -> Ack | None:
         """The acknowledgement of a stored batch of a registered stream; None for others."""
         stream = self._streams.get(type(message))
-        if stream is None or not isinstance(message, CdrBatch | ComplianceBatch | SmsBatch):
+        if stream is None or not isinstance(message, RecordBatch):
             return None
         return Ack(stream, [seq for seq, _ in message.records])
 

@@ -29,18 +29,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from drivers.sync.protocol import (
-    Ack,
-    CdrBatch,
-    ComplianceBatch,
-    ErrorReply,
-    Hello,
-    Message,
-    SmsBatch,
-    Welcome,
-)
+from drivers.sync.protocol import Ack, ErrorReply, Hello, Message, RecordBatch, Welcome
 
-BatchMessage = type[CdrBatch] | type[ComplianceBatch] | type[SmsBatch]
 # HQ could not store what it was sent; the session ends so that it is sent again later.
 FATAL_ERRORS = frozenset({"db-unavailable"})
 
@@ -59,7 +49,7 @@ class BatchStream:
     """An outbox that goes up in batches of ``kind`` and leaves on ``ack(name, seqs)``."""
 
     name: str
-    kind: BatchMessage
+    kind: type[RecordBatch]
     window: int = 1
     batch_size: int = 500
 
