@@ -48,7 +48,11 @@ class FleetSync:
             conn.execute(
                 sa.update(commands)
                 .where(commands.c.command_id == result.command_id, commands.c.site_id == site_id)
-                .values(done_ms=int(time.time() * 1000), ok=result.ok, detail=command_detail(result.detail))
+                .values(
+                    done_ms=int(time.time() * 1000),
+                    ok=result.ok,
+                    detail=command_detail(result.detail),
+                )
             )
         return []
 
