@@ -269,7 +269,7 @@ class IngestServer:
         """
         try:
             self._store_group(group)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - a failed group never stops the ingest loop
             if len(group) == 1:
                 return [self._failure(group[0].site_id, err)]
             log.warning("group commit failed; storing batch by batch", extra={"error": str(err)})
@@ -279,7 +279,7 @@ class IngestServer:
     def _ingest_alone(self, pending: _Pending) -> str | None:
         try:
             self._store_group([pending])
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - a batch that cannot be stored fails alone
             return self._failure(pending.site_id, err)
         return None
 

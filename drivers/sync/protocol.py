@@ -340,10 +340,19 @@ def decode(frames: Sequence[Frame]) -> Message:
     return message
 
 
+MSGPACK_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,  # malformed, truncated or extra data; bad UTF-8; over a length limit
+    TypeError,  # a map key that cannot be a key
+    OverflowError,
+    msgpack.UnpackException,
+)
+"""What msgpack raises for bytes that are not one valid msgpack object."""
+
+
 def _unpack(frame: Frame) -> dict[str, Any]:
     try:
         header = msgpack.unpackb(frame, raw=False, strict_map_key=True)
-    except Exception as err:
+    except MSGPACK_ERRORS as err:
         raise ProtocolError("bad-msgpack", f"frame 0 is not msgpack: {err}") from None
     if not isinstance(header, dict):
         raise ProtocolError("bad-header", "frame 0 must be a msgpack map")
