@@ -1,13 +1,16 @@
-"""The ingest service: a CurveZMQ ROUTER that appliances' sync clients connect to.
+"""The ingest service: the zmq adapter of HQ's sync sessions (drivers/sync/hub.py).
 
 Theory of operation: ZAP admits only configured, unrevoked site keys and names each
 connection by its site id (the ZAP User-Id), so every message is attributed to the site
-its key is bound to — a site cannot send as another. Messages are decoded in one place;
-a bad one is answered with an ``error`` and counted, and never stops the service.
-Database and file work runs on one worker thread, in arrival order, so the event loop
-keeps receiving while a batch commits; the ack is sent only after the commit. Work
-other than CDR batches goes to that thread straight from the receive loop, and only
-work that has replies (most recording chunks have none) comes back to the event loop.
+its key is bound to — a site cannot send as another. The hub decodes each message in
+one place and admits it or answers it at once (a bad one with an ``error``, counted;
+it never stops the service). Admitted messages go to the handler a feature registered
+for their type at the composition root (aggregator/ingest_features.py); the server
+imports no feature. Database and file work runs on one worker thread, in arrival
+order, so the event loop keeps receiving while a batch commits; a batch is acknowledged
+only after its commit. Work other than the grouped stream (CDRs) goes to that thread
+straight from the receive loop, and only work that has replies (most recording chunks
+have none) comes back to the event loop.
 
 A bad site cannot hurt the others: every record inside a batch is parsed into its typed
 record (drivers/sync/records.py) and an invalid one is refused alone, counted per site
@@ -31,61 +34,34 @@ Exceptions::
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 import zmq
 import zmq.asyncio
 
-from aggregator.directory.push import SnapshotPusher
-from aggregator.fleet import store as fleet
-from aggregator.fleet.push import CommandPusher
+from aggregator.ingest_features import IngestFeatures, Periodic
 from aggregator.ingest_metrics import IngestMetrics
-from aggregator.recordings import RecordingReceiver
 from aggregator.refusals import Refusals
 from aggregator.settings import AggregatorSettings
 from aggregator.site_gate import SiteGate
-from aggregator.store.cdr_rows import ParsedBatch, parse_batch
-from aggregator.store.cdrs import CdrStore
-from aggregator.store.db import insert
-from aggregator.store.schema import commands, sites
-from aggregator.store.sms import store_sms
-from aggregator.zap import ZAP_DOMAIN, SiteAuthenticator, SiteKeys
+from aggregator.zap import ZAP_DOMAIN, EnrolledKeys, SiteAuthenticator, SiteKeys
 from drivers.sync import keys
+from drivers.sync.hub import Answer, Hub
 from drivers.sync.protocol import (
     MAX_WIRE,
-    Ack,
-    CdrBatch,
-    Command,
-    CommandResult,
-    ComplianceBatch,
     ErrorReply,
-    Hello,
     Message,
-    ProtocolError,
-    RecChunk,
-    RecOffer,
-    SimStatus,
-    SmsBatch,
-    SnapshotRequest,
-    SnapshotResult,
-    Status,
-    Welcome,
-    decode,
+    RecordBatch,
     encode,
 )
-from drivers.sync.records import RecordError, parse_refused_call, parse_sim, parse_switch
 
 log = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
 
 
 class IngestError(Exception):
@@ -94,28 +70,35 @@ class IngestError(Exception):
 
 @dataclass(frozen=True)
 class _Pending:
-    """A CDR batch being decoded, waiting for the next group commit."""
+    """A batch of the grouped stream being decoded, waiting for the next group commit."""
 
     identity: bytes
     site_id: str
-    batch: CdrBatch
+    batch: RecordBatch
     received: float
-    parsed: asyncio.Future[ParsedBatch]
+    parsed: asyncio.Future[Any]
 
 
 class IngestServer:
-    """The ROUTER endpoint; a lifecycle component."""
+    """The ROUTER endpoint; a lifecycle component.
+
+    ``features`` are the handlers, streams, pushers and periodic tasks the composition
+    root registered; ``refusals`` is shared with them (one budget per site); ``enrolled``
+    reads the site keys enrolled in the database, which ZAP admits besides the YAML's.
+    """
 
     name = "ingest"
 
     def __init__(
         self,
         settings: AggregatorSettings,
-        engine: Callable[[], sa.Engine],
         metrics: IngestMetrics,
+        refusals: Refusals,
+        features: IngestFeatures,
+        enrolled: EnrolledKeys,
     ) -> None:
         self._settings = settings
-        self._engine = engine
+        self._enrolled = enrolled
         self.metrics = metrics
         budget = settings.ingest
         self._gate = SiteGate(
@@ -132,37 +115,21 @@ class IngestServer:
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest-db")
         # Decoding the next batch overlaps the current commit (SQLite releases the GIL).
         self._decoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest-decode")
-        self._peers: dict[str, bytes] = {}
-        self.refusals = Refusals(metrics.records_refused, budget.refusal_rate, budget.refusal_burst)
+        self.refusals = refusals
+        self._features = features
+        self._hub = Hub(settings.ingest.site_pending, features.handlers, features.streams)
         self._room = asyncio.Semaphore(settings.ingest.max_pending)
-        self._site_pending: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._cdr_queue: list[_Pending] = []
         self._cdr_drain: asyncio.Task[None] | None = None
-        self.cdr_store: CdrStore | None = None
-        self.receiver: RecordingReceiver | None = None
-        self._pusher = SnapshotPusher(engine)
-        self._commands = CommandPusher(engine)
-        self._push: asyncio.Task[None] | None = None
-        self._sweep: asyncio.Task[None] | None = None
-        self._keys_watch: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         public, secret = self._server_keys()
-        engine = self._engine()
-        self.cdr_store = CdrStore(engine)
-        self.receiver = RecordingReceiver(
-            engine,
-            self._settings.recordings_dir(),
-            self._settings.ingest.chunk_credit,
-            self._settings.recordings,
-            self.metrics,
-        )
         self._ctx = zmq.asyncio.Context()
         self._auth = SiteAuthenticator(self._ctx, self._site_keys)
         self._auth.start()
         self._auth.configure_curve_callback(ZAP_DOMAIN, credentials_provider=self._site_keys)
-        self._keys_watch = asyncio.create_task(self._site_keys.watch(self._engine))
         sock = self._ctx.socket(zmq.ROUTER)
         sock.curve_server = True
         sock.curve_publickey, sock.curve_secretkey = public, secret
@@ -180,8 +147,9 @@ class IngestServer:
             raise IngestError(f"cannot bind ingest {self._settings.ingest.bind}: {err}") from None
         self._sock = sock
         self._task = asyncio.create_task(self._serve())
-        self._push = asyncio.create_task(self._push_snapshots())
-        self._sweep = asyncio.create_task(self._sweep_recordings())
+        self._loops = [asyncio.create_task(self._push_due())]
+        self._loops.append(asyncio.create_task(self._site_keys.watch(self._enrolled)))
+        self._loops += [asyncio.create_task(self._every(p)) for p in self._features.periodic]
         log.info("ingest listening", extra={"address": self._settings.ingest.bind})
 
     def _server_keys(self) -> tuple[bytes, bytes]:
@@ -195,7 +163,7 @@ class IngestServer:
             raise IngestError(f"ingest server key: {err}") from None
 
     async def stop(self) -> None:
-        for task in (self._keys_watch, self._sweep, self._push, self._task):
+        for task in [*self._loops, self._task]:
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -203,8 +171,6 @@ class IngestServer:
             await asyncio.wait(self._tasks, timeout=10)
         self._decoder.shutdown(wait=True)
         self._worker.shutdown(wait=True)
-        if self.receiver is not None:
-            self.receiver.close()
         if self._sock is not None:
             self._sock.close(linger=0)
         if self._auth is not None:
@@ -223,7 +189,7 @@ class IngestServer:
                 self._room.release()
 
     def _take(self, loop: asyncio.AbstractEventLoop, frames: list[zmq.Frame]) -> bool:
-        """Decode and queue one message; False when it was answered at once (no work)."""
+        """Admit and queue one message; False when it was answered at once (no work)."""
         received = time.perf_counter()
         identity = frames[0].bytes
         site_id = str(frames[1].get("User-Id")) if len(frames) > 1 else ""
@@ -242,20 +208,16 @@ class IngestServer:
                 site=site_id, stream="message", error_id="site-throttled"
             ).inc()
             return False
-        try:
-            message = decode([f.buffer for f in frames[1:]])
-        except ProtocolError as err:
-            self._refuse(identity, site_id, err.error_id, err.message, None)
+        outcome = self._hub.receive(identity, site_id, [f.buffer for f in frames[1:]])
+        if isinstance(outcome, Answer):
+            error = outcome.error
+            self._refuse(identity, site_id, error.error_id, error.message, error.ref)
             return False
-        self._peers[site_id] = identity
-        pending = self._site_pending.get(site_id, 0)
-        if pending >= self._settings.ingest.site_pending:
-            self._refuse(identity, site_id, "site-busy", "too much in flight", message.TYPE)
-            return False
-        self._site_pending[site_id] = pending + 1
+        message = outcome.message
         self.metrics.pending.inc()
-        if isinstance(message, CdrBatch):
-            parsed = loop.run_in_executor(self._decoder, self._parse, site_id, message.records)
+        grouped = self._features.grouped
+        if grouped is not None and isinstance(message, grouped.kind):
+            parsed = loop.run_in_executor(self._decoder, grouped.parse, site_id, message.records)
             self._queue_cdrs(_Pending(identity, site_id, message, received, parsed))
             return True
         work = self._worker.submit(self._dispatch, site_id, message)
@@ -266,7 +228,7 @@ class IngestServer:
 
     def _finished(self, site_id: str) -> None:
         """On the event loop: one message's work is over; its room is free again."""
-        self._site_pending[site_id] -= 1
+        self._hub.finished(site_id)
         self.metrics.pending.dec()
         self._room.release()
 
@@ -286,9 +248,9 @@ class IngestServer:
             for p, failure in zip(group, failures, strict=True):
                 if failure is None:
                     self.metrics.latency.observe(time.perf_counter() - p.received)
-                    await self._send(p.identity, Ack("cdr", [seq for seq, _ in p.batch.records]))
+                    await self._send_all(p.identity, self._dispatch_ack(p.batch))
                 else:
-                    self._refuse(p.identity, p.site_id, failure, "retry later", "cdr-batch")
+                    self._refuse(p.identity, p.site_id, failure, "retry later", p.batch.TYPE)
                 self._finished(p.site_id)
 
     async def _next_group(self) -> list[_Pending]:
@@ -310,8 +272,8 @@ class IngestServer:
         be stored fails only itself, never another site's batch.
         """
         try:
-            self._store_cdrs(group)
-        except Exception as err:
+            self._store_group(group)
+        except Exception as err:  # noqa: BLE001 - a failed group never stops the ingest loop
             if len(group) == 1:
                 return [self._failure(group[0].site_id, err)]
             log.warning("group commit failed; storing batch by batch", extra={"error": str(err)})
@@ -320,8 +282,8 @@ class IngestServer:
 
     def _ingest_alone(self, pending: _Pending) -> str | None:
         try:
-            self._store_cdrs([pending])
-        except Exception as err:
+            self._store_group([pending])
+        except Exception as err:  # noqa: BLE001 - a batch that cannot be stored fails alone
             return self._failure(pending.site_id, err)
         return None
 
@@ -333,22 +295,9 @@ class IngestServer:
         log.exception("a batch could not be stored", extra={"site": site_id})
         return "ingest-failed"
 
-    def _store_cdrs(self, group: list[_Pending]) -> None:
-        assert self.cdr_store is not None
-        parsed = [p.parsed.result() for p in group]
-        results = self.cdr_store.store_many(parsed)
-        for batch, result in zip(parsed, results, strict=True):
-            self.metrics.cdrs.labels(site=batch.site_id).inc(result.inserted)
-            self.metrics.duplicates.labels(site=batch.site_id).inc(result.duplicates)
-            self.metrics.rejected_records.labels(site=batch.site_id).inc(result.rejected)
-
-    def _parse(self, site_id: str, records: list[tuple[int, bytes]]) -> ParsedBatch:
-        """On the decoder thread: parse a batch and charge its refusals to the site now,
-        so a site sending garbage is throttled before its next batches are decoded."""
-        batch = parse_batch(site_id, records)
-        for error_id, count in collections.Counter(batch.error_ids).items():
-            self.refusals.refused(site_id, "cdr", error_id, "invalid CDR", count)
-        return batch
+    def _store_group(self, group: list[_Pending]) -> None:
+        assert self._features.grouped is not None
+        self._features.grouped.store([p.parsed.result() for p in group])
 
     def _dispatched(
         self,
@@ -384,164 +333,21 @@ class IngestServer:
             self._reply(identity, replies)
 
     def _dispatch(self, site_id: str, message: Message) -> list[Message]:
-        handler = _HANDLERS.get(type(message))
-        if handler is None:
-            return [ErrorReply("unexpected-message", f"{message.TYPE} is not sent upstream")]
-        return handler(self, site_id, message)
+        """On the worker: the registered handler; a stored batch is acknowledged."""
+        replies = self._features.handlers[type(message)](site_id, message)
+        return [*replies, *self._dispatch_ack(message)]
 
-    def _hello(self, site_id: str, hello: Message) -> list[Message]:
-        assert isinstance(hello, Hello)
-        if hello.site_id != site_id:
-            log.warning(
-                "peer claims another site", extra={"site": site_id, "claimed": hello.site_id}
-            )
-            return [ErrorReply("site-mismatch", f"this key belongs to site {site_id!r}", "hello")]
-        now = int(time.time() * 1000)
-        backlog = _count(hello.backlog.get("cdr"))
-        row = {
-            "site_id": site_id,
-            "first_seen_ms": now,
-            "last_seen_ms": now,
-            "software": hello.software[:64],
-            "backlog_cdr": backlog,
-        }
-        stmt = insert(self._engine(), sites)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["site_id"],
-            set_={"last_seen_ms": now, "software": row["software"], "backlog_cdr": backlog},
-        )
-        with self._engine().begin() as conn:
-            conn.execute(stmt, row)
-            fleet.ensure_dnc_row(conn, site_id)
-            self._pusher.on_hello(conn, site_id, hello.snapshots)
-            pending = conn.execute(
-                sa.select(commands)
-                .where(commands.c.site_id == site_id, commands.c.done_ms.is_(None))
-                .order_by(commands.c.created_ms)
-            ).all()
-        self.metrics.backlog.labels(site=site_id).set(backlog)
-        self._commands.on_hello(site_id, [c.command_id for c in pending])
-        replies: list[Message] = [Welcome(time.time())]
-        replies += [Command(c.command_id, c.kind, dict(c.args)) for c in pending]
-        return replies
+    def _dispatch_ack(self, message: Message) -> list[Message]:
+        ack = self._hub.ack(message)
+        return [] if ack is None else [ack]
 
-    def _status(self, site_id: str, status: Message) -> list[Message]:
-        assert isinstance(status, Status)
-        reported = status.health.get("backlog")
-        backlog = _count(reported.get("cdr") if isinstance(reported, dict) else None)
-        with self._engine().begin() as conn:
-            conn.execute(
-                sa.update(sites)
-                .where(sites.c.site_id == site_id)
-                .values(
-                    health=status.health,
-                    backlog_cdr=backlog,
-                    last_seen_ms=int(time.time() * 1000),
-                )
-            )
-            running = status.health.get("snapshots")
-            if isinstance(running, dict):
-                self._pusher.on_running(conn, site_id, running)
-        self.metrics.backlog.labels(site=site_id).set(backlog)
-        return []
-
-    def _rec_offer(self, site_id: str, offer: Message) -> list[Message]:
-        assert isinstance(offer, RecOffer)
-        assert self.receiver is not None
-        return [self.receiver.offer(site_id, offer)]
-
-    def _rec_chunk(self, site_id: str, chunk: Message) -> list[Message]:
-        assert isinstance(chunk, RecChunk)
-        assert self.receiver is not None
-        self.metrics.recording_bytes.inc(len(chunk.data))
-        reply = self.receiver.chunk(site_id, chunk)
-        return [] if reply is None else [reply]
-
-    def _snapshot_request(self, site_id: str, request: Message) -> list[Message]:
-        assert isinstance(request, SnapshotRequest)
-        with self._engine().begin() as conn:
-            return self._pusher.on_request(conn, site_id, request.topic, request.have_version)
-
-    def _snapshot_result(self, site_id: str, result: Message) -> list[Message]:
-        assert isinstance(result, SnapshotResult)
-        with self._engine().begin() as conn:
-            self._pusher.on_result(conn, site_id, result)
-        if not result.ok:
-            log.warning(
-                "site refused a snapshot",
-                extra={"site": site_id, "version": result.version, "reason": result.reason},
-            )
-        return []
-
-    def _command_result(self, site_id: str, result: Message) -> list[Message]:
-        assert isinstance(result, CommandResult)
-        with self._engine().begin() as conn:
-            conn.execute(
-                sa.update(commands)
-                .where(commands.c.command_id == result.command_id, commands.c.site_id == site_id)
-                .values(done_ms=int(time.time() * 1000), ok=result.ok, detail=result.detail[:512])
-            )
-        return []
-
-    def _sim_status(self, site_id: str, status: Message) -> list[Message]:
-        assert isinstance(status, SimStatus)
-        sims = self._valid(site_id, "sim", parse_sim, status.sims)
-        switches = self._valid(site_id, "sim", parse_switch, status.switches)
-        with self._engine().begin() as conn:
-            result = fleet.store_status(
-                conn, site_id, [s.doc for s in sims], [s.doc for s in switches]
-            )
-        for iccid, owner in result.refused.items():
-            self.metrics.sim_records_refused.labels(
-                site=site_id, reason=fleet.OWNED_ELSEWHERE
-            ).inc()
-            log.warning(
-                "SIM record refused: another site holds this SIM; move it at HQ if it moved",
-                extra={"error_id": fleet.OWNED_ELSEWHERE, "site": site_id,
-                       "iccid": iccid, "owner": owner},
-            )  # fmt: skip
-        return []
-
-    def _compliance_batch(self, site_id: str, batch: Message) -> list[Message]:
-        assert isinstance(batch, ComplianceBatch)
-        valid = self._valid(site_id, "compliance", _checked(parse_refused_call), batch.records)
-        if valid:
-            with self._engine().begin() as conn:
-                fleet.store_refusals(conn, site_id, valid)
-        return [Ack("compliance", [seq for seq, _ in batch.records])]
-
-    def _sms_batch(self, site_id: str, batch: Message) -> list[Message]:
-        assert isinstance(batch, SmsBatch)
-
-        def refused(_seq: int, err: RecordError) -> None:
-            self.refusals.refused(site_id, "sms", err.error_id, err.message)
-
-        with self._engine().begin() as conn:
-            store_sms(conn, site_id, batch.records, refused)
-        return [Ack("sms", [seq for seq, _ in batch.records])]
-
-    def _valid(
-        self, site_id: str, stream: str, parse: Callable[[Any], _T], values: Iterable[Any]
-    ) -> list[_T]:
-        """The records among ``values`` that parse; each other one is refused alone."""
-        valid = []
-        for value in values:
-            try:
-                valid.append(parse(value))
-            except RecordError as err:
-                self.refusals.refused(site_id, stream, err.error_id, err.message)
-        return valid
-
-    def _due(self, peers: list[str]) -> list[tuple[str, Message]]:
-        return self._pusher.due(peers) + self._commands.due(peers)
-
-    async def _push_snapshots(self) -> None:
+    async def _push_due(self) -> None:
         """Send connected sites the snapshots, updates and commands they are missing."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._settings.routing.push_interval_s)
             try:
-                pushes = await loop.run_in_executor(self._worker, self._due, list(self._peers))
+                pushes = await loop.run_in_executor(self._worker, self._due, self._hub.sites())
             except sa.exc.SQLAlchemyError as err:
                 self.metrics.db_errors.inc()
                 log.error("database error reading snapshots", extra={"error": str(err)})
@@ -549,20 +355,22 @@ class IngestServer:
             for site_id, message in pushes:
                 await self.send_to_site(site_id, message)
 
-    async def _sweep_recordings(self) -> None:
-        """Expire idle uploads and old recordings, on the thread that owns the uploads."""
+    def _due(self, sites: list[str]) -> list[tuple[str, Message]]:
+        return [push for pusher in self._features.pushers for push in pusher(sites)]
+
+    async def _every(self, periodic: Periodic) -> None:
+        """Run a feature's periodic task on the worker thread, now and every interval."""
         loop = asyncio.get_running_loop()
-        assert self.receiver is not None
         while True:
             try:
-                await loop.run_in_executor(self._worker, self.receiver.sweep)
+                await loop.run_in_executor(self._worker, periodic.run)
             except (sa.exc.SQLAlchemyError, OSError) as err:
-                log.error("recording sweep failed", extra={"error": str(err)})
-            await asyncio.sleep(self._settings.recordings.sweep_interval_s)
+                log.error(f"{periodic.name} failed", extra={"error": str(err)})
+            await asyncio.sleep(periodic.interval_s)
 
     async def send_to_site(self, site_id: str, message: Message) -> bool:
         """Send a message to a connected site; False when it is not connected."""
-        identity = self._peers.get(site_id)
+        identity = self._hub.connection(site_id)
         if identity is None:
             return False
         await self._send(identity, message)
@@ -595,32 +403,3 @@ class IngestServer:
 def _size(frames: list[zmq.Frame]) -> int:
     """The bytes of one message, routing id included."""
     return sum(f.buffer.nbytes for f in frames)
-
-
-def _count(value: Any) -> int:
-    """A count a site reports, or 0 when it is not a count."""
-    return value if type(value) is int and 0 <= value < 2**53 else 0
-
-
-def _checked(parse: Callable[[bytes], object]) -> Callable[[tuple[int, bytes]], tuple[int, bytes]]:
-    """A check of one ``[seq, bytes]`` entry that keeps the entry when its record parses."""
-
-    def check(entry: tuple[int, bytes]) -> tuple[int, bytes]:
-        parse(entry[1])
-        return entry
-
-    return check
-
-
-_HANDLERS: dict[type[Message], Callable[[IngestServer, str, Message], list[Message]]] = {
-    Hello: IngestServer._hello,
-    Status: IngestServer._status,
-    RecOffer: IngestServer._rec_offer,
-    RecChunk: IngestServer._rec_chunk,
-    SnapshotRequest: IngestServer._snapshot_request,
-    SnapshotResult: IngestServer._snapshot_result,
-    CommandResult: IngestServer._command_result,
-    SimStatus: IngestServer._sim_status,
-    ComplianceBatch: IngestServer._compliance_batch,
-    SmsBatch: IngestServer._sms_batch,
-}

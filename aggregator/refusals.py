@@ -18,14 +18,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from prometheus_client import Counter
+
+from drivers.sync.records import RecordError
 
 log = logging.getLogger(__name__)
 
 # HQ's own failures: answered "retry later", counted, but never charged to the site.
 HQ_FAULTS = frozenset({"db-unavailable", "storage-unavailable", "ingest-failed"})
+
+_T = TypeVar("_T")
 
 
 class Refusals:
@@ -71,6 +76,18 @@ class Refusals:
                     "count": unlogged,
                 },
             )
+
+    def valid(
+        self, site_id: str, stream: str, parse: Callable[[Any], _T], values: Iterable[Any]
+    ) -> list[_T]:
+        """The records among ``values`` that parse; each other one is refused alone."""
+        valid = []
+        for value in values:
+            try:
+                valid.append(parse(value))
+            except RecordError as err:
+                self.refused(site_id, stream, err.error_id, err.message)
+        return valid
 
     def throttled(self, site_id: str) -> bool:
         """True while ``site_id`` has spent its refusal budget."""

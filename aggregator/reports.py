@@ -3,6 +3,8 @@
 Times are stored as UTC epoch milliseconds and rendered in the requested time zone.
 Summaries read the hourly rollup maintained at ingest; each UTC hour is attributed to
 the local day and hour its start falls in (exact for zones with whole-hour offsets).
+Totals per extension or trunk add up whole UTC days from the daily rollup and only the
+hours at either end of the range from the hourly one, in one SQL query.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from aggregator.store.schema import cdr_rollup, cdrs
+from aggregator.store.schema import cdr_rollup, cdr_rollup_daily, cdrs
 
 CDR_COLUMNS = (
     "site_id",
@@ -221,13 +223,14 @@ def summary(
     """Calls, answered, ASR, ACD, minutes and busiest hour per site and day (or hour)."""
     buckets: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0])
     hourly: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    periods = _LocalPeriods(tz, group)
     for row in _rollup_rows(conn, "site", sites, start_ms, end_ms):
-        local = local_time(row.hour_ms, tz)
+        local = periods.of(row.hour_ms)
         if local is None:
             continue
-        period = local.date().isoformat() if group == "day" else local.isoformat()
+        period, hour = local
         _add(buckets[(row.site_id, period)], row)
-        hourly[(row.site_id, period)][local.hour] += row.calls
+        hourly[(row.site_id, period)][hour] += row.calls
     result = []
     for (site_id, period), totals in sorted(buckets.items()):
         line = {"site_id": site_id, "period": period, **_figures(totals)}
@@ -238,17 +241,83 @@ def summary(
     return result
 
 
+class _LocalPeriods:
+    """The local period (day or hour) and hour an hour's start falls in, each hour once.
+
+    A month has 720 hours but a summary reads one rollup row per site and hour, so the
+    time-zone conversion is done per hour, not per row.
+    """
+
+    def __init__(self, tz: ZoneInfo, group: str) -> None:
+        self._tz = tz
+        self._group = group
+        self._seen: dict[int, tuple[str, int] | None] = {}
+
+    def of(self, hour_ms: int) -> tuple[str, int] | None:
+        if hour_ms not in self._seen:
+            local = local_time(hour_ms, self._tz)
+            if local is None:
+                self._seen[hour_ms] = None
+            else:
+                day = self._group == "day"
+                self._seen[hour_ms] = (local.date().isoformat() if day else local.isoformat(),
+                                       local.hour)  # fmt: skip
+        return self._seen[hour_ms]
+
+
 def by_key(
     conn: sa.Connection, dim: str, sites: frozenset[str] | None, start_ms: int, end_ms: int
 ) -> list[dict[str, Any]]:
     """Totals per site and extension (or trunk) over the range."""
-    buckets: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0])
-    for row in _rollup_rows(conn, dim, sites, start_ms, end_ms):
-        _add(buckets[(row.site_id, row.key)], row)
+    # Sums come back as the database's wide types (numeric on PostgreSQL), and sorted here
+    # so the order does not depend on the database's collation.
+    rows = sorted(conn.execute(_key_totals(dim, sites, start_ms, end_ms)).all())
     return [
-        {"site_id": site_id, dim: key, **_figures(totals)}
-        for (site_id, key), totals in sorted(buckets.items())
+        {"site_id": site_id, dim: key, **_figures([float(v) for v in sums])}
+        for site_id, key, *sums in rows
     ]
+
+
+def _key_totals(
+    dim: str, sites: frozenset[str] | None, start_ms: int, end_ms: int
+) -> sa.Select[Any]:
+    """Sums per site and key: whole UTC days from the daily rollup, the rest by the hour."""
+    first_day = -(-start_ms // DAY_MS) * DAY_MS
+    last_day = end_ms // DAY_MS * DAY_MS
+    if first_day >= last_day:
+        parts = [_rollup_part(cdr_rollup, cdr_rollup.c.hour_ms, dim, sites, start_ms, end_ms)]
+    else:
+        hours = cdr_rollup.c.hour_ms
+        parts = [
+            _rollup_part(cdr_rollup_daily, cdr_rollup_daily.c.day_ms, dim, sites, first_day,
+                         last_day),
+            _rollup_part(cdr_rollup, hours, dim, sites, start_ms, first_day),
+            _rollup_part(cdr_rollup, hours, dim, sites, last_day, end_ms),
+        ]  # fmt: skip
+    rows = sa.union_all(*parts).subquery()
+    return sa.select(
+        rows.c.site_id,
+        rows.c.key,
+        *(sa.func.sum(rows.c[name]) for name in _SUMMED),
+    ).group_by(rows.c.site_id, rows.c.key)
+
+
+_SUMMED = ("calls", "answered", "duration_s", "billable_s")
+
+
+def _rollup_part(
+    table: sa.Table,
+    period: sa.ColumnElement[int],
+    dim: str,
+    sites: frozenset[str] | None,
+    start_ms: int,
+    end_ms: int,
+) -> sa.Select[Any]:
+    query = sa.select(table.c.site_id, table.c.key, *(table.c[name] for name in _SUMMED))
+    query = query.where(table.c.dim == dim, period >= start_ms, period < end_ms)
+    if sites is not None:
+        query = query.where(table.c.site_id.in_(sorted(sites)))
+    return query
 
 
 def _add(totals: list[float], row: Any) -> None:

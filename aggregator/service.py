@@ -1,7 +1,7 @@
 """The aggregator's composition root: database, ingest, HTTP API, web console and metrics.
 
-Start-up order: HTTP socket bound, database connected (schema created), ingest ROUTER
-bound, HTTP serving. Shutdown in reverse from SIGTERM/SIGINT.
+Start-up order: HTTP socket bound, database connected (schema created), recording
+receiver opened, ingest ROUTER bound, HTTP serving. Shutdown in reverse from SIGTERM/SIGINT.
 
 The process hands the GIL between threads every 0.5 ms instead of 5 ms: the commit
 thread gives it up for each SQLite statement and, under load, otherwise waits up to 5 ms
@@ -11,18 +11,29 @@ to get it back from the decode thread; ingest is about 7 % faster this way
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from fastapi import FastAPI
 
 from aggregator.api import mount_api
+from aggregator.cdr_sync import CdrSync
 from aggregator.console import mount_console
+from aggregator.directory.sync import DirectorySync
+from aggregator.enrolment.codes import read_enrolled_keys
+from aggregator.fleet.sync import FleetSync
 from aggregator.ingest import IngestServer
+from aggregator.ingest_features import IngestFeatures
 from aggregator.ingest_metrics import IngestMetrics
+from aggregator.recording_sync import RecordingSync
+from aggregator.refusals import Refusals
 from aggregator.settings import AggregatorSettings
 from aggregator.site_metrics import SiteCollector
+from aggregator.site_sync import SiteSessions
+from aggregator.sms_sync import SmsSync
 from aggregator.store.db import DatabaseError, create_engine
 from drivers.daemon.http import HttpServer
 from drivers.daemon.lifecycle import Component, run_until_signalled
@@ -33,6 +44,18 @@ from drivers.daemon.observability import (
     new_registry,
 )
 from drivers.daemon.version import __version__
+from drivers.sync.protocol import (
+    CommandResult,
+    ComplianceBatch,
+    Hello,
+    RecChunk,
+    RecOffer,
+    SimStatus,
+    SmsBatch,
+    SnapshotRequest,
+    SnapshotResult,
+    Status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +106,12 @@ def build(settings: AggregatorSettings) -> list[Component]:
     health = Health("aggregator", facts)
     database = DatabaseComponent(settings)
     health.add_check("database", database.check)
-    ingest = IngestServer(settings, database.engine, IngestMetrics(registry))
+    metrics = IngestMetrics(registry)
+    budget = settings.ingest
+    refusals = Refusals(metrics.records_refused, budget.refusal_rate, budget.refusal_burst)
+    recordings, features = _sync_features(settings, database.engine, metrics, refusals)
+    enrolled = functools.partial(read_enrolled_keys, database.engine)
+    ingest = IngestServer(settings, metrics, refusals, features, enrolled)
     app = FastAPI(title="callmesh aggregator", version=__version__)
     monitor = HealthMonitor(health, registry)
     add_observability_routes(app, monitor, registry)
@@ -91,7 +119,39 @@ def build(settings: AggregatorSettings) -> list[Component]:
     mount_api(app, settings, database.engine)
     mount_console(app, settings, database.engine)
     http = HttpServer(app, settings.http.host, settings.http.port, name="aggregator-http")
-    return [database, ingest, monitor, http]
+    return [database, recordings, ingest, monitor, http]
+
+
+def _sync_features(
+    settings: AggregatorSettings,
+    engine: Callable[[], sa.Engine],
+    metrics: IngestMetrics,
+    refusals: Refusals,
+) -> tuple[RecordingSync, IngestFeatures]:
+    """What each feature handles on the sync link (aggregator/ingest_features.py)."""
+    features = IngestFeatures()
+    sites = SiteSessions(engine, metrics.backlog)
+    features.handle(Hello, sites.hello)
+    features.handle(Status, sites.status)
+    features.group(CdrSync(engine, metrics, refusals).stream())
+    recordings = RecordingSync(settings, engine, metrics)
+    features.handle(RecOffer, recordings.offer)
+    features.handle(RecChunk, recordings.chunk)
+    features.every("recording sweep", settings.recordings.sweep_interval_s, recordings.sweep)
+    fleet = FleetSync(engine, refusals, metrics.sim_records_refused)
+    sites.on_hello(fleet.hello)
+    features.handle(CommandResult, fleet.command_result)
+    features.handle(SimStatus, fleet.sim_status)
+    features.add_stream(ComplianceBatch, "compliance", fleet.store_refusals)
+    directory = DirectorySync(engine)
+    sites.on_hello(directory.hello)
+    sites.on_status(directory.status)
+    features.handle(SnapshotRequest, directory.request)
+    features.handle(SnapshotResult, directory.result)
+    features.push(directory.pusher.due)
+    features.push(fleet.commands.due)
+    features.add_stream(SmsBatch, "sms", SmsSync(engine, refusals).store)
+    return recordings, features
 
 
 async def run(settings: AggregatorSettings) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 import zmq
@@ -22,13 +22,15 @@ import zmq.asyncio
 from prometheus_client import Counter
 from zmq.auth.asyncio import AsyncioAuthenticator
 
-from aggregator.enrolment.codes import EnrolledKey, enrolled_keys
+from aggregator.enrolment.codes import EnrolledKey
 from aggregator.settings import AggregatorSettings
 from aggregator.site_gate import SiteGate
 
 log = logging.getLogger(__name__)
 
 ZAP_DOMAIN = "callmesh"
+
+EnrolledKeys = Callable[[], Sequence[EnrolledKey]]
 
 
 class SiteKeys:
@@ -45,11 +47,11 @@ class SiteKeys:
         self._rejected = rejected
         self._gate = gate
 
-    async def watch(self, engine: Callable[[], sa.Engine]) -> None:
-        """Re-read the enrolled keys every ``refresh_s`` until cancelled."""
+    async def watch(self, read: EnrolledKeys) -> None:
+        """Re-read the enrolled keys every ``refresh_s`` (``read`` on a thread) until cancelled."""
         while True:
             try:
-                found = await asyncio.to_thread(_read_enrolled, engine())
+                found = await asyncio.to_thread(read)
             except sa.exc.SQLAlchemyError as err:
                 log.warning(
                     "cannot read enrolled site keys",
@@ -59,7 +61,7 @@ class SiteKeys:
                 self.apply(found)
             await asyncio.sleep(self._refresh_s)
 
-    def apply(self, found: list[EnrolledKey]) -> None:
+    def apply(self, found: Sequence[EnrolledKey]) -> None:
         """Take ``found`` as the enrolled keys; cut sites whose key went away."""
         enrolled = {k.public_key.encode(): k.site_id for k in found if not k.revoked}
         for key, site_id in self._enrolled.items():
@@ -85,11 +87,6 @@ class SiteKeys:
 
     def site_of(self, z85_key: bytes) -> str | None:
         return self._sites.get(z85_key) or self._enrolled.get(z85_key)
-
-
-def _read_enrolled(engine: sa.Engine) -> list[EnrolledKey]:
-    with engine.connect() as conn:
-        return enrolled_keys(conn)
 
 
 class SiteAuthenticator(AsyncioAuthenticator):

@@ -121,7 +121,7 @@ def _packages() -> Iterator[Finding]:
             importlib.import_module(module)
             version = importlib.metadata.version(dist)
             yield _local(f"package {dist}", True, f"{version} ({purpose})", "")
-        except Exception as err:
+        except (ImportError, importlib.metadata.PackageNotFoundError, OSError) as err:
             detail = f"cannot import {module}: {err} ({purpose})"
             yield _local(f"package {dist}", False, detail, "reinstall the callmesh package")
 

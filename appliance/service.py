@@ -24,10 +24,13 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from appliance.compliance.calls import CallCompliance, ComplianceDecider
 from appliance.compliance.routes import build_compliance_router, install_error_handler
 from appliance.compliance.service import ComplianceService
+from appliance.compliance.sync import REFUSALS, DncTopic
+from appliance.contact.wiring import build_contact
 from appliance.gateway.channels import ModemCollector, ModemPool
 from appliance.gateway.diagnostics import build_diagnostics_router
 from appliance.gateway.routes import build_sms_router
 from appliance.gateway.sms import SmsService
+from appliance.gateway.sms_store import OUTBOX as SMS_OUTBOX
 from appliance.hotel.pms_link import PmsLinkService
 from appliance.hotel.routes import build_hotel_router
 from appliance.hotel.settings import PmsSettings
@@ -40,13 +43,16 @@ from appliance.pbx.metrics import PbxCollector, calls_in_progress
 from appliance.pbx.webhooks import WebhookService
 from appliance.routing import RoutingService
 from appliance.routing.metrics import PeerCollector
+from appliance.routing.sync import RoutingTopic
 from appliance.settings import ApplianceSettings
 from appliance.sim import SimChannel, SimService
 from appliance.sim.metrics import SimCollector
+from appliance.sim.sync import SimStatusPublisher, sim_commands
 from appliance.store import Outbox, Store, StoreError
 from appliance.store.alarm import alarm_detail, store_alarms, used_percent
 from appliance.store.pruning import Pruner
 from appliance.sync.client import SyncClient
+from appliance.sync.features import OutboxStream, SyncFeatures
 from appliance.sync.metrics import SyncMetrics
 from drivers.daemon.http import HttpServer
 from drivers.daemon.lifecycle import Component, run_until_signalled
@@ -60,6 +66,8 @@ from drivers.daemon.version import __version__
 from drivers.net.component import NetworkComponent
 from drivers.net.netlink import NetlinkDriver
 from drivers.sip.kamailio_config import Subscriber
+from drivers.sync.protocol import CdrBatch, SmsBatch
+from drivers.sync.session import BatchStream
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +150,10 @@ def build(
             registry.register(PeerCollector(pbx.peers))
         _pbx_metrics(pbx, registry)
         components.append(pbx)
+        if settings.contact.queues:
+            contact = build_contact(settings.contact, pbx, store.get, settings.data_dir)
+            app.include_router(contact.router(settings.api.tokens))
+            components.append(contact)
         registry.register(CdrWriteCollector(pbx))
         pruner.add("calls", functools.partial(_prune_calls, pbx))
     components.append(pruner)
@@ -159,16 +171,42 @@ def build(
     if settings.hotel.pms is not None:
         components.append(_pms_link(settings.hotel.pms, settings, store, health, app))
     if settings.sync.enabled:
-        peers = pbx.peers if pbx is not None else None
-        sync = SyncClient(
-            settings, store.get, SyncMetrics(registry), routing, sim, compliance,
-            peers.report if peers is not None else None,
-            functools.partial(calls_in_progress, pbx) if pbx is not None else None,
-        )  # fmt: skip
+        sync = _sync(settings, store, registry, routing, compliance, sim, pbx)
         health.add_check("sync", sync.check)
         health.add_check("recording-uploads", sync.recordings_check)
         components.append(sync)
     return [*components, monitor, http]
+
+
+def _sync(
+    settings: ApplianceSettings,
+    store: StoreComponent,
+    registry: CollectorRegistry,
+    routing: RoutingService,
+    compliance: ComplianceService,
+    sim: SimService | None,
+    pbx: BranchExchange | None,
+) -> SyncClient:
+    """The link to HQ and what each feature sends and receives over it."""
+    metrics = SyncMetrics(registry)
+    metrics.routing_version.set_function(lambda: routing.version)
+    features = SyncFeatures()
+    cdrs = BatchStream("cdr", CdrBatch, settings.sync.window, settings.sync.batch_size)
+    features.add_stream(OutboxStream(cdrs, metrics.sent.inc, metrics.acked.inc))
+    routing_topic = RoutingTopic(routing, metrics.routing_messages)
+    features.add_topic(routing_topic)
+    features.add_status(routing_topic.status)
+    if pbx is not None:
+        if pbx.peers is not None:
+            features.add_status(pbx.peers.report)
+        features.add_live_status(lambda: {"calls_active": calls_in_progress(pbx)})
+    if sim is not None:
+        features.add_commands(sim_commands(sim), "sim")
+        features.add_publisher(SimStatusPublisher(sim, settings.sim.status_interval_s))
+        features.add_stream(OutboxStream(BatchStream(SMS_OUTBOX, SmsBatch)))
+    features.add_topic(DncTopic(compliance))
+    features.add_stream(OutboxStream(REFUSALS))
+    return SyncClient(settings, store.get, metrics, features)
 
 
 def _pbx(

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from appliance.contact.settings import ContactSettings
 from appliance.gateway.settings import GatewaySettings
 from appliance.hotel.settings import HotelSettings
 from appliance.pbx.settings import PbxSettings
@@ -324,6 +325,7 @@ class ApplianceSettings(ServiceSettings):
     gateway: GatewaySettings = GatewaySettings()
     pbx: PbxSettings = PbxSettings()
     hotel: HotelSettings = HotelSettings()
+    contact: ContactSettings = ContactSettings()
 
     @model_validator(mode="after")
     def _gsm_channels(self) -> ApplianceSettings:
@@ -335,6 +337,29 @@ class ApplianceSettings(ServiceSettings):
                     f"pbx.gsm.groups.{group.name}: channels {', '.join(unknown)} are not in "
                     f"gateway.modems (known: {', '.join(sorted(known)) or 'none'})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _queues_served(self) -> ApplianceSettings:
+        known = {e.number for e in self.sip.extensions}
+        groups = {g.number for g in self.pbx.dialplan.ring_groups}
+        problems = []
+        for name, queue in self.contact.queues.items():
+            unknown = sorted(set(queue.agents) - known)
+            if unknown:
+                problems.append(f"contact.queues.{name}.agents: {', '.join(unknown)} are not "
+                                "in sip.extensions")  # fmt: skip
+            if queue.number in known:
+                problems.append(f"contact.queues.{name}.number: {queue.number} is an extension")
+            if queue.number in groups:
+                problems.append(f"contact.queues.{name}.number: {queue.number} is a ring group")
+            if queue.hold_prompt and queue.hold_prompt not in self.pbx.media.prompts:
+                problems.append(f"contact.queues.{name}.hold_prompt: {queue.hold_prompt} is "
+                                "not in pbx.media.prompts")  # fmt: skip
+        if self.contact.queues and (not self.pbx.enabled or self.pbx.media.workers == 0):
+            problems.append("contact.queues need pbx.enabled and pbx.media.workers > 0")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")

@@ -3,9 +3,14 @@
 Runs the same call load twice on loopback: once through the full PBX (Kamailio, rtpengine
 anchoring and recording every call, the appliance turning events into CDRs and pcaps into
 WAVs) and once through Kamailio alone (proxy only, no media relay). Reports failures, the
-setup rate, CPU (cores) and PSS per concurrent call, and the ratio between the two.
+setup rate, CPU (cores, split between the appliance's Python process, Kamailio and
+rtpengine) and PSS per concurrent call, and the ratio between the two.
 
     .venv/bin/python bench/bench_pbx_calls.py --rate 50 --hold 4 --calls 1000
+
+``--profile DIR`` also writes a cProfile of the appliance process per mode into DIR
+(``python -m pstats``); its overhead slows the appliance, so its CPU figures are not
+comparable with a run without it.
 
 Needs the Debian packages kamailio, kamailio-extra-modules, rtpengine-daemon, sip-tester.
 """
@@ -16,6 +21,7 @@ import argparse
 import array
 import asyncio
 import contextlib
+import cProfile
 import logging
 import math
 import os
@@ -40,6 +46,7 @@ PASSWORD = "bench-password-1"
 PBX_START_S = 30
 REGISTER_S = 20
 SIPP_GRACE_S = 30
+CPU_PARTS = ("appliance", "kamailio", "rtpengine")
 
 UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="bench uac">
@@ -284,6 +291,7 @@ class Run:
                 "sip_port": self.sip_port,
                 "evapi_port": _free_port() + 1,
                 "rtpengine_ng_port": _free_port() + 2,
+                "route_port": _free_port() + 11,
                 "rtp_port_min": rtp,
                 "rtp_port_max": rtp + 4999,
                 "pike_exempt": ["127.0.0.1"],
@@ -300,8 +308,11 @@ class Run:
         self.procs.append(proc)
         return proc
 
-    def start_pbx(self) -> subprocess.Popen[bytes]:
-        pbx = self.spawn([sys.executable, __file__, "--serve", str(self.config)], "pbx.log")
+    def start_pbx(self, profile: Path | None = None) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, __file__, "--serve", str(self.config)]
+        if profile is not None:
+            argv += ["--profile", str(profile)]
+        pbx = self.spawn(argv, "pbx.log")
         log = self.work / "pbx.log"
 
         def ready() -> bool:
@@ -428,8 +439,11 @@ def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
         tone = work / "tone.ulaw"
         _tone_file(tone)
         run = Run(work, anchor_media)
+        profile = None
+        if args.profile:
+            profile = args.profile.resolve() / f"appliance-{mode.replace(' ', '-')}.prof"
         try:
-            pbx = run.start_pbx()
+            pbx = run.start_pbx(profile)
             uas_port = _free_port() + 3
             values = {"PASSWORD": PASSWORD, "UAS_PORT": str(uas_port), "TONE": str(tone),
                       "CALLEE": "1002"}  # fmt: skip
@@ -453,16 +467,21 @@ def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
             groups = run.daemon_groups()
             daemons = [p for pids in groups.values() for p in pids]
             appliance = [pbx.pid, *(p for p in _children(pbx.pid) if p not in daemons)]
-            every = [*appliance, *daemons]
-            ticks0, t0 = cpu_ticks(every), time.monotonic()
+            parts = {"appliance": appliance, **groups}
+            ticks0, t0 = {k: cpu_ticks(p) for k, p in parts.items()}, time.monotonic()
             peak_pss = 0
             while uac.poll() is None and time.monotonic() - started < args.calls / args.rate:
                 peak_pss = max(peak_pss, sum(pss_kb(p) for p in groups.values()))
                 time.sleep(1)
-            cpu = (cpu_ticks(every) - ticks0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
+            seconds = os.sysconf("SC_CLK_TCK") * (time.monotonic() - t0)
+            split = {k: (cpu_ticks(p) - ticks0[k]) / seconds for k, p in parts.items()}
+            cpu = sum(split.values())
             peak_pss += pss_kb(appliance)
             harness.record(
-                f"{mode}, steady phase", f"CPU {cpu:.2f} cores, PSS {peak_pss / 1024:.1f} MiB"
+                f"{mode}, steady phase",
+                f"CPU {cpu:.2f} cores ("
+                + ", ".join(f"{k} {v:.2f}" for k, v in split.items())
+                + f"), PSS {peak_pss / 1024:.1f} MiB",
             )
             wait_uac(uac, args, work, mode, started)
             elapsed = time.monotonic() - started
@@ -488,6 +507,7 @@ def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
             "rate": (ok + failed) / max(1e-3, elapsed - args.hold),
             "concurrent": concurrent,
             "cpu_cores": cpu,
+            "cpu_split": split,
             "pss_mb": peak_pss / 1024,
             "pss_per_call_kb": max(0, peak_pss - idle_pss) / concurrent,
             "wavs": wavs,
@@ -498,8 +518,10 @@ def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
 
 def row(r: dict[str, Any]) -> str:
     """One result as a row of the table printed at the end."""
+    split = " / ".join(f"{r['cpu_split'].get(k, 0):.2f}" for k in CPU_PARTS)
     return (f"| {r['mode']} | {r['calls']} | {r['failed']} ({r['failed_pct']:.2f}%) "
             f"| {r['rate']:.1f} | {r['concurrent']:.0f} | {r['cpu_cores']:.2f} "
+            f"| {split} "
             f"| {r['pss_mb']:.1f} | {r['pss_per_call_kb']:.0f} | {r['wavs']} "
             f"| {r['drain_s']:.0f} | {r['audio_s']:.2f} |")  # fmt: skip
 
@@ -509,10 +531,15 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50)
     parser.add_argument("--hold", type=float, default=4)
     parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="folder for a cProfile of the appliance process per mode (adds its overhead)",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(_serve(yaml.safe_load(args.serve.read_text())))
+        serve(yaml.safe_load(args.serve.read_text()), args.profile)
         return
     check_steady_phase(parser, args)
     harness.run(measure, args)
@@ -524,14 +551,29 @@ def measure(args: argparse.Namespace) -> None:
     for anchor_media in (False, True):
         results.append(run_load(args, anchor_media))
         harness.record(results[-1]["mode"], row(results[-1]))
-    print("| mode | calls | failed | setup rate/s | concurrent | CPU cores | PSS MiB "
+    print("| mode | calls | failed | setup rate/s | concurrent | CPU cores "
+          f"| CPU {' / '.join(CPU_PARTS)} | PSS MiB "
           "| PSS per call KiB | WAVs | WAVs drained (s) | audio per WAV (s) |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(row(r))
     proxy, full = results
     print(f"CPU ratio recorded/proxy: {full['cpu_cores'] / max(proxy['cpu_cores'], 1e-6):.1f}; "
           f"PSS ratio: {full['pss_mb'] / max(proxy['pss_mb'], 1e-6):.1f}")  # fmt: skip
+
+
+def serve(data: dict[str, Any], profile: Path | None) -> None:
+    """Run the PBX until signalled; with ``profile``, under cProfile, its stats written there."""
+    if profile is None:
+        asyncio.run(_serve(data))
+        return
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        asyncio.run(_serve(data))
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile)
 
 
 async def _serve(data: dict[str, Any]) -> None:

@@ -12,8 +12,8 @@ beside ours; the script prints every round and the best and median of each ratio
    in batches of 5000, the sync's batch size, one commit each) measured in the same run.
 2. Recording upload through the sync link vs a raw CurveZMQ DEALER->ROUTER transfer of
    the same bytes in the same chunk size.
-3. Report latency over a generated table: daily summary by site for a month, and a
-   filtered CDR search page.
+3. Report latency over a generated table: daily summary by site for a month, a
+   filtered CDR search page, and a month's totals per extension.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aggregator import reports
 from aggregator.store.cdr_rows import CdrRow, cdr_row
 from aggregator.store.db import create_engine
-from aggregator.store.schema import cdr_rollup, cdrs, metadata
+from aggregator.store.schema import cdr_rollup, cdr_rollup_daily, cdrs, metadata
 from appliance.store import Outbox, Store
 from appliance.sync.recordings import register_recording
 from bench import harness
@@ -59,7 +59,8 @@ def raw_insert_rates(url: str, n: int, batch: int = 5000) -> dict[str, float]:
 
     SQLite: the driver's executemany, and multi-row VALUES statements (as many rows as
     SQLite's 32,766 bound values allow); PostgreSQL: SQLAlchemy Core, which sends
-    multi-row VALUES (psycopg2's executemany would go row by row).
+    multi-row VALUES, plain ``COPY`` into the CDR table, and ``COPY`` into a temporary
+    table followed by ``INSERT ... ON CONFLICT DO NOTHING`` (the dedupe ingest needs).
     """
     engine = create_engine(url)
     rows = [cdr_row("raw-site", make_cdr(i), 0) for i in range(n)]
@@ -98,8 +99,36 @@ def _core(conn: sa.Connection, rows: list[CdrRow]) -> None:
     conn.execute(cdrs.insert(), [row._asdict() for row in rows])
 
 
+def _copy_into(conn: sa.Connection, table: str, rows: list[CdrRow]) -> None:
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor, cursor.copy(f"COPY {table} ({','.join(_COLUMNS)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _copy(conn: sa.Connection, rows: list[CdrRow]) -> None:
+    _copy_into(conn, "cdrs", rows)
+
+
+def _copy_dedupe(conn: sa.Connection, rows: list[CdrRow]) -> None:
+    columns = ",".join(_COLUMNS)
+    conn.exec_driver_sql(
+        "CREATE TEMP TABLE IF NOT EXISTS raw_staging ON COMMIT DELETE ROWS AS "  # noqa: S608
+        f"SELECT {columns} FROM cdrs WITH NO DATA"
+    )
+    _copy_into(conn, "raw_staging", rows)
+    conn.exec_driver_sql(
+        f"INSERT INTO cdrs ({columns}) SELECT {columns} FROM raw_staging "  # noqa: S608
+        "ON CONFLICT (site_id, cdr_id) DO NOTHING"
+    )
+
+
 _RAW_SQLITE = {"driver executemany": _executemany, "driver multi-row VALUES": _multi_row}
-_RAW_POSTGRES = {"Core multi-row VALUES": _core}
+_RAW_POSTGRES = {
+    "Core multi-row VALUES": _core,
+    "COPY": _copy,
+    "COPY + ON CONFLICT dedupe": _copy_dedupe,
+}
 
 
 def sync_rate(root: Path, url: str | None, n: int) -> float:
@@ -107,6 +136,8 @@ def sync_rate(root: Path, url: str | None, n: int) -> float:
         # Each round starts from an empty database, as it does with its own SQLite file.
         engine = create_engine(url)
         metadata.drop_all(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE alembic_version")
         engine.dispose()
     env = make_env(root, db_url=url)
     env.prefill(n)
@@ -259,6 +290,11 @@ _SEED_ROLLUP = "INSERT INTO cdr_rollup " + " UNION ALL ".join(  # noqa: S608
         ("trunk", "trunk", "trunk <> ''"),
     )
 )
+# And per UTC day, from the hours.
+_SEED_ROLLUP_DAILY = """INSERT INTO cdr_rollup_daily
+    SELECT site_id, hour_ms / 86400000 * 86400000, dim, key, sum(calls), sum(answered),
+           sum(duration_s), sum(billable_s)
+    FROM cdr_rollup GROUP BY 1, 2, 3, 4"""
 
 
 def seed_cdrs(engine: sa.Engine, n: int, sites: int) -> None:
@@ -271,6 +307,7 @@ def seed_cdrs(engine: sa.Engine, n: int, sites: int) -> None:
     select = _SEED_SELECT[dialect].format(n=n, sites=sites, start=MONTH_START_MS)
     with engine.begin() as conn:
         conn.execute(cdr_rollup.delete())
+        conn.execute(cdr_rollup_daily.delete())
         conn.execute(cdrs.delete())
         for index in cdrs.indexes:
             index.drop(conn)
@@ -278,14 +315,18 @@ def seed_cdrs(engine: sa.Engine, n: int, sites: int) -> None:
         for index in cdrs.indexes:
             index.create(conn)
         conn.exec_driver_sql(_SEED_ROLLUP)
+        conn.exec_driver_sql(_SEED_ROLLUP_DAILY)
     if dialect == "postgresql":
         # What autovacuum would do by itself a moment after such a load.
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("ANALYZE")
 
 
-def report_latency(url: str, n: int, sites: int = 20, rounds: int = 5) -> tuple[float, float]:
-    """Median latency (ms) of the month summary and of a filtered search page."""
+def report_latency(
+    url: str, n: int, sites: int = 20, rounds: int = 5
+) -> tuple[float, float, float]:
+    """Median latency (ms) of the month summary, of a filtered search page and of the
+    month's totals per extension."""
     engine = create_engine(url)
     seed_cdrs(engine, n, sites)
     zone = reports.zone("Europe/Berlin")
@@ -294,7 +335,7 @@ def report_latency(url: str, n: int, sites: int = 20, rounds: int = 5) -> tuple[
         sites=frozenset({"site-3"}), start_ms=span[0], end_ms=span[1], number="+4917000042"
     )
     by_site = reports.CdrFilter(sites=frozenset({"site-3"}), start_ms=span[0], end_ms=span[1])
-    summaries, searches = [], []
+    summaries, searches, extensions = [], [], []
     with engine.connect() as conn:
         for _ in range(rounds):
             start = time.perf_counter()
@@ -304,9 +345,13 @@ def report_latency(url: str, n: int, sites: int = 20, rounds: int = 5) -> tuple[
             reports.search_cdrs(conn, by_number, zone, 100, None)
             reports.search_cdrs(conn, by_site, zone, 100, None)
             searches.append((time.perf_counter() - start) * 1000 / 2)
+            start = time.perf_counter()
+            per_extension = reports.by_key(conn, "extension", None, *span)
+            extensions.append((time.perf_counter() - start) * 1000)
     assert len(rows) >= sites * 30
+    assert per_extension
     engine.dispose()
-    return statistics.median(summaries), statistics.median(searches)
+    return statistics.median(summaries), statistics.median(searches), statistics.median(extensions)
 
 
 def main() -> None:
@@ -318,13 +363,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs of each sync measure")
     parser.add_argument("--postgres", action="store_true", help="also run against PostgreSQL")
     parser.add_argument("--skip-reports", action="store_true")
+    parser.add_argument(
+        "--skip-sqlite", action="store_true", help="measure PostgreSQL only (with --postgres)"
+    )
     harness.run(measure, parser.parse_args())
 
 
 def measure(args: argparse.Namespace) -> None:
     with ExitStack() as stack:
         base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="callmesh-bench-")))
-        targets = [("sqlite", f"sqlite:///{base / 'raw.db'}", None)]
+        targets = [] if args.skip_sqlite else [("sqlite", f"sqlite:///{base / 'raw.db'}", None)]
         if args.postgres:
             pg = stack.enter_context(postgres_server())
             targets.append(("postgresql", pg, pg))
@@ -356,12 +404,16 @@ def measure(args: argparse.Namespace) -> None:
         if not args.skip_reports:
             for name, url, _ in targets:
                 url = url if name != "sqlite" else f"sqlite:///{base / 'reports.db'}"
-                summary_ms, search_ms = report_latency(url, args.report_cdrs)
+                summary_ms, search_ms, extension_ms = report_latency(url, args.report_cdrs)
                 print(
                     f"reports {name} over {args.report_cdrs:,} CDRs, median of 5: month summary "
-                    f"by site/day {summary_ms:.1f} ms, filtered search page {search_ms:.1f} ms"
+                    f"by site/day {summary_ms:.1f} ms, filtered search page {search_ms:.1f} ms, "
+                    f"month by extension {extension_ms:.1f} ms"
                 )
-                harness.record(f"reports {name}", f"{summary_ms:.1f} ms, {search_ms:.1f} ms")
+                harness.record(
+                    f"reports {name}",
+                    f"{summary_ms:.1f} ms, {search_ms:.1f} ms, {extension_ms:.1f} ms",
+                )
 
 
 def _summarise(

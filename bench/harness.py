@@ -202,7 +202,7 @@ def run(body: Callable[[argparse.Namespace], None], args: argparse.Namespace) ->
         _incomplete(stopped.reason)
     except KeyboardInterrupt:
         _incomplete("interrupted")
-    except Exception as error:  # any failure ends the run with what it measured
+    except Exception as error:  # noqa: BLE001 - any failure ends the run with what it measured
         _incomplete(f"{type(error).__name__}: {error} (at {_where(error)})")
     finally:
         signal.signal(signal.SIGTERM, previous)

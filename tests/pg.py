@@ -75,7 +75,7 @@ def postgres_server() -> Iterator[str]:
         **run,
     )  # type: ignore[call-overload]
     try:
-        yield f"postgresql+psycopg2://callmesh@127.0.0.1:{port}/postgres"
+        yield f"postgresql+psycopg://callmesh@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(
             _as_owner(

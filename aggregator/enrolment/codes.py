@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -170,3 +171,9 @@ def enrolled_keys(conn: sa.Connection) -> list[EnrolledKey]:
         sa.select(site_keys.c.site_id, site_keys.c.public_key, site_keys.c.revoked_ms)
     )
     return [EnrolledKey(r.site_id, r.public_key, r.revoked_ms is not None) for r in rows]
+
+
+def read_enrolled_keys(engine: Callable[[], sa.Engine]) -> list[EnrolledKey]:
+    """Every enrolled key, read on a connection of its own (ZAP's refresh)."""
+    with engine().connect() as conn:
+        return enrolled_keys(conn)

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from drivers.sync.records import RecordError, parse_cdr
 
 HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
 # Refused CDRs kept whole per batch; the rest are only counted, so a site sending
 # garbage cannot fill HQ's disk with it.
 REJECTED_KEPT = 100
@@ -50,7 +51,7 @@ class CdrRow(NamedTuple):
     received_ms: int
 
 
-# (site, hour, dimension, key) -> [calls, answered, duration_s, billable_s]
+# (site, hour or day, dimension, key) -> [calls, answered, duration_s, billable_s]
 Totals = dict[tuple[str, int, str, str], list[float]]
 
 
@@ -130,9 +131,32 @@ def parse_batch(site_id: str, records: Sequence[tuple[int, bytes]]) -> ParsedBat
     return ParsedBatch(site_id, len(records), rows, rejected, now_ms, totals, tuple(error_ids))
 
 
+def new_totals() -> Totals:
+    """Empty totals that grow on first use of a key."""
+    return defaultdict(lambda: [0, 0, 0.0, 0.0])
+
+
+def add_totals(into: Totals, totals: Totals) -> None:
+    """Add ``totals`` to ``into`` (made by ``new_totals``), key by key."""
+    for key, t in totals.items():
+        sums = into[key]
+        for i, value in enumerate(t):
+            sums[i] += value
+
+
+def daily_totals(hourly: Totals) -> Totals:
+    """Hourly totals added up per UTC day (the time in each key becomes the day's start)."""
+    daily = new_totals()
+    for (site, hour, dim, key), t in hourly.items():
+        sums = daily[(site, hour - hour % DAY_MS, dim, key)]
+        for i, value in enumerate(t):
+            sums[i] += value
+    return daily
+
+
 def hourly_totals(rows: Iterable[CdrRow]) -> Totals:
     """What ``rows`` add to the hourly rollups, per site, hour and dimension."""
-    totals: Totals = defaultdict(lambda: [0, 0, 0.0, 0.0])
+    totals = new_totals()
     for row in rows:
         hour = row.started_ms - row.started_ms % HOUR_MS
         answered = row.disposition == "answered"

@@ -1,11 +1,15 @@
 """Idempotent CDR ingest: (site id, CDR id) is stored once however often it arrives.
 
 A batch is one transaction: new CDRs are inserted (``ON CONFLICT DO NOTHING``,
-``RETURNING`` the ones that were new), the hourly rollups grow by exactly those, and
+``RETURNING`` the ones that were new), the hourly and daily rollups grow by exactly those, and
 records that are not valid CDRs are refused alone and kept whole in ``rejected_records``
 (the first ``REJECTED_KEPT`` of a batch) for a person to look at. Only after the commit
 does the caller acknowledge the batch, so an acknowledged CDR is durably stored and a
 redelivered one changes nothing.
+
+On PostgreSQL a group's rows go in by COPY through a staging table
+(aggregator/store/pg_copy.py), all batches of the group in one statement; a CDR that
+appears in two batches of one group counts as new in the first only.
 
 On SQLite, where the commit is the ingest's bottleneck, a group is first inserted
 without ``RETURNING`` (about a sixth cheaper) and the row counts tell whether every CDR
@@ -19,16 +23,25 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
-from aggregator.store.cdr_rows import CdrRow, ParsedBatch, Totals, hourly_totals, parse_batch
+from aggregator.store.cdr_rows import (
+    CdrRow,
+    ParsedBatch,
+    Totals,
+    add_totals,
+    daily_totals,
+    hourly_totals,
+    new_totals,
+    parse_batch,
+)
 from aggregator.store.db import insert
-from aggregator.store.schema import cdr_rollup, cdrs, rejected_records, sites
+from aggregator.store.pg_copy import copy_new_rows
+from aggregator.store.schema import cdr_rollup, cdr_rollup_daily, cdrs, rejected_records, sites
 
 _COLUMNS = tuple(c.name for c in cdrs.columns if c.name != "id")
 _SQLITE_MAX_VARIABLES = 32_000
@@ -57,22 +70,22 @@ class CdrStore:
         """Store parsed batches (of any sites) in one durable commit (group commit)."""
         if self.engine.dialect.name == "sqlite":
             try:
-                return self._store_group(batches, _insert_new_sqlite)
+                return self._store_group(batches, _per_batch(_insert_new_sqlite))
             except _AlreadyStored:
-                return self._store_group(batches, _insert_sqlite)
-        return self._store_group(batches, _insert_returning)
+                return self._store_group(batches, _per_batch(_insert_sqlite))
+        return self._store_group(batches, _copy_group)
 
     def _store_group(
-        self, batches: Sequence[ParsedBatch], insert_rows: _Inserter
+        self, batches: Sequence[ParsedBatch], insert_group: _GroupInserter
     ) -> list[IngestResult]:
         results = []
+        group_totals = new_totals()
         with self.engine.begin() as conn:
-            for batch in batches:
-                new_ids = insert_rows(conn, list(batch.rows.values())) if batch.rows else []
+            for batch, new_ids in zip(batches, insert_group(conn, batches), strict=True):
                 totals = batch.totals
                 if len(new_ids) != len(batch.rows):
                     totals = hourly_totals(batch.rows[cdr_id] for cdr_id in new_ids)
-                self.add_to_rollup(conn, totals)
+                add_totals(group_totals, totals)
                 if batch.rejected:
                     stmt = insert(self.engine, rejected_records).on_conflict_do_nothing()
                     conn.execute(stmt, batch.rejected)
@@ -80,16 +93,20 @@ class CdrStore:
                 refused = len(batch.error_ids)
                 duplicates = batch.count - len(new_ids) - refused
                 results.append(IngestResult(len(new_ids), duplicates, refused))
+            self.add_to_rollup(conn, group_totals)
         return results
 
     def add_to_rollup(self, conn: sa.Connection, totals: Totals) -> None:
-        """Add ``totals`` (see ``hourly_totals``) to the hourly rollup rows."""
-        if not totals:
-            return
+        """Add ``totals`` (see ``hourly_totals``) to the hourly and daily rollup rows."""
+        if totals:
+            self._upsert(conn, cdr_rollup, "hour_ms", totals)
+            self._upsert(conn, cdr_rollup_daily, "day_ms", daily_totals(totals))
+
+    def _upsert(self, conn: sa.Connection, table: sa.Table, period: str, totals: Totals) -> None:
         values = [
             {
                 "site_id": s,
-                "hour_ms": h,
+                period: p,
                 "dim": d,
                 "key": k,
                 "calls": int(t[0]),
@@ -97,16 +114,14 @@ class CdrStore:
                 "duration_s": t[2],
                 "billable_s": t[3],
             }
-            for (s, h, d, k), t in totals.items()
+            for (s, p, d, k), t in totals.items()
         ]
-        stmt = insert(self.engine, cdr_rollup)
+        stmt = insert(self.engine, table)
         stmt = stmt.on_conflict_do_update(
-            index_elements=["site_id", "hour_ms", "dim", "key"],
+            index_elements=["site_id", period, "dim", "key"],
             set_={
-                "calls": cdr_rollup.c.calls + stmt.excluded.calls,
-                "answered": cdr_rollup.c.answered + stmt.excluded.answered,
-                "duration_s": cdr_rollup.c.duration_s + stmt.excluded.duration_s,
-                "billable_s": cdr_rollup.c.billable_s + stmt.excluded.billable_s,
+                name: table.c[name] + stmt.excluded[name]
+                for name in ("calls", "answered", "duration_s", "billable_s")
             },
         )
         conn.execute(stmt, values)
@@ -121,19 +136,33 @@ class CdrStore:
 
 # Inserts rows whose (site, id) is new; returns the ids that were inserted.
 _Inserter = Callable[[sa.Connection, list[CdrRow]], list[str]]
+# Inserts a group's new rows; returns the ids inserted, per batch.
+_GroupInserter = Callable[[sa.Connection, Sequence[ParsedBatch]], Iterable[list[str]]]
+
+
+def _per_batch(insert_rows: _Inserter) -> _GroupInserter:
+    """A group inserter that inserts batch after batch with ``insert_rows``."""
+
+    def insert_group(conn: sa.Connection, batches: Sequence[ParsedBatch]) -> Iterator[list[str]]:
+        for batch in batches:
+            yield insert_rows(conn, list(batch.rows.values())) if batch.rows else []
+
+    return insert_group
+
+
+def _copy_group(conn: sa.Connection, batches: Sequence[ParsedBatch]) -> list[list[str]]:
+    """The whole group by one COPY; each new key is credited to the first batch holding it."""
+    new = copy_new_rows(conn, [row for batch in batches for row in batch.rows.values()])
+    credited = []
+    for batch in batches:
+        ids = [cdr_id for cdr_id in batch.rows if (batch.site_id, cdr_id) in new]
+        new.difference_update((batch.site_id, cdr_id) for cdr_id in ids)
+        credited.append(ids)
+    return credited
 
 
 class _AlreadyStored(Exception):
     """Some rows of the group were stored before; it takes the careful path."""
-
-
-def _insert_returning(conn: sa.Connection, rows: list[CdrRow]) -> list[str]:
-    stmt = (
-        postgresql.insert(cdrs)
-        .on_conflict_do_nothing(index_elements=["site_id", "cdr_id"])
-        .returning(cdrs.c.cdr_id)
-    )
-    return list(conn.scalars(stmt, [row._asdict() for row in rows]))
 
 
 def _insert_new_sqlite(conn: sa.Connection, rows: list[CdrRow]) -> list[str]:

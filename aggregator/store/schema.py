@@ -1,8 +1,11 @@
 """Tables of the aggregator's store. Times are UTC epoch milliseconds.
 
 ``cdr_rollup`` holds per-hour counters kept up to date at ingest (only for CDRs that
-were newly inserted, so redelivery never double-counts); reports read the rollup, not
-the CDR table, which keeps a month's summary fast at any table size.
+were newly inserted, so redelivery never double-counts) and ``cdr_rollup_daily`` the
+same per UTC day; reports read the rollups, not the CDR table, which keeps a month's
+summary fast at any table size.
+
+The schema changes only through a migration (aggregator/store/migrate.py).
 
 ``directory_*`` hold the routing directory (aggregator/directory); ``snapshots`` the
 latest compiled table per site and topic, ``snapshot_updates`` the recent changes
@@ -82,6 +85,20 @@ cdr_rollup = sa.Table(
     sa.Column("duration_s", sa.Float, nullable=False),
     sa.Column("billable_s", sa.Float, nullable=False),
     sa.Index("ix_rollup_dim_hour", "dim", "hour_ms"),
+)
+
+cdr_rollup_daily = sa.Table(
+    "cdr_rollup_daily",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("day_ms", sa.BigInteger, primary_key=True),
+    sa.Column("dim", sa.String(16), primary_key=True),
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("calls", sa.BigInteger, nullable=False),
+    sa.Column("answered", sa.BigInteger, nullable=False),
+    sa.Column("duration_s", sa.Float, nullable=False),
+    sa.Column("billable_s", sa.Float, nullable=False),
+    sa.Index("ix_rollup_daily_dim_day", "dim", "day_ms"),
 )
 
 rejected_records = sa.Table(

@@ -85,6 +85,7 @@ class ComplianceDecider:
     """The routing chain's compliance link: refuses a break-out the rules forbid."""
 
     name = "compliance"
+    keeps_local_calls = True
 
     def __init__(self, calls: CallCompliance) -> None:
         self._calls = calls

@@ -40,6 +40,8 @@ COMPLIANCE_BOUND = "1003"  # Support: its break-outs pass the site's compliance 
 SITE_NAMES = {"branch": "Branch A", "branch-b": "Branch B", "gateway": "SIM gateway"}
 RTP_RANGES = {"branch": (30000, 34999), "branch-b": (35000, 39999), "gateway": (40000, 44999)}
 GSM_GROUP = "gsm"
+DEMO_QUEUE = {"number": "700", "agents": ["1001", "1003"], "overflow": "1002",
+              "max_wait_s": 120}  # fmt: skip
 
 
 @dataclass
@@ -175,8 +177,22 @@ def plan_services(demo_dir: Path) -> list[ServicePlan]:
     )
     gateway.modems_from = simulator.ready_file
     branch.config["compliance"] = {"extensions": {COMPLIANCE_BOUND: {}}}
+    _contact_centre(branch)
     book.save()
     return [aggregator, branch, branch_b, simulator, gateway]
+
+
+def _contact_centre(branch: ServicePlan) -> None:
+    """Branch A's queue: Reception and Support as agents, Sales when nobody answers."""
+    branch.config["contact"] = {"queues": {"support": DEMO_QUEUE}}
+    base = "/api/v1/contact"
+    branch.extras["contact"] = {
+        "queues": {"support": DEMO_QUEUE},
+        "live": f"{base}/queues",
+        "agent_actions": [f"{base}/agents/{{extension}}/{a}"
+                          for a in ("login", "logout", "pause", "resume")],
+        "events": f"{base}/events",
+    }  # fmt: skip
 
 
 def free_port_run(count: int, first: int = 5080) -> int:

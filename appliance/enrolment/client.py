@@ -119,9 +119,10 @@ def site_keypair(target: Target, site_id: str) -> tuple[Path, str]:
 def http_client(ca_file: Path | None) -> httpx.Client:
     """An HTTP client verifying HQ against ``ca_file`` (or the system CAs)."""
     try:
-        return httpx.Client(timeout=10.0, verify=str(ca_file) if ca_file else True)
+        verify = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     except (OSError, ssl.SSLError) as err:
         raise EnrolError("hq-tls", f"cannot use CA file {ca_file}: {err}") from None
+    return httpx.Client(timeout=10.0, verify=verify)
 
 
 def ask_hq(

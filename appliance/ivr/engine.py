@@ -13,16 +13,17 @@ session in a phase until an event arrives:
     done        the call left the flow (transfer or hang-up)
 
 Time conditions read the flow's ``timezone``, else the site's (``zone``). Deadlines are
-epoch seconds read from the injected clock; the runner calls ``tick`` when
-``deadline`` passes. A session keeps the ``Flow`` object it started with, so replacing a
-flow never changes a call already inside it.
+epoch seconds read from the injected clock; the runner calls ``tick`` when ``deadline``
+passes. A ``queue`` node transfers to the ACD queue (``queue-<name>``) when the site has
+it (``queues``), else to its fallback. A session keeps the ``Flow`` object it started
+with, so replacing a flow never changes a call already inside it.
 """
 
 from __future__ import annotations
 
 import datetime
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,7 @@ class Session:
     clock: Callable[[], float]
     flows: Callable[[str], Flow | None]
     zone: str = "UTC"
+    queues: Collection[str] = ()
     variables: dict[str, str] = field(default_factory=dict)
     node: str = ""
     phase: str = "new"
@@ -182,7 +184,7 @@ class Session:
         if isinstance(node, Lookup):
             return [self._lookup(node)], None
         self.phase = "done"
-        return [_leave(node)], None
+        return [_leave(node, self.queues)], None
 
     def _subflow(self, node: SubFlow) -> tuple[list[Action], str | None]:
         flow = self.flows(node.flow)
@@ -260,11 +262,11 @@ def _first_wait(node: Menu | Collect) -> float:
     return node.timeout_s if isinstance(node, Menu) else node.first_digit_s
 
 
-def _leave(node: Node) -> Action:
+def _leave(node: Node, queues: Collection[str]) -> Action:
     if isinstance(node, (Extension, RingGroup, External)):
         return Transfer(node.number)
     if isinstance(node, Queue):
-        return Transfer(node.fallback)
+        return Transfer(f"queue-{node.queue}" if node.queue in queues else node.fallback)
     if not isinstance(node, Hangup):
         raise TypeError(f"no action leaves the flow at a {type(node).__name__} node")
     return HangUp()

@@ -136,7 +136,7 @@ class SubFlow(Node):
 
 
 class Queue(Node):
-    """A contact-centre queue; until queues exist the caller goes to ``fallback``."""
+    """A contact-centre queue (``appliance.contact``); without that queue, ``fallback``."""
 
     type: Literal["queue"]
     queue: str = Field(pattern=NAME)

@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -88,6 +88,8 @@ class IvrService:
         self._publish = publish
         self._clock = clock
         self.calls: dict[str, LiveCall] = {}
+        self.queues: Callable[[], Collection[str]] = tuple
+        self.handover: Callable[[str, str, dict[str, str]], None] = lambda _to, _caller, _v: None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def on_event(self, worker: Worker, event: dict[str, Any]) -> None:
@@ -126,7 +128,7 @@ class IvrService:
             worker.send({"cmd": "ivr-hangup", "id": call_id})
             return
         session = Session(flow, current.flow, current.version, caller, self._clock,
-                          self.registry.flow, self._zone)  # fmt: skip
+                          self.registry.flow, self._zone, self.queues())  # fmt: skip
         call = self.calls[call_id] = LiveCall(call_id, worker, session)
         log.info("ivr call entered flow", extra={"flow": flow, "version": current.version,
                                                  "call_id": call_id})  # fmt: skip
@@ -195,6 +197,7 @@ class IvrService:
         elif isinstance(action, Deliver) and call.last_recording is not None:
             self._spawn(self._deliver(action, call.last_recording))
         elif isinstance(action, Transfer):
+            self.handover(action.to, call.session.caller, dict(call.session.variables))
             send({"cmd": "ivr-transfer", "id": call.call_id, "to": action.to})
         elif isinstance(action, HangUp):
             send({"cmd": "ivr-hangup", "id": call.call_id})

@@ -2,14 +2,14 @@
 
 Theory of operation: every open call lives in the StateStore (namespace ``pbx-open``)
 from its ``invite`` event on, so it survives a crash of any process. When a call ends
-its CDR is first stored in the open record (``closing``), then appended to the ``cdr``
-outbox, then the open record is deleted. After a crash, open records become
+its CDR is appended to the ``cdr`` outbox, indexed by call id (``pbx-done``) for the
+recordings service and by start time (``pbx-cdr``) for search, and its open record
+deleted, all in one transaction (same msgpack layout as StateStore): a finished call
+costs one fsync'd commit. If that commit fails, the CDR is stored in the open record
+(``closing``) when the store still takes that. After a crash, open records become
 ``interrupted`` CDRs; a record caught in ``closing`` is re-appended only if its CDR is
 not already pending in the outbox, with the same ``cdr_id`` (the aggregator stores by
-site and CDR id), so no CDR is lost or doubled. Finished calls are indexed by call id
-(``pbx-done``) for the recordings service and by start time (``pbx-cdr``) for search;
-those two writes and the open record's deletion share one transaction (same msgpack
-layout as StateStore), so a finished call costs three fsync'd commits.
+site and CDR id), so no CDR is lost or doubled.
 
 A CDR the store refuses (full map, disk error) is never dropped silently: it is logged
 whole at CRITICAL with ``error_id`` ``cdr-write-failed`` (so it can be recovered from
@@ -21,6 +21,7 @@ built (and written, or logged whole).
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import time
@@ -103,13 +104,16 @@ class CallService:
         """
         now = time.monotonic()
         self._expected = {k: t for k, t in self._expected.items() if t > now}
-        open_calls = [c for _, c in self.open.items()]
-        known = {c.get("conversation_id") for c in open_calls} | set(self._expected)
         header = str(event.get("conversation") or "")
-        if header and (header in known or event.get("peer_site")):
-            return header
         replaces = str(event.get("replaces") or "")
         referrer = str(event.get("referred_by") or "")
+        if not (header or replaces or referrer):
+            # An ordinary call: no need to read every open call (costly with hundreds up).
+            return None
+        open_calls = [c for _, c in self.open.items()]
+        known = {c.get("conversation_id") for c in open_calls} | set(self._expected)
+        if header and (header in known or event.get("peer_site")):
+            return header
         caller = str(event.get("from_user") or "")
         for call in open_calls:
             if replaces and call["call_id"] == replaces:
@@ -239,15 +243,21 @@ class CallService:
         )
 
     def _store_cdr(self, call: dict[str, Any] | None, cdr: dict[str, Any]) -> None:
+        try:
+            self._commit_cdr(call, cdr)
+        except StoreError:
+            if call is not None:
+                with contextlib.suppress(StoreError):
+                    self.open.put(cdr["call_id"], {**call, "closing": cdr})
+            raise
+
+    def _commit_cdr(self, call: dict[str, Any] | None, cdr: dict[str, Any]) -> None:
         call_id = cdr["call_id"]
-        if call is not None:
-            call["closing"] = cdr
-            self.open.put(call_id, call)
-        self.outbox.append(_pack(cdr))
         done = {"cdr_id": cdr["cdr_id"], "answered": cdr["answer"] is not None, "at": time.time()}
         if call is not None and call.get("rtp_ports"):
             done["rtp_ports"] = call["rtp_ports"]
         with self._store.write() as txn:
+            self.outbox.append_in(txn, [_pack(cdr)])
             txn.put(call_id.encode(), _pack(done), db=self._store.db(DONE))
             txn.put(
                 f"{cdr['start']}|{cdr['cdr_id']}".encode(), _pack(cdr), db=self._store.db(INDEX)

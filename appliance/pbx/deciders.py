@@ -2,15 +2,23 @@
 
 Theory of operation: every ``GET /route`` becomes a ``RouteQuery``. The chain hands it
 to its deciders in stage order (ties in the order they were added), each with the
-decision so far: a ``ROUTE`` decider proposes one (dial plan, inter-site admission),
-a ``POLICY`` decider may refuse it (compliance), a ``TRUNK`` decider turns a trunk
-group into one channel (GSM), a ``MEDIA`` decider completes it (recording policy). A
-decider answers the decision unchanged when the call is none of its business. A
-refusal ends the chain at once, so nothing after it (a GSM channel, a recording)
-is seized for a refused call.
+decision so far: an ``OWN_NUMBERS`` decider answers numbers a feature owns (contact-
+centre queues) before the dial plan would refuse them, a ``ROUTE`` decider proposes one
+(dial plan, inter-site admission), a ``POLICY`` decider may refuse it (compliance), a
+``TRUNK`` decider turns a trunk group into one channel (GSM), a ``MEDIA`` decider
+completes it (recording policy). A decider answers the decision unchanged when the call
+is none of its business. A refusal ends the chain at once, so nothing after it (a GSM
+channel, a recording) is seized for a refused call.
 
 The PBX adds its own deciders; a feature joins by ``chain.add(decider, stage)`` at
 the composition root (``appliance/service.py``), without touching the others.
+
+Calls between local phones are decided in Kamailio from a table the PBX renders
+(``appliance/pbx/local_routes.py``), without asking the chain, but only while every
+decider in the chain declares ``keeps_local_calls = True``: that it answers an
+``extension`` or ``group`` decision for a call that is not from a trunk or another
+site unchanged. A decider without the declaration (a contact-centre queue taking
+over an agent's extension, say) turns the table off, so every call asks the chain.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from typing import Protocol
 
 from appliance.pbx.dialplan import Decision, DialPlan
 
+OWN_NUMBERS = 50
 ROUTE = 100
 POLICY = 200
 TRUNK = 300
@@ -77,6 +86,11 @@ class DecisionChain:
         bisect.insort(self._links, (stage, len(self._links), decider), key=lambda x: x[:2])
 
     @property
+    def keeps_local_calls(self) -> bool:
+        """Whether every decider declared it leaves calls between local phones alone."""
+        return all(getattr(d, "keeps_local_calls", False) is True for _, _, d in self._links)
+
+    @property
     def names(self) -> list[str]:
         """The deciders' names in the order they run."""
         return [decider.name for _, _, decider in self._links]
@@ -95,6 +109,7 @@ class DialPlanDecider:
     """The site's dial plan proposes the route of a call that is not from another site."""
 
     name = "dialplan"
+    keeps_local_calls = True
 
     def __init__(self, dialplan: Callable[[], DialPlan]) -> None:
         self._dialplan = dialplan
@@ -115,6 +130,7 @@ class UnservedGsm:
     """
 
     name = "unserved-gsm"
+    keeps_local_calls = True
 
     def decide(self, query: RouteQuery, decision: Decision | None) -> Decision | None:
         """503 ``no-gsm-trunk`` for a GSM route left unserved."""
@@ -127,6 +143,7 @@ class RecordingPolicy:
     """Completes a decision with the recording policy; ``enabled`` off records nothing."""
 
     name = "recording"
+    keeps_local_calls = True
 
     def __init__(self, dialplan: Callable[[], DialPlan], enabled: bool) -> None:
         self._dialplan = dialplan

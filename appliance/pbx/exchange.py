@@ -1,8 +1,9 @@
 """BranchExchange: starts rtpengine, Kamailio, the event listener and the recordings loop.
 
 Start order: recover what an earlier run left (open calls become ``interrupted`` CDRs,
-orphaned recordings are adopted), the dial-plan endpoint Kamailio asks for every call's
-route, rtpengine, the media workers, Kamailio, then the evapi listener. Stop
+orphaned recordings are adopted), the dial-plan endpoint Kamailio asks for a call's
+route (calls between local phones it decides from the local routes rendered into its
+tables, ``local_routes``), rtpengine, the media workers, Kamailio, then the evapi listener. Stop
 runs in reverse; Kamailio goes before rtpengine so calls drain from signalling first.
 A Kamailio restart loses every dialog: open calls are closed as ``interrupted``. An
 rtpengine restart loses media: open calls are flagged and end as ``interrupted``, and
@@ -19,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter
 
@@ -45,6 +46,7 @@ from appliance.pbx.dialplan import DialPlan
 from appliance.pbx.errors import CallControlError, PbxNotStartedError
 from appliance.pbx.gsm import GsmTrunkService
 from appliance.pbx.intersite import InterSite, PeerAdmission
+from appliance.pbx.local_routes import local_routes
 from appliance.pbx.media import (
     MediaPool,
     MediaWorker,
@@ -65,8 +67,19 @@ from appliance.store import Store
 from drivers.daemon.settings_base import ApiToken
 from drivers.sip.errors import RpcError
 from drivers.sip.evapi import EvapiClient
-from drivers.sip.kamailio import KamailioDriver, find_module_path, load_route_secret
-from drivers.sip.kamailio_config import LOOPBACK, KamailioConfig, Registration, Subscriber
+from drivers.sip.kamailio import (
+    RELOAD_RPCS,
+    KamailioDriver,
+    find_module_path,
+    load_route_secret,
+)
+from drivers.sip.kamailio_config import (
+    LOOPBACK,
+    KamailioConfig,
+    LocalRoutes,
+    Registration,
+    Subscriber,
+)
 from drivers.sip.probe import sip_options_ok
 from drivers.sip.routeserver import RouteServer
 from drivers.sip.rtpengine import RtpengineConfig, RtpengineDriver
@@ -133,6 +146,14 @@ def kamailio_config(
     )
 
 
+class MediaListener(Protocol):
+    """A feature served by the media workers: their events of its kind, and their exits."""
+
+    def on_event(self, worker: MediaWorker, event: dict[str, Any]) -> None: ...
+
+    def worker_lost(self, worker: MediaWorker) -> None: ...
+
+
 class BranchExchange:
     """The PBX as one lifecycle component of the appliance."""
 
@@ -178,6 +199,7 @@ class BranchExchange:
         self.dialplan = DialPlan(pbx.dialplan, names, pbx.media, pbx.gsm, self.intersite,
                                  self.ivr.registry.names)  # fmt: skip
         recorded = pbx.record_calls and pbx.anchor_media
+        self._recorded = recorded
         self.chain = self._chain(recorded)
         self.decision_seconds = decision_histogram()
         self.route_server = RouteServer(LOOPBACK, pbx.route_port, self._decide)
@@ -224,6 +246,7 @@ class BranchExchange:
         self.control = CallControl(pbx, lambda: self.calls, self.events, self.rtpengine.ng,
                                    self.originations, self.gsm_channels)  # fmt: skip
         self.webhooks: WebhookService | None = None
+        self.media_listeners: dict[str, MediaListener] = {}
         self._media_watch: asyncio.Task[None] | None = None
         hook = pbx.webhook
         if hook.url:
@@ -274,6 +297,7 @@ class BranchExchange:
             self._run_dir.mkdir(parents=True, exist_ok=True)
             (self._run_dir / "dispatcher.list").write_text(dispatcher_list(self._worker_configs))
             await self.media.start()
+            self.kamailio.local_routes = self._local_routes()
             await self.kamailio.start()
         except BaseException:
             await self._stop_helpers()
@@ -336,10 +360,24 @@ class BranchExchange:
         config = kamailio_config(
             self.settings, domain, self.kamailio.run_dir, bool(self._worker_configs)
         )
+        self.kamailio.local_routes = self._local_routes()
         restarted = await self.kamailio.apply(config, subscribers)
         if restarted:
             self._kamailio_died()
+        else:
+            await self._reload_local_routes()
         return restarted
+
+    def _local_routes(self) -> LocalRoutes:
+        return local_routes(self.dialplan, self.chain, self._recorded)
+
+    async def _reload_local_routes(self) -> None:
+        """Kamailio rereads the local routes; until it does, changed numbers ask the chain."""
+        try:
+            for method, table in RELOAD_RPCS:
+                await self.events.rpc(method, table)
+        except RpcError as err:
+            log.warning("local routes not reloaded, Kamailio keeps the old ones: %s", err)
 
     def router(self, tokens: Sequence[ApiToken]) -> APIRouter:
         """The local call and IVR flow API routes, to mount on the appliance's FastAPI app."""
@@ -369,6 +407,8 @@ class BranchExchange:
             waiting = self._gsm_stats.pop(worker.config.name, None)
             if waiting is not None and not waiting.done():
                 waiting.set_result(dict(event.get("channels") or {}))
+        elif str(event.get("ev")) in self.media_listeners:
+            self.media_listeners[str(event.get("ev"))].on_event(worker, event)
         elif event.get("ev") == "error":
             log.warning("media worker %s: %s", worker.config.name, event.get("message"))
 
@@ -376,6 +416,8 @@ class BranchExchange:
         self.originations.worker_lost(worker)
         self.ivr.worker_lost(worker)
         self.rooms.worker_lost(worker)
+        for listener in self.media_listeners.values():
+            listener.worker_lost(worker)
         if self.gsm is not None:
             self.gsm.worker_lost(worker)
         if self._calls is None:

@@ -600,6 +600,7 @@ class GsmDecider:
     """The routing chain's GSM link: a ``gsm`` decision becomes one channel of its group."""
 
     name = "gsm"
+    keeps_local_calls = True
 
     def __init__(self, trunks: GsmTrunkService) -> None:
         self._trunks = trunks

@@ -236,6 +236,7 @@ class PeerAdmission:
     """The routing chain's first link for calls from other sites (refused without peering)."""
 
     name = "peer-admission"
+    keeps_local_calls = True
 
     def __init__(self, intersite: InterSite | None, dialplan: Callable[[], DialPlan]) -> None:
         self._intersite = intersite

@@ -219,6 +219,7 @@ class RoomPlacement:
     """The routing-chain decider that sends a meet-me room call to its room's worker."""
 
     name = "rooms"
+    keeps_local_calls = True
 
     def __init__(self, rooms: Callable[[], RoomService]) -> None:
         self._rooms = rooms

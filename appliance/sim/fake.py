@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from appliance.sim.model import ChannelState, SimIdentity
+from drivers.modem.errors import FeatureNotAvailable
 
 
 @dataclass
@@ -21,7 +22,7 @@ class FakeSimChannel:
     async def select_slot(self, slot: int) -> None:
         """Select ``slot`` (recorded in ``selects``)."""
         if not 0 <= slot < len(self.slots):
-            raise ValueError(f"{self.channel} has no slot {slot}")
+            raise FeatureNotAvailable(f"{self.channel} has no slot {slot}")
         self.selects.append(slot)
         self.slot = slot
 

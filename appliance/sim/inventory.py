@@ -15,7 +15,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from appliance.sim.model import ChannelState, SimChannel, SimIdentity
+from appliance.sim.model import CHANNEL_ERRORS, ChannelState, SimChannel, SimIdentity
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ async def _read_slot(driver: SimChannel, slot: int, timeout_s: float) -> Channel
     """The channel with ``slot`` selected, or None when the modem could not be read."""
     try:
         await asyncio.wait_for(driver.select_slot(slot), timeout_s)
-    except Exception as err:
+    except CHANNEL_ERRORS as err:
         # An empty slot or a SIM that does not register fails the switch, yet the
         # modem is on that slot now and can say which SIM (if any) it holds.
         log.info(
@@ -56,7 +56,7 @@ async def _read_slot(driver: SimChannel, slot: int, timeout_s: float) -> Channel
         )
     try:
         return await asyncio.wait_for(driver.read_state(), timeout_s)
-    except Exception as err:
+    except CHANNEL_ERRORS as err:
         log.warning(
             "inventory: cannot read a SIM slot",
             extra={"channel": driver.channel, "slot": slot, "error": repr(err)},
@@ -68,14 +68,14 @@ async def _go_home(driver: SimChannel, home: ChannelState, timeout_s: float) -> 
     """Select the home slot again; if that fails, the channel as the modem reports it now."""
     try:
         await asyncio.wait_for(driver.select_slot(home.slot), timeout_s)
-    except Exception as err:
+    except CHANNEL_ERRORS as err:
         log.error(
             "inventory: the modem did not return to its slot",
             extra={"channel": driver.channel, "slot": home.slot, "error": repr(err)},
         )
     try:
         return await asyncio.wait_for(driver.read_state(), timeout_s)
-    except Exception as err:
+    except CHANNEL_ERRORS as err:
         log.error(
             "inventory: cannot read the channel; it takes no calls until the driver reports it",
             extra={"channel": driver.channel, "error": repr(err)},

@@ -11,6 +11,8 @@ import datetime
 from dataclasses import dataclass
 from typing import Protocol
 
+from drivers.modem.errors import ModemError
+
 
 @dataclass(frozen=True)
 class SimIdentity:
@@ -64,8 +66,15 @@ class Refusal:
     reasons: dict[str, str]
 
 
+CHANNEL_ERRORS: tuple[type[Exception], ...] = (ModemError, OSError, TimeoutError)
+"""What a channel's calls may fail with: the modem said no, the port failed, no answer."""
+
+
 class SimChannel(Protocol):
-    """The modem driver's side of one channel: select a slot, then read the channel again."""
+    """The modem driver's side of one channel: select a slot, then read the channel again.
+
+    Both calls fail only with one of ``CHANNEL_ERRORS``.
+    """
 
     channel: str
 

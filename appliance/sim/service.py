@@ -37,6 +37,7 @@ from appliance.sim import commands
 from appliance.sim.inventory import take_inventory
 from appliance.sim.limits import Limits, call_time_limit
 from appliance.sim.model import (
+    CHANNEL_ERRORS,
     CallOutcome,
     ChannelState,
     Pick,
@@ -136,7 +137,7 @@ class SimService:
     async def _read(self, channel: SimChannel) -> None:
         try:
             self.report(await asyncio.wait_for(channel.read_state(), DRIVER_TIMEOUT_S))
-        except Exception as err:
+        except CHANNEL_ERRORS as err:
             log.error(
                 "cannot read a GSM channel; it takes no calls until the driver reports it",
                 extra={"channel": channel.channel, "error": repr(err)},
@@ -438,7 +439,7 @@ class SimService:
         try:
             await asyncio.wait_for(driver.select_slot(slot), DRIVER_TIMEOUT_S)
             fresh = await asyncio.wait_for(driver.read_state(), DRIVER_TIMEOUT_S)
-        except Exception as err:
+        except CHANNEL_ERRORS as err:
             log.error(
                 "SIM slot switch failed; the channel keeps its current state",
                 extra={"channel": state.channel, "slot": slot, "error": repr(err)},

@@ -1,15 +1,16 @@
-"""The sync client: a CurveZMQ DEALER that drains the CDR and recording outboxes.
+"""The sync client: the zmq adapter of the sync session (drivers/sync/session.py).
 
-Theory of operation: a session starts with ``hello`` and waits (bounded) for
-``welcome``. It then keeps up to ``window`` CDR batches in flight, each read from the
-outbox after the last one sent; an ``ack`` deletes exactly the acknowledged entries.
-Recordings go one at a time beside the CDRs (see recordings.py). If an ack does not come
-within ``ack_timeout_s``, or nothing at all is heard for a while, the session is
-declared lost: the socket is closed and a new session starts after a jittered,
-growing delay, sending everything still in the outbox again from the start — the
-aggregator stores by (site, CDR id), so a repeat is harmless. Nothing leaves the outbox
-without an ack, so HQ can be down for days; the only bound is the store's size, and
-the client warns loudly as it fills.
+Theory of operation: the session core holds the protocol state (hello, the window of
+batches per stream, acks, timeouts); this adapter owns the DEALER socket, reads and
+deletes outbox entries off the loop, and hands what HQ sends to the features that
+registered for it at the composition root (appliance/sync/features.py): outbox
+streams, topics, command handlers, publishers and status parts. Recordings go one at a
+time beside the batches, on HQ's credit (see recordings.py). When the session is lost
+the socket is closed and a new session starts after a jittered, growing delay, sending
+everything still in the outboxes again from the start — the aggregator stores by
+(site, record id), so a repeat is harmless. Nothing leaves an outbox without an ack,
+so HQ can be down for days; the only bound is the store's size, and the client warns
+loudly as it fills.
 
 Supervision: any other exception (a full store, a malformed message, an unreadable
 file) is logged with its traceback and the client starts again after a jittered,
@@ -25,35 +26,24 @@ import logging
 import random
 import shutil
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import zmq
 import zmq.asyncio
 
-from appliance.compliance.service import OUTBOX as COMPLIANCE
-from appliance.compliance.service import TOPIC as DNC
-from appliance.compliance.service import ComplianceService
-from appliance.gateway.sms_store import OUTBOX as SMS
-from appliance.routing.service import TOPIC as ROUTING
-from appliance.routing.service import ApplyResult, RoutingService
 from appliance.settings import ApplianceSettings
-from appliance.sim import SimService
-from appliance.sim.commands import handles as sim_command
 from appliance.store import Outbox, StateStore, Store
 from appliance.store.alarm import store_alarms
+from appliance.sync.features import OutboxStream, SyncFeatures
 from appliance.sync.metrics import SyncMetrics
 from appliance.sync.recordings import RecordingUploader
 from drivers.daemon.supervision import Supervisor
 from drivers.daemon.version import __version__
 from drivers.sync import keys
 from drivers.sync.protocol import (
-    Ack,
-    CdrBatch,
     Command,
     CommandResult,
-    ComplianceBatch,
     ErrorReply,
     Hello,
     Message,
@@ -61,26 +51,32 @@ from drivers.sync.protocol import (
     RecCredit,
     RecDone,
     RecResume,
-    SimStatus,
-    SmsBatch,
     Snapshot,
     SnapshotRequest,
-    SnapshotResult,
     Status,
     Update,
-    Welcome,
     decode,
     encode,
 )
 from drivers.sync.records import command_detail
+from drivers.sync.session import (
+    Acked,
+    ClientSession,
+    Delivered,
+    Event,
+    Lost,
+    Refused,
+    SessionConfig,
+    SessionUp,
+)
 
 log = logging.getLogger(__name__)
 
 SILENCE_FACTOR = 3
 DRAIN_LIMIT = 64  # replies handled per pump turn, so acks and credits never queue up
-SIM_STATUS_MIN_S = 1.0  # busy gateways change every second; HQ needs no more than that
-CALLS_CHECK_S = 1.0  # calls in progress are looked at once a second, sent when they changed
+LIVE_CHECK_S = 1.0  # live status parts are looked at once a second, sent when they changed
 CRASH_RECENT_FACTOR = 2.0
+RECORDING = "recording"
 
 StoreProvider = Callable[[], Store]
 
@@ -90,16 +86,11 @@ class SessionLost(Exception):
 
 
 class SyncClient:
-    """A lifecycle component; needs the store and ``routing`` started before it starts.
+    """A lifecycle component; needs the store and the registered features started first.
 
-    Routing snapshots and updates are handed to ``routing``, the same instance the PBX
-    looks routes up in; ``routing_health`` adds peer health and failover counts to
-    ``status``, ``calls_active`` the calls in progress (a changed count is sent within
-    about a second, for HQ's live activity page). On a SIM gateway, ``sim`` gets HQ's
-    SIM commands and its status goes up as ``sim-status`` and its SMS from the ``sms``
-    outbox; ``compliance`` gets the company do-not-call list (topic ``dnc``) and its
-    refusals go up from the ``compliance`` outbox. Those two outboxes go one batch at a
-    time each, kept until acknowledged.
+    ``features`` are the streams, topics, command handlers, publishers and status parts
+    the composition root registered (appliance/sync/features.py); the client imports
+    none of them.
     """
 
     name = "sync"
@@ -109,40 +100,34 @@ class SyncClient:
         settings: ApplianceSettings,
         store: StoreProvider,
         metrics: SyncMetrics,
-        routing: RoutingService,
-        sim: SimService | None = None,
-        compliance: ComplianceService | None = None,
-        routing_health: Callable[[], dict[str, Any]] | None = None,
-        calls_active: Callable[[], int] | None = None,
+        features: SyncFeatures,
     ) -> None:
         self._settings = settings
         self._sync = settings.sync
         self._store = store
         self.metrics = metrics
+        self.features = features
+        self._streams: dict[str, OutboxStream] = {s.stream.name: s for s in features.streams}
+        self._config = SessionConfig(
+            settings.sync.hello_timeout_s,
+            settings.sync.ack_timeout_s,
+            SILENCE_FACTOR * settings.sync.status_interval_s,
+        )
+        self._session = ClientSession(self._config, [])
         self._ctx: zmq.asyncio.Context | None = None
         self._task: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._store_ratio = 0.0
-        self._inflight: OrderedDict[int, tuple[list[int], float]] = OrderedDict()
-        self._cursor = 0
         self._last_heard = 0.0
         self._last_status = 0.0
+        self._live_sent: list[dict[str, Any]] = []
+        self._live_checked = 0.0
         self.uploader: RecordingUploader | None = None
         self.session_up = asyncio.Event()
-        self.routing = routing
-        self.sim = sim
-        self.compliance = compliance
-        self.routing_health = routing_health
-        self.calls_active = calls_active
-        self._calls_sent = 0
-        self._calls_checked = 0.0
-        self._sim_sent = (-1, 0.0)
-        self._batch_inflight: dict[str, tuple[list[int], float]] = {}
         self.supervisor = Supervisor(
             "sync client", self._sync.reconnect_min_s, self._sync.reconnect_max_s,
             metrics.restarts.inc,
         )  # fmt: skip
-        metrics.routing_version.set_function(lambda: self.routing.version)
 
     async def start(self) -> None:
         public, secret = self._keys()
@@ -188,13 +173,14 @@ class SyncClient:
         failures = 0
         while True:
             try:
-                await self._session()
+                await self._connection()
             except SessionLost as err:
                 self.metrics.reconnects.labels(reason=str(err).split(":")[0]).inc()
                 log.warning("sync session lost", extra={"reason": str(err)})
             finally:
                 self.metrics.connected.set(0)
                 self.session_up.clear()
+            self._last_heard = max(self._last_heard, self._session.last_heard)
             failures = (
                 0
                 if self._last_heard and time.monotonic() - self._last_heard < 5
@@ -206,7 +192,7 @@ class SyncClient:
         base = min(self._sync.reconnect_max_s, self._sync.reconnect_min_s * 2 ** min(failures, 16))
         return float(base * random.uniform(0.5, 1.5))
 
-    async def _session(self) -> None:
+    async def _connection(self) -> None:
         assert self._ctx is not None
         sock = self._ctx.socket(zmq.DEALER)
         sock.curve_publickey, sock.curve_secretkey = self._public, self._secret
@@ -215,10 +201,9 @@ class SyncClient:
         sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
         sock.connect(self._sync.endpoint)
-        self._inflight.clear()
-        self._cursor = 0
-        self._sim_sent = (-1, 0.0)
-        self._batch_inflight.clear()
+        self._session = ClientSession(self._config, [s.stream for s in self._streams.values()])
+        for publisher in self.features.publishers:
+            publisher.reset()
         assert self.uploader is not None
         self.uploader.reset()
         try:
@@ -229,198 +214,129 @@ class SyncClient:
             sock.close(linger=0)
 
     async def _handshake(self, sock: zmq.asyncio.Socket) -> None:
-        await self._send(sock, self._hello())
-        deadline = time.monotonic() + self._sync.hello_timeout_s
-        while time.monotonic() < deadline:
-            message = await self._receive(sock, deadline - time.monotonic())
-            if isinstance(message, Welcome):
-                self._last_heard = time.monotonic()
-                self.metrics.connected.set(1)
-                self.session_up.set()
-                log.info("sync session up", extra={"endpoint": self._sync.endpoint})
-                await self._send(sock, SnapshotRequest(ROUTING, self.routing.version))
-                if self.compliance is not None:
-                    await self._send(sock, SnapshotRequest(DNC, self.compliance.company_version))
-                return
-            if isinstance(message, ErrorReply):
-                raise SessionLost(f"refused: {message.error_id}: {message.message}")
-        raise SessionLost("no-welcome: HQ did not answer hello in time")
+        now = time.monotonic()
+        for hello in self._session.connect(self._hello(), now):
+            await self._send(sock, hello)
+        while not self._session.up:
+            wait_s = self._session.started + self._sync.hello_timeout_s - time.monotonic()
+            message = await self._receive(sock, max(wait_s, 0.0))
+            if message is not None:
+                await self._handle(sock, self._session.receive(message, time.monotonic()))
+            self._lost_if(self._session.check(time.monotonic()))
 
     def _hello(self) -> Hello:
-        capabilities, versions = ["cdr", "recording", ROUTING], {ROUTING: self.routing.version}
-        if self.sim is not None:
-            capabilities += ["sim", SMS]
-        if self.compliance is not None:
-            capabilities.append(COMPLIANCE)
-            versions[DNC] = self.compliance.company_version
+        features = self.features
         return Hello(
             self._settings.site_id,
             f"callmesh {__version__}",
-            capabilities,
+            [*features.capabilities, RECORDING],
             self._backlog(),
-            versions,
+            {topic.name: topic.version() for topic in features.topics},
         )
 
     def _backlog(self) -> dict[str, int]:
         store = self._store()
-        return {name: Outbox(store, name).pending() for name in ("cdr", "recording")}
+        return {name: Outbox(store, name).pending() for name in [*self._streams, RECORDING]}
 
     async def _pump(self, sock: zmq.asyncio.Socket) -> None:
         now = time.monotonic()
-        await self._fill_window(sock, now)
-        await self._send_batches(sock, now)
-        await self._send_sim_status(sock, now)
+        for name in self._streams:
+            await self._fill_window(sock, name, now)
+        for publisher in self.features.publishers:
+            for message in publisher.due(now):
+                await self._send(sock, message)
         assert self.uploader is not None
         for message in await asyncio.to_thread(self.uploader.next_messages, now):
             await self._send(sock, message)
-        if now - self._last_status > self._sync.status_interval_s or self._calls_moved(now):
+        if now - self._last_status > self._sync.status_interval_s or self._live_moved(now):
             self._last_status = now
             await self._send(sock, self._status())
-        wait_s = 0.5 if self._inflight else 0.2
+        wait_s = 0.5 if self._session.in_flight() else 0.2
         for _ in range(DRAIN_LIMIT):
             reply = await self._receive(sock, wait_s)
             if reply is None:
                 break
-            self._last_heard = time.monotonic()
-            await self._dispatch(sock, reply)
+            await self._handle(sock, self._session.receive(reply, time.monotonic()))
             wait_s = 0.0
-        self._check_timeouts()
-
-    async def _fill_window(self, sock: zmq.asyncio.Socket, now: float) -> None:
-        cdr = Outbox(self._store(), "cdr")
-        while len(self._inflight) < self._sync.window:
-            batch = await asyncio.to_thread(cdr.read_batch, self._cursor, self._sync.batch_size)
-            if not batch:
-                return
-            seqs = [seq for seq, _ in batch]
-            await self._send(sock, CdrBatch(batch))
-            self._inflight[seqs[0]] = (seqs, now)
-            self._cursor = seqs[-1]
-            self.metrics.sent.inc(len(seqs))
-
-    async def _send_batches(self, sock: zmq.asyncio.Socket, now: float) -> None:
-        """Refused calls and SMS: one batch per outbox at a time, until acknowledged."""
-        streams: list[tuple[str, type[ComplianceBatch | SmsBatch]]] = []
-        if self.compliance is not None:
-            streams.append((COMPLIANCE, ComplianceBatch))
-        if self.sim is not None:
-            streams.append((SMS, SmsBatch))
-        for stream, kind in streams:
-            if stream in self._batch_inflight:
-                continue
-            batch = await asyncio.to_thread(Outbox(self._store(), stream).read_batch, 0, 500)
-            if batch:
-                await self._send(sock, kind(batch))
-                self._batch_inflight[stream] = ([seq for seq, _ in batch], now)
-
-    async def _send_sim_status(self, sock: zmq.asyncio.Socket, now: float) -> None:
-        """The SIMs' state when it changed (at most each second), and every status interval."""
-        if self.sim is None:
-            return
-        revision, sent_at = self._sim_sent
-        due = now - sent_at > self._settings.sim.status_interval_s
-        if (revision == self.sim.revision and not due) or now - sent_at < SIM_STATUS_MIN_S:
-            return
-        self._sim_sent = (self.sim.revision, now)
-        await self._send(sock, SimStatus(self.sim.records(), list(self.sim.switches)))
-
-    async def _command(self, sock: zmq.asyncio.Socket, command: Command) -> None:
-        if self.sim is not None and sim_command(command.kind):
-            ok, detail = await self.sim.apply_command(
-                command.command_id, command.kind, command.args
-            )
-        else:
-            ok, detail = False, f"unknown command kind {command.kind!r}"
-        await self._send(sock, CommandResult(command.command_id, ok, command_detail(detail)))
-
-    async def _dnc_message(self, sock: zmq.asyncio.Socket, message: Snapshot | Update) -> None:
-        """The company list comes whole; an update asks for the full list instead."""
-        assert self.compliance is not None
-        running = self.compliance.company_version
-        if isinstance(message, Update):
-            await self._send(sock, SnapshotRequest(DNC, running))
-            return
-        if message.version in (0, running):
-            return
-        ok, reason = await asyncio.to_thread(
-            self.compliance.apply_company_dnc, message.version, message.data
-        )
-        running = self.compliance.company_version
-        await self._send(sock, SnapshotResult(DNC, message.version, ok, running, reason))
-
-    async def _dispatch(self, sock: zmq.asyncio.Socket, message: Message) -> None:
-        assert self.uploader is not None
-        if isinstance(message, Ack):
-            await self._acked(message)
-        elif isinstance(message, RecResume | RecCredit | RecDone):
-            replies = await asyncio.to_thread(self.uploader.on_message, message, time.monotonic())
-            for reply in replies:
-                await self._send(sock, reply)
-        elif isinstance(message, ErrorReply):
-            self.metrics.protocol_errors.labels(error_id=message.error_id).inc()
-            log.warning(
-                "HQ refused a message",
-                extra={"error_id": message.error_id, "detail": message.message, "ref": message.ref},
-            )
-            self.uploader.on_message(message, time.monotonic())
-            if message.ref == "cdr-batch" or message.error_id == "db-unavailable":
-                raise SessionLost(f"hq-error: {message.error_id}")
-        elif isinstance(message, Command):
-            await self._command(sock, message)
-        elif isinstance(message, Snapshot | Update) and message.topic == ROUTING:
-            await self._routing_message(sock, message)
-        elif isinstance(message, Snapshot | Update) and message.topic == DNC and self.compliance:
-            await self._dnc_message(sock, message)
-        elif isinstance(message, Snapshot):
-            StateStore(self._store()).put(
-                f"snapshot:{message.topic}", {"version": message.version, "data": message.data}
-            )
-
-    async def _routing_message(self, sock: zmq.asyncio.Socket, message: Snapshot | Update) -> None:
-        """Apply off the loop (a big table takes a while to build); report the outcome."""
-        result: ApplyResult
-        if isinstance(message, Snapshot):
-            result = await asyncio.to_thread(
-                self.routing.apply_snapshot, message.version, message.data
-            )
-        else:
-            result = await asyncio.to_thread(
-                self.routing.apply_update, message.version, message.base_version, message.changes
-            )
-        self.metrics.routing_messages.labels(message=message.TYPE, outcome=result.outcome).inc()
-        if result.outcome == "resync":
-            await self._send(sock, SnapshotRequest(ROUTING, result.running))
-        elif result.outcome in ("applied", "refused"):
-            ok = not result.refused
-            await self._send(
-                sock, SnapshotResult(ROUTING, result.version, ok, result.running, result.reason)
-            )
-
-    async def _acked(self, ack: Ack) -> None:
-        if ack.stream in (COMPLIANCE, SMS) and ack.seqs:
-            await asyncio.to_thread(Outbox(self._store(), ack.stream).ack, ack.seqs)
-            self._batch_inflight.pop(ack.stream, None)
-        if ack.stream != "cdr" or not ack.seqs:
-            return
-        removed = await asyncio.to_thread(Outbox(self._store(), "cdr").ack, ack.seqs)
-        self.metrics.acked.inc(removed)
-        self._inflight.pop(ack.seqs[0], None)
-
-    def _check_timeouts(self) -> None:
         now = time.monotonic()
-        if self._inflight:
-            oldest = next(iter(self._inflight.values()))[1]
-            if now - oldest > self._sync.ack_timeout_s:
-                raise SessionLost(f"ack-timeout: no ack for {self._sync.ack_timeout_s:.0f}s")
-        for stream, (_, sent_at) in self._batch_inflight.items():
-            if now - sent_at > self._sync.ack_timeout_s:
-                raise SessionLost(f"ack-timeout: no ack for {stream} records")
-        assert self.uploader is not None
         if self.uploader.stalled(now, self._sync.ack_timeout_s):
             raise SessionLost("recording-stalled: no upload progress")
-        silence = SILENCE_FACTOR * self._sync.status_interval_s
-        if now - self._last_heard > silence and (self._inflight or self.uploader.current):
-            raise SessionLost("silence: nothing heard from HQ")
+        self._lost_if(self._session.check(now, busy=self.uploader.current is not None))
+
+    async def _fill_window(self, sock: zmq.asyncio.Socket, name: str, now: float) -> None:
+        """Batches of one outbox while its window has room, each after the last one sent."""
+        outbox, stream = Outbox(self._store(), name), self._streams[name]
+        while (want := self._session.want(name)) is not None:
+            batch = await asyncio.to_thread(outbox.read_batch, want.after, want.limit)
+            if not batch:
+                return
+            await self._send(sock, self._session.batch(name, batch, now))
+            stream.sent(len(batch))
+
+    async def _handle(self, sock: zmq.asyncio.Socket, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, Lost):
+                raise SessionLost(str(event))
+            for reply in await self._on_event(event):
+                await self._send(sock, reply)
+
+    async def _on_event(self, event: Event) -> list[Message]:
+        if isinstance(event, SessionUp):
+            self._up()
+            return [SnapshotRequest(t.name, t.version()) for t in self.features.topics]
+        if isinstance(event, Acked):
+            outbox = Outbox(self._store(), event.stream)
+            removed = await asyncio.to_thread(outbox.ack, event.seqs)
+            self._streams[event.stream].acked(removed)
+            return []
+        if isinstance(event, Refused):
+            self._refused(event.error)
+            return []
+        if isinstance(event, Delivered):
+            return await self._deliver(event.message)
+        return []
+
+    def _up(self) -> None:
+        self.metrics.connected.set(1)
+        self.session_up.set()
+        log.info("sync session up", extra={"endpoint": self._sync.endpoint})
+
+    def _refused(self, error: ErrorReply) -> None:
+        self.metrics.protocol_errors.labels(error_id=error.error_id).inc()
+        log.warning(
+            "HQ refused a message",
+            extra={"error_id": error.error_id, "detail": error.message, "ref": error.ref},
+        )
+
+    def _lost_if(self, lost: Lost | None) -> None:
+        if lost is not None:
+            raise SessionLost(str(lost))
+
+    async def _deliver(self, message: Message) -> list[Message]:
+        """Hand a message to the feature that registered for it; the replies to send."""
+        assert self.uploader is not None
+        if isinstance(message, RecResume | RecCredit | RecDone | ErrorReply):
+            return await asyncio.to_thread(self.uploader.on_message, message, time.monotonic())
+        if isinstance(message, Command):
+            return [await self._command(message)]
+        if isinstance(message, Snapshot | Update):
+            topic = self.features.topic(message.topic)
+            if topic is not None:
+                return await topic.receive(message)
+            if isinstance(message, Snapshot):
+                StateStore(self._store()).put(
+                    f"snapshot:{message.topic}", {"version": message.version, "data": message.data}
+                )
+        return []
+
+    async def _command(self, command: Command) -> CommandResult:
+        handler = self.features.command_handler(command.kind)
+        if handler is None:
+            return CommandResult(
+                command.command_id, False, f"unknown command kind {command.kind!r}"
+            )
+        ok, detail = await handler.apply(command.command_id, command.kind, command.args)
+        return CommandResult(command.command_id, ok, command_detail(detail))
 
     async def _watch_storage(self) -> None:
         """Warn loudly, whether or not HQ is reachable, while storage fills up."""
@@ -445,28 +361,25 @@ class SyncClient:
                 },
             )
 
-    def _calls_moved(self, now: float) -> bool:
-        """Whether calls in progress changed since the last status (looked at once a second)."""
-        if self.calls_active is None or now - self._calls_checked < CALLS_CHECK_S:
-            return False
-        self._calls_checked = now
-        return self.calls_active() != self._calls_sent
-
     def _status(self) -> Status:
         ratio = self._store_ratio
         health = {
             "backlog": self._backlog(),
             "store_used_percent": round(100 * ratio, 2),
             "alarms": store_alarms(100 * ratio, self._settings.store.alarm_percent),
-            "snapshots": {ROUTING: self.routing.version},
-            "routing_refused": self.routing.refused,
             "recordings_quarantined": len(self.uploader.quarantined()) if self.uploader else 0,
         }
-        if self.routing_health is not None:
-            health.update(self.routing_health())
-        if self.calls_active is not None:
-            self._calls_sent = health["calls_active"] = self.calls_active()
+        for part in self.features.status:
+            health.update(part())
+        self._live_sent = [part() for part in self.features.live_status]
         return Status(health)
+
+    def _live_moved(self, now: float) -> bool:
+        """Whether a live status part changed since the last status (looked at each second)."""
+        if not self.features.live_status or now - self._live_checked < LIVE_CHECK_S:
+            return False
+        self._live_checked = now
+        return [part() for part in self.features.live_status] != self._live_sent
 
     async def _send(self, sock: zmq.asyncio.Socket, message: Message) -> None:
         # Frames of 64 KiB and more (recording chunks) are handed to zmq without a copy.

@@ -115,8 +115,8 @@ def add_service_actions(
     what: str,
     run: Callable[[argparse.Namespace], int],
     config: Callable[[argparse.Namespace], int],
-) -> None:
-    """The `run` and `config` actions every service command has."""
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """The `run` and `config` actions every service command has; returns the actions."""
     commands = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     run_parser = commands.add_parser(
         "run",
@@ -139,3 +139,4 @@ def add_service_actions(
         "--show-secrets", action="store_true", help="print tokens, passwords and keys as they are"
     )
     check.set_defaults(func=config)
+    return commands

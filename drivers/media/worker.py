@@ -9,6 +9,8 @@ authentication, routing and CDRs. Kamailio routes calls to the worker by request
     announce-<prompt>   play the prompt, then hang up
     ivr-<flow>          an IVR flow: the appliance's flow engine decides, the worker's IVR
                         handler plays, gathers digits, records and transfers (drivers.media.ivr)
+    queue-<name>        an ACD queue: the caller hears music until the appliance's ACD has
+                        the worker ring an agent and bridge the two (drivers.media.queues)
     echo                send the caller's audio back (echo test)
     room-<name>         meet-me conference room: everyone in it hears everyone else; a
                         room spanning workers is linked to the others (drivers.media.rooms)
@@ -51,12 +53,13 @@ from drivers.media.protocol import (
     decode_command,
     encode_event,
 )
+from drivers.media.queues import AGENT, QueueLegs
 from drivers.media.rooms import RoomLink, RoomLinks
 
 log = logging.getLogger("callmesh.media")
 
 _REQUEST_USER = re.compile(r"^INVITE sip:([^@;>\s]+)@", re.MULTILINE)
-_SERVICE = re.compile(r"^(announce|ivr|room)-([a-z0-9][a-z0-9_-]{0,31})$|^(echo)$")
+_SERVICE = re.compile(r"^(announce|ivr|room|queue)-([a-z0-9][a-z0-9_-]{0,31})$|^(echo)$")
 POLL_MS = 10
 DRAIN_S = 0.5
 
@@ -174,6 +177,7 @@ class Worker:
         self._queue: deque[Callable[[], None]] = deque()
         self.gsm = GsmLegs(self, emit)
         self.ivr = IvrLegs(self, emit)
+        self.queues = QueueLegs(self, emit)
         self.links = RoomLinks(config.host, config.jitter_frames, self._link_joined,
                                self._link_left, emit)  # fmt: skip
         acc_cfg = pj.AccountConfig()
@@ -294,6 +298,8 @@ class Worker:
             return
         if leg.service == "gsm":
             self.gsm.state(leg, state, code, reason)
+        elif leg.service == AGENT:
+            self.queues.agent_state(leg, state, code, reason)
         elif state == pj.PJSIP_INV_STATE_EARLY and leg.tag:
             emit(ev="leg", id=leg.tag, state="ringing", code=code)
         elif state == pj.PJSIP_INV_STATE_CONFIRMED:
@@ -326,6 +332,8 @@ class Worker:
             self.play(leg, self.config.prompts[leg.arg], loop=False)
         elif leg.service == "ivr":
             self.ivr.media(leg)
+        elif leg.service in ("queue", AGENT):
+            self.queues.media(leg)
         elif leg.service == "echo":
             leg.audio.startTransmit(leg.audio)
         elif leg.service in ("room", "conference"):
@@ -366,6 +374,8 @@ class Worker:
             leg.call.hangup(pj.CallOpParam())
         elif leg.service == "ivr":
             self.ivr.played(leg)
+        elif leg.service == "queue":
+            self.queues.played(leg)
 
     def play(self, leg: Leg, prompt: Prompt, loop: bool) -> None:
         """Play ``prompt`` to the leg; a tone's end is its ``seconds`` (the leg's deadline)."""
@@ -418,6 +428,8 @@ class Worker:
         self._disconnect(_room_key(leg), leg)
         if leg.service == "ivr":
             self.ivr.forget(leg)
+        elif leg.service == "queue":
+            self.queues.forget(leg)
         self.stop_source(leg)
         if leg.service == "gsm":
             self.gsm.forget(leg)
@@ -440,6 +452,8 @@ class Worker:
                 self.gsm.command(name, cmd)
             elif isinstance(name, str) and name.startswith("ivr-"):
                 self.ivr.command(name, cmd)
+            elif isinstance(name, str) and name.startswith("queue-"):
+                self.queues.command(name, cmd)
             elif name in ("room-link", "room-unlink"):
                 self.links.command(name, cmd)
             else:
@@ -460,6 +474,7 @@ class Worker:
         self._queue.clear()
         self.gsm.shutdown()
         self.ivr.shutdown()
+        self.queues.shutdown()
         self.links.shutdown()
         for leg in self.legs.values():
             leg.source = leg.audio = None

@@ -1,7 +1,9 @@
 """Kamailio as a supervised child process: files rendered into a run directory, probed by OPTIONS.
 
 Reload rule: a changed subscriber list is applied live (auth_db reads the SQLite file on
-each request); a changed kamailio.cfg restarts the daemon.
+each request); changed local routes are written into the same file, and the caller
+has Kamailio reload them (RPC ``htable.reload``, ``RELOAD_RPCS``); a changed
+kamailio.cfg restarts the daemon.
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ from pathlib import Path
 from drivers.daemon.private_files import make_private, write_private
 from drivers.sip.errors import ProcessError
 from drivers.sip.kamailio_config import (
+    LOCAL_RECORDING_INSERT,
+    LOCAL_ROUTES_INSERT,
+    LOCAL_ROUTES_SCHEMA,
     SUBSCRIBER_INSERT,
     SUBSCRIBER_SCHEMA,
     UACREG_INSERT,
     UACREG_SCHEMA,
     KamailioConfig,
+    LocalRoutes,
     Subscriber,
+    htable_rows,
     render_config,
     subscriber_rows,
     uacreg_rows,
@@ -43,6 +50,8 @@ def find_module_path() -> str:
 
 
 ROUTE_SECRET_FILE = "route-secret"
+# The RPCs that make a running Kamailio read changed local routes from its SQLite file.
+RELOAD_RPCS = (("htable.reload", "local"), ("htable.reload", "recpol"))
 
 
 def load_route_secret(run_dir: Path) -> str:
@@ -76,6 +85,7 @@ class KamailioDriver:
         self.run_dir = run_dir
         self.config = config
         self._subscribers = tuple(subscribers)
+        self.local_routes = LocalRoutes()
         self._binary = binary
         self.cfg_path = run_dir / "kamailio.cfg"
         self.daemon = Daemon(
@@ -105,7 +115,9 @@ class KamailioDriver:
     def write_files(self) -> bool:
         """Write kamailio.cfg and the subscriber DB; returns whether the cfg text changed."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_subscribers(Path(self.config.subscriber_db), self._subscribers, self.config)
+        write_subscribers(
+            Path(self.config.subscriber_db), self._subscribers, self.config, self.local_routes
+        )
         text = render_config(self.config)
         old = self.cfg_path.read_text() if self.cfg_path.exists() else None
         if old == text:
@@ -134,19 +146,25 @@ class KamailioDriver:
 
 
 def write_subscribers(
-    path: Path, subscribers: Sequence[Subscriber], config: KamailioConfig
+    path: Path,
+    subscribers: Sequence[Subscriber],
+    config: KamailioConfig,
+    local_routes: LocalRoutes | None = None,
 ) -> None:
-    """Replace the subscriber and trunk registration tables atomically (one transaction)."""
+    """Replace the subscriber, trunk registration and local route tables in one transaction."""
+    routes = local_routes or LocalRoutes()
     path.parent.mkdir(parents=True, exist_ok=True)
     make_private(path)
     conn = sqlite3.connect(path, timeout=5, isolation_level=None)
     try:
         conn.execute("BEGIN")
-        for statement in (SUBSCRIBER_SCHEMA + UACREG_SCHEMA).split(";"):
+        for statement in (SUBSCRIBER_SCHEMA + UACREG_SCHEMA + LOCAL_ROUTES_SCHEMA).split(";"):
             if statement.strip():
                 conn.execute(statement)
         conn.executemany(SUBSCRIBER_INSERT, subscriber_rows(subscribers, config.domain))
         conn.executemany(UACREG_INSERT, uacreg_rows(config.registrations, config.domain))
+        conn.executemany(LOCAL_ROUTES_INSERT, htable_rows(routes.answers))
+        conn.executemany(LOCAL_RECORDING_INSERT, htable_rows(routes.recording))
         conn.execute("COMMIT")
     finally:
         conn.close()

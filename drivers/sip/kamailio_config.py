@@ -10,8 +10,10 @@ that is not ``127.0.0.1``, on ``127.0.0.1`` at the same port for the media worke
 ``subscriber_rows`` make the ``subscriber`` table Kamailio's ``auth_db`` reads for digest auth
 (schema as in Debian's ``/usr/share/kamailio/db_sqlite/auth_db-create.sql``, table
 version 7); ``UACREG_SCHEMA`` and ``uacreg_rows`` the ``uacreg`` table of trunk
-registrations the ``uac`` module keeps up (``uac-create.sql``, version 5). The driver
-writes both files; nothing here touches the disk.
+registrations the ``uac`` module keeps up (``uac-create.sql``, version 5);
+``LOCAL_ROUTES_SCHEMA`` and ``htable_rows`` the two tables the ``htable`` module loads
+(``htable-create.sql``, version 2) with the answers Kamailio finds without asking the
+appliance (``LocalRoutes``). The driver writes the file; nothing here touches the disk.
 """
 
 from __future__ import annotations
@@ -87,6 +89,19 @@ class Registration:
     realm: str
     registrar: str
     expires: int = 600
+
+
+@dataclass(frozen=True)
+class LocalRoutes:
+    """Routing answers Kamailio reads from its own tables instead of asking the appliance.
+
+    ``answers``: the route server's JSON answer by dialled number (htable ``local``);
+    ``recording``: callers whose own recording policy comes before the answer's
+    (htable ``recpol``). Both apply only to calls from an authenticated phone.
+    """
+
+    answers: tuple[tuple[str, str], ...] = ()
+    recording: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -290,6 +305,41 @@ CREATE TABLE uacreg (
     CONSTRAINT uacreg_l_uuid_idx UNIQUE (l_uuid));
 INSERT INTO version VALUES ('uacreg', 5);
 """
+
+LOCAL_ROUTES_SCHEMA = """
+DROP TABLE IF EXISTS local_routes;
+DROP TABLE IF EXISTS local_recording;
+CREATE TABLE local_routes (
+    id INTEGER PRIMARY KEY NOT NULL,
+    key_name VARCHAR(64) DEFAULT '' NOT NULL,
+    key_type INTEGER DEFAULT 0 NOT NULL,
+    value_type INTEGER DEFAULT 0 NOT NULL,
+    key_value TEXT DEFAULT '' NOT NULL,
+    expires INTEGER DEFAULT 0 NOT NULL);
+CREATE TABLE local_recording (
+    id INTEGER PRIMARY KEY NOT NULL,
+    key_name VARCHAR(64) DEFAULT '' NOT NULL,
+    key_type INTEGER DEFAULT 0 NOT NULL,
+    value_type INTEGER DEFAULT 0 NOT NULL,
+    key_value TEXT DEFAULT '' NOT NULL,
+    expires INTEGER DEFAULT 0 NOT NULL);
+INSERT INTO version VALUES ('local_routes', 2), ('local_recording', 2);
+"""
+LOCAL_ROUTES_INSERT = (
+    "INSERT INTO local_routes (key_name, key_type, value_type, key_value) VALUES (?, 0, 0, ?)"
+)
+LOCAL_RECORDING_INSERT = (
+    "INSERT INTO local_recording (key_name, key_type, value_type, key_value) VALUES (?, 0, 0, ?)"
+)
+
+
+def htable_rows(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Rows for the local route inserts: string values (``value_type`` 0) under plain keys."""
+    for key, value in pairs:
+        if not key or _CONTROL.search(key + value):
+            raise ConfigValueError(f"htable entry {key[:40]!r}: empty key or control character")
+    return [(key, value) for key, value in pairs]
+
 
 UACREG_INSERT = (
     "INSERT INTO uacreg (l_uuid, l_username, l_domain, r_username, r_domain, realm,"

@@ -114,10 +114,16 @@ class Welcome(Message):
 
 
 @dataclass(frozen=True)
-class CdrBatch(Message):
-    TYPE = "cdr-batch"
+class RecordBatch(Message):
+    """Base of every batch of an outbox stream: ``[seq, record bytes]`` entries, acked by seq."""
+
     SCHEMA = {"records": list}
     records: list[tuple[int, bytes]]
+
+
+@dataclass(frozen=True)
+class CdrBatch(RecordBatch):
+    TYPE = "cdr-batch"
 
 
 @dataclass(frozen=True)
@@ -245,17 +251,13 @@ class SimStatus(Message):
 
 
 @dataclass(frozen=True)
-class ComplianceBatch(Message):
+class ComplianceBatch(RecordBatch):
     TYPE = "compliance-batch"
-    SCHEMA = {"records": list}
-    records: list[tuple[int, bytes]]
 
 
 @dataclass(frozen=True)
-class SmsBatch(Message):
+class SmsBatch(RecordBatch):
     TYPE = "sms-batch"
-    SCHEMA = {"records": list}
-    records: list[tuple[int, bytes]]
 
 
 @dataclass(frozen=True)
@@ -330,7 +332,7 @@ def decode(frames: Sequence[Frame]) -> Message:
         values["data"] = frames[1]
     elif len(frames) != 1:
         raise ProtocolError("bad-frame-count", f"{cls.TYPE} has exactly one frame")
-    if cls in (CdrBatch, ComplianceBatch, SmsBatch):
+    if issubclass(cls, RecordBatch):
         values["records"] = _records(values["records"])
     message = cls(**values)
     if _negative(message):
@@ -338,10 +340,19 @@ def decode(frames: Sequence[Frame]) -> Message:
     return message
 
 
+MSGPACK_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,  # malformed, truncated or extra data; bad UTF-8; over a length limit
+    TypeError,  # a map key that cannot be a key
+    OverflowError,
+    msgpack.UnpackException,
+)
+"""What msgpack raises for bytes that are not one valid msgpack object."""
+
+
 def _unpack(frame: Frame) -> dict[str, Any]:
     try:
         header = msgpack.unpackb(frame, raw=False, strict_map_key=True)
-    except Exception as err:
+    except MSGPACK_ERRORS as err:
         raise ProtocolError("bad-msgpack", f"frame 0 is not msgpack: {err}") from None
     if not isinstance(header, dict):
         raise ProtocolError("bad-header", "frame 0 must be a msgpack map")

@@ -42,7 +42,7 @@ from drivers.sync.limits import (
     TIME_MIN_S,
     VARIABLES_MAX,
 )
-from drivers.sync.protocol import ProtocolError
+from drivers.sync.protocol import MSGPACK_ERRORS, ProtocolError
 
 CDR_SCHEMA = 1
 
@@ -54,7 +54,7 @@ class RecordError(ProtocolError):
 def _unpack(raw: bytes, what: str) -> dict[str, Any]:
     try:
         doc = msgpack.unpackb(raw, raw=False)
-    except Exception as err:
+    except MSGPACK_ERRORS as err:
         raise RecordError("record-not-msgpack", f"not msgpack: {err}") from None
     if type(doc) is not dict:
         raise RecordError("record-not-map", f"{what} is a msgpack map")

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import hashlib
 import signal
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 
 from aggregator import recording_store, reports
 from aggregator.recordings import RecordingReceiver
 from aggregator.settings import RecordingStoreSettings
+from aggregator.store import migrate
+from aggregator.store.cdr_rows import parse_batch
 from aggregator.store.cdrs import CdrStore
-from aggregator.store.db import create_engine
-from aggregator.store.schema import cdrs, recordings
+from aggregator.store.db import create_engine, driver_url, migrated_engine
+from aggregator.store.schema import cdr_rollup, cdr_rollup_daily, cdrs, metadata, recordings
 from drivers.sync.protocol import RecChunk, RecDone, RecOffer
+from tests.first_release import make_first_release_db, spread_cdr
 from tests.integration.test_sync import start_aggregator, start_appliance, stored_ids
 from tests.pg import postgres_server
 from tests.sync_env import make_cdr, make_env, wait_for
@@ -32,11 +40,55 @@ def pg_url() -> Iterator[str]:
 def clean_pg(pg_url: str) -> str:
     engine = create_engine(pg_url)
     with engine.begin() as conn:
-        tables = ("cdrs", "cdr_rollup", "rejected_records", "sites", "recordings")
-        for table in (*tables, "recordings_expired"):
+        tables = ("cdrs", "cdr_rollup", "cdr_rollup_daily", "rejected_records", "sites")
+        for table in (*tables, "recordings", "recordings_expired"):
             conn.execute(sa.text(f"TRUNCATE {table}"))
     engine.dispose()
     return pg_url
+
+
+@pytest.fixture
+def empty_pg(pg_url: str) -> Iterator[str]:
+    """A new, empty database on the test server, dropped afterwards."""
+    name = f"migration_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(driver_url(pg_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_a_first_release_postgres_database_is_upgraded_with_its_data_kept(empty_pg: str) -> None:
+    before = make_first_release_db(empty_pg, cdrs=200)
+    engine, migration = migrated_engine(empty_pg)
+    assert (migration.before, migration.after) == (migrate.FIRST_RELEASE, migrate.head())
+    result = CdrStore(engine).ingest(before.site_id, [(n + 1, spread_cdr(n)) for n in range(250)])
+    assert (result.inserted, result.duplicates) == (50, 200)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(cdrs)) == 250
+        daily = sa.select(cdr_rollup_daily.c.day_ms, cdr_rollup_daily.c.calls).where(
+            cdr_rollup_daily.c.dim == "site"
+        )
+        by_day = dict(conn.execute(daily).all())
+        assert sum(by_day.values()) == 250
+        assert all(by_day[day] >= calls for day, calls in before.calls_by_day.items())
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert list(differences) == []
+    engine.dispose()
+
+
+def test_aggregator_nodes_starting_together_migrate_once(empty_pg: str) -> None:
+    make_first_release_db(empty_pg)
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        started = list(pool.map(migrated_engine, [empty_pg] * 3))
+    befores = sorted(str(migration.before) for _, migration in started)
+    assert befores == sorted([migrate.FIRST_RELEASE, migrate.head(), migrate.head()])
+    for engine, _ in started:
+        engine.dispose()
 
 
 def test_ingest_is_idempotent_and_reports_work_on_postgres(clean_pg: str) -> None:
@@ -62,6 +114,43 @@ def test_ingest_is_idempotent_and_reports_work_on_postgres(clean_pg: str) -> Non
     assert day["answered"] == 1500
     assert len(page) == 10
     assert cursor is not None
+    engine.dispose()
+
+
+def test_copy_ingest_stores_each_cdr_once_within_and_across_groups(clean_pg: str) -> None:
+    engine = create_engine(clean_pg)
+    store = CdrStore(engine)
+    first = [(n + 1, make_cdr(n)) for n in range(300)]
+    overlap = [(n + 1, make_cdr(n)) for n in range(200, 400)]
+    group = [parse_batch("site-a", first), parse_batch("site-a", overlap)]
+    group.append(parse_batch("site-b", first[:50]))
+    results = store.store_many(group)
+    assert [(r.inserted, r.duplicates) for r in results] == [(300, 0), (100, 100), (50, 0)]
+    again = store.store_many([parse_batch("site-a", overlap), parse_batch("site-b", first)])
+    assert [(r.inserted, r.duplicates) for r in again] == [(0, 200), (250, 50)]
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(cdrs.c.site_id, sa.func.count()).group_by(cdrs.c.site_id))
+        assert dict(stored.all()) == {"site-a": 400, "site-b": 300}
+        rollup = sa.select(cdr_rollup.c.site_id, sa.func.sum(cdr_rollup.c.calls)).where(
+            cdr_rollup.c.dim == "site"
+        )
+        calls = conn.execute(rollup.group_by(cdr_rollup.c.site_id)).all()
+        assert dict(calls) == {"site-a": 400, "site-b": 300}
+    engine.dispose()
+
+
+def test_copy_ingest_leaves_nothing_behind_when_a_group_fails(clean_pg: str) -> None:
+    engine = create_engine(clean_pg)
+    store = CdrStore(engine)
+    batch = parse_batch("site-a", [(n + 1, make_cdr(n)) for n in range(100)])
+    first_id = next(iter(batch.rows))
+    too_long = batch.rows[first_id]._replace(trunk="t" * 65)
+    broken = dataclasses.replace(batch, rows={**batch.rows, first_id: too_long})
+    with pytest.raises(sa.exc.DBAPIError):
+        store.store_many([broken])
+    assert store.store_many([batch])[0].inserted == 100
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(cdrs)) == 100
     engine.dispose()
 
 

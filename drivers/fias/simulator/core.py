@@ -198,7 +198,7 @@ def _answer(posting: g.RecordPS, status: str, text: str) -> g.RecordPA:
 
 
 def _stamp() -> dict[str, str]:
-    return g.stamp(dt.datetime.now())
+    return g.stamp(dt.datetime.now().astimezone())
 
 
 def _by_number(booking: Booking) -> int:

@@ -59,7 +59,7 @@ class SimulatorLoop:
         def run() -> None:
             try:
                 future.set_result(fn())
-            except Exception as err:  # handed back to the caller's thread
+            except Exception as err:  # noqa: BLE001 - handed back to the caller's thread
                 future.set_exception(err)
 
         self.loop.call_soon_threadsafe(run)
@@ -74,7 +74,7 @@ class SimulatorLoop:
                 self.modems.append(hosted)
             self._clock = self.loop.create_task(self._pcm_clock())
             self._ticker = self.loop.create_task(self._fault_ticker())
-        except Exception as err:  # reported to start()
+        except Exception as err:  # noqa: BLE001 - reported to start()
             self._failure = err
             self._started.set()
             return

@@ -1,6 +1,7 @@
 """Runs the BranchExchange with its own Store as a process, as the composition root will.
 
-With ``test_api_port`` in the config, the PBX's call API is served on that port too.
+With ``test_api_port`` in the config, the PBX's call API is served on that port too; a
+``contact`` section adds the contact centre (its queues, decider and API routes).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 import yaml
 from fastapi import FastAPI
 
+from appliance.contact.settings import ContactSettings
+from appliance.contact.wiring import build_contact
 from appliance.pbx.exchange import BranchExchange
 from appliance.pbx.settings import PbxSettings
 from appliance.settings import ApplianceSettings
@@ -39,6 +42,7 @@ class _StoreHolder:
 async def main(data: dict[str, Any]) -> None:
     pbx_settings = PbxSettings.model_validate(data.pop("pbx", {}))
     api_port = data.pop("test_api_port", None)
+    contact_doc = data.pop("contact", None)
     settings = ApplianceSettings.model_validate(data)
     configure_logging("info")
     store = Store.open(settings.data_dir / "store", 64)
@@ -52,9 +56,15 @@ async def main(data: dict[str, Any]) -> None:
         settings.data_dir,
     )
     components: list[Component] = [_StoreHolder(store), pbx]
+    app = FastAPI()
+    app.include_router(pbx.router(settings.api.tokens))
+    if contact_doc is not None:
+        contact = build_contact(
+            ContactSettings.model_validate(contact_doc), pbx, lambda: store, settings.data_dir
+        )
+        app.include_router(contact.router(settings.api.tokens))
+        components.append(contact)
     if api_port is not None:
-        app = FastAPI()
-        app.include_router(pbx.router(settings.api.tokens))
         components.append(HttpServer(app, "127.0.0.1", int(api_port), "api"))
     await run_until_signalled(components)
 

@@ -241,6 +241,13 @@ def test_set_variables_are_published_and_queue_goes_to_its_fallback() -> None:
                        Transfer("1003")]  # fmt: skip
 
 
+def test_a_queue_node_goes_to_the_acd_queue_when_the_site_has_it() -> None:
+    doc = {"start": "q", "nodes": {"q": {"type": "queue", "queue": "sales", "fallback": "1003"}}}
+    flow = parse_flow("main", doc, Known(check_files=False))
+    call = Session("main", flow, 1, "1001", Clock(), lambda _name: None, queues=("sales",))
+    assert call.start() == [Transfer("queue-sales")]
+
+
 def test_an_external_number_is_transferred_as_dialled_for_the_routing_chain() -> None:
     doc = {"start": "out", "nodes": {"out": {"type": "number", "number": "+4930555999"}}}
     assert session(doc, Clock()).start() == [Transfer("+4930555999")]

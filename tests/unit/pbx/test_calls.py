@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 
 from appliance.pbx.calls import CallService
 from appliance.pbx.cdr import CdrBuilder, recording_id, time_ordered_id
-from appliance.store import Store
+from appliance.store import Outbox, Store, StoreFullError
 
 T0 = 1_790_000_000.0
 
@@ -123,6 +123,45 @@ def test_crash_before_outbox_append_resends_the_same_cdr(calls: CallService) -> 
     calls.open.put("c1", call)
     assert calls.interrupt_all("appliance-restart") == [cdr]
     assert cdrs(calls) == [cdr]
+
+
+class RefusingOutbox(Outbox):
+    """An outbox whose appends fail, as on a full map (the open record still takes writes)."""
+
+    def append_in(self, txn: Any, payloads: Sequence[bytes]) -> list[int]:
+        raise StoreFullError("map full")
+
+
+def test_a_cdr_whose_commit_fails_is_kept_in_its_open_record_and_resent_once(
+    calls: CallService, store: Store
+) -> None:
+    calls.handle(ev("invite"))
+    healthy, calls.outbox = calls.outbox, RefusingOutbox(store, "cdr")
+    cdr = calls.handle(ev("failed", code=486, reason="busy"))
+    assert cdr is not None
+    assert calls.write_failures == 1
+    assert calls.open.get("c1")["closing"] == cdr
+    calls.outbox = healthy
+    assert calls.interrupt_all("appliance-restart") == [cdr]
+    assert cdrs(calls) == [cdr]
+    assert calls.interrupt_all("appliance-restart") == []
+
+
+def test_a_finished_call_is_one_commit(calls: CallService, store: Store) -> None:
+    calls.handle(ev("invite"))
+    calls.handle(ev("answer", at=1))
+    commits = []
+    write = store.write
+
+    def counted() -> Any:
+        commits.append(1)
+        return write()
+
+    store.write = counted  # type: ignore[method-assign]
+    calls.handle(ev("end", at=9, reason="caller"))
+    assert len(commits) == 1
+    assert calls.open.get("c1") is None
+    assert [c["call_id"] for c in cdrs(calls)] == ["c1"]
 
 
 def test_media_relay_loss_turns_an_answered_call_interrupted(calls: CallService) -> None:

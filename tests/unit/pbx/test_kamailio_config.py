@@ -9,7 +9,13 @@ import pytest
 
 from drivers.sip.errors import ConfigValueError
 from drivers.sip.kamailio import load_route_secret, write_subscribers
-from drivers.sip.kamailio_config import KamailioConfig, Registration, Subscriber, render_config
+from drivers.sip.kamailio_config import (
+    KamailioConfig,
+    LocalRoutes,
+    Registration,
+    Subscriber,
+    render_config,
+)
 
 
 def _config(**changes: object) -> KamailioConfig:
@@ -58,7 +64,29 @@ def test_subscriber_table_is_replaced_with_plain_passwords(tmp_path: Path) -> No
         rows = conn.execute("SELECT username, domain, password FROM subscriber").fetchall()
         versions = dict(conn.execute("SELECT table_name, table_version FROM version"))
     assert rows == [("1002", "d.example", "pw-2"), ("1003", "d.example", "pw-3")]
-    assert versions == {"version": 1, "subscriber": 7, "uacreg": 5}
+    assert versions == {
+        "version": 1, "subscriber": 7, "uacreg": 5, "local_routes": 2, "local_recording": 2,
+    }  # fmt: skip
+
+
+def test_local_routes_fill_the_htable_tables_as_strings(tmp_path: Path) -> None:
+    db = tmp_path / "subscriber.sqlite"
+    routes = LocalRoutes((("1002", '{"action":"extension"}'),), (("1001", "never"),))
+    write_subscribers(db, [], _config(), routes)
+    write_subscribers(db, [], _config(), routes)
+    with sqlite3.connect(db) as conn:
+        answers = conn.execute(
+            "SELECT key_name, key_type, value_type, key_value, expires FROM local_routes"
+        ).fetchall()
+        callers = conn.execute("SELECT key_name, key_value FROM local_recording").fetchall()
+    assert answers == [("1002", 0, 0, '{"action":"extension"}', 0)]
+    assert callers == [("1001", "never")]
+
+
+def test_local_routes_with_a_control_character_are_refused(tmp_path: Path) -> None:
+    routes = LocalRoutes((("1002", "a\nb"),))
+    with pytest.raises(ConfigValueError, match="control character"):
+        write_subscribers(tmp_path / "s.sqlite", [], _config(), routes)
 
 
 def test_trunk_registrations_fill_the_uacreg_table(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Alembic migrations of the aggregator's store (run by aggregator/store/migrate.py)."""

@@ -1,0 +1,1 @@
+"""The contact centre: ACD queues and agents (docs/contact-centre.md)."""

@@ -1,0 +1,254 @@
+"""The ACD: which waiting caller is offered to which agent, and the agents' states. Pure.
+
+Theory of operation: callers wait per queue, higher priority first, then in order of
+arrival. ``offers`` pairs the head of each queue with the member agent that is logged
+in, available and registered and has been idle longest. The agent turns ``ringing`` in
+the same step, so no other offer can reach it until this one ends: ``declined`` (ring
+timeout, busy, gone) pauses it with reason ``no-answer`` and puts the caller back at the
+head; ``answered`` takes the caller out of the queue and puts the agent ``on-call``;
+``finished`` starts the queue's wrap-up, which ``tick`` ends. A caller being offered is
+skipped by later ``offers``; ``expired`` names callers past the queue's maximum wait.
+
+States: logged-out, available, ringing, on-call, wrap-up, paused (with a reason).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from appliance.contact.settings import QueueSettings
+
+STATES = ("logged-out", "available", "ringing", "on-call", "wrap-up", "paused")
+BUSY = ("ringing", "on-call")
+
+
+class AcdError(ValueError):
+    """A request the ACD refuses: ``error_id`` says which."""
+
+    def __init__(self, error_id: str, message: str) -> None:
+        super().__init__(message)
+        self.error_id = error_id
+
+
+@dataclass
+class Agent:
+    """One agent (an extension) and its state since ``since``."""
+
+    number: str
+    state: str = "logged-out"
+    reason: str = ""
+    since: float = 0.0
+    idle_since: float = 0.0
+    registered: bool = True
+    wrapup_until: float = 0.0
+    call_id: str = ""
+    calls: int = 0
+
+    def record(self) -> dict[str, Any]:
+        """The agent as a JSON-able document."""
+        return asdict(self)
+
+
+@dataclass
+class Waiting:
+    """A caller in a queue."""
+
+    call_id: str
+    queue: str
+    caller: str
+    priority: int
+    entered: float
+    seq: int
+    position: int
+    offered_to: str = ""
+    variables: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Sort key: higher priority first, then arrival."""
+        return (-self.priority, self.seq)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """Ring ``agent`` for the caller ``call_id`` of ``queue``."""
+
+    call_id: str
+    queue: str
+    agent: str
+
+
+class Acd:
+    """Queues of waiting callers and the agents who answer them."""
+
+    def __init__(self, queues: Mapping[str, QueueSettings]) -> None:
+        self.queues = dict(queues)
+        self.waiting: dict[str, list[Waiting]] = {name: [] for name in queues}
+        self.agents = {n: Agent(n) for q in queues.values() for n in q.agents}
+        self._seq = itertools.count()
+
+    def enter(self, call_id: str, queue: str, caller: str, now: float,
+              priority: int | None = None) -> Waiting:  # fmt: skip
+        """The caller joins ``queue``; priority 1 for the queue's priority callers."""
+        settings = self.queues[queue]
+        if priority is None:
+            priority = 1 if caller in settings.priority_callers else 0
+        entry = Waiting(call_id, queue, caller, priority, now, next(self._seq), 0)
+        line = self.waiting[queue]
+        bisect.insort(line, entry, key=lambda w: w.order)
+        entry.position = line.index(entry) + 1
+        return entry
+
+    def find(self, call_id: str) -> Waiting | None:
+        """The waiting caller ``call_id``."""
+        return next((w for w in self._all() if w.call_id == call_id), None)
+
+    def position(self, call_id: str) -> int:
+        """The caller's place in its queue (1 = next), 0 when not waiting."""
+        entry = self.find(call_id)
+        return 0 if entry is None else self.waiting[entry.queue].index(entry) + 1
+
+    def leave(self, call_id: str) -> Waiting | None:
+        """The caller left the queue unanswered (hung up, overflowed).
+
+        An agent being rung for it stays ``ringing`` until its phone stopped ringing
+        (``released``), so it is never rung twice at once."""
+        entry = self.find(call_id)
+        if entry is not None:
+            self.waiting[entry.queue].remove(entry)
+        return entry
+
+    def released(self, call_id: str, agent_number: str, now: float) -> None:
+        """The agent's phone stopped ringing for a caller who left: available again."""
+        agent = self.agents[agent_number]
+        if agent.state == "ringing" and agent.call_id == call_id:
+            self._set(agent, "available", now)
+
+    def offers(self, now: float) -> list[Offer]:
+        """New offers: each queue's first caller not yet offered, to its longest-idle agent."""
+        found = []
+        for name, line in self.waiting.items():
+            for entry in line:
+                if entry.offered_to:
+                    continue
+                agent = self._idle_member(name)
+                if agent is None:
+                    break
+                entry.offered_to = agent.number
+                self._set(agent, "ringing", now, call_id=entry.call_id)
+                found.append(Offer(entry.call_id, name, agent.number))
+        return found
+
+    def declined(self, call_id: str, agent_number: str, now: float) -> None:
+        """The offer ended unanswered: the agent pauses (``no-answer``), the caller waits on."""
+        entry = self.find(call_id)
+        if entry is not None and entry.offered_to == agent_number:
+            entry.offered_to = ""
+        agent = self.agents[agent_number]
+        if agent.state == "ringing" and agent.call_id == call_id:
+            self._set(agent, "paused", now, reason="no-answer")
+
+    def answered(self, call_id: str, agent_number: str, now: float) -> Waiting | None:
+        """The agent took the call: the caller leaves the queue, the agent is on the call."""
+        entry = self.find(call_id)
+        if entry is None:
+            return None
+        self.waiting[entry.queue].remove(entry)
+        agent = self.agents[agent_number]
+        agent.calls += 1
+        self._set(agent, "on-call", now, call_id=call_id)
+        return entry
+
+    def finished(self, agent_number: str, queue: str, now: float) -> None:
+        """The agent's queue call ended: wrap-up for the queue's time."""
+        agent = self.agents[agent_number]
+        if agent.state != "on-call":
+            return
+        wrapup = self.queues[queue].wrapup_s
+        self._set(agent, "wrap-up", now)
+        agent.wrapup_until = now + wrapup
+
+    def tick(self, now: float) -> list[Agent]:
+        """Ends wrap-ups that ran their time; returns the agents now available."""
+        done = [a for a in self.agents.values()
+                if a.state == "wrap-up" and now >= a.wrapup_until]  # fmt: skip
+        for agent in done:
+            self._set(agent, "available", now)
+        return done
+
+    def expired(self, now: float) -> list[Waiting]:
+        """Callers not being offered who waited past their queue's maximum wait."""
+        limit = {name: q.max_wait_s for name, q in self.queues.items()}
+        return [w for w in self._all() if not w.offered_to and now - w.entered >= limit[w.queue]]
+
+    def login(self, number: str, now: float) -> Agent:
+        """The agent starts taking calls (a logged-in agent stays as it is)."""
+        agent = self._agent(number)
+        if agent.state == "logged-out":
+            self._set(agent, "available", now)
+        return agent
+
+    def logout(self, number: str, now: float) -> Agent:
+        """The agent stops taking calls; refused while ringing or on a call."""
+        return self._change(number, "logged-out", now)
+
+    def pause(self, number: str, reason: str, now: float) -> Agent:
+        """The agent takes a break with a reason; refused while ringing or on a call."""
+        return self._change(number, "paused", now, reason)
+
+    def resume(self, number: str, now: float) -> Agent:
+        """A paused agent is available again."""
+        agent = self._agent(number)
+        if agent.state != "paused":
+            raise AcdError("agent-not-paused", f"agent {number} is {agent.state}, not paused")
+        self._set(agent, "available", now)
+        return agent
+
+    def registered(self, number: str, registered: bool) -> None:
+        """The agent's phone registered or went away (unregistered agents get no offers)."""
+        if number in self.agents:
+            self.agents[number].registered = registered
+
+    def restore(self, doc: Mapping[str, Any], now: float) -> None:
+        """An agent's stored state after a restart; calls did not survive, so a ringing,
+        talking or wrapping-up agent is available again."""
+        agent = self.agents.get(str(doc.get("number")))
+        if agent is None:
+            return
+        for name in ("state", "reason", "since", "idle_since", "calls"):
+            if name in doc:
+                setattr(agent, name, doc[name])
+        if agent.state not in STATES or agent.state in (*BUSY, "wrap-up"):
+            self._set(agent, "available", now)
+
+    def _change(self, number: str, state: str, now: float, reason: str = "") -> Agent:
+        agent = self._agent(number)
+        if agent.state in BUSY:
+            raise AcdError("agent-busy", f"agent {number} is {agent.state}")
+        self._set(agent, state, now, reason=reason)
+        return agent
+
+    def _agent(self, number: str) -> Agent:
+        agent = self.agents.get(number)
+        if agent is None:
+            raise AcdError("agent-not-found", f"{number} is no agent of any queue")
+        return agent
+
+    def _set(self, agent: Agent, state: str, now: float, reason: str = "",
+             call_id: str = "") -> None:  # fmt: skip
+        if state == "available" and agent.state != "available":
+            agent.idle_since = now
+        agent.state, agent.reason, agent.since, agent.call_id = state, reason, now, call_id
+
+    def _idle_member(self, queue: str) -> Agent | None:
+        members = [self.agents[n] for n in self.queues[queue].agents]
+        ready = [a for a in members if a.state == "available" and a.registered]
+        return min(ready, key=lambda a: a.idle_since, default=None)
+
+    def _all(self) -> Iterator[Waiting]:
+        for line in self.waiting.values():
+            yield from line

@@ -1,0 +1,378 @@
+"""ContactService: runs the ACD for the callers media workers hold in queues.
+
+Theory of operation: a worker reports a caller (``queue start``); the service enters it
+in the ACD, starts the queue's hold music and offers waiting callers to free agents at
+once (``_dispatch``, also after an agent logs in or resumes). An offer makes the
+caller's worker ring the agent; the worker reports ringing, answer and end of the agent
+leg, and the ACD's states follow. A timer task wakes at the next deadline (at most
+``IDLE_S`` later) and ``tick`` ends ring timeouts (the agent leg is cancelled; the agent
+pauses with ``no-answer``), wrap-ups and maximum waits (overflow target, or hang up).
+Agents' states are written to LMDB when a restart would restore them differently (login,
+logout, pause, resume) and read back at start, so login and pause survive a restart;
+``registrations`` (Kamailio's registered extensions, polled by the wiring) keeps agents
+whose phone is gone from being offered calls. Each queued call's CDR carries queue
+fields (``queue_*`` variables, synced to HQ with the CDR); every change is published on
+the CTI stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from appliance.contact.acd import Acd, Agent, Waiting
+from appliance.contact.cti import CtiStream
+from appliance.contact.settings import ContactSettings
+from appliance.store import Store
+from appliance.store.state import StateStore
+from drivers.media.protocol import Prompt
+
+log = logging.getLogger(__name__)
+
+IDLE_S = 1.0
+HANDOVER_S = 30.0
+RESTORED_AVAILABLE = ("ringing", "on-call", "wrap-up")
+NAMESPACE = "contact-agents"
+DEFAULT_HOLD = Prompt(tone_hz=425, on_ms=1000, off_ms=2000)
+
+
+class Worker(Protocol):
+    """What the service needs of a media worker."""
+
+    def send(self, command: dict[str, Any]) -> bool: ...
+
+
+@dataclass
+class Ringing:
+    """An agent being rung for a caller, until ``deadline``."""
+
+    agent: str
+    queue: str
+    deadline: float
+
+
+class ContactService:
+    """Queues, agents and the calls between them."""
+
+    def __init__(
+        self,
+        settings: ContactSettings,
+        prompts: dict[str, Prompt],
+        annotate: Callable[[str, dict[str, str]], None],
+        clock: Callable[[], float] = time.time,
+        speak: Callable[[str, str], Awaitable[Path]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.acd = Acd(settings.queues)
+        self.cti = CtiStream()
+        self._prompts = prompts
+        self._annotate = annotate
+        self._clock = clock
+        self._workers: dict[str, Worker] = {}
+        self._ringing: dict[str, Ringing] = {}
+        self._talking: dict[str, tuple[str, str]] = {}
+        self._state: StateStore | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._saved: dict[str, tuple[str, str]] = {}
+        self._speak = speak
+        self._announce_at: dict[str, float] = {}
+        self._expected: dict[str, tuple[dict[str, str], float]] = {}
+        self._speaking: set[asyncio.Task[None]] = set()
+
+    async def start(self, store: Store) -> None:
+        """Read agents' states back from LMDB and start the tick."""
+        self._state = StateStore(store, NAMESPACE)
+        now = self._clock()
+        for _, doc in self._state.items():
+            self.acd.restore(doc, now)
+        for agent in self.acd.agents.values():
+            self._save(agent)
+        self._task = asyncio.create_task(self._ticking(), name="contact-tick")
+
+    async def stop(self) -> None:
+        """Stop the tick and the announcements; end the CTI streams."""
+        for task in list(self._speaking):
+            task.cancel()
+        await asyncio.gather(*self._speaking, return_exceptions=True)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.cti.close()
+
+    def on_event(self, worker: Worker, event: dict[str, Any]) -> None:
+        """A ``queue`` event of a media worker."""
+        state, call_id = str(event.get("state")), str(event.get("id", ""))
+        if state == "start":
+            self._enter(worker, call_id, str(event.get("queue")), str(event.get("caller", "")))
+        elif state == "agent-ringing":
+            self._publish_call("call.agent-ringing", call_id, agent=str(event.get("agent")))
+        elif state == "agent-answered":
+            self._answered(call_id, str(event.get("agent")))
+        elif state == "agent-ended":
+            self._agent_ended(call_id, str(event.get("agent")), bool(event.get("answered")))
+        elif state == "ended":
+            self._caller_gone(call_id, "abandoned")
+        self._dispatch()
+
+    def worker_lost(self, worker: Worker) -> None:
+        """A worker exited with its callers and agent legs."""
+        for call_id in [c for c, w in self._workers.items() if w is worker]:
+            ringing = self._ringing.pop(call_id, None)
+            if ringing is not None:
+                self.acd.released(call_id, ringing.agent, self._clock())
+                self._save(self.acd.agents[ringing.agent])
+            self._agent_ended(call_id, self._talking.get(call_id, ("", ""))[0], True)
+            self._caller_gone(call_id, "interrupted")
+        self._dispatch()
+
+    def login(self, number: str) -> Agent:
+        """Log the agent in (AcdError when it is no agent)."""
+        agent = self._changed(self.acd.login(number, self._clock()))
+        self._dispatch()
+        return agent
+
+    def logout(self, number: str) -> Agent:
+        """Log the agent out (AcdError while it rings or talks)."""
+        return self._changed(self.acd.logout(number, self._clock()))
+
+    def pause(self, number: str, reason: str) -> Agent:
+        """Pause the agent with a reason (AcdError while it rings or talks)."""
+        return self._changed(self.acd.pause(number, reason, self._clock()))
+
+    def resume(self, number: str) -> Agent:
+        """End the agent's pause."""
+        agent = self._changed(self.acd.resume(number, self._clock()))
+        self._dispatch()
+        return agent
+
+    def expect(self, to: str, caller: str, variables: dict[str, str]) -> None:
+        """An IVR flow is sending ``caller`` to ``to``: when that is a queue, the flow's
+        variables (screen pop; ``priority``, a digit, ranks the caller) go with the caller
+        who arrives there within ``HANDOVER_S``."""
+        if to.removeprefix("queue-") in self.settings.queues and to.startswith("queue-"):
+            self._expected[caller] = (variables, self._clock() + HANDOVER_S)
+
+    def registrations(self, users: Collection[str]) -> None:
+        """The extensions registered now: agents whose phone is gone get no offers."""
+        for agent in self.acd.agents.values():
+            registered = agent.number in users
+            if agent.registered != registered:
+                self.acd.registered(agent.number, registered)
+                self._changed(agent)
+        self._dispatch()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Live queues: waiting callers with position and wait, agents with state."""
+        now = self._clock()
+        queues = []
+        for name, settings in self.settings.queues.items():
+            waiting = [{"call_id": w.call_id, "caller": w.caller, "priority": w.priority,
+                        "position": i + 1, "wait_s": round(now - w.entered, 1),
+                        "offered_to": w.offered_to or None}
+                       for i, w in enumerate(self.acd.waiting[name])]  # fmt: skip
+            agents = [self._agent_doc(self.acd.agents[n], now) for n in settings.agents]
+            queues.append({"name": name, "number": settings.number, "waiting": waiting,
+                           "agents": agents})  # fmt: skip
+        return {"queues": queues}
+
+    def _enter(self, worker: Worker, call_id: str, queue: str, caller: str) -> None:
+        settings = self.settings.queues.get(queue)
+        if settings is None:
+            log.warning("queue %r is not configured: call %s hung up", queue, call_id)
+            worker.send({"cmd": "queue-hangup", "id": call_id})
+            return
+        self._workers[call_id] = worker
+        self._wake.set()
+        variables, expires = self._expected.pop(caller, ({}, 0.0))
+        if expires < self._clock():
+            variables = {}
+        rank = variables.get("priority", "")
+        priority = int(rank) if len(rank) == 1 and rank.isdigit() else None
+        entry = self.acd.enter(call_id, queue, caller, self._clock(), priority)
+        entry.variables = variables
+        if settings.announce_every_s > 0 and self._speak is not None:
+            self._announce_at[call_id] = entry.entered + settings.announce_every_s
+        prompt = self._prompts.get(settings.hold_prompt or "", DEFAULT_HOLD)
+        worker.send({"cmd": "queue-hold", "id": call_id, "prompt": asdict(prompt)})
+        self._annotate(call_id, {"queue": queue, "queue_position": str(entry.position),
+                                 "queue_priority": str(entry.priority),
+                                 "queue_entered": f"{time.time():.3f}",
+                                 "queue_outcome": "abandoned"})  # fmt: skip
+        self._publish_call("call.queued", call_id, entry=entry)
+
+    def _dispatch(self) -> None:
+        now = self._clock()
+        for offer in self.acd.offers(now):
+            worker = self._workers[offer.call_id]
+            entry = self.acd.find(offer.call_id)
+            display = f"{offer.queue}: {entry.caller if entry else ''}"
+            ring_s = self.settings.queues[offer.queue].ring_timeout_s
+            self._ringing[offer.call_id] = Ringing(offer.agent, offer.queue, now + ring_s)
+            self._changed(self.acd.agents[offer.agent])
+            worker.send({"cmd": "queue-offer", "id": offer.call_id, "agent": offer.agent,
+                         "display": display})  # fmt: skip
+            self._publish_call("call.offered", offer.call_id, agent=offer.agent)
+
+    def _answered(self, call_id: str, agent: str) -> None:
+        ringing = self._ringing.get(call_id)
+        if ringing is None or ringing.agent != agent:
+            return
+        entry = self.acd.answered(call_id, agent, self._clock())
+        if entry is None:
+            return
+        del self._ringing[call_id]
+        self._talking[call_id] = (agent, entry.queue)
+        self._changed(self.acd.agents[agent])
+        wait = self._clock() - entry.entered
+        level = self.settings.queues[entry.queue].service_level_s
+        self._annotate(call_id, {"queue_outcome": "answered", "queue_agent": agent,
+                                 "queue_wait_s": f"{wait:.1f}",
+                                 "queue_sl_met": "true" if wait <= level else "false"})  # fmt: skip
+        self._publish_call("call.answered", call_id, agent=agent, wait_s=round(wait, 1))
+
+    def _agent_ended(self, call_id: str, agent: str, answered: bool) -> None:
+        now = self._clock()
+        talking = self._talking.pop(call_id, None)
+        if answered and talking is not None:
+            self.acd.finished(talking[0], talking[1], now)
+            self._changed(self.acd.agents[talking[0]])
+            self._publish_call("call.ended", call_id, agent=talking[0])
+            return
+        ringing = self._ringing.pop(call_id, None)
+        if ringing is None or ringing.agent != agent:
+            return
+        if self.acd.find(call_id) is None:
+            self.acd.released(call_id, agent, now)
+        else:
+            self.acd.declined(call_id, agent, now)
+        self._changed(self.acd.agents[agent])
+
+    def _caller_gone(self, call_id: str, outcome: str) -> None:
+        worker = self._workers.pop(call_id, None)
+        self._announce_at.pop(call_id, None)
+        entry = self.acd.leave(call_id)
+        if entry is None:
+            return
+        if outcome != "abandoned":
+            wait = f"{self._clock() - entry.entered:.1f}"
+            self._annotate(call_id, {"queue_outcome": outcome, "queue_wait_s": wait})
+        if call_id in self._ringing and worker is not None:
+            worker.send({"cmd": "queue-cancel", "id": call_id})
+        self._publish_call(f"call.{outcome}", call_id, entry=entry)
+
+    async def _ticking(self) -> None:
+        while True:
+            wait = min(IDLE_S, max(0.0, self._next_deadline() - self._clock()))
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that
+            # arrives as the event is set, and stop() would wait for this task forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                self.tick()
+            except Exception:
+                log.exception("contact centre tick failed")
+
+    def tick(self) -> None:
+        """Ring timeouts, wrap-ups and maximum waits at the current time; new offers."""
+        now = self._clock()
+        for agent in self.acd.tick(now):
+            self._changed(agent)
+        for call_id, ringing in list(self._ringing.items()):
+            worker = self._workers.get(call_id)
+            if now >= ringing.deadline and worker is not None:
+                ringing.deadline = float("inf")
+                worker.send({"cmd": "queue-cancel", "id": call_id})
+        for entry in self.acd.expired(now):
+            self._overflow(entry)
+        self._dispatch()
+        for call_id, at in list(self._announce_at.items()):
+            if now >= at:
+                self._announce(call_id, now)
+
+    def _announce(self, call_id: str, now: float) -> None:
+        entry = self.acd.find(call_id)
+        if entry is None:
+            self._announce_at.pop(call_id, None)
+            return
+        settings = self.settings.queues[entry.queue]
+        self._announce_at[call_id] = now + settings.announce_every_s
+        if entry.offered_to:
+            return
+        text = settings.announcement.replace("{position}", str(self.acd.position(call_id)))
+        task = asyncio.get_running_loop().create_task(self._say(call_id, text, settings.language))
+        self._speaking.add(task)
+        task.add_done_callback(self._speaking.discard)
+
+    async def _say(self, call_id: str, text: str, language: str) -> None:
+        """Render the position announcement, then play it unless the caller moved on."""
+        assert self._speak is not None
+        try:
+            path = await self._speak(text, language)
+        except Exception:
+            log.exception("position announcement for %s not rendered", call_id)
+            return
+        entry, worker = self.acd.find(call_id), self._workers.get(call_id)
+        if entry is not None and not entry.offered_to and worker is not None:
+            worker.send({"cmd": "queue-announce", "id": call_id, "prompt": {"file": str(path)}})
+            self._publish_call("call.announced", call_id, text=text)
+
+    def _next_deadline(self) -> float:
+        deadlines = [*self._announce_at.values()]
+        deadlines += [r.deadline for r in self._ringing.values()]
+        deadlines += [a.wrapup_until for a in self.acd.agents.values() if a.state == "wrap-up"]
+        deadlines += [w.entered + self.settings.queues[w.queue].max_wait_s
+                      for line in self.acd.waiting.values() for w in line]  # fmt: skip
+        return min(deadlines, default=float("inf"))
+
+    def _overflow(self, entry: Waiting) -> None:
+        worker = self._workers.get(entry.call_id)
+        target = self.settings.queues[entry.queue].overflow
+        outcome = "overflowed" if target else "timeout"
+        if worker is not None and target:
+            worker.send({"cmd": "queue-transfer", "id": entry.call_id, "to": target})
+        elif worker is not None:
+            worker.send({"cmd": "queue-hangup", "id": entry.call_id})
+        self._caller_gone(entry.call_id, outcome)
+
+    def _changed(self, agent: Agent) -> Agent:
+        self._wake.set()
+        self._save(agent)
+        self.cti.publish("agent.state", **self._agent_doc(agent, self._clock()))
+        return agent
+
+    def _save(self, agent: Agent) -> None:
+        """Write the agent when what a restart restores changed: ringing, talking and
+        wrap-up come back as available, so those changes cost no fsync on the way to an
+        offer."""
+        durable = ("available" if agent.state in RESTORED_AVAILABLE else agent.state,
+                   agent.reason)  # fmt: skip
+        if self._state is None or self._saved.get(agent.number) == durable:
+            return
+        self._state.put(agent.number, {**agent.record(), "state": durable[0]})
+        self._saved[agent.number] = durable
+
+    def _publish_call(self, event: str, call_id: str, entry: Waiting | None = None,
+                      **data: Any) -> None:  # fmt: skip
+        entry = entry or self.acd.find(call_id)
+        if entry is not None:
+            data.update(queue=entry.queue, caller=entry.caller, priority=entry.priority,
+                        position=self.acd.position(call_id) or None,
+                        variables=entry.variables)  # fmt: skip
+        self.cti.publish(event, call_id=call_id, **data)
+
+    @staticmethod
+    def _agent_doc(agent: Agent, now: float) -> dict[str, Any]:
+        return {"agent": agent.number, "state": agent.state, "reason": agent.reason or None,
+                "for_s": round(max(0.0, now - agent.since), 1), "registered": agent.registered,
+                "calls": agent.calls}  # fmt: skip

@@ -1,0 +1,109 @@
+"""Builds the contact-centre slice and joins it to the PBX: the routing chain, the media
+workers' ``queue`` events, queue fields in the CDRs, the API routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from fastapi import APIRouter
+
+from appliance.contact.decider import QueueDecider
+from appliance.contact.routes import build_contact_router
+from appliance.contact.service import ContactService
+from appliance.contact.settings import ContactSettings
+from appliance.ivr.wiring import prompts
+from appliance.pbx.deciders import OWN_NUMBERS
+from appliance.pbx.errors import PbxNotStartedError
+from appliance.pbx.exchange import BranchExchange
+from appliance.store import Store
+from drivers.daemon.settings_base import ApiToken
+from drivers.media.tts import EspeakTts
+from drivers.sip.errors import RpcError
+from drivers.sip.evapi import EvapiClient
+from drivers.sip.usrloc import registered_users
+
+log = logging.getLogger(__name__)
+
+REGISTRATION_POLL_S = 1.0
+
+
+class ContactCentre:
+    """The slice as one lifecycle component, started after the PBX.
+
+    It also asks Kamailio every ``REGISTRATION_POLL_S`` which extensions are registered
+    (``ul.dump``), so agents follow their phones; while Kamailio does not answer, the
+    last answer stands.
+    """
+
+    name = "contact"
+
+    def __init__(
+        self, service: ContactService, store: Callable[[], Store], kamailio: EvapiClient
+    ) -> None:
+        self.service = service
+        self._store = store
+        self._kamailio = kamailio
+        self._watch: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Agents' states back from LMDB, the ACD's timer, the registration watch."""
+        await self.service.start(self._store())
+        self._watch = asyncio.create_task(self._registrations(), name="contact-registrations")
+
+    async def stop(self) -> None:
+        """Stop the watch, the timer and the CTI streams."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
+        await self.service.stop()
+
+    async def _registrations(self) -> None:
+        while True:
+            try:
+                dump = await self._kamailio.rpc("ul.dump", "brief")
+            except RpcError as err:
+                log.debug("registrations unknown: %s", err)
+            else:
+                self.service.registrations(registered_users(dump))
+            await asyncio.sleep(REGISTRATION_POLL_S)
+
+    def router(self, tokens: Sequence[ApiToken]) -> APIRouter:
+        """The contact-centre API routes."""
+        return build_contact_router(self.service, tokens)
+
+
+def build_contact(
+    settings: ContactSettings, pbx: BranchExchange, store: Callable[[], Store], data_dir: Path
+) -> ContactCentre:
+    """The contact centre joined to ``pbx``; spoken announcements cached under ``data_dir``."""
+    tts = EspeakTts(data_dir / "contact" / "tts")
+    service = ContactService(settings, prompts(pbx.settings), _cdr_fields(pbx),
+                             speak=tts.render)  # fmt: skip
+    pbx.chain.add(QueueDecider(settings), OWN_NUMBERS)
+    pbx.media_listeners["queue"] = service
+    pbx.ivr.queues = lambda: settings.queues.keys()
+    pbx.ivr.handover = service.expect
+    return ContactCentre(service, store, pbx.events)
+
+
+def _cdr_fields(pbx: BranchExchange) -> Callable[[str, dict[str, str]], None]:
+    """Queue fields into the open call's variables, so its CDR carries them to HQ."""
+
+    def annotate(call_id: str, fields: dict[str, str]) -> None:
+        try:
+            calls = pbx.calls
+        except PbxNotStartedError:
+            return
+        call = calls.get(call_id)
+        if call is None:
+            log.warning("queue fields for call %s, which is not open: %s", call_id, fields)
+            return
+        calls.update(call_id, variables={**(call.get("variables") or {}), **fields})
+
+    return annotate

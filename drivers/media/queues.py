@@ -1,0 +1,170 @@
+"""The media worker's queue handler: callers wait here while the appliance's ACD picks
+an agent, then the worker rings the agent and bridges the two.
+
+A call for ``queue-<name>`` is answered and, once its audio is up, reported as a
+``queue`` event ``start`` (id: the SIP Call-ID, queue, caller). Which agent to ring,
+when to give up and where to overflow are the business of ``appliance.contact``:
+
+    queue-hold      id, prompt{...}        play the prompt to the caller in a loop (music)
+    queue-announce  id, prompt{...}        play the prompt once, then the music again
+    queue-offer     id, agent, display     ring ``agent`` through Kamailio, presenting the
+                                           caller; once it answers, caller and agent hear
+                                           each other and the music stops
+    queue-cancel    id                     stop ringing the agent
+    queue-transfer  id, to                 REFER the caller to ``to`` (overflow), then leave
+    queue-hangup    id                     end the caller's call and the agent's leg
+
+Events (``ev`` = ``queue``, ``state``): start, agent-ringing (id, agent), agent-answered
+(id, agent), agent-ended (id, agent, code, answered), ended (id). A connected call ends
+as a whole: either side hanging up ends the other. Runs on the worker's main thread only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pjsua2 as pj
+
+from drivers.media.protocol import Prompt
+
+if TYPE_CHECKING:
+    from drivers.media.worker import Leg, Worker
+
+_USER = re.compile(r"sip:([^@;>\s]+)@")
+AGENT = "queue-agent"
+
+
+class QueueLegs:
+    """Queued callers of one worker (by SIP Call-ID) and the agent legs rung for them."""
+
+    def __init__(self, worker: Worker, emit: Callable[..., None]) -> None:
+        self.worker = worker
+        self.emit = emit
+        self.callers: dict[str, Leg] = {}
+        self.agents: dict[str, Leg] = {}
+        self.caller_numbers: dict[str, str] = {}
+        self.hold: dict[str, Prompt] = {}
+        self.bridged: set[str] = set()
+
+    def media(self, leg: Leg) -> None:
+        """Audio is up: a new caller is reported; an agent who answered is bridged."""
+        if leg.service == AGENT:
+            self._bridge(leg)
+            return
+        info = leg.call.getInfo()
+        key = info.callIdString
+        if key in self.callers:
+            return
+        self.callers[key] = leg
+        match = _USER.search(info.remoteUri)
+        self.caller_numbers[key] = match.group(1) if match else ""
+        self.emit(ev="queue", state="start", id=key, queue=leg.arg,
+                  caller=self.caller_numbers[key])  # fmt: skip
+
+    def command(self, name: str, cmd: dict[str, Any]) -> None:
+        """Execute one ``queue-*`` command; commands for calls that ended are ignored."""
+        key = str(cmd["id"])
+        leg = self.callers.get(key)
+        if leg is None:
+            return
+        if name == "queue-hold":
+            self.hold[key] = Prompt(**dict(cmd["prompt"]))
+            self._music(key, leg)
+        elif name == "queue-announce" and key not in self.bridged and leg.audio is not None:
+            self.worker.stop_source(leg)
+            self.worker.play(leg, Prompt(**dict(cmd["prompt"])), loop=False)
+        elif name == "queue-offer":
+            self._offer(key, str(cmd["agent"]), str(cmd.get("display", "")))
+        elif name == "queue-cancel":
+            self._hangup(self.agents.get(key))
+        elif name == "queue-transfer":
+            self.bridged.add(key)
+            self.worker.stop_source(leg)
+            leg.refer_to = f"sip:{cmd['to']}@{self.worker.config.domain}"
+            leg.call.xfer(leg.refer_to, pj.CallOpParam(True))
+        elif name == "queue-hangup":
+            self._hangup(self.agents.get(key))
+            self._hangup(leg)
+        else:
+            raise ValueError(f"unknown queue command {name}")
+
+    def played(self, leg: Leg) -> None:
+        """An announcement (or a round of the music) ended: the music goes on."""
+        key = next((k for k, v in self.callers.items() if v is leg), None)
+        if key is not None and key not in self.bridged:
+            self._music(key, leg)
+
+    def agent_state(self, leg: Leg, state: int, code: int, reason: str) -> None:
+        """Progress of an agent leg (tagged with its caller's Call-ID)."""
+        key = leg.arg
+        if state == pj.PJSIP_INV_STATE_EARLY:
+            self.emit(ev="queue", state="agent-ringing", id=key, agent=leg.tag, code=code)
+        elif state == pj.PJSIP_INV_STATE_CONFIRMED:
+            leg.answered = True
+            self.emit(ev="queue", state="agent-answered", id=key, agent=leg.tag)
+        elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.worker.forget(leg.call.getId(), leg)
+            if self.agents.get(key) is leg:
+                del self.agents[key]
+            self.emit(ev="queue", state="agent-ended", id=key, agent=leg.tag, code=code,
+                      reason=reason, answered=leg.answered)  # fmt: skip
+            if leg.answered:
+                self._hangup(self.callers.get(key))
+
+    def forget(self, leg: Leg) -> None:
+        """A caller's call ended: end its agent leg and tell the appliance."""
+        key = next((k for k, v in self.callers.items() if v is leg), None)
+        if key is None:
+            return
+        del self.callers[key]
+        self.caller_numbers.pop(key, None)
+        self.hold.pop(key, None)
+        self.bridged.discard(key)
+        self._hangup(self.agents.get(key))
+        self.emit(ev="queue", state="ended", id=key)
+
+    def shutdown(self) -> None:
+        """Drop every pjsua2 reference (before libDestroy)."""
+        self.callers.clear()
+        self.agents.clear()
+        self.hold.clear()
+
+    def _offer(self, key: str, agent: str, display: str) -> None:
+        if key in self.agents:
+            self.emit(ev="queue", state="agent-ended", id=key, agent=agent, code=409,
+                      reason="already-ringing", answered=False)  # fmt: skip
+            return
+        before = set(self.worker.legs)
+        cmd = {"id": agent, "to": agent, "from_user": self.caller_numbers.get(key, ""),
+               "display": display, "room": key}  # fmt: skip
+        self.worker.originate(cmd, service=AGENT)
+        placed = [self.worker.legs[i] for i in set(self.worker.legs) - before]
+        if placed:
+            self.agents[key] = placed[0]
+        else:
+            self.emit(ev="queue", state="agent-ended", id=key, agent=agent, code=503,
+                      reason="worker-full", answered=False)  # fmt: skip
+
+    def _bridge(self, agent: Leg) -> None:
+        caller = self.callers.get(agent.arg)
+        if caller is None or caller.audio is None or agent.audio is None:
+            return
+        self.bridged.add(agent.arg)
+        self.worker.stop_source(caller)
+        caller.deadline = None
+        caller.audio.startTransmit(agent.audio)
+        agent.audio.startTransmit(caller.audio)
+
+    def _music(self, key: str, leg: Leg) -> None:
+        self.worker.stop_source(leg)
+        prompt = self.hold.get(key)
+        if leg.audio is not None and prompt is not None:
+            self.worker.play(leg, prompt, loop=True)
+            leg.deadline = None
+
+    @staticmethod
+    def _hangup(leg: Leg | None) -> None:
+        if leg is not None:
+            leg.call.hangup(pj.CallOpParam())

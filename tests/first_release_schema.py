@@ -1,0 +1,284 @@
+"""The aggregator schema as first released (callmesh before migrations), frozen.
+
+Databases of that release were made by ``create_all`` from this metadata; the migration
+tests build one from it, fill it and upgrade it. Never edit this file: it is history.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+sites = sa.Table(
+    "sites",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("first_seen_ms", sa.BigInteger, nullable=False),
+    sa.Column("last_seen_ms", sa.BigInteger, nullable=False),
+    sa.Column("software", sa.String(64), nullable=False, server_default=""),
+    sa.Column("backlog_cdr", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cdrs_received", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("health", sa.JSON, nullable=True),
+)
+
+cdrs = sa.Table(
+    "cdrs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("site_id", sa.String(64), nullable=False),
+    sa.Column("cdr_id", sa.String(64), nullable=False),
+    sa.Column("conversation_id", sa.String(64)),
+    sa.Column("direction", sa.String(16), nullable=False, server_default=""),
+    sa.Column("caller_number", sa.String(64), nullable=False, server_default=""),
+    sa.Column("caller_extension", sa.String(32), nullable=False, server_default=""),
+    sa.Column("caller_name", sa.String(128), nullable=False, server_default=""),
+    sa.Column("callee_number", sa.String(64), nullable=False, server_default=""),
+    sa.Column("callee_extension", sa.String(32), nullable=False, server_default=""),
+    sa.Column("callee_name", sa.String(128), nullable=False, server_default=""),
+    sa.Column("trunk", sa.String(64), nullable=False, server_default=""),
+    sa.Column("started_ms", sa.BigInteger, nullable=False),
+    sa.Column("answered_ms", sa.BigInteger),
+    sa.Column("ended_ms", sa.BigInteger),
+    sa.Column("duration_s", sa.Float, nullable=False, server_default="0"),
+    sa.Column("billable_s", sa.Float, nullable=False, server_default="0"),
+    sa.Column("disposition", sa.String(16), nullable=False),
+    sa.Column("hangup_cause", sa.String(64), nullable=False, server_default=""),
+    sa.Column("hangup_side", sa.String(16), nullable=False, server_default=""),
+    sa.Column("recording_id", sa.String(64)),
+    sa.Column("doc", sa.LargeBinary, nullable=False),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("site_id", "cdr_id", name="uq_cdrs_site_cdr"),
+    sa.Index("ix_cdrs_site_started", "site_id", "started_ms", "id"),
+    sa.Index("ix_cdrs_started", "started_ms", "id"),
+    sa.Index("ix_cdrs_caller_number", "caller_number", "started_ms"),
+    sa.Index("ix_cdrs_callee_number", "callee_number", "started_ms"),
+)
+
+cdr_rollup = sa.Table(
+    "cdr_rollup",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("hour_ms", sa.BigInteger, primary_key=True),
+    sa.Column("dim", sa.String(16), primary_key=True),
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("calls", sa.BigInteger, nullable=False),
+    sa.Column("answered", sa.BigInteger, nullable=False),
+    sa.Column("duration_s", sa.Float, nullable=False),
+    sa.Column("billable_s", sa.Float, nullable=False),
+    sa.Index("ix_rollup_dim_hour", "dim", "hour_ms"),
+)
+
+rejected_records = sa.Table(
+    "rejected_records",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("site_id", sa.String(64), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.String(256), nullable=False),
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("site_id", "seq", name="uq_rejected_site_seq"),
+)
+
+recordings = sa.Table(
+    "recordings",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("recording_id", sa.String(64), primary_key=True),
+    sa.Column("cdr_id", sa.String(64)),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("path", sa.String(512), nullable=False),
+    sa.Column("meta", sa.JSON, nullable=True),
+    sa.Column("stored_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_recordings_stored", "stored_ms"),
+    sa.Index("ix_recordings_sha256", "sha256"),
+)
+
+recordings_expired = sa.Table(
+    "recordings_expired",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("recording_id", sa.String(64), primary_key=True),
+    sa.Column("cdr_id", sa.String(64)),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("stored_ms", sa.BigInteger, nullable=False),
+    sa.Column("expired_ms", sa.BigInteger, nullable=False),
+)
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("topic", sa.String(64), primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.JSON, nullable=True),
+    sa.Column("applied_version", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("refused_reason", sa.String(512), nullable=False, server_default=""),
+)
+
+commands = sa.Table(
+    "commands",
+    metadata,
+    sa.Column("command_id", sa.String(64), primary_key=True),
+    sa.Column("site_id", sa.String(64), nullable=False, index=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("args", sa.JSON, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("done_ms", sa.BigInteger),
+    sa.Column("ok", sa.Boolean),
+    sa.Column("detail", sa.String(512), nullable=False, server_default=""),
+)
+
+directory_plan = sa.Table(
+    "directory_plan",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("flat", sa.Boolean, nullable=False),
+    sa.Column("site_prefix", sa.String(2), nullable=False, server_default=""),
+    sa.Column("revision", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+directory_sites = sa.Table(
+    "directory_sites",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, server_default=""),
+    sa.Column("profile", sa.String(16), nullable=False),
+    sa.Column("sip_address", sa.String(255), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("code", sa.String(4), nullable=True),
+    sa.Column("extensions", sa.JSON, nullable=False),
+    sa.Column("ranges", sa.JSON, nullable=False),
+)
+
+directory_trunks = sa.Table(
+    "directory_trunks",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("site", sa.String(64), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("numbers", sa.JSON, nullable=False),
+    sa.Column("caller_id", sa.String(16), nullable=True),
+)
+
+directory_rules = sa.Table(
+    "directory_rules",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("min_length", sa.Integer, nullable=False),
+    sa.Column("max_length", sa.Integer, nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("sites", sa.JSON, nullable=False),
+    sa.Column("windows", sa.JSON, nullable=False),
+    sa.Column("targets", sa.JSON, nullable=False),
+)
+
+snapshot_updates = sa.Table(
+    "snapshot_updates",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("topic", sa.String(64), primary_key=True),
+    sa.Column("version", sa.BigInteger, primary_key=True),
+    sa.Column("base_version", sa.BigInteger, nullable=False),
+    sa.Column("changes", sa.JSON, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+
+sims = sa.Table(
+    "sims",
+    metadata,
+    sa.Column("iccid", sa.String(32), primary_key=True),
+    sa.Column("site_id", sa.String(64), nullable=False, index=True),
+    sa.Column("channel", sa.String(64), nullable=False, server_default=""),
+    sa.Column("modem", sa.String(64), nullable=False, server_default=""),
+    sa.Column("slot", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("number", sa.String(32), nullable=False, server_default=""),
+    sa.Column("operator", sa.String(64), nullable=False, server_default=""),
+    sa.Column("imsi", sa.String(32), nullable=False, server_default=""),
+    sa.Column("signal_dbm", sa.Integer, nullable=True),
+    sa.Column("registered", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False, server_default=""),
+    sa.Column("needs_review", sa.String(256), nullable=False, server_default=""),
+    sa.Column("sim_group", sa.String(64), nullable=False, server_default="default"),
+    sa.Column("limits", sa.JSON, nullable=False),
+    sa.Column("usage", sa.JSON, nullable=False),
+    sa.Column("last_switch", sa.JSON, nullable=True),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+)
+
+sim_usage_days = sa.Table(
+    "sim_usage_days",
+    metadata,
+    sa.Column("iccid", sa.String(32), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("site_id", sa.String(64), nullable=False),
+    sa.Column("calls", sa.BigInteger, nullable=False),
+    sa.Column("answered", sa.BigInteger, nullable=False),
+    sa.Column("connected_s", sa.Float, nullable=False),
+    sa.Column("effective", sa.BigInteger, nullable=False),
+    sa.Index("ix_sim_usage_day", "day"),
+)
+
+sim_switches = sa.Table(
+    "sim_switches",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("switch_id", sa.String(64), primary_key=True),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("modem", sa.String(64), nullable=False),
+    sa.Column("from_slot", sa.Integer, nullable=False),
+    sa.Column("to_slot", sa.Integer, nullable=False),
+    sa.Column("from_iccid", sa.String(32), nullable=False),
+    sa.Column("to_iccid", sa.String(32), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+)
+
+compliance_events = sa.Table(
+    "compliance_events",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("event_id", sa.String(64), primary_key=True),
+    sa.Column("at_ms", sa.BigInteger, nullable=False, index=True),
+    sa.Column("destination", sa.String(64), nullable=False),
+    sa.Column("campaign", sa.String(64), nullable=True),
+    sa.Column("error_id", sa.String(64), nullable=False),
+    sa.Column("message", sa.String(512), nullable=False),
+)
+
+dnc_numbers = sa.Table(
+    "dnc_numbers",
+    metadata,
+    sa.Column("number", sa.String(32), primary_key=True),
+    sa.Column("reason", sa.String(256), nullable=False, server_default=""),
+    sa.Column("added_ms", sa.BigInteger, nullable=False),
+)
+
+sms_messages = sa.Table(
+    "sms_messages",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("sms_id", sa.String(64), primary_key=True),
+    sa.Column("direction", sa.String(3), nullable=False),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column("channel", sa.String(64), nullable=False, server_default=""),
+    sa.Column("iccid", sa.String(32), nullable=False, server_default=""),
+    sa.Column("sim_number", sa.String(32), nullable=False, server_default=""),
+    sa.Column("number", sa.String(64), nullable=False, server_default=""),
+    sa.Column("text", sa.Text, nullable=False, server_default=""),
+    sa.Column("parts", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(512), nullable=False, server_default=""),
+    sa.Column("refs", sa.JSON, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_sms_at", "at_ms"),
+    sa.Index("ix_sms_iccid", "iccid", "direction"),
+)

@@ -1,0 +1,227 @@
+"""The contact service with a fake media worker, a fake clock and a real LMDB store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appliance.contact.service import ContactService
+from appliance.contact.settings import ContactSettings
+from appliance.store import Store
+from drivers.media.protocol import Prompt
+
+SETTINGS = ContactSettings.model_validate({"queues": {
+    "support": {"number": "700", "agents": ["1003", "1004"], "ring_timeout_s": 10,
+                "wrapup_s": 2, "max_wait_s": 60, "overflow": "1009", "hold_prompt": "music"},
+}})  # fmt: skip
+
+
+class FakeWorker:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, command: dict[str, Any]) -> bool:
+        self.sent.append(command)
+        return True
+
+    def commands(self, call_id: str) -> list[str]:
+        return [c["cmd"] for c in self.sent if c.get("id") == call_id]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Rig:
+    def __init__(self, store: Store) -> None:
+        self.clock = Clock()
+        self.fields: dict[str, dict[str, str]] = {}
+        self.worker = FakeWorker()
+        prompts = {"music": Prompt(tone_hz=425)}
+        self.service = ContactService(SETTINGS, prompts, self.annotate, self.clock)
+        self.store = store
+
+    def annotate(self, call_id: str, fields: dict[str, str]) -> None:
+        self.fields.setdefault(call_id, {}).update(fields)
+
+    def event(self, state: str, call_id: str, **extra: Any) -> None:
+        self.service.on_event(self.worker, {"ev": "queue", "state": state, "id": call_id, **extra})
+
+    def caller(self, call_id: str, number: str) -> None:
+        self.event("start", call_id, queue="support", caller=number)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(tmp_path / "store", 16)
+    yield opened
+    opened.close()
+
+
+def run(store: Store, scenario: Any) -> Rig:
+    async def main() -> Rig:
+        rig = Rig(store)
+        await rig.service.start(store)
+        scenario(rig)
+        await rig.service.stop()
+        return rig
+
+    return asyncio.run(main())
+
+
+def test_a_caller_hears_the_queue_music_and_is_offered_to_a_logged_in_agent(store: Store) -> None:
+    def scenario(rig: Rig) -> None:
+        rig.caller("c1", "2001")
+        rig.service.login("1003")
+
+    rig = run(store, scenario)
+    assert rig.worker.commands("c1") == ["queue-hold", "queue-offer"]
+    assert rig.worker.sent[0]["prompt"]["tone_hz"] == 425
+    assert rig.worker.sent[1]["agent"] == "1003"
+    assert rig.fields["c1"]["queue_outcome"] == "abandoned"
+    assert rig.fields["c1"]["queue_position"] == "1"
+
+
+def test_answer_and_hang_up_give_queue_fields_and_wrap_up(store: Store) -> None:
+    states: list[str] = []
+
+    def scenario(rig: Rig) -> None:
+        rig.service.login("1003")
+        rig.caller("c1", "2001")
+        rig.clock.now += 4
+        rig.event("agent-answered", "c1", agent="1003")
+        states.append(rig.service.acd.agents["1003"].state)
+        rig.event("agent-ended", "c1", agent="1003", answered=True)
+        states.append(rig.service.acd.agents["1003"].state)
+        rig.clock.now += 2
+        rig.service.tick()
+        states.append(rig.service.acd.agents["1003"].state)
+
+    rig = run(store, scenario)
+    assert states == ["on-call", "wrap-up", "available"]
+    assert rig.fields["c1"] == {**rig.fields["c1"], "queue_outcome": "answered",
+                                "queue_agent": "1003", "queue_wait_s": "4.0",
+                                "queue_sl_met": "true"}  # fmt: skip
+
+
+def test_ring_timeout_cancels_the_offer_and_the_next_agent_is_rung(store: Store) -> None:
+    def scenario(rig: Rig) -> None:
+        rig.service.login("1003")
+        rig.clock.now += 1
+        rig.service.login("1004")
+        rig.caller("c1", "2001")
+        rig.clock.now += 10
+        rig.service.tick()
+        rig.event("agent-ended", "c1", agent="1003", code=487, answered=False)
+
+    rig = run(store, scenario)
+    offers = [c["agent"] for c in rig.worker.sent if c["cmd"] == "queue-offer"]
+    assert offers == ["1003", "1004"]
+    assert "queue-cancel" in rig.worker.commands("c1")
+    agent = rig.service.acd.agents["1003"]
+    assert (agent.state, agent.reason) == ("paused", "no-answer")
+
+
+def test_a_caller_past_the_maximum_wait_goes_to_the_overflow_target(store: Store) -> None:
+    def scenario(rig: Rig) -> None:
+        rig.caller("c1", "2001")
+        rig.clock.now += 60
+        rig.service.tick()
+
+    rig = run(store, scenario)
+    transfer = rig.worker.sent[-1]
+    assert (transfer["cmd"], transfer["to"]) == ("queue-transfer", "1009")
+    assert rig.fields["c1"]["queue_outcome"] == "overflowed"
+    assert rig.service.snapshot()["queues"][0]["waiting"] == []
+
+
+def test_a_lost_worker_frees_the_agent_it_was_ringing(store: Store) -> None:
+    def scenario(rig: Rig) -> None:
+        rig.service.login("1003")
+        rig.caller("c1", "2001")
+        rig.service.worker_lost(rig.worker)
+
+    rig = run(store, scenario)
+    assert rig.fields["c1"]["queue_outcome"] == "interrupted"
+    assert rig.service.acd.agents["1003"].state == "available"
+
+
+def test_agent_states_are_read_back_from_the_store(store: Store) -> None:
+    run(store, lambda rig: (rig.service.login("1003"), rig.service.pause("1003", "lunch")))
+    rig = run(store, lambda rig: None)
+    agent = rig.service.acd.agents["1003"]
+    assert (agent.state, agent.reason) == ("paused", "lunch")
+    assert rig.service.acd.agents["1004"].state == "logged-out"
+
+
+def test_an_agent_whose_phone_is_gone_gets_no_offer_until_it_registers(store: Store) -> None:
+    seen: list[bool] = []
+
+    def scenario(rig: Rig) -> None:
+        rig.service.login("1003")
+        rig.service.registrations({"1004"})
+        rig.caller("c1", "2001")
+        seen.append(rig.service.acd.agents["1003"].registered)
+        rig.service.registrations({"1003", "1004"})
+
+    rig = run(store, scenario)
+    assert seen == [False]
+    assert rig.worker.commands("c1") == ["queue-hold", "queue-offer"]
+
+
+def test_waiting_callers_hear_their_position_at_the_queue_interval(store: Store) -> None:
+    spoken: list[tuple[str, str]] = []
+
+    async def speak(text: str, language: str) -> Path:
+        spoken.append((text, language))
+        return Path("/tmp/position.wav")
+
+    async def main() -> FakeWorker:
+        rig = Rig(store)
+        queue = {"number": "700", "agents": ["1003"], "announce_every_s": 30}
+        settings = ContactSettings.model_validate({"queues": {"support": queue}})
+        rig.service = ContactService(settings, {}, rig.annotate, rig.clock, speak)
+        await rig.service.start(store)
+        rig.caller("c1", "2001")
+        rig.caller("c2", "2002")
+        rig.clock.now += 30
+        rig.service.tick()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        await rig.service.stop()
+        return rig.worker
+
+    worker = asyncio.run(main())
+    assert sorted(spoken) == [("You are number 1 in the queue.", "en"),
+                              ("You are number 2 in the queue.", "en")]  # fmt: skip
+    announced = [c for c in worker.sent if c["cmd"] == "queue-announce"]
+    assert [c["prompt"]["file"] for c in announced] == ["/tmp/position.wav"] * 2
+
+
+def test_an_unknown_queue_is_hung_up(store: Store) -> None:
+    rig = run(store, lambda rig: rig.event("start", "c9", queue="nope", caller="2001"))
+    assert rig.worker.commands("c9") == ["queue-hangup"]
+    assert rig.fields == {}
+
+
+def test_an_ivr_flow_hands_its_variables_and_priority_to_the_queue(store: Store) -> None:
+    def scenario(rig: Rig) -> None:
+        rig.service.expect("queue-support", "2002", {"priority": "5", "order": "T-17"})
+        rig.service.expect("1003", "2003", {"priority": "9"})
+        rig.caller("c1", "2001")
+        rig.caller("c2", "2002")
+        rig.caller("c3", "2003")
+
+    rig = run(store, scenario)
+    line = rig.service.acd.waiting["support"]
+    assert [(w.caller, w.priority) for w in line] == [("2002", 5), ("2001", 0), ("2003", 0)]
+    assert line[0].variables == {"priority": "5", "order": "T-17"}
+    assert rig.fields["c2"]["queue_priority"] == "5"
