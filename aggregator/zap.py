@@ -5,8 +5,9 @@ enrolled with a one-time code, aggregator/enrolment). The database's keys are re
 every ``enrolment.refresh_s``; a site whose enrolled key was revoked or replaced has its
 connections cut then, and its old key is refused at the next handshake.
 
-Only configured or enrolled, unrevoked site keys are admitted, and each connection is named by its
-site id (the ZAP User-Id), so every message is attributed to the site its key is bound to.
+Only configured or enrolled, unrevoked site keys are admitted, and each connection is
+named by its site id (the ZAP User-Id), so every message is attributed to the site its
+key is bound to.
 A site the ingest gate has banned (aggregator/site_gate.py) is refused until its ban ends.
 """
 
