@@ -11,7 +11,6 @@ to get it back from the decode thread; ingest is about 7 % faster this way
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from aggregator.api import mount_api
 from aggregator.cdr_sync import CdrSync
 from aggregator.console import mount_console
 from aggregator.directory.sync import DirectorySync
-from aggregator.enrolment.codes import read_enrolled_keys
+from aggregator.enrolment.codes import EnrolledKeyReader
 from aggregator.fleet.sync import FleetSync
 from aggregator.ingest import IngestServer
 from aggregator.ingest_features import IngestFeatures
@@ -110,8 +109,7 @@ def build(settings: AggregatorSettings) -> list[Component]:
     budget = settings.ingest
     refusals = Refusals(metrics.records_refused, budget.refusal_rate, budget.refusal_burst)
     recordings, features = _sync_features(settings, database.engine, metrics, refusals)
-    enrolled = functools.partial(read_enrolled_keys, database.engine)
-    ingest = IngestServer(settings, metrics, refusals, features, enrolled)
+    ingest = IngestServer(settings, metrics, refusals, features, EnrolledKeyReader(database.engine))
     app = FastAPI(title="callmesh aggregator", version=__version__)
     monitor = HealthMonitor(health, registry)
     add_observability_routes(app, monitor, registry)

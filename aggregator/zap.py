@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 ZAP_DOMAIN = "callmesh"
 
-EnrolledKeys = Callable[[], Sequence[EnrolledKey]]
+# Every enrolled key, or None when nothing changed since the last call.
+EnrolledKeys = Callable[[], Sequence[EnrolledKey] | None]
 
 
 class SiteKeys:
@@ -59,7 +60,8 @@ class SiteKeys:
                     extra={"error_id": "site-keys-unreadable", "error": str(err)},
                 )
             else:
-                self.apply(found)
+                if found is not None:
+                    self.apply(found)
             await asyncio.sleep(self._refresh_s)
 
     def apply(self, found: Sequence[EnrolledKey]) -> None:
@@ -83,7 +85,9 @@ class SiteKeys:
         revoked = key in self._revoked or key in self._enrolled_revoked
         reason = "revoked-key" if revoked else "unknown-key"
         self._rejected.labels(reason=reason).inc()
-        log.warning("refused a peer", extra={"reason": reason, "key": key.decode()})
+        log.warning(
+            "refused a peer", extra={"error_id": reason, "reason": reason, "key": key.decode()}
+        )
         return False
 
     def site_of(self, z85_key: bytes) -> str | None:

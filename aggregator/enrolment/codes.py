@@ -117,7 +117,7 @@ def enrol(conn: sa.Connection, code: str, public_key: str, max_failures: int) ->
     if now_ms() >= row.expires_ms:
         raise EnrolmentRefused("code-expired", "the enrolment code has expired")
     _check_key_free(conn, site_id, public_key)
-    at = now_ms()
+    at = _enrolment_time(conn, site_id)
     used = conn.execute(
         enrolment_codes.update()
         .where(enrolment_codes.c.site_id == site_id, enrolment_codes.c.used_ms.is_(None))
@@ -143,6 +143,12 @@ def _enrolled_with(conn: sa.Connection, site_id: str, public_key: str, used_ms: 
         and row.enrolled_ms == used_ms
         and hmac.compare_digest(row.public_key, public_key)
     )
+
+
+def _enrolment_time(conn: sa.Connection, site_id: str) -> int:
+    """Now, but after the site's earlier enrolment: a re-key always changes the time."""
+    earlier = conn.scalar(sa.select(site_keys.c.enrolled_ms).where(site_keys.c.site_id == site_id))
+    return max(now_ms(), (earlier or 0) + 1)
 
 
 def _check_key_free(conn: sa.Connection, site_id: str, public_key: str) -> None:
@@ -173,7 +179,31 @@ def enrolled_keys(conn: sa.Connection) -> list[EnrolledKey]:
     return [EnrolledKey(r.site_id, r.public_key, r.revoked_ms is not None) for r in rows]
 
 
-def read_enrolled_keys(engine: Callable[[], sa.Engine]) -> list[EnrolledKey]:
-    """Every enrolled key, read on a connection of its own (ZAP's refresh)."""
-    with engine().connect() as conn:
-        return enrolled_keys(conn)
+class EnrolledKeyReader:
+    """ZAP's refresh: every enrolled key, or None while the table has not changed.
+
+    A change is noticed by the row count and the sums of the enrolment and revocation
+    times: an enrolment adds a row, a re-key raises its site's enrolment time (always
+    later than the one it replaces), a revocation sets a time where there was none. So a
+    refresh of an unchanged table reads one row, not every key.
+    """
+
+    def __init__(self, engine: Callable[[], sa.Engine]) -> None:
+        self._engine = engine
+        self._seen: tuple[object, ...] | None = None
+
+    def __call__(self) -> list[EnrolledKey] | None:
+        with self._engine().connect() as conn:
+            version = tuple(conn.execute(_VERSION).one())
+            if version == self._seen:
+                return None
+            found = enrolled_keys(conn)
+        self._seen = version
+        return found
+
+
+_VERSION = sa.select(
+    sa.func.count(),
+    sa.func.coalesce(sa.func.sum(site_keys.c.enrolled_ms), 0),
+    sa.func.coalesce(sa.func.sum(site_keys.c.revoked_ms), 0),
+)

@@ -220,3 +220,19 @@ def test_zap_admits_yaml_and_enrolled_keys_and_cuts_a_revoked_site(tmp_path: Pat
     assert zap.site_of(enrolled.encode()) is None
     assert cuts.labels(site="site-a", reason="key-revoked")._value.get() == 1
     assert zap.callback("callmesh", yaml_key.encode())
+
+
+def test_the_refresh_reads_the_keys_only_after_a_change(engine: sa.Engine) -> None:
+    read = codes.EnrolledKeyReader(lambda: engine)
+    assert read() == []
+    assert read() is None
+    first, second = new_key(), new_key()
+    enrol(engine, make_code(engine), first)
+    assert read() == [codes.EnrolledKey("site-a", first, False)]
+    assert read() is None
+    enrol(engine, make_code(engine), second)
+    assert read() == [codes.EnrolledKey("site-a", second, False)]
+    with engine.begin() as conn:
+        codes.revoke(conn, "site-a")
+    assert read() == [codes.EnrolledKey("site-a", second, True)]
+    assert read() is None
