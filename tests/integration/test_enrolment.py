@@ -187,6 +187,9 @@ def test_the_code_lifecycle_holds_on_postgresql() -> None:
                     codes.enrol(conn, code, other, 5)
                 assert codes.revoke(conn, "site-a")
                 assert codes.enrolled_keys(conn) == [codes.EnrolledKey("site-a", key, True)]
+            read = codes.EnrolledKeyReader(lambda: engine)
+            assert read() == [codes.EnrolledKey("site-a", key, True)]
+            assert read() is None
         finally:
             engine.dispose()
 
