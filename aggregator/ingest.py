@@ -148,7 +148,7 @@ class IngestServer:
         self._sock = sock
         self._task = asyncio.create_task(self._serve())
         self._loops = [asyncio.create_task(self._push_due())]
-        self._loops.append(asyncio.create_task(self._site_keys.watch(self._enrolled)))
+        self._loops.append(asyncio.create_task(self._site_keys.watch(self._enrolled, self._worker)))
         self._loops += [asyncio.create_task(self._every(p)) for p in self._features.periodic]
         log.info("ingest listening", extra={"address": self._settings.ingest.bind})
 

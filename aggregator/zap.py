@@ -14,6 +14,7 @@ A site the ingest gate has banned (aggregator/site_gate.py) is refused until its
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from collections.abc import Callable, Sequence
 
@@ -49,11 +50,12 @@ class SiteKeys:
         self._rejected = rejected
         self._gate = gate
 
-    async def watch(self, read: EnrolledKeys) -> None:
-        """Re-read the enrolled keys every ``refresh_s`` (``read`` on a thread) until cancelled."""
+    async def watch(self, read: EnrolledKeys, worker: concurrent.futures.Executor) -> None:
+        """Every ``refresh_s``, re-read the enrolled keys (``read`` on ``worker``)."""
+        loop = asyncio.get_running_loop()
         while True:
             try:
-                found = await asyncio.to_thread(read)
+                found = await loop.run_in_executor(worker, read)
             except sa.exc.SQLAlchemyError as err:
                 log.warning(
                     "cannot read enrolled site keys",
