@@ -28,7 +28,9 @@ from appliance.gateway.channels import ModemCollector, ModemPool
 from appliance.gateway.diagnostics import build_diagnostics_router
 from appliance.gateway.routes import build_sms_router
 from appliance.gateway.sms import SmsService
+from appliance.hotel.calls import RoomCallDecider
 from appliance.hotel.pms_link import PmsLinkService
+from appliance.hotel.rooms import RoomBook
 from appliance.hotel.routes import build_hotel_router
 from appliance.hotel.settings import PmsSettings
 from appliance.hotel.wiring import build_client
@@ -157,7 +159,7 @@ def build(
             app.include_router(build_diagnostics_router(settings.api.tokens, pool, sim))
             components.append(sms)
     if settings.hotel.pms is not None:
-        components.append(_pms_link(settings.hotel.pms, settings, store, health, app))
+        components.append(_pms_link(settings.hotel.pms, settings, store, health, app, pbx))
     if settings.sync.enabled:
         peers = pbx.peers if pbx is not None else None
         sync = SyncClient(
@@ -237,12 +239,21 @@ def _pms_link(
     store: StoreComponent,
     health: Health,
     app: FastAPI,
+    pbx: BranchExchange | None,
 ) -> PmsLinkService:
-    """The FIAS link to the hotel's PMS and its durable postings."""
+    """The FIAS link to the hotel's PMS, its durable postings and the rooms it keeps.
+
+    With the PBX on, the rooms' class of service and guest names join the routing chain.
+    """
+    hotel = settings.hotel
     client = build_client(pms_settings, settings.site.timezone)
-    pms = PmsLinkService(pms_settings, store.get, client)
+    rooms = RoomBook({r.room: r.extension for r in hotel.rooms}, hotel.checked_in_cos)
+    pms = PmsLinkService(pms_settings, store.get, client, rooms)
     health.add_check("pms", pms.check)
     app.include_router(build_hotel_router(settings.api.tokens, pms))
+    if pbx is not None:
+        decider = RoomCallDecider(rooms, lambda: pbx.dialplan, frozenset(hotel.emergency_numbers))
+        pbx.chain.add(decider, POLICY)
     return pms
 
 

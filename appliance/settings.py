@@ -347,6 +347,16 @@ class ApplianceSettings(ServiceSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _room_extensions(self) -> ApplianceSettings:
+        known = {e.number for e in self.sip.extensions}
+        unknown = sorted({r.extension for r in self.hotel.rooms} - known)
+        if unknown:
+            raise ValueError(
+                f"hotel.rooms: extensions {', '.join(unknown)} are not in sip.extensions"
+            )
+        return self
+
     def key_file(self) -> Path:
         """The site's CurveZMQ secret key file."""
         return self.sync.key_file or self.data_dir / "keys" / f"{self.site_id}.key_secret"

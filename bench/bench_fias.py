@@ -35,6 +35,7 @@ import httpx
 
 from appliance.hotel.pms_link import PmsLinkService
 from appliance.hotel.postings import Posting, PostingQueue
+from appliance.hotel.rooms import RoomBook
 from appliance.hotel.settings import PmsSettings
 from appliance.hotel.wiring import build_client
 from appliance.store import Store
@@ -79,7 +80,7 @@ async def run_link(port: int, store: Store, until_pending_zero: bool) -> tuple[f
     """Seconds from LinkUp to the resync applied, and to every posting answered."""
     settings = PmsSettings(port=port, resync_when_empty=not until_pending_zero)
     client = build_client(settings, "UTC")
-    service = PmsLinkService(settings, lambda: store, client)
+    service = PmsLinkService(settings, lambda: store, client, RoomBook({}, "international"))
     handler = client.on_event
     marks: dict[str, float] = {}
     done = asyncio.Event()

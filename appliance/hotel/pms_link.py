@@ -1,9 +1,10 @@
-"""The PMS link service: keeps the FIAS link up, sends postings, keeps the room snapshot.
+"""The PMS link service: keeps the FIAS link up, sends postings, keeps the rooms' state.
 
-It receives its FiasClient from the composition root and only reacts to link events: a
-LinkUp (or the end of a night audit, a PA, a tick) lets the next posting out; a resync's
-snapshot is stored in LMDB so that a resync is requested only while no room data is stored
-(new install or lost data), never periodically.
+It receives its FiasClient and the RoomBook from the composition root and only reacts to
+link events: a LinkUp (or the end of a night audit, a PA, a tick) lets the next posting out;
+GI, GC, GO and RE records change the rooms, which are stored in LMDB after each record (in
+one commit at the end of a resync), so that a resync is requested only while no room data
+is stored (new install or lost data), never periodically.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 from appliance.hotel.postings import Posting, PostingOutcome, PostingQueue, PostingSender
+from appliance.hotel.rooms import RoomBook
 from appliance.hotel.settings import PmsSettings
 from appliance.store import StateStore, Store
 from drivers.fias.client import FiasClient
-from drivers.fias.grammar import RecordPA
+from drivers.fias.grammar import Record, RecordPA
 from drivers.fias.link import (
     LinkDown,
     LinkEvent,
@@ -27,7 +29,6 @@ from drivers.fias.link import (
     NightAudit,
     ResyncCompleted,
     ResyncFailed,
-    RoomState,
 )
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,14 @@ class PmsLinkService:
     name = "pms-link"
 
     def __init__(
-        self, settings: PmsSettings, store: Callable[[], Store], client: FiasClient
+        self,
+        settings: PmsSettings,
+        store: Callable[[], Store],
+        client: FiasClient,
+        rooms: RoomBook,
     ) -> None:
         self._settings = settings
+        self.rooms = rooms
         self._store = store
         self.client = client
         client.on_event = self._on_event
@@ -58,6 +64,7 @@ class PmsLinkService:
     async def start(self) -> None:
         store = self._store()
         self._state = StateStore(store, "hotel")
+        self.rooms.load(self._state.get(ROOMS_KEY, {}))
         self._sender = PostingSender(
             PostingQueue(store),
             time.monotonic,
@@ -91,7 +98,7 @@ class PmsLinkService:
     def status(self) -> dict[str, Any]:
         """Link state, night audit, postings waiting, rooms known."""
         link = self.client.link
-        rooms = self._rooms()
+        rooms = self.rooms.rooms()
         return {
             "state": link.state.value,
             "night_audit": link.night_audit,
@@ -99,7 +106,7 @@ class PmsLinkService:
             "postings_pending": self.sender().pending(),
             "posting_outstanding": self.sender().outstanding,
             "rooms": len(rooms),
-            "occupied": sum(1 for room in rooms.values() if room["guests"]),
+            "occupied": sum(1 for room in rooms if room.occupied),
         }
 
     def check(self) -> tuple[bool, str]:
@@ -142,7 +149,7 @@ class PmsLinkService:
     def _on_event(self, event: LinkEvent) -> None:
         if isinstance(event, LinkUp):
             log.info("PMS link up")
-            if self._settings.resync_when_empty and not self._rooms():
+            if self._settings.resync_when_empty and not len(self.rooms):
                 self.client.request_resync()
         elif isinstance(event, LinkDown):
             log.warning("PMS link down: %s", event.reason)
@@ -152,12 +159,23 @@ class PmsLinkService:
             if not event.running:
                 self.sender().resume()
         elif isinstance(event, ResyncCompleted):
-            self._store_rooms(event)
+            self.rooms.apply_resync(event.rooms)
+            self._store_rooms()
+            log.info("PMS resync: %d rooms", len(event.rooms))
         elif isinstance(event, ResyncFailed):
             log.warning("PMS did not start the requested resync")
         elif isinstance(event, RecordPA):
             self._answered(event)
+        else:
+            self._room_record(event)
         self._pump()
+
+    def _room_record(self, record: Record) -> None:
+        changed = self.rooms.apply(record)
+        if not changed or self.client.link.resyncing:
+            return
+        log.info("PMS %s: room %s", record.record_id, ", ".join(changed))
+        self._store_rooms()
 
     def _answered(self, answer: RecordPA) -> None:
         outcome = self.sender().answer(answer)
@@ -169,22 +187,6 @@ class PmsLinkService:
         log.log(level, "posting P#%d for room %s: %s %s", outcome.number, outcome.room,
                 outcome.status, outcome.text)  # fmt: skip
 
-    def _store_rooms(self, event: ResyncCompleted) -> None:
-        rooms = {number: _room_document(room) for number, room in event.rooms.items()}
+    def _store_rooms(self) -> None:
         assert self._state is not None
-        self._state.put(ROOMS_KEY, rooms)
-        log.info("PMS resync: %d rooms, %d occupied", len(rooms),
-                 sum(1 for room in event.rooms.values() if room.occupied))  # fmt: skip
-
-    def _rooms(self) -> dict[str, Any]:
-        if self._state is None:
-            return {}
-        rooms: dict[str, Any] = self._state.get(ROOMS_KEY, {})
-        return rooms
-
-
-def _room_document(room: RoomState) -> dict[str, Any]:
-    guests = [
-        {"reservation": g.reservation, "name": g.name, "language": g.language} for g in room.guests
-    ]
-    return {"room": room.room, "guests": guests}
+        self._state.put(ROOMS_KEY, self.rooms.documents())

@@ -1,7 +1,8 @@
-"""The local API of the PMS link: its status, and queueing a charge posting.
+"""The local API of the PMS link: its status, the rooms, and queueing a charge posting.
 
-``GET /api/v1/hotel/pms`` needs ``viewer``; ``POST /api/v1/hotel/postings`` needs
-``operator`` (appliance/access.py). Errors are ``{"error_id", "message", "details"}``.
+``GET /api/v1/hotel/pms`` and ``GET /api/v1/hotel/rooms`` need ``viewer``;
+``POST /api/v1/hotel/postings`` needs ``operator`` (appliance/access.py). Errors are
+``{"error_id", "message", "details"}``.
 """
 
 import re
@@ -42,6 +43,16 @@ def build_hotel_router(tokens: Sequence[ApiToken], pms: PmsLinkService) -> APIRo
     @router.get("/pms", summary="The PMS link: state, night audit, postings waiting, rooms")
     def pms_status(who: role) -> dict[str, Any]:
         return pms.status()
+
+    @router.get("/rooms", summary="Every room: extension, guests, class of service, DND, lamp")
+    def rooms(who: role) -> dict[str, Any]:
+        book = pms.rooms
+        return {
+            "rooms": [
+                {**room.document(), "extension": book.extensions.get(room.room)}
+                for room in book.rooms()
+            ]
+        }
 
     @router.post("/postings", summary="Queue a charge posting (PS) durably; answers its P#")
     def post(request: PostingRequest, who: poster) -> dict[str, Any]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from appliance.pbx.settings import CosLevel
 from drivers.daemon.settings_base import Section
+
+ROOM_NUMBER = r"^[^|\x00-\x1f\x7f]{1,8}$"
 
 
 class PmsSettings(Section):
@@ -29,7 +32,30 @@ class PmsSettings(Section):
         return self
 
 
+class RoomSettings(Section):
+    """A guest room: its FIAS room number (leading zeros significant) and its extension."""
+
+    room: str = Field(pattern=ROOM_NUMBER)
+    extension: str = Field(pattern=r"^[0-9]{1,16}$")
+
+
 class HotelSettings(Section):
     """The hotel profile; ``pms`` unset means no PMS link."""
 
     pms: PmsSettings | None = None
+    rooms: list[RoomSettings] = Field(default_factory=list)
+    checked_in_cos: CosLevel = Field(
+        "international", description="class of service of a check-in that names no CS"
+    )
+    emergency_numbers: list[str] = Field(
+        default_factory=lambda: ["112"], description="always allowed from a room"
+    )
+
+    @model_validator(mode="after")
+    def _unique_rooms(self) -> HotelSettings:
+        for what in ("room", "extension"):
+            values = [getattr(room, what) for room in self.rooms]
+            doubled = sorted({v for v in values if values.count(v) > 1})
+            if doubled:
+                raise ValueError(f"hotel.rooms: {what} {', '.join(doubled)} listed twice")
+        return self

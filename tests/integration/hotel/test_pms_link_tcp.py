@@ -16,6 +16,7 @@ import pytest
 
 from appliance.hotel.pms_link import ROOMS_KEY, PmsLinkService
 from appliance.hotel.postings import Posting, PostingQueue
+from appliance.hotel.rooms import RoomBook
 from appliance.hotel.settings import PmsSettings
 from appliance.hotel.wiring import build_client
 from appliance.store import StateStore, Store
@@ -45,7 +46,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 async def pms(simulator: PmsSimulator, store: Store) -> AsyncIterator[PmsLinkService]:
     settings = PmsSettings(port=simulator.port, reconnect_min_s=0.2, reconnect_max_s=0.5)
-    service = PmsLinkService(settings, lambda: store, build_client(settings, "UTC"))
+    client = build_client(settings, "UTC")
+    service = PmsLinkService(settings, lambda: store, client, RoomBook({}, "international"))
     await service.start()
     yield service
     await service.stop()
