@@ -1,0 +1,196 @@
+"""Rooms in the call path, end to end: the whole hotel appliance (Kamailio, rtpengine, the PMS
+link) against the PMS simulator over TCP, with pjsua2 phones and a sipp trunk.
+
+Room 0101 is extension 1001, room 0102 is 1003; 1002 is the front desk. Check-in on the PMS
+opens the room's line and names the guest in the From of its calls; check-out bars it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from drivers.fias.simulator.core import PmsCore
+from drivers.fias.simulator.server import PmsSimulator
+from tests.integration.pbx.harness import (
+    Pbx,
+    free_udp_tcp_port,
+    no_daemons_left,
+    phones,
+    require_debs,
+    wait_for,
+)
+from tests.integration.pbx.test_dialplan_calls import TRUNK_UAS
+from tests.procs import ROOT
+
+OWNED = "+4930555000"
+ROOMS = {"0101": "1001", "0102": "1003"}
+OUTSIDE = "0301234567"
+
+
+class HotelPbx(Pbx):
+    """The whole appliance (profile hotel, PBX on) as a process, linked to the simulator."""
+
+    def __init__(self, root: Path, pms_port: int, trunk_port: int) -> None:
+        dialplan = {
+            "owned_numbers": [OWNED],
+            "trunks": [{"name": "carrier", "host": "127.0.0.1", "port": trunk_port}],
+            "outbound": [{"name": "national", "pattern": "0Z.", "trunk": "carrier", "strip": 1,
+                          "prepend": "+49", "caller_id": OWNED}],
+            "class_of_service": dict.fromkeys(ROOMS.values(), "international"),
+        }  # fmt: skip
+        super().__init__(root, enabled=True, dialplan=dialplan)
+        config = yaml.safe_load(self.config.read_text())
+        del config["test_api_port"]
+        config["profile"] = "hotel"
+        config["http"] = {"host": "127.0.0.1", "port": self.api_port}
+        config["hotel"] = {
+            "pms": {"port": pms_port, "reconnect_min_s": 0.2, "reconnect_max_s": 0.5},
+            "rooms": [{"room": room, "extension": ext} for room, ext in ROOMS.items()],
+        }
+        self.config.write_text(yaml.safe_dump(config))
+
+    def start(self, timeout: float = 40) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "appliance.cli.main", "appliance", "run",
+                 "--config", str(self.config)],
+                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+            )  # fmt: skip
+        wait_for(self.linked, timeout, self.output)
+
+    def linked(self) -> bool:
+        """The PMS link is active and the resync stored every room."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"appliance exited:\n{self.output()}")
+        with contextlib.suppress(OSError):
+            status, body = self.api("GET", "/hotel/pms")
+            return status == 200 and body["state"] == "active" and body["rooms"] == 2
+        return False
+
+    def room(self, number: str) -> dict[str, Any]:
+        status, body = self.api("GET", "/hotel/rooms")
+        assert status == 200, body
+        return next(r for r in body["rooms"] if r["room"] == number)
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[PmsSimulator]:
+    sim = PmsSimulator(PmsCore(rooms={room: [] for room in ROOMS}))
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="module")
+def trunk_port() -> int:
+    return free_udp_tcp_port(15000, 17999)
+
+
+@pytest.fixture(scope="module")
+def hotel(
+    tmp_path_factory: pytest.TempPathFactory, simulator: PmsSimulator, trunk_port: int
+) -> Iterator[HotelPbx]:
+    require_debs()
+    root = tmp_path_factory.mktemp("hotel-pbx")
+    instance = HotelPbx(root, simulator.port, trunk_port)
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.stop()
+    assert no_daemons_left(root)
+
+
+@contextlib.contextmanager
+def trunk(root: Path, port: int) -> Iterator[Path]:
+    """A sipp trunk answering one call; yields its message log."""
+    scenario, log = root / "trunk.xml", root / "trunk.log"
+    scenario.write_text(TRUNK_UAS)
+    with (root / "trunk.out").open("wb") as out:
+        proc = subprocess.Popen(
+            ["sipp", "-i", "127.0.0.1", "-nostdin", "-timeout", "20s", "-m", "1",
+             "-cp", str(free_udp_tcp_port()), "-mp", str(free_udp_tcp_port()),
+             "-sf", str(scenario), "-p", str(port), "-trace_msg", "-message_file", str(log)],
+            cwd=root, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        yield log
+        assert proc.wait(timeout=25) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def refused_reason(hotel: HotelPbx, caller: str) -> Any:
+    cdr = hotel.cdr_for(
+        lambda c: c["caller"]["number"] == caller and c["disposition"] != "answered"
+    )
+    return cdr["hangup_cause"]
+
+
+def test_a_vacant_room_cannot_dial_out_but_can_call_the_front_desk(
+    hotel: HotelPbx, tmp_path: Path
+) -> None:
+    with phones(hotel, tmp_path, ("1003", 300), ("1002", 600)) as (room, desk):
+        room.send("call", to=OUTSIDE)
+        assert room.state("DISCONNECTED")["code"] == 403
+        room.send("call", to="1002")
+        incoming = desk.wait(lambda e: e["ev"] == "incoming")
+        assert incoming["remote"].startswith("<sip:1003@"), incoming
+        desk.send("answer")
+        room.state("CONFIRMED")
+        room.send("hangup")
+        room.state("DISCONNECTED")
+        desk.state("DISCONNECTED")
+    assert refused_reason(hotel, "1003") == {"sip_code": 403, "reason": "room-barred"}
+
+
+def test_check_in_names_the_guest_and_opens_the_line_and_check_out_bars_it(
+    hotel: HotelPbx, simulator: PmsSimulator, trunk_port: int, tmp_path: Path
+) -> None:
+    simulator.act(lambda core: core.check_in("0101", "Guest, Mr.", "GE"))
+    wait_for(lambda: hotel.room("0101")["guests"] != [], 10, hotel.output)
+    assert hotel.room("0101")["cos"] == "international"
+    with phones(hotel, tmp_path, ("1001", 1000), ("1002", 600)) as (room, desk):
+        room.send("call", to="1002")
+        incoming = desk.wait(lambda e: e["ev"] == "incoming")
+        assert incoming["remote"].startswith('"Guest, Mr." <sip:1001@'), incoming
+        desk.send("answer")
+        room.state("CONFIRMED")
+        room.send("hangup")
+        room.state("DISCONNECTED")
+        desk.state("DISCONNECTED")
+        with trunk(tmp_path, trunk_port) as log:
+            room.send("call", to=OUTSIDE)
+            room.state("CONFIRMED")
+            room.send("hangup")
+            room.state("DISCONNECTED")
+        assert "INVITE sip:+49301234567@" in log.read_text()
+        simulator.act(lambda core: core.check_out("0101"))
+        wait_for(lambda: hotel.room("0101")["guests"] == [], 10, hotel.output)
+        assert hotel.room("0101")["cos"] == "internal"
+        room.send("call", to=OUTSIDE)
+        assert room.state("DISCONNECTED")["code"] == 403
+    assert refused_reason(hotel, "1001") == {"sip_code": 403, "reason": "room-barred"}
+
+
+def test_room_state_survives_a_restart_without_a_second_resync(
+    hotel: HotelPbx, simulator: PmsSimulator
+) -> None:
+    simulator.act(lambda core: core.check_in("0102", "Gäst, Fr.", "GE"))
+    wait_for(lambda: hotel.room("0102")["guests"] != [], 10, hotel.output)
+    resyncs = sum(r.startswith("DR|") for r in simulator.query(PmsCore.snapshot)["received"])
+    hotel.stop()
+    hotel.start()
+    assert hotel.room("0102")["guests"][0]["name"] == "Gäst, Fr."
+    received = simulator.query(PmsCore.snapshot)["received"]
+    assert sum(r.startswith("DR|") for r in received) == resyncs
