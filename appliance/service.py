@@ -28,12 +28,11 @@ from appliance.gateway.channels import ModemCollector, ModemPool
 from appliance.gateway.diagnostics import build_diagnostics_router
 from appliance.gateway.routes import build_sms_router
 from appliance.gateway.sms import SmsService
-from appliance.hotel.calls import RoomCallDecider
 from appliance.hotel.pms_link import PmsLinkService
 from appliance.hotel.rooms import RoomBook
 from appliance.hotel.routes import build_hotel_router
 from appliance.hotel.settings import PmsSettings
-from appliance.hotel.wiring import build_client
+from appliance.hotel.wiring import build_client, join_routing_chain
 from appliance.pbx.deciders import POLICY, TRUNK
 from appliance.pbx.errors import PbxNotStartedError
 from appliance.pbx.exchange import BranchExchange
@@ -252,8 +251,10 @@ def _pms_link(
     health.add_check("pms", pms.check)
     app.include_router(build_hotel_router(settings.api.tokens, pms))
     if pbx is not None:
-        decider = RoomCallDecider(rooms, lambda: pbx.dialplan, frozenset(hotel.emergency_numbers))
-        pbx.chain.add(decider, POLICY)
+        exchange = pbx
+        join_routing_chain(
+            exchange.chain, lambda: exchange.dialplan, hotel, rooms, pms, settings.site.timezone
+        )
     return pms
 
 

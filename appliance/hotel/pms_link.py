@@ -21,10 +21,11 @@ from appliance.hotel.rooms import RoomBook
 from appliance.hotel.settings import PmsSettings
 from appliance.store import StateStore, Store
 from drivers.fias.client import FiasClient
-from drivers.fias.grammar import Record, RecordPA
+from drivers.fias.grammar import Record, RecordPA, RecordRE
 from drivers.fias.link import (
     LinkDown,
     LinkEvent,
+    LinkState,
     LinkUp,
     NightAudit,
     ResyncCompleted,
@@ -94,6 +95,13 @@ class PmsLinkService:
         number = self.sender().queue.add(posting)
         self._pump()
         return number
+
+    def room_status(self, room: str, status: int) -> bool:
+        """Send ``RE|RN<room>|RS<status>|`` now; False while the link cannot carry it."""
+        link = self.client.link
+        if link.state is not LinkState.ACTIVE or link.resyncing:
+            return False
+        return self.client.send(RecordRE.make({"RN": room, "RS": status}))
 
     def status(self) -> dict[str, Any]:
         """Link state, night audit, postings waiting, rooms known."""

@@ -39,6 +39,31 @@ class RoomSettings(Section):
     extension: str = Field(pattern=r"^[0-9]{1,16}$")
 
 
+class RoomCodeSettings(Section):
+    """Codes dialled from a room's phone: housekeeping's room status and minibar consumption.
+
+    ``accepted`` and ``invalid`` are targets as in the dial plan (``announce:<prompt>`` or
+    ``ivr:<flow>``, e.g. a spoken TTS flow) the call is sent to afterwards; unset, the call
+    is answered 603 (done) or 404 ``invalid-code``.
+    """
+
+    room_status: str = Field("*7", pattern=r"^\*[0-9]{1,3}$", description="+ RS (1-2 digits)")
+    statuses: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6])
+    minibar: str = Field("*8", pattern=r"^\*[0-9]{1,3}$", description="+ article [* quantity]")
+    minibar_prices: dict[str, int] = Field(
+        default_factory=dict, description="article -> cents; empty: the PMS prices (PTM)"
+    )
+    max_quantity: int = Field(20, ge=1, le=999)
+    accepted: str | None = None
+    invalid: str | None = None
+
+    @model_validator(mode="after")
+    def _distinct(self) -> RoomCodeSettings:
+        if self.room_status.startswith(self.minibar) or self.minibar.startswith(self.room_status):
+            raise ValueError(f"codes {self.room_status} and {self.minibar} overlap")
+        return self
+
+
 class HotelSettings(Section):
     """The hotel profile; ``pms`` unset means no PMS link."""
 
@@ -50,6 +75,7 @@ class HotelSettings(Section):
     emergency_numbers: list[str] = Field(
         default_factory=lambda: ["112"], description="always allowed from a room"
     )
+    codes: RoomCodeSettings = RoomCodeSettings()
 
     @model_validator(mode="after")
     def _unique_rooms(self) -> HotelSettings:

@@ -2,8 +2,10 @@
 
 Theory of operation: every ``GET /route`` becomes a ``RouteQuery``. The chain hands it
 to its deciders in stage order (ties in the order they were added), each with the
-decision so far: a ``ROUTE`` decider proposes one (dial plan, inter-site admission),
-a ``POLICY`` decider may refuse it (compliance), a ``TRUNK`` decider turns a trunk
+decision so far: a ``FEATURE`` decider answers numbers no dial plan knows (a hotel
+room's service codes) before the dial plan, a ``ROUTE`` decider proposes one (dial
+plan, inter-site admission), a ``POLICY`` decider may refuse it (compliance, a hotel
+room's class of service), a ``TRUNK`` decider turns a trunk
 group into one channel (GSM), a ``MEDIA`` decider completes it (recording policy). A
 decider answers the decision unchanged when the call is none of its business. A
 refusal ends the chain at once, so nothing after it (a GSM channel, a recording)
@@ -22,6 +24,7 @@ from typing import Protocol
 
 from appliance.pbx.dialplan import Decision, DialPlan
 
+FEATURE = 50
 ROUTE = 100
 POLICY = 200
 TRUNK = 300

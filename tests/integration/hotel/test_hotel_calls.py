@@ -194,3 +194,23 @@ def test_room_state_survives_a_restart_without_a_second_resync(
     assert hotel.room("0102")["guests"][0]["name"] == "Gäst, Fr."
     received = simulator.query(PmsCore.snapshot)["received"]
     assert sum(r.startswith("DR|") for r in received) == resyncs
+
+
+def test_room_status_and_minibar_codes_from_the_room_phone_reach_the_pms(
+    hotel: HotelPbx, simulator: PmsSimulator, tmp_path: Path
+) -> None:
+    with phones(hotel, tmp_path, ("1003", 300)) as (room,):
+        for code, answer in (("*73", 603), ("*8123*2", 603), ("*79", 404), ("*8", 404)):
+            room.send("call", to=code)
+            assert room.state("DISCONNECTED")["code"] == answer, code
+
+    def booked() -> list[dict[str, Any]]:
+        postings: list[dict[str, Any]] = simulator.query(PmsCore.snapshot)["postings"]
+        return postings
+
+    wait_for(lambda: bool(booked()), 10, hotel.output)
+    [posting] = booked()
+    assert (posting["room"], posting["status"]) == ("0102", "OK")
+    assert all(f in posting["record"] for f in ("|PTM|", "|MA123|", "|M#2|")), posting
+    received = simulator.query(PmsCore.snapshot)["received"]
+    assert [r for r in received if r.startswith("RE|")] == ["RE|RN0102|RS3|"]

@@ -1,16 +1,27 @@
-"""Rooms kept from the PMS's records (spec examples), and the room link of the routing chain."""
+"""Rooms kept from the PMS's records (spec examples), and the rooms' links of the routing chain."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from appliance.hotel.calls import RoomCallDecider
+from appliance.hotel.codes import RoomCodeDecider
+from appliance.hotel.postings import Posting
 from appliance.hotel.rooms import Guest, Room, RoomBook
-from appliance.pbx.deciders import RouteQuery
+from appliance.hotel.settings import RoomCodeSettings
+from appliance.pbx.deciders import FEATURE, ROUTE, DecisionChain, DialPlanDecider, RouteQuery
 from appliance.pbx.dialplan import Decision, DialPlan
-from appliance.pbx.settings import DialPlanSettings, OutboundRoute, Trunk
+from appliance.pbx.settings import (
+    DialPlanSettings,
+    MediaSettings,
+    OutboundRoute,
+    PromptSettings,
+    Trunk,
+)
 from appliance.settings import ApplianceSettings
 from drivers.daemon.config_layers import ConfigError, collect_layers, load_settings
 from drivers.fias.grammar import parse_record
@@ -177,3 +188,75 @@ def test_rooms_keep_leading_zeros_and_must_name_known_extensions(tmp_path: Path)
         load(tmp_path, {"rooms": [{"room": "0202", "extension": "202"}]})
     with pytest.raises(ConfigError, match="room 0201 listed twice"):
         load(tmp_path, {"rooms": [{"room": "0201", "extension": "201"}] * 2})
+
+
+class Pms:
+    """Records what the codes asked of the PMS link."""
+
+    def __init__(self, link_up: bool = True) -> None:
+        self.link_up = link_up
+        self.statuses: list[tuple[str, int]] = []
+        self.postings: list[Posting] = []
+
+    def room_status(self, room: str, status: int) -> bool:
+        if self.link_up:
+            self.statuses.append((room, status))
+        return self.link_up
+
+    def post(self, posting: Posting) -> int:
+        self.postings.append(posting)
+        return len(self.postings)
+
+
+NOON = dt.datetime(2026, 12, 7, 12, 30, 5)
+
+
+def dial(pms: Pms, dialled: str, caller: str = "201", **codes: Any) -> Decision:
+    chain = DecisionChain()
+    settings = RoomCodeSettings(**codes)
+    chain.add(RoomCodeDecider(settings, book(), pms, lambda: PLAN, lambda: NOON), FEATURE)
+    chain.add(DialPlanDecider(lambda: PLAN), ROUTE)
+    return chain.decide(RouteQuery(caller, dialled))
+
+
+def test_a_room_status_code_sends_re_with_rs_for_the_callers_room() -> None:
+    pms = Pms()
+    assert (dial(pms, "*73").code, dial(pms, "*73").reason) == (603, "room-status-done")
+    assert pms.statuses == [("2781", 3), ("2781", 3)]
+    assert dial(pms, "*79").reason == "invalid-code"
+    assert dial(Pms(link_up=False), "*73").reason == "invalid-code"
+
+
+def test_a_minibar_code_queues_a_posting_for_the_pms_to_price() -> None:
+    pms = Pms()
+    dial(pms, "*8123*2", caller="202")
+    dial(pms, "*8777")
+    assert [dict(p.fields) | {"RN": p.room} for p in pms.postings] == [
+        {"RN": "0330", "PT": "M", "MA": "123", "M#": "2", "DA": "261207", "TI": "123005"},
+        {"RN": "2781", "PT": "M", "MA": "777", "M#": "1", "DA": "261207", "TI": "123005"},
+    ]
+
+
+def test_minibar_priced_by_the_pbx_posts_the_total_and_refuses_unknown_articles() -> None:
+    pms = Pms()
+    assert dial(pms, "*812*3", minibar_prices={"12": 450}).code == 603
+    assert dial(pms, "*813", minibar_prices={"12": 450}).reason == "invalid-code"
+    assert dial(pms, "*812*0", minibar_prices={"12": 450}).reason == "invalid-code"
+    assert dial(pms, "*812**", minibar_prices={"12": 450}).reason == "invalid-code"
+    assert [dict(p.fields)["PT"] + dict(p.fields)["TA"] for p in pms.postings] == ["C1350"]
+
+
+def test_codes_from_an_extension_that_is_no_room_are_left_to_the_dial_plan() -> None:
+    pms = Pms()
+    assert dial(pms, "*73", caller="100").reason == "unknown-service"
+    assert (pms.statuses, pms.postings) == ([], [])
+
+
+def test_codes_send_the_call_to_the_configured_spoken_targets() -> None:
+    media = DialPlan(PLAN.settings, PLAN.extensions, MediaSettings(
+        workers=1, prompts={"ok": PromptSettings(tone_hz=800), "bad": PromptSettings(tone_hz=400)},
+    ))  # fmt: skip
+    settings = RoomCodeSettings(accepted="announce:ok", invalid="announce:bad")
+    decider = RoomCodeDecider(settings, book(), Pms(), lambda: media, lambda: NOON)
+    assert decider.decide(RouteQuery("201", "*73"), None) == media.target("announce:ok")
+    assert decider.decide(RouteQuery("201", "*70"), None) == media.target("announce:bad")
