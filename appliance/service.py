@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ from appliance.gateway.channels import ModemCollector, ModemPool
 from appliance.gateway.diagnostics import build_diagnostics_router
 from appliance.gateway.routes import build_sms_router
 from appliance.gateway.sms import SmsService
+from appliance.hotel.charges import ChargeService
 from appliance.hotel.pms_link import PmsLinkService
 from appliance.hotel.rooms import RoomBook
 from appliance.hotel.routes import build_hotel_router
@@ -158,7 +160,7 @@ def build(
             app.include_router(build_diagnostics_router(settings.api.tokens, pool, sim))
             components.append(sms)
     if settings.hotel.pms is not None:
-        components.append(_pms_link(settings.hotel.pms, settings, store, health, app, pbx))
+        components += _hotel(settings.hotel.pms, settings, store, health, app, pbx)
     if settings.sync.enabled:
         peers = pbx.peers if pbx is not None else None
         sync = SyncClient(
@@ -232,30 +234,30 @@ def _prune_calls(pbx: BranchExchange, now: float) -> int:
     return pbx.calls.prune(now)
 
 
-def _pms_link(
+def _hotel(
     pms_settings: PmsSettings,
     settings: ApplianceSettings,
     store: StoreComponent,
     health: Health,
     app: FastAPI,
     pbx: BranchExchange | None,
-) -> PmsLinkService:
+) -> list[Component]:
     """The FIAS link to the hotel's PMS, its durable postings and the rooms it keeps.
 
-    With the PBX on, the rooms' class of service and guest names join the routing chain.
+    With the PBX on, the rooms join the routing chain and their calls are charged.
     """
-    hotel = settings.hotel
-    client = build_client(pms_settings, settings.site.timezone)
+    hotel, timezone = settings.hotel, settings.site.timezone
     rooms = RoomBook({r.room: r.extension for r in hotel.rooms}, hotel.checked_in_cos)
-    pms = PmsLinkService(pms_settings, store.get, client, rooms)
+    pms = PmsLinkService(pms_settings, store.get, build_client(pms_settings, timezone), rooms)
     health.add_check("pms", pms.check)
     app.include_router(build_hotel_router(settings.api.tokens, pms))
-    if pbx is not None:
-        exchange = pbx
-        join_routing_chain(
-            exchange.chain, lambda: exchange.dialplan, hotel, rooms, pms, settings.site.timezone
-        )
-    return pms
+    if pbx is None:
+        return [pms]
+    exchange = pbx
+    join_routing_chain(exchange.chain, lambda: exchange.dialplan, hotel, rooms, pms, timezone)
+    charges = ChargeService(rooms, store.get, timezone, time.time)
+    exchange.cdr_listeners.append(charges.on_cdr)
+    return [pms, charges]
 
 
 def _gsm_trunks(

@@ -179,6 +179,8 @@ class BranchExchange:
                                  self.ivr.registry.names)  # fmt: skip
         recorded = pbx.record_calls and pbx.anchor_media
         self.chain = self._chain(recorded)
+        # Features that act on every stored CDR (hotel call charges) join before start.
+        self.cdr_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.decision_seconds = decision_histogram()
         self.route_server = RouteServer(LOOPBACK, pbx.route_port, self._decide)
         self._store = store
@@ -262,6 +264,7 @@ class BranchExchange:
         self._recordings = RecordingService(store, self._calls, self._spool, self._wav_dir)
         if self.webhooks is not None:
             self._calls.on_change = self.webhooks.notify
+        self._calls.cdr_listeners = self.cdr_listeners
         self.calls.interrupt_all("appliance-restart")
         self.recordings.adopt_orphans()
         self.ivr.registry.attach(FlowStore(store))

@@ -130,6 +130,17 @@ def trunk(root: Path, port: int) -> Iterator[Path]:
             proc.wait(timeout=5)
 
 
+def wait_for_postings(simulator: PmsSimulator, kind: str) -> list[dict[str, Any]]:
+    """The postings of ``kind`` (e.g. ``|PTT|``) the simulator booked, once there is one."""
+
+    def booked() -> list[dict[str, Any]]:
+        postings = simulator.query(PmsCore.snapshot)["postings"]
+        return [p for p in postings if kind in p["record"]]
+
+    wait_for(lambda: bool(booked()), 10, lambda: str(simulator.query(PmsCore.snapshot)))
+    return booked()
+
+
 def refused_reason(hotel: HotelPbx, caller: str) -> Any:
     cdr = hotel.cdr_for(
         lambda c: c["caller"]["number"] == caller and c["disposition"] != "answered"
@@ -175,6 +186,10 @@ def test_check_in_names_the_guest_and_opens_the_line_and_check_out_bars_it(
             room.send("hangup")
             room.state("DISCONNECTED")
         assert "INVITE sip:+49301234567@" in log.read_text()
+        [charge] = wait_for_postings(simulator, "|PTT|")
+        assert (charge["room"], charge["status"]) == ("0101", "OK")
+        assert "|DD0301234567|" in charge["record"], charge
+        assert "|DU0000" in charge["record"], charge
         simulator.act(lambda core: core.check_out("0101"))
         wait_for(lambda: hotel.room("0101")["guests"] == [], 10, hotel.output)
         assert hotel.room("0101")["cos"] == "internal"
@@ -204,12 +219,7 @@ def test_room_status_and_minibar_codes_from_the_room_phone_reach_the_pms(
             room.send("call", to=code)
             assert room.state("DISCONNECTED")["code"] == answer, code
 
-    def booked() -> list[dict[str, Any]]:
-        postings: list[dict[str, Any]] = simulator.query(PmsCore.snapshot)["postings"]
-        return postings
-
-    wait_for(lambda: bool(booked()), 10, hotel.output)
-    [posting] = booked()
+    [posting] = wait_for_postings(simulator, "|PTM|")
     assert (posting["room"], posting["status"]) == ("0102", "OK")
     assert all(f in posting["record"] for f in ("|PTM|", "|MA123|", "|M#2|")), posting
     received = simulator.query(PmsCore.snapshot)["received"]
