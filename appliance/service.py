@@ -255,7 +255,7 @@ def _hotel(
         return [pms]
     exchange = pbx
     join_routing_chain(exchange.chain, lambda: exchange.dialplan, hotel, rooms, pms, timezone)
-    charges = ChargeService(rooms, store.get, timezone, time.time)
+    charges = ChargeService(rooms, store.get, timezone, time.time, hotel.charges)
     exchange.cdr_listeners.append(charges.on_cdr)
     return [pms, charges]
 

@@ -2,10 +2,12 @@
 
 Theory of operation. The PBX hands every stored CDR to :meth:`ChargeService.on_cdr`. A CDR
 is chargeable when its caller is a room's extension, it left over a trunk (``direction``
-``outbound``) and it was answered for at least one second. The PMS rates it (``PT`` ``T``:
-one call-costing method per property, configured in the PMS): the posting carries ``DA``/
-``TI`` (call start, site time zone), ``DU`` (``HHMMSS`` billed) and ``DD`` (the dialled
-digits, unformatted, at most 20). It joins the durable posting queue keyed by its CDR id
+``outbound``) and it was answered for at least one second. By default the PMS rates it
+(``PT`` ``T``; one call-costing method per property, as the PMS is configured): it
+carries ``DA``/``TI`` (call start, site time zone), ``DU`` (``HHMMSS`` billed) and ``DD``
+(the dialled digits, unformatted, at most 20); with ``hotel.charges.method: tariff`` it is
+rated here instead (``PT`` ``C`` with ``TA`` and the tariff's zone in ``CT``,
+``appliance/hotel/tariffs.py``). It joins the durable posting queue keyed by its CDR id
 in the same commit (``PostingQueue.add_once``), so offering a CDR twice queues it once;
 from there it goes out in order, one outstanding, across link drops, night audits and
 restarts (``appliance/hotel/postings.py``), also for a room checked out since.
@@ -29,6 +31,8 @@ import msgpack
 
 from appliance.hotel.postings import Posting, PostingQueue
 from appliance.hotel.rooms import RoomBook
+from appliance.hotel.settings import ChargeSettings
+from appliance.hotel.tariffs import amount, tariff_for
 from appliance.pbx.calls import INDEX as CDR_INDEX
 from appliance.store import StateStore, Store
 from drivers.fias.grammar import fias_date, fias_time
@@ -40,7 +44,9 @@ RECOVER_S = 2 * 24 * 3600.0
 SINCE_KEY = "charges:since"
 
 
-def charge_fields(cdr: Mapping[str, Any], zone: dt.tzinfo) -> dict[str, str | int] | None:
+def charge_fields(
+    cdr: Mapping[str, Any], zone: dt.tzinfo, settings: ChargeSettings
+) -> dict[str, str | int] | None:
     """The PS fields of a chargeable CDR (without RN), None when it is not chargeable."""
     billed = int(cdr.get("billable_s") or 0)
     if cdr.get("direction") != "outbound" or not cdr.get("answer") or billed <= 0:
@@ -49,8 +55,14 @@ def charge_fields(cdr: Mapping[str, Any], zone: dt.tzinfo) -> dict[str, str | in
     dialled = "".join(c for c in str(cdr["callee"].get("number") or "") if c.isdigit())[:20]
     hours, rest = divmod(billed, 3600)
     duration = f"{min(hours, 99):02d}{rest // 60:02d}{rest % 60:02d}"
-    return {"PT": "T", "DA": fias_date(start), "TI": fias_time(start), "DU": duration,
-            "DD": dialled}  # fmt: skip
+    fields: dict[str, str | int] = {"PT": "T", "DA": fias_date(start), "TI": fias_time(start),
+                                    "DU": duration, "DD": dialled}  # fmt: skip
+    if settings.method == "tariff":
+        tariff = tariff_for(settings.tariffs, dialled)
+        priced: dict[str, str | int] = {"PT": "C", "TA": amount(tariff, start, billed),
+                                        "CT": tariff.zone}  # fmt: skip
+        fields = {**fields, **priced}
+    return fields
 
 
 class ChargeService:
@@ -64,8 +76,10 @@ class ChargeService:
         store: Callable[[], Store],
         timezone: str,
         clock: Callable[[], float],
+        settings: ChargeSettings | None = None,
     ) -> None:
         self._rooms = rooms
+        self._settings = settings or ChargeSettings()
         self._store = store
         self._zone = zoneinfo.ZoneInfo(timezone)
         self._clock = clock
@@ -104,7 +118,7 @@ class ChargeService:
     def _charge(self, cdr: Mapping[str, Any]) -> None:
         caller = cdr.get("caller") or {}
         room = self._rooms.for_extension(str(caller.get("extension") or caller.get("number")))
-        fields = charge_fields(cdr, self._zone) if room is not None else None
+        fields = charge_fields(cdr, self._zone, self._settings) if room is not None else None
         if room is None or fields is None:
             return
         number = self._queue().add_once(Posting.of(room.room, fields), f"cdr:{cdr['cdr_id']}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from appliance.pbx.settings import CosLevel
@@ -64,6 +66,48 @@ class RoomCodeSettings(Section):
         return self
 
 
+class TimeBand(Section):
+    """A per-minute price from ``start`` to ``end`` (local time, ``HH:MM``; may cross midnight)."""
+
+    start: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    end: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    per_minute: int = Field(ge=0, description="cents per started minute")
+
+
+class Tariff(Section):
+    """The price of calls whose dialled digits start with ``prefix`` (longest prefix wins)."""
+
+    prefix: str = Field(pattern=r"^[0-9]{0,20}$")
+    zone: str = Field(min_length=1, max_length=40, pattern=r"^[^|\x00-\x1f\x7f]+$")
+    per_minute: int = Field(ge=0, description="cents per started minute outside any band")
+    bands: list[TimeBand] = Field(default_factory=list)
+    minimum: int = Field(0, ge=0, description="cents: the least a call costs")
+    surcharge: int = Field(0, ge=0, description="cents added to every call")
+
+
+class ChargeSettings(Section):
+    """How calls from rooms are charged: one method per property, as the PMS is configured.
+
+    ``pms``: posted as ``PTT`` with duration and digits for the PMS to rate; ``tariff``:
+    rated here by ``tariffs`` and posted as ``PTC`` with ``TA``.
+    """
+
+    method: Literal["pms", "tariff"] = "pms"
+    tariffs: list[Tariff] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _catch_all(self) -> ChargeSettings:
+        prefixes = [t.prefix for t in self.tariffs]
+        doubled = sorted({p for p in prefixes if prefixes.count(p) > 1})
+        if doubled:
+            raise ValueError(f"hotel.charges.tariffs: prefix {', '.join(doubled)} listed twice")
+        if self.method == "tariff" and "" not in prefixes:
+            raise ValueError(
+                'hotel.charges.tariffs: method tariff needs a catch-all tariff (prefix "")'
+            )
+        return self
+
+
 class HotelSettings(Section):
     """The hotel profile; ``pms`` unset means no PMS link."""
 
@@ -76,6 +120,7 @@ class HotelSettings(Section):
         default_factory=lambda: ["112"], description="always allowed from a room"
     )
     codes: RoomCodeSettings = RoomCodeSettings()
+    charges: ChargeSettings = ChargeSettings()
 
     @model_validator(mode="after")
     def _unique_rooms(self) -> HotelSettings:

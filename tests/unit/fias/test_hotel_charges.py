@@ -13,9 +13,12 @@ import pytest
 from appliance.hotel.charges import ChargeService, charge_fields
 from appliance.hotel.postings import PostingQueue
 from appliance.hotel.rooms import RoomBook
+from appliance.hotel.settings import ChargeSettings, Tariff, TimeBand
+from appliance.hotel.tariffs import amount, tariff_for
 from appliance.pbx.calls import INDEX
 from appliance.store import Store
 
+PMS = ChargeSettings()
 LISBON = dt.timezone(dt.timedelta(hours=1))
 NOW = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC).timestamp()
 
@@ -50,7 +53,7 @@ def queued(store: Store) -> list[tuple[int, str, dict[str, str]]]:
 
 
 def test_an_answered_outside_call_is_posted_as_duration_for_the_pms_to_rate() -> None:
-    assert charge_fields(cdr(), LISBON) == {
+    assert charge_fields(cdr(), LISBON, PMS) == {
         "PT": "T", "DA": "261207", "TI": "125801", "DU": "010205", "DD": "49301234567",
     }  # fmt: skip
 
@@ -60,7 +63,7 @@ def test_an_answered_outside_call_is_posted_as_duration_for_the_pms_to_rate() ->
     [{"direction": "internal"}, {"answer": None}, {"billable_s": 0}, {"direction": "inbound"}],
 )
 def test_internal_unanswered_and_inbound_calls_are_not_charged(changes: dict[str, Any]) -> None:
-    assert charge_fields(cdr(**changes), LISBON) is None
+    assert charge_fields(cdr(**changes), LISBON, PMS) is None
 
 
 def test_a_cdr_offered_twice_is_queued_once_and_other_callers_not_at_all(store: Store) -> None:
@@ -68,7 +71,7 @@ def test_a_cdr_offered_twice_is_queued_once_and_other_callers_not_at_all(store: 
     charges.on_cdr(cdr())
     charges.on_cdr(cdr())
     charges.on_cdr(cdr("c2", caller="100"))
-    assert queued(store) == [(1, "0330", charge_fields(cdr(), dt.UTC))]
+    assert queued(store) == [(1, "0330", charge_fields(cdr(), dt.UTC, PMS))]
 
 
 def test_recovery_queues_the_indexed_charges_a_crash_left_behind_once(store: Store) -> None:
@@ -90,3 +93,47 @@ def test_a_listener_error_is_logged_not_raised(
     service(store).on_cdr(cdr(start="not a time"))
     assert queued(store) == []
     assert "charge-not-queued" in [getattr(r, "error_id", None) for r in caplog.records]
+
+
+TARIFFS = ChargeSettings(method="tariff", tariffs=[
+    Tariff(prefix="", zone="Local", per_minute=10, minimum=20),
+    Tariff(prefix="0", zone="National", per_minute=30,
+           bands=[TimeBand(start="20:00", end="08:00", per_minute=15)]),
+    Tariff(prefix="00", zone="International", per_minute=150, surcharge=50),
+])  # fmt: skip
+
+
+def test_the_longest_prefix_decides_the_tariff() -> None:
+    zones = [tariff_for(TARIFFS.tariffs, d).zone for d in ("2123", "0301234", "00441234")]
+    assert zones == ["Local", "National", "International"]
+
+
+@pytest.mark.parametrize(
+    ("dialled", "hour", "billed", "cents"),
+    [
+        ("2123", 12, 30, 20),  # one started minute is below the minimum
+        ("2123", 12, 181, 40),  # four started minutes
+        ("0301234", 12, 60, 30),
+        ("0301234", 23, 60, 15),  # a band crossing midnight
+        ("0301234", 7, 61, 30),
+        ("0301234", 8, 60, 30),  # the band ends at 08:00
+        ("00441234", 3, 120, 350),  # surcharge on top
+    ],
+)
+def test_a_call_costs_its_started_minutes_at_its_band_price(
+    dialled: str, hour: int, billed: int, cents: int
+) -> None:
+    start = dt.datetime(2026, 12, 7, hour, 0, 30)
+    assert amount(tariff_for(TARIFFS.tariffs, dialled), start, billed) == cents
+
+
+def test_rated_by_the_pbx_a_call_is_posted_as_a_direct_charge() -> None:
+    callee = {"number": "00441234", "extension": None, "name": ""}
+    fields = charge_fields(cdr(billable_s=90, callee=callee), LISBON, TARIFFS)
+    assert fields == {"PT": "C", "TA": 350, "CT": "International", "DA": "261207",
+                      "TI": "125801", "DU": "000130", "DD": "00441234"}  # fmt: skip
+
+
+def test_the_tariff_method_needs_a_catch_all_tariff() -> None:
+    with pytest.raises(ValueError, match="catch-all"):
+        ChargeSettings(method="tariff", tariffs=[Tariff(prefix="0", zone="N", per_minute=1)])
