@@ -34,6 +34,8 @@ from appliance.hotel.pms_link import PmsLinkService
 from appliance.hotel.rooms import RoomBook
 from appliance.hotel.routes import build_hotel_router
 from appliance.hotel.settings import PmsSettings
+from appliance.hotel.wakeup_calls import WakeUpCallService
+from appliance.hotel.wakeups import WakeUpBook
 from appliance.hotel.wiring import build_client, join_routing_chain
 from appliance.pbx.deciders import POLICY, TRUNK
 from appliance.pbx.errors import PbxNotStartedError
@@ -60,6 +62,7 @@ from drivers.daemon.observability import (
     new_registry,
 )
 from drivers.daemon.version import __version__
+from drivers.media.tts import EspeakTts
 from drivers.net.component import NetworkComponent
 from drivers.net.netlink import NetlinkDriver
 from drivers.sip.kamailio_config import Subscriber
@@ -244,20 +247,30 @@ def _hotel(
 ) -> list[Component]:
     """The FIAS link to the hotel's PMS, its durable postings and the rooms it keeps.
 
-    With the PBX on, the rooms join the routing chain and their calls are charged.
+    With the PBX on, the rooms join the routing chain, their calls are charged and wake-up
+    calls are placed through the media workers.
     """
     hotel, timezone = settings.hotel, settings.site.timezone
     rooms = RoomBook({r.room: r.extension for r in hotel.rooms}, hotel.checked_in_cos)
     pms = PmsLinkService(pms_settings, store.get, build_client(pms_settings, timezone), rooms)
     health.add_check("pms", pms.check)
-    app.include_router(build_hotel_router(settings.api.tokens, pms))
-    if pbx is None:
+    book = WakeUpBook(store.get) if pbx is not None else None
+    app.include_router(build_hotel_router(settings.api.tokens, pms, book))
+    if pbx is None or book is None:
         return [pms]
     exchange = pbx
-    join_routing_chain(exchange.chain, lambda: exchange.dialplan, hotel, rooms, pms, timezone)
+    wake_ups = WakeUpCallService(
+        hotel.wake_up, book, rooms, pms, lambda: exchange.media,
+        EspeakTts(settings.data_dir / "hotel" / "tts"), time.time, timezone,
+    )  # fmt: skip
+    pms.record_listeners.append(wake_ups.on_record)
+    exchange.media_listeners.append(wake_ups.on_media_event)
+    join_routing_chain(
+        exchange.chain, lambda: exchange.dialplan, hotel, rooms, pms, timezone, wake_ups
+    )
     charges = ChargeService(rooms, store.get, timezone, time.time, hotel.charges)
     exchange.cdr_listeners.append(charges.on_cdr)
-    return [pms, charges]
+    return [pms, charges, wake_ups]
 
 
 def _gsm_trunks(

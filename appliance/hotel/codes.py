@@ -1,4 +1,4 @@
-"""Codes dialled from a room's phone: room status (RE ``RS``) and minibar (PS) to the PMS.
+"""Codes dialled from a room's phone: room status (RE ``RS``), minibar (PS), wake-up calls.
 
 It joins the routing chain at the ``FEATURE`` stage, before the dial plan (which knows no
 such numbers). Only a room's own phone (``hotel.rooms``) may dial them:
@@ -8,7 +8,9 @@ such numbers). Only a room's own phone (``hotel.rooms``) may dial them:
 - ``<minibar><article>[*<quantity>]`` queues a posting durably (the PMS link's queue, one
   outstanding at a time): ``PTM`` with ``MA``/``M#`` for the PMS to price it, or, with
   ``minibar_prices``, ``PTC`` with ``TA`` (price x quantity); an unknown article (when the
-  PBX prices) or a quantity of 0 or above ``max_quantity`` is refused.
+  PBX prices) or a quantity of 0 or above ``max_quantity`` is refused;
+- ``<wake_up><hhmm>`` (``*550630``) sets a wake-up call at the next 06:30, ``<wake_up_clear>``
+  clears the room's calls set from its phone (with wake-up calls on).
 
 Each code is acted on once per INVITE (the chain is asked once per call); the call is then
 sent to ``accepted`` or ``invalid`` (spoken prompts), or answered 603/404 without them.
@@ -44,6 +46,16 @@ class RoomActions(Protocol):
         """Queue a posting durably; returns its P#."""
 
 
+class PhoneWakeUps(Protocol):
+    """Wake-up calls set and cleared from a room's phone (``WakeUpCallService``)."""
+
+    def phone_wake_up(self, room: str, hhmm: str) -> bool:
+        """A call at the next ``hh:mm``; False when it is no time of day."""
+
+    def phone_clear(self, room: str) -> bool:
+        """Clear the room's calls set from its phone; False when there was none."""
+
+
 class RoomCodeDecider:
     """Acts on room status and minibar codes dialled from a room's phone."""
 
@@ -56,8 +68,10 @@ class RoomCodeDecider:
         pms: RoomActions,
         dialplan: Callable[[], DialPlan],
         now: Callable[[], dt.datetime],
+        wake_ups: PhoneWakeUps | None = None,
     ) -> None:
         self._settings = settings
+        self._wake_ups = wake_ups
         self._rooms = rooms
         self._pms = pms
         self._dialplan = dialplan
@@ -77,7 +91,19 @@ class RoomCodeDecider:
         if query.dialled.startswith(codes.minibar):
             consumed = query.dialled[len(codes.minibar) :]
             return self._answer(self._minibar(room.room, consumed), "minibar")
-        return decision
+        return self._wake_up(room.room, query.dialled) or decision
+
+    def _wake_up(self, room: str, dialled: str) -> Decision | None:
+        codes, wake_ups = self._settings, self._wake_ups
+        if wake_ups is None:
+            return None
+        if dialled == codes.wake_up_clear:
+            return self._answer(wake_ups.phone_clear(room), "wake-up-cleared")
+        if dialled.startswith(codes.wake_up):
+            hhmm = dialled[len(codes.wake_up) :]
+            done = len(hhmm) == 4 and hhmm.isdigit() and wake_ups.phone_wake_up(room, hhmm)
+            return self._answer(done, "wake-up-set")
+        return None
 
     def _room_status(self, room: str, text: str) -> bool:
         if not text.isdigit() or int(text) not in self._settings.statuses:

@@ -52,6 +52,8 @@ class PmsLinkService:
     ) -> None:
         self._settings = settings
         self.rooms = rooms
+        # Features that act on records from the PMS (wake-ups), after the rooms applied them.
+        self.record_listeners: list[Callable[[Record], None]] = []
         self._store = store
         self.client = client
         client.on_event = self._on_event
@@ -98,10 +100,14 @@ class PmsLinkService:
 
     def room_status(self, room: str, status: int) -> bool:
         """Send ``RE|RN<room>|RS<status>|`` now; False while the link cannot carry it."""
+        return self.send_now(RecordRE.make({"RN": room, "RS": status}))
+
+    def send_now(self, record: Record) -> bool:
+        """Write ``record`` now (RE, WA); False while the link is not active or resyncing."""
         link = self.client.link
         if link.state is not LinkState.ACTIVE or link.resyncing:
             return False
-        return self.client.send(RecordRE.make({"RN": room, "RS": status}))
+        return self.client.send(record)
 
     def status(self) -> dict[str, Any]:
         """Link state, night audit, postings waiting, rooms known."""
@@ -180,6 +186,9 @@ class PmsLinkService:
 
     def _room_record(self, record: Record) -> None:
         changed = self.rooms.apply(record)
+        if not self.client.link.resyncing or not record.has("SF"):
+            for listener in self.record_listeners:
+                listener(record)
         if not changed or self.client.link.resyncing:
             return
         log.info("PMS %s: room %s", record.record_id, ", ".join(changed))

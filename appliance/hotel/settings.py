@@ -9,6 +9,8 @@ from pydantic import Field, model_validator
 from appliance.pbx.settings import CosLevel
 from drivers.daemon.settings_base import Section
 
+# espeak-ng voices for the FIAS languages (GL).
+VOICES = {"EA": "en", "GE": "de", "FR": "fr", "IT": "it", "SP": "es", "JA": "ja"}
 ROOM_NUMBER = r"^[^|\x00-\x1f\x7f]{1,8}$"
 
 
@@ -52,6 +54,8 @@ class RoomCodeSettings(Section):
     room_status: str = Field("*7", pattern=r"^\*[0-9]{1,3}$", description="+ RS (1-2 digits)")
     statuses: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6])
     minibar: str = Field("*8", pattern=r"^\*[0-9]{1,3}$", description="+ article [* quantity]")
+    wake_up: str = Field("*55", pattern=r"^\*[0-9]{1,3}$", description="+ hhmm: next hh:mm")
+    wake_up_clear: str = Field("*56", pattern=r"^\*[0-9]{1,3}$")
     minibar_prices: dict[str, int] = Field(
         default_factory=dict, description="article -> cents; empty: the PMS prices (PTM)"
     )
@@ -61,8 +65,11 @@ class RoomCodeSettings(Section):
 
     @model_validator(mode="after")
     def _distinct(self) -> RoomCodeSettings:
-        if self.room_status.startswith(self.minibar) or self.minibar.startswith(self.room_status):
-            raise ValueError(f"codes {self.room_status} and {self.minibar} overlap")
+        codes = [self.room_status, self.minibar, self.wake_up, self.wake_up_clear]
+        for i, first in enumerate(codes):
+            for second in codes[i + 1 :]:
+                if first.startswith(second) or second.startswith(first):
+                    raise ValueError(f"codes {first} and {second} overlap")
         return self
 
 
@@ -108,6 +115,33 @@ class ChargeSettings(Section):
         return self
 
 
+class WakeUpSettings(Section):
+    """Wake-up calls: placed by a media worker with a spoken message, retried, reported once."""
+
+    retries: int = Field(2, ge=0, le=10, description="further attempts after the first")
+    retry_interval_s: float = Field(300.0, ge=5, le=3600)
+    snooze_s: float = Field(300.0, ge=5, le=3600, description="after the guest pressed 2")
+    attempt_timeout_s: float = Field(120.0, ge=10, le=600, description="a call still open ends")
+    late_limit_s: float = Field(1800.0, ge=60, description="older due calls are reported NR")
+    front_desk: str | None = Field(None, description="extension called when one fails")
+    messages: dict[str, str] = Field(
+        default_factory=lambda: {
+            "EA": "Good morning. This is your wake-up call. Press 1 to confirm, or 2 to snooze."
+        },
+        description="by FIAS language (GL); EA is the default",
+    )
+    voices: dict[str, str] = Field(
+        default_factory=lambda: dict(VOICES),
+        description="espeak-ng voice by FIAS language",
+    )
+
+    @model_validator(mode="after")
+    def _default_message(self) -> WakeUpSettings:
+        if "EA" not in self.messages:
+            raise ValueError("hotel.wake_up.messages needs the default EA message")
+        return self
+
+
 class HotelSettings(Section):
     """The hotel profile; ``pms`` unset means no PMS link."""
 
@@ -121,6 +155,7 @@ class HotelSettings(Section):
     )
     codes: RoomCodeSettings = RoomCodeSettings()
     charges: ChargeSettings = ChargeSettings()
+    wake_up: WakeUpSettings = WakeUpSettings()
 
     @model_validator(mode="after")
     def _unique_rooms(self) -> HotelSettings:

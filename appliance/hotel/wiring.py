@@ -11,7 +11,7 @@ import zoneinfo
 from collections.abc import Callable
 
 from appliance.hotel.calls import RoomCallDecider
-from appliance.hotel.codes import RoomActions, RoomCodeDecider
+from appliance.hotel.codes import PhoneWakeUps, RoomActions, RoomCodeDecider
 from appliance.hotel.rooms import RoomBook
 from appliance.hotel.settings import HotelSettings, PmsSettings
 from appliance.pbx.deciders import FEATURE, POLICY, DecisionChain
@@ -61,8 +61,9 @@ def join_routing_chain(
     rooms: RoomBook,
     pms: RoomActions,
     timezone: str,
+    wake_ups: PhoneWakeUps,
 ) -> None:
     """Room codes before the dial plan; the rooms' class of service and guest names after it."""
     now = functools.partial(dt.datetime.now, zoneinfo.ZoneInfo(timezone))
-    chain.add(RoomCodeDecider(hotel.codes, rooms, pms, dialplan, now), FEATURE)
+    chain.add(RoomCodeDecider(hotel.codes, rooms, pms, dialplan, now, wake_ups), FEATURE)
     chain.add(RoomCallDecider(rooms, dialplan, frozenset(hotel.emergency_numbers)), POLICY)

@@ -181,6 +181,9 @@ class BranchExchange:
         self.chain = self._chain(recorded)
         # Features that act on every stored CDR (hotel call charges) join before start.
         self.cdr_listeners: list[Callable[[dict[str, Any]], None]] = []
+        # Features that place their own worker calls (hotel wake-ups) see every worker
+        # event first; one that answers True has consumed it.
+        self.media_listeners: list[Callable[[MediaWorker, dict[str, Any]], bool]] = []
         self.decision_seconds = decision_histogram()
         self.route_server = RouteServer(LOOPBACK, pbx.route_port, self._decide)
         self._store = store
@@ -360,6 +363,8 @@ class BranchExchange:
         return decision
 
     def _on_media_event(self, worker: MediaWorker, event: dict[str, Any]) -> None:
+        if any(listener(worker, event) for listener in self.media_listeners):
+            return
         if event.get("ev") in ("leg", "transfer"):
             self.originations.on_event(worker, event)
         elif event.get("ev") in ("room", "room-link"):

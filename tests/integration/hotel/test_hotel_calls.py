@@ -8,6 +8,7 @@ opens the room's line and names the guest in the From of its calls; check-out ba
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,12 +23,14 @@ from drivers.fias.simulator.server import PmsSimulator
 from tests.integration.pbx.harness import (
     Pbx,
     free_udp_tcp_port,
+    media,
     no_daemons_left,
     phones,
     require_debs,
     wait_for,
 )
 from tests.integration.pbx.test_dialplan_calls import TRUNK_UAS
+from tests.integration.pbx.test_ivr_flows import heard_samples, recorded_enough, spoken
 from tests.procs import ROOT
 
 OWNED = "+4930555000"
@@ -46,14 +49,16 @@ class HotelPbx(Pbx):
                           "prepend": "+49", "caller_id": OWNED}],
             "class_of_service": dict.fromkeys(ROOMS.values(), "international"),
         }  # fmt: skip
-        super().__init__(root, enabled=True, dialplan=dialplan)
+        super().__init__(root, enabled=True, dialplan=dialplan, media=media(1))
         config = yaml.safe_load(self.config.read_text())
         del config["test_api_port"]
         config["profile"] = "hotel"
         config["http"] = {"host": "127.0.0.1", "port": self.api_port}
+        config["site"] = {"timezone": "UTC"}
         config["hotel"] = {
             "pms": {"port": pms_port, "reconnect_min_s": 0.2, "reconnect_max_s": 0.5},
             "rooms": [{"room": room, "extension": ext} for room, ext in ROOMS.items()],
+            "wake_up": {"retries": 1, "retry_interval_s": 5, "front_desk": "1002"},
         }
         self.config.write_text(yaml.safe_dump(config))
 
@@ -224,3 +229,73 @@ def test_room_status_and_minibar_codes_from_the_room_phone_reach_the_pms(
     assert all(f in posting["record"] for f in ("|PTM|", "|MA123|", "|M#2|")), posting
     received = simulator.query(PmsCore.snapshot)["received"]
     assert [r for r in received if r.startswith("RE|")] == ["RE|RN0102|RS3|"]
+
+
+def wake_up_at(simulator: PmsSimulator, room: str, seconds: float) -> str:
+    """A WR for ``room`` due in ``seconds``; returns its DA|TI as the WA must echo them."""
+    at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+    date, time = at.strftime("%y%m%d"), at.strftime("%H%M%S")
+    simulator.act(lambda core: core.wake_up(room, date, time))
+    return f"DA{date}|TI{time}|"
+
+
+def answers(simulator: PmsSimulator) -> list[str]:
+    return [r for r in simulator.query(PmsCore.snapshot)["received"] if r.startswith("WA|")]
+
+
+def test_a_wake_up_call_speaks_to_the_guest_who_confirms_and_the_pms_gets_one_answer(
+    hotel: HotelPbx, simulator: PmsSimulator, tmp_path: Path
+) -> None:
+    before = answers(simulator)
+    with phones(hotel, tmp_path, ("1003", 300)) as (room,):
+        stamp = wake_up_at(simulator, "0102", 3)
+        wait_for(lambda: hotel.room("0102")["wake_ups"] != [], 10, hotel.output)
+        incoming = room.wait(lambda e: e["ev"] == "incoming", timeout=30)
+        assert '"Wake-up call" <sip:wake-up@' in incoming["remote"], incoming
+        room.send("answer")
+        room.state("CONFIRMED")
+        wait_for(lambda: recorded_enough(room, 2.5), 15, lambda: "the room heard nothing")
+        room.send("dtmf", digits="1")
+        room.state("DISCONNECTED")
+    rate, samples = heard_samples(room)
+    assert spoken(samples, rate, 0.2, 2.4), "no spoken wake-up message"
+    wait_for(lambda: len(answers(simulator)) > len(before), 10, hotel.output)
+    assert answers(simulator)[len(before) :] == [f"WA|RN0102|{stamp}ASOK|"]
+    assert hotel.room("0102")["wake_ups"] == []
+
+
+def test_a_busy_room_is_retried_then_reported_once_and_the_front_desk_is_called(
+    hotel: HotelPbx, simulator: PmsSimulator, tmp_path: Path
+) -> None:
+    before = answers(simulator)
+    with phones(hotel, tmp_path, ("1003", 300), ("1002", 600)) as (room, desk):
+        stamp = wake_up_at(simulator, "0102", 2)
+        for _ in range(2):
+            room.wait(lambda e: e["ev"] == "incoming", timeout=30)
+            room.send("busy")
+        notice = desk.wait(lambda e: e["ev"] == "incoming", timeout=30)
+        assert '"Wake-up call failed" <sip:wake-up@' in notice["remote"], notice
+        desk.send("answer")
+        desk.state("DISCONNECTED", timeout=30)
+    wait_for(lambda: len(answers(simulator)) > len(before), 10, hotel.output)
+    assert answers(simulator)[len(before) :] == [f"WA|RN0102|{stamp}ASBY|"]
+
+
+def test_a_wake_up_survives_kill_9_and_is_answered_once(
+    hotel: HotelPbx, simulator: PmsSimulator, tmp_path: Path
+) -> None:
+    before = answers(simulator)
+    # Due once the restarted appliance is up and the phone registered again.
+    stamp = wake_up_at(simulator, "0102", 45)
+    wait_for(lambda: hotel.room("0102")["wake_ups"] != [], 10, hotel.output)
+    hotel.kill9()
+    hotel.start()
+    with phones(hotel, tmp_path, ("1003", 300)) as (room,):
+        room.wait(lambda e: e["ev"] == "incoming", timeout=60)
+        room.send("answer")
+        room.state("CONFIRMED")
+        wait_for(lambda: recorded_enough(room, 1.5), 15, lambda: "the room heard nothing")
+        room.send("dtmf", digits="1")
+        room.state("DISCONNECTED")
+    wait_for(lambda: len(answers(simulator)) > len(before), 10, hotel.output)
+    assert answers(simulator)[len(before) :] == [f"WA|RN0102|{stamp}ASOK|"]
