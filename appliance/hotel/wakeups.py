@@ -67,6 +67,8 @@ class WakeAnswer:
 
 def due_at(date: str, time: str, zone: dt.tzinfo) -> float:
     """Epoch seconds of ``DA`` (YYMMDD) and ``TI`` (HHMM[SS]) in ``zone``."""
+    if not (len(date) == 6 and len(time) in (4, 6) and (date + time).isdigit()):
+        raise WakeUpTimeError(f"DA {date!r} TI {time!r} is no date and time")
     try:
         seconds = time[4:6] or "00"
         moment = dt.datetime.strptime(date + time[:4] + seconds, "%y%m%d%H%M%S")
