@@ -265,8 +265,9 @@ def _hotel(
     )  # fmt: skip
     pms.record_listeners.append(wake_ups.on_record)
     exchange.media_listeners.append(wake_ups.on_media_event)
+    alert = exchange.webhooks.notify if exchange.webhooks is not None else None
     join_routing_chain(
-        exchange.chain, lambda: exchange.dialplan, hotel, rooms, pms, timezone, wake_ups
+        exchange.chain, lambda: exchange.dialplan, hotel, rooms, pms, timezone, wake_ups, alert
     )
     charges = ChargeService(rooms, store.get, timezone, time.time, hotel.charges)
     exchange.cdr_listeners.append(charges.on_cdr)

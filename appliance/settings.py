@@ -350,10 +350,12 @@ class ApplianceSettings(ServiceSettings):
     @model_validator(mode="after")
     def _room_extensions(self) -> ApplianceSettings:
         known = {e.number for e in self.sip.extensions}
-        unknown = sorted({r.extension for r in self.hotel.rooms} - known)
+        named = {r.extension for r in self.hotel.rooms} | {self.hotel.vacant_redirect or ""}
+        unknown = sorted(named - known - {""})
         if unknown:
             raise ValueError(
-                f"hotel.rooms: extensions {', '.join(unknown)} are not in sip.extensions"
+                f"hotel.rooms, hotel.vacant_redirect: extensions {', '.join(unknown)} are not in "
+                "sip.extensions"
             )
         return self
 

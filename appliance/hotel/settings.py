@@ -153,6 +153,9 @@ class HotelSettings(Section):
     emergency_numbers: list[str] = Field(
         default_factory=lambda: ["112"], description="always allowed from a room"
     )
+    vacant_redirect: str | None = Field(
+        None, description="extension (reception) that takes calls to a vacant room"
+    )
     codes: RoomCodeSettings = RoomCodeSettings()
     charges: ChargeSettings = ChargeSettings()
     wake_up: WakeUpSettings = WakeUpSettings()

@@ -9,6 +9,7 @@ import random
 import time
 import zoneinfo
 from collections.abc import Callable
+from typing import Any
 
 from appliance.hotel.calls import RoomCallDecider
 from appliance.hotel.codes import PhoneWakeUps, RoomActions, RoomCodeDecider
@@ -62,8 +63,11 @@ def join_routing_chain(
     pms: RoomActions,
     timezone: str,
     wake_ups: PhoneWakeUps,
+    alert: Callable[[str, dict[str, Any]], None] | None,
 ) -> None:
     """Room codes before the dial plan; the rooms' class of service and guest names after it."""
     now = functools.partial(dt.datetime.now, zoneinfo.ZoneInfo(timezone))
     chain.add(RoomCodeDecider(hotel.codes, rooms, pms, dialplan, now, wake_ups), FEATURE)
-    chain.add(RoomCallDecider(rooms, dialplan, frozenset(hotel.emergency_numbers)), POLICY)
+    emergency = frozenset(hotel.emergency_numbers)
+    calls = RoomCallDecider(rooms, dialplan, emergency, hotel.vacant_redirect, alert)
+    chain.add(calls, POLICY)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,34 @@ def test_emergency_numbers_are_always_allowed() -> None:
     assert decide(book(), "201", "112").action == "trunk"
 
 
+def test_an_emergency_call_alerts_the_front_desk_through_the_event_stream() -> None:
+    alerts: list[tuple[str, dict[str, Any]]] = []
+    decider = RoomCallDecider(book(), lambda: PLAN, frozenset({"112"}), None,
+                              lambda kind, data: alerts.append((kind, data)))  # fmt: skip
+    decision = decider.decide(RouteQuery("201", "112", "c9"), PLAN.decide("201", "112"))
+    assert decision is not None
+    assert decision.action == "trunk"
+    assert alerts == [("hotel.emergency-call", {"call_id": "c9", "room": "2781",
+                       "extension": "201", "dialled": "112", "guest": ""})]  # fmt: skip
+
+
+def test_calls_to_a_vacant_room_ring_reception_unless_staff_call() -> None:
+    rooms = book("GI|RN0330|G#1|GNGuest|")
+    decider = RoomCallDecider(rooms, lambda: PLAN, frozenset(), "100")
+
+    def to(caller: str, callee: str, from_trunk: bool = False) -> Decision | None:
+        proposed = PLAN.local(callee)
+        return decider.decide(RouteQuery(caller, callee, from_trunk=from_trunk), proposed)
+
+    redirected = to("202", "201")
+    assert redirected is not None
+    assert (redirected.targets, redirected.route) == (("100",), "hotel:vacant:2781")
+    assert redirected.caller_name == '"Guest"'
+    assert to("+4930999", "201", from_trunk=True) == replace(redirected, caller_name="")
+    assert to("100", "201") == PLAN.local("201")
+    assert to("201", "202") == PLAN.local("202")
+
+
 def test_an_extension_that_is_no_room_is_not_concerned() -> None:
     assert decide(book(), "100", "00441234").action == "trunk"
 
@@ -184,7 +213,9 @@ def load(tmp_path: Path, hotel: object) -> ApplianceSettings:
 def test_rooms_keep_leading_zeros_and_must_name_known_extensions(tmp_path: Path) -> None:
     rooms = load(tmp_path, {"rooms": [{"room": "0201", "extension": "201"}]}).hotel.rooms
     assert rooms[0].room == "0201"
-    with pytest.raises(ConfigError, match=r"hotel\.rooms: extensions 202"):
+    with pytest.raises(
+        ConfigError, match=r"hotel\.rooms, hotel\.vacant_redirect: extensions 202 are not"
+    ):
         load(tmp_path, {"rooms": [{"room": "0202", "extension": "202"}]})
     with pytest.raises(ConfigError, match="room 0201 listed twice"):
         load(tmp_path, {"rooms": [{"room": "0201", "extension": "201"}] * 2})
