@@ -30,6 +30,7 @@ from appliance.gateway.diagnostics import build_diagnostics_router
 from appliance.gateway.routes import build_sms_router
 from appliance.gateway.sms import SmsService
 from appliance.hotel.charges import ChargeService
+from appliance.hotel.lamps import MessageLamps
 from appliance.hotel.pms_link import PmsLinkService
 from appliance.hotel.rooms import RoomBook
 from appliance.hotel.routes import build_hotel_router
@@ -264,6 +265,8 @@ def _hotel(
         EspeakTts(settings.data_dir / "hotel" / "tts"), time.time, timezone,
     )  # fmt: skip
     pms.record_listeners.append(wake_ups.on_record)
+    lamps = MessageLamps(rooms, exchange.events.rpc, settings.sip.domain)
+    pms.record_listeners.append(lamps.on_record)
     exchange.media_listeners.append(wake_ups.on_media_event)
     alert = exchange.webhooks.notify if exchange.webhooks is not None else None
     join_routing_chain(

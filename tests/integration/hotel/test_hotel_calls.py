@@ -299,3 +299,16 @@ def test_a_wake_up_survives_kill_9_and_is_answered_once(
         room.state("DISCONNECTED")
     wait_for(lambda: len(answers(simulator)) > len(before), 10, hotel.output)
     assert answers(simulator)[len(before) :] == [f"WA|RN0102|{stamp}ASOK|"]
+
+
+def test_the_pms_lights_and_check_out_darkens_the_message_lamp_of_the_room_phone(
+    hotel: HotelPbx, simulator: PmsSimulator, tmp_path: Path
+) -> None:
+    simulator.act(lambda core: core.check_in("0101", "Lamp, Ms."))
+    wait_for(lambda: hotel.room("0101")["guests"] != [], 10, hotel.output)
+    with phones(hotel, tmp_path, ("1001", 300)) as (room,):
+        assert simulator.send_raw(b"\x02RE|RN0101|MLY|\x03")
+        assert room.wait(lambda e: e["ev"] == "mwi", timeout=10)["waiting"] is True
+        assert hotel.room("0101")["message_lamp"] is True
+        simulator.act(lambda core: core.check_out("0101"))
+        assert room.wait(lambda e: e["ev"] == "mwi", timeout=10)["waiting"] is False

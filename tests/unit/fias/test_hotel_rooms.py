@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from appliance.hotel.calls import RoomCallDecider
 from appliance.hotel.codes import RoomCodeDecider
+from appliance.hotel.lamps import MessageLamps
 from appliance.hotel.postings import Posting
 from appliance.hotel.rooms import Guest, Room, RoomBook
 from appliance.hotel.settings import RoomCodeSettings
@@ -291,3 +293,28 @@ def test_codes_send_the_call_to_the_configured_spoken_targets() -> None:
     decider = RoomCodeDecider(settings, book(), Pms(), lambda: media, lambda: NOON)
     assert decider.decide(RouteQuery("201", "*73"), None) == media.target("announce:ok")
     assert decider.decide(RouteQuery("201", "*70"), None) == media.target("announce:bad")
+
+
+def test_message_lamp_notifies_each_registered_contact_of_the_room_phone() -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    async def rpc(method: str, *params: Any) -> Any:
+        calls.append((method, *params))
+        if method == "ul.lookup":
+            addresses = ("sip:201@10.0.0.5:5062", "sip:201@10.0.0.6")
+            return {"AoR": "201", "Contacts": [{"Contact": {"Address": a}} for a in addresses]}
+        return {}
+
+    async def scenario() -> int:
+        lamps = MessageLamps(book("GI|RN2781|G#1|GNA|", "RE|RN2781|MLY|"), rpc, "hotel.local")
+        lamps.on_record(parse_record(b"RE|RN2781|MLY|"))
+        lamps.on_record(parse_record(b"RE|RN2781|CS3|"))
+        lamps.on_record(parse_record(b"RE|RN0999|MLY|"))
+        await asyncio.sleep(0.05)
+        return len(calls)
+
+    assert asyncio.run(scenario()) == 3
+    assert calls[0] == ("ul.lookup", "location", "201")
+    assert [c[2] for c in calls[1:]] == ["sip:201@10.0.0.5:5062", "sip:201@10.0.0.6"]
+    assert all(c[1] == "NOTIFY" and "Messages-Waiting: yes" in c[6] for c in calls[1:])
+    assert "Event: message-summary\r\n" in calls[1][5]
