@@ -269,6 +269,7 @@ def _hotel(
     pms.record_listeners.append(lamps.on_record)
     exchange.media_listeners.append(wake_ups.on_media_event)
     alert = exchange.webhooks.notify if exchange.webhooks is not None else None
+    pms.alert = wake_ups.alert = alert
     join_routing_chain(
         exchange.chain, lambda: exchange.dialplan, hotel, rooms, pms, timezone, wake_ups, alert
     )

@@ -54,6 +54,8 @@ class PmsLinkService:
         self.rooms = rooms
         # Features that act on records from the PMS (wake-ups), after the rooms applied them.
         self.record_listeners: list[Callable[[Record], None]] = []
+        # The PBX's event stream (webhook): a refused posting is announced on it.
+        self.alert: Callable[[str, dict[str, Any]], None] | None = None
         self._store = store
         self.client = client
         client.on_event = self._on_event
@@ -203,6 +205,9 @@ class PmsLinkService:
         level = logging.INFO if outcome.status == "OK" else logging.WARNING
         log.log(level, "posting P#%d for room %s: %s %s", outcome.number, outcome.room,
                 outcome.status, outcome.text)  # fmt: skip
+        if outcome.status != "OK" and self.alert is not None:
+            self.alert("hotel.posting-refused", {"room": outcome.room, "status": outcome.status,
+                       "posting_number": outcome.number, "text": outcome.text})  # fmt: skip
 
     def _store_rooms(self) -> None:
         assert self._state is not None

@@ -116,6 +116,8 @@ class WakeUpCallService:
         self._attempts: dict[str, Attempt] = {}
         self._not_before: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+        # The PBX's event stream (webhook): a failed wake-up is announced on it.
+        self.alert: Callable[[str, dict[str, Any]], None] | None = None
 
     async def start(self) -> None:
         """Run the scheduler."""
@@ -309,6 +311,10 @@ class WakeUpCallService:
         self.book.finish(wake_up, status)
         log.warning("wake-up for room %s failed after %d calls: %s", wake_up.room,
                     wake_up.attempts, status, extra={"error_id": "wake-up-failed"})  # fmt: skip
+        if self.alert is not None:
+            failed = {"room": wake_up.room, "date": wake_up.date, "time": wake_up.time,
+                      "status": status, "attempts": wake_up.attempts}  # fmt: skip
+            self.alert("hotel.wake-up-failed", failed)
         desk = self._settings.front_desk
         if desk:
             notice = f"The wake-up call for room {' '.join(wake_up.room)} was not answered."

@@ -184,3 +184,15 @@ def _answers(core: PmsCore, mode: str, delay: float) -> list[Any]:
     core.answer_mode = mode  # type: ignore[assignment]
     core.answer_delay = delay
     return []
+
+
+async def test_a_refused_posting_is_announced_on_the_event_stream(
+    pms: PmsLinkService, simulator: PmsSimulator
+) -> None:
+    alerts: list[tuple[str, dict[str, Any]]] = []
+    pms.alert = lambda kind, data: alerts.append((kind, data))
+    await until(lambda: pms.status()["state"] == "active", what="link up")
+    number = pms.post(charge("102", 250))
+    await until(lambda: alerts, what="refusal announced")
+    assert alerts == [("hotel.posting-refused", {"room": "102", "status": "NG",
+                       "posting_number": number, "text": "GUEST NOT FOUND"})]  # fmt: skip

@@ -160,8 +160,12 @@ def test_a_busy_room_is_retried_then_reported_busy_and_the_desk_is_called(store:
         await asyncio.sleep(0)
         await service.tick()
 
+    alerts: list[tuple[str, dict[str, Any]]] = []
+    service.alert = lambda kind, data: alerts.append((kind, data))
     asyncio.run(scenario())
     assert link.sent == ["WA|RN0330|DA261207|TI063000|ASBY|"]
+    assert alerts == [("hotel.wake-up-failed", {"room": "0330", "date": "261207",
+                       "time": "063000", "status": "BY", "attempts": 2})]  # fmt: skip
     assert [c["to"] for c in worker.sent if c["cmd"] == "originate"] == ["201", "201", "100"]
 
 
