@@ -116,6 +116,7 @@ class WakeUpCallService:
         self._attempts: dict[str, Attempt] = {}
         self._not_before: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+        self._notices: set[asyncio.Task[None]] = set()
         # The PBX's event stream (webhook): a failed wake-up is announced on it.
         self.alert: Callable[[str, dict[str, Any]], None] | None = None
 
@@ -125,10 +126,11 @@ class WakeUpCallService:
 
     async def stop(self) -> None:
         """Stop placing calls; pending wake-ups stay in the store."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in [self._task, *self._notices]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for attempt in list(self._attempts.values()):
             attempt.worker.send({"cmd": "hangup", "id": attempt.tag})
 
@@ -318,7 +320,9 @@ class WakeUpCallService:
         desk = self._settings.front_desk
         if desk:
             notice = f"The wake-up call for room {' '.join(wake_up.room)} was not answered."
-            asyncio.get_running_loop().create_task(self._notify(desk, notice))
+            task = asyncio.get_running_loop().create_task(self._notify(desk, notice))
+            self._notices.add(task)
+            task.add_done_callback(self._notices.discard)
 
     async def _notify(self, desk: str, notice: str) -> None:
         prompt = await self._prompt("EA", notice)
