@@ -98,11 +98,11 @@ class RoomCodeDecider:
         if wake_ups is None:
             return None
         if dialled == codes.wake_up_clear:
-            return self._answer(wake_ups.phone_clear(room), "wake-up-cleared")
+            return self._answer(wake_ups.phone_clear(room), "wake-up-clear")
         if dialled.startswith(codes.wake_up):
             hhmm = dialled[len(codes.wake_up) :]
             done = len(hhmm) == 4 and hhmm.isdigit() and wake_ups.phone_wake_up(room, hhmm)
-            return self._answer(done, "wake-up-set")
+            return self._answer(done, "wake-up")
         return None
 
     def _room_status(self, room: str, text: str) -> bool:

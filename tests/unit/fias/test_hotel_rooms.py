@@ -318,3 +318,33 @@ def test_message_lamp_notifies_each_registered_contact_of_the_room_phone() -> No
     assert [c[2] for c in calls[1:]] == ["sip:201@10.0.0.5:5062", "sip:201@10.0.0.6"]
     assert all(c[1] == "NOTIFY" and "Messages-Waiting: yes" in c[6] for c in calls[1:])
     assert "Event: message-summary\r\n" in calls[1][5]
+
+
+class PhoneWakeUps:
+    def __init__(self) -> None:
+        self.set: list[tuple[str, str]] = []
+
+    def phone_wake_up(self, room: str, hhmm: str) -> bool:
+        self.set.append((room, hhmm))
+        return hhmm < "2400"
+
+    def phone_clear(self, room: str) -> bool:
+        return bool(self.set)
+
+
+def test_wake_up_codes_from_a_room_phone() -> None:
+    wake_ups = PhoneWakeUps()
+    decider = RoomCodeDecider(RoomCodeSettings(), book(), Pms(), lambda: PLAN, lambda: NOON,
+                              wake_ups)  # fmt: skip
+
+    def reason(dialled: str) -> str:
+        decision = decider.decide(RouteQuery("201", dialled), None)
+        assert decision is not None
+        return decision.reason
+
+    assert reason("*56") == "invalid-code"
+    assert reason("*550630") == "wake-up-done"
+    assert reason("*55063") == "invalid-code"
+    assert reason("*552500") == "invalid-code"
+    assert reason("*56") == "wake-up-clear-done"
+    assert wake_ups.set == [("2781", "0630"), ("2781", "2500")]

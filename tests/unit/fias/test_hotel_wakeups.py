@@ -202,3 +202,27 @@ def test_a_wake_up_found_long_overdue_is_reported_not_placed(store: Any) -> None
     tick(service)
     assert worker.sent == []
     assert link.sent == ["WA|RN0330|DA261207|TI063000|ASNR|"]
+
+
+def test_a_guest_sets_and_clears_a_wake_up_from_the_room_phone_without_a_wa(store: Store) -> None:
+    worker = Worker()
+    service, link, clock = make(store, worker)
+    assert service.phone_wake_up("0330", "0630")
+    assert not service.phone_wake_up("0330", "2599")
+    [wake_up] = service.book.pending()
+    assert (wake_up.time, wake_up.source) == ("063000", "phone")
+    service.on_record(parse_record(b"WR|RN0330|DA261209|TI070000|"))
+    assert service.phone_clear("0330")
+    assert not service.phone_clear("0330")
+    assert [w.source for w in service.book.pending()] == ["pms"]
+    service.phone_wake_up("0330", "0630")
+    due = service.book.pending()[0]
+    clock.now = due.due
+    tick(service)
+    tag = worker.sent[-1]["id"]
+    service.on_media_event(worker, {"ev": "ivr", "state": "start", "id": "c2", "tag": tag})
+    service.on_media_event(worker, {"ev": "ivr", "state": "digit", "id": "c2", "digit": "1"})
+    service.on_media_event(worker, {"ev": "leg", "id": tag, "state": "ended", "code": 200})
+    tick(service)
+    assert link.sent == []
+    assert [w.source for w in service.book.pending()] == ["pms"]
