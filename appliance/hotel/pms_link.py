@@ -2,9 +2,10 @@
 
 It receives its FiasClient and the RoomBook from the composition root and only reacts to
 link events: a LinkUp (or the end of a night audit, a PA, a tick) lets the next posting out;
-GI, GC, GO and RE records change the rooms, which are stored in LMDB after each record (in
-one commit at the end of a resync), so that a resync is requested only while no room data
-is stored (new install or lost data), never periodically.
+GI, GC, GO and RE records change the rooms, which are stored in LMDB (one key per room, the
+rooms a record changed committed after it; a resync's swap records in one commit when it
+ends), so that a resync is requested only while no room data is stored (new install or
+lost data), never periodically.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
+
+import msgpack
 
 from appliance.hotel.postings import Posting, PostingOutcome, PostingQueue, PostingSender
 from appliance.hotel.rooms import RoomBook
@@ -34,7 +37,7 @@ from drivers.fias.link import (
 
 log = logging.getLogger(__name__)
 
-ROOMS_KEY = "pms:rooms"
+ROOM_PREFIX = "room:"
 _TICK_S = 0.5
 
 
@@ -69,7 +72,7 @@ class PmsLinkService:
     async def start(self) -> None:
         store = self._store()
         self._state = StateStore(store, "hotel")
-        self.rooms.load(self._state.get(ROOMS_KEY, {}))
+        self.rooms.load(stored_rooms(self._state))
         self._sender = PostingSender(
             PostingQueue(store),
             time.monotonic,
@@ -176,7 +179,7 @@ class PmsLinkService:
                 self.sender().resume()
         elif isinstance(event, ResyncCompleted):
             self.rooms.apply_resync(event.rooms)
-            self._store_rooms()
+            self._store_rooms(self.rooms.documents())
             log.info("PMS resync: %d rooms", len(event.rooms))
         elif isinstance(event, ResyncFailed):
             log.warning("PMS did not start the requested resync")
@@ -187,14 +190,15 @@ class PmsLinkService:
         self._pump()
 
     def _room_record(self, record: Record) -> None:
+        # Swap records (SF) are stored together when the resync ends (ResyncCompleted).
         changed = self.rooms.apply(record)
-        if not self.client.link.resyncing or not record.has("SF"):
-            for listener in self.record_listeners:
-                listener(record)
-        if not changed or self.client.link.resyncing:
+        if record.has("SF"):
             return
-        log.info("PMS %s: room %s", record.record_id, ", ".join(changed))
-        self._store_rooms()
+        for listener in self.record_listeners:
+            listener(record)
+        if changed:
+            log.info("PMS %s: room %s", record.record_id, ", ".join(changed))
+            self._store_rooms({number: self.rooms.room(number).document() for number in changed})
 
     def _answered(self, answer: RecordPA) -> None:
         outcome = self.sender().answer(answer)
@@ -209,6 +213,15 @@ class PmsLinkService:
             self.alert("hotel.posting-refused", {"room": outcome.room, "status": outcome.status,
                        "posting_number": outcome.number, "text": outcome.text})  # fmt: skip
 
-    def _store_rooms(self) -> None:
-        assert self._state is not None
-        self._state.put(ROOMS_KEY, self.rooms.documents())
+    def _store_rooms(self, documents: dict[str, dict[str, Any]]) -> None:
+        """Commit the rooms' documents, one key per room, in one fsync'd transaction."""
+        store = self._store()
+        db = store.db("hotel")
+        with store.write() as txn:
+            for number, document in documents.items():
+                txn.put((ROOM_PREFIX + number).encode(), msgpack.packb(document), db=db)
+
+
+def stored_rooms(state: StateStore) -> dict[str, Any]:
+    """Every room's stored document by room number."""
+    return {key.removeprefix(ROOM_PREFIX): doc for key, doc in state.items(ROOM_PREFIX)}

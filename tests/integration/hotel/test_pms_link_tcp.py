@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from appliance.hotel.pms_link import ROOMS_KEY, PmsLinkService
+from appliance.hotel.pms_link import PmsLinkService, stored_rooms
 from appliance.hotel.postings import Posting, PostingQueue
 from appliance.hotel.rooms import RoomBook
 from appliance.hotel.settings import PmsSettings
@@ -83,7 +83,7 @@ async def test_link_starts_up_and_the_resync_rebuilds_every_room(
     ]
     assert received[12].startswith("LA|")
     assert received[13].startswith("DR|")
-    rooms = StateStore(store, "hotel").get(ROOMS_KEY)
+    rooms = stored_rooms(StateStore(store, "hotel"))
     assert rooms["0330"]["guests"] == [
         {"reservation": "10002", "name": "Gast, Hr.", "language": "GE"}
     ]
