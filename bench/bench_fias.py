@@ -9,7 +9,8 @@ occupied) over loopback TCP.
   DR to the DE's room snapshot stored in LMDB.
 - Check-ins: after the resync, the simulator writes N online GI records for new rooms in one
   burst (``/link/raw``); from that request to the last one applied to the rooms the routing
-  chain reads and committed to LMDB (each record its own fsync'd commit of every room).
+  chain reads and committed to LMDB (each record its own fsync'd commit of the room it
+  changed).
 - Postings: N postings queued in the store before the service starts; from LinkUp to the last
   final answer, one outstanding at a time (answered postings leave the store in batched
   fsync'd commits beside the traffic). The raw writer sends the same PS records on a plain
