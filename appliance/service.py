@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -31,10 +32,15 @@ from appliance.gateway.diagnostics import build_diagnostics_router
 from appliance.gateway.routes import build_sms_router
 from appliance.gateway.sms import SmsService
 from appliance.gateway.sms_store import OUTBOX as SMS_OUTBOX
+from appliance.hotel.charges import ChargeService
+from appliance.hotel.lamps import MessageLamps
 from appliance.hotel.pms_link import PmsLinkService
+from appliance.hotel.rooms import RoomBook
 from appliance.hotel.routes import build_hotel_router
 from appliance.hotel.settings import PmsSettings
-from appliance.hotel.wiring import build_client
+from appliance.hotel.wakeup_calls import WakeUpCallService
+from appliance.hotel.wakeups import WakeUpBook
+from appliance.hotel.wiring import build_client, join_routing_chain
 from appliance.pbx.deciders import POLICY, TRUNK
 from appliance.pbx.errors import PbxNotStartedError
 from appliance.pbx.exchange import BranchExchange
@@ -63,6 +69,7 @@ from drivers.daemon.observability import (
     new_registry,
 )
 from drivers.daemon.version import __version__
+from drivers.media.tts import EspeakTts
 from drivers.net.component import NetworkComponent
 from drivers.net.netlink import NetlinkDriver
 from drivers.sip.kamailio_config import Subscriber
@@ -169,7 +176,7 @@ def build(
             app.include_router(build_diagnostics_router(settings.api.tokens, pool, sim))
             components.append(sms)
     if settings.hotel.pms is not None:
-        components.append(_pms_link(settings.hotel.pms, settings, store, health, app))
+        components += _hotel(settings.hotel.pms, settings, store, health, app, pbx)
     if settings.sync.enabled:
         sync = _sync(settings, store, registry, routing, compliance, sim, pbx)
         health.add_check("sync", sync.check)
@@ -270,19 +277,44 @@ def _prune_calls(pbx: BranchExchange, now: float) -> int:
     return pbx.calls.prune(now)
 
 
-def _pms_link(
+def _hotel(
     pms_settings: PmsSettings,
     settings: ApplianceSettings,
     store: StoreComponent,
     health: Health,
     app: FastAPI,
-) -> PmsLinkService:
-    """The FIAS link to the hotel's PMS and its durable postings."""
-    client = build_client(pms_settings, settings.site.timezone)
-    pms = PmsLinkService(pms_settings, store.get, client)
+    pbx: BranchExchange | None,
+) -> list[Component]:
+    """The FIAS link to the hotel's PMS, its durable postings and the rooms it keeps.
+
+    With the PBX on, the rooms join the routing chain, their calls are charged and wake-up
+    calls are placed through the media workers.
+    """
+    hotel, timezone = settings.hotel, settings.site.timezone
+    rooms = RoomBook({r.room: r.extension for r in hotel.rooms}, hotel.checked_in_cos)
+    pms = PmsLinkService(pms_settings, store.get, build_client(pms_settings, timezone), rooms)
     health.add_check("pms", pms.check)
-    app.include_router(build_hotel_router(settings.api.tokens, pms))
-    return pms
+    book = WakeUpBook(store.get) if pbx is not None else None
+    app.include_router(build_hotel_router(settings.api.tokens, pms, book))
+    if pbx is None or book is None:
+        return [pms]
+    exchange = pbx
+    wake_ups = WakeUpCallService(
+        hotel.wake_up, book, rooms, pms, lambda: exchange.media,
+        EspeakTts(settings.data_dir / "hotel" / "tts"), time.time, timezone,
+    )  # fmt: skip
+    pms.record_listeners.append(wake_ups.on_record)
+    lamps = MessageLamps(rooms, exchange.events.rpc, settings.sip.domain)
+    pms.record_listeners.append(lamps.on_record)
+    exchange.media_hooks.append(wake_ups.on_media_event)
+    alert = exchange.webhooks.notify if exchange.webhooks is not None else None
+    pms.alert = wake_ups.alert = alert
+    join_routing_chain(
+        exchange.chain, lambda: exchange.dialplan, hotel, rooms, pms, timezone, wake_ups, alert
+    )
+    charges = ChargeService(rooms, store.get, timezone, time.time, hotel.charges)
+    exchange.cdr_listeners.append(charges.on_cdr)
+    return [pms, charges, wake_ups]
 
 
 def _gsm_trunks(

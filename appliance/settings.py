@@ -372,6 +372,18 @@ class ApplianceSettings(ServiceSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _room_extensions(self) -> ApplianceSettings:
+        known = {e.number for e in self.sip.extensions}
+        named = {r.extension for r in self.hotel.rooms} | {self.hotel.vacant_redirect or ""}
+        unknown = sorted(named - known - {""})
+        if unknown:
+            raise ValueError(
+                f"hotel.rooms, hotel.vacant_redirect: extensions {', '.join(unknown)} are not in "
+                "sip.extensions"
+            )
+        return self
+
     def key_file(self) -> Path:
         """The site's CurveZMQ secret key file."""
         return self.sync.key_file or self.data_dir / "keys" / f"{self.site_id}.key_secret"

@@ -1,9 +1,11 @@
-"""The PMS link service: keeps the FIAS link up, sends postings, keeps the room snapshot.
+"""The PMS link service: keeps the FIAS link up, sends postings, keeps the rooms' state.
 
-It receives its FiasClient from the composition root and only reacts to link events: a
-LinkUp (or the end of a night audit, a PA, a tick) lets the next posting out; a resync's
-snapshot is stored in LMDB so that a resync is requested only while no room data is stored
-(new install or lost data), never periodically.
+It receives its FiasClient and the RoomBook from the composition root and only reacts to
+link events: a LinkUp (or the end of a night audit, a PA, a tick) lets the next posting out;
+GI, GC, GO and RE records change the rooms, which are stored in LMDB (one key per room, the
+rooms a record changed committed after it; a resync's swap records in one commit when it
+ends), so that a resync is requested only while no room data is stored (new install or
+lost data), never periodically.
 """
 
 from __future__ import annotations
@@ -15,24 +17,27 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgpack
+
 from appliance.hotel.postings import Posting, PostingOutcome, PostingQueue, PostingSender
+from appliance.hotel.rooms import RoomBook
 from appliance.hotel.settings import PmsSettings
 from appliance.store import StateStore, Store
 from drivers.fias.client import FiasClient
-from drivers.fias.grammar import RecordPA
+from drivers.fias.grammar import Record, RecordPA, RecordRE
 from drivers.fias.link import (
     LinkDown,
     LinkEvent,
+    LinkState,
     LinkUp,
     NightAudit,
     ResyncCompleted,
     ResyncFailed,
-    RoomState,
 )
 
 log = logging.getLogger(__name__)
 
-ROOMS_KEY = "pms:rooms"
+ROOM_PREFIX = "room:"
 _TICK_S = 0.5
 
 
@@ -42,9 +47,18 @@ class PmsLinkService:
     name = "pms-link"
 
     def __init__(
-        self, settings: PmsSettings, store: Callable[[], Store], client: FiasClient
+        self,
+        settings: PmsSettings,
+        store: Callable[[], Store],
+        client: FiasClient,
+        rooms: RoomBook,
     ) -> None:
         self._settings = settings
+        self.rooms = rooms
+        # Features that act on records from the PMS (wake-ups), after the rooms applied them.
+        self.record_listeners: list[Callable[[Record], None]] = []
+        # The PBX's event stream (webhook): a refused posting is announced on it.
+        self.alert: Callable[[str, dict[str, Any]], None] | None = None
         self._store = store
         self.client = client
         client.on_event = self._on_event
@@ -58,6 +72,7 @@ class PmsLinkService:
     async def start(self) -> None:
         store = self._store()
         self._state = StateStore(store, "hotel")
+        self.rooms.load(stored_rooms(self._state))
         self._sender = PostingSender(
             PostingQueue(store),
             time.monotonic,
@@ -88,10 +103,21 @@ class PmsLinkService:
         self._pump()
         return number
 
+    def room_status(self, room: str, status: int) -> bool:
+        """Send ``RE|RN<room>|RS<status>|`` now; False while the link cannot carry it."""
+        return self.send_now(RecordRE.make({"RN": room, "RS": status}))
+
+    def send_now(self, record: Record) -> bool:
+        """Write ``record`` now (RE, WA); False while the link is not active or resyncing."""
+        link = self.client.link
+        if link.state is not LinkState.ACTIVE or link.resyncing:
+            return False
+        return self.client.send(record)
+
     def status(self) -> dict[str, Any]:
         """Link state, night audit, postings waiting, rooms known."""
         link = self.client.link
-        rooms = self._rooms()
+        rooms = self.rooms.rooms()
         return {
             "state": link.state.value,
             "night_audit": link.night_audit,
@@ -99,7 +125,7 @@ class PmsLinkService:
             "postings_pending": self.sender().pending(),
             "posting_outstanding": self.sender().outstanding,
             "rooms": len(rooms),
-            "occupied": sum(1 for room in rooms.values() if room["guests"]),
+            "occupied": sum(1 for room in rooms if room.occupied),
         }
 
     def check(self) -> tuple[bool, str]:
@@ -142,7 +168,7 @@ class PmsLinkService:
     def _on_event(self, event: LinkEvent) -> None:
         if isinstance(event, LinkUp):
             log.info("PMS link up")
-            if self._settings.resync_when_empty and not self._rooms():
+            if self._settings.resync_when_empty and not len(self.rooms):
                 self.client.request_resync()
         elif isinstance(event, LinkDown):
             log.warning("PMS link down: %s", event.reason)
@@ -152,12 +178,27 @@ class PmsLinkService:
             if not event.running:
                 self.sender().resume()
         elif isinstance(event, ResyncCompleted):
-            self._store_rooms(event)
+            self.rooms.apply_resync(event.rooms)
+            self._store_rooms(self.rooms.documents())
+            log.info("PMS resync: %d rooms", len(event.rooms))
         elif isinstance(event, ResyncFailed):
             log.warning("PMS did not start the requested resync")
         elif isinstance(event, RecordPA):
             self._answered(event)
+        else:
+            self._room_record(event)
         self._pump()
+
+    def _room_record(self, record: Record) -> None:
+        # Swap records (SF) are stored together when the resync ends (ResyncCompleted).
+        changed = self.rooms.apply(record)
+        if record.has("SF"):
+            return
+        for listener in self.record_listeners:
+            listener(record)
+        if changed:
+            log.info("PMS %s: room %s", record.record_id, ", ".join(changed))
+            self._store_rooms({number: self.rooms.room(number).document() for number in changed})
 
     def _answered(self, answer: RecordPA) -> None:
         outcome = self.sender().answer(answer)
@@ -168,23 +209,19 @@ class PmsLinkService:
         level = logging.INFO if outcome.status == "OK" else logging.WARNING
         log.log(level, "posting P#%d for room %s: %s %s", outcome.number, outcome.room,
                 outcome.status, outcome.text)  # fmt: skip
+        if outcome.status != "OK" and self.alert is not None:
+            self.alert("hotel.posting-refused", {"room": outcome.room, "status": outcome.status,
+                       "posting_number": outcome.number, "text": outcome.text})  # fmt: skip
 
-    def _store_rooms(self, event: ResyncCompleted) -> None:
-        rooms = {number: _room_document(room) for number, room in event.rooms.items()}
-        assert self._state is not None
-        self._state.put(ROOMS_KEY, rooms)
-        log.info("PMS resync: %d rooms, %d occupied", len(rooms),
-                 sum(1 for room in event.rooms.values() if room.occupied))  # fmt: skip
-
-    def _rooms(self) -> dict[str, Any]:
-        if self._state is None:
-            return {}
-        rooms: dict[str, Any] = self._state.get(ROOMS_KEY, {})
-        return rooms
+    def _store_rooms(self, documents: dict[str, dict[str, Any]]) -> None:
+        """Commit the rooms' documents, one key per room, in one fsync'd transaction."""
+        store = self._store()
+        db = store.db("hotel")
+        with store.write() as txn:
+            for number, document in documents.items():
+                txn.put((ROOM_PREFIX + number).encode(), msgpack.packb(document), db=db)
 
 
-def _room_document(room: RoomState) -> dict[str, Any]:
-    guests = [
-        {"reservation": g.reservation, "name": g.name, "language": g.language} for g in room.guests
-    ]
-    return {"room": room.room, "guests": guests}
+def stored_rooms(state: StateStore) -> dict[str, Any]:
+    """Every room's stored document by room number."""
+    return {key.removeprefix(ROOM_PREFIX): doc for key, doc in state.items(ROOM_PREFIX)}

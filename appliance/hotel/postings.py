@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 OUTBOX = "pms-posting"
 MAX_POSTING_NUMBER = 99_999_999
+# The source of each posting queued with add_once (its P#), beside the hotel's state.
+SOURCES_DB = "hotel"
+SOURCE_PREFIX = "posting-source:"
 
 
 class PostingError(Exception):
@@ -69,18 +72,47 @@ class PostingOutcome:
     text: str
 
 
+def _payload(posting: Posting) -> bytes:
+    packed: bytes = msgpack.packb([posting.room, list(posting.fields)], use_bin_type=True)
+    return packed
+
+
 class PostingQueue:
     """The durable, ordered queue of postings not yet finally answered."""
 
     def __init__(self, store: Store) -> None:
+        self._store = store
         self._outbox = Outbox(store, OUTBOX)
+        self._keys = store.db(SOURCES_DB)
 
     def add(self, posting: Posting) -> int:
         """Queue ``posting`` durably; returns its P#."""
+        self._check_numbers()
+        return self._outbox.append(_payload(posting))
+
+    def add_once(self, posting: Posting, source: str) -> int | None:
+        """Queue ``posting`` unless one was queued for ``source`` (e.g. a CDR id) before.
+
+        The source is stored in the same commit as the posting, so a charge is queued
+        exactly once however often its source is offered (after a crash, say).
+        """
+        self._check_numbers()
+        key = (SOURCE_PREFIX + source).encode()
+        with self._store.write() as txn:
+            if txn.get(key, db=self._keys) is not None:
+                return None
+            [number] = self._outbox.append_in(txn, [_payload(posting)])
+            txn.put(key, msgpack.packb(number), db=self._keys)
+        return int(number)
+
+    def queued_for(self, source: str) -> bool:
+        """Whether a posting was queued for ``source``."""
+        with self._store.read() as txn:
+            return txn.get((SOURCE_PREFIX + source).encode(), db=self._keys) is not None
+
+    def _check_numbers(self) -> None:
         if self._outbox.last_seq() >= MAX_POSTING_NUMBER:
             raise PostingError("posting-numbers-exhausted", "P# reached 99999999")
-        payload = msgpack.packb([posting.room, list(posting.fields)], use_bin_type=True)
-        return self._outbox.append(payload)
 
     def head(self, skip: Collection[int] = ()) -> tuple[int, Posting] | None:
         """The oldest posting not finally answered and not in ``skip``, with its P#."""

@@ -1,7 +1,8 @@
-"""The local API of the PMS link: its status, and queueing a charge posting.
+"""The local API of the PMS link: its status, the rooms, and queueing a charge posting.
 
-``GET /api/v1/hotel/pms`` needs ``viewer``; ``POST /api/v1/hotel/postings`` needs
-``operator`` (appliance/access.py). Errors are ``{"error_id", "message", "details"}``.
+``GET /api/v1/hotel/pms`` and ``GET /api/v1/hotel/rooms`` need ``viewer``;
+``POST /api/v1/hotel/postings`` needs ``operator`` (appliance/access.py). Errors are
+``{"error_id", "message", "details"}``.
 """
 
 import re
@@ -15,6 +16,7 @@ from appliance.access import local_access
 from appliance.compliance.routes import LocalApiError
 from appliance.hotel.pms_link import PmsLinkService
 from appliance.hotel.postings import Posting, PostingError
+from appliance.hotel.wakeups import WakeUp, WakeUpBook
 from drivers.daemon.settings_base import ApiToken
 
 _FIELD_ID = r"^[A-Z0-9#+]{2}$"
@@ -32,7 +34,9 @@ class PostingRequest(BaseModel):
         return Posting.of(self.room, {"PT": self.posting_type, **self.fields})
 
 
-def build_hotel_router(tokens: Sequence[ApiToken], pms: PmsLinkService) -> APIRouter:
+def build_hotel_router(
+    tokens: Sequence[ApiToken], pms: PmsLinkService, wake_ups: WakeUpBook | None = None
+) -> APIRouter:
     """The /api/v1/hotel routes of the appliance's local API."""
     router = APIRouter(prefix="/api/v1/hotel", tags=["hotel"])
     access = local_access(tokens, LocalApiError)
@@ -42,6 +46,18 @@ def build_hotel_router(tokens: Sequence[ApiToken], pms: PmsLinkService) -> APIRo
     @router.get("/pms", summary="The PMS link: state, night audit, postings waiting, rooms")
     def pms_status(who: role) -> dict[str, Any]:
         return pms.status()
+
+    @router.get("/rooms", summary="Every room: guests, class of service, DND, lamp, wake-ups")
+    def rooms(who: role) -> dict[str, Any]:
+        book = pms.rooms
+        pending = wake_ups.pending() if wake_ups is not None else []
+        return {
+            "rooms": [
+                {**room.document(), "extension": book.extensions.get(room.room),
+                 "wake_ups": [_wake_up(w) for w in pending if w.room == room.room]}
+                for room in book.rooms()
+            ]
+        }  # fmt: skip
 
     @router.post("/postings", summary="Queue a charge posting (PS) durably; answers its P#")
     def post(request: PostingRequest, who: poster) -> dict[str, Any]:
@@ -53,6 +69,11 @@ def build_hotel_router(tokens: Sequence[ApiToken], pms: PmsLinkService) -> APIRo
         return {"posting_number": number}
 
     return router
+
+
+def _wake_up(wake_up: WakeUp) -> dict[str, Any]:
+    return {"date": wake_up.date, "time": wake_up.time, "due": wake_up.due,
+            "attempts": wake_up.attempts, "source": wake_up.source}  # fmt: skip
 
 
 def _check_fields(fields: dict[str, str]) -> None:

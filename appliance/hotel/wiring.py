@@ -1,4 +1,5 @@
-"""Builds the PMS link's drivers from settings (called by the composition root)."""
+"""Builds the PMS link's drivers, and joins the rooms to the routing chain (called by the
+composition root)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,14 @@ import random
 import time
 import zoneinfo
 from collections.abc import Callable
+from typing import Any
 
-from appliance.hotel.settings import PmsSettings
+from appliance.hotel.calls import RoomCallDecider
+from appliance.hotel.codes import PhoneWakeUps, RoomActions, RoomCodeDecider
+from appliance.hotel.rooms import RoomBook
+from appliance.hotel.settings import HotelSettings, PmsSettings
+from appliance.pbx.deciders import OWN_NUMBERS, POLICY, DecisionChain
+from appliance.pbx.dialplan import DialPlan
 from drivers.fias.client import FiasClient, Framing, Opener, SerialChannel, TcpChannel
 from drivers.fias.grammar import stamp
 from drivers.fias.link import FiasLink, LinkTiming
@@ -46,3 +53,21 @@ def _opener(settings: PmsSettings) -> Opener:
     if settings.serial_port:
         return SerialChannel.opener(settings.serial_port)
     return TcpChannel.opener(settings.host, settings.port, settings.connect_timeout_s)
+
+
+def join_routing_chain(
+    chain: DecisionChain,
+    dialplan: Callable[[], DialPlan],
+    hotel: HotelSettings,
+    rooms: RoomBook,
+    pms: RoomActions,
+    timezone: str,
+    wake_ups: PhoneWakeUps,
+    alert: Callable[[str, dict[str, Any]], None] | None,
+) -> None:
+    """Room codes before the dial plan; the rooms' class of service and guest names after it."""
+    now = functools.partial(dt.datetime.now, zoneinfo.ZoneInfo(timezone))
+    chain.add(RoomCodeDecider(hotel.codes, rooms, pms, dialplan, now, wake_ups), OWN_NUMBERS)
+    emergency = frozenset(hotel.emergency_numbers)
+    calls = RoomCallDecider(rooms, dialplan, emergency, hotel.vacant_redirect, alert)
+    chain.add(calls, POLICY)

@@ -53,6 +53,7 @@ class CallService:
         self.done = StateStore(store, DONE)
         self.index = StateStore(store, INDEX)
         self.on_change: Callable[[str, dict[str, Any]], None] | None = None
+        self.cdr_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.write_failures = 0
         self._unstored: dict[str, dict[str, Any]] = {}
         self._expected: dict[str, float] = {}
@@ -224,6 +225,8 @@ class CallService:
                 "cdr written",
                 extra={"cdr_id": cdr["cdr_id"], "disposition": cdr["disposition"]},
             )
+            for listener in self.cdr_listeners:
+                listener(cdr)
         self.ended[cdr["disposition"]] += 1
         self._changed("call.ended", cdr)
         return cdr

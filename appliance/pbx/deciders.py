@@ -2,9 +2,10 @@
 
 Theory of operation: every ``GET /route`` becomes a ``RouteQuery``. The chain hands it
 to its deciders in stage order (ties in the order they were added), each with the
-decision so far: an ``OWN_NUMBERS`` decider answers numbers a feature owns (contact-
-centre queues) before the dial plan would refuse them, a ``ROUTE`` decider proposes one
-(dial plan, inter-site admission), a ``POLICY`` decider may refuse it (compliance), a
+decision so far: an ``OWN_NUMBERS`` decider answers numbers a feature owns and no dial
+plan knows (contact-centre queues, a hotel room's service codes) before the dial plan would
+refuse them, a ``ROUTE`` decider proposes one (dial plan, inter-site admission), a
+``POLICY`` decider may refuse it (compliance, a hotel room's class of service), a
 ``TRUNK`` decider turns a trunk group into one channel (GSM), a ``MEDIA`` decider
 completes it (recording policy). A decider answers the decision unchanged when the call
 is none of its business. A refusal ends the chain at once, so nothing after it (a GSM

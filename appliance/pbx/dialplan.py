@@ -139,6 +139,8 @@ class Hop:
 class Decision:
     """What Kamailio should do with a call.
 
+    ``caller_name``: a quoted display name Kamailio puts into From (a hotel guest's name);
+    only for a decision that stays inside the site (extension, group, media).
     ``refusal``: set on a compliance refusal, the sentence Kamailio sends in a ``Reason``
     header (the reason phrase is ``reason``, the rule); it makes the CDR ``refused``.
     """
@@ -159,6 +161,7 @@ class Decision:
     hops: tuple[Hop, ...] = ()
     peer_site: str = ""
     caller_ext: str = ""
+    caller_name: str = ""
     conversation: str = ""
     refusal: str = ""
 
@@ -191,6 +194,7 @@ class Decision:
             "hop_label": "|".join(h.label for h in self.hops),
             "peer_site": self.peer_site,
             "caller_ext": self.caller_ext,
+            "caller_name": self.caller_name,
             "conversation": self.conversation,
             "refusal": self.refusal.translate(_HEADER_UNSAFE).strip(),
         }

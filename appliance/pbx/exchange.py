@@ -201,6 +201,11 @@ class BranchExchange:
         recorded = pbx.record_calls and pbx.anchor_media
         self._recorded = recorded
         self.chain = self._chain(recorded)
+        # Features that act on every stored CDR (hotel call charges) join before start.
+        self.cdr_listeners: list[Callable[[dict[str, Any]], None]] = []
+        # Features that place their own worker calls (hotel wake-ups) see every worker
+        # event first; one that answers True has consumed it.
+        self.media_hooks: list[Callable[[MediaWorker, dict[str, Any]], bool]] = []
         self.decision_seconds = decision_histogram()
         self.route_server = RouteServer(LOOPBACK, pbx.route_port, self._decide)
         self._store = store
@@ -285,6 +290,7 @@ class BranchExchange:
         self._recordings = RecordingService(store, self._calls, self._spool, self._wav_dir)
         if self.webhooks is not None:
             self._calls.on_change = self.webhooks.notify
+        self._calls.cdr_listeners = self.cdr_listeners
         self.calls.interrupt_all("appliance-restart")
         self.recordings.adopt_orphans()
         self.ivr.registry.attach(FlowStore(store))
@@ -395,6 +401,8 @@ class BranchExchange:
         return decision
 
     def _on_media_event(self, worker: MediaWorker, event: dict[str, Any]) -> None:
+        if any(hook(worker, event) for hook in self.media_hooks):
+            return
         if event.get("ev") in ("leg", "transfer"):
             self.originations.on_event(worker, event)
         elif event.get("ev") in ("room", "room-link"):

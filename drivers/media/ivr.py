@@ -1,7 +1,8 @@
 """The media worker's IVR handler: it executes what the appliance's flow engine decides.
 
 A call for ``ivr-<flow>`` is answered and, once its audio is up, reported as an ``ivr``
-event ``start`` (id: the SIP Call-ID, flow, caller). From then on the worker only acts on
+event ``start`` (id: the SIP Call-ID, flow, caller; ``tag``: the originate id of a call
+the worker placed with ``ivr``, else null). From then on the worker only acts on
 commands and reports what happened; which node comes next, timeouts, retries and
 variables are the business of ``appliance.ivr``:
 
@@ -86,7 +87,7 @@ class IvrLegs:
             return
         self.legs[key] = leg
         match = _USER.search(info.remoteUri)
-        self.emit(ev="ivr", state="start", id=key, flow=leg.arg,
+        self.emit(ev="ivr", state="start", id=key, flow=leg.arg, tag=leg.tag,
                   caller=match.group(1) if match else "")  # fmt: skip
 
     def digit(self, leg: Leg, digit: str) -> None:

@@ -7,9 +7,12 @@ JSON file before the worker starts. Pure: no pjsua2, no I/O.
 
 Commands (``cmd``)::
 
-    originate   id, to, from_user, display, refer_to, headers
+    originate   id, to, from_user, display, refer_to, headers, ivr
                                                       ring ``to``; once answered, REFER it to
-                                                      ``refer_to`` and leave (click-to-dial)
+                                                      ``refer_to`` and leave (click-to-dial),
+                                                      or with ``ivr`` (a flow name) report it
+                                                      as an IVR call (``start`` with ``tag``)
+                                                      the appliance drives (wake-up calls)
     conference  id, room, to, from_user, display, headers, replaces
                                                       dial ``to`` into ``room``; with
                                                       ``replaces`` the INVITE takes over that
@@ -39,7 +42,7 @@ Commands (``cmd``)::
 
 Events (``ev``): ``ready`` (port), ``load`` (calls, capacity), ``leg`` (id, state:
 ringing | answered | ended, code, reason), ``transfer`` (id, code, final), ``ivr`` (state:
-start (id, flow, caller) | digit (id, digit) | played (id) | recorded (id, path, seconds) |
+start (id, flow, caller, tag) | digit (id, digit) | played (id) | recorded (id, path, seconds) |
 ended (id); see drivers.media.ivr), ``queue`` (state: start (id, queue, caller) |
 agent-ringing | agent-answered | agent-ended (id, agent, code, answered) | ended (id); see
 drivers.media.queues), ``error`` (id, message), ``gsm`` (channel, state:

@@ -256,9 +256,10 @@ class Worker:
                 self._room_changed(refused, "")
 
     def originate(self, cmd: dict[str, Any], service: str) -> None:
-        """Place a call through Kamailio (click-to-dial or a conference leg).
+        """Place a call through Kamailio (click-to-dial, a conference leg, a wake-up call).
 
-        The call presents ``from_user`` (whose dial plan rights apply) with ``display``.
+        The call presents ``from_user`` (whose dial plan rights apply) with ``display``;
+        with ``ivr`` (a flow name) the answered call is reported and driven as an IVR call.
         """
         tag, to = str(cmd["id"]), str(cmd["to"])
         if len(self.legs) >= self.config.max_calls:
@@ -276,7 +277,10 @@ class Worker:
             header = pj.SipHeader()
             header.hName, header.hValue = name, value
             prm.txOption.headers.append(header)
-        leg = Leg(call, service, str(cmd.get("room", "")), tag, str(cmd.get("refer_to", "")))
+        arg = str(cmd.get("room", ""))
+        if cmd.get("ivr"):  # the appliance drives the answered call as an IVR (wake-up calls)
+            service, arg = "ivr", str(cmd["ivr"])
+        leg = Leg(call, service, arg, tag, str(cmd.get("refer_to", "")))
         try:
             call.makeCall(f"sip:{to}@{self.config.domain}", prm)
         except pj.Error as err:

@@ -152,3 +152,11 @@ def test_values_rendered_into_kamailio_cfg_are_checked_at_load(
     (problem,) = caught.value.problems
     assert (problem.source, problem.key) == (str(main), key)
     assert why in problem.message
+
+
+def test_example_hotel_dial_plan_and_rooms_are_consistent() -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    settings = load_settings(ApplianceSettings, collect_layers(examples / "hotel.yaml"))
+    DialPlan(settings.pbx.dialplan, [e.number for e in settings.sip.extensions])
+    assert settings.pbx.enabled
+    assert [r.room for r in settings.hotel.rooms] == ["0101", "0102", "0103"]

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from appliance.hotel.pms_link import ROOMS_KEY, PmsLinkService
+from appliance.hotel.pms_link import PmsLinkService, stored_rooms
 from appliance.hotel.postings import Posting, PostingQueue
+from appliance.hotel.rooms import RoomBook
 from appliance.hotel.settings import PmsSettings
 from appliance.hotel.wiring import build_client
 from appliance.store import StateStore, Store
@@ -45,7 +46,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 async def pms(simulator: PmsSimulator, store: Store) -> AsyncIterator[PmsLinkService]:
     settings = PmsSettings(port=simulator.port, reconnect_min_s=0.2, reconnect_max_s=0.5)
-    service = PmsLinkService(settings, lambda: store, build_client(settings, "UTC"))
+    client = build_client(settings, "UTC")
+    service = PmsLinkService(settings, lambda: store, client, RoomBook({}, "international"))
     await service.start()
     yield service
     await service.stop()
@@ -81,7 +83,7 @@ async def test_link_starts_up_and_the_resync_rebuilds_every_room(
     ]
     assert received[12].startswith("LA|")
     assert received[13].startswith("DR|")
-    rooms = StateStore(store, "hotel").get(ROOMS_KEY)
+    rooms = stored_rooms(StateStore(store, "hotel"))
     assert rooms["0330"]["guests"] == [
         {"reservation": "10002", "name": "Gast, Hr.", "language": "GE"}
     ]
@@ -182,3 +184,15 @@ def _answers(core: PmsCore, mode: str, delay: float) -> list[Any]:
     core.answer_mode = mode  # type: ignore[assignment]
     core.answer_delay = delay
     return []
+
+
+async def test_a_refused_posting_is_announced_on_the_event_stream(
+    pms: PmsLinkService, simulator: PmsSimulator
+) -> None:
+    alerts: list[tuple[str, dict[str, Any]]] = []
+    pms.alert = lambda kind, data: alerts.append((kind, data))
+    await until(lambda: pms.status()["state"] == "active", what="link up")
+    number = pms.post(charge("102", 250))
+    await until(lambda: alerts, what="refusal announced")
+    assert alerts == [("hotel.posting-refused", {"room": "102", "status": "NG",
+                       "posting_number": number, "text": "GUEST NOT FOUND"})]  # fmt: skip

@@ -10,7 +10,8 @@ Events on stdout (prefixed "@ev "): {"ev": "reg", "code": 200}, {"ev": "incoming
 "remote": '"Alice" <sip:1001@...>'},
 {"ev": "state", "state": "CONFIRMED"|"DISCONNECTED", "code": ..., "reason": phrase,
 "reason_header": the Reason header of the reply that ended it, or ""}, {"ev": "media",
-"status": "active"|"local-hold"|"remote-hold", "state": ...}, {"ev": "dtmf", "digit": "1"}.
+"status": "active"|"local-hold"|"remote-hold", "state": ...}, {"ev": "dtmf", "digit": "1"},
+{"ev": "mwi", "waiting": true} (an unsolicited message-summary NOTIFY).
 A call this phone makes because it was transferred (REFER), and a call that replaced
 its current one (INVITE with Replaces), become the phone's current call; their events
 are reported like any other ({"ev": "transferring", "to": uri}, {"ev": "replaced"}).
@@ -135,6 +136,10 @@ class Account(pj.Account):
 
     def onRegState(self, prm: pj.OnRegStateParam) -> None:
         emit(ev="reg", code=prm.code)
+
+    def onMwiInfo(self, prm: pj.OnMwiInfoParam) -> None:
+        waiting = "messages-waiting: yes" in prm.rdata.wholeMsg.lower()
+        emit(ev="mwi", waiting=waiting)
 
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         call = Call(self.phone, self, prm.callId)

@@ -1,0 +1,331 @@
+"""Places wake-up calls through the media workers and reports each one to the PMS once.
+
+Theory of operation. Every second the service writes the WAs owed (while the PMS link can
+carry them) and places the wake-ups that are due: the message of the guest's language
+(``hotel.wake_up.messages`` by ``GL``) is spoken by espeak-ng, an attempt is counted in
+LMDB, and a media worker calls the room's extension (From ``wake-up``) as an IVR call the
+service drives itself. Once answered the message plays (twice at most): ``1`` confirms
+(WA ``OK``), ``2`` snoozes (the call comes again after ``snooze_s``). Busy (486/600/603)
+is ``BY``; no answer, a hang-up without a digit or no report within ``attempt_timeout_s``
+is ``NR``. Either is retried after ``retry_interval_s`` up to ``retries`` times; after the
+last the WA carries it, the failure is logged (``wake-up-failed``) and the front desk's
+extension, when configured, is called with a spoken notice. A wake-up found due more than
+``late_limit_s`` ago (the appliance was off) is not placed; it is reported ``NR``.
+
+Only intermediate results stay inside the PBX: the PMS gets exactly one WA per wake-up,
+with ``TI`` as it sent it (``appliance/hotel/wakeups.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import uuid
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from appliance.hotel.rooms import RoomBook
+from appliance.hotel.settings import WakeUpSettings
+from appliance.hotel.wakeups import (
+    WakeUp,
+    WakeUpBook,
+    WakeUpTimeError,
+    due_at,
+    next_occurrence,
+)
+from appliance.pbx.media import MediaPoolFullError
+from drivers.fias.grammar import Record, RecordGC, RecordGO, RecordWA, RecordWC, RecordWR
+from drivers.media.tts import TtsError
+
+log = logging.getLogger(__name__)
+
+FLOW = "wakeup"
+BUSY_CODES = frozenset({486, 600, 603})
+PLAYS = 2
+_TICK_S = 1.0
+_NO_WORKER_S = 5.0
+
+
+class Worker(Protocol):
+    """What a wake-up call needs of a media worker."""
+
+    def send(self, command: dict[str, Any]) -> bool: ...
+
+
+class Workers(Protocol):
+    """The media pool: a worker with a free call slot (raises when none)."""
+
+    def pick(self, slots: int = 1) -> Any: ...
+
+
+class Speaker(Protocol):
+    """Text to speech (``drivers.media.tts.EspeakTts``)."""
+
+    async def render(self, text: str, voice: str) -> Path: ...
+
+
+class Link(Protocol):
+    """What the service needs of the PMS link (``PmsLinkService``)."""
+
+    def send_now(self, record: Record) -> bool: ...
+
+
+@dataclass
+class Attempt:
+    """A wake-up call (or a front-desk notice, ``wake_up`` None) a worker is placing."""
+
+    tag: str
+    worker: Worker
+    prompt: Path
+    deadline: float
+    wake_up: WakeUp | None = None
+    call_id: str = ""
+    plays: int = 0
+    result: str = ""
+
+
+class WakeUpCallService:
+    """Due wake-ups become calls; their outcomes become one WA each."""
+
+    name = "hotel-wake-ups"
+
+    def __init__(
+        self,
+        settings: WakeUpSettings,
+        book: WakeUpBook,
+        rooms: RoomBook,
+        link: Link,
+        workers: Callable[[], Workers],
+        speaker: Speaker,
+        clock: Callable[[], float],
+        timezone: str,
+    ) -> None:
+        self._settings = settings
+        self._zone = zoneinfo.ZoneInfo(timezone)
+        self.book = book
+        self._rooms = rooms
+        self._link = link
+        self._workers = workers
+        self._speaker = speaker
+        self._clock = clock
+        self._attempts: dict[str, Attempt] = {}
+        self._not_before: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._notices: set[asyncio.Task[None]] = set()
+        # The PBX's event stream (webhook): a failed wake-up is announced on it.
+        self.alert: Callable[[str, dict[str, Any]], None] | None = None
+
+    async def start(self) -> None:
+        """Run the scheduler."""
+        self._task = asyncio.create_task(self._run(), name="hotel-wake-ups")
+
+    async def stop(self) -> None:
+        """Stop placing calls; pending wake-ups stay in the store."""
+        for task in [self._task, *self._notices]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for attempt in list(self._attempts.values()):
+            attempt.worker.send({"cmd": "hangup", "id": attempt.tag})
+
+    def on_record(self, record: Record) -> None:
+        """WR/WC from the PMS; a check-out clears the room's calls, a move takes them along.
+
+        The rooms have already applied the record (``PmsLinkService``).
+        """
+        room = record.room
+        if room is None:
+            return
+        if isinstance(record, RecordWR):
+            self._requested(room, record.date or "", record.time or "")
+        elif isinstance(record, RecordWC):
+            self.book.clear(room, record.date or "", record.time or "")
+        elif isinstance(record, RecordGO) and not self._rooms.room(room).occupied:
+            self.book.clear_room(room)
+        elif isinstance(record, RecordGC) and record.old_room not in (None, room):
+            old = record.old_room or ""
+            if not self._rooms.room(old).occupied:
+                self.book.move(old, room)
+
+    def phone_wake_up(self, room: str, hhmm: str) -> bool:
+        """``*55hhmm`` from the room's phone: a call at the next ``hh:mm``; False if no time."""
+        try:
+            date, time = next_occurrence(hhmm, dt.datetime.now(self._zone))
+        except WakeUpTimeError:
+            return False
+        self.book.set(WakeUp(room, date, time, due_at(date, time, self._zone), source="phone"))
+        log.info("room %s set a wake-up call for %s %s from its phone", room, date, time)
+        return True
+
+    def phone_clear(self, room: str) -> bool:
+        """The clear code from the room's phone: its calls set from the phone are cleared."""
+        return self.book.clear_room(room, source="phone") > 0
+
+    def _requested(self, room: str, date: str, time: str) -> None:
+        try:
+            due = due_at(date, time, self._zone)
+        except WakeUpTimeError as err:
+            log.warning("WR for room %s: %s", room, err, extra={"error_id": err.error_id})
+            self.book.finish(WakeUp(room, date, time, 0.0), "UR")
+            return
+        self.book.set(WakeUp(room, date, time, due))
+        log.info("wake-up for room %s set by the PMS: %s %s", room, date, time)
+
+    def on_media_event(self, worker: Any, event: dict[str, Any]) -> bool:
+        """A worker's ``leg``/``ivr`` event; True when it belongs to a wake-up call."""
+        if event.get("ev") == "leg":
+            attempt = self._attempts.get(str(event.get("id")))
+            if attempt is not None and event.get("state") == "ended":
+                self._ended(attempt, int(event.get("code") or 0))
+            return attempt is not None
+        if event.get("ev") != "ivr":
+            return False
+        attempt = self._ivr_attempt(event)
+        if attempt is not None:
+            self._ivr(attempt, event)
+        return attempt is not None
+
+    async def tick(self) -> None:
+        """Write owed WAs, place due calls, end calls that outlived their deadline."""
+        self._send_answers()
+        now = self._clock()
+        for attempt in [a for a in self._attempts.values() if now >= a.deadline]:
+            attempt.worker.send({"cmd": "hangup", "id": attempt.tag})
+            self._ended(attempt, 408)
+        placing = {a.wake_up.key for a in self._attempts.values() if a.wake_up}
+        for wake_up in self.book.pending():
+            if wake_up.due > now:
+                break
+            if wake_up.key not in placing and self._not_before.get(wake_up.key, 0) <= now:
+                await self._place(wake_up, now)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("wake-up scheduler tick failed", extra={"error_id": "wake-up-tick"})
+            await asyncio.sleep(_TICK_S)
+
+    def _send_answers(self) -> None:
+        for key, answer in self.book.answers():
+            record = RecordWA.make({"RN": answer.room, "DA": answer.date, "TI": answer.time,
+                                    "AS": answer.status})  # fmt: skip
+            if not self._link.send_now(record):
+                return
+            self.book.answered(key)
+            log.info("wake-up for room %s at %s %s reported %s", answer.room, answer.date,
+                     answer.time, answer.status)  # fmt: skip
+
+    async def _place(self, wake_up: WakeUp, now: float) -> None:
+        extension = self._rooms.extensions.get(wake_up.room)
+        if extension is None:
+            log.warning("wake-up for room %s, which has no phone", wake_up.room)
+            self.book.finish(wake_up, "UR")
+            return
+        if wake_up.attempts == 0 and now - wake_up.due > self._settings.late_limit_s:
+            log.warning("wake-up for room %s was due %d s ago; not placed", wake_up.room,
+                        now - wake_up.due, extra={"error_id": "wake-up-failed"})  # fmt: skip
+            self.book.finish(wake_up, "NR")
+            return
+        prompt = await self._prompt(self._language(wake_up.room), None)
+        worker = self._worker()
+        if prompt is None or worker is None:
+            self._not_before[wake_up.key] = now + _NO_WORKER_S
+            return
+        counted = self.book.attempted(wake_up)
+        self._call(worker, extension, prompt, counted)
+
+    def _call(self, worker: Any, extension: str, prompt: Path, wake_up: WakeUp | None) -> None:
+        tag = f"wakeup-{uuid.uuid4().hex[:16]}"
+        deadline = self._clock() + self._settings.attempt_timeout_s
+        self._attempts[tag] = Attempt(tag, worker, prompt, deadline, wake_up)
+        display = "Wake-up call" if wake_up else "Wake-up call failed"
+        worker.send({"cmd": "originate", "id": tag, "to": extension, "from_user": "wake-up",
+                     "display": display, "ivr": FLOW})  # fmt: skip
+        if wake_up is not None:
+            log.info("wake-up call %d to room %s (%s)", wake_up.attempts, wake_up.room, extension)
+
+    def _worker(self) -> Any:
+        try:
+            return self._workers().pick(1)
+        except MediaPoolFullError as err:
+            log.warning("no media worker for a wake-up call now: %s", err)
+            return None
+
+    async def _prompt(self, language: str, text: str | None) -> Path | None:
+        messages, voices = self._settings.messages, self._settings.voices
+        spoken = text or messages.get(language) or messages["EA"]
+        try:
+            return await self._speaker.render(spoken, voices.get(language, voices.get("EA", "en")))
+        except TtsError as err:
+            log.error("wake-up message not spoken: %s", err, extra={"error_id": err.error_id})
+            return None
+
+    def _language(self, room: str) -> str:
+        guests = self._rooms.room(room).guests
+        return guests[0].language if guests else ""
+
+    def _ivr_attempt(self, event: dict[str, Any]) -> Attempt | None:
+        if event.get("state") == "start":
+            attempt = self._attempts.get(str(event.get("tag")))
+            if attempt is not None:
+                attempt.call_id = str(event.get("id"))
+            return attempt
+        call_id = str(event.get("id"))
+        return next((a for a in self._attempts.values() if a.call_id == call_id), None)
+
+    def _ivr(self, attempt: Attempt, event: dict[str, Any]) -> None:
+        state = event.get("state")
+        if state == "start" or (state == "played" and attempt.plays < PLAYS):
+            attempt.plays += 1
+            prompt = {"file": str(attempt.prompt)}
+            attempt.worker.send({"cmd": "ivr-play", "id": attempt.call_id, "prompt": prompt})
+        elif state == "played" or (state == "digit" and attempt.wake_up is not None):
+            digit = str(event.get("digit", ""))
+            attempt.result = {"1": "OK", "2": "snooze"}.get(digit, attempt.result)
+            if state == "played" or attempt.result:
+                attempt.worker.send({"cmd": "ivr-hangup", "id": attempt.call_id})
+
+    def _ended(self, attempt: Attempt, code: int) -> None:
+        self._attempts.pop(attempt.tag, None)
+        wake_up = attempt.wake_up
+        if wake_up is None:
+            return
+        now = self._clock()
+        if attempt.result == "OK":
+            self.book.finish(wake_up, "OK")
+            log.info("wake-up for room %s confirmed", wake_up.room)
+        elif attempt.result == "snooze":
+            self.book.postpone(wake_up, now + self._settings.snooze_s)
+        elif wake_up.attempts <= self._settings.retries:
+            self.book.postpone(wake_up, now + self._settings.retry_interval_s)
+        else:
+            self._failed(wake_up, "BY" if code in BUSY_CODES else "NR")
+
+    def _failed(self, wake_up: WakeUp, status: str) -> None:
+        self.book.finish(wake_up, status)
+        log.warning("wake-up for room %s failed after %d calls: %s", wake_up.room,
+                    wake_up.attempts, status, extra={"error_id": "wake-up-failed"})  # fmt: skip
+        if self.alert is not None:
+            failed = {"room": wake_up.room, "date": wake_up.date, "time": wake_up.time,
+                      "status": status, "attempts": wake_up.attempts}  # fmt: skip
+            self.alert("hotel.wake-up-failed", failed)
+        desk = self._settings.front_desk
+        if desk:
+            notice = f"The wake-up call for room {' '.join(wake_up.room)} was not answered."
+            task = asyncio.get_running_loop().create_task(self._notify(desk, notice))
+            self._notices.add(task)
+            task.add_done_callback(self._notices.discard)
+
+    async def _notify(self, desk: str, notice: str) -> None:
+        prompt = await self._prompt("EA", notice)
+        worker = self._worker()
+        if prompt is not None and worker is not None:
+            self._call(worker, desk, prompt, None)
