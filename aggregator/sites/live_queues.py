@@ -3,7 +3,9 @@
 A site with a contact centre adds ``queues`` to its status (``appliance/contact/stats.py``)
 and sends a new status within about a second of a value changing. The report is
 untrusted: each queue is validated (types, bounds, known agent states); a queue that
-fails is left out and logged with ``error_id`` ``queue-stats-invalid``, the rest shown.
+fails is left out, the rest shown. ``log_refused`` runs on each status as it arrives and
+logs what fails with ``error_id`` ``queue-stats-invalid`` (once per status, not once per
+page view).
 The longest wait is worked out here from when the oldest caller entered, so it keeps
 counting between reports.
 """
@@ -15,9 +17,11 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aggregator.sites.queries import SiteRow
+from drivers.sync.protocol import Status
 
 log = logging.getLogger(__name__)
 
@@ -92,21 +96,34 @@ def live_queues(rows: list[SiteRow], now: float | None = None) -> list[LiveQueue
 
 
 def _site_queues(row: SiteRow, now: float) -> list[LiveQueue]:
-    reported = row.reported("queues")
+    queues, _ = checked(row.reported("queues"))
+    found = [LiveQueue(row.site_id, q, _wait(q, now)) for q in queues]
+    return sorted(found, key=lambda q: q.queue.name)
+
+
+def checked(reported: Any) -> tuple[list[ReportedQueue], list[str]]:
+    """The valid queues of a ``queues`` report, and what is wrong with the others."""
     if reported is None:
-        return []
+        return [], []
     if not isinstance(reported, list) or len(reported) > MAX_QUEUES:
-        _refused(row.site_id, f"queues must be a list of at most {MAX_QUEUES}")
-        return []
-    found = []
+        return [], [f"queues must be a list of at most {MAX_QUEUES}"]
+    queues, problems = [], []
     for item in reported:
         try:
-            queue = ReportedQueue.model_validate(item)
+            queues.append(ReportedQueue.model_validate(item))
         except ValidationError as err:
-            _refused(row.site_id, _first_error(err))
-            continue
-        found.append(LiveQueue(row.site_id, queue, _wait(queue, now)))
-    return sorted(found, key=lambda q: q.queue.name)
+            problems.append(_first_error(err))
+    return queues, problems
+
+
+def log_refused(_conn: sa.Connection, site_id: str, status: Status) -> None:
+    """Status hook: log each queue of the report that fails the checks."""
+    _, problems = checked(status.health.get("queues"))
+    for detail in problems:
+        log.warning(
+            "queue statistics refused",
+            extra={"error_id": "queue-stats-invalid", "site": site_id, "detail": detail},
+        )
 
 
 def _wait(queue: ReportedQueue, now: float) -> float | None:
@@ -119,10 +136,3 @@ def _first_error(err: ValidationError) -> str:
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
     return f"{where}: {first['msg']}"
-
-
-def _refused(site_id: str, detail: str) -> None:
-    log.warning(
-        "queue statistics refused",
-        extra={"error_id": "queue-stats-invalid", "site": site_id, "detail": detail},
-    )

@@ -1,4 +1,5 @@
-"""HQ's check of the queue statistics sites report: valid queues shown, the rest refused."""
+"""HQ's check of the queue statistics sites report: valid queues shown, the rest left out
+and logged as each status arrives."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from aggregator.sites.live_queues import live_queues
+from aggregator.sites.live_queues import live_queues, log_refused
 from aggregator.sites.queries import SiteRow
+from drivers.sync.protocol import Status
 
 
 def queue(**change: Any) -> dict[str, Any]:
@@ -54,16 +56,22 @@ def test_no_wait_without_waiting_callers_and_no_queues_of_offline_sites() -> Non
         {"service_level_s": 0},
     ],
 )
-def test_a_queue_with_a_bad_value_is_left_out_and_logged(
+def test_a_queue_with_a_bad_value_is_left_out_and_logged_once_per_status(
     bad: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     reported = [queue(**bad), queue(name="support", number="701")]
     with caplog.at_level(logging.WARNING):
         found = live_queues([row(reported)], now=1001.0)
+        assert caplog.records == []
+        log_refused(None, "site-a", Status(health={"queues": reported}))  # type: ignore[arg-type]
     assert [q.queue.name for q in found] == ["support"]
     assert [r.error_id for r in caplog.records] == ["queue-stats-invalid"]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("garbage", ["queues", {"sales": 1}, [queue()] * 65])
-def test_a_report_that_is_no_list_of_queues_is_refused(garbage: Any) -> None:
+def test_a_report_that_is_no_list_of_queues_is_refused(
+    garbage: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     assert live_queues([row(garbage)], now=1001.0) == []
+    log_refused(None, "site-a", Status(health={"queues": garbage}))  # type: ignore[arg-type]
+    assert [r.error_id for r in caplog.records] == ["queue-stats-invalid"]  # type: ignore[attr-defined]
