@@ -32,6 +32,7 @@ from aggregator.refusals import Refusals
 from aggregator.settings import AggregatorSettings
 from aggregator.site_metrics import SiteCollector
 from aggregator.site_sync import SiteSessions
+from aggregator.sites.live_queues import log_refused
 from aggregator.sms_sync import SmsSync
 from aggregator.store.db import DatabaseError, create_engine
 from drivers.daemon.http import HttpServer
@@ -144,6 +145,7 @@ def _sync_features(
     directory = DirectorySync(engine)
     sites.on_hello(directory.hello)
     sites.on_status(directory.status)
+    sites.on_status(log_refused)
     features.handle(SnapshotRequest, directory.request)
     features.handle(SnapshotResult, directory.result)
     features.push(directory.pusher.due)

@@ -26,7 +26,7 @@ from appliance.compliance.calls import CallCompliance, ComplianceDecider
 from appliance.compliance.routes import build_compliance_router, install_error_handler
 from appliance.compliance.service import ComplianceService
 from appliance.compliance.sync import REFUSALS, DncTopic
-from appliance.contact.wiring import build_contact
+from appliance.contact.wiring import ContactCentre, build_contact
 from appliance.gateway.channels import ModemCollector, ModemPool
 from appliance.gateway.diagnostics import build_diagnostics_router
 from appliance.gateway.routes import build_sms_router
@@ -150,6 +150,7 @@ def build(
     components: list[Component] = [*_network(settings, health), store, routing, compliance]
     pruner = Pruner(settings.store.prune_interval_s)
     pbx = None
+    contact = None
     if settings.pbx.enabled:
         pbx = _pbx(settings, store, health, app, routing)
         _call_compliance(settings, pbx, compliance)
@@ -178,7 +179,7 @@ def build(
     if settings.hotel.pms is not None:
         components += _hotel(settings.hotel.pms, settings, store, health, app, pbx)
     if settings.sync.enabled:
-        sync = _sync(settings, store, registry, routing, compliance, sim, pbx)
+        sync = _sync(settings, store, registry, routing, compliance, sim, pbx, contact)
         health.add_check("sync", sync.check)
         health.add_check("recording-uploads", sync.recordings_check)
         components.append(sync)
@@ -193,6 +194,7 @@ def _sync(
     compliance: ComplianceService,
     sim: SimService | None,
     pbx: BranchExchange | None,
+    contact: ContactCentre | None,
 ) -> SyncClient:
     """The link to HQ and what each feature sends and receives over it."""
     metrics = SyncMetrics(registry)
@@ -207,6 +209,8 @@ def _sync(
         if pbx.peers is not None:
             features.add_status(pbx.peers.report)
         features.add_live_status(lambda: {"calls_active": calls_in_progress(pbx)})
+    if contact is not None:
+        features.add_live_status(contact.service.live_stats)
     if sim is not None:
         features.add_commands(sim_commands(sim), "sim")
         features.add_publisher(SimStatusPublisher(sim, settings.sim.status_interval_s))

@@ -44,6 +44,7 @@ SECURITY_HEADERS = {
 NAV = (
     ("sites", "Sites"),
     ("activity", "Live activity"),
+    ("wallboard", "Wallboard"),
     ("cdrs", "Calls"),
     ("reports", "Reports"),
     ("sims", "SIM fleet"),

@@ -9,11 +9,12 @@ from fastapi import APIRouter
 from aggregator.api.auth import Principal, hq_access
 from aggregator.api.errors import ApiError
 from aggregator.settings import AggregatorSettings
+from aggregator.sites.live_queues import live_queues
 from aggregator.sites.queries import SiteRow, site_row, site_rows
 
 
 def build_sites_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) -> APIRouter:
-    """/sites, /sites/{site_id} and /reports/routing."""
+    """/sites, /sites/{site_id}, /queues/live and /reports/routing."""
     router = APIRouter(prefix="/api/v1")
     who = Annotated[Principal, hq_access(settings.api.tokens).needs("viewer")]
 
@@ -31,6 +32,17 @@ def build_sites_router(settings: AggregatorSettings, engine: Callable[[], sa.Eng
         if row is None:
             raise ApiError(404, "unknown-site", f"no site {site_id!r} has connected yet")
         return {**site_view(row), "health": row.health}
+
+    @router.get(
+        "/queues/live",
+        tags=["sites"],
+        summary="Contact-centre queues of online sites: waiting, longest wait, agents by "
+        "state, answered, abandoned and service level today",
+    )
+    def queues_live(principal: who) -> dict[str, Any]:
+        with engine().connect() as conn:
+            rows = site_rows(conn, principal.sites)
+        return {"queues": [q.view() for q in live_queues(rows)]}
 
     @router.get(
         "/reports/routing",

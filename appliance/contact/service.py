@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from appliance.contact.acd import Acd, Agent, Waiting
 from appliance.contact.cti import CtiStream
 from appliance.contact.settings import ContactSettings
+from appliance.contact.stats import QueueTally, live_part
 from appliance.store import Store
 from appliance.store.state import StateStore
 from drivers.media.protocol import Prompt
@@ -85,6 +86,7 @@ class ContactService:
         self._announce_at: dict[str, float] = {}
         self._expected: dict[str, tuple[dict[str, str], float]] = {}
         self._speaking: set[asyncio.Task[None]] = set()
+        self.tally = QueueTally()
 
     async def start(self, store: Store) -> None:
         """Read agents' states back from LMDB and start the tick."""
@@ -184,6 +186,11 @@ class ContactService:
                            "agents": agents})  # fmt: skip
         return {"queues": queues}
 
+    def live_stats(self) -> dict[str, object]:
+        """Per queue: waiting, longest wait, agents by state, today's outcomes (HQ's
+        wallboard, sent as a live status part)."""
+        return live_part(self.acd, self.tally, self._clock())
+
     def _enter(self, worker: Worker, call_id: str, queue: str, caller: str) -> None:
         settings = self.settings.queues.get(queue)
         if settings is None:
@@ -234,6 +241,7 @@ class ContactService:
         self._changed(self.acd.agents[agent])
         wait = self._clock() - entry.entered
         level = self.settings.queues[entry.queue].service_level_s
+        self.tally.answered(entry.queue, wait, level, self._clock())
         self._annotate(call_id, {"queue_outcome": "answered", "queue_agent": agent,
                                  "queue_wait_s": f"{wait:.1f}",
                                  "queue_sl_met": "true" if wait <= level else "false"})  # fmt: skip
@@ -262,7 +270,9 @@ class ContactService:
         entry = self.acd.leave(call_id)
         if entry is None:
             return
-        if outcome != "abandoned":
+        if outcome == "abandoned":
+            self.tally.abandoned(entry.queue, self._clock())
+        else:
             wait = f"{self._clock() - entry.entered:.1f}"
             self._annotate(call_id, {"queue_outcome": outcome, "queue_wait_s": wait})
         if call_id in self._ringing and worker is not None:

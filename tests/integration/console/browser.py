@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -54,6 +55,16 @@ def chromium(profile: Path) -> Iterator[WebDriver]:
 def wait(driver: WebDriver, until: Callable[[WebDriver], Any], timeout: float = WAIT_S) -> Any:
     """Poll ``until`` in the browser until it returns something true."""
     return WebDriverWait(driver, timeout, poll_frequency=0.2).until(until)
+
+
+def sign_in_at(driver: WebDriver, url: str, token: str) -> None:
+    """Open ``url``, sign in on the form it leads to, and open ``url`` again."""
+    driver.get(url)
+    wait(driver, lambda d: d.find_elements(By.ID, "token"))
+    driver.find_element(By.ID, "token").send_keys(token)
+    driver.find_element(By.ID, "sign-in").click()
+    wait(driver, lambda d: d.find_elements(By.ID, "sign-out"))
+    driver.get(url)
 
 
 class Screens:

@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.integration.console.browser import Screens, chromium, wait
+from tests.integration.console.browser import Screens, chromium, sign_in_at, wait
 from tests.integration.pbx.harness import Phone, connect_call, require_debs
 from tests.integration.pbx.test_recordings_to_hq import running, with_pbx
 from tests.sync_env import TOKEN, SyncEnv, make_env
@@ -39,20 +38,11 @@ def calls_shown(driver: WebDriver, site_id: str) -> str:
     return str(driver.execute_script(script, site_id))
 
 
-def open_activity(driver: WebDriver, env: SyncEnv) -> None:
-    driver.get(f"{env.agg_url}/console/activity")
-    wait(driver, lambda d: d.find_elements(By.ID, "token"))
-    driver.find_element(By.ID, "token").send_keys(TOKEN)
-    driver.find_element(By.ID, "sign-in").click()
-    wait(driver, lambda d: d.find_elements(By.ID, "sign-out"))
-    driver.get(f"{env.agg_url}/console/activity")
-
-
 def test_the_activity_page_shows_a_call_while_it_lasts(env: SyncEnv, tmp_path: Path) -> None:
     branch = with_pbx(env)
     screens = Screens(tmp_path / "screenshots")
     with running(env), chromium(tmp_path / "chromium-profile") as driver:
-        open_activity(driver, env)
+        sign_in_at(driver, f"{env.agg_url}/console/activity", TOKEN)
         wait(driver, lambda d: calls_shown(d, env.site_id) == "0|0", LIVE_WAIT_S)
         driver.execute_script("window.notReloaded = true")
         alice, bob = Phone(branch, "1001", 1000, tmp_path), Phone(branch, "1002", 600, tmp_path)

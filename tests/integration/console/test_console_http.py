@@ -126,3 +126,48 @@ def test_live_activity_counts_the_calls_each_visible_site_reports(tmp_path: Path
     assert '<strong id="calls-total">8</strong>' in everywhere.text
     assert '<strong id="calls-total">0</strong>' in garbled.text
     assert garbled.text.count("no PBX") == 2
+
+
+def _queue(name: str, waiting: int) -> dict[str, object]:
+    return {"name": name, "number": "700", "waiting": waiting,
+            "oldest_entered": time.time() - 30 if waiting else None,
+            "agents": {"available": 1, "ringing": 0, "on-call": 2, "wrap-up": 0, "paused": 1,
+                       "logged-out": 0},
+            "answered": 7, "abandoned": 1, "service_level_percent": 75.0,
+            "service_level_s": 20.0}  # fmt: skip
+
+
+def test_the_wallboard_and_the_api_show_the_queues_of_visible_sites_only(tmp_path: Path) -> None:
+    reported = {SITE: [_queue("sales", 3)], "site-b": [_queue("support", 4)]}
+    with hq_app(tmp_path) as (built, engine), TestClient(built) as client:
+        with engine.begin() as conn:
+            for site_id, queues in reported.items():
+                conn.execute(
+                    sa.update(sites)
+                    .where(sites.c.site_id == site_id)
+                    .values(last_seen_ms=int(time.time() * 1000), health={"queues": queues})
+                )
+        sign_in(client, "site-viewer")
+        page = client.get("/console/wallboard")
+        api = client.get(
+            "/api/v1/queues/live", headers={"Authorization": f"Bearer {HQ_TOKENS['site-viewer']}"}
+        )
+        sign_in(client, "admin")
+        everywhere = client.get("/console/wallboard", headers={"HX-Request": "true"})
+        with engine.begin() as conn:
+            conn.execute(sa.update(sites).values(health={"queues": [_queue("sales", -2)]}))
+        garbled = client.get("/console/wallboard", headers={"HX-Request": "true"})
+    assert "<html" in page.text
+    assert 'data-queue="sales"' in page.text
+    assert 'data-site="site-b"' not in page.text
+    assert '<span class="big" data-stat="waiting">3</span>' in page.text
+    assert re.search(r'data-stat="longest-wait">3\ds</span>', page.text)
+    assert '<dd data-agents="on-call">2</dd>' in page.text
+    assert '<strong id="waiting-total">7</strong>' in everywhere.text
+    assert 'hx-trigger="every 1s"' in everywhere.text
+    assert "No online site reports a queue." in garbled.text
+    assert api.status_code == 200
+    (queue,) = api.json()["queues"]
+    assert (queue["site_id"], queue["queue"], queue["waiting"]) == (SITE, "sales", 3)
+    assert queue["agents"]["on-call"] == 2
+    assert 29 <= queue["longest_wait_s"] < 40

@@ -225,3 +225,27 @@ def test_an_ivr_flow_hands_its_variables_and_priority_to_the_queue(store: Store)
     assert [(w.caller, w.priority) for w in line] == [("2002", 5), ("2001", 0), ("2003", 0)]
     assert line[0].variables == {"priority": "5", "order": "T-17"}
     assert rig.fields["c2"]["queue_priority"] == "5"
+
+
+def test_live_stats_count_answered_within_the_level_and_abandoned_callers(store: Store) -> None:
+    parts: list[dict[str, Any]] = []
+
+    def scenario(rig: Rig) -> None:
+        rig.service.login("1003")
+        rig.caller("c1", "2001")
+        rig.caller("c2", "2002")
+        parts.append(rig.service.live_stats())
+        rig.clock.now += 4
+        rig.event("agent-answered", "c1", agent="1003")
+        rig.clock.now += 1
+        rig.event("ended", "c2")
+        parts.append(rig.service.live_stats())
+
+    rig = run(store, scenario)
+    (waiting,), (after,) = (p["queues"] for p in parts)
+    assert (waiting["waiting"], waiting["oldest_entered"]) == (2, 1000.0)
+    assert waiting["agents"]["ringing"] == 1
+    assert (after["waiting"], after["answered"], after["abandoned"]) == (0, 1, 1)
+    assert after["service_level_percent"] == 50.0
+    assert after["agents"]["on-call"] == 1
+    assert rig.fields["c2"]["queue_outcome"] == "abandoned"
