@@ -45,12 +45,14 @@ from appliance.pbx.calls import CallService
 from appliance.pbx.deciders import RouteQuery
 from appliance.pbx.dialplan import Decision, DialPlan
 from appliance.pbx.gsm_machine import (
+    CAUSES,
     WAITS_FOR_LATE_CAUSE,
     Act,
     Action,
     GsmEvent,
     GsmInput,
     GsmState,
+    HangupCause,
     InvalidTransition,
     step,
 )
@@ -66,6 +68,7 @@ LATE_CAUSE_WAIT_S = 0.5
 TRIED_KEEP_S = 120.0
 CLEAR_WAIT_S = 10.0
 DIAL_ERRORS = (ModemError, ValueError)
+REFUSED_Q850 = CAUSES[HangupCause.REJECTED].q850
 
 
 def release_input(cause: str | None) -> GsmInput:
@@ -516,7 +519,7 @@ class GsmTrunkService:
             log.warning(
                 "gsm call refused", extra={"channel": channel.channel, "why": why, "caller": number}
             )
-            self._spawn(channel.driver.reject(21), channel.channel)
+            self._spawn(channel.driver.reject(REFUSED_Q850), channel.channel)
             return
         call = GsmCall(
             channel.channel,
