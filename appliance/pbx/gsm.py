@@ -10,9 +10,9 @@ group's strategy), leaving out channels this call already tried, and reserves it
 ``reserve_s``. Kamailio sends the INVITE to ``sip:<number>@<worker>;gsm=<channel>``; the
 worker reports it (``invite``), the appliance dials (ATD), maps alerting to 180 and the
 active call to 200 with the bridge opened, and a release before answer to a SIP code
-(``sip_failure``). A 503 makes Kamailio's failure_route ask the dial plan again, which
-picks the next channel (up to ``max_attempts``); busy, no answer and rejections end the
-call. The SIP side hanging up hangs the modem up (ATH) and vice versa.
+(``gsm_machine.CAUSES``). A 503 makes Kamailio's failure_route ask the dial plan again,
+which picks the next channel (up to ``max_attempts``); busy, no answer and rejections end
+the call. The SIP side hanging up hangs the modem up (ATH) and vice versa.
 
 Inbound: a ringing modem (RING/+CLIP) is held busy and its SIM's ICCID looked up in
 ``pbx.gsm.inbound`` (else ``default_inbound``); the worker calls that target through
@@ -24,6 +24,10 @@ trunk, the SIM and the caller.
 A modem that vanishes mid-call (its voice tty or AT port gone) ends the call as
 ``interrupted`` with reason ``modem-lost``; the SIM policy sees the channel unregistered
 until the driver recovers it, so it leaves the pool and rejoins by itself.
+
+The call's life is the pure state machine of ``appliance.pbx.gsm_machine``: this service
+only turns the worker's, the modem's and its timers' events into its ``GsmInput`` and
+runs the actions each transition answers.
 """
 
 from __future__ import annotations
@@ -33,13 +37,25 @@ import contextlib
 import datetime
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from appliance.pbx.calls import CallService
 from appliance.pbx.deciders import RouteQuery
 from appliance.pbx.dialplan import Decision, DialPlan
+from appliance.pbx.gsm_machine import (
+    CAUSES,
+    WAITS_FOR_LATE_CAUSE,
+    Act,
+    Action,
+    GsmEvent,
+    GsmInput,
+    GsmState,
+    HangupCause,
+    InvalidTransition,
+    step,
+)
 from appliance.pbx.media import MediaPool, MediaWorker
 from appliance.pbx.settings import GsmSettings
 from appliance.sim import CallOutcome, Pick, SimService
@@ -50,11 +66,15 @@ log = logging.getLogger(__name__)
 
 LATE_CAUSE_WAIT_S = 0.5
 TRIED_KEEP_S = 120.0
-# 24.008 cc causes (and the driver's words for results) that another channel may not hit.
-_BUSY = {"busy", "17"}
-_NO_ANSWER = {"no answer", "18", "19"}
-_REJECTED = {"21", "rejected 21"}
-_UNASSIGNED = {"1", "3", "22", "28"}
+CLEAR_WAIT_S = 10.0
+DIAL_ERRORS = (ModemError, ValueError)
+REFUSED_Q850 = CAUSES[HangupCause.REJECTED].q850
+
+
+def release_input(cause: str | None) -> GsmInput:
+    """The machine's event for a modem release with ``cause``."""
+    event = GsmEvent.MODEM_LOST if cause == "modem lost" else GsmEvent.RELEASED
+    return GsmInput(event, cause=cause)
 
 
 class GsmChannel(Protocol):
@@ -74,7 +94,7 @@ class GsmCall:
     inbound: bool
     number: str = ""
     call_id: str | None = None
-    state: str = "reserved"
+    state: GsmState = GsmState.RESERVED
     max_call_s: int | None = None
     answered_at: float | None = None
     cause: str = ""
@@ -91,26 +111,6 @@ class GsmCall:
             "sim_number": self.sim_number,
             "cause": self.cause or None,
         }
-
-
-def sip_failure(cause: str | None) -> tuple[int, str, bool]:
-    """SIP code, reason and whether another channel may be tried, for a release before answer.
-
-    RFC 3398 §8.2.6 maps the ISDN/24.008 causes: 17 user busy → 486, 18/19 no answer →
-    480, 21 rejected → 603, 1/3/22/28 bad number → 404; everything else (34 no circuit,
-    38 network out of order, 41/42 congestion, NO CARRIER, NO DIALTONE, no network) is a
-    failure of this channel → 503, which Kamailio retries on the next channel.
-    """
-    text = (cause or "").strip().lower()
-    if text in _BUSY:
-        return 486, "busy", False
-    if text in _NO_ANSWER:
-        return 480, "no-answer", False
-    if text in _REJECTED:
-        return 603, "rejected", False
-    if text in _UNASSIGNED:
-        return 404, "unallocated-number", False
-    return 503, f"gsm-{(text or 'failure').replace(' ', '-')}", True
 
 
 class GsmTrunkService:
@@ -139,6 +139,7 @@ class GsmTrunkService:
         self._late: dict[str, asyncio.Future[str | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._watchers: list[asyncio.Task[None]] = []
+        self._handlers = self._action_handlers()
         self.started = False
 
     async def start(self) -> None:
@@ -153,7 +154,7 @@ class GsmTrunkService:
             task.cancel()
         await asyncio.gather(*self._watchers, *self._tasks, return_exceptions=True)
         for call in list(self.active.values()):
-            if call.state != "reserved":
+            if call.state is not GsmState.RESERVED:
                 with contextlib.suppress(ModemError, TimeoutError):
                     async with asyncio.timeout(5):
                         await self._channels[call.channel].driver.hangup()
@@ -226,10 +227,53 @@ class GsmTrunkService:
         return state.sim.number if state is not None and state.sim is not None else ""
 
     def _reservation_expired(self, call: GsmCall) -> None:
-        if self.active.get(call.channel) is call and call.state == "reserved":
-            log.warning("gsm reservation expired", extra={"channel": call.channel})
-            del self.active[call.channel]
-            self._sim.release(call.channel)
+        if self.active.get(call.channel) is call:
+            self._feed(call, GsmInput(GsmEvent.EXPIRED))
+
+    # -- the state machine ---------------------------------------------------------------
+
+    def _feed(self, call: GsmCall, event: GsmInput) -> None:
+        """Step the call's state machine and run the transition's actions in order."""
+        try:
+            transition = step(call.state, event)
+        except InvalidTransition as err:
+            log.warning(
+                "gsm event refused",
+                extra={"error_id": err.error_id, "channel": call.channel, "error": str(err)},
+            )
+            return
+        call.state = transition.state
+        if transition.actions:
+            self._spawn(self._execute(call, transition.actions), call.channel)
+
+    async def _execute(self, call: GsmCall, actions: tuple[Action, ...]) -> None:
+        for action in actions:
+            await self._handlers[action.act](call, action)
+
+    def _action_handlers(self) -> dict[Act, Callable[[GsmCall, Action], Awaitable[None]]]:
+        return {
+            Act.REFUSE_INVITE: self._refuse_invite,
+            Act.CANCEL_TIMER: self._cancel_timer,
+            Act.RECORD_TRUNK: self._record_trunk,
+            Act.RECORD_CDR: self._record_cdr,
+            Act.DIAL: self._dial,
+            Act.SEND_PROGRESS: self._send_progress,
+            Act.MARK_ANSWERED: self._mark_answered,
+            Act.ARM_TIME_LIMIT: self._arm_time_limit,
+            Act.OPEN_BRIDGE: self._open_bridge,
+            Act.ANSWER_MODEM: self._answer_modem,
+            Act.HANG_UP: self._hang_up,
+            Act.CLEAR_MODEM: self._clear_modem,
+            Act.REJECT_MODEM: self._reject_modem,
+            Act.SET_CAUSE: self._set_cause,
+            Act.KEEP_CAUSE: self._keep_cause,
+            Act.MARK_LOST: self._mark_lost,
+            Act.END_LEG: self._end_leg,
+            Act.FAIL_OVER: self._fail_over,
+            Act.FINISH: self._finish,
+            Act.RELEASE_SIM: self._release_sim,
+            Act.FORGET: self._forget,
+        }
 
     # -- worker events -------------------------------------------------------------------
 
@@ -242,12 +286,14 @@ class GsmTrunkService:
             self._invited(worker, channel, call, event)
         elif call is None:
             return
-        elif state == "answered" and call.inbound:
-            self._spawn(self._answer_modem(call), channel)
+        elif state == "answered":
+            self._feed(call, GsmInput(GsmEvent.ANSWERED))
         elif state == "dtmf":
             self._spawn(self._driver(call).send_dtmf(str(event.get("digits", ""))), channel)
         elif state == "lost":
-            self._lost(call, str(event.get("reason", "voice port gone")))
+            why = str(event.get("reason", "voice port gone"))
+            log.warning("gsm voice port lost", extra={"channel": channel, "why": why})
+            self._feed(call, GsmInput(GsmEvent.VOICE_LOST))
         elif state == "ended":
             log.info(
                 "gsm leg ended",
@@ -257,55 +303,20 @@ class GsmTrunkService:
                     "frames": event.get("frames"),
                 },
             )
-            self._spawn(self._sip_ended(call, int(event.get("code") or 0)), channel)
+            code = int(event.get("code") or 0)
+            self._feed(call, GsmInput(GsmEvent.SIP_ENDED, sip_code=code))
 
     def _invited(
         self, worker: MediaWorker, channel: str, call: GsmCall | None, event: Mapping[str, Any]
     ) -> None:
-        if call is None or call.inbound or call.state != "reserved":
+        if call is None:
             worker.send(
                 {"cmd": "gsm-end", "channel": channel, "code": 503, "reason": "no reservation"}
             )
             return
-        if call.timer is not None:
-            call.timer.cancel()
-        call.state = "dialling"
-        call.call_id = str(event.get("call_id") or call.call_id)
-        self._update_cdr(call, trunk=channel)
-        self._spawn(self._dial(call), channel)
-
-    async def _dial(self, call: GsmCall) -> None:
-        try:
-            await self._driver(call).dial(call.number)
-        except (ModemError, ValueError) as err:
-            log.warning("gsm dial failed", extra={"channel": call.channel, "error": str(err)})
-            call.cause = "no network" if "network" in str(err) else "dial failed"
-            await self._failed(call, call.cause)
-
-    async def _answer_modem(self, call: GsmCall) -> None:
-        try:
-            await self._driver(call).answer()
-        except ModemError as err:
-            log.warning("gsm answer failed", extra={"channel": call.channel, "error": str(err)})
-            self._end_leg(call, 503, "answer failed")
-            await self._finish(call)
-
-    async def _sip_ended(self, call: GsmCall, code: int) -> None:
-        """The worker's SIP leg is gone: hang the modem up if it still has the call."""
-        if call.finished:
-            self._forget(call)
-            return
-        dialled = call.state != "reserved"
-        call.state = "ending"
-        driver = self._driver(call)
-        with contextlib.suppress(ModemError, TimeoutError):
-            async with asyncio.timeout(10):
-                if call.inbound and call.answered_at is None:
-                    await driver.reject(17 if code == 486 else 21)
-                elif dialled:
-                    await driver.hangup()
-        await self._finish(call)
-        self._forget(call)
+        if call.state is GsmState.RESERVED:
+            call.call_id = str(event.get("call_id") or call.call_id)
+        self._feed(call, GsmInput(GsmEvent.INVITE))
 
     # -- modem events --------------------------------------------------------------------
 
@@ -326,33 +337,17 @@ class GsmTrunkService:
         elif event.incoming and event.state is CallState.INCOMING:
             if call is None:
                 self._incoming(channel, event.number or "anonymous")
-        elif call is None or call.inbound:
-            if call is not None and event.state is CallState.ACTIVE:
-                self._connected(call)
-        elif event.state is CallState.ALERTING and call.state == "dialling":
-            call.state = "alerting"
-            self._send(call, {"cmd": "gsm-progress"})
-        elif event.state is CallState.ACTIVE and call.answered_at is None:
-            self._connected(call)
-
-    def _connected(self, call: GsmCall) -> None:
-        call.state = "active"
-        call.answered_at = time.monotonic()
-        if not call.inbound:
-            voice = self._driver(call).voice_path()
-            if voice is None:
-                self._lost(call, "no voice port")
-                return
-            self._send(call, {"cmd": "gsm-answer", "voice_port": voice[0], "rate": voice[1]})
-        if call.max_call_s:
-            loop = asyncio.get_running_loop()
-            call.timer = loop.call_later(call.max_call_s, self._time_limit, call)
+        elif call is None:
+            return
+        elif event.state is CallState.ALERTING:
+            self._feed(call, GsmInput(GsmEvent.ALERTING))
+        elif event.state is CallState.ACTIVE:
+            self._feed(call, GsmInput(GsmEvent.CONNECTED))
 
     def _time_limit(self, call: GsmCall) -> None:
-        if self.active.get(call.channel) is call and not call.finished:
+        if self.active.get(call.channel) is call:
             log.info("gsm call reached the SIM's time limit", extra={"channel": call.channel})
-            call.cause = "time-limit"
-            self._spawn(self._driver(call).hangup(), call.channel)
+            self._feed(call, GsmInput(GsmEvent.TIME_LIMIT))
 
     def _release_event(self, channel: str, call: GsmCall | None, event: CallEvent) -> None:
         """The modem released a call; a release without a cause may get one just after."""
@@ -361,50 +356,113 @@ class GsmTrunkService:
             if late is not None and not late.done():
                 late.set_result(event.cause)
             return
-        if call is None or call.state in ("ending", "reserved"):
+        if call is None:
             return
-        waiter: asyncio.Future[str | None] | None = None
-        if event.cause is None and call.answered_at is None and not call.inbound:
-            waiter = asyncio.get_running_loop().create_future()
+        if event.cause is None and call.state in WAITS_FOR_LATE_CAUSE:
+            waiter: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
             self._late[channel] = waiter
-        self._spawn(self._released(call, event.cause, waiter), channel)
+            self._spawn(self._late_release(call, waiter), channel)
+            return
+        self._feed(call, release_input(event.cause))
 
-    async def _released(
-        self, call: GsmCall, cause: str | None, waiter: asyncio.Future[str | None] | None
-    ) -> None:
-        if waiter is not None:
-            try:
-                cause = await asyncio.wait_for(waiter, LATE_CAUSE_WAIT_S)
-            except TimeoutError:
-                cause = None
-            finally:
-                self._late.pop(call.channel, None)
-        call.cause = call.cause or (cause or "")
-        if call.answered_at is None and not call.inbound:
-            await self._failed(call, cause)
-            return
-        if cause == "modem lost":
-            self._lost(call, "modem lost")
-            return
+    async def _late_release(self, call: GsmCall, waiter: asyncio.Future[str | None]) -> None:
+        try:
+            cause = await asyncio.wait_for(waiter, LATE_CAUSE_WAIT_S)
+        except TimeoutError:
+            cause = None
+        finally:
+            self._late.pop(call.channel, None)
+        self._feed(call, release_input(cause))
+
+    # -- actions -------------------------------------------------------------------------
+
+    async def _refuse_invite(self, call: GsmCall, _: Action) -> None:
+        self._send(call, {"cmd": "gsm-end", "code": 503, "reason": "no reservation"})
+
+    async def _cancel_timer(self, call: GsmCall, _: Action) -> None:
+        if call.timer is not None:
+            call.timer.cancel()
+
+    async def _record_trunk(self, call: GsmCall, _: Action) -> None:
+        self._update_cdr(call, trunk=call.channel)
+
+    async def _record_cdr(self, call: GsmCall, _: Action) -> None:
         self._update_cdr(call)
-        self._end_leg(call, 200, "gsm released")
-        await self._finish(call)
 
-    async def _failed(self, call: GsmCall, cause: str | None) -> None:
-        code, reason, retry = sip_failure(cause)
+    async def _dial(self, call: GsmCall, _: Action) -> None:
+        try:
+            await self._driver(call).dial(call.number)
+        except DIAL_ERRORS as err:
+            log.warning("gsm dial failed", extra={"channel": call.channel, "error": str(err)})
+            cause = "no network" if "network" in str(err) else "dial failed"
+            self._feed(call, GsmInput(GsmEvent.DIAL_FAILED, cause=cause))
+
+    async def _send_progress(self, call: GsmCall, _: Action) -> None:
+        self._send(call, {"cmd": "gsm-progress"})
+
+    async def _mark_answered(self, call: GsmCall, _: Action) -> None:
+        call.answered_at = time.monotonic()
+
+    async def _arm_time_limit(self, call: GsmCall, _: Action) -> None:
+        if call.max_call_s:
+            loop = asyncio.get_running_loop()
+            call.timer = loop.call_later(call.max_call_s, self._time_limit, call)
+
+    async def _open_bridge(self, call: GsmCall, _: Action) -> None:
+        voice = self._driver(call).voice_path()
+        if voice is None:
+            log.warning("gsm call without voice port", extra={"channel": call.channel})
+            self._feed(call, GsmInput(GsmEvent.VOICE_LOST))
+            return
+        self._send(call, {"cmd": "gsm-answer", "voice_port": voice[0], "rate": voice[1]})
+
+    async def _answer_modem(self, call: GsmCall, _: Action) -> None:
+        try:
+            await self._driver(call).answer()
+        except ModemError as err:
+            log.warning("gsm answer failed", extra={"channel": call.channel, "error": str(err)})
+            self._feed(call, GsmInput(GsmEvent.ANSWER_FAILED))
+
+    async def _hang_up(self, call: GsmCall, _: Action) -> None:
+        await self._driver(call).hangup()
+
+    async def _clear_modem(self, call: GsmCall, _: Action) -> None:
+        with contextlib.suppress(ModemError, TimeoutError):
+            async with asyncio.timeout(CLEAR_WAIT_S):
+                await self._driver(call).hangup()
+        self._feed(call, GsmInput(GsmEvent.HUNG_UP))
+
+    async def _reject_modem(self, call: GsmCall, action: Action) -> None:
+        with contextlib.suppress(ModemError, TimeoutError):
+            async with asyncio.timeout(CLEAR_WAIT_S):
+                await self._driver(call).reject(action.q850)
+        self._feed(call, GsmInput(GsmEvent.HUNG_UP))
+
+    async def _set_cause(self, call: GsmCall, action: Action) -> None:
+        call.cause = action.text
+
+    async def _keep_cause(self, call: GsmCall, action: Action) -> None:
+        call.cause = call.cause or action.text
+
+    async def _mark_lost(self, call: GsmCall, _: Action) -> None:
+        log.warning("gsm modem lost mid-call", extra={"channel": call.channel})
+        call.cause = "modem lost"
+        if call.call_id:
+            self._calls().update(call.call_id, media_interrupted="modem-lost", gsm=call.info())
+
+    async def _fail_over(self, call: GsmCall, action: Action) -> None:
+        """Move the call to the next channel on its worker, else end its leg with the code."""
         log.info(
             "gsm call failed",
-            extra={"channel": call.channel, "cause": cause, "sip_code": code, "retry": retry},
+            extra={"channel": call.channel, "cause": call.cause, "sip_code": action.code},
         )
-        moved = self._next_on_worker(call) if retry else None
+        moved = self._next_on_worker(call)
         if moved is None:
-            self._end_leg(call, code, reason)
-        await self._finish(call)
-        if moved is not None:
-            self._forget(call)
-            self._send(call, {"cmd": "gsm-move", "to": moved.channel})
-            self._update_cdr(moved, trunk=moved.channel)
-            self._spawn(self._dial(moved), moved.channel)
+            await self._end_leg(call, action)
+            return
+        await self._forget(call, action)
+        self._send(call, {"cmd": "gsm-move", "to": moved.channel})
+        self._feed(moved, GsmInput(GsmEvent.INVITE))
 
     def _next_on_worker(self, call: GsmCall) -> GsmCall | None:
         """Another channel of the call's group on the same worker, reserved for the call.
@@ -426,22 +484,12 @@ class GsmTrunkService:
             return None
         tried.add(picked.channel)
         moved = GsmCall(picked.channel, picked.iccid, self._sim_number(picked.channel), False,
-                        call.number, call.call_id, state="dialling",
-                        max_call_s=picked.max_call_s, group=call.group)  # fmt: skip
+                        call.number, call.call_id, max_call_s=picked.max_call_s,
+                        group=call.group)  # fmt: skip
         self.active[picked.channel] = moved
         log.info("gsm call moves to the next channel",
                  extra={"from": call.channel, "to": picked.channel})  # fmt: skip
         return moved
-
-    def _lost(self, call: GsmCall, why: str) -> None:
-        if call.finished and call.cause == "modem lost":
-            return
-        log.warning("gsm modem lost mid-call", extra={"channel": call.channel, "why": why})
-        call.cause = "modem lost"
-        if call.call_id:
-            self._calls().update(call.call_id, media_interrupted="modem-lost", gsm=call.info())
-        self._end_leg(call, 503, "modem-lost")
-        self._spawn(self._finish(call), call.channel)
 
     def _far_dtmf(self, channel: str, digit: str) -> None:
         call = self.active.get(channel)
@@ -471,10 +519,15 @@ class GsmTrunkService:
             log.warning(
                 "gsm call refused", extra={"channel": channel.channel, "why": why, "caller": number}
             )
-            self._spawn(channel.driver.reject(21), channel.channel)
+            self._spawn(channel.driver.reject(REFUSED_Q850), channel.channel)
             return
         call = GsmCall(
-            channel.channel, iccid, self._sim_number(channel.channel), True, number, state="ringing"
+            channel.channel,
+            iccid,
+            self._sim_number(channel.channel),
+            True,
+            number,
+            state=GsmState.RINGING,
         )
         self.active[channel.channel] = call
         log.info(
@@ -512,9 +565,8 @@ class GsmTrunkService:
     def worker_lost(self, worker: MediaWorker) -> None:
         """A GSM worker died: hang up the modems of its channels."""
         for call in list(self.active.values()):
-            if call.channel in worker.config.gsm_channels and call.state != "reserved":
-                call.cause = "media-worker-restart"
-                self._spawn(self._sip_ended(call, 0), call.channel)
+            if call.channel in worker.config.gsm_channels:
+                self._feed(call, GsmInput(GsmEvent.WORKER_LOST))
 
     def status(self) -> list[dict[str, Any]]:
         """Every channel: its worker and the call on it."""
@@ -543,8 +595,8 @@ class GsmTrunkService:
             )
         return result
 
-    def _end_leg(self, call: GsmCall, code: int, reason: str) -> None:
-        self._send(call, {"cmd": "gsm-end", "code": code, "reason": reason})
+    async def _end_leg(self, call: GsmCall, action: Action) -> None:
+        self._send(call, {"cmd": "gsm-end", "code": action.code, "reason": action.reason})
 
     def _send(self, call: GsmCall, command: dict[str, Any]) -> None:
         worker = self.worker_for(call.channel)
@@ -555,7 +607,7 @@ class GsmTrunkService:
         if call.call_id:
             self._calls().update(call.call_id, gsm=call.info(), **fields)
 
-    async def _finish(self, call: GsmCall) -> None:
+    async def _finish(self, call: GsmCall, _: Action) -> None:
         """Count the call against its SIM once and free the channel.
 
         Incoming calls nobody answered are not the SIM's failures: they free the channel
@@ -575,7 +627,11 @@ class GsmTrunkService:
             CallOutcome(call.channel, call.iccid, ended, call.answered_at is not None, connected)
         )
 
-    def _forget(self, call: GsmCall) -> None:
+    async def _release_sim(self, call: GsmCall, _: Action) -> None:
+        log.warning("gsm reservation expired", extra={"channel": call.channel})
+        self._sim.release(call.channel)
+
+    async def _forget(self, call: GsmCall, _: Action) -> None:
         if self.active.get(call.channel) is call:
             del self.active[call.channel]
 

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from appliance.pbx.dialplan import DialPlan, DialPlanError
-from appliance.pbx.gsm import sip_failure
+from appliance.pbx.gsm_machine import sip_failure
 from appliance.pbx.media import dispatcher_list, gsm_worker_configs, worker_configs
 from appliance.pbx.settings import DialPlanSettings, GsmSettings, MediaSettings
 from appliance.settings import ApplianceSettings
