@@ -14,14 +14,20 @@ import sqlalchemy as sa
 import yaml
 
 from aggregator.store.db import driver_url
-from aggregator.store.schema import cdrs
+from aggregator.store.schema import cdrs, recordings
 from tests.integration.routing.test_routing_sync import directory, running_version
-from tests.integration.test_sync import start_aggregator, start_appliance, stored_ids
+from tests.integration.test_sync import (
+    queue_recordings,
+    start_aggregator,
+    start_appliance,
+    stored_ids,
+)
 from tests.pg import postgres_server
 from tests.procs import Service, free_port
 from tests.sync_env import TOKEN, SyncEnv, make_env, wait_for
 
 TOTAL = 30_000
+RECORDINGS = 5
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +68,11 @@ def start_node_2(node: SyncEnv) -> Service:
     return svc
 
 
-def stored(db_url: str) -> int:
+def stored(db_url: str, table: sa.Table = cdrs) -> int:
     engine = sa.create_engine(db_url)
     try:
         with engine.connect() as conn:
-            return int(conn.scalar(sa.select(sa.func.count()).select_from(cdrs)) or 0)
+            return int(conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
     finally:
         engine.dispose()
 
@@ -80,6 +86,8 @@ def test_a_site_fails_over_to_node_2_when_node_1_is_killed_mid_stream(
     app_config["sync"]["endpoints"] = [env.ingest, node.ingest]
     env.app_config.write_text(yaml.safe_dump(app_config))
     env.prefill(TOTAL)
+    names = [f"r{n}" for n in range(RECORDINGS)]
+    queue_recordings(env, *names)
     node_1 = start_aggregator(env)
     node_2 = start_node_2(node)
     app = start_appliance(env)
@@ -96,12 +104,16 @@ def test_a_site_fails_over_to_node_2_when_node_1_is_killed_mid_stream(
         wait_for(lambda: env.pending() == 0, 60, "an empty outbox")
         wait_for(lambda: running_version(env) == 1, 30, "the routing change at the site")
         assert node.ingested() == TOTAL
+        wait_for(lambda: stored(database, recordings) == RECORDINGS, 60, "every recording")
     finally:
         app.close()
         node_1.close()
         node_2.close()
     assert sorted(stored_ids(env, database)) == list(range(TOTAL))
     sessions = [line for line in app.log.read_text().splitlines() if "sync session up" in line]
+    store = env.root / "agg" / "recordings"
+    assert len([p for p in store.glob("??/*") if p.is_file()]) == RECORDINGS
+    assert not list(store.glob("incoming/*/*.part"))
     nodes = [line.split("endpoint=")[1] for line in sessions]
     assert nodes[0] == env.ingest
     assert set(nodes[1:]) == {node.ingest}
