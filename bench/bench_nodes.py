@@ -7,6 +7,9 @@ sending ``hello`` and then a ``status`` every ``--status-s`` seconds (the applia
 before the sites, with them connected, and per site. Numbers feed docs/scale.md.
 
     bench/bench_nodes.py --sites 500 --status-s 1 --seconds 20
+
+``--cdr-bytes N`` instead stores N synthetic CDRs (tests/sync_env.py ``make_cdr``) into
+a throwaway PostgreSQL and reports the bytes per CDR of the table with its indexes.
 """
 
 from __future__ import annotations
@@ -17,13 +20,19 @@ import tempfile
 import time
 from pathlib import Path
 
+import sqlalchemy as sa
 import yaml
 import zmq
 
+from aggregator.store.cdrs import CdrStore
+from aggregator.store.db import migrated_engine
 from drivers.sync import keys
 from drivers.sync.protocol import Hello, Status, encode
 from tests.pg import postgres_server
 from tests.procs import Service, free_port
+from tests.sync_env import make_cdr
+
+BATCH = 5000
 
 
 def _proc_stats(pid: int) -> tuple[float, float]:
@@ -100,13 +109,33 @@ def _run(args: argparse.Namespace, root: Path, db_url: str | None) -> None:
     print(f"  {(cpu2 - cpu1) * 1e6 / sent:.0f} CPU us per status")
 
 
+def _cdr_bytes(url: str, count: int) -> None:
+    engine, _ = migrated_engine(url)
+    store = CdrStore(engine)
+    try:
+        for first in range(0, count, BATCH):
+            last = min(first + BATCH, count)
+            store.ingest("site-a", [(n + 1, make_cdr(n)) for n in range(first, last)])
+        with engine.connect() as conn:
+            for table in ("cdrs", "cdr_rollup", "cdr_rollup_daily"):
+                size = int(conn.scalar(sa.text(f"SELECT pg_total_relation_size('{table}')")))
+                print(f"{table}: {size / 2**20:.1f} MiB, {size / count:.0f} bytes per CDR")
+    finally:
+        engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sites", type=int, default=500)
     parser.add_argument("--status-s", type=float, default=1.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--cdr-bytes", type=int, default=0, metavar="N")
     args = parser.parse_args()
+    if args.cdr_bytes:
+        with postgres_server() as url:
+            _cdr_bytes(url, args.cdr_bytes)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-nodes-") as tmp:
         if args.postgres:
             with postgres_server() as url:
