@@ -26,6 +26,7 @@ import zmq
 
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import migrated_engine
+from bench import harness
 from drivers.sync import keys
 from drivers.sync.protocol import Hello, Status, encode
 from tests.pg import postgres_server
@@ -70,7 +71,7 @@ def _run(args: argparse.Namespace, root: Path, db_url: str | None) -> None:
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     socks: list[zmq.Socket[bytes]] = []
     try:
-        agg.wait_healthy(f"http://127.0.0.1:{port}/healthz", timeout=60)
+        agg.wait_healthy(f"http://127.0.0.1:{port}/healthz", timeout=harness.limit(60))
         time.sleep(2)
         rss0, cpu0 = _proc_stats(agg.proc.pid)
         for (site_id, _), (public, secret) in zip(sites, pairs, strict=True):
@@ -125,13 +126,16 @@ def _cdr_bytes(url: str, count: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = harness.parser(__doc__.split("\n")[0])
     parser.add_argument("--sites", type=int, default=500)
     parser.add_argument("--status-s", type=float, default=1.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--cdr-bytes", type=int, default=0, metavar="N")
-    args = parser.parse_args()
+    harness.run(measure, parser.parse_args())
+
+
+def measure(args: argparse.Namespace) -> None:
     if args.cdr_bytes:
         with postgres_server() as url:
             _cdr_bytes(url, args.cdr_bytes)
