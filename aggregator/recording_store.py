@@ -82,8 +82,12 @@ def expire(
     Returns how many moved, and the relative paths of files no remaining recording uses
     (to be deleted once this transaction committed).
     """
+    # Several aggregator nodes sweep at once: each takes rows the others have not locked.
     rows = conn.execute(
-        sa.select(recordings).where(recordings.c.stored_ms < before_ms).limit(limit)
+        sa.select(recordings)
+        .where(recordings.c.stored_ms < before_ms)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
     ).all()
     for row in rows:
         conn.execute(sa.delete(recordings).where(*_is(recordings, row.site_id, row.recording_id)))
@@ -110,10 +114,11 @@ def remove_files(root: Path, paths: Iterable[str]) -> int:
     """Delete expired recordings' files; returns how many were there."""
     removed = 0
     for rel in paths:
-        target = root / rel
-        if target.exists():
-            target.unlink()
-            removed += 1
+        try:
+            (root / rel).unlink()
+        except FileNotFoundError:
+            continue
+        removed += 1
     return removed
 
 

@@ -137,15 +137,21 @@ async def hq_link(box: Appliance) -> list[Finding]:
         return [
             fail("hq", "HQ link", str(err), "restore the site's key file, or re-enrol the site")
         ]
-    try:
-        took = await curve_handshake(
-            sync.endpoint, public, secret, sync.server_public_key.encode(), PROBE_TIMEOUT_S / 2
-        )
-    except HandshakeFailed as err:
-        return [fail("hq", "HQ link", str(err), _HQ_STEPS[err.error_id])]
+    failed: list[HandshakeFailed] = []
+    for endpoint in sync.nodes():
+        try:
+            took = await curve_handshake(
+                endpoint, public, secret, sync.server_public_key.encode(), PROBE_TIMEOUT_S / 2
+            )
+            break
+        except HandshakeFailed as err:
+            failed.append(err)
+    else:
+        steps = _HQ_STEPS[failed[-1].error_id]
+        return [fail("hq", "HQ link", "; ".join(map(str, failed)), steps)]
     health = await box.get("/healthz")
     session = health["checks"].get("sync", {}).get("detail", "unknown")
-    detail = f"CurveZMQ handshake with {sync.endpoint} in {took * 1000:.0f} ms; session {session}"
+    detail = f"CurveZMQ handshake with {endpoint} in {took * 1000:.0f} ms; session {session}"
     if session != "up":
         return [warn("hq", "HQ link", detail, "wait a minute; if it stays down, read the log")]
     return [ok("hq", "HQ link", detail)]
@@ -153,7 +159,7 @@ async def hq_link(box: Appliance) -> list[Finding]:
 
 _HQ_STEPS = {
     "refused": "HQ does not know this site's key: re-enrol the site or check sync.key_file",
-    "timeout": "check the VPN and that HQ runs and listens on sync.endpoint (firewall, route)",
+    "timeout": "check the VPN and that HQ runs and listens on sync.endpoints (firewall, route)",
 }
 
 

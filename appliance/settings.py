@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import zoneinfo
 from pathlib import Path
 from typing import Literal
@@ -61,11 +62,19 @@ class SipSettings(Section):
         return check_domain(value)
 
 
+ENDPOINT_PATTERN = r"^(tcp|ipc)://.+"
+
+
 class SyncSettings(Section):
     """The link to the aggregator: ZeroMQ DEALER with CurveZMQ."""
 
     enabled: bool = False
-    endpoint: str = Field("tcp://127.0.0.1:5570", pattern=r"^(tcp|ipc)://.+")
+    endpoint: str = Field("tcp://127.0.0.1:5570", pattern=ENDPOINT_PATTERN)
+    endpoints: list[str] = Field(
+        default_factory=list,
+        description="aggregator nodes tried in turn; empty means [endpoint]",
+        max_length=64,
+    )
     server_public_key: str = ""
     key_file: Path | None = Field(None, description="site .key_secret; default data_dir/keys")
     batch_size: int = Field(5000, ge=1, le=10_000)
@@ -84,6 +93,20 @@ class SyncSettings(Section):
         if value:
             check_z85_key(value)
         return value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints(cls, value: list[str]) -> list[str]:
+        for endpoint in value:
+            if not re.match(ENDPOINT_PATTERN, endpoint):
+                raise ValueError(f"sync.endpoints: {endpoint!r} is not tcp://… or ipc://…")
+        if len(set(value)) != len(value):
+            raise ValueError("sync.endpoints lists an endpoint twice")
+        return value
+
+    def nodes(self) -> list[str]:
+        """The aggregator endpoints in the order they are tried."""
+        return self.endpoints or [self.endpoint]
 
     @model_validator(mode="after")
     def _key_needed(self) -> SyncSettings:

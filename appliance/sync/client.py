@@ -6,7 +6,9 @@ deletes outbox entries off the loop, and hands what HQ sends to the features tha
 registered for it at the composition root (appliance/sync/features.py): outbox
 streams, topics, command handlers, publishers and status parts. Recordings go one at a
 time beside the batches, on HQ's credit (see recordings.py). When the session is lost
-the socket is closed and a new session starts after a jittered, growing delay, sending
+the socket is closed and a new session starts with the next aggregator node of
+``sync.endpoints`` (the site stays on a node as long as its session lives), after a
+jittered delay that grows once each round through the list has failed, sending
 everything still in the outboxes again from the start — the aggregator stores by
 (site, record id), so a repeat is harmless. Nothing leaves an outbox without an ack,
 so HQ can be down for days; the only bound is the store's size, and the client warns
@@ -117,6 +119,7 @@ class SyncClient:
         self._ctx: zmq.asyncio.Context | None = None
         self._task: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._node = 0
         self._store_ratio = 0.0
         self._last_heard = 0.0
         self._last_status = 0.0
@@ -176,7 +179,7 @@ class SyncClient:
                 await self._connection()
             except SessionLost as err:
                 self.metrics.reconnects.labels(reason=str(err).split(":")[0]).inc()
-                log.warning("sync session lost", extra={"reason": str(err)})
+                log.warning("sync session lost", extra={"reason": str(err), "endpoint": self.node})
             finally:
                 self.metrics.connected.set(0)
                 self.session_up.clear()
@@ -186,7 +189,13 @@ class SyncClient:
                 if self._last_heard and time.monotonic() - self._last_heard < 5
                 else (failures + 1)
             )
-            await asyncio.sleep(self._backoff(failures))
+            self._node = (self._node + 1) % len(self._sync.nodes())
+            await asyncio.sleep(self._backoff(failures // len(self._sync.nodes())))
+
+    @property
+    def node(self) -> str:
+        """The aggregator endpoint of the current (or next) session."""
+        return self._sync.nodes()[self._node]
 
     def _backoff(self, failures: int) -> float:
         base = min(self._sync.reconnect_max_s, self._sync.reconnect_min_s * 2 ** min(failures, 16))
@@ -200,7 +209,7 @@ class SyncClient:
         sock.linger = 0
         sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
-        sock.connect(self._sync.endpoint)
+        sock.connect(self.node)
         self._session = ClientSession(self._config, [s.stream for s in self._streams.values()])
         for publisher in self.features.publishers:
             publisher.reset()
@@ -299,7 +308,7 @@ class SyncClient:
     def _up(self) -> None:
         self.metrics.connected.set(1)
         self.session_up.set()
-        log.info("sync session up", extra={"endpoint": self._sync.endpoint})
+        log.info("sync session up", extra={"endpoint": self.node})
 
     def _refused(self, error: ErrorReply) -> None:
         self.metrics.protocol_errors.labels(error_id=error.error_id).inc()

@@ -196,3 +196,27 @@ def test_recording_quota_retention_and_states_work_on_postgres(
         assert found == {("site-a", "r1"): "expired", ("site-a", "r9"): "pending"}
         assert recording_store.site_bytes(conn, "site-a") == 0
     engine.dispose()
+
+
+def test_two_nodes_sweeping_at_once_expire_each_recording_once(clean_pg: str) -> None:
+    engine = create_engine(clean_pg)
+    row = {"site_id": "site-a", "size": 1, "stored_ms": 0, "meta": {}}
+    with engine.begin() as conn:
+        for n in range(4):
+            sha = f"{n:064x}"
+            conn.execute(
+                sa.insert(recordings).values(
+                    **row, recording_id=f"r{n}", sha256=sha, path=f"{sha[:2]}/{sha}"
+                )
+            )
+    try:
+        with engine.begin() as node_1:
+            moved_1, _ = recording_store.expire(node_1, 1, 2, limit=3)
+            with engine.begin() as node_2:
+                node_2.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+                moved_2, _ = recording_store.expire(node_2, 1, 2)
+        assert (moved_1, moved_2) == (3, 1)
+        with engine.connect() as conn:
+            assert conn.scalar(sa.select(sa.func.count()).select_from(recordings)) == 0
+    finally:
+        engine.dispose()
