@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +12,6 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from aggregator.store.db import driver_url
 from aggregator.store.schema import cdrs, recordings
 from tests.integration.routing.test_routing_sync import directory, running_version
 from tests.integration.test_sync import (
@@ -22,7 +20,7 @@ from tests.integration.test_sync import (
     start_appliance,
     stored_ids,
 )
-from tests.pg import postgres_server
+from tests.pg import fresh_database, postgres_server
 from tests.procs import Service, free_port
 from tests.sync_env import TOKEN, SyncEnv, make_env, wait_for
 
@@ -39,16 +37,8 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture
 def database(pg_url: str) -> Iterator[str]:
     """A new, empty database the nodes migrate at start; dropped afterwards."""
-    name = f"multinode_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(driver_url(pg_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(pg_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(pg_url, "multinode") as url:
+        yield url
 
 
 def second_node(env: SyncEnv) -> SyncEnv:

@@ -6,7 +6,6 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import signal
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,12 +20,12 @@ from aggregator.settings import RecordingStoreSettings
 from aggregator.store import migrate
 from aggregator.store.cdr_rows import parse_batch
 from aggregator.store.cdrs import CdrStore
-from aggregator.store.db import create_engine, driver_url, migrated_engine
+from aggregator.store.db import create_engine, migrated_engine
 from aggregator.store.schema import cdr_rollup, cdr_rollup_daily, cdrs, metadata, recordings
 from drivers.sync.protocol import RecChunk, RecDone, RecOffer
 from tests.first_release import make_first_release_db, spread_cdr
 from tests.integration.test_sync import start_aggregator, start_appliance, stored_ids
-from tests.pg import postgres_server
+from tests.pg import fresh_database, postgres_server
 from tests.sync_env import make_cdr, make_env, wait_for
 
 
@@ -50,16 +49,8 @@ def clean_pg(pg_url: str) -> str:
 @pytest.fixture
 def empty_pg(pg_url: str) -> Iterator[str]:
     """A new, empty database on the test server, dropped afterwards."""
-    name = f"migration_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(driver_url(pg_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(pg_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(pg_url, "migration") as url:
+        yield url
 
 
 def test_a_first_release_postgres_database_is_upgraded_with_its_data_kept(empty_pg: str) -> None:
