@@ -4,9 +4,22 @@ Theory of operation: every open call lives in the StateStore (namespace ``pbx-op
 from its ``invite`` event on, so it survives a crash of any process. When a call ends
 its CDR is appended to the ``cdr`` outbox, indexed by call id (``pbx-done``) for the
 recordings service and by start time (``pbx-cdr``) for search, and its open record
-deleted, all in one transaction (same msgpack layout as StateStore): a finished call
-costs one fsync'd commit. If that commit fails, the CDR is stored in the open record
-(``closing``) when the store still takes that. After a crash, open records become
+deleted, all in one transaction (same msgpack layout as StateStore).
+
+Group commit: the writes of Kamailio's events (``handle``) are staged and committed
+together when a short window ends (``GROUP_WINDOW_S``, or at once when
+``GROUP_MAX_WRITES`` are staged): at 100 calls/s the invite, answer and CDR writes of
+many calls share one fsync instead of taking three each. Until that commit the staged
+open calls are read from memory. Nothing that depends on durability runs before it:
+``on_change`` (webhooks: call started, answered, ended), the ``cdr written`` log and the
+``ended`` counters follow the commit. The other methods (API hang-up, media loss,
+restart) commit what is staged, then their own writes, before they return. Events that
+Kamailio sent but that were not yet committed when the process died are lost exactly
+like events still in the socket: Kamailio never waits for them. If a group commit
+fails, each of its writes is retried alone with the rules below.
+
+If a CDR's commit fails, the CDR is stored in the open record (``closing``) when the
+store still takes that. After a crash, open records become
 ``interrupted`` CDRs; a record caught in ``closing`` is re-appended only if its CDR is
 not already pending in the outbox, with the same ``cdr_id`` (the aggregator stores by
 site and CDR id), so no CDR is lost or doubled.
@@ -31,7 +44,7 @@ from typing import Any
 import msgpack
 
 from appliance.pbx.cdr import CdrBuilder
-from appliance.store import Outbox, StateStore, Store, StoreError
+from appliance.store import GroupCommit, Outbox, Staged, StateStore, Store, StoreError
 from drivers.sync.records import iso
 
 log = logging.getLogger(__name__)
@@ -40,6 +53,8 @@ OPEN, DONE, INDEX = "pbx-open", "pbx-done", "pbx-cdr"
 DONE_KEEP_S = 24 * 3600
 INDEX_KEEP_S = 90 * 24 * 3600
 EXPECT_S = 120.0
+GROUP_WINDOW_S = 0.002
+GROUP_MAX_WRITES = 256
 
 
 class CallService:
@@ -58,9 +73,15 @@ class CallService:
         self._unstored: dict[str, dict[str, Any]] = {}
         self._expected: dict[str, float] = {}
         self.ended: collections.Counter[str] = collections.Counter()
+        self.group = GroupCommit(store, GROUP_WINDOW_S, GROUP_MAX_WRITES)
+        self._staged: dict[str, dict[str, Any] | None] = {}
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Apply one event; returns the CDR it finished, if any."""
+        """Apply one event; returns the CDR it finished, if any.
+
+        Its writes join the current group commit; ``on_change`` runs once they are durable
+        (without a running event loop, before this returns).
+        """
         kind = event.get("event")
         call_id = str(event.get("call_id", ""))
         if kind == "rejected":
@@ -68,12 +89,11 @@ class CallService:
         if not call_id:
             log.warning("call event without call id dropped", extra={"kind": kind})
             return None
-        call = self.open.get(call_id) or self._unstored.get(call_id)
+        call = self._current(call_id)
         if kind == "invite":
             if call is None:
                 call = self.builder.open_call(event, self._conversation(event))
-                self._keep(call_id, call)
-                self._changed("call.started", call)
+                self._keep(call_id, call, "call.started")
             return None
         if call is None:
             log.warning("event for an unknown call", extra={"kind": kind, "call_id": call_id})
@@ -82,8 +102,7 @@ class CallService:
             call["answer"] = float(event.get("ts", time.time()))
             call["to_tag"] = event.get("to_tag") or None
             call["dialog"] = [event.get("h_entry"), event.get("h_id")]
-            self._keep(call_id, call)
-            self._changed("call.answered", call)
+            self._keep(call_id, call, "call.answered")
             return None
         if kind == "end":
             return self._write(call, self.builder.from_end(call, event))
@@ -111,6 +130,7 @@ class CallService:
         if not (header or replaces or referrer):
             # An ordinary call: no need to read every open call (costly with hundreds up).
             return None
+        self.flush()
         open_calls = [c for _, c in self.open.items()]
         known = {c.get("conversation_id") for c in open_calls} | set(self._expected)
         if header and (header in known or event.get("peer_site")):
@@ -125,13 +145,19 @@ class CallService:
                 return str(call["conversation_id"])
         return None
 
+    def flush(self) -> None:
+        """Commit the staged writes now instead of when the group window ends."""
+        self.group.flush()
+
     def get(self, call_id: str) -> dict[str, Any] | None:
         """The open call ``call_id``, if it is in progress."""
+        self.flush()
         call = self.open.get(call_id)
         return None if call is None or "closing" in call else dict(call)
 
     def update(self, call_id: str, **fields: Any) -> None:
         """Change fields of an open call (e.g. recording started on demand)."""
+        self.flush()
         call = self.open.get(call_id)
         if call is not None and "closing" not in call:
             call.update(fields)
@@ -140,17 +166,22 @@ class CallService:
     def close(
         self, call_id: str, disposition: str, reason: str, side: str = "system"
     ) -> dict[str, Any] | None:
-        """End an open call the appliance hung up itself; returns its CDR."""
+        """End an open call the appliance hung up itself; returns its CDR once committed."""
+        self.flush()
         call = self.open.get(call_id)
         if call is None or "closing" in call:
             return None
         if call.get("answer") is None and disposition == "answered":
             disposition = "cancelled"
-        cdr = self.builder.finish(call, time.time(), disposition, 0, reason, side)
-        return self._write(call, cdr)
+        cdr = self._write(
+            call, self.builder.finish(call, time.time(), disposition, 0, reason, side)
+        )
+        self.flush()
+        return cdr
 
     def media_lost(self, peer: str, why: str) -> list[dict[str, Any]]:
         """Close the open calls that had a media worker at ``peer`` as one end."""
+        self.flush()
         lost = [c for _, c in self.open.items()
                 if c.get("media_peer") == peer and "closing" not in c]  # fmt: skip
         return [cdr for c in lost if (cdr := self.close(c["call_id"], "interrupted", why))]
@@ -158,6 +189,7 @@ class CallService:
     def failed_over(self, event: Mapping[str, Any]) -> None:
         """Kamailio moved a call on to its next hop: the CDR names where it went."""
         call_id = str(event.get("call_id", ""))
+        self.flush()
         call = self.open.get(call_id) if call_id else None
         if call is None or "closing" in call:
             return
@@ -171,10 +203,12 @@ class CallService:
 
     def live_calls(self) -> list[dict[str, Any]]:
         """Calls in progress."""
+        self.flush()
         return [call for _, call in self.open.items() if "closing" not in call]
 
     def mark_media_interrupted(self, why: str) -> int:
         """Flag open calls whose media relay died; they end as ``interrupted``."""
+        self.flush()
         count = 0
         for call_id, call in self.open.items():
             if "closing" not in call:
@@ -184,7 +218,8 @@ class CallService:
         return count
 
     def interrupt_all(self, why: str) -> list[dict[str, Any]]:
-        """Close every open call after a crash; returns the CDRs written."""
+        """Close every open call after a crash; returns the CDRs written (one commit)."""
+        self.flush()
         written = []
         pending = self._pending_cdr_ids()
         now = time.time()
@@ -196,12 +231,45 @@ class CallService:
                 self.open.delete(call_id)
             else:
                 written.append(self._write(call, closing))
+        self.flush()
         if written:
             log.warning("closed %d interrupted calls", len(written), extra={"why": why})
         return written
 
-    def _keep(self, call_id: str, call: dict[str, Any]) -> None:
-        """Store an open call; in memory only while the store refuses it."""
+    def _current(self, call_id: str) -> dict[str, Any] | None:
+        """The open call as the events so far left it: staged, stored or in memory only."""
+        if call_id in self._staged:
+            return self._staged[call_id]
+        call: dict[str, Any] | None = self.open.get(call_id)
+        return call or self._unstored.get(call_id)
+
+    def _settle(self, call_id: str, staged: dict[str, Any] | None) -> None:
+        """Forget a staged state once the store (or the in-memory fallback) holds it."""
+        if call_id in self._staged and self._staged[call_id] is staged:
+            del self._staged[call_id]
+
+    def _keep(self, call_id: str, call: dict[str, Any], change: str) -> None:
+        """Stage an open call's record; ``change`` is reported once it is committed."""
+        self._staged[call_id] = call
+        doc = dict(call)
+
+        def write(txn: Any) -> None:
+            txn.put(call_id.encode(), _pack(call), db=self._store.db(OPEN))
+
+        def committed() -> None:
+            self._settle(call_id, call)
+            self._unstored.pop(call_id, None)
+            self._changed(change, doc)
+
+        def alone() -> None:
+            self._settle(call_id, call)
+            self._keep_alone(call_id, call)
+            self._changed(change, doc)
+
+        self.group.stage(Staged(write, committed, alone))
+
+    def _keep_alone(self, call_id: str, call: dict[str, Any]) -> None:
+        """Store an open call in its own commit; in memory only while the store refuses it."""
         try:
             self.open.put(call_id, call)
         except StoreError as err:
@@ -215,9 +283,28 @@ class CallService:
             self._unstored.pop(call_id, None)
 
     def _write(self, call: dict[str, Any] | None, cdr: dict[str, Any]) -> dict[str, Any]:
-        self._unstored.pop(cdr["call_id"], None)
+        """Stage a finished call's CDR; it is logged and reported once committed."""
+        call_id = cdr["call_id"]
+        self._unstored.pop(call_id, None)
+        if call is not None:
+            self._staged[call_id] = None
+        self.group.stage(
+            Staged(
+                lambda txn: self._cdr_in(txn, call, cdr),
+                lambda: self._cdr_finished(call, cdr, alone=False),
+                lambda: self._cdr_finished(call, cdr, alone=True),
+            )
+        )
+        return cdr
+
+    def _cdr_finished(self, call: dict[str, Any] | None, cdr: dict[str, Any], alone: bool) -> None:
+        """After the group commit: write the CDR alone if that failed, then report it."""
+        if call is not None:
+            self._settle(cdr["call_id"], None)
+            self._unstored.pop(cdr["call_id"], None)
         try:
-            self._store_cdr(call, cdr)
+            if alone:
+                self._store_cdr(call, cdr)
         except StoreError as err:
             self._write_failed(cdr, err)
         else:
@@ -229,7 +316,6 @@ class CallService:
                 listener(cdr)
         self.ended[cdr["disposition"]] += 1
         self._changed("call.ended", cdr)
-        return cdr
 
     def _write_failed(self, cdr: dict[str, Any], err: StoreError) -> None:
         self.write_failures += 1
@@ -255,18 +341,20 @@ class CallService:
             raise
 
     def _commit_cdr(self, call: dict[str, Any] | None, cdr: dict[str, Any]) -> None:
+        with self._store.write() as txn:
+            self._cdr_in(txn, call, cdr)
+
+    def _cdr_in(self, txn: Any, call: dict[str, Any] | None, cdr: dict[str, Any]) -> None:
+        """The CDR's outbox entry and indexes, and the open record's removal, in ``txn``."""
         call_id = cdr["call_id"]
         done = {"cdr_id": cdr["cdr_id"], "answered": cdr["answer"] is not None, "at": time.time()}
         if call is not None and call.get("rtp_ports"):
             done["rtp_ports"] = call["rtp_ports"]
-        with self._store.write() as txn:
-            self.outbox.append_in(txn, [_pack(cdr)])
-            txn.put(call_id.encode(), _pack(done), db=self._store.db(DONE))
-            txn.put(
-                f"{cdr['start']}|{cdr['cdr_id']}".encode(), _pack(cdr), db=self._store.db(INDEX)
-            )
-            if call is not None:
-                txn.delete(call_id.encode(), db=self._store.db(OPEN))
+        self.outbox.append_in(txn, [_pack(cdr)])
+        txn.put(call_id.encode(), _pack(done), db=self._store.db(DONE))
+        txn.put(f"{cdr['start']}|{cdr['cdr_id']}".encode(), _pack(cdr), db=self._store.db(INDEX))
+        if call is not None:
+            txn.delete(call_id.encode(), db=self._store.db(OPEN))
 
     def _changed(self, kind: str, doc: dict[str, Any]) -> None:
         if self.on_change is not None:
@@ -274,6 +362,7 @@ class CallService:
 
     def prune(self, now: float) -> int:
         """Forget finished calls after DONE_KEEP_S and indexed CDRs after INDEX_KEEP_S."""
+        self.flush()
         stale = [k for k, v in self.done.items() if v["at"] < now - DONE_KEEP_S]
         oldest = iso(now - INDEX_KEEP_S) or ""
         stale_index = [k for k, _ in self.index.items() if k < oldest]
@@ -301,6 +390,7 @@ class CallService:
         cursor: str = "",
     ) -> tuple[list[dict[str, Any]], str | None]:
         """CDRs from ``since`` on (oldest first), filtered; returns a page and the next cursor."""
+        self.flush()
         page: list[dict[str, Any]] = []
         last = cursor
         for key, cdr in self.index.items():

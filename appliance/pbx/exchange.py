@@ -332,6 +332,8 @@ class BranchExchange:
         await self._stop_helpers()
         if self._recordings is not None:
             await self._recordings.stop()
+        if self._calls is not None:
+            self._calls.flush()
         self._calls = self._recordings = None
 
     async def _stop_helpers(self) -> None:

@@ -167,6 +167,7 @@ class RecordingService:
         return meta.tags.get("cid", match.group(1)), meta
 
     def _decide(self, call_id: str, meta_file: Path) -> str:
+        self._calls.flush()  # a call that just ended: its CDR may still be staged
         done = self._calls.done.get(call_id)
         if done is not None:
             return "convert" if done["answered"] else "discard"
