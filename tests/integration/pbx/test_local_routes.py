@@ -16,7 +16,7 @@ import pytest
 from appliance.pbx.deciders import POLICY, RouteQuery
 from appliance.pbx.dialplan import Decision
 from appliance.pbx.exchange import BranchExchange
-from appliance.pbx.settings import DialPlanSettings, PbxSettings, RingGroup
+from appliance.pbx.settings import DialPlanSettings, MediaSettings, PbxSettings, RingGroup
 from appliance.store import Outbox, Store
 from drivers.sip.errors import RpcError
 from drivers.sip.kamailio_config import Subscriber
@@ -26,6 +26,7 @@ from tests.integration.pbx.harness import (
     Phone,
     connect_call,
     free_udp_tcp_port,
+    media,
     no_daemons_left,
     password,
     require_debs,
@@ -67,6 +68,7 @@ async def exchange(tmp_path: Path, store: Store) -> AsyncIterator[BranchExchange
         rtp_port_max=rtp + 199,
         kamailio_children=2,
         no_answer_s=3,
+        media=MediaSettings.model_validate(media()),
         dialplan=DialPlanSettings(ring_groups=(RingGroup(number="600", members=("1002",)),)),
     )
     pbx = BranchExchange(settings, "site-a", DOMAIN, SUBSCRIBERS, lambda: store, tmp_path)
