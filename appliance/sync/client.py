@@ -378,9 +378,13 @@ class SyncClient:
             "alarms": store_alarms(100 * ratio, self._settings.store.alarm_percent),
             "recordings_quarantined": len(self.uploader.quarantined()) if self.uploader else 0,
         }
+        live: list[dict[str, Any]] = []
         for part in self.features.status:
-            health.update(part())
-        self._live_sent = [part() for part in self.features.live_status]
+            values = part()
+            health.update(values)
+            if part in self.features.live_status:
+                live.append(values)
+        self._live_sent = live
         return Status(health)
 
     def _live_moved(self, now: float) -> bool:
