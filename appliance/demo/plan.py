@@ -39,6 +39,10 @@ GATEWAY_EXTENSIONS = (("2001", "Gateway desk"),)
 COMPLIANCE_BOUND = "1003"  # Support: its break-outs pass the site's compliance rules
 SITE_NAMES = {"branch": "Branch A", "branch-b": "Branch B", "gateway": "SIM gateway"}
 RTP_RANGES = {"branch": (30000, 34999), "branch-b": (35000, 39999), "gateway": (40000, 44999)}
+# Helper ports (event and route sockets, rtpengine control) come from here: below the RTP
+# ranges and below the kernel's ephemeral range, so no client socket of another process can
+# take one between planning and the helper binding it.
+HELPER_PORTS = range(20000, 30000)
 GSM_GROUP = "gsm"
 DEMO_QUEUE = {"number": "700", "agents": ["1001", "1003"], "overflow": "1002",
               "max_wait_s": 120}  # fmt: skip
@@ -128,6 +132,7 @@ class PortBook:
         self.path = demo_dir / "ports.json"
         self.kept: dict[str, int] = json.loads(self.path.read_text()) if self.path.exists() else {}
         self.chosen: dict[str, int] = {}
+        self.helpers: set[int] = set()
 
     def take(self, key: str, kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
         """A port for ``key``, remembered for the next run."""
@@ -137,6 +142,14 @@ class PortBook:
             port = free_port(default, kind)
         self.chosen[key] = port
         return port
+
+    def helper(self, kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+        """A free port of ``kind`` for a helper socket, none handed out twice in one plan."""
+        for candidate in HELPER_PORTS:
+            if candidate not in self.helpers and free_port(candidate, kind) == candidate:
+                self.helpers.add(candidate)
+                return candidate
+        raise OSError(f"no free {kind.name} port on loopback in {HELPER_PORTS}")
 
     def save(self) -> None:
         self.path.write_text(json.dumps(self.chosen, indent=2, sort_keys=True))
@@ -270,9 +283,9 @@ def _pbx_ports(name: str, peering_secret: str, book: PortBook) -> dict[str, Any]
         "enabled": True,
         "sip_host": LOOPBACK,
         "sip_port": book.take("sip" if name == "branch" else f"sip-{name}", socket.SOCK_DGRAM),
-        "evapi_port": free_port(0),
-        "route_port": free_port(0),
-        "rtpengine_ng_port": free_port(0, socket.SOCK_DGRAM),
+        "evapi_port": book.helper(),
+        "route_port": book.helper(),
+        "rtpengine_ng_port": book.helper(socket.SOCK_DGRAM),
         "rtp_port_min": low,
         "rtp_port_max": high,
         "peering": {"secret": peering_secret},
