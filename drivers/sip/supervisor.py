@@ -37,6 +37,17 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
     libc.prctl(_PR_SET_PDEATHSIG, sig)
 
 
+def _log_tail(path: Path, lines: int = 5, limit: int = 4096) -> str:
+    """The last ``lines`` lines of a daemon's log, indented, for an error message."""
+    try:
+        with path.open("rb") as log_file:
+            log_file.seek(max(0, log_file.seek(0, os.SEEK_END) - limit))
+            tail = log_file.read().decode(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "".join(f"\n    | {line}" for line in tail)
+
+
 class Daemon:
     """A supervised child process with readiness probing and restart on crash."""
 
@@ -127,7 +138,7 @@ class Daemon:
         await self._terminate()
         raise ProcessError(
             f"{self.name} did not become ready within {self._ready_timeout}s "
-            f"(exit code {code}); see {self._log_path}"
+            f"(exit code {code}); see {self._log_path}{_log_tail(self._log_path)}"
         )
 
     async def _supervise(self) -> None:
