@@ -11,6 +11,11 @@ import re
 
 from pydantic import Field, model_validator
 
+from appliance.contact.supervisors import (
+    SupervisionSettings,
+    SupervisorSettings,
+    check_supervisors,
+)
 from drivers.daemon.settings_base import Section
 
 QUEUE_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
@@ -46,6 +51,16 @@ class ContactSettings(Section):
         numbers = [q.number for q in self.queues.values()]
         problems += [f"contact.queues: number {n} is used by two queues"
                      for n in sorted(set(numbers)) if numbers.count(n) > 1]  # fmt: skip
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    supervisors: dict[str, SupervisorSettings] = Field(default_factory=dict)
+    supervision: SupervisionSettings = SupervisionSettings()
+
+    @model_validator(mode="after")
+    def _supervisors(self) -> ContactSettings:
+        problems = check_supervisors(self.supervisors, self.queues)
         if problems:
             raise ValueError("; ".join(problems))
         return self
