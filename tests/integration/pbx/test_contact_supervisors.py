@@ -114,11 +114,11 @@ def test_whisper_barge_and_monitor_by_feature_code_and_keys(
         settle(alice, carol)
         bob.send("call", to="*911003")
         bob.state("CONFIRMED", timeout=15)
-        wait_for(lambda: cti.named("supervisor.joined"), 10, lambda: str(cti.events))
+        wait_for(lambda: bool(cti.named("supervisor.joined")), 10, lambda: str(cti.events))
         beep = [(m, m + 0.6) for m in (recorded_s(alice), recorded_s(carol))]
         whisper = settle(alice, carol, bob)
         bob.send("dtmf", digits="6")
-        wait_for(lambda: cti.named("supervisor.mode"), 10, lambda: str(cti.events))
+        wait_for(lambda: bool(cti.named("supervisor.mode")), 10, lambda: str(cti.events))
         barge = settle(alice, carol, bob)
         bob.send("dtmf", digits="4")
         wait_for(lambda: len(cti.named("supervisor.mode")) == 2, 10, lambda: str(cti.events))
@@ -166,7 +166,7 @@ def test_the_api_rings_the_supervisor_who_leaves_with_the_agents_call(
         assert session["state"] == "calling"
         incoming = bob.answer(timeout=15)
         assert "1003" in incoming["remote"]
-        wait_for(lambda: cti.named("supervisor.joined"), 10, lambda: str(cti.events))
+        wait_for(lambda: bool(cti.named("supervisor.joined")), 10, lambda: str(cti.events))
         monitor = settle(alice, carol, bob)
         status, switched = spbx.api("POST", "/contact/agents/1003/monitor/mode",
                                     {"mode": "barge"})  # fmt: skip
@@ -182,7 +182,7 @@ def test_the_api_rings_the_supervisor_who_leaves_with_the_agents_call(
     hears(bob, monitor[2], AGENT_HZ, "monitor: bob did not hear the agent")
     hears(alice, barge[0], SUPERVISOR_HZ, "barge: the caller did not hear bob")
     hears(carol, barge[1], SUPERVISOR_HZ, "barge: the agent did not hear bob")
-    wait_for(lambda: cti.named("supervisor.left"), 10, lambda: str(cti.events))
+    wait_for(lambda: bool(cti.named("supervisor.left")), 10, lambda: str(cti.events))
     assert cti.named("supervisor.left")[0]["data"]["modes"] == ["monitor", "barge"]
     assert spbx.api("GET", "/contact/supervisions")[1] == {"sessions": []}
 
