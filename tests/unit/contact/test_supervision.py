@@ -110,8 +110,8 @@ def test_feature_codes_name_a_mode_and_an_agent_and_the_beep_policy_is_per_super
 
 def test_supervisor_settings_are_checked_at_load(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match=r"contact.supervisors.1002.queues: billing not"):
-        ContactSettings.model_validate({"queues": QUEUES,
-                                        "supervisors": {"1002": {"queues": ["billing"]}}})  # fmt: skip
+        supervisors = {"1002": {"queues": ["billing"]}}
+        ContactSettings.model_validate({"queues": QUEUES, "supervisors": supervisors})
     with pytest.raises(ValidationError, match="codes overlap: \\*9 and \\*91"):
         ContactSettings.model_validate({"supervision": {"codes": {"monitor": "*9"}}})
     with pytest.raises(ValidationError, match="beep"):
@@ -180,8 +180,8 @@ def test_refused_feature_codes_get_a_sip_error_and_a_cti_event() -> None:
                                                    reason="queue-not-permitted")  # fmt: skip
     assert rig.dial("1002", "*901009") == Decision("reject", code=404, reason="agent-not-found")
     assert rig.dial("1002", "*901003", "sup-1") is not None
-    assert rig.dial("1005", "*921003", "sup-2") == Decision("reject", code=486,
-                                                            reason="already-supervised")  # fmt: skip
+    busy = Decision("reject", code=486, reason="already-supervised")
+    assert rig.dial("1005", "*921003", "sup-2") == busy
     refused = [e.data["error_id"] for e in rig.cti.published if e.event == "supervisor.refused"]
     assert refused == ["agent-not-on-call", "not-a-supervisor", "queue-not-permitted",
                        "agent-not-found", "already-supervised"]  # fmt: skip
