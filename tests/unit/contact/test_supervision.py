@@ -109,8 +109,8 @@ def test_feature_codes_name_a_mode_and_an_agent_and_the_beep_policy_is_per_super
 
 
 def test_supervisor_settings_are_checked_at_load(tmp_path: Path) -> None:
+    supervisors = {"1002": {"queues": ["billing"]}}
     with pytest.raises(ValidationError, match=r"contact.supervisors.1002.queues: billing not"):
-        supervisors = {"1002": {"queues": ["billing"]}}
         ContactSettings.model_validate({"queues": QUEUES, "supervisors": supervisors})
     with pytest.raises(ValidationError, match="codes overlap: \\*9 and \\*91"):
         ContactSettings.model_validate({"supervision": {"codes": {"monitor": "*9"}}})
