@@ -3,6 +3,8 @@
 A queue is reached by dialling its ``number`` (or the media user ``queue-<name>``) and
 from an IVR flow's ``queue`` node. ``agents`` are the extensions that may log in to it
 (static membership); agents log in, pause and resume through the local API.
+``supervisors`` and ``supervision`` are the supervisors' rights and the beep policy
+(``appliance.contact.supervisors``).
 """
 
 from __future__ import annotations

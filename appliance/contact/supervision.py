@@ -16,7 +16,8 @@ policy. Digits 4, 5, 6 on the supervisor's phone (``digit``) or the API switch m
 worker ends the supervisor's leg with the agent's call; a supervisor hanging up leaves
 the call as it was. Every join, switch, departure and refusal is a CTI event
 (``supervisor.*``); the supervisor's own call's CDR carries ``supervised_*`` variables.
-A session that never started (the phone gave up) lapses after ``PENDING_S``.
+A session that never started lapses: after ``PENDING_S`` when the supervisor's phone
+was rung, after ``ROUTED_S`` when a routed feature-code call never reached the worker.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from appliance.pbx.dialplan import Decision
 log = logging.getLogger(__name__)
 
 PENDING_S = 60.0
+ROUTED_S = 10.0
 SIP_STATUS = {"not-a-supervisor": 403, "supervising-self": 403,
               "queue-not-permitted": 403, "agent-not-found": 404,
               "agent-not-on-call": 480, "already-supervised": 486}  # fmt: skip
@@ -189,8 +191,8 @@ class SupervisionService:
         if any(s.held.call_id == held.call_id for s in self.sessions.values()):
             raise SupervisionError("already-supervised", f"agent {agent}'s call is supervised")
         beep = self.settings.supervision.beep_for(rights)
-        return Session(key, supervisor, agent, held, mode, beep, origin,
-                       self._clock() + PENDING_S)  # fmt: skip
+        pending = PENDING_S if origin == "api" else ROUTED_S
+        return Session(key, supervisor, agent, held, mode, beep, origin, self._clock() + pending)
 
     def _started(self, worker: SupervisedWorker, key: str, session: Session | None,
                  call_id: str) -> None:  # fmt: skip

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from appliance.contact.cti import CtiEvent, CtiStream
 from appliance.contact.settings import ContactSettings
 from appliance.contact.supervision import (
-    PENDING_S,
+    ROUTED_S,
     Held,
     SupervisionDecider,
     SupervisionService,
@@ -208,7 +208,7 @@ def test_an_unanswered_session_lapses_and_a_lost_worker_ends_the_joined_ones() -
     rig = Rig()
     rig.on_call("1003")
     rig.dial("1002", "*901003", "sup-1")
-    rig.now += PENDING_S
+    rig.now += ROUTED_S
     assert rig.service.snapshot() == {"sessions": []}
     assert rig.cti.published[-1].data["reason"] == "not-answered"
     rig.dial("1002", "*901003", "sup-2")
