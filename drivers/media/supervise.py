@@ -110,19 +110,12 @@ class SupervisorLegs:
         """Whether a supervisor may dial in for ``agent`` now."""
         return self.call_of(agent) is not None
 
-    def opened(self, leg: Leg) -> None:
-        """A supervisor dialled in and is being answered (``admits`` was true)."""
-        call = self.call_of(leg.arg)
-        if call is not None:
-            key = leg.call.getInfo().callIdString
-            self.sessions[key] = Session(key, leg, call, leg.arg)
-
     def media(self, leg: Leg) -> None:
         """The supervisor's audio is up: report it and wait for ``supervise-join``."""
-        session = self._session(leg)
+        info = leg.call.getInfo()
+        session = self._session(leg) or self._dialled_in(leg, info.callIdString)
         if session is None:
             return
-        info = leg.call.getInfo()
         match = _USER.search(info.remoteUri)
         self.emit(ev="supervise", state="start", id=session.key, call_id=info.callIdString,
                   agent=session.agent, supervisor=match.group(1) if match else "",
@@ -186,6 +179,15 @@ class SupervisorLegs:
             session.beep = None
             session.beeping.clear()
         self.sessions.clear()
+
+    def _dialled_in(self, leg: Leg, key: str) -> Session | None:
+        """A session for a supervisor who dialled in, unless the call ended meanwhile."""
+        call = self.call_of(leg.arg)
+        if leg.tag is not None or call is None:
+            leg.call.hangup(pj.CallOpParam())
+            return None
+        self.sessions[key] = Session(key, leg, call, leg.arg)
+        return self.sessions[key]
 
     def _call(self, key: str, agent: str, to: str, display: str) -> None:
         call = self.call_of(agent)

@@ -251,8 +251,6 @@ class Worker:
             else:
                 leg = self.legs[call.getId()] = Leg(call, service, arg)
                 self.load()
-                if service == SUPERVISOR:
-                    self.supervisors.opened(leg)
                 self._room_changed(leg, call.getInfo().callIdString)
                 prm.statusCode = 200
         try:
