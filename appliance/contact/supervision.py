@@ -205,6 +205,8 @@ class SupervisionService:
         session.modes.append(session.mode)
         worker.send({"cmd": "supervise-join", "id": key, "mode": session.mode,
                      "beep": session.beep})  # fmt: skip
+        log.info("supervisor %s joined agent %s (%s)", session.supervisor, session.agent,
+                 session.mode, extra={"call_id": session.held.call_id})  # fmt: skip
         self._cti.publish("supervisor.joined", **session.record(), beep=session.beep)
         self._note(session)
 
@@ -219,6 +221,8 @@ class SupervisionService:
         self.sessions.pop(session.key, None)
         joined = session.state == "joined"
         session.state = "left"
+        log.info("supervisor %s left agent %s: %s", session.supervisor, session.agent, reason,
+                 extra={"modes": ",".join(session.modes)})  # fmt: skip
         self._cti.publish("supervisor.left", **session.record(), joined=joined,
                           modes=session.modes, reason=reason, code=code)  # fmt: skip
 
