@@ -3,6 +3,8 @@
 A queue is reached by dialling its ``number`` (or the media user ``queue-<name>``) and
 from an IVR flow's ``queue`` node. ``agents`` are the extensions that may log in to it
 (static membership); agents log in, pause and resume through the local API.
+``supervisors`` and ``supervision`` are the supervisors' rights and the beep policy
+(``appliance.contact.supervisors``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,11 @@ import re
 
 from pydantic import Field, model_validator
 
+from appliance.contact.supervisors import (
+    SupervisionSettings,
+    SupervisorSettings,
+    check_supervisors,
+)
 from drivers.daemon.settings_base import Section
 
 QUEUE_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
@@ -46,6 +53,16 @@ class ContactSettings(Section):
         numbers = [q.number for q in self.queues.values()]
         problems += [f"contact.queues: number {n} is used by two queues"
                      for n in sorted(set(numbers)) if numbers.count(n) > 1]  # fmt: skip
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    supervisors: dict[str, SupervisorSettings] = Field(default_factory=dict)
+    supervision: SupervisionSettings = SupervisionSettings()
+
+    @model_validator(mode="after")
+    def _supervisors(self) -> ContactSettings:
+        problems = check_supervisors(self.supervisors, self.queues)
         if problems:
             raise ValueError("; ".join(problems))
         return self

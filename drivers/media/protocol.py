@@ -38,6 +38,9 @@ Commands (``cmd``)::
     queue-hold, queue-offer, queue-cancel, queue-transfer, queue-hangup
                   id (the caller's SIP Call-ID), ...  act on a queued caller and the agent
                                                       rung for it (drivers.media.queues)
+    supervise-call, supervise-join, supervise-mode, supervise-hangup
+                  id, ...                             a supervisor's leg on an agent's queue
+                                                      call (drivers.media.supervise)
     quit                                              hang up everything and exit
 
 Events (``ev``): ``ready`` (port), ``load`` (calls, capacity), ``leg`` (id, state:
@@ -45,7 +48,9 @@ ringing | answered | ended, code, reason), ``transfer`` (id, code, final), ``ivr
 start (id, flow, caller, tag) | digit (id, digit) | played (id) | recorded (id, path, seconds) |
 ended (id); see drivers.media.ivr), ``queue`` (state: start (id, queue, caller) |
 agent-ringing | agent-answered | agent-ended (id, agent, code, answered) | ended (id); see
-drivers.media.queues), ``error`` (id, message), ``gsm`` (channel, state:
+drivers.media.queues), ``supervise`` (state: start (id, call_id, agent, supervisor,
+call) | digit (id, digit) | ended (id, code, reason, answered); see
+drivers.media.supervise), ``error`` (id, message), ``gsm`` (channel, state:
 invite (number, call_id) | ringing | answered | dtmf (digits) | lost | ended (code,
 reason, answered, frames)), ``gsm-stats`` (channels: {channel: frames}), ``room`` (room,
 members: meet-me calls the room holds on this worker, call_id: the SIP Call-ID of the call

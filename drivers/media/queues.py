@@ -16,7 +16,8 @@ when to give up and where to overflow are the business of ``appliance.contact``:
 
 Events (``ev`` = ``queue``, ``state``): start, agent-ringing (id, agent), agent-answered
 (id, agent), agent-ended (id, agent, code, answered), ended (id). A connected call ends
-as a whole: either side hanging up ends the other. Runs on the worker's main thread only.
+as a whole: either side hanging up ends the other, and a supervisor's leg on it
+(``drivers.media.supervise``) with it. Runs on the worker's main thread only.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ class QueueLegs:
         self.hold.pop(key, None)
         self.bridged.discard(key)
         self._hangup(self.agents.get(key))
+        self.worker.supervisors.call_ended(key)
         self.emit(ev="queue", state="ended", id=key)
 
     def shutdown(self) -> None:
