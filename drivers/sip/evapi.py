@@ -78,7 +78,7 @@ class EvapiClient:
         self,
         host: str,
         port: int,
-        on_event: Callable[[dict[str, Any]], None],
+        on_event: Callable[[dict[str, Any]], None] | None = None,
         on_connect: Callable[[], None] | None = None,
     ) -> None:
         self._address = (host, port)
@@ -89,6 +89,14 @@ class EvapiClient:
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
         self.connected = asyncio.Event()
+
+    def subscribe(
+        self,
+        on_event: Callable[[dict[str, Any]], None],
+        on_connect: Callable[[], None] | None = None,
+    ) -> None:
+        """Where events go, and who is told of each connection (set before ``start``)."""
+        self._on_event, self._on_connect = on_event, on_connect
 
     def start(self) -> None:
         """Begin connecting in the background."""
@@ -188,6 +196,8 @@ class EvapiClient:
             future = self._pending.get(str(event.get("id")))
             if future is not None and not future.done():
                 future.set_result(event)
+            return
+        if self._on_event is None:
             return
         try:
             self._on_event(event)

@@ -54,7 +54,7 @@ class Control:
             ),
             ["1001"],
         )  # fmt: skip
-        pool = MediaPool([], tmp, lambda *_: None, lambda _w: None, lambda _w: None)
+        pool = MediaPool([], tmp)
         self.originations = OriginationService(pool, lambda: calls, lambda: plan, "test.local")
         self.originations.add_check(refuse_dnc)
 
