@@ -61,6 +61,7 @@ from appliance.store import Store
 from drivers.daemon.settings_base import ApiToken
 from drivers.media.protocol import WorkerConfig
 from drivers.sip.errors import RpcError
+from drivers.sip.events import Failover, Invite, KamailioEvent
 from drivers.sip.kamailio import RELOAD_RPCS
 from drivers.sip.kamailio_config import LocalRoutes, Subscriber
 from drivers.sip.probe import sip_options_ok
@@ -364,15 +365,15 @@ class BranchExchange:
     async def _probe(self, host: str, port: int, wait_s: float) -> bool:
         return await sip_options_ok(host, port, wait_s, local_host=self.settings.sip_host)
 
-    def _on_event(self, event: dict[str, Any]) -> None:
-        if event.get("event") == "failover":
+    def _on_event(self, event: KamailioEvent) -> None:
+        if isinstance(event, Failover):
             if self.peers is not None:
-                reason = f"sip-{event.get('code') or 408}"
-                self.peers.failed_over(str(event.get("route")), str(event.get("target")), reason)
+                reason = f"sip-{event.code or 408}"
+                self.peers.failed_over(event.route, event.target, reason)
             self.calls.failed_over(event)
             return
-        if self.gsm is not None:
-            self.gsm.enrich(event)
+        if self.gsm is not None and isinstance(event, Invite):
+            event = self.gsm.enrich(event)
         self.calls.handle(event)
 
     async def gsm_channels(self) -> list[dict[str, Any]]:
