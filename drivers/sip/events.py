@@ -138,25 +138,18 @@ def parse_kamailio_event(doc: Mapping[str, Any]) -> KamailioEvent:
     if record is None:
         raise EventError(f"unknown Kamailio event {kind[:40]!r}")
     values: dict[str, Any] = {}
-    for spec in fields(record):
-        if spec.name in LOCAL_FIELDS:
-            continue
-        raw = doc.get(spec.name)
+    for name, convert in _WIRE_FIELDS[kind]:
+        raw = doc.get(name)
         if raw is None or raw == "":
-            if spec.name in _REQUIRED:
-                raise EventError(f"{kind} event without {spec.name}")
+            if name in _REQUIRED:
+                raise EventError(f"{kind} event without {name}")
             if raw is None:
                 continue
-        values[spec.name] = _value(kind, spec.name, spec.type, raw)
+        try:
+            values[name] = convert(raw)
+        except (TypeError, ValueError) as err:
+            raise EventError(f"{kind} event: {name} {str(raw)[:40]!r} is invalid ({err})") from None
     return record(**values)
-
-
-def _value(kind: str, name: str, kind_of: object, raw: object) -> Any:
-    convert = _CONVERTERS[str(kind_of)]
-    try:
-        return convert(raw)
-    except (TypeError, ValueError) as err:
-        raise EventError(f"{kind} event: {name} {str(raw)[:40]!r} is invalid ({err})") from None
 
 
 def _text(raw: object) -> str:
@@ -192,4 +185,13 @@ _CONVERTERS: dict[str, Callable[[object], Any]] = {
     "int": _number,
     "bool": _flag,
     "float": _seconds,
+}
+# Per kind, the keys Kamailio sends and how each value is checked (worked out once).
+_WIRE_FIELDS: dict[str, tuple[tuple[str, Callable[[object], Any]], ...]] = {
+    kind: tuple(
+        (spec.name, _CONVERTERS[str(spec.type)])
+        for spec in fields(record)
+        if spec.name not in LOCAL_FIELDS
+    )
+    for kind, record in RECORDS.items()
 }
