@@ -1,0 +1,111 @@
+"""The supervisor page: every queue live (waiting callers, agents) with monitor, whisper
+and barge buttons on each agent's call.
+
+``GET /console/queues?supervisor=1002`` is the page; the supervisor's extension, whose
+phone the worker rings, is chosen in a form at the top (outside the part htmx replaces
+every ``POLL_S``, so typing is never lost) and travels with the buttons. A button
+``POST``s to the same function as ``POST /api/v1/contact/agents/{n}/monitor`` (or
+``.../monitor/mode`` when a supervisor is already on that call); refusals are shown as
+messages with their ``error_id``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Form, Path, Request
+from fastapi.responses import Response
+
+from appliance.console.web import PREFIX, Pages, UserSession
+from appliance.contact.supervision_routes import STATUS
+from appliance.contact.supervisors import SupervisionError
+from appliance.contact.wiring import ContactCentre
+
+POLL_S = 1
+EXTENSION = re.compile(r"^[0-9]{2,8}$")
+MODES = ("monitor", "whisper", "barge")
+AgentNumber = Annotated[str, Path(pattern=r"^[0-9]{2,8}$")]
+ModeName = Literal["monitor", "whisper", "barge"]
+
+
+def build_queue_pages(pages: Pages, contact: ContactCentre) -> APIRouter:
+    """``/console/queues`` and its supervision buttons."""
+    router = APIRouter(prefix=PREFIX, include_in_schema=False)
+    viewer, operator = pages.needs("viewer"), pages.changes("operator")
+    supervision = contact.supervision
+
+    def show(
+        request: Request,
+        session: UserSession,
+        supervisor: str,
+        status: int = 200,
+        notice: str = "",
+        refusal: str = "",
+    ) -> Response:
+        template = "queues_live.html" if request.headers.get("HX-Request") else "queues.html"
+        chosen = supervisor if EXTENSION.match(supervisor) else ""
+        return pages.render(
+            request,
+            session,
+            template,
+            status,
+            page="queues",
+            poll_s=POLL_S,
+            modes=MODES,
+            supervisor=chosen,
+            notice=notice,
+            refusal=refusal,
+            queues=queues_view(contact),
+        )
+
+    @router.get("/queues")
+    async def queues_page(
+        request: Request, session: Annotated[UserSession, viewer], supervisor: str = ""
+    ) -> Response:
+        return show(request, session, supervisor)
+
+    @router.post("/queues/agents/{number}/supervise")
+    async def supervise(
+        request: Request,
+        session: Annotated[UserSession, operator],
+        number: AgentNumber,
+        mode: Annotated[ModeName, Form()],
+        supervisor: Annotated[str, Form()] = "",
+    ) -> Response:
+        joined = _session_on(contact, number)
+        try:
+            if joined is not None:
+                supervision.switch(number, mode)
+                done = f"{joined['supervisor']} switched to {mode} on {number}'s call"
+            elif not EXTENSION.match(supervisor):
+                raise SupervisionError("supervisor-needed", "enter your extension first")
+            else:
+                supervision.call(number, supervisor, mode)
+                done = f"Ringing {supervisor} to {mode} {number}'s call"
+        except SupervisionError as err:
+            return show(
+                request,
+                session,
+                supervisor,
+                STATUS.get(err.error_id, 422),
+                refusal=f"{err.error_id}: {err}",
+            )
+        return show(request, session, supervisor, notice=done)
+
+    return router
+
+
+def queues_view(contact: ContactCentre) -> list[dict[str, Any]]:
+    """The live queues, each agent with the supervision session on its call (if any)."""
+    sessions = {s["agent"]: s for s in contact.supervision.snapshot()["sessions"]}
+    queues: list[dict[str, Any]] = contact.service.snapshot()["queues"]
+    for queue in queues:
+        for agent in queue["agents"]:
+            agent["supervised"] = sessions.get(agent["agent"])
+    return queues
+
+
+def _session_on(contact: ContactCentre, agent: str) -> dict[str, Any] | None:
+    sessions = contact.supervision.snapshot()["sessions"]
+    return next((s for s in sessions if s["agent"] == agent), None)
