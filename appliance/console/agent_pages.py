@@ -8,8 +8,6 @@ with what happened, or the refusal (its ``error_id`` and HTTP status). Handlers 
 coroutines, so they run on the event loop that owns the ACD, as the API's do.
 """
 
-from __future__ import annotations
-
 import datetime
 import time
 from collections.abc import Callable

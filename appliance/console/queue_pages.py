@@ -9,8 +9,6 @@ every ``POLL_S``, so typing is never lost) and travels with the buttons. A butto
 messages with their ``error_id``.
 """
 
-from __future__ import annotations
-
 import re
 from typing import Annotated, Any, Literal
 
