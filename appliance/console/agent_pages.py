@@ -9,6 +9,7 @@ coroutines, so they run on the event loop that owns the ACD, as the API's do.
 """
 
 import datetime
+import logging
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -22,10 +23,11 @@ from appliance.contact.agent_call_routes import STATUS as CALL_STATUS
 from appliance.contact.routes import STATUS as AGENT_STATUS
 from appliance.contact.wiring import ContactCentre
 
+log = logging.getLogger(__name__)
+
 POLL_S = 1
 PAUSE_REASONS = ("break", "lunch", "training", "meeting", "paperwork")
 AgentNumber = Annotated[str, Path(pattern=r"^[0-9]{2,8}$")]
-Extension = Annotated[str, Form(pattern=r"^[0-9]{2,8}$")]
 STATUS = {**AGENT_STATUS, **CALL_STATUS}
 
 
@@ -63,6 +65,7 @@ def build_agent_pages(pages: Pages, contact: ContactCentre, zone: datetime.tzinf
         try:
             action()
         except AcdError as err:
+            log.info("agent page refused", extra={"agent": number, "error_id": err.error_id})
             return show(
                 request,
                 session,
@@ -120,7 +123,7 @@ def build_agent_pages(pages: Pages, contact: ContactCentre, zone: datetime.tzinf
         request: Request,
         session: Annotated[UserSession, operator],
         number: AgentNumber,
-        to: Extension,
+        to: Annotated[str, Form()] = "",
     ) -> Response:
         return act(
             request,

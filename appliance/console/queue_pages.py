@@ -9,29 +9,30 @@ every ``POLL_S``, so typing is never lost) and travels with the buttons. A butto
 messages with their ``error_id``.
 """
 
+import logging
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import Response
 
 from appliance.console.web import PREFIX, Pages, UserSession
 from appliance.contact.supervision_routes import STATUS
-from appliance.contact.supervisors import SupervisionError
+from appliance.contact.supervisors import Mode, SupervisionError
 from appliance.contact.wiring import ContactCentre
+
+log = logging.getLogger(__name__)
 
 POLL_S = 1
 EXTENSION = re.compile(r"^[0-9]{2,8}$")
-MODES = ("monitor", "whisper", "barge")
+MODES: tuple[Mode, ...] = ("monitor", "whisper", "barge")
 AgentNumber = Annotated[str, Path(pattern=r"^[0-9]{2,8}$")]
-ModeName = Literal["monitor", "whisper", "barge"]
 
 
 def build_queue_pages(pages: Pages, contact: ContactCentre) -> APIRouter:
     """``/console/queues`` and its supervision buttons."""
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
     viewer, operator = pages.needs("viewer"), pages.changes("operator")
-    supervision = contact.supervision
 
     def show(
         request: Request,
@@ -68,20 +69,13 @@ def build_queue_pages(pages: Pages, contact: ContactCentre) -> APIRouter:
         request: Request,
         session: Annotated[UserSession, operator],
         number: AgentNumber,
-        mode: Annotated[ModeName, Form()],
+        mode: Annotated[str, Form()],
         supervisor: Annotated[str, Form()] = "",
     ) -> Response:
-        joined = _session_on(contact, number)
         try:
-            if joined is not None:
-                supervision.switch(number, mode)
-                done = f"{joined['supervisor']} switched to {mode} on {number}'s call"
-            elif not EXTENSION.match(supervisor):
-                raise SupervisionError("supervisor-needed", "enter your extension first")
-            else:
-                supervision.call(number, supervisor, mode)
-                done = f"Ringing {supervisor} to {mode} {number}'s call"
+            done = _supervise(contact, number, supervisor, mode)
         except SupervisionError as err:
+            log.info("supervisor page refused", extra={"agent": number, "error_id": err.error_id})
             return show(
                 request,
                 session,
@@ -104,6 +98,17 @@ def queues_view(contact: ContactCentre) -> list[dict[str, Any]]:
     return queues
 
 
-def _session_on(contact: ContactCentre, agent: str) -> dict[str, Any] | None:
+def _supervise(contact: ContactCentre, agent: str, supervisor: str, mode: str) -> str:
+    """Ring ``supervisor`` onto the agent's call, or switch the mode of the one on it."""
+    chosen = next((m for m in MODES if m == mode), None)
+    if chosen is None:
+        raise SupervisionError("unknown-mode", f"modes: {', '.join(MODES)}")
     sessions = contact.supervision.snapshot()["sessions"]
-    return next((s for s in sessions if s["agent"] == agent), None)
+    joined = next((s for s in sessions if s["agent"] == agent), None)
+    if joined is not None:
+        contact.supervision.switch(agent, chosen)
+        return f"{joined['supervisor']} switched to {mode} on {agent}'s call"
+    if not EXTENSION.match(supervisor):
+        raise SupervisionError("supervisor-needed", "enter your extension first")
+    contact.supervision.call(agent, supervisor, chosen)
+    return f"Ringing {supervisor} to {mode} {agent}'s call"

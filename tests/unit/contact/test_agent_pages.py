@@ -177,8 +177,9 @@ def test_hang_up_and_transfer_reach_the_worker_holding_the_call(site: Site) -> N
     site.client.post("/console/agent/1003/login", data={"csrf_token": token})
     site.event("start", "c1", queue="support", caller="1001")
     site.event("agent-answered", "c1", agent="1003")
-    bad = site.client.post("/console/agent/1003/transfer", data={"csrf_token": token, "to": "1009"})
-    assert (bad.status_code, "unknown-extension" in bad.text) == (422, True)
+    for to in ("1009", "1003", "12; drop", ""):
+        bad = site.client.post("/console/agent/1003/transfer", data={"csrf_token": token, "to": to})
+        assert (bad.status_code, 'role="alert">unknown-extension' in bad.text) == (422, True), to
     moved = site.client.post(
         "/console/agent/1003/transfer", data={"csrf_token": token, "to": "1005"}
     )
@@ -216,6 +217,11 @@ def test_the_supervisor_page_lists_callers_and_rings_the_supervisor(site: Site) 
         "/console/queues/agents/1003/supervise", data={"csrf_token": token, "mode": "monitor"}
     )
     assert (nobody.status_code, "supervisor-needed" in nobody.text) == (422, True)
+    spy = site.client.post(
+        "/console/queues/agents/1003/supervise",
+        data={"csrf_token": token, "mode": "spy", "supervisor": "1002"},
+    )
+    assert (spy.status_code, 'id="refusal" role="alert">unknown-mode' in spy.text) == (422, True)
     wrong = site.client.post(
         "/console/queues/agents/1003/supervise",
         data={"csrf_token": token, "mode": "monitor", "supervisor": "1001"},
