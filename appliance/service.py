@@ -26,6 +26,7 @@ from appliance.compliance.calls import CallCompliance, ComplianceDecider
 from appliance.compliance.routes import build_compliance_router, install_error_handler
 from appliance.compliance.service import ComplianceService
 from appliance.compliance.sync import REFUSALS, DncTopic
+from appliance.console import mount_agent_pages
 from appliance.contact.wiring import ContactCentre, build_contact
 from appliance.gateway.channels import ModemChannel, ModemCollector, ModemPool, modem_config
 from appliance.gateway.diagnostics import build_diagnostics_router
@@ -163,6 +164,7 @@ def build(
         if settings.contact.queues:
             contact = build_contact(settings.contact, pbx, store.get, settings.data_dir)
             app.include_router(contact.router(settings.api.tokens))
+            mount_agent_pages(app, contact, settings.api.tokens, settings.site.timezone)
             components.append(contact)
         registry.register(CdrWriteCollector(pbx))
         pruner.add("calls", functools.partial(_prune_calls, pbx))
