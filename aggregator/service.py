@@ -22,6 +22,7 @@ from aggregator.api import mount_api
 from aggregator.cdr_sync import CdrSync
 from aggregator.console import mount_console
 from aggregator.directory.sync import DirectorySync
+from aggregator.doctor.sync import DoctorSync
 from aggregator.enrolment.codes import EnrolledKeyReader
 from aggregator.fleet.sync import FleetSync
 from aggregator.ingest import IngestServer
@@ -47,6 +48,7 @@ from drivers.daemon.version import __version__
 from drivers.sync.protocol import (
     CommandResult,
     ComplianceBatch,
+    DoctorReportMessage,
     Hello,
     RecChunk,
     RecOffer,
@@ -151,6 +153,7 @@ def _sync_features(
     features.push(directory.pusher.due)
     features.push(fleet.commands.due)
     features.add_stream(SmsBatch, "sms", SmsSync(engine, refusals).store)
+    features.handle(DoctorReportMessage, DoctorSync(engine, refusals).report)
     return recordings, features
 
 

@@ -27,6 +27,12 @@ from appliance.compliance.routes import build_compliance_router, install_error_h
 from appliance.compliance.service import ComplianceService
 from appliance.compliance.sync import REFUSALS, DncTopic
 from appliance.contact.wiring import ContactCentre, build_contact
+from appliance.doctor_upload import (
+    DoctorReportPublisher,
+    DoctorSchedule,
+    LatestReport,
+    build_doctor_router,
+)
 from appliance.gateway.channels import ModemCollector, ModemPool
 from appliance.gateway.diagnostics import build_diagnostics_router
 from appliance.gateway.routes import build_sms_router
@@ -178,12 +184,17 @@ def build(
             components.append(sms)
     if settings.hotel.pms is not None:
         components += _hotel(settings.hotel.pms, settings, store, health, app, pbx)
-    if settings.sync.enabled:
-        sync = _sync(settings, store, registry, routing, compliance, sim, pbx, contact)
+    late: list[Component] = []
+    doctor = LatestReport() if settings.sync.enabled else None
+    app.include_router(build_doctor_router(settings.api.tokens, doctor))
+    if doctor is not None:
+        sync = _sync(settings, store, registry, routing, compliance, sim, pbx, contact, doctor)
         health.add_check("sync", sync.check)
         health.add_check("recording-uploads", sync.recordings_check)
         components.append(sync)
-    return [*components, monitor, http]
+        if settings.doctor.upload:
+            late.append(DoctorSchedule(settings, doctor))
+    return [*components, monitor, http, *late]
 
 
 def _sync(
@@ -195,6 +206,7 @@ def _sync(
     sim: SimService | None,
     pbx: BranchExchange | None,
     contact: ContactCentre | None,
+    doctor: LatestReport,
 ) -> SyncClient:
     """The link to HQ and what each feature sends and receives over it."""
     metrics = SyncMetrics(registry)
@@ -217,6 +229,7 @@ def _sync(
         features.add_stream(OutboxStream(BatchStream(SMS_OUTBOX, SmsBatch)))
     features.add_topic(DncTopic(compliance))
     features.add_stream(OutboxStream(REFUSALS))
+    features.add_publisher(DoctorReportPublisher(doctor))
     return SyncClient(settings, store.get, metrics, features)
 
 

@@ -334,3 +334,16 @@ site_keys = sa.Table(
     sa.Column("enrolled_ms", sa.BigInteger, nullable=False),
     sa.Column("revoked_ms", sa.BigInteger),
 )
+
+# The newest doctor report of each site (aggregator/doctor): ``at_ms`` is when the site
+# made it; an older report never replaces a newer one.
+doctor_reports = sa.Table(
+    "doctor_reports",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),
+    sa.Column("findings", sa.JSON, nullable=False),
+)
