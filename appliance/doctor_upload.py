@@ -10,8 +10,6 @@ session and again whenever a newer one arrives; HQ keeps the newest per site, so
 report lost with a session is simply sent on the next one.
 """
 
-from __future__ import annotations
-
 import asyncio
 import contextlib
 import logging
@@ -160,6 +158,10 @@ class DoctorSchedule:
             findings = await self._checks(self._settings)
         except TimeoutError:
             log.warning("scheduled doctor run timed out", extra={"error_id": "doctor-timeout"})
+            return
+        except Exception:
+            # A check that breaks must not end the schedule: the next run may work.
+            log.exception("scheduled doctor run failed", extra={"error_id": "doctor-failed"})
             return
         report = report_of(findings, "scheduled", started)
         self._latest.offer(report)

@@ -1,7 +1,5 @@
 """``GET /api/v1/sites/{site_id}/doctor``: the site's newest doctor report."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Annotated, Any
 

@@ -81,6 +81,7 @@ def _configure(env: SyncEnv) -> None:
     app.update(
         profile="sim-gateway",
         sim={"strategy": "fixed-order", "status_interval_s": 1, "evaluate_interval_s": 0.2},
+        doctor={"first_run_s": 0},
     )
     env.app_config.write_text(yaml.safe_dump(app))
 
