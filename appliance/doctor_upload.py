@@ -112,10 +112,10 @@ async def self_test(settings: ApplianceSettings) -> list[Finding]:
     from appliance.doctor_live import run_live
 
     findings = await asyncio.to_thread(run_checks, None)
-    token = settings.api.tokens[0].token if settings.api.tokens else ""
+    tokens = settings.api.tokens
     async with httpx.AsyncClient(
         base_url=f"http://{settings.http.host}:{settings.http.port}",
-        headers={"Authorization": f"Bearer {token}"},
+        headers={"Authorization": f"Bearer {tokens[0].token}"} if tokens else {},
     ) as api:
         return findings + await run_live(Appliance(settings, api), as_user=False)
 

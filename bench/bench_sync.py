@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aggregator import reports
 from aggregator.store.cdr_rows import CdrRow, cdr_row
 from aggregator.store.db import create_engine
+from aggregator.store.partitions import Month, create_months
 from aggregator.store.schema import cdr_rollup, cdr_rollup_daily, cdrs, metadata
 from appliance.store import Outbox, Store
 from appliance.sync.recordings import register_recording
@@ -119,7 +120,7 @@ def _copy_dedupe(conn: sa.Connection, rows: list[CdrRow]) -> None:
     _copy_into(conn, "raw_staging", rows)
     conn.exec_driver_sql(
         f"INSERT INTO cdrs ({columns}) SELECT {columns} FROM raw_staging "  # noqa: S608
-        "ON CONFLICT (site_id, cdr_id) DO NOTHING"
+        "ON CONFLICT (site_id, cdr_id, started_ms) DO NOTHING"
     )
 
 
@@ -306,6 +307,8 @@ def seed_cdrs(engine: sa.Engine, n: int, sites: int) -> None:
     dialect = engine.dialect.name
     select = _SEED_SELECT[dialect].format(n=n, sites=sites, start=MONTH_START_MS)
     with engine.begin() as conn:
+        if dialect == "postgresql":
+            create_months(conn, [Month.of(MONTH_START_MS), Month.of(MONTH_START_MS).plus(1)])
         conn.execute(cdr_rollup.delete())
         conn.execute(cdr_rollup_daily.delete())
         conn.execute(cdrs.delete())

@@ -109,11 +109,11 @@ def _settings(path: Path) -> ApplianceSettings | None:
 def _client(settings: ApplianceSettings) -> httpx.AsyncClient:
     import httpx
 
-    token = settings.api.tokens[0].token if settings.api.tokens else ""
+    tokens = settings.api.tokens
     http = settings.http
     return httpx.AsyncClient(
         base_url=f"http://{http.host}:{http.port}",
-        headers={"Authorization": f"Bearer {token}"},
+        headers={"Authorization": f"Bearer {tokens[0].token}"} if tokens else {},
     )
 
 
