@@ -4,19 +4,19 @@ Usage: .venv/bin/python bench/bench_partitions.py [--cdrs N] [--rounds N] [--bef
 
 One throwaway PostgreSQL server; the code before the partitions (the merge base of this
 branch and ``--before``, default ``main``) is unpacked with ``git archive`` and run from
-there with the same virtualenv.
-Each round measures both trees, in alternating order, each on a new empty database: the
-same ``N`` CDRs, half in each of two months, stored by ``CdrStore.store_many`` (COPY into
-the staging table, ``INSERT ... ON CONFLICT DO NOTHING``, rollups) in groups of four
-5,000-CDR batches, one commit per group, as the ingest's group commit does; then the
-same CDRs again (all duplicates). Prints each measure and the ratio after/before per
-round, and the median ratio.
+there with the same virtualenv. Each round measures both trees, in alternating order,
+each on a new empty database: the same ``N`` CDRs, in time order across the start of
+the current month, stored by ``CdrStore.store_many`` (COPY into the staging table,
+``INSERT ... ON CONFLICT DO NOTHING``, rollups) in groups of four 5,000-CDR batches, one
+commit per group, as the ingest's group commit does; then the same CDRs again (all
+duplicates). Prints each measure, the ratio after/before per round, and the median.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import io
 import statistics
 import subprocess
@@ -39,11 +39,11 @@ def measure(url: str, n: int) -> None:
     from aggregator.store.db import create_engine
     from tests.sync_env import make_cdr
 
-    month_ms = 30 * 86_400_000
-    start_s = (int(time.time() * 1000) - month_ms // 2) / 1000
-    records = [
-        (i + 1, make_cdr(i, start=start_s + (i % 2) * month_ms / 1000 + i / 1000)) for i in range(n)
-    ]
+    # In time order, one a second, the first half before the start of this month and the
+    # second half after it, as a site's outbox sends them.
+    now = datetime.datetime.now(datetime.UTC)
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
+    records = [(i + 1, make_cdr(i, start=month_start - n // 2 + i)) for i in range(n)]
     engine = create_engine(url)
     store = CdrStore(engine)
     rates = []
