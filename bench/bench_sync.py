@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aggregator import reports
 from aggregator.store.cdr_rows import CdrRow, cdr_row
 from aggregator.store.db import create_engine
-from aggregator.store.partitions import Month, create_months
+from aggregator.store.partitions import COVERAGE, Month, create_months
 from aggregator.store.schema import cdr_rollup, cdr_rollup_daily, cdrs, metadata
 from appliance.store import Outbox, Store
 from appliance.sync.recordings import register_recording
@@ -66,6 +66,7 @@ def raw_insert_rates(url: str, n: int, batch: int = 5000) -> dict[str, float]:
     engine = create_engine(url)
     rows = [cdr_row("raw-site", make_cdr(i), 0) for i in range(n)]
     methods = _RAW_SQLITE if engine.dialect.name == "sqlite" else _RAW_POSTGRES
+    COVERAGE.ensure(engine, [row.started_ms for row in rows])  # raw COPY makes no partition
     rates = {}
     for name, insert_rows in methods.items():
         with engine.begin() as conn:

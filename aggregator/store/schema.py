@@ -40,6 +40,9 @@ sites = sa.Table(
     sa.Column("health", sa.JSON, nullable=True),
 )
 
+# On PostgreSQL ``cdrs`` is partitioned by month of ``started_ms`` and its keys hold
+# ``started_ms``: primary key (id, started_ms), ``uq_cdrs_site_cdr`` (site_id, cdr_id,
+# started_ms) (aggregator/store/partitions.py, revision 0007). SQLite has the table below.
 cdrs = sa.Table(
     "cdrs",
     metadata,
