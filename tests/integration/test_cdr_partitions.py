@@ -45,6 +45,10 @@ def at_revision(url: str, revision: str) -> None:
     engine.dispose()
 
 
+def relkind(conn: sa.Connection) -> str:
+    return str(conn.scalar(sa.text("SELECT relkind FROM pg_class WHERE relname = 'cdrs'")))
+
+
 def count(conn: sa.Connection, table: str = "cdrs") -> int:
     # Only the test's own table names go into the text.
     return int(conn.scalar(sa.text(f"SELECT count(*) FROM {table}")) or 0)  # noqa: S608
@@ -64,7 +68,7 @@ def test_a_0003_database_is_partitioned_by_month_with_its_rows_and_keys_kept(
     engine, migration = migrated_engine(empty_pg)
     assert (migration.before, migration.after) == ("0003", migrate.head())
     with engine.connect() as conn:
-        assert conn.scalar(sa.text("SELECT relkind FROM pg_class WHERE relname = 'cdrs'")) == "p"
+        assert relkind(conn) == "p"
         assert count(conn) == before.cdrs
         held = {Month.of(day) for day in before.calls_by_day}
         months = existing_months(conn)
@@ -77,6 +81,23 @@ def test_a_0003_database_is_partitioned_by_month_with_its_rows_and_keys_kept(
     store = CdrStore(engine)
     again = store.ingest(before.site_id, [(n + 1, spread_cdr(n)) for n in range(200)])
     assert (again.inserted, again.duplicates) == (50, 150)
+    engine.dispose()
+
+
+def test_the_partitioning_is_undone_by_a_downgrade_and_redone_with_the_rows(
+    empty_pg: str,
+) -> None:
+    before = make_first_release_db(empty_pg, cdrs=60)
+    create_engine(empty_pg).dispose()
+    engine = sa.create_engine(driver_url(empty_pg))
+    with engine.begin() as conn:
+        command.downgrade(migrate._config(conn), "0006")
+    with engine.connect() as conn:
+        assert (relkind(conn), count(conn)) == ("r", before.cdrs)
+    engine.dispose()
+    engine = create_engine(empty_pg)
+    with engine.connect() as conn:
+        assert (relkind(conn), count(conn)) == ("p", before.cdrs)
     engine.dispose()
 
 
