@@ -27,6 +27,7 @@ from drivers.sync.doctor_report import (
 )
 from drivers.sync.protocol import DoctorReportMessage, ErrorReply, decode, encode
 from drivers.sync.records import RecordError
+from tests.procs import ROOT
 
 NOW = 1_800_000_000.0
 
@@ -181,3 +182,12 @@ def test_a_bad_report_is_answered_by_error_id_counted_and_not_stored(engine: sa.
         held = latest_report(conn, "site-a")
     assert held is not None
     assert held.status == "fail"
+
+
+def test_the_golden_frame_the_appliance_sent_parses_at_hq() -> None:
+    raw = (ROOT / "tests" / "unit" / "sync_frames" / "msg-doctor-report.msgpack").read_bytes()
+    message = decode([raw])
+    assert isinstance(message, DoctorReportMessage)
+    report = parse_doctor_report(message.report, now=NOW)
+    assert (report.source, report.status) == ("scheduled", "fail")
+    assert report.counts == {"ok": 2, "warn": 1, "fail": 1}
