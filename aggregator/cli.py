@@ -110,7 +110,7 @@ def _migrate(args: argparse.Namespace) -> int:
 def _retention(args: argparse.Namespace) -> int:
     from aggregator.settings import AggregatorSettings
     from aggregator.store.db import DatabaseError, create_engine
-    from aggregator.store.partitions import COVERAGE, drop_months_before, this_month
+    from aggregator.store.partitions import drop_old_months
 
     settings = load_or_report(AggregatorSettings, args)
     if settings is None:
@@ -125,10 +125,7 @@ def _retention(args: argparse.Namespace) -> int:
             print("callmesh: retention drops PostgreSQL partitions; SQLite keeps every CDR",
                   file=sys.stderr)  # fmt: skip
             return EXIT_USAGE
-        first_kept = this_month().plus(-args.keep_months)
-        with engine.begin() as conn:
-            dropped = drop_months_before(conn, first_kept)
-        COVERAGE.forget(engine)
+        first_kept, dropped = drop_old_months(engine, args.keep_months)
     finally:
         engine.dispose()
     for name in dropped:

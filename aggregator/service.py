@@ -36,6 +36,7 @@ from aggregator.site_sync import SiteSessions
 from aggregator.sites.live_queues import log_refused
 from aggregator.sms_sync import SmsSync
 from aggregator.store.db import DatabaseError, create_engine
+from aggregator.store.partitions import drop_old_months
 from drivers.daemon.http import HttpServer
 from drivers.daemon.lifecycle import Component, run_until_signalled
 from drivers.daemon.observability import (
@@ -62,6 +63,7 @@ from drivers.sync.protocol import (
 log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_S = 0.0005
+RETENTION_INTERVAL_S = 86_400.0
 
 __all__ = ["DatabaseError", "build", "run"]
 
@@ -154,6 +156,11 @@ def _sync_features(
     features.push(fleet.commands.due)
     features.add_stream(SmsBatch, "sms", SmsSync(engine, refusals).store)
     features.handle(DoctorReportMessage, DoctorSync(engine, refusals).report)
+    keep_months = settings.database.keep_months
+    if keep_months is not None:
+        features.every(
+            "CDR retention", RETENTION_INTERVAL_S, lambda: drop_old_months(engine(), keep_months)
+        )
     return recordings, features
 
 

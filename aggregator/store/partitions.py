@@ -26,6 +26,7 @@ and the next retention run drops it again.
 from __future__ import annotations
 
 import datetime
+import logging
 import re
 import time
 import weakref
@@ -36,6 +37,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+
+log = logging.getLogger(__name__)
 
 MONTHS_AHEAD = 2
 REFRESH_S = 60.0
@@ -138,6 +141,20 @@ def drop_months_before(conn: sa.Connection, first_kept: Month) -> list[str]:
     for month in dropped:
         conn.execute(sa.text(f"DROP TABLE {month.name}"))
     return [m.name for m in dropped]
+
+
+def drop_old_months(engine: sa.Engine, keep_months: int) -> tuple[Month, list[str]]:
+    """Retention: drop months before the current one and ``keep_months`` before it.
+
+    Returns the first month kept and the partitions dropped.
+    """
+    first_kept = this_month().plus(-keep_months)
+    with engine.begin() as conn:
+        dropped = drop_months_before(conn, first_kept)
+    COVERAGE.forget(engine)
+    if dropped:
+        log.info("CDR months dropped", extra={"partitions": dropped, "keep_months": keep_months})
+    return first_kept, dropped
 
 
 def partition_cdrs(conn: sa.Connection, now: Month | None = None) -> None:

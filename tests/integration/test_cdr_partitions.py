@@ -8,14 +8,19 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from pydantic import ValidationError
 
-from aggregator import reports
+from aggregator import reports, service
+from aggregator.ingest_metrics import IngestMetrics
+from aggregator.refusals import Refusals
+from aggregator.settings import AggregatorSettings
 from aggregator.store import migrate
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import create_engine, driver_url, migrated_engine
 from aggregator.store.partitions import Month, existing_months, schema_differences, this_month
 from aggregator.store.schema import cdrs, metadata
 from appliance.cli.main import main
+from drivers.daemon.observability import new_registry
 from tests.first_release import make_first_release_db, spread_cdr
 from tests.pg import fresh_database, postgres_server
 from tests.sync_env import make_cdr
@@ -145,6 +150,34 @@ def test_retention_drops_old_months_and_the_reports_still_answer(
     again = store.ingest("site-a", batch[100:])
     assert (again.inserted, again.duplicates) == (0, 200)
     engine.dispose()
+
+
+def test_the_retention_setting_drops_old_months_from_the_ingest_worker(
+    empty_pg: str, tmp_path: Path
+) -> None:
+    engine = create_engine(empty_pg)
+    old = this_month().plus(-4)
+    assert CdrStore(engine).ingest("site-a", [(1, cdr_in(old, 1))]).inserted == 1
+    settings = AggregatorSettings.model_validate(
+        {"data_dir": str(tmp_path), "database": {"url": empty_pg, "keep_months": 3}}
+    )
+    metrics = IngestMetrics(new_registry("aggregator", {}))
+    refusals = Refusals(metrics.records_refused, 10, 100)
+    _, features = service._sync_features(settings, lambda: engine, metrics, refusals)
+    (retention,) = [p for p in features.periodic if p.name == "CDR retention"]
+    assert retention.interval_s == service.RETENTION_INTERVAL_S
+    retention.run()
+    with engine.connect() as conn:
+        assert old not in existing_months(conn)
+        assert count(conn) == 0
+    engine.dispose()
+
+
+def test_the_retention_setting_needs_postgres(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match=r"database\.keep_months drops PostgreSQL"):
+        AggregatorSettings.model_validate(
+            {"data_dir": str(tmp_path), "database": {"keep_months": 3}}
+        )
 
 
 def test_retention_is_refused_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
