@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,13 @@ from aggregator.doctor.sync import DoctorSync
 from aggregator.refusals import Refusals
 from aggregator.store.db import create_engine
 from appliance.doctor import Finding
-from appliance.doctor_upload import DoctorReportPublisher, LatestReport, report_of
+from appliance.doctor_upload import (
+    DoctorReportPublisher,
+    DoctorSchedule,
+    LatestReport,
+    report_of,
+)
+from appliance.settings import ApplianceSettings
 from drivers.sync.doctor_report import (
     CHECK_MAX,
     FINDINGS_MAX,
@@ -191,3 +198,36 @@ def test_the_golden_frame_the_appliance_sent_parses_at_hq() -> None:
     report = parse_doctor_report(message.report, now=NOW)
     assert (report.source, report.status) == ("scheduled", "fail")
     assert report.counts == {"ok": 2, "warn": 1, "fail": 1}
+
+
+def box(**doctor: Any) -> ApplianceSettings:
+    return ApplianceSettings.model_validate(
+        {"site_id": "site-a", "profile": "branch", "data_dir": "/nonexistent", "doctor": doctor}
+    )
+
+
+def test_the_schedule_runs_at_start_and_a_broken_run_keeps_the_last_report() -> None:
+    latest = LatestReport()
+    runs: list[str] = []
+
+    async def scenario() -> None:
+        ran = asyncio.Event()
+
+        async def checks(_settings: ApplianceSettings) -> list[Finding]:
+            runs.append("run")
+            ran.set()
+            if len(runs) > 1:
+                raise RuntimeError("a check broke")
+            return [Finding("system", "disk", "ok", "fine")]
+
+        schedule = DoctorSchedule(box(first_run_s=0, interval_h=0), latest, checks)
+        await schedule.start()
+        async with asyncio.timeout(10):
+            await ran.wait()
+        await schedule.stop()
+        await schedule.run_once()
+
+    asyncio.run(scenario())
+    assert len(runs) == 2
+    assert latest.report is not None
+    assert (latest.report.source, latest.report.status) == ("scheduled", "ok")
