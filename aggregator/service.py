@@ -36,7 +36,7 @@ from aggregator.site_sync import SiteSessions
 from aggregator.sites.live_queues import log_refused
 from aggregator.sms_sync import SmsSync
 from aggregator.store.db import DatabaseError, create_engine
-from aggregator.store.partitions import drop_old_months
+from aggregator.store.partitions import drop_old_months, make_ahead
 from drivers.daemon.http import HttpServer
 from drivers.daemon.lifecycle import Component, run_until_signalled
 from drivers.daemon.observability import (
@@ -156,6 +156,7 @@ def _sync_features(
     features.push(fleet.commands.due)
     features.add_stream(SmsBatch, "sms", SmsSync(engine, refusals).store)
     features.handle(DoctorReportMessage, DoctorSync(engine, refusals).report)
+    features.every("CDR months ahead", RETENTION_INTERVAL_S, lambda: make_ahead(engine()))
     keep_months = settings.database.keep_months
     if keep_months is not None:
         features.every(

@@ -11,7 +11,8 @@ advisory lock so nodes never race:
 
 - the migration to revision 0007 (``partition_cdrs``) moves existing rows into a
   partition per month they fall in;
-- every start (``migrate.upgrade``) creates this month and ``MONTHS_AHEAD`` more;
+- every start (``migrate.upgrade``), and then a daily task of each node
+  (``make_ahead``), creates this month and ``MONTHS_AHEAD`` more;
 - the COPY ingest (``Coverage.ensure``) checks each group's months against the
   partitions it knows (re-read at most every ``REFRESH_S``) and creates a missing one,
   in its own short transaction before the group's, so a CDR of any month is stored.
@@ -132,6 +133,12 @@ def ensure_ahead(conn: sa.Connection, now: Month | None = None) -> None:
     if is_partitioned(conn):
         first = now or this_month()
         create_months(conn, (first.plus(n) for n in range(MONTHS_AHEAD + 1)))
+
+
+def make_ahead(engine: sa.Engine) -> None:
+    """``ensure_ahead`` in a transaction of its own (the daily task of a running node)."""
+    with engine.begin() as conn:
+        ensure_ahead(conn)
 
 
 def drop_months_before(conn: sa.Connection, first_kept: Month) -> list[str]:

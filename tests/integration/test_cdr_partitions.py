@@ -152,7 +152,7 @@ def test_retention_drops_old_months_and_the_reports_still_answer(
     engine.dispose()
 
 
-def test_the_retention_setting_drops_old_months_from_the_ingest_worker(
+def test_the_ingest_worker_drops_old_months_and_makes_the_next_ones(
     empty_pg: str, tmp_path: Path
 ) -> None:
     engine = create_engine(empty_pg)
@@ -170,6 +170,13 @@ def test_the_retention_setting_drops_old_months_from_the_ingest_worker(
     with engine.connect() as conn:
         assert old not in existing_months(conn)
         assert count(conn) == 0
+    (ahead,) = [p for p in features.periodic if p.name == "CDR months ahead"]
+    last = this_month().plus(2)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE {last.name}"))
+    ahead.run()
+    with engine.connect() as conn:
+        assert last in existing_months(conn)
     engine.dispose()
 
 
