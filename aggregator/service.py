@@ -27,6 +27,7 @@ from aggregator.fleet.sync import FleetSync
 from aggregator.ingest import IngestServer
 from aggregator.ingest_features import IngestFeatures
 from aggregator.ingest_metrics import IngestMetrics
+from aggregator.queues.agent_sync import STREAM, AgentStateSync
 from aggregator.recording_sync import RecordingSync
 from aggregator.refusals import Refusals
 from aggregator.settings import AggregatorSettings
@@ -45,6 +46,7 @@ from drivers.daemon.observability import (
 )
 from drivers.daemon.version import __version__
 from drivers.sync.protocol import (
+    AgentStateBatch,
     CommandResult,
     ComplianceBatch,
     Hello,
@@ -151,6 +153,7 @@ def _sync_features(
     features.push(directory.pusher.due)
     features.push(fleet.commands.due)
     features.add_stream(SmsBatch, "sms", SmsSync(engine, refusals).store)
+    features.add_stream(AgentStateBatch, STREAM, AgentStateSync(engine, refusals).store)
     return recordings, features
 
 

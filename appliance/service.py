@@ -26,6 +26,7 @@ from appliance.compliance.calls import CallCompliance, ComplianceDecider
 from appliance.compliance.routes import build_compliance_router, install_error_handler
 from appliance.compliance.service import ComplianceService
 from appliance.compliance.sync import REFUSALS, DncTopic
+from appliance.contact.state_log import AGENT_STATES
 from appliance.contact.wiring import ContactCentre, build_contact
 from appliance.gateway.channels import ModemCollector, ModemPool
 from appliance.gateway.diagnostics import build_diagnostics_router
@@ -211,6 +212,7 @@ def _sync(
         features.add_live_status(lambda: {"calls_active": calls_in_progress(pbx)})
     if contact is not None:
         features.add_live_status(contact.service.live_stats)
+        features.add_stream(OutboxStream(AGENT_STATES))
     if sim is not None:
         features.add_commands(sim_commands(sim), "sim")
         features.add_publisher(SimStatusPublisher(sim, settings.sim.status_interval_s))

@@ -5,6 +5,7 @@ as CSV. Parameters that do not parse answer 422 with their ``error_id``
 (aggregator/api/params.py).
 """
 
+import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from fastapi import APIRouter, Query
 
 from aggregator.api.auth import Principal, hq_access
 from aggregator.api.params import Format, respond, span, zone
+from aggregator.queues.agents import agent_report
 from aggregator.queues.report import Interval, QueueQuery, queue_report
 from aggregator.settings import AggregatorSettings
 
@@ -44,4 +46,29 @@ def build_queues_router(settings: AggregatorSettings, engine: Callable[[], sa.En
             rows = queue_report(conn, query)
         return respond(rows, format, "queues.csv")
 
+    @router.get(
+        "/reports/agents",
+        summary="Per agent: logged-in time, paused time by reason, occupancy, calls, talk time",
+    )
+    def agents(
+        principal: who,
+        start: Annotated[str, Query(alias="from", description="date or ISO time")],
+        end: Annotated[str, Query(alias="to", description="exclusive")],
+        site: str | None = None,
+        tz: str = "UTC",
+        format: Format = "json",
+    ) -> Any:
+        first, last = span(start, end, zone(tz), settings.reports.max_span_days)
+        now = int(time.time() * 1000)
+        with engine().connect() as conn:
+            rows = agent_report(conn, principal.scope(site), first, last, now)
+        if format == "csv":
+            rows = [row | {"paused_by_reason": _reasons(row["paused_by_reason"])} for row in rows]
+        return respond(rows, format, "agents.csv")
+
     return router
+
+
+def _reasons(paused: dict[str, float]) -> str:
+    """Pause time by reason as one CSV cell: ``lunch=600.0; no-answer=15.0``."""
+    return "; ".join(f"{reason}={seconds}" for reason, seconds in paused.items())

@@ -15,13 +15,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from aggregator.store.queue_rollup import (
-    QueueCall,
-    QueueFieldError,
-    QueueTotals,
-    queue_call,
-    queue_totals,
-)
+from aggregator.store.queue_rollup import QueueCall, QueueFieldError, queue_call
 from drivers.sync.records import RecordError, parse_cdr
 
 HOUR_MS = 3_600_000
@@ -82,11 +76,11 @@ class ParsedBatch:
     queued: Mapping[str, QueueCall] = field(default_factory=dict)
     queue_errors: tuple[str, ...] = ()
 
-    def queue_totals(self, new_ids: Collection[str]) -> QueueTotals:
-        """What the queued calls among the CDRs ``new_ids`` add to the queue rollup."""
+    def queued_among(self, new_ids: Collection[str]) -> list[QueueCall]:
+        """The queued calls among the CDRs ``new_ids`` (those newly stored)."""
         if len(new_ids) == len(self.rows):
-            return queue_totals(self.queued.values())
-        return queue_totals(self.queued[i] for i in new_ids if i in self.queued)
+            return list(self.queued.values())
+        return [self.queued[i] for i in new_ids if i in self.queued]
 
 
 def cdr_row(site_id: str, raw: bytes, now_ms: int) -> CdrRow:

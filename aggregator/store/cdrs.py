@@ -42,7 +42,7 @@ from aggregator.store.cdr_rows import (
 )
 from aggregator.store.db import insert
 from aggregator.store.pg_copy import copy_new_rows
-from aggregator.store.queue_rollup import add_queue_totals, add_to_queue_rollup, new_queue_totals
+from aggregator.store.queue_rollup import add_to_queue_rollup
 from aggregator.store.schema import cdr_rollup, cdr_rollup_daily, cdrs, rejected_records, sites
 
 _COLUMNS = tuple(c.name for c in cdrs.columns if c.name != "id")
@@ -82,14 +82,14 @@ class CdrStore:
     ) -> list[IngestResult]:
         results = []
         group_totals = new_totals()
-        group_queues = new_queue_totals()
+        queued = []
         with self.engine.begin() as conn:
             for batch, new_ids in zip(batches, insert_group(conn, batches), strict=True):
                 totals = batch.totals
                 if len(new_ids) != len(batch.rows):
                     totals = hourly_totals(batch.rows[cdr_id] for cdr_id in new_ids)
                 add_totals(group_totals, totals)
-                add_queue_totals(group_queues, batch.queue_totals(new_ids))
+                queued += batch.queued_among(new_ids)
                 if batch.rejected:
                     stmt = insert(self.engine, rejected_records).on_conflict_do_nothing()
                     conn.execute(stmt, batch.rejected)
@@ -98,7 +98,7 @@ class CdrStore:
                 duplicates = batch.count - len(new_ids) - refused
                 results.append(IngestResult(len(new_ids), duplicates, refused))
             self.add_to_rollup(conn, group_totals)
-            add_to_queue_rollup(conn, group_queues)
+            add_to_queue_rollup(conn, queued)
         return results
 
     def add_to_rollup(self, conn: sa.Connection, totals: Totals) -> None:

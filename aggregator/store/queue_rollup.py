@@ -5,7 +5,9 @@ A queued call's CDR carries its queue fields in ``variables`` (docs/contact-cent
 rollups, the store adds only the calls of CDRs that were newly inserted, in the same
 transaction as their rows, so a redelivered CDR adds nothing (aggregator/store/cdrs.py).
 ``queue_rollup`` holds the sums per UTC hour and ``queue_rollup_daily`` per UTC day;
-HQ's queue report reads only these (aggregator/queues/report.py).
+HQ's queue report reads only these (aggregator/queues/report.py). ``agent_rollup`` holds
+per agent (``queue_agent``) and hour the calls answered and their talk time, for the
+agent report (aggregator/queues/agents.py).
 
 The fields are text a site wrote, so they are checked here: a queue name of at most
 ``ID_MAX`` characters, a known outcome and waits that are finite numbers of seconds
@@ -17,13 +19,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import sqlalchemy as sa
 
 from aggregator.store.db import insert
-from aggregator.store.schema import queue_rollup, queue_rollup_daily
+from aggregator.store.schema import agent_rollup, queue_rollup, queue_rollup_daily
 from drivers.sync.limits import DURATION_MAX_S, ID_MAX, TIME_MAX_S, TIME_MIN_S
 from drivers.sync.records import RecordError
 
@@ -45,6 +47,8 @@ _WAIT, _TALK, _MAX_WAIT = _SL_MET + 1, _SL_MET + 2, _SL_MET + 3
 
 # (site, hour or day start ms, queue) -> the COUNTERS, in order
 QueueTotals = dict[tuple[str, int, str], list[float]]
+# (site, hour start ms, agent) -> [calls answered, talk seconds]
+AgentTotals = dict[tuple[str, int, str], list[float]]
 
 
 class QueueFieldError(RecordError):
@@ -61,6 +65,7 @@ class QueueCall(NamedTuple):
     wait_s: float
     talk_s: float
     sl_met: bool
+    agent: str = ""
 
 
 def queue_call(
@@ -91,7 +96,10 @@ def queue_call(
         talk = billable_s - wait if end is None or entered is None else end - entered - wait
     hour = started_ms - started_ms % HOUR_MS
     sl_met = outcome == "answered" and variables.get("queue_sl_met") == "true"
-    return QueueCall(site_id, hour, queue, outcome, wait, max(0.0, talk), sl_met)
+    agent = variables.get("queue_agent", "") if outcome == "answered" else ""
+    if len(agent) > ID_MAX:
+        raise QueueFieldError("cdr-queue-fields-invalid", f"queue_agent is over {ID_MAX} chars")
+    return QueueCall(site_id, hour, queue, outcome, wait, max(0.0, talk), sl_met, agent)
 
 
 def _seconds(variables: Mapping[str, str], key: str, low: float, high: float) -> float | None:
@@ -127,10 +135,15 @@ def queue_totals(calls: Iterable[QueueCall]) -> QueueTotals:
     return totals
 
 
-def add_queue_totals(into: QueueTotals, totals: QueueTotals) -> None:
-    """Merge ``totals`` into ``into`` (made by ``new_queue_totals``): sums and the maximum."""
-    for key, t in totals.items():
-        _merge(into[key], t)
+def agent_totals(calls: Iterable[QueueCall]) -> AgentTotals:
+    """What ``calls`` add to the hourly agent rollup: calls answered and talk time."""
+    totals: AgentTotals = defaultdict(lambda: [0.0, 0.0])
+    for call in calls:
+        if call.agent:
+            t = totals[(call.site_id, call.hour_ms, call.agent)]
+            t[0] += 1
+            t[1] += call.talk_s
+    return totals
 
 
 def daily_queue_totals(hourly: QueueTotals) -> QueueTotals:
@@ -147,11 +160,26 @@ def _merge(into: list[float], t: list[float]) -> None:
     into[_MAX_WAIT] = max(into[_MAX_WAIT], t[_MAX_WAIT])
 
 
-def add_to_queue_rollup(conn: sa.Connection, hourly: QueueTotals) -> None:
-    """Add ``hourly`` to the hourly and daily queue rollups, inside ``conn``'s transaction."""
-    if hourly:
-        _upsert(conn, queue_rollup, "hour_ms", hourly)
-        _upsert(conn, queue_rollup_daily, "day_ms", daily_queue_totals(hourly))
+def add_to_queue_rollup(conn: sa.Connection, calls: Sequence[QueueCall]) -> None:
+    """Add ``calls`` to the queue and agent rollups, inside ``conn``'s transaction."""
+    if not calls:
+        return
+    hourly = queue_totals(calls)
+    _upsert(conn, queue_rollup, "hour_ms", hourly)
+    _upsert(conn, queue_rollup_daily, "day_ms", daily_queue_totals(hourly))
+    agents = [
+        {"site_id": site, "hour_ms": hour, "agent": agent, "answered": int(t[0]), "talk_s": t[1]}
+        for (site, hour, agent), t in agent_totals(calls).items()
+    ]
+    if agents:
+        stmt = insert(conn.engine, agent_rollup)
+        grown = {
+            name: agent_rollup.c[name] + stmt.excluded[name] for name in ("answered", "talk_s")
+        }
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["site_id", "hour_ms", "agent"], set_=grown
+        )
+        conn.execute(stmt, agents)
 
 
 def _columns(t: list[float]) -> dict[str, float]:

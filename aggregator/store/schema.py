@@ -4,7 +4,8 @@
 were newly inserted, so redelivery never double-counts) and ``cdr_rollup_daily`` the
 same per UTC day; reports read the rollups, not the CDR table, which keeps a month's
 summary fast at any table size. ``queue_rollup`` and ``queue_rollup_daily`` do the same
-per queue for the queued calls (aggregator/store/queue_rollup.py).
+per queue for the queued calls, and ``agent_rollup`` per agent who answered them
+(aggregator/store/queue_rollup.py).
 
 The schema changes only through a migration (aggregator/store/migrate.py).
 
@@ -124,6 +125,34 @@ def _queue_rollup(name: str, period: str, index: str) -> sa.Table:
 queue_rollup = _queue_rollup("queue_rollup", "hour_ms", "ix_queue_rollup_hour")
 queue_rollup_daily = _queue_rollup("queue_rollup_daily", "day_ms", "ix_queue_rollup_daily_day")
 
+
+agent_rollup = sa.Table(
+    "agent_rollup",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("hour_ms", sa.BigInteger, primary_key=True),
+    sa.Column("agent", sa.String(64), primary_key=True),
+    sa.Column("answered", sa.BigInteger, nullable=False),
+    sa.Column("talk_s", sa.Float, nullable=False),
+    sa.Index("ix_agent_rollup_hour", "hour_ms", "site_id"),
+)
+
+# The agent state log (aggregator/queues/agent_sync.py): one row per change a site sent,
+# stored once by (site, the site's outbox sequence).
+agent_states = sa.Table(
+    "agent_states",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("agent", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False, server_default=""),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column("registered", sa.Boolean, nullable=False),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_agent_states_agent_at", "site_id", "agent", "at_ms"),
+    sa.Index("ix_agent_states_at", "at_ms"),
+)
 
 rejected_records = sa.Table(
     "rejected_records",

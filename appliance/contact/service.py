@@ -9,6 +9,8 @@ leg, and the ACD's states follow. A timer task wakes at the next deadline (at mo
 pauses with ``no-answer``), wrap-ups and maximum waits (overflow target, or hang up).
 Agents' states are written to LMDB when a restart would restore them differently (login,
 logout, pause, resume) and read back at start, so login and pause survive a restart;
+every change also goes into the agent state log for HQ, in the same commit
+(appliance/contact/state_log.py);
 ``registrations`` (Kamailio's registered extensions, polled by the wiring) keeps agents
 whose phone is gone from being offered calls. Each queued call's CDR carries queue
 fields (``queue_*`` variables, synced to HQ with the CDR); every change is published on
@@ -29,6 +31,7 @@ from typing import Any, Protocol
 from appliance.contact.acd import Acd, Agent, Waiting
 from appliance.contact.cti import CtiStream
 from appliance.contact.settings import ContactSettings
+from appliance.contact.state_log import AgentStateLog
 from appliance.contact.stats import QueueTally, live_part
 from appliance.store import Store
 from appliance.store.state import StateStore
@@ -78,7 +81,9 @@ class ContactService:
         self._workers: dict[str, Worker] = {}
         self._ringing: dict[str, Ringing] = {}
         self._talking: dict[str, tuple[str, str]] = {}
+        self._store: Store | None = None
         self._state: StateStore | None = None
+        self._log: AgentStateLog | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._saved: dict[str, tuple[str, str]] = {}
@@ -89,8 +94,10 @@ class ContactService:
         self.tally = QueueTally()
 
     async def start(self, store: Store) -> None:
-        """Read agents' states back from LMDB and start the tick."""
+        """Read agents' states back from LMDB (and log them as restored), start the tick."""
+        self._store = store
         self._state = StateStore(store, NAMESPACE)
+        self._log = AgentStateLog(store)
         now = self._clock()
         for _, doc in self._state.items():
             self.acd.restore(doc, now)
@@ -362,15 +369,25 @@ class ContactService:
         return agent
 
     def _save(self, agent: Agent) -> None:
-        """Write the agent when what a restart restores changed: ringing, talking and
-        wrap-up come back as available, so those changes cost no fsync on the way to an
-        offer."""
+        """Write the agent when what a restart restores changed (ringing, talking and
+        wrap-up come back as available), and log every change for HQ; both in one commit.
+        """
+        if self._store is None or self._state is None or self._log is None:
+            return
         durable = ("available" if agent.state in RESTORED_AVAILABLE else agent.state,
                    agent.reason)  # fmt: skip
-        if self._state is None or self._saved.get(agent.number) == durable:
+        save = self._saved.get(agent.number) != durable
+        change = self._log.change(agent)
+        if not save and change is None:
             return
-        self._state.put(agent.number, {**agent.record(), "state": durable[0]})
+        with self._store.write() as txn:
+            if save:
+                self._state.put_in(txn, agent.number, {**agent.record(), "state": durable[0]})
+            if change is not None:
+                self._log.append_in(txn, change)
         self._saved[agent.number] = durable
+        if change is not None:
+            self._log.committed(change)
 
     def _publish_call(self, event: str, call_id: str, entry: Waiting | None = None,
                       **data: Any) -> None:  # fmt: skip

@@ -13,7 +13,7 @@ from aggregator.store import migrate
 from aggregator.store.cdr_rows import cdr_row
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import driver_url, migrated_engine
-from aggregator.store.schema import cdrs, queue_rollup, queue_rollup_daily
+from aggregator.store.schema import agent_rollup, cdrs, queue_rollup, queue_rollup_daily
 from tests.first_release import make_first_release_db
 from tests.queue_cdrs import QueuedCall
 from tests.sync_env import T0
@@ -81,6 +81,10 @@ def test_the_upgrade_from_0003_back_fills_the_queue_rollups(tmp_path: Path) -> N
     expected = hand_count(CALLS)
     assert_close(sums(engine, queue_rollup), expected)
     assert_close(sums(engine, queue_rollup_daily), expected)
+    with engine.connect() as conn:
+        by_agent = sa.select(agent_rollup.c.agent, sa.func.sum(agent_rollup.c.answered))
+        answered = sum(c.outcome == "answered" for c in CALLS)
+        assert conn.execute(by_agent.group_by(agent_rollup.c.agent)).all() == [("1003", answered)]
     again = CdrStore(engine).ingest("site-a", [(c.n, c.cdr()) for c in CALLS])
     assert again.duplicates == len(CALLS)
     assert_close(sums(engine, queue_rollup), expected)

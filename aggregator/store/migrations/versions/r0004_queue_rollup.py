@@ -1,7 +1,10 @@
-"""Per-queue rollups: ``queue_rollup`` (hourly) and ``queue_rollup_daily``, back-filled.
+"""Contact-centre reports: the per-queue and per-agent rollups, back-filled, and the agent
+state log.
 
-The back-fill reads the queue fields of every CDR already stored, a chunk of rows at a
-time, and adds them up the way ingest does (aggregator/store/queue_rollup.py).
+``queue_rollup`` (hourly), ``queue_rollup_daily`` and ``agent_rollup`` are filled from
+the queue fields of every CDR already stored, a chunk of rows at a time, added up the way
+ingest does (aggregator/store/queue_rollup.py). ``agent_states`` starts empty: sites
+send their agents' changes from now on.
 
 Revision ID: 0004
 Revises: 0003
@@ -12,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from aggregator.store.queue_rollup import add_to_queue_rollup, queue_call, queue_totals
+from aggregator.store.queue_rollup import add_to_queue_rollup, queue_call
 from drivers.sync.records import RecordError, parse_cdr
 
 revision = "0004"
@@ -52,7 +55,33 @@ def upgrade() -> None:
             sa.Column("max_wait_s", sa.Float, nullable=False),
         )
         op.create_index(index, name, [period, "site_id"])
+    op.create_table(
+        "agent_rollup",
+        sa.Column("site_id", sa.String(64), primary_key=True),
+        sa.Column("hour_ms", sa.BigInteger, primary_key=True),
+        sa.Column("agent", sa.String(64), primary_key=True),
+        sa.Column("answered", sa.BigInteger, nullable=False),
+        sa.Column("talk_s", sa.Float, nullable=False),
+    )
+    op.create_index("ix_agent_rollup_hour", "agent_rollup", ["hour_ms", "site_id"])
+    _agent_states()
     _back_fill(op.get_bind())
+
+
+def _agent_states() -> None:
+    op.create_table(
+        "agent_states",
+        sa.Column("site_id", sa.String(64), primary_key=True),
+        sa.Column("seq", sa.BigInteger, primary_key=True),
+        sa.Column("agent", sa.String(32), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("reason", sa.String(64), nullable=False, server_default=""),
+        sa.Column("at_ms", sa.BigInteger, nullable=False),
+        sa.Column("registered", sa.Boolean, nullable=False),
+        sa.Column("received_ms", sa.BigInteger, nullable=False),
+    )
+    op.create_index("ix_agent_states_agent_at", "agent_states", ["site_id", "agent", "at_ms"])
+    op.create_index("ix_agent_states_at", "agent_states", ["at_ms"])
 
 
 def _back_fill(conn: sa.Connection) -> None:
@@ -74,12 +103,15 @@ def _back_fill(conn: sa.Connection) -> None:
                 continue
             if call is not None:
                 calls.append(call)
-        add_to_queue_rollup(conn, queue_totals(calls))
+        add_to_queue_rollup(conn, calls)
         after = rows[-1].id
 
 
 def downgrade() -> None:
-    """Drop both; the CDRs still hold every queue field."""
+    """Drop them; the CDRs still hold every queue field (the agent state log is lost)."""
+    op.drop_table("agent_states")
+    op.drop_index("ix_agent_rollup_hour", "agent_rollup")
+    op.drop_table("agent_rollup")
     for name, index in (
         ("queue_rollup_daily", "ix_queue_rollup_daily_day"),
         ("queue_rollup", "ix_queue_rollup_hour"),
