@@ -212,13 +212,14 @@ def _sync(
         features.add_live_status(lambda: {"calls_active": calls_in_progress(pbx)})
     if contact is not None:
         features.add_live_status(contact.service.live_stats)
-        features.add_stream(OutboxStream(AGENT_STATES))
     if sim is not None:
         features.add_commands(sim_commands(sim), "sim")
         features.add_publisher(SimStatusPublisher(sim, settings.sim.status_interval_s))
         features.add_stream(OutboxStream(BatchStream(SMS_OUTBOX, SmsBatch)))
     features.add_topic(DncTopic(compliance))
     features.add_stream(OutboxStream(REFUSALS))
+    # Also without queues configured: changes logged before they were removed still go up.
+    features.add_stream(OutboxStream(AGENT_STATES))
     return SyncClient(settings, store.get, metrics, features)
 
 

@@ -261,6 +261,7 @@ def _reports(commands: Sub) -> None:
     queues = _report_leaf(sub, "queues", "per queue and day/hour: answered, abandoned, SL, ASA")
     queues.add_argument("--interval", choices=("day", "hour"), default="day", help="(day)")
     queues.add_argument("--queue", help="only this queue")
+    _report_leaf(sub, "agents", "per agent: logged-in, paused by reason, occupancy, calls, talk")
     usage = leaf(sub, "sim-usage", _sim_usage, "per SIM and local day: calls, answer rate, talk")
     usage.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD")
     usage.add_argument("--to", dest="end", required=True, help="last day, inclusive")
@@ -273,6 +274,7 @@ REPORT_PATHS = {
     "extensions": "/api/v1/reports/by-extension",
     "trunks": "/api/v1/reports/by-trunk",
     "queues": "/api/v1/reports/queues",
+    "agents": "/api/v1/reports/agents",
 }
 
 
