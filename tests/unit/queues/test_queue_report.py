@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from aggregator import reports
 from aggregator.api import mount_api
-from aggregator.queues.report import QueueQuery, day_bounds, queue_report
+from aggregator.queues.report import QueueQuery, queue_report, utc_offsets
 from aggregator.settings import AggregatorSettings
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import create_engine
@@ -124,12 +124,26 @@ def test_a_range_inside_one_day_counts_only_its_hours(engine: sa.Engine) -> None
     assert line["offered"] == len(calls)
 
 
-def test_day_bounds_follow_daylight_saving() -> None:
+def test_utc_offsets_list_each_daylight_saving_change() -> None:
     zone = reports.zone("Europe/Berlin")
     start, end = reports.parse_time("2026-03-28", zone), reports.parse_time("2026-03-31", zone)
-    bounds = day_bounds(start, end, zone)
-    assert [b - a for a, b in itertools.pairwise(bounds)] == [
-        24 * 3_600_000, 23 * 3_600_000, 24 * 3_600_000]  # fmt: skip
+    offsets = utc_offsets(start, end, zone)
+    change = reports.parse_time("2026-03-29T01:00:00+00:00", zone)
+    assert offsets == [(start, 3_600_000), (change, 7_200_000)]
+
+
+def test_local_days_follow_a_daylight_saving_change(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'dst.db'}")
+    zone = reports.zone("Europe/Berlin")
+    starts = ["2026-03-28T23:30Z", "2026-03-29T00:30Z", "2026-03-29T21:30Z", "2026-03-29T22:30Z"]
+    calls = [QueuedCall(n, "support", "abandoned", wait_s=5,
+                        start=reports.parse_time(at.replace("Z", "+00:00"), zone) / 1000)
+             for n, at in enumerate(starts)]  # fmt: skip
+    CdrStore(engine).ingest("site-a", [(c.n, c.cdr()) for c in calls])
+    lines = report(engine, "Europe/Berlin", "2026-03-28", "2026-04-01")
+    assert [(line["period"], line["offered"]) for line in lines] == [
+        ("2026-03-29", 3), ("2026-03-30", 1)]  # fmt: skip
+    engine.dispose()
 
 
 @pytest.fixture(scope="module")
