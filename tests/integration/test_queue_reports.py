@@ -16,13 +16,12 @@ from aggregator.store.schema import queue_rollup, queue_rollup_daily
 from appliance.contact.state_log import AGENT_OUTBOX
 from appliance.store import Outbox, Store
 from drivers.sync.agent_states import AgentStateChange
+from tests import queue_migration as migrated
 from tests.integration.test_sync import start_aggregator, start_appliance
 from tests.pg import fresh_database, postgres_server
 from tests.procs import ROOT
 from tests.queue_cdrs import QueuedCall
 from tests.sync_env import T0, TOKEN, SyncEnv, make_cdr, make_env, wait_for
-from tests.unit.queues import test_queue_migration as migrated
-from tests.unit.queues.test_queue_migration import at_revision_0003
 
 pytestmark = pytest.mark.timeout(300)
 SPAN: dict[str, object] = {"from": "2025-11-24", "to": "2025-11-26"}
@@ -155,7 +154,7 @@ def test_agent_report_from_the_synced_log_and_queue_cdrs(synced: SyncEnv) -> Non
 
 def test_the_upgrade_from_0003_back_fills_the_queue_rollups_on_postgres(pg_server: str) -> None:
     with fresh_database(pg_server, "migration") as url:
-        at_revision_0003(url)
+        migrated.at_revision_0003(url)
         engine, migration = migrated_engine(url)
         try:
             assert migration.before == "0003"
