@@ -82,14 +82,22 @@ def _by_day(query: QueueQuery, first: datetime.date) -> sa.Select[Any]:
 
 def utc_offsets(start_ms: int, end_ms: int, tz: ZoneInfo) -> list[tuple[int, int]]:
     """``(from_ms, offset_ms)``: the zone's UTC offset at each whole hour from ``start_ms``
-    (an hour's start), listed where it changes."""
-    offsets: list[tuple[int, int]] = []
-    for hour in range(start_ms, max(end_ms, start_ms + 1), HOUR_MS):
-        moment = datetime.datetime.fromtimestamp(hour / 1000, tz)
-        offset = int(moment.utcoffset().total_seconds() * 1000)  # type: ignore[union-attr]
-        if not offsets or offsets[-1][1] != offset:
-            offsets.append((hour, offset))
+    (an hour's start), listed where it changes. Looked at once a day, and hour by hour
+    only in a day whose end differs from its start (a daylight-saving change)."""
+    offsets = [(start_ms, _offset(start_ms, tz))]
+    for day in range(start_ms, end_ms, DAY_MS):
+        if _offset(min(day + DAY_MS, end_ms), tz) == offsets[-1][1]:
+            continue
+        for hour in range(day + HOUR_MS, min(day + DAY_MS, end_ms) + 1, HOUR_MS):
+            offset = _offset(hour, tz)
+            if offset != offsets[-1][1]:
+                offsets.append((hour, offset))
     return offsets
+
+
+def _offset(at_ms: int, tz: ZoneInfo) -> int:
+    moment = datetime.datetime.fromtimestamp(at_ms / 1000, tz)
+    return int(moment.utcoffset().total_seconds() * 1000)  # type: ignore[union-attr]
 
 
 def _first_hour(start_ms: int) -> int:

@@ -130,6 +130,11 @@ def test_utc_offsets_list_each_daylight_saving_change() -> None:
     offsets = utc_offsets(start, end, zone)
     change = reports.parse_time("2026-03-29T01:00:00+00:00", zone)
     assert offsets == [(start, 3_600_000), (change, 7_200_000)]
+    year = utc_offsets(
+        reports.parse_time("2026-01-01", zone), reports.parse_time("2027-01-01", zone), zone
+    )
+    autumn = reports.parse_time("2026-10-25T01:00:00+00:00", zone)
+    assert [at for at, _ in year[1:]] == [change, autumn]
 
 
 def test_local_days_follow_a_daylight_saving_change(tmp_path: Path) -> None:
