@@ -11,8 +11,11 @@ query. The per-queue rollups are then filled from it the way ingest adds calls u
 (aggregator/store/queue_rollup.py: counts per outcome, wait and talk time of answered
 calls, longest wait of any call), per site, queue and UTC hour, and per UTC day.
 
-Measured, median of ``--rounds`` after one warm-up, each beside the same figures computed
-by a GROUP BY over the raw table in the same run (and checked equal to them):
+Measured after one warm-up, medians of ``--rounds`` runs of the report and of
+``--raw-rounds`` of the same figures computed by a GROUP BY over the raw table in the
+same run (checked equal to them first): wall time, and for the report also this
+process's CPU time and the server's execution time (EXPLAIN ANALYZE), which on a
+loaded machine show what the wall time is made of:
 
 1. the month per queue and day in UTC (read from the daily rollup);
 2. the month per queue and local day in Europe/Berlin (read from the hourly rollup);
@@ -29,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,7 +42,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aggregator import reports
-from aggregator.queues.report import QueueQuery, queue_report, utc_offsets
+from aggregator.queues.report import QueueQuery, queue_report, statement, utc_offsets
 from aggregator.store.db import create_engine
 from bench import harness
 from tests.pg import postgres_server
@@ -95,7 +99,8 @@ def main() -> None:
     parser.add_argument("--cdrs", type=int, default=10_000_000)
     parser.add_argument("--sites", type=int, default=20)
     parser.add_argument("--queues", type=int, default=4, help="queues per site")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=15, help="runs of the report")
+    parser.add_argument("--raw-rounds", type=int, default=3, help="runs of the raw GROUP BY")
     harness.run(measure, parser.parse_args())
 
 
@@ -109,8 +114,12 @@ def measure(args: argparse.Namespace) -> None:
         harness.record("rows", counts)
         cases = _cases(args)
         for name, query in cases:
-            ours, raw = compare(engine, query, args.rounds)
-            line = f"{ours:.1f} ms vs raw GROUP BY {raw:.1f} ms (ratio {ours / raw:.4f})"
+            ours, raw = compare(engine, query, args.rounds, args.raw_rounds)
+            line = (
+                f"{ours.wall_ms:.1f} ms (client CPU {ours.cpu_ms:.1f} ms, server "
+                f"{ours.server_ms:.1f} ms) vs raw GROUP BY {raw.wall_ms:.1f} ms (server "
+                f"{raw.server_ms:.1f} ms), ratio {ours.wall_ms / raw.wall_ms:.4f}"
+            )
             print(f"{name}: {line}")
             harness.record(name, line)
 
@@ -142,40 +151,76 @@ def seed(engine: sa.Engine, args: argparse.Namespace) -> dict[str, int]:
         conn.exec_driver_sql(_ROLLUP_FILL)
         conn.exec_driver_sql(_DAILY_FILL)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("ANALYZE")
+        # What autovacuum and the checkpointer would do by themselves after such a load,
+        # done now so they do not run during the measures.
+        conn.exec_driver_sql("VACUUM ANALYZE")
+        conn.exec_driver_sql("CHECKPOINT")
         return {
             table: int(conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one())  # noqa: S608
             for table in ("bench_queue_calls", "queue_rollup", "queue_rollup_daily")
         }
 
 
-def compare(engine: sa.Engine, query: QueueQuery, rounds: int) -> tuple[float, float]:
-    """Median ms of the report and of the raw GROUP BY; their figures must agree."""
+@dataclass(frozen=True)
+class Timing:
+    """Medians: wall time, this process's CPU time, the server's execution time."""
+
+    wall_ms: float
+    cpu_ms: float
+    server_ms: float
+
+
+def compare(
+    engine: sa.Engine, query: QueueQuery, rounds: int, raw_rounds: int
+) -> tuple[Timing, Timing]:
+    """The report and the raw GROUP BY, timed; their figures must agree."""
     with engine.connect() as conn:
         ours = queue_report(conn, query)
         raw = raw_report(conn, query)
         if _offered(ours) != _offered(raw):
             raise harness.Incomplete("the report and the raw GROUP BY disagree")
-        ours_ms = _median(lambda: queue_report(conn, query), rounds)
-        raw_ms = _median(lambda: raw_report(conn, query), rounds)
-    return ours_ms, raw_ms
+        ours_t = _timed(lambda: queue_report(conn, query), rounds, conn, _report_sql(conn, query))
+        raw_t = _timed(lambda: raw_report(conn, query), raw_rounds, conn, _raw_sql(query))
+    return ours_t, raw_t
+
+
+def _report_sql(conn: sa.Connection, query: QueueQuery) -> str:
+    """The report's statement with its values in line, for EXPLAIN ANALYZE."""
+    compiled = statement(query).compile(conn.engine, compile_kwargs={"literal_binds": True})
+    return str(compiled)
+
+
+def _timed(run: Callable[[], object], rounds: int, conn: sa.Connection, sql: str) -> Timing:
+    run()
+    walls, cpus, servers = [], [], []
+    for _ in range(rounds):
+        wall, cpu = time.perf_counter(), time.process_time()
+        run()
+        walls.append((time.perf_counter() - wall) * 1000)
+        cpus.append((time.process_time() - cpu) * 1000)
+        plan = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + sql.replace("%", "%%"))
+        servers.append(float(plan.scalar_one()[0]["Execution Time"]))
+    return Timing(*(statistics.median(t) for t in (walls, cpus, servers)))
 
 
 def raw_report(conn: sa.Connection, query: QueueQuery) -> list[dict[str, Any]]:
     """The same lines from the raw calls: GROUP BY site, queue and period."""
+    return [
+        {"site_id": site, "queue": queue, "period": period, "offered": int(offered)}
+        for site, queue, period, offered, *_ in conn.exec_driver_sql(_raw_sql(query))
+    ]
+
+
+def _raw_sql(query: QueueQuery) -> str:
     period = _local_day(query) if query.interval == "day" else "started_ms / 3600000 * 3600000"
-    sites = (
-        "" if query.sites is None else " AND site_id IN ('" + "','".join(sorted(query.sites)) + "')"
-    )
-    sql = (
+    sites = ""
+    if query.sites is not None:
+        sites = " AND site_id IN ('" + "','".join(sorted(query.sites)) + "')"
+    return (
         f"SELECT site_id, queue, {period} AS period, {_FIGURES} FROM bench_queue_calls "  # noqa: S608
         f"WHERE started_ms >= {query.start_ms} AND started_ms < {query.end_ms}{sites} "
         "GROUP BY 1, 2, 3"
     )
-    return [
-        {"site_id": site, "queue": queue, "period": period, "offered": int(offered)}
-        for site, queue, period, offered, *_ in conn.exec_driver_sql(sql)
-    ]
 
 
 def _local_day(query: QueueQuery) -> str:
@@ -192,16 +237,6 @@ def _local_day(query: QueueQuery) -> str:
 
 def _offered(lines: list[dict[str, Any]]) -> list[tuple[str, str, int]]:
     return sorted((line["site_id"], line["queue"], line["offered"]) for line in lines)
-
-
-def _median(run: Callable[[], object], rounds: int) -> float:
-    run()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 if __name__ == "__main__":

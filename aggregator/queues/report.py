@@ -48,16 +48,24 @@ class QueueQuery:
 
 def queue_report(conn: sa.Connection, query: QueueQuery) -> list[dict[str, Any]]:
     """Per site, queue and period: outcomes, service level, ASA, AHT and longest wait."""
+    rows = conn.execute(statement(query)).all()
     if query.interval == "day":
-        first = datetime.datetime.fromtimestamp(query.start_ms / 1000, query.tz).date()
-        rows = conn.execute(_by_day(query, first)).all()
+        first = _first_day(query)
         labels = [(first + datetime.timedelta(days=d)).isoformat() for d in range(_days(rows))]
         lines = [(site, queue, labels[d], sums) for site, queue, d, *sums in rows]
     else:
-        rows = conn.execute(_by_hour(query)).all()
         lines = [(site, queue, _hour_label(h, query.tz), sums) for site, queue, h, *sums in rows]
     # Sorted here, not in SQL, so the order does not depend on the database's collation.
     return [_line(site, queue, period, sums) for site, queue, period, sums in sorted(lines)]
+
+
+def statement(query: QueueQuery) -> sa.Select[Any]:
+    """The report's SQL: sums per site, queue and period (a day's number, or the hour)."""
+    return _by_day(query, _first_day(query)) if query.interval == "day" else _by_hour(query)
+
+
+def _first_day(query: QueueQuery) -> datetime.date:
+    return datetime.datetime.fromtimestamp(query.start_ms / 1000, query.tz).date()
 
 
 def _by_day(query: QueueQuery, first: datetime.date) -> sa.Select[Any]:
