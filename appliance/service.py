@@ -79,7 +79,7 @@ from drivers.sync.session import BatchStream
 
 log = logging.getLogger(__name__)
 
-OUTBOXES = ("cdr", "recording", "compliance", "sms")
+OUTBOXES = ("cdr", "recording", "compliance", "sms", "agent-state")
 
 
 class StoreComponent:

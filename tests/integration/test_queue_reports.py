@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from aggregator.store.db import migrated_engine
@@ -99,6 +101,7 @@ def synced(
             total = len(CALLS) + PLAIN
             wait_for(lambda: env.ingested() == total, 120, f"{total} CDRs at HQ")
             wait_for(lambda: agents_logged(env) == {"1003", "1004"}, 60, "the agent log at HQ")
+            wait_for(lambda: agent_log_pending(env) == 0, 60, "the agent log acknowledged")
             yield env
         finally:
             app.close()
@@ -114,6 +117,14 @@ def synced(
 def agents_logged(env: SyncEnv) -> set[str]:
     rows = env.api("/api/v1/reports/agents", None, **SPAN)["rows"]
     return {row["agent"] for row in rows}
+
+
+def agent_log_pending(env: SyncEnv) -> int:
+    """Agent state changes in the appliance's outbox, not yet acknowledged by HQ."""
+    text = httpx.get(f"{env.app_url}/metrics", timeout=5).text
+    found = re.search(r'callmesh_outbox_pending\{outbox="agent-state"\} ([0-9.e+]+)', text)
+    assert found, "no agent-state outbox metric"
+    return int(float(found.group(1)))
 
 
 def callmesh_hq(env: SyncEnv, *args: str) -> str:
