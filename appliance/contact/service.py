@@ -9,8 +9,8 @@ leg, and the ACD's states follow. A timer task wakes at the next deadline (at mo
 pauses with ``no-answer``), wrap-ups and maximum waits (overflow target, or hang up).
 Agents' states are written to LMDB when a restart would restore them differently (login,
 logout, pause, resume) and read back at start, so login and pause survive a restart;
-every change also goes into the agent state log for HQ, in the same commit
-(appliance/contact/state_log.py);
+every change also goes into the agent state log for HQ, in the same commit or, for
+changes on the way to an offer, right after the step (appliance/contact/state_log.py);
 ``registrations`` (Kamailio's registered extensions, polled by the wiring) keeps agents
 whose phone is gone from being offered calls. Each queued call's CDR carries queue
 fields (``queue_*`` variables, synced to HQ with the CDR); every change is published on
@@ -106,7 +106,7 @@ class ContactService:
         self._task = asyncio.create_task(self._ticking(), name="contact-tick")
 
     async def stop(self) -> None:
-        """Stop the tick and the announcements; end the CTI streams."""
+        """Stop the tick and the announcements; commit the state log; end the CTI streams."""
         for task in list(self._speaking):
             task.cancel()
         await asyncio.gather(*self._speaking, return_exceptions=True)
@@ -115,6 +115,8 @@ class ContactService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._log is not None:
+            self._log.flush()
         self.cti.close()
 
     def on_event(self, worker: Worker, event: dict[str, Any]) -> None:
@@ -370,24 +372,22 @@ class ContactService:
 
     def _save(self, agent: Agent) -> None:
         """Write the agent when what a restart restores changed (ringing, talking and
-        wrap-up come back as available), and log every change for HQ; both in one commit.
-        """
+        wrap-up come back as available), with its change for the state log in the same
+        commit; other changes go to the log just after this step, so an offer never
+        waits for an fsync (appliance/contact/state_log.py)."""
         if self._store is None or self._state is None or self._log is None:
             return
         durable = ("available" if agent.state in RESTORED_AVAILABLE else agent.state,
                    agent.reason)  # fmt: skip
-        save = self._saved.get(agent.number) != durable
         change = self._log.change(agent)
-        if not save and change is None:
+        if self._saved.get(agent.number) == durable:
+            if change is not None:
+                self._log.stage(change)
             return
         with self._store.write() as txn:
-            if save:
-                self._state.put_in(txn, agent.number, {**agent.record(), "state": durable[0]})
-            if change is not None:
-                self._log.append_in(txn, change)
+            self._state.put_in(txn, agent.number, {**agent.record(), "state": durable[0]})
+            self._log.write_in(txn, change)
         self._saved[agent.number] = durable
-        if change is not None:
-            self._log.committed(change)
 
     def _publish_call(self, event: str, call_id: str, entry: Waiting | None = None,
                       **data: Any) -> None:  # fmt: skip

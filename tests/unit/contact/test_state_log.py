@@ -109,3 +109,22 @@ def test_a_change_reads_back_as_it_was_packed() -> None:
     assert parse_agent_state(change.pack()) == change
     whole_seconds = msgpack.packb({"agent": "1003", "state": "available", "at": 1800000000})
     assert parse_agent_state(whole_seconds).at == 1.8e9
+
+
+def test_changes_on_the_way_to_an_offer_are_committed_just_after_it(store: Store) -> None:
+    seen: dict[str, list[tuple[str, str, str]]] = {}
+
+    async def main() -> None:
+        rig = Rig(store)
+        await rig.service.start(store)
+        rig.service.login("1003")  # durable: committed with the agent's state
+        rig.caller("c1", "2001")  # offered: ringing is staged, the offer sent first
+        seen["at the offer"] = logged(store)
+        await asyncio.sleep(0)
+        seen["after the step"] = logged(store)
+        await rig.service.stop()
+
+    asyncio.run(main())
+    assert ("1003", "ringing", "") not in seen["at the offer"]
+    assert seen["at the offer"][-1] == ("1003", "available", "")
+    assert seen["after the step"][-1] == ("1003", "ringing", "")
