@@ -80,11 +80,11 @@ def queue_call(
     if queue is None:
         return None
     if not 0 < len(queue) <= ID_MAX:
-        raise QueueFieldError("cdr-queue-fields-invalid", f"queue must be 1 to {ID_MAX} chars")
+        raise QueueFieldError("record-queue-fields-invalid", f"queue must be 1 to {ID_MAX} chars")
     outcome = variables.get("queue_outcome", "")
     if outcome not in _OUTCOME_INDEX:
         raise QueueFieldError(
-            "cdr-queue-fields-invalid", f"queue_outcome must be one of {list(OUTCOMES)}"
+            "record-queue-fields-invalid", f"queue_outcome must be one of {list(OUTCOMES)}"
         )
     entered = _seconds(variables, "queue_entered", TIME_MIN_S, TIME_MAX_S)
     wait = _seconds(variables, "queue_wait_s", 0.0, DURATION_MAX_S)
@@ -98,7 +98,7 @@ def queue_call(
     sl_met = outcome == "answered" and variables.get("queue_sl_met") == "true"
     agent = variables.get("queue_agent", "") if outcome == "answered" else ""
     if len(agent) > ID_MAX:
-        raise QueueFieldError("cdr-queue-fields-invalid", f"queue_agent is over {ID_MAX} chars")
+        raise QueueFieldError("record-queue-fields-invalid", f"queue_agent is over {ID_MAX} chars")
     return QueueCall(site_id, hour, queue, outcome, wait, max(0.0, talk), sl_met, agent)
 
 
@@ -109,9 +109,9 @@ def _seconds(variables: Mapping[str, str], key: str, low: float, high: float) ->
     try:
         value = float(text)
     except ValueError:
-        raise QueueFieldError("cdr-queue-fields-invalid", f"{key} is not a number") from None
+        raise QueueFieldError("record-queue-fields-invalid", f"{key} is not a number") from None
     if not math.isfinite(value) or not low <= value <= high:
-        raise QueueFieldError("cdr-queue-fields-invalid", f"{key} must be within {low}..{high}")
+        raise QueueFieldError("record-queue-fields-invalid", f"{key} must be within {low}..{high}")
     return value
 
 

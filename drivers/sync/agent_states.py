@@ -39,7 +39,7 @@ class AgentStateChange(BaseModel):
 
 
 def parse_agent_state(raw: bytes) -> AgentStateChange:
-    """The record in ``raw``, or RecordError (``agent-state-invalid`` and the first problem)."""
+    """The record in ``raw``, or RecordError (``record-agent-state-invalid``: the first problem)."""
     try:
         doc = msgpack.unpackb(raw, raw=False)
     except MSGPACK_ERRORS as err:
@@ -53,4 +53,4 @@ def parse_agent_state(raw: bytes) -> AgentStateChange:
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "record"
-        raise RecordError("agent-state-invalid", f"{where}: {first['msg']}") from None
+        raise RecordError("record-agent-state-invalid", f"{where}: {first['msg']}") from None

@@ -79,15 +79,15 @@ def test_a_restart_logs_each_agent_as_it_comes_back(store: Store) -> None:
 @pytest.mark.parametrize(
     ("doc", "error_id"),
     [
-        ({"agent": "1003", "state": "dancing", "at": 1.8e9}, "agent-state-invalid"),
-        ({"agent": "1003", "state": "paused", "at": 1.8e12}, "agent-state-invalid"),
-        ({"agent": "1003", "state": "paused", "at": float("nan")}, "agent-state-invalid"),
-        ({"agent": "", "state": "paused", "at": 1.8e9}, "agent-state-invalid"),
-        ({"agent": "1003; DROP", "state": "paused", "at": 1.8e9}, "agent-state-invalid"),
-        ({"agent": 1003, "state": "paused", "at": 1.8e9}, "agent-state-invalid"),
+        ({"agent": "1003", "state": "dancing", "at": 1.8e9}, "record-agent-state-invalid"),
+        ({"agent": "1003", "state": "paused", "at": 1.8e12}, "record-agent-state-invalid"),
+        ({"agent": "1003", "state": "paused", "at": float("nan")}, "record-agent-state-invalid"),
+        ({"agent": "", "state": "paused", "at": 1.8e9}, "record-agent-state-invalid"),
+        ({"agent": "1003; DROP", "state": "paused", "at": 1.8e9}, "record-agent-state-invalid"),
+        ({"agent": 1003, "state": "paused", "at": 1.8e9}, "record-agent-state-invalid"),
         ({"agent": "1003", "state": "paused", "at": 1.8e9, "reason": "x" * 65},
-         "agent-state-invalid"),
-        ({"agent": "1003", "state": "paused"}, "agent-state-invalid"),
+         "record-agent-state-invalid"),
+        ({"agent": "1003", "state": "paused"}, "record-agent-state-invalid"),
         ([1, 2], "record-not-map"),
     ],
 )  # fmt: skip

@@ -82,7 +82,7 @@ def test_a_cdr_without_queue_fields_is_no_queued_call() -> None:
 def test_queue_fields_a_site_got_wrong_are_refused(fields: dict[str, str]) -> None:
     with pytest.raises(QueueFieldError) as caught:
         queue_call("site-a", T0_MS, None, 0.0, {"queue": "support", **fields})
-    assert caught.value.error_id == "cdr-queue-fields-invalid"
+    assert caught.value.error_id == "record-queue-fields-invalid"
 
 
 def test_rollup_holds_a_hand_count_of_each_queue(engine: sa.Engine) -> None:
@@ -140,7 +140,7 @@ def test_the_longest_wait_is_kept_across_batches_and_sites(engine: sa.Engine) ->
 def test_a_cdr_with_bad_queue_fields_is_kept_without_its_queue_figures(engine: sa.Engine) -> None:
     bad = make_cdr(9, variables={"queue": "support", "queue_outcome": "won"})
     batch = parse_batch("site-a", [(1, CALLS[0].cdr()), (2, bad)])
-    assert batch.queue_errors == ("cdr-queue-fields-invalid",)
+    assert batch.queue_errors == ("record-queue-fields-invalid",)
     CdrStore(engine).store_many([batch])
     with engine.connect() as conn:
         assert conn.scalar(sa.select(sa.func.count()).select_from(cdrs)) == 2
