@@ -3,6 +3,8 @@ PostgreSQL, read back through HQ's API and `callmesh hq`, equal to a hand count.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -154,6 +156,15 @@ def test_queue_report_from_synced_cdrs_equals_a_hand_count(synced: SyncEnv) -> N
 def test_agent_report_from_the_synced_log_and_queue_cdrs(synced: SyncEnv) -> None:
     rows = synced.api("/api/v1/reports/agents", None, **SPAN)
     by_agent = {row["agent"]: row for row in rows["rows"]}
+    exported = callmesh_hq(synced, "report", "agents", "--from", "2025-11-24", "--to",
+                           "2025-11-26", "--csv", "-")  # fmt: skip
+    lines = list(csv.DictReader(io.StringIO(exported)))
+    assert {line["agent"]: line["paused_by_reason.lunch"] for line in lines}["1003"] == "3600.0"
+    answer = httpx.get(f"{synced.agg_url}/api/v1/reports/agents", timeout=10,
+                       params={"from": "2025-11-24", "to": "2025-11-26", "format": "csv"},
+                       headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+    cells = {row["agent"]: row for row in csv.DictReader(io.StringIO(answer.text))}
+    assert cells["1003"]["paused_by_reason"] == "lunch=3600.0"
     first, second = by_agent["1003"], by_agent["1004"]
     assert (first["logged_in_s"], first["paused_by_reason"], second["logged_in_s"]) == (
         6 * H, {"lunch": H}, 2 * H)  # fmt: skip
