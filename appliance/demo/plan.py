@@ -40,9 +40,10 @@ COMPLIANCE_BOUND = "1003"  # Support: its break-outs pass the site's compliance 
 SITE_NAMES = {"branch": "Branch A", "branch-b": "Branch B", "gateway": "SIM gateway"}
 RTP_RANGES = {"branch": (30000, 34999), "branch-b": (35000, 39999), "gateway": (40000, 44999)}
 # Helper ports (event and route sockets, rtpengine control) come from here: below the RTP
-# ranges and below the kernel's ephemeral range, so no client socket of another process can
-# take one between planning and the helper binding it.
-HELPER_PORTS = range(20000, 30000)
+# ranges and the kernel's ephemeral range, so no client socket of another process can take
+# one between planning and the helper binding it, and apart from the ranges the test suite
+# draws its random ports from (15000-29999), since the suite runs beside a demo.
+HELPER_PORTS = range(10000, 15000)
 GSM_GROUP = "gsm"
 DEMO_QUEUE = {"number": "700", "agents": ["1001", "1003"], "overflow": "1002",
               "max_wait_s": 120}  # fmt: skip
