@@ -84,7 +84,12 @@ def _wait_healthy(plan: ServicePlan, proc: subprocess.Popen[bytes], deadline: fl
 
 def _ready(plan: ServicePlan) -> bool:
     if plan.ready_file is not None:
-        return plan.ready_file.exists()
+        # A simulator is ready once its file holds the whole JSON, not when it appears.
+        try:
+            json.loads(plan.ready_file.read_text())
+        except (OSError, ValueError):
+            return False
+        return True
     try:
         return httpx.get(f"{plan.url}/healthz", timeout=1.0).status_code == 200
     except httpx.HTTPError:
