@@ -53,7 +53,8 @@ def start(demo_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
         for plan in (p for p in plans if p.background):
             _wait_healthy(plan, procs[plan.name], time.monotonic() + timeout)
         _publish_directory(plans, time.monotonic() + timeout)
-    except DemoError:
+    except BaseException:
+        # Whatever stops the start (a DemoError, a bad file, Ctrl-C), nothing started stays.
         _terminate(list(procs.values()))
         raise
     manifest = _manifest(demo_dir, plans, procs)
