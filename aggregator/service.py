@@ -24,6 +24,7 @@ from aggregator.console import mount_console
 from aggregator.directory.sync import DirectorySync
 from aggregator.enrolment.codes import EnrolledKeyReader
 from aggregator.fleet.sync import FleetSync
+from aggregator.hotel.sync import HotelSync
 from aggregator.ingest import IngestServer
 from aggregator.ingest_features import IngestFeatures
 from aggregator.ingest_metrics import IngestMetrics
@@ -48,6 +49,7 @@ from drivers.sync.protocol import (
     CommandResult,
     ComplianceBatch,
     Hello,
+    HotelBatch,
     RecChunk,
     RecOffer,
     SimStatus,
@@ -151,6 +153,7 @@ def _sync_features(
     features.push(directory.pusher.due)
     features.push(fleet.commands.due)
     features.add_stream(SmsBatch, "sms", SmsSync(engine, refusals).store)
+    features.add_stream(HotelBatch, "hotel", HotelSync(engine, refusals).store)
     return recordings, features
 
 

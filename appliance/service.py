@@ -35,6 +35,8 @@ from appliance.gateway.sms_store import OUTBOX as SMS_OUTBOX
 from appliance.hotel.charges import ChargeService
 from appliance.hotel.lamps import MessageLamps
 from appliance.hotel.pms_link import PmsLinkService
+from appliance.hotel.reports import STREAM as HOTEL_STREAM
+from appliance.hotel.reports import HqReports
 from appliance.hotel.rooms import RoomBook
 from appliance.hotel.routes import build_hotel_router
 from appliance.hotel.settings import PmsSettings
@@ -78,7 +80,7 @@ from drivers.sync.session import BatchStream
 
 log = logging.getLogger(__name__)
 
-OUTBOXES = ("cdr", "recording", "compliance", "sms")
+OUTBOXES = ("cdr", "recording", "compliance", "sms", "hotel")
 
 
 class StoreComponent:
@@ -217,6 +219,8 @@ def _sync(
         features.add_stream(OutboxStream(BatchStream(SMS_OUTBOX, SmsBatch)))
     features.add_topic(DncTopic(compliance))
     features.add_stream(OutboxStream(REFUSALS))
+    if settings.hotel.pms is not None:
+        features.add_stream(OutboxStream(HOTEL_STREAM))
     return SyncClient(settings, store.get, metrics, features)
 
 
@@ -296,9 +300,15 @@ def _hotel(
     """
     hotel, timezone = settings.hotel, settings.site.timezone
     rooms = RoomBook({r.room: r.extension for r in hotel.rooms}, hotel.checked_in_cos)
-    pms = PmsLinkService(pms_settings, store.get, build_client(pms_settings, timezone), rooms)
+    reports = HqReports(store.get, timezone) if settings.sync.enabled else None
+    client = build_client(pms_settings, timezone)
+    pms = PmsLinkService(
+        pms_settings, store.get, client, rooms, reports.postings if reports else None
+    )
     health.add_check("pms", pms.check)
-    book = WakeUpBook(store.get) if pbx is not None else None
+    book = None
+    if pbx is not None:
+        book = WakeUpBook(store.get, reports.wake_up if reports else None)
     app.include_router(build_hotel_router(settings.api.tokens, pms, book))
     if pbx is None or book is None:
         return [pms]

@@ -3,7 +3,7 @@
 Shared by every slice: ``auth`` (tokens, roles, site scope), ``errors`` (the error body),
 ``params`` (format, time zone, times, spans) and ``csv_export``. The routes and their
 SQL belong to the slices: sites, CDRs and reports, recordings, directory, fleet, SMS,
-enrolment.
+hotel, enrolment.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from aggregator.cdrs.routes import build_cdrs_router
 from aggregator.directory.routes import build_directory_router
 from aggregator.enrolment.routes import build_enrolment_router
 from aggregator.fleet.routes import build_fleet_router
+from aggregator.hotel.routes import build_hotel_router
 from aggregator.recording_routes import build_recordings_router
 from aggregator.settings import AggregatorSettings
 from aggregator.sites.routes import build_sites_router
@@ -32,6 +33,7 @@ SLICES: tuple[RouterBuilder, ...] = (
     build_directory_router,
     build_fleet_router,
     build_sms_router,
+    build_hotel_router,
     build_enrolment_router,
 )
 

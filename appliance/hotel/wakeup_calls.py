@@ -310,14 +310,14 @@ class WakeUpCallService:
             self._failed(wake_up, "BY" if code in BUSY_CODES else "NR")
 
     def _failed(self, wake_up: WakeUp, status: str) -> None:
-        self.book.finish(wake_up, status)
+        desk = self._settings.front_desk
+        self.book.finish(wake_up, status, front_desk=bool(desk))
         log.warning("wake-up for room %s failed after %d calls: %s", wake_up.room,
                     wake_up.attempts, status, extra={"error_id": "wake-up-failed"})  # fmt: skip
         if self.alert is not None:
             failed = {"room": wake_up.room, "date": wake_up.date, "time": wake_up.time,
                       "status": status, "attempts": wake_up.attempts}  # fmt: skip
             self.alert("hotel.wake-up-failed", failed)
-        desk = self._settings.front_desk
         if desk:
             notice = f"The wake-up call for room {' '.join(wake_up.room)} was not answered."
             task = asyncio.get_running_loop().create_task(self._notify(desk, notice))

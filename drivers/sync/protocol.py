@@ -28,14 +28,17 @@ compliance-batch   records[[seq, event msgpack bytes]] (1..MAX_RECORDS):       a
 sms-batch          records[[seq, sms msgpack bytes]] (1..MAX_RECORDS):         ack
                    received SMS and finished outgoing ones (sent, failed),
                    kept until acknowledged (docs/sim.md)
+hotel-batch        records[[seq, hotel record msgpack bytes]] (1..MAX_RECORDS): ack
+                   postings the PMS answered and wake-up outcomes
+                   (drivers/sync/hotel.py, docs/hotel.md)
 =================  ==========================================================  ==========
 
 Down (aggregator -> appliance)
 
 =================  ==========================================================
 welcome            server_time, protocol
-ack                stream ("cdr", "compliance", "sms"), seqs[] - entries durably stored (or
-                   already held)
+ack                stream ("cdr", "compliance", "sms", "hotel"), seqs[] - entries durably
+                   stored (or already held)
 rec-resume         recording_id, offset (bytes already held), credit (chunks allowed)
 rec-credit         recording_id, credit (more chunks allowed)
 rec-done           recording_id, ok, reason - ok: stored and sha256 verified
@@ -261,6 +264,11 @@ class SmsBatch(RecordBatch):
 
 
 @dataclass(frozen=True)
+class HotelBatch(RecordBatch):
+    TYPE = "hotel-batch"
+
+
+@dataclass(frozen=True)
 class ErrorReply(Message):
     TYPE = "error"
     SCHEMA = {"error_id": str, "message": str, "ref": (str, type(None))}
@@ -291,6 +299,7 @@ MESSAGES: dict[str, type[Message]] = {
         SimStatus,
         ComplianceBatch,
         SmsBatch,
+        HotelBatch,
         ErrorReply,
     )
 }
