@@ -45,6 +45,8 @@ from drivers.media.tts import TtsError
 log = logging.getLogger(__name__)
 
 FLOW = "wakeup"
+# The From user of wake-up calls; the rooms' decider lets them ring a room with DND set.
+CALLER = "wake-up"
 BUSY_CODES = frozenset({486, 600, 603})
 PLAYS = 2
 _TICK_S = 1.0
@@ -247,7 +249,7 @@ class WakeUpCallService:
         deadline = self._clock() + self._settings.attempt_timeout_s
         self._attempts[tag] = Attempt(tag, worker, prompt, deadline, wake_up)
         display = "Wake-up call" if wake_up else "Wake-up call failed"
-        worker.send({"cmd": "originate", "id": tag, "to": extension, "from_user": "wake-up",
+        worker.send({"cmd": "originate", "id": tag, "to": extension, "from_user": CALLER,
                      "display": display, "ivr": FLOW})  # fmt: skip
         if wake_up is not None:
             log.info("wake-up call %d to room %s (%s)", wake_up.attempts, wake_up.room, extension)
