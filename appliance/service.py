@@ -32,6 +32,7 @@ from appliance.gateway.diagnostics import build_diagnostics_router
 from appliance.gateway.routes import build_sms_router
 from appliance.gateway.sms import SmsService
 from appliance.gateway.sms_store import OUTBOX as SMS_OUTBOX
+from appliance.hotel.business_date import BusinessDate
 from appliance.hotel.charges import ChargeService
 from appliance.hotel.lamps import MessageLamps
 from appliance.hotel.pms_link import PmsLinkService
@@ -302,8 +303,9 @@ def _hotel(
     rooms = RoomBook({r.room: r.extension for r in hotel.rooms}, hotel.checked_in_cos)
     reports = HqReports(store.get, timezone) if settings.sync.enabled else None
     client = build_client(pms_settings, timezone)
+    business = BusinessDate(store.get, timezone, time.time)
     pms = PmsLinkService(
-        pms_settings, store.get, client, rooms, reports.postings if reports else None
+        pms_settings, store.get, client, rooms, reports.postings if reports else None, business
     )
     health.add_check("pms", pms.check)
     book = None
@@ -326,7 +328,7 @@ def _hotel(
     join_routing_chain(
         exchange.chain, lambda: exchange.dialplan, hotel, rooms, pms, timezone, wake_ups, alert
     )
-    charges = ChargeService(rooms, store.get, timezone, time.time, hotel.charges)
+    charges = ChargeService(rooms, store.get, timezone, time.time, hotel.charges, business.current)
     exchange.cdr_listeners.append(charges.on_cdr)
     return [pms, charges, wake_ups]
 

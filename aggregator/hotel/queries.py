@@ -3,7 +3,8 @@
 Times are stored as UTC epoch milliseconds and rendered in the requested time zone. The
 report counts per UTC hour in SQL (one row per site, hour and outcome) and attributes each
 hour to the local day its start falls in, as the CDR summaries do (exact for zones with
-whole-hour offsets).
+whole-hour offsets); a posting that carries the hotel's business date counts on that day
+instead (a charge booked between midnight and the night audit belongs to "yesterday").
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ def hotel_report(
     days: dict[tuple[str, str], dict[str, Any]] = defaultdict(_empty_day)
     flt = HotelFilter(sites, start_ms, end_ms)
     local_day = _LocalDays(tz)
-    for site, hour, answer, count, amount, duration in conn.execute(_posting_hours(flt)):
-        totals = days[(site, local_day.of(int(hour)))]
+    for site, business, hour, answer, count, amount, duration in conn.execute(_posting_hours(flt)):
+        totals = days[(site, business or local_day.of(int(hour)))]
         key = "postings" if answer == "OK" else "postings_refused"
         totals[key] += count
         if answer == "OK":
@@ -89,6 +90,7 @@ def _posting_hours(flt: HotelFilter) -> sa.Select[Any]:
     return (
         sa.select(
             table.site_id,
+            table.business_date,
             hour,
             table.answer,
             sa.func.count(),
@@ -96,7 +98,7 @@ def _posting_hours(flt: HotelFilter) -> sa.Select[Any]:
             sa.func.sum(table.duration_s),
         )
         .where(*_conditions(flt, hotel_postings, table.answered_ms))
-        .group_by(table.site_id, hour, table.answer)
+        .group_by(table.site_id, table.business_date, hour, table.answer)
     )
 
 

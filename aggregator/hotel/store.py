@@ -70,6 +70,7 @@ def _posting_row(site_id: str, posting: HotelPosting, now: int) -> dict[str, Any
         "answer_text": posting.answer_text,
         "queued_ms": _ms(posting.queued_at),
         "answered_ms": _ms(posting.answered_at),
+        "business_date": posting.business_date,
         "received_ms": now,
     }
 

@@ -357,6 +357,7 @@ hotel_postings = sa.Table(
     sa.Column("answer_text", sa.String(256), nullable=False, server_default=""),
     sa.Column("queued_ms", sa.BigInteger, nullable=False),
     sa.Column("answered_ms", sa.BigInteger, nullable=False),
+    sa.Column("business_date", sa.String(10), nullable=False, server_default=""),
     sa.Column("received_ms", sa.BigInteger, nullable=False),
     sa.Index("ix_hotel_postings_answered", "answered_ms"),
     sa.Index("ix_hotel_postings_room", "site_id", "room"),

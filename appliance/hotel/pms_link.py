@@ -19,6 +19,7 @@ from typing import Any
 
 import msgpack
 
+from appliance.hotel.business_date import BusinessDate
 from appliance.hotel.postings import (
     Posting,
     PostingOutcome,
@@ -59,9 +60,11 @@ class PmsLinkService:
         client: FiasClient,
         rooms: RoomBook,
         reports: Reports | None = None,
+        business: BusinessDate | None = None,
     ) -> None:
         self._settings = settings
         self._reports = reports
+        self.business = business
         self.rooms = rooms
         # Features that act on records from the PMS (wake-ups), after the rooms applied them.
         self.record_listeners: list[Callable[[Record], None]] = []
@@ -82,7 +85,11 @@ class PmsLinkService:
         self._state = StateStore(store, "hotel")
         self.rooms.load(stored_rooms(self._state))
         self._sender = PostingSender(
-            PostingQueue(store, reports=self._reports),
+            PostingQueue(
+                store,
+                reports=self._reports,
+                business_date=self.business.current if self.business else None,
+            ),
             time.monotonic,
             answer_timeout=self._settings.answer_timeout_s,
             retry_after=self._settings.retry_after_s,
@@ -134,6 +141,7 @@ class PmsLinkService:
             "posting_outstanding": self.sender().outstanding,
             "rooms": len(rooms),
             "occupied": sum(1 for room in rooms if room.occupied),
+            "business_date": self.business.current() if self.business else None,
         }
 
     def check(self) -> tuple[bool, str]:
@@ -184,6 +192,8 @@ class PmsLinkService:
         elif isinstance(event, NightAudit):
             log.info("PMS night audit %s", "started" if event.running else "ended")
             if not event.running:
+                if self.business is not None:
+                    self.business.audit_ended()
                 self.sender().resume()
         elif isinstance(event, ResyncCompleted):
             self.rooms.apply_resync(event.rooms)

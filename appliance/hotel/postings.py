@@ -51,12 +51,14 @@ class PostingError(Exception):
 class Posting:
     """A PS without its P#: RN first, then the other fields in wire order.
 
-    ``queued_at`` (epoch seconds) is set when the posting is queued.
+    ``queued_at`` (epoch seconds) and ``business_date`` (``YYYY-MM-DD``, the hotel's day
+    the charge belongs to, ``appliance/hotel/business_date.py``) are set when it is queued.
     """
 
     room: str
     fields: tuple[tuple[str, str], ...]
     queued_at: float = 0.0
+    business_date: str = ""
 
     @classmethod
     def of(cls, room: str, values: Mapping[str, str | int]) -> Posting:
@@ -91,21 +93,23 @@ Reports = Callable[[Any, Sequence[PostingOutcome]], None]
 
 def _payload(posting: Posting) -> bytes:
     packed: bytes = msgpack.packb(
-        [posting.room, list(posting.fields), posting.queued_at], use_bin_type=True
+        [posting.room, list(posting.fields), posting.queued_at, posting.business_date],
+        use_bin_type=True,
     )
     return packed
 
 
 def _posting(payload: bytes) -> Posting:
-    # Postings queued before ``queued_at`` was stored are two-element lists.
-    room, fields, *queued_at = msgpack.unpackb(payload, raw=False)
-    return Posting(room, tuple((key, value) for key, value in fields), *queued_at)
+    # Postings queued before ``queued_at`` and ``business_date`` were stored are shorter.
+    room, fields, *stamps = msgpack.unpackb(payload, raw=False)
+    return Posting(room, tuple((key, value) for key, value in fields), *stamps)
 
 
 class PostingQueue:
     """The durable, ordered queue of postings not yet finally answered.
 
-    ``clock`` gives epoch seconds (``queued_at``, ``answered_at``); ``reports(txn, outcomes)``,
+    ``clock`` gives epoch seconds (``queued_at``, ``answered_at``), ``business_date`` the
+    business date a posting is queued on; ``reports(txn, outcomes)``,
     when given, writes what HQ hears of finally answered
     postings inside the transaction that deletes them.
     """
@@ -115,12 +119,14 @@ class PostingQueue:
         store: Store,
         clock: Callable[[], float] = time.time,
         reports: Reports | None = None,
+        business_date: Callable[[], str] | None = None,
     ) -> None:
         self._store = store
         self._outbox = Outbox(store, OUTBOX)
         self._keys = store.db(SOURCES_DB)
         self.wall = clock
         self._reports = reports
+        self._business_date = business_date
 
     def add(self, posting: Posting) -> int:
         """Queue ``posting`` durably; returns its P#."""
@@ -128,7 +134,8 @@ class PostingQueue:
         return self._outbox.append(_payload(self._stamped(posting)))
 
     def _stamped(self, posting: Posting) -> Posting:
-        return replace(posting, queued_at=self.wall())
+        business_date = self._business_date() if self._business_date is not None else ""
+        return replace(posting, queued_at=self.wall(), business_date=business_date)
 
     def add_once(self, posting: Posting, source: str) -> int | None:
         """Queue ``posting`` unless one was queued for ``source`` (e.g. a CDR id) before.

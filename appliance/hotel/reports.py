@@ -55,6 +55,7 @@ def posting_record(outcome: PostingOutcome) -> HotelPosting:
             "answer_text": outcome.text[:256],
             "queued_at": float(queued_at),
             "answered_at": float(outcome.answered_at),
+            "business_date": posting.business_date,
         }
     )
 

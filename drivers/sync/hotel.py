@@ -42,6 +42,7 @@ Room = Annotated[str, Field(min_length=1, max_length=ROOM_MAX, pattern=r"^[\x20-
 Epoch = Annotated[float, Field(ge=TIME_MIN_S, le=TIME_MAX_S, allow_inf_nan=False)]
 FiasDate = Annotated[str, Field(pattern=r"^(\d{6})?$")]
 FiasTime = Annotated[str, Field(pattern=r"^(\d{4}|\d{6})?$")]
+IsoDate = Annotated[str, Field(pattern=r"^(\d{4}-\d{2}-\d{2})?$")]
 
 
 class _Record(BaseModel):
@@ -52,7 +53,10 @@ class _Record(BaseModel):
 
 
 class HotelPosting(_Record):
-    """A posting the PMS finally answered (``answer`` OK, or a refusal such as NG)."""
+    """A posting the PMS finally answered (``answer`` OK, or a refusal such as NG).
+
+    ``business_date`` is the hotel's day it was booked to (empty when unknown).
+    """
 
     kind: Literal["posting"] = "posting"
     posting_number: Annotated[int, Field(ge=1, le=POSTING_NUMBER_MAX)]
@@ -68,6 +72,7 @@ class HotelPosting(_Record):
     answer_text: Annotated[str, Field(max_length=256)] = ""
     queued_at: Epoch
     answered_at: Epoch
+    business_date: IsoDate = ""
 
 
 class WakeUpOutcome(_Record):

@@ -89,11 +89,13 @@ def test_postings_and_wake_up_outcomes_reach_hq_once_even_when_sent_again(
 ) -> None:
     app = start_appliance(env)
     wait_for(lambda: local(env, "GET", "/hotel/pms")["state"] == "active", 30, "the PMS link")
+    days = {local(env, "GET", "/hotel/pms")["business_date"]}
     local(env, "POST", "/hotel/postings", room="101", posting_type="C",
           fields={"TA": "1050", "DD": "0301234567", "DU": "000345"})  # fmt: skip
     local(env, "POST", "/hotel/postings", room="0330", posting_type="M",
           fields={"MA": "12", "M#": "2"})  # fmt: skip
     wait_for(lambda: pending(env) == 2, 30, "both answered postings in the hotel outbox")
+    days.add(local(env, "GET", "/hotel/pms")["business_date"])
     assert app.signal(signal.SIGTERM) == 0
     for box in outbox(env):
         entries = [raw for _, raw in box.read_batch()]
@@ -109,6 +111,7 @@ def test_postings_and_wake_up_outcomes_reach_hq_once_even_when_sent_again(
             ("0330", "M", "NG"), ("101", "C", "OK")
         ]  # fmt: skip
         booked = next(p for p in postings if p["room"] == "101")
+        assert booked["business_date"] in days, "no night audit seen: the site's date"
         assert (booked["amount"], booked["duration_s"], booked["dialled"]) == (
             1050, 225, "0301234567"
         )  # fmt: skip

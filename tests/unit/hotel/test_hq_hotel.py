@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import msgpack
 import pytest
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from aggregator.api import mount_api
+from aggregator.hotel.queries import hotel_report
 from aggregator.hotel.store import store_hotel
 from aggregator.settings import AggregatorSettings
 from aggregator.store.db import create_engine
@@ -26,10 +28,13 @@ DAY1 = 1_796_601_600.0  # 2026-12-07T00:00:00Z
 TOKENS = {"admin": "hq-admin-token-0123456789", "site-viewer": "hq-site-token-0123456789"}
 
 
-def posting(n: int, room: str, at: float, answer: Answer = "OK", amount: int = 100) -> bytes:
+def posting(
+    n: int, room: str, at: float, answer: Answer = "OK", amount: int = 100, business: str = ""
+) -> bytes:
     return pack_hotel_record(
         HotelPosting(id=f"P{n}-1", room=room, posting_number=n, posting_type="C",
-                     amount=amount, answer=answer, queued_at=at - 1, answered_at=at)
+                     amount=amount, answer=answer, queued_at=at - 1, answered_at=at,
+                     business_date=business)
     )  # fmt: skip
 
 
@@ -142,6 +147,17 @@ def test_the_chain_report_sums_postings_and_counts_wake_ups_per_property_and_day
     assert [(r["day"], r["postings"], r["wake_ups_ok"]) for r in shifted] == [
         ("2026-12-06", 2, 0), ("2026-12-07", 1, 1), ("2026-12-08", 0, 0)
     ]  # fmt: skip
+
+
+def test_a_posting_counts_on_its_business_date(engine: sa.Engine, tmp_path: Path) -> None:
+    store(engine, "hotel-c", [
+        posting(1, "101", DAY1 + 86400 + 3600, business="2026-12-07"),
+        posting(2, "101", DAY1 + 86400 + 36000, business="2026-12-08"),
+    ])  # fmt: skip
+    with engine.connect() as conn:
+        rows = hotel_report(conn, frozenset({"hotel-c"}), int(DAY1 * 1000),
+                            int((DAY1 + 2 * 86400) * 1000), ZoneInfo("UTC"))  # fmt: skip
+    assert [(r["day"], r["postings"]) for r in rows] == [("2026-12-07", 1), ("2026-12-08", 1)]
 
 
 def test_a_site_viewer_sees_only_its_sites(api: TestClient) -> None:

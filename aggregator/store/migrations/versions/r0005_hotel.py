@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("answer_text", sa.String(256), nullable=False, server_default=""),
         sa.Column("queued_ms", sa.BigInteger, nullable=False),
         sa.Column("answered_ms", sa.BigInteger, nullable=False),
+        sa.Column("business_date", sa.String(10), nullable=False, server_default=""),
         sa.Column("received_ms", sa.BigInteger, nullable=False),
     )
     op.create_index("ix_hotel_postings_answered", "hotel_postings", ["answered_ms"])
