@@ -1,9 +1,11 @@
-"""Migration 0005 (hotel tables) from the previous head, with data, on SQLite and PostgreSQL."""
+"""Migration 0005 (hotel tables) from the previous head, with data, on SQLite and PostgreSQL;
+then the hotel's ingest, search and report run on the upgraded database."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -11,6 +13,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from aggregator.hotel.queries import HotelFilter, hotel_report, search_postings
 from aggregator.hotel.store import store_hotel
 from aggregator.store import migrate
 from aggregator.store.db import driver_url, migrated_engine
@@ -22,6 +25,7 @@ from tests.pg import fresh_database, postgres_server
 from tests.sync_env import T0
 
 PREVIOUS_HEAD = "0003"
+UTC = ZoneInfo("UTC")
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +85,12 @@ def test_the_hotel_tables_are_added_to_a_database_at_the_previous_head(url: str)
                 store_hotel(conn, "hotel-a", [(1, pack_hotel_record(record))], refused)
         with engine.connect() as conn:
             rows = conn.execute(sa.select(hotel_postings.c.room, hotel_postings.c.amount)).all()
+            found = search_postings(conn, HotelFilter(room="0330"), UTC, 10)
+            report = hotel_report(conn, None, int(T0 * 1000), int((T0 + 86400) * 1000), UTC)
         assert [tuple(r) for r in rows] == [("0330", 1050)]
+        assert [p["id"] for p in found] == ["P1-1"]
+        assert [(r["site_id"], r["postings"], r["amount"]) for r in report] == [
+            ("hotel-a", 1, 1050)
+        ]
     finally:
         engine.dispose()
