@@ -169,18 +169,25 @@ def heard_between(phone: Phone, start_s: float, end_s: float) -> float:
     return max(TONES, key=lambda f: power(window, rate, f))
 
 
-def recording_by_cdr(pbx: Pbx, caller: str, call_id: str, into: Path) -> Path:
-    """The dispatch system's way to a call's audio: the CDR, then its recording's WAV."""
-    cdrs: list[dict[str, Any]] = []
+def cdr_of(pbx: Pbx, number: str, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The CDR ``match`` picks among ``GET /cdrs?number=``, waiting for it (bounded)."""
+    found: list[dict[str, Any]] = []
 
-    def found() -> bool:
-        page = api(pbx, "GET", f"/cdrs?number={caller}&limit=500")["cdrs"]
-        cdrs[:] = [c for c in page if c["call_id"] == call_id and c["recording_id"]]
-        return bool(cdrs) and pbx.api("GET", f"/recordings/{cdrs[0]['recording_id']}")[0] == 200
+    def ready() -> bool:
+        found[:] = [c for c in api(pbx, "GET", f"/cdrs?number={number}&limit=500")["cdrs"]
+                    if match(c)]  # fmt: skip
+        return len(found) == 1
 
-    wait_for(found, 30, lambda: f"{cdrs}\n{pbx.output()[-3000:]}")
+    wait_for(ready, 15, lambda: f"{found}\n{pbx.output()[-3000:]}")
+    return found[0]
+
+
+def recording_of(pbx: Pbx, cdr: dict[str, Any], into: Path) -> Path:
+    """A CDR's recording as the dispatch system gets it: the index entry, then the WAV."""
+    rec_id = cdr["recording_id"]
+    wait_for(lambda: pbx.api("GET", f"/recordings/{rec_id}")[0] == 200, 30, pbx.output)
     request = urllib.request.Request(
-        f"http://127.0.0.1:{pbx.api_port}/api/v1/recordings/{cdrs[0]['recording_id']}/wav",
+        f"http://127.0.0.1:{pbx.api_port}/api/v1/recordings/{rec_id}/wav",
         headers={"Authorization": f"Bearer {API_TOKEN}"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -240,10 +247,16 @@ def test_dispatch_gets_the_signed_screen_pop_transfers_the_caller_and_hangs_up(
     assert dispatch.refused == 0
     headers, body = dispatch.raw[-1]
     assert dispatch.receive(headers, body.replace(b"}", b" }", 1), WEBHOOK_SECRET) == 401
-    wav = recording_by_cdr(dpbx, "1001", customer_to_driver["call_id"], tmp_path / "rec.wav")
-    rate, (left, right) = read_channels(wav)
-    assert dominant(left, rate, TONES) == 450.0, "the customer's side"
-    assert dominant(right, rate, TONES) == 600.0, "the driver's side"
+    queued_cdr = cdr_of(dpbx, "1001", lambda c: c["call_id"] == call_id)
+    assert queued_cdr["recording_id"] is None, "the caller's leg into the queue is a media call"
+    agent = queued_cdr["variables"]["queue_agent"]
+    talk = cdr_of(dpbx, "1001", lambda c: c["callee"]["number"] == agent
+                  and c["start"] >= queued_cdr["start"])  # fmt: skip
+    rate, (left, right) = read_channels(recording_of(dpbx, talk, tmp_path / "talk.wav"))
+    assert (dominant(left, rate, TONES), dominant(right, rate, TONES)) == (450.0, 1000.0)
+    moved = cdr_of(dpbx, "1001", lambda c: c["call_id"] == customer_to_driver["call_id"])
+    rate, (left, right) = read_channels(recording_of(dpbx, moved, tmp_path / "moved.wav"))
+    assert (dominant(left, rate, TONES), dominant(right, rate, TONES)) == (450.0, 600.0)
 
 
 def test_dispatch_dials_a_driver_for_the_dispatcher_then_adds_a_third_party(
