@@ -151,6 +151,15 @@ def live_call(pbx: Pbx, caller: str, callee: str) -> dict[str, Any]:
     return found[0]
 
 
+def pick_up(phone: Phone) -> dict[str, Any]:
+    """Answer as a person does, a moment after it rang (not within milliseconds)."""
+    incoming = phone.wait(lambda e: e["ev"] == "incoming", 20)
+    time.sleep(1.0)
+    phone.send("answer")
+    phone.state("CONFIRMED")
+    return incoming
+
+
 def recorded_past(phone: Phone, seconds: float) -> Callable[[], bool]:
     return lambda: phone.record.exists() and phone.record.stat().st_size > 44 + seconds * 16000
 
@@ -220,7 +229,7 @@ def test_dispatch_gets_the_signed_screen_pop_transfers_the_caller_and_hangs_up(
         talk_at = (customer.record.stat().st_size - 44) / 16000
         wait_for(recorded_past(dispatcher, 3.0), 15, lambda: "no audio once connected")
         api(dpbx, "POST", "/contact/agents/1003/transfer", {"to": "1002"})
-        assert "1001" in driver.answer(timeout=20)["remote"]
+        assert "1001" in pick_up(driver)["remote"]
         dispatcher.state("DISCONNECTED", timeout=15)
         customer_to_driver = live_call(dpbx, "1001", "1002")
         wait_for(recorded_past(driver, 3.0), 15, lambda: "the driver heard nothing")
