@@ -4,7 +4,8 @@ A queue is reached by dialling its ``number`` (or the media user ``queue-<name>`
 from an IVR flow's ``queue`` node. ``agents`` are the extensions that may log in to it
 (static membership); agents log in, pause and resume through the local API.
 ``supervisors`` and ``supervision`` are the supervisors' rights and the beep policy
-(``appliance.contact.supervisors``).
+(``appliance.contact.supervisors``). ``webhook_events``: globs of the CTI events also
+sent to ``pbx.webhook`` (``appliance.contact.cti_webhooks``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 
 from pydantic import Field, model_validator
 
+from appliance.contact.cti_webhooks import EVENTS, unknown_globs
 from appliance.contact.supervisors import (
     SupervisionSettings,
     SupervisorSettings,
@@ -65,4 +67,14 @@ class ContactSettings(Section):
         problems = check_supervisors(self.supervisors, self.queues)
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    webhook_events: tuple[str, ...] = ("*",)
+
+    @model_validator(mode="after")
+    def _webhook_events(self) -> ContactSettings:
+        unknown = unknown_globs(self.webhook_events)
+        if unknown:
+            raise ValueError(f"contact.webhook_events: {', '.join(map(repr, unknown))} match no "
+                             f"CTI event; events: {', '.join(EVENTS)}")  # fmt: skip
         return self
