@@ -24,7 +24,7 @@ Errors (each carries a stable ``error_id`` and a next step)::
 """
 
 from appliance.upgrade.errors import HealthError, ReleaseError, UpgradeError
-from appliance.upgrade.record import UpgradeAttempt, UpgradeLog, upgrade_status
+from appliance.upgrade.record import UpgradeAttempt, UpgradeLog, UpgradeStatus
 
 __all__ = [
     "HealthError",
@@ -32,5 +32,5 @@ __all__ = [
     "UpgradeAttempt",
     "UpgradeError",
     "UpgradeLog",
-    "upgrade_status",
+    "UpgradeStatus",
 ]

@@ -83,9 +83,25 @@ class UpgradeLog:
         os.replace(part, self.path)
 
 
-def upgrade_status(data_dir: Path) -> dict[str, Any]:
-    """The sync ``status`` part: the last upgrade attempt, when there was one."""
-    last = UpgradeLog(data_dir).last()
-    if last is None:
-        return {}
-    return {"upgrade": asdict(last)}
+class UpgradeStatus:
+    """The sync ``status`` part: the last upgrade attempt, read again when the file changes.
+
+    The record of an upgrade is written after the restarted service passed its health
+    check, so the service cannot read it once at start.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self._log = UpgradeLog(data_dir)
+        self._seen: int | None = None
+        self._part: dict[str, Any] = {}
+
+    def __call__(self) -> dict[str, Any]:
+        try:
+            changed = self._log.path.stat().st_mtime_ns
+        except OSError:
+            return {}
+        if changed != self._seen:
+            self._seen = changed
+            last = self._log.last()
+            self._part = {} if last is None else {"upgrade": asdict(last)}
+        return self._part

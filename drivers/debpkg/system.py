@@ -113,7 +113,15 @@ class DebianSystem:
     def install(self, debs: Sequence[Path], timeout: float) -> None:
         """Install (upgrade or downgrade to) ``debs`` with apt; dependencies from the archive."""
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        _run([*APT_INSTALL, *(str(deb.resolve()) for deb in debs)], timeout, env)
+        argv = [*APT_INSTALL, *(str(deb.resolve()) for deb in debs)]
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, check=False, env=env
+            )
+        except subprocess.TimeoutExpired as err:
+            raise PackageSystemError("install-timeout", f"apt took over {timeout:.0f} s") from err
+        if done.returncode != 0:
+            raise PackageSystemError("install-failed", _apt_errors(done.stdout + done.stderr))
 
     def repack(self, package: str, out_dir: Path, timeout: float) -> Path:
         """Rebuild installed ``package`` as a ``.deb`` in ``out_dir`` (dpkg-repack)."""
@@ -180,6 +188,13 @@ class DebianSystem:
         syslog.openlog("callmesh-upgrade", 0, syslog.LOG_DAEMON)
         syslog.syslog(syslog.LOG_ERR if failed else syslog.LOG_NOTICE, message)
         syslog.closelog()
+
+
+def _apt_errors(output: str) -> str:
+    """The lines of apt's and dpkg's output that say what failed (a unit, a script)."""
+    marks = ("E: ", "error", "failed", "Failed")
+    lines = [line.strip() for line in output.splitlines() if any(m in line for m in marks)]
+    return "; ".join(lines[-4:]) or output.strip()[-500:]
 
 
 def _count(text: str) -> int:
