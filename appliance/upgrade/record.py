@@ -87,17 +87,19 @@ class UpgradeStatus:
     """The sync ``status`` part: the last upgrade attempt, read again when the file changes.
 
     The record of an upgrade is written after the restarted service passed its health
-    check, so the service cannot read it once at start.
+    check, so the service cannot read it once at start. The file is replaced, never
+    rewritten in place: a new inode or modification time means new content.
     """
 
     def __init__(self, data_dir: Path) -> None:
         self._log = UpgradeLog(data_dir)
-        self._seen: int | None = None
+        self._seen: tuple[int, int] | None = None
         self._part: dict[str, Any] = {}
 
     def __call__(self) -> dict[str, Any]:
         try:
-            changed = self._log.path.stat().st_mtime_ns
+            found = self._log.path.stat()
+            changed = (found.st_ino, found.st_mtime_ns)
         except OSError:
             return {}
         if changed != self._seen:

@@ -4,8 +4,10 @@ One run: ``image/build-deb`` builds the packages while mmdebstrap builds a minim
 bookworm (cached in ``CALLMESH_DEB_CACHE`` when set, else once per run); apt installs
 the packages into a private copy of it, resolving Kamailio, rtpengine and Python from
 Debian; the tree boots with systemd as PID 1 in systemd-nspawn (loopback only); both
-units are enabled, so they start at boot. Measured on the 2-core development machine:
-docs/development.md.
+units are enabled, so they start at boot. Last, ``callmesh upgrade`` takes the box to
+N+1 and then to an N+2 whose appliance fails at start, which is rolled back to N+1
+(both made from the session's packages by ``deb_release.next_release``). Measured on the
+2-core development machine: docs/development.md.
 """
 
 from __future__ import annotations
