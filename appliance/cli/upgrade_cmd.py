@@ -35,7 +35,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "and is reported to HQ. Exit codes: 0 upgraded, 1 refused, rolled back or failed, "
         "2 usage. See image/README.md (Upgrading).",
     )
-    parser.add_argument("packages", type=Path, nargs="+", metavar="PACKAGE.deb")
+    parser.add_argument(
+        "packages", type=Path, nargs="*", metavar="PACKAGE.deb|IMAGE.img",
+        help="the release's packages, or one disk image (A/B slots)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--boot-check", action="store_true",
+        help="at boot (callmesh-boot-check.service): wait until healthy, then mark the "
+        "running slot good",
+    )  # fmt: skip
     parser.add_argument("--sha256", type=Path, metavar="FILE", help="sha256sum file")
     parser.add_argument(
         "--config", "-c", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
@@ -60,6 +68,12 @@ def _run(args: argparse.Namespace) -> int:
 
     if os.geteuid() != 0:
         return _fail("needs-root", "callmesh upgrade installs packages", "run it as root")
+    if args.boot_check:
+        return _boot_check(args)
+    if len(args.packages) == 1 and args.packages[0].suffix == ".img":
+        return _image(args)
+    if not args.packages:
+        return _fail("usage", "give the release's packages or an image", "see --help", 2)
     settings = _settings(args.config)
     data_dir = settings.data_dir if settings else DEFAULT_DATA_DIR
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -78,6 +92,28 @@ def _run(args: argparse.Namespace) -> int:
             return _fail(err.error_id, str(err), err.next_step)
     print(f"callmesh upgraded from {attempt.from_version} to {attempt.to_version}; healthy")
     return 0
+
+
+def _image(args: argparse.Namespace) -> int:
+    from appliance.cli.upgrade_image import upgrade_image
+    from appliance.upgrade import UpgradeLog
+
+    settings = _settings(args.config)
+    return upgrade_image(args, UpgradeLog(settings.data_dir if settings else DEFAULT_DATA_DIR))
+
+
+def _boot_check(args: argparse.Namespace) -> int:
+    from appliance.cli.upgrade_image import BOOT_UNIT, mark_boot
+    from appliance.upgrade import UpgradeLog
+    from appliance.upgrade.health import wait_healthy
+    from drivers.debpkg import DebianSystem
+
+    settings = _settings(args.config)
+    system = DebianSystem()
+    before = {BOOT_UNIT: system.unit_state(BOOT_UNIT)}
+    problem = wait_healthy(system, before, _check(args, settings))
+    log = UpgradeLog(settings.data_dir if settings else DEFAULT_DATA_DIR)
+    return mark_boot(problem, log, lambda: system.command(["systemctl", "reboot"], 60))
 
 
 def _check(args: argparse.Namespace, settings: ApplianceSettings | None) -> HealthCheck:
@@ -121,6 +157,6 @@ def _say(line: str) -> None:
     print(f"callmesh upgrade: {line}", file=sys.stderr, flush=True)
 
 
-def _fail(error_id: str, message: str, next_step: str) -> int:
+def _fail(error_id: str, message: str, next_step: str, code: int = 1) -> int:
     print(f"callmesh upgrade: {error_id}: {message}\n  next: {next_step}", file=sys.stderr)
-    return 1
+    return code

@@ -32,9 +32,7 @@ def test_hq_shows_the_last_upgrade_of_a_site_and_follows_a_new_one(tmp_path: Pat
         wait_for(lambda: last_upgrade() is not None, 30, "the site's last upgrade at HQ")
         first = last_upgrade()
         log.append(_attempt("0.3.0", "rolled-back", "health-check-failed"))
-        wait_for(
-            lambda: (last_upgrade() or {}).get("to_version") == "0.3.0", 30, "the new attempt"
-        )
+        wait_for(lambda: (last_upgrade() or {}).get("to_version") == "0.3.0", 30, "the new attempt")
         second = last_upgrade()
     finally:
         app.close()
