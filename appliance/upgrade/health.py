@@ -1,8 +1,9 @@
 """The health check a release must pass after it is installed.
 
 Each unit that ran before the upgrade must be active again, with a new main process and
-no automatic restart; the appliance's ``/healthz`` must answer 200; then the release's
-own ``callmesh doctor --offline`` must report no failure. A unit that failed or is
+no automatic restart; the appliance's ``/healthz`` must answer 200, and still so ten
+seconds later; then the release's own ``callmesh doctor --offline`` must report no
+failure. A unit that failed or is
 waiting to be restarted ends the wait at once; anything else is retried until the
 timeout.
 """
@@ -18,6 +19,7 @@ from typing import Protocol
 from drivers.debpkg import UnitState
 
 POLL_S = 1.0
+SETTLE_S = 10.0
 DOCTOR_TIMEOUT_S = 90.0
 
 
@@ -68,12 +70,20 @@ def wait_healthy(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> str | None:
-    """None once healthy; else what is wrong (at the first fatal sign or the timeout)."""
+    """None once healthy; else what is wrong (at the first fatal sign or the timeout).
+
+    Healthy once is not enough: after ``SETTLE_S`` the units and /healthz are looked at
+    again, so a release that dies soon after it started is caught too.
+    """
     deadline = clock() + check.timeout_s
     while (problem := _problem(system, before, check)) is not None:
         if problem.fatal or clock() >= deadline:
             return problem.detail
         sleep(POLL_S)
+    sleep(SETTLE_S)
+    problem = _problem(system, before, check)
+    if problem is not None:
+        return f"healthy at first, then {problem.detail}"
     return _doctor(system, check.doctor)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ class UpgradeLog:
         kept = [*self.attempts(), attempt][-KEEP:]
         text = json.dumps({"attempts": [asdict(a) for a in kept]}, indent=1)
         owner = self.path.parent.stat()
-        part = self.path.with_name(f".{FILE_NAME}.{os.getpid()}")
+        part = self.path.with_name(f".{FILE_NAME}.{secrets.token_hex(8)}")
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
         try:
             os.fchown(fd, owner.st_uid, owner.st_gid)

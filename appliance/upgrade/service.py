@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -52,10 +53,20 @@ class UpgradeRequest:
 class Upgrader:
     """Installs a release, checks its health and rolls back when it fails."""
 
-    def __init__(self, system: System, log: UpgradeLog, say: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        system: System,
+        log: UpgradeLog,
+        say: Callable[[str], None],
+        time_source: tuple[Callable[[], float], Callable[[float], None]] = (
+            time.monotonic,
+            time.sleep,
+        ),
+    ) -> None:
         self.system = system
         self.log = log
         self.say = say
+        self.clock, self.sleep = time_source
 
     def run(self, request: UpgradeRequest) -> UpgradeAttempt:
         """Upgrade; every outcome is recorded. ``UpgradeError`` unless upgraded."""
@@ -81,10 +92,14 @@ class Upgrader:
         self.say(f"keeping callmesh {versions[0]} to roll back to")
         kept = self._keep(installed, request.releases)
         before = self._running(installed)
+        check = request.check
+        if "callmesh-appliance.service" not in before:
+            # Nothing answers /healthz when the appliance was not running.
+            check = replace(check, healthz=None)
         self.system.journal(f"upgrading callmesh {versions[0]} to {versions[1]}", failed=False)
-        problem = self._install_and_check(release, before, request.check)
+        problem = self._install_and_check(release, before, check)
         if problem is not None:
-            self._roll_back(kept, release, before, request.check, problem)
+            self._roll_back(kept, release, before, check, problem)
         keep_new(release, request.releases)
         prune(request.releases, [release.version, kept.version])
 
@@ -112,7 +127,7 @@ class Upgrader:
         except PackageSystemError as err:
             return f"{err.error_id}: {err}"
         self.say(f"waiting up to {check.timeout_s:.0f} s for the health check")
-        return wait_healthy(self.system, before, check)
+        return wait_healthy(self.system, before, check, self.clock, self.sleep)
 
     def _roll_back(
         self,
@@ -153,7 +168,10 @@ class Upgrader:
         attempt = UpgradeAttempt(
             versions[0], versions[1], result, error_id, detail, started, _now()
         )
-        self.log.append(attempt)
+        try:
+            self.log.append(attempt)
+        except OSError as err:
+            self.say(f"cannot record the attempt in {self.log.path}: {err}")
         words = f"upgrade of callmesh {versions[0] or '?'} to {versions[1] or '?'}: {result}"
         self.system.journal(f"{words} {error_id} {detail}".strip(), failed=bool(error_id))
         return attempt

@@ -72,7 +72,7 @@ class FakeDebianSystem:
         self._pid += 1
 
     def http_ok(self, url: str, timeout: float) -> tuple[bool, str]:
-        healthy = not self._broken()
+        healthy = self.running and not self._broken()
         return healthy, '{"status": "ok"}' if healthy else "connection refused"
 
     def command(self, argv: Sequence[str], timeout: float) -> tuple[int, str]:

@@ -29,11 +29,24 @@ def release(tmp_path: Path, version: str, packages: tuple[str, ...] = ROLES) -> 
     return debs
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def upgrade(
     tmp_path: Path, system: FakeDebianSystem, debs: list[Path], sha256: Path | None = None
 ) -> UpgradeAttempt:
     request = UpgradeRequest(tuple(debs), sha256, tmp_path / "releases", CHECK)
-    return Upgrader(system, UpgradeLog(tmp_path), lambda _line: None).run(request)
+    clock = Clock()
+    upgrader = Upgrader(system, UpgradeLog(tmp_path), lambda _line: None, (clock, clock.sleep))
+    return upgrader.run(request)
 
 
 def installed_n() -> FakeDebianSystem:
@@ -167,17 +180,6 @@ def test_a_sha256_file_named_on_the_command_line_is_used(tmp_path: Path) -> None
     assert attempt.result == "upgraded"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def test_the_health_wait_ends_at_the_timeout_when_the_unit_never_becomes_active() -> None:
     system = installed_n()
     system.running = False
@@ -224,3 +226,39 @@ def test_the_status_part_follows_the_upgrade_log(tmp_path: Path) -> None:
     UpgradeLog(tmp_path).append(UpgradeAttempt("1", "2", "rolled-back", "x", "", "t0", "t1"))
 
     assert status()["upgrade"]["result"] == "rolled-back"
+
+
+class DiesAfterStart(FakeDebianSystem):
+    """A release whose appliance starts, answers /healthz, then crashes."""
+
+    def __init__(self) -> None:
+        super().__init__({"callmesh": "3.0", "callmesh-appliance": "3.0"})
+        self.looks = 0
+
+    def unit_state(self, unit: str) -> UnitState:
+        self.looks += 1
+        if self.looks > 1:
+            return UnitState("activating", "auto-restart", 1, 0)
+        return super().unit_state(unit)
+
+
+def test_a_release_that_dies_soon_after_it_started_fails_its_health_check() -> None:
+    system = DiesAfterStart()
+    clock = Clock()
+    before = {"callmesh-appliance.service": UnitState("active", "running", 0, 1)}
+
+    problem = wait_healthy(system, before, CHECK, clock, clock.sleep)
+
+    assert problem is not None
+    assert problem.startswith("healthy at first, then callmesh-appliance.service failed")
+
+
+def test_without_a_running_appliance_the_upgrade_does_not_wait_for_its_healthz(
+    tmp_path: Path,
+) -> None:
+    system = installed_n()
+    system.running = False
+
+    attempt = upgrade(tmp_path, system, release(tmp_path, "2.0"))
+
+    assert attempt.result == "upgraded"
