@@ -44,7 +44,10 @@ def mark_boot(problem: str | None, log: UpgradeLog, reboot: Callable[[], object]
     """
     started = _now()
     if problem is not None:
-        trial = on_trial(SlotPaths())
+        try:
+            trial = on_trial(SlotPaths())
+        except UpgradeError:
+            trial = False
         then = "rebooting to spend one of its boot tries" if trial else "it stays running"
         print(f"callmesh upgrade: boot-unhealthy: {problem}; {then}", file=sys.stderr)
         if trial:
