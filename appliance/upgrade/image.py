@@ -30,6 +30,7 @@ class SlotPaths:
     esp: Path = Path("/boot/efi")
     partitions: Path = Path("/dev/disk/by-partlabel")
     cmdline: Path = Path("/proc/cmdline")
+    mounts: Path = Path("/proc/self/mounts")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def write_slot(
         raise ReleaseError(err.error_id, str(err), "fetch the image and its .sha256 again") from err
     slot = slots.other_slot(slots.running_slot(paths.cmdline.read_text()))
     root, esp = _part(parts, "root-a"), _part(parts, "esp")
-    target = _target(paths.partitions / f"root-{slot}", root)
+    target = _target(paths.partitions / f"root-{slot}", root, paths.mounts)
     entry = _read(image_path, esp, "loader/entries/callmesh-a.conf").decode()
     version = slots.entry_version(entry)
     slots.remove_entries(paths.esp, slot)
@@ -79,7 +80,14 @@ def _part(parts: dict[str, Partition], name: str) -> Partition:
     return parts[name]
 
 
-def _target(device: Path, root: Partition) -> Path:
+def _target(device: Path, root: Partition, mounts: Path) -> Path:
+    mounted = {line.split()[0] for line in mounts.read_text().splitlines() if line.strip()}
+    if str(device.resolve()) in mounted or str(device) in mounted:
+        raise ReleaseError(
+            "slot-in-use",
+            f"{device} is mounted: it holds the running system or is in use",
+            "reboot, then run the upgrade again",
+        )
     try:
         with device.open("rb") as found:
             size = found.seek(0, 2)

@@ -76,7 +76,9 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def box(tmp_path: Path, running: str, slot_mib: int = PART_MIB) -> SlotPaths:
     """A box booted from slot ``running``: slot partitions, ESP and command line."""
-    paths = SlotPaths(tmp_path / "esp", tmp_path / "by-partlabel", tmp_path / "cmdline")
+    paths = SlotPaths(
+        tmp_path / "esp", tmp_path / "by-partlabel", tmp_path / "cmdline", tmp_path / "mounts"
+    )
     (paths.esp / "loader" / "entries").mkdir(parents=True)
     (paths.esp / "loader" / "entries" / "callmesh-a.conf").write_text(ENTRY_A)
     paths.partitions.mkdir()
@@ -84,6 +86,8 @@ def box(tmp_path: Path, running: str, slot_mib: int = PART_MIB) -> SlotPaths:
         with (paths.partitions / f"root-{slot}").open("wb") as part:
             part.truncate(slot_mib * MIB)
     paths.cmdline.write_text(f"BOOT_IMAGE=/vmlinuz root=PARTLABEL=root-{running} rw quiet\n")
+    running_root = (paths.partitions / f"root-{running}").resolve()
+    paths.mounts.write_text(f"{running_root} / ext4 rw 0 0\nproc /proc proc rw 0 0\n")
     return paths
 
 
@@ -165,6 +169,18 @@ def test_a_box_not_booted_from_a_slot_or_with_a_small_slot_is_refused(
 
     assert not_slotted.value.error_id == "not-a-slot"
     assert too_small.value.error_id == "slot-too-small"
+
+
+def test_the_slot_the_system_runs_from_is_never_written(image: Path, tmp_path: Path) -> None:
+    paths = box(tmp_path, running="a")
+    paths.cmdline.write_text("root=PARTLABEL=root-b rw\n")  # says b, but a is mounted at /
+    paths.mounts.write_text(f"{(paths.partitions / 'root-a').resolve()} / ext4 rw 0 0\n")
+
+    with pytest.raises(ReleaseError) as refused:
+        write_slot(image, None, paths, quiet)
+
+    assert refused.value.error_id == "slot-in-use"
+    assert (paths.partitions / "root-a").read_bytes() == bytes(PART_MIB * MIB)
 
 
 def test_a_healthy_boot_blesses_its_slot_and_reports_a_slot_that_used_up_its_tries(
