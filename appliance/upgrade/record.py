@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 FILE_NAME = "upgrades.json"
 KEEP = 50
+MAX_BYTES = 256 * 1024  # KEEP attempts take a few kB; anything larger is not ours
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class UpgradeLog:
     def attempts(self) -> list[UpgradeAttempt]:
         """The attempts recorded so far (none when the file is missing or unreadable)."""
         try:
-            raw = json.loads(self.path.read_text())
+            with self.path.open("rb") as file:
+                raw = json.loads(file.read(MAX_BYTES + 1)[:MAX_BYTES])
         except FileNotFoundError:
             return []
         except (OSError, ValueError) as err:

@@ -262,3 +262,10 @@ def test_without_a_running_appliance_the_upgrade_does_not_wait_for_its_healthz(
     attempt = upgrade(tmp_path, system, release(tmp_path, "2.0"))
 
     assert attempt.result == "upgraded"
+
+
+def test_an_oversized_upgrade_log_is_not_read(tmp_path: Path) -> None:
+    log = UpgradeLog(tmp_path)
+    log.path.write_text('{"attempts": [' + " " * (1024 * 1024) + "]}")
+
+    assert log.attempts() == []
