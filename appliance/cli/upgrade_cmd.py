@@ -32,8 +32,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "appliance's /healthz answering 200 and `callmesh doctor --offline` without failure, "
         "within --timeout. A release that fails is replaced by the kept one. Every attempt "
         "goes to the journal (callmesh-upgrade) and to upgrades.json in the data directory, "
-        "and is reported to HQ. Exit codes: 0 upgraded, 1 refused, rolled back or failed, "
-        "2 usage. See image/README.md (Upgrading).",
+        "and is reported to HQ. Given one IMAGE.img instead (a box flashed with the A/B "
+        "image), its root file system goes into the inactive slot with its SHA-256 checked "
+        "(IMAGE.img.sha256), and the next boot tries it: kept once healthy, the running "
+        "slot again after 3 boots that are not. Exit codes: 0 upgraded (or slot written), "
+        "1 refused, rolled back or failed, 2 usage. See image/README.md (Upgrading).",
     )
     parser.add_argument(
         "packages", type=Path, nargs="*", metavar="PACKAGE.deb|IMAGE.img",
@@ -44,7 +47,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="at boot (callmesh-boot-check.service): wait until healthy, then mark the "
         "running slot good",
     )  # fmt: skip
-    parser.add_argument("--sha256", type=Path, metavar="FILE", help="sha256sum file")
+    parser.add_argument(
+        "--sha256", type=Path, metavar="FILE", help="sha256sum file of the packages or image"
+    )
     parser.add_argument(
         "--config", "-c", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
         help=f"appliance config: data directory, /healthz (default {DEFAULT_CONFIG})",
