@@ -72,6 +72,7 @@ from appliance.store.pruning import Pruner
 from appliance.sync.client import SyncClient
 from appliance.sync.features import OutboxStream, SyncFeatures
 from appliance.sync.metrics import SyncMetrics
+from appliance.upgrade import UpgradeStatus
 from drivers.daemon.http import HttpServer
 from drivers.daemon.lifecycle import Component, run_until_signalled
 from drivers.daemon.observability import (
@@ -225,6 +226,7 @@ def _sync(
     routing_topic = RoutingTopic(routing, metrics.routing_messages)
     features.add_topic(routing_topic)
     features.add_status(routing_topic.status)
+    features.add_status(UpgradeStatus(settings.data_dir))
     if pbx is not None:
         if pbx.peers is not None:
             features.add_status(pbx.peers.report)

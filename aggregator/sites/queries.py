@@ -18,6 +18,33 @@ from aggregator.store.schema import sites
 
 ONLINE_WINDOW_MS = 60_000
 UTC = reports.zone("UTC")
+UPGRADE_FIELDS = ("from_version", "to_version", "result", "error_id", "finished")
+
+
+@dataclass(frozen=True)
+class LastUpgrade:
+    """The site's last ``callmesh upgrade``, as it reported it (``upgrade`` in ``status``)."""
+
+    from_version: str
+    to_version: str
+    result: str  # upgraded, refused, rolled-back, rollback-failed, failed
+    error_id: str
+    finished: str
+
+    @classmethod
+    def parse(cls, raw: object) -> LastUpgrade | None:
+        """The report, or None when it is missing or not one."""
+        if not isinstance(raw, dict) or not all(
+            isinstance(raw.get(k), str) for k in UPGRADE_FIELDS
+        ):
+            return None
+        return cls(*(raw[k][:64] for k in UPGRADE_FIELDS))
+
+    @property
+    def summary(self) -> str:
+        """``0.1.0 → 0.2.0 rolled-back (health-check-failed)``, as the console shows it."""
+        why = f" ({self.error_id})" if self.error_id else ""
+        return f"{self.from_version} → {self.to_version} {self.result}{why}"
 
 
 @dataclass(frozen=True)
@@ -51,6 +78,11 @@ class SiteRow:
         found = self.reported("calls_active")
         valid = isinstance(found, int) and not isinstance(found, bool) and found >= 0
         return found if valid else None
+
+    @property
+    def last_upgrade(self) -> LastUpgrade | None:
+        """The last upgrade the site reported, if any."""
+        return LastUpgrade.parse(self.reported("upgrade"))
 
     def reported(self, key: str, default: Any = None) -> Any:
         """One value of the last health report (``default`` when absent)."""

@@ -1,6 +1,7 @@
 """HQ API for sites (/api/v1/sites) and the per-site routing health report."""
 
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -10,7 +11,7 @@ from aggregator.api.auth import Principal, hq_access
 from aggregator.api.errors import ApiError
 from aggregator.settings import AggregatorSettings
 from aggregator.sites.live_queues import live_queues
-from aggregator.sites.queries import SiteRow, site_row, site_rows
+from aggregator.sites.queries import LastUpgrade, SiteRow, site_row, site_rows
 
 
 def build_sites_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) -> APIRouter:
@@ -69,7 +70,12 @@ def site_view(row: SiteRow) -> dict[str, Any]:
         "store_used_percent": row.reported("store_used_percent"),
         "calls_active": row.calls_active if row.online else None,
         "alarms": row.alarms,
+        "last_upgrade": _upgrade(row.last_upgrade),
     }
+
+
+def _upgrade(last: LastUpgrade | None) -> dict[str, str] | None:
+    return None if last is None else asdict(last)
 
 
 def _routing(row: SiteRow) -> dict[str, Any]:

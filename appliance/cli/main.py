@@ -25,6 +25,7 @@ from appliance.cli import (
     keys_cmd,
     modem_cmd,
     pms_simulator_cmd,
+    upgrade_cmd,
 )
 from drivers.daemon.version import __version__
 
@@ -41,6 +42,7 @@ _MODULES: tuple[SubcommandModule, ...] = (
     enrol_cmd.add_parser,
     flash_cmd.add_parser,
     pms_simulator_cmd.add_parser,
+    upgrade_cmd.add_parser,
 )
 
 

@@ -4,16 +4,20 @@ One run: ``image/build-deb`` builds the packages while mmdebstrap builds a minim
 bookworm (cached in ``CALLMESH_DEB_CACHE`` when set, else once per run); apt installs
 the packages into a private copy of it, resolving Kamailio, rtpengine and Python from
 Debian; the tree boots with systemd as PID 1 in systemd-nspawn (loopback only); both
-units are enabled, so they start at boot. Measured on the 2-core development machine:
-docs/development.md.
+units are enabled, so they start at boot. Last, ``callmesh upgrade`` takes the box to
+N+1 and then to an N+2 whose appliance fails at start, which is rolled back to N+1
+(both made from the session's packages by ``deb_release.next_release``). Measured on the
+2-core development machine: docs/development.md.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.integration.deb_release import next_release
 from tests.integration.debian_container import (
     Container,
     bookworm_rootfs,
@@ -247,3 +252,89 @@ def test_debian_kamailio_and_rtpengine_services_are_left_to_the_appliance(
 
     assert enabled.stdout.split() == ["disabled", "disabled"]
     assert active.stdout.split() == ["inactive", "inactive"]
+
+
+@pytest.fixture(scope="module")
+def next_releases(
+    packages_and_rootfs: tuple[list[Path], Path], container: Container
+) -> dict[str, str]:
+    """N+1 (healthy) and N+2 (its appliance fails at start), copied into the container."""
+    debs, _ = packages_and_rootfs
+    base = _installed(container)["callmesh"]
+    made = {}
+    for step, broken in ((1, False), (2, True)):
+        version = f"{base}+u{step}"
+        out = container.root / "srv" / f"release-{step}"
+        next_release(debs, version, out, broken=broken)
+        made[version] = f"/srv/release-{step}"
+    return made
+
+
+@pytest.fixture(scope="module")
+def first_upgrade(
+    container: Container, next_releases: dict[str, str], timings: dict[str, float]
+) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """The running N upgraded to N+1 (the stop test above stopped the services)."""
+    started = container.sh(f"systemctl start {' '.join(UNITS)}", timeout=240)
+    assert started.returncode == 0, container.diagnose()
+    version, where = next(iter(next_releases.items()))
+    began = time.monotonic()
+    done = container.sh(f"callmesh upgrade {where}/*.deb", timeout=900)
+    timings["upgrade N to N+1 (keeps N with dpkg-repack)"] = time.monotonic() - began
+    return version, done
+
+
+def _installed(box: Container) -> dict[str, str]:
+    listed = box.sh("dpkg-query -W -f '${Package} ${Version}\\n' 'callmesh*'").stdout
+    return dict(line.split() for line in listed.splitlines())
+
+
+def _last_upgrade(box: Container) -> dict[str, str]:
+    record = json.loads(box.sh("cat /var/lib/callmesh/upgrades.json").stdout)
+    last: dict[str, str] = record["attempts"][-1]
+    return last
+
+
+def test_an_upgrade_to_a_healthy_release_is_installed_and_recorded(
+    container: Container, first_upgrade: tuple[str, subprocess.CompletedProcess[str]]
+) -> None:
+    version, done = first_upgrade
+    reported = container.sh("callmesh --version").stdout.strip()
+    owner = _stat(container, "/var/lib/callmesh/upgrades.json", "/var/lib/callmesh-releases")
+
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{container.diagnose()}"
+    assert set(_installed(container).values()) == {version}
+    assert reported == f"callmesh {version}"
+    assert _healthz(container, 8080).startswith("200 ")
+    assert _last_upgrade(container)["result"] == "upgraded"
+    assert owner == [
+        "callmesh:callmesh 640 /var/lib/callmesh/upgrades.json",
+        "root:root 700 /var/lib/callmesh-releases",
+    ]
+
+
+def test_an_upgrade_that_fails_its_health_check_is_rolled_back(
+    container: Container,
+    first_upgrade: tuple[str, subprocess.CompletedProcess[str]],
+    next_releases: dict[str, str],
+    timings: dict[str, float],
+) -> None:
+    good, _ = first_upgrade
+    broken, where = list(next_releases.items())[1]
+    began = time.monotonic()
+    done = container.sh(f"callmesh upgrade {where}/*.deb", timeout=900)
+    timings["upgrade N+1 to broken N+2 and roll back"] = time.monotonic() - began
+    journal = container.sh("journalctl -b --no-pager -t callmesh-upgrade").stdout
+    last = _last_upgrade(container)
+
+    assert done.returncode == 1, f"{done.stdout}\n{done.stderr}"
+    assert f"health-check-failed: callmesh {broken} failed its health check" in done.stderr
+    assert "next: " in done.stderr
+    assert set(_installed(container).values()) == {good}
+    assert _healthz(container, 8080).startswith("200 ")
+    assert f"rolling back to {good}" in journal
+    assert (last["from_version"], last["to_version"], last["result"]) == (
+        good,
+        broken,
+        "rolled-back",
+    )

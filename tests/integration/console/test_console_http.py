@@ -171,3 +171,22 @@ def test_the_wallboard_and_the_api_show_the_queues_of_visible_sites_only(tmp_pat
     assert (queue["site_id"], queue["queue"], queue["waiting"]) == (SITE, "sales", 3)
     assert queue["agents"]["on-call"] == 2
     assert 29 <= queue["longest_wait_s"] < 40
+
+
+def test_the_sites_page_shows_each_sites_last_upgrade(tmp_path: Path) -> None:
+    upgrade = {
+        "from_version": "0.1.0",
+        "to_version": "0.1.2<b>",
+        "result": "rolled-back",
+        "error_id": "health-check-failed",
+        "finished": "2026-12-07T06:01:00+00:00",
+    }
+    with hq_app(tmp_path) as (built, engine), TestClient(built) as client:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.update(sites).where(sites.c.site_id == SITE).values(health={"upgrade": upgrade})
+            )
+        sign_in(client, "admin")
+        page = client.get("/console/sites").text
+    assert "0.1.0 → 0.1.2&lt;b&gt; rolled-back (health-check-failed)" in page
+    assert 'title="2026-12-07T06:01:00+00:00"' in page

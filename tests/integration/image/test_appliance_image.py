@@ -126,9 +126,15 @@ def test_the_image_holds_no_secret_and_boots_slot_a(image: Path, tmp_path: Path)
         assert "sip" not in factory
         assert "peering" not in factory["pbx"]
         assert (root / "opt/callmesh/venv/bin/callmesh").exists()
+        wants = root / "etc/systemd/system/multi-user.target.wants"
+        assert (wants / "callmesh-boot-check.service").is_symlink()
+        assert (root / "usr/sbin/sfdisk").exists()
+        assert (root / "usr/bin/mcopy").exists()
         esp = parts["esp"]
         assert fat_list(esp, "/loader/entries") == ["callmesh-a.conf"]
-        assert "root=PARTLABEL=root-a" in fat_read(esp, "/loader/entries/callmesh-a.conf")
+        entry = fat_read(esp, "/loader/entries/callmesh-a.conf")
+        assert "root=PARTLABEL=root-a" in entry
+        assert "\nsort-key callmesh\n" in entry
         assert fat_list(esp, "/EFI/BOOT") == ["BOOTX64.EFI"]
 
 

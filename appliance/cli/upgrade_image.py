@@ -1,0 +1,73 @@
+"""`callmesh upgrade IMAGE.img` and `callmesh upgrade --boot-check`: the A/B image slots."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from appliance.cli.flash_cmd import ProgressBar
+from appliance.upgrade import UpgradeAttempt, UpgradeError, UpgradeLog
+from appliance.upgrade.image import SlotPaths, boot_check, on_trial, write_slot
+from drivers.daemon.version import __version__
+
+BOOT_UNIT = "callmesh-appliance.service"
+
+
+def upgrade_image(args: argparse.Namespace, log: UpgradeLog) -> int:
+    """Write the image into the inactive slot; the next boot tries it."""
+    started = _now()
+    try:
+        written = write_slot(args.packages[0], args.sha256, SlotPaths(), ProgressBar)
+    except UpgradeError as err:
+        log.append(
+            UpgradeAttempt(__version__, "", "refused", err.error_id, str(err), started, _now())
+        )
+        print(f"callmesh upgrade: {err.error_id}: {err}\n  next: {err.next_step}", file=sys.stderr)
+        return 1
+    log.append(
+        UpgradeAttempt(__version__, written.version, "slot-written", "", "", started, _now())
+    )
+    slot = f"slot {written.slot.upper()} ({written.entry.name})"
+    print(
+        f"callmesh {written.version} written to {slot}; reboot to start it. It is kept "
+        "once healthy; after 3 boots that are not, the box boots this release again."
+    )
+    return 0
+
+
+def mark_boot(problem: str | None, log: UpgradeLog, reboot: Callable[[], object]) -> int:
+    """Bless the running slot unless there is a ``problem``; record what the boot shows.
+
+    A slot on trial that is not healthy is rebooted, which spends one of its tries.
+    """
+    started = _now()
+    if problem is not None:
+        try:
+            trial = on_trial(SlotPaths())
+        except UpgradeError:
+            trial = False
+        then = "rebooting to spend one of its boot tries" if trial else "it stays running"
+        print(f"callmesh upgrade: boot-unhealthy: {problem}; {then}", file=sys.stderr)
+        if trial:
+            reboot()
+        return 1
+    try:
+        outcome = boot_check(SlotPaths())
+    except UpgradeError as err:
+        print(f"callmesh upgrade: {err.error_id}: {err}", file=sys.stderr)
+        return 0
+    if outcome.failed is not None:
+        detail = f"callmesh {outcome.failed} used up its boot tries; slot {outcome.running} booted"
+        attempt = UpgradeAttempt(
+            __version__, outcome.failed, "rolled-back", "boot-failed", detail, started, _now()
+        )
+        log.append(attempt)
+    if outcome.blessed is not None:
+        log.append(UpgradeAttempt("", __version__, "upgraded", "", "", started, _now()))
+    return 0
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
