@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from appliance.contact.acd import Acd, Agent, Waiting
+from appliance.contact.acd import Acd, Agent, Waiting, wait_words
+from appliance.contact.choice import parse_skills
 from appliance.contact.cti import CtiStream
 from appliance.contact.settings import ContactSettings
 from appliance.contact.stats import QueueTally, live_part
@@ -40,6 +41,7 @@ IDLE_S = 1.0
 HANDOVER_S = 30.0
 RESTORED_AVAILABLE = ("ringing", "on-call", "wrap-up")
 NAMESPACE = "contact-agents"
+TURNS = "contact-turns"
 DEFAULT_HOLD = Prompt(tone_hz=425, on_ms=1000, off_ms=2000)
 
 
@@ -76,9 +78,10 @@ class ContactService:
         self._annotate = annotate
         self._clock = clock
         self._workers: dict[str, Worker] = {}
-        self._ringing: dict[str, Ringing] = {}
+        self._ringing: dict[tuple[str, str], Ringing] = {}
         self._talking: dict[str, tuple[str, str]] = {}
         self._state: StateStore | None = None
+        self._turns: StateStore | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._saved: dict[str, tuple[str, str]] = {}
@@ -96,6 +99,10 @@ class ContactService:
             self.acd.restore(doc, now)
         for agent in self.acd.agents.values():
             self._save(agent)
+        self._turns = StateStore(store, TURNS)
+        for queue, last in self._turns.items():
+            if queue in self.acd.queues and isinstance(last, str):
+                self.acd.last_offered[queue] = last
         self._task = asyncio.create_task(self._ticking(), name="contact-tick")
 
     async def stop(self) -> None:
@@ -128,8 +135,8 @@ class ContactService:
     def worker_lost(self, worker: Worker) -> None:
         """A worker exited with its callers and agent legs."""
         for call_id in [c for c, w in self._workers.items() if w is worker]:
-            ringing = self._ringing.pop(call_id, None)
-            if ringing is not None:
+            for key in [k for k in self._ringing if k[0] == call_id]:
+                ringing = self._ringing.pop(key)
                 self.acd.released(call_id, ringing.agent, self._clock())
                 self._save(self.acd.agents[ringing.agent])
             self._agent_ended(call_id, self._talking.get(call_id, ("", ""))[0], True)
@@ -179,9 +186,9 @@ class ContactService:
         for name, settings in self.settings.queues.items():
             waiting = [{"call_id": w.call_id, "caller": w.caller, "priority": w.priority,
                         "position": i + 1, "wait_s": round(now - w.entered, 1),
-                        "offered_to": w.offered_to or None}
+                        "offered_to": w.offered_to or None, "offered": list(w.offered)}
                        for i, w in enumerate(self.acd.waiting[name])]  # fmt: skip
-            agents = [self._agent_doc(self.acd.agents[n], now) for n in settings.agents]
+            agents = [self._agent_doc(self.acd.agents[n], now) for n in settings.numbers]
             queues.append({"name": name, "number": settings.number, "waiting": waiting,
                            "agents": agents})  # fmt: skip
         return {"queues": queues}
@@ -204,7 +211,8 @@ class ContactService:
             variables = {}
         rank = variables.get("priority", "")
         priority = int(rank) if len(rank) == 1 and rank.isdigit() else None
-        entry = self.acd.enter(call_id, queue, caller, self._clock(), priority)
+        skills = wanted_skills(call_id, variables.get("skills"))
+        entry = self.acd.enter(call_id, queue, caller, self._clock(), priority, skills)
         entry.variables = variables
         if settings.announce_every_s > 0 and self._speak is not None:
             self._announce_at[call_id] = entry.entered + settings.announce_every_s
@@ -223,20 +231,21 @@ class ContactService:
             entry = self.acd.find(offer.call_id)
             display = f"{offer.queue}: {entry.caller if entry else ''}"
             ring_s = self.settings.queues[offer.queue].ring_timeout_s
-            self._ringing[offer.call_id] = Ringing(offer.agent, offer.queue, now + ring_s)
+            self._ringing[offer.call_id, offer.agent] = Ringing(offer.agent, offer.queue,
+                                                                now + ring_s)  # fmt: skip
             self._changed(self.acd.agents[offer.agent])
             worker.send({"cmd": "queue-offer", "id": offer.call_id, "agent": offer.agent,
                          "display": display})  # fmt: skip
             self._publish_call("call.offered", offer.call_id, agent=offer.agent)
+            self._save_turn(offer.queue)
 
     def _answered(self, call_id: str, agent: str) -> None:
-        ringing = self._ringing.get(call_id)
-        if ringing is None or ringing.agent != agent:
+        if (call_id, agent) not in self._ringing:
             return
         entry = self.acd.answered(call_id, agent, self._clock())
         if entry is None:
             return
-        del self._ringing[call_id]
+        del self._ringing[call_id, agent]
         self._talking[call_id] = (agent, entry.queue)
         self._changed(self.acd.agents[agent])
         wait = self._clock() - entry.entered
@@ -249,14 +258,14 @@ class ContactService:
 
     def _agent_ended(self, call_id: str, agent: str, answered: bool) -> None:
         now = self._clock()
-        talking = self._talking.pop(call_id, None)
-        if answered and talking is not None:
-            self.acd.finished(talking[0], talking[1], now)
-            self._changed(self.acd.agents[talking[0]])
-            self._publish_call("call.ended", call_id, agent=talking[0])
+        talking = self._talking.get(call_id)
+        if answered and talking is not None and talking[0] == agent:
+            del self._talking[call_id]
+            self.acd.finished(agent, talking[1], now)
+            self._changed(self.acd.agents[agent])
+            self._publish_call("call.ended", call_id, agent=agent)
             return
-        ringing = self._ringing.pop(call_id, None)
-        if ringing is None or ringing.agent != agent:
+        if self._ringing.pop((call_id, agent), None) is None:
             return
         if self.acd.find(call_id) is None:
             self.acd.released(call_id, agent, now)
@@ -275,7 +284,7 @@ class ContactService:
         else:
             wait = f"{self._clock() - entry.entered:.1f}"
             self._annotate(call_id, {"queue_outcome": outcome, "queue_wait_s": wait})
-        if call_id in self._ringing and worker is not None:
+        if entry.offered and worker is not None:
             worker.send({"cmd": "queue-cancel", "id": call_id})
         self._publish_call(f"call.{outcome}", call_id, entry=entry)
 
@@ -298,11 +307,11 @@ class ContactService:
         now = self._clock()
         for agent in self.acd.tick(now):
             self._changed(agent)
-        for call_id, ringing in list(self._ringing.items()):
+        for (call_id, number), ringing in list(self._ringing.items()):
             worker = self._workers.get(call_id)
             if now >= ringing.deadline and worker is not None:
                 ringing.deadline = float("inf")
-                worker.send({"cmd": "queue-cancel", "id": call_id})
+                worker.send({"cmd": "queue-cancel", "id": call_id, "agent": number})
         for entry in self.acd.expired(now):
             self._overflow(entry)
         self._dispatch()
@@ -320,6 +329,7 @@ class ContactService:
         if entry.offered_to:
             return
         text = settings.announcement.replace("{position}", str(self.acd.position(call_id)))
+        text = text.replace("{wait_minutes}", wait_words(self.acd.expected_wait(call_id)))
         task = asyncio.get_running_loop().create_task(self._say(call_id, text, settings.language))
         self._speaking.add(task)
         task.add_done_callback(self._speaking.discard)
@@ -361,6 +371,12 @@ class ContactService:
         self.cti.publish("agent.state", **self._agent_doc(agent, self._clock()))
         return agent
 
+    def _save_turn(self, queue: str) -> None:
+        """Round-robin's memory (the agent last offered a call) outlives a restart; written
+        after the offer went out, so it costs the agent's phone no time."""
+        if self._turns is not None and self.settings.queues[queue].strategy == "round-robin":
+            self._turns.put(queue, self.acd.last_offered[queue])
+
     def _save(self, agent: Agent) -> None:
         """Write the agent when what a restart restores changed: ringing, talking and
         wrap-up come back as available, so those changes cost no fsync on the way to an
@@ -386,3 +402,16 @@ class ContactService:
         return {"agent": agent.number, "state": agent.state, "reason": agent.reason or None,
                 "for_s": round(max(0.0, now - agent.since), 1), "registered": agent.registered,
                 "calls": agent.calls}  # fmt: skip
+
+
+def wanted_skills(call_id: str, text: str | None) -> dict[str, int] | None:
+    """The skills an IVR flow's ``skills`` variable asks for (``billing:4,english:3``);
+    None (the queue's own) when there is none or it is malformed (logged)."""
+    if not text:
+        return None
+    try:
+        return parse_skills(text)
+    except ValueError as err:
+        log.warning("call %s: flow variable skills=%r ignored (error_id queue-skills-invalid): %s",
+                    call_id, text, err)  # fmt: skip
+        return None

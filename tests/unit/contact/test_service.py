@@ -249,3 +249,121 @@ def test_live_stats_count_answered_within_the_level_and_abandoned_callers(store:
     assert after["service_level_percent"] == 50.0
     assert after["agents"]["on-call"] == 1
     assert rig.fields["c2"]["queue_outcome"] == "abandoned"
+
+
+def strategy_rig(store: Store, **queue: Any) -> Rig:
+    rig = Rig(store)
+    settings = {"number": "700", "agents": ["1003", "1004"], "ring_timeout_s": 10, **queue}
+    contact = ContactSettings.model_validate({"queues": {"support": settings}})
+    rig.service = ContactService(contact, {}, rig.annotate, rig.clock, rig.service._speak)
+    return rig
+
+
+def test_ring_all_rings_both_agents_and_the_one_not_answering_is_free_at_once(
+    store: Store,
+) -> None:
+    states: list[tuple[str, str]] = []
+
+    async def main() -> Rig:
+        rig = strategy_rig(store, strategy="ring-all")
+        await rig.service.start(store)
+        rig.service.login("1003")
+        rig.service.login("1004")
+        rig.caller("c1", "2001")
+        rig.event("agent-answered", "c1", agent="1004")
+        agents = rig.service.acd.agents
+        states.append((agents["1003"].state, agents["1004"].state))
+        rig.event("agent-ended", "c1", agent="1003", code=487, answered=False)
+        states.append((agents["1003"].state, agents["1004"].state))
+        await rig.service.stop()
+        return rig
+
+    rig = asyncio.run(main())
+    offers = [c["agent"] for c in rig.worker.sent if c["cmd"] == "queue-offer"]
+    assert offers == ["1003", "1004"]
+    assert states == [("ringing", "on-call"), ("available", "on-call")]
+    assert rig.fields["c1"]["queue_agent"] == "1004"
+
+
+def test_ring_timeout_cancels_each_agent_rung_and_pauses_them(store: Store) -> None:
+    async def main() -> Rig:
+        rig = strategy_rig(store, strategy="ring-all")
+        await rig.service.start(store)
+        rig.service.login("1003")
+        rig.service.login("1004")
+        rig.caller("c1", "2001")
+        rig.clock.now += 10
+        rig.service.tick()
+        for agent in ("1003", "1004"):
+            rig.event("agent-ended", "c1", agent=agent, code=487, answered=False)
+        await rig.service.stop()
+        return rig
+
+    rig = asyncio.run(main())
+    cancels = [c.get("agent") for c in rig.worker.sent if c["cmd"] == "queue-cancel"]
+    assert cancels == ["1003", "1004"]
+    assert {a.reason for a in rig.service.acd.agents.values()} == {"no-answer"}
+
+
+def test_round_robin_remembers_its_turn_across_a_restart(store: Store) -> None:
+    async def main() -> list[str]:
+        rig = strategy_rig(store, strategy="round-robin", agents=["1003", "1004", "1005"])
+        await rig.service.start(store)
+        for number in ("1003", "1004", "1005"):
+            rig.service.login(number)
+        rig.caller("c1", "2001")
+        await rig.service.stop()
+        return [c["agent"] for c in rig.worker.sent if c["cmd"] == "queue-offer"]
+
+    assert asyncio.run(main()) == ["1003"]
+    assert asyncio.run(main()) == ["1004"], "after 1003, not from the top again"
+
+
+def test_an_ivr_flow_asks_for_skills_and_a_malformed_ask_falls_back_to_the_queue_s(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    agents = [{"extension": "1003", "skills": {"french": 3}},
+              {"extension": "1004", "skills": {"billing": 3}}]  # fmt: skip
+
+    async def main() -> Rig:
+        rig = strategy_rig(store, strategy="skills", agents=agents, skills={"billing": 1})
+        await rig.service.start(store)
+        rig.service.expect("queue-support", "2001", {"skills": "french:2"})
+        rig.service.expect("queue-support", "2002", {"skills": "french=2"})
+        rig.caller("c1", "2001")
+        rig.caller("c2", "2002")
+        rig.service.login("1003")
+        rig.service.login("1004")
+        await rig.service.stop()
+        return rig
+
+    rig = asyncio.run(main())
+    offers = {c["id"]: c["agent"] for c in rig.worker.sent if c["cmd"] == "queue-offer"}
+    assert offers == {"c1": "1003", "c2": "1004"}
+    assert "queue-skills-invalid" in caplog.text
+
+
+def test_the_announcement_speaks_the_expected_wait(store: Store) -> None:
+    spoken: list[str] = []
+
+    async def speak(text: str, language: str) -> Path:
+        spoken.append(text)
+        return Path("/tmp/wait.wav")
+
+    async def main() -> None:
+        rig = strategy_rig(store, announce_every_s=30, handle_time_s=120,
+                           announcement="Number {position}, about {wait_minutes}.")  # fmt: skip
+        rig.service = ContactService(rig.service.settings, {}, rig.annotate, rig.clock, speak)
+        await rig.service.start(store)
+        rig.service.login("1003")
+        rig.service.pause("1003", "lunch")
+        rig.caller("c1", "2001")
+        rig.caller("c2", "2002")
+        rig.clock.now += 30
+        rig.service.tick()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        await rig.service.stop()
+
+    asyncio.run(main())
+    assert sorted(spoken) == ["Number 1, about 2 minutes.", "Number 2, about 4 minutes."]
