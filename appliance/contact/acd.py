@@ -91,6 +91,7 @@ class Waiting:
     offered: list[str] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
     skills: dict[str, int] = field(default_factory=dict)
+    callback: bool = False
 
     @property
     def offered_to(self) -> str:
@@ -162,7 +163,11 @@ class Acd:
         return entry
 
     def released(self, call_id: str, agent_number: str, now: float) -> None:
-        """The agent's phone stopped ringing for a caller who left: available again."""
+        """The agent's phone stopped ringing for a caller who left (or its offer could not
+        be placed): available again; a caller still waiting can be offered again."""
+        entry = self.find(call_id)
+        if entry is not None and agent_number in entry.offered:
+            entry.offered.remove(agent_number)
         agent = self.agents[agent_number]
         if agent.state == "ringing" and agent.call_id == call_id:
             self._set(agent, "available", now)
@@ -175,7 +180,7 @@ class Acd:
             for entry in line:
                 if entry.offered:
                     continue
-                picked = self._pick(name, entry, now)
+                picked = self._pick(name, entry, now)[: 1 if entry.callback else None]
                 if not picked and self.queues[name].strategy != "skills":
                     break
                 for agent in picked:
@@ -240,9 +245,11 @@ class Acd:
         return done
 
     def expired(self, now: float) -> list[Waiting]:
-        """Callers not being offered who waited past their queue's maximum wait."""
+        """Callers not being offered who waited past their queue's maximum wait (a caller
+        waiting for a callback has hung up: it waits for its turn)."""
         limit = {name: q.max_wait_s for name, q in self.queues.items()}
-        return [w for w in self._all() if not w.offered_to and now - w.entered >= limit[w.queue]]
+        return [w for w in self._all() if not w.offered and not w.callback
+                and now - w.entered >= limit[w.queue]]  # fmt: skip
 
     def login(self, number: str, now: float) -> Agent:
         """The agent starts taking calls (a logged-in agent stays as it is)."""

@@ -70,6 +70,7 @@ class ContactService:
         annotate: Callable[[str, dict[str, str]], None],
         clock: Callable[[], float] = time.time,
         speak: Callable[[str, str], Awaitable[Path]] | None = None,
+        place: Callable[[], Worker | None] | None = None,
     ) -> None:
         self.settings = settings
         self.acd = Acd(settings.queues)
@@ -89,6 +90,9 @@ class ContactService:
         self._announce_at: dict[str, float] = {}
         self._expected: dict[str, tuple[dict[str, str], float]] = {}
         self._speaking: set[asyncio.Task[None]] = set()
+        self._place = place
+        self._callback_at: dict[str, float] = {}
+        self._callback_offered: set[str] = set()
         self.tally = QueueTally()
 
     async def start(self, store: Store) -> None:
@@ -130,6 +134,11 @@ class ContactService:
             self._agent_ended(call_id, str(event.get("agent")), bool(event.get("answered")))
         elif state == "ended":
             self._caller_gone(call_id, "abandoned")
+        elif state == "digit":
+            self._digit(call_id, str(event.get("digit")))
+        elif state in ("callback-answered", "callback-ended"):
+            self.cti.publish(f"call.{state}", call_id=call_id, agent=str(event.get("agent")),
+                             answered=bool(event.get("answered", True)))  # fmt: skip
         self._dispatch()
 
     def worker_lost(self, worker: Worker) -> None:
@@ -216,6 +225,8 @@ class ContactService:
         entry.variables = variables
         if settings.announce_every_s > 0 and self._speak is not None:
             self._announce_at[call_id] = entry.entered + settings.announce_every_s
+        if settings.callback_after_s > 0 and self._speak is not None and self._place:
+            self._callback_at[call_id] = entry.entered + settings.callback_after_s
         prompt = self._prompts.get(settings.hold_prompt or "", DEFAULT_HOLD)
         worker.send({"cmd": "queue-hold", "id": call_id, "prompt": asdict(prompt)})
         self._annotate(call_id, {"queue": queue, "queue_position": str(entry.position),
@@ -227,15 +238,22 @@ class ContactService:
     def _dispatch(self) -> None:
         now = self._clock()
         for offer in self.acd.offers(now):
-            worker = self._workers[offer.call_id]
             entry = self.acd.find(offer.call_id)
-            display = f"{offer.queue}: {entry.caller if entry else ''}"
+            caller = entry.caller if entry else ""
+            command = {"cmd": "queue-offer", "id": offer.call_id, "agent": offer.agent,
+                       "display": f"{offer.queue}: {caller}"}  # fmt: skip
+            if entry is not None and entry.callback:
+                command.update(cmd="queue-callback", caller=caller,
+                               display=f"callback {offer.queue}: {caller}")  # fmt: skip
+            worker = self._worker_for(offer.call_id, entry)
+            if worker is None:
+                self._changed_released(offer.call_id, offer.agent, now)
+                continue
             ring_s = self.settings.queues[offer.queue].ring_timeout_s
             self._ringing[offer.call_id, offer.agent] = Ringing(offer.agent, offer.queue,
                                                                 now + ring_s)  # fmt: skip
             self._changed(self.acd.agents[offer.agent])
-            worker.send({"cmd": "queue-offer", "id": offer.call_id, "agent": offer.agent,
-                         "display": display})  # fmt: skip
+            worker.send(command)
             self._publish_call("call.offered", offer.call_id, agent=offer.agent)
             self._save_turn(offer.queue)
 
@@ -251,9 +269,10 @@ class ContactService:
         wait = self._clock() - entry.entered
         level = self.settings.queues[entry.queue].service_level_s
         self.tally.answered(entry.queue, wait, level, self._clock())
-        self._annotate(call_id, {"queue_outcome": "answered", "queue_agent": agent,
-                                 "queue_wait_s": f"{wait:.1f}",
-                                 "queue_sl_met": "true" if wait <= level else "false"})  # fmt: skip
+        if not entry.callback:  # a callback's CDR closed when the caller hung up
+            self._annotate(call_id, {"queue_outcome": "answered", "queue_agent": agent,
+                                     "queue_wait_s": f"{wait:.1f}",
+                                     "queue_sl_met": str(wait <= level).lower()})  # fmt: skip
         self._publish_call("call.answered", call_id, agent=agent, wait_s=round(wait, 1))
 
     def _agent_ended(self, call_id: str, agent: str, answered: bool) -> None:
@@ -274,6 +293,9 @@ class ContactService:
         self._changed(self.acd.agents[agent])
 
     def _caller_gone(self, call_id: str, outcome: str) -> None:
+        waiting = self.acd.find(call_id)
+        if waiting is not None and waiting.callback:
+            return  # hung up on purpose: it keeps its place
         worker = self._workers.pop(call_id, None)
         self._announce_at.pop(call_id, None)
         entry = self.acd.leave(call_id)
@@ -318,6 +340,9 @@ class ContactService:
         for call_id, at in list(self._announce_at.items()):
             if now >= at:
                 self._announce(call_id, now)
+        for call_id, at in list(self._callback_at.items()):
+            if now >= at:
+                self._offer_callback(call_id, now)
 
     def _announce(self, call_id: str, now: float) -> None:
         entry = self.acd.find(call_id)
@@ -348,12 +373,62 @@ class ContactService:
             self._publish_call("call.announced", call_id, text=text)
 
     def _next_deadline(self) -> float:
-        deadlines = [*self._announce_at.values()]
+        deadlines = [*self._announce_at.values(), *self._callback_at.values()]
         deadlines += [r.deadline for r in self._ringing.values()]
         deadlines += [a.wrapup_until for a in self.acd.agents.values() if a.state == "wrap-up"]
         deadlines += [w.entered + self.settings.queues[w.queue].max_wait_s
                       for line in self.acd.waiting.values() for w in line]  # fmt: skip
         return min(deadlines, default=float("inf"))
+
+    def _worker_for(self, call_id: str, entry: Waiting | None) -> Worker | None:
+        """The caller's worker; for a callback, a worker with a free slot (None: none)."""
+        if entry is None or not entry.callback or self._place is None:
+            return self._workers.get(call_id)
+        worker = self._place()
+        if worker is not None:
+            self._workers[call_id] = worker
+        return worker
+
+    def _changed_released(self, call_id: str, agent: str, now: float) -> None:
+        log.warning("callback %s: no media worker free to ring agent %s", call_id, agent)
+        self.acd.released(call_id, agent, now)
+        self._changed(self.acd.agents[agent])
+
+    def _offer_callback(self, call_id: str, now: float) -> None:
+        """Offer the waiting caller a callback ("press 1"), once; later if it is being
+        offered to an agent right now."""
+        entry = self.acd.find(call_id)
+        if entry is None or self._workers.get(call_id) is None:
+            self._callback_at.pop(call_id, None)
+            return
+        if entry.offered:
+            self._callback_at[call_id] = now + IDLE_S
+            return
+        del self._callback_at[call_id]
+        settings = self.settings.queues[entry.queue]
+        self._callback_offered.add(call_id)
+        self._publish_call("call.callback-offered", call_id)
+        prompt = self._say(call_id, settings.callback_prompt, settings.language)
+        task = asyncio.get_running_loop().create_task(prompt)
+        self._speaking.add(task)
+        task.add_done_callback(self._speaking.discard)
+
+    def _digit(self, call_id: str, digit: str) -> None:
+        """1 after the callback offer: the caller hangs up and keeps its place."""
+        entry = self.acd.find(call_id)
+        if digit != "1" or call_id not in self._callback_offered or entry is None:
+            return
+        if entry.offered or entry.callback:
+            return
+        entry.callback = True
+        self._callback_offered.discard(call_id)
+        self._announce_at.pop(call_id, None)
+        worker = self._workers.pop(call_id, None)
+        wait = self._clock() - entry.entered
+        self._annotate(call_id, {"queue_outcome": "callback", "queue_wait_s": f"{wait:.1f}"})
+        if worker is not None:
+            worker.send({"cmd": "queue-hangup", "id": call_id})
+        self._publish_call("call.callback-requested", call_id)
 
     def _overflow(self, entry: Waiting) -> None:
         worker = self._workers.get(entry.call_id)

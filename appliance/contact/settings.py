@@ -62,6 +62,11 @@ class QueueSettings(Section):
     announcement: str = Field(default="You are number {position} in the queue.",
                               min_length=1, max_length=200)  # fmt: skip
     handle_time_s: float = Field(default=180.0, gt=0, le=7200)
+    callback_after_s: float = Field(default=0.0, ge=0, le=3600)
+    callback_prompt: str = Field(
+        default="To be called back when it is your turn, without losing your place, press 1.",
+        min_length=1, max_length=200,
+    )  # fmt: skip
     language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 
     _skills = field_validator("skills")(check_skills)

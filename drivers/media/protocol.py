@@ -38,14 +38,17 @@ Commands (``cmd``)::
     queue-hold, queue-offer, queue-cancel, queue-transfer, queue-hangup
                   id (the caller's SIP Call-ID), ...  act on a queued caller and the agent
                                                       rung for it (drivers.media.queues)
+    queue-callback  id, agent, caller, display       ring the agent, then call the caller
+                                                      back (drivers.media.callbacks)
     quit                                              hang up everything and exit
 
 Events (``ev``): ``ready`` (port), ``load`` (calls, capacity), ``leg`` (id, state:
 ringing | answered | ended, code, reason), ``transfer`` (id, code, final), ``ivr`` (state:
 start (id, flow, caller, tag) | digit (id, digit) | played (id) | recorded (id, path, seconds) |
 ended (id); see drivers.media.ivr), ``queue`` (state: start (id, queue, caller) |
-agent-ringing | agent-answered | agent-ended (id, agent, code, answered) | ended (id); see
-drivers.media.queues), ``error`` (id, message), ``gsm`` (channel, state:
+agent-ringing | agent-answered | agent-ended (id, agent, code, answered) | digit (id, digit)
+| callback-ringing | callback-answered | callback-ended | ended (id); see
+drivers.media.queues and drivers.media.callbacks), ``error`` (id, message), ``gsm`` (channel, state:
 invite (number, call_id) | ringing | answered | dtmf (digits) | lost | ended (code,
 reason, answered, frames)), ``gsm-stats`` (channels: {channel: frames}), ``room`` (room,
 members: meet-me calls the room holds on this worker, call_id: the SIP Call-ID of the call

@@ -17,7 +17,8 @@ when to give up and where to overflow are the business of ``appliance.contact``:
     queue-hangup    id                     end the caller's call and the agent's leg
 
 Events (``ev`` = ``queue``, ``state``): start, agent-ringing (id, agent), agent-answered
-(id, agent), agent-ended (id, agent, code, answered), ended (id). A connected call ends
+(id, agent), agent-ended (id, agent, code, answered), digit (id, digit), ended (id).
+Callbacks (``queue-callback``) are ``drivers.media.callbacks``. A connected call ends
 as a whole: either side hanging up ends the other. Runs on the worker's main thread only.
 """
 
@@ -96,6 +97,12 @@ class QueueLegs:
             self._hangup(leg)
         else:
             raise ValueError(f"unknown queue command {name}")
+
+    def digit(self, leg: Leg, digit: str) -> None:
+        """A DTMF digit from a queued caller (pressing 1 asks for a callback)."""
+        key = next((k for k, v in self.callers.items() if v is leg), None)
+        if key is not None:
+            self.emit(ev="queue", state="digit", id=key, digit=digit)
 
     def played(self, leg: Leg) -> None:
         """An announcement (or a round of the music) ended: the music goes on."""

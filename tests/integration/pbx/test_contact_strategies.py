@@ -3,7 +3,8 @@
 A ring-all queue rings every free agent's phone at once; the first to answer talks with
 the caller and the other phone stops ringing, its agent free again at once. A skills
 queue rings the agent whose skill level meets the caller's requirement, not the one idle
-longest.
+longest. A caller offered a callback presses 1 and hangs up; when the agent is free its
+phone rings first, then the caller's, and the two talk.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ CONTACT = {"queues": {
                 "agents": [{"extension": "1003", "skills": {"billing": 1}},
                            {"extension": "1004", "skills": {"billing": 4}}],
                 "ring_timeout_s": 20, "wrapup_s": 1},
+    "callme": {"number": "712", "agents": ["1003"], "callback_after_s": 2, "wrapup_s": 1},
 }}  # fmt: skip
 
 
@@ -131,3 +133,38 @@ def test_the_skills_queue_rings_the_skilled_agent_not_the_longest_idle(
     assert heard(alice, start + 0.5, start + 2.0) == 300.0, "alice did not hear dave"
     offers = [e["data"]["agent"] for e in cti.named("call.offered")]
     assert offers == ["1004"]
+
+
+def test_a_caller_who_presses_1_is_called_back_once_the_agent_answered(
+    spbx: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    with phones(spbx, tmp_path, ("1001", 450), ("1003", 1000)) as (alice, carol):
+        agent(spbx, "1003", "logout")
+        alice.send("call", to="712")
+        alice.state("CONFIRMED")
+        wait_for(lambda: bool(cti.named("call.announced")), 20, lambda: str(cti.events))
+        alice.send("dtmf", digits="1")
+        alice.state("DISCONNECTED", timeout=10)
+        (requested,) = cti.named("call.callback-requested")
+        call_id = requested["data"]["call_id"]
+        cdr = spbx.cdr_for(lambda c: c["call_id"] == call_id)
+        assert cdr["variables"]["queue_outcome"] == "callback"
+        assert [w["caller"] for w in live(spbx, "callme")["waiting"]] == ["1001"]
+        agent(spbx, "1003", "login")
+        incoming = carol.answer(timeout=15)
+        assert "1001" in incoming["remote"], "the agent sees whom it calls back"
+        assert not [e for e in alice.events if e["ev"] == "incoming"], "agent leg first"
+        called_back = alice.answer(timeout=15)
+        assert "1003" in called_back["remote"]
+        start_alice, start_carol = recorded_s(alice), recorded_s(carol)
+        wait_for(lambda: recorded_s(alice) > start_alice + 2.5
+                 and recorded_s(carol) > start_carol + 2.5, 15, lambda: "no audio")  # fmt: skip
+        carol.send("hangup")
+        carol.state("DISCONNECTED")
+        alice.state("DISCONNECTED")
+    assert heard(alice, start_alice + 0.5, start_alice + 2.0) == 1000.0, "alice heard no agent"
+    assert heard(carol, start_carol + 0.5, start_carol + 2.0) == 450.0, "carol heard no caller"
+    names = [e["event"] for e in cti.events if e["data"].get("call_id") == call_id]
+    for name in ("call.callback-offered", "call.callback-requested", "call.offered",
+                 "call.answered", "call.callback-answered", "call.ended"):  # fmt: skip
+        assert name in names, names

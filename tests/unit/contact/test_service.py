@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from appliance.contact.cti import CtiEvent, CtiStream
 from appliance.contact.service import ContactService
-from appliance.contact.settings import ContactSettings
+from appliance.contact.settings import ContactSettings, QueueSettings
 from appliance.store import Store
 from drivers.media.protocol import Prompt
 
@@ -367,3 +368,108 @@ def test_the_announcement_speaks_the_expected_wait(store: Store) -> None:
 
     asyncio.run(main())
     assert sorted(spoken) == ["Number 1, about 2 minutes.", "Number 2, about 4 minutes."]
+
+
+class NamedEvents(CtiStream):
+    """The CTI stream, noting each event's name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def publish(self, event: str, **data: Any) -> CtiEvent:
+        self.names.append(event)
+        return super().publish(event, **data)
+
+
+def callback_rig(store: Store, spoken: list[str], placed: FakeWorker) -> Rig:
+    async def speak(text: str, language: str) -> Path:
+        spoken.append(text)
+        return Path("/tmp/callback.wav")
+
+    rig = Rig(store)
+    queue = {"number": "700", "agents": ["1003", "1004"], "strategy": "ring-all",
+             "callback_after_s": 20, "max_wait_s": 60}  # fmt: skip
+    contact = ContactSettings.model_validate({"queues": {"support": queue}})
+    rig.service = ContactService(contact, {}, rig.annotate, rig.clock, speak, lambda: placed)
+    return rig
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_a_caller_who_presses_1_hangs_up_keeps_its_place_and_the_agent_is_rung_first(
+    store: Store,
+) -> None:
+    spoken: list[str] = []
+    placed = FakeWorker()
+    seen: dict[str, Any] = {}
+
+    async def main() -> Rig:
+        rig = callback_rig(store, spoken, placed)
+        await rig.service.start(store)
+        rig.service.cti = cti = NamedEvents()
+        rig.caller("c1", "2001")
+        rig.event("digit", "c1", digit="1")
+        seen["early press"] = rig.worker.commands("c1")
+        rig.clock.now += 20
+        rig.service.tick()
+        await settle()
+        rig.event("digit", "c1", digit="1")
+        rig.event("ended", "c1")
+        seen["position"] = rig.service.acd.position("c1")
+        rig.clock.now += 100
+        rig.service.tick()
+        seen["still waiting"] = rig.service.acd.position("c1")
+        rig.service.login("1003")
+        rig.service.login("1004")
+        rig.event("agent-answered", "c1", agent="1003")
+        rig.service.on_event(placed, {"ev": "queue", "state": "callback-answered", "id": "c1",
+                                      "agent": "1003"})  # fmt: skip
+        seen["agent"] = rig.service.acd.agents["1003"].state
+        rig.service.on_event(placed, {"ev": "queue", "state": "agent-ended", "id": "c1",
+                                      "agent": "1003", "answered": True})  # fmt: skip
+        seen["after"] = rig.service.acd.agents["1003"].state
+        seen["events"] = cti.names
+        await rig.service.stop()
+        return rig
+
+    rig = asyncio.run(main())
+    assert seen["early press"] == ["queue-hold"], "no offer yet: 1 means nothing"
+    assert spoken == [QueueSettings.model_fields["callback_prompt"].default]
+    assert rig.worker.commands("c1") == ["queue-hold", "queue-announce", "queue-hangup"]
+    assert (seen["position"], seen["still waiting"]) == (1, 1), "kept past max_wait_s"
+    assert rig.fields["c1"]["queue_outcome"] == "callback"
+    (callback,) = placed.sent
+    expected = {"cmd": "queue-callback", "id": "c1", "agent": "1003", "caller": "2001",
+                "display": "callback support: 2001"}  # fmt: skip
+    assert callback == expected, "one agent, even in a ring-all queue"
+    assert (seen["agent"], seen["after"]) == ("on-call", "wrap-up")
+    assert rig.fields["c1"]["queue_outcome"] == "callback", "the closed CDR is left alone"
+    names = [n for n in seen["events"] if n.startswith("call.")]
+    assert names == ["call.queued", "call.callback-offered", "call.announced",
+                     "call.callback-requested", "call.offered", "call.answered",
+                     "call.callback-answered", "call.ended"]  # fmt: skip
+
+
+def test_a_callback_whose_worker_is_lost_is_rung_again_from_another(store: Store) -> None:
+    placed = FakeWorker()
+
+    async def main() -> Rig:
+        rig = callback_rig(store, [], placed)
+        await rig.service.start(store)
+        rig.caller("c1", "2001")
+        rig.clock.now += 20
+        rig.service.tick()
+        await settle()
+        rig.event("digit", "c1", digit="1")
+        rig.service.login("1003")
+        rig.service.worker_lost(placed)
+        await rig.service.stop()
+        return rig
+
+    rig = asyncio.run(main())
+    assert [c["agent"] for c in placed.sent] == ["1003", "1003"]
+    assert rig.service.acd.agents["1003"].state == "ringing"
