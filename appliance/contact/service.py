@@ -195,7 +195,8 @@ class ContactService:
         for name, settings in self.settings.queues.items():
             waiting = [{"call_id": w.call_id, "caller": w.caller, "priority": w.priority,
                         "position": i + 1, "wait_s": round(now - w.entered, 1),
-                        "offered_to": w.offered_to or None, "offered": list(w.offered)}
+                        "offered_to": w.offered_to or None, "offered": list(w.offered),
+                        "callback": w.callback}
                        for i, w in enumerate(self.acd.waiting[name])]  # fmt: skip
             agents = [self._agent_doc(self.acd.agents[n], now) for n in settings.numbers]
             queues.append({"name": name, "number": settings.number, "waiting": waiting,
