@@ -265,6 +265,7 @@ class ContactService:
         if entry is None:
             return
         del self._ringing[call_id, agent]
+        self._forget_prompts(call_id)
         self._talking[call_id] = (agent, entry.queue)
         self._changed(self.acd.agents[agent])
         wait = self._clock() - entry.entered
@@ -298,7 +299,7 @@ class ContactService:
         if waiting is not None and waiting.callback:
             return  # hung up on purpose: it keeps its place
         worker = self._workers.pop(call_id, None)
-        self._announce_at.pop(call_id, None)
+        self._forget_prompts(call_id)
         entry = self.acd.leave(call_id)
         if entry is None:
             return
@@ -377,9 +378,17 @@ class ContactService:
         deadlines = [*self._announce_at.values(), *self._callback_at.values()]
         deadlines += [r.deadline for r in self._ringing.values()]
         deadlines += [a.wrapup_until for a in self.acd.agents.values() if a.state == "wrap-up"]
+        # a caller being offered or waiting for a callback does not expire: no deadline
         deadlines += [w.entered + self.settings.queues[w.queue].max_wait_s
-                      for line in self.acd.waiting.values() for w in line]  # fmt: skip
+                      for line in self.acd.waiting.values() for w in line
+                      if not w.offered and not w.callback]  # fmt: skip
         return min(deadlines, default=float("inf"))
+
+    def _forget_prompts(self, call_id: str) -> None:
+        """The caller left the queue: no more announcements or callback offer."""
+        self._announce_at.pop(call_id, None)
+        self._callback_at.pop(call_id, None)
+        self._callback_offered.discard(call_id)
 
     def _worker_for(self, call_id: str, entry: Waiting | None) -> Worker | None:
         """The caller's worker; for a callback, a worker with a free slot (None: none)."""
@@ -422,8 +431,7 @@ class ContactService:
         if entry.offered or entry.callback:
             return
         entry.callback = True
-        self._callback_offered.discard(call_id)
-        self._announce_at.pop(call_id, None)
+        self._forget_prompts(call_id)
         worker = self._workers.pop(call_id, None)
         wait = self._clock() - entry.entered
         self._annotate(call_id, {"queue_outcome": "callback", "queue_wait_s": f"{wait:.1f}"})

@@ -423,6 +423,7 @@ def test_a_caller_who_presses_1_hangs_up_keeps_its_place_and_the_agent_is_rung_f
         rig.clock.now += 100
         rig.service.tick()
         seen["still waiting"] = rig.service.acd.position("c1")
+        seen["next wake"] = rig.service._next_deadline()
         rig.service.login("1003")
         rig.service.login("1004")
         rig.event("agent-answered", "c1", agent="1003")
@@ -441,6 +442,7 @@ def test_a_caller_who_presses_1_hangs_up_keeps_its_place_and_the_agent_is_rung_f
     assert spoken == [QueueSettings.model_fields["callback_prompt"].default]
     assert rig.worker.commands("c1") == ["queue-hold", "queue-announce", "queue-hangup"]
     assert (seen["position"], seen["still waiting"]) == (1, 1), "kept past max_wait_s"
+    assert seen["next wake"] == float("inf"), "no deadline for a caller who cannot expire"
     assert rig.fields["c1"]["queue_outcome"] == "callback"
     (callback,) = placed.sent
     expected = {"cmd": "queue-callback", "id": "c1", "agent": "1003", "caller": "2001",
