@@ -137,8 +137,7 @@ class ContactService:
         elif state == "digit":
             self._digit(call_id, str(event.get("digit")))
         elif state in ("callback-answered", "callback-ended"):
-            self.cti.publish(f"call.{state}", call_id=call_id, agent=str(event.get("agent")),
-                             answered=bool(event.get("answered", True)))  # fmt: skip
+            self._callback_progress(call_id, state, event)
         self._dispatch()
 
     def worker_lost(self, worker: Worker) -> None:
@@ -403,6 +402,13 @@ class ContactService:
         log.warning("callback %s: no media worker free to ring agent %s", call_id, agent)
         self.acd.released(call_id, agent, now)
         self._changed(self.acd.agents[agent])
+
+    def _callback_progress(self, call_id: str, state: str, event: dict[str, Any]) -> None:
+        """The call back to the caller was answered or ended (then the callback is done)."""
+        if state == "callback-ended" and self.acd.find(call_id) is None:
+            self._workers.pop(call_id, None)
+        self.cti.publish(f"call.{state}", call_id=call_id, agent=str(event.get("agent")),
+                         answered=bool(event.get("answered", True)))  # fmt: skip
 
     def _offer_callback(self, call_id: str, now: float) -> None:
         """Offer the waiting caller a callback ("press 1"), once; later if it is being

@@ -433,6 +433,9 @@ def test_a_caller_who_presses_1_hangs_up_keeps_its_place_and_the_agent_is_rung_f
         rig.service.on_event(placed, {"ev": "queue", "state": "agent-ended", "id": "c1",
                                       "agent": "1003", "answered": True})  # fmt: skip
         seen["after"] = rig.service.acd.agents["1003"].state
+        rig.service.on_event(placed, {"ev": "queue", "state": "callback-ended", "id": "c1",
+                                      "agent": "1003", "answered": True})  # fmt: skip
+        seen["workers"] = dict(rig.service._workers)
         seen["events"] = cti.names
         await rig.service.stop()
         return rig
@@ -453,7 +456,8 @@ def test_a_caller_who_presses_1_hangs_up_keeps_its_place_and_the_agent_is_rung_f
     names = [n for n in seen["events"] if n.startswith("call.")]
     assert names == ["call.queued", "call.callback-offered", "call.announced",
                      "call.callback-requested", "call.offered", "call.answered",
-                     "call.callback-answered", "call.ended"]  # fmt: skip
+                     "call.callback-answered", "call.ended", "call.callback-ended"]  # fmt: skip
+    assert seen["workers"] == {}, "nothing kept once the callback is done"
 
 
 def test_a_callback_whose_worker_is_lost_is_rung_again_from_another(store: Store) -> None:
