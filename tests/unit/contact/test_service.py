@@ -13,6 +13,7 @@ from appliance.contact.cti import CtiEvent, CtiStream
 from appliance.contact.service import ContactService
 from appliance.contact.settings import ContactSettings, QueueSettings
 from appliance.store import Store
+from appliance.store.state import StateStore
 from drivers.media.protocol import Prompt
 
 SETTINGS = ContactSettings.model_validate({"queues": {
@@ -479,3 +480,43 @@ def test_a_callback_whose_worker_is_lost_is_rung_again_from_another(store: Store
     rig = asyncio.run(main())
     assert [c["agent"] for c in placed.sent] == ["1003", "1003"]
     assert rig.service.acd.agents["1003"].state == "ringing"
+
+
+def test_callers_waiting_for_a_callback_keep_their_place_across_a_restart(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    placed = FakeWorker()
+
+    async def first() -> None:
+        rig = callback_rig(store, [], placed)
+        await rig.service.start(store)
+        rig.caller("c0", "2000")
+        rig.caller("c1", "2001")
+        rig.clock.now += 20
+        rig.service.tick()
+        await settle()
+        rig.event("digit", "c1", digit="1")
+        await rig.service.stop()
+
+    async def second() -> list[Any]:
+        rig = callback_rig(store, [], placed)
+        await rig.service.start(store)
+        line = [(w.call_id, w.caller, w.callback) for w in rig.service.acd.waiting["support"]]
+        rig.service.login("1003")
+        rig.event("agent-answered", "c1", agent="1003")
+        await rig.service.stop()
+        return line
+
+    async def third() -> list[str]:
+        rig = callback_rig(store, [], placed)
+        await rig.service.start(store)
+        await rig.service.stop()
+        return [w.call_id for w in rig.service.acd.waiting["support"]]
+
+    asyncio.run(first())
+    StateStore(store, "contact-callbacks").put("c9", {"queue": "support", "caller": None})
+    assert asyncio.run(second()) == [("c1", "2001", True)], "c0 was a live call, gone"
+    assert placed.sent[-1]["cmd"] == "queue-callback"
+    assert "callback-unreadable" in caplog.text
+    StateStore(store, "contact-callbacks").delete("c9")
+    assert asyncio.run(third()) == [], "answered: not restored again"
