@@ -206,3 +206,17 @@ def test_plain_extensions_and_skilled_agents_mix() -> None:
     queue = QueueSettings.model_validate({"number": "700", "agents": ["1001", SKILLED[1]]})
     assert queue.numbers == ("1001", "1002")
     assert (queue.agents[0].skills, queue.agents[1].skills["billing"]) == ({}, 5)
+
+
+def test_an_agent_in_two_ring_all_queues_is_offered_one_call_at_a_time() -> None:
+    queue = {"agents": ["1001", "1002"], "strategy": "ring-all"}
+    core = Acd({name: QueueSettings.model_validate({"number": number, **queue})
+                for name, number in (("a", "700"), ("b", "701"))})  # fmt: skip
+    logged_in(core, "1001", "1002")
+    core.enter("x", "a", "2001", 10.0)
+    core.enter("y", "b", "2002", 10.0)
+    assert core.offers(10.0) == [Offer("x", "a", "1001"), Offer("x", "a", "1002")]
+    core.answered("x", "1001", 11.0)
+    core.released("x", "1002", 11.0)
+    assert core.offers(11.0) == [Offer("y", "b", "1002")]
+    assert core.offers(12.0) == []
