@@ -13,6 +13,12 @@ logout, pause, resume) and read back at start, so login and pause survive a rest
 whose phone is gone from being offered calls. Each queued call's CDR carries queue
 fields (``queue_*`` variables, synced to HQ with the CDR); every change is published on
 the CTI stream.
+
+The queue's strategy may ring several agents for one caller (ring-all): each is a
+``Ringing`` of its own, keyed by (caller, agent), and the worker bridges the first to
+answer. A caller offered a callback (``callback_after_s``) who presses 1 is hung up but
+stays in the ACD (stored in LMDB until an agent answers); its offer goes to a worker with
+a free slot (``place``) as ``queue-callback``: the agent leg first, then the caller.
 """
 
 from __future__ import annotations
