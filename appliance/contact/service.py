@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from appliance.contact.acd import Acd, Agent, Waiting, wait_words
+from appliance.contact.callbacks import CallbackStore, StoredCallback
 from appliance.contact.choice import parse_skills
 from appliance.contact.cti import CtiStream
 from appliance.contact.settings import ContactSettings
@@ -48,7 +49,6 @@ HANDOVER_S = 30.0
 RESTORED_AVAILABLE = ("ringing", "on-call", "wrap-up")
 NAMESPACE = "contact-agents"
 TURNS = "contact-turns"
-CALLBACKS = "contact-callbacks"
 DEFAULT_HOLD = Prompt(tone_hz=425, on_ms=1000, off_ms=2000)
 
 
@@ -90,7 +90,7 @@ class ContactService:
         self._talking: dict[str, tuple[str, str]] = {}
         self._state: StateStore | None = None
         self._turns: StateStore | None = None
-        self._callbacks: StateStore | None = None
+        self._callbacks: CallbackStore | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._saved: dict[str, tuple[str, str]] = {}
@@ -115,9 +115,9 @@ class ContactService:
         for queue, last in self._turns.items():
             if queue in self.acd.queues and isinstance(last, str):
                 self.acd.last_offered[queue] = last
-        self._callbacks = StateStore(store, CALLBACKS)
-        for call_id, doc in sorted(self._callbacks.items(), key=_stored_entry):
-            self._restore_callback(call_id, doc)
+        self._callbacks = CallbackStore(store)
+        for callback in self._callbacks.waiting():
+            self._restore_callback(callback)
         self._task = asyncio.create_task(self._ticking(), name="contact-tick")
 
     async def stop(self) -> None:
@@ -282,7 +282,7 @@ class ContactService:
         level = self.settings.queues[entry.queue].service_level_s
         self.tally.answered(entry.queue, wait, level, self._clock())
         if entry.callback and self._callbacks is not None:
-            self._callbacks.delete(call_id)
+            self._callbacks.done(call_id)
         if not entry.callback:  # a callback's CDR closed when the caller hung up
             self._annotate(call_id, {"queue_outcome": "answered", "queue_agent": agent,
                                      "queue_wait_s": f"{wait:.1f}",
@@ -452,10 +452,9 @@ class ContactService:
         entry.callback = True
         self._forget_prompts(call_id)
         if self._callbacks is not None:
-            self._callbacks.put(call_id, {"queue": entry.queue, "caller": entry.caller,
-                                          "entered": entry.entered, "priority": entry.priority,
-                                          "skills": entry.skills,
-                                          "variables": entry.variables})  # fmt: skip
+            self._callbacks.add(StoredCallback(call_id, entry.queue, entry.caller,
+                                               entry.entered, entry.priority, entry.skills,
+                                               entry.variables))  # fmt: skip
         worker = self._workers.pop(call_id, None)
         wait = self._clock() - entry.entered
         self._annotate(call_id, {"queue_outcome": "callback", "queue_wait_s": f"{wait:.1f}"})
@@ -463,22 +462,15 @@ class ContactService:
             worker.send({"cmd": "queue-hangup", "id": call_id})
         self._publish_call("call.callback-requested", call_id)
 
-    def _restore_callback(self, call_id: str, doc: Any) -> None:
+    def _restore_callback(self, stored: StoredCallback) -> None:
         """A caller stored waiting for a callback takes its place again after a restart."""
-        try:
-            queue, caller = str(doc["queue"]), str(doc["caller"])
-            entered, priority = float(doc["entered"]), int(doc["priority"])
-            skills = {str(k): int(v) for k, v in dict(doc["skills"]).items()}
-            variables = {str(k): str(v) for k, v in dict(doc["variables"]).items()}
-        except (KeyError, TypeError, ValueError) as err:
-            log.warning("stored callback %s unreadable (error_id callback-unreadable): %s",
-                        call_id, err)  # fmt: skip
+        if stored.queue not in self.acd.queues:
+            log.warning("stored callback %s is for queue %r, no longer configured",
+                        stored.call_id, stored.queue)  # fmt: skip
             return
-        if queue not in self.acd.queues:
-            log.warning("stored callback %s is for queue %r, no longer configured", call_id, queue)
-            return
-        entry = self.acd.enter(call_id, queue, caller, entered, priority, skills)
-        entry.callback, entry.variables = True, variables
+        entry = self.acd.enter(stored.call_id, stored.queue, stored.caller, stored.entered,
+                               stored.priority, stored.skills)  # fmt: skip
+        entry.callback, entry.variables = True, dict(stored.variables)
 
     def _overflow(self, entry: Waiting) -> None:
         worker = self._workers.get(entry.call_id)
@@ -540,9 +532,3 @@ def wanted_skills(call_id: str, text: str | None) -> dict[str, int] | None:
         log.warning("call %s: flow variable skills=%r ignored (error_id queue-skills-invalid): %s",
                     call_id, text, err)  # fmt: skip
         return None
-
-
-def _stored_entry(item: tuple[str, Any]) -> float:
-    """When a stored callback's caller entered its queue (unreadable ones first)."""
-    entered = item[1].get("entered") if isinstance(item[1], dict) else None
-    return float(entered) if isinstance(entered, int | float) else 0.0
