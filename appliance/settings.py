@@ -386,6 +386,22 @@ class ApplianceSettings(ServiceSettings):
         return self
 
     @model_validator(mode="after")
+    def _supervisors_known(self) -> ApplianceSettings:
+        known = {e.number for e in self.sip.extensions}
+        unknown = sorted(set(self.contact.supervisors) - known)
+        problems = [f"contact.supervisors: {', '.join(unknown)} are not in sip.extensions"
+                    ] if unknown else []  # fmt: skip
+        pbx_codes = self.pbx.dialplan.feature_codes
+        codes = self.contact.supervision.codes
+        problems += [f"contact.supervision.codes.{mode}: {code} overlaps the feature code {other}"
+                     for mode, code in codes.model_dump().items()
+                     for other in (pbx_codes.echo, pbx_codes.room)
+                     if code.startswith(other) or other.startswith(code)]  # fmt: skip
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
     def _bound_extensions(self) -> ApplianceSettings:
         known = {e.number for e in self.sip.extensions}
         unknown = sorted(set(self.compliance.extensions) - known)

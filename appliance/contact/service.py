@@ -198,6 +198,14 @@ class ContactService:
                 self._changed(agent)
         self._dispatch()
 
+    def agent_call(self, agent: str) -> tuple[str, str, Worker] | None:
+        """The queue call ``agent`` talks on: the caller's Call-ID, the queue, its worker."""
+        for call_id, (number, queue) in self._talking.items():
+            worker = self._workers.get(call_id)
+            if number == agent and worker is not None:
+                return call_id, queue, worker
+        return None
+
     def snapshot(self) -> dict[str, Any]:
         """Live queues: waiting callers with position and wait, agents with state."""
         now = self._clock()

@@ -4,7 +4,9 @@ A queue is reached by dialling its ``number`` (or the media user ``queue-<name>`
 from an IVR flow's ``queue`` node. ``agents`` are the extensions that may log in to it
 (static membership); agents log in, pause and resume through the local API. An agent is
 an extension (``"1003"``) or ``{"extension", "skills", "penalty"}``; ``strategy`` says
-how the ACD picks among the free agents (``docs/contact-centre.md``).
+how the ACD picks among the free agents (``docs/contact-centre.md``). ``supervisors``
+and ``supervision`` are the supervisors' rights and the beep policy
+(``appliance.contact.supervisors``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from appliance.contact.supervisors import (
+    SupervisionSettings,
+    SupervisorSettings,
+    check_supervisors,
+)
 from drivers.daemon.settings_base import Section
 
 QUEUE_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
@@ -108,6 +115,8 @@ class ContactSettings(Section):
     """Every queue of the site, by name."""
 
     queues: dict[str, QueueSettings] = Field(default_factory=dict)
+    supervisors: dict[str, SupervisorSettings] = Field(default_factory=dict)
+    supervision: SupervisionSettings = SupervisionSettings()
 
     @model_validator(mode="after")
     def _distinct(self) -> ContactSettings:
@@ -116,6 +125,13 @@ class ContactSettings(Section):
         numbers = [q.number for q in self.queues.values()]
         problems += [f"contact.queues: number {n} is used by two queues"
                      for n in sorted(set(numbers)) if numbers.count(n) > 1]  # fmt: skip
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _supervisors(self) -> ContactSettings:
+        problems = check_supervisors(self.supervisors, self.queues)
         if problems:
             raise ValueError("; ".join(problems))
         return self

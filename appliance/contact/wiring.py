@@ -15,6 +15,8 @@ from appliance.contact.decider import QueueDecider
 from appliance.contact.routes import build_contact_router
 from appliance.contact.service import ContactService
 from appliance.contact.settings import ContactSettings
+from appliance.contact.supervision import Held, SupervisionDecider, SupervisionService
+from appliance.contact.supervision_routes import build_supervision_router
 from appliance.ivr.wiring import prompts
 from appliance.pbx.deciders import OWN_NUMBERS
 from appliance.pbx.errors import PbxNotStartedError
@@ -43,9 +45,14 @@ class ContactCentre:
     name = "contact"
 
     def __init__(
-        self, service: ContactService, store: Callable[[], Store], kamailio: EvapiClient
+        self,
+        service: ContactService,
+        supervision: SupervisionService,
+        store: Callable[[], Store],
+        kamailio: EvapiClient,
     ) -> None:
         self.service = service
+        self.supervision = supervision
         self._store = store
         self._kamailio = kamailio
         self._watch: asyncio.Task[None] | None = None
@@ -75,8 +82,11 @@ class ContactCentre:
             await asyncio.sleep(REGISTRATION_POLL_S)
 
     def router(self, tokens: Sequence[ApiToken]) -> APIRouter:
-        """The contact-centre API routes."""
-        return build_contact_router(self.service, tokens)
+        """The contact-centre API routes (queues, agents, supervisors)."""
+        router = APIRouter()
+        router.include_router(build_contact_router(self.service, tokens))
+        router.include_router(build_supervision_router(self.supervision, tokens))
+        return router
 
 
 def build_contact(
@@ -90,7 +100,24 @@ def build_contact(
     pbx.media_listeners["queue"] = service
     pbx.ivr.queues = lambda: settings.queues.keys()
     pbx.ivr.handover = service.expect
-    return ContactCentre(service, store, pbx.events)
+    supervision = SupervisionService(settings, _held(service, pbx), service.cti, _cdr_fields(pbx))
+    pbx.chain.add(SupervisionDecider(supervision), OWN_NUMBERS)
+    pbx.media_listeners["supervise"] = supervision
+    return ContactCentre(service, supervision, store, pbx.events)
+
+
+def _held(service: ContactService, pbx: BranchExchange) -> Callable[[str], Held | None]:
+    """The agent's queue call and the media worker bridging it."""
+
+    def held(agent: str) -> Held | None:
+        found = service.agent_call(agent)
+        if found is None:
+            return None
+        call_id, queue, holder = found
+        worker = next((w for w in pbx.media.workers if w is holder), None)
+        return None if worker is None else Held(call_id, queue, worker)
+
+    return held
 
 
 def _free_worker(pbx: BranchExchange) -> Callable[[], MediaWorker | None]:

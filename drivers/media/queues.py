@@ -19,7 +19,8 @@ when to give up and where to overflow are the business of ``appliance.contact``:
 Events (``ev`` = ``queue``, ``state``): start, agent-ringing (id, agent), agent-answered
 (id, agent), agent-ended (id, agent, code, answered), digit (id, digit), ended (id).
 Callbacks (``queue-callback``) are ``drivers.media.callbacks``. A connected call ends
-as a whole: either side hanging up ends the other. Runs on the worker's main thread only.
+as a whole: either side hanging up ends the other, and a supervisor's leg on it
+(``drivers.media.supervise``) with it. Runs on the worker's main thread only.
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ class QueueLegs:
         self.bridged.discard(key)
         self._cancel(key, None)
         self._hangup(self.agents.get(key))
+        self.worker.supervisors.call_ended(key)
         self.emit(ev="queue", state="ended", id=key)
 
     def shutdown(self) -> None:

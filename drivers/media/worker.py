@@ -11,6 +11,8 @@ authentication, routing and CDRs. Kamailio routes calls to the worker by request
                         handler plays, gathers digits, records and transfers (drivers.media.ivr)
     queue-<name>        an ACD queue: the caller hears music until the appliance's ACD has
                         the worker ring an agent and bridge the two (drivers.media.queues)
+    supervise-<agent>   a supervisor joins the agent's queue call bridged here: monitor,
+                        whisper or barge (drivers.media.supervise)
     echo                send the caller's audio back (echo test)
     room-<name>         meet-me conference room: everyone in it hears everyone else; a
                         room spanning workers is linked to the others (drivers.media.rooms)
@@ -56,11 +58,12 @@ from drivers.media.protocol import (
 )
 from drivers.media.queues import AGENT, QueueLegs
 from drivers.media.rooms import RoomLink, RoomLinks
+from drivers.media.supervise import SUPERVISOR, SupervisorLegs
 
 log = logging.getLogger("callmesh.media")
 
 _REQUEST_USER = re.compile(r"^INVITE sip:([^@;>\s]+)@", re.MULTILINE)
-_SERVICE = re.compile(r"^(announce|ivr|room|queue)-([a-z0-9][a-z0-9_-]{0,31})$|^(echo)$")
+_SERVICE = re.compile(r"^(announce|ivr|room|queue|supervise)-([a-z0-9][a-z0-9_-]{0,31})$|^(echo)$")
 POLL_MS = 10
 DRAIN_S = 0.5
 
@@ -180,6 +183,7 @@ class Worker:
         self.ivr = IvrLegs(self, emit)
         self.queues = QueueLegs(self, emit)
         self.callbacks = CallbackLegs(self, emit)
+        self.supervisors = SupervisorLegs(self, self.queues, emit)
         self.links = RoomLinks(config.host, config.jitter_frames, self._link_joined,
                                self._link_left, emit)  # fmt: skip
         acc_cfg = pj.AccountConfig()
@@ -244,6 +248,8 @@ class Worker:
             service, arg = (match.group(1), match.group(2)) if match.group(1) else ("echo", "")
             if service == "announce" and arg not in self.config.prompts:
                 prm.statusCode = 404
+            elif service == SUPERVISOR and not self.supervisors.admits(arg):
+                prm.statusCode = 480
             else:
                 leg = self.legs[call.getId()] = Leg(call, service, arg)
                 self.load()
@@ -308,6 +314,8 @@ class Worker:
             self.queues.agent_state(leg, state, code, reason)
         elif leg.service in (AGENT_LEG, CALLER_LEG):
             self.callbacks.state(leg, state, code, reason)
+        elif leg.service == SUPERVISOR:
+            self.supervisors.state(leg, state, code, reason)
         elif state == pj.PJSIP_INV_STATE_EARLY and leg.tag:
             emit(ev="leg", id=leg.tag, state="ringing", code=code)
         elif state == pj.PJSIP_INV_STATE_CONFIRMED:
@@ -344,6 +352,8 @@ class Worker:
             self.queues.media(leg)
         elif leg.service in (AGENT_LEG, CALLER_LEG):
             self.callbacks.media(leg)
+        elif leg.service == SUPERVISOR:
+            self.supervisors.media(leg)
         elif leg.service == "echo":
             leg.audio.startTransmit(leg.audio)
         elif leg.service in ("room", "conference"):
@@ -359,6 +369,8 @@ class Worker:
             self.ivr.digit(leg, digit)
         elif leg is not None and leg.service == "queue":
             self.queues.digit(leg, digit)
+        elif leg is not None and leg.service == SUPERVISOR:
+            self.supervisors.digit(leg, digit)
 
     def transfer_status(self, call: Call, code: int, final: bool) -> None:
         """Progress of a REFER we sent: leave the call once the transfer target answered."""
@@ -374,6 +386,7 @@ class Worker:
         """Deadlines: announcements and IVR prompts end, players reach their end."""
         self.gsm.tick()
         self.ivr.tick(now)
+        self.supervisors.tick(now)
         for leg in list(self.legs.values()):
             finished = isinstance(leg.source, Player) and leg.source.finished
             if finished or (leg.deadline is not None and now >= leg.deadline):
@@ -475,6 +488,8 @@ class Worker:
                 self.ivr.command(name, cmd)
             elif isinstance(name, str) and name.startswith("queue-"):
                 self._queue_command(name, cmd)
+            elif isinstance(name, str) and name.startswith("supervise-"):
+                self.supervisors.command(name, cmd)
             elif name in ("room-link", "room-unlink"):
                 self.links.command(name, cmd)
             else:
@@ -495,6 +510,7 @@ class Worker:
         self._queue.clear()
         self.gsm.shutdown()
         self.ivr.shutdown()
+        self.supervisors.shutdown()
         self.queues.shutdown()
         self.callbacks.shutdown()
         self.links.shutdown()

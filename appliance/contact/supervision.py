@@ -1,0 +1,257 @@
+"""SupervisionService: supervisors join agents' queue calls to monitor, whisper or barge.
+
+Theory of operation: a queue call is bridged by the media worker that holds the caller
+(``drivers/media/queues.py``), so a supervisor's leg must land on that worker
+(``drivers/media/supervise.py``). Two ways in, one permission check (``permit``):
+
+- feature code (``*90<agent>`` monitor, ``*91`` whisper, ``*92`` barge): the routing
+  chain's ``SupervisionDecider`` checks the caller's rights and answers with the worker's
+  ``supervise-<agent>`` user, or refuses the INVITE with a SIP error (403, 480, 486)
+  named by the error id;
+- API: the worker rings the supervisor's phone (``supervise-call``).
+
+Either way a session waits (``calling``) until the worker reports the supervisor's audio
+up (``start``); the service then sends ``supervise-join`` with the mode and the beep
+policy. Digits 4, 5, 6 on the supervisor's phone (``digit``) or the API switch mode. The
+worker ends the supervisor's leg with the agent's call; a supervisor hanging up leaves
+the call as it was. Every join, switch, departure and refusal is a CTI event
+(``supervisor.*``); the supervisor's own call's CDR carries ``supervised_*`` variables.
+A session that never started lapses: after ``PENDING_S`` when the supervisor's phone
+was rung, after ``ROUTED_S`` when a routed feature-code call never reached the worker.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from appliance.contact.cti import CtiStream
+from appliance.contact.settings import ContactSettings
+from appliance.contact.supervisors import (
+    DIGIT_MODES,
+    Beep,
+    Mode,
+    SupervisionError,
+    permit,
+)
+from appliance.pbx.deciders import RouteQuery
+from appliance.pbx.dialplan import Decision
+
+log = logging.getLogger(__name__)
+
+PENDING_S = 60.0
+ROUTED_S = 10.0
+SIP_STATUS = {"not-a-supervisor": 403, "supervising-self": 403,
+              "queue-not-permitted": 403, "agent-not-found": 404,
+              "agent-not-on-call": 480, "already-supervised": 486}  # fmt: skip
+
+
+class SupervisedWorker(Protocol):
+    """What supervision needs of a media worker (``appliance.pbx.media.MediaWorker``)."""
+
+    @property
+    def address(self) -> str: ...
+
+    def send(self, command: dict[str, Any]) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Held:
+    """An agent's queue call: the caller's Call-ID, its queue and the worker bridging it."""
+
+    call_id: str
+    queue: str
+    worker: SupervisedWorker
+
+
+@dataclass
+class Session:
+    """One supervisor on one agent's call; ``key`` names it on the worker's control link."""
+
+    key: str
+    supervisor: str
+    agent: str
+    held: Held
+    mode: Mode
+    beep: Beep
+    origin: str
+    expires: float
+    state: str = "calling"
+    call_id: str = ""
+    modes: list[str] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        """The session as a JSON-able document (API and CTI)."""
+        return {"session": self.key, "supervisor": self.supervisor, "agent": self.agent,
+                "queue": self.held.queue, "call": self.held.call_id, "mode": self.mode,
+                "state": self.state, "origin": self.origin}  # fmt: skip
+
+
+class SupervisionService:
+    """Supervision sessions on the media workers; the one owner of their state."""
+
+    def __init__(
+        self,
+        settings: ContactSettings,
+        held: Callable[[str], Held | None],
+        cti: CtiStream,
+        annotate: Callable[[str, dict[str, str]], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.sessions: dict[str, Session] = {}
+        self._held = held
+        self._cti = cti
+        self._annotate = annotate
+        self._clock = clock
+        self._agents: Collection[str] = {a for q in settings.queues.values() for a in q.numbers}
+        self._serial = itertools.count(1)
+
+    def route(self, query: RouteQuery) -> Decision | None:
+        """The decision for a supervision feature code, or None when it is none."""
+        parsed = self.settings.supervision.parse_code(query.dialled)
+        if parsed is None:
+            return None
+        mode, agent = parsed
+        try:
+            session = self._admit(query.call_id, query.caller, agent, mode, "feature-code")
+        except SupervisionError as err:
+            return Decision("reject", code=SIP_STATUS[err.error_id], reason=err.error_id)
+        uri = f"sip:supervise-{agent}@{session.held.worker.address}"
+        return Decision("media", uri=uri, route=f"supervise:{agent}", recording="never")
+
+    def call(self, agent: str, supervisor: str, mode: Mode) -> Session:
+        """Ring the supervisor's phone from the agent's worker; it joins once answered."""
+        session = self._admit(f"sv-{next(self._serial)}", supervisor, agent, mode, "api")
+        session.held.worker.send({"cmd": "supervise-call", "id": session.key, "agent": agent,
+                                  "to": supervisor, "display": f"{mode} {agent}"})  # fmt: skip
+        return session
+
+    def switch(self, agent: str, mode: Mode) -> Session:
+        """Change the mode of the session on ``agent``'s call."""
+        session = next((s for s in self.sessions.values() if s.agent == agent), None)
+        if session is None:
+            raise SupervisionError("not-supervised", f"nobody supervises agent {agent}")
+        if session.state != "joined":
+            raise SupervisionError("not-joined", f"the supervisor of {agent} has not joined")
+        self._switch(session, mode)
+        return session
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every session, joined or still calling."""
+        self._expire()
+        return {"sessions": [s.record() for s in self.sessions.values()]}
+
+    def on_event(self, worker: SupervisedWorker, event: dict[str, Any]) -> None:
+        """A ``supervise`` event of a media worker."""
+        state, key = str(event.get("state")), str(event.get("id", ""))
+        session = self.sessions.get(key)
+        if state == "start":
+            self._started(worker, key, session, str(event.get("call_id", "")))
+        elif state == "digit" and session is not None and session.state == "joined":
+            mode = DIGIT_MODES.get(str(event.get("digit")))
+            if mode is not None and mode != session.mode:
+                self._switch(session, mode)
+        elif state == "ended" and session is not None:
+            reason = str(event.get("reason", ""))
+            self._left(session, reason or "hangup", int(event.get("code") or 0))
+
+    def worker_lost(self, worker: SupervisedWorker) -> None:
+        """A worker exited: its sessions are gone with its calls."""
+        for session in list(self.sessions.values()):
+            if session.held.worker is worker:
+                self._left(session, "media-worker-restart", 0)
+
+    def _admit(self, key: str, supervisor: str, agent: str, mode: Mode, origin: str) -> Session:
+        self._expire()
+        try:
+            session = self._session(key, supervisor, agent, mode, origin)
+        except SupervisionError as err:
+            log.warning("supervision refused: %s", err,
+                        extra={"error_id": err.error_id, "supervisor": supervisor,
+                               "agent": agent})  # fmt: skip
+            self._cti.publish("supervisor.refused", supervisor=supervisor, agent=agent,
+                              mode=mode, error_id=err.error_id, message=str(err))  # fmt: skip
+            raise
+        self.sessions[key] = session
+        return session
+
+    def _session(self, key: str, supervisor: str, agent: str, mode: Mode,
+                 origin: str) -> Session:  # fmt: skip
+        if agent not in self._agents:
+            raise SupervisionError("agent-not-found", f"{agent} is no agent of any queue")
+        held = self._held(agent)
+        rights = permit(self.settings.supervisors, supervisor, agent,
+                        held.queue if held else None)  # fmt: skip
+        assert held is not None
+        if any(s.held.call_id == held.call_id for s in self.sessions.values()):
+            raise SupervisionError("already-supervised", f"agent {agent}'s call is supervised")
+        beep = self.settings.supervision.beep_for(rights)
+        pending = PENDING_S if origin == "api" else ROUTED_S
+        return Session(key, supervisor, agent, held, mode, beep, origin, self._clock() + pending)
+
+    def _started(self, worker: SupervisedWorker, key: str, session: Session | None,
+                 call_id: str) -> None:  # fmt: skip
+        if session is None or session.state != "calling":
+            log.warning("supervisor leg %s is no session: hung up", key,
+                        extra={"error_id": "supervision-unknown"})  # fmt: skip
+            worker.send({"cmd": "supervise-hangup", "id": key})
+            return
+        session.state, session.call_id = "joined", call_id
+        session.modes.append(session.mode)
+        worker.send({"cmd": "supervise-join", "id": key, "mode": session.mode,
+                     "beep": session.beep})  # fmt: skip
+        log.info("supervisor %s joined agent %s (%s)", session.supervisor, session.agent,
+                 session.mode, extra={"call_id": session.held.call_id})  # fmt: skip
+        self._cti.publish("supervisor.joined", **session.record(), beep=session.beep)
+        self._note(session)
+
+    def _switch(self, session: Session, mode: Mode) -> None:
+        session.mode = mode
+        session.modes.append(mode)
+        session.held.worker.send({"cmd": "supervise-mode", "id": session.key, "mode": mode})
+        self._cti.publish("supervisor.mode", **session.record())
+        self._note(session)
+
+    def _left(self, session: Session, reason: str, code: int) -> None:
+        self.sessions.pop(session.key, None)
+        joined = session.state == "joined"
+        session.state = "left"
+        log.info("supervisor %s left agent %s: %s", session.supervisor, session.agent, reason,
+                 extra={"modes": ",".join(session.modes)})  # fmt: skip
+        self._cti.publish("supervisor.left", **session.record(), joined=joined,
+                          modes=session.modes, reason=reason, code=code)  # fmt: skip
+
+    def _note(self, session: Session) -> None:
+        """The supervisor's own call's CDR says whom and how it supervised."""
+        self._annotate(session.call_id, {"supervised_agent": session.agent,
+                                         "supervised_queue": session.held.queue,
+                                         "supervised_call": session.held.call_id,
+                                         "supervision_modes": ",".join(session.modes)})  # fmt: skip
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for session in list(self.sessions.values()):
+            if session.state == "calling" and now >= session.expires:
+                self._left(session, "not-answered", 0)
+
+
+class SupervisionDecider:
+    """Sends a supervision feature code to the worker bridging the agent's call."""
+
+    name = "contact-supervisors"
+    # Supervision codes start with ``*``: never an extension's or a ring group's number.
+    keeps_local_calls = True
+
+    def __init__(self, service: SupervisionService) -> None:
+        self._service = service
+
+    def decide(self, query: RouteQuery, decision: Decision | None) -> Decision | None:
+        """A media decision (or a refusal) for a supervision code; anything else unchanged."""
+        if decision is not None or query.from_peer or query.from_trunk:
+            return decision
+        return self._service.route(query) or decision

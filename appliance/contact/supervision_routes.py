@@ -1,0 +1,76 @@
+"""``/api/v1/contact``: supervisors on agents' calls (monitor, whisper, barge).
+
+``POST /agents/{n}/monitor`` rings the supervisor's phone from the worker that bridges
+the agent's queue call; once answered, the supervisor joins in ``mode``. ``POST
+/agents/{n}/monitor/mode`` switches a joined session's mode. Both need ``operator``;
+``GET /supervisions`` (``viewer``) lists the sessions. Refusals carry the error ids of
+``appliance.contact.supervisors``: 403 ``not-a-supervisor``, ``supervising-self``,
+``queue-not-permitted``; 404 ``agent-not-found``, ``not-supervised``; 409
+``agent-not-on-call``, ``already-supervised``, ``not-joined``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path
+from pydantic import BaseModel, Field
+
+from appliance.access import local_access
+from appliance.contact.supervision import Session, SupervisionService
+from appliance.contact.supervisors import Mode, SupervisionError
+from appliance.ivr.routes import api_error
+from drivers.daemon.api_docs import NestedErrorBody, ValidationErrors, error_responses
+from drivers.daemon.settings_base import ApiToken
+
+AgentNumber = Annotated[str, Path(pattern=r"^[0-9]{2,8}$")]
+STATUS = {"not-a-supervisor": 403, "supervising-self": 403, "queue-not-permitted": 403,
+          "agent-not-found": 404, "not-supervised": 404, "agent-not-on-call": 409,
+          "already-supervised": 409, "not-joined": 409}  # fmt: skip
+
+
+class MonitorRequest(BaseModel):
+    """Who supervises, and how it joins."""
+
+    supervisor: str = Field(pattern=r"^[0-9]{2,8}$")
+    mode: Mode = "monitor"
+
+
+class ModeRequest(BaseModel):
+    """The mode to switch to."""
+
+    mode: Mode
+
+
+def build_supervision_router(service: SupervisionService,
+                             tokens: Sequence[ApiToken]) -> APIRouter:  # fmt: skip
+    """The supervision routes, guarded by the configured bearer tokens."""
+    access = local_access(tokens, api_error)
+    errors = error_responses(NestedErrorBody, ValidationErrors)
+    router = APIRouter(prefix="/api/v1/contact", tags=["contact"], responses=errors)
+    viewer, operator = [access.needs("viewer")], [access.needs("operator")]
+
+    @router.get("/supervisions", summary="Supervisors on agents' calls", dependencies=viewer)
+    async def supervisions() -> dict[str, Any]:
+        return service.snapshot()
+
+    @router.post("/agents/{number}/monitor", summary="Ring a supervisor, then join the "
+                 "agent's call (monitor, whisper or barge)", dependencies=operator)  # fmt: skip
+    async def monitor(number: AgentNumber,
+                      body: Annotated[MonitorRequest, Body()]) -> dict[str, Any]:  # fmt: skip
+        return _act(lambda: service.call(number, body.supervisor, body.mode))
+
+    @router.post("/agents/{number}/monitor/mode", summary="Switch a supervisor's mode",
+                 dependencies=operator)  # fmt: skip
+    async def mode(number: AgentNumber, body: Annotated[ModeRequest, Body()]) -> dict[str, Any]:
+        return _act(lambda: service.switch(number, body.mode))
+
+    return router
+
+
+def _act(action: Callable[[], Session]) -> dict[str, Any]:
+    """Run a supervision action on the event loop (the sessions' one owner)."""
+    try:
+        return action().record()
+    except SupervisionError as err:
+        raise api_error(STATUS[err.error_id], err.error_id, str(err)) from None

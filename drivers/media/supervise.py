@@ -1,0 +1,257 @@
+"""The media worker's supervisor legs: a supervisor joins an agent's queue call in the
+conference bridge that already connects caller and agent (``drivers.media.queues``).
+
+A supervisor's leg reaches the worker bridging the agent's call in one of two ways: the
+supervisor's phone dials a feature code and the appliance routes it to the user
+``supervise-<agent>`` of this worker (refused with 480 when the worker bridges no call
+for that agent, or one that is already supervised), or the appliance has the worker ring
+the supervisor (``supervise-call``). Once the supervisor's audio is up the worker reports
+``start`` and waits for ``supervise-join`` with the mode and beep the appliance decided:
+until then the supervisor hears nothing and nobody hears it. Policy (who may, which
+mode, which digit switches) is the appliance's; this module only wires ports.
+
+    supervise-call    id, agent, to, display   ring ``to`` for the agent's call
+    supervise-join    id, mode, beep           join in ``mode``; beep ``none|agent|both``
+    supervise-mode    id, mode                 rewire for another mode
+    supervise-hangup  id                       end the supervisor's leg (the call goes on)
+
+Events (``ev`` = ``supervise``): ``start`` (id, call_id: the leg's SIP Call-ID, agent,
+supervisor, call: the caller's Call-ID), ``digit`` (id, digit), ``ended`` (id, code,
+reason, answered). ``id`` is the ``supervise-call`` id, or the leg's SIP Call-ID for a
+leg that dialled in. When the agent's call ends the supervisor's leg is hung up.
+
+Wiring (``links``): caller and agent always hear each other; each mode adds the
+supervisor's transmissions, and a mode switch only starts and stops the difference.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import pjsua2 as pj
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from drivers.media.queues import QueueLegs
+    from drivers.media.worker import Leg, Worker
+
+log = logging.getLogger("callmesh.media")
+
+SUPERVISOR = "supervise"
+COMMANDS = ("supervise-call", "supervise-join", "supervise-mode", "supervise-hangup")
+BEEP_HZ = 1400
+BEEP_MS = 400
+Party = Literal["caller", "agent", "supervisor"]
+Link = tuple[Party, Party]
+_MONITOR: frozenset[Link] = frozenset({("caller", "supervisor"), ("agent", "supervisor")})
+_TO_AGENT: frozenset[Link] = frozenset({("supervisor", "agent")})
+_TO_CALLER: frozenset[Link] = frozenset({("supervisor", "caller")})
+LINKS: dict[str, frozenset[Link]] = {
+    "": frozenset(),
+    "monitor": _MONITOR,
+    "whisper": _MONITOR | _TO_AGENT,
+    "barge": _MONITOR | _TO_AGENT | _TO_CALLER,
+}
+BEEP_TO: dict[str, tuple[Party, ...]] = {"none": (), "agent": ("agent",),
+                                         "both": ("agent", "caller")}  # fmt: skip
+_USER = re.compile(r"sip:([^@;>\s]+)@")
+
+
+def links(mode: str) -> frozenset[Link]:
+    """Who transmits to whom (besides caller and agent) in ``mode``; ``""``: not joined."""
+    if mode not in LINKS:
+        raise ValueError(f"unknown supervision mode {mode!r}")
+    return LINKS[mode]
+
+
+def rewire(old: str, new: str) -> tuple[set[Link], set[Link]]:
+    """The transmissions to stop and to start to go from mode ``old`` to ``new``."""
+    before, after = links(old), links(new)
+    return set(before - after), set(after - before)
+
+
+@dataclass
+class Session:
+    """One supervisor leg and the queue call (caller's Call-ID) it joins."""
+
+    key: str
+    leg: Leg
+    call: str
+    agent: str
+    mode: str = ""
+    beep: pj.ToneGenerator | None = None
+    beeping: list[pj.AudioMedia] = field(default_factory=list)
+    beep_until: float = 0.0
+
+
+class SupervisorLegs:
+    """Supervisor legs of one worker by ``id``; runs on the worker's main thread only."""
+
+    def __init__(self, worker: Worker, queues: QueueLegs, emit: Callable[..., None]) -> None:
+        self.worker = worker
+        self.queues = queues
+        self.emit = emit
+        self.sessions: dict[str, Session] = {}
+
+    def call_of(self, agent: str) -> str | None:
+        """The Call-ID of the bridged queue call the agent answered here, if unsupervised."""
+        for key, leg in self.queues.agents.items():
+            if leg.tag == agent and leg.answered and key in self.queues.bridged:
+                taken = any(s.call == key for s in self.sessions.values())
+                return None if taken else key
+        return None
+
+    def admits(self, agent: str) -> bool:
+        """Whether a supervisor may dial in for ``agent`` now."""
+        return self.call_of(agent) is not None
+
+    def media(self, leg: Leg) -> None:
+        """The supervisor's audio is up: report it and wait for ``supervise-join``."""
+        info = leg.call.getInfo()
+        session = self._session(leg) or self._dialled_in(leg, info.callIdString)
+        if session is None:
+            return
+        match = _USER.search(info.remoteUri)
+        self.emit(ev="supervise", state="start", id=session.key, call_id=info.callIdString,
+                  agent=session.agent, supervisor=match.group(1) if match else "",
+                  call=session.call)  # fmt: skip
+
+    def command(self, name: str, cmd: dict[str, Any]) -> None:
+        """Execute one ``supervise-*`` command; commands for ended legs are ignored."""
+        if name not in COMMANDS:
+            raise ValueError(f"unknown supervise command {name}")
+        key = str(cmd["id"])
+        if name == "supervise-call":
+            self._call(key, str(cmd["agent"]), str(cmd["to"]), str(cmd.get("display", "")))
+            return
+        session = self.sessions.get(key)
+        if session is None:
+            return
+        if name == "supervise-join":
+            self._rewire(session, str(cmd["mode"]))
+            self._beep(session, str(cmd.get("beep", "none")))
+        elif name == "supervise-mode" and session.mode:
+            self._rewire(session, str(cmd["mode"]))
+        elif name == "supervise-hangup":
+            session.leg.call.hangup(pj.CallOpParam())
+
+    def state(self, leg: Leg, state: int, code: int, reason: str) -> None:
+        """Progress of a supervisor leg; an ended one leaves the call as it was."""
+        if state == pj.PJSIP_INV_STATE_CONFIRMED:
+            leg.answered = True
+        elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.worker.forget(leg.call.getId(), leg)
+            session = self._session(leg)
+            if session is None:
+                return
+            del self.sessions[session.key]
+            self._stop_beep(session)
+            self.emit(ev="supervise", state="ended", id=session.key, code=code, reason=reason,
+                      answered=leg.answered)  # fmt: skip
+
+    def digit(self, leg: Leg, digit: str) -> None:
+        """A key the supervisor pressed: the appliance decides what it means."""
+        session = self._session(leg)
+        if session is not None:
+            self.emit(ev="supervise", state="digit", id=session.key, digit=digit)
+
+    def call_ended(self, call: str) -> None:
+        """The queue call ``call`` ended: its supervisor's leg ends too."""
+        for session in list(self.sessions.values()):
+            if session.call == call:
+                self._stop_beep(session)
+                session.leg.call.hangup(pj.CallOpParam())
+
+    def tick(self, now: float) -> None:
+        """End beeps that played their time."""
+        for session in self.sessions.values():
+            if session.beep is not None and now >= session.beep_until:
+                self._stop_beep(session)
+
+    def shutdown(self) -> None:
+        """Drop every pjsua2 reference (before libDestroy)."""
+        for session in self.sessions.values():
+            session.beep = None
+            session.beeping.clear()
+        self.sessions.clear()
+
+    def _dialled_in(self, leg: Leg, key: str) -> Session | None:
+        """A session for a supervisor who dialled in, unless the call ended meanwhile."""
+        call = self.call_of(leg.arg)
+        if leg.tag is not None or call is None:
+            leg.call.hangup(pj.CallOpParam())
+            return None
+        self.sessions[key] = Session(key, leg, call, leg.arg)
+        return self.sessions[key]
+
+    def _call(self, key: str, agent: str, to: str, display: str) -> None:
+        call = self.call_of(agent)
+        if call is None:
+            self.emit(ev="supervise", state="ended", id=key, code=480,
+                      reason="agent-not-on-call", answered=False)  # fmt: skip
+            return
+        before = set(self.worker.legs)
+        cmd = {"id": key, "to": to, "from_user": agent, "display": display, "room": agent}
+        self.worker.originate(cmd, service=SUPERVISOR)
+        placed = [self.worker.legs[i] for i in set(self.worker.legs) - before]
+        if not placed:
+            self.emit(ev="supervise", state="ended", id=key, code=503, reason="worker-full",
+                      answered=False)  # fmt: skip
+            return
+        self.sessions[key] = Session(key, placed[0], call, agent)
+
+    def _ports(self, session: Session) -> dict[Party, pj.AudioMedia] | None:
+        caller = self.queues.callers.get(session.call)
+        agent = self.queues.agents.get(session.call)
+        if caller is None or agent is None:
+            return None
+        if caller.audio is None or agent.audio is None or session.leg.audio is None:
+            return None
+        return {"caller": caller.audio, "agent": agent.audio, "supervisor": session.leg.audio}
+
+    def _rewire(self, session: Session, mode: str) -> None:
+        stop, start = rewire(session.mode, mode)
+        ports = self._ports(session)
+        if ports is None:
+            return
+        for source, sink in stop:
+            ports[source].stopTransmit(ports[sink])
+        for source, sink in start:
+            ports[source].startTransmit(ports[sink])
+        session.mode = mode
+
+    def _beep(self, session: Session, beep: str) -> None:
+        ports = self._ports(session)
+        targets = BEEP_TO.get(beep, ())
+        if ports is None or not targets:
+            return
+        tone = pj.ToneGenerator()
+        tone.createToneGenerator(8000, 1)
+        desc = pj.ToneDesc()
+        desc.freq1 = desc.freq2 = BEEP_HZ
+        desc.on_msec, desc.off_msec = BEEP_MS, 0
+        descs = pj.ToneDescVector()
+        descs.append(desc)
+        tone.play(descs, False)
+        session.beeping = [ports[party] for party in targets]
+        for sink in session.beeping:
+            tone.startTransmit(sink)
+        session.beep, session.beep_until = tone, time.monotonic() + BEEP_MS / 1000 + 0.1
+
+    def _stop_beep(self, session: Session) -> None:
+        if session.beep is not None:
+            for sink in session.beeping:
+                try:
+                    session.beep.stopTransmit(sink)
+                except pj.Error as err:  # the sink's call ended and took its port with it
+                    log.debug("beep already disconnected: %s", err.info())
+        session.beep = None
+        session.beeping = []
+
+    def _session(self, leg: Leg) -> Session | None:
+        return next((s for s in self.sessions.values() if s.leg is leg), None)

@@ -1,0 +1,220 @@
+"""Supervisors on queue calls end to end: real pjsua2 phones through Kamailio into the
+media worker that bridges caller and agent.
+
+Each party sends its own tone (caller 450 Hz, agent 1000 Hz, supervisor 600 Hz); what
+each phone recorded says who heard whom: in monitor nobody hears the supervisor, in
+whisper only the agent does, in barge both do, and the supervisor hears both throughout.
+"""
+
+from __future__ import annotations
+
+import array
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from drivers.media.supervise import BEEP_HZ
+from tests.integration.pbx.audio import power, read_channels
+from tests.integration.pbx.harness import (
+    Pbx,
+    Phone,
+    media,
+    no_daemons_left,
+    phones,
+    require_debs,
+    wait_for,
+)
+from tests.integration.pbx.test_contact_queues import CtiListener, agent, agent_state, recorded_s
+
+CALLER_HZ, AGENT_HZ, SUPERVISOR_HZ = 450.0, 1000.0, 600.0
+TONES = [CALLER_HZ, AGENT_HZ, SUPERVISOR_HZ, float(BEEP_HZ)]
+EXTENSIONS = {"1001": "Alice", "1002": "Bob", "1003": "Carol", "1004": "Dave"}
+CONTACT = {
+    "queues": {"support": {"number": "700", "agents": ["1003"]},
+               "sales": {"number": "701", "agents": ["1004"]}},
+    "supervisors": {"1002": {"queues": ["support"]}, "1004": {"queues": ["sales"]}},
+    "supervision": {"beep": "agent"},
+}  # fmt: skip
+HEARD, NOT_HEARD = 0.05, 0.01
+
+
+@pytest.fixture(scope="module")
+def spbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
+    require_debs()
+    root = tmp_path_factory.mktemp("supervise-pbx")
+    instance = Pbx(root, extensions=EXTENSIONS, media=media(2))
+    config = yaml.safe_load(instance.config.read_text())
+    instance.config.write_text(yaml.safe_dump({**config, "contact": CONTACT}))
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.stop()
+    assert no_daemons_left(root)
+
+
+@pytest.fixture
+def cti(spbx: Pbx) -> Iterator[CtiListener]:
+    wait_for(lambda: spbx.api("GET", "/contact/queues")[0] == 200, 5, spbx.output)
+    listener = CtiListener(spbx)
+    yield listener
+    listener.close()
+
+
+def share(phone: Phone, start_s: float, end_s: float, freq: float) -> float:
+    """How much of the tones' power the phone heard between two moments is ``freq``'s."""
+    rate, (samples,) = read_channels(phone.record)
+    window = array.array("h", samples[int(start_s * rate) : int(end_s * rate)])
+    assert len(window) > rate // 2, f"{phone.number} heard only {len(samples) / rate:.1f} s"
+    # Mean power over 100 ms blocks: a tone whose phase jumps (a frame lost or repeated in
+    # a mix) cancels itself out of one Goertzel sum over seconds, never out of each block.
+    step = rate // 10
+    blocks = [window[i : i + step] for i in range(0, len(window) - step + 1, step)]
+    powers = {f: sum(power(b, rate, f) for b in blocks) for f in TONES}
+    return powers[freq] / max(1e-9, sum(powers.values()))
+
+
+def hears(phone: Phone, window: tuple[float, float], freq: float, why: str) -> None:
+    found = share(phone, *window, freq)
+    assert found > HEARD, f"{why}: {phone.number} {window}: {freq:.0f} Hz share {found:.3f}"
+
+
+def deaf_to(phone: Phone, window: tuple[float, float], freq: float, why: str) -> None:
+    found = share(phone, *window, freq)
+    assert found < NOT_HEARD, f"{why}: {phone.number} {window}: {freq:.0f} Hz share {found:.3f}"
+
+
+def talk(pbx: Pbx, caller: Phone, carol: Phone) -> None:
+    """The caller dials the queue and the agent (logged in) answers."""
+    agent(pbx, "1003", "login")
+    caller.send("call", to="700")
+    caller.state("CONFIRMED")
+    carol.answer(timeout=15)
+    wait_for(lambda: agent_state(pbx, "support", "1003")["state"] == "on-call", 10,
+             lambda: str(pbx.api("GET", "/contact/queues")))  # fmt: skip
+
+
+def settle(*parties: Phone, seconds: float = 3.0) -> list[tuple[float, float]]:
+    """Let every phone record ``seconds`` more; the window of each to check (past 1 s)."""
+    marks = [recorded_s(p) for p in parties]
+    wait_for(lambda: all(recorded_s(p) > m + seconds for p, m in zip(parties, marks, strict=True)),
+             seconds + 15, lambda: "the phones stopped recording")  # fmt: skip
+    return [(m + 1.0, m + seconds) for m in marks]
+
+
+def test_whisper_barge_and_monitor_by_feature_code_and_keys(
+    spbx: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    specs = (("1001", int(CALLER_HZ)), ("1003", int(AGENT_HZ)), ("1002", int(SUPERVISOR_HZ)))
+    with phones(spbx, tmp_path, *specs) as (alice, carol, bob):
+        talk(spbx, alice, carol)
+        settle(alice, carol)
+        bob.send("call", to="*911003")
+        bob.state("CONFIRMED", timeout=15)
+        wait_for(lambda: bool(cti.named("supervisor.joined")), 10, lambda: str(cti.events))
+        beep = [(m, m + 0.6) for m in (recorded_s(alice), recorded_s(carol))]
+        whisper = settle(alice, carol, bob)
+        bob.send("dtmf", digits="6")
+        wait_for(lambda: bool(cti.named("supervisor.mode")), 10, lambda: str(cti.events))
+        barge = settle(alice, carol, bob)
+        bob.send("dtmf", digits="4")
+        wait_for(lambda: len(cti.named("supervisor.mode")) == 2, 10, lambda: str(cti.events))
+        monitor = settle(alice, carol, bob)
+        bob.send("hangup")
+        bob.state("DISCONNECTED")
+        after = settle(alice, carol)
+        carol.send("hangup")
+        carol.state("DISCONNECTED")
+        alice.state("DISCONNECTED")
+    hears(carol, beep[1], BEEP_HZ, "the agent heard no beep as the supervisor joined")
+    deaf_to(alice, beep[0], BEEP_HZ, "the caller heard the beep meant for the agent")
+    hears(carol, whisper[1], SUPERVISOR_HZ, "whisper: the agent did not hear bob")
+    deaf_to(alice, whisper[0], SUPERVISOR_HZ, "whisper: the caller heard bob")
+    hears(carol, barge[1], SUPERVISOR_HZ, "barge: the agent did not hear bob")
+    hears(alice, barge[0], SUPERVISOR_HZ, "barge: the caller did not hear bob")
+    deaf_to(carol, monitor[1], SUPERVISOR_HZ, "monitor: the agent heard bob")
+    deaf_to(alice, monitor[0], SUPERVISOR_HZ, "monitor: the caller heard bob")
+    for window in (whisper[2], barge[2], monitor[2]):
+        hears(bob, window, CALLER_HZ, "the supervisor did not hear the caller")
+        hears(bob, window, AGENT_HZ, "the supervisor did not hear the agent")
+    hears(alice, after[0], AGENT_HZ, "the call did not go on without the supervisor")
+    deaf_to(alice, after[0], SUPERVISOR_HZ, "the caller still hears the supervisor who left")
+    joined = cti.named("supervisor.joined")[0]["data"]
+    assert (joined["supervisor"], joined["agent"], joined["mode"]) == ("1002", "1003", "whisper")
+    assert [e["data"]["mode"] for e in cti.named("supervisor.mode")] == ["barge", "monitor"]
+    left = cti.named("supervisor.left")[0]["data"]
+    assert left["modes"] == ["whisper", "barge", "monitor"]
+    cdr = spbx.cdr_for(lambda c: c.get("variables", {}).get("supervised_agent") == "1003")
+    assert cdr["caller"]["number"] == "1002"
+    assert cdr["variables"]["supervision_modes"] == "whisper,barge,monitor"
+    assert cdr["variables"]["supervised_queue"] == "support"
+    assert cdr["variables"]["supervised_call"] == joined["call"]
+
+
+def test_the_api_rings_the_supervisor_who_leaves_with_the_agents_call(
+    spbx: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    specs = (("1001", int(CALLER_HZ)), ("1003", int(AGENT_HZ)), ("1002", int(SUPERVISOR_HZ)))
+    with phones(spbx, tmp_path, *specs) as (alice, carol, bob):
+        talk(spbx, alice, carol)
+        status, session = spbx.api("POST", "/contact/agents/1003/monitor",
+                                   {"supervisor": "1002", "mode": "monitor"})  # fmt: skip
+        assert status == 200, session
+        assert session["state"] == "calling"
+        incoming = bob.answer(timeout=15)
+        assert "1003" in incoming["remote"]
+        wait_for(lambda: bool(cti.named("supervisor.joined")), 10, lambda: str(cti.events))
+        monitor = settle(alice, carol, bob)
+        status, switched = spbx.api("POST", "/contact/agents/1003/monitor/mode",
+                                    {"mode": "barge"})  # fmt: skip
+        assert (status, switched["mode"]) == (200, "barge"), switched
+        barge = settle(alice, carol, bob)
+        carol.send("hangup")
+        carol.state("DISCONNECTED")
+        alice.state("DISCONNECTED")
+        bob.state("DISCONNECTED", timeout=10)
+    deaf_to(alice, monitor[0], SUPERVISOR_HZ, "monitor: the caller heard bob")
+    deaf_to(carol, monitor[1], SUPERVISOR_HZ, "monitor: the agent heard bob")
+    hears(bob, monitor[2], CALLER_HZ, "monitor: bob did not hear the caller")
+    hears(bob, monitor[2], AGENT_HZ, "monitor: bob did not hear the agent")
+    hears(alice, barge[0], SUPERVISOR_HZ, "barge: the caller did not hear bob")
+    hears(carol, barge[1], SUPERVISOR_HZ, "barge: the agent did not hear bob")
+    wait_for(lambda: bool(cti.named("supervisor.left")), 10, lambda: str(cti.events))
+    assert cti.named("supervisor.left")[0]["data"]["modes"] == ["monitor", "barge"]
+    assert spbx.api("GET", "/contact/supervisions")[1] == {"sessions": []}
+
+
+def refused(phone: Phone, to: str) -> dict[str, Any]:
+    phone.send("call", to=to)
+    return phone.state("DISCONNECTED", timeout=15)
+
+
+def test_supervision_outside_a_supervisors_rights_is_refused(
+    spbx: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    specs = (("1001", int(CALLER_HZ)), ("1003", int(AGENT_HZ)), ("1002", int(SUPERVISOR_HZ)),
+             ("1004", 300))  # fmt: skip
+    with phones(spbx, tmp_path, *specs) as (alice, carol, bob, dave):
+        agent(spbx, "1003", "login")
+        assert refused(bob, "*901003")["code"] == 480, "no call to supervise"
+        status, answer = spbx.api("POST", "/contact/agents/1003/monitor", {"supervisor": "1002"})
+        assert (status, answer["detail"]["error_id"]) == (409, "agent-not-on-call")
+        talk(spbx, alice, carol)
+        assert refused(dave, "*901003")["code"] == 403, "1004 supervises sales, not support"
+        assert refused(alice, "*921003")["code"] == 403, "1001 is no supervisor"
+        status, answer = spbx.api("POST", "/contact/agents/1003/monitor", {"supervisor": "1001"})
+        assert (status, answer["detail"]["error_id"]) == (403, "not-a-supervisor")
+        status, answer = spbx.api("POST", "/contact/agents/1009/monitor", {"supervisor": "1002"})
+        assert (status, answer["detail"]["error_id"]) == (404, "agent-not-found")
+        status, answer = spbx.api("POST", "/contact/agents/1003/monitor",
+                                  {"supervisor": "1002", "mode": "spy"})  # fmt: skip
+        assert status == 422
+        carol.send("hangup")
+        carol.state("DISCONNECTED")
+    ids = [e["data"]["error_id"] for e in cti.named("supervisor.refused")]
+    assert ids == ["agent-not-on-call", "agent-not-on-call", "queue-not-permitted",
+                   "not-a-supervisor", "not-a-supervisor", "agent-not-found"]  # fmt: skip
+    assert "queue-not-permitted" in spbx.output()
