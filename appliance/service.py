@@ -27,7 +27,7 @@ from appliance.compliance.routes import build_compliance_router, install_error_h
 from appliance.compliance.service import ComplianceService
 from appliance.compliance.sync import REFUSALS, DncTopic
 from appliance.contact.wiring import ContactCentre, build_contact
-from appliance.gateway.channels import ModemCollector, ModemPool
+from appliance.gateway.channels import ModemChannel, ModemCollector, ModemPool, modem_config
 from appliance.gateway.diagnostics import build_diagnostics_router
 from appliance.gateway.routes import build_sms_router
 from appliance.gateway.sms import SmsService
@@ -41,6 +41,7 @@ from appliance.hotel.settings import PmsSettings
 from appliance.hotel.wakeup_calls import WakeUpCallService
 from appliance.hotel.wakeups import WakeUpBook
 from appliance.hotel.wiring import build_client, join_routing_chain
+from appliance.pbx.assembly import build_exchange
 from appliance.pbx.deciders import POLICY, TRUNK
 from appliance.pbx.errors import PbxNotStartedError
 from appliance.pbx.exchange import BranchExchange
@@ -70,6 +71,7 @@ from drivers.daemon.observability import (
 )
 from drivers.daemon.version import __version__
 from drivers.media.tts import EspeakTts
+from drivers.modem.driver import ModemDriver
 from drivers.net.component import NetworkComponent
 from drivers.net.netlink import NetlinkDriver
 from drivers.sip.kamailio_config import Subscriber
@@ -230,7 +232,7 @@ def _pbx(
     """Kamailio, rtpengine, CDRs and recordings; raises DialPlanError for a bad dial plan."""
     subscribers = [Subscriber(e.number, e.password, e.name) for e in settings.sip.extensions]
     gsm_channels = [m.channel for m in settings.gateway.modems]
-    pbx = BranchExchange(
+    pbx = build_exchange(
         settings.pbx,
         settings.site_id,
         settings.sip.domain,
@@ -354,7 +356,7 @@ def _gateway(
     parts: list[Component] = []
     pool = None
     if channels is None:
-        pool = ModemPool(settings.gateway, bridged=settings.pbx.enabled)
+        pool = ModemPool(settings.gateway, _modem_channels(settings))
         health.add_check("modems", pool.check)
         registry.register(ModemCollector(pool))
         parts.append(pool)
@@ -365,6 +367,14 @@ def _gateway(
     if pool is not None:
         pool.on_change = sim.report
     return [*parts, sim], sim, pool
+
+
+def _modem_channels(settings: ApplianceSettings) -> list[ModemChannel]:
+    """One driver per configured modem (bridged to the PBX's GSM workers when it runs)."""
+    return [
+        ModemChannel(entry, ModemDriver(modem_config(entry, settings.pbx.enabled)))
+        for entry in settings.gateway.modems
+    ]
 
 
 def _sms(

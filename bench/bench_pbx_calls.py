@@ -577,7 +577,7 @@ def serve(data: dict[str, Any], profile: Path | None) -> None:
 
 
 async def _serve(data: dict[str, Any]) -> None:
-    from appliance.pbx.exchange import BranchExchange
+    from appliance.pbx.assembly import build_exchange
     from appliance.pbx.settings import PbxSettings
     from appliance.settings import ApplianceSettings
     from appliance.store import Store
@@ -591,7 +591,7 @@ async def _serve(data: dict[str, Any]) -> None:
     logging.getLogger("appliance.pbx").setLevel(logging.WARNING)
     store = Store.open(settings.data_dir / "store", 512)
     subs = [Subscriber(e.number, e.password, e.name) for e in settings.sip.extensions]
-    component = BranchExchange(
+    component = build_exchange(
         pbx, settings.site_id, settings.sip.domain, subs, lambda: store, settings.data_dir
     )
     try:

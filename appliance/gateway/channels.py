@@ -1,8 +1,9 @@
 """GSM channels backed by the modem driver, and the pool that starts and watches them.
 
-Theory of operation: each configured modem gets a ModemDriver and a ModemChannel (the
-SIM policy's view of it). With ``bridged`` (the PBX bridges the channels' voice in its
-GSM media workers) the drivers leave the PCM tty to the workers and keep AT control.
+Theory of operation: each configured modem gets a ModemDriver (built by the composition
+root from ``modem_config``) and a ModemChannel (the SIM policy's view of it). With
+``bridged`` (the PBX bridges the channels' voice in its GSM media workers) the drivers
+leave the PCM tty to the workers and keep AT control.
 The pool starts every driver concurrently and waits, bounded,
 for them to become ready; a modem that does not come up is reported unregistered and
 keeps recovering in its driver, it never blocks the others. One watcher task per modem
@@ -90,12 +91,9 @@ class ModemPool:
 
     name = "modems"
 
-    def __init__(self, settings: GatewaySettings, bridged: bool = False) -> None:
+    def __init__(self, settings: GatewaySettings, channels: list[ModemChannel]) -> None:
         self._settings = settings
-        self.channels = [
-            ModemChannel(entry, ModemDriver(_config(entry, not bridged)))
-            for entry in settings.modems
-        ]
+        self.channels = channels
         self._watchers: list[asyncio.Task[None]] = []
         self.on_change: Callable[[ChannelState], None] | None = None
 
@@ -159,11 +157,12 @@ class ModemPool:
         return [(c.channel, c.driver.state) for c in self.channels]
 
 
-def _config(entry: ModemEntry, open_voice: bool) -> ModemConfig:
+def modem_config(entry: ModemEntry, bridged: bool) -> ModemConfig:
+    """A modem's driver options; a modem bridged to the PBX leaves its voice port to it."""
     return ModemConfig(
         port=entry.port,
         voice_port=entry.voice_port,
-        open_voice=open_voice,
+        open_voice=not bridged,
         profile=entry.profile,
         imei=entry.imei,
         pin=entry.pin,

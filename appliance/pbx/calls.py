@@ -38,13 +38,14 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
 
 from appliance.pbx.cdr import CdrBuilder
 from appliance.store import GroupCommit, Outbox, Staged, StateStore, Store, StoreError
+from drivers.sip.events import Answer, CallEvent, End, Failover, Invite, Rejected
 from drivers.sync.records import iso
 
 log = logging.getLogger(__name__)
@@ -76,46 +77,40 @@ class CallService:
         self.group = GroupCommit(store, GROUP_WINDOW_S, GROUP_MAX_WRITES)
         self._staged: dict[str, dict[str, Any] | None] = {}
 
-    def handle(self, event: Mapping[str, Any]) -> dict[str, Any] | None:
+    def handle(self, event: CallEvent) -> dict[str, Any] | None:
         """Apply one event; returns the CDR it finished, if any.
 
         Its writes join the current group commit; ``on_change`` runs once they are durable
         (without a running event loop, before this returns).
         """
-        kind = event.get("event")
-        call_id = str(event.get("call_id", ""))
-        if kind == "rejected":
+        if isinstance(event, Rejected):
             return self._write(None, self.builder.from_rejected(event))
-        if not call_id:
-            log.warning("call event without call id dropped", extra={"kind": kind})
-            return None
-        call = self._current(call_id)
-        if kind == "invite":
+        call = self._current(event.call_id)
+        if isinstance(event, Invite):
             if call is None:
                 call = self.builder.open_call(event, self._conversation(event))
-                self._keep(call_id, call, "call.started")
+                self._keep(event.call_id, call, "call.started")
             return None
         if call is None:
-            log.warning("event for an unknown call", extra={"kind": kind, "call_id": call_id})
+            log.warning(
+                "event for an unknown call", extra={"kind": event.kind, "call_id": event.call_id}
+            )
             return None
-        if kind == "answer":
-            call["answer"] = float(event.get("ts", time.time()))
-            call["to_tag"] = event.get("to_tag") or None
-            call["dialog"] = [event.get("h_entry"), event.get("h_id")]
-            self._keep(call_id, call, "call.answered")
+        if isinstance(event, Answer):
+            call["answer"] = event.ts
+            call["to_tag"] = event.to_tag or None
+            call["dialog"] = [event.h_entry, event.h_id]
+            self._keep(event.call_id, call, "call.answered")
             return None
-        if kind == "end":
+        if isinstance(event, End):
             return self._write(call, self.builder.from_end(call, event))
-        if kind == "failed":
-            return self._write(call, self.builder.from_failed(call, event))
-        log.warning("unknown call event", extra={"kind": kind})
-        return None
+        return self._write(call, self.builder.from_failed(call, event))
 
     def expect_conversation(self, conversation: str) -> None:
         """Accept ``conversation`` from the X-Callmesh-Conversation header of coming calls."""
         self._expected[conversation] = time.monotonic() + EXPECT_S
 
-    def _conversation(self, event: Mapping[str, Any]) -> str | None:
+    def _conversation(self, event: Invite) -> str | None:
         """The conversation an ``invite`` joins: a placed call's, a replaced or transferred leg's.
 
         A header value is only taken from another site (its INVITE is signed), or when
@@ -124,18 +119,16 @@ class CallService:
         """
         now = time.monotonic()
         self._expected = {k: t for k, t in self._expected.items() if t > now}
-        header = str(event.get("conversation") or "")
-        replaces = str(event.get("replaces") or "")
-        referrer = str(event.get("referred_by") or "")
+        header, replaces, referrer = event.conversation, event.replaces, event.referred_by
         if not (header or replaces or referrer):
             # An ordinary call: no need to read every open call (costly with hundreds up).
             return None
         self.flush()
         open_calls = [c for _, c in self.open.items()]
         known = {c.get("conversation_id") for c in open_calls} | set(self._expected)
-        if header and (header in known or event.get("peer_site")):
+        if header and (header in known or event.peer_site):
             return header
-        caller = str(event.get("from_user") or "")
+        caller = event.from_user
         for call in open_calls:
             if replaces and call["call_id"] == replaces:
                 return str(call["conversation_id"])
@@ -186,15 +179,14 @@ class CallService:
                 if c.get("media_peer") == peer and "closing" not in c]  # fmt: skip
         return [cdr for c in lost if (cdr := self.close(c["call_id"], "interrupted", why))]
 
-    def failed_over(self, event: Mapping[str, Any]) -> None:
+    def failed_over(self, event: Failover) -> None:
         """Kamailio moved a call on to its next hop: the CDR names where it went."""
-        call_id = str(event.get("call_id", ""))
+        call_id = event.call_id
         self.flush()
         call = self.open.get(call_id) if call_id else None
         if call is None or "closing" in call:
             return
-        target = str(event.get("next") or "")
-        kind, _, rest = target.partition(":")
+        kind, _, rest = event.next.partition(":")
         site, _, via = rest.partition(" via ")
         call["trunk"] = via or (site if kind == "trunk" else None)
         call["peer_site"] = site if kind == "site" else None

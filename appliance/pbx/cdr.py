@@ -1,8 +1,8 @@
 """CDR documents built from Kamailio's call events (pure; no storage, no I/O).
 
-Events (JSON objects from the rendered kamailio.cfg): ``invite`` (a call was relayed),
-``answer`` (dialog confirmed), ``end`` (BYE; ``reason`` says which side), ``failed``
-(negative final reply; ``reason`` busy/no-answer/cancelled/failed) and ``rejected``
+Events are the records of ``drivers/sip/events.py``: ``Invite`` (a call was relayed),
+``Answer`` (dialog confirmed), ``End`` (BYE; ``reason`` says which side), ``Failed``
+(negative final reply; ``reason`` busy/no-answer/cancelled/failed) and ``Rejected``
 (refused before relaying: unknown extension, callee unavailable, no media relay; a
 compliance refusal carries ``refusal`` and becomes disposition ``refused``, its
 ``hangup_cause.reason`` the rule).
@@ -17,9 +17,9 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
+from drivers.sip.events import CallOffer, End, Failed, Rejected
 from drivers.sync.limits import DISPOSITIONS
 from drivers.sync.records import Cdr, HangupCause, Party
 
@@ -63,40 +63,38 @@ class CdrBuilder:
         local = number in self._names
         return Party(number, number if local else None, name or self._names.get(number, ""))
 
-    def open_call(
-        self, event: Mapping[str, Any], conversation: str | None = None
-    ) -> dict[str, Any]:
-        """The open-call record for an ``invite`` event.
+    def open_call(self, event: CallOffer, conversation: str | None = None) -> dict[str, Any]:
+        """The open-call record for an ``invite`` (or ``rejected``) event.
 
         ``conversation``: the one it joins; a call from another site brings its own.
         """
-        call_id = str(event["call_id"])
-        recording = str(event.get("recording") or ("always" if self._record else "never"))
-        caller = self.party(str(event.get("from_user", "")), _name(event))
-        peer_site = str(event.get("peer_site") or "") or None
-        if peer_site and event.get("caller_ext"):
+        call_id = event.call_id
+        recording = event.recording or ("always" if self._record else "never")
+        caller = self.party(event.from_user, event.from_name.strip())
+        peer_site = event.peer_site or None
+        if peer_site and event.caller_ext:
             # From another site: the number is as presented, the extension is theirs.
-            caller = Party(caller.number, str(event["caller_ext"]), caller.name)
+            caller = Party(caller.number, event.caller_ext, caller.name)
         return {
             "call_id": call_id,
             "cdr_id": time_ordered_id(),
             "peer_site": peer_site,
             "caller": caller.to_doc(),
             "callee": self.party(_dialled(event)).to_doc(),
-            "caller_tag": event.get("from_tag", ""),
-            "route": str(event.get("route") or "extension"),
-            "trunk": event.get("trunk") or None,
-            "inbound": bool(event.get("from_trunk")),
-            "start": _ts(event),
+            "caller_tag": event.from_tag,
+            "route": event.route or "extension",
+            "trunk": event.trunk or None,
+            "inbound": event.from_trunk,
+            "start": event.ts,
             "answer": None,
             "media_interrupted": None,
-            "conversation_id": _uuid(conversation or (peer_site and event.get("conversation")))
+            "conversation_id": _uuid(conversation or (peer_site and event.conversation))
             or conversation_id(self.site_id, call_id),
             "recording": recording,
             "record": self._record and recording == "always",
-            "media_peer": event.get("media_peer") or None,
+            "media_peer": event.media_peer or None,
             "to_tag": None,
-            "gsm": event.get("gsm_info") or None,
+            "gsm": dict(event.gsm_info) if event.gsm_info else None,
         }
 
     def finish(
@@ -141,28 +139,26 @@ class CdrBuilder:
         )
         return cdr.to_doc()
 
-    def from_end(self, call: Mapping[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
+    def from_end(self, call: Mapping[str, Any], event: End) -> dict[str, Any]:
         """CDR for an ``end`` event (BYE from either side)."""
-        side = "caller" if event.get("reason") == "caller" else "callee"
-        return self.finish(call, _ts(event), "answered", 200, "normal-clearing", side)
+        side = "caller" if event.reason == "caller" else "callee"
+        return self.finish(call, event.ts, "answered", 200, "normal-clearing", side)
 
-    def from_failed(self, call: Mapping[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
+    def from_failed(self, call: Mapping[str, Any], event: Failed) -> dict[str, Any]:
         """CDR for a ``failed`` event (busy, no answer, cancelled, other failure)."""
-        reason = str(event.get("reason", "failed"))
+        reason = event.reason or "failed"
         disposition = reason if reason in DISPOSITIONS else "failed"
         side = "caller" if disposition == "cancelled" else "callee"
         if disposition == "no-answer":
             side = "system"
-        code = int(event.get("code") or 0)
-        return self.finish(call, _ts(event), disposition, code, reason, side)
+        return self.finish(call, event.ts, disposition, event.code, reason, side)
 
-    def from_rejected(self, event: Mapping[str, Any]) -> dict[str, Any]:
+    def from_rejected(self, event: Rejected) -> dict[str, Any]:
         """CDR for a call refused before it was relayed (``refused`` when compliance did)."""
         call = self.open_call(event)
-        code = int(event.get("code") or 0)
-        reason = str(event.get("reason", "failed"))
-        disposition = "refused" if event.get("refusal") else "failed"
-        return self.finish(call, _ts(event), disposition, code, reason, "system")
+        reason = event.reason or "failed"
+        disposition = "refused" if event.refusal else "failed"
+        return self.finish(call, event.ts, disposition, event.code, reason, "system")
 
     def interrupted(self, call: Mapping[str, Any], end: float, why: str) -> dict[str, Any]:
         """CDR for a call that was open when a component crashed."""
@@ -180,8 +176,8 @@ def _direction(call: Mapping[str, Any]) -> str:
     return "outbound" if call.get("trunk") else "internal"
 
 
-def _dialled(event: Mapping[str, Any]) -> str:
-    return str(event.get("dialled") or event.get("request_user") or event.get("to_user", ""))
+def _dialled(event: CallOffer) -> str:
+    return event.dialled or event.request_user or event.to_user
 
 
 def _uuid(value: Any) -> str | None:
@@ -189,14 +185,3 @@ def _uuid(value: Any) -> str | None:
         return str(uuid.UUID(str(value))) if value else None
     except ValueError:
         return None
-
-
-def _name(event: Mapping[str, Any]) -> str:
-    return str(event.get("from_name") or "").strip()
-
-
-def _ts(event: Mapping[str, Any]) -> float:
-    try:
-        return float(event["ts"])
-    except (KeyError, TypeError, ValueError):
-        return datetime.now(UTC).timestamp()

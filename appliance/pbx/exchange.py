@@ -31,6 +31,7 @@ from appliance.pbx.api import build_router
 from appliance.pbx.calls import CallService
 from appliance.pbx.cdr import CdrBuilder
 from appliance.pbx.control import CallControl
+from appliance.pbx.daemons import PbxDrivers, kamailio_config, run_dir, spool_dir
 from appliance.pbx.deciders import (
     MEDIA,
     ROUTE,
@@ -47,14 +48,7 @@ from appliance.pbx.errors import CallControlError, PbxNotStartedError
 from appliance.pbx.gsm import GsmTrunkService
 from appliance.pbx.intersite import InterSite, PeerAdmission
 from appliance.pbx.local_routes import local_routes
-from appliance.pbx.media import (
-    MediaPool,
-    MediaWorker,
-    dispatcher_list,
-    dispatcher_set,
-    gsm_worker_configs,
-    worker_configs,
-)
+from appliance.pbx.media import MediaWorker, dispatcher_list, dispatcher_set
 from appliance.pbx.metrics import decision_histogram
 from appliance.pbx.originate import OriginationService
 from appliance.pbx.recordings import RecordingService
@@ -65,85 +59,17 @@ from appliance.routing.peers import PeerMonitor
 from appliance.routing.service import RoutingService
 from appliance.store import Store
 from drivers.daemon.settings_base import ApiToken
+from drivers.media.protocol import WorkerConfig
 from drivers.sip.errors import RpcError
-from drivers.sip.evapi import EvapiClient
-from drivers.sip.kamailio import (
-    RELOAD_RPCS,
-    KamailioDriver,
-    find_module_path,
-    load_route_secret,
-)
-from drivers.sip.kamailio_config import (
-    LOOPBACK,
-    KamailioConfig,
-    LocalRoutes,
-    Registration,
-    Subscriber,
-)
+from drivers.sip.events import Failover, Invite, KamailioEvent
+from drivers.sip.kamailio import RELOAD_RPCS
+from drivers.sip.kamailio_config import LocalRoutes, Subscriber
 from drivers.sip.probe import sip_options_ok
-from drivers.sip.routeserver import RouteServer
-from drivers.sip.rtpengine import RtpengineConfig, RtpengineDriver
 
 log = logging.getLogger(__name__)
 
 EVENTS_CONNECT_S = 3.0
 GSM_STATS_S = 1.0
-
-
-def kamailio_config(
-    pbx: PbxSettings, domain: str, run_dir: Path, workers: bool | None = None
-) -> KamailioConfig:
-    """Kamailio's rendering inputs from the PBX settings (``workers``: any media or GSM worker)."""
-    if workers is None:
-        workers = pbx.media.workers > 0
-    return KamailioConfig(
-        domain=domain,
-        sip_host=pbx.sip_host,
-        sip_port=pbx.sip_port,
-        evapi_port=pbx.evapi_port,
-        ng_port=pbx.rtpengine_ng_port,
-        subscriber_db=str(run_dir / "subscriber.sqlite"),
-        route_secret=load_route_secret(run_dir),
-        children=pbx.kamailio_children,
-        fr_timer_ms=pbx.fr_timer_ms,
-        fr_inv_timer_ms=pbx.no_answer_s * 1000,
-        min_expires=pbx.min_expires_s,
-        max_expires=pbx.max_expires_s,
-        pike_window_s=pbx.pike_window_s,
-        pike_requests=pbx.pike_requests,
-        ban_seconds=pbx.ban_s,
-        pike_exempt=pbx.pike_exempt,
-        auth_fail_limit=pbx.auth_fail_limit,
-        auth_fail_window_s=pbx.auth_fail_window_s,
-        scanner_agents=pbx.scanner_user_agents,
-        scan_prefixes=pbx.scan_prefixes,
-        route_port=pbx.route_port,
-        trunk_sources=tuple((t.host, t.port) for t in pbx.dialplan.trunks),
-        anchor_media=pbx.anchor_media,
-        record=pbx.record_calls and pbx.anchor_media,
-        max_call_seconds=pbx.max_call_s,
-        max_calls=pbx.max_calls,
-        retry_after_s=pbx.retry_after_s,
-        dispatcher_list=str(run_dir / "dispatcher.list") if workers else "",
-        trunk_credentials=tuple(
-            (t.auth.username, t.auth.realm, t.auth.password)
-            for t in pbx.dialplan.trunks
-            if t.auth is not None
-        ),
-        registrations=tuple(
-            Registration(
-                t.name,
-                t.auth.username,
-                t.auth.password,
-                t.auth.realm,
-                f"{t.host}:{t.port}",
-                t.auth.expires_s,
-            )
-            for t in pbx.dialplan.trunks
-            if t.auth is not None and t.auth.registration
-        ),
-        module_path=find_module_path(),
-    )
 
 
 class MediaListener(Protocol):
@@ -152,6 +78,10 @@ class MediaListener(Protocol):
     def on_event(self, worker: MediaWorker, event: dict[str, Any]) -> None: ...
 
     def worker_lost(self, worker: MediaWorker) -> None: ...
+
+
+def _ready(_worker: MediaWorker) -> None:
+    """A media worker is ready: nothing to do, Kamailio's dispatcher probes it itself."""
 
 
 class BranchExchange:
@@ -167,19 +97,17 @@ class BranchExchange:
         subscribers: Sequence[Subscriber],
         store: Callable[[], Store],
         data_dir: Path,
+        drivers: PbxDrivers,
         routing: RoutingService | None = None,
-        gsm_channels: Sequence[str] = (),
         timezone: str = "UTC",
     ) -> None:
         self.settings = pbx
         self.site_id = site_id
-        run_dir = data_dir / "pbx" / "run"
-        spool = data_dir / "pbx" / "spool"
         names: Mapping[str, str] = {s.number: s.name for s in subscribers}
         self.gsm: GsmTrunkService | None = None
         self._gsm_stats: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._domain = domain
-        self._run_dir = run_dir
+        self._run_dir = run_dir(data_dir)
         self.peers: PeerMonitor | None = None
         self.intersite: InterSite | None = None
         if routing is not None:
@@ -207,41 +135,18 @@ class BranchExchange:
         # event first; one that answers True has consumed it.
         self.media_hooks: list[Callable[[MediaWorker, dict[str, Any]], bool]] = []
         self.decision_seconds = decision_histogram()
-        self.route_server = RouteServer(LOOPBACK, pbx.route_port, self._decide)
         self._store = store
         self._builder = CdrBuilder(site_id, names, record=recorded)
-        self._spool = spool
+        self._spool = spool_dir(data_dir)
         self._wav_dir = data_dir / "recordings"
         self._calls: CallService | None = None
         self._recordings: RecordingService | None = None
-        self._worker_configs = worker_configs(pbx.media, pbx.sip_host, pbx.sip_port, domain)
-        self._worker_configs += gsm_worker_configs(
-            pbx.gsm, gsm_channels, pbx.sip_host, pbx.sip_port, domain
-        )
-        self.rtpengine = RtpengineDriver(
-            run_dir,
-            RtpengineConfig(
-                host=pbx.sip_host,
-                ng_port=pbx.rtpengine_ng_port,
-                port_min=pbx.rtp_port_min,
-                port_max=pbx.rtp_port_max,
-                recording_dir=spool,
-                delete_delay_s=pbx.recording_delete_delay_s,
-                threads=pbx.rtpengine_threads,
-                media_timeout_s=pbx.media_timeout_s,
-            ),
-            on_exit=self._rtpengine_died,
-            on_restart=self._rtpengine_restarted,
-        )
-        self.kamailio = KamailioDriver(
-            run_dir,
-            kamailio_config(pbx, domain, run_dir, bool(self._worker_configs)),
-            subscribers,
-            on_exit=self._kamailio_died,
-        )
-        self.events = EvapiClient(LOOPBACK, pbx.evapi_port, self._on_event)
-        self.media = MediaPool(self._worker_configs, run_dir, self._on_media_event,
-                               self._media_worker_exited, lambda _worker: None)  # fmt: skip
+        self.route_server = drivers.route_server
+        self.rtpengine = drivers.rtpengine
+        self.kamailio = drivers.kamailio
+        self.events = drivers.events
+        self.media = drivers.media
+        self._wire()
         self.rooms = RoomService(
             lambda: [w for w in self.media.workers if not w.config.gsm_channels]
         )
@@ -258,6 +163,14 @@ class BranchExchange:
             self.webhooks = WebhookService(
                 hook.url, hook.secret, site_id, hook.max_attempts, hook.timeout_s
             )
+
+    def _wire(self) -> None:
+        """Hand the drivers the PBX's callbacks: decisions, events, exits and restarts."""
+        self.route_server.answer_with(self._decide)
+        self.events.subscribe(self._on_event)
+        self.kamailio.daemon.subscribe(self._kamailio_died)
+        self.rtpengine.daemon.subscribe(self._rtpengine_died, self._rtpengine_restarted)
+        self.media.subscribe(self._on_media_event, self._media_worker_exited, _ready)
 
     def _chain(self, recorded: bool) -> DecisionChain:
         """The PBX's own deciders; features add theirs at the composition root."""
@@ -301,7 +214,7 @@ class BranchExchange:
             if self.settings.anchor_media:
                 await self.rtpengine.start()
             self._run_dir.mkdir(parents=True, exist_ok=True)
-            (self._run_dir / "dispatcher.list").write_text(dispatcher_list(self._worker_configs))
+            (self._run_dir / "dispatcher.list").write_text(dispatcher_list(self._workers()))
             await self.media.start()
             self.kamailio.local_routes = self._local_routes()
             await self.kamailio.start()
@@ -366,7 +279,7 @@ class BranchExchange:
                                  self.settings.gsm, self.intersite,
                                  self.ivr.registry.names)  # fmt: skip
         config = kamailio_config(
-            self.settings, domain, self.kamailio.run_dir, bool(self._worker_configs)
+            self.settings, domain, self.kamailio.run_dir, bool(self.media.workers)
         )
         self.kamailio.local_routes = self._local_routes()
         restarted = await self.kamailio.apply(config, subscribers)
@@ -375,6 +288,9 @@ class BranchExchange:
         else:
             await self._reload_local_routes()
         return restarted
+
+    def _workers(self) -> list[WorkerConfig]:
+        return [worker.config for worker in self.media.workers]
 
     def _local_routes(self) -> LocalRoutes:
         return local_routes(self.dialplan, self.chain, self._recorded)
@@ -449,15 +365,15 @@ class BranchExchange:
     async def _probe(self, host: str, port: int, wait_s: float) -> bool:
         return await sip_options_ok(host, port, wait_s, local_host=self.settings.sip_host)
 
-    def _on_event(self, event: dict[str, Any]) -> None:
-        if event.get("event") == "failover":
+    def _on_event(self, event: KamailioEvent) -> None:
+        if isinstance(event, Failover):
             if self.peers is not None:
-                reason = f"sip-{event.get('code') or 408}"
-                self.peers.failed_over(str(event.get("route")), str(event.get("target")), reason)
+                reason = f"sip-{event.code or 408}"
+                self.peers.failed_over(event.route, event.target, reason)
             self.calls.failed_over(event)
             return
-        if self.gsm is not None:
-            self.gsm.enrich(event)
+        if self.gsm is not None and isinstance(event, Invite):
+            event = self.gsm.enrich(event)
         self.calls.handle(event)
 
     async def gsm_channels(self) -> list[dict[str, Any]]:

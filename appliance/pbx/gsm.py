@@ -61,6 +61,7 @@ from appliance.pbx.settings import GsmSettings
 from appliance.sim import CallOutcome, Pick, SimService
 from drivers.modem import CallEvent, CallState, DtmfReceived, ModemDriver
 from drivers.modem.errors import ModemError
+from drivers.sip.events import Invite
 
 log = logging.getLogger(__name__)
 
@@ -544,21 +545,20 @@ class GsmTrunkService:
             }
         )
 
-    def enrich(self, event: dict[str, Any]) -> None:
-        """Add the channel, SIM and direction to Kamailio's ``invite`` event of a GSM call."""
-        if event.get("event") != "invite":
-            return
-        channel = str(event.get("gsm") or "")
+    def enrich(self, event: Invite) -> Invite:
+        """Kamailio's ``invite`` event of a call, with a GSM call's channel, SIM and direction."""
+        channel = event.gsm
         call = self.active.get(channel) if channel else None
         if call is not None and call.inbound:
-            call.call_id = str(event.get("call_id"))
-            event.update(from_trunk=1, trunk=channel, route=f"gsm-inbound:{call.iccid}")
-        else:
-            call = next(
-                (c for c in self.active.values() if c.call_id == event.get("call_id")), None
+            call.call_id = event.call_id
+            event = replace(
+                event, from_trunk=True, trunk=channel, route=f"gsm-inbound:{call.iccid}"
             )
-        if call is not None:
-            event["gsm_info"] = call.info()
+        else:
+            call = next((c for c in self.active.values() if c.call_id == event.call_id), None)
+        if call is None:
+            return event
+        return replace(event, gsm_info=call.info())
 
     # -- helpers -------------------------------------------------------------------------
 

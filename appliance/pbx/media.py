@@ -46,6 +46,14 @@ DISPATCHER_SET = 1
 GSM_DISPATCHER_SET = 2
 
 
+def _ignore_event(_worker: MediaWorker, _event: dict[str, Any]) -> None:
+    """A worker's event before anyone subscribed to it."""
+
+
+def _ignore_worker(_worker: MediaWorker) -> None:
+    """A worker's exit or readiness before anyone subscribed to it."""
+
+
 class MediaPoolFullError(Exception):
     """No live worker has a free call slot."""
 
@@ -57,9 +65,6 @@ class MediaWorker:
         self,
         config: WorkerConfig,
         run_dir: Path,
-        on_event: Callable[[MediaWorker, dict[str, Any]], None],
-        on_exit: Callable[[MediaWorker], None],
-        on_ready: Callable[[MediaWorker], None],
     ) -> None:
         self.config = config
         self.host = config.host
@@ -67,9 +72,9 @@ class MediaWorker:
         self.uri = f"sip:{self.address}"
         self._config_path = run_dir / f"media-{config.name}.json"
         self._log_path = run_dir / f"media-{config.name}.log"
-        self._on_event = on_event
-        self._on_exit = on_exit
-        self._on_ready = on_ready
+        self._on_event: Callable[[MediaWorker, dict[str, Any]], None] = _ignore_event
+        self._on_exit: Callable[[MediaWorker], None] = _ignore_worker
+        self._on_ready: Callable[[MediaWorker], None] = _ignore_worker
         self._proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -77,6 +82,15 @@ class MediaWorker:
         self.calls = 0
         self.reserved = 0
         self.restarts = 0
+
+    def subscribe(
+        self,
+        on_event: Callable[[MediaWorker, dict[str, Any]], None],
+        on_exit: Callable[[MediaWorker], None],
+        on_ready: Callable[[MediaWorker], None],
+    ) -> None:
+        """Where this worker's events, exits and readiness go (set before ``start``)."""
+        self._on_event, self._on_exit, self._on_ready = on_event, on_exit, on_ready
 
     @property
     def alive(self) -> bool:
@@ -256,16 +270,19 @@ def dispatcher_list(configs: list[WorkerConfig]) -> str:
 class MediaPool:
     """Starts the workers, routes commands to them, reports their health."""
 
-    def __init__(
+    def __init__(self, configs: list[WorkerConfig], run_dir: Path) -> None:
+        self.workers = [MediaWorker(c, run_dir) for c in configs]
+        self._run_dir = run_dir
+
+    def subscribe(
         self,
-        configs: list[WorkerConfig],
-        run_dir: Path,
         on_event: Callable[[MediaWorker, dict[str, Any]], None],
         on_exit: Callable[[MediaWorker], None],
         on_ready: Callable[[MediaWorker], None],
     ) -> None:
-        self.workers = [MediaWorker(c, run_dir, on_event, on_exit, on_ready) for c in configs]
-        self._run_dir = run_dir
+        """Where every worker's events, exits and readiness go (set before ``start``)."""
+        for worker in self.workers:
+            worker.subscribe(on_event, on_exit, on_ready)
 
     def by_address(self, address: str) -> MediaWorker | None:
         """The worker listening on ``host:port``."""

@@ -38,6 +38,7 @@ from appliance.pbx.deciders import outside_number
 from appliance.pbx.dialplan import DialPlan
 from appliance.pbx.errors import CallControlError
 from appliance.pbx.media import MediaPool, MediaPoolFullError, MediaWorker
+from drivers.sip.events import Rejected
 
 log = logging.getLogger(__name__)
 
@@ -275,11 +276,10 @@ class OriginationService:
                 self._refused(extension, number, source, *refusal)
 
     def _refused(self, extension: str, number: str, source: str, rule: str, message: str) -> None:
-        self._calls().handle({
-            "event": "rejected", "call_id": f"{source}-{uuid.uuid4().hex}", "ts": time.time(),
-            "from_user": extension, "dialled": number, "route": source, "code": 403,
-            "reason": rule, "refusal": message,
-        })  # fmt: skip
+        self._calls().handle(Rejected(
+            call_id=f"{source}-{uuid.uuid4().hex}", ts=time.time(), from_user=extension,
+            dialled=number, route=source, code=403, reason=rule, refusal=message,
+        ))  # fmt: skip
         raise CallControlError(403, "compliance-refused", message, rule=rule, number=number)
 
     def _forget_old(self) -> None:

@@ -4,7 +4,9 @@
 payloads back; a malformed length or a payload over ``max_size`` raises NetstringError
 (the receive buffer never grows past ``max_size`` plus a length prefix).
 ``EvapiClient`` connects to Kamailio's evapi port, reconnects with jittered backoff and
-hands each decoded JSON object to a callback on the event loop. ``send`` writes one JSON
+hands each event, parsed into its record (``drivers/sip/events.py``), to a callback on
+the event loop; an event that does not parse is logged whole (``error_id``
+``kamailio-event-invalid``) and dropped. ``send`` writes one JSON
 object back as a netstring (Kamailio's ``evapi:message-received`` route reads it);
 ``rpc`` runs a Kamailio RPC command through that route and waits for its answer.
 """
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from drivers.sip.errors import NetstringError, RpcError
+from drivers.sip.events import EventError, KamailioEvent, parse_kamailio_event
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +81,7 @@ class EvapiClient:
         self,
         host: str,
         port: int,
-        on_event: Callable[[dict[str, Any]], None],
+        on_event: Callable[[KamailioEvent], None] | None = None,
         on_connect: Callable[[], None] | None = None,
     ) -> None:
         self._address = (host, port)
@@ -89,6 +92,14 @@ class EvapiClient:
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
         self.connected = asyncio.Event()
+
+    def subscribe(
+        self,
+        on_event: Callable[[KamailioEvent], None],
+        on_connect: Callable[[], None] | None = None,
+    ) -> None:
+        """Where events go, and who is told of each connection (set before ``start``)."""
+        self._on_event, self._on_connect = on_event, on_connect
 
     def start(self) -> None:
         """Begin connecting in the background."""
@@ -189,7 +200,18 @@ class EvapiClient:
             if future is not None and not future.done():
                 future.set_result(event)
             return
+        if self._on_event is None:
+            return
         try:
-            self._on_event(event)
+            record = parse_kamailio_event(event)
+        except EventError as err:
+            log.error(
+                "Kamailio event refused: %s",
+                err,
+                extra={"error_id": err.error_id, "event": payload.decode(errors="replace")},
+            )
+            return
+        try:
+            self._on_event(record)
         except Exception:
-            log.exception("handling evapi event failed", extra={"event": event.get("event")})
+            log.exception("handling evapi event failed", extra={"event": record.kind})

@@ -13,7 +13,7 @@ import os
 import secrets
 import shutil
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from drivers.daemon.private_files import make_private, write_private
@@ -79,7 +79,6 @@ class KamailioDriver:
         run_dir: Path,
         config: KamailioConfig,
         subscribers: Sequence[Subscriber],
-        on_exit: Callable[[], None] | None = None,
         binary: str = "kamailio",
     ) -> None:
         self.run_dir = run_dir
@@ -94,7 +93,6 @@ class KamailioDriver:
             run_dir / "kamailio.log",
             self._ready,
             run_dir / "kamailio.pid",
-            on_exit=on_exit,
         )
 
     def _argv(self) -> list[str]:

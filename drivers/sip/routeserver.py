@@ -63,17 +63,28 @@ def response(status: int, body: Mapping[str, Any]) -> bytes:
     return head.encode() + payload
 
 
+def _undecided(_query: Mapping[str, str]) -> Mapping[str, Any]:
+    raise RouteRequestError("no routing decision is wired to the route endpoint")
+
+
 class RouteServer:
     """Answers ``GET /route?...`` with ``decide(query)``."""
 
     def __init__(
-        self, host: str, port: int, decide: Callable[[Mapping[str, str]], Mapping[str, Any]]
+        self,
+        host: str,
+        port: int,
+        decide: Callable[[Mapping[str, str]], Mapping[str, Any]] = _undecided,
     ) -> None:
         if not ipaddress.ip_address(host).is_loopback:
             raise ConfigValueError(f"the route endpoint must listen on loopback, not {host}")
         self._address = (host, port)
         self._decide = decide
         self._server: asyncio.Server | None = None
+
+    def answer_with(self, decide: Callable[[Mapping[str, str]], Mapping[str, Any]]) -> None:
+        """Answer every request with ``decide(query)`` from now on (set before ``start``)."""
+        self._decide = decide
 
     async def start(self) -> None:
         """Listen on loopback."""

@@ -8,7 +8,6 @@ control port, which can create, record and delete any call, listens on ``ng_host
 from __future__ import annotations
 
 import shutil
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +65,6 @@ class RtpengineDriver:
         self,
         run_dir: Path,
         config: RtpengineConfig,
-        on_exit: Callable[[], None] | None = None,
-        on_restart: Callable[[], Awaitable[None]] | None = None,
         binary: str = "rtpengine",
     ) -> None:
         self.config = config
@@ -80,8 +77,6 @@ class RtpengineDriver:
             run_dir / "rtpengine.log",
             self.ng.ping,
             self._pid_file,
-            on_exit=on_exit,
-            on_restart=on_restart,
         )
 
     def _argv(self) -> list[str]:

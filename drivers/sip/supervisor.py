@@ -76,6 +76,14 @@ class Daemon:
         self.restarts = 0
         self.last_exit: int | None = None
 
+    def subscribe(
+        self,
+        on_exit: Callable[[], None],
+        on_restart: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Who is told when the process exits and when it is back (set before ``start``)."""
+        self._on_exit, self._on_restart = on_exit, on_restart
+
     @property
     def pid(self) -> int | None:
         """The daemon's main process id while it runs."""

@@ -12,6 +12,7 @@ from appliance.pbx.calls import CallService
 from appliance.pbx.cdr import CdrBuilder
 from appliance.store import Store
 from appliance.store.pruning import Pruner
+from tests.unit.pbx.call_events import call_event
 
 T0 = 1_790_000_000.0
 YEAR = 365 * 86400
@@ -26,8 +27,10 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 def finished_call(calls: CallService, call_id: str) -> None:
     base = {"call_id": call_id, "from_user": "1001", "to_user": "1002", "request_user": "1002"}
-    calls.handle({**base, "event": "invite", "ts": str(T0)})
-    calls.handle({**base, "event": "failed", "code": 486, "reason": "busy", "ts": str(T0 + 1)})
+    calls.handle(call_event({**base, "event": "invite", "ts": str(T0)}))
+    calls.handle(
+        call_event({**base, "event": "failed", "code": 486, "reason": "busy", "ts": str(T0 + 1)})
+    )
 
 
 async def test_the_pruner_runs_every_job_at_start_and_then_periodically() -> None:

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.pbx.cdr import CdrBuilder
+from drivers.sip.events import End, Failed, Invite, Rejected
 from drivers.sync.limits import DURATION_MAX_S, TIME_MAX_S, TIME_MIN_S
 from drivers.sync.protocol import (
     MESSAGES,
@@ -155,12 +156,23 @@ def test_a_pbx_cdr_packs_back_to_the_bytes_it_was_parsed_from(name: str) -> None
 
 def test_every_cdr_the_pbx_builds_parses_at_hq() -> None:
     builder = CdrBuilder("berlin", {"1001": "Desk"})
-    event = {"call_id": "c1", "from_user": "1001", "dialled": "+4917012", "ts": 1772445600.0}
+    event = Invite(call_id="c1", from_user="1001", dialled="+4917012", ts=1772445600.0)
     call = builder.open_call(event)
     docs = [
-        builder.from_end({**call, "answer": 1772445601.0}, {"ts": 1772445660.0}),
-        builder.from_failed(call, {"ts": 1772445610.0, "reason": "no-answer", "code": 408}),
-        builder.from_rejected({**event, "reason": "unknown extension", "code": 404}),
+        builder.from_end({**call, "answer": 1772445601.0}, End(call_id="c1", ts=1772445660.0)),
+        builder.from_failed(
+            call, Failed(call_id="c1", ts=1772445610.0, reason="no-answer", code=408)
+        ),
+        builder.from_rejected(
+            Rejected(
+                call_id="c1",
+                from_user="1001",
+                dialled="+4917012",
+                ts=1772445600.0,
+                reason="unknown extension",
+                code=404,
+            )
+        ),
         builder.interrupted(call, 1772445620.0, "media worker restarted"),
     ]
     parsed = [parse_cdr(pack(doc)) for doc in docs]
@@ -199,11 +211,12 @@ def test_an_out_of_range_cdr_is_refused_with_its_error_id(
 
 def test_an_ivr_calls_flow_variables_travel_with_its_cdr() -> None:
     builder = CdrBuilder("berlin", {"1001": "Desk"})
-    call = builder.open_call({"call_id": "c1", "from_user": "1001", "dialled": "ivr-taxi",
-                              "ts": 1772445600.0})  # fmt: skip
+    call = builder.open_call(
+        Invite(call_id="c1", from_user="1001", dialled="ivr-taxi", ts=1772445600.0)
+    )
     doc = builder.from_end(
         {**call, "answer": 1772445601.0, "variables": {"last_trip": "Main St 1"}},
-        {"ts": 1772445660.0},
+        End(call_id="c1", ts=1772445660.0),
     )
     assert parse_cdr(pack(doc)).variables == {"last_trip": "Main St 1"}
 

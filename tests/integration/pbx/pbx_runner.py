@@ -1,4 +1,4 @@
-"""Runs the BranchExchange with its own Store as a process, as the composition root will.
+"""Runs the BranchExchange with its own Store as a process, built as the composition root does.
 
 With ``test_api_port`` in the config, the PBX's call API is served on that port too; a
 ``contact`` section adds the contact centre (its queues, decider and API routes).
@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from appliance.contact.settings import ContactSettings
 from appliance.contact.wiring import build_contact
-from appliance.pbx.exchange import BranchExchange
+from appliance.pbx.assembly import build_exchange
 from appliance.pbx.settings import PbxSettings
 from appliance.settings import ApplianceSettings
 from appliance.store import Store
@@ -47,7 +47,7 @@ async def main(data: dict[str, Any]) -> None:
     configure_logging("info")
     store = Store.open(settings.data_dir / "store", 64)
     subscribers = [Subscriber(e.number, e.password, e.name) for e in settings.sip.extensions]
-    pbx = BranchExchange(
+    pbx = build_exchange(
         pbx_settings,
         settings.site_id,
         settings.sip.domain,

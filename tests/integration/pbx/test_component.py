@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.pbx.exchange import BranchExchange
+from appliance.pbx.assembly import build_exchange
 from appliance.pbx.settings import PbxSettings
 from appliance.store import Store
 from drivers.sip.kamailio_config import KamailioConfig, Subscriber, render_config
@@ -50,7 +50,7 @@ async def test_subscribers_reload_live_and_cfg_changes_restart(tmp_path: Path) -
     )
     store = Store.open(tmp_path / "store", 16)
     subs = [Subscriber("1001", "secret-1001-pw", "Alice")]
-    pbx = BranchExchange(settings, "site-a", "a.example", subs, lambda: store, tmp_path)
+    pbx = build_exchange(settings, "site-a", "a.example", subs, lambda: store, tmp_path)
     try:
         await pbx.start()
         ok, detail = pbx.check()

@@ -13,6 +13,7 @@ from typing import Any
 import msgpack
 import pytest
 
+from appliance.pbx.assembly import build_exchange
 from appliance.pbx.deciders import POLICY, RouteQuery
 from appliance.pbx.dialplan import Decision
 from appliance.pbx.exchange import BranchExchange
@@ -71,7 +72,7 @@ async def exchange(tmp_path: Path, store: Store) -> AsyncIterator[BranchExchange
         media=MediaSettings.model_validate(media()),
         dialplan=DialPlanSettings(ring_groups=(RingGroup(number="600", members=("1002",)),)),
     )
-    pbx = BranchExchange(settings, "site-a", DOMAIN, SUBSCRIBERS, lambda: store, tmp_path)
+    pbx = build_exchange(settings, "site-a", DOMAIN, SUBSCRIBERS, lambda: store, tmp_path)
     try:
         yield pbx
     finally:

@@ -18,8 +18,7 @@ async def test_a_worker_whose_port_is_taken_fails_the_start_and_the_others_stop(
 ) -> None:
     base = free_port_run(3, first=21000)
     settings = MediaSettings(workers=3, port_base=base)
-    pool = MediaPool(worker_configs(settings, "127.0.0.1", 5060, "test.local"), tmp_path,
-                     lambda *_: None, lambda _w: None, lambda _w: None)  # fmt: skip
+    pool = MediaPool(worker_configs(settings, "127.0.0.1", 5060, "test.local"), tmp_path)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", base + 1))
         with pytest.raises(RuntimeError, match=f"port {base + 1}"):

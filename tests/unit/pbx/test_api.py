@@ -21,6 +21,7 @@ from appliance.pbx.recordings import RecordingService
 from appliance.pbx.settings import DialPlanSettings, OutboundRoute, Trunk
 from appliance.store import Store
 from drivers.daemon.settings_base import ApiToken
+from tests.unit.pbx.call_events import call_event
 
 TOKEN = "t" * 32
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -54,7 +55,7 @@ class Control:
             ),
             ["1001"],
         )  # fmt: skip
-        pool = MediaPool([], tmp, lambda *_: None, lambda _w: None, lambda _w: None)
+        pool = MediaPool([], tmp)
         self.originations = OriginationService(pool, lambda: calls, lambda: plan, "test.local")
         self.originations.add_check(refuse_dnc)
 
@@ -105,9 +106,11 @@ async def test_requests_without_a_valid_token_get_401(parts: Parts) -> None:
 async def test_live_calls_and_cdr_search(parts: Parts) -> None:
     client, calls, _ = parts
     base = {"from_user": "1001", "request_user": "1002", "ts": "1790000000"}
-    calls.handle({"event": "invite", "call_id": "live", **base})
-    calls.handle({"event": "invite", "call_id": "gone", **base})
-    calls.handle({"event": "failed", "call_id": "gone", "code": 486, "reason": "busy", **base})
+    calls.handle(call_event({"event": "invite", "call_id": "live", **base}))
+    calls.handle(call_event({"event": "invite", "call_id": "gone", **base}))
+    calls.handle(
+        call_event({"event": "failed", "call_id": "gone", "code": 486, "reason": "busy", **base})
+    )
     live = (await client.get("/api/v1/calls", headers=AUTH)).json()["calls"]
     assert [c["call_id"] for c in live] == ["live"]
     found = (await client.get("/api/v1/cdrs?disposition=busy&limit=10", headers=AUTH)).json()

@@ -13,6 +13,8 @@ import pytest
 from appliance.pbx.calls import CallService
 from appliance.pbx.cdr import CdrBuilder, recording_id, time_ordered_id
 from appliance.store import Outbox, Store, StoreFullError
+from drivers.sip.events import CallEvent, EventError, Failed
+from tests.unit.pbx.call_events import call_event
 
 T0 = 1_790_000_000.0
 
@@ -29,9 +31,9 @@ def calls(store: Store) -> CallService:
     return CallService(store, CdrBuilder("site-a", {"1001": "Alice", "1002": "Bob"}))
 
 
-def ev(kind: str, call: str = "c1", at: float = 0.0, **extra: Any) -> dict[str, Any]:
-    return {"event": kind, "call_id": call, "from_user": "1001", "from_tag": "ft",
-            "to_user": "1002", "request_user": "1002", "ts": str(T0 + at), **extra}  # fmt: skip
+def ev(kind: str, call: str = "c1", at: float = 0.0, **extra: Any) -> CallEvent:
+    return call_event({"event": kind, "call_id": call, "from_user": "1001", "from_tag": "ft",
+            "to_user": "1002", "request_user": "1002", "ts": str(T0 + at), **extra})  # fmt: skip
 
 
 def cdrs(calls: CallService) -> list[dict[str, Any]]:
@@ -107,7 +109,7 @@ def test_open_calls_become_interrupted_once(calls: CallService) -> None:
 def test_crash_between_outbox_append_and_cleanup_does_not_double(calls: CallService) -> None:
     calls.handle(ev("invite"))
     call = calls.open.get("c1")
-    cdr = calls.builder.from_failed(call, ev("failed", code=486, reason="busy"))
+    cdr = calls.builder.from_failed(call, Failed(call_id="c1", ts=T0, code=486, reason="busy"))
     call["closing"] = cdr
     calls.open.put("c1", call)
     calls.outbox.append(msgpack.packb(cdr, use_bin_type=True))
@@ -118,7 +120,7 @@ def test_crash_between_outbox_append_and_cleanup_does_not_double(calls: CallServ
 def test_crash_before_outbox_append_resends_the_same_cdr(calls: CallService) -> None:
     calls.handle(ev("invite"))
     call = calls.open.get("c1")
-    cdr = calls.builder.from_failed(call, ev("failed", code=486, reason="busy"))
+    cdr = calls.builder.from_failed(call, Failed(call_id="c1", ts=T0, code=486, reason="busy"))
     call["closing"] = cdr
     calls.open.put("c1", call)
     assert calls.interrupt_all("appliance-restart") == [cdr]
@@ -189,9 +191,11 @@ def test_search_filters_and_pages(calls: CallService) -> None:
 
 
 def test_events_without_call_or_for_unknown_calls_are_ignored(calls: CallService) -> None:
-    assert calls.handle({"event": "end"}) is None
+    with pytest.raises(EventError, match="without call_id"):
+        call_event({"event": "end"})
     assert calls.handle(ev("answer", call="ghost")) is None
-    assert calls.handle(ev("bogus")) is None
+    with pytest.raises(EventError, match="unknown Kamailio event 'bogus'"):
+        ev("bogus")
     assert cdrs(calls) == []
 
 

@@ -14,6 +14,8 @@ import pytest
 from appliance.pbx.calls import CallService
 from appliance.pbx.cdr import CdrBuilder
 from appliance.store import Outbox, Store, StoreFullError
+from drivers.sip.events import CallEvent
+from tests.unit.pbx.call_events import call_event
 
 T0 = 1_790_000_000.0
 WINDOW_PASSED_S = 0.1
@@ -45,9 +47,9 @@ def calls(store: Store) -> CallService:
     return CallService(store, CdrBuilder("site-a", {"1001": "Alice", "1002": "Bob"}))
 
 
-def ev(kind: str, call: str, at: float = 0.0, **extra: Any) -> dict[str, Any]:
-    return {"event": kind, "call_id": call, "from_user": "1001", "from_tag": "ft",
-            "to_user": "1002", "request_user": "1002", "ts": str(T0 + at), **extra}  # fmt: skip
+def ev(kind: str, call: str, at: float = 0.0, **extra: Any) -> CallEvent:
+    return call_event({"event": kind, "call_id": call, "from_user": "1001", "from_tag": "ft",
+            "to_user": "1002", "request_user": "1002", "ts": str(T0 + at), **extra})  # fmt: skip
 
 
 def outbox_cdrs(calls: CallService) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from appliance.pbx.calls import CallService
 from appliance.pbx.cdr import CdrBuilder
 from appliance.pbx.recordings import RecordingService
 from appliance.store import Outbox, Store
+from tests.unit.pbx.call_events import call_event
 from tests.unit.pbx.test_recording import METADATA, _write_pcap
 
 T0 = 1_790_000_000.0
@@ -28,9 +29,11 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 def finish_call(calls: CallService, start: float) -> dict[str, Any]:
     base = {"call_id": "abc", "from_user": "1001", "from_tag": "ft", "request_user": "1002"}
-    calls.handle({**base, "event": "invite", "ts": str(start)})
-    calls.handle({**base, "event": "answer", "ts": str(start + 1)})
-    cdr = calls.handle({**base, "event": "end", "ts": str(start + 3), "reason": "caller"})
+    calls.handle(call_event({**base, "event": "invite", "ts": str(start)}))
+    calls.handle(call_event({**base, "event": "answer", "ts": str(start + 1)}))
+    cdr = calls.handle(
+        call_event({**base, "event": "end", "ts": str(start + 3), "reason": "caller"})
+    )
     assert cdr is not None
     return cdr
 

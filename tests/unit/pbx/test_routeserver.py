@@ -49,3 +49,15 @@ def test_response_is_json_with_length_and_close() -> None:
 def test_the_route_endpoint_refuses_to_listen_beyond_loopback() -> None:
     with pytest.raises(ConfigValueError, match=r"must listen on loopback, not 192\.0\.2\.10"):
         RouteServer("192.0.2.10", 5066, lambda _query: {})
+
+
+def test_a_route_endpoint_nothing_answers_with_yet_fails_the_request_and_logs_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = RouteServer("127.0.0.1", 5066)
+    head = b"GET /route?caller=1001&dialled=1002 HTTP/1.1\r\n\r\n"
+    assert server._answer(head).startswith(b"HTTP/1.1 500 ")
+    assert "routing decision failed" in caplog.text
+    server.answer_with(lambda query: {"action": "extension", "target": query["dialled"]})
+    _, body = server._answer(head).split(b"\r\n\r\n", 1)
+    assert json.loads(body) == {"action": "extension", "target": "1002"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from appliance.pbx.settings import DialPlanSettings, GsmSettings, PeeringSetting
 from appliance.routing import peering
 from appliance.routing.peers import PeerMonitor
 from appliance.routing.table import RoutingTable
+from drivers.sip.events import Invite
 
 SECRET = "0123456789abcdef-company"
 NOW = 1_790_000_000.0
@@ -259,17 +261,16 @@ def test_peers_go_down_after_missed_probes_and_up_after_one_answer() -> None:
 
 def test_cdrs_carry_the_shared_conversation_and_the_remote_caller() -> None:
     builder = CdrBuilder("b", {"2001": "Bob"})
-    event = {"event": "invite", "call_id": "c1", "from_user": "1001", "ts": NOW,
-             "from_name": "Alice (Branch A)", "dialled": "2001", "peer_site": "a",
-             "caller_ext": "1001", "conversation": "3f1e1f4e-0c55-4c38-9a4f-8a1c1b1b1b1b",
-             "route": "site:a"}  # fmt: skip
+    event = Invite(call_id="c1", from_user="1001", ts=NOW, from_name="Alice (Branch A)",
+                   dialled="2001", peer_site="a", caller_ext="1001",
+                   conversation="3f1e1f4e-0c55-4c38-9a4f-8a1c1b1b1b1b", route="site:a")  # fmt: skip
     call = builder.open_call(event)
     cdr = builder.finish(call, NOW + 5, "answered", 200, "normal-clearing", "caller")
     assert cdr["conversation_id"] == "3f1e1f4e-0c55-4c38-9a4f-8a1c1b1b1b1b"
     assert cdr["caller"] == {"number": "1001", "extension": "1001", "name": "Alice (Branch A)"}
     assert (cdr["peer_site"], cdr["failovers"]) == ("a", 0)
-    garbage = builder.open_call({**event, "conversation": "nope", "peer_site": ""})
-    assert garbage["conversation_id"] != event["conversation"]
+    garbage = builder.open_call(replace(event, conversation="nope", peer_site=""))
+    assert garbage["conversation_id"] != event.conversation
     assert garbage["caller"]["extension"] is None
 
 
