@@ -22,6 +22,7 @@ from aggregator.api import mount_api
 from aggregator.cdr_sync import CdrSync
 from aggregator.console import mount_console
 from aggregator.directory.sync import DirectorySync
+from aggregator.doctor.sync import DoctorSync
 from aggregator.enrolment.codes import EnrolledKeyReader
 from aggregator.fleet.sync import FleetSync
 from aggregator.ingest import IngestServer
@@ -35,6 +36,7 @@ from aggregator.site_sync import SiteSessions
 from aggregator.sites.live_queues import log_refused
 from aggregator.sms_sync import SmsSync
 from aggregator.store.db import DatabaseError, create_engine
+from aggregator.store.partitions import drop_old_months, make_ahead
 from drivers.daemon.http import HttpServer
 from drivers.daemon.lifecycle import Component, run_until_signalled
 from drivers.daemon.observability import (
@@ -47,6 +49,7 @@ from drivers.daemon.version import __version__
 from drivers.sync.protocol import (
     CommandResult,
     ComplianceBatch,
+    DoctorReportMessage,
     Hello,
     RecChunk,
     RecOffer,
@@ -60,6 +63,7 @@ from drivers.sync.protocol import (
 log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_S = 0.0005
+RETENTION_INTERVAL_S = 86_400.0
 
 __all__ = ["DatabaseError", "build", "run"]
 
@@ -151,6 +155,13 @@ def _sync_features(
     features.push(directory.pusher.due)
     features.push(fleet.commands.due)
     features.add_stream(SmsBatch, "sms", SmsSync(engine, refusals).store)
+    features.handle(DoctorReportMessage, DoctorSync(engine, refusals).report)
+    features.every("CDR months ahead", RETENTION_INTERVAL_S, lambda: make_ahead(engine()))
+    keep_months = settings.database.keep_months
+    if keep_months is not None:
+        features.every(
+            "CDR retention", RETENTION_INTERVAL_S, lambda: drop_old_months(engine(), keep_months)
+        )
     return recordings, features
 
 

@@ -20,6 +20,21 @@ class DatabaseSettings(Section):
     """The report store: SQLite in the data directory unless a URL is given."""
 
     url: str | None = Field(None, description="SQLAlchemy URL, e.g. postgresql://user@host/db")
+    keep_months: int | None = Field(
+        None,
+        ge=1,
+        description="PostgreSQL: drop the CDRs of months before the current one and the N "
+        "before it, at start and daily (the rollups stay); None keeps every CDR",
+    )
+
+    @model_validator(mode="after")
+    def _retention_needs_postgres(self) -> DatabaseSettings:
+        if self.keep_months is not None and not (self.url or "").startswith("postgresql"):
+            raise ValueError(
+                "database.keep_months drops PostgreSQL partitions: set database.url to a "
+                "postgresql:// URL, or remove keep_months (SQLite keeps every CDR)"
+            )
+        return self
 
 
 HqRole = Literal["admin", "hq-viewer", "site-viewer"]

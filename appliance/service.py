@@ -26,7 +26,14 @@ from appliance.compliance.calls import CallCompliance, ComplianceDecider
 from appliance.compliance.routes import build_compliance_router, install_error_handler
 from appliance.compliance.service import ComplianceService
 from appliance.compliance.sync import REFUSALS, DncTopic
+from appliance.console import mount_agent_pages
 from appliance.contact.wiring import ContactCentre, build_contact
+from appliance.doctor_upload import (
+    DoctorReportPublisher,
+    DoctorSchedule,
+    LatestReport,
+    build_doctor_router,
+)
 from appliance.gateway.channels import ModemChannel, ModemCollector, ModemPool, modem_config
 from appliance.gateway.diagnostics import build_diagnostics_router
 from appliance.gateway.routes import build_sms_router
@@ -163,6 +170,7 @@ def build(
         if settings.contact.queues:
             contact = build_contact(settings.contact, pbx, store.get, settings.data_dir)
             app.include_router(contact.router(settings.api.tokens))
+            mount_agent_pages(app, contact, settings.api.tokens, settings.site.timezone)
             components.append(contact)
         registry.register(CdrWriteCollector(pbx))
         pruner.add("calls", functools.partial(_prune_calls, pbx))
@@ -180,12 +188,17 @@ def build(
             components.append(sms)
     if settings.hotel.pms is not None:
         components += _hotel(settings.hotel.pms, settings, store, health, app, pbx)
-    if settings.sync.enabled:
-        sync = _sync(settings, store, registry, routing, compliance, sim, pbx, contact)
+    late: list[Component] = []
+    doctor = LatestReport() if settings.sync.enabled else None
+    app.include_router(build_doctor_router(settings.api.tokens, doctor))
+    if doctor is not None:
+        sync = _sync(settings, store, registry, routing, compliance, sim, pbx, contact, doctor)
         health.add_check("sync", sync.check)
         health.add_check("recording-uploads", sync.recordings_check)
         components.append(sync)
-    return [*components, monitor, http]
+        if settings.doctor.upload:
+            late.append(DoctorSchedule(settings, doctor))
+    return [*components, monitor, http, *late]
 
 
 def _sync(
@@ -197,6 +210,7 @@ def _sync(
     sim: SimService | None,
     pbx: BranchExchange | None,
     contact: ContactCentre | None,
+    doctor: LatestReport,
 ) -> SyncClient:
     """The link to HQ and what each feature sends and receives over it."""
     metrics = SyncMetrics(registry)
@@ -219,6 +233,7 @@ def _sync(
         features.add_stream(OutboxStream(BatchStream(SMS_OUTBOX, SmsBatch)))
     features.add_topic(DncTopic(compliance))
     features.add_stream(OutboxStream(REFUSALS))
+    features.add_publisher(DoctorReportPublisher(doctor))
     return SyncClient(settings, store.get, metrics, features)
 
 

@@ -30,6 +30,14 @@ class StoreSettings(Section):
     alarm_percent: float = Field(80.0, gt=0, le=100, description="store-high-water alarm")
 
 
+class DoctorSettings(Section):
+    """The doctor the service runs on itself, its report sent to HQ (docs/doctor.md)."""
+
+    first_run_s: float = Field(60.0, ge=0, description="first self-test after start")
+    interval_h: float = Field(6.0, ge=0, description="self-test period; 0: only at start")
+    upload: bool = Field(True, description="self-test and send reports to HQ (needs sync)")
+
+
 class ApiSettings(Section):
     """Local API access."""
 
@@ -349,6 +357,7 @@ class ApplianceSettings(ServiceSettings):
     pbx: PbxSettings = PbxSettings()
     hotel: HotelSettings = HotelSettings()
     contact: ContactSettings = ContactSettings()
+    doctor: DoctorSettings = DoctorSettings()
 
     @model_validator(mode="after")
     def _gsm_channels(self) -> ApplianceSettings:

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aggregator import reports
 from aggregator.store.cdr_rows import CdrRow, cdr_row
 from aggregator.store.db import create_engine
+from aggregator.store.partitions import COVERAGE, Month, create_months
 from aggregator.store.schema import cdr_rollup, cdr_rollup_daily, cdrs, metadata
 from appliance.store import Outbox, Store
 from appliance.sync.recordings import register_recording
@@ -65,6 +66,7 @@ def raw_insert_rates(url: str, n: int, batch: int = 5000) -> dict[str, float]:
     engine = create_engine(url)
     rows = [cdr_row("raw-site", make_cdr(i), 0) for i in range(n)]
     methods = _RAW_SQLITE if engine.dialect.name == "sqlite" else _RAW_POSTGRES
+    COVERAGE.ensure(engine, [row.started_ms for row in rows])  # raw COPY makes no partition
     rates = {}
     for name, insert_rows in methods.items():
         with engine.begin() as conn:
@@ -119,7 +121,7 @@ def _copy_dedupe(conn: sa.Connection, rows: list[CdrRow]) -> None:
     _copy_into(conn, "raw_staging", rows)
     conn.exec_driver_sql(
         f"INSERT INTO cdrs ({columns}) SELECT {columns} FROM raw_staging "  # noqa: S608
-        "ON CONFLICT (site_id, cdr_id) DO NOTHING"
+        "ON CONFLICT (site_id, cdr_id, started_ms) DO NOTHING"
     )
 
 
@@ -306,6 +308,8 @@ def seed_cdrs(engine: sa.Engine, n: int, sites: int) -> None:
     dialect = engine.dialect.name
     select = _SEED_SELECT[dialect].format(n=n, sites=sites, start=MONTH_START_MS)
     with engine.begin() as conn:
+        if dialect == "postgresql":
+            create_months(conn, [Month.of(MONTH_START_MS), Month.of(MONTH_START_MS).plus(1)])
         conn.execute(cdr_rollup.delete())
         conn.execute(cdr_rollup_daily.delete())
         conn.execute(cdrs.delete())

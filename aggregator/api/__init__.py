@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI
 from aggregator.api.errors import install_error_handlers
 from aggregator.cdrs.routes import build_cdrs_router
 from aggregator.directory.routes import build_directory_router
+from aggregator.doctor.routes import build_doctor_router
 from aggregator.enrolment.routes import build_enrolment_router
 from aggregator.fleet.routes import build_fleet_router
 from aggregator.recording_routes import build_recordings_router
@@ -33,6 +34,7 @@ SLICES: tuple[RouterBuilder, ...] = (
     build_fleet_router,
     build_sms_router,
     build_enrolment_router,
+    build_doctor_router,
 )
 
 

@@ -19,6 +19,7 @@ from aggregator.console.activity_pages import build_activity_pages
 from aggregator.console.directory_pages import build_directory_pages
 from aggregator.console.fleet_pages import build_fleet_pages
 from aggregator.console.pages import build_pages
+from aggregator.console.site_pages import build_site_pages
 from aggregator.console.wallboard_pages import build_wallboard_pages
 from aggregator.console.web import HERE, PREFIX, Console, ConsoleError, install_handlers
 from aggregator.directory.store import DirectoryStore
@@ -41,6 +42,7 @@ def mount_console(
     install_handlers(app, console)
     directory = DirectoryStore(engine, settings.routing.keep_updates)
     app.include_router(build_pages(console))
+    app.include_router(build_site_pages(console))
     app.include_router(build_activity_pages(console))
     app.include_router(build_wallboard_pages(console))
     app.include_router(build_fleet_pages(console))

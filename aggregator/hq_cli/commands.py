@@ -28,6 +28,7 @@ Sub: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Action: TypeAlias = "Callable[[HqClient, argparse.Namespace], Result | str]"
 
 API_PAGE = 1000
+DOCTOR_COLUMNS = ("group", "check", "status", "detail", "next_step")
 SITE_COLUMNS = (
     "site_id",
     "status",
@@ -160,6 +161,8 @@ def _sites(commands: Sub) -> None:
     leaf(sub, "list", _list_sites, "list the sites this token may see")
     show = leaf(sub, "show", _show_site, "one site's status and health report")
     show.add_argument("site", help="site id")
+    doctor = leaf(sub, "doctor", _site_doctor, "the newest doctor report the site sent")
+    doctor.add_argument("site", help="site id")
     code = leaf(
         sub,
         "enrolment-code",
@@ -183,6 +186,13 @@ def _list_sites(client: HqClient, args: argparse.Namespace) -> Result:
 def _show_site(client: HqClient, args: argparse.Namespace) -> Result:
     found = client.get(f"/api/v1/sites/{segment(args.site)}")
     return Result([found], (), raw=found, sheet="site")
+
+
+def _site_doctor(client: HqClient, args: argparse.Namespace) -> Result:
+    found = client.get(f"/api/v1/sites/{segment(args.site)}/doctor")
+    made = datetime.fromtimestamp(found["at_ms"] / 1000, UTC).isoformat(timespec="seconds")
+    note = f"{found['status']}: made {made} by {found['source']}, {found['age_s']:.0f} s ago"
+    return Result(found["findings"], DOCTOR_COLUMNS, raw=found, sheet="doctor", notes=[note])
 
 
 def _enrolment_code(client: HqClient, args: argparse.Namespace) -> str:

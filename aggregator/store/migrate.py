@@ -3,7 +3,8 @@
 Run by the aggregator at start-up (``create_engine``) and by ``callmesh aggregator
 migrate``. What a database gets depends on what it holds:
 
-- nothing: every table is created from ``schema.metadata`` and stamped with the newest
+- nothing: every table is created from ``schema.metadata`` (on PostgreSQL ``cdrs`` is
+  then partitioned by month, as revision 0007 does) and stamped with the newest
   revision (Alembic's recipe for a new database; replaying history would only be slower);
 - tables but no ``alembic_version``: it was made by the first release's ``create_all``,
   so it is stamped with revision 0001 and upgraded from there;
@@ -13,7 +14,8 @@ migrate``. What a database gets depends on what it holds:
 Revisions live in ``migrations/versions`` (one module each, written by hand like
 ``r0002_daily_rollup.py``); a test checks that the newest revision and ``schema.py``
 describe the same tables. On PostgreSQL the work runs in one transaction under an
-advisory lock, so aggregator nodes starting together migrate once.
+advisory lock, so aggregator nodes starting together migrate once, and each start
+creates the CDR partitions of this month and the next ones (aggregator/store/partitions.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from aggregator.store.partitions import ensure_ahead, partition_cdrs
 from aggregator.store.schema import metadata
 
 log = logging.getLogger(__name__)
@@ -70,12 +73,15 @@ def upgrade(engine: sa.Engine) -> Migration:
         config = _config(conn)
         if before is None and not sa.inspect(conn).get_table_names():
             metadata.create_all(conn)
+            if conn.dialect.name == "postgresql":
+                partition_cdrs(conn)
             command.stamp(config, "head")
         else:
             if before is None:
                 command.stamp(config, FIRST_RELEASE)
                 before = FIRST_RELEASE
             command.upgrade(config, "head")
+        ensure_ahead(conn)
         migration = Migration(before, head())
     if migration.changed:
         log.info(

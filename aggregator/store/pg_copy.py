@@ -8,6 +8,11 @@ transaction into the next; it is created on first use in each database session. 
 the bulk path the PostgreSQL documentation recommends for loading: rows are not parsed as
 SQL text, and raw COPY measured two to four times the rate of multi-row ``VALUES``
 (bench/RESULTS.md).
+
+``cdrs`` is partitioned by month (aggregator/store/partitions.py): before the group's
+transaction touches it, the months of the group's rows are checked against the known
+partitions and a missing one is created; the dedupe key holds the start
+(``site_id, cdr_id, started_ms``), which a redelivered CDR repeats.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from aggregator.store.cdr_rows import CdrRow
+from aggregator.store.partitions import COVERAGE
 
 _COLUMNS = CdrRow._fields
 _COLUMN_LIST = ", ".join(_COLUMNS)
@@ -33,7 +39,7 @@ _CREATE_STAGING = (
 _COPY = f"COPY cdrs_staging ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
 _MOVE = (
     f"INSERT INTO cdrs ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM cdrs_staging "  # noqa: S608
-    "ON CONFLICT (site_id, cdr_id) DO NOTHING RETURNING site_id, cdr_id"
+    "ON CONFLICT (site_id, cdr_id, started_ms) DO NOTHING RETURNING site_id, cdr_id"
 )
 
 
@@ -41,6 +47,7 @@ def copy_new_rows(conn: sa.Connection, rows: Sequence[CdrRow]) -> set[tuple[str,
     """Store ``rows`` inside ``conn``'s transaction; the (site, CDR id) keys that were new."""
     if not rows:
         return set()
+    COVERAGE.ensure(conn.engine, [row.started_ms for row in rows])
     driver: Any = conn.connection.driver_connection
     driver_error = conn.dialect.loaded_dbapi.Error
     try:

@@ -40,6 +40,9 @@ sites = sa.Table(
     sa.Column("health", sa.JSON, nullable=True),
 )
 
+# On PostgreSQL ``cdrs`` is partitioned by month of ``started_ms`` and its keys hold
+# ``started_ms``: primary key (id, started_ms), ``uq_cdrs_site_cdr`` (site_id, cdr_id,
+# started_ms) (aggregator/store/partitions.py, revision 0007). SQLite has the table below.
 cdrs = sa.Table(
     "cdrs",
     metadata,
@@ -333,4 +336,17 @@ site_keys = sa.Table(
     sa.Column("public_key", sa.String(40), nullable=False, unique=True),
     sa.Column("enrolled_ms", sa.BigInteger, nullable=False),
     sa.Column("revoked_ms", sa.BigInteger),
+)
+
+# The newest doctor report of each site (aggregator/doctor): ``at_ms`` is when the site
+# made it; an older report never replaces a newer one.
+doctor_reports = sa.Table(
+    "doctor_reports",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),
+    sa.Column("findings", sa.JSON, nullable=False),
 )

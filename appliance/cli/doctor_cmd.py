@@ -6,17 +6,21 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import httpx
+
     from appliance.doctor import Finding
     from appliance.settings import ApplianceSettings
 
 SCHEMA_VERSION = 1
 COLOURS = {"ok": "\033[32m", "warn": "\033[33m", "fail": "\033[31m"}
 MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
+UPLOAD_TIMEOUT_S = 10.0
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,29 +40,43 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--offline", action="store_true", help="with --config: skip the running appliance"
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--upload",
+        action="store_true",
+        help="with --config: hand the report to the running appliance, which sends it to HQ "
+        "(the site page shows the newest report)",
+    )
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from appliance.doctor import run_checks
 
+    if args.upload and (args.config is None or args.offline):
+        print("callmesh doctor: --upload needs --config and a running appliance", file=sys.stderr)
+        return 2
+    started = time.time()
     findings = run_checks(args.config)
     settings = _settings(args.config) if args.config and not args.offline else None
     if settings is not None:
         findings += asyncio.run(_live(settings))
+    document = report(findings, started)
     if args.json:
-        print(json.dumps(report(findings), indent=2))
+        print(json.dumps(document, indent=2))
     else:
         print_human(findings, colour=sys.stdout.isatty())
-    return 1 if any(f.status == "fail" for f in findings) else 0
+    uploaded = settings is None or not args.upload or asyncio.run(_upload(settings, document))
+    return 1 if any(f.status == "fail" for f in findings) or not uploaded else 0
 
 
-def report(findings: Sequence[Finding]) -> dict[str, Any]:
-    """The ``--json`` document (schema in docs/doctor.md)."""
+def report(findings: Sequence[Finding], at: float) -> dict[str, Any]:
+    """The ``--json`` document (schema in docs/doctor.md); ``at`` is when the run began."""
     counts = {s: sum(f.status == s for f in findings) for s in ("ok", "warn", "fail")}
     worst = "fail" if counts["fail"] else ("warn" if counts["warn"] else "ok")
     return {
         "schema": SCHEMA_VERSION,
+        "at": at,
+        "source": "cli",
         "status": worst,
         "counts": counts,
         "findings": [f.as_dict() for f in findings],
@@ -88,16 +106,55 @@ def _settings(path: Path) -> ApplianceSettings | None:
         return None
 
 
-async def _live(settings: ApplianceSettings) -> list[Finding]:
+def _client(settings: ApplianceSettings) -> httpx.AsyncClient:
     import httpx
 
+    tokens = settings.api.tokens
+    http = settings.http
+    return httpx.AsyncClient(
+        base_url=f"http://{http.host}:{http.port}",
+        headers={"Authorization": f"Bearer {tokens[0].token}"} if tokens else {},
+    )
+
+
+async def _live(settings: ApplianceSettings) -> list[Finding]:
     from appliance.doctor import Appliance
     from appliance.doctor_live import run_live
 
-    token = settings.api.tokens[0].token if settings.api.tokens else ""
-    http = settings.http
-    async with httpx.AsyncClient(
-        base_url=f"http://{http.host}:{http.port}",
-        headers={"Authorization": f"Bearer {token}"},
-    ) as api:
+    async with _client(settings) as api:
         return await run_live(Appliance(settings, api))
+
+
+async def _upload(settings: ApplianceSettings, document: dict[str, Any]) -> bool:
+    """Hand the report to the running appliance for HQ; say what happened on stderr."""
+    import httpx
+
+    try:
+        async with _client(settings) as api:
+            answer = await api.post(
+                "/api/v1/doctor/report", json=document, timeout=UPLOAD_TIMEOUT_S
+            )
+    except httpx.HTTPError as err:
+        print(f"upload: the appliance is unreachable ({err}): start it", file=sys.stderr)
+        return False
+    if answer.status_code == 200:
+        queued = answer.json()["queued"]
+        said = "queued for HQ" if queued else "not queued: the appliance holds a newer report"
+        print(f"upload: {said}", file=sys.stderr)
+        return True
+    print(f"upload refused: {answer.status_code} {_why(answer)}", file=sys.stderr)
+    return False
+
+
+def _why(answer: httpx.Response) -> str:
+    if answer.status_code == 404:
+        return "the appliance is older than this command: upgrade it"
+    if answer.status_code == 409:
+        return "the appliance does not sync with HQ (sync.enabled is false)"
+    if answer.status_code in (401, 403):
+        return "the first token of api.tokens needs the operator or admin role"
+    try:
+        body = answer.json()
+        return f"{body['error_id']}: {body['message']}"
+    except (ValueError, KeyError, TypeError):
+        return answer.text[:200]

@@ -2,7 +2,8 @@
 
 Each subscriber (an SSE connection of the local API) gets its own bounded queue; one that
 falls ``MAX_BACKLOG`` events behind is cut off (its stream ends) rather than letting a
-slow client grow memory or delay the others.
+slow client grow memory or delay the others. In-process ``listeners`` (the agent pages'
+screen pops) are called with each event as it is published.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -41,6 +42,7 @@ class CtiStream:
     def __init__(self) -> None:
         self._seq = itertools.count(1)
         self._subscribers: set[asyncio.Queue[CtiEvent | None]] = set()
+        self.listeners: list[Callable[[CtiEvent], None]] = []
 
     @property
     def subscribers(self) -> int:
@@ -50,6 +52,11 @@ class CtiStream:
     def publish(self, event: str, **data: Any) -> CtiEvent:
         """Send ``event`` to every subscriber; a subscriber too far behind is dropped."""
         item = CtiEvent(next(self._seq), event, time.time(), data)
+        for listener in self.listeners:
+            try:
+                listener(item)
+            except Exception:
+                log.exception("CTI listener failed on %s", event)
         for queue in list(self._subscribers):
             try:
                 queue.put_nowait(item)

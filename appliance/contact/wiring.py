@@ -11,8 +11,11 @@ from pathlib import Path
 
 from fastapi import APIRouter
 
+from appliance.contact.agent_call_routes import build_agent_call_router
+from appliance.contact.agent_calls import AgentCalls
 from appliance.contact.decider import QueueDecider
 from appliance.contact.routes import build_contact_router
+from appliance.contact.screen_pop import ScreenPops
 from appliance.contact.service import ContactService
 from appliance.contact.settings import ContactSettings
 from appliance.contact.supervision import Held, SupervisionDecider, SupervisionService
@@ -50,9 +53,13 @@ class ContactCentre:
         supervision: SupervisionService,
         store: Callable[[], Store],
         kamailio: EvapiClient,
+        calls: AgentCalls,
     ) -> None:
         self.service = service
         self.supervision = supervision
+        self.calls = calls
+        self.pops = ScreenPops()
+        service.cti.listeners.append(self.pops.on_event)
         self._store = store
         self._kamailio = kamailio
         self._watch: asyncio.Task[None] | None = None
@@ -86,6 +93,7 @@ class ContactCentre:
         router = APIRouter()
         router.include_router(build_contact_router(self.service, tokens))
         router.include_router(build_supervision_router(self.supervision, tokens))
+        router.include_router(build_agent_call_router(self.calls, tokens))
         return router
 
 
@@ -103,7 +111,8 @@ def build_contact(
     supervision = SupervisionService(settings, _held(service, pbx), service.cti, _cdr_fields(pbx))
     pbx.chain.add(SupervisionDecider(supervision), OWN_NUMBERS)
     pbx.media_listeners["supervise"] = supervision
-    return ContactCentre(service, supervision, store, pbx.events)
+    calls = AgentCalls(service, lambda: pbx.dialplan.extensions)
+    return ContactCentre(service, supervision, store, pbx.events, calls)
 
 
 def _held(service: ContactService, pbx: BranchExchange) -> Callable[[str], Held | None]:

@@ -28,6 +28,10 @@ compliance-batch   records[[seq, event msgpack bytes]] (1..MAX_RECORDS):       a
 sms-batch          records[[seq, sms msgpack bytes]] (1..MAX_RECORDS):         ack
                    received SMS and finished outgoing ones (sent, failed),
                    kept until acknowledged (docs/sim.md)
+doctor-report      report{at, source, findings[{group, check, status, detail,  -
+                   next_step}]} - the site's latest doctor report, sent when
+                   a newer one is made and again on each new session
+                   (drivers/sync/doctor_report.py, docs/doctor.md)
 =================  ==========================================================  ==========
 
 Down (aggregator -> appliance)
@@ -261,6 +265,13 @@ class SmsBatch(RecordBatch):
 
 
 @dataclass(frozen=True)
+class DoctorReportMessage(Message):
+    TYPE = "doctor-report"
+    SCHEMA = {"report": dict}
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class ErrorReply(Message):
     TYPE = "error"
     SCHEMA = {"error_id": str, "message": str, "ref": (str, type(None))}
@@ -291,6 +302,7 @@ MESSAGES: dict[str, type[Message]] = {
         SimStatus,
         ComplianceBatch,
         SmsBatch,
+        DoctorReportMessage,
         ErrorReply,
     )
 }

@@ -18,6 +18,7 @@ from drivers.sip.echo_probe import TONE, all_values, audible, media_address, ula
 from drivers.sip.register_probe import Account, authorization, challenge, status_code
 from tests.procs import ROOT
 
+AT = 1_800_000_000.0
 SCHEMA = json.loads(
     re.findall(r"```json\n(.*?)```", (ROOT / "docs" / "doctor.md").read_text(), re.S)[0]
 )
@@ -84,10 +85,10 @@ def test_report_is_valid_and_its_status_is_the_worst_finding() -> None:
         Finding("system", "disk", "ok", "fine"),
         Finding("hq", "HQ link", "warn", "session down", "wait"),
     ]
-    document = report(findings)
+    document = report(findings, AT)
     jsonschema.validate(document, SCHEMA)
     assert (document["status"], document["counts"]) == ("warn", {"ok": 1, "warn": 1, "fail": 0})
-    failed = report([*findings, Finding("sip", "rtpengine", "fail", "no pong", "restart")])
+    failed = report([*findings, Finding("sip", "rtpengine", "fail", "no pong", "restart")], AT)
     assert failed["status"] == "fail"
 
 

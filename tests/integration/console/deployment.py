@@ -18,7 +18,7 @@ import yaml
 from appliance.store import Outbox, Store
 from appliance.sync.recordings import register_recording
 from tests.integration.sim.gateway import ICCIDS
-from tests.integration.sim.test_sim_gateway import start_aggregator, start_gateway
+from tests.integration.sim.test_sim_gateway import APP_TOKEN, start_aggregator, start_gateway
 from tests.procs import Service
 from tests.sync_env import TOKEN, SyncEnv, make_cdr, make_env, wait_for
 
@@ -60,8 +60,12 @@ def start(root: Path) -> Deployment:
     _configure(env)
     _fill_outbox(env)
     deployment = Deployment(env, [start_aggregator(env)])
-    deployment.services.append(start_gateway(env))
-    _wait_synced(env)
+    try:
+        deployment.services.append(start_gateway(env))
+        _wait_synced(env)
+    except BaseException:
+        deployment.close()
+        raise
     return deployment
 
 
@@ -81,6 +85,8 @@ def _configure(env: SyncEnv) -> None:
     app.update(
         profile="sim-gateway",
         sim={"strategy": "fixed-order", "status_interval_s": 1, "evaluate_interval_s": 0.2},
+        doctor={"first_run_s": 0},
+        api={"tokens": [{"name": "ops", "token": APP_TOKEN, "role": "operator"}]},
     )
     env.app_config.write_text(yaml.safe_dump(app))
 

@@ -6,9 +6,12 @@ the path is printed (run with ``-s`` to see it).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -18,6 +21,9 @@ from tests.integration.console import deployment
 from tests.integration.console.browser import Screens, chromium, wait
 from tests.integration.console.deployment import TOKENS, Deployment
 from tests.integration.sim.gateway import ICCIDS
+from tests.integration.sim.test_sim_gateway import APP_TOKEN
+from tests.procs import callmesh
+from tests.sync_env import SyncEnv, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -203,6 +209,7 @@ def test_a_site_viewer_cannot_see_another_site(
         f"/recordings/site-a/{deployment.RECORDING_ID}",
         f"/sims/{ICCIDS[0]}",
         "/reports?site=site-a",
+        "/sites/site-a",
     ):
         browser.get(f"{hq.console}{path}")
         assert refusal(browser) == "site-forbidden", path
@@ -235,3 +242,51 @@ def test_a_post_without_the_session_csrf_token_is_refused(
     listed = {e.get_attribute("data-number") for e in browser.find_elements(By.CSS_SELECTOR, "tr")}
     assert "+4930999003" in listed
     assert not {"+4930999001", "+4930999002"} & listed
+
+
+def doctor_at_hq(env: SyncEnv) -> dict[str, Any]:
+    """The site's report as HQ's API serves it; empty while HQ holds none."""
+    try:
+        return dict(env.api(f"/api/v1/sites/{env.site_id}/doctor"))
+    except httpx.HTTPStatusError:
+        return {}
+
+
+def test_the_site_page_shows_the_newest_doctor_report_the_site_sent(
+    hq: Deployment, browser: WebDriver, screens: Screens
+) -> None:
+    env = hq.env
+    wait_for(lambda: doctor_at_hq(env).get("source") == "scheduled", 90, "the box's own report")
+    ran = callmesh("doctor", "--config", str(env.app_config), "--upload", "--json", timeout=120)
+    assert "upload: queued for HQ" in ran.stderr, ran.stderr
+    sent = json.loads(ran.stdout)
+    at_ms = int(sent["at"] * 1000)
+    wait_for(lambda: doctor_at_hq(env).get("at_ms") == at_ms, 60, "the CLI's report at HQ")
+    held = doctor_at_hq(env)
+    assert held["source"] == "cli"
+    assert [f["check"] for f in held["findings"]] == [f["check"] for f in sent["findings"]]
+    assert (held["status"], held["counts"]) == (sent["status"], sent["counts"])
+
+    older = {**sent, "at": sent["at"] - 3600}
+    answer = httpx.post(
+        f"{env.app_url}/api/v1/doctor/report",
+        json=older,
+        headers={"Authorization": f"Bearer {APP_TOKEN}"},
+        timeout=10,
+    )
+    assert answer.json()["queued"] is False
+
+    sign_in(browser, hq, "hq-viewer")
+    browser.get(f"{hq.console}/sites")
+    browser.find_element(By.CSS_SELECTOR, "tr[data-site='site-a'] a").click()
+    wait(browser, lambda d: d.find_elements(By.ID, "doctor"))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#doctor tr[data-check]")
+    assert [r.get_attribute("data-check") for r in rows] == [f["check"] for f in sent["findings"]]
+    for row, finding in zip(rows, sent["findings"], strict=True):
+        assert row.get_attribute("data-status") == finding["status"]
+        assert finding["next_step"] in row.text
+    summary = browser.find_element(By.ID, "doctor-summary")
+    assert summary.get_attribute("data-status") == sent["status"]
+    assert "by callmesh doctor" in summary.text
+    assert text_of(browser, "doctor-age").endswith(("s", "min"))
+    screens.take(browser, "site")

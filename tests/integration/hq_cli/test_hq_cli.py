@@ -194,6 +194,7 @@ def test_the_directory_reads_back_an_entry_and_each_sites_snapshot(hq: Deploymen
         ("site-viewer", ("sites", "show", SITE), 3, "site-forbidden"),
         ("hq-viewer", ("dnc", "add", "+491705550102"), 3, "role-forbidden"),
         ("admin", ("sites", "show", "nowhere"), 4, "unknown-site"),
+        ("admin", ("sites", "doctor", "nowhere"), 4, "no-doctor-report"),
         ("admin", ("report", "summary", "--from", "yesterday", "--to", "2025-11-25"), 2, None),
         ("admin", ("dnc", "add", "not-a-number"), 2, "bad-number"),
         (

@@ -1,7 +1,8 @@
 """Runs the BranchExchange with its own Store as a process, built as the composition root does.
 
 With ``test_api_port`` in the config, the PBX's call API is served on that port too; a
-``contact`` section adds the contact centre (its queues, decider and API routes).
+``contact`` section adds the contact centre (its queues, decider, API routes and the
+agent and supervisor pages).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import yaml
 from fastapi import FastAPI
 
+from appliance.console import mount_agent_pages
 from appliance.contact.settings import ContactSettings
 from appliance.contact.wiring import build_contact
 from appliance.pbx.assembly import build_exchange
@@ -63,6 +65,7 @@ async def main(data: dict[str, Any]) -> None:
             ContactSettings.model_validate(contact_doc), pbx, lambda: store, settings.data_dir
         )
         app.include_router(contact.router(settings.api.tokens))
+        mount_agent_pages(app, contact, settings.api.tokens)
         components.append(contact)
     if api_port is not None:
         components.append(HttpServer(app, "127.0.0.1", int(api_port), "api"))

@@ -52,8 +52,7 @@ def build(settings: ApplianceSettings) -> list[Component]:
     fakes = channels()
     components = service.build(settings, sim_channels=fakes)
     sim = next(c for c in components if isinstance(c, SimService))
-    http = components[-1]
-    assert isinstance(http, HttpServer)
+    http = next(c for c in components if isinstance(c, HttpServer))
     _test_routes(http.app, sim, fakes)
     return components
 

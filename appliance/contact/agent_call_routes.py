@@ -1,0 +1,69 @@
+"""``/api/v1/contact/agents/{n}``: hang up or transfer the agent's queue call (operator).
+
+``POST /agents/{n}/hangup`` ends the call; ``POST /agents/{n}/transfer {"to": "1005"}``
+sends the caller to another extension of this site (``appliance.contact.agent_calls``).
+Errors: 404 ``agent-not-found``, 409 ``agent-not-on-call``, 422 ``unknown-extension``,
+503 ``worker-unavailable``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path
+from pydantic import BaseModel, Field
+
+from appliance.access import local_access
+from appliance.contact.acd import AcdError
+from appliance.contact.agent_calls import AgentCalls, CallAction
+from appliance.ivr.routes import api_error
+from drivers.daemon.api_docs import NestedErrorBody, ValidationErrors, error_responses
+from drivers.daemon.settings_base import ApiToken
+
+AgentNumber = Annotated[str, Path(pattern=r"^[0-9]{2,8}$")]
+STATUS = {
+    "agent-not-found": 404,
+    "agent-not-on-call": 409,
+    "unknown-extension": 422,
+    "worker-unavailable": 503,
+}
+
+
+class TransferRequest(BaseModel):
+    """The extension the caller goes to."""
+
+    to: str = Field(pattern=r"^[0-9]{2,8}$")
+
+
+def build_agent_call_router(calls: AgentCalls, tokens: Sequence[ApiToken]) -> APIRouter:
+    """Hang-up and transfer routes, guarded by the configured bearer tokens."""
+    access = local_access(tokens, api_error)
+    errors = error_responses(NestedErrorBody, ValidationErrors)
+    router = APIRouter(prefix="/api/v1/contact", tags=["contact"], responses=errors)
+    operator = [access.needs("operator")]
+
+    @router.post(
+        "/agents/{number}/hangup", summary="Hang up the agent's queue call", dependencies=operator
+    )
+    async def hangup(number: AgentNumber) -> dict[str, Any]:
+        return call_action(lambda: calls.hangup(number))
+
+    @router.post(
+        "/agents/{number}/transfer",
+        summary="Transfer the caller of the agent's queue call to another extension",
+        dependencies=operator,
+    )
+    async def transfer(
+        number: AgentNumber, body: Annotated[TransferRequest, Body()]
+    ) -> dict[str, Any]:
+        return call_action(lambda: calls.transfer(number, body.to))
+
+    return router
+
+
+def call_action(action: Callable[[], CallAction]) -> dict[str, Any]:
+    """Run a call action on the event loop; refusals as API errors."""
+    try:
+        return action().record()
+    except AcdError as err:
+        raise api_error(STATUS[err.error_id], err.error_id, str(err)) from None

@@ -1,0 +1,80 @@
+"""An agent's queue call, acted on for the agent: hang it up, or transfer the caller.
+
+The media worker that bridges caller and agent does the work: ``queue-hangup`` ends both
+legs; ``queue-transfer`` REFERs the caller to an extension of this site and, once the
+transfer completed, leaves the call, which ends the agent's leg (blind transfer). The
+ACD then follows the worker's events as for any queue call that ends (wrap-up).
+
+Errors (``AcdError``): ``agent-not-found`` (404), ``agent-not-on-call`` (409),
+``unknown-extension`` (422: the target is no extension of this site, or the agent
+itself), ``worker-unavailable`` (503: the worker holding the call is gone).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+from appliance.contact.acd import AcdError
+from appliance.contact.service import ContactService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CallAction:
+    """What was asked of the worker for the agent's call."""
+
+    agent: str
+    call_id: str
+    queue: str
+    action: str
+    to: str | None = None
+
+    def record(self) -> dict[str, str | None]:
+        """The action as a JSON-able document (API answer and CTI event)."""
+        return {
+            "agent": self.agent,
+            "call_id": self.call_id,
+            "queue": self.queue,
+            "action": self.action,
+            "to": self.to,
+        }
+
+
+class AgentCalls:
+    """Hang up and transfer of agents' queue calls."""
+
+    def __init__(self, service: ContactService, extensions: Callable[[], Collection[str]]):
+        self._service = service
+        self._extensions = extensions
+
+    def hangup(self, agent: str) -> CallAction:
+        """End the agent's queue call (caller and agent legs)."""
+        call_id, queue = self._send(agent, {"cmd": "queue-hangup"})
+        return self._done(CallAction(agent, call_id, queue, "hangup"))
+
+    def transfer(self, agent: str, to: str) -> CallAction:
+        """Send the caller of the agent's queue call to the extension ``to``."""
+        if to == agent or to not in self._extensions():
+            raise AcdError("unknown-extension", f"{to} is no other extension of this site")
+        call_id, queue = self._send(agent, {"cmd": "queue-transfer", "to": to})
+        return self._done(CallAction(agent, call_id, queue, "transfer", to))
+
+    def _send(self, agent: str, command: dict[str, str]) -> tuple[str, str]:
+        if agent not in self._service.acd.agents:
+            raise AcdError("agent-not-found", f"{agent} is no agent of any queue")
+        found = self._service.agent_call(agent)
+        if found is None:
+            raise AcdError("agent-not-on-call", f"agent {agent} is on no queue call")
+        call_id, queue, worker = found
+        if not worker.send({**command, "id": call_id}):
+            raise AcdError("worker-unavailable", "the media worker holding the call is gone")
+        return call_id, queue
+
+    def _done(self, action: CallAction) -> CallAction:
+        log.info("agent %s: %s of call %s", action.agent, action.action, action.call_id)
+        event = "call.transferred" if action.action == "transfer" else "call.hung-up"
+        self._service.cti.publish(event, **action.record())
+        return action

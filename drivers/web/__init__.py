@@ -1,0 +1,2 @@
+"""What the web consoles (HQ's and the appliance's agent pages) share: sessions with CSRF
+tokens."""
