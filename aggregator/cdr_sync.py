@@ -35,6 +35,9 @@ class CdrSync:
         batch = parse_batch(site_id, records)
         for error_id, count in collections.Counter(batch.error_ids).items():
             self._refusals.refused(site_id, "cdr", error_id, "invalid CDR", count)
+        for error_id, count in collections.Counter(batch.queue_errors).items():
+            detail = "CDR stored without its queue figures"
+            self._refusals.refused(site_id, "cdr-queue", error_id, detail, count)
         return batch
 
     def store(self, batches: list[ParsedBatch]) -> None:

@@ -28,6 +28,7 @@ from aggregator.fleet.sync import FleetSync
 from aggregator.ingest import IngestServer
 from aggregator.ingest_features import IngestFeatures
 from aggregator.ingest_metrics import IngestMetrics
+from aggregator.queues.agent_sync import STREAM, AgentStateSync
 from aggregator.recording_sync import RecordingSync
 from aggregator.refusals import Refusals
 from aggregator.settings import AggregatorSettings
@@ -47,6 +48,7 @@ from drivers.daemon.observability import (
 )
 from drivers.daemon.version import __version__
 from drivers.sync.protocol import (
+    AgentStateBatch,
     CommandResult,
     ComplianceBatch,
     DoctorReportMessage,
@@ -162,6 +164,7 @@ def _sync_features(
         features.every(
             "CDR retention", RETENTION_INTERVAL_S, lambda: drop_old_months(engine(), keep_months)
         )
+    features.add_stream(AgentStateBatch, STREAM, AgentStateSync(engine, refusals).store)
     return recordings, features
 
 

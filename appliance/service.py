@@ -27,6 +27,7 @@ from appliance.compliance.routes import build_compliance_router, install_error_h
 from appliance.compliance.service import ComplianceService
 from appliance.compliance.sync import REFUSALS, DncTopic
 from appliance.console import mount_agent_pages
+from appliance.contact.state_log import AGENT_STATES
 from appliance.contact.wiring import ContactCentre, build_contact
 from appliance.doctor_upload import (
     DoctorReportPublisher,
@@ -87,7 +88,7 @@ from drivers.sync.session import BatchStream
 
 log = logging.getLogger(__name__)
 
-OUTBOXES = ("cdr", "recording", "compliance", "sms")
+OUTBOXES = ("cdr", "recording", "compliance", "sms", "agent-state")
 
 
 class StoreComponent:
@@ -234,6 +235,8 @@ def _sync(
     features.add_topic(DncTopic(compliance))
     features.add_stream(OutboxStream(REFUSALS))
     features.add_publisher(DoctorReportPublisher(doctor))
+    # Also without queues configured: changes logged before they were removed still go up.
+    features.add_stream(OutboxStream(AGENT_STATES))
     return SyncClient(settings, store.get, metrics, features)
 
 

@@ -2,8 +2,8 @@
 
 Shared by every slice: ``auth`` (tokens, roles, site scope), ``errors`` (the error body),
 ``params`` (format, time zone, times, spans) and ``csv_export``. The routes and their
-SQL belong to the slices: sites, CDRs and reports, recordings, directory, fleet, SMS,
-enrolment.
+SQL belong to the slices: sites, CDRs and reports, queue and agent reports, recordings,
+directory, fleet, SMS, enrolment.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from aggregator.directory.routes import build_directory_router
 from aggregator.doctor.routes import build_doctor_router
 from aggregator.enrolment.routes import build_enrolment_router
 from aggregator.fleet.routes import build_fleet_router
+from aggregator.queues.routes import build_queues_router
 from aggregator.recording_routes import build_recordings_router
 from aggregator.settings import AggregatorSettings
 from aggregator.sites.routes import build_sites_router
@@ -29,6 +30,7 @@ RouterBuilder = Callable[[AggregatorSettings, Callable[[], sa.Engine]], APIRoute
 SLICES: tuple[RouterBuilder, ...] = (
     build_sites_router,
     build_cdrs_router,
+    build_queues_router,
     build_recordings_router,
     build_directory_router,
     build_fleet_router,

@@ -260,12 +260,18 @@ def _pages(
 
 
 def _reports(commands: Sub) -> None:
-    group = commands.add_parser("report", help="traffic reports per day, hour, trunk, extension")
+    group = commands.add_parser(
+        "report", help="traffic reports per day, hour, trunk, extension, queue"
+    )
     sub = group.add_subparsers(dest="report_command", metavar="REPORT", required=True)
     summary = _report_leaf(sub, "summary", "calls, answered, ASR, ACD, minutes per site")
     summary.add_argument("--group", choices=("day", "hour"), default="day", help="(day)")
     _report_leaf(sub, "extensions", "totals per extension")
     _report_leaf(sub, "trunks", "totals per trunk")
+    queues = _report_leaf(sub, "queues", "per queue and day/hour: answered, abandoned, SL, ASA")
+    queues.add_argument("--interval", choices=("day", "hour"), default="day", help="(day)")
+    queues.add_argument("--queue", help="only this queue")
+    _report_leaf(sub, "agents", "per agent: logged-in, paused by reason, occupancy, calls, talk")
     usage = leaf(sub, "sim-usage", _sim_usage, "per SIM and local day: calls, answer rate, talk")
     usage.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD")
     usage.add_argument("--to", dest="end", required=True, help="last day, inclusive")
@@ -277,6 +283,8 @@ REPORT_PATHS = {
     "summary": "/api/v1/reports/summary",
     "extensions": "/api/v1/reports/by-extension",
     "trunks": "/api/v1/reports/by-trunk",
+    "queues": "/api/v1/reports/queues",
+    "agents": "/api/v1/reports/agents",
 }
 
 
@@ -294,6 +302,8 @@ def _report(client: HqClient, args: argparse.Namespace) -> Result:
     params = {"from": args.start, "to": args.end, "site": args.site, "tz": args.tz}
     if args.report == "summary":
         params["group"] = args.group
+    if args.report == "queues":
+        params |= {"interval": args.interval, "queue": args.queue}
     rows = client.get(REPORT_PATHS[args.report], **params)["rows"]
     return Result(rows, (), sheet=args.report)
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from aggregator.store.queue_rollup import QueueCall, QueueFieldError, queue_call
 from drivers.sync.records import RecordError, parse_cdr
 
 HOUR_MS = 3_600_000
@@ -60,7 +61,9 @@ class ParsedBatch:
     """A batch turned into rows (by CDR id, first copy wins) and records kept aside.
 
     ``error_ids`` says why each refused record was refused; ``rejected`` keeps the
-    first ``REJECTED_KEPT`` of them whole.
+    first ``REJECTED_KEPT`` of them whole. ``queued`` holds the queue figures of the
+    CDRs that passed a queue (by CDR id); ``queue_errors`` why a CDR's queue fields were
+    refused (the CDR itself is kept).
     """
 
     site_id: str
@@ -70,14 +73,28 @@ class ParsedBatch:
     received_ms: int
     totals: Totals
     error_ids: tuple[str, ...] = ()
+    queued: Mapping[str, QueueCall] = field(default_factory=dict)
+    queue_errors: tuple[str, ...] = ()
+
+    def queued_among(self, new_ids: Collection[str]) -> list[QueueCall]:
+        """The queued calls among the CDRs ``new_ids`` (those newly stored)."""
+        if len(new_ids) == len(self.rows):
+            return list(self.queued.values())
+        return [self.queued[i] for i in new_ids if i in self.queued]
 
 
 def cdr_row(site_id: str, raw: bytes, now_ms: int) -> CdrRow:
     """The ``cdrs`` row for one msgpack CDR document, or RecordError."""
+    return _parse(site_id, raw, now_ms)[0]
+
+
+def _parse(site_id: str, raw: bytes, now_ms: int) -> tuple[CdrRow, dict[str, str]]:
+    """The ``cdrs`` row and the CDR's variables (queue fields among them), or RecordError."""
     # Unpacked at once: a tuple unpack is cheaper than twenty attribute reads.
     (cdr_id, start, disposition, conversation, direction, caller, callee, trunk, answer, end,
-     duration, billable, cause, side, recording, *_) = parse_cdr(raw)  # fmt: skip
-    return CdrRow(
+     duration, billable, cause, side, recording, _site, _peer, _call, _route, _failovers,
+     _gsm, variables, *_) = parse_cdr(raw)  # fmt: skip
+    row = CdrRow(
         site_id,
         cdr_id,
         conversation,
@@ -101,6 +118,7 @@ def cdr_row(site_id: str, raw: bytes, now_ms: int) -> CdrRow:
         raw,
         now_ms,
     )
+    return row, variables
 
 
 def parse_batch(site_id: str, records: Sequence[tuple[int, bytes]]) -> ParsedBatch:
@@ -109,9 +127,11 @@ def parse_batch(site_id: str, records: Sequence[tuple[int, bytes]]) -> ParsedBat
     rows: dict[str, CdrRow] = {}
     rejected: list[dict[str, Any]] = []
     error_ids = []
+    queued: dict[str, QueueCall] = {}
+    queue_errors = []
     for seq, raw in records:
         try:
-            row = cdr_row(site_id, raw, now_ms)
+            row, variables = _parse(site_id, raw, now_ms)
         except RecordError as err:
             error_ids.append(err.error_id)
             if len(rejected) >= REJECTED_KEPT:
@@ -126,9 +146,20 @@ def parse_batch(site_id: str, records: Sequence[tuple[int, bytes]]) -> ParsedBat
                 }
             )
             continue
-        rows.setdefault(row.cdr_id, row)
+        if row.cdr_id in rows:
+            continue
+        rows[row.cdr_id] = row
+        if variables:
+            try:
+                call = queue_call(site_id, row.started_ms, row.ended_ms, row.billable_s, variables)
+            except QueueFieldError as err:
+                queue_errors.append(err.error_id)
+                continue
+            if call is not None:
+                queued[row.cdr_id] = call
     totals = hourly_totals(rows.values())
-    return ParsedBatch(site_id, len(records), rows, rejected, now_ms, totals, tuple(error_ids))
+    return ParsedBatch(site_id, len(records), rows, rejected, now_ms, totals, tuple(error_ids),
+                       queued, tuple(queue_errors))  # fmt: skip
 
 
 def new_totals() -> Totals:

@@ -1,7 +1,8 @@
 """Idempotent CDR ingest: (site id, CDR id) is stored once however often it arrives.
 
 A batch is one transaction: new CDRs are inserted (``ON CONFLICT DO NOTHING``,
-``RETURNING`` the ones that were new), the hourly and daily rollups grow by exactly those, and
+``RETURNING`` the ones that were new), the hourly and daily rollups (and the per-queue
+ones, aggregator/store/queue_rollup.py) grow by exactly those, and
 records that are not valid CDRs are refused alone and kept whole in ``rejected_records``
 (the first ``REJECTED_KEPT`` of a batch) for a person to look at. Only after the commit
 does the caller acknowledge the batch, so an acknowledged CDR is durably stored and a
@@ -41,6 +42,7 @@ from aggregator.store.cdr_rows import (
 )
 from aggregator.store.db import insert
 from aggregator.store.pg_copy import copy_new_rows
+from aggregator.store.queue_rollup import add_to_queue_rollup
 from aggregator.store.schema import cdr_rollup, cdr_rollup_daily, cdrs, rejected_records, sites
 
 _COLUMNS = tuple(c.name for c in cdrs.columns if c.name != "id")
@@ -80,12 +82,14 @@ class CdrStore:
     ) -> list[IngestResult]:
         results = []
         group_totals = new_totals()
+        queued = []
         with self.engine.begin() as conn:
             for batch, new_ids in zip(batches, insert_group(conn, batches), strict=True):
                 totals = batch.totals
                 if len(new_ids) != len(batch.rows):
                     totals = hourly_totals(batch.rows[cdr_id] for cdr_id in new_ids)
                 add_totals(group_totals, totals)
+                queued += batch.queued_among(new_ids)
                 if batch.rejected:
                     stmt = insert(self.engine, rejected_records).on_conflict_do_nothing()
                     conn.execute(stmt, batch.rejected)
@@ -94,6 +98,7 @@ class CdrStore:
                 duplicates = batch.count - len(new_ids) - refused
                 results.append(IngestResult(len(new_ids), duplicates, refused))
             self.add_to_rollup(conn, group_totals)
+            add_to_queue_rollup(conn, queued)
         return results
 
     def add_to_rollup(self, conn: sa.Connection, totals: Totals) -> None:

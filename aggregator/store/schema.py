@@ -3,7 +3,9 @@
 ``cdr_rollup`` holds per-hour counters kept up to date at ingest (only for CDRs that
 were newly inserted, so redelivery never double-counts) and ``cdr_rollup_daily`` the
 same per UTC day; reports read the rollups, not the CDR table, which keeps a month's
-summary fast at any table size.
+summary fast at any table size. ``queue_rollup`` and ``queue_rollup_daily`` do the same
+per queue for the queued calls, and ``agent_rollup`` per agent who answered them
+(aggregator/store/queue_rollup.py).
 
 The schema changes only through a migration (aggregator/store/migrate.py).
 
@@ -102,6 +104,57 @@ cdr_rollup_daily = sa.Table(
     sa.Column("duration_s", sa.Float, nullable=False),
     sa.Column("billable_s", sa.Float, nullable=False),
     sa.Index("ix_rollup_daily_dim_day", "dim", "day_ms"),
+)
+
+
+def _queue_rollup(name: str, period: str, index: str) -> sa.Table:
+    """A per-queue rollup table: counts, sums of wait and talk, and the longest wait."""
+    counts = ("offered", "answered", "abandoned", "overflowed", "timeout", "callback",
+              "interrupted", "sl_met")  # fmt: skip
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("site_id", sa.String(64), primary_key=True),
+        sa.Column(period, sa.BigInteger, primary_key=True),
+        sa.Column("queue", sa.String(64), primary_key=True),
+        *(sa.Column(count, sa.BigInteger, nullable=False) for count in counts),
+        sa.Column("wait_s", sa.Float, nullable=False),
+        sa.Column("talk_s", sa.Float, nullable=False),
+        sa.Column("max_wait_s", sa.Float, nullable=False),
+        sa.Index(index, period, "site_id"),
+    )
+
+
+queue_rollup = _queue_rollup("queue_rollup", "hour_ms", "ix_queue_rollup_hour")
+queue_rollup_daily = _queue_rollup("queue_rollup_daily", "day_ms", "ix_queue_rollup_daily_day")
+
+
+agent_rollup = sa.Table(
+    "agent_rollup",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("hour_ms", sa.BigInteger, primary_key=True),
+    sa.Column("agent", sa.String(64), primary_key=True),
+    sa.Column("answered", sa.BigInteger, nullable=False),
+    sa.Column("talk_s", sa.Float, nullable=False),
+    sa.Index("ix_agent_rollup_hour", "hour_ms", "site_id"),
+)
+
+# The agent state log (aggregator/queues/agent_sync.py): one row per change a site sent,
+# stored once by (site, the site's outbox sequence).
+agent_states = sa.Table(
+    "agent_states",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("agent", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False, server_default=""),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column("registered", sa.Boolean, nullable=False),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_agent_states_agent_at", "site_id", "agent", "at_ms"),
+    sa.Index("ix_agent_states_at", "at_ms"),
 )
 
 rejected_records = sa.Table(

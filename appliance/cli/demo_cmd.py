@@ -16,11 +16,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     """Register `callmesh demo`."""
     parser = sub.add_parser(
         "demo",
-        help="start the demo deployment (aggregator + two appliances) on loopback",
-        description="Start an aggregator, a branch appliance and a SIM-gateway appliance on "
-        "127.0.0.1, each with its own data directory under DIR; wait until all are healthy, "
-        "print what runs where and write DIR/manifest.json (addresses, ports, API tokens, "
-        "SIP credentials, data directories, PIDs). An earlier demo in DIR is stopped first.",
+        help="start the demo deployment (HQ, branches, SIM gateway, hotel) on loopback",
+        description="Start an aggregator, two branch appliances, simulated modems, a "
+        "SIM-gateway appliance, a simulated hotel PMS and a hotel appliance on 127.0.0.1, "
+        "each with its own data directory under DIR; wait until all are healthy, print what "
+        "runs where and write DIR/manifest.json (addresses, ports, API tokens, SIP "
+        "credentials, the hotel's rooms and the PMS simulator's control URL, data "
+        "directories, PIDs). An earlier demo in DIR is stopped first.",
     )
     parser.add_argument(
         "--dir",
@@ -78,5 +80,13 @@ def _print_summary(manifest: dict[str, Any]) -> None:
             print(f"\n{name} API token ({token['role']}): {token['token']}")
         for ext in svc.get("sip", {}).get("extensions", []):
             print(f"{name} SIP extension {ext['number']} password {ext['password']}")
+        if "hotel" in svc:
+            _print_hotel(name, svc["hotel"])
     print(f"\nmanifest: {manifest['demo_dir']}/manifest.json")
     print("stop it with: callmesh demo --stop")
+
+
+def _print_hotel(name: str, hotel: dict[str, Any]) -> None:
+    rooms = ", ".join(f"{r['room']} = {r['extension']}" for r in hotel["rooms"])
+    print(f"{name} rooms {rooms}; front desk {hotel['front_desk']}")
+    print(f"{name} PMS simulator control: {hotel['pms_control']} (docs/hotel.md)")

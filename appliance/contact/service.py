@@ -9,6 +9,8 @@ leg, and the ACD's states follow. A timer task wakes at the next deadline (at mo
 pauses with ``no-answer``), wrap-ups and maximum waits (overflow target, or hang up).
 Agents' states are written to LMDB when a restart would restore them differently (login,
 logout, pause, resume) and read back at start, so login and pause survive a restart;
+every change also goes into the agent state log for HQ, in the same commit or, for
+changes on the way to an offer, right after the step (appliance/contact/state_log.py);
 ``registrations`` (Kamailio's registered extensions, polled by the wiring) keeps agents
 whose phone is gone from being offered calls. Each queued call's CDR carries queue
 fields (``queue_*`` variables, synced to HQ with the CDR); every change is published on
@@ -37,6 +39,7 @@ from appliance.contact.callbacks import CallbackStore, StoredCallback
 from appliance.contact.choice import parse_skills
 from appliance.contact.cti import CtiStream
 from appliance.contact.settings import ContactSettings
+from appliance.contact.state_log import AgentStateLog
 from appliance.contact.stats import QueueTally, live_part
 from appliance.store import Store
 from appliance.store.state import StateStore
@@ -88,9 +91,11 @@ class ContactService:
         self._workers: dict[str, Worker] = {}
         self._ringing: dict[tuple[str, str], Ringing] = {}
         self._talking: dict[str, tuple[str, str]] = {}
+        self._store: Store | None = None
         self._state: StateStore | None = None
         self._turns: StateStore | None = None
         self._callbacks: CallbackStore | None = None
+        self._log: AgentStateLog | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._saved: dict[str, tuple[str, str]] = {}
@@ -104,8 +109,10 @@ class ContactService:
         self.tally = QueueTally()
 
     async def start(self, store: Store) -> None:
-        """Read agents' states back from LMDB and start the tick."""
+        """Read agents' states back from LMDB (and log them as restored), start the tick."""
+        self._store = store
         self._state = StateStore(store, NAMESPACE)
+        self._log = AgentStateLog(store)
         now = self._clock()
         for _, doc in self._state.items():
             self.acd.restore(doc, now)
@@ -121,7 +128,7 @@ class ContactService:
         self._task = asyncio.create_task(self._ticking(), name="contact-tick")
 
     async def stop(self) -> None:
-        """Stop the tick and the announcements; end the CTI streams."""
+        """Stop the tick and the announcements; commit the state log; end the CTI streams."""
         for task in list(self._speaking):
             task.cancel()
         await asyncio.gather(*self._speaking, return_exceptions=True)
@@ -130,6 +137,8 @@ class ContactService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._log is not None:
+            self._log.flush()
         self.cti.close()
 
     def on_event(self, worker: Worker, event: dict[str, Any]) -> None:
@@ -503,14 +512,22 @@ class ContactService:
             self._turns.put(queue, self.acd.last_offered[queue])
 
     def _save(self, agent: Agent) -> None:
-        """Write the agent when what a restart restores changed: ringing, talking and
-        wrap-up come back as available, so those changes cost no fsync on the way to an
-        offer."""
+        """Write the agent when what a restart restores changed (ringing, talking and
+        wrap-up come back as available), with its change for the state log in the same
+        commit; other changes go to the log just after this step, so an offer never
+        waits for an fsync (appliance/contact/state_log.py)."""
+        if self._store is None or self._state is None or self._log is None:
+            return
         durable = ("available" if agent.state in RESTORED_AVAILABLE else agent.state,
                    agent.reason)  # fmt: skip
-        if self._state is None or self._saved.get(agent.number) == durable:
+        change = self._log.change(agent)
+        if self._saved.get(agent.number) == durable:
+            if change is not None:
+                self._log.stage(change)
             return
-        self._state.put(agent.number, {**agent.record(), "state": durable[0]})
+        with self._store.write() as txn:
+            self._state.put_in(txn, agent.number, {**agent.record(), "state": durable[0]})
+            self._log.write_in(txn, change)
         self._saved[agent.number] = durable
 
     def _publish_call(self, event: str, call_id: str, entry: Waiting | None = None,

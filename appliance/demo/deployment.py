@@ -2,8 +2,10 @@
 
 Each service runs as ``python -m appliance.cli.main <kind> run --config ...`` in its own
 session, logging to a file in its folder. Start-up waits (bounded) for every /healthz to
-answer 200; a service that exits or stays unhealthy stops the whole demo with the tail of
-its log. The manifest records what runs where, so ``--stop`` and tests can find it.
+answer 200, one service after the other except those planned to come up in the
+background (the hotel), which are awaited last; a service that exits or stays unhealthy
+stops the whole demo with the tail of its log. The manifest records what runs where, so
+``--stop`` and tests can find it.
 
 Exceptions::
 
@@ -46,9 +48,13 @@ def start(demo_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
     try:
         for plan in plans:
             procs[plan.name] = _spawn(plan)
+            if not plan.background:
+                _wait_healthy(plan, procs[plan.name], time.monotonic() + timeout)
+        for plan in (p for p in plans if p.background):
             _wait_healthy(plan, procs[plan.name], time.monotonic() + timeout)
         _publish_directory(plans, time.monotonic() + timeout)
-    except DemoError:
+    except BaseException:
+        # Whatever stops the start (a DemoError, a bad file, Ctrl-C), nothing started stays.
         _terminate(list(procs.values()))
         raise
     manifest = _manifest(demo_dir, plans, procs)
@@ -84,7 +90,12 @@ def _wait_healthy(plan: ServicePlan, proc: subprocess.Popen[bytes], deadline: fl
 
 def _ready(plan: ServicePlan) -> bool:
     if plan.ready_file is not None:
-        return plan.ready_file.exists()
+        # A simulator is ready once its file holds the whole JSON, not when it appears.
+        try:
+            json.loads(plan.ready_file.read_text())
+        except (OSError, ValueError):
+            return False
+        return True
     try:
         return httpx.get(f"{plan.url}/healthz", timeout=1.0).status_code == 200
     except httpx.HTTPError:
@@ -144,8 +155,8 @@ def _manifest(
 def _entry(plan: ServicePlan, pid: int) -> dict[str, Any]:
     entry: dict[str, Any] = {"kind": plan.kind, "pid": pid}
     if plan.ready_file is not None:
-        ports = json.loads(plan.ready_file.read_text())
-        entry |= {"control": ports["control"], "modems": ports["modems"]}
+        ready = json.loads(plan.ready_file.read_text())
+        entry |= {key: ready[key] for key in plan.published}
     else:
         entry |= {
             "http": plan.url,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appliance.demo import hotel
 from drivers.daemon.private_files import write_private
 from drivers.sync import keys
 
@@ -25,24 +26,29 @@ PREFERRED_PORTS = {
     "branch": 8080,
     "gateway": 8081,
     "branch-b": 8082,
+    "hotel": 8083,
     "ingest": 5570,
     "sip": 5060,
     "sip-branch-b": 5062,
     "sip-gateway": 5064,
+    "sip-hotel": 5066,
 }
-APPLIANCES = ("branch", "branch-b", "gateway")
+APPLIANCES = ("branch", "branch-b", "gateway", "hotel")
 BRANCHES = ("branch", "branch-b")
 DEMO_MODEMS = 4
 BRANCH_EXTENSIONS = (("1001", "Reception"), ("1002", "Sales"), ("1003", "Support"))
 BRANCH_B_EXTENSIONS = (("3001", "Front desk"), ("3002", "Warehouse"))
 GATEWAY_EXTENSIONS = (("2001", "Gateway desk"),)
 COMPLIANCE_BOUND = "1003"  # Support: its break-outs pass the site's compliance rules
-SITE_NAMES = {"branch": "Branch A", "branch-b": "Branch B", "gateway": "SIM gateway"}
-RTP_RANGES = {"branch": (30000, 34999), "branch-b": (35000, 39999), "gateway": (40000, 44999)}
+SITE_NAMES = {"branch": "Branch A", "branch-b": "Branch B", "gateway": "SIM gateway",
+              "hotel": "Hotel"}  # fmt: skip
+RTP_RANGES = {"branch": (30000, 34999), "branch-b": (35000, 39999), "gateway": (40000, 44999),
+              "hotel": (45000, 49999)}  # fmt: skip
 # Helper ports (event and route sockets, rtpengine control) come from here: below the RTP
-# ranges and below the kernel's ephemeral range, so no client socket of another process can
-# take one between planning and the helper binding it.
-HELPER_PORTS = range(20000, 30000)
+# ranges and the kernel's ephemeral range, so no client socket of another process can take
+# one between planning and the helper binding it, and apart from the ranges the test suite
+# draws its random ports from (15000-29999), since the suite runs beside a demo.
+HELPER_PORTS = range(10000, 15000)
 GSM_GROUP = "gsm"
 DEMO_QUEUE = {"number": "700", "agents": ["1001", "1003"], "overflow": "1002",
               "max_wait_s": 120}  # fmt: skip
@@ -50,7 +56,13 @@ DEMO_QUEUE = {"number": "700", "agents": ["1001", "1003"], "overflow": "1002",
 
 @dataclass
 class ServicePlan:
-    """One service of the demo: how to start it and what it offers."""
+    """One service of the demo: how to start it and what it offers.
+
+    A simulator is ready once it wrote ``ready_file``; ``published`` names the keys of that
+    file the manifest repeats (e.g. its control URL). A ``background`` service is started
+    without waiting for it, so it comes up while the next ones start; its health is
+    awaited after theirs.
+    """
 
     name: str
     kind: str
@@ -60,6 +72,8 @@ class ServicePlan:
     extras: dict[str, Any] = field(default_factory=dict)
     ready_file: Path | None = None
     modems_from: Path | None = None
+    published: tuple[str, ...] = ()
+    background: bool = False
 
     @property
     def config_path(self) -> Path:
@@ -69,6 +83,8 @@ class ServicePlan:
         """The callmesh sub-command that runs this service."""
         if self.kind == "modem-simulator":
             return ["modem", "simulate", *self.config["args"]]
+        if self.kind == "pms-simulator":
+            return ["pms-simulator", *self.config["args"]]
         return [self.kind, "run", "--config", str(self.config_path)]
 
     def take_modems(self) -> None:
@@ -101,7 +117,8 @@ def load_secrets(demo_dir: Path) -> dict[str, Any]:
         values.setdefault(f"{name}_admin_token", secrets.token_urlsafe(24))
     values.setdefault("peering_secret", secrets.token_urlsafe(24))
     passwords = values.setdefault("sip_passwords", {})
-    for number, _ in BRANCH_EXTENSIONS + BRANCH_B_EXTENSIONS + GATEWAY_EXTENSIONS:
+    every = BRANCH_EXTENSIONS + BRANCH_B_EXTENSIONS + GATEWAY_EXTENSIONS + hotel.HOTEL_EXTENSIONS
+    for number, _ in every:
         passwords.setdefault(number, secrets.token_urlsafe(12))
     if json.dumps(values, sort_keys=True) == before:
         return values
@@ -168,7 +185,8 @@ def demo_keys(demo_dir: Path) -> dict[str, dict[str, str]]:
 
 
 def plan_services(demo_dir: Path) -> list[ServicePlan]:
-    """Aggregator, the two branch boxes, the simulated modems and the SIM gateway, in order."""
+    """Aggregator, the PMS simulator, the hotel (in the background), the two branch boxes,
+    the simulated modems and the SIM gateway, in start order."""
     creds = load_secrets(demo_dir)
     key_pairs = demo_keys(demo_dir)
     book = PortBook(demo_dir)
@@ -191,8 +209,36 @@ def plan_services(demo_dir: Path) -> list[ServicePlan]:
     gateway.modems_from = simulator.ready_file
     branch.config["compliance"] = {"extensions": {COMPLIANCE_BOUND: {}}}
     _contact_centre(branch)
+    pms = _pms_simulator(demo_dir, book)
+    hotel_box = _appliance(
+        demo_dir, creds, "hotel", "hotel", hotel.HOTEL_EXTENSIONS, link, key_pairs, book
+    )
+    _hotel(hotel_box, pms, creds["sip_passwords"])
     book.save()
-    return [aggregator, branch, branch_b, simulator, gateway]
+    return [aggregator, pms, hotel_box, branch, branch_b, simulator, gateway]
+
+
+def _pms_simulator(demo_dir: Path, book: PortBook) -> ServicePlan:
+    """The hotel's PMS: the project's FIAS simulator, both its ports on loopback helpers."""
+    root = demo_dir / "pms"
+    ready = root / hotel.SIMULATOR_READY
+    ready.unlink(missing_ok=True)
+    fias_port, control_port = book.helper(), book.helper()
+    args = hotel.simulator_args(root, fias_port, control_port)
+    extras = {"fias": f"{LOOPBACK}:{fias_port}"}
+    return ServicePlan("pms", "pms-simulator", control_port, root,
+                       {"args": args, "data_dir": str(root)}, extras, ready_file=ready,
+                       published=("control",))  # fmt: skip
+
+
+def _hotel(plan: ServicePlan, pms: ServicePlan, passwords: dict[str, str]) -> None:
+    """The hotel's rooms and PMS link; rooms may dial out (when a guest is in) like branch A."""
+    fias_port = int(pms.extras["fias"].rsplit(":", 1)[1])
+    plan.config["hotel"] = hotel.hotel_section(fias_port)
+    numbers = [number for number, _ in hotel.HOTEL_EXTENSIONS]
+    plan.config["pbx"]["dialplan"]["class_of_service"] = dict.fromkeys(numbers, "international")
+    plan.extras["hotel"] = hotel.room_extras(passwords, pms.url)
+    plan.background = True
 
 
 def _contact_centre(branch: ServicePlan) -> None:
@@ -228,7 +274,7 @@ def directory(plans: list[ServicePlan]) -> dict[str, Any]:
     """The company directory HQ gets: every site with a PBX, extensions dialled as they are.
 
     The gateway's GSM trunk group owns its SIMs' numbers; national numbers (0...) dialled
-    at branch A break out through it.
+    at branch A or from a hotel room break out through it.
     """
     sites, trunks, rules = [], [], []
     for plan in plans:
@@ -245,7 +291,8 @@ def directory(plans: list[ServicePlan]) -> dict[str, Any]:
             trunks.append({"id": GSM_GROUP, "site": plan.config["site_id"], "kind": "gsm",
                            "numbers": owned})  # fmt: skip
             rules.append({"id": "national", "prefix": "0", "min_length": 6,
-                          "sites": ["demo-branch"], "targets": [{"trunk": GSM_GROUP}]})  # fmt: skip
+                          "sites": ["demo-branch", "demo-hotel"],
+                          "targets": [{"trunk": GSM_GROUP}]})  # fmt: skip
     return {"plan": {"flat": True, "site_prefix": ""}, "sites": sites, "trunks": trunks,
             "rules": rules}  # fmt: skip
 
@@ -258,7 +305,7 @@ def _pbx_ports(name: str, peering_secret: str, book: PortBook) -> dict[str, Any]
 
     Branch A also runs two media workers: an echo test (*43), meet-me rooms (*3 + room)
     and an IVR (``ivr-main``, where Sales forwards when busy): 1 for Reception, 2 for
-    Support.
+    Support. The hotel runs one, for its wake-up calls.
     """
     low, high = RTP_RANGES[name]
     media: dict[str, Any] = {"workers": 0}
@@ -279,6 +326,8 @@ def _pbx_ports(name: str, peering_secret: str, book: PortBook) -> dict[str, Any]
             },
         }
         dialplan = {"forward": {"1002": {"busy": "ivr:main"}}}
+    if name == "hotel":
+        media = {"workers": 1, "port_base": book.helper(socket.SOCK_DGRAM)}
     return {
         "enabled": True,
         "sip_host": LOOPBACK,
@@ -323,6 +372,7 @@ def _modem_simulator(demo_dir: Path) -> ServicePlan:
         {"args": args, "data_dir": str(root)},
         extras,
         ready_file=ports,
+        published=("control", "modems"),
     )
 
 

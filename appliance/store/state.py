@@ -32,6 +32,10 @@ class StateStore:
         with self._store.write() as txn:
             txn.put(key.encode(), msgpack.packb(value, use_bin_type=True), db=self._db)
 
+    def put_in(self, txn: Any, key: str, value: Any) -> None:
+        """Store ``value`` under ``key`` inside the caller's write transaction."""
+        txn.put(key.encode(), msgpack.packb(value, use_bin_type=True), db=self._db)
+
     def delete(self, key: str) -> bool:
         """Remove ``key``; returns whether it existed."""
         with self._store.write() as txn:

@@ -325,10 +325,14 @@ class Worker:
             if leg.service == "originate" and leg.refer_to:
                 call.xfer(leg.refer_to, pj.CallOpParam(True))
         elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
-            self._forget(call.getId(), leg)
-            if leg.tag:
-                emit(ev="leg", id=leg.tag, state="ended", code=code, reason=reason,
-                     answered=leg.answered)  # fmt: skip
+            # The owner of a tagged leg (a wake-up call waiting for its outcome) must hear
+            # that it ended even if tearing its media down failed.
+            try:
+                self._forget(call.getId(), leg)
+            finally:
+                if leg.tag:
+                    emit(ev="leg", id=leg.tag, state="ended", code=code, reason=reason,
+                         answered=leg.answered)  # fmt: skip
 
     def media(self, call: Call) -> None:
         """Media became active (or changed): connect the leg's audio for its service."""
@@ -412,10 +416,16 @@ class Worker:
             leg.deadline = time.monotonic() + prompt.seconds
 
     def stop_source(self, leg: Leg) -> None:
-        """Stop what plays to the leg."""
-        if leg.source is not None and leg.audio is not None:
-            leg.source.stopTransmit(leg.audio)
-        leg.source = None
+        """Stop what plays to the leg (nothing to stop once the call's media is gone)."""
+        source, leg.source = leg.source, None
+        if source is None or leg.audio is None:
+            return
+        try:
+            source.stopTransmit(leg.audio)
+        except pj.Error as err:
+            # A call that ended may have left the bridge already (PJ_EINVAL): its port and
+            # with it the transmission are gone, which is what stopping asked for.
+            log.info("prompt already stopped with its call's media: %s", err.info())
 
     def _join(self, leg: Leg) -> None:
         self._connect(_room_key(leg), leg)

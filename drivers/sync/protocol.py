@@ -32,14 +32,17 @@ doctor-report      report{at, source, findings[{group, check, status, detail,  -
                    next_step}]} - the site's latest doctor report, sent when
                    a newer one is made and again on each new session
                    (drivers/sync/doctor_report.py, docs/doctor.md)
+agent-state-batch  records[[seq, agent state change msgpack bytes]]            ack
+                   (1..MAX_RECORDS): contact-centre agents' state log
+                   (drivers/sync/agent_states.py, docs/contact-centre.md)
 =================  ==========================================================  ==========
 
 Down (aggregator -> appliance)
 
 =================  ==========================================================
 welcome            server_time, protocol
-ack                stream ("cdr", "compliance", "sms"), seqs[] - entries durably stored (or
-                   already held)
+ack                stream ("cdr", "compliance", "sms", "agent-state"), seqs[] - entries
+                   durably stored (or already held)
 rec-resume         recording_id, offset (bytes already held), credit (chunks allowed)
 rec-credit         recording_id, credit (more chunks allowed)
 rec-done           recording_id, ok, reason - ok: stored and sha256 verified
@@ -272,6 +275,11 @@ class DoctorReportMessage(Message):
 
 
 @dataclass(frozen=True)
+class AgentStateBatch(RecordBatch):
+    TYPE = "agent-state-batch"
+
+
+@dataclass(frozen=True)
 class ErrorReply(Message):
     TYPE = "error"
     SCHEMA = {"error_id": str, "message": str, "ref": (str, type(None))}
@@ -303,6 +311,7 @@ MESSAGES: dict[str, type[Message]] = {
         ComplianceBatch,
         SmsBatch,
         DoctorReportMessage,
+        AgentStateBatch,
         ErrorReply,
     )
 }

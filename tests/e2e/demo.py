@@ -6,11 +6,12 @@ configure a softphone or an HTTP client from it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -52,6 +53,18 @@ class Demo:
         answer = httpx.post(f"{control}/modems/{index}/{action}", json=body, timeout=5)
         answer.raise_for_status()
 
+    def pms(self, action: str, body: dict[str, Any]) -> None:
+        """Script the hotel's PMS simulator over its HTTP control (``rooms/0101/check-in``)."""
+        control = self.services["hotel"]["hotel"]["pms_control"]
+        answer = httpx.post(f"{control}/{action}", json=body, timeout=5)
+        answer.raise_for_status()
+
+    def hotel_room(self, room: str) -> dict[str, Any]:
+        """The hotel appliance's view of ``room`` (guests, class of service, wake-ups)."""
+        with self.api("hotel") as hotel:
+            rooms: list[dict[str, Any]] = hotel.get("/api/v1/hotel/rooms").json()["rooms"]
+        return next(r for r in rooms if r["room"] == room)
+
     def hq_cdrs(self, **params: str) -> list[dict[str, Any]]:
         """CDRs at HQ matching ``params``."""
         with self.api("aggregator") as hq:
@@ -63,6 +76,27 @@ class Demo:
         with self.api("aggregator") as hq:
             answer = hq.get(f"/api/v1/recordings/{site}/{recording_id}")
         return answer.content if answer.status_code == 200 else None
+
+
+@contextlib.contextmanager
+def registered(demo: Demo, root: Path, *specs: tuple[str, str, int]) -> Iterator[list[Phone]]:
+    """Phones (site, number, tone) registered for a ``with`` block; always closed."""
+    started = [demo.phone(site, number, tone, root) for site, number, tone in specs]
+    try:
+        for phone in started:
+            assert phone.registered(timeout=20) == 200
+        yield started
+    finally:
+        for phone in started:
+            phone.close()
+
+
+def hang_up(caller: Phone, *others: Phone) -> None:
+    """The caller hangs up; it and every other phone see the call end."""
+    caller.send("hangup")
+    caller.state("DISCONNECTED")
+    for phone in others:
+        phone.state("DISCONNECTED", timeout=15)
 
 
 def eventually(check: Callable[[], Any], timeout: float, what: str) -> Any:

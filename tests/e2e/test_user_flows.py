@@ -6,30 +6,15 @@ two-channel WAV HQ serves, HQ's SIM fleet. One demo serves the whole module.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-from tests.e2e.demo import Demo, eventually, wav_channels
+from tests.e2e.demo import Demo, eventually, hang_up, registered, wav_channels
 from tests.integration.pbx.audio import dominant, loudness, power, read_channels
 from tests.integration.pbx.harness import Phone
 
 TONES = [300.0, 450.0, 600.0, 700.0, 1000.0, 1500.0]
 FAR_END_TONE = 1500.0
-
-
-@contextlib.contextmanager
-def registered(demo: Demo, root: Path, *specs: tuple[str, str, int]) -> Iterator[list[Phone]]:
-    """Phones (site, number, tone) registered for a ``with`` block; always closed."""
-    started = [demo.phone(site, number, tone, root) for site, number, tone in specs]
-    try:
-        for phone in started:
-            assert phone.registered(timeout=20) == 200
-        yield started
-    finally:
-        for phone in started:
-            phone.close()
 
 
 def heard(phone: Phone) -> float:
@@ -47,13 +32,6 @@ def talk(*phones: Phone, seconds: float = 2.5) -> None:
         seconds + 15,
         "every phone to record the call",
     )
-
-
-def hang_up(caller: Phone, *others: Phone) -> None:
-    caller.send("hangup")
-    caller.state("DISCONNECTED")
-    for phone in others:
-        phone.state("DISCONNECTED", timeout=15)
 
 
 def answered_at_hq(demo: Demo, site: str, caller: str, callee: str) -> dict[str, object]:

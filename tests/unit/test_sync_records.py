@@ -14,13 +14,16 @@ import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from appliance.pbx.cdr import CdrBuilder
 from drivers.sip.events import End, Failed, Invite, Rejected
+from drivers.sync.agent_states import parse_agent_state
 from drivers.sync.limits import DURATION_MAX_S, TIME_MAX_S, TIME_MIN_S
 from drivers.sync.protocol import (
     MESSAGES,
     VERSION,
+    AgentStateBatch,
     CdrBatch,
     Command,
     Message,
@@ -53,6 +56,7 @@ PARSERS: dict[str, Callable[[bytes], Any]] = {
     "cdr": parse_cdr,
     "sms": parse_sms,
     "refused": parse_refused_call,
+    "agent": parse_agent_state,
 }
 
 
@@ -60,6 +64,8 @@ def jsonable(value: Any) -> Any:
     """A record as the JSON of expected.json: maps for records, lists for tuples."""
     if hasattr(value, "_asdict"):
         return {k: jsonable(v) for k, v in value._asdict().items()}
+    if isinstance(value, BaseModel):
+        return jsonable(value.model_dump())
     if isinstance(value, dict):
         return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -74,6 +80,8 @@ def message_fields(message: Message) -> Any:
         out["records"] = [[seq, parse_cdr(raw)] for seq, raw in message.records]
     if isinstance(message, SmsBatch):
         out["records"] = [[seq, parse_sms(raw)] for seq, raw in message.records]
+    if isinstance(message, AgentStateBatch):
+        out["records"] = [[seq, parse_agent_state(raw)] for seq, raw in message.records]
     if isinstance(message, SimStatus):
         out["sims"] = [parse_sim(s) for s in message.sims]
         out["switches"] = [parse_switch(s) for s in message.switches]

@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _announce(port: int, url: str, json_path: str | None) -> None:
     if json_path:
-        Path(json_path).write_text(json.dumps({"fias_port": port, "control": url}))
+        # Written whole, then renamed: whoever waits for the file never reads half of it.
+        target = Path(json_path)
+        partial = target.with_name(target.name + ".part")
+        partial.write_text(json.dumps({"fias_port": port, "control": url}))
+        partial.replace(target)
     sys.stdout.write(f"fias: 127.0.0.1:{port}\ncontrol: {url}\nrunning; Ctrl-C to stop\n")
     sys.stdout.flush()

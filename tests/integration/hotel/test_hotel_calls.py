@@ -294,9 +294,11 @@ def test_a_wake_up_survives_kill_9_and_is_answered_once(
         room.wait(lambda e: e["ev"] == "incoming", timeout=60)
         room.send("answer")
         room.state("CONFIRMED")
-        wait_for(lambda: recorded_enough(room, 1.5), 15, lambda: "the room heard nothing")
+        wait_for(lambda: recorded_enough(room, 2.5), 15, lambda: "the room heard nothing")
         room.send("dtmf", digits="1")
         room.state("DISCONNECTED")
+    rate, samples = heard_samples(room)
+    assert spoken(samples, rate, 0.2, 2.4), "no spoken wake-up message"
     wait_for(lambda: len(answers(simulator)) > len(before), 10, hotel.output)
     assert answers(simulator)[len(before) :] == [f"WA|RN0102|{stamp}ASOK|"]
 

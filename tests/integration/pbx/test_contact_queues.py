@@ -22,6 +22,9 @@ from typing import Any
 import pytest
 import yaml
 
+from appliance.contact.state_log import AGENT_OUTBOX
+from appliance.store import Outbox, Store
+from drivers.sync.agent_states import parse_agent_state
 from tests.integration.pbx.audio import loudness, power, read_channels
 from tests.integration.pbx.harness import (
     API_TOKEN,
@@ -354,9 +357,31 @@ def test_agent_states_survive_a_restart(qpbx: Pbx) -> None:
     agent(qpbx, "1002", "logout")
     agent(qpbx, "1002", "login")
     qpbx.stop()
+    before = agent_log(qpbx)
     qpbx.start()
     wait_for(lambda: api_up(qpbx), 20, qpbx.output)
     carol = agent_state(qpbx, "support", "1003")
     assert (carol["state"], carol["reason"]) == ("paused", "lunch")
     bob = agent_state(qpbx, "sales", "1002")
     assert (bob["state"], bob["reason"]) == ("available", None)
+    # The state log for HQ holds each change in order, and each agent as restored.
+    assert [e for e in before if e[0] == "1003"][-1] == ("1003", "paused", "lunch")
+    assert [e for e in before if e[0] == "1002"][-2:] == [("1002", "logged-out", ""),
+                                                          ("1002", "available", "")]  # fmt: skip
+    qpbx.stop()
+    restored = agent_log(qpbx)[len(before) :]
+    qpbx.start()
+    wait_for(lambda: api_up(qpbx), 20, qpbx.output)
+    assert ("1003", "paused", "lunch") in restored
+    assert ("1002", "available", "") in restored
+
+
+def agent_log(pbx: Pbx) -> list[tuple[str, str, str]]:
+    """The appliance's agent state log (its ``agent-state`` outbox), read while it is down."""
+    store = Store.open(pbx.data / "store")
+    try:
+        entries = Outbox(store, AGENT_OUTBOX).read_batch(limit=100_000)
+    finally:
+        store.close()
+    changes = [parse_agent_state(raw) for _, raw in entries]
+    return [(c.agent, c.state, c.reason) for c in changes]

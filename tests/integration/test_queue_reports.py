@@ -1,0 +1,187 @@
+"""Queue and agent reports end to end: an appliance's outboxes synced into SQLite and
+PostgreSQL, read back through HQ's API and `callmesh hq`, equal to a hand count."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from aggregator.store.db import migrated_engine
+from aggregator.store.schema import queue_rollup, queue_rollup_daily
+from appliance.contact.state_log import AGENT_OUTBOX
+from appliance.store import Outbox, Store
+from drivers.sync.agent_states import AgentStateChange
+from tests import queue_migration as migrated
+from tests.integration.test_sync import start_aggregator, start_appliance
+from tests.pg import fresh_database, postgres_server
+from tests.procs import ROOT
+from tests.queue_cdrs import QueuedCall
+from tests.sync_env import T0, TOKEN, SyncEnv, make_cdr, make_env, wait_for
+
+pytestmark = pytest.mark.timeout(300)
+SPAN: dict[str, object] = {"from": "2025-11-24", "to": "2025-11-26"}
+H = 3600.0
+# T0 is 2025-11-24T16:00Z: the calls fall on the 24th and the 25th (UTC).
+CALLS = [
+    QueuedCall(10_000 + n, ("support", "sales")[n % 2],
+               ("answered", "answered", "abandoned", "overflowed", "timeout", "answered")[n % 6],
+               wait_s=float(3 + n % 40), talk_s=float(30 + n % 90), sl_met=n % 3 == 0,
+               start=T0 + n * 200, agent=("1003", "1004")[n % 4 // 2])
+    for n in range(400)
+]  # fmt: skip
+PLAIN = 300  # CDRs that passed no queue
+LOG = [
+    ("1003", "available", "", T0),
+    ("1003", "paused", "lunch", T0 + H),
+    ("1003", "available", "", T0 + 2 * H),
+    ("1003", "logged-out", "", T0 + 6 * H),
+    ("1004", "available", "", T0 + 3 * H),
+    ("1004", "logged-out", "", T0 + 5 * H),
+]
+
+
+def fill(env: SyncEnv) -> None:
+    """The appliance's outboxes as the PBX and the contact centre leave them."""
+    store = Store.open(env.root / "app" / "store")
+    try:
+        cdrs = [call.cdr() for call in CALLS] + [make_cdr(n) for n in range(PLAIN)]
+        Outbox(store, "cdr").append_many(cdrs)
+        changes = [AgentStateChange(agent=a, state=s, reason=r, at=at).pack()  # type: ignore[arg-type]
+                   for a, s, r, at in LOG]  # fmt: skip
+        Outbox(store, AGENT_OUTBOX).append_many([*changes, b"\xc1 not msgpack"])
+    finally:
+        store.close()
+
+
+def hand_count(day: str) -> dict[str, dict[str, object]]:
+    """Per queue: offered, answered, abandoned and the longest wait of calls on ``day``."""
+    counted: dict[str, dict[str, object]] = {}
+    for queue in ("support", "sales"):
+        mine = [c for c in CALLS if c.queue == queue and _day(c.start) == day]
+        answered = [c for c in mine if c.outcome == "answered"]
+        counted[queue] = {
+            "offered": len(mine),
+            "answered": len(answered),
+            "abandoned": sum(c.outcome == "abandoned" for c in mine),
+            "overflowed": sum(c.outcome == "overflowed" for c in mine),
+            "asa_s": round(sum(c.wait_s for c in answered) / len(answered), 1),
+            "longest_wait_s": max(c.wait_s for c in mine),
+        }
+    return counted
+
+
+def _day(epoch_s: float) -> str:
+    return "2025-11-24" if epoch_s < 1_764_028_800 else "2025-11-25"
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def synced(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, pg_server: str
+) -> Iterator[SyncEnv]:
+    """An aggregator that received the appliance's outboxes whole (one per database)."""
+
+    def run(db_url: str | None) -> Iterator[SyncEnv]:
+        env = make_env(tmp_path_factory.mktemp(request.param), db_url=db_url)
+        fill(env)
+        agg, app = start_aggregator(env), start_appliance(env)
+        try:
+            total = len(CALLS) + PLAIN
+            wait_for(lambda: env.ingested() == total, 120, f"{total} CDRs at HQ")
+            wait_for(lambda: agents_logged(env) == {"1003", "1004"}, 60, "the agent log at HQ")
+            wait_for(lambda: agent_log_pending(env) == 0, 60, "the agent log acknowledged")
+            yield env
+        finally:
+            app.close()
+            agg.close()
+
+    if request.param == "sqlite":
+        yield from run(None)
+    else:
+        with fresh_database(pg_server, "queues") as url:
+            yield from run(url)
+
+
+def agents_logged(env: SyncEnv) -> set[str]:
+    rows = env.api("/api/v1/reports/agents", None, **SPAN)["rows"]
+    return {row["agent"] for row in rows}
+
+
+def agent_log_pending(env: SyncEnv) -> int:
+    """Agent state changes in the appliance's outbox, not yet acknowledged by HQ."""
+    text = httpx.get(f"{env.app_url}/metrics", timeout=5).text
+    found = re.search(r'callmesh_outbox_pending\{outbox="agent-state"\} ([0-9.e+]+)', text)
+    assert found, "no agent-state outbox metric"
+    return int(float(found.group(1)))
+
+
+def callmesh_hq(env: SyncEnv, *args: str) -> str:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CALLMESH_HQ_")}
+    environ.update(PYTHONPATH=str(ROOT), HOME=str(env.root), CALLMESH_HQ_URL=env.agg_url,
+                   CALLMESH_HQ_TOKEN=TOKEN)  # fmt: skip
+    command = [sys.executable, "-m", "appliance.cli.main", "hq", *args]
+    done = subprocess.run(
+        command, env=environ, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_queue_report_from_synced_cdrs_equals_a_hand_count(synced: SyncEnv) -> None:
+    rows = json.loads(callmesh_hq(synced, "report", "queues", "--from", "2025-11-24",
+                                  "--to", "2025-11-26", "--json"))  # fmt: skip
+    for day in ("2025-11-24", "2025-11-25"):
+        got = {row["queue"]: row for row in rows if row["period"] == day}
+        for queue, figures in hand_count(day).items():
+            assert {k: got[queue][k] for k in figures} == figures, (day, queue)
+    hourly = {"interval": "hour", "queue": "sales", **SPAN}
+    hours = synced.api("/api/v1/reports/queues", None, **hourly)["rows"]
+    assert sum(row["offered"] for row in hours) == sum(c.queue == "sales" for c in CALLS)
+
+
+def test_agent_report_from_the_synced_log_and_queue_cdrs(synced: SyncEnv) -> None:
+    rows = synced.api("/api/v1/reports/agents", None, **SPAN)
+    by_agent = {row["agent"]: row for row in rows["rows"]}
+    exported = callmesh_hq(synced, "report", "agents", "--from", "2025-11-24", "--to",
+                           "2025-11-26", "--csv", "-")  # fmt: skip
+    lines = list(csv.DictReader(io.StringIO(exported)))
+    assert {line["agent"]: line["paused_by_reason.lunch"] for line in lines}["1003"] == "3600.0"
+    answer = httpx.get(f"{synced.agg_url}/api/v1/reports/agents", timeout=10,
+                       params={"from": "2025-11-24", "to": "2025-11-26", "format": "csv"},
+                       headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+    cells = {row["agent"]: row for row in csv.DictReader(io.StringIO(answer.text))}
+    assert cells["1003"]["paused_by_reason"] == "lunch=3600.0"
+    first, second = by_agent["1003"], by_agent["1004"]
+    assert (first["logged_in_s"], first["paused_by_reason"], second["logged_in_s"]) == (
+        6 * H, {"lunch": H}, 2 * H)  # fmt: skip
+    for agent, row in by_agent.items():
+        mine = [c for c in CALLS if c.outcome == "answered" and c.agent == agent]
+        assert row["calls_answered"] == len(mine)
+        assert row["talk_s"] == pytest.approx(sum(c.talk_s for c in mine), abs=0.1)
+
+
+def test_the_upgrade_from_0003_back_fills_the_queue_rollups_on_postgres(pg_server: str) -> None:
+    with fresh_database(pg_server, "migration") as url:
+        migrated.at_revision_0003(url)
+        engine, migration = migrated_engine(url)
+        try:
+            assert migration.before == "0003"
+            expected = migrated.hand_count(migrated.CALLS)
+            migrated.assert_close(migrated.sums(engine, queue_rollup), expected)
+            migrated.assert_close(migrated.sums(engine, queue_rollup_daily), expected)
+        finally:
+            engine.dispose()

@@ -1,0 +1,72 @@
+"""A database at revision 0003 holding queued calls' CDRs, and what 0004 must make of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from aggregator.store import migrate
+from aggregator.store.cdr_rows import cdr_row
+from aggregator.store.db import driver_url
+from aggregator.store.schema import cdrs
+from tests.first_release import make_first_release_db
+from tests.queue_cdrs import QueuedCall
+from tests.sync_env import T0
+
+CALLS = [
+    QueuedCall(1000 + n, "support" if n % 3 else "sales", outcome, wait_s=5.0 + n,
+               talk_s=40.0, sl_met=n % 2 == 0, start=T0 + n * 1800)
+    for n, outcome in enumerate(["answered", "abandoned", "answered", "timeout"] * 6)
+]  # fmt: skip
+
+
+def at_revision_0003(url: str) -> None:
+    """A database as release 0003 left it: the first release's, upgraded to 0003."""
+    make_first_release_db(url, cdrs=20)
+    engine = sa.create_engine(driver_url(url))
+    with engine.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", str(Path(migrate.__file__).parent / "migrations"))
+        config.attributes["connection"] = conn
+        command.stamp(config, migrate.FIRST_RELEASE)
+        command.upgrade(config, "0003")
+        rows = [cdr_row("site-a", call.cdr(), 1)._asdict() for call in CALLS]
+        conn.execute(cdrs.insert(), rows)
+    engine.dispose()
+
+
+def sums(engine: sa.Engine, table: sa.Table) -> dict[str, tuple[float, ...]]:
+    t = table.c
+    summed = (t.offered, t.answered, t.abandoned, t.timeout, t.sl_met, t.wait_s)
+    query = sa.select(t.queue, *map(sa.func.sum, summed), sa.func.max(t.max_wait_s))
+    query = query.group_by(t.queue)
+    with engine.connect() as conn:
+        return {queue: tuple(figures) for queue, *figures in conn.execute(query)}
+
+
+def assert_close(got: dict[str, tuple[float, ...]], want: dict[str, tuple[float, ...]]) -> None:
+    """Equal counts; seconds equal to the millisecond (waits are worked out from times)."""
+    assert got.keys() == want.keys()
+    for queue, figures in want.items():
+        assert got[queue] == pytest.approx(figures, abs=1e-3), queue
+
+
+def hand_count(calls: list[QueuedCall]) -> dict[str, tuple[float, ...]]:
+    counted: dict[str, tuple[float, ...]] = {}
+    for queue in {c.queue for c in calls}:
+        mine = [c for c in calls if c.queue == queue]
+        answered = [c for c in mine if c.outcome == "answered"]
+        counted[queue] = (
+            len(mine),
+            len(answered),
+            sum(c.outcome == "abandoned" for c in mine),
+            sum(c.outcome == "timeout" for c in mine),
+            sum(c.sl_met for c in answered),
+            sum(c.wait_s for c in answered),
+            max(c.wait_s for c in mine),
+        )
+    return counted

@@ -1,0 +1,31 @@
+"""Revision 0004 back-fills the per-queue rollups from the CDRs a 0003 database holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from aggregator.store import migrate
+from aggregator.store.cdrs import CdrStore
+from aggregator.store.db import migrated_engine
+from aggregator.store.schema import agent_rollup, queue_rollup, queue_rollup_daily
+from tests.queue_migration import CALLS, assert_close, at_revision_0003, hand_count, sums
+
+
+def test_the_upgrade_from_0003_back_fills_the_queue_rollups(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'agg.db'}"
+    at_revision_0003(url)
+    engine, migration = migrated_engine(url)
+    assert (migration.before, migration.after) == ("0003", migrate.head())
+    expected = hand_count(CALLS)
+    assert_close(sums(engine, queue_rollup), expected)
+    assert_close(sums(engine, queue_rollup_daily), expected)
+    with engine.connect() as conn:
+        by_agent = sa.select(agent_rollup.c.agent, sa.func.sum(agent_rollup.c.answered))
+        answered = sum(c.outcome == "answered" for c in CALLS)
+        assert conn.execute(by_agent.group_by(agent_rollup.c.agent)).all() == [("1003", answered)]
+    again = CdrStore(engine).ingest("site-a", [(c.n, c.cdr()) for c in CALLS])
+    assert again.duplicates == len(CALLS)
+    assert_close(sums(engine, queue_rollup), expected)
+    engine.dispose()
