@@ -25,6 +25,7 @@ from aggregator.directory.sync import DirectorySync
 from aggregator.doctor.sync import DoctorSync
 from aggregator.enrolment.codes import EnrolledKeyReader
 from aggregator.fleet.sync import FleetSync
+from aggregator.hotel.sync import HotelSync
 from aggregator.ingest import IngestServer
 from aggregator.ingest_features import IngestFeatures
 from aggregator.ingest_metrics import IngestMetrics
@@ -53,6 +54,7 @@ from drivers.sync.protocol import (
     ComplianceBatch,
     DoctorReportMessage,
     Hello,
+    HotelBatch,
     RecChunk,
     RecOffer,
     SimStatus,
@@ -165,6 +167,7 @@ def _sync_features(
             "CDR retention", RETENTION_INTERVAL_S, lambda: drop_old_months(engine(), keep_months)
         )
     features.add_stream(AgentStateBatch, STREAM, AgentStateSync(engine, refusals).store)
+    features.add_stream(HotelBatch, "hotel", HotelSync(engine, refusals).store)
     return recordings, features
 
 

@@ -40,9 +40,12 @@ from appliance.gateway.diagnostics import build_diagnostics_router
 from appliance.gateway.routes import build_sms_router
 from appliance.gateway.sms import SmsService
 from appliance.gateway.sms_store import OUTBOX as SMS_OUTBOX
+from appliance.hotel.business_date import BusinessDate
 from appliance.hotel.charges import ChargeService
 from appliance.hotel.lamps import MessageLamps
 from appliance.hotel.pms_link import PmsLinkService
+from appliance.hotel.reports import STREAM as HOTEL_STREAM
+from appliance.hotel.reports import HqReports
 from appliance.hotel.rooms import RoomBook
 from appliance.hotel.routes import build_hotel_router
 from appliance.hotel.settings import PmsSettings
@@ -88,7 +91,7 @@ from drivers.sync.session import BatchStream
 
 log = logging.getLogger(__name__)
 
-OUTBOXES = ("cdr", "recording", "compliance", "sms", "agent-state")
+OUTBOXES = ("cdr", "recording", "compliance", "sms", "agent-state", "hotel")
 
 
 class StoreComponent:
@@ -237,6 +240,8 @@ def _sync(
     features.add_publisher(DoctorReportPublisher(doctor))
     # Also without queues configured: changes logged before they were removed still go up.
     features.add_stream(OutboxStream(AGENT_STATES))
+    if settings.hotel.pms is not None:
+        features.add_stream(OutboxStream(HOTEL_STREAM))
     return SyncClient(settings, store.get, metrics, features)
 
 
@@ -316,9 +321,16 @@ def _hotel(
     """
     hotel, timezone = settings.hotel, settings.site.timezone
     rooms = RoomBook({r.room: r.extension for r in hotel.rooms}, hotel.checked_in_cos)
-    pms = PmsLinkService(pms_settings, store.get, build_client(pms_settings, timezone), rooms)
+    reports = HqReports(store.get, timezone) if settings.sync.enabled else None
+    client = build_client(pms_settings, timezone)
+    business = BusinessDate(store.get, timezone, time.time)
+    pms = PmsLinkService(
+        pms_settings, store.get, client, rooms, reports.postings if reports else None, business
+    )
     health.add_check("pms", pms.check)
-    book = WakeUpBook(store.get) if pbx is not None else None
+    book = None
+    if pbx is not None:
+        book = WakeUpBook(store.get, reports.wake_up if reports else None)
     app.include_router(build_hotel_router(settings.api.tokens, pms, book))
     if pbx is None or book is None:
         return [pms]
@@ -336,7 +348,7 @@ def _hotel(
     join_routing_chain(
         exchange.chain, lambda: exchange.dialplan, hotel, rooms, pms, timezone, wake_ups, alert
     )
-    charges = ChargeService(rooms, store.get, timezone, time.time, hotel.charges)
+    charges = ChargeService(rooms, store.get, timezone, time.time, hotel.charges, business.current)
     exchange.cdr_listeners.append(charges.on_cdr)
     return [pms, charges, wake_ups]
 

@@ -423,12 +423,15 @@ class ApplianceSettings(ServiceSettings):
     @model_validator(mode="after")
     def _room_extensions(self) -> ApplianceSettings:
         known = {e.number for e in self.sip.extensions}
-        named = {r.extension for r in self.hotel.rooms} | {self.hotel.vacant_redirect or ""}
+        named = {r.extension for r in self.hotel.rooms} | {
+            self.hotel.vacant_redirect or "",
+            self.hotel.dnd.front_desk or "",
+        }
         unknown = sorted(named - known - {""})
         if unknown:
             raise ValueError(
-                f"hotel.rooms, hotel.vacant_redirect: extensions {', '.join(unknown)} are not in "
-                "sip.extensions"
+                "hotel.rooms, hotel.vacant_redirect, hotel.dnd.front_desk: extensions "
+                f"{', '.join(unknown)} are not in sip.extensions"
             )
         return self
 

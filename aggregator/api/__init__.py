@@ -3,7 +3,7 @@
 Shared by every slice: ``auth`` (tokens, roles, site scope), ``errors`` (the error body),
 ``params`` (format, time zone, times, spans) and ``csv_export``. The routes and their
 SQL belong to the slices: sites, CDRs and reports, queue and agent reports, recordings,
-directory, fleet, SMS, enrolment.
+directory, fleet, SMS, hotel, enrolment.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from aggregator.directory.routes import build_directory_router
 from aggregator.doctor.routes import build_doctor_router
 from aggregator.enrolment.routes import build_enrolment_router
 from aggregator.fleet.routes import build_fleet_router
+from aggregator.hotel.routes import build_hotel_router
 from aggregator.queues.routes import build_queues_router
 from aggregator.recording_routes import build_recordings_router
 from aggregator.settings import AggregatorSettings
@@ -35,6 +36,7 @@ SLICES: tuple[RouterBuilder, ...] = (
     build_directory_router,
     build_fleet_router,
     build_sms_router,
+    build_hotel_router,
     build_enrolment_router,
     build_doctor_router,
 )

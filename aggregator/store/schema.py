@@ -19,7 +19,8 @@ do-not-call list, pushed to every site as the ``dnc`` snapshot topic (aggregator
 ``recordings`` the recordings held (file by content hash under the recordings folder);
 ``recordings_expired`` those retention deleted, so they answer "expired", not "unknown".
 ``sms_messages`` the SMS sites received and the outcome of those they sent
-(aggregator/store/sms.py).
+(aggregator/store/sms.py). ``hotel_postings`` and ``hotel_wake_ups`` the charge postings
+hotel sites' PMS answered and their wake-up outcomes (aggregator/hotel).
 """
 
 from __future__ import annotations
@@ -402,4 +403,50 @@ doctor_reports = sa.Table(
     sa.Column("source", sa.String(16), nullable=False),
     sa.Column("status", sa.String(8), nullable=False),
     sa.Column("findings", sa.JSON, nullable=False),
+)
+
+# The hotel (aggregator/hotel): postings the PMS finally answered and wake-up outcomes,
+# by (site, record id) as the sites send them (drivers/sync/hotel.py).
+hotel_postings = sa.Table(
+    "hotel_postings",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("posting_id", sa.String(64), primary_key=True),
+    sa.Column("room", sa.String(8), nullable=False),
+    sa.Column("posting_number", sa.Integer, nullable=False),
+    sa.Column("posting_type", sa.String(1), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=True),
+    sa.Column("duration_s", sa.Integer, nullable=True),
+    sa.Column("dialled", sa.String(20), nullable=False, server_default=""),
+    sa.Column("article", sa.String(16), nullable=False, server_default=""),
+    sa.Column("quantity", sa.Integer, nullable=True),
+    sa.Column("fias_date", sa.String(6), nullable=False, server_default=""),
+    sa.Column("fias_time", sa.String(6), nullable=False, server_default=""),
+    sa.Column("answer", sa.String(2), nullable=False),
+    sa.Column("answer_text", sa.String(256), nullable=False, server_default=""),
+    sa.Column("queued_ms", sa.BigInteger, nullable=False),
+    sa.Column("answered_ms", sa.BigInteger, nullable=False),
+    sa.Column("business_date", sa.String(10), nullable=False, server_default=""),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_hotel_postings_answered", "answered_ms"),
+    sa.Index("ix_hotel_postings_room", "site_id", "room"),
+)
+
+hotel_wake_ups = sa.Table(
+    "hotel_wake_ups",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("outcome_id", sa.String(64), primary_key=True),
+    sa.Column("room", sa.String(8), nullable=False),
+    sa.Column("fias_date", sa.String(6), nullable=False, server_default=""),
+    sa.Column("fias_time", sa.String(6), nullable=False, server_default=""),
+    sa.Column("due_ms", sa.BigInteger, nullable=True),
+    sa.Column("result", sa.String(2), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("front_desk_alerted", sa.Boolean, nullable=False),
+    sa.Column("source", sa.String(8), nullable=False),
+    sa.Column("ended_ms", sa.BigInteger, nullable=False),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_hotel_wake_ups_ended", "ended_ms"),
+    sa.Index("ix_hotel_wake_ups_room", "site_id", "room"),
 )

@@ -6,7 +6,8 @@ from an IVR flow's ``queue`` node. ``agents`` are the extensions that may log in
 an extension (``"1003"``) or ``{"extension", "skills", "penalty"}``; ``strategy`` says
 how the ACD picks among the free agents (``docs/contact-centre.md``). ``supervisors``
 and ``supervision`` are the supervisors' rights and the beep policy
-(``appliance.contact.supervisors``).
+(``appliance.contact.supervisors``). ``webhook_events``: globs of the CTI events also
+sent to ``pbx.webhook`` (``appliance.contact.cti_webhooks``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from appliance.contact.cti_webhooks import EVENTS, unknown_globs
 from appliance.contact.supervisors import (
     SupervisionSettings,
     SupervisorSettings,
@@ -134,4 +136,14 @@ class ContactSettings(Section):
         problems = check_supervisors(self.supervisors, self.queues)
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    webhook_events: tuple[str, ...] = ("*",)
+
+    @model_validator(mode="after")
+    def _webhook_events(self) -> ContactSettings:
+        unknown = unknown_globs(self.webhook_events)
+        if unknown:
+            raise ValueError(f"contact.webhook_events: {', '.join(map(repr, unknown))} match no "
+                             f"CTI event; events: {', '.join(EVENTS)}")  # fmt: skip
         return self

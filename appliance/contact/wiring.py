@@ -1,5 +1,6 @@
 """Builds the contact-centre slice and joins it to the PBX: the routing chain, the media
-workers' ``queue`` events, queue fields in the CDRs, the API routes."""
+workers' ``queue`` events, queue fields in the CDRs, CTI events to the PBX's webhook, the
+API routes."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from fastapi import APIRouter
 
 from appliance.contact.agent_call_routes import build_agent_call_router
 from appliance.contact.agent_calls import AgentCalls
+from appliance.contact.cti_webhooks import CtiWebhooks
 from appliance.contact.decider import QueueDecider
 from appliance.contact.routes import build_contact_router
 from appliance.contact.screen_pop import ScreenPops
@@ -112,6 +114,8 @@ def build_contact(
     pbx.chain.add(SupervisionDecider(supervision), OWN_NUMBERS)
     pbx.media_listeners["supervise"] = supervision
     calls = AgentCalls(service, lambda: pbx.dialplan.extensions)
+    if pbx.webhooks is not None:
+        service.cti.listeners.append(CtiWebhooks(pbx.webhooks, settings.webhook_events).on_event)
     return ContactCentre(service, supervision, store, pbx.events, calls)
 
 

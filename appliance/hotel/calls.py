@@ -13,7 +13,11 @@ proposed a route. For a call from a room's phone:
 - a call from outside or from a room to a vacant room's extension rings
   ``hotel.vacant_redirect`` (reception) instead, when configured; staff reach the room;
 - an emergency call is also announced to business systems as ``hotel.emergency-call`` on
-  the PBX's event stream (its webhook), for the front desk's screen.
+  the PBX's event stream (its webhook), for the front desk's screen;
+- a call from anyone to the extension of a room with DND set (``RE …|DNY|``) is answered
+  486 ``room-dnd`` or rings the front desk instead (``hotel.dnd``), unless it is a wake-up
+  call (From ``wake-up``, placed by a media worker: Kamailio says ``media=1`` only for
+  calls from the workers' addresses) or the front desk itself calls (it gets busy).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from dataclasses import replace
 from typing import Any
 
 from appliance.hotel.rooms import Room, RoomBook
+from appliance.hotel.settings import DndSettings
+from appliance.hotel.wakeup_calls import CALLER as WAKE_UP_CALLER
 from appliance.pbx.deciders import RouteQuery, outside_number
 from appliance.pbx.dialplan import COS_RANK, Decision, DialPlan
 
@@ -45,8 +51,10 @@ class RoomCallDecider:
         emergency_numbers: frozenset[str],
         vacant_redirect: str | None = None,
         alert: Callable[[str, dict[str, Any]], None] | None = None,
+        dnd: DndSettings | None = None,
     ) -> None:
         self._rooms = rooms
+        self._dnd = dnd or DndSettings()
         self._dialplan = dialplan
         self._emergency = emergency_numbers
         self._vacant_redirect = vacant_redirect
@@ -55,6 +63,9 @@ class RoomCallDecider:
     def decide(self, query: RouteQuery, decision: Decision | None) -> Decision | None:
         """The decision refused, named or redirected for a room's call; unchanged otherwise."""
         if decision is None or decision.action == "reject":
+            return decision
+        decision = self._dnd_diverted(query, decision) or decision
+        if decision.action == "reject":
             return decision
         room = None if query.from_trunk else self._rooms.for_extension(query.caller)
         if room is None:
@@ -76,6 +87,21 @@ class RoomCallDecider:
         log.info("call %s to vacant room %s goes to %s", query.call_id, callee.room,
                  self._vacant_redirect)  # fmt: skip
         return replace(target, route=f"hotel:vacant:{callee.room}", recording=decision.recording)
+
+    def _dnd_diverted(self, query: RouteQuery, decision: Decision) -> Decision | None:
+        """A call to a room with DND set: busy, or the front desk; None when it rings."""
+        if decision.action != "extension" or _wake_up_call(query):
+            return None
+        callee = self._rooms.for_extension(decision.targets[0])
+        if callee is None or not callee.dnd:
+            return None
+        desk = self._dnd.front_desk if self._dnd.action == "front-desk" else None
+        target = self._dialplan().local(desk) if desk and desk != query.caller else None
+        log.info("call %s to room %s (DND) %s", query.call_id, callee.room,
+                 f"goes to {desk}" if target else "is answered busy")  # fmt: skip
+        if target is None:
+            return Decision("reject", code=486, reason="room-dnd", route=f"hotel:dnd:{callee.room}")
+        return replace(target, route=f"hotel:dnd:{callee.room}", recording=decision.recording)
 
     def _refusal(self, room: Room, query: RouteQuery, decision: Decision) -> Decision | None:
         if query.dialled in self._emergency:
@@ -102,6 +128,11 @@ class RoomCallDecider:
             if route.name == decision.route:
                 return route.cos
         return "international"
+
+
+def _wake_up_call(query: RouteQuery) -> bool:
+    """A wake-up call a media worker places (trusted by Kamailio from its address)."""
+    return query.caller == WAKE_UP_CALLER and (query.raw or {}).get("media") == "1"
 
 
 def _named(decision: Decision, room: Room) -> Decision:

@@ -77,8 +77,10 @@ class ChargeService:
         timezone: str,
         clock: Callable[[], float],
         settings: ChargeSettings | None = None,
+        business_date: Callable[[], str] | None = None,
     ) -> None:
         self._rooms = rooms
+        self._business_date = business_date
         self._settings = settings or ChargeSettings()
         self._store = store
         self._zone = zoneinfo.ZoneInfo(timezone)
@@ -128,7 +130,7 @@ class ChargeService:
                      extra={"cdr_id": cdr["cdr_id"]})  # fmt: skip
 
     def _queue(self) -> PostingQueue:
-        return PostingQueue(self._store())
+        return PostingQueue(self._store(), business_date=self._business_date)
 
     def _indexed_since(self, oldest: str) -> list[dict[str, Any]]:
         store = self._store()

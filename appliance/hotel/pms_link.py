@@ -19,7 +19,14 @@ from typing import Any
 
 import msgpack
 
-from appliance.hotel.postings import Posting, PostingOutcome, PostingQueue, PostingSender
+from appliance.hotel.business_date import BusinessDate
+from appliance.hotel.postings import (
+    Posting,
+    PostingOutcome,
+    PostingQueue,
+    PostingSender,
+    Reports,
+)
 from appliance.hotel.rooms import RoomBook
 from appliance.hotel.settings import PmsSettings
 from appliance.store import StateStore, Store
@@ -52,8 +59,12 @@ class PmsLinkService:
         store: Callable[[], Store],
         client: FiasClient,
         rooms: RoomBook,
+        reports: Reports | None = None,
+        business: BusinessDate | None = None,
     ) -> None:
         self._settings = settings
+        self._reports = reports
+        self.business = business
         self.rooms = rooms
         # Features that act on records from the PMS (wake-ups), after the rooms applied them.
         self.record_listeners: list[Callable[[Record], None]] = []
@@ -74,7 +85,11 @@ class PmsLinkService:
         self._state = StateStore(store, "hotel")
         self.rooms.load(stored_rooms(self._state))
         self._sender = PostingSender(
-            PostingQueue(store),
+            PostingQueue(
+                store,
+                reports=self._reports,
+                business_date=self.business.current if self.business else None,
+            ),
             time.monotonic,
             answer_timeout=self._settings.answer_timeout_s,
             retry_after=self._settings.retry_after_s,
@@ -126,6 +141,7 @@ class PmsLinkService:
             "posting_outstanding": self.sender().outstanding,
             "rooms": len(rooms),
             "occupied": sum(1 for room in rooms if room.occupied),
+            "business_date": self.business.current() if self.business else None,
         }
 
     def check(self) -> tuple[bool, str]:
@@ -147,18 +163,18 @@ class PmsLinkService:
         while True:
             await self._completed.wait()
             self._completed.clear()
-            numbers = self.sender().take_completed()
+            outcomes = self.sender().take_completed()
             # Shielded: a stop waits for a commit already running instead of abandoning it.
             self._commit = asyncio.ensure_future(
-                asyncio.to_thread(self.sender().queue.complete, numbers)
+                asyncio.to_thread(self.sender().queue.complete, outcomes)
             )
             await asyncio.shield(self._commit)
-            self.sender().committed(numbers)
+            self.sender().committed(outcomes)
 
     def _commit_completed(self) -> None:
-        numbers = self.sender().take_completed()
-        self.sender().queue.complete(numbers)
-        self.sender().committed(numbers)
+        outcomes = self.sender().take_completed()
+        self.sender().queue.complete(outcomes)
+        self.sender().committed(outcomes)
 
     def _pump(self) -> None:
         record = self.sender().next_record(self.client.link.postings_allowed)
@@ -176,6 +192,8 @@ class PmsLinkService:
         elif isinstance(event, NightAudit):
             log.info("PMS night audit %s", "started" if event.running else "ended")
             if not event.running:
+                if self.business is not None:
+                    self.business.audit_ended()
                 self.sender().resume()
         elif isinstance(event, ResyncCompleted):
             self.rooms.apply_resync(event.rooms)

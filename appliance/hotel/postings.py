@@ -12,14 +12,18 @@ loss or a restart sends the same posting again with the same P#, so the PMS can 
 repeat (so does a crash between a final answer and its deletion): on our side nothing is
 dropped, and a P# is never given to another charge. A PA for any other P# (late, doubled) is
 logged and ignored. Postings are never filtered by room state: a charge for a room checked
-out in between is still sent.
+out in between is still sent. With a ``reports`` outbox (HQ's ``hotel`` stream) each finally
+answered posting is appended to it in the commit that deletes the posting, so HQ hears of it
+exactly once (``appliance/hotel/reports.py``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 import msgpack
 
@@ -45,10 +49,16 @@ class PostingError(Exception):
 
 @dataclass(frozen=True)
 class Posting:
-    """A PS without its P#: RN first, then the other fields in wire order."""
+    """A PS without its P#: RN first, then the other fields in wire order.
+
+    ``queued_at`` (epoch seconds) and ``business_date`` (``YYYY-MM-DD``, the hotel's day
+    the charge belongs to, ``appliance/hotel/business_date.py``) are set when it is queued.
+    """
 
     room: str
     fields: tuple[tuple[str, str], ...]
+    queued_at: float = 0.0
+    business_date: str = ""
 
     @classmethod
     def of(cls, room: str, values: Mapping[str, str | int]) -> Posting:
@@ -64,31 +74,68 @@ class Posting:
 
 @dataclass(frozen=True)
 class PostingOutcome:
-    """The PMS's final answer to one posting."""
+    """The PMS's final answer to one posting, answered at ``answered_at`` (epoch seconds)."""
 
     number: int
-    room: str
+    posting: Posting
     status: str
     text: str
+    answered_at: float
+
+    @property
+    def room(self) -> str:
+        """The posting's room."""
+        return self.posting.room
+
+
+Reports = Callable[[Any, Sequence[PostingOutcome]], None]
 
 
 def _payload(posting: Posting) -> bytes:
-    packed: bytes = msgpack.packb([posting.room, list(posting.fields)], use_bin_type=True)
+    packed: bytes = msgpack.packb(
+        [posting.room, list(posting.fields), posting.queued_at, posting.business_date],
+        use_bin_type=True,
+    )
     return packed
 
 
-class PostingQueue:
-    """The durable, ordered queue of postings not yet finally answered."""
+def _posting(payload: bytes) -> Posting:
+    # Postings queued before ``queued_at`` and ``business_date`` were stored are shorter.
+    room, fields, *stamps = msgpack.unpackb(payload, raw=False)
+    return Posting(room, tuple((key, value) for key, value in fields), *stamps)
 
-    def __init__(self, store: Store) -> None:
+
+class PostingQueue:
+    """The durable, ordered queue of postings not yet finally answered.
+
+    ``clock`` gives epoch seconds (``queued_at``, ``answered_at``), ``business_date`` the
+    business date a posting is queued on; ``reports(txn, outcomes)``,
+    when given, writes what HQ hears of finally answered
+    postings inside the transaction that deletes them.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        reports: Reports | None = None,
+        business_date: Callable[[], str] | None = None,
+    ) -> None:
         self._store = store
         self._outbox = Outbox(store, OUTBOX)
         self._keys = store.db(SOURCES_DB)
+        self.wall = clock
+        self._reports = reports
+        self._business_date = business_date
 
     def add(self, posting: Posting) -> int:
         """Queue ``posting`` durably; returns its P#."""
         self._check_numbers()
-        return self._outbox.append(_payload(posting))
+        return self._outbox.append(_payload(self._stamped(posting)))
+
+    def _stamped(self, posting: Posting) -> Posting:
+        business_date = self._business_date() if self._business_date is not None else ""
+        return replace(posting, queued_at=self.wall(), business_date=business_date)
 
     def add_once(self, posting: Posting, source: str) -> int | None:
         """Queue ``posting`` unless one was queued for ``source`` (e.g. a CDR id) before.
@@ -101,7 +148,7 @@ class PostingQueue:
         with self._store.write() as txn:
             if txn.get(key, db=self._keys) is not None:
                 return None
-            [number] = self._outbox.append_in(txn, [_payload(posting)])
+            [number] = self._outbox.append_in(txn, [_payload(self._stamped(posting))])
             txn.put(key, msgpack.packb(number), db=self._keys)
         return int(number)
 
@@ -118,13 +165,15 @@ class PostingQueue:
         """The oldest posting not finally answered and not in ``skip``, with its P#."""
         for number, payload in self._outbox.read_batch(limit=len(skip) + 1):
             if number not in skip:
-                room, fields = msgpack.unpackb(payload, raw=False)
-                return number, Posting(room, tuple((key, value) for key, value in fields))
+                return number, _posting(payload)
         return None
 
-    def complete(self, numbers: Collection[int]) -> None:
-        """Forget finally answered postings, in one durable commit."""
-        self._outbox.ack(numbers)
+    def complete(self, outcomes: Sequence[PostingOutcome]) -> None:
+        """Forget finally answered postings (and report them), in one durable commit."""
+        with self._store.write() as txn:
+            self._outbox.ack_in(txn, [outcome.number for outcome in outcomes])
+            if self._reports is not None and outcomes:
+                self._reports(txn, outcomes)
 
     def pending(self) -> int:
         """How many postings wait for a final answer."""
@@ -147,9 +196,9 @@ class PostingSender:
         self._answer_timeout = answer_timeout
         self._retry_after = retry_after
         self.outstanding: int | None = None
-        self._outstanding_room = ""
+        self._outstanding_posting: Posting | None = None
         self.completing: set[int] = set()
-        self._uncommitted: list[int] = []
+        self._uncommitted: list[PostingOutcome] = []
         self._deadline = 0.0
         self._hold_until = 0.0
 
@@ -168,14 +217,14 @@ class PostingSender:
             log.warning(
                 "no PA for P#%d within %.0fs; sending it again", number, self._answer_timeout
             )
-        self.outstanding, self._outstanding_room = number, posting.room
+        self.outstanding, self._outstanding_posting = number, posting
         self._deadline = now + self._answer_timeout
         return posting.record(number)
 
     def answer(self, answer: RecordPA) -> PostingOutcome | None:
         """Match a PA; returns the outcome when it finally answers the outstanding posting."""
-        number = answer.posting_number
-        if number is None or number != self.outstanding:
+        number, posting = answer.posting_number, self._outstanding_posting
+        if number is None or number != self.outstanding or posting is None:
             log.warning("PA for P#%s does not match the outstanding posting; ignored", number)
             return None
         status = answer.status or ""
@@ -186,18 +235,19 @@ class PostingSender:
             )
             self._hold_until = self._clock() + self._retry_after
             return None
+        outcome = PostingOutcome(number, posting, status, answer.get("CT") or "", self.queue.wall())
         self.completing.add(number)
-        self._uncommitted.append(number)
-        return PostingOutcome(number, self._outstanding_room, status, answer.get("CT") or "")
+        self._uncommitted.append(outcome)
+        return outcome
 
-    def take_completed(self) -> list[int]:
-        """Numbers finally answered since the last call, for one deleting commit."""
-        numbers, self._uncommitted = self._uncommitted, []
-        return numbers
+    def take_completed(self) -> list[PostingOutcome]:
+        """Postings finally answered since the last call, for one deleting commit."""
+        outcomes, self._uncommitted = self._uncommitted, []
+        return outcomes
 
-    def committed(self, numbers: Collection[int]) -> None:
-        """The deletion of ``numbers`` is on disk."""
-        self.completing.difference_update(numbers)
+    def committed(self, outcomes: Sequence[PostingOutcome]) -> None:
+        """The deletion of ``outcomes`` is on disk."""
+        self.completing.difference_update(outcome.number for outcome in outcomes)
 
     def pending(self) -> int:
         """Postings still waiting for a final answer."""

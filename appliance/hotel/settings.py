@@ -142,6 +142,23 @@ class WakeUpSettings(Section):
         return self
 
 
+class DndSettings(Section):
+    """What a call to a room with DND set (``RE …|DNY|`` from the PMS) gets instead.
+
+    ``busy``: 486 ``room-dnd``; ``front-desk``: the ``front_desk`` extension rings instead.
+    Wake-up calls still ring the room.
+    """
+
+    action: Literal["busy", "front-desk"] = "busy"
+    front_desk: str | None = Field(None, pattern=r"^[0-9]{1,16}$")
+
+    @model_validator(mode="after")
+    def _front_desk(self) -> DndSettings:
+        if self.action == "front-desk" and self.front_desk is None:
+            raise ValueError("hotel.dnd: action front-desk needs hotel.dnd.front_desk")
+        return self
+
+
 class HotelSettings(Section):
     """The hotel profile; ``pms`` unset means no PMS link."""
 
@@ -159,6 +176,7 @@ class HotelSettings(Section):
     codes: RoomCodeSettings = RoomCodeSettings()
     charges: ChargeSettings = ChargeSettings()
     wake_up: WakeUpSettings = WakeUpSettings()
+    dnd: DndSettings = DndSettings()
 
     @model_validator(mode="after")
     def _unique_rooms(self) -> HotelSettings:

@@ -45,6 +45,8 @@ from drivers.media.tts import TtsError
 log = logging.getLogger(__name__)
 
 FLOW = "wakeup"
+# The From user of wake-up calls; the rooms' decider lets them ring a room with DND set.
+CALLER = "wake-up"
 BUSY_CODES = frozenset({486, 600, 603})
 PLAYS = 2
 _TICK_S = 1.0
@@ -247,7 +249,7 @@ class WakeUpCallService:
         deadline = self._clock() + self._settings.attempt_timeout_s
         self._attempts[tag] = Attempt(tag, worker, prompt, deadline, wake_up)
         display = "Wake-up call" if wake_up else "Wake-up call failed"
-        worker.send({"cmd": "originate", "id": tag, "to": extension, "from_user": "wake-up",
+        worker.send({"cmd": "originate", "id": tag, "to": extension, "from_user": CALLER,
                      "display": display, "ivr": FLOW})  # fmt: skip
         if wake_up is not None:
             log.info("wake-up call %d to room %s (%s)", wake_up.attempts, wake_up.room, extension)
@@ -310,14 +312,14 @@ class WakeUpCallService:
             self._failed(wake_up, "BY" if code in BUSY_CODES else "NR")
 
     def _failed(self, wake_up: WakeUp, status: str) -> None:
-        self.book.finish(wake_up, status)
+        desk = self._settings.front_desk
+        self.book.finish(wake_up, status, front_desk=bool(desk))
         log.warning("wake-up for room %s failed after %d calls: %s", wake_up.room,
                     wake_up.attempts, status, extra={"error_id": "wake-up-failed"})  # fmt: skip
         if self.alert is not None:
             failed = {"room": wake_up.room, "date": wake_up.date, "time": wake_up.time,
                       "status": status, "attempts": wake_up.attempts}  # fmt: skip
             self.alert("hotel.wake-up-failed", failed)
-        desk = self._settings.front_desk
         if desk:
             notice = f"The wake-up call for room {' '.join(wake_up.room)} was not answered."
             task = asyncio.get_running_loop().create_task(self._notify(desk, notice))

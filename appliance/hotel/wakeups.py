@@ -10,13 +10,16 @@ commit, so a restart (even kill -9) loses none:
   makes the next attempt a retry, never a lost or a doubled wake-up;
 - ``finish`` removes the wake-up and, for one the PMS asked for, stores its WA in the same
   commit; ``answered`` deletes the WA once it was written to the link. Only a crash in the
-  instant between that write and its deletion sends a WA twice; none is ever lost.
+  instant between that write and its deletion sends a WA twice; none is ever lost. With
+  ``reports`` (HQ's ``hotel`` stream, ``appliance/hotel/reports.py``) the outcome of every
+  wake-up, the guest's own included, is written for HQ in that same commit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import time as clock
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -90,11 +93,22 @@ def next_occurrence(hhmm: str, now: dt.datetime) -> tuple[str, str]:
     return at.strftime("%y%m%d"), at.strftime("%H%M%S")
 
 
+# Writes a finished wake-up's outcome for HQ: (txn, wake-up, result, front desk, ended at).
+Reports = Callable[[Any, "WakeUp", str, bool, float], None]
+
+
 class WakeUpBook:
     """Wake-ups and owed answers in the ``hotel`` state of the store."""
 
-    def __init__(self, store: Callable[[], Store]) -> None:
+    def __init__(
+        self,
+        store: Callable[[], Store],
+        reports: Reports | None = None,
+        now: Callable[[], float] = clock.time,
+    ) -> None:
         self._store = store
+        self._reports = reports
+        self._now = now
 
     def pending(self) -> list[WakeUp]:
         """Every wake-up not finished, soonest first."""
@@ -143,8 +157,11 @@ class WakeUpBook:
         self.set(later)
         return later
 
-    def finish(self, wake_up: WakeUp, status: str) -> None:
-        """Remove the wake-up; one the PMS asked for owes a WA, stored in the same commit."""
+    def finish(self, wake_up: WakeUp, status: str, front_desk: bool = False) -> None:
+        """Remove the wake-up; one the PMS asked for owes a WA, stored in the same commit.
+
+        ``front_desk``: the front desk is being called about it (reported to HQ).
+        """
         store = self._store()
         db = store.db(DB)
         with store.write() as txn:
@@ -152,6 +169,8 @@ class WakeUpBook:
             if wake_up.source == "pms":
                 answer = WakeAnswer(wake_up.room, wake_up.date, wake_up.time, status)
                 txn.put((ANSWER + wake_up.key).encode(), _pack(asdict(answer)), db=db)
+            if self._reports is not None:
+                self._reports(txn, wake_up, status, front_desk, self._now())
 
     def answers(self) -> list[tuple[str, WakeAnswer]]:
         """WAs not yet written to the link, with their keys."""

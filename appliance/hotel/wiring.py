@@ -69,5 +69,5 @@ def join_routing_chain(
     now = functools.partial(dt.datetime.now, zoneinfo.ZoneInfo(timezone))
     chain.add(RoomCodeDecider(hotel.codes, rooms, pms, dialplan, now, wake_ups), OWN_NUMBERS)
     emergency = frozenset(hotel.emergency_numbers)
-    calls = RoomCallDecider(rooms, dialplan, emergency, hotel.vacant_redirect, alert)
+    calls = RoomCallDecider(rooms, dialplan, emergency, hotel.vacant_redirect, alert, hotel.dnd)
     chain.add(calls, POLICY)

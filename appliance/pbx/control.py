@@ -93,6 +93,7 @@ class CallControl:
             await self._events.rpc("dlg.end_dlg", *call["dialog"])
         except RpcError as err:
             raise CallControlError(502, "sip-proxy-error", str(err)) from None
+        await self._release_media(call)
         cdr = self._calls().close(call_id, "answered", "api-hangup")
         if cdr is None:
             raise CallControlError(404, "call-not-found", f"call {call_id} ended meanwhile")
@@ -133,6 +134,17 @@ class CallControl:
                 entry.update(register=True, registered=online, expires_in_s=expires)
             result.append(entry)
         return result
+
+    async def _release_media(self, call: dict[str, Any]) -> None:
+        """rtpengine lets go of a call Kamailio ended: its own BYEs pass no route that
+        deletes the call, so the recording would wait for the media timeout."""
+        if not self._settings.anchor_media:
+            return
+        try:
+            await self._ng.command("delete", **{"call-id": call["call_id"],
+                                                "from-tag": call["caller_tag"]})  # fmt: skip
+        except NgError as err:
+            log.warning("media relay kept call %s after its hang-up: %s", call["call_id"], err)
 
     async def set_recording(self, call_id: str, on: bool) -> dict[str, Any]:
         """Start or stop recording an answered call (policy ``always`` or ``on-demand``)."""

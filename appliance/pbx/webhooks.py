@@ -9,7 +9,9 @@ secret>``. Deliveries are sent one at a time in order; a failed one (network err
 non-2xx) is retried after 0.5 s doubling to 30 s (±20 % jitter) up to ``max_attempts``,
 then dropped with an error log. The queue is bounded; when it is full the oldest waiting
 notification is dropped. Webhooks are best-effort screen-pop signals; the durable record
-of a call is its CDR.
+of a call is its CDR. Other slices queue their own documents with ``publish`` (the
+contact centre's CTI events), which share the one queue, order and retries, and may carry
+an ``X-Callmesh-Event-Id`` header.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import logging
 import random
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -36,6 +39,13 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     """The signature header value for ``body`` sent at ``timestamp``."""
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
     return "sha256=" + mac.hexdigest()
+
+
+@dataclass(frozen=True)
+class _Notification:
+    event: str
+    doc: dict[str, Any]
+    event_id: str | None
 
 
 class WebhookService:
@@ -57,7 +67,7 @@ class WebhookService:
         self._max_attempts = max_attempts
         self._first_backoff = first_backoff_s
         self._client = httpx.AsyncClient(timeout=timeout_s, transport=transport)
-        self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(QUEUE_SIZE)
+        self._queue: asyncio.Queue[_Notification] = asyncio.Queue(QUEUE_SIZE)
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
         self.dropped = 0
@@ -76,41 +86,45 @@ class WebhookService:
         await self._client.aclose()
 
     def notify(self, event: str, data: dict[str, Any]) -> None:
-        """Queue one notification (never blocks)."""
+        """Queue one call notification (never blocks)."""
+        self.publish(event, {"call_id": data.get("call_id"), "at": time.time(), "data": data})
+
+    def publish(self, event: str, fields: dict[str, Any], event_id: str | None = None) -> None:
+        """Queue ``{"event", "site_id", **fields}`` (never blocks); ``event_id`` as a header."""
         if self._queue.full():
             self._queue.get_nowait()
             self.dropped += 1
             log.warning("webhook queue full: dropped the oldest notification")
-        self._queue.put_nowait((event, data))
+        doc = {"event": event, "site_id": self._site_id, **fields}
+        self._queue.put_nowait(_Notification(event, doc, event_id))
 
     async def _run(self) -> None:
         while True:
-            event, data = await self._queue.get()
-            await self._deliver(event, data)
+            await self._deliver(await self._queue.get())
 
-    async def _deliver(self, event: str, data: dict[str, Any]) -> None:
-        doc = {"event": event, "site_id": self._site_id, "call_id": data.get("call_id"),
-               "at": time.time(), "data": data}  # fmt: skip
-        body = json.dumps(doc, separators=(",", ":"), default=str).encode()
+    async def _deliver(self, item: _Notification) -> None:
+        body = json.dumps(item.doc, separators=(",", ":"), default=str).encode()
         delay = self._first_backoff
         for attempt in range(1, self._max_attempts + 1):
-            if await self._post(body):
+            if await self._post(body, item.event_id):
                 self.delivered += 1
                 return
             if attempt < self._max_attempts:
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, MAX_BACKOFF_S)
         self.dropped += 1
-        log.error("webhook %s for call %s dropped after %d attempts", event,
-                  data.get("call_id"), self._max_attempts)  # fmt: skip
+        log.error("webhook %s for call %s dropped after %d attempts", item.event,
+                  item.doc.get("call_id"), self._max_attempts)  # fmt: skip
 
-    async def _post(self, body: bytes) -> bool:
+    async def _post(self, body: bytes, event_id: str | None) -> bool:
         stamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
             "X-Callmesh-Timestamp": stamp,
             "X-Callmesh-Signature": signature(self._secret, stamp, body),
         }
+        if event_id is not None:
+            headers["X-Callmesh-Event-Id"] = event_id
         try:
             response = await self._client.post(self._url, content=body, headers=headers)
         except httpx.HTTPError as err:

@@ -62,7 +62,11 @@ class Outbox:
     def ack(self, seqs: Iterable[int]) -> int:
         """Delete acknowledged entries; returns how many were present."""
         with self._store.write() as txn:
-            return sum(1 for seq in seqs if txn.delete(_KEY.pack(seq), db=self._db))
+            return self.ack_in(txn, seqs)
+
+    def ack_in(self, txn: Any, seqs: Iterable[int]) -> int:
+        """Delete entries inside the caller's write transaction (one commit with its writes)."""
+        return sum(1 for seq in seqs if txn.delete(_KEY.pack(seq), db=self._db))
 
     def ack_through(self, last: int) -> int:
         """Delete every entry with a sequence up to and including ``last``."""

@@ -35,14 +35,17 @@ doctor-report      report{at, source, findings[{group, check, status, detail,  -
 agent-state-batch  records[[seq, agent state change msgpack bytes]]            ack
                    (1..MAX_RECORDS): contact-centre agents' state log
                    (drivers/sync/agent_states.py, docs/contact-centre.md)
+hotel-batch        records[[seq, hotel record msgpack bytes]] (1..MAX_RECORDS): ack
+                   postings the PMS answered and wake-up outcomes
+                   (drivers/sync/hotel.py, docs/hotel.md)
 =================  ==========================================================  ==========
 
 Down (aggregator -> appliance)
 
 =================  ==========================================================
 welcome            server_time, protocol
-ack                stream ("cdr", "compliance", "sms", "agent-state"), seqs[] - entries
-                   durably stored (or already held)
+ack                stream ("cdr", "compliance", "sms", "agent-state", "hotel"), seqs[] -
+                   entries durably stored (or already held)
 rec-resume         recording_id, offset (bytes already held), credit (chunks allowed)
 rec-credit         recording_id, credit (more chunks allowed)
 rec-done           recording_id, ok, reason - ok: stored and sha256 verified
@@ -280,6 +283,11 @@ class AgentStateBatch(RecordBatch):
 
 
 @dataclass(frozen=True)
+class HotelBatch(RecordBatch):
+    TYPE = "hotel-batch"
+
+
+@dataclass(frozen=True)
 class ErrorReply(Message):
     TYPE = "error"
     SCHEMA = {"error_id": str, "message": str, "ref": (str, type(None))}
@@ -312,6 +320,7 @@ MESSAGES: dict[str, type[Message]] = {
         SmsBatch,
         DoctorReportMessage,
         AgentStateBatch,
+        HotelBatch,
         ErrorReply,
     )
 }

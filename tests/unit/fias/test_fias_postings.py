@@ -107,7 +107,7 @@ def test_a_refused_posting_is_final_and_reported(store: Store) -> None:
     done = sender.take_completed()
     sender.queue.complete(done)
     sender.committed(done)
-    assert (done, sender.queue.pending(), sender.completing) == ([1], 0, set())
+    assert ([o.number for o in done], sender.queue.pending(), sender.completing) == ([1], 0, set())
 
 
 def test_nothing_goes_out_while_the_link_forbids_postings(store: Store) -> None:
@@ -121,9 +121,11 @@ def test_posting_numbers_are_never_reused_after_every_posting_was_answered(
 ) -> None:
     path = tmp_path / "store"
     store = Store.open(path, map_size_mb=16)
-    queue = PostingQueue(store)
-    queue.add(charge("101", 100))
-    queue.complete([1])
+    sender = PostingSender(PostingQueue(store), Clock())
+    sender.queue.add(charge("101", 100))
+    sender.next_record(True)
+    sender.answer(pa("PA|RN101|ASOK|P#1|"))
+    sender.queue.complete(sender.take_completed())
     store.close()
     store = Store.open(path, map_size_mb=16)
     try:

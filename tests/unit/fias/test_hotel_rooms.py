@@ -15,7 +15,7 @@ from appliance.hotel.codes import RoomCodeDecider
 from appliance.hotel.lamps import MessageLamps
 from appliance.hotel.postings import Posting
 from appliance.hotel.rooms import Guest, Room, RoomBook
-from appliance.hotel.settings import RoomCodeSettings
+from appliance.hotel.settings import DndSettings, RoomCodeSettings
 from appliance.pbx.deciders import OWN_NUMBERS, ROUTE, DecisionChain, DialPlanDecider, RouteQuery
 from appliance.pbx.dialplan import Decision, DialPlan
 from appliance.pbx.settings import (
@@ -192,6 +192,58 @@ def test_calls_to_a_vacant_room_ring_reception_unless_staff_call() -> None:
     assert to("201", "202") == PLAN.local("202")
 
 
+def dnd_decider(rooms: RoomBook, action: str) -> RoomCallDecider:
+    dnd = DndSettings.model_validate({"action": action, "front_desk": "100"})
+    return RoomCallDecider(rooms, lambda: PLAN, frozenset(), None, None, dnd)
+
+
+def test_a_room_with_dnd_is_not_rung_calls_go_to_the_front_desk_or_get_busy() -> None:
+    rooms = book("GI|RN2781|G#1|GNGuest|", "GI|RN0330|G#2|GNOther|", "RE|RN2781|DNY|")
+    desk, busy = dnd_decider(rooms, "front-desk"), dnd_decider(rooms, "busy")
+    room_202, room_201 = PLAN.local("202"), PLAN.local("201")
+    assert room_202 is not None
+    assert room_201 is not None
+    for caller, from_trunk in (("202", False), ("+4930999", True)):
+        query = RouteQuery(caller, "201", from_trunk=from_trunk)
+        diverted = desk.decide(query, PLAN.local("201"))
+        assert diverted is not None
+        assert (diverted.action, diverted.targets, diverted.route) == (
+            "extension", ("100",), "hotel:dnd:2781"
+        )  # fmt: skip
+        assert diverted.caller_name == ("" if from_trunk else '"Other"')
+        refused = busy.decide(query, PLAN.local("201"))
+        assert refused is not None
+        assert (refused.action, refused.code, refused.reason) == ("reject", 486, "room-dnd")
+    from_desk = desk.decide(RouteQuery("100", "201"), PLAN.local("201"))
+    assert from_desk is not None
+    assert (from_desk.code, from_desk.reason) == (486, "room-dnd")
+    assert desk.decide(RouteQuery("201", "202"), PLAN.local("202")) == replace(
+        room_202, caller_name='"Guest"'
+    )  # fmt: skip
+    rooms.apply(parse_record(b"RE|RN2781|DNN|"))
+    assert desk.decide(RouteQuery("202", "201"), PLAN.local("201")) == replace(
+        room_201, caller_name='"Other"'
+    )  # fmt: skip
+
+
+def test_a_wake_up_call_from_a_media_worker_still_rings_a_room_with_dnd() -> None:
+    rooms = book("GI|RN2781|G#1|GNGuest|", "RE|RN2781|DNY|")
+    decider = dnd_decider(rooms, "busy")
+    worker = RouteQuery("wake-up", "201", raw={"caller": "wake-up", "media": "1"})
+    assert decider.decide(worker, PLAN.local("201")) == PLAN.local("201")
+    phone = RouteQuery("wake-up", "201", raw={"caller": "wake-up", "media": "0"})
+    refused = decider.decide(phone, PLAN.local("201"))
+    assert refused is not None
+    assert refused.reason == "room-dnd"
+
+
+def test_dnd_to_the_front_desk_needs_its_extension(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"front-desk needs hotel\.dnd\.front_desk"):
+        DndSettings.model_validate({"action": "front-desk"})
+    with pytest.raises(ConfigError, match=r"hotel\.dnd\.front_desk: extensions 100 are not"):
+        load(tmp_path, {"dnd": {"action": "front-desk", "front_desk": "100"}})
+
+
 def test_an_extension_that_is_no_room_is_not_concerned() -> None:
     assert decide(book(), "100", "00441234").action == "trunk"
 
@@ -216,7 +268,7 @@ def test_rooms_keep_leading_zeros_and_must_name_known_extensions(tmp_path: Path)
     rooms = load(tmp_path, {"rooms": [{"room": "0201", "extension": "201"}]}).hotel.rooms
     assert rooms[0].room == "0201"
     with pytest.raises(
-        ConfigError, match=r"hotel\.rooms, hotel\.vacant_redirect: extensions 202 are not"
+        ConfigError, match=r"hotel\.vacant_redirect, hotel\.dnd\.front_desk: extensions 202 are"
     ):
         load(tmp_path, {"rooms": [{"room": "0202", "extension": "202"}]})
     with pytest.raises(ConfigError, match="room 0201 listed twice"):
