@@ -377,7 +377,7 @@ class ApplianceSettings(ServiceSettings):
         groups = {g.number for g in self.pbx.dialplan.ring_groups}
         problems = []
         for name, queue in self.contact.queues.items():
-            unknown = sorted(set(queue.agents) - known)
+            unknown = sorted(set(queue.numbers) - known)
             if unknown:
                 problems.append(f"contact.queues.{name}.agents: {', '.join(unknown)} are not "
                                 "in sip.extensions")  # fmt: skip

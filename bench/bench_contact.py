@@ -1,12 +1,14 @@
 """Contact-centre benchmarks: agent selection and the CTI event stream.
 
 Usage: .venv/bin/python bench/bench_contact.py [--waiting N] [--agents N] [--rounds N]
+       [--strategy longest-idle|ring-all|round-robin|fewest-calls|skills]
 
 1. Agent selection inside the appliance, with N callers waiting and M agents (each agent
    state fsync'd to LMDB, as in service): from an agent becoming available to the
    ``queue-offer`` command handed to the caller's worker, (a) an agent resuming through
    the API, (b) an agent's wrap-up ending (the timer task wakes at the deadline); vs a
-   raw LMDB put + commit (each change writes one).
+   raw LMDB put + commit (each change writes one). ``--strategy`` is the queue's (for
+   ``skills`` every agent has three skill levels and callers need one of them).
 2. CTI: from ``publish`` to the event read by a subscriber over HTTP (SSE through
    uvicorn on loopback, httpx client); vs an asyncio.Queue hand-over in the same loop.
 
@@ -62,16 +64,22 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered) * 1000, ordered[int(len(ordered) * 0.99) - 1] * 1000
 
 
-def settings(agents: int, wrapup_s: float) -> ContactSettings:
-    numbers = [str(5000 + n) for n in range(agents)]
+def settings(agents: int, wrapup_s: float, strategy: str = "longest-idle") -> ContactSettings:
+    numbers: list[Any] = [str(5000 + n) for n in range(agents)]
+    required = {}
+    if strategy == "skills":
+        numbers = [{"extension": n, "skills": {"billing": 5, "english": 1 + i % 9, "tech": 3}}
+                   for i, n in enumerate(numbers)]  # fmt: skip
+        required = {"skills": {"english": 1}}
     queue = {"number": "700", "agents": numbers, "wrapup_s": wrapup_s, "max_wait_s": 7200,
-             "ring_timeout_s": 120}  # fmt: skip
+             "ring_timeout_s": 120, "strategy": strategy, **required}  # fmt: skip
     return ContactSettings.model_validate({"queues": {"q": queue}})
 
 
 async def selection(store: Store, args: argparse.Namespace, wrapup_s: float) -> ContactService:
     """A service with ``args.waiting`` callers queued and every agent paused."""
-    service = ContactService(settings(args.agents, wrapup_s), {}, lambda _c, _f: None)
+    contact = settings(args.agents, wrapup_s, args.strategy)
+    service = ContactService(contact, {}, lambda _c, _f: None)
     await service.start(store)
     worker = OfferClock()
     for number in service.acd.agents:
@@ -196,6 +204,7 @@ def main() -> None:
     parser.add_argument("--waiting", type=int, default=100)
     parser.add_argument("--agents", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=500)
+    parser.add_argument("--strategy", default="longest-idle")
     harness.run(measure, parser.parse_args())
 
 
@@ -210,7 +219,7 @@ def measure(args: argparse.Namespace) -> None:
         finally:
             store.close()
     print(f"1. Agent selection, {args.waiting} waiting, {args.agents} agents, "
-          f"{args.rounds} rounds")  # fmt: skip
+          f"{args.rounds} rounds, strategy {args.strategy}")  # fmt: skip
     for name, samples in (("resume -> offer", resume), ("wrap-up end -> offer", wrapup),
                           ("raw LMDB put+commit", raw)):  # fmt: skip
         p50, p99 = percentiles(samples)

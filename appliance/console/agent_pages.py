@@ -142,7 +142,7 @@ def agent_view(contact: ContactCentre, number: str, zone: datetime.tzinfo) -> di
     if agent is None:
         raise PageError(404, "agent-not-found", f"{number} is no agent of any queue")
     now = time.time()
-    queues = [name for name, q in contact.service.settings.queues.items() if number in q.agents]
+    queues = [name for name, q in contact.service.settings.queues.items() if number in q.numbers]
     return {
         "agent": agent,
         "since": _local(agent.since, zone),

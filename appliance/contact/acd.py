@@ -1,13 +1,16 @@
-"""The ACD: which waiting caller is offered to which agent, and the agents' states. Pure.
+"""The ACD: which waiting caller is offered to which agents, and the agents' states. Pure.
 
 Theory of operation: callers wait per queue, higher priority first, then in order of
-arrival. ``offers`` pairs the head of each queue with the member agent that is logged
-in, available and registered and has been idle longest. The agent turns ``ringing`` in
-the same step, so no other offer can reach it until this one ends: ``declined`` (ring
-timeout, busy, gone) pauses it with reason ``no-answer`` and puts the caller back at the
-head; ``answered`` takes the caller out of the queue and puts the agent ``on-call``;
-``finished`` starts the queue's wrap-up, which ``tick`` ends. A caller being offered is
-skipped by later ``offers``; ``expired`` names callers past the queue's maximum wait.
+arrival. ``offers`` pairs the head of each queue with the member agents the queue's
+strategy picks among those logged in, available and registered (``choice``: one agent,
+or every free one for ring-all). The agents turn ``ringing`` in the same step, so no
+other offer can reach them until this one ends: ``declined`` (ring timeout, busy, gone)
+pauses the agent with reason ``no-answer`` and, once none rings for it, the caller is
+back at the head; ``answered`` takes the caller out of the queue and puts the agent
+``on-call``, while the others rung for it (ring-all) stay ringing until their phones
+stop (``released``); ``finished`` starts the queue's wrap-up, which ``tick`` ends, and
+records the call's handle time for ``expected_wait``. A caller being offered is skipped
+by later ``offers``; ``expired`` names callers past the queue's maximum wait.
 
 States: logged-out, available, ringing, on-call, wrap-up, paused (with a reason).
 """
@@ -16,14 +19,24 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterator, Mapping
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from appliance.contact.choice import Candidate, choose
 from appliance.contact.settings import QueueSettings
 
 STATES = ("logged-out", "available", "ringing", "on-call", "wrap-up", "paused")
 BUSY = ("ringing", "on-call")
+STAFFED = ("available", "ringing", "on-call", "wrap-up")
+HANDLE_TIMES_KEPT = 20
+
+
+def local_day(now: float) -> str:
+    """The appliance's local date of ``now`` (epoch seconds)."""
+    return time.strftime("%Y-%m-%d", time.localtime(now))
 
 
 class AcdError(ValueError):
@@ -32,6 +45,15 @@ class AcdError(ValueError):
     def __init__(self, error_id: str, message: str) -> None:
         super().__init__(message)
         self.error_id = error_id
+
+
+def wait_words(seconds: float) -> str:
+    """An expected wait as spoken: "less than a minute" below 60 s, else whole minutes,
+    rounded to the nearest ("1 minute", "4 minutes")."""
+    minutes = max(1, round(seconds / 60))
+    if seconds < 60:
+        return "less than a minute"
+    return "1 minute" if minutes == 1 else f"{minutes} minutes"
 
 
 @dataclass
@@ -47,6 +69,8 @@ class Agent:
     wrapup_until: float = 0.0
     call_id: str = ""
     calls: int = 0
+    calls_today: int = 0
+    calls_day: str = ""
 
     def record(self) -> dict[str, Any]:
         """The agent as a JSON-able document."""
@@ -64,8 +88,15 @@ class Waiting:
     entered: float
     seq: int
     position: int
-    offered_to: str = ""
+    offered: list[str] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
+    skills: dict[str, int] = field(default_factory=dict)
+    callback: bool = False
+
+    @property
+    def offered_to(self) -> str:
+        """The (first) agent being rung for the caller, "" when none."""
+        return self.offered[0] if self.offered else ""
 
     @property
     def order(self) -> tuple[int, int]:
@@ -85,19 +116,28 @@ class Offer:
 class Acd:
     """Queues of waiting callers and the agents who answer them."""
 
-    def __init__(self, queues: Mapping[str, QueueSettings]) -> None:
+    def __init__(self, queues: Mapping[str, QueueSettings],
+                 day: Callable[[float], str] = local_day) -> None:  # fmt: skip
         self.queues = dict(queues)
         self.waiting: dict[str, list[Waiting]] = {name: [] for name in queues}
-        self.agents = {n: Agent(n) for q in queues.values() for n in q.agents}
+        self.agents = {n: Agent(n) for q in queues.values() for n in q.numbers}
+        self.last_offered: dict[str, str] = {}
+        self.handle_times: dict[str, deque[float]] = {
+            name: deque(maxlen=HANDLE_TIMES_KEPT) for name in queues
+        }
+        self._day = day
         self._seq = itertools.count()
 
     def enter(self, call_id: str, queue: str, caller: str, now: float,
-              priority: int | None = None) -> Waiting:  # fmt: skip
-        """The caller joins ``queue``; priority 1 for the queue's priority callers."""
+              priority: int | None = None, skills: Mapping[str, int] | None = None,
+              ) -> Waiting:  # fmt: skip
+        """The caller joins ``queue``; priority 1 for the queue's priority callers; the
+        skills it needs are the queue's unless given."""
         settings = self.queues[queue]
         if priority is None:
             priority = 1 if caller in settings.priority_callers else 0
         entry = Waiting(call_id, queue, caller, priority, now, next(self._seq), 0)
+        entry.skills = dict(settings.skills if skills is None else skills)
         line = self.waiting[queue]
         bisect.insort(line, entry, key=lambda w: w.order)
         entry.position = line.index(entry) + 1
@@ -123,31 +163,38 @@ class Acd:
         return entry
 
     def released(self, call_id: str, agent_number: str, now: float) -> None:
-        """The agent's phone stopped ringing for a caller who left: available again."""
+        """The agent's phone stopped ringing for a caller who left (or its offer could not
+        be placed): available again; a caller still waiting can be offered again."""
+        entry = self.find(call_id)
+        if entry is not None and agent_number in entry.offered:
+            entry.offered.remove(agent_number)
         agent = self.agents[agent_number]
         if agent.state == "ringing" and agent.call_id == call_id:
             self._set(agent, "available", now)
 
     def offers(self, now: float) -> list[Offer]:
-        """New offers: each queue's first caller not yet offered, to its longest-idle agent."""
+        """New offers: callers not yet offered, in order, to the agents their queue's
+        strategy picks; a caller no free agent fits (skills) lets the next one try."""
         found = []
         for name, line in self.waiting.items():
             for entry in line:
-                if entry.offered_to:
+                if entry.offered:
                     continue
-                agent = self._idle_member(name)
-                if agent is None:
+                picked = self._pick(name, entry, now)[: 1 if entry.callback else None]
+                if not picked and self.queues[name].strategy != "skills":
                     break
-                entry.offered_to = agent.number
-                self._set(agent, "ringing", now, call_id=entry.call_id)
-                found.append(Offer(entry.call_id, name, agent.number))
+                for agent in picked:
+                    entry.offered.append(agent.number)
+                    self._set(agent, "ringing", now, call_id=entry.call_id)
+                    found.append(Offer(entry.call_id, name, agent.number))
+                    self.last_offered[name] = agent.number
         return found
 
     def declined(self, call_id: str, agent_number: str, now: float) -> None:
         """The offer ended unanswered: the agent pauses (``no-answer``), the caller waits on."""
         entry = self.find(call_id)
-        if entry is not None and entry.offered_to == agent_number:
-            entry.offered_to = ""
+        if entry is not None and agent_number in entry.offered:
+            entry.offered.remove(agent_number)
         agent = self.agents[agent_number]
         if agent.state == "ringing" and agent.call_id == call_id:
             self._set(agent, "paused", now, reason="no-answer")
@@ -159,7 +206,9 @@ class Acd:
             return None
         self.waiting[entry.queue].remove(entry)
         agent = self.agents[agent_number]
-        agent.calls += 1
+        day = self._day(now)
+        agent.calls_today = (agent.calls_today if agent.calls_day == day else 0) + 1
+        agent.calls, agent.calls_day = agent.calls + 1, day
         self._set(agent, "on-call", now, call_id=call_id)
         return entry
 
@@ -169,8 +218,23 @@ class Acd:
         if agent.state != "on-call":
             return
         wrapup = self.queues[queue].wrapup_s
+        self.handle_times[queue].append(now - agent.since + wrapup)
         self._set(agent, "wrap-up", now)
         agent.wrapup_until = now + wrapup
+
+    def expected_wait(self, call_id: str) -> float:
+        """Seconds the caller can expect to wait: its position times the queue's average
+        handle time (talk and wrap-up of its last ``HANDLE_TIMES_KEPT`` calls, the queue's
+        ``handle_time_s`` before any), divided by the agents logged in and not paused
+        (at least one)."""
+        entry = self.find(call_id)
+        if entry is None:
+            return 0.0
+        settings, recent = self.queues[entry.queue], self.handle_times[entry.queue]
+        handle = sum(recent) / len(recent) if recent else settings.handle_time_s
+        staffed = [n for n in settings.numbers
+                   if self.agents[n].state in STAFFED and self.agents[n].registered]  # fmt: skip
+        return self.position(call_id) * handle / max(1, len(staffed))
 
     def tick(self, now: float) -> list[Agent]:
         """Ends wrap-ups that ran their time; returns the agents now available."""
@@ -181,9 +245,11 @@ class Acd:
         return done
 
     def expired(self, now: float) -> list[Waiting]:
-        """Callers not being offered who waited past their queue's maximum wait."""
+        """Callers not being offered who waited past their queue's maximum wait (a caller
+        waiting for a callback has hung up: it waits for its turn)."""
         limit = {name: q.max_wait_s for name, q in self.queues.items()}
-        return [w for w in self._all() if not w.offered_to and now - w.entered >= limit[w.queue]]
+        return [w for w in self._all() if not w.offered and not w.callback
+                and now - w.entered >= limit[w.queue]]  # fmt: skip
 
     def login(self, number: str, now: float) -> Agent:
         """The agent starts taking calls (a logged-in agent stays as it is)."""
@@ -219,7 +285,8 @@ class Acd:
         agent = self.agents.get(str(doc.get("number")))
         if agent is None:
             return
-        for name in ("state", "reason", "since", "idle_since", "calls"):
+        for name in ("state", "reason", "since", "idle_since", "calls", "calls_today",
+                     "calls_day"):  # fmt: skip
             if name in doc:
                 setattr(agent, name, doc[name])
         if agent.state not in STATES or agent.state in (*BUSY, "wrap-up"):
@@ -244,10 +311,16 @@ class Acd:
             agent.idle_since = now
         agent.state, agent.reason, agent.since, agent.call_id = state, reason, now, call_id
 
-    def _idle_member(self, queue: str) -> Agent | None:
-        members = [self.agents[n] for n in self.queues[queue].agents]
-        ready = [a for a in members if a.state == "available" and a.registered]
-        return min(ready, key=lambda a: a.idle_since, default=None)
+    def _pick(self, queue: str, entry: Waiting, now: float) -> list[Agent]:
+        settings, day = self.queues[queue], self._day(now)
+        free = [Candidate(member, agent.idle_since,
+                          agent.calls_today if agent.calls_day == day else 0)
+                for member in settings.agents
+                for agent in (self.agents[member.extension],)
+                if agent.state == "available" and agent.registered]  # fmt: skip
+        last = self.last_offered.get(queue, "")
+        chosen = choose(settings, free, entry.skills, now - entry.entered, last)
+        return [self.agents[c.member.extension] for c in chosen]
 
     def _all(self) -> Iterator[Waiting]:
         for line in self.waiting.values():

@@ -15,6 +15,12 @@ changes on the way to an offer, right after the step (appliance/contact/state_lo
 whose phone is gone from being offered calls. Each queued call's CDR carries queue
 fields (``queue_*`` variables, synced to HQ with the CDR); every change is published on
 the CTI stream.
+
+The queue's strategy may ring several agents for one caller (ring-all): each is a
+``Ringing`` of its own, keyed by (caller, agent), and the worker bridges the first to
+answer. A caller offered a callback (``callback_after_s``) who presses 1 is hung up but
+stays in the ACD (stored in LMDB until an agent answers); its offer goes to a worker with
+a free slot (``place``) as ``queue-callback``: the agent leg first, then the caller.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from appliance.contact.acd import Acd, Agent, Waiting
+from appliance.contact.acd import Acd, Agent, Waiting, wait_words
+from appliance.contact.callbacks import CallbackStore, StoredCallback
+from appliance.contact.choice import parse_skills
 from appliance.contact.cti import CtiStream
 from appliance.contact.settings import ContactSettings
 from appliance.contact.state_log import AgentStateLog
@@ -43,6 +51,7 @@ IDLE_S = 1.0
 HANDOVER_S = 30.0
 RESTORED_AVAILABLE = ("ringing", "on-call", "wrap-up")
 NAMESPACE = "contact-agents"
+TURNS = "contact-turns"
 DEFAULT_HOLD = Prompt(tone_hz=425, on_ms=1000, off_ms=2000)
 
 
@@ -71,6 +80,7 @@ class ContactService:
         annotate: Callable[[str, dict[str, str]], None],
         clock: Callable[[], float] = time.time,
         speak: Callable[[str, str], Awaitable[Path]] | None = None,
+        place: Callable[[], Worker | None] | None = None,
     ) -> None:
         self.settings = settings
         self.acd = Acd(settings.queues)
@@ -79,10 +89,12 @@ class ContactService:
         self._annotate = annotate
         self._clock = clock
         self._workers: dict[str, Worker] = {}
-        self._ringing: dict[str, Ringing] = {}
+        self._ringing: dict[tuple[str, str], Ringing] = {}
         self._talking: dict[str, tuple[str, str]] = {}
         self._store: Store | None = None
         self._state: StateStore | None = None
+        self._turns: StateStore | None = None
+        self._callbacks: CallbackStore | None = None
         self._log: AgentStateLog | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -91,6 +103,9 @@ class ContactService:
         self._announce_at: dict[str, float] = {}
         self._expected: dict[str, tuple[dict[str, str], float]] = {}
         self._speaking: set[asyncio.Task[None]] = set()
+        self._place = place
+        self._callback_at: dict[str, float] = {}
+        self._callback_offered: set[str] = set()
         self.tally = QueueTally()
 
     async def start(self, store: Store) -> None:
@@ -103,6 +118,13 @@ class ContactService:
             self.acd.restore(doc, now)
         for agent in self.acd.agents.values():
             self._save(agent)
+        self._turns = StateStore(store, TURNS)
+        for queue, last in self._turns.items():
+            if queue in self.acd.queues and isinstance(last, str):
+                self.acd.last_offered[queue] = last
+        self._callbacks = CallbackStore(store)
+        for callback in self._callbacks.waiting():
+            self._restore_callback(callback)
         self._task = asyncio.create_task(self._ticking(), name="contact-tick")
 
     async def stop(self) -> None:
@@ -132,13 +154,17 @@ class ContactService:
             self._agent_ended(call_id, str(event.get("agent")), bool(event.get("answered")))
         elif state == "ended":
             self._caller_gone(call_id, "abandoned")
+        elif state == "digit":
+            self._digit(call_id, str(event.get("digit")))
+        elif state in ("callback-answered", "callback-ended"):
+            self._callback_progress(call_id, state, event)
         self._dispatch()
 
     def worker_lost(self, worker: Worker) -> None:
         """A worker exited with its callers and agent legs."""
         for call_id in [c for c, w in self._workers.items() if w is worker]:
-            ringing = self._ringing.pop(call_id, None)
-            if ringing is not None:
+            for key in [k for k in self._ringing if k[0] == call_id]:
+                ringing = self._ringing.pop(key)
                 self.acd.released(call_id, ringing.agent, self._clock())
                 self._save(self.acd.agents[ringing.agent])
             self._agent_ended(call_id, self._talking.get(call_id, ("", ""))[0], True)
@@ -196,9 +222,10 @@ class ContactService:
         for name, settings in self.settings.queues.items():
             waiting = [{"call_id": w.call_id, "caller": w.caller, "priority": w.priority,
                         "position": i + 1, "wait_s": round(now - w.entered, 1),
-                        "offered_to": w.offered_to or None}
+                        "offered_to": w.offered_to or None, "offered": list(w.offered),
+                        "callback": w.callback}
                        for i, w in enumerate(self.acd.waiting[name])]  # fmt: skip
-            agents = [self._agent_doc(self.acd.agents[n], now) for n in settings.agents]
+            agents = [self._agent_doc(self.acd.agents[n], now) for n in settings.numbers]
             queues.append({"name": name, "number": settings.number, "waiting": waiting,
                            "agents": agents})  # fmt: skip
         return {"queues": queues}
@@ -221,10 +248,13 @@ class ContactService:
             variables = {}
         rank = variables.get("priority", "")
         priority = int(rank) if len(rank) == 1 and rank.isdigit() else None
-        entry = self.acd.enter(call_id, queue, caller, self._clock(), priority)
+        skills = wanted_skills(call_id, variables.get("skills"))
+        entry = self.acd.enter(call_id, queue, caller, self._clock(), priority, skills)
         entry.variables = variables
         if settings.announce_every_s > 0 and self._speak is not None:
             self._announce_at[call_id] = entry.entered + settings.announce_every_s
+        if settings.callback_after_s > 0 and self._speak is not None and self._place:
+            self._callback_at[call_id] = entry.entered + settings.callback_after_s
         prompt = self._prompts.get(settings.hold_prompt or "", DEFAULT_HOLD)
         worker.send({"cmd": "queue-hold", "id": call_id, "prompt": asdict(prompt)})
         self._annotate(call_id, {"queue": queue, "queue_position": str(entry.position),
@@ -236,44 +266,56 @@ class ContactService:
     def _dispatch(self) -> None:
         now = self._clock()
         for offer in self.acd.offers(now):
-            worker = self._workers[offer.call_id]
             entry = self.acd.find(offer.call_id)
-            display = f"{offer.queue}: {entry.caller if entry else ''}"
+            caller = entry.caller if entry else ""
+            command = {"cmd": "queue-offer", "id": offer.call_id, "agent": offer.agent,
+                       "display": f"{offer.queue}: {caller}"}  # fmt: skip
+            if entry is not None and entry.callback:
+                command.update(cmd="queue-callback", caller=caller,
+                               display=f"callback {offer.queue}: {caller}")  # fmt: skip
+            worker = self._worker_for(offer.call_id, entry)
+            if worker is None:
+                self._changed_released(offer.call_id, offer.agent, now)
+                continue
             ring_s = self.settings.queues[offer.queue].ring_timeout_s
-            self._ringing[offer.call_id] = Ringing(offer.agent, offer.queue, now + ring_s)
+            self._ringing[offer.call_id, offer.agent] = Ringing(offer.agent, offer.queue,
+                                                                now + ring_s)  # fmt: skip
             self._changed(self.acd.agents[offer.agent])
-            worker.send({"cmd": "queue-offer", "id": offer.call_id, "agent": offer.agent,
-                         "display": display})  # fmt: skip
+            worker.send(command)
             self._publish_call("call.offered", offer.call_id, agent=offer.agent)
+            self._save_turn(offer.queue)
 
     def _answered(self, call_id: str, agent: str) -> None:
-        ringing = self._ringing.get(call_id)
-        if ringing is None or ringing.agent != agent:
+        if (call_id, agent) not in self._ringing:
             return
         entry = self.acd.answered(call_id, agent, self._clock())
         if entry is None:
             return
-        del self._ringing[call_id]
+        del self._ringing[call_id, agent]
+        self._forget_prompts(call_id)
         self._talking[call_id] = (agent, entry.queue)
         self._changed(self.acd.agents[agent])
         wait = self._clock() - entry.entered
         level = self.settings.queues[entry.queue].service_level_s
         self.tally.answered(entry.queue, wait, level, self._clock())
-        self._annotate(call_id, {"queue_outcome": "answered", "queue_agent": agent,
-                                 "queue_wait_s": f"{wait:.1f}",
-                                 "queue_sl_met": "true" if wait <= level else "false"})  # fmt: skip
+        if entry.callback and self._callbacks is not None:
+            self._callbacks.done(call_id)
+        if not entry.callback:  # a callback's CDR closed when the caller hung up
+            self._annotate(call_id, {"queue_outcome": "answered", "queue_agent": agent,
+                                     "queue_wait_s": f"{wait:.1f}",
+                                     "queue_sl_met": str(wait <= level).lower()})  # fmt: skip
         self._publish_call("call.answered", call_id, agent=agent, wait_s=round(wait, 1))
 
     def _agent_ended(self, call_id: str, agent: str, answered: bool) -> None:
         now = self._clock()
-        talking = self._talking.pop(call_id, None)
-        if answered and talking is not None:
-            self.acd.finished(talking[0], talking[1], now)
-            self._changed(self.acd.agents[talking[0]])
-            self._publish_call("call.ended", call_id, agent=talking[0])
+        talking = self._talking.get(call_id)
+        if answered and talking is not None and talking[0] == agent:
+            del self._talking[call_id]
+            self.acd.finished(agent, talking[1], now)
+            self._changed(self.acd.agents[agent])
+            self._publish_call("call.ended", call_id, agent=agent)
             return
-        ringing = self._ringing.pop(call_id, None)
-        if ringing is None or ringing.agent != agent:
+        if self._ringing.pop((call_id, agent), None) is None:
             return
         if self.acd.find(call_id) is None:
             self.acd.released(call_id, agent, now)
@@ -282,8 +324,11 @@ class ContactService:
         self._changed(self.acd.agents[agent])
 
     def _caller_gone(self, call_id: str, outcome: str) -> None:
+        waiting = self.acd.find(call_id)
+        if waiting is not None and waiting.callback:
+            return  # hung up on purpose: it keeps its place
         worker = self._workers.pop(call_id, None)
-        self._announce_at.pop(call_id, None)
+        self._forget_prompts(call_id)
         entry = self.acd.leave(call_id)
         if entry is None:
             return
@@ -292,7 +337,7 @@ class ContactService:
         else:
             wait = f"{self._clock() - entry.entered:.1f}"
             self._annotate(call_id, {"queue_outcome": outcome, "queue_wait_s": wait})
-        if call_id in self._ringing and worker is not None:
+        if entry.offered and worker is not None:
             worker.send({"cmd": "queue-cancel", "id": call_id})
         self._publish_call(f"call.{outcome}", call_id, entry=entry)
 
@@ -315,17 +360,20 @@ class ContactService:
         now = self._clock()
         for agent in self.acd.tick(now):
             self._changed(agent)
-        for call_id, ringing in list(self._ringing.items()):
+        for (call_id, number), ringing in list(self._ringing.items()):
             worker = self._workers.get(call_id)
             if now >= ringing.deadline and worker is not None:
                 ringing.deadline = float("inf")
-                worker.send({"cmd": "queue-cancel", "id": call_id})
+                worker.send({"cmd": "queue-cancel", "id": call_id, "agent": number})
         for entry in self.acd.expired(now):
             self._overflow(entry)
         self._dispatch()
         for call_id, at in list(self._announce_at.items()):
             if now >= at:
                 self._announce(call_id, now)
+        for call_id, at in list(self._callback_at.items()):
+            if now >= at:
+                self._offer_callback(call_id, now)
 
     def _announce(self, call_id: str, now: float) -> None:
         entry = self.acd.find(call_id)
@@ -337,6 +385,7 @@ class ContactService:
         if entry.offered_to:
             return
         text = settings.announcement.replace("{position}", str(self.acd.position(call_id)))
+        text = text.replace("{wait_minutes}", wait_words(self.acd.expected_wait(call_id)))
         task = asyncio.get_running_loop().create_task(self._say(call_id, text, settings.language))
         self._speaking.add(task)
         task.add_done_callback(self._speaking.discard)
@@ -355,12 +404,90 @@ class ContactService:
             self._publish_call("call.announced", call_id, text=text)
 
     def _next_deadline(self) -> float:
-        deadlines = [*self._announce_at.values()]
+        deadlines = [*self._announce_at.values(), *self._callback_at.values()]
         deadlines += [r.deadline for r in self._ringing.values()]
         deadlines += [a.wrapup_until for a in self.acd.agents.values() if a.state == "wrap-up"]
+        # a caller being offered or waiting for a callback does not expire: no deadline
         deadlines += [w.entered + self.settings.queues[w.queue].max_wait_s
-                      for line in self.acd.waiting.values() for w in line]  # fmt: skip
+                      for line in self.acd.waiting.values() for w in line
+                      if not w.offered and not w.callback]  # fmt: skip
         return min(deadlines, default=float("inf"))
+
+    def _forget_prompts(self, call_id: str) -> None:
+        """The caller left the queue: no more announcements or callback offer."""
+        self._announce_at.pop(call_id, None)
+        self._callback_at.pop(call_id, None)
+        self._callback_offered.discard(call_id)
+
+    def _worker_for(self, call_id: str, entry: Waiting | None) -> Worker | None:
+        """The caller's worker; for a callback, a worker with a free slot (None: none)."""
+        if entry is None or not entry.callback or self._place is None:
+            return self._workers.get(call_id)
+        worker = self._place()
+        if worker is not None:
+            self._workers[call_id] = worker
+        return worker
+
+    def _changed_released(self, call_id: str, agent: str, now: float) -> None:
+        log.warning("callback %s: no media worker free to ring agent %s", call_id, agent)
+        self.acd.released(call_id, agent, now)
+        self._changed(self.acd.agents[agent])
+
+    def _callback_progress(self, call_id: str, state: str, event: dict[str, Any]) -> None:
+        """The call back to the caller was answered or ended (then the callback is done)."""
+        if state == "callback-ended" and self.acd.find(call_id) is None:
+            self._workers.pop(call_id, None)
+        self.cti.publish(f"call.{state}", call_id=call_id, agent=str(event.get("agent")),
+                         answered=bool(event.get("answered", True)))  # fmt: skip
+
+    def _offer_callback(self, call_id: str, now: float) -> None:
+        """Offer the waiting caller a callback ("press 1"), once; later if it is being
+        offered to an agent right now."""
+        entry = self.acd.find(call_id)
+        if entry is None or self._workers.get(call_id) is None:
+            self._callback_at.pop(call_id, None)
+            return
+        if entry.offered:
+            self._callback_at[call_id] = now + IDLE_S
+            return
+        del self._callback_at[call_id]
+        settings = self.settings.queues[entry.queue]
+        self._callback_offered.add(call_id)
+        self._publish_call("call.callback-offered", call_id)
+        prompt = self._say(call_id, settings.callback_prompt, settings.language)
+        task = asyncio.get_running_loop().create_task(prompt)
+        self._speaking.add(task)
+        task.add_done_callback(self._speaking.discard)
+
+    def _digit(self, call_id: str, digit: str) -> None:
+        """1 after the callback offer: the caller hangs up and keeps its place."""
+        entry = self.acd.find(call_id)
+        if digit != "1" or call_id not in self._callback_offered or entry is None:
+            return
+        if entry.offered or entry.callback:
+            return
+        entry.callback = True
+        self._forget_prompts(call_id)
+        if self._callbacks is not None:
+            self._callbacks.add(StoredCallback(call_id, entry.queue, entry.caller,
+                                               entry.entered, entry.priority, entry.skills,
+                                               entry.variables))  # fmt: skip
+        worker = self._workers.pop(call_id, None)
+        wait = self._clock() - entry.entered
+        self._annotate(call_id, {"queue_outcome": "callback", "queue_wait_s": f"{wait:.1f}"})
+        if worker is not None:
+            worker.send({"cmd": "queue-hangup", "id": call_id})
+        self._publish_call("call.callback-requested", call_id)
+
+    def _restore_callback(self, stored: StoredCallback) -> None:
+        """A caller stored waiting for a callback takes its place again after a restart."""
+        if stored.queue not in self.acd.queues:
+            log.warning("stored callback %s is for queue %r, no longer configured",
+                        stored.call_id, stored.queue)  # fmt: skip
+            return
+        entry = self.acd.enter(stored.call_id, stored.queue, stored.caller, stored.entered,
+                               stored.priority, stored.skills)  # fmt: skip
+        entry.callback, entry.variables = True, dict(stored.variables)
 
     def _overflow(self, entry: Waiting) -> None:
         worker = self._workers.get(entry.call_id)
@@ -377,6 +504,12 @@ class ContactService:
         self._save(agent)
         self.cti.publish("agent.state", **self._agent_doc(agent, self._clock()))
         return agent
+
+    def _save_turn(self, queue: str) -> None:
+        """Round-robin's memory (the agent last offered a call) outlives a restart; written
+        after the offer went out, so it costs the agent's phone no time."""
+        if self._turns is not None and self.settings.queues[queue].strategy == "round-robin":
+            self._turns.put(queue, self.acd.last_offered[queue])
 
     def _save(self, agent: Agent) -> None:
         """Write the agent when what a restart restores changed (ringing, talking and
@@ -411,3 +544,16 @@ class ContactService:
         return {"agent": agent.number, "state": agent.state, "reason": agent.reason or None,
                 "for_s": round(max(0.0, now - agent.since), 1), "registered": agent.registered,
                 "calls": agent.calls}  # fmt: skip
+
+
+def wanted_skills(call_id: str, text: str | None) -> dict[str, int] | None:
+    """The skills an IVR flow's ``skills`` variable asks for (``billing:4,english:3``);
+    None (the queue's own) when there is none or it is malformed (logged)."""
+    if not text:
+        return None
+    try:
+        return parse_skills(text)
+    except ValueError as err:
+        log.warning("call %s: flow variable skills=%r ignored (error_id queue-skills-invalid): %s",
+                    call_id, text, err)  # fmt: skip
+        return None

@@ -2,8 +2,10 @@
 
 A queue is reached by dialling its ``number`` (or the media user ``queue-<name>``) and
 from an IVR flow's ``queue`` node. ``agents`` are the extensions that may log in to it
-(static membership); agents log in, pause and resume through the local API.
-``supervisors`` and ``supervision`` are the supervisors' rights and the beep policy
+(static membership); agents log in, pause and resume through the local API. An agent is
+an extension (``"1003"``) or ``{"extension", "skills", "penalty"}``; ``strategy`` says
+how the ACD picks among the free agents (``docs/contact-centre.md``). ``supervisors``
+and ``supervision`` are the supervisors' rights and the beep policy
 (``appliance.contact.supervisors``). ``webhook_events``: globs of the CTI events also
 sent to ``pbx.webhook`` (``appliance.contact.cti_webhooks``).
 """
@@ -11,8 +13,9 @@ sent to ``pbx.webhook`` (``appliance.contact.cti_webhooks``).
 from __future__ import annotations
 
 import re
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from appliance.contact.cti_webhooks import EVENTS, unknown_globs
 from appliance.contact.supervisors import (
@@ -23,13 +26,40 @@ from appliance.contact.supervisors import (
 from drivers.daemon.settings_base import Section
 
 QUEUE_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+SKILL_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
+MAX_LEVEL = 10
+PLACEHOLDERS = ("{position}", "{wait_minutes}")
+Strategy = Literal["ring-all", "longest-idle", "round-robin", "fewest-calls", "skills"]
+
+
+def check_skills(skills: dict[str, int]) -> dict[str, int]:
+    """Skill names of ``SKILL_NAME``'s shape, levels 1 to ``MAX_LEVEL``."""
+    bad = [f"{name}: {level}" for name, level in skills.items()
+           if not re.match(SKILL_NAME, name) or not 1 <= level <= MAX_LEVEL]  # fmt: skip
+    if bad:
+        raise ValueError(f"skills need names matching {SKILL_NAME} and levels 1-{MAX_LEVEL}, "
+                         f"not {', '.join(bad)}")  # fmt: skip
+    return skills
+
+
+class AgentSettings(Section):
+    """A queue's agent: an extension with its skill levels and penalty in this queue."""
+
+    extension: str = Field(pattern=r"^[0-9]{2,8}$")
+    skills: dict[str, int] = Field(default_factory=dict)
+    penalty: int = Field(default=0, ge=0, le=99)
+
+    _skills = field_validator("skills")(check_skills)
 
 
 class QueueSettings(Section):
     """One ACD queue."""
 
     number: str = Field(pattern=r"^[0-9]{2,8}$")
-    agents: tuple[str, ...] = Field(min_length=1)
+    agents: tuple[AgentSettings, ...] = Field(min_length=1)
+    strategy: Strategy = "longest-idle"
+    skills: dict[str, int] = Field(default_factory=dict)
+    skill_relax_s: float = Field(default=0.0, ge=0, le=3600)
     hold_prompt: str | None = None
     ring_timeout_s: float = Field(default=15.0, gt=0, le=120)
     wrapup_s: float = Field(default=5.0, ge=0, le=600)
@@ -40,13 +70,55 @@ class QueueSettings(Section):
     announce_every_s: float = Field(default=0.0, ge=0, le=600)
     announcement: str = Field(default="You are number {position} in the queue.",
                               min_length=1, max_length=200)  # fmt: skip
+    handle_time_s: float = Field(default=180.0, gt=0, le=7200)
+    callback_after_s: float = Field(default=0.0, ge=0, le=3600)
+    callback_prompt: str = Field(
+        default="To be called back when it is your turn, without losing your place, press 1.",
+        min_length=1, max_length=200,
+    )  # fmt: skip
     language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
+
+    _skills = field_validator("skills")(check_skills)
+
+    @field_validator("agents", mode="before")
+    @classmethod
+    def _plain_extensions(cls, value: Any) -> Any:
+        """A plain extension stands for an agent without skills or penalty."""
+        if isinstance(value, list | tuple):
+            return [{"extension": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("announcement")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        unknown = sorted(set(re.findall(r"\{[^}]*\}", value)) - set(PLACEHOLDERS))
+        if unknown:
+            raise ValueError(f"unknown placeholders {', '.join(unknown)}; "
+                             f"known: {', '.join(PLACEHOLDERS)}")  # fmt: skip
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> QueueSettings:
+        numbers = self.numbers
+        twice = sorted({n for n in numbers if numbers.count(n) > 1})
+        if twice:
+            raise ValueError(f"agents: {', '.join(twice)} listed twice")
+        if self.skills and self.strategy != "skills":
+            raise ValueError(f"skills: needs strategy 'skills', not {self.strategy!r}")
+        return self
+
+    @property
+    def numbers(self) -> tuple[str, ...]:
+        """The agents' extensions, in the configured order."""
+        return tuple(a.extension for a in self.agents)
 
 
 class ContactSettings(Section):
     """Every queue of the site, by name."""
 
     queues: dict[str, QueueSettings] = Field(default_factory=dict)
+    supervisors: dict[str, SupervisorSettings] = Field(default_factory=dict)
+    supervision: SupervisionSettings = SupervisionSettings()
 
     @model_validator(mode="after")
     def _distinct(self) -> ContactSettings:
@@ -58,9 +130,6 @@ class ContactSettings(Section):
         if problems:
             raise ValueError("; ".join(problems))
         return self
-
-    supervisors: dict[str, SupervisorSettings] = Field(default_factory=dict)
-    supervision: SupervisionSettings = SupervisionSettings()
 
     @model_validator(mode="after")
     def _supervisors(self) -> ContactSettings:

@@ -10,16 +10,10 @@ midnight and after a restart (the CDRs' queue fields are the lasting record).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from appliance.contact.acd import STATES, Acd
-
-
-def local_day(now: float) -> str:
-    """The appliance's local date of ``now`` (epoch seconds)."""
-    return time.strftime("%Y-%m-%d", time.localtime(now))
+from appliance.contact.acd import STATES, Acd, local_day
 
 
 @dataclass
@@ -85,7 +79,7 @@ def queue_stats(acd: Acd, tally: QueueTally, now: float) -> list[QueueStats]:
     for name, settings in acd.queues.items():
         line = acd.waiting[name]
         agents = dict.fromkeys(STATES, 0)
-        for number in settings.agents:
+        for number in settings.numbers:
             agents[acd.agents[number].state] += 1
         counts = tally.today(name, now)
         oldest = min((w.entered for w in line), default=None)

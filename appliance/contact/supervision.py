@@ -108,7 +108,7 @@ class SupervisionService:
         self._cti = cti
         self._annotate = annotate
         self._clock = clock
-        self._agents: Collection[str] = {a for q in settings.queues.values() for a in q.agents}
+        self._agents: Collection[str] = {a for q in settings.queues.values() for a in q.numbers}
         self._serial = itertools.count(1)
 
     def route(self, query: RouteQuery) -> Decision | None:

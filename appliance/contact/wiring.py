@@ -26,6 +26,7 @@ from appliance.ivr.wiring import prompts
 from appliance.pbx.deciders import OWN_NUMBERS
 from appliance.pbx.errors import PbxNotStartedError
 from appliance.pbx.exchange import BranchExchange
+from appliance.pbx.media import MediaPoolFullError, MediaWorker
 from appliance.store import Store
 from drivers.daemon.settings_base import ApiToken
 from drivers.media.tts import EspeakTts
@@ -104,7 +105,7 @@ def build_contact(
     """The contact centre joined to ``pbx``; spoken announcements cached under ``data_dir``."""
     tts = EspeakTts(data_dir / "contact" / "tts")
     service = ContactService(settings, prompts(pbx.settings), _cdr_fields(pbx),
-                             speak=tts.render)  # fmt: skip
+                             speak=tts.render, place=_free_worker(pbx))  # fmt: skip
     pbx.chain.add(QueueDecider(settings), OWN_NUMBERS)
     pbx.media_listeners["queue"] = service
     pbx.ivr.queues = lambda: settings.queues.keys()
@@ -130,6 +131,20 @@ def _held(service: ContactService, pbx: BranchExchange) -> Callable[[str], Held 
         return None if worker is None else Held(call_id, queue, worker)
 
     return held
+
+
+def _free_worker(pbx: BranchExchange) -> Callable[[], MediaWorker | None]:
+    """The media worker with the most free slots, where a callback is placed (None: all
+    full or the PBX not started)."""
+
+    def pick() -> MediaWorker | None:
+        try:
+            return pbx.media.pick()
+        except MediaPoolFullError as err:
+            log.warning("no media worker for a callback: %s", err)
+            return None
+
+    return pick
 
 
 def _cdr_fields(pbx: BranchExchange) -> Callable[[str, dict[str, str]], None]:

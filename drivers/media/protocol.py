@@ -38,6 +38,8 @@ Commands (``cmd``)::
     queue-hold, queue-offer, queue-cancel, queue-transfer, queue-hangup
                   id (the caller's SIP Call-ID), ...  act on a queued caller and the agent
                                                       rung for it (drivers.media.queues)
+    queue-callback  id, agent, caller, display       ring the agent, then call the caller
+                                                      back (drivers.media.callbacks)
     supervise-call, supervise-join, supervise-mode, supervise-hangup
                   id, ...                             a supervisor's leg on an agent's queue
                                                       call (drivers.media.supervise)
@@ -47,10 +49,11 @@ Events (``ev``): ``ready`` (port), ``load`` (calls, capacity), ``leg`` (id, stat
 ringing | answered | ended, code, reason), ``transfer`` (id, code, final), ``ivr`` (state:
 start (id, flow, caller, tag) | digit (id, digit) | played (id) | recorded (id, path, seconds) |
 ended (id); see drivers.media.ivr), ``queue`` (state: start (id, queue, caller) |
-agent-ringing | agent-answered | agent-ended (id, agent, code, answered) | ended (id); see
-drivers.media.queues), ``supervise`` (state: start (id, call_id, agent, supervisor,
-call) | digit (id, digit) | ended (id, code, reason, answered); see
-drivers.media.supervise), ``error`` (id, message), ``gsm`` (channel, state:
+agent-ringing | agent-answered | agent-ended (id, agent, code, answered) | digit (id, digit)
+| callback-ringing | callback-answered | callback-ended | ended (id); see
+drivers.media.queues and drivers.media.callbacks), ``supervise`` (state: start (id,
+call_id, agent, supervisor, call) | digit (id, digit) | ended (id, code, reason,
+answered); see drivers.media.supervise), ``error`` (id, message), ``gsm`` (channel, state:
 invite (number, call_id) | ringing | answered | dtmf (digits) | lost | ended (code,
 reason, answered, frames)), ``gsm-stats`` (channels: {channel: frames}), ``room`` (room,
 members: meet-me calls the room holds on this worker, call_id: the SIP Call-ID of the call

@@ -9,19 +9,23 @@ when to give up and where to overflow are the business of ``appliance.contact``:
     queue-announce  id, prompt{...}        play the prompt once, then the music again
     queue-offer     id, agent, display     ring ``agent`` through Kamailio, presenting the
                                            caller; once it answers, caller and agent hear
-                                           each other and the music stops
-    queue-cancel    id                     stop ringing the agent
+                                           each other and the music stops. Several agents
+                                           may be rung for one caller (ring-all): the first
+                                           to answer is bridged, the others' legs end
+    queue-cancel    id[, agent]            stop ringing the agent (without: every agent)
     queue-transfer  id, to                 REFER the caller to ``to`` (overflow), then leave
     queue-hangup    id                     end the caller's call and the agent's leg
 
 Events (``ev`` = ``queue``, ``state``): start, agent-ringing (id, agent), agent-answered
-(id, agent), agent-ended (id, agent, code, answered), ended (id). A connected call ends
+(id, agent), agent-ended (id, agent, code, answered), digit (id, digit), ended (id).
+Callbacks (``queue-callback``) are ``drivers.media.callbacks``. A connected call ends
 as a whole: either side hanging up ends the other, and a supervisor's leg on it
 (``drivers.media.supervise``) with it. Runs on the worker's main thread only.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -32,6 +36,8 @@ from drivers.media.protocol import Prompt
 
 if TYPE_CHECKING:
     from drivers.media.worker import Leg, Worker
+
+log = logging.getLogger(__name__)
 
 _USER = re.compile(r"sip:([^@;>\s]+)@")
 AGENT = "queue-agent"
@@ -45,6 +51,7 @@ class QueueLegs:
         self.emit = emit
         self.callers: dict[str, Leg] = {}
         self.agents: dict[str, Leg] = {}
+        self.offers: dict[str, dict[str, Leg]] = {}
         self.caller_numbers: dict[str, str] = {}
         self.hold: dict[str, Prompt] = {}
         self.bridged: set[str] = set()
@@ -79,17 +86,24 @@ class QueueLegs:
         elif name == "queue-offer":
             self._offer(key, str(cmd["agent"]), str(cmd.get("display", "")))
         elif name == "queue-cancel":
-            self._hangup(self.agents.get(key))
+            self._cancel(key, str(cmd["agent"]) if "agent" in cmd else None)
         elif name == "queue-transfer":
             self.bridged.add(key)
             self.worker.stop_source(leg)
             leg.refer_to = f"sip:{cmd['to']}@{self.worker.config.domain}"
             leg.call.xfer(leg.refer_to, pj.CallOpParam(True))
         elif name == "queue-hangup":
+            self._cancel(key, None)
             self._hangup(self.agents.get(key))
             self._hangup(leg)
         else:
             raise ValueError(f"unknown queue command {name}")
+
+    def digit(self, leg: Leg, digit: str) -> None:
+        """A DTMF digit from a queued caller (pressing 1 asks for a callback)."""
+        key = next((k for k, v in self.callers.items() if v is leg), None)
+        if key is not None:
+            self.emit(ev="queue", state="digit", id=key, digit=digit)
 
     def played(self, leg: Leg) -> None:
         """An announcement (or a round of the music) ended: the music goes on."""
@@ -103,12 +117,12 @@ class QueueLegs:
         if state == pj.PJSIP_INV_STATE_EARLY:
             self.emit(ev="queue", state="agent-ringing", id=key, agent=leg.tag, code=code)
         elif state == pj.PJSIP_INV_STATE_CONFIRMED:
-            leg.answered = True
-            self.emit(ev="queue", state="agent-answered", id=key, agent=leg.tag)
+            self._answered(key, leg)
         elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self.worker.forget(leg.call.getId(), leg)
             if self.agents.get(key) is leg:
                 del self.agents[key]
+            self._unrung(key, leg)
             self.emit(ev="queue", state="agent-ended", id=key, agent=leg.tag, code=code,
                       reason=reason, answered=leg.answered)  # fmt: skip
             if leg.answered:
@@ -123,6 +137,7 @@ class QueueLegs:
         self.caller_numbers.pop(key, None)
         self.hold.pop(key, None)
         self.bridged.discard(key)
+        self._cancel(key, None)
         self._hangup(self.agents.get(key))
         self.worker.supervisors.call_ended(key)
         self.emit(ev="queue", state="ended", id=key)
@@ -131,10 +146,11 @@ class QueueLegs:
         """Drop every pjsua2 reference (before libDestroy)."""
         self.callers.clear()
         self.agents.clear()
+        self.offers.clear()
         self.hold.clear()
 
     def _offer(self, key: str, agent: str, display: str) -> None:
-        if key in self.agents:
+        if key in self.agents or agent in self.offers.get(key, {}):
             self.emit(ev="queue", state="agent-ended", id=key, agent=agent, code=409,
                       reason="already-ringing", answered=False)  # fmt: skip
             return
@@ -144,13 +160,43 @@ class QueueLegs:
         self.worker.originate(cmd, service=AGENT)
         placed = [self.worker.legs[i] for i in set(self.worker.legs) - before]
         if placed:
-            self.agents[key] = placed[0]
+            self.offers.setdefault(key, {})[agent] = placed[0]
         else:
             self.emit(ev="queue", state="agent-ended", id=key, agent=agent, code=503,
                       reason="worker-full", answered=False)  # fmt: skip
 
+    def _answered(self, key: str, leg: Leg) -> None:
+        """The first agent to answer takes the caller; the others rung for it stop ringing,
+        and one that answered too late is hung up (its leg ends unanswered)."""
+        if key in self.agents or key not in self.callers or not self._unrung(key, leg):
+            self._hangup(leg)
+            return
+        leg.answered = True
+        self.agents[key] = leg
+        self.emit(ev="queue", state="agent-answered", id=key, agent=leg.tag)
+        self._bridge(leg)
+        self._cancel(key, None)
+
+    def _unrung(self, key: str, leg: Leg) -> bool:
+        """Takes ``leg`` out of the caller's agents being rung; False when it was not."""
+        rung = self.offers.get(key, {})
+        if rung.get(str(leg.tag)) is not leg:
+            return False
+        del rung[str(leg.tag)]
+        if not rung:
+            del self.offers[key]
+        return True
+
+    def _cancel(self, key: str, agent: str | None) -> None:
+        """Stop ringing ``agent`` (None: every agent still being rung) for the caller."""
+        for number, leg in list(self.offers.get(key, {}).items()):
+            if agent is None or number == agent:
+                self._hangup(leg)
+
     def _bridge(self, agent: Leg) -> None:
         caller = self.callers.get(agent.arg)
+        if self.agents.get(agent.arg) is not agent:
+            return
         if caller is None or caller.audio is None or agent.audio is None:
             return
         self.bridged.add(agent.arg)
@@ -168,5 +214,9 @@ class QueueLegs:
 
     @staticmethod
     def _hangup(leg: Leg | None) -> None:
-        if leg is not None:
+        if leg is None:
+            return
+        try:
             leg.call.hangup(pj.CallOpParam())
+        except pj.Error as err:
+            log.warning("hang-up of a queue leg failed (it may have ended): %s", err.info())

@@ -47,6 +47,7 @@ from typing import Any
 
 import pjsua2 as pj
 
+from drivers.media.callbacks import AGENT_LEG, CALLER_LEG, CallbackLegs
 from drivers.media.gsm import GSM_URI, GsmLegs, ModemAudioPort
 from drivers.media.ivr import IvrLegs
 from drivers.media.protocol import (
@@ -181,6 +182,7 @@ class Worker:
         self.gsm = GsmLegs(self, emit)
         self.ivr = IvrLegs(self, emit)
         self.queues = QueueLegs(self, emit)
+        self.callbacks = CallbackLegs(self, emit)
         self.supervisors = SupervisorLegs(self, self.queues, emit)
         self.links = RoomLinks(config.host, config.jitter_frames, self._link_joined,
                                self._link_left, emit)  # fmt: skip
@@ -310,6 +312,8 @@ class Worker:
             self.gsm.state(leg, state, code, reason)
         elif leg.service == AGENT:
             self.queues.agent_state(leg, state, code, reason)
+        elif leg.service in (AGENT_LEG, CALLER_LEG):
+            self.callbacks.state(leg, state, code, reason)
         elif leg.service == SUPERVISOR:
             self.supervisors.state(leg, state, code, reason)
         elif state == pj.PJSIP_INV_STATE_EARLY and leg.tag:
@@ -350,6 +354,8 @@ class Worker:
             self.ivr.media(leg)
         elif leg.service in ("queue", AGENT):
             self.queues.media(leg)
+        elif leg.service in (AGENT_LEG, CALLER_LEG):
+            self.callbacks.media(leg)
         elif leg.service == SUPERVISOR:
             self.supervisors.media(leg)
         elif leg.service == "echo":
@@ -358,12 +364,15 @@ class Worker:
             self._join(leg)
 
     def digit(self, call: Call, digit: str) -> None:
-        """A DTMF digit: GSM legs pass it on, IVR legs report it to the appliance."""
+        """A DTMF digit: GSM legs pass it on, IVR and queued callers' legs report it to the
+        appliance."""
         leg = self.legs.get(call.getId())
         if leg is not None and leg.service == "gsm":
             self.gsm.digit(leg, digit)
         elif leg is not None and leg.service == "ivr":
             self.ivr.digit(leg, digit)
+        elif leg is not None and leg.service == "queue":
+            self.queues.digit(leg, digit)
         elif leg is not None and leg.service == SUPERVISOR:
             self.supervisors.digit(leg, digit)
 
@@ -464,6 +473,14 @@ class Worker:
         self.load()
         self._room_changed(leg, "")
 
+    def _queue_command(self, name: str, cmd: dict[str, Any]) -> None:
+        """Queued callers' commands to their handler, callbacks' to theirs; cancel and
+        hang-up to both (each ignores calls it does not hold)."""
+        if name != "queue-callback":
+            self.queues.command(name, cmd)
+        if name in ("queue-callback", "queue-cancel", "queue-hangup"):
+            self.callbacks.command(name, cmd)
+
     def command(self, line: str) -> bool:
         """Apply one command line; returns False on ``quit``."""
         try:
@@ -480,7 +497,7 @@ class Worker:
             elif isinstance(name, str) and name.startswith("ivr-"):
                 self.ivr.command(name, cmd)
             elif isinstance(name, str) and name.startswith("queue-"):
-                self.queues.command(name, cmd)
+                self._queue_command(name, cmd)
             elif isinstance(name, str) and name.startswith("supervise-"):
                 self.supervisors.command(name, cmd)
             elif name in ("room-link", "room-unlink"):
@@ -505,6 +522,7 @@ class Worker:
         self.ivr.shutdown()
         self.supervisors.shutdown()
         self.queues.shutdown()
+        self.callbacks.shutdown()
         self.links.shutdown()
         for leg in self.legs.values():
             leg.source = leg.audio = None

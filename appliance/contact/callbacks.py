@@ -1,0 +1,78 @@
+"""Callers waiting for a callback, kept in LMDB so they keep their place after a restart.
+
+A caller who pressed 1 has hung up: nothing but this record remembers it until an agent
+answers its callback. Each is written when the caller presses 1 (state namespace
+``contact-callbacks``, fsync'd) and deleted when an agent answers; ``waiting`` reads them
+back in order of entry, skipping (and logging) any that cannot be read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from appliance.store import Store
+from appliance.store.state import StateStore
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "contact-callbacks"
+
+
+@dataclass(frozen=True)
+class StoredCallback:
+    """A caller waiting for a callback, as stored."""
+
+    call_id: str
+    queue: str
+    caller: str
+    entered: float
+    priority: int
+    skills: dict[str, int] = field(default_factory=dict)
+    variables: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, call_id: str, doc: Any) -> StoredCallback:
+        """The record stored under ``call_id``; ValueError when it is not one."""
+        try:
+            return cls(call_id, _text(doc["queue"]), _text(doc["caller"]),
+                       float(doc["entered"]), int(doc["priority"]),
+                       {_text(k): int(v) for k, v in dict(doc["skills"]).items()},
+                       {_text(k): _text(v) for k, v in dict(doc["variables"]).items()})  # fmt: skip
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"stored callback {call_id}: {err!r}") from err
+
+
+class CallbackStore:
+    """The callbacks waiting, in LMDB."""
+
+    def __init__(self, store: Store) -> None:
+        self._state = StateStore(store, NAMESPACE)
+
+    def add(self, callback: StoredCallback) -> None:
+        """The caller pressed 1: keep it until an agent answers."""
+        doc = asdict(callback)
+        del doc["call_id"]
+        self._state.put(callback.call_id, doc)
+
+    def done(self, call_id: str) -> None:
+        """An agent answered the callback."""
+        self._state.delete(call_id)
+
+    def waiting(self) -> Iterator[StoredCallback]:
+        """Every stored callback, oldest first; unreadable ones are logged and skipped."""
+        found = []
+        for call_id, doc in self._state.items():
+            try:
+                found.append(StoredCallback.parse(call_id, doc))
+            except ValueError as err:
+                log.warning("%s skipped (error_id callback-unreadable)", err)
+        yield from sorted(found, key=lambda c: c.entered)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r} is not text")
+    return value

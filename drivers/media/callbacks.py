@@ -1,0 +1,141 @@
+"""The media worker's queue callbacks: a caller who pressed 1 hung up keeping their place;
+when their turn comes the appliance has a worker ring the agent first and, once the agent
+answers, call the caller back and bridge the two.
+
+    queue-callback  id, agent, caller,     ring ``agent`` (presenting the caller's number
+                    display                with ``display``); once it answers, call
+                                           ``caller`` from the agent's extension and bridge
+    queue-cancel    id                     stop ringing the agent
+    queue-hangup    id                     end both legs
+
+Events (``ev`` = ``queue``, ``id`` the original call's SIP Call-ID): agent-ringing,
+agent-answered, agent-ended (agent, code, answered) as for a queued caller, then
+callback-ringing, callback-answered and callback-ended (code, answered) for the call to
+the caller. Either leg ending ends the other. Runs on the worker's main thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pjsua2 as pj
+
+if TYPE_CHECKING:
+    from drivers.media.worker import Leg, Worker
+
+log = logging.getLogger(__name__)
+
+AGENT_LEG = "callback-agent"
+CALLER_LEG = "callback-caller"
+
+
+class CallbackLegs:
+    """Callbacks placed by one worker, by the original call's SIP Call-ID."""
+
+    def __init__(self, worker: Worker, emit: Callable[..., None]) -> None:
+        self.worker = worker
+        self.emit = emit
+        self.agents: dict[str, Leg] = {}
+        self.callers: dict[str, Leg] = {}
+        self.numbers: dict[str, tuple[str, str]] = {}
+        self.bridged: set[str] = set()
+
+    def command(self, name: str, cmd: dict[str, Any]) -> None:
+        """``queue-callback`` places the agent leg; cancel and hang-up end this worker's
+        legs of that callback (commands for other calls are ignored)."""
+        key = str(cmd["id"])
+        if name == "queue-callback":
+            self._ring_agent(key, str(cmd["agent"]), str(cmd["caller"]), str(cmd["display"]))
+        elif name in ("queue-cancel", "queue-hangup"):
+            self._hangup(self.agents.get(key))
+            self._hangup(self.callers.get(key))
+
+    def state(self, leg: Leg, state: int, code: int, reason: str) -> None:
+        """Progress of an agent or caller leg of a callback."""
+        kind = "agent" if leg.service == AGENT_LEG else "callback"
+        key = leg.arg
+        if state == pj.PJSIP_INV_STATE_EARLY:
+            self.emit(ev="queue", state=f"{kind}-ringing", id=key, agent=leg.tag, code=code)
+        elif state == pj.PJSIP_INV_STATE_CONFIRMED:
+            leg.answered = True
+            self.emit(ev="queue", state=f"{kind}-answered", id=key, agent=leg.tag)
+            if kind == "agent":
+                self._ring_caller(key, leg)
+            self._bridge(key)
+        elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self._ended(key, leg, kind, code, reason)
+
+    def media(self, leg: Leg) -> None:
+        """Audio is up on a leg: bridge once both legs have it and the caller answered."""
+        self._bridge(leg.arg)
+
+    def shutdown(self) -> None:
+        """Drop every pjsua2 reference (before libDestroy)."""
+        self.agents.clear()
+        self.callers.clear()
+
+    def _ring_agent(self, key: str, agent: str, caller: str, display: str) -> None:
+        if key in self.agents:
+            self.emit(ev="queue", state="agent-ended", id=key, agent=agent, code=409,
+                      reason="already-ringing", answered=False)  # fmt: skip
+            return
+        cmd = {"id": agent, "to": agent, "from_user": caller, "display": display, "room": key}
+        placed = self._place(cmd, AGENT_LEG)
+        if placed is None:
+            self.emit(ev="queue", state="agent-ended", id=key, agent=agent, code=503,
+                      reason="worker-full", answered=False)  # fmt: skip
+            return
+        self.agents[key] = placed
+        self.numbers[key] = (caller, display)
+
+    def _ring_caller(self, key: str, agent: Leg) -> None:
+        caller, display = self.numbers.get(key, ("", ""))
+        cmd = {"id": caller, "to": caller, "from_user": agent.tag, "display": display,
+               "room": key}  # fmt: skip
+        placed = self._place(cmd, CALLER_LEG) if caller else None
+        if placed is None:
+            self.emit(ev="queue", state="callback-ended", id=key, agent=agent.tag, code=503,
+                      reason="not-placed", answered=False)  # fmt: skip
+            self._hangup(agent)
+            return
+        self.callers[key] = placed
+
+    def _place(self, cmd: dict[str, Any], service: str) -> Leg | None:
+        before = set(self.worker.legs)
+        self.worker.originate(cmd, service=service)
+        placed = [self.worker.legs[i] for i in set(self.worker.legs) - before]
+        return placed[0] if placed else None
+
+    def _ended(self, key: str, leg: Leg, kind: str, code: int, reason: str) -> None:
+        self.worker.forget(leg.call.getId(), leg)
+        mine, other = (self.agents, self.callers) if kind == "agent" else (self.callers,
+                                                                           self.agents)  # fmt: skip
+        if mine.get(key) is leg:
+            del mine[key]
+        if kind == "agent":
+            self.numbers.pop(key, None)
+        self.bridged.discard(key)
+        self.emit(ev="queue", state=f"{kind}-ended", id=key, agent=leg.tag, code=code,
+                  reason=reason, answered=leg.answered)  # fmt: skip
+        self._hangup(other.get(key))
+
+    def _bridge(self, key: str) -> None:
+        agent, caller = self.agents.get(key), self.callers.get(key)
+        if agent is None or caller is None or not caller.answered:
+            return
+        if agent.audio is None or caller.audio is None or key in self.bridged:
+            return
+        self.bridged.add(key)
+        caller.audio.startTransmit(agent.audio)
+        agent.audio.startTransmit(caller.audio)
+
+    @staticmethod
+    def _hangup(leg: Leg | None) -> None:
+        if leg is None:
+            return
+        try:
+            leg.call.hangup(pj.CallOpParam())
+        except pj.Error as err:
+            log.warning("hang-up of a callback leg failed (it may have ended): %s", err.info())

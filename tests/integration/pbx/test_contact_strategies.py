@@ -1,0 +1,170 @@
+"""ACD strategies end to end: real pjsua2 phones through Kamailio into the media workers.
+
+A ring-all queue rings every free agent's phone at once; the first to answer talks with
+the caller and the other phone stops ringing, its agent free again at once. A skills
+queue rings the agent whose skill level meets the caller's requirement, not the one idle
+longest. A caller offered a callback presses 1 and hangs up; when the agent is free its
+phone rings first, then the caller's, and the two talk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.pbx.harness import (
+    Pbx,
+    media,
+    no_daemons_left,
+    phones,
+    require_debs,
+    wait_for,
+)
+from tests.integration.pbx.test_contact_queues import (
+    CtiListener,
+    agent,
+    agent_state,
+    heard,
+    live,
+    recorded_s,
+    waiting,
+)
+
+EXTENSIONS = {"1001": "Alice", "1003": "Carol", "1004": "Dave"}
+CONTACT = {"queues": {
+    "all": {"number": "710", "agents": ["1003", "1004"], "strategy": "ring-all",
+            "ring_timeout_s": 20, "wrapup_s": 1},
+    "billing": {"number": "711", "strategy": "skills", "skills": {"billing": 3},
+                "agents": [{"extension": "1003", "skills": {"billing": 1}},
+                           {"extension": "1004", "skills": {"billing": 4}}],
+                "ring_timeout_s": 20, "wrapup_s": 1},
+    "callme": {"number": "712", "agents": ["1003"], "callback_after_s": 2, "wrapup_s": 1},
+}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def spbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
+    require_debs()
+    root = tmp_path_factory.mktemp("strategy-pbx")
+    instance = Pbx(root, extensions=EXTENSIONS, media=media(2))
+    config = yaml.safe_load(instance.config.read_text())
+    instance.config.write_text(yaml.safe_dump({**config, "contact": CONTACT}))
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.stop()
+    assert no_daemons_left(root)
+
+
+@pytest.fixture
+def cti(spbx: Pbx) -> Iterator[CtiListener]:
+    listener = CtiListener(spbx)
+    wait_for(lambda: spbx.api("GET", "/contact/queues")[0] == 200, 5, spbx.output)
+    yield listener
+    listener.close()
+
+
+def both_available(pbx: Pbx, queue: str) -> None:
+    """Both agents logged in (1003 first, so it is the one idle longest) and free."""
+    for number in ("1003", "1004"):
+        agent(pbx, number, "logout")
+        agent(pbx, number, "login")
+    wait_for(lambda: {a["state"] for a in live(pbx, queue)["agents"]} == {"available"}, 10,
+             lambda: str(live(pbx, queue)))  # fmt: skip
+
+
+def state_of(pbx: Pbx, number: str) -> Any:
+    return agent_state(pbx, "all", number)["state"]
+
+
+def test_ring_all_rings_every_agent_and_the_other_stops_when_one_answers(
+    spbx: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    with phones(spbx, tmp_path, ("1001", 450), ("1003", 1000), ("1004", 300)) as found:
+        alice, carol, dave = found
+        both_available(spbx, "all")
+        alice.send("call", to="710")
+        alice.state("CONFIRMED")
+        carol.wait(lambda e: e["ev"] == "incoming", 15)
+        dave.answer(timeout=15)
+        ended = carol.state("DISCONNECTED", timeout=10)
+        assert ended["code"] == 487, ended
+        wait_for(lambda: state_of(spbx, "1003") == "available", 5,
+                 lambda: str(live(spbx, "all")))  # fmt: skip
+        assert state_of(spbx, "1004") == "on-call"
+        start = recorded_s(dave)
+        wait_for(lambda: recorded_s(dave) > start + 2.5, 15, lambda: "dave heard nothing")
+        dave.send("hangup")
+        dave.state("DISCONNECTED")
+        alice.state("DISCONNECTED")
+    assert heard(dave, start + 0.5, start + 2.0) == 450.0, "dave did not hear alice"
+    assert not [e for e in carol.events if e["ev"] == "incoming"], "carol was rung twice"
+    call_id = cti.named("call.answered")[0]["data"]["call_id"]
+    offered = sorted(e["data"]["agent"] for e in cti.named("call.offered", call_id))
+    assert offered == ["1003", "1004"]
+    cdr = spbx.cdr_for(lambda c: c["call_id"] == call_id)
+    assert (cdr["variables"]["queue_outcome"], cdr["variables"]["queue_agent"]) == (
+        "answered", "1004")  # fmt: skip
+
+
+def test_the_skills_queue_rings_the_skilled_agent_not_the_longest_idle(
+    spbx: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    with phones(spbx, tmp_path, ("1001", 450), ("1003", 1000), ("1004", 300)) as found:
+        alice, carol, dave = found
+        both_available(spbx, "billing")
+        alice.send("call", to="711")
+        alice.state("CONFIRMED")
+        waiting(spbx, "billing", 1)
+        incoming = dave.answer(timeout=15)
+        assert "1001" in incoming["remote"]
+        start = recorded_s(alice)
+        wait_for(lambda: recorded_s(alice) > start + 2.5, 15, lambda: "alice heard nothing")
+        alice.send("hangup")
+        alice.state("DISCONNECTED")
+        dave.state("DISCONNECTED")
+        with pytest.raises(AssertionError):
+            carol.wait(lambda e: e["ev"] == "incoming", 1)
+    assert heard(alice, start + 0.5, start + 2.0) == 300.0, "alice did not hear dave"
+    offers = [e["data"]["agent"] for e in cti.named("call.offered")]
+    assert offers == ["1004"]
+
+
+def test_a_caller_who_presses_1_is_called_back_once_the_agent_answered(
+    spbx: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    with phones(spbx, tmp_path, ("1001", 450), ("1003", 1000)) as (alice, carol):
+        agent(spbx, "1003", "logout")
+        alice.send("call", to="712")
+        alice.state("CONFIRMED")
+        wait_for(lambda: bool(cti.named("call.announced")), 20, lambda: str(cti.events))
+        alice.send("dtmf", digits="1")
+        alice.state("DISCONNECTED", timeout=10)
+        (requested,) = cti.named("call.callback-requested")
+        call_id = requested["data"]["call_id"]
+        cdr = spbx.cdr_for(lambda c: c["call_id"] == call_id)
+        assert cdr["variables"]["queue_outcome"] == "callback"
+        assert [w["caller"] for w in live(spbx, "callme")["waiting"]] == ["1001"]
+        agent(spbx, "1003", "login")
+        incoming = carol.answer(timeout=15)
+        assert "1001" in incoming["remote"], "the agent sees whom it calls back"
+        assert not [e for e in alice.events if e["ev"] == "incoming"], "agent leg first"
+        called_back = alice.answer(timeout=15)
+        assert "1003" in called_back["remote"]
+        start_alice, start_carol = recorded_s(alice), recorded_s(carol)
+        wait_for(lambda: recorded_s(alice) > start_alice + 2.5
+                 and recorded_s(carol) > start_carol + 2.5, 15, lambda: "no audio")  # fmt: skip
+        carol.send("hangup")
+        carol.state("DISCONNECTED")
+        alice.state("DISCONNECTED")
+    assert heard(alice, start_alice + 0.5, start_alice + 2.0) == 1000.0, "alice heard no agent"
+    assert heard(carol, start_carol + 0.5, start_carol + 2.0) == 450.0, "carol heard no caller"
+    names = [e["event"] for e in cti.events if e["data"].get("call_id") == call_id]
+    for name in ("call.callback-offered", "call.callback-requested", "call.offered",
+                 "call.answered", "call.callback-answered", "call.ended"):  # fmt: skip
+        assert name in names, names
