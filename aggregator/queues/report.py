@@ -48,6 +48,7 @@ class QueueQuery:
     interval: Interval = "day"
     sites: frozenset[str] | None = None
     queue: str | None = None
+    not_sites: frozenset[str] = frozenset()
 
 
 def queue_report(conn: sa.Connection, query: QueueQuery) -> list[dict[str, Any]]:
@@ -157,6 +158,8 @@ def _sums(
     select = select.where(at >= first, at < query.end_ms)
     if query.sites is not None:
         select = select.where(c.site_id.in_(sorted(query.sites)))
+    if query.not_sites:
+        select = select.where(c.site_id.not_in(sorted(query.not_sites)))
     if query.queue is not None:
         select = select.where(c.queue == query.queue)
     return select.group_by(c.site_id, c.queue, sa.literal_column("period"))
@@ -183,6 +186,7 @@ def _line(site_id: str, queue: str, period: str, sums: Sequence[Any]) -> dict[st
         "timeout": timeout,
         "callback": callback,
         "interrupted": interrupted,
+        "lost": abandoned + timeout + interrupted,
         "answered_within_sl": met,
         "service_level_percent": round(100 * met / judged, 1) if judged else None,
         "asa_s": round(wait_s / answered, 1) if answered else None,

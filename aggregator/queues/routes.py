@@ -20,6 +20,7 @@ from aggregator.queues.agents import agent_report
 from aggregator.queues.answer_times import answer_time_report, buckets
 from aggregator.queues.lost import LostQuery, lost_calls
 from aggregator.queues.report import Interval, QueueQuery, queue_report
+from aggregator.queues.zones import zone_groups
 from aggregator.settings import AggregatorSettings
 
 CSV_PAGE = 1000
@@ -29,6 +30,24 @@ def build_queues_router(settings: AggregatorSettings, engine: Callable[[], sa.En
     """The /api/v1/reports/queues and /api/v1/reports/agents routes."""
     router = APIRouter(prefix="/api/v1", tags=["reports"])
     who = Annotated[Principal, hq_access(settings.api.tokens).needs("viewer")]
+
+    def queries(
+        conn: sa.Connection,
+        scope: frozenset[str] | None,
+        start: str,
+        end: str,
+        tz: str,
+        interval: Interval,
+        queue: str | None,
+    ) -> list[QueueQuery]:
+        """One query per time zone (one, unless ``tz=site``: one per zone of the sites)."""
+        queries = []
+        for group in zone_groups(conn, tz, scope):
+            first, last = span(start, end, group.tz, settings.reports.max_span_days)
+            queries.append(
+                QueueQuery(first, last, group.tz, interval, group.sites, queue, group.not_sites)
+            )
+        return queries
 
     @router.get(
         "/reports/queues",
@@ -42,14 +61,16 @@ def build_queues_router(settings: AggregatorSettings, engine: Callable[[], sa.En
         interval: Interval = "day",
         site: str | None = None,
         queue: str | None = None,
-        tz: str = "UTC",
+        tz: Annotated[str, Query(description="IANA zone, or site: each site's own")] = "UTC",
         format: Format = "json",
     ) -> Any:
-        local = zone(tz)
-        first, last = span(start, end, local, settings.reports.max_span_days)
-        query = QueueQuery(first, last, local, interval, principal.scope(site), queue)
         with engine().connect() as conn:
-            rows = queue_report(conn, query)
+            rows = [
+                line
+                for query in queries(conn, principal.scope(site), start, end, tz, interval, queue)
+                for line in queue_report(conn, query)
+            ]
+        rows.sort(key=_order)
         return respond(rows, format, "queues.csv")
 
     @router.get(
@@ -83,14 +104,16 @@ def build_queues_router(settings: AggregatorSettings, engine: Callable[[], sa.En
         interval: Interval = "day",
         site: str | None = None,
         queue: str | None = None,
-        tz: str = "UTC",
+        tz: Annotated[str, Query(description="IANA zone, or site: each site's own")] = "UTC",
         format: Format = "json",
     ) -> Any:
-        local = zone(tz)
-        first, last = span(start, end, local, settings.reports.max_span_days)
-        query = QueueQuery(first, last, local, interval, principal.scope(site), queue)
         with engine().connect() as conn:
-            rows = answer_time_report(conn, query)
+            rows = [
+                line
+                for query in queries(conn, principal.scope(site), start, end, tz, interval, queue)
+                for line in answer_time_report(conn, query)
+            ]
+        rows.sort(key=_order)
         if format == "csv":
             return respond(rows, format, "answer-times.csv")
         return {"buckets": buckets(), "rows": rows}
@@ -133,6 +156,10 @@ def _all_lost(engine: Callable[[], sa.Engine], query: LostQuery) -> Iterator[dic
         yield from page
         if cursor is None:
             return
+
+
+def _order(line: dict[str, Any]) -> tuple[str, str, str]:
+    return line["site_id"], line["queue"], line["period"]
 
 
 def _reasons(paused: dict[str, float]) -> str:
