@@ -39,7 +39,7 @@ def _span(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--to", dest="end", required=True, help="end date or time (exclusive)")
     parser.add_argument("--site", help="only this site")
     parser.add_argument("--queue", help="only this queue")
-    parser.add_argument("--tz", default="UTC", help="time zone (default UTC)")
+    parser.add_argument("--tz", default="UTC", help="time zone, or site: each site's (UTC)")
     return parser
 
 
