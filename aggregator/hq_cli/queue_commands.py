@@ -23,7 +23,7 @@ LOST_COLUMNS = ("site_id", "time", "caller", "queue", "wait_s", "outcome", "reac
 def add(sub: Sub, leaf: Leaf) -> None:
     """Register `answer-times` and `lost` under `callmesh hq report`."""
     help = "per queue and day/hour: answered calls by wait (0-5, 5-10, ... 120+ s)"
-    times = _span(leaf(sub, "answer-times", _answer_times, help))
+    times = _span(leaf(sub, "answer-times", _answer_times, help), site_zone=True)
     times.add_argument("--interval", choices=("day", "hour"), default="day", help="(day)")
     lost = _span(leaf(sub, "lost", _lost, "queued calls lost and whether the caller was reached"))
     lost.add_argument(
@@ -34,12 +34,13 @@ def add(sub: Sub, leaf: Leaf) -> None:
     count.add_argument("--all", action="store_true", help="every lost call")
 
 
-def _span(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def _span(parser: argparse.ArgumentParser, site_zone: bool = False) -> argparse.ArgumentParser:
     parser.add_argument("--from", dest="start", required=True, help="first date or ISO time")
     parser.add_argument("--to", dest="end", required=True, help="end date or time (exclusive)")
     parser.add_argument("--site", help="only this site")
     parser.add_argument("--queue", help="only this queue")
-    parser.add_argument("--tz", default="UTC", help="time zone, or site: each site's (UTC)")
+    zones = "time zone, or site: each site's (UTC)" if site_zone else "time zone (default UTC)"
+    parser.add_argument("--tz", default="UTC", help=zones)
     return parser
 
 
