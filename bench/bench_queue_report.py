@@ -9,7 +9,8 @@ queued call with the figures a CDR's queue fields give (queue, outcome, wait, ta
 service level met), indexed by start time, which is the best a raw table can offer such a
 query. The per-queue rollups are then filled from it the way ingest adds calls up
 (aggregator/store/queue_rollup.py: counts per outcome, wait and talk time of answered
-calls, longest wait of any call), per site, queue and UTC hour, and per UTC day.
+calls, longest wait of any call, answered calls per wait bucket), per site, queue and UTC
+hour, and per UTC day.
 
 Measured after one warm-up, medians of ``--rounds`` runs of the report and of
 ``--raw-rounds`` of the same figures computed by a GROUP BY over the raw table in the
@@ -19,7 +20,9 @@ loaded machine show what the wall time is made of:
 
 1. the month per queue and day in UTC (read from the daily rollup);
 2. the month per queue and local day in Europe/Berlin (read from the hourly rollup);
-3. one site's month per queue and hour.
+3. one site's month per queue and hour;
+4. the answer-time distribution (answered calls per wait bucket) of case 1, against the
+   same buckets counted by a GROUP BY over the raw table (wall and client CPU only).
 """
 
 from __future__ import annotations
@@ -42,8 +45,10 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aggregator import reports
+from aggregator.queues.answer_times import answer_time_report
 from aggregator.queues.report import QueueQuery, queue_report, statement, utc_offsets
 from aggregator.store.db import create_engine
+from aggregator.store.queue_rollup import BUCKET_COLUMNS, WAIT_BUCKETS
 from bench import harness
 from tests.pg import postgres_server
 
@@ -69,7 +74,15 @@ _RAW_FILL = """INSERT INTO bench_queue_calls
           FROM generate_series(0, {n} - 1) AS i) AS calls"""
 # (``%%``: the driver reads a lone percent sign as a placeholder.)
 _OUTCOMES = ("answered", "abandoned", "overflowed", "timeout", "callback", "interrupted")
-# The figures of one group of calls, in aggregator.store.queue_rollup.COUNTERS order.
+_LOWS = [low for _, low in WAIT_BUCKETS]
+# Answered calls per wait bucket (aggregator/store/queue_rollup.py, WAIT_BUCKETS).
+_BUCKETS = ", ".join(
+    f"count(*) FILTER (WHERE outcome = 'answered' AND wait_s >= {low}"
+    + ("" if high is None else f" AND wait_s < {high}")
+    + ")"
+    for low, high in zip(_LOWS, [*_LOWS[1:], None], strict=True)
+)
+# The figures of one group of calls, in the rollup table's column order.
 _FIGURES = ", ".join(
     [
         "count(*)",
@@ -78,6 +91,7 @@ _FIGURES = ", ".join(
         "coalesce(sum(wait_s) FILTER (WHERE outcome = 'answered'), 0)",
         "coalesce(sum(talk_s) FILTER (WHERE outcome = 'answered'), 0)",
         "max(wait_s)",
+        _BUCKETS,
     ]
 )
 _ROLLUP_FILL = f"""INSERT INTO queue_rollup
@@ -87,6 +101,7 @@ _SUMS = ", ".join(
     [
         *(f"sum({c})" for c in ("offered", *_OUTCOMES, "sl_met", "wait_s", "talk_s")),
         "max(max_wait_s)",
+        *(f"sum({c})" for c in BUCKET_COLUMNS),
     ]
 )
 _DAILY_FILL = f"""INSERT INTO queue_rollup_daily
@@ -122,6 +137,14 @@ def measure(args: argparse.Namespace) -> None:
             )
             print(f"{name}: {line}")
             harness.record(name, line)
+        name, query = cases[0]
+        ours, raw = compare_answer_times(engine, query, args.rounds, args.raw_rounds)
+        line = (
+            f"{ours.wall_ms:.1f} ms (client CPU {ours.cpu_ms:.1f} ms) vs raw GROUP BY "
+            f"{raw.wall_ms:.1f} ms, ratio {ours.wall_ms / raw.wall_ms:.4f}"
+        )
+        print(f"answer times, {name}: {line}")
+        harness.record(f"answer times, {name}", line)
 
 
 def _cases(args: argparse.Namespace) -> list[tuple[str, QueueQuery]]:
@@ -184,6 +207,23 @@ def compare(
     return ours_t, raw_t
 
 
+def compare_answer_times(
+    engine: sa.Engine, query: QueueQuery, rounds: int, raw_rounds: int
+) -> tuple[Timing, Timing]:
+    """The answer-time report and the raw GROUP BY, timed (wall and client CPU only)."""
+    raw_sql = _raw_sql(query, _BUCKETS)
+    with engine.connect() as conn:
+        ours = answer_time_report(conn, query)
+        raw = conn.exec_driver_sql(raw_sql).all()
+        ours_total = [sum(line[c] for line in ours) for c in BUCKET_COLUMNS]
+        raw_total = [sum(row[3 + i] for row in raw) for i in range(len(BUCKET_COLUMNS))]
+        if ours_total != raw_total:
+            raise harness.Incomplete("the answer times and the raw GROUP BY disagree")
+        ours_t = _timed(lambda: answer_time_report(conn, query), rounds, conn, "SELECT 1")
+        raw_t = _timed(lambda: conn.exec_driver_sql(raw_sql).all(), raw_rounds, conn, "SELECT 1")
+    return ours_t, raw_t
+
+
 def _report_sql(conn: sa.Connection, query: QueueQuery) -> str:
     """The report's statement with its values in line, for EXPLAIN ANALYZE."""
     compiled = statement(query).compile(conn.engine, compile_kwargs={"literal_binds": True})
@@ -211,13 +251,13 @@ def raw_report(conn: sa.Connection, query: QueueQuery) -> list[dict[str, Any]]:
     ]
 
 
-def _raw_sql(query: QueueQuery) -> str:
+def _raw_sql(query: QueueQuery, figures: str = _FIGURES) -> str:
     period = _local_day(query) if query.interval == "day" else "started_ms / 3600000 * 3600000"
     sites = ""
     if query.sites is not None:
         sites = " AND site_id IN ('" + "','".join(sorted(query.sites)) + "')"
     return (
-        f"SELECT site_id, queue, {period} AS period, {_FIGURES} FROM bench_queue_calls "  # noqa: S608
+        f"SELECT site_id, queue, {period} AS period, {figures} FROM bench_queue_calls "  # noqa: S608
         f"WHERE started_ms >= {query.start_ms} AND started_ms < {query.end_ms}{sites} "
         "GROUP BY 1, 2, 3"
     )

@@ -19,6 +19,7 @@ class QueuedCall:
     sl_met: bool = False
     start: float = T0
     agent: str = ""
+    caller: str | None = None  # the caller's number (None: make_cdr's)
 
     def cdr(self) -> bytes:
         """The caller's CDR with its ``queue_*`` variables (docs/contact-centre.md)."""
@@ -36,8 +37,10 @@ class QueuedCall:
         if self.outcome == "answered":
             variables |= {"queue_agent": self.agent or "1003",
                           "queue_sl_met": "true" if self.sl_met else "false"}  # fmt: skip
+        caller = {"caller": {"number": self.caller, "extension": None, "name": ""}}
         return make_cdr(
             self.n,
+            **(caller if self.caller is not None else {}),
             start=self.start,
             answer=self.start + 1,
             end=end,

@@ -1,4 +1,5 @@
-"""A database at revision 0003 holding queued calls' CDRs, and what 0004 must make of them."""
+"""A database at revision 0003 (or later) holding queued calls' CDRs, and what 0004 and
+0008 must make of them."""
 
 from __future__ import annotations
 
@@ -12,20 +13,22 @@ from alembic.config import Config
 from aggregator.store import migrate
 from aggregator.store.cdr_rows import cdr_row
 from aggregator.store.db import driver_url
+from aggregator.store.queue_rollup import BUCKET_COLUMNS
 from aggregator.store.schema import cdrs
 from tests.first_release import make_first_release_db
 from tests.queue_cdrs import QueuedCall
 from tests.sync_env import T0
 
 CALLS = [
-    QueuedCall(1000 + n, "support" if n % 3 else "sales", outcome, wait_s=5.0 + n,
+    QueuedCall(1000 + n, "support" if n % 3 else "sales", outcome, wait_s=2.0 + n * n // 2 / 2,
                talk_s=40.0, sl_met=n % 2 == 0, start=T0 + n * 1800)
     for n, outcome in enumerate(["answered", "abandoned", "answered", "timeout"] * 6)
 ]  # fmt: skip
 
 
-def at_revision_0003(url: str) -> None:
-    """A database as release 0003 left it: the first release's, upgraded to 0003."""
+def at_revision_0003(url: str, then: str = "0003") -> None:
+    """A database as release 0003 left it: the first release's, upgraded to 0003 (and the
+    queued calls' CDRs stored then), then upgraded to ``then``."""
     make_first_release_db(url, cdrs=20)
     engine = sa.create_engine(driver_url(url))
     with engine.begin() as conn:
@@ -36,6 +39,7 @@ def at_revision_0003(url: str) -> None:
         command.upgrade(config, "0003")
         rows = [cdr_row("site-a", call.cdr(), 1)._asdict() for call in CALLS]
         conn.execute(cdrs.insert(), rows)
+        command.upgrade(config, then)
     engine.dispose()
 
 
@@ -53,6 +57,27 @@ def assert_close(got: dict[str, tuple[float, ...]], want: dict[str, tuple[float,
     assert got.keys() == want.keys()
     for queue, figures in want.items():
         assert got[queue] == pytest.approx(figures, abs=1e-3), queue
+
+
+def bucket_sums(engine: sa.Engine, table: sa.Table) -> dict[str, tuple[int, ...]]:
+    """Per queue, the answered calls of each answer-time bucket."""
+    t = table.c
+    query = sa.select(t.queue, *(sa.func.sum(t[name]) for name in BUCKET_COLUMNS))
+    with engine.connect() as conn:
+        rows = conn.execute(query.group_by(t.queue)).all()
+    return {queue: tuple(int(n) for n in counts) for queue, *counts in rows}
+
+
+def bucket_hand_count(calls: list[QueuedCall]) -> dict[str, tuple[int, ...]]:
+    """Per queue, answered calls by bucket, counted from the waits."""
+    counted = {}
+    for queue in {c.queue for c in calls}:
+        counts = [0] * len(BUCKET_COLUMNS)
+        for c in calls:
+            if c.queue == queue and c.outcome == "answered":
+                counts[sum(c.wait_s >= low for low in (5, 10, 20, 30, 60, 120))] += 1
+        counted[queue] = tuple(counts)
+    return counted
 
 
 def hand_count(calls: list[QueuedCall]) -> dict[str, tuple[float, ...]]:

@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from aggregator import recording_store, reports
 from aggregator.api.auth import Principal
 from aggregator.api.errors import ApiError
+from aggregator.console.queue_tables import queue_tables
 from aggregator.console.sessions import COOKIE, Session
 from aggregator.console.web import PREFIX, Console, ConsoleError, check_csrf, scope
 from aggregator.sites.queries import site_rows
@@ -179,8 +180,9 @@ def _report(
         days = reports.summary(conn, sites, *span, utc, "day")
         hours = reports.summary(conn, sites, *span, utc, "hour")
         tables = {dim: reports.by_key(conn, dim, sites, *span) for dim, _ in REPORT_DIMENSIONS}
+        queues = queue_tables(conn, sites, span, utc)
     charts = {"days": _per_day(days), "hours": _per_hour(hours), "sites": _per_site(tables)}
-    return {"tables": tables, "charts": charts, "dimensions": REPORT_DIMENSIONS}, None
+    return {"tables": tables, "charts": charts, "dimensions": REPORT_DIMENSIONS, **queues}, None
 
 
 def _per_day(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:

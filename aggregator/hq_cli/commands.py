@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from aggregator.hq_cli import directory_commands, fleet_commands
+from aggregator.hq_cli import directory_commands, fleet_commands, queue_commands
 from aggregator.hq_cli.errors import EXIT_FAILURE, EXIT_USAGE, HqCliError
 from aggregator.hq_cli.output import Progress, Result, record, table, write_csv, write_xlsx
 from aggregator.hq_cli.paths import segment
@@ -272,6 +272,7 @@ def _reports(commands: Sub) -> None:
     queues.add_argument("--interval", choices=("day", "hour"), default="day", help="(day)")
     queues.add_argument("--queue", help="only this queue")
     _report_leaf(sub, "agents", "per agent: logged-in, paused by reason, occupancy, calls, talk")
+    queue_commands.add(sub, leaf)
     usage = leaf(sub, "sim-usage", _sim_usage, "per SIM and local day: calls, answer rate, talk")
     usage.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD")
     usage.add_argument("--to", dest="end", required=True, help="last day, inclusive")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -32,6 +32,10 @@ HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 Interval = Literal["day", "hour"]
 COUNTS = ("offered", *OUTCOMES, "sl_met")
+# The sums a report reads from a rollup table, after site, queue and period.
+Figures = Callable[[sa.Table], list[sa.ColumnElement[Any]]]
+# (site, queue, period label, the sums)
+PeriodSums = tuple[str, str, str, Sequence[Any]]
 
 
 @dataclass(frozen=True)
@@ -44,11 +48,17 @@ class QueueQuery:
     interval: Interval = "day"
     sites: frozenset[str] | None = None
     queue: str | None = None
+    not_sites: frozenset[str] = frozenset()
 
 
 def queue_report(conn: sa.Connection, query: QueueQuery) -> list[dict[str, Any]]:
     """Per site, queue and period: outcomes, service level, ASA, AHT and longest wait."""
-    rows = conn.execute(statement(query)).all()
+    return [_line(*period) for period in period_sums(conn, query, queue_figures)]
+
+
+def period_sums(conn: sa.Connection, query: QueueQuery, figures: Figures) -> list[PeriodSums]:
+    """``figures`` summed per site, queue and period (labelled), sorted."""
+    rows = conn.execute(statement(query, figures)).all()
     if query.interval == "day":
         first = _first_day(query)
         labels = [(first + datetime.timedelta(days=d)).isoformat() for d in range(_days(rows))]
@@ -56,19 +66,32 @@ def queue_report(conn: sa.Connection, query: QueueQuery) -> list[dict[str, Any]]
     else:
         lines = [(site, queue, _hour_label(h, query.tz), sums) for site, queue, h, *sums in rows]
     # Sorted here, not in SQL, so the order does not depend on the database's collation.
-    return [_line(site, queue, period, sums) for site, queue, period, sums in sorted(lines)]
+    return sorted(lines)
 
 
-def statement(query: QueueQuery) -> sa.Select[Any]:
+def queue_figures(table: sa.Table) -> list[sa.ColumnElement[Any]]:
+    """The queue report's sums: ``COUNTS``, wait and talk seconds, the longest wait."""
+    c = table.c
+    return [
+        # Counts summed as integers (PostgreSQL's sum of bigint is numeric, slow to read).
+        *(sa.cast(sa.func.sum(c[name]), sa.BigInteger) for name in COUNTS),
+        *(sa.func.sum(c[name]) for name in ("wait_s", "talk_s")),
+        sa.func.max(c.max_wait_s),
+    ]
+
+
+def statement(query: QueueQuery, figures: Figures = queue_figures) -> sa.Select[Any]:
     """The report's SQL: sums per site, queue and period (a day's number, or the hour)."""
-    return _by_day(query, _first_day(query)) if query.interval == "day" else _by_hour(query)
+    if query.interval == "day":
+        return _by_day(query, _first_day(query), figures)
+    return _by_hour(query, figures)
 
 
 def _first_day(query: QueueQuery) -> datetime.date:
     return datetime.datetime.fromtimestamp(query.start_ms / 1000, query.tz).date()
 
 
-def _by_day(query: QueueQuery, first: datetime.date) -> sa.Select[Any]:
+def _by_day(query: QueueQuery, first: datetime.date, figures: Figures) -> sa.Select[Any]:
     """Sums per site, queue and local day (days since ``first``).
 
     An hour's local day is its start plus the zone's UTC offset then, in whole days since
@@ -85,7 +108,7 @@ def _by_day(query: QueueQuery, first: datetime.date) -> sa.Select[Any]:
     for (_, offset), (changed, _) in reversed(list(itertools.pairwise(offsets))):
         shift = sa.case((at < changed, offset), else_=shift)
     base = int(datetime.datetime.combine(first, datetime.time(), datetime.UTC).timestamp() * 1000)
-    return _sums(table, at, (at + shift - base) // DAY_MS, query)
+    return _sums(table, at, (at + shift - base) // DAY_MS, query, figures)
 
 
 def utc_offsets(start_ms: int, end_ms: int, tz: ZoneInfo) -> list[tuple[int, int]]:
@@ -117,26 +140,26 @@ def _days(rows: Sequence[Any]) -> int:
     return max((row[2] for row in rows), default=-1) + 1
 
 
-def _by_hour(query: QueueQuery) -> sa.Select[Any]:
-    return _sums(queue_rollup, queue_rollup.c.hour_ms, queue_rollup.c.hour_ms, query)
+def _by_hour(query: QueueQuery, figures: Figures) -> sa.Select[Any]:
+    hour = queue_rollup.c.hour_ms
+    return _sums(queue_rollup, hour, hour, query, figures)
 
 
 def _sums(
-    table: sa.Table, at: sa.ColumnElement[int], period: sa.ColumnElement[int], query: QueueQuery
+    table: sa.Table,
+    at: sa.ColumnElement[int],
+    period: sa.ColumnElement[int],
+    query: QueueQuery,
+    figures: Figures,
 ) -> sa.Select[Any]:
     c = table.c
     first = _first_hour(query.start_ms)
-    select = sa.select(
-        c.site_id,
-        c.queue,
-        period.label("period"),
-        # Counts summed as integers (PostgreSQL's sum of bigint is numeric, slow to read).
-        *(sa.cast(sa.func.sum(c[name]), sa.BigInteger) for name in COUNTS),
-        *(sa.func.sum(c[name]) for name in ("wait_s", "talk_s")),
-        sa.func.max(c.max_wait_s),
-    ).where(at >= first, at < query.end_ms)
+    select = sa.select(c.site_id, c.queue, period.label("period"), *figures(table))
+    select = select.where(at >= first, at < query.end_ms)
     if query.sites is not None:
         select = select.where(c.site_id.in_(sorted(query.sites)))
+    if query.not_sites:
+        select = select.where(c.site_id.not_in(sorted(query.not_sites)))
     if query.queue is not None:
         select = select.where(c.queue == query.queue)
     return select.group_by(c.site_id, c.queue, sa.literal_column("period"))
@@ -163,6 +186,7 @@ def _line(site_id: str, queue: str, period: str, sums: Sequence[Any]) -> dict[st
         "timeout": timeout,
         "callback": callback,
         "interrupted": interrupted,
+        "lost": abandoned + timeout + interrupted,
         "answered_within_sl": met,
         "service_level_percent": round(100 * met / judged, 1) if judged else None,
         "asa_s": round(wait_s / answered, 1) if answered else None,

@@ -1,4 +1,5 @@
-"""HQ API for contact-centre reports: ``/reports/queues`` and ``/reports/agents``.
+"""HQ API for contact-centre reports: ``/reports/queues``, ``/reports/agents`` and the
+emergency centre's ``/reports/queues/answer-times`` and ``/reports/queues/lost``.
 
 Every role reads (site-viewers only their sites); ``format=csv`` answers the same rows
 as CSV. Parameters that do not parse answer 422 with their ``error_id``
@@ -6,23 +7,47 @@ as CSV. Parameters that do not parse answer 422 with their ``error_id``
 """
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query
 
 from aggregator.api.auth import Principal, hq_access
-from aggregator.api.params import Format, respond, span, zone
+from aggregator.api.csv_export import csv_response
+from aggregator.api.params import Format, guard, respond, span, zone
 from aggregator.queues.agents import agent_report
+from aggregator.queues.answer_times import answer_time_report, buckets
+from aggregator.queues.lost import LostQuery, lost_calls
 from aggregator.queues.report import Interval, QueueQuery, queue_report
+from aggregator.queues.zones import zone_groups
 from aggregator.settings import AggregatorSettings
+
+CSV_PAGE = 1000
 
 
 def build_queues_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) -> APIRouter:
     """The /api/v1/reports/queues and /api/v1/reports/agents routes."""
     router = APIRouter(prefix="/api/v1", tags=["reports"])
     who = Annotated[Principal, hq_access(settings.api.tokens).needs("viewer")]
+
+    def queries(
+        conn: sa.Connection,
+        scope: frozenset[str] | None,
+        start: str,
+        end: str,
+        tz: str,
+        interval: Interval,
+        queue: str | None,
+    ) -> list[QueueQuery]:
+        """One query per time zone (one, unless ``tz=site``: one per zone of the sites)."""
+        queries = []
+        for group in zone_groups(conn, tz, scope):
+            first, last = span(start, end, group.tz, settings.reports.max_span_days)
+            queries.append(
+                QueueQuery(first, last, group.tz, interval, group.sites, queue, group.not_sites)
+            )
+        return queries
 
     @router.get(
         "/reports/queues",
@@ -36,14 +61,16 @@ def build_queues_router(settings: AggregatorSettings, engine: Callable[[], sa.En
         interval: Interval = "day",
         site: str | None = None,
         queue: str | None = None,
-        tz: str = "UTC",
+        tz: Annotated[str, Query(description="IANA zone, or site: each site's own")] = "UTC",
         format: Format = "json",
     ) -> Any:
-        local = zone(tz)
-        first, last = span(start, end, local, settings.reports.max_span_days)
-        query = QueueQuery(first, last, local, interval, principal.scope(site), queue)
         with engine().connect() as conn:
-            rows = queue_report(conn, query)
+            rows = [
+                line
+                for query in queries(conn, principal.scope(site), start, end, tz, interval, queue)
+                for line in queue_report(conn, query)
+            ]
+        rows.sort(key=_order)
         return respond(rows, format, "queues.csv")
 
     @router.get(
@@ -66,7 +93,73 @@ def build_queues_router(settings: AggregatorSettings, engine: Callable[[], sa.En
             rows = [row | {"paused_by_reason": _reasons(row["paused_by_reason"])} for row in rows]
         return respond(rows, format, "agents.csv")
 
+    @router.get(
+        "/reports/queues/answer-times",
+        summary="Per queue and day/hour: answered calls by wait (0-5, 5-10, ... 120+ s)",
+    )
+    def answer_times(
+        principal: who,
+        start: Annotated[str, Query(alias="from", description="date or ISO time")],
+        end: Annotated[str, Query(alias="to", description="exclusive")],
+        interval: Interval = "day",
+        site: str | None = None,
+        queue: str | None = None,
+        tz: Annotated[str, Query(description="IANA zone, or site: each site's own")] = "UTC",
+        format: Format = "json",
+    ) -> Any:
+        with engine().connect() as conn:
+            rows = [
+                line
+                for query in queries(conn, principal.scope(site), start, end, tz, interval, queue)
+                for line in answer_time_report(conn, query)
+            ]
+        rows.sort(key=_order)
+        if format == "csv":
+            return respond(rows, format, "answer-times.csv")
+        return {"buckets": buckets(), "rows": rows}
+
+    @router.get(
+        "/reports/queues/lost",
+        summary="Queued calls lost (abandoned, timeout, interrupted) and whether the caller "
+        "was reached afterwards; oldest first, cursor paginated",
+    )
+    def lost(
+        principal: who,
+        start: Annotated[str, Query(alias="from", description="date or ISO time")],
+        end: Annotated[str, Query(alias="to", description="exclusive")],
+        site: str | None = None,
+        queue: str | None = None,
+        window_min: Annotated[int, Query(ge=1, le=10_080, description="minutes")] = 60,
+        tz: str = "UTC",
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: str | None = None,
+        format: Format = "json",
+    ) -> Any:
+        local = zone(tz)
+        first, last = span(start, end, local, settings.reports.max_span_days)
+        query = LostQuery(first, last, local, window_min * 60_000, principal.scope(site), queue)
+        if format == "csv":
+            return csv_response("lost-calls.csv", _all_lost(engine, query))
+        with engine().connect() as conn:
+            rows, next_cursor = guard(lost_calls, conn, query, limit, cursor)
+        return {"calls": rows, "next_cursor": next_cursor}
+
     return router
+
+
+def _all_lost(engine: Callable[[], sa.Engine], query: LostQuery) -> Iterator[dict[str, Any]]:
+    """Every lost call of the query, a page (one short transaction) at a time."""
+    cursor: str | None = None
+    while True:
+        with engine().connect() as conn:
+            page, cursor = lost_calls(conn, query, CSV_PAGE, cursor)
+        yield from page
+        if cursor is None:
+            return
+
+
+def _order(line: dict[str, Any]) -> tuple[str, str, str]:
+    return line["site_id"], line["queue"], line["period"]
 
 
 def _reasons(paused: dict[str, float]) -> str:

@@ -151,7 +151,8 @@ def parse_batch(site_id: str, records: Sequence[tuple[int, bytes]]) -> ParsedBat
         rows[row.cdr_id] = row
         if variables:
             try:
-                call = queue_call(site_id, row.started_ms, row.ended_ms, row.billable_s, variables)
+                call = queue_call(site_id, row.started_ms, row.ended_ms, row.billable_s, variables,
+                                  row.cdr_id, row.caller_number)  # fmt: skip
             except QueueFieldError as err:
                 queue_errors.append(err.error_id)
                 continue

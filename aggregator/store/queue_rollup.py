@@ -7,7 +7,10 @@ transaction as their rows, so a redelivered CDR adds nothing (aggregator/store/c
 ``queue_rollup`` holds the sums per UTC hour and ``queue_rollup_daily`` per UTC day;
 HQ's queue report reads only these (aggregator/queues/report.py). ``agent_rollup`` holds
 per agent (``queue_agent``) and hour the calls answered and their talk time, for the
-agent report (aggregator/queues/agents.py).
+agent report (aggregator/queues/agents.py). The queue rollups also count answered calls
+by wait (``WAIT_BUCKETS``: the answer-time distribution), and ``queue_unanswered`` keeps
+each queued call that was not answered, for the lost-calls list
+(aggregator/queues/lost.py).
 
 The fields are text a site wrote, so they are checked here: a queue name of at most
 ``ID_MAX`` characters, a known outcome and waits that are finite numbers of seconds
@@ -25,13 +28,25 @@ from typing import NamedTuple
 import sqlalchemy as sa
 
 from aggregator.store.db import insert
-from aggregator.store.schema import agent_rollup, queue_rollup, queue_rollup_daily
+from aggregator.store.schema import (
+    ANSWER_TIME_COLUMNS,
+    agent_rollup,
+    queue_rollup,
+    queue_rollup_daily,
+    queue_unanswered,
+)
 from drivers.sync.limits import DURATION_MAX_S, ID_MAX, TIME_MAX_S, TIME_MIN_S
 from drivers.sync.records import RecordError
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 OUTCOMES = ("answered", "abandoned", "overflowed", "timeout", "callback", "interrupted")
+# Answer-time buckets (docs/contact-centre.md): an answered call's wait falls in the last
+# bucket whose lower bound (seconds, inclusive) it reaches; each upper bound is exclusive.
+BUCKET_COLUMNS = ANSWER_TIME_COLUMNS
+WAIT_BUCKETS = tuple(zip(BUCKET_COLUMNS, (0.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0), strict=True))
+# Outcomes of the queued calls kept one by one in ``queue_unanswered`` (the lost-calls list).
+UNANSWERED = ("abandoned", "overflowed", "timeout", "callback", "interrupted")
 # Counters summed per key, in this order, then the one maximum (``max_wait_s``).
 SUMMED = (
     "offered",
@@ -39,11 +54,17 @@ SUMMED = (
     "sl_met",
     "wait_s",
     "talk_s",
+    *BUCKET_COLUMNS,
 )
+# What the tables held before revision 0008 added the answer-time buckets.
+SUMMED_0004 = SUMMED[: -len(BUCKET_COLUMNS)]
 COUNTERS = (*SUMMED, "max_wait_s")
 _OUTCOME_INDEX = {outcome: 1 + i for i, outcome in enumerate(OUTCOMES)}
 _SL_MET = len(OUTCOMES) + 1
-_WAIT, _TALK, _MAX_WAIT = _SL_MET + 1, _SL_MET + 2, _SL_MET + 3
+_WAIT, _TALK = _SL_MET + 1, _SL_MET + 2
+_BUCKET = _TALK + 1
+_MAX_WAIT = len(SUMMED)
+_INTEGERS = frozenset(("offered", *OUTCOMES, "sl_met", *BUCKET_COLUMNS))
 
 # (site, hour or day start ms, queue) -> the COUNTERS, in order
 QueueTotals = dict[tuple[str, int, str], list[float]]
@@ -66,6 +87,9 @@ class QueueCall(NamedTuple):
     talk_s: float
     sl_met: bool
     agent: str = ""
+    cdr_id: str = ""
+    started_ms: int = 0
+    caller: str = ""
 
 
 def queue_call(
@@ -74,6 +98,8 @@ def queue_call(
     ended_ms: int | None,
     billable_s: float,
     variables: Mapping[str, str],
+    cdr_id: str = "",
+    caller: str = "",
 ) -> QueueCall | None:
     """The queue figures of a CDR (None when it did not pass a queue), or QueueFieldError."""
     queue = variables.get("queue")
@@ -99,7 +125,13 @@ def queue_call(
     agent = variables.get("queue_agent", "") if outcome == "answered" else ""
     if len(agent) > ID_MAX:
         raise QueueFieldError("record-queue-fields-invalid", f"queue_agent is over {ID_MAX} chars")
-    return QueueCall(site_id, hour, queue, outcome, wait, max(0.0, talk), sl_met, agent)
+    return QueueCall(site_id, hour, queue, outcome, wait, max(0.0, talk), sl_met, agent, cdr_id,
+                     started_ms, caller)  # fmt: skip
+
+
+def wait_bucket(wait_s: float) -> int:
+    """The index in ``WAIT_BUCKETS`` of an answered call's wait."""
+    return max(i for i, (_, low) in enumerate(WAIT_BUCKETS) if wait_s >= low)
 
 
 def _seconds(variables: Mapping[str, str], key: str, low: float, high: float) -> float | None:
@@ -131,6 +163,7 @@ def queue_totals(calls: Iterable[QueueCall]) -> QueueTotals:
             t[_SL_MET] += call.sl_met
             t[_WAIT] += call.wait_s
             t[_TALK] += call.talk_s
+            t[_BUCKET + wait_bucket(call.wait_s)] += 1
         t[_MAX_WAIT] = max(t[_MAX_WAIT], call.wait_s)
     return totals
 
@@ -154,19 +187,32 @@ def daily_queue_totals(hourly: QueueTotals) -> QueueTotals:
     return daily
 
 
+def answer_time_counts(t: list[float]) -> dict[str, int]:
+    """The answer-time bucket counts of one key's counters, by column name."""
+    return {name: int(t[_BUCKET + i]) for i, name in enumerate(BUCKET_COLUMNS)}
+
+
 def _merge(into: list[float], t: list[float]) -> None:
     for i in range(len(SUMMED)):
         into[i] += t[i]
     into[_MAX_WAIT] = max(into[_MAX_WAIT], t[_MAX_WAIT])
 
 
-def add_to_queue_rollup(conn: sa.Connection, calls: Sequence[QueueCall]) -> None:
-    """Add ``calls`` to the queue and agent rollups, inside ``conn``'s transaction."""
+def add_to_queue_rollup(
+    conn: sa.Connection, calls: Sequence[QueueCall], summed: Sequence[str] = SUMMED
+) -> None:
+    """Add ``calls`` to the queue and agent rollups, inside ``conn``'s transaction.
+
+    ``summed`` names the counters the tables have (revision 0004 passes ``SUMMED_0004``);
+    the calls not answered are kept one by one only once their table exists.
+    """
     if not calls:
         return
     hourly = queue_totals(calls)
-    _upsert(conn, queue_rollup, "hour_ms", hourly)
-    _upsert(conn, queue_rollup_daily, "day_ms", daily_queue_totals(hourly))
+    _upsert(conn, queue_rollup, "hour_ms", hourly, summed)
+    _upsert(conn, queue_rollup_daily, "day_ms", daily_queue_totals(hourly), summed)
+    if summed == SUMMED:
+        add_unanswered(conn, calls)
     agents = [
         {"site_id": site, "hour_ms": hour, "agent": agent, "answered": int(t[0]), "talk_s": t[1]}
         for (site, hour, agent), t in agent_totals(calls).items()
@@ -182,22 +228,36 @@ def add_to_queue_rollup(conn: sa.Connection, calls: Sequence[QueueCall]) -> None
         conn.execute(stmt, agents)
 
 
-def _columns(t: list[float]) -> dict[str, float]:
+def add_unanswered(conn: sa.Connection, calls: Iterable[QueueCall]) -> None:
+    """Keep each call not answered (its CDR newly stored) in ``queue_unanswered``."""
+    rows = [
+        {"site_id": c.site_id, "cdr_id": c.cdr_id, "started_ms": c.started_ms,
+         "caller_number": c.caller, "queue": c.queue, "outcome": c.outcome, "wait_s": c.wait_s}
+        for c in calls
+        if c.outcome in UNANSWERED and c.cdr_id
+    ]  # fmt: skip
+    if rows:
+        conn.execute(insert(conn.engine, queue_unanswered).on_conflict_do_nothing(), rows)
+
+
+def _columns(t: list[float], summed: Sequence[str]) -> dict[str, float]:
     """The counters by column name; counts as integers, seconds as they are."""
-    counts = _SL_MET + 1
+    named = dict(zip(COUNTERS, t, strict=True))
     return {
-        name: int(v) if i < counts else v
-        for i, (name, v) in enumerate(zip(COUNTERS, t, strict=True))
+        name: int(named[name]) if name in _INTEGERS else named[name]
+        for name in (*summed, "max_wait_s")
     }
 
 
-def _upsert(conn: sa.Connection, table: sa.Table, period: str, totals: QueueTotals) -> None:
+def _upsert(
+    conn: sa.Connection, table: sa.Table, period: str, totals: QueueTotals, summed: Sequence[str]
+) -> None:
     values = [
-        {"site_id": site, period: at, "queue": queue} | _columns(t)
+        {"site_id": site, period: at, "queue": queue} | _columns(t, summed)
         for (site, at, queue), t in totals.items()
     ]
     stmt = insert(conn.engine, table)
-    grown = {name: table.c[name] + stmt.excluded[name] for name in SUMMED}
+    grown = {name: table.c[name] + stmt.excluded[name] for name in summed}
     longest = sa.case(
         (stmt.excluded.max_wait_s > table.c.max_wait_s, stmt.excluded.max_wait_s),
         else_=table.c.max_wait_s,

@@ -108,6 +108,12 @@ cdr_rollup_daily = sa.Table(
 )
 
 
+# Answered calls counted by wait, in seconds: 0-5, 5-10, ... and 120 or more
+# (aggregator/store/queue_rollup.py, WAIT_BUCKETS).
+ANSWER_TIME_COLUMNS = ("answered_0_5", "answered_5_10", "answered_10_20", "answered_20_30",
+                       "answered_30_60", "answered_60_120", "answered_120_up")  # fmt: skip
+
+
 def _queue_rollup(name: str, period: str, index: str) -> sa.Table:
     """A per-queue rollup table: counts, sums of wait and talk, and the longest wait."""
     counts = ("offered", "answered", "abandoned", "overflowed", "timeout", "callback",
@@ -122,6 +128,11 @@ def _queue_rollup(name: str, period: str, index: str) -> sa.Table:
         sa.Column("wait_s", sa.Float, nullable=False),
         sa.Column("talk_s", sa.Float, nullable=False),
         sa.Column("max_wait_s", sa.Float, nullable=False),
+        # Answered calls by wait (aggregator/store/queue_rollup.py, WAIT_BUCKETS).
+        *(
+            sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+            for name in ANSWER_TIME_COLUMNS
+        ),
         sa.Index(index, period, "site_id"),
     )
 
@@ -129,6 +140,23 @@ def _queue_rollup(name: str, period: str, index: str) -> sa.Table:
 queue_rollup = _queue_rollup("queue_rollup", "hour_ms", "ix_queue_rollup_hour")
 queue_rollup_daily = _queue_rollup("queue_rollup_daily", "day_ms", "ix_queue_rollup_daily_day")
 
+
+# Each queued call that was not answered (abandoned, overflowed, timeout, callback,
+# interrupted), kept at ingest with the queue rollups: the lost-calls list reads it, and
+# looks up what followed through the CDRs' number indexes (aggregator/queues/lost.py).
+queue_unanswered = sa.Table(
+    "queue_unanswered",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("cdr_id", sa.String(64), primary_key=True),
+    sa.Column("started_ms", sa.BigInteger, nullable=False),
+    sa.Column("caller_number", sa.String(64), nullable=False),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("wait_s", sa.Float, nullable=False),
+    sa.Index("ix_queue_unanswered_started", "started_ms", "site_id", "cdr_id"),
+    sa.Index("ix_queue_unanswered_caller", "site_id", "caller_number", "started_ms"),
+)
 
 agent_rollup = sa.Table(
     "agent_rollup",

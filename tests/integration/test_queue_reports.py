@@ -14,9 +14,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from aggregator.store.db import migrated_engine
-from aggregator.store.schema import queue_rollup, queue_rollup_daily
+from aggregator.store.queue_rollup import BUCKET_COLUMNS
+from aggregator.store.schema import queue_rollup, queue_rollup_daily, queue_unanswered
 from appliance.contact.state_log import AGENT_OUTBOX
 from appliance.store import Outbox, Store
 from drivers.sync.agent_states import AgentStateChange
@@ -153,6 +155,34 @@ def test_queue_report_from_synced_cdrs_equals_a_hand_count(synced: SyncEnv) -> N
     assert sum(row["offered"] for row in hours) == sum(c.queue == "sales" for c in CALLS)
 
 
+def test_answer_times_from_synced_cdrs_equal_a_hand_count(synced: SyncEnv) -> None:
+    rows = json.loads(callmesh_hq(synced, "report", "answer-times", "--from", "2025-11-24",
+                                  "--to", "2025-11-26", "--json"))  # fmt: skip
+    for day in ("2025-11-24", "2025-11-25"):
+        got = {row["queue"]: tuple(row[n] for n in BUCKET_COLUMNS) for row in rows
+               if row["period"] == day}  # fmt: skip
+        mine = [c for c in CALLS if _day(c.start) == day]
+        assert got == migrated.bucket_hand_count(mine), day
+
+
+def reached_by_hand(lost: QueuedCall) -> bool:
+    """Whether an answered call of the same number (all share one) followed within the hour."""
+    return any(c.outcome == "answered" and lost.start < c.start <= lost.start + H for c in CALLS)
+
+
+def test_lost_calls_from_synced_cdrs_with_their_callback_status(synced: SyncEnv) -> None:
+    lost = [c for c in CALLS if c.outcome in ("abandoned", "timeout")]
+    out = callmesh_hq(synced, "report", "lost", "--from", "2025-11-24", "--to", "2025-11-26",
+                      "--all", "--csv", "-", "-q")  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(row["outcome"], float(row["wait_s"])) for row in rows] == [
+        (c.outcome, c.wait_s) for c in lost]  # fmt: skip
+    assert [row["reached"] == "True" for row in rows] == [reached_by_hand(c) for c in lost]
+    page = synced.api("/api/v1/reports/queues/lost", None, queue="support", limit=5, **SPAN)
+    assert len(page["calls"]) == 5
+    assert page["next_cursor"] is not None
+
+
 def test_agent_report_from_the_synced_log_and_queue_cdrs(synced: SyncEnv) -> None:
     rows = synced.api("/api/v1/reports/agents", None, **SPAN)
     by_agent = {row["agent"]: row for row in rows["rows"]}
@@ -183,5 +213,23 @@ def test_the_upgrade_from_0003_back_fills_the_queue_rollups_on_postgres(pg_serve
             expected = migrated.hand_count(migrated.CALLS)
             migrated.assert_close(migrated.sums(engine, queue_rollup), expected)
             migrated.assert_close(migrated.sums(engine, queue_rollup_daily), expected)
+        finally:
+            engine.dispose()
+
+
+def test_the_upgrade_from_0007_back_fills_answer_times_on_partitioned_postgres(
+    pg_server: str,
+) -> None:
+    with fresh_database(pg_server, "migration8") as url:
+        migrated.at_revision_0003(url, then="0007")
+        engine, migration = migrated_engine(url)
+        try:
+            assert (migration.before, migration.after) == ("0007", "0008")
+            expected = migrated.bucket_hand_count(migrated.CALLS)
+            assert migrated.bucket_sums(engine, queue_rollup) == expected
+            assert migrated.bucket_sums(engine, queue_rollup_daily) == expected
+            with engine.connect() as conn:
+                kept = conn.scalar(sa.select(sa.func.count()).select_from(queue_unanswered))
+            assert kept == sum(c.outcome != "answered" for c in migrated.CALLS)
         finally:
             engine.dispose()

@@ -12,6 +12,7 @@ import struct
 import wave
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -20,9 +21,10 @@ from appliance.sync.recordings import register_recording
 from tests.integration.sim.gateway import ICCIDS
 from tests.integration.sim.test_sim_gateway import APP_TOKEN, start_aggregator, start_gateway
 from tests.procs import Service
-from tests.sync_env import TOKEN, SyncEnv, make_cdr, make_env, wait_for
+from tests.sync_env import T0, TOKEN, SyncEnv, make_cdr, make_env, wait_for
 
 CDR_COUNT = 40
+QUEUED = range(30, 40)
 PLAYED = 7  # the CDR whose call was recorded
 RECORDING_ID = "rec-played"
 RECORDING_S = 3
@@ -98,13 +100,26 @@ def _fill_outbox(env: SyncEnv) -> None:
     write_two_channel_wav(wav, RECORDING_S)
     store = Store.open(env.root / "app" / "store")
     try:
-        extra = {PLAYED: {"recording_id": RECORDING_ID}}
+        extra = {PLAYED: {"recording_id": RECORDING_ID}} | queued_calls()
         docs = [make_cdr(n, **extra.get(n, {})) for n in range(CDR_COUNT)]
         Outbox(store, "cdr").append_many(docs)
         meta = {"cdr_id": "played"}
         register_recording(Outbox(store, "recording"), RECORDING_ID, wav, meta)
     finally:
         store.close()
+
+
+def queued_calls() -> dict[int, dict[str, Any]]:
+    """CDRs 30-39 passed the queue `support`: even ones answered after 0, 14, 28, 42 and
+    56 s, odd ones abandoned (the reports page's queue tables)."""
+    calls = {}
+    for n in QUEUED:
+        fields = {"queue": "support", "queue_entered": f"{T0 + n + 1:.3f}",
+                  "queue_outcome": "answered" if n % 2 == 0 else "abandoned"}  # fmt: skip
+        if n % 2 == 0:
+            fields |= {"queue_wait_s": f"{(n - 30) * 7:.1f}", "queue_agent": "1003"}
+        calls[n] = {"variables": fields}
+    return calls
 
 
 def write_two_channel_wav(path: Path, seconds: int) -> None:

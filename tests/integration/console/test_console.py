@@ -135,6 +135,14 @@ def show_reports(browser: WebDriver, hq: Deployment, screens: Screens) -> None:
     answered = sum(1 for n in range(deployment.CDR_COUNT) if n % 4)
     assert per_site[:3] == ["site-a", str(deployment.CDR_COUNT), str(answered)]
     assert browser.find_elements(By.CSS_SELECTOR, "#by-trunk tbody tr")
+    (times,) = browser.find_elements(By.CSS_SELECTOR, "#answer-times tbody tr")
+    # Waits of 0, 14, 28, 42 and 56 s in the buckets 0-5, 5-10, 10-20, 20-30, 30-60, ...
+    assert times.text.split() == ["site-a", "support", "2025-11-24", "5",
+                                  "1", "0", "1", "1", "2", "0", "0"]  # fmt: skip
+    lost = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "#lost-calls tbody tr")]
+    assert len(lost) == len(deployment.QUEUED) // 2
+    assert "abandoned yes (call," in lost[0]
+    assert lost[-1].endswith("abandoned no")  # nothing followed the last one
     screens.take(browser, "reports")
 
 

@@ -3,7 +3,8 @@ state log.
 
 ``queue_rollup`` (hourly), ``queue_rollup_daily`` and ``agent_rollup`` are filled from
 the queue fields of every CDR already stored, a chunk of rows at a time, added up the way
-ingest does (aggregator/store/queue_rollup.py). ``agent_states`` starts empty: sites
+ingest does (aggregator/store/queue_rollup.py), with the counters these tables have
+(the answer-time buckets come with revision 0008). ``agent_states`` starts empty: sites
 send their agents' changes from now on.
 
 Revision ID: 0004
@@ -15,7 +16,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from aggregator.store.queue_rollup import add_to_queue_rollup, queue_call
+from aggregator.store.queue_rollup import SUMMED_0004, add_to_queue_rollup, queue_call
 from drivers.sync.records import RecordError, parse_cdr
 
 revision = "0004"
@@ -103,7 +104,7 @@ def _back_fill(conn: sa.Connection) -> None:
                 continue
             if call is not None:
                 calls.append(call)
-        add_to_queue_rollup(conn, calls)
+        add_to_queue_rollup(conn, calls, SUMMED_0004)
         after = rows[-1].id
 
 
