@@ -1,4 +1,4 @@
-"""Sign-in and the agent page: state, login/logout/pause/resume, the screen pop of the
+"""The agent page: state, login/logout/pause/resume, the screen pop of the
 current call with hang up and transfer.
 
 ``GET /console/agent/{n}`` is the page; with ``HX-Request`` it is the live part only,
@@ -15,13 +15,14 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
-from appliance.console.web import COOKIE, PREFIX, PageError, Pages, UserSession, check_csrf
+from appliance.console.web import PREFIX, Pages, UserSession
 from appliance.contact.acd import AcdError
 from appliance.contact.agent_call_routes import STATUS as CALL_STATUS
 from appliance.contact.routes import STATUS as AGENT_STATUS
 from appliance.contact.wiring import ContactCentre
+from drivers.web.pages import PageError
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,10 @@ STATUS = {**AGENT_STATUS, **CALL_STATUS}
 
 
 def build_agent_pages(pages: Pages, contact: ContactCentre, zone: datetime.tzinfo) -> APIRouter:
-    """Sign-in, sign-out and the agent pages."""
+    """The agent pages."""
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
     viewer, operator = pages.needs("viewer"), pages.changes("operator")
     service = contact.service
-    _sign_in_routes(router, pages)
 
     def show(
         request: Request,
@@ -156,41 +156,3 @@ def _local(epoch: float, zone: datetime.tzinfo) -> str:
     if epoch <= 0:
         return "-"
     return datetime.datetime.fromtimestamp(epoch, zone).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _sign_in_routes(router: APIRouter, pages: Pages) -> None:
-    @router.get("")
-    def home() -> RedirectResponse:
-        return RedirectResponse(f"{PREFIX}/queues", status_code=303)
-
-    @router.get("/sign-in")
-    def sign_in_form(request: Request) -> Response:
-        session = pages.session(request) or pages.sessions.start(None)
-        response = pages.render(request, session, "sign_in.html", problem=None)
-        pages.set_cookie(request, response, session)
-        return response
-
-    @router.post("/sign-in")
-    async def sign_in(request: Request, token: Annotated[str, Form()] = "") -> Response:
-        anonymous = pages.session(request)
-        if anonymous is None:
-            raise PageError(403, "csrf-token-invalid", "the form expired; reload the page")
-        await check_csrf(request, anonymous)
-        try:
-            user = pages.access.grant(token.strip(), "viewer")
-        except PageError as err:
-            return pages.render(request, anonymous, "sign_in.html", 401, problem=err.message)
-        pages.sessions.end(anonymous.session_id)
-        session = pages.sessions.start(user)
-        response = RedirectResponse(f"{PREFIX}/queues", status_code=303)
-        pages.set_cookie(request, response, session)
-        return response
-
-    @router.post("/sign-out")
-    async def sign_out(
-        request: Request, session: Annotated[UserSession, pages.changes("viewer")]
-    ) -> Response:
-        pages.sessions.end(session.session_id)
-        response = RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
-        response.delete_cookie(COOKIE, path=PREFIX)
-        return response
