@@ -8,17 +8,22 @@ Refusals are ``PageError``s, shown as the error page.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from appliance.access import LEVELS
+from appliance.contact.acd import AcdError
+from appliance.contact.supervisors import SupervisionError
 from drivers.daemon.access import Access
 from drivers.daemon.settings_base import ApiToken
 from drivers.web import pages
 from drivers.web.pages import PageError
 from drivers.web.sessions import Session, SessionStore
+
+log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 PREFIX = "/console"
@@ -37,6 +42,40 @@ class User:
 
 UserSession = Session[User]
 Pages = pages.Pages[User]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a button did, shown above the page's live part: a notice or a refusal."""
+
+    status: int = 200
+    notice: str = ""
+    refusal: str = ""
+
+
+SHOWN = Outcome()
+
+
+@dataclass(frozen=True)
+class Refusals:
+    """How a page answers its service's refusals: ``statuses`` by ``error_id``, else
+    ``default``; ``page`` names it in the log."""
+
+    page: str
+    error: type[AcdError] | type[SupervisionError]
+    statuses: Mapping[str, int]
+    default: int
+
+    def attempt(self, agent: str, action: Callable[[], str]) -> Outcome:
+        """Run ``action`` (its text is the notice), or answer its refusal."""
+        try:
+            done = action()
+        except self.error as err:
+            log.info("%s refused", self.page, extra={"agent": agent, "error_id": err.error_id})
+            return Outcome(
+                self.statuses.get(err.error_id, self.default), refusal=f"{err.error_id}: {err}"
+            )
+        return Outcome(notice=done)
 
 
 def agent_pages(tokens: Sequence[ApiToken]) -> Pages:
