@@ -3,7 +3,9 @@
 Tokens and roles are the local API's (``api.tokens``; ``viewer`` < ``operator`` <
 ``admin``, ``appliance.access``). Every page declares the least level it needs; every
 state-changing request (all are ``POST``) also presents the session's CSRF token.
-Refusals are ``PageError``s, shown as the error page.
+Refusals of the plumbing are ``PageError``s, shown as the error page; the contact
+centre's refusals of a button (``AcdError``, ``SupervisionError``) are an ``Outcome``
+shown on the page itself (``Refusals.attempt``).
 """
 
 from __future__ import annotations

@@ -15,8 +15,6 @@ the session's CSRF token, in the ``csrf_token`` form field or the ``X-CSRF-Token
 (htmx sends the header).
 """
 
-from __future__ import annotations
-
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
