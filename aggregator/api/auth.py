@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from aggregator.api.errors import ApiError
 from aggregator.settings import HqToken
-from drivers.daemon.access import Access
+from drivers.daemon.access import Access, Refuse
 
 LEVELS = {
     "viewer": frozenset({"admin", "hq-viewer", "site-viewer"}),
@@ -39,9 +39,10 @@ class Principal:
         return self.sites
 
 
-def hq_access(tokens: Sequence[HqToken]) -> Access[Principal]:
-    """Access to the HQ API: ``needs("viewer")`` or ``needs("admin")`` on each route."""
-    return Access(tokens, LEVELS, _principal, ApiError)
+def hq_access(tokens: Sequence[HqToken], refuse: Refuse = ApiError) -> Access[Principal]:
+    """Access to the HQ API: ``needs("viewer")`` or ``needs("admin")`` on each route;
+    refusals are ``refuse(status, error_id, message)`` (the API's ``ApiError``)."""
+    return Access(tokens, LEVELS, _principal, refuse)
 
 
 def _principal(token: HqToken) -> Principal:

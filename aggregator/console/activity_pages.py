@@ -12,8 +12,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from aggregator.console.sessions import Session
-from aggregator.console.web import PREFIX, Console, ConsoleError
+from aggregator.console.web import PREFIX, Console
 from aggregator.sites.queries import site_rows
+from drivers.web.pages import PageError
 
 POLL_S = 2
 
@@ -26,7 +27,7 @@ def build_activity_pages(console: Console) -> APIRouter:
     @router.get("/activity")
     def activity_page(request: Request, session: Annotated[Session, viewer]) -> Response:
         if session.principal is None:
-            raise ConsoleError(401, "not-signed-in", "sign in first")
+            raise PageError(401, "not-signed-in", "sign in first")
         with console.engine().connect() as conn:
             rows = site_rows(conn, session.principal.sites)
         live = [r for r in rows if r.online and r.calls_active is not None]

@@ -14,10 +14,11 @@ from pydantic import ValidationError
 
 from aggregator.console import forms
 from aggregator.console.sessions import Session
-from aggregator.console.web import PREFIX, Console, ConsoleError, form_text
+from aggregator.console.web import PREFIX, Console, form_text
 from aggregator.directory.model import Directory
 from aggregator.directory.store import DirectoryStore
 from aggregator.directory.validate import DirectoryError
+from drivers.web.pages import PageError
 
 NEW = "+new"
 
@@ -103,7 +104,7 @@ def build_directory_pages(console: Console, store: DirectoryStore) -> APIRouter:
 
 def _fields(kind: str) -> tuple[forms.Field, ...]:
     if kind not in forms.DIRECTORY_FORMS:
-        raise ConsoleError(404, "unknown-kind", f"the directory has no {kind!r}")
+        raise PageError(404, "unknown-kind", f"the directory has no {kind!r}")
     return forms.DIRECTORY_FORMS[kind]
 
 
@@ -111,7 +112,7 @@ def _find(entries: Sequence[dict[str, Any]], kind: str, entry_id: str) -> dict[s
     for entry in entries:
         if entry["id"] == entry_id:
             return entry
-    raise ConsoleError(404, "unknown-entry", f"no {kind.removesuffix('s')} {entry_id!r}")
+    raise PageError(404, "unknown-entry", f"no {kind.removesuffix('s')} {entry_id!r}")
 
 
 def _keep_unshown(

@@ -8,11 +8,12 @@ from pydantic import ValidationError
 
 from aggregator.console import forms
 from aggregator.console.sessions import Session
-from aggregator.console.web import PREFIX, Console, ConsoleError, form_text, scope
+from aggregator.console.web import PREFIX, Console, form_text, scope
 from aggregator.fleet import queries
 from aggregator.fleet import store as fleet
 from aggregator.fleet.schemas import Limits, SlotSelect, plain_number
 from drivers.sync.records import SimCommand
+from drivers.web.pages import PageError
 
 ACTIONS = {
     "disable": "sim-disable",
@@ -71,7 +72,7 @@ def build_fleet_pages(console: Console) -> APIRouter:
     @router.post("/sims/{iccid}/{action}")
     def act(iccid: str, action: str, session: Annotated[Session, admin]) -> Response:
         if action not in ACTIONS:
-            raise ConsoleError(404, "unknown-action", f"no SIM action {action!r}")
+            raise PageError(404, "unknown-action", f"no SIM action {action!r}")
         sim = _sim(console, session, iccid)
         _issue(console, sim, ACTIONS[action])
         return _back_to(sim)
@@ -112,7 +113,7 @@ def _dnc_pages(router: APIRouter, console: Console) -> None:
     def dnc_remove(number: str, session: Annotated[Session, admin]) -> Response:
         with console.engine().begin() as conn:
             if fleet.dnc_remove(conn, number, console.sites_configured) is None:
-                raise ConsoleError(404, "not-listed", f"{number} is not on the company list")
+                raise PageError(404, "not-listed", f"{number} is not on the company list")
         return RedirectResponse(f"{PREFIX}/dnc", status_code=303)
 
 
@@ -125,7 +126,7 @@ def _sim(console: Console, session: Session, iccid: str) -> dict[str, Any]:
         try:
             site_id = fleet.sim_site(conn, iccid).site_id
         except fleet.FleetError as err:
-            raise ConsoleError(404, err.error_id, str(err)) from None
+            raise PageError(404, err.error_id, str(err)) from None
         if session.principal is not None:
             scope(session.principal, site_id)
         rows = queries.sims_with_commands(conn, frozenset({site_id}))

@@ -1,19 +1,19 @@
-"""Console pages every HQ role reads: sign-in, sites, call search with playback, reports."""
+"""Console pages every HQ role reads: sites, call search with playback, reports."""
 
 import datetime
 from collections import defaultdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, Response
 
 from aggregator import recording_store, reports
 from aggregator.api.auth import Principal
-from aggregator.api.errors import ApiError
 from aggregator.console.queue_tables import queue_tables
-from aggregator.console.sessions import COOKIE, Session
-from aggregator.console.web import PREFIX, Console, ConsoleError, check_csrf, scope
+from aggregator.console.sessions import Session
+from aggregator.console.web import PREFIX, Console, scope
 from aggregator.sites.queries import site_rows
+from drivers.web.pages import PageError
 
 PAGE_SIZE = 50
 DISPOSITIONS = ("answered", "busy", "no-answer", "failed", "cancelled", "interrupted", "refused")
@@ -21,14 +21,9 @@ REPORT_DIMENSIONS = (("site", "Per site"), ("trunk", "Per trunk"), ("extension",
 
 
 def build_pages(console: Console) -> APIRouter:
-    """Sign-in, sites, calls, recordings and reports."""
+    """Sites, calls, recordings and reports."""
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
     viewer = console.needs("viewer")
-    _sign_in_routes(router, console)
-
-    @router.get("")
-    def home() -> RedirectResponse:
-        return RedirectResponse(f"{PREFIX}/sites", status_code=303)
 
     @router.get("/sites")
     def sites_page(request: Request, session: Annotated[Session, viewer]) -> Response:
@@ -94,43 +89,9 @@ def build_pages(console: Console) -> APIRouter:
     return router
 
 
-def _sign_in_routes(router: APIRouter, console: Console) -> None:
-    @router.get("/sign-in")
-    def sign_in_form(request: Request) -> Response:
-        session = console.session(request) or console.sessions.start(None)
-        response = console.render(request, session, "sign_in.html", problem=None)
-        console.set_cookie(request, response, session)
-        return response
-
-    @router.post("/sign-in")
-    async def sign_in(request: Request, token: Annotated[str, Form()] = "") -> Response:
-        anonymous = console.session(request)
-        if anonymous is None:
-            raise ConsoleError(403, "csrf-token-invalid", "the form expired; reload the page")
-        await check_csrf(request, anonymous)
-        try:
-            principal = console.access.grant(token.strip(), "viewer")
-        except ApiError as err:
-            return console.render(request, anonymous, "sign_in.html", 401, problem=err.message)
-        console.sessions.end(anonymous.session_id)
-        session = console.sessions.start(principal)
-        response = RedirectResponse(f"{PREFIX}/sites", status_code=303)
-        console.set_cookie(request, response, session)
-        return response
-
-    @router.post("/sign-out")
-    async def sign_out(
-        request: Request, session: Annotated[Session, console.changes("viewer")]
-    ) -> Response:
-        console.sessions.end(session.session_id)
-        response = RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
-        response.delete_cookie(COOKIE, path=PREFIX)
-        return response
-
-
 def _principal(session: Session) -> Principal:
     if session.principal is None:
-        raise ConsoleError(401, "not-signed-in", "sign in first")
+        raise PageError(401, "not-signed-in", "sign in first")
     return session.principal
 
 
@@ -159,10 +120,10 @@ def _recording_file(console: Console, site_id: str, recording_id: str) -> Any:
     with console.engine().connect() as conn:
         found = recording_store.find(conn, site_id, recording_id)
     if found is None:
-        raise ConsoleError(404, "unknown-recording", f"no recording {recording_id} at {site_id}")
+        raise PageError(404, "unknown-recording", f"no recording {recording_id} at {site_id}")
     path = console.settings.recordings_dir() / found.path
     if found.state != "available" or not path.is_file():
-        raise ConsoleError(410, "recording-gone", "the recording is no longer kept at HQ")
+        raise PageError(410, "recording-gone", "the recording is no longer kept at HQ")
     return path
 
 

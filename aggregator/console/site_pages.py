@@ -7,9 +7,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from aggregator.console.sessions import Session
-from aggregator.console.web import PREFIX, Console, ConsoleError, scope
+from aggregator.console.web import PREFIX, Console, scope
 from aggregator.doctor.store import latest_report
 from aggregator.sites.queries import site_row
+from drivers.web.pages import PageError
 
 
 def build_site_pages(console: Console) -> APIRouter:
@@ -20,13 +21,13 @@ def build_site_pages(console: Console) -> APIRouter:
     @router.get("/sites/{site_id}")
     def site_page(site_id: str, request: Request, session: Annotated[Session, viewer]) -> Response:
         if session.principal is None:
-            raise ConsoleError(401, "not-signed-in", "sign in first")
+            raise PageError(401, "not-signed-in", "sign in first")
         scope(session.principal, site_id)
         with console.engine().connect() as conn:
             site = site_row(conn, site_id)
             doctor = latest_report(conn, site_id)
         if site is None and doctor is None:
-            raise ConsoleError(404, "unknown-site", f"no site {site_id!r} has connected yet")
+            raise PageError(404, "unknown-site", f"no site {site_id!r} has connected yet")
         now_ms = int(time.time() * 1000)
         return console.render(
             request,

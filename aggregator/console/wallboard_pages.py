@@ -13,9 +13,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from aggregator.console.sessions import Session
-from aggregator.console.web import PREFIX, Console, ConsoleError
+from aggregator.console.web import PREFIX, Console
 from aggregator.sites.live_queues import live_queues
 from aggregator.sites.queries import site_rows
+from drivers.web.pages import PageError
 
 POLL_S = 1
 AGENT_LABELS = (
@@ -36,7 +37,7 @@ def build_wallboard_pages(console: Console) -> APIRouter:
     @router.get("/wallboard")
     def wallboard_page(request: Request, session: Annotated[Session, viewer]) -> Response:
         if session.principal is None:
-            raise ConsoleError(401, "not-signed-in", "sign in first")
+            raise PageError(401, "not-signed-in", "sign in first")
         with console.engine().connect() as conn:
             rows = site_rows(conn, session.principal.sites)
         queues = [q.view() for q in live_queues(rows)]

@@ -1,4 +1,4 @@
-"""Sign-in and the agent page: state, login/logout/pause/resume, the screen pop of the
+"""The agent page: state, login/logout/pause/resume, the screen pop of the
 current call with hang up and transfer.
 
 ``GET /console/agent/{n}`` is the page; with ``HX-Request`` it is the live part only,
@@ -9,71 +9,64 @@ coroutines, so they run on the event loop that owns the ACD, as the API's do.
 """
 
 import datetime
-import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
-from appliance.console.web import COOKIE, PREFIX, PageError, Pages, UserSession, check_csrf
+from appliance.console.web import PREFIX, SHOWN, Outcome, Pages, Refusals, UserSession
 from appliance.contact.acd import AcdError
 from appliance.contact.agent_call_routes import STATUS as CALL_STATUS
 from appliance.contact.routes import STATUS as AGENT_STATUS
 from appliance.contact.wiring import ContactCentre
-
-log = logging.getLogger(__name__)
+from drivers.web.pages import PageError
 
 POLL_S = 1
 PAUSE_REASONS = ("break", "lunch", "training", "meeting", "paperwork")
 AgentNumber = Annotated[str, Path(pattern=r"^[0-9]{2,8}$")]
-STATUS = {**AGENT_STATUS, **CALL_STATUS}
+FormText = Annotated[str, Form()]
+REFUSALS = Refusals("agent page", AcdError, {**AGENT_STATUS, **CALL_STATUS}, 409)
 
 
 def build_agent_pages(pages: Pages, contact: ContactCentre, zone: datetime.tzinfo) -> APIRouter:
-    """Sign-in, sign-out and the agent pages."""
+    """The agent pages."""
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
-    viewer, operator = pages.needs("viewer"), pages.changes("operator")
+    viewer = pages.needs("viewer")
+    Operator = Annotated[UserSession, pages.changes("operator")]
     service = contact.service
-    _sign_in_routes(router, pages)
 
     def show(
-        request: Request,
-        session: UserSession,
-        number: str,
-        status: int = 200,
-        notice: str = "",
-        refusal: str = "",
+        request: Request, session: UserSession, number: str, outcome: Outcome = SHOWN
     ) -> Response:
         template = "agent_live.html" if request.headers.get("HX-Request") else "agent.html"
         return pages.render(
             request,
             session,
             template,
-            status,
+            outcome.status,
             poll_s=POLL_S,
             reasons=PAUSE_REASONS,
-            notice=notice,
-            refusal=refusal,
+            notice=outcome.notice,
+            refusal=outcome.refusal,
             **agent_view(contact, number, zone),
         )
 
     def act(
         request: Request, session: UserSession, number: str, action: Callable[[], object], done: str
     ) -> Response:
-        try:
+        def run() -> str:
             action()
-        except AcdError as err:
-            log.info("agent page refused", extra={"agent": number, "error_id": err.error_id})
-            return show(
-                request,
-                session,
-                number,
-                STATUS.get(err.error_id, 409),
-                refusal=f"{err.error_id}: {err}",
-            )
-        return show(request, session, number, notice=done)
+            return done
+
+        return show(request, session, number, REFUSALS.attempt(number, run))
+
+    def button(call: Callable[[str], object], done: str) -> Callable[..., Awaitable[Response]]:
+        async def pressed(request: Request, session: Operator, number: AgentNumber) -> Response:
+            return act(request, session, number, lambda: call(number), done)
+
+        return pressed
 
     @router.get("/agent/{number}")
     async def agent_page(
@@ -81,24 +74,17 @@ def build_agent_pages(pages: Pages, contact: ContactCentre, zone: datetime.tzinf
     ) -> Response:
         return show(request, session, number)
 
-    @router.post("/agent/{number}/login")
-    async def login(
-        request: Request, session: Annotated[UserSession, operator], number: AgentNumber
-    ) -> Response:
-        return act(request, session, number, lambda: service.login(number), "Logged in")
-
-    @router.post("/agent/{number}/logout")
-    async def logout(
-        request: Request, session: Annotated[UserSession, operator], number: AgentNumber
-    ) -> Response:
-        return act(request, session, number, lambda: service.logout(number), "Logged out")
+    for path, call, done in (
+        ("login", service.login, "Logged in"),
+        ("logout", service.logout, "Logged out"),
+        ("resume", service.resume, "Available"),
+        ("hangup", contact.calls.hangup, "Hung up"),
+    ):
+        router.add_api_route(f"/agent/{{number}}/{path}", button(call, done), methods=["POST"])
 
     @router.post("/agent/{number}/pause")
     async def pause(
-        request: Request,
-        session: Annotated[UserSession, operator],
-        number: AgentNumber,
-        reason: Annotated[str, Form()] = "",
+        request: Request, session: Operator, number: AgentNumber, reason: FormText = ""
     ) -> Response:
         if reason not in PAUSE_REASONS:
             raise PageError(422, "unknown-pause-reason", f"pause reasons: {PAUSE_REASONS}")
@@ -106,24 +92,9 @@ def build_agent_pages(pages: Pages, contact: ContactCentre, zone: datetime.tzinf
             request, session, number, lambda: service.pause(number, reason), f"Paused: {reason}"
         )
 
-    @router.post("/agent/{number}/resume")
-    async def resume(
-        request: Request, session: Annotated[UserSession, operator], number: AgentNumber
-    ) -> Response:
-        return act(request, session, number, lambda: service.resume(number), "Available")
-
-    @router.post("/agent/{number}/hangup")
-    async def hangup(
-        request: Request, session: Annotated[UserSession, operator], number: AgentNumber
-    ) -> Response:
-        return act(request, session, number, lambda: contact.calls.hangup(number), "Hung up")
-
     @router.post("/agent/{number}/transfer")
     async def transfer(
-        request: Request,
-        session: Annotated[UserSession, operator],
-        number: AgentNumber,
-        to: Annotated[str, Form()] = "",
+        request: Request, session: Operator, number: AgentNumber, to: FormText = ""
     ) -> Response:
         return act(
             request,
@@ -156,41 +127,3 @@ def _local(epoch: float, zone: datetime.tzinfo) -> str:
     if epoch <= 0:
         return "-"
     return datetime.datetime.fromtimestamp(epoch, zone).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _sign_in_routes(router: APIRouter, pages: Pages) -> None:
-    @router.get("")
-    def home() -> RedirectResponse:
-        return RedirectResponse(f"{PREFIX}/queues", status_code=303)
-
-    @router.get("/sign-in")
-    def sign_in_form(request: Request) -> Response:
-        session = pages.session(request) or pages.sessions.start(None)
-        response = pages.render(request, session, "sign_in.html", problem=None)
-        pages.set_cookie(request, response, session)
-        return response
-
-    @router.post("/sign-in")
-    async def sign_in(request: Request, token: Annotated[str, Form()] = "") -> Response:
-        anonymous = pages.session(request)
-        if anonymous is None:
-            raise PageError(403, "csrf-token-invalid", "the form expired; reload the page")
-        await check_csrf(request, anonymous)
-        try:
-            user = pages.access.grant(token.strip(), "viewer")
-        except PageError as err:
-            return pages.render(request, anonymous, "sign_in.html", 401, problem=err.message)
-        pages.sessions.end(anonymous.session_id)
-        session = pages.sessions.start(user)
-        response = RedirectResponse(f"{PREFIX}/queues", status_code=303)
-        pages.set_cookie(request, response, session)
-        return response
-
-    @router.post("/sign-out")
-    async def sign_out(
-        request: Request, session: Annotated[UserSession, pages.changes("viewer")]
-    ) -> Response:
-        pages.sessions.end(session.session_id)
-        response = RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
-        response.delete_cookie(COOKIE, path=PREFIX)
-        return response

@@ -9,21 +9,19 @@ every ``POLL_S``, so typing is never lost) and travels with the buttons. A butto
 messages with their ``error_id``.
 """
 
-import logging
 import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import Response
 
-from appliance.console.web import PREFIX, Pages, UserSession
+from appliance.console.web import PREFIX, SHOWN, Outcome, Pages, Refusals, UserSession
 from appliance.contact.supervision_routes import STATUS
 from appliance.contact.supervisors import Mode, SupervisionError
 from appliance.contact.wiring import ContactCentre
 
-log = logging.getLogger(__name__)
-
 POLL_S = 1
+REFUSALS = Refusals("supervisor page", SupervisionError, STATUS, 422)
 EXTENSION = re.compile(r"^[0-9]{2,8}$")
 MODES: tuple[Mode, ...] = ("monitor", "whisper", "barge")
 AgentNumber = Annotated[str, Path(pattern=r"^[0-9]{2,8}$")]
@@ -38,9 +36,7 @@ def build_queue_pages(pages: Pages, contact: ContactCentre) -> APIRouter:
         request: Request,
         session: UserSession,
         supervisor: str,
-        status: int = 200,
-        notice: str = "",
-        refusal: str = "",
+        outcome: Outcome = SHOWN,
     ) -> Response:
         template = "queues_live.html" if request.headers.get("HX-Request") else "queues.html"
         chosen = supervisor if EXTENSION.match(supervisor) else ""
@@ -48,13 +44,13 @@ def build_queue_pages(pages: Pages, contact: ContactCentre) -> APIRouter:
             request,
             session,
             template,
-            status,
+            outcome.status,
             page="queues",
             poll_s=POLL_S,
             modes=MODES,
             supervisor=chosen,
-            notice=notice,
-            refusal=refusal,
+            notice=outcome.notice,
+            refusal=outcome.refusal,
             queues=queues_view(contact),
         )
 
@@ -72,18 +68,8 @@ def build_queue_pages(pages: Pages, contact: ContactCentre) -> APIRouter:
         mode: Annotated[str, Form()],
         supervisor: Annotated[str, Form()] = "",
     ) -> Response:
-        try:
-            done = _supervise(contact, number, supervisor, mode)
-        except SupervisionError as err:
-            log.info("supervisor page refused", extra={"agent": number, "error_id": err.error_id})
-            return show(
-                request,
-                session,
-                supervisor,
-                STATUS.get(err.error_id, 422),
-                refusal=f"{err.error_id}: {err}",
-            )
-        return show(request, session, supervisor, notice=done)
+        outcome = REFUSALS.attempt(number, lambda: _supervise(contact, number, supervisor, mode))
+        return show(request, session, supervisor, outcome)
 
     return router
 
