@@ -16,6 +16,7 @@ from appliance.contact.agent_call_routes import build_agent_call_router
 from appliance.contact.agent_calls import AgentCalls
 from appliance.contact.cti_webhooks import CtiWebhooks
 from appliance.contact.decider import QueueDecider
+from appliance.contact.feature_codes import AgentCodeDecider
 from appliance.contact.routes import build_contact_router
 from appliance.contact.screen_pop import ScreenPops
 from appliance.contact.service import ContactService
@@ -107,6 +108,8 @@ def build_contact(
     service = ContactService(settings, prompts(pbx.settings), _cdr_fields(pbx),
                              speak=tts.render, place=_free_worker(pbx))  # fmt: skip
     pbx.chain.add(QueueDecider(settings), OWN_NUMBERS)
+    if settings.agent_codes is not None:
+        pbx.chain.add(AgentCodeDecider(settings.agent_codes, service), OWN_NUMBERS)
     pbx.media_listeners["queue"] = service
     pbx.ivr.queues = lambda: settings.queues.keys()
     pbx.ivr.handover = service.expect
