@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from appliance.contact.agent_codes import overlaps
 from appliance.contact.settings import ContactSettings
 from appliance.gateway.settings import GatewaySettings
 from appliance.hotel.settings import HotelSettings
@@ -406,6 +407,24 @@ class ApplianceSettings(ServiceSettings):
                      for mode, code in codes.model_dump().items()
                      for other in (pbx_codes.echo, pbx_codes.room)
                      if code.startswith(other) or other.startswith(code)]  # fmt: skip
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _agent_codes_fit(self) -> ApplianceSettings:
+        codes = self.contact.agent_codes
+        if codes is None:
+            return self
+        pbx_codes, rooms = self.pbx.dialplan.feature_codes, self.hotel.codes
+        others = [pbx_codes.echo, pbx_codes.room]
+        if self.hotel.rooms:
+            others += [rooms.room_status, rooms.minibar, rooms.wake_up, rooms.wake_up_clear]
+        problems = [f"contact.agent_codes overlap other feature codes: {pair}"
+                    for pair in overlaps(codes.codes, others)]  # fmt: skip
+        if codes.prompt is not None and codes.prompt not in self.pbx.media.prompts:
+            problems.append(f"contact.agent_codes.prompt: {codes.prompt!r} is not in "
+                            f"pbx.media.prompts")  # fmt: skip
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from appliance.contact.choice import Candidate, choose
-from appliance.contact.settings import QueueSettings
+from appliance.contact.settings import AgentSettings, QueueSettings
 
 STATES = ("logged-out", "available", "ringing", "on-call", "wrap-up", "paused")
 BUSY = ("ringing", "on-call")
@@ -278,6 +278,28 @@ class Acd:
         """The agent's phone registered or went away (unregistered agents get no offers)."""
         if number in self.agents:
             self.agents[number].registered = registered
+
+    def join(self, queue: str, member: AgentSettings) -> Agent:
+        """``member`` joins ``queue`` (dynamic membership) and is offered its calls like
+        the configured agents; a new agent starts logged out."""
+        settings = self.queues[queue]
+        if member.extension in settings.numbers:
+            raise AcdError("already-member", f"{member.extension} is a member of {queue}")
+        self.queues[queue] = settings.model_copy(update={"agents": (*settings.agents, member)})
+        return self.agents.setdefault(member.extension, Agent(member.extension))
+
+    def part(self, queue: str, number: str) -> None:
+        """The agent leaves ``queue`` (refused while ringing or on a call); an agent of no
+        queue any more is forgotten."""
+        settings = self.queues[queue]
+        if number not in settings.numbers:
+            raise AcdError("not-a-member", f"{number} is no member of {queue}")
+        if self.agents[number].state in BUSY:
+            raise AcdError("agent-busy", f"agent {number} is {self.agents[number].state}")
+        rest = tuple(a for a in settings.agents if a.extension != number)
+        self.queues[queue] = settings.model_copy(update={"agents": rest})
+        if not any(number in q.numbers for q in self.queues.values()):
+            del self.agents[number]
 
     def restore(self, doc: Mapping[str, Any], now: float) -> None:
         """An agent's stored state after a restart; calls did not survive, so a ringing,

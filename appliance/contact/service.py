@@ -191,6 +191,12 @@ class ContactService:
         self._dispatch()
         return agent
 
+    def member_joined(self, agent: Agent) -> None:
+        """A queue gained the member ``agent``: its state is stored and published (a
+        new agent, logged out), and waiting callers may be offered to it at once."""
+        self._changed(agent)
+        self._dispatch()
+
     def expect(self, to: str, caller: str, variables: dict[str, str]) -> None:
         """An IVR flow is sending ``caller`` to ``to``: when that is a queue, the flow's
         variables (screen pop; ``priority``, a digit, ranks the caller) go with the caller
@@ -219,7 +225,7 @@ class ContactService:
         """Live queues: waiting callers with position and wait, agents with state."""
         now = self._clock()
         queues = []
-        for name, settings in self.settings.queues.items():
+        for name, settings in self.acd.queues.items():
             waiting = [{"call_id": w.call_id, "caller": w.caller, "priority": w.priority,
                         "position": i + 1, "wait_s": round(now - w.entered, 1),
                         "offered_to": w.offered_to or None, "offered": list(w.offered),

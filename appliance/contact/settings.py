@@ -7,7 +7,8 @@ an extension (``"1003"``) or ``{"extension", "skills", "penalty"}``; ``strategy`
 how the ACD picks among the free agents (``docs/contact-centre.md``). ``supervisors``
 and ``supervision`` are the supervisors' rights and the beep policy
 (``appliance.contact.supervisors``). ``webhook_events``: globs of the CTI events also
-sent to ``pbx.webhook`` (``appliance.contact.cti_webhooks``).
+sent to ``pbx.webhook`` (``appliance.contact.cti_webhooks``). ``agent_codes``: the
+agents' login/logout/pause/resume feature codes (``appliance.contact.agent_codes``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from appliance.contact.agent_codes import AgentCodes, overlaps
 from appliance.contact.cti_webhooks import EVENTS, unknown_globs
 from appliance.contact.supervisors import (
     SupervisionSettings,
@@ -146,4 +148,16 @@ class ContactSettings(Section):
         if unknown:
             raise ValueError(f"contact.webhook_events: {', '.join(map(repr, unknown))} match no "
                              f"CTI event; events: {', '.join(EVENTS)}")  # fmt: skip
+        return self
+
+    agent_codes: AgentCodes | None = None
+
+    @model_validator(mode="after")
+    def _agent_codes(self) -> ContactSettings:
+        if self.agent_codes is None:
+            return self
+        supervision = self.supervision.codes.model_dump().values()
+        clashes = overlaps(self.agent_codes.codes, supervision)
+        if clashes:
+            raise ValueError(f"contact.agent_codes overlap supervision codes: {', '.join(clashes)}")
         return self

@@ -16,6 +16,9 @@ from appliance.contact.agent_call_routes import build_agent_call_router
 from appliance.contact.agent_calls import AgentCalls
 from appliance.contact.cti_webhooks import CtiWebhooks
 from appliance.contact.decider import QueueDecider
+from appliance.contact.feature_codes import AgentCodeDecider
+from appliance.contact.member_routes import build_member_router
+from appliance.contact.members import Members
 from appliance.contact.routes import build_contact_router
 from appliance.contact.screen_pop import ScreenPops
 from appliance.contact.service import ContactService
@@ -56,8 +59,10 @@ class ContactCentre:
         store: Callable[[], Store],
         kamailio: EvapiClient,
         calls: AgentCalls,
+        members: Members,
     ) -> None:
         self.service = service
+        self.members = members
         self.supervision = supervision
         self.calls = calls
         self.pops = ScreenPops()
@@ -67,7 +72,9 @@ class ContactCentre:
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Agents' states back from LMDB, the ACD's timer, the registration watch."""
+        """Dynamic members and agents' states back from LMDB, the ACD's timer, the
+        registration watch."""
+        self.members.start(self._store())
         await self.service.start(self._store())
         self._watch = asyncio.create_task(self._registrations(), name="contact-registrations")
 
@@ -96,6 +103,7 @@ class ContactCentre:
         router.include_router(build_contact_router(self.service, tokens))
         router.include_router(build_supervision_router(self.supervision, tokens))
         router.include_router(build_agent_call_router(self.calls, tokens))
+        router.include_router(build_member_router(self.members, tokens))
         return router
 
 
@@ -107,6 +115,8 @@ def build_contact(
     service = ContactService(settings, prompts(pbx.settings), _cdr_fields(pbx),
                              speak=tts.render, place=_free_worker(pbx))  # fmt: skip
     pbx.chain.add(QueueDecider(settings), OWN_NUMBERS)
+    if settings.agent_codes is not None:
+        pbx.chain.add(AgentCodeDecider(settings.agent_codes, service), OWN_NUMBERS)
     pbx.media_listeners["queue"] = service
     pbx.ivr.queues = lambda: settings.queues.keys()
     pbx.ivr.handover = service.expect
@@ -114,9 +124,10 @@ def build_contact(
     pbx.chain.add(SupervisionDecider(supervision), OWN_NUMBERS)
     pbx.media_listeners["supervise"] = supervision
     calls = AgentCalls(service, lambda: pbx.dialplan.extensions)
+    members = Members(service, lambda: pbx.dialplan.extensions)
     if pbx.webhooks is not None:
         service.cti.listeners.append(CtiWebhooks(pbx.webhooks, settings.webhook_events).on_event)
-    return ContactCentre(service, supervision, store, pbx.events, calls)
+    return ContactCentre(service, supervision, store, pbx.events, calls, members)
 
 
 def _held(service: ContactService, pbx: BranchExchange) -> Callable[[str], Held | None]:

@@ -52,6 +52,8 @@ HELPER_PORTS = range(10000, 15000)
 GSM_GROUP = "gsm"
 DEMO_QUEUE = {"number": "700", "agents": ["1001", "1003"], "overflow": "1002",
               "max_wait_s": 120}  # fmt: skip
+DEMO_AGENT_CODES = {"prompt": "agent-done", "login": "*71", "logout": "*72", "pause": "*73",
+                    "resume": "*74", "reasons": {"1": "break", "2": "lunch"}}  # fmt: skip
 
 
 @dataclass
@@ -243,7 +245,8 @@ def _hotel(plan: ServicePlan, pms: ServicePlan, passwords: dict[str, str]) -> No
 
 def _contact_centre(branch: ServicePlan) -> None:
     """Branch A's queue: Reception and Support as agents, Sales when nobody answers."""
-    branch.config["contact"] = {"queues": {"support": DEMO_QUEUE}}
+    branch.config["contact"] = {"queues": {"support": DEMO_QUEUE},
+                                "agent_codes": DEMO_AGENT_CODES}  # fmt: skip
     base = "/api/v1/contact"
     branch.extras["contact"] = {
         "queues": {"support": DEMO_QUEUE},
@@ -251,6 +254,7 @@ def _contact_centre(branch: ServicePlan) -> None:
         "agent_actions": [f"{base}/agents/{{extension}}/{a}"
                           for a in ("login", "logout", "pause", "resume")],
         "events": f"{base}/events",
+        "feature_codes": DEMO_AGENT_CODES,  # pause: the code + a digit of its reasons
     }  # fmt: skip
 
 
@@ -320,7 +324,10 @@ def _pbx_ports(name: str, peering_secret: str, book: PortBook) -> dict[str, Any]
         media = {
             "workers": 2,
             "port_base": free_port_run(2),
-            "prompts": {"menu": {"tone_hz": 440, "on_ms": 400, "off_ms": 200, "seconds": 3}},
+            "prompts": {
+                "menu": {"tone_hz": 440, "on_ms": 400, "off_ms": 200, "seconds": 3},
+                "agent-done": {"tone_hz": 1400, "seconds": 1.5},
+            },
             "ivr": {
                 "main": {"prompt": "menu", "options": {"1": "1001", "2": "1003"}, "default": "1001"}
             },

@@ -1,5 +1,6 @@
 """Supervisors on queue calls end to end: real pjsua2 phones through Kamailio into the
-media worker that bridges caller and agent.
+media worker that bridges caller and agent; agents' own feature codes (login, pause,
+resume, logout) answered by a worker's confirmation tone.
 
 Each party sends its own tone (caller 450 Hz, agent 1000 Hz, supervisor 600 Hz); what
 each phone recorded says who heard whom: in monitor nobody hears the supervisor, in
@@ -29,14 +30,16 @@ from tests.integration.pbx.harness import (
 )
 from tests.integration.pbx.test_contact_queues import CtiListener, agent, agent_state, recorded_s
 
-CALLER_HZ, AGENT_HZ, SUPERVISOR_HZ = 450.0, 1000.0, 600.0
+CALLER_HZ, AGENT_HZ, SUPERVISOR_HZ, CONFIRM_HZ = 450.0, 1000.0, 600.0, 1400.0
 TONES = [CALLER_HZ, AGENT_HZ, SUPERVISOR_HZ, float(BEEP_HZ)]
+PROMPTS = {"agent-done": {"tone_hz": int(CONFIRM_HZ), "seconds": 1.5}}
 EXTENSIONS = {"1001": "Alice", "1002": "Bob", "1003": "Carol", "1004": "Dave"}
 CONTACT = {
     "queues": {"support": {"number": "700", "agents": ["1003"]},
                "sales": {"number": "701", "agents": ["1004"]}},
     "supervisors": {"1002": {"queues": ["support"]}, "1004": {"queues": ["sales"]}},
     "supervision": {"beep": "agent"},
+    "agent_codes": {"prompt": "agent-done", "reasons": {"1": "lunch"}},
 }  # fmt: skip
 HEARD, NOT_HEARD = 0.05, 0.01
 
@@ -45,7 +48,7 @@ HEARD, NOT_HEARD = 0.05, 0.01
 def spbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
     require_debs()
     root = tmp_path_factory.mktemp("supervise-pbx")
-    instance = Pbx(root, extensions=EXTENSIONS, media=media(2))
+    instance = Pbx(root, extensions=EXTENSIONS, media=media(2, prompts=PROMPTS))
     config = yaml.safe_load(instance.config.read_text())
     instance.config.write_text(yaml.safe_dump({**config, "contact": CONTACT}))
     try:
@@ -218,3 +221,38 @@ def test_supervision_outside_a_supervisors_rights_is_refused(
     assert ids == ["agent-not-on-call", "agent-not-on-call", "queue-not-permitted",
                    "not-a-supervisor", "not-a-supervisor", "agent-not-found"]  # fmt: skip
     assert "queue-not-permitted" in spbx.output()
+
+
+def by_code(phone: Phone, code: str) -> None:
+    """The phone dials an agent code, hears the confirmation and is hung up on."""
+    phone.send("call", to=code)
+    phone.state("CONFIRMED", timeout=15)
+    phone.state("DISCONNECTED", timeout=15)
+
+
+def test_an_agent_logs_in_pauses_resumes_and_logs_out_by_feature_code(
+    spbx: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    with phones(spbx, tmp_path, ("1004", 300), ("1001", int(CALLER_HZ))) as (dave, alice):
+        by_code(dave, "*71")
+        assert agent_state(spbx, "sales", "1004")["state"] == "available"
+        by_code(dave, "*731")
+        paused = agent_state(spbx, "sales", "1004")
+        assert (paused["state"], paused["reason"]) == ("paused", "lunch")
+        by_code(dave, "*74")
+        assert agent_state(spbx, "sales", "1004")["state"] == "available"
+        by_code(dave, "*72")
+        assert agent_state(spbx, "sales", "1004")["state"] == "logged-out"
+        assert refused(alice, "*71")["code"] == 404, "1001 is no agent"
+        assert refused(dave, "*74")["code"] == 409, "not paused"
+    rate, (samples,) = read_channels(dave.record)
+    assert len(samples) > 4 * rate, f"1004 heard only {len(samples) / rate:.1f} s"
+    powers = {f: power(samples, rate, f) for f in (CONFIRM_HZ, *TONES)}
+    assert max(powers, key=lambda f: powers[f]) == CONFIRM_HZ, f"no confirmation: {powers}"
+    # registration changes publish the agent's state too: only the changes count here
+    states = [(e["data"]["state"], e["data"]["reason"]) for e in cti.named("agent.state")
+              if e["data"]["agent"] == "1004"]  # fmt: skip
+    changes = [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]]
+    expected = [("available", None), ("paused", "lunch"), ("available", None),
+                ("logged-out", None)]  # fmt: skip
+    assert changes[-4:] == expected, states

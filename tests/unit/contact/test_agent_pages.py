@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from appliance.console import mount_agent_pages
 from appliance.contact.agent_calls import AgentCalls
+from appliance.contact.members import Members
 from appliance.contact.service import ContactService
 from appliance.contact.settings import ContactSettings
 from appliance.contact.supervision import Held, SupervisionService
@@ -58,7 +59,10 @@ class Site:
         supervision = SupervisionService(SETTINGS, self.held, self.service.cti, lambda *_: None)
         calls = AgentCalls(self.service, lambda: EXTENSIONS)
         evapi = EvapiClient("127.0.0.1", 9, lambda _e: None)
-        self.contact = ContactCentre(self.service, supervision, lambda: store, evapi, calls)
+        members = Members(self.service, lambda: EXTENSIONS)
+        self.contact = ContactCentre(
+            self.service, supervision, lambda: store, evapi, calls, members
+        )
         app = FastAPI()
         app.include_router(self.contact.router(TOKENS))
         mount_agent_pages(app, self.contact, TOKENS)

@@ -89,6 +89,10 @@ def test_the_demo_branch_has_a_valid_queue_named_in_the_manifest(tmp_path: Path)
     settings = ApplianceSettings.model_validate(branch.config)
     assert settings.contact.queues["support"].numbers == ("1001", "1003")
     assert branch.extras["contact"]["queues"]["support"]["number"] == "700"
+    codes = settings.contact.agent_codes
+    assert codes is not None
+    assert codes.prompt in settings.pbx.media.prompts
+    assert branch.extras["contact"]["feature_codes"]["login"] == codes.login
 
 
 def test_the_composition_root_starts_the_contact_centre_after_the_pbx(tmp_path: Path) -> None:
