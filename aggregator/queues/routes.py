@@ -10,10 +10,10 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends
 
 from aggregator.api.auth import Principal, hq_access
-from aggregator.api.params import Format, respond, span, zone
+from aggregator.api.params import Format, Window, report_window, respond
 from aggregator.queues.agents import agent_report
 from aggregator.queues.report import Interval, QueueQuery, queue_report
 from aggregator.settings import AggregatorSettings
@@ -23,6 +23,7 @@ def build_queues_router(settings: AggregatorSettings, engine: Callable[[], sa.En
     """The /api/v1/reports/queues and /api/v1/reports/agents routes."""
     router = APIRouter(prefix="/api/v1", tags=["reports"])
     who = Annotated[Principal, hq_access(settings.api.tokens).needs("viewer")]
+    period = Annotated[Window, Depends(report_window(settings.reports.max_span_days))]
 
     @router.get(
         "/reports/queues",
@@ -31,17 +32,14 @@ def build_queues_router(settings: AggregatorSettings, engine: Callable[[], sa.En
     )
     def queues(
         principal: who,
-        start: Annotated[str, Query(alias="from", description="date or ISO time")],
-        end: Annotated[str, Query(alias="to", description="exclusive")],
+        window: period,
         interval: Interval = "day",
         site: str | None = None,
         queue: str | None = None,
-        tz: str = "UTC",
         format: Format = "json",
     ) -> Any:
-        local = zone(tz)
-        first, last = span(start, end, local, settings.reports.max_span_days)
-        query = QueueQuery(first, last, local, interval, principal.scope(site), queue)
+        scope = principal.scope(site)
+        query = QueueQuery(window.start_ms, window.end_ms, window.tz, interval, scope, queue)
         with engine().connect() as conn:
             rows = queue_report(conn, query)
         return respond(rows, format, "queues.csv")
@@ -51,17 +49,11 @@ def build_queues_router(settings: AggregatorSettings, engine: Callable[[], sa.En
         summary="Per agent: logged-in time, paused time by reason, occupancy, calls, talk time",
     )
     def agents(
-        principal: who,
-        start: Annotated[str, Query(alias="from", description="date or ISO time")],
-        end: Annotated[str, Query(alias="to", description="exclusive")],
-        site: str | None = None,
-        tz: str = "UTC",
-        format: Format = "json",
+        principal: who, window: period, site: str | None = None, format: Format = "json"
     ) -> Any:
-        first, last = span(start, end, zone(tz), settings.reports.max_span_days)
         now = int(time.time() * 1000)
         with engine().connect() as conn:
-            rows = agent_report(conn, principal.scope(site), first, last, now)
+            rows = agent_report(conn, principal.scope(site), window.start_ms, window.end_ms, now)
         if format == "csv":
             rows = [row | {"paused_by_reason": _reasons(row["paused_by_reason"])} for row in rows]
         return respond(rows, format, "agents.csv")
