@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from appliance.console.web import COOKIE, PREFIX, PageError, Pages, UserSession, check_csrf
 from appliance.contact.acd import AcdError
 from appliance.contact.agent_call_routes import STATUS as CALL_STATUS
+from appliance.contact.api import AgentNumber
 from appliance.contact.routes import STATUS as AGENT_STATUS
 from appliance.contact.wiring import ContactCentre
 
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 
 POLL_S = 1
 PAUSE_REASONS = ("break", "lunch", "training", "meeting", "paperwork")
-AgentNumber = Annotated[str, Path(pattern=r"^[0-9]{2,8}$")]
 STATUS = {**AGENT_STATUS, **CALL_STATUS}
 
 
