@@ -7,8 +7,11 @@ A parameter that does not parse answers ``422`` with the ``error_id`` of the
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
+
+from fastapi import Query
 
 from aggregator import reports
 from aggregator.api.csv_export import csv_response
@@ -40,6 +43,30 @@ def span(start: str, end: str, tz: ZoneInfo, max_days: int) -> tuple[int, int]:
     """A report's [start, end) in epoch milliseconds, at most ``max_days`` long."""
     first, last = guard(reports.parse_time, start, tz), guard(reports.parse_time, end, tz)
     return guard(reports.report_span, first, last, max_days)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A report's [start_ms, end_ms) in epoch milliseconds; its days and hours are in ``tz``."""
+
+    start_ms: int
+    end_ms: int
+    tz: ZoneInfo
+
+
+def report_window(max_days: int) -> Callable[..., Window]:
+    """The dependency reading a report's ``from``, ``to`` (at most ``max_days`` apart), ``tz``."""
+
+    def window(
+        start: Annotated[str, Query(alias="from", description="date or ISO time")],
+        end: Annotated[str, Query(alias="to", description="exclusive")],
+        tz: str = "UTC",
+    ) -> Window:
+        local = zone(tz)
+        first, last = span(start, end, local, max_days)
+        return Window(first, last, local)
+
+    return window
 
 
 def respond(rows: list[dict[str, Any]], format: Format, filename: str, key: str = "rows") -> Any:

@@ -9,12 +9,12 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from aggregator import recording_store, reports
 from aggregator.api.auth import Principal, hq_access
 from aggregator.api.csv_export import csv_response
-from aggregator.api.params import Format, guard, respond, span, time_ms, zone
+from aggregator.api.params import Format, Window, guard, report_window, respond, time_ms, zone
 from aggregator.settings import AggregatorSettings
 
 CSV_PAGE = 1000
@@ -24,6 +24,7 @@ def build_cdrs_router(settings: AggregatorSettings, engine: Callable[[], sa.Engi
     """/cdrs and /reports/summary, /reports/by-extension, /reports/by-trunk."""
     router = APIRouter(prefix="/api/v1")
     who = Annotated[Principal, hq_access(settings.api.tokens).needs("viewer")]
+    period = Annotated[Window, Depends(report_window(settings.reports.max_span_days))]
 
     @router.get("/cdrs", tags=["cdrs"], summary="Search CDRs, newest first, cursor paginated")
     def search_cdrs(
@@ -64,23 +65,20 @@ def build_cdrs_router(settings: AggregatorSettings, engine: Callable[[], sa.Engi
     )
     def summary(
         principal: who,
-        start: Annotated[str, Query(alias="from")],
-        end: Annotated[str, Query(alias="to")],
+        window: period,
         site: str | None = None,
-        tz: str = "UTC",
         group: Literal["day", "hour"] = "day",
         format: Format = "json",
     ) -> Any:
-        local = zone(tz)
-        first, last = span(start, end, local, settings.reports.max_span_days)
+        scope = principal.scope(site)
         with engine().connect() as conn:
-            rows = reports.summary(conn, principal.scope(site), first, last, local, group)
+            rows = reports.summary(conn, scope, window.start_ms, window.end_ms, window.tz, group)
         return respond(rows, format, "summary.csv")
 
     for dim in ("extension", "trunk"):
         router.add_api_route(
             f"/reports/by-{dim}",
-            _by_key(settings, engine, who, dim),
+            _by_key(engine, who, period, dim),
             methods=["GET"],
             tags=["reports"],
             summary=f"Totals per {dim}",
@@ -88,20 +86,13 @@ def build_cdrs_router(settings: AggregatorSettings, engine: Callable[[], sa.Engi
     return router
 
 
-def _by_key(
-    settings: AggregatorSettings, engine: Callable[[], sa.Engine], who: Any, dim: str
-) -> Callable[..., Any]:
+def _by_key(engine: Callable[[], sa.Engine], who: Any, period: Any, dim: str) -> Callable[..., Any]:
     def handler(
-        principal: who,
-        start: Annotated[str, Query(alias="from")],
-        end: Annotated[str, Query(alias="to")],
-        site: str | None = None,
-        tz: str = "UTC",
-        format: Format = "json",
+        principal: who, window: period, site: str | None = None, format: Format = "json"
     ) -> Any:
-        first, last = span(start, end, zone(tz), settings.reports.max_span_days)
+        scope = principal.scope(site)
         with engine().connect() as conn:
-            rows = reports.by_key(conn, dim, principal.scope(site), first, last)
+            rows = reports.by_key(conn, dim, scope, window.start_ms, window.end_ms)
         return respond(rows, format, f"by-{dim}.csv")
 
     return handler

@@ -33,24 +33,44 @@ class HotelFilter:
     room: str | None = None
 
 
+@dataclass(frozen=True)
+class _Listing:
+    """A searchable table: by which time column, its id column, its times rendered."""
+
+    table: sa.Table
+    at: str
+    id: str
+    times: tuple[str, ...]
+
+
+_POSTINGS = _Listing(
+    hotel_postings, "answered_ms", "posting_id", ("queued", "answered", "received")
+)
+_WAKE_UPS = _Listing(hotel_wake_ups, "ended_ms", "outcome_id", ("due", "ended", "received"))
+
+
 def search_postings(
     conn: sa.Connection, flt: HotelFilter, tz: ZoneInfo, limit: int
 ) -> list[dict[str, Any]]:
     """The newest ``limit`` postings matching ``flt`` (by answer time), newest first."""
-    table = hotel_postings.c
-    query = sa.select(hotel_postings).order_by(table.answered_ms.desc(), table.posting_id.desc())
-    query = query.where(*_conditions(flt, hotel_postings, table.answered_ms))
-    return [_posting(row, tz) for row in conn.execute(query.limit(limit))]
+    return _search(conn, _POSTINGS, flt, tz, limit)
 
 
 def search_wake_ups(
     conn: sa.Connection, flt: HotelFilter, tz: ZoneInfo, limit: int
 ) -> list[dict[str, Any]]:
     """The newest ``limit`` wake-up outcomes matching ``flt`` (by end time), newest first."""
-    table = hotel_wake_ups.c
-    query = sa.select(hotel_wake_ups).order_by(table.ended_ms.desc(), table.outcome_id.desc())
-    query = query.where(*_conditions(flt, hotel_wake_ups, table.ended_ms))
-    return [_wake_up(row, tz) for row in conn.execute(query.limit(limit))]
+    return _search(conn, _WAKE_UPS, flt, tz, limit)
+
+
+def _search(
+    conn: sa.Connection, listing: _Listing, flt: HotelFilter, tz: ZoneInfo, limit: int
+) -> list[dict[str, Any]]:
+    columns = listing.table.c
+    at = columns[listing.at]
+    query = sa.select(listing.table).order_by(at.desc(), columns[listing.id].desc())
+    query = query.where(*_conditions(flt, listing.table, at))
+    return [_render(row, listing, tz) for row in conn.execute(query.limit(limit))]
 
 
 def hotel_report(
@@ -141,17 +161,9 @@ class _LocalDays:
         return self._seen[hour_ms]
 
 
-def _posting(row: Any, tz: ZoneInfo) -> dict[str, Any]:
+def _render(row: Any, listing: _Listing, tz: ZoneInfo) -> dict[str, Any]:
     found = dict(row._mapping)
-    found["id"] = found.pop("posting_id")
-    for name in ("queued", "answered", "received"):
-        found[name] = reports.render_time(found.pop(f"{name}_ms"), tz)
-    return found
-
-
-def _wake_up(row: Any, tz: ZoneInfo) -> dict[str, Any]:
-    found = dict(row._mapping)
-    found["id"] = found.pop("outcome_id")
-    for name in ("due", "ended", "received"):
+    found["id"] = found.pop(listing.id)
+    for name in listing.times:
         found[name] = reports.render_time(found.pop(f"{name}_ms"), tz)
     return found

@@ -7,12 +7,13 @@ are found by the time the PMS answered them, wake-ups by the time they ended.
 
 from collections.abc import Callable
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from aggregator.api.auth import Principal, hq_access
-from aggregator.api.params import Format, respond, span, time_ms, zone
+from aggregator.api.params import Format, Window, report_window, respond, time_ms, zone
 from aggregator.hotel.queries import HotelFilter, hotel_report, search_postings, search_wake_ups
 from aggregator.settings import AggregatorSettings
 
@@ -20,48 +21,26 @@ Since = Annotated[str | None, Query(alias="from", description="date or ISO time"
 Until = Annotated[str | None, Query(alias="to", description="exclusive")]
 Room = Annotated[str | None, Query(max_length=8, description="room number, as the PMS has it")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+Search = Callable[[sa.Connection, HotelFilter, ZoneInfo, int], list[dict[str, Any]]]
 
 
 def build_hotel_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) -> APIRouter:
     """/hotel/postings, /hotel/wakeups and /reports/hotel."""
     router = APIRouter(prefix="/api/v1")
     who = Annotated[Principal, hq_access(settings.api.tokens).needs("viewer")]
-
-    @router.get(
-        "/hotel/postings", tags=["hotel"], summary="Postings the PMS answered, newest first"
+    period = Annotated[Window, Depends(report_window(settings.reports.max_span_days))]
+    listings = (
+        ("postings", "Postings the PMS answered, newest first", search_postings, "postings"),
+        ("wakeups", "Wake-up outcomes, newest first", search_wake_ups, "wake_ups"),
     )
-    def postings(
-        principal: who,
-        site: str | None = None,
-        start: Since = None,
-        end: Until = None,
-        room: Room = None,
-        tz: str = "UTC",
-        limit: Limit = 100,
-        format: Format = "json",
-    ) -> Any:
-        local = zone(tz)
-        flt = HotelFilter(principal.scope(site), time_ms(start, local), time_ms(end, local), room)
-        with engine().connect() as conn:
-            rows = search_postings(conn, flt, local, limit)
-        return respond(rows, format, "hotel-postings.csv", key="postings")
-
-    @router.get("/hotel/wakeups", tags=["hotel"], summary="Wake-up outcomes, newest first")
-    def wake_ups(
-        principal: who,
-        site: str | None = None,
-        start: Since = None,
-        end: Until = None,
-        room: Room = None,
-        tz: str = "UTC",
-        limit: Limit = 100,
-        format: Format = "json",
-    ) -> Any:
-        local = zone(tz)
-        flt = HotelFilter(principal.scope(site), time_ms(start, local), time_ms(end, local), room)
-        with engine().connect() as conn:
-            rows = search_wake_ups(conn, flt, local, limit)
-        return respond(rows, format, "hotel-wakeups.csv", key="wake_ups")
+    for name, summary, search, key in listings:
+        router.add_api_route(
+            f"/hotel/{name}",
+            _listing(engine, who, search, f"hotel-{name}.csv", key),
+            methods=["GET"],
+            tags=["hotel"],
+            summary=summary,
+        )
 
     @router.get(
         "/reports/hotel",
@@ -69,17 +48,33 @@ def build_hotel_router(settings: AggregatorSettings, engine: Callable[[], sa.Eng
         summary="Per property and day: postings booked, refused and their sum; wake-ups by outcome",
     )
     def report(
-        principal: who,
-        start: Annotated[str, Query(alias="from")],
-        end: Annotated[str, Query(alias="to")],
-        site: str | None = None,
-        tz: str = "UTC",
-        format: Format = "json",
+        principal: who, window: period, site: str | None = None, format: Format = "json"
     ) -> Any:
-        local = zone(tz)
-        first, last = span(start, end, local, settings.reports.max_span_days)
+        scope = principal.scope(site)
         with engine().connect() as conn:
-            rows = hotel_report(conn, principal.scope(site), first, last, local)
+            rows = hotel_report(conn, scope, window.start_ms, window.end_ms, window.tz)
         return respond(rows, format, "hotel-report.csv")
 
     return router
+
+
+def _listing(
+    engine: Callable[[], sa.Engine], who: Any, search: Search, filename: str, key: str
+) -> Callable[..., Any]:
+    def handler(
+        principal: who,
+        site: str | None = None,
+        start: Since = None,
+        end: Until = None,
+        room: Room = None,
+        tz: str = "UTC",
+        limit: Limit = 100,
+        format: Format = "json",
+    ) -> Any:
+        local = zone(tz)
+        flt = HotelFilter(principal.scope(site), time_ms(start, local), time_ms(end, local), room)
+        with engine().connect() as conn:
+            rows = search(conn, flt, local, limit)
+        return respond(rows, format, filename, key=key)
+
+    return handler

@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from aggregator.api.auth import Principal, hq_access
 from aggregator.api.csv_export import csv_response
-from aggregator.api.params import Format, guard, respond, span, zone
+from aggregator.api.params import Format, Window, guard, report_window, respond, span
 from aggregator.queues.agents import agent_report
 from aggregator.queues.answer_times import answer_time_report, buckets
 from aggregator.queues.lost import LostQuery, lost_calls
@@ -30,6 +30,7 @@ def build_queues_router(settings: AggregatorSettings, engine: Callable[[], sa.En
     """The /api/v1/reports/queues and /api/v1/reports/agents routes."""
     router = APIRouter(prefix="/api/v1", tags=["reports"])
     who = Annotated[Principal, hq_access(settings.api.tokens).needs("viewer")]
+    period = Annotated[Window, Depends(report_window(settings.reports.max_span_days))]
 
     def queries(
         conn: sa.Connection,
@@ -78,17 +79,11 @@ def build_queues_router(settings: AggregatorSettings, engine: Callable[[], sa.En
         summary="Per agent: logged-in time, paused time by reason, occupancy, calls, talk time",
     )
     def agents(
-        principal: who,
-        start: Annotated[str, Query(alias="from", description="date or ISO time")],
-        end: Annotated[str, Query(alias="to", description="exclusive")],
-        site: str | None = None,
-        tz: str = "UTC",
-        format: Format = "json",
+        principal: who, window: period, site: str | None = None, format: Format = "json"
     ) -> Any:
-        first, last = span(start, end, zone(tz), settings.reports.max_span_days)
         now = int(time.time() * 1000)
         with engine().connect() as conn:
-            rows = agent_report(conn, principal.scope(site), first, last, now)
+            rows = agent_report(conn, principal.scope(site), window.start_ms, window.end_ms, now)
         if format == "csv":
             rows = [row | {"paused_by_reason": _reasons(row["paused_by_reason"])} for row in rows]
         return respond(rows, format, "agents.csv")
@@ -125,19 +120,17 @@ def build_queues_router(settings: AggregatorSettings, engine: Callable[[], sa.En
     )
     def lost(
         principal: who,
-        start: Annotated[str, Query(alias="from", description="date or ISO time")],
-        end: Annotated[str, Query(alias="to", description="exclusive")],
+        window: period,
         site: str | None = None,
         queue: str | None = None,
         window_min: Annotated[int, Query(ge=1, le=10_080, description="minutes")] = 60,
-        tz: str = "UTC",
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         cursor: str | None = None,
         format: Format = "json",
     ) -> Any:
-        local = zone(tz)
-        first, last = span(start, end, local, settings.reports.max_span_days)
-        query = LostQuery(first, last, local, window_min * 60_000, principal.scope(site), queue)
+        reached = window_min * 60_000
+        scope = principal.scope(site)
+        query = LostQuery(window.start_ms, window.end_ms, window.tz, reached, scope, queue)
         if format == "csv":
             return csv_response("lost-calls.csv", _all_lost(engine, query))
         with engine().connect() as conn:

@@ -13,19 +13,19 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from appliance.console.web import PREFIX, SHOWN, Outcome, Pages, Refusals, UserSession
 from appliance.contact.acd import AcdError
 from appliance.contact.agent_call_routes import STATUS as CALL_STATUS
+from appliance.contact.api import AgentNumber
 from appliance.contact.routes import STATUS as AGENT_STATUS
 from appliance.contact.wiring import ContactCentre
 from drivers.web.pages import PageError
 
 POLL_S = 1
 PAUSE_REASONS = ("break", "lunch", "training", "meeting", "paperwork")
-AgentNumber = Annotated[str, Path(pattern=r"^[0-9]{2,8}$")]
 FormText = Annotated[str, Form()]
 REFUSALS = Refusals("agent page", AcdError, {**AGENT_STATUS, **CALL_STATUS}, 409)
 

@@ -12,10 +12,11 @@ messages with their ``error_id``.
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from appliance.console.web import PREFIX, SHOWN, Outcome, Pages, Refusals, UserSession
+from appliance.contact.api import AgentNumber
 from appliance.contact.supervision_routes import STATUS
 from appliance.contact.supervisors import Mode, SupervisionError
 from appliance.contact.wiring import ContactCentre
@@ -24,7 +25,6 @@ POLL_S = 1
 REFUSALS = Refusals("supervisor page", SupervisionError, STATUS, 422)
 EXTENSION = re.compile(r"^[0-9]{2,8}$")
 MODES: tuple[Mode, ...] = ("monitor", "whisper", "barge")
-AgentNumber = Annotated[str, Path(pattern=r"^[0-9]{2,8}$")]
 
 
 def build_queue_pages(pages: Pages, contact: ContactCentre) -> APIRouter:

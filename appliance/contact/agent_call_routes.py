@@ -10,17 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body
 from pydantic import BaseModel, Field
 
-from appliance.access import local_access
-from appliance.contact.acd import AcdError
 from appliance.contact.agent_calls import AgentCalls, CallAction
-from appliance.ivr.routes import api_error
-from drivers.daemon.api_docs import NestedErrorBody, ValidationErrors, error_responses
+from appliance.contact.api import AgentNumber, contact_router, refusals_as_errors
 from drivers.daemon.settings_base import ApiToken
 
-AgentNumber = Annotated[str, Path(pattern=r"^[0-9]{2,8}$")]
 STATUS = {
     "agent-not-found": 404,
     "agent-not-on-call": 409,
@@ -37,9 +33,7 @@ class TransferRequest(BaseModel):
 
 def build_agent_call_router(calls: AgentCalls, tokens: Sequence[ApiToken]) -> APIRouter:
     """Hang-up and transfer routes, guarded by the configured bearer tokens."""
-    access = local_access(tokens, api_error)
-    errors = error_responses(NestedErrorBody, ValidationErrors)
-    router = APIRouter(prefix="/api/v1/contact", tags=["contact"], responses=errors)
+    router, access = contact_router(tokens)
     operator = [access.needs("operator")]
 
     @router.post(
@@ -63,7 +57,4 @@ def build_agent_call_router(calls: AgentCalls, tokens: Sequence[ApiToken]) -> AP
 
 def call_action(action: Callable[[], CallAction]) -> dict[str, Any]:
     """Run a call action on the event loop; refusals as API errors."""
-    try:
-        return action().record()
-    except AcdError as err:
-        raise api_error(STATUS[err.error_id], err.error_id, str(err)) from None
+    return refusals_as_errors(action, STATUS).record()

@@ -11,18 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from appliance.access import local_access
-from appliance.contact.acd import AcdError, Agent
+from appliance.contact.acd import Agent
+from appliance.contact.api import AgentNumber, contact_router, refusals_as_errors
 from appliance.contact.service import ContactService
-from appliance.ivr.routes import api_error
-from drivers.daemon.api_docs import NestedErrorBody, ValidationErrors, error_responses
 from drivers.daemon.settings_base import ApiToken
 
-AgentNumber = Annotated[str, Path(pattern=r"^[0-9]{2,8}$")]
 STATUS = {"agent-not-found": 404, "agent-busy": 409, "agent-not-paused": 409}
 
 
@@ -34,9 +31,7 @@ class PauseRequest(BaseModel):
 
 def build_contact_router(service: ContactService, tokens: Sequence[ApiToken]) -> APIRouter:
     """The contact-centre routes, guarded by the configured bearer tokens."""
-    access = local_access(tokens, api_error)
-    errors = error_responses(NestedErrorBody, ValidationErrors)
-    router = APIRouter(prefix="/api/v1/contact", tags=["contact"], responses=errors)
+    router, access = contact_router(tokens)
     viewer, operator = [access.needs("viewer")], [access.needs("operator")]
 
     @router.get("/queues", summary="Live queues: waiting callers and agents",
@@ -73,8 +68,5 @@ def build_contact_router(service: ContactService, tokens: Sequence[ApiToken]) ->
 
 def _act(action: Callable[[], Agent]) -> dict[str, Any]:
     """Run an agent action on the event loop (the ACD's one owner)."""
-    try:
-        agent = action()
-    except AcdError as err:
-        raise api_error(STATUS[err.error_id], err.error_id, str(err)) from None
+    agent = refusals_as_errors(action, STATUS)
     return {"agent": agent.number, "state": agent.state, "reason": agent.reason or None}

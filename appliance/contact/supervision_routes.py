@@ -13,17 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body
 from pydantic import BaseModel, Field
 
-from appliance.access import local_access
+from appliance.contact.api import AgentNumber, contact_router, refusals_as_errors
 from appliance.contact.supervision import Session, SupervisionService
-from appliance.contact.supervisors import Mode, SupervisionError
-from appliance.ivr.routes import api_error
-from drivers.daemon.api_docs import NestedErrorBody, ValidationErrors, error_responses
+from appliance.contact.supervisors import Mode
 from drivers.daemon.settings_base import ApiToken
 
-AgentNumber = Annotated[str, Path(pattern=r"^[0-9]{2,8}$")]
 STATUS = {"not-a-supervisor": 403, "supervising-self": 403, "queue-not-permitted": 403,
           "agent-not-found": 404, "not-supervised": 404, "agent-not-on-call": 409,
           "already-supervised": 409, "not-joined": 409}  # fmt: skip
@@ -45,9 +42,7 @@ class ModeRequest(BaseModel):
 def build_supervision_router(service: SupervisionService,
                              tokens: Sequence[ApiToken]) -> APIRouter:  # fmt: skip
     """The supervision routes, guarded by the configured bearer tokens."""
-    access = local_access(tokens, api_error)
-    errors = error_responses(NestedErrorBody, ValidationErrors)
-    router = APIRouter(prefix="/api/v1/contact", tags=["contact"], responses=errors)
+    router, access = contact_router(tokens)
     viewer, operator = [access.needs("viewer")], [access.needs("operator")]
 
     @router.get("/supervisions", summary="Supervisors on agents' calls", dependencies=viewer)
@@ -70,7 +65,4 @@ def build_supervision_router(service: SupervisionService,
 
 def _act(action: Callable[[], Session]) -> dict[str, Any]:
     """Run a supervision action on the event loop (the sessions' one owner)."""
-    try:
-        return action().record()
-    except SupervisionError as err:
-        raise api_error(STATUS[err.error_id], err.error_id, str(err)) from None
+    return refusals_as_errors(action, STATUS).record()

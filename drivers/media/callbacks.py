@@ -16,16 +16,16 @@ the caller. Either leg ending ends the other. Runs on the worker's main thread o
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pjsua2 as pj
 
+from drivers.media.hangup import hang_up
+
 if TYPE_CHECKING:
     from drivers.media.worker import Leg, Worker
 
-log = logging.getLogger(__name__)
 
 AGENT_LEG = "callback-agent"
 CALLER_LEG = "callback-caller"
@@ -49,8 +49,8 @@ class CallbackLegs:
         if name == "queue-callback":
             self._ring_agent(key, str(cmd["agent"]), str(cmd["caller"]), str(cmd["display"]))
         elif name in ("queue-cancel", "queue-hangup"):
-            self._hangup(self.agents.get(key))
-            self._hangup(self.callers.get(key))
+            hang_up(self.agents.get(key))
+            hang_up(self.callers.get(key))
 
     def state(self, leg: Leg, state: int, code: int, reason: str) -> None:
         """Progress of an agent or caller leg of a callback."""
@@ -82,7 +82,7 @@ class CallbackLegs:
                       reason="already-ringing", answered=False)  # fmt: skip
             return
         cmd = {"id": agent, "to": agent, "from_user": caller, "display": display, "room": key}
-        placed = self._place(cmd, AGENT_LEG)
+        placed = self.worker.originate(cmd, service=AGENT_LEG)
         if placed is None:
             self.emit(ev="queue", state="agent-ended", id=key, agent=agent, code=503,
                       reason="worker-full", answered=False)  # fmt: skip
@@ -94,19 +94,13 @@ class CallbackLegs:
         caller, display = self.numbers.get(key, ("", ""))
         cmd = {"id": caller, "to": caller, "from_user": agent.tag, "display": display,
                "room": key}  # fmt: skip
-        placed = self._place(cmd, CALLER_LEG) if caller else None
+        placed = self.worker.originate(cmd, service=CALLER_LEG) if caller else None
         if placed is None:
             self.emit(ev="queue", state="callback-ended", id=key, agent=agent.tag, code=503,
                       reason="not-placed", answered=False)  # fmt: skip
-            self._hangup(agent)
+            hang_up(agent)
             return
         self.callers[key] = placed
-
-    def _place(self, cmd: dict[str, Any], service: str) -> Leg | None:
-        before = set(self.worker.legs)
-        self.worker.originate(cmd, service=service)
-        placed = [self.worker.legs[i] for i in set(self.worker.legs) - before]
-        return placed[0] if placed else None
 
     def _ended(self, key: str, leg: Leg, kind: str, code: int, reason: str) -> None:
         self.worker.forget(leg.call.getId(), leg)
@@ -119,7 +113,7 @@ class CallbackLegs:
         self.bridged.discard(key)
         self.emit(ev="queue", state=f"{kind}-ended", id=key, agent=leg.tag, code=code,
                   reason=reason, answered=leg.answered)  # fmt: skip
-        self._hangup(other.get(key))
+        hang_up(other.get(key))
 
     def _bridge(self, key: str) -> None:
         agent, caller = self.agents.get(key), self.callers.get(key)
@@ -130,12 +124,3 @@ class CallbackLegs:
         self.bridged.add(key)
         caller.audio.startTransmit(agent.audio)
         agent.audio.startTransmit(caller.audio)
-
-    @staticmethod
-    def _hangup(leg: Leg | None) -> None:
-        if leg is None:
-            return
-        try:
-            leg.call.hangup(pj.CallOpParam())
-        except pj.Error as err:
-            log.warning("hang-up of a callback leg failed (it may have ended): %s", err.info())

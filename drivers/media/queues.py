@@ -25,19 +25,18 @@ as a whole: either side hanging up ends the other, and a supervisor's leg on it
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pjsua2 as pj
 
+from drivers.media.hangup import hang_up
 from drivers.media.protocol import Prompt
 
 if TYPE_CHECKING:
     from drivers.media.worker import Leg, Worker
 
-log = logging.getLogger(__name__)
 
 _USER = re.compile(r"sip:([^@;>\s]+)@")
 AGENT = "queue-agent"
@@ -94,8 +93,8 @@ class QueueLegs:
             leg.call.xfer(leg.refer_to, pj.CallOpParam(True))
         elif name == "queue-hangup":
             self._cancel(key, None)
-            self._hangup(self.agents.get(key))
-            self._hangup(leg)
+            hang_up(self.agents.get(key))
+            hang_up(leg)
         else:
             raise ValueError(f"unknown queue command {name}")
 
@@ -126,7 +125,7 @@ class QueueLegs:
             self.emit(ev="queue", state="agent-ended", id=key, agent=leg.tag, code=code,
                       reason=reason, answered=leg.answered)  # fmt: skip
             if leg.answered:
-                self._hangup(self.callers.get(key))
+                hang_up(self.callers.get(key))
 
     def forget(self, leg: Leg) -> None:
         """A caller's call ended: end its agent leg and tell the appliance."""
@@ -138,7 +137,7 @@ class QueueLegs:
         self.hold.pop(key, None)
         self.bridged.discard(key)
         self._cancel(key, None)
-        self._hangup(self.agents.get(key))
+        hang_up(self.agents.get(key))
         self.worker.supervisors.call_ended(key)
         self.emit(ev="queue", state="ended", id=key)
 
@@ -154,13 +153,11 @@ class QueueLegs:
             self.emit(ev="queue", state="agent-ended", id=key, agent=agent, code=409,
                       reason="already-ringing", answered=False)  # fmt: skip
             return
-        before = set(self.worker.legs)
         cmd = {"id": agent, "to": agent, "from_user": self.caller_numbers.get(key, ""),
                "display": display, "room": key}  # fmt: skip
-        self.worker.originate(cmd, service=AGENT)
-        placed = [self.worker.legs[i] for i in set(self.worker.legs) - before]
-        if placed:
-            self.offers.setdefault(key, {})[agent] = placed[0]
+        placed = self.worker.originate(cmd, service=AGENT)
+        if placed is not None:
+            self.offers.setdefault(key, {})[agent] = placed
         else:
             self.emit(ev="queue", state="agent-ended", id=key, agent=agent, code=503,
                       reason="worker-full", answered=False)  # fmt: skip
@@ -169,7 +166,7 @@ class QueueLegs:
         """The first agent to answer takes the caller; the others rung for it stop ringing,
         and one that answered too late is hung up (its leg ends unanswered)."""
         if key in self.agents or key not in self.callers or not self._unrung(key, leg):
-            self._hangup(leg)
+            hang_up(leg)
             return
         leg.answered = True
         self.agents[key] = leg
@@ -191,7 +188,7 @@ class QueueLegs:
         """Stop ringing ``agent`` (None: every agent still being rung) for the caller."""
         for number, leg in list(self.offers.get(key, {}).items()):
             if agent is None or number == agent:
-                self._hangup(leg)
+                hang_up(leg)
 
     def _bridge(self, agent: Leg) -> None:
         caller = self.callers.get(agent.arg)
@@ -211,12 +208,3 @@ class QueueLegs:
         if leg.audio is not None and prompt is not None:
             self.worker.play(leg, prompt, loop=True)
             leg.deadline = None
-
-    @staticmethod
-    def _hangup(leg: Leg | None) -> None:
-        if leg is None:
-            return
-        try:
-            leg.call.hangup(pj.CallOpParam())
-        except pj.Error as err:
-            log.warning("hang-up of a queue leg failed (it may have ended): %s", err.info())

@@ -195,15 +195,13 @@ class SupervisorLegs:
             self.emit(ev="supervise", state="ended", id=key, code=480,
                       reason="agent-not-on-call", answered=False)  # fmt: skip
             return
-        before = set(self.worker.legs)
         cmd = {"id": key, "to": to, "from_user": agent, "display": display, "room": agent}
-        self.worker.originate(cmd, service=SUPERVISOR)
-        placed = [self.worker.legs[i] for i in set(self.worker.legs) - before]
-        if not placed:
+        placed = self.worker.originate(cmd, service=SUPERVISOR)
+        if placed is None:
             self.emit(ev="supervise", state="ended", id=key, code=503, reason="worker-full",
                       answered=False)  # fmt: skip
             return
-        self.sessions[key] = Session(key, placed[0], call, agent)
+        self.sessions[key] = Session(key, placed, call, agent)
 
     def _ports(self, session: Session) -> dict[Party, pj.AudioMedia] | None:
         caller = self.queues.callers.get(session.call)

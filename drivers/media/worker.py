@@ -263,8 +263,9 @@ class Worker:
             if refused is not None:
                 self._room_changed(refused, "")
 
-    def originate(self, cmd: dict[str, Any], service: str) -> None:
-        """Place a call through Kamailio (click-to-dial, a conference leg, a wake-up call).
+    def originate(self, cmd: dict[str, Any], service: str) -> Leg | None:
+        """Place a call through Kamailio (click-to-dial, a conference leg, a wake-up call);
+        its leg, or None when it could not be placed (reported as an ended ``leg``).
 
         The call presents ``from_user`` (whose dial plan rights apply) with ``display``;
         with ``ivr`` (a flow name) the answered call is reported and driven as an IVR call.
@@ -272,7 +273,7 @@ class Worker:
         tag, to = str(cmd["id"]), str(cmd["to"])
         if len(self.legs) >= self.config.max_calls:
             emit(ev="leg", id=tag, state="ended", code=486, reason="worker-full")
-            return
+            return None
         call = Call(self, self.acc)
         prm = pj.CallOpParam(True)
         display = str(cmd.get("display", "")).replace('"', "")
@@ -293,9 +294,10 @@ class Worker:
             call.makeCall(f"sip:{to}@{self.config.domain}", prm)
         except pj.Error as err:
             emit(ev="leg", id=tag, state="ended", code=500, reason=err.reason)
-            return
+            return None
         self.legs[call.getId()] = leg
         self.load()
+        return leg
 
     def hangup(self, tag: str) -> None:
         """End every leg placed for ``tag`` (conference legs are tagged ``<tag>/<number>``)."""

@@ -16,19 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
 from tests.integration.console.browser import Screens, chromium, sign_in_at, wait
+from tests.integration.pbx.contact_env import contact_pbx
 from tests.integration.pbx.harness import (
     API_TOKEN,
     Pbx,
     media,
-    no_daemons_left,
     phones,
-    require_debs,
     wait_for,
 )
 
@@ -51,18 +49,9 @@ CALL_S = 20
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
-    require_debs()
-    root = tmp_path_factory.mktemp("agent-pages")
-    instance = Pbx(root, extensions=EXTENSIONS, media=media(2),
-                   ivr={"flows": {"front": FRONT_DESK}})  # fmt: skip
-    config = yaml.safe_load(instance.config.read_text())
-    instance.config.write_text(yaml.safe_dump({**config, "contact": CONTACT}))
-    try:
-        instance.start()
+    with contact_pbx(tmp_path_factory, "agent-pages", CONTACT, extensions=EXTENSIONS,
+                     media=media(2), ivr={"flows": {"front": FRONT_DESK}}) as instance:  # fmt: skip
         yield instance
-    finally:
-        instance.stop()
-    assert no_daemons_left(root)
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.pbx.contact_env import CtiListener
 from tests.integration.pbx.harness import (
     WEBHOOK_SECRET,
     Pbx,
     WebhookReceiver,
-    no_daemons_left,
     require_debs,
+    started,
+    wait_for,
 )
 
 
@@ -32,22 +34,23 @@ def pbx(
     require_debs()
     root = tmp_path_factory.mktemp("pbx")
     webhook = {"url": webhook_receiver.url, "secret": WEBHOOK_SECRET}
-    instance = Pbx(root, webhook=webhook)
-    try:
-        instance.start()
+    with started(Pbx(root, webhook=webhook)) as instance:
         yield instance
-    finally:
-        instance.stop()
-    assert no_daemons_left(root)
 
 
 @pytest.fixture
 def fresh_pbx(tmp_path: Path) -> Iterator[Pbx]:
     require_debs()
-    instance = Pbx(tmp_path)
-    try:
-        instance.start()
+    with started(Pbx(tmp_path)) as instance:
         yield instance
+
+
+@pytest.fixture
+def cti(site: Pbx) -> Iterator[CtiListener]:
+    """The CTI stream of a contact-centre module's PBX (``site``), once its API answers."""
+    wait_for(lambda: site.api("GET", "/contact/queues")[0] == 200, 5, site.output)
+    listener = CtiListener(site)
+    try:
+        yield listener
     finally:
-        instance.stop()
-    assert no_daemons_left(tmp_path)
+        listener.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
 import os
 import random
@@ -13,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +24,7 @@ import pytest
 
 from appliance.demo.plan import free_port_run
 from appliance.store import Outbox, StateStore, Store
+from tests.loopback_http import LoopbackHttp, Reply
 from tests.procs import ROOT, write_yaml
 
 HERE = Path(__file__).parent
@@ -331,6 +330,17 @@ def no_daemons_left(root: Path) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def started(instance: Pbx) -> Iterator[Pbx]:
+    """``instance`` running; stopped afterwards, with no daemon of it left behind."""
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.stop()
+    assert no_daemons_left(instance.root)
+
+
 def worker_pid(pbx: Pbx, address: str) -> int:
     """The pid of the PBX's media worker listening on ``address`` (0: none runs)."""
     port = address.rsplit(":", 1)[1]
@@ -348,32 +358,17 @@ def worker_pid(pbx: Pbx, address: str) -> int:
     return 0
 
 
-class WebhookReceiver:
+class WebhookReceiver(LoopbackHttp):
     """An HTTP server on loopback that records every POST (headers and JSON body)."""
 
     def __init__(self) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
-        received = self.received
+        super().__init__(self._answer)
+        self.url = f"{self.base}/hook"
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append((dict(self.headers), body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
+    def _answer(self, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        self.received.append((headers, body))
+        return Reply(204, b"", content_type=None)
 
     def events_for(self, call_id: str) -> list[tuple[dict[str, str], bytes]]:
         return [(h, b) for h, b in self.received if json.loads(b)["call_id"] == call_id]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)

@@ -13,9 +13,7 @@ from __future__ import annotations
 import array
 import hashlib
 import hmac
-import http.server
 import json
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -26,17 +24,17 @@ import pytest
 import yaml
 
 from tests.integration.pbx.audio import dominant, power, read_channels
+from tests.integration.pbx.contact_env import contact_pbx
 from tests.integration.pbx.harness import (
     API_TOKEN,
     WEBHOOK_SECRET,
     Pbx,
     Phone,
     media,
-    no_daemons_left,
     phones,
-    require_debs,
     wait_for,
 )
+from tests.loopback_http import LoopbackHttp, Reply
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "ivr"
 TONES = [300.0, 450.0, 600.0, 1000.0]
@@ -49,38 +47,20 @@ CONTACT = {
 }
 
 
-class DispatchSystem:
+class DispatchSystem(LoopbackHttp):
     """The taxi dispatch system: the flow's lookups and a signed-webhook endpoint."""
 
     def __init__(self, secret: str) -> None:
         self.events: list[dict[str, Any]] = []
         self.raw: list[tuple[dict[str, str], bytes]] = []
         self.refused = 0
-        system = self
+        self._secret = secret
+        super().__init__(self._answer)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.path == "/events":
-                    self._reply(system.receive(dict(self.headers), body, secret), {})
-                else:
-                    self._reply(200, LOOKUPS.get(self.path, {}))
-
-            def _reply(self, status: int, answer: dict[str, Any]) -> None:
-                payload = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
+    def _answer(self, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        if path == "/events":
+            return Reply(self.receive(headers, body, self._secret), b"{}")
+        return Reply(200, json.dumps(LOOKUPS.get(path, {})).encode())
 
     def receive(self, headers: dict[str, str], body: bytes, secret: str) -> int:
         """Keep a webhook whose signature checks out (the receiver of the docs); else 401."""
@@ -99,11 +79,6 @@ class DispatchSystem:
         return [e for e in self.events
                 if e["event"] == event and call_id in (None, e["call_id"])]  # fmt: skip
 
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
-
 
 @pytest.fixture(scope="module")
 def dispatch() -> Iterator[DispatchSystem]:
@@ -114,21 +89,13 @@ def dispatch() -> Iterator[DispatchSystem]:
 
 @pytest.fixture(scope="module")
 def dpbx(tmp_path_factory: pytest.TempPathFactory, dispatch: DispatchSystem) -> Iterator[Pbx]:
-    require_debs()
-    root = tmp_path_factory.mktemp("dispatch-pbx")
     taxi = (EXAMPLES / "taxi-hotline.yaml").read_text().replace("http://127.0.0.1:8090",
                                                                  dispatch.base)  # fmt: skip
     webhook = {"url": f"{dispatch.base}/events", "secret": WEBHOOK_SECRET}
-    instance = Pbx(root, extensions=EXTENSIONS, media=media(2),
-                   ivr={"flows": {"taxi": yaml.safe_load(taxi)}}, webhook=webhook)  # fmt: skip
-    config = yaml.safe_load(instance.config.read_text())
-    instance.config.write_text(yaml.safe_dump({**config, "contact": CONTACT}))
-    try:
-        instance.start()
+    with contact_pbx(tmp_path_factory, "dispatch-pbx", CONTACT, extensions=EXTENSIONS,
+                     media=media(2), ivr={"flows": {"taxi": yaml.safe_load(taxi)}},
+                     webhook=webhook) as instance:  # fmt: skip
         yield instance
-    finally:
-        instance.stop()
-    assert no_daemons_left(root)
 
 
 def api(pbx: Pbx, method: str, path: str, body: Any = None, expect: int = 200) -> Any:

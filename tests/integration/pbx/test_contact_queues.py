@@ -10,30 +10,31 @@ from __future__ import annotations
 import array
 import functools
 import itertools
-import json
 import os
 import signal
-import threading
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from appliance.contact.state_log import AGENT_OUTBOX
 from appliance.store import Outbox, Store
 from drivers.sync.agent_states import parse_agent_state
 from tests.integration.pbx.audio import loudness, power, read_channels
+from tests.integration.pbx.contact_env import (
+    CtiListener,
+    agent,
+    agent_state,
+    contact_pbx,
+    live,
+    recorded_s,
+    waiting,
+)
 from tests.integration.pbx.harness import (
-    API_TOKEN,
     Pbx,
     Phone,
     media,
-    no_daemons_left,
     phones,
-    require_debs,
     wait_for,
     worker_pid,
 )
@@ -58,79 +59,13 @@ FRONT_DESK = {"start": "welcome", "nodes": {
 }}  # fmt: skip
 
 
-class CtiListener:
-    """A subscriber of the CTI event stream (SSE), collecting events in a thread."""
-
-    def __init__(self, pbx: Pbx) -> None:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{pbx.api_port}/api/v1/contact/events",
-            headers={"Authorization": f"Bearer {API_TOKEN}"},
-        )
-        self._response = urllib.request.urlopen(request, timeout=60)
-        self.events: list[dict[str, Any]] = []
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            for raw in self._response:
-                line = raw.decode()
-                if line.startswith("data: "):
-                    self.events.append(json.loads(line[6:]))
-        except (OSError, ValueError, AttributeError):
-            return  # closed by ``close`` from the test's thread
-
-    def named(self, name: str, call_id: str | None = None) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["event"] == name
-                and call_id in (None, e["data"].get("call_id"))]  # fmt: skip
-
-    def close(self) -> None:
-        self._response.close()
-        self._thread.join(timeout=5)
-
-
 @pytest.fixture(scope="module")
-def qpbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
-    require_debs()
-    root = tmp_path_factory.mktemp("queue-pbx")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
     music = {"tone_hz": int(HOLD_HZ), "on_ms": 1000, "off_ms": 0}
-    instance = Pbx(root, extensions=EXTENSIONS, media=media(2, prompts={"music": music}),
-                   ivr={"flows": {"front": FRONT_DESK}})  # fmt: skip
-    config = yaml.safe_load(instance.config.read_text())
-    instance.config.write_text(yaml.safe_dump({**config, "contact": CONTACT}))
-    try:
-        instance.start()
+    with contact_pbx(tmp_path_factory, "queue-pbx", CONTACT, extensions=EXTENSIONS,
+                     media=media(2, prompts={"music": music}),
+                     ivr={"flows": {"front": FRONT_DESK}}) as instance:  # fmt: skip
         yield instance
-    finally:
-        instance.stop()
-    assert no_daemons_left(root)
-
-
-@pytest.fixture
-def cti(qpbx: Pbx) -> Iterator[CtiListener]:
-    listener = CtiListener(qpbx)
-    wait_for(lambda: qpbx.api("GET", "/contact/queues")[0] == 200, 5, qpbx.output)
-    yield listener
-    listener.close()
-
-
-def agent(pbx: Pbx, number: str, action: str, **body: Any) -> dict[str, Any]:
-    status, answer = pbx.api("POST", f"/contact/agents/{number}/{action}", body or None)
-    assert status == 200, answer
-    result: dict[str, Any] = answer
-    return result
-
-
-def live(pbx: Pbx, queue: str) -> dict[str, Any]:
-    status, answer = pbx.api("GET", "/contact/queues")
-    assert status == 200, answer
-    found: dict[str, Any] = next(q for q in answer["queues"] if q["name"] == queue)
-    return found
-
-
-def agent_state(pbx: Pbx, queue: str, number: str) -> dict[str, Any]:
-    found: dict[str, Any] = next(a for a in live(pbx, queue)["agents"] if a["agent"] == number)
-    return found
 
 
 def heard(phone: Phone, start_s: float, end_s: float) -> float:
@@ -141,33 +76,24 @@ def heard(phone: Phone, start_s: float, end_s: float) -> float:
     return max(TONES, key=lambda f: power(window, rate, f))
 
 
-def recorded_s(phone: Phone) -> float:
-    return max(0, phone.record.stat().st_size - 44) / 16000 if phone.record.exists() else 0.0
-
-
 def recorded_past(phone: Phone, seconds: float) -> bool:
     return recorded_s(phone) > seconds
 
 
-def waiting(pbx: Pbx, queue: str, count: int) -> None:
-    wait_for(lambda: len(live(pbx, queue)["waiting"]) == count, 15,
-             lambda: f"{live(pbx, queue)}\n{pbx.output()[-3000:]}")  # fmt: skip
-
-
 def test_a_queued_caller_hears_music_then_talks_with_the_agent_who_answers(
-    qpbx: Pbx, cti: CtiListener, tmp_path: Path
+    site: Pbx, cti: CtiListener, tmp_path: Path
 ) -> None:
-    with phones(qpbx, tmp_path, ("1001", 450), ("1003", 1000)) as (alice, carol):
-        agent(qpbx, "1003", "logout")
+    with phones(site, tmp_path, ("1001", 450), ("1003", 1000)) as (alice, carol):
+        agent(site, "1003", "logout")
         alice.send("call", to="700")
         alice.state("CONFIRMED")
-        waiting(qpbx, "support", 1)
+        waiting(site, "support", 1)
         wait_for(lambda: recorded_s(alice) > 3.0, 15, lambda: "alice heard nothing")
-        assert agent(qpbx, "1003", "login")["state"] == "ringing", "offered at once"
+        assert agent(site, "1003", "login")["state"] == "ringing", "offered at once"
         incoming = carol.answer()
         assert "1001" in incoming["remote"]
         on_call_at = recorded_s(alice)
-        assert agent_state(qpbx, "support", "1003")["state"] == "on-call"
+        assert agent_state(site, "support", "1003")["state"] == "on-call"
         wait_for(lambda: recorded_s(alice) > on_call_at + 3.0 and recorded_s(carol) > 3.0, 15,
                  lambda: "no audio once connected")  # fmt: skip
         carol.send("hangup")
@@ -176,7 +102,7 @@ def test_a_queued_caller_hears_music_then_talks_with_the_agent_who_answers(
     assert heard(alice, 0.5, 2.5) == HOLD_HZ, "alice heard no hold music while waiting"
     assert heard(alice, on_call_at + 1.0, on_call_at + 2.5) == 1000.0, "alice did not hear carol"
     assert heard(carol, 1.0, 2.5) == 450.0, "carol did not hear alice"
-    cdr = qpbx.cdr_for(lambda c: c.get("variables", {}).get("queue") == "support"
+    cdr = site.cdr_for(lambda c: c.get("variables", {}).get("queue") == "support"
                        and c["caller"]["number"] == "1001")  # fmt: skip
     assert cdr["variables"]["queue_outcome"] == "answered"
     assert cdr["variables"]["queue_agent"] == "1003"
@@ -200,9 +126,9 @@ def spoken(phone: Phone, start_s: float, end_s: float) -> bool:
 
 
 def test_a_waiting_caller_hears_the_music_and_its_position_spoken(
-    qpbx: Pbx, cti: CtiListener, tmp_path: Path
+    site: Pbx, cti: CtiListener, tmp_path: Path
 ) -> None:
-    with phones(qpbx, tmp_path, ("1001", 450)) as (alice,):
+    with phones(site, tmp_path, ("1001", 450)) as (alice,):
         alice.send("call", to="702")
         alice.state("CONFIRMED")
         wait_for(lambda: recorded_s(alice) > 7.0, 20, lambda: "alice heard nothing")
@@ -213,32 +139,32 @@ def test_a_waiting_caller_hears_the_music_and_its_position_spoken(
     assert spoken(alice, 3.0, 6.0), "no position announcement"
     (announced,) = cti.named("call.announced")[:1]
     assert announced["data"]["text"] == "You are number 1 in the queue."
-    cdr = qpbx.cdr_for(lambda c: c["call_id"] == announced["data"]["call_id"])
+    cdr = site.cdr_for(lambda c: c["call_id"] == announced["data"]["call_id"])
     assert cdr["variables"]["queue_outcome"] == "abandoned"
 
 
 def test_a_priority_caller_overtakes_and_the_agent_is_never_offered_two_calls(
-    qpbx: Pbx, cti: CtiListener, tmp_path: Path
+    site: Pbx, cti: CtiListener, tmp_path: Path
 ) -> None:
     specs = (("1001", 450), ("1002", 600), ("1004", 300), ("1003", 1000))
-    with phones(qpbx, tmp_path, *specs) as (alice, bob, dave, carol):
-        wait_for(lambda: agent_state(qpbx, "support", "1003")["state"] == "available", 10,
-                 lambda: str(live(qpbx, "support")))  # fmt: skip
-        agent(qpbx, "1003", "pause", reason="briefing")
+    with phones(site, tmp_path, *specs) as (alice, bob, dave, carol):
+        wait_for(lambda: agent_state(site, "support", "1003")["state"] == "available", 10,
+                 lambda: str(live(site, "support")))  # fmt: skip
+        agent(site, "1003", "pause", reason="briefing")
         for position, caller in enumerate((alice, bob, dave), start=1):
             caller.send("call", to="700")
             caller.state("CONFIRMED")
-            waiting(qpbx, "support", position)
-        order = [w["caller"] for w in live(qpbx, "support")["waiting"]]
+            waiting(site, "support", position)
+        order = [w["caller"] for w in live(site, "support")["waiting"]]
         assert order == ["1004", "1001", "1002"]
-        agent(qpbx, "1003", "resume")
+        agent(site, "1003", "resume")
         answered = []
         for number in ("1004", "1001", "1002"):
             incoming = carol.answer(timeout=15)
             answered.append(number)
             assert number in incoming["remote"], (answered, incoming)
             assert not [e for e in carol.events if e["ev"] == "incoming"], "a second offer"
-            assert all(w["offered_to"] is None for w in live(qpbx, "support")["waiting"])
+            assert all(w["offered_to"] is None for w in live(site, "support")["waiting"])
             start = recorded_s(carol)
             wait_for(functools.partial(recorded_past, carol, start + 2.0), 10, lambda: "no audio")
             if number == "1004":
@@ -258,33 +184,33 @@ def test_a_priority_caller_overtakes_and_the_agent_is_never_offered_two_calls(
 
 
 def test_an_unanswered_agent_is_paused_and_the_caller_overflows_after_the_maximum_wait(
-    qpbx: Pbx, cti: CtiListener, tmp_path: Path
+    site: Pbx, cti: CtiListener, tmp_path: Path
 ) -> None:
-    with phones(qpbx, tmp_path, ("1001", 450), ("1002", 600), ("1003", 1000)) as phones_:
+    with phones(site, tmp_path, ("1001", 450), ("1002", 600), ("1003", 1000)) as phones_:
         alice, bob, carol = phones_
-        agent(qpbx, "1002", "login")
+        agent(site, "1002", "login")
         alice.send("call", to="701")
         alice.state("CONFIRMED")
         bob.wait(lambda e: e["ev"] == "incoming", 10)
-        wait_for(lambda: agent_state(qpbx, "sales", "1002")["state"] == "paused", 10,
-                 lambda: str(live(qpbx, "sales")))  # fmt: skip
-        assert agent_state(qpbx, "sales", "1002")["reason"] == "no-answer"
+        wait_for(lambda: agent_state(site, "sales", "1002")["state"] == "paused", 10,
+                 lambda: str(live(site, "sales")))  # fmt: skip
+        assert agent_state(site, "sales", "1002")["reason"] == "no-answer"
         alice.wait(lambda e: e["ev"] == "transferring", 15)
         carol.answer(timeout=15)
         carol.send("hangup")
         carol.state("DISCONNECTED")
-    cdr = qpbx.cdr_for(lambda c: c.get("variables", {}).get("queue") == "sales")
+    cdr = site.cdr_for(lambda c: c.get("variables", {}).get("queue") == "sales")
     assert cdr["variables"]["queue_outcome"] == "overflowed"
     assert float(cdr["variables"]["queue_wait_s"]) >= 7.0
     assert cti.named("call.overflowed", cdr["call_id"])
 
 
 def test_an_ivr_queue_node_puts_the_caller_in_the_acd_queue(
-    qpbx: Pbx, cti: CtiListener, tmp_path: Path
+    site: Pbx, cti: CtiListener, tmp_path: Path
 ) -> None:
-    with phones(qpbx, tmp_path, ("1001", 450), ("1003", 1000)) as (alice, carol):
-        agent(qpbx, "1003", "logout")
-        agent(qpbx, "1003", "login")
+    with phones(site, tmp_path, ("1001", 450), ("1003", 1000)) as (alice, carol):
+        agent(site, "1003", "logout")
+        agent(site, "1003", "login")
         alice.send("call", to="ivr-front")
         alice.state("CONFIRMED")
         alice.send("dtmf", digits="1")
@@ -298,47 +224,47 @@ def test_an_ivr_queue_node_puts_the_caller_in_the_acd_queue(
     (queued,) = cti.named("call.queued")
     assert queued["data"]["priority"] == 3
     assert queued["data"]["variables"]["account"] == "A-1001"
-    cdr = qpbx.cdr_for(lambda c: c["call_id"] == queued["data"]["call_id"])
+    cdr = site.cdr_for(lambda c: c["call_id"] == queued["data"]["call_id"])
     assert cdr["route"] == "queue:support"
     assert cdr["variables"]["queue_outcome"] == "answered"
     assert cdr["variables"]["queue_agent"] == "1003"
 
 
 def test_a_killed_worker_leaves_interrupted_cdrs_with_queue_fields(
-    qpbx: Pbx, cti: CtiListener, tmp_path: Path
+    site: Pbx, cti: CtiListener, tmp_path: Path
 ) -> None:
-    with phones(qpbx, tmp_path, ("1001", 450)) as (alice,):
-        agent(qpbx, "1003", "pause", reason="meeting")
+    with phones(site, tmp_path, ("1001", 450)) as (alice,):
+        agent(site, "1003", "pause", reason="meeting")
         alice.send("call", to="700")
         alice.state("CONFIRMED")
-        waiting(qpbx, "support", 1)
-        call_id = live(qpbx, "support")["waiting"][0]["call_id"]
-        call = next(c for c in qpbx.api("GET", "/calls")[1]["calls"] if c["call_id"] == call_id)
-        os.kill(worker_pid(qpbx, call["media_peer"]), signal.SIGKILL)
+        waiting(site, "support", 1)
+        call_id = live(site, "support")["waiting"][0]["call_id"]
+        call = next(c for c in site.api("GET", "/calls")[1]["calls"] if c["call_id"] == call_id)
+        os.kill(worker_pid(site, call["media_peer"]), signal.SIGKILL)
         alice.state("DISCONNECTED", timeout=10)
-    cdr = qpbx.cdr_for(lambda c: c["call_id"] == call_id)
+    cdr = site.cdr_for(lambda c: c["call_id"] == call_id)
     assert cdr["disposition"] == "interrupted"
     assert cdr["variables"]["queue"] == "support"
     assert cdr["variables"]["queue_outcome"] == "interrupted"
-    assert live(qpbx, "support")["waiting"] == []
+    assert live(site, "support")["waiting"] == []
     assert cti.named("call.interrupted", call_id)
 
 
 def test_an_agent_whose_phone_unregistered_is_offered_calls_once_it_is_back(
-    qpbx: Pbx, tmp_path: Path
+    site: Pbx, tmp_path: Path
 ) -> None:
-    wait_for(lambda: not agent_state(qpbx, "support", "1003")["registered"], 10,
-             lambda: str(live(qpbx, "support")))  # fmt: skip
-    agent(qpbx, "1003", "logout")
-    agent(qpbx, "1003", "login")
-    with phones(qpbx, tmp_path, ("1001", 450)) as (alice,):
+    wait_for(lambda: not agent_state(site, "support", "1003")["registered"], 10,
+             lambda: str(live(site, "support")))  # fmt: skip
+    agent(site, "1003", "logout")
+    agent(site, "1003", "login")
+    with phones(site, tmp_path, ("1001", 450)) as (alice,):
         alice.send("call", to="700")
         alice.state("CONFIRMED")
-        waiting(qpbx, "support", 1)
+        waiting(site, "support", 1)
         with pytest.raises(AssertionError):
-            wait_for(lambda: live(qpbx, "support")["waiting"][0]["offered_to"] is not None, 3,
+            wait_for(lambda: live(site, "support")["waiting"][0]["offered_to"] is not None, 3,
                      lambda: "not offered")  # fmt: skip
-        with phones(qpbx, tmp_path, ("1003", 1000)) as (carol,):
+        with phones(site, tmp_path, ("1003", 1000)) as (carol,):
             carol.answer(timeout=10)
             carol.send("hangup")
             carol.state("DISCONNECTED")
@@ -352,26 +278,26 @@ def api_up(pbx: Pbx) -> bool:
         return False
 
 
-def test_agent_states_survive_a_restart(qpbx: Pbx) -> None:
-    agent(qpbx, "1003", "pause", reason="lunch")
-    agent(qpbx, "1002", "logout")
-    agent(qpbx, "1002", "login")
-    qpbx.stop()
-    before = agent_log(qpbx)
-    qpbx.start()
-    wait_for(lambda: api_up(qpbx), 20, qpbx.output)
-    carol = agent_state(qpbx, "support", "1003")
+def test_agent_states_survive_a_restart(site: Pbx) -> None:
+    agent(site, "1003", "pause", reason="lunch")
+    agent(site, "1002", "logout")
+    agent(site, "1002", "login")
+    site.stop()
+    before = agent_log(site)
+    site.start()
+    wait_for(lambda: api_up(site), 20, site.output)
+    carol = agent_state(site, "support", "1003")
     assert (carol["state"], carol["reason"]) == ("paused", "lunch")
-    bob = agent_state(qpbx, "sales", "1002")
+    bob = agent_state(site, "sales", "1002")
     assert (bob["state"], bob["reason"]) == ("available", None)
     # The state log for HQ holds each change in order, and each agent as restored.
     assert [e for e in before if e[0] == "1003"][-1] == ("1003", "paused", "lunch")
     assert [e for e in before if e[0] == "1002"][-2:] == [("1002", "logged-out", ""),
                                                           ("1002", "available", "")]  # fmt: skip
-    qpbx.stop()
-    restored = agent_log(qpbx)[len(before) :]
-    qpbx.start()
-    wait_for(lambda: api_up(qpbx), 20, qpbx.output)
+    site.stop()
+    restored = agent_log(site)[len(before) :]
+    site.start()
+    wait_for(lambda: api_up(site), 20, site.output)
     assert ("1003", "paused", "lunch") in restored
     assert ("1002", "available", "") in restored
 

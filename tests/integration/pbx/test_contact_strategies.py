@@ -14,25 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.integration.pbx.harness import (
-    Pbx,
-    media,
-    no_daemons_left,
-    phones,
-    require_debs,
-    wait_for,
-)
-from tests.integration.pbx.test_contact_queues import (
+from tests.integration.pbx.contact_env import (
     CtiListener,
     agent,
     agent_state,
-    heard,
+    contact_pbx,
     live,
     recorded_s,
     waiting,
 )
+from tests.integration.pbx.harness import (
+    Pbx,
+    media,
+    phones,
+    wait_for,
+)
+from tests.integration.pbx.test_contact_queues import heard
 
 EXTENSIONS = {"1001": "Alice", "1003": "Carol", "1004": "Dave"}
 CONTACT = {"queues": {
@@ -47,26 +45,11 @@ CONTACT = {"queues": {
 
 
 @pytest.fixture(scope="module")
-def spbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
-    require_debs()
-    root = tmp_path_factory.mktemp("strategy-pbx")
-    instance = Pbx(root, extensions=EXTENSIONS, media=media(2))
-    config = yaml.safe_load(instance.config.read_text())
-    instance.config.write_text(yaml.safe_dump({**config, "contact": CONTACT}))
-    try:
-        instance.start()
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
+    with contact_pbx(
+        tmp_path_factory, "strategy-pbx", CONTACT, extensions=EXTENSIONS, media=media(2)
+    ) as instance:
         yield instance
-    finally:
-        instance.stop()
-    assert no_daemons_left(root)
-
-
-@pytest.fixture
-def cti(spbx: Pbx) -> Iterator[CtiListener]:
-    listener = CtiListener(spbx)
-    wait_for(lambda: spbx.api("GET", "/contact/queues")[0] == 200, 5, spbx.output)
-    yield listener
-    listener.close()
 
 
 def both_available(pbx: Pbx, queue: str) -> None:
@@ -83,20 +66,20 @@ def state_of(pbx: Pbx, number: str) -> Any:
 
 
 def test_ring_all_rings_every_agent_and_the_other_stops_when_one_answers(
-    spbx: Pbx, cti: CtiListener, tmp_path: Path
+    site: Pbx, cti: CtiListener, tmp_path: Path
 ) -> None:
-    with phones(spbx, tmp_path, ("1001", 450), ("1003", 1000), ("1004", 300)) as found:
+    with phones(site, tmp_path, ("1001", 450), ("1003", 1000), ("1004", 300)) as found:
         alice, carol, dave = found
-        both_available(spbx, "all")
+        both_available(site, "all")
         alice.send("call", to="710")
         alice.state("CONFIRMED")
         carol.wait(lambda e: e["ev"] == "incoming", 15)
         dave.answer(timeout=15)
         ended = carol.state("DISCONNECTED", timeout=10)
         assert ended["code"] == 487, ended
-        wait_for(lambda: state_of(spbx, "1003") == "available", 5,
-                 lambda: str(live(spbx, "all")))  # fmt: skip
-        assert state_of(spbx, "1004") == "on-call"
+        wait_for(lambda: state_of(site, "1003") == "available", 5,
+                 lambda: str(live(site, "all")))  # fmt: skip
+        assert state_of(site, "1004") == "on-call"
         start = recorded_s(dave)
         wait_for(lambda: recorded_s(dave) > start + 2.5, 15, lambda: "dave heard nothing")
         dave.send("hangup")
@@ -107,20 +90,20 @@ def test_ring_all_rings_every_agent_and_the_other_stops_when_one_answers(
     call_id = cti.named("call.answered")[0]["data"]["call_id"]
     offered = sorted(e["data"]["agent"] for e in cti.named("call.offered", call_id))
     assert offered == ["1003", "1004"]
-    cdr = spbx.cdr_for(lambda c: c["call_id"] == call_id)
+    cdr = site.cdr_for(lambda c: c["call_id"] == call_id)
     assert (cdr["variables"]["queue_outcome"], cdr["variables"]["queue_agent"]) == (
         "answered", "1004")  # fmt: skip
 
 
 def test_the_skills_queue_rings_the_skilled_agent_not_the_longest_idle(
-    spbx: Pbx, cti: CtiListener, tmp_path: Path
+    site: Pbx, cti: CtiListener, tmp_path: Path
 ) -> None:
-    with phones(spbx, tmp_path, ("1001", 450), ("1003", 1000), ("1004", 300)) as found:
+    with phones(site, tmp_path, ("1001", 450), ("1003", 1000), ("1004", 300)) as found:
         alice, carol, dave = found
-        both_available(spbx, "billing")
+        both_available(site, "billing")
         alice.send("call", to="711")
         alice.state("CONFIRMED")
-        waiting(spbx, "billing", 1)
+        waiting(site, "billing", 1)
         incoming = dave.answer(timeout=15)
         assert "1001" in incoming["remote"]
         start = recorded_s(alice)
@@ -136,10 +119,10 @@ def test_the_skills_queue_rings_the_skilled_agent_not_the_longest_idle(
 
 
 def test_a_caller_who_presses_1_is_called_back_once_the_agent_answered(
-    spbx: Pbx, cti: CtiListener, tmp_path: Path
+    site: Pbx, cti: CtiListener, tmp_path: Path
 ) -> None:
-    with phones(spbx, tmp_path, ("1001", 450), ("1003", 1000)) as (alice, carol):
-        agent(spbx, "1003", "logout")
+    with phones(site, tmp_path, ("1001", 450), ("1003", 1000)) as (alice, carol):
+        agent(site, "1003", "logout")
         alice.send("call", to="712")
         alice.state("CONFIRMED")
         wait_for(lambda: bool(cti.named("call.announced")), 20, lambda: str(cti.events))
@@ -147,10 +130,10 @@ def test_a_caller_who_presses_1_is_called_back_once_the_agent_answered(
         alice.state("DISCONNECTED", timeout=10)
         (requested,) = cti.named("call.callback-requested")
         call_id = requested["data"]["call_id"]
-        cdr = spbx.cdr_for(lambda c: c["call_id"] == call_id)
+        cdr = site.cdr_for(lambda c: c["call_id"] == call_id)
         assert cdr["variables"]["queue_outcome"] == "callback"
-        assert [w["caller"] for w in live(spbx, "callme")["waiting"]] == ["1001"]
-        agent(spbx, "1003", "login")
+        assert [w["caller"] for w in live(site, "callme")["waiting"]] == ["1001"]
+        agent(site, "1003", "login")
         incoming = carol.answer(timeout=15)
         assert "1001" in incoming["remote"], "the agent sees whom it calls back"
         assert not [e for e in alice.events if e["ev"] == "incoming"], "agent leg first"

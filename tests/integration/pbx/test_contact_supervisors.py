@@ -15,20 +15,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from drivers.media.supervise import BEEP_HZ
 from tests.integration.pbx.audio import power, read_channels
+from tests.integration.pbx.contact_env import (
+    CtiListener,
+    agent,
+    agent_state,
+    contact_pbx,
+    recorded_s,
+)
 from tests.integration.pbx.harness import (
     Pbx,
     Phone,
     media,
-    no_daemons_left,
     phones,
-    require_debs,
     wait_for,
 )
-from tests.integration.pbx.test_contact_queues import CtiListener, agent, agent_state, recorded_s
 
 CALLER_HZ, AGENT_HZ, SUPERVISOR_HZ, CONFIRM_HZ = 450.0, 1000.0, 600.0, 1400.0
 TONES = [CALLER_HZ, AGENT_HZ, SUPERVISOR_HZ, float(BEEP_HZ)]
@@ -42,29 +45,20 @@ CONTACT = {
     "agent_codes": {"prompt": "agent-done", "reasons": {"1": "lunch"}},
 }  # fmt: skip
 HEARD, NOT_HEARD = 0.05, 0.01
+# The caller, the agent and the supervisor, each sending its own tone.
+TRIO = (("1001", int(CALLER_HZ)), ("1003", int(AGENT_HZ)), ("1002", int(SUPERVISOR_HZ)))
 
 
 @pytest.fixture(scope="module")
-def spbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
-    require_debs()
-    root = tmp_path_factory.mktemp("supervise-pbx")
-    instance = Pbx(root, extensions=EXTENSIONS, media=media(2, prompts=PROMPTS))
-    config = yaml.safe_load(instance.config.read_text())
-    instance.config.write_text(yaml.safe_dump({**config, "contact": CONTACT}))
-    try:
-        instance.start()
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
+    with contact_pbx(
+        tmp_path_factory,
+        "supervise-pbx",
+        CONTACT,
+        extensions=EXTENSIONS,
+        media=media(2, prompts=PROMPTS),
+    ) as instance:
         yield instance
-    finally:
-        instance.stop()
-    assert no_daemons_left(root)
-
-
-@pytest.fixture
-def cti(spbx: Pbx) -> Iterator[CtiListener]:
-    wait_for(lambda: spbx.api("GET", "/contact/queues")[0] == 200, 5, spbx.output)
-    listener = CtiListener(spbx)
-    yield listener
-    listener.close()
 
 
 def share(phone: Phone, start_s: float, end_s: float, freq: float) -> float:
@@ -109,11 +103,10 @@ def settle(*parties: Phone, seconds: float = 3.0) -> list[tuple[float, float]]:
 
 
 def test_whisper_barge_and_monitor_by_feature_code_and_keys(
-    spbx: Pbx, cti: CtiListener, tmp_path: Path
+    site: Pbx, cti: CtiListener, tmp_path: Path
 ) -> None:
-    specs = (("1001", int(CALLER_HZ)), ("1003", int(AGENT_HZ)), ("1002", int(SUPERVISOR_HZ)))
-    with phones(spbx, tmp_path, *specs) as (alice, carol, bob):
-        talk(spbx, alice, carol)
+    with phones(site, tmp_path, *TRIO) as (alice, carol, bob):
+        talk(site, alice, carol)
         settle(alice, carol)
         bob.send("call", to="*911003")
         bob.state("CONFIRMED", timeout=15)
@@ -150,7 +143,7 @@ def test_whisper_barge_and_monitor_by_feature_code_and_keys(
     assert [e["data"]["mode"] for e in cti.named("supervisor.mode")] == ["barge", "monitor"]
     left = cti.named("supervisor.left")[0]["data"]
     assert left["modes"] == ["whisper", "barge", "monitor"]
-    cdr = spbx.cdr_for(lambda c: c.get("variables", {}).get("supervised_agent") == "1003")
+    cdr = site.cdr_for(lambda c: c.get("variables", {}).get("supervised_agent") == "1003")
     assert cdr["caller"]["number"] == "1002"
     assert cdr["variables"]["supervision_modes"] == "whisper,barge,monitor"
     assert cdr["variables"]["supervised_queue"] == "support"
@@ -158,12 +151,11 @@ def test_whisper_barge_and_monitor_by_feature_code_and_keys(
 
 
 def test_the_api_rings_the_supervisor_who_leaves_with_the_agents_call(
-    spbx: Pbx, cti: CtiListener, tmp_path: Path
+    site: Pbx, cti: CtiListener, tmp_path: Path
 ) -> None:
-    specs = (("1001", int(CALLER_HZ)), ("1003", int(AGENT_HZ)), ("1002", int(SUPERVISOR_HZ)))
-    with phones(spbx, tmp_path, *specs) as (alice, carol, bob):
-        talk(spbx, alice, carol)
-        status, session = spbx.api("POST", "/contact/agents/1003/monitor",
+    with phones(site, tmp_path, *TRIO) as (alice, carol, bob):
+        talk(site, alice, carol)
+        status, session = site.api("POST", "/contact/agents/1003/monitor",
                                    {"supervisor": "1002", "mode": "monitor"})  # fmt: skip
         assert status == 200, session
         assert session["state"] == "calling"
@@ -171,7 +163,7 @@ def test_the_api_rings_the_supervisor_who_leaves_with_the_agents_call(
         assert "1003" in incoming["remote"]
         wait_for(lambda: bool(cti.named("supervisor.joined")), 10, lambda: str(cti.events))
         monitor = settle(alice, carol, bob)
-        status, switched = spbx.api("POST", "/contact/agents/1003/monitor/mode",
+        status, switched = site.api("POST", "/contact/agents/1003/monitor/mode",
                                     {"mode": "barge"})  # fmt: skip
         assert (status, switched["mode"]) == (200, "barge"), switched
         barge = settle(alice, carol, bob)
@@ -187,7 +179,7 @@ def test_the_api_rings_the_supervisor_who_leaves_with_the_agents_call(
     hears(carol, barge[1], SUPERVISOR_HZ, "barge: the agent did not hear bob")
     wait_for(lambda: bool(cti.named("supervisor.left")), 10, lambda: str(cti.events))
     assert cti.named("supervisor.left")[0]["data"]["modes"] == ["monitor", "barge"]
-    assert spbx.api("GET", "/contact/supervisions")[1] == {"sessions": []}
+    assert site.api("GET", "/contact/supervisions")[1] == {"sessions": []}
 
 
 def refused(phone: Phone, to: str) -> dict[str, Any]:
@@ -196,23 +188,21 @@ def refused(phone: Phone, to: str) -> dict[str, Any]:
 
 
 def test_supervision_outside_a_supervisors_rights_is_refused(
-    spbx: Pbx, cti: CtiListener, tmp_path: Path
+    site: Pbx, cti: CtiListener, tmp_path: Path
 ) -> None:
-    specs = (("1001", int(CALLER_HZ)), ("1003", int(AGENT_HZ)), ("1002", int(SUPERVISOR_HZ)),
-             ("1004", 300))  # fmt: skip
-    with phones(spbx, tmp_path, *specs) as (alice, carol, bob, dave):
-        agent(spbx, "1003", "login")
+    with phones(site, tmp_path, *TRIO, ("1004", 300)) as (alice, carol, bob, dave):
+        agent(site, "1003", "login")
         assert refused(bob, "*901003")["code"] == 480, "no call to supervise"
-        status, answer = spbx.api("POST", "/contact/agents/1003/monitor", {"supervisor": "1002"})
+        status, answer = site.api("POST", "/contact/agents/1003/monitor", {"supervisor": "1002"})
         assert (status, answer["detail"]["error_id"]) == (409, "agent-not-on-call")
-        talk(spbx, alice, carol)
+        talk(site, alice, carol)
         assert refused(dave, "*901003")["code"] == 403, "1004 supervises sales, not support"
         assert refused(alice, "*921003")["code"] == 403, "1001 is no supervisor"
-        status, answer = spbx.api("POST", "/contact/agents/1003/monitor", {"supervisor": "1001"})
+        status, answer = site.api("POST", "/contact/agents/1003/monitor", {"supervisor": "1001"})
         assert (status, answer["detail"]["error_id"]) == (403, "not-a-supervisor")
-        status, answer = spbx.api("POST", "/contact/agents/1009/monitor", {"supervisor": "1002"})
+        status, answer = site.api("POST", "/contact/agents/1009/monitor", {"supervisor": "1002"})
         assert (status, answer["detail"]["error_id"]) == (404, "agent-not-found")
-        status, answer = spbx.api("POST", "/contact/agents/1003/monitor",
+        status, answer = site.api("POST", "/contact/agents/1003/monitor",
                                   {"supervisor": "1002", "mode": "spy"})  # fmt: skip
         assert status == 422
         carol.send("hangup")
@@ -220,7 +210,7 @@ def test_supervision_outside_a_supervisors_rights_is_refused(
     ids = [e["data"]["error_id"] for e in cti.named("supervisor.refused")]
     assert ids == ["agent-not-on-call", "agent-not-on-call", "queue-not-permitted",
                    "not-a-supervisor", "not-a-supervisor", "agent-not-found"]  # fmt: skip
-    assert "queue-not-permitted" in spbx.output()
+    assert "queue-not-permitted" in site.output()
 
 
 def by_code(phone: Phone, code: str) -> None:
@@ -231,18 +221,18 @@ def by_code(phone: Phone, code: str) -> None:
 
 
 def test_an_agent_logs_in_pauses_resumes_and_logs_out_by_feature_code(
-    spbx: Pbx, cti: CtiListener, tmp_path: Path
+    site: Pbx, cti: CtiListener, tmp_path: Path
 ) -> None:
-    with phones(spbx, tmp_path, ("1004", 300), ("1001", int(CALLER_HZ))) as (dave, alice):
+    with phones(site, tmp_path, ("1004", 300), ("1001", int(CALLER_HZ))) as (dave, alice):
         by_code(dave, "*71")
-        assert agent_state(spbx, "sales", "1004")["state"] == "available"
+        assert agent_state(site, "sales", "1004")["state"] == "available"
         by_code(dave, "*731")
-        paused = agent_state(spbx, "sales", "1004")
+        paused = agent_state(site, "sales", "1004")
         assert (paused["state"], paused["reason"]) == ("paused", "lunch")
         by_code(dave, "*74")
-        assert agent_state(spbx, "sales", "1004")["state"] == "available"
+        assert agent_state(site, "sales", "1004")["state"] == "available"
         by_code(dave, "*72")
-        assert agent_state(spbx, "sales", "1004")["state"] == "logged-out"
+        assert agent_state(site, "sales", "1004")["state"] == "logged-out"
         assert refused(alice, "*71")["code"] == 404, "1001 is no agent"
         assert refused(dave, "*74")["code"] == 409, "not paused"
     rate, (samples,) = read_channels(dave.record)

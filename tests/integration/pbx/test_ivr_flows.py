@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import array
 import base64
-import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +31,7 @@ from tests.integration.pbx.harness import (
     require_debs,
     wait_for,
 )
+from tests.loopback_http import LoopbackHttp, Reply
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "ivr"
 TONES = [300.0, 450.0, 600.0, 700.0, 1000.0]
@@ -44,41 +43,20 @@ ANSWERS = {
 }
 
 
-class DispatchServer:
+class DispatchServer(LoopbackHttp):
     """The taxi dispatch system's webhooks: last trip, order, voice order."""
 
     def __init__(self) -> None:
         self.received: list[tuple[str, dict[str, Any]]] = []
-        received = self.received
+        super().__init__(self._answer)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                received.append((self.path, body))
-                answer = ANSWERS.get(self.path, {})
-                payload = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
+    def _answer(self, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        self.received.append((path, json.loads(body)))
+        return Reply(200, json.dumps(ANSWERS.get(path, {})).encode())
 
     def bodies(self, path: str, caller: str | None = None) -> list[dict[str, Any]]:
         return [body for p, body in self.received
                 if p == path and caller in (None, body.get("caller"))]  # fmt: skip
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
 
 
 def desk_flow(number: str) -> dict[str, Any]:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,39 +12,22 @@ from typing import Any
 import pytest
 
 from appliance.ivr.hooks import FlowHooks
+from tests.loopback_http import LoopbackHttp, Reply
 
 
-class Dispatch:
+class Dispatch(LoopbackHttp):
     """A loopback server whose answer per path the test chooses."""
 
     def __init__(self) -> None:
         self.received: list[tuple[str, Any]] = []
-        received = self.received
+        super().__init__(self._answer)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                received.append((self.path, body))
-                status, payload = ANSWERS[self.path]
-                if self.path == "/slow":
-                    time.sleep(1.5)
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+    def _answer(self, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        self.received.append((path, json.loads(body)))
+        status, payload = ANSWERS[path]
+        if path == "/slow":
+            time.sleep(1.5)
+        return Reply(status, payload, content_type=None)
 
 
 ANSWERS = {
