@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -55,6 +57,27 @@ def chromium(profile: Path) -> Iterator[WebDriver]:
 def wait(driver: WebDriver, until: Callable[[WebDriver], Any], timeout: float = WAIT_S) -> Any:
     """Poll ``until`` in the browser until it returns something true."""
     return WebDriverWait(driver, timeout, poll_frequency=0.2).until(until)
+
+
+def left(page: WebElement) -> Callable[[WebDriver], bool]:
+    """The condition that ``page`` (a document's ``html`` element) was replaced by another.
+
+    Asked mid-navigation, chromedriver may answer "node ... does not belong to the
+    document" instead of the stale-element error: that also means the old page is gone.
+    """
+
+    def replaced(_driver: WebDriver) -> bool:
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as err:
+            if "does not belong to the document" not in str(err):
+                raise
+            return True
+        return False
+
+    return replaced
 
 
 def sign_in_at(driver: WebDriver, url: str, token: str) -> None:

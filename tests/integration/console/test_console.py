@@ -15,10 +15,9 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.expected_conditions import staleness_of
 
 from tests.integration.console import deployment
-from tests.integration.console.browser import Screens, chromium, wait
+from tests.integration.console.browser import Screens, chromium, left, wait
 from tests.integration.console.deployment import TOKENS, Deployment
 from tests.integration.sim.gateway import ICCIDS
 from tests.integration.sim.test_sim_gateway import APP_TOKEN
@@ -79,7 +78,7 @@ def submit_form(
         field.send_keys(value)
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     if navigates:
-        wait(driver, staleness_of(page))
+        wait(driver, left(page))
 
 
 def test_an_admin_searches_plays_changes_a_sim_limit_edits_the_directory_and_signs_out(
