@@ -32,17 +32,21 @@ def wait_gone(pids: list[int], timeout: float = 20) -> bool:
     return False
 
 
-def test_demo_starts_three_healthy_services_and_stops_them(demo_dir: Path) -> None:
+def test_demo_starts_its_healthy_services_and_stops_them(demo_dir: Path) -> None:
     result = callmesh("demo", "--dir", str(demo_dir), timeout=120)
     assert result.returncode == 0, result.stderr
     manifest = json.loads((demo_dir / "manifest.json").read_text())
     services = manifest["services"]
-    assert list(services) == ["aggregator", "branch", "branch-b", "modems", "gateway"]
+    assert list(services) == [
+        "aggregator", "pms", "hotel", "branch", "branch-b", "modems", "gateway"
+    ]  # fmt: skip
     assert services["branch"]["profile"] == services["branch-b"]["profile"] == "branch"
     assert services["gateway"]["profile"] == "sim-gateway"
+    assert services["hotel"]["profile"] == "hotel"
     assert len(services["modems"]["modems"]) == 4
     assert services["modems"]["control"].startswith("http://127.0.0.1:")
-    appliances = {k: v for k, v in services.items() if k != "modems"}
+    assert services["pms"]["control"].startswith("http://127.0.0.1:")
+    appliances = {k: v for k, v in services.items() if k not in ("modems", "pms")}
     for svc in appliances.values():
         assert svc["http"].startswith("http://127.0.0.1:")
         assert httpx.get(svc["healthz"], timeout=5).json()["status"] == "ok"
@@ -57,14 +61,18 @@ def test_demo_starts_three_healthy_services_and_stops_them(demo_dir: Path) -> No
         timeout=5,
         headers={"Authorization": f"Bearer {token}"},
     ).json()["sites"]
-    assert {s["site_id"] for s in sites} == {"demo-branch", "demo-branch-b", "demo-gateway"}
+    assert {s["site_id"] for s in sites} == {
+        "demo-branch", "demo-branch-b", "demo-gateway", "demo-hotel"
+    }  # fmt: skip
     extensions = services["branch"]["sip"]["extensions"]
     assert [e["number"] for e in extensions] == ["1001", "1002", "1003"]
     assert "manifest.json" in result.stdout
 
     stopped = callmesh("demo", "--dir", str(demo_dir), "--stop")
     assert stopped.returncode == 0
-    assert stopped.stdout.strip() == "stopped: gateway, modems, branch-b, branch, aggregator"
+    assert stopped.stdout.strip() == (
+        "stopped: gateway, modems, branch-b, branch, hotel, pms, aggregator"
+    )
     assert wait_gone([svc["pid"] for svc in services.values()])
     assert not (demo_dir / "manifest.json").exists()
 
