@@ -8,6 +8,7 @@ as CSV. Parameters that do not parse answer 422 with their ``error_id``
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -24,6 +25,19 @@ from aggregator.queues.zones import zone_groups
 from aggregator.settings import AggregatorSettings
 
 CSV_PAGE = 1000
+Report = Callable[[sa.Connection, QueueQuery], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a queue report was asked for, before it is split by time zone."""
+
+    scope: frozenset[str] | None
+    start: str
+    end: str
+    tz: str
+    interval: Interval
+    queue: str | None
 
 
 def build_queues_router(settings: AggregatorSettings, engine: Callable[[], sa.Engine]) -> APIRouter:
@@ -32,30 +46,7 @@ def build_queues_router(settings: AggregatorSettings, engine: Callable[[], sa.En
     who = Annotated[Principal, hq_access(settings.api.tokens).needs("viewer")]
     period = Annotated[Window, Depends(report_window(settings.reports.max_span_days))]
 
-    def queries(
-        conn: sa.Connection,
-        scope: frozenset[str] | None,
-        start: str,
-        end: str,
-        tz: str,
-        interval: Interval,
-        queue: str | None,
-    ) -> list[QueueQuery]:
-        """One query per time zone (one, unless ``tz=site``: one per zone of the sites)."""
-        queries = []
-        for group in zone_groups(conn, tz, scope):
-            first, last = span(start, end, group.tz, settings.reports.max_span_days)
-            queries.append(
-                QueueQuery(first, last, group.tz, interval, group.sites, queue, group.not_sites)
-            )
-        return queries
-
-    @router.get(
-        "/reports/queues",
-        summary="Per queue and day/hour: offered, answered, abandoned, service level, ASA, "
-        "AHT, longest wait",
-    )
-    def queues(
+    def selected(
         principal: who,
         start: Annotated[str, Query(alias="from", description="date or ISO time")],
         end: Annotated[str, Query(alias="to", description="exclusive")],
@@ -63,16 +54,34 @@ def build_queues_router(settings: AggregatorSettings, engine: Callable[[], sa.En
         site: str | None = None,
         queue: str | None = None,
         tz: Annotated[str, Query(description="IANA zone, or site: each site's own")] = "UTC",
-        format: Format = "json",
-    ) -> Any:
+    ) -> Selection:
+        return Selection(principal.scope(site), start, end, tz, interval, queue)
+
+    chosen = Annotated[Selection, Depends(selected)]
+
+    def rows_of(choice: Selection, report: Report) -> list[dict[str, Any]]:
+        """``report`` run once per time zone (one, unless ``tz=site``: one per site zone)."""
+        rows = []
         with engine().connect() as conn:
-            rows = [
-                line
-                for query in queries(conn, principal.scope(site), start, end, tz, interval, queue)
-                for line in queue_report(conn, query)
-            ]
+            for group in zone_groups(conn, choice.tz, choice.scope):
+                first, last = span(
+                    choice.start, choice.end, group.tz, settings.reports.max_span_days
+                )
+                query = QueueQuery(
+                    first, last, group.tz, choice.interval, group.sites, choice.queue,
+                    group.not_sites,
+                )  # fmt: skip
+                rows += report(conn, query)
         rows.sort(key=_order)
-        return respond(rows, format, "queues.csv")
+        return rows
+
+    @router.get(
+        "/reports/queues",
+        summary="Per queue and day/hour: offered, answered, abandoned, service level, ASA, "
+        "AHT, longest wait",
+    )
+    def queues(choice: chosen, format: Format = "json") -> Any:
+        return respond(rows_of(choice, queue_report), format, "queues.csv")
 
     @router.get(
         "/reports/agents",
@@ -92,23 +101,8 @@ def build_queues_router(settings: AggregatorSettings, engine: Callable[[], sa.En
         "/reports/queues/answer-times",
         summary="Per queue and day/hour: answered calls by wait (0-5, 5-10, ... 120+ s)",
     )
-    def answer_times(
-        principal: who,
-        start: Annotated[str, Query(alias="from", description="date or ISO time")],
-        end: Annotated[str, Query(alias="to", description="exclusive")],
-        interval: Interval = "day",
-        site: str | None = None,
-        queue: str | None = None,
-        tz: Annotated[str, Query(description="IANA zone, or site: each site's own")] = "UTC",
-        format: Format = "json",
-    ) -> Any:
-        with engine().connect() as conn:
-            rows = [
-                line
-                for query in queries(conn, principal.scope(site), start, end, tz, interval, queue)
-                for line in answer_time_report(conn, query)
-            ]
-        rows.sort(key=_order)
+    def answer_times(choice: chosen, format: Format = "json") -> Any:
+        rows = rows_of(choice, answer_time_report)
         if format == "csv":
             return respond(rows, format, "answer-times.csv")
         return {"buckets": buckets(), "rows": rows}
