@@ -9,20 +9,18 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from aggregator import reports
-from aggregator.api import mount_api
 from aggregator.queues.answer_times import answer_time_report
 from aggregator.queues.report import QueueQuery
-from aggregator.settings import AggregatorSettings
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import create_engine
 from aggregator.store.queue_rollup import BUCKET_COLUMNS, wait_bucket
 from aggregator.store.schema import queue_rollup, queue_rollup_daily
 from tests.queue_cdrs import QueuedCall
-from tests.unit.queues.test_queue_report import BRANCH, CALLS, HQ
+from tests.unit.queues.conftest import BRANCH, HQ
+from tests.unit.queues.test_queue_report import CALLS
 
 BOUNDS = (0.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 
@@ -91,24 +89,6 @@ def test_each_local_day_equals_a_hand_count(engine: sa.Engine, tz: str) -> None:
         ]  # fmt: skip
         assert {n: line[n] for n in BUCKET_COLUMNS} == by_hand(mine)
         assert line["answered"] == sum(c.outcome == "answered" for c in mine)
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, engine: sa.Engine) -> TestClient:
-    settings = AggregatorSettings.model_validate(
-        {
-            "data_dir": str(tmp_path_factory.mktemp("hq")),
-            "api": {
-                "tokens": [
-                    {"name": "h", "token": HQ, "role": "hq-viewer"},
-                    {"name": "b", "token": BRANCH, "role": "site-viewer", "sites": ["site-b"]},
-                ]
-            },
-        }
-    )
-    app = FastAPI()
-    mount_api(app, settings, lambda: engine)
-    return TestClient(app)
 
 
 def get(client: TestClient, token: str, **params: str) -> httpx.Response:

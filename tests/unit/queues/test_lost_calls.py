@@ -7,18 +7,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from aggregator.api import mount_api
-from aggregator.settings import AggregatorSettings
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import create_engine
 from aggregator.store.schema import queue_unanswered
 from tests.queue_cdrs import QueuedCall
 from tests.sync_env import T0, make_cdr
+from tests.unit.queues.conftest import BRANCH, HQ
 
-HQ, BRANCH = "h" * 32, "b" * 32
 MIN = 60.0
 SPAN = {"from": "2025-11-24", "to": "2025-11-25"}  # T0 is 2025-11-24T16:00Z
 
@@ -70,24 +67,6 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sa.Engine]:
     store.ingest("site-b", [*ELSEWHERE, (QUEUED[2].n, QUEUED[2].cdr())])
     yield eng
     eng.dispose()
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, engine: sa.Engine) -> TestClient:
-    settings = AggregatorSettings.model_validate(
-        {
-            "data_dir": str(tmp_path_factory.mktemp("hq")),
-            "api": {
-                "tokens": [
-                    {"name": "h", "token": HQ, "role": "hq-viewer"},
-                    {"name": "b", "token": BRANCH, "role": "site-viewer", "sites": ["site-b"]},
-                ]
-            },
-        }
-    )
-    app = FastAPI()
-    mount_api(app, settings, lambda: engine)
-    return TestClient(app)
 
 
 def get(client: TestClient, token: str = HQ, **params: str) -> httpx.Response:

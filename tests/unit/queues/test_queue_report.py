@@ -10,19 +10,16 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from aggregator import reports
-from aggregator.api import mount_api
 from aggregator.queues.report import QueueQuery, queue_report, utc_offsets
-from aggregator.settings import AggregatorSettings
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import create_engine
 from tests.queue_cdrs import QueuedCall
 from tests.sync_env import T0
+from tests.unit.queues.conftest import BRANCH, HQ
 
-HQ, BRANCH = "h" * 32, "b" * 32
 OUTCOMES = ["answered"] * 6 + ["abandoned", "overflowed", "timeout", "interrupted", "callback"]
 
 
@@ -149,24 +146,6 @@ def test_local_days_follow_a_daylight_saving_change(tmp_path: Path) -> None:
     assert [(line["period"], line["offered"]) for line in lines] == [
         ("2026-03-29", 3), ("2026-03-30", 1)]  # fmt: skip
     engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, engine: sa.Engine) -> TestClient:
-    settings = AggregatorSettings.model_validate(
-        {
-            "data_dir": str(tmp_path_factory.mktemp("hq")),
-            "api": {
-                "tokens": [
-                    {"name": "h", "token": HQ, "role": "hq-viewer"},
-                    {"name": "b", "token": BRANCH, "role": "site-viewer", "sites": ["site-b"]},
-                ]
-            },
-        }
-    )
-    app = FastAPI()
-    mount_api(app, settings, lambda: engine)
-    return TestClient(app)
 
 
 def call(client: TestClient, token: str, **params: str) -> tuple[int, object]:

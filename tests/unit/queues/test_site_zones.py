@@ -16,7 +16,8 @@ from aggregator.settings import AggregatorSettings
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import create_engine
 from aggregator.store.schema import directory_sites
-from tests.unit.queues.test_queue_report import CALLS, HQ
+from tests.unit.queues.conftest import HQ
+from tests.unit.queues.test_queue_report import CALLS
 
 SPAN = {"from": "2025-11-24", "to": "2025-11-28"}
 LOST = ("abandoned", "timeout", "interrupted")
