@@ -431,8 +431,10 @@ def drain_limit_s(args: argparse.Namespace) -> float:
     return 60 + args.calls * 0.05
 
 
-def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
-    """One measured run; returns its figures."""
+def run_load(
+    args: argparse.Namespace, anchor_media: bool, profile_dir: Path | None = None
+) -> dict[str, Any]:
+    """One measured run; returns its figures (and a cProfile in ``profile_dir`` if given)."""
     mode = "recorded" if anchor_media else "proxy only"
     with tempfile.TemporaryDirectory(prefix="bench-pbx-") as tmp:
         work = Path(tmp)
@@ -440,8 +442,8 @@ def run_load(args: argparse.Namespace, anchor_media: bool) -> dict[str, Any]:
         _tone_file(tone)
         run = Run(work, anchor_media)
         profile = None
-        if args.profile:
-            profile = args.profile.resolve() / f"appliance-{mode.replace(' ', '-')}.prof"
+        if profile_dir:
+            profile = profile_dir.resolve() / f"appliance-{mode.replace(' ', '-')}.prof"
         try:
             pbx = run.start_pbx(profile)
             uas_port = _free_port() + 3
@@ -549,7 +551,7 @@ def measure(args: argparse.Namespace) -> None:
     """Proxy only, then recorded; the table and the ratios."""
     results = []
     for anchor_media in (False, True):
-        results.append(run_load(args, anchor_media))
+        results.append(run_load(args, anchor_media, args.profile))
         harness.record(results[-1]["mode"], row(results[-1]))
     print("| mode | calls | failed | setup rate/s | concurrent | CPU cores "
           f"| CPU {' / '.join(CPU_PARTS)} | PSS MiB "
