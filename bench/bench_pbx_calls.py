@@ -443,6 +443,7 @@ def run_load(
         run = Run(work, anchor_media)
         profile = None
         if profile_dir:
+            profile_dir.mkdir(parents=True, exist_ok=True)
             profile = profile_dir.resolve() / f"appliance-{mode.replace(' ', '-')}.prof"
         try:
             pbx = run.start_pbx(profile)
