@@ -20,7 +20,8 @@ The queue's strategy may ring several agents for one caller (ring-all): each is 
 ``Ringing`` of its own, keyed by (caller, agent), and the worker bridges the first to
 answer. A caller offered a callback (``callback_after_s``) who presses 1 is hung up but
 stays in the ACD (stored in LMDB until an agent answers); its offer goes to a worker with
-a free slot (``place``) as ``queue-callback``: the agent leg first, then the caller.
+a free slot (``place``) as ``queue-callback``: the agent leg first, then the caller; a
+caller who does not answer is tried again (appliance/contact/callback_retries.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from appliance.contact.acd import Acd, Agent, Waiting, wait_words
+from appliance.contact.callback_retries import CallbackRetries
 from appliance.contact.callbacks import CallbackStore, StoredCallback
 from appliance.contact.choice import parse_skills
 from appliance.contact.cti import CtiStream
@@ -94,7 +96,6 @@ class ContactService:
         self._store: Store | None = None
         self._state: StateStore | None = None
         self._turns: StateStore | None = None
-        self._callbacks: CallbackStore | None = None
         self._log: AgentStateLog | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -106,6 +107,7 @@ class ContactService:
         self._place = place
         self._callback_at: dict[str, float] = {}
         self._callback_offered: set[str] = set()
+        self.retries = CallbackRetries(settings.queues, annotate)
         self.tally = QueueTally()
 
     async def start(self, store: Store) -> None:
@@ -122,9 +124,13 @@ class ContactService:
         for queue, last in self._turns.items():
             if queue in self.acd.queues and isinstance(last, str):
                 self.acd.last_offered[queue] = last
-        self._callbacks = CallbackStore(store)
-        for callback in self._callbacks.waiting():
+        self.retries.store = CallbackStore(store)
+        for callback in self.retries.store.waiting():
             self._restore_callback(callback)
+        if self._speak is not None:
+            task = asyncio.create_task(self.retries.prepare(self._speak))
+            self._speaking.add(task)
+            task.add_done_callback(self._speaking.discard)
         self._task = asyncio.create_task(self._ticking(), name="contact-tick")
 
     async def stop(self) -> None:
@@ -156,7 +162,7 @@ class ContactService:
             self._caller_gone(call_id, "abandoned")
         elif state == "digit":
             self._digit(call_id, str(event.get("digit")))
-        elif state in ("callback-answered", "callback-ended"):
+        elif state in ("callback-ringing", "callback-answered", "callback-ended"):
             self._callback_progress(call_id, state, event)
         self._dispatch()
 
@@ -169,6 +175,7 @@ class ContactService:
                 self._save(self.acd.agents[ringing.agent])
             self._agent_ended(call_id, self._talking.get(call_id, ("", ""))[0], True)
             self._caller_gone(call_id, "interrupted")
+            self._try_ended(call_id, "")
         self._dispatch()
 
     def login(self, number: str) -> Agent:
@@ -274,11 +281,13 @@ class ContactService:
         for offer in self.acd.offers(now):
             entry = self.acd.find(offer.call_id)
             caller = entry.caller if entry else ""
-            command = {"cmd": "queue-offer", "id": offer.call_id, "agent": offer.agent,
-                       "display": f"{offer.queue}: {caller}"}  # fmt: skip
+            command: dict[str, Any] = {"cmd": "queue-offer", "id": offer.call_id,
+                                       "agent": offer.agent,
+                                       "display": f"{offer.queue}: {caller}"}  # fmt: skip
             if entry is not None and entry.callback:
                 command.update(cmd="queue-callback", caller=caller,
-                               display=f"callback {offer.queue}: {caller}")  # fmt: skip
+                               display=f"callback {offer.queue}: {caller}",
+                               release=self.retries.release(offer.queue))  # fmt: skip
             worker = self._worker_for(offer.call_id, entry)
             if worker is None:
                 self._changed_released(offer.call_id, offer.agent, now)
@@ -304,8 +313,8 @@ class ContactService:
         wait = self._clock() - entry.entered
         level = self.settings.queues[entry.queue].service_level_s
         self.tally.answered(entry.queue, wait, level, self._clock())
-        if entry.callback and self._callbacks is not None:
-            self._callbacks.done(call_id)
+        if entry.callback:
+            self.retries.started(entry, self._clock())
         if not entry.callback:  # a callback's CDR closed when the caller hung up
             self._annotate(call_id, {"queue_outcome": "answered", "queue_agent": agent,
                                      "queue_wait_s": f"{wait:.1f}",
@@ -440,11 +449,36 @@ class ContactService:
         self._changed(self.acd.agents[agent])
 
     def _callback_progress(self, call_id: str, state: str, event: dict[str, Any]) -> None:
-        """The call back to the caller was answered or ended (then the callback is done)."""
+        """The call back to the caller rang, was answered (the callback is done) or ended
+        (unanswered: tried again or failed)."""
+        leg_call_id = str(event.get("sip_call_id", ""))
+        if state == "callback-ringing":
+            self.retries.ringing(call_id, leg_call_id)
+            return
         if state == "callback-ended" and self.acd.find(call_id) is None:
             self._workers.pop(call_id, None)
+        answered = bool(event.get("answered", True))
         self.cti.publish(f"call.{state}", call_id=call_id, agent=str(event.get("agent")),
-                         answered=bool(event.get("answered", True)))  # fmt: skip
+                         answered=answered)  # fmt: skip
+        if state == "callback-answered":
+            self.retries.answered(call_id)
+        elif not answered:
+            self._try_ended(call_id, leg_call_id)
+
+    def _try_ended(self, call_id: str, leg_call_id: str) -> None:
+        """A try of a callback ended unanswered: it waits in its place for the next try,
+        or it failed (``call.callback-retry`` / ``call.callback-failed``)."""
+        ended = self.retries.ended(call_id, leg_call_id, self._clock())
+        if ended is None:
+            return
+        entry = ended.entry
+        if ended.retry_at is None:
+            self._publish_call("call.callback-failed", call_id, entry=entry, tries=entry.tries)
+            return
+        self.acd.wait_again(entry, ended.retry_at)
+        self._wake.set()
+        self._publish_call("call.callback-retry", call_id, tries=entry.tries,
+                           retry_at=round(ended.retry_at, 3))  # fmt: skip
 
     def _offer_callback(self, call_id: str, now: float) -> None:
         """Offer the waiting caller a callback ("press 1"), once; later if it is being
@@ -474,10 +508,7 @@ class ContactService:
             return
         entry.callback = True
         self._forget_prompts(call_id)
-        if self._callbacks is not None:
-            self._callbacks.add(StoredCallback(call_id, entry.queue, entry.caller,
-                                               entry.entered, entry.priority, entry.skills,
-                                               entry.variables))  # fmt: skip
+        self.retries.requested(entry)
         worker = self._workers.pop(call_id, None)
         wait = self._clock() - entry.entered
         self._annotate(call_id, {"queue_outcome": "callback", "queue_wait_s": f"{wait:.1f}"})
@@ -491,9 +522,12 @@ class ContactService:
             log.warning("stored callback %s is for queue %r, no longer configured",
                         stored.call_id, stored.queue)  # fmt: skip
             return
+        if not self.retries.restored(stored):
+            return
         entry = self.acd.enter(stored.call_id, stored.queue, stored.caller, stored.entered,
                                stored.priority, stored.skills)  # fmt: skip
         entry.callback, entry.variables = True, dict(stored.variables)
+        entry.tries, entry.not_before = stored.tries, stored.next_try if stored.tries else 0.0
 
     def _overflow(self, entry: Waiting) -> None:
         worker = self._workers.get(entry.call_id)
