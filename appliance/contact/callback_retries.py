@@ -114,9 +114,11 @@ class CallbackRetries:
             self.store.done(stored.call_id)
         return False
 
-    def release(self, queue: str) -> dict[str, Any]:
-        """What the worker plays the agent when the caller did not answer."""
-        return asdict(self._releases.get(queue, RELEASE_TONE))
+    def command(self, queue: str) -> dict[str, Any]:
+        """The ``queue-callback`` fields of the tries: how long the caller's phone rings,
+        what the worker plays the agent when the caller did not answer."""
+        release = self._releases.get(queue, RELEASE_TONE)
+        return {"release": asdict(release), "ring_s": self._queues[queue].callback_ring_s}
 
     async def prepare(self, speak: Callable[[str, str], Awaitable[Path]]) -> None:
         """Render each callback queue's release message (the tone stands in until then,

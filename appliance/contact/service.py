@@ -287,7 +287,7 @@ class ContactService:
             if entry is not None and entry.callback:
                 command.update(cmd="queue-callback", caller=caller,
                                display=f"callback {offer.queue}: {caller}",
-                               release=self.retries.release(offer.queue))  # fmt: skip
+                               **self.retries.command(offer.queue))  # fmt: skip
             worker = self._worker_for(offer.call_id, entry)
             if worker is None:
                 self._changed_released(offer.call_id, offer.agent, now)

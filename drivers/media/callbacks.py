@@ -3,10 +3,11 @@ when their turn comes the appliance has a worker ring the agent first and, once 
 answers, call the caller back and bridge the two.
 
     queue-callback  id, agent, caller,     ring ``agent`` (presenting the caller's number
-                    display, release       with ``display``); once it answers, call
-                                           ``caller`` from the agent's extension and bridge;
-                                           when the caller does not answer, play the
-                                           agent ``release`` (a prompt), then hang up
+                    display, release,      with ``display``); once it answers, call
+                    ring_s                 ``caller`` from the agent's extension (for at
+                                           most ``ring_s``) and bridge; when the caller
+                                           does not answer, play the agent ``release`` (a
+                                           prompt), then hang up
     queue-cancel    id                     stop ringing the agent
     queue-hangup    id                     end both legs
 
@@ -48,6 +49,7 @@ class CallbackLegs:
         self.callers: dict[str, Leg] = {}
         self.numbers: dict[str, tuple[str, str]] = {}
         self.releases: dict[str, Prompt] = {}
+        self.ring_s: dict[str, float] = {}
         self.bridged: set[str] = set()
 
     def command(self, name: str, cmd: dict[str, Any]) -> None:
@@ -58,6 +60,8 @@ class CallbackLegs:
             self._ring_agent(key, str(cmd["agent"]), str(cmd["caller"]), str(cmd["display"]))
             if cmd.get("release") and key in self.agents:
                 self.releases[key] = Prompt(**dict(cmd["release"]))
+            if cmd.get("ring_s") and key in self.agents:
+                self.ring_s[key] = float(cmd["ring_s"])
         elif name in ("queue-cancel", "queue-hangup"):
             hang_up(self.agents.get(key))
             hang_up(self.callers.get(key))
@@ -72,6 +76,8 @@ class CallbackLegs:
                       **extra)  # fmt: skip
         elif state == pj.PJSIP_INV_STATE_CONFIRMED:
             leg.answered = True
+            if kind == "callback":
+                leg.deadline = None
             self.emit(ev="queue", state=f"{kind}-answered", id=key, agent=leg.tag, **extra)
             if kind == "agent":
                 self._ring_caller(key, leg)
@@ -83,8 +89,9 @@ class CallbackLegs:
         """Audio is up on a leg: bridge once both legs have it and the caller answered."""
         self._bridge(leg.arg)
 
-    def played(self, leg: Leg) -> None:
-        """The release message to an agent whose caller did not answer ended: hang up."""
+    def expired(self, leg: Leg) -> None:
+        """The release message to an agent whose caller did not answer ended, or the
+        caller's phone rang ``ring_s``: hang up."""
         hang_up(leg)
 
     def shutdown(self) -> None:
@@ -92,6 +99,7 @@ class CallbackLegs:
         self.agents.clear()
         self.callers.clear()
         self.releases.clear()
+        self.ring_s.clear()
 
     def _ring_agent(self, key: str, agent: str, caller: str, display: str) -> None:
         if key in self.agents:
@@ -118,6 +126,8 @@ class CallbackLegs:
             hang_up(agent)
             return
         self.callers[key] = placed
+        if key in self.ring_s:
+            placed.deadline = time.monotonic() + self.ring_s[key]
 
     def _ended(self, key: str, leg: Leg, kind: str, code: int, reason: str,
                extra: dict[str, str]) -> None:  # fmt: skip
@@ -128,6 +138,7 @@ class CallbackLegs:
             del mine[key]
         if kind == "agent":
             self.numbers.pop(key, None)
+            self.ring_s.pop(key, None)
         release = self.releases.pop(key, None)
         self.bridged.discard(key)
         self.emit(ev="queue", state=f"{kind}-ended", id=key, agent=leg.tag, code=code,
@@ -139,7 +150,7 @@ class CallbackLegs:
             hang_up(agent)
 
     def _release(self, agent: Leg | None, release: Prompt) -> None:
-        """Tell the agent the caller did not answer, then hang up (``played``)."""
+        """Tell the agent the caller did not answer, then hang up (``expired``)."""
         if agent is None or agent.audio is None or not agent.answered:
             hang_up(agent)
             return

@@ -453,7 +453,7 @@ def test_a_caller_who_presses_1_hangs_up_keeps_its_place_and_the_agent_is_rung_f
     expected = {"cmd": "queue-callback", "id": "c1", "agent": "1003", "caller": "2001",
                 "display": "callback support: 2001",
                 "release": {"file": "/tmp/callback.wav", "tone_hz": 0, "on_ms": 1000,
-                            "off_ms": 0, "seconds": 4.0}}  # fmt: skip
+                            "off_ms": 0, "seconds": 4.0}, "ring_s": 30.0}  # fmt: skip
     assert callback == expected, "one agent, even in a ring-all queue"
     assert (seen["agent"], seen["after"]) == ("on-call", "wrap-up")
     assert rig.fields["c1"]["queue_outcome"] == "callback", "the closed CDR is left alone"
