@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 IDLE_S = 1.0
 HANDOVER_S = 30.0
+FULL_WORKER_S = 5.0
 RESTORED_AVAILABLE = ("ringing", "on-call", "wrap-up")
 NAMESPACE = "contact-agents"
 TURNS = "contact-turns"
@@ -156,6 +157,8 @@ class ContactService:
             self._publish_call("call.agent-ringing", call_id, agent=str(event.get("agent")))
         elif state == "agent-answered":
             self._answered(call_id, str(event.get("agent")))
+        elif state == "agent-ended" and event.get("reason") == "worker-full":
+            self._worker_full(call_id, str(event.get("agent")))
         elif state == "agent-ended":
             self._agent_ended(call_id, str(event.get("agent")), bool(event.get("answered")))
         elif state == "ended":
@@ -336,6 +339,20 @@ class ContactService:
             self.acd.released(call_id, agent, now)
         else:
             self.acd.declined(call_id, agent, now)
+        self._changed(self.acd.agents[agent])
+
+    def _worker_full(self, call_id: str, agent: str) -> None:
+        """The caller's worker had no slot for the agent's leg: the agent is free at once
+        (no ``no-answer`` pause) and the callers behind get it; this caller is offered
+        again ``FULL_WORKER_S`` later, when a call of its worker may have ended."""
+        if self._ringing.pop((call_id, agent), None) is None:
+            return
+        now = self._clock()
+        self.acd.released(call_id, agent, now)
+        entry = self.acd.find(call_id)
+        if entry is not None:
+            entry.not_before = max(entry.not_before, now + FULL_WORKER_S)
+        log.info("call %s: its worker has no slot to ring agent %s", call_id, agent)
         self._changed(self.acd.agents[agent])
 
     def _caller_gone(self, call_id: str, outcome: str) -> None:
