@@ -315,7 +315,8 @@ class ContactService:
         self._changed(self.acd.agents[agent])
         wait = self._clock() - entry.entered
         level = self.settings.queues[entry.queue].service_level_s
-        self.tally.answered(entry.queue, wait, level, self._clock())
+        if entry.tries == 0:  # a callback's retry is not answered a second time
+            self.tally.answered(entry.queue, wait, level, self._clock())
         if entry.callback:
             self.retries.started(entry, self._clock())
         if not entry.callback:  # a callback's CDR closed when the caller hung up

@@ -110,6 +110,7 @@ def test_a_caller_who_does_not_answer_is_tried_again_after_the_interval(store: S
     assert rig.fields["leg-2"]["callback_status"] == "answered"
     assert rig.fields["leg-2"]["callback_try"] == "2"
     assert seen["left"] == {}, "answered: the callback is done"
+    assert rig.service.tally.today("support", rig.clock.now).answered == 1, "once, not per try"
     assert isinstance(rig.service.cti, NamedEvents)
     names = [n for n in rig.service.cti.names if n.startswith("call.")]
     assert names == ["call.offered", "call.answered", "call.callback-ended", "call.callback-retry",
