@@ -92,6 +92,8 @@ class Waiting:
     variables: dict[str, str] = field(default_factory=dict)
     skills: dict[str, int] = field(default_factory=dict)
     callback: bool = False
+    tries: int = 0
+    not_before: float = 0.0
 
     @property
     def offered_to(self) -> str:
@@ -162,6 +164,14 @@ class Acd:
             self.waiting[entry.queue].remove(entry)
         return entry
 
+    def wait_again(self, entry: Waiting, not_before: float) -> None:
+        """A callback whose try failed takes its place again (its arrival keeps its
+        order), to be offered from ``not_before`` on."""
+        entry.offered.clear()
+        entry.not_before = not_before
+        line = self.waiting[entry.queue]
+        bisect.insort(line, entry, key=lambda w: w.order)
+
     def released(self, call_id: str, agent_number: str, now: float) -> None:
         """The agent's phone stopped ringing for a caller who left (or its offer could not
         be placed): available again; a caller still waiting can be offered again."""
@@ -178,7 +188,7 @@ class Acd:
         found = []
         for name, line in self.waiting.items():
             for entry in line:
-                if entry.offered:
+                if entry.offered or entry.not_before > now:
                     continue
                 picked = self._pick(name, entry, now)[: 1 if entry.callback else None]
                 if not picked and self.queues[name].strategy != "skills":

@@ -2,8 +2,10 @@
 
 A caller who pressed 1 has hung up: nothing but this record remembers it until an agent
 answers its callback. Each is written when the caller presses 1 (state namespace
-``contact-callbacks``, fsync'd) and deleted when an agent answers; ``waiting`` reads them
-back in order of entry, skipping (and logging) any that cannot be read.
+``contact-callbacks``, fsync'd), written again with each try counted as it starts (so a
+restart neither loses nor repeats a try) and deleted once the caller answered a call back
+or its last try failed; ``waiting`` reads them back in order of entry, skipping (and
+logging) any that cannot be read.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class StoredCallback:
     priority: int
     skills: dict[str, int] = field(default_factory=dict)
     variables: dict[str, str] = field(default_factory=dict)
+    tries: int = 0
+    next_try: float = 0.0
 
     @classmethod
     def parse(cls, call_id: str, doc: Any) -> StoredCallback:
@@ -40,8 +44,9 @@ class StoredCallback:
             return cls(call_id, _text(doc["queue"]), _text(doc["caller"]),
                        float(doc["entered"]), int(doc["priority"]),
                        {_text(k): int(v) for k, v in dict(doc["skills"]).items()},
-                       {_text(k): _text(v) for k, v in dict(doc["variables"]).items()})  # fmt: skip
-        except (KeyError, TypeError, ValueError) as err:
+                       {_text(k): _text(v) for k, v in dict(doc["variables"]).items()},
+                       int(doc.get("tries", 0)), float(doc.get("next_try", 0.0)))  # fmt: skip
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
             raise ValueError(f"stored callback {call_id}: {err!r}") from err
 
 
@@ -52,13 +57,14 @@ class CallbackStore:
         self._state = StateStore(store, NAMESPACE)
 
     def add(self, callback: StoredCallback) -> None:
-        """The caller pressed 1: keep it until an agent answers."""
+        """The caller pressed 1 (or a try started): keep it until the caller answered a
+        call back or its last try failed."""
         doc = asdict(callback)
         del doc["call_id"]
         self._state.put(callback.call_id, doc)
 
     def done(self, call_id: str) -> None:
-        """An agent answered the callback."""
+        """The caller answered a call back, or its last try failed."""
         self._state.delete(call_id)
 
     def waiting(self) -> Iterator[StoredCallback]:

@@ -23,7 +23,8 @@ EVENTS = (
     "call.queued", "call.offered", "call.agent-ringing", "call.announced", "call.answered",
     "call.ended", "call.hung-up", "call.transferred", "call.abandoned", "call.overflowed",
     "call.timeout", "call.interrupted", "call.callback-offered", "call.callback-requested",
-    "call.callback-answered", "call.callback-ended", "agent.state", "supervisor.joined",
+    "call.callback-answered", "call.callback-ended", "call.callback-retry",
+    "call.callback-failed", "agent.state", "supervisor.joined",
     "supervisor.mode", "supervisor.left", "supervisor.refused",
 )  # fmt: skip
 

@@ -20,7 +20,8 @@ The queue's strategy may ring several agents for one caller (ring-all): each is 
 ``Ringing`` of its own, keyed by (caller, agent), and the worker bridges the first to
 answer. A caller offered a callback (``callback_after_s``) who presses 1 is hung up but
 stays in the ACD (stored in LMDB until an agent answers); its offer goes to a worker with
-a free slot (``place``) as ``queue-callback``: the agent leg first, then the caller.
+a free slot (``place``) as ``queue-callback``: the agent leg first, then the caller; a
+caller who does not answer is tried again (appliance/contact/callback_retries.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from appliance.contact.acd import Acd, Agent, Waiting, wait_words
+from appliance.contact.callback_retries import CallbackRetries
 from appliance.contact.callbacks import CallbackStore, StoredCallback
 from appliance.contact.choice import parse_skills
 from appliance.contact.cti import CtiStream
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 
 IDLE_S = 1.0
 HANDOVER_S = 30.0
+FULL_WORKER_S = 5.0
 RESTORED_AVAILABLE = ("ringing", "on-call", "wrap-up")
 NAMESPACE = "contact-agents"
 TURNS = "contact-turns"
@@ -94,7 +97,6 @@ class ContactService:
         self._store: Store | None = None
         self._state: StateStore | None = None
         self._turns: StateStore | None = None
-        self._callbacks: CallbackStore | None = None
         self._log: AgentStateLog | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -106,6 +108,7 @@ class ContactService:
         self._place = place
         self._callback_at: dict[str, float] = {}
         self._callback_offered: set[str] = set()
+        self.retries = CallbackRetries(settings.queues, annotate)
         self.tally = QueueTally()
 
     async def start(self, store: Store) -> None:
@@ -122,9 +125,13 @@ class ContactService:
         for queue, last in self._turns.items():
             if queue in self.acd.queues and isinstance(last, str):
                 self.acd.last_offered[queue] = last
-        self._callbacks = CallbackStore(store)
-        for callback in self._callbacks.waiting():
+        self.retries.store = CallbackStore(store)
+        for callback in self.retries.store.waiting():
             self._restore_callback(callback)
+        if self._speak is not None:
+            task = asyncio.create_task(self.retries.prepare(self._speak))
+            self._speaking.add(task)
+            task.add_done_callback(self._speaking.discard)
         self._task = asyncio.create_task(self._ticking(), name="contact-tick")
 
     async def stop(self) -> None:
@@ -150,13 +157,15 @@ class ContactService:
             self._publish_call("call.agent-ringing", call_id, agent=str(event.get("agent")))
         elif state == "agent-answered":
             self._answered(call_id, str(event.get("agent")))
+        elif state == "agent-ended" and event.get("reason") == "worker-full":
+            self._worker_full(call_id, str(event.get("agent")))
         elif state == "agent-ended":
             self._agent_ended(call_id, str(event.get("agent")), bool(event.get("answered")))
         elif state == "ended":
             self._caller_gone(call_id, "abandoned")
         elif state == "digit":
             self._digit(call_id, str(event.get("digit")))
-        elif state in ("callback-answered", "callback-ended"):
+        elif state in ("callback-ringing", "callback-answered", "callback-ended"):
             self._callback_progress(call_id, state, event)
         self._dispatch()
 
@@ -169,6 +178,7 @@ class ContactService:
                 self._save(self.acd.agents[ringing.agent])
             self._agent_ended(call_id, self._talking.get(call_id, ("", ""))[0], True)
             self._caller_gone(call_id, "interrupted")
+            self._try_ended(call_id, "")
         self._dispatch()
 
     def login(self, number: str) -> Agent:
@@ -274,11 +284,13 @@ class ContactService:
         for offer in self.acd.offers(now):
             entry = self.acd.find(offer.call_id)
             caller = entry.caller if entry else ""
-            command = {"cmd": "queue-offer", "id": offer.call_id, "agent": offer.agent,
-                       "display": f"{offer.queue}: {caller}"}  # fmt: skip
+            command: dict[str, Any] = {"cmd": "queue-offer", "id": offer.call_id,
+                                       "agent": offer.agent,
+                                       "display": f"{offer.queue}: {caller}"}  # fmt: skip
             if entry is not None and entry.callback:
                 command.update(cmd="queue-callback", caller=caller,
-                               display=f"callback {offer.queue}: {caller}")  # fmt: skip
+                               display=f"callback {offer.queue}: {caller}",
+                               **self.retries.command(offer.queue))  # fmt: skip
             worker = self._worker_for(offer.call_id, entry)
             if worker is None:
                 self._changed_released(offer.call_id, offer.agent, now)
@@ -303,9 +315,10 @@ class ContactService:
         self._changed(self.acd.agents[agent])
         wait = self._clock() - entry.entered
         level = self.settings.queues[entry.queue].service_level_s
-        self.tally.answered(entry.queue, wait, level, self._clock())
-        if entry.callback and self._callbacks is not None:
-            self._callbacks.done(call_id)
+        if entry.tries == 0:  # a callback's retry is not answered a second time
+            self.tally.answered(entry.queue, wait, level, self._clock())
+        if entry.callback:
+            self.retries.started(entry, self._clock())
         if not entry.callback:  # a callback's CDR closed when the caller hung up
             self._annotate(call_id, {"queue_outcome": "answered", "queue_agent": agent,
                                      "queue_wait_s": f"{wait:.1f}",
@@ -327,6 +340,20 @@ class ContactService:
             self.acd.released(call_id, agent, now)
         else:
             self.acd.declined(call_id, agent, now)
+        self._changed(self.acd.agents[agent])
+
+    def _worker_full(self, call_id: str, agent: str) -> None:
+        """The caller's worker had no slot for the agent's leg: the agent is free at once
+        (no ``no-answer`` pause) and the callers behind get it; this caller is offered
+        again ``FULL_WORKER_S`` later, when a call of its worker may have ended."""
+        if self._ringing.pop((call_id, agent), None) is None:
+            return
+        now = self._clock()
+        self.acd.released(call_id, agent, now)
+        entry = self.acd.find(call_id)
+        if entry is not None:
+            entry.not_before = max(entry.not_before, now + FULL_WORKER_S)
+        log.info("call %s: its worker has no slot to ring agent %s", call_id, agent)
         self._changed(self.acd.agents[agent])
 
     def _caller_gone(self, call_id: str, outcome: str) -> None:
@@ -440,11 +467,36 @@ class ContactService:
         self._changed(self.acd.agents[agent])
 
     def _callback_progress(self, call_id: str, state: str, event: dict[str, Any]) -> None:
-        """The call back to the caller was answered or ended (then the callback is done)."""
+        """The call back to the caller rang, was answered (the callback is done) or ended
+        (unanswered: tried again or failed)."""
+        leg_call_id = str(event.get("sip_call_id", ""))
+        if state == "callback-ringing":
+            self.retries.ringing(call_id, leg_call_id)
+            return
         if state == "callback-ended" and self.acd.find(call_id) is None:
             self._workers.pop(call_id, None)
+        answered = bool(event.get("answered", True))
         self.cti.publish(f"call.{state}", call_id=call_id, agent=str(event.get("agent")),
-                         answered=bool(event.get("answered", True)))  # fmt: skip
+                         answered=answered)  # fmt: skip
+        if state == "callback-answered":
+            self.retries.answered(call_id)
+        elif not answered:
+            self._try_ended(call_id, leg_call_id)
+
+    def _try_ended(self, call_id: str, leg_call_id: str) -> None:
+        """A try of a callback ended unanswered: it waits in its place for the next try,
+        or it failed (``call.callback-retry`` / ``call.callback-failed``)."""
+        ended = self.retries.ended(call_id, leg_call_id, self._clock())
+        if ended is None:
+            return
+        entry = ended.entry
+        if ended.retry_at is None:
+            self._publish_call("call.callback-failed", call_id, entry=entry, tries=entry.tries)
+            return
+        self.acd.wait_again(entry, ended.retry_at)
+        self._wake.set()
+        self._publish_call("call.callback-retry", call_id, tries=entry.tries,
+                           retry_at=round(ended.retry_at, 3))  # fmt: skip
 
     def _offer_callback(self, call_id: str, now: float) -> None:
         """Offer the waiting caller a callback ("press 1"), once; later if it is being
@@ -474,10 +526,7 @@ class ContactService:
             return
         entry.callback = True
         self._forget_prompts(call_id)
-        if self._callbacks is not None:
-            self._callbacks.add(StoredCallback(call_id, entry.queue, entry.caller,
-                                               entry.entered, entry.priority, entry.skills,
-                                               entry.variables))  # fmt: skip
+        self.retries.requested(entry)
         worker = self._workers.pop(call_id, None)
         wait = self._clock() - entry.entered
         self._annotate(call_id, {"queue_outcome": "callback", "queue_wait_s": f"{wait:.1f}"})
@@ -491,9 +540,12 @@ class ContactService:
             log.warning("stored callback %s is for queue %r, no longer configured",
                         stored.call_id, stored.queue)  # fmt: skip
             return
+        if not self.retries.restored(stored):
+            return
         entry = self.acd.enter(stored.call_id, stored.queue, stored.caller, stored.entered,
                                stored.priority, stored.skills)  # fmt: skip
         entry.callback, entry.variables = True, dict(stored.variables)
+        entry.tries, entry.not_before = stored.tries, stored.next_try if stored.tries else 0.0
 
     def _overflow(self, entry: Waiting) -> None:
         worker = self._workers.get(entry.call_id)

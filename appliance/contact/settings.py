@@ -78,6 +78,12 @@ class QueueSettings(Section):
         default="To be called back when it is your turn, without losing your place, press 1.",
         min_length=1, max_length=200,
     )  # fmt: skip
+    callback_ring_s: float = Field(default=30.0, ge=2, le=120)
+    callback_retries: int = Field(default=0, ge=0, le=10)
+    callback_retry_s: float = Field(default=60.0, ge=5, le=3600)
+    callback_release_prompt: str = Field(
+        default="The caller did not answer.", min_length=1, max_length=200
+    )
     language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 
     _skills = field_validator("skills")(check_skills)

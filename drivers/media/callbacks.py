@@ -3,25 +3,32 @@ when their turn comes the appliance has a worker ring the agent first and, once 
 answers, call the caller back and bridge the two.
 
     queue-callback  id, agent, caller,     ring ``agent`` (presenting the caller's number
-                    display                with ``display``); once it answers, call
-                                           ``caller`` from the agent's extension and bridge
+                    display, release,      with ``display``); once it answers, call
+                    ring_s                 ``caller`` from the agent's extension (for at
+                                           most ``ring_s``) and bridge; when the caller
+                                           does not answer, play the agent ``release`` (a
+                                           prompt), then hang up
     queue-cancel    id                     stop ringing the agent
     queue-hangup    id                     end both legs
 
 Events (``ev`` = ``queue``, ``id`` the original call's SIP Call-ID): agent-ringing,
 agent-answered, agent-ended (agent, code, answered) as for a queued caller, then
 callback-ringing, callback-answered and callback-ended (code, answered) for the call to
-the caller. Either leg ending ends the other. Runs on the worker's main thread only.
+the caller, each with ``sip_call_id``, the SIP Call-ID of that call (its CDR). Either
+leg ending ends the other, except an answered agent leg whose caller did not answer: it
+hears ``release`` first. Runs on the worker's main thread only.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pjsua2 as pj
 
 from drivers.media.hangup import hang_up
+from drivers.media.protocol import Prompt
 
 if TYPE_CHECKING:
     from drivers.media.worker import Leg, Worker
@@ -29,6 +36,7 @@ if TYPE_CHECKING:
 
 AGENT_LEG = "callback-agent"
 CALLER_LEG = "callback-caller"
+RELEASE_LIMIT_S = 10.0
 
 
 class CallbackLegs:
@@ -40,6 +48,8 @@ class CallbackLegs:
         self.agents: dict[str, Leg] = {}
         self.callers: dict[str, Leg] = {}
         self.numbers: dict[str, tuple[str, str]] = {}
+        self.releases: dict[str, Prompt] = {}
+        self.ring_s: dict[str, float] = {}
         self.bridged: set[str] = set()
 
     def command(self, name: str, cmd: dict[str, Any]) -> None:
@@ -48,6 +58,10 @@ class CallbackLegs:
         key = str(cmd["id"])
         if name == "queue-callback":
             self._ring_agent(key, str(cmd["agent"]), str(cmd["caller"]), str(cmd["display"]))
+            if cmd.get("release") and key in self.agents:
+                self.releases[key] = Prompt(**dict(cmd["release"]))
+            if cmd.get("ring_s") and key in self.agents:
+                self.ring_s[key] = float(cmd["ring_s"])
         elif name in ("queue-cancel", "queue-hangup"):
             hang_up(self.agents.get(key))
             hang_up(self.callers.get(key))
@@ -56,25 +70,36 @@ class CallbackLegs:
         """Progress of an agent or caller leg of a callback."""
         kind = "agent" if leg.service == AGENT_LEG else "callback"
         key = leg.arg
+        extra = {} if kind == "agent" else {"sip_call_id": _sip_call_id(leg)}
         if state == pj.PJSIP_INV_STATE_EARLY:
-            self.emit(ev="queue", state=f"{kind}-ringing", id=key, agent=leg.tag, code=code)
+            self.emit(ev="queue", state=f"{kind}-ringing", id=key, agent=leg.tag, code=code,
+                      **extra)  # fmt: skip
         elif state == pj.PJSIP_INV_STATE_CONFIRMED:
             leg.answered = True
-            self.emit(ev="queue", state=f"{kind}-answered", id=key, agent=leg.tag)
+            if kind == "callback":
+                leg.deadline = None
+            self.emit(ev="queue", state=f"{kind}-answered", id=key, agent=leg.tag, **extra)
             if kind == "agent":
                 self._ring_caller(key, leg)
             self._bridge(key)
         elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
-            self._ended(key, leg, kind, code, reason)
+            self._ended(key, leg, kind, code, reason, extra)
 
     def media(self, leg: Leg) -> None:
         """Audio is up on a leg: bridge once both legs have it and the caller answered."""
         self._bridge(leg.arg)
 
+    def expired(self, leg: Leg) -> None:
+        """The release message to an agent whose caller did not answer ended, or the
+        caller's phone rang ``ring_s``: hang up."""
+        hang_up(leg)
+
     def shutdown(self) -> None:
         """Drop every pjsua2 reference (before libDestroy)."""
         self.agents.clear()
         self.callers.clear()
+        self.releases.clear()
+        self.ring_s.clear()
 
     def _ring_agent(self, key: str, agent: str, caller: str, display: str) -> None:
         if key in self.agents:
@@ -101,8 +126,11 @@ class CallbackLegs:
             hang_up(agent)
             return
         self.callers[key] = placed
+        if key in self.ring_s:
+            placed.deadline = time.monotonic() + self.ring_s[key]
 
-    def _ended(self, key: str, leg: Leg, kind: str, code: int, reason: str) -> None:
+    def _ended(self, key: str, leg: Leg, kind: str, code: int, reason: str,
+               extra: dict[str, str]) -> None:  # fmt: skip
         self.worker.forget(leg.call.getId(), leg)
         mine, other = (self.agents, self.callers) if kind == "agent" else (self.callers,
                                                                            self.agents)  # fmt: skip
@@ -110,10 +138,25 @@ class CallbackLegs:
             del mine[key]
         if kind == "agent":
             self.numbers.pop(key, None)
+            self.ring_s.pop(key, None)
+        release = self.releases.pop(key, None)
         self.bridged.discard(key)
         self.emit(ev="queue", state=f"{kind}-ended", id=key, agent=leg.tag, code=code,
-                  reason=reason, answered=leg.answered)  # fmt: skip
-        hang_up(other.get(key))
+                  reason=reason, answered=leg.answered, **extra)  # fmt: skip
+        agent = other.get(key)
+        if kind == "callback" and not leg.answered and release is not None:
+            self._release(agent, release)
+        else:
+            hang_up(agent)
+
+    def _release(self, agent: Leg | None, release: Prompt) -> None:
+        """Tell the agent the caller did not answer, then hang up (``expired``)."""
+        if agent is None or agent.audio is None or not agent.answered:
+            hang_up(agent)
+            return
+        self.worker.play(agent, release, loop=False)
+        if release.file:
+            agent.deadline = time.monotonic() + RELEASE_LIMIT_S
 
     def _bridge(self, key: str) -> None:
         agent, caller = self.agents.get(key), self.callers.get(key)
@@ -124,3 +167,11 @@ class CallbackLegs:
         self.bridged.add(key)
         caller.audio.startTransmit(agent.audio)
         agent.audio.startTransmit(caller.audio)
+
+
+def _sip_call_id(leg: Leg) -> str:
+    """The SIP Call-ID of the leg's call ("" once pjsua2 cannot tell)."""
+    try:
+        return str(leg.call.getInfo().callIdString)
+    except pj.Error:
+        return ""

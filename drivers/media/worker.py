@@ -408,6 +408,8 @@ class Worker:
             self.ivr.played(leg)
         elif leg.service == "queue":
             self.queues.played(leg)
+        elif leg.service in (AGENT_LEG, CALLER_LEG):
+            self.callbacks.expired(leg)
 
     def play(self, leg: Leg, prompt: Prompt, loop: bool) -> None:
         """Play ``prompt`` to the leg; a tone's end is its ``seconds`` (the leg's deadline)."""

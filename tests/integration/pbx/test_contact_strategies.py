@@ -4,12 +4,13 @@ A ring-all queue rings every free agent's phone at once; the first to answer tal
 the caller and the other phone stops ringing, its agent free again at once. A skills
 queue rings the agent whose skill level meets the caller's requirement, not the one idle
 longest. A caller offered a callback presses 1 and hangs up; when the agent is free its
-phone rings first, then the caller's, and the two talk.
+phone rings first, then the caller's, and the two talk. A caller who lets the call back
+ring out is called again after the queue's retry interval and talks with the agent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from tests.integration.pbx.harness import (
     phones,
     wait_for,
 )
-from tests.integration.pbx.test_contact_queues import heard
+from tests.integration.pbx.test_contact_queues import heard, spoken
 
 EXTENSIONS = {"1001": "Alice", "1003": "Carol", "1004": "Dave"}
 CONTACT = {"queues": {
@@ -41,6 +42,8 @@ CONTACT = {"queues": {
                            {"extension": "1004", "skills": {"billing": 4}}],
                 "ring_timeout_s": 20, "wrapup_s": 1},
     "callme": {"number": "712", "agents": ["1003"], "callback_after_s": 2, "wrapup_s": 1},
+    "retry": {"number": "713", "agents": ["1004"], "callback_after_s": 2, "wrapup_s": 1,
+              "callback_ring_s": 4, "callback_retries": 1, "callback_retry_s": 6},
 }}  # fmt: skip
 
 
@@ -151,3 +154,52 @@ def test_a_caller_who_presses_1_is_called_back_once_the_agent_answered(
     for name in ("call.callback-offered", "call.callback-requested", "call.offered",
                  "call.answered", "call.callback-answered", "call.ended"):  # fmt: skip
         assert name in names, names
+
+
+def test_a_caller_who_lets_the_call_back_ring_out_is_called_again_and_answers(
+    site: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    with phones(site, tmp_path, ("1001", 450), ("1004", 300)) as (alice, dave):
+        agent(site, "1004", "logout")
+        alice.send("call", to="713")
+        alice.state("CONFIRMED")
+        wait_for(lambda: bool(cti.named("call.announced")), 20, lambda: str(cti.events))
+        alice.send("dtmf", digits="1")
+        alice.state("DISCONNECTED", timeout=10)
+        (requested,) = cti.named("call.callback-requested")
+        call_id = requested["data"]["call_id"]
+        agent(site, "1004", "login")
+        dave.answer(timeout=15)
+        alice.wait(lambda e: e["ev"] == "incoming", 15)
+        ringing_from = recorded_s(dave)
+        released = dave.state("DISCONNECTED", timeout=30)
+        released_at = recorded_s(dave)
+        assert alice.state("DISCONNECTED", timeout=5)["code"] == 487, "rang out: cancelled"
+        assert released["code"] == 200, "the agent's leg released by the worker"
+        (retry,) = cti.named("call.callback-retry", call_id)
+        assert retry["data"]["tries"] == 1
+        dave.answer(timeout=30)
+        called_back = alice.answer(timeout=15)
+        assert "1004" in called_back["remote"]
+        start_alice, start_dave = recorded_s(alice), recorded_s(dave)
+        wait_for(lambda: recorded_s(alice) > start_alice + 2.5
+                 and recorded_s(dave) > start_dave + 2.5, 15, lambda: "no audio")  # fmt: skip
+        dave.send("hangup")
+        dave.state("DISCONNECTED")
+        alice.state("DISCONNECTED")
+    assert heard(alice, start_alice + 0.5, start_alice + 2.0) == 300.0, "alice heard no agent"
+    assert heard(dave, start_dave + 0.5, start_dave + 2.0) == 450.0, "dave heard no caller"
+    assert spoken(dave, ringing_from, released_at), "dave was not told the caller did not answer"
+    offered = [e["at"] for e in cti.named("call.offered", call_id)]
+    assert len(offered) == 2
+    assert offered[1] - retry["at"] >= 6 - 0.1, "tried again only after callback_retry_s"
+    assert not cti.named("call.callback-failed", call_id)
+
+    def call_back(attempt: str) -> Callable[[dict[str, Any]], bool]:
+        wanted = {"callback_of": call_id, "callback_try": attempt}
+        return lambda c: wanted.items() <= (c.get("variables") or {}).items()
+
+    first, second = site.cdr_for(call_back("1")), site.cdr_for(call_back("2"))
+    assert first["variables"]["callback_status"] == "retry"
+    assert second["variables"]["callback_status"] == "answered"
+    assert live(site, "retry")["waiting"] == []

@@ -443,14 +443,17 @@ def test_a_caller_who_presses_1_hangs_up_keeps_its_place_and_the_agent_is_rung_f
 
     rig = asyncio.run(main())
     assert seen["early press"] == ["queue-hold"], "no offer yet: 1 means nothing"
-    assert spoken == [QueueSettings.model_fields["callback_prompt"].default]
+    assert spoken == [QueueSettings.model_fields["callback_release_prompt"].default,
+                      QueueSettings.model_fields["callback_prompt"].default]  # fmt: skip
     assert rig.worker.commands("c1") == ["queue-hold", "queue-announce", "queue-hangup"]
     assert (seen["position"], seen["still waiting"]) == (1, 1), "kept past max_wait_s"
     assert seen["next wake"] == float("inf"), "no deadline for a caller who cannot expire"
     assert rig.fields["c1"]["queue_outcome"] == "callback"
     (callback,) = placed.sent
     expected = {"cmd": "queue-callback", "id": "c1", "agent": "1003", "caller": "2001",
-                "display": "callback support: 2001"}  # fmt: skip
+                "display": "callback support: 2001",
+                "release": {"file": "/tmp/callback.wav", "tone_hz": 0, "on_ms": 1000,
+                            "off_ms": 0, "seconds": 4.0}, "ring_s": 30.0}  # fmt: skip
     assert callback == expected, "one agent, even in a ring-all queue"
     assert (seen["agent"], seen["after"]) == ("on-call", "wrap-up")
     assert rig.fields["c1"]["queue_outcome"] == "callback", "the closed CDR is left alone"
