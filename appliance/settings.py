@@ -237,6 +237,8 @@ class SiteSettings(Section):
     """Facts about the site: its time zone sets local days, months and calling hours."""
 
     timezone: str = "UTC"
+    name: str = Field("", max_length=100, description="for people: reports, doctor, HQ")
+    region: str = Field("", pattern=r"^[A-Za-z0-9_.-]{0,64}$", description="e.g. eu-central")
 
     @field_validator("timezone")
     @classmethod
