@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from appliance.provision import ProvisionError
+from appliance.settings import zone_name
 from drivers.modem.tools import DEFAULT_PORTS
 from drivers.net import wgkeys
 
@@ -51,10 +52,7 @@ class SiteAnswers(Answer):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        from appliance.settings import SiteSettings
-
-        SiteSettings(timezone=value)
-        return value
+        return zone_name(value)
 
 
 class LanAnswers(Answer):
