@@ -138,6 +138,8 @@ def _print_outcome(outcome: Outcome) -> None:
         print(f"extensions: {', '.join(e.number for e in outcome.extensions) or 'none'}")
     for modem in outcome.modems:
         _print_modem(modem)
+    if outcome.scanned is not None and not outcome.modems:
+        print(f"modems: no serial port matches {' '.join(outcome.scanned)}")
     if outcome.network is not None:
         print(f"network: {outcome.network.summary()}")
     for path in outcome.changed:

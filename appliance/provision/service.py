@@ -41,6 +41,7 @@ class Outcome:
     drop_in: Path
     extensions: Sequence[Extension] | None
     modems: list[dict[str, Any]]
+    scanned: tuple[str, ...] | None = None
     changed: list[str] = field(default_factory=list)
     network: NetworkReport | None = None
 
@@ -63,7 +64,8 @@ def provision(answers: Answers, paths: Paths, driver: NetlinkDriver, scan: Scan)
         settings = site.validate(paths.config, paths.conf_d, data)
     lan = answers.network.lan
     files = network.networkd_files(settings, frozenset({lan.name} if lan and lan.dhcp else ()))
-    outcome = Outcome(settings, drop_in, extensions, modems)
+    scanned = answers.modems.ports if answers.modems.scan else None
+    outcome = Outcome(settings, drop_in, extensions, modems, scanned)
     if key is not None and key_file is not None:
         network.write_key(key_file, key)
         outcome.changed.append(str(key_file))
