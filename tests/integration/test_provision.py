@@ -130,7 +130,8 @@ def test_provision_sets_up_the_site_and_ends_with_a_healthy_doctor_report(box: B
     assert "site gw-hamburg (Hamburg gateway), Europe/Berlin, region eu-central" in out
     assert "extensions: 2001, 2002" in out
     for modem in box.simulator.info():
-        sim = next(s for s in modem["sims"] if s["present"])  # type: ignore[index, attr-defined]
+        sims: list[dict[str, Any]] = modem["sims"]  # type: ignore[assignment]
+        sim = next(s for s in sims if s["present"])
         iccid = str(sim["iccid"]).rstrip("F")
         assert f"IMEI {modem['imei']}; SIM READY ICCID {iccid} number {sim['number']}" in out
     assert "[ok  ] config" in out
