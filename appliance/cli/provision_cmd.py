@@ -135,7 +135,10 @@ def _print_outcome(outcome: Outcome) -> None:
     s = outcome.settings
     print(f"site {s.site_id} ({s.site.name}), {s.site.timezone}, region {s.site.region or '-'}")
     if outcome.extensions is not None:
-        print(f"extensions: {', '.join(e.number for e in outcome.extensions) or 'none'}")
+        numbers = ", ".join(e.number for e in outcome.extensions) or "none"
+        print(f"extensions: {numbers} (passwords in {outcome.drop_in})")
+    if outcome.wireguard_public_key is not None:
+        print(f"WireGuard public key of this box (give it to HQ): {outcome.wireguard_public_key}")
     for modem in outcome.modems:
         _print_modem(modem)
     if outcome.scanned is not None and not outcome.modems:

@@ -60,6 +60,14 @@ def write_key(path: Path, key: str) -> None:
         raise ProvisionError("wireguard-key-write-failed", f"cannot write {path}: {err}") from None
 
 
+def public_key(path: Path) -> str:
+    """The public key of the private key in ``path`` (for HQ's peer entry)."""
+    try:
+        return wgkeys.public_of(path.read_text().strip())
+    except (OSError, ValueError) as err:
+        raise ProvisionError("wireguard-key-unreadable", f"{path}: {err}") from None
+
+
 def _group(name: str) -> int | None:
     try:
         return grp.getgrnam(name).gr_gid

@@ -42,6 +42,7 @@ class Outcome:
     extensions: Sequence[Extension] | None
     modems: list[dict[str, Any]]
     scanned: tuple[str, ...] | None = None
+    wireguard_public_key: str | None = None
     changed: list[str] = field(default_factory=list)
     network: NetworkReport | None = None
 
@@ -69,6 +70,8 @@ def provision(answers: Answers, paths: Paths, driver: NetlinkDriver, scan: Scan)
     if key is not None and key_file is not None:
         network.write_key(key_file, key)
         outcome.changed.append(str(key_file))
+    if key_file is not None:
+        outcome.wireguard_public_key = network.public_key(key_file)
     if site.write(drop_in, data, paths.config):
         outcome.changed.append(str(drop_in))
     changed = network.write_networkd(paths.networkd_dir, files)

@@ -238,7 +238,8 @@ def test_a_kernel_without_wireguard_is_reported_by_the_doctor(box: Box) -> None:
     assert "wg-hq: wireguard unsupported by this kernel" in done.stdout
     assert "[FAIL] network" in done.stdout
     key = box.root / "etc" / "wireguard" / "wg-hq.key"
-    assert wgkeys.public_of(key.read_text().strip())
+    public = wgkeys.public_of(key.read_text().strip())
+    assert f"WireGuard public key of this box (give it to HQ): {public}" in done.stdout
     assert f"PrivateKeyFile={key}" in (box.networkd / "10-callmesh-wg-hq.netdev").read_text()
     box.provision(box.answers())
     assert not (box.networkd / "10-callmesh-wg-hq.netdev").exists()
