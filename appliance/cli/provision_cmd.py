@@ -154,6 +154,9 @@ def _print_outcome(outcome: Outcome) -> None:
 
 
 def _print_modem(modem: dict[str, Any]) -> None:
+    if modem.get("busy"):
+        print(f"port {modem['port']}: in use by the appliance (its entry is kept)")
+        return
     if "error" in modem:
         print(f"port {modem['port']}: no modem ({modem['error']})")
         return

@@ -60,8 +60,9 @@ def provision(answers: Answers, paths: Paths, driver: NetlinkDriver, scan: Scan)
     key = network.wanted_key(key_file, wg.private_key) if wg and key_file else None
     data = site.build(answers, extensions, [], key_file)
     settings = site.validate(paths.config, paths.conf_d, data)
-    if settings.profile == "sim-gateway" and any("error" not in m for m in modems):
-        data = site.build(answers, extensions, modems, key_file)
+    entries = site.modem_entries(modems, previous)
+    if settings.profile == "sim-gateway" and entries:
+        data = site.build(answers, extensions, entries, key_file)
         settings = site.validate(paths.config, paths.conf_d, data)
     lan = answers.network.lan
     files = network.networkd_files(settings, frozenset({lan.name} if lan and lan.dhcp else ()))

@@ -62,15 +62,25 @@ def build(
     if network:
         data["network"] = network
     if modems:
-        data["gateway"] = {"modems": modem_entries(modems)}
+        data["gateway"] = {"modems": list(modems)}
     return data
 
 
-def modem_entries(modems: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``gateway.modems`` for the modems a scan found, channels gsm-1... in port order."""
-    found = sorted((m for m in modems if "error" not in m), key=lambda m: str(m["port"]))
-    return [{"channel": f"gsm-{i}", "port": m["port"], "imei": (m["identity"] or {}).get("imei")}
-            for i, m in enumerate(found, start=1)]  # fmt: skip
+def modem_entries(
+    modems: Sequence[dict[str, Any]], previous: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """``gateway.modems`` for the modems a scan found, channels gsm-1... in port order.
+
+    A port the running appliance holds cannot be probed: the entry the last provisioning
+    wrote for it is kept, so re-running on a live box changes nothing.
+    """
+    imeis = {str(m["port"]): (m["identity"] or {}).get("imei") for m in modems if "error" not in m}
+    busy = {str(m["port"]) for m in modems if m.get("busy")}
+    for entry in previous.get("gateway", {}).get("modems", []):
+        if isinstance(entry, dict) and entry.get("port") in busy:
+            imeis[entry["port"]] = entry.get("imei")
+    return [{"channel": f"gsm-{i}", "port": port, "imei": imeis[port]}
+            for i, port in enumerate(sorted(imeis), start=1)]  # fmt: skip
 
 
 def _network(answers: Answers, key_file: Path | None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from pyroute2 import NetNS, WireGuard, netns
@@ -31,13 +32,14 @@ from drivers.net import wgkeys
 from drivers.net.component import NetworkComponent
 from drivers.net.netlink import NetlinkDriver
 from drivers.net.plan import Desired, Link
-from tests.integration.routing.sites import inside
+from tests.integration.routing.sites import NsProcess, inside, wait_until
 from tests.procs import ROOT, write_yaml
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
 BOX_IP, HQ_IP = "192.0.2.10", "192.0.2.1"
 WG_BOX, WG_HQ, WG_PORT = "10.99.0.2", "10.99.0.1", 51820
+API_PORT, TOKEN = 8080, "provision-test-admin-token-0123"
 SITE = {"id": "gw-hamburg", "name": "Hamburg gateway", "timezone": "Europe/Berlin",
         "region": "eu-central"}  # fmt: skip
 
@@ -76,10 +78,13 @@ class Box:
         return write_yaml(self.root / "answers.yaml", data)
 
     def provision(self, answers: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        """Run provision in the box; ``--online`` (ours) lets the doctor reach the service."""
+        doctor = [] if "--online" in extra else ["--offline"]
+        flags = [flag for flag in extra if flag != "--online"]
         return subprocess.run(
             ["ip", "netns", "exec", self.ns, sys.executable, "-m", "appliance.cli.main",
              "provision", "--answers", str(answers), "--config", str(self.config),
-             "--networkd-dir", str(self.networkd), "--no-input", "--offline", *extra],
+             "--networkd-dir", str(self.networkd), "--no-input", *doctor, *flags],
             capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
         )  # fmt: skip
 
@@ -89,9 +94,10 @@ def build_network(box: str, hq: str) -> None:
         netns.create(name)
     with NetNS(box) as ipr:
         ipr.link("add", ifname="lan0", kind="veth", peer={"ifname": "hq0", "net_ns_fd": hq})
-    desired = Desired(links=(Link("lo"), Link("hq0", addresses=(f"{HQ_IP}/24",))))
-    report = NetworkComponent(desired, NetlinkDriver(hq)).converge()
-    assert report.ok, report.problems
+    hq_side = Desired(links=(Link("lo"), Link("hq0", addresses=(f"{HQ_IP}/24",))))
+    for name, desired in ((box, Desired(links=(Link("lo"),))), (hq, hq_side)):
+        report = NetworkComponent(desired, NetlinkDriver(name)).converge()
+        assert report.ok, report.problems
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +107,9 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
     names = (f"{prefix}-box", f"{prefix}-hq")
     config = SimulatorConfig(profile="quectel-ec25", count=2, sims=2,
                              directory=str(root / "modems"))  # fmt: skip
-    base = {"site_id": "unset", "profile": "sim-gateway", "data_dir": str(root / "data")}
+    base = {"site_id": "unset", "profile": "sim-gateway", "data_dir": str(root / "data"),
+            "http": {"host": "127.0.0.1", "port": API_PORT},
+            "api": {"tokens": [{"name": "tech", "token": TOKEN, "role": "admin"}]}}  # fmt: skip
     write_yaml(root / "etc" / "appliance.yaml", base)
     try:
         build_network(*names)
@@ -146,6 +154,29 @@ def test_provision_sets_up_the_site_and_ends_with_a_healthy_doctor_report(box: B
     assert (
         (box.networkd / "10-callmesh-lan0.network").read_text().endswith(f"Address={BOX_IP}/24\n")
     )
+
+
+def test_the_doctor_self_tests_the_running_appliance_and_its_modems(box: Box) -> None:
+    assert box.provision(box.answers()).returncode == 0
+    cli = [sys.executable, "-m", "appliance.cli.main", "appliance", "run"]
+    service = NsProcess(box.ns, [*cli, "--config", str(box.config)], box.root / "service.log")
+    service.start()
+    try:
+        wait_until(lambda: healthy(box.ns), 60, service.output)
+        done = box.provision(box.answers(), "--online")
+    finally:
+        service.stop()
+    assert done.returncode == 0, done.stdout + done.stderr + service.output()
+    assert "nothing changed" in done.stdout
+    assert "[ok  ] local API" in done.stdout
+    for channel in ("gsm-1", "gsm-2"):
+        assert f"[ok  ] modem {channel}" in done.stdout
+        assert f"[ok  ] SIM {channel} slot" in done.stdout
+
+
+def healthy(ns: str) -> bool:
+    with inside(ns):
+        return httpx.get(f"http://127.0.0.1:{API_PORT}/healthz", timeout=2).status_code == 200
 
 
 def test_running_it_again_with_the_same_answers_changes_nothing(box: Box) -> None:

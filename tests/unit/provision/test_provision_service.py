@@ -92,3 +92,23 @@ def test_a_missing_config_is_a_clear_error(tmp_path: Path) -> None:
         "config-unreadable",
         f"{tmp_path / 'nope.yaml'}: no such file",
     )
+
+
+def test_a_modem_the_running_appliance_holds_keeps_its_entry(tmp_path: Path) -> None:
+    paths = box(tmp_path)
+    provision(answers(tmp_path), paths, NetlinkDriver(), scan)
+
+    def busy(_patterns: tuple[str, ...]) -> list[dict[str, Any]]:
+        return [{"port": MODEM["port"], "error": "port busy", "busy": True}]
+
+    again = provision(answers(tmp_path), paths, NetlinkDriver(), busy)
+    assert again.changed == []
+    assert [m.imei for m in again.settings.gateway.modems] == ["861234567890123"]
+
+
+def test_a_busy_port_never_configured_before_is_not_invented(tmp_path: Path) -> None:
+    def busy(_patterns: tuple[str, ...]) -> list[dict[str, Any]]:
+        return [{"port": "/dev/ttyUSB3", "error": "port busy", "busy": True}]
+
+    outcome = provision(answers(tmp_path), box(tmp_path), NetlinkDriver(), busy)
+    assert outcome.settings.gateway.modems == ()
