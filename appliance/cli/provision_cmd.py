@@ -34,6 +34,8 @@ FLAGS: dict[str, tuple[str, ...]] = {
     "wg_endpoint": ("network", "wireguard", "endpoint"),
     "wg_allowed_ip": ("network", "wireguard", "allowed_ips"),
     "wg_key_file": ("network", "wireguard", "private_key_file"),
+    "wg_interface": ("network", "wireguard", "interface"),
+    "wg_keepalive": ("network", "wireguard", "keepalive_s"),
     "extensions": ("extensions_csv",),
     "modem_ports": ("modems", "ports"),
 }
@@ -90,6 +92,8 @@ def _answer_flags(parser: argparse.ArgumentParser) -> None:
     add("--wg-endpoint", metavar="HOST:PORT", help="HQ's WireGuard endpoint")
     add("--wg-allowed-ip", action="append", metavar="CIDR", help="network behind HQ (repeatable)")
     add("--wg-key-file", metavar="FILE", help="this end's private key (made when missing)")
+    add("--wg-interface", metavar="NAME", help="tunnel device name (default wg-hq)")
+    add("--wg-keepalive", type=int, metavar="SECONDS", help="keepalive (default 25; 0: off)")
     add("--extensions", metavar="CSV", help="extensions CSV: number,name,password")
     add("--modem-ports", action="append", metavar="GLOB", help="ports to scan (repeatable)")
 
