@@ -223,7 +223,8 @@ class NetworkSettings(Section):
         return Desired(tuple(links), routes, tunnels)
 
 
-def _zone_name(value: str) -> str:
+def zone_name(value: str) -> str:
+    """``value`` if it names an IANA time zone; ValueError saying what would be valid."""
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -237,11 +238,13 @@ class SiteSettings(Section):
     """Facts about the site: its time zone sets local days, months and calling hours."""
 
     timezone: str = "UTC"
+    name: str = Field("", max_length=100, description="for people: reports, doctor, HQ")
+    region: str = Field("", pattern=r"^[A-Za-z0-9_.-]{0,64}$", description="e.g. eu-central")
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        return _zone_name(value)
+        return zone_name(value)
 
 
 class HourWindow(Section):
@@ -307,7 +310,7 @@ class CampaignSettings(Section):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
-        return None if value is None else _zone_name(value)
+        return None if value is None else zone_name(value)
 
 
 class ExtensionBinding(Section):

@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "demo",
         help="start the demo deployment (HQ, branches, SIM gateway, hotel) on loopback",
         description="Start an aggregator, two branch appliances, simulated modems, a "
-        "SIM-gateway appliance, a simulated hotel PMS and a hotel appliance on 127.0.0.1, "
+        "SIM-gateway appliance, a simulated hotel PMS and a hotel appliance on 127.0.0.1 "
+        "(every PBX's SIP and RTP on --public-ip), "
         "each with its own data directory under DIR; wait until all are healthy, print what "
         "runs where and write DIR/manifest.json (addresses, ports, API tokens, SIP "
         "credentials, the hotel's rooms and the PMS simulator's control URL, data "
@@ -35,6 +36,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     action.add_argument("--stop", action="store_true", help="stop the demo running in DIR")
     action.add_argument(
         "--status", action="store_true", help="print the manifest of the demo running in DIR"
+    )
+    parser.add_argument(
+        "--public-ip",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="IPv4 address of this machine where phones reach every PBX's SIP and RTP, e.g. "
+        "a VM's private-network address (default 127.0.0.1); APIs stay on 127.0.0.1",
     )
     parser.add_argument(
         "--timeout",
@@ -61,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(manifest, indent=2))
         return 0
     try:
-        manifest = deployment.start(args.dir, timeout=args.timeout)
+        manifest = deployment.start(args.dir, timeout=args.timeout, public_ip=args.public_ip)
     except (deployment.DemoError, OSError) as err:
         print(f"callmesh demo: {err}", file=sys.stderr)
         return 1
@@ -78,6 +86,8 @@ def _print_summary(manifest: dict[str, Any]) -> None:
     for name, svc in manifest["services"].items():
         for token in svc.get("api_tokens", []):
             print(f"\n{name} API token ({token['role']}): {token['token']}")
+        if "sip" in svc:
+            print(f"{name} SIP (UDP) for phones: {svc['sip']['address']}")
         for ext in svc.get("sip", {}).get("extensions", []):
             print(f"{name} SIP extension {ext['number']} password {ext['password']}")
         if "hotel" in svc:

@@ -50,22 +50,29 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _run(args: argparse.Namespace) -> int:
-    from appliance.doctor import run_checks
-
     if args.upload and (args.config is None or args.offline):
         print("callmesh doctor: --upload needs --config and a running appliance", file=sys.stderr)
         return 2
+    return run_doctor(args.config, args.offline, args.json, args.upload)
+
+
+def run_doctor(
+    config: Path | None, offline: bool = False, as_json: bool = False, upload: bool = False
+) -> int:
+    """Run the checks, print the report, upload it if asked; the doctor's exit code."""
+    from appliance.doctor import run_checks
+
     started = time.time()
-    findings = run_checks(args.config)
-    settings = _settings(args.config) if args.config and not args.offline else None
+    findings = run_checks(config)
+    settings = _settings(config) if config and not offline else None
     if settings is not None:
         findings += asyncio.run(_live(settings))
     document = report(findings, started)
-    if args.json:
+    if as_json:
         print(json.dumps(document, indent=2))
     else:
         print_human(findings, colour=sys.stdout.isatty())
-    uploaded = settings is None or not args.upload or asyncio.run(_upload(settings, document))
+    uploaded = settings is None or not upload or asyncio.run(_upload(settings, document))
     return 1 if any(f.status == "fail" for f in findings) or not uploaded else 0
 
 

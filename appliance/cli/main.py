@@ -25,6 +25,7 @@ from appliance.cli import (
     keys_cmd,
     modem_cmd,
     pms_simulator_cmd,
+    provision_cmd,
     upgrade_cmd,
 )
 from drivers.daemon.version import __version__
@@ -40,6 +41,7 @@ _MODULES: tuple[SubcommandModule, ...] = (
     keys_cmd.add_parser,
     doctor_cmd.add_parser,
     enrol_cmd.add_parser,
+    provision_cmd.add_parser,
     flash_cmd.add_parser,
     pms_simulator_cmd.add_parser,
     upgrade_cmd.add_parser,

@@ -15,9 +15,11 @@ Exceptions::
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,7 +29,7 @@ from typing import Any
 import httpx
 import yaml
 
-from appliance.demo.plan import ServicePlan, directory, plan_services
+from appliance.demo.plan import LOOPBACK, ServicePlan, directory, plan_services
 from drivers.daemon.private_files import write_private
 
 MANIFEST = "manifest.json"
@@ -38,12 +40,16 @@ class DemoError(Exception):
     """The demo could not be brought up."""
 
 
-def start(demo_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
-    """Bring the demo up (stopping an earlier one first); returns the manifest."""
+def start(demo_dir: Path, timeout: float = 60.0, public_ip: str = LOOPBACK) -> dict[str, Any]:
+    """Bring the demo up (stopping an earlier one first); returns the manifest.
+
+    ``public_ip`` (an IPv4 address of this machine) is where phones reach SIP and RTP.
+    """
+    check_public_ip(public_ip)
     demo_dir = demo_dir.resolve()
     demo_dir.mkdir(parents=True, exist_ok=True)
     stop(demo_dir)
-    plans = plan_services(demo_dir)
+    plans = plan_services(demo_dir, public_ip)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for plan in plans:
@@ -60,6 +66,23 @@ def start(demo_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
     manifest = _manifest(demo_dir, plans, procs)
     write_private(demo_dir / MANIFEST, json.dumps(manifest, indent=2))
     return manifest
+
+
+def check_public_ip(address: str) -> None:
+    """DemoError unless ``address`` is an IPv4 address this machine can listen on."""
+    try:
+        if ipaddress.ip_address(address).version != 4:
+            raise DemoError(f"--public-ip {address}: SIP and RTP need an IPv4 address")
+    except ValueError:
+        raise DemoError(f"--public-ip {address!r} is not an IPv4 address") from None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((address, 0))
+        except OSError:
+            raise DemoError(
+                f"--public-ip {address} is not an address of this machine: "
+                "pick one `ip -4 address` lists"
+            ) from None
 
 
 def _spawn(plan: ServicePlan) -> subprocess.Popen[bytes]:

@@ -186,9 +186,10 @@ def demo_keys(demo_dir: Path) -> dict[str, dict[str, str]]:
     return found
 
 
-def plan_services(demo_dir: Path) -> list[ServicePlan]:
+def plan_services(demo_dir: Path, public_ip: str = LOOPBACK) -> list[ServicePlan]:
     """Aggregator, the PMS simulator, the hotel (in the background), the two branch boxes,
-    the simulated modems and the SIM gateway, in start order."""
+    the simulated modems and the SIM gateway, in start order; every PBX takes SIP and RTP
+    on ``public_ip`` (its control ports stay on loopback)."""
     creds = load_secrets(demo_dir)
     key_pairs = demo_keys(demo_dir)
     book = PortBook(demo_dir)
@@ -217,7 +218,16 @@ def plan_services(demo_dir: Path) -> list[ServicePlan]:
     )
     _hotel(hotel_box, pms, creds["sip_passwords"])
     book.save()
+    for box in (hotel_box, branch, branch_b, gateway):
+        _advertise(box, public_ip)
     return [aggregator, pms, hotel_box, branch, branch_b, simulator, gateway]
+
+
+def _advertise(plan: ServicePlan, address: str) -> None:
+    """Phones and the other sites reach this PBX's SIP and RTP at ``address``."""
+    pbx = plan.config["pbx"]
+    pbx["sip_host"] = address
+    plan.extras["sip"]["address"] = f"{address}:{pbx['sip_port']}"
 
 
 def _pms_simulator(demo_dir: Path, book: PortBook) -> ServicePlan:

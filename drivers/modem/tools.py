@@ -17,7 +17,14 @@ from typing import Any
 from drivers.modem.calls import CallEvent
 from drivers.modem.counters import ModemCounters
 from drivers.modem.driver import ModemConfig, ModemDriver
-from drivers.modem.errors import CmeError, CommandError, ModemError, NoNetwork, SimPinRequired
+from drivers.modem.errors import (
+    CmeError,
+    CommandError,
+    ModemError,
+    NoNetwork,
+    PortBusy,
+    SimPinRequired,
+)
 from drivers.modem.protocol import Command, Urc, answer_prefix
 from drivers.modem.transport import AtTransport, Timeouts
 from drivers.modem.urcs import CallState
@@ -54,13 +61,14 @@ async def probe(port: str, profile: str | None = None) -> dict[str, Any]:
 
 
 async def scan(patterns: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Probe every port; a port that fails carries ``error`` instead of modem data."""
+    """Probe every port; a port that fails carries ``error`` instead of modem data, and
+    ``busy`` when another process (such as the running appliance) holds it."""
     results = []
     for port in list_ports(patterns):
         try:
             results.append(await probe(port))
         except ModemError as err:
-            results.append({"port": port, "error": str(err)})
+            results.append({"port": port, "error": str(err), "busy": isinstance(err, PortBusy)})
     return results
 
 
