@@ -36,6 +36,7 @@ from aggregator.settings import AggregatorSettings
 from aggregator.site_metrics import SiteCollector
 from aggregator.site_sync import SiteSessions
 from aggregator.sites.live_queues import log_refused
+from aggregator.sites.queue_metrics import QueueCollector
 from aggregator.sms_sync import SmsSync
 from aggregator.store.db import DatabaseError, create_engine
 from aggregator.store.partitions import drop_old_months, make_ahead
@@ -123,6 +124,7 @@ def build(settings: AggregatorSettings) -> list[Component]:
     monitor = HealthMonitor(health, registry)
     add_observability_routes(app, monitor, registry)
     registry.register(SiteCollector(database.engine))
+    registry.register(QueueCollector(database.engine))
     mount_api(app, settings, database.engine)
     mount_console(app, settings, database.engine)
     http = HttpServer(app, settings.http.host, settings.http.port, name="aggregator-http")

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import Query
+from fastapi.responses import JSONResponse
 
 from aggregator import reports
 from aggregator.api.csv_export import csv_response
@@ -74,3 +75,14 @@ def respond(rows: list[dict[str, Any]], format: Format, filename: str, key: str 
     if format == "csv":
         return csv_response(filename, iter(rows))
     return {key: rows}
+
+
+def respond_plain(
+    rows: list[dict[str, Any]], format: Format, filename: str, key: str = "rows"
+) -> Any:
+    """As ``respond``, for rows holding JSON's own types only (text, numbers, None): the
+    JSON is written directly, without FastAPI's encoder walking every value (about 40 µs a
+    row, most of a month's hourly summary)."""
+    if format == "csv":
+        return csv_response(filename, iter(rows))
+    return JSONResponse({key: rows})

@@ -14,7 +14,15 @@ from fastapi import APIRouter, Depends, Query
 from aggregator import recording_store, reports
 from aggregator.api.auth import Principal, hq_access
 from aggregator.api.csv_export import csv_response
-from aggregator.api.params import Format, Window, guard, report_window, respond, time_ms, zone
+from aggregator.api.params import (
+    Format,
+    Window,
+    guard,
+    report_window,
+    respond_plain,
+    time_ms,
+    zone,
+)
 from aggregator.settings import AggregatorSettings
 
 CSV_PAGE = 1000
@@ -73,7 +81,7 @@ def build_cdrs_router(settings: AggregatorSettings, engine: Callable[[], sa.Engi
         scope = principal.scope(site)
         with engine().connect() as conn:
             rows = reports.summary(conn, scope, window.start_ms, window.end_ms, window.tz, group)
-        return respond(rows, format, "summary.csv")
+        return respond_plain(rows, format, "summary.csv")
 
     for dim in ("extension", "trunk"):
         router.add_api_route(
@@ -93,7 +101,7 @@ def _by_key(engine: Callable[[], sa.Engine], who: Any, period: Any, dim: str) ->
         scope = principal.scope(site)
         with engine().connect() as conn:
             rows = reports.by_key(conn, dim, scope, window.start_ms, window.end_ms)
-        return respond(rows, format, f"by-{dim}.csv")
+        return respond_plain(rows, format, f"by-{dim}.csv")
 
     return handler
 

@@ -139,10 +139,11 @@ def _report(
         return {"tables": {}, "charts": {}}, str(err)
     with console.engine().connect() as conn:
         days = reports.summary(conn, sites, *span, utc, "day")
-        hours = reports.summary(conn, sites, *span, utc, "hour")
+        hours = reports.hour_of_day_calls(conn, sites, *span, utc)
         tables = {dim: reports.by_key(conn, dim, sites, *span) for dim, _ in REPORT_DIMENSIONS}
         queues = queue_tables(conn, sites, span, utc)
-    charts = {"days": _per_day(days), "hours": _per_hour(hours), "sites": _per_site(tables)}
+    per_hour = {"labels": [f"{h:02d}:00" for h in range(24)], "calls": hours}
+    charts = {"days": _per_day(days), "hours": per_hour, "sites": _per_site(tables)}
     return {"tables": tables, "charts": charts, "dimensions": REPORT_DIMENSIONS, **queues}, None
 
 
@@ -157,13 +158,6 @@ def _per_day(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
         "answered": [calls[d][0] for d in labels],
         "unanswered": [calls[d][1] for d in labels],
     }
-
-
-def _per_hour(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    calls = [0] * 24
-    for row in rows:
-        calls[int(row["period"][11:13])] += row["calls"]
-    return {"labels": [f"{h:02d}:00" for h in range(24)], "calls": calls}
 
 
 def _per_site(tables: dict[str, list[dict[str, Any]]]) -> dict[str, list[Any]]:

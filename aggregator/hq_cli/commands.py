@@ -64,7 +64,7 @@ def add_parser(sub: Sub) -> None:
         "hq",
         help="query and act on HQ through its API",
         description="Read sites, CDRs, reports, SIMs, the directory and the DNC list from "
-        "HQ, act on SIMs and the DNC list, download recordings.",
+        "HQ, act on SIMs, the DNC list and the directory, download recordings.",
         epilog=EPILOG,
     )
     commands = parser.add_subparsers(dest="hq_command", metavar="COMMAND", required=True)

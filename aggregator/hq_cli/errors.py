@@ -39,7 +39,17 @@ class HqCliError(Exception):
         shown = [f"error {self.error_id}: {self.message}"]
         for problem in self.details.get("problems", []):
             if isinstance(problem, dict):
-                shown.append(f"  {problem.get('where', '?')}: {problem.get('problem', '?')}")
+                shown.append(f"  {_problem(problem)}")
         if self.hint:
             shown.append(f"hint: {self.hint}")
         return shown
+
+
+def _problem(problem: dict[str, Any]) -> str:
+    """A field's problem as ``field: problem``; a whole-directory one as ``entries: message``."""
+    if "where" in problem:
+        where = str(problem["where"]).removeprefix("body.")
+        return f"{where}: {problem.get('problem', '?')}"
+    entries = problem.get("entries")
+    named = ", ".join(map(str, entries)) if isinstance(entries, list) and entries else "?"
+    return f"{named}: {problem.get('message', '?')} ({problem.get('error_id', '?')})"

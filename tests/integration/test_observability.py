@@ -42,6 +42,7 @@ PROMQL_WORDS = {
     "by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool",
     "and", "or", "unless", "le", "site", "channel", "iccid", "state", "step", "check",
     "disposition", "daemon", "outbox", "version", "reason", "error_id", "stream", "job",
+    "queue", "outcome",
     "instance", "s", "m", "h", "d", "__interval", "__rate_interval", "__range",
 }  # fmt: skip
 

@@ -12,6 +12,7 @@ import pytest
 from openpyxl import load_workbook
 
 from aggregator.hq_cli.client import HqClient
+from aggregator.hq_cli.directory_fields import assignments, changed_entry, new_entry
 from aggregator.hq_cli.errors import HqCliError
 from aggregator.hq_cli.output import Progress, flatten, table, write_csv, write_xlsx
 from aggregator.hq_cli.paths import segment
@@ -146,6 +147,59 @@ def test_hq_errors_keep_their_error_id_problems_and_exit_code() -> None:
         "error invalid-request: query.limit: too big",
         "  query.limit: too big",
     ]
+
+
+def test_a_field_problem_names_the_field_and_a_directory_problem_its_entries() -> None:
+    problems = [
+        {"where": "body.timezone", "problem": "unknown time zone"},
+        {"error_id": "unknown-site", "message": "names site 'x'", "entries": ["trunk t", "site x"]},
+    ]
+    refused = HqCliError("invalid-request", "refused", details={"problems": problems})
+    assert refused.lines()[1:] == [
+        "  timezone: unknown time zone",
+        "  trunk t, site x: names site 'x' (unknown-site)",
+    ]
+
+
+def test_field_words_and_a_file_make_the_entry_hq_validates(tmp_path: Path) -> None:
+    words = ["name=Berlin office", 'extensions=["7001"]', "min_length=4", "note=a=b"]
+    assert assignments(words) == {
+        "name": "Berlin office", "extensions": ["7001"], "min_length": "4", "note": "a=b",
+    }  # fmt: skip
+    entry_file = tmp_path / "site.yaml"
+    entry_file.write_text("id: ignored\nsip_address: 10.0.0.1\nname: From file\n")
+    made = new_entry("berlin", ["name=Berlin"], str(entry_file), io.StringIO())
+    assert made == {"id": "berlin", "sip_address": "10.0.0.1", "name": "Berlin"}
+    current = {"id": "berlin", "name": "Berlin", "code": "12"}
+    changed = changed_entry(current, ["id=other", "timezone=Europe/Berlin"], None, ["code"],
+                            io.StringIO())  # fmt: skip
+    assert changed == {"id": "berlin", "name": "Berlin", "timezone": "Europe/Berlin"}
+
+
+@pytest.mark.parametrize(
+    ("words", "unset", "error_id"),
+    [(["name"], [], "bad-field"), (["Name=x"], [], "bad-field"), (["targets=[1,"], [], "bad-field"),
+     ([], [], "nothing-to-change"), ([], ["no such"], "bad-field")],
+)  # fmt: skip
+def test_a_bad_field_word_is_a_usage_error(
+    words: list[str], unset: list[str], error_id: str
+) -> None:
+    with pytest.raises(HqCliError) as caught:
+        changed_entry({"id": "a"}, words, None, unset, io.StringIO())
+    assert (caught.value.error_id, caught.value.exit_code) == (error_id, 2)
+
+
+def test_an_entry_file_that_is_not_one_mapping_is_refused(tmp_path: Path) -> None:
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n")
+    for file, error_id in (
+        (str(listed), "file-invalid"),
+        (str(tmp_path / "none"), "file-unreadable"),
+    ):
+        with pytest.raises(HqCliError) as caught:
+            new_entry("a", [], file, io.StringIO())
+        assert caught.value.error_id == error_id
+    assert new_entry("a", [], "-", io.StringIO('{"sip_address": "h"}'))["sip_address"] == "h"
 
 
 def test_an_answer_that_is_not_hq_still_gets_an_error_id() -> None:

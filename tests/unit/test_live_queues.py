@@ -1,5 +1,5 @@
-"""HQ's check of the queue statistics sites report: valid queues shown, the rest left out
-and logged as each status arrives."""
+"""HQ's check of the queue statistics sites report: valid queues shown (and exported to
+Prometheus), the rest left out and logged as each status arrives."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from aggregator.sites.live_queues import live_queues, log_refused
+from aggregator.sites.live_queues import LiveQueue, live_queues, log_refused
 from aggregator.sites.queries import SiteRow
+from aggregator.sites.queue_metrics import QueueFamilies
 from drivers.sync.protocol import Status
 
 
@@ -75,3 +76,33 @@ def test_a_report_that_is_no_list_of_queues_is_refused(
     assert live_queues([row(garbage)], now=1001.0) == []
     log_refused(None, "site-a", Status(health={"queues": garbage}))  # type: ignore[arg-type]
     assert [r.error_id for r in caplog.records] == ["queue-stats-invalid"]  # type: ignore[attr-defined]
+
+
+def exported(found: list[LiveQueue]) -> dict[tuple[str, ...], float]:
+    """Every sample the queue families hold, by name and label values."""
+    families = QueueFamilies()
+    for live in found:
+        families.add(live)
+    return {(s.name, *s.labels.values()): s.value for f in families.all() for s in f.samples}
+
+
+def test_metrics_show_each_queue_as_the_wallboard_does() -> None:
+    waiting = queue(answered=9, abandoned=1, service_level_percent=80.0)
+    quiet = queue(name="support", waiting=0, oldest_entered=None, service_level_percent=None)
+    samples = exported(live_queues([row([waiting, quiet])], now=1012.5))
+    sales, support = ("site-a", "sales"), ("site-a", "support")
+    assert samples[("callmesh_queue_callers_waiting", *sales)] == 2
+    assert samples[("callmesh_queue_longest_wait_seconds", *sales)] == 12.5
+    assert samples[("callmesh_queue_longest_wait_seconds", *support)] == 0
+    assert samples[("callmesh_queue_agents", *sales, "logged-out")] == 3
+    assert samples[("callmesh_queue_calls_today", *sales, "abandoned")] == 1
+    assert samples[("callmesh_queue_service_level_ratio", *sales)] == 0.8
+    assert ("callmesh_queue_service_level_ratio", *support) not in samples
+    assert samples[("callmesh_queue_service_level_threshold_seconds", *support)] == 20
+
+
+def test_an_offline_site_or_a_refused_queue_has_no_series() -> None:
+    offline = live_queues([row([queue()], online=False)], now=1001.0)
+    refused = live_queues([row([queue(waiting=-1)])], now=1001.0)
+    assert exported(offline) == {}
+    assert exported(refused) == {}

@@ -1,5 +1,6 @@
 """The shipped Prometheus rules and configuration pass promtool: syntax, the rules' own unit
-tests (site offline, store nearly full, Kamailio down, modem recovering), the example config."""
+tests (site offline, store nearly full, Kamailio down, modem recovering, queue service
+level), the example config."""
 
 from __future__ import annotations
 
@@ -39,10 +40,12 @@ def test_alert_rules_pass_their_promtool_unit_tests() -> None:
     assert "SUCCESS" in result.stdout
 
 
-def test_rule_unit_tests_cover_site_offline_and_store_nearly_full() -> None:
+def test_rule_unit_tests_cover_site_offline_store_nearly_full_and_queue_service_level() -> None:
     doc = yaml.safe_load((HERE / "alerts_test.yml").read_text())
     tested = {case["alertname"] for test in doc["tests"] for case in test["alert_rule_test"]}
-    assert {"CallmeshSiteOffline", "CallmeshStoreNearlyFull"} <= tested
+    assert {
+        "CallmeshSiteOffline", "CallmeshStoreNearlyFull", "CallmeshQueueServiceLevelBreached",
+    } <= tested  # fmt: skip
     assert tested <= alert_names(HERE / "alerts.yml")
 
 
@@ -50,7 +53,7 @@ def test_every_alert_the_issue_asks_for_is_there() -> None:
     assert {
         "CallmeshSiteOffline", "CallmeshBacklogGrowing", "CallmeshStoreNearlyFull",
         "CallmeshSimFlaggedForReview", "CallmeshModemRecovering", "CallmeshKamailioDown",
-        "CallmeshRtpengineDown",
+        "CallmeshRtpengineDown", "CallmeshQueueServiceLevelBreached",
     } <= alert_names(HERE / "alerts.yml")  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,3 +80,41 @@ def test_summary_by_day_counts_each_cdr_once(engine: sa.Engine) -> None:
     with engine.connect() as conn:
         days = reports.summary(conn, None, *span, zone, "day")
     assert sum(day["calls"] for day in days) == CDRS
+
+
+@pytest.mark.parametrize(
+    ("tz", "start", "end"),
+    [
+        ("UTC", "2025-11-24", "2026-03-01"),
+        ("America/New_York", "2026-02-20", "2026-03-20"),  # spring forward on 8 March
+        ("Asia/Kolkata", "2025-12-03T13:00", "2025-12-20T07:00"),
+    ],
+)
+def test_summaries_and_calls_by_hour_of_day_match_a_scan_of_the_cdrs_across_offset_changes(
+    engine: sa.Engine, tz: str, start: str, end: str
+) -> None:
+    zone = reports.zone(tz)
+    span = (reports.parse_time(start, zone), reports.parse_time(end, zone))
+    query = sa.select(cdrs.c.started_ms, cdrs.c.disposition).where(
+        cdrs.c.started_ms >= span[0] // 3_600_000 * 3_600_000, cdrs.c.started_ms < span[1]
+    )
+    per_day: Counter[str] = Counter()
+    per_hour: dict[str, Counter[int]] = {}
+    of_day: Counter[int] = Counter()
+    with engine.connect() as conn:
+        for started_ms, _ in conn.execute(query):
+            local = datetime.datetime.fromtimestamp(started_ms // 3_600_000 * 3600, zone)
+            per_day[local.date().isoformat()] += 1
+            per_hour.setdefault(local.date().isoformat(), Counter())[local.hour] += 1
+            of_day[local.hour] += 1
+        days = reports.summary(conn, None, *span, zone, "day")
+        hours_of_day = reports.hour_of_day_calls(conn, None, *span, zone)
+        hours = reports.summary(conn, frozenset({"site-a"}), *span, zone, "hour")
+    assert {day["period"]: day["calls"] for day in days} == per_day
+    for day in days:
+        counts = per_hour[day["period"]]
+        busiest = max(counts, key=lambda h: (counts[h], -h))
+        assert day["busiest_hour"] == f"{busiest:02d}:00"
+    assert sum(hour["calls"] for hour in hours) == sum(per_day.values())
+    assert hours_of_day == [of_day[h] for h in range(24)]
+    assert [h["period"] for h in hours] == sorted(h["period"] for h in hours)

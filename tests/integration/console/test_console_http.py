@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -190,3 +192,15 @@ def test_the_sites_page_shows_each_sites_last_upgrade(tmp_path: Path) -> None:
         page = client.get("/console/sites").text
     assert "0.1.0 → 0.1.2&lt;b&gt; rolled-back (health-check-failed)" in page
     assert 'title="2026-12-07T06:01:00+00:00"' in page
+
+
+def test_the_report_charts_count_each_call_once_by_day_and_by_hour_of_day(app: FastAPI) -> None:
+    with TestClient(app) as client:
+        sign_in(client, "site-viewer")
+        page = client.get("/console/reports", params={"from": "2025-11-24", "to": "2025-11-25"})
+    found = re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', page.text)
+    assert found is not None, page.text
+    charts = json.loads(html.unescape(found.group(1)))
+    assert charts["days"] == {"labels": ["2025-11-24"], "answered": [15], "unanswered": [5]}
+    assert charts["hours"]["labels"][16] == "16:00"
+    assert charts["hours"]["calls"] == [20 if hour == 16 else 0 for hour in range(24)]

@@ -6,7 +6,8 @@ minute, so only the live status part (sent within about a second of a change) ca
 the page in time. A pjsua2 phone dials the queue while no agent is logged in: the page
 shows it waiting, then, once it hangs up, the queue empty and the call abandoned. A
 second caller waits until the agent logs in and answers on its phone: the page shows it
-answered, the agent talking and the service level, all without being reloaded.
+answered, the agent talking and the service level, all without being reloaded. HQ's
+/metrics shows the same values per site and queue at each step.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import yaml
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.integration.console.browser import Screens, chromium, sign_in_at, wait
+from tests.integration.observability_env import promtool, sample, scrape
 from tests.integration.pbx.harness import API_TOKEN, Phone, media, require_debs
 from tests.integration.pbx.test_recordings_to_hq import Branch, running, with_pbx
 from tests.procs import write_yaml
-from tests.sync_env import TOKEN, SyncEnv, make_env
+from tests.sync_env import TOKEN, SyncEnv, make_env, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 LIVE_WAIT_S = 15  # a status within ~1 s of the change, then the page's next 1 s poll
@@ -77,6 +79,33 @@ def log_in(env: SyncEnv, agent: str) -> None:
     assert answer.status_code == 200, answer.text
 
 
+def scraped(env: SyncEnv, **expected: float) -> dict[str, float | None]:
+    """The support queue's series in HQ's /metrics, once they hold ``expected``."""
+    labels = f'queue="support",site="{env.site_id}"'  # as the scrape writes them: sorted
+    series = {
+        "waiting": f"callmesh_queue_callers_waiting{{{labels}}}",
+        "longest_wait": f"callmesh_queue_longest_wait_seconds{{{labels}}}",
+        "logged_out": f'callmesh_queue_agents{{{labels},state="logged-out"}}',
+        "on_call": f'callmesh_queue_agents{{{labels},state="on-call"}}',
+        "answered": f'callmesh_queue_calls_today{{outcome="answered",{labels}}}',
+        "abandoned": f'callmesh_queue_calls_today{{outcome="abandoned",{labels}}}',
+        "level": f"callmesh_queue_service_level_ratio{{{labels}}}",
+        "threshold": f"callmesh_queue_service_level_threshold_seconds{{{labels}}}",
+    }
+    found: dict[str, float | None] = {}
+
+    def holds() -> bool:
+        text = scrape(env.agg_url)
+        found.update({key: sample(text, name) for key, name in series.items()})
+        return all(found[key] == value for key, value in expected.items())
+
+    try:
+        wait_for(holds, LIVE_WAIT_S, f"HQ's /metrics to show {expected}", interval=0.5)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; last scrape: {found}") from None
+    return found
+
+
 def test_the_wallboard_follows_callers_waiting_abandoning_and_answered(
     env: SyncEnv, tmp_path: Path
 ) -> None:
@@ -97,6 +126,9 @@ def test_the_wallboard_follows_callers_waiting_abandoning_and_answered(
             wait(driver, lambda d: shows(d, env, waiting="1", total="1"), LIVE_WAIT_S)
             shown_after = time.monotonic() - queued
             screens.take(driver, "wallboard-caller-waiting")
+            waiting = scraped(env, waiting=1, logged_out=1, threshold=60)
+            assert (waiting["longest_wait"] or 0) > 0
+            assert waiting["level"] is None, "no service level before the day's first outcome"
             alice.send("hangup")
             alice.state("DISCONNECTED")
             wait(driver, lambda d: shows(d, env, waiting="0", abandoned="1"), LIVE_WAIT_S)
@@ -110,6 +142,9 @@ def test_the_wallboard_follows_callers_waiting_abandoning_and_answered(
                  LIVE_WAIT_S)  # fmt: skip
             screens.take(driver, "wallboard-caller-answered")
             assert board(driver, env.site_id)["service-level"] == "50%"
+            scraped(env, waiting=0, longest_wait=0, on_call=1, answered=1, abandoned=1, level=0.5)
+            linted = promtool("check", "metrics", stdin=scrape(env.agg_url))
+            assert (linted.returncode, linted.stdout.strip()) == (0, ""), linted.stdout
             carol.send("hangup")
             carol.state("DISCONNECTED")
         finally:

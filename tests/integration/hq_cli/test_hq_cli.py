@@ -188,6 +188,78 @@ def test_the_directory_reads_back_an_entry_and_each_sites_snapshot(hq: Deploymen
     assert snapshots[0]["version"] >= 1
 
 
+def test_an_admin_adds_changes_and_removes_a_site_trunk_and_rule(
+    hq: Deployment, tmp_path: Path
+) -> None:
+    trunk = tmp_path / "trunk.yaml"
+    trunk.write_text("site: site-cli\nkind: sip\nnumbers: ['+4930100200']\n")
+    added = ok(callmesh_hq(hq, "directory", "add", "sites", "site-cli", "name=CLI office",
+                           "sip_address=10.9.0.1", 'extensions=["7001","7002"]'))  # fmt: skip
+    assert added.startswith("added site site-cli (directory revision ")
+    assert "site-cli v" in added, "the new site gets its routing table"
+    ok(callmesh_hq(hq, "directory", "add", "trunks", "cli-out", "--file", str(trunk)))
+    rule = ("prefix=0", "min_length=4", 'targets=[{"trunk": "cli-out", "strip": 1}]')
+    ok(callmesh_hq(hq, "directory", "add", "rules", "cli-out", *rule))
+    change = ("timezone=Europe/Berlin", "--unset", "name")
+    changed = ok(callmesh_hq(hq, "directory", "change", "sites", "site-cli", *change))
+    assert changed.startswith("changed site site-cli")
+    shown = json.loads(ok(callmesh_hq(hq, "directory", "show", "sites", "site-cli", "--json")))
+    assert (shown["name"], shown["timezone"], shown["extensions"]) == (
+        "", "Europe/Berlin", ["7001", "7002"],
+    )  # fmt: skip
+    shown_rule = json.loads(ok(callmesh_hq(hq, "directory", "show", "rules", "cli-out", "--json")))
+    assert (shown_rule["min_length"], shown_rule["targets"][0]["strip"]) == (4, 1)
+    for kind in ("rules", "trunks", "sites"):
+        assert ok(callmesh_hq(hq, "directory", "remove", kind, "cli-out" if kind != "sites"
+                              else "site-cli")).startswith("removed ")  # fmt: skip
+    listed = json.loads(ok(callmesh_hq(hq, "directory", "list", "sites", "--json")))
+    assert "site-cli" not in [s["id"] for s in listed]
+
+
+def test_a_refused_directory_change_names_the_field_and_exits_2(hq: Deployment) -> None:
+    bad_zone = callmesh_hq(hq, "directory", "add", "sites", "site-bad", "sip_address=10.9.0.2",
+                           "timezone=Mars/Olympus")  # fmt: skip
+    assert (bad_zone.returncode, bad_zone.stdout) == (2, "")
+    assert bad_zone.stderr.startswith("error invalid-request: body.timezone:")
+    assert "\n  timezone: Value error, unknown time zone 'Mars/Olympus'" in bad_zone.stderr
+    orphan = callmesh_hq(hq, "directory", "add", "trunks", "orphan", "site=nowhere",
+                         'numbers=["+4930100300"]')  # fmt: skip
+    assert orphan.returncode == 2, orphan.stderr
+    assert orphan.stderr.startswith("error unknown-site: trunk orphan names site 'nowhere'")
+    assert "\n  trunk orphan, site nowhere: trunk orphan names" in orphan.stderr
+    again = callmesh_hq(hq, "directory", "add", "sites", SITE, "sip_address=10.1.0.1")
+    assert (again.returncode, again.stderr.split()[1]) == (2, "entry-exists:")
+    viewer = callmesh_hq(hq, "directory", "remove", "sites", SITE, role="hq-viewer")
+    assert (viewer.returncode, viewer.stderr.split()[1]) == (3, "role-forbidden:")
+    nothing = callmesh_hq(hq, "directory", "change", "sites", SITE)
+    assert (nothing.returncode, nothing.stderr.split()[1]) == (2, "nothing-to-change:")
+    unknown = callmesh_hq(hq, "directory", "change", "trunks", "nowhere", "kind=gsm")
+    assert (unknown.returncode, unknown.stderr.split()[1]) == (4, "unknown-entry:")
+
+
+def test_the_numbering_plan_is_shown_and_changed(hq: Deployment) -> None:
+    entry = {"id": SITE, "sip_address": "10.1.0.1", "extensions": ["1001"], "code": "1"}
+    answer = httpx.put(
+        f"{hq.env.agg_url}/api/v1/directory/sites/{SITE}",
+        json=entry,
+        headers={"Authorization": f"Bearer {TOKENS['admin']}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    assert ok(callmesh_hq(hq, "directory", "plan")).startswith("numbering plan: flat")
+    changed = ok(callmesh_hq(hq, "directory", "plan", "--site-codes", "--site-prefix", "8"))
+    assert changed.startswith("changed the numbering plan (directory revision ")
+    assert changed.endswith("site codes (other sites dialled as 8<code><extension>)\n")
+    uncoded = callmesh_hq(hq, "directory", "change", "sites", SITE, "--unset", "code")
+    assert (uncoded.returncode, uncoded.stderr.split()[1]) == (2, "missing-site-code:")
+    assert f"\n  site {SITE}: site {SITE} needs a code" in uncoded.stderr
+    bad = callmesh_hq(hq, "directory", "plan", "--site-prefix", "123")
+    assert (bad.returncode, bad.stderr.split()[1]) == (2, "invalid-request:")
+    assert "\n  site_prefix: String should match pattern" in bad.stderr
+    ok(callmesh_hq(hq, "directory", "plan", "--flat", "--site-prefix", ""))
+    ok(callmesh_hq(hq, "directory", "change", "sites", SITE, "--unset", "code"))
+
+
 @pytest.mark.parametrize(
     ("role", "args", "code", "error_id"),
     [
