@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from drivers.signature import DEFAULT_TRUSTED
+
 if TYPE_CHECKING:
     from appliance.settings import ApplianceSettings
     from appliance.upgrade.health import HealthCheck
-
-from drivers.signature import DEFAULT_TRUSTED
 
 DEFAULT_CONFIG = Path("/etc/callmesh/appliance.yaml")
 DEFAULT_DATA_DIR = Path("/var/lib/callmesh")
