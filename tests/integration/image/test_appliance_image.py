@@ -6,8 +6,8 @@ The image is built once per module by ``image/build-image`` (or taken from
 serial console and uses it on the appliance's API through a loopback forward.
 
 The A/B fallback test (slot B written broken: systemd-boot tries it three times, then
-boots slot A, which must come up healthy) takes about 15 minutes under software emulation
-(docs in image/README.md), so it runs only with ``CALLMESH_SLOW_TESTS=1``.
+boots slot A, which must come up healthy) takes about 6 minutes under software emulation
+on a loaded machine (image/README.md), so it runs only with ``CALLMESH_SLOW_TESTS=1``.
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ KERNEL_LINE = re.compile(r"Kernel command line:.*root=PARTLABEL=root-([ab])")
 
 @pytest.mark.skipif(
     not os.environ.get("CALLMESH_SLOW_TESTS"),
-    reason="about 15 minutes under TCG: set CALLMESH_SLOW_TESTS=1 (image/README.md)",
+    reason="about 6 minutes under TCG: set CALLMESH_SLOW_TESTS=1 (image/README.md)",
 )
 def test_a_broken_slot_b_is_tried_three_times_then_slot_a_boots_healthy(
     image: Path, tmp_path: Path
