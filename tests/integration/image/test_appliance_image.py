@@ -183,13 +183,17 @@ def test_a_broken_slot_b_is_tried_three_times_then_slot_a_boots_healthy(
 ) -> None:
     disk = tmp_path / "ab.img"
     subprocess.run(["cp", "--sparse=always", str(image), str(disk)], check=True, timeout=600)
-    _write_broken_slot_b(disk, tmp_path)
-    port = free_port()
-    started = time.monotonic()
-    with booted(disk, tmp_path, port, reboots=True) as vm:
-        health = _wait_healthy(port, 3 * BOOT_TIMEOUT_S)
-        print(f"\nA/B fallback, power-on to healthy slot A: {time.monotonic() - started:.0f} s")
-        tried = [found.group(1) for found in KERNEL_LINE.finditer(vm.console())]
+    try:
+        _write_broken_slot_b(disk, tmp_path)
+        port = free_port()
+        started = time.monotonic()
+        with booted(disk, tmp_path, port, reboots=True) as vm:
+            health = _wait_healthy(port, 3 * BOOT_TIMEOUT_S)
+            booted_s = time.monotonic() - started
+            print(f"\nA/B fallback, power-on to healthy slot A: {booted_s:.0f} s")
+            tried = [found.group(1) for found in KERNEL_LINE.finditer(vm.console())]
+    finally:
+        disk.unlink()
     assert tried == ["b", "b", "b", "a"], vm.console()[-3000:]
     assert health["status"] == "ok", health
 
