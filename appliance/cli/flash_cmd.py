@@ -1,8 +1,9 @@
 """`callmesh flash IMAGE DEVICE`: write a firmware image to a disk, with progress, and verify it.
 
-Order of work: the image is checked against its published SHA-256 before the device is
-touched; the device is refused if it is mounted, in use, holds this system or is too small;
-after writing, the device is read back and compared byte for byte.
+Order of work: the image's published SHA-256 must be signed by a trusted release key and
+the image must match it before the device is touched; the device is refused if it is
+mounted, in use, holds this system or is too small; after writing, the device is read
+back and compared byte for byte.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 from typing import TextIO
+
+from drivers.signature import DEFAULT_TRUSTED
 
 MIB = 1024 * 1024
 
@@ -23,7 +26,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="write a firmware image to a disk and verify it",
         description="Write IMAGE (a raw disk image) to DEVICE (a whole disk such as "
         "/dev/sdb), showing progress, then read the disk back and compare. The image must "
-        "match the SHA-256 published beside it (IMAGE.sha256) or given with --checksum. "
+        "match the SHA-256 published beside it (IMAGE.sha256) or given with --checksum, "
+        "and that file must be signed (FILE.asc or FILE.sig beside it) by a release key "
+        "trusted here (--trusted-keys). "
         "Mounted disks, disks in use and the disk holding the running system are refused. "
         "Exit codes: 0 written and verified, 1 refused or failed, 2 usage.",
     )
@@ -32,6 +37,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument(
         "--checksum", type=Path, metavar="FILE", help="sha256sum file (default IMAGE.sha256)"
     )
+    parser.add_argument(
+        "--trusted-keys", type=Path, default=DEFAULT_TRUSTED, metavar="DIR",
+        help=f"directory of trusted release keys, *.gpg (default {DEFAULT_TRUSTED})",
+    )  # fmt: skip
     parser.add_argument("--yes", action="store_true", help="do not ask before erasing DEVICE")
     parser.add_argument(
         "--no-verify", action="store_true", help="skip reading the device back after writing"
@@ -43,7 +52,7 @@ def _flash(args: argparse.Namespace) -> int:
     from drivers.flash import FlashError, Image, Target, verify, write
 
     try:
-        image = Image.open(args.image, args.checksum)
+        image = Image.open(args.image, args.trusted_keys, args.checksum)
         target = Target.open(args.device)
         target.require_room_for(image.size)
         if not args.yes and not _confirmed(target.path, target.size, target.model):

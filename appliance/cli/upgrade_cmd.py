@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from drivers.signature import DEFAULT_TRUSTED
+
 if TYPE_CHECKING:
     from appliance.settings import ApplianceSettings
     from appliance.upgrade.health import HealthCheck
@@ -24,19 +26,23 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser = sub.add_parser(
         "upgrade",
         help="install a new callmesh release; roll back if it fails its health check",
-        description="Install the callmesh packages of a new release (as root): they must "
-        "be the callmesh packages installed here, of one other version, matching the SHA-256 "
-        "published with them (--sha256 FILE, else PACKAGE.deb.sha256 or SHA256SUMS beside "
-        "them). The installed release is kept first (in --releases), the new one installed "
-        "with apt, the running services restarted and checked: each unit active, the "
-        "appliance's /healthz answering 200 and `callmesh doctor --offline` without failure, "
-        "within --timeout. A release that fails is replaced by the kept one. Every attempt "
-        "goes to the journal (callmesh-upgrade) and to upgrades.json in the data directory, "
-        "and is reported to HQ. Given one IMAGE.img instead (a box flashed with the A/B "
-        "image), its root file system goes into the inactive slot with its SHA-256 checked "
-        "(IMAGE.img.sha256), and the next boot tries it: kept once healthy, the running "
-        "slot again after 3 boots that are not. Exit codes: 0 upgraded (or slot written), "
-        "1 refused, rolled back or failed, 2 usage. See image/README.md (Upgrading).",
+        description=(
+            "Install the callmesh packages of a new release (as root): they must be the "
+            "callmesh packages installed here, of one other version, matching the SHA-256 "
+            "published with them (--sha256 FILE, else PACKAGE.deb.sha256 or SHA256SUMS beside "
+            "them), that file signed (FILE.asc or FILE.sig beside it) by a release key "
+            "trusted here (--trusted-keys). The installed release is kept first (in "
+            "--releases), the new one installed with apt, the running services restarted and "
+            "checked: each unit active, the appliance's /healthz answering 200 and `callmesh "
+            "doctor --offline` without failure, within --timeout. A release that fails is "
+            "replaced by the kept one. Every attempt goes to the journal (callmesh-upgrade) "
+            "and to upgrades.json in the data directory, and is reported to HQ. Given one "
+            "IMAGE.img instead (a box flashed with the A/B image), its root file system goes "
+            "into the inactive slot with its SHA-256 checked (IMAGE.img.sha256, signed the "
+            "same way), and the next boot tries it: kept once healthy, the running slot again "
+            "after 3 boots that are not. Exit codes: 0 upgraded (or slot written), 1 refused, "
+            "rolled back or failed, 2 usage. See image/README.md (Upgrading)."
+        ),
     )
     parser.add_argument(
         "packages", type=Path, nargs="*", metavar="PACKAGE.deb|IMAGE.img",
@@ -50,6 +56,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument(
         "--sha256", type=Path, metavar="FILE", help="sha256sum file of the packages or image"
     )
+    parser.add_argument(
+        "--trusted-keys", type=Path, default=DEFAULT_TRUSTED, metavar="DIR",
+        help=f"directory of trusted release keys, *.gpg (default {DEFAULT_TRUSTED})",
+    )  # fmt: skip
     parser.add_argument(
         "--config", "-c", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
         help=f"appliance config: data directory, /healthz (default {DEFAULT_CONFIG})",
@@ -68,6 +78,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _run(args: argparse.Namespace) -> int:
     # Everything the upgrade uses is imported now: the install replaces these files.
     from appliance.upgrade import UpgradeError, UpgradeLog
+    from appliance.upgrade.release import Checksums
     from appliance.upgrade.service import Upgrader, UpgradeRequest
     from drivers.debpkg import DebianSystem
 
@@ -84,7 +95,10 @@ def _run(args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     args.releases.mkdir(mode=0o700, parents=True, exist_ok=True)
     request = UpgradeRequest(
-        tuple(args.packages), args.sha256, args.releases, _check(args, settings)
+        tuple(args.packages),
+        Checksums(args.sha256, args.trusted_keys),
+        args.releases,
+        _check(args, settings),
     )
     with (args.releases / ".lock").open("w") as lock:
         try:

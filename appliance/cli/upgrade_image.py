@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from appliance.cli.flash_cmd import ProgressBar
 from appliance.upgrade import UpgradeAttempt, UpgradeError, UpgradeLog
 from appliance.upgrade.image import SlotPaths, boot_check, on_trial, write_slot
+from appliance.upgrade.release import Checksums
 from drivers.daemon.version import __version__
 
 BOOT_UNIT = "callmesh-appliance.service"
@@ -19,7 +20,8 @@ def upgrade_image(args: argparse.Namespace, log: UpgradeLog) -> int:
     """Write the image into the inactive slot; the next boot tries it."""
     started = _now()
     try:
-        written = write_slot(args.packages[0], args.sha256, SlotPaths(), ProgressBar)
+        sums = Checksums(args.sha256, args.trusted_keys)
+        written = write_slot(args.packages[0], sums, SlotPaths(), ProgressBar)
     except UpgradeError as err:
         log.append(
             UpgradeAttempt(__version__, "", "refused", err.error_id, str(err), started, _now())

@@ -1,6 +1,7 @@
 """``callmesh upgrade IMAGE.img``: the image's root file system into the other slot.
 
-The image (``image/build-image``) must match its published SHA-256; its ``root-a``
+The image (``image/build-image``) must match its published SHA-256, signed by a trusted
+release key (``drivers.signature``); its ``root-a``
 partition is written to this box's inactive slot partition, its kernel and initrd to
 ``ESP/callmesh-X/``, and a counted loader entry (``slots``) makes it the default for
 the next boot. ``boot_check`` runs at every boot (``callmesh-boot-check.service``,
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from appliance.upgrade import slots
 from appliance.upgrade.errors import ReleaseError
+from appliance.upgrade.release import Checksums
 from drivers.flash import FlashError, Image
 from drivers.flash.gpt import Partition, copy_partition, fat_read, partitions
 
@@ -44,17 +46,19 @@ class SlotWritten:
 
 def write_slot(
     image_path: Path,
-    checksum: Path | None,
+    sums: Checksums,
     paths: SlotPaths,
     progress: Callable[[str, int], Progress],
 ) -> SlotWritten:
     """Check the image and write it into the inactive slot; the next boot tries it."""
     try:
-        image = Image.open(image_path, checksum)
+        image = Image.open(image_path, sums.trusted, sums.sha256_file)
         image.check(progress("check", image.size))
         parts = partitions(image_path)
     except FlashError as err:
-        raise ReleaseError(err.error_id, str(err), "fetch the image and its .sha256 again") from err
+        raise ReleaseError(
+            err.error_id, str(err), "fetch the image with its .sha256 and its signature again"
+        ) from err
     slot = slots.other_slot(slots.running_slot(paths.cmdline.read_text()))
     root, esp = _part(parts, "root-a"), _part(parts, "esp")
     target = _target(paths.partitions / f"root-{slot}", root, paths.mounts)

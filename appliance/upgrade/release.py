@@ -5,7 +5,8 @@ command line must be callmesh packages of one version other than the installed o
 this architecture, cover every callmesh package installed here (they depend on each
 other at exactly one version) and match the SHA-256 published with them: ``--sha256
 FILE``, else ``PACKAGE.deb.sha256`` beside each, else ``SHA256SUMS`` in its directory
-(sha256sum format).
+(sha256sum format). The checksum file used must be signed by a trusted release key
+(``FILE.asc`` or ``FILE.sig`` beside it, ``drivers.signature``).
 
 The installed release is kept in ``releases/VERSION/``, a root-only directory: from
 there, from apt's cache, or rebuilt from the installed files by dpkg-repack.
@@ -23,6 +24,7 @@ from typing import Protocol
 
 from appliance.upgrade.errors import ReleaseError
 from drivers.debpkg import DebInfo, PackageSystemError, read_deb
+from drivers.signature import SignatureError, verify
 
 PACKAGES = ("callmesh", "callmesh-appliance", "callmesh-aggregator")
 APT_CACHE = Path("/var/cache/apt/archives")
@@ -60,9 +62,17 @@ class Release:
         return [deb.path for deb in self.debs]
 
 
-def load_release(paths: Sequence[Path], sha256_file: Path | None, arch: str) -> Release:
+@dataclass(frozen=True)
+class Checksums:
+    """Where the packages' SHA-256 come from, and the release keys that must sign it."""
+
+    sha256_file: Path | None
+    trusted: Path
+
+
+def load_release(paths: Sequence[Path], sums: Checksums, arch: str) -> Release:
     """The packages at ``paths`` as a release, once each checks out."""
-    debs = tuple(_checked(path, sha256_file, arch) for path in paths)
+    debs = tuple(_checked(path, sums, arch) for path in paths)
     versions = sorted({deb.version for deb in debs})
     if len(versions) != 1:
         raise ReleaseError(
@@ -76,7 +86,7 @@ def load_release(paths: Sequence[Path], sha256_file: Path | None, arch: str) -> 
     return Release(versions[0], debs)
 
 
-def _checked(path: Path, sha256_file: Path | None, arch: str) -> DebInfo:
+def _checked(path: Path, sums: Checksums, arch: str) -> DebInfo:
     """One package: readable, a callmesh package for ``arch``, with the published SHA-256."""
     if not path.is_file():
         raise ReleaseError("package-missing", f"{path}: no such file", "check the path")
@@ -96,22 +106,22 @@ def _checked(path: Path, sha256_file: Path | None, arch: str) -> DebInfo:
             f"{path} is for {deb.architecture}, this box is {arch}",
             f"use the {arch} build of the release",
         )
-    _check_sha256(path, _expected_sha256(path, sha256_file))
+    _check_sha256(path, _expected_sha256(path, sums))
     return deb
 
 
-def _expected_sha256(path: Path, sha256_file: Path | None) -> str:
+def _expected_sha256(path: Path, sums: Checksums) -> str:
     candidates = (
-        [sha256_file]
-        if sha256_file
+        [sums.sha256_file]
+        if sums.sha256_file
         else [path.with_name(path.name + ".sha256"), path.with_name("SHA256SUMS")]
     )
     for candidate in candidates:
         try:
-            lines = candidate.read_text().splitlines()
+            signed = candidate.read_bytes()
         except OSError:
             continue
-        for line in lines:
+        for line in _verified(signed, candidate, sums.trusted).splitlines():
             found = _SHA256_LINE.match(line.strip())
             if found and Path(found.group(2)).name == path.name:
                 return found.group(1).lower()
@@ -120,6 +130,17 @@ def _expected_sha256(path: Path, sha256_file: Path | None) -> str:
         f"no SHA-256 for {path.name} in {', '.join(str(c) for c in candidates)}",
         "publish PACKAGE.deb.sha256 or SHA256SUMS beside the packages, or name one with --sha256",
     )
+
+
+def _verified(signed: bytes, path: Path, trusted: Path) -> str:
+    """The checksum file's text, once its signature by a trusted key checks out."""
+    try:
+        verify(signed, path, trusted)
+    except SignatureError as err:
+        raise ReleaseError(
+            err.error_id, str(err), "use the release's SHA256SUMS with its signature"
+        ) from err
+    return signed.decode(errors="replace")
 
 
 def _check_sha256(path: Path, expected: str) -> None:

@@ -13,6 +13,7 @@ from appliance.upgrade.errors import HealthError, ReleaseError, UpgradeError
 from appliance.upgrade.health import HealthCheck, Services, restart_stale, wait_healthy
 from appliance.upgrade.record import UpgradeAttempt, UpgradeLog
 from appliance.upgrade.release import (
+    Checksums,
     Packages,
     Release,
     installed_release,
@@ -45,7 +46,7 @@ class UpgradeRequest:
     """What ``callmesh upgrade`` was asked to do."""
 
     packages: tuple[Path, ...]
-    sha256_file: Path | None
+    sums: Checksums
     releases: Path
     check: HealthCheck
 
@@ -85,7 +86,7 @@ class Upgrader:
 
     def _upgrade(self, request: UpgradeRequest, versions: list[str]) -> None:
         self.say("checking the packages")
-        release = load_release(request.packages, request.sha256_file, self.system.architecture())
+        release = load_release(request.packages, request.sums, self.system.architecture())
         versions[1] = release.version
         installed = installed_release(self.system, release)
         versions[0] = installed["callmesh"]

@@ -3,7 +3,8 @@
 Errors (each carries a stable ``error_id``)::
 
     FlashError
-    ├── ImageError    the image is unreadable, has no checksum, or does not match it
+    ├── ImageError    the image is unreadable, has no checksum, its checksum is not
+    │                 signed by a trusted key, or the image does not match it
     ├── TargetError   the device is not a block device, is mounted, holds the running
     │                 system, or is too small
     └── VerifyError   what was read back from the device differs from the image

@@ -1,4 +1,8 @@
-"""A raw disk image and the SHA-256 it is published with (``IMAGE.sha256``, sha256sum format)."""
+"""A raw disk image and the SHA-256 it is published with (``IMAGE.sha256``, sha256sum format).
+
+The checksum file must carry a detached OpenPGP signature by a trusted release key
+(``IMAGE.sha256.asc`` or ``.sig``, ``drivers.signature``), checked before its hash is used.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drivers.flash.errors import ImageError
+from drivers.signature import SignatureError, verify
 
 CHUNK = 4 * 1024 * 1024
 _SHA256_LINE = re.compile(r"^([0-9a-fA-F]{64})(?:\s+\*?(\S.*))?$")
@@ -23,8 +28,11 @@ class Image:
     sha256: str
 
     @classmethod
-    def open(cls, path: Path, checksum_file: Path | None = None) -> Image:
-        """The image at ``path`` with the checksum from ``checksum_file`` (default: beside it)."""
+    def open(cls, path: Path, trusted: Path, checksum_file: Path | None = None) -> Image:
+        """The image at ``path`` with the signed checksum from ``checksum_file`` (or beside it).
+
+        ``trusted`` is the directory of trusted release keys.
+        """
         checksum_file = checksum_file or path.with_name(path.name + ".sha256")
         try:
             size = path.stat().st_size
@@ -32,7 +40,7 @@ class Image:
             raise ImageError("image-unreadable", f"cannot read image {path}: {err}") from err
         if size == 0:
             raise ImageError("image-empty", f"image {path} is empty")
-        return cls(path, size, _expected_sha256(checksum_file, path.name))
+        return cls(path, size, _expected_sha256(checksum_file, path.name, trusted))
 
     def check(self, progress: Callable[[int], None] | None = None) -> None:
         """Hash the whole image; raise ``checksum-mismatch`` unless it is the published one."""
@@ -50,16 +58,20 @@ class Image:
             )
 
 
-def _expected_sha256(checksum_file: Path, image_name: str) -> str:
+def _expected_sha256(checksum_file: Path, image_name: str, trusted: Path) -> str:
     try:
-        lines = checksum_file.read_text().splitlines()
+        signed = checksum_file.read_bytes()
     except OSError as err:
         raise ImageError(
             "checksum-missing",
             f"no checksum for the image ({checksum_file}: {err.strerror}); "
             "publish IMAGE.sha256 beside it or name one with --checksum",
         ) from err
-    for line in lines:
+    try:
+        verify(signed, checksum_file, trusted)
+    except SignatureError as err:
+        raise ImageError(err.error_id, str(err)) from err
+    for line in signed.decode(errors="replace").splitlines():
         found = _SHA256_LINE.match(line.strip())
         if found and found.group(2) in (None, image_name):
             return found.group(1).lower()

@@ -16,6 +16,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from tests.release_key import ReleaseKey
+
 BROKEN = 'raise RuntimeError("this release is broken on purpose (upgrade test)")\n'
 
 
@@ -25,12 +27,15 @@ def _sh(argv: Sequence[str], timeout: float = 300) -> str:
     return done.stdout
 
 
-def next_release(debs: Sequence[Path], version: str, out: Path, broken: bool = False) -> list[Path]:
-    """``debs`` repacked at ``version`` in ``out``, with a SHA256SUMS beside them."""
+def next_release(
+    debs: Sequence[Path], version: str, out: Path, signer: ReleaseKey, broken: bool = False
+) -> list[Path]:
+    """``debs`` repacked at ``version`` in ``out``, with a SHA256SUMS signed by ``signer``."""
     out.mkdir(parents=True)
     made = [_repack(deb, version, out, broken) for deb in debs]
     sums = [f"{hashlib.sha256(deb.read_bytes()).hexdigest()}  {deb.name}" for deb in made]
     (out / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    signer.sign(out / "SHA256SUMS")
     return made
 
 

@@ -34,6 +34,7 @@ from tests.integration.debian_container import (
     mounts_under,
     stop_rootfs,
 )
+from tests.release_key import ReleaseKey
 
 pytestmark = [
     pytest.mark.timeout(1200),
@@ -55,6 +56,8 @@ APPLIANCE = {
         "extensions": [{"number": "1001", "password": "secret-1001-x", "name": "Desk"}],
     },
     "pbx": {"enabled": True, "sip_host": "127.0.0.1"},
+    # A queue, so that the appliance serves its agent pages (and their htmx).
+    "contact": {"queues": {"sales": {"number": "600", "agents": [{"extension": "1001"}]}}},
 }
 CAP_NET_ADMIN = 1 << 12
 
@@ -140,6 +143,19 @@ def _healthz(box: Container, port: int) -> str:
     return box.wait_for(probe, timeout=120).stdout
 
 
+def _get(box: Container, port: int, path: str) -> list[str]:
+    """Status, content type and the first bytes of a GET inside the box."""
+    probe = (
+        "python3 -c 'import urllib.request as u; "
+        f'r = u.urlopen("http://127.0.0.1:{port}{path}", timeout=5); '
+        'print(r.status); print(r.headers["content-type"]); '
+        'print(r.read(4096).decode(errors="replace"))\''
+    )
+    done = box.sh(probe)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
 def _stat(box: Container, *paths: str) -> list[str]:
     done = box.sh(f"stat -c '%U:%G %a %n' {' '.join(paths)}")
     assert done.returncode == 0, done.stderr
@@ -213,6 +229,41 @@ def test_config_is_root_owned_group_readable_and_state_belongs_to_callmesh(
     assert venv.stdout == ""
 
 
+@pytest.mark.parametrize(
+    ("port", "library", "marker"),
+    [
+        (8800, "htmx.min.js", "htmx"),
+        (8800, "chart.umd.min.js", "Chart.js"),
+        (8080, "htmx.min.js", "htmx"),
+    ],
+    ids=["hq-htmx", "hq-chart", "appliance-htmx"],
+)
+def test_the_installed_consoles_serve_their_javascript_libraries(
+    container: Container, port: int, library: str, marker: str
+) -> None:
+    status, content_type, *body = _get(container, port, f"/console/vendor/{library}")
+
+    assert status == "200"
+    assert content_type.startswith("text/javascript")
+    assert marker in "\n".join(body)
+
+
+def test_the_package_ships_only_the_served_libraries_and_their_licences(
+    container: Container,
+) -> None:
+    listed = container.sh(
+        "cd /opt/callmesh/venv/lib/python3*/site-packages/aggregator/console/node_modules"
+        " && find . -type f | sort"
+    )
+
+    assert listed.stdout.split() == [
+        "./chart.js/LICENSE.md",
+        "./chart.js/dist/chart.umd.min.js",
+        "./htmx.org/LICENSE",
+        "./htmx.org/dist/htmx.min.js",
+    ]
+
+
 def _resource_trackers(box: Container, unit: str) -> set[str]:
     """PIDs of multiprocessing's resource tracker in ``unit`` (it exits with its parent)."""
     listing = box.sh(
@@ -256,7 +307,7 @@ def test_debian_kamailio_and_rtpengine_services_are_left_to_the_appliance(
 
 @pytest.fixture(scope="module")
 def next_releases(
-    packages_and_rootfs: tuple[list[Path], Path], container: Container
+    packages_and_rootfs: tuple[list[Path], Path], container: Container, release_signer: ReleaseKey
 ) -> dict[str, str]:
     """N+1 (healthy) and N+2 (its appliance fails at start), copied into the container."""
     debs, _ = packages_and_rootfs
@@ -265,7 +316,7 @@ def next_releases(
     for step, broken in ((1, False), (2, True)):
         version = f"{base}+u{step}"
         out = container.root / "srv" / f"release-{step}"
-        next_release(debs, version, out, broken=broken)
+        next_release(debs, version, out, release_signer, broken=broken)
         made[version] = f"/srv/release-{step}"
     return made
 
@@ -282,6 +333,22 @@ def first_upgrade(
     done = container.sh(f"callmesh upgrade {where}/*.deb", timeout=900)
     timings["upgrade N to N+1 (keeps N with dpkg-repack)"] = time.monotonic() - began
     return version, done
+
+
+def test_a_release_signed_by_a_key_the_box_does_not_trust_is_refused(
+    packages_and_rootfs: tuple[list[Path], Path], container: Container, stranger_key: ReleaseKey
+) -> None:
+    debs, _ = packages_and_rootfs
+    before = _installed(container)
+    out = container.root / "srv" / "release-stranger"
+    next_release(debs, f"{before['callmesh']}+stranger", out, stranger_key)
+
+    done = container.sh("callmesh upgrade /srv/release-stranger/*.deb", timeout=300)
+
+    assert done.returncode == 1, f"{done.stdout}\n{done.stderr}"
+    assert "signature-untrusted" in done.stderr
+    assert _installed(container) == before
+    assert _last_upgrade(container)["error_id"] == "signature-untrusted"
 
 
 def _installed(box: Container) -> dict[str, str]:

@@ -18,6 +18,8 @@ import pytest
 
 from appliance.upgrade import ReleaseError
 from appliance.upgrade.image import SlotPaths, boot_check, on_trial, write_slot
+from appliance.upgrade.release import Checksums
+from tests.release_key import ReleaseKey
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("sfdisk", "mkfs.vfat", "mcopy")),
@@ -57,8 +59,8 @@ def _esp(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A new release's image, with its SHA-256 beside it."""
+def image(tmp_path_factory: pytest.TempPathFactory, release_signer: ReleaseKey) -> Path:
+    """A new release's image, with its signed SHA-256 beside it."""
     folder = tmp_path_factory.mktemp("image")
     img = folder / "new.img"
     with img.open("wb") as out:
@@ -71,7 +73,14 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
         out.write(os.urandom(PART_MIB * MIB))
     digest = hashlib.sha256(img.read_bytes()).hexdigest()
     (folder / "new.img.sha256").write_text(f"{digest}  new.img\n")
+    release_signer.sign(folder / "new.img.sha256")
     return img
+
+
+@pytest.fixture
+def sums(trusted_keys: Path) -> Checksums:
+    """The image's checksum file beside it, signed by a trusted key."""
+    return Checksums(None, trusted_keys)
 
 
 def box(tmp_path: Path, running: str, slot_mib: int = PART_MIB) -> SlotPaths:
@@ -102,11 +111,11 @@ def image_part(image: Path, index: int) -> bytes:
 
 
 def test_an_image_goes_into_the_inactive_slot_with_a_counted_default_entry(
-    image: Path, tmp_path: Path
+    image: Path, tmp_path: Path, sums: Checksums
 ) -> None:
     paths = box(tmp_path, running="a")
 
-    written = write_slot(image, None, paths, quiet)
+    written = write_slot(image, sums, paths, quiet)
 
     entries = sorted(p.name for p in (paths.esp / "loader" / "entries").iterdir())
     assert (written.slot, written.version) == ("b", "0.2.0")
@@ -126,14 +135,14 @@ def test_an_image_goes_into_the_inactive_slot_with_a_counted_default_entry(
 
 
 def test_a_box_running_slot_b_gets_the_image_in_slot_a_and_loses_a_bad_old_entry(
-    image: Path, tmp_path: Path
+    image: Path, tmp_path: Path, sums: Checksums
 ) -> None:
     paths = box(tmp_path, running="b")
     entries = paths.esp / "loader" / "entries"
     (entries / "callmesh-b.conf").write_text(ENTRY_A.replace("root-a", "root-b"))
     (entries / "callmesh-a+0-3.conf").write_text(ENTRY_A)
 
-    written = write_slot(image, None, paths, quiet)
+    written = write_slot(image, sums, paths, quiet)
 
     assert written.slot == "a"
     assert sorted(p.name for p in entries.iterdir()) == ["callmesh-a+3.conf", "callmesh-b.conf"]
@@ -141,43 +150,61 @@ def test_a_box_running_slot_b_gets_the_image_in_slot_a_and_loses_a_bad_old_entry
 
 
 def test_an_image_that_does_not_match_its_checksum_touches_nothing(
-    image: Path, tmp_path: Path
+    image: Path, tmp_path: Path, release_signer: ReleaseKey, trusted_keys: Path
 ) -> None:
     paths = box(tmp_path, running="a")
-    sums = tmp_path / "other.sha256"
-    sums.write_text(f"{'0' * 64}  new.img\n")
+    other = tmp_path / "other.sha256"
+    other.write_text(f"{'0' * 64}  new.img\n")
+    release_signer.sign(other)
 
     with pytest.raises(ReleaseError) as refused:
-        write_slot(image, sums, paths, quiet)
+        write_slot(image, Checksums(other, trusted_keys), paths, quiet)
 
     assert refused.value.error_id == "checksum-mismatch"
     assert (paths.partitions / "root-b").read_bytes() == bytes(PART_MIB * MIB)
     assert sorted(p.name for p in (paths.esp / "loader/entries").iterdir()) == ["callmesh-a.conf"]
 
 
+def test_an_image_whose_checksum_is_signed_by_an_untrusted_key_touches_nothing(
+    image: Path, tmp_path: Path, stranger_key: ReleaseKey, trusted_keys: Path
+) -> None:
+    paths = box(tmp_path, running="a")
+    other = tmp_path / "other.sha256"
+    other.write_text(image.with_name("new.img.sha256").read_text())
+    stranger_key.sign(other)
+
+    with pytest.raises(ReleaseError) as refused:
+        write_slot(image, Checksums(other, trusted_keys), paths, quiet)
+
+    assert refused.value.error_id == "signature-untrusted"
+    assert (paths.partitions / "root-b").read_bytes() == bytes(PART_MIB * MIB)
+
+
 def test_a_box_not_booted_from_a_slot_or_with_a_small_slot_is_refused(
-    image: Path, tmp_path: Path
+    image: Path, tmp_path: Path, sums: Checksums
 ) -> None:
     unslotted = box(tmp_path / "one", running="a")
     unslotted.cmdline.write_text("root=/dev/sda2 rw\n")
     small = box(tmp_path / "two", running="a", slot_mib=PART_MIB // 2)
 
     with pytest.raises(ReleaseError) as not_slotted:
-        write_slot(image, None, unslotted, quiet)
+        write_slot(image, sums, unslotted, quiet)
     with pytest.raises(ReleaseError) as too_small:
-        write_slot(image, None, small, quiet)
+        write_slot(image, sums, small, quiet)
 
     assert not_slotted.value.error_id == "not-a-slot"
     assert too_small.value.error_id == "slot-too-small"
 
 
-def test_the_slot_the_system_runs_from_is_never_written(image: Path, tmp_path: Path) -> None:
+def test_the_slot_the_system_runs_from_is_never_written(
+    image: Path, tmp_path: Path, sums: Checksums
+) -> None:
     paths = box(tmp_path, running="a")
     paths.cmdline.write_text("root=PARTLABEL=root-b rw\n")  # says b, but a is mounted at /
     paths.mounts.write_text(f"{(paths.partitions / 'root-a').resolve()} / ext4 rw 0 0\n")
 
     with pytest.raises(ReleaseError) as refused:
-        write_slot(image, None, paths, quiet)
+        write_slot(image, sums, paths, quiet)
 
     assert refused.value.error_id == "slot-in-use"
     assert (paths.partitions / "root-a").read_bytes() == bytes(PART_MIB * MIB)

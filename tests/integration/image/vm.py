@@ -49,7 +49,10 @@ class Vm:
         raise AssertionError(f"console never showed {pattern!r} within {timeout}s:\n{tail}")
 
 
-def qemu_command(disk: Path, vars_file: Path, serial: Path, api_port: int) -> list[str]:
+def qemu_command(
+    disk: Path, vars_file: Path, serial: Path, api_port: int, reboots: bool = False
+) -> list[str]:
+    """The guest; a reboot ends qemu unless ``reboots`` (then the guest restarts in place)."""
     kvm = os.environ.get("CALLMESH_QEMU_ACCEL") == "kvm"
     forward = f"hostfwd=tcp:127.0.0.1:{api_port}-:{GUEST_API_PORT}"
     return [
@@ -65,18 +68,22 @@ def qemu_command(disk: Path, vars_file: Path, serial: Path, api_port: int) -> li
         "-device", "virtio-net-pci,netdev=net0",
         "-display", "none", "-monitor", "none",
         "-serial", f"file:{serial}",
-        "-no-reboot",
+        *([] if reboots else ["-no-reboot"]),
     ]  # fmt: skip
 
 
 @contextlib.contextmanager
-def booted(disk: Path, workdir: Path, api_port: int) -> Iterator[Vm]:
-    """Boot ``disk``; the VM is killed when the block ends, however it ends."""
+def booted(disk: Path, workdir: Path, api_port: int, reboots: bool = False) -> Iterator[Vm]:
+    """Boot ``disk``; the VM is killed when the block ends, however it ends.
+
+    With ``reboots`` the guest may reboot (the disk snapshot and the serial log go on), as
+    A/B boot counting needs.
+    """
     vars_file = workdir / "OVMF_VARS.fd"
     shutil.copyfile(OVMF_VARS, vars_file)
     serial = workdir / "serial.log"
     log = (workdir / "qemu.log").open("wb")
-    command = qemu_command(disk, vars_file, serial, api_port)
+    command = qemu_command(disk, vars_file, serial, api_port, reboots)
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         yield Vm(proc, serial, api_port)
