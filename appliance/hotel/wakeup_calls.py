@@ -14,9 +14,10 @@ extension, when configured, is called with a spoken notice. A wake-up found due 
 
 Many calls due at once (a tour group's 06:30) are placed as fast as the media workers have
 free call slots: each call placed reserves a slot of its worker until the worker reports
-its load, a tick stops placing once no worker has a free slot (the rest wait for the next
-tick, soonest first), and a call a worker refused because it was full (``worker-full``)
-was never placed: it is not counted as an attempt and goes out again at the next tick.
+its load, a tick stops placing once no worker has a free slot (the rest wait, soonest
+first), and the next tick runs as soon as a worker reports a lighter load rather than a
+second later. A call a worker refused because it was full (``worker-full``) was never
+placed: it is not counted as an attempt and goes out again at the next tick.
 
 Only intermediate results stay inside the PBX: the PMS gets exactly one WA per wake-up,
 with ``TI`` as it sent it (``appliance/hotel/wakeups.py``).
@@ -128,6 +129,9 @@ class WakeUpCallService:
         self._attempts: dict[str, Attempt] = {}
         self._not_before: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+        # Set when due calls wait for a free slot; a worker's load report then ticks at once.
+        self._short_of_slots = False
+        self._wake = asyncio.Event()
         self._notices: set[asyncio.Task[None]] = set()
         # The PBX's event stream (webhook): a failed wake-up is announced on it.
         self.alert: Callable[[str, dict[str, Any]], None] | None = None
@@ -190,7 +194,13 @@ class WakeUpCallService:
         log.info("wake-up for room %s set by the PMS: %s %s", room, date, time)
 
     def on_media_event(self, worker: Any, event: dict[str, Any]) -> bool:
-        """A worker's ``leg``/``ivr`` event; True when it belongs to a wake-up call."""
+        """A worker's ``leg``/``ivr`` event; True when it belongs to a wake-up call.
+
+        A ``load`` report (left to others) wakes the scheduler when calls wait for a slot.
+        """
+        if event.get("ev") == "load" and self._short_of_slots:
+            self._wake.set()
+            return False
         if event.get("ev") == "leg":
             attempt = self._attempts.get(str(event.get("id")))
             if attempt is not None and event.get("state") == "ended":
@@ -209,6 +219,7 @@ class WakeUpCallService:
     async def tick(self) -> None:
         """Write owed WAs, place due calls, end calls that outlived their deadline."""
         self._send_answers()
+        self._short_of_slots = False
         now = self._clock()
         for attempt in [a for a in self._attempts.values() if now >= a.deadline]:
             attempt.worker.send({"cmd": "hangup", "id": attempt.tag})
@@ -219,6 +230,7 @@ class WakeUpCallService:
                 break
             waiting = wake_up.key in placing or self._not_before.get(wake_up.key, 0) > now
             if not waiting and not await self._place(wake_up, now):
+                self._short_of_slots = True
                 return
 
     async def _run(self) -> None:
@@ -227,7 +239,9 @@ class WakeUpCallService:
                 await self.tick()
             except Exception:
                 log.exception("wake-up scheduler tick failed", extra={"error_id": "wake-up-tick"})
-            await asyncio.sleep(_TICK_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), _TICK_S)
+            self._wake.clear()
 
     def _send_answers(self) -> None:
         for key, answer in self.book.answers():

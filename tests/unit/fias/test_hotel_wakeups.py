@@ -214,6 +214,8 @@ def test_wake_ups_due_at_once_take_the_free_slots_and_a_full_workers_refusal_is_
     )
     assert sorted(w.attempts for w in service.book.pending()) == [0, 0, 0, 1, 1, 1]
     workers[0].reserved, workers[1].reserved = 1, 2  # their load reports: 1 and 2 calls
+    assert not service.on_media_event(workers[0], {"ev": "load", "calls": 1, "capacity": 2})
+    assert service._wake.is_set(), "a slot freed while calls wait: the next tick runs now"
     tick(service)
     assert [len(w.sent) for w in workers] == [3, 2]
     assert [c["to"] for c in workers[0].sent].count(refused["to"]) == 2, "placed again"
