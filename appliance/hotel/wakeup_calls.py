@@ -219,7 +219,7 @@ class WakeUpCallService:
     async def tick(self) -> None:
         """Write owed WAs, place due calls, end calls that outlived their deadline."""
         self._send_answers()
-        self._short_of_slots = False
+        was_short, self._short_of_slots = self._short_of_slots, False
         now = self._clock()
         for attempt in [a for a in self._attempts.values() if now >= a.deadline]:
             attempt.worker.send({"cmd": "hangup", "id": attempt.tag})
@@ -231,6 +231,8 @@ class WakeUpCallService:
             waiting = wake_up.key in placing or self._not_before.get(wake_up.key, 0) > now
             if not waiting and not await self._place(wake_up, now):
                 self._short_of_slots = True
+                if not was_short:
+                    log.info("wake-up calls due wait for a free media worker slot")
                 return
 
     async def _run(self) -> None:
@@ -290,8 +292,7 @@ class WakeUpCallService:
     def _worker(self) -> Any:
         try:
             return self._workers().pick(1)
-        except MediaPoolFullError as err:
-            log.info("wake-up calls wait for a media worker: %s", err)
+        except MediaPoolFullError:
             return None
 
     async def _prompt(self, language: str, text: str | None) -> Path | None:
@@ -372,3 +373,6 @@ class WakeUpCallService:
         worker = self._worker()
         if prompt is not None and worker is not None:
             self._call(worker, desk, prompt, None)
+        elif worker is None:
+            log.warning("front desk %s not called about a failed wake-up: no media worker "
+                        "has a free slot", desk, extra={"error_id": "wake-up-failed"})  # fmt: skip
