@@ -18,7 +18,7 @@ kind of room earns; beside it the calls placed (first attempts and retries), the
 time, and the media workers' PSS (idle and peak). Target (issue 18): 300 wake-ups all
 reported within 5 minutes on a 2-core machine.
 
-    .venv/bin/python bench/bench_wakeups.py --rooms 300 --workers 4
+    .venv/bin/python bench/bench_wakeups.py --rooms 300 --workers 6
 
 Every wait is bounded (``--limit`` s after the due time for the reports); a run that cannot
 finish prints what it measured so far. Needs the Debian packages kamailio,
@@ -509,7 +509,7 @@ def report(
 def main() -> None:
     parser = harness.parser(__doc__.splitlines()[0])
     parser.add_argument("--rooms", type=int, default=300)
-    parser.add_argument("--workers", type=int, default=4, help="media workers (4 calls each)")
+    parser.add_argument("--workers", type=int, default=6, help="media workers (4 calls each)")
     parser.add_argument("--confirm", type=float, default=0.6, help="share of rooms pressing 1")
     parser.add_argument("--busy", type=float, default=0.2, help="share of busy rooms")
     parser.add_argument("--retries", type=int, default=2)
