@@ -465,7 +465,8 @@ def follow(hotel: Hotel, progress: Progress, args: argparse.Namespace, idle_pss:
         if len(progress.answers) >= args.rooms:
             break
         if time.time() > deadline:
-            raise harness.Incomplete(f"not every wake-up was reported within {args.limit:.0f} s "
+            waited = harness.limit(args.limit)
+            raise harness.Incomplete(f"not every wake-up was reported within {waited:.0f} s "
                                      "of the due time")  # fmt: skip
         if elapsed >= 0 and time.monotonic() - last_print >= 30:
             last_print = time.monotonic()
