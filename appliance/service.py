@@ -326,9 +326,8 @@ def _hotel(
     reports = HqReports(store.get, timezone) if settings.sync.enabled else None
     client = build_client(pms_settings, timezone)
     business = BusinessDate(store.get, timezone, time.time)
-    pms = PmsLinkService(
-        pms_settings, store.get, client, rooms, reports.postings if reports else None, business
-    )
+    postings = reports.postings if reports else None
+    pms = PmsLinkService(pms_settings, store.get, client, rooms, postings, business, hotel.dnd)
     health.add_check("pms", pms.check)
     book = None
     if pbx is not None:

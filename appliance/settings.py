@@ -422,7 +422,8 @@ class ApplianceSettings(ServiceSettings):
         pbx_codes, rooms = self.pbx.dialplan.feature_codes, self.hotel.codes
         others = [pbx_codes.echo, pbx_codes.room]
         if self.hotel.rooms:
-            others += [rooms.room_status, rooms.minibar, rooms.wake_up, rooms.wake_up_clear]
+            others += [rooms.room_status, rooms.minibar, rooms.wake_up, rooms.wake_up_clear,
+                       rooms.dnd_on, rooms.dnd_off]  # fmt: skip
         problems = [f"contact.agent_codes overlap other feature codes: {pair}"
                     for pair in overlaps(codes.codes, others)]  # fmt: skip
         if codes.prompt is not None and codes.prompt not in self.pbx.media.prompts:

@@ -14,10 +14,15 @@ proposed a route. For a call from a room's phone:
   ``hotel.vacant_redirect`` (reception) instead, when configured; staff reach the room;
 - an emergency call is also announced to business systems as ``hotel.emergency-call`` on
   the PBX's event stream (its webhook), for the front desk's screen;
-- a call from anyone to the extension of a room with DND set (``RE …|DNY|``) is answered
-  486 ``room-dnd`` or rings the front desk instead (``hotel.dnd``), unless it is a wake-up
-  call (From ``wake-up``, placed by a media worker: Kamailio says ``media=1`` only for
-  calls from the workers' addresses) or the front desk itself calls (it gets busy).
+- a call from anyone to the extension of a room with DND set (``RE …|DNY|`` or the guest's
+  code) is answered 486 ``room-dnd`` or rings the front desk instead (``hotel.dnd``), unless
+  it is a wake-up call (From ``wake-up``, placed by a media worker: Kamailio says
+  ``media=1`` only for calls from the workers' addresses) or the front desk itself calls
+  (it gets busy);
+- a ring group rings its members without the rooms with DND set; when every member is such
+  a room, the group's call gets the DND answer above. The hotel's deciders keep Kamailio's
+  local routes off (``appliance/pbx/local_routes.py``), so every call to a group, whoever
+  makes it (a phone, a trunk's inbound route, an IVR option, a forward), is decided here.
 """
 
 from __future__ import annotations
@@ -89,19 +94,28 @@ class RoomCallDecider:
         return replace(target, route=f"hotel:vacant:{callee.room}", recording=decision.recording)
 
     def _dnd_diverted(self, query: RouteQuery, decision: Decision) -> Decision | None:
-        """A call to a room with DND set: busy, or the front desk; None when it rings."""
-        if decision.action != "extension" or _wake_up_call(query):
+        """A call to rooms with DND set: the others of a group ring, else busy or the front
+        desk; None when nothing changes."""
+        if decision.action not in ("extension", "group") or _wake_up_call(query):
             return None
-        callee = self._rooms.for_extension(decision.targets[0])
-        if callee is None or not callee.dnd:
+        quiet = [room for room in map(self._rooms.for_extension, decision.targets)
+                 if room is not None and room.dnd]  # fmt: skip
+        if not quiet:
             return None
+        extensions = {self._rooms.extensions[room.room] for room in quiet}
+        ringing = tuple(m for m in decision.targets if m not in extensions)
+        if ringing:
+            log.info("call %s to %s skips room %s (DND)", query.call_id, decision.route,
+                     ", ".join(room.room for room in quiet))  # fmt: skip
+            return replace(decision, targets=ringing)
+        route = f"hotel:dnd:{quiet[0].room if decision.action == 'extension' else decision.route}"
         desk = self._dnd.front_desk if self._dnd.action == "front-desk" else None
         target = self._dialplan().local(desk) if desk and desk != query.caller else None
-        log.info("call %s to room %s (DND) %s", query.call_id, callee.room,
+        log.info("call %s to %s (DND) %s", query.call_id, route,
                  f"goes to {desk}" if target else "is answered busy")  # fmt: skip
         if target is None:
-            return Decision("reject", code=486, reason="room-dnd", route=f"hotel:dnd:{callee.room}")
-        return replace(target, route=f"hotel:dnd:{callee.room}", recording=decision.recording)
+            return Decision("reject", code=486, reason="room-dnd", route=route)
+        return replace(target, route=route, recording=decision.recording)
 
     def _refusal(self, room: Room, query: RouteQuery, decision: Decision) -> Decision | None:
         if query.dialled in self._emergency:

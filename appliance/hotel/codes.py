@@ -1,4 +1,4 @@
-"""Codes dialled from a room's phone: room status (RE ``RS``), minibar (PS), wake-up calls.
+"""Codes dialled from a room's phone: room status (RE ``RS``), minibar (PS), wake-up calls, DND.
 
 It joins the routing chain at the ``OWN_NUMBERS`` stage, before the dial plan (which knows no
 such numbers). Only a room's own phone (``hotel.rooms``) may dial them:
@@ -10,7 +10,10 @@ such numbers). Only a room's own phone (``hotel.rooms``) may dial them:
   ``minibar_prices``, ``PTC`` with ``TA`` (price x quantity); an unknown article (when the
   PBX prices) or a quantity of 0 or above ``max_quantity`` is refused;
 - ``<wake_up><hhmm>`` (``*550630``) sets a wake-up call at the next 06:30, ``<wake_up_clear>``
-  clears the room's calls set from its phone (with wake-up calls on).
+  clears the room's calls set from its phone (with wake-up calls on);
+- ``<dnd_on>`` / ``<dnd_off>`` (``*65`` / ``*66``) set or clear the guest's DND (an
+  occupied room only): the call path then applies ``hotel.dnd.action``, and the PMS gets the
+  door-sign status (``RS8`` / ``RS10``), since FIAS cannot carry ``DN`` to it.
 
 Each code is acted on once per INVITE (the chain is asked once per call); the call is then
 sent to ``accepted`` or ``invalid`` (spoken prompts), or answered 603/404 without them.
@@ -45,6 +48,9 @@ class RoomActions(Protocol):
     def post(self, posting: Posting) -> int:
         """Queue a posting durably; returns its P#."""
 
+    def guest_dnd(self, room: str, on: bool) -> bool:
+        """Set or clear the guest's DND; False for a vacant room."""
+
 
 class PhoneWakeUps(Protocol):
     """Wake-up calls set and cleared from a room's phone (``WakeUpCallService``)."""
@@ -57,7 +63,7 @@ class PhoneWakeUps(Protocol):
 
 
 class RoomCodeDecider:
-    """Acts on room status and minibar codes dialled from a room's phone."""
+    """Acts on room status, minibar, wake-up and DND codes dialled from a room's phone."""
 
     name = "hotel-codes"
 
@@ -85,6 +91,9 @@ class RoomCodeDecider:
         codes = self._settings
         if room is None:
             return decision
+        if query.dialled in (codes.dnd_on, codes.dnd_off):
+            on = query.dialled == codes.dnd_on
+            return self._answer(self._dnd(room.room, on), "dnd-on" if on else "dnd-off")
         if query.dialled.startswith(codes.room_status):
             status = query.dialled[len(codes.room_status) :]
             return self._answer(self._room_status(room.room, status), "room-status")
@@ -104,6 +113,14 @@ class RoomCodeDecider:
             done = len(hhmm) == 4 and hhmm.isdigit() and wake_ups.phone_wake_up(room, hhmm)
             return self._answer(done, "wake-up")
         return None
+
+    def _dnd(self, room: str, on: bool) -> bool:
+        if not self._pms.guest_dnd(room, on):
+            log.warning("room %s dialled DND %s, but nobody is checked in", room,
+                        "on" if on else "off")  # fmt: skip
+            return False
+        log.info("room %s: the guest's DND %s", room, "on" if on else "off")
+        return True
 
     def _room_status(self, room: str, text: str) -> bool:
         if not text.isdigit() or int(text) not in self._settings.statuses:

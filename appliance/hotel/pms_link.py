@@ -6,6 +6,11 @@ GI, GC, GO and RE records change the rooms, which are stored in LMDB (one key pe
 rooms a record changed committed after it; a resync's swap records in one commit when it
 ends), so that a resync is requested only while no room data is stored (new install or
 lost data), never periodically.
+
+DND set or cleared from a room's phone (``guest_dnd``) goes to the PMS as the door-sign
+status (``RE|RN..|RS8|`` / ``RS10``, ``hotel.dnd``); so does the "off" status owed when a
+room whose door sign was on is checked out or moved out of. A status the link cannot carry
+now waits in memory (the latest per room) and goes out once the link is active again.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from appliance.hotel.postings import (
     Reports,
 )
 from appliance.hotel.rooms import RoomBook
-from appliance.hotel.settings import PmsSettings
+from appliance.hotel.settings import DndSettings, PmsSettings
 from appliance.store import StateStore, Store
 from drivers.fias.client import FiasClient
 from drivers.fias.grammar import Record, RecordPA, RecordRE
@@ -61,8 +66,12 @@ class PmsLinkService:
         rooms: RoomBook,
         reports: Reports | None = None,
         business: BusinessDate | None = None,
+        dnd: DndSettings | None = None,
     ) -> None:
         self._settings = settings
+        self._dnd = dnd or DndSettings()
+        # Door-sign statuses (RS) not yet sent, the latest per room, in the order owed.
+        self._door_signs: dict[str, int] = {}
         self._reports = reports
         self.business = business
         self.rooms = rooms
@@ -122,6 +131,22 @@ class PmsLinkService:
         """Send ``RE|RN<room>|RS<status>|`` now; False while the link cannot carry it."""
         return self.send_now(RecordRE.make({"RN": room, "RS": status}))
 
+    def guest_dnd(self, room: str, on: bool) -> bool:
+        """The guest's DND from the room's phone: stored, and its door sign sent to the PMS.
+
+        False for a vacant room (nothing changes).
+        """
+        changed = self.rooms.guest_dnd(room, on)
+        if changed is None:
+            return False
+        self._store_rooms({room: changed.document()})
+        self._owe_door_sign(room, self._dnd.status_on if on else self._dnd.status_off)
+        self._send_door_signs()
+        if self.alert is not None:
+            self.alert("hotel.dnd", {"room": room, "extension": self.rooms.extensions.get(room),
+                       "dnd": on, "source": "phone"})  # fmt: skip
+        return True
+
     def send_now(self, record: Record) -> bool:
         """Write ``record`` now (RE, WA); False while the link is not active or resyncing."""
         link = self.client.link
@@ -177,6 +202,8 @@ class PmsLinkService:
         self.sender().committed(outcomes)
 
     def _pump(self) -> None:
+        if self._door_signs:
+            self._send_door_signs()
         record = self.sender().next_record(self.client.link.postings_allowed)
         if record is not None and not self.client.send(record):
             self.sender().link_lost()
@@ -209,7 +236,11 @@ class PmsLinkService:
 
     def _room_record(self, record: Record) -> None:
         # Swap records (SF) are stored together when the resync ends (ResyncCompleted).
+        signed = [n for n in (record.room, record.get("RO")) if n and self.rooms.room(n).door_sign]
         changed = self.rooms.apply(record)
+        for number in signed:
+            if not self.rooms.room(number).door_sign:
+                self._owe_door_sign(number, self._dnd.status_off)
         if record.has("SF"):
             return
         for listener in self.record_listeners:
@@ -217,6 +248,19 @@ class PmsLinkService:
         if changed:
             log.info("PMS %s: room %s", record.record_id, ", ".join(changed))
             self._store_rooms({number: self.rooms.room(number).document() for number in changed})
+
+    def _owe_door_sign(self, room: str, status: int) -> None:
+        log.info("room %s: door-sign status RS%d owed to the PMS", room, status)
+        self._door_signs.pop(room, None)
+        self._door_signs[room] = status
+
+    def _send_door_signs(self) -> None:
+        """Send the door-sign statuses owed, in order, while the link carries them."""
+        for room, status in list(self._door_signs.items()):
+            if not self.send_now(RecordRE.make({"RN": room, "RS": status})):
+                return
+            del self._door_signs[room]
+            log.info("room %s: door-sign status RS%d sent to the PMS", room, status)
 
     def _answered(self, answer: RecordPA) -> None:
         outcome = self.sender().answer(answer)

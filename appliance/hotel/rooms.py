@@ -16,6 +16,11 @@ Semantics (the PMS reference, guest data):
 - GC with ``RO`` moves the guest from room ``RO`` to ``RN``; a move into a vacant room
   carries the old room's statuses over, and an old room left empty becomes vacant.
 - RE sets ``CS``, ``DN`` (DND) and ``ML`` (message lamp).
+- The guest sets or clears DND from the room's phone (:meth:`RoomBook.guest_dnd`); FIAS
+  cannot send ``DN`` to the PMS, so the PMS is told by the door-sign status (``RS``), and
+  ``door_sign`` remembers that it was told "DND on": a check-out (or a move out) of such a
+  room owes the PMS the "off" status. A move carries DND into a vacant room, not the
+  door sign (the PMS was told about the old room).
 
 A ``CS`` outside 0-3 is logged and ignored; the rest of the record still applies.
 """
@@ -60,6 +65,7 @@ class Room:
     cos: CosLevel = "internal"
     dnd: bool = False
     message_lamp: bool = False
+    door_sign: bool = False
 
     @property
     def occupied(self) -> bool:
@@ -78,14 +84,15 @@ class Room:
             for x in self.guests
         ]
         return {"room": self.room, "guests": guests, "cos": self.cos, "dnd": self.dnd,
-                "message_lamp": self.message_lamp}  # fmt: skip
+                "message_lamp": self.message_lamp, "door_sign": self.door_sign}  # fmt: skip
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> Room:
         """A room from its stored form."""
         guests = tuple(Guest(x["reservation"], x["name"], x["language"]) for x in doc["guests"])
         cos = cast(CosLevel, doc.get("cos", "international" if guests else "internal"))
-        return cls(doc["room"], guests, cos, bool(doc.get("dnd")), bool(doc.get("message_lamp")))
+        return cls(doc["room"], guests, cos, bool(doc.get("dnd")), bool(doc.get("message_lamp")),
+                   bool(doc.get("door_sign")))  # fmt: skip
 
 
 class RoomBook:
@@ -137,6 +144,14 @@ class RoomBook:
             return self._equipment(number, record)
         return []
 
+    def guest_dnd(self, number: str, on: bool) -> Room | None:
+        """The guest's DND from the room's phone (door sign on with it); None when vacant."""
+        current = self.room(number)
+        if not current.occupied:
+            return None
+        self._rooms[number] = replace(current, dnd=on, door_sign=on)
+        return self._rooms[number]
+
     def apply_resync(self, snapshot: Mapping[str, RoomState]) -> None:
         """A resync's snapshot is the truth about who is in which room."""
         for number, state in snapshot.items():
@@ -177,7 +192,8 @@ class RoomBook:
         source, target = self.room(old), self.room(number)
         guest = _merged(_guest_of(source, record.reservation), record)
         self._check_out(old, guest.reservation)
-        base = target if target.occupied else replace(source, room=number, guests=())
+        base = target if target.occupied else replace(source, room=number, guests=(),
+                                                      door_sign=False)  # fmt: skip
         cos = self._cos(record) or base.cos
         self._rooms[number] = replace(base, guests=_with(base, guest), cos=cos)
         return [old, number]

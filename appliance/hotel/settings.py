@@ -44,7 +44,8 @@ class RoomSettings(Section):
 
 
 class RoomCodeSettings(Section):
-    """Codes dialled from a room's phone: housekeeping's room status and minibar consumption.
+    """Codes dialled from a room's phone: housekeeping's room status, minibar consumption,
+    wake-up calls and the guest's DND.
 
     ``accepted`` and ``invalid`` are targets as in the dial plan (``announce:<prompt>`` or
     ``ivr:<flow>``, e.g. a spoken TTS flow) the call is sent to afterwards; unset, the call
@@ -56,6 +57,8 @@ class RoomCodeSettings(Section):
     minibar: str = Field("*8", pattern=r"^\*[0-9]{1,3}$", description="+ article [* quantity]")
     wake_up: str = Field("*55", pattern=r"^\*[0-9]{1,3}$", description="+ hhmm: next hh:mm")
     wake_up_clear: str = Field("*56", pattern=r"^\*[0-9]{1,3}$")
+    dnd_on: str = Field("*65", pattern=r"^\*[0-9]{1,3}$", description="the guest's DND on")
+    dnd_off: str = Field("*66", pattern=r"^\*[0-9]{1,3}$", description="the guest's DND off")
     minibar_prices: dict[str, int] = Field(
         default_factory=dict, description="article -> cents; empty: the PMS prices (PTM)"
     )
@@ -65,7 +68,8 @@ class RoomCodeSettings(Section):
 
     @model_validator(mode="after")
     def _distinct(self) -> RoomCodeSettings:
-        codes = [self.room_status, self.minibar, self.wake_up, self.wake_up_clear]
+        codes = [self.room_status, self.minibar, self.wake_up, self.wake_up_clear, self.dnd_on,
+                 self.dnd_off]  # fmt: skip
         for i, first in enumerate(codes):
             for second in codes[i + 1 :]:
                 if first.startswith(second) or second.startswith(first):
@@ -143,14 +147,20 @@ class WakeUpSettings(Section):
 
 
 class DndSettings(Section):
-    """What a call to a room with DND set (``RE …|DNY|`` from the PMS) gets instead.
+    """What a call to a room with DND set (``RE …|DNY|`` from the PMS, or the guest's
+    ``hotel.codes.dnd_on``) gets instead, and the door-sign statuses the PMS is sent.
 
     ``busy``: 486 ``room-dnd``; ``front-desk``: the ``front_desk`` extension rings instead.
-    Wake-up calls still ring the room.
+    Wake-up calls still ring the room. FIAS cannot carry ``DN`` to the PMS, so DND set or
+    cleared from the room's phone goes to it as the door-sign room status ``RS``.
     """
 
     action: Literal["busy", "front-desk"] = "busy"
     front_desk: str | None = Field(None, pattern=r"^[0-9]{1,16}$")
+    status_on: int = Field(8, ge=1, le=99, description="RS sent for DND on (FIAS: 8)")
+    status_off: int = Field(
+        10, ge=1, le=99, description="RS sent for DND off (FIAS: 10, guest-service status off)"
+    )
 
     @model_validator(mode="after")
     def _front_desk(self) -> DndSettings:

@@ -12,6 +12,13 @@ last the WA carries it, the failure is logged (``wake-up-failed``) and the front
 extension, when configured, is called with a spoken notice. A wake-up found due more than
 ``late_limit_s`` ago (the appliance was off) is not placed; it is reported ``NR``.
 
+Many calls due at once (a tour group's 06:30) are placed as fast as the media workers have
+free call slots: each call placed reserves a slot of its worker until the worker reports
+its load, a tick stops placing once no worker has a free slot (the rest wait, soonest
+first), and the next tick runs as soon as a worker reports a lighter load rather than a
+second later. A call a worker refused because it was full (``worker-full``) was never
+placed: it is not counted as an attempt and goes out again at the next tick.
+
 Only intermediate results stay inside the PBX: the PMS gets exactly one WA per wake-up,
 with ``TI`` as it sent it (``appliance/hotel/wakeups.py``).
 """
@@ -48,13 +55,17 @@ FLOW = "wakeup"
 # The From user of wake-up calls; the rooms' decider lets them ring a room with DND set.
 CALLER = "wake-up"
 BUSY_CODES = frozenset({486, 600, 603})
+# A worker's refusal of a call it had no slot for (``drivers/media/worker.py``).
+WORKER_FULL = "worker-full"
 PLAYS = 2
 _TICK_S = 1.0
-_NO_WORKER_S = 5.0
+_NO_PROMPT_S = 5.0
 
 
 class Worker(Protocol):
     """What a wake-up call needs of a media worker."""
+
+    reserved: int  # slots promised to calls being placed, until the worker reports its load
 
     def send(self, command: dict[str, Any]) -> bool: ...
 
@@ -118,6 +129,9 @@ class WakeUpCallService:
         self._attempts: dict[str, Attempt] = {}
         self._not_before: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+        # Set when due calls wait for a free slot; a worker's load report then ticks at once.
+        self._short_of_slots = False
+        self._wake = asyncio.Event()
         self._notices: set[asyncio.Task[None]] = set()
         # The PBX's event stream (webhook): a failed wake-up is announced on it.
         self.alert: Callable[[str, dict[str, Any]], None] | None = None
@@ -180,11 +194,20 @@ class WakeUpCallService:
         log.info("wake-up for room %s set by the PMS: %s %s", room, date, time)
 
     def on_media_event(self, worker: Any, event: dict[str, Any]) -> bool:
-        """A worker's ``leg``/``ivr`` event; True when it belongs to a wake-up call."""
+        """A worker's ``leg``/``ivr`` event; True when it belongs to a wake-up call.
+
+        A ``load`` report (left to others) wakes the scheduler when calls wait for a slot.
+        """
+        if event.get("ev") == "load" and self._short_of_slots:
+            self._wake.set()
+            return False
         if event.get("ev") == "leg":
             attempt = self._attempts.get(str(event.get("id")))
             if attempt is not None and event.get("state") == "ended":
-                self._ended(attempt, int(event.get("code") or 0))
+                if event.get("reason") == WORKER_FULL:
+                    self._not_placed(attempt)
+                else:
+                    self._ended(attempt, int(event.get("code") or 0))
             return attempt is not None
         if event.get("ev") != "ivr":
             return False
@@ -196,6 +219,7 @@ class WakeUpCallService:
     async def tick(self) -> None:
         """Write owed WAs, place due calls, end calls that outlived their deadline."""
         self._send_answers()
+        was_short, self._short_of_slots = self._short_of_slots, False
         now = self._clock()
         for attempt in [a for a in self._attempts.values() if now >= a.deadline]:
             attempt.worker.send({"cmd": "hangup", "id": attempt.tag})
@@ -204,8 +228,12 @@ class WakeUpCallService:
         for wake_up in self.book.pending():
             if wake_up.due > now:
                 break
-            if wake_up.key not in placing and self._not_before.get(wake_up.key, 0) <= now:
-                await self._place(wake_up, now)
+            waiting = wake_up.key in placing or self._not_before.get(wake_up.key, 0) > now
+            if not waiting and not await self._place(wake_up, now):
+                self._short_of_slots = True
+                if not was_short:
+                    log.info("wake-up calls due wait for a free media worker slot")
+                return
 
     async def _run(self) -> None:
         while True:
@@ -213,7 +241,9 @@ class WakeUpCallService:
                 await self.tick()
             except Exception:
                 log.exception("wake-up scheduler tick failed", extra={"error_id": "wake-up-tick"})
-            await asyncio.sleep(_TICK_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), _TICK_S)
+            self._wake.clear()
 
     def _send_answers(self) -> None:
         for key, answer in self.book.answers():
@@ -225,24 +255,28 @@ class WakeUpCallService:
             log.info("wake-up for room %s at %s %s reported %s", answer.room, answer.date,
                      answer.time, answer.status)  # fmt: skip
 
-    async def _place(self, wake_up: WakeUp, now: float) -> None:
+    async def _place(self, wake_up: WakeUp, now: float) -> bool:
+        """Place (or settle) one due wake-up; False when no media worker has a free slot."""
         extension = self._rooms.extensions.get(wake_up.room)
         if extension is None:
             log.warning("wake-up for room %s, which has no phone", wake_up.room)
             self.book.finish(wake_up, "UR")
-            return
+            return True
         if wake_up.attempts == 0 and now - wake_up.due > self._settings.late_limit_s:
             log.warning("wake-up for room %s was due %d s ago; not placed", wake_up.room,
                         now - wake_up.due, extra={"error_id": "wake-up-failed"})  # fmt: skip
             self.book.finish(wake_up, "NR")
-            return
+            return True
         prompt = await self._prompt(self._language(wake_up.room), None)
+        if prompt is None:
+            self._not_before[wake_up.key] = now + _NO_PROMPT_S
+            return True
         worker = self._worker()
-        if prompt is None or worker is None:
-            self._not_before[wake_up.key] = now + _NO_WORKER_S
-            return
+        if worker is None:
+            return False
         counted = self.book.attempted(wake_up)
         self._call(worker, extension, prompt, counted)
+        return True
 
     def _call(self, worker: Any, extension: str, prompt: Path, wake_up: WakeUp | None) -> None:
         tag = f"wakeup-{uuid.uuid4().hex[:16]}"
@@ -251,14 +285,14 @@ class WakeUpCallService:
         display = "Wake-up call" if wake_up else "Wake-up call failed"
         worker.send({"cmd": "originate", "id": tag, "to": extension, "from_user": CALLER,
                      "display": display, "ivr": FLOW})  # fmt: skip
+        worker.reserved += 1
         if wake_up is not None:
             log.info("wake-up call %d to room %s (%s)", wake_up.attempts, wake_up.room, extension)
 
     def _worker(self) -> Any:
         try:
             return self._workers().pick(1)
-        except MediaPoolFullError as err:
-            log.warning("no media worker for a wake-up call now: %s", err)
+        except MediaPoolFullError:
             return None
 
     async def _prompt(self, language: str, text: str | None) -> Path | None:
@@ -294,6 +328,14 @@ class WakeUpCallService:
             attempt.result = {"1": "OK", "2": "snooze"}.get(digit, attempt.result)
             if state == "played" or attempt.result:
                 attempt.worker.send({"cmd": "ivr-hangup", "id": attempt.call_id})
+
+    def _not_placed(self, attempt: Attempt) -> None:
+        """The worker refused the call for want of a slot: it goes out again, uncounted."""
+        self._attempts.pop(attempt.tag, None)
+        if attempt.wake_up is not None:
+            self.book.uncounted(attempt.wake_up)
+            log.info("wake-up call to room %s found its worker full; placed again",
+                     attempt.wake_up.room)  # fmt: skip
 
     def _ended(self, attempt: Attempt, code: int) -> None:
         self._attempts.pop(attempt.tag, None)
@@ -331,3 +373,6 @@ class WakeUpCallService:
         worker = self._worker()
         if prompt is not None and worker is not None:
             self._call(worker, desk, prompt, None)
+        elif worker is None:
+            log.warning("front desk %s not called about a failed wake-up: no media worker "
+                        "has a free slot", desk, extra={"error_id": "wake-up-failed"})  # fmt: skip

@@ -7,7 +7,8 @@ commit, so a restart (even kill -9) loses none:
 - ``set`` (WR, or ``*55hhmm`` from the room's phone) and ``clear`` (WC; empty ``DA`` and
   ``TI`` clear every call of the room), ``clear_room`` (check-out), ``move`` (room move);
 - ``attempted`` counts an attempt *before* the call is placed, so a crash during a call
-  makes the next attempt a retry, never a lost or a doubled wake-up;
+  makes the next attempt a retry, never a lost or a doubled wake-up; ``uncounted`` takes
+  it back for a call a full media worker refused (it was never placed);
 - ``finish`` removes the wake-up and, for one the PMS asked for, stores its WA in the same
   commit; ``answered`` deletes the WA once it was written to the link. Only a crash in the
   instant between that write and its deletion sends a WA twice; none is ever lost. With
@@ -150,6 +151,12 @@ class WakeUpBook:
         counted = replace(wake_up, attempts=wake_up.attempts + 1)
         self.set(counted)
         return counted
+
+    def uncounted(self, wake_up: WakeUp) -> WakeUp:
+        """Take back the attempt ``attempted`` counted for a call that was never placed."""
+        back = replace(wake_up, attempts=max(0, wake_up.attempts - 1))
+        self.set(back)
+        return back
 
     def postpone(self, wake_up: WakeUp, due: float) -> WakeUp:
         """The next attempt at ``due`` (a retry or a snooze)."""

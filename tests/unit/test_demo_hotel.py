@@ -25,6 +25,7 @@ def test_the_hotel_is_a_hotel_appliance_linked_to_the_demo_pms(tmp_path: Path) -
         ("0101", "4101"), ("0102", "4102"), ("0103", "4103"), ("0104", "4104")
     ]  # fmt: skip
     assert settings.hotel.vacant_redirect == settings.hotel.wake_up.front_desk == "4000"
+    assert settings.hotel.dnd.front_desk == "4000"
     command = pms.command()
     assert command[0] == "pms-simulator"
     assert command[command.index("--port") + 1] == str(settings.hotel.pms.port)
@@ -42,6 +43,11 @@ def test_the_manifest_names_the_rooms_their_credentials_and_the_pms_control(
     assert all(r["password"] == passwords[r["extension"]] for r in rooms)
     assert hotel.extras["hotel"]["front_desk"] in passwords
     assert hotel.extras["hotel"]["pms_control"] == pms.url
+    codes = ApplianceSettings.model_validate(hotel.config).hotel.codes
+    assert hotel.extras["hotel"]["codes"] == {
+        key: getattr(codes, key) for key in hotel.extras["hotel"]["codes"]
+    }
+    assert (codes.dnd_on, codes.dnd_off) == ("*65", "*66")
     assert pms.published == ("control",)
 
 

@@ -2,7 +2,10 @@
 
 Room 0101 is extension 1001, room 0102 is 1003; 1002 is the front desk, which takes the
 calls of a room with DND set (``hotel.dnd.action: front-desk``). The PMS sets and clears
-DND with ``RE|RN..|DN..|``; a wake-up call still rings the room.
+DND with ``RE|RN..|DN..|``, the guest with the room phone's codes (``*65`` / ``*66``, confirmed
+by a prompt a media worker plays), which reach the PMS as door-sign statuses (``RS8`` /
+``RS10``); a wake-up call still rings the room. Ring group 600 is room 0102 and the front
+desk, 601 both rooms.
 """
 
 from __future__ import annotations
@@ -30,17 +33,25 @@ from tests.integration.pbx.harness import (
     wait_for,
 )
 from tests.integration.pbx.test_ivr_flows import recorded_enough
+from tests.integration.pbx.test_media import PROMPT_HZ, heard
 
 STX, ETX = b"\x02", b"\x03"
 
 
 class DndHotelPbx(HotelPbx):
-    """The hotel appliance with DND calls going to the front desk."""
+    """The hotel appliance with DND calls going to the front desk, a confirmation prompt
+    after a room code, and a ring group of both rooms and the front desk."""
 
     def __init__(self, root: Path, pms_port: int, trunk_port: int) -> None:
         super().__init__(root, pms_port, trunk_port)
         config = yaml.safe_load(self.config.read_text())
         config["hotel"]["dnd"] = {"action": "front-desk", "front_desk": "1002"}
+        config["hotel"]["codes"] = {"accepted": "announce:done"}
+        config["pbx"]["media"]["prompts"] = {"done": {"tone_hz": PROMPT_HZ, "seconds": 3.0}}
+        config["pbx"]["dialplan"]["ring_groups"] = [
+            {"number": "600", "members": ["1003", "1002"]},
+            {"number": "601", "members": ["1001", "1003"]},
+        ]
         self.config.write_text(yaml.safe_dump(config))
 
 
@@ -132,4 +143,88 @@ def test_a_wake_up_call_still_rings_a_room_with_dnd(
         wait_for(lambda: hotel.room("0102")["wake_ups"] == [], 10, hotel.output)
     finally:
         simulator.act(lambda core: core.check_in("0102", "Sleeper, Ms."))
+        set_dnd(hotel, simulator, False)
+
+
+def door_signs(simulator: PmsSimulator) -> list[str]:
+    received = simulator.query(PmsCore.snapshot)["received"]
+    return [r for r in received if r.startswith("RE|")]
+
+
+def folder(root: Path, name: str) -> Path:
+    """A folder of its own for the recordings of one set of phones."""
+    path = root / name
+    path.mkdir()
+    return path
+
+
+def dial_code(room: Phone, code: str) -> None:
+    """The room dials a code and hears something (``heard`` once the phone is closed)."""
+    room.send("call", to=code)
+    room.state("CONFIRMED", timeout=15)
+    wait_for(lambda: recorded_enough(room, 1.5), 15, lambda: "the room heard nothing")
+    room.send("hangup")
+    room.state("DISCONNECTED", timeout=15)
+
+
+def test_the_guest_sets_dnd_from_the_room_phone_the_pms_gets_the_door_sign(
+    hotel: DndHotelPbx, simulator: PmsSimulator, tmp_path: Path
+) -> None:
+    before = door_signs(simulator)
+    with phones(hotel, folder(tmp_path, "on"), ("1003", 300)) as (room,):
+        dial_code(room, "*65")
+    assert heard(room) == PROMPT_HZ, "the confirmation prompt"
+    wait_for(lambda: door_signs(simulator)[len(before) :] == ["RE|RN0102|RS8|"], 10,
+             lambda: str(door_signs(simulator)))  # fmt: skip
+    assert (hotel.room("0102")["dnd"], hotel.room("0102")["door_sign"]) == (True, True)
+    with phones(hotel, folder(tmp_path, "calls"), ("1003", 300), ("1002", 600), ("1001", 450)) as (
+        room, desk, other
+    ):  # fmt: skip
+        other.send("call", to="1003")
+        incoming = desk.wait(lambda e: e["ev"] == "incoming", timeout=15)
+        assert incoming["remote"].startswith('"Guest, Mr." <sip:1001@'), incoming
+        other.send("hangup")
+        other.state("DISCONNECTED")
+        desk.state("DISCONNECTED")
+        assert not_rung(room)
+    with phones(hotel, folder(tmp_path, "off"), ("1003", 300)) as (room,):
+        dial_code(room, "*66")
+    assert heard(room) == PROMPT_HZ, "the confirmation prompt"
+    wait_for(lambda: door_signs(simulator)[len(before) :] == ["RE|RN0102|RS8|", "RE|RN0102|RS10|"],
+             10, lambda: str(door_signs(simulator)))  # fmt: skip
+    assert hotel.room("0102")["dnd"] is False
+    with phones(hotel, folder(tmp_path, "again"), ("1003", 300), ("1001", 450)) as (room, other):
+        other.send("call", to="1003")
+        room.answer(timeout=15)
+        other.send("hangup")
+        other.state("DISCONNECTED")
+        room.state("DISCONNECTED")
+
+
+def test_a_ring_group_skips_a_room_with_dnd_and_rings_the_desk_when_all_rooms_are(
+    hotel: DndHotelPbx, simulator: PmsSimulator, tmp_path: Path
+) -> None:
+    set_dnd(hotel, simulator, True)
+    try:
+        with phones(hotel, tmp_path, ("1003", 300), ("1002", 600), ("1001", 450)) as phones_:
+            room, desk, other = phones_
+            other.send("call", to="600")
+            desk.answer(timeout=15)
+            other.state("CONFIRMED")
+            other.send("hangup")
+            other.state("DISCONNECTED")
+            desk.state("DISCONNECTED")
+            assert not_rung(room)
+
+            assert simulator.send_raw(STX + b"RE|RN0101|DNY|" + ETX)
+            wait_for(lambda: hotel.room("0101")["dnd"] is True, 10, hotel.output)
+            other.send("call", to="601")
+            incoming = desk.wait(lambda e: e["ev"] == "incoming", timeout=15)
+            assert incoming["remote"].startswith('"Guest, Mr." <sip:1001@'), incoming
+            other.send("hangup")
+            other.state("DISCONNECTED")
+            desk.state("DISCONNECTED")
+            assert not_rung(room)
+    finally:
+        assert simulator.send_raw(STX + b"RE|RN0101|DNN|" + ETX)
         set_dnd(hotel, simulator, False)

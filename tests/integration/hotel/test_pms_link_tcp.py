@@ -196,3 +196,41 @@ async def test_a_refused_posting_is_announced_on_the_event_stream(
     await until(lambda: alerts, what="refusal announced")
     assert alerts == [("hotel.posting-refused", {"room": "102", "status": "NG",
                        "posting_number": number, "text": "GUEST NOT FOUND"})]  # fmt: skip
+
+
+def door_signs(sim: PmsSimulator) -> list[str]:
+    return [r for r in state(sim)["received"] if r.startswith("RE|")]
+
+
+async def test_the_guests_dnd_reaches_the_pms_as_door_sign_statuses_and_check_out_clears_it(
+    pms: PmsLinkService, simulator: PmsSimulator, store: Store
+) -> None:
+    alerts: list[tuple[str, dict[str, Any]]] = []
+    pms.alert = lambda kind, data: alerts.append((kind, data))
+    await until(lambda: pms.status()["occupied"] == 2, what="resync applied")
+    assert not pms.guest_dnd("102", True), "a vacant room"
+    assert pms.guest_dnd("101", True)
+    await until(lambda: door_signs(simulator) == ["RE|RN101|RS8|"], what="DND on")
+    assert stored_rooms(StateStore(store, "hotel"))["101"]["dnd"] is True
+    assert alerts == [("hotel.dnd", {"room": "101", "extension": None, "dnd": True,
+                       "source": "phone"})]  # fmt: skip
+    simulator.act(lambda core: core.check_out("101"))
+    await until(lambda: len(door_signs(simulator)) == 2, what="the door sign cleared")
+    assert door_signs(simulator)[1] == "RE|RN101|RS10|"
+    assert pms.rooms.room("101").dnd is False
+
+    simulator.act(lambda core: core.check_out("0330"))
+    await until(lambda: not pms.rooms.room("0330").occupied, what="0330 checked out")
+    await asyncio.sleep(0.5)
+    assert len(door_signs(simulator)) == 2, "no DND was on: the PMS is told nothing"
+
+    simulator.act(lambda core: core.check_in("102", "Late, Ms."))
+    await until(lambda: pms.rooms.room("102").occupied, what="102 checked in")
+    simulator.act(lambda core: core.link_end(restart_after=3.0))
+    await until(lambda: pms.status()["state"] == "ended", what="LE seen")
+    assert pms.guest_dnd("102", True)
+    assert pms.guest_dnd("102", False)
+    await asyncio.sleep(0.5)
+    assert len(door_signs(simulator)) == 2, "nothing is sent while the link is ended"
+    await until(lambda: len(door_signs(simulator)) == 3, what="sent after the restart")
+    assert door_signs(simulator)[2] == "RE|RN102|RS10|", "only the latest status of the room"

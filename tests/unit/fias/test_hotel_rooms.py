@@ -16,13 +16,23 @@ from appliance.hotel.lamps import MessageLamps
 from appliance.hotel.postings import Posting
 from appliance.hotel.rooms import Guest, Room, RoomBook
 from appliance.hotel.settings import DndSettings, RoomCodeSettings
-from appliance.pbx.deciders import OWN_NUMBERS, ROUTE, DecisionChain, DialPlanDecider, RouteQuery
+from appliance.pbx.deciders import (
+    OWN_NUMBERS,
+    POLICY,
+    ROUTE,
+    DecisionChain,
+    DialPlanDecider,
+    RouteQuery,
+)
 from appliance.pbx.dialplan import Decision, DialPlan
+from appliance.pbx.local_routes import local_routes
 from appliance.pbx.settings import (
     DialPlanSettings,
+    InboundRoute,
     MediaSettings,
     OutboundRoute,
     PromptSettings,
+    RingGroup,
     Trunk,
 )
 from appliance.settings import ApplianceSettings
@@ -91,6 +101,29 @@ def test_room_equipment_sets_class_of_service_dnd_and_lamp() -> None:
     assert rooms.room("2781") == Room("2781", (Guest("1", "A", ""),), "national", False, True)
     rooms.apply(parse_record(b"RE|RN2781|CS9|DNY|"))
     assert (rooms.room("2781").cos, rooms.room("2781").dnd) == ("national", True)
+
+
+def test_the_guests_dnd_sets_the_door_sign_which_check_out_and_a_move_out_clear() -> None:
+    rooms = book("GI|RN2781|G#1|GNA|", "GI|RN332|G#2|GNB|")
+    assert rooms.guest_dnd("0330", True) is None, "a vacant room has no guest to disturb"
+    assert rooms.room("0330") == Room("0330")
+    on = rooms.guest_dnd("2781", True)
+    assert on is not None
+    assert (on.dnd, on.door_sign) == (True, True)
+    assert rooms.room("2781") == on
+    rooms.apply(parse_record(b"RE|RN2781|DNN|"))
+    assert (rooms.room("2781").dnd, rooms.room("2781").door_sign) == (False, True)
+    rooms.apply(parse_record(b"GO|RN2781|G#1|GSN|"))
+    assert rooms.room("2781") == Room("2781")
+    rooms.guest_dnd("332", True)
+    rooms.apply(parse_record(b"GC|G#2|RN312|GSN|RO332|GSN|"))
+    assert (rooms.room("312").dnd, rooms.room("312").door_sign) == (True, False)
+    assert rooms.room("332") == Room("332")
+    again = RoomBook(ROOMS, "international")
+    rooms.guest_dnd("312", False)
+    rooms.guest_dnd("312", True)
+    again.load(rooms.documents())
+    assert again.room("312") == rooms.room("312")
 
 
 def test_records_without_a_room_or_about_other_things_change_nothing() -> None:
@@ -226,6 +259,57 @@ def test_a_room_with_dnd_is_not_rung_calls_go_to_the_front_desk_or_get_busy() ->
     )  # fmt: skip
 
 
+GROUPS = DialPlan(
+    DialPlanSettings(
+        ring_groups=(
+            RingGroup(number="600", members=("201", "202", "100")),
+            RingGroup(number="601", members=("201", "202"), strategy="sequential"),
+        ),
+        inbound=(InboundRoute(did="+4930555000", target="601"),),
+        owned_numbers=("+4930555000",),
+    ),
+    ["201", "202", "100"],
+)
+
+
+def test_a_ring_group_skips_rooms_with_dnd_and_follows_the_dnd_action_when_all_are() -> None:
+    rooms = book("GI|RN2781|G#1|GNA|", "GI|RN0330|G#2|GNB|", "RE|RN2781|DNY|")
+    desk = RoomCallDecider(rooms, lambda: GROUPS, frozenset(), None, None,
+                           DndSettings(action="front-desk", front_desk="100"))  # fmt: skip
+    busy = RoomCallDecider(rooms, lambda: GROUPS, frozenset(), None, None, DndSettings())
+
+    def to(decider: RoomCallDecider, caller: str, dialled: str, trunk: bool = False) -> Decision:
+        proposed = GROUPS.decide(caller, dialled, trunk, dialled)
+        decision = decider.decide(RouteQuery(caller, dialled, from_trunk=trunk), proposed)
+        assert decision is not None
+        return decision
+
+    assert to(busy, "100", "600").targets == ("202", "100")
+    sequential = to(busy, "+4930999", "+4930555000", trunk=True)
+    assert (sequential.action, sequential.targets, sequential.serial) == ("group", ("202",), True)
+    assert sequential.route == "inbound:+4930555000"
+    rooms.guest_dnd("0330", True)
+    refused = to(busy, "+4930999", "+4930555000", trunk=True)
+    assert (refused.code, refused.reason, refused.route) == (
+        486, "room-dnd", "hotel:dnd:inbound:+4930555000"
+    )  # fmt: skip
+    diverted = to(desk, "202", "601")
+    assert (diverted.action, diverted.targets, diverted.route) == (
+        "extension", ("100",), "hotel:dnd:group:601"
+    )  # fmt: skip
+    assert to(desk, "201", "600").targets == ("100",)
+    worker = RouteQuery("wake-up", "601", raw={"caller": "wake-up", "media": "1"})
+    assert busy.decide(worker, GROUPS.local("601")) == GROUPS.local("601")
+
+
+def test_the_hotel_keeps_calls_to_rooms_and_groups_out_of_kamailios_local_routes() -> None:
+    chain = DecisionChain()
+    chain.add(DialPlanDecider(lambda: GROUPS), ROUTE)
+    assert local_routes(GROUPS, chain, recorded=False).answers != ()
+    chain.add(RoomCallDecider(book(), lambda: GROUPS, frozenset()), POLICY)
+    assert local_routes(GROUPS, chain, recorded=False).answers == ()
+
+
 def test_a_wake_up_call_from_a_media_worker_still_rings_a_room_with_dnd() -> None:
     rooms = book("GI|RN2781|G#1|GNGuest|", "RE|RN2781|DNY|")
     decider = dnd_decider(rooms, "busy")
@@ -278,10 +362,17 @@ def test_rooms_keep_leading_zeros_and_must_name_known_extensions(tmp_path: Path)
 class Pms:
     """Records what the codes asked of the PMS link."""
 
-    def __init__(self, link_up: bool = True) -> None:
+    def __init__(self, link_up: bool = True, occupied: bool = True) -> None:
         self.link_up = link_up
+        self.occupied = occupied
         self.statuses: list[tuple[str, int]] = []
         self.postings: list[Posting] = []
+        self.dnd: list[tuple[str, bool]] = []
+
+    def guest_dnd(self, room: str, on: bool) -> bool:
+        if self.occupied:
+            self.dnd.append((room, on))
+        return self.occupied
 
     def room_status(self, room: str, status: int) -> bool:
         if self.link_up:
@@ -310,6 +401,22 @@ def test_a_room_status_code_sends_re_with_rs_for_the_callers_room() -> None:
     assert pms.statuses == [("2781", 3), ("2781", 3)]
     assert dial(pms, "*79").reason == "invalid-code"
     assert dial(Pms(link_up=False), "*73").reason == "invalid-code"
+
+
+def test_dnd_codes_set_and_clear_the_guests_dnd_of_the_callers_room() -> None:
+    pms = Pms()
+    assert (dial(pms, "*65").code, dial(pms, "*65").reason) == (603, "dnd-on-done")
+    assert dial(pms, "*66", caller="202").reason == "dnd-off-done"
+    assert pms.dnd == [("2781", True), ("2781", True), ("0330", False)]
+    assert dial(pms, "*651").reason == "unknown-service", "the codes are exact numbers"
+    assert dial(Pms(occupied=False), "*65").reason == "invalid-code"
+    assert dial(pms, "*65", caller="100").reason == "unknown-service"
+    assert dial(pms, "*79", dnd_on="*78", dnd_off="*79", room_status="*2").reason == "dnd-off-done"
+
+
+def test_dnd_codes_must_not_overlap_the_other_codes() -> None:
+    with pytest.raises(ValueError, match="overlap"):
+        RoomCodeSettings(dnd_on="*78")
 
 
 def test_a_minibar_code_queues_a_posting_for_the_pms_to_price() -> None:

@@ -36,3 +36,15 @@ def test_an_alive_check_more_often_than_five_minutes_is_refused(tmp_path: Path) 
 def test_a_backoff_ceiling_below_its_floor_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="reconnect_max_s"):
         load(tmp_path, {"pms": {"reconnect_min_s": 10, "reconnect_max_s": 5}})
+
+
+def test_the_guests_dnd_codes_may_not_overlap_a_room_code_or_an_agent_code() -> None:
+    with pytest.raises(ValueError, match=r"codes \*7 and \*78 overlap"):
+        ApplianceSettings.model_validate({**BASE, "hotel": {"codes": {"dnd_on": "*78"}}})
+    doc = {**BASE, "sip": {"extensions": [{"number": "1003", "password": "secret-pw-1003"}]},
+           "pbx": {"enabled": True, "media": {"workers": 1}},
+           "hotel": {"rooms": [{"room": "0101", "extension": "1003"}]},
+           "contact": {"queues": {"desk": {"number": "700", "agents": ["1003"]}},
+                       "agent_codes": {"logout": "*66"}}}  # fmt: skip
+    with pytest.raises(ValueError, match=r"overlap other feature codes: \*66 and \*66"):
+        ApplianceSettings.model_validate(doc)

@@ -68,6 +68,7 @@ def test_the_book_clears_moves_and_owes_answers_only_to_the_pms(store: Any) -> N
 class Worker:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
+        self.reserved = 0
 
     def send(self, command: dict[str, Any]) -> bool:
         self.sent.append(command)
@@ -176,6 +177,49 @@ def test_no_worker_waits_and_an_unknown_event_is_left_to_others(store: Any) -> N
     assert service.book.pending()[0].attempts == 0
     assert not service.on_media_event(None, {"ev": "leg", "id": "op-1", "state": "ended"})
     assert not service.on_media_event(None, {"ev": "ivr", "state": "start", "id": "x", "tag": None})
+
+
+class SlotPool:
+    """Workers of ``slots`` call slots, free until reserved (the load reports reset them)."""
+
+    def __init__(self, workers: list[Worker], slots: int) -> None:
+        self.workers, self.slots = workers, slots
+
+    def pick(self, slots: int = 1) -> Worker:
+        free = [w for w in self.workers if self.slots - w.reserved >= slots]
+        if not free:
+            raise MediaPoolFullError("no media worker has 1 free call slot(s)")
+        return max(free, key=lambda w: self.slots - w.reserved)
+
+
+def test_wake_ups_due_at_once_take_the_free_slots_and_a_full_workers_refusal_is_no_attempt(
+    store: Any,
+) -> None:
+    rooms = RoomBook({f"0{n}": f"20{n}" for n in range(1, 7)}, "international")
+    workers = [Worker(), Worker()]
+    pool = SlotPool(workers, 2)
+    service = WakeUpCallService(
+        WakeUpSettings(retries=1, retry_interval_s=60), WakeUpBook(lambda: store), rooms,
+        Link(), lambda: pool, Speaker(), Clock(), "UTC",
+    )  # fmt: skip
+    for n in range(1, 7):
+        service.on_record(parse_record(f"WR|RN0{n}|DA261207|TI063000|".encode()))
+    tick(service)
+    assert [len(w.sent) for w in workers] == [2, 2], "as many calls as free slots"
+    assert sorted(w.attempts for w in service.book.pending()) == [0, 0, 1, 1, 1, 1]
+    refused = workers[0].sent[0]
+    assert service.on_media_event(
+        workers[0],
+        {"ev": "leg", "id": refused["id"], "state": "ended", "code": 486, "reason": "worker-full"},
+    )
+    assert sorted(w.attempts for w in service.book.pending()) == [0, 0, 0, 1, 1, 1]
+    workers[0].reserved, workers[1].reserved = 1, 2  # their load reports: 1 and 2 calls
+    assert not service.on_media_event(workers[0], {"ev": "load", "calls": 1, "capacity": 2})
+    assert service._wake.is_set(), "a slot freed while calls wait: the next tick runs now"
+    tick(service)
+    assert [len(w.sent) for w in workers] == [3, 2]
+    assert [c["to"] for c in workers[0].sent].count(refused["to"]) == 2, "placed again"
+    assert sorted(w.attempts for w in service.book.pending()) == [0, 0, 1, 1, 1, 1]
 
 
 def test_check_out_and_wc_clear_and_a_bad_wr_is_answered_unprocessable(store: Any) -> None:
