@@ -266,9 +266,11 @@ def extrapolate(
     day = args.target_sites * args.cdrs_per_site_day
     peak = day * args.busy_share / (args.busy_hours * 3600) * args.peak_factor
     recorded = day * args.recorded_share * args.call_minutes * WAV_BYTES_PER_MIN
-    print(f"{args.target_sites:,} sites: {day:,} CDRs a day, busy-hour peak {peak:,.0f} CDR/s "
-          f"= {peak / rate:.2f} nodes at this node's rate; node CPU {peak * hq_ms / 1e6:.2f} "
-          f"cores, PostgreSQL CPU {peak * pg_ms / 1e6:.2f} cores at the peak")  # fmt: skip
+    # Cores from CPU per CDR, not from this run's rate: on a shared machine the rate is
+    # what the node's share of the cores allowed.
+    print(f"{args.target_sites:,} sites: {day:,} CDRs a day, peak {peak:,.0f} CDR/s: node CPU "
+          f"{peak * hq_ms / 1e6:.2f} cores, PostgreSQL CPU {peak * pg_ms / 1e6:.2f} cores "
+          f"(this run: {rate:,.0f} CDR/s on one node)")  # fmt: skip
     year = day * 365
     print(f"  a year: WAL {year * per_cdr['WAL'] / 1e12:.1f} TB, database growth "
           f"{year * per_cdr['database'] / 1e12:.1f} TB (CDR partitions "
