@@ -1,8 +1,8 @@
 """Sync link benchmarks: CDR sync rate, recording upload rate, report latency.
 
 Usage: .venv/bin/python bench/bench_sync.py [--cdrs N] [--report-cdrs N] [--postgres]
-                                              [--skip-reports] [--upload-mb N] [--chunk-kib N]
-                                              [--rounds N]
+                                              [--skip-reports] [--skip-sync] [--skip-sqlite]
+                                              [--upload-mb N] [--chunk-kib N] [--rounds N]
 
 The sync measures (1 and 2) run ``--rounds`` times, each round measuring its limits
 beside ours; the script prints every round and the best and median of each ratio.
@@ -406,6 +406,9 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="also run against PostgreSQL")
     parser.add_argument("--skip-reports", action="store_true")
     parser.add_argument(
+        "--skip-sync", action="store_true", help="only the reports (measure 3), e.g. at 100M"
+    )
+    parser.add_argument(
         "--skip-sqlite", action="store_true", help="measure PostgreSQL only (with --postgres)"
     )
     harness.run(measure, parser.parse_args())
@@ -418,42 +421,52 @@ def measure(args: argparse.Namespace) -> None:
         if args.postgres:
             pg = stack.enter_context(postgres_server())
             targets.append(("postgresql", pg, pg))
-        for name, raw_url, agg_url in targets:
-            cdr_rounds = []
-            for i in range(args.rounds):
-                run_dir = base / f"sync-{name}-{i}"
-                cdr_rounds.append(
-                    cdr_round(f"{name} round {i + 1}", raw_url, agg_url, run_dir, args.cdrs)
-                )
-            _summarise(f"CDR sync {name}", cdr_rounds, "/s", 1)
-        size = args.upload_mb * 1024 * 1024
-        upload_rounds = []
-        for i in range(args.rounds):
-            rate, zmq_rate, disk_rate = upload_rate(base / f"upload-{i}", size, args.chunk_kib)
-            shutil.rmtree(base / f"upload-{i}")
-            limits = {"raw CurveZMQ": zmq_rate, "raw + write + sha256 + fsync": disk_rate}
-            upload_rounds.append((rate, limits))
-            harness.record(f"upload round {i + 1}", f"{rate / 1e6:,.1f} MB/s vs {limits}")
-            print(
-                f"recording upload, {args.upload_mb} MB in {args.chunk_kib} KiB chunks: "
-                f"{rate / 1e6:,.1f} MB/s vs raw CurveZMQ {zmq_rate / 1e6:,.1f} MB/s (ratio "
-                f"{rate / zmq_rate:.2f}), vs raw CurveZMQ + write + sha256 + fsync "
-                f"{disk_rate / 1e6:,.1f} MB/s (ratio {rate / disk_rate:.2f})"
-            )
-        _summarise("recording upload", upload_rounds, " MB/s", 1e6)
+        if not args.skip_sync:
+            for name, raw_url, agg_url in targets:
+                cdr_rounds = []
+                for i in range(args.rounds):
+                    run_dir = base / f"sync-{name}-{i}"
+                    cdr_rounds.append(
+                        cdr_round(f"{name} round {i + 1}", raw_url, agg_url, run_dir, args.cdrs)
+                    )
+                _summarise(f"CDR sync {name}", cdr_rounds, "/s", 1)
+            upload_measures(args, base)
         if not args.skip_reports:
             for name, url, _ in targets:
                 url = url if name != "sqlite" else f"sqlite:///{base / 'reports.db'}"
-                summary_ms, search_ms, extension_ms = report_latency(url, args.report_cdrs)
-                print(
-                    f"reports {name} over {args.report_cdrs:,} CDRs, median of 5: month summary "
-                    f"by site/day {summary_ms:.1f} ms, filtered search page {search_ms:.1f} ms, "
-                    f"month by extension {extension_ms:.1f} ms"
-                )
-                harness.record(
-                    f"reports {name}",
-                    f"{summary_ms:.1f} ms, {search_ms:.1f} ms, {extension_ms:.1f} ms",
-                )
+                report_measures(name, url, args.report_cdrs)
+
+
+def upload_measures(args: argparse.Namespace, base: Path) -> None:
+    """``--rounds`` recording uploads against raw CurveZMQ, printed and recorded."""
+    size = args.upload_mb * 1024 * 1024
+    upload_rounds = []
+    for i in range(args.rounds):
+        rate, zmq_rate, disk_rate = upload_rate(base / f"upload-{i}", size, args.chunk_kib)
+        shutil.rmtree(base / f"upload-{i}")
+        limits = {"raw CurveZMQ": zmq_rate, "raw + write + sha256 + fsync": disk_rate}
+        upload_rounds.append((rate, limits))
+        harness.record(f"upload round {i + 1}", f"{rate / 1e6:,.1f} MB/s vs {limits}")
+        print(
+            f"recording upload, {args.upload_mb} MB in {args.chunk_kib} KiB chunks: "
+            f"{rate / 1e6:,.1f} MB/s vs raw CurveZMQ {zmq_rate / 1e6:,.1f} MB/s (ratio "
+            f"{rate / zmq_rate:.2f}), vs raw CurveZMQ + write + sha256 + fsync "
+            f"{disk_rate / 1e6:,.1f} MB/s (ratio {rate / disk_rate:.2f})"
+        )
+    _summarise("recording upload", upload_rounds, " MB/s", 1e6)
+
+
+def report_measures(name: str, url: str, n: int) -> None:
+    """Report latencies over ``n`` generated CDRs, printed and recorded."""
+    summary_ms, search_ms, extension_ms = report_latency(url, n)
+    print(
+        f"reports {name} over {n:,} CDRs, median of 5: month summary "
+        f"by site/day {summary_ms:.1f} ms, filtered search page {search_ms:.1f} ms, "
+        f"month by extension {extension_ms:.1f} ms"
+    )
+    harness.record(
+        f"reports {name}", f"{summary_ms:.1f} ms, {search_ms:.1f} ms, {extension_ms:.1f} ms"
+    )
 
 
 def cdr_round(
