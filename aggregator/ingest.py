@@ -45,7 +45,7 @@ import sqlalchemy as sa
 import zmq
 import zmq.asyncio
 
-from aggregator.ingest_features import IngestFeatures, Periodic
+from aggregator.ingest_features import GroupedStream, IngestFeatures, Periodic
 from aggregator.ingest_metrics import IngestMetrics
 from aggregator.refusals import Refusals
 from aggregator.settings import AggregatorSettings
@@ -62,6 +62,9 @@ from drivers.sync.protocol import (
 )
 
 log = logging.getLogger(__name__)
+
+# Batches of at most this many records are parsed on the event loop (see ``_parse``).
+INLINE_PARSE_MAX = 8
 
 
 class IngestError(Exception):
@@ -217,7 +220,7 @@ class IngestServer:
         self.metrics.pending.inc()
         grouped = self._features.grouped
         if grouped is not None and isinstance(message, grouped.kind):
-            parsed = loop.run_in_executor(self._decoder, grouped.parse, site_id, message.records)
+            parsed = self._parse(loop, grouped, site_id, message.records)
             self._queue_cdrs(_Pending(identity, site_id, message, received, parsed))
             return True
         work = self._worker.submit(self._dispatch, site_id, message)
@@ -225,6 +228,27 @@ class IngestServer:
             functools.partial(self._dispatched, loop, identity, site_id, message.TYPE)
         )
         return True
+
+    def _parse(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        grouped: GroupedStream[Any],
+        site_id: str,
+        records: list[tuple[int, bytes]],
+    ) -> asyncio.Future[Any]:
+        """A batch parsed on the decode thread, or here if it is small.
+
+        A site sends its CDRs one at a time while it keeps up, and handing such a batch
+        to the decode thread and back costs more than parsing it (bench/bench_day.py).
+        """
+        if len(records) > INLINE_PARSE_MAX:
+            return loop.run_in_executor(self._decoder, grouped.parse, site_id, records)
+        parsed: asyncio.Future[Any] = loop.create_future()
+        try:
+            parsed.set_result(grouped.parse(site_id, records))
+        except Exception as err:  # noqa: BLE001 - raised again where the group is stored
+            parsed.set_exception(err)
+        return parsed
 
     def _finished(self, site_id: str) -> None:
         """On the event loop: one message's work is over; its room is free again."""
@@ -256,8 +280,9 @@ class IngestServer:
     async def _next_group(self) -> list[_Pending]:
         """The oldest batch once decoded, with every batch after it decoded by then.
 
-        Batches are decoded in arrival order on one thread, so the ready ones are a prefix
-        of the queue; the commit never waits for a batch that is still being decoded.
+        Large batches are decoded in arrival order on one thread and small ones at once
+        on arrival, so the group is the ready prefix of the queue: batches commit in
+        arrival order, and the commit never waits for a batch still being decoded.
         """
         await asyncio.wait([self._cdr_queue[0].parsed])
         queue = self._cdr_queue

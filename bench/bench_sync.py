@@ -1,15 +1,17 @@
 """Sync link benchmarks: CDR sync rate, recording upload rate, report latency.
 
 Usage: .venv/bin/python bench/bench_sync.py [--cdrs N] [--report-cdrs N] [--postgres]
-                                              [--skip-reports] [--upload-mb N] [--chunk-kib N]
-                                              [--rounds N]
+                                              [--skip-reports] [--skip-sync] [--skip-sqlite]
+                                              [--upload-mb N] [--chunk-kib N] [--rounds N]
 
 The sync measures (1 and 2) run ``--rounds`` times, each round measuring its limits
 beside ours; the script prints every round and the best and median of each ratio.
 
 1. End-to-end CDR sync (appliance outbox -> aggregator commit -> ack -> outbox delete),
    real processes on loopback, vs the database's own batched insert rate (the same rows
-   in batches of 5000, the sync's batch size, one commit each) measured in the same run.
+   in batches of 5000, the sync's batch size, one commit each) measured just before and
+   just after it in the same round (their combined rate is the round's limit); with the
+   CPU the aggregator and the appliance spent per 1,000 CDRs.
 2. Recording upload through the sync link vs a raw CurveZMQ DEALER->ROUTER transfer of
    the same bytes in the same chunk size.
 3. Report latency over a generated table: daily summary by site for a month, a
@@ -28,7 +30,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -53,6 +57,7 @@ from tests.sync_env import make_cdr, make_env
 START_S = 60  # a service up and healthy, or the first CDR or chunk arriving
 MIN_CDRS_PER_S = 1_000  # slower than this, the CDR sync counts as stuck
 MIN_BYTES_PER_S = 2_000_000  # slower than this, an upload counts as stuck
+POLL_MIN_S, POLL_MAX_S = 0.02, 0.5  # bounds of the wait between polls of the outbox
 
 
 def raw_insert_rates(url: str, n: int, batch: int = 5000) -> dict[str, float]:
@@ -133,7 +138,22 @@ _RAW_POSTGRES = {
 }
 
 
-def sync_rate(root: Path, url: str | None, n: int) -> float:
+@dataclass(frozen=True)
+class SyncRun:
+    """One end-to-end CDR sync: its rate and the CPU each process spent per 1,000 CDRs."""
+
+    rate: float
+    hq_ms: float
+    appliance_ms: float
+
+
+def cpu_s(pid: int) -> float:
+    """User and system CPU seconds a live process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sync_rate(root: Path, url: str | None, n: int) -> SyncRun:
     if url is not None:
         # Each round starts from an empty database, as it does with its own SQLite file.
         engine = create_engine(url)
@@ -153,20 +173,38 @@ def sync_rate(root: Path, url: str | None, n: int) -> float:
         http = stack.enter_context(httpx.Client(timeout=10))
         harness.wait_until(lambda: env.ingested(http) > 0, START_S, "first CDRs", interval=0.005)
         start, base = time.perf_counter(), env.ingested(http)
+        cpu_before = cpu_s(agg.proc.pid), cpu_s(app.proc.pid)
         if base > n // 2:
             raise harness.Incomplete(
                 f"{base:,} of {n:,} CDRs were stored before the first reading: too few to time"
             )
         try:
-            harness.wait_until(
-                lambda: env.pending(http) == 0, n / MIN_CDRS_PER_S, "outbox drained", 0.02
-            )
+            wait_drained(lambda: env.pending(http), n, start)
         except harness.Incomplete:
             done = env.ingested(http) - base
             rate = done / (time.perf_counter() - start)
             harness.record("CDR sync when stopped", f"{done:,} of {n:,} CDRs at {rate:,.0f}/s")
             raise
-        return (n - base) / (time.perf_counter() - start)
+        rate = (n - base) / (time.perf_counter() - start)
+        hq, appliance = (cpu_s(p.proc.pid) - c for p, c in zip((agg, app), cpu_before, strict=True))
+        return SyncRun(rate, hq * 1e6 / (n - base), appliance * 1e6 / (n - base))
+
+
+def wait_drained(pending: Callable[[], int], n: int, start: float) -> None:
+    """Wait until ``pending()`` is 0, polling about ten times over the expected drain.
+
+    Each poll renders the appliance's /metrics, which costs it milliseconds of the CPU
+    the sync itself needs; polling every 20 ms took a tenth of a core from the sync. The
+    wait before the next poll is a quarter of the time the outbox needs at the rate so
+    far, between 20 ms and 0.5 s, so the end is still seen within 20 ms.
+    """
+    deadline = time.monotonic() + harness.limit(n / MIN_CDRS_PER_S)
+    while (left := pending()) > 0:
+        if time.monotonic() > deadline:
+            raise harness.Incomplete(f"outbox drained: {left:,} CDRs left")
+        elapsed = time.perf_counter() - start
+        rate = max(n - left, 1) / max(elapsed, 1e-3)
+        time.sleep(min(max(left / rate / 4, POLL_MIN_S), POLL_MAX_S))
 
 
 def upload_rate(root: Path, size: int, chunk_kib: int) -> tuple[float, float, float]:
@@ -368,6 +406,9 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="also run against PostgreSQL")
     parser.add_argument("--skip-reports", action="store_true")
     parser.add_argument(
+        "--skip-sync", action="store_true", help="only the reports (measure 3), e.g. at 100M"
+    )
+    parser.add_argument(
         "--skip-sqlite", action="store_true", help="measure PostgreSQL only (with --postgres)"
     )
     harness.run(measure, parser.parse_args())
@@ -380,44 +421,75 @@ def measure(args: argparse.Namespace) -> None:
         if args.postgres:
             pg = stack.enter_context(postgres_server())
             targets.append(("postgresql", pg, pg))
-        for name, raw_url, agg_url in targets:
-            cdr_rounds = []
-            for i in range(args.rounds):
-                raw = raw_insert_rates(raw_url, args.cdrs)
-                ours = sync_rate(base / f"sync-{name}-{i}", agg_url, args.cdrs)
-                cdr_rounds.append((ours, raw))
-                versus = ", ".join(f"{r:,.0f}/s {m} (ratio {ours / r:.2f})" for m, r in raw.items())
-                print(f"CDR sync {name}, {args.cdrs:,} CDRs: {ours:,.0f}/s end to end vs {versus}")
-                harness.record(f"CDR sync {name} round {i + 1}", f"{ours:,.0f}/s vs {versus}")
-            _summarise(f"CDR sync {name}", cdr_rounds, "/s", 1)
-        size = args.upload_mb * 1024 * 1024
-        upload_rounds = []
-        for i in range(args.rounds):
-            rate, zmq_rate, disk_rate = upload_rate(base / f"upload-{i}", size, args.chunk_kib)
-            shutil.rmtree(base / f"upload-{i}")
-            limits = {"raw CurveZMQ": zmq_rate, "raw + write + sha256 + fsync": disk_rate}
-            upload_rounds.append((rate, limits))
-            harness.record(f"upload round {i + 1}", f"{rate / 1e6:,.1f} MB/s vs {limits}")
-            print(
-                f"recording upload, {args.upload_mb} MB in {args.chunk_kib} KiB chunks: "
-                f"{rate / 1e6:,.1f} MB/s vs raw CurveZMQ {zmq_rate / 1e6:,.1f} MB/s (ratio "
-                f"{rate / zmq_rate:.2f}), vs raw CurveZMQ + write + sha256 + fsync "
-                f"{disk_rate / 1e6:,.1f} MB/s (ratio {rate / disk_rate:.2f})"
-            )
-        _summarise("recording upload", upload_rounds, " MB/s", 1e6)
+        if not args.skip_sync:
+            for name, raw_url, agg_url in targets:
+                cdr_rounds = []
+                for i in range(args.rounds):
+                    run_dir = base / f"sync-{name}-{i}"
+                    cdr_rounds.append(
+                        cdr_round(f"{name} round {i + 1}", raw_url, agg_url, run_dir, args.cdrs)
+                    )
+                _summarise(f"CDR sync {name}", cdr_rounds, "/s", 1)
+            upload_measures(args, base)
         if not args.skip_reports:
             for name, url, _ in targets:
                 url = url if name != "sqlite" else f"sqlite:///{base / 'reports.db'}"
-                summary_ms, search_ms, extension_ms = report_latency(url, args.report_cdrs)
-                print(
-                    f"reports {name} over {args.report_cdrs:,} CDRs, median of 5: month summary "
-                    f"by site/day {summary_ms:.1f} ms, filtered search page {search_ms:.1f} ms, "
-                    f"month by extension {extension_ms:.1f} ms"
-                )
-                harness.record(
-                    f"reports {name}",
-                    f"{summary_ms:.1f} ms, {search_ms:.1f} ms, {extension_ms:.1f} ms",
-                )
+                report_measures(name, url, args.report_cdrs)
+
+
+def upload_measures(args: argparse.Namespace, base: Path) -> None:
+    """``--rounds`` recording uploads against raw CurveZMQ, printed and recorded."""
+    size = args.upload_mb * 1024 * 1024
+    upload_rounds = []
+    for i in range(args.rounds):
+        rate, zmq_rate, disk_rate = upload_rate(base / f"upload-{i}", size, args.chunk_kib)
+        shutil.rmtree(base / f"upload-{i}")
+        limits = {"raw CurveZMQ": zmq_rate, "raw + write + sha256 + fsync": disk_rate}
+        upload_rounds.append((rate, limits))
+        harness.record(f"upload round {i + 1}", f"{rate / 1e6:,.1f} MB/s vs {limits}")
+        print(
+            f"recording upload, {args.upload_mb} MB in {args.chunk_kib} KiB chunks: "
+            f"{rate / 1e6:,.1f} MB/s vs raw CurveZMQ {zmq_rate / 1e6:,.1f} MB/s (ratio "
+            f"{rate / zmq_rate:.2f}), vs raw CurveZMQ + write + sha256 + fsync "
+            f"{disk_rate / 1e6:,.1f} MB/s (ratio {rate / disk_rate:.2f})"
+        )
+    _summarise("recording upload", upload_rounds, " MB/s", 1e6)
+
+
+def report_measures(name: str, url: str, n: int) -> None:
+    """Report latencies over ``n`` generated CDRs, printed and recorded."""
+    summary_ms, search_ms, extension_ms = report_latency(url, n)
+    print(
+        f"reports {name} over {n:,} CDRs, median of 5: month summary "
+        f"by site/day {summary_ms:.1f} ms, filtered search page {search_ms:.1f} ms, "
+        f"month by extension {extension_ms:.1f} ms"
+    )
+    harness.record(
+        f"reports {name}", f"{summary_ms:.1f} ms, {search_ms:.1f} ms, {extension_ms:.1f} ms"
+    )
+
+
+def cdr_round(
+    what: str, raw_url: str, agg_url: str | None, root: Path, n: int
+) -> tuple[float, dict[str, float]]:
+    """One round: raw inserts, the end-to-end sync, raw inserts again; printed and recorded."""
+    before = raw_insert_rates(raw_url, n)
+    run = sync_rate(root, agg_url, n)
+    raw = _mean_rates(before, raw_insert_rates(raw_url, n))
+    versus = ", ".join(f"{r:,.0f}/s {m} (ratio {run.rate / r:.2f})" for m, r in raw.items())
+    cpu = f"CPU per 1,000 CDRs: HQ {run.hq_ms:.0f} ms, appliance {run.appliance_ms:.0f} ms"
+    print(f"CDR sync {what}, {n:,} CDRs: {run.rate:,.0f}/s end to end vs {versus}\n  {cpu}")
+    harness.record(f"CDR sync {what}", f"{run.rate:,.0f}/s vs {versus}; {cpu}")
+    return run.rate, raw
+
+
+def _mean_rates(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Per method, the time-weighted mean of two rates (the rate of both runs together).
+
+    The raw rates are measured just before and just after the end-to-end run, so a
+    change of load on a shared machine during the round weighs on both sides alike.
+    """
+    return {m: 2 / (1 / before[m] + 1 / after[m]) for m in before}
 
 
 def _summarise(

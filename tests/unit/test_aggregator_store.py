@@ -16,7 +16,7 @@ from aggregator.settings import AggregatorSettings
 from aggregator.store.cdr_rows import REJECTED_KEPT, CdrRow, cdr_row, parse_batch
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import create_engine
-from aggregator.store.schema import cdr_rollup, cdrs, rejected_records
+from aggregator.store.schema import cdr_rollup, cdrs, rejected_records, sites
 from tests.sync_env import make_cdr
 
 ADMIN, HQ, BRANCH = "admin-token-0123456789", "hq-token-0123456789ab", "site-token-0123456789"
@@ -62,6 +62,21 @@ def test_group_commit_with_a_stored_cdr_counts_only_new_ones(engine: sa.Engine) 
             sa.select(sa.func.sum(cdr_rollup.c.calls)).where(cdr_rollup.c.dim == "site")
         )
     assert calls == 4
+
+
+def test_a_group_of_one_cdr_batches_counts_each_site_once_per_new_cdr(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.insert(sites), [{"site_id": s, "first_seen_ms": 1, "last_seen_ms": 1}
+                                        for s in ("site-a", "site-b", "site-c")])  # fmt: skip
+    store = CdrStore(engine)
+    store.ingest("site-b", [(1, make_cdr(1))])
+    group = [("site-a", 1), ("site-b", 1), ("site-a", 2), ("site-b", 3)]
+    results = store.store_many([parse_batch(site, [(n, make_cdr(n))]) for site, n in group])
+    assert [(r.inserted, r.duplicates) for r in results] == [(1, 0), (0, 1), (1, 0), (1, 0)]
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(sites.c.site_id, sites.c.cdrs_received, sites.c.last_seen_ms))
+        found = {r.site_id: (r.cdrs_received, r.last_seen_ms > 1) for r in rows}
+    assert found == {"site-a": (2, True), "site-b": (2, True), "site-c": (0, False)}
 
 
 def test_cdr_row_fields_follow_the_table_columns() -> None:
