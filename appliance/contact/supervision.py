@@ -6,8 +6,9 @@ Theory of operation: a queue call is bridged by the media worker that holds the 
 
 - feature code (``*90<agent>`` monitor, ``*91`` whisper, ``*92`` barge): the routing
   chain's ``SupervisionDecider`` checks the caller's rights and answers with the worker's
-  ``supervise-<agent>`` user, or refuses the INVITE with a SIP error (403, 480, 486)
-  named by the error id;
+  ``supervise-<agent>`` user; a refusal is spoken to the supervisor by a worker's
+  ``announce-refusal-<error_id>`` (``appliance.contact.refusals``), or, while that prompt
+  is not there, answered with a SIP error (403, 480, 486) named by the error id;
 - API: the worker rings the supervisor's phone (``supervise-call``).
 
 Either way a session waits (``calling``) until the worker reports the supervisor's audio
@@ -25,7 +26,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,7 +48,8 @@ PENDING_S = 60.0
 ROUTED_S = 10.0
 SIP_STATUS = {"not-a-supervisor": 403, "supervising-self": 403,
               "queue-not-permitted": 403, "agent-not-found": 404,
-              "agent-not-on-call": 480, "already-supervised": 486}  # fmt: skip
+              "agent-logged-out": 480, "agent-not-on-call": 480,
+              "already-supervised": 486}  # fmt: skip
 
 
 class SupervisedWorker(Protocol):
@@ -101,6 +103,8 @@ class SupervisionService:
         cti: CtiStream,
         annotate: Callable[[str, dict[str, str]], None],
         clock: Callable[[], float] = time.monotonic,
+        agent_state: Callable[[str], str | None] | None = None,
+        spoken: Callable[[str], str | None] = lambda _: None,
     ) -> None:
         self.settings = settings
         self.sessions: dict[str, Session] = {}
@@ -108,7 +112,9 @@ class SupervisionService:
         self._cti = cti
         self._annotate = annotate
         self._clock = clock
-        self._agents: Collection[str] = {a for q in settings.queues.values() for a in q.numbers}
+        configured = {a for q in settings.queues.values() for a in q.numbers}
+        self._agent_state = agent_state or (lambda a: "available" if a in configured else None)
+        self._spoken = spoken
         self._serial = itertools.count(1)
 
     def route(self, query: RouteQuery) -> Decision | None:
@@ -120,9 +126,17 @@ class SupervisionService:
         try:
             session = self._admit(query.call_id, query.caller, agent, mode, "feature-code")
         except SupervisionError as err:
-            return Decision("reject", code=SIP_STATUS[err.error_id], reason=err.error_id)
+            return self._refusal(err.error_id)
         uri = f"sip:supervise-{agent}@{session.held.worker.address}"
         return Decision("media", uri=uri, route=f"supervise:{agent}", recording="never")
+
+    def _refusal(self, error_id: str) -> Decision:
+        """The refusal spoken by a worker, or the SIP error while it cannot be."""
+        prompt = self._spoken(error_id)
+        if prompt is None:
+            return Decision("reject", code=SIP_STATUS[error_id], reason=error_id)
+        return Decision("media", uri=f"announce-{prompt}", route=f"supervise-refused:{error_id}",
+                        recording="never")  # fmt: skip
 
     def call(self, agent: str, supervisor: str, mode: Mode) -> Session:
         """Ring the supervisor's phone from the agent's worker; it joins once answered."""
@@ -182,11 +196,17 @@ class SupervisionService:
 
     def _session(self, key: str, supervisor: str, agent: str, mode: Mode,
                  origin: str) -> Session:  # fmt: skip
-        if agent not in self._agents:
+        state = self._agent_state(agent)
+        if state is None:
             raise SupervisionError("agent-not-found", f"{agent} is no agent of any queue")
         held = self._held(agent)
-        rights = permit(self.settings.supervisors, supervisor, agent,
-                        held.queue if held else None)  # fmt: skip
+        try:
+            rights = permit(self.settings.supervisors, supervisor, agent,
+                            held.queue if held else None)  # fmt: skip
+        except SupervisionError as err:
+            if err.error_id == "agent-not-on-call" and state == "logged-out":
+                raise SupervisionError("agent-logged-out", f"agent {agent} is logged out") from None
+            raise
         assert held is not None
         if any(s.held.call_id == held.call_id for s in self.sessions.values()):
             raise SupervisionError("already-supervised", f"agent {agent}'s call is supervised")

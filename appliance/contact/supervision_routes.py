@@ -23,6 +23,7 @@ from drivers.daemon.settings_base import ApiToken
 
 STATUS = {"not-a-supervisor": 403, "supervising-self": 403, "queue-not-permitted": 403,
           "agent-not-found": 404, "not-supervised": 404, "agent-not-on-call": 409,
+          "agent-logged-out": 409,
           "already-supervised": 409, "not-joined": 409}  # fmt: skip
 
 

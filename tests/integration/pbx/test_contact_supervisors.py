@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from drivers.media.supervise import BEEP_HZ
-from tests.integration.pbx.audio import power, read_channels
+from tests.integration.pbx.audio import loudness, power, read_channels
 from tests.integration.pbx.contact_env import (
     CtiListener,
     agent,
@@ -45,6 +45,7 @@ CONTACT = {
     "agent_codes": {"prompt": "agent-done", "reasons": {"1": "lunch"}},
 }  # fmt: skip
 HEARD, NOT_HEARD = 0.05, 0.01
+SPEECH_RMS = 300.0
 # The caller, the agent and the supervisor, each sending its own tone.
 TRIO = (("1001", int(CALLER_HZ)), ("1003", int(AGENT_HZ)), ("1002", int(SUPERVISOR_HZ)))
 
@@ -63,6 +64,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
 
 def share(phone: Phone, start_s: float, end_s: float, freq: float) -> float:
     """How much of the tones' power the phone heard between two moments is ``freq``'s."""
+    print("HEAD", phone.record.read_bytes()[:48], phone.record.stat().st_size)
     rate, (samples,) = read_channels(phone.record)
     window = array.array("h", samples[int(start_s * rate) : int(end_s * rate)])
     assert len(window) > rate // 2, f"{phone.number} heard only {len(samples) / rate:.1f} s"
@@ -187,17 +189,41 @@ def refused(phone: Phone, to: str) -> dict[str, Any]:
     return phone.state("DISCONNECTED", timeout=15)
 
 
-def test_supervision_outside_a_supervisors_rights_is_refused(
+def spoken(site: Pbx, phone: Phone, to: str, error_id: str) -> None:
+    """The phone dials ``to``, a worker answers, speaks refusal ``error_id`` and hangs up.
+
+    What the phone heard meanwhile must hold speech (its loudest 100 ms well above the
+    silence of a call nobody speaks on); the call's CDR names the refusal."""
+    mark = recorded_s(phone)
+    phone.send("call", to=to)
+    phone.state("CONFIRMED", timeout=15)
+    phone.state("DISCONNECTED", timeout=20)
+    wait_for(lambda: recorded_s(phone) > mark + 1.5, 15, lambda: "the phone stopped recording")
+    # The WAV header gets its sizes only when the phone closes: read the PCM after it.
+    pcm = phone.record.read_bytes()[44:]
+    heard = array.array("h", pcm[int(mark * 16000) : len(pcm) // 2 * 2])
+    step = 800
+    blocks = (array.array("h", heard[i : i + step]) for i in range(0, len(heard) - step, step))
+    assert max(map(loudness, blocks), default=0.0) > SPEECH_RMS, f"{phone.number} heard nothing"
+    route = f"supervise-refused:{error_id}"
+    site.cdr_for(lambda c: (c["caller"]["number"], c["route"]) == (phone.number, route))
+
+
+def test_supervision_outside_a_supervisors_rights_is_refused_aloud(
     site: Pbx, cti: CtiListener, tmp_path: Path
 ) -> None:
+    wait_for(lambda: site.api("POST", "/contact/agents/1003/logout")[0] == 200, 15,
+             lambda: str(site.api("GET", "/contact/queues")))  # fmt: skip
     with phones(site, tmp_path, *TRIO, ("1004", 300)) as (alice, carol, bob, dave):
+        spoken(site, bob, "*901003", "agent-logged-out")
         agent(site, "1003", "login")
-        assert refused(bob, "*901003")["code"] == 480, "no call to supervise"
+        spoken(site, bob, "*901003", "agent-not-on-call")
         status, answer = site.api("POST", "/contact/agents/1003/monitor", {"supervisor": "1002"})
         assert (status, answer["detail"]["error_id"]) == (409, "agent-not-on-call")
         talk(site, alice, carol)
-        assert refused(dave, "*901003")["code"] == 403, "1004 supervises sales, not support"
-        assert refused(alice, "*921003")["code"] == 403, "1001 is no supervisor"
+        spoken(site, dave, "*901003", "queue-not-permitted")  # 1004 supervises sales only
+        spoken(site, alice, "*921003", "not-a-supervisor")
+        spoken(site, bob, "*901077", "agent-not-found")
         status, answer = site.api("POST", "/contact/agents/1003/monitor", {"supervisor": "1001"})
         assert (status, answer["detail"]["error_id"]) == (403, "not-a-supervisor")
         status, answer = site.api("POST", "/contact/agents/1009/monitor", {"supervisor": "1002"})
@@ -208,8 +234,9 @@ def test_supervision_outside_a_supervisors_rights_is_refused(
         carol.send("hangup")
         carol.state("DISCONNECTED")
     ids = [e["data"]["error_id"] for e in cti.named("supervisor.refused")]
-    assert ids == ["agent-not-on-call", "agent-not-on-call", "queue-not-permitted",
-                   "not-a-supervisor", "not-a-supervisor", "agent-not-found"]  # fmt: skip
+    assert ids == ["agent-logged-out", "agent-not-on-call", "agent-not-on-call",
+                   "queue-not-permitted", "not-a-supervisor", "agent-not-found",
+                   "not-a-supervisor", "agent-not-found"]  # fmt: skip
     assert "queue-not-permitted" in site.output()
 
 

@@ -19,12 +19,14 @@ from fastapi.testclient import TestClient
 from appliance.console import mount_agent_pages
 from appliance.contact.agent_calls import AgentCalls
 from appliance.contact.members import Members
+from appliance.contact.refusals import SpokenRefusals
 from appliance.contact.service import ContactService
 from appliance.contact.settings import ContactSettings
 from appliance.contact.supervision import Held, SupervisionService
 from appliance.contact.wiring import ContactCentre
 from appliance.store import Store
 from drivers.daemon.settings_base import ApiToken
+from drivers.media.tts import EspeakTts
 from drivers.sip.evapi import EvapiClient
 
 SETTINGS = ContactSettings.model_validate(
@@ -53,15 +55,16 @@ class FakeWorker:
 
 
 class Site:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, tts_dir: Path) -> None:
         self.worker = FakeWorker()
         self.service = ContactService(SETTINGS, {}, lambda _c, _f: None)
         supervision = SupervisionService(SETTINGS, self.held, self.service.cti, lambda *_: None)
         calls = AgentCalls(self.service, lambda: EXTENSIONS)
         evapi = EvapiClient("127.0.0.1", 9, lambda _e: None)
         members = Members(self.service, lambda: EXTENSIONS)
+        refusals = SpokenRefusals(EspeakTts(tts_dir), "en", {})
         self.contact = ContactCentre(
-            self.service, supervision, lambda: store, evapi, calls, members
+            self.service, supervision, lambda: store, evapi, calls, members, refusals
         )
         app = FastAPI()
         app.include_router(self.contact.router(TOKENS))
@@ -79,7 +82,7 @@ class Site:
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
     store = Store.open(tmp_path / "store", 16)
-    yield Site(store)
+    yield Site(store, tmp_path / "tts")
     store.close()
 
 
