@@ -110,7 +110,9 @@ class CallbackLegs:
             del mine[key]
         if kind == "agent":
             self.numbers.pop(key, None)
-        self.bridged.discard(key)
+        if key in self.bridged:
+            self.bridged.discard(key)
+            self.worker.supervisors.call_ended(key)
         self.emit(ev="queue", state=f"{kind}-ended", id=key, agent=leg.tag, code=code,
                   reason=reason, answered=leg.answered)  # fmt: skip
         hang_up(other.get(key))
