@@ -19,6 +19,12 @@ the call as it was. Every join, switch, departure and refusal is a CTI event
 (``supervisor.*``); the supervisor's own call's CDR carries ``supervised_*`` variables.
 A session that never started lapses: after ``PENDING_S`` when the supervisor's phone
 was rung, after ``ROUTED_S`` when a routed feature-code call never reached the worker.
+
+A three-way (``three_way``: a CTI action of the agent) is a session of the same kind
+without rights: the worker rings the number from the agent's extension and joins it in
+``barge`` without a beep, so caller, agent and third party all hear each other; its CTI
+events are ``call.party-joined`` and ``call.party-left``, and digits switch nothing. A
+call holds one session at a time, supervisor or third party.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ log = logging.getLogger(__name__)
 
 PENDING_S = 60.0
 ROUTED_S = 10.0
+THREE_WAY = "three-way"
 SIP_STATUS = {"not-a-supervisor": 403, "supervising-self": 403,
               "queue-not-permitted": 403, "agent-not-found": 404,
               "agent-logged-out": 480, "agent-not-on-call": 480,
@@ -145,9 +152,29 @@ class SupervisionService:
                                   "to": supervisor, "display": f"{mode} {agent}"})  # fmt: skip
         return session
 
+    def three_way(self, agent: str, number: str) -> Session:
+        """Ring ``number`` from the agent's worker and join it to the agent's queue call."""
+        self._expire()
+        if self._agent_state(agent) is None:
+            raise SupervisionError("agent-not-found", f"{agent} is no agent of any queue")
+        held = self._held(agent)
+        if held is None:
+            raise SupervisionError("agent-not-on-call", f"agent {agent} is on no queue call")
+        if any(s.held.call_id == held.call_id for s in self.sessions.values()):
+            message = f"agent {agent}'s call has a supervisor or a third party"
+            raise SupervisionError("already-supervised", message)
+        key = f"tw-{next(self._serial)}"
+        session = Session(key, number, agent, held, "barge", "none", THREE_WAY,
+                          self._clock() + PENDING_S)  # fmt: skip
+        self.sessions[key] = session
+        held.worker.send({"cmd": "supervise-call", "id": key, "agent": agent, "to": number,
+                          "display": f"{held.queue}: {agent}"})  # fmt: skip
+        return session
+
     def switch(self, agent: str, mode: Mode) -> Session:
         """Change the mode of the session on ``agent``'s call."""
-        session = next((s for s in self.sessions.values() if s.agent == agent), None)
+        session = next((s for s in self.sessions.values()
+                        if s.agent == agent and s.origin != THREE_WAY), None)  # fmt: skip
         if session is None:
             raise SupervisionError("not-supervised", f"nobody supervises agent {agent}")
         if session.state != "joined":
@@ -167,12 +194,16 @@ class SupervisionService:
         if state == "start":
             self._started(worker, key, session, str(event.get("call_id", "")))
         elif state == "digit" and session is not None and session.state == "joined":
-            mode = DIGIT_MODES.get(str(event.get("digit")))
-            if mode is not None and mode != session.mode:
-                self._switch(session, mode)
+            self._digit(session, str(event.get("digit")))
         elif state == "ended" and session is not None:
             reason = str(event.get("reason", ""))
             self._left(session, reason or "hangup", int(event.get("code") or 0))
+
+    def _digit(self, session: Session, digit: str) -> None:
+        """A key on the supervisor's phone switches mode (a third party's switch nothing)."""
+        mode = DIGIT_MODES.get(digit)
+        if mode is not None and mode != session.mode and session.origin != THREE_WAY:
+            self._switch(session, mode)
 
     def worker_lost(self, worker: SupervisedWorker) -> None:
         """A worker exited: its sessions are gone with its calls."""
@@ -227,7 +258,7 @@ class SupervisionService:
                      "beep": session.beep})  # fmt: skip
         log.info("supervisor %s joined agent %s (%s)", session.supervisor, session.agent,
                  session.mode, extra={"call_id": session.held.call_id})  # fmt: skip
-        self._cti.publish("supervisor.joined", **session.record(), beep=session.beep)
+        self._publish(session, "joined", beep=session.beep)
         self._note(session)
 
     def _switch(self, session: Session, mode: Mode) -> None:
@@ -243,11 +274,22 @@ class SupervisionService:
         session.state = "left"
         log.info("supervisor %s left agent %s: %s", session.supervisor, session.agent, reason,
                  extra={"modes": ",".join(session.modes)})  # fmt: skip
-        self._cti.publish("supervisor.left", **session.record(), joined=joined,
-                          modes=session.modes, reason=reason, code=code)  # fmt: skip
+        self._publish(session, "left", joined=joined, modes=session.modes, reason=reason,
+                      code=code)  # fmt: skip
+
+    def _publish(self, session: Session, what: str, **extra: Any) -> None:
+        """``supervisor.<what>``, or ``call.party-<what>`` for a three-way's party."""
+        if session.origin != THREE_WAY:
+            self._cti.publish(f"supervisor.{what}", **session.record(), **extra)
+            return
+        self._cti.publish(f"call.party-{what}", session=session.key, party=session.supervisor,
+                          agent=session.agent, queue=session.held.queue,
+                          call_id=session.held.call_id, **extra)  # fmt: skip
 
     def _note(self, session: Session) -> None:
         """The supervisor's own call's CDR says whom and how it supervised."""
+        if session.origin == THREE_WAY:
+            return
         self._annotate(session.call_id, {"supervised_agent": session.agent,
                                          "supervised_queue": session.held.queue,
                                          "supervised_call": session.held.call_id,

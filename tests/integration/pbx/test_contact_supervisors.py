@@ -184,6 +184,29 @@ def test_the_api_rings_the_supervisor_who_leaves_with_the_agents_call(
     assert site.api("GET", "/contact/supervisions")[1] == {"sessions": []}
 
 
+def test_the_agent_adds_a_third_party_and_everyone_hears_everyone(
+    site: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    with phones(site, tmp_path, *TRIO) as (alice, carol, bob):
+        talk(site, alice, carol)
+        status, answer = site.api("POST", "/contact/agents/1003/three-way", {"number": "1002"})
+        assert (status, answer["origin"]) == (200, "three-way"), answer
+        assert "1003" in bob.answer(timeout=15)["remote"], "the party sees the agent"
+        wait_for(lambda: bool(cti.named("call.party-joined")), 10, lambda: str(cti.events))
+        heard_by_alice, heard_by_carol, heard_by_bob = settle(alice, carol, bob)
+        carol.send("hangup")
+        for phone in (carol, alice, bob):
+            phone.state("DISCONNECTED", timeout=15)
+    hears(alice, heard_by_alice, AGENT_HZ, "the caller hears the agent")
+    hears(alice, heard_by_alice, SUPERVISOR_HZ, "the caller hears the third party")
+    hears(carol, heard_by_carol, CALLER_HZ, "the agent hears the caller")
+    hears(carol, heard_by_carol, SUPERVISOR_HZ, "the agent hears the third party")
+    hears(bob, heard_by_bob, CALLER_HZ, "the third party hears the caller")
+    hears(bob, heard_by_bob, AGENT_HZ, "the third party hears the agent")
+    wait_for(lambda: bool(cti.named("call.party-left")), 10, lambda: str(cti.events))
+    assert not cti.named("supervisor.joined"), "a third party is no supervisor"
+
+
 def refused(phone: Phone, to: str) -> dict[str, Any]:
     phone.send("call", to=to)
     return phone.state("DISCONNECTED", timeout=15)
