@@ -6,8 +6,10 @@ Commands: {"cmd": "call", "to": "1002"}, {"cmd": "answer"}, {"cmd": "busy"},
 (hold the current call, call 1003), {"cmd": "xfer_attended"} (REFER the held call to the
 consulted party with Replaces), {"cmd": "hangup"},
 {"cmd": "dtmf", "digits": "12"}, {"cmd": "quit"}.
+An incoming call rings (180) until "answer"; one whose INVITE asks for auto-answer
+(Call-Info ...;answer-after=0) is answered at once, as a desk phone that allows it.
 Events on stdout (prefixed "@ev "): {"ev": "reg", "code": 200}, {"ev": "incoming",
-"remote": '"Alice" <sip:1001@...>'},
+"remote": '"Alice" <sip:1001@...>', "auto_answer": false},
 {"ev": "state", "state": "CONFIRMED"|"DISCONNECTED", "code": ..., "reason": phrase,
 "reason_header": the Reason header of the reply that ended it, or ""}, {"ev": "media",
 "status": "active"|"local-hold"|"remote-hold", "state": ...}, {"ev": "dtmf", "digit": "1"},
@@ -144,9 +146,10 @@ class Account(pj.Account):
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         call = Call(self.phone, self, prm.callId)
         self.phone.call = call
-        emit(ev="incoming", remote=call.getInfo().remoteUri)
+        auto = "answer-after=0" in prm.rdata.wholeMsg.lower()
+        emit(ev="incoming", remote=call.getInfo().remoteUri, auto_answer=auto)
         answer = pj.CallOpParam()
-        answer.statusCode = 180
+        answer.statusCode = 200 if auto else 180
         call.answer(answer)
 
 

@@ -1,6 +1,7 @@
 """Supervisors on queue calls end to end: real pjsua2 phones through Kamailio into the
 media worker that bridges caller and agent; agents' own feature codes (login, pause,
-resume, logout) answered by a worker's confirmation tone.
+resume, logout) answered by a worker's confirmation tone; an agent's CTI actions on its
+queue call (a third party added, a ringing call answered on the desk phone).
 
 Each party sends its own tone (caller 450 Hz, agent 1000 Hz, supervisor 600 Hz); what
 each phone recorded says who heard whom: in monitor nobody hears the supervisor, in
@@ -205,6 +206,33 @@ def test_the_agent_adds_a_third_party_and_everyone_hears_everyone(
     hears(bob, heard_by_bob, AGENT_HZ, "the third party hears the agent")
     wait_for(lambda: bool(cti.named("call.party-left")), 10, lambda: str(cti.events))
     assert not cti.named("supervisor.joined"), "a third party is no supervisor"
+
+
+def test_the_api_answers_a_ringing_caller_on_the_agents_desk_phone(
+    site: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    with phones(site, tmp_path, *TRIO[:2]) as (alice, carol):
+        status, answer = site.api("POST", "/contact/agents/1003/answer")
+        assert (status, answer["detail"]["error_id"]) == (409, "agent-not-ringing")
+        agent(site, "1003", "login")
+        alice.send("call", to="700")
+        alice.state("CONFIRMED")
+        assert not carol.wait(lambda e: e["ev"] == "incoming", 15)["auto_answer"]
+        status, answer = site.api("POST", "/contact/agents/1003/answer")
+        assert (status, answer["action"]) == (200, "answer"), answer
+        assert carol.wait(lambda e: e["ev"] == "incoming", 10)["auto_answer"]
+        carol.state("CONFIRMED")
+        wait_for(lambda: agent_state(site, "support", "1003")["state"] == "on-call", 10,
+                 lambda: str(site.api("GET", "/contact/queues")))  # fmt: skip
+        heard_by_alice, heard_by_carol = settle(alice, carol)
+        carol.send("hangup")
+        alice.state("DISCONNECTED", timeout=15)
+    hears(alice, heard_by_alice, AGENT_HZ, "the caller hears the agent")
+    hears(carol, heard_by_carol, CALLER_HZ, "the agent hears the caller")
+    states = [e["data"]["state"] for e in cti.named("agent.state") if e["data"]["agent"] == "1003"]
+    assert "paused" not in states, f"the replaced ring counted as a refusal: {states}"
+    (asked,) = cti.named("call.desk-answer")
+    assert cti.named("call.answered")[0]["data"]["call_id"] == asked["data"]["call_id"]
 
 
 def refused(phone: Phone, to: str) -> dict[str, Any]:
