@@ -1,6 +1,7 @@
 """A pjsua2 test phone in its own process, driven by JSON lines on stdin.
 
-Commands: {"cmd": "call", "to": "1002"}, {"cmd": "answer"}, {"cmd": "busy"},
+Commands: {"cmd": "call", "to": "1002"[, "headers": {"Name": "value"}]},
+{"cmd": "answer"}, {"cmd": "busy"},
 {"cmd": "early"} (183 with SDP), {"cmd": "hold"}, {"cmd": "unhold"},
 {"cmd": "xfer", "to": "1003"} (blind transfer by REFER), {"cmd": "consult", "to": "1003"}
 (hold the current call, call 1003), {"cmd": "xfer_attended"} (REFER the held call to the
@@ -159,7 +160,12 @@ def command(phone: Phone, acc: Account, line: str) -> bool:
     try:
         if name == "call":
             phone.call = Call(phone, acc)
-            phone.call.makeCall(f"sip:{cmd['to']}@{phone.args.domain}", pj.CallOpParam(True))
+            prm = pj.CallOpParam(True)
+            for header_name, value in dict(cmd.get("headers") or {}).items():
+                header = pj.SipHeader()
+                header.hName, header.hValue = str(header_name), str(value)
+                prm.txOption.headers.append(header)
+            phone.call.makeCall(f"sip:{cmd['to']}@{phone.args.domain}", prm)
         elif name in ("answer", "busy", "early") and phone.call is not None:
             prm = pj.CallOpParam()
             prm.statusCode = {"answer": 200, "busy": 486, "early": 183}[name]

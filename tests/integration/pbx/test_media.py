@@ -184,6 +184,19 @@ def test_api_hangup_ends_both_ends_and_writes_the_cdr(mpbx: Pbx, tmp_path: Path)
     assert mpbx.api("DELETE", f"/calls/{call['call_id']}")[0] == 404
 
 
+def test_a_phone_cannot_make_another_phone_answer_by_itself(mpbx: Pbx, tmp_path: Path) -> None:
+    """Auto-answer headers are for the media workers (answer on desk): Kamailio removes
+    them from a phone's INVITE, so the callee rings instead of opening its microphone."""
+    auto = {"Call-Info": "<sip:test.local>;answer-after=0",
+            "Alert-Info": "<http://127.0.0.1/>;info=alert-autoanswer"}  # fmt: skip
+    with phones(mpbx, tmp_path, ("1001", 1000), ("1002", 600)) as (alice, bob):
+        alice.send("call", to="1002", headers=auto)
+        assert not bob.wait(lambda e: e["ev"] == "incoming", 10)["auto_answer"]
+        alice.send("hangup")
+        alice.state("DISCONNECTED")
+        bob.state("DISCONNECTED")
+
+
 def test_api_hangup_ends_the_callee_when_the_callers_200_comes_before_its_bye(
     mpbx: Pbx, tmp_path: Path
 ) -> None:
