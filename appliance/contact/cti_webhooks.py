@@ -24,7 +24,8 @@ EVENTS = (
     "call.ended", "call.hung-up", "call.transferred", "call.abandoned", "call.overflowed",
     "call.timeout", "call.interrupted", "call.callback-offered", "call.callback-requested",
     "call.callback-answered", "call.callback-ended", "agent.state", "supervisor.joined",
-    "supervisor.mode", "supervisor.left", "supervisor.refused",
+    "supervisor.mode", "supervisor.left", "supervisor.refused", "call.desk-answer",
+    "call.party-joined", "call.party-left",
 )  # fmt: skip
 
 

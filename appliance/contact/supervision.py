@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 PENDING_S = 60.0
 ROUTED_S = 10.0
 THREE_WAY = "three-way"
+PARTY_EVENTS = {"joined": "call.party-joined", "left": "call.party-left"}
 SIP_STATUS = {"not-a-supervisor": 403, "supervising-self": 403,
               "queue-not-permitted": 403, "agent-not-found": 404,
               "agent-logged-out": 480, "agent-not-on-call": 480,
@@ -282,7 +283,7 @@ class SupervisionService:
         if session.origin != THREE_WAY:
             self._cti.publish(f"supervisor.{what}", **session.record(), **extra)
             return
-        self._cti.publish(f"call.party-{what}", session=session.key, party=session.supervisor,
+        self._cti.publish(PARTY_EVENTS[what], session=session.key, party=session.supervisor,
                           agent=session.agent, queue=session.held.queue,
                           call_id=session.held.call_id, **extra)  # fmt: skip
 
