@@ -209,6 +209,33 @@ def test_hang_up_and_transfer_reach_the_worker_holding_the_call(site: Site) -> N
     assert viewer.status_code == 403
 
 
+def test_answer_on_desk_and_three_way_reach_the_worker_holding_the_caller(site: Site) -> None:
+    token = sign_in(site.client)
+    refused = site.client.post("/console/agent/1003/answer", data={"csrf_token": token})
+    assert (refused.status_code, "agent-not-ringing" in refused.text) == (409, True)
+    site.client.post("/console/agent/1003/login", data={"csrf_token": token})
+    site.event("start", "c1", queue="support", caller="1001")
+    assert site.worker.sent[-1]["cmd"] == "queue-offer"
+    desk = site.client.post("/console/agent/1003/answer", data={"csrf_token": token})
+    assert (desk.status_code, "Answering on the desk phone" in desk.text) == (200, True)
+    assert site.worker.sent[-1] == {"cmd": "queue-answer", "id": "c1", "agent": "1003"}
+    early = site.client.post(
+        "/console/agent/1003/three-way", data={"csrf_token": token, "party": "1005"}
+    )
+    assert (early.status_code, "agent-not-on-call" in early.text) == (409, True)
+    site.event("agent-answered", "c1", agent="1003")
+    bad = site.client.post(
+        "/console/agent/1003/three-way", data={"csrf_token": token, "party": "12; drop"}
+    )
+    assert bad.status_code == 422
+    added = site.client.post(
+        "/console/agent/1003/three-way", data={"csrf_token": token, "party": "+8613800000009"}
+    )
+    assert (added.status_code, "Calling +8613800000009 into the call" in added.text) == (200, True)
+    assert site.worker.sent[-1]["cmd"] == "supervise-call"
+    assert site.worker.sent[-1]["to"] == "+8613800000009"
+
+
 def test_the_supervisor_page_lists_callers_and_rings_the_supervisor(site: Site) -> None:
     token = sign_in(site.client)
     site.event("start", "c1", queue="support", caller="1001")
