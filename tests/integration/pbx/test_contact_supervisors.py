@@ -324,3 +324,36 @@ def test_an_agent_logs_in_pauses_resumes_and_logs_out_by_feature_code(
     expected = [("available", None), ("paused", "lunch"), ("available", None),
                 ("logged-out", None)]  # fmt: skip
     assert changes[-4:] == expected, states
+
+
+def test_a_supervisor_monitors_a_dynamic_members_queue_call(
+    site: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    status, answer = site.api("POST", "/contact/queues/support/members/1004")
+    assert status == 200, answer
+    try:
+        wait_for(lambda: site.api("POST", "/contact/agents/1003/logout")[0] == 200, 15,
+                 lambda: str(site.api("GET", "/contact/queues")))  # fmt: skip
+        trio = (TRIO[0], ("1004", int(AGENT_HZ)), TRIO[2])
+        with phones(site, tmp_path, *trio) as (alice, dave, bob):
+            agent(site, "1004", "login")
+            alice.send("call", to="700")
+            alice.state("CONFIRMED")
+            dave.answer(timeout=15)
+            wait_for(lambda: agent_state(site, "support", "1004")["state"] == "on-call", 10,
+                     lambda: str(site.api("GET", "/contact/queues")))  # fmt: skip
+            bob.send("call", to="*901004")
+            bob.state("CONFIRMED", timeout=15)
+            wait_for(lambda: bool(cti.named("supervisor.joined")), 10, lambda: str(cti.events))
+            heard_by_alice, heard_by_dave, heard_by_bob = settle(alice, dave, bob)
+            dave.send("hangup")
+            for phone in (dave, alice, bob):
+                phone.state("DISCONNECTED", timeout=15)
+    finally:
+        wait_for(lambda: site.api("DELETE", "/contact/queues/support/members/1004")[0] == 200,
+                 15, lambda: str(site.api("GET", "/contact/queues")))  # fmt: skip
+    hears(bob, heard_by_bob, CALLER_HZ, "the supervisor hears the caller")
+    hears(bob, heard_by_bob, AGENT_HZ, "the supervisor hears the dynamic member")
+    deaf_to(alice, heard_by_alice, SUPERVISOR_HZ, "monitor: the caller does not hear it")
+    deaf_to(dave, heard_by_dave, SUPERVISOR_HZ, "monitor: the agent does not hear it")
+    assert cti.named("supervisor.joined")[0]["data"]["agent"] == "1004"
