@@ -1,5 +1,5 @@
 """The agent page: state, login/logout/pause/resume, the screen pop of the
-current call with hang up and transfer.
+current call with answer on desk, hang up, transfer and three-way.
 
 ``GET /console/agent/{n}`` is the page; with ``HX-Request`` it is the live part only,
 which the page polls every ``POLL_S`` (htmx). Actions are plain form ``POST``s calling
@@ -9,6 +9,7 @@ coroutines, so they run on the event loop that owns the ACD, as the API's do.
 """
 
 import datetime
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -21,6 +22,8 @@ from appliance.contact.acd import AcdError
 from appliance.contact.agent_call_routes import STATUS as CALL_STATUS
 from appliance.contact.api import AgentNumber
 from appliance.contact.routes import STATUS as AGENT_STATUS
+from appliance.contact.supervision_routes import STATUS as SUPERVISION_STATUS
+from appliance.contact.supervisors import SupervisionError
 from appliance.contact.wiring import ContactCentre
 from drivers.web.pages import PageError
 
@@ -28,6 +31,8 @@ POLL_S = 1
 PAUSE_REASONS = ("break", "lunch", "training", "meeting", "paperwork")
 FormText = Annotated[str, Form()]
 REFUSALS = Refusals("agent page", AcdError, {**AGENT_STATUS, **CALL_STATUS}, 409)
+PARTY_REFUSALS = Refusals("agent page", SupervisionError, SUPERVISION_STATUS, 409)
+PARTY = re.compile(r"^\+?[0-9]{2,20}$")
 
 
 def build_agent_pages(pages: Pages, contact: ContactCentre, zone: datetime.tzinfo) -> APIRouter:
@@ -79,6 +84,7 @@ def build_agent_pages(pages: Pages, contact: ContactCentre, zone: datetime.tzinf
         ("logout", service.logout, "Logged out"),
         ("resume", service.resume, "Available"),
         ("hangup", contact.calls.hangup, "Hung up"),
+        ("answer", contact.calls.answer, "Answering on the desk phone"),
     ):
         router.add_api_route(f"/agent/{{number}}/{path}", button(call, done), methods=["POST"])
 
@@ -103,6 +109,19 @@ def build_agent_pages(pages: Pages, contact: ContactCentre, zone: datetime.tzinf
             lambda: contact.calls.transfer(number, to),
             f"Transferring the caller to {to}",
         )
+
+    @router.post("/agent/{number}/three-way")
+    async def three_way(
+        request: Request, session: Operator, number: AgentNumber, party: FormText = ""
+    ) -> Response:
+        if not PARTY.match(party):
+            raise PageError(422, "party-invalid", "the party is + and 2-20 digits")
+
+        def run() -> str:
+            contact.supervision.three_way(number, party)
+            return f"Calling {party} into the call"
+
+        return show(request, session, number, PARTY_REFUSALS.attempt(number, run))
 
     return router
 

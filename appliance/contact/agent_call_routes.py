@@ -1,8 +1,11 @@
-"""``/api/v1/contact/agents/{n}``: hang up or transfer the agent's queue call (operator).
+"""``/api/v1/contact/agents/{n}``: answer on desk, hang up or transfer the agent's queue
+call (operator).
 
+``POST /agents/{n}/answer`` has the agent's ringing phone answer by itself (auto-answer);
 ``POST /agents/{n}/hangup`` ends the call; ``POST /agents/{n}/transfer {"to": "1005"}``
 sends the caller to another extension of this site (``appliance.contact.agent_calls``).
-Errors: 404 ``agent-not-found``, 409 ``agent-not-on-call``, 422 ``unknown-extension``,
+Errors: 404 ``agent-not-found``, 409 ``agent-not-on-call``, ``agent-not-ringing``, 422
+``unknown-extension``,
 503 ``worker-unavailable``."""
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from drivers.daemon.settings_base import ApiToken
 STATUS = {
     "agent-not-found": 404,
     "agent-not-on-call": 409,
+    "agent-not-ringing": 409,
     "unknown-extension": 422,
     "worker-unavailable": 503,
 }
@@ -35,6 +39,14 @@ def build_agent_call_router(calls: AgentCalls, tokens: Sequence[ApiToken]) -> AP
     """Hang-up and transfer routes, guarded by the configured bearer tokens."""
     router, access = contact_router(tokens)
     operator = [access.needs("operator")]
+
+    @router.post(
+        "/agents/{number}/answer",
+        summary="Answer the caller ringing the agent on its desk phone (auto-answer)",
+        dependencies=operator,
+    )
+    async def answer(number: AgentNumber) -> dict[str, Any]:
+        return call_action(lambda: calls.answer(number))
 
     @router.post(
         "/agents/{number}/hangup", summary="Hang up the agent's queue call", dependencies=operator

@@ -1,11 +1,16 @@
-"""An agent's queue call, acted on for the agent: hang it up, or transfer the caller.
+"""An agent's queue call, acted on for the agent: answer it on the desk phone, hang it
+up, or transfer the caller.
 
-The media worker that bridges caller and agent does the work: ``queue-hangup`` ends both
-legs; ``queue-transfer`` REFERs the caller to an extension of this site and, once the
-transfer completed, leaves the call, which ends the agent's leg (blind transfer). The
-ACD then follows the worker's events as for any queue call that ends (wrap-up).
+The media worker that holds the caller does the work: ``queue-answer`` rings the agent's
+phone again asking it to answer by itself (a desk phone set to allow auto-answer) and
+ends the first ring; ``queue-hangup`` ends both legs; ``queue-transfer`` REFERs the
+caller to an extension of this site and, once the transfer completed, leaves the call,
+which ends the agent's leg (blind transfer). The ACD then follows the worker's events as
+for any queue call (answered, ended, wrap-up).
 
 Errors (``AcdError``): ``agent-not-found`` (404), ``agent-not-on-call`` (409),
+``agent-not-ringing`` (409: no queued caller rings the agent; a callback's agent leg
+is not answered on desk),
 ``unknown-extension`` (422: the target is no extension of this site, or the agent
 itself), ``worker-unavailable`` (503: the worker holding the call is gone).
 """
@@ -20,6 +25,8 @@ from appliance.contact.acd import AcdError
 from appliance.contact.service import ContactService
 
 log = logging.getLogger(__name__)
+
+EVENTS = {"answer": "call.desk-answer", "hangup": "call.hung-up", "transfer": "call.transferred"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,18 @@ class AgentCalls:
         self._service = service
         self._extensions = extensions
 
+    def answer(self, agent: str) -> CallAction:
+        """Have the agent's ringing phone answer the queued caller by itself."""
+        if agent not in self._service.acd.agents:
+            raise AcdError("agent-not-found", f"{agent} is no agent of any queue")
+        found = self._service.agent_offer(agent)
+        if found is None:
+            raise AcdError("agent-not-ringing", f"no queued caller rings agent {agent}")
+        call_id, queue, worker = found
+        if not worker.send({"cmd": "queue-answer", "id": call_id, "agent": agent}):
+            raise AcdError("worker-unavailable", "the media worker holding the call is gone")
+        return self._done(CallAction(agent, call_id, queue, "answer"))
+
     def hangup(self, agent: str) -> CallAction:
         """End the agent's queue call (caller and agent legs)."""
         call_id, queue = self._send(agent, {"cmd": "queue-hangup"})
@@ -75,6 +94,6 @@ class AgentCalls:
 
     def _done(self, action: CallAction) -> CallAction:
         log.info("agent %s: %s of call %s", action.agent, action.action, action.call_id)
-        event = "call.transferred" if action.action == "transfer" else "call.hung-up"
+        event = EVENTS[action.action]
         self._service.cti.publish(event, **action.record())
         return action

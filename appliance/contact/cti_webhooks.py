@@ -25,7 +25,8 @@ EVENTS = (
     "call.timeout", "call.interrupted", "call.callback-offered", "call.callback-requested",
     "call.callback-answered", "call.callback-ended", "call.callback-retry",
     "call.callback-failed", "agent.state", "supervisor.joined",
-    "supervisor.mode", "supervisor.left", "supervisor.refused",
+    "supervisor.mode", "supervisor.left", "supervisor.refused", "call.desk-answer",
+    "call.party-joined", "call.party-left",
 )  # fmt: skip
 
 

@@ -231,6 +231,15 @@ class ContactService:
                 return call_id, queue, worker
         return None
 
+    def agent_offer(self, agent: str) -> tuple[str, str, Worker] | None:
+        """The queued caller ringing ``agent`` now (not a callback): Call-ID, queue, worker."""
+        for (call_id, number), ringing in self._ringing.items():
+            entry = self.acd.find(call_id)
+            worker = self._workers.get(call_id)
+            if number == agent and entry is not None and not entry.callback and worker:
+                return call_id, ringing.queue, worker
+        return None
+
     def snapshot(self) -> dict[str, Any]:
         """Live queues: waiting callers with position and wait, agents with state."""
         now = self._clock()

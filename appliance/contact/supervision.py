@@ -6,8 +6,9 @@ Theory of operation: a queue call is bridged by the media worker that holds the 
 
 - feature code (``*90<agent>`` monitor, ``*91`` whisper, ``*92`` barge): the routing
   chain's ``SupervisionDecider`` checks the caller's rights and answers with the worker's
-  ``supervise-<agent>`` user, or refuses the INVITE with a SIP error (403, 480, 486)
-  named by the error id;
+  ``supervise-<agent>`` user; a refusal is spoken to the supervisor by a worker's
+  ``announce-refusal-<error_id>`` (``appliance.contact.refusals``), or, while that prompt
+  is not there, answered with a SIP error (403, 480, 486) named by the error id;
 - API: the worker rings the supervisor's phone (``supervise-call``).
 
 Either way a session waits (``calling``) until the worker reports the supervisor's audio
@@ -18,6 +19,12 @@ the call as it was. Every join, switch, departure and refusal is a CTI event
 (``supervisor.*``); the supervisor's own call's CDR carries ``supervised_*`` variables.
 A session that never started lapses: after ``PENDING_S`` when the supervisor's phone
 was rung, after ``ROUTED_S`` when a routed feature-code call never reached the worker.
+
+A three-way (``three_way``: a CTI action of the agent) is a session of the same kind
+without rights: the worker rings the number from the agent's extension and joins it in
+``barge`` without a beep, so caller, agent and third party all hear each other; its CTI
+events are ``call.party-joined`` and ``call.party-left``, and digits switch nothing. A
+call holds one session at a time, supervisor or third party.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,9 +52,12 @@ log = logging.getLogger(__name__)
 
 PENDING_S = 60.0
 ROUTED_S = 10.0
+THREE_WAY = "three-way"
+PARTY_EVENTS = {"joined": "call.party-joined", "left": "call.party-left"}
 SIP_STATUS = {"not-a-supervisor": 403, "supervising-self": 403,
               "queue-not-permitted": 403, "agent-not-found": 404,
-              "agent-not-on-call": 480, "already-supervised": 486}  # fmt: skip
+              "agent-logged-out": 480, "agent-not-on-call": 480,
+              "already-supervised": 486}  # fmt: skip
 
 
 class SupervisedWorker(Protocol):
@@ -101,6 +111,8 @@ class SupervisionService:
         cti: CtiStream,
         annotate: Callable[[str, dict[str, str]], None],
         clock: Callable[[], float] = time.monotonic,
+        agent_state: Callable[[str], str | None] | None = None,
+        spoken: Callable[[str], str | None] = lambda _: None,
     ) -> None:
         self.settings = settings
         self.sessions: dict[str, Session] = {}
@@ -108,7 +120,9 @@ class SupervisionService:
         self._cti = cti
         self._annotate = annotate
         self._clock = clock
-        self._agents: Collection[str] = {a for q in settings.queues.values() for a in q.numbers}
+        configured = {a for q in settings.queues.values() for a in q.numbers}
+        self._agent_state = agent_state or (lambda a: "available" if a in configured else None)
+        self._spoken = spoken
         self._serial = itertools.count(1)
 
     def route(self, query: RouteQuery) -> Decision | None:
@@ -120,9 +134,17 @@ class SupervisionService:
         try:
             session = self._admit(query.call_id, query.caller, agent, mode, "feature-code")
         except SupervisionError as err:
-            return Decision("reject", code=SIP_STATUS[err.error_id], reason=err.error_id)
+            return self._refusal(err.error_id)
         uri = f"sip:supervise-{agent}@{session.held.worker.address}"
         return Decision("media", uri=uri, route=f"supervise:{agent}", recording="never")
+
+    def _refusal(self, error_id: str) -> Decision:
+        """The refusal spoken by a worker, or the SIP error while it cannot be."""
+        prompt = self._spoken(error_id)
+        if prompt is None:
+            return Decision("reject", code=SIP_STATUS[error_id], reason=error_id)
+        return Decision("media", uri=f"announce-{prompt}", route=f"supervise-refused:{error_id}",
+                        recording="never")  # fmt: skip
 
     def call(self, agent: str, supervisor: str, mode: Mode) -> Session:
         """Ring the supervisor's phone from the agent's worker; it joins once answered."""
@@ -131,9 +153,29 @@ class SupervisionService:
                                   "to": supervisor, "display": f"{mode} {agent}"})  # fmt: skip
         return session
 
+    def three_way(self, agent: str, number: str) -> Session:
+        """Ring ``number`` from the agent's worker and join it to the agent's queue call."""
+        self._expire()
+        if self._agent_state(agent) is None:
+            raise SupervisionError("agent-not-found", f"{agent} is no agent of any queue")
+        held = self._held(agent)
+        if held is None:
+            raise SupervisionError("agent-not-on-call", f"agent {agent} is on no queue call")
+        if any(s.held.call_id == held.call_id for s in self.sessions.values()):
+            message = f"agent {agent}'s call has a supervisor or a third party"
+            raise SupervisionError("already-supervised", message)
+        key = f"tw-{next(self._serial)}"
+        session = Session(key, number, agent, held, "barge", "none", THREE_WAY,
+                          self._clock() + PENDING_S)  # fmt: skip
+        self.sessions[key] = session
+        held.worker.send({"cmd": "supervise-call", "id": key, "agent": agent, "to": number,
+                          "display": f"{held.queue}: {agent}"})  # fmt: skip
+        return session
+
     def switch(self, agent: str, mode: Mode) -> Session:
         """Change the mode of the session on ``agent``'s call."""
-        session = next((s for s in self.sessions.values() if s.agent == agent), None)
+        session = next((s for s in self.sessions.values()
+                        if s.agent == agent and s.origin != THREE_WAY), None)  # fmt: skip
         if session is None:
             raise SupervisionError("not-supervised", f"nobody supervises agent {agent}")
         if session.state != "joined":
@@ -153,12 +195,16 @@ class SupervisionService:
         if state == "start":
             self._started(worker, key, session, str(event.get("call_id", "")))
         elif state == "digit" and session is not None and session.state == "joined":
-            mode = DIGIT_MODES.get(str(event.get("digit")))
-            if mode is not None and mode != session.mode:
-                self._switch(session, mode)
+            self._digit(session, str(event.get("digit")))
         elif state == "ended" and session is not None:
             reason = str(event.get("reason", ""))
             self._left(session, reason or "hangup", int(event.get("code") or 0))
+
+    def _digit(self, session: Session, digit: str) -> None:
+        """A key on the supervisor's phone switches mode (a third party's switch nothing)."""
+        mode = DIGIT_MODES.get(digit)
+        if mode is not None and mode != session.mode and session.origin != THREE_WAY:
+            self._switch(session, mode)
 
     def worker_lost(self, worker: SupervisedWorker) -> None:
         """A worker exited: its sessions are gone with its calls."""
@@ -182,11 +228,17 @@ class SupervisionService:
 
     def _session(self, key: str, supervisor: str, agent: str, mode: Mode,
                  origin: str) -> Session:  # fmt: skip
-        if agent not in self._agents:
+        state = self._agent_state(agent)
+        if state is None:
             raise SupervisionError("agent-not-found", f"{agent} is no agent of any queue")
         held = self._held(agent)
-        rights = permit(self.settings.supervisors, supervisor, agent,
-                        held.queue if held else None)  # fmt: skip
+        try:
+            rights = permit(self.settings.supervisors, supervisor, agent,
+                            held.queue if held else None)  # fmt: skip
+        except SupervisionError as err:
+            if err.error_id == "agent-not-on-call" and state == "logged-out":
+                raise SupervisionError("agent-logged-out", f"agent {agent} is logged out") from None
+            raise
         assert held is not None
         if any(s.held.call_id == held.call_id for s in self.sessions.values()):
             raise SupervisionError("already-supervised", f"agent {agent}'s call is supervised")
@@ -207,7 +259,7 @@ class SupervisionService:
                      "beep": session.beep})  # fmt: skip
         log.info("supervisor %s joined agent %s (%s)", session.supervisor, session.agent,
                  session.mode, extra={"call_id": session.held.call_id})  # fmt: skip
-        self._cti.publish("supervisor.joined", **session.record(), beep=session.beep)
+        self._publish(session, "joined", beep=session.beep)
         self._note(session)
 
     def _switch(self, session: Session, mode: Mode) -> None:
@@ -223,11 +275,22 @@ class SupervisionService:
         session.state = "left"
         log.info("supervisor %s left agent %s: %s", session.supervisor, session.agent, reason,
                  extra={"modes": ",".join(session.modes)})  # fmt: skip
-        self._cti.publish("supervisor.left", **session.record(), joined=joined,
-                          modes=session.modes, reason=reason, code=code)  # fmt: skip
+        self._publish(session, "left", joined=joined, modes=session.modes, reason=reason,
+                      code=code)  # fmt: skip
+
+    def _publish(self, session: Session, what: str, **extra: Any) -> None:
+        """``supervisor.<what>``, or ``call.party-<what>`` for a three-way's party."""
+        if session.origin != THREE_WAY:
+            self._cti.publish(f"supervisor.{what}", **session.record(), **extra)
+            return
+        self._cti.publish(PARTY_EVENTS[what], session=session.key, party=session.supervisor,
+                          agent=session.agent, queue=session.held.queue,
+                          call_id=session.held.call_id, **extra)  # fmt: skip
 
     def _note(self, session: Session) -> None:
         """The supervisor's own call's CDR says whom and how it supervised."""
+        if session.origin == THREE_WAY:
+            return
         self._annotate(session.call_id, {"supervised_agent": session.agent,
                                          "supervised_queue": session.held.queue,
                                          "supervised_call": session.held.call_id,

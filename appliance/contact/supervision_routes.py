@@ -2,11 +2,13 @@
 
 ``POST /agents/{n}/monitor`` rings the supervisor's phone from the worker that bridges
 the agent's queue call; once answered, the supervisor joins in ``mode``. ``POST
-/agents/{n}/monitor/mode`` switches a joined session's mode. Both need ``operator``;
+/agents/{n}/monitor/mode`` switches a joined session's mode. ``POST /agents/{n}/three-way``
+rings a number from the agent's extension and joins it to the agent's queue call (the
+agent's three-way). All three need ``operator``;
 ``GET /supervisions`` (``viewer``) lists the sessions. Refusals carry the error ids of
 ``appliance.contact.supervisors``: 403 ``not-a-supervisor``, ``supervising-self``,
 ``queue-not-permitted``; 404 ``agent-not-found``, ``not-supervised``; 409
-``agent-not-on-call``, ``already-supervised``, ``not-joined``."""
+``agent-not-on-call``, ``agent-logged-out``, ``already-supervised``, ``not-joined``."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from drivers.daemon.settings_base import ApiToken
 
 STATUS = {"not-a-supervisor": 403, "supervising-self": 403, "queue-not-permitted": 403,
           "agent-not-found": 404, "not-supervised": 404, "agent-not-on-call": 409,
+          "agent-logged-out": 409,
           "already-supervised": 409, "not-joined": 409}  # fmt: skip
 
 
@@ -31,6 +34,12 @@ class MonitorRequest(BaseModel):
 
     supervisor: str = Field(pattern=r"^[0-9]{2,8}$")
     mode: Mode = "monitor"
+
+
+class PartyRequest(BaseModel):
+    """The third party of a three-way: an extension or a number the agent may dial."""
+
+    number: str = Field(pattern=r"^\+?[0-9]{2,20}$")
 
 
 class ModeRequest(BaseModel):
@@ -59,6 +68,12 @@ def build_supervision_router(service: SupervisionService,
                  dependencies=operator)  # fmt: skip
     async def mode(number: AgentNumber, body: Annotated[ModeRequest, Body()]) -> dict[str, Any]:
         return _act(lambda: service.switch(number, body.mode))
+
+    @router.post("/agents/{number}/three-way", dependencies=operator,
+                 summary="Ring a number and join it to the agent's queue call")  # fmt: skip
+    async def three_way(number: AgentNumber,
+                        body: Annotated[PartyRequest, Body()]) -> dict[str, Any]:  # fmt: skip
+        return _act(lambda: service.three_way(number, body.number))
 
     return router
 

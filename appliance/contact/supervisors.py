@@ -66,6 +66,8 @@ class SupervisionSettings(Section):
 
     beep: Beep = "agent"
     codes: SupervisionCodes = SupervisionCodes()
+    language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$",
+                          description="espeak-ng language of the spoken refusals")  # fmt: skip
 
     def beep_for(self, supervisor: SupervisorSettings) -> Beep:
         """The supervisor's own policy, else the site's."""

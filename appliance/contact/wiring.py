@@ -19,6 +19,7 @@ from appliance.contact.decider import QueueDecider
 from appliance.contact.feature_codes import AgentCodeDecider
 from appliance.contact.member_routes import build_member_router
 from appliance.contact.members import Members
+from appliance.contact.refusals import SpokenRefusals
 from appliance.contact.routes import build_contact_router
 from appliance.contact.screen_pop import ScreenPops
 from appliance.contact.service import ContactService
@@ -60,31 +61,36 @@ class ContactCentre:
         kamailio: EvapiClient,
         calls: AgentCalls,
         members: Members,
+        refusals: SpokenRefusals,
     ) -> None:
         self.service = service
         self.members = members
+        self.refusals = refusals
         self.supervision = supervision
         self.calls = calls
         self.pops = ScreenPops()
         service.cti.listeners.append(self.pops.on_event)
         self._store = store
         self._kamailio = kamailio
-        self._watch: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Dynamic members and agents' states back from LMDB, the ACD's timer, the
-        registration watch."""
+        registration watch, the spoken refusals rendered in the background."""
         self.members.start(self._store())
         await self.service.start(self._store())
-        self._watch = asyncio.create_task(self._registrations(), name="contact-registrations")
+        self._tasks = [
+            asyncio.create_task(self._registrations(), name="contact-registrations"),
+            asyncio.create_task(self.refusals.render(), name="contact-refusals"),
+        ]
 
     async def stop(self) -> None:
-        """Stop the watch, the timer and the CTI streams."""
-        if self._watch is not None:
-            self._watch.cancel()
+        """Stop the watch, the rendering, the timer and the CTI streams."""
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-            self._watch = None
+                await task
+        self._tasks = []
         await self.service.stop()
 
     async def _registrations(self) -> None:
@@ -120,14 +126,19 @@ def build_contact(
     pbx.media_listeners["queue"] = service
     pbx.ivr.queues = lambda: settings.queues.keys()
     pbx.ivr.handover = service.expect
-    supervision = SupervisionService(settings, _held(service, pbx), service.cti, _cdr_fields(pbx))
+    configured = pbx.settings.media.prompts
+    refusals = SpokenRefusals(tts, settings.supervision.language, configured)
+    pbx.media.add_prompts(refusals.prompts())
+    supervision = SupervisionService(settings, _held(service, pbx), service.cti,
+                                     _cdr_fields(pbx), agent_state=_agent_state(service),
+                                     spoken=refusals.prompt)  # fmt: skip
     pbx.chain.add(SupervisionDecider(supervision), OWN_NUMBERS)
     pbx.media_listeners["supervise"] = supervision
     calls = AgentCalls(service, lambda: pbx.dialplan.extensions)
     members = Members(service, lambda: pbx.dialplan.extensions)
     if pbx.webhooks is not None:
         service.cti.listeners.append(CtiWebhooks(pbx.webhooks, settings.webhook_events).on_event)
-    return ContactCentre(service, supervision, store, pbx.events, calls, members)
+    return ContactCentre(service, supervision, store, pbx.events, calls, members, refusals)
 
 
 def _held(service: ContactService, pbx: BranchExchange) -> Callable[[str], Held | None]:
@@ -142,6 +153,16 @@ def _held(service: ContactService, pbx: BranchExchange) -> Callable[[str], Held 
         return None if worker is None else Held(call_id, queue, worker)
 
     return held
+
+
+def _agent_state(service: ContactService) -> Callable[[str], str | None]:
+    """The agent's state, static member or dynamic (None: no queue's agent)."""
+
+    def state(agent: str) -> str | None:
+        found = service.acd.agents.get(agent)
+        return None if found is None else found.state
+
+    return state
 
 
 def _free_worker(pbx: BranchExchange) -> Callable[[], MediaWorker | None]:

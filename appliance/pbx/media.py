@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +284,13 @@ class MediaPool:
         """Where every worker's events, exits and readiness go (set before ``start``)."""
         for worker in self.workers:
             worker.subscribe(on_event, on_exit, on_ready)
+
+    def add_prompts(self, prompts: Mapping[str, Prompt]) -> None:
+        """Prompts a feature slice contributes (``announce-<name>``); a configured prompt
+        of the same name stays. Call before ``start``."""
+        for worker in self.workers:
+            merged = {**prompts, **worker.config.prompts}
+            worker.config = dataclasses.replace(worker.config, prompts=merged)
 
     def by_address(self, address: str) -> MediaWorker | None:
         """The worker listening on ``host:port``."""

@@ -140,7 +140,9 @@ class CallbackLegs:
             self.numbers.pop(key, None)
             self.ring_s.pop(key, None)
         release = self.releases.pop(key, None)
-        self.bridged.discard(key)
+        if key in self.bridged:
+            self.bridged.discard(key)
+            self.worker.supervisors.call_ended(key)
         self.emit(ev="queue", state=f"{kind}-ended", id=key, agent=leg.tag, code=code,
                   reason=reason, answered=leg.answered, **extra)  # fmt: skip
         agent = other.get(key)

@@ -13,6 +13,10 @@ when to give up and where to overflow are the business of ``appliance.contact``:
                                            may be rung for one caller (ring-all): the first
                                            to answer is bridged, the others' legs end
     queue-cancel    id[, agent]            stop ringing the agent (without: every agent)
+    queue-answer    id, agent              answer on desk: ring the agent again asking its
+                                           phone to answer by itself (``AUTO_ANSWER``
+                                           headers), then end the first ring; the swap is
+                                           not reported (the agent rings on)
     queue-transfer  id, to                 REFER the caller to ``to`` (overflow), then leave
     queue-hangup    id                     end the caller's call and the agent's leg
 
@@ -40,6 +44,10 @@ if TYPE_CHECKING:
 
 _USER = re.compile(r"sip:([^@;>\s]+)@")
 AGENT = "queue-agent"
+# Auto-answer as desk phones understand it: Call-Info answer-after (Yealink, Snom,
+# Grandstream, Cisco SPA) and Alert-Info info=alert-autoanswer (Polycom).
+AUTO_ANSWER = {"Call-Info": "<sip:{domain}>;answer-after=0",
+               "Alert-Info": "<http://127.0.0.1/>;info=alert-autoanswer"}  # fmt: skip
 
 
 class QueueLegs:
@@ -54,6 +62,8 @@ class QueueLegs:
         self.caller_numbers: dict[str, str] = {}
         self.hold: dict[str, Prompt] = {}
         self.bridged: set[str] = set()
+        self.displays: dict[str, str] = {}
+        self.replaced: list[Leg] = []
 
     def media(self, leg: Leg) -> None:
         """Audio is up: a new caller is reported; an agent who answered is bridged."""
@@ -84,6 +94,8 @@ class QueueLegs:
             self.worker.play(leg, Prompt(**dict(cmd["prompt"])), loop=False)
         elif name == "queue-offer":
             self._offer(key, str(cmd["agent"]), str(cmd.get("display", "")))
+        elif name == "queue-answer":
+            self._answer_on_desk(key, str(cmd["agent"]))
         elif name == "queue-cancel":
             self._cancel(key, str(cmd["agent"]) if "agent" in cmd else None)
         elif name == "queue-transfer":
@@ -119,6 +131,9 @@ class QueueLegs:
             self._answered(key, leg)
         elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self.worker.forget(leg.call.getId(), leg)
+            if any(r is leg for r in self.replaced):
+                self.replaced = [r for r in self.replaced if r is not leg]
+                return
             if self.agents.get(key) is leg:
                 del self.agents[key]
             self._unrung(key, leg)
@@ -135,6 +150,7 @@ class QueueLegs:
         del self.callers[key]
         self.caller_numbers.pop(key, None)
         self.hold.pop(key, None)
+        self.displays.pop(key, None)
         self.bridged.discard(key)
         self._cancel(key, None)
         hang_up(self.agents.get(key))
@@ -153,14 +169,34 @@ class QueueLegs:
             self.emit(ev="queue", state="agent-ended", id=key, agent=agent, code=409,
                       reason="already-ringing", answered=False)  # fmt: skip
             return
-        cmd = {"id": agent, "to": agent, "from_user": self.caller_numbers.get(key, ""),
-               "display": display, "room": key}  # fmt: skip
-        placed = self.worker.originate(cmd, service=AGENT)
+        self.displays[key] = display
+        placed = self._ring(key, agent, {})
         if placed is not None:
             self.offers.setdefault(key, {})[agent] = placed
         else:
             self.emit(ev="queue", state="agent-ended", id=key, agent=agent, code=503,
                       reason="worker-full", answered=False)  # fmt: skip
+
+    def _ring(self, key: str, agent: str, headers: dict[str, str]) -> Leg | None:
+        cmd = {"id": agent, "to": agent, "from_user": self.caller_numbers.get(key, ""),
+               "display": self.displays.get(key, ""), "room": key, "headers": headers}  # fmt: skip
+        return self.worker.originate(cmd, service=AGENT)
+
+    def _answer_on_desk(self, key: str, agent: str) -> None:
+        """Ring the agent again with auto-answer headers, then end the ring it replaces
+        (without a free slot the first ring goes on)."""
+        rung = self.offers.get(key, {})
+        first = rung.get(agent)
+        if first is None:
+            return
+        domain = self.worker.config.domain
+        headers = {name: value.format(domain=domain) for name, value in AUTO_ANSWER.items()}
+        placed = self._ring(key, agent, headers)
+        if placed is None:
+            return
+        rung[agent] = placed
+        self.replaced.append(first)
+        hang_up(first)
 
     def _answered(self, key: str, leg: Leg) -> None:
         """The first agent to answer takes the caller; the others rung for it stop ringing,

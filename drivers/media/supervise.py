@@ -1,5 +1,6 @@
 """The media worker's supervisor legs: a supervisor joins an agent's queue call in the
-conference bridge that already connects caller and agent (``drivers.media.queues``).
+conference bridge that already connects caller and agent: a caller the queue bridged
+(``drivers.media.queues``) or a callback, agent leg and call back (``drivers.media.callbacks``).
 
 A supervisor's leg reaches the worker bridging the agent's call in one of two ways: the
 supervisor's phone dials a feature code and the appliance routes it to the user
@@ -30,14 +31,13 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pjsua2 as pj
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
-    from drivers.media.queues import QueueLegs
     from drivers.media.worker import Leg, Worker
 
 log = logging.getLogger("callmesh.media")
@@ -75,6 +75,19 @@ def rewire(old: str, new: str) -> tuple[set[Link], set[Link]]:
     return set(before - after), set(after - before)
 
 
+class Bridges(Protocol):
+    """Calls a worker bridges, by the caller's Call-ID (``QueueLegs``, ``CallbackLegs``)."""
+
+    @property
+    def agents(self) -> dict[str, Leg]: ...
+
+    @property
+    def callers(self) -> dict[str, Leg]: ...
+
+    @property
+    def bridged(self) -> set[str]: ...
+
+
 @dataclass
 class Session:
     """One supervisor leg and the queue call (caller's Call-ID) it joins."""
@@ -92,18 +105,20 @@ class Session:
 class SupervisorLegs:
     """Supervisor legs of one worker by ``id``; runs on the worker's main thread only."""
 
-    def __init__(self, worker: Worker, queues: QueueLegs, emit: Callable[..., None]) -> None:
+    def __init__(self, worker: Worker, bridges: Sequence[Bridges],
+                 emit: Callable[..., None]) -> None:  # fmt: skip
         self.worker = worker
-        self.queues = queues
+        self.bridges = bridges
         self.emit = emit
         self.sessions: dict[str, Session] = {}
 
     def call_of(self, agent: str) -> str | None:
-        """The Call-ID of the bridged queue call the agent answered here, if unsupervised."""
-        for key, leg in self.queues.agents.items():
-            if leg.tag == agent and leg.answered and key in self.queues.bridged:
-                taken = any(s.call == key for s in self.sessions.values())
-                return None if taken else key
+        """The Call-ID of the bridged call the agent answered here, if unsupervised."""
+        for bridges in self.bridges:
+            for key, leg in bridges.agents.items():
+                if leg.tag == agent and leg.answered and key in bridges.bridged:
+                    taken = any(s.call == key for s in self.sessions.values())
+                    return None if taken else key
         return None
 
     def admits(self, agent: str) -> bool:
@@ -161,7 +176,7 @@ class SupervisorLegs:
             self.emit(ev="supervise", state="digit", id=session.key, digit=digit)
 
     def call_ended(self, call: str) -> None:
-        """The queue call ``call`` ended: its supervisor's leg ends too."""
+        """The bridged call ``call`` ended: its supervisor's leg ends too."""
         for session in list(self.sessions.values()):
             if session.call == call:
                 self._stop_beep(session)
@@ -204,8 +219,11 @@ class SupervisorLegs:
         self.sessions[key] = Session(key, placed, call, agent)
 
     def _ports(self, session: Session) -> dict[Party, pj.AudioMedia] | None:
-        caller = self.queues.callers.get(session.call)
-        agent = self.queues.agents.get(session.call)
+        holder = next((b for b in self.bridges if session.call in b.bridged), None)
+        if holder is None:
+            return None
+        caller = holder.callers.get(session.call)
+        agent = holder.agents.get(session.call)
         if caller is None or agent is None:
             return None
         if caller.audio is None or agent.audio is None or session.leg.audio is None:

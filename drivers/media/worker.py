@@ -183,7 +183,7 @@ class Worker:
         self.ivr = IvrLegs(self, emit)
         self.queues = QueueLegs(self, emit)
         self.callbacks = CallbackLegs(self, emit)
-        self.supervisors = SupervisorLegs(self, self.queues, emit)
+        self.supervisors = SupervisorLegs(self, (self.queues, self.callbacks), emit)
         self.links = RoomLinks(config.host, config.jitter_frames, self._link_joined,
                                self._link_left, emit)  # fmt: skip
         acc_cfg = pj.AccountConfig()

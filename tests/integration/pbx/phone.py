@@ -1,13 +1,16 @@
 """A pjsua2 test phone in its own process, driven by JSON lines on stdin.
 
-Commands: {"cmd": "call", "to": "1002"}, {"cmd": "answer"}, {"cmd": "busy"},
+Commands: {"cmd": "call", "to": "1002"[, "headers": {"Name": "value"}]},
+{"cmd": "answer"}, {"cmd": "busy"},
 {"cmd": "early"} (183 with SDP), {"cmd": "hold"}, {"cmd": "unhold"},
 {"cmd": "xfer", "to": "1003"} (blind transfer by REFER), {"cmd": "consult", "to": "1003"}
 (hold the current call, call 1003), {"cmd": "xfer_attended"} (REFER the held call to the
 consulted party with Replaces), {"cmd": "hangup"},
 {"cmd": "dtmf", "digits": "12"}, {"cmd": "quit"}.
+An incoming call rings (180) until "answer"; one whose INVITE asks for auto-answer
+(Call-Info ...;answer-after=0) is answered at once, as a desk phone that allows it.
 Events on stdout (prefixed "@ev "): {"ev": "reg", "code": 200}, {"ev": "incoming",
-"remote": '"Alice" <sip:1001@...>'},
+"remote": '"Alice" <sip:1001@...>', "auto_answer": false},
 {"ev": "state", "state": "CONFIRMED"|"DISCONNECTED", "code": ..., "reason": phrase,
 "reason_header": the Reason header of the reply that ended it, or ""}, {"ev": "media",
 "status": "active"|"local-hold"|"remote-hold", "state": ...}, {"ev": "dtmf", "digit": "1"},
@@ -144,9 +147,10 @@ class Account(pj.Account):
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         call = Call(self.phone, self, prm.callId)
         self.phone.call = call
-        emit(ev="incoming", remote=call.getInfo().remoteUri)
+        auto = "answer-after=0" in prm.rdata.wholeMsg.lower()
+        emit(ev="incoming", remote=call.getInfo().remoteUri, auto_answer=auto)
         answer = pj.CallOpParam()
-        answer.statusCode = 180
+        answer.statusCode = 200 if auto else 180
         call.answer(answer)
 
 
@@ -156,7 +160,12 @@ def command(phone: Phone, acc: Account, line: str) -> bool:
     try:
         if name == "call":
             phone.call = Call(phone, acc)
-            phone.call.makeCall(f"sip:{cmd['to']}@{phone.args.domain}", pj.CallOpParam(True))
+            prm = pj.CallOpParam(True)
+            for header_name, value in dict(cmd.get("headers") or {}).items():
+                header = pj.SipHeader()
+                header.hName, header.hValue = str(header_name), str(value)
+                prm.txOption.headers.append(header)
+            phone.call.makeCall(f"sip:{cmd['to']}@{phone.args.domain}", prm)
         elif name in ("answer", "busy", "early") and phone.call is not None:
             prm = pj.CallOpParam()
             prm.statusCode = {"answer": 200, "busy": 486, "early": 183}[name]

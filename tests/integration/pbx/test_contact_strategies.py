@@ -4,8 +4,9 @@ A ring-all queue rings every free agent's phone at once; the first to answer tal
 the caller and the other phone stops ringing, its agent free again at once. A skills
 queue rings the agent whose skill level meets the caller's requirement, not the one idle
 longest. A caller offered a callback presses 1 and hangs up; when the agent is free its
-phone rings first, then the caller's, and the two talk. A caller who lets the call back
-ring out is called again after the queue's retry interval and talks with the agent.
+phone rings first, then the caller's, and the two talk; a supervisor joins that call back
+as any queue call (monitor, then whisper). A caller who lets the call back ring out is
+called again after the queue's retry interval and talks with the agent.
 """
 
 from __future__ import annotations
@@ -27,11 +28,20 @@ from tests.integration.pbx.contact_env import (
 )
 from tests.integration.pbx.harness import (
     Pbx,
+    Phone,
     media,
     phones,
     wait_for,
 )
 from tests.integration.pbx.test_contact_queues import heard, spoken
+from tests.integration.pbx.test_contact_supervisors import (
+    AGENT_HZ,
+    CALLER_HZ,
+    SUPERVISOR_HZ,
+    deaf_to,
+    hears,
+    settle,
+)
 
 EXTENSIONS = {"1001": "Alice", "1003": "Carol", "1004": "Dave"}
 CONTACT = {"queues": {
@@ -44,7 +54,7 @@ CONTACT = {"queues": {
     "callme": {"number": "712", "agents": ["1003"], "callback_after_s": 2, "wrapup_s": 1},
     "retry": {"number": "713", "agents": ["1004"], "callback_after_s": 2, "wrapup_s": 1,
               "callback_ring_s": 4, "callback_retries": 1, "callback_retry_s": 6},
-}}  # fmt: skip
+}, "supervisors": {"1004": {"queues": ["callme"]}}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +129,50 @@ def test_the_skills_queue_rings_the_skilled_agent_not_the_longest_idle(
     assert heard(alice, start + 0.5, start + 2.0) == 300.0, "alice did not hear dave"
     offers = [e["data"]["agent"] for e in cti.named("call.offered")]
     assert offers == ["1004"]
+
+
+def called_back(site: Pbx, cti: CtiListener, alice: Phone, carol: Phone) -> str:
+    """Alice (queue ``callme``) presses 1 and hangs up; carol logs in, answers the agent
+    leg, then alice answers the call back. The queued call's Call-ID."""
+    agent(site, "1003", "logout")
+    alice.send("call", to="712")
+    alice.state("CONFIRMED")
+    wait_for(lambda: bool(cti.named("call.announced")), 20, lambda: str(cti.events))
+    alice.send("dtmf", digits="1")
+    alice.state("DISCONNECTED", timeout=10)
+    (requested,) = cti.named("call.callback-requested")
+    agent(site, "1003", "login")
+    carol.answer(timeout=15)
+    alice.answer(timeout=15)
+    return str(requested["data"]["call_id"])
+
+
+def test_a_supervisor_monitors_then_whispers_on_a_call_back(
+    site: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    trio = (("1001", int(CALLER_HZ)), ("1003", int(AGENT_HZ)), ("1004", int(SUPERVISOR_HZ)))
+    with phones(site, tmp_path, *trio) as (alice, carol, dave):
+        call_id = called_back(site, cti, alice, carol)
+        dave.send("call", to="*901003")
+        dave.state("CONFIRMED", timeout=15)
+        wait_for(lambda: bool(cti.named("supervisor.joined")), 10, lambda: str(cti.events))
+        monitor = settle(alice, carol, dave)
+        dave.send("dtmf", digits="5")
+        wait_for(lambda: bool(cti.named("supervisor.mode")), 10, lambda: str(cti.events))
+        whisper = settle(alice, carol, dave)
+        carol.send("hangup")
+        for phone in (carol, alice, dave):
+            phone.state("DISCONNECTED", timeout=15)
+    (joined,) = cti.named("supervisor.joined")
+    assert (joined["data"]["call"], joined["data"]["queue"]) == (call_id, "callme")
+    hears(dave, monitor[2], CALLER_HZ, "monitor: the supervisor hears the caller")
+    hears(dave, monitor[2], AGENT_HZ, "monitor: the supervisor hears the agent")
+    deaf_to(carol, monitor[1], SUPERVISOR_HZ, "monitor: the agent does not hear it")
+    deaf_to(alice, monitor[0], SUPERVISOR_HZ, "monitor: the caller does not hear it")
+    hears(carol, whisper[1], SUPERVISOR_HZ, "whisper: the agent hears the supervisor")
+    deaf_to(alice, whisper[0], SUPERVISOR_HZ, "whisper: the caller does not")
+    hears(dave, whisper[2], CALLER_HZ, "whisper: the supervisor still hears the caller")
+    hears(alice, whisper[0], AGENT_HZ, "the caller and the agent still talk")
 
 
 def test_a_caller_who_presses_1_is_called_back_once_the_agent_answered(

@@ -1,6 +1,7 @@
 """Supervisors on queue calls end to end: real pjsua2 phones through Kamailio into the
 media worker that bridges caller and agent; agents' own feature codes (login, pause,
-resume, logout) answered by a worker's confirmation tone.
+resume, logout) answered by a worker's confirmation tone; an agent's CTI actions on its
+queue call (a third party added, a ringing call answered on the desk phone).
 
 Each party sends its own tone (caller 450 Hz, agent 1000 Hz, supervisor 600 Hz); what
 each phone recorded says who heard whom: in monitor nobody hears the supervisor, in
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from drivers.media.supervise import BEEP_HZ
-from tests.integration.pbx.audio import power, read_channels
+from tests.integration.pbx.audio import loudness, power, read_channels
 from tests.integration.pbx.contact_env import (
     CtiListener,
     agent,
@@ -45,6 +46,7 @@ CONTACT = {
     "agent_codes": {"prompt": "agent-done", "reasons": {"1": "lunch"}},
 }  # fmt: skip
 HEARD, NOT_HEARD = 0.05, 0.01
+SPEECH_RMS = 300.0
 # The caller, the agent and the supervisor, each sending its own tone.
 TRIO = (("1001", int(CALLER_HZ)), ("1003", int(AGENT_HZ)), ("1002", int(SUPERVISOR_HZ)))
 
@@ -63,6 +65,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
 
 def share(phone: Phone, start_s: float, end_s: float, freq: float) -> float:
     """How much of the tones' power the phone heard between two moments is ``freq``'s."""
+    print("HEAD", phone.record.read_bytes()[:48], phone.record.stat().st_size)
     rate, (samples,) = read_channels(phone.record)
     window = array.array("h", samples[int(start_s * rate) : int(end_s * rate)])
     assert len(window) > rate // 2, f"{phone.number} heard only {len(samples) / rate:.1f} s"
@@ -182,22 +185,96 @@ def test_the_api_rings_the_supervisor_who_leaves_with_the_agents_call(
     assert site.api("GET", "/contact/supervisions")[1] == {"sessions": []}
 
 
+def test_the_agent_adds_a_third_party_and_everyone_hears_everyone(
+    site: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    with phones(site, tmp_path, *TRIO) as (alice, carol, bob):
+        talk(site, alice, carol)
+        status, answer = site.api("POST", "/contact/agents/1003/three-way", {"number": "1002"})
+        assert (status, answer["origin"]) == (200, "three-way"), answer
+        assert "1003" in bob.answer(timeout=15)["remote"], "the party sees the agent"
+        wait_for(lambda: bool(cti.named("call.party-joined")), 10, lambda: str(cti.events))
+        heard_by_alice, heard_by_carol, heard_by_bob = settle(alice, carol, bob)
+        carol.send("hangup")
+        for phone in (carol, alice, bob):
+            phone.state("DISCONNECTED", timeout=15)
+    hears(alice, heard_by_alice, AGENT_HZ, "the caller hears the agent")
+    hears(alice, heard_by_alice, SUPERVISOR_HZ, "the caller hears the third party")
+    hears(carol, heard_by_carol, CALLER_HZ, "the agent hears the caller")
+    hears(carol, heard_by_carol, SUPERVISOR_HZ, "the agent hears the third party")
+    hears(bob, heard_by_bob, CALLER_HZ, "the third party hears the caller")
+    hears(bob, heard_by_bob, AGENT_HZ, "the third party hears the agent")
+    wait_for(lambda: bool(cti.named("call.party-left")), 10, lambda: str(cti.events))
+    assert not cti.named("supervisor.joined"), "a third party is no supervisor"
+
+
+def test_the_api_answers_a_ringing_caller_on_the_agents_desk_phone(
+    site: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    with phones(site, tmp_path, *TRIO[:2]) as (alice, carol):
+        status, answer = site.api("POST", "/contact/agents/1003/answer")
+        assert (status, answer["detail"]["error_id"]) == (409, "agent-not-ringing")
+        agent(site, "1003", "login")
+        alice.send("call", to="700")
+        alice.state("CONFIRMED")
+        assert not carol.wait(lambda e: e["ev"] == "incoming", 15)["auto_answer"]
+        status, answer = site.api("POST", "/contact/agents/1003/answer")
+        assert (status, answer["action"]) == (200, "answer"), answer
+        assert carol.wait(lambda e: e["ev"] == "incoming", 10)["auto_answer"]
+        carol.state("CONFIRMED")
+        wait_for(lambda: agent_state(site, "support", "1003")["state"] == "on-call", 10,
+                 lambda: str(site.api("GET", "/contact/queues")))  # fmt: skip
+        heard_by_alice, heard_by_carol = settle(alice, carol)
+        carol.send("hangup")
+        alice.state("DISCONNECTED", timeout=15)
+    hears(alice, heard_by_alice, AGENT_HZ, "the caller hears the agent")
+    hears(carol, heard_by_carol, CALLER_HZ, "the agent hears the caller")
+    states = [e["data"]["state"] for e in cti.named("agent.state") if e["data"]["agent"] == "1003"]
+    assert "paused" not in states, f"the replaced ring counted as a refusal: {states}"
+    (asked,) = cti.named("call.desk-answer")
+    assert cti.named("call.answered")[0]["data"]["call_id"] == asked["data"]["call_id"]
+
+
 def refused(phone: Phone, to: str) -> dict[str, Any]:
     phone.send("call", to=to)
     return phone.state("DISCONNECTED", timeout=15)
 
 
-def test_supervision_outside_a_supervisors_rights_is_refused(
+def spoken(site: Pbx, phone: Phone, to: str, error_id: str) -> None:
+    """The phone dials ``to``, a worker answers, speaks refusal ``error_id`` and hangs up.
+
+    What the phone heard meanwhile must hold speech (its loudest 100 ms well above the
+    silence of a call nobody speaks on); the call's CDR names the refusal."""
+    mark = recorded_s(phone)
+    phone.send("call", to=to)
+    phone.state("CONFIRMED", timeout=15)
+    phone.state("DISCONNECTED", timeout=20)
+    wait_for(lambda: recorded_s(phone) > mark + 1.5, 15, lambda: "the phone stopped recording")
+    # The WAV header gets its sizes only when the phone closes: read the PCM after it.
+    pcm = phone.record.read_bytes()[44:]
+    heard = array.array("h", pcm[int(mark * 16000) : len(pcm) // 2 * 2])
+    step = 800
+    blocks = (array.array("h", heard[i : i + step]) for i in range(0, len(heard) - step, step))
+    assert max(map(loudness, blocks), default=0.0) > SPEECH_RMS, f"{phone.number} heard nothing"
+    route = f"supervise-refused:{error_id}"
+    site.cdr_for(lambda c: (c["caller"]["number"], c["route"]) == (phone.number, route))
+
+
+def test_supervision_outside_a_supervisors_rights_is_refused_aloud(
     site: Pbx, cti: CtiListener, tmp_path: Path
 ) -> None:
+    wait_for(lambda: site.api("POST", "/contact/agents/1003/logout")[0] == 200, 15,
+             lambda: str(site.api("GET", "/contact/queues")))  # fmt: skip
     with phones(site, tmp_path, *TRIO, ("1004", 300)) as (alice, carol, bob, dave):
+        spoken(site, bob, "*901003", "agent-logged-out")
         agent(site, "1003", "login")
-        assert refused(bob, "*901003")["code"] == 480, "no call to supervise"
+        spoken(site, bob, "*901003", "agent-not-on-call")
         status, answer = site.api("POST", "/contact/agents/1003/monitor", {"supervisor": "1002"})
         assert (status, answer["detail"]["error_id"]) == (409, "agent-not-on-call")
         talk(site, alice, carol)
-        assert refused(dave, "*901003")["code"] == 403, "1004 supervises sales, not support"
-        assert refused(alice, "*921003")["code"] == 403, "1001 is no supervisor"
+        spoken(site, dave, "*901003", "queue-not-permitted")  # 1004 supervises sales only
+        spoken(site, alice, "*921003", "not-a-supervisor")
+        spoken(site, bob, "*901077", "agent-not-found")
         status, answer = site.api("POST", "/contact/agents/1003/monitor", {"supervisor": "1001"})
         assert (status, answer["detail"]["error_id"]) == (403, "not-a-supervisor")
         status, answer = site.api("POST", "/contact/agents/1009/monitor", {"supervisor": "1002"})
@@ -208,8 +285,9 @@ def test_supervision_outside_a_supervisors_rights_is_refused(
         carol.send("hangup")
         carol.state("DISCONNECTED")
     ids = [e["data"]["error_id"] for e in cti.named("supervisor.refused")]
-    assert ids == ["agent-not-on-call", "agent-not-on-call", "queue-not-permitted",
-                   "not-a-supervisor", "not-a-supervisor", "agent-not-found"]  # fmt: skip
+    assert ids == ["agent-logged-out", "agent-not-on-call", "agent-not-on-call",
+                   "queue-not-permitted", "not-a-supervisor", "agent-not-found",
+                   "not-a-supervisor", "agent-not-found"]  # fmt: skip
     assert "queue-not-permitted" in site.output()
 
 
@@ -246,3 +324,36 @@ def test_an_agent_logs_in_pauses_resumes_and_logs_out_by_feature_code(
     expected = [("available", None), ("paused", "lunch"), ("available", None),
                 ("logged-out", None)]  # fmt: skip
     assert changes[-4:] == expected, states
+
+
+def test_a_supervisor_monitors_a_dynamic_members_queue_call(
+    site: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    status, answer = site.api("POST", "/contact/queues/support/members/1004")
+    assert status == 200, answer
+    try:
+        wait_for(lambda: site.api("POST", "/contact/agents/1003/logout")[0] == 200, 15,
+                 lambda: str(site.api("GET", "/contact/queues")))  # fmt: skip
+        trio = (TRIO[0], ("1004", int(AGENT_HZ)), TRIO[2])
+        with phones(site, tmp_path, *trio) as (alice, dave, bob):
+            agent(site, "1004", "login")
+            alice.send("call", to="700")
+            alice.state("CONFIRMED")
+            dave.answer(timeout=15)
+            wait_for(lambda: agent_state(site, "support", "1004")["state"] == "on-call", 10,
+                     lambda: str(site.api("GET", "/contact/queues")))  # fmt: skip
+            bob.send("call", to="*901004")
+            bob.state("CONFIRMED", timeout=15)
+            wait_for(lambda: bool(cti.named("supervisor.joined")), 10, lambda: str(cti.events))
+            heard_by_alice, heard_by_dave, heard_by_bob = settle(alice, dave, bob)
+            dave.send("hangup")
+            for phone in (dave, alice, bob):
+                phone.state("DISCONNECTED", timeout=15)
+    finally:
+        wait_for(lambda: site.api("DELETE", "/contact/queues/support/members/1004")[0] == 200,
+                 15, lambda: str(site.api("GET", "/contact/queues")))  # fmt: skip
+    hears(bob, heard_by_bob, CALLER_HZ, "the supervisor hears the caller")
+    hears(bob, heard_by_bob, AGENT_HZ, "the supervisor hears the dynamic member")
+    deaf_to(alice, heard_by_alice, SUPERVISOR_HZ, "monitor: the caller does not hear it")
+    deaf_to(dave, heard_by_dave, SUPERVISOR_HZ, "monitor: the agent does not hear it")
+    assert cti.named("supervisor.joined")[0]["data"]["agent"] == "1004"

@@ -7,14 +7,19 @@ play a tone each and record what they hear, so every check is on real audio.
 from __future__ import annotations
 
 import array
+import json
 import os
 import signal
+import socket
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from drivers.sip.evapi import NetstringDecoder, parse_event
 from tests.integration.pbx.audio import dominant, loudness, power, read_channels
 from tests.integration.pbx.harness import (
     Pbx,
@@ -177,6 +182,62 @@ def test_api_hangup_ends_both_ends_and_writes_the_cdr(mpbx: Pbx, tmp_path: Path)
     assert body["cdr"]["hangup_side"] == "system"
     assert body["cdr"]["hangup_cause"]["reason"] == "api-hangup"
     assert mpbx.api("DELETE", f"/calls/{call['call_id']}")[0] == 404
+
+
+def test_a_phone_cannot_make_another_phone_answer_by_itself(mpbx: Pbx, tmp_path: Path) -> None:
+    """Auto-answer headers are for the media workers (answer on desk): Kamailio removes
+    them from a phone's INVITE, so the callee rings instead of opening its microphone."""
+    auto = {"Call-Info": "<sip:test.local>;answer-after=0",
+            "Alert-Info": "<http://127.0.0.1/>;info=alert-autoanswer"}  # fmt: skip
+    with phones(mpbx, tmp_path, ("1001", 1000), ("1002", 600)) as (alice, bob):
+        alice.send("call", to="1002", headers=auto)
+        assert not bob.wait(lambda e: e["ev"] == "incoming", 10)["auto_answer"]
+        alice.send("hangup")
+        alice.state("DISCONNECTED")
+        bob.state("DISCONNECTED")
+
+
+def test_api_hangup_ends_the_callee_when_the_callers_200_comes_before_its_bye(
+    mpbx: Pbx, tmp_path: Path
+) -> None:
+    """The race of Kamailio 5.6's dlg.end_dlg, forced: the BYE counter of the call starts
+    at -1, so after both BYEs it reads 1, as it does when the caller's 200 arrives before
+    the callee's BYE is built. The 200s are held back (the dialog lives on) until the
+    counter says both went out; then tm's retransmitted BYE gets a 200 that ends it."""
+    with phones(mpbx, tmp_path, ("1001", 1000), ("1002", 600)) as (alice, bob):
+        connect_call(alice, bob)
+        call = _live(mpbx, lambda c: (c["caller"]["number"], c["callee"]["number"]) == (
+            "1001", "1002"))  # fmt: skip
+        wait_for(lambda: _answered(mpbx, call["call_id"]), 5, lambda: "no answer event")
+        _kamailio_rpc(mpbx, "htable.seti", "byes", call["call_id"], -1)
+        assert mpbx.api("DELETE", f"/calls/{call['call_id']}")[0] == 200
+        assert _dialogs(mpbx, call["call_id"]), "a 200 ended the dialog before both BYEs"
+        alice.state("DISCONNECTED")
+        bob.state("DISCONNECTED")
+        _kamailio_rpc(mpbx, "htable.seti", "byes", call["call_id"], 2)
+        wait_for(lambda: not _dialogs(mpbx, call["call_id"]), 5, lambda: "dialog never ended")
+
+
+def _dialogs(pbx: Pbx, call_id: str) -> list[Any]:
+    return [d for d in _kamailio_rpc(pbx, "dlg.list") or [] if d.get("call-id") == call_id]
+
+
+def _kamailio_rpc(pbx: Pbx, method: str, *params: Any) -> Any:
+    """Run a Kamailio RPC over the PBX's evapi socket with an id of our own (bounded)."""
+    rpc_id = f"test-{uuid.uuid4().hex}"
+    request = json.dumps({"jsonrpc": "2.0", "method": method, "params": list(params), "id": 1})
+    payload = json.dumps({"id": rpc_id, "rpc": request}).encode()
+    decoder = NetstringDecoder()
+    deadline = time.monotonic() + 5
+    with socket.create_connection(("127.0.0.1", int(pbx.settings["evapi_port"])), 5) as sock:
+        sock.sendall(b"%d:%s," % (len(payload), payload))
+        while time.monotonic() < deadline:
+            for event in map(parse_event, decoder.feed(sock.recv(65536))):
+                if event.get("event") == "rpc" and event.get("id") == rpc_id:
+                    body = json.loads(event.get("body") or "{}")
+                    assert "error" not in body, body
+                    return body.get("result")
+    raise AssertionError(f"Kamailio did not answer {method}")
 
 
 def test_killed_media_worker_gives_interrupted_cdr_and_comes_back(

@@ -19,12 +19,14 @@ from fastapi.testclient import TestClient
 from appliance.console import mount_agent_pages
 from appliance.contact.agent_calls import AgentCalls
 from appliance.contact.members import Members
+from appliance.contact.refusals import SpokenRefusals
 from appliance.contact.service import ContactService
 from appliance.contact.settings import ContactSettings
 from appliance.contact.supervision import Held, SupervisionService
 from appliance.contact.wiring import ContactCentre
 from appliance.store import Store
 from drivers.daemon.settings_base import ApiToken
+from drivers.media.tts import EspeakTts
 from drivers.sip.evapi import EvapiClient
 
 SETTINGS = ContactSettings.model_validate(
@@ -53,15 +55,16 @@ class FakeWorker:
 
 
 class Site:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, tts_dir: Path) -> None:
         self.worker = FakeWorker()
         self.service = ContactService(SETTINGS, {}, lambda _c, _f: None)
         supervision = SupervisionService(SETTINGS, self.held, self.service.cti, lambda *_: None)
         calls = AgentCalls(self.service, lambda: EXTENSIONS)
         evapi = EvapiClient("127.0.0.1", 9, lambda _e: None)
         members = Members(self.service, lambda: EXTENSIONS)
+        refusals = SpokenRefusals(EspeakTts(tts_dir), "en", {})
         self.contact = ContactCentre(
-            self.service, supervision, lambda: store, evapi, calls, members
+            self.service, supervision, lambda: store, evapi, calls, members, refusals
         )
         app = FastAPI()
         app.include_router(self.contact.router(TOKENS))
@@ -79,7 +82,7 @@ class Site:
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
     store = Store.open(tmp_path / "store", 16)
-    yield Site(store)
+    yield Site(store, tmp_path / "tts")
     store.close()
 
 
@@ -204,6 +207,33 @@ def test_hang_up_and_transfer_reach_the_worker_holding_the_call(site: Site) -> N
         "/api/v1/contact/agents/1003/hangup", headers={"Authorization": f"Bearer {VIEWER}"}
     )
     assert viewer.status_code == 403
+
+
+def test_answer_on_desk_and_three_way_reach_the_worker_holding_the_caller(site: Site) -> None:
+    token = sign_in(site.client)
+    refused = site.client.post("/console/agent/1003/answer", data={"csrf_token": token})
+    assert (refused.status_code, "agent-not-ringing" in refused.text) == (409, True)
+    site.client.post("/console/agent/1003/login", data={"csrf_token": token})
+    site.event("start", "c1", queue="support", caller="1001")
+    assert site.worker.sent[-1]["cmd"] == "queue-offer"
+    desk = site.client.post("/console/agent/1003/answer", data={"csrf_token": token})
+    assert (desk.status_code, "Answering on the desk phone" in desk.text) == (200, True)
+    assert site.worker.sent[-1] == {"cmd": "queue-answer", "id": "c1", "agent": "1003"}
+    early = site.client.post(
+        "/console/agent/1003/three-way", data={"csrf_token": token, "party": "1005"}
+    )
+    assert (early.status_code, "agent-not-on-call" in early.text) == (409, True)
+    site.event("agent-answered", "c1", agent="1003")
+    bad = site.client.post(
+        "/console/agent/1003/three-way", data={"csrf_token": token, "party": "12; drop"}
+    )
+    assert bad.status_code == 422
+    added = site.client.post(
+        "/console/agent/1003/three-way", data={"csrf_token": token, "party": "+8613800000009"}
+    )
+    assert (added.status_code, "Calling +8613800000009 into the call" in added.text) == (200, True)
+    assert site.worker.sent[-1]["cmd"] == "supervise-call"
+    assert site.worker.sent[-1]["to"] == "+8613800000009"
 
 
 def test_the_supervisor_page_lists_callers_and_rings_the_supervisor(site: Site) -> None:

@@ -6,7 +6,6 @@ from typing import Any, cast
 
 import pytest
 
-from drivers.media.queues import QueueLegs
 from drivers.media.supervise import Session, SupervisorLegs
 from drivers.media.worker import Call, Leg, Worker
 
@@ -34,24 +33,26 @@ class FakeCall:
 
 
 class FakeQueues:
-    """The part of ``QueueLegs`` supervision reads: bridged callers and agents."""
+    """The part of ``QueueLegs`` or ``CallbackLegs`` supervision reads: bridged callers
+    and agents (none without legs)."""
 
-    def __init__(self, caller: Leg, agent: Leg) -> None:
-        self.callers = {"c1": caller}
-        self.agents = {"c1": agent}
-        self.bridged = {"c1"}
+    def __init__(self, caller: Leg | None = None, agent: Leg | None = None) -> None:
+        self.callers = {"c1": caller} if caller else {}
+        self.agents = {"c1": agent} if agent else {}
+        self.bridged = {"c1"} if caller and agent else set()
 
 
 class Bridge:
-    """Caller and agent bridged for the Call-ID ``c1``, agent 1003, and one supervisor."""
+    """Caller and agent bridged for the Call-ID ``c1``, agent 1003, and one supervisor; the
+    call is in the worker's second bridges (as a callback is, after the queue's)."""
 
     def __init__(self) -> None:
         self.heard: set[tuple[str, str]] = set()
         self.events: list[dict[str, Any]] = []
         agent = self.leg("agent", "queue-agent", tag="1003")
         agent.answered = True
-        queues = cast(QueueLegs, FakeQueues(self.leg("caller", "queue"), agent))
-        self.legs = SupervisorLegs(cast(Worker, None), queues, self.emit)
+        queues = FakeQueues(self.leg("caller", "queue"), agent)
+        self.legs = SupervisorLegs(cast(Worker, None), [FakeQueues(), queues], self.emit)
         self.supervisor = self.leg("supervisor", "supervise", tag="sv-1")
         self.legs.sessions["sv-1"] = Session("sv-1", self.supervisor, "c1", "1003")
 
