@@ -19,6 +19,7 @@ from appliance.contact.decider import QueueDecider
 from appliance.contact.feature_codes import AgentCodeDecider
 from appliance.contact.member_routes import build_member_router
 from appliance.contact.members import Members
+from appliance.contact.remote_agents import RemoteAgentDecider, RemoteAgents
 from appliance.contact.routes import build_contact_router
 from appliance.contact.screen_pop import ScreenPops
 from appliance.contact.service import ContactService
@@ -35,6 +36,7 @@ from drivers.daemon.settings_base import ApiToken
 from drivers.media.tts import EspeakTts
 from drivers.sip.errors import RpcError
 from drivers.sip.evapi import EvapiClient
+from drivers.sip.probe import sip_options_status
 from drivers.sip.usrloc import registered_users
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class ContactCentre:
         kamailio: EvapiClient,
         calls: AgentCalls,
         members: Members,
+        remote: RemoteAgents | None = None,
     ) -> None:
         self.service = service
         self.members = members
@@ -69,6 +72,7 @@ class ContactCentre:
         service.cti.listeners.append(self.pops.on_event)
         self._store = store
         self._kamailio = kamailio
+        self.remote = remote
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -76,6 +80,8 @@ class ContactCentre:
         registration watch."""
         self.members.start(self._store())
         await self.service.start(self._store())
+        if self.remote is not None:
+            await self.remote.start()
         self._watch = asyncio.create_task(self._registrations(), name="contact-registrations")
 
     async def stop(self) -> None:
@@ -85,6 +91,8 @@ class ContactCentre:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
             self._watch = None
+        if self.remote is not None:
+            await self.remote.stop()
         await self.service.stop()
 
     async def _registrations(self) -> None:
@@ -94,7 +102,8 @@ class ContactCentre:
             except RpcError as err:
                 log.debug("registrations unknown: %s", err)
             else:
-                self.service.registrations(registered_users(dump))
+                remote = self.remote.registered if self.remote is not None else frozenset()
+                self.service.registrations(registered_users(dump) | remote)
             await asyncio.sleep(REGISTRATION_POLL_S)
 
     def router(self, tokens: Sequence[ApiToken]) -> APIRouter:
@@ -127,7 +136,28 @@ def build_contact(
     members = Members(service, lambda: pbx.dialplan.extensions)
     if pbx.webhooks is not None:
         service.cti.listeners.append(CtiWebhooks(pbx.webhooks, settings.webhook_events).on_event)
-    return ContactCentre(service, supervision, store, pbx.events, calls, members)
+    remote = _remote_agents(service, pbx)
+    return ContactCentre(service, supervision, store, pbx.events, calls, members, remote)
+
+
+def _remote_agents(service: ContactService, pbx: BranchExchange) -> RemoteAgents | None:
+    """Agents at other sites (members marked ``remote``), when the site routes between
+    sites."""
+    intersite = pbx.intersite
+    if intersite is None:
+        return None
+    local = pbx.settings.sip_host
+
+    async def probe(host: str, port: int, wait_s: float, *, user: str,
+                    headers: Callable[[str], str]) -> int | None:  # fmt: skip
+        return await sip_options_status(host, port, wait_s, local, user, headers)
+
+    def numbers() -> set[str]:
+        return {n for q in service.acd.queues.values() for n in q.remote}
+
+    remote = RemoteAgents(numbers, intersite, probe, service.settings.remote_poll_s)
+    pbx.chain.add(RemoteAgentDecider(remote, intersite, lambda: pbx.dialplan), OWN_NUMBERS)
+    return remote
 
 
 def _held(service: ContactService, pbx: BranchExchange) -> Callable[[str], Held | None]:
