@@ -133,11 +133,20 @@ def build_contact(
     pbx.chain.add(SupervisionDecider(supervision), OWN_NUMBERS)
     pbx.media_listeners["supervise"] = supervision
     calls = AgentCalls(service, lambda: pbx.dialplan.extensions)
-    members = Members(service, lambda: pbx.dialplan.extensions)
+    members = Members(service, lambda: pbx.dialplan.extensions, _elsewhere(pbx))
     if pbx.webhooks is not None:
         service.cti.listeners.append(CtiWebhooks(pbx.webhooks, settings.webhook_events).on_event)
     remote = _remote_agents(service, pbx)
     return ContactCentre(service, supervision, store, pbx.events, calls, members, remote)
+
+
+def _elsewhere(pbx: BranchExchange) -> Callable[[str], bool]:
+    """Whether the routing table gives an extension to another site."""
+
+    def owned(number: str) -> bool:
+        return pbx.intersite is not None and pbx.intersite.owner(number) is not None
+
+    return owned
 
 
 def _remote_agents(service: ContactService, pbx: BranchExchange) -> RemoteAgents | None:
