@@ -38,7 +38,7 @@ TONES = [HOLD_HZ, 450.0, 1000.0]
 CONTACT = {
     "remote_poll_s": 1,
     "queues": {"support": {"number": "700", "agents": [{"extension": "2001", "remote": True}],
-                           "ring_timeout_s": 8, "wrapup_s": 1}},
+                           "ring_timeout_s": 5, "wrapup_s": 1}},
 }  # fmt: skip
 
 
@@ -169,6 +169,28 @@ def test_an_agent_registered_at_another_site_answers_a_queue_call_with_audio_bot
     received = b.cdr(lambda c: c["callee"]["extension"] == "2001")
     assert (received["peer_site"], received["disposition"]) == ("branch-a", "answered")
     wait_until(lambda: remote_agent(a)["state"] == "available", 10, a.output)
+
+
+def test_a_remote_agent_who_does_not_answer_is_paused_with_no_answer(
+    company: Company, tmp_path: Path
+) -> None:
+    a, b = company.sites["branch-a"], company.sites["branch-b"]
+    bob = phone(b, "2001", 1000, tmp_path)
+    alice = phone(a, "1001", 450, tmp_path)
+    try:
+        wait_until(lambda: remote_agent(a)["registered"] is True, 15, a.output)
+        alice.send("call", to="700")
+        alice.state("CONFIRMED")
+        bob.wait(lambda e: e["ev"] == "incoming", 15)
+        wait_until(lambda: remote_agent(a)["state"] == "paused", 15, a.output)
+        assert remote_agent(a)["reason"] == "no-answer"
+        bob.state("DISCONNECTED", 10)
+        alice.send("hangup")
+        alice.state("DISCONNECTED")
+    finally:
+        alice.close()
+        bob.close()
+    assert api(a, "POST", "/contact/agents/2001/resume")["state"] == "available"
 
 
 def test_an_agent_whose_phone_unregistered_at_its_site_is_not_offered_calls(
