@@ -9,6 +9,7 @@ rings it over the inter-site route. The tests run in file order and share the si
 from __future__ import annotations
 
 import array
+import datetime
 import os
 import time
 from collections.abc import Iterator
@@ -169,6 +170,18 @@ def test_an_agent_registered_at_another_site_answers_a_queue_call_with_audio_bot
     received = b.cdr(lambda c: c["callee"]["extension"] == "2001")
     assert (received["peer_site"], received["disposition"]) == ("branch-a", "answered")
     wait_until(lambda: remote_agent(a)["state"] == "available", 10, a.output)
+    wait_until(lambda: hq_agent(company, "2001").get("calls_answered") == 1, 20, a.output)
+    assert hq_agent(company, "2001")["on_call_s"] > 2, "the state log reached HQ"
+
+
+def hq_agent(company: Company, number: str) -> dict[str, Any]:
+    """HQ's agent report row of branch-a's agent ``number`` (from the synced state log
+    and queue CDRs; empty until synced)."""
+    today = datetime.datetime.now(datetime.UTC).date()
+    span = f"from={today}&to={today + datetime.timedelta(days=1)}&site=branch-a"
+    rows = get_json(company.hub, f"{company.hq_url}/api/v1/reports/agents?{span}")["rows"]
+    found: dict[str, Any] = next((r for r in rows if r["agent"] == number), {})
+    return found
 
 
 def test_a_remote_agent_who_does_not_answer_is_paused_with_no_answer(
