@@ -72,6 +72,7 @@ class RemoteAgents:
         self.timeout_s = timeout_s
         self._clock = clock
         self.registered: frozenset[str] = frozenset()
+        self._unknown: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -104,9 +105,12 @@ class RemoteAgents:
         """True when ``number``'s own site answers 200 to an OPTIONS for it."""
         target = self._intersite.owner(number)
         if target is None or target.site is None or target.address is None:
-            log.warning("remote agent %s belongs to no other site in the routing table",
-                        number, extra={"error_id": "remote-agent-unknown"})  # fmt: skip
+            if number not in self._unknown:  # once, not every poll
+                log.warning("remote agent %s belongs to no other site in the routing table",
+                            number, extra={"error_id": "remote-agent-unknown"})  # fmt: skip
+            self._unknown.add(number)
             return False
+        self._unknown.discard(number)
         peers = self._intersite.peers
         if not _site_up(peers, target.site):
             return False
