@@ -381,10 +381,14 @@ class ApplianceSettings(ServiceSettings):
         groups = {g.number for g in self.pbx.dialplan.ring_groups}
         problems = []
         for name, queue in self.contact.queues.items():
-            unknown = sorted(set(queue.numbers) - known)
+            unknown = sorted(set(queue.numbers) - known - set(queue.remote))
             if unknown:
                 problems.append(f"contact.queues.{name}.agents: {', '.join(unknown)} are not "
-                                "in sip.extensions")  # fmt: skip
+                                "in sip.extensions (another site's: remote: true)")  # fmt: skip
+            local = sorted(set(queue.remote) & known)
+            if local:
+                problems.append(f"contact.queues.{name}.agents: {', '.join(local)} are in "
+                                "sip.extensions, not remote")  # fmt: skip
             if queue.number in known:
                 problems.append(f"contact.queues.{name}.number: {queue.number} is an extension")
             if queue.number in groups:

@@ -1,7 +1,8 @@
 """``/api/v1/contact/queues/{name}/members/{extension}``: dynamic queue members (operator).
 
 ``POST`` adds an extension of this site to the queue (body optional: ``{"penalty": 2,
-"skills": {"billing": 4}}``), ``DELETE`` removes it again (``appliance.contact.members``);
+"skills": {"billing": 4}}``; ``"remote": true`` for another site's extension),
+``DELETE`` removes it again (``appliance.contact.members``);
 ``GET /queues`` shows members with the configured agents. Errors: 404
 ``queue-not-found``, ``not-a-member``; 409 ``already-member``, ``static-member``,
 ``agent-busy``; 422 ``unknown-extension`` or a bad penalty or skill."""
@@ -34,6 +35,7 @@ class MemberRequest(BaseModel):
 
     penalty: int = Field(0, ge=0, le=99)
     skills: dict[str, int] = Field(default_factory=dict)
+    remote: bool = False
 
 
 def build_member_router(members: Members, tokens: Sequence[ApiToken]) -> APIRouter:
@@ -52,7 +54,7 @@ def build_member_router(members: Members, tokens: Sequence[ApiToken]) -> APIRout
         request = body or MemberRequest()
         try:
             member = AgentSettings(extension=extension, penalty=request.penalty,
-                                   skills=request.skills)  # fmt: skip
+                                   skills=request.skills, remote=request.remote)  # fmt: skip
         except ValidationError as err:
             raise api_error(422, "member-invalid", str(err.errors()[0]["msg"])) from None
         try:
@@ -60,7 +62,8 @@ def build_member_router(members: Members, tokens: Sequence[ApiToken]) -> APIRout
         except AcdError as err:
             raise api_error(STATUS[err.error_id], err.error_id, str(err)) from None
         return {"queue": name, "agent": agent.number, "state": agent.state,
-                "penalty": member.penalty, "skills": member.skills}  # fmt: skip
+                "penalty": member.penalty, "skills": member.skills,
+                "remote": member.remote}  # fmt: skip
 
     @router.delete("/queues/{name}/members/{extension}", summary="Remove a queue's member",
                    dependencies=operator)  # fmt: skip

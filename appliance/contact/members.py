@@ -8,10 +8,13 @@ static member stays). A dynamic member is offered the queue's calls like a stati
 states are read back, so membership and state survive a restart. A stored member of a
 queue no longer configured, or one now static, is skipped (logged).
 
+A member marked ``remote`` is an extension the routing table gives another site
+(``appliance.contact.remote_agents``).
+
 Errors (``AcdError``): ``queue-not-found`` (404), ``unknown-extension`` (422: no
-extension of this site), ``already-member`` (409), ``not-a-member`` (404),
-``static-member`` (409: configured, not removable by API), ``agent-busy`` (409: removed
-while ringing or on a call).
+extension of this site, or, for a remote member, of another site), ``already-member``
+(409), ``not-a-member`` (404), ``static-member`` (409: configured, not removable by
+API), ``agent-busy`` (409: removed while ringing or on a call).
 """
 
 from __future__ import annotations
@@ -36,9 +39,15 @@ NAMESPACE = "contact-members"
 class Members:
     """The queues' dynamic members, in the ACD and in LMDB."""
 
-    def __init__(self, service: ContactService, extensions: Callable[[], Collection[str]]):
+    def __init__(
+        self,
+        service: ContactService,
+        extensions: Callable[[], Collection[str]],
+        elsewhere: Callable[[str], bool] = lambda _: False,
+    ):
         self._service = service
         self._extensions = extensions
+        self._elsewhere = elsewhere
         self._state: StateStore | None = None
 
     def start(self, store: Store) -> None:
@@ -50,8 +59,7 @@ class Members:
     def add(self, queue: str, member: AgentSettings) -> Agent:
         """``member`` joins ``queue``; waiting callers may be offered to it at once."""
         self._queue(queue)
-        if member.extension not in self._extensions():
-            raise AcdError("unknown-extension", f"{member.extension} is no extension here")
+        self._check_extension(member)
         agent = self._service.acd.join(queue, member)
         self._store().put(f"{queue}/{member.extension}", member.model_dump())
         log.info("%s joined queue %s", member.extension, queue)
@@ -65,6 +73,14 @@ class Members:
         self._service.acd.part(queue, extension)
         self._store().delete(f"{queue}/{extension}")
         log.info("%s left queue %s", extension, queue)
+
+    def _check_extension(self, member: AgentSettings) -> None:
+        """A local member is an extension here; a remote one another site's."""
+        local = member.extension in self._extensions()
+        if member.remote and (local or not self._elsewhere(member.extension)):
+            raise AcdError("unknown-extension", f"{member.extension} is no other site's extension")
+        if not member.remote and not local:
+            raise AcdError("unknown-extension", f"{member.extension} is no extension here")
 
     def _queue(self, queue: str) -> QueueSettings:
         """The queue's configured settings (its static members)."""

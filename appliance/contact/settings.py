@@ -45,9 +45,13 @@ def check_skills(skills: dict[str, int]) -> dict[str, int]:
 
 
 class AgentSettings(Section):
-    """A queue's agent: an extension with its skill levels and penalty in this queue."""
+    """A queue's agent: an extension with its skill levels and penalty in this queue.
+
+    ``remote``: the extension belongs to another site, the routing table says which
+    (``appliance.contact.remote_agents``)."""
 
     extension: str = Field(pattern=r"^[0-9]{2,8}$")
+    remote: bool = False
     skills: dict[str, int] = Field(default_factory=dict)
     penalty: int = Field(default=0, ge=0, le=99)
 
@@ -120,6 +124,11 @@ class QueueSettings(Section):
         """The agents' extensions, in the configured order."""
         return tuple(a.extension for a in self.agents)
 
+    @property
+    def remote(self) -> tuple[str, ...]:
+        """The agents whose extensions belong to another site."""
+        return tuple(a.extension for a in self.agents if a.remote)
+
 
 class ContactSettings(Section):
     """Every queue of the site, by name."""
@@ -127,6 +136,7 @@ class ContactSettings(Section):
     queues: dict[str, QueueSettings] = Field(default_factory=dict)
     supervisors: dict[str, SupervisorSettings] = Field(default_factory=dict)
     supervision: SupervisionSettings = SupervisionSettings()
+    remote_poll_s: float = Field(default=5.0, ge=0.5, le=300)
 
     @model_validator(mode="after")
     def _distinct(self) -> ContactSettings:

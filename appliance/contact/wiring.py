@@ -20,6 +20,7 @@ from appliance.contact.feature_codes import AgentCodeDecider
 from appliance.contact.member_routes import build_member_router
 from appliance.contact.members import Members
 from appliance.contact.refusals import SpokenRefusals
+from appliance.contact.remote_agents import RemoteAgentDecider, RemoteAgents
 from appliance.contact.routes import build_contact_router
 from appliance.contact.screen_pop import ScreenPops
 from appliance.contact.service import ContactService
@@ -36,6 +37,7 @@ from drivers.daemon.settings_base import ApiToken
 from drivers.media.tts import EspeakTts
 from drivers.sip.errors import RpcError
 from drivers.sip.evapi import EvapiClient
+from drivers.sip.probe import sip_options_status
 from drivers.sip.usrloc import registered_users
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class ContactCentre:
         calls: AgentCalls,
         members: Members,
         refusals: SpokenRefusals,
+        remote: RemoteAgents | None = None,
     ) -> None:
         self.service = service
         self.members = members
@@ -72,6 +75,7 @@ class ContactCentre:
         service.cti.listeners.append(self.pops.on_event)
         self._store = store
         self._kamailio = kamailio
+        self.remote = remote
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -79,6 +83,8 @@ class ContactCentre:
         registration watch, the spoken refusals rendered in the background."""
         self.members.start(self._store())
         await self.service.start(self._store())
+        if self.remote is not None:
+            await self.remote.start()
         self._tasks = [
             asyncio.create_task(self._registrations(), name="contact-registrations"),
             asyncio.create_task(self.refusals.render(), name="contact-refusals"),
@@ -91,6 +97,8 @@ class ContactCentre:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self.remote is not None:
+            await self.remote.stop()
         await self.service.stop()
 
     async def _registrations(self) -> None:
@@ -100,7 +108,8 @@ class ContactCentre:
             except RpcError as err:
                 log.debug("registrations unknown: %s", err)
             else:
-                self.service.registrations(registered_users(dump))
+                remote = self.remote.registered if self.remote is not None else frozenset()
+                self.service.registrations(registered_users(dump) | remote)
             await asyncio.sleep(REGISTRATION_POLL_S)
 
     def router(self, tokens: Sequence[ApiToken]) -> APIRouter:
@@ -135,10 +144,40 @@ def build_contact(
     pbx.chain.add(SupervisionDecider(supervision), OWN_NUMBERS)
     pbx.media_listeners["supervise"] = supervision
     calls = AgentCalls(service, lambda: pbx.dialplan.extensions)
-    members = Members(service, lambda: pbx.dialplan.extensions)
+    members = Members(service, lambda: pbx.dialplan.extensions, _elsewhere(pbx))
     if pbx.webhooks is not None:
         service.cti.listeners.append(CtiWebhooks(pbx.webhooks, settings.webhook_events).on_event)
-    return ContactCentre(service, supervision, store, pbx.events, calls, members, refusals)
+    remote = _remote_agents(service, pbx)
+    return ContactCentre(service, supervision, store, pbx.events, calls, members, refusals, remote)
+
+
+def _elsewhere(pbx: BranchExchange) -> Callable[[str], bool]:
+    """Whether the routing table gives an extension to another site."""
+
+    def owned(number: str) -> bool:
+        return pbx.intersite is not None and pbx.intersite.owner(number) is not None
+
+    return owned
+
+
+def _remote_agents(service: ContactService, pbx: BranchExchange) -> RemoteAgents | None:
+    """Agents at other sites (members marked ``remote``), when the site routes between
+    sites."""
+    intersite = pbx.intersite
+    if intersite is None:
+        return None
+    local = pbx.settings.sip_host
+
+    async def probe(host: str, port: int, wait_s: float, *, user: str,
+                    headers: Callable[[str], str]) -> int | None:  # fmt: skip
+        return await sip_options_status(host, port, wait_s, local, user, headers)
+
+    def numbers() -> set[str]:
+        return {n for q in service.acd.queues.values() for n in q.remote}
+
+    remote = RemoteAgents(numbers, intersite, probe, service.settings.remote_poll_s)
+    pbx.chain.add(RemoteAgentDecider(remote, intersite, lambda: pbx.dialplan), OWN_NUMBERS)
+    return remote
 
 
 def _held(service: ContactService, pbx: BranchExchange) -> Callable[[str], Held | None]:

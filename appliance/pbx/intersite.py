@@ -60,8 +60,15 @@ class InterSite:
 
     def outbound(self, plan: DialPlan, caller: str, dialled: str, call_id: str) -> Decision | None:
         """Hops for ``dialled`` from the routing table; None when it has no route."""
+        if caller not in plan.extensions:
+            return None
+        return self.routed(plan, caller, dialled, call_id)
+
+    def routed(self, plan: DialPlan, caller: str, dialled: str, call_id: str) -> Decision | None:
+        """``outbound`` for a caller the site vouches for without it being an extension
+        (a queue's caller, on the leg a media worker rings an agent at another site)."""
         table = self._table()
-        if table is None or caller not in plan.extensions:
+        if table is None:
             return None
         found = table.lookup(dialled)
         if not found.routed:
@@ -84,6 +91,17 @@ class InterSite:
         return Decision("route", route=route, trunk=first.via or first.trunk or "",
                         hops=tuple(hop for _, hop in usable), peer_site=first.site or "",
                         conversation=conversation)  # fmt: skip
+
+    def owner(self, number: str) -> Target | None:
+        """The other site that owns extension ``number`` (a ``site`` target with its
+        address), or None (local, unknown, or no routing table)."""
+        table = self._table()
+        if table is None:
+            return None
+        found = table.lookup(number).targets
+        if len(found) != 1 or found[0].kind != "site" or found[0].rule is not None:
+            return None
+        return found[0]
 
     def _hop(
         self,
@@ -170,7 +188,10 @@ class InterSite:
             source = (host.strip("[]"), int(port))
         except ValueError:
             raise PeerHeaderError("peer source address unreadable") from None
-        if source != trusted:
+        # An OPTIONS (is an agent registered here?) comes from the appliance's own
+        # socket on the site's address, not from its Kamailio: any port of that address.
+        probe = query.get("method") == "OPTIONS" and source[0] == trusted[0]
+        if source != trusted and not probe:
             raise PeerAuthError(
                 "untrusted-peer-source",
                 f"site {auth.site} calls from {trusted[0]}:{trusted[1]}, not {host}:{port}",

@@ -48,7 +48,7 @@ class Site:
     def __init__(self, store: Store) -> None:
         self.loop = asyncio.new_event_loop()
         self.service = ContactService(SETTINGS, {}, lambda _c, _f: None, clock=lambda: 1000.0)
-        self.members = Members(self.service, lambda: EXTENSIONS)
+        self.members = Members(self.service, lambda: EXTENSIONS, lambda n: n.startswith("2"))
         self.members.start(store)
         self.loop.run_until_complete(self.service.start(store))
         app = FastAPI()
@@ -117,7 +117,7 @@ def test_an_operator_adds_a_member_who_is_offered_the_waiting_caller(site: Site)
                               body={"penalty": 2, "skills": {"billing": 4}})  # fmt: skip
     assert status == 200, added
     assert added == {"queue": "support", "agent": "1005", "state": "logged-out", "penalty": 2,
-                     "skills": {"billing": 4}}  # fmt: skip
+                     "skills": {"billing": 4}, "remote": False}  # fmt: skip
     assert site.agents("support") == ["1003", "1005"]
     assert site.call("POST", "/api/v1/contact/agents/1005/login")[0] == 200
     assert [c["agent"] for c in worker.sent if c["cmd"] == "queue-offer"] == ["1005"]
@@ -139,6 +139,16 @@ def test_membership_refusals_name_the_error(site: Site) -> None:
     assert error("POST", "support", "1005", body={"skills": {"Bad": 11}}) == (422, "member-invalid")
     assert error("POST", "support", "1005", body={"penalty": 100}) == (422, "request-invalid")
     assert site.agents("support") == ["1003"]
+
+
+def test_another_sites_extension_joins_as_a_remote_member_and_no_other(site: Site) -> None:
+    remote = {"remote": True}
+    assert site.call("POST", MEMBER.format("support", "2005"))[0] == 422
+    assert site.call("POST", MEMBER.format("support", "1005"), body=remote)[0] == 422
+    assert site.call("POST", MEMBER.format("support", "3005"), body=remote)[0] == 422
+    status, added = site.call("POST", MEMBER.format("support", "2005"), body=remote)
+    assert (status, added["remote"]) == (200, True)
+    assert site.service.acd.queues["support"].remote == ("2005",)
 
 
 def test_members_survive_a_restart_and_a_removed_one_stays_removed(store: Store) -> None:

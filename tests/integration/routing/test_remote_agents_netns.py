@@ -1,0 +1,227 @@
+"""A queue agent at another site: two sites in network namespaces, real Kamailio,
+rtpengine, media worker and pjsua2 phones.
+
+branch-a holds queue ``support`` (700) whose only agent is 2001, an extension of
+branch-b. branch-a learns 2001's registration by asking branch-b (signed OPTIONS) and
+rings it over the inter-site route. The tests run in file order and share the sites.
+"""
+
+from __future__ import annotations
+
+import array
+import datetime
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.integration.pbx.audio import power, read_channels
+from tests.integration.pbx.harness import Phone, media, require_debs
+from tests.integration.routing.sites import (
+    TOKEN,
+    Company,
+    Site,
+    get_json,
+    inside,
+    routing_version,
+    wait_until,
+)
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+
+HOLD_HZ = 425.0
+TONES = [HOLD_HZ, 450.0, 1000.0]
+CONTACT = {
+    "remote_poll_s": 1,
+    "queues": {"support": {"number": "700", "agents": [{"extension": "2001", "remote": True}],
+                           "ring_timeout_s": 5, "wrapup_s": 1}},
+}  # fmt: skip
+
+
+def directory() -> dict[str, Any]:
+    return {
+        "plan": {"flat": True, "site_prefix": ""},
+        "sites": [
+            {"id": "branch-a", "name": "Branch A", "sip_address": "10.77.0.1",
+             "ranges": [{"first": "1001", "last": "1009"}]},
+            {"id": "branch-b", "name": "Branch B", "sip_address": "10.77.0.2",
+             "ranges": [{"first": "2001", "last": "2009"}]},
+        ],
+        "trunks": [],
+        "rules": [],
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def company(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Company]:
+    require_debs()
+    root = tmp_path_factory.mktemp("remote-agents")
+    sites = [
+        Site("branch-a", 1, "", root / "branch-a", {"1001": "Alice"}),
+        Site("branch-b", 2, "", root / "branch-b", {"2001": "Bob"}),
+    ]
+    world = Company(root, sites)
+    for site in sites:
+        site.ns = f"{world.prefix}-{site.id}"
+    try:
+        world.build_network()
+        doc = directory()
+        world.write_configs(doc)
+        _with_queue(sites[0])
+        world.start_hq()
+        world.put_directory(doc)
+        for site in sites:
+            world.start_site(site)
+        for site in sites:
+            wait_until(lambda s=site: routing_version(s) > 0, 20, site.output)  # type: ignore[misc]
+        yield world
+    finally:
+        world.close()
+
+
+def _with_queue(site: Site) -> None:
+    """The contact centre and a media worker in the site's configuration."""
+    path = site.root / "appliance.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["pbx"]["media"] = media(1)
+    config["contact"] = CONTACT
+    path.write_text(yaml.safe_dump(config))
+
+
+def phone(site: Site, number: str, tone: int, root: Path) -> Phone:
+    p = Phone(site, number, tone, root, secret=f"secret-{number}-pw", domain=site.domain,
+              host=site.ip, netns=site.ns)  # fmt: skip
+    assert p.registered() == 200, "".join(p.log)
+    return p
+
+
+def api(site: Site, method: str, path: str) -> Any:
+    with inside(site.ns):
+        response = httpx.request(method, f"{site.url}/api/v1{path}", timeout=5,
+                                 headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def support(site: Site) -> dict[str, Any]:
+    queues = get_json(site.ns, f"{site.url}/api/v1/contact/queues")["queues"]
+    found: dict[str, Any] = next(q for q in queues if q["name"] == "support")
+    return found
+
+
+def remote_agent(site: Site) -> dict[str, Any]:
+    found: dict[str, Any] = support(site)["agents"][0]
+    return found
+
+
+def recorded_s(p: Phone) -> float:
+    return max(0, p.record.stat().st_size - 44) / 16000 if p.record.exists() else 0.0
+
+
+def heard(p: Phone, start_s: float, end_s: float) -> float:
+    """The tone (of ``TONES``) loudest in what the phone heard between two moments."""
+    rate, (samples,) = read_channels(p.record)
+    window = array.array("h", samples[int(start_s * rate) : int(end_s * rate)])
+    assert len(window) > rate // 2, f"{p.number} heard only {len(samples) / rate:.1f} s"
+    return max(TONES, key=lambda f: power(window, rate, f))
+
+
+def test_an_agent_registered_at_another_site_answers_a_queue_call_with_audio_both_ways(
+    company: Company, tmp_path: Path
+) -> None:
+    a, b = company.sites["branch-a"], company.sites["branch-b"]
+    bob = phone(b, "2001", 1000, tmp_path)
+    alice = phone(a, "1001", 450, tmp_path)
+    try:
+        wait_until(lambda: remote_agent(a)["registered"] is True, 15, a.output)
+        assert api(a, "POST", "/contact/agents/2001/login")["state"] == "available"
+        alice.send("call", to="700")
+        alice.state("CONFIRMED")
+        incoming = bob.wait(lambda e: e["ev"] == "incoming", 15)
+        assert "1001" in incoming["remote"]
+        assert remote_agent(a)["state"] == "ringing"
+        bob.send("answer")
+        bob.state("CONFIRMED")
+        on_call_at = recorded_s(alice)
+        wait_until(lambda: remote_agent(a)["state"] == "on-call", 5, a.output)
+        wait_until(lambda: recorded_s(alice) > on_call_at + 3 and recorded_s(bob) > 3, 15,
+                   lambda: "no audio once connected")  # fmt: skip
+        bob.send("hangup")
+        bob.state("DISCONNECTED")
+        alice.state("DISCONNECTED")
+    finally:
+        alice.close()
+        bob.close()
+    assert heard(alice, on_call_at + 1.0, on_call_at + 2.5) == 1000.0, "alice did not hear bob"
+    assert heard(bob, 1.0, 2.5) == 450.0, "bob did not hear alice"
+    cdr = a.cdr(lambda c: (c.get("variables") or {}).get("queue") == "support")
+    assert (cdr["variables"]["queue_outcome"], cdr["variables"]["queue_agent"]) == (
+        "answered", "2001",
+    )  # fmt: skip
+    leg = a.cdr(lambda c: c["callee"]["number"] == "2001")
+    assert (leg["route"], leg["peer_site"], leg["disposition"]) == (
+        "site:branch-b", "branch-b", "answered",
+    )  # fmt: skip
+    received = b.cdr(lambda c: c["callee"]["extension"] == "2001")
+    assert (received["peer_site"], received["disposition"]) == ("branch-a", "answered")
+    wait_until(lambda: remote_agent(a)["state"] == "available", 10, a.output)
+    wait_until(lambda: hq_agent(company, "2001").get("calls_answered") == 1, 20, a.output)
+    assert hq_agent(company, "2001")["on_call_s"] > 2, "the state log reached HQ"
+
+
+def hq_agent(company: Company, number: str) -> dict[str, Any]:
+    """HQ's agent report row of branch-a's agent ``number`` (from the synced state log
+    and queue CDRs; empty until synced)."""
+    today = datetime.datetime.now(datetime.UTC).date()
+    span = f"from={today}&to={today + datetime.timedelta(days=1)}&site=branch-a"
+    rows = get_json(company.hub, f"{company.hq_url}/api/v1/reports/agents?{span}")["rows"]
+    found: dict[str, Any] = next((r for r in rows if r["agent"] == number), {})
+    return found
+
+
+def test_a_remote_agent_who_does_not_answer_is_paused_with_no_answer(
+    company: Company, tmp_path: Path
+) -> None:
+    a, b = company.sites["branch-a"], company.sites["branch-b"]
+    bob = phone(b, "2001", 1000, tmp_path)
+    alice = phone(a, "1001", 450, tmp_path)
+    try:
+        wait_until(lambda: remote_agent(a)["registered"] is True, 15, a.output)
+        alice.send("call", to="700")
+        alice.state("CONFIRMED")
+        bob.wait(lambda e: e["ev"] == "incoming", 15)
+        wait_until(lambda: remote_agent(a)["state"] == "paused", 15, a.output)
+        assert remote_agent(a)["reason"] == "no-answer"
+        bob.state("DISCONNECTED", 10)
+        alice.send("hangup")
+        alice.state("DISCONNECTED")
+    finally:
+        alice.close()
+        bob.close()
+    assert api(a, "POST", "/contact/agents/2001/resume")["state"] == "available"
+
+
+def test_an_agent_whose_phone_unregistered_at_its_site_is_not_offered_calls(
+    company: Company, tmp_path: Path
+) -> None:
+    a = company.sites["branch-a"]
+    wait_until(lambda: remote_agent(a)["registered"] is False, 15, a.output)
+    assert remote_agent(a)["state"] == "available", "logged in, but offered nothing"
+    alice = phone(a, "1001", 450, tmp_path)
+    try:
+        alice.send("call", to="700")
+        alice.state("CONFIRMED")
+        wait_until(lambda: len(support(a)["waiting"]) == 1, 10, a.output)
+        time.sleep(3)
+        (caller,) = support(a)["waiting"]
+        assert (caller["offered_to"], caller["offered"]) == (None, [])
+        assert remote_agent(a)["state"] == "available"
+        alice.send("hangup")
+        alice.state("DISCONNECTED")
+    finally:
+        alice.close()
