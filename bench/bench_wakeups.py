@@ -34,6 +34,7 @@ import json
 import math
 import random
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,8 +61,10 @@ POLL_S = 2.0
 FIRST_EXTENSION = 20000
 PLACED = re.compile(r"wake-up call \d+ to room")
 
-# One REGISTER with its digest answer per room, all in one sipp call (sipp takes the
-# authentication's username from the scenario, not from an injection file).
+# One REGISTER with its digest answer per room, REGISTER_CHUNK rooms per sipp call (sipp
+# takes the authentication's username from the scenario, not from an injection file, and
+# refuses a scenario file over 64 KiB: about 80 rooms).
+REGISTER_CHUNK = 50
 REGISTER_ROOM = """<send retrans="500"><![CDATA[
 REGISTER sip:DOMAIN SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -354,21 +357,28 @@ class Hotel:
                  "-mp", str(_port() + 100), "-nostdin", "-max_socket", "4096"],
                 self.work / f"{kind}.log", cwd=self.work,
             )  # fmt: skip
-        scenario = self.work / "register.xml"
-        contacts = {extension(r): self.uas_ports[k] for r, k in self.kinds.items()}
-        scenario.write_text(register_scenario(contacts))
+        contacts = [(extension(r), self.uas_ports[k]) for r, k in self.kinds.items()]
         started = time.monotonic()
-        register = harness.spawn(
+        chunks = [dict(contacts[i:i + REGISTER_CHUNK])
+                  for i in range(0, len(contacts), REGISTER_CHUNK)]  # fmt: skip
+        registers = [self._register(n, chunk) for n, chunk in enumerate(chunks)]
+        for n, register in enumerate(registers):
+            if harness.wait_exit(register, REGISTER_S + 10, "registering the rooms", started) != 0:
+                errors = self.work / f"register-{n}-errors.log"
+                tail = errors.read_text(errors="replace")[-1500:] if errors.exists() else ""
+                raise harness.Incomplete(f"registering the rooms failed: {tail}")
+
+    def _register(self, n: int, contacts: dict[str, int]) -> subprocess.Popen[bytes]:
+        """One sipp registering ``contacts`` (its scenario must stay under sipp's 64 KiB)."""
+        scenario = self.work / f"register-{n}.xml"
+        scenario.write_text(register_scenario(contacts))
+        return harness.spawn(
             ["sipp", f"127.0.0.1:{self.sip_port}", "-sf", str(scenario), "-m", "1",
              "-i", "127.0.0.1", "-p", str(_port() + 200), "-nostdin",
              "-timeout", f"{REGISTER_S}s", "-trace_err",
-             "-error_file", str(self.work / "register-errors.log")],
-            self.work / "register.log", cwd=self.work,
+             "-error_file", str(self.work / f"register-{n}-errors.log")],
+            self.work / f"register-{n}.log", cwd=self.work,
         )  # fmt: skip
-        if harness.wait_exit(register, REGISTER_S + 10, "registering the rooms", started) != 0:
-            errors = self.work / "register-errors.log"
-            tail = errors.read_text(errors="replace")[-1500:] if errors.exists() else ""
-            raise harness.Incomplete(f"registering the rooms failed: {tail}")
 
     def request_wake_ups(self) -> tuple[float, str, str]:
         """Every room's WR for the same minute; the due time and the WR's DA and TI."""
