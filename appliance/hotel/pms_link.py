@@ -160,7 +160,7 @@ class PmsLinkService:
         return self.client.send(record)
 
     def status(self) -> dict[str, Any]:
-        """Link state, night audit, postings waiting, rooms known."""
+        """Link state, night audit, postings and door signs waiting, rooms known."""
         link = self.client.link
         rooms = self.rooms.rooms()
         return {
@@ -169,6 +169,7 @@ class PmsLinkService:
             "resyncing": link.resyncing,
             "postings_pending": self.sender().pending(),
             "posting_outstanding": self.sender().outstanding,
+            "door_signs_pending": len(self.door_signs()),
             "rooms": len(rooms),
             "occupied": sum(1 for room in rooms if room.occupied),
             "business_date": self.business.current() if self.business else None,

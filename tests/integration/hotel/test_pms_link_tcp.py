@@ -267,6 +267,7 @@ async def test_door_signs_owed_while_the_pms_is_away_are_sent_after_a_restart(
     assert first.guest_dnd("101", True)
     await first.stop()
     assert door_signs(simulator) == []
+    assert first.status()["door_signs_pending"] == 1
     second = PmsLinkService(settings, lambda: store, build_client(settings, "UTC"),
                             RoomBook({}, "international"))  # fmt: skip
     await second.start()
@@ -274,5 +275,6 @@ async def test_door_signs_owed_while_the_pms_is_away_are_sent_after_a_restart(
         await until(lambda: door_signs(simulator), what="sent after the restart")
         await asyncio.sleep(1.0)
         assert door_signs(simulator) == ["RE|RN101|RS8|"]
+        assert second.status()["door_signs_pending"] == 0
     finally:
         await second.stop()
