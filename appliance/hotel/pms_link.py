@@ -9,8 +9,10 @@ lost data), never periodically.
 
 DND set or cleared from a room's phone (``guest_dnd``) goes to the PMS as the door-sign
 status (``RE|RN..|RS8|`` / ``RS10``, ``hotel.dnd``); so does the "off" status owed when a
-room whose door sign was on is checked out or moved out of. A status the link cannot carry
-now waits in memory (the latest per room) and goes out once the link is active again.
+room whose door sign was on is checked out or moved out of. Each status owed is stored in
+the commit that stores the room's change (the latest per room, ``appliance/hotel/door_signs.py``)
+and goes out, in order, while the link carries postings: after LA, and after a night audit
+or a resync ends.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import msgpack
 
 from appliance.hotel.business_date import BusinessDate
+from appliance.hotel.door_signs import DoorSignQueue
 from appliance.hotel.postings import (
     Posting,
     PostingOutcome,
@@ -70,8 +73,7 @@ class PmsLinkService:
     ) -> None:
         self._settings = settings
         self._dnd = dnd or DndSettings()
-        # Door-sign statuses (RS) not yet sent, the latest per room, in the order owed.
-        self._door_signs: dict[str, int] = {}
+        self._door_signs: DoorSignQueue | None = None
         self._reports = reports
         self.business = business
         self.rooms = rooms
@@ -93,6 +95,8 @@ class PmsLinkService:
         store = self._store()
         self._state = StateStore(store, "hotel")
         self.rooms.load(stored_rooms(self._state))
+        self._door_signs = DoorSignQueue(store)
+        self._door_signs.load()
         self._sender = PostingSender(
             PostingQueue(
                 store,
@@ -139,8 +143,9 @@ class PmsLinkService:
         changed = self.rooms.guest_dnd(room, on)
         if changed is None:
             return False
-        self._store_rooms({room: changed.document()})
-        self._owe_door_sign(room, self._dnd.status_on if on else self._dnd.status_off)
+        status = self._dnd.status_on if on else self._dnd.status_off
+        log.info("room %s: door-sign status RS%d owed to the PMS", room, status)
+        self._store_rooms({room: changed.document()}, {room: status})
         self._send_door_signs()
         if self.alert is not None:
             self.alert("hotel.dnd", {"room": room, "extension": self.rooms.extensions.get(room),
@@ -155,7 +160,7 @@ class PmsLinkService:
         return self.client.send(record)
 
     def status(self) -> dict[str, Any]:
-        """Link state, night audit, postings waiting, rooms known."""
+        """Link state, night audit, postings and door signs waiting, rooms known."""
         link = self.client.link
         rooms = self.rooms.rooms()
         return {
@@ -164,6 +169,7 @@ class PmsLinkService:
             "resyncing": link.resyncing,
             "postings_pending": self.sender().pending(),
             "posting_outstanding": self.sender().outstanding,
+            "door_signs_pending": len(self.door_signs()),
             "rooms": len(rooms),
             "occupied": sum(1 for room in rooms if room.occupied),
             "business_date": self.business.current() if self.business else None,
@@ -202,8 +208,7 @@ class PmsLinkService:
         self.sender().committed(outcomes)
 
     def _pump(self) -> None:
-        if self._door_signs:
-            self._send_door_signs()
+        self._send_door_signs()
         record = self.sender().next_record(self.client.link.postings_allowed)
         if record is not None and not self.client.send(record):
             self.sender().link_lost()
@@ -238,29 +243,36 @@ class PmsLinkService:
         # Swap records (SF) are stored together when the resync ends (ResyncCompleted).
         signed = [n for n in (record.room, record.get("RO")) if n and self.rooms.room(n).door_sign]
         changed = self.rooms.apply(record)
-        for number in signed:
-            if not self.rooms.room(number).door_sign:
-                self._owe_door_sign(number, self._dnd.status_off)
+        owed = {n: self._dnd.status_off for n in signed if not self.rooms.room(n).door_sign}
+        for number in owed:
+            log.info("room %s: door-sign status RS%d owed to the PMS", number, owed[number])
         if record.has("SF"):
+            self._store_rooms({}, owed)
             return
         for listener in self.record_listeners:
             listener(record)
         if changed:
             log.info("PMS %s: room %s", record.record_id, ", ".join(changed))
-            self._store_rooms({number: self.rooms.room(number).document() for number in changed})
-
-    def _owe_door_sign(self, room: str, status: int) -> None:
-        log.info("room %s: door-sign status RS%d owed to the PMS", room, status)
-        self._door_signs.pop(room, None)
-        self._door_signs[room] = status
+        documents = {number: self.rooms.room(number).document() for number in changed}
+        if documents or owed:
+            self._store_rooms(documents, owed)
 
     def _send_door_signs(self) -> None:
-        """Send the door-sign statuses owed, in order, while the link carries them."""
-        for room, status in list(self._door_signs.items()):
-            if not self.send_now(RecordRE.make({"RN": room, "RS": status})):
+        """Send the door-sign statuses owed, in order, while the link carries postings."""
+        queue = self.door_signs()
+        for sign in queue.owed():
+            if not self.client.link.postings_allowed:
                 return
-            del self._door_signs[room]
-            log.info("room %s: door-sign status RS%d sent to the PMS", room, status)
+            if not self.client.send(RecordRE.make({"RN": sign.room, "RS": sign.status})):
+                return
+            queue.sent(sign)
+            log.info("room %s: door-sign status RS%d sent to the PMS", sign.room, sign.status)
+
+    def door_signs(self) -> DoorSignQueue:
+        """The door-sign statuses owed; only valid between start and stop."""
+        if self._door_signs is None:
+            raise RuntimeError("PMS link service is not started")
+        return self._door_signs
 
     def _answered(self, answer: RecordPA) -> None:
         outcome = self.sender().answer(answer)
@@ -275,13 +287,18 @@ class PmsLinkService:
             self.alert("hotel.posting-refused", {"room": outcome.room, "status": outcome.status,
                        "posting_number": outcome.number, "text": outcome.text})  # fmt: skip
 
-    def _store_rooms(self, documents: dict[str, dict[str, Any]]) -> None:
-        """Commit the rooms' documents, one key per room, in one fsync'd transaction."""
+    def _store_rooms(
+        self, documents: dict[str, dict[str, Any]], door_signs: dict[str, int] | None = None
+    ) -> None:
+        """Commit the rooms' documents (one key per room) and the door-sign statuses they
+        owe the PMS, in one fsync'd transaction."""
         store = self._store()
         db = store.db("hotel")
         with store.write() as txn:
             for number, document in documents.items():
                 txn.put((ROOM_PREFIX + number).encode(), msgpack.packb(document), db=db)
+            signs = self.door_signs().owe_in(txn, door_signs or {})
+        self.door_signs().staged(signs)
 
 
 def stored_rooms(state: StateStore) -> dict[str, Any]:

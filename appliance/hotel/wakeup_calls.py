@@ -9,7 +9,10 @@ service drives itself. Once answered the message plays (twice at most): ``1`` co
 is ``BY``; no answer, a hang-up without a digit or no report within ``attempt_timeout_s``
 is ``NR``. Either is retried after ``retry_interval_s`` up to ``retries`` times; after the
 last the WA carries it, the failure is logged (``wake-up-failed``) and the front desk's
-extension, when configured, is called with a spoken notice. A wake-up found due more than
+extension, when configured, is owed a call with a spoken notice: stored with the WA, placed
+at the next tick a worker has a free slot (before the wake-ups due), and forgotten once the
+worker placed it, so it is delivered once even when every slot was busy or the appliance
+restarted meanwhile. A wake-up found due more than
 ``late_limit_s`` ago (the appliance was off) is not placed; it is reported ``NR``.
 
 Many calls due at once (a tour group's 06:30) are placed as fast as the media workers have
@@ -39,6 +42,7 @@ from typing import Any, Protocol
 from appliance.hotel.rooms import RoomBook
 from appliance.hotel.settings import WakeUpSettings
 from appliance.hotel.wakeups import (
+    DeskNotice,
     WakeUp,
     WakeUpBook,
     WakeUpTimeError,
@@ -90,13 +94,14 @@ class Link(Protocol):
 
 @dataclass
 class Attempt:
-    """A wake-up call (or a front-desk notice, ``wake_up`` None) a worker is placing."""
+    """A wake-up call (or a front-desk notice, ``notice`` its key) a worker is placing."""
 
     tag: str
     worker: Worker
     prompt: Path
     deadline: float
     wake_up: WakeUp | None = None
+    notice: str = ""
     call_id: str = ""
     plays: int = 0
     result: str = ""
@@ -132,7 +137,6 @@ class WakeUpCallService:
         # Set when due calls wait for a free slot; a worker's load report then ticks at once.
         self._short_of_slots = False
         self._wake = asyncio.Event()
-        self._notices: set[asyncio.Task[None]] = set()
         # The PBX's event stream (webhook): a failed wake-up is announced on it.
         self.alert: Callable[[str, dict[str, Any]], None] | None = None
 
@@ -142,11 +146,10 @@ class WakeUpCallService:
 
     async def stop(self) -> None:
         """Stop placing calls; pending wake-ups stay in the store."""
-        for task in [self._task, *self._notices]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         for attempt in list(self._attempts.values()):
             attempt.worker.send({"cmd": "hangup", "id": attempt.tag})
 
@@ -217,23 +220,46 @@ class WakeUpCallService:
         return attempt is not None
 
     async def tick(self) -> None:
-        """Write owed WAs, place due calls, end calls that outlived their deadline."""
+        """Write owed WAs, place owed notices and due calls, end calls past their deadline."""
         self._send_answers()
         was_short, self._short_of_slots = self._short_of_slots, False
         now = self._clock()
         for attempt in [a for a in self._attempts.values() if now >= a.deadline]:
             attempt.worker.send({"cmd": "hangup", "id": attempt.tag})
             self._ended(attempt, 408)
+        if not await self._place_notices(now) or not await self._place_due(now):
+            self._short_of_slots = True
+            if not was_short:
+                log.info("wake-up calls due wait for a free media worker slot")
+
+    async def _place_due(self, now: float) -> bool:
+        """Place the wake-ups due; False when no media worker has a free slot."""
         placing = {a.wake_up.key for a in self._attempts.values() if a.wake_up}
         for wake_up in self.book.pending():
             if wake_up.due > now:
                 break
             waiting = wake_up.key in placing or self._not_before.get(wake_up.key, 0) > now
             if not waiting and not await self._place(wake_up, now):
-                self._short_of_slots = True
-                if not was_short:
-                    log.info("wake-up calls due wait for a free media worker slot")
-                return
+                return False
+        return True
+
+    async def _place_notices(self, now: float) -> bool:
+        """Call the front desk about failed wake-ups; False when no worker has a free slot."""
+        placing = {a.notice for a in self._attempts.values() if a.notice}
+        for key, notice in self.book.notices():
+            if key in placing or self._not_before.get(key, 0) > now:
+                continue
+            prompt = await self._prompt("EA", _notice_text(notice))
+            if prompt is None:
+                self._not_before[key] = now + _NO_PROMPT_S
+                continue
+            worker = self._worker()
+            if worker is None:
+                return False
+            self._call(worker, notice.desk, prompt, None, key)
+            log.info("front desk %s called about the failed wake-up of room %s", notice.desk,
+                     notice.room)  # fmt: skip
+        return True
 
     async def _run(self) -> None:
         while True:
@@ -278,10 +304,12 @@ class WakeUpCallService:
         self._call(worker, extension, prompt, counted)
         return True
 
-    def _call(self, worker: Any, extension: str, prompt: Path, wake_up: WakeUp | None) -> None:
+    def _call(
+        self, worker: Any, extension: str, prompt: Path, wake_up: WakeUp | None, notice: str = ""
+    ) -> None:
         tag = f"wakeup-{uuid.uuid4().hex[:16]}"
         deadline = self._clock() + self._settings.attempt_timeout_s
-        self._attempts[tag] = Attempt(tag, worker, prompt, deadline, wake_up)
+        self._attempts[tag] = Attempt(tag, worker, prompt, deadline, wake_up, notice)
         display = "Wake-up call" if wake_up else "Wake-up call failed"
         worker.send({"cmd": "originate", "id": tag, "to": extension, "from_user": CALLER,
                      "display": display, "ivr": FLOW})  # fmt: skip
@@ -339,6 +367,8 @@ class WakeUpCallService:
 
     def _ended(self, attempt: Attempt, code: int) -> None:
         self._attempts.pop(attempt.tag, None)
+        if attempt.notice:
+            self.book.notified(attempt.notice)
         wake_up = attempt.wake_up
         if wake_up is None:
             return
@@ -354,8 +384,8 @@ class WakeUpCallService:
             self._failed(wake_up, "BY" if code in BUSY_CODES else "NR")
 
     def _failed(self, wake_up: WakeUp, status: str) -> None:
-        desk = self._settings.front_desk
-        self.book.finish(wake_up, status, front_desk=bool(desk))
+        desk = self._settings.front_desk or ""
+        self.book.finish(wake_up, status, front_desk=desk)
         log.warning("wake-up for room %s failed after %d calls: %s", wake_up.room,
                     wake_up.attempts, status, extra={"error_id": "wake-up-failed"})  # fmt: skip
         if self.alert is not None:
@@ -363,16 +393,8 @@ class WakeUpCallService:
                       "status": status, "attempts": wake_up.attempts}  # fmt: skip
             self.alert("hotel.wake-up-failed", failed)
         if desk:
-            notice = f"The wake-up call for room {' '.join(wake_up.room)} was not answered."
-            task = asyncio.get_running_loop().create_task(self._notify(desk, notice))
-            self._notices.add(task)
-            task.add_done_callback(self._notices.discard)
+            self._wake.set()
 
-    async def _notify(self, desk: str, notice: str) -> None:
-        prompt = await self._prompt("EA", notice)
-        worker = self._worker()
-        if prompt is not None and worker is not None:
-            self._call(worker, desk, prompt, None)
-        elif worker is None:
-            log.warning("front desk %s not called about a failed wake-up: no media worker "
-                        "has a free slot", desk, extra={"error_id": "wake-up-failed"})  # fmt: skip
+
+def _notice_text(notice: DeskNotice) -> str:
+    return f"The wake-up call for room {' '.join(notice.room)} was not answered."

@@ -11,7 +11,10 @@ commit, so a restart (even kill -9) loses none:
   it back for a call a full media worker refused (it was never placed);
 - ``finish`` removes the wake-up and, for one the PMS asked for, stores its WA in the same
   commit; ``answered`` deletes the WA once it was written to the link. Only a crash in the
-  instant between that write and its deletion sends a WA twice; none is ever lost. With
+  instant between that write and its deletion sends a WA twice; none is ever lost. A failed
+  wake-up with a front desk to call also stores the desk's notice in that commit; it stays
+  until the desk's call was placed (``notified``), so no free media worker slot or a restart
+  delays it but loses none. With
   ``reports`` (HQ's ``hotel`` stream, ``appliance/hotel/reports.py``) the outcome of every
   wake-up, the guest's own included, is written for HQ in that same commit.
 """
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 
 WAKE_UP = "wakeup:"
 ANSWER = "wake-answer:"
+NOTICE = "desk-notice:"
 DB = "hotel"
 
 
@@ -92,6 +96,17 @@ def next_occurrence(hhmm: str, now: dt.datetime) -> tuple[str, str]:
     if at <= now:
         at += dt.timedelta(days=1)
     return at.strftime("%y%m%d"), at.strftime("%H%M%S")
+
+
+@dataclass(frozen=True)
+class DeskNotice:
+    """The front desk (``desk``, an extension) owes a call about a failed wake-up."""
+
+    desk: str
+    room: str
+    date: str
+    time: str
+    status: str
 
 
 # Writes a finished wake-up's outcome for HQ: (txn, wake-up, result, front desk, ended at).
@@ -164,10 +179,11 @@ class WakeUpBook:
         self.set(later)
         return later
 
-    def finish(self, wake_up: WakeUp, status: str, front_desk: bool = False) -> None:
+    def finish(self, wake_up: WakeUp, status: str, front_desk: str = "") -> None:
         """Remove the wake-up; one the PMS asked for owes a WA, stored in the same commit.
 
-        ``front_desk``: the front desk is being called about it (reported to HQ).
+        ``front_desk``: the extension owed a notice about it, stored in the same commit too
+        (reported to HQ).
         """
         store = self._store()
         db = store.db(DB)
@@ -176,8 +192,11 @@ class WakeUpBook:
             if wake_up.source == "pms":
                 answer = WakeAnswer(wake_up.room, wake_up.date, wake_up.time, status)
                 txn.put((ANSWER + wake_up.key).encode(), _pack(asdict(answer)), db=db)
+            if front_desk:
+                notice = DeskNotice(front_desk, wake_up.room, wake_up.date, wake_up.time, status)
+                txn.put((NOTICE + wake_up.key).encode(), _pack(asdict(notice)), db=db)
             if self._reports is not None:
-                self._reports(txn, wake_up, status, front_desk, self._now())
+                self._reports(txn, wake_up, status, bool(front_desk), self._now())
 
     def answers(self) -> list[tuple[str, WakeAnswer]]:
         """WAs not yet written to the link, with their keys."""
@@ -185,6 +204,14 @@ class WakeUpBook:
 
     def answered(self, key: str) -> None:
         """The WA under ``key`` was written to the link."""
+        self._state().delete(key)
+
+    def notices(self) -> list[tuple[str, DeskNotice]]:
+        """Front-desk notices whose call was not placed yet, with their keys."""
+        return [(key, DeskNotice(**doc)) for key, doc in self._state().items(NOTICE)]
+
+    def notified(self, key: str) -> None:
+        """The front desk's call for the notice under ``key`` was placed."""
         self._state().delete(key)
 
     def _delete(self, doomed: list[WakeUp]) -> int:

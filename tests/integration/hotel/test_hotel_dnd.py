@@ -228,3 +228,31 @@ def test_a_ring_group_skips_a_room_with_dnd_and_rings_the_desk_when_all_rooms_ar
     finally:
         assert simulator.send_raw(STX + b"RE|RN0101|DNN|" + ETX)
         set_dnd(hotel, simulator, False)
+
+
+def link_state(hotel: DndHotelPbx) -> str:
+    status, body = hotel.api("GET", "/hotel/pms")
+    assert status == 200, body
+    return str(body["state"])
+
+
+def test_a_door_sign_owed_while_the_pms_is_away_survives_kill_9_and_is_sent_once(
+    hotel: DndHotelPbx, simulator: PmsSimulator, tmp_path: Path
+) -> None:
+    simulator.act(lambda core: core.link_end())
+    wait_for(lambda: link_state(hotel) == "ended", 10, hotel.output)
+    before = door_signs(simulator)
+    with phones(hotel, folder(tmp_path, "on"), ("1003", 300)) as (room,):
+        dial_code(room, "*65")
+    assert heard(room) == PROMPT_HZ, "the confirmation prompt"
+    assert hotel.room("0102")["dnd"] is True
+    assert door_signs(simulator) == before, "nothing is sent while the link is ended"
+    hotel.kill9()
+    assert door_signs(simulator) == before
+    hotel.start()
+    wait_for(lambda: door_signs(simulator)[len(before) :] == ["RE|RN0102|RS8|"], 10,
+             lambda: str(door_signs(simulator)))  # fmt: skip
+    with phones(hotel, folder(tmp_path, "off"), ("1003", 300)) as (room,):
+        dial_code(room, "*66")
+    wait_for(lambda: door_signs(simulator)[len(before) :] == ["RE|RN0102|RS8|", "RE|RN0102|RS10|"],
+             10, lambda: str(door_signs(simulator)))  # fmt: skip

@@ -234,3 +234,47 @@ async def test_the_guests_dnd_reaches_the_pms_as_door_sign_statuses_and_check_ou
     assert len(door_signs(simulator)) == 2, "nothing is sent while the link is ended"
     await until(lambda: len(door_signs(simulator)) == 3, what="sent after the restart")
     assert door_signs(simulator)[2] == "RE|RN102|RS10|", "only the latest status of the room"
+
+
+async def test_door_signs_owed_during_a_night_audit_go_out_in_order_after_it(
+    pms: PmsLinkService, simulator: PmsSimulator
+) -> None:
+    await until(lambda: pms.status()["occupied"] == 2, what="resync applied")
+    simulator.act(lambda core: core.set_night_audit(True))
+    await until(lambda: pms.status()["night_audit"], what="night audit seen")
+    assert pms.guest_dnd("0330", True)
+    assert pms.guest_dnd("101", True)
+    assert pms.guest_dnd("0330", False)
+    await asyncio.sleep(1.0)
+    assert door_signs(simulator) == [], "held during the night audit"
+    simulator.act(lambda core: core.set_night_audit(False))
+    await until(lambda: len(door_signs(simulator)) == 2, what="sent after the night audit")
+    await asyncio.sleep(1.0)
+    assert door_signs(simulator) == ["RE|RN101|RS8|", "RE|RN0330|RS10|"]
+    assert len(pms.door_signs()) == 0
+
+
+async def test_door_signs_owed_while_the_pms_is_away_are_sent_after_a_restart(
+    simulator: PmsSimulator, store: Store
+) -> None:
+    settings = PmsSettings(port=simulator.port, reconnect_min_s=0.2, reconnect_max_s=0.5)
+    first = PmsLinkService(settings, lambda: store, build_client(settings, "UTC"),
+                           RoomBook({}, "international"))  # fmt: skip
+    await first.start()
+    await until(lambda: first.status()["occupied"] == 2, what="resync applied")
+    simulator.act(lambda core: core.link_end())
+    await until(lambda: first.status()["state"] == "ended", what="LE seen")
+    assert first.guest_dnd("101", True)
+    await first.stop()
+    assert door_signs(simulator) == []
+    assert first.status()["door_signs_pending"] == 1
+    second = PmsLinkService(settings, lambda: store, build_client(settings, "UTC"),
+                            RoomBook({}, "international"))  # fmt: skip
+    await second.start()
+    try:
+        await until(lambda: door_signs(simulator), what="sent after the restart")
+        await asyncio.sleep(1.0)
+        assert door_signs(simulator) == ["RE|RN101|RS8|"]
+        assert second.status()["door_signs_pending"] == 0
+    finally:
+        await second.stop()

@@ -270,3 +270,65 @@ def test_a_guest_sets_and_clears_a_wake_up_from_the_room_phone_without_a_wa(stor
     tick(service)
     assert link.sent == []
     assert [w.source for w in service.book.pending()] == ["pms"]
+
+
+def fail_busy(service: WakeUpCallService, worker: Worker, clock: Clock) -> None:
+    """Both calls of the room's wake-up end busy: the wake-up fails."""
+    service.on_record(parse_record(b"WR|RN0330|DA261207|TI063000|"))
+    for _ in range(2):
+        tick(service)
+        tag = worker.sent[-1]["id"]
+        service.on_media_event(worker, {"ev": "leg", "id": tag, "state": "ended", "code": 486})
+        clock.now += 61
+
+
+def on_pool(store: Any, pool: Pool, link: Link, clock: Clock) -> WakeUpCallService:
+    return WakeUpCallService(
+        WakeUpSettings(retries=1, retry_interval_s=60, front_desk="100"),
+        WakeUpBook(lambda: store), link.rooms, link, lambda: pool, Speaker(), clock, "UTC",
+    )  # fmt: skip
+
+
+def desk_calls(worker: Worker) -> list[dict[str, Any]]:
+    return [c for c in worker.sent if c["cmd"] == "originate" and c["to"] == "100"]
+
+
+def test_the_desk_notice_waits_for_a_free_slot_and_is_placed_once(store: Any) -> None:
+    worker = Worker()
+    pool = Pool(worker)
+    link, clock = Link(), Clock()
+    service = on_pool(store, pool, link, clock)
+    fail_busy(service, worker, clock)
+    pool.worker = None
+    tick(service)
+    assert desk_calls(worker) == []
+    assert [n.room for _, n in service.book.notices()] == ["0330"], "kept while no slot is free"
+    assert service._short_of_slots, "a freed slot wakes the scheduler"
+    pool.worker = worker
+    tick(service)
+    tick(service)
+    [call] = desk_calls(worker)
+    assert call["display"] == "Wake-up call failed"
+    refused = {"ev": "leg", "id": call["id"], "state": "ended", "reason": "worker-full"}
+    assert service.on_media_event(worker, refused)
+    tick(service)
+    assert len(desk_calls(worker)) == 2, "a full worker's refusal: placed again"
+    assert service.on_media_event(
+        worker, {"ev": "leg", "id": desk_calls(worker)[1]["id"], "state": "ended", "code": 200}
+    )
+    tick(service)
+    assert len(desk_calls(worker)) == 2
+    assert service.book.notices() == []
+    assert link.sent == ["WA|RN0330|DA261207|TI063000|ASBY|"]
+
+
+def test_a_desk_notice_owed_at_a_restart_is_placed_by_the_next_service(store: Any) -> None:
+    worker = Worker()
+    first, _, clock = make(store, worker)
+    fail_busy(first, worker, clock)
+    assert desk_calls(worker) == [], "the failure itself places nothing: the next tick does"
+    later = Worker()
+    second, _, _ = make(store, later)
+    tick(second)
+    tick(second)
+    assert [c["to"] for c in later.sent] == ["100"]
