@@ -8,6 +8,16 @@ rtpengine) and PSS per concurrent call, and the ratio between the two.
 
     .venv/bin/python bench/bench_pbx_calls.py --rate 50 --hold 4 --calls 1000
 
+Every run also tells what became of each call and whether anything was left half set
+up: calls answered, calls refused with 503 and a Retry-After (the UAC takes that as an
+outcome, not a failure) and other failures, each held against the appliance's CDRs (one
+right CDR per answered call; none or the shed one per refused call, ``bench/pbx_outcomes.py``),
+and the dialogs Kamailio and the calls rtpengine still hold once the calls have ended.
+``--max-calls N`` sets the edge's ``pbx.max_calls``; offered above it, the run shows the
+load shedding, e.g. 600 concurrent offered against a cap of 400:
+
+    .venv/bin/python bench/bench_pbx_calls.py --rate 100 --hold 6 --calls 1200 --max-calls 400
+
 ``--profile DIR`` also writes a cProfile of the appliance process per mode into DIR
 (``python -m pstats``); its overhead slows the appliance, so its CPU figures are not
 comparable with a run without it.
@@ -41,9 +51,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import harness  # noqa: E402
+from bench.pbx_outcomes import UacOutcomes, check_cdrs, parse_uac_log, summary  # noqa: E402
 
 PASSWORD = "bench-password-1"
 PBX_START_S = 30
+LEFTOVERS_S = 15
+UAC_LOG = "uac-outcomes.log"
 REGISTER_S = 20
 SIPP_GRACE_S = 30
 CPU_PARTS = ("appliance", "kamailio", "rtpengine")
@@ -106,6 +119,11 @@ a=rtpmap:0 PCMU/8000
 ]]></send>
 <recv response="100" optional="true"/>
 <recv response="180" optional="true"/>
+<recv response="503" optional="true" next="refused">
+  <action>
+    <ereg regexp="[0-9]+" search_in="hdr" header="Retry-After:" check_it="true" assign_to="retry"/>
+  </action>
+</recv>
 <recv response="200" rrs="true" rtd="true"/>
 <send><![CDATA[
 ACK [next_url] SIP/2.0
@@ -134,6 +152,21 @@ Content-Length: 0
 
 ]]></send>
 <recv response="200" crlf="true"/>
+<nop next="end"><action><log message="answered [call_id]"/></action></nop>
+<label id="refused"/>
+<send><![CDATA[
+ACK sip:CALLEE@bench.local SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-1]
+From: <sip:1001@bench.local>;tag=[call_number]
+To: <sip:CALLEE@bench.local>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+<nop><action><log message="refused [call_id] [$retry]"/></action></nop>
+<label id="end"/>
 </scenario>
 """
 
@@ -271,10 +304,14 @@ def pss_kb(pids: list[int]) -> int:
 class Run:
     """One PBX (recorded or proxy only) under load."""
 
-    def __init__(self, work: Path, anchor_media: bool, media_workers: int = 0) -> None:
+    def __init__(
+        self, work: Path, anchor_media: bool, media_workers: int = 0, max_calls: int = 0
+    ) -> None:
         self.work = work
         self.anchor_media = anchor_media
         self.sip_port = _free_port()
+        self.evapi_port = _free_port() + 1
+        self.ng_port = _free_port() + 2
         rtp = random.randrange(30000, 50000, 1000)
         config = {
             "site_id": "bench",
@@ -289,14 +326,15 @@ class Run:
             },
             "pbx": {
                 "sip_port": self.sip_port,
-                "evapi_port": _free_port() + 1,
-                "rtpengine_ng_port": _free_port() + 2,
+                "evapi_port": self.evapi_port,
+                "rtpengine_ng_port": self.ng_port,
                 "route_port": _free_port() + 11,
                 "rtp_port_min": rtp,
                 "rtp_port_max": rtp + 4999,
                 "pike_exempt": ["127.0.0.1"],
                 "anchor_media": anchor_media,
                 "media": {"workers": media_workers, "port_base": _free_port()},
+                "max_calls": max_calls,
             },
         }
         self.config = work / "appliance.yaml"
@@ -383,6 +421,7 @@ def uac_argv(args: argparse.Namespace, target: str, scenario: str) -> list[str]:
         "-l", str(int(args.rate * args.hold * 1.5)), "-d", str(int(args.hold * 1000)),
         "-nostdin", "-max_socket", "4096", "-trace_stat", "-stf", "uac.csv",
         "-fd", "1", "-timeout", str(sipp_timeout_s(args)),
+        "-trace_logs", "-log_file", UAC_LOG,
     ]  # fmt: skip
 
 
@@ -426,13 +465,71 @@ def register(work: Path, target: str, values: dict[str, str]) -> None:
         raise harness.Incomplete(f"REGISTER failed: {tail}")
 
 
+def uac_outcomes(work: Path) -> UacOutcomes:
+    """What the UAC logged per call (empty if it logged nothing)."""
+    path = work / UAC_LOG
+    return parse_uac_log(path.read_text(errors="replace").splitlines() if path.exists() else [])
+
+
+async def _leftovers(run: Run) -> tuple[int, int | None]:
+    """Dialogs Kamailio holds (``dlg.stats_active``) and rtpengine's calls (ng ``list``;
+    None without media), polled until both are zero or LEFTOVERS_S has passed."""
+    from drivers.sip.evapi import EvapiClient
+    from drivers.sip.ng import NgClient
+
+    kamailio = EvapiClient("127.0.0.1", run.evapi_port)
+    kamailio.start()
+    try:
+        await asyncio.wait_for(kamailio.connected.wait(), harness.limit(LEFTOVERS_S))
+        deadline = time.monotonic() + harness.limit(LEFTOVERS_S)
+        while True:
+            dialogs = int((await kamailio.rpc("dlg.stats_active"))["all"])
+            sessions = None
+            if run.anchor_media:
+                listed = await NgClient("127.0.0.1", run.ng_port).command("list", limit=100000)
+                sessions = len(listed.get("calls", []))
+            if (dialogs, sessions or 0) == (0, 0) or time.monotonic() > deadline:
+                return dialogs, sessions
+            await asyncio.sleep(0.5)
+    finally:
+        await kamailio.stop()
+
+
+def edge_leftovers(run: Run) -> tuple[int, int | None]:
+    """Dialogs and rtpengine calls still held after the last call ended (bounded)."""
+    try:
+        return asyncio.run(_leftovers(run))
+    except TimeoutError:
+        raise harness.Incomplete("could not connect to Kamailio's evapi to count dialogs") from None
+
+
+def read_cdrs(store_dir: Path) -> list[dict[str, Any]]:
+    """Every CDR in the stopped appliance's outbox."""
+    import msgpack
+
+    from appliance.store import Outbox, Store
+
+    store = Store.open(store_dir, 512)
+    try:
+        outbox, cdrs, after = Outbox(store, "cdr"), [], 0
+        while batch := outbox.read_batch(after, limit=5000):
+            cdrs += [msgpack.unpackb(payload, raw=False) for _, payload in batch]
+            after = batch[-1][0]
+        return cdrs
+    finally:
+        store.close()
+
+
 def drain_limit_s(args: argparse.Namespace) -> float:
     """How long the WAVs may take after the last call: a minute, plus 50 ms per call."""
     return 60 + args.calls * 0.05
 
 
 def run_load(
-    args: argparse.Namespace, anchor_media: bool, profile_dir: Path | None = None
+    args: argparse.Namespace,
+    anchor_media: bool,
+    profile_dir: Path | None = None,
+    max_calls: int = 0,
 ) -> dict[str, Any]:
     """One measured run; returns its figures (and a cProfile in ``profile_dir`` if given)."""
     mode = "recorded" if anchor_media else "proxy only"
@@ -440,7 +537,7 @@ def run_load(
         work = Path(tmp)
         tone = work / "tone.ulaw"
         _tone_file(tone)
-        run = Run(work, anchor_media)
+        run = Run(work, anchor_media, max_calls=max_calls)
         profile = None
         if profile_dir:
             profile_dir.mkdir(parents=True, exist_ok=True)
@@ -489,19 +586,27 @@ def run_load(
             wait_uac(uac, args, work, mode, started)
             elapsed = time.monotonic() - started
             stats = _stat(work, "uac.csv")
+            outcomes = uac_outcomes(work)
             drained = time.monotonic()
             wavs = 0
             while anchor_media and time.monotonic() - drained < harness.limit(drain_limit_s(args)):
                 wavs = len(list((work / "data" / "recordings").glob("*.wav")))
-                if wavs >= int(stats.get("SuccessfulCall(C)", 0)):
+                if wavs >= len(outcomes.answered):
                     break
                 time.sleep(1)
             drain_s = time.monotonic() - drained
             audio_s = _audio_seconds(work / "data" / "recordings")
+            dialogs, sessions = edge_leftovers(run)
         finally:
             run.close()
-        concurrent = min(args.calls, args.rate * args.hold)
         ok, failed = int(stats.get("SuccessfulCall(C)", 0)), int(stats.get("FailedCall(C)", 0))
+        check = check_cdrs(outcomes, read_cdrs(work / "data" / "store"))
+        outcome = summary(outcomes, failed, check)
+        left = f"dialogs left in Kamailio {dialogs}, rtpengine calls left " + (
+            "- (no media)" if sessions is None else str(sessions)
+        )
+        harness.record(f"{mode}, outcomes", f"{outcome}; {left}")
+        concurrent = min(args.calls, args.rate * args.hold, max_calls or args.calls)
         return {
             "mode": mode,
             "calls": ok + failed,
@@ -516,6 +621,11 @@ def run_load(
             "wavs": wavs,
             "drain_s": drain_s,
             "audio_s": audio_s,
+            "answered": len(outcomes.answered),
+            "refused": len(outcomes.refused),
+            "clean": not check.problems and dialogs == 0 and not sessions,
+            "outcome": outcome,
+            "leftovers": left,
         }
 
 
@@ -539,6 +649,12 @@ def main() -> None:
         type=Path,
         help="folder for a cProfile of the appliance process per mode (adds its overhead)",
     )
+    parser.add_argument(
+        "--max-calls",
+        type=int,
+        default=0,
+        help="the edge's pbx.max_calls: past it calls are refused with 503 and Retry-After",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -552,7 +668,7 @@ def measure(args: argparse.Namespace) -> None:
     """Proxy only, then recorded; the table and the ratios."""
     results = []
     for anchor_media in (False, True):
-        results.append(run_load(args, anchor_media, args.profile))
+        results.append(run_load(args, anchor_media, args.profile, args.max_calls))
         harness.record(results[-1]["mode"], row(results[-1]))
     print("| mode | calls | failed | setup rate/s | concurrent | CPU cores "
           f"| CPU {' / '.join(CPU_PARTS)} | PSS MiB "
@@ -560,6 +676,9 @@ def measure(args: argparse.Namespace) -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(row(r))
+    for r in results:
+        print(f"{r['mode']}: {r['outcome']}; {r['leftovers']}"
+              f"{'' if r['clean'] else ' (HALF SET UP)'}")  # fmt: skip
     proxy, full = results
     print(f"CPU ratio recorded/proxy: {full['cpu_cores'] / max(proxy['cpu_cores'], 1e-6):.1f}; "
           f"PSS ratio: {full['pss_mb'] / max(proxy['pss_mb'], 1e-6):.1f}")  # fmt: skip
