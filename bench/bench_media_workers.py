@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_pbx_calls import (
     PASSWORD,
+    RECORDED,
     UAC,
     Run,
     _children,
@@ -116,7 +117,7 @@ def measure(args: argparse.Namespace) -> None:
     """Echo calls into the worker pool, then the same load to a sipp UAS; the table."""
     media = run_workers(args)
     harness.record("media worker (echo)", media)
-    edge = run_load(args, anchor_media=True)
+    edge = run_load(args, RECORDED)
     print("| path | calls | failed | setup rate/s | concurrent | workers | calls per worker "
           "| CPU cores (workers) | PSS per worker MiB (idle) | PSS per call KiB |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

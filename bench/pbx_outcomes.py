@@ -96,14 +96,21 @@ def _refused_has_cdr(found: list[Mapping[str, Any]], problems: collections.Count
     return True
 
 
+def counts(outcomes: UacOutcomes, failed: int) -> str:
+    """The calls per outcome, with the Retry-After values the refusals carried."""
+    retry = sorted(set(outcomes.retry_after))
+    return (
+        f"answered {len(outcomes.answered)}, refused 503 with Retry-After {len(outcomes.refused)}"
+        f" (Retry-After {', '.join(retry) or '-'}), other failures {failed}"
+    )
+
+
 def summary(outcomes: UacOutcomes, failed: int, check: CdrCheck) -> str:
     """One line: the outcomes, the CDR check and what was half set up, if anything."""
-    retry = sorted(set(outcomes.retry_after))
     text = (
-        f"answered {len(outcomes.answered)}, refused 503 with Retry-After {len(outcomes.refused)}"
-        f" (Retry-After {', '.join(retry) or '-'}), other failures {failed}; CDRs: answered with"
-        f" exactly one right CDR {check.answered_ok}, refused with the shed CDR"
-        f" {check.refused_with_shed_cdr}, refused without CDR {check.refused_without_cdr},"
+        f"{counts(outcomes, failed)}; CDRs: answered with exactly one right CDR"
+        f" {check.answered_ok}, refused with the shed CDR {check.refused_with_shed_cdr},"
+        f" refused without CDR {check.refused_without_cdr},"
         f" CDRs of the other calls {check.other_cdrs}"
     )
     return text + ("; " + "; ".join(check.problems) if check.problems else "")
