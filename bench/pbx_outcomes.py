@@ -76,7 +76,7 @@ def check_cdrs(outcomes: UacOutcomes, cdrs: Iterable[Mapping[str, Any]]) -> CdrC
 
 def _answered_ok(found: list[Mapping[str, Any]], problems: collections.Counter[str]) -> bool:
     if len(found) != 1:
-        problems[f"answered call with {len(found)} CDRs"] += 1
+        problems[f"answered call with {len(found)} CDRs{_kinds(found)}"] += 1
         return False
     cdr = found[0]
     if cdr.get("disposition") != "answered" or cdr.get("hangup_cause") != ANSWERED_CAUSE:
@@ -89,11 +89,16 @@ def _refused_has_cdr(found: list[Mapping[str, Any]], problems: collections.Count
     if not found:
         return False
     if len(found) > 1:
-        problems[f"refused call with {len(found)} CDRs"] += 1
+        problems[f"refused call with {len(found)} CDRs{_kinds(found)}"] += 1
     cdr = found[0]
     if cdr.get("disposition") != "failed" or cdr.get("hangup_cause") != SHED_CAUSE:
         problems[f"refused call with CDR {cdr.get('disposition')} {cdr.get('hangup_cause')}"] += 1
     return True
+
+
+def _kinds(found: list[Mapping[str, Any]]) -> str:
+    kinds = sorted(str(cdr.get("disposition")) for cdr in found)
+    return f" ({', '.join(kinds)})" if kinds else ""
 
 
 def counts(outcomes: UacOutcomes, failed: int) -> str:

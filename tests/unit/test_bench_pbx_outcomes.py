@@ -42,17 +42,19 @@ def test_every_call_with_its_right_cdr_leaves_no_problem() -> None:
 
 
 def test_missing_duplicate_and_wrong_cdrs_are_each_a_problem() -> None:
-    outcomes = UacOutcomes(("a", "b", "c", "e"), ("d",), ("30",))
+    outcomes = UacOutcomes(("a", "b", "c", "e"), ("d", "f"), ("30", "30"))
     cdrs = [_cdr("b", "answered", ANSWERED), _cdr("b", "answered", ANSWERED),
             _cdr("c", "failed", SHED), _cdr("e", "failed", SHED),
-            _cdr("d", "answered", ANSWERED)]  # fmt: skip
+            _cdr("d", "answered", ANSWERED),
+            _cdr("f", "failed", SHED), _cdr("f", "answered", ANSWERED)]  # fmt: skip
     check = check_cdrs(outcomes, cdrs)
     assert check.answered_ok == 0
     assert set(check.problems) == {
         "answered call with 0 CDRs",
-        "answered call with 2 CDRs",
+        "answered call with 2 CDRs (answered, answered)",
         f"answered call with CDR failed {SHED} (2 calls)",
         f"refused call with CDR answered {ANSWERED}",
+        "refused call with 2 CDRs (answered, failed)",
     }
 
 
