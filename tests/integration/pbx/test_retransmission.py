@@ -1,6 +1,7 @@
 """An INVITE retransmitted while the edge still works on the original (route query, media
-offer) is absorbed: it never sets the call up a second time. At a cap of one call, a copy
-handled as a new call would be refused with 503 while the original is answered."""
+offer), or after the edge refused it, is absorbed: it never sets the call up a second time
+nor gets a second refusal and CDR. At a cap of one call, a copy handled as a new call
+would be refused with 503 while the original is answered."""
 
 from __future__ import annotations
 
@@ -30,11 +31,10 @@ SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n
       "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"  # fmt: skip
 
 
-@pytest.fixture
-def single(tmp_path: Path) -> Iterator[Pbx]:
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
     require_debs()
-    root = tmp_path / "pbx"
-    root.mkdir()
+    root = tmp_path_factory.mktemp("pbx")
     instance = Pbx(root, max_calls=1, pike_exempt=["127.0.0.1"], kamailio_children=4)
     try:
         instance.start()
@@ -44,8 +44,16 @@ def single(tmp_path: Path) -> Iterator[Pbx]:
     assert no_daemons_left(root)
 
 
-def _callee(pbx: Pbx, root: Path) -> subprocess.Popen[bytes]:
+@pytest.fixture(scope="module")
+def callee(single: Pbx, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A sipp UAS registered as 1002, answering every call."""
+    uas = _callee(single, tmp_path_factory.mktemp("callee"))
+    yield
+    uas.kill()
+    uas.wait(timeout=10)
+
+
+def _callee(pbx: Pbx, root: Path) -> subprocess.Popen[bytes]:
     port = free_udp_tcp_port()
     uas = subprocess.Popen(
         ["sipp", "-sf", str(HERE / "sipp" / "capacity_uas.xml"), "-i", "127.0.0.1",
@@ -112,6 +120,12 @@ class Caller:
             f'uri="{self.uri}", response="{response}", algorithm=MD5\r\n'
         )
 
+    def invite(self) -> bytes:
+        """The authenticated INVITE (CSeq 2), after the edge's challenge to a first one."""
+        self.sock.sendto(self.request("INVITE", 1, body=SDP), self.target)
+        [challenge] = [r for r in self.replies(3) if _status(r) == 407][:1]
+        return self.request("INVITE", 2, self.authorization(challenge), SDP)
+
     def in_dialog(self, method: str, cseq: int, answer: bytes) -> bytes:
         """ACK or BYE within the dialog ``answer`` (the 200 OK) set up."""
         text = answer.decode(errors="replace")
@@ -130,14 +144,11 @@ def _status(reply: bytes) -> int:
 
 
 def test_invite_copies_arriving_at_once_set_up_one_call_never_refused_beside_it(
-    single: Pbx, tmp_path: Path
+    single: Pbx, callee: None
 ) -> None:
-    uas = _callee(single, tmp_path)
     caller = Caller(single)
     try:
-        caller.sock.sendto(caller.request("INVITE", 1, body=SDP), caller.target)
-        [challenge] = [r for r in caller.replies(3) if _status(r) == 407][:1]
-        invite = caller.request("INVITE", 2, caller.authorization(challenge), SDP)
+        invite = caller.invite()
         for _ in range(COPIES):
             caller.sock.sendto(invite, caller.target)
         replies = caller.replies(5)
@@ -151,8 +162,43 @@ def test_invite_copies_arriving_at_once_set_up_one_call_never_refused_beside_it(
                  single.output)  # fmt: skip
     finally:
         caller.sock.close()
-        uas.kill()
-        uas.wait(timeout=10)
     [cdr] = [c for c in single.cdrs() if c["call_id"] == caller.call_id]
     assert cdr["disposition"] == "answered"
     assert single.api("GET", "/calls")[1] == {"calls": []}
+
+
+def test_an_invite_resent_after_its_503_gets_the_same_503_and_one_cdr(
+    single: Pbx, callee: None
+) -> None:
+    holder, refused = Caller(single), Caller(single)
+    try:
+        holder.sock.sendto(holder.invite(), holder.target)
+        answer = next(r for r in holder.replies(5) if _status(r) == 200)
+        holder.sock.sendto(holder.in_dialog("ACK", 2, answer), holder.target)
+        invite = refused.invite()
+        refusals = []
+        for _ in range(2):  # the second as if the first 503 had been lost
+            refused.sock.sendto(invite, refused.target)
+            refusals += [r for r in refused.replies(2) if _status(r) >= 200]
+        assert {_status(r) for r in refusals} == {503}
+        assert all(b"Retry-After:" in r for r in refusals)
+        refused.sock.sendto(_ack_for(invite, refusals[0]), refused.target)
+        holder.sock.sendto(holder.in_dialog("BYE", 3, answer), holder.target)
+        wait_for(lambda: {holder.call_id, refused.call_id} <= {c["call_id"] for c in single.cdrs()},
+                 30, single.output)  # fmt: skip
+    finally:
+        holder.sock.close()
+        refused.sock.close()
+    cdrs = [c for c in single.cdrs() if c["call_id"] == refused.call_id]
+    assert len(cdrs) == 1, cdrs
+    assert cdrs[0]["hangup_cause"] == {"sip_code": 503, "reason": "over-capacity"}
+
+
+def _ack_for(invite: bytes, refusal: bytes) -> bytes:
+    """The hop-by-hop ACK of a negative answer to ``invite`` (same branch, the answer's To)."""
+    head = invite.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    to = next(line for line in refusal.split(b"\r\n") if line.lower().startswith(b"to:"))
+    keep = [line for line in head[1:] if not line.lower().startswith(
+        (b"to:", b"cseq:", b"content-", b"proxy-authorization:", b"contact:"))]  # fmt: skip
+    first = head[0].replace(b"INVITE", b"ACK", 1)
+    return b"\r\n".join([first, *keep, to, b"CSeq: 2 ACK", b"Content-Length: 0", b"", b""])
