@@ -62,7 +62,6 @@ from bench.pbx_outcomes import UacOutcomes, check_cdrs, counts, parse_uac_log, s
 PASSWORD = "bench-password-1"
 PBX_START_S = 30
 LEFTOVERS_S = 15
-UAC_LOG = "uac-outcomes.log"
 REGISTER_S = 20
 SIPP_GRACE_S = 30
 CPU_PARTS = ("appliance", "kamailio", "rtpengine")
@@ -425,16 +424,17 @@ def wait_uac(
         raise
 
 
-def uac_argv(args: argparse.Namespace, target: str, scenario: str) -> list[str]:
-    """sipp placing ``args.calls`` calls at ``args.rate``/s, each held ``args.hold`` s."""
+def uac_argv(args: argparse.Namespace, target: str, scenario: str, name: str = "uac") -> list[str]:
+    """sipp placing ``args.calls`` calls at ``args.rate``/s, each held ``args.hold`` s; its
+    statistics in ``<name>.csv``, its outcomes in ``<name>-outcomes.log``."""
     return [
         "sipp", target, "-sf", scenario,
         "-i", "127.0.0.1", "-p", str(_free_port() + 8), "-mp", str(_free_port() + 9),
         "-cp", str(_free_port() + 10), "-r", str(args.rate), "-m", str(args.calls),
         "-l", str(int(args.rate * args.hold * 1.5)), "-d", str(int(args.hold * 1000)),
-        "-nostdin", "-max_socket", "4096", "-trace_stat", "-stf", "uac.csv",
+        "-nostdin", "-max_socket", "4096", "-trace_stat", "-stf", f"{name}.csv",
         "-fd", "1", "-timeout", str(sipp_timeout_s(args)),
-        "-trace_logs", "-log_file", UAC_LOG,
+        "-trace_logs", "-log_file", f"{name}-outcomes.log",
     ]  # fmt: skip
 
 
@@ -478,9 +478,9 @@ def register(work: Path, target: str, values: dict[str, str]) -> None:
         raise harness.Incomplete(f"REGISTER failed: {tail}")
 
 
-def uac_outcomes(work: Path) -> UacOutcomes:
-    """What the UAC logged per call (empty if it logged nothing)."""
-    path = work / UAC_LOG
+def uac_outcomes(work: Path, name: str = "uac") -> UacOutcomes:
+    """What the UAC ``name`` logged per call (empty if it logged nothing)."""
+    path = work / f"{name}-outcomes.log"
     return parse_uac_log(path.read_text(errors="replace").splitlines() if path.exists() else [])
 
 
@@ -806,6 +806,8 @@ async def _serve(data: dict[str, Any]) -> None:
     settings = ApplianceSettings.model_validate(data)
     configure_logging("info")
     logging.getLogger("appliance.pbx").setLevel(logging.WARNING)
+    # The media pool's start and replacement times, which bench_media_workers.py reads.
+    logging.getLogger("appliance.pbx.media").setLevel(logging.INFO)
     store = Store.open(settings.data_dir / "store", 512)
     subs = [Subscriber(e.number, e.password, e.name) for e in settings.sip.extensions]
     component = build_exchange(
