@@ -1,7 +1,8 @@
 """An INVITE retransmitted while the edge still works on the original (route query, media
-offer), or after the edge refused it, is absorbed: it never sets the call up a second time
-nor gets a second refusal and CDR. At a cap of one call, a copy handled as a new call
-would be refused with 503 while the original is answered."""
+offer), or after the edge refused it (even once tm forgot the transaction), is absorbed:
+it never sets the call up a second time nor gets a second refusal and CDR. At a cap of
+one call, a copy handled as a new call would be refused with 503 while the original is
+answered."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from tests.integration.pbx.harness import (
 )
 
 COPIES = 6
+TM_WAIT_S = 5  # tm's wt_timer: how long a transaction is kept after its final answer
 SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" \
       "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"  # fmt: skip
 
@@ -167,7 +169,7 @@ def test_invite_copies_arriving_at_once_set_up_one_call_never_refused_beside_it(
     assert single.api("GET", "/calls")[1] == {"calls": []}
 
 
-def test_an_invite_resent_after_its_503_gets_the_same_503_and_one_cdr(
+def test_an_invite_resent_after_its_503_gets_the_same_503_then_nothing_and_one_cdr(
     single: Pbx, callee: None
 ) -> None:
     holder, refused = Caller(single), Caller(single)
@@ -183,6 +185,10 @@ def test_an_invite_resent_after_its_503_gets_the_same_503_and_one_cdr(
         assert {_status(r) for r in refusals} == {503}
         assert all(b"Retry-After:" in r for r in refusals)
         refused.sock.sendto(_ack_for(invite, refusals[0]), refused.target)
+        # Resent once more after tm forgot the transaction: dropped, not a new call.
+        time.sleep(TM_WAIT_S + 1)
+        refused.sock.sendto(invite, refused.target)
+        assert [_status(r) for r in refused.replies(2)] == []
         holder.sock.sendto(holder.in_dialog("BYE", 3, answer), holder.target)
         wait_for(lambda: {holder.call_id, refused.call_id} <= {c["call_id"] for c in single.cdrs()},
                  30, single.output)  # fmt: skip
