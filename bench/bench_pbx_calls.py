@@ -22,7 +22,8 @@ load shedding, e.g. 600 concurrent offered against a cap of 400:
 script (``bench/kamailio_baseline.cfg.tmpl``: registrar, digest auth, rtpengine offer and
 answer with recording; no appliance, evapi, route query or dialog module) and rtpengine
 under the product's drivers (``bench/pbx_baseline.py``), and prints our recorded edge
-against it. Its WAVs column counts the recordings rtpengine finished (it converts none).
+against it. Its WAVs column counts the recordings rtpengine finished (it converts none);
+it has no cap (``--max-calls`` does not apply to it).
 
 ``--profile DIR`` also writes a cProfile of the appliance process per mode into DIR
 (``python -m pstats``); its overhead slows the appliance, so its CPU figures are not
