@@ -1,12 +1,29 @@
-"""PBX load: sipp UAC -> Kamailio -> sipp UAS with RTP, relayed and recorded, vs Kamailio alone.
+"""PBX load: sipp UAC -> Kamailio -> sipp UAS with RTP, relayed and recorded, vs proxy only.
 
-Runs the same call load twice on loopback: once through the full PBX (Kamailio, rtpengine
-anchoring and recording every call, the appliance turning events into CDRs and pcaps into
-WAVs) and once through Kamailio alone (proxy only, no media relay). Reports failures, the
-setup rate, CPU (cores, split between the appliance's Python process, Kamailio and
-rtpengine) and PSS per concurrent call, and the ratio between the two.
+Runs the same call load twice (three times with ``--baseline``) on loopback: once through
+the full PBX (Kamailio, rtpengine anchoring and recording every call, the appliance turning
+events into CDRs and pcaps into WAVs) and once through the PBX with no media relay (proxy
+only). Reports failures, the setup rate, CPU (cores, split between the appliance's Python
+process, Kamailio and rtpengine) and PSS per concurrent call, and the ratio between the two.
 
     .venv/bin/python bench/bench_pbx_calls.py --rate 50 --hold 4 --calls 1000
+
+Every run also tells what became of each call and whether anything was left half set
+up: calls answered, calls refused with 503 and a Retry-After (the UAC takes that as an
+outcome, not a failure) and other failures, each held against the appliance's CDRs (one
+right CDR per answered call; none or the shed one per refused call, ``bench/pbx_outcomes.py``),
+and the dialogs Kamailio and the calls rtpengine still hold once the calls have ended.
+``--max-calls N`` sets the edge's ``pbx.max_calls``; offered above it, the run shows the
+load shedding, e.g. 600 concurrent offered against a cap of 400:
+
+    .venv/bin/python bench/bench_pbx_calls.py --rate 100 --hold 6 --calls 1200 --max-calls 400
+
+``--baseline`` adds a third run of the same load, recorded, through Kamailio with a minimal
+script (``bench/kamailio_baseline.cfg.tmpl``: registrar, digest auth, rtpengine offer and
+answer with recording; no appliance, evapi, route query or dialog module) and rtpengine
+under the product's drivers (``bench/pbx_baseline.py``), and prints our recorded edge
+against it. Its WAVs column counts the recordings rtpengine finished (it converts none);
+it has no cap (``--max-calls`` does not apply to it).
 
 ``--profile DIR`` also writes a cProfile of the appliance process per mode into DIR
 (``python -m pstats``); its overhead slows the appliance, so its CPU figures are not
@@ -40,10 +57,12 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import harness  # noqa: E402
+from bench import harness, pbx_baseline  # noqa: E402
+from bench.pbx_outcomes import UacOutcomes, check_cdrs, counts, parse_uac_log, summary  # noqa: E402
 
 PASSWORD = "bench-password-1"
 PBX_START_S = 30
+LEFTOVERS_S = 15
 REGISTER_S = 20
 SIPP_GRACE_S = 30
 CPU_PARTS = ("appliance", "kamailio", "rtpengine")
@@ -106,6 +125,11 @@ a=rtpmap:0 PCMU/8000
 ]]></send>
 <recv response="100" optional="true"/>
 <recv response="180" optional="true"/>
+<recv response="503" optional="true" next="refused">
+  <action>
+    <ereg regexp="[0-9]+" search_in="hdr" header="Retry-After:" check_it="true" assign_to="retry"/>
+  </action>
+</recv>
 <recv response="200" rrs="true" rtd="true"/>
 <send><![CDATA[
 ACK [next_url] SIP/2.0
@@ -134,6 +158,21 @@ Content-Length: 0
 
 ]]></send>
 <recv response="200" crlf="true"/>
+<nop next="end"><action><log message="answered [call_id]"/></action></nop>
+<label id="refused"/>
+<send><![CDATA[
+ACK sip:CALLEE@bench.local SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-1]
+From: <sip:1001@bench.local>;tag=[call_number]
+To: <sip:CALLEE@bench.local>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+<nop><action><log message="refused [call_id] [$retry]"/></action></nop>
+<label id="end"/>
 </scenario>
 """
 
@@ -271,10 +310,20 @@ def pss_kb(pids: list[int]) -> int:
 class Run:
     """One PBX (recorded or proxy only) under load."""
 
-    def __init__(self, work: Path, anchor_media: bool, media_workers: int = 0) -> None:
+    def __init__(
+        self,
+        work: Path,
+        anchor_media: bool,
+        media_workers: int = 0,
+        max_calls: int = 0,
+        baseline: bool = False,
+    ) -> None:
         self.work = work
         self.anchor_media = anchor_media
+        self.baseline = baseline
         self.sip_port = _free_port()
+        self.evapi_port = _free_port() + 1
+        self.ng_port = _free_port() + 2
         rtp = random.randrange(30000, 50000, 1000)
         config = {
             "site_id": "bench",
@@ -289,14 +338,15 @@ class Run:
             },
             "pbx": {
                 "sip_port": self.sip_port,
-                "evapi_port": _free_port() + 1,
-                "rtpengine_ng_port": _free_port() + 2,
+                "evapi_port": self.evapi_port,
+                "rtpengine_ng_port": self.ng_port,
                 "route_port": _free_port() + 11,
                 "rtp_port_min": rtp,
                 "rtp_port_max": rtp + 4999,
                 "pike_exempt": ["127.0.0.1"],
                 "anchor_media": anchor_media,
                 "media": {"workers": media_workers, "port_base": _free_port()},
+                "max_calls": max_calls,
             },
         }
         self.config = work / "appliance.yaml"
@@ -309,7 +359,8 @@ class Run:
         return proc
 
     def start_pbx(self, profile: Path | None = None) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, __file__, "--serve", str(self.config)]
+        serve = "--serve-baseline" if self.baseline else "--serve"
+        argv = [sys.executable, __file__, serve, str(self.config)]
         if profile is not None:
             argv += ["--profile", str(profile)]
         pbx = self.spawn(argv, "pbx.log")
@@ -374,15 +425,17 @@ def wait_uac(
         raise
 
 
-def uac_argv(args: argparse.Namespace, target: str, scenario: str) -> list[str]:
-    """sipp placing ``args.calls`` calls at ``args.rate``/s, each held ``args.hold`` s."""
+def uac_argv(args: argparse.Namespace, target: str, scenario: str, name: str = "uac") -> list[str]:
+    """sipp placing ``args.calls`` calls at ``args.rate``/s, each held ``args.hold`` s; its
+    statistics in ``<name>.csv``, its outcomes in ``<name>-outcomes.log``."""
     return [
         "sipp", target, "-sf", scenario,
         "-i", "127.0.0.1", "-p", str(_free_port() + 8), "-mp", str(_free_port() + 9),
         "-cp", str(_free_port() + 10), "-r", str(args.rate), "-m", str(args.calls),
         "-l", str(int(args.rate * args.hold * 1.5)), "-d", str(int(args.hold * 1000)),
-        "-nostdin", "-max_socket", "4096", "-trace_stat", "-stf", "uac.csv",
+        "-nostdin", "-max_socket", "4096", "-trace_stat", "-stf", f"{name}.csv",
         "-fd", "1", "-timeout", str(sipp_timeout_s(args)),
+        "-trace_logs", "-log_file", f"{name}-outcomes.log",
     ]  # fmt: skip
 
 
@@ -426,23 +479,87 @@ def register(work: Path, target: str, values: dict[str, str]) -> None:
         raise harness.Incomplete(f"REGISTER failed: {tail}")
 
 
+def uac_outcomes(work: Path, name: str = "uac") -> UacOutcomes:
+    """What the UAC ``name`` logged per call (empty if it logged nothing)."""
+    path = work / f"{name}-outcomes.log"
+    return parse_uac_log(path.read_text(errors="replace").splitlines() if path.exists() else [])
+
+
+async def _leftovers(run: Run) -> tuple[int | None, int | None]:
+    """Dialogs Kamailio holds (``dlg.stats_active``; None for the baseline, which has no
+    dialog module) and rtpengine's calls (ng ``list``; None without media), polled until
+    both are zero or LEFTOVERS_S has passed."""
+    from drivers.sip.evapi import EvapiClient
+    from drivers.sip.ng import NgClient
+
+    kamailio = None if run.baseline else EvapiClient("127.0.0.1", run.evapi_port)
+    try:
+        if kamailio is not None:
+            kamailio.start()
+            await asyncio.wait_for(kamailio.connected.wait(), harness.limit(LEFTOVERS_S))
+        deadline = time.monotonic() + harness.limit(LEFTOVERS_S)
+        while True:
+            dialogs = sessions = None
+            if kamailio is not None:
+                dialogs = int((await kamailio.rpc("dlg.stats_active"))["all"])
+            if run.anchor_media:
+                listed = await NgClient("127.0.0.1", run.ng_port).command("list", limit=100000)
+                sessions = len(listed.get("calls", []))
+            if not (dialogs or sessions) or time.monotonic() > deadline:
+                return dialogs, sessions
+            await asyncio.sleep(0.5)
+    finally:
+        if kamailio is not None:
+            await kamailio.stop()
+
+
+def edge_leftovers(run: Run) -> tuple[int | None, int | None]:
+    """Dialogs and rtpengine calls still held after the last call ended (bounded)."""
+    try:
+        return asyncio.run(_leftovers(run))
+    except TimeoutError:
+        raise harness.Incomplete("could not connect to Kamailio's evapi to count dialogs") from None
+
+
+def read_cdrs(store_dir: Path) -> list[dict[str, Any]]:
+    """Every CDR in the stopped appliance's outbox."""
+    import msgpack
+
+    from appliance.store import Outbox, Store
+
+    store = Store.open(store_dir, 512)
+    try:
+        outbox, cdrs, after = Outbox(store, "cdr"), [], 0
+        while batch := outbox.read_batch(after, limit=5000):
+            cdrs += [msgpack.unpackb(payload, raw=False) for _, payload in batch]
+            after = batch[-1][0]
+        return cdrs
+    finally:
+        store.close()
+
+
 def drain_limit_s(args: argparse.Namespace) -> float:
     """How long the WAVs may take after the last call: a minute, plus 50 ms per call."""
     return 60 + args.calls * 0.05
 
 
+PROXY_ONLY, RECORDED, BASELINE = "proxy only", "recorded", "raw baseline (recorded)"
+
+
 def run_load(
-    args: argparse.Namespace, anchor_media: bool, profile_dir: Path | None = None
+    args: argparse.Namespace,
+    mode: str,
+    profile_dir: Path | None = None,
+    max_calls: int = 0,
 ) -> dict[str, Any]:
-    """One measured run; returns its figures (and a cProfile in ``profile_dir`` if given)."""
-    mode = "recorded" if anchor_media else "proxy only"
+    """One measured run of ``mode``; returns its figures (and a cProfile in ``profile_dir``)."""
     with tempfile.TemporaryDirectory(prefix="bench-pbx-") as tmp:
         work = Path(tmp)
         tone = work / "tone.ulaw"
         _tone_file(tone)
-        run = Run(work, anchor_media)
+        run = Run(work, mode != PROXY_ONLY, max_calls=max_calls, baseline=mode == BASELINE)
         profile = None
-        if profile_dir:
+        if profile_dir and mode != BASELINE:
             profile_dir.mkdir(parents=True, exist_ok=True)
             profile = profile_dir.resolve() / f"appliance-{mode.replace(' ', '-')}.prof"
         try:
@@ -459,64 +576,137 @@ def run_load(
                 "uas.log",
             )  # fmt: skip
             time.sleep(1)
-            groups = run.daemon_groups()
-            daemons = [p for pids in groups.values() for p in pids]
-            appliance = [pbx.pid, *(p for p in _children(pbx.pid) if p not in daemons)]
-            idle_pss = sum(pss_kb(p) for p in groups.values()) + pss_kb(appliance)
+            idle_pss = sum(pss_kb(p) for p in _parts(run, pbx).values())
             started = time.monotonic()
             uac = run.spawn(uac_argv(args, target, _scenario(work, "uac", UAC, **values)),
                             "uac.log")  # fmt: skip
             time.sleep(args.hold + 1)
-            groups = run.daemon_groups()
-            daemons = [p for pids in groups.values() for p in pids]
-            appliance = [pbx.pid, *(p for p in _children(pbx.pid) if p not in daemons)]
-            parts = {"appliance": appliance, **groups}
-            ticks0, t0 = {k: cpu_ticks(p) for k, p in parts.items()}, time.monotonic()
-            peak_pss = 0
-            while uac.poll() is None and time.monotonic() - started < args.calls / args.rate:
-                peak_pss = max(peak_pss, sum(pss_kb(p) for p in groups.values()))
-                time.sleep(1)
-            seconds = os.sysconf("SC_CLK_TCK") * (time.monotonic() - t0)
-            split = {k: (cpu_ticks(p) - ticks0[k]) / seconds for k, p in parts.items()}
-            cpu = sum(split.values())
-            peak_pss += pss_kb(appliance)
-            harness.record(
-                f"{mode}, steady phase",
-                f"CPU {cpu:.2f} cores ("
-                + ", ".join(f"{k} {v:.2f}" for k, v in split.items())
-                + f"), PSS {peak_pss / 1024:.1f} MiB",
-            )
+            figures = steady_phase(args, run, pbx, uac, started)
+            harness.record(f"{mode}, steady phase", steady_text(figures))
             wait_uac(uac, args, work, mode, started)
-            elapsed = time.monotonic() - started
-            stats = _stat(work, "uac.csv")
-            drained = time.monotonic()
-            wavs = 0
-            while anchor_media and time.monotonic() - drained < harness.limit(drain_limit_s(args)):
-                wavs = len(list((work / "data" / "recordings").glob("*.wav")))
-                if wavs >= int(stats.get("SuccessfulCall(C)", 0)):
-                    break
-                time.sleep(1)
-            drain_s = time.monotonic() - drained
-            audio_s = _audio_seconds(work / "data" / "recordings")
+            figures["rate_s"] = time.monotonic() - started - args.hold
+            figures.update(after_calls(args, run))
         finally:
             run.close()
-        concurrent = min(args.calls, args.rate * args.hold)
-        ok, failed = int(stats.get("SuccessfulCall(C)", 0)), int(stats.get("FailedCall(C)", 0))
-        return {
-            "mode": mode,
-            "calls": ok + failed,
-            "failed": failed,
-            "failed_pct": 100 * failed / max(1, ok + failed),
-            "rate": (ok + failed) / max(1e-3, elapsed - args.hold),
-            "concurrent": concurrent,
-            "cpu_cores": cpu,
-            "cpu_split": split,
-            "pss_mb": peak_pss / 1024,
-            "pss_per_call_kb": max(0, peak_pss - idle_pss) / concurrent,
-            "wavs": wavs,
-            "drain_s": drain_s,
-            "audio_s": audio_s,
-        }
+        if mode != BASELINE:
+            figures.update(cdr_check(run, figures))
+        harness.record(f"{mode}, outcomes", f"{figures['outcome']}; {figures['leftovers']}")
+        return result(args, mode, max_calls, idle_pss, figures)
+
+
+def _parts(run: Run, pbx: subprocess.Popen[bytes]) -> dict[str, list[int]]:
+    """The processes per CPU part: the appliance (or baseline runner) and each daemon."""
+    groups = run.daemon_groups()
+    daemons = [p for pids in groups.values() for p in pids]
+    return {"appliance": [pbx.pid, *(p for p in _children(pbx.pid) if p not in daemons)],
+            **groups}  # fmt: skip
+
+
+def steady_phase(
+    args: argparse.Namespace,
+    run: Run,
+    pbx: subprocess.Popen[bytes],
+    uac: subprocess.Popen[bytes],
+    started: float,
+) -> dict[str, Any]:
+    """CPU per part and peak PSS while every call is up (until the last call is placed)."""
+    parts = _parts(run, pbx)
+    daemons = [pids for name, pids in parts.items() if name != "appliance"]
+    ticks0, t0 = {k: cpu_ticks(p) for k, p in parts.items()}, time.monotonic()
+    peak_pss = 0
+    while uac.poll() is None and time.monotonic() - started < args.calls / args.rate:
+        peak_pss = max(peak_pss, sum(pss_kb(p) for p in daemons))
+        time.sleep(1)
+    seconds = os.sysconf("SC_CLK_TCK") * (time.monotonic() - t0)
+    split = {k: (cpu_ticks(p) - ticks0[k]) / seconds for k, p in parts.items()}
+    peak_pss += pss_kb(parts["appliance"])
+    return {"cpu_cores": sum(split.values()), "cpu_split": split, "peak_pss": peak_pss}
+
+
+def steady_text(figures: dict[str, Any]) -> str:
+    """The steady phase's figures as one line."""
+    split = ", ".join(f"{k} {v:.2f}" for k, v in figures["cpu_split"].items())
+    return (f"CPU {figures['cpu_cores']:.2f} cores ({split}), "
+            f"PSS {figures['peak_pss'] / 1024:.1f} MiB")  # fmt: skip
+
+
+def after_calls(args: argparse.Namespace, run: Run) -> dict[str, Any]:
+    """Once sipp is done: its statistics and outcomes, the WAVs (or the baseline's pcaps)
+    as they drain, and the dialogs and rtpengine calls left."""
+    stats = _stat(run.work, "uac.csv")
+    outcomes = uac_outcomes(run.work)
+    drained = time.monotonic()
+    wavs = 0
+    while run.anchor_media and time.monotonic() - drained < harness.limit(drain_limit_s(args)):
+        wavs = len(recordings(run))
+        if wavs >= len(outcomes.answered):
+            break
+        time.sleep(1)
+    dialogs, sessions = edge_leftovers(run)
+    failed = int(stats.get("FailedCall(C)", 0))
+    return {
+        "ok": int(stats.get("SuccessfulCall(C)", 0)),
+        "failed": failed,
+        "outcomes": outcomes,
+        "wavs": wavs,
+        "drain_s": time.monotonic() - drained,
+        "audio_s": _audio_seconds(run.work / "data" / "recordings"),
+        "outcome": counts(outcomes, failed),
+        "leftovers": leftovers_text(dialogs, sessions),
+        "clean": not dialogs and not sessions,
+    }
+
+
+def recordings(run: Run) -> list[Path]:
+    """The appliance's WAVs, or for the baseline the recordings rtpengine has finished
+    (their metadata files, written when a call is purged)."""
+    if run.baseline:
+        return list((run.work / "data" / "pbx" / "spool" / "metadata").glob("rtpengine-meta-*"))
+    return list((run.work / "data" / "recordings").glob("*.wav"))
+
+
+def leftovers_text(dialogs: int | None, sessions: int | None) -> str:
+    """The dialogs and rtpengine calls left, ``-`` where the run has none to count."""
+    kamailio = "- (no dialog module)" if dialogs is None else str(dialogs)
+    rtpengine = "- (no media)" if sessions is None else str(sessions)
+    return f"dialogs left in Kamailio {kamailio}, rtpengine calls left {rtpengine}"
+
+
+def cdr_check(run: Run, figures: dict[str, Any]) -> dict[str, Any]:
+    """The appliance's CDRs held against the outcomes (after the appliance stopped)."""
+    check = check_cdrs(figures["outcomes"], read_cdrs(run.work / "data" / "store"))
+    return {
+        "outcome": summary(figures["outcomes"], figures["failed"], check),
+        "clean": figures["clean"] and not check.problems,
+    }
+
+
+def result(
+    args: argparse.Namespace, mode: str, max_calls: int, idle_pss: int, f: dict[str, Any]
+) -> dict[str, Any]:
+    """A run's figures as the table and the callers read them."""
+    ok, failed = f["ok"], f["failed"]
+    concurrent = min(args.calls, args.rate * args.hold, max_calls or args.calls)
+    return {
+        "mode": mode,
+        "calls": ok + failed,
+        "failed": failed,
+        "failed_pct": 100 * failed / max(1, ok + failed),
+        "rate": (ok + failed) / max(1e-3, f["rate_s"]),
+        "concurrent": concurrent,
+        "cpu_cores": f["cpu_cores"],
+        "cpu_split": f["cpu_split"],
+        "pss_mb": f["peak_pss"] / 1024,
+        "pss_per_call_kb": max(0, f["peak_pss"] - idle_pss) / concurrent,
+        "wavs": f["wavs"],
+        "drain_s": f["drain_s"],
+        "audio_s": f["audio_s"],
+        "answered": len(f["outcomes"].answered),
+        "refused": len(f["outcomes"].refused),
+        "clean": f["clean"],
+        "outcome": f["outcome"],
+        "leftovers": f["leftovers"],
+    }
 
 
 def row(r: dict[str, Any]) -> str:
@@ -539,8 +729,24 @@ def main() -> None:
         type=Path,
         help="folder for a cProfile of the appliance process per mode (adds its overhead)",
     )
+    parser.add_argument(
+        "--max-calls",
+        type=int,
+        default=0,
+        help="the edge's pbx.max_calls: past it calls are refused with 503 and Retry-After",
+    )
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="a third run: Kamailio with a minimal script and rtpengine recording, no appliance",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-baseline", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_baseline:
+        data = yaml.safe_load(args.serve_baseline.read_text())
+        asyncio.run(pbx_baseline.serve(data, PASSWORD))
+        return
     if args.serve:
         serve(yaml.safe_load(args.serve.read_text()), args.profile)
         return
@@ -549,10 +755,10 @@ def main() -> None:
 
 
 def measure(args: argparse.Namespace) -> None:
-    """Proxy only, then recorded; the table and the ratios."""
+    """Proxy only, recorded (and the raw baseline); the table and the ratios."""
     results = []
-    for anchor_media in (False, True):
-        results.append(run_load(args, anchor_media, args.profile))
+    for mode in (PROXY_ONLY, RECORDED, BASELINE) if args.baseline else (PROXY_ONLY, RECORDED):
+        results.append(run_load(args, mode, args.profile, args.max_calls))
         harness.record(results[-1]["mode"], row(results[-1]))
     print("| mode | calls | failed | setup rate/s | concurrent | CPU cores "
           f"| CPU {' / '.join(CPU_PARTS)} | PSS MiB "
@@ -560,9 +766,18 @@ def measure(args: argparse.Namespace) -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(row(r))
-    proxy, full = results
+    for r in results:
+        print(f"{r['mode']}: {r['outcome']}; {r['leftovers']}"
+              f"{'' if r['clean'] else ' (HALF SET UP)'}")  # fmt: skip
+    proxy, full = results[:2]
     print(f"CPU ratio recorded/proxy: {full['cpu_cores'] / max(proxy['cpu_cores'], 1e-6):.1f}; "
           f"PSS ratio: {full['pss_mb'] / max(proxy['pss_mb'], 1e-6):.1f}")  # fmt: skip
+    if args.baseline:
+        raw = results[2]
+        print(f"recorded, our edge / Kamailio + rtpengine alone: CPU "
+              f"{full['cpu_cores'] / max(raw['cpu_cores'], 1e-6):.2f}, PSS "
+              f"{full['pss_mb'] / max(raw['pss_mb'], 1e-6):.2f}, failed "
+              f"{full['failed']} / {raw['failed']}")  # fmt: skip
 
 
 def serve(data: dict[str, Any], profile: Path | None) -> None:
@@ -592,6 +807,8 @@ async def _serve(data: dict[str, Any]) -> None:
     settings = ApplianceSettings.model_validate(data)
     configure_logging("info")
     logging.getLogger("appliance.pbx").setLevel(logging.WARNING)
+    # The media pool's start and replacement times, which bench_media_workers.py reads.
+    logging.getLogger("appliance.pbx.media").setLevel(logging.INFO)
     store = Store.open(settings.data_dir / "store", 512)
     subs = [Subscriber(e.number, e.password, e.name) for e in settings.sip.extensions]
     component = build_exchange(

@@ -12,7 +12,10 @@ Meet-me room calls go to the worker the appliance names for the room
 (``appliance/pbx/rooms.py``).
 
 A worker that exits is restarted with jittered exponential backoff; ``on_exit`` gets its
-address first, so the call service can end the calls it was carrying.
+address first, so the call service can end the calls it was carrying. Each worker keeps
+(and logs at INFO) how long its latest start took from spawn to ready (``start_s``) and
+how long its latest replacement took from the exit being seen to the new process ready,
+backoff included (``replacement_s``).
 """
 
 from __future__ import annotations
@@ -83,6 +86,8 @@ class MediaWorker:
         self.calls = 0
         self.reserved = 0
         self.restarts = 0
+        self.start_s: float | None = None
+        self.replacement_s: float | None = None
 
     def subscribe(
         self,
@@ -123,6 +128,7 @@ class MediaWorker:
     async def _spawn(self) -> None:
         self._ready.clear()
         self.calls = self.reserved = 0
+        spawned = time.monotonic()
         with self._log_path.open("ab") as errors:
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "drivers.media.worker", str(self._config_path),
@@ -144,6 +150,8 @@ class MediaWorker:
                 f"media worker {self.config.name} on port {self.config.port} did not start "
                 f"(exit {proc.returncode}; see {self._log_path})"
             )
+        self.start_s = time.monotonic() - spawned
+        log.info("media worker %s ready in %.3f s", self.config.name, self.start_s)
         self._on_ready(self)
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
@@ -171,6 +179,7 @@ class MediaWorker:
             code = await proc.wait()
             if self.stopping:
                 return
+            exited = time.monotonic()
             self._ready.clear()
             log.error("media worker %s exited with %s; restarting", self.config.name, code)
             self._on_exit(self)
@@ -181,6 +190,8 @@ class MediaWorker:
             try:
                 await self._spawn()
                 self.restarts += 1
+                self.replacement_s = time.monotonic() - exited
+                log.info("media worker %s replaced in %.3f s", self.config.name, self.replacement_s)
             except (RuntimeError, OSError) as err:
                 log.error("media worker %s restart failed: %s", self.config.name, err)
 

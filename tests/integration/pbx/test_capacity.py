@@ -97,6 +97,9 @@ def test_calls_past_max_calls_get_503_with_retry_after_and_every_call_one_cdr(
         assert len(outcomes["admitted"]) == MAX_CALLS
         assert len(outcomes["shed"]) == ATTEMPTS - MAX_CALLS
         assert outcomes["retry_after"] == [str(RETRY_AFTER_S)] * (ATTEMPTS - MAX_CALLS)
+        # The count and the new dialog were taken under a real lock, not a failed one.
+        kamailio_log = (capped.data / "pbx" / "run" / "kamailio.log").read_text(errors="replace")
+        assert "lock set not initialized" not in kamailio_log
         wait_for(lambda: len(capped.cdrs()) >= ATTEMPTS, 30, capped.output)
         assert capped.api("GET", "/calls")[1] == {"calls": []}
         # The slots come back: the next burst below the cap is admitted whole.
