@@ -230,12 +230,17 @@ def _summary_by_day(
     first = _first_local_day(start_ms, tz)
     if first is None:
         return []
+    # Sorted by site and day number, which orders the days as their ISO dates do.
+    query = _by_day(sites, start_ms, end_ms, tz, first)
+    rows = sorted(conn.execute(query), key=lambda row: (row[0], row[1]))
+    periods: dict[int, str] = {}
     lines = []
-    for site_id, day, hour, *sums in conn.execute(_by_day(sites, start_ms, end_ms, tz, first)):
-        period = (first + datetime.timedelta(days=day)).isoformat()
-        line = {"site_id": site_id, "period": period, **_figures(sums)}
-        lines.append({**line, "busiest_hour": f"{hour:02d}:00"})
-    return sorted(lines, key=lambda line: (line["site_id"], line["period"]))
+    for site_id, day, hour, *sums in rows:
+        if day not in periods:
+            periods[day] = (first + datetime.timedelta(days=day)).isoformat()
+        line = {"site_id": site_id, "period": periods[day], **_figures(sums)}
+        lines.append(line | {"busiest_hour": f"{hour:02d}:00"})
+    return lines
 
 
 def _by_hour(sites: frozenset[str] | None, start_ms: int, end_ms: int) -> sa.Select[Any]:
@@ -421,7 +426,7 @@ def _rollup_part(
 
 
 def _figures(totals: Sequence[Any]) -> Mapping[str, Any]:
-    calls, answered, duration_s, billable_s = (float(v) for v in totals)
+    calls, answered, duration_s, billable_s = map(float, totals)
     return {
         "calls": int(calls),
         "answered": int(answered),
