@@ -230,12 +230,17 @@ def _summary_by_day(
     first = _first_local_day(start_ms, tz)
     if first is None:
         return []
+    # Sorted by site and day number, which orders the days as their ISO dates do.
+    query = _by_day(sites, start_ms, end_ms, tz, first)
+    rows = sorted(conn.execute(query), key=lambda row: (row[0], row[1]))
+    periods: dict[int, str] = {}
     lines = []
-    for site_id, day, hour, *sums in conn.execute(_by_day(sites, start_ms, end_ms, tz, first)):
-        period = (first + datetime.timedelta(days=day)).isoformat()
-        line = {"site_id": site_id, "period": period, **_figures(sums)}
-        lines.append({**line, "busiest_hour": f"{hour:02d}:00"})
-    return sorted(lines, key=lambda line: (line["site_id"], line["period"]))
+    for site_id, day, hour, *sums in rows:
+        if day not in periods:
+            periods[day] = (first + datetime.timedelta(days=day)).isoformat()
+        line = {"site_id": site_id, "period": periods[day], **_figures(sums)}
+        lines.append(line | {"busiest_hour": f"{hour:02d}:00"})
+    return lines
 
 
 def _by_hour(sites: frozenset[str] | None, start_ms: int, end_ms: int) -> sa.Select[Any]:
@@ -273,7 +278,7 @@ def _local_day_and_hour(
     the hour of that day: plain arithmetic, so the database does the grouping.
     """
     r = cdr_rollup.c
-    offsets = utc_offsets(-(-start_ms // HOUR_MS) * HOUR_MS, end_ms, tz)
+    offsets = _offsets(start_ms, end_ms, tz)
     shift: sa.ColumnElement[int] = sa.literal(offsets[-1][1])
     for (_, offset), (changed, _) in reversed(list(itertools.pairwise(offsets))):
         shift = sa.case((r.hour_ms < changed, offset), else_=shift)
@@ -295,20 +300,39 @@ def _by_day(
     The busiest hour comes out of the same ``GROUP BY`` as the sums: each hour of the day
     is ranked by ``calls * 32 + (31 - hour)``, whose largest value is the hour with most
     calls and, among equals, the earliest (a window function costs SQLite several times
-    more here).
+    more here). A site has one rollup row per UTC hour, so each row is a local hour of its
+    own unless the range holds a change back to an earlier offset (the end of daylight
+    saving time), whose repeated local hour is first summed from its two rows.
     """
     r = cdr_rollup.c
     day, hour = _local_day_and_hour(start_ms, end_ms, tz, first)
-    hours = _site_rows(sa.select(r.site_id, day, hour, *_sums(cdr_rollup)), sites, start_ms, end_ms)
-    hours = hours.group_by(r.site_id, sa.literal_column("day"), sa.literal_column("hour"))
+    if _repeats_an_hour(_offsets(start_ms, end_ms, tz)):
+        hours = sa.select(r.site_id, day, hour, *_sums(cdr_rollup))
+        hours = _site_rows(hours, sites, start_ms, end_ms).group_by(
+            r.site_id, sa.literal_column("day"), sa.literal_column("hour")
+        )
+    else:
+        hours = sa.select(r.site_id, day, hour, *(r[name] for name in _SUMMED))
+        hours = _site_rows(hours, sites, start_ms, end_ms)
     h = hours.subquery()
     rank = sa.func.max(h.c.calls * _RANK + (_RANK - 1 - h.c.hour))
     return sa.select(
         h.c.site_id,
         h.c.day,
         (_RANK - 1 - rank % _RANK).label("busiest"),
-        *(sa.func.sum(h.c[name]) for name in _SUMMED),
+        *(sa.cast(sa.func.sum(h.c[name]), sa.BigInteger) for name in _COUNTED),
+        *(sa.func.sum(h.c[name]) for name in ("duration_s", "billable_s")),
     ).group_by(h.c.site_id, h.c.day)
+
+
+def _offsets(start_ms: int, end_ms: int, tz: ZoneInfo) -> list[tuple[int, int]]:
+    """The zone's offsets from the first whole hour of the range (``utc_offsets``)."""
+    return utc_offsets(-(-start_ms // HOUR_MS) * HOUR_MS, end_ms, tz)
+
+
+def _repeats_an_hour(offsets: Sequence[tuple[int, int]]) -> bool:
+    """Whether the offset ever goes back, so two UTC hours share a local hour."""
+    return any(later < earlier for (_, earlier), (_, later) in itertools.pairwise(offsets))
 
 
 def _sums(table: sa.Table) -> list[sa.Label[Any]]:
@@ -402,7 +426,7 @@ def _rollup_part(
 
 
 def _figures(totals: Sequence[Any]) -> Mapping[str, Any]:
-    calls, answered, duration_s, billable_s = (float(v) for v in totals)
+    calls, answered, duration_s, billable_s = map(float, totals)
     return {
         "calls": int(calls),
         "answered": int(answered),

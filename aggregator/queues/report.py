@@ -64,7 +64,8 @@ def period_sums(conn: sa.Connection, query: QueueQuery, figures: Figures) -> lis
         labels = [(first + datetime.timedelta(days=d)).isoformat() for d in range(_days(rows))]
         lines = [(site, queue, labels[d], sums) for site, queue, d, *sums in rows]
     else:
-        lines = [(site, queue, _hour_label(h, query.tz), sums) for site, queue, h, *sums in rows]
+        hours = {h: _hour_label(h, query.tz) for h in {row[2] for row in rows}}
+        lines = [(site, queue, hours[h], sums) for site, queue, h, *sums in rows]
     # Sorted here, not in SQL, so the order does not depend on the database's collation.
     return sorted(lines)
 

@@ -15,6 +15,7 @@ from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import create_engine
 from aggregator.store.schema import cdr_rollup, cdr_rollup_daily, cdrs
 from tests.first_release import spread_cdr
+from tests.sync_env import make_cdr
 
 CDRS = 300  # one every 7 hours: about 87 days
 
@@ -118,3 +119,26 @@ def test_summaries_and_calls_by_hour_of_day_match_a_scan_of_the_cdrs_across_offs
     assert sum(hour["calls"] for hour in hours) == sum(per_day.values())
     assert hours_of_day == [of_day[h] for h in range(24)]
     assert [h["period"] for h in hours] == sorted(h["period"] for h in hours)
+
+
+def test_the_local_hour_repeated_at_the_end_of_daylight_saving_time_is_summed(
+    tmp_path: Path,
+) -> None:
+    # Berlin, 26 October 2025: 02:00-03:00 local happens twice, at 00:00 and 01:00 UTC.
+    # Two calls in each of those UTC hours make 02:00 the busiest (4) ahead of 11:00 (3).
+    night = 1_761_436_800.0  # 2025-10-26T00:00:00Z
+    starts = [night + 600, night + 1200, night + 4200, night + 4800] + [night + 36_000] * 3
+    docs = [
+        (n + 1, make_cdr(n, start=start, answer=start + 5, end=start + 65))
+        for n, start in enumerate(starts)
+    ]
+    eng = create_engine(f"sqlite:///{tmp_path / 'agg.db'}")
+    CdrStore(eng).ingest("site-a", docs)
+    zone = reports.zone("Europe/Berlin")
+    span = (reports.parse_time("2025-10-20", zone), reports.parse_time("2025-11-01", zone))
+    with eng.connect() as conn:
+        days = reports.summary(conn, None, *span, zone, "day")
+    eng.dispose()
+    assert [(d["period"], d["calls"], d["busiest_hour"]) for d in days] == [
+        ("2025-10-26", 7, "02:00")
+    ]
