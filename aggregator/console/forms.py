@@ -41,6 +41,7 @@ DIRECTORY_FORMS: Mapping[str, tuple[Field, ...]] = {
         Field("sip_address", "SIP address", hint="host or IP on the company network"),
         Field("timezone", "Time zone", hint="IANA name, e.g. Europe/Berlin"),
         Field("code", "Site code", optional=True, hint="1 to 4 digits, for prefix dialling"),
+        Field("region", "Region", optional=True, hint="groups sites on the sites page"),
         Field("extensions", "Extensions", "list", hint="comma separated"),
         Field("ranges", "Extension ranges", "list", hint="e.g. 100-199, comma separated"),
     ),

@@ -12,6 +12,8 @@ from aggregator.api.auth import Principal
 from aggregator.console.queue_tables import queue_tables
 from aggregator.console.sessions import Session
 from aggregator.console.web import PREFIX, Console, scope
+from aggregator.directory.model import REGION_MAX
+from aggregator.sites import regions
 from aggregator.sites.queries import site_rows
 from drivers.web.pages import PageError
 
@@ -26,11 +28,27 @@ def build_pages(console: Console) -> APIRouter:
     viewer = console.needs("viewer")
 
     @router.get("/sites")
-    def sites_page(request: Request, session: Annotated[Session, viewer]) -> Response:
+    def sites_page(
+        request: Request, session: Annotated[Session, viewer], region: str | None = None
+    ) -> Response:
         principal = _principal(session)
+        if region is not None and len(region) > REGION_MAX:
+            raise PageError(400, "bad-region", f"a region is at most {REGION_MAX} characters")
         with console.engine().connect() as conn:
             rows = site_rows(conn, principal.sites)
-        return console.render(request, session, "sites.html", page="sites", sites=rows)
+            by_site = regions.site_regions(conn)
+        return console.render(
+            request,
+            session,
+            "sites.html",
+            page="sites",
+            regions=regions.summarise(rows, by_site),
+            region=region,
+            region_label=regions.label(region) if region is not None else "",
+            sites=rows if region is None else regions.in_region(rows, by_site, region),
+            site_region={r.site_id: regions.region_of(r, by_site) for r in rows},
+            no_region=regions.NO_REGION,
+        )
 
     @router.get("/cdrs")
     def cdrs_page(

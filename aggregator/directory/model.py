@@ -17,6 +17,7 @@ PHONE_NUMBER = r"^\+?[0-9]{3,15}$"
 DIAL_PREFIX = r"^\+?[0-9*#]{0,15}$"
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+REGION_MAX = 64
 
 
 class Entity(BaseModel):
@@ -50,6 +51,7 @@ class Site(Entity):
     sip_address: str = Field(pattern=r"^[A-Za-z0-9.:\[\]-]{1,255}$")
     timezone: str = "UTC"
     code: str | None = Field(None, pattern=r"^[0-9]{1,4}$", description="for prefix dialling")
+    region: str | None = Field(None, description="for grouping sites, e.g. eu-central")
     extensions: tuple[str, ...] = Field((), description="explicit extensions")
     ranges: tuple[ExtensionRange, ...] = ()
 
@@ -62,6 +64,15 @@ class Site(Entity):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
         return value
 
+    @field_validator("region", mode="before")
+    @classmethod
+    def _region(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            return value
+        return check_region(value)
+
     @field_validator("extensions")
     @classmethod
     def _extensions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -73,6 +84,19 @@ class Site(Entity):
     def all_ranges(self) -> list[ExtensionRange]:
         """Explicit extensions and ranges together."""
         return [*self.ranges, *(ExtensionRange(first=e, last=e) for e in self.extensions)]
+
+
+def check_region(value: str) -> str:
+    """A region as given, or ValueError: printable text, up to 64 characters, that starts
+    with a letter or digit and does not end with a space."""
+    if len(value) > REGION_MAX:
+        raise ValueError(f"a region is at most {REGION_MAX} characters")
+    if not value.isprintable() or not value[0].isalnum() or value != value.rstrip():
+        raise ValueError(
+            "a region is printable text that starts with a letter or digit and does not end "
+            "with a space, e.g. eu-central"
+        )
+    return value
 
 
 class Trunk(Entity):

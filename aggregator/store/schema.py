@@ -267,6 +267,7 @@ directory_sites = sa.Table(
     sa.Column("sip_address", sa.String(255), nullable=False),
     sa.Column("timezone", sa.String(64), nullable=False),
     sa.Column("code", sa.String(4), nullable=True),
+    sa.Column("region", sa.String(64), nullable=True),
     sa.Column("extensions", sa.JSON, nullable=False),
     sa.Column("ranges", sa.JSON, nullable=False),
 )

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from aggregator.store import migrate
 from aggregator.store.db import migrated_engine
 from aggregator.store.queue_rollup import BUCKET_COLUMNS
 from aggregator.store.schema import queue_rollup, queue_rollup_daily, queue_unanswered
@@ -224,7 +225,7 @@ def test_the_upgrade_from_0007_back_fills_answer_times_on_partitioned_postgres(
         migrated.at_revision_0003(url, then="0007")
         engine, migration = migrated_engine(url)
         try:
-            assert (migration.before, migration.after) == ("0007", "0008")
+            assert (migration.before, migration.after) == ("0007", migrate.head())
             expected = migrated.bucket_hand_count(migrated.CALLS)
             assert migrated.bucket_sums(engine, queue_rollup) == expected
             assert migrated.bucket_sums(engine, queue_rollup_daily) == expected

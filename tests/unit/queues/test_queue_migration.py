@@ -45,7 +45,7 @@ def test_the_upgrade_from_0007_counts_answer_times_and_keeps_the_calls_not_answe
     url = f"sqlite:///{tmp_path / 'agg.db'}"
     at_revision_0003(url, then="0007")
     engine, migration = migrated_engine(url)
-    assert (migration.before, migration.after) == ("0007", "0008")
+    assert (migration.before, migration.after) == ("0007", migrate.head())
     expected = bucket_hand_count(CALLS)
     assert bucket_sums(engine, queue_rollup) == expected
     assert bucket_sums(engine, queue_rollup_daily) == expected
