@@ -97,6 +97,7 @@ def test_an_admin_searches_plays_changes_a_sim_limit_edits_the_directory_and_sig
     show_reports(browser, hq, screens)
     change_a_sim_limit(browser, hq, screens)
     edit_the_directory(browser, hq, screens)
+    see_the_site_in_its_region(browser, hq, screens)
     add_to_the_dnc_list(browser, hq, screens)
 
     browser.find_element(By.ID, "sign-out").click()
@@ -185,7 +186,8 @@ def edit_the_directory(browser: WebDriver, hq: Deployment, screens: Screens) -> 
     assert len(browser.find_elements(By.CSS_SELECTOR, "#entry-form .field.invalid")) == 1
     screens.take(browser, "directory-error")
 
-    submit_form(browser, "entry-form", {"sip_address": "10.1.0.1", "extensions": "100, 101"})
+    fixed = {"sip_address": "10.1.0.1", "extensions": "100, 101", "region": "eu-central"}
+    submit_form(browser, "entry-form", fixed)
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#dir-sites tr[data-entry='site-a']"))
     screens.take(browser, "directory")
 
@@ -195,6 +197,19 @@ def edit_the_directory(browser: WebDriver, hq: Deployment, screens: Screens) -> 
     problems = browser.find_element(By.ID, "form-problems").text
     assert "nowhere" in problems  # a problem of the whole directory, above the form
     screens.take(browser, "directory-problem")
+
+
+def see_the_site_in_its_region(browser: WebDriver, hq: Deployment, screens: Screens) -> None:
+    browser.get(f"{hq.console}/sites")
+    tile = browser.find_element(By.CSS_SELECTOR, ".region[data-region='eu-central']")
+    assert "1 site" in tile.text
+    assert "1 online" in tile.text
+    tile.click()
+    wait(browser, lambda d: d.find_elements(By.ID, "region-shown"))
+    assert browser.current_url.endswith("/console/sites?region=eu-central")
+    shown = browser.find_elements(By.CSS_SELECTOR, "#sites tr[data-site]")
+    assert [r.get_attribute("data-region") for r in shown] == ["eu-central"]
+    screens.take(browser, "sites-by-region")
 
 
 def add_to_the_dnc_list(browser: WebDriver, hq: Deployment, screens: Screens) -> None:
@@ -209,6 +224,7 @@ def test_a_site_viewer_cannot_see_another_site(
 ) -> None:
     sign_in(browser, hq, "site-viewer")
     assert not browser.find_elements(By.CSS_SELECTOR, "tr[data-site]")
+    assert not browser.find_elements(By.CSS_SELECTOR, ".region[data-region]")
     browser.get(f"{hq.console}/cdrs")
     assert not browser.find_elements(By.CSS_SELECTOR, "#cdrs tbody tr")
     for path in (

@@ -204,3 +204,38 @@ def test_the_report_charts_count_each_call_once_by_day_and_by_hour_of_day(app: F
     assert charts["days"] == {"labels": ["2025-11-24"], "answered": [15], "unanswered": [5]}
     assert charts["hours"]["labels"][16] == "16:00"
     assert charts["hours"]["calls"] == [20 if hour == 16 else 0 for hour in range(24)]
+
+
+def test_sites_are_grouped_by_the_region_the_directory_form_gives_them(tmp_path: Path) -> None:
+    with hq_app(tmp_path) as (built, engine), TestClient(built) as client:
+        with engine.begin() as conn:
+            conn.execute(sa.update(sites).values(last_seen_ms=int(time.time() * 1000)))
+        csrf = sign_in(client, "admin")
+        entry = {"csrf_token": csrf, "id": SITE, "sip_address": "10.1.0.1", "timezone": "UTC"}
+        bad = client.post("/console/directory/sites/+new", data={**entry, "region": "-x"})
+        saved = client.post(
+            "/console/directory/sites/+new",
+            data={**entry, "region": "eu-central"},
+            follow_redirects=False,
+        )
+        directory = client.get("/console/directory").text
+        grouped = client.get("/console/sites").text
+        one = client.get("/console/sites", params={"region": "eu-central"}).text
+        none = client.get("/console/sites", params={"region": "-"}).text
+        too_long = client.get("/console/sites", params={"region": "x" * 65})
+        sign_in(client, "site-viewer")
+        scoped = client.get("/console/sites").text
+    assert bad.status_code == 422
+    assert '<p class="error" id="e-region" data-field="region">a region is printable' in bad.text
+    assert saved.status_code == 303, saved.text
+    assert "<td>eu-central</td>" in directory
+    tiles = re.findall(r'class="region[^"]*" id="region-\d" data-region="([^"]+)"', grouped)
+    assert tiles == ["eu-central", "-"]
+    assert 'href="/console/sites?region=eu-central"' in grouped
+    assert "No region" in grouped
+    assert re.findall(r'<tr data-site="([^"]+)"', one) == [SITE]
+    assert "in eu-central" in one
+    assert re.findall(r'<tr data-site="([^"]+)"', none) == ["site-b"]
+    assert (too_long.status_code, "bad-region" in too_long.text) == (400, True)
+    assert re.findall(r'data-region="([^"]+)" href', scoped) == ["eu-central"]
+    assert 'data-site="site-b"' not in scoped

@@ -200,12 +200,12 @@ def test_an_admin_adds_changes_and_removes_a_site_trunk_and_rule(
     ok(callmesh_hq(hq, "directory", "add", "trunks", "cli-out", "--file", str(trunk)))
     rule = ("prefix=0", "min_length=4", 'targets=[{"trunk": "cli-out", "strip": 1}]')
     ok(callmesh_hq(hq, "directory", "add", "rules", "cli-out", *rule))
-    change = ("timezone=Europe/Berlin", "--unset", "name")
+    change = ("timezone=Europe/Berlin", "region=eu-central", "--unset", "name")
     changed = ok(callmesh_hq(hq, "directory", "change", "sites", "site-cli", *change))
     assert changed.startswith("changed site site-cli")
     shown = json.loads(ok(callmesh_hq(hq, "directory", "show", "sites", "site-cli", "--json")))
-    assert (shown["name"], shown["timezone"], shown["extensions"]) == (
-        "", "Europe/Berlin", ["7001", "7002"],
+    assert (shown["name"], shown["timezone"], shown["region"], shown["extensions"]) == (
+        "", "Europe/Berlin", "eu-central", ["7001", "7002"],
     )  # fmt: skip
     shown_rule = json.loads(ok(callmesh_hq(hq, "directory", "show", "rules", "cli-out", "--json")))
     assert (shown_rule["min_length"], shown_rule["targets"][0]["strip"]) == (4, 1)
@@ -222,6 +222,9 @@ def test_a_refused_directory_change_names_the_field_and_exits_2(hq: Deployment) 
     assert (bad_zone.returncode, bad_zone.stdout) == (2, "")
     assert bad_zone.stderr.startswith("error invalid-request: body.timezone:")
     assert "\n  timezone: Value error, unknown time zone 'Mars/Olympus'" in bad_zone.stderr
+    bad_region = callmesh_hq(hq, "directory", "change", "sites", SITE, "region=eu central ")
+    assert (bad_region.returncode, bad_region.stdout) == (2, "")
+    assert "\n  region: Value error, a region is printable text" in bad_region.stderr
     orphan = callmesh_hq(hq, "directory", "add", "trunks", "orphan", "site=nowhere",
                          'numbers=["+4930100300"]')  # fmt: skip
     assert orphan.returncode == 2, orphan.stderr
