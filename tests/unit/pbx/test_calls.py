@@ -222,3 +222,10 @@ def test_cdr_ids_are_uuid7_and_sort_by_time() -> None:
     assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
     assert first < later
     assert first != time_ordered_id(1_764_000_000_000)
+
+
+def test_ids_from_the_clock_grow_within_one_millisecond() -> None:
+    ids = [time_ordered_id() for _ in range(5000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert {(uuid.UUID(i).version, uuid.UUID(i).variant) for i in ids} == {(7, uuid.RFC_4122)}
