@@ -245,6 +245,9 @@ def test_adding_a_dnc_party_to_a_call_is_refused_and_the_call_goes_on(
 ) -> None:
     with phones(gw, tmp_path, ("1001", TONE), ("1003", TONE)) as (alice, carol):
         connect_call(alice, carol)
+        # The phones see the call up before the appliance has handled Kamailio's answer event.
+        wait_for(lambda: len(gw.api("GET", "/calls")[1]["calls"]) == 1, 10,
+                 lambda: str(gw.api("GET", "/calls")))  # fmt: skip
         _, live = gw.api("GET", "/calls")
         [call] = live["calls"]
         status, body = gw.api(
