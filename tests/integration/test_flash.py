@@ -207,6 +207,17 @@ def test_without_a_terminal_or_yes_nothing_is_written(
     assert head(disk, MIB) == bytes(MIB)
 
 
+def refused_untouched(
+    flash: Callable[..., subprocess.CompletedProcess[str]], image: Path, disk: Path, error_id: str
+) -> subprocess.CompletedProcess[str]:
+    """Flash ``image``; it must be refused with ``error_id`` and leave the disk as it was."""
+    result = flash(str(image), str(disk), "--yes")
+    assert result.returncode == 1
+    assert error_id in result.stderr
+    assert head(disk, MIB) == bytes(MIB)
+    return result
+
+
 def test_an_image_whose_checksum_was_changed_after_signing_never_touches_the_device(
     disk: Path,
     tmp_path: Path,
@@ -217,10 +228,7 @@ def test_an_image_whose_checksum_was_changed_after_signing_never_touches_the_dev
     sums = image.with_name("callmesh.img.sha256")
     image.write_bytes(os.urandom(MIB))
     sums.write_text(f"{hashlib.sha256(image.read_bytes()).hexdigest()}  callmesh.img\n")
-    result = flash(str(image), str(disk), "--yes")
-    assert result.returncode == 1
-    assert "signature-bad" in result.stderr
-    assert head(disk, MIB) == bytes(MIB)
+    refused_untouched(flash, image, disk, "signature-bad")
 
 
 def test_an_image_signed_by_a_key_not_trusted_here_never_touches_the_device(
@@ -232,10 +240,7 @@ def test_an_image_signed_by_a_key_not_trusted_here_never_touches_the_device(
 ) -> None:
     image = make_image(tmp_path / "callmesh.img", MIB)
     stranger_key.sign(image.with_name("callmesh.img.sha256"))
-    result = flash(str(image), str(disk), "--yes")
-    assert result.returncode == 1
-    assert "signature-untrusted" in result.stderr
-    assert head(disk, MIB) == bytes(MIB)
+    refused_untouched(flash, image, disk, "signature-untrusted")
 
 
 def test_an_image_without_a_signature_never_touches_the_device(
@@ -246,8 +251,5 @@ def test_an_image_without_a_signature_never_touches_the_device(
 ) -> None:
     image = make_image(tmp_path / "callmesh.img", MIB)
     image.with_name("callmesh.img.sha256.asc").unlink()
-    result = flash(str(image), str(disk), "--yes")
-    assert result.returncode == 1
-    assert "signature-missing" in result.stderr
+    result = refused_untouched(flash, image, disk, "signature-missing")
     assert "callmesh.img.sha256.asc" in result.stderr
-    assert head(disk, MIB) == bytes(MIB)
