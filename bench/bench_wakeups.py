@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_pbx_calls import _children, pss_kb
+from bench_pbx_calls import _free_port as _port
 
 from bench import harness
 
@@ -243,10 +244,6 @@ Content-Length: 0
 )
 
 KINDS = {"confirm": ("OK", CONFIRM), "busy": ("BY", BUSY), "silent": ("NR", SILENT)}
-
-
-def _port() -> int:
-    return random.randrange(21000, 29000, 7)
 
 
 def room_kinds(rooms: int, confirm: float, busy: float) -> dict[str, str]:
