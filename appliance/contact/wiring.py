@@ -226,10 +226,6 @@ def _cdr_fields(pbx: BranchExchange) -> Callable[[str, dict[str, str]], None]:
             calls = pbx.calls
         except PbxNotStartedError:
             return
-        call = calls.get(call_id)
-        if call is None:
-            log.warning("queue fields for call %s, which is not open: %s", call_id, fields)
-            return
-        calls.update(call_id, variables={**(call.get("variables") or {}), **fields})
+        calls.add_variables(call_id, fields)
 
     return annotate

@@ -76,6 +76,7 @@ class CallService:
         self.ended: collections.Counter[str] = collections.Counter()
         self.group = GroupCommit(store, GROUP_WINDOW_S, GROUP_MAX_WRITES)
         self._staged: dict[str, dict[str, Any] | None] = {}
+        self._early: dict[str, tuple[dict[str, str], float]] = {}
 
     def handle(self, event: CallEvent) -> dict[str, Any] | None:
         """Apply one event; returns the CDR it finished, if any.
@@ -89,6 +90,9 @@ class CallService:
         if isinstance(event, Invite):
             if call is None:
                 call = self.builder.open_call(event, self._conversation(event))
+                early, _ = self._early.pop(event.call_id, ({}, 0.0))
+                if early:
+                    call["variables"] = {**(call.get("variables") or {}), **early}
                 self._keep(event.call_id, call, "call.started")
             return None
         if call is None:
@@ -155,6 +159,22 @@ class CallService:
         if call is not None and "closing" not in call:
             call.update(fields)
             self.open.put(call_id, call)
+
+    def add_variables(self, call_id: str, fields: dict[str, str]) -> None:
+        """Merge ``fields`` into a call's variables, which its CDR carries to HQ.
+
+        A media worker can report a call (say, a caller entering a queue) before Kamailio's
+        ``invite`` event for it is read: such fields are kept for ``EXPECT_S`` and merged
+        when the call opens.
+        """
+        call = self.get(call_id)
+        if call is not None:
+            self.update(call_id, variables={**(call.get("variables") or {}), **fields})
+            return
+        now = time.monotonic()
+        self._early = {k: v for k, v in self._early.items() if v[1] > now}
+        known, _ = self._early.get(call_id, ({}, 0.0))
+        self._early[call_id] = ({**known, **fields}, now + EXPECT_S)
 
     def close(
         self, call_id: str, disposition: str, reason: str, side: str = "system"

@@ -55,6 +55,17 @@ def test_answered_call_gives_one_cdr_with_billable_seconds(calls: CallService) -
     assert calls.live_calls() == []
 
 
+def test_variables_reported_before_the_invite_event_reach_the_cdr(calls: CallService) -> None:
+    calls.add_variables("c1", {"queue": "support", "queue_outcome": "abandoned"})
+    calls.handle(ev("invite"))
+    calls.add_variables("c1", {"queue_position": "1"})
+    calls.handle(ev("answer", at=1))
+    cdr = calls.handle(ev("end", at=5, reason="caller"))
+    assert cdr is not None
+    assert cdr["variables"] == {"queue": "support", "queue_outcome": "abandoned",
+                                "queue_position": "1"}  # fmt: skip
+
+
 def test_a_reused_call_id_gets_a_new_recording_id_per_call(calls: CallService) -> None:
     ids = []
     for start in (0, 100):
