@@ -10,6 +10,12 @@ on from there. When HQ holds the offered size it checks the sha256 and ends the 
 with ``rec-done`` (ok, or the reason it refused). A new session offers again and HQ
 resumes from what its file holds, so an upload survives any reconnect.
 
+Within a session the protocol counts on what a zmq connection gives: nothing lost,
+repeated or reordered (loss comes as the connection breaking, and a stalled upload
+ends the session). A chunk repeated or reordered inside a session would have each
+chunk in flight behind it answered with a ``rec-resume``, each of which resends the
+window.
+
 ``UploadSender`` is the appliance's end, ``UploadReceiver`` HQ's. Neither opens a file,
 hashes, counts tries durably or touches a socket: the adapters
 (appliance/sync/recordings.py, aggregator/recordings.py) read and write the bytes the

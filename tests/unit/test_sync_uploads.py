@@ -176,6 +176,21 @@ def test_a_reconnect_mid_upload_resumes_from_the_offset_hq_holds() -> None:
     assert sender.next_chunk() == ChunkDue(5 * CHUNK, CHUNK)
 
 
+def test_a_lost_verdict_is_answered_again_when_the_recording_is_offered_again() -> None:
+    payload = b"x" * (2 * CHUNK)
+    sender, hq = UploadSender(CHUNK, RETRY_S), MemoryHq()
+    [resume] = hq.answer(sender.offer(upload_of(payload), 0.0), 0.0)
+    sender.receive(resume, 0.1)
+    replies = [reply for chunk in send_due(sender, payload) for reply in hq.answer(chunk, 0.2)]
+    assert replies == [RecDone("rec-1", True, "stored")]
+    sender.reset()
+    [done] = hq.answer(sender.offer(upload_of(payload), 5.0), 5.0)
+    [event] = sender.receive(done, 5.1)
+    assert isinstance(event, Confirmed)
+    assert event.upload.seq == 1
+    assert hq.stored["rec-1"] == payload
+
+
 def test_a_repeated_or_early_chunk_is_answered_with_the_held_offset() -> None:
     hq = MemoryHq()
     hq.answer(RecOffer("r", 3 * CHUNK, "0" * 64), 0.0)
