@@ -108,14 +108,13 @@ class RecordingUploader:
 
     def _chunks(self, upload: Upload) -> list[Message]:
         out: list[Message] = []
-        path = self._path
+        if self._handle is None:
+            self._handle = self._path.open("rb")
         while (due := self.core.next_chunk()) is not None:
-            if self._handle is None:
-                self._handle = path.open("rb")
             self._handle.seek(due.offset)
             data = self._handle.read(due.length)
             if not data:
-                raise OSError(f"{path} ends at {due.offset} of {upload.size} bytes")
+                raise OSError(f"{self._path} ends at {due.offset} of {upload.size} bytes")
             out.append(self.core.chunk(data))
         return out
 
