@@ -3,8 +3,10 @@
 Theory of operation: a partial upload is a ``.part`` file whose size is the offset the
 aggregator holds, so an upload resumes after any crash on either side. A chunk is
 accepted only at exactly that offset; anything else is answered with the offset to
-resume from. When the file reaches the offered size it is fsync'd, hashed and compared
-with the offer; a match moves it to ``<dir>/<sha[:2]>/<sha>`` and records it, a mismatch
+resume from. Those rules, the credit and which uploads are open are the sans-I/O core
+in drivers/sync/uploads.py; this adapter owns the files, the hashes and the rows.
+When the file reaches the offered size it is fsync'd, hashed and compared with the
+offer; a match moves it to ``<dir>/<sha[:2]>/<sha>`` and records it, a mismatch
 discards it so the appliance starts over.
 
 The ``.part`` file is written by ``PartFile`` (aggregator/part_files.py): direct
@@ -40,15 +42,8 @@ from aggregator.part_files import PartFile, StagePool
 from aggregator.settings import RecordingStoreSettings
 from aggregator.store.db import insert
 from aggregator.store.schema import recordings
-from drivers.sync.protocol import (
-    ErrorReply,
-    Message,
-    RecChunk,
-    RecCredit,
-    RecDone,
-    RecOffer,
-    RecResume,
-)
+from drivers.sync.protocol import Message, RecChunk, RecDone, RecOffer
+from drivers.sync.uploads import Complete, Incoming, Key, UploadReceiver, Write
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +52,12 @@ SAFE_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456
 
 
 @dataclass
-class _Upload:
-    offer: RecOffer
+class _PartFile:
+    """The file and running hash of an upload the core tracks under the same key."""
+
     path: Path
     hasher: Any
     out: PartFile
-    owed: int = 0
-    active: float = 0.0
 
 
 class RecordingReceiver:
@@ -83,14 +77,15 @@ class RecordingReceiver:
         self.settings = settings or RecordingStoreSettings()
         self.metrics = metrics
         self.bytes_received = 0
-        self._uploads: dict[tuple[str, str], _Upload] = {}
+        self.core = UploadReceiver(credit, UPLOADS_PER_SITE)
+        self._files: dict[Key, _PartFile] = {}
         self._writer = concurrent.futures.ThreadPoolExecutor(1, "recording-write")
         self._stages = StagePool()
         self._direct = True
 
     def close(self) -> None:
         """Close partial uploads (they resume on the next offer) and the writer thread."""
-        for key in list(self._uploads):
+        for key in list(self._files):
             self._drop(*key)
         self._writer.shutdown(wait=True)
 
@@ -105,7 +100,9 @@ class RecordingReceiver:
         if held == "expired":
             return RecDone(rid, True, "expired: stored before and deleted by retention")
         self._drop(site_id, rid)
-        self._make_room(site_id)
+        idlest = self.core.idlest(site_id)
+        if idlest is not None:
+            self._drop(*idlest)
         refusal = self._refusal(site_id, offer)
         if refusal is not None:
             return refusal
@@ -119,16 +116,12 @@ class RecordingReceiver:
         except OSError:
             out.close()
             raise
-        self._uploads[(site_id, rid)] = _Upload(offer, part, hasher, out, active=time.monotonic())
-        if out.size == offer.size:
-            return self._finish(site_id, self._uploads.pop((site_id, rid)))
-        return RecResume(rid, out.size, self.credit)
-
-    def _make_room(self, site_id: str) -> None:
-        """A site uploads one recording at a time: beyond a few, its idlest one is closed."""
-        mine = [(u.active, key) for key, u in self._uploads.items() if key[0] == site_id]
-        if len(mine) >= UPLOADS_PER_SITE:
-            self._drop(*min(mine)[1])
+        files = _PartFile(part, hasher, out)
+        answer = self.core.open(site_id, offer, out.size, time.monotonic())
+        if isinstance(answer, Complete):
+            return self._finish(site_id, answer.upload, files)
+        self._files[(site_id, rid)] = files
+        return answer
 
     def _refusal(self, site_id: str, offer: RecOffer) -> RecDone | None:
         """A refusal when the offer is over the size cap or the site's quota."""
@@ -136,7 +129,7 @@ class RecordingReceiver:
         if offer.size < 0 or offer.size > limits.max_bytes:
             why = f"recording-too-large: {offer.size} bytes, HQ takes at most {limits.max_bytes}"
             return self._refuse(site_id, offer.recording_id, why)
-        incoming = sum(u.offer.size for (site, _), u in self._uploads.items() if site == site_id)
+        incoming = self.core.incoming_bytes(site_id)
         with self.engine.connect() as conn:
             used = recording_store.site_bytes(conn, site_id) + incoming
         quota = limits.site_quota_mb * 1024 * 1024
@@ -175,12 +168,12 @@ class RecordingReceiver:
 
     def _expire_uploads(self, idle_since: float) -> int:
         """Close uploads idle since ``idle_since``; delete their and orphaned ``.part`` files."""
-        stale = [key for key, u in self._uploads.items() if u.active < idle_since]
+        stale = self.core.idle(idle_since)
         for site_id, rid in stale:
-            path = self._uploads[(site_id, rid)].path
+            path = self._files[(site_id, rid)].path
             self._drop(site_id, rid)
             path.unlink(missing_ok=True)
-        active = {u.path for u in self._uploads.values()}
+        active = {f.path for f in self._files.values()}
         horizon = time.time() - self.settings.upload_idle_s
         for part in (self.root / "incoming").glob("*/*.part"):
             if part not in active and part.stat().st_mtime < horizon:
@@ -195,28 +188,23 @@ class RecordingReceiver:
         OSError when the chunk cannot be written; the upload is then forgotten, and the
         next offer resumes from what the file holds.
         """
-        upload = self._uploads.get((site_id, chunk.recording_id))
-        if upload is None:
-            return ErrorReply("unknown-upload", "offer the recording again", chunk.recording_id)
-        upload.active = time.monotonic()
-        held = upload.out.size
-        if chunk.offset != held or held + len(chunk.data) > upload.offer.size:
-            return RecResume(chunk.recording_id, held, self.credit)
+        step = self.core.chunk(site_id, chunk, time.monotonic())
+        if not isinstance(step, Write):
+            return step
+        files = self._files[(site_id, chunk.recording_id)]
         try:
-            upload.out.append(chunk.data)
+            files.out.append(chunk.data)
         except OSError as err:
             self._drop(site_id, chunk.recording_id)
             self._write_failed(err)
             raise
-        upload.hasher.update(chunk.data)
+        files.hasher.update(chunk.data)
         self.bytes_received += len(chunk.data)
-        if upload.out.size == upload.offer.size:
-            return self._finish(site_id, self._uploads.pop((site_id, chunk.recording_id)))
-        upload.owed += 1
-        if upload.owed * 2 < self.credit:
-            return None
-        granted, upload.owed = upload.owed, 0
-        return RecCredit(chunk.recording_id, granted)
+        answer = self.core.written(site_id, chunk)
+        if isinstance(answer, Complete):
+            del self._files[(site_id, chunk.recording_id)]
+            return self._finish(site_id, answer.upload, files)
+        return answer
 
     def _write_failed(self, err: OSError) -> None:
         """Direct writes refused (EINVAL: alignment the device does not take): stop using them."""
@@ -228,22 +216,23 @@ class RecordingReceiver:
             )
 
     def _drop(self, site_id: str, recording_id: str) -> None:
-        stale = self._uploads.pop((site_id, recording_id), None)
+        self.core.forget((site_id, recording_id))
+        stale = self._files.pop((site_id, recording_id), None)
         if stale is not None:
             stale.out.close()
 
-    def _finish(self, site_id: str, upload: _Upload) -> Message:
+    def _finish(self, site_id: str, upload: Incoming, files: _PartFile) -> Message:
         offer = upload.offer
         try:
-            upload.out.sync()
+            files.out.sync()
         except OSError as err:
             self._write_failed(err)
             raise
         finally:
-            upload.out.close()
-        digest = upload.hasher.hexdigest()
+            files.out.close()
+        digest = files.hasher.hexdigest()
         if digest != offer.sha256:
-            upload.path.unlink()
+            files.path.unlink()
             log.warning(
                 "recording checksum mismatch",
                 extra={"site": site_id, "recording": offer.recording_id},
@@ -251,7 +240,7 @@ class RecordingReceiver:
             return RecDone(offer.recording_id, False, "sha256-mismatch: upload again from 0")
         final = self.root / digest[:2] / digest
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(upload.path, final)
+        os.replace(files.path, final)
         _fsync_dir(final.parent)
         row = {
             "site_id": site_id,

@@ -1,11 +1,12 @@
 """Recording uploads, one at a time, with credit-based flow control and resume.
 
 Theory of operation: the ``recording`` outbox holds one entry per finished recording
-(msgpack ``{recording_id, path, meta}``). The uploader offers the oldest; the
-aggregator answers with the offset it already holds and a credit of chunks; chunks go
-out while credit lasts and each stored chunk returns one credit. ``rec-done ok`` means
-the aggregator verified the sha256: only then is the entry acknowledged and the local
-file handed to retention, which deletes it when it is old or space is short.
+(msgpack ``{recording_id, path, sha256, meta}``). The uploader offers the oldest; the
+upload's protocol state (offset, credit, chunks due, HQ's verdict, the pause after a
+failure) is the sans-I/O core in drivers/sync/uploads.py, and this adapter reads the
+file, counts tries in the state store and quarantines. ``rec-done ok`` means the
+aggregator verified the sha256: only then is the entry acknowledged and the local file
+handed to retention, which deletes it when it is old or space is short.
 
 A recording that cannot be uploaded does not block the ones queued after it. Each
 failure counts a try (kept in the state store, so restarts count too): the file cannot
@@ -27,7 +28,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -35,14 +35,15 @@ import msgpack
 
 from appliance.settings import RecordingSettings
 from appliance.store import Outbox, StateStore
-from drivers.sync.protocol import (
-    ErrorReply,
-    Message,
-    RecChunk,
-    RecCredit,
-    RecDone,
-    RecOffer,
-    RecResume,
+from drivers.sync.protocol import Message
+from drivers.sync.uploads import (
+    Confirmed,
+    Credited,
+    Mismatch,
+    Refused,
+    SenderEvent,
+    Upload,
+    UploadSender,
 )
 
 log = logging.getLogger(__name__)
@@ -51,29 +52,8 @@ QUARANTINE = "recording:quarantined:"
 TRIES = "recording:tries:"
 
 
-@dataclass
-class Upload:
-    """The recording being uploaded."""
-
-    seq: int
-    recording_id: str
-    path: Path
-    size: int
-    sha256: str
-    meta: dict[str, Any]
-    offset: int = -1
-    credit: int = 0
-    last_progress: float = 0.0
-    handle: BinaryIO | None = None
-
-    def close(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
-
-
 class RecordingUploader:
-    """Drives one upload at a time over the session's send function.
+    """The adapter of the upload core (drivers/sync/uploads.py): files, tries, quarantine.
 
     ``on_quarantine`` is told the reason (an error id) of each recording quarantined.
     """
@@ -89,51 +69,58 @@ class RecordingUploader:
         self.outbox = outbox
         self.state = state
         self.settings = settings
-        self.chunk_size = chunk_size
-        self.current: Upload | None = None
-        self.bytes_sent = 0
+        self.core = UploadSender(chunk_size, settings.upload_retry_s)
         self.confirmed = 0
         self._on_quarantine = on_quarantine
-        self._hold_until = 0.0
+        self._path = Path()
+        self._handle: BinaryIO | None = None
+
+    @property
+    def current(self) -> Upload | None:
+        """The recording being uploaded."""
+        return self.core.current
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes of recordings sent since start."""
+        return self.core.bytes_sent
 
     def reset(self) -> None:
         """Forget the session state; the next session offers again from scratch."""
-        self._drop()
-        self._hold_until = 0.0
+        self._close()
+        self.core.reset()
 
-    def _drop(self) -> None:
-        if self.current is not None:
-            self.current.close()
-        self.current = None
+    def _close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
 
     def next_messages(self, now: float) -> list[Message]:
         """Messages to send now: an offer, or chunks while credit lasts."""
-        if self.current is None:
+        upload = self.core.current
+        if upload is None:
             return self._offer_next(now)
         try:
-            return self._chunks(self.current)
+            return self._chunks(upload)
         except OSError as err:
-            self._failed(self.current, "file-unreadable", str(err), now)
+            self._failed(upload, "file-unreadable", str(err), now)
             return []
 
     def _chunks(self, upload: Upload) -> list[Message]:
         out: list[Message] = []
-        if upload.handle is None:
-            upload.handle = upload.path.open("rb")
-        while upload.offset >= 0 and upload.credit > 0 and upload.offset < upload.size:
-            upload.handle.seek(upload.offset)
-            data = upload.handle.read(self.chunk_size)
+        if self._handle is None:
+            self._handle = self._path.open("rb")
+        while (due := self.core.next_chunk()) is not None:
+            self._handle.seek(due.offset)
+            data = self._handle.read(due.length)
             if not data:
-                raise OSError(f"{upload.path} ends at {upload.offset} of {upload.size} bytes")
-            out.append(RecChunk(upload.recording_id, upload.offset, data))
-            upload.offset += len(data)
-            upload.credit -= 1
-            self.bytes_sent += len(data)
+                raise OSError(f"{self._path} ends at {due.offset} of {upload.size} bytes")
+            out.append(self.core.chunk(data))
         return out
 
     def stalled(self, now: float, timeout: float) -> bool:
         """True when the current upload made no progress for ``timeout`` seconds."""
-        return self.current is not None and now - self.current.last_progress > timeout
+        return self.core.stalled(now, timeout)
 
     def on_message(self, message: Message, now: float) -> list[Message]:
         """Handle a recording reply; returns messages to send (chunks, or the next offer).
@@ -141,34 +128,34 @@ class RecordingUploader:
         Chunks go out as soon as credit arrives, not on the client's next turn, so the
         aggregator's queue does not run dry while the client does other work.
         """
-        upload = self.current
-        if (
-            upload is None
-            or getattr(message, "recording_id", getattr(message, "ref", None))
-            != upload.recording_id
-        ):
-            return []
-        upload.last_progress = now
-        if isinstance(message, RecResume):
-            upload.offset, upload.credit = message.offset, message.credit
+        replies: list[Message] = []
+        for event in self.core.receive(message, now):
+            replies += self._on_event(event, now)
+        if self.core.current is None:
+            self._close()
+        return replies
+
+    def _on_event(self, event: SenderEvent, now: float) -> list[Message]:
+        if isinstance(event, Credited):
             return self.next_messages(now)
-        if isinstance(message, RecCredit):
-            upload.credit += message.credit
-            return self.next_messages(now)
-        if isinstance(message, RecDone):
-            return self._done(upload, message, now)
-        if isinstance(message, ErrorReply):
-            self._drop()
+        self._close()
+        if isinstance(event, Confirmed):
+            return self._confirmed(event.upload, now)
+        upload = event.upload
+        log.warning(
+            "recording upload refused",
+            extra={"recording": upload.recording_id, "reason": event.reason},
+        )
+        if isinstance(event, Mismatch) and _changed(self._path, upload.sha256):
+            self._quarantine(upload.seq, upload.recording_id, "sha256-changed", event.reason)
+        elif isinstance(event, Mismatch | Refused):
+            self._failed(upload, "refused-by-hq", event.reason, now)
         return []
 
-    def _done(self, upload: Upload, done: RecDone, now: float) -> list[Message]:
-        self._drop()
-        if not done.ok:
-            self._refused(upload, done.reason, now)
-            return []
+    def _confirmed(self, upload: Upload, now: float) -> list[Message]:
         self.state.put(
             f"recording:confirmed:{upload.recording_id}",
-            {"path": str(upload.path), "confirmed_at": time.time()},
+            {"path": str(self._path), "confirmed_at": time.time()},
         )
         self.state.delete(TRIES + upload.recording_id)
         self.outbox.ack([upload.seq])
@@ -176,23 +163,10 @@ class RecordingUploader:
         self.apply_retention()
         return self._offer_next(now)
 
-    def _refused(self, upload: Upload, reason: str, now: float) -> None:
-        error_id = reason.split(":")[0]
-        log.warning(
-            "recording upload refused",
-            extra={"recording": upload.recording_id, "reason": reason},
-        )
-        if error_id == "quota-exceeded":
-            self._hold_until = now + self.settings.upload_retry_s
-        elif error_id == "sha256-mismatch" and _changed(upload):
-            self._quarantine(upload.seq, upload.recording_id, "sha256-changed", reason)
-        else:
-            self._failed(upload, "refused-by-hq", reason, now)
-
     def _failed(self, upload: Upload, error_id: str, detail: str, now: float) -> None:
         """Count a try and pause; quarantine the recording when it has used up its tries."""
-        self._drop()
-        self._hold_until = now + self.settings.upload_retry_s
+        self._close()
+        self.core.give_up(now)
         rid = upload.recording_id
         tries = self.state.update(TRIES + rid, lambda n: n + 1, 0)
         log.warning(
@@ -204,7 +178,7 @@ class RecordingUploader:
 
     def _quarantine(self, seq: int, recording_id: str, error_id: str, detail: str) -> None:
         """Set the recording aside so the queue moves on; a person decides what to do."""
-        self._drop()
+        self._close()
         self.state.put(
             QUARANTINE + recording_id,
             {"error_id": error_id, "detail": detail, "seq": seq, "at": time.time()},
@@ -231,32 +205,31 @@ class RecordingUploader:
         return True, f"{len(held)} quarantined, not uploaded: {shown}"
 
     def _offer_next(self, now: float) -> list[Message]:
-        while now >= self._hold_until:
+        while self.core.may_offer(now):
             batch = self.outbox.read_batch(limit=1)
             if not batch:
                 return []
-            offer = self._offer(*batch[0], now)
-            if offer is not None:
-                return [offer]
+            upload = self._queued(*batch[0], now)
+            if upload is not None:
+                return [self.core.offer(upload, now)]
         return []
 
-    def _offer(self, seq: int, raw: bytes, now: float) -> RecOffer | None:
-        """Start uploading an outbox entry; None when it was quarantined or failed a try."""
+    def _queued(self, seq: int, raw: bytes, now: float) -> Upload | None:
+        """An outbox entry ready to offer; None when it was quarantined or failed a try."""
         entry = msgpack.unpackb(raw, raw=False)
         rid, path = str(entry.get("recording_id")), Path(entry.get("path", ""))
         if not path.is_file():
             self._quarantine(seq, rid, "file-missing", f"{path} does not exist")
             return None
-        upload = Upload(seq, rid, path, 0, entry.get("sha256") or "", dict(entry.get("meta") or {}))
+        upload = Upload(seq, rid, 0, entry.get("sha256") or "", dict(entry.get("meta") or {}))
+        self._path = path
         try:
             upload.size = path.stat().st_size
             upload.sha256 = upload.sha256 or _sha256(path)
         except OSError as err:
             self._failed(upload, "file-unreadable", str(err), now)
             return None
-        upload.last_progress = now
-        self.current = upload
-        return RecOffer(upload.recording_id, upload.size, upload.sha256, upload.meta)
+        return upload
 
     def apply_retention(self) -> int:
         """Delete confirmed recordings that are past retention or when space is short."""
@@ -287,10 +260,10 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _changed(upload: Upload) -> bool:
+def _changed(path: Path, sha256: str) -> bool:
     """True when the local file no longer matches the sha256 it was queued with."""
     try:
-        return _sha256(upload.path) != upload.sha256
+        return _sha256(path) != sha256
     except OSError:
         return True
 
