@@ -42,6 +42,7 @@ from appliance.store import StateStore, Store
 from bench import harness
 from drivers.daemon.http import HttpServer
 from drivers.daemon.settings_base import ApiToken
+from drivers.media.protocol import Command, QueueEvent, QueueOffer
 
 TOKEN = "bench-token-0123456789abcdef"
 
@@ -52,9 +53,9 @@ class OfferClock:
     def __init__(self) -> None:
         self.offers: list[tuple[str, float]] = []
 
-    def send(self, command: dict[str, Any]) -> bool:
-        if command["cmd"] == "queue-offer":
-            self.offers.append((str(command["agent"]), time.perf_counter()))
+    def send(self, command: Command) -> bool:
+        if isinstance(command, QueueOffer):
+            self.offers.append((command.agent, time.perf_counter()))
         return True
 
 
@@ -86,8 +87,7 @@ async def selection(store: Store, args: argparse.Namespace, wrapup_s: float) -> 
         service.login(number)
         service.pause(number, "bench")
     for n in range(args.waiting):
-        service.on_event(worker, {"ev": "queue", "state": "start", "id": f"c{n}", "queue": "q",
-                                  "caller": str(9000 + n)})  # fmt: skip
+        service.on_event(worker, QueueEvent(f"c{n}", "start", queue="q", caller=str(9000 + n)))
     service.bench_worker = worker  # type: ignore[attr-defined]
     return service
 
@@ -105,8 +105,7 @@ async def by_resume(store: Store, args: argparse.Namespace) -> list[float]:
         assert agent == number
         samples.append(at - started)
         call_id = service.acd.agents[number].call_id
-        service.on_event(worker, {"ev": "queue", "state": "agent-ended", "id": call_id,
-                                  "agent": number, "answered": False})  # fmt: skip
+        service.on_event(worker, QueueEvent(call_id, "agent-ended", agent=number, answered=False))
     await service.stop()
     return samples
 
@@ -121,11 +120,9 @@ async def by_wrapup(store: Store, args: argparse.Namespace) -> list[float]:
         number = agents[n % len(agents)]
         service.resume(number)
         call_id = service.acd.agents[number].call_id
-        service.on_event(worker, {"ev": "queue", "state": "agent-answered", "id": call_id,
-                                  "agent": number})  # fmt: skip
+        service.on_event(worker, QueueEvent(call_id, "agent-answered", agent=number))
         ended = time.perf_counter()
-        service.on_event(worker, {"ev": "queue", "state": "agent-ended", "id": call_id,
-                                  "agent": number, "answered": True})  # fmt: skip
+        service.on_event(worker, QueueEvent(call_id, "agent-ended", agent=number, answered=True))
         before = len(worker.offers)
         deadline = time.monotonic() + harness.limit(5)
         while len(worker.offers) == before:
@@ -133,9 +130,8 @@ async def by_wrapup(store: Store, args: argparse.Namespace) -> list[float]:
                 raise harness.Incomplete("no offer after a wrap-up within 5 s")
             await asyncio.sleep(0.001)
         samples.append(worker.offers[-1][1] - (ended + wrapup_s))
-        service.on_event(worker, {"ev": "queue", "state": "agent-ended",
-                                  "id": service.acd.agents[number].call_id, "agent": number,
-                                  "answered": False})  # fmt: skip
+        call_id = service.acd.agents[number].call_id
+        service.on_event(worker, QueueEvent(call_id, "agent-ended", agent=number, answered=False))
     await service.stop()
     return samples
 

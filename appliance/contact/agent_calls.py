@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from appliance.contact.acd import AcdError
 from appliance.contact.service import ContactService
+from drivers.media.protocol import Command, QueueAnswer, QueueHangup, QueueTransfer
 
 log = logging.getLogger(__name__)
 
@@ -65,30 +66,31 @@ class AgentCalls:
         if found is None:
             raise AcdError("agent-not-ringing", f"no queued caller rings agent {agent}")
         call_id, queue, worker = found
-        if not worker.send({"cmd": "queue-answer", "id": call_id, "agent": agent}):
+        if not worker.send(QueueAnswer(call_id, agent)):
             raise AcdError("worker-unavailable", "the media worker holding the call is gone")
         return self._done(CallAction(agent, call_id, queue, "answer"))
 
     def hangup(self, agent: str) -> CallAction:
         """End the agent's queue call (caller and agent legs)."""
-        call_id, queue = self._send(agent, {"cmd": "queue-hangup"})
+        call_id, queue = self._send(agent, QueueHangup)
         return self._done(CallAction(agent, call_id, queue, "hangup"))
 
     def transfer(self, agent: str, to: str) -> CallAction:
         """Send the caller of the agent's queue call to the extension ``to``."""
         if to == agent or to not in self._extensions():
             raise AcdError("unknown-extension", f"{to} is no other extension of this site")
-        call_id, queue = self._send(agent, {"cmd": "queue-transfer", "to": to})
+        call_id, queue = self._send(agent, lambda call_id: QueueTransfer(call_id, to))
         return self._done(CallAction(agent, call_id, queue, "transfer", to))
 
-    def _send(self, agent: str, command: dict[str, str]) -> tuple[str, str]:
+    def _send(self, agent: str, command: Callable[[str], Command]) -> tuple[str, str]:
+        """Send ``command(call_id)`` for the agent's queue call."""
         if agent not in self._service.acd.agents:
             raise AcdError("agent-not-found", f"{agent} is no agent of any queue")
         found = self._service.agent_call(agent)
         if found is None:
             raise AcdError("agent-not-on-call", f"agent {agent} is on no queue call")
         call_id, queue, worker = found
-        if not worker.send({**command, "id": call_id}):
+        if not worker.send(command(call_id)):
             raise AcdError("worker-unavailable", "the media worker holding the call is gone")
         return call_id, queue
 

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from appliance.contact.acd import Waiting
 from appliance.contact.callbacks import CallbackStore, StoredCallback
 from appliance.contact.settings import QueueSettings
-from drivers.media.protocol import Prompt
+from drivers.media.protocol import Prompt, QueueCallback
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +113,15 @@ class CallbackRetries:
             self.store.done(stored.call_id)
         return False
 
-    def command(self, queue: str) -> dict[str, Any]:
-        """The ``queue-callback`` fields of the tries: how long the caller's phone rings,
-        what the worker plays the agent when the caller did not answer."""
+    def command(
+        self, queue: str, call_id: str, agent: str, caller: str, display: str
+    ) -> QueueCallback:
+        """The ``queue-callback`` of a try: ring ``agent``, then call ``caller`` back; with
+        how long the caller's phone rings and what the worker plays the agent when the
+        caller did not answer."""
         release = self._releases.get(queue, RELEASE_TONE)
-        return {"release": asdict(release), "ring_s": self._queues[queue].callback_ring_s}
+        return QueueCallback(call_id, agent, caller, display, release=release,
+                             ring_s=self._queues[queue].callback_ring_s)  # fmt: skip
 
     async def prepare(self, speak: Callable[[str, str], Awaitable[Path]]) -> None:
         """Render each callback queue's release message (the tone stands in until then,

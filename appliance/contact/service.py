@@ -31,7 +31,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,7 +45,18 @@ from appliance.contact.state_log import AgentStateLog
 from appliance.contact.stats import QueueTally, live_part
 from appliance.store import Store
 from appliance.store.state import StateStore
-from drivers.media.protocol import Prompt
+from drivers.media.protocol import (
+    Command,
+    Event,
+    Prompt,
+    QueueAnnounce,
+    QueueCancel,
+    QueueEvent,
+    QueueHangup,
+    QueueHold,
+    QueueOffer,
+    QueueTransfer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +72,7 @@ DEFAULT_HOLD = Prompt(tone_hz=425, on_ms=1000, off_ms=2000)
 class Worker(Protocol):
     """What the service needs of a media worker."""
 
-    def send(self, command: dict[str, Any]) -> bool: ...
+    def send(self, command: Command) -> bool: ...
 
 
 @dataclass
@@ -148,23 +159,25 @@ class ContactService:
             self._log.flush()
         self.cti.close()
 
-    def on_event(self, worker: Worker, event: dict[str, Any]) -> None:
-        """A ``queue`` event of a media worker."""
-        state, call_id = str(event.get("state")), str(event.get("id", ""))
+    def on_event(self, worker: Worker, event: Event) -> None:
+        """A ``queue`` event of a media worker (other events are not the service's)."""
+        if not isinstance(event, QueueEvent):
+            return
+        state, call_id = event.state, event.id
         if state == "start":
-            self._enter(worker, call_id, str(event.get("queue")), str(event.get("caller", "")))
+            self._enter(worker, call_id, event.queue, event.caller)
         elif state == "agent-ringing":
-            self._publish_call("call.agent-ringing", call_id, agent=str(event.get("agent")))
+            self._publish_call("call.agent-ringing", call_id, agent=event.agent)
         elif state == "agent-answered":
-            self._answered(call_id, str(event.get("agent")))
-        elif state == "agent-ended" and event.get("reason") == "worker-full":
-            self._worker_full(call_id, str(event.get("agent")))
+            self._answered(call_id, event.agent)
+        elif state == "agent-ended" and event.reason == "worker-full":
+            self._worker_full(call_id, event.agent)
         elif state == "agent-ended":
-            self._agent_ended(call_id, str(event.get("agent")), bool(event.get("answered")))
+            self._agent_ended(call_id, event.agent, bool(event.answered))
         elif state == "ended":
             self._caller_gone(call_id, "abandoned")
         elif state == "digit":
-            self._digit(call_id, str(event.get("digit")))
+            self._digit(call_id, event.digit)
         elif state in ("callback-ringing", "callback-answered", "callback-ended"):
             self._callback_progress(call_id, state, event)
         self._dispatch()
@@ -264,7 +277,7 @@ class ContactService:
         settings = self.settings.queues.get(queue)
         if settings is None:
             log.warning("queue %r is not configured: call %s hung up", queue, call_id)
-            worker.send({"cmd": "queue-hangup", "id": call_id})
+            worker.send(QueueHangup(call_id))
             return
         self._workers[call_id] = worker
         self._wake.set()
@@ -281,7 +294,7 @@ class ContactService:
         if settings.callback_after_s > 0 and self._speak is not None and self._place:
             self._callback_at[call_id] = entry.entered + settings.callback_after_s
         prompt = self._prompts.get(settings.hold_prompt or "", DEFAULT_HOLD)
-        worker.send({"cmd": "queue-hold", "id": call_id, "prompt": asdict(prompt)})
+        worker.send(QueueHold(call_id, prompt))
         self._annotate(call_id, {"queue": queue, "queue_position": str(entry.position),
                                  "queue_priority": str(entry.priority),
                                  "queue_entered": f"{time.time():.3f}",
@@ -293,13 +306,10 @@ class ContactService:
         for offer in self.acd.offers(now):
             entry = self.acd.find(offer.call_id)
             caller = entry.caller if entry else ""
-            command: dict[str, Any] = {"cmd": "queue-offer", "id": offer.call_id,
-                                       "agent": offer.agent,
-                                       "display": f"{offer.queue}: {caller}"}  # fmt: skip
+            command: Command = QueueOffer(offer.call_id, offer.agent, f"{offer.queue}: {caller}")
             if entry is not None and entry.callback:
-                command.update(cmd="queue-callback", caller=caller,
-                               display=f"callback {offer.queue}: {caller}",
-                               **self.retries.command(offer.queue))  # fmt: skip
+                command = self.retries.command(offer.queue, offer.call_id, offer.agent, caller,
+                                               f"callback {offer.queue}: {caller}")  # fmt: skip
             worker = self._worker_for(offer.call_id, entry)
             if worker is None:
                 self._changed_released(offer.call_id, offer.agent, now)
@@ -380,7 +390,7 @@ class ContactService:
             wait = f"{self._clock() - entry.entered:.1f}"
             self._annotate(call_id, {"queue_outcome": outcome, "queue_wait_s": wait})
         if entry.offered and worker is not None:
-            worker.send({"cmd": "queue-cancel", "id": call_id})
+            worker.send(QueueCancel(call_id))
         self._publish_call(f"call.{outcome}", call_id, entry=entry)
 
     async def _ticking(self) -> None:
@@ -406,7 +416,7 @@ class ContactService:
             worker = self._workers.get(call_id)
             if now >= ringing.deadline and worker is not None:
                 ringing.deadline = float("inf")
-                worker.send({"cmd": "queue-cancel", "id": call_id, "agent": number})
+                worker.send(QueueCancel(call_id, number))
         for entry in self.acd.expired(now):
             self._overflow(entry)
         self._dispatch()
@@ -442,7 +452,7 @@ class ContactService:
             return
         entry, worker = self.acd.find(call_id), self._workers.get(call_id)
         if entry is not None and not entry.offered_to and worker is not None:
-            worker.send({"cmd": "queue-announce", "id": call_id, "prompt": {"file": str(path)}})
+            worker.send(QueueAnnounce(call_id, Prompt(file=str(path))))
             self._publish_call("call.announced", call_id, text=text)
 
     def _next_deadline(self) -> float:
@@ -475,17 +485,17 @@ class ContactService:
         self.acd.released(call_id, agent, now)
         self._changed(self.acd.agents[agent])
 
-    def _callback_progress(self, call_id: str, state: str, event: dict[str, Any]) -> None:
+    def _callback_progress(self, call_id: str, state: str, event: QueueEvent) -> None:
         """The call back to the caller rang, was answered (the callback is done) or ended
         (unanswered: tried again or failed)."""
-        leg_call_id = str(event.get("sip_call_id", ""))
+        leg_call_id = event.sip_call_id
         if state == "callback-ringing":
             self.retries.ringing(call_id, leg_call_id)
             return
         if state == "callback-ended" and self.acd.find(call_id) is None:
             self._workers.pop(call_id, None)
-        answered = bool(event.get("answered", True))
-        self.cti.publish(f"call.{state}", call_id=call_id, agent=str(event.get("agent")),
+        answered = event.answered is not False
+        self.cti.publish(f"call.{state}", call_id=call_id, agent=event.agent,
                          answered=answered)  # fmt: skip
         if state == "callback-answered":
             self.retries.answered(call_id)
@@ -540,7 +550,7 @@ class ContactService:
         wait = self._clock() - entry.entered
         self._annotate(call_id, {"queue_outcome": "callback", "queue_wait_s": f"{wait:.1f}"})
         if worker is not None:
-            worker.send({"cmd": "queue-hangup", "id": call_id})
+            worker.send(QueueHangup(call_id))
         self._publish_call("call.callback-requested", call_id)
 
     def _restore_callback(self, stored: StoredCallback) -> None:
@@ -561,9 +571,9 @@ class ContactService:
         target = self.settings.queues[entry.queue].overflow
         outcome = "overflowed" if target else "timeout"
         if worker is not None and target:
-            worker.send({"cmd": "queue-transfer", "id": entry.call_id, "to": target})
+            worker.send(QueueTransfer(entry.call_id, target))
         elif worker is not None:
-            worker.send({"cmd": "queue-hangup", "id": entry.call_id})
+            worker.send(QueueHangup(entry.call_id))
         self._caller_gone(entry.call_id, outcome)
 
     def _changed(self, agent: Agent) -> Agent:

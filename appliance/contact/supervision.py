@@ -47,6 +47,15 @@ from appliance.contact.supervisors import (
 )
 from appliance.pbx.deciders import RouteQuery
 from appliance.pbx.dialplan import Decision
+from drivers.media.protocol import (
+    Command,
+    Event,
+    SuperviseCall,
+    SuperviseEvent,
+    SuperviseHangup,
+    SuperviseJoin,
+    SuperviseMode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +75,7 @@ class SupervisedWorker(Protocol):
     @property
     def address(self) -> str: ...
 
-    def send(self, command: dict[str, Any]) -> bool: ...
+    def send(self, command: Command) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -149,8 +158,8 @@ class SupervisionService:
     def call(self, agent: str, supervisor: str, mode: Mode) -> Session:
         """Ring the supervisor's phone from the agent's worker; it joins once answered."""
         session = self._admit(f"sv-{next(self._serial)}", supervisor, agent, mode, "api")
-        session.held.worker.send({"cmd": "supervise-call", "id": session.key, "agent": agent,
-                                  "to": supervisor, "display": f"{mode} {agent}"})  # fmt: skip
+        session.held.worker.send(SuperviseCall(session.key, agent, supervisor,
+                                               f"{mode} {agent}"))  # fmt: skip
         return session
 
     def three_way(self, agent: str, number: str) -> Session:
@@ -168,8 +177,7 @@ class SupervisionService:
         session = Session(key, number, agent, held, "barge", "none", THREE_WAY,
                           self._clock() + PENDING_S)  # fmt: skip
         self.sessions[key] = session
-        held.worker.send({"cmd": "supervise-call", "id": key, "agent": agent, "to": number,
-                          "display": f"{held.queue}: {agent}"})  # fmt: skip
+        held.worker.send(SuperviseCall(key, agent, number, f"{held.queue}: {agent}"))
         return session
 
     def switch(self, agent: str, mode: Mode) -> Session:
@@ -188,17 +196,18 @@ class SupervisionService:
         self._expire()
         return {"sessions": [s.record() for s in self.sessions.values()]}
 
-    def on_event(self, worker: SupervisedWorker, event: dict[str, Any]) -> None:
-        """A ``supervise`` event of a media worker."""
-        state, key = str(event.get("state")), str(event.get("id", ""))
+    def on_event(self, worker: SupervisedWorker, event: Event) -> None:
+        """A ``supervise`` event of a media worker (other events are not supervision's)."""
+        if not isinstance(event, SuperviseEvent):
+            return
+        state, key = event.state, event.id
         session = self.sessions.get(key)
         if state == "start":
-            self._started(worker, key, session, str(event.get("call_id", "")))
+            self._started(worker, key, session, event.call_id)
         elif state == "digit" and session is not None and session.state == "joined":
-            self._digit(session, str(event.get("digit")))
+            self._digit(session, event.digit)
         elif state == "ended" and session is not None:
-            reason = str(event.get("reason", ""))
-            self._left(session, reason or "hangup", int(event.get("code") or 0))
+            self._left(session, event.reason or "hangup", event.code)
 
     def _digit(self, session: Session, digit: str) -> None:
         """A key on the supervisor's phone switches mode (a third party's switch nothing)."""
@@ -251,12 +260,11 @@ class SupervisionService:
         if session is None or session.state != "calling":
             log.warning("supervisor leg %s is no session: hung up", key,
                         extra={"error_id": "supervision-unknown"})  # fmt: skip
-            worker.send({"cmd": "supervise-hangup", "id": key})
+            worker.send(SuperviseHangup(key))
             return
         session.state, session.call_id = "joined", call_id
         session.modes.append(session.mode)
-        worker.send({"cmd": "supervise-join", "id": key, "mode": session.mode,
-                     "beep": session.beep})  # fmt: skip
+        worker.send(SuperviseJoin(key, session.mode, session.beep))
         log.info("supervisor %s joined agent %s (%s)", session.supervisor, session.agent,
                  session.mode, extra={"call_id": session.held.call_id})  # fmt: skip
         self._publish(session, "joined", beep=session.beep)
@@ -265,7 +273,7 @@ class SupervisionService:
     def _switch(self, session: Session, mode: Mode) -> None:
         session.mode = mode
         session.modes.append(mode)
-        session.held.worker.send({"cmd": "supervise-mode", "id": session.key, "mode": mode})
+        session.held.worker.send(SuperviseMode(session.key, mode))
         self._cti.publish("supervisor.mode", **session.record())
         self._note(session)
 

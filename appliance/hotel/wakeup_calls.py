@@ -51,6 +51,18 @@ from appliance.hotel.wakeups import (
 )
 from appliance.pbx.media import MediaPoolFullError
 from drivers.fias.grammar import Record, RecordGC, RecordGO, RecordWA, RecordWC, RecordWR
+from drivers.media.protocol import (
+    Command,
+    Event,
+    Hangup,
+    IvrEvent,
+    IvrHangup,
+    IvrPlay,
+    LegEvent,
+    Load,
+    Originate,
+    Prompt,
+)
 from drivers.media.tts import TtsError
 
 log = logging.getLogger(__name__)
@@ -71,7 +83,7 @@ class Worker(Protocol):
 
     reserved: int  # slots promised to calls being placed, until the worker reports its load
 
-    def send(self, command: dict[str, Any]) -> bool: ...
+    def send(self, command: Command) -> bool: ...
 
 
 class Workers(Protocol):
@@ -151,7 +163,7 @@ class WakeUpCallService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for attempt in list(self._attempts.values()):
-            attempt.worker.send({"cmd": "hangup", "id": attempt.tag})
+            attempt.worker.send(Hangup(attempt.tag))
 
     def on_record(self, record: Record) -> None:
         """WR/WC from the PMS; a check-out clears the room's calls, a move takes them along.
@@ -196,23 +208,23 @@ class WakeUpCallService:
         self.book.set(WakeUp(room, date, time, due))
         log.info("wake-up for room %s set by the PMS: %s %s", room, date, time)
 
-    def on_media_event(self, worker: Any, event: dict[str, Any]) -> bool:
+    def on_media_event(self, worker: Any, event: Event) -> bool:
         """A worker's ``leg``/``ivr`` event; True when it belongs to a wake-up call.
 
         A ``load`` report (left to others) wakes the scheduler when calls wait for a slot.
         """
-        if event.get("ev") == "load" and self._short_of_slots:
+        if isinstance(event, Load) and self._short_of_slots:
             self._wake.set()
             return False
-        if event.get("ev") == "leg":
-            attempt = self._attempts.get(str(event.get("id")))
-            if attempt is not None and event.get("state") == "ended":
-                if event.get("reason") == WORKER_FULL:
+        if isinstance(event, LegEvent):
+            attempt = self._attempts.get(event.id)
+            if attempt is not None and event.state == "ended":
+                if event.reason == WORKER_FULL:
                     self._not_placed(attempt)
                 else:
-                    self._ended(attempt, int(event.get("code") or 0))
+                    self._ended(attempt, event.code)
             return attempt is not None
-        if event.get("ev") != "ivr":
+        if not isinstance(event, IvrEvent):
             return False
         attempt = self._ivr_attempt(event)
         if attempt is not None:
@@ -225,7 +237,7 @@ class WakeUpCallService:
         was_short, self._short_of_slots = self._short_of_slots, False
         now = self._clock()
         for attempt in [a for a in self._attempts.values() if now >= a.deadline]:
-            attempt.worker.send({"cmd": "hangup", "id": attempt.tag})
+            attempt.worker.send(Hangup(attempt.tag))
             self._ended(attempt, 408)
         if not await self._place_notices(now) or not await self._place_due(now):
             self._short_of_slots = True
@@ -311,8 +323,8 @@ class WakeUpCallService:
         deadline = self._clock() + self._settings.attempt_timeout_s
         self._attempts[tag] = Attempt(tag, worker, prompt, deadline, wake_up, notice)
         display = "Wake-up call" if wake_up else "Wake-up call failed"
-        worker.send({"cmd": "originate", "id": tag, "to": extension, "from_user": CALLER,
-                     "display": display, "ivr": FLOW})  # fmt: skip
+        worker.send(Originate(id=tag, to=extension, from_user=CALLER, display=display,
+                              ivr=FLOW))  # fmt: skip
         worker.reserved += 1
         if wake_up is not None:
             log.info("wake-up call %d to room %s (%s)", wake_up.attempts, wake_up.room, extension)
@@ -336,26 +348,25 @@ class WakeUpCallService:
         guests = self._rooms.room(room).guests
         return guests[0].language if guests else ""
 
-    def _ivr_attempt(self, event: dict[str, Any]) -> Attempt | None:
-        if event.get("state") == "start":
-            attempt = self._attempts.get(str(event.get("tag")))
+    def _ivr_attempt(self, event: IvrEvent) -> Attempt | None:
+        if event.state == "start":
+            attempt = self._attempts.get(event.tag or "")
             if attempt is not None:
-                attempt.call_id = str(event.get("id"))
+                attempt.call_id = event.id
             return attempt
-        call_id = str(event.get("id"))
+        call_id = event.id
         return next((a for a in self._attempts.values() if a.call_id == call_id), None)
 
-    def _ivr(self, attempt: Attempt, event: dict[str, Any]) -> None:
-        state = event.get("state")
+    def _ivr(self, attempt: Attempt, event: IvrEvent) -> None:
+        state = event.state
         if state == "start" or (state == "played" and attempt.plays < PLAYS):
             attempt.plays += 1
-            prompt = {"file": str(attempt.prompt)}
-            attempt.worker.send({"cmd": "ivr-play", "id": attempt.call_id, "prompt": prompt})
+            prompt = Prompt(file=str(attempt.prompt))
+            attempt.worker.send(IvrPlay(attempt.call_id, prompt))
         elif state == "played" or (state == "digit" and attempt.wake_up is not None):
-            digit = str(event.get("digit", ""))
-            attempt.result = {"1": "OK", "2": "snooze"}.get(digit, attempt.result)
+            attempt.result = {"1": "OK", "2": "snooze"}.get(event.digit, attempt.result)
             if state == "played" or attempt.result:
-                attempt.worker.send({"cmd": "ivr-hangup", "id": attempt.call_id})
+                attempt.worker.send(IvrHangup(attempt.call_id))
 
     def _not_placed(self, attempt: Attempt) -> None:
         """The worker refused the call for want of a slot: it goes out again, uncounted."""

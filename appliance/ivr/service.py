@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import re
 import time
@@ -37,7 +36,17 @@ from appliance.ivr.actions import (
 from appliance.ivr.engine import Session
 from appliance.ivr.hooks import FlowHooks
 from appliance.ivr.store import FlowRegistry
-from drivers.media.protocol import Prompt
+from drivers.media.protocol import (
+    Command,
+    IvrEvent,
+    IvrHangup,
+    IvrPlay,
+    IvrRecord,
+    IvrRecordStop,
+    IvrStop,
+    IvrTransfer,
+    Prompt,
+)
 from drivers.media.tts import EspeakTts, TtsError
 
 log = logging.getLogger(__name__)
@@ -49,7 +58,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 class Worker(Protocol):
     """What the service needs of a media worker."""
 
-    def send(self, command: dict[str, Any]) -> bool: ...
+    def send(self, command: Command) -> bool: ...
 
 
 @dataclass
@@ -92,11 +101,11 @@ class IvrService:
         self.handover: Callable[[str, str, dict[str, str]], None] = lambda _to, _caller, _v: None
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def on_event(self, worker: Worker, event: dict[str, Any]) -> None:
+    def on_event(self, worker: Worker, event: IvrEvent) -> None:
         """An ``ivr`` event of a media worker."""
-        state, call_id = event.get("state"), str(event.get("id", ""))
+        state, call_id = event.state, event.id
         if state == "start":
-            self._start(worker, call_id, str(event.get("flow", "")), str(event.get("caller", "")))
+            self._start(worker, call_id, event.flow, event.caller)
             return
         call = self.calls.get(call_id)
         if call is None:
@@ -104,7 +113,7 @@ class IvrService:
         if state == "ended":
             self._drop(call)
         elif state in ("digit", "played", "recorded"):
-            call.events.put_nowait((str(state), event))
+            call.events.put_nowait((state, event))
 
     def worker_lost(self, worker: Worker) -> None:
         """The worker exited with its calls."""
@@ -125,7 +134,7 @@ class IvrService:
         current = self.registry.get(flow)
         if current is None:
             log.warning("ivr call for unknown flow %s hung up", flow)
-            worker.send({"cmd": "ivr-hangup", "id": call_id})
+            worker.send(IvrHangup(call_id))
             return
         session = Session(flow, current.flow, current.version, caller, self._clock,
                           self.registry.flow, self._zone, self.queues())  # fmt: skip
@@ -161,17 +170,17 @@ class IvrService:
                 await self._act(call, actions)
         except Exception:
             log.exception("ivr session failed", extra={"call_id": call.call_id})
-            call.worker.send({"cmd": "ivr-hangup", "id": call.call_id})
+            call.worker.send(IvrHangup(call.call_id))
 
     def _feed(self, call: LiveCall, kind: str, event: Any) -> list[Action]:
         if kind == "digit":
-            return call.session.digit(str(event["digit"]))
+            return call.session.digit(event.digit)
         if kind == "played":
             return call.session.played()
         if kind == "answer":
             return call.session.answered(event)
-        call.last_recording = Path(str(event["path"]))
-        return call.session.recorded(float(event.get("seconds", 0)))
+        call.last_recording = Path(event.path)
+        return call.session.recorded(event.seconds)
 
     async def _act(self, call: LiveCall, actions: list[Action]) -> None:
         for action in actions:
@@ -182,25 +191,25 @@ class IvrService:
         if isinstance(action, PlayAudio):
             prompt = await self._prompt(call, action)
             if prompt is not None:
-                send({"cmd": "ivr-play", "id": call.call_id, "prompt": dataclasses.asdict(prompt)})
+                send(IvrPlay(call.call_id, prompt))
         elif isinstance(action, StopAudio):
-            send({"cmd": "ivr-stop", "id": call.call_id})
+            send(IvrStop(call.call_id))
         elif isinstance(action, StartRecording):
             call.recordings += 1
             name = f"{_UNSAFE.sub('_', call.call_id)[:80]}-{call.recordings}.wav"
-            send({"cmd": "ivr-record", "id": call.call_id, "path": str(self._record_dir / name),
-                  "max_s": action.max_s, "silence_s": action.silence_s})  # fmt: skip
+            send(IvrRecord(call.call_id, str(self._record_dir / name), action.max_s,
+                           action.silence_s))  # fmt: skip
         elif isinstance(action, StopRecording):
-            send({"cmd": "ivr-record-stop", "id": call.call_id})
+            send(IvrRecordStop(call.call_id))
         elif isinstance(action, AskWebhook):
             self._spawn(self._ask(call, action))
         elif isinstance(action, Deliver) and call.last_recording is not None:
             self._spawn(self._deliver(action, call.last_recording))
         elif isinstance(action, Transfer):
             self.handover(action.to, call.session.caller, dict(call.session.variables))
-            send({"cmd": "ivr-transfer", "id": call.call_id, "to": action.to})
+            send(IvrTransfer(call.call_id, action.to))
         elif isinstance(action, HangUp):
-            send({"cmd": "ivr-hangup", "id": call.call_id})
+            send(IvrHangup(call.call_id))
         elif isinstance(action, Publish):
             self._publish(call.call_id, action.variables)
 

@@ -59,7 +59,19 @@ from appliance.routing.peers import PeerMonitor
 from appliance.routing.service import RoutingService
 from appliance.store import Store
 from drivers.daemon.settings_base import ApiToken
-from drivers.media.protocol import WorkerConfig
+from drivers.media.protocol import (
+    ErrorEvent,
+    Event,
+    GsmLegEvent,
+    GsmStats,
+    GsmStatsEvent,
+    IvrEvent,
+    LegEvent,
+    RoomEvent,
+    RoomLinkEvent,
+    TransferEvent,
+    WorkerConfig,
+)
 from drivers.sip.errors import RpcError
 from drivers.sip.events import Failover, Invite, KamailioEvent
 from drivers.sip.kamailio import RELOAD_RPCS
@@ -75,7 +87,7 @@ GSM_STATS_S = 1.0
 class MediaListener(Protocol):
     """A feature served by the media workers: their events of its kind, and their exits."""
 
-    def on_event(self, worker: MediaWorker, event: dict[str, Any]) -> None: ...
+    def on_event(self, worker: MediaWorker, event: Event) -> None: ...
 
     def worker_lost(self, worker: MediaWorker) -> None: ...
 
@@ -133,7 +145,7 @@ class BranchExchange:
         self.cdr_listeners: list[Callable[[dict[str, Any]], None]] = []
         # Features that place their own worker calls (hotel wake-ups) see every worker
         # event first; one that answers True has consumed it.
-        self.media_hooks: list[Callable[[MediaWorker, dict[str, Any]], bool]] = []
+        self.media_hooks: list[Callable[[MediaWorker, Event], bool]] = []
         self.decision_seconds = decision_histogram()
         self._store = store
         self._builder = CdrBuilder(site_id, names, record=recorded)
@@ -318,25 +330,26 @@ class BranchExchange:
         self.decision_seconds.observe(time.perf_counter() - started)
         return decision
 
-    def _on_media_event(self, worker: MediaWorker, event: dict[str, Any]) -> None:
+    def _on_media_event(self, worker: MediaWorker, event: Event) -> None:
         if any(hook(worker, event) for hook in self.media_hooks):
             return
-        if event.get("ev") in ("leg", "transfer"):
+        if isinstance(event, (LegEvent, TransferEvent)):
             self.originations.on_event(worker, event)
-        elif event.get("ev") in ("room", "room-link"):
+        elif isinstance(event, (RoomEvent, RoomLinkEvent)):
             self.rooms.on_event(worker, event)
-        elif event.get("ev") == "ivr":
+        elif isinstance(event, IvrEvent):
             self.ivr.on_event(worker, event)
-        elif event.get("ev") == "gsm" and self.gsm is not None:
+        elif isinstance(event, GsmLegEvent) and self.gsm is not None:
             self.gsm.on_worker_event(worker, event)
-        elif event.get("ev") == "gsm-stats":
+        elif isinstance(event, GsmStatsEvent):
             waiting = self._gsm_stats.pop(worker.config.name, None)
             if waiting is not None and not waiting.done():
-                waiting.set_result(dict(event.get("channels") or {}))
-        elif str(event.get("ev")) in self.media_listeners:
-            self.media_listeners[str(event.get("ev"))].on_event(worker, event)
-        elif event.get("ev") == "error":
-            log.warning("media worker %s: %s", worker.config.name, event.get("message"))
+                waiting.set_result(event.channels)
+        elif event.TYPE in self.media_listeners:
+            self.media_listeners[event.TYPE].on_event(worker, event)
+        elif isinstance(event, ErrorEvent):
+            log.warning("media worker %s: %s", worker.config.name, event.message,
+                        extra={"error_id": event.error_id or "media-command-failed"})  # fmt: skip
 
     def _media_worker_exited(self, worker: MediaWorker) -> None:
         self.originations.worker_lost(worker)
@@ -386,7 +399,7 @@ class BranchExchange:
             if not worker.config.gsm_channels:
                 continue
             waiting = self._gsm_stats[worker.config.name] = loop.create_future()
-            if worker.send({"cmd": "gsm-stats"}):
+            if worker.send(GsmStats()):
                 with contextlib.suppress(TimeoutError):
                     frames.update(await asyncio.wait_for(waiting, GSM_STATS_S))
             self._gsm_stats.pop(worker.config.name, None)

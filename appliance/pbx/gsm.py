@@ -37,7 +37,7 @@ import contextlib
 import datetime
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -59,6 +59,16 @@ from appliance.pbx.gsm_machine import (
 from appliance.pbx.media import MediaPool, MediaWorker
 from appliance.pbx.settings import GsmSettings
 from appliance.sim import CallOutcome, Pick, SimService
+from drivers.media.protocol import (
+    Command,
+    GsmAnswer,
+    GsmDtmf,
+    GsmEnd,
+    GsmIncoming,
+    GsmLegEvent,
+    GsmMove,
+    GsmProgress,
+)
 from drivers.modem import CallEvent, CallState, DtmfReceived, ModemDriver
 from drivers.modem.errors import ModemError
 from drivers.sip.events import Invite
@@ -278,10 +288,9 @@ class GsmTrunkService:
 
     # -- worker events -------------------------------------------------------------------
 
-    def on_worker_event(self, worker: MediaWorker, event: Mapping[str, Any]) -> None:
+    def on_worker_event(self, worker: MediaWorker, event: GsmLegEvent) -> None:
         """A ``gsm`` event from a worker."""
-        channel = str(event.get("channel", ""))
-        state = event.get("state")
+        channel, state = event.channel, event.state
         call = self.active.get(channel)
         if state == "invite":
             self._invited(worker, channel, call, event)
@@ -290,9 +299,9 @@ class GsmTrunkService:
         elif state == "answered":
             self._feed(call, GsmInput(GsmEvent.ANSWERED))
         elif state == "dtmf":
-            self._spawn(self._driver(call).send_dtmf(str(event.get("digits", ""))), channel)
+            self._spawn(self._driver(call).send_dtmf(event.digits), channel)
         elif state == "lost":
-            why = str(event.get("reason", "voice port gone"))
+            why = event.reason or "voice port gone"
             log.warning("gsm voice port lost", extra={"channel": channel, "why": why})
             self._feed(call, GsmInput(GsmEvent.VOICE_LOST))
         elif state == "ended":
@@ -300,23 +309,20 @@ class GsmTrunkService:
                 "gsm leg ended",
                 extra={
                     "channel": channel,
-                    "code": event.get("code"),
-                    "frames": event.get("frames"),
+                    "code": event.code,
+                    "frames": event.frames,
                 },
             )
-            code = int(event.get("code") or 0)
-            self._feed(call, GsmInput(GsmEvent.SIP_ENDED, sip_code=code))
+            self._feed(call, GsmInput(GsmEvent.SIP_ENDED, sip_code=event.code))
 
     def _invited(
-        self, worker: MediaWorker, channel: str, call: GsmCall | None, event: Mapping[str, Any]
+        self, worker: MediaWorker, channel: str, call: GsmCall | None, event: GsmLegEvent
     ) -> None:
         if call is None:
-            worker.send(
-                {"cmd": "gsm-end", "channel": channel, "code": 503, "reason": "no reservation"}
-            )
+            worker.send(GsmEnd(channel, code=503, reason="no reservation"))
             return
         if call.state is GsmState.RESERVED:
-            call.call_id = str(event.get("call_id") or call.call_id)
+            call.call_id = event.call_id or call.call_id
         self._feed(call, GsmInput(GsmEvent.INVITE))
 
     # -- modem events --------------------------------------------------------------------
@@ -378,7 +384,7 @@ class GsmTrunkService:
     # -- actions -------------------------------------------------------------------------
 
     async def _refuse_invite(self, call: GsmCall, _: Action) -> None:
-        self._send(call, {"cmd": "gsm-end", "code": 503, "reason": "no reservation"})
+        self._send(call, lambda channel: GsmEnd(channel, code=503, reason="no reservation"))
 
     async def _cancel_timer(self, call: GsmCall, _: Action) -> None:
         if call.timer is not None:
@@ -399,7 +405,7 @@ class GsmTrunkService:
             self._feed(call, GsmInput(GsmEvent.DIAL_FAILED, cause=cause))
 
     async def _send_progress(self, call: GsmCall, _: Action) -> None:
-        self._send(call, {"cmd": "gsm-progress"})
+        self._send(call, GsmProgress)
 
     async def _mark_answered(self, call: GsmCall, _: Action) -> None:
         call.answered_at = time.monotonic()
@@ -415,7 +421,7 @@ class GsmTrunkService:
             log.warning("gsm call without voice port", extra={"channel": call.channel})
             self._feed(call, GsmInput(GsmEvent.VOICE_LOST))
             return
-        self._send(call, {"cmd": "gsm-answer", "voice_port": voice[0], "rate": voice[1]})
+        self._send(call, lambda channel: GsmAnswer(channel, voice_port=voice[0], rate=voice[1]))
 
     async def _answer_modem(self, call: GsmCall, _: Action) -> None:
         try:
@@ -462,7 +468,7 @@ class GsmTrunkService:
             await self._end_leg(call, action)
             return
         await self._forget(call, action)
-        self._send(call, {"cmd": "gsm-move", "to": moved.channel})
+        self._send(call, lambda channel: GsmMove(channel, to=moved.channel))
         self._feed(moved, GsmInput(GsmEvent.INVITE))
 
     def _next_on_worker(self, call: GsmCall) -> GsmCall | None:
@@ -495,7 +501,7 @@ class GsmTrunkService:
     def _far_dtmf(self, channel: str, digit: str) -> None:
         call = self.active.get(channel)
         if call is not None and call.answered_at is not None:
-            self._send(call, {"cmd": "gsm-dtmf", "digits": digit})
+            self._send(call, lambda channel: GsmDtmf(channel, digits=digit))
 
     # -- inbound -------------------------------------------------------------------------
 
@@ -535,14 +541,13 @@ class GsmTrunkService:
             "gsm call in", extra={"channel": channel.channel, "caller": number, "target": target}
         )
         worker.send(
-            {
-                "cmd": "gsm-incoming",
-                "channel": channel.channel,
-                "from": number,
-                "to": target,
-                "voice_port": voice[0],
-                "rate": voice[1],
-            }
+            GsmIncoming(
+                channel=channel.channel,
+                from_=number,
+                to=target,
+                voice_port=voice[0],
+                rate=voice[1],
+            )
         )
 
     def enrich(self, event: Invite) -> Invite:
@@ -596,12 +601,13 @@ class GsmTrunkService:
         return result
 
     async def _end_leg(self, call: GsmCall, action: Action) -> None:
-        self._send(call, {"cmd": "gsm-end", "code": action.code, "reason": action.reason})
+        self._send(call, lambda channel: GsmEnd(channel, code=action.code, reason=action.reason))
 
-    def _send(self, call: GsmCall, command: dict[str, Any]) -> None:
+    def _send(self, call: GsmCall, command: Callable[[str], Command]) -> None:
+        """Send the command ``command(channel)`` to the worker of the call's channel."""
         worker = self.worker_for(call.channel)
         if worker is not None:
-            worker.send({**command, "channel": call.channel})
+            worker.send(command(call.channel))
 
     def _update_cdr(self, call: GsmCall, **fields: Any) -> None:
         if call.call_id:

@@ -29,15 +29,20 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from appliance.pbx.settings import GsmSettings, MediaSettings
 from drivers.media.protocol import (
     MAX_CALLS,
+    Command,
+    Event,
+    Load,
     Prompt,
+    ProtocolError,
+    Quit,
+    Ready,
     WorkerConfig,
-    decode_event,
-    encode_command,
+    pack_command,
+    parse_event,
 )
 from drivers.sip.kamailio_config import LOOPBACK
 from drivers.sip.supervisor import die_with_parent
@@ -50,7 +55,7 @@ DISPATCHER_SET = 1
 GSM_DISPATCHER_SET = 2
 
 
-def _ignore_event(_worker: MediaWorker, _event: dict[str, Any]) -> None:
+def _ignore_event(_worker: MediaWorker, _event: Event) -> None:
     """A worker's event before anyone subscribed to it."""
 
 
@@ -76,7 +81,7 @@ class MediaWorker:
         self.uri = f"sip:{self.address}"
         self._config_path = run_dir / f"media-{config.name}.json"
         self._log_path = run_dir / f"media-{config.name}.log"
-        self._on_event: Callable[[MediaWorker, dict[str, Any]], None] = _ignore_event
+        self._on_event: Callable[[MediaWorker, Event], None] = _ignore_event
         self._on_exit: Callable[[MediaWorker], None] = _ignore_worker
         self._on_ready: Callable[[MediaWorker], None] = _ignore_worker
         self._proc: asyncio.subprocess.Process | None = None
@@ -91,7 +96,7 @@ class MediaWorker:
 
     def subscribe(
         self,
-        on_event: Callable[[MediaWorker, dict[str, Any]], None],
+        on_event: Callable[[MediaWorker, Event], None],
         on_exit: Callable[[MediaWorker], None],
         on_ready: Callable[[MediaWorker], None],
     ) -> None:
@@ -157,18 +162,27 @@ class MediaWorker:
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         while line := await proc.stdout.readline():
-            event = decode_event(line.decode(errors="replace"))
+            event = self._parse(line)
             if event is None:
                 continue
-            if event.get("ev") == "ready":
+            if isinstance(event, Ready):
                 self._ready.set()
-            elif event.get("ev") == "load":
-                self.calls = int(event.get("calls", 0))
+            elif isinstance(event, Load):
+                self.calls = event.calls
                 self.reserved = 0
             try:
                 self._on_event(self, event)
             except Exception:
-                log.exception("media event handler failed", extra={"event": event.get("ev")})
+                log.exception("media event handler failed", extra={"event": event.TYPE})
+
+    def _parse(self, line: bytes) -> Event | None:
+        """The event on ``line``; None for other output and for a bad event (logged)."""
+        try:
+            return parse_event(line.decode(errors="replace"))
+        except ProtocolError as err:
+            log.warning("media worker %s sent a bad event: %s", self.config.name, err,
+                        extra={"error_id": err.error_id})  # fmt: skip
+            return None
 
     async def _supervise(self) -> None:
         delay = 0.2
@@ -195,12 +209,12 @@ class MediaWorker:
             except (RuntimeError, OSError) as err:
                 log.error("media worker %s restart failed: %s", self.config.name, err)
 
-    def send(self, command: dict[str, Any]) -> bool:
+    def send(self, command: Command) -> bool:
         """Write one command; False when the worker is not running."""
         proc = self._proc
         if proc is None or proc.returncode is not None or proc.stdin is None:
             return False
-        proc.stdin.write(encode_command(command))
+        proc.stdin.write(pack_command(command))
         return True
 
     async def stop(self) -> None:
@@ -208,7 +222,7 @@ class MediaWorker:
         self._stopping = True
         proc = self._proc
         if proc is not None and proc.returncode is None:
-            self.send({"cmd": "quit"})
+            self.send(Quit())
             try:
                 await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
             except TimeoutError:
@@ -288,7 +302,7 @@ class MediaPool:
 
     def subscribe(
         self,
-        on_event: Callable[[MediaWorker, dict[str, Any]], None],
+        on_event: Callable[[MediaWorker, Event], None],
         on_exit: Callable[[MediaWorker], None],
         on_ready: Callable[[MediaWorker], None],
     ) -> None:

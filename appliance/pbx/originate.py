@@ -38,6 +38,7 @@ from appliance.pbx.deciders import outside_number
 from appliance.pbx.dialplan import DialPlan
 from appliance.pbx.errors import CallControlError
 from appliance.pbx.media import MediaPool, MediaPoolFullError, MediaWorker
+from drivers.media.protocol import Conference, Hangup, LegEvent, Originate, TransferEvent
 from drivers.sip.events import Rejected
 
 log = logging.getLogger(__name__)
@@ -118,11 +119,10 @@ class OriginationService:
         refer_to = (
             f"<sip:{number}@{self._domain}?{CONVERSATION_HEADER}={quote(op.conversation_id)}>"
         )
-        worker.send({
-            "cmd": "originate", "id": op.id, "to": extension, "from_user": "click-to-dial",
-            "display": f"Dialling {number}", "refer_to": refer_to,
-            "headers": {CONVERSATION_HEADER: op.conversation_id},
-        })  # fmt: skip
+        worker.send(Originate(
+            id=op.id, to=extension, from_user="click-to-dial", display=f"Dialling {number}",
+            refer_to=refer_to, headers={CONVERSATION_HEADER: op.conversation_id},
+        ))  # fmt: skip
         return op.doc()
 
     def conference(self, participants: list[str], on_behalf_of: str) -> dict[str, Any]:
@@ -176,26 +176,24 @@ class OriginationService:
             return None
         worker = self._pool.by_address(op.worker)
         if worker is not None:
-            worker.send({"cmd": "hangup", "id": op.id})
+            worker.send(Hangup(op.id))
         return op.doc()
 
-    def on_event(self, worker: MediaWorker, event: dict[str, Any]) -> None:
+    def on_event(self, worker: MediaWorker, event: LegEvent | TransferEvent) -> None:
         """Apply a worker's ``leg``/``transfer`` event to its operation."""
-        op = self._ops.get(str(event.get("id", "")).split("/")[0])
+        op = self._ops.get(event.id.split("/")[0])
         if op is None:
             return
-        leg = str(event.get("id", "")).partition("/")[2] or op.parties[0]
-        kind = event.get("ev")
-        if kind == "leg":
-            state = str(event.get("state"))
-            op.legs[leg] = state
-            if state == "ended" and not event.get("answered"):
+        leg = event.id.partition("/")[2] or op.parties[0]
+        if isinstance(event, LegEvent):
+            op.legs[leg] = event.state
+            if event.state == "ended" and not event.answered:
                 op.legs[leg] = "failed"
-                op.reason = op.reason or f"{leg}: {event.get('code')} {event.get('reason', '')}"
-        elif kind == "transfer" and event.get("final"):
-            ok = 200 <= int(event.get("code") or 0) < 300
+                op.reason = op.reason or f"{leg}: {event.code} {event.reason}"
+        elif event.final:
+            ok = 200 <= event.code < 300
             op.state = "connected" if ok else "failed"
-            op.reason = None if ok else f"transfer refused: {event.get('code')}"
+            op.reason = None if ok else f"transfer refused: {event.code}"
         self._summarise(op)
 
     def worker_lost(self, worker: MediaWorker) -> None:
@@ -225,11 +223,11 @@ class OriginationService:
 
     def _dial_into(self, worker: MediaWorker, op: Operation, number: str, presenting: str,
                    replaces: str = "") -> None:  # fmt: skip
-        worker.send({
-            "cmd": "conference", "id": f"{op.id}/{number}", "room": op.id, "to": number,
-            "from_user": presenting, "display": "Conference", "replaces": replaces,
-            "headers": {CONVERSATION_HEADER: op.conversation_id},
-        })  # fmt: skip
+        worker.send(Conference(
+            id=f"{op.id}/{number}", room=op.id, to=number, from_user=presenting,
+            display="Conference", replaces=replaces,
+            headers={CONVERSATION_HEADER: op.conversation_id},
+        ))  # fmt: skip
 
     def _new(self, kind: str, worker: MediaWorker, parties: list[str],
              conversation: str | None = None) -> Operation:  # fmt: skip

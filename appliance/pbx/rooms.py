@@ -28,10 +28,11 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from appliance.pbx.deciders import RouteQuery
 from appliance.pbx.dialplan import Decision
+from drivers.media.protocol import Command, RoomEvent, RoomLinkEvent, RoomLinkOpen, RoomUnlink
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class RoomWorker(Protocol):
     @property
     def free(self) -> int: ...
 
-    def send(self, command: dict[str, Any]) -> bool: ...
+    def send(self, command: Command) -> bool: ...
 
 
 @dataclass
@@ -119,13 +120,12 @@ class RoomService:
         self._reserved[call_id] = Reservation(name, worker.address, self._clock() + RESERVATION_S)
         return worker
 
-    def on_event(self, worker: RoomWorker, event: dict[str, Any]) -> None:
+    def on_event(self, worker: RoomWorker, event: RoomEvent | RoomLinkEvent) -> None:
         """A worker's ``room`` or ``room-link`` event."""
-        if event.get("ev") == "room":
-            self._counted(worker, str(event.get("room")), int(event.get("members", 0)),
-                          str(event.get("call_id") or ""))  # fmt: skip
-        elif event.get("ev") == "room-link":
-            self._link_opened(worker, str(event.get("link")), int(event.get("port", 0)))
+        if isinstance(event, RoomEvent):
+            self._counted(worker, event.room, event.members, event.call_id)
+        else:
+            self._link_opened(worker, event.link, event.port)
 
     def worker_lost(self, worker: RoomWorker) -> None:
         """A worker exited: take it out of its rooms and relink what is left."""
@@ -153,7 +153,7 @@ class RoomService:
     def _link(self, room: Room, hub: RoomWorker, spoke: RoomWorker) -> None:
         link = Link(f"{room.name}-{next(self._serial)}", room.name, hub, spoke)
         room.links[spoke.address] = self._links[link.name] = link
-        hub.send({"cmd": "room-link", "room": room.name, "link": link.name})
+        hub.send(RoomLinkOpen(room=room.name, link=link.name))
         log.info("room %s spans %d workers", room.name, len(room.workers),
                  extra={"link": link.name, "worker": spoke.address})  # fmt: skip
 
@@ -167,7 +167,7 @@ class RoomService:
             peer, other = link.hub, f"{link.spoke.host}:{port}"
         else:
             return
-        peer.send({"cmd": "room-link", "room": link.room, "link": name, "peer": other})
+        peer.send(RoomLinkOpen(room=link.room, link=name, peer=other))
 
     def _counted(self, worker: RoomWorker, name: str, members: int, call_id: str) -> None:
         self._reserved.pop(call_id, None)
@@ -203,7 +203,7 @@ class RoomService:
         room.links.pop(link.spoke.address, None)
         self._links.pop(link.name, None)
         for end in (link.hub, link.spoke):
-            end.send({"cmd": "room-unlink", "link": link.name})
+            end.send(RoomUnlink(link.name))
 
     def _expire(self) -> None:
         now = self._clock()

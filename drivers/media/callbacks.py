@@ -22,13 +22,22 @@ hears ``release`` first. Runs on the worker's main thread only.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 
 from drivers.media.hangup import hang_up
-from drivers.media.protocol import Prompt
+from drivers.media.protocol import (
+    Conference,
+    Emit,
+    Prompt,
+    QueueCallback,
+    QueueCancel,
+    QueueCommand,
+    QueueEvent,
+    QueueHangup,
+    QueueState,
+)
 
 if TYPE_CHECKING:
     from drivers.media.worker import Leg, Worker
@@ -37,12 +46,17 @@ if TYPE_CHECKING:
 AGENT_LEG = "callback-agent"
 CALLER_LEG = "callback-caller"
 RELEASE_LIMIT_S = 10.0
+# ringing, answered, ended: the states reported for an agent leg and a caller leg
+_STATES: dict[str, tuple[QueueState, QueueState, QueueState]] = {
+    AGENT_LEG: ("agent-ringing", "agent-answered", "agent-ended"),
+    CALLER_LEG: ("callback-ringing", "callback-answered", "callback-ended"),
+}
 
 
 class CallbackLegs:
     """Callbacks placed by one worker, by the original call's SIP Call-ID."""
 
-    def __init__(self, worker: Worker, emit: Callable[..., None]) -> None:
+    def __init__(self, worker: Worker, emit: Emit) -> None:
         self.worker = worker
         self.emit = emit
         self.agents: dict[str, Leg] = {}
@@ -52,38 +66,38 @@ class CallbackLegs:
         self.ring_s: dict[str, float] = {}
         self.bridged: set[str] = set()
 
-    def command(self, name: str, cmd: dict[str, Any]) -> None:
+    def command(self, cmd: QueueCommand) -> None:
         """``queue-callback`` places the agent leg; cancel and hang-up end this worker's
-        legs of that callback (commands for other calls are ignored)."""
-        key = str(cmd["id"])
-        if name == "queue-callback":
-            self._ring_agent(key, str(cmd["agent"]), str(cmd["caller"]), str(cmd["display"]))
-            if cmd.get("release") and key in self.agents:
-                self.releases[key] = Prompt(**dict(cmd["release"]))
-            if cmd.get("ring_s") and key in self.agents:
-                self.ring_s[key] = float(cmd["ring_s"])
-        elif name in ("queue-cancel", "queue-hangup"):
+        legs of that callback (other commands and commands for other calls are ignored)."""
+        key = cmd.id
+        if isinstance(cmd, QueueCallback):
+            self._ring_agent(key, cmd.agent, cmd.caller, cmd.display)
+            if cmd.release and key in self.agents:
+                self.releases[key] = cmd.release
+            if cmd.ring_s and key in self.agents:
+                self.ring_s[key] = cmd.ring_s
+        elif isinstance(cmd, (QueueCancel, QueueHangup)):
             hang_up(self.agents.get(key))
             hang_up(self.callers.get(key))
 
     def state(self, leg: Leg, state: int, code: int, reason: str) -> None:
         """Progress of an agent or caller leg of a callback."""
-        kind = "agent" if leg.service == AGENT_LEG else "callback"
         key = leg.arg
-        extra = {} if kind == "agent" else {"sip_call_id": _sip_call_id(leg)}
+        sip_call_id = "" if leg.service == AGENT_LEG else _sip_call_id(leg)
+        ringing, answered, _ = _STATES[leg.service]
         if state == pj.PJSIP_INV_STATE_EARLY:
-            self.emit(ev="queue", state=f"{kind}-ringing", id=key, agent=leg.tag, code=code,
-                      **extra)  # fmt: skip
+            self.emit(QueueEvent(key, ringing, agent=leg.tag or "", code=code,
+                                 sip_call_id=sip_call_id))  # fmt: skip
         elif state == pj.PJSIP_INV_STATE_CONFIRMED:
             leg.answered = True
-            if kind == "callback":
+            if leg.service == CALLER_LEG:
                 leg.deadline = None
-            self.emit(ev="queue", state=f"{kind}-answered", id=key, agent=leg.tag, **extra)
-            if kind == "agent":
+            self.emit(QueueEvent(key, answered, agent=leg.tag or "", sip_call_id=sip_call_id))
+            if leg.service == AGENT_LEG:
                 self._ring_caller(key, leg)
             self._bridge(key)
         elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
-            self._ended(key, leg, kind, code, reason, extra)
+            self._ended(key, leg, code, reason, sip_call_id)
 
     def media(self, leg: Leg) -> None:
         """Audio is up on a leg: bridge once both legs have it and the caller answered."""
@@ -103,50 +117,50 @@ class CallbackLegs:
 
     def _ring_agent(self, key: str, agent: str, caller: str, display: str) -> None:
         if key in self.agents:
-            self.emit(ev="queue", state="agent-ended", id=key, agent=agent, code=409,
-                      reason="already-ringing", answered=False)  # fmt: skip
+            self.emit(QueueEvent(state="agent-ended", id=key, agent=agent, code=409,
+                                 reason="already-ringing", answered=False))  # fmt: skip
             return
-        cmd = {"id": agent, "to": agent, "from_user": caller, "display": display, "room": key}
+        cmd = Conference(id=agent, to=agent, from_user=caller, display=display, room=key)
         placed = self.worker.originate(cmd, service=AGENT_LEG)
         if placed is None:
-            self.emit(ev="queue", state="agent-ended", id=key, agent=agent, code=503,
-                      reason="worker-full", answered=False)  # fmt: skip
+            self.emit(QueueEvent(state="agent-ended", id=key, agent=agent, code=503,
+                                 reason="worker-full", answered=False))  # fmt: skip
             return
         self.agents[key] = placed
         self.numbers[key] = (caller, display)
 
     def _ring_caller(self, key: str, agent: Leg) -> None:
         caller, display = self.numbers.get(key, ("", ""))
-        cmd = {"id": caller, "to": caller, "from_user": agent.tag, "display": display,
-               "room": key}  # fmt: skip
+        cmd = Conference(id=caller, to=caller, from_user=agent.tag or "", display=display,
+                         room=key)  # fmt: skip
         placed = self.worker.originate(cmd, service=CALLER_LEG) if caller else None
         if placed is None:
-            self.emit(ev="queue", state="callback-ended", id=key, agent=agent.tag, code=503,
-                      reason="not-placed", answered=False)  # fmt: skip
+            self.emit(QueueEvent(state="callback-ended", id=key, agent=agent.tag or "", code=503,
+                                 reason="not-placed", answered=False))  # fmt: skip
             hang_up(agent)
             return
         self.callers[key] = placed
         if key in self.ring_s:
             placed.deadline = time.monotonic() + self.ring_s[key]
 
-    def _ended(self, key: str, leg: Leg, kind: str, code: int, reason: str,
-               extra: dict[str, str]) -> None:  # fmt: skip
+    def _ended(self, key: str, leg: Leg, code: int, reason: str, sip_call_id: str) -> None:
         self.worker.forget(leg.call.getId(), leg)
-        mine, other = (self.agents, self.callers) if kind == "agent" else (self.callers,
-                                                                           self.agents)  # fmt: skip
+        agent_leg = leg.service == AGENT_LEG
+        mine, other = (self.agents, self.callers) if agent_leg else (self.callers, self.agents)
         if mine.get(key) is leg:
             del mine[key]
-        if kind == "agent":
+        if agent_leg:
             self.numbers.pop(key, None)
             self.ring_s.pop(key, None)
         release = self.releases.pop(key, None)
         if key in self.bridged:
             self.bridged.discard(key)
             self.worker.supervisors.call_ended(key)
-        self.emit(ev="queue", state=f"{kind}-ended", id=key, agent=leg.tag, code=code,
-                  reason=reason, answered=leg.answered, **extra)  # fmt: skip
+        self.emit(QueueEvent(key, _STATES[leg.service][2], agent=leg.tag or "", code=code,
+                             reason=reason, answered=leg.answered,
+                             sip_call_id=sip_call_id))  # fmt: skip
         agent = other.get(key)
-        if kind == "callback" and not leg.answered and release is not None:
+        if not agent_leg and not leg.answered and release is not None:
             self._release(agent, release)
         else:
             hang_up(agent)

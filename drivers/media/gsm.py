@@ -19,14 +19,28 @@ the target through Kamailio presenting the GSM caller's number; it reports ``rin
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 
 from drivers.media.link_port import PcmLinkPort
 from drivers.media.pcm import PcmLink, open_tty
+from drivers.media.protocol import (
+    Emit,
+    ErrorEvent,
+    Frames,
+    GsmAnswer,
+    GsmCommand,
+    GsmDtmf,
+    GsmEnd,
+    GsmIncoming,
+    GsmLegEvent,
+    GsmMove,
+    GsmProgress,
+    GsmStats,
+    GsmStatsEvent,
+)
 
 if TYPE_CHECKING:
     from drivers.media.worker import Call, Leg, Worker
@@ -61,7 +75,7 @@ def connect(port: ModemAudioPort, audio: pj.AudioMedia) -> None:
     audio.startTransmit(port)
 
 
-def counters(port: ModemAudioPort | None) -> dict[str, Any]:
+def counters(port: ModemAudioPort | None) -> Frames:
     """The link's frame counters plus its current depth (empty without a port)."""
     if port is None:
         return {}
@@ -71,7 +85,7 @@ def counters(port: ModemAudioPort | None) -> dict[str, Any]:
 class GsmLegs:
     """The worker's GSM legs, one per channel; every method runs on the worker's main thread."""
 
-    def __init__(self, worker: Worker, emit: Callable[..., None]) -> None:
+    def __init__(self, worker: Worker, emit: Emit) -> None:
         self.worker = worker
         self._emit = emit
         self.legs: dict[str, Leg] = {}
@@ -88,60 +102,61 @@ class GsmLegs:
             leg = worker.new_leg(call, "gsm", channel)
             self.legs[channel] = leg
             self._emit(
-                ev="gsm",
-                channel=channel,
-                state="invite",
-                number=number,
-                call_id=call.getInfo().callIdString,
+                GsmLegEvent(
+                    channel=channel,
+                    state="invite",
+                    number=number,
+                    call_id=call.getInfo().callIdString,
+                )
             )
             return
         call.answer(prm)
 
-    def command(self, name: str, cmd: dict[str, Any]) -> None:
+    def command(self, cmd: GsmCommand) -> None:
         """Apply one ``gsm-*`` command."""
-        if name == "gsm-stats":
-            self._emit(
-                ev="gsm-stats", channels={ch: counters(leg.port) for ch, leg in self.legs.items()}
-            )
+        if isinstance(cmd, GsmStats):
+            channels = {ch: counters(leg.port) for ch, leg in self.legs.items()}
+            self._emit(GsmStatsEvent(channels=channels))
             return
-        channel = str(cmd["channel"])
-        if name == "gsm-incoming":
+        channel = cmd.channel
+        if isinstance(cmd, GsmIncoming):
             self._place(channel, cmd)
             return
         leg = self.legs.get(channel)
         if leg is None:
-            self._emit(ev="error", id=channel, message=f"no GSM call on {channel}")
-        elif name == "gsm-progress" and not leg.outgoing:
+            self._emit(ErrorEvent(id=channel, message=f"no GSM call on {channel}"))
+        elif isinstance(cmd, GsmProgress) and not leg.outgoing:
             self._answer(leg, 180)
-        elif name == "gsm-answer":
-            leg.voice = (str(cmd["voice_port"]), int(cmd["rate"]))
+        elif isinstance(cmd, GsmAnswer):
+            leg.voice = (cmd.voice_port, cmd.rate)
             if leg.outgoing:
                 self.media(leg)
             else:
                 self._answer(leg, 200)
-        elif name == "gsm-end":
-            self._end(leg, int(cmd.get("code") or 503), str(cmd.get("reason") or "GSM failure"))
-        elif name == "gsm-dtmf":
-            leg.call.dialDtmf(str(cmd["digits"]))
-        elif name == "gsm-move" and not leg.answered:
+        elif isinstance(cmd, GsmEnd):
+            self._end(leg, cmd.code or 503, cmd.reason or "GSM failure")
+        elif isinstance(cmd, GsmDtmf):
+            leg.call.dialDtmf(cmd.digits)
+        elif isinstance(cmd, GsmMove) and not leg.answered:
             del self.legs[channel]
-            leg.arg = str(cmd["to"])
+            leg.arg = cmd.to
             self.legs[leg.arg] = leg
 
-    def _place(self, channel: str, cmd: dict[str, Any]) -> None:
+    def _place(self, channel: str, cmd: GsmIncoming) -> None:
         worker = self.worker
         if channel in self.legs or len(worker.legs) >= worker.config.max_calls:
             self._emit(
-                ev="gsm",
-                channel=channel,
-                state="ended",
-                code=486,
-                reason="worker-busy",
-                answered=False,
-                frames={},
+                GsmLegEvent(
+                    channel=channel,
+                    state="ended",
+                    code=486,
+                    reason="worker-busy",
+                    answered=False,
+                    frames={},
+                )
             )
             return
-        number = re.sub(r"[^0-9+*#]", "", str(cmd["from"])) or "anonymous"
+        number = re.sub(r"[^0-9+*#]", "", cmd.from_) or "anonymous"
         call = worker.make_call()
         prm = pj.CallOpParam(True)
         prm.txOption.localUri = f'"{number}" <sip:{number}@{worker.config.domain}>'
@@ -149,21 +164,22 @@ class GsmLegs:
         header.hName, header.hValue = GSM_HEADER, channel
         prm.txOption.headers.append(header)
         try:
-            call.makeCall(f"sip:{cmd['to']}@{worker.config.domain}", prm)
+            call.makeCall(f"sip:{cmd.to}@{worker.config.domain}", prm)
         except pj.Error as err:
             self._emit(
-                ev="gsm",
-                channel=channel,
-                state="ended",
-                code=500,
-                reason=err.reason,
-                answered=False,
-                frames={},
+                GsmLegEvent(
+                    channel=channel,
+                    state="ended",
+                    code=500,
+                    reason=err.reason,
+                    answered=False,
+                    frames={},
+                )
             )
             return
         leg = worker.new_leg(call, "gsm", channel)
         leg.outgoing = True
-        leg.voice = (str(cmd["voice_port"]), int(cmd["rate"]))
+        leg.voice = (cmd.voice_port, cmd.rate)
         self.legs[channel] = leg
 
     def _answer(self, leg: Leg, code: int) -> None:
@@ -181,21 +197,22 @@ class GsmLegs:
     def state(self, leg: Leg, state: int, code: int, reason: str) -> None:
         """A GSM leg's SIP call changed state."""
         if state == pj.PJSIP_INV_STATE_EARLY and leg.outgoing:
-            self._emit(ev="gsm", channel=leg.arg, state="ringing", code=code)
+            self._emit(GsmLegEvent(channel=leg.arg, state="ringing", code=code))
         elif state == pj.PJSIP_INV_STATE_CONFIRMED:
             leg.answered = True
-            self._emit(ev="gsm", channel=leg.arg, state="answered")
+            self._emit(GsmLegEvent(channel=leg.arg, state="answered"))
         elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
             frames = counters(leg.port)
             self.worker.forget(leg.call.getId(), leg)
             self._emit(
-                ev="gsm",
-                channel=leg.arg,
-                state="ended",
-                code=code,
-                reason=reason,
-                answered=leg.answered,
-                frames=frames,
+                GsmLegEvent(
+                    channel=leg.arg,
+                    state="ended",
+                    code=code,
+                    reason=reason,
+                    answered=leg.answered,
+                    frames=frames,
+                )
             )
 
     def media(self, leg: Leg) -> None:
@@ -208,20 +225,22 @@ class GsmLegs:
         except (OSError, pj.Error) as err:
             # The appliance ends the leg (gsm-end) once the CDR says why.
             leg.lost = True
-            self._emit(ev="gsm", channel=leg.arg, state="lost", reason=f"voice port {path}: {err}")
+            self._emit(
+                GsmLegEvent(channel=leg.arg, state="lost", reason=f"voice port {path}: {err}")
+            )
             return
         connect(leg.port, leg.audio)
 
     def digit(self, leg: Leg, digit: str) -> None:
         """The SIP side pressed a key: the modem sends it to the GSM far end."""
-        self._emit(ev="gsm", channel=leg.arg, state="dtmf", digits=digit)
+        self._emit(GsmLegEvent(channel=leg.arg, state="dtmf", digits=digit))
 
     def tick(self) -> None:
         """Report a voice tty that went away (the modem was unplugged) once."""
         for leg in self.legs.values():
             if leg.port is not None and leg.port.link.lost and not leg.lost:
                 leg.lost = True
-                self._emit(ev="gsm", channel=leg.arg, state="lost", reason="voice port gone")
+                self._emit(GsmLegEvent(channel=leg.arg, state="lost", reason="voice port gone"))
 
     def forget(self, leg: Leg) -> None:
         """Take the leg's port out of the bridge, then close its tty."""

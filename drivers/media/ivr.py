@@ -26,14 +26,23 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 
-from drivers.media.protocol import Prompt
+from drivers.media.protocol import (
+    Emit,
+    IvrCommand,
+    IvrEvent,
+    IvrHangup,
+    IvrPlay,
+    IvrRecord,
+    IvrRecordStop,
+    IvrStop,
+    IvrTransfer,
+)
 
 if TYPE_CHECKING:
     from drivers.media.worker import Leg, Worker
@@ -72,7 +81,7 @@ class Recording:
 class IvrLegs:
     """IVR calls of one worker, keyed by SIP Call-ID."""
 
-    def __init__(self, worker: Worker, emit: Callable[..., None]) -> None:
+    def __init__(self, worker: Worker, emit: Emit) -> None:
         self.worker = worker
         self.emit = emit
         self.legs: dict[str, Leg] = {}
@@ -87,44 +96,42 @@ class IvrLegs:
             return
         self.legs[key] = leg
         match = _USER.search(info.remoteUri)
-        self.emit(ev="ivr", state="start", id=key, flow=leg.arg, tag=leg.tag,
-                  caller=match.group(1) if match else "")  # fmt: skip
+        self.emit(IvrEvent(key, "start", flow=leg.arg, tag=leg.tag,
+                           caller=match.group(1) if match else ""))  # fmt: skip
 
     def digit(self, leg: Leg, digit: str) -> None:
         """A DTMF digit from the caller."""
         key = self._key(leg)
         if key is not None and not leg.refer_to:
-            self.emit(ev="ivr", state="digit", id=key, digit=digit)
+            self.emit(IvrEvent(key, "digit", digit=digit))
 
     def played(self, leg: Leg) -> None:
         """The prompt reached its end (a file's end or a tone's duration)."""
         key = self._key(leg)
         if key is not None:
             self.worker.stop_source(leg)
-            self.emit(ev="ivr", state="played", id=key)
+            self.emit(IvrEvent(key, "played"))
 
-    def command(self, name: str, cmd: dict[str, Any]) -> None:
+    def command(self, cmd: IvrCommand) -> None:
         """Execute one ``ivr-*`` command; commands for calls that ended are ignored."""
-        key = str(cmd["id"])
+        key = cmd.id
         leg = self.legs.get(key)
         if leg is None or leg.audio is None:
             return
-        if name == "ivr-play":
+        if isinstance(cmd, IvrPlay):
             self.worker.stop_source(leg)
-            self.worker.play(leg, Prompt(**dict(cmd["prompt"])), loop=False)
-        elif name == "ivr-stop":
+            self.worker.play(leg, cmd.prompt, loop=False)
+        elif isinstance(cmd, IvrStop):
             self.worker.stop_source(leg)
             leg.deadline = None
-        elif name == "ivr-record":
-            self._record(key, leg, str(cmd["path"]), float(cmd["max_s"]), float(cmd["silence_s"]))
-        elif name == "ivr-record-stop":
+        elif isinstance(cmd, IvrRecord):
+            self._record(key, leg, cmd.path, cmd.max_s, cmd.silence_s)
+        elif isinstance(cmd, IvrRecordStop):
             self._close(key, leg)
-        elif name == "ivr-transfer":
-            self._transfer(key, leg, str(cmd["to"]))
-        elif name == "ivr-hangup":
+        elif isinstance(cmd, IvrTransfer):
+            self._transfer(key, leg, cmd.to)
+        elif isinstance(cmd, IvrHangup):
             leg.call.hangup(pj.CallOpParam())
-        else:
-            raise ValueError(f"unknown IVR command {name}")
 
     def tick(self, now: float) -> None:
         """Close recordings that ran their length or fell silent after speech; report the
@@ -133,10 +140,10 @@ class IvrLegs:
             if _complete(done.path) or now >= done.deadline:
                 del self.closing[key]
                 seconds = max(0, _size(done.path) - WAV_HEADER) / BYTES_PER_S
-                self.emit(ev="ivr", state="recorded", id=key, path=str(done.path),
-                          seconds=round(seconds, 2))  # fmt: skip
+                self.emit(IvrEvent(key, "recorded", path=str(done.path),
+                                   seconds=round(seconds, 2)))  # fmt: skip
                 if done.ended:
-                    self.emit(ev="ivr", state="ended", id=key)
+                    self.emit(IvrEvent(key, "ended"))
         for key, rec in list(self.recordings.items()):
             leg = self.legs[key]
             if leg.audio is None:
@@ -158,7 +165,7 @@ class IvrLegs:
         if key in self.closing:
             self.closing[key].ended = True
         else:
-            self.emit(ev="ivr", state="ended", id=key)
+            self.emit(IvrEvent(key, "ended"))
 
     def shutdown(self) -> None:
         """Drop every pjsua2 reference (before libDestroy)."""

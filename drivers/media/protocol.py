@@ -5,6 +5,19 @@ each line prefixed with ``@ev `` so stray library output on stdout is never mist
 an event. ``WorkerConfig`` is the worker's whole configuration, written by the pool as a
 JSON file before the worker starts. Pure: no pjsua2, no I/O.
 
+Each command and each event is a frozen record below, named after its ``cmd``/``ev``
+(``Originate``, ``IvrPlay``, ``LegEvent``...); an event with a ``state`` is one record whose
+``state`` is a ``Literal``. ``pack_command``/``parse_command`` and
+``pack_event``/``parse_event`` are the only way onto and off the wire: parsing checks the
+``cmd``/``ev`` name, that every required field is there and that every field has its type
+(keys it does not know are ignored, so an older or newer peer's line still parses), and
+raises ``ProtocolError`` (with a stable ``error_id``) otherwise. Packing leaves out fields
+that are None. Errors::
+
+    ValueError
+    └── ProtocolError        error_id: media-line-not-json | media-unknown-record |
+                             media-field-missing | media-field-type
+
 Commands (``cmd``)::
 
     originate   id, to, from_user, display, refer_to, headers, ivr
@@ -64,15 +77,32 @@ listens).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any
+import types
+from collections.abc import Callable
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from typing import (
+    Any,
+    ClassVar,
+    Literal,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 EVENT_PREFIX = "@ev "
 MAX_CALLS = 4
+R = TypeVar("R")
+_HINTS: dict[type[object], dict[str, Any]] = {}
 
 
 class ProtocolError(ValueError):
-    """A line on the control link is not a JSON object."""
+    """A line on the control link is no valid command or event; ``error_id`` says why."""
+
+    def __init__(self, error_id: str, message: str) -> None:
+        super().__init__(message)
+        self.error_id = error_id
 
 
 @dataclass(frozen=True)
@@ -124,33 +154,603 @@ class WorkerConfig:
         return cls(**doc)
 
 
-def encode_event(event: dict[str, Any]) -> str:
+# -- commands (appliance -> worker) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Originate:
+    """Ring ``to``; answered, REFER it to ``refer_to`` or drive it as IVR flow ``ivr``."""
+
+    TYPE: ClassVar[str] = "originate"
+    id: str
+    to: str
+    from_user: str = ""
+    display: str = ""
+    refer_to: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    ivr: str = ""
+
+
+@dataclass(frozen=True)
+class Conference:
+    """Dial ``to`` into ``room``; with ``replaces`` take over that dialog at the callee."""
+
+    TYPE: ClassVar[str] = "conference"
+    id: str
+    room: str
+    to: str
+    from_user: str = ""
+    display: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    replaces: str = ""
+
+
+@dataclass(frozen=True)
+class Hangup:
+    """End every leg started for ``id``."""
+
+    TYPE: ClassVar[str] = "hangup"
+    id: str
+
+
+@dataclass(frozen=True)
+class GsmProgress:
+    """The modem's call is alerting: 180."""
+
+    TYPE: ClassVar[str] = "gsm-progress"
+    channel: str
+
+
+@dataclass(frozen=True)
+class GsmAnswer:
+    """The modem's call is up: open the voice tty, bridge it, 200 OK."""
+
+    TYPE: ClassVar[str] = "gsm-answer"
+    channel: str
+    voice_port: str
+    rate: int
+
+
+@dataclass(frozen=True)
+class GsmEnd:
+    """Final answer (unanswered) or hang up."""
+
+    TYPE: ClassVar[str] = "gsm-end"
+    channel: str
+    code: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class GsmMove:
+    """The unanswered call now dials on channel ``to``."""
+
+    TYPE: ClassVar[str] = "gsm-move"
+    channel: str
+    to: str
+
+
+@dataclass(frozen=True)
+class GsmIncoming:
+    """A call arrived on the modem: ring ``to`` through Kamailio presenting ``from_``."""
+
+    TYPE: ClassVar[str] = "gsm-incoming"
+    channel: str
+    from_: str = field(metadata={"wire": "from"})
+    to: str
+    voice_port: str
+    rate: int
+
+
+@dataclass(frozen=True)
+class GsmDtmf:
+    """The GSM far end pressed keys (RFC 4733 towards the SIP side)."""
+
+    TYPE: ClassVar[str] = "gsm-dtmf"
+    channel: str
+    digits: str
+
+
+@dataclass(frozen=True)
+class GsmStats:
+    """Report every GSM link's frame counters."""
+
+    TYPE: ClassVar[str] = "gsm-stats"
+
+
+@dataclass(frozen=True)
+class RoomLinkOpen:
+    """Open this worker's end of link ``link`` of meet-me ``room``; with ``peer`` join it."""
+
+    TYPE: ClassVar[str] = "room-link"
+    room: str
+    link: str
+    peer: str | None = None
+
+
+@dataclass(frozen=True)
+class RoomUnlink:
+    """Take the link out of the room and close it."""
+
+    TYPE: ClassVar[str] = "room-unlink"
+    link: str
+
+
+@dataclass(frozen=True)
+class IvrPlay:
+    """Play ``prompt`` to the IVR call ``id`` (its SIP Call-ID)."""
+
+    TYPE: ClassVar[str] = "ivr-play"
+    id: str
+    prompt: Prompt
+
+
+@dataclass(frozen=True)
+class IvrStop:
+    """Stop what plays to the IVR call."""
+
+    TYPE: ClassVar[str] = "ivr-stop"
+    id: str
+
+
+@dataclass(frozen=True)
+class IvrRecord:
+    """Record the caller into ``path`` for up to ``max_s``, ending at ``silence_s`` of quiet."""
+
+    TYPE: ClassVar[str] = "ivr-record"
+    id: str
+    path: str
+    max_s: float
+    silence_s: float
+
+
+@dataclass(frozen=True)
+class IvrRecordStop:
+    """End the IVR call's recording."""
+
+    TYPE: ClassVar[str] = "ivr-record-stop"
+    id: str
+
+
+@dataclass(frozen=True)
+class IvrTransfer:
+    """Transfer the IVR call to ``to``."""
+
+    TYPE: ClassVar[str] = "ivr-transfer"
+    id: str
+    to: str
+
+
+@dataclass(frozen=True)
+class IvrHangup:
+    """Hang up the IVR call."""
+
+    TYPE: ClassVar[str] = "ivr-hangup"
+    id: str
+
+
+@dataclass(frozen=True)
+class QueueHold:
+    """The queued caller ``id`` hears ``prompt`` (music on hold)."""
+
+    TYPE: ClassVar[str] = "queue-hold"
+    id: str
+    prompt: Prompt
+
+
+@dataclass(frozen=True)
+class QueueAnnounce:
+    """Play ``prompt`` once to the waiting caller, then the music again."""
+
+    TYPE: ClassVar[str] = "queue-announce"
+    id: str
+    prompt: Prompt
+
+
+@dataclass(frozen=True)
+class QueueOffer:
+    """Ring ``agent`` for the queued caller, presenting ``display``."""
+
+    TYPE: ClassVar[str] = "queue-offer"
+    id: str
+    agent: str
+    display: str = ""
+
+
+@dataclass(frozen=True)
+class QueueAnswer:
+    """The agent answered on the desk: bridge the caller to the agent's leg."""
+
+    TYPE: ClassVar[str] = "queue-answer"
+    id: str
+    agent: str
+
+
+@dataclass(frozen=True)
+class QueueCancel:
+    """Stop ringing ``agent`` (every agent when None) for the caller."""
+
+    TYPE: ClassVar[str] = "queue-cancel"
+    id: str
+    agent: str | None = None
+
+
+@dataclass(frozen=True)
+class QueueTransfer:
+    """Send the queued caller to ``to``."""
+
+    TYPE: ClassVar[str] = "queue-transfer"
+    id: str
+    to: str
+
+
+@dataclass(frozen=True)
+class QueueHangup:
+    """Hang up the queued caller and the agent rung for it."""
+
+    TYPE: ClassVar[str] = "queue-hangup"
+    id: str
+
+
+@dataclass(frozen=True)
+class QueueCallback:
+    """Ring ``agent``, then call ``caller`` back; ``release`` plays to the agent when the
+    caller does not answer within ``ring_s``."""
+
+    TYPE: ClassVar[str] = "queue-callback"
+    id: str
+    agent: str
+    caller: str
+    display: str
+    release: Prompt | None = None
+    ring_s: float | None = None
+
+
+@dataclass(frozen=True)
+class SuperviseCall:
+    """Ring ``to`` as a supervisor (or third party) of ``agent``'s queue call."""
+
+    TYPE: ClassVar[str] = "supervise-call"
+    id: str
+    agent: str
+    to: str
+    display: str = ""
+
+
+@dataclass(frozen=True)
+class SuperviseJoin:
+    """Join the answered supervisor's leg in ``mode``, announced by ``beep``."""
+
+    TYPE: ClassVar[str] = "supervise-join"
+    id: str
+    mode: str
+    beep: str = "none"
+
+
+@dataclass(frozen=True)
+class SuperviseMode:
+    """Switch the supervisor to ``mode`` (monitor, whisper, barge)."""
+
+    TYPE: ClassVar[str] = "supervise-mode"
+    id: str
+    mode: str
+
+
+@dataclass(frozen=True)
+class SuperviseHangup:
+    """Hang up the supervisor's leg."""
+
+    TYPE: ClassVar[str] = "supervise-hangup"
+    id: str
+
+
+@dataclass(frozen=True)
+class Quit:
+    """Hang up everything and exit."""
+
+    TYPE: ClassVar[str] = "quit"
+
+
+GsmCommand = GsmProgress | GsmAnswer | GsmEnd | GsmMove | GsmIncoming | GsmDtmf | GsmStats
+IvrCommand = IvrPlay | IvrStop | IvrRecord | IvrRecordStop | IvrTransfer | IvrHangup
+QueueCommand = (
+    QueueHold | QueueAnnounce | QueueOffer | QueueAnswer | QueueCancel | QueueTransfer
+    | QueueHangup | QueueCallback
+)  # fmt: skip
+SuperviseCommand = SuperviseCall | SuperviseJoin | SuperviseMode | SuperviseHangup
+RoomCommand = RoomLinkOpen | RoomUnlink
+Command = (
+    Originate | Conference | Hangup | GsmCommand | RoomCommand | IvrCommand | QueueCommand
+    | SuperviseCommand | Quit
+)  # fmt: skip
+
+# -- events (worker -> appliance) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The worker listens on ``port``."""
+
+    TYPE: ClassVar[str] = "ready"
+    port: int
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Load:
+    """The worker holds ``calls`` of ``capacity``."""
+
+    TYPE: ClassVar[str] = "load"
+    calls: int
+    capacity: int
+
+
+@dataclass(frozen=True)
+class LegEvent:
+    """Progress of a call the appliance placed (``originate``/``conference``)."""
+
+    TYPE: ClassVar[str] = "leg"
+    id: str
+    state: Literal["ringing", "answered", "ended"]
+    code: int = 0
+    reason: str = ""
+    answered: bool = False
+
+
+@dataclass(frozen=True)
+class TransferEvent:
+    """Progress of a click-to-dial REFER."""
+
+    TYPE: ClassVar[str] = "transfer"
+    id: str
+    code: int
+    final: bool
+
+
+IvrState = Literal["start", "digit", "played", "recorded", "ended"]
+
+
+@dataclass(frozen=True)
+class IvrEvent:
+    """An IVR call (see drivers.media.ivr): started, a digit, a prompt played, recorded."""
+
+    TYPE: ClassVar[str] = "ivr"
+    id: str
+    state: IvrState
+    flow: str = ""
+    caller: str = ""
+    tag: str | None = None
+    digit: str = ""
+    path: str = ""
+    seconds: float = 0.0
+
+
+QueueState = Literal[
+    "start", "digit", "ended", "agent-ringing", "agent-answered", "agent-ended",
+    "callback-ringing", "callback-answered", "callback-ended",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class QueueEvent:
+    """A queued caller, the agent rung for it, or a callback's legs (drivers.media.queues,
+    drivers.media.callbacks); ``answered`` is None where the state does not tell."""
+
+    TYPE: ClassVar[str] = "queue"
+    id: str
+    state: QueueState
+    queue: str = ""
+    caller: str = ""
+    agent: str = ""
+    code: int = 0
+    reason: str = ""
+    answered: bool | None = None
+    digit: str = ""
+    sip_call_id: str = ""
+
+
+@dataclass(frozen=True)
+class SuperviseEvent:
+    """A supervisor's leg (drivers.media.supervise): started, a digit, ended."""
+
+    TYPE: ClassVar[str] = "supervise"
+    id: str
+    state: Literal["start", "digit", "ended"]
+    call_id: str = ""
+    agent: str = ""
+    supervisor: str = ""
+    call: str = ""
+    digit: str = ""
+    code: int = 0
+    reason: str = ""
+    answered: bool = False
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """A command failed; ``id`` names what it was about when known."""
+
+    TYPE: ClassVar[str] = "error"
+    message: str
+    id: str | None = None
+    error_id: str = ""
+
+
+Frames = dict[str, int | bool]
+
+
+@dataclass(frozen=True)
+class GsmLegEvent:
+    """A GSM leg on ``channel``: invite, ringing, answered, dtmf, lost, ended."""
+
+    TYPE: ClassVar[str] = "gsm"
+    channel: str
+    state: Literal["invite", "ringing", "answered", "dtmf", "lost", "ended"]
+    number: str = ""
+    call_id: str = ""
+    code: int = 0
+    reason: str = ""
+    answered: bool = False
+    digits: str = ""
+    frames: Frames = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GsmStatsEvent:
+    """Every GSM link's frame counters, by channel."""
+
+    TYPE: ClassVar[str] = "gsm-stats"
+    channels: dict[str, Frames]
+
+
+@dataclass(frozen=True)
+class RoomEvent:
+    """A meet-me room holds ``members`` calls here; ``call_id`` joined (empty: one left)."""
+
+    TYPE: ClassVar[str] = "room"
+    room: str
+    members: int
+    call_id: str = ""
+
+
+@dataclass(frozen=True)
+class RoomLinkEvent:
+    """This worker's end of ``link`` listens on ``port``."""
+
+    TYPE: ClassVar[str] = "room-link"
+    link: str
+    room: str
+    port: int
+
+
+Event = (
+    Ready | Load | LegEvent | TransferEvent | IvrEvent | QueueEvent | SuperviseEvent
+    | ErrorEvent | GsmLegEvent | GsmStatsEvent | RoomEvent | RoomLinkEvent
+)  # fmt: skip
+
+Emit = Callable[[Event], None]
+
+COMMANDS: dict[str, type[Command]] = {c.TYPE: c for c in get_args(Command)}
+EVENTS: dict[str, type[Event]] = {e.TYPE: e for e in get_args(Event)}
+
+
+# -- the wire --------------------------------------------------------------------------
+
+
+def pack_command(command: Command) -> bytes:
+    """One command line (with its newline)."""
+    return (
+        json.dumps({"cmd": command.TYPE, **_fields(command)}, separators=(",", ":")) + "\n"
+    ).encode()
+
+
+def parse_command(line: str) -> Command:
+    """The command on ``line``, or ProtocolError."""
+    doc = _object(line)
+    return _record(COMMANDS, doc.get("cmd"), doc, "command")
+
+
+def pack_event(event: Event) -> str:
     """One event line (with its newline)."""
-    return EVENT_PREFIX + json.dumps(event, separators=(",", ":")) + "\n"
+    return (
+        EVENT_PREFIX
+        + json.dumps({"ev": event.TYPE, **_fields(event)}, separators=(",", ":"))
+        + "\n"
+    )
 
 
-def decode_event(line: str) -> dict[str, Any] | None:
-    """The event on ``line``, or None when the line is not an event."""
+def parse_event(line: str) -> Event | None:
+    """The event on ``line``, None when the line is not an event, or ProtocolError."""
     if not line.startswith(EVENT_PREFIX):
         return None
-    return _object(line[len(EVENT_PREFIX) :])
+    doc = _object(line[len(EVENT_PREFIX) :])
+    return _record(EVENTS, doc.get("ev"), doc, "event")
 
 
-def encode_command(command: dict[str, Any]) -> bytes:
-    """One command line (with its newline)."""
-    return (json.dumps(command, separators=(",", ":")) + "\n").encode()
-
-
-def decode_command(line: str) -> dict[str, Any]:
-    """The command on ``line`` or ProtocolError."""
-    return _object(line)
+def _fields(record: object) -> dict[str, object]:
+    doc: dict[str, object] = {}
+    for f in fields(record):  # type: ignore[arg-type]
+        value = getattr(record, f.name)
+        if value is not None:
+            wire = f.metadata.get("wire", f.name)
+            doc[wire] = asdict(value) if isinstance(value, Prompt) else value
+    return doc
 
 
 def _object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ProtocolError(f"not JSON: {err}") from None
+        raise ProtocolError("media-line-not-json", f"not JSON: {err}") from None
     if not isinstance(value, dict):
-        raise ProtocolError("not a JSON object")
+        raise ProtocolError("media-line-not-json", "not a JSON object")
     return value
+
+
+def _record(known: dict[str, type[R]], name: object, doc: dict[str, Any], kind: str) -> R:
+    cls = known.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ProtocolError("media-unknown-record", f"unknown {kind} {name!r}")
+    return _build(cls, doc, str(name))
+
+
+def _build(cls: type[R], doc: dict[str, Any], where: str) -> R:
+    hints = _hints(cls)
+    values: dict[str, object] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        wire = f.metadata.get("wire", f.name)
+        if wire in doc:
+            values[f.name] = _typed(doc[wire], hints[f.name], f"{where}.{wire}")
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise ProtocolError("media-field-missing", f"{where}: {wire} is missing")
+    return cls(**values)
+
+
+def _hints(cls: type[object]) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = get_type_hints(cls)
+    return hints
+
+
+def _typed(value: object, hint: Any, where: str) -> object:
+    """``value`` as ``hint`` (a float may arrive as an int), or ProtocolError."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return _union(value, get_args(hint), where)
+    if origin is Literal:
+        if value in get_args(hint):
+            return value
+        raise ProtocolError("media-field-type", f"{where}: {value!r} is none of {get_args(hint)}")
+    if origin is dict:
+        return _mapping(value, get_args(hint)[1], where)
+    if is_dataclass(hint) and isinstance(value, dict):
+        return _build(hint, value, where)  # type: ignore[arg-type]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if (
+        isinstance(hint, type)
+        and isinstance(value, hint)
+        and (hint is bool or not isinstance(value, bool))
+    ):
+        return value
+    raise ProtocolError(
+        "media-field-type", f"{where}: {value!r} is not {getattr(hint, '__name__', hint)}"
+    )
+
+
+def _union(value: object, options: tuple[Any, ...], where: str) -> object:
+    if value is None and type(None) in options:
+        return None
+    for option in (o for o in options if o is not type(None)):
+        try:
+            return _typed(value, option, where)
+        except ProtocolError:
+            continue
+    raise ProtocolError("media-field-type", f"{where}: {value!r} is none of {options}")
+
+
+def _mapping(value: object, hint: Any, where: str) -> dict[str, object]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ProtocolError("media-field-type", f"{where}: {value!r} is no JSON object")
+    return {k: _typed(v, hint, f"{where}.{k}") for k, v in value.items()}

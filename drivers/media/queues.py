@@ -30,13 +30,25 @@ as a whole: either side hanging up ends the other, and a supervisor's leg on it
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 
 from drivers.media.hangup import hang_up
-from drivers.media.protocol import Prompt
+from drivers.media.protocol import (
+    Conference,
+    Emit,
+    Prompt,
+    QueueAnnounce,
+    QueueAnswer,
+    QueueCancel,
+    QueueCommand,
+    QueueEvent,
+    QueueHangup,
+    QueueHold,
+    QueueOffer,
+    QueueTransfer,
+)
 
 if TYPE_CHECKING:
     from drivers.media.worker import Leg, Worker
@@ -53,7 +65,7 @@ AUTO_ANSWER = {"Call-Info": "<sip:{domain}>;answer-after=0",
 class QueueLegs:
     """Queued callers of one worker (by SIP Call-ID) and the agent legs rung for them."""
 
-    def __init__(self, worker: Worker, emit: Callable[..., None]) -> None:
+    def __init__(self, worker: Worker, emit: Emit) -> None:
         self.worker = worker
         self.emit = emit
         self.callers: dict[str, Leg] = {}
@@ -77,44 +89,42 @@ class QueueLegs:
         self.callers[key] = leg
         match = _USER.search(info.remoteUri)
         self.caller_numbers[key] = match.group(1) if match else ""
-        self.emit(ev="queue", state="start", id=key, queue=leg.arg,
-                  caller=self.caller_numbers[key])  # fmt: skip
+        self.emit(QueueEvent(key, "start", queue=leg.arg, caller=self.caller_numbers[key]))
 
-    def command(self, name: str, cmd: dict[str, Any]) -> None:
-        """Execute one ``queue-*`` command; commands for calls that ended are ignored."""
-        key = str(cmd["id"])
+    def command(self, cmd: QueueCommand) -> None:
+        """Execute one ``queue-*`` command (a callback's is for ``CallbackLegs``); commands
+        for calls that ended are ignored."""
+        key = cmd.id
         leg = self.callers.get(key)
         if leg is None:
             return
-        if name == "queue-hold":
-            self.hold[key] = Prompt(**dict(cmd["prompt"]))
+        if isinstance(cmd, QueueHold):
+            self.hold[key] = cmd.prompt
             self._music(key, leg)
-        elif name == "queue-announce" and key not in self.bridged and leg.audio is not None:
+        elif isinstance(cmd, QueueAnnounce) and key not in self.bridged and leg.audio is not None:
             self.worker.stop_source(leg)
-            self.worker.play(leg, Prompt(**dict(cmd["prompt"])), loop=False)
-        elif name == "queue-offer":
-            self._offer(key, str(cmd["agent"]), str(cmd.get("display", "")))
-        elif name == "queue-answer":
-            self._answer_on_desk(key, str(cmd["agent"]))
-        elif name == "queue-cancel":
-            self._cancel(key, str(cmd["agent"]) if "agent" in cmd else None)
-        elif name == "queue-transfer":
+            self.worker.play(leg, cmd.prompt, loop=False)
+        elif isinstance(cmd, QueueOffer):
+            self._offer(key, cmd.agent, cmd.display)
+        elif isinstance(cmd, QueueAnswer):
+            self._answer_on_desk(key, cmd.agent)
+        elif isinstance(cmd, QueueCancel):
+            self._cancel(key, cmd.agent)
+        elif isinstance(cmd, QueueTransfer):
             self.bridged.add(key)
             self.worker.stop_source(leg)
-            leg.refer_to = f"sip:{cmd['to']}@{self.worker.config.domain}"
+            leg.refer_to = f"sip:{cmd.to}@{self.worker.config.domain}"
             leg.call.xfer(leg.refer_to, pj.CallOpParam(True))
-        elif name == "queue-hangup":
+        elif isinstance(cmd, QueueHangup):
             self._cancel(key, None)
             hang_up(self.agents.get(key))
             hang_up(leg)
-        else:
-            raise ValueError(f"unknown queue command {name}")
 
     def digit(self, leg: Leg, digit: str) -> None:
         """A DTMF digit from a queued caller (pressing 1 asks for a callback)."""
         key = next((k for k, v in self.callers.items() if v is leg), None)
         if key is not None:
-            self.emit(ev="queue", state="digit", id=key, digit=digit)
+            self.emit(QueueEvent(state="digit", id=key, digit=digit))
 
     def played(self, leg: Leg) -> None:
         """An announcement (or a round of the music) ended: the music goes on."""
@@ -126,7 +136,7 @@ class QueueLegs:
         """Progress of an agent leg (tagged with its caller's Call-ID)."""
         key = leg.arg
         if state == pj.PJSIP_INV_STATE_EARLY:
-            self.emit(ev="queue", state="agent-ringing", id=key, agent=leg.tag, code=code)
+            self.emit(QueueEvent(state="agent-ringing", id=key, agent=leg.tag or "", code=code))
         elif state == pj.PJSIP_INV_STATE_CONFIRMED:
             self._answered(key, leg)
         elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
@@ -137,8 +147,8 @@ class QueueLegs:
             if self.agents.get(key) is leg:
                 del self.agents[key]
             self._unrung(key, leg)
-            self.emit(ev="queue", state="agent-ended", id=key, agent=leg.tag, code=code,
-                      reason=reason, answered=leg.answered)  # fmt: skip
+            self.emit(QueueEvent(state="agent-ended", id=key, agent=leg.tag or "", code=code,
+                                 reason=reason, answered=leg.answered))  # fmt: skip
             if leg.answered:
                 hang_up(self.callers.get(key))
 
@@ -155,7 +165,7 @@ class QueueLegs:
         self._cancel(key, None)
         hang_up(self.agents.get(key))
         self.worker.supervisors.call_ended(key)
-        self.emit(ev="queue", state="ended", id=key)
+        self.emit(QueueEvent(state="ended", id=key))
 
     def shutdown(self) -> None:
         """Drop every pjsua2 reference (before libDestroy)."""
@@ -166,20 +176,20 @@ class QueueLegs:
 
     def _offer(self, key: str, agent: str, display: str) -> None:
         if key in self.agents or agent in self.offers.get(key, {}):
-            self.emit(ev="queue", state="agent-ended", id=key, agent=agent, code=409,
-                      reason="already-ringing", answered=False)  # fmt: skip
+            self.emit(QueueEvent(state="agent-ended", id=key, agent=agent, code=409,
+                                 reason="already-ringing", answered=False))  # fmt: skip
             return
         self.displays[key] = display
         placed = self._ring(key, agent, {})
         if placed is not None:
             self.offers.setdefault(key, {})[agent] = placed
         else:
-            self.emit(ev="queue", state="agent-ended", id=key, agent=agent, code=503,
-                      reason="worker-full", answered=False)  # fmt: skip
+            self.emit(QueueEvent(state="agent-ended", id=key, agent=agent, code=503,
+                                 reason="worker-full", answered=False))  # fmt: skip
 
     def _ring(self, key: str, agent: str, headers: dict[str, str]) -> Leg | None:
-        cmd = {"id": agent, "to": agent, "from_user": self.caller_numbers.get(key, ""),
-               "display": self.displays.get(key, ""), "room": key, "headers": headers}  # fmt: skip
+        cmd = Conference(id=agent, to=agent, from_user=self.caller_numbers.get(key, ""),
+                         display=self.displays.get(key, ""), room=key, headers=headers)  # fmt: skip
         return self.worker.originate(cmd, service=AGENT)
 
     def _answer_on_desk(self, key: str, agent: str) -> None:
@@ -206,7 +216,7 @@ class QueueLegs:
             return
         leg.answered = True
         self.agents[key] = leg
-        self.emit(ev="queue", state="agent-answered", id=key, agent=leg.tag)
+        self.emit(QueueEvent(state="agent-answered", id=key, agent=leg.tag or ""))
         self._bridge(leg)
         self._cancel(key, None)
 

@@ -26,12 +26,12 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import pjsua2 as pj
 
 from drivers.media.link_port import PcmLinkPort
 from drivers.media.pcm import PcmLink
+from drivers.media.protocol import Emit, ErrorEvent, RoomCommand, RoomLinkEvent, RoomUnlink
 
 log = logging.getLogger("callmesh.media")
 
@@ -63,7 +63,7 @@ class RoomLinks:
         jitter_frames: int,
         join: Callable[[str, RoomLink], None],
         leave: Callable[[str, RoomLink], None],
-        emit: Callable[..., None],
+        emit: Emit,
     ) -> None:
         self.links: dict[str, RoomLink] = {}
         self._host = host
@@ -72,14 +72,14 @@ class RoomLinks:
         self._leave = leave
         self._emit = emit
 
-    def command(self, verb: str, cmd: dict[str, Any]) -> None:
+    def command(self, cmd: RoomCommand) -> None:
         """``room-link`` (room, link, peer?) or ``room-unlink`` (link)."""
-        name = str(cmd["link"])
-        if verb == "room-unlink":
+        name = cmd.link
+        if isinstance(cmd, RoomUnlink):
             self.unlink(name)
             return
         try:
-            self._link(name, str(cmd["room"]), str(cmd.get("peer") or ""))
+            self._link(name, cmd.room, cmd.peer or "")
         except OSError as err:
             self._failed(name, str(err))
         except pj.Error as err:
@@ -87,7 +87,7 @@ class RoomLinks:
 
     def _failed(self, name: str, reason: str) -> None:
         self.unlink(name)
-        self._emit(ev="error", id=name, message=f"room link {name}: {reason}")
+        self._emit(ErrorEvent(id=name, message=f"room link {name}: {reason}"))
 
     def _link(self, name: str, room: str, peer: str) -> None:
         link = self.links.get(name) or self._open(name, room)
@@ -123,7 +123,7 @@ class RoomLinks:
             raise
         sock.setblocking(False)
         link = self.links[name] = RoomLink(name, room, sock)
-        self._emit(ev="room-link", link=name, room=room, port=sock.getsockname()[1])
+        self._emit(RoomLinkEvent(link=name, room=room, port=sock.getsockname()[1]))
         return link
 
 

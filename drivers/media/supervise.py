@@ -31,19 +31,29 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import pjsua2 as pj
 
-if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+from drivers.media.protocol import (
+    Conference,
+    SuperviseCall,
+    SuperviseCommand,
+    SuperviseEvent,
+    SuperviseHangup,
+    SuperviseJoin,
+    SuperviseMode,
+)
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from drivers.media.protocol import Emit
     from drivers.media.worker import Leg, Worker
 
 log = logging.getLogger("callmesh.media")
 
 SUPERVISOR = "supervise"
-COMMANDS = ("supervise-call", "supervise-join", "supervise-mode", "supervise-hangup")
 BEEP_HZ = 1400
 BEEP_MS = 400
 Party = Literal["caller", "agent", "supervisor"]
@@ -106,7 +116,7 @@ class SupervisorLegs:
     """Supervisor legs of one worker by ``id``; runs on the worker's main thread only."""
 
     def __init__(self, worker: Worker, bridges: Sequence[Bridges],
-                 emit: Callable[..., None]) -> None:  # fmt: skip
+                 emit: Emit) -> None:  # fmt: skip
         self.worker = worker
         self.bridges = bridges
         self.emit = emit
@@ -132,27 +142,25 @@ class SupervisorLegs:
         if session is None:
             return
         match = _USER.search(info.remoteUri)
-        self.emit(ev="supervise", state="start", id=session.key, call_id=info.callIdString,
-                  agent=session.agent, supervisor=match.group(1) if match else "",
-                  call=session.call)  # fmt: skip
+        self.emit(SuperviseEvent(state="start", id=session.key, call_id=info.callIdString,
+                                 agent=session.agent, supervisor=match.group(1) if match else "",
+                                 call=session.call))  # fmt: skip
 
-    def command(self, name: str, cmd: dict[str, Any]) -> None:
+    def command(self, cmd: SuperviseCommand) -> None:
         """Execute one ``supervise-*`` command; commands for ended legs are ignored."""
-        if name not in COMMANDS:
-            raise ValueError(f"unknown supervise command {name}")
-        key = str(cmd["id"])
-        if name == "supervise-call":
-            self._call(key, str(cmd["agent"]), str(cmd["to"]), str(cmd.get("display", "")))
+        key = cmd.id
+        if isinstance(cmd, SuperviseCall):
+            self._call(key, cmd.agent, cmd.to, cmd.display)
             return
         session = self.sessions.get(key)
         if session is None:
             return
-        if name == "supervise-join":
-            self._rewire(session, str(cmd["mode"]))
-            self._beep(session, str(cmd.get("beep", "none")))
-        elif name == "supervise-mode" and session.mode:
-            self._rewire(session, str(cmd["mode"]))
-        elif name == "supervise-hangup":
+        if isinstance(cmd, SuperviseJoin):
+            self._rewire(session, cmd.mode)
+            self._beep(session, cmd.beep)
+        elif isinstance(cmd, SuperviseMode) and session.mode:
+            self._rewire(session, cmd.mode)
+        elif isinstance(cmd, SuperviseHangup):
             session.leg.call.hangup(pj.CallOpParam())
 
     def state(self, leg: Leg, state: int, code: int, reason: str) -> None:
@@ -166,14 +174,14 @@ class SupervisorLegs:
                 return
             del self.sessions[session.key]
             self._stop_beep(session)
-            self.emit(ev="supervise", state="ended", id=session.key, code=code, reason=reason,
-                      answered=leg.answered)  # fmt: skip
+            self.emit(SuperviseEvent(state="ended", id=session.key, code=code, reason=reason,
+                                     answered=leg.answered))  # fmt: skip
 
     def digit(self, leg: Leg, digit: str) -> None:
         """A key the supervisor pressed: the appliance decides what it means."""
         session = self._session(leg)
         if session is not None:
-            self.emit(ev="supervise", state="digit", id=session.key, digit=digit)
+            self.emit(SuperviseEvent(state="digit", id=session.key, digit=digit))
 
     def call_ended(self, call: str) -> None:
         """The bridged call ``call`` ended: its supervisor's leg ends too."""
@@ -207,14 +215,14 @@ class SupervisorLegs:
     def _call(self, key: str, agent: str, to: str, display: str) -> None:
         call = self.call_of(agent)
         if call is None:
-            self.emit(ev="supervise", state="ended", id=key, code=480,
-                      reason="agent-not-on-call", answered=False)  # fmt: skip
+            self.emit(SuperviseEvent(state="ended", id=key, code=480,
+                                     reason="agent-not-on-call", answered=False))  # fmt: skip
             return
-        cmd = {"id": key, "to": to, "from_user": agent, "display": display, "room": agent}
+        cmd = Conference(id=key, to=to, from_user=agent, display=display, room=agent)
         placed = self.worker.originate(cmd, service=SUPERVISOR)
         if placed is None:
-            self.emit(ev="supervise", state="ended", id=key, code=503, reason="worker-full",
-                      answered=False)  # fmt: skip
+            self.emit(SuperviseEvent(state="ended", id=key, code=503, reason="worker-full",
+                                     answered=False))  # fmt: skip
             return
         self.sessions[key] = Session(key, placed, call, agent)
 

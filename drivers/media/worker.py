@@ -43,7 +43,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pjsua2 as pj
 
@@ -51,10 +50,31 @@ from drivers.media.callbacks import AGENT_LEG, CALLER_LEG, CallbackLegs
 from drivers.media.gsm import GSM_URI, GsmLegs, ModemAudioPort
 from drivers.media.ivr import IvrLegs
 from drivers.media.protocol import (
+    Command,
+    Conference,
+    ErrorEvent,
+    Event,
+    GsmCommand,
+    Hangup,
+    IvrCommand,
+    LegEvent,
+    Load,
+    Originate,
     Prompt,
+    ProtocolError,
+    QueueCallback,
+    QueueCancel,
+    QueueCommand,
+    QueueHangup,
+    Quit,
+    Ready,
+    RoomCommand,
+    RoomEvent,
+    SuperviseCommand,
+    TransferEvent,
     WorkerConfig,
-    decode_command,
-    encode_event,
+    pack_event,
+    parse_command,
 )
 from drivers.media.queues import AGENT, QueueLegs
 from drivers.media.rooms import RoomLink, RoomLinks
@@ -68,9 +88,9 @@ POLL_MS = 10
 DRAIN_S = 0.5
 
 
-def emit(**event: object) -> None:
+def emit(event: Event) -> None:
     """Write one event line to stdout."""
-    sys.stdout.write(encode_event(event))
+    sys.stdout.write(pack_event(event))
     sys.stdout.flush()
 
 
@@ -207,7 +227,7 @@ class Worker:
 
     def load(self) -> None:
         """Report how many calls the worker holds."""
-        emit(ev="load", calls=len(self.legs), capacity=self.config.max_calls)
+        emit(Load(calls=len(self.legs), capacity=self.config.max_calls))
 
     def new_leg(self, call: Call, service: str, arg: str) -> Leg:
         """Register a leg for ``call`` and report the load."""
@@ -263,37 +283,38 @@ class Worker:
             if refused is not None:
                 self._room_changed(refused, "")
 
-    def originate(self, cmd: dict[str, Any], service: str) -> Leg | None:
+    def originate(self, cmd: Originate | Conference, service: str) -> Leg | None:
         """Place a call through Kamailio (click-to-dial, a conference leg, a wake-up call);
         its leg, or None when it could not be placed (reported as an ended ``leg``).
 
         The call presents ``from_user`` (whose dial plan rights apply) with ``display``;
         with ``ivr`` (a flow name) the answered call is reported and driven as an IVR call.
         """
-        tag, to = str(cmd["id"]), str(cmd["to"])
+        tag, to = cmd.id, cmd.to
         if len(self.legs) >= self.config.max_calls:
-            emit(ev="leg", id=tag, state="ended", code=486, reason="worker-full")
+            emit(LegEvent(id=tag, state="ended", code=486, reason="worker-full"))
             return None
         call = Call(self, self.acc)
         prm = pj.CallOpParam(True)
-        display = str(cmd.get("display", "")).replace('"', "")
-        user = str(cmd.get("from_user") or f"media-{self.config.name}")
+        display = cmd.display.replace('"', "")
+        user = cmd.from_user or f"media-{self.config.name}"
         prm.txOption.localUri = f'"{display}" <sip:{user}@{self.config.domain}>'
-        headers = {str(k): str(v) for k, v in dict(cmd.get("headers") or {}).items()}
-        if cmd.get("replaces"):
-            headers["Replaces"] = str(cmd["replaces"])
+        headers = dict(cmd.headers)
+        if isinstance(cmd, Conference) and cmd.replaces:
+            headers["Replaces"] = cmd.replaces
         for name, value in headers.items():
             header = pj.SipHeader()
             header.hName, header.hValue = name, value
             prm.txOption.headers.append(header)
-        arg = str(cmd.get("room", ""))
-        if cmd.get("ivr"):  # the appliance drives the answered call as an IVR (wake-up calls)
-            service, arg = "ivr", str(cmd["ivr"])
-        leg = Leg(call, service, arg, tag, str(cmd.get("refer_to", "")))
+        arg, refer_to = (cmd.room, "") if isinstance(cmd, Conference) else ("", cmd.refer_to)
+        if isinstance(cmd, Originate) and cmd.ivr:
+            # the appliance drives the answered call as an IVR (wake-up calls)
+            service, arg = "ivr", cmd.ivr
+        leg = Leg(call, service, arg, tag, refer_to)
         try:
             call.makeCall(f"sip:{to}@{self.config.domain}", prm)
         except pj.Error as err:
-            emit(ev="leg", id=tag, state="ended", code=500, reason=err.reason)
+            emit(LegEvent(id=tag, state="ended", code=500, reason=err.reason))
             return None
         self.legs[call.getId()] = leg
         self.load()
@@ -319,11 +340,11 @@ class Worker:
         elif leg.service == SUPERVISOR:
             self.supervisors.state(leg, state, code, reason)
         elif state == pj.PJSIP_INV_STATE_EARLY and leg.tag:
-            emit(ev="leg", id=leg.tag, state="ringing", code=code)
+            emit(LegEvent(id=leg.tag, state="ringing", code=code))
         elif state == pj.PJSIP_INV_STATE_CONFIRMED:
             leg.answered = True
             if leg.tag:
-                emit(ev="leg", id=leg.tag, state="answered", code=code)
+                emit(LegEvent(id=leg.tag, state="answered", code=code))
             if leg.service == "originate" and leg.refer_to:
                 call.xfer(leg.refer_to, pj.CallOpParam(True))
         elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
@@ -333,8 +354,8 @@ class Worker:
                 self._forget(call.getId(), leg)
             finally:
                 if leg.tag:
-                    emit(ev="leg", id=leg.tag, state="ended", code=code, reason=reason,
-                         answered=leg.answered)  # fmt: skip
+                    emit(LegEvent(id=leg.tag, state="ended", code=code, reason=reason,
+                         answered=leg.answered))  # fmt: skip
 
     def media(self, call: Call) -> None:
         """Media became active (or changed): connect the leg's audio for its service."""
@@ -384,7 +405,7 @@ class Worker:
         if leg is None:
             return
         if leg.tag:
-            emit(ev="transfer", id=leg.tag, code=code, final=final)
+            emit(TransferEvent(id=leg.tag, code=code, final=final))
         if final:
             call.hangup(pj.CallOpParam())
 
@@ -461,7 +482,7 @@ class Worker:
         if leg.service == "room":
             members = sum(1 for other in self.legs.values()
                           if other.service == "room" and other.arg == leg.arg)  # fmt: skip
-            emit(ev="room", room=leg.arg, members=members, call_id=call_id)
+            emit(RoomEvent(room=leg.arg, members=members, call_id=call_id))
 
     def _forget(self, call_id: int, leg: Leg) -> None:
         self.legs.pop(call_id, None)
@@ -477,42 +498,48 @@ class Worker:
         self.load()
         self._room_changed(leg, "")
 
-    def _queue_command(self, name: str, cmd: dict[str, Any]) -> None:
+    def _queue_command(self, cmd: QueueCommand) -> None:
         """Queued callers' commands to their handler, callbacks' to theirs; cancel and
         hang-up to both (each ignores calls it does not hold)."""
-        if name != "queue-callback":
-            self.queues.command(name, cmd)
-        if name in ("queue-callback", "queue-cancel", "queue-hangup"):
-            self.callbacks.command(name, cmd)
+        if not isinstance(cmd, QueueCallback):
+            self.queues.command(cmd)
+        if isinstance(cmd, (QueueCallback, QueueCancel, QueueHangup)):
+            self.callbacks.command(cmd)
 
     def command(self, line: str) -> bool:
-        """Apply one command line; returns False on ``quit``."""
+        """Apply one command line; returns False on ``quit``. A line that is no valid
+        command is answered with an ``error`` event carrying its ``error_id``."""
         try:
-            cmd = decode_command(line)
-            name = cmd.get("cmd")
-            if name == "quit":
-                return False
-            if name in ("originate", "conference"):
-                self.originate(cmd, service=name)
-            elif name == "hangup":
-                self.hangup(str(cmd["id"]))
-            elif isinstance(name, str) and name.startswith("gsm-"):
-                self.gsm.command(name, cmd)
-            elif isinstance(name, str) and name.startswith("ivr-"):
-                self.ivr.command(name, cmd)
-            elif isinstance(name, str) and name.startswith("queue-"):
-                self._queue_command(name, cmd)
-            elif isinstance(name, str) and name.startswith("supervise-"):
-                self.supervisors.command(name, cmd)
-            elif name in ("room-link", "room-unlink"):
-                self.links.command(name, cmd)
-            else:
-                emit(ev="error", id=cmd.get("id"), message=f"unknown command {name!r}")
+            cmd = parse_command(line)
+        except ProtocolError as err:
+            log.warning("bad command (%s): %s", err.error_id, err)
+            emit(ErrorEvent(id=None, message=f"bad command: {err}", error_id=err.error_id))
+            return True
+        if isinstance(cmd, Quit):
+            return False
+        try:
+            self._apply(cmd)
         except (KeyError, TypeError, ValueError) as err:
-            emit(ev="error", id=None, message=f"bad command: {err}")
+            emit(ErrorEvent(id=None, message=f"bad command: {err}"))
         except pj.Error as err:
-            emit(ev="error", id=None, message=err.info())
+            emit(ErrorEvent(id=None, message=err.info()))
         return True
+
+    def _apply(self, cmd: Command) -> None:
+        if isinstance(cmd, (Originate, Conference)):
+            self.originate(cmd, service=cmd.TYPE)
+        elif isinstance(cmd, Hangup):
+            self.hangup(cmd.id)
+        elif isinstance(cmd, GsmCommand):
+            self.gsm.command(cmd)
+        elif isinstance(cmd, IvrCommand):
+            self.ivr.command(cmd)
+        elif isinstance(cmd, QueueCommand):
+            self._queue_command(cmd)
+        elif isinstance(cmd, SuperviseCommand):
+            self.supervisors.command(cmd)
+        elif isinstance(cmd, RoomCommand):
+            self.links.command(cmd)
 
     def shutdown(self) -> None:
         """Hang up, drain, drop every pjsua2 reference (libDestroy aborts otherwise)."""
@@ -580,7 +607,7 @@ def main(argv: list[str] | None = None) -> None:
     config = WorkerConfig.from_json(Path(args[0]).read_text())
     ep = start_endpoint(config)
     worker = Worker(config, ep)
-    emit(ev="ready", port=config.port, name=config.name)
+    emit(Ready(port=config.port, name=config.name))
     worker.load()
     stdin = sys.stdin.fileno()
     os.set_blocking(stdin, False)

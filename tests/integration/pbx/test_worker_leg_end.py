@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 
-from drivers.media.protocol import decode_event
+from drivers.media.protocol import LegEvent, Load, parse_event
 from tests.integration.pbx.harness import free_udp_tcp_port
 from tests.procs import ROOT
 
@@ -56,9 +56,10 @@ def test_a_leg_whose_prompt_left_the_bridge_with_the_call_is_still_reported_ende
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    events = [e for e in map(decode_event, done.stdout.splitlines()) if e is not None]
-    ended = [e for e in events if e.get("ev") == "leg"]
-    assert ended == [{"ev": "leg", "id": "wakeup-1", "state": "ended", "code": 200,
-                      "reason": "Normal", "answered": False}], done.stdout  # fmt: skip
+    events = [e for e in map(parse_event, done.stdout.splitlines()) if e is not None]
+    ended = [e for e in events if isinstance(e, LegEvent)]
+    assert ended == [LegEvent("wakeup-1", "ended", code=200, reason="Normal", answered=False)], (
+        done.stdout
+    )
     assert "legs left 0" in done.stdout
-    assert {"ev": "load", "calls": 0, "capacity": 4} in events
+    assert Load(calls=0, capacity=4) in events

@@ -26,8 +26,10 @@ from appliance.contact.supervision import Held, SupervisionService
 from appliance.contact.wiring import ContactCentre
 from appliance.store import Store
 from drivers.daemon.settings_base import ApiToken
+from drivers.media.protocol import Command
 from drivers.media.tts import EspeakTts
 from drivers.sip.evapi import EvapiClient
+from tests.media_wire import ev, wire
 
 SETTINGS = ContactSettings.model_validate(
     {
@@ -49,8 +51,8 @@ class FakeWorker:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    def send(self, command: dict[str, Any]) -> bool:
-        self.sent.append(command)
+    def send(self, command: Command) -> bool:
+        self.sent.append(wire(command))
         return True
 
 
@@ -76,7 +78,9 @@ class Site:
         return None if found is None else Held(found[0], found[1], self.worker)
 
     def event(self, state: str, call_id: str, **extra: Any) -> None:
-        self.service.on_event(self.worker, {"ev": "queue", "state": state, "id": call_id, **extra})
+        self.service.on_event(
+            self.worker, ev({"ev": "queue", "state": state, "id": call_id, **extra})
+        )
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from appliance.contact.service import ContactService
 from appliance.contact.settings import ContactSettings
 from appliance.store import Store
 from appliance.store.state import StateStore
+from tests.media_wire import ev
 from tests.unit.contact.test_service import FakeWorker, NamedEvents, Rig, settle
 
 QUEUE = {"number": "700", "agents": ["1003"], "callback_after_s": 20, "max_wait_s": 60,
@@ -39,7 +40,7 @@ def retry_rig(store: Store, placed: FakeWorker) -> Rig:
 
 
 def worker_event(rig: Rig, placed: FakeWorker, state: str, **extra: Any) -> None:
-    rig.service.on_event(placed, {"ev": "queue", "state": state, "id": "c1", **extra})
+    rig.service.on_event(placed, ev({"ev": "queue", "state": state, "id": "c1", **extra}))
 
 
 def one_try(rig: Rig, placed: FakeWorker, leg: str, answered: bool) -> None:

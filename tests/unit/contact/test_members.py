@@ -21,6 +21,8 @@ from appliance.contact.settings import AgentSettings, ContactSettings
 from appliance.store import Store
 from appliance.store.state import StateStore
 from drivers.daemon.settings_base import ApiToken
+from drivers.media.protocol import Command, QueueEvent
+from tests.media_wire import wire
 
 SETTINGS = ContactSettings.model_validate({"queues": {
     "support": {"number": "700", "agents": ["1003"]},
@@ -37,8 +39,8 @@ class FakeWorker:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    def send(self, command: dict[str, Any]) -> bool:
-        self.sent.append(command)
+    def send(self, command: Command) -> bool:
+        self.sent.append(wire(command))
         return True
 
 
@@ -111,8 +113,7 @@ def test_the_acd_offers_a_joined_member_and_forgets_one_of_no_queue() -> None:
 
 def test_an_operator_adds_a_member_who_is_offered_the_waiting_caller(site: Site) -> None:
     worker = FakeWorker()
-    site.service.on_event(worker, {"state": "start", "id": "c1", "queue": "support",
-                                   "caller": "2001"})  # fmt: skip
+    site.service.on_event(worker, QueueEvent("c1", "start", queue="support", caller="2001"))
     status, added = site.call("POST", MEMBER.format("support", "1005"),
                               body={"penalty": 2, "skills": {"billing": 4}})  # fmt: skip
     assert status == 200, added

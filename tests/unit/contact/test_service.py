@@ -14,7 +14,8 @@ from appliance.contact.service import ContactService
 from appliance.contact.settings import ContactSettings, QueueSettings
 from appliance.store import Store
 from appliance.store.state import StateStore
-from drivers.media.protocol import Prompt
+from drivers.media.protocol import Command, Prompt
+from tests.media_wire import ev, wire
 
 SETTINGS = ContactSettings.model_validate({"queues": {
     "support": {"number": "700", "agents": ["1003", "1004"], "ring_timeout_s": 10,
@@ -26,8 +27,8 @@ class FakeWorker:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    def send(self, command: dict[str, Any]) -> bool:
-        self.sent.append(command)
+    def send(self, command: Command) -> bool:
+        self.sent.append(wire(command))
         return True
 
     def commands(self, call_id: str) -> list[str]:
@@ -55,7 +56,9 @@ class Rig:
         self.fields.setdefault(call_id, {}).update(fields)
 
     def event(self, state: str, call_id: str, **extra: Any) -> None:
-        self.service.on_event(self.worker, {"ev": "queue", "state": state, "id": call_id, **extra})
+        self.service.on_event(
+            self.worker, ev({"ev": "queue", "state": state, "id": call_id, **extra})
+        )
 
     def caller(self, call_id: str, number: str) -> None:
         self.event("start", call_id, queue="support", caller=number)
@@ -428,14 +431,14 @@ def test_a_caller_who_presses_1_hangs_up_keeps_its_place_and_the_agent_is_rung_f
         rig.service.login("1003")
         rig.service.login("1004")
         rig.event("agent-answered", "c1", agent="1003")
-        rig.service.on_event(placed, {"ev": "queue", "state": "callback-answered", "id": "c1",
-                                      "agent": "1003"})  # fmt: skip
+        rig.service.on_event(placed, ev({"ev": "queue", "state": "callback-answered", "id": "c1",
+                                      "agent": "1003"}))  # fmt: skip
         seen["agent"] = rig.service.acd.agents["1003"].state
-        rig.service.on_event(placed, {"ev": "queue", "state": "agent-ended", "id": "c1",
-                                      "agent": "1003", "answered": True})  # fmt: skip
+        rig.service.on_event(placed, ev({"ev": "queue", "state": "agent-ended", "id": "c1",
+                                      "agent": "1003", "answered": True}))  # fmt: skip
         seen["after"] = rig.service.acd.agents["1003"].state
-        rig.service.on_event(placed, {"ev": "queue", "state": "callback-ended", "id": "c1",
-                                      "agent": "1003", "answered": True})  # fmt: skip
+        rig.service.on_event(placed, ev({"ev": "queue", "state": "callback-ended", "id": "c1",
+                                      "agent": "1003", "answered": True}))  # fmt: skip
         seen["workers"] = dict(rig.service._workers)
         seen["events"] = cti.names
         await rig.service.stop()

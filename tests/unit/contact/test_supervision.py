@@ -21,7 +21,9 @@ from appliance.contact.supervisors import SupervisionError, permit
 from appliance.pbx.deciders import RouteQuery
 from appliance.pbx.dialplan import Decision
 from appliance.settings import ApplianceSettings
+from drivers.media.protocol import Command
 from drivers.media.supervise import links, rewire
+from tests.media_wire import ev, wire
 
 QUEUES = {"support": {"number": "700", "agents": ["1003"]},
           "sales": {"number": "701", "agents": ["1004"]}}  # fmt: skip
@@ -39,8 +41,8 @@ class FakeWorker:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    def send(self, command: dict[str, Any]) -> bool:
-        self.sent.append(command)
+    def send(self, command: Command) -> bool:
+        self.sent.append(wire(command))
         return True
 
 
@@ -79,8 +81,8 @@ class Rig:
         return self.decider.decide(RouteQuery(caller, dialled, call_id=call_id), None)
 
     def event(self, state: str, key: str, **extra: Any) -> None:
-        self.service.on_event(self.worker, {"ev": "supervise", "state": state, "id": key,
-                                            **extra})  # fmt: skip
+        self.service.on_event(self.worker, ev({"ev": "supervise", "state": state, "id": key,
+                                            **extra}))  # fmt: skip
 
 
 def test_a_supervisor_may_join_only_calls_of_its_queues() -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from appliance.contact.supervision import Held, SupervisionService
 from appliance.contact.supervisors import SupervisionError
+from tests.media_wire import ev
 from tests.unit.contact.test_supervision import SETTINGS, FakeWorker, RecordingCti
 
 
@@ -21,12 +22,18 @@ def test_the_party_is_rung_from_the_agent_and_joins_everyone_hearing_everyone() 
     session = supervision.three_way("1003", "+8613800000001")
     assert worker.sent == [{"cmd": "supervise-call", "id": session.key, "agent": "1003",
                             "to": "+8613800000001", "display": "support: 1003"}]  # fmt: skip
-    supervision.on_event(worker, {"state": "start", "id": session.key, "call_id": "leg-1"})
+    supervision.on_event(
+        worker, ev({"ev": "supervise", "state": "start", "id": session.key, "call_id": "leg-1"})
+    )
     assert worker.sent[-1] == {"cmd": "supervise-join", "id": session.key, "mode": "barge",
                                "beep": "none"}  # fmt: skip
-    supervision.on_event(worker, {"state": "digit", "id": session.key, "digit": "4"})
+    supervision.on_event(
+        worker, ev({"ev": "supervise", "state": "digit", "id": session.key, "digit": "4"})
+    )
     assert worker.sent[-1]["cmd"] == "supervise-join", "a party's keys switch nothing"
-    supervision.on_event(worker, {"state": "ended", "id": session.key, "reason": "hangup"})
+    supervision.on_event(
+        worker, ev({"ev": "supervise", "state": "ended", "id": session.key, "reason": "hangup"})
+    )
     assert cti.names() == ["call.party-joined", "call.party-left"]
     joined = cti.published[0].data
     assert (joined["party"], joined["agent"], joined["call_id"]) == ("+8613800000001", "1003",

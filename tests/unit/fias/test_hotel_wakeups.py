@@ -24,6 +24,8 @@ from appliance.hotel.wakeups import (
 from appliance.pbx.media import MediaPoolFullError
 from appliance.store import Store
 from drivers.fias.grammar import Record, parse_record
+from drivers.media.protocol import Command
+from tests.media_wire import ev, wire
 
 T0 = dt.datetime(2026, 12, 7, 6, 30, tzinfo=dt.UTC).timestamp()
 
@@ -70,8 +72,8 @@ class Worker:
         self.sent: list[dict[str, Any]] = []
         self.reserved = 0
 
-    def send(self, command: dict[str, Any]) -> bool:
-        self.sent.append(command)
+    def send(self, command: Command) -> bool:
+        self.sent.append(wire(command))
         return True
 
 
@@ -135,11 +137,15 @@ def test_a_wr_is_called_in_the_guests_language_and_confirmed_with_one_wa(store: 
     [call] = worker.sent
     assert (call["to"], call["ivr"], call["from_user"]) == ("201", "wakeup", "wake-up")
     tag = call["id"]
-    assert service.on_media_event(worker, {"ev": "ivr", "state": "start", "id": "c1", "tag": tag})
+    assert service.on_media_event(
+        worker, ev({"ev": "ivr", "state": "start", "id": "c1", "tag": tag})
+    )
     assert worker.sent[-1]["prompt"]["file"].startswith("/tts/de/")
-    service.on_media_event(worker, {"ev": "ivr", "state": "digit", "id": "c1", "digit": "1"})
+    service.on_media_event(worker, ev({"ev": "ivr", "state": "digit", "id": "c1", "digit": "1"}))
     assert worker.sent[-1] == {"cmd": "ivr-hangup", "id": "c1"}
-    assert service.on_media_event(worker, {"ev": "leg", "id": tag, "state": "ended", "code": 200})
+    assert service.on_media_event(
+        worker, ev({"ev": "leg", "id": tag, "state": "ended", "code": 200})
+    )
     tick(service)
     assert link.sent == ["WA|RN0330|DA261207|TI063000|ASOK|"]
     tick(service)
@@ -155,7 +161,9 @@ def test_a_busy_room_is_retried_then_reported_busy_and_the_desk_is_called(store:
         for _ in range(2):
             await service.tick()
             tag = worker.sent[-1]["id"]
-            service.on_media_event(worker, {"ev": "leg", "id": tag, "state": "ended", "code": 486})
+            service.on_media_event(
+                worker, ev({"ev": "leg", "id": tag, "state": "ended", "code": 486})
+            )
             await service.tick()
             clock.now += 61
         await asyncio.sleep(0)
@@ -175,8 +183,10 @@ def test_no_worker_waits_and_an_unknown_event_is_left_to_others(store: Any) -> N
     service.on_record(parse_record(b"WR|RN0330|DA261207|TI063000|"))
     tick(service)
     assert service.book.pending()[0].attempts == 0
-    assert not service.on_media_event(None, {"ev": "leg", "id": "op-1", "state": "ended"})
-    assert not service.on_media_event(None, {"ev": "ivr", "state": "start", "id": "x", "tag": None})
+    assert not service.on_media_event(None, ev({"ev": "leg", "id": "op-1", "state": "ended"}))
+    assert not service.on_media_event(
+        None, ev({"ev": "ivr", "state": "start", "id": "x", "tag": None})
+    )
 
 
 class SlotPool:
@@ -210,11 +220,19 @@ def test_wake_ups_due_at_once_take_the_free_slots_and_a_full_workers_refusal_is_
     refused = workers[0].sent[0]
     assert service.on_media_event(
         workers[0],
-        {"ev": "leg", "id": refused["id"], "state": "ended", "code": 486, "reason": "worker-full"},
+        ev(
+            {
+                "ev": "leg",
+                "id": refused["id"],
+                "state": "ended",
+                "code": 486,
+                "reason": "worker-full",
+            }
+        ),
     )
     assert sorted(w.attempts for w in service.book.pending()) == [0, 0, 0, 1, 1, 1]
     workers[0].reserved, workers[1].reserved = 1, 2  # their load reports: 1 and 2 calls
-    assert not service.on_media_event(workers[0], {"ev": "load", "calls": 1, "capacity": 2})
+    assert not service.on_media_event(workers[0], ev({"ev": "load", "calls": 1, "capacity": 2}))
     assert service._wake.is_set(), "a slot freed while calls wait: the next tick runs now"
     tick(service)
     assert [len(w.sent) for w in workers] == [3, 2]
@@ -264,9 +282,9 @@ def test_a_guest_sets_and_clears_a_wake_up_from_the_room_phone_without_a_wa(stor
     clock.now = due.due
     tick(service)
     tag = worker.sent[-1]["id"]
-    service.on_media_event(worker, {"ev": "ivr", "state": "start", "id": "c2", "tag": tag})
-    service.on_media_event(worker, {"ev": "ivr", "state": "digit", "id": "c2", "digit": "1"})
-    service.on_media_event(worker, {"ev": "leg", "id": tag, "state": "ended", "code": 200})
+    service.on_media_event(worker, ev({"ev": "ivr", "state": "start", "id": "c2", "tag": tag}))
+    service.on_media_event(worker, ev({"ev": "ivr", "state": "digit", "id": "c2", "digit": "1"}))
+    service.on_media_event(worker, ev({"ev": "leg", "id": tag, "state": "ended", "code": 200}))
     tick(service)
     assert link.sent == []
     assert [w.source for w in service.book.pending()] == ["pms"]
@@ -278,7 +296,7 @@ def fail_busy(service: WakeUpCallService, worker: Worker, clock: Clock) -> None:
     for _ in range(2):
         tick(service)
         tag = worker.sent[-1]["id"]
-        service.on_media_event(worker, {"ev": "leg", "id": tag, "state": "ended", "code": 486})
+        service.on_media_event(worker, ev({"ev": "leg", "id": tag, "state": "ended", "code": 486}))
         clock.now += 61
 
 
@@ -310,11 +328,11 @@ def test_the_desk_notice_waits_for_a_free_slot_and_is_placed_once(store: Any) ->
     [call] = desk_calls(worker)
     assert call["display"] == "Wake-up call failed"
     refused = {"ev": "leg", "id": call["id"], "state": "ended", "reason": "worker-full"}
-    assert service.on_media_event(worker, refused)
+    assert service.on_media_event(worker, ev(refused))
     tick(service)
     assert len(desk_calls(worker)) == 2, "a full worker's refusal: placed again"
     assert service.on_media_event(
-        worker, {"ev": "leg", "id": desk_calls(worker)[1]["id"], "state": "ended", "code": 200}
+        worker, ev({"ev": "leg", "id": desk_calls(worker)[1]["id"], "state": "ended", "code": 200})
     )
     tick(service)
     assert len(desk_calls(worker)) == 2

@@ -22,6 +22,7 @@ from appliance.hotel.wakeups import WakeUp, WakeUpBook
 from appliance.store import Outbox, Store
 from drivers.fias.grammar import RecordPA, parse_record
 from drivers.sync.hotel import HotelPosting, WakeUpOutcome, parse_hotel_record
+from tests.media_wire import ev
 from tests.unit.fias.test_hotel_wakeups import T0, Clock, Link, Pool, Speaker, Worker
 
 WALL = 1_796_624_880.0
@@ -149,7 +150,9 @@ def test_a_busy_wake_up_is_reported_once_with_its_attempts_and_the_front_desk(
             await service.tick()
             tag = worker.sent[-1]["id"]
             assert reported(store) == [], "an intermediate result reached HQ"
-            service.on_media_event(worker, {"ev": "leg", "id": tag, "state": "ended", "code": 486})
+            service.on_media_event(
+                worker, ev({"ev": "leg", "id": tag, "state": "ended", "code": 486})
+            )
             clock.now += 61
         await asyncio.sleep(0)
         await service.tick()
@@ -181,7 +184,7 @@ def test_a_confirmed_guest_wake_up_and_an_unprocessable_wr_are_reported(store: S
         {"ev": "leg", "id": tag, "state": "ended", "code": 200},
     ]
     for event in events:
-        service.on_media_event(worker, event)
+        service.on_media_event(worker, ev(event))
     outcomes = reported(store)
     assert [(o.room, o.result, o.source) for o in outcomes if isinstance(o, WakeUpOutcome)] == [
         ("0330", "UR", "pms"),

@@ -11,8 +11,9 @@ from appliance.ivr.service import IvrService
 from appliance.ivr.store import FlowRegistry, FlowStore
 from appliance.ivr.validate import Known, parse_flow
 from appliance.store import Store
-from drivers.media.protocol import Prompt
+from drivers.media.protocol import Command, IvrEvent, Prompt
 from drivers.media.tts import EspeakTts
+from tests.media_wire import wire
 
 PROMPTS = {"menu": Prompt(tone_hz=700, seconds=1.0)}
 
@@ -23,8 +24,8 @@ class FakeWorker:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    def send(self, command: dict[str, Any]) -> bool:
-        self.sent.append(command)
+    def send(self, command: Command) -> bool:
+        self.sent.append(wire(command))
         return True
 
     def commands(self, call_id: str) -> list[str]:
@@ -62,14 +63,12 @@ def test_a_call_keeps_its_version_while_the_flow_is_replaced(tmp_path: Path) -> 
         store = Store.open(tmp_path / "store", 16)
         ivr = service(tmp_path, store, [])
         worker = FakeWorker()
-        ivr.on_event(worker, {"ev": "ivr", "state": "start", "id": "old", "flow": "desk",
-                              "caller": "1001"})  # fmt: skip
+        ivr.on_event(worker, IvrEvent("old", "start", flow="desk", caller="1001"))
         await settle()
         ivr.registry.put("desk", desk("1002"))
-        ivr.on_event(worker, {"ev": "ivr", "state": "start", "id": "new", "flow": "desk",
-                              "caller": "1001"})  # fmt: skip
+        ivr.on_event(worker, IvrEvent("new", "start", flow="desk", caller="1001"))
         for call_id in ("old", "new"):
-            ivr.on_event(worker, {"ev": "ivr", "state": "digit", "id": call_id, "digit": "1"})
+            ivr.on_event(worker, IvrEvent(call_id, "digit", digit="1"))
         await settle()
         await ivr.stop()
         store.close()
@@ -87,8 +86,8 @@ def test_an_unknown_flow_is_hung_up_and_a_lost_worker_ends_its_sessions(tmp_path
         store = Store.open(tmp_path / "store", 16)
         ivr = service(tmp_path, store, [])
         worker = FakeWorker()
-        ivr.on_event(worker, {"ev": "ivr", "state": "start", "id": "x", "flow": "nope"})
-        ivr.on_event(worker, {"ev": "ivr", "state": "start", "id": "y", "flow": "desk"})
+        ivr.on_event(worker, IvrEvent("x", "start", flow="nope"))
+        ivr.on_event(worker, IvrEvent("y", "start", flow="desk"))
         await settle()
         before = len(ivr.calls)
         ivr.worker_lost(worker)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 import pytest
 
+from drivers.media.protocol import Event, ProtocolError, SuperviseCommand, parse_command
 from drivers.media.supervise import Session, SupervisorLegs
 from drivers.media.worker import Call, Leg, Worker
 
@@ -48,7 +50,7 @@ class Bridge:
 
     def __init__(self) -> None:
         self.heard: set[tuple[str, str]] = set()
-        self.events: list[dict[str, Any]] = []
+        self.events: list[Event] = []
         agent = self.leg("agent", "queue-agent", tag="1003")
         agent.answered = True
         queues = FakeQueues(self.leg("caller", "queue"), agent)
@@ -61,11 +63,14 @@ class Bridge:
         leg.audio = cast(Any, Port(name, self.heard))
         return leg
 
-    def emit(self, **event: Any) -> None:
+    def emit(self, event: Event) -> None:
         self.events.append(event)
 
     def command(self, name: str, **cmd: Any) -> None:
-        self.legs.command(name, {"id": "sv-1", **cmd})
+        """Apply the line ``{"cmd": name, "id": "sv-1", **cmd}`` as the worker parses it."""
+        parsed = parse_command(json.dumps({"cmd": name, "id": "sv-1", **cmd}))
+        assert isinstance(parsed, SuperviseCommand)
+        self.legs.command(parsed)
 
 
 def test_each_mode_connects_the_supervisors_port_as_documented() -> None:
@@ -97,5 +102,5 @@ def test_a_mode_switch_before_the_join_changes_nothing() -> None:
     bridge.command("supervise-mode", mode="barge")
     assert bridge.heard == set()
     bridge.command("supervise-mode", mode="barge", id="unknown")
-    with pytest.raises(ValueError, match="unknown supervise command"):
+    with pytest.raises(ProtocolError, match="unknown command 'supervise-spy'"):
         bridge.command("supervise-spy")

@@ -7,6 +7,8 @@ from typing import Any
 
 from appliance.pbx.dialplan import Decision
 from appliance.pbx.rooms import RESERVATION_S, RoomService
+from drivers.media.protocol import Command, RoomEvent, RoomLinkEvent
+from tests.media_wire import wire
 
 
 class FakeWorker:
@@ -18,8 +20,8 @@ class FakeWorker:
         self.free = free
         self.sent: list[dict[str, Any]] = []
 
-    def send(self, command: dict[str, Any]) -> bool:
-        self.sent.append(command)
+    def send(self, command: Command) -> bool:
+        self.sent.append(wire(command))
         return True
 
 
@@ -40,7 +42,7 @@ def service(*frees: int) -> tuple[RoomService, list[FakeWorker], Clock]:
 def arrive(rooms: RoomService, worker: FakeWorker, room: str, call_id: str, members: int) -> None:
     """The worker took the call: its slot is used and it reports the room's count."""
     worker.free -= 1
-    rooms.on_event(worker, {"ev": "room", "room": room, "members": members, "call_id": call_id})
+    rooms.on_event(worker, RoomEvent(room, members, call_id))
 
 
 def test_every_participant_goes_to_the_rooms_worker_while_it_has_a_free_slot() -> None:
@@ -83,9 +85,9 @@ def test_a_full_worker_brings_the_least_loaded_worker_into_the_room_linked_to_th
     (opened,) = w0.sent
     assert opened == {"cmd": "room-link", "room": "1", "link": opened["link"]}
     name = opened["link"]
-    rooms.on_event(w0, {"ev": "room-link", "link": name, "room": "1", "port": 40000})
+    rooms.on_event(w0, RoomLinkEvent(name, "1", 40000))
     assert w2.sent == [{"cmd": "room-link", "room": "1", "link": name, "peer": "127.0.0.1:40000"}]
-    rooms.on_event(w2, {"ev": "room-link", "link": name, "room": "1", "port": 40002})
+    rooms.on_event(w2, RoomLinkEvent(name, "1", 40002))
     assert w0.sent[-1] == {"cmd": "room-link", "room": "1", "link": name,
                            "peer": "127.0.0.1:40002"}  # fmt: skip
     assert w1.sent == []
@@ -113,9 +115,9 @@ def test_the_last_participant_leaving_closes_the_room_and_its_links() -> None:
     w1.free = 4
     join(rooms, w1, "b")
     name = w0.sent[0]["link"]
-    rooms.on_event(w0, {"ev": "room", "room": "1", "members": 0, "call_id": ""})
+    rooms.on_event(w0, RoomEvent("1", 0))
     assert "1" in rooms.rooms
-    rooms.on_event(w1, {"ev": "room", "room": "1", "members": 0, "call_id": ""})
+    rooms.on_event(w1, RoomEvent("1", 0))
     assert "1" not in rooms.rooms
     assert w0.sent[-1] == w1.sent[-1] == {"cmd": "room-unlink", "link": name}
 
@@ -134,7 +136,7 @@ def test_when_the_hub_dies_the_next_worker_becomes_hub_and_the_rest_link_to_it()
     relink = w1.sent[-1]
     assert relink == {"cmd": "room-link", "room": "1", "link": relink["link"]}
     assert relink["link"] not in (to_w1, to_w2)
-    rooms.on_event(w1, {"ev": "room-link", "link": relink["link"], "room": "1", "port": 41000})
+    rooms.on_event(w1, RoomLinkEvent(relink["link"], "1", 41000))
     assert w2.sent[-1]["peer"] == "127.0.0.1:41000"
     assert [w.address for w in rooms.rooms["1"].workers] == [w1.address, w2.address]
 
