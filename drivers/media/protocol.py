@@ -94,7 +94,7 @@ from typing import (
 EVENT_PREFIX = "@ev "
 MAX_CALLS = 4
 R = TypeVar("R")
-_HINTS: dict[type[object], dict[str, Any]] = {}
+_PLANS: dict[type[object], tuple[tuple[str, str, Any, bool], ...]] = {}
 
 
 class ProtocolError(ValueError):
@@ -669,10 +669,9 @@ def parse_event(line: str) -> Event | None:
 
 def _fields(record: object) -> dict[str, object]:
     doc: dict[str, object] = {}
-    for f in fields(record):  # type: ignore[arg-type]
-        value = getattr(record, f.name)
+    for name, wire, _, _ in _plan(type(record)):
+        value = getattr(record, name)
         if value is not None:
-            wire = f.metadata.get("wire", f.name)
             doc[wire] = asdict(value) if isinstance(value, Prompt) else value
     return doc
 
@@ -695,22 +694,28 @@ def _record(known: dict[str, type[R]], name: object, doc: dict[str, Any], kind: 
 
 
 def _build(cls: type[R], doc: dict[str, Any], where: str) -> R:
-    hints = _hints(cls)
     values: dict[str, object] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        wire = f.metadata.get("wire", f.name)
+    for name, wire, hint, required in _plan(cls):
         if wire in doc:
-            values[f.name] = _typed(doc[wire], hints[f.name], f"{where}.{wire}")
-        elif f.default is MISSING and f.default_factory is MISSING:
+            value = doc[wire]
+            # the exact type needs no further look (bool is no int here)
+            values[name] = value if type(value) is hint else _typed(value, hint, f"{where}.{wire}")
+        elif required:
             raise ProtocolError("media-field-missing", f"{where}: {wire} is missing")
     return cls(**values)
 
 
-def _hints(cls: type[object]) -> dict[str, Any]:
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = get_type_hints(cls)
-    return hints
+def _plan(cls: type[object]) -> tuple[tuple[str, str, Any, bool], ...]:
+    """Per field of a record: its name, its key on the wire, its type, whether required."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        hints = get_type_hints(cls)
+        plan = _PLANS[cls] = tuple(
+            (f.name, f.metadata.get("wire", f.name), hints[f.name],
+             f.default is MISSING and f.default_factory is MISSING)
+            for f in fields(cls)  # type: ignore[arg-type]
+        )  # fmt: skip
+    return plan
 
 
 def _typed(value: object, hint: Any, where: str) -> object:
