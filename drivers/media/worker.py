@@ -47,6 +47,7 @@ from typing import Any
 
 import pjsua2 as pj
 
+from drivers.media.anchor import ANCHOR, AnchorLegs
 from drivers.media.callbacks import AGENT_LEG, CALLER_LEG, CallbackLegs
 from drivers.media.gsm import GSM_URI, GsmLegs, ModemAudioPort
 from drivers.media.ivr import IvrLegs
@@ -183,7 +184,9 @@ class Worker:
         self.ivr = IvrLegs(self, emit)
         self.queues = QueueLegs(self, emit)
         self.callbacks = CallbackLegs(self, emit)
-        self.supervisors = SupervisorLegs(self, (self.queues, self.callbacks), emit)
+        self.anchors = AnchorLegs(self, emit)
+        self.supervisors = SupervisorLegs(self, (self.queues, self.callbacks, self.anchors),
+                                          emit)  # fmt: skip
         self.links = RoomLinks(config.host, config.jitter_frames, self._link_joined,
                                self._link_left, emit)  # fmt: skip
         acc_cfg = pj.AccountConfig()
@@ -318,6 +321,8 @@ class Worker:
             self.callbacks.state(leg, state, code, reason)
         elif leg.service == SUPERVISOR:
             self.supervisors.state(leg, state, code, reason)
+        elif leg.service == ANCHOR:
+            self.anchors.state(leg, state, code, reason)
         elif state == pj.PJSIP_INV_STATE_EARLY and leg.tag:
             emit(ev="leg", id=leg.tag, state="ringing", code=code)
         elif state == pj.PJSIP_INV_STATE_CONFIRMED:
@@ -360,6 +365,8 @@ class Worker:
             self.callbacks.media(leg)
         elif leg.service == SUPERVISOR:
             self.supervisors.media(leg)
+        elif leg.service == ANCHOR:
+            self.anchors.media(leg)
         elif leg.service == "echo":
             leg.audio.startTransmit(leg.audio)
         elif leg.service in ("room", "conference"):
@@ -494,6 +501,8 @@ class Worker:
                 return False
             if name in ("originate", "conference"):
                 self.originate(cmd, service=name)
+            elif name == ANCHOR:
+                self.anchors.command(cmd)
             elif name == "hangup":
                 self.hangup(str(cmd["id"]))
             elif isinstance(name, str) and name.startswith("gsm-"):
@@ -527,6 +536,7 @@ class Worker:
         self.supervisors.shutdown()
         self.queues.shutdown()
         self.callbacks.shutdown()
+        self.anchors.shutdown()
         self.links.shutdown()
         for leg in self.legs.values():
             leg.source = leg.audio = None
