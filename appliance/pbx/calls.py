@@ -94,6 +94,8 @@ class CallService:
                 if early:
                     call["variables"] = {**(call.get("variables") or {}), **early}
                 self._keep(event.call_id, call, "call.started")
+                if event.replaces:
+                    self.update(event.replaces, replaced=True)
             return None
         if call is None:
             log.warning(
