@@ -100,9 +100,7 @@ def test_monitor_then_whisper_on_an_agents_direct_call(
     assert len(legs) == 3, legs
 
 
-def test_three_way_on_an_agents_direct_call(
-    site: Pbx, cti: CtiListener, tmp_path: Path
-) -> None:
+def test_three_way_on_an_agents_direct_call(site: Pbx, cti: CtiListener, tmp_path: Path) -> None:
     with phones(site, tmp_path, *TRIO) as (alice, carol, bob):
         direct(site, carol, alice)
         status, answer = site.api("POST", "/contact/agents/1003/three-way", {"number": "1002"})
