@@ -16,7 +16,15 @@ from typing import Any
 import pytest
 
 from tests.integration.pbx.contact_env import CtiListener, contact_pbx
-from tests.integration.pbx.harness import Pbx, Phone, connect_call, media, phones, wait_for
+from tests.integration.pbx.harness import (
+    Pbx,
+    Phone,
+    connect_call,
+    free_udp_tcp_port,
+    media,
+    phones,
+    wait_for,
+)
 from tests.integration.pbx.test_contact_supervisors import (
     AGENT_HZ,
     CALLER_HZ,
@@ -33,12 +41,30 @@ CONTACT = {
     "supervisors": {"1002": {"queues": ["support"]}},
     "supervision": {"beep": "none"},
 }  # fmt: skip
+OWNED, OUTSIDE = "+4930555000", "0301234567"
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
+def trunk_port() -> int:
+    """Where the carrier's far end (a pjsua2 phone) listens."""
+    return free_udp_tcp_port()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, trunk_port: int) -> Iterator[Pbx]:
+    dialplan = {
+        "owned_numbers": [OWNED],
+        "trunks": [{"name": "carrier", "host": "127.0.0.1", "port": trunk_port}],
+        "outbound": [{"name": "national", "pattern": "0Z.", "trunk": "carrier", "strip": 1,
+                      "prepend": "+49", "caller_id": OWNED}],
+    }  # fmt: skip
     with contact_pbx(
-        tmp_path_factory, "anchor-pbx", CONTACT, extensions=EXTENSIONS, media=media(2)
+        tmp_path_factory,
+        "anchor-pbx",
+        CONTACT,
+        extensions=EXTENSIONS,
+        media=media(2),
+        dialplan=dialplan,
     ) as instance:
         yield instance
 
@@ -46,10 +72,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
 def direct(site: Pbx, carol: Phone, alice: Phone) -> dict[str, Any]:
     """The agent dials the other party directly; the open call once answered."""
     connect_call(carol, alice)
+    return answered(site, "1001")
+
+
+def answered(site: Pbx, callee: str) -> dict[str, Any]:
+    """The open call to ``callee`` once Kamailio reported it answered."""
 
     def answered() -> dict[str, Any] | None:
         calls = site.api("GET", "/calls")[1]["calls"]
-        return next((c for c in calls if c["callee"]["number"] == "1001" and c["answer"]), None)
+        return next((c for c in calls if c["callee"]["number"] == callee and c["answer"]), None)
 
     wait_for(lambda: answered() is not None, 10, lambda: str(site.api("GET", "/calls")))
     call = answered()
@@ -119,3 +150,36 @@ def test_three_way_on_an_agents_direct_call(site: Pbx, cti: CtiListener, tmp_pat
     hears(bob, heard_by_bob, CALLER_HZ, "the third party hears the other party")
     hears(bob, heard_by_bob, AGENT_HZ, "the third party hears the agent")
     wait_for(lambda: bool(cti.named("call.party-left")), 10, lambda: str(cti.events))
+
+
+def test_monitor_on_an_agents_outbound_call_through_the_trunk(
+    site: Pbx, cti: CtiListener, tmp_path: Path, trunk_port: int
+) -> None:
+    with phones(site, tmp_path, TRIO[1], TRIO[2]) as (carol, bob):
+        far = Phone(site, "carrier", int(CALLER_HZ), tmp_path, sip_port=trunk_port)
+        try:
+            far.wait(lambda e: e["ev"] == "ready")
+            carol.send("call", to=OUTSIDE)
+            far.answer(timeout=15)
+            carol.state("CONFIRMED")
+            call = answered(site, OUTSIDE)
+            status, session = site.api("POST", "/contact/agents/1003/monitor",
+                                       {"supervisor": "1002", "mode": "monitor"})  # fmt: skip
+            assert (status, session["state"]) == (200, "anchoring"), session
+            moved(far, carol)
+            bob.answer(timeout=20)
+            wait_for(lambda: bool(cti.named("supervisor.joined")), 10, lambda: str(cti.events))
+            heard_by_far, heard_by_carol, heard_by_bob = settle(far, carol, bob)
+            carol.send("hangup")
+            for phone in (carol, far, bob):
+                phone.state("DISCONNECTED", timeout=15)
+        finally:
+            far.close()
+    hears(far, heard_by_far, AGENT_HZ, "the far end does not hear the agent after the move")
+    hears(carol, heard_by_carol, CALLER_HZ, "the agent does not hear the far end")
+    deaf_to(far, heard_by_far, SUPERVISOR_HZ, "monitor: the far end heard bob")
+    deaf_to(carol, heard_by_carol, SUPERVISOR_HZ, "monitor: the agent heard bob")
+    hears(bob, heard_by_bob, CALLER_HZ, "monitor: bob did not hear the far end")
+    hears(bob, heard_by_bob, AGENT_HZ, "monitor: bob did not hear the agent")
+    legs = [c for c in site.cdrs() if c["conversation_id"] == call["conversation_id"]]
+    assert [c["trunk"] for c in legs].count("carrier") == 2, legs
