@@ -129,6 +129,7 @@ def test_monitor_then_whisper_on_an_agents_direct_call(
     legs = [c for c in site.cdrs() if c["conversation_id"] == call["conversation_id"]]
     assert {c["callee"]["number"] for c in legs} == {"1001", "1003"}, legs
     assert len(legs) == 3, legs
+    assert [c.get("variables", {}).get("replaces") for c in legs].count(call["call_id"]) == 2
 
 
 def test_three_way_on_an_agents_direct_call(site: Pbx, cti: CtiListener, tmp_path: Path) -> None:
