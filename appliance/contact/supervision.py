@@ -27,9 +27,10 @@ events are ``call.party-joined`` and ``call.party-left``, and digits switch noth
 call holds one session at a time, supervisor or third party.
 
 An agent's call that no worker bridges (a direct extension call, an outbound call) is
-first anchored on a worker (``appliance.contact.anchoring``), for the API's monitor and
-three-way: the session waits in ``anchoring`` until the worker bridges the call
-(``anchored``), then rings as above. Rights are checked before anything moves: a
+first anchored on a worker (``appliance.contact.anchoring``): the session waits in
+``anchoring`` until the worker bridges the call (``anchored``), then rings as above; a
+supervisor who dialled a feature code is routed at once to that worker (``;anchor=`` in
+the request URI), which keeps it waiting until then. Rights are checked before anything moves: a
 supervisor may join an agent's direct call when it may supervise a queue the agent
 belongs to (the session names that queue).
 """
@@ -170,6 +171,8 @@ class SupervisionService:
         except SupervisionError as err:
             return self._refusal(err.error_id)
         uri = f"sip:supervise-{agent}@{session.held.worker.address}"
+        if not session.held.ready:  # the worker keeps the supervisor waiting for the anchor
+            uri += f";anchor={session.held.call_id}"
         return Decision("media", uri=uri, route=f"supervise:{agent}", recording="never")
 
     def _refusal(self, error_id: str) -> Decision:
@@ -192,12 +195,15 @@ class SupervisionService:
         for session in list(self.sessions.values()):
             if session.held.call_id == key and session.state == "anchoring":
                 session.state, session.expires = "calling", self._clock() + PENDING_S
-                self._ring(session)
+                if session.origin != "feature-code":  # that one waits on the worker
+                    self._ring(session)
 
     def anchor_ended(self, key: str, reason: str) -> None:
         """The anchored call ``key`` ended or could not be moved: its waiting session too."""
         for session in list(self.sessions.values()):
             if session.held.call_id == key and session.state == "anchoring":
+                if session.origin == "feature-code":
+                    session.held.worker.send({"cmd": "supervise-hangup", "id": session.key})
                 self._left(session, f"anchor-{reason}", 0)
 
     def _ring(self, session: Session) -> None:
@@ -314,8 +320,6 @@ class SupervisionService:
         if state is None:
             raise SupervisionError("agent-not-found", f"{agent} is no agent of any queue")
         held, queue = self._target(agent, supervisor)
-        if held is None and origin != "api":
-            queue = None  # a routed feature code needs a bridged call now: no anchoring
         try:
             rights = permit(self.settings.supervisors, supervisor, agent, queue)
         except SupervisionError as err:
@@ -328,7 +332,7 @@ class SupervisionService:
             raise SupervisionError("already-supervised", f"agent {agent}'s call is supervised")
         held = self._anchored(agent, held, queue)
         beep = self.settings.supervision.beep_for(rights)
-        pending = PENDING_S if origin == "api" else ROUTED_S
+        pending = ROUTED_S if origin != "api" and held.ready else PENDING_S
         return Session(key, supervisor, agent, held, mode, beep, origin, self._clock() + pending,
                        "calling" if held.ready else "anchoring")  # fmt: skip
 

@@ -80,6 +80,7 @@ class AnchorLegs:
         """Progress of an anchored leg: the first to end ends the anchor."""
         if state == pj.PJSIP_INV_STATE_CONFIRMED:
             leg.answered = True
+            self.media(leg)
         elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self.worker.forget(leg.call.getId(), leg)
             anchor = self._anchor(leg)
@@ -87,17 +88,20 @@ class AnchorLegs:
                 self._end(anchor, code, reason)
 
     def media(self, leg: Leg) -> None:
-        """A leg's audio is up: once both are, bridge them and report it."""
+        """A leg's audio is up or it was answered: once both legs are both, bridge them
+        and report it."""
         anchor = self._anchor(leg)
         if anchor is None or anchor.other_leg is None or anchor.key in self.bridged:
             return
         ours, theirs = anchor.agent_leg.audio, anchor.other_leg.audio
-        if ours is None or theirs is None:
+        answered = anchor.agent_leg.answered and anchor.other_leg.answered
+        if ours is None or theirs is None or not answered:
             return
         ours.startTransmit(theirs)
         theirs.startTransmit(ours)
         self.bridged.add(anchor.key)
         self.emit(ev=ANCHOR, state="bridged", id=anchor.key, agent=anchor.agent)
+        self.worker.supervisors.anchored(anchor.key)
 
     def shutdown(self) -> None:
         """Drop every reference to the legs (before libDestroy)."""

@@ -184,3 +184,28 @@ def test_monitor_on_an_agents_outbound_call_through_the_trunk(
     hears(bob, heard_by_bob, AGENT_HZ, "monitor: bob did not hear the agent")
     legs = [c for c in site.cdrs() if c["conversation_id"] == call["conversation_id"]]
     assert [c["trunk"] for c in legs].count("carrier") == 2, legs
+
+
+def test_whisper_by_feature_code_on_an_agents_direct_call(
+    site: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    with phones(site, tmp_path, *TRIO) as (alice, carol, bob):
+        direct(site, carol, alice)
+        bob.send("call", to="*911003")
+        bob.state("CONFIRMED", timeout=15)
+        moved(alice, carol)
+        wait_for(lambda: bool(cti.named("supervisor.joined")), 15, lambda: str(cti.events))
+        whisper = settle(alice, carol, bob)
+        bob.send("hangup")
+        bob.state("DISCONNECTED")
+        after = settle(alice, carol)
+        carol.send("hangup")
+        for phone in (carol, alice):
+            phone.state("DISCONNECTED", timeout=15)
+    hears(carol, whisper[1], SUPERVISOR_HZ, "whisper: the agent did not hear bob")
+    deaf_to(alice, whisper[0], SUPERVISOR_HZ, "whisper: the other party heard bob")
+    hears(bob, whisper[2], CALLER_HZ, "whisper: bob did not hear the other party")
+    hears(bob, whisper[2], AGENT_HZ, "whisper: bob did not hear the agent")
+    hears(alice, after[0], AGENT_HZ, "the call did not go on without the supervisor")
+    joined = cti.named("supervisor.joined")[0]["data"]
+    assert (joined["origin"], joined["queue"]) == ("feature-code", "support")

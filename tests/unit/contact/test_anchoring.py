@@ -13,6 +13,7 @@ from appliance.contact.anchoring import Anchors, direct_call
 from appliance.contact.supervision import Held, SupervisionService
 from appliance.contact.supervisors import SupervisionError
 from appliance.pbx.calls import CallService
+from appliance.pbx.deciders import RouteQuery
 from appliance.pbx.media import MediaPool
 from tests.unit.contact.test_supervision import SETTINGS, FakeWorker, RecordingCti
 
@@ -93,11 +94,24 @@ def test_rights_are_checked_before_a_direct_call_moves() -> None:
     assert direct.anchored == []
 
 
-def test_a_feature_code_does_not_anchor_and_a_failed_anchor_ends_the_waiting_session() -> None:
-    service, direct, _worker, cti = supervision()
-    with pytest.raises(SupervisionError) as err:
-        service._admit("leg-1", "1002", "1003", "monitor", "feature-code")
-    assert (err.value.error_id, direct.anchored) == ("agent-not-on-call", [])
+def test_a_feature_code_waits_on_the_worker_for_the_anchor() -> None:
+    service, direct, worker, _cti = supervision()
+    decision = service.route(RouteQuery("1002", "*911003", call_id="sup-1"))
+    assert decision is not None
+    assert decision.uri == f"sip:supervise-1003@{worker.address};anchor=an-1"
+    assert direct.anchored == ["1003"]
+    service.anchored("an-1")
+    assert worker.sent == [], "the worker starts the waiting supervisor itself"
+    service.on_event(worker, {"state": "start", "id": "sup-1", "call_id": "sup-1"})
+    assert worker.sent == [{"cmd": "supervise-join", "id": "sup-1", "mode": "whisper",
+                            "beep": "both"}]  # fmt: skip
+
+
+def test_a_failed_anchor_ends_the_waiting_sessions() -> None:
+    service, _direct, worker, cti = supervision()
+    service.route(RouteQuery("1002", "*901003", call_id="sup-1"))
+    service.anchor_ended("an-1", "worker-full")
+    assert worker.sent == [{"cmd": "supervise-hangup", "id": "sup-1"}]
     session = service.three_way("1003", "1002")
     assert session.state == "anchoring"
     service.anchor_ended("an-1", "worker-full")
