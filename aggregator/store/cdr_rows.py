@@ -63,7 +63,9 @@ class ParsedBatch:
     ``error_ids`` says why each refused record was refused; ``rejected`` keeps the
     first ``REJECTED_KEPT`` of them whole. ``queued`` holds the queue figures of the
     CDRs that passed a queue (by CDR id); ``queue_errors`` why a CDR's queue fields were
-    refused (the CDR itself is kept).
+    refused (the CDR itself is kept). ``continued`` names the CDRs of legs that took
+    over another call of the site (variable ``replaces``: a call anchored on a media
+    worker, a three-way, an attended transfer): the rollups count their time, not them.
     """
 
     site_id: str
@@ -75,6 +77,7 @@ class ParsedBatch:
     error_ids: tuple[str, ...] = ()
     queued: Mapping[str, QueueCall] = field(default_factory=dict)
     queue_errors: tuple[str, ...] = ()
+    continued: frozenset[str] = frozenset()
 
     def queued_among(self, new_ids: Collection[str]) -> list[QueueCall]:
         """The queued calls among the CDRs ``new_ids`` (those newly stored)."""
@@ -129,6 +132,7 @@ def parse_batch(site_id: str, records: Sequence[tuple[int, bytes]]) -> ParsedBat
     error_ids = []
     queued: dict[str, QueueCall] = {}
     queue_errors = []
+    continued = set()
     for seq, raw in records:
         try:
             row, variables = _parse(site_id, raw, now_ms)
@@ -149,6 +153,8 @@ def parse_batch(site_id: str, records: Sequence[tuple[int, bytes]]) -> ParsedBat
         if row.cdr_id in rows:
             continue
         rows[row.cdr_id] = row
+        if variables.get("replaces"):
+            continued.add(row.cdr_id)
         if variables:
             try:
                 call = queue_call(site_id, row.started_ms, row.ended_ms, row.billable_s, variables,
@@ -158,9 +164,9 @@ def parse_batch(site_id: str, records: Sequence[tuple[int, bytes]]) -> ParsedBat
                 continue
             if call is not None:
                 queued[row.cdr_id] = call
-    totals = hourly_totals(rows.values())
+    totals = hourly_totals(rows.values(), continued)
     return ParsedBatch(site_id, len(records), rows, rejected, now_ms, totals, tuple(error_ids),
-                       queued, tuple(queue_errors))  # fmt: skip
+                       queued, tuple(queue_errors), frozenset(continued))  # fmt: skip
 
 
 def new_totals() -> Totals:
@@ -186,15 +192,17 @@ def daily_totals(hourly: Totals) -> Totals:
     return daily
 
 
-def hourly_totals(rows: Iterable[CdrRow]) -> Totals:
-    """What ``rows`` add to the hourly rollups, per site, hour and dimension."""
+def hourly_totals(rows: Iterable[CdrRow], continued: Collection[str] = ()) -> Totals:
+    """What ``rows`` add to the hourly rollups, per site, hour and dimension; a row in
+    ``continued`` (a leg that took over a call counted already) adds its time only."""
     totals = new_totals()
     for row in rows:
         hour = row.started_ms - row.started_ms % HOUR_MS
-        answered = row.disposition == "answered"
+        new_call = row.cdr_id not in continued
+        answered = new_call and row.disposition == "answered"
         for dim, key in _dimensions(row):
             t = totals[(row.site_id, hour, dim, key)]
-            t[0] += 1
+            t[0] += new_call
             t[1] += answered
             t[2] += row.duration_s
             t[3] += row.billable_s

@@ -88,7 +88,8 @@ class CdrStore:
             for batch, new_ids in zip(batches, insert_group(conn, batches), strict=True):
                 totals = batch.totals
                 if len(new_ids) != len(batch.rows):
-                    totals = hourly_totals(batch.rows[cdr_id] for cdr_id in new_ids)
+                    totals = hourly_totals((batch.rows[cdr_id] for cdr_id in new_ids),
+                                           batch.continued)  # fmt: skip
                 add_totals(group_totals, totals)
                 queued += batch.queued_among(new_ids)
                 if batch.rejected:

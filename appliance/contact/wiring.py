@@ -14,6 +14,7 @@ from fastapi import APIRouter
 
 from appliance.contact.agent_call_routes import build_agent_call_router
 from appliance.contact.agent_calls import AgentCalls
+from appliance.contact.anchoring import Anchors
 from appliance.contact.cti_webhooks import CtiWebhooks
 from appliance.contact.decider import QueueDecider
 from appliance.contact.feature_codes import AgentCodeDecider
@@ -138,11 +139,14 @@ def build_contact(
     configured = pbx.settings.media.prompts
     refusals = SpokenRefusals(tts, settings.supervision.language, configured)
     pbx.media.add_prompts(refusals.prompts())
-    supervision = SupervisionService(settings, _held(service, pbx), service.cti,
+    anchors = _anchors(pbx)
+    supervision = SupervisionService(settings, _held(service, pbx, anchors), service.cti,
                                      _cdr_fields(pbx), agent_state=_agent_state(service),
-                                     spoken=refusals.prompt)  # fmt: skip
+                                     spoken=refusals.prompt, direct=anchors)  # fmt: skip
+    anchors.on_bridged, anchors.on_ended = supervision.anchored, supervision.anchor_ended
     pbx.chain.add(SupervisionDecider(supervision), OWN_NUMBERS)
     pbx.media_listeners["supervise"] = supervision
+    pbx.media_listeners["anchor"] = anchors
     calls = AgentCalls(service, lambda: pbx.dialplan.extensions)
     members = Members(service, lambda: pbx.dialplan.extensions, _elsewhere(pbx))
     if pbx.webhooks is not None:
@@ -180,13 +184,23 @@ def _remote_agents(service: ContactService, pbx: BranchExchange) -> RemoteAgents
     return remote
 
 
-def _held(service: ContactService, pbx: BranchExchange) -> Callable[[str], Held | None]:
-    """The agent's queue call and the media worker bridging it."""
+def _anchors(pbx: BranchExchange) -> Anchors:
+    """Agents' direct calls moved onto media workers, Kamailio told of each takeover."""
+
+    async def takeover(call_id: str) -> None:
+        await pbx.events.rpc("htable.seti", "takeover", call_id, 1)
+
+    return Anchors(lambda: pbx.calls, pbx.media, takeover)
+
+
+def _held(service: ContactService, pbx: BranchExchange,
+          anchors: Anchors) -> Callable[[str], Held | None]:  # fmt: skip
+    """The agent's queue call (or anchored call) and the media worker bridging it."""
 
     def held(agent: str) -> Held | None:
         found = service.agent_call(agent)
         if found is None:
-            return None
+            return anchors.held(agent)
         call_id, queue, holder = found
         worker = next((w for w in pbx.media.workers if w is holder), None)
         return None if worker is None else Held(call_id, queue, worker)

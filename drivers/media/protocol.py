@@ -43,6 +43,11 @@ Commands (``cmd``)::
     supervise-call, supervise-join, supervise-mode, supervise-hangup
                   id, ...                             a supervisor's leg on an agent's queue
                                                       call (drivers.media.supervise)
+    anchor        id, agent, other, agent_replaces, other_replaces, headers
+                                                      take over a call between ``agent`` and
+                                                      ``other`` (both dialled with Replaces,
+                                                      like ``conference``) and bridge it for
+                                                      supervision (drivers.media.anchor)
     quit                                              hang up everything and exit
 
 Events (``ev``): ``ready`` (port), ``load`` (calls, capacity), ``leg`` (id, state:
@@ -53,7 +58,9 @@ agent-ringing | agent-answered | agent-ended (id, agent, code, answered) | digit
 | callback-ringing | callback-answered | callback-ended | ended (id); see
 drivers.media.queues and drivers.media.callbacks), ``supervise`` (state: start (id,
 call_id, agent, supervisor, call) | digit (id, digit) | ended (id, code, reason,
-answered); see drivers.media.supervise), ``error`` (id, message), ``gsm`` (channel, state:
+answered); see drivers.media.supervise), ``anchor`` (state: bridged (id, agent) | ended
+(id, agent, code, reason, bridged); see drivers.media.anchor), ``error`` (id, message),
+``gsm`` (channel, state:
 invite (number, call_id) | ringing | answered | dtmf (digits) | lost | ended (code,
 reason, answered, frames)), ``gsm-stats`` (channels: {channel: frames}), ``room`` (room,
 members: meet-me calls the room holds on this worker, call_id: the SIP Call-ID of the call
@@ -134,6 +141,14 @@ def decode_event(line: str) -> dict[str, Any] | None:
     if not line.startswith(EVENT_PREFIX):
         return None
     return _object(line[len(EVENT_PREFIX) :])
+
+
+def anchor_command(key: str, agent: str, other: str, agent_replaces: str,
+                   other_replaces: str, headers: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    """The ``anchor`` command: take over the call between ``agent`` and ``other``."""
+    return {"cmd": "anchor", "id": key, "agent": agent, "other": other,
+            "agent_replaces": agent_replaces, "other_replaces": other_replaces,
+            "headers": headers}  # fmt: skip
 
 
 def encode_command(command: dict[str, Any]) -> bytes:
