@@ -25,6 +25,10 @@ under the product's drivers (``bench/pbx_baseline.py``), and prints our recorded
 against it. Its WAVs column counts the recordings rtpengine finished (it converts none);
 it has no cap (``--max-calls`` does not apply to it).
 
+``--keep DIR`` keeps each mode's work folder under DIR (which must not exist yet): sipp's
+statistics and per-call logs (``uac-outcomes.log``, ``uac-errors.log``, ``uas.log``),
+the appliance's log (``pbx.log``) and Kamailio's (``data/pbx/run/kamailio.log``).
+
 ``--profile DIR`` also writes a cProfile of the appliance process per mode into DIR
 (``python -m pstats``); its overhead slows the appliance, so its CPU figures are not
 comparable with a run without it.
@@ -49,6 +53,7 @@ import sys
 import tempfile
 import time
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -436,6 +441,7 @@ def uac_argv(args: argparse.Namespace, target: str, scenario: str, name: str = "
         "-nostdin", "-max_socket", "4096", "-trace_stat", "-stf", f"{name}.csv",
         "-fd", "1", "-timeout", str(sipp_timeout_s(args)),
         "-trace_logs", "-log_file", f"{name}-outcomes.log",
+        "-trace_err", "-error_file", f"{name}-errors.log",
     ]  # fmt: skip
 
 
@@ -553,8 +559,7 @@ def run_load(
     max_calls: int = 0,
 ) -> dict[str, Any]:
     """One measured run of ``mode``; returns its figures (and a cProfile in ``profile_dir``)."""
-    with tempfile.TemporaryDirectory(prefix="bench-pbx-") as tmp:
-        work = Path(tmp)
+    with work_folder(args.keep, mode) as work:
         tone = work / "tone.ulaw"
         _tone_file(tone)
         run = Run(work, mode != PROXY_ONLY, max_calls=max_calls, baseline=mode == BASELINE)
@@ -592,6 +597,18 @@ def run_load(
             figures.update(cdr_check(run, figures))
         harness.record(f"{mode}, outcomes", f"{figures['outcome']}; {figures['leftovers']}")
         return result(args, mode, max_calls, idle_pss, figures)
+
+
+@contextlib.contextmanager
+def work_folder(keep: Path | None, mode: str) -> Iterator[Path]:
+    """A temporary folder for one mode's run, or ``keep/<mode>`` kept after it."""
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix="bench-pbx-") as tmp:
+            yield Path(tmp)
+        return
+    work = keep.resolve() / mode.replace(" ", "-")
+    work.mkdir(parents=True)
+    yield work
 
 
 def _parts(run: Run, pbx: subprocess.Popen[bytes]) -> dict[str, list[int]]:
@@ -740,6 +757,12 @@ def main() -> None:
         action="store_true",
         help="a third run: Kamailio with a minimal script and rtpengine recording, no appliance",
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep each mode's work folder (sipp's, the appliance's and Kamailio's logs) in this "
+        "new folder",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--serve-baseline", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -751,6 +774,8 @@ def main() -> None:
         serve(yaml.safe_load(args.serve.read_text()), args.profile)
         return
     check_steady_phase(parser, args)
+    if args.keep is not None and args.keep.exists():
+        parser.error(f"--keep {args.keep}: the folder exists already")
     harness.run(measure, args)
 
 

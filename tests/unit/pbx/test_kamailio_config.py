@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -148,6 +149,18 @@ def test_in_dialog_requests_are_relayed_only_within_known_dialogs() -> None:
     within = text[text.index("route[WITHINDLG] {") :]
     assert within.index("is_known_dlg()") < within.index("loose_route()")
     assert 'remove_hf("Route");' in text
+
+
+def test_no_route_runs_on_every_reply_and_only_own_byes_arm_the_bye_wait() -> None:
+    """The BYE race of dlg.end_dlg is closed in routes an ordinary call never runs
+    (docs/pbx.md, "Ending a dialog from the appliance")."""
+    text = render_config(_config())
+    assert re.search(r"^onreply_route\s*\{", text, re.MULTILINE) is None
+    local = text[text.index("event_route[tm:local-request] {") :]
+    local = local[: local.index("\n}\n")]
+    assert text.count('t_on_reply("OWN_BYE")') == 1
+    assert local.index('is_method("BYE")') < local.index('t_on_reply("OWN_BYE")')
+    assert "onreply_route[OWN_BYE] {" in text
 
 
 def test_config_without_a_route_secret_is_refused() -> None:
