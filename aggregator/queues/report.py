@@ -1,12 +1,16 @@
 """The queue report: per site, queue and local day (or hour), from the queue rollups only.
 
 Theory of operation: the report's periods are local days or hours of the requested time
-zone. A day report over whole UTC days in a zone at offset zero (UTC) reads the daily
-rollup, one row per site, queue and day; otherwise the hourly one, each UTC hour counted
-in the local period its start falls in (exact for zones with whole-hour offsets, as for
-the other reports). The database sums per site, queue and period: a day report works
-each row's local day out by arithmetic (``_by_day``), an hour report groups by the hour
-itself. Raw CDRs are never read.
+zone. A day report from one local midnight to another reads, for the sites whose own
+zone (the directory's) is the requested one, their local-day rollup: one row per site,
+queue and local day, complete from ``queue_local_zones.since_day``
+(aggregator/store/queue_local.py; ``local_sites``). For the other sites, a day report
+over whole UTC days in a zone at offset zero (UTC) reads the daily rollup; otherwise the
+hourly one, each UTC hour counted in the local period its start falls in (exact for
+zones with whole-hour offsets, as for the other reports). The database sums per site,
+queue and period: a day report from the hourly rollup works each row's local day out by
+arithmetic (``_by_day``), an hour report groups by the hour itself. Raw CDRs are never
+read.
 
 Figures (docs/contact-centre.md, "Reports at HQ"): service level is the callers answered
 within the queue's threshold, of those answered or abandoned (as on the wallboard); the
@@ -19,14 +23,20 @@ from __future__ import annotations
 import datetime
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from aggregator.store.queue_local import day_number
 from aggregator.store.queue_rollup import OUTCOMES
-from aggregator.store.schema import queue_rollup, queue_rollup_daily
+from aggregator.store.schema import (
+    queue_local_zones,
+    queue_rollup,
+    queue_rollup_daily,
+    queue_rollup_local,
+)
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
@@ -58,7 +68,9 @@ def queue_report(conn: sa.Connection, query: QueueQuery) -> list[dict[str, Any]]
 
 def period_sums(conn: sa.Connection, query: QueueQuery, figures: Figures) -> list[PeriodSums]:
     """``figures`` summed per site, queue and period (labelled), sorted."""
-    rows = conn.execute(statement(query, figures)).all()
+    rows: list[Any] = []
+    for select in statements(query, figures, local_sites(conn, query)):
+        rows += conn.execute(select).all()
     if query.interval == "day":
         first = _first_day(query)
         labels = [(first + datetime.timedelta(days=d)).isoformat() for d in range(_days(rows))]
@@ -81,11 +93,54 @@ def queue_figures(table: sa.Table) -> list[sa.ColumnElement[Any]]:
     ]
 
 
+def statements(
+    query: QueueQuery, figures: Figures = queue_figures, local: frozenset[str] = frozenset()
+) -> list[sa.Select[Any]]:
+    """The report's SQL: the ``local`` sites' local days from their own rollup, the
+    other sites' periods from the UTC rollups."""
+    if not local:
+        return [statement(query, figures)]
+    others = replace(query, not_sites=query.not_sites | local)
+    if query.sites is not None:
+        others = replace(query, sites=query.sites - local)
+    own = _by_own_day(replace(query, sites=local), figures)
+    return [own] if others.sites == frozenset() else [own, statement(others, figures)]
+
+
 def statement(query: QueueQuery, figures: Figures = queue_figures) -> sa.Select[Any]:
-    """The report's SQL: sums per site, queue and period (a day's number, or the hour)."""
+    """The SQL over the UTC rollups: sums per site, queue and period (a day's number, or
+    the hour)."""
     if query.interval == "day":
         return _by_day(query, _first_day(query), figures)
     return _by_hour(query, figures)
+
+
+def local_sites(conn: sa.Connection, query: QueueQuery) -> frozenset[str]:
+    """The sites of a day report whose own zone is the query's and whose local-day rows
+    are complete over its days (aggregator/store/queue_local.py); none unless the query
+    runs from a local midnight to another."""
+    if query.interval != "day" or not (_midnight(query.start_ms, query.tz)
+                                       and _midnight(query.end_ms, query.tz)):  # fmt: skip
+        return frozenset()
+    z = queue_local_zones.c
+    select = sa.select(z.site_id).where(
+        z.tz == query.tz.key, z.since_day <= day_number(_first_day(query))
+    )
+    return frozenset(conn.execute(_among_sites(select, z.site_id, query)).scalars())
+
+
+def _midnight(at_ms: int, tz: ZoneInfo) -> bool:
+    local = datetime.datetime.fromtimestamp(at_ms / 1000, tz)
+    return local.timetz().replace(tzinfo=None) == datetime.time() and at_ms % 1000 == 0
+
+
+def _by_own_day(query: QueueQuery, figures: Figures) -> sa.Select[Any]:
+    """Sums per site, queue and local day (days since the first) from the sites' own rows."""
+    c = queue_rollup_local.c
+    first = day_number(_first_day(query))
+    last = day_number(datetime.datetime.fromtimestamp(query.end_ms / 1000, query.tz).date())
+    bounds = [c.tz == query.tz.key, c.day >= first, c.day < last]
+    return _sums(queue_rollup_local, bounds, c.day - first, query, figures)
 
 
 def _first_day(query: QueueQuery) -> datetime.date:
@@ -109,7 +164,7 @@ def _by_day(query: QueueQuery, first: datetime.date, figures: Figures) -> sa.Sel
     for (_, offset), (changed, _) in reversed(list(itertools.pairwise(offsets))):
         shift = sa.case((at < changed, offset), else_=shift)
     base = int(datetime.datetime.combine(first, datetime.time(), datetime.UTC).timestamp() * 1000)
-    return _sums(table, at, (at + shift - base) // DAY_MS, query, figures)
+    return _sums(table, _hours(at, query), (at + shift - base) // DAY_MS, query, figures)
 
 
 def utc_offsets(start_ms: int, end_ms: int, tz: ZoneInfo) -> list[tuple[int, int]]:
@@ -143,27 +198,37 @@ def _days(rows: Sequence[Any]) -> int:
 
 def _by_hour(query: QueueQuery, figures: Figures) -> sa.Select[Any]:
     hour = queue_rollup.c.hour_ms
-    return _sums(queue_rollup, hour, hour, query, figures)
+    return _sums(queue_rollup, _hours(hour, query), hour, query, figures)
+
+
+def _hours(at: sa.ColumnElement[int], query: QueueQuery) -> list[sa.ColumnElement[bool]]:
+    """The rows of the hours (or UTC days) that start inside the query's range."""
+    return [at >= _first_hour(query.start_ms), at < query.end_ms]
 
 
 def _sums(
     table: sa.Table,
-    at: sa.ColumnElement[int],
+    bounds: list[sa.ColumnElement[bool]],
     period: sa.ColumnElement[int],
     query: QueueQuery,
     figures: Figures,
 ) -> sa.Select[Any]:
     c = table.c
-    first = _first_hour(query.start_ms)
     select = sa.select(c.site_id, c.queue, period.label("period"), *figures(table))
-    select = select.where(at >= first, at < query.end_ms)
-    if query.sites is not None:
-        select = select.where(c.site_id.in_(sorted(query.sites)))
-    if query.not_sites:
-        select = select.where(c.site_id.not_in(sorted(query.not_sites)))
+    select = _among_sites(select.where(*bounds), c.site_id, query)
     if query.queue is not None:
         select = select.where(c.queue == query.queue)
     return select.group_by(c.site_id, c.queue, sa.literal_column("period"))
+
+
+def _among_sites(
+    select: sa.Select[Any], site_id: sa.ColumnElement[str], query: QueueQuery
+) -> sa.Select[Any]:
+    if query.sites is not None:
+        select = select.where(site_id.in_(sorted(query.sites)))
+    if query.not_sites:
+        select = select.where(site_id.not_in(sorted(query.not_sites)))
+    return select
 
 
 def _hour_label(at_ms: int, tz: ZoneInfo) -> str:
