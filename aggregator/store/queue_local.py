@@ -9,11 +9,13 @@ only for CDRs newly inserted, so a redelivered CDR adds nothing. Sites the direc
 not place, or places in UTC, get no rows: the UTC daily rollup already answers for them.
 
 ``queue_local_zones`` holds, per site, the zone its rows are kept in and ``since_day``,
-the first local day whose rows are complete. When a site first gets a zone, or its zone
-changes, its calls from then on go to rows of the new zone, which are complete only from
-the next local day (``since_day``: tomorrow there); the report reads the hourly rollup
-for the days before (aggregator/queues/report.py). Revision 0010 fills both tables from
-the CDRs already stored.
+the first local day whose rows are complete. A site placed in a zone before any of its
+queued calls was stored has them all (``since_day`` 0). When a site that already has
+calls gets a zone, or its zone changes, its calls from then on go to rows of the new
+zone, which are complete only from the next local day (``since_day``: tomorrow there,
+by this node's clock); the report reads the hourly rollup for the days before
+(aggregator/queues/report.py). The rows of a zone a site left stay, unread. Revision
+0010 fills both tables from the CDRs already stored.
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ import sqlalchemy as sa
 
 from aggregator.store.db import insert
 from aggregator.store.queue_rollup import QueueCall, queue_totals, upsert_totals
-from aggregator.store.schema import directory_sites, queue_local_zones, queue_rollup_local
+from aggregator.store.schema import (
+    directory_sites,
+    queue_local_zones,
+    queue_rollup,
+    queue_rollup_local,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +119,7 @@ def _follow_zones(
     )
     now_ms = int(time.time() * 1000)
     changed = {
-        site: (tz.key, local_day(now_ms, tz) + 1)
+        site: (tz.key, local_day(now_ms, tz) + 1 if _has_rows(conn, site) else 0)
         for site, tz in zones.items()
         if kept.get(site) != tz.key
     }
@@ -120,3 +127,9 @@ def _follow_zones(
     gone = sorted(site for site in kept if site not in zones)
     if gone:
         conn.execute(sa.delete(queue_local_zones).where(z.site_id.in_(gone)))
+
+
+def _has_rows(conn: sa.Connection, site_id: str) -> bool:
+    """Whether calls of the site were stored before (its hourly queue rollup has rows)."""
+    q = queue_rollup.c
+    return conn.scalar(sa.select(sa.exists().where(q.site_id == site_id))) is True
