@@ -13,11 +13,11 @@ import pytest
 import sqlalchemy as sa
 
 from aggregator import reports
-from aggregator.queues.report import QueueQuery, local_sites, queue_report
+from aggregator.queues.report import QueueQuery, local_split, queue_report
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import driver_url, migrated_engine
 from aggregator.store.queue_local import local_day
-from aggregator.store.schema import directory_sites, queue_local_zones, queue_rollup_local
+from aggregator.store.schema import directory_sites, queue_rollup_local, queue_sites
 from tests.queue_cdrs import QueuedCall
 from tests.queue_migration import CALLS as MIGRATED_CALLS
 from tests.queue_migration import at_revision_0003
@@ -89,7 +89,9 @@ def figures(calls: list[QueuedCall]) -> dict[str, object]:
 def report(engine: sa.Engine, tz: ZoneInfo, span: tuple[str, str], **kw: object) -> ReportRun:
     query = QueueQuery(reports.parse_time(span[0], tz), reports.parse_time(span[1], tz), tz, **kw)  # type: ignore[arg-type]
     with engine.connect() as conn:
-        return ReportRun(local_sites(conn, query), queue_report(conn, query))
+        split = local_split(conn, query)
+        local = frozenset() if split is None else split.local
+        return ReportRun(local, queue_report(conn, query))
 
 
 class ReportRun:
@@ -139,9 +141,9 @@ def check_a_moved_site_reads_the_hourly_rollup(engine: sa.Engine) -> None:
     later = QueuedCall(len(CALLS), "support", "answered", wait_s=3.0, talk_s=9.0,
                        start=reports.parse_time("2026-10-27T12:00", BERLIN) / 1000)  # fmt: skip
     ingest(engine, "site-a", [later])
-    z = queue_local_zones.c
+    z = queue_sites.c
     with engine.connect() as conn:
-        ((name, since),) = conn.execute(sa.select(z.tz, z.since_day)).all()
+        ((name, since),) = conn.execute(sa.select(z.tz, z.since_day).where(z.site_id == "site-a"))
     new_york = ZoneInfo("America/New_York")
     today = local_day(int(time.time() * 1000), new_york)
     assert name == "America/New_York"

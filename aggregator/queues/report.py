@@ -3,8 +3,8 @@
 Theory of operation: the report's periods are local days or hours of the requested time
 zone. A day report from one local midnight to another reads, for the sites whose own
 zone (the directory's) is the requested one, their local-day rollup: one row per site,
-queue and local day, complete from ``queue_local_zones.since_day``
-(aggregator/store/queue_local.py; ``local_sites``). For the other sites, a day report
+queue and local day, complete from ``queue_sites.since_day``
+(aggregator/store/queue_local.py; ``local_split``). For the other sites, a day report
 over whole UTC days in a zone at offset zero (UTC) reads the daily rollup; otherwise the
 hourly one, each UTC hour counted in the local period its start falls in (exact for
 zones with whole-hour offsets, as for the other reports). The database sums per site,
@@ -29,13 +29,13 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from aggregator.store.queue_local import day_number
+from aggregator.store.queue_local import NO_ZONE, day_number
 from aggregator.store.queue_rollup import OUTCOMES
 from aggregator.store.schema import (
-    queue_local_zones,
     queue_rollup,
     queue_rollup_daily,
     queue_rollup_local,
+    queue_sites,
 )
 
 HOUR_MS = 3_600_000
@@ -69,7 +69,7 @@ def queue_report(conn: sa.Connection, query: QueueQuery) -> list[dict[str, Any]]
 def period_sums(conn: sa.Connection, query: QueueQuery, figures: Figures) -> list[PeriodSums]:
     """``figures`` summed per site, queue and period (labelled), sorted."""
     rows: list[Any] = []
-    for select in statements(query, figures, local_sites(conn, query)):
+    for select in statements(query, figures, local_split(conn, query)):
         rows += conn.execute(select).all()
     if query.interval == "day":
         first = _first_day(query)
@@ -93,18 +93,25 @@ def queue_figures(table: sa.Table) -> list[sa.ColumnElement[Any]]:
     ]
 
 
+@dataclass(frozen=True)
+class Split:
+    """The sites of a day report read from their own local-day rows, and the others."""
+
+    local: frozenset[str]
+    others: frozenset[str]
+
+
 def statements(
-    query: QueueQuery, figures: Figures = queue_figures, local: frozenset[str] = frozenset()
+    query: QueueQuery, figures: Figures = queue_figures, split: Split | None = None
 ) -> list[sa.Select[Any]]:
-    """The report's SQL: the ``local`` sites' local days from their own rollup, the
-    other sites' periods from the UTC rollups."""
-    if not local:
+    """The report's SQL: with a ``split``, its local sites' days from their own rollup and
+    its other sites' from the UTC rollups; without, every site from the UTC rollups."""
+    if split is None:
         return [statement(query, figures)]
-    others = replace(query, not_sites=query.not_sites | local)
-    if query.sites is not None:
-        others = replace(query, sites=query.sites - local)
-    own = _by_own_day(replace(query, sites=local), figures)
-    return [own] if others.sites == frozenset() else [own, statement(others, figures)]
+    own = _by_own_day(replace(query, sites=split.local, not_sites=frozenset()), figures)
+    if not split.others:
+        return [own]
+    return [own, statement(replace(query, sites=split.others, not_sites=frozenset()), figures)]
 
 
 def statement(query: QueueQuery, figures: Figures = queue_figures) -> sa.Select[Any]:
@@ -115,18 +122,23 @@ def statement(query: QueueQuery, figures: Figures = queue_figures) -> sa.Select[
     return _by_hour(query, figures)
 
 
-def local_sites(conn: sa.Connection, query: QueueQuery) -> frozenset[str]:
-    """The sites of a day report whose own zone is the query's and whose local-day rows
-    are complete over its days (aggregator/store/queue_local.py); none unless the query
-    runs from a local midnight to another."""
-    if query.interval != "day" or not (_midnight(query.start_ms, query.tz)
-                                       and _midnight(query.end_ms, query.tz)):  # fmt: skip
-        return frozenset()
-    z = queue_local_zones.c
-    select = sa.select(z.site_id).where(
-        z.tz == query.tz.key, z.since_day <= day_number(_first_day(query))
-    )
-    return frozenset(conn.execute(_among_sites(select, z.site_id, query)).scalars())
+def local_split(conn: sa.Connection, query: QueueQuery) -> Split | None:
+    """Which sites of a day report have their own zone in the query's and local-day rows
+    complete over its days (aggregator/store/queue_local.py); None when none has, or the
+    query does not run from a local midnight to another.
+
+    ``queue_sites`` lists every site with queued calls, so the others are listed too: the
+    UTC rollups are then read for them by name, not by scanning past the local sites."""
+    whole_days = _midnight(query.start_ms, query.tz) and _midnight(query.end_ms, query.tz)
+    if query.interval != "day" or query.tz.key == NO_ZONE or not whole_days:
+        return None
+    q = queue_sites.c
+    first = day_number(_first_day(query))
+    rows = conn.execute(_among_sites(sa.select(q.site_id, q.tz, q.since_day), q.site_id, query))
+    zones = {site: (tz, since) for site, tz, since in rows}
+    own = [site for site, (tz, since) in zones.items() if tz == query.tz.key and since <= first]
+    local = frozenset(own)
+    return Split(local, frozenset(zones) - local) if local else None
 
 
 def _midnight(at_ms: int, tz: ZoneInfo) -> bool:

@@ -8,15 +8,14 @@ daylight-saving change) and its queue; in the same transaction as the other roll
 only for CDRs newly inserted, so a redelivered CDR adds nothing. Sites the directory does
 not place, or places in UTC, get no rows: the UTC daily rollup already answers for them.
 
-``queue_local_zones`` holds, per site, the zone its rows are kept in and ``since_day``,
-the first local day whose rows are complete. A site placed in a zone before any of its
-queued calls was stored has them all (``since_day`` 0). When a site that already has
-calls gets a zone, or its zone changes, its calls from then on go to rows of the new
-zone, which are complete only from the next local day (``since_day``: tomorrow there,
-by this node's clock); the report reads the hourly rollup for the days before
-(aggregator/queues/report.py). The rows of a zone a site left stay, unread. Revision
-0010 fills both tables from the CDRs already stored.
-"""
+``queue_sites`` holds, per site with queued calls, the zone its rows are kept in ("UTC":
+none) and ``since_day``, the first local day whose rows are complete. A site placed in a
+zone before any of its queued calls was stored has them all (``since_day`` 0). When a
+site that already has calls gets a zone, or its zone changes, its calls from then on go
+to rows of the new zone, which are complete only from the next local day (``since_day``:
+tomorrow there, by this node's clock); the report reads the hourly rollup for the days
+before (aggregator/queues/report.py). The rows of a zone a site left stay, unread.
+Revision 0010 fills both tables from the CDRs already stored."""
 
 from __future__ import annotations
 
@@ -33,13 +32,15 @@ from aggregator.store.db import insert
 from aggregator.store.queue_rollup import QueueCall, queue_totals, upsert_totals
 from aggregator.store.schema import (
     directory_sites,
-    queue_local_zones,
     queue_rollup,
     queue_rollup_local,
+    queue_sites,
 )
 
 log = logging.getLogger(__name__)
 
+# The zone ``queue_sites`` gives a site whose figures have no local-day rows.
+NO_ZONE = "UTC"
 _EPOCH_DAY = datetime.date(1970, 1, 1).toordinal()
 
 
@@ -56,7 +57,7 @@ def local_day(at_ms: int, tz: ZoneInfo) -> int:
 @functools.lru_cache(maxsize=1024)
 def site_zone(name: str) -> ZoneInfo | None:
     """The zone a directory names, or None for UTC (no local rows) or a name not known."""
-    if name == "UTC":
+    if name == NO_ZONE:
         return None
     try:
         return ZoneInfo(name)
@@ -100,7 +101,7 @@ def set_since(conn: sa.Connection, since: Mapping[str, tuple[str, int]]) -> None
     """Record per site (zone name, first complete local day)."""
     rows = [{"site_id": s, "tz": tz, "since_day": day} for s, (tz, day) in sorted(since.items())]
     if rows:
-        stmt = insert(conn.engine, queue_local_zones)
+        stmt = insert(conn.engine, queue_sites)
         stmt = stmt.on_conflict_do_update(
             index_elements=["site_id"],
             set_={"tz": stmt.excluded.tz, "since_day": stmt.excluded.since_day},
@@ -111,22 +112,23 @@ def set_since(conn: sa.Connection, since: Mapping[str, tuple[str, int]]) -> None
 def _follow_zones(
     conn: sa.Connection, site_ids: Collection[str], zones: Mapping[str, ZoneInfo]
 ) -> None:
-    """Start a site's rows afresh (complete from tomorrow) where its zone is new or changed,
-    and forget the zone of a site now in UTC or out of the directory."""
-    z = queue_local_zones.c
+    """Register a site new to the queue figures; start a site's rows afresh (complete from
+    tomorrow) where its zone is new or changed; mark "UTC" a site no longer placed."""
+    z = queue_sites.c
     kept = dict(
         conn.execute(sa.select(z.site_id, z.tz).where(z.site_id.in_(sorted(site_ids)))).all()
     )
     now_ms = int(time.time() * 1000)
-    changed = {
-        site: (tz.key, local_day(now_ms, tz) + 1 if _has_rows(conn, site) else 0)
-        for site, tz in zones.items()
-        if kept.get(site) != tz.key
-    }
+    changed = {}
+    for site in site_ids:
+        tz = zones.get(site)
+        name = NO_ZONE if tz is None else tz.key
+        if kept.get(site) != name:
+            since = 0
+            if tz is not None and _has_rows(conn, site):
+                since = local_day(now_ms, tz) + 1
+            changed[site] = (name, since)
     set_since(conn, changed)
-    gone = sorted(site for site in kept if site not in zones)
-    if gone:
-        conn.execute(sa.delete(queue_local_zones).where(z.site_id.in_(gone)))
 
 
 def _has_rows(conn: sa.Connection, site_id: str) -> bool:

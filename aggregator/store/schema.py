@@ -142,16 +142,17 @@ queue_rollup = _queue_rollup("queue_rollup", "hour_ms", "ix_queue_rollup_hour")
 queue_rollup_daily = _queue_rollup("queue_rollup_daily", "day_ms", "ix_queue_rollup_daily_day")
 # Per site, its *own* local day and queue (aggregator/store/queue_local.py): ``day`` is the
 # local date as days since 1970-01-01, in the zone ``tz`` the directory gave the site when
-# the calls were stored. ``queue_local_zones`` says from which local day on a site's rows in
-# its zone are complete, so the queue report may read them (aggregator/queues/report.py).
+# the calls were stored. ``queue_sites`` has a row for every site with queued calls: the
+# zone its local-day rows are kept in ("UTC": none) and from which local day on they are
+# complete, so the queue report knows which sites may read them (aggregator/queues/report.py).
 queue_rollup_local = _queue_rollup(
     "queue_rollup_local",
     "day",
     "ix_queue_rollup_local_day",
     sa.Column("tz", sa.String(64), primary_key=True),
 )
-queue_local_zones = sa.Table(
-    "queue_local_zones",
+queue_sites = sa.Table(
+    "queue_sites",
     metadata,
     sa.Column("site_id", sa.String(64), primary_key=True),
     sa.Column("tz", sa.String(64), nullable=False),

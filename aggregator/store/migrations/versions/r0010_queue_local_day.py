@@ -1,10 +1,12 @@
-"""The per-queue rollup per site-local day: ``queue_rollup_local`` and ``queue_local_zones``.
+"""The per-queue rollup per site-local day: ``queue_rollup_local`` and ``queue_sites``.
 
-Filled from the CDRs already stored, a chunk at a time, for the sites the directory places
-outside UTC (aggregator/store/queue_local.py). A site's rows are complete from the day
-after the last hour its hourly queue rollup holds that no stored CDR backs (CDRs dropped
-by retention: their calls are in the hourly rollup only), or from the start when there is
-none; the report reads the hourly rollup before that day.
+Every site with queued calls (rows in ``queue_rollup``) is listed in ``queue_sites``;
+the local-day rows are filled from the CDRs already stored, a chunk at a time, for the
+sites the directory places outside UTC (aggregator/store/queue_local.py). A site's rows
+are complete from the day after the last hour its hourly queue rollup holds that no
+stored CDR backs (CDRs dropped by retention: their calls are in the hourly rollup only),
+or from the start when there is none; the report reads the hourly rollup before that
+day.
 
 Revision ID: 0010
 Revises: 0009
@@ -19,7 +21,13 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from alembic import op
 
-from aggregator.store.queue_local import add_in_zones, directory_zones, local_day, set_since
+from aggregator.store.queue_local import (
+    NO_ZONE,
+    add_in_zones,
+    directory_zones,
+    local_day,
+    set_since,
+)
 from aggregator.store.queue_rollup import HOUR_MS, QueueCall, queue_call
 from drivers.sync.records import RecordError, parse_cdr
 
@@ -66,12 +74,14 @@ def upgrade() -> None:
     )
     op.create_index("ix_queue_rollup_local_day", "queue_rollup_local", ["day", "site_id"])
     op.create_table(
-        "queue_local_zones",
+        "queue_sites",
         sa.Column("site_id", sa.String(64), primary_key=True),
         sa.Column("tz", sa.String(64), nullable=False),
         sa.Column("since_day", sa.BigInteger, nullable=False),
     )
     conn = op.get_bind()
+    queued = conn.execute(sa.select(queue_rollup.c.site_id).distinct()).scalars().all()
+    set_since(conn, dict.fromkeys(queued, (NO_ZONE, 0)))
     zones = directory_zones(conn, conn.execute(sa.select(directory_sites.c.id)).scalars().all())
     if zones:
         for calls in _stored_calls(conn, sorted(zones)):
@@ -113,6 +123,6 @@ def _since(conn: sa.Connection, site_id: str, tz: ZoneInfo) -> int:
 
 def downgrade() -> None:
     """Drop both; the hourly rollup still answers every report."""
-    op.drop_table("queue_local_zones")
+    op.drop_table("queue_sites")
     op.drop_index("ix_queue_rollup_local_day", "queue_rollup_local")
     op.drop_table("queue_rollup_local")
