@@ -17,12 +17,15 @@ from aggregator.queues.report import QueueQuery, local_split, queue_report
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import driver_url, migrated_engine
 from aggregator.store.queue_local import local_day
-from aggregator.store.schema import directory_sites, queue_rollup_local, queue_sites
+from aggregator.store.schema import directory_sites, queue_rollup, queue_rollup_local, queue_sites
 from tests.queue_cdrs import QueuedCall
 from tests.queue_migration import CALLS as MIGRATED_CALLS
 from tests.queue_migration import at_revision_0003
 
 BERLIN = ZoneInfo("Europe/Berlin")
+DROPPED_HOUR_MS = 1_762_124_400_000  # 2025-11-02T23:00Z
+COUNTS_0009 = ("offered", "answered", "abandoned", "overflowed", "timeout", "callback",
+               "interrupted", "sl_met")  # fmt: skip
 OUTCOMES = ["answered"] * 5 + ["abandoned", "overflowed", "timeout", "interrupted", "callback"]
 # (from, to) local dates around the spring (23-hour day) and autumn (25-hour day) changes.
 SPANS = (("2026-03-27", "2026-04-01"), ("2026-10-23", "2026-10-28"))
@@ -159,10 +162,19 @@ def check_revision_0010_fills_the_local_days(url: str) -> None:
     at_revision_0003(url, then="0009")
     engine = sa.create_engine(driver_url(url))
     place(engine, "site-a", "Europe/Berlin")
+    with engine.begin() as conn:  # an hour whose CDRs retention dropped
+        conn.execute(queue_rollup.insert().values(site_id="site-a", hour_ms=DROPPED_HOUR_MS,
+                     queue="sales", **dict.fromkeys(COUNTS_0009, 1), wait_s=1.0, talk_s=1.0,
+                     max_wait_s=1.0))  # fmt: skip
     engine.dispose()
     engine, migration = migrated_engine(url)
     try:
         assert migration.before == "0009"
+        with engine.connect() as conn:
+            since = conn.scalar(sa.select(queue_sites.c.since_day))
+        assert since == local_day(DROPPED_HOUR_MS, BERLIN) + 1  # the hour is Nov 3 there
+        assert report(engine, BERLIN, ("2025-11-03", "2025-11-26")).local == frozenset()
+        assert report(engine, BERLIN, ("2025-11-04", "2025-11-26")).local == {"site-a"}
         span = ("2025-11-24", "2025-11-26")
         run = report(engine, BERLIN, span)
         assert run.local == {"site-a"}
