@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from aggregator import reports
+from aggregator.queues.answer_times import answer_time_report
 from aggregator.queues.report import QueueQuery, local_split, queue_report
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import driver_url, migrated_engine
@@ -132,6 +133,7 @@ def check_local_days_across_dst(engine: sa.Engine) -> None:
         assert_equal(run.of("site-a"), mine, BERLIN)
         assert_equal(run.of("site-b"), mine, BERLIN)
         assert short_or_long in {day for _, day in run.of("site-a")}
+        assert answer_times(engine, span, "site-a") == answer_times(engine, span, "site-b")
     ingest(engine, "site-a", CALLS)  # all again: nothing changes
     for span in SPANS:
         mine = [c for c in CALLS if _within(c, span, BERLIN)]
@@ -184,6 +186,16 @@ def check_revision_0010_fills_the_local_days(url: str) -> None:
         assert rows == len(by_local_day(MIGRATED_CALLS, BERLIN))
     finally:
         engine.dispose()
+
+
+def answer_times(engine: sa.Engine, span: tuple[str, str], site_id: str) -> list[object]:
+    """The site's answer-time lines in Berlin, without the site's name."""
+    start, end = (reports.parse_time(at, BERLIN) for at in span)
+    query = QueueQuery(start, end, BERLIN, sites=frozenset({site_id}))
+    with engine.connect() as conn:
+        lines = answer_time_report(conn, query)
+    assert lines
+    return [{**line, "site_id": None} for line in lines]
 
 
 def _within(call: QueuedCall, span: tuple[str, str], tz: ZoneInfo) -> bool:
