@@ -134,6 +134,10 @@ def check_local_days_across_dst(engine: sa.Engine) -> None:
         assert_equal(run.of("site-b"), mine, BERLIN)
         assert short_or_long in {day for _, day in run.of("site-a")}
         assert answer_times(engine, span, "site-a") == answer_times(engine, span, "site-b")
+    part = report(engine, BERLIN, ("2026-03-29T06:00", "2026-03-30"))  # not from midnight
+    assert part.local == frozenset()
+    assert_equal(part.of("site-a"), [c for c in CALLS if _within(c, ("2026-03-29T06:00",
+                 "2026-03-30"), BERLIN)], BERLIN)  # fmt: skip
     ingest(engine, "site-a", CALLS)  # all again: nothing changes
     for span in SPANS:
         mine = [c for c in CALLS if _within(c, span, BERLIN)]

@@ -142,8 +142,7 @@ def local_split(conn: sa.Connection, query: QueueQuery) -> Split | None:
 
 
 def _midnight(at_ms: int, tz: ZoneInfo) -> bool:
-    local = datetime.datetime.fromtimestamp(at_ms / 1000, tz)
-    return local.timetz().replace(tzinfo=None) == datetime.time() and at_ms % 1000 == 0
+    return datetime.datetime.fromtimestamp(at_ms / 1000, tz).time() == datetime.time()
 
 
 def _by_own_day(query: QueueQuery, figures: Figures) -> sa.Select[Any]:
