@@ -209,8 +209,8 @@ def add_to_queue_rollup(
     if not calls:
         return
     hourly = queue_totals(calls)
-    _upsert(conn, queue_rollup, "hour_ms", hourly, summed)
-    _upsert(conn, queue_rollup_daily, "day_ms", daily_queue_totals(hourly), summed)
+    upsert_totals(conn, queue_rollup, "hour_ms", hourly, summed)
+    upsert_totals(conn, queue_rollup_daily, "day_ms", daily_queue_totals(hourly), summed)
     if summed == SUMMED:
         add_unanswered(conn, calls)
     agents = [
@@ -249,20 +249,31 @@ def _columns(t: list[float], summed: Sequence[str]) -> dict[str, float]:
     }
 
 
-def _upsert(
-    conn: sa.Connection, table: sa.Table, period: str, totals: QueueTotals, summed: Sequence[str]
+def upsert_totals(
+    conn: sa.Connection,
+    table: sa.Table,
+    period: str,
+    totals: QueueTotals,
+    summed: Sequence[str] = SUMMED,
+    zones: Mapping[str, str] | None = None,
 ) -> None:
-    values = [
+    """Add ``totals`` to ``table``'s rows; ``zones`` (site to zone name) fills a ``tz`` key."""
+    if not totals:
+        return
+    values: list[dict[str, object]] = [
         {"site_id": site, period: at, "queue": queue} | _columns(t, summed)
         for (site, at, queue), t in totals.items()
     ]
+    keys = ["site_id", period, "queue"]
+    if zones is not None:
+        keys.append("tz")
+        for (site, _, _), row in zip(totals, values, strict=True):
+            row["tz"] = zones[site]
     stmt = insert(conn.engine, table)
     grown = {name: table.c[name] + stmt.excluded[name] for name in summed}
     longest = sa.case(
         (stmt.excluded.max_wait_s > table.c.max_wait_s, stmt.excluded.max_wait_s),
         else_=table.c.max_wait_s,
     )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["site_id", period, "queue"], set_={**grown, "max_wait_s": longest}
-    )
+    stmt = stmt.on_conflict_do_update(index_elements=keys, set_={**grown, "max_wait_s": longest})
     conn.execute(stmt, values)

@@ -114,7 +114,7 @@ ANSWER_TIME_COLUMNS = ("answered_0_5", "answered_5_10", "answered_10_20", "answe
                        "answered_30_60", "answered_60_120", "answered_120_up")  # fmt: skip
 
 
-def _queue_rollup(name: str, period: str, index: str) -> sa.Table:
+def _queue_rollup(name: str, period: str, index: str, *keys: sa.Column[str]) -> sa.Table:
     """A per-queue rollup table: counts, sums of wait and talk, and the longest wait."""
     counts = ("offered", "answered", "abandoned", "overflowed", "timeout", "callback",
               "interrupted", "sl_met")  # fmt: skip
@@ -122,6 +122,7 @@ def _queue_rollup(name: str, period: str, index: str) -> sa.Table:
         name,
         metadata,
         sa.Column("site_id", sa.String(64), primary_key=True),
+        *keys,
         sa.Column(period, sa.BigInteger, primary_key=True),
         sa.Column("queue", sa.String(64), primary_key=True),
         *(sa.Column(count, sa.BigInteger, nullable=False) for count in counts),
@@ -139,6 +140,24 @@ def _queue_rollup(name: str, period: str, index: str) -> sa.Table:
 
 queue_rollup = _queue_rollup("queue_rollup", "hour_ms", "ix_queue_rollup_hour")
 queue_rollup_daily = _queue_rollup("queue_rollup_daily", "day_ms", "ix_queue_rollup_daily_day")
+# Per site, its *own* local day and queue (aggregator/store/queue_local.py): ``day`` is the
+# local date as days since 1970-01-01, in the zone ``tz`` the directory gave the site when
+# the calls were stored. ``queue_sites`` has a row for every site with queued calls: the
+# zone its local-day rows are kept in ("UTC": none) and from which local day on they are
+# complete, so the queue report knows which sites may read them (aggregator/queues/report.py).
+queue_rollup_local = _queue_rollup(
+    "queue_rollup_local",
+    "day",
+    "ix_queue_rollup_local_day",
+    sa.Column("tz", sa.String(64), primary_key=True),
+)
+queue_sites = sa.Table(
+    "queue_sites",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("tz", sa.String(64), nullable=False),
+    sa.Column("since_day", sa.BigInteger, nullable=False),
+)
 
 
 # Each queued call that was not answered (abandoned, overflowed, timeout, callback,

@@ -23,6 +23,7 @@ from aggregator.store.schema import queue_rollup, queue_rollup_daily, queue_unan
 from appliance.contact.state_log import AGENT_OUTBOX
 from appliance.store import Outbox, Store
 from drivers.sync.agent_states import AgentStateChange
+from tests import queue_local
 from tests import queue_migration as migrated
 from tests.integration.test_sync import start_aggregator, start_appliance
 from tests.pg import fresh_database, postgres_server
@@ -234,3 +235,18 @@ def test_the_upgrade_from_0007_back_fills_answer_times_on_partitioned_postgres(
             assert kept == sum(c.outcome != "answered" for c in migrated.CALLS)
         finally:
             engine.dispose()
+
+
+def test_local_days_across_both_dst_changes_on_postgres_then_a_move(pg_server: str) -> None:
+    with fresh_database(pg_server, "localdays") as url:
+        engine = migrated_engine(url)[0]
+        try:
+            queue_local.check_local_days_across_dst(engine)
+            queue_local.check_a_moved_site_reads_the_hourly_rollup(engine)
+        finally:
+            engine.dispose()
+
+
+def test_the_upgrade_to_0010_fills_the_local_days_on_partitioned_postgres(pg_server: str) -> None:
+    with fresh_database(pg_server, "migration10") as url:
+        queue_local.check_revision_0010_fills_the_local_days(url)
