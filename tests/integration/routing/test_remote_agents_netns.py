@@ -3,7 +3,8 @@ rtpengine, media worker and pjsua2 phones.
 
 branch-a holds queue ``support`` (700) whose only agent is 2001, an extension of
 branch-b. branch-a learns 2001's registration by asking branch-b (signed OPTIONS) and
-rings it over the inter-site route. The tests run in file order and share the sites.
+rings it over the inter-site route; branch-b forwards its agent codes to branch-a. The
+tests run in file order and share the sites.
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ from tests.integration.routing.sites import (
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
 HOLD_HZ = 425.0
-TONES = [HOLD_HZ, 450.0, 1000.0]
+CONFIRM_HZ = 1400.0
+TONES = [HOLD_HZ, 450.0, 1000.0, CONFIRM_HZ]
+PROMPTS = {"agent-done": {"tone_hz": int(CONFIRM_HZ), "seconds": 1.5}}
 CONTACT = {
     "remote_poll_s": 1,
+    "agent_codes": {"prompt": "agent-done"},
     "queues": {"support": {"number": "700", "agents": [{"extension": "2001", "remote": True}],
                            "ring_timeout_s": 5, "wrapup_s": 1}},
 }  # fmt: skip
@@ -63,7 +67,7 @@ def company(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Company]:
     root = tmp_path_factory.mktemp("remote-agents")
     sites = [
         Site("branch-a", 1, "", root / "branch-a", {"1001": "Alice"}),
-        Site("branch-b", 2, "", root / "branch-b", {"2001": "Bob"}),
+        Site("branch-b", 2, "", root / "branch-b", {"2001": "Bob", "2002": "Carol"}),
     ]
     world = Company(root, sites)
     for site in sites:
@@ -73,6 +77,7 @@ def company(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Company]:
         doc = directory()
         world.write_configs(doc)
         _with_queue(sites[0])
+        _with_forwarded_codes(sites[1])
         world.start_hq()
         world.put_directory(doc)
         for site in sites:
@@ -88,8 +93,16 @@ def _with_queue(site: Site) -> None:
     """The contact centre and a media worker in the site's configuration."""
     path = site.root / "appliance.yaml"
     config = yaml.safe_load(path.read_text())
-    config["pbx"]["media"] = media(1)
+    config["pbx"]["media"] = media(1, prompts=PROMPTS)
     config["contact"] = CONTACT
+    path.write_text(yaml.safe_dump(config))
+
+
+def _with_forwarded_codes(site: Site) -> None:
+    """Agent codes whose extensions are agents of branch-a's queues (no queue here)."""
+    path = site.root / "appliance.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["contact"] = {"agent_codes": {"queue_site": "branch-a", "reasons": {"5": "lunch"}}}
     path.write_text(yaml.safe_dump(config))
 
 
@@ -225,3 +238,40 @@ def test_an_agent_whose_phone_unregistered_at_its_site_is_not_offered_calls(
         alice.state("DISCONNECTED")
     finally:
         alice.close()
+
+
+def by_code(p: Phone, code: str) -> None:
+    """The phone dials an agent code, hears the confirmation and is hung up on."""
+    p.send("call", to=code)
+    p.state("CONFIRMED", timeout=15)
+    p.state("DISCONNECTED", timeout=15)
+
+
+def test_a_remote_agent_logs_in_pauses_and_resumes_with_its_own_sites_codes(
+    company: Company, tmp_path: Path
+) -> None:
+    a, b = company.sites["branch-a"], company.sites["branch-b"]
+    bob = phone(b, "2001", 1000, tmp_path)
+    carol = phone(b, "2002", 450, tmp_path)
+    try:
+        by_code(bob, "*72")
+        assert remote_agent(a)["state"] == "logged-out"
+        by_code(bob, "*71")
+        assert remote_agent(a)["state"] == "available"
+        by_code(bob, "*735")  # branch-b's reason digit 5: lunch
+        assert (remote_agent(a)["state"], remote_agent(a)["reason"]) == ("paused", "lunch")
+        by_code(bob, "*74")
+        assert remote_agent(a)["state"] == "available"
+        carol.send("call", to="*71")
+        assert carol.state("DISCONNECTED", timeout=15)["code"] == 404, "2002 is no agent there"
+        bob.send("call", to="*74")
+        assert bob.state("DISCONNECTED", timeout=15)["code"] == 409, "not paused"
+    finally:
+        carol.close()
+        bob.close()
+    rate, (samples,) = read_channels(bob.record)
+    assert len(samples) > 4 * rate, f"2001 heard only {len(samples) / rate:.1f} s"
+    powers = {f: power(samples, rate, f) for f in TONES}
+    assert max(powers, key=lambda f: powers[f]) == CONFIRM_HZ, f"no confirmation: {powers}"
+    forwarded = a.cdr(lambda c: c["route"] == "agent:pause")
+    assert (forwarded["peer_site"], forwarded["caller"]["extension"]) == ("branch-b", "2001")
