@@ -42,6 +42,7 @@ from aggregator.store.cdr_rows import (
 )
 from aggregator.store.db import insert
 from aggregator.store.pg_copy import copy_new_rows
+from aggregator.store.queue_callbacks import add_callbacks
 from aggregator.store.queue_local import add_to_local_rollup
 from aggregator.store.queue_rollup import add_to_queue_rollup
 from aggregator.store.schema import cdr_rollup, cdr_rollup_daily, cdrs, rejected_records, sites
@@ -84,6 +85,7 @@ class CdrStore:
         results = []
         group_totals = new_totals()
         queued = []
+        callbacks = []
         counts: dict[str, tuple[int, int]] = {}
         with self.engine.begin() as conn:
             for batch, new_ids in zip(batches, insert_group(conn, batches), strict=True):
@@ -93,6 +95,7 @@ class CdrStore:
                                            batch.continued)  # fmt: skip
                 add_totals(group_totals, totals)
                 queued += batch.queued_among(new_ids)
+                callbacks += batch.callbacks_among(new_ids)
                 if batch.rejected:
                     stmt = insert(self.engine, rejected_records).on_conflict_do_nothing()
                     conn.execute(stmt, batch.rejected)
@@ -106,6 +109,7 @@ class CdrStore:
             # Before the hourly rows grow: it looks there for calls stored before these.
             add_to_local_rollup(conn, queued)
             add_to_queue_rollup(conn, queued)
+            add_callbacks(conn, callbacks)
         return results
 
     def add_to_rollup(self, conn: sa.Connection, totals: Totals) -> None:

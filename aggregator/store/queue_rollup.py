@@ -90,6 +90,7 @@ class QueueCall(NamedTuple):
     cdr_id: str = ""
     started_ms: int = 0
     caller: str = ""
+    callback_offered: bool = False
 
 
 def queue_call(
@@ -125,8 +126,9 @@ def queue_call(
     agent = variables.get("queue_agent", "") if outcome == "answered" else ""
     if len(agent) > ID_MAX:
         raise QueueFieldError("record-queue-fields-invalid", f"queue_agent is over {ID_MAX} chars")
+    offered = variables.get("queue_callback_offered") == "true"
     return QueueCall(site_id, hour, queue, outcome, wait, max(0.0, talk), sl_met, agent, cdr_id,
-                     started_ms, caller)  # fmt: skip
+                     started_ms, caller, offered)  # fmt: skip
 
 
 def wait_bucket(wait_s: float) -> int:
@@ -228,11 +230,13 @@ def add_to_queue_rollup(
         conn.execute(stmt, agents)
 
 
-def add_unanswered(conn: sa.Connection, calls: Iterable[QueueCall]) -> None:
-    """Keep each call not answered (its CDR newly stored) in ``queue_unanswered``."""
+def add_unanswered(conn: sa.Connection, calls: Iterable[QueueCall], offered: bool = True) -> None:
+    """Keep each call not answered (its CDR newly stored) in ``queue_unanswered``
+    (revision 0008, before the table had ``callback_offered``, passes ``offered`` False)."""
     rows = [
         {"site_id": c.site_id, "cdr_id": c.cdr_id, "started_ms": c.started_ms,
          "caller_number": c.caller, "queue": c.queue, "outcome": c.outcome, "wait_s": c.wait_s}
+        | ({"callback_offered": c.callback_offered} if offered else {})
         for c in calls
         if c.outcome in UNANSWERED and c.cdr_id
     ]  # fmt: skip

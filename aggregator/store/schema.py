@@ -173,8 +173,26 @@ queue_unanswered = sa.Table(
     sa.Column("queue", sa.String(64), nullable=False),
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("wait_s", sa.Float, nullable=False),
+    # The caller heard the callback offer during this call (and did not take it).
+    sa.Column("callback_offered", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_queue_unanswered_started", "started_ms", "site_id", "cdr_id"),
     sa.Index("ix_queue_unanswered_caller", "site_id", "caller_number", "started_ms"),
+)
+
+# Each callback a caller took (by the Call-ID of the queued call it left), its tries and
+# how it ended, kept at ingest from the queued call's and the call backs' CDRs
+# (aggregator/store/queue_callbacks.py); the lost-calls list reads it.
+queue_callbacks = sa.Table(
+    "queue_callbacks",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("call_id", sa.String(256), primary_key=True),
+    sa.Column("caller", sa.String(64), nullable=False),
+    sa.Column("started_ms", sa.BigInteger, nullable=False),
+    sa.Column("tries", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("answered_ms", sa.BigInteger),
+    sa.Index("ix_queue_callbacks_caller", "site_id", "caller", "started_ms"),
 )
 
 agent_rollup = sa.Table(

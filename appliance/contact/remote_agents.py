@@ -87,6 +87,10 @@ class RemoteAgents:
                 await self._task
             self._task = None
 
+    def numbers(self) -> Collection[str]:
+        """The remote agents of this site's queues."""
+        return self._numbers()
+
     def is_remote(self, number: str) -> bool:
         """Whether ``number`` is a remote agent of a queue here."""
         return number in self._numbers()

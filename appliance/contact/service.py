@@ -520,6 +520,7 @@ class ContactService:
         del self._callback_at[call_id]
         settings = self.settings.queues[entry.queue]
         self._callback_offered.add(call_id)
+        self._annotate(call_id, {"queue_callback_offered": "true"})
         self._publish_call("call.callback-offered", call_id)
         prompt = self._say(call_id, settings.callback_prompt, settings.language)
         task = asyncio.get_running_loop().create_task(prompt)

@@ -14,6 +14,7 @@ from fastapi import APIRouter
 
 from appliance.contact.agent_call_routes import build_agent_call_router
 from appliance.contact.agent_calls import AgentCalls
+from appliance.contact.agent_codes import AgentCodes
 from appliance.contact.anchoring import Anchors
 from appliance.contact.cti_webhooks import CtiWebhooks
 from appliance.contact.decider import QueueDecider
@@ -22,6 +23,7 @@ from appliance.contact.member_routes import build_member_router
 from appliance.contact.members import Members
 from appliance.contact.refusals import SpokenRefusals
 from appliance.contact.remote_agents import RemoteAgentDecider, RemoteAgents
+from appliance.contact.remote_codes import RemoteAgentCodes
 from appliance.contact.routes import build_contact_router
 from appliance.contact.screen_pop import ScreenPops
 from appliance.contact.service import ContactService
@@ -131,8 +133,9 @@ def build_contact(
     service = ContactService(settings, prompts(pbx.settings), _cdr_fields(pbx),
                              speak=tts.render, place=_free_worker(pbx))  # fmt: skip
     pbx.chain.add(QueueDecider(settings), OWN_NUMBERS)
+    codes = AgentCodeDecider(settings.agent_codes or AgentCodes(), service)
     if settings.agent_codes is not None:
-        pbx.chain.add(AgentCodeDecider(settings.agent_codes, service), OWN_NUMBERS)
+        pbx.chain.add(codes, OWN_NUMBERS)
     pbx.media_listeners["queue"] = service
     pbx.ivr.queues = lambda: settings.queues.keys()
     pbx.ivr.handover = service.expect
@@ -152,6 +155,8 @@ def build_contact(
     if pbx.webhooks is not None:
         service.cti.listeners.append(CtiWebhooks(pbx.webhooks, settings.webhook_events).on_event)
     remote = _remote_agents(service, pbx)
+    if remote is not None and pbx.intersite is not None:
+        pbx.chain.add(RemoteAgentCodes(codes, remote.numbers, pbx.intersite), OWN_NUMBERS)
     return ContactCentre(service, supervision, store, pbx.events, calls, members, refusals, remote)
 
 

@@ -3,7 +3,8 @@ rtpengine, media worker and pjsua2 phones.
 
 branch-a holds queue ``support`` (700) whose only agent is 2001, an extension of
 branch-b. branch-a learns 2001's registration by asking branch-b (signed OPTIONS) and
-rings it over the inter-site route. The tests run in file order and share the sites.
+rings it over the inter-site route; branch-b forwards its agent codes to branch-a; a
+supervisor at branch-a joins its calls. The tests run in file order and share the sites.
 """
 
 from __future__ import annotations
@@ -35,9 +36,15 @@ from tests.integration.routing.sites import (
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
 HOLD_HZ = 425.0
-TONES = [HOLD_HZ, 450.0, 1000.0]
+CONFIRM_HZ = 1400.0
+SUPERVISOR_HZ = 600.0
+TONES = [HOLD_HZ, 450.0, 1000.0, CONFIRM_HZ, SUPERVISOR_HZ]
+HEARD, NOT_HEARD = 0.05, 0.01
+PROMPTS = {"agent-done": {"tone_hz": int(CONFIRM_HZ), "seconds": 1.5}}
 CONTACT = {
     "remote_poll_s": 1,
+    "agent_codes": {"prompt": "agent-done"},
+    "supervisors": {"1002": {"queues": ["support"]}},
     "queues": {"support": {"number": "700", "agents": [{"extension": "2001", "remote": True}],
                            "ring_timeout_s": 5, "wrapup_s": 1}},
 }  # fmt: skip
@@ -62,8 +69,8 @@ def company(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Company]:
     require_debs()
     root = tmp_path_factory.mktemp("remote-agents")
     sites = [
-        Site("branch-a", 1, "", root / "branch-a", {"1001": "Alice"}),
-        Site("branch-b", 2, "", root / "branch-b", {"2001": "Bob"}),
+        Site("branch-a", 1, "", root / "branch-a", {"1001": "Alice", "1002": "Sue"}),
+        Site("branch-b", 2, "", root / "branch-b", {"2001": "Bob", "2002": "Carol"}),
     ]
     world = Company(root, sites)
     for site in sites:
@@ -73,6 +80,7 @@ def company(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Company]:
         doc = directory()
         world.write_configs(doc)
         _with_queue(sites[0])
+        _with_forwarded_codes(sites[1])
         world.start_hq()
         world.put_directory(doc)
         for site in sites:
@@ -88,8 +96,16 @@ def _with_queue(site: Site) -> None:
     """The contact centre and a media worker in the site's configuration."""
     path = site.root / "appliance.yaml"
     config = yaml.safe_load(path.read_text())
-    config["pbx"]["media"] = media(1)
+    config["pbx"]["media"] = media(1, prompts=PROMPTS)
     config["contact"] = CONTACT
+    path.write_text(yaml.safe_dump(config))
+
+
+def _with_forwarded_codes(site: Site) -> None:
+    """Agent codes whose extensions are agents of branch-a's queues (no queue here)."""
+    path = site.root / "appliance.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["contact"] = {"agent_codes": {"queue_site": "branch-a", "reasons": {"5": "lunch"}}}
     path.write_text(yaml.safe_dump(config))
 
 
@@ -225,3 +241,112 @@ def test_an_agent_whose_phone_unregistered_at_its_site_is_not_offered_calls(
         alice.state("DISCONNECTED")
     finally:
         alice.close()
+
+
+def by_code(p: Phone, code: str) -> None:
+    """The phone dials an agent code, hears the confirmation and is hung up on."""
+    p.send("call", to=code)
+    p.state("CONFIRMED", timeout=15)
+    p.state("DISCONNECTED", timeout=15)
+
+
+def test_a_remote_agent_logs_in_pauses_and_resumes_with_its_own_sites_codes(
+    company: Company, tmp_path: Path
+) -> None:
+    a, b = company.sites["branch-a"], company.sites["branch-b"]
+    bob = phone(b, "2001", 1000, tmp_path)
+    carol = phone(b, "2002", 450, tmp_path)
+    try:
+        by_code(bob, "*72")
+        assert remote_agent(a)["state"] == "logged-out"
+        by_code(bob, "*71")
+        assert remote_agent(a)["state"] == "available"
+        by_code(bob, "*735")  # branch-b's reason digit 5: lunch
+        assert (remote_agent(a)["state"], remote_agent(a)["reason"]) == ("paused", "lunch")
+        by_code(bob, "*74")
+        assert remote_agent(a)["state"] == "available"
+        carol.send("call", to="*71")
+        assert carol.state("DISCONNECTED", timeout=15)["code"] == 404, "2002 is no agent there"
+        bob.send("call", to="*74")
+        assert bob.state("DISCONNECTED", timeout=15)["code"] == 409, "not paused"
+    finally:
+        carol.close()
+        bob.close()
+    rate, (samples,) = read_channels(bob.record)
+    assert len(samples) > 4 * rate, f"2001 heard only {len(samples) / rate:.1f} s"
+    powers = {f: power(samples, rate, f) for f in TONES}
+    assert max(powers, key=lambda f: powers[f]) == CONFIRM_HZ, f"no confirmation: {powers}"
+    forwarded = a.cdr(lambda c: c["route"] == "agent:pause")
+    assert (forwarded["peer_site"], forwarded["caller"]["extension"]) == ("branch-b", "2001")
+
+
+def share(p: Phone, window: tuple[float, float], freq: float) -> float:
+    """How much of the tones' power the phone heard in ``window`` is ``freq``'s (mean
+    over 100 ms blocks: a tone whose phase jumps in a mix never cancels itself out)."""
+    rate, (samples,) = read_channels(p.record)
+    heard_ = array.array("h", samples[int(window[0] * rate) : int(window[1] * rate)])
+    assert len(heard_) > rate // 2, f"{p.number} heard only {len(samples) / rate:.1f} s"
+    step = rate // 10
+    blocks = [heard_[i : i + step] for i in range(0, len(heard_) - step + 1, step)]
+    powers = {f: sum(power(b, rate, f) for b in blocks) for f in TONES}
+    return powers[freq] / max(1e-9, sum(powers.values()))
+
+
+def settle(*parties: Phone, seconds: float = 3.0) -> list[tuple[float, float]]:
+    """Let every phone record ``seconds`` more; the window of each to check (past 1 s)."""
+    marks = [recorded_s(p) for p in parties]
+    pairs = list(zip(parties, marks, strict=True))
+    wait_until(lambda: all(recorded_s(p) > m + seconds for p, m in pairs), seconds + 15,
+               lambda: "the phones stopped recording")  # fmt: skip
+    return [(m + 1.0, m + seconds) for m in marks]
+
+
+def supervision(site: Site) -> dict[str, Any]:
+    sessions = get_json(site.ns, f"{site.url}/api/v1/contact/supervisions")["sessions"]
+    return dict(sessions[0]) if sessions else {}
+
+
+def test_a_supervisor_whispers_to_and_monitors_a_remote_agents_queue_call(
+    company: Company, tmp_path: Path
+) -> None:
+    a, b = company.sites["branch-a"], company.sites["branch-b"]
+    bob = phone(b, "2001", 1000, tmp_path)
+    alice = phone(a, "1001", 450, tmp_path)
+    sue = phone(a, "1002", int(SUPERVISOR_HZ), tmp_path)
+    try:
+        wait_until(lambda: remote_agent(a)["registered"] is True, 15, a.output)
+        if remote_agent(a)["state"] == "logged-out":
+            api(a, "POST", "/contact/agents/2001/login")
+        alice.send("call", to="700")
+        alice.state("CONFIRMED")
+        bob.wait(lambda e: e["ev"] == "incoming", 15)
+        bob.send("answer")
+        bob.state("CONFIRMED")
+        wait_until(lambda: remote_agent(a)["state"] == "on-call", 10, a.output)
+        settle(alice, bob)
+        sue.send("call", to="*912001")
+        sue.state("CONFIRMED", timeout=15)
+        wait_until(lambda: supervision(a).get("state") == "joined", 10, a.output)
+        whisper = settle(alice, bob, sue)
+        sue.send("dtmf", digits="4")
+        wait_until(lambda: supervision(a).get("mode") == "monitor", 10, a.output)
+        monitor = settle(alice, bob, sue)
+        sue.send("hangup")
+        sue.state("DISCONNECTED")
+        after = settle(alice, bob)
+        bob.send("hangup")
+        bob.state("DISCONNECTED")
+        alice.state("DISCONNECTED")
+    finally:
+        sue.close()
+        alice.close()
+        bob.close()
+    assert share(bob, whisper[1], SUPERVISOR_HZ) > HEARD, "whisper: the agent did not hear sue"
+    assert share(alice, whisper[0], SUPERVISOR_HZ) < NOT_HEARD, "whisper: the caller heard sue"
+    assert share(bob, monitor[1], SUPERVISOR_HZ) < NOT_HEARD, "monitor: the agent heard sue"
+    assert share(alice, monitor[0], SUPERVISOR_HZ) < NOT_HEARD, "monitor: the caller heard sue"
+    for window in (whisper[2], monitor[2]):
+        assert share(sue, window, 450.0) > HEARD, "the supervisor did not hear the caller"
+        assert share(sue, window, 1000.0) > HEARD, "the supervisor did not hear the agent"
+    assert share(alice, after[0], 1000.0) > HEARD, "the call did not go on without sue"
+    assert share(bob, after[1], 450.0) > HEARD, "the call did not go on without sue"

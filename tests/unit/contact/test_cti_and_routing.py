@@ -87,7 +87,7 @@ def test_two_queues_may_not_share_a_number() -> None:
 def test_the_demo_branch_has_a_valid_queue_named_in_the_manifest(tmp_path: Path) -> None:
     branch = next(p for p in plan_services(tmp_path) if p.name == "branch")
     settings = ApplianceSettings.model_validate(branch.config)
-    assert settings.contact.queues["support"].numbers == ("1001", "1003")
+    assert settings.contact.queues["support"].numbers == ("1001", "1003", "3001")
     assert branch.extras["contact"]["queues"]["support"]["number"] == "700"
     codes = settings.contact.agent_codes
     assert codes is not None
