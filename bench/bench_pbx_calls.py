@@ -599,15 +599,17 @@ def run_load(
     profile_dir: Path | None = None,
     max_calls: int = 0,
     route_server: bool = False,
+    path: str = "extension",
 ) -> dict[str, Any]:
-    """One measured run of ``mode``; returns its figures (and a cProfile in ``profile_dir``)."""
+    """One measured run of ``mode`` along ``path`` (a key of ``CALLEE``); returns its
+    figures (and a cProfile in ``profile_dir``)."""
     with tempfile.TemporaryDirectory(prefix="bench-pbx-") as tmp:
         work = Path(tmp)
         tone = work / "tone.ulaw"
         _tone_file(tone)
         run = Run(work, mode != PROXY_ONLY, max_calls=max_calls, baseline=mode == BASELINE,
                   route_server=route_server)  # fmt: skip
-        label = f"{mode}, {args.path}" + (", route server" if route_server else "")
+        label = f"{mode}, {path}" + (", route server" if route_server else "")
         profile = None
         if profile_dir and mode != BASELINE:
             profile_dir.mkdir(parents=True, exist_ok=True)
@@ -616,7 +618,7 @@ def run_load(
             pbx = run.start_pbx(profile)
             uas_port = run.uas_port
             values = {"PASSWORD": PASSWORD, "UAS_PORT": str(uas_port), "TONE": str(tone),
-                      "CALLEE": CALLEE[args.path]}  # fmt: skip
+                      "CALLEE": CALLEE[path]}  # fmt: skip
             target = f"127.0.0.1:{run.sip_port}"
             register(work, target, values)
             run.spawn(
@@ -628,7 +630,7 @@ def run_load(
             time.sleep(1)
             idle_pss = sum(pss_kb(p) for p in _parts(run, pbx).values())
             started = time.monotonic()
-            scenario = _scenario(work, "uac", as_trunk(UAC) if args.path == "did" else UAC,
+            scenario = _scenario(work, "uac", as_trunk(UAC) if path == "did" else UAC,
                                  **values)  # fmt: skip
             uac = run.spawn(uac_argv(args, target, scenario, port=run.uac_port), "uac.log")
             time.sleep(args.hold + 1)
@@ -821,7 +823,7 @@ def measure(args: argparse.Namespace) -> None:
     results = []
     for mode in (PROXY_ONLY, RECORDED, BASELINE) if args.baseline else (PROXY_ONLY, RECORDED):
         for asks in (False, True) if args.route_server and mode != BASELINE else (False,):
-            results.append(run_load(args, mode, args.profile, args.max_calls, asks))
+            results.append(run_load(args, mode, args.profile, args.max_calls, asks, args.path))
             harness.record(results[-1]["mode"], row(results[-1]))
     print("| mode | calls | failed | setup rate/s | concurrent | CPU cores "
           f"| CPU {' / '.join(CPU_PARTS)} | PSS MiB "
