@@ -632,7 +632,9 @@ def run_load(
             started = time.monotonic()
             scenario = _scenario(work, "uac", as_trunk(UAC) if path == "did" else UAC,
                                  **values)  # fmt: skip
-            uac = run.spawn(uac_argv(args, target, scenario, port=run.uac_port), "uac.log")
+            # Only the DID path's UAC sends from trunk carrier-in's port: elsewhere it is a phone.
+            port = run.uac_port if path == "did" else 0
+            uac = run.spawn(uac_argv(args, target, scenario, port=port), "uac.log")
             time.sleep(args.hold + 1)
             figures = steady_phase(args, run, pbx, uac, started)
             harness.record(f"{label}, steady phase", steady_text(figures))
