@@ -16,11 +16,14 @@ class QueueDecider:
     name = "contact-queues"
     # Queue numbers are neither extensions nor ring groups (settings check), so the local
     # routes Kamailio answers itself never include one: this decider changes no such call.
+    # A queue's number may match an outbound route's pattern: Kamailio asks about those.
     keeps_local_calls = True
+    keeps_trunk_calls = True
 
     def __init__(self, settings: ContactSettings) -> None:
         self._users = {f"queue-{name}": name for name in settings.queues}
         self._users.update({q.number: name for name, q in settings.queues.items()})
+        self.asked_numbers = frozenset(q.number for q in settings.queues.values())
 
     def decide(self, query: RouteQuery, decision: Decision | None) -> Decision | None:
         """A media decision for a queue's number; anything else unchanged."""

@@ -31,8 +31,10 @@ class AgentCodeDecider:
     """Runs an agent's feature code and answers with the confirmation or a SIP error."""
 
     name = "contact-agent-codes"
-    # Agent codes start with ``*``: never an extension's or a ring group's number.
+    # Agent codes start with ``*``: never an extension's, a ring group's or an outbound
+    # route's number; calls from trunks pass unchanged.
     keeps_local_calls = True
+    keeps_trunk_calls = True
 
     def __init__(self, codes: AgentCodes, service: ContactService) -> None:
         self._codes = codes

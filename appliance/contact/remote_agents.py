@@ -169,6 +169,7 @@ class RemoteAgentDecider:
 
     name = "contact-remote-agents"
     keeps_local_calls = True
+    keeps_trunk_calls = True
 
     def __init__(self, agents: RemoteAgents, intersite: InterSite,
                  dialplan: Callable[[], DialPlan]) -> None:  # fmt: skip

@@ -57,7 +57,9 @@ class ForwardedAgentCodes:
     queue's site."""
 
     name = "contact-forwarded-agent-codes"
+    # Only agent codes (``*``), never a trunk's or a break-out's number.
     keeps_local_calls = True
+    keeps_trunk_calls = True
 
     def __init__(
         self,
@@ -98,7 +100,9 @@ class RemoteAgentCodes:
     that is a remote agent here."""
 
     name = "contact-remote-agent-codes"
+    # Only another site's forwarded codes, never a trunk's or a break-out's number.
     keeps_local_calls = True
+    keeps_trunk_calls = True
 
     def __init__(self, codes: AgentCodeDecider, members: Callable[[], Collection[str]],
                  intersite: InterSite) -> None:  # fmt: skip

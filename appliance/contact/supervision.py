@@ -397,8 +397,10 @@ class SupervisionDecider:
     """Sends a supervision feature code to the worker bridging the agent's call."""
 
     name = "contact-supervisors"
-    # Supervision codes start with ``*``: never an extension's or a ring group's number.
+    # Supervision codes start with ``*``: never an extension's, a ring group's or an
+    # outbound route's number; calls from trunks pass unchanged.
     keeps_local_calls = True
+    keeps_trunk_calls = True
 
     def __init__(self, service: SupervisionService) -> None:
         self._service = service

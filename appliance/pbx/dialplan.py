@@ -74,6 +74,12 @@ class Pattern:
             return False
         return all(d in s for d, s in zip(number, self.positions, strict=False))
 
+    def regex(self) -> str:
+        """The pattern as an anchored POSIX extended regex (Kamailio's ``=~``)."""
+        sets = ["".join(sorted(s)) for s in self.positions]
+        body = "".join(d if len(d) == 1 else f"[{d}]" for d in sets)
+        return f"^{body}{'[0-9]+' if self.open_tail else ''}$"
+
     def overlaps(self, other: Pattern) -> bool:
         """Whether some number matches both patterns."""
         short, long_ = sorted((self, other), key=lambda p: len(p.positions))
@@ -432,6 +438,10 @@ class DialPlan:
         if route.trunk in self.gsm_groups:
             return Decision("gsm", uri=number, route=route.name, trunk=route.trunk,
                             recording=self.recording(caller, number))  # fmt: skip
+        return self.trunk_decision(route, number, route.recording or self.recording(caller, number))
+
+    def trunk_decision(self, route: OutboundRoute, number: str, recording: str) -> Decision:
+        """The decision that sends ``number`` out through ``route``'s SIP trunk."""
         trunk = self.trunks[route.trunk]
         return Decision(
             "trunk",
@@ -439,7 +449,7 @@ class DialPlan:
             caller_id=route.caller_id,
             route=route.name,
             trunk=trunk.name,
-            recording=route.recording or self.recording(caller, number),
+            recording=recording,
             trunk_auth=trunk.auth is not None,
         )
 

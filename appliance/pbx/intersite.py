@@ -275,6 +275,7 @@ class PeerAdmission:
 
     name = "peer-admission"
     keeps_local_calls = True
+    keeps_trunk_calls = True
 
     def __init__(self, intersite: InterSite | None, dialplan: Callable[[], DialPlan]) -> None:
         self._intersite = intersite

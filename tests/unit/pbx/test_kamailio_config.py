@@ -67,12 +67,16 @@ def test_subscriber_table_is_replaced_with_plain_passwords(tmp_path: Path) -> No
     assert rows == [("1002", "d.example", "pw-2"), ("1003", "d.example", "pw-3")]
     assert versions == {
         "version": 1, "subscriber": 7, "uacreg": 5, "local_routes": 2, "local_recording": 2,
+        "trunk_routes": 2, "trunk_callers": 2,
     }  # fmt: skip
 
 
 def test_local_routes_fill_the_htable_tables_as_strings(tmp_path: Path) -> None:
     db = tmp_path / "subscriber.sqlite"
-    routes = LocalRoutes((("1002", '{"action":"extension"}'),), (("1001", "never"),))
+    routes = LocalRoutes(
+        (("1002", '{"action":"extension"}'),), (("1001", "never"),),
+        (("re:0", "^0[0-9]+$"),), (("1001", "2"),),
+    )  # fmt: skip
     write_subscribers(db, [], _config(), routes)
     write_subscribers(db, [], _config(), routes)
     with sqlite3.connect(db) as conn:
@@ -80,8 +84,11 @@ def test_local_routes_fill_the_htable_tables_as_strings(tmp_path: Path) -> None:
             "SELECT key_name, key_type, value_type, key_value, expires FROM local_routes"
         ).fetchall()
         callers = conn.execute("SELECT key_name, key_value FROM local_recording").fetchall()
+        trunk = conn.execute("SELECT key_name, key_value FROM trunk_routes").fetchall()
+        ranks = conn.execute("SELECT key_name, key_value FROM trunk_callers").fetchall()
     assert answers == [("1002", 0, 0, '{"action":"extension"}', 0)]
     assert callers == [("1001", "never")]
+    assert (trunk, ranks) == ([("re:0", "^0[0-9]+$")], [("1001", "2")])
 
 
 def test_local_routes_with_a_control_character_are_refused(tmp_path: Path) -> None:
