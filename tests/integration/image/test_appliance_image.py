@@ -278,6 +278,8 @@ def test_a_technician_upgrade_that_fails_its_health_check_rolls_back_then_one_is
     timings: dict[str, float] = {}
     try:
         with booted(image, tmp_path, port, True, Extras(ssh_port, usb)) as vm:
+            shown = vm.wait_for_console(FIRST_BOOT_LINE, BOOT_TIMEOUT_S)
+            site, token = shown.group(1), shown.group(2)
             _wait_healthy(port, BOOT_TIMEOUT_S)
             wait_ssh(technician, ssh_port, BOOT_TIMEOUT_S)
             timings["power-on to healthy slot A with ssh"] = time.monotonic() - started
@@ -302,10 +304,18 @@ def test_a_technician_upgrade_that_fails_its_health_check_rolls_back_then_one_is
             assert health["status"] == "ok", health
             assert _entries(technician, ssh_port) == ["callmesh-a.conf", "callmesh-b.conf"]
             assert "root=PARTLABEL=root-b" in ssh(technician, ssh_port, "cat /proc/cmdline", 60)[1]
+            kept = vm.console().count(f"callmesh: site {site}, configuration taken from slot a")
+            calls = httpx.get(
+                f"http://127.0.0.1:{port}/api/v1/calls",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+            )
     finally:
         usb.unlink()
     print("\n" + "\n".join(f"{what}: {seconds:.0f} s" for what, seconds in timings.items()))
     assert upgraded["to_version"], upgraded
+    assert kept == 2, "both new slots keep the box's site id, token and keys"
+    assert calls.status_code == 200, calls.text
 
 
 def _upgrade_over_ssh(who: Technician, port: int, name: str, timings: dict[str, float]) -> None:
