@@ -34,7 +34,8 @@ def upgrade_image(args: argparse.Namespace, log: UpgradeLog) -> int:
     slot = f"slot {written.slot.upper()} ({written.entry.name})"
     print(
         f"callmesh {written.version} written to {slot}; reboot to start it. It is kept "
-        "once healthy; after 3 boots that are not, the box boots this release again."
+        "once healthy; if it is not healthy (or fails to boot 3 times), the box boots this "
+        "release again."
     )
     return 0
 
