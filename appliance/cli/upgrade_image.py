@@ -65,7 +65,10 @@ def mark_boot(problem: str | None, log: UpgradeLog, reboot: Callable[[], object]
         print(f"callmesh upgrade: {err.error_id}: {err}", file=sys.stderr)
         return 0
     if outcome.failed is not None:
-        detail = f"callmesh {outcome.failed} used up its boot tries; slot {outcome.running} booted"
+        detail = (
+            f"callmesh {outcome.failed} failed its boot health check or its boot tries; "
+            f"slot {outcome.running} booted"
+        )
         attempt = UpgradeAttempt(
             __version__, outcome.failed, "rolled-back", "boot-failed", detail, started, _now()
         )

@@ -257,16 +257,16 @@ def _wait_healthy(port: int, timeout: float) -> dict[str, object]:
     raise AssertionError(f"/healthz never answered 200 within {timeout:.0f}s: {last}")
 
 
-UPGRADE_S = 1800  # the guest checks a 4.5 GB image and writes a 2 GiB slot under TCG
+UPGRADE_S = 3600  # under TCG the guest hashes the 4.8 GB image at about 5 MB/s
 UPGRADED = re.compile(r"callmesh \S+ written to slot B")
 
 
 @pytest.mark.skipif(
     not os.environ.get("CALLMESH_SLOW_TESTS") or bool(os.environ.get("CALLMESH_IMAGE")),
-    reason="about 25 minutes under TCG: set CALLMESH_SLOW_TESTS=1, build the image here "
+    reason="about 80 minutes under TCG: set CALLMESH_SLOW_TESTS=1, build the image here "
     "(the session's release key and technician key) (image/README.md)",
 )
-@pytest.mark.timeout(5400)
+@pytest.mark.timeout(10800)
 def test_a_technician_upgrade_that_fails_its_health_check_rolls_back_then_one_is_kept(
     image: Path, technician: Technician, release_signer: ReleaseKey, tmp_path: Path
 ) -> None:
