@@ -263,7 +263,7 @@ UPGRADED = re.compile(r"callmesh \S+ written to slot B")
 
 @pytest.mark.skipif(
     not os.environ.get("CALLMESH_SLOW_TESTS") or bool(os.environ.get("CALLMESH_IMAGE")),
-    reason="about 80 minutes under TCG: set CALLMESH_SLOW_TESTS=1, build the image here "
+    reason="about 30 minutes under TCG: set CALLMESH_SLOW_TESTS=1, build the image here "
     "(the session's release key and technician key) (image/README.md)",
 )
 @pytest.mark.timeout(10800)
