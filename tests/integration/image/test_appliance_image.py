@@ -7,7 +7,10 @@ serial console and uses it on the appliance's API through a loopback forward.
 
 The A/B fallback test (slot B written broken: systemd-boot tries it three times, then
 boots slot A, which must come up healthy) takes about 6 minutes under software emulation
-on a loaded machine (image/README.md), so it runs only with ``CALLMESH_SLOW_TESTS=1``.
+on a loaded machine (image/README.md), so it runs only with ``CALLMESH_SLOW_TESTS=1``,
+as does the technician's upgrade (about 30 minutes): over SSH with the technician's key,
+``callmesh upgrade`` of a broken release from a USB stick (its slot fails the boot health
+check and slot A comes back), then of the good signed image (slot B kept, same site).
 """
 
 from __future__ import annotations
