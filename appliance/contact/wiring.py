@@ -145,7 +145,8 @@ def build_contact(
     anchors = _anchors(pbx)
     supervision = SupervisionService(settings, _held(service, pbx, anchors), service.cti,
                                      _cdr_fields(pbx), agent_state=_agent_state(service),
-                                     spoken=refusals.prompt, direct=anchors)  # fmt: skip
+                                     spoken=refusals.prompt, direct=anchors,
+                                     queues=lambda: service.acd.queues)  # fmt: skip
     anchors.on_bridged, anchors.on_ended = supervision.anchored, supervision.anchor_ended
     pbx.chain.add(SupervisionDecider(supervision), OWN_NUMBERS)
     pbx.media_listeners["supervise"] = supervision
