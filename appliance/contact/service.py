@@ -231,6 +231,11 @@ class ContactService:
                 return call_id, queue, worker
         return None
 
+    def calling_back(self, agent: str, number: str) -> bool:
+        """Whether a callback try from ``agent`` (answered) to ``number`` is under way."""
+        return any(talking == agent and self.retries.trying(call_id, number)
+                   for call_id, (talking, _queue) in self._talking.items())  # fmt: skip
+
     def agent_offer(self, agent: str) -> tuple[str, str, Worker] | None:
         """The queued caller ringing ``agent`` now (not a callback): Call-ID, queue, worker."""
         for (call_id, number), ringing in self._ringing.items():

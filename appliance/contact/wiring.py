@@ -16,6 +16,7 @@ from appliance.contact.agent_call_routes import build_agent_call_router
 from appliance.contact.agent_calls import AgentCalls
 from appliance.contact.agent_codes import AgentCodes
 from appliance.contact.anchoring import Anchors
+from appliance.contact.callback_legs import CallbackLegDecider
 from appliance.contact.cti_webhooks import CtiWebhooks
 from appliance.contact.decider import QueueDecider
 from appliance.contact.feature_codes import AgentCodeDecider
@@ -158,6 +159,8 @@ def build_contact(
     remote = _remote_agents(service, pbx)
     if remote is not None and pbx.intersite is not None:
         pbx.chain.add(RemoteAgentCodes(codes, remote.numbers, pbx.intersite), OWN_NUMBERS)
+        legs = CallbackLegDecider(service.calling_back, lambda: pbx.dialplan, pbx.intersite)
+        pbx.chain.add(legs, OWN_NUMBERS)
     return ContactCentre(service, supervision, store, pbx.events, calls, members, refusals, remote)
 
 
