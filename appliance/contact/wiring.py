@@ -133,7 +133,7 @@ def build_contact(
     tts = EspeakTts(data_dir / "contact" / "tts")
     service = ContactService(settings, prompts(pbx.settings), _cdr_fields(pbx),
                              speak=tts.render, place=_free_worker(pbx))  # fmt: skip
-    pbx.chain.add(QueueDecider(settings), OWN_NUMBERS)
+    pbx.chain.add(QueueDecider(settings, service.handing_over), OWN_NUMBERS)
     codes = AgentCodeDecider(settings.agent_codes or AgentCodes(), service)
     if settings.agent_codes is not None:
         pbx.chain.add(codes, OWN_NUMBERS)
