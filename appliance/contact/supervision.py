@@ -32,7 +32,8 @@ first anchored on a worker (``appliance.contact.anchoring``): the session waits 
 supervisor who dialled a feature code is routed at once to that worker (``;anchor=`` in
 the request URI), which keeps it waiting until then. Rights are checked before anything moves: a
 supervisor may join an agent's direct call when it may supervise a queue the agent
-belongs to (the session names that queue).
+belongs to now, as a configured or a dynamic member (``queues``: the ACD's membership;
+the session names that queue).
 """
 
 from __future__ import annotations
@@ -41,12 +42,12 @@ import dataclasses
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from appliance.contact.cti import CtiStream
-from appliance.contact.settings import ContactSettings
+from appliance.contact.settings import ContactSettings, QueueSettings
 from appliance.contact.supervisors import (
     DIGIT_MODES,
     Beep,
@@ -147,8 +148,10 @@ class SupervisionService:
         agent_state: Callable[[str], str | None] | None = None,
         spoken: Callable[[str], str | None] = lambda _: None,
         direct: DirectCalls | None = None,
+        queues: Callable[[], Mapping[str, QueueSettings]] | None = None,
     ) -> None:
         self.settings = settings
+        self._queues = queues or (lambda: settings.queues)
         self.sessions: dict[str, Session] = {}
         self._held = held
         self._cti = cti
@@ -247,8 +250,9 @@ class SupervisionService:
         return held, self._queue_for(agent, supervisor) or ""
 
     def _queue_for(self, agent: str, supervisor: str | None) -> str | None:
-        """The agent's queue the supervisor may supervise, else its first queue."""
-        mine = [name for name, q in self.settings.queues.items() if agent in q.numbers]
+        """The agent's queue (static or dynamic member) the supervisor may supervise, else
+        its first queue."""
+        mine = [name for name, q in self._queues().items() if agent in q.numbers]
         rights = self.settings.supervisors.get(supervisor or "")
         allowed = [q for q in mine if rights is not None and q in rights.queues]
         return next(iter(allowed or mine), None)

@@ -16,6 +16,7 @@ from appliance.contact.agent_call_routes import build_agent_call_router
 from appliance.contact.agent_calls import AgentCalls
 from appliance.contact.agent_codes import AgentCodes
 from appliance.contact.anchoring import Anchors
+from appliance.contact.callback_legs import CallbackLegDecider
 from appliance.contact.cti_webhooks import CtiWebhooks
 from appliance.contact.decider import QueueDecider
 from appliance.contact.feature_codes import AgentCodeDecider
@@ -132,7 +133,7 @@ def build_contact(
     tts = EspeakTts(data_dir / "contact" / "tts")
     service = ContactService(settings, prompts(pbx.settings), _cdr_fields(pbx),
                              speak=tts.render, place=_free_worker(pbx))  # fmt: skip
-    pbx.chain.add(QueueDecider(settings), OWN_NUMBERS)
+    pbx.chain.add(QueueDecider(settings, service.handing_over), OWN_NUMBERS)
     codes = AgentCodeDecider(settings.agent_codes or AgentCodes(), service)
     if settings.agent_codes is not None:
         pbx.chain.add(codes, OWN_NUMBERS)
@@ -145,7 +146,8 @@ def build_contact(
     anchors = _anchors(pbx)
     supervision = SupervisionService(settings, _held(service, pbx, anchors), service.cti,
                                      _cdr_fields(pbx), agent_state=_agent_state(service),
-                                     spoken=refusals.prompt, direct=anchors)  # fmt: skip
+                                     spoken=refusals.prompt, direct=anchors,
+                                     queues=lambda: service.acd.queues)  # fmt: skip
     anchors.on_bridged, anchors.on_ended = supervision.anchored, supervision.anchor_ended
     pbx.chain.add(SupervisionDecider(supervision), OWN_NUMBERS)
     pbx.media_listeners["supervise"] = supervision
@@ -157,6 +159,8 @@ def build_contact(
     remote = _remote_agents(service, pbx)
     if remote is not None and pbx.intersite is not None:
         pbx.chain.add(RemoteAgentCodes(codes, remote.numbers, pbx.intersite), OWN_NUMBERS)
+        legs = CallbackLegDecider(service.calling_back, lambda: pbx.dialplan, pbx.intersite)
+        pbx.chain.add(legs, OWN_NUMBERS)
     return ContactCentre(service, supervision, store, pbx.events, calls, members, refusals, remote)
 
 

@@ -429,10 +429,23 @@ class DialPlan:
             recording = "never"
         return replace(target, route=f"inbound:{did}", recording=recording)
 
+    def for_site(self, caller: str, dialled: str) -> Decision | None:
+        """The outbound route of a call the site places on its own behalf from ``caller``,
+        no extension here (a callback to an outside caller answered by an agent of
+        another site): the site's default class of service and the route's caller ID,
+        never the caller's number; None when no outbound route matches."""
+        for route, pattern in self.routes:
+            if pattern.matches(dialled):
+                return self._route(caller, self.settings.default_cos, dialled, route)
+        return None
+
     def _outbound(self, caller: str, dialled: str, route: OutboundRoute) -> Decision:
         if caller not in self.extensions:
             return Decision("reject", code=403, reason="not-an-extension")
-        if COS_RANK[self.cos(caller)] < COS_RANK[route.cos]:
+        return self._route(caller, self.cos(caller), dialled, route)
+
+    def _route(self, caller: str, cos: CosLevel, dialled: str, route: OutboundRoute) -> Decision:
+        if COS_RANK[cos] < COS_RANK[route.cos]:
             return Decision("reject", code=403, reason="class-of-service", route=route.name)
         number = route.prepend + dialled[route.strip :]
         if route.trunk in self.gsm_groups:

@@ -209,3 +209,38 @@ def test_whisper_by_feature_code_on_an_agents_direct_call(
     hears(alice, after[0], AGENT_HZ, "the call did not go on without the supervisor")
     joined = cti.named("supervisor.joined")[0]["data"]
     assert (joined["origin"], joined["queue"]) == ("feature-code", "support")
+
+
+def test_monitor_on_a_dynamic_members_direct_call(
+    site: Pbx, cti: CtiListener, tmp_path: Path
+) -> None:
+    status, member = site.api("POST", "/contact/queues/support/members/1001")
+    assert (status, member["agent"]) == (200, "1001"), member
+    try:
+        with phones(site, tmp_path, *TRIO) as (alice, carol, bob):
+            direct(site, carol, alice)
+            status, session = site.api("POST", "/contact/agents/1001/monitor",
+                                       {"supervisor": "1002", "mode": "monitor"})  # fmt: skip
+            assert (status, session.get("state"), session.get("queue")) == (
+                200,
+                "anchoring",
+                "support",
+            ), session
+            moved(alice, carol)
+            assert "1001" in bob.answer(timeout=20)["remote"], "the supervisor sees the agent"
+            wait_for(lambda: any(e["data"]["agent"] == "1001"
+                                 for e in cti.named("supervisor.joined")),
+                     10, lambda: str(cti.events))  # fmt: skip
+            heard_by_alice, heard_by_carol, heard_by_bob = settle(alice, carol, bob)
+            alice.send("hangup")
+            for phone in (alice, carol, bob):
+                phone.state("DISCONNECTED", timeout=15)
+    finally:
+        wait_for(lambda: site.api("DELETE", "/contact/queues/support/members/1001")[0] == 200,
+                 15, lambda: "1001 could not leave the queue")  # fmt: skip
+    hears(alice, heard_by_alice, AGENT_HZ, "the agent does not hear the other party")
+    hears(carol, heard_by_carol, CALLER_HZ, "the other party does not hear the agent")
+    hears(bob, heard_by_bob, CALLER_HZ, "monitor: bob did not hear the dynamic member")
+    hears(bob, heard_by_bob, AGENT_HZ, "monitor: bob did not hear the other party")
+    deaf_to(alice, heard_by_alice, SUPERVISOR_HZ, "monitor: the agent heard bob")
+    deaf_to(carol, heard_by_carol, SUPERVISOR_HZ, "monitor: the other party heard bob")

@@ -4,12 +4,15 @@ rtpengine, media worker and pjsua2 phones.
 branch-a holds queue ``support`` (700) whose only agent is 2001, an extension of
 branch-b. branch-a learns 2001's registration by asking branch-b (signed OPTIONS) and
 rings it over the inter-site route; branch-b forwards its agent codes to branch-a; a
-supervisor at branch-a joins its calls. The tests run in file order and share the sites.
+supervisor at branch-a joins its calls. An outside caller reaches queue ``callme`` (701,
+the same agent) through branch-a's carrier and IVR flow and is called back by the agent.
+The tests run in file order and share the sites.
 """
 
 from __future__ import annotations
 
 import array
+import contextlib
 import datetime
 import os
 import time
@@ -25,6 +28,7 @@ from tests.integration.pbx.audio import power, read_channels
 from tests.integration.pbx.harness import Phone, media, require_debs
 from tests.integration.routing.sites import (
     TOKEN,
+    TRUNK_PORT,
     Company,
     Site,
     get_json,
@@ -46,8 +50,21 @@ CONTACT = {
     "agent_codes": {"prompt": "agent-done"},
     "supervisors": {"1002": {"queues": ["support"]}},
     "queues": {"support": {"number": "700", "agents": [{"extension": "2001", "remote": True}],
-                           "ring_timeout_s": 5, "wrapup_s": 1}},
+                           "ring_timeout_s": 5, "wrapup_s": 1},
+               "callme": {"number": "701", "agents": [{"extension": "2001", "remote": True}],
+                          "ring_timeout_s": 10, "wrapup_s": 1, "callback_after_s": 2,
+                          "callback_prompt": "Press 1."}},
 }  # fmt: skip
+# branch-a's carrier: its far end is a pjsua2 phone at branch-a's address, port TRUNK_PORT.
+OWNED, OUTSIDE = "+4930555000", "0301234567"
+DIALPLAN = {
+    "owned_numbers": [OWNED],
+    "inbound": [{"did": OWNED, "target": "ivr:front"}],
+    "outbound": [{"name": "national", "pattern": "0Z.", "trunk": "carrier", "strip": 1,
+                  "prepend": "+49", "caller_id": OWNED}],
+}  # fmt: skip
+FRONT = {"start": "callme",
+         "nodes": {"callme": {"type": "queue", "queue": "callme", "fallback": "1001"}}}  # fmt: skip
 
 
 def directory() -> dict[str, Any]:
@@ -69,7 +86,7 @@ def company(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Company]:
     require_debs()
     root = tmp_path_factory.mktemp("remote-agents")
     sites = [
-        Site("branch-a", 1, "", root / "branch-a", {"1001": "Alice", "1002": "Sue"}),
+        Site("branch-a", 1, "", root / "branch-a", {"1001": "Alice", "1002": "Sue"}, "carrier"),
         Site("branch-b", 2, "", root / "branch-b", {"2001": "Bob", "2002": "Carol"}),
     ]
     world = Company(root, sites)
@@ -93,10 +110,13 @@ def company(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Company]:
 
 
 def _with_queue(site: Site) -> None:
-    """The contact centre and a media worker in the site's configuration."""
+    """The contact centre, a media worker, the carrier's routes and an IVR flow that
+    hands the carrier's callers to queue ``callme`` in the site's configuration."""
     path = site.root / "appliance.yaml"
     config = yaml.safe_load(path.read_text())
     config["pbx"]["media"] = media(1, prompts=PROMPTS)
+    config["pbx"]["dialplan"].update(DIALPLAN)
+    config["pbx"]["ivr"] = {"flows": {"front": FRONT}}
     config["contact"] = CONTACT
     path.write_text(yaml.safe_dump(config))
 
@@ -350,3 +370,75 @@ def test_a_supervisor_whispers_to_and_monitors_a_remote_agents_queue_call(
         assert share(sue, window, 1000.0) > HEARD, "the supervisor did not hear the agent"
     assert share(alice, after[0], 1000.0) > HEARD, "the call did not go on without sue"
     assert share(bob, after[1], 450.0) > HEARD, "the call did not go on without sue"
+
+
+def callme(site: Site) -> dict[str, Any]:
+    queues = get_json(site.ns, f"{site.url}/api/v1/contact/queues")["queues"]
+    found: dict[str, Any] = next(q for q in queues if q["name"] == "callme")
+    return found
+
+
+def callme_agent(site: Site) -> dict[str, Any]:
+    found: dict[str, Any] = callme(site)["agents"][0]
+    return found
+
+
+def waits_for_callback(site: Site) -> bool:
+    return [w["callback"] for w in callme(site)["waiting"]] == [True]
+
+
+def press_1_until_called_back_later(site: Site, caller: Phone, timeout: float) -> None:
+    """The caller presses 1 each second until the queue, having offered the callback,
+    keeps it waiting for one (its call ends); the caller's events so far are dropped."""
+    deadline = time.monotonic() + timeout
+    while not waits_for_callback(site):
+        assert time.monotonic() < deadline, "the caller was never offered a callback"
+        caller.send("dtmf", digits="1")
+        time.sleep(1)
+    with contextlib.suppress(AssertionError):
+        caller.wait(lambda e: False, 2)
+    caller.events.clear()
+
+
+def test_a_remote_agent_calls_back_an_outside_caller_through_the_sites_trunk(
+    company: Company, tmp_path: Path
+) -> None:
+    a, b = company.sites["branch-a"], company.sites["branch-b"]
+    bob = phone(b, "2001", 1000, tmp_path)
+    far = Phone(a, OUTSIDE, 450, tmp_path, host=a.ip, netns=a.ns, sip_port=TRUNK_PORT)
+    try:
+        far.wait(lambda e: e["ev"] == "ready")
+        wait_until(lambda: callme_agent(a)["registered"] is True, 15, a.output)
+        if callme_agent(a)["state"] != "logged-out":
+            api(a, "POST", "/contact/agents/2001/logout")
+        far.send("call", to=OWNED)
+        far.state("CONFIRMED", timeout=15)
+        far.wait(lambda e: e["ev"] == "transferring", 15)  # the flow hands it to the queue
+        wait_until(lambda: len(callme(a)["waiting"]) == 1, 15, a.output)
+        press_1_until_called_back_later(a, far, 30)
+        cdr = a.cdr(lambda c: (c.get("variables") or {}).get("queue") == "callme")
+        assert cdr["variables"]["queue_outcome"] == "callback"
+        assert api(a, "POST", "/contact/agents/2001/login")["state"] in ("available", "ringing")
+        offered = bob.wait(lambda e: e["ev"] == "incoming", 15)
+        assert OUTSIDE in offered["remote"], "the agent sees whom it calls back"
+        bob.send("answer")
+        bob.state("CONFIRMED")
+        called_back = far.answer(timeout=20)
+        assert OWNED in called_back["remote"], "the site's number, not the agent's"
+        start_far, start_bob = recorded_s(far), recorded_s(bob)
+        wait_until(lambda: recorded_s(far) > start_far + 2.5 and recorded_s(bob) > start_bob + 2.5,
+                   20, lambda: "no audio once connected")  # fmt: skip
+        bob.send("hangup")
+        bob.state("DISCONNECTED")
+        far.state("DISCONNECTED", timeout=15)
+    finally:
+        far.close()
+        bob.close()
+    assert heard(far, start_far + 0.5, start_far + 2.0) == 1000.0, "the caller heard no agent"
+    assert heard(bob, start_bob + 0.5, start_bob + 2.0) == 450.0, "the agent heard no caller"
+    back = a.cdr(lambda c: (c.get("variables") or {}).get("callback_of") == cdr["call_id"])
+    assert (back["variables"]["callback_status"], back["variables"]["callback_try"]) == (
+        "answered", "1",
+    )  # fmt: skip
+    assert (back["trunk"], back["route"], back["disposition"]) == ("carrier", "national",
+                                                                   "answered")  # fmt: skip

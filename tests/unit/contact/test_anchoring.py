@@ -10,6 +10,7 @@ from typing import Any, cast
 import pytest
 
 from appliance.contact.anchoring import Anchors, direct_call
+from appliance.contact.settings import AgentSettings
 from appliance.contact.supervision import Held, SupervisionService
 from appliance.contact.supervisors import SupervisionError
 from appliance.pbx.calls import CallService
@@ -92,6 +93,25 @@ def test_rights_are_checked_before_a_direct_call_moves() -> None:
         service.call("1003", "1099", "monitor")
     assert err.value.error_id == "not-a-supervisor"
     assert direct.anchored == []
+
+
+def test_a_dynamic_members_direct_call_is_supervised_as_its_dynamic_queue() -> None:
+    sales_only = SETTINGS.supervisors["1002"].model_copy(update={"queues": ["sales"]})
+    settings = SETTINGS.model_copy(update={"supervisors": {"1006": sales_only}})
+    live = dict(settings.queues)
+    worker, cti = FakeWorker(), RecordingCti()
+    direct = FakeDirect(worker)
+    service = SupervisionService(settings, lambda _a: None, cti, lambda *_: None,
+                                 direct=direct, queues=lambda: live)  # fmt: skip
+    with pytest.raises(SupervisionError) as err:
+        service.call("1003", "1006", "monitor")
+    assert err.value.error_id == "queue-not-permitted"
+    sales = live["sales"]
+    live["sales"] = sales.model_copy(
+        update={"agents": (*sales.agents, AgentSettings(extension="1003"))}
+    )
+    session = service.call("1003", "1006", "monitor")
+    assert (session.state, session.held.queue, direct.anchored) == ("anchoring", "sales", ["1003"])
 
 
 def test_a_feature_code_waits_on_the_worker_for_the_anchor() -> None:
