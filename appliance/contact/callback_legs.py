@@ -25,7 +25,9 @@ class CallbackLegDecider:
     """Routes a worker's call back to an outside caller for an agent of another site."""
 
     name = "contact-callback-legs"
-    keeps_local_calls = True  # only a media worker's calls from no local extension
+    # Only a media worker's calls from no local extension, which Kamailio always asks about.
+    keeps_local_calls = True
+    keeps_trunk_calls = True
 
     def __init__(
         self,
