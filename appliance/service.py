@@ -27,6 +27,7 @@ from appliance.compliance.routes import build_compliance_router, install_error_h
 from appliance.compliance.service import ComplianceService
 from appliance.compliance.sync import REFUSALS, DncTopic
 from appliance.console import mount_agent_pages
+from appliance.contact.remote_codes import forward_agent_codes
 from appliance.contact.state_log import AGENT_STATES
 from appliance.contact.wiring import ContactCentre, build_contact
 from appliance.doctor_upload import (
@@ -177,6 +178,8 @@ def build(
             app.include_router(contact.router(settings.api.tokens))
             mount_agent_pages(app, contact, settings.api.tokens, settings.site.timezone)
             components.append(contact)
+        agents = contact.service.acd.agents if contact is not None else {}
+        forward_agent_codes(settings.contact.agent_codes, pbx, agents.__contains__)
         registry.register(CdrWriteCollector(pbx))
         pruner.add("calls", functools.partial(_prune_calls, pbx))
     components.append(pruner)

@@ -23,6 +23,15 @@ speaker's worker and on the others, i.e. across the room's links. A room of 20 o
     .venv/bin/python bench/bench_media_workers.py --path room --workers 5 \
         --rate 2 --hold 9.5 --calls 25
 
+``--path ivr`` sends the calls into an IVR flow on the workers (``ivr-bench``: a menu
+playing a tone, digit 1 sets the variable ``choice`` and hangs up); each caller sends
+DTMF 1 (SIP INFO, ``application/dtmf-relay``) after ``--hold`` seconds and waits for
+the worker's BYE. The flow's outcome is checked per call: the answered calls whose CDR
+carries ``choice: one`` (set by the flow, reported by the worker) are counted.
+
+    .venv/bin/python bench/bench_media_workers.py --path ivr --workers 6 \
+        --rate 5 --hold 4 --calls 100
+
 Needs the Debian packages kamailio, kamailio-extra-modules, rtpengine-daemon, sip-tester.
 """
 
@@ -46,6 +55,7 @@ from urllib.parse import unquote
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import yaml
 from bench_pbx_calls import (
     PASSWORD,
     RECORDED,
@@ -58,6 +68,7 @@ from bench_pbx_calls import (
     check_steady_phase,
     cpu_ticks,
     pss_kb,
+    read_cdrs,
     run_load,
     uac_argv,
     uac_outcomes,
@@ -71,6 +82,48 @@ TONE_ACTION = '<nop><action><exec rtp_stream="TONE,-1,0"/></action></nop>\n'
 HEARD_S = 1.0
 LOUD = 100
 RECORD_S = 3
+# The IVR path's flow: a menu (a one-second tone), digit 1 sets ``choice`` and hangs up.
+IVR_FLOW = {
+    "start": "ask",
+    "nodes": {
+        "ask": {"type": "menu", "prompt": "beep", "options": {"1": "chosen"}, "timeout_s": 30,
+                "retries": 0},
+        "chosen": {"type": "set", "vars": {"choice": "one"}, "next": "done"},
+        "done": {"type": "hangup"},
+    },
+}  # fmt: skip
+# The caller of the IVR path: after the answer, ``--hold`` (sipp's -d), DTMF 1 by SIP INFO,
+# then the worker's BYE once the flow hung up.
+IVR_TAIL = """<pause/>
+<send retrans="500"><![CDATA[
+INFO [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
+From: <sip:1001@bench.local>;tag=[call_number]
+To: <sip:CALLEE@bench.local>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 3 INFO
+Max-Forwards: 70
+Content-Type: application/dtmf-relay
+Content-Length: [len]
+
+Signal=1
+Duration=160
+]]></send>
+<recv response="200"/>
+<recv request="BYE"/>
+<send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+<nop next="end"><action><log message="answered [call_id]"/></action></nop>
+"""
 READY = re.compile(r"media worker (\w+) ready in ([0-9.]+) s")
 REPLACED = re.compile(r"media worker (\w+) replaced in ([0-9.]+) s")
 
@@ -202,6 +255,29 @@ def room_figures(work: Path, pcaps: Path, worker: dict[str, str]) -> dict[str, A
     }
 
 
+def ivr_uac() -> str:
+    """The UAC scenario up to its ACK of the answer, then the IVR caller's DTMF and the
+    worker's BYE (the refused branch, for a 503, unchanged)."""
+    head, rest = UAC.split(TONE_ACTION)
+    return head + IVR_TAIL + rest[rest.index('<label id="refused"/>') :]
+
+
+def with_ivr_flow(config: Path) -> None:
+    """Add the IVR path's prompt and flow to the appliance's configuration."""
+    data = yaml.safe_load(config.read_text())
+    data["pbx"]["media"]["prompts"] = {"beep": {"tone_hz": 700, "seconds": 1}}
+    data["pbx"]["ivr"] = {"flows": {"bench": IVR_FLOW}}
+    config.write_text(yaml.safe_dump(data))
+
+
+def ivr_outcomes(work: Path) -> dict[str, int]:
+    """Answered calls, and those whose CDR carries the flow's outcome (``choice: one``)."""
+    answered = set(uac_outcomes(work).answered)
+    cdrs = [c for c in read_cdrs(work / "data" / "store") if c.get("call_id") in answered]
+    chosen = sum(1 for c in cdrs if (c.get("variables") or {}).get("choice") == "one")
+    return {"answered": len(answered), "cdrs": len(cdrs), "outcome_ok": chosen}
+
+
 def run_workers(args: argparse.Namespace) -> dict[str, Any]:
     """Echo calls into the worker pool; returns the figures."""
     with tempfile.TemporaryDirectory(prefix="bench-media-") as tmp:
@@ -209,6 +285,8 @@ def run_workers(args: argparse.Namespace) -> dict[str, Any]:
         tone = work / "tone.ulaw"
         _tone_file(tone)
         run = Run(work, anchor_media=True, media_workers=args.workers)
+        if args.path == "ivr":
+            with_ivr_flow(run.config)
         try:
             pbx = run.start_pbx()
             workers = _workers(pbx.pid)
@@ -217,8 +295,8 @@ def run_workers(args: argparse.Namespace) -> dict[str, Any]:
             harness.record("media worker start (spawn to ready), s", spread)
             idle_pss = pss_kb(workers)
             room = args.path == "room"
-            values = {"PASSWORD": PASSWORD, "TONE": str(tone),
-                      "CALLEE": "room-1" if room else "echo"}  # fmt: skip
+            callee = {"room": "room-1", "ivr": "ivr-bench"}.get(args.path, "echo")
+            values = {"PASSWORD": PASSWORD, "TONE": str(tone), "CALLEE": callee}
             target = f"127.0.0.1:{run.sip_port}"
             speaker = None
             if room:
@@ -226,7 +304,7 @@ def run_workers(args: argparse.Namespace) -> dict[str, Any]:
                     run, args, target, _scenario(work, "speaker", UAC, **values)
                 )
             started = time.monotonic()
-            scenario = UAC.replace(TONE_ACTION, "") if room else UAC
+            scenario = {"room": UAC.replace(TONE_ACTION, ""), "ivr": ivr_uac()}.get(args.path, UAC)
             uac = run.spawn(uac_argv(args, target, _scenario(work, "uac", scenario, **values)),
                             "uac.log")  # fmt: skip
             time.sleep(args.hold + 1)
@@ -256,6 +334,9 @@ def run_workers(args: argparse.Namespace) -> dict[str, Any]:
         room_result = room_figures(work, pcaps, peers) if pcaps is not None else None
         if room_result is not None:
             harness.record("room", room_result)
+        ivr_result = ivr_outcomes(work) if args.path == "ivr" else None
+        if ivr_result is not None:
+            harness.record("ivr outcomes", ivr_result)
         return {
             "calls": ok + failed,
             "failed": failed,
@@ -272,6 +353,7 @@ def run_workers(args: argparse.Namespace) -> dict[str, Any]:
             "start_max_s": max(starts),
             "replacement_s": replacement,
             "room": room_result,
+            "ivr": ivr_result,
         }
 
 
@@ -281,7 +363,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10)
     parser.add_argument("--hold", type=float, default=4)
     parser.add_argument("--calls", type=int, default=400)
-    parser.add_argument("--path", choices=("echo", "room"), default="echo",
+    parser.add_argument("--path", choices=("echo", "room", "ivr"), default="echo",
                         help="the media workers' service the calls go to")  # fmt: skip
     args = parser.parse_args()
     check_steady_phase(parser, args)
@@ -311,6 +393,10 @@ def measure(args: argparse.Namespace) -> None:
         print(f"room: participants per worker {room['per_worker']}; listeners that heard the "
               f"speaker: on its worker {room['heard_same']} of {room['same']}, on other "
               f"workers (across links) {room['heard_other']} of {room['other']}")  # fmt: skip
+    ivr = media["ivr"]
+    if ivr is not None:
+        print(f"ivr: {ivr['outcome_ok']} of {ivr['answered']} answered calls reached the flow's "
+              f"outcome (CDR variable choice=one; {ivr['cdrs']} CDRs)")  # fmt: skip
     print(f"worker start (spawn to ready, {media['workers']} started at once): median "
           f"{media['start_median_s']:.2f} s, max {media['start_max_s']:.2f} s; replacement "
           f"after kill -9 (exit to ready, backoff included): "

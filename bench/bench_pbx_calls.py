@@ -25,6 +25,22 @@ under the product's drivers (``bench/pbx_baseline.py``), and prints our recorded
 against it. Its WAVs column counts the recordings rtpengine finished (it converts none);
 it has no cap (``--max-calls`` does not apply to it).
 
+``--keep DIR`` keeps each run's work folder under DIR (which must not exist yet; one
+folder per mode, path and route server): sipp's statistics and per-call logs
+(``uac-outcomes.log``, ``uac-errors.log``, ``uas.log``), the appliance's log (``pbx.log``)
+and Kamailio's (``data/pbx/run/kamailio.log``).
+
+``--path trunk`` has the phone (1001) break out through an outbound route
+(``0301234567`` → ``+49301234567``) to a SIP trunk played by the sipp UAS; ``--path
+did`` has the sipp UAC play a trunk calling a DID routed to 1002 (no digest: trusted
+by source address and port); the default, ``extension``, calls 1002 directly.
+``--route-server`` runs each mode a second time with the trunk routes turned off
+(a pass-through decider that does not declare ``keeps_trunk_calls``), so every trunk
+or DID call asks the appliance's routing chain, as before they were rendered into
+Kamailio: the two side by side in one run.
+
+    .venv/bin/python bench/bench_pbx_calls.py --path trunk --route-server --calls 600
+
 ``--profile DIR`` also writes a cProfile of the appliance process per mode into DIR
 (``python -m pstats``); its overhead slows the appliance, so its CPU figures are not
 comparable with a run without it.
@@ -49,6 +65,7 @@ import sys
 import tempfile
 import time
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +192,22 @@ Content-Length: 0
 <label id="end"/>
 </scenario>
 """
+
+
+def as_trunk(uac: str) -> str:
+    """The UAC scenario as a trunk places the call: its authenticated INVITE alone, without
+    the credentials (a trunk is trusted by source address and port), from the carrier."""
+    head = uac[: uac.index('<send retrans="500">')]
+    body = uac[uac.index('<send retrans="500">', uac.index('<recv response="407"')) :]
+    body = body.replace("[authentication username=1001 password=PASSWORD]\n", "")
+    body = body.replace("CSeq: 2 ", "CSeq: 1 ").replace("CSeq: 3 ", "CSeq: 2 ")
+    body = body.replace("<sip:1001@[local_ip]", "<sip:carrier@[local_ip]")
+    return head + body.replace("sip:1001@bench.local", "sip:+4917012345@carrier.example")
+
+
+# The route each --path takes, and the number the UAC dials.
+OWNED = "+4930555000"
+CALLEE = {"extension": "1002", "trunk": "0301234567", "did": OWNED}
 
 UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="bench uas">
@@ -317,11 +350,14 @@ class Run:
         media_workers: int = 0,
         max_calls: int = 0,
         baseline: bool = False,
+        route_server: bool = False,
     ) -> None:
         self.work = work
         self.anchor_media = anchor_media
         self.baseline = baseline
         self.sip_port = _free_port()
+        self.uas_port = _free_port() + 3
+        self.uac_port = _free_port() + 8
         self.evapi_port = _free_port() + 1
         self.ng_port = _free_port() + 2
         rtp = random.randrange(30000, 50000, 1000)
@@ -347,11 +383,25 @@ class Run:
                 "anchor_media": anchor_media,
                 "media": {"workers": media_workers, "port_base": _free_port()},
                 "max_calls": max_calls,
+                "dialplan": self.dialplan(),
             },
+            "bench_route_server": route_server,
         }
         self.config = work / "appliance.yaml"
         self.config.write_text(yaml.safe_dump(config))
         self.procs: list[subprocess.Popen[bytes]] = []
+
+    def dialplan(self) -> dict[str, Any]:
+        """``--path trunk``: 0301234567 through the UAS as trunk ``carrier``; ``--path did``:
+        the UAC as trunk ``carrier-in`` calling the DID, routed to 1002."""
+        return {
+            "owned_numbers": [OWNED],
+            "trunks": [{"name": "carrier", "host": "127.0.0.1", "port": self.uas_port},
+                       {"name": "carrier-in", "host": "127.0.0.1", "port": self.uac_port}],
+            "outbound": [{"name": "national", "pattern": "0Z.", "trunk": "carrier", "strip": 1,
+                          "prepend": "+49", "caller_id": OWNED}],
+            "inbound": [{"did": OWNED, "target": "1002"}],
+        }  # fmt: skip
 
     def spawn(self, argv: list[str], log: str) -> subprocess.Popen[bytes]:
         proc = harness.spawn(argv, self.work / log, cwd=self.work)
@@ -425,17 +475,21 @@ def wait_uac(
         raise
 
 
-def uac_argv(args: argparse.Namespace, target: str, scenario: str, name: str = "uac") -> list[str]:
-    """sipp placing ``args.calls`` calls at ``args.rate``/s, each held ``args.hold`` s; its
-    statistics in ``<name>.csv``, its outcomes in ``<name>-outcomes.log``."""
+def uac_argv(
+    args: argparse.Namespace, target: str, scenario: str, name: str = "uac", port: int = 0
+) -> list[str]:
+    """sipp placing ``args.calls`` calls at ``args.rate``/s, each held ``args.hold`` s, from
+    ``port`` (any free one when 0); its statistics in ``<name>.csv``, its outcomes in
+    ``<name>-outcomes.log``."""
     return [
         "sipp", target, "-sf", scenario,
-        "-i", "127.0.0.1", "-p", str(_free_port() + 8), "-mp", str(_free_port() + 9),
+        "-i", "127.0.0.1", "-p", str(port or _free_port() + 8), "-mp", str(_free_port() + 9),
         "-cp", str(_free_port() + 10), "-r", str(args.rate), "-m", str(args.calls),
         "-l", str(int(args.rate * args.hold * 1.5)), "-d", str(int(args.hold * 1000)),
         "-nostdin", "-max_socket", "4096", "-trace_stat", "-stf", f"{name}.csv",
         "-fd", "1", "-timeout", str(sipp_timeout_s(args)),
         "-trace_logs", "-log_file", f"{name}-outcomes.log",
+        "-trace_err", "-error_file", f"{name}-errors.log",
     ]  # fmt: skip
 
 
@@ -551,22 +605,26 @@ def run_load(
     mode: str,
     profile_dir: Path | None = None,
     max_calls: int = 0,
+    route_server: bool = False,
+    path: str = "extension",
 ) -> dict[str, Any]:
-    """One measured run of ``mode``; returns its figures (and a cProfile in ``profile_dir``)."""
-    with tempfile.TemporaryDirectory(prefix="bench-pbx-") as tmp:
-        work = Path(tmp)
+    """One measured run of ``mode`` along ``path`` (a key of ``CALLEE``); returns its
+    figures (and a cProfile in ``profile_dir``)."""
+    label = f"{mode}, {path}" + (", route server" if route_server else "")
+    with work_folder(args.keep, label) as work:
         tone = work / "tone.ulaw"
         _tone_file(tone)
-        run = Run(work, mode != PROXY_ONLY, max_calls=max_calls, baseline=mode == BASELINE)
+        run = Run(work, mode != PROXY_ONLY, max_calls=max_calls, baseline=mode == BASELINE,
+                  route_server=route_server)  # fmt: skip
         profile = None
         if profile_dir and mode != BASELINE:
             profile_dir.mkdir(parents=True, exist_ok=True)
             profile = profile_dir.resolve() / f"appliance-{mode.replace(' ', '-')}.prof"
         try:
             pbx = run.start_pbx(profile)
-            uas_port = _free_port() + 3
+            uas_port = run.uas_port
             values = {"PASSWORD": PASSWORD, "UAS_PORT": str(uas_port), "TONE": str(tone),
-                      "CALLEE": "1002"}  # fmt: skip
+                      "CALLEE": CALLEE[path]}  # fmt: skip
             target = f"127.0.0.1:{run.sip_port}"
             register(work, target, values)
             run.spawn(
@@ -578,20 +636,35 @@ def run_load(
             time.sleep(1)
             idle_pss = sum(pss_kb(p) for p in _parts(run, pbx).values())
             started = time.monotonic()
-            uac = run.spawn(uac_argv(args, target, _scenario(work, "uac", UAC, **values)),
-                            "uac.log")  # fmt: skip
+            scenario = _scenario(work, "uac", as_trunk(UAC) if path == "did" else UAC,
+                                 **values)  # fmt: skip
+            # Only the DID path's UAC sends from trunk carrier-in's port: elsewhere it is a phone.
+            port = run.uac_port if path == "did" else 0
+            uac = run.spawn(uac_argv(args, target, scenario, port=port), "uac.log")
             time.sleep(args.hold + 1)
             figures = steady_phase(args, run, pbx, uac, started)
-            harness.record(f"{mode}, steady phase", steady_text(figures))
-            wait_uac(uac, args, work, mode, started)
+            harness.record(f"{label}, steady phase", steady_text(figures))
+            wait_uac(uac, args, work, label, started)
             figures["rate_s"] = time.monotonic() - started - args.hold
             figures.update(after_calls(args, run))
         finally:
             run.close()
         if mode != BASELINE:
             figures.update(cdr_check(run, figures))
-        harness.record(f"{mode}, outcomes", f"{figures['outcome']}; {figures['leftovers']}")
-        return result(args, mode, max_calls, idle_pss, figures)
+        harness.record(f"{label}, outcomes", f"{figures['outcome']}; {figures['leftovers']}")
+        return result(args, label, max_calls, idle_pss, figures)
+
+
+@contextlib.contextmanager
+def work_folder(keep: Path | None, label: str) -> Iterator[Path]:
+    """A temporary folder for one run, or ``keep/<label>`` kept after it."""
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix="bench-pbx-") as tmp:
+            yield Path(tmp)
+        return
+    work = keep.resolve() / re.sub(r"[, ]+", "-", label)
+    work.mkdir(parents=True)
+    yield work
 
 
 def _parts(run: Run, pbx: subprocess.Popen[bytes]) -> dict[str, list[int]]:
@@ -740,6 +813,23 @@ def main() -> None:
         action="store_true",
         help="a third run: Kamailio with a minimal script and rtpengine recording, no appliance",
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep each run's work folder (sipp's, the appliance's and Kamailio's logs) in this "
+        "new folder",
+    )
+    parser.add_argument(
+        "--path",
+        choices=sorted(CALLEE),
+        default="extension",
+        help="extension to extension, a phone's break-out to a SIP trunk, or a trunk's DID call",
+    )
+    parser.add_argument(
+        "--route-server",
+        action="store_true",
+        help="each mode again with the trunk routes off: every call asks the routing chain",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--serve-baseline", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -751,6 +841,8 @@ def main() -> None:
         serve(yaml.safe_load(args.serve.read_text()), args.profile)
         return
     check_steady_phase(parser, args)
+    if args.keep is not None and args.keep.exists():
+        parser.error(f"--keep {args.keep}: the folder exists already")
     harness.run(measure, args)
 
 
@@ -758,8 +850,9 @@ def measure(args: argparse.Namespace) -> None:
     """Proxy only, recorded (and the raw baseline); the table and the ratios."""
     results = []
     for mode in (PROXY_ONLY, RECORDED, BASELINE) if args.baseline else (PROXY_ONLY, RECORDED):
-        results.append(run_load(args, mode, args.profile, args.max_calls))
-        harness.record(results[-1]["mode"], row(results[-1]))
+        for asks in (False, True) if args.route_server and mode != BASELINE else (False,):
+            results.append(run_load(args, mode, args.profile, args.max_calls, asks, args.path))
+            harness.record(results[-1]["mode"], row(results[-1]))
     print("| mode | calls | failed | setup rate/s | concurrent | CPU cores "
           f"| CPU {' / '.join(CPU_PARTS)} | PSS MiB "
           "| PSS per call KiB | WAVs | WAVs drained (s) | audio per WAV (s) |")  # fmt: skip
@@ -769,6 +862,13 @@ def measure(args: argparse.Namespace) -> None:
     for r in results:
         print(f"{r['mode']}: {r['outcome']}; {r['leftovers']}"
               f"{'' if r['clean'] else ' (HALF SET UP)'}")  # fmt: skip
+    if args.route_server:
+        for tables, asked in zip(results[0:4:2], results[1:4:2], strict=True):
+            print(f"{asked['mode']} / Kamailio's tables: CPU "
+                  f"{asked['cpu_cores'] / max(tables['cpu_cores'], 1e-6):.2f}, appliance CPU "
+                  f"{asked['cpu_split']['appliance']:.2f} / "
+                  f"{tables['cpu_split']['appliance']:.2f} cores")  # fmt: skip
+        results = [r for r in results if "route server" not in r["mode"]]
     proxy, full = results[:2]
     print(f"CPU ratio recorded/proxy: {full['cpu_cores'] / max(proxy['cpu_cores'], 1e-6):.1f}; "
           f"PSS ratio: {full['pss_mb'] / max(proxy['pss_mb'], 1e-6):.1f}")  # fmt: skip
@@ -796,6 +896,7 @@ def serve(data: dict[str, Any], profile: Path | None) -> None:
 
 async def _serve(data: dict[str, Any]) -> None:
     from appliance.pbx.assembly import build_exchange
+    from appliance.pbx.deciders import POLICY
     from appliance.pbx.settings import PbxSettings
     from appliance.settings import ApplianceSettings
     from appliance.store import Store
@@ -803,6 +904,7 @@ async def _serve(data: dict[str, Any]) -> None:
     from drivers.daemon.logs import configure_logging
     from drivers.sip.kamailio_config import Subscriber
 
+    route_server = data.pop("bench_route_server", False)
     pbx = PbxSettings.model_validate(data.pop("pbx"))
     settings = ApplianceSettings.model_validate(data)
     configure_logging("info")
@@ -814,10 +916,24 @@ async def _serve(data: dict[str, Any]) -> None:
     component = build_exchange(
         pbx, settings.site_id, settings.sip.domain, subs, lambda: store, settings.data_dir
     )
+    if route_server:
+        component.chain.add(AsksAboutTrunkCalls(), POLICY)
     try:
         await run_until_signalled([component])
     finally:
         store.close()
+
+
+class AsksAboutTrunkCalls:
+    """Passes every call unchanged but does not declare ``keeps_trunk_calls``: Kamailio then
+    asks the routing chain about every trunk and DID call, as before the trunk routes."""
+
+    name = "bench-route-server"
+    keeps_local_calls = True
+
+    def decide(self, query: Any, decision: Any) -> Any:
+        """The decision unchanged."""
+        return decision
 
 
 if __name__ == "__main__":

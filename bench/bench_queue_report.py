@@ -10,7 +10,8 @@ service level met), indexed by start time, which is the best a raw table can off
 query. The per-queue rollups are then filled from it the way ingest adds calls up
 (aggregator/store/queue_rollup.py: counts per outcome, wait and talk time of answered
 calls, longest wait of any call, answered calls per wait bucket), per site, queue and UTC
-hour, and per UTC day.
+hour, and per UTC day; every site is placed in Europe/Berlin in the directory and its
+rollup per local day (aggregator/store/queue_local.py) filled too, complete from the start.
 
 Measured after one warm-up, medians of ``--rounds`` runs of the report and of
 ``--raw-rounds`` of the same figures computed by a GROUP BY over the raw table in the
@@ -19,10 +20,14 @@ process's CPU time and the server's execution time (EXPLAIN ANALYZE), which on a
 loaded machine show what the wall time is made of:
 
 1. the month per queue and day in UTC (read from the daily rollup);
-2. the month per queue and local day in Europe/Berlin (read from the hourly rollup);
+2. the month per queue and local day in Europe/Berlin (the sites' own zone: read from
+   the local-day rollup);
 3. one site's month per queue and hour;
 4. the answer-time distribution (answered calls per wait bucket) of case 1, against the
-   same buckets counted by a GROUP BY over the raw table (wall and client CPU only).
+   same buckets counted by a GROUP BY over the raw table (wall and client CPU only);
+5. case 2 read the way it was before the local-day rollup (the hourly rollup, as for a
+   zone that is not the sites' own) against the local-day rollup, alternating round by
+   round in the same run (``--rounds`` of each).
 """
 
 from __future__ import annotations
@@ -46,9 +51,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aggregator import reports
 from aggregator.queues.answer_times import answer_time_report
-from aggregator.queues.report import QueueQuery, queue_report, statement, utc_offsets
+from aggregator.queues.report import (
+    QueueQuery,
+    local_split,
+    queue_report,
+    statements,
+    utc_offsets,
+)
 from aggregator.store.db import create_engine
 from aggregator.store.queue_rollup import BUCKET_COLUMNS, WAIT_BUCKETS
+from aggregator.store.schema import directory_sites, queue_sites
 from bench import harness
 from tests.pg import postgres_server
 
@@ -107,6 +119,12 @@ _SUMS = ", ".join(
 _DAILY_FILL = f"""INSERT INTO queue_rollup_daily
     SELECT site_id, hour_ms / 86400000 * 86400000, queue, {_SUMS}
     FROM queue_rollup GROUP BY 1, 2, 3"""  # noqa: S608
+ZONE = "Europe/Berlin"
+_LOCAL_FILL = f"""INSERT INTO queue_rollup_local
+    SELECT site_id, '{ZONE}',
+           (to_timestamp(started_ms / 1000.0) AT TIME ZONE '{ZONE}')::date - DATE '1970-01-01',
+           queue, {_FIGURES}
+    FROM bench_queue_calls GROUP BY 1, 2, 3, 4"""  # noqa: S608
 
 
 def main() -> None:
@@ -145,6 +163,16 @@ def measure(args: argparse.Namespace) -> None:
         )
         print(f"answer times, {name}: {line}")
         harness.record(f"answer times, {name}", line)
+        name, query = cases[1]
+        hourly, local = compare_paths(engine, query, args.rounds)
+        line = (
+            f"hourly rollup {hourly.wall_ms:.1f} ms (client CPU {hourly.cpu_ms:.1f} ms, server "
+            f"{hourly.server_ms:.1f} ms) vs local-day rollup {local.wall_ms:.1f} ms (client "
+            f"CPU {local.cpu_ms:.1f} ms, server {local.server_ms:.1f} ms), ratio "
+            f"{local.wall_ms / hourly.wall_ms:.3f}"
+        )
+        print(f"before and now, {name}: {line}")
+        harness.record(f"before and now, {name}", line)
 
 
 def _cases(args: argparse.Namespace) -> list[tuple[str, QueueQuery]]:
@@ -173,6 +201,14 @@ def seed(engine: sa.Engine, args: argparse.Namespace) -> dict[str, int]:
         conn.exec_driver_sql("CREATE INDEX ix_bench_queue_calls ON bench_queue_calls (started_ms)")
         conn.exec_driver_sql(_ROLLUP_FILL)
         conn.exec_driver_sql(_DAILY_FILL)
+        conn.exec_driver_sql(_LOCAL_FILL)
+        sites = [f"site-{n}" for n in range(args.sites)]
+        conn.execute(directory_sites.insert(), [
+            {"id": site, "profile": "branch", "sip_address": f"10.0.{n // 250}.{n % 250 + 1}",
+             "timezone": ZONE, "extensions": [], "ranges": []}
+            for n, site in enumerate(sites)])  # fmt: skip
+        conn.execute(queue_sites.insert(),
+                     [{"site_id": site, "tz": ZONE, "since_day": 0} for site in sites])  # fmt: skip
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         # What autovacuum and the checkpointer would do by themselves after such a load,
         # done now so they do not run during the measures.
@@ -180,8 +216,17 @@ def seed(engine: sa.Engine, args: argparse.Namespace) -> dict[str, int]:
         conn.exec_driver_sql("CHECKPOINT")
         return {
             table: int(conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one())  # noqa: S608
-            for table in ("bench_queue_calls", "queue_rollup", "queue_rollup_daily")
+            for table in (
+                "bench_queue_calls",
+                "queue_rollup",
+                "queue_rollup_daily",
+                "queue_rollup_local",
+            )
         }
+
+
+# One run: wall time, client CPU time, server execution time (ms).
+Sample = tuple[float, float, float]
 
 
 @dataclass(frozen=True)
@@ -202,8 +247,8 @@ def compare(
         raw = raw_report(conn, query)
         if _offered(ours) != _offered(raw):
             raise harness.Incomplete("the report and the raw GROUP BY disagree")
-        ours_t = _timed(lambda: queue_report(conn, query), rounds, conn, _report_sql(conn, query))
-        raw_t = _timed(lambda: raw_report(conn, query), raw_rounds, conn, _raw_sql(query))
+        ours_t = _timed(lambda: queue_report(conn, query), rounds, conn, _report_sqls(conn, query))
+        raw_t = _timed(lambda: raw_report(conn, query), raw_rounds, conn, [_raw_sql(query)])
     return ours_t, raw_t
 
 
@@ -219,28 +264,62 @@ def compare_answer_times(
         raw_total = [sum(row[3 + i] for row in raw) for i in range(len(BUCKET_COLUMNS))]
         if ours_total != raw_total:
             raise harness.Incomplete("the answer times and the raw GROUP BY disagree")
-        ours_t = _timed(lambda: answer_time_report(conn, query), rounds, conn, "SELECT 1")
-        raw_t = _timed(lambda: conn.exec_driver_sql(raw_sql).all(), raw_rounds, conn, "SELECT 1")
+        ours_t = _timed(lambda: answer_time_report(conn, query), rounds, conn, [])
+        raw_t = _timed(lambda: conn.exec_driver_sql(raw_sql).all(), raw_rounds, conn, [])
     return ours_t, raw_t
 
 
-def _report_sql(conn: sa.Connection, query: QueueQuery) -> str:
-    """The report's statement with its values in line, for EXPLAIN ANALYZE."""
-    compiled = statement(query).compile(conn.engine, compile_kwargs={"literal_binds": True})
-    return str(compiled)
+def compare_paths(engine: sa.Engine, query: QueueQuery, rounds: int) -> tuple[Timing, Timing]:
+    """The report from the hourly rollup (the sites' local-day rows hidden from it by an
+    uncommitted delete of ``queue_sites``) and from the local-day rollup, a round of
+    each in turn; their lines must be equal."""
+    with engine.connect() as before, engine.connect() as now:
+        before.execute(sa.delete(queue_sites))
+        if not _same_lines(queue_report(before, query), queue_report(now, query)):
+            raise harness.Incomplete("the hourly and the local-day rollups disagree")
+        runs = [(conn, _report_sqls(conn, query)) for conn in (before, now)]
+        rows: list[list[Sample]] = [[], []]
+        for _ in range(rounds):
+            for (conn, sqls), times in zip(runs, rows, strict=True):
+                times.append(_once(lambda c=conn: queue_report(c, query), conn, sqls))
+        before.rollback()
+    hourly, local = (Timing(*(statistics.median(t) for t in zip(*r, strict=True))) for r in rows)
+    return hourly, local
 
 
-def _timed(run: Callable[[], object], rounds: int, conn: sa.Connection, sql: str) -> Timing:
+def _same_lines(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    """Equal lines; figures in seconds within a rounding step (sums added in another order)."""
+    return len(a) == len(b) and all(
+        x.keys() == y.keys()
+        and all(abs(x[k] - y[k]) <= 0.11 if isinstance(x[k], float) else x[k] == y[k] for k in x)
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+def _report_sqls(conn: sa.Connection, query: QueueQuery) -> list[str]:
+    """The report's statements with their values in line, for EXPLAIN ANALYZE."""
+    return [
+        str(select.compile(conn.engine, compile_kwargs={"literal_binds": True}))
+        for select in statements(query, split=local_split(conn, query))
+    ]
+
+
+def _timed(run: Callable[[], object], rounds: int, conn: sa.Connection, sqls: list[str]) -> Timing:
     run()
-    walls, cpus, servers = [], [], []
-    for _ in range(rounds):
-        wall, cpu = time.perf_counter(), time.process_time()
-        run()
-        walls.append((time.perf_counter() - wall) * 1000)
-        cpus.append((time.process_time() - cpu) * 1000)
+    times = [_once(run, conn, sqls) for _ in range(rounds)]
+    return Timing(*(statistics.median(t) for t in zip(*times, strict=True)))
+
+
+def _once(run: Callable[[], object], conn: sa.Connection, sqls: list[str]) -> Sample:
+    """Wall and client CPU time of one run (ms), and the server's execution time of ``sqls``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    walls, cpus = (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000
+    server = 0.0
+    for sql in sqls:
         plan = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + sql.replace("%", "%%"))
-        servers.append(float(plan.scalar_one()[0]["Execution Time"]))
-    return Timing(*(statistics.median(t) for t in (walls, cpus, servers)))
+        server += float(plan.scalar_one()[0]["Execution Time"])
+    return walls, cpus, server
 
 
 def raw_report(conn: sa.Connection, query: QueueQuery) -> list[dict[str, Any]]:

@@ -20,6 +20,12 @@ class QueuedCall:
     start: float = T0
     agent: str = ""
     caller: str | None = None  # the caller's number (None: make_cdr's)
+    callback_offered: bool = False  # the caller heard the callback offer
+
+    @property
+    def call_id(self) -> str:
+        """The queued call's Call-ID (what its call backs' ``callback_of`` names)."""
+        return f"queued-{self.n}@test"
 
     def cdr(self) -> bytes:
         """The caller's CDR with its ``queue_*`` variables (docs/contact-centre.md)."""
@@ -34,6 +40,8 @@ class QueuedCall:
         }
         if self.outcome != "abandoned":
             variables["queue_wait_s"] = f"{self.wait_s:.1f}"
+        if self.callback_offered:
+            variables["queue_callback_offered"] = "true"
         if self.outcome == "answered":
             variables |= {"queue_agent": self.agent or "1003",
                           "queue_sl_met": "true" if self.sl_met else "false"}  # fmt: skip
@@ -50,4 +58,28 @@ class QueuedCall:
             direction="inbound",
             callee={"number": "700", "extension": None, "name": ""},
             variables=variables,
+            call_id=self.call_id,
         )
+
+
+def call_back(n: int, of: QueuedCall, tries: int, status: str, start: float) -> bytes:
+    """The CDR of a try to call ``of``'s caller back (docs/contact-centre.md, "Callback
+    retries"): the agent's extension calling the caller, answered or not."""
+    answered = status == "answered"
+    return make_cdr(
+        n,
+        start=start,
+        answer=start + 5 if answered else None,
+        end=start + (65 if answered else 30),
+        billable_s=60.0 if answered else 0.0,
+        disposition="answered" if answered else "no-answer",
+        caller={"number": "1003", "extension": "1003", "name": ""},
+        callee={"number": of.caller, "extension": None, "name": ""},
+        call_id=f"back-{n}@test",
+        variables={
+            "callback_of": of.call_id,
+            "callback_queue": of.queue,
+            "callback_try": str(tries),
+            "callback_status": status,
+        },
+    )

@@ -1,5 +1,5 @@
-"""A database at revision 0003 (or later) holding queued calls' CDRs, and what 0004 and
-0008 must make of them."""
+"""A database at revision 0003 (or later) holding queued calls' CDRs, and what 0004,
+0008 and 0011 must make of them."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from alembic.config import Config
 
 from aggregator.store import migrate
 from aggregator.store.cdr_rows import cdr_row
-from aggregator.store.db import driver_url
+from aggregator.store.db import driver_url, migrated_engine
 from aggregator.store.queue_rollup import BUCKET_COLUMNS
-from aggregator.store.schema import cdrs
+from aggregator.store.schema import cdrs, queue_callbacks, queue_unanswered
 from tests.first_release import make_first_release_db
-from tests.queue_cdrs import QueuedCall
+from tests.queue_cdrs import QueuedCall, call_back
 from tests.sync_env import T0
 
 CALLS = [
@@ -95,3 +95,32 @@ def hand_count(calls: list[QueuedCall]) -> dict[str, tuple[float, ...]]:
             max(c.wait_s for c in mine),
         )
     return counted
+
+
+def assert_callbacks_back_filled(url: str) -> None:
+    """A database at 0009 holding a callback and its two failed tries: 0011 keeps the
+    callback with its tries and status, and no lost call stored before it was offered one."""
+    at_revision_0003(url, then="0009")
+    taken = QueuedCall(900, "support", "callback", wait_s=30, start=T0, caller="+555")
+    backs = [
+        call_back(901, taken, 1, "retry", T0 + 60),
+        call_back(902, taken, 2, "failed", T0 + 120),
+    ]
+    engine = sa.create_engine(driver_url(url))
+    with engine.begin() as conn:
+        conn.execute(cdrs.insert(), [cdr_row("site-a", raw, 1)._asdict()
+                                     for raw in (taken.cdr(), *backs)])  # fmt: skip
+    engine.dispose()
+    engine, migration = migrated_engine(url)
+    try:
+        assert (migration.before, migration.after) == ("0009", migrate.head())
+        with engine.connect() as conn:
+            kept = conn.execute(sa.select(queue_callbacks)).all()
+            offered = conn.execute(sa.select(queue_unanswered.c.callback_offered)).scalars().all()
+    finally:
+        engine.dispose()
+    assert [tuple(row) for row in kept] == [
+        ("site-a", taken.call_id, "+555", int(T0 * 1000), 2, "failed", None)
+    ]
+    assert offered
+    assert not any(offered)

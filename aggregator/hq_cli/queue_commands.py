@@ -17,7 +17,8 @@ Leaf = Callable[..., Any]
 
 API_PAGE = 1000
 LOST_COLUMNS = ("site_id", "time", "caller", "queue", "wait_s", "outcome", "reached",
-                "reached_at", "reached_by")  # fmt: skip
+                "reached_at", "reached_by", "callback_offered", "callback_tries",
+                "callback_status")  # fmt: skip
 
 
 def add(sub: Sub, leaf: Leaf) -> None:

@@ -1,12 +1,16 @@
 """The queue report: per site, queue and local day (or hour), from the queue rollups only.
 
 Theory of operation: the report's periods are local days or hours of the requested time
-zone. A day report over whole UTC days in a zone at offset zero (UTC) reads the daily
-rollup, one row per site, queue and day; otherwise the hourly one, each UTC hour counted
-in the local period its start falls in (exact for zones with whole-hour offsets, as for
-the other reports). The database sums per site, queue and period: a day report works
-each row's local day out by arithmetic (``_by_day``), an hour report groups by the hour
-itself. Raw CDRs are never read.
+zone. A day report from one local midnight to another reads, for the sites whose own
+zone (the directory's) is the requested one, their local-day rollup: one row per site,
+queue and local day, complete from ``queue_sites.since_day``
+(aggregator/store/queue_local.py; ``local_split``). For the other sites, a day report
+over whole UTC days in a zone at offset zero (UTC) reads the daily rollup; otherwise the
+hourly one, each UTC hour counted in the local period its start falls in (exact for
+zones with whole-hour offsets, as for the other reports). The database sums per site,
+queue and period: a day report from the hourly rollup works each row's local day out by
+arithmetic (``_by_day``), an hour report groups by the hour itself. Raw CDRs are never
+read.
 
 Figures (docs/contact-centre.md, "Reports at HQ"): service level is the callers answered
 within the queue's threshold, of those answered or abandoned (as on the wallboard); the
@@ -19,14 +23,20 @@ from __future__ import annotations
 import datetime
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from aggregator.store.queue_local import NO_ZONE, day_number
 from aggregator.store.queue_rollup import OUTCOMES
-from aggregator.store.schema import queue_rollup, queue_rollup_daily
+from aggregator.store.schema import (
+    queue_rollup,
+    queue_rollup_daily,
+    queue_rollup_local,
+    queue_sites,
+)
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
@@ -58,7 +68,9 @@ def queue_report(conn: sa.Connection, query: QueueQuery) -> list[dict[str, Any]]
 
 def period_sums(conn: sa.Connection, query: QueueQuery, figures: Figures) -> list[PeriodSums]:
     """``figures`` summed per site, queue and period (labelled), sorted."""
-    rows = conn.execute(statement(query, figures)).all()
+    rows: list[Any] = []
+    for select in statements(query, figures, local_split(conn, query)):
+        rows += conn.execute(select).all()
     if query.interval == "day":
         first = _first_day(query)
         labels = [(first + datetime.timedelta(days=d)).isoformat() for d in range(_days(rows))]
@@ -81,11 +93,65 @@ def queue_figures(table: sa.Table) -> list[sa.ColumnElement[Any]]:
     ]
 
 
+@dataclass(frozen=True)
+class Split:
+    """The sites of a day report read from their own local-day rows, and the others."""
+
+    local: frozenset[str]
+    others: frozenset[str]
+
+
+def statements(
+    query: QueueQuery, figures: Figures = queue_figures, split: Split | None = None
+) -> list[sa.Select[Any]]:
+    """The report's SQL: with a ``split``, its local sites' days from their own rollup and
+    its other sites' from the UTC rollups; without, every site from the UTC rollups."""
+    if split is None:
+        return [statement(query, figures)]
+    own = _by_own_day(replace(query, sites=split.local, not_sites=frozenset()), figures)
+    if not split.others:
+        return [own]
+    return [own, statement(replace(query, sites=split.others, not_sites=frozenset()), figures)]
+
+
 def statement(query: QueueQuery, figures: Figures = queue_figures) -> sa.Select[Any]:
-    """The report's SQL: sums per site, queue and period (a day's number, or the hour)."""
+    """The SQL over the UTC rollups: sums per site, queue and period (a day's number, or
+    the hour)."""
     if query.interval == "day":
         return _by_day(query, _first_day(query), figures)
     return _by_hour(query, figures)
+
+
+def local_split(conn: sa.Connection, query: QueueQuery) -> Split | None:
+    """Which sites of a day report have their own zone in the query's and local-day rows
+    complete over its days (aggregator/store/queue_local.py); None when none has, or the
+    query does not run from a local midnight to another.
+
+    ``queue_sites`` lists every site with queued calls, so the others are listed too: the
+    UTC rollups are then read for them by name, not by scanning past the local sites."""
+    whole_days = _midnight(query.start_ms, query.tz) and _midnight(query.end_ms, query.tz)
+    if query.interval != "day" or query.tz.key == NO_ZONE or not whole_days:
+        return None
+    q = queue_sites.c
+    first = day_number(_first_day(query))
+    rows = conn.execute(_among_sites(sa.select(q.site_id, q.tz, q.since_day), q.site_id, query))
+    zones = {site: (tz, since) for site, tz, since in rows}
+    own = [site for site, (tz, since) in zones.items() if tz == query.tz.key and since <= first]
+    local = frozenset(own)
+    return Split(local, frozenset(zones) - local) if local else None
+
+
+def _midnight(at_ms: int, tz: ZoneInfo) -> bool:
+    return datetime.datetime.fromtimestamp(at_ms / 1000, tz).time() == datetime.time()
+
+
+def _by_own_day(query: QueueQuery, figures: Figures) -> sa.Select[Any]:
+    """Sums per site, queue and local day (days since the first) from the sites' own rows."""
+    c = queue_rollup_local.c
+    first = day_number(_first_day(query))
+    last = day_number(datetime.datetime.fromtimestamp(query.end_ms / 1000, query.tz).date())
+    bounds = [c.tz == query.tz.key, c.day >= first, c.day < last]
+    return _sums(queue_rollup_local, bounds, c.day - first, query, figures)
 
 
 def _first_day(query: QueueQuery) -> datetime.date:
@@ -109,7 +175,7 @@ def _by_day(query: QueueQuery, first: datetime.date, figures: Figures) -> sa.Sel
     for (_, offset), (changed, _) in reversed(list(itertools.pairwise(offsets))):
         shift = sa.case((at < changed, offset), else_=shift)
     base = int(datetime.datetime.combine(first, datetime.time(), datetime.UTC).timestamp() * 1000)
-    return _sums(table, at, (at + shift - base) // DAY_MS, query, figures)
+    return _sums(table, _hours(at, query), (at + shift - base) // DAY_MS, query, figures)
 
 
 def utc_offsets(start_ms: int, end_ms: int, tz: ZoneInfo) -> list[tuple[int, int]]:
@@ -143,27 +209,37 @@ def _days(rows: Sequence[Any]) -> int:
 
 def _by_hour(query: QueueQuery, figures: Figures) -> sa.Select[Any]:
     hour = queue_rollup.c.hour_ms
-    return _sums(queue_rollup, hour, hour, query, figures)
+    return _sums(queue_rollup, _hours(hour, query), hour, query, figures)
+
+
+def _hours(at: sa.ColumnElement[int], query: QueueQuery) -> list[sa.ColumnElement[bool]]:
+    """The rows of the hours (or UTC days) that start inside the query's range."""
+    return [at >= _first_hour(query.start_ms), at < query.end_ms]
 
 
 def _sums(
     table: sa.Table,
-    at: sa.ColumnElement[int],
+    bounds: list[sa.ColumnElement[bool]],
     period: sa.ColumnElement[int],
     query: QueueQuery,
     figures: Figures,
 ) -> sa.Select[Any]:
     c = table.c
-    first = _first_hour(query.start_ms)
     select = sa.select(c.site_id, c.queue, period.label("period"), *figures(table))
-    select = select.where(at >= first, at < query.end_ms)
-    if query.sites is not None:
-        select = select.where(c.site_id.in_(sorted(query.sites)))
-    if query.not_sites:
-        select = select.where(c.site_id.not_in(sorted(query.not_sites)))
+    select = _among_sites(select.where(*bounds), c.site_id, query)
     if query.queue is not None:
         select = select.where(c.queue == query.queue)
     return select.group_by(c.site_id, c.queue, sa.literal_column("period"))
+
+
+def _among_sites(
+    select: sa.Select[Any], site_id: sa.ColumnElement[str], query: QueueQuery
+) -> sa.Select[Any]:
+    if query.sites is not None:
+        select = select.where(site_id.in_(sorted(query.sites)))
+    if query.not_sites:
+        select = select.where(site_id.not_in(sorted(query.not_sites)))
+    return select
 
 
 def _hour_label(at_ms: int, tz: ZoneInfo) -> str:

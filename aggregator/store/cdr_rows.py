@@ -15,6 +15,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from aggregator.store.queue_callbacks import CallbackRecord, callback_record
 from aggregator.store.queue_rollup import QueueCall, QueueFieldError, queue_call
 from drivers.sync.records import RecordError, parse_cdr
 
@@ -63,7 +64,11 @@ class ParsedBatch:
     ``error_ids`` says why each refused record was refused; ``rejected`` keeps the
     first ``REJECTED_KEPT`` of them whole. ``queued`` holds the queue figures of the
     CDRs that passed a queue (by CDR id); ``queue_errors`` why a CDR's queue fields were
-    refused (the CDR itself is kept).
+    refused (the CDR itself is kept). ``continued`` names the CDRs of legs that took
+    over another call of the site (variable ``replaces``: a call anchored on a media
+    worker, a three-way, an attended transfer): the rollups count their time, not them.
+    ``callbacks`` holds what the CDRs that are part of a callback add to it (by CDR
+    id).
     """
 
     site_id: str
@@ -75,6 +80,12 @@ class ParsedBatch:
     error_ids: tuple[str, ...] = ()
     queued: Mapping[str, QueueCall] = field(default_factory=dict)
     queue_errors: tuple[str, ...] = ()
+    continued: frozenset[str] = frozenset()
+    callbacks: Mapping[str, CallbackRecord] = field(default_factory=dict)
+
+    def callbacks_among(self, new_ids: Collection[str]) -> list[CallbackRecord]:
+        """The callback records among the CDRs ``new_ids`` (those newly stored)."""
+        return [self.callbacks[i] for i in new_ids if i in self.callbacks]
 
     def queued_among(self, new_ids: Collection[str]) -> list[QueueCall]:
         """The queued calls among the CDRs ``new_ids`` (those newly stored)."""
@@ -88,11 +99,12 @@ def cdr_row(site_id: str, raw: bytes, now_ms: int) -> CdrRow:
     return _parse(site_id, raw, now_ms)[0]
 
 
-def _parse(site_id: str, raw: bytes, now_ms: int) -> tuple[CdrRow, dict[str, str]]:
-    """The ``cdrs`` row and the CDR's variables (queue fields among them), or RecordError."""
+def _parse(site_id: str, raw: bytes, now_ms: int) -> tuple[CdrRow, dict[str, str], str]:
+    """The ``cdrs`` row, the CDR's variables (queue fields among them) and its Call-ID, or
+    RecordError."""
     # Unpacked at once: a tuple unpack is cheaper than twenty attribute reads.
     (cdr_id, start, disposition, conversation, direction, caller, callee, trunk, answer, end,
-     duration, billable, cause, side, recording, _site, _peer, _call, _route, _failovers,
+     duration, billable, cause, side, recording, _site, _peer, call_id, _route, _failovers,
      _gsm, variables, *_) = parse_cdr(raw)  # fmt: skip
     row = CdrRow(
         site_id,
@@ -118,7 +130,7 @@ def _parse(site_id: str, raw: bytes, now_ms: int) -> tuple[CdrRow, dict[str, str
         raw,
         now_ms,
     )
-    return row, variables
+    return row, variables, call_id
 
 
 def parse_batch(site_id: str, records: Sequence[tuple[int, bytes]]) -> ParsedBatch:
@@ -129,9 +141,11 @@ def parse_batch(site_id: str, records: Sequence[tuple[int, bytes]]) -> ParsedBat
     error_ids = []
     queued: dict[str, QueueCall] = {}
     queue_errors = []
+    continued = set()
+    callbacks: dict[str, CallbackRecord] = {}
     for seq, raw in records:
         try:
-            row, variables = _parse(site_id, raw, now_ms)
+            row, variables, call_id = _parse(site_id, raw, now_ms)
         except RecordError as err:
             error_ids.append(err.error_id)
             if len(rejected) >= REJECTED_KEPT:
@@ -149,8 +163,14 @@ def parse_batch(site_id: str, records: Sequence[tuple[int, bytes]]) -> ParsedBat
         if row.cdr_id in rows:
             continue
         rows[row.cdr_id] = row
+        if variables.get("replaces"):
+            continued.add(row.cdr_id)
         if variables:
             try:
+                callback = callback_record(site_id, call_id, row.caller_number, row.started_ms,
+                                           variables)  # fmt: skip
+                if callback is not None:
+                    callbacks[row.cdr_id] = callback
                 call = queue_call(site_id, row.started_ms, row.ended_ms, row.billable_s, variables,
                                   row.cdr_id, row.caller_number)  # fmt: skip
             except QueueFieldError as err:
@@ -158,9 +178,9 @@ def parse_batch(site_id: str, records: Sequence[tuple[int, bytes]]) -> ParsedBat
                 continue
             if call is not None:
                 queued[row.cdr_id] = call
-    totals = hourly_totals(rows.values())
+    totals = hourly_totals(rows.values(), continued)
     return ParsedBatch(site_id, len(records), rows, rejected, now_ms, totals, tuple(error_ids),
-                       queued, tuple(queue_errors))  # fmt: skip
+                       queued, tuple(queue_errors), frozenset(continued), callbacks)  # fmt: skip
 
 
 def new_totals() -> Totals:
@@ -186,15 +206,17 @@ def daily_totals(hourly: Totals) -> Totals:
     return daily
 
 
-def hourly_totals(rows: Iterable[CdrRow]) -> Totals:
-    """What ``rows`` add to the hourly rollups, per site, hour and dimension."""
+def hourly_totals(rows: Iterable[CdrRow], continued: Collection[str] = ()) -> Totals:
+    """What ``rows`` add to the hourly rollups, per site, hour and dimension; a row in
+    ``continued`` (a leg that took over a call counted already) adds its time only."""
     totals = new_totals()
     for row in rows:
         hour = row.started_ms - row.started_ms % HOUR_MS
-        answered = row.disposition == "answered"
+        new_call = row.cdr_id not in continued
+        answered = new_call and row.disposition == "answered"
         for dim, key in _dimensions(row):
             t = totals[(row.site_id, hour, dim, key)]
-            t[0] += 1
+            t[0] += new_call
             t[1] += answered
             t[2] += row.duration_s
             t[3] += row.billable_s

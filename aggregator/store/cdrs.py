@@ -2,7 +2,7 @@
 
 A batch is one transaction: new CDRs are inserted (``ON CONFLICT DO NOTHING``,
 ``RETURNING`` the ones that were new), the hourly and daily rollups (and the per-queue
-ones, aggregator/store/queue_rollup.py) grow by exactly those, and
+ones, aggregator/store/queue_rollup.py and queue_local.py) grow by exactly those, and
 records that are not valid CDRs are refused alone and kept whole in ``rejected_records``
 (the first ``REJECTED_KEPT`` of a batch) for a person to look at. Only after the commit
 does the caller acknowledge the batch, so an acknowledged CDR is durably stored and a
@@ -42,6 +42,8 @@ from aggregator.store.cdr_rows import (
 )
 from aggregator.store.db import insert
 from aggregator.store.pg_copy import copy_new_rows
+from aggregator.store.queue_callbacks import add_callbacks
+from aggregator.store.queue_local import add_to_local_rollup
 from aggregator.store.queue_rollup import add_to_queue_rollup
 from aggregator.store.schema import cdr_rollup, cdr_rollup_daily, cdrs, rejected_records, sites
 
@@ -83,14 +85,17 @@ class CdrStore:
         results = []
         group_totals = new_totals()
         queued = []
+        callbacks = []
         counts: dict[str, tuple[int, int]] = {}
         with self.engine.begin() as conn:
             for batch, new_ids in zip(batches, insert_group(conn, batches), strict=True):
                 totals = batch.totals
                 if len(new_ids) != len(batch.rows):
-                    totals = hourly_totals(batch.rows[cdr_id] for cdr_id in new_ids)
+                    totals = hourly_totals((batch.rows[cdr_id] for cdr_id in new_ids),
+                                           batch.continued)  # fmt: skip
                 add_totals(group_totals, totals)
                 queued += batch.queued_among(new_ids)
+                callbacks += batch.callbacks_among(new_ids)
                 if batch.rejected:
                     stmt = insert(self.engine, rejected_records).on_conflict_do_nothing()
                     conn.execute(stmt, batch.rejected)
@@ -101,7 +106,10 @@ class CdrStore:
                 results.append(IngestResult(len(new_ids), duplicates, refused))
             self._count(conn, counts)
             self.add_to_rollup(conn, group_totals)
+            # Before the hourly rows grow: it looks there for calls stored before these.
+            add_to_local_rollup(conn, queued)
             add_to_queue_rollup(conn, queued)
+            add_callbacks(conn, callbacks)
         return results
 
     def add_to_rollup(self, conn: sa.Connection, totals: Totals) -> None:

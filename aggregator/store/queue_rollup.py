@@ -90,6 +90,7 @@ class QueueCall(NamedTuple):
     cdr_id: str = ""
     started_ms: int = 0
     caller: str = ""
+    callback_offered: bool = False
 
 
 def queue_call(
@@ -125,8 +126,9 @@ def queue_call(
     agent = variables.get("queue_agent", "") if outcome == "answered" else ""
     if len(agent) > ID_MAX:
         raise QueueFieldError("record-queue-fields-invalid", f"queue_agent is over {ID_MAX} chars")
+    offered = variables.get("queue_callback_offered") == "true"
     return QueueCall(site_id, hour, queue, outcome, wait, max(0.0, talk), sl_met, agent, cdr_id,
-                     started_ms, caller)  # fmt: skip
+                     started_ms, caller, offered)  # fmt: skip
 
 
 def wait_bucket(wait_s: float) -> int:
@@ -209,8 +211,8 @@ def add_to_queue_rollup(
     if not calls:
         return
     hourly = queue_totals(calls)
-    _upsert(conn, queue_rollup, "hour_ms", hourly, summed)
-    _upsert(conn, queue_rollup_daily, "day_ms", daily_queue_totals(hourly), summed)
+    upsert_totals(conn, queue_rollup, "hour_ms", hourly, summed)
+    upsert_totals(conn, queue_rollup_daily, "day_ms", daily_queue_totals(hourly), summed)
     if summed == SUMMED:
         add_unanswered(conn, calls)
     agents = [
@@ -228,11 +230,13 @@ def add_to_queue_rollup(
         conn.execute(stmt, agents)
 
 
-def add_unanswered(conn: sa.Connection, calls: Iterable[QueueCall]) -> None:
-    """Keep each call not answered (its CDR newly stored) in ``queue_unanswered``."""
+def add_unanswered(conn: sa.Connection, calls: Iterable[QueueCall], offered: bool = True) -> None:
+    """Keep each call not answered (its CDR newly stored) in ``queue_unanswered``
+    (revision 0008, before the table had ``callback_offered``, passes ``offered`` False)."""
     rows = [
         {"site_id": c.site_id, "cdr_id": c.cdr_id, "started_ms": c.started_ms,
          "caller_number": c.caller, "queue": c.queue, "outcome": c.outcome, "wait_s": c.wait_s}
+        | ({"callback_offered": c.callback_offered} if offered else {})
         for c in calls
         if c.outcome in UNANSWERED and c.cdr_id
     ]  # fmt: skip
@@ -249,20 +253,31 @@ def _columns(t: list[float], summed: Sequence[str]) -> dict[str, float]:
     }
 
 
-def _upsert(
-    conn: sa.Connection, table: sa.Table, period: str, totals: QueueTotals, summed: Sequence[str]
+def upsert_totals(
+    conn: sa.Connection,
+    table: sa.Table,
+    period: str,
+    totals: QueueTotals,
+    summed: Sequence[str] = SUMMED,
+    zones: Mapping[str, str] | None = None,
 ) -> None:
-    values = [
+    """Add ``totals`` to ``table``'s rows; ``zones`` (site to zone name) fills a ``tz`` key."""
+    if not totals:
+        return
+    values: list[dict[str, object]] = [
         {"site_id": site, period: at, "queue": queue} | _columns(t, summed)
         for (site, at, queue), t in totals.items()
     ]
+    keys = ["site_id", period, "queue"]
+    if zones is not None:
+        keys.append("tz")
+        for (site, _, _), row in zip(totals, values, strict=True):
+            row["tz"] = zones[site]
     stmt = insert(conn.engine, table)
     grown = {name: table.c[name] + stmt.excluded[name] for name in summed}
     longest = sa.case(
         (stmt.excluded.max_wait_s > table.c.max_wait_s, stmt.excluded.max_wait_s),
         else_=table.c.max_wait_s,
     )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["site_id", period, "queue"], set_={**grown, "max_wait_s": longest}
-    )
+    stmt = stmt.on_conflict_do_update(index_elements=keys, set_={**grown, "max_wait_s": longest})
     conn.execute(stmt, values)

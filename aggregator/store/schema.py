@@ -114,7 +114,7 @@ ANSWER_TIME_COLUMNS = ("answered_0_5", "answered_5_10", "answered_10_20", "answe
                        "answered_30_60", "answered_60_120", "answered_120_up")  # fmt: skip
 
 
-def _queue_rollup(name: str, period: str, index: str) -> sa.Table:
+def _queue_rollup(name: str, period: str, index: str, *keys: sa.Column[str]) -> sa.Table:
     """A per-queue rollup table: counts, sums of wait and talk, and the longest wait."""
     counts = ("offered", "answered", "abandoned", "overflowed", "timeout", "callback",
               "interrupted", "sl_met")  # fmt: skip
@@ -122,6 +122,7 @@ def _queue_rollup(name: str, period: str, index: str) -> sa.Table:
         name,
         metadata,
         sa.Column("site_id", sa.String(64), primary_key=True),
+        *keys,
         sa.Column(period, sa.BigInteger, primary_key=True),
         sa.Column("queue", sa.String(64), primary_key=True),
         *(sa.Column(count, sa.BigInteger, nullable=False) for count in counts),
@@ -139,6 +140,24 @@ def _queue_rollup(name: str, period: str, index: str) -> sa.Table:
 
 queue_rollup = _queue_rollup("queue_rollup", "hour_ms", "ix_queue_rollup_hour")
 queue_rollup_daily = _queue_rollup("queue_rollup_daily", "day_ms", "ix_queue_rollup_daily_day")
+# Per site, its *own* local day and queue (aggregator/store/queue_local.py): ``day`` is the
+# local date as days since 1970-01-01, in the zone ``tz`` the directory gave the site when
+# the calls were stored. ``queue_sites`` has a row for every site with queued calls: the
+# zone its local-day rows are kept in ("UTC": none) and from which local day on they are
+# complete, so the queue report knows which sites may read them (aggregator/queues/report.py).
+queue_rollup_local = _queue_rollup(
+    "queue_rollup_local",
+    "day",
+    "ix_queue_rollup_local_day",
+    sa.Column("tz", sa.String(64), primary_key=True),
+)
+queue_sites = sa.Table(
+    "queue_sites",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("tz", sa.String(64), nullable=False),
+    sa.Column("since_day", sa.BigInteger, nullable=False),
+)
 
 
 # Each queued call that was not answered (abandoned, overflowed, timeout, callback,
@@ -154,8 +173,26 @@ queue_unanswered = sa.Table(
     sa.Column("queue", sa.String(64), nullable=False),
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("wait_s", sa.Float, nullable=False),
+    # The caller heard the callback offer during this call (and did not take it).
+    sa.Column("callback_offered", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_queue_unanswered_started", "started_ms", "site_id", "cdr_id"),
     sa.Index("ix_queue_unanswered_caller", "site_id", "caller_number", "started_ms"),
+)
+
+# Each callback a caller took (by the Call-ID of the queued call it left), its tries and
+# how it ended, kept at ingest from the queued call's and the call backs' CDRs
+# (aggregator/store/queue_callbacks.py); the lost-calls list reads it.
+queue_callbacks = sa.Table(
+    "queue_callbacks",
+    metadata,
+    sa.Column("site_id", sa.String(64), primary_key=True),
+    sa.Column("call_id", sa.String(256), primary_key=True),
+    sa.Column("caller", sa.String(64), nullable=False),
+    sa.Column("started_ms", sa.BigInteger, nullable=False),
+    sa.Column("tries", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("answered_ms", sa.BigInteger),
+    sa.Index("ix_queue_callbacks_caller", "site_id", "caller", "started_ms"),
 )
 
 agent_rollup = sa.Table(

@@ -40,8 +40,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             "IMAGE.img instead (a box flashed with the A/B image), its root file system goes "
             "into the inactive slot with its SHA-256 checked (IMAGE.img.sha256, signed the "
             "same way), and the next boot tries it: kept once healthy, the running slot again "
-            "after 3 boots that are not. Exit codes: 0 upgraded (or slot written), 1 refused, "
-            "rolled back or failed, 2 usage. See image/README.md (Upgrading)."
+            "when it is not healthy (or after 3 boots that fail). Exit codes: 0 upgraded (or "
+            "slot written), 1 refused, rolled back or failed, 2 usage. See image/README.md "
+            "(Upgrading)."
         ),
     )
     parser.add_argument(

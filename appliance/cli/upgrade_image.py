@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from appliance.cli.flash_cmd import ProgressBar
 from appliance.upgrade import UpgradeAttempt, UpgradeError, UpgradeLog
-from appliance.upgrade.image import SlotPaths, boot_check, on_trial, write_slot
+from appliance.upgrade.image import SlotPaths, boot_check, give_up_trial, write_slot
 from appliance.upgrade.release import Checksums
 from drivers.daemon.version import __version__
 
@@ -34,7 +34,8 @@ def upgrade_image(args: argparse.Namespace, log: UpgradeLog) -> int:
     slot = f"slot {written.slot.upper()} ({written.entry.name})"
     print(
         f"callmesh {written.version} written to {slot}; reboot to start it. It is kept "
-        "once healthy; after 3 boots that are not, the box boots this release again."
+        "once healthy; if it is not healthy (or fails to boot 3 times), the box boots this "
+        "release again."
     )
     return 0
 
@@ -42,17 +43,20 @@ def upgrade_image(args: argparse.Namespace, log: UpgradeLog) -> int:
 def mark_boot(problem: str | None, log: UpgradeLog, reboot: Callable[[], object]) -> int:
     """Bless the running slot unless there is a ``problem``; record what the boot shows.
 
-    A slot on trial that is not healthy is rebooted, which spends one of its tries.
+    A slot on trial that is not healthy is marked bad and the box reboots into the other
+    slot, whose boot check then records the rollback.
     """
     started = _now()
     if problem is not None:
         try:
-            trial = on_trial(SlotPaths())
+            bad = give_up_trial(SlotPaths())
         except UpgradeError:
-            trial = False
-        then = "rebooting to spend one of its boot tries" if trial else "it stays running"
+            bad = None
+        then = (
+            f"marked bad ({bad.name}), rebooting into the other slot" if bad else "it stays running"
+        )
         print(f"callmesh upgrade: boot-unhealthy: {problem}; {then}", file=sys.stderr)
-        if trial:
+        if bad is not None:
             reboot()
         return 1
     try:
@@ -61,7 +65,10 @@ def mark_boot(problem: str | None, log: UpgradeLog, reboot: Callable[[], object]
         print(f"callmesh upgrade: {err.error_id}: {err}", file=sys.stderr)
         return 0
     if outcome.failed is not None:
-        detail = f"callmesh {outcome.failed} used up its boot tries; slot {outcome.running} booted"
+        detail = (
+            f"callmesh {outcome.failed} failed its boot health check or its boot tries; "
+            f"slot {outcome.running} booted"
+        )
         attempt = UpgradeAttempt(
             __version__, outcome.failed, "rolled-back", "boot-failed", detail, started, _now()
         )

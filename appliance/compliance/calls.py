@@ -46,6 +46,11 @@ class CallCompliance:
         self._cleared: dict[tuple[str, str], float] = {}
         self._verdicts: dict[str, tuple[float, Verdict]] = {}
 
+    @property
+    def bound(self) -> frozenset[str]:
+        """The extensions whose break-outs are checked."""
+        return frozenset(self._bound)
+
     def originate(self, extension: str, number: str, source: str) -> tuple[str, str] | None:
         """``(rule, message)`` when an API origination may not dial ``number`` now."""
         verdict = self._check(extension, number, Attempt(source, extension))
@@ -86,9 +91,12 @@ class ComplianceDecider:
 
     name = "compliance"
     keeps_local_calls = True
+    keeps_trunk_calls = True
 
     def __init__(self, calls: CallCompliance) -> None:
         self._calls = calls
+        # Break-outs of bound extensions are checked here, every one: Kamailio asks.
+        self.asked_callers = calls.bound
 
     def decide(self, query: RouteQuery, decision: Decision | None) -> Decision | None:
         """403 with the rule for a refused break-out; anything else passes unchanged."""

@@ -3,7 +3,9 @@
 ``login`` (``*71``), ``logout`` (``*72``), ``pause`` + a reason digit (``*731``: the
 reason ``reasons["1"]``), ``resume`` (``*74``); ``prompt`` is the ``pbx.media`` prompt
 the caller hears when the action is done (unset: the call is answered 603, as the
-hotel's room codes; ``appliance.contact.feature_codes``).
+hotel's room codes; ``appliance.contact.feature_codes``). ``queue_site`` sends the codes
+of this site's extensions that are no agent here to that site, where they are remote
+agents (``appliance.contact.remote_codes``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ class AgentCodes(Section):
     resume: str = Field("*74", pattern=CODE)
     reasons: dict[str, str] = Field(default_factory=lambda: {"1": "break", "2": "lunch",
                                                              "3": "training"})  # fmt: skip
+    queue_site: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9-]{0,63}$",
+        description="the site whose queues this site's extensions serve as remote agents: "
+        "the codes of an extension that is no agent here go there",
+    )
 
     @field_validator("reasons")
     @classmethod

@@ -67,6 +67,11 @@ class CallbackRetries:
         self._trying[entry.call_id] = entry
         self._save(entry)
 
+    def trying(self, call_id: str, number: str) -> bool:
+        """Whether a try of the callback ``call_id`` to ``number`` is under way."""
+        entry = self._trying.get(call_id)
+        return entry is not None and entry.caller == number
+
     def ringing(self, call_id: str, leg_call_id: str) -> None:
         """The caller's phone rings: its CDR says what happens if it is not answered."""
         entry = self._trying.get(call_id)

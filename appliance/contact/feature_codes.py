@@ -31,8 +31,10 @@ class AgentCodeDecider:
     """Runs an agent's feature code and answers with the confirmation or a SIP error."""
 
     name = "contact-agent-codes"
-    # Agent codes start with ``*``: never an extension's or a ring group's number.
+    # Agent codes start with ``*``: never an extension's, a ring group's or an outbound
+    # route's number; calls from trunks pass unchanged.
     keeps_local_calls = True
+    keeps_trunk_calls = True
 
     def __init__(self, codes: AgentCodes, service: ContactService) -> None:
         self._codes = codes
@@ -45,13 +47,17 @@ class AgentCodeDecider:
         request = parse(self._codes, query.dialled)
         if request is None:
             return decision
+        return self.answer(request, query.caller, query)
+
+    def answer(self, request: AgentRequest, agent: str, query: RouteQuery) -> Decision:
+        """Run ``request`` for ``agent``: the confirmation, or the refusal's SIP error."""
         try:
-            agent = self._run(request, query.caller)
+            done = self._run(request, agent)
         except AcdError as err:
-            log.warning("agent code %s from %s refused: %s", query.dialled, query.caller, err,
+            log.warning("agent code %s from %s refused: %s", query.dialled, agent, err,
                         extra={"error_id": err.error_id, "call_id": query.call_id})  # fmt: skip
             return Decision("reject", code=SIP_STATUS[err.error_id], reason=err.error_id)
-        log.info("agent %s by feature code %s: %s", agent.number, query.dialled, agent.state)
+        log.info("agent %s by feature code %s: %s", done.number, query.dialled, done.state)
         if self._codes.prompt is None:
             return Decision("reject", code=DONE, reason=f"agent-{request.action}")
         return Decision("media", uri=f"announce-{self._codes.prompt}",

@@ -87,6 +87,10 @@ class RemoteAgents:
                 await self._task
             self._task = None
 
+    def numbers(self) -> Collection[str]:
+        """The remote agents of this site's queues."""
+        return self._numbers()
+
     def is_remote(self, number: str) -> bool:
         """Whether ``number`` is a remote agent of a queue here."""
         return number in self._numbers()
@@ -165,6 +169,7 @@ class RemoteAgentDecider:
 
     name = "contact-remote-agents"
     keeps_local_calls = True
+    keeps_trunk_calls = True
 
     def __init__(self, agents: RemoteAgents, intersite: InterSite,
                  dialplan: Callable[[], DialPlan]) -> None:  # fmt: skip

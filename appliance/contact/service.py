@@ -114,7 +114,7 @@ class ContactService:
         self._saved: dict[str, tuple[str, str]] = {}
         self._speak = speak
         self._announce_at: dict[str, float] = {}
-        self._expected: dict[str, tuple[dict[str, str], float]] = {}
+        self._expected: dict[str, tuple[str, dict[str, str], float]] = {}
         self._speaking: set[asyncio.Task[None]] = set()
         self._place = place
         self._callback_at: dict[str, float] = {}
@@ -225,7 +225,13 @@ class ContactService:
         variables (screen pop; ``priority``, a digit, ranks the caller) go with the caller
         who arrives there within ``HANDOVER_S``."""
         if to.removeprefix("queue-") in self.settings.queues and to.startswith("queue-"):
-            self._expected[caller] = (variables, self._clock() + HANDOVER_S)
+            self._expected[caller] = (to, variables, self._clock() + HANDOVER_S)
+
+    def handing_over(self, caller: str, to: str) -> bool:
+        """Whether an IVR flow sent ``caller`` to the queue user ``to`` within
+        ``HANDOVER_S`` (a trunk caller's transferred call may enter that queue)."""
+        found = self._expected.get(caller)
+        return found is not None and found[0] == to and found[2] >= self._clock()
 
     def registrations(self, users: Collection[str]) -> None:
         """The extensions registered now: agents whose phone is gone get no offers."""
@@ -243,6 +249,11 @@ class ContactService:
             if number == agent and worker is not None:
                 return call_id, queue, worker
         return None
+
+    def calling_back(self, agent: str, number: str) -> bool:
+        """Whether a callback try from ``agent`` (answered) to ``number`` is under way."""
+        return any(talking == agent and self.retries.trying(call_id, number)
+                   for call_id, (talking, _queue) in self._talking.items())  # fmt: skip
 
     def agent_offer(self, agent: str) -> tuple[str, str, Worker] | None:
         """The queued caller ringing ``agent`` now (not a callback): Call-ID, queue, worker."""
@@ -281,7 +292,7 @@ class ContactService:
             return
         self._workers[call_id] = worker
         self._wake.set()
-        variables, expires = self._expected.pop(caller, ({}, 0.0))
+        _to, variables, expires = self._expected.pop(caller, ("", {}, 0.0))
         if expires < self._clock():
             variables = {}
         rank = variables.get("priority", "")
@@ -530,6 +541,7 @@ class ContactService:
         del self._callback_at[call_id]
         settings = self.settings.queues[entry.queue]
         self._callback_offered.add(call_id)
+        self._annotate(call_id, {"queue_callback_offered": "true"})
         self._publish_call("call.callback-offered", call_id)
         prompt = self._say(call_id, settings.callback_prompt, settings.language)
         task = asyncio.get_running_loop().create_task(prompt)

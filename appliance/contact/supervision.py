@@ -25,19 +25,29 @@ without rights: the worker rings the number from the agent's extension and joins
 ``barge`` without a beep, so caller, agent and third party all hear each other; its CTI
 events are ``call.party-joined`` and ``call.party-left``, and digits switch nothing. A
 call holds one session at a time, supervisor or third party.
+
+An agent's call that no worker bridges (a direct extension call, an outbound call) is
+first anchored on a worker (``appliance.contact.anchoring``): the session waits in
+``anchoring`` until the worker bridges the call (``anchored``), then rings as above; a
+supervisor who dialled a feature code is routed at once to that worker (``;anchor=`` in
+the request URI), which keeps it waiting until then. Rights are checked before anything moves: a
+supervisor may join an agent's direct call when it may supervise a queue the agent
+belongs to now, as a configured or a dynamic member (``queues``: the ACD's membership;
+the session names that queue).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from appliance.contact.cti import CtiStream
-from appliance.contact.settings import ContactSettings
+from appliance.contact.settings import ContactSettings, QueueSettings
 from appliance.contact.supervisors import (
     DIGIT_MODES,
     Beep,
@@ -66,7 +76,7 @@ PARTY_EVENTS = {"joined": "call.party-joined", "left": "call.party-left"}
 SIP_STATUS = {"not-a-supervisor": 403, "supervising-self": 403,
               "queue-not-permitted": 403, "agent-not-found": 404,
               "agent-logged-out": 480, "agent-not-on-call": 480,
-              "already-supervised": 486}  # fmt: skip
+              "already-supervised": 486, "media-workers-busy": 503}  # fmt: skip
 
 
 class SupervisedWorker(Protocol):
@@ -80,11 +90,35 @@ class SupervisedWorker(Protocol):
 
 @dataclass(frozen=True)
 class Held:
-    """An agent's queue call: the caller's Call-ID, its queue and the worker bridging it."""
+    """An agent's queue call: the caller's Call-ID, its queue and the worker bridging it.
+
+    An anchored direct call is held by its anchor's id, with no queue, and is ``ready``
+    once the worker bridges it."""
 
     call_id: str
     queue: str
     worker: SupervisedWorker
+    ready: bool = True
+
+
+class DirectCalls(Protocol):
+    """Agents' calls no worker bridges, moved onto one on demand (``Anchors``)."""
+
+    def find(self, agent: str) -> object | None: ...
+
+    def anchor(self, agent: str) -> Held | None: ...
+
+
+class NoDirectCalls:
+    """No anchoring: only queue calls can be supervised."""
+
+    def find(self, agent: str) -> object | None:
+        """Never a direct call."""
+        return None
+
+    def anchor(self, agent: str) -> Held | None:
+        """Nothing to anchor."""
+        return None
 
 
 @dataclass
@@ -122,8 +156,11 @@ class SupervisionService:
         clock: Callable[[], float] = time.monotonic,
         agent_state: Callable[[str], str | None] | None = None,
         spoken: Callable[[str], str | None] = lambda _: None,
+        direct: DirectCalls | None = None,
+        queues: Callable[[], Mapping[str, QueueSettings]] | None = None,
     ) -> None:
         self.settings = settings
+        self._queues = queues or (lambda: settings.queues)
         self.sessions: dict[str, Session] = {}
         self._held = held
         self._cti = cti
@@ -132,6 +169,7 @@ class SupervisionService:
         configured = {a for q in settings.queues.values() for a in q.numbers}
         self._agent_state = agent_state or (lambda a: "available" if a in configured else None)
         self._spoken = spoken
+        self._direct = direct or NoDirectCalls()
         self._serial = itertools.count(1)
 
     def route(self, query: RouteQuery) -> Decision | None:
@@ -145,6 +183,8 @@ class SupervisionService:
         except SupervisionError as err:
             return self._refusal(err.error_id)
         uri = f"sip:supervise-{agent}@{session.held.worker.address}"
+        if not session.held.ready:  # the worker keeps the supervisor waiting for the anchor
+            uri += f";anchor={session.held.call_id}"
         return Decision("media", uri=uri, route=f"supervise:{agent}", recording="never")
 
     def _refusal(self, error_id: str) -> Decision:
@@ -158,27 +198,79 @@ class SupervisionService:
     def call(self, agent: str, supervisor: str, mode: Mode) -> Session:
         """Ring the supervisor's phone from the agent's worker; it joins once answered."""
         session = self._admit(f"sv-{next(self._serial)}", supervisor, agent, mode, "api")
-        session.held.worker.send(SuperviseCall(session.key, agent, supervisor,
-                                               f"{mode} {agent}"))  # fmt: skip
+        if session.state == "calling":
+            self._ring(session)
         return session
+
+    def anchored(self, key: str) -> None:
+        """The worker bridges the anchored call ``key``: its waiting session rings now."""
+        for session in list(self.sessions.values()):
+            if session.held.call_id == key and session.state == "anchoring":
+                session.state, session.expires = "calling", self._clock() + PENDING_S
+                if session.origin != "feature-code":  # that one waits on the worker
+                    self._ring(session)
+
+    def anchor_ended(self, key: str, reason: str) -> None:
+        """The anchored call ``key`` ended or could not be moved: its waiting session too."""
+        for session in list(self.sessions.values()):
+            if session.held.call_id == key and session.state == "anchoring":
+                if session.origin == "feature-code":
+                    session.held.worker.send(SuperviseHangup(session.key))
+                self._left(session, f"anchor-{reason}", 0)
+
+    def _ring(self, session: Session) -> None:
+        """Have the worker bridging the call ring the supervisor or the third party."""
+        display = (f"{session.held.queue}: {session.agent}" if session.origin == THREE_WAY
+                   else f"{session.mode} {session.agent}")  # fmt: skip
+        session.held.worker.send(SuperviseCall(session.key, session.agent, session.supervisor,
+                                               display))  # fmt: skip
 
     def three_way(self, agent: str, number: str) -> Session:
         """Ring ``number`` from the agent's worker and join it to the agent's queue call."""
         self._expire()
         if self._agent_state(agent) is None:
             raise SupervisionError("agent-not-found", f"{agent} is no agent of any queue")
-        held = self._held(agent)
-        if held is None:
-            raise SupervisionError("agent-not-on-call", f"agent {agent} is on no queue call")
-        if any(s.held.call_id == held.call_id for s in self.sessions.values()):
+        held, queue = self._target(agent, None)
+        if held is not None and any(s.held.call_id == held.call_id
+                                    for s in self.sessions.values()):  # fmt: skip
             message = f"agent {agent}'s call has a supervisor or a third party"
             raise SupervisionError("already-supervised", message)
+        if queue is None:
+            raise SupervisionError("agent-not-on-call", f"agent {agent} is on no call")
+        held = self._anchored(agent, held, queue)
         key = f"tw-{next(self._serial)}"
         session = Session(key, number, agent, held, "barge", "none", THREE_WAY,
-                          self._clock() + PENDING_S)  # fmt: skip
+                          self._clock() + PENDING_S,
+                          "calling" if held.ready else "anchoring")  # fmt: skip
         self.sessions[key] = session
-        held.worker.send(SuperviseCall(key, agent, number, f"{held.queue}: {agent}"))
+        if session.state == "calling":
+            self._ring(session)
         return session
+
+    def _target(self, agent: str, supervisor: str | None) -> tuple[Held | None, str | None]:
+        """The agent's held call (None: a direct call not anchored yet) and the queue it
+        is supervised as; no queue when the agent is on no call at all."""
+        held = self._held(agent)
+        if held is not None and held.queue:
+            return held, held.queue
+        if held is None and self._direct.find(agent) is None:
+            return None, None
+        return held, self._queue_for(agent, supervisor) or ""
+
+    def _queue_for(self, agent: str, supervisor: str | None) -> str | None:
+        """The agent's queue (static or dynamic member) the supervisor may supervise, else
+        its first queue."""
+        mine = [name for name, q in self._queues().items() if agent in q.numbers]
+        rights = self.settings.supervisors.get(supervisor or "")
+        allowed = [q for q in mine if rights is not None and q in rights.queues]
+        return next(iter(allowed or mine), None)
+
+    def _anchored(self, agent: str, held: Held | None, queue: str) -> Held:
+        """The agent's call as held under ``queue``, anchoring a direct call first."""
+        held = held or self._direct.anchor(agent)
+        if held is None:
+            raise SupervisionError("media-workers-busy", "no media worker can take the call")
+        return dataclasses.replace(held, queue=queue)
 
     def switch(self, agent: str, mode: Mode) -> Session:
         """Change the mode of the session on ``agent``'s call."""
@@ -240,20 +332,22 @@ class SupervisionService:
         state = self._agent_state(agent)
         if state is None:
             raise SupervisionError("agent-not-found", f"{agent} is no agent of any queue")
-        held = self._held(agent)
+        held, queue = self._target(agent, supervisor)
         try:
-            rights = permit(self.settings.supervisors, supervisor, agent,
-                            held.queue if held else None)  # fmt: skip
+            rights = permit(self.settings.supervisors, supervisor, agent, queue)
         except SupervisionError as err:
             if err.error_id == "agent-not-on-call" and state == "logged-out":
                 raise SupervisionError("agent-logged-out", f"agent {agent} is logged out") from None
             raise
-        assert held is not None
-        if any(s.held.call_id == held.call_id for s in self.sessions.values()):
+        assert queue is not None
+        if held is not None and any(s.held.call_id == held.call_id
+                                    for s in self.sessions.values()):  # fmt: skip
             raise SupervisionError("already-supervised", f"agent {agent}'s call is supervised")
+        held = self._anchored(agent, held, queue)
         beep = self.settings.supervision.beep_for(rights)
-        pending = PENDING_S if origin == "api" else ROUTED_S
-        return Session(key, supervisor, agent, held, mode, beep, origin, self._clock() + pending)
+        pending = ROUTED_S if origin != "api" and held.ready else PENDING_S
+        return Session(key, supervisor, agent, held, mode, beep, origin, self._clock() + pending,
+                       "calling" if held.ready else "anchoring")  # fmt: skip
 
     def _started(self, worker: SupervisedWorker, key: str, session: Session | None,
                  call_id: str) -> None:  # fmt: skip
@@ -307,7 +401,7 @@ class SupervisionService:
     def _expire(self) -> None:
         now = self._clock()
         for session in list(self.sessions.values()):
-            if session.state == "calling" and now >= session.expires:
+            if session.state in ("calling", "anchoring") and now >= session.expires:
                 self._left(session, "not-answered", 0)
 
 
@@ -315,8 +409,10 @@ class SupervisionDecider:
     """Sends a supervision feature code to the worker bridging the agent's call."""
 
     name = "contact-supervisors"
-    # Supervision codes start with ``*``: never an extension's or a ring group's number.
+    # Supervision codes start with ``*``: never an extension's, a ring group's or an
+    # outbound route's number; calls from trunks pass unchanged.
     keeps_local_calls = True
+    keeps_trunk_calls = True
 
     def __init__(self, service: SupervisionService) -> None:
         self._service = service

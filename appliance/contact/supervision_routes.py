@@ -1,14 +1,16 @@
 """``/api/v1/contact``: supervisors on agents' calls (monitor, whisper, barge).
 
 ``POST /agents/{n}/monitor`` rings the supervisor's phone from the worker that bridges
-the agent's queue call; once answered, the supervisor joins in ``mode``. ``POST
+the agent's call; once answered, the supervisor joins in ``mode``. ``POST
 /agents/{n}/monitor/mode`` switches a joined session's mode. ``POST /agents/{n}/three-way``
-rings a number from the agent's extension and joins it to the agent's queue call (the
-agent's three-way). All three need ``operator``;
+rings a number from the agent's extension and joins it to the agent's call (the
+agent's three-way). A call no worker bridges (direct, outbound) is anchored on one first
+(the session is ``anchoring`` meanwhile). All three need ``operator``;
 ``GET /supervisions`` (``viewer``) lists the sessions. Refusals carry the error ids of
 ``appliance.contact.supervisors``: 403 ``not-a-supervisor``, ``supervising-self``,
 ``queue-not-permitted``; 404 ``agent-not-found``, ``not-supervised``; 409
-``agent-not-on-call``, ``agent-logged-out``, ``already-supervised``, ``not-joined``."""
+``agent-not-on-call``, ``agent-logged-out``, ``already-supervised``, ``not-joined``; 503
+``media-workers-busy`` (no worker can take a direct call over)."""
 
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from drivers.daemon.settings_base import ApiToken
 STATUS = {"not-a-supervisor": 403, "supervising-self": 403, "queue-not-permitted": 403,
           "agent-not-found": 404, "not-supervised": 404, "agent-not-on-call": 409,
           "agent-logged-out": 409,
-          "already-supervised": 409, "not-joined": 409}  # fmt: skip
+          "already-supervised": 409, "not-joined": 409,
+          "media-workers-busy": 503}  # fmt: skip
 
 
 class MonitorRequest(BaseModel):
@@ -70,7 +73,7 @@ def build_supervision_router(service: SupervisionService,
         return _act(lambda: service.switch(number, body.mode))
 
     @router.post("/agents/{number}/three-way", dependencies=operator,
-                 summary="Ring a number and join it to the agent's queue call")  # fmt: skip
+                 summary="Ring a number and join it to the agent's call")  # fmt: skip
     async def three_way(number: AgentNumber,
                         body: Annotated[PartyRequest, Body()]) -> dict[str, Any]:  # fmt: skip
         return _act(lambda: service.three_way(number, body.number))

@@ -14,6 +14,9 @@ from fastapi import APIRouter
 
 from appliance.contact.agent_call_routes import build_agent_call_router
 from appliance.contact.agent_calls import AgentCalls
+from appliance.contact.agent_codes import AgentCodes
+from appliance.contact.anchoring import Anchors
+from appliance.contact.callback_legs import CallbackLegDecider
 from appliance.contact.cti_webhooks import CtiWebhooks
 from appliance.contact.decider import QueueDecider
 from appliance.contact.feature_codes import AgentCodeDecider
@@ -21,6 +24,7 @@ from appliance.contact.member_routes import build_member_router
 from appliance.contact.members import Members
 from appliance.contact.refusals import SpokenRefusals
 from appliance.contact.remote_agents import RemoteAgentDecider, RemoteAgents
+from appliance.contact.remote_codes import RemoteAgentCodes
 from appliance.contact.routes import build_contact_router
 from appliance.contact.screen_pop import ScreenPops
 from appliance.contact.service import ContactService
@@ -129,25 +133,34 @@ def build_contact(
     tts = EspeakTts(data_dir / "contact" / "tts")
     service = ContactService(settings, prompts(pbx.settings), _cdr_fields(pbx),
                              speak=tts.render, place=_free_worker(pbx))  # fmt: skip
-    pbx.chain.add(QueueDecider(settings), OWN_NUMBERS)
+    pbx.chain.add(QueueDecider(settings, service.handing_over), OWN_NUMBERS)
+    codes = AgentCodeDecider(settings.agent_codes or AgentCodes(), service)
     if settings.agent_codes is not None:
-        pbx.chain.add(AgentCodeDecider(settings.agent_codes, service), OWN_NUMBERS)
+        pbx.chain.add(codes, OWN_NUMBERS)
     pbx.media_listeners["queue"] = service
     pbx.ivr.queues = lambda: settings.queues.keys()
     pbx.ivr.handover = service.expect
     configured = pbx.settings.media.prompts
     refusals = SpokenRefusals(tts, settings.supervision.language, configured)
     pbx.media.add_prompts(refusals.prompts())
-    supervision = SupervisionService(settings, _held(service, pbx), service.cti,
+    anchors = _anchors(pbx)
+    supervision = SupervisionService(settings, _held(service, pbx, anchors), service.cti,
                                      _cdr_fields(pbx), agent_state=_agent_state(service),
-                                     spoken=refusals.prompt)  # fmt: skip
+                                     spoken=refusals.prompt, direct=anchors,
+                                     queues=lambda: service.acd.queues)  # fmt: skip
+    anchors.on_bridged, anchors.on_ended = supervision.anchored, supervision.anchor_ended
     pbx.chain.add(SupervisionDecider(supervision), OWN_NUMBERS)
     pbx.media_listeners["supervise"] = supervision
+    pbx.media_listeners["anchor"] = anchors
     calls = AgentCalls(service, lambda: pbx.dialplan.extensions)
     members = Members(service, lambda: pbx.dialplan.extensions, _elsewhere(pbx))
     if pbx.webhooks is not None:
         service.cti.listeners.append(CtiWebhooks(pbx.webhooks, settings.webhook_events).on_event)
     remote = _remote_agents(service, pbx)
+    if remote is not None and pbx.intersite is not None:
+        pbx.chain.add(RemoteAgentCodes(codes, remote.numbers, pbx.intersite), OWN_NUMBERS)
+        legs = CallbackLegDecider(service.calling_back, lambda: pbx.dialplan, pbx.intersite)
+        pbx.chain.add(legs, OWN_NUMBERS)
     return ContactCentre(service, supervision, store, pbx.events, calls, members, refusals, remote)
 
 
@@ -180,13 +193,23 @@ def _remote_agents(service: ContactService, pbx: BranchExchange) -> RemoteAgents
     return remote
 
 
-def _held(service: ContactService, pbx: BranchExchange) -> Callable[[str], Held | None]:
-    """The agent's queue call and the media worker bridging it."""
+def _anchors(pbx: BranchExchange) -> Anchors:
+    """Agents' direct calls moved onto media workers, Kamailio told of each takeover."""
+
+    async def takeover(call_id: str) -> None:
+        await pbx.events.rpc("htable.seti", "takeover", call_id, 1)
+
+    return Anchors(lambda: pbx.calls, pbx.media, takeover)
+
+
+def _held(service: ContactService, pbx: BranchExchange,
+          anchors: Anchors) -> Callable[[str], Held | None]:  # fmt: skip
+    """The agent's queue call (or anchored call) and the media worker bridging it."""
 
     def held(agent: str) -> Held | None:
         found = service.agent_call(agent)
         if found is None:
-            return None
+            return anchors.held(agent)
         call_id, queue, holder = found
         worker = next((w for w in pbx.media.workers if w is holder), None)
         return None if worker is None else Held(call_id, queue, worker)

@@ -50,8 +50,10 @@ RTP_RANGES = {"branch": (30000, 34999), "branch-b": (35000, 39999), "gateway": (
 # draws its random ports from (15000-29999), since the suite runs beside a demo.
 HELPER_PORTS = range(10000, 15000)
 GSM_GROUP = "gsm"
-DEMO_QUEUE = {"number": "700", "agents": ["1001", "1003"], "overflow": "1002",
-              "max_wait_s": 120}  # fmt: skip
+# Front desk (3001) at branch B is an agent of branch A's queue too: a remote agent.
+REMOTE_AGENT = "3001"
+DEMO_QUEUE = {"number": "700", "overflow": "1002", "max_wait_s": 120,
+              "agents": ["1001", "1003", {"extension": REMOTE_AGENT, "remote": True}]}  # fmt: skip
 DEMO_AGENT_CODES = {"prompt": "agent-done", "login": "*71", "logout": "*72", "pause": "*73",
                     "resume": "*74", "reasons": {"1": "break", "2": "lunch"}}  # fmt: skip
 
@@ -211,7 +213,7 @@ def plan_services(demo_dir: Path, public_ip: str = LOOPBACK) -> list[ServicePlan
     )
     gateway.modems_from = simulator.ready_file
     branch.config["compliance"] = {"extensions": {COMPLIANCE_BOUND: {}}}
-    _contact_centre(branch)
+    _contact_centre(branch, branch_b)
     pms = _pms_simulator(demo_dir, book)
     hotel_box = _appliance(
         demo_dir, creds, "hotel", "hotel", hotel.HOTEL_EXTENSIONS, link, key_pairs, book
@@ -253,8 +255,9 @@ def _hotel(plan: ServicePlan, pms: ServicePlan, passwords: dict[str, str]) -> No
     plan.background = True
 
 
-def _contact_centre(branch: ServicePlan) -> None:
-    """Branch A's queue: Reception and Support as agents, Sales when nobody answers."""
+def _contact_centre(branch: ServicePlan, branch_b: ServicePlan) -> None:
+    """Branch A's queue: Reception and Support as agents, and Front desk at branch B, who
+    logs in with branch B's codes; Sales when nobody answers."""
     branch.config["contact"] = {"queues": {"support": DEMO_QUEUE},
                                 "agent_codes": DEMO_AGENT_CODES}  # fmt: skip
     base = "/api/v1/contact"
@@ -265,7 +268,14 @@ def _contact_centre(branch: ServicePlan) -> None:
                           for a in ("login", "logout", "pause", "resume")],
         "events": f"{base}/events",
         "feature_codes": DEMO_AGENT_CODES,  # pause: the code + a digit of its reasons
+        "remote_agents": {REMOTE_AGENT: "branch-b"},
     }  # fmt: skip
+    codes = {k: v for k, v in DEMO_AGENT_CODES.items() if k != "prompt"}
+    branch_b.config["contact"] = {"agent_codes": {**codes, "queue_site": branch.config["site_id"]}}
+    branch_b.extras["contact"] = {
+        "queue_site": "branch",  # its extensions' agent codes work branch A's queues
+        "feature_codes": codes,
+    }
 
 
 def free_port_run(count: int, first: int = 5080) -> int:

@@ -93,6 +93,8 @@ class CallService:
                 early, _ = self._early.pop(event.call_id, ({}, 0.0))
                 if early:
                     call["variables"] = {**(call.get("variables") or {}), **early}
+                if event.replaces:
+                    self._takes_over(event.replaces, call)
                 self._keep(event.call_id, call, "call.started")
             return None
         if call is None:
@@ -109,6 +111,15 @@ class CallService:
         if isinstance(event, End):
             return self._write(call, self.builder.from_end(call, event))
         return self._write(call, self.builder.from_failed(call, event))
+
+    def _takes_over(self, replaced: str, call: dict[str, Any]) -> None:
+        """``call`` (its INVITE had Replaces) continues the open call ``replaced``: that
+        one's CDR ends ``replaced``, this one's variables name it (``replaces``), so HQ
+        counts the conversation's call once."""
+        if self.get(replaced) is None:
+            return
+        call["variables"] = {**(call.get("variables") or {}), "replaces": replaced}
+        self.update(replaced, replaced=True)
 
     def expect_conversation(self, conversation: str) -> None:
         """Accept ``conversation`` from the X-Callmesh-Conversation header of coming calls."""

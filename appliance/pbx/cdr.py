@@ -160,9 +160,11 @@ class CdrBuilder:
         return cdr.to_doc()
 
     def from_end(self, call: Mapping[str, Any], event: End) -> dict[str, Any]:
-        """CDR for an ``end`` event (BYE from either side)."""
+        """CDR for an ``end`` event (BYE from either side); ``replaced`` when a media worker
+        took the call over (INVITE with Replaces: three-way, anchoring)."""
         side = "caller" if event.reason == "caller" else "callee"
-        return self.finish(call, event.ts, "answered", 200, "normal-clearing", side)
+        reason = "replaced" if call.get("replaced") else "normal-clearing"
+        return self.finish(call, event.ts, "answered", 200, reason, side)
 
     def from_failed(self, call: Mapping[str, Any], event: Failed) -> dict[str, Any]:
         """CDR for a ``failed`` event (busy, no answer, cancelled, other failure)."""

@@ -20,6 +20,14 @@ decider in the chain declares ``keeps_local_calls = True``: that it answers an
 ``extension`` or ``group`` decision for a call that is not from a trunk or another
 site unchanged. A decider without the declaration (a contact-centre queue taking
 over an agent's extension, say) turns the table off, so every call asks the chain.
+
+Break-outs of phones through a SIP trunk and calls from a trunk to a DID are decided
+in Kamailio the same way, while every decider declares ``keeps_trunk_calls = True``:
+that it answers the dial plan's ``trunk`` decision for a call from a phone, and its
+inbound decision for a call from a trunk, unchanged, whoever calls and whenever,
+except for the callers it lists in ``asked_callers`` (compliance-bound extensions) and
+the dialled numbers it lists in ``asked_numbers`` (a queue's number), which Kamailio
+keeps asking about.
 """
 
 from __future__ import annotations
@@ -92,6 +100,21 @@ class DecisionChain:
         return all(getattr(d, "keeps_local_calls", False) is True for _, _, d in self._links)
 
     @property
+    def keeps_trunk_calls(self) -> bool:
+        """Whether every decider declared it leaves break-outs and DID calls alone."""
+        return all(getattr(d, "keeps_trunk_calls", False) is True for _, _, d in self._links)
+
+    @property
+    def asked_callers(self) -> frozenset[str]:
+        """Callers whose break-outs some decider must see every time."""
+        return frozenset().union(*(getattr(d, "asked_callers", ()) for _, _, d in self._links))
+
+    @property
+    def asked_numbers(self) -> frozenset[str]:
+        """Dialled numbers some decider answers before the dial plan."""
+        return frozenset().union(*(getattr(d, "asked_numbers", ()) for _, _, d in self._links))
+
+    @property
     def names(self) -> list[str]:
         """The deciders' names in the order they run."""
         return [decider.name for _, _, decider in self._links]
@@ -111,6 +134,7 @@ class DialPlanDecider:
 
     name = "dialplan"
     keeps_local_calls = True
+    keeps_trunk_calls = True
 
     def __init__(self, dialplan: Callable[[], DialPlan]) -> None:
         self._dialplan = dialplan
@@ -132,6 +156,7 @@ class UnservedGsm:
 
     name = "unserved-gsm"
     keeps_local_calls = True
+    keeps_trunk_calls = True
 
     def decide(self, query: RouteQuery, decision: Decision | None) -> Decision | None:
         """503 ``no-gsm-trunk`` for a GSM route left unserved."""
@@ -145,6 +170,7 @@ class RecordingPolicy:
 
     name = "recording"
     keeps_local_calls = True
+    keeps_trunk_calls = True
 
     def __init__(self, dialplan: Callable[[], DialPlan], enabled: bool) -> None:
         self._dialplan = dialplan

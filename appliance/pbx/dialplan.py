@@ -74,6 +74,12 @@ class Pattern:
             return False
         return all(d in s for d, s in zip(number, self.positions, strict=False))
 
+    def regex(self) -> str:
+        """The pattern as an anchored POSIX extended regex (Kamailio's ``=~``)."""
+        sets = ["".join(sorted(s)) for s in self.positions]
+        body = "".join(d if len(d) == 1 else f"[{d}]" for d in sets)
+        return f"^{body}{'[0-9]+' if self.open_tail else ''}$"
+
     def overlaps(self, other: Pattern) -> bool:
         """Whether some number matches both patterns."""
         short, long_ = sorted((self, other), key=lambda p: len(p.positions))
@@ -423,15 +429,32 @@ class DialPlan:
             recording = "never"
         return replace(target, route=f"inbound:{did}", recording=recording)
 
+    def for_site(self, caller: str, dialled: str) -> Decision | None:
+        """The outbound route of a call the site places on its own behalf from ``caller``,
+        no extension here (a callback to an outside caller answered by an agent of
+        another site): the site's default class of service and the route's caller ID,
+        never the caller's number; None when no outbound route matches."""
+        for route, pattern in self.routes:
+            if pattern.matches(dialled):
+                return self._route(caller, self.settings.default_cos, dialled, route)
+        return None
+
     def _outbound(self, caller: str, dialled: str, route: OutboundRoute) -> Decision:
         if caller not in self.extensions:
             return Decision("reject", code=403, reason="not-an-extension")
-        if COS_RANK[self.cos(caller)] < COS_RANK[route.cos]:
+        return self._route(caller, self.cos(caller), dialled, route)
+
+    def _route(self, caller: str, cos: CosLevel, dialled: str, route: OutboundRoute) -> Decision:
+        if COS_RANK[cos] < COS_RANK[route.cos]:
             return Decision("reject", code=403, reason="class-of-service", route=route.name)
         number = route.prepend + dialled[route.strip :]
         if route.trunk in self.gsm_groups:
             return Decision("gsm", uri=number, route=route.name, trunk=route.trunk,
                             recording=self.recording(caller, number))  # fmt: skip
+        return self.trunk_decision(route, number, route.recording or self.recording(caller, number))
+
+    def trunk_decision(self, route: OutboundRoute, number: str, recording: str) -> Decision:
+        """The decision that sends ``number`` out through ``route``'s SIP trunk."""
         trunk = self.trunks[route.trunk]
         return Decision(
             "trunk",
@@ -439,7 +462,7 @@ class DialPlan:
             caller_id=route.caller_id,
             route=route.name,
             trunk=trunk.name,
-            recording=route.recording or self.recording(caller, number),
+            recording=recording,
             trunk_auth=trunk.auth is not None,
         )
 

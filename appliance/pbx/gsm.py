@@ -663,6 +663,7 @@ class GsmDecider:
 
     name = "gsm"
     keeps_local_calls = True
+    keeps_trunk_calls = True
 
     def __init__(self, trunks: GsmTrunkService) -> None:
         self._trunks = trunks

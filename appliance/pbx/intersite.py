@@ -92,6 +92,22 @@ class InterSite:
                         hops=tuple(hop for _, hop in usable), peer_site=first.site or "",
                         conversation=conversation)  # fmt: skip
 
+    def to_site(
+        self, plan: DialPlan, caller: str, site: str, dialled: str, call_id: str
+    ) -> Decision | None:
+        """A signed hop to ``site`` for ``dialled``, a number that site answers though no
+        table entry names it (an agent's feature code); None: no such site or no hop."""
+        table = self._table()
+        if table is None or site not in table.sites or site == self.site_id:
+            return None
+        target = Target("site", dialled, site, table.sites[site]["address"])
+        conversation = conversation_id(self.site_id, call_id)
+        hop = self._hop(plan, table, target, caller, dialled, call_id, conversation)
+        if hop is None:
+            return None
+        return Decision("route", route=f"site:{site}", hops=(hop,), peer_site=site,
+                        conversation=conversation)  # fmt: skip
+
     def owner(self, number: str) -> Target | None:
         """The other site that owns extension ``number`` (a ``site`` target with its
         address), or None (local, unknown, or no routing table)."""
@@ -160,7 +176,7 @@ class InterSite:
     def admit(self, plan: DialPlan, query: Mapping[str, str]) -> Decision:
         """The decision for an INVITE from another site (refusals included)."""
         try:
-            call = self._authenticate(query)
+            call = self.authenticate(query)
         except PeerError as err:
             log.warning(
                 "inter-site call refused",
@@ -177,7 +193,8 @@ class InterSite:
         return replace(decision, peer_site=call.from_site, caller_ext=call.caller,
                        conversation=call.conversation)  # fmt: skip
 
-    def _authenticate(self, query: Mapping[str, str]) -> PeerCall:
+    def authenticate(self, query: Mapping[str, str]) -> PeerCall:
+        """The signed call a peer's INVITE (or OPTIONS) carries, or PeerError."""
         auth = peering.parse_auth(query.get("auth", ""))
         table = self._table()
         if table is None or auth.site not in table.sites or auth.site == self.site_id:
@@ -258,6 +275,7 @@ class PeerAdmission:
 
     name = "peer-admission"
     keeps_local_calls = True
+    keeps_trunk_calls = True
 
     def __init__(self, intersite: InterSite | None, dialplan: Callable[[], DialPlan]) -> None:
         self._intersite = intersite

@@ -220,6 +220,7 @@ class RoomPlacement:
 
     name = "rooms"
     keeps_local_calls = True
+    keeps_trunk_calls = True
 
     def __init__(self, rooms: Callable[[], RoomService]) -> None:
         self._rooms = rooms

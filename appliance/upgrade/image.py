@@ -6,7 +6,9 @@ partition is written to this box's inactive slot partition, its kernel and initr
 ``ESP/callmesh-X/``, and a counted loader entry (``slots``) makes it the default for
 the next boot. ``boot_check`` runs at every boot (``callmesh-boot-check.service``,
 before ``boot-complete.target``): once the appliance is healthy it marks the running
-slot good; a slot that never gets there runs out of tries and the other slot boots.
+slot good; a slot that boots but is not healthy is marked bad at once and the box
+reboots into the other slot; one that never gets that far (no root, kernel panic) runs
+out of tries and the other slot boots.
 """
 
 from __future__ import annotations
@@ -147,7 +149,10 @@ def boot_check(paths: SlotPaths) -> BootOutcome:
     return BootOutcome(running, blessed, failed)
 
 
-def on_trial(paths: SlotPaths) -> bool:
-    """Whether the running slot is still being tried (its entry has a boot counter)."""
+def give_up_trial(paths: SlotPaths) -> Path | None:
+    """Mark the running slot bad if it is on trial (counted entry): the other slot boots next.
+
+    None when the running slot is not on trial (already blessed, or the factory slot).
+    """
     running = slots.running_slot(paths.cmdline.read_text())
-    return any("+" in entry.name for entry in slots.entries(paths.esp, running))
+    return slots.mark_bad(paths.esp, running)

@@ -7,7 +7,7 @@ counter (``callmesh-X+3.conf``): systemd-boot counts each try down in the file n
 Entries sort by ``sort-key`` and then ``version``, newest first: ``loader.conf``'s
 ``default callmesh-*`` picks the newest release that is not bad. ``bless`` renames the
 running slot's counted entry to the plain name, as systemd-bless-boot would, once the
-box is healthy.
+box is healthy; ``mark_bad`` spends all its tries when the box booted but is not healthy.
 
 Order of writing a slot, so that a power cut at any step boots the other slot: its
 entry is removed first, the root file system and kernel are written, and the new entry
@@ -116,6 +116,22 @@ def bless(esp: Path, slot: str) -> Path | None:
     counted[0].rename(plain)
     _sync(plain.parent)
     return plain
+
+
+def mark_bad(esp: Path, slot: str) -> Path | None:
+    """Spend all of ``slot``'s tries (``+0-N``); None when its entry has no counter.
+
+    A slot that booted but failed its health check would fail the same way on its
+    remaining tries, so it is given up at once and the other slot boots next.
+    """
+    plain = esp / "loader" / "entries" / f"callmesh-{slot}.conf"
+    counted = [e for e in entries(esp, slot) if e != plain]
+    if not counted:
+        return None
+    bad = counted[0].with_name(f"callmesh-{slot}+0-{TRIES}.conf")
+    counted[0].rename(bad)
+    _sync(bad.parent)
+    return bad
 
 
 def bad_entry(esp: Path, slot: str) -> Path | None:

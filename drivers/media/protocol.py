@@ -56,6 +56,11 @@ Commands (``cmd``)::
     supervise-call, supervise-join, supervise-mode, supervise-hangup
                   id, ...                             a supervisor's leg on an agent's queue
                                                       call (drivers.media.supervise)
+    anchor        id, agent, other, agent_replaces, other_replaces, headers
+                                                      take over a call between ``agent`` and
+                                                      ``other`` (both dialled with Replaces,
+                                                      like ``conference``) and bridge it for
+                                                      supervision (drivers.media.anchor)
     quit                                              hang up everything and exit
 
 Events (``ev``): ``ready`` (port), ``load`` (calls, capacity), ``leg`` (id, state:
@@ -66,7 +71,9 @@ agent-ringing | agent-answered | agent-ended (id, agent, code, answered) | digit
 | callback-ringing | callback-answered | callback-ended | ended (id); see
 drivers.media.queues and drivers.media.callbacks), ``supervise`` (state: start (id,
 call_id, agent, supervisor, call) | digit (id, digit) | ended (id, code, reason,
-answered); see drivers.media.supervise), ``error`` (id, message), ``gsm`` (channel, state:
+answered); see drivers.media.supervise), ``anchor`` (state: bridged (id, agent) | ended
+(id, agent, code, reason, bridged); see drivers.media.anchor), ``error`` (id, message),
+``gsm`` (channel, state:
 invite (number, call_id) | ringing | answered | dtmf (digits) | lost | ended (code,
 reason, answered, frames)), ``gsm-stats`` (channels: {channel: frames}), ``room`` (room,
 members: meet-me calls the room holds on this worker, call_id: the SIP Call-ID of the call
@@ -445,6 +452,20 @@ class SuperviseHangup:
 
 
 @dataclass(frozen=True)
+class AnchorCall:
+    """Take over the call between ``agent`` and ``other``: dial both, each with Replaces of
+    its own dialog, and bridge them for supervision."""
+
+    TYPE: ClassVar[str] = "anchor"
+    id: str
+    agent: str
+    other: str
+    agent_replaces: str
+    other_replaces: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Quit:
     """Hang up everything and exit."""
 
@@ -461,7 +482,7 @@ SuperviseCommand = SuperviseCall | SuperviseJoin | SuperviseMode | SuperviseHang
 RoomCommand = RoomLinkOpen | RoomUnlink
 Command = (
     Originate | Conference | Hangup | GsmCommand | RoomCommand | IvrCommand | QueueCommand
-    | SuperviseCommand | Quit
+    | SuperviseCommand | AnchorCall | Quit
 )  # fmt: skip
 
 # -- events (worker -> appliance) ------------------------------------------------------
@@ -567,6 +588,19 @@ class SuperviseEvent:
 
 
 @dataclass(frozen=True)
+class AnchorEvent:
+    """An anchored call (drivers.media.anchor): bridged, or ended (``bridged``: it had been)."""
+
+    TYPE: ClassVar[str] = "anchor"
+    id: str
+    state: Literal["bridged", "ended"]
+    agent: str = ""
+    code: int = 0
+    reason: str = ""
+    bridged: bool = False
+
+
+@dataclass(frozen=True)
 class ErrorEvent:
     """A command failed; ``id`` names what it was about when known."""
 
@@ -625,7 +659,7 @@ class RoomLinkEvent:
 
 Event = (
     Ready | Load | LegEvent | TransferEvent | IvrEvent | QueueEvent | SuperviseEvent
-    | ErrorEvent | GsmLegEvent | GsmStatsEvent | RoomEvent | RoomLinkEvent
+    | AnchorEvent | ErrorEvent | GsmLegEvent | GsmStatsEvent | RoomEvent | RoomLinkEvent
 )  # fmt: skip
 
 Emit = Callable[[Event], None]

@@ -21,6 +21,10 @@ supervisor, call: the caller's Call-ID), ``digit`` (id, digit), ``ended`` (id, c
 reason, answered). ``id`` is the ``supervise-call`` id, or the leg's SIP Call-ID for a
 leg that dialled in. When the agent's call ends the supervisor's leg is hung up.
 
+A supervisor routed to a call the worker is still anchoring (``drivers.media.anchor``;
+the request URI's ``anchor`` parameter) waits, hearing nothing, until the anchor bridges
+the call (``anchored``), then starts as above; if the anchor ends first, it is hung up.
+
 Wiring (``links``): caller and agent always hear each other; each mode adds the
 supervisor's transmissions, and a mode switch only starts and stops the difference.
 """
@@ -46,7 +50,7 @@ from drivers.media.protocol import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from drivers.media.protocol import Emit
     from drivers.media.worker import Leg, Worker
@@ -121,6 +125,7 @@ class SupervisorLegs:
         self.bridges = bridges
         self.emit = emit
         self.sessions: dict[str, Session] = {}
+        self.parked: dict[str, tuple[Leg, str]] = {}
 
     def call_of(self, agent: str) -> str | None:
         """The Call-ID of the bridged call the agent answered here, if unsupervised."""
@@ -139,8 +144,21 @@ class SupervisorLegs:
         """The supervisor's audio is up: report it and wait for ``supervise-join``."""
         info = leg.call.getInfo()
         session = self._session(leg) or self._dialled_in(leg, info.callIdString)
-        if session is None:
+        if session is not None:
+            self._start(session, info)
+
+    def anchored(self, call: str) -> None:
+        """The anchored call ``call`` is bridged: a supervisor waiting for it starts."""
+        parked = self.parked.pop(call, None)
+        if parked is None:
             return
+        leg, key = parked
+        leg.anchor = ""  # bridged now: a call taken meanwhile hangs the supervisor up
+        session = self._dialled_in(leg, key)
+        if session is not None:
+            self._start(session, leg.call.getInfo())
+
+    def _start(self, session: Session, info: pj.CallInfo) -> None:
         match = _USER.search(info.remoteUri)
         self.emit(SuperviseEvent(state="start", id=session.key, call_id=info.callIdString,
                                  agent=session.agent, supervisor=match.group(1) if match else "",
@@ -154,6 +172,8 @@ class SupervisorLegs:
             return
         session = self.sessions.get(key)
         if session is None:
+            if isinstance(cmd, SuperviseHangup):
+                self._unpark(lambda parked_key: parked_key == key)
             return
         if isinstance(cmd, SuperviseJoin):
             self._rewire(session, cmd.mode)
@@ -171,6 +191,7 @@ class SupervisorLegs:
             self.worker.forget(leg.call.getId(), leg)
             session = self._session(leg)
             if session is None:
+                self._left_parked(leg, code, reason)
                 return
             del self.sessions[session.key]
             self._stop_beep(session)
@@ -185,6 +206,9 @@ class SupervisorLegs:
 
     def call_ended(self, call: str) -> None:
         """The bridged call ``call`` ended: its supervisor's leg ends too."""
+        parked = self.parked.pop(call, None)
+        if parked is not None:
+            parked[0].call.hangup(pj.CallOpParam())
         for session in list(self.sessions.values()):
             if session.call == call:
                 self._stop_beep(session)
@@ -203,9 +227,27 @@ class SupervisorLegs:
             session.beeping.clear()
         self.sessions.clear()
 
+    def _left_parked(self, leg: Leg, code: int, reason: str) -> None:
+        """A supervisor who hung up while waiting for the anchor."""
+        for call, (parked, key) in list(self.parked.items()):
+            if parked is leg:
+                del self.parked[call]
+                self.emit(SuperviseEvent(key, "ended", code=code, reason=reason,
+                                         answered=leg.answered))  # fmt: skip
+
+    def _unpark(self, match: Callable[[str], bool]) -> None:
+        for call, (leg, key) in list(self.parked.items()):
+            if match(key):
+                del self.parked[call]
+                leg.call.hangup(pj.CallOpParam())
+
     def _dialled_in(self, leg: Leg, key: str) -> Session | None:
-        """A session for a supervisor who dialled in, unless the call ended meanwhile."""
+        """A session for a supervisor who dialled in, unless the call ended meanwhile; a
+        supervisor for a call still being anchored waits (``parked``)."""
         call = self.call_of(leg.arg)
+        if call is None and leg.anchor and leg.tag is None and leg.anchor not in self.parked:
+            self.parked[leg.anchor] = (leg, key)
+            return None
         if leg.tag is not None or call is None:
             leg.call.hangup(pj.CallOpParam())
             return None

@@ -46,10 +46,12 @@ from pathlib import Path
 
 import pjsua2 as pj
 
+from drivers.media.anchor import ANCHOR, AnchorLegs
 from drivers.media.callbacks import AGENT_LEG, CALLER_LEG, CallbackLegs
 from drivers.media.gsm import GSM_URI, GsmLegs, ModemAudioPort
 from drivers.media.ivr import IvrLegs
 from drivers.media.protocol import (
+    AnchorCall,
     Command,
     Conference,
     ErrorEvent,
@@ -83,6 +85,10 @@ from drivers.media.supervise import SUPERVISOR, SupervisorLegs
 log = logging.getLogger("callmesh.media")
 
 _REQUEST_USER = re.compile(r"^INVITE sip:([^@;>\s]+)@", re.MULTILINE)
+# A supervisor routed to a call the appliance is anchoring here (drivers.media.anchor).
+_ANCHOR = re.compile(
+    r"^INVITE sip:[^@;>\s]+@[^;>\s]+;anchor=(an-[0-9a-f]{1,32})[;\s]", re.MULTILINE
+)
 _SERVICE = re.compile(r"^(announce|ivr|room|queue|supervise)-([a-z0-9][a-z0-9_-]{0,31})$|^(echo)$")
 POLL_MS = 10
 DRAIN_S = 0.5
@@ -140,6 +146,7 @@ class Leg:
     voice: tuple[str, int] | None = None
     outgoing: bool = False
     lost: bool = False
+    anchor: str = ""
 
 
 class Call(pj.Call):
@@ -186,7 +193,9 @@ class Account(pj.Account):
             self.worker.later(lambda: self.worker.gsm.incoming(call, gsm.group(1), gsm.group(2)))
             return
         match = _REQUEST_USER.search(prm.rdata.wholeMsg)
-        self.worker.incoming(call, match.group(1) if match else "")
+        anchor = _ANCHOR.search(prm.rdata.wholeMsg)
+        self.worker.incoming(call, match.group(1) if match else "",
+                             anchor.group(1) if anchor else "")  # fmt: skip
 
 
 class Worker:
@@ -203,7 +212,9 @@ class Worker:
         self.ivr = IvrLegs(self, emit)
         self.queues = QueueLegs(self, emit)
         self.callbacks = CallbackLegs(self, emit)
-        self.supervisors = SupervisorLegs(self, (self.queues, self.callbacks), emit)
+        self.anchors = AnchorLegs(self, emit)
+        self.supervisors = SupervisorLegs(self, (self.queues, self.callbacks, self.anchors),
+                                          emit)  # fmt: skip
         self.links = RoomLinks(config.host, config.jitter_frames, self._link_joined,
                                self._link_left, emit)  # fmt: skip
         acc_cfg = pj.AccountConfig()
@@ -256,8 +267,9 @@ class Worker:
         except pj.Error as err:
             log.warning("refusal failed: %s", err.info())
 
-    def incoming(self, call: Call, user: str) -> None:
-        """A new call from Kamailio: serve it, or refuse it with a SIP status."""
+    def incoming(self, call: Call, user: str, anchor: str = "") -> None:
+        """A new call from Kamailio: serve it, or refuse it with a SIP status; ``anchor``:
+        the anchored call a supervisor's leg waits for."""
         match = _SERVICE.match(user)
         prm = pj.CallOpParam()
         if len(self.legs) >= self.config.max_calls:
@@ -268,10 +280,10 @@ class Worker:
             service, arg = (match.group(1), match.group(2)) if match.group(1) else ("echo", "")
             if service == "announce" and arg not in self.config.prompts:
                 prm.statusCode = 404
-            elif service == SUPERVISOR and not self.supervisors.admits(arg):
+            elif service == SUPERVISOR and not (anchor or self.supervisors.admits(arg)):
                 prm.statusCode = 480
             else:
-                leg = self.legs[call.getId()] = Leg(call, service, arg)
+                leg = self.legs[call.getId()] = Leg(call, service, arg, anchor=anchor)
                 self.load()
                 self._room_changed(leg, call.getInfo().callIdString)
                 prm.statusCode = 200
@@ -339,6 +351,8 @@ class Worker:
             self.callbacks.state(leg, state, code, reason)
         elif leg.service == SUPERVISOR:
             self.supervisors.state(leg, state, code, reason)
+        elif leg.service == ANCHOR:
+            self.anchors.state(leg, state, code, reason)
         elif state == pj.PJSIP_INV_STATE_EARLY and leg.tag:
             emit(LegEvent(id=leg.tag, state="ringing", code=code))
         elif state == pj.PJSIP_INV_STATE_CONFIRMED:
@@ -381,6 +395,8 @@ class Worker:
             self.callbacks.media(leg)
         elif leg.service == SUPERVISOR:
             self.supervisors.media(leg)
+        elif leg.service == ANCHOR:
+            self.anchors.media(leg)
         elif leg.service == "echo":
             leg.audio.startTransmit(leg.audio)
         elif leg.service in ("room", "conference"):
@@ -528,6 +544,8 @@ class Worker:
     def _apply(self, cmd: Command) -> None:
         if isinstance(cmd, (Originate, Conference)):
             self.originate(cmd, service=cmd.TYPE)
+        elif isinstance(cmd, AnchorCall):
+            self.anchors.command(cmd)
         elif isinstance(cmd, Hangup):
             self.hangup(cmd.id)
         elif isinstance(cmd, GsmCommand):
@@ -554,6 +572,7 @@ class Worker:
         self.supervisors.shutdown()
         self.queues.shutdown()
         self.callbacks.shutdown()
+        self.anchors.shutdown()
         self.links.shutdown()
         for leg in self.legs.values():
             leg.source = leg.audio = None

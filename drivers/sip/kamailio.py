@@ -19,8 +19,7 @@ from pathlib import Path
 from drivers.daemon.private_files import make_private, write_private
 from drivers.sip.errors import ProcessError
 from drivers.sip.kamailio_config import (
-    LOCAL_RECORDING_INSERT,
-    LOCAL_ROUTES_INSERT,
+    HTABLE_TABLES,
     LOCAL_ROUTES_SCHEMA,
     SUBSCRIBER_INSERT,
     SUBSCRIBER_SCHEMA,
@@ -29,6 +28,7 @@ from drivers.sip.kamailio_config import (
     KamailioConfig,
     LocalRoutes,
     Subscriber,
+    htable_insert,
     htable_rows,
     render_config,
     subscriber_rows,
@@ -51,7 +51,7 @@ def find_module_path() -> str:
 
 ROUTE_SECRET_FILE = "route-secret"
 # The RPCs that make a running Kamailio read changed local routes from its SQLite file.
-RELOAD_RPCS = (("htable.reload", "local"), ("htable.reload", "recpol"))
+RELOAD_RPCS = tuple(("htable.reload", t) for t in ("local", "recpol", "trunk", "callers"))
 
 
 def load_route_secret(run_dir: Path) -> str:
@@ -149,7 +149,7 @@ def write_subscribers(
     config: KamailioConfig,
     local_routes: LocalRoutes | None = None,
 ) -> None:
-    """Replace the subscriber, trunk registration and local route tables in one transaction."""
+    """Replace the subscriber, trunk registration and routing tables in one transaction."""
     routes = local_routes or LocalRoutes()
     path.parent.mkdir(parents=True, exist_ok=True)
     make_private(path)
@@ -161,8 +161,9 @@ def write_subscribers(
                 conn.execute(statement)
         conn.executemany(SUBSCRIBER_INSERT, subscriber_rows(subscribers, config.domain))
         conn.executemany(UACREG_INSERT, uacreg_rows(config.registrations, config.domain))
-        conn.executemany(LOCAL_ROUTES_INSERT, htable_rows(routes.answers))
-        conn.executemany(LOCAL_RECORDING_INSERT, htable_rows(routes.recording))
+        tables = (routes.answers, routes.recording, routes.trunk, routes.callers)
+        for table, rows in zip(HTABLE_TABLES, tables, strict=True):
+            conn.executemany(htable_insert(table), htable_rows(rows))
         conn.execute("COMMIT")
     finally:
         conn.close()

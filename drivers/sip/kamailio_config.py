@@ -11,7 +11,7 @@ that is not ``127.0.0.1``, on ``127.0.0.1`` at the same port for the media worke
 (schema as in Debian's ``/usr/share/kamailio/db_sqlite/auth_db-create.sql``, table
 version 7); ``UACREG_SCHEMA`` and ``uacreg_rows`` the ``uacreg`` table of trunk
 registrations the ``uac`` module keeps up (``uac-create.sql``, version 5);
-``LOCAL_ROUTES_SCHEMA`` and ``htable_rows`` the two tables the ``htable`` module loads
+``LOCAL_ROUTES_SCHEMA`` and ``htable_rows`` the four tables the ``htable`` module loads
 (``htable-create.sql``, version 2) with the answers Kamailio finds without asking the
 appliance (``LocalRoutes``). The driver writes the file; nothing here touches the disk.
 """
@@ -98,10 +98,17 @@ class LocalRoutes:
     ``answers``: the route server's JSON answer by dialled number (htable ``local``);
     ``recording``: callers whose own recording policy comes before the answer's
     (htable ``recpol``). Both apply only to calls from an authenticated phone.
+    ``trunk``: break-outs and DIDs (htable ``trunk``: ``in:<did>`` the answer for a
+    call from a trunk, ``via:<trunk>`` a trunk's name, ``re:<i>``/``out:<i>`` the
+    outbound routes' patterns and answers, ``ask:<number>`` numbers the chain answers);
+    ``callers``: the phones whose break-outs Kamailio decides, with the rank of their
+    class of service (htable ``callers``).
     """
 
     answers: tuple[tuple[str, str], ...] = ()
     recording: tuple[tuple[str, str], ...] = ()
+    trunk: tuple[tuple[str, str], ...] = ()
+    callers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -306,31 +313,26 @@ CREATE TABLE uacreg (
 INSERT INTO version VALUES ('uacreg', 5);
 """
 
-LOCAL_ROUTES_SCHEMA = """
-DROP TABLE IF EXISTS local_routes;
-DROP TABLE IF EXISTS local_recording;
-CREATE TABLE local_routes (
+# Table names below are these constants only, never a value from outside.
+HTABLE_TABLES = ("local_routes", "local_recording", "trunk_routes", "trunk_callers")
+_HTABLE_SCHEMA = """
+DROP TABLE IF EXISTS @table;
+CREATE TABLE @table (
     id INTEGER PRIMARY KEY NOT NULL,
     key_name VARCHAR(64) DEFAULT '' NOT NULL,
     key_type INTEGER DEFAULT 0 NOT NULL,
     value_type INTEGER DEFAULT 0 NOT NULL,
     key_value TEXT DEFAULT '' NOT NULL,
     expires INTEGER DEFAULT 0 NOT NULL);
-CREATE TABLE local_recording (
-    id INTEGER PRIMARY KEY NOT NULL,
-    key_name VARCHAR(64) DEFAULT '' NOT NULL,
-    key_type INTEGER DEFAULT 0 NOT NULL,
-    value_type INTEGER DEFAULT 0 NOT NULL,
-    key_value TEXT DEFAULT '' NOT NULL,
-    expires INTEGER DEFAULT 0 NOT NULL);
-INSERT INTO version VALUES ('local_routes', 2), ('local_recording', 2);
+INSERT INTO version VALUES ('@table', 2);
 """
-LOCAL_ROUTES_INSERT = (
-    "INSERT INTO local_routes (key_name, key_type, value_type, key_value) VALUES (?, 0, 0, ?)"
-)
-LOCAL_RECORDING_INSERT = (
-    "INSERT INTO local_recording (key_name, key_type, value_type, key_value) VALUES (?, 0, 0, ?)"
-)
+LOCAL_ROUTES_SCHEMA = "".join(_HTABLE_SCHEMA.replace("@table", t) for t in HTABLE_TABLES)
+
+
+def htable_insert(table: str) -> str:
+    """The insert of one string value (``value_type`` 0) under a plain key into ``table``."""
+    insert = "INSERT INTO @table (key_name, key_type, value_type, key_value) VALUES (?, 0, 0, ?)"
+    return insert.replace("@table", table)
 
 
 def htable_rows(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

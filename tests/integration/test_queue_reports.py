@@ -23,11 +23,12 @@ from aggregator.store.schema import queue_rollup, queue_rollup_daily, queue_unan
 from appliance.contact.state_log import AGENT_OUTBOX
 from appliance.store import Outbox, Store
 from drivers.sync.agent_states import AgentStateChange
+from tests import queue_local
 from tests import queue_migration as migrated
 from tests.integration.test_sync import start_aggregator, start_appliance
 from tests.pg import fresh_database, postgres_server
 from tests.procs import ROOT
-from tests.queue_cdrs import QueuedCall
+from tests.queue_cdrs import QueuedCall, call_back
 from tests.sync_env import T0, TOKEN, SyncEnv, make_cdr, make_env, wait_for
 
 pytestmark = pytest.mark.timeout(300)
@@ -41,6 +42,26 @@ CALLS = [
                start=T0 + n * 200, agent=("1003", "1004")[n % 4 // 2])
     for n in range(400)
 ]  # fmt: skip
+# Two lost callers who then took a callback offer: +8610001's fails at both tries,
+# +8610002's is answered at the first.
+STORY = [
+    QueuedCall(
+        20_000,
+        "support",
+        "abandoned",
+        wait_s=50,
+        start=T0 + 110,
+        caller="+8610001",
+        callback_offered=True,
+    ),
+    QueuedCall(20_001, "support", "callback", wait_s=40, start=T0 + 400, caller="+8610001"),
+    QueuedCall(20_002, "support", "abandoned", wait_s=20, start=T0 + 510, caller="+8610002"),
+    QueuedCall(20_003, "support", "callback", wait_s=40, start=T0 + 610, caller="+8610002"),
+]
+BACKS = [call_back(20_100, STORY[1], 1, "retry", T0 + 700),
+         call_back(20_101, STORY[1], 2, "failed", T0 + 1000),
+         call_back(20_102, STORY[3], 1, "answered", T0 + 900)]  # fmt: skip
+QUEUED = sorted(CALLS + STORY, key=lambda c: c.start)
 PLAIN = 300  # CDRs that passed no queue
 LOG = [
     ("1003", "available", "", T0),
@@ -56,7 +77,7 @@ def fill(env: SyncEnv) -> None:
     """The appliance's outboxes as the PBX and the contact centre leave them."""
     store = Store.open(env.root / "app" / "store")
     try:
-        cdrs = [call.cdr() for call in CALLS] + [make_cdr(n) for n in range(PLAIN)]
+        cdrs = [call.cdr() for call in QUEUED] + BACKS + [make_cdr(n) for n in range(PLAIN)]
         Outbox(store, "cdr").append_many(cdrs)
         changes = [AgentStateChange(agent=a, state=s, reason=r, at=at).pack()  # type: ignore[arg-type]
                    for a, s, r, at in LOG]  # fmt: skip
@@ -69,7 +90,7 @@ def hand_count(day: str) -> dict[str, dict[str, object]]:
     """Per queue: offered, answered, abandoned and the longest wait of calls on ``day``."""
     counted: dict[str, dict[str, object]] = {}
     for queue in ("support", "sales"):
-        mine = [c for c in CALLS if c.queue == queue and _day(c.start) == day]
+        mine = [c for c in QUEUED if c.queue == queue and _day(c.start) == day]
         answered = [c for c in mine if c.outcome == "answered"]
         counted[queue] = {
             "offered": len(mine),
@@ -103,7 +124,7 @@ def synced(
         fill(env)
         agg, app = start_aggregator(env), start_appliance(env)
         try:
-            total = len(CALLS) + PLAIN
+            total = len(QUEUED) + len(BACKS) + PLAIN
             wait_for(lambda: env.ingested() == total, 120, f"{total} CDRs at HQ")
             wait_for(lambda: agents_logged(env) == {"1003", "1004"}, 60, "the agent log at HQ")
             wait_for(lambda: agent_log_pending(env) == 0, 60, "the agent log acknowledged")
@@ -153,7 +174,7 @@ def test_queue_report_from_synced_cdrs_equals_a_hand_count(synced: SyncEnv) -> N
             assert {k: got[queue][k] for k in figures} == figures, (day, queue)
     hourly = {"interval": "hour", "queue": "sales", **SPAN}
     hours = synced.api("/api/v1/reports/queues", None, **hourly)["rows"]
-    assert sum(row["offered"] for row in hours) == sum(c.queue == "sales" for c in CALLS)
+    assert sum(row["offered"] for row in hours) == sum(c.queue == "sales" for c in QUEUED)
 
 
 def test_answer_times_from_synced_cdrs_equal_a_hand_count(synced: SyncEnv) -> None:
@@ -167,21 +188,35 @@ def test_answer_times_from_synced_cdrs_equal_a_hand_count(synced: SyncEnv) -> No
 
 
 def reached_by_hand(lost: QueuedCall) -> bool:
-    """Whether an answered call of the same number (all share one) followed within the hour."""
+    """Whether an answered call of the same number followed within the hour (the calls of
+    CALLS share one number), or an answered call back of a callback that number took."""
+    if lost.caller is not None:
+        return lost.caller == "+8610002"
     return any(c.outcome == "answered" and lost.start < c.start <= lost.start + H for c in CALLS)
 
 
+def callback_by_hand(lost: QueuedCall) -> tuple[str, str, str]:
+    """``callback_offered``, ``callback_tries``, ``callback_status`` as the CSV shows them."""
+    return {"+8610001": ("True", "2", "failed"), "+8610002": ("False", "1", "answered")}.get(
+        lost.caller or "", ("False", "", ""))  # fmt: skip
+
+
 def test_lost_calls_from_synced_cdrs_with_their_callback_status(synced: SyncEnv) -> None:
-    lost = [c for c in CALLS if c.outcome in ("abandoned", "timeout")]
+    lost = [c for c in QUEUED if c.outcome in ("abandoned", "timeout")]
     out = callmesh_hq(synced, "report", "lost", "--from", "2025-11-24", "--to", "2025-11-26",
                       "--all", "--csv", "-", "-q")  # fmt: skip
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [(row["outcome"], float(row["wait_s"])) for row in rows] == [
         (c.outcome, c.wait_s) for c in lost]  # fmt: skip
     assert [row["reached"] == "True" for row in rows] == [reached_by_hand(c) for c in lost]
+    assert [(row["callback_offered"], row["callback_tries"], row["callback_status"])
+            for row in rows] == [callback_by_hand(c) for c in lost]  # fmt: skip
     page = synced.api("/api/v1/reports/queues/lost", None, queue="support", limit=5, **SPAN)
     assert len(page["calls"]) == 5
     assert page["next_cursor"] is not None
+    by_callback = [c.caller for c, row in zip(lost, rows, strict=True)
+                   if row["reached_by"] == "callback"]  # fmt: skip
+    assert by_callback == ["+8610002"]
 
 
 def test_agent_report_from_the_synced_log_and_queue_cdrs(synced: SyncEnv) -> None:
@@ -234,3 +269,23 @@ def test_the_upgrade_from_0007_back_fills_answer_times_on_partitioned_postgres(
             assert kept == sum(c.outcome != "answered" for c in migrated.CALLS)
         finally:
             engine.dispose()
+
+
+def test_local_days_across_both_dst_changes_on_postgres_then_a_move(pg_server: str) -> None:
+    with fresh_database(pg_server, "localdays") as url:
+        engine = migrated_engine(url)[0]
+        try:
+            queue_local.check_local_days_across_dst(engine)
+            queue_local.check_a_moved_site_reads_the_hourly_rollup(engine)
+        finally:
+            engine.dispose()
+
+
+def test_the_upgrade_to_0010_fills_the_local_days_on_partitioned_postgres(pg_server: str) -> None:
+    with fresh_database(pg_server, "migration10") as url:
+        queue_local.check_revision_0010_fills_the_local_days(url)
+
+
+def test_the_upgrade_from_0009_keeps_callbacks_on_partitioned_postgres(pg_server: str) -> None:
+    with fresh_database(pg_server, "migration11") as url:
+        migrated.assert_callbacks_back_filled(url)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from appliance.upgrade import ReleaseError
-from appliance.upgrade.image import SlotPaths, boot_check, on_trial, write_slot
+from appliance.upgrade.image import SlotPaths, boot_check, give_up_trial, write_slot
 from appliance.upgrade.release import Checksums
 from tests.release_key import ReleaseKey
 
@@ -217,12 +217,29 @@ def test_a_healthy_boot_blesses_its_slot_and_reports_a_slot_that_used_up_its_tri
     entries = paths.esp / "loader" / "entries"
     (entries / "callmesh-b+1-2.conf").write_text(ENTRY_A.replace("root-a", "root-b"))
     (entries / "callmesh-a.conf").rename(entries / "callmesh-a+0-3.conf")
-    assert on_trial(paths)
 
     outcome = boot_check(paths)
 
     assert (outcome.running, outcome.failed) == ("b", "0.2.0")
     assert outcome.blessed == entries / "callmesh-b.conf"
     assert sorted(p.name for p in entries.iterdir()) == ["callmesh-b.conf"]
-    assert not on_trial(paths)
     assert boot_check(paths).blessed is None
+    assert give_up_trial(paths) is None  # a blessed slot is never given up
+
+
+def test_an_unhealthy_slot_on_trial_is_given_up_at_once_and_reported_from_the_other_slot(
+    tmp_path: Path,
+) -> None:
+    paths = box(tmp_path, running="b")
+    entries = paths.esp / "loader" / "entries"
+    (entries / "callmesh-b+2-1.conf").write_text(ENTRY_A.replace("0.2.0", "0.3.0"))
+
+    bad = give_up_trial(paths)
+
+    assert bad == entries / "callmesh-b+0-3.conf"
+    assert sorted(p.name for p in entries.iterdir()) == ["callmesh-a.conf", bad.name]
+    paths.cmdline.write_text("root=PARTLABEL=root-a rw\n")
+    outcome = boot_check(paths)
+    assert (outcome.running, outcome.blessed, outcome.failed) == ("a", None, "0.3.0")
+    assert sorted(p.name for p in entries.iterdir()) == ["callmesh-a.conf"]
+    assert give_up_trial(paths) is None  # the factory slot has no counter: it stays

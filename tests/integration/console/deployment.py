@@ -23,8 +23,10 @@ from tests.integration.sim.test_sim_gateway import APP_TOKEN, start_aggregator, 
 from tests.procs import Service
 from tests.sync_env import T0, TOKEN, SyncEnv, make_cdr, make_env, wait_for
 
-CDR_COUNT = 40
+CDR_COUNT = 42
 QUEUED = range(30, 40)
+CALLBACK, CALL_BACK = 40, 41  # the caller took a callback offer; its one try failed
+NOT_ANSWERED = {CALL_BACK}  # besides every fourth CDR (make_cdr's no-answer)
 PLAYED = 7  # the CDR whose call was recorded
 RECORDING_ID = "rec-played"
 RECORDING_S = 3
@@ -100,7 +102,7 @@ def _fill_outbox(env: SyncEnv) -> None:
     write_two_channel_wav(wav, RECORDING_S)
     store = Store.open(env.root / "app" / "store")
     try:
-        extra = {PLAYED: {"recording_id": RECORDING_ID}} | queued_calls()
+        extra = {PLAYED: {"recording_id": RECORDING_ID}} | queued_calls() | failed_callback()
         docs = [make_cdr(n, **extra.get(n, {})) for n in range(CDR_COUNT)]
         Outbox(store, "cdr").append_many(docs)
         meta = {"cdr_id": "played"}
@@ -120,6 +122,20 @@ def queued_calls() -> dict[int, dict[str, Any]]:
             fields |= {"queue_wait_s": f"{(n - 30) * 7:.1f}", "queue_agent": "1003"}
         calls[n] = {"variables": fields}
     return calls
+
+
+def failed_callback() -> dict[int, dict[str, Any]]:
+    """CDR 40: the caller of the lost calls took a callback offer; CDR 41: its only try,
+    not answered (the reports page's callback status)."""
+    fields = {"queue": "support", "queue_entered": f"{T0 + CALLBACK + 1:.3f}",
+              "queue_outcome": "callback", "queue_wait_s": "20.0"}  # fmt: skip
+    back = {"callback_of": "queued-40", "callback_queue": "support", "callback_try": "1",
+            "callback_status": "failed"}  # fmt: skip
+    return {
+        CALLBACK: {"variables": fields, "call_id": "queued-40"},
+        CALL_BACK: {"variables": back, "call_id": "back-41", "disposition": "no-answer",
+                    "answer": None, "billable_s": 0.0},
+    }  # fmt: skip
 
 
 def write_two_channel_wav(path: Path, seconds: int) -> None:

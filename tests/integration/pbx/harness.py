@@ -197,7 +197,8 @@ class Phone:
     """A pjsua2 phone process (tests/integration/pbx/phone.py).
 
     ``host`` is the PBX's SIP address (the phone binds there too, unless ``bind`` names
-    another address); ``netns`` runs the phone inside that network namespace.
+    another address); ``netns`` runs the phone inside that network namespace; with
+    ``sip_port`` it listens there without registering (a SIP trunk's far end).
     """
 
     def __init__(
@@ -211,6 +212,7 @@ class Phone:
         host: str = "127.0.0.1",
         netns: str | None = None,
         bind: str = "",
+        sip_port: int = 0,
     ) -> None:
         self.number = number
         self.record = root / f"heard-{number}.wav"
@@ -223,7 +225,8 @@ class Phone:
              "--proxy-host", host, f"--bind-host={bind}",
              f"--password={secret or password(number)}", "--domain", domain,
              "--proxy-port", str(pbx.sip_port), "--tone", str(tone),
-             "--record", str(self.record), "--rtp-port", str(random.randrange(40000, 60000, 20))],
+             "--record", str(self.record), "--rtp-port", str(random.randrange(40000, 60000, 20)),
+             "--sip-port", str(sip_port)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             cwd=ROOT, text=True,
         )  # fmt: skip

@@ -18,6 +18,8 @@ Events on stdout (prefixed "@ev "): {"ev": "reg", "code": 200}, {"ev": "incoming
 A call this phone makes because it was transferred (REFER), and a call that replaced
 its current one (INVITE with Replaces), become the phone's current call; their events
 are reported like any other ({"ev": "transferring", "to": uri}, {"ev": "replaced"}).
+With --sip-port the phone listens on that port and does not register: it stands for a
+SIP trunk's far end (a carrier), answering what the PBX sends it.
 Audio: plays a tone of --tone Hz into every call and records what it hears (from every
 call, mixed) to --record.
 SIP callbacks run inside libHandleEvents() on the main thread (threadCnt=0).
@@ -205,6 +207,8 @@ def main() -> None:
     parser.add_argument("--proxy-port", type=int, required=True)
     parser.add_argument("--tone", type=int, default=440)
     parser.add_argument("--rtp-port", type=int, default=0)
+    parser.add_argument("--sip-port", type=int, default=0,
+                        help="listen here and do not register: a SIP trunk's far end")  # fmt: skip
     args = parser.parse_args()
     bind = args.bind_host or args.proxy_host
     ep = pj.Endpoint()
@@ -218,7 +222,7 @@ def main() -> None:
     cfg.medConfig.sndClockRate = 8000
     ep.libInit(cfg)
     transport = pj.TransportConfig()
-    transport.port = 0
+    transport.port = args.sip_port
     transport.boundAddress = bind
     ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
     ep.libStart()
@@ -229,7 +233,8 @@ def main() -> None:
     phone = Phone(args)
     acc_cfg = pj.AccountConfig()
     acc_cfg.idUri = f"sip:{args.user}@{args.domain}"
-    acc_cfg.regConfig.registrarUri = f"sip:{args.proxy_host}:{args.proxy_port}"
+    if not args.sip_port:
+        acc_cfg.regConfig.registrarUri = f"sip:{args.proxy_host}:{args.proxy_port}"
     acc_cfg.regConfig.timeoutSec = 300
     acc_cfg.sipConfig.proxies.append(f"sip:{args.proxy_host}:{args.proxy_port};lr")
     acc_cfg.mediaConfig.transportConfig.port = args.rtp_port

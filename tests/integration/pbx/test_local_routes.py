@@ -1,9 +1,11 @@
-"""Calls between local phones decided by Kamailio from the local routes, without the chain."""
+"""Calls decided by Kamailio from the local and trunk routes, without the chain: between
+local phones, break-outs through a SIP trunk and DIDs from a trunk."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +19,15 @@ from appliance.pbx.assembly import build_exchange
 from appliance.pbx.deciders import POLICY, RouteQuery
 from appliance.pbx.dialplan import Decision
 from appliance.pbx.exchange import BranchExchange
-from appliance.pbx.settings import DialPlanSettings, MediaSettings, PbxSettings, RingGroup
+from appliance.pbx.settings import (
+    DialPlanSettings,
+    InboundRoute,
+    MediaSettings,
+    OutboundRoute,
+    PbxSettings,
+    RingGroup,
+    Trunk,
+)
 from appliance.store import Outbox, Store
 from drivers.sip.errors import RpcError
 from drivers.sip.kamailio_config import Subscriber
@@ -32,6 +42,9 @@ from tests.integration.pbx.harness import (
     password,
     require_debs,
 )
+from tests.integration.pbx.test_dialplan_calls import TRUNK_UAC, TRUNK_UAS
+
+OWNED = "+4930555000"
 
 SUBSCRIBERS = [Subscriber(n, password(n), name) for n, name in EXTENSIONS.items()]
 
@@ -57,9 +70,28 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
-async def exchange(tmp_path: Path, store: Store) -> AsyncIterator[BranchExchange]:
+def trunk_ports() -> tuple[int, int]:
+    """The outbound trunk's and the inbound trunk's ports (sipp listens or sends there)."""
+    return free_udp_tcp_port(15000, 17999), free_udp_tcp_port(15000, 17999)
+
+
+@pytest.fixture
+async def exchange(
+    tmp_path: Path, store: Store, trunk_ports: tuple[int, int]
+) -> AsyncIterator[BranchExchange]:
     require_debs()
     rtp = random.randrange(30000, 59000, 200)
+    out_port, in_port = trunk_ports
+    dialplan = DialPlanSettings(
+        owned_numbers=(OWNED,),
+        trunks=(Trunk(name="carrier", host="127.0.0.1", port=out_port),
+                Trunk(name="carrier-in", host="127.0.0.1", port=in_port)),
+        outbound=(OutboundRoute(name="national", pattern="0Z.", trunk="carrier", strip=1,
+                                prepend="+49", caller_id=OWNED),),
+        ring_groups=(RingGroup(number="600", members=("1002",)),),
+        inbound=(InboundRoute(did=OWNED, target="600"),),
+        class_of_service={"1003": "internal"},
+    )  # fmt: skip
     settings = PbxSettings(
         sip_port=free_udp_tcp_port(),
         evapi_port=free_udp_tcp_port(),
@@ -70,7 +102,7 @@ async def exchange(tmp_path: Path, store: Store) -> AsyncIterator[BranchExchange
         kamailio_children=2,
         no_answer_s=3,
         media=MediaSettings.model_validate(media()),
-        dialplan=DialPlanSettings(ring_groups=(RingGroup(number="600", members=("1002",)),)),
+        dialplan=dialplan,
     )
     pbx = build_exchange(settings, "site-a", DOMAIN, SUBSCRIBERS, lambda: store, tmp_path)
     try:
@@ -167,3 +199,78 @@ async def test_a_decider_that_may_change_local_calls_is_asked_about_them(
         alice.send("hangup")
         await asyncio.to_thread(bob.state, "DISCONNECTED")
     assert asked.queries == [("1001", "1002")]
+
+
+def sipp(scenario: str, port: int, root: Path, *args: str) -> subprocess.Popen[bytes]:
+    """One sipp call (``-m 1``) with ``scenario``, sending from or listening on ``port``."""
+    path = root / f"sipp-{port}.xml"
+    path.write_text(scenario)
+    with (root / f"sipp-{port}.out").open("wb") as out:
+        return subprocess.Popen(
+            ["sipp", "-i", "127.0.0.1", "-nostdin", "-timeout", "30s", "-m", "1",
+             "-cp", str(free_udp_tcp_port()), "-mp", str(free_udp_tcp_port()),
+             "-sf", str(path), "-p", str(port), *args],
+            cwd=root, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def reaped(proc: subprocess.Popen[bytes]) -> int:
+    """sipp's exit code (0: its call went as scripted), killed after 35 s."""
+    try:
+        return proc.wait(timeout=35)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def break_out(caller: Phone, number: str, trunk: subprocess.Popen[bytes]) -> None:
+    caller.send("call", to=number)
+    caller.state("CONFIRMED", timeout=20)
+    caller.send("hangup")
+    caller.state("DISCONNECTED", timeout=20)
+    assert reaped(trunk) == 0
+
+
+async def test_break_outs_and_dids_never_ask_the_chain_and_keep_their_cdrs(
+    exchange: BranchExchange, store: Store, tmp_path: Path, trunk_ports: tuple[int, int]
+) -> None:
+    await exchange.start()
+    out_port, in_port = trunk_ports
+    log = tmp_path / "trunk.log"
+    with registered(exchange, tmp_path, "1001", "1002", "1003") as (alice, bob, carol):
+        trunk = sipp(TRUNK_UAS, out_port, tmp_path, "-trace_msg", "-message_file", str(log))
+        await asyncio.to_thread(break_out, alice, "0301234567", trunk)
+        caller = sipp(TRUNK_UAC, in_port, tmp_path, "-s", OWNED,
+                      f"127.0.0.1:{exchange.settings.sip_port}")  # fmt: skip
+        await asyncio.to_thread(bob.answer, 20)
+        assert await asyncio.to_thread(reaped, caller) == 0
+        assert decisions(exchange) == 0
+        carol.send("call", to="0301234567")
+        refused = await asyncio.to_thread(carol.state, "DISCONNECTED", 20)
+        assert refused["code"] == 403
+    assert decisions(exchange) == 1
+    messages = log.read_text()
+    assert f"INVITE sip:+49301234567@127.0.0.1:{out_port}" in messages
+    assert f"P-Asserted-Identity: <sip:{OWNED}@{DOMAIN}>" in messages
+    found = await wait_cdrs(store, 3)
+    rows = sorted((c["disposition"], c["direction"], c["route"], c["trunk"] or "") for c in found)
+    assert rows == [
+        ("answered", "inbound", f"inbound:{OWNED}", ""),
+        ("answered", "outbound", "national", "carrier"),
+        ("failed", "internal", "national", ""),
+    ], rows
+    assert all(c["recording_id"] for c in found if c["disposition"] == "answered")
+
+
+async def test_a_new_extension_breaks_out_from_kamailios_tables_on_its_next_call(
+    exchange: BranchExchange, tmp_path: Path, trunk_ports: tuple[int, int]
+) -> None:
+    await exchange.start()
+    added = [*SUBSCRIBERS, Subscriber("1004", password("1004"), "Dan")]
+    assert not await exchange.apply(DOMAIN, added)
+    assert "2" in str(await exchange.events.rpc("htable.get", "callers", "1004"))
+    with registered(exchange, tmp_path, "1004") as (dan,):
+        trunk = sipp(TRUNK_UAS, trunk_ports[0], tmp_path)
+        await asyncio.to_thread(break_out, dan, "0301234567", trunk)
+    assert decisions(exchange) == 0

@@ -202,8 +202,9 @@ def test_api_hangup_ends_the_callee_when_the_callers_200_comes_before_its_bye(
 ) -> None:
     """The race of Kamailio 5.6's dlg.end_dlg, forced: the BYE counter of the call starts
     at -1, so after both BYEs it reads 1, as it does when the caller's 200 arrives before
-    the callee's BYE is built. The 200s are held back (the dialog lives on) until the
-    counter says both went out; then tm's retransmitted BYE gets a 200 that ends it."""
+    the callee's BYE is built. The 200s wait in their reply route, so the dialog lives on
+    and both ends still get their BYE, until the counter says both went out; then the
+    waiting 200s reach the dialog module, which ends the dialog."""
     with phones(mpbx, tmp_path, ("1001", 1000), ("1002", 600)) as (alice, bob):
         connect_call(alice, bob)
         call = _live(mpbx, lambda c: (c["caller"]["number"], c["callee"]["number"]) == (

@@ -186,3 +186,24 @@ def test_a_try_under_way_at_a_restart_is_not_made_again(store: Store) -> None:
 
     asyncio.run(first())
     assert asyncio.run(restarted()) == [1], "the first try counted: one retry left"
+
+
+def test_a_try_is_under_way_from_its_agent_to_its_caller_only(store: Store) -> None:
+    seen: list[tuple[bool, bool, bool]] = []
+
+    async def body(rig: Rig, placed: FakeWorker) -> None:
+        def under_way() -> tuple[bool, bool, bool]:
+            service = rig.service
+            return (service.calling_back("1003", "2001"), service.calling_back("1003", "2002"),
+                    service.calling_back("1004", "2001"))  # fmt: skip
+
+        rig.service.login("1003")
+        seen.append(under_way())
+        rig.event("agent-answered", "c1", agent="1003")
+        seen.append(under_way())
+        worker_event(rig, placed, "callback-answered", agent="1003", sip_call_id="leg-1")
+        worker_event(rig, placed, "agent-ended", agent="1003", answered=True)
+        seen.append(under_way())
+
+    scenario(store, body)
+    assert seen == [(False, False, False), (True, False, False), (False, False, False)]

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from appliance.contact.cti import MAX_BACKLOG, CtiStream
 from appliance.contact.decider import QueueDecider
+from appliance.contact.service import ContactService
 from appliance.contact.settings import ContactSettings
 from appliance.demo.plan import plan_services
 from appliance.pbx.deciders import RouteQuery
@@ -65,6 +66,30 @@ def test_a_queue_number_and_its_media_user_go_to_the_media_workers() -> None:
     assert decider.decide(RouteQuery("x", "700", from_peer=True), None) is None
 
 
+def test_a_trunk_caller_enters_a_queue_only_as_an_ivr_flow_handed_it_over() -> None:
+    handed = {("0301234567", "queue-support")}
+    decider = QueueDecider(ContactSettings.model_validate({"queues": QUEUES}),
+                           lambda caller, to: (caller, to) in handed)  # fmt: skip
+    expected = Decision("media", uri="queue-support", route="queue:support", recording="never")
+    trunk = RouteQuery("0301234567", "queue-support", from_trunk=True)
+    assert decider.decide(trunk, None) == expected
+    assert decider.decide(RouteQuery("0309999999", "queue-support", from_trunk=True), None) is None
+    assert decider.decide(RouteQuery("0301234567", "700", from_trunk=True), None) is None
+
+
+def test_an_ivr_hand_over_to_a_queue_is_expected_for_a_while() -> None:
+    clock = [100.0]
+    settings = ContactSettings.model_validate({"queues": QUEUES})
+    service = ContactService(settings, {}, lambda *_: None, lambda: clock[0])
+    service.expect("queue-support", "0301234567", {})
+    service.expect("1002", "0307777777", {})
+    assert service.handing_over("0301234567", "queue-support")
+    assert not service.handing_over("0301234567", "queue-other")
+    assert not service.handing_over("0307777777", "1002"), "only a queue is expected"
+    clock[0] += 31
+    assert not service.handing_over("0301234567", "queue-support")
+
+
 def test_queues_must_name_extensions_and_need_media_workers(tmp_path: Path) -> None:
     doc = {"site_id": "a", "profile": "branch", "data_dir": str(tmp_path),
            "sip": {"extensions": [{"number": "1003", "password": "secret-pw-1003"}]},
@@ -87,7 +112,7 @@ def test_two_queues_may_not_share_a_number() -> None:
 def test_the_demo_branch_has_a_valid_queue_named_in_the_manifest(tmp_path: Path) -> None:
     branch = next(p for p in plan_services(tmp_path) if p.name == "branch")
     settings = ApplianceSettings.model_validate(branch.config)
-    assert settings.contact.queues["support"].numbers == ("1001", "1003")
+    assert settings.contact.queues["support"].numbers == ("1001", "1003", "3001")
     assert branch.extras["contact"]["queues"]["support"]["number"] == "700"
     codes = settings.contact.agent_codes
     assert codes is not None

@@ -452,6 +452,7 @@ def test_a_caller_who_presses_1_hangs_up_keeps_its_place_and_the_agent_is_rung_f
     assert (seen["position"], seen["still waiting"]) == (1, 1), "kept past max_wait_s"
     assert seen["next wake"] == float("inf"), "no deadline for a caller who cannot expire"
     assert rig.fields["c1"]["queue_outcome"] == "callback"
+    assert rig.fields["c1"]["queue_callback_offered"] == "true"
     (callback,) = placed.sent
     expected = {"cmd": "queue-callback", "id": "c1", "agent": "1003", "caller": "2001",
                 "display": "callback support: 2001",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -66,12 +67,16 @@ def test_subscriber_table_is_replaced_with_plain_passwords(tmp_path: Path) -> No
     assert rows == [("1002", "d.example", "pw-2"), ("1003", "d.example", "pw-3")]
     assert versions == {
         "version": 1, "subscriber": 7, "uacreg": 5, "local_routes": 2, "local_recording": 2,
+        "trunk_routes": 2, "trunk_callers": 2,
     }  # fmt: skip
 
 
 def test_local_routes_fill_the_htable_tables_as_strings(tmp_path: Path) -> None:
     db = tmp_path / "subscriber.sqlite"
-    routes = LocalRoutes((("1002", '{"action":"extension"}'),), (("1001", "never"),))
+    routes = LocalRoutes(
+        (("1002", '{"action":"extension"}'),), (("1001", "never"),),
+        (("re:0", "^0[0-9]+$"),), (("1001", "2"),),
+    )  # fmt: skip
     write_subscribers(db, [], _config(), routes)
     write_subscribers(db, [], _config(), routes)
     with sqlite3.connect(db) as conn:
@@ -79,8 +84,11 @@ def test_local_routes_fill_the_htable_tables_as_strings(tmp_path: Path) -> None:
             "SELECT key_name, key_type, value_type, key_value, expires FROM local_routes"
         ).fetchall()
         callers = conn.execute("SELECT key_name, key_value FROM local_recording").fetchall()
+        trunk = conn.execute("SELECT key_name, key_value FROM trunk_routes").fetchall()
+        ranks = conn.execute("SELECT key_name, key_value FROM trunk_callers").fetchall()
     assert answers == [("1002", 0, 0, '{"action":"extension"}', 0)]
     assert callers == [("1001", "never")]
+    assert (trunk, ranks) == ([("re:0", "^0[0-9]+$")], [("1001", "2")])
 
 
 def test_local_routes_with_a_control_character_are_refused(tmp_path: Path) -> None:
@@ -148,6 +156,18 @@ def test_in_dialog_requests_are_relayed_only_within_known_dialogs() -> None:
     within = text[text.index("route[WITHINDLG] {") :]
     assert within.index("is_known_dlg()") < within.index("loose_route()")
     assert 'remove_hf("Route");' in text
+
+
+def test_no_route_runs_on_every_reply_and_only_own_byes_arm_the_bye_wait() -> None:
+    """The BYE race of dlg.end_dlg is closed in routes an ordinary call never runs
+    (docs/pbx.md, "Ending a dialog from the appliance")."""
+    text = render_config(_config())
+    assert re.search(r"^onreply_route\s*\{", text, re.MULTILINE) is None
+    local = text[text.index("event_route[tm:local-request] {") :]
+    local = local[: local.index("\n}\n")]
+    assert text.count('t_on_reply("OWN_BYE")') == 1
+    assert local.index('is_method("BYE")') < local.index('t_on_reply("OWN_BYE")')
+    assert "onreply_route[OWN_BYE] {" in text
 
 
 def test_config_without_a_route_secret_is_refused() -> None:

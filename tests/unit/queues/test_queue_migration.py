@@ -1,4 +1,4 @@
-"""Revisions 0004 and 0008 back-fill the per-queue rollups from the CDRs a database holds."""
+"""Revisions 0004, 0008 and 0011 back-fill the per-queue rollups from the CDRs a database holds."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from aggregator.store.db import migrated_engine
 from aggregator.store.schema import agent_rollup, queue_rollup, queue_rollup_daily, queue_unanswered
 from tests.queue_migration import (
     CALLS,
+    assert_callbacks_back_filled,
     assert_close,
     at_revision_0003,
     bucket_hand_count,
@@ -56,3 +57,9 @@ def test_the_upgrade_from_0007_counts_answer_times_and_keeps_the_calls_not_answe
     CdrStore(engine).ingest("site-a", [(c.n, c.cdr()) for c in CALLS])
     assert bucket_sums(engine, queue_rollup) == expected
     engine.dispose()
+
+
+def test_the_upgrade_from_0009_keeps_each_callback_with_its_tries_and_status(
+    tmp_path: Path,
+) -> None:
+    assert_callbacks_back_filled(f"sqlite:///{tmp_path / 'agg.db'}")

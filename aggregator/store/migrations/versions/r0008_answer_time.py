@@ -78,7 +78,7 @@ def upgrade() -> None:
     conn = op.get_bind()
     for calls in _stored_calls(conn):
         _add_buckets(conn, calls)
-        add_unanswered(conn, calls)
+        add_unanswered(conn, calls, offered=False)
 
 
 def _stored_calls(conn: sa.Connection) -> Iterator[list[QueueCall]]:
