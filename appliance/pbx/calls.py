@@ -116,10 +116,8 @@ class CallService:
         """``call`` (its INVITE had Replaces) continues the open call ``replaced``: that
         one's CDR ends ``replaced``, this one's variables name it (``replaces``), so HQ
         counts the conversation's call once."""
-        if self.get(replaced) is None:
-            return
-        call["variables"] = {**(call.get("variables") or {}), "replaces": replaced}
-        self.update(replaced, replaced=True)
+        if self.update(replaced, replaced=True):
+            call["variables"] = {**(call.get("variables") or {}), "replaces": replaced}
 
     def expect_conversation(self, conversation: str) -> None:
         """Accept ``conversation`` from the X-Callmesh-Conversation header of coming calls."""
@@ -163,13 +161,16 @@ class CallService:
         call = self.open.get(call_id)
         return None if call is None or "closing" in call else dict(call)
 
-    def update(self, call_id: str, **fields: Any) -> None:
-        """Change fields of an open call (e.g. recording started on demand)."""
+    def update(self, call_id: str, **fields: Any) -> bool:
+        """Change fields of an open call (e.g. recording started on demand); False when
+        the call is not open."""
         self.flush()
         call = self.open.get(call_id)
-        if call is not None and "closing" not in call:
-            call.update(fields)
-            self.open.put(call_id, call)
+        if call is None or "closing" in call:
+            return False
+        call.update(fields)
+        self.open.put(call_id, call)
+        return True
 
     def add_variables(self, call_id: str, fields: dict[str, str]) -> None:
         """Merge ``fields`` into a call's variables, which its CDR carries to HQ.
@@ -178,9 +179,12 @@ class CallService:
         ``invite`` event for it is read: such fields are kept for ``EXPECT_S`` and merged
         when the call opens.
         """
-        call = self.get(call_id)
+        self.flush()
+        call = self.open.get(call_id)
         if call is not None:
-            self.update(call_id, variables={**(call.get("variables") or {}), **fields})
+            if "closing" not in call:
+                call["variables"] = {**(call.get("variables") or {}), **fields}
+                self.open.put(call_id, call)
             return
         now = time.monotonic()
         self._early = {k: v for k, v in self._early.items() if v[1] > now}
