@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -176,3 +177,18 @@ def test_the_leg_of_a_checked_origination_passes_without_counting_again(
         "dnc-site",
         "+4930999 is on this site's do-not-call list",
     )
+
+
+def test_every_decider_that_keeps_local_calls_says_whether_it_keeps_trunk_calls() -> None:
+    """A decider that declares ``keeps_local_calls`` but forgets ``keeps_trunk_calls`` turns
+    Kamailio's trunk tables off for the whole site; saying False on purpose is fine."""
+    undecided = []
+    for path in sorted((Path(__file__).resolve().parents[3] / "appliance").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            names = {target.id for stmt in node.body if isinstance(stmt, ast.Assign)
+                     for target in stmt.targets if isinstance(target, ast.Name)}  # fmt: skip
+            if "keeps_local_calls" in names and "keeps_trunk_calls" not in names:
+                undecided.append(f"{path}: {node.name}")
+    assert undecided == []
