@@ -16,15 +16,18 @@ row for row. Before writing anything the run checks the disk has room, and stops
 Measured after one warm-up, medians of ``--rounds`` runs, each on one open connection as
 the API and the console call them: wall time, this process's CPU time, and the server's
 execution time (EXPLAIN ANALYZE of the statements the run sent, captured as it ran),
-with the rows the plans read and the tables they read (a plan reading ``cdrs`` fails the
-run):
+with the rows the plans read, the pages they touched and the tables they read (a plan
+reading ``cdrs`` fails the run):
 
 1. the month summary by site and day, UTC (the console's report page) and Europe/Berlin
    (``GET /api/v1/reports/summary``), and by site and hour (the API's other grouping);
 2. the report page's other figures: calls per hour of the day, totals per site, trunk
    and extension, the answer-time distribution;
 3. the month per queue: UTC days, local days in Europe/Berlin (the sites' own zone), and
-   one site by the hour.
+   one site by the hour;
+4. the reports of 1 and the calls per hour of the day, which read the hourly rollup's
+   site rows, without their index (revision 0012: dropped inside a transaction that is
+   rolled back after each run) and with it, a run of each in turn.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ MONTH = ("2025-11-01", "2025-12-01")
 BYTES_PER_CDR = 836  # a stored CDR with its indexes (bench/RESULTS.md, HQ nodes)
 BYTES_PER_ROLLUP_ROW = 400  # the widest rollup row (queue) with its keys, generously
 DISK_KEPT = 5 * 1024**3  # left free for the other users of the disk
+SITE_INDEX = "ix_rollup_site_hour"  # the hourly rollup's site rows (revision 0012)
 SCAN_NODES = ("Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan")
 
 # (statement, parameters) as the driver received them
@@ -139,12 +143,13 @@ def check_model(server: str, model: Model) -> None:
 @dataclass(frozen=True)
 class Timing:
     """Medians: wall time, this process's CPU time, server execution time; rows the
-    plans read, lines answered, the tables read."""
+    plans read and pages they touched, lines answered, the tables read."""
 
     wall_ms: float
     cpu_ms: float
     server_ms: float
     rows_read: int
+    pages: int
     lines: int
     tables: frozenset[str]
 
@@ -163,14 +168,23 @@ def measure_scale(url: str, model: Model, rounds: int) -> None:
         harness.record(f"rollups of {model.cdrs:,} CDRs", counts)
         for name, report in cases(model):
             timing = timed(engine, report, rounds)
-            tables = ", ".join(sorted(timing.tables))
-            line = (f"{timing.wall_ms:.1f} ms (client CPU {timing.cpu_ms:.1f} ms, server "
-                    f"{timing.server_ms:.1f} ms), {timing.lines:,} lines, "
-                    f"{timing.rows_read:,} rows read from {tables}")  # fmt: skip
+            line = _line(timing)
             print(f"  {name}: {line}")
             harness.record(f"{model.cdrs:,} CDRs, {name}", line)
+        for name, report in cases(model)[:4]:
+            before, now = compare_site_index(engine, report, rounds)
+            line = f"before {_line(before)}; now {_line(now)}"
+            print(f"  without and with {SITE_INDEX}, {name}: {line}")
+            harness.record(f"{model.cdrs:,} CDRs, {SITE_INDEX}, {name}", line)
     finally:
         engine.dispose()
+
+
+def _line(timing: Timing) -> str:
+    read = f"{timing.rows_read:,} rows ({timing.pages:,} pages)"
+    return (f"{timing.wall_ms:.1f} ms (client CPU {timing.cpu_ms:.1f} ms, server "
+            f"{timing.server_ms:.1f} ms), {timing.lines:,} lines, {read} read from "
+            f"{', '.join(sorted(timing.tables))}")  # fmt: skip
 
 
 Report = Callable[[sa.Connection], list[Any]]
@@ -210,23 +224,51 @@ def cases(model: Model) -> list[tuple[str, Report]]:
 
 def timed(engine: sa.Engine, report: Report, rounds: int) -> Timing:
     """Medians over ``rounds`` runs after one warm-up; each run's statements then explained."""
-    walls, cpus, servers, rows_read, touched = [], [], [], [], set[str]()
     with engine.connect() as conn:
         lines = len(report(conn))
+        return _timing([_sample(conn, report) for _ in range(rounds)], lines)
+
+
+def compare_site_index(engine: sa.Engine, report: Report, rounds: int) -> tuple[Timing, Timing]:
+    """The report without the site rows' index (revision 0012; dropped in a transaction
+    rolled back after the run) and with it, a run of each in turn."""
+    with engine.connect() as conn:
+        lines = len(report(conn))
+        before, now = [], []
         for _ in range(rounds):
-            with _sent(conn) as sent:
-                wall, cpu = time.perf_counter(), time.process_time()
-                report(conn)
-                walls.append((time.perf_counter() - wall) * 1000)
-                cpus.append((time.process_time() - cpu) * 1000)
-            server, rows, tables = _explained(conn, sent)
-            servers.append(server)
-            rows_read.append(rows)
-            touched |= tables
+            conn.exec_driver_sql(f"DROP INDEX {SITE_INDEX}")
+            before.append(_sample(conn, report))
+            conn.rollback()
+            now.append(_sample(conn, report))
+            conn.rollback()
+    return _timing(before, lines), _timing(now, lines)
+
+
+# One run: wall, client CPU and server time (ms), rows and pages read, tables read.
+Sample = tuple[float, float, float, int, int, set[str]]
+
+
+def _sample(conn: sa.Connection, report: Report) -> Sample:
+    with _sent(conn) as sent:
+        wall, cpu = time.perf_counter(), time.process_time()
+        report(conn)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return (wall * 1000, cpu * 1000, *_explained(conn, sent))
+
+
+def _timing(samples: list[Sample], lines: int) -> Timing:
+    touched = set().union(*(s[5] for s in samples))
     if any(t == "cdrs" or t.startswith("cdrs_p") for t in touched):
         raise harness.Incomplete(f"a report read the CDR table: {sorted(touched)}")
-    return Timing(statistics.median(walls), statistics.median(cpus), statistics.median(servers),
-                  int(statistics.median(rows_read)), lines, frozenset(touched))  # fmt: skip
+    return Timing(
+        statistics.median(s[0] for s in samples),
+        statistics.median(s[1] for s in samples),
+        statistics.median(s[2] for s in samples),
+        int(statistics.median(s[3] for s in samples)),
+        int(statistics.median(s[4] for s in samples)),
+        lines,
+        frozenset(touched),
+    )
 
 
 @contextmanager
@@ -244,21 +286,23 @@ def _sent(conn: sa.Connection) -> Iterator[Sent]:
         sa.event.remove(conn, "before_cursor_execute", record)
 
 
-def _explained(conn: sa.Connection, sent: Sent) -> tuple[float, int, set[str]]:
-    """Server execution time (ms) of ``sent``, the rows their plans' scans read, the tables."""
-    server, rows, tables = 0.0, 0, set[str]()
+def _explained(conn: sa.Connection, sent: Sent) -> tuple[float, int, int, set[str]]:
+    """Server execution time (ms) of ``sent``, the rows their plans' scans read, the pages
+    (8 KiB, from the cache or the disk) they touched, the tables."""
+    server, rows, pages, tables = 0.0, 0, 0, set[str]()
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor:
         for statement, parameters in sent:
-            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, parameters)
             plan = cursor.fetchone()[0][0]
             server += float(plan["Execution Time"])
+            pages += plan["Plan"]["Shared Hit Blocks"] + plan["Plan"]["Shared Read Blocks"]
             for node in _nodes(plan["Plan"]):
                 if node["Node Type"] in SCAN_NODES:
                     rows += int(node["Actual Rows"] * node["Actual Loops"])
                 if "Relation Name" in node:
                     tables.add(node["Relation Name"])
-    return server, rows, tables
+    return server, rows, pages, tables
 
 
 def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
