@@ -22,8 +22,12 @@ The model (every figure a function of the call's number, so the sums are exact):
 
 A site and hour with ``K`` calls therefore holds calls ``k = 0 .. K-1``, and its rollup
 rows are the sums over those; a month has at most four distinct ``K``, so the database
-adds up a few thousand model calls per ``K`` and joins them to the sites' hours. Every
-site is placed in ``ZONE`` in the routing directory, as the queue benchmark does.
+adds up a few thousand model calls per ``K`` and joins them to the sites' hours. The
+hourly rows are written hour by hour, each site's with its extension and trunk rows, the
+order ingest creates them in as the month goes by, so the table's pages mix them as they
+do at HQ (rows written grouped by dimension would put a month's site rows on a few pages
+and flatter the reports that read only those). Every site is placed in ``ZONE`` in the
+routing directory, as the queue benchmark does.
 Not generated: ``queue_unanswered`` (one row per lost call, read only by the lost-calls
 list) and ``cdrs`` itself.
 """
@@ -219,7 +223,8 @@ _CDR_ROLLUP = """INSERT INTO cdr_rollup
         UNION ALL SELECT k_count, 'extension', agent, {sums} FROM model_calls
                   WHERE agent <> '' GROUP BY 1, 3
         UNION ALL SELECT k_count, 'trunk', trunk, {sums} FROM model_calls GROUP BY 1, 3
-    ) AS per_count (k_count, dim, key, calls, answered, duration_s, billable_s) USING (k_count)"""
+    ) AS per_count (k_count, dim, key, calls, answered, duration_s, billable_s) USING (k_count)
+    ORDER BY hour_ms, site_id"""
 _CDR_DAILY = """INSERT INTO cdr_rollup_daily
     SELECT site_id, hour_ms / 86400000 * 86400000, dim, key, sum(calls), sum(answered),
            sum(duration_s), sum(billable_s)
@@ -245,7 +250,8 @@ _QUEUE_ROLLUP = """INSERT INTO queue_rollup
         FROM model_calls GROUP BY 1, 2
     ) AS per_count (k_count, queue, offered, answered, abandoned, overflowed, timeout,
                     callback, interrupted, sl_met, wait_s, talk_s, max_wait_s,
-                    b0, b1, b2, b3, b4, b5, b6) USING (k_count)"""
+                    b0, b1, b2, b3, b4, b5, b6) USING (k_count)
+    ORDER BY hour_ms, site_id"""
 _QUEUE_SUMS = """sum(offered), sum(answered), sum(abandoned), sum(overflowed), sum(timeout),
     sum(callback), sum(interrupted), sum(sl_met), sum(wait_s), sum(talk_s), max(max_wait_s),
     sum(answered_0_5), sum(answered_5_10), sum(answered_10_20), sum(answered_20_30),
@@ -265,7 +271,8 @@ _AGENT_ROLLUP = """INSERT INTO agent_rollup
     FROM model_cells JOIN (
         SELECT k_count, agent, count(*) AS answered, sum(talk_s) AS talk_s
         FROM model_calls WHERE answered GROUP BY 1, 2
-    ) AS per_count USING (k_count)"""
+    ) AS per_count USING (k_count)
+    ORDER BY hour_ms, site_id"""
 
 
 def _statements(model: Model) -> list[str]:
