@@ -141,8 +141,9 @@ def _sender(
     replay = Replay(server_key, sites, plan)
     try:
         welcomed = replay.welcomed()
-        ready.wait()
-        go.wait()
+        ready.wait(timeout=harness.limit(NODE_START_S))
+        if not go.wait(timeout=harness.limit(NODE_START_S)):
+            return
         cpu = time.process_time()
         acked = replay.send()
         results.put((welcomed, acked, time.process_time() - cpu))
