@@ -33,7 +33,7 @@ import zmq
 
 from bench import harness
 from drivers.sync import keys
-from drivers.sync.protocol import Ack, CdrBatch, Hello, decode, encode
+from drivers.sync.protocol import Ack, CdrBatch, Hello, Welcome, decode, encode
 from tests.pg import postgres_server
 from tests.procs import Service, free_port
 from tests.sync_env import T0, make_cdr
@@ -70,52 +70,87 @@ def site_cdrs(site: int, plan: Plan) -> list[bytes]:
     return docs
 
 
-def replay(node: Node, sites: list[tuple[int, bytes, bytes]], plan: Plan) -> int:
+@dataclass(frozen=True)
+class Site:
+    """One simulated site: its keypair and its ``sync.endpoints`` (it connects to the first)."""
+
+    index: int
+    public: bytes
+    secret: bytes
+    endpoints: tuple[str, ...]
+
+
+class Replay:
+    """In a sender process: the sessions of its sites, their queued batches and those in flight."""
+
+    def __init__(self, server_key: bytes, sites: list[Site], plan: Plan) -> None:
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self._poller = zmq.Poller()
+        self._queues: dict[zmq.Socket[bytes], list[list[tuple[int, bytes]]]] = {}
+        self._in_flight: dict[zmq.Socket[bytes], int] = {}
+        for site in sites:
+            sock = self._ctx.socket(zmq.DEALER)
+            sock.curve_publickey, sock.curve_secretkey = site.public, site.secret
+            sock.curve_serverkey, sock.linger = server_key, 0
+            sock.connect(site.endpoints[0])
+            docs = list(enumerate(site_cdrs(site.index, plan), start=1))
+            self._queues[sock] = [docs[i : i + plan.batch] for i in range(0, len(docs), plan.batch)]
+            self._in_flight[sock] = 0
+            self._poller.register(sock, zmq.POLLIN)
+            sock.send_multipart(encode(Hello(f"site-{site.index:05d}", "bench", [], {}, {})))
+
+    def welcomed(self) -> int:
+        """Wait for every session's ``welcome``; how many came within the reply timeout."""
+        waiting = set(self._queues)
+        while waiting:
+            ready = dict(self._poller.poll(REPLY_TIMEOUT_MS))
+            if not ready:
+                break
+            for sock in ready:
+                if isinstance(decode(sock.recv_multipart()), Welcome):
+                    waiting.discard(sock)
+        return len(self._queues) - len(waiting)
+
+    def send(self) -> int:
+        """Every site's CDRs, ``WINDOW`` batches in flight per site; the CDRs acknowledged."""
+        acked = 0
+        for sock in self._queues:
+            self._top_up(sock)
+        while any(self._in_flight.values()):
+            ready = dict(self._poller.poll(REPLY_TIMEOUT_MS))
+            if not ready:
+                break
+            for sock in ready:
+                message = decode(sock.recv_multipart())
+                if isinstance(message, Ack) and message.stream == "cdr":
+                    acked += len(message.seqs)
+                    self._in_flight[sock] -= 1
+                    self._top_up(sock)
+        return acked
+
+    def close(self) -> None:
+        for sock in self._queues:
+            sock.close(0)
+        self._ctx.term()
+
+    def _top_up(self, sock: zmq.Socket[bytes]) -> None:
+        queue = self._queues[sock]
+        while self._in_flight[sock] < WINDOW and queue:
+            sock.send_multipart(encode(CdrBatch(queue.pop(0))))
+            self._in_flight[sock] += 1
+
+
+def replay(node: Node, sites: list[Site], plan: Plan) -> int:
     """In a sender process: every site's hello, then its CDRs; the CDRs acknowledged."""
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    poller = zmq.Poller()
-    queues: dict[zmq.Socket[bytes], list[list[tuple[int, bytes]]]] = {}
-    in_flight: dict[zmq.Socket[bytes], int] = {}
-    for index, public, secret in sites:
-        sock = ctx.socket(zmq.DEALER)
-        sock.curve_publickey, sock.curve_secretkey = public, secret
-        sock.curve_serverkey, sock.linger = node.server_key, 0
-        sock.connect(node.ingest)
-        sock.send_multipart(encode(Hello(f"site-{index:05d}", "bench", [], {}, {})))
-        docs = list(enumerate(site_cdrs(index, plan), start=1))
-        queues[sock] = [docs[i : i + plan.batch] for i in range(0, len(docs), plan.batch)]
-        in_flight[sock] = 0
-        poller.register(sock, zmq.POLLIN)
-    acked = 0
-    for sock in queues:
-        _top_up(sock, queues, in_flight)
-    while any(in_flight.values()):
-        ready = dict(poller.poll(REPLY_TIMEOUT_MS))
-        if not ready:
-            break
-        for sock in ready:
-            message = decode(sock.recv_multipart())
-            if isinstance(message, Ack) and message.stream == "cdr":
-                acked += len(message.seqs)
-                in_flight[sock] -= 1
-                _top_up(sock, queues, in_flight)
-    for sock in queues:
-        sock.close(0)
-    ctx.term()
-    return acked
+    sender = Replay(node.server_key, sites, plan)
+    try:
+        sender.welcomed()
+        return sender.send()
+    finally:
+        sender.close()
 
 
-def _top_up(
-    sock: zmq.Socket[bytes],
-    queues: dict[zmq.Socket[bytes], list[list[tuple[int, bytes]]]],
-    in_flight: dict[zmq.Socket[bytes], int],
-) -> None:
-    while in_flight[sock] < WINDOW and queues[sock]:
-        sock.send_multipart(encode(CdrBatch(queues[sock].pop(0))))
-        in_flight[sock] += 1
-
-
-def _replay_args(args: tuple[Node, list[tuple[int, bytes, bytes]], Plan]) -> int:
+def _replay_args(args: tuple[Node, list[Site], Plan]) -> int:
     return replay(*args)
 
 
@@ -204,7 +239,9 @@ def run(args: argparse.Namespace, root: Path, db_url: str) -> None:
     agg, node = start_node(root, db_url, [public for public, _ in pairs])
     engine = sa.create_engine(db_url)
     try:
-        sites = [(i, public, secret) for i, (public, secret) in enumerate(pairs)]
+        sites = [
+            Site(i, public, secret, (node.ingest,)) for i, (public, secret) in enumerate(pairs)
+        ]
         slices = [(node, sites[p :: args.processes], plan) for p in range(args.processes)]
         pg = postmaster(engine)
         before, pg_before, hq_before = db_state(engine), children_cpu(pg), cpu_s(agg.proc.pid)

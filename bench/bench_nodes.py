@@ -10,6 +10,13 @@ before the sites, with them connected, and per site. Numbers feed docs/scale.md.
 
 ``--cdr-bytes N`` instead stores N synthetic CDRs (tests/sync_env.py ``make_cdr``) into
 a throwaway PostgreSQL and reports the bytes per CDR of the table with its indexes.
+
+``--nodes 1,3`` instead runs the same CDR traffic of many sites against one node and
+against three sharing one PostgreSQL, alternating, ``--rounds`` times, in small batches
+(one CDR each) and in full batches, and reports CDR/s, CPU per CDR at each node, at
+PostgreSQL and at the senders, the ratio per round and its median (bench/node_ingest.py):
+
+    bench/bench_nodes.py --nodes 1,3 --rounds 3
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import zmq
 
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.db import migrated_engine
-from bench import harness
+from bench import harness, node_ingest
 from drivers.sync import keys
 from drivers.sync.protocol import Hello, Status, encode
 from tests.pg import postgres_server
@@ -132,10 +139,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--cdr-bytes", type=int, default=0, metavar="N")
+    parser.add_argument("--nodes", default="", metavar="A,B", help="node counts to compare")
+    parser.add_argument("--rounds", type=int, default=3, help="with --nodes")
+    parser.add_argument("--small-sites", type=int, default=600, help="sites, one-CDR batches")
+    parser.add_argument("--small-cdrs", type=int, default=20, help="CDRs per site, small")
+    parser.add_argument("--full-sites", type=int, default=12, help="sites, full batches")
+    parser.add_argument("--full-cdrs", type=int, default=10_000, help="CDRs per site, full")
+    parser.add_argument("--full-batch", type=int, default=5000, help="sync.batch_size")
+    parser.add_argument("--processes", type=int, default=2, help="sender processes")
     harness.run(measure, parser.parse_args())
 
 
 def measure(args: argparse.Namespace) -> None:
+    if args.nodes:
+        with tempfile.TemporaryDirectory(prefix="bench-nodes-") as tmp, postgres_server() as url:
+            node_ingest.compare(args, Path(tmp), url)
+        return
     if args.cdr_bytes:
         with postgres_server() as url:
             _cdr_bytes(url, args.cdr_bytes)
