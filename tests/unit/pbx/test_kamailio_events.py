@@ -474,7 +474,10 @@ def _route(name: str) -> str:
 
 
 def _written(text: str) -> list[str]:
-    return re.findall(r'jansson_set\("[a-z]+", "([a-z_]+)"', text)
+    """The keys a route writes: ``jansson_set`` keys, or fields of ``$xavp(event)``."""
+    return re.findall(r'jansson_set\("[a-z]+", "([a-z_]+)"', text) + re.findall(
+        r"\$xavp\(event(?:\[0\])?=>([a-z_]+)\) =", text
+    )
 
 
 def _keys(record: type[Any], *, own: bool = False) -> set[str]:
