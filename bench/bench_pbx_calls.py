@@ -41,6 +41,9 @@ Kamailio: the two side by side in one run.
 
     .venv/bin/python bench/bench_pbx_calls.py --path trunk --route-server --calls 600
 
+``--proxy-only`` runs the proxy-only mode alone (its CPU is the signalling path's cost,
+e.g. the 600-call figure: ``--proxy-only --rate 100 --hold 6 --calls 3000``).
+
 ``--profile DIR`` also writes a cProfile of the appliance process per mode into DIR
 (``python -m pstats``); its overhead slows the appliance, so its CPU figures are not
 comparable with a run without it.
@@ -830,6 +833,11 @@ def main() -> None:
         action="store_true",
         help="each mode again with the trunk routes off: every call asks the routing chain",
     )
+    parser.add_argument(
+        "--proxy-only",
+        action="store_true",
+        help="only the proxy-only run (no recorded run, no ratio between the two)",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--serve-baseline", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -846,10 +854,17 @@ def main() -> None:
     harness.run(measure, args)
 
 
+def modes(args: argparse.Namespace) -> tuple[str, ...]:
+    """The modes to run, in order."""
+    if args.proxy_only:
+        return (PROXY_ONLY,)
+    return (PROXY_ONLY, RECORDED, BASELINE) if args.baseline else (PROXY_ONLY, RECORDED)
+
+
 def measure(args: argparse.Namespace) -> None:
     """Proxy only, recorded (and the raw baseline); the table and the ratios."""
     results = []
-    for mode in (PROXY_ONLY, RECORDED, BASELINE) if args.baseline else (PROXY_ONLY, RECORDED):
+    for mode in modes(args):
         for asks in (False, True) if args.route_server and mode != BASELINE else (False,):
             results.append(run_load(args, mode, args.profile, args.max_calls, asks, args.path))
             harness.record(results[-1]["mode"], row(results[-1]))
@@ -869,6 +884,8 @@ def measure(args: argparse.Namespace) -> None:
                   f"{asked['cpu_split']['appliance']:.2f} / "
                   f"{tables['cpu_split']['appliance']:.2f} cores")  # fmt: skip
         results = [r for r in results if "route server" not in r["mode"]]
+    if args.proxy_only:
+        return
     proxy, full = results[:2]
     print(f"CPU ratio recorded/proxy: {full['cpu_cores'] / max(proxy['cpu_cores'], 1e-6):.1f}; "
           f"PSS ratio: {full['pss_mb'] / max(proxy['pss_mb'], 1e-6):.1f}")  # fmt: skip
