@@ -685,24 +685,40 @@ def steady_phase(
     uac: subprocess.Popen[bytes],
     started: float,
 ) -> dict[str, Any]:
-    """CPU per part and peak PSS while every call is up (until the last call is placed)."""
+    """CPU per part and peak PSS while every call is up (until the last call is placed), and
+    CPU milliseconds per call sipp placed meanwhile (steadier than cores when sipp, on a
+    loaded machine, places fewer calls per second than asked)."""
     parts = _parts(run, pbx)
     daemons = [pids for name, pids in parts.items() if name != "appliance"]
     ticks0, t0 = {k: cpu_ticks(p) for k, p in parts.items()}, time.monotonic()
+    created0 = _created(run.work)
     peak_pss = 0
     while uac.poll() is None and time.monotonic() - started < args.calls / args.rate:
         peak_pss = max(peak_pss, sum(pss_kb(p) for p in daemons))
         time.sleep(1)
-    seconds = os.sysconf("SC_CLK_TCK") * (time.monotonic() - t0)
-    split = {k: (cpu_ticks(p) - ticks0[k]) / seconds for k, p in parts.items()}
+    elapsed = time.monotonic() - t0
+    ticks = {k: cpu_ticks(p) - ticks0[k] for k, p in parts.items()}
+    split = {k: n / (os.sysconf("SC_CLK_TCK") * elapsed) for k, n in ticks.items()}
+    created = _created(run.work) - created0
+    per_call = 1000 * sum(ticks.values()) / os.sysconf("SC_CLK_TCK") / max(1, created)
     peak_pss += pss_kb(parts["appliance"])
-    return {"cpu_cores": sum(split.values()), "cpu_split": split, "peak_pss": peak_pss}
+    return {"cpu_cores": sum(split.values()), "cpu_split": split, "peak_pss": peak_pss,
+            "cpu_ms_per_call": per_call, "calls_placed": created}  # fmt: skip
+
+
+def _created(work: Path) -> int:
+    """How many calls the UAC has placed so far (its last statistics line; 0 before one)."""
+    try:
+        return int(_stat(work, "uac.csv").get("TotalCallCreated", 0))
+    except (harness.Incomplete, OSError, IndexError, ValueError):
+        return 0
 
 
 def steady_text(figures: dict[str, Any]) -> str:
     """The steady phase's figures as one line."""
     split = ", ".join(f"{k} {v:.2f}" for k, v in figures["cpu_split"].items())
     return (f"CPU {figures['cpu_cores']:.2f} cores ({split}), "
+            f"{figures['cpu_ms_per_call']:.2f} ms per call ({figures['calls_placed']} placed), "
             f"PSS {figures['peak_pss'] / 1024:.1f} MiB")  # fmt: skip
 
 
