@@ -788,6 +788,7 @@ def result(
         "concurrent": concurrent,
         "cpu_cores": f["cpu_cores"],
         "cpu_split": f["cpu_split"],
+        "cpu_ms_per_call": f["cpu_ms_per_call"],
         "pss_mb": f["peak_pss"] / 1024,
         "pss_per_call_kb": max(0, f["peak_pss"] - idle_pss) / concurrent,
         "wavs": f["wavs"],
@@ -806,7 +807,7 @@ def row(r: dict[str, Any]) -> str:
     split = " / ".join(f"{r['cpu_split'].get(k, 0):.2f}" for k in CPU_PARTS)
     return (f"| {r['mode']} | {r['calls']} | {r['failed']} ({r['failed_pct']:.2f}%) "
             f"| {r['rate']:.1f} | {r['concurrent']:.0f} | {r['cpu_cores']:.2f} "
-            f"| {split} "
+            f"| {split} | {r['cpu_ms_per_call']:.2f} "
             f"| {r['pss_mb']:.1f} | {r['pss_per_call_kb']:.0f} | {r['wavs']} "
             f"| {r['drain_s']:.0f} | {r['audio_s']:.2f} |")  # fmt: skip
 
@@ -885,9 +886,9 @@ def measure(args: argparse.Namespace) -> None:
             results.append(run_load(args, mode, args.profile, args.max_calls, asks, args.path))
             harness.record(results[-1]["mode"], row(results[-1]))
     print("| mode | calls | failed | setup rate/s | concurrent | CPU cores "
-          f"| CPU {' / '.join(CPU_PARTS)} | PSS MiB "
+          f"| CPU {' / '.join(CPU_PARTS)} | CPU ms per call placed | PSS MiB "
           "| PSS per call KiB | WAVs | WAVs drained (s) | audio per WAV (s) |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(row(r))
     for r in results:
