@@ -41,6 +41,9 @@ Kamailio: the two side by side in one run.
 
     .venv/bin/python bench/bench_pbx_calls.py --path trunk --route-server --calls 600
 
+``--proxy-only`` runs the proxy-only mode alone (its CPU is the signalling path's cost,
+e.g. the 600-call figure: ``--proxy-only --rate 100 --hold 6 --calls 3000``).
+
 ``--profile DIR`` also writes a cProfile of the appliance process per mode into DIR
 (``python -m pstats``); its overhead slows the appliance, so its CPU figures are not
 comparable with a run without it.
@@ -682,24 +685,40 @@ def steady_phase(
     uac: subprocess.Popen[bytes],
     started: float,
 ) -> dict[str, Any]:
-    """CPU per part and peak PSS while every call is up (until the last call is placed)."""
+    """CPU per part and peak PSS while every call is up (until the last call is placed), and
+    CPU milliseconds per call sipp placed meanwhile (steadier than cores when sipp, on a
+    loaded machine, places fewer calls per second than asked)."""
     parts = _parts(run, pbx)
     daemons = [pids for name, pids in parts.items() if name != "appliance"]
     ticks0, t0 = {k: cpu_ticks(p) for k, p in parts.items()}, time.monotonic()
+    created0 = _created(run.work)
     peak_pss = 0
     while uac.poll() is None and time.monotonic() - started < args.calls / args.rate:
         peak_pss = max(peak_pss, sum(pss_kb(p) for p in daemons))
         time.sleep(1)
-    seconds = os.sysconf("SC_CLK_TCK") * (time.monotonic() - t0)
-    split = {k: (cpu_ticks(p) - ticks0[k]) / seconds for k, p in parts.items()}
+    elapsed = time.monotonic() - t0
+    ticks = {k: cpu_ticks(p) - ticks0[k] for k, p in parts.items()}
+    split = {k: n / (os.sysconf("SC_CLK_TCK") * elapsed) for k, n in ticks.items()}
+    created = _created(run.work) - created0
+    per_call = 1000 * sum(ticks.values()) / os.sysconf("SC_CLK_TCK") / max(1, created)
     peak_pss += pss_kb(parts["appliance"])
-    return {"cpu_cores": sum(split.values()), "cpu_split": split, "peak_pss": peak_pss}
+    return {"cpu_cores": sum(split.values()), "cpu_split": split, "peak_pss": peak_pss,
+            "cpu_ms_per_call": per_call, "calls_placed": created}  # fmt: skip
+
+
+def _created(work: Path) -> int:
+    """How many calls the UAC has placed so far (its last statistics line; 0 before one)."""
+    try:
+        return int(_stat(work, "uac.csv").get("TotalCallCreated", 0))
+    except (harness.Incomplete, OSError, IndexError, ValueError):
+        return 0
 
 
 def steady_text(figures: dict[str, Any]) -> str:
     """The steady phase's figures as one line."""
     split = ", ".join(f"{k} {v:.2f}" for k, v in figures["cpu_split"].items())
     return (f"CPU {figures['cpu_cores']:.2f} cores ({split}), "
+            f"{figures['cpu_ms_per_call']:.2f} ms per call ({figures['calls_placed']} placed), "
             f"PSS {figures['peak_pss'] / 1024:.1f} MiB")  # fmt: skip
 
 
@@ -769,6 +788,7 @@ def result(
         "concurrent": concurrent,
         "cpu_cores": f["cpu_cores"],
         "cpu_split": f["cpu_split"],
+        "cpu_ms_per_call": f["cpu_ms_per_call"],
         "pss_mb": f["peak_pss"] / 1024,
         "pss_per_call_kb": max(0, f["peak_pss"] - idle_pss) / concurrent,
         "wavs": f["wavs"],
@@ -787,7 +807,7 @@ def row(r: dict[str, Any]) -> str:
     split = " / ".join(f"{r['cpu_split'].get(k, 0):.2f}" for k in CPU_PARTS)
     return (f"| {r['mode']} | {r['calls']} | {r['failed']} ({r['failed_pct']:.2f}%) "
             f"| {r['rate']:.1f} | {r['concurrent']:.0f} | {r['cpu_cores']:.2f} "
-            f"| {split} "
+            f"| {split} | {r['cpu_ms_per_call']:.2f} "
             f"| {r['pss_mb']:.1f} | {r['pss_per_call_kb']:.0f} | {r['wavs']} "
             f"| {r['drain_s']:.0f} | {r['audio_s']:.2f} |")  # fmt: skip
 
@@ -830,6 +850,11 @@ def main() -> None:
         action="store_true",
         help="each mode again with the trunk routes off: every call asks the routing chain",
     )
+    parser.add_argument(
+        "--proxy-only",
+        action="store_true",
+        help="only the proxy-only run (no recorded run, no ratio between the two)",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--serve-baseline", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -846,17 +871,24 @@ def main() -> None:
     harness.run(measure, args)
 
 
+def modes(args: argparse.Namespace) -> tuple[str, ...]:
+    """The modes to run, in order."""
+    if args.proxy_only:
+        return (PROXY_ONLY,)
+    return (PROXY_ONLY, RECORDED, BASELINE) if args.baseline else (PROXY_ONLY, RECORDED)
+
+
 def measure(args: argparse.Namespace) -> None:
     """Proxy only, recorded (and the raw baseline); the table and the ratios."""
     results = []
-    for mode in (PROXY_ONLY, RECORDED, BASELINE) if args.baseline else (PROXY_ONLY, RECORDED):
+    for mode in modes(args):
         for asks in (False, True) if args.route_server and mode != BASELINE else (False,):
             results.append(run_load(args, mode, args.profile, args.max_calls, asks, args.path))
             harness.record(results[-1]["mode"], row(results[-1]))
     print("| mode | calls | failed | setup rate/s | concurrent | CPU cores "
-          f"| CPU {' / '.join(CPU_PARTS)} | PSS MiB "
+          f"| CPU {' / '.join(CPU_PARTS)} | CPU ms per call placed | PSS MiB "
           "| PSS per call KiB | WAVs | WAVs drained (s) | audio per WAV (s) |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(row(r))
     for r in results:
@@ -869,6 +901,8 @@ def measure(args: argparse.Namespace) -> None:
                   f"{asked['cpu_split']['appliance']:.2f} / "
                   f"{tables['cpu_split']['appliance']:.2f} cores")  # fmt: skip
         results = [r for r in results if "route server" not in r["mode"]]
+    if args.proxy_only:
+        return
     proxy, full = results[:2]
     print(f"CPU ratio recorded/proxy: {full['cpu_cores'] / max(proxy['cpu_cores'], 1e-6):.1f}; "
           f"PSS ratio: {full['pss_mb'] / max(proxy['pss_mb'], 1e-6):.1f}")  # fmt: skip

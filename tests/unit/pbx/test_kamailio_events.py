@@ -474,7 +474,10 @@ def _route(name: str) -> str:
 
 
 def _written(text: str) -> list[str]:
-    return re.findall(r'jansson_set\("[a-z]+", "([a-z_]+)"', text)
+    """The keys a route writes: ``jansson_set`` keys, or fields of ``$xavp(event)``."""
+    return re.findall(r'jansson_set\("[a-z]+", "([a-z_]+)"', text) + re.findall(
+        r"\$xavp\(event(?:\[0\])?=>([a-z_]+)\) =", text
+    )
 
 
 def _keys(record: type[Any], *, own: bool = False) -> set[str]:
@@ -552,3 +555,22 @@ async def test_the_evapi_client_logs_a_malformed_event_whole_and_delivers_the_ne
         await client.stop()
         server.close()
         await server.wait_closed()
+
+
+def test_the_template_writes_each_event_key_with_the_type_its_record_reads() -> None:
+    """A string key (and ``ts``, Kamailio's ``"<s>.<us>"``) forced to a string
+    (``"" + ...``), a number or flag to an integer (``{s.int}``): a ``$var`` holding the
+    other type would be encoded as such, and the event refused."""
+    kinds = {
+        f.name: str(f.type)
+        for record in (Invite, Answer, End)
+        for f in dataclasses.fields(record)
+        if f.name not in LOCAL_FIELDS
+    }
+    assigned = re.findall(r"\$xavp\(event(?:\[0\])?=>([a-z_]+)\) = (.+);", _route("EVENT"))
+    assert {key for key, _ in assigned} == set(kinds) | {"event"}
+    for key, value in assigned:
+        if kinds.get(key, "str") in ("str", "float"):
+            assert value.startswith(('"" + ', "$si + ")), (key, value)
+        else:
+            assert value.endswith("{s.int})"), (key, value)

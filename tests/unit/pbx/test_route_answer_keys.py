@@ -1,7 +1,8 @@
 """The route answer and the Kamailio script that reads it name exactly the same keys.
 
-The appliance answers Kamailio's route query with ``Decision.wire()``; the script reads
-the answer back with one ``jansson_get("<key>", "$var(answer)", ...)`` per key. A key the
+The appliance answers Kamailio's route query with ``Decision.wire()``; the script decodes
+the answer once and reads it back with one ``$var(<key>) = $xavp(answer=><key>)`` per key
+(``route[ANSWER]``). A key the
 answer gains that the script never reads is a feature that silently does nothing; a key
 the script reads that the answer lacks is an empty variable in every call.
 """
@@ -14,10 +15,12 @@ from appliance.pbx.dialplan import Decision
 from tests.procs import ROOT
 
 TEMPLATE = ROOT / "drivers" / "sip" / "kamailio.cfg.tmpl"
-READ = re.compile(r'jansson_get\("([a-z_]+)",\s*"\$var\(answer\)"')
+READ = re.compile(r"\$var\(([a-z_]+)\) = \$xavp\(answer=>\1\);")
 
 
 def test_the_script_reads_every_key_of_the_route_answer_and_no_other() -> None:
-    read = READ.findall(TEMPLATE.read_text())
+    text = TEMPLATE.read_text()
+    start = text.index("route[ANSWER] {")
+    read = READ.findall(text[start : text.index("\n}\n", start)])
     assert sorted(read) == sorted(set(read)), "a key is read twice"
     assert set(read) == set(Decision("extension").wire())
