@@ -75,6 +75,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import harness, pbx_baseline  # noqa: E402
+from bench.ng_probe import NgProbe  # noqa: E402
 from bench.pbx_outcomes import UacOutcomes, check_cdrs, counts, parse_uac_log, summary  # noqa: E402
 
 PASSWORD = "bench-password-1"
@@ -640,11 +641,15 @@ def run_load(
                                  **values)  # fmt: skip
             # Only the DID path's UAC sends from trunk carrier-in's port: elsewhere it is a phone.
             port = run.uac_port if path == "did" else 0
-            uac = run.spawn(uac_argv(args, target, scenario, port=port), "uac.log")
-            time.sleep(args.hold + 1)
-            figures = steady_phase(args, run, pbx, uac, started)
-            harness.record(f"{label}, steady phase", steady_text(figures))
-            wait_uac(uac, args, work, label, started)
+            with NgProbe(run.ng_port) if run.anchor_media else contextlib.nullcontext() as probe:
+                uac = run.spawn(uac_argv(args, target, scenario, port=port), "uac.log")
+                time.sleep(args.hold + 1)
+                figures = steady_phase(args, run, pbx, uac, started)
+                harness.record(f"{label}, steady phase", steady_text(figures))
+                wait_uac(uac, args, work, label, started)
+            if probe is not None:
+                figures["ng"] = probe.trips.text()
+                harness.record(f"{label}, rtpengine control", figures["ng"])
             figures["rate_s"] = time.monotonic() - started - args.hold
             figures.update(after_calls(args, run))
         finally:
@@ -779,6 +784,7 @@ def result(
         "clean": f["clean"],
         "outcome": f["outcome"],
         "leftovers": f["leftovers"],
+        "ng": f.get("ng"),
     }
 
 
@@ -830,6 +836,11 @@ def main() -> None:
         action="store_true",
         help="each mode again with the trunk routes off: every call asks the routing chain",
     )
+    parser.add_argument(
+        "--recorded-only",
+        action="store_true",
+        help="skip the proxy-only run (to alternate recorded runs of two trees)",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--serve-baseline", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -849,7 +860,8 @@ def main() -> None:
 def measure(args: argparse.Namespace) -> None:
     """Proxy only, recorded (and the raw baseline); the table and the ratios."""
     results = []
-    for mode in (PROXY_ONLY, RECORDED, BASELINE) if args.baseline else (PROXY_ONLY, RECORDED):
+    modes = (PROXY_ONLY, RECORDED, BASELINE) if args.baseline else (PROXY_ONLY, RECORDED)
+    for mode in modes[1:] if args.recorded_only else modes:
         for asks in (False, True) if args.route_server and mode != BASELINE else (False,):
             results.append(run_load(args, mode, args.profile, args.max_calls, asks, args.path))
             harness.record(results[-1]["mode"], row(results[-1]))
@@ -862,6 +874,8 @@ def measure(args: argparse.Namespace) -> None:
     for r in results:
         print(f"{r['mode']}: {r['outcome']}; {r['leftovers']}"
               f"{'' if r['clean'] else ' (HALF SET UP)'}")  # fmt: skip
+        if r["ng"]:
+            print(f"{r['mode']}: {r['ng']}")
     if args.route_server:
         for tables, asked in zip(results[0:4:2], results[1:4:2], strict=True):
             print(f"{asked['mode']} / Kamailio's tables: CPU "
@@ -869,11 +883,14 @@ def measure(args: argparse.Namespace) -> None:
                   f"{asked['cpu_split']['appliance']:.2f} / "
                   f"{tables['cpu_split']['appliance']:.2f} cores")  # fmt: skip
         results = [r for r in results if "route server" not in r["mode"]]
-    proxy, full = results[:2]
-    print(f"CPU ratio recorded/proxy: {full['cpu_cores'] / max(proxy['cpu_cores'], 1e-6):.1f}; "
-          f"PSS ratio: {full['pss_mb'] / max(proxy['pss_mb'], 1e-6):.1f}")  # fmt: skip
+    if args.recorded_only:
+        results.insert(0, {})
+    else:
+        proxy, full = results[:2]
+        print(f"CPU ratio recorded/proxy: {full['cpu_cores'] / max(proxy['cpu_cores'], 1e-6):.1f}; "
+              f"PSS ratio: {full['pss_mb'] / max(proxy['pss_mb'], 1e-6):.1f}")  # fmt: skip
     if args.baseline:
-        raw = results[2]
+        full, raw = results[1:3]
         print(f"recorded, our edge / Kamailio + rtpengine alone: CPU "
               f"{full['cpu_cores'] / max(raw['cpu_cores'], 1e-6):.2f}, PSS "
               f"{full['pss_mb'] / max(raw['pss_mb'], 1e-6):.2f}, failed "
