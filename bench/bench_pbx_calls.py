@@ -41,6 +41,14 @@ Kamailio: the two side by side in one run.
 
     .venv/bin/python bench/bench_pbx_calls.py --path trunk --route-server --calls 600
 
+Runs with media also time rtpengine's control link: an ng ``ping`` every 100 ms from
+the UAC's start to its end (``bench/ng_probe.py``: median, p99, max and how many took
+over 100 ms, 500 ms and 1 s, Kamailio's ``rtpengine_tout_ms``). Every run reports how
+long each part's threads waited for a CPU in the steady phase (``/proc/*/task/*/schedstat``,
+thread-seconds per second): a relay that answers late on a saturated machine shows it
+there. ``--recorded-only`` skips the proxy-only run, to alternate recorded runs of two
+trees in one session.
+
 ``--profile DIR`` also writes a cProfile of the appliance process per mode into DIR
 (``python -m pstats``); its overhead slows the appliance, so its CPU figures are not
 comparable with a run without it.
@@ -328,6 +336,16 @@ def cpu_ticks(pids: list[int]) -> int:
         with contextlib.suppress(OSError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def cpu_wait_ns(pids: list[int]) -> int:
+    """Nanoseconds the threads of ``pids`` spent runnable but waiting for a CPU (schedstat)."""
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int((task / "schedstat").read_text().split()[1])
     return total
 
 
@@ -691,20 +709,26 @@ def steady_phase(
     parts = _parts(run, pbx)
     daemons = [pids for name, pids in parts.items() if name != "appliance"]
     ticks0, t0 = {k: cpu_ticks(p) for k, p in parts.items()}, time.monotonic()
+    waits0 = {k: cpu_wait_ns(p) for k, p in parts.items()}
     peak_pss = 0
     while uac.poll() is None and time.monotonic() - started < args.calls / args.rate:
         peak_pss = max(peak_pss, sum(pss_kb(p) for p in daemons))
         time.sleep(1)
-    seconds = os.sysconf("SC_CLK_TCK") * (time.monotonic() - t0)
+    elapsed = time.monotonic() - t0
+    seconds = os.sysconf("SC_CLK_TCK") * elapsed
     split = {k: (cpu_ticks(p) - ticks0[k]) / seconds for k, p in parts.items()}
+    waits = {k: (cpu_wait_ns(p) - waits0[k]) / 1e9 / elapsed for k, p in parts.items()}
     peak_pss += pss_kb(parts["appliance"])
-    return {"cpu_cores": sum(split.values()), "cpu_split": split, "peak_pss": peak_pss}
+    return {"cpu_cores": sum(split.values()), "cpu_split": split, "cpu_wait": waits,
+            "peak_pss": peak_pss}  # fmt: skip
 
 
 def steady_text(figures: dict[str, Any]) -> str:
     """The steady phase's figures as one line."""
     split = ", ".join(f"{k} {v:.2f}" for k, v in figures["cpu_split"].items())
+    waits = ", ".join(f"{k} {v:.2f}" for k, v in figures["cpu_wait"].items())
     return (f"CPU {figures['cpu_cores']:.2f} cores ({split}), "
+            f"waiting for a CPU ({waits}) thread-s/s, "
             f"PSS {figures['peak_pss'] / 1024:.1f} MiB")  # fmt: skip
 
 
@@ -774,6 +798,7 @@ def result(
         "concurrent": concurrent,
         "cpu_cores": f["cpu_cores"],
         "cpu_split": f["cpu_split"],
+        "cpu_wait": f["cpu_wait"],
         "pss_mb": f["peak_pss"] / 1024,
         "pss_per_call_kb": max(0, f["peak_pss"] - idle_pss) / concurrent,
         "wavs": f["wavs"],
@@ -874,6 +899,8 @@ def measure(args: argparse.Namespace) -> None:
     for r in results:
         print(f"{r['mode']}: {r['outcome']}; {r['leftovers']}"
               f"{'' if r['clean'] else ' (HALF SET UP)'}")  # fmt: skip
+        waits = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_wait"].items())
+        print(f"{r['mode']}: waiting for a CPU in the steady phase ({waits}) thread-s/s")
         if r["ng"]:
             print(f"{r['mode']}: {r['ng']}")
     if args.route_server:
