@@ -1,10 +1,12 @@
 """The one media relay answering slowly or not at all: a late answer to an offer still places
-the call, a relay that does not answer refuses the call with 503, Retry-After and a CDR,
-and the first call after the relay answers again is placed (the relay is never taken
-out of service unasked: docs/pbx.md, "The media relay's control link")."""
+the call; a relay that does not answer refuses new calls with 503, Retry-After and a CDR;
+once it answers again, the BYE of a call set up before reaches it and the next call is
+placed (the relay is never taken out of service unasked: docs/pbx.md, "The media relay's
+control link")."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -14,6 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from drivers.sip.errors import NgError
+from drivers.sip.ng import NgClient
 from tests.integration.pbx.harness import Pbx, no_daemons_left, require_debs, wait_for
 from tests.integration.pbx.test_retransmission import Caller, _callee, _status
 
@@ -83,11 +87,26 @@ def test_an_offer_the_relay_answers_late_still_places_the_call(relay_pbx: Pbx) -
     assert cdr["disposition"] == "answered"
 
 
-def test_a_relay_that_does_not_answer_refuses_with_503_and_the_next_call_is_placed(
+def _relay_knows(pbx: Pbx, call_id: str) -> bool:
+    """Whether rtpengine still holds ``call_id`` (ng ``query``)."""
+    ng = NgClient("127.0.0.1", int(pbx.settings["rtpengine_ng_port"]))
+    try:
+        asyncio.run(ng.command("query", **{"call-id": call_id}))
+    except NgError as err:
+        return "unknown call" not in str(err).lower()
+    return True
+
+
+def test_a_relay_that_does_not_answer_refuses_with_503_and_is_used_again_at_once(
     relay_pbx: Pbx,
 ) -> None:
-    refused, later = Caller(relay_pbx), Caller(relay_pbx)
+    """While the relay is hung a new call is refused; once it answers again, the BYE of a
+    call set up before reaches it (its session and recording end) and a new call is placed."""
+    holder, refused, later = Caller(relay_pbx), Caller(relay_pbx), Caller(relay_pbx)
     try:
+        held = _place(relay_pbx, holder, holder.invite(), 10)
+        assert _status(held) == 200, held
+        holder.sock.sendto(holder.in_dialog("ACK", 2, held), holder.target)
         invite = refused.invite()
         resume = _paused_relay(relay_pbx, HUNG_S)
         refusal = _place(relay_pbx, refused, invite, HUNG_S - 1)
@@ -95,13 +114,15 @@ def test_a_relay_that_does_not_answer_refuses_with_503_and_the_next_call_is_plac
         assert _status(refusal) == 503, refusal
         assert b"media-relay-unavailable" in refusal
         assert b"Retry-After: 5" in refusal
+        holder.sock.sendto(holder.in_dialog("BYE", 3, held), holder.target)
+        wait_for(lambda: not _relay_knows(relay_pbx, holder.call_id), 10, relay_pbx.output)
         answer = _place(relay_pbx, later, later.invite(), 10)
         assert _status(answer) == 200, answer
         _hang_up(relay_pbx, later, answer)
-        wait_for(lambda: any(c["call_id"] == refused.call_id for c in relay_pbx.cdrs()), 30,
-                 relay_pbx.output)  # fmt: skip
+        wait_for(lambda: {holder.call_id, refused.call_id} <= {c["call_id"] for c in
+                 relay_pbx.cdrs()}, 30, relay_pbx.output)  # fmt: skip
     finally:
-        refused.sock.close()
-        later.sock.close()
+        for caller in (holder, refused, later):
+            caller.sock.close()
     [cdr] = [c for c in relay_pbx.cdrs() if c["call_id"] == refused.call_id]
     assert cdr["hangup_cause"] == {"sip_code": 503, "reason": "media-relay-unavailable"}
