@@ -43,6 +43,13 @@ Kamailio: the two side by side in one run.
 
 ``--proxy-only`` runs the proxy-only mode alone (its CPU is the signalling path's cost,
 e.g. the 600-call figure: ``--proxy-only --rate 100 --hold 6 --calls 3000``).
+Runs with media also time rtpengine's control link: an ng ``ping`` every 100 ms from
+the UAC's start to its end (``bench/ng_probe.py``: median, p99, max and how many took
+over 100 ms, 500 ms and 1 s, Kamailio's ``rtpengine_tout_ms``). Every run reports how
+long each part's threads waited for a CPU in the steady phase (``/proc/*/task/*/schedstat``,
+thread-seconds per second): a relay that answers late on a saturated machine shows it
+there. ``--recorded-only`` skips the proxy-only run, to alternate recorded runs of two
+trees in one session.
 
 ``--profile DIR`` also writes a cProfile of the appliance process per mode into DIR
 (``python -m pstats``); its overhead slows the appliance, so its CPU figures are not
@@ -78,6 +85,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import harness, pbx_baseline  # noqa: E402
+from bench.ng_probe import NgProbe  # noqa: E402
 from bench.pbx_outcomes import UacOutcomes, check_cdrs, counts, parse_uac_log, summary  # noqa: E402
 
 PASSWORD = "bench-password-1"
@@ -330,6 +338,16 @@ def cpu_ticks(pids: list[int]) -> int:
         with contextlib.suppress(OSError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def cpu_wait_ns(pids: list[int]) -> int:
+    """Nanoseconds the threads of ``pids`` spent runnable but waiting for a CPU (schedstat)."""
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int((task / "schedstat").read_text().split()[1])
     return total
 
 
@@ -643,11 +661,15 @@ def run_load(
                                  **values)  # fmt: skip
             # Only the DID path's UAC sends from trunk carrier-in's port: elsewhere it is a phone.
             port = run.uac_port if path == "did" else 0
-            uac = run.spawn(uac_argv(args, target, scenario, port=port), "uac.log")
-            time.sleep(args.hold + 1)
-            figures = steady_phase(args, run, pbx, uac, started)
-            harness.record(f"{label}, steady phase", steady_text(figures))
-            wait_uac(uac, args, work, label, started)
+            with NgProbe(run.ng_port) if run.anchor_media else contextlib.nullcontext() as probe:
+                uac = run.spawn(uac_argv(args, target, scenario, port=port), "uac.log")
+                time.sleep(args.hold + 1)
+                figures = steady_phase(args, run, pbx, uac, started)
+                harness.record(f"{label}, steady phase", steady_text(figures))
+                wait_uac(uac, args, work, label, started)
+            if probe is not None:
+                figures["ng"] = probe.trips.text()
+                harness.record(f"{label}, rtpengine control", figures["ng"])
             figures["rate_s"] = time.monotonic() - started - args.hold
             figures.update(after_calls(args, run))
         finally:
@@ -692,18 +714,22 @@ def steady_phase(
     daemons = [pids for name, pids in parts.items() if name != "appliance"]
     ticks0, t0 = {k: cpu_ticks(p) for k, p in parts.items()}, time.monotonic()
     created0 = _created(run.work)
+    waits0 = {k: cpu_wait_ns(p) for k, p in parts.items()}
     peak_pss = 0
     while uac.poll() is None and time.monotonic() - started < args.calls / args.rate:
         peak_pss = max(peak_pss, sum(pss_kb(p) for p in daemons))
         time.sleep(1)
     elapsed = time.monotonic() - t0
+    seconds = os.sysconf("SC_CLK_TCK") * elapsed
     ticks = {k: cpu_ticks(p) - ticks0[k] for k, p in parts.items()}
-    split = {k: n / (os.sysconf("SC_CLK_TCK") * elapsed) for k, n in ticks.items()}
+    split = {k: n / seconds for k, n in ticks.items()}
+    waits = {k: (cpu_wait_ns(p) - waits0[k]) / 1e9 / elapsed for k, p in parts.items()}
     created = _created(run.work) - created0
     per_call = 1000 * sum(ticks.values()) / os.sysconf("SC_CLK_TCK") / max(1, created)
     peak_pss += pss_kb(parts["appliance"])
-    return {"cpu_cores": sum(split.values()), "cpu_split": split, "peak_pss": peak_pss,
-            "cpu_ms_per_call": per_call, "calls_placed": created}  # fmt: skip
+    return {"cpu_cores": sum(split.values()), "cpu_split": split, "cpu_wait": waits,
+            "peak_pss": peak_pss, "cpu_ms_per_call": per_call,
+            "calls_placed": created}  # fmt: skip
 
 
 def _created(work: Path) -> int:
@@ -717,8 +743,10 @@ def _created(work: Path) -> int:
 def steady_text(figures: dict[str, Any]) -> str:
     """The steady phase's figures as one line."""
     split = ", ".join(f"{k} {v:.2f}" for k, v in figures["cpu_split"].items())
+    waits = ", ".join(f"{k} {v:.2f}" for k, v in figures["cpu_wait"].items())
     return (f"CPU {figures['cpu_cores']:.2f} cores ({split}), "
             f"{figures['cpu_ms_per_call']:.2f} ms per call ({figures['calls_placed']} placed), "
+            f"waiting for a CPU ({waits}) thread-s/s, "
             f"PSS {figures['peak_pss'] / 1024:.1f} MiB")  # fmt: skip
 
 
@@ -789,6 +817,7 @@ def result(
         "cpu_cores": f["cpu_cores"],
         "cpu_split": f["cpu_split"],
         "cpu_ms_per_call": f["cpu_ms_per_call"],
+        "cpu_wait": f["cpu_wait"],
         "pss_mb": f["peak_pss"] / 1024,
         "pss_per_call_kb": max(0, f["peak_pss"] - idle_pss) / concurrent,
         "wavs": f["wavs"],
@@ -799,6 +828,7 @@ def result(
         "clean": f["clean"],
         "outcome": f["outcome"],
         "leftovers": f["leftovers"],
+        "ng": f.get("ng"),
     }
 
 
@@ -855,6 +885,11 @@ def main() -> None:
         action="store_true",
         help="only the proxy-only run (no recorded run, no ratio between the two)",
     )
+    parser.add_argument(
+        "--recorded-only",
+        action="store_true",
+        help="skip the proxy-only run (to alternate recorded runs of two trees)",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--serve-baseline", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -875,7 +910,8 @@ def modes(args: argparse.Namespace) -> tuple[str, ...]:
     """The modes to run, in order."""
     if args.proxy_only:
         return (PROXY_ONLY,)
-    return (PROXY_ONLY, RECORDED, BASELINE) if args.baseline else (PROXY_ONLY, RECORDED)
+    every = (PROXY_ONLY, RECORDED, BASELINE) if args.baseline else (PROXY_ONLY, RECORDED)
+    return every[1:] if args.recorded_only else every
 
 
 def measure(args: argparse.Namespace) -> None:
@@ -894,6 +930,10 @@ def measure(args: argparse.Namespace) -> None:
     for r in results:
         print(f"{r['mode']}: {r['outcome']}; {r['leftovers']}"
               f"{'' if r['clean'] else ' (HALF SET UP)'}")  # fmt: skip
+        waits = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_wait"].items())
+        print(f"{r['mode']}: waiting for a CPU in the steady phase ({waits}) thread-s/s")
+        if r["ng"]:
+            print(f"{r['mode']}: {r['ng']}")
     if args.route_server:
         for tables, asked in zip(results[0:4:2], results[1:4:2], strict=True):
             print(f"{asked['mode']} / Kamailio's tables: CPU "
@@ -903,11 +943,14 @@ def measure(args: argparse.Namespace) -> None:
         results = [r for r in results if "route server" not in r["mode"]]
     if args.proxy_only:
         return
-    proxy, full = results[:2]
-    print(f"CPU ratio recorded/proxy: {full['cpu_cores'] / max(proxy['cpu_cores'], 1e-6):.1f}; "
-          f"PSS ratio: {full['pss_mb'] / max(proxy['pss_mb'], 1e-6):.1f}")  # fmt: skip
+    if args.recorded_only:
+        results.insert(0, {})
+    else:
+        proxy, full = results[:2]
+        print(f"CPU ratio recorded/proxy: {full['cpu_cores'] / max(proxy['cpu_cores'], 1e-6):.1f}; "
+              f"PSS ratio: {full['pss_mb'] / max(proxy['pss_mb'], 1e-6):.1f}")  # fmt: skip
     if args.baseline:
-        raw = results[2]
+        full, raw = results[1:3]
         print(f"recorded, our edge / Kamailio + rtpengine alone: CPU "
               f"{full['cpu_cores'] / max(raw['cpu_cores'], 1e-6):.2f}, PSS "
               f"{full['pss_mb'] / max(raw['pss_mb'], 1e-6):.2f}, failed "

@@ -53,10 +53,14 @@ _META_NAME = re.compile(r"^rtpengine-meta-(.+)-[0-9a-f]{16}\.(txt|tmp)$")
 
 
 def worker_init() -> None:
-    """The conversion worker dies with the appliance, even on kill -9."""
+    """The conversion worker dies with the appliance, even on kill -9, and runs only on CPU
+    time nothing else wants (``SCHED_IDLE``; also the idle I/O class where the disk's
+    scheduler has classes): rtpengine and Kamailio must answer within their timeouts
+    while a WAV can wait (docs/pbx.md, "The media relay's control link")."""
     die_with_parent(signal.SIGKILL)
     if os.getppid() == 1:
         os._exit(0)
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def warm_up() -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,7 @@ import pytest
 
 from appliance.pbx.calls import CallService
 from appliance.pbx.cdr import CdrBuilder
-from appliance.pbx.recordings import RecordingService
+from appliance.pbx.recordings import RecordingService, worker_init
 from appliance.store import Outbox, Store
 from tests.unit.pbx.call_events import call_event
 from tests.unit.pbx.test_recording import METADATA, _write_pcap
@@ -79,3 +82,13 @@ def check_queued(store: Store, service: RecordingService, cdrs: list[dict[str, A
         assert index is not None
         assert index["cdr_id"] == cdr["cdr_id"]
         assert index["path"] == str(wav)
+
+
+def _scheduling_policy() -> int:
+    return os.sched_getscheduler(0)
+
+
+def test_the_conversion_worker_runs_only_on_cpu_time_nothing_else_wants() -> None:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=worker_init) as pool:
+        assert pool.submit(_scheduling_policy).result(timeout=30) == os.SCHED_IDLE
