@@ -10,7 +10,8 @@ imports no feature. Database and file work runs on one worker thread, in arrival
 order, so the event loop keeps receiving while a batch commits; a batch is acknowledged
 only after its commit. Work other than the grouped stream (CDRs) goes to that thread
 straight from the receive loop, and only work that has replies (most recording chunks
-have none) comes back to the event loop.
+have none) comes back to the event loop one message at a time; the others are counted
+as over in bulk, one wake-up of the loop for all that ended before it ran.
 
 A bad site cannot hurt the others: every record inside a batch is parsed into its typed
 record (drivers/sync/records.py) and an invalid one is refused alone, counted per site
@@ -37,6 +38,7 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -124,6 +126,8 @@ class IngestServer:
         self._room = asyncio.Semaphore(settings.ingest.max_pending)
         self._tasks: set[asyncio.Task[None]] = set()
         self._cdr_queue: list[_Pending] = []
+        self._quiet: list[str] = []  # sites of messages over without replies, see _done_quietly
+        self._quiet_lock = threading.Lock()
         self._cdr_drain: asyncio.Task[None] | None = None
         self._loops: list[asyncio.Task[None]] = []
 
@@ -345,7 +349,29 @@ class IngestServer:
         except Exception:
             log.exception("a message could not be handled", extra={"site": site_id, "type": what})
             replies = [ErrorReply("ingest-failed", "the message could not be handled", what)]
-        loop.call_soon_threadsafe(self._answer, identity, site_id, replies)
+        if replies:
+            loop.call_soon_threadsafe(self._answer, identity, site_id, replies)
+        else:
+            self._done_quietly(loop, site_id)
+
+    def _done_quietly(self, loop: asyncio.AbstractEventLoop, site_id: str) -> None:
+        """On the worker thread: a message without replies (most recording chunks) is over.
+
+        Their rooms are freed in bulk: one wake-up of the event loop for all that end
+        before it runs, not one per chunk.
+        """
+        with self._quiet_lock:
+            self._quiet.append(site_id)
+            if len(self._quiet) > 1:
+                return
+        loop.call_soon_threadsafe(self._free_quiet)
+
+    def _free_quiet(self) -> None:
+        """On the event loop: free the rooms of the messages ``_done_quietly`` collected."""
+        with self._quiet_lock:
+            done, self._quiet = self._quiet, []
+        for site_id in done:
+            self._finished(site_id)
 
     def _answer(self, identity: bytes, site_id: str, replies: list[Message]) -> None:
         """On the event loop: send the replies of one message and free its room."""

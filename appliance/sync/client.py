@@ -255,8 +255,9 @@ class SyncClient:
             for message in publisher.due(now):
                 await self._send(sock, message)
         assert self.uploader is not None
-        for message in await asyncio.to_thread(self.uploader.next_messages, now):
-            await self._send(sock, message)
+        if self.uploader.has_work(now):
+            for message in await asyncio.to_thread(self.uploader.next_messages, now):
+                await self._send(sock, message)
         if now - self._last_status > self._sync.status_interval_s or self._live_moved(now):
             self._last_status = now
             await self._send(sock, self._status())

@@ -106,6 +106,16 @@ class RecordingUploader:
             self._failed(upload, "file-unreadable", str(err), now)
             return []
 
+    def has_work(self, now: float) -> bool:
+        """Whether ``next_messages`` may have something to send now (else it need not run).
+
+        While an upload waits for HQ's credit there is nothing to read, so the client
+        skips the hop to a thread that ``next_messages`` takes on every turn of its loop.
+        """
+        if self.core.current is None:
+            return self.core.may_offer(now)
+        return self.core.next_chunk() is not None
+
     def _chunks(self, upload: Upload) -> list[Message]:
         out: list[Message] = []
         if self._handle is None:

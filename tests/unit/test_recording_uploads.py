@@ -130,3 +130,18 @@ def test_a_confirmed_upload_clears_its_tries(
     assert uploader.state.get("recording:tries:rec-1") is None
     assert uploader.outbox.pending() == 0
     assert uploader.quarantined() == {}
+
+
+def test_has_work_only_when_an_offer_or_a_chunk_is_due(
+    store: Store, uploader: RecordingUploader, tmp_path: Path
+) -> None:
+    assert uploader.has_work(0.0), "an empty queue is only known by reading the outbox"
+    queue(store, tmp_path, "rec-1", b"z" * 10_000)
+    assert offered(uploader.next_messages(0.0)) == "rec-1"
+    assert not uploader.has_work(0.0), "offered: waiting for HQ's answer"
+    chunks = uploader.on_message(RecResume("rec-1", 0, 1), 0.0)
+    assert len(chunks) == 1
+    assert not uploader.has_work(0.0), "credit spent: waiting for more"
+    uploader.on_message(RecDone("rec-1", False, "quota-exceeded: full"), 0.0)
+    assert not uploader.has_work(1.0), "offers paused"
+    assert uploader.has_work(10.0)
