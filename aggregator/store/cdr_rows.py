@@ -208,26 +208,39 @@ def daily_totals(hourly: Totals) -> Totals:
 
 def hourly_totals(rows: Iterable[CdrRow], continued: Collection[str] = ()) -> Totals:
     """What ``rows`` add to the hourly rollups, per site, hour and dimension; a row in
-    ``continued`` (a leg that took over a call counted already) adds its time only."""
-    totals = new_totals()
+    ``continued`` (a leg that took over a call counted already) adds its time only.
+
+    Rows are first summed per site, hour, extensions and trunk (one dictionary step a
+    row), and those sums then spread over their dimensions: a batch holds few such
+    combinations, so the per-row work is a fraction of adding each row to each
+    dimension.
+    """
+    combined: dict[tuple[str, int, str, str, str], list[float]] = defaultdict(
+        lambda: [0, 0, 0.0, 0.0]
+    )
     for row in rows:
-        hour = row.started_ms - row.started_ms % HOUR_MS
-        new_call = row.cdr_id not in continued
-        answered = new_call and row.disposition == "answered"
-        for dim, key in _dimensions(row):
-            t = totals[(row.site_id, hour, dim, key)]
-            t[0] += new_call
-            t[1] += answered
-            t[2] += row.duration_s
-            t[3] += row.billable_s
+        started = row.started_ms
+        t = combined[(row.site_id, started - started % HOUR_MS, row.caller_extension,
+                      row.callee_extension, row.trunk)]  # fmt: skip
+        if row.cdr_id not in continued:
+            t[0] += 1
+            t[1] += row.disposition == "answered"
+        t[2] += row.duration_s
+        t[3] += row.billable_s
+    totals = new_totals()
+    for (site, hour, caller, callee, trunk), sums in combined.items():
+        for dim, key in _dimensions(caller, callee, trunk):
+            t = totals[(site, hour, dim, key)]
+            for i, value in enumerate(sums):
+                t[i] += value
     return totals
 
 
-def _dimensions(row: CdrRow) -> Iterable[tuple[str, str]]:
+def _dimensions(caller: str, callee: str, trunk: str) -> Iterable[tuple[str, str]]:
     yield "site", ""
-    if row.caller_extension:
-        yield "extension", row.caller_extension
-    if row.callee_extension and row.callee_extension != row.caller_extension:
-        yield "extension", row.callee_extension
-    if row.trunk:
-        yield "trunk", row.trunk
+    if caller:
+        yield "extension", caller
+    if callee and callee != caller:
+        yield "extension", callee
+    if trunk:
+        yield "trunk", trunk

@@ -206,15 +206,14 @@ def parse_party(doc: Mapping[str, Any], key: str) -> Party:
     if type(value) is not dict:
         raise RecordError("record-not-map", f"{key} must be a map of number, extension, name")
     number, extension, name = value.get("number"), value.get("extension"), value.get("name")
+    # The usual party, every field absent or text within its cap, in one test; anything
+    # else (text to cut, a wrong type) takes the field-by-field path.
     if (
-        type(number) is str
-        and type(name) is str
-        and (extension is None or type(extension) is str)
-        and len(number) <= 64
-        and len(name) <= 128
-        and (extension is None or len(extension) <= 32)
+        (number is None or (type(number) is str and len(number) <= 64))
+        and (name is None or (type(name) is str and len(name) <= 128))
+        and (extension is None or (type(extension) is str and len(extension) <= 32))
     ):
-        return Party(number, extension or None, name)
+        return Party(number or "", extension or None, name or "")
     return Party(
         text(value, "number", 64), text(value, "extension", 32) or None, text(value, "name", 128)
     )
@@ -336,7 +335,9 @@ def parse_cdr(raw: bytes) -> Cdr:
 
 def _variables(doc: Mapping[str, Any]) -> dict[str, str]:
     """The flow variables a call carried (screen-pop data): text names to text values."""
-    found = submap(doc, "variables") or {}
+    found = submap(doc, "variables")
+    if not found:
+        return {}
     if len(found) > VARIABLES_MAX or not all(
         type(k) is str and type(v) is str and len(k) <= 64 and len(v) <= 1024
         for k, v in found.items()
