@@ -634,7 +634,8 @@ def run_load(
                 "uas.log",
             )  # fmt: skip
             time.sleep(1)
-            idle_pss = sum(pss_kb(p) for p in _parts(run, pbx).values())
+            idle = {k: pss_kb(p) for k, p in _parts(run, pbx).items()}
+            idle_pss = sum(idle.values())
             started = time.monotonic()
             scenario = _scenario(work, "uac", as_trunk(UAC) if path == "did" else UAC,
                                  **values)  # fmt: skip
@@ -647,6 +648,7 @@ def run_load(
             wait_uac(uac, args, work, label, started)
             figures["rate_s"] = time.monotonic() - started - args.hold
             figures.update(after_calls(args, run))
+            figures["pss_parts"] = f"idle {pss_text(idle)}; steady {pss_text(figures['pss_split'])}"
         finally:
             run.close()
         if mode != BASELINE:
@@ -684,23 +686,35 @@ def steady_phase(
 ) -> dict[str, Any]:
     """CPU per part and peak PSS while every call is up (until the last call is placed)."""
     parts = _parts(run, pbx)
-    daemons = [pids for name, pids in parts.items() if name != "appliance"]
     ticks0, t0 = {k: cpu_ticks(p) for k, p in parts.items()}, time.monotonic()
     peak_pss = 0
+    pss_split = dict.fromkeys(parts, 0)
     while uac.poll() is None and time.monotonic() - started < args.calls / args.rate:
-        peak_pss = max(peak_pss, sum(pss_kb(p) for p in daemons))
+        now = {k: pss_kb(p) for k, p in parts.items() if k != "appliance"}
+        if sum(now.values()) > peak_pss:
+            peak_pss, pss_split = sum(now.values()), {**pss_split, **now}
         time.sleep(1)
     seconds = os.sysconf("SC_CLK_TCK") * (time.monotonic() - t0)
     split = {k: (cpu_ticks(p) - ticks0[k]) / seconds for k, p in parts.items()}
-    peak_pss += pss_kb(parts["appliance"])
-    return {"cpu_cores": sum(split.values()), "cpu_split": split, "peak_pss": peak_pss}
+    pss_split["appliance"] = pss_kb(parts["appliance"])
+    pss_split["appliance main"] = pss_kb([pbx.pid])
+    peak_pss += pss_split["appliance"]
+    return {"cpu_cores": sum(split.values()), "cpu_split": split, "peak_pss": peak_pss,
+            "pss_split": pss_split}  # fmt: skip
 
 
 def steady_text(figures: dict[str, Any]) -> str:
-    """The steady phase's figures as one line."""
+    """The steady phase's figures as one line, PSS per part in MiB (the appliance's own
+    process apart from its children, the WAV conversion worker among them)."""
     split = ", ".join(f"{k} {v:.2f}" for k, v in figures["cpu_split"].items())
+    pss = pss_text(figures["pss_split"])
     return (f"CPU {figures['cpu_cores']:.2f} cores ({split}), "
-            f"PSS {figures['peak_pss'] / 1024:.1f} MiB")  # fmt: skip
+            f"PSS {figures['peak_pss'] / 1024:.1f} MiB ({pss})")  # fmt: skip
+
+
+def pss_text(parts: dict[str, int]) -> str:
+    """PSS per part in MiB."""
+    return ", ".join(f"{k} {v / 1024:.1f}" for k, v in parts.items())
 
 
 def after_calls(args: argparse.Namespace, run: Run) -> dict[str, Any]:
@@ -779,6 +793,7 @@ def result(
         "clean": f["clean"],
         "outcome": f["outcome"],
         "leftovers": f["leftovers"],
+        "pss_parts": f["pss_parts"],
     }
 
 
@@ -862,6 +877,8 @@ def measure(args: argparse.Namespace) -> None:
     for r in results:
         print(f"{r['mode']}: {r['outcome']}; {r['leftovers']}"
               f"{'' if r['clean'] else ' (HALF SET UP)'}")  # fmt: skip
+    for r in results:
+        print(f"{r['mode']}: PSS MiB {r['pss_parts']}")
     if args.route_server:
         for tables, asked in zip(results[0:4:2], results[1:4:2], strict=True):
             print(f"{asked['mode']} / Kamailio's tables: CPU "
