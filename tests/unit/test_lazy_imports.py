@@ -6,16 +6,22 @@ the code already.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 
 def loaded_after(code: str) -> set[str]:
     """The module names a fresh interpreter holds after running ``code``."""
     script = f"{code}\nimport sys\nprint('\\n'.join(sys.modules))"
     out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=120
     )
+    assert out.returncode == 0, out.stderr[-2000:]
     return set(out.stdout.split())
 
 
@@ -30,3 +36,35 @@ def test_the_recording_conversion_worker_loads_only_the_decoder() -> None:
     heavy = ("scapy", "pydantic", "appliance.settings", "appliance.store", "appliance.sync",
              "appliance.pbx.calls", "appliance.pbx.recordings")  # fmt: skip
     assert not under(loaded, *heavy)
+
+
+def built_appliance(data_dir: Path, **sections: Any) -> set[str]:
+    """The modules loaded once the appliance's components are built for these settings."""
+    config = {"site_id": "b1", "data_dir": str(data_dir), "pbx": {"enabled": True},
+              "sync": {"enabled": False}, **sections}  # fmt: skip
+    return loaded_after(
+        "from appliance.service import build\n"
+        "from appliance.settings import ApplianceSettings\n"
+        f"build(ApplianceSettings.model_validate_json({json.dumps(config)!r}))"
+    )
+
+
+@pytest.fixture(scope="module")
+def branch(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    """A branch with its PBX, no PMS link, no managed network."""
+    return built_appliance(tmp_path_factory.mktemp("branch"), profile="branch")
+
+
+def test_a_branch_without_a_pms_link_does_not_load_the_hotel(branch: set[str]) -> None:
+    assert "appliance.pbx.exchange" in branch
+    assert under(branch, "appliance.hotel") == {"appliance.hotel", "appliance.hotel.settings"}
+
+
+def test_an_unmanaged_network_does_not_load_pyroute2(branch: set[str]) -> None:
+    assert not under(branch, "pyroute2", "drivers.net.netlink", "drivers.net.component")
+
+
+def test_a_hotel_with_a_pms_link_loads_the_hotel(tmp_path: Path) -> None:
+    hotel = {"pms": {"host": "127.0.0.1", "port": 5010}}
+    loaded = built_appliance(tmp_path, profile="hotel", hotel=hotel)
+    assert {"appliance.hotel.pms_link", "appliance.hotel.wiring"} <= loaded
