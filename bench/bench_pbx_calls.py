@@ -8,6 +8,11 @@ process, Kamailio and rtpengine) and PSS per concurrent call, and the ratio betw
 
     .venv/bin/python bench/bench_pbx_calls.py --rate 50 --hold 4 --calls 1000
 
+After the table it prints PSS per part, idle (before the first call) and steady (the
+daemons at their peak, the appliance as the last call is placed): the appliance with its
+children (the WAV conversion worker), the appliance's own process alone ("appliance
+main"), Kamailio and rtpengine, each with all its processes.
+
 Every run also tells what became of each call and whether anything was left half set
 up: calls answered, calls refused with 503 and a Retry-After (the UAC takes that as an
 outcome, not a failure) and other failures, each held against the appliance's CDRs (one
