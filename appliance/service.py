@@ -41,18 +41,7 @@ from appliance.gateway.diagnostics import build_diagnostics_router
 from appliance.gateway.routes import build_sms_router
 from appliance.gateway.sms import SmsService
 from appliance.gateway.sms_store import OUTBOX as SMS_OUTBOX
-from appliance.hotel.business_date import BusinessDate
-from appliance.hotel.charges import ChargeService
-from appliance.hotel.lamps import MessageLamps
-from appliance.hotel.pms_link import PmsLinkService
-from appliance.hotel.reports import STREAM as HOTEL_STREAM
-from appliance.hotel.reports import HqReports
-from appliance.hotel.rooms import RoomBook
-from appliance.hotel.routes import build_hotel_router
 from appliance.hotel.settings import PmsSettings
-from appliance.hotel.wakeup_calls import WakeUpCallService
-from appliance.hotel.wakeups import WakeUpBook
-from appliance.hotel.wiring import build_client, join_routing_chain
 from appliance.pbx.assembly import build_exchange
 from appliance.pbx.deciders import POLICY, TRUNK
 from appliance.pbx.errors import PbxNotStartedError
@@ -85,8 +74,6 @@ from drivers.daemon.observability import (
 from drivers.daemon.version import __version__
 from drivers.media.tts import EspeakTts
 from drivers.modem.driver import ModemDriver
-from drivers.net.component import NetworkComponent
-from drivers.net.netlink import NetlinkDriver
 from drivers.sip.kamailio_config import Subscriber
 from drivers.sync.protocol import CdrBatch, SmsBatch
 from drivers.sync.session import BatchStream
@@ -246,6 +233,8 @@ def _sync(
     # Also without queues configured: changes logged before they were removed still go up.
     features.add_stream(OutboxStream(AGENT_STATES))
     if settings.hotel.pms is not None:
+        from appliance.hotel.reports import STREAM as HOTEL_STREAM
+
         features.add_stream(OutboxStream(HOTEL_STREAM))
     return SyncClient(settings, store.get, metrics, features)
 
@@ -322,8 +311,20 @@ def _hotel(
     """The FIAS link to the hotel's PMS, its durable postings and the rooms it keeps.
 
     With the PBX on, the rooms join the routing chain, their calls are charged and wake-up
-    calls are placed through the media workers.
+    calls are placed through the media workers. Imported here: a site without a PMS link
+    does not load the hotel.
     """
+    from appliance.hotel.business_date import BusinessDate
+    from appliance.hotel.charges import ChargeService
+    from appliance.hotel.lamps import MessageLamps
+    from appliance.hotel.pms_link import PmsLinkService
+    from appliance.hotel.reports import HqReports
+    from appliance.hotel.rooms import RoomBook
+    from appliance.hotel.routes import build_hotel_router
+    from appliance.hotel.wakeup_calls import WakeUpCallService
+    from appliance.hotel.wakeups import WakeUpBook
+    from appliance.hotel.wiring import build_client, join_routing_chain
+
     hotel, timezone = settings.hotel, settings.site.timezone
     rooms = RoomBook({r.room: r.extension for r in hotel.rooms}, hotel.checked_in_cos)
     reports = HqReports(store.get, timezone) if settings.sync.enabled else None
@@ -370,8 +371,12 @@ def _gsm_trunks(
 
 
 def _network(settings: ApplianceSettings, health: Health) -> list[Component]:
+    """The managed network; pyroute2 (about 8 MiB) is loaded only when it is managed."""
     if not settings.network.manage:
         return []
+    from drivers.net.component import NetworkComponent
+    from drivers.net.netlink import NetlinkDriver
+
     network = NetworkComponent(
         settings.network.desired(), NetlinkDriver(), settings.network.dry_run
     )

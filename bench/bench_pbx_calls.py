@@ -8,6 +8,11 @@ process, Kamailio and rtpengine) and PSS per concurrent call, and the ratio betw
 
     .venv/bin/python bench/bench_pbx_calls.py --rate 50 --hold 4 --calls 1000
 
+After the table it prints PSS per part, idle (before the first call) and steady (the
+daemons at their peak, the appliance as the last call is placed): the appliance with its
+children (the WAV conversion worker), the appliance's own process alone ("appliance
+main"), Kamailio and rtpengine, each with all its processes.
+
 Every run also tells what became of each call and whether anything was left half set
 up: calls answered, calls refused with 503 and a Retry-After (the UAC takes that as an
 outcome, not a failure) and other failures, each held against the appliance's CDRs (one
@@ -655,7 +660,8 @@ def run_load(
                 "uas.log",
             )  # fmt: skip
             time.sleep(1)
-            idle_pss = sum(pss_kb(p) for p in _parts(run, pbx).values())
+            idle = {k: pss_kb(p) for k, p in _parts(run, pbx).items()}
+            idle_pss = sum(idle.values())
             started = time.monotonic()
             scenario = _scenario(work, "uac", as_trunk(UAC) if path == "did" else UAC,
                                  **values)  # fmt: skip
@@ -672,6 +678,7 @@ def run_load(
                 harness.record(f"{label}, rtpengine control", figures["ng"])
             figures["rate_s"] = time.monotonic() - started - args.hold
             figures.update(after_calls(args, run))
+            figures["pss_parts"] = f"idle {pss_text(idle)}; steady {pss_text(figures['pss_split'])}"
         finally:
             run.close()
         if mode != BASELINE:
@@ -711,13 +718,15 @@ def steady_phase(
     CPU milliseconds per call sipp placed meanwhile (steadier than cores when sipp, on a
     loaded machine, places fewer calls per second than asked)."""
     parts = _parts(run, pbx)
-    daemons = [pids for name, pids in parts.items() if name != "appliance"]
     ticks0, t0 = {k: cpu_ticks(p) for k, p in parts.items()}, time.monotonic()
     created0 = _created(run.work)
     waits0 = {k: cpu_wait_ns(p) for k, p in parts.items()}
     peak_pss = 0
+    pss_split = dict.fromkeys(parts, 0)
     while uac.poll() is None and time.monotonic() - started < args.calls / args.rate:
-        peak_pss = max(peak_pss, sum(pss_kb(p) for p in daemons))
+        now = {k: pss_kb(p) for k, p in parts.items() if k != "appliance"}
+        if sum(now.values()) > peak_pss:
+            peak_pss, pss_split = sum(now.values()), {**pss_split, **now}
         time.sleep(1)
     elapsed = time.monotonic() - t0
     seconds = os.sysconf("SC_CLK_TCK") * elapsed
@@ -726,9 +735,11 @@ def steady_phase(
     waits = {k: (cpu_wait_ns(p) - waits0[k]) / 1e9 / elapsed for k, p in parts.items()}
     created = _created(run.work) - created0
     per_call = 1000 * sum(ticks.values()) / os.sysconf("SC_CLK_TCK") / max(1, created)
-    peak_pss += pss_kb(parts["appliance"])
+    pss_split["appliance"] = pss_kb(parts["appliance"])
+    pss_split["appliance main"] = pss_kb([pbx.pid])
+    peak_pss += pss_split["appliance"]
     return {"cpu_cores": sum(split.values()), "cpu_split": split, "cpu_wait": waits,
-            "peak_pss": peak_pss, "cpu_ms_per_call": per_call,
+            "peak_pss": peak_pss, "pss_split": pss_split, "cpu_ms_per_call": per_call,
             "calls_placed": created}  # fmt: skip
 
 
@@ -741,13 +752,20 @@ def _created(work: Path) -> int:
 
 
 def steady_text(figures: dict[str, Any]) -> str:
-    """The steady phase's figures as one line."""
+    """The steady phase's figures as one line, PSS per part in MiB (the appliance's own
+    process apart from its children, the WAV conversion worker among them)."""
     split = ", ".join(f"{k} {v:.2f}" for k, v in figures["cpu_split"].items())
     waits = ", ".join(f"{k} {v:.2f}" for k, v in figures["cpu_wait"].items())
+    pss = pss_text(figures["pss_split"])
     return (f"CPU {figures['cpu_cores']:.2f} cores ({split}), "
             f"{figures['cpu_ms_per_call']:.2f} ms per call ({figures['calls_placed']} placed), "
             f"waiting for a CPU ({waits}) thread-s/s, "
-            f"PSS {figures['peak_pss'] / 1024:.1f} MiB")  # fmt: skip
+            f"PSS {figures['peak_pss'] / 1024:.1f} MiB ({pss})")  # fmt: skip
+
+
+def pss_text(parts: dict[str, int]) -> str:
+    """PSS per part in MiB."""
+    return ", ".join(f"{k} {v / 1024:.1f}" for k, v in parts.items())
 
 
 def after_calls(args: argparse.Namespace, run: Run) -> dict[str, Any]:
@@ -829,6 +847,7 @@ def result(
         "outcome": f["outcome"],
         "leftovers": f["leftovers"],
         "ng": f.get("ng"),
+        "pss_parts": f["pss_parts"],
     }
 
 
@@ -934,6 +953,8 @@ def measure(args: argparse.Namespace) -> None:
         print(f"{r['mode']}: waiting for a CPU in the steady phase ({waits}) thread-s/s")
         if r["ng"]:
             print(f"{r['mode']}: {r['ng']}")
+    for r in results:
+        print(f"{r['mode']}: PSS MiB {r['pss_parts']}")
     if args.route_server:
         for tables, asked in zip(results[0:4:2], results[1:4:2], strict=True):
             print(f"{asked['mode']} / Kamailio's tables: CPU "

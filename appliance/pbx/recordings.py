@@ -15,8 +15,8 @@ call without a CDR gets an id from its metadata file's name. The index entry
 written in one commit, after the WAV is fsync'd. pcap and metadata are deleted then.
 
 Decisions and the index run on the event loop; the conversion itself runs in one
-worker process, so decoding audio never holds the loop's GIL while Kamailio waits for
-a routing answer.
+worker process (``appliance/pbx/conversion.py``, which imports only the decoder), so
+decoding audio never holds the loop's GIL while Kamailio waits for a routing answer.
 """
 
 from __future__ import annotations
@@ -24,12 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import multiprocessing
-import os
 import re
-import signal
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
@@ -39,41 +36,17 @@ import msgpack
 
 from appliance.pbx.calls import CallService
 from appliance.pbx.cdr import recording_id
+from appliance.pbx.conversion import convert, warm_up, worker_init
 from appliance.store import Outbox, StateStore, Store
 from appliance.sync.recordings import upload_entry
 from drivers.sip.errors import RecordingError
-from drivers.sip.recording import RecordingMeta, parse_metadata, pcap_to_wav
-from drivers.sip.supervisor import die_with_parent
+from drivers.sip.recording import RecordingMeta, parse_metadata
 
 log = logging.getLogger(__name__)
 
 INDEX = "pbx-recordings"
 UNKNOWN_GRACE_S = 60.0
 _META_NAME = re.compile(r"^rtpengine-meta-(.+)-[0-9a-f]{16}\.(txt|tmp)$")
-
-
-def worker_init() -> None:
-    """The conversion worker dies with the appliance, even on kill -9, and runs only on CPU
-    time nothing else wants (``SCHED_IDLE``; also the idle I/O class where the disk's
-    scheduler has classes): rtpengine and Kamailio must answer within their timeouts
-    while a WAV can wait (docs/pbx.md, "The media relay's control link")."""
-    die_with_parent(signal.SIGKILL)
-    if os.getppid() == 1:
-        os._exit(0)
-    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-
-
-def warm_up() -> None:
-    """Runs first in the worker: importing this module there loads the decoder up front."""
-
-
-def convert(meta: RecordingMeta, wav: Path) -> tuple[float, int, str]:
-    """Write the WAV; returns its seconds, bytes and SHA-256 (runs in the worker process)."""
-    seconds = pcap_to_wav(meta, wav)
-    with wav.open("rb") as f:
-        data = f.read()
-        os.fsync(f.fileno())
-    return seconds, len(data), hashlib.sha256(data).hexdigest()
 
 
 class RecordingService:

@@ -18,17 +18,25 @@ import array
 import re
 import struct
 import wave
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from scapy.error import Scapy_Exception
-from scapy.utils import RawPcapReader
+from typing import BinaryIO
 
 from drivers.sip.errors import RecordingError
 
 RATE = 8000
 PCMU, PCMA = 0, 8
 MAX_SECONDS = 6 * 3600
+
+# pcap magic as read from the file: the byte order of the headers, the unit of the fraction.
+_PCAP_FORMATS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+}
+_PCAP_HEADER_BYTES = 24
 
 _M_AUDIO = re.compile(r"^m=audio (\d+) ", re.MULTILINE)
 _MODE = re.compile(r"^SDP mode: (offer|answer)\s*$", re.MULTILINE)
@@ -128,31 +136,39 @@ def _place(channel: array.array[int], at: int, pcm: bytes) -> None:
     channel[at:end] = samples
 
 
-def _read_packets(pcap: Path) -> list[tuple[float, bytes]]:
-    packets: list[tuple[float, bytes]] = []
+def _read_packets(pcap: Path) -> Iterator[tuple[float, bytes]]:
+    """(capture time, packet) per record of a classic pcap file, read as it goes; a file
+    cut mid-record ends at the last whole record (RecordingError if it is no pcap)."""
     try:
-        reader = RawPcapReader(str(pcap))
-    except (OSError, EOFError, Scapy_Exception) as err:
+        with pcap.open("rb") as f:
+            header = f.read(_PCAP_HEADER_BYTES)
+            layout = _PCAP_FORMATS.get(header[:4])
+            if len(header) < _PCAP_HEADER_BYTES or layout is None:
+                raise RecordingError(f"cannot read pcap {pcap}: not a pcap file")
+            yield from _records(f, *layout)
+    except OSError as err:
         raise RecordingError(f"cannot read pcap {pcap}: {err}") from None
-    with reader:
-        try:
-            for data, meta in reader:
-                if len(data) == meta.caplen:
-                    packets.append((meta.sec + meta.usec / 1e6, data))
-        except (EOFError, struct.error, ValueError):
-            pass
-    return packets
+
+
+def _records(f: BinaryIO, order: str, unit: float) -> Iterator[tuple[float, bytes]]:
+    record = struct.Struct(f"{order}IIII")
+    while len(head := f.read(record.size)) == record.size:
+        seconds, fraction, caplen, _ = record.unpack(head)
+        data = f.read(caplen)
+        if len(data) < caplen:
+            return
+        yield seconds + fraction * unit, data
 
 
 def pcap_to_wav(meta: RecordingMeta, wav: Path) -> float:
     """Write the two-channel WAV for ``meta``; returns its duration in seconds."""
     if meta.caller_port is None or meta.callee_port is None:
         raise RecordingError(f"{meta.pcap}: metadata lacks the offer or answer SDP")
-    packets = _read_packets(meta.pcap)
     channels = (array.array("h"), array.array("h"))
     streams: dict[tuple[int, int], _Stream] = {}
-    t0 = packets[0][0] if packets else 0.0
-    for when, data in packets:
+    t0: float | None = None
+    for when, data in _read_packets(meta.pcap):
+        t0 = when if t0 is None else t0
         rtp = _rtp_audio(data)
         if rtp is None:
             continue

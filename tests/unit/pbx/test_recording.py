@@ -84,17 +84,21 @@ def _packet(dport: int, ssrc: int, seq: int, payload: bytes, pt: int = 0) -> byt
     return ip + udp
 
 
-def _write_pcap(path: Path, frames: int) -> None:
+def _write_pcap(
+    path: Path, frames: int, endianness: str = "", nano: bool = False, callee_from: int = 0
+) -> None:
     caller, callee = _tone(1000, 160 * frames), _tone(500, 160 * frames)
-    writer = RawPcapWriter(str(path), linktype=101)
+    writer = RawPcapWriter(str(path), linktype=101, endianness=endianness, nano=nano)
     writer.write_header(None)
+    unit = 1e9 if nano else 1e6
     for n in range(frames):
         when = 1_700_000_000 + n * 0.02
         chunk = slice(160 * n, 160 * (n + 1))
         writer.write_packet(_packet(CALLER_SENDS_TO, 1, n, caller[chunk]), sec=int(when),
-                            usec=round(when % 1 * 1e6))  # fmt: skip
-        writer.write_packet(_packet(CALLEE_SENDS_TO, 2, n, callee[chunk]), sec=int(when),
-                            usec=round(when % 1 * 1e6))  # fmt: skip
+                            usec=round(when % 1 * unit))  # fmt: skip
+        if n >= callee_from:
+            writer.write_packet(_packet(CALLEE_SENDS_TO, 2, n, callee[chunk]), sec=int(when),
+                                usec=round(when % 1 * unit))  # fmt: skip
         writer.write_packet(_packet(CALLEE_SENDS_TO, 2, n, b"\x01\x00\x00\xa0", pt=101))
     writer.close()
 
@@ -142,3 +146,32 @@ def test_an_empty_pcap_is_a_recording_error(tmp_path: Path) -> None:
     meta = RecordingMeta(tmp_path / "empty.pcap", CALLER_SENDS_TO, CALLEE_SENDS_TO)
     with pytest.raises(RecordingError, match="cannot read pcap"):
         pcap_to_wav(meta, tmp_path / "e.wav")
+
+
+@pytest.mark.parametrize(("endianness", "nano"), [(">", False), ("<", True), (">", True)])
+def test_every_pcap_byte_order_and_time_unit_gives_the_same_wav(
+    tmp_path: Path, endianness: str, nano: bool
+) -> None:
+    _write_pcap(tmp_path / "usual.pcap", 50, callee_from=10)
+    _write_pcap(tmp_path / "other.pcap", 50, endianness, nano, callee_from=10)
+    pcap_to_wav(RecordingMeta(tmp_path / "usual.pcap", CALLER_SENDS_TO, CALLEE_SENDS_TO),
+                tmp_path / "usual.wav")  # fmt: skip
+    pcap_to_wav(RecordingMeta(tmp_path / "other.pcap", CALLER_SENDS_TO, CALLEE_SENDS_TO),
+                tmp_path / "other.wav")  # fmt: skip
+    assert (tmp_path / "other.wav").read_bytes() == (tmp_path / "usual.wav").read_bytes()
+
+
+@pytest.mark.parametrize("content", [b"\x0a\x0d\x0d\x0a" + bytes(40), b"not a capture at all"])
+def test_a_file_that_is_no_classic_pcap_is_a_recording_error(
+    tmp_path: Path, content: bytes
+) -> None:
+    (tmp_path / "x.pcap").write_bytes(content)
+    meta = RecordingMeta(tmp_path / "x.pcap", CALLER_SENDS_TO, CALLEE_SENDS_TO)
+    with pytest.raises(RecordingError, match="not a pcap file"):
+        pcap_to_wav(meta, tmp_path / "x.wav")
+
+
+def test_a_missing_pcap_is_a_recording_error(tmp_path: Path) -> None:
+    meta = RecordingMeta(tmp_path / "gone.pcap", CALLER_SENDS_TO, CALLEE_SENDS_TO)
+    with pytest.raises(RecordingError, match="cannot read pcap"):
+        pcap_to_wav(meta, tmp_path / "gone.wav")

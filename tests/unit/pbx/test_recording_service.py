@@ -15,7 +15,8 @@ import pytest
 
 from appliance.pbx.calls import CallService
 from appliance.pbx.cdr import CdrBuilder
-from appliance.pbx.recordings import RecordingService, worker_init
+from appliance.pbx.conversion import worker_init
+from appliance.pbx.recordings import RecordingService
 from appliance.store import Outbox, Store
 from tests.unit.pbx.call_events import call_event
 from tests.unit.pbx.test_recording import METADATA, _write_pcap
