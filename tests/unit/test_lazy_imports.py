@@ -7,6 +7,7 @@ the code already.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -38,10 +39,19 @@ def test_the_recording_conversion_worker_loads_only_the_decoder() -> None:
     assert not under(loaded, *heavy)
 
 
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago (a running demo holds 8080)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 def built_appliance(data_dir: Path, **sections: Any) -> set[str]:
     """The modules loaded once the appliance's components are built for these settings."""
     config = {"site_id": "b1", "data_dir": str(data_dir), "pbx": {"enabled": True},
-              "sync": {"enabled": False}, **sections}  # fmt: skip
+              "sync": {"enabled": False}, "http": {"host": "127.0.0.1", "port": free_port()},
+              **sections}  # fmt: skip
     return loaded_after(
         "from appliance.service import build\n"
         "from appliance.settings import ApplianceSettings\n"
