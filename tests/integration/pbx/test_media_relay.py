@@ -10,9 +10,9 @@ import asyncio
 import contextlib
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +22,7 @@ from tests.integration.pbx.harness import Pbx, no_daemons_left, require_debs, wa
 from tests.integration.pbx.test_retransmission import Caller, _callee, _status
 
 SLOW_ANSWER_S = 1.4  # past one rtpengine_tout_ms (1 s), within the resent request's second
-HUNG_S = 8  # past both tries of an offer (2 s), with room for a loaded machine
+REFUSAL_WAIT_S = 30  # both tries of the offer and of the ping that follows take 4 s
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +44,32 @@ def relay_pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
     assert no_daemons_left(root)
 
 
-def _paused_relay(pbx: Pbx, seconds: float) -> threading.Timer:
-    """Stop rtpengine (it neither answers nor dies) and let it go on after ``seconds``."""
+@contextlib.contextmanager
+def _stopped_relay(pbx: Pbx) -> Iterator[None]:
+    """rtpengine stopped (it neither answers nor dies) for the block, then going on."""
     pid = pbx.daemon_pid("rtpengine")
     os.kill(pid, signal.SIGSTOP)
-    resume = threading.Timer(seconds, os.kill, (pid, signal.SIGCONT))
-    resume.start()
-    return resume
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
-def _place(pbx: Pbx, caller: Caller, invite: bytes, wait_s: float) -> bytes:
-    """Send ``invite``; its final answer (an assertion error if none came within ``wait_s``)."""
-    caller.sock.sendto(invite, caller.target)
+def _ng_requests_waiting(pbx: Pbx) -> int:
+    """Bytes waiting in the relay's ng socket: requests a stopped rtpengine has not read."""
+    local = f"0100007F:{int(pbx.settings['rtpengine_ng_port']):04X}"
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local:
+            return int(fields[4].split(":")[1], 16)
+    raise AssertionError(f"no UDP socket bound to {local}")
+
+
+def _place(pbx: Pbx, caller: Caller, invite: bytes | None, wait_s: float) -> bytes:
+    """Send ``invite`` (unless sent already); its final answer (an assertion error if none
+    came within ``wait_s``)."""
+    if invite is not None:
+        caller.sock.sendto(invite, caller.target)
     deadline = time.monotonic() + wait_s
     while (left := deadline - time.monotonic()) > 0:
         caller.sock.settimeout(left)
@@ -73,12 +87,16 @@ def _hang_up(pbx: Pbx, caller: Caller, answer: bytes) -> None:
 
 
 def test_an_offer_the_relay_answers_late_still_places_the_call(relay_pbx: Pbx) -> None:
+    """The relay goes on ``SLOW_ANSWER_S`` after the offer reached it, so Kamailio's first
+    try has timed out and the resent request is answered (from rtpengine's cache)."""
     caller = Caller(relay_pbx)
     try:
         invite = caller.invite()
-        resume = _paused_relay(relay_pbx, SLOW_ANSWER_S)
-        answer = _place(relay_pbx, caller, invite, 10)
-        resume.join()
+        with _stopped_relay(relay_pbx):
+            caller.sock.sendto(invite, caller.target)
+            wait_for(lambda: _ng_requests_waiting(relay_pbx) > 0, 30, relay_pbx.output)
+            time.sleep(SLOW_ANSWER_S)
+        answer = _place(relay_pbx, caller, None, 10)
         assert _status(answer) == 200, answer
         _hang_up(relay_pbx, caller, answer)
     finally:
@@ -108,9 +126,8 @@ def test_a_relay_that_does_not_answer_refuses_with_503_and_is_used_again_at_once
         assert _status(held) == 200, held
         holder.sock.sendto(holder.in_dialog("ACK", 2, held), holder.target)
         invite = refused.invite()
-        resume = _paused_relay(relay_pbx, HUNG_S)
-        refusal = _place(relay_pbx, refused, invite, HUNG_S - 1)
-        resume.join()
+        with _stopped_relay(relay_pbx):
+            refusal = _place(relay_pbx, refused, invite, REFUSAL_WAIT_S)
         assert _status(refusal) == 503, refusal
         assert b"media-relay-unavailable" in refusal
         assert b"Retry-After: 5" in refusal
