@@ -267,8 +267,9 @@ class PbxSettings(Section):
     sip_port: int = Field(5060, ge=1, le=65535)
     evapi_port: int = Field(5065, ge=1, le=65535)
     rtpengine_ng_port: int = Field(2223, ge=1, le=65535)
-    rtp_port_min: int = Field(30000, ge=1024, le=65535)
-    rtp_port_max: int = Field(34999, ge=1024, le=65535)
+    # Below Linux's ephemeral range (32768-60999), where any outgoing socket may take a port.
+    rtp_port_min: int = Field(16384, ge=1024, le=65535)
+    rtp_port_max: int = Field(32767, ge=1024, le=65535)
     kamailio_children: int = Field(8, ge=1, le=64)
     rtpengine_threads: int = Field(2, ge=1, le=64)
     fr_timer_ms: int = Field(2000, ge=500, le=30000)

@@ -7,6 +7,7 @@ control port, which can create, record and delete any call, listens on ``ng_host
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,10 @@ from drivers.sip.errors import ProcessError
 from drivers.sip.kamailio_config import LOOPBACK
 from drivers.sip.ng import NgClient
 from drivers.sip.supervisor import Daemon
+
+log = logging.getLogger(__name__)
+
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,23 @@ def rtpengine_argv(binary: str, config: RtpengineConfig, pid_file: Path) -> list
     ]
 
 
+def ephemeral_overlap(
+    port_min: int, port_max: int, source: Path = EPHEMERAL_RANGE
+) -> tuple[int, int] | None:
+    """The part of ``port_min..port_max`` inside the kernel's ephemeral port range, if any.
+
+    Any process's outgoing socket may take a port there, and rtpengine then cannot offer it
+    to a call; ``net.ipv4.ip_local_reserved_ports`` or a range below it avoids that.
+    """
+    try:
+        low, high = (int(word) for word in source.read_text().split())
+    except (OSError, ValueError):
+        return None
+    if port_max < low or port_min > high:
+        return None
+    return max(port_min, low), min(port_max, high)
+
+
 class RtpengineDriver:
     """Runs rtpengine under a Daemon supervisor and talks ng to it."""
 
@@ -91,6 +113,15 @@ class RtpengineDriver:
 
     async def start(self) -> None:
         """Start rtpengine; ready when it answers ``ping``."""
+        shared = ephemeral_overlap(self.config.port_min, self.config.port_max)
+        if shared is not None:
+            log.warning(
+                "RTP ports %d-%d lie in the kernel's ephemeral range (%s): other sockets may "
+                "take them; reserve them (net.ipv4.ip_local_reserved_ports) or move "
+                "pbx.rtp_port_min/rtp_port_max below it",
+                *shared,
+                EPHEMERAL_RANGE,
+            )
         await self.daemon.start()
 
     async def stop(self) -> None:
