@@ -46,6 +46,7 @@ from aggregator.store.cdr_rows import CdrRow, cdr_row
 from aggregator.store.db import create_engine
 from aggregator.store.partitions import COVERAGE, Month, create_months
 from aggregator.store.schema import cdr_rollup, cdr_rollup_daily, cdrs, metadata
+from appliance.settings import SyncSettings
 from appliance.store import Outbox, Store
 from appliance.sync.recordings import register_recording
 from bench import harness
@@ -401,7 +402,12 @@ def main() -> None:
     parser.add_argument("--cdrs", type=int, default=200_000)
     parser.add_argument("--report-cdrs", type=int, default=10_000_000)
     parser.add_argument("--upload-mb", type=int, default=200)
-    parser.add_argument("--chunk-kib", type=int, default=256, help="recording chunk size")
+    parser.add_argument(
+        "--chunk-kib",
+        type=int,
+        default=SyncSettings.model_fields["chunk_kib"].default,
+        help="recording chunk size (default: sync.chunk_kib's)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="runs of each sync measure")
     parser.add_argument("--postgres", action="store_true", help="also run against PostgreSQL")
     parser.add_argument("--skip-reports", action="store_true")

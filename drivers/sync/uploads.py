@@ -3,7 +3,8 @@
 Theory of operation: the appliance offers one recording at a time (``rec-offer``: id,
 size, sha256). HQ answers with the offset it already holds and a credit of chunks
 (``rec-resume``); the sender sends chunks from that offset while credit lasts, and HQ
-gives credit back in batches of half its window (``rec-credit``) as it writes them. A
+gives credit back in batches of half its window, or sooner once ``CREDIT_BYTES`` are
+written (``rec-credit``), as it writes them. A
 chunk is taken only at exactly the offset HQ holds; anything else (a lost, repeated or
 reordered chunk) is answered with ``rec-resume`` at the held offset, so the upload goes
 on from there. When HQ holds the offered size it checks the sha256 and ends the upload
@@ -38,6 +39,11 @@ from drivers.sync.protocol import (
 )
 
 QUOTA_EXCEEDED = "quota-exceeded"
+# HQ answers at least once per this many bytes written, whatever the chunk size: the
+# sender's stall check counts from HQ's last reply, so on a slow link the time between
+# replies is bounded by bytes (2 MiB: 8 s at 2 Mbit/s, inside ``sync.ack_timeout_s``),
+# and large chunks stay safe there.
+CREDIT_BYTES = 2 * 1024 * 1024
 SHA256_MISMATCH = "sha256-mismatch"
 
 
@@ -198,6 +204,7 @@ class Incoming:
     offer: RecOffer
     held: int
     owed: int = 0
+    owed_bytes: int = 0
     active: float = 0.0
 
 
@@ -221,9 +228,10 @@ Key = tuple[str, str]
 class UploadReceiver:
     """HQ's end: the uploads in progress of every site, by (site id, recording id)."""
 
-    def __init__(self, credit: int, per_site: int) -> None:
+    def __init__(self, credit: int, per_site: int, credit_bytes: int = CREDIT_BYTES) -> None:
         self.credit = credit
         self.per_site = per_site
+        self.credit_bytes = credit_bytes
         self.uploads: dict[Key, Incoming] = {}
 
     def idlest(self, site_id: str) -> Key | None:
@@ -258,7 +266,11 @@ class UploadReceiver:
         return Write(chunk)
 
     def written(self, site_id: str, chunk: RecChunk) -> RecCredit | Complete | None:
-        """The chunk is in the file: complete, credit given back in batches of half, or None."""
+        """The chunk is in the file: complete, credit given back, or None.
+
+        Credit goes back in batches of half the window, or sooner once ``credit_bytes``
+        were written since the last batch (large chunks).
+        """
         key = (site_id, chunk.recording_id)
         upload = self.uploads[key]
         upload.held += len(chunk.data)
@@ -266,9 +278,10 @@ class UploadReceiver:
             del self.uploads[key]
             return Complete(upload)
         upload.owed += 1
-        if upload.owed * 2 < self.credit:
+        upload.owed_bytes += len(chunk.data)
+        if upload.owed * 2 < self.credit and upload.owed_bytes < self.credit_bytes:
             return None
-        granted, upload.owed = upload.owed, 0
+        granted, upload.owed, upload.owed_bytes = upload.owed, 0, 0
         return RecCredit(chunk.recording_id, granted)
 
     def idle(self, since: float) -> list[Key]:
