@@ -92,7 +92,14 @@ class SyncSettings(Section):
     hello_timeout_s: float = Field(5.0, gt=0)
     reconnect_min_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
-    chunk_kib: int = Field(256, ge=4, le=1024)
+    chunk_kib: int = Field(
+        1024,
+        ge=4,
+        le=1024,
+        description="recording chunk size; each chunk costs a hand-off between threads at "
+        "both ends, so larger chunks upload faster (HQ answers at least every 2 MiB, so the "
+        "stall check holds on slow links)",
+    )
     status_interval_s: float = Field(10.0, gt=0)
     disk_warn_percent: float = Field(80.0, gt=0, le=100)
 

@@ -13,7 +13,11 @@ beside ours; the script prints every round and the best and median of each ratio
    just after it in the same round (their combined rate is the round's limit); with the
    CPU the aggregator and the appliance spent per 1,000 CDRs.
 2. Recording upload through the sync link vs a raw CurveZMQ DEALER->ROUTER transfer of
-   the same bytes in the same chunk size.
+   the same bytes in the same chunk size (``--chunk-kib``, by default ``sync.chunk_kib``'s),
+   alone and with the receiver writing, hashing and fsyncing, each measured just before
+   and just after the upload in the same round (their combined rate is the round's
+   limit); with the CPU per MiB and the wake-ups (voluntary context switches of all
+   threads) per chunk of the aggregator and the appliance.
 3. Report latency over a generated table: daily summary by site for a month, a
    filtered CDR search page, and a month's totals per extension.
 """
@@ -46,6 +50,7 @@ from aggregator.store.cdr_rows import CdrRow, cdr_row
 from aggregator.store.db import create_engine
 from aggregator.store.partitions import COVERAGE, Month, create_months
 from aggregator.store.schema import cdr_rollup, cdr_rollup_daily, cdrs, metadata
+from appliance.settings import SyncSettings
 from appliance.store import Outbox, Store
 from appliance.sync.recordings import register_recording
 from bench import harness
@@ -207,7 +212,73 @@ def wait_drained(pending: Callable[[], int], n: int, start: float) -> None:
         time.sleep(min(max(left / rate / 4, POLL_MIN_S), POLL_MAX_S))
 
 
-def upload_rate(root: Path, size: int, chunk_kib: int) -> tuple[float, float, float]:
+@dataclass(frozen=True)
+class ProcessCost:
+    """What one process spent on an upload: CPU per MiB and wake-ups per chunk.
+
+    Wake-ups are the voluntary context switches of all its threads: each is a thread
+    that went to sleep waiting (for the GIL, a queue, the socket or the disk), so per
+    chunk they count the hand-offs between threads.
+    """
+
+    cpu_ms_per_mib: float
+    wakeups_per_chunk: float
+
+    def __str__(self) -> str:
+        return f"{self.cpu_ms_per_mib:.2f} ms CPU/MiB, {self.wakeups_per_chunk:.1f} wake-ups/chunk"
+
+
+@dataclass(frozen=True)
+class UploadRun:
+    """One upload round: our rate, the raw limits measured around it, each process's cost."""
+
+    rate: float
+    limits: dict[str, float]
+    hq: ProcessCost
+    appliance: ProcessCost
+
+
+def thread_counters(pid: int) -> tuple[float, int]:
+    """CPU seconds and voluntary context switches of all threads of a live process."""
+    cpu, switches = 0.0, 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+            status = (task / "status").read_text()
+        except OSError:
+            continue  # the thread ended between the listing and the read
+        fields = stat.rsplit(")", 1)[1].split()
+        cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        switches += int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+    return cpu, switches
+
+
+def _cost(
+    before: tuple[float, int], after: tuple[float, int], size: int, chunks: int
+) -> ProcessCost:
+    return ProcessCost(
+        (after[0] - before[0]) * 1000 / (size / 2**20), (after[1] - before[1]) / chunks
+    )
+
+
+def upload_rate(root: Path, size: int, chunk_kib: int) -> UploadRun:
+    """Raw CurveZMQ, our upload, raw CurveZMQ again: the raw runs' mean is the limit."""
+    before = raw_limits(root / "raw-before", size, chunk_kib * 1024)
+    ours, hq, appliance = _upload(root, size, chunk_kib)
+    after = raw_limits(root / "raw-after", size, chunk_kib * 1024)
+    return UploadRun(ours, _mean_rates(before, after), hq, appliance)
+
+
+def raw_limits(root: Path, size: int, chunk: int) -> dict[str, float]:
+    """The raw transfers of ``size`` bytes: CurveZMQ alone, and with write, sha256 and fsync."""
+    return {
+        "raw CurveZMQ": raw_zmq_rate(root, size, chunk),
+        "raw + write + sha256 + fsync": raw_zmq_rate(root, size, chunk, to_disk=True),
+    }
+
+
+def _upload(root: Path, size: int, chunk_kib: int) -> tuple[float, ProcessCost, ProcessCost]:
+    """One recording through real aggregator and appliance processes, with their costs."""
     env = make_env(root, chunk_kib=chunk_kib)
     wav = root / "rec.wav"
     wav.write_bytes(os.urandom(size))
@@ -216,6 +287,7 @@ def upload_rate(root: Path, size: int, chunk_kib: int) -> tuple[float, float, fl
     store.close()
     os.sync()  # the test file's own writeback is setup, not part of the upload
     stored = root / "agg" / "recordings"
+    chunks = -(-size // (chunk_kib * 1024))
     with ExitStack() as stack:
         agg = Service(["aggregator", "run", "-c", str(env.agg_config)], root / "agg.log")
         stack.callback(agg.close)
@@ -225,15 +297,13 @@ def upload_rate(root: Path, size: int, chunk_kib: int) -> tuple[float, float, fl
         incoming = stored / "incoming" / env.site_id / "rec-bench.part"
         harness.wait_until(incoming.exists, START_S, "upload start", interval=0.002)
         start = time.perf_counter()
+        hq0, app0 = thread_counters(agg.proc.pid), thread_counters(app.proc.pid)
         harness.wait_until(
             lambda: not wav.exists(), size / MIN_BYTES_PER_S, "upload confirmed", 0.005
         )
         ours = size / (time.perf_counter() - start)
-    return (
-        ours,
-        raw_zmq_rate(root, size, chunk_kib * 1024),
-        raw_zmq_rate(root, size, chunk_kib * 1024, to_disk=True),
-    )
+        hq1, app1 = thread_counters(agg.proc.pid), thread_counters(app.proc.pid)
+    return ours, _cost(hq0, hq1, size, chunks), _cost(app0, app1, size, chunks)
 
 
 def raw_zmq_rate(root: Path, size: int, chunk: int, to_disk: bool = False) -> float:
@@ -401,7 +471,12 @@ def main() -> None:
     parser.add_argument("--cdrs", type=int, default=200_000)
     parser.add_argument("--report-cdrs", type=int, default=10_000_000)
     parser.add_argument("--upload-mb", type=int, default=200)
-    parser.add_argument("--chunk-kib", type=int, default=256, help="recording chunk size")
+    parser.add_argument(
+        "--chunk-kib",
+        type=int,
+        default=SyncSettings.model_fields["chunk_kib"].default,
+        help="recording chunk size (default: sync.chunk_kib's)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="runs of each sync measure")
     parser.add_argument("--postgres", action="store_true", help="also run against PostgreSQL")
     parser.add_argument("--skip-reports", action="store_true")
@@ -442,16 +517,18 @@ def upload_measures(args: argparse.Namespace, base: Path) -> None:
     size = args.upload_mb * 1024 * 1024
     upload_rounds = []
     for i in range(args.rounds):
-        rate, zmq_rate, disk_rate = upload_rate(base / f"upload-{i}", size, args.chunk_kib)
+        run = upload_rate(base / f"upload-{i}", size, args.chunk_kib)
         shutil.rmtree(base / f"upload-{i}")
-        limits = {"raw CurveZMQ": zmq_rate, "raw + write + sha256 + fsync": disk_rate}
+        rate, limits = run.rate, run.limits
         upload_rounds.append((rate, limits))
         harness.record(f"upload round {i + 1}", f"{rate / 1e6:,.1f} MB/s vs {limits}")
+        zmq_rate, disk_rate = limits["raw CurveZMQ"], limits["raw + write + sha256 + fsync"]
         print(
             f"recording upload, {args.upload_mb} MB in {args.chunk_kib} KiB chunks: "
             f"{rate / 1e6:,.1f} MB/s vs raw CurveZMQ {zmq_rate / 1e6:,.1f} MB/s (ratio "
             f"{rate / zmq_rate:.2f}), vs raw CurveZMQ + write + sha256 + fsync "
-            f"{disk_rate / 1e6:,.1f} MB/s (ratio {rate / disk_rate:.2f})"
+            f"{disk_rate / 1e6:,.1f} MB/s (ratio {rate / disk_rate:.2f}); "
+            f"HQ {run.hq}, appliance {run.appliance}"
         )
     _summarise("recording upload", upload_rounds, " MB/s", 1e6)
 

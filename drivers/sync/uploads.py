@@ -3,7 +3,8 @@
 Theory of operation: the appliance offers one recording at a time (``rec-offer``: id,
 size, sha256). HQ answers with the offset it already holds and a credit of chunks
 (``rec-resume``); the sender sends chunks from that offset while credit lasts, and HQ
-gives credit back in batches of half its window (``rec-credit``) as it writes them. A
+gives credit back in batches of half its window (``rec-credit``) as it writes them, or
+with the first chunk written ``CREDIT_INTERVAL_S`` after its last answer. A
 chunk is taken only at exactly the offset HQ holds; anything else (a lost, repeated or
 reordered chunk) is answered with ``rec-resume`` at the held offset, so the upload goes
 on from there. When HQ holds the offered size it checks the sha256 and ends the upload
@@ -38,6 +39,12 @@ from drivers.sync.protocol import (
 )
 
 QUOTA_EXCEEDED = "quota-exceeded"
+# The sender's stall check counts from HQ's last answer. On a fast link half a window
+# is written in milliseconds; on a slow one HQ answers with the first chunk written
+# this long after its last answer, so answers are at most this plus one chunk's time on
+# the wire apart (5.2 s for 1 MiB chunks at 2 Mbit/s, inside ``sync.ack_timeout_s``)
+# whatever the window, and a fast link is not charged an answer per chunk.
+CREDIT_INTERVAL_S = 1.0
 SHA256_MISMATCH = "sha256-mismatch"
 
 
@@ -199,6 +206,7 @@ class Incoming:
     held: int
     owed: int = 0
     active: float = 0.0
+    answered: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -221,9 +229,12 @@ Key = tuple[str, str]
 class UploadReceiver:
     """HQ's end: the uploads in progress of every site, by (site id, recording id)."""
 
-    def __init__(self, credit: int, per_site: int) -> None:
+    def __init__(
+        self, credit: int, per_site: int, credit_interval_s: float = CREDIT_INTERVAL_S
+    ) -> None:
         self.credit = credit
         self.per_site = per_site
+        self.credit_interval_s = credit_interval_s
         self.uploads: dict[Key, Incoming] = {}
 
     def idlest(self, site_id: str) -> Key | None:
@@ -237,7 +248,7 @@ class UploadReceiver:
 
     def open(self, site_id: str, offer: RecOffer, held: int, now: float) -> RecResume | Complete:
         """Take an offer whose file holds ``held`` bytes: where to resume, or complete."""
-        upload = Incoming(offer, held, active=now)
+        upload = Incoming(offer, held, active=now, answered=now)
         if held == offer.size:
             return Complete(upload)
         self.uploads[(site_id, offer.recording_id)] = upload
@@ -258,7 +269,11 @@ class UploadReceiver:
         return Write(chunk)
 
     def written(self, site_id: str, chunk: RecChunk) -> RecCredit | Complete | None:
-        """The chunk is in the file: complete, credit given back in batches of half, or None."""
+        """The chunk is in the file: complete, credit given back, or None.
+
+        Credit goes back in batches of half the window, or with the first chunk that
+        arrived ``credit_interval_s`` after the last answer (slow links).
+        """
         key = (site_id, chunk.recording_id)
         upload = self.uploads[key]
         upload.held += len(chunk.data)
@@ -266,9 +281,10 @@ class UploadReceiver:
             del self.uploads[key]
             return Complete(upload)
         upload.owed += 1
-        if upload.owed * 2 < self.credit:
+        due = upload.active - upload.answered >= self.credit_interval_s
+        if upload.owed * 2 < self.credit and not due:
             return None
-        granted, upload.owed = upload.owed, 0
+        granted, upload.owed, upload.answered = upload.owed, 0, upload.active
         return RecCredit(chunk.recording_id, granted)
 
     def idle(self, since: float) -> list[Key]:

@@ -216,6 +216,29 @@ def test_a_recording_that_cannot_be_written_is_refused_then_stored_on_retry(
     assert stored.read_bytes() == payload
 
 
+def test_chunks_that_need_no_answer_free_their_rooms_without_further_traffic(
+    env: SyncEnv, running_aggregator: Service
+) -> None:
+    # Rooms of messages without replies are freed by a timer of HQ's event loop, not by
+    # a wake-up per chunk: three chunks (credit comes back after eight) and then silence
+    # must still leave nothing pending.
+    payload = random.Random(4).randbytes(10 * 4096)
+    offer = RecOffer("rec-q", len(payload), hashlib.sha256(payload).hexdigest(), {})
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        site = dealer(env, ctx, env.root / "app" / "keys" / "site-a.key_secret")
+        site.send_multipart(encode(offer))
+        assert decode(site.recv_multipart()) == RecResume("rec-q", 0, 16)
+        for offset in range(0, 3 * 4096, 4096):
+            site.send_multipart(encode(RecChunk("rec-q", offset, payload[offset : offset + 4096])))
+        received = "callmesh_recording_received_bytes_total"
+        wait_for(lambda: metric(env, received) == 3 * 4096, 10, "the chunks to be written")
+        wait_for(lambda: metric(env, "callmesh_ingest_pending") == 0, 10, "rooms freed")
+        site.close()
+    finally:
+        ctx.term()
+
+
 def test_recording_upload_survives_repeated_interruptions(env: SyncEnv) -> None:
     wav = env.root / "app" / "recordings" / "rec-1.wav"
     wav.parent.mkdir(parents=True)

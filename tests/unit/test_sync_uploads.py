@@ -212,6 +212,19 @@ def test_credit_comes_back_in_batches_of_half_the_window() -> None:
     assert replies == [None, None, None, RecCredit("r", 4)] * 2
 
 
+def test_on_a_slow_link_credit_comes_back_with_the_first_chunk_after_the_interval() -> None:
+    # The sender's stall check counts from HQ's last answer: on a slow link HQ answers
+    # once a chunk arrives credit_interval_s after its last answer, not half a window later.
+    core = UploadReceiver(CREDIT, 4, credit_interval_s=1.0)
+    core.open(SITE, RecOffer("r", 100 * CHUNK, "0" * 64), 0, 0.0)
+    replies = []
+    for i, at in enumerate([0.4, 0.8, 1.2, 1.6, 2.0, 2.4]):
+        chunk = RecChunk("r", i * CHUNK, b"x" * CHUNK)
+        assert isinstance(core.chunk(SITE, chunk, at), Write)
+        replies.append(core.written(SITE, chunk))
+    assert replies == [None, None, RecCredit("r", 3), None, None, RecCredit("r", 3)]
+
+
 def test_a_chunk_for_no_open_upload_asks_for_a_new_offer() -> None:
     reply = UploadReceiver(CREDIT, 4).chunk(SITE, RecChunk("r", 0, b"x"), 0.0)
     assert isinstance(reply, ErrorReply)
