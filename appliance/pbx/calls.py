@@ -54,7 +54,7 @@ OPEN, DONE, INDEX = "pbx-open", "pbx-done", "pbx-cdr"
 DONE_KEEP_S = 24 * 3600
 INDEX_KEEP_S = 90 * 24 * 3600
 EXPECT_S = 120.0
-GROUP_WINDOW_S = 0.002
+GROUP_WINDOW_S = 0.02
 GROUP_MAX_WRITES = 256
 
 
@@ -377,9 +377,10 @@ class CallService:
         done = {"cdr_id": cdr["cdr_id"], "answered": cdr["answer"] is not None, "at": time.time()}
         if call is not None and call.get("rtp_ports"):
             done["rtp_ports"] = call["rtp_ports"]
-        self.outbox.append_in(txn, [_pack(cdr)])
+        packed = _pack(cdr)
+        self.outbox.append_in(txn, [packed])
         txn.put(call_id.encode(), _pack(done), db=self._store.db(DONE))
-        txn.put(f"{cdr['start']}|{cdr['cdr_id']}".encode(), _pack(cdr), db=self._store.db(INDEX))
+        txn.put(f"{cdr['start']}|{cdr['cdr_id']}".encode(), packed, db=self._store.db(INDEX))
         if call is not None:
             txn.delete(call_id.encode(), db=self._store.db(OPEN))
 

@@ -19,7 +19,7 @@ import json
 import logging
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from drivers.sip.errors import NetstringError, RpcError
 from drivers.sip.events import EventError, KamailioEvent, parse_kamailio_event
@@ -88,7 +88,7 @@ class EvapiClient:
         self._on_event = on_event
         self._on_connect = on_connect
         self._task: asyncio.Task[None] | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._transport: asyncio.Transport | None = None
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
         self.connected = asyncio.Event()
@@ -114,26 +114,24 @@ class EvapiClient:
             self._task = None
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         delay = 0.05
         while True:
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(*self._address), timeout=2
+                transport, stream = await asyncio.wait_for(
+                    loop.create_connection(self._new_stream, *self._address), timeout=2
                 )
             except (OSError, TimeoutError):
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, 2.0)
                 continue
             delay = 0.05
-            self._writer = writer
             try:
-                await self._read(reader)
-            except OSError as err:
-                log.warning("evapi connection lost, reconnecting: %s", err)
+                await stream.closed
             finally:
                 self.connected.clear()
-                self._writer = None
-                writer.close()
+                self._transport = None
+                transport.close()
                 for future in self._pending.values():
                     if not future.done():
                         future.set_exception(ConnectionError("evapi connection lost"))
@@ -141,10 +139,10 @@ class EvapiClient:
 
     def send(self, message: dict[str, Any]) -> bool:
         """Write one JSON object to Kamailio; False while not connected."""
-        if self._writer is None:
+        if self._transport is None:
             return False
         payload = json.dumps(message, separators=(",", ":")).encode()
-        self._writer.write(b"%d:%s," % (len(payload), payload))
+        self._transport.write(b"%d:%s," % (len(payload), payload))
         return True
 
     async def rpc(self, method: str, *params: Any) -> Any:
@@ -171,23 +169,14 @@ class EvapiClient:
             raise RpcError(f"{method}: {error.get('message') or answer.get('code')}")
         return body.get("result")
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        decoder = NetstringDecoder()
+    def _new_stream(self) -> _EvapiStream:
+        return _EvapiStream(self._opened, self._deliver)
+
+    def _opened(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
         self.connected.set()
         if self._on_connect is not None:
             self._on_connect()
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                log.warning("evapi connection closed by Kamailio")
-                return
-            try:
-                payloads = decoder.feed(data)
-            except NetstringError as err:
-                log.error("evapi stream corrupt, reconnecting: %s", err)
-                return
-            for payload in payloads:
-                self._deliver(payload)
 
     def _deliver(self, payload: bytes) -> None:
         try:
@@ -215,3 +204,48 @@ class EvapiClient:
             self._on_event(record)
         except Exception:
             log.exception("handling evapi event failed", extra={"event": record.kind})
+
+
+class _EvapiStream(asyncio.Protocol):
+    """One connection: each chunk Kamailio writes is split and delivered as it arrives,
+    in the transport's callback (no stream reader or task wake-up per event)."""
+
+    def __init__(
+        self, opened: Callable[[asyncio.Transport], None], deliver: Callable[[bytes], None]
+    ) -> None:
+        self._opened = opened
+        self._deliver = deliver
+        self._decoder = NetstringDecoder()
+        self._transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A TCP connection's transport (create_connection in EvapiClient._run).
+        self._transport = cast(asyncio.Transport, transport)
+        self._opened(self._transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            payloads = self._decoder.feed(data)
+        except NetstringError as err:
+            log.error("evapi stream corrupt, reconnecting: %s", err)
+            self._end()
+            return
+        for payload in payloads:
+            self._deliver(payload)
+
+    def eof_received(self) -> bool:
+        log.warning("evapi connection closed by Kamailio")
+        self._end()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            log.warning("evapi connection lost, reconnecting: %s", exc)
+        self._end()
+
+    def _end(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        if not self.closed.done():
+            self.closed.set_result(None)

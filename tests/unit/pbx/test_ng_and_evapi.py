@@ -129,3 +129,25 @@ async def test_evapi_client_reconnects_after_a_reset_and_answers_rpc() -> None:
         await client.stop()
         server.close()
         await server.wait_closed()
+
+
+async def test_an_rpc_sent_the_moment_the_client_is_connected_is_answered() -> None:
+    async def kamailio(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        size = int((await reader.readuntil(b":"))[:-1])
+        request = json.loads((await reader.readexactly(size + 1))[:-1])
+        answer = json.dumps({"event": "rpc", "id": request["id"], "code": 200,
+                             "body": json.dumps({"result": {"all": 0}})}).encode()  # fmt: skip
+        writer.write(b"%d:%s," % (len(answer), answer))
+        await writer.drain()
+        await reader.read()
+
+    server = await asyncio.start_server(kamailio, "127.0.0.1", 0)
+    client = EvapiClient("127.0.0.1", server.sockets[0].getsockname()[1])
+    client.start()
+    try:
+        await asyncio.wait_for(client.connected.wait(), 5)
+        assert await client.rpc("dlg.stats_active") == {"all": 0}
+    finally:
+        await client.stop()
+        server.close()
+        await server.wait_closed()
