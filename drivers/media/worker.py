@@ -22,6 +22,11 @@ and the appliance asks it (commands on stdin, see ``drivers.media.protocol``) to
 calls: click-to-dial origination and conference legs. Every outgoing call goes through
 Kamailio, so CDRs, recording and class of service apply to it like any other call.
 
+Each service's handler (GSM, IVR, room links, queues, callbacks, anchors, supervisors) is
+imported and built the first time a call or command for it arrives (the ``Worker``
+properties of the same names): most workers serve a few services, and every handler
+loaded at start cost each worker's memory.
+
 Threads: ``threadCnt=0`` with ``mainThreadOnly``, so SIP callbacks run inside
 ``libHandleEvents`` on the main thread. Callbacks only record what happened; the actions
 (answer, hang up, connect audio, drop references) run from the main loop afterwards,
