@@ -83,18 +83,16 @@ listens).
 
 from __future__ import annotations
 
-import inspect
 import json
 import types
 from collections.abc import Callable
-from dataclasses import MISSING, Field, FrozenInstanceError, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import (
     Any,
     ClassVar,
     Literal,
     TypeVar,
     Union,
-    dataclass_transform,
     get_args,
     get_origin,
     get_type_hints,
@@ -104,9 +102,6 @@ EVENT_PREFIX = "@ev "
 MAX_CALLS = 4
 R = TypeVar("R")
 _PLANS: dict[type[object], tuple[tuple[str, str, Any, bool], ...]] = {}
-# Per field of a record: its name, its key on the wire, its default, its default factory
-# (``MISSING`` where it has none).
-Slot = tuple[str, str, Any, Any]
 
 
 class ProtocolError(ValueError):
@@ -166,88 +161,11 @@ class WorkerConfig:
         return cls(**doc)
 
 
-@dataclass_transform(frozen_default=True, field_specifiers=(field,))
-class Record:
-    """A command or an event: a frozen record with typed fields, declared like a dataclass.
-
-    ``@dataclass`` would compile its own ``__init__``, ``__repr__``, ``__eq__``, ``__hash__``,
-    ``__setattr__`` and ``__delattr__`` for each of the link's records, which cost every
-    media worker 1.5 MiB; these share one set of methods that read the record's ``FIELDS``.
-    Fields are declared in the class body as in a dataclass (``field(default_factory=...)``,
-    ``field(metadata={"wire": ...})`` for a key that is a Python keyword).
-    """
-
-    TYPE: ClassVar[str]
-    FIELDS: ClassVar[tuple[Slot, ...]] = ()
-
-    def __init_subclass__(cls) -> None:
-        super().__init_subclass__()
-        slots: list[Slot] = []
-        for name, hint in inspect.get_annotations(cls).items():
-            if not str(hint).startswith("ClassVar"):
-                slots.append(_slot(cls, name))
-        cls.FIELDS = tuple(slots)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if len(args) > len(self.FIELDS):
-            raise TypeError(f"{type(self).__name__}: {len(args)} positional arguments")
-        for index, (name, _, default, factory) in enumerate(self.FIELDS):
-            if index < len(args) and name in kwargs:
-                raise TypeError(f"{type(self).__name__}: {name} given twice")
-            if index < len(args):
-                value = args[index]
-            elif name in kwargs:
-                value = kwargs.pop(name)
-            elif default is not MISSING:
-                value = default
-            elif factory is not MISSING:
-                value = factory()
-            else:
-                raise TypeError(f"{type(self).__name__}: {name} is missing")
-            object.__setattr__(self, name, value)
-        if kwargs:
-            raise TypeError(f"{type(self).__name__}: no field {', '.join(kwargs)}")
-
-    def _values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, slot[0]) for slot in self.FIELDS)
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, Record)
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash((type(self), self._values()))
-
-    def __repr__(self) -> str:
-        values = ", ".join(f"{slot[0]}={getattr(self, slot[0])!r}" for slot in self.FIELDS)
-        return f"{type(self).__name__}({values})"
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise FrozenInstanceError(f"cannot assign to field {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise FrozenInstanceError(f"cannot delete field {name!r}")
-
-
-def _slot(cls: type[Record], name: str) -> Slot:
-    """The field ``name`` of ``cls``; a ``field(...)`` in the class body gives way to its
-    default, as in a dataclass."""
-    value = cls.__dict__.get(name, MISSING)
-    if not isinstance(value, Field):
-        return (name, name, value, MISSING)
-    if value.default is MISSING:
-        delattr(cls, name)
-    else:
-        setattr(cls, name, value.default)
-    return (name, value.metadata.get("wire", name), value.default, value.default_factory)
-
-
 # -- commands (appliance -> worker) ----------------------------------------------------
 
 
-class Originate(Record):
+@dataclass(frozen=True)
+class Originate:
     """Ring ``to``; answered, REFER it to ``refer_to`` or drive it as IVR flow ``ivr``."""
 
     TYPE: ClassVar[str] = "originate"
@@ -260,7 +178,8 @@ class Originate(Record):
     ivr: str = ""
 
 
-class Conference(Record):
+@dataclass(frozen=True)
+class Conference:
     """Dial ``to`` into ``room``; with ``replaces`` take over that dialog at the callee."""
 
     TYPE: ClassVar[str] = "conference"
@@ -273,21 +192,24 @@ class Conference(Record):
     replaces: str = ""
 
 
-class Hangup(Record):
+@dataclass(frozen=True)
+class Hangup:
     """End every leg started for ``id``."""
 
     TYPE: ClassVar[str] = "hangup"
     id: str
 
 
-class GsmProgress(Record):
+@dataclass(frozen=True)
+class GsmProgress:
     """The modem's call is alerting: 180."""
 
     TYPE: ClassVar[str] = "gsm-progress"
     channel: str
 
 
-class GsmAnswer(Record):
+@dataclass(frozen=True)
+class GsmAnswer:
     """The modem's call is up: open the voice tty, bridge it, 200 OK."""
 
     TYPE: ClassVar[str] = "gsm-answer"
@@ -296,7 +218,8 @@ class GsmAnswer(Record):
     rate: int
 
 
-class GsmEnd(Record):
+@dataclass(frozen=True)
+class GsmEnd:
     """Final answer (unanswered) or hang up."""
 
     TYPE: ClassVar[str] = "gsm-end"
@@ -305,7 +228,8 @@ class GsmEnd(Record):
     reason: str | None = None
 
 
-class GsmMove(Record):
+@dataclass(frozen=True)
+class GsmMove:
     """The unanswered call now dials on channel ``to``."""
 
     TYPE: ClassVar[str] = "gsm-move"
@@ -313,7 +237,8 @@ class GsmMove(Record):
     to: str
 
 
-class GsmIncoming(Record):
+@dataclass(frozen=True)
+class GsmIncoming:
     """A call arrived on the modem: ring ``to`` through Kamailio presenting ``from_``."""
 
     TYPE: ClassVar[str] = "gsm-incoming"
@@ -324,7 +249,8 @@ class GsmIncoming(Record):
     rate: int
 
 
-class GsmDtmf(Record):
+@dataclass(frozen=True)
+class GsmDtmf:
     """The GSM far end pressed keys (RFC 4733 towards the SIP side)."""
 
     TYPE: ClassVar[str] = "gsm-dtmf"
@@ -332,13 +258,15 @@ class GsmDtmf(Record):
     digits: str
 
 
-class GsmStats(Record):
+@dataclass(frozen=True)
+class GsmStats:
     """Report every GSM link's frame counters."""
 
     TYPE: ClassVar[str] = "gsm-stats"
 
 
-class RoomLinkOpen(Record):
+@dataclass(frozen=True)
+class RoomLinkOpen:
     """Open this worker's end of link ``link`` of meet-me ``room``; with ``peer`` join it."""
 
     TYPE: ClassVar[str] = "room-link"
@@ -347,14 +275,16 @@ class RoomLinkOpen(Record):
     peer: str | None = None
 
 
-class RoomUnlink(Record):
+@dataclass(frozen=True)
+class RoomUnlink:
     """Take the link out of the room and close it."""
 
     TYPE: ClassVar[str] = "room-unlink"
     link: str
 
 
-class IvrPlay(Record):
+@dataclass(frozen=True)
+class IvrPlay:
     """Play ``prompt`` to the IVR call ``id`` (its SIP Call-ID)."""
 
     TYPE: ClassVar[str] = "ivr-play"
@@ -362,14 +292,16 @@ class IvrPlay(Record):
     prompt: Prompt
 
 
-class IvrStop(Record):
+@dataclass(frozen=True)
+class IvrStop:
     """Stop what plays to the IVR call."""
 
     TYPE: ClassVar[str] = "ivr-stop"
     id: str
 
 
-class IvrRecord(Record):
+@dataclass(frozen=True)
+class IvrRecord:
     """Record the caller into ``path`` for up to ``max_s``, ending at ``silence_s`` of quiet."""
 
     TYPE: ClassVar[str] = "ivr-record"
@@ -379,14 +311,16 @@ class IvrRecord(Record):
     silence_s: float
 
 
-class IvrRecordStop(Record):
+@dataclass(frozen=True)
+class IvrRecordStop:
     """End the IVR call's recording."""
 
     TYPE: ClassVar[str] = "ivr-record-stop"
     id: str
 
 
-class IvrTransfer(Record):
+@dataclass(frozen=True)
+class IvrTransfer:
     """Transfer the IVR call to ``to``."""
 
     TYPE: ClassVar[str] = "ivr-transfer"
@@ -394,14 +328,16 @@ class IvrTransfer(Record):
     to: str
 
 
-class IvrHangup(Record):
+@dataclass(frozen=True)
+class IvrHangup:
     """Hang up the IVR call."""
 
     TYPE: ClassVar[str] = "ivr-hangup"
     id: str
 
 
-class QueueHold(Record):
+@dataclass(frozen=True)
+class QueueHold:
     """The queued caller ``id`` hears ``prompt`` (music on hold)."""
 
     TYPE: ClassVar[str] = "queue-hold"
@@ -409,7 +345,8 @@ class QueueHold(Record):
     prompt: Prompt
 
 
-class QueueAnnounce(Record):
+@dataclass(frozen=True)
+class QueueAnnounce:
     """Play ``prompt`` once to the waiting caller, then the music again."""
 
     TYPE: ClassVar[str] = "queue-announce"
@@ -417,7 +354,8 @@ class QueueAnnounce(Record):
     prompt: Prompt
 
 
-class QueueOffer(Record):
+@dataclass(frozen=True)
+class QueueOffer:
     """Ring ``agent`` for the queued caller, presenting ``display``."""
 
     TYPE: ClassVar[str] = "queue-offer"
@@ -426,7 +364,8 @@ class QueueOffer(Record):
     display: str = ""
 
 
-class QueueAnswer(Record):
+@dataclass(frozen=True)
+class QueueAnswer:
     """The agent answered on the desk: bridge the caller to the agent's leg."""
 
     TYPE: ClassVar[str] = "queue-answer"
@@ -434,7 +373,8 @@ class QueueAnswer(Record):
     agent: str
 
 
-class QueueCancel(Record):
+@dataclass(frozen=True)
+class QueueCancel:
     """Stop ringing ``agent`` (every agent when None) for the caller."""
 
     TYPE: ClassVar[str] = "queue-cancel"
@@ -442,7 +382,8 @@ class QueueCancel(Record):
     agent: str | None = None
 
 
-class QueueTransfer(Record):
+@dataclass(frozen=True)
+class QueueTransfer:
     """Send the queued caller to ``to``."""
 
     TYPE: ClassVar[str] = "queue-transfer"
@@ -450,14 +391,16 @@ class QueueTransfer(Record):
     to: str
 
 
-class QueueHangup(Record):
+@dataclass(frozen=True)
+class QueueHangup:
     """Hang up the queued caller and the agent rung for it."""
 
     TYPE: ClassVar[str] = "queue-hangup"
     id: str
 
 
-class QueueCallback(Record):
+@dataclass(frozen=True)
+class QueueCallback:
     """Ring ``agent``, then call ``caller`` back; ``release`` plays to the agent when the
     caller does not answer within ``ring_s``."""
 
@@ -470,7 +413,8 @@ class QueueCallback(Record):
     ring_s: float | None = None
 
 
-class SuperviseCall(Record):
+@dataclass(frozen=True)
+class SuperviseCall:
     """Ring ``to`` as a supervisor (or third party) of ``agent``'s queue call."""
 
     TYPE: ClassVar[str] = "supervise-call"
@@ -480,7 +424,8 @@ class SuperviseCall(Record):
     display: str = ""
 
 
-class SuperviseJoin(Record):
+@dataclass(frozen=True)
+class SuperviseJoin:
     """Join the answered supervisor's leg in ``mode``, announced by ``beep``."""
 
     TYPE: ClassVar[str] = "supervise-join"
@@ -489,7 +434,8 @@ class SuperviseJoin(Record):
     beep: str = "none"
 
 
-class SuperviseMode(Record):
+@dataclass(frozen=True)
+class SuperviseMode:
     """Switch the supervisor to ``mode`` (monitor, whisper, barge)."""
 
     TYPE: ClassVar[str] = "supervise-mode"
@@ -497,14 +443,16 @@ class SuperviseMode(Record):
     mode: str
 
 
-class SuperviseHangup(Record):
+@dataclass(frozen=True)
+class SuperviseHangup:
     """Hang up the supervisor's leg."""
 
     TYPE: ClassVar[str] = "supervise-hangup"
     id: str
 
 
-class AnchorCall(Record):
+@dataclass(frozen=True)
+class AnchorCall:
     """Take over the call between ``agent`` and ``other``: dial both, each with Replaces of
     its own dialog, and bridge them for supervision."""
 
@@ -517,7 +465,8 @@ class AnchorCall(Record):
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class Quit(Record):
+@dataclass(frozen=True)
+class Quit:
     """Hang up everything and exit."""
 
     TYPE: ClassVar[str] = "quit"
@@ -539,7 +488,8 @@ Command = (
 # -- events (worker -> appliance) ------------------------------------------------------
 
 
-class Ready(Record):
+@dataclass(frozen=True)
+class Ready:
     """The worker listens on ``port``."""
 
     TYPE: ClassVar[str] = "ready"
@@ -547,7 +497,8 @@ class Ready(Record):
     name: str = ""
 
 
-class Load(Record):
+@dataclass(frozen=True)
+class Load:
     """The worker holds ``calls`` of ``capacity``."""
 
     TYPE: ClassVar[str] = "load"
@@ -555,7 +506,8 @@ class Load(Record):
     capacity: int
 
 
-class LegEvent(Record):
+@dataclass(frozen=True)
+class LegEvent:
     """Progress of a call the appliance placed (``originate``/``conference``)."""
 
     TYPE: ClassVar[str] = "leg"
@@ -566,7 +518,8 @@ class LegEvent(Record):
     answered: bool = False
 
 
-class TransferEvent(Record):
+@dataclass(frozen=True)
+class TransferEvent:
     """Progress of a click-to-dial REFER."""
 
     TYPE: ClassVar[str] = "transfer"
@@ -578,7 +531,8 @@ class TransferEvent(Record):
 IvrState = Literal["start", "digit", "played", "recorded", "ended"]
 
 
-class IvrEvent(Record):
+@dataclass(frozen=True)
+class IvrEvent:
     """An IVR call (see drivers.media.ivr): started, a digit, a prompt played, recorded."""
 
     TYPE: ClassVar[str] = "ivr"
@@ -598,7 +552,8 @@ QueueState = Literal[
 ]  # fmt: skip
 
 
-class QueueEvent(Record):
+@dataclass(frozen=True)
+class QueueEvent:
     """A queued caller, the agent rung for it, or a callback's legs (drivers.media.queues,
     drivers.media.callbacks); ``answered`` is None where the state does not tell."""
 
@@ -615,7 +570,8 @@ class QueueEvent(Record):
     sip_call_id: str = ""
 
 
-class SuperviseEvent(Record):
+@dataclass(frozen=True)
+class SuperviseEvent:
     """A supervisor's leg (drivers.media.supervise): started, a digit, ended."""
 
     TYPE: ClassVar[str] = "supervise"
@@ -631,7 +587,8 @@ class SuperviseEvent(Record):
     answered: bool = False
 
 
-class AnchorEvent(Record):
+@dataclass(frozen=True)
+class AnchorEvent:
     """An anchored call (drivers.media.anchor): bridged, or ended (``bridged``: it had been)."""
 
     TYPE: ClassVar[str] = "anchor"
@@ -643,7 +600,8 @@ class AnchorEvent(Record):
     bridged: bool = False
 
 
-class ErrorEvent(Record):
+@dataclass(frozen=True)
+class ErrorEvent:
     """A command failed; ``id`` names what it was about when known."""
 
     TYPE: ClassVar[str] = "error"
@@ -655,7 +613,8 @@ class ErrorEvent(Record):
 Frames = dict[str, int | bool]
 
 
-class GsmLegEvent(Record):
+@dataclass(frozen=True)
+class GsmLegEvent:
     """A GSM leg on ``channel``: invite, ringing, answered, dtmf, lost, ended."""
 
     TYPE: ClassVar[str] = "gsm"
@@ -670,14 +629,16 @@ class GsmLegEvent(Record):
     frames: Frames = field(default_factory=dict)
 
 
-class GsmStatsEvent(Record):
+@dataclass(frozen=True)
+class GsmStatsEvent:
     """Every GSM link's frame counters, by channel."""
 
     TYPE: ClassVar[str] = "gsm-stats"
     channels: dict[str, Frames]
 
 
-class RoomEvent(Record):
+@dataclass(frozen=True)
+class RoomEvent:
     """A meet-me room holds ``members`` calls here; ``call_id`` joined (empty: one left)."""
 
     TYPE: ClassVar[str] = "room"
@@ -686,7 +647,8 @@ class RoomEvent(Record):
     call_id: str = ""
 
 
-class RoomLinkEvent(Record):
+@dataclass(frozen=True)
+class RoomLinkEvent:
     """This worker's end of ``link`` listens on ``port``."""
 
     TYPE: ClassVar[str] = "room-link"
@@ -783,19 +745,11 @@ def _plan(cls: type[object]) -> tuple[tuple[str, str, Any, bool], ...]:
     if plan is None:
         hints = get_type_hints(cls)
         plan = _PLANS[cls] = tuple(
-            (name, wire, hints[name], default is MISSING and factory is MISSING)
-            for name, wire, default, factory in _slots(cls)
-        )
+            (f.name, f.metadata.get("wire", f.name), hints[f.name],
+             f.default is MISSING and f.default_factory is MISSING)
+            for f in fields(cls)  # type: ignore[arg-type]
+        )  # fmt: skip
     return plan
-
-
-def _slots(cls: type[object]) -> tuple[Slot, ...]:
-    if issubclass(cls, Record):
-        return cls.FIELDS
-    return tuple(
-        (f.name, f.metadata.get("wire", f.name), f.default, f.default_factory)
-        for f in fields(cls)  # type: ignore[arg-type]
-    )
 
 
 def _typed(value: object, hint: Any, where: str) -> object:
@@ -809,8 +763,8 @@ def _typed(value: object, hint: Any, where: str) -> object:
         raise ProtocolError("media-field-type", f"{where}: {value!r} is none of {get_args(hint)}")
     if origin is dict:
         return _mapping(value, get_args(hint)[1], where)
-    if hint is Prompt and isinstance(value, dict):
-        return _build(hint, value, where)
+    if is_dataclass(hint) and isinstance(value, dict):
+        return _build(hint, value, where)  # type: ignore[arg-type]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if (
