@@ -97,8 +97,8 @@ class SyncSettings(Section):
         ge=4,
         le=1024,
         description="recording chunk size; each chunk costs a hand-off between threads at "
-        "both ends, so larger chunks upload faster (HQ answers at least every 2 MiB, so the "
-        "stall check holds on slow links)",
+        "both ends, so larger chunks upload faster (HQ answers at least once a second while "
+        "chunks arrive, so the stall check holds on slow links)",
     )
     status_interval_s: float = Field(10.0, gt=0)
     disk_warn_percent: float = Field(80.0, gt=0, le=100)
