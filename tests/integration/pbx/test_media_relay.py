@@ -65,11 +65,15 @@ def _ng_requests_waiting(pbx: Pbx) -> int:
     raise AssertionError(f"no UDP socket bound to {local}")
 
 
-def _place(pbx: Pbx, caller: Caller, invite: bytes | None, wait_s: float) -> bytes:
-    """Send ``invite`` (unless sent already); its final answer (an assertion error if none
-    came within ``wait_s``)."""
-    if invite is not None:
-        caller.sock.sendto(invite, caller.target)
+def _place(pbx: Pbx, caller: Caller, invite: bytes, wait_s: float) -> bytes:
+    """Send ``invite``; its final answer (an assertion error if none came within ``wait_s``)."""
+    caller.sock.sendto(invite, caller.target)
+    return _final_answer(pbx, caller, wait_s)
+
+
+def _final_answer(pbx: Pbx, caller: Caller, wait_s: float) -> bytes:
+    """The final answer to the INVITE ``caller`` sent (an assertion error if none came
+    within ``wait_s``)."""
     deadline = time.monotonic() + wait_s
     while (left := deadline - time.monotonic()) > 0:
         caller.sock.settimeout(left)
@@ -96,7 +100,7 @@ def test_an_offer_the_relay_answers_late_still_places_the_call(relay_pbx: Pbx) -
             caller.sock.sendto(invite, caller.target)
             wait_for(lambda: _ng_requests_waiting(relay_pbx) > 0, 30, relay_pbx.output)
             time.sleep(SLOW_ANSWER_S)
-        answer = _place(relay_pbx, caller, None, 10)
+        answer = _final_answer(relay_pbx, caller, 10)
         assert _status(answer) == 200, answer
         _hang_up(relay_pbx, caller, answer)
     finally:
