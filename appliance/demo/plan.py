@@ -42,8 +42,12 @@ GATEWAY_EXTENSIONS = (("2001", "Gateway desk"),)
 COMPLIANCE_BOUND = "1003"  # Support: its break-outs pass the site's compliance rules
 SITE_NAMES = {"branch": "Branch A", "branch-b": "Branch B", "gateway": "SIM gateway",
               "hotel": "Hotel"}  # fmt: skip
-RTP_RANGES = {"branch": (30000, 34999), "branch-b": (35000, 39999), "gateway": (40000, 44999),
-              "hotel": (45000, 49999)}  # fmt: skip
+# RTP ports lie above the kernel's ephemeral range (32768-60999), where no client socket of
+# another process can take one rtpengine then cannot offer, and apart from the test suite's
+# random ports (below 61000), since the suite runs beside a demo: 1,100 ports, about 130
+# concurrent calls, per site.
+RTP_RANGES = {"branch": (61000, 62099), "branch-b": (62100, 63199), "gateway": (63200, 64299),
+              "hotel": (64300, 65399)}  # fmt: skip
 # Helper ports (event and route sockets, rtpengine control) come from here: below the RTP
 # ranges and the kernel's ephemeral range, so no client socket of another process can take
 # one between planning and the helper binding it, and apart from the ranges the test suite
