@@ -9,9 +9,10 @@ at HQ, written inside PostgreSQL from the model in bench/rollup_model.py without
 the calls: the reports below read only the rollups, and 100 million stored CDRs (about
 836 bytes each with their indexes) would not fit on this machine's disk. With
 ``--check-cdrs N`` the run first stores N of the model's calls through HQ's real ingest
-(aggregator/store/cdrs.py) and requires the generated rollups of N calls to equal them
-row for row. Before writing anything the run checks the disk has room, and stops with
-``error_id=bench-disk-too-small`` if not. Each database is dropped after its measures.
+(aggregator/store/cdrs.py) and requires the generated rollups and lost-call rows of N
+calls to equal them row for row. Before writing anything the run checks the disk has
+room, and stops with ``error_id=bench-disk-too-small`` if not. Each database is dropped
+after its measures.
 
 Measured after one warm-up, medians of ``--rounds`` runs, each on one open connection as
 the API and the console call them: wall time, this process's CPU time, and the server's
@@ -25,7 +26,11 @@ reading ``cdrs`` fails the run):
    and extension, the answer-time distribution;
 3. the month per queue: UTC days, local days in Europe/Berlin (the sites' own zone), and
    one site by the hour;
-4. the reports of 1 and the calls per hour of the day, which read the hourly rollup's
+4. the lost-calls list over ``queue_unanswered`` (a row per call not answered, written by
+   the model too): the report page's first 50, the API's first page of 100, a later
+   page, one site, one queue name, one site's queue and a site with none. Its plans look
+   up, per line, what followed in ``cdrs`` (empty here: the lookups find nothing);
+5. the reports of 1 and the calls per hour of the day, which read the hourly rollup's
    site rows, without their index (revision 0012: dropped inside a transaction that is
    rolled back after each run) and with it, a run of each in turn.
 """
