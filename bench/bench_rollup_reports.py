@@ -9,9 +9,10 @@ at HQ, written inside PostgreSQL from the model in bench/rollup_model.py without
 the calls: the reports below read only the rollups, and 100 million stored CDRs (about
 836 bytes each with their indexes) would not fit on this machine's disk. With
 ``--check-cdrs N`` the run first stores N of the model's calls through HQ's real ingest
-(aggregator/store/cdrs.py) and requires the generated rollups of N calls to equal them
-row for row. Before writing anything the run checks the disk has room, and stops with
-``error_id=bench-disk-too-small`` if not. Each database is dropped after its measures.
+(aggregator/store/cdrs.py) and requires the generated rollups and lost-call rows of N
+calls to equal them row for row. Before writing anything the run checks the disk has
+room, and stops with ``error_id=bench-disk-too-small`` if not. Each database is dropped
+after its measures.
 
 Measured after one warm-up, medians of ``--rounds`` runs, each on one open connection as
 the API and the console call them: wall time, this process's CPU time, and the server's
@@ -25,7 +26,11 @@ reading ``cdrs`` fails the run):
    and extension, the answer-time distribution;
 3. the month per queue: UTC days, local days in Europe/Berlin (the sites' own zone), and
    one site by the hour;
-4. the reports of 1 and the calls per hour of the day, which read the hourly rollup's
+4. the lost-calls list over ``queue_unanswered`` (a row per call not answered, written by
+   the model too): the report page's first 50, the API's first page of 100, a later
+   page, one site, one queue name, one site's queue and a site with none. Its plans look
+   up, per line, what followed in ``cdrs`` (empty here: the lookups find nothing);
+5. the reports of 1 and the calls per hour of the day, which read the hourly rollup's
    site rows, without their index (revision 0012: dropped inside a transaction that is
    rolled back after each run) and with it, a run of each in turn.
 """
@@ -33,6 +38,7 @@ reading ``cdrs`` fails the run):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import statistics
 import sys
@@ -49,7 +55,9 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aggregator import reports
+from aggregator.console.queue_tables import CALLBACK_WINDOW_MS, LOST_SHOWN
 from aggregator.queues.answer_times import answer_time_report
+from aggregator.queues.lost import LostQuery, lost_calls
 from aggregator.queues.report import QueueQuery, queue_report
 from aggregator.store.db import create_engine, driver_url
 from bench import harness
@@ -60,6 +68,8 @@ from tests.pg import fresh_database, postgres_server
 MONTH = ("2025-11-01", "2025-12-01")
 BYTES_PER_CDR = 836  # a stored CDR with its indexes (bench/RESULTS.md, HQ nodes)
 BYTES_PER_ROLLUP_ROW = 400  # the widest rollup row (queue) with its keys, generously
+BYTES_PER_UNANSWERED = 400  # a queue_unanswered row with its three indexes, generously
+UNANSWERED_SHARE = 0.4  # the model's calls not answered (bench/rollup_model.py, OUTCOMES)
 DISK_KEPT = 5 * 1024**3  # left free for the other users of the disk
 SITE_INDEX = "ix_rollup_site_hour"  # the hourly rollup's site rows (revision 0012)
 SCAN_NODES = ("Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan")
@@ -101,7 +111,11 @@ def rollup_rows(model: Model) -> int:
 def check_disk(server: str, models: list[Model], check_cdrs: int) -> None:
     """Stop before writing when the server's disk cannot hold what the run writes."""
     data_dir = _data_dir(server)
-    needed = max(rollup_rows(m) for m in models) * BYTES_PER_ROLLUP_ROW
+    needed = max(
+        rollup_rows(m) * BYTES_PER_ROLLUP_ROW
+        + int(m.cdrs * UNANSWERED_SHARE) * BYTES_PER_UNANSWERED * 2  # the rows, and their WAL
+        for m in models
+    )
     needed += 2 * check_cdrs * BYTES_PER_CDR  # the stored calls, and their WAL
     free = shutil.disk_usage(data_dir).free
     print(f"disk: {needed / 1e9:.2f} GB needed, {free / 1e9:.1f} GB free at {data_dir}")
@@ -171,6 +185,11 @@ def measure_scale(url: str, model: Model, rounds: int) -> None:
             line = _line(timing)
             print(f"  {name}: {line}")
             harness.record(f"{model.cdrs:,} CDRs, {name}", line)
+        for name, report in lost_cases(engine):
+            timing = timed(engine, report, rounds, lookups=True)
+            line = _line(timing)
+            print(f"  {name}: {line}")
+            harness.record(f"{model.cdrs:,} CDRs, {name}", line)
         for name, report in cases(model)[:4]:
             before, now = compare_site_index(engine, report, rounds)
             line = f"before {_line(before)}; now {_line(now)}"
@@ -222,11 +241,41 @@ def cases(model: Model) -> list[tuple[str, Report]]:
     ]  # fmt: skip
 
 
-def timed(engine: sa.Engine, report: Report, rounds: int) -> Timing:
-    """Medians over ``rounds`` runs after one warm-up; each run's statements then explained."""
+def lost_cases(engine: sa.Engine) -> list[tuple[str, Report]]:
+    """The lost-calls list as the report page (its first 50) and the API (pages of 100)
+    ask for it; a later page is the one after the first 100 lost calls of 15 November."""
+    utc = ZoneInfo("UTC")
+    u = (reports.parse_time(MONTH[0], utc), reports.parse_time(MONTH[1], utc))
+    month = LostQuery(*u, utc, CALLBACK_WINDOW_MS)
+    with engine.connect() as conn:
+        mid = reports.parse_time("2025-11-15", utc)
+        _, later = lost_calls(conn, LostQuery(mid, u[1], utc, CALLBACK_WINDOW_MS), 100, None)
+
+    def page(query: LostQuery, size: int, cursor: str | None = None) -> Report:
+        return lambda c: lost_calls(c, query, size, cursor)[0]
+
+    site, queue = frozenset({"site-3"}), "q2"
+    return [
+        ("lost calls, first 50 (report page)", page(month, LOST_SHOWN)),
+        ("lost calls, first page of 100 (API)", page(month, 100)),
+        ("lost calls, a later page of 100 (API, from 15 November)", page(month, 100, later)),
+        ("lost calls, one site, first page of 100 (API)",
+         page(dataclasses.replace(month, sites=site), 100)),
+        ("lost calls, one queue name, first page of 100 (API)",
+         page(dataclasses.replace(month, queue=queue), 100)),
+        ("lost calls, one site's queue, first page of 100 (API)",
+         page(dataclasses.replace(month, sites=site, queue=queue), 100)),
+        ("lost calls, a site with none, first page of 100 (API)",
+         page(dataclasses.replace(month, sites=frozenset({"site-none"})), 100)),
+    ]  # fmt: skip
+
+
+def timed(engine: sa.Engine, report: Report, rounds: int, lookups: bool = False) -> Timing:
+    """Medians over ``rounds`` runs after one warm-up; each run's statements then explained.
+    ``lookups``: the report may look rows up in ``cdrs`` (the lost-calls list)."""
     with engine.connect() as conn:
         lines = len(report(conn))
-        return _timing([_sample(conn, report) for _ in range(rounds)], lines)
+        return _timing([_sample(conn, report) for _ in range(rounds)], lines, lookups)
 
 
 def compare_site_index(engine: sa.Engine, report: Report, rounds: int) -> tuple[Timing, Timing]:
@@ -256,9 +305,9 @@ def _sample(conn: sa.Connection, report: Report) -> Sample:
     return (wall * 1000, cpu * 1000, *_explained(conn, sent))
 
 
-def _timing(samples: list[Sample], lines: int) -> Timing:
+def _timing(samples: list[Sample], lines: int, lookups: bool = False) -> Timing:
     touched = set().union(*(s[5] for s in samples))
-    if any(t == "cdrs" or t.startswith("cdrs_p") for t in touched):
+    if not lookups and any(t == "cdrs" or t.startswith("cdrs_p") for t in touched):
         raise harness.Incomplete(f"a report read the CDR table: {sorted(touched)}")
     return Timing(
         statistics.median(s[0] for s in samples),

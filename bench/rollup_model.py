@@ -28,8 +28,12 @@ order ingest creates them in as the month goes by, so the table's pages mix them
 do at HQ (rows written grouped by dimension would put a month's site rows on a few pages
 and flatter the reports that read only those). Every site is placed in ``ZONE`` in the
 routing directory, as the queue benchmark does.
-Not generated: ``queue_unanswered`` (one row per lost call, read only by the lost-calls
-list) and ``cdrs`` itself.
+
+``queue_unanswered`` (the lost-calls list) holds a row per call not answered, 4 in 10 of
+the calls: those rows are written hour by hour too, each with the CDR id, start and
+caller number the call's CDR carries (``Call.cdr``), so the rows equal ingest's. Not
+generated: ``cdrs`` itself, which the lost-calls list reads only to look up, per line,
+an answered call from or to the caller's number.
 """
 
 from __future__ import annotations
@@ -42,9 +46,10 @@ import sqlalchemy as sa
 from aggregator.store.cdr_rows import parse_batch
 from aggregator.store.cdrs import CdrStore
 from aggregator.store.schema import directory_sites
-from tests.sync_env import make_cdr
+from tests.sync_env import T0, make_cdr
 
 MONTH_START_MS = 1_761_955_200_000  # 2025-11-01T00:00:00Z
+ID_MS = int(T0 * 1000)  # a CDR's id carries ID_MS + its number (tests/sync_env.py, make_cdr)
 HOUR_MS = 3_600_000
 ZONE = "Europe/Berlin"
 TRUNKS, QUEUES, AGENTS = 4, 4, 50
@@ -60,7 +65,12 @@ ROLLUPS = {
     "queue_rollup_local": ("site_id", "tz", "day", "queue"),
     "agent_rollup": ("site_id", "hour_ms", "agent"),
     "queue_sites": ("site_id",),
+    "queue_unanswered": ("site_id", "cdr_id"),
 }
+UNANSWERED_INDEXES = (
+    ("ix_queue_unanswered_started", "started_ms, site_id, cdr_id"),
+    ("ix_queue_unanswered_caller", "site_id, caller_number, started_ms"),
+)
 
 
 @dataclass(frozen=True)
@@ -174,12 +184,28 @@ def generate(engine: sa.Engine, model: Model) -> dict[str, int]:
         place_sites(conn, model)
         for statement in _statements(model):
             conn.exec_driver_sql(statement)
+        _unanswered(conn, model)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("VACUUM ANALYZE")
         return {
             table: int(conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one())  # noqa: S608
             for table in ROLLUPS
         }
+
+
+def _unanswered(conn: sa.Connection, model: Model) -> None:
+    """The lost-calls rows, hour by hour; its indexes built after them (a month of rows
+    kept up one by one would take most of the run)."""
+    for name, _ in UNANSWERED_INDEXES:
+        conn.exec_driver_sql(f"DROP INDEX {name}")
+    for hour in range(model.hours):
+        conn.exec_driver_sql(
+            _UNANSWERED.format(hour_ms=model.start_ms + hour * HOUR_MS, h=hour, hours=model.hours,
+                               sites=model.sites, id_ms=ID_MS, trunks=TRUNKS, queues=QUEUES,
+                               outcomes=_OUTCOMES)
+        )  # fmt: skip
+    for name, columns in UNANSWERED_INDEXES:
+        conn.exec_driver_sql(f"CREATE INDEX {name} ON queue_unanswered ({columns})")
 
 
 def rollup_differences(a: sa.Engine, b: sa.Engine) -> dict[str, int]:
@@ -275,8 +301,27 @@ _AGENT_ROLLUP = """INSERT INTO agent_rollup
     ORDER BY hour_ms, site_id"""
 
 
+# The calls not answered of one hour's cells, in the site order ingest meets them: call
+# ``k`` of site ``s`` in hour ``h`` is the model's call ``i = (k * hours + h) * sites + s``,
+# and its CDR id the UUIDv7 of ``make_cdr(i)`` (ms ``id_ms + i``, rand_a 0, rand_b ``i``).
+_UNANSWERED = """INSERT INTO queue_unanswered
+    SELECT site_id, substr(ms, 1, 8) || '-' || substr(ms, 9, 4) || '-7000-'
+                    || substr(b, 1, 4) || '-' || substr(b, 5, 12),
+           hour_ms + mod(k * 7919, 3600) * 1000,
+           '+49170' || lpad(mod(k * 7919, 100000)::text, 5, '0'),
+           'q' || mod(k / {trunks}, {queues}), outcome, mod(k * 37, 240) / 2.0::float8, false
+    FROM model_cells, generate_series(0::bigint, k_count - 1) AS k,
+         LATERAL (SELECT (ARRAY[{outcomes}])[1 + mod(k, 10)] AS outcome,
+                         (k * {hours} + {h}) * {sites} + substr(site_id, 6)::bigint AS i) AS c,
+         LATERAL (SELECT lpad(to_hex({id_ms} + i), 12, '0') AS ms,
+                         '8' || lpad(to_hex(i), 15, '0') AS b) AS id
+    WHERE hour_ms = {hour_ms} AND mod(k, 10) >= 6
+    ORDER BY substr(site_id, 6)::bigint, k"""
+_OUTCOMES = ", ".join(f"'{o}'" for o in OUTCOMES)
+
+
 def _statements(model: Model) -> list[str]:
-    outcomes = ", ".join(f"'{o}'" for o in OUTCOMES)
+    outcomes = _OUTCOMES
     return [
         _CELLS.format(start=model.start_ms, hour=HOUR_MS, hours=model.hours, n=model.cdrs,
                       sites=model.sites),

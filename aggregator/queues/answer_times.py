@@ -37,10 +37,12 @@ def answer_time_report(conn: sa.Connection, query: QueueQuery) -> list[dict[str,
     ]
 
 
-def _figures(table: sa.Table) -> list[sa.ColumnElement[Any]]:
+def _figures(table: sa.Table, grouped: bool) -> list[sa.ColumnElement[Any]]:
+    if not grouped:
+        return [table.c[name] for name in _COUNTED]
     return [sa.cast(sa.func.sum(table.c[name]), sa.BigInteger) for name in _COUNTED]
 
 
 def _line(site_id: str, queue: str, period: str, sums: Sequence[Any]) -> dict[str, Any]:
-    counts = dict(zip(_COUNTED, (int(v) for v in sums), strict=True))
+    counts = dict(zip(_COUNTED, map(int, sums), strict=True))
     return {"site_id": site_id, "queue": queue, "period": period, **counts}

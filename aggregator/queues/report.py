@@ -9,8 +9,10 @@ over whole UTC days in a zone at offset zero (UTC) reads the daily rollup; other
 hourly one, each UTC hour counted in the local period its start falls in (exact for
 zones with whole-hour offsets, as for the other reports). The database sums per site,
 queue and period: a day report from the hourly rollup works each row's local day out by
-arithmetic (``_by_day``), an hour report groups by the hour itself. Raw CDRs are never
-read.
+arithmetic (``_by_day``). Where a rollup's key already is the line's (a site's own local
+days, whole UTC days from the daily rollup, hours from the hourly one) each row is a line
+and is read as it is, without grouping: summing a few thousand groups of one row each
+cost PostgreSQL more than reading them. Raw CDRs are never read.
 
 Figures (docs/contact-centre.md, "Reports at HQ"): service level is the callers answered
 within the queue's threshold, of those answered or abandoned (as on the wallboard); the
@@ -42,8 +44,9 @@ HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 Interval = Literal["day", "hour"]
 COUNTS = ("offered", *OUTCOMES, "sl_met")
-# The sums a report reads from a rollup table, after site, queue and period.
-Figures = Callable[[sa.Table], list[sa.ColumnElement[Any]]]
+# The sums a report reads from a rollup table, after site, queue and period; with
+# ``grouped`` False, the columns summed, read from one row per line.
+Figures = Callable[[sa.Table, bool], list[sa.ColumnElement[Any]]]
 # (site, queue, period label, the sums)
 PeriodSums = tuple[str, str, str, Sequence[Any]]
 
@@ -73,18 +76,22 @@ def period_sums(conn: sa.Connection, query: QueueQuery, figures: Figures) -> lis
         rows += conn.execute(select).all()
     if query.interval == "day":
         first = _first_day(query)
-        labels = [(first + datetime.timedelta(days=d)).isoformat() for d in range(_days(rows))]
-        lines = [(site, queue, labels[d], sums) for site, queue, d, *sums in rows]
+        labels: Sequence[str] | dict[int, str] = [
+            (first + datetime.timedelta(days=d)).isoformat() for d in range(_days(rows))
+        ]
     else:
-        hours = {h: _hour_label(h, query.tz) for h in {row[2] for row in rows}}
-        lines = [(site, queue, hours[h], sums) for site, queue, h, *sums in rows]
+        labels = {h: _hour_label(h, query.tz) for h in {row[2] for row in rows}}
+    # A row's sums are its slice after the period (thousands of rows: no unpacking).
+    lines = [(row[0], row[1], labels[row[2]], row[3:]) for row in rows]
     # Sorted here, not in SQL, so the order does not depend on the database's collation.
     return sorted(lines)
 
 
-def queue_figures(table: sa.Table) -> list[sa.ColumnElement[Any]]:
+def queue_figures(table: sa.Table, grouped: bool = True) -> list[sa.ColumnElement[Any]]:
     """The queue report's sums: ``COUNTS``, wait and talk seconds, the longest wait."""
     c = table.c
+    if not grouped:
+        return [*(c[name] for name in COUNTS), c.wait_s, c.talk_s, c.max_wait_s]
     return [
         # Counts summed as integers (PostgreSQL's sum of bigint is numeric, slow to read).
         *(sa.cast(sa.func.sum(c[name]), sa.BigInteger) for name in COUNTS),
@@ -151,7 +158,7 @@ def _by_own_day(query: QueueQuery, figures: Figures) -> sa.Select[Any]:
     first = day_number(_first_day(query))
     last = day_number(datetime.datetime.fromtimestamp(query.end_ms / 1000, query.tz).date())
     bounds = [c.tz == query.tz.key, c.day >= first, c.day < last]
-    return _sums(queue_rollup_local, bounds, c.day - first, query, figures)
+    return _sums(queue_rollup_local, bounds, c.day - first, query, figures, grouped=False)
 
 
 def _first_day(query: QueueQuery) -> datetime.date:
@@ -167,7 +174,8 @@ def _by_day(query: QueueQuery, first: datetime.date, figures: Figures) -> sa.Sel
     """
     offsets = utc_offsets(_first_hour(query.start_ms), query.end_ms, query.tz)
     whole_days = query.start_ms % DAY_MS == 0 and query.end_ms % DAY_MS == 0
-    if whole_days and offsets == [(_first_hour(query.start_ms), 0)]:
+    daily = whole_days and offsets == [(_first_hour(query.start_ms), 0)]
+    if daily:
         table, at = queue_rollup_daily, queue_rollup_daily.c.day_ms
     else:
         table, at = queue_rollup, queue_rollup.c.hour_ms
@@ -175,7 +183,8 @@ def _by_day(query: QueueQuery, first: datetime.date, figures: Figures) -> sa.Sel
     for (_, offset), (changed, _) in reversed(list(itertools.pairwise(offsets))):
         shift = sa.case((at < changed, offset), else_=shift)
     base = int(datetime.datetime.combine(first, datetime.time(), datetime.UTC).timestamp() * 1000)
-    return _sums(table, _hours(at, query), (at + shift - base) // DAY_MS, query, figures)
+    period = (at + shift - base) // DAY_MS
+    return _sums(table, _hours(at, query), period, query, figures, grouped=not daily)
 
 
 def utc_offsets(start_ms: int, end_ms: int, tz: ZoneInfo) -> list[tuple[int, int]]:
@@ -209,7 +218,7 @@ def _days(rows: Sequence[Any]) -> int:
 
 def _by_hour(query: QueueQuery, figures: Figures) -> sa.Select[Any]:
     hour = queue_rollup.c.hour_ms
-    return _sums(queue_rollup, _hours(hour, query), hour, query, figures)
+    return _sums(queue_rollup, _hours(hour, query), hour, query, figures, grouped=False)
 
 
 def _hours(at: sa.ColumnElement[int], query: QueueQuery) -> list[sa.ColumnElement[bool]]:
@@ -223,12 +232,17 @@ def _sums(
     period: sa.ColumnElement[int],
     query: QueueQuery,
     figures: Figures,
+    grouped: bool = True,
 ) -> sa.Select[Any]:
+    """Per site, queue and period; ``grouped`` False when the table's key is (site,
+    period, queue) within ``bounds``, so each row is a line of its own."""
     c = table.c
-    select = sa.select(c.site_id, c.queue, period.label("period"), *figures(table))
+    select = sa.select(c.site_id, c.queue, period.label("period"), *figures(table, grouped))
     select = _among_sites(select.where(*bounds), c.site_id, query)
     if query.queue is not None:
         select = select.where(c.queue == query.queue)
+    if not grouped:
+        return select
     return select.group_by(c.site_id, c.queue, sa.literal_column("period"))
 
 
@@ -250,7 +264,7 @@ def _hour_label(at_ms: int, tz: ZoneInfo) -> str:
 def _line(site_id: str, queue: str, period: str, sums: Sequence[Any]) -> dict[str, Any]:
     """A report line from the sums: ``COUNTS``, wait and talk seconds, the longest wait."""
     offered, answered, abandoned, overflowed, timeout, callback, interrupted, met = sums[:8]
-    wait_s, talk_s, longest = (float(v) for v in sums[8:])
+    wait_s, talk_s, longest = float(sums[8]), float(sums[9]), float(sums[10])
     judged = answered + abandoned
     return {
         "site_id": site_id,
