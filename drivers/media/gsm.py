@@ -45,7 +45,6 @@ from drivers.media.protocol import (
 if TYPE_CHECKING:
     from drivers.media.worker import Call, Leg, Worker
 
-GSM_URI = re.compile(r"^INVITE sip:([^@;>\s]+)@[^;\s>]+;(?:[^\s>]*;)?gsm=([a-z0-9][a-z0-9-]{0,31})")
 GSM_HEADER = "X-Callmesh-Gsm"
 FRAME_USEC = 20000
 
