@@ -107,6 +107,9 @@ _ANCHOR = re.compile(
     r"^INVITE sip:[^@;>\s]+@[^;>\s]+;anchor=(an-[0-9a-f]{1,32})[;\s]", re.MULTILINE
 )
 _SERVICE = re.compile(r"^(announce|ivr|room|queue|supervise)-([a-z0-9][a-z0-9_-]{0,31})$|^(echo)$")
+# The handler a first call of these services needs is built before the call is answered, so
+# its time goes into call set-up and the caller's music or prompt starts with the audio.
+_BUILT_BEFORE_ANSWER = {"queue": "queues", "ivr": "ivr"}
 POLL_MS = 10
 # Handlers shut down in this order (the GSM links first: their modems' calls end).
 SHUTDOWN_ORDER = ("gsm", "ivr", "supervisors", "queues", "callbacks", "anchors", "links")
@@ -397,6 +400,8 @@ class Worker:
                 leg = self.legs[call.getId()] = Leg(call, service, arg, anchor=anchor)
                 self.load()
                 self._room_changed(leg, call.getInfo().callIdString)
+                if service in _BUILT_BEFORE_ANSWER:
+                    getattr(self, _BUILT_BEFORE_ANSWER[service])
                 prm.statusCode = 200
         try:
             call.answer(prm)
