@@ -247,9 +247,8 @@ class GsmLegs:
             del self.legs[leg.arg]
         port, leg.port = leg.port, None
         if port is not None:
-            link = port.link
-            del port
-            link.close()
+            port.destroy()
+            port.link.close()
 
     def shutdown(self) -> None:
         """Drop every port (libDestroy aborts while one is referenced)."""
