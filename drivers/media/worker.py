@@ -37,6 +37,7 @@ only set flags.
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import logging
 import os
@@ -737,6 +738,9 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s media %(levelname)s %(message)s")  # fmt: skip
+    # A fault in pjsua2 or in a callback leaves every thread's Python stack in the worker's
+    # log (stderr) before the process dies.
+    faulthandler.enable()
     config = WorkerConfig.from_json(Path(args[0]).read_text())
     ep = start_endpoint(config)
     worker = Worker(config, ep)
