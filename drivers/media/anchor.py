@@ -26,14 +26,13 @@ from typing import TYPE_CHECKING
 import pjsua2 as pj
 
 from drivers.media.protocol import AnchorCall, AnchorEvent, Conference
+from drivers.media.services import ANCHOR
 
 if TYPE_CHECKING:
     from drivers.media.protocol import Emit
     from drivers.media.worker import Leg, Worker
 
 log = logging.getLogger("callmesh.media")
-
-ANCHOR = "anchor"
 
 
 @dataclass
@@ -123,7 +122,7 @@ class AnchorLegs:
         self.agents.pop(anchor.key, None)
         self.callers.pop(anchor.key, None)
         self.bridged.discard(anchor.key)
-        self.worker.supervisors.call_ended(anchor.key)
+        self.worker.call_ended(anchor.key)
         for leg in (anchor.agent_leg, anchor.other_leg):
             if leg is not None and self.worker.legs.get(leg.call.getId()) is leg:
                 self._hang_up(leg)

@@ -38,13 +38,12 @@ from drivers.media.protocol import (
     QueueHangup,
     QueueState,
 )
+from drivers.media.services import AGENT_LEG, CALLER_LEG
 
 if TYPE_CHECKING:
     from drivers.media.worker import Leg, Worker
 
 
-AGENT_LEG = "callback-agent"
-CALLER_LEG = "callback-caller"
 RELEASE_LIMIT_S = 10.0
 # ringing, answered, ended: the states reported for an agent leg and a caller leg
 _STATES: dict[str, tuple[QueueState, QueueState, QueueState]] = {
@@ -155,7 +154,7 @@ class CallbackLegs:
         release = self.releases.pop(key, None)
         if key in self.bridged:
             self.bridged.discard(key)
-            self.worker.supervisors.call_ended(key)
+            self.worker.call_ended(key)
         self.emit(QueueEvent(key, _STATES[leg.service][2], agent=leg.tag or "", code=code,
                              reason=reason, answered=leg.answered,
                              sip_call_id=sip_call_id))  # fmt: skip

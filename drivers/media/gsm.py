@@ -45,7 +45,6 @@ from drivers.media.protocol import (
 if TYPE_CHECKING:
     from drivers.media.worker import Call, Leg, Worker
 
-GSM_URI = re.compile(r"^INVITE sip:([^@;>\s]+)@[^;\s>]+;(?:[^\s>]*;)?gsm=([a-z0-9][a-z0-9-]{0,31})")
 GSM_HEADER = "X-Callmesh-Gsm"
 FRAME_USEC = 20000
 
@@ -248,9 +247,8 @@ class GsmLegs:
             del self.legs[leg.arg]
         port, leg.port = leg.port, None
         if port is not None:
-            link = port.link
-            del port
-            link.close()
+            port.destroy()
+            port.link.close()
 
     def shutdown(self) -> None:
         """Drop every port (libDestroy aborts while one is referenced)."""

@@ -49,13 +49,13 @@ from drivers.media.protocol import (
     QueueOffer,
     QueueTransfer,
 )
+from drivers.media.services import AGENT
 
 if TYPE_CHECKING:
     from drivers.media.worker import Leg, Worker
 
 
 _USER = re.compile(r"sip:([^@;>\s]+)@")
-AGENT = "queue-agent"
 # Auto-answer as desk phones understand it: Call-Info answer-after (Yealink, Snom,
 # Grandstream, Cisco SPA) and Alert-Info info=alert-autoanswer (Polycom).
 AUTO_ANSWER = {"Call-Info": "<sip:{domain}>;answer-after=0",
@@ -164,7 +164,7 @@ class QueueLegs:
         self.bridged.discard(key)
         self._cancel(key, None)
         hang_up(self.agents.get(key))
-        self.worker.supervisors.call_ended(key)
+        self.worker.call_ended(key)
         self.emit(QueueEvent(state="ended", id=key))
 
     def shutdown(self) -> None:

@@ -106,7 +106,7 @@ class RoomLinks:
             self._leave(link.room, link)
             port, link.audio = link.audio, None
             log.info("room %s link %s closed: %s", link.room, name, asdict(port.link.counters))
-            del port
+            port.destroy()
         link.sock.close()
 
     def shutdown(self) -> None:

@@ -48,6 +48,7 @@ from drivers.media.protocol import (
     SuperviseJoin,
     SuperviseMode,
 )
+from drivers.media.services import SUPERVISOR
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -57,7 +58,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("callmesh.media")
 
-SUPERVISOR = "supervise"
 BEEP_HZ = 1400
 BEEP_MS = 400
 Party = Literal["caller", "agent", "supervisor"]

@@ -22,6 +22,11 @@ and the appliance asks it (commands on stdin, see ``drivers.media.protocol``) to
 calls: click-to-dial origination and conference legs. Every outgoing call goes through
 Kamailio, so CDRs, recording and class of service apply to it like any other call.
 
+Each service's handler (GSM, IVR, room links, queues, callbacks, anchors, supervisors) is
+imported and built the first time a call or command for it arrives (the ``Worker``
+properties of the same names): most workers serve a few services, and every handler
+loaded at start cost each worker's memory.
+
 Threads: ``threadCnt=0`` with ``mainThreadOnly``, so SIP callbacks run inside
 ``libHandleEvents`` on the main thread. Callbacks only record what happened; the actions
 (answer, hang up, connect audio, drop references) run from the main loop afterwards,
@@ -32,6 +37,7 @@ only set flags.
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import logging
 import os
@@ -42,14 +48,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import pjsua2 as pj
 
-from drivers.media.anchor import ANCHOR, AnchorLegs
-from drivers.media.callbacks import AGENT_LEG, CALLER_LEG, CallbackLegs
-from drivers.media.gsm import GSM_URI, GsmLegs, ModemAudioPort
-from drivers.media.ivr import IvrLegs
 from drivers.media.protocol import (
     AnchorCall,
     Command,
@@ -78,9 +82,23 @@ from drivers.media.protocol import (
     pack_event,
     parse_command,
 )
-from drivers.media.queues import AGENT, QueueLegs
-from drivers.media.rooms import RoomLink, RoomLinks
-from drivers.media.supervise import SUPERVISOR, SupervisorLegs
+from drivers.media.services import (
+    AGENT,
+    AGENT_LEG,
+    ANCHOR,
+    CALLER_LEG,
+    GSM_URI,
+    SUPERVISOR,
+)
+
+if TYPE_CHECKING:
+    from drivers.media.anchor import AnchorLegs
+    from drivers.media.callbacks import CallbackLegs
+    from drivers.media.gsm import GsmLegs, ModemAudioPort
+    from drivers.media.ivr import IvrLegs
+    from drivers.media.queues import QueueLegs
+    from drivers.media.rooms import RoomLink, RoomLinks
+    from drivers.media.supervise import Bridges, SupervisorLegs
 
 log = logging.getLogger("callmesh.media")
 
@@ -90,8 +108,23 @@ _ANCHOR = re.compile(
     r"^INVITE sip:[^@;>\s]+@[^;>\s]+;anchor=(an-[0-9a-f]{1,32})[;\s]", re.MULTILINE
 )
 _SERVICE = re.compile(r"^(announce|ivr|room|queue|supervise)-([a-z0-9][a-z0-9_-]{0,31})$|^(echo)$")
+# The handler a first call of these services needs is built before the call is answered, so
+# its time goes into call set-up and the caller's music or prompt starts with the audio.
+_BUILT_BEFORE_ANSWER = {"queue": "queues", "ivr": "ivr"}
 POLL_MS = 10
+# Handlers shut down in this order (the GSM links first: their modems' calls end).
+SHUTDOWN_ORDER = ("gsm", "ivr", "supervisors", "queues", "callbacks", "anchors", "links")
 DRAIN_S = 0.5
+
+
+class Handler(Protocol):
+    """What the worker asks of every service handler besides its service's calls."""
+
+    def shutdown(self) -> None:
+        """Drop every pjsua2 object the handler holds."""
+
+
+H = TypeVar("H", bound=Handler)
 
 
 def emit(event: Event) -> None:
@@ -208,20 +241,102 @@ class Worker:
         self.legs: dict[int, Leg] = {}
         self.rooms: dict[str, list[Leg | RoomLink]] = {}
         self._queue: deque[Callable[[], None]] = deque()
-        self.gsm = GsmLegs(self, emit)
-        self.ivr = IvrLegs(self, emit)
-        self.queues = QueueLegs(self, emit)
-        self.callbacks = CallbackLegs(self, emit)
-        self.anchors = AnchorLegs(self, emit)
-        self.supervisors = SupervisorLegs(self, (self.queues, self.callbacks, self.anchors),
-                                          emit)  # fmt: skip
-        self.links = RoomLinks(config.host, config.jitter_frames, self._link_joined,
-                               self._link_left, emit)  # fmt: skip
+        # The service handlers below are built on first use; these note the ones built.
+        self._handlers: dict[str, Handler] = {}
+        self._ticks: list[Callable[[float], None]] = []
+        self._bridges: list[Bridges] = []
         acc_cfg = pj.AccountConfig()
         acc_cfg.idUri = f"sip:media-{config.name}@{config.domain}"
         acc_cfg.sipConfig.proxies.append(f"sip:{config.proxy_host}:{config.proxy_port};lr")
         acc_cfg.mediaConfig.transportConfig.boundAddress = config.media_host
         self.acc.create(acc_cfg)
+
+    # -- service handlers: each is imported and built when the first call or command for
+    # it arrives, so a worker holds only the code of the services it serves.
+
+    @cached_property
+    def gsm(self) -> GsmLegs:
+        """GSM legs (``<number>;gsm=<channel>`` calls and ``gsm-*`` commands)."""
+        started = time.perf_counter()
+        from drivers.media.gsm import GsmLegs
+
+        legs = self._built("gsm", GsmLegs(self, emit), started)
+        self._ticks.append(lambda _now: legs.tick())
+        return legs
+
+    @cached_property
+    def ivr(self) -> IvrLegs:
+        """IVR calls (``ivr-<flow>``, IVR originations and ``ivr-*`` commands)."""
+        started = time.perf_counter()
+        from drivers.media.ivr import IvrLegs
+
+        legs = self._built("ivr", IvrLegs(self, emit), started)
+        self._ticks.append(legs.tick)
+        return legs
+
+    @cached_property
+    def queues(self) -> QueueLegs:
+        """Queued callers and the agents rung for them (``queue-<name>``, ``queue-*``)."""
+        started = time.perf_counter()
+        from drivers.media.queues import QueueLegs
+
+        legs = self._built("queues", QueueLegs(self, emit), started)
+        self._bridges.append(legs)
+        return legs
+
+    @cached_property
+    def callbacks(self) -> CallbackLegs:
+        """Callbacks' agent and caller legs (``queue-callback``)."""
+        started = time.perf_counter()
+        from drivers.media.callbacks import CallbackLegs
+
+        legs = self._built("callbacks", CallbackLegs(self, emit), started)
+        self._bridges.append(legs)
+        return legs
+
+    @cached_property
+    def anchors(self) -> AnchorLegs:
+        """Calls anchored here for supervision (``anchor``)."""
+        started = time.perf_counter()
+        from drivers.media.anchor import AnchorLegs
+
+        legs = self._built("anchors", AnchorLegs(self, emit), started)
+        self._bridges.append(legs)
+        return legs
+
+    @cached_property
+    def supervisors(self) -> SupervisorLegs:
+        """Supervisors' legs (``supervise-<agent>``, ``supervise-*``) on the calls bridged
+        by the queue, callback and anchor handlers built so far (``_bridges`` grows)."""
+        started = time.perf_counter()
+        from drivers.media.supervise import SupervisorLegs
+
+        legs = self._built("supervisors", SupervisorLegs(self, self._bridges, emit), started)
+        self._ticks.append(legs.tick)
+        return legs
+
+    @cached_property
+    def links(self) -> RoomLinks:
+        """Links between workers' bridges of one meet-me room (``room-link``)."""
+        started = time.perf_counter()
+        from drivers.media.rooms import RoomLinks
+
+        links = RoomLinks(self.config.host, self.config.jitter_frames, self._link_joined,
+                          self._link_left, emit)  # fmt: skip
+        return self._built("links", links, started)
+
+    def _built(self, name: str, handler: H, started: float) -> H:
+        self._handlers[name] = handler
+        log.info("%s handler loaded in %.1f ms", name, (time.perf_counter() - started) * 1000)
+        return handler
+
+    def _has(self, name: str) -> bool:
+        return name in self._handlers
+
+    def call_ended(self, call: str) -> None:
+        """A bridged call ended: supervisors on it (if any were ever here) leave."""
+        if self._has("supervisors"):
+            self.supervisors.call_ended(call)
 
     def later(self, action: Callable[[], None]) -> None:
         """Queue an action for the main loop (callbacks must not act themselves)."""
@@ -286,6 +401,8 @@ class Worker:
                 leg = self.legs[call.getId()] = Leg(call, service, arg, anchor=anchor)
                 self.load()
                 self._room_changed(leg, call.getInfo().callIdString)
+                if service in _BUILT_BEFORE_ANSWER:
+                    getattr(self, _BUILT_BEFORE_ANSWER[service])
                 prm.statusCode = 200
         try:
             call.answer(prm)
@@ -427,9 +544,8 @@ class Worker:
 
     def tick(self, now: float) -> None:
         """Deadlines: announcements and IVR prompts end, players reach their end."""
-        self.gsm.tick()
-        self.ivr.tick(now)
-        self.supervisors.tick(now)
+        for tick in self._ticks:
+            tick(now)
         for leg in list(self.legs.values()):
             finished = isinstance(leg.source, Player) and leg.source.finished
             if finished or (leg.deadline is not None and now >= leg.deadline):
@@ -516,10 +632,13 @@ class Worker:
 
     def _queue_command(self, cmd: QueueCommand) -> None:
         """Queued callers' commands to their handler, callbacks' to theirs; cancel and
-        hang-up to both (each ignores calls it does not hold)."""
+        hang-up to both, if callbacks were ever placed here (each ignores calls it does not
+        hold)."""
         if not isinstance(cmd, QueueCallback):
             self.queues.command(cmd)
-        if isinstance(cmd, (QueueCallback, QueueCancel, QueueHangup)):
+        if isinstance(cmd, QueueCallback) or (
+            isinstance(cmd, (QueueCancel, QueueHangup)) and self._has("callbacks")
+        ):
             self.callbacks.command(cmd)
 
     def command(self, line: str) -> bool:
@@ -567,13 +686,9 @@ class Worker:
             self.ep.libHandleEvents(POLL_MS)
             self.run_queue()
         self._queue.clear()
-        self.gsm.shutdown()
-        self.ivr.shutdown()
-        self.supervisors.shutdown()
-        self.queues.shutdown()
-        self.callbacks.shutdown()
-        self.anchors.shutdown()
-        self.links.shutdown()
+        for name in SHUTDOWN_ORDER:
+            if self._has(name):
+                self._handlers[name].shutdown()
         for leg in self.legs.values():
             leg.source = leg.audio = None
         self.legs.clear()
@@ -623,6 +738,9 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s media %(levelname)s %(message)s")  # fmt: skip
+    # A fault in pjsua2 or in a callback leaves every thread's Python stack in the worker's
+    # log (stderr) before the process dies.
+    faulthandler.enable()
     config = WorkerConfig.from_json(Path(args[0]).read_text())
     ep = start_endpoint(config)
     worker = Worker(config, ep)

@@ -78,3 +78,11 @@ def test_a_hotel_with_a_pms_link_loads_the_hotel(tmp_path: Path) -> None:
     hotel = {"pms": {"host": "127.0.0.1", "port": 5010}}
     loaded = built_appliance(tmp_path, profile="hotel", hotel=hotel)
     assert {"appliance.hotel.pms_link", "appliance.hotel.wiring"} <= loaded
+
+
+def test_the_media_worker_starts_without_any_service_handler() -> None:
+    loaded = loaded_after("import drivers.media.worker")
+    handlers = ("gsm", "pcm", "link_port", "ivr", "rooms", "queues", "callbacks", "anchor",
+                "supervise", "hangup")  # fmt: skip
+    assert "drivers.media.protocol" in loaded
+    assert not under(loaded, *(f"drivers.media.{name}" for name in handlers))

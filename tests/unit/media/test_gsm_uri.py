@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.media.gsm import GSM_URI
+from drivers.media.services import GSM_URI
 
 
 @pytest.mark.parametrize(
