@@ -10,7 +10,9 @@ Group commit: the writes of Kamailio's events (``handle``) are staged and commit
 together when a short window ends (``GROUP_WINDOW_S``, or at once when
 ``GROUP_MAX_WRITES`` are staged): at 100 calls/s the invite, answer and CDR writes of
 many calls share one fsync instead of taking three each. Until that commit the staged
-open calls are read from memory. Nothing that depends on durability runs before it:
+open calls are read from memory; so are the committed ones (``_open``, a copy of every
+open record this service wrote, kept beside LMDB): an event is applied to its call
+without reading the record back from the store. Nothing that depends on durability runs before it:
 ``on_change`` (webhooks: call started, answered, ended), the ``cdr written`` log and the
 ``ended`` counters follow the commit. The other methods (API hang-up, media loss,
 restart) commit what is staged, then their own writes, before they return. Events that
@@ -76,6 +78,7 @@ class CallService:
         self.ended: collections.Counter[str] = collections.Counter()
         self.group = GroupCommit(store, GROUP_WINDOW_S, GROUP_MAX_WRITES)
         self._staged: dict[str, dict[str, Any] | None] = {}
+        self._open: dict[str, dict[str, Any]] = {}
         self._early: dict[str, tuple[dict[str, str], float]] = {}
 
     def handle(self, event: CallEvent) -> dict[str, Any] | None:
@@ -169,7 +172,7 @@ class CallService:
         if call is None or "closing" in call:
             return False
         call.update(fields)
-        self.open.put(call_id, call)
+        self._put_open(call_id, call)
         return True
 
     def add_variables(self, call_id: str, fields: dict[str, str]) -> None:
@@ -184,7 +187,7 @@ class CallService:
         if call is not None:
             if "closing" not in call:
                 call["variables"] = {**(call.get("variables") or {}), **fields}
-                self.open.put(call_id, call)
+                self._put_open(call_id, call)
             return
         now = time.monotonic()
         self._early = {k: v for k, v in self._early.items() if v[1] > now}
@@ -226,7 +229,7 @@ class CallService:
         call["trunk"] = via or (site if kind == "trunk" else None)
         call["peer_site"] = site if kind == "site" else None
         call["failovers"] = int(call.get("failovers", 0)) + 1
-        self.open.put(call_id, call)
+        self._put_open(call_id, call)
 
     def live_calls(self) -> list[dict[str, Any]]:
         """Calls in progress."""
@@ -240,7 +243,7 @@ class CallService:
         for call_id, call in self.open.items():
             if "closing" not in call:
                 call["media_interrupted"] = why
-                self.open.put(call_id, call)
+                self._put_open(call_id, call)
                 count += 1
         return count
 
@@ -256,6 +259,7 @@ class CallService:
                 written.append(self._write(call, self.builder.interrupted(call, now, why)))
             elif closing["cdr_id"] in pending:
                 self.open.delete(call_id)
+                self._open.pop(call_id, None)
             else:
                 written.append(self._write(call, closing))
         self.flush()
@@ -267,8 +271,15 @@ class CallService:
         """The open call as the events so far left it: staged, stored or in memory only."""
         if call_id in self._staged:
             return self._staged[call_id]
+        if call_id in self._open:
+            return dict(self._open[call_id])
         call: dict[str, Any] | None = self.open.get(call_id)
         return call or self._unstored.get(call_id)
+
+    def _put_open(self, call_id: str, call: dict[str, Any]) -> None:
+        """Store an open record in its own commit and keep its copy beside LMDB."""
+        self.open.put(call_id, call)
+        self._open[call_id] = call
 
     def _settle(self, call_id: str, staged: dict[str, Any] | None) -> None:
         """Forget a staged state once the store (or the in-memory fallback) holds it."""
@@ -286,6 +297,7 @@ class CallService:
         def committed() -> None:
             self._settle(call_id, call)
             self._unstored.pop(call_id, None)
+            self._open[call_id] = call
             self._changed(change, doc)
 
         def alone() -> None:
@@ -298,7 +310,7 @@ class CallService:
     def _keep_alone(self, call_id: str, call: dict[str, Any]) -> None:
         """Store an open call in its own commit; in memory only while the store refuses it."""
         try:
-            self.open.put(call_id, call)
+            self._put_open(call_id, call)
         except StoreError as err:
             if call_id not in self._unstored:
                 log.error(
@@ -335,6 +347,8 @@ class CallService:
         except StoreError as err:
             self._write_failed(cdr, err)
         else:
+            if call is not None:
+                self._open.pop(cdr["call_id"], None)
             log.info(
                 "cdr written",
                 extra={"cdr_id": cdr["cdr_id"], "disposition": cdr["disposition"]},
@@ -364,7 +378,7 @@ class CallService:
         except StoreError:
             if call is not None:
                 with contextlib.suppress(StoreError):
-                    self.open.put(cdr["call_id"], {**call, "closing": cdr})
+                    self._put_open(cdr["call_id"], {**call, "closing": cdr})
             raise
 
     def _commit_cdr(self, call: dict[str, Any] | None, cdr: dict[str, Any]) -> None:

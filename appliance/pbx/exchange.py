@@ -308,12 +308,15 @@ class BranchExchange:
         return local_routes(self.dialplan, self.chain, self._recorded)
 
     async def _reload_local_routes(self) -> None:
-        """Kamailio rereads the local routes; until it does, changed numbers ask the chain."""
+        """Kamailio rereads the credentials and local routes; until it does, changed
+        numbers ask the chain and changed passwords are not yet in force."""
         try:
             for method, table in RELOAD_RPCS:
                 await self.events.rpc(method, table)
         except RpcError as err:
-            log.warning("local routes not reloaded, Kamailio keeps the old ones: %s", err)
+            log.warning(
+                "credentials and local routes not reloaded, Kamailio keeps the old ones: %s", err
+            )
 
     def router(self, tokens: Sequence[ApiToken]) -> APIRouter:
         """The local call and IVR flow API routes, to mount on the appliance's FastAPI app."""

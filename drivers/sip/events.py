@@ -6,10 +6,13 @@ over evapi: ``route[EVENT]`` writes ``invite`` (a call was relayed), ``answer``
 says which side), ``failed`` (``failure_route``: negative final reply, ``reason``
 busy/no-answer/cancelled/failed) and ``rejected`` (refused before relaying);
 ``route[FAILOVER]`` writes ``failover`` (a hop failed, the call moved to the next).
-``parse_kamailio_event`` turns one decoded object into its record or raises EventError
-(``error_id`` ``kamailio-event-invalid``); unknown keys are ignored, so a newer
-template still parses. ``tests/unit/pbx/test_kamailio_events.py`` pins the records to
-events captured from a real Kamailio and to the keys the template writes.
+Only ``invite`` and ``rejected`` name the parties (``CallOffer``); ``answer``, ``end``
+and ``failed`` carry the call id, the time and what changed, since the call service
+applies them to the open call it holds. ``parse_kamailio_event`` turns one decoded
+object into its record or raises EventError (``error_id`` ``kamailio-event-invalid``);
+unknown keys are ignored, so a newer template still parses.
+``tests/unit/pbx/test_kamailio_events.py`` pins the records to events captured from a
+real Kamailio and to the keys the template writes.
 
 Kamailio writes empty strings for values it does not have, so an absent optional
 string is ``""`` here too.
@@ -38,12 +41,6 @@ class SipCallEvent:
     kind: ClassVar[str] = ""
     call_id: str
     ts: float
-    from_user: str = ""
-    from_name: str = ""
-    from_tag: str = ""
-    to_user: str = ""
-    request_user: str = ""
-    source: str = ""
     code: int = 0
     reason: str = ""
 
@@ -52,6 +49,12 @@ class SipCallEvent:
 class CallOffer(SipCallEvent):
     """A call as Kamailio offered it: an ``invite`` relayed or a call ``rejected``."""
 
+    from_user: str = ""
+    from_name: str = ""
+    from_tag: str = ""
+    to_user: str = ""
+    request_user: str = ""
+    source: str = ""
     route: str = ""
     trunk: str = ""
     dialled: str = ""

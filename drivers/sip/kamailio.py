@@ -1,9 +1,9 @@
 """Kamailio as a supervised child process: files rendered into a run directory, probed by OPTIONS.
 
-Reload rule: a changed subscriber list is applied live (auth_db reads the SQLite file on
-each request); changed local routes are written into the same file, and the caller
-has Kamailio reload them (RPC ``htable.reload``, ``RELOAD_RPCS``); a changed
-kamailio.cfg restarts the daemon.
+Reload rule: a changed subscriber list (the ``credentials`` table) and changed local
+routes are written into the SQLite file Kamailio loaded at start, and the caller has
+Kamailio reload them (RPC ``htable.reload``, ``RELOAD_RPCS``); a changed kamailio.cfg
+restarts the daemon.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 from drivers.daemon.private_files import make_private, write_private
 from drivers.sip.errors import ProcessError
 from drivers.sip.kamailio_config import (
+    CREDENTIALS_TABLE,
     HTABLE_TABLES,
     LOCAL_ROUTES_SCHEMA,
-    SUBSCRIBER_INSERT,
     SUBSCRIBER_SCHEMA,
     UACREG_INSERT,
     UACREG_SCHEMA,
@@ -50,8 +50,9 @@ def find_module_path() -> str:
 
 
 ROUTE_SECRET_FILE = "route-secret"
-# The RPCs that make a running Kamailio read changed local routes from its SQLite file.
-RELOAD_RPCS = tuple(("htable.reload", t) for t in ("local", "recpol", "trunk", "callers"))
+# The RPCs that make a running Kamailio read changed credentials and local routes from
+# its SQLite file.
+RELOAD_RPCS = tuple(("htable.reload", t) for t in ("creds", "local", "recpol", "trunk", "callers"))
 
 
 def load_route_secret(run_dir: Path) -> str:
@@ -151,7 +152,7 @@ def write_subscribers(
     config: KamailioConfig,
     local_routes: LocalRoutes | None = None,
 ) -> None:
-    """Replace the subscriber, trunk registration and routing tables in one transaction."""
+    """Replace the credentials, trunk registration and routing tables in one transaction."""
     routes = local_routes or LocalRoutes()
     path.parent.mkdir(parents=True, exist_ok=True)
     make_private(path)
@@ -161,7 +162,7 @@ def write_subscribers(
         for statement in (SUBSCRIBER_SCHEMA + UACREG_SCHEMA + LOCAL_ROUTES_SCHEMA).split(";"):
             if statement.strip():
                 conn.execute(statement)
-        conn.executemany(SUBSCRIBER_INSERT, subscriber_rows(subscribers, config.domain))
+        conn.executemany(htable_insert(CREDENTIALS_TABLE), subscriber_rows(subscribers))
         conn.executemany(UACREG_INSERT, uacreg_rows(config.registrations, config.domain))
         tables = (routes.answers, routes.recording, routes.trunk, routes.callers)
         for table, rows in zip(HTABLE_TABLES, tables, strict=True):

@@ -7,9 +7,9 @@ The control plane (evapi, the route endpoint, rtpengine's ng port, the media wor
 SIP) stays on loopback: Kamailio listens on ``sip_host`` for phones and peers and, when
 that is not ``127.0.0.1``, on ``127.0.0.1`` at the same port for the media workers.
 ``SUBSCRIBER_SCHEMA`` and
-``subscriber_rows`` make the ``subscriber`` table Kamailio's ``auth_db`` reads for digest auth
-(schema as in Debian's ``/usr/share/kamailio/db_sqlite/auth_db-create.sql``, table
-version 7); ``UACREG_SCHEMA`` and ``uacreg_rows`` the ``uacreg`` table of trunk
+``subscriber_rows`` make the ``credentials`` table (extension number and plain digest
+password) the ``htable`` module loads into Kamailio's memory for digest auth, so no
+request queries SQLite; ``UACREG_SCHEMA`` and ``uacreg_rows`` the ``uacreg`` table of trunk
 registrations the ``uac`` module keeps up (``uac-create.sql``, version 5);
 ``LOCAL_ROUTES_SCHEMA`` and ``htable_rows`` the four tables the ``htable`` module loads
 (``htable-create.sql``, version 2) with the answers Kamailio finds without asking the
@@ -276,19 +276,8 @@ CREATE TABLE version (
     table_name VARCHAR(32) NOT NULL,
     table_version INTEGER DEFAULT 0 NOT NULL,
     CONSTRAINT version_table_name_idx UNIQUE (table_name));
-INSERT INTO version VALUES ('version', 1), ('subscriber', 7);
-CREATE TABLE subscriber (
-    id INTEGER PRIMARY KEY NOT NULL,
-    username VARCHAR(64) DEFAULT '' NOT NULL,
-    domain VARCHAR(64) DEFAULT '' NOT NULL,
-    password VARCHAR(64) DEFAULT '' NOT NULL,
-    ha1 VARCHAR(128) DEFAULT '' NOT NULL,
-    ha1b VARCHAR(128) DEFAULT '' NOT NULL,
-    CONSTRAINT subscriber_account_idx UNIQUE (username, domain));
-CREATE INDEX subscriber_username_idx ON subscriber (username);
+INSERT INTO version VALUES ('version', 1);
 """
-
-SUBSCRIBER_INSERT = "INSERT INTO subscriber (username, domain, password) VALUES (?, ?, ?)"
 
 UACREG_SCHEMA = """
 DROP TABLE IF EXISTS uacreg;
@@ -315,6 +304,7 @@ INSERT INTO version VALUES ('uacreg', 5);
 
 # Table names below are these constants only, never a value from outside.
 HTABLE_TABLES = ("local_routes", "local_recording", "trunk_routes", "trunk_callers")
+CREDENTIALS_TABLE = "credentials"
 _HTABLE_SCHEMA = """
 DROP TABLE IF EXISTS @table;
 CREATE TABLE @table (
@@ -326,7 +316,9 @@ CREATE TABLE @table (
     expires INTEGER DEFAULT 0 NOT NULL);
 INSERT INTO version VALUES ('@table', 2);
 """
-LOCAL_ROUTES_SCHEMA = "".join(_HTABLE_SCHEMA.replace("@table", t) for t in HTABLE_TABLES)
+LOCAL_ROUTES_SCHEMA = "".join(
+    _HTABLE_SCHEMA.replace("@table", t) for t in (*HTABLE_TABLES, CREDENTIALS_TABLE)
+)
 
 
 def htable_insert(table: str) -> str:
@@ -358,6 +350,6 @@ def uacreg_rows(registrations: Sequence[Registration], domain: str) -> list[tupl
     ]  # fmt: skip
 
 
-def subscriber_rows(subscribers: Sequence[Subscriber], domain: str) -> list[tuple[str, str, str]]:
-    """Rows for ``SUBSCRIBER_INSERT``: Kamailio computes HA1 from the plain password."""
-    return [(sub.number, domain, sub.password) for sub in subscribers]
+def subscriber_rows(subscribers: Sequence[Subscriber]) -> list[tuple[str, str]]:
+    """Rows for the ``credentials`` table: Kamailio computes HA1 from the plain password."""
+    return [(sub.number, sub.password) for sub in subscribers]

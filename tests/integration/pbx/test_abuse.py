@@ -221,6 +221,27 @@ def test_repeated_failed_authentication_bans_the_source(pbx: Pbx, tmp_path: Path
         assert alice.proc.poll() is None
 
 
+def test_requests_without_credentials_are_challenged_and_never_ban_the_source(pbx: Pbx) -> None:
+    """A phone's first REGISTER or INVITE carries no credentials: challenged, not counted
+    as a failed authentication, however many calls it makes."""
+    source, uri = "127.0.0.15", f"sip:127.0.0.1:{pbx.sip_port}"
+    call = f"sip:1002@127.0.0.1:{pbx.sip_port}"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source, 0))
+        port = sock.getsockname()[1]
+        replies = [
+            answer(sock, request(method, target, source, port, to, "1001"), pbx.sip_port)
+            for method, target, to in [("REGISTER", uri, "1001"), ("INVITE", call, "1002")]
+            for _ in range(AUTH_FAIL_LIMIT // 2 + 1)
+        ]
+    assert [r[:12] if r else None for r in replies] == (
+        [b"SIP/2.0 401 "] * (AUTH_FAIL_LIMIT // 2 + 1)
+        + [b"SIP/2.0 407 "] * (AUTH_FAIL_LIMIT // 2 + 1)
+    )
+    assert options_answered(pbx.sip_port, source)
+    assert f"from {source}: banned" not in kamailio_log(pbx)
+
+
 def test_invite_flood_is_banned_while_a_phone_registers_and_calls(pbx: Pbx, tmp_path: Path) -> None:
     flood = subprocess.Popen(
         ["sipp", "-sf", str(HERE / "sipp" / "flood_invite.xml"), "-i", "127.0.0.4",

@@ -13,6 +13,7 @@ from appliance.pbx.settings import PbxSettings
 from appliance.store import Store
 from drivers.sip.kamailio_config import KamailioConfig, Subscriber, render_config
 from drivers.sip.probe import sip_options_ok
+from drivers.sip.register_probe import Account, register
 from tests.integration.pbx.harness import free_udp_tcp_port, media, no_daemons_left, require_debs
 
 
@@ -37,6 +38,8 @@ def test_rendered_config_passes_kamailio_check(
 
 
 async def test_subscribers_reload_live_and_cfg_changes_restart(tmp_path: Path) -> None:
+    """A changed subscriber list takes effect in the running Kamailio (its credentials
+    htable is reloaded): an added extension registers, a removed one no longer does."""
     require_debs()
     settings = PbxSettings(
         sip_port=free_udp_tcp_port(),
@@ -56,6 +59,15 @@ async def test_subscribers_reload_live_and_cfg_changes_restart(tmp_path: Path) -
         ok, detail = pbx.check()
         assert ok, detail
         pid = pbx.kamailio.daemon.pid
+        port = settings.sip_port
+        alice = Account("1001", "secret-1001-pw", "a.example", "127.0.0.1", port)
+        dave = Account("1004", "secret-1004-pw", "a.example", "127.0.0.1", port)
+        assert await register(alice) == 200
+        assert await register(dave) in (401, 403, 407)
+        assert not await pbx.apply("a.example", [Subscriber("1004", "secret-1004-pw")])
+        assert pbx.kamailio.daemon.pid == pid
+        assert await register(dave) == 200
+        assert await register(alice) in (401, 403, 407)
         assert not await pbx.apply("a.example", [*subs, Subscriber("1004", "secret-1004-pw")])
         assert pbx.kamailio.daemon.pid == pid
         assert await pbx.apply("b.example", subs)

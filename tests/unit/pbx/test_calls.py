@@ -55,6 +55,23 @@ def test_answered_call_gives_one_cdr_with_billable_seconds(calls: CallService) -
     assert calls.live_calls() == []
 
 
+def test_events_apply_to_the_open_call_without_reading_it_back_from_the_store(
+    calls: CallService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls.handle(ev("invite"))
+    calls.update("c1", recording="on-demand")
+    reads: list[str] = []
+    monkeypatch.setattr(calls.open, "get", lambda key: reads.append(key))
+    calls.handle(ev("answer", at=2))
+    cdr = calls.handle(ev("end", at=12, reason="caller"))
+    assert reads == []
+    assert cdr is not None
+    assert (cdr["answer"], cdr["hangup_side"]) == ("2026-09-21T14:13:22.000Z", "caller")
+    assert cdrs(calls) == [cdr]
+    monkeypatch.undo()
+    assert calls.open.get("c1") is None
+
+
 def test_variables_reported_before_the_invite_event_reach_the_cdr(calls: CallService) -> None:
     calls.add_variables("c1", {"queue": "support", "queue_outcome": "abandoned"})
     calls.handle(ev("invite"))

@@ -56,18 +56,20 @@ def test_recording_can_be_switched_off() -> None:
     assert '$var(record) = "no";' in render_config(_config(record=False))
 
 
-def test_subscriber_table_is_replaced_with_plain_passwords(tmp_path: Path) -> None:
+def test_credentials_table_is_replaced_with_plain_passwords(tmp_path: Path) -> None:
     db = tmp_path / "subscriber.sqlite"
     config = _config(domain="d.example")
     write_subscribers(db, [Subscriber("1001", "pw-1'; DROP TABLE x", "A")], config)
-    write_subscribers(db, [Subscriber("1002", "pw-2"), Subscriber("1003", "pw-3")], config)
+    write_subscribers(db, [Subscriber("1002", "pw-2"), Subscriber("1003", "pw\t3")], config)
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT username, domain, password FROM subscriber").fetchall()
+        rows = conn.execute(
+            "SELECT key_name, key_type, value_type, key_value, expires FROM credentials"
+        ).fetchall()
         versions = dict(conn.execute("SELECT table_name, table_version FROM version"))
-    assert rows == [("1002", "d.example", "pw-2"), ("1003", "d.example", "pw-3")]
+    assert rows == [("1002", 0, 0, "pw-2", 0), ("1003", 0, 0, "pw\t3", 0)]
     assert versions == {
-        "version": 1, "subscriber": 7, "uacreg": 5, "local_routes": 2, "local_recording": 2,
-        "trunk_routes": 2, "trunk_callers": 2,
+        "version": 1, "uacreg": 5, "local_routes": 2, "local_recording": 2,
+        "trunk_routes": 2, "trunk_callers": 2, "credentials": 2,
     }  # fmt: skip
 
 
@@ -225,7 +227,7 @@ def test_quoted_values_are_escaped_and_control_characters_refused() -> None:
     odd = _config(subscriber_db='/data/o"dd\\dir/subscriber.sqlite',
                   trunk_credentials=(("u\\", "realm", 'p"w'),))  # fmt: skip
     text = render_config(odd)
-    assert 'modparam("auth_db", "db_url", "sqlite:///data/o\\"dd\\\\dir/subscriber.sqlite")' in text
+    assert 'modparam("htable", "db_url", "sqlite:///data/o\\"dd\\\\dir/subscriber.sqlite")' in text
     assert 'modparam("uac", "credential", "u\\\\:realm:p\\"w")' in text
     with pytest.raises(ConfigValueError, match=r"kamailio\.cfg: .* control character"):
         render_config(_config(dispatcher_list="/run/dispatcher\n.list"))
