@@ -16,7 +16,13 @@ import pytest
 import yaml
 
 from drivers.modem.simulator import ModemSimulator
-from tests.integration.pbx.harness import DOMAIN, EXTENSIONS, free_udp_tcp_port, password
+from tests.integration.pbx.harness import (
+    DOMAIN,
+    EXTENSIONS,
+    free_udp_tcp_port,
+    password,
+    sipp_media_port,
+)
 from tests.procs import ROOT, Service, free_port, write_yaml
 from tests.sync_env import SyncEnv
 
@@ -147,7 +153,7 @@ def sipp_unknown_number(
     return subprocess.run(
         ["sipp", "-sf", str(SIPP_INVITE), "-s", number, "-i", "127.0.0.1", "-nostdin",
          "-timeout", "20s", "-m", "1", "-p", str(free_udp_tcp_port()),
-         "-mp", str(free_udp_tcp_port()), "-trace_msg", "-message_file", str(out),
+         "-mp", str(sipp_media_port()), "-trace_msg", "-message_file", str(out),
          f"127.0.0.1:{branch.sip_port}"],
         capture_output=True, timeout=40, check=False, cwd=root,
     )  # fmt: skip

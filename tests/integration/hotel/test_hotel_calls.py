@@ -27,6 +27,7 @@ from tests.integration.pbx.harness import (
     no_daemons_left,
     phones,
     require_debs,
+    sipp_media_port,
     wait_for,
 )
 from tests.integration.pbx.test_dialplan_calls import TRUNK_UAS
@@ -122,7 +123,7 @@ def trunk(root: Path, port: int) -> Iterator[Path]:
     with (root / "trunk.out").open("wb") as out:
         proc = subprocess.Popen(
             ["sipp", "-i", "127.0.0.1", "-nostdin", "-timeout", "20s", "-m", "1",
-             "-cp", str(free_udp_tcp_port()), "-mp", str(free_udp_tcp_port()),
+             "-cp", str(free_udp_tcp_port()), "-mp", str(sipp_media_port()),
              "-sf", str(scenario), "-p", str(port), "-trace_msg", "-message_file", str(log)],
             cwd=root, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip

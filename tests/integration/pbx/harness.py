@@ -61,6 +61,12 @@ def free_udp_tcp_port(low: int = 20000, high: int = 29999) -> int:
     raise AssertionError("no free port found")
 
 
+def sipp_media_port() -> int:
+    """sipp's ``-mp``: sipp binds its audio and video RTP ports from there (``-mp`` and
+    ``-mp`` + 2, RTCP beside each) and places no call at all when one is taken."""
+    return free_port_run(4, first=random.randrange(20000, 29996, 4))
+
+
 def media(workers: int = 1, **extra: Any) -> dict[str, Any]:
     """PBX ``media`` settings for ``workers`` workers on free ports."""
     base = free_port_run(workers, first=random.randrange(20000, 29000))

@@ -17,6 +17,7 @@ from tests.integration.pbx.harness import (
     no_daemons_left,
     password,
     require_debs,
+    sipp_media_port,
     wait_for,
 )
 
@@ -45,7 +46,7 @@ def capped(tmp_path: Path) -> Iterator[Pbx]:
 def _sipp(pbx: Pbx, *args: str) -> list[str]:
     return ["sipp", f"127.0.0.1:{pbx.sip_port}", "-i", "127.0.0.1", "-nostdin",
             "-p", str(free_udp_tcp_port()), "-cp", str(free_udp_tcp_port()),
-            "-mp", str(free_udp_tcp_port()), *args]  # fmt: skip
+            "-mp", str(sipp_media_port()), *args]  # fmt: skip
 
 
 def _callee(pbx: Pbx, root: Path) -> subprocess.Popen[bytes]:
@@ -53,7 +54,7 @@ def _callee(pbx: Pbx, root: Path) -> subprocess.Popen[bytes]:
     port = free_udp_tcp_port()
     uas = subprocess.Popen(
         ["sipp", "-sf", str(SCENARIOS / "capacity_uas.xml"), "-i", "127.0.0.1",
-         "-p", str(port), "-mp", str(free_udp_tcp_port()), "-cp", str(free_udp_tcp_port()),
+         "-p", str(port), "-mp", str(sipp_media_port()), "-cp", str(free_udp_tcp_port()),
          "-nostdin", "-max_socket", "512"],
         cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

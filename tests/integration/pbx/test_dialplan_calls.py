@@ -14,6 +14,7 @@ from tests.integration.pbx.harness import (
     no_daemons_left,
     phones,
     require_debs,
+    sipp_media_port,
     wait_for,
 )
 
@@ -224,7 +225,7 @@ def _sipp(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
     with (cwd / f"sipp-{len(list(cwd.glob('sipp-*.out')))}.out").open("wb") as out:
         return subprocess.Popen(
             ["sipp", "-i", "127.0.0.1", "-nostdin", "-timeout", "20s", "-m", "1",
-             "-cp", str(free_udp_tcp_port()), "-mp", str(free_udp_tcp_port()), *args],
+             "-cp", str(free_udp_tcp_port()), "-mp", str(sipp_media_port()), *args],
             cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
 

@@ -22,6 +22,7 @@ from tests.integration.pbx.harness import (
     no_daemons_left,
     phones,
     require_debs,
+    sipp_media_port,
     wait_for,
 )
 
@@ -99,7 +100,7 @@ def run_sipp(scenario: str, edge: Pbx, root: Path, *args: str, source: str = "12
     command = [
         "sipp", "-sf", str(SCENARIOS / scenario), "-i", source, "-p", str(free_udp_tcp_port()),
         "-nostdin", "-timeout", "20s", "-m", "1", "-cp", str(free_udp_tcp_port()),
-        "-mp", str(free_udp_tcp_port()), "-trace_msg", "-message_file", str(trace), *args,
+        "-mp", str(sipp_media_port()), "-trace_msg", "-message_file", str(trace), *args,
         f"127.0.0.1:{edge.sip_port}",
     ]  # fmt: skip
     result = subprocess.run(command, cwd=root, capture_output=True, timeout=40, check=False)

@@ -41,6 +41,7 @@ from tests.integration.pbx.harness import (
     no_daemons_left,
     password,
     require_debs,
+    sipp_media_port,
 )
 from tests.integration.pbx.test_dialplan_calls import TRUNK_UAC, TRUNK_UAS
 
@@ -208,7 +209,7 @@ def sipp(scenario: str, port: int, root: Path, *args: str) -> subprocess.Popen[b
     with (root / f"sipp-{port}.out").open("wb") as out:
         return subprocess.Popen(
             ["sipp", "-i", "127.0.0.1", "-nostdin", "-timeout", "30s", "-m", "1",
-             "-cp", str(free_udp_tcp_port()), "-mp", str(free_udp_tcp_port()),
+             "-cp", str(free_udp_tcp_port()), "-mp", str(sipp_media_port()),
              "-sf", str(path), "-p", str(port), *args],
             cwd=root, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip

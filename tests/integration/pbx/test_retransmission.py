@@ -24,6 +24,7 @@ from tests.integration.pbx.harness import (
     no_daemons_left,
     password,
     require_debs,
+    sipp_media_port,
     wait_for,
 )
 
@@ -59,7 +60,7 @@ def _callee(pbx: Pbx, root: Path) -> subprocess.Popen[bytes]:
     port = free_udp_tcp_port()
     uas = subprocess.Popen(
         ["sipp", "-sf", str(HERE / "sipp" / "capacity_uas.xml"), "-i", "127.0.0.1",
-         "-p", str(port), "-mp", str(free_udp_tcp_port()), "-cp", str(free_udp_tcp_port()),
+         "-p", str(port), "-mp", str(sipp_media_port()), "-cp", str(free_udp_tcp_port()),
          "-nostdin"],
         cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

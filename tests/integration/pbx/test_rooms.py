@@ -15,7 +15,6 @@ from __future__ import annotations
 import array
 import math
 import os
-import random
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -24,7 +23,6 @@ from typing import Any
 
 import pytest
 
-from appliance.demo.plan import free_port_run
 from drivers.sip.recording import ULAW
 from tests.integration.pbx.audio import power, read_channels
 from tests.integration.pbx.harness import (
@@ -37,6 +35,7 @@ from tests.integration.pbx.harness import (
     password,
     phones,
     require_debs,
+    sipp_media_port,
     wait_for,
     worker_pid,
 )
@@ -250,17 +249,11 @@ def _sipp(pbx: Pbx, scenario: Path, folder: Path, calls: int) -> subprocess.Pope
     with (folder / f"sipp-{calls}.out").open("wb") as out:
         return subprocess.Popen(
             ["sipp", f"127.0.0.1:{pbx.sip_port}", "-sf", str(scenario), "-i", "127.0.0.1",
-             "-p", str(free_udp_tcp_port()), "-mp", str(_media_ports()),
+             "-p", str(free_udp_tcp_port()), "-mp", str(sipp_media_port()),
              "-cp", str(free_udp_tcp_port()), "-m", str(calls), "-l", str(calls), "-r", "10",
              "-nostdin", "-timeout", "80s"],
             cwd=folder, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
-
-
-def _media_ports() -> int:
-    """sipp's ``-mp``: sipp binds its audio and video RTP ports from there (``-mp`` and
-    ``-mp`` + 2, RTCP beside each) and places no call at all when one is taken."""
-    return free_port_run(4, first=random.randrange(30000, 38996, 4))
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
