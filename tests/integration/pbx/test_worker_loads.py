@@ -55,6 +55,23 @@ class Events:
         raise AssertionError(f"timed out after {timeout}s; events: {self.seen}")
 
 
+def start_worker(folder: Path, port: int, proxy_port: int) -> tuple[subprocess.Popen[bytes], Path]:
+    """The real worker process, SIP on ``port`` and its proxy at ``proxy_port``, with
+    commands on its stdin and events on its stdout; and the path of its log."""
+    config = WorkerConfig(name="t", host="127.0.0.1", port=port, proxy_host="127.0.0.1",
+                          proxy_port=proxy_port, domain="test.local",
+                          media_host="127.0.0.1")  # fmt: skip
+    (folder / "worker.json").write_text(config.to_json())
+    log = folder / "worker.log"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "drivers.media.worker", str(folder / "worker.json")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+    return proc, log
+
+
 def echo_call(worker_port: int, proxy_port: int, work: Path) -> None:
     """One call to ``echo`` from the worker's Kamailio address: answered, held 1 s, hung up."""
     done = subprocess.run(
@@ -69,17 +86,7 @@ def echo_call(worker_port: int, proxy_port: int, work: Path) -> None:
 def test_a_worker_that_served_echo_and_gsm_loaded_only_the_gsm_handler(tmp_path: Path) -> None:
     require_debs()
     port, proxy_port = free_udp_tcp_port(), free_udp_tcp_port()
-    config = WorkerConfig(name="t", host="127.0.0.1", port=port, proxy_host="127.0.0.1",
-                          proxy_port=proxy_port, domain="test.local",
-                          media_host="127.0.0.1")  # fmt: skip
-    (tmp_path / "worker.json").write_text(config.to_json())
-    log = tmp_path / "worker.log"
-    with log.open("wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "drivers.media.worker", str(tmp_path / "worker.json")],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )  # fmt: skip
+    proc, log = start_worker(tmp_path, port, proxy_port)
     assert proc.stdin is not None
     events = Events(proc)
     try:

@@ -10,10 +10,7 @@ busy in Python while two other links of the room are connected to each new one.
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,12 +23,10 @@ from drivers.media.protocol import (
     RoomLinkEvent,
     RoomLinkOpen,
     RoomUnlink,
-    WorkerConfig,
     pack_command,
 )
 from tests.integration.pbx.harness import free_udp_tcp_port
-from tests.integration.pbx.test_worker_loads import Events
-from tests.procs import ROOT
+from tests.integration.pbx.test_worker_loads import Events, start_worker
 
 BURSTS = 6
 LINKS_PER_BURST = 300
@@ -68,18 +63,7 @@ def _opened(link: str) -> Callable[[Event], bool]:
 def test_links_made_and_taken_apart_under_audio_leave_the_worker_running(
     tmp_path: Path, peer: str
 ) -> None:
-    port = free_udp_tcp_port()
-    config = WorkerConfig(name="t", host="127.0.0.1", port=port, proxy_host="127.0.0.1",
-                          proxy_port=free_udp_tcp_port(), domain="test.local",
-                          media_host="127.0.0.1")  # fmt: skip
-    (tmp_path / "worker.json").write_text(config.to_json())
-    log = tmp_path / "worker.log"
-    with log.open("wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "drivers.media.worker", str(tmp_path / "worker.json")],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"},
-        )  # fmt: skip
+    proc, log = start_worker(tmp_path, free_udp_tcp_port(), free_udp_tcp_port())
     assert proc.stdin is not None
     events = Events(proc)
     try:
